@@ -1,0 +1,293 @@
+//===- MoEOps.td - MoE dialect operations ------------------*- tablegen -*-===//
+//
+// Part of moe-compiler.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOE_IR_MOEOPS_TD
+#define MOE_DIALECT_MOE_IR_MOEOPS_TD
+
+include "moe/Dialect/MoE/IR/MoEBase.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+class MoE_Op<string mnemonic, list<Trait> traits = []>
+    : Op<MoE_Dialect, mnemonic, traits>;
+
+// Attributes shared by the router and the composite layer.
+defvar RouterAttrs = (ins
+  I64Attr:$top_k,
+  DefaultValuedAttr<MoE_ScoreFuncAttr, "::mlir::moe::ScoreFunc::softmax">:$score_func,
+  UnitAttr:$score_after_topk,
+  UnitAttr:$renormalize,
+  DefaultValuedAttr<F64Attr, "1.0">:$scaling,
+  OptionalAttr<F64Attr>:$capacity_factor,
+  DefaultValuedAttr<I64Attr, "0">:$min_capacity,
+  DefaultValuedAttr<MoE_DropPolicyAttr, "::mlir::moe::DropPolicy::position">:$drop_policy,
+  OptionalAttr<I64Attr>:$n_group,
+  OptionalAttr<I64Attr>:$topk_group,
+  DefaultValuedAttr<MoE_GroupScoreAttr, "::mlir::moe::GroupScore::max">:$group_score
+);
+
+//===----------------------------------------------------------------------===//
+// RouterOp
+//===----------------------------------------------------------------------===//
+
+def MoE_RouterOp : MoE_Op<"router", [Pure, AttrSizedOperandSegments]> {
+  let summary = "top-k gating: expert ids and combine weights per token";
+  let description = [{
+    Routes every token to `top_k` experts. With a `weight` operand ([d, E])
+    the input is token activations [T, d] and the logits are `input x weight`
+    accumulated in f32; without it the input is the logits [T, E].
+
+    1. scores: `softmax` over the E logits, or `sigmoid` of each logit. With
+       `score_after_topk` (softmax only) the selection uses the raw logits and
+       the softmax runs over the selected k logits only.
+    2. The optional `bias` [E] (DeepSeek-V3's aux-loss-free balancing) is added
+       to the scores for the selection only; weights use unbiased scores.
+    3. Group-limited routing (`n_group`, `topk_group`): experts form `n_group`
+       equal groups, each scored by its best expert (`max`) or the sum of its
+       best two (`top2_sum`); only experts of the best `topk_group` groups can
+       be selected.
+    4. The top `top_k` experts are selected in descending order (ties go to the
+       lower expert id). `renormalize` divides the k weights by their sum; the
+       result is then multiplied by `scaling`.
+    5. With `capacity_factor`, each expert takes at most
+       `max(min_capacity, ceil(capacity_factor * T * top_k / E))` assignments;
+       the others are dropped (expert id -1, weight 0), chosen by `drop_policy`.
+       Without it routing is dropless.
+
+    Example (Mixtral: softmax, top-2, renormalised):
+
+    ```mlir
+    %ids, %w = moe.router %x : tensor<16x4096xbf16>
+        weight(%wr : tensor<4096x8xbf16>) {renormalize, top_k = 2 : i64}
+        -> tensor<16x2xi32>, tensor<16x2xf32>
+    ```
+  }];
+  let arguments = !con((ins MoE_FloatTensor:$input,
+                            Optional<MoE_FloatTensor>:$weight,
+                            Optional<MoE_FloatTensor>:$bias), RouterAttrs);
+  let results = (outs MoE_IndexTensor:$expert_ids, MoE_FloatTensor:$weights);
+  let assemblyFormat = [{
+    $input `:` type($input)
+    (`weight` `(` $weight^ `:` type($weight) `)`)?
+    (`bias` `(` $bias^ `:` type($bias) `)`)?
+    attr-dict `->` type($expert_ids) `,` type($weights)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+  let extraClassDeclaration = [{
+    /// Number of experts E (static: it is the last dim of the logits).
+    int64_t getNumExperts();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// DispatchOp
+//===----------------------------------------------------------------------===//
+
+def MoE_DispatchOp : MoE_Op<"dispatch", [Pure]> {
+  let summary = "permute tokens into expert-major order";
+  let description = [{
+    Gathers the token rows of `input` [T, d] into expert-major order: the
+    assignments of expert e (in token order) occupy the consecutive rows
+    `offsets[e] .. offsets[e+1]` of `permuted` [T*k, d]; rows past
+    `offsets[E]` (slots of dropped assignments) are zero. `offsets` [E+1] is
+    the exclusive prefix sum of the per-expert counts. `mapping` [T, k] is the
+    dense token-to-slot table (DeepSpeed-MoE's dense representation): the row
+    of `permuted` that holds assignment (t, j), or -1 when the expert id is
+    outside [0, E) (a dropped assignment).
+
+    ```mlir
+    %p, %off, %map = moe.dispatch %x : tensor<16x64xf32>, %ids : tensor<16x2xi32>
+        {num_experts = 8 : i64}
+        -> tensor<32x64xf32>, tensor<9xi32>, tensor<16x2xi32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_IndexTensor:$expert_ids,
+                       I64Attr:$num_experts);
+  let results = (outs MoE_FloatTensor:$permuted, MoE_IndexTensor:$offsets,
+                      MoE_IndexTensor:$mapping);
+  let assemblyFormat = [{
+    $input `:` type($input) `,` $expert_ids `:` type($expert_ids) attr-dict
+    `->` type($permuted) `,` type($offsets) `,` type($mapping)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertsOp
+//===----------------------------------------------------------------------===//
+
+def MoE_ExpertsOp : MoE_Op<"experts", [Pure]> {
+  let summary = "grouped expert FFN over expert-major rows";
+  let description = [{
+    Applies expert e's FFN to rows `offsets[e] .. offsets[e+1]` of `input`
+    [N, d]; rows past `offsets[E]` of the result are zero. Weights are stacked
+    per expert: `w_up` and `w_gate` [E, d, f], `w_down` [E, f, d].
+
+    - plain:  `y = act(x W_up) W_down`
+    - gated:  `y = (act(x W_gate) * (x W_up)) W_down` (SwiGLU with `silu`,
+      GeGLU with `gelu`).
+
+    Products accumulate in f32; the hidden activations are rounded to the
+    input's element type before the down projection.
+
+    ```mlir
+    %y = moe.experts %p : tensor<32x64xbf16> offsets(%off : tensor<9xi32>)
+        up(%wu : tensor<8x64x128xbf16>) gate(%wg : tensor<8x64x128xbf16>)
+        down(%wd : tensor<8x128x64xbf16>)
+        {activation = #moe.activation<silu>} -> tensor<32x64xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_IndexTensor:$offsets,
+                       MoE_FloatTensor:$w_up,
+                       Optional<MoE_FloatTensor>:$w_gate,
+                       MoE_FloatTensor:$w_down,
+                       MoE_ActivationAttr:$activation);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `:` type($input) `offsets` `(` $offsets `:` type($offsets) `)`
+    `up` `(` $w_up `:` type($w_up) `)`
+    (`gate` `(` $w_gate^ `:` type($w_gate) `)`)?
+    `down` `(` $w_down `:` type($w_down) `)`
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// MlpOp
+//===----------------------------------------------------------------------===//
+
+def MoE_MlpOp : MoE_Op<"mlp", [Pure]> {
+  let summary = "dense FFN applied to every token (shared expert, PR-MoE MLP)";
+  let description = [{
+    The dense counterpart of `moe.experts` for weights `w_up`/`w_gate` [d, f]
+    and `w_down` [f, d]: a shared expert (Qwen2-MoE, DeepSeek), the residual
+    MLP of PR-MoE, or a dense transformer FFN. Same numerics as
+    `moe.experts`.
+
+    ```mlir
+    %s = moe.mlp %x : tensor<16x64xf32> up(%u : tensor<64x256xf32>)
+        down(%d : tensor<256x64xf32>) {activation = #moe.activation<gelu>}
+        -> tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$w_up,
+                       Optional<MoE_FloatTensor>:$w_gate,
+                       MoE_FloatTensor:$w_down,
+                       MoE_ActivationAttr:$activation);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `:` type($input) `up` `(` $w_up `:` type($w_up) `)`
+    (`gate` `(` $w_gate^ `:` type($w_gate) `)`)?
+    `down` `(` $w_down `:` type($w_down) `)`
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+def MoE_CombineOp : MoE_Op<"combine", [Pure]> {
+  let summary = "weighted un-permute of expert outputs, with a fused residual";
+  let description = [{
+    `result[t] = residual[t] + sum_j weights[t, j] * input[mapping[t, j]]`,
+    skipping entries whose mapping is -1 (dropped). The sum accumulates in
+    f32. `residual` [T, d] is optional.
+
+    ```mlir
+    %y = moe.combine %e : tensor<32x64xf32> mapping(%map : tensor<16x2xi32>)
+        weights(%w : tensor<16x2xf32>) residual(%x : tensor<16x64xf32>)
+        -> tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_IndexTensor:$mapping,
+                       MoE_FloatTensor:$weights,
+                       Optional<MoE_FloatTensor>:$residual);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `:` type($input) `mapping` `(` $mapping `:` type($mapping) `)`
+    `weights` `(` $weights `:` type($weights) `)`
+    (`residual` `(` $residual^ `:` type($residual) `)`)?
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// LayerOp
+//===----------------------------------------------------------------------===//
+
+def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
+  let summary = "a whole MoE layer: router, experts, shared experts, PR-MoE MLP";
+  let description = [{
+    The composite MoE FFN of one transformer block, on token activations
+    `input` [T, d]. Routing follows `moe.router` (same attributes) with
+    `router_weight` [d, E] and an optional `router_bias` [E]; the routed
+    experts follow `moe.experts` (`up`, optional `gate`, `down`).
+
+    Optional parts, all with the layer's `activation`:
+    - shared experts (Qwen2-MoE, DeepSeek): `shared_up`, optional
+      `shared_gate`, `shared_down` as in `moe.mlp`; their output is added,
+      scaled by `sigmoid(input x shared_coef)` when `shared_coef` [d, 1] is
+      given (Qwen2-MoE's shared-expert gate).
+    - the PR-MoE residual MLP: `mlp_up`, `mlp_down` as in `moe.mlp`. Without
+      `mlp_coef` its output is added; with `mlp_coef` [d, 2] the two branches
+      are mixed as `c0 * moe + c1 * mlp` with `c = softmax(input x mlp_coef)`
+      (DeepSpeed-MoE's `use_residual`).
+
+    `-moe-decompose-layer` rewrites the op into `moe.router`, `moe.dispatch`,
+    `moe.experts`, `moe.mlp`, `moe.combine` and linalg.
+
+    ```mlir
+    %y = moe.layer %x : tensor<16x64xbf16>
+        router(%wr : tensor<64x8xbf16>)
+        up(%wu : tensor<8x64x128xbf16>) gate(%wg : tensor<8x64x128xbf16>)
+        down(%wd : tensor<8x128x64xbf16>)
+        {activation = #moe.activation<silu>, renormalize, top_k = 2 : i64}
+        -> tensor<16x64xbf16>
+    ```
+  }];
+  let arguments = !con((ins MoE_FloatTensor:$input,
+                            MoE_FloatTensor:$router_weight,
+                            Optional<MoE_FloatTensor>:$router_bias,
+                            MoE_FloatTensor:$w_up,
+                            Optional<MoE_FloatTensor>:$w_gate,
+                            MoE_FloatTensor:$w_down,
+                            Optional<MoE_FloatTensor>:$shared_up,
+                            Optional<MoE_FloatTensor>:$shared_gate,
+                            Optional<MoE_FloatTensor>:$shared_down,
+                            Optional<MoE_FloatTensor>:$shared_coef,
+                            Optional<MoE_FloatTensor>:$mlp_up,
+                            Optional<MoE_FloatTensor>:$mlp_down,
+                            Optional<MoE_FloatTensor>:$mlp_coef,
+                            MoE_ActivationAttr:$activation), RouterAttrs);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `:` type($input)
+    `router` `(` $router_weight `:` type($router_weight) `)`
+    (`router_bias` `(` $router_bias^ `:` type($router_bias) `)`)?
+    `up` `(` $w_up `:` type($w_up) `)`
+    (`gate` `(` $w_gate^ `:` type($w_gate) `)`)?
+    `down` `(` $w_down `:` type($w_down) `)`
+    (`shared_up` `(` $shared_up^ `:` type($shared_up) `)`)?
+    (`shared_gate` `(` $shared_gate^ `:` type($shared_gate) `)`)?
+    (`shared_down` `(` $shared_down^ `:` type($shared_down) `)`)?
+    (`shared_coef` `(` $shared_coef^ `:` type($shared_coef) `)`)?
+    (`mlp_up` `(` $mlp_up^ `:` type($mlp_up) `)`)?
+    (`mlp_down` `(` $mlp_down^ `:` type($mlp_down) `)`)?
+    (`mlp_coef` `(` $mlp_coef^ `:` type($mlp_coef) `)`)?
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+  let extraClassDeclaration = [{
+    int64_t getNumExperts();
+  }];
+}
+
+#endif // MOE_DIALECT_MOE_IR_MOEOPS_TD

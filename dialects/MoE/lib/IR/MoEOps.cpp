@@ -1,0 +1,481 @@
+//===- MoEOps.cpp - MoE dialect operations ---------------------------------===//
+//
+// Part of moe-compiler.
+//
+// Verifiers check every shape and type invariant with a message that names
+// the operand and the dimension involved, so that a user can fix the IR
+// without reading this file. Dynamic dimensions are accepted wherever the
+// invariant cannot be decided statically.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/PatternMatch.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+//===----------------------------------------------------------------------===//
+// Verification helpers
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// A named value being verified, for messages such as "w_up has d=64".
+struct Named {
+  StringRef name;
+  Value value;
+  RankedTensorType type() const {
+    return cast<RankedTensorType>(value.getType());
+  }
+  int64_t dim(unsigned i) const { return type().getDimSize(i); }
+};
+
+std::string dimStr(int64_t d) {
+  return ShapedType::isDynamic(d) ? std::string("?") : std::to_string(d);
+}
+
+/// Emits an error unless `v` has rank `rank`; `shape` spells the expected
+/// shape, e.g. "[T, d]".
+LogicalResult checkRank(Operation *op, Named v, int64_t rank,
+                        StringRef shape) {
+  if (v.type().getRank() == rank)
+    return success();
+  return op->emitOpError() << v.name << " must have rank " << rank << " "
+                           << shape << ", got " << v.type();
+}
+
+/// Emits an error unless dimension `ia` of `a` equals dimension `ib` of `b`
+/// (or either is dynamic). `what` names the size, e.g. "hidden size d".
+LogicalResult checkSameDim(Operation *op, StringRef what, Named a, unsigned ia,
+                           Named b, unsigned ib) {
+  int64_t da = a.dim(ia), db = b.dim(ib);
+  if (ShapedType::isDynamic(da) || ShapedType::isDynamic(db) || da == db)
+    return success();
+  return op->emitOpError() << what << " mismatch: " << a.name << " has "
+                           << dimStr(da) << " but " << b.name << " has "
+                           << dimStr(db);
+}
+
+/// Emits an error unless dimension `i` of `v` is `expected` (or dynamic).
+LogicalResult checkDimIs(Operation *op, StringRef what, Named v, unsigned i,
+                         int64_t expected) {
+  int64_t d = v.dim(i);
+  if (ShapedType::isDynamic(d) || ShapedType::isDynamic(expected) ||
+      d == expected)
+    return success();
+  return op->emitOpError() << what << " mismatch: " << v.name << " has "
+                           << d << ", expected " << dimStr(expected);
+}
+
+LogicalResult checkSameElementType(Operation *op, Named a, Named b) {
+  Type ea = a.type().getElementType(), eb = b.type().getElementType();
+  if (ea == eb)
+    return success();
+  return op->emitOpError() << b.name << " element type " << eb
+                           << " differs from " << a.name << "'s " << ea;
+}
+
+/// Checks an FFN's weights: `up`/`gate` [(E,) d, f] and `down` [(E,) f, d]
+/// against token rows `x` [*, d]. `lead` is 1 for stacked expert weights.
+LogicalResult verifyFfnWeights(Operation *op, Named x, Named up,
+                               std::optional<Named> gate, Named down,
+                               unsigned lead) {
+  StringRef upShape = lead ? "[E, d, f]" : "[d, f]";
+  StringRef downShape = lead ? "[E, f, d]" : "[f, d]";
+  if (failed(checkRank(op, up, 2 + lead, upShape)) ||
+      failed(checkRank(op, down, 2 + lead, downShape)) ||
+      (gate && failed(checkRank(op, *gate, 2 + lead, upShape))))
+    return failure();
+  if (failed(checkSameDim(op, "hidden size d", x, 1, up, lead)) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, down, lead + 1)) ||
+      failed(checkSameDim(op, "ffn size f", up, lead + 1, down, lead)))
+    return failure();
+  if (lead && failed(checkSameDim(op, "number of experts E", up, 0, down, 0)))
+    return failure();
+  if (gate) {
+    if (gate->type().getShape() != up.type().getShape())
+      return op->emitOpError()
+             << gate->name << " must have the shape of " << up.name << " "
+             << up.type() << ", got " << gate->type();
+    if (failed(checkSameElementType(op, x, *gate)))
+      return failure();
+  }
+  if (failed(checkSameElementType(op, x, up)) ||
+      failed(checkSameElementType(op, x, down)))
+    return failure();
+  return success();
+}
+
+/// Checks the routing attributes shared by moe.router and moe.layer against
+/// the number of experts `numExperts` and the token count `tokens`.
+template <typename OpTy>
+LogicalResult verifyRouting(OpTy op, int64_t numExperts) {
+  // I64Attr getters are unsigned; read the signed values so that negative
+  // inputs are reported rather than wrapped.
+  int64_t k = op.getTopKAttr().getInt();
+  int64_t minCapacity = op.getMinCapacityAttr().getInt();
+  if (ShapedType::isDynamic(numExperts))
+    return op.emitOpError() << "the number of experts must be static";
+  if (k < 1)
+    return op.emitOpError() << "top_k must be at least 1, got " << k;
+  if (k > numExperts)
+    return op.emitOpError() << "top_k (" << k
+                            << ") exceeds the number of experts ("
+                            << numExperts << ")";
+  if (op.getScoreAfterTopk() && op.getScoreFunc() != ScoreFunc::softmax)
+    return op.emitOpError()
+           << "score_after_topk needs score_func softmax, got "
+           << stringifyScoreFunc(op.getScoreFunc());
+  if (!(op.getScaling().convertToDouble() > 0.0))
+    return op.emitOpError() << "scaling must be positive, got "
+                            << op.getScaling().convertToDouble();
+  if (auto cf = op.getCapacityFactor()) {
+    if (!(cf->convertToDouble() > 0.0))
+      return op.emitOpError() << "capacity_factor must be positive, got "
+                              << cf->convertToDouble();
+  }
+  if (minCapacity < 0)
+    return op.emitOpError() << "min_capacity must be non-negative, got "
+                            << minCapacity;
+  std::optional<int64_t> nGroup, topkGroup;
+  if (IntegerAttr a = op.getNGroupAttr())
+    nGroup = a.getInt();
+  if (IntegerAttr a = op.getTopkGroupAttr())
+    topkGroup = a.getInt();
+  if (nGroup.has_value() != topkGroup.has_value())
+    return op.emitOpError() << "n_group and topk_group must be given together";
+  if (nGroup) {
+    if (*nGroup < 1 || numExperts % *nGroup != 0)
+      return op.emitOpError() << "n_group (" << *nGroup
+                              << ") must divide the number of experts ("
+                              << numExperts << ")";
+    if (*topkGroup < 1 || *topkGroup > *nGroup)
+      return op.emitOpError() << "topk_group (" << *topkGroup
+                              << ") must be in [1, n_group=" << *nGroup << "]";
+    int64_t perGroup = numExperts / *nGroup;
+    if (k > *topkGroup * perGroup)
+      return op.emitOpError()
+             << "top_k (" << k << ") exceeds the " << *topkGroup * perGroup
+             << " experts of the topk_group=" << *topkGroup
+             << " selected groups";
+    if (op.getGroupScore() == GroupScore::top2_sum && perGroup < 2)
+      return op.emitOpError()
+             << "group_score top2_sum needs at least 2 experts per group, got "
+             << perGroup;
+  }
+  return success();
+}
+
+/// Verifies `bias` [E].
+LogicalResult verifyBias(Operation *op, Named bias, int64_t numExperts) {
+  if (failed(checkRank(op, bias, 1, "[E]")))
+    return failure();
+  return checkDimIs(op, "number of experts E", bias, 0, numExperts);
+}
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// RouterOp
+//===----------------------------------------------------------------------===//
+
+int64_t RouterOp::getNumExperts() {
+  Value logitsSource = getWeight() ? getWeight() : getInput();
+  return cast<RankedTensorType>(logitsSource.getType()).getDimSize(1);
+}
+
+LogicalResult RouterOp::verify() {
+  Operation *op = getOperation();
+  Named input{"input", getInput()};
+  if (failed(checkRank(op, input, 2, getWeight() ? "[T, d]" : "[T, E]")))
+    return failure();
+  if (Value w = getWeight()) {
+    Named weight{"weight", w};
+    if (failed(checkRank(op, weight, 2, "[d, E]")) ||
+        failed(checkSameDim(op, "hidden size d", input, 1, weight, 0)))
+      return failure();
+  }
+  int64_t numExperts = getNumExperts();
+  if (failed(verifyRouting(*this, numExperts)))
+    return failure();
+  if (Value b = getBias())
+    if (failed(verifyBias(op, {"bias", b}, numExperts)))
+      return failure();
+  int64_t k = getTopKAttr().getInt();
+  for (Named res : {Named{"expert_ids", getExpertIds()},
+                    Named{"weights", getWeights()}}) {
+    if (failed(checkRank(op, res, 2, "[T, top_k]")) ||
+        failed(checkSameDim(op, "token count T", input, 0, res, 0)) ||
+        failed(checkDimIs(op, "top_k", res, 1, k)))
+      return failure();
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// DispatchOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DispatchOp::verify() {
+  Operation *op = getOperation();
+  Named input{"input", getInput()}, ids{"expert_ids", getExpertIds()};
+  Named permuted{"permuted", getPermuted()}, offsets{"offsets", getOffsets()},
+      mapping{"mapping", getMapping()};
+  if (failed(checkRank(op, input, 2, "[T, d]")) ||
+      failed(checkRank(op, ids, 2, "[T, k]")) ||
+      failed(checkRank(op, permuted, 2, "[T*k, d]")) ||
+      failed(checkRank(op, offsets, 1, "[E+1]")) ||
+      failed(checkRank(op, mapping, 2, "[T, k]")))
+    return failure();
+  if (getNumExperts() < 1)
+    return emitOpError() << "num_experts must be at least 1, got "
+                         << getNumExperts();
+  if (failed(checkSameDim(op, "token count T", input, 0, ids, 0)) ||
+      failed(checkSameDim(op, "hidden size d", input, 1, permuted, 1)) ||
+      failed(checkDimIs(op, "offsets size E+1", offsets, 0,
+                        getNumExperts() + 1)) ||
+      failed(checkSameElementType(op, input, permuted)))
+    return failure();
+  if (ids.type().getShape() != mapping.type().getShape())
+    return emitOpError() << "mapping must have the shape of expert_ids "
+                         << ids.type() << ", got " << mapping.type();
+  int64_t t = input.dim(0), k = ids.dim(1);
+  int64_t rows = ShapedType::isDynamic(t) || ShapedType::isDynamic(k)
+                     ? ShapedType::kDynamic
+                     : t * k;
+  return checkDimIs(op, "slot count T*k", permuted, 0, rows);
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ExpertsOp::verify() {
+  Operation *op = getOperation();
+  Named input{"input", getInput()}, offsets{"offsets", getOffsets()};
+  Named up{"w_up", getWUp()}, down{"w_down", getWDown()};
+  std::optional<Named> gate;
+  if (getWGate())
+    gate = Named{"w_gate", getWGate()};
+  if (failed(checkRank(op, input, 2, "[N, d]")) ||
+      failed(checkRank(op, offsets, 1, "[E+1]")) ||
+      failed(verifyFfnWeights(op, input, up, gate, down, /*lead=*/1)))
+    return failure();
+  int64_t numExperts = up.dim(0);
+  if (!ShapedType::isDynamic(numExperts) &&
+      failed(checkDimIs(op, "offsets size E+1", offsets, 0, numExperts + 1)))
+    return failure();
+  if (getResult().getType() != getInput().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must equal the input type "
+                         << getInput().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// MlpOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult MlpOp::verify() {
+  Operation *op = getOperation();
+  Named input{"input", getInput()};
+  Named up{"w_up", getWUp()}, down{"w_down", getWDown()};
+  std::optional<Named> gate;
+  if (getWGate())
+    gate = Named{"w_gate", getWGate()};
+  if (failed(checkRank(op, input, 2, "[T, d]")) ||
+      failed(verifyFfnWeights(op, input, up, gate, down, /*lead=*/0)))
+    return failure();
+  if (getResult().getType() != getInput().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must equal the input type "
+                         << getInput().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult CombineOp::verify() {
+  Operation *op = getOperation();
+  Named input{"input", getInput()}, mapping{"mapping", getMapping()},
+      weights{"weights", getWeights()}, result{"result", getResult()};
+  if (failed(checkRank(op, input, 2, "[N, d]")) ||
+      failed(checkRank(op, mapping, 2, "[T, k]")) ||
+      failed(checkRank(op, weights, 2, "[T, k]")) ||
+      failed(checkRank(op, result, 2, "[T, d]")))
+    return failure();
+  if (failed(checkSameDim(op, "token count T", mapping, 0, weights, 0)) ||
+      failed(checkSameDim(op, "top_k", mapping, 1, weights, 1)) ||
+      failed(checkSameDim(op, "token count T", mapping, 0, result, 0)) ||
+      failed(checkSameDim(op, "hidden size d", input, 1, result, 1)) ||
+      failed(checkSameElementType(op, input, result)))
+    return failure();
+  if (Value r = getResidual(); r && r.getType() != getResult().getType())
+    return emitOpError() << "residual type " << r.getType()
+                         << " must equal the result type "
+                         << getResult().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LayerOp
+//===----------------------------------------------------------------------===//
+
+int64_t LayerOp::getNumExperts() {
+  return cast<RankedTensorType>(getRouterWeight().getType()).getDimSize(1);
+}
+
+LogicalResult LayerOp::verify() {
+  Operation *op = getOperation();
+  Named input{"input", getInput()}, router{"router_weight", getRouterWeight()};
+  if (failed(checkRank(op, input, 2, "[T, d]")) ||
+      failed(checkRank(op, router, 2, "[d, E]")) ||
+      failed(checkSameDim(op, "hidden size d", input, 1, router, 0)))
+    return failure();
+  int64_t numExperts = getNumExperts();
+  if (failed(verifyRouting(*this, numExperts)))
+    return failure();
+  if (Value b = getRouterBias())
+    if (failed(verifyBias(op, {"router_bias", b}, numExperts)))
+      return failure();
+
+  Named up{"w_up", getWUp()}, down{"w_down", getWDown()};
+  std::optional<Named> gate;
+  if (getWGate())
+    gate = Named{"w_gate", getWGate()};
+  if (failed(verifyFfnWeights(op, input, up, gate, down, /*lead=*/1)) ||
+      failed(checkDimIs(op, "number of experts E", up, 0, numExperts)))
+    return failure();
+
+  // Shared experts: up and down together; gate and coefficient only with them.
+  if (bool(getSharedUp()) != bool(getSharedDown()))
+    return emitOpError() << "shared_up and shared_down must be given together";
+  if ((getSharedGate() || getSharedCoef()) && !getSharedUp())
+    return emitOpError()
+           << "shared_gate and shared_coef need shared_up and shared_down";
+  if (getSharedUp()) {
+    std::optional<Named> sharedGate;
+    if (getSharedGate())
+      sharedGate = Named{"shared_gate", getSharedGate()};
+    if (failed(verifyFfnWeights(op, input, {"shared_up", getSharedUp()},
+                                sharedGate, {"shared_down", getSharedDown()},
+                                /*lead=*/0)))
+      return failure();
+  }
+  if (Value c = getSharedCoef()) {
+    Named coef{"shared_coef", c};
+    if (failed(checkRank(op, coef, 2, "[d, 1]")) ||
+        failed(checkSameDim(op, "hidden size d", input, 1, coef, 0)) ||
+        failed(checkDimIs(op, "gate width", coef, 1, 1)))
+      return failure();
+  }
+
+  // PR-MoE residual MLP.
+  if (bool(getMlpUp()) != bool(getMlpDown()))
+    return emitOpError() << "mlp_up and mlp_down must be given together";
+  if (getMlpCoef() && !getMlpUp())
+    return emitOpError() << "mlp_coef needs mlp_up and mlp_down";
+  if (getMlpUp() &&
+      failed(verifyFfnWeights(op, input, {"mlp_up", getMlpUp()}, std::nullopt,
+                              {"mlp_down", getMlpDown()}, /*lead=*/0)))
+    return failure();
+  if (Value c = getMlpCoef()) {
+    Named coef{"mlp_coef", c};
+    if (failed(checkRank(op, coef, 2, "[d, 2]")) ||
+        failed(checkSameDim(op, "hidden size d", input, 1, coef, 0)) ||
+        failed(checkDimIs(op, "mixing width", coef, 1, 2)))
+      return failure();
+  }
+
+  if (getResult().getType() != getInput().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must equal the input type "
+                         << getInput().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Canonicalization: routing options that cannot change the result
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Drops routing options that are provably no-ops, so that later passes see
+/// one canonical form:
+/// - a capacity that can never drop: an expert gets at most one assignment per
+///   token, so a capacity >= T keeps everything (dropless);
+/// - group-limited routing that keeps every group (topk_group == n_group);
+/// - `renormalize` after a softmax over exactly the selected experts
+///   (score_after_topk, or softmax over all E with top_k == E): the weights
+///   already sum to one;
+/// - `score_after_topk` with top_k == E: a softmax over the selected experts is
+///   the softmax over all experts.
+template <typename OpTy>
+struct SimplifyRouting : OpRewritePattern<OpTy> {
+  using OpRewritePattern<OpTy>::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(OpTy op,
+                                PatternRewriter &rewriter) const override {
+    int64_t numExperts = op.getNumExperts();
+    int64_t k = op.getTopKAttr().getInt();
+    int64_t tokens =
+        cast<RankedTensorType>(op.getInput().getType()).getDimSize(0);
+    bool softmax = op.getScoreFunc() == ScoreFunc::softmax;
+
+    bool dropCapacity = false;
+    if (auto cf = op.getCapacityFactor(); cf && !ShapedType::isDynamic(tokens)) {
+      int64_t capacity = static_cast<int64_t>(std::ceil(
+          cf->convertToDouble() * double(tokens * k) / double(numExperts)));
+      capacity = std::max(capacity, op.getMinCapacityAttr().getInt());
+      dropCapacity = capacity >= tokens;
+    }
+    bool dropGroups = op.getNGroupAttr() && op.getTopkGroupAttr() &&
+                      op.getNGroupAttr().getInt() ==
+                          op.getTopkGroupAttr().getInt();
+    bool allSelected = k == numExperts;
+    bool dropAfterTopk = softmax && op.getScoreAfterTopk() && allSelected;
+    bool dropRenorm = softmax && op.getRenormalize() &&
+                      (op.getScoreAfterTopk() || allSelected) &&
+                      op.getScaling().convertToDouble() > 0.0;
+    if (!dropCapacity && !dropGroups && !dropAfterTopk && !dropRenorm)
+      return rewriter.notifyMatchFailure(op, "routing is already canonical");
+
+    rewriter.modifyOpInPlace(op, [&] {
+      if (dropCapacity) {
+        op.removeCapacityFactorAttr();
+        op.setMinCapacity(0);
+        op.setDropPolicy(DropPolicy::position);
+      }
+      if (dropGroups) {
+        op.removeNGroupAttr();
+        op.removeTopkGroupAttr();
+        op.setGroupScore(GroupScore::max);
+      }
+      if (dropAfterTopk)
+        op.setScoreAfterTopk(false);
+      if (dropRenorm)
+        op.setRenormalize(false);
+    });
+    return success();
+  }
+};
+} // namespace
+
+void RouterOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                           MLIRContext *context) {
+  results.add<SimplifyRouting<RouterOp>>(context);
+}
+
+void LayerOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                          MLIRContext *context) {
+  results.add<SimplifyRouting<LayerOp>>(context);
+}
+
+#define GET_OP_CLASSES
+#include "moe/Dialect/MoE/IR/MoEOps.cpp.inc"

@@ -1,0 +1,219 @@
+//===- DecomposeLayer.cpp - moe.layer into MoE primitives ------------------===//
+//
+// Part of moe-compiler.
+//
+// moe.layer is the form importers produce and the planner reasons about; the
+// backends lower the primitives. The decomposition routes the shared-expert
+// and PR-MoE branches into moe.combine's fused residual, and folds the PR-MoE
+// mixing coefficient of the MoE branch into the routing weights, so that the
+// [T, d] output is written once.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/IR/AffineMap.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEDECOMPOSELAYER
+#include "moe/Dialect/MoE/Transforms/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+/// Builds `tensor.empty` of shape [rows, cols] where `rows` may be dynamic.
+Value emptyTensor(OpBuilder &b, Location loc, OpFoldResult rows, int64_t cols,
+                  Type elementType) {
+  SmallVector<OpFoldResult> sizes{rows, b.getIndexAttr(cols)};
+  return tensor::EmptyOp::create(b, loc, sizes, elementType);
+}
+
+/// Builds a parallel linalg.generic over `init`'s shape. `maps` index the
+/// inputs; `body` computes the output element from the input elements.
+Value elementwise(OpBuilder &b, Location loc, ValueRange inputs,
+                  ArrayRef<AffineMap> maps, Value init,
+                  function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+  auto initType = cast<RankedTensorType>(init.getType());
+  SmallVector<AffineMap> indexing(maps);
+  indexing.push_back(b.getMultiDimIdentityMap(initType.getRank()));
+  SmallVector<utils::IteratorType> iterators(initType.getRank(),
+                                             utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange{initType}, inputs, ValueRange{init}, indexing,
+      iterators, [&](OpBuilder &nb, Location nloc, ValueRange args) {
+        Value out = body(nb, nloc, args.drop_back());
+        linalg::YieldOp::create(nb, nloc, out);
+      });
+  return generic.getResult(0);
+}
+
+/// `x [T, d] x w [d, n]` accumulated in f32.
+Value matmulF32(OpBuilder &b, Location loc, Value x, Value w, int64_t n) {
+  OpFoldResult rows = tensor::getMixedSize(b, loc, x, 0);
+  Type f32 = b.getF32Type();
+  Value init = emptyTensor(b, loc, rows, n, f32);
+  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(f32));
+  Value filled = linalg::FillOp::create(b, loc, zero, init).getResult(0);
+  return linalg::MatmulOp::create(b, loc, TypeRange{filled.getType()},
+                                  ValueRange{x, w}, ValueRange{filled})
+      .getResult(0);
+}
+
+Value toF32(OpBuilder &b, Location loc, Value v) {
+  if (v.getType().isF32())
+    return v;
+  return arith::ExtFOp::create(b, loc, b.getF32Type(), v);
+}
+
+Value fromF32(OpBuilder &b, Location loc, Value v, Type to) {
+  if (to.isF32())
+    return v;
+  return arith::TruncFOp::create(b, loc, to, v);
+}
+
+/// sigmoid(a - b) = 1 / (1 + exp(b - a)), in f32.
+Value sigmoidOfDifference(OpBuilder &b, Location loc, Value a, Value bb) {
+  Value one = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f));
+  Value diff = bb ? arith::SubFOp::create(b, loc, bb, a).getResult()
+                  : arith::NegFOp::create(b, loc, a).getResult();
+  Value e = math::ExpOp::create(b, loc, diff);
+  Value denom = arith::AddFOp::create(b, loc, one, e);
+  return arith::DivFOp::create(b, loc, one, denom);
+}
+
+struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(LayerOp op,
+                                PatternRewriter &rewriter) const override {
+    rewriter.replaceOp(op, decomposeLayer(rewriter, op));
+    return success();
+  }
+};
+
+struct MoEDecomposeLayerPass
+    : mlir::moe::impl::MoEDecomposeLayerBase<MoEDecomposeLayerPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateDecomposeLayerPatterns(patterns);
+    walkAndApplyPatterns(getOperation(), std::move(patterns));
+  }
+};
+} // namespace
+
+Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(op);
+  Location loc = op.getLoc();
+  Value x = op.getInput();
+  auto xType = cast<RankedTensorType>(x.getType());
+  Type elt = xType.getElementType();
+  int64_t tokens = xType.getDimSize(0), hidden = xType.getDimSize(1);
+  int64_t k = op.getTopKAttr().getInt(), numExperts = op.getNumExperts();
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  MLIRContext *ctx = b.getContext();
+
+  // Routing.
+  auto routeType = [&](Type e) {
+    return RankedTensorType::get({tokens, k}, e);
+  };
+  auto router = RouterOp::create(
+      b, loc, routeType(i32), routeType(f32), x, op.getRouterWeight(),
+      op.getRouterBias(), op.getTopKAttr(), op.getScoreFuncAttr(),
+      op.getScoreAfterTopkAttr(), op.getRenormalizeAttr(), op.getScalingAttr(),
+      op.getCapacityFactorAttr(), op.getMinCapacityAttr(),
+      op.getDropPolicyAttr(), op.getNGroupAttr(), op.getTopkGroupAttr(),
+      op.getGroupScoreAttr());
+
+  // Dispatch and the routed experts.
+  int64_t slots = ShapedType::isDynamic(tokens) ? ShapedType::kDynamic
+                                                : tokens * k;
+  auto permutedType = RankedTensorType::get({slots, hidden}, elt);
+  auto dispatch = DispatchOp::create(
+      b, loc, permutedType, RankedTensorType::get({numExperts + 1}, i32),
+      routeType(i32), x, router.getExpertIds(), b.getI64IntegerAttr(numExperts));
+  Value expertOut = ExpertsOp::create(
+      b, loc, permutedType, dispatch.getPermuted(), dispatch.getOffsets(),
+      op.getWUp(), op.getWGate(), op.getWDown(), op.getActivationAttr());
+
+  Value weights = router.getWeights();
+  Value residual;
+  OpFoldResult rows = tensor::getMixedSize(b, loc, x, 0);
+  AffineExpr d0, d1;
+  bindDims(ctx, d0, d1);
+  AffineMap identity = AffineMap::get(2, 0, {d0, d1}, ctx);
+  AffineMap col0 = AffineMap::get(2, 0, {d0, getAffineConstantExpr(0, ctx)},
+                                  ctx);
+  AffineMap col1 = AffineMap::get(2, 0, {d0, getAffineConstantExpr(1, ctx)},
+                                  ctx);
+
+  // PR-MoE residual MLP, mixed as c0 * moe + c1 * mlp with c = softmax(x Wc).
+  if (op.getMlpUp()) {
+    Value mlp = MlpOp::create(b, loc, xType, x, op.getMlpUp(), Value(),
+                              op.getMlpDown(), op.getActivationAttr());
+    if (Value coef = op.getMlpCoef()) {
+      Value logits = matmulF32(b, loc, x, coef, 2);
+      // c0 scales the routing weights: the MoE branch is linear in them.
+      weights = elementwise(
+          b, loc, {weights, logits, logits}, {identity, col0, col1},
+          emptyTensor(b, loc, rows, k, f32),
+          [](OpBuilder &nb, Location l, ValueRange a) {
+            return arith::MulFOp::create(nb, l, a[0],
+                                         sigmoidOfDifference(nb, l, a[1], a[2]))
+                .getResult();
+          });
+      mlp = elementwise(
+          b, loc, {mlp, logits, logits}, {identity, col0, col1},
+          emptyTensor(b, loc, rows, hidden, elt),
+          [elt](OpBuilder &nb, Location l, ValueRange a) {
+            Value c1 = sigmoidOfDifference(nb, l, a[2], a[1]);
+            Value v = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), c1);
+            return fromF32(nb, l, v, elt);
+          });
+    }
+    residual = mlp;
+  }
+
+  // Shared experts, optionally scaled by sigmoid(x Ws) (Qwen2-MoE).
+  if (op.getSharedUp()) {
+    Value shared =
+        MlpOp::create(b, loc, xType, x, op.getSharedUp(), op.getSharedGate(),
+                      op.getSharedDown(), op.getActivationAttr());
+    if (Value coef = op.getSharedCoef()) {
+      Value gate = matmulF32(b, loc, x, coef, 1);
+      shared = elementwise(
+          b, loc, {shared, gate}, {identity, col0},
+          emptyTensor(b, loc, rows, hidden, elt),
+          [elt](OpBuilder &nb, Location l, ValueRange a) {
+            Value s = sigmoidOfDifference(nb, l, a[1], Value());
+            Value v = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), s);
+            return fromF32(nb, l, v, elt);
+          });
+    }
+    if (residual) {
+      residual = elementwise(
+          b, loc, {residual, shared}, {identity, identity},
+          emptyTensor(b, loc, rows, hidden, elt),
+          [elt](OpBuilder &nb, Location l, ValueRange a) {
+            Value v = arith::AddFOp::create(nb, l, toF32(nb, l, a[0]),
+                                            toF32(nb, l, a[1]));
+            return fromF32(nb, l, v, elt);
+          });
+    } else {
+      residual = shared;
+    }
+  }
+
+  return CombineOp::create(b, loc, xType, expertOut, dispatch.getMapping(),
+                           weights, residual)
+      .getResult();
+}
+
+void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns) {
+  patterns.add<DecomposeLayerPattern>(patterns.getContext());
+}

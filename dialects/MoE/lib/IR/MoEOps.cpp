@@ -172,6 +172,29 @@ LogicalResult verifyRouting(OpTy op, int64_t numExperts) {
   return success();
 }
 
+/// Rejects attributes without a dialect prefix that the op does not define:
+/// a misspelt option (`renormalise`) must not silently change the routing.
+/// Dialect-prefixed discardable attributes (`shard.sharding`, ...) pass.
+template <typename OpTy>
+LogicalResult verifyKnownAttributes(OpTy op) {
+  for (NamedAttribute attr : op->getDiscardableAttrs()) {
+    StringRef name = attr.getName().strref();
+    if (name.contains('.'))
+      continue;
+    std::string known;
+    llvm::raw_string_ostream os(known);
+    llvm::interleaveComma(
+        llvm::make_filter_range(OpTy::getAttributeNames(),
+                                [](StringRef n) {
+                                  return n != "operandSegmentSizes";
+                                }),
+        os);
+    return op.emitOpError() << "unknown attribute '" << name
+                            << "' (known: " << known << ")";
+  }
+  return success();
+}
+
 /// Verifies `bias` [E].
 LogicalResult verifyBias(Operation *op, Named bias, int64_t numExperts) {
   if (failed(checkRank(op, bias, 1, "[E]")))
@@ -191,6 +214,8 @@ int64_t RouterOp::getNumExperts() {
 
 LogicalResult RouterOp::verify() {
   Operation *op = getOperation();
+  if (failed(verifyKnownAttributes(*this)))
+    return failure();
   Named input{"input", getInput()};
   if (failed(checkRank(op, input, 2, getWeight() ? "[T, d]" : "[T, E]")))
     return failure();
@@ -223,6 +248,8 @@ LogicalResult RouterOp::verify() {
 
 LogicalResult DispatchOp::verify() {
   Operation *op = getOperation();
+  if (failed(verifyKnownAttributes(*this)))
+    return failure();
   Named input{"input", getInput()}, ids{"expert_ids", getExpertIds()};
   Named permuted{"permuted", getPermuted()}, offsets{"offsets", getOffsets()},
       mapping{"mapping", getMapping()};
@@ -257,6 +284,8 @@ LogicalResult DispatchOp::verify() {
 
 LogicalResult ExpertsOp::verify() {
   Operation *op = getOperation();
+  if (failed(verifyKnownAttributes(*this)))
+    return failure();
   Named input{"input", getInput()}, offsets{"offsets", getOffsets()};
   Named up{"w_up", getWUp()}, down{"w_down", getWDown()};
   std::optional<Named> gate;
@@ -283,6 +312,8 @@ LogicalResult ExpertsOp::verify() {
 
 LogicalResult MlpOp::verify() {
   Operation *op = getOperation();
+  if (failed(verifyKnownAttributes(*this)))
+    return failure();
   Named input{"input", getInput()};
   Named up{"w_up", getWUp()}, down{"w_down", getWDown()};
   std::optional<Named> gate;
@@ -304,6 +335,8 @@ LogicalResult MlpOp::verify() {
 
 LogicalResult CombineOp::verify() {
   Operation *op = getOperation();
+  if (failed(verifyKnownAttributes(*this)))
+    return failure();
   Named input{"input", getInput()}, mapping{"mapping", getMapping()},
       weights{"weights", getWeights()}, result{"result", getResult()};
   if (failed(checkRank(op, input, 2, "[N, d]")) ||
@@ -334,6 +367,8 @@ int64_t LayerOp::getNumExperts() {
 
 LogicalResult LayerOp::verify() {
   Operation *op = getOperation();
+  if (failed(verifyKnownAttributes(*this)))
+    return failure();
   Named input{"input", getInput()}, router{"router_weight", getRouterWeight()};
   if (failed(checkRank(op, input, 2, "[T, d]")) ||
       failed(checkRank(op, router, 2, "[d, E]")) ||
@@ -430,10 +465,12 @@ struct SimplifyRouting : OpRewritePattern<OpTy> {
 
     bool dropCapacity = false;
     if (auto cf = op.getCapacityFactor(); cf && !ShapedType::isDynamic(tokens)) {
-      int64_t capacity = static_cast<int64_t>(std::ceil(
-          cf->convertToDouble() * double(tokens * k) / double(numExperts)));
-      capacity = std::max(capacity, op.getMinCapacityAttr().getInt());
-      dropCapacity = capacity >= tokens;
+      // In double: a huge factor must not overflow an integer.
+      double capacity = std::max(
+          std::ceil(cf->convertToDouble() * double(tokens) * double(k) /
+                    double(numExperts)),
+          double(op.getMinCapacityAttr().getInt()));
+      dropCapacity = capacity >= double(tokens);
     }
     bool dropGroups = op.getNGroupAttr() && op.getTopkGroupAttr() &&
                       op.getNGroupAttr().getInt() ==

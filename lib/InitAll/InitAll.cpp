@@ -6,8 +6,10 @@
 
 #include "moe/InitAll.h"
 
+#include "moe/Conversion/Passes.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
+#include "moe/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -26,6 +28,8 @@ void mlir::moe::registerAllDialects(DialectRegistry &registry) {
 void mlir::moe::registerAllPasses() {
   mlir::registerAllPasses();
   mlir::moe::registerMoEPasses();
+  mlir::moe::registerMoEConversionPasses();
+  mlir::moe::registerPipelines();
 }
 
 void mlir::moe::registerAllTranslations() {

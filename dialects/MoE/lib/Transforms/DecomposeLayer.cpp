@@ -12,6 +12,7 @@
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
+#include "moe/Dialect/MoE/Utils/TensorBuilders.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/AffineMap.h"
@@ -27,64 +28,16 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-/// Builds `tensor.empty` of shape [rows, cols] where `rows` may be dynamic.
-Value emptyTensor(OpBuilder &b, Location loc, OpFoldResult rows, int64_t cols,
-                  Type elementType) {
-  SmallVector<OpFoldResult> sizes{rows, b.getIndexAttr(cols)};
-  return tensor::EmptyOp::create(b, loc, sizes, elementType);
+/// [rows, cols] sizes where `rows` may be dynamic.
+SmallVector<OpFoldResult> sizes2d(OpBuilder &b, OpFoldResult rows,
+                                  int64_t cols) {
+  return {rows, b.getIndexAttr(cols)};
 }
 
-/// Builds a parallel linalg.generic over `init`'s shape. `maps` index the
-/// inputs; `body` computes the output element from the input elements.
-Value elementwise(OpBuilder &b, Location loc, ValueRange inputs,
-                  ArrayRef<AffineMap> maps, Value init,
-                  function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
-  auto initType = cast<RankedTensorType>(init.getType());
-  SmallVector<AffineMap> indexing(maps);
-  indexing.push_back(b.getMultiDimIdentityMap(initType.getRank()));
-  SmallVector<utils::IteratorType> iterators(initType.getRank(),
-                                             utils::IteratorType::parallel);
-  auto generic = linalg::GenericOp::create(
-      b, loc, TypeRange{initType}, inputs, ValueRange{init}, indexing,
-      iterators, [&](OpBuilder &nb, Location nloc, ValueRange args) {
-        Value out = body(nb, nloc, args.drop_back());
-        linalg::YieldOp::create(nb, nloc, out);
-      });
-  return generic.getResult(0);
-}
-
-/// `x [T, d] x w [d, n]` accumulated in f32.
-Value matmulF32(OpBuilder &b, Location loc, Value x, Value w, int64_t n) {
-  OpFoldResult rows = tensor::getMixedSize(b, loc, x, 0);
-  Type f32 = b.getF32Type();
-  Value init = emptyTensor(b, loc, rows, n, f32);
-  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(f32));
-  Value filled = linalg::FillOp::create(b, loc, zero, init).getResult(0);
-  return linalg::MatmulOp::create(b, loc, TypeRange{filled.getType()},
-                                  ValueRange{x, w}, ValueRange{filled})
-      .getResult(0);
-}
-
-Value toF32(OpBuilder &b, Location loc, Value v) {
-  if (v.getType().isF32())
-    return v;
-  return arith::ExtFOp::create(b, loc, b.getF32Type(), v);
-}
-
-Value fromF32(OpBuilder &b, Location loc, Value v, Type to) {
-  if (to.isF32())
-    return v;
-  return arith::TruncFOp::create(b, loc, to, v);
-}
-
-/// sigmoid(a - b) = 1 / (1 + exp(b - a)), in f32.
+/// sigmoid(a - b) = 1 / (1 + exp(b - a)), in f32; with a 2-way softmax
+/// [a, b], this is the weight of a.
 Value sigmoidOfDifference(OpBuilder &b, Location loc, Value a, Value bb) {
-  Value one = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f));
-  Value diff = bb ? arith::SubFOp::create(b, loc, bb, a).getResult()
-                  : arith::NegFOp::create(b, loc, a).getResult();
-  Value e = math::ExpOp::create(b, loc, diff);
-  Value denom = arith::AddFOp::create(b, loc, one, e);
-  return arith::DivFOp::create(b, loc, one, denom);
+  return sigmoidF32(b, loc, arith::SubFOp::create(b, loc, a, bb));
 }
 
 struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
@@ -157,11 +110,11 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op) {
     Value mlp = MlpOp::create(b, loc, xType, x, op.getMlpUp(), Value(),
                               op.getMlpDown(), op.getActivationAttr());
     if (Value coef = op.getMlpCoef()) {
-      Value logits = matmulF32(b, loc, x, coef, 2);
+      Value logits = matmulF32(b, loc, x, coef);
       // c0 scales the routing weights: the MoE branch is linear in them.
       weights = elementwise(
           b, loc, {weights, logits, logits}, {identity, col0, col1},
-          emptyTensor(b, loc, rows, k, f32),
+          emptyTensor(b, loc, sizes2d(b, rows, k), f32),
           [](OpBuilder &nb, Location l, ValueRange a) {
             return arith::MulFOp::create(nb, l, a[0],
                                          sigmoidOfDifference(nb, l, a[1], a[2]))
@@ -169,7 +122,7 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op) {
           });
       mlp = elementwise(
           b, loc, {mlp, logits, logits}, {identity, col0, col1},
-          emptyTensor(b, loc, rows, hidden, elt),
+          emptyTensor(b, loc, sizes2d(b, rows, hidden), elt),
           [elt](OpBuilder &nb, Location l, ValueRange a) {
             Value c1 = sigmoidOfDifference(nb, l, a[2], a[1]);
             Value v = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), c1);
@@ -185,12 +138,12 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op) {
         MlpOp::create(b, loc, xType, x, op.getSharedUp(), op.getSharedGate(),
                       op.getSharedDown(), op.getActivationAttr());
     if (Value coef = op.getSharedCoef()) {
-      Value gate = matmulF32(b, loc, x, coef, 1);
+      Value gate = matmulF32(b, loc, x, coef);
       shared = elementwise(
           b, loc, {shared, gate}, {identity, col0},
-          emptyTensor(b, loc, rows, hidden, elt),
+          emptyTensor(b, loc, sizes2d(b, rows, hidden), elt),
           [elt](OpBuilder &nb, Location l, ValueRange a) {
-            Value s = sigmoidOfDifference(nb, l, a[1], Value());
+            Value s = sigmoidF32(nb, l, a[1]);
             Value v = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), s);
             return fromF32(nb, l, v, elt);
           });
@@ -198,7 +151,7 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op) {
     if (residual) {
       residual = elementwise(
           b, loc, {residual, shared}, {identity, identity},
-          emptyTensor(b, loc, rows, hidden, elt),
+          emptyTensor(b, loc, sizes2d(b, rows, hidden), elt),
           [elt](OpBuilder &nb, Location l, ValueRange a) {
             Value v = arith::AddFOp::create(nb, l, toF32(nb, l, a[0]),
                                             toF32(nb, l, a[1]));

@@ -17,7 +17,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.moe_tools_dir, append_path=True)
 
-tools = ["moe-opt", "moe-translate"]
+tools = ["moe-opt", "moe-translate", "moe-compile"]
 llvm_config.add_tool_substitutions(tools, [config.moe_tools_dir])
 
 config.substitutions.append(("%moe_src_root", config.moe_src_root))

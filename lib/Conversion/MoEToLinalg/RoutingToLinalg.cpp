@@ -57,6 +57,14 @@ Value orI(OpBuilder &b, Location loc, Value x, Value y) {
   return arith::OrIOp::create(b, loc, x, y);
 }
 
+/// `v` with the type of `like` (a tensor.cast only where they differ, e.g. a
+/// dynamic size that the op's type has static).
+Value castTo(OpBuilder &b, Location loc, Value v, Value like) {
+  if (v.getType() == like.getType())
+    return v;
+  return tensor::CastOp::create(b, loc, like.getType(), v);
+}
+
 /// A `for i in [0, n)` loop carrying `iters`; `body` returns the next values.
 ValueRange forLoop(OpBuilder &b, Location loc, Value n, ValueRange iters,
                    function_ref<SmallVector<Value>(OpBuilder &, Location,
@@ -464,18 +472,33 @@ struct DispatchToLinalg : OpRewritePattern<DispatchOp> {
     Value x = op.getInput(), ids = op.getExpertIds();
     auto xType = cast<RankedTensorType>(x.getType());
     Type elt = xType.getElementType();
-    Value tokens = tensor::DimOp::create(b, loc, ids, 0);
-    Value k = tensor::DimOp::create(b, loc, ids, 1);
-    Value slots = arith::MulIOp::create(b, loc, tokens, k);
+    // Static sizes stay static, so that the buffers are statically sized.
+    auto idsType = cast<RankedTensorType>(ids.getType());
+    Value tokens = getValueOrCreateConstantIndexOp(
+        b, loc, tensor::getMixedSize(b, loc, ids, 0));
+    Value k = getValueOrCreateConstantIndexOp(
+        b, loc, tensor::getMixedSize(b, loc, ids, 1));
+    OpFoldResult slots, slotsPlus1;
+    if (idsType.hasStaticShape()) {
+      int64_t n = idsType.getDimSize(0) * idsType.getDimSize(1);
+      slots = b.getIndexAttr(n);
+      slotsPlus1 = b.getIndexAttr(n + 1);
+    } else {
+      Value n = arith::MulIOp::create(b, loc, tokens, k);
+      slots = n;
+      slotsPlus1 = arith::AddIOp::create(b, loc, n, constIndex(b, loc, 1))
+                       .getResult();
+    }
+    Value slotsValue = getValueOrCreateConstantIndexOp(b, loc, slots);
     Value zeroI = constI32(b, loc, 0), oneI = constI32(b, loc, 1);
     Value numE = constI32(b, loc, static_cast<int32_t>(numExperts));
 
     // The expert of assignment (t, j) and whether it is in [0, E).
     auto expertOf = [&](OpBuilder &lb, Location l, Value t, Value j) {
       Value e = extract(lb, l, ids, {t, j});
-      Value valid =
-          andI(lb, l, cmpI(lb, l, arith::CmpIPredicate::sge, e, zeroI),
-               cmpI(lb, l, arith::CmpIPredicate::slt, e, numE));
+      Value nonNegative = cmpI(lb, l, arith::CmpIPredicate::sge, e, zeroI);
+      Value inRange = cmpI(lb, l, arith::CmpIPredicate::slt, e, numE);
+      Value valid = andI(lb, l, nonNegative, inRange);
       Value safe = toIndex(lb, l, select(lb, l, valid, e, zeroI));
       return std::make_tuple(valid, safe);
     };
@@ -532,7 +555,6 @@ struct DispatchToLinalg : OpRewritePattern<DispatchOp> {
     // Slots in token order within each expert. slotToken has one extra entry
     // that absorbs the writes of dropped assignments.
     Value mapping0 = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, ids), i32);
-    Value slotsPlus1 = arith::AddIOp::create(b, loc, slots, constIndex(b, loc, 1));
     Value slotToken0 = filledTensor(b, loc, {slotsPlus1}, i32, -1);
     ValueRange assigned = forEachAssignment(
         {cursor0, mapping0, slotToken0},
@@ -546,7 +568,7 @@ struct DispatchToLinalg : OpRewritePattern<DispatchOp> {
               it[0], {e});
           Value mapping = insert(lb, l, select(lb, l, valid, s, constI32(lb, l, -1)),
                                  it[1], {t, j});
-          Value at = select(lb, l, valid, toIndex(lb, l, s), slots);
+          Value at = select(lb, l, valid, toIndex(lb, l, s), slotsValue);
           Value slotToken = insert(lb, l, toI32(lb, l, t), it[2], {at});
           return {cursor, mapping, slotToken};
         });
@@ -567,11 +589,9 @@ struct DispatchToLinalg : OpRewritePattern<DispatchOp> {
           Value zero = arith::ConstantOp::create(nb, l, nb.getZeroAttr(elt));
           return select(nb, l, valid, v, zero);
         });
-    permuted = tensor::CastOp::create(b, loc, op.getPermuted().getType(),
-                                      permuted);
-    mapping = tensor::CastOp::create(b, loc, op.getMapping().getType(), mapping);
-    offsets = tensor::CastOp::create(b, loc, op.getOffsets().getType(), offsets);
-    rewriter.replaceOp(op, {permuted, offsets, mapping});
+    rewriter.replaceOp(op, {castTo(b, loc, permuted, op.getPermuted()),
+                            castTo(b, loc, offsets, op.getOffsets()),
+                            castTo(b, loc, mapping, op.getMapping())});
     return success();
   }
 };
@@ -620,7 +640,7 @@ struct CombineToLinalg : OpRewritePattern<CombineOp> {
               })[0];
           return fromF32(nb, l, acc, elt);
         });
-    rewriter.replaceOp(op, tensor::CastOp::create(b, loc, resultType, result));
+    rewriter.replaceOp(op, castTo(b, loc, result, op.getResult()));
     return success();
   }
 };

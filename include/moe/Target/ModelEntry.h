@@ -1,0 +1,61 @@
+//===- ModelEntry.h - The executable-facing side of a compiled model -*- C++ -*-===//
+//
+// Part of moe-compiler.
+//
+// A compiled model exposes three symbols to the runtime (runtime/include/
+// moert/moert.h, moert_model_main):
+//   const char moe_model_signature[];   one line per buffer:
+//                                       "<input|weight|output> <name> <DTYPE> <d0>x<d1>..."
+//   void moe_model_run(void **buffers); buffers in signature order
+//   int main(int, char **);             calls moert_model_main
+//
+// Entry arguments name themselves with the argument attributes
+// `moe.input = "x"` or `moe.weight = "w_up"`, results with `moe.output`;
+// unannotated arguments are inputs `arg<i>`, unannotated results `result<i>`.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_TARGET_MODELENTRY_H
+#define MOE_TARGET_MODELENTRY_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Support/LLVM.h"
+
+#include <string>
+#include <vector>
+
+namespace mlir::moe {
+
+struct ModelBuffer {
+  enum class Kind { Input, Weight, Output };
+  Kind kind;
+  std::string name;
+  std::string dtype; // safetensors spelling: F32, F16, BF16, I32
+  std::vector<int64_t> shape;
+};
+
+struct ModelSignature {
+  std::string entry;
+  std::vector<ModelBuffer> buffers; // arguments first, then results
+
+  /// The text stored in `moe_model_signature`.
+  std::string serialize() const;
+};
+
+/// Finds the entry function (`entryName`, or the only public func.func),
+/// checks that it can be compiled into an executable (static shapes,
+/// supported element types, unique names) and returns its signature. Emits
+/// a diagnostic naming the argument and returns failure otherwise. Marks the
+/// entry's arguments read-only for bufferization (they may be memory-mapped
+/// weight files).
+FailureOr<ModelSignature> prepareModelEntry(ModuleOp module,
+                                            StringRef entryName);
+
+/// After lowering to the LLVM dialect: adds `moe_model_signature`,
+/// `moe_model_run` and `main` (calling `moert_model_main`).
+LogicalResult addExecutableEntry(ModuleOp module,
+                                 const ModelSignature &signature);
+
+} // namespace mlir::moe
+
+#endif // MOE_TARGET_MODELENTRY_H

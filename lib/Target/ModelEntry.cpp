@@ -1,0 +1,216 @@
+//===- ModelEntry.cpp - The executable-facing side of a compiled model -----===//
+//
+// Part of moe-compiler.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Target/ModelEntry.h"
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+std::string ModelSignature::serialize() const {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  for (const ModelBuffer &b : buffers) {
+    os << (b.kind == ModelBuffer::Kind::Input    ? "input"
+           : b.kind == ModelBuffer::Kind::Weight ? "weight"
+                                                 : "output")
+       << ' ' << b.name << ' ' << b.dtype << ' ';
+    if (b.shape.empty())
+      os << "scalar";
+    llvm::interleave(b.shape, os, "x");
+    os << '\n';
+  }
+  return text;
+}
+
+static std::optional<std::string> dtypeName(Type t) {
+  if (t.isBF16())
+    return "BF16";
+  if (t.isF16())
+    return "F16";
+  if (t.isF32())
+    return "F32";
+  if (t.isSignlessInteger(32))
+    return "I32";
+  return std::nullopt;
+}
+
+/// Reads `moe.input`/`moe.weight`/`moe.output` from an attribute dictionary.
+static LogicalResult bufferFromAttrs(Operation *where, DictionaryAttr attrs,
+                                     bool isResult, unsigned index, Type type,
+                                     ModelBuffer &out) {
+  std::string what =
+      (isResult ? "result #" : "argument #") + std::to_string(index);
+  auto tensor = dyn_cast<RankedTensorType>(type);
+  if (!tensor)
+    return where->emitError() << what << " has type " << type
+                              << "; model entries take ranked tensors";
+  if (!tensor.hasStaticShape())
+    return where->emitError()
+           << what << " has the dynamic shape " << type
+           << "; moe-compile needs static shapes at the model entry";
+  std::optional<std::string> dtype = dtypeName(tensor.getElementType());
+  if (!dtype)
+    return where->emitError() << what << " has element type "
+                              << tensor.getElementType()
+                              << "; supported: bf16, f16, f32, i32";
+  out.dtype = *dtype;
+  out.shape.assign(tensor.getShape().begin(), tensor.getShape().end());
+  auto name = [&](StringRef key) -> StringAttr {
+    return attrs ? dyn_cast_or_null<StringAttr>(attrs.get(key)) : nullptr;
+  };
+  if (isResult) {
+    out.kind = ModelBuffer::Kind::Output;
+    StringAttr n = name("moe.output");
+    out.name = n ? n.str() : "result" + std::to_string(index);
+    return success();
+  }
+  if (StringAttr n = name("moe.weight")) {
+    out.kind = ModelBuffer::Kind::Weight;
+    out.name = n.str();
+  } else {
+    out.kind = ModelBuffer::Kind::Input;
+    StringAttr in = name("moe.input");
+    out.name = in ? in.str() : "arg" + std::to_string(index);
+  }
+  return success();
+}
+
+FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
+                                                       StringRef entryName) {
+  func::FuncOp entry;
+  if (!entryName.empty()) {
+    entry = module.lookupSymbol<func::FuncOp>(entryName);
+    if (!entry)
+      return module.emitError() << "no function named '" << entryName
+                                << "' to use as the model entry";
+  } else {
+    SmallVector<func::FuncOp> publics;
+    for (auto f : module.getOps<func::FuncOp>())
+      if (f.isPublic() && !f.isExternal())
+        publics.push_back(f);
+    if (publics.size() != 1)
+      return module.emitError()
+             << "expected exactly one public function as the model entry, "
+                "found "
+             << publics.size() << " (choose one with --entry=NAME)";
+    entry = publics.front();
+  }
+
+  ModelSignature sig;
+  sig.entry = entry.getSymName().str();
+  FunctionType type = entry.getFunctionType();
+  llvm::StringSet<> names;
+  auto add = [&](ModelBuffer b) -> LogicalResult {
+    if (!names.insert(b.name).second)
+      return entry.emitError() << "two model buffers are named '" << b.name
+                               << "'";
+    if (b.name.find_first_of(" \t\n") != std::string::npos || b.name.empty())
+      return entry.emitError() << "model buffer name '" << b.name
+                               << "' must be non-empty without whitespace";
+    sig.buffers.push_back(std::move(b));
+    return success();
+  };
+  for (unsigned i = 0; i < type.getNumInputs(); ++i) {
+    ModelBuffer b;
+    if (failed(bufferFromAttrs(entry, entry.getArgAttrDict(i), false, i,
+                               type.getInput(i), b)) ||
+        failed(add(std::move(b))))
+      return failure();
+    // The names now live in the signature; the LLVM translation would warn
+    // about the dialect attributes.
+    entry.removeArgAttr(i, "moe.input");
+    entry.removeArgAttr(i, "moe.weight");
+    // Inputs and weights may live in read-only mapped files.
+    entry.setArgAttr(i, bufferization::BufferizationDialect::kWritableAttrName,
+                     BoolAttr::get(module.getContext(), false));
+  }
+  for (unsigned i = 0; i < type.getNumResults(); ++i) {
+    ModelBuffer b;
+    if (failed(bufferFromAttrs(entry, entry.getResultAttrDict(i), true, i,
+                               type.getResult(i), b)) ||
+        failed(add(std::move(b))))
+      return failure();
+    entry.removeResultAttr(i, StringAttr::get(module.getContext(), "moe.output"));
+  }
+  return sig;
+}
+
+LogicalResult mlir::moe::addExecutableEntry(ModuleOp module,
+                                            const ModelSignature &signature) {
+  MLIRContext *ctx = module.getContext();
+  auto entry = module.lookupSymbol<LLVM::LLVMFuncOp>(signature.entry);
+  if (!entry)
+    return module.emitError() << "the lowered module has no function '"
+                              << signature.entry << "'";
+  size_t numBuffers = signature.buffers.size();
+  if (entry.getNumArguments() != numBuffers)
+    return entry.emitError() << "the lowered entry takes "
+                             << entry.getNumArguments()
+                             << " pointers, the signature has " << numBuffers
+                             << " buffers";
+  for (Type t : entry.getArgumentTypes())
+    if (!isa<LLVM::LLVMPointerType>(t))
+      return entry.emitError() << "the lowered entry must take bare pointers";
+
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Location loc = entry.getLoc();
+  auto ptr = LLVM::LLVMPointerType::get(ctx);
+  auto i32 = IntegerType::get(ctx, 32);
+  auto voidTy = LLVM::LLVMVoidType::get(ctx);
+
+  // const char moe_model_signature[] = "...";
+  std::string text = signature.serialize();
+  text.push_back('\0');
+  auto arrayTy = LLVM::LLVMArrayType::get(IntegerType::get(ctx, 8), text.size());
+  LLVM::GlobalOp::create(b, loc, arrayTy, /*isConstant=*/true,
+                         LLVM::Linkage::External, "moe_model_signature",
+                         b.getStringAttr(text));
+
+  // void moe_model_run(void **buffers) { entry(buffers[0], ...); }
+  auto runTy = LLVM::LLVMFunctionType::get(voidTy, {ptr});
+  auto run = LLVM::LLVMFuncOp::create(b, loc, "moe_model_run", runTy);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    Block *body = run.addEntryBlock(b);
+    b.setInsertionPointToStart(body);
+    SmallVector<Value> args;
+    for (size_t i = 0; i < numBuffers; ++i) {
+      Value slot = LLVM::GEPOp::create(b, loc, ptr, ptr, body->getArgument(0),
+                                       ArrayRef<LLVM::GEPArg>{int32_t(i)});
+      args.push_back(LLVM::LoadOp::create(b, loc, ptr, slot));
+    }
+    LLVM::CallOp::create(b, loc, entry, args);
+    LLVM::ReturnOp::create(b, loc, ValueRange{});
+  }
+
+  // int main(int argc, char **argv) {
+  //   return moert_model_main(argc, argv, moe_model_signature, moe_model_run);
+  // }
+  auto mainImplTy = LLVM::LLVMFunctionType::get(i32, {i32, ptr, ptr, ptr});
+  auto mainImpl =
+      LLVM::LLVMFuncOp::create(b, loc, "moert_model_main", mainImplTy);
+  auto mainTy = LLVM::LLVMFunctionType::get(i32, {i32, ptr});
+  auto main = LLVM::LLVMFuncOp::create(b, loc, "main", mainTy);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    Block *body = main.addEntryBlock(b);
+    b.setInsertionPointToStart(body);
+    Value sig = LLVM::AddressOfOp::create(b, loc, ptr, "moe_model_signature");
+    Value fn = LLVM::AddressOfOp::create(b, loc, ptr, "moe_model_run");
+    auto call = LLVM::CallOp::create(
+        b, loc, mainImpl,
+        ValueRange{body->getArgument(0), body->getArgument(1), sig, fn});
+    LLVM::ReturnOp::create(b, loc, call.getResult());
+  }
+  return success();
+}

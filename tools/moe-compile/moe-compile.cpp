@@ -1,0 +1,212 @@
+//===- moe-compile.cpp - One-shot driver: moe IR to a model executable -----===//
+//
+// Part of moe-compiler.
+//
+//   moe-compile model.mlir -o model [--target=cpu] [--emit=exe|obj|llvm|mlir]
+//
+// Parses and verifies the model, runs the target pipeline, adds the entry
+// points the runtime expects, emits a native object in process and links it
+// with the runtime (libmoert.a) through the system's C++ driver. Every output
+// is written to a temporary file and renamed into place, so a failure never
+// leaves a partial output behind.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/InitAll.h"
+#include "moe/Pipelines/Pipelines.h"
+#include "moe/Target/ModelEntry.h"
+#include "moe/Target/ObjectEmitter.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+namespace {
+enum class Emit { Exe, Obj, LLVMIR, MLIR };
+
+cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"),
+                               cl::init("-"));
+cl::opt<std::string> outputFile("o", cl::desc("output path"),
+                                cl::value_desc("path"), cl::init(""));
+cl::opt<std::string> target("target", cl::desc("cpu (default) or cuda"),
+                            cl::init("cpu"));
+cl::opt<Emit> emit(
+    "emit", cl::desc("what to produce"), cl::init(Emit::Exe),
+    cl::values(clEnumValN(Emit::Exe, "exe", "a model executable (default)"),
+               clEnumValN(Emit::Obj, "obj", "the model object file"),
+               clEnumValN(Emit::LLVMIR, "llvm", "optimized LLVM IR"),
+               clEnumValN(Emit::MLIR, "mlir",
+                          "the LLVM-dialect module after the pipeline")));
+cl::opt<std::string> entryName("entry",
+                               cl::desc("model entry function (default: the "
+                                        "only public function)"),
+                               cl::init(""));
+cl::opt<std::string> cpu("cpu",
+                         cl::desc("target CPU: native (default) or an LLVM "
+                                  "CPU name such as x86-64-v3"),
+                         cl::init("native"));
+cl::opt<unsigned> optLevel("opt-level", cl::desc("LLVM optimization level"),
+                           cl::init(3));
+cl::opt<std::string> runtimeDir(
+    "runtime-dir",
+    cl::desc("directory holding libmoert.a (default: ../lib next to "
+             "moe-compile)"),
+    cl::init(""));
+
+int fail(const Twine &message) {
+  llvm::errs() << "moe-compile: error: " << message << "\n";
+  return 1;
+}
+
+/// The directory of libmoert.a: --runtime-dir, else ../lib beside this tool.
+std::string findRuntimeDir(const char *argv0) {
+  if (!runtimeDir.empty())
+    return runtimeDir;
+  std::string self = llvm::sys::fs::getMainExecutable(
+      argv0, reinterpret_cast<void *>(&findRuntimeDir));
+  llvm::SmallString<256> dir(llvm::sys::path::parent_path(self));
+  llvm::sys::path::append(dir, "..", "lib");
+  return std::string(dir);
+}
+
+/// A temporary file beside `final`, so that the rename stays on one file
+/// system.
+std::string temporaryBeside(StringRef final) {
+  return (final + ".tmp." + Twine(llvm::sys::Process::getProcessId())).str();
+}
+
+int link(StringRef object, StringRef output, StringRef libDir) {
+  llvm::SmallString<256> lib(libDir);
+  llvm::sys::path::append(lib, "libmoert.a");
+  if (!llvm::sys::fs::exists(lib))
+    return fail("the runtime library '" + lib +
+                "' does not exist (build the 'moert' target or pass "
+                "--runtime-dir)");
+  llvm::ErrorOr<std::string> driver = llvm::sys::findProgramByName("c++");
+  if (!driver)
+    driver = llvm::sys::findProgramByName("g++");
+  if (!driver)
+    driver = llvm::sys::findProgramByName("clang++");
+  if (!driver)
+    return fail("no linker driver found (looked for c++, g++, clang++ on "
+                "PATH); install g++, or use --emit=obj and link yourself");
+  std::string tmp = temporaryBeside(output);
+  SmallVector<StringRef> args{*driver, object, lib, "-lm", "-ldl",
+                              "-lpthread", "-o", tmp};
+  std::string message;
+  int rc = llvm::sys::ExecuteAndWait(*driver, args, std::nullopt, {}, 0, 0,
+                                     &message);
+  if (rc != 0) {
+    llvm::sys::fs::remove(tmp);
+    return fail("linking with " + *driver + " failed" +
+                (message.empty() ? "" : ": " + message) + " (exit code " +
+                Twine(rc) + ")");
+  }
+  if (std::error_code ec = llvm::sys::fs::rename(tmp, output)) {
+    llvm::sys::fs::remove(tmp);
+    return fail("cannot write '" + output + "': " + ec.message());
+  }
+  return 0;
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv, "moe-compiler: compile a moe model "
+                                          "into an executable\n");
+  if (target == "cuda")
+    return fail("--target=cuda: this moe-compile has no CUDA backend; "
+                "use --target=cpu");
+  if (target != "cpu")
+    return fail("unknown target '" + target + "' (expected cpu or cuda)");
+  if (outputFile.empty()) {
+    if (emit == Emit::Exe || emit == Emit::Obj)
+      return fail("no output path: pass -o <path>");
+    outputFile = "-";
+  }
+
+  DialectRegistry registry;
+  moe::registerAllDialects(registry);
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  std::string errorMessage;
+  std::unique_ptr<llvm::MemoryBuffer> input =
+      openInputFile(inputFile, &errorMessage);
+  if (!input)
+    return fail(errorMessage);
+  llvm::SourceMgr sourceMgr;
+  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  if (!module || failed(verify(*module)))
+    return 1;
+
+  FailureOr<moe::ModelSignature> signature =
+      moe::prepareModelEntry(*module, entryName);
+  if (failed(signature))
+    return 1;
+
+  PassManager pm(&context);
+  moe::buildCpuPipeline(pm);
+  if (failed(pm.run(*module)))
+    return fail("the CPU pipeline failed (see the diagnostics above)");
+  if (failed(moe::addExecutableEntry(*module, *signature)))
+    return 1;
+
+  if (emit == Emit::MLIR) {
+    std::unique_ptr<llvm::ToolOutputFile> out =
+        openOutputFile(outputFile, &errorMessage);
+    if (!out)
+      return fail(errorMessage);
+    module->print(out->os());
+    out->keep();
+    return 0;
+  }
+
+  moe::ObjectOptions options;
+  options.cpu = cpu;
+  options.optLevel = optLevel;
+  if (emit == Emit::LLVMIR || emit == Emit::Obj) {
+    bool toStdout = outputFile == "-";
+    std::string path = toStdout ? "-" : temporaryBeside(outputFile);
+    if (failed(moe::emitObject(*module, path, options, emit == Emit::LLVMIR,
+                               errorMessage)))
+      return fail(errorMessage);
+    if (!toStdout) {
+      if (std::error_code ec = llvm::sys::fs::rename(path, outputFile)) {
+        llvm::sys::fs::remove(path);
+        return fail("cannot write '" + outputFile + "': " + ec.message());
+      }
+    }
+    return 0;
+  }
+
+  llvm::SmallString<128> object;
+  if (std::error_code ec =
+          llvm::sys::fs::createTemporaryFile("moe-model", "o", object))
+    return fail("cannot create a temporary object file: " + ec.message());
+  llvm::FileRemover removeObject(object);
+  if (failed(moe::emitObject(*module, object, options, /*emitLLVMIR=*/false,
+                             errorMessage)))
+    return fail(errorMessage);
+  return link(object, outputFile, findRuntimeDir(argv[0]));
+}

@@ -10,6 +10,7 @@
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Pipelines/Pipelines.h"
+#include "moe/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -30,6 +31,7 @@ void mlir::moe::registerAllPasses() {
   mlir::moe::registerMoEPasses();
   mlir::moe::registerMoEConversionPasses();
   mlir::moe::registerPipelines();
+  mlir::moe::registerMoETransformsPasses();
 }
 
 void mlir::moe::registerAllTranslations() {

@@ -9,7 +9,7 @@ from lit.llvm import llvm_config
 config.name = "MOE"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test"]
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs", "unit"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs", "unit", "moe-testgen"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.moe_obj_root, "test")
 
@@ -17,10 +17,12 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.moe_tools_dir, append_path=True)
 
-tools = ["moe-opt", "moe-translate", "moe-compile"]
+tools = ["moe-opt", "moe-translate", "moe-compile", "moe-testgen"]
 llvm_config.add_tool_substitutions(tools, [config.moe_tools_dir])
 
 config.substitutions.append(("%moe_src_root", config.moe_src_root))
+config.substitutions.append(
+    ("%check_layer", "sh " + os.path.join(config.moe_src_root, "test", "e2e", "check-layer.sh")))
 
 # GPU tests run only where a CUDA driver and a GPU are present.
 if config.moe_has_cuda_gpu:

@@ -1,0 +1,23 @@
+//===- Internal.h - Shared pieces of the runtime's implementation -*- C++ -*-===//
+//
+// Part of moe-compiler's runtime.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOERT_SRC_INTERNAL_H
+#define MOERT_SRC_INTERNAL_H
+
+#include "moert/moert.h"
+
+#include <string>
+
+namespace moert {
+
+/// Records a printf-style message as this thread's last error and returns
+/// `status`.
+moert_status fail(moert_status status, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+} // namespace moert
+
+#endif // MOERT_SRC_INTERNAL_H

@@ -1,0 +1,383 @@
+//===- SafetensorsTest.cpp - moert safetensors reader and writer -----------===//
+//
+// Part of moe-compiler.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moert/moert.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+/// A safetensors file from a header string and raw data bytes.
+std::string makeFile(const std::string &header, const std::string &data) {
+  std::string out(8, '\0');
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i)
+    out[i] = char(n >> (8 * i));
+  return out + header + data;
+}
+
+class SafetensorsTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/moert-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+  }
+  void TearDown() override {
+    std::string cmd = "rm -rf '" + dir + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+
+  std::string write(const std::string &name, const std::string &bytes) {
+    std::string path = dir + "/" + name;
+    FILE *f = std::fopen(path.c_str(), "wb");
+    EXPECT_NE(f, nullptr);
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+    return path;
+  }
+
+  /// Opens `bytes` from a file and expects `status` with `message` in the
+  /// error; returns the message.
+  std::string expectError(const std::string &bytes, moert_status status,
+                          const std::string &message) {
+    std::string path = write("bad.safetensors", bytes);
+    moert_st_file *f = nullptr;
+    EXPECT_EQ(moert_st_open(path.c_str(), &f), status);
+    EXPECT_EQ(f, nullptr);
+    std::string got = moert_last_error();
+    EXPECT_NE(got.find(message), std::string::npos)
+        << "message: " << got << "\nexpected to contain: " << message;
+    // The in-memory variant validates the same way.
+    moert_st_file *m = nullptr;
+    EXPECT_EQ(moert_st_open_memory(bytes.data(), bytes.size(), "mem", &m),
+              status);
+    EXPECT_EQ(m, nullptr);
+    return got;
+  }
+
+  std::string dir;
+};
+
+std::string f32Header(const std::string &shape, const std::string &offsets) {
+  return R"({"t":{"dtype":"F32","shape":)" + shape +
+         R"(,"data_offsets":)" + offsets + "}}";
+}
+
+TEST_F(SafetensorsTest, RoundTripsSeveralDtypesAndShapes) {
+  std::vector<float> a = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -0.5f};
+  std::vector<uint16_t> b = {moert_f32_to_bf16(1.0f), moert_f32_to_bf16(-3.0f)};
+  int32_t scalar = 42;
+  std::vector<moert_st_tensor> ts(4);
+  ts[0] = {"layers.0.w", MOERT_F32, 2, {2, 3}, a.data(), a.size() * 4};
+  ts[1] = {"b", MOERT_BF16, 1, {2}, b.data(), 4};
+  ts[2] = {"scalar", MOERT_I32, 0, {}, &scalar, 4};
+  ts[3] = {"empty", MOERT_F16, 2, {0, 5}, nullptr, 0};
+  std::string path = dir + "/ok.safetensors";
+  ASSERT_EQ(moert_st_write(path.c_str(), ts.size(), ts.data()), MOERT_OK)
+      << moert_last_error();
+
+  moert_st_file *f = nullptr;
+  ASSERT_EQ(moert_st_open(path.c_str(), &f), MOERT_OK) << moert_last_error();
+  EXPECT_EQ(moert_st_count(f), 4u);
+  moert_st_tensor t;
+  int64_t shape[] = {2, 3};
+  ASSERT_EQ(moert_st_expect(f, "layers.0.w", MOERT_F32, 2, shape, &t),
+            MOERT_OK);
+  EXPECT_EQ(std::memcmp(t.data, a.data(), 24), 0);
+  ASSERT_EQ(moert_st_find(f, "b", &t), MOERT_OK);
+  EXPECT_EQ(t.dtype, MOERT_BF16);
+  EXPECT_EQ(moert_bf16_to_f32(static_cast<const uint16_t *>(t.data)[1]), -3.0f);
+  ASSERT_EQ(moert_st_find(f, "scalar", &t), MOERT_OK);
+  EXPECT_EQ(t.rank, 0);
+  EXPECT_EQ(*static_cast<const int32_t *>(t.data), 42);
+  ASSERT_EQ(moert_st_find(f, "empty", &t), MOERT_OK);
+  EXPECT_EQ(t.nbytes, 0u);
+  EXPECT_EQ(t.shape[0], 0);
+  EXPECT_EQ(t.shape[1], 5);
+  ASSERT_EQ(moert_st_info(f, 1, &t), MOERT_OK);
+  EXPECT_STREQ(t.name, "b");
+  EXPECT_EQ(moert_st_info(f, 4, &t), MOERT_ERR_INVALID_ARGUMENT);
+  moert_st_close(f);
+  // No temporary file is left beside the output.
+  EXPECT_NE(std::system(("ls " + dir + "/*.tmp.* 2>/dev/null").c_str()), 0);
+}
+
+TEST_F(SafetensorsTest, ReadsMetadataAndEscapes) {
+  std::string header =
+      R"({"__metadata__":{"format":"pt","note":"a\"b\u00e9"},)"
+      R"("w\u00e9":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})";
+  std::string path = write("meta.safetensors", makeFile(header + "  ", "ab"));
+  moert_st_file *f = nullptr;
+  ASSERT_EQ(moert_st_open(path.c_str(), &f), MOERT_OK) << moert_last_error();
+  EXPECT_STREQ(moert_st_metadata(f, "format"), "pt");
+  EXPECT_STREQ(moert_st_metadata(f, "note"), "a\"b\xc3\xa9");
+  EXPECT_EQ(moert_st_metadata(f, "missing"), nullptr);
+  moert_st_tensor t;
+  EXPECT_EQ(moert_st_find(f, "w\xc3\xa9", &t), MOERT_OK);
+  moert_st_close(f);
+}
+
+TEST_F(SafetensorsTest, MissingFile) {
+  moert_st_file *f = nullptr;
+  EXPECT_EQ(moert_st_open((dir + "/nope.safetensors").c_str(), &f),
+            MOERT_ERR_IO);
+  EXPECT_NE(std::string(moert_last_error()).find("No such file"),
+            std::string::npos);
+}
+
+TEST_F(SafetensorsTest, EmptyFile) {
+  expectError("", MOERT_ERR_FORMAT, "0-byte file is too short");
+}
+
+TEST_F(SafetensorsTest, SevenByteFile) {
+  expectError("1234567", MOERT_ERR_FORMAT, "7-byte file is too short");
+}
+
+TEST_F(SafetensorsTest, HeaderLengthPastEnd) {
+  std::string bytes = makeFile("{}", "");
+  bytes[0] = 100;
+  expectError(bytes, MOERT_ERR_FORMAT,
+              "header length 100 runs past the end of the file (10 bytes)");
+}
+
+TEST_F(SafetensorsTest, HugeHeaderLength) {
+  std::string bytes(16, '\xff');
+  expectError(bytes, MOERT_ERR_FORMAT, "exceeds the 100 MB limit");
+}
+
+TEST_F(SafetensorsTest, UnterminatedString) {
+  expectError(makeFile(R"({"t":{"dtype":"F32)", ""), MOERT_ERR_FORMAT,
+              "unterminated string");
+}
+
+TEST_F(SafetensorsTest, MissingColon) {
+  expectError(makeFile(R"({"t" {}})", ""), MOERT_ERR_FORMAT,
+              "expected ':' after an object key");
+}
+
+TEST_F(SafetensorsTest, TrailingComma) {
+  expectError(makeFile(R"({"a":{},})", ""), MOERT_ERR_FORMAT,
+              "expected a string key in an object");
+}
+
+TEST_F(SafetensorsTest, GarbageAfterObject) {
+  expectError(makeFile(R"({} x)", ""), MOERT_ERR_FORMAT,
+              "unexpected characters after the header object");
+}
+
+TEST_F(SafetensorsTest, DeeplyNestedJson) {
+  expectError(makeFile(std::string(200, '[') + std::string(200, ']'), ""),
+              MOERT_ERR_FORMAT, "JSON nested too deeply");
+}
+
+TEST_F(SafetensorsTest, HeaderIsNotAnObject) {
+  expectError(makeFile("[1,2]", ""), MOERT_ERR_FORMAT,
+              "the header is not a JSON object");
+}
+
+TEST_F(SafetensorsTest, WrongTypeForShape) {
+  expectError(makeFile(f32Header(R"("2")", "[0,8]"), std::string(8, 'x')),
+              MOERT_ERR_FORMAT, "tensor 't': missing or non-array 'shape'");
+}
+
+TEST_F(SafetensorsTest, WrongTypeForDtype) {
+  expectError(
+      makeFile(R"({"t":{"dtype":4,"shape":[1],"data_offsets":[0,4]}})", "xxxx"),
+      MOERT_ERR_FORMAT, "tensor 't': missing or non-string 'dtype'");
+}
+
+TEST_F(SafetensorsTest, WrongTypeForOffsets) {
+  expectError(makeFile(f32Header("[1]", "[0]"), "xxxx"), MOERT_ERR_FORMAT,
+              "'data_offsets' must be an array [begin, end]");
+}
+
+TEST_F(SafetensorsTest, UnknownDtype) {
+  expectError(
+      makeFile(R"({"t":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})", "x"),
+      MOERT_ERR_FORMAT, "tensor 't': unknown dtype 'F8'");
+}
+
+TEST_F(SafetensorsTest, NegativeShapeEntry) {
+  expectError(makeFile(f32Header("[-1]", "[0,4]"), "xxxx"), MOERT_ERR_FORMAT,
+              "shape entry 0 is not a non-negative integer");
+}
+
+TEST_F(SafetensorsTest, SizeDisagreesWithOffsets) {
+  expectError(makeFile(f32Header("[3]", "[0,8]"), std::string(8, 'x')),
+              MOERT_ERR_FORMAT,
+              "shape and dtype need 12 bytes but the data offsets span 8");
+}
+
+TEST_F(SafetensorsTest, OffsetsPastTheEnd) {
+  expectError(makeFile(f32Header("[4]", "[0,16]"), std::string(8, 'x')),
+              MOERT_ERR_FORMAT,
+              "tensor 't': data offsets [0, 16) end past the data section "
+              "(8 bytes; the file may be truncated)");
+}
+
+TEST_F(SafetensorsTest, BeginAfterEnd) {
+  expectError(makeFile(f32Header("[1]", "[8,4]"), std::string(8, 'x')),
+              MOERT_ERR_FORMAT, "data offsets [8, 4) begin after they end");
+}
+
+TEST_F(SafetensorsTest, OverlappingTensors) {
+  std::string header =
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+  expectError(makeFile(header, std::string(12, 'x')), MOERT_ERR_FORMAT,
+              "tensor 'b': its data overlaps tensor 'a'");
+}
+
+TEST_F(SafetensorsTest, DuplicatedNames) {
+  std::string header =
+      R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+      R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  expectError(makeFile(header, std::string(8, 'x')), MOERT_ERR_FORMAT,
+              "tensor 'a': the name appears twice");
+}
+
+TEST_F(SafetensorsTest, ShapeProductOverflows) {
+  expectError(makeFile(f32Header("[4611686018427387904,4]", "[0,4]"), "xxxx"),
+              MOERT_ERR_FORMAT, "overflows");
+}
+
+TEST_F(SafetensorsTest, RankAboveEight) {
+  expectError(makeFile(f32Header("[1,1,1,1,1,1,1,1,1]", "[0,4]"), "xxxx"),
+              MOERT_ERR_FORMAT, "rank 9 exceeds the supported 8");
+}
+
+TEST_F(SafetensorsTest, TruncatedData) {
+  // A valid file cut short in its data section.
+  std::vector<float> a(16, 1.0f);
+  moert_st_tensor t = {"w", MOERT_F32, 1, {16}, a.data(), 64};
+  std::string path = dir + "/full.safetensors";
+  ASSERT_EQ(moert_st_write(path.c_str(), 1, &t), MOERT_OK);
+  FILE *f = std::fopen(path.c_str(), "rb");
+  std::string bytes(4096, '\0');
+  bytes.resize(std::fread(&bytes[0], 1, bytes.size(), f));
+  std::fclose(f);
+  bytes.resize(bytes.size() - 10);
+  expectError(bytes, MOERT_ERR_FORMAT, "tensor 'w': data offsets [0, 64) end "
+                                       "past the data section (54 bytes");
+}
+
+TEST_F(SafetensorsTest, ExpectReportsMissingShapeAndDtype) {
+  std::vector<uint16_t> w(8 * 4, 0);
+  moert_st_tensor t = {"w_up", MOERT_BF16, 2, {8, 4}, w.data(), w.size() * 2};
+  std::string path = dir + "/w.safetensors";
+  ASSERT_EQ(moert_st_write(path.c_str(), 1, &t), MOERT_OK);
+  moert_st_file *f = nullptr;
+  ASSERT_EQ(moert_st_open(path.c_str(), &f), MOERT_OK);
+  int64_t good[] = {8, 4}, bad[] = {8, 8};
+  EXPECT_EQ(moert_st_expect(f, "w_down", MOERT_BF16, 2, good, nullptr),
+            MOERT_ERR_NOT_FOUND);
+  EXPECT_NE(std::string(moert_last_error()).find("tensor 'w_down' is missing"),
+            std::string::npos);
+  EXPECT_EQ(moert_st_expect(f, "w_up", MOERT_BF16, 2, bad, nullptr),
+            MOERT_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(moert_last_error())
+                .find("tensor 'w_up' has shape [8, 4] but the model needs "
+                      "[8, 8]"),
+            std::string::npos);
+  EXPECT_EQ(moert_st_expect(f, "w_up", MOERT_F16, 2, good, nullptr),
+            MOERT_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(moert_last_error())
+                .find("tensor 'w_up' has dtype BF16 but the model needs F16"),
+            std::string::npos);
+  EXPECT_EQ(moert_st_expect(f, "w_up", MOERT_BF16, 2, good, nullptr),
+            MOERT_OK);
+  moert_st_close(f);
+}
+
+TEST_F(SafetensorsTest, WriteIntoMissingDirectoryLeavesNothing) {
+  float v = 1.0f;
+  moert_st_tensor t = {"v", MOERT_F32, 1, {1}, &v, 4};
+  std::string path = dir + "/no/such/dir/out.safetensors";
+  EXPECT_EQ(moert_st_write(path.c_str(), 1, &t), MOERT_ERR_IO);
+  EXPECT_NE(std::string(moert_last_error()).find(path), std::string::npos);
+  EXPECT_NE(access(path.c_str(), F_OK), 0);
+}
+
+TEST_F(SafetensorsTest, WriteRejectsDuplicatesAndKeepsTheOldFile) {
+  float v = 1.0f;
+  moert_st_tensor ok = {"v", MOERT_F32, 1, {1}, &v, 4};
+  std::string path = dir + "/keep.safetensors";
+  ASSERT_EQ(moert_st_write(path.c_str(), 1, &ok), MOERT_OK);
+  moert_st_tensor dup[] = {ok, ok};
+  EXPECT_EQ(moert_st_write(path.c_str(), 2, dup), MOERT_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(moert_last_error()).find("'v' appears twice"),
+            std::string::npos);
+  moert_st_file *f = nullptr;
+  ASSERT_EQ(moert_st_open(path.c_str(), &f), MOERT_OK);
+  EXPECT_EQ(moert_st_count(f), 1u);
+  moert_st_close(f);
+}
+
+TEST(ConversionTest, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(moert_f32_to_bf16(1.0f), 0x3F80);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even 1.0.
+  EXPECT_EQ(moert_f32_to_bf16(1.00390625f), 0x3F80);
+  // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: to the even one.
+  EXPECT_EQ(moert_f32_to_bf16(1.01171875f), 0x3F82);
+  EXPECT_EQ(moert_f32_to_bf16(-2.0f), 0xC000);
+  EXPECT_EQ(moert_f32_to_bf16(INFINITY), 0x7F80);
+  EXPECT_TRUE(std::isnan(moert_bf16_to_f32(moert_f32_to_bf16(NAN))));
+  EXPECT_EQ(moert_bf16_to_f32(0x3FC0), 1.5f);
+}
+
+TEST(ConversionTest, F16ValuesRoundingInfinityAndSubnormals) {
+  EXPECT_EQ(moert_f32_to_f16(1.0f), 0x3C00);
+  EXPECT_EQ(moert_f32_to_f16(-2.5f), 0xC100);
+  EXPECT_EQ(moert_f32_to_f16(65504.0f), 0x7BFF);
+  EXPECT_EQ(moert_f32_to_f16(65520.0f), 0x7C00); // rounds up to infinity
+  EXPECT_EQ(moert_f32_to_f16(1e10f), 0x7C00);
+  // 1 + 2^-11 is halfway between 1 and the next half: ties to even (1.0).
+  EXPECT_EQ(moert_f32_to_f16(1.00048828125f), 0x3C00);
+  // The smallest subnormal, 2^-24, and half of it (ties to even: 0).
+  EXPECT_EQ(moert_f32_to_f16(5.9604644775390625e-08f), 0x0001);
+  EXPECT_EQ(moert_f32_to_f16(2.98023223876953125e-08f), 0x0000);
+  EXPECT_EQ(moert_f16_to_f32(0x0001), 5.9604644775390625e-08f);
+  EXPECT_EQ(moert_f16_to_f32(0x03FF), 6.09755516052246094e-05f);
+  EXPECT_EQ(moert_f16_to_f32(0x7C00), INFINITY);
+  EXPECT_TRUE(std::isnan(moert_f16_to_f32(moert_f32_to_f16(NAN))));
+  // Every finite half survives a round trip through f32.
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7C00) == 0x7C00)
+      continue;
+    ASSERT_EQ(moert_f32_to_f16(moert_f16_to_f32(uint16_t(h))), h) << h;
+  }
+}
+
+TEST(ConversionTest, BulkConvertRejectsIntegers) {
+  float in[2] = {1.0f, 2.0f};
+  uint16_t out[2];
+  ASSERT_EQ(moert_convert(in, MOERT_F32, out, MOERT_BF16, 2), MOERT_OK);
+  EXPECT_EQ(out[1], 0x4000);
+  EXPECT_EQ(moert_convert(in, MOERT_F32, out, MOERT_I32, 2),
+            MOERT_ERR_UNSUPPORTED);
+  EXPECT_NE(std::string(moert_last_error()).find("F32 to I32"),
+            std::string::npos);
+}
+
+TEST(MemoryTest, AlignedAndFailsWithTheSize) {
+  void *p = nullptr;
+  ASSERT_EQ(moert_alloc(100, &p), MOERT_OK);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+  moert_free(p);
+  EXPECT_EQ(moert_alloc(SIZE_MAX - 10, &p), MOERT_ERR_OUT_OF_MEMORY);
+  EXPECT_NE(std::string(moert_last_error()).find("18446744073709551605"),
+            std::string::npos);
+}
+
+} // namespace

@@ -21,6 +21,7 @@ tools = ["moe-opt", "moe-translate", "moe-compile", "moe-testgen"]
 llvm_config.add_tool_substitutions(tools, [config.moe_tools_dir])
 
 config.substitutions.append(("%moe_src_root", config.moe_src_root))
+config.substitutions.append(("%moe_obj_root", config.moe_obj_root))
 config.substitutions.append(
     ("%check_layer", "sh " + os.path.join(config.moe_src_root, "test", "e2e", "check-layer.sh")))
 

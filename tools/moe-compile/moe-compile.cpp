@@ -17,6 +17,7 @@
 #include "moe/Target/ModelEntry.h"
 #include "moe/Target/ObjectEmitter.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
@@ -165,10 +166,42 @@ int main(int argc, char **argv) {
   if (failed(signature))
     return 1;
 
+  // The CPU pipeline lowers these dialects; anything else (collectives of the
+  // shard dialect, GPU ops, ...) is named before a pass fails on it.
+  WalkResult supported = module->walk([&](Operation *op) {
+    StringRef ns = op->getDialect() ? op->getDialect()->getNamespace() : "";
+    static const StringRef lowered[] = {
+        "builtin", "func",   "moe",   "arith", "math", "tensor",
+        "linalg",  "scf",    "affine", "memref", "cf", "bufferization",
+        "index",   "llvm"};
+    if (llvm::is_contained(lowered, ns))
+      return WalkResult::advance();
+    op->emitError() << "'" << op->getName()
+                    << "' is not supported by the CPU backend";
+    return WalkResult::interrupt();
+  });
+  if (supported.wasInterrupted())
+    return 1;
+
   PassManager pm(&context);
   moe::buildCpuPipeline(pm);
   if (failed(pm.run(*module)))
     return fail("the CPU pipeline failed (see the diagnostics above)");
+  // Anything the pipeline could not lower is an op this backend does not
+  // support; name it rather than failing later in the LLVM translation.
+  Operation *unsupported = nullptr;
+  module->walk([&](Operation *op) {
+    if (op != module->getOperation() &&
+        !isa<LLVM::LLVMDialect>(op->getDialect()) && !unsupported)
+      unsupported = op;
+  });
+  if (unsupported) {
+    unsupported->emitError()
+        << "'" << unsupported->getName()
+        << "' is not supported by the CPU backend (it is left after the "
+           "CPU pipeline)";
+    return 1;
+  }
   if (failed(moe::addExecutableEntry(*module, *signature)))
     return 1;
 

@@ -65,6 +65,11 @@ cl::opt<std::string> cpu("cpu",
                          cl::init("native"));
 cl::opt<unsigned> optLevel("opt-level", cl::desc("LLVM optimization level"),
                            cl::init(3));
+cl::opt<std::string> linker(
+    "linker",
+    cl::desc("C++ driver that links the executable (default: the compiler "
+             "that built the runtime, else c++, g++ or clang++ on PATH)"),
+    cl::init(""));
 cl::opt<std::string> runtimeDir(
     "runtime-dir",
     cl::desc("directory holding libmoert.a (default: ../lib next to "
@@ -100,7 +105,19 @@ int link(StringRef object, StringRef output, StringRef libDir) {
     return fail("the runtime library '" + lib +
                 "' does not exist (build the 'moert' target or pass "
                 "--runtime-dir)");
-  llvm::ErrorOr<std::string> driver = llvm::sys::findProgramByName("c++");
+  // --linker, else the compiler that built the runtime, else the usual
+  // drivers on PATH.
+  llvm::ErrorOr<std::string> driver =
+      std::make_error_code(std::errc::no_such_file_or_directory);
+  if (!linker.empty()) {
+    if (!llvm::sys::fs::can_execute(linker))
+      return fail("the linker driver '" + linker + "' is not executable");
+    driver = std::string(linker);
+  } else if (llvm::sys::fs::can_execute(MOE_LINKER_DRIVER)) {
+    driver = std::string(MOE_LINKER_DRIVER);
+  }
+  if (!driver)
+    driver = llvm::sys::findProgramByName("c++");
   if (!driver)
     driver = llvm::sys::findProgramByName("g++");
   if (!driver)
@@ -111,6 +128,8 @@ int link(StringRef object, StringRef output, StringRef libDir) {
   std::string tmp = temporaryBeside(output);
   SmallVector<StringRef> args{*driver, object, lib, "-lm", "-ldl",
                               "-lpthread", "-o", tmp};
+  if (StringRef(MOE_MODEL_LINK_FLAGS).size())
+    args.push_back(MOE_MODEL_LINK_FLAGS);
   std::string message;
   int rc = llvm::sys::ExecuteAndWait(*driver, args, std::nullopt, {}, 0, 0,
                                      &message);
@@ -141,6 +160,19 @@ int main(int argc, char **argv) {
     if (emit == Emit::Exe || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");
     outputFile = "-";
+  }
+
+  // Fail before any work when the output cannot be written.
+  if (outputFile != "-") {
+    llvm::SmallString<256> dir(llvm::sys::path::parent_path(outputFile));
+    if (dir.empty())
+      dir = ".";
+    if (!llvm::sys::fs::is_directory(dir))
+      return fail("cannot write '" + outputFile + "': the directory '" + dir +
+                  "' does not exist");
+    if (llvm::sys::fs::access(dir, llvm::sys::fs::AccessMode::Write))
+      return fail("cannot write '" + outputFile + "': the directory '" + dir +
+                  "' is not writable");
   }
 
   DialectRegistry registry;

@@ -1,0 +1,44 @@
+//===- mlir-fuzzer.cpp - libFuzzer target: parse, verify, lower moe IR -----===//
+//
+// Part of moe-compiler. Feeds arbitrary text to the parser with every dialect
+// moe-opt registers, verifies what parses, and runs the moe lowering
+// (decomposition and convert-moe-to-linalg) on what verifies. Any crash,
+// assertion or sanitizer report is a bug: bad IR must end in a diagnostic.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/InitAll.h"
+#include "moe/Pipelines/Pipelines.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+
+using namespace mlir;
+
+static MLIRContext &context() {
+  static MLIRContext *ctx = [] {
+    DialectRegistry registry;
+    moe::registerAllDialects(registry);
+    auto *c = new MLIRContext(registry, MLIRContext::Threading::DISABLED);
+    c->loadAllAvailableDialects();
+    return c;
+  }();
+  return *ctx;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  MLIRContext &ctx = context();
+  ScopedDiagnosticHandler quiet(&ctx, [](Diagnostic &) { return success(); });
+  StringRef text(reinterpret_cast<const char *>(data), size);
+  OwningOpRef<ModuleOp> module = parseSourceString<ModuleOp>(text, &ctx);
+  if (!module || failed(verify(*module)))
+    return 0;
+  PassManager pm(&ctx);
+  moe::buildMoEToLinalgPipeline(pm);
+  (void)pm.run(*module);
+  return 0;
+}

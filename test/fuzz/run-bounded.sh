@@ -1,0 +1,13 @@
+#!/bin/sh
+# run-bounded.sh FUZZER SECONDS CORPUS SEED_DIR...
+# A short fuzz run: the corpus starts from the seeds (lit inputs, sample
+# files, every past crash under regressions/) and grows in CORPUS.
+set -e
+fuzzer=$1; seconds=$2; corpus=$3; shift 3
+mkdir -p "$corpus"
+seeds=""
+for d in "$@"; do [ -d "$d" ] && seeds="$seeds $d"; done
+export ASAN_OPTIONS=detect_container_overflow=0:detect_leaks=0
+# shellcheck disable=SC2086
+exec "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+  -print_final_stats=1 "$corpus" $seeds

@@ -7,7 +7,10 @@ fuzzer=$1; seconds=$2; corpus=$3; shift 3
 mkdir -p "$corpus"
 seeds=""
 for d in "$@"; do [ -d "$d" ] && seeds="$seeds $d"; done
-export ASAN_OPTIONS=detect_container_overflow=0:detect_leaks=0
+# allow_user_poisoning=0: LLVM's allocators, inlined into our instrumented
+# code, poison memory that the uninstrumented libMLIR then uses.
+export ASAN_OPTIONS=detect_container_overflow=0:detect_leaks=0:allow_user_poisoning=0
 # shellcheck disable=SC2086
 exec "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+  -artifact_prefix="$corpus/../" \
   -print_final_stats=1 "$corpus" $seeds

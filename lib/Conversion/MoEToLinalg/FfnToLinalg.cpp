@@ -133,9 +133,12 @@ struct ExpertsToLinalg : OpRewritePattern<ExpertsOp> {
                                                     strides);
           Value dest = tensor::ExtractSliceOp::create(lb, l, iter[0], offs,
                                                       sizes, strides);
-          Value ye = buildFfn(lb, l, xe, expertSlice(lb, l, up, e),
-                              gate ? expertSlice(lb, l, gate, e) : Value(),
-                              expertSlice(lb, l, down, e), act, dest);
+          // One statement each: the IR order must not depend on the C++
+          // compiler's order of evaluating arguments.
+          Value upE = expertSlice(lb, l, up, e);
+          Value gateE = gate ? expertSlice(lb, l, gate, e) : Value();
+          Value downE = expertSlice(lb, l, down, e);
+          Value ye = buildFfn(lb, l, xe, upE, gateE, downE, act, dest);
           Value next = tensor::InsertSliceOp::create(lb, l, ye, iter[0], offs,
                                                      sizes, strides);
           scf::YieldOp::create(lb, l, next);

@@ -150,9 +150,9 @@ Value normalizeRows(OpBuilder &b, Location loc, Value x) {
 Value before(OpBuilder &b, Location loc, Value s, Value i, Value ps,
              Value pi) {
   Value higher = cmpF(b, loc, arith::CmpFPredicate::OGT, s, ps);
-  Value tie = andI(b, loc, cmpF(b, loc, arith::CmpFPredicate::OEQ, s, ps),
-                   cmpI(b, loc, arith::CmpIPredicate::slt, i, pi));
-  return orI(b, loc, higher, tie);
+  Value equal = cmpF(b, loc, arith::CmpFPredicate::OEQ, s, ps);
+  Value lower = cmpI(b, loc, arith::CmpIPredicate::slt, i, pi);
+  return orI(b, loc, higher, andI(b, loc, equal, lower));
 }
 
 /// Scans `n` candidates for the first one in selection order that comes
@@ -263,8 +263,8 @@ struct RouterToLinalg : OpRewritePattern<RouterOp> {
                   Value gt1 = cmpF(lb, ll, arith::CmpFPredicate::OGT, s, it[0]);
                   Value gt2 = cmpF(lb, ll, arith::CmpFPredicate::OGT, s, it[1]);
                   Value b1 = select(lb, ll, gt1, s, it[0]);
-                  Value b2 = select(lb, ll, gt1, it[0],
-                                    select(lb, ll, gt2, s, it[1]));
+                  Value second = select(lb, ll, gt2, s, it[1]);
+                  Value b2 = select(lb, ll, gt1, it[0], second);
                   return {b1, b2};
                 });
             return top2 ? arith::AddFOp::create(nb, l, best[0], best[1])
@@ -305,11 +305,10 @@ struct RouterToLinalg : OpRewritePattern<RouterOp> {
             Value g = arith::DivUIOp::create(ab, al, e,
                                              constIndex(ab, al, perGroup));
             Value s = extract(ab, al, groupScores, {t, g});
-            Value atThr = andI(
-                ab, al, cmpF(ab, al, arith::CmpFPredicate::OEQ, s, thrS),
-                cmpI(ab, al, arith::CmpIPredicate::sle, g, thrI));
-            return orI(ab, al,
-                       cmpF(ab, al, arith::CmpFPredicate::OGT, s, thrS), atThr);
+            Value above = cmpF(ab, al, arith::CmpFPredicate::OGT, s, thrS);
+            Value equal = cmpF(ab, al, arith::CmpFPredicate::OEQ, s, thrS);
+            Value notAfter = cmpI(ab, al, arith::CmpIPredicate::sle, g, thrI);
+            return orI(ab, al, above, andI(ab, al, equal, notAfter));
           };
           ValueRange picked = forLoop(
               tb, l, constIndex(tb, l, k), {it[0], it[1], posInf, none},

@@ -10,9 +10,9 @@
 // CHECK:   %[[B:.+]] = tensor.extract %[[OFF]][%[[E]]]
 // CHECK:   %[[XE:.+]] = tensor.extract_slice %[[X]][%{{.*}}, 0] [%[[N:.+]], 64] [1, 1] : tensor<32x64xbf16> to tensor<?x64xbf16>
 // CHECK:   %[[DEST:.+]] = tensor.extract_slice %[[ACC]][%{{.*}}, 0] [%[[N]], 64] [1, 1]
-// CHECK:   %[[WDE:.+]] = tensor.extract_slice %[[WD]][%[[E]], 0, 0] [1, 128, 64] [1, 1, 1] : tensor<8x128x64xbf16> to tensor<128x64xbf16>
-// CHECK:   %[[WGE:.+]] = tensor.extract_slice %[[WG]][%[[E]], 0, 0] [1, 64, 128] [1, 1, 1] : tensor<8x64x128xbf16> to tensor<64x128xbf16>
 // CHECK:   %[[WUE:.+]] = tensor.extract_slice %[[WU]][%[[E]], 0, 0] [1, 64, 128] [1, 1, 1] : tensor<8x64x128xbf16> to tensor<64x128xbf16>
+// CHECK:   %[[WGE:.+]] = tensor.extract_slice %[[WG]][%[[E]], 0, 0] [1, 64, 128] [1, 1, 1] : tensor<8x64x128xbf16> to tensor<64x128xbf16>
+// CHECK:   %[[WDE:.+]] = tensor.extract_slice %[[WD]][%[[E]], 0, 0] [1, 128, 64] [1, 1, 1] : tensor<8x128x64xbf16> to tensor<128x64xbf16>
 // CHECK:   %[[H:.+]] = linalg.matmul ins(%[[XE]], %[[WUE]] : tensor<?x64xbf16>, tensor<64x128xbf16>) outs(%{{.*}} : tensor<?x128xf32>)
 // CHECK:   %[[G:.+]] = linalg.matmul ins(%[[XE]], %[[WGE]] : tensor<?x64xbf16>, tensor<64x128xbf16>) outs(%{{.*}} : tensor<?x128xf32>)
 // CHECK:   %[[A:.+]] = linalg.generic {{.*}} ins(%[[H]], %[[G]] : tensor<?x128xf32>, tensor<?x128xf32>) outs(%{{.*}} : tensor<?x128xbf16>)

@@ -153,8 +153,9 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op) {
           b, loc, {residual, shared}, {identity, identity},
           emptyTensor(b, loc, sizes2d(b, rows, hidden), elt),
           [elt](OpBuilder &nb, Location l, ValueRange a) {
-            Value v = arith::AddFOp::create(nb, l, toF32(nb, l, a[0]),
-                                            toF32(nb, l, a[1]));
+            Value lhs = toF32(nb, l, a[0]);
+            Value rhs = toF32(nb, l, a[1]);
+            Value v = arith::AddFOp::create(nb, l, lhs, rhs);
             return fromF32(nb, l, v, elt);
           });
     } else {

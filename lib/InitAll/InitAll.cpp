@@ -17,6 +17,7 @@
 #include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
 #include "mlir/InitAllTranslations.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 
 void mlir::moe::registerAllDialects(DialectRegistry &registry) {
   registry.insert<MoEDialect>();
@@ -24,6 +25,8 @@ void mlir::moe::registerAllDialects(DialectRegistry &registry) {
   // nothing and lets moe-opt run any upstream pipeline on moe programs.
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
+  // gpu-module-to-binary serializes kernels through the LLVM IR translation.
+  mlir::registerAllToLLVMIRTranslations(registry);
 }
 
 void mlir::moe::registerAllPasses() {

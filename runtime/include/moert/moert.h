@@ -109,6 +109,20 @@ const char *moert_st_metadata(const moert_st_file *file, const char *key);
 moert_status moert_st_write(const char *path, size_t n,
                             const moert_st_tensor *tensors);
 
+/*===-- CUDA --------------------------------------------------------------===*/
+/* The driver (libcuda.so.1) is loaded at run time. Without a driver or a GPU
+ * these return MOERT_ERR_DEVICE with a message saying which. Compiled GPU
+ * code calls the runtime through MLIR's mgpu* host ABI, also defined here. */
+
+moert_status moert_cuda_init(void);
+moert_status moert_cuda_device_name(char *buffer, size_t size);
+/* Device memory; a failure names the bytes asked and the bytes free. */
+moert_status moert_cuda_alloc(size_t bytes, void **out);
+moert_status moert_cuda_free(void *ptr);
+/* Copies between any host and device addresses (unified addressing). */
+moert_status moert_cuda_copy(void *dst, const void *src, size_t bytes);
+moert_status moert_cuda_synchronize(void);
+
 /*===-- Model executables -------------------------------------------------===*/
 
 /* The main() of a compiled model. `signature` lists its buffers, one per

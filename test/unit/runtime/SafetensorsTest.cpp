@@ -381,3 +381,47 @@ TEST(MemoryTest, AlignedAndFailsWithTheSize) {
 }
 
 } // namespace
+
+namespace {
+TEST(CudaTest, InitReportsWhyThereIsNoGpuOrSucceeds) {
+  moert_status s = moert_cuda_init();
+  if (s == MOERT_OK) {
+    char name[256] = "";
+    ASSERT_EQ(moert_cuda_device_name(name, sizeof(name)), MOERT_OK);
+    EXPECT_GT(std::strlen(name), 0u);
+    return;
+  }
+  EXPECT_EQ(s, MOERT_ERR_DEVICE);
+  std::string why = moert_last_error();
+  EXPECT_TRUE(why.find("no CUDA driver on this machine") != std::string::npos ||
+              why.find("found no GPU") != std::string::npos)
+      << why;
+  // Every other entry point gives the same reason instead of crashing.
+  void *p = nullptr;
+  EXPECT_EQ(moert_cuda_alloc(16, &p), MOERT_ERR_DEVICE);
+  EXPECT_EQ(p, nullptr);
+  EXPECT_EQ(std::string(moert_last_error()), why);
+}
+
+TEST(CudaTest, DeviceMemoryRoundTripAndOutOfMemoryMessage) {
+  if (moert_cuda_init() != MOERT_OK)
+    GTEST_SKIP() << moert_last_error();
+  std::vector<float> in(1 << 20), out(1 << 20, -1.0f);
+  for (size_t i = 0; i < in.size(); ++i)
+    in[i] = float(i % 977) * 0.5f;
+  void *d = nullptr;
+  ASSERT_EQ(moert_cuda_alloc(in.size() * 4, &d), MOERT_OK) << moert_last_error();
+  ASSERT_EQ(moert_cuda_copy(d, in.data(), in.size() * 4), MOERT_OK);
+  ASSERT_EQ(moert_cuda_copy(out.data(), d, out.size() * 4), MOERT_OK);
+  EXPECT_EQ(in, out);
+  EXPECT_EQ(moert_cuda_free(d), MOERT_OK);
+  // More than any GPU has: the message names the bytes asked and free.
+  void *huge = nullptr;
+  EXPECT_EQ(moert_cuda_alloc(size_t(1) << 50, &huge), MOERT_ERR_OUT_OF_MEMORY);
+  std::string why = moert_last_error();
+  EXPECT_NE(why.find("cuMemAlloc of 1125899906842624 bytes failed"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("bytes of device memory free"), std::string::npos) << why;
+}
+} // namespace

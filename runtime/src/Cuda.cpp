@@ -1,0 +1,329 @@
+//===- Cuda.cpp - CUDA driver loaded at run time; the mgpu* host ABI ------===//
+//
+// Part of moe-compiler's runtime.
+//
+// The CUDA driver (libcuda.so.1) is opened with dlopen the first time it is
+// needed, so that one executable runs on machines without a GPU and the
+// runtime builds without the CUDA toolkit. Every failing driver call is
+// reported with its name, the CUDA error name and the driver's message.
+//
+// The mgpu* functions are the host ABI that MLIR's gpu-to-llvm lowering
+// emits calls to (gpu.launch_func, gpu.alloc, gpu.memcpy, ...). They return
+// nothing, so an error there prints its message and ends the program with a
+// non-zero status: a failed launch must never go unnoticed.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Internal.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <dlfcn.h>
+#include <mutex>
+
+namespace {
+
+// The few driver types used here (ABI-stable; no cuda.h needed).
+using CUresult = int;
+using CUdevice = int;
+using CUdeviceptr = unsigned long long;
+using CUcontext = struct CUctx_st *;
+using CUmodule = struct CUmod_st *;
+using CUfunction = struct CUfunc_st *;
+using CUstream = struct CUstream_st *;
+
+struct Driver {
+  void *handle = nullptr;
+  CUresult (*cuInit)(unsigned);
+  CUresult (*cuDeviceGetCount)(int *);
+  CUresult (*cuDeviceGet)(CUdevice *, int);
+  CUresult (*cuDeviceGetName)(char *, int, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+  CUresult (*cuCtxSetCurrent)(CUcontext);
+  CUresult (*cuCtxSynchronize)();
+  CUresult (*cuMemGetInfo)(size_t *, size_t *);
+  CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
+  CUresult (*cuMemFree)(CUdeviceptr);
+  CUresult (*cuMemcpy)(CUdeviceptr, CUdeviceptr, size_t);
+  CUresult (*cuMemcpyAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+  CUresult (*cuModuleLoadData)(CUmodule *, const void *);
+  CUresult (*cuModuleUnload)(CUmodule);
+  CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, unsigned, unsigned, CUstream,
+                             void **, void **);
+  CUresult (*cuStreamCreate)(CUstream *, unsigned);
+  CUresult (*cuStreamSynchronize)(CUstream);
+  CUresult (*cuStreamDestroy)(CUstream);
+  CUresult (*cuGetErrorName)(CUresult, const char **);
+  CUresult (*cuGetErrorString)(CUresult, const char **);
+  CUcontext context = nullptr;
+  moert_status status = MOERT_ERR_DEVICE;
+  std::string error; // why the driver is unusable, when it is
+};
+
+/// Constructed on first use: generated code calls mgpuModuleLoad from a
+/// global constructor, possibly before this file's globals are initialized.
+Driver &drv() {
+  static Driver d;
+  return d;
+}
+
+/// Records the failure of `call` with result `r`; returns MOERT_ERR_DEVICE.
+moert_status cudaFail(const char *call, CUresult r) {
+  const char *name = "unknown", *text = "";
+  if (drv().cuGetErrorName)
+    drv().cuGetErrorName(r, &name);
+  if (drv().cuGetErrorString)
+    drv().cuGetErrorString(r, &text);
+  return moert::fail(MOERT_ERR_DEVICE, "%s failed: %s (%s)", call, name, text);
+}
+
+template <typename F> bool load(F &fn, const char *name) {
+  fn = reinterpret_cast<F>(dlsym(drv().handle, name));
+  if (!fn)
+    drv().error = std::string("libcuda.so.1 has no symbol ") + name;
+  return fn != nullptr;
+}
+
+void openDriver() {
+  drv().handle = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!drv().handle) {
+    const char *why = dlerror();
+    drv().error = std::string("no CUDA driver on this machine (") +
+                   (why ? why : "libcuda.so.1 not found") + ")";
+    return;
+  }
+  bool ok = load(drv().cuInit, "cuInit") &&
+            load(drv().cuDeviceGetCount, "cuDeviceGetCount") &&
+            load(drv().cuDeviceGet, "cuDeviceGet") &&
+            load(drv().cuDeviceGetName, "cuDeviceGetName") &&
+            load(drv().cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain") &&
+            load(drv().cuCtxSetCurrent, "cuCtxSetCurrent") &&
+            load(drv().cuCtxSynchronize, "cuCtxSynchronize") &&
+            load(drv().cuMemGetInfo, "cuMemGetInfo_v2") &&
+            load(drv().cuMemAlloc, "cuMemAlloc_v2") &&
+            load(drv().cuMemFree, "cuMemFree_v2") &&
+            load(drv().cuMemcpy, "cuMemcpy") &&
+            load(drv().cuMemcpyAsync, "cuMemcpyAsync") &&
+            load(drv().cuModuleLoadData, "cuModuleLoadData") &&
+            load(drv().cuModuleUnload, "cuModuleUnload") &&
+            load(drv().cuModuleGetFunction, "cuModuleGetFunction") &&
+            load(drv().cuLaunchKernel, "cuLaunchKernel") &&
+            load(drv().cuStreamCreate, "cuStreamCreate") &&
+            load(drv().cuStreamSynchronize, "cuStreamSynchronize") &&
+            load(drv().cuStreamDestroy, "cuStreamDestroy_v2") &&
+            load(drv().cuGetErrorName, "cuGetErrorName") &&
+            load(drv().cuGetErrorString, "cuGetErrorString");
+  if (!ok)
+    return;
+  if (CUresult r = drv().cuInit(0)) {
+    cudaFail("cuInit", r);
+    drv().error = moert_last_error();
+    return;
+  }
+  int count = 0;
+  if (CUresult r = drv().cuDeviceGetCount(&count)) {
+    cudaFail("cuDeviceGetCount", r);
+    drv().error = moert_last_error();
+    return;
+  }
+  if (count == 0) {
+    drv().error = "the CUDA driver found no GPU";
+    return;
+  }
+  CUdevice dev;
+  CUresult r = drv().cuDeviceGet(&dev, 0);
+  if (!r)
+    r = drv().cuDevicePrimaryCtxRetain(&drv().context, dev);
+  if (!r)
+    r = drv().cuCtxSetCurrent(drv().context);
+  if (r) {
+    cudaFail("cuDevicePrimaryCtxRetain", r);
+    drv().error = moert_last_error();
+    return;
+  }
+  drv().status = MOERT_OK;
+}
+
+/// Makes the driver usable on this thread, or records why it is not.
+moert_status ready() {
+  static std::once_flag once;
+  std::call_once(once, openDriver);
+  if (drv().status != MOERT_OK)
+    return moert::fail(MOERT_ERR_DEVICE, "%s", drv().error.c_str());
+  if (CUresult r = drv().cuCtxSetCurrent(drv().context))
+    return cudaFail("cuCtxSetCurrent", r);
+  return MOERT_OK;
+}
+
+/// For the mgpu* ABI, which cannot return an error: report and exit.
+[[noreturn]] void fatal() {
+  std::fprintf(stderr, "error: %s\n", moert_last_error());
+  std::exit(1);
+}
+
+void check(const char *call, CUresult r) {
+  if (r) {
+    cudaFail(call, r);
+    fatal();
+  }
+}
+
+void ensure() {
+  if (ready() != MOERT_OK)
+    fatal();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// moert_cuda_*
+//===----------------------------------------------------------------------===//
+
+extern "C" moert_status moert_cuda_init(void) { return ready(); }
+
+extern "C" moert_status moert_cuda_device_name(char *buffer, size_t size) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  CUdevice dev;
+  if (CUresult r = drv().cuDeviceGet(&dev, 0))
+    return cudaFail("cuDeviceGet", r);
+  if (CUresult r = drv().cuDeviceGetName(buffer, int(size), dev))
+    return cudaFail("cuDeviceGetName", r);
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_alloc(size_t bytes, void **out) {
+  *out = nullptr;
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  CUdeviceptr p = 0;
+  if (CUresult r = drv().cuMemAlloc(&p, bytes ? bytes : 1)) {
+    size_t freeBytes = 0, total = 0;
+    drv().cuMemGetInfo(&freeBytes, &total);
+    const char *name = "unknown";
+    drv().cuGetErrorName(r, &name);
+    return moert::fail(MOERT_ERR_OUT_OF_MEMORY,
+                       "cuMemAlloc of %zu bytes failed: %s (%zu of %zu bytes "
+                       "of device memory free)",
+                       bytes, name, freeBytes, total);
+  }
+  *out = reinterpret_cast<void *>(p);
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_free(void *ptr) {
+  if (!ptr)
+    return MOERT_OK;
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (CUresult r = drv().cuMemFree(reinterpret_cast<CUdeviceptr>(ptr)))
+    return cudaFail("cuMemFree", r);
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_copy(void *dst, const void *src,
+                                        size_t bytes) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (CUresult r = drv().cuMemcpy(reinterpret_cast<CUdeviceptr>(dst),
+                                   reinterpret_cast<CUdeviceptr>(src), bytes))
+    return cudaFail("cuMemcpy", r);
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_synchronize(void) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (CUresult r = drv().cuCtxSynchronize())
+    return cudaFail("cuCtxSynchronize", r);
+  return MOERT_OK;
+}
+
+//===----------------------------------------------------------------------===//
+// mgpu*: the host ABI of MLIR's gpu-to-llvm lowering
+//===----------------------------------------------------------------------===//
+
+extern "C" void *mgpuModuleLoad(void *data, size_t /*size*/) {
+  // Called from a global constructor: without a GPU, defer the error to the
+  // first use so that the program's CPU paths still run.
+  if (ready() != MOERT_OK)
+    return nullptr;
+  CUmodule module = nullptr;
+  check("cuModuleLoadData", drv().cuModuleLoadData(&module, data));
+  return module;
+}
+
+extern "C" void mgpuModuleUnload(void *module) {
+  if (module && drv().status == MOERT_OK)
+    drv().cuModuleUnload(static_cast<CUmodule>(module));
+}
+
+extern "C" void *mgpuModuleGetFunction(void *module, const char *name) {
+  ensure();
+  if (!module) {
+    moert::fail(MOERT_ERR_DEVICE, "kernel '%s': its module was not loaded",
+                name);
+    fatal();
+  }
+  CUfunction fn = nullptr;
+  check("cuModuleGetFunction",
+        drv().cuModuleGetFunction(&fn, static_cast<CUmodule>(module), name));
+  return fn;
+}
+
+extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
+                                 intptr_t gz, intptr_t bx, intptr_t by,
+                                 intptr_t bz, int32_t smem, void *stream,
+                                 void **params, void **extra,
+                                 size_t /*paramsCount*/) {
+  ensure();
+  check("cuLaunchKernel",
+        drv().cuLaunchKernel(static_cast<CUfunction>(fn), unsigned(gx),
+                              unsigned(gy), unsigned(gz), unsigned(bx),
+                              unsigned(by), unsigned(bz), unsigned(smem),
+                              static_cast<CUstream>(stream), params, extra));
+}
+
+extern "C" void *mgpuStreamCreate() {
+  ensure();
+  CUstream stream = nullptr;
+  check("cuStreamCreate", drv().cuStreamCreate(&stream, /*non-blocking*/ 1));
+  return stream;
+}
+
+extern "C" void mgpuStreamDestroy(void *stream) {
+  ensure();
+  check("cuStreamDestroy", drv().cuStreamDestroy(static_cast<CUstream>(stream)));
+}
+
+extern "C" void mgpuStreamSynchronize(void *stream) {
+  ensure();
+  check("cuStreamSynchronize",
+        drv().cuStreamSynchronize(static_cast<CUstream>(stream)));
+}
+
+extern "C" void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/,
+                              bool /*isHostShared*/) {
+  void *p = nullptr;
+  if (moert_cuda_alloc(bytes, &p) != MOERT_OK)
+    fatal();
+  return p;
+}
+
+extern "C" void mgpuMemFree(void *ptr, void * /*stream*/) {
+  // Frees wait for the work queued before them, as stream order requires.
+  ensure();
+  check("cuCtxSynchronize", drv().cuCtxSynchronize());
+  if (moert_cuda_free(ptr) != MOERT_OK)
+    fatal();
+}
+
+extern "C" void mgpuMemcpy(void *dst, void *src, size_t bytes, void *stream) {
+  ensure();
+  check("cuMemcpyAsync",
+        drv().cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst),
+                             reinterpret_cast<CUdeviceptr>(src), bytes,
+                             static_cast<CUstream>(stream)));
+}

@@ -9,6 +9,7 @@
 
 #include "moe/InitAll.h"
 #include "moe/Pipelines/Pipelines.h"
+#include "moe/Support/InputLimits.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -38,6 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   // The MLIR lexer relies on a NUL after the buffer, as files read by the
   // tools have: copy the input into such a buffer.
   StringRef text(reinterpret_cast<const char *>(data), size);
+  // The tools refuse what the upstream parser cannot survive (see
+  // InputLimits.h); the fuzzer tests what they accept.
+  if (!moe::checkNestingDepth(text).empty())
+    return 0;
   llvm::SourceMgr sourceMgr;
   sourceMgr.AddNewSourceBuffer(llvm::MemoryBuffer::getMemBufferCopy(text),
                                llvm::SMLoc());

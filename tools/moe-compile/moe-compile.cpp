@@ -14,6 +14,7 @@
 
 #include "moe/InitAll.h"
 #include "moe/Pipelines/Pipelines.h"
+#include "moe/Support/InputLimits.h"
 #include "moe/Target/ModelEntry.h"
 #include "moe/Target/ObjectEmitter.h"
 
@@ -185,6 +186,9 @@ int main(int argc, char **argv) {
       openInputFile(inputFile, &errorMessage);
   if (!input)
     return fail(errorMessage);
+  std::string tooDeep = moe::checkNestingDepth(input->getBuffer());
+  if (!tooDeep.empty())
+    return fail(inputFile + ": " + tooDeep);
   llvm::SourceMgr sourceMgr;
   sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);

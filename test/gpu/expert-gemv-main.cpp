@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
   std::printf("%-16s %4s %6s %10s %10s %8s\n", "weights", "rows", "splits",
               "us", "TB/s", "% floor");
   for (const Case &c : cases) {
-    for (int64_t rows : {int64_t(1), int64_t(4)}) {
+    for (int64_t rows : {int64_t(1), int64_t(3), int64_t(4), int64_t(8)}) {
       size_t wn = size_t(c.d * c.f), xn = size_t(rows * c.d),
              hn = size_t(rows * c.f);
       std::vector<uint16_t> w(wn), x(xn);

@@ -31,6 +31,7 @@ using CUcontext = struct CUctx_st *;
 using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
+using CUevent = struct CUevent_st *;
 
 struct Driver {
   void *handle = nullptr;
@@ -55,9 +56,18 @@ struct Driver {
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamSynchronize)(CUstream);
   CUresult (*cuStreamDestroy)(CUstream);
+  CUresult (*cuEventCreate)(CUevent *, unsigned);
+  CUresult (*cuEventRecord)(CUevent, CUstream);
+  CUresult (*cuEventSynchronize)(CUevent);
+  CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent);
   CUresult (*cuGetErrorName)(CUresult, const char **);
   CUresult (*cuGetErrorString)(CUresult, const char **);
   CUcontext context = nullptr;
+  // Kernel timing (moert_cuda_profile): events around every launch.
+  bool profiling = false;
+  CUevent start = nullptr, stop = nullptr;
+  double kernelMs = 0.0;
+  uint64_t launches = 0;
   moert_status status = MOERT_ERR_DEVICE;
   std::string error; // why the driver is unusable, when it is
 };
@@ -113,6 +123,10 @@ void openDriver() {
             load(drv().cuStreamCreate, "cuStreamCreate") &&
             load(drv().cuStreamSynchronize, "cuStreamSynchronize") &&
             load(drv().cuStreamDestroy, "cuStreamDestroy_v2") &&
+            load(drv().cuEventCreate, "cuEventCreate") &&
+            load(drv().cuEventRecord, "cuEventRecord") &&
+            load(drv().cuEventSynchronize, "cuEventSynchronize") &&
+            load(drv().cuEventElapsedTime, "cuEventElapsedTime") &&
             load(drv().cuGetErrorName, "cuGetErrorName") &&
             load(drv().cuGetErrorString, "cuGetErrorString");
   if (!ok)
@@ -233,6 +247,28 @@ extern "C" moert_status moert_cuda_copy(void *dst, const void *src,
   return MOERT_OK;
 }
 
+extern "C" moert_status moert_cuda_profile(int enable) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (enable && !drv().start) {
+    if (CUresult r = drv().cuEventCreate(&drv().start, 0))
+      return cudaFail("cuEventCreate", r);
+    if (CUresult r = drv().cuEventCreate(&drv().stop, 0))
+      return cudaFail("cuEventCreate", r);
+  }
+  drv().profiling = enable != 0;
+  drv().kernelMs = 0.0;
+  drv().launches = 0;
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_profile_read(double *kernel_ms,
+                                                uint64_t *launches) {
+  *kernel_ms = drv().kernelMs;
+  *launches = drv().launches;
+  return MOERT_OK;
+}
+
 extern "C" moert_status moert_cuda_synchronize(void) {
   if (moert_status s = ready(); s != MOERT_OK)
     return s;
@@ -279,11 +315,23 @@ extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
                                  void **params, void **extra,
                                  size_t /*paramsCount*/) {
   ensure();
+  CUstream s = static_cast<CUstream>(stream);
+  if (drv().profiling)
+    check("cuEventRecord", drv().cuEventRecord(drv().start, s));
   check("cuLaunchKernel",
         drv().cuLaunchKernel(static_cast<CUfunction>(fn), unsigned(gx),
                               unsigned(gy), unsigned(gz), unsigned(bx),
-                              unsigned(by), unsigned(bz), unsigned(smem),
-                              static_cast<CUstream>(stream), params, extra));
+                              unsigned(by), unsigned(bz), unsigned(smem), s,
+                              params, extra));
+  if (drv().profiling) {
+    check("cuEventRecord", drv().cuEventRecord(drv().stop, s));
+    check("cuEventSynchronize", drv().cuEventSynchronize(drv().stop));
+    float ms = 0.0f;
+    check("cuEventElapsedTime",
+          drv().cuEventElapsedTime(&ms, drv().start, drv().stop));
+    drv().kernelMs += ms;
+    ++drv().launches;
+  }
 }
 
 extern "C" void *mgpuStreamCreate() {

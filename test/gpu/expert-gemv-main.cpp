@@ -124,11 +124,17 @@ int main(int argc, char **argv) {
           continue;
         run(splits, 3);
         check(moert_cuda_synchronize());
-        int64_t iters = 200;
-        uint64_t s0 = moert_now_ns();
+        // Kernel time from CUDA events: the host loop around the launches
+        // creates and synchronizes a stream per launch, which would swamp
+        // the small cases.
+        int64_t iters = 100;
+        check(moert_cuda_profile(1));
         run(splits, iters);
-        check(moert_cuda_synchronize());
-        double us = double(moert_now_ns() - s0) * 1e-3 / double(iters);
+        double ms = 0.0;
+        uint64_t launches = 0;
+        moert_cuda_profile_read(&ms, &launches);
+        check(moert_cuda_profile(0));
+        double us = ms * 1e3 / double(launches ? launches : 1);
         double tbs = bytes / (us * 1e-6) * 1e-12;
         std::printf("%-16s %4lld %6lld %10.2f %10.2f %7.0f%%\n", c.name,
                     (long long)rows, (long long)splits, us, tbs,

@@ -122,6 +122,11 @@ moert_status moert_cuda_free(void *ptr);
 /* Copies between any host and device addresses (unified addressing). */
 moert_status moert_cuda_copy(void *dst, const void *src, size_t bytes);
 moert_status moert_cuda_synchronize(void);
+/* Kernel timing: while enabled, every launch through the mgpu* ABI is timed
+ * with CUDA events on its stream (each launch then waits for the previous).
+ * Enabling resets the totals. */
+moert_status moert_cuda_profile(int enable);
+moert_status moert_cuda_profile_read(double *kernel_ms, uint64_t *launches);
 
 /*===-- Model executables -------------------------------------------------===*/
 

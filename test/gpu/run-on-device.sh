@@ -17,6 +17,8 @@ if "$bin/gpu-saxpy-test"; then row gpu-saxpy PASS; else row gpu-saxpy FAIL; fail
 if "$bin/gpu-saxpy-test" 1000 1000; then row gpu-saxpy-odd-size PASS; else row gpu-saxpy-odd-size FAIL; fails=$((fails+1)); fi
 echo "== memory-bound expert GEMV (MLIR kernel, 16-byte loads, split-d)"
 if "$bin/gpu-expert-gemv-test"; then row gpu-expert-gemv PASS; else row gpu-expert-gemv FAIL; fails=$((fails+1)); fi
+echo "== grouped expert kernel: a layer's up projection, standard shapes"
+if "$bin/gpu-grouped-gemv-test"; then row gpu-grouped-gemv PASS; else row gpu-grouped-gemv FAIL; fails=$((fails+1)); fi
 echo "== a rejected launch is reported"
 out=$("$bin/gpu-saxpy-test" 4096 2048 2>&1); rc=$?
 echo "$out"

@@ -25,8 +25,11 @@ echo "$out"
 if [ $rc -ne 0 ] && echo "$out" | grep -q "cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE"; then row launch-error-reported PASS; else row launch-error-reported FAIL; fails=$((fails+1)); fi
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
-    echo "== compute-sanitizer $tool"
-    if compute-sanitizer --tool $tool --error-exitcode 3 "$bin/gpu-saxpy-test" 100000; then row "sanitizer-$tool" PASS; else row "sanitizer-$tool" FAIL; fails=$((fails+1)); fi
+    for t in "gpu-saxpy-test 100000" "gpu-expert-gemv-test --quick" "gpu-grouped-gemv-test --quick"; do
+      echo "== compute-sanitizer $tool: $t"
+      # shellcheck disable=SC2086
+      if compute-sanitizer --tool $tool --error-exitcode 3 $bin/$t; then row "sanitizer-$tool ${t%% *}" PASS; else row "sanitizer-$tool ${t%% *}" FAIL; fails=$((fails+1)); fi
+    done
   done
 fi
 echo

@@ -9,7 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moert/moert.h"
+#include "GpuTestUtils.h"
 
 #include <algorithm>
 #include <cmath>
@@ -27,11 +27,6 @@ extern "C" void gemv_host(MEMREF2(uint16_t), MEMREF2(uint16_t), MEMREF2(float),
                           int64_t iterations);
 
 namespace {
-bool check(moert_status s) {
-  if (s != MOERT_OK)
-    std::fprintf(stderr, "error: %s\n", moert_last_error());
-  return s == MOERT_OK;
-}
 
 struct Case {
   const char *name;
@@ -39,27 +34,17 @@ struct Case {
 };
 } // namespace
 
+using gpu_test::ok;
+
 int main(int argc, char **argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   if (moert_cuda_init() != MOERT_OK) {
     std::printf("SKIPPED: %s\n", moert_last_error());
     return 77;
   }
-  // Copy-bandwidth floor measured here: a 2 GiB device-to-device copy.
-  size_t copyBytes = size_t(1) << 31;
-  void *a = nullptr, *b = nullptr;
-  if (!check(moert_cuda_alloc(copyBytes, &a)) ||
-      !check(moert_cuda_alloc(copyBytes, &b)))
+  double bandwidth = gpu_test::measureCopyBandwidth();
+  if (bandwidth <= 0)
     return 1;
-  check(moert_cuda_copy(b, a, copyBytes));
-  check(moert_cuda_synchronize());
-  uint64_t t0 = moert_now_ns();
-  for (int i = 0; i < 10; ++i)
-    check(moert_cuda_copy(b, a, copyBytes));
-  check(moert_cuda_synchronize());
-  double bandwidth = 10.0 * 2 * double(copyBytes) / (double(moert_now_ns() - t0) * 1e-9);
-  moert_cuda_free(a);
-  moert_cuda_free(b);
   std::printf("copy bandwidth %.2f TB/s\n", bandwidth * 1e-12);
 
   std::vector<Case> cases = {{"mixtral up", 4096, 14336},
@@ -83,12 +68,12 @@ int main(int argc, char **argv) {
       for (auto &v : x)
         v = moert_f32_to_bf16(dist(rng));
       void *dw, *dx, *dh;
-      if (!check(moert_cuda_alloc(wn * 2, &dw)) ||
-          !check(moert_cuda_alloc(xn * 2, &dx)) ||
-          !check(moert_cuda_alloc(hn * 4, &dh)))
+      if (!ok(moert_cuda_alloc(wn * 2, &dw)) ||
+          !ok(moert_cuda_alloc(xn * 2, &dx)) ||
+          !ok(moert_cuda_alloc(hn * 4, &dh)))
         return 1;
-      check(moert_cuda_copy(dw, w.data(), wn * 2));
-      check(moert_cuda_copy(dx, x.data(), xn * 2));
+      ok(moert_cuda_copy(dw, w.data(), wn * 2));
+      ok(moert_cuda_copy(dx, x.data(), xn * 2));
       auto run = [&](int64_t splits, int64_t iterations) {
         gemv_host((uint16_t *)dx, (uint16_t *)dx, 0, rows, c.d, c.d, 1,
                   (uint16_t *)dw, (uint16_t *)dw, 0, c.d, c.f, c.f, 1,
@@ -97,10 +82,10 @@ int main(int argc, char **argv) {
       };
       // Correctness: h zeroed (poison elsewhere would show), one launch.
       std::vector<float> h(hn, 0.0f), ref(hn, 0.0f);
-      check(moert_cuda_copy(dh, h.data(), hn * 4));
+      ok(moert_cuda_copy(dh, h.data(), hn * 4));
       run(32, 1);
-      check(moert_cuda_synchronize());
-      check(moert_cuda_copy(h.data(), dh, hn * 4));
+      ok(moert_cuda_synchronize());
+      ok(moert_cuda_copy(h.data(), dh, hn * 4));
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t i = 0; i < c.d; ++i) {
           float xv = moert_bf16_to_f32(x[r * c.d + i]);
@@ -123,17 +108,17 @@ int main(int argc, char **argv) {
         if (quick && splits != 32)
           continue;
         run(splits, 3);
-        check(moert_cuda_synchronize());
+        ok(moert_cuda_synchronize());
         // Kernel time from CUDA events: the host loop around the launches
         // creates and synchronizes a stream per launch, which would swamp
         // the small cases.
         int64_t iters = 100;
-        check(moert_cuda_profile(1));
+        ok(moert_cuda_profile(1));
         run(splits, iters);
         double ms = 0.0;
         uint64_t launches = 0;
         moert_cuda_profile_read(&ms, &launches);
-        check(moert_cuda_profile(0));
+        ok(moert_cuda_profile(0));
         double us = ms * 1e3 / double(launches ? launches : 1);
         double tbs = bytes / (us * 1e-6) * 1e-12;
         std::printf("%-16s %4lld %6lld %10.2f %10.2f %7.0f%%\n", c.name,

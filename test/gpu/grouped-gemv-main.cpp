@@ -10,7 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moert/moert.h"
+#include "GpuTestUtils.h"
 
 #include <algorithm>
 #include <cmath>
@@ -30,16 +30,13 @@ extern "C" void grouped_host(MEMREF2(uint16_t), MEMREF1(int32_t),
                              int64_t threads);
 
 namespace {
-bool ok(moert_status s) {
-  if (s != MOERT_OK)
-    std::fprintf(stderr, "error: %s\n", moert_last_error());
-  return s == MOERT_OK;
-}
 struct Shape {
   const char *name;
   int64_t experts, k, d, f;
 };
 } // namespace
+
+using gpu_test::ok;
 
 int main(int argc, char **argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
@@ -47,20 +44,9 @@ int main(int argc, char **argv) {
     std::printf("SKIPPED: %s\n", moert_last_error());
     return 77;
   }
-  size_t copyBytes = size_t(1) << 31;
-  void *ca = nullptr, *cb = nullptr;
-  if (!ok(moert_cuda_alloc(copyBytes, &ca)) || !ok(moert_cuda_alloc(copyBytes, &cb)))
+  double bandwidth = gpu_test::measureCopyBandwidth();
+  if (bandwidth <= 0)
     return 1;
-  ok(moert_cuda_copy(cb, ca, copyBytes));
-  ok(moert_cuda_synchronize());
-  uint64_t t0 = moert_now_ns();
-  for (int i = 0; i < 10; ++i)
-    ok(moert_cuda_copy(cb, ca, copyBytes));
-  ok(moert_cuda_synchronize());
-  double bandwidth =
-      10.0 * 2 * double(copyBytes) / (double(moert_now_ns() - t0) * 1e-9);
-  moert_cuda_free(ca);
-  moert_cuda_free(cb);
   std::printf("copy bandwidth %.2f TB/s\n", bandwidth * 1e-12);
 
   std::vector<Shape> shapes = {{"ds-moe-128", 128, 1, 2048, 8192},

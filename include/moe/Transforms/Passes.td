@@ -21,4 +21,22 @@ def CpuMatmulLoopOrder : Pass<"moe-cpu-matmul-loop-order"> {
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def GpuAddExpertKernels : Pass<"moe-gpu-add-expert-kernels", "ModuleOp"> {
+  let summary = "Add the expert-path GPU kernels to a gpu.module";
+  let description = [{
+    Builds the kernels of the expert fusion group (today the grouped
+    memory-bound GEMV, `grouped_gemv_bf16`) into the gpu.module named by
+    `module`, creating it if needed. Host code launches them by symbol.
+  }];
+  let options = [
+    Option<"moduleName", "module", "std::string", "\"kernels\"",
+           "name of the gpu.module that receives the kernels">
+  ];
+  let dependentDialects = [
+    "::mlir::gpu::GPUDialect", "::mlir::arith::ArithDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 #endif // MOE_TRANSFORMS_PASSES_TD

@@ -1,0 +1,38 @@
+//===- ExpertKernels.h - GPU kernels of the expert FFN -----------*- C++ -*-===//
+//
+// Part of moe-compiler. Builders for the gpu.func kernels of the expert
+// fusion group. The memory-bound path (few rows per expert) is measured in
+// test/bench/NOTES-gpu.md: 80-91% of the copy floor where experts have 1 to
+// 4 rows each.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_TARGET_CUDA_EXPERTKERNELS_H
+#define MOE_TARGET_CUDA_EXPERTKERNELS_H
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/Builders.h"
+
+namespace mlir::moe {
+
+/// Columns each thread of the grouped GEMV owns (one 16-byte bf16 vector).
+constexpr int64_t kGemvColumnsPerThread = 8;
+/// Rows that share each weight load, and weight rows loaded ahead of use.
+constexpr int64_t kGemvRowsPerPass = 4;
+constexpr int64_t kGemvUnroll = 4;
+
+/// Adds to `module` the grouped memory-bound GEMV kernel `name`:
+///   out[r, :] += x[r, :] * w[e]  for the rows r of every expert e,
+/// with arguments (x: memref<?x?xT> rows in expert-major order [N, K],
+/// offsets: memref<?xi32> [E+1], w: memref<?x?x?xT> [E, K, M],
+/// out: memref<?x?xf32> [N, M] (accumulated with atomics; zero it first),
+/// kchunk: index, a multiple of kGemvUnroll). Launch with grid
+/// (ceil(M / 8 / threads), ceil(K / kchunk), E). M must be a multiple of 8
+/// and w 16-byte aligned.
+gpu::GPUFuncOp buildGroupedGemvKernel(OpBuilder &builder, Location loc,
+                                      gpu::GPUModuleOp module, StringRef name,
+                                      Type elementType);
+
+} // namespace mlir::moe
+
+#endif // MOE_TARGET_CUDA_EXPERTKERNELS_H

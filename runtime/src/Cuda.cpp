@@ -47,6 +47,7 @@ struct Driver {
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemcpy)(CUdeviceptr, CUdeviceptr, size_t);
   CUresult (*cuMemcpyAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+  CUresult (*cuMemsetD32Async)(CUdeviceptr, unsigned, size_t, CUstream);
   CUresult (*cuModuleLoadData)(CUmodule *, const void *);
   CUresult (*cuModuleUnload)(CUmodule);
   CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
@@ -116,6 +117,7 @@ void openDriver() {
             load(drv().cuMemFree, "cuMemFree_v2") &&
             load(drv().cuMemcpy, "cuMemcpy") &&
             load(drv().cuMemcpyAsync, "cuMemcpyAsync") &&
+            load(drv().cuMemsetD32Async, "cuMemsetD32Async") &&
             load(drv().cuModuleLoadData, "cuModuleLoadData") &&
             load(drv().cuModuleUnload, "cuModuleUnload") &&
             load(drv().cuModuleGetFunction, "cuModuleGetFunction") &&
@@ -374,4 +376,12 @@ extern "C" void mgpuMemcpy(void *dst, void *src, size_t bytes, void *stream) {
         drv().cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst),
                              reinterpret_cast<CUdeviceptr>(src), bytes,
                              static_cast<CUstream>(stream)));
+}
+
+extern "C" void mgpuMemset32(void *dst, unsigned value, size_t count,
+                             void *stream) {
+  ensure();
+  check("cuMemsetD32Async",
+        drv().cuMemsetD32Async(reinterpret_cast<CUdeviceptr>(dst), value,
+                               count, static_cast<CUstream>(stream)));
 }

@@ -19,6 +19,8 @@ echo "== memory-bound expert GEMV (MLIR kernel, 16-byte loads, split-d)"
 if "$bin/gpu-expert-gemv-test"; then row gpu-expert-gemv PASS; else row gpu-expert-gemv FAIL; fails=$((fails+1)); fi
 echo "== grouped expert kernel: a layer's up projection, standard shapes"
 if "$bin/gpu-grouped-gemv-test"; then row gpu-grouped-gemv PASS; else row gpu-grouped-gemv FAIL; fails=$((fails+1)); fi
+echo "== a whole SwiGLU expert FFN with the compiler's kernels"
+if "$bin/gpu-expert-ffn-test"; then row gpu-expert-ffn PASS; else row gpu-expert-ffn FAIL; fails=$((fails+1)); fi
 echo "== a rejected launch is reported"
 out=$("$bin/gpu-saxpy-test" 4096 2048 2>&1); rc=$?
 echo "$out"

@@ -24,9 +24,12 @@ def CpuMatmulLoopOrder : Pass<"moe-cpu-matmul-loop-order"> {
 def GpuAddExpertKernels : Pass<"moe-gpu-add-expert-kernels", "ModuleOp"> {
   let summary = "Add the expert-path GPU kernels to a gpu.module";
   let description = [{
-    Builds the kernels of the expert fusion group (today the grouped
-    memory-bound GEMV, `grouped_gemv_bf16`) into the gpu.module named by
-    `module`, creating it if needed. Host code launches them by symbol.
+    Builds the kernels of the expert fusion group into the gpu.module named
+    by `module`, creating it if needed: the grouped memory-bound GEMV
+    (`grouped_gemv_bf16`), the activation kernels
+    (`expert_<activation>_<gated|plain>`) and `round_bf16`. Host code launches
+    them by symbol; it may declare them first with an empty body marked
+    `moe.generate`.
   }];
   let options = [
     Option<"moduleName", "module", "std::string", "\"kernels\"",
@@ -34,6 +37,7 @@ def GpuAddExpertKernels : Pass<"moe-gpu-add-expert-kernels", "ModuleOp"> {
   ];
   let dependentDialects = [
     "::mlir::gpu::GPUDialect", "::mlir::arith::ArithDialect",
+    "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect"
   ];

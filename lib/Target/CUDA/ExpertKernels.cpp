@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Target/CUDA/ExpertKernels.h"
+#include "moe/Dialect/MoE/Utils/TensorBuilders.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -134,4 +135,86 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
   return fn;
+}
+
+namespace {
+/// A kernel over the elements of [N, C] buffers: `body(b, loc, r, c)` runs
+/// for every element, one thread each (linear index over blocks x threads).
+gpu::GPUFuncOp elementKernel(
+    OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
+    TypeRange argTypes,
+    function_ref<void(OpBuilder &, Location, ValueRange, Value, Value)> body) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(module.getBody());
+  auto fn = gpu::GPUFuncOp::create(
+      b, loc, name, FunctionType::get(b.getContext(), argTypes, {}));
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  Block &entry = fn.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  Value first = entry.getArgument(0);
+  Value rows = memref::DimOp::create(b, loc, first, 0);
+  Value cols = memref::DimOp::create(b, loc, first, 1);
+  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value bdim = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value linear = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, bx, bdim), tid);
+  Value total = arith::MulIOp::create(b, loc, rows, cols);
+  Value inside =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, linear, total);
+  auto ifOp = scf::IfOp::create(b, loc, inside, false);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  Value r = arith::DivUIOp::create(b, loc, linear, cols);
+  Value c = arith::RemUIOp::create(b, loc, linear, cols);
+  body(b, loc, entry.getArguments(), r, c);
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+} // namespace
+
+std::string mlir::moe::expertActivationKernelName(Activation act, bool gated) {
+  return ("expert_" + stringifyActivation(act) + (gated ? "_gated" : "_plain"))
+      .str();
+}
+
+gpu::GPUFuncOp mlir::moe::buildExpertActivationKernel(
+    OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
+    Activation act, bool gated, Type elt) {
+  int64_t dyn = ShapedType::kDynamic;
+  auto f32Type = MemRefType::get({dyn, dyn}, b.getF32Type());
+  auto outType = MemRefType::get({dyn, dyn}, elt);
+  SmallVector<Type> args{f32Type};
+  if (gated)
+    args.push_back(f32Type);
+  args.push_back(outType);
+  return elementKernel(
+      b, loc, module, name, args,
+      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        Value h = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
+        Value v;
+        if (gated) {
+          Value g = memref::LoadOp::create(nb, l, a[1], ValueRange{r, c});
+          v = arith::MulFOp::create(nb, l, applyActivation(nb, l, act, g), h);
+        } else {
+          v = applyActivation(nb, l, act, h);
+        }
+        memref::StoreOp::create(nb, l, fromF32(nb, l, v, elt), a.back(),
+                                ValueRange{r, c});
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
+                                           gpu::GPUModuleOp module,
+                                           StringRef name, Type elt) {
+  int64_t dyn = ShapedType::kDynamic;
+  SmallVector<Type> args{MemRefType::get({dyn, dyn}, b.getF32Type()),
+                         MemRefType::get({dyn, dyn}, elt)};
+  return elementKernel(
+      b, loc, module, name, args,
+      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        Value y = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
+        memref::StoreOp::create(nb, l, fromF32(nb, l, y, elt), a[1],
+                                ValueRange{r, c});
+      });
 }

@@ -10,6 +10,8 @@
 #ifndef MOE_TARGET_CUDA_EXPERTKERNELS_H
 #define MOE_TARGET_CUDA_EXPERTKERNELS_H
 
+#include "moe/Dialect/MoE/IR/MoE.h"
+
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Builders.h"
 
@@ -32,6 +34,24 @@ constexpr int64_t kGemvUnroll = 4;
 gpu::GPUFuncOp buildGroupedGemvKernel(OpBuilder &builder, Location loc,
                                       gpu::GPUModuleOp module, StringRef name,
                                       Type elementType);
+
+/// Adds the kernel `name` that applies the expert activation to the f32
+/// up-projection `h` [N, F] (gated: `act(g) * h` with the f32 gate projection
+/// `g`) and rounds to `a` [N, F] of `elementType`, as moe.experts does.
+/// Arguments: (h, [g,] a). One thread per element; launch with enough blocks
+/// to cover N * F.
+gpu::GPUFuncOp buildExpertActivationKernel(OpBuilder &builder, Location loc,
+                                           gpu::GPUModuleOp module,
+                                           StringRef name, Activation act,
+                                           bool gated, Type elementType);
+
+/// Adds the kernel `name` rounding f32 `y` [N, D] to `out` of `elementType`.
+gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,
+                                gpu::GPUModuleOp module, StringRef name,
+                                Type elementType);
+
+/// The kernel names -moe-gpu-add-expert-kernels uses.
+std::string expertActivationKernelName(Activation act, bool gated);
 
 } // namespace mlir::moe
 

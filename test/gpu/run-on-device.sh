@@ -27,7 +27,7 @@ echo "$out"
 if [ $rc -ne 0 ] && echo "$out" | grep -q "cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE"; then row launch-error-reported PASS; else row launch-error-reported FAIL; fails=$((fails+1)); fi
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
-    for t in "gpu-saxpy-test 100000" "gpu-expert-gemv-test --quick" "gpu-grouped-gemv-test --quick"; do
+    for t in "gpu-saxpy-test 100000" "gpu-expert-gemv-test --quick" "gpu-grouped-gemv-test --quick" "gpu-expert-ffn-test"; do
       echo "== compute-sanitizer $tool: $t"
       # shellcheck disable=SC2086
       if compute-sanitizer --tool $tool --error-exitcode 3 $bin/$t; then row "sanitizer-$tool ${t%% *}" PASS; else row "sanitizer-$tool ${t%% *}" FAIL; fails=$((fails+1)); fi

@@ -20,6 +20,8 @@
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
@@ -34,8 +36,15 @@ void mlir::moe::buildMoEToLinalgPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
 }
 
-void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
-  buildMoEToLinalgPipeline(pm);
+namespace {
+/// Shared by both targets: moe on tensors to bufferized loops, deallocation
+/// included; `gpu` also routes the bf16 experts to the GPU helpers.
+void buildToLoops(OpPassManager &pm, bool gpu) {
+  pm.addPass(moe::createMoEDecomposeLayer());
+  if (gpu)
+    pm.addPass(moe::createConvertMoEExpertsToGpuCall());
+  pm.addPass(moe::createConvertMoEToLinalg());
+  pm.addPass(createCanonicalizerPass());
 
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = true;
@@ -48,14 +57,33 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
   pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
+  if (gpu) {
+    moe::MoEMaterializeGpuExpertsOptions outParams;
+    outParams.outParamsOnly = true;
+    pm.addPass(moe::createMoEMaterializeGpuExperts(outParams));
+  }
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  if (gpu)
+    pm.addPass(moe::createMoEMaterializeGpuExperts());
 
   pm.addPass(moe::createCpuMatmulLoopOrder());
   pm.addPass(createConvertLinalgToLoopsPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createSCFToControlFlowPass());
+}
+
+void buildToLLVM(OpPassManager &pm, bool gpu) {
+  if (gpu) {
+    // Host gpu ops lower to mgpu* calls in their async form.
+    pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
+    GpuNVVMAttachTargetOptions target;
+    target.chip = "sm_90";
+    target.features = "+ptx80";
+    pm.addPass(createGpuNVVMAttachTarget(target));
+    pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());
+  }
   arith::ArithExpandOpsPassOptions expand;
   expand.includeBf16 = true;
   pm.addPass(arith::createArithExpandOpsPass(expand));
@@ -65,9 +93,24 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
   ConvertFuncToLLVMPassOptions funcOptions;
   funcOptions.useBarePtrCallConv = true;
   pm.addPass(createConvertFuncToLLVMPass(funcOptions));
+  if (gpu)
+    pm.addPass(createGpuToLLVMConversionPass());
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   pm.addPass(createCanonicalizerPass());
+  if (gpu)
+    pm.addPass(createGpuModuleToBinaryPass());
+}
+} // namespace
+
+void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
+  buildToLoops(pm, /*gpu=*/false);
+  buildToLLVM(pm, /*gpu=*/false);
+}
+
+void mlir::moe::buildCudaPipeline(OpPassManager &pm) {
+  buildToLoops(pm, /*gpu=*/true);
+  buildToLLVM(pm, /*gpu=*/true);
 }
 
 void mlir::moe::registerPipelines() {
@@ -80,4 +123,9 @@ void mlir::moe::registerPipelines() {
       "Lower a moe program to the LLVM dialect for the CPU (bare-pointer "
       "calling convention, results as out-parameters)",
       buildCpuPipeline);
+  PassPipelineRegistration<>(
+      "moe-cuda-pipeline",
+      "Lower a moe program for CUDA: bf16 expert FFNs as sm_90 kernels, the "
+      "rest for the CPU; expert weights are device pointers",
+      buildCudaPipeline);
 }

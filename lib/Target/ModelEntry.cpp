@@ -6,6 +6,8 @@
 
 #include "moe/Target/ModelEntry.h"
 
+#include "moe/Dialect/MoE/IR/MoE.h"
+
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -20,9 +22,10 @@ std::string ModelSignature::serialize() const {
   std::string text;
   llvm::raw_string_ostream os(text);
   for (const ModelBuffer &b : buffers) {
-    os << (b.kind == ModelBuffer::Kind::Input    ? "input"
-           : b.kind == ModelBuffer::Kind::Weight ? "weight"
-                                                 : "output")
+    os << (b.kind == ModelBuffer::Kind::Input ? "input"
+           : b.kind == ModelBuffer::Kind::Weight
+               ? (b.device ? "device-weight" : "weight")
+               : "output")
        << ' ' << b.name << ' ' << b.dtype << ' ';
     if (b.shape.empty())
       os << "scalar";
@@ -85,8 +88,27 @@ static LogicalResult bufferFromAttrs(Operation *where, DictionaryAttr attrs,
   return success();
 }
 
+/// Whether every use of `arg` is an expert weight operand that the CUDA
+/// pipeline runs on the GPU (bf16 moe.layer / moe.experts weights).
+static bool onlyGpuExpertWeight(BlockArgument arg) {
+  auto type = dyn_cast<RankedTensorType>(arg.getType());
+  if (!type || !type.getElementType().isBF16() || arg.use_empty())
+    return false;
+  return llvm::all_of(arg.getUses(), [](OpOperand &use) {
+    Operation *user = use.getOwner();
+    if (auto layer = dyn_cast<moe::LayerOp>(user))
+      return use.get() == layer.getWUp() || use.get() == layer.getWGate() ||
+             use.get() == layer.getWDown();
+    if (auto experts = dyn_cast<moe::ExpertsOp>(user))
+      return use.get() == experts.getWUp() || use.get() == experts.getWGate() ||
+             use.get() == experts.getWDown();
+    return false;
+  });
+}
+
 FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
-                                                       StringRef entryName) {
+                                                       StringRef entryName,
+                                                       bool cudaTarget) {
   func::FuncOp entry;
   if (!entryName.empty()) {
     entry = module.lookupSymbol<func::FuncOp>(entryName);
@@ -123,8 +145,11 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
   for (unsigned i = 0; i < type.getNumInputs(); ++i) {
     ModelBuffer b;
     if (failed(bufferFromAttrs(entry, entry.getArgAttrDict(i), false, i,
-                               type.getInput(i), b)) ||
-        failed(add(std::move(b))))
+                               type.getInput(i), b)))
+      return failure();
+    b.device = cudaTarget && b.kind == ModelBuffer::Kind::Weight &&
+               onlyGpuExpertWeight(entry.getArgument(i));
+    if (failed(add(std::move(b))))
       return failure();
     // The names now live in the signature; the LLVM translation would warn
     // about the dialect attributes.

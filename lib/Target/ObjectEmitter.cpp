@@ -9,8 +9,7 @@
 #include "moe/Target/ObjectEmitter.h"
 
 #include "mlir/ExecutionEngine/OptUtils.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
@@ -33,8 +32,9 @@ LogicalResult mlir::moe::emitObject(ModuleOp module, StringRef path,
   llvm::InitializeNativeTargetAsmPrinter();
 
   DialectRegistry registry;
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
+  // All of them: gpu.binary / gpu.launch_func translate to the embedded
+  // kernels and their launches.
+  registerAllToLLVMIRTranslations(registry);
   module->getContext()->appendDialectRegistry(registry);
 
   llvm::LLVMContext llvmContext;

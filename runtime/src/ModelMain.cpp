@@ -29,6 +29,7 @@ struct Buffer {
   size_t nbytes = 0;
   void *data = nullptr;
   bool owned = false;
+  bool device = false; // uploaded to the GPU; data is a device pointer
 };
 
 bool parseSignature(const char *text, std::vector<Buffer> &out) {
@@ -42,10 +43,11 @@ bool parseSignature(const char *text, std::vector<Buffer> &out) {
     if (!(fields >> kind >> name >> dtype >> shape))
       return false;
     Buffer b;
-    b.kind = kind == "input"    ? Buffer::Input
-             : kind == "weight" ? Buffer::Weight
-             : kind == "output" ? Buffer::Output
-                                : (Buffer::Kind)-1;
+    b.kind = kind == "input"                                 ? Buffer::Input
+             : kind == "weight" || kind == "device-weight" ? Buffer::Weight
+             : kind == "output"                            ? Buffer::Output
+                                                           : (Buffer::Kind)-1;
+    b.device = kind == "device-weight";
     if (int(b.kind) < 0)
       return false;
     b.name = name;
@@ -80,12 +82,12 @@ void usage(const char *argv0, const std::vector<Buffer> &buffers) {
                argv0);
   std::fprintf(stderr, "model buffers:\n");
   for (const Buffer &b : buffers)
-    std::fprintf(stderr, "  %-6s %-24s %-4s %s\n",
+    std::fprintf(stderr, "  %-6s %-24s %-4s %s%s\n",
                  b.kind == Buffer::Input    ? "input"
                  : b.kind == Buffer::Weight ? "weight"
                                             : "output",
                  b.name.c_str(), moert_dtype_name(b.dtype),
-                 shapeString(b.shape).c_str());
+                 shapeString(b.shape).c_str(), b.device ? " (on the GPU)" : "");
 }
 
 double checksum(const Buffer &b) {
@@ -207,6 +209,17 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       ++problems;
       continue;
     }
+    if (b.device) {
+      // Weights the compiled code reads on the GPU: uploaded once.
+      if (moert_cuda_alloc(t.nbytes, &b.data) != MOERT_OK ||
+          moert_cuda_copy(b.data, t.data, t.nbytes) != MOERT_OK) {
+        std::fprintf(stderr, "error: weight '%s' goes to the GPU: %s\n",
+                     b.name.c_str(), moert_last_error());
+        b.data = nullptr;
+        ++problems;
+      }
+      continue;
+    }
     b.data = const_cast<void *>(t.data);
     // Compiled code may assume natural alignment; copy what is not aligned.
     if (reinterpret_cast<uintptr_t>(t.data) % 64 != 0 && t.nbytes) {
@@ -275,9 +288,12 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       rc = 1;
     }
   }
-  for (Buffer &b : buffers)
-    if (b.owned)
+  for (Buffer &b : buffers) {
+    if (b.device && b.data)
+      moert_cuda_free(b.data);
+    else if (b.owned)
       moert_free(b.data);
+  }
   moert_st_close(weights);
   moert_st_close(inputs);
   return rc;

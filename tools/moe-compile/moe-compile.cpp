@@ -18,6 +18,7 @@
 #include "moe/Target/ModelEntry.h"
 #include "moe/Target/ObjectEmitter.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -47,7 +48,10 @@ cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"),
                                cl::init("-"));
 cl::opt<std::string> outputFile("o", cl::desc("output path"),
                                 cl::value_desc("path"), cl::init(""));
-cl::opt<std::string> target("target", cl::desc("cpu (default) or cuda"),
+cl::opt<std::string> target("target",
+                            cl::desc("cpu (default), or cuda: bf16 expert "
+                                     "FFNs on an sm_90 GPU, the rest on the "
+                                     "CPU"),
                             cl::init("cpu"));
 cl::opt<Emit> emit(
     "emit", cl::desc("what to produce"), cl::init(Emit::Exe),
@@ -152,10 +156,8 @@ int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "moe-compiler: compile a moe model "
                                           "into an executable\n");
-  if (target == "cuda")
-    return fail("--target=cuda: this moe-compile has no CUDA backend; "
-                "use --target=cpu");
-  if (target != "cpu")
+  bool cuda = target == "cuda";
+  if (target != "cpu" && !cuda)
     return fail("unknown target '" + target + "' (expected cpu or cuda)");
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Obj)
@@ -198,7 +200,7 @@ int main(int argc, char **argv) {
     return 1;
 
   FailureOr<moe::ModelSignature> signature =
-      moe::prepareModelEntry(*module, entryName);
+      moe::prepareModelEntry(*module, entryName, cuda);
   if (failed(signature))
     return 1;
 
@@ -212,30 +214,35 @@ int main(int argc, char **argv) {
         "index",   "llvm"};
     if (llvm::is_contained(lowered, ns))
       return WalkResult::advance();
-    op->emitError() << "'" << op->getName()
-                    << "' is not supported by the CPU backend";
+    op->emitError() << "'" << op->getName() << "' is not supported by the "
+                    << (cuda ? "CUDA" : "CPU") << " backend";
     return WalkResult::interrupt();
   });
   if (supported.wasInterrupted())
     return 1;
 
   PassManager pm(&context);
-  moe::buildCpuPipeline(pm);
+  if (cuda)
+    moe::buildCudaPipeline(pm);
+  else
+    moe::buildCpuPipeline(pm);
   if (failed(pm.run(*module)))
-    return fail("the CPU pipeline failed (see the diagnostics above)");
+    return fail(Twine("the ") + (cuda ? "CUDA" : "CPU") +
+                " pipeline failed (see the diagnostics above)");
   // Anything the pipeline could not lower is an op this backend does not
   // support; name it rather than failing later in the LLVM translation.
   Operation *unsupported = nullptr;
   module->walk([&](Operation *op) {
-    if (op != module->getOperation() &&
-        !isa<LLVM::LLVMDialect>(op->getDialect()) && !unsupported)
+    bool lowered = isa<LLVM::LLVMDialect>(op->getDialect()) ||
+                   (cuda && isa<gpu::GPUDialect>(op->getDialect()));
+    if (op != module->getOperation() && !lowered && !unsupported)
       unsupported = op;
   });
   if (unsupported) {
     unsupported->emitError()
         << "'" << unsupported->getName()
-        << "' is not supported by the CPU backend (it is left after the "
-           "CPU pipeline)";
+        << "' is not supported by the " << (cuda ? "CUDA" : "CPU")
+        << " backend (it is left after the pipeline)";
     return 1;
   }
   if (failed(moe::addExecutableEntry(*module, *signature)))

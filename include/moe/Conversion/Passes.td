@@ -34,4 +34,41 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
   ];
 }
 
+def ConvertMoEExpertsToGpuCall : Pass<"convert-moe-experts-to-gpu-call", "ModuleOp"> {
+  let summary = "Route bf16 moe.experts to a GPU helper function";
+  let description = [{
+    Replaces every bf16 `moe.experts` with static shapes by a call to a new
+    private function `@__moe_gpu_experts_<n>` whose arguments are read-only
+    for bufferization (`bufferization.access = "read"`), so that the CPU
+    pipeline bufferizes and deallocates around it without copying the
+    weights. `-moe-materialize-gpu-experts` gives it a body after
+    bufferization: the deallocation pipeline does not accept GPU launches.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
+def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
+  let summary = "Give the GPU expert helpers their bodies (kernels + host code)";
+  let description = [{
+    For each declaration made by `-convert-moe-experts-to-gpu-call` (now on
+    memrefs), builds the host side: device buffers, copies, the grouped GEMV
+    launches for the up (and gate) and down projections, the activation and
+    the rounding kernels from `lib/Target/CUDA/ExpertKernels.cpp` in the
+    gpu.module `moe_kernels`, and the copy of the result back to the host.
+    The expert weights must be device pointers (moe-compile marks them).
+    With `out-params-only`, it only turns the helpers' results into
+    caller-allocated out-parameters (run it before the deallocation
+    pipeline).
+  }];
+  let options = [
+    Option<"outParamsOnly", "out-params-only", "bool", "false",
+           "only rewrite the helpers' results into out-parameters">
+  ];
+  let dependentDialects = [
+    "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect", "::mlir::math::MathDialect"
+  ];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD

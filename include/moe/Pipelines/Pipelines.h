@@ -19,7 +19,12 @@ void buildMoEToLinalgPipeline(OpPassManager &pm);
 /// buffers; results become trailing out-parameters.
 void buildCpuPipeline(OpPassManager &pm);
 
-/// Registers `-moe-cpu-pipeline` and `-moe-to-linalg-pipeline` for moe-opt.
+/// The CUDA pipeline: bf16 expert FFNs on the GPU (sm_90 kernels embedded as
+/// a gpu.binary, host code calling the runtime's mgpu* ABI), the rest as in
+/// the CPU pipeline. Expert weights are device pointers.
+void buildCudaPipeline(OpPassManager &pm);
+
+/// Registers `-moe-cpu-pipeline`, `-moe-cuda-pipeline` and `-moe-to-linalg-pipeline` for moe-opt.
 void registerPipelines();
 
 } // namespace moe

@@ -32,6 +32,9 @@ struct ModelBuffer {
   std::string name;
   std::string dtype; // safetensors spelling: F32, F16, BF16, I32
   std::vector<int64_t> shape;
+  /// A weight the compiled code reads on the GPU: the runtime uploads it once
+  /// and passes the device pointer ("device-weight" in the signature).
+  bool device = false;
 };
 
 struct ModelSignature {
@@ -49,7 +52,8 @@ struct ModelSignature {
 /// entry's arguments read-only for bufferization (they may be memory-mapped
 /// weight files).
 FailureOr<ModelSignature> prepareModelEntry(ModuleOp module,
-                                            StringRef entryName);
+                                            StringRef entryName,
+                                            bool cudaTarget = false);
 
 /// After lowering to the LLVM dialect: adds `moe_model_signature`,
 /// `moe_model_run` and `main` (calling `moert_model_main`).

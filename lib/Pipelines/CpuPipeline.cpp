@@ -27,6 +27,10 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/Support/FileSystem.h"
+
+#include <cstdlib>
+#include <string>
 
 using namespace mlir;
 
@@ -74,13 +78,28 @@ void buildToLoops(OpPassManager &pm, bool gpu) {
   pm.addPass(createSCFToControlFlowPass());
 }
 
+/// The CUDA toolkit that serializes kernels (ptxas) and provides libdevice
+/// (expf, erff, ... in kernels): $CUDA_HOME, $CUDA_PATH, else
+/// /usr/local/cuda. Explicit, so that a scrubbed environment (lit, CI)
+/// compiles the same as a shell.
+std::string cudaToolkitPath() {
+  for (const char *var : {"CUDA_HOME", "CUDA_PATH"})
+    if (const char *v = std::getenv(var); v && *v)
+      return v;
+  return "/usr/local/cuda";
+}
+
 void buildToLLVM(OpPassManager &pm, bool gpu) {
+  std::string toolkit = gpu ? cudaToolkitPath() : "";
   if (gpu) {
     // Host gpu ops lower to mgpu* calls in their async form.
     pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
     GpuNVVMAttachTargetOptions target;
     target.chip = "sm_90";
     target.features = "+ptx80";
+    std::string libdevice = toolkit + "/nvvm/libdevice/libdevice.10.bc";
+    if (llvm::sys::fs::exists(libdevice))
+      target.linkLibs.push_back(libdevice);
     pm.addPass(createGpuNVVMAttachTarget(target));
     pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());
   }
@@ -98,8 +117,11 @@ void buildToLLVM(OpPassManager &pm, bool gpu) {
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   pm.addPass(createCanonicalizerPass());
-  if (gpu)
-    pm.addPass(createGpuModuleToBinaryPass());
+  if (gpu) {
+    GpuModuleToBinaryPassOptions binary;
+    binary.toolkitPath = toolkit;
+    pm.addPass(createGpuModuleToBinaryPass(binary));
+  }
 }
 } // namespace
 

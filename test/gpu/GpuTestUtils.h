@@ -40,6 +40,21 @@ inline double measureCopyBandwidth() {
   return 10.0 * 2.0 * double(bytes) / seconds;
 }
 
+/// The start of every timing test: initializes CUDA and measures the copy
+/// floor into `bandwidth`. Returns 0 to go on, else the exit code: 77 (no
+/// GPU: skipped) or 1.
+inline int start(double &bandwidth) {
+  if (moert_cuda_init() != MOERT_OK) {
+    std::printf("SKIPPED: %s\n", moert_last_error());
+    return 77;
+  }
+  bandwidth = measureCopyBandwidth();
+  if (bandwidth <= 0)
+    return 1;
+  std::printf("copy bandwidth %.2f TB/s\n", bandwidth * 1e-12);
+  return 0;
+}
+
 } // namespace gpu_test
 
 #endif // MOE_TEST_GPU_GPUTESTUTILS_H

@@ -47,12 +47,9 @@ void *upload(const void *data, size_t bytes) {
 } // namespace
 
 int main() {
-  if (moert_cuda_init() != MOERT_OK) {
-    std::printf("SKIPPED: %s\n", moert_last_error());
-    return 77;
-  }
-  double bandwidth = gpu_test::measureCopyBandwidth();
-  std::printf("copy bandwidth %.2f TB/s\n", bandwidth * 1e-12);
+  double bandwidth = 0;
+  if (int rc = gpu_test::start(bandwidth))
+    return rc;
   std::vector<Shape> shapes = {{"olmoe-1b-7b", 64, 8, 2048, 1024, 1},
                                {"olmoe-1b-7b", 64, 8, 2048, 1024, 16},
                                {"qwen3-30b-a3b", 128, 8, 2048, 768, 16},

@@ -38,14 +38,9 @@ using gpu_test::ok;
 
 int main(int argc, char **argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  if (moert_cuda_init() != MOERT_OK) {
-    std::printf("SKIPPED: %s\n", moert_last_error());
-    return 77;
-  }
-  double bandwidth = gpu_test::measureCopyBandwidth();
-  if (bandwidth <= 0)
-    return 1;
-  std::printf("copy bandwidth %.2f TB/s\n", bandwidth * 1e-12);
+  double bandwidth = 0;
+  if (int rc = gpu_test::start(bandwidth))
+    return rc;
 
   std::vector<Case> cases = {{"mixtral up", 4096, 14336},
                              {"deepseek-v3 up", 7168, 2048},

@@ -40,14 +40,9 @@ using gpu_test::ok;
 
 int main(int argc, char **argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  if (moert_cuda_init() != MOERT_OK) {
-    std::printf("SKIPPED: %s\n", moert_last_error());
-    return 77;
-  }
-  double bandwidth = gpu_test::measureCopyBandwidth();
-  if (bandwidth <= 0)
-    return 1;
-  std::printf("copy bandwidth %.2f TB/s\n", bandwidth * 1e-12);
+  double bandwidth = 0;
+  if (int rc = gpu_test::start(bandwidth))
+    return rc;
 
   std::vector<Shape> shapes = {{"ds-moe-128", 128, 1, 2048, 8192},
                                {"mixtral-8x7b", 8, 2, 4096, 14336},

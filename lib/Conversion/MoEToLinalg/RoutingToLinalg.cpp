@@ -25,7 +25,6 @@ using namespace mlir::moe;
 
 namespace {
 
-using BodyFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
 
 Value extract(OpBuilder &b, Location loc, Value t, ValueRange idx) {
   return tensor::ExtractOp::create(b, loc, t, idx);

@@ -9,6 +9,7 @@
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
+#include "moe/Parallel/Passes.h"
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Transforms/Passes.h"
 
@@ -35,6 +36,7 @@ void mlir::moe::registerAllPasses() {
   mlir::moe::registerMoEConversionPasses();
   mlir::moe::registerPipelines();
   mlir::moe::registerMoETransformsPasses();
+  mlir::moe::registerMoEParallelPasses();
 }
 
 void mlir::moe::registerAllTranslations() {

@@ -1,0 +1,78 @@
+//===- Passes.td - moe parallelism planning -----------------*- tablegen -*-===//
+//
+// Part of moe-compiler. Passes that decide how a model spreads over GPUs.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_PARALLEL_PASSES_TD
+#define MOE_PARALLEL_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def PlanParallelism : Pass<"moe-plan-parallelism", "ModuleOp"> {
+  let summary = "Choose expert / expert-slicing / tensor / data parallelism "
+                "for a model's MoE layers and write it as shard annotations";
+  let description = [{
+    Looks at every `moe.layer` of the module (weights are function arguments
+    or other values with static shapes), estimates for every layout of `gpus`
+    GPUs the weight bytes per GPU, FLOPs, HBM reads and collective traffic of
+    one step (see `moe/Parallel/CostModel.h`), and picks the best layout that
+    fits for the `objective`:
+
+    - `expert` parallelism (experts split over a grid axis),
+    - expert slicing (each expert's ffn dimension split over the `tensor`
+      axis, when there are more GPUs than experts or when it pays for
+      latency),
+    - tensor slicing of the dense parts (shared experts, PR-MoE MLP) over the
+      `tensor` axis or over `expert` x `tensor`,
+    - `data` parallelism (whole-model replicas).
+
+    It writes one `shard.grid @moe_grid(shape = D x E x T)`, with the axis
+    names in a `moe.axes` attribute (upstream grids have no axis names),
+    `shard.sharding` / `shard.shard` annotations on every weight operand of
+    every layer, and a `moe.plan` summary on each layer. Each layer gets a
+    remark with its numbers; `report` prints a plan table to stdout. A model
+    that fits in no layout is refused with the number of GPUs it needs.
+
+    ```mlir
+    shard.grid @moe_grid(shape = 1x8x1) {moe.axes = ["data", "expert", "tensor"]}
+    %sharding = shard.sharding @moe_grid split_axes = [[1]] : !shard.sharding
+    %sharded = shard.shard %wu to %sharding : tensor<8x4096x14336xbf16>
+    ```
+  }];
+  let options = [
+    Option<"gpus", "gpus", "int64_t", "1", "total number of GPUs">,
+    Option<"gpusPerHost", "gpus-per-host", "int64_t", "8",
+           "GPUs per host (NVLink domain)">,
+    Option<"memoryGB", "memory-gb", "double", "141",
+           "memory per GPU in GB (1e9 bytes); 141 is an H200">,
+    Option<"memoryReserve", "memory-reserve", "double", "0.1",
+           "fraction of each GPU's memory kept for activations, KV cache and "
+           "workspace">,
+    Option<"objective", "objective", "std::string", "\"latency\"",
+           "latency (time of one step) or throughput (tokens per second of "
+           "all replicas)">,
+    Option<"tokens", "tokens", "int64_t", "1",
+           "tokens per step of one replica, for the cost model">,
+    Option<"layersMultiplier", "layers-multiplier", "int64_t", "1",
+           "each moe.layer stands for this many identical layers of the "
+           "real model (weights and step time are scaled by it)">,
+    Option<"hbmGBs", "hbm-gb-s", "double", "4300", "HBM bandwidth in GB/s">,
+    Option<"tflops", "tflops", "double", "750",
+           "dense tensor-core rate in TFLOP/s for the weights' type">,
+    Option<"nvlinkGBs", "nvlink-gb-s", "double", "450",
+           "NVLink bandwidth per GPU and direction in GB/s">,
+    Option<"interHostGBs", "inter-host-gb-s", "double", "50",
+           "network bandwidth per GPU between hosts in GB/s (400 Gb/s)">,
+    Option<"nvlinkLatencyUs", "nvlink-latency-us", "double", "10",
+           "latency of one collective inside a host, in microseconds">,
+    Option<"interHostLatencyUs", "inter-host-latency-us", "double", "25",
+           "extra latency of a collective that crosses hosts, in "
+           "microseconds">,
+    Option<"report", "report", "bool", "false",
+           "print the plan table to stdout">
+  ];
+  let dependentDialects = ["::mlir::shard::ShardDialect"];
+}
+
+#endif // MOE_PARALLEL_PASSES_TD

@@ -106,10 +106,13 @@ CostModel::candidatePlans(llvm::ArrayRef<LayerShape> layers,
       return field(l) % n == 0;
     });
   };
+  auto slices = [&](int64_t ffn, int64_t n) {
+    return ffn % n == 0 && (n == 1 || ffn / n >= minSlice);
+  };
   auto denseDivides = [&](int64_t n) {
     return llvm::all_of(layers, [&](const LayerShape &l) {
       return llvm::all_of(l.dense, [&](const DenseMlpShape &d) {
-        return d.ffn % n == 0;
+        return slices(d.ffn, n);
       });
     });
   };
@@ -118,7 +121,9 @@ CostModel::candidatePlans(llvm::ArrayRef<LayerShape> layers,
     for (int64_t expert : divisors(replica)) {
       int64_t slicing = replica / expert;
       if (!dividesAll(expert, [](const LayerShape &l) { return l.numExperts; }) ||
-          !dividesAll(slicing, [](const LayerShape &l) { return l.expertFfn; }))
+          !llvm::all_of(layers, [&](const LayerShape &l) {
+            return slices(l.expertFfn, slicing);
+          }))
         continue;
       llvm::SmallVector<int64_t, 3> tensors = {1};
       if (dense) {
@@ -204,10 +209,10 @@ double CostModel::allReduceSeconds(double bytes, int64_t ranks,
   return 2 * once - latency;
 }
 
-LayerCost CostModel::estimateLayer(const LayerShape &layer,
-                                   const Plan &plan) const {
+LayerCost CostModel::estimateLayer(const LayerShape &layer, const Plan &plan,
+                                   int64_t replicaTokens) const {
   LayerCost c;
-  const double t = double(tokens);
+  const double t = double(replicaTokens);
   const int64_t experts = std::max<int64_t>(layer.numExperts, 1);
   const double k = double(std::min(layer.topK, experts));
   const double d = double(layer.hidden);
@@ -268,11 +273,12 @@ LayerCost CostModel::estimateLayer(const LayerShape &layer,
 }
 
 PlanCost CostModel::estimate(llvm::ArrayRef<LayerShape> layers,
-                             const Plan &plan) const {
+                             const Plan &plan, Objective objective) const {
   PlanCost cost;
   cost.plan = plan;
+  cost.replicaTokens = replicaTokens(plan, objective);
   for (const LayerShape &l : layers) {
-    LayerCost c = estimateLayer(l, plan);
+    LayerCost c = estimateLayer(l, plan, cost.replicaTokens);
     double r = double(l.repeat);
     cost.weightBytesPerGpu += c.weightBytesPerGpu * r;
     cost.computeSeconds += c.computeSeconds * r;
@@ -283,7 +289,7 @@ PlanCost CostModel::estimate(llvm::ArrayRef<LayerShape> layers,
   }
   cost.fits = cost.weightBytesPerGpu <= hw.usableBytes();
   cost.tokensPerSecond = cost.stepSeconds > 0
-                             ? double(plan.data) * double(tokens) /
+                             ? double(plan.data) * double(cost.replicaTokens) /
                                    cost.stepSeconds
                              : 0;
   return cost;
@@ -292,7 +298,7 @@ PlanCost CostModel::estimate(llvm::ArrayRef<LayerShape> layers,
 double CostModel::score(const PlanCost &cost, Objective objective) {
   if (objective == Objective::Latency)
     return cost.stepSeconds;
-  return cost.stepSeconds / double(cost.plan.data);
+  return cost.tokensPerSecond > 0 ? 1.0 / cost.tokensPerSecond : 0;
 }
 
 llvm::SmallVector<PlanCost>
@@ -300,7 +306,7 @@ CostModel::rankPlans(llvm::ArrayRef<LayerShape> layers, int64_t gpus,
                      Objective objective) const {
   llvm::SmallVector<PlanCost> fitting;
   for (const Plan &p : candidatePlans(layers, gpus)) {
-    PlanCost c = estimate(layers, p);
+    PlanCost c = estimate(layers, p, objective);
     if (c.fits)
       fitting.push_back(std::move(c));
   }

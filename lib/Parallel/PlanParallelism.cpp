@@ -33,7 +33,14 @@
 // GPU between hosts, a latency per collective and level). Step time is
 // max(compute, HBM) + communication, summed over layers times
 // `layers-multiplier`. Objectives: latency minimises the step time of one
-// replica for `tokens` tokens; throughput minimises step time / dp. Plans
+// replica for a batch of `tokens` tokens; throughput maximises the tokens per
+// second of all replicas when every GPU brings `tokens` tokens to a step (a
+// replica of P GPUs batches P * tokens: its KV cache grows with its GPUs, and
+// it reads each expert once for the whole batch; with a fixed batch per
+// replica, pure data parallelism would always win and expert parallelism
+// would never pay). Expert and tensor slicing keep at least `min-slice` (128)
+// ffn columns per GPU: thinner GEMMs do not run near the tensor-core rate,
+// which the roofline does not see. Plans
 // within 1% of each other count as equal and are broken by preference (more
 // ep, less es, less tp, less dp), so that the pinned plans do not flip on
 // noise. A plan fits when the weights per GPU stay under
@@ -145,7 +152,8 @@ private:
   void annotate(ModuleOp module, ArrayRef<LayerOp> layers,
                 const PlanCost &cost);
   void printReport(ArrayRef<LayerOp> layers, ArrayRef<LayerShape> shapes,
-                   const CostModel &model, ArrayRef<PlanCost> ranked);
+                   const CostModel &model, ArrayRef<PlanCost> ranked,
+                   Objective obj);
 
   HardwareSpec hardware() const {
     HardwareSpec hw;
@@ -182,6 +190,8 @@ LogicalResult PlanParallelismPass::checkOptions(ModuleOp module,
     return fail("bandwidths and tflops must be positive");
   if (!(nvlinkLatencyUs >= 0 && interHostLatencyUs >= 0))
     return fail("latencies must not be negative");
+  if (minSlice < 1)
+    return fail("min-slice must be at least 1, got " + Twine(minSlice));
   if (tokens < 1)
     return fail("tokens must be at least 1, got " + Twine(tokens));
   if (layersMultiplier < 1)
@@ -418,7 +428,8 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
 void PlanParallelismPass::printReport(ArrayRef<LayerOp> layers,
                                       ArrayRef<LayerShape> shapes,
                                       const CostModel &model,
-                                      ArrayRef<PlanCost> ranked) {
+                                      ArrayRef<PlanCost> ranked,
+                                      Objective obj) {
   llvm::raw_ostream &os = llvm::outs();
   const HardwareSpec &hw = model.hardware();
   const PlanCost &best = ranked.front();
@@ -426,7 +437,8 @@ void PlanParallelismPass::printReport(ArrayRef<LayerOp> layers,
   os << "moe-plan-parallelism: " << gpus << " GPUs (" << gpusPerHost
      << " per host), " << formatBytes(hw.memoryBytes) << " per GPU ("
      << formatBytes(hw.usableBytes()) << " for weights), objective "
-     << objective << ", " << tokens << " tokens per step and replica\n";
+     << objective << ", tokens per step: " << tokens
+     << (obj == Objective::Latency ? " per replica" : " per GPU") << "\n";
   os << "model: " << layers.size() << " moe.layer x " << layersMultiplier
      << " = " << int64_t(layers.size()) * layersMultiplier << " layers, "
      << formatBytes(CostModel::totalWeightBytes(shapes)) << " of weights\n";
@@ -460,8 +472,10 @@ void PlanParallelismPass::printReport(ArrayRef<LayerOp> layers,
                      formatTime(best.memorySeconds).c_str(),
                      formatTime(best.commSeconds).c_str(),
                      formatTime(best.stepSeconds).c_str());
-  os << llvm::format("throughput: %.0f tokens/s over %lld replicas\n",
-                     best.tokensPerSecond, (long long)p.data);
+  os << llvm::format("replica batch: %lld tokens; throughput: %.0f tokens/s "
+                     "over %lld replicas\n",
+                     (long long)best.replicaTokens, best.tokensPerSecond,
+                     (long long)p.data);
   size_t shown = std::min<size_t>(ranked.size(), 6);
   os << "candidates that fit (best " << shown << " of " << ranked.size()
      << "):\n";
@@ -502,14 +516,14 @@ void PlanParallelismPass::runOnOperation() {
     shapes.push_back(*shape);
   }
 
-  CostModel model(hardware(), tokens);
+  CostModel model(hardware(), tokens, minSlice);
   SmallVector<PlanCost> ranked = model.rankPlans(shapes, gpus, obj);
   if (ranked.empty()) {
     double total = CostModel::totalWeightBytes(shapes);
     int64_t needed = model.minimumGpus(shapes);
     InFlightDiagnostic diag = module.emitError("moe-plan-parallelism: ");
     diag << "the model needs " << formatBytes(total) << " of weights ("
-         << layers.size() << " moe.layer x " << layersMultiplier
+         << layers.size() << " moe.layer x " << int64_t(layersMultiplier)
          << "); at " << formatBytes(model.hardware().memoryBytes)
          << " per GPU (" << formatBytes(model.hardware().usableBytes())
          << " for weights) it needs at least ";
@@ -517,13 +531,13 @@ void PlanParallelismPass::runOnOperation() {
       diag << needed << " GPUs";
     else
       diag << "more GPUs than can be planned";
-    diag << ", got " << gpus;
+    diag << ", got " << int64_t(gpus);
     return signalPassFailure();
   }
 
   annotate(module, layers, ranked.front());
   if (report)
-    printReport(layers, shapes, model, ranked);
+    printReport(layers, shapes, model, ranked, obj);
 }
 
 } // namespace

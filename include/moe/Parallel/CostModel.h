@@ -141,6 +141,8 @@ struct PlanCost {
   double commSeconds = 0;
   /// Sum of the layers' step times: one forward step of one replica.
   double stepSeconds = 0;
+  /// Tokens one replica processes per step (see CostModel::replicaTokens).
+  int64_t replicaTokens = 0;
   /// All replicas together.
   double tokensPerSecond = 0;
   bool fits = false;
@@ -148,11 +150,24 @@ struct PlanCost {
 
 class CostModel {
 public:
-  /// `tokens` is the number of tokens one replica processes per step.
-  CostModel(HardwareSpec hw, int64_t tokens) : hw(hw), tokens(tokens) {}
+  /// `tokens`: tokens per step, see replicaTokens(). Expert slicing and
+  /// tensor slicing leave at least `minSlice` ffn columns on every GPU (below
+  /// that the GEMMs are too thin to run near the tensor-core rate).
+  CostModel(HardwareSpec hw, int64_t tokens, int64_t minSlice = 1)
+      : hw(hw), tokens(tokens), minSlice(minSlice) {}
 
   const HardwareSpec &hardware() const { return hw; }
   int64_t tokensPerStep() const { return tokens; }
+
+  /// The batch of one replica per step. For latency, `tokens` (the step whose
+  /// time is minimised). For throughput, `tokens` per GPU of the replica: a
+  /// serving system fills each GPU's free memory (KV cache) with requests, so
+  /// a replica of more GPUs runs a larger batch and reads its experts once
+  /// for all of it.
+  int64_t replicaTokens(const Plan &plan, Objective objective) const {
+    return objective == Objective::Latency ? tokens
+                                           : tokens * plan.gpusPerReplica();
+  }
 
   /// Whether `gpus` can form a grid of whole hosts (or part of one host).
   bool isValidGpuCount(int64_t gpus) const;
@@ -161,15 +176,19 @@ public:
   static double totalWeightBytes(llvm::ArrayRef<LayerShape> layers);
 
   /// Every layout of `gpus` GPUs that divides the experts, the expert ffn and
-  /// the dense ffns of every layer evenly, fitting or not.
+  /// the dense ffns of every layer evenly, into slices of at least `minSlice`
+  /// columns, fitting or not.
   llvm::SmallVector<Plan> candidatePlans(llvm::ArrayRef<LayerShape> layers,
                                          int64_t gpus) const;
 
-  LayerCost estimateLayer(const LayerShape &layer, const Plan &plan) const;
-  PlanCost estimate(llvm::ArrayRef<LayerShape> layers, const Plan &plan) const;
+  /// One layer when a replica processes `replicaTokens` tokens per step.
+  LayerCost estimateLayer(const LayerShape &layer, const Plan &plan,
+                          int64_t replicaTokens) const;
+  PlanCost estimate(llvm::ArrayRef<LayerShape> layers, const Plan &plan,
+                    Objective objective) const;
 
-  /// Lower is better: the step time for latency, the step time per replica
-  /// (GPU-seconds per token, up to a constant) for throughput.
+  /// Lower is better: the step time for latency, seconds per token of all
+  /// replicas together (1 / tokensPerSecond) for throughput.
   static double score(const PlanCost &cost, Objective objective);
 
   /// Candidates that fit, best first. Plans whose scores are within 1% are
@@ -213,6 +232,7 @@ public:
 private:
   HardwareSpec hw;
   int64_t tokens;
+  int64_t minSlice;
 };
 
 } // namespace mlir::moe

@@ -53,7 +53,12 @@ def PlanParallelism : Pass<"moe-plan-parallelism", "ModuleOp"> {
            "latency (time of one step) or throughput (tokens per second of "
            "all replicas)">,
     Option<"tokens", "tokens", "int64_t", "1",
-           "tokens per step of one replica, for the cost model">,
+           "tokens per step for the cost model: of one replica for latency, "
+           "per GPU for throughput (a replica of P GPUs batches P times as "
+           "many)">,
+    Option<"minSlice", "min-slice", "int64_t", "128",
+           "expert and tensor slicing leave at least this many ffn columns "
+           "per GPU">,
     Option<"layersMultiplier", "layers-multiplier", "int64_t", "1",
            "each moe.layer stands for this many identical layers of the "
            "real model (weights and step time are scaled by it)">,

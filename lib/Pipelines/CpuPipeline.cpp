@@ -44,6 +44,8 @@ namespace {
 /// Shared by both targets: moe on tensors to bufferized loops, deallocation
 /// included; `gpu` also routes the bf16 experts to the GPU helpers.
 void buildToLoops(OpPassManager &pm, bool gpu) {
+  if (gpu)
+    pm.addPass(moe::createConvertMoELayerToGpuCall());
   pm.addPass(moe::createMoEDecomposeLayer());
   if (gpu)
     pm.addPass(moe::createConvertMoEExpertsToGpuCall());

@@ -6,7 +6,9 @@
 
 #include "moe/Target/ModelEntry.h"
 
+#include "moe/Conversion/MoEToGPU/GpuHelpers.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -22,10 +24,10 @@ std::string ModelSignature::serialize() const {
   std::string text;
   llvm::raw_string_ostream os(text);
   for (const ModelBuffer &b : buffers) {
-    os << (b.kind == ModelBuffer::Kind::Input ? "input"
-           : b.kind == ModelBuffer::Kind::Weight
-               ? (b.device ? "device-weight" : "weight")
-               : "output")
+    os << (b.device ? "device-" : "")
+       << (b.kind == ModelBuffer::Kind::Input    ? "input"
+           : b.kind == ModelBuffer::Kind::Weight ? "weight"
+                                                 : "output")
        << ' ' << b.name << ' ' << b.dtype << ' ';
     if (b.shape.empty())
       os << "scalar";
@@ -88,17 +90,32 @@ static LogicalResult bufferFromAttrs(Operation *where, DictionaryAttr attrs,
   return success();
 }
 
-/// Whether every use of `arg` is an expert weight operand that the CUDA
-/// pipeline runs on the GPU (bf16 moe.layer / moe.experts weights).
-static bool onlyGpuExpertWeight(BlockArgument arg) {
+static bool isGpuLayer(moe::LayerOp layer) {
+  return moe::whyNotGpuLayer(layer).empty();
+}
+
+/// Whether every use of `arg` is an operand that the CUDA pipeline reads on
+/// the GPU: expert weights of bf16 moe.layer / moe.experts ops, and the
+/// router weights and input of layers that run whole on the GPU.
+static bool onlyGpuOperand(BlockArgument arg) {
   auto type = dyn_cast<RankedTensorType>(arg.getType());
-  if (!type || !type.getElementType().isBF16() || arg.use_empty())
+  if (!type || arg.use_empty())
     return false;
-  return llvm::all_of(arg.getUses(), [](OpOperand &use) {
+  return llvm::all_of(arg.getUses(), [&](OpOperand &use) {
     Operation *user = use.getOwner();
-    if (auto layer = dyn_cast<moe::LayerOp>(user))
+    if (auto layer = dyn_cast<moe::LayerOp>(user)) {
+      if (isGpuLayer(layer) &&
+          (use.get() == layer.getInput() ||
+           use.get() == layer.getRouterWeight() ||
+           use.get() == layer.getRouterBias()))
+        return true;
+      if (!type.getElementType().isBF16())
+        return false;
       return use.get() == layer.getWUp() || use.get() == layer.getWGate() ||
              use.get() == layer.getWDown();
+    }
+    if (!type.getElementType().isBF16())
+      return false;
     if (auto experts = dyn_cast<moe::ExpertsOp>(user))
       return use.get() == experts.getWUp() || use.get() == experts.getWGate() ||
              use.get() == experts.getWDown();
@@ -147,8 +164,7 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     if (failed(bufferFromAttrs(entry, entry.getArgAttrDict(i), false, i,
                                type.getInput(i), b)))
       return failure();
-    b.device = cudaTarget && b.kind == ModelBuffer::Kind::Weight &&
-               onlyGpuExpertWeight(entry.getArgument(i));
+    b.device = cudaTarget && onlyGpuOperand(entry.getArgument(i));
     if (failed(add(std::move(b))))
       return failure();
     // The names now live in the signature; the LLVM translation would warn
@@ -159,14 +175,32 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     entry.setArgAttr(i, bufferization::BufferizationDialect::kWritableAttrName,
                      BoolAttr::get(module.getContext(), false));
   }
+  auto returnOp = entry.getBody().hasOneBlock()
+                      ? dyn_cast<func::ReturnOp>(
+                            entry.getBody().front().getTerminator())
+                      : func::ReturnOp();
   for (unsigned i = 0; i < type.getNumResults(); ++i) {
     ModelBuffer b;
     if (failed(bufferFromAttrs(entry, entry.getResultAttrDict(i), true, i,
-                               type.getResult(i), b)) ||
-        failed(add(std::move(b))))
+                               type.getResult(i), b)))
+      return failure();
+    // Written on the GPU: the result of a whole-GPU layer used only here.
+    Value v = returnOp ? returnOp.getOperand(i) : Value();
+    auto layer = v ? v.getDefiningOp<moe::LayerOp>() : moe::LayerOp();
+    b.device = cudaTarget && layer && isGpuLayer(layer) && v.hasOneUse();
+    if (failed(add(std::move(b))))
       return failure();
     entry.removeResultAttr(i, StringAttr::get(module.getContext(), "moe.output"));
   }
+  // The GPU helpers skip the copies of activations the model keeps on the
+  // device (positions in bare-pointer order: inputs, then outputs).
+  SmallVector<int64_t> device;
+  for (auto [i, b] : llvm::enumerate(sig.buffers))
+    if (b.device && b.kind != ModelBuffer::Kind::Weight)
+      device.push_back(int64_t(i));
+  if (!device.empty())
+    entry->setAttr(kDeviceBuffersAttr,
+                   DenseI64ArrayAttr::get(module.getContext(), device));
   return sig;
 }
 

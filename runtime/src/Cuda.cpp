@@ -19,7 +19,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <dlfcn.h>
+#include <map>
 #include <mutex>
+#include <unordered_map>
 
 namespace {
 
@@ -57,6 +59,7 @@ struct Driver {
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamSynchronize)(CUstream);
   CUresult (*cuStreamDestroy)(CUstream);
+  CUresult (*cuStreamIsCapturing)(CUstream, int *);
   CUresult (*cuEventCreate)(CUevent *, unsigned);
   CUresult (*cuEventRecord)(CUevent, CUstream);
   CUresult (*cuEventSynchronize)(CUevent);
@@ -71,6 +74,17 @@ struct Driver {
   uint64_t launches = 0;
   moert_status status = MOERT_ERR_DEVICE;
   std::string error; // why the driver is unusable, when it is
+  // The stream all compiled code runs on: the caller's (moert_cuda_set_stream)
+  // or one created on first use.
+  CUstream stream = nullptr;
+  bool haveStream = false;
+  // Device scratch of compiled code, cached by size: blocks freed by
+  // mgpuMemFree are reused by later allocations on the same stream (stream
+  // order makes that safe), so a step allocates nothing from the driver
+  // after the first, and a captured CUDA graph sees the same addresses.
+  std::multimap<size_t, void *> cached;
+  std::unordered_map<void *, size_t> inUse;
+  size_t cachedBytes = 0;
 };
 
 /// Constructed on first use: generated code calls mgpuModuleLoad from a
@@ -125,6 +139,7 @@ void openDriver() {
             load(drv().cuStreamCreate, "cuStreamCreate") &&
             load(drv().cuStreamSynchronize, "cuStreamSynchronize") &&
             load(drv().cuStreamDestroy, "cuStreamDestroy_v2") &&
+            load(drv().cuStreamIsCapturing, "cuStreamIsCapturing") &&
             load(drv().cuEventCreate, "cuEventCreate") &&
             load(drv().cuEventRecord, "cuEventRecord") &&
             load(drv().cuEventSynchronize, "cuEventSynchronize") &&
@@ -271,6 +286,52 @@ extern "C" moert_status moert_cuda_profile_read(double *kernel_ms,
   return MOERT_OK;
 }
 
+extern "C" moert_status moert_cuda_set_stream(void *stream) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  drv().stream = static_cast<CUstream>(stream);
+  drv().haveStream = true;
+  return MOERT_OK;
+}
+
+namespace {
+CUstream modelStream() {
+  if (!drv().haveStream) {
+    check("cuStreamCreate",
+          drv().cuStreamCreate(&drv().stream, /*non-blocking*/ 1));
+    drv().haveStream = true;
+  }
+  return drv().stream;
+}
+
+bool capturing(CUstream s) {
+  int status = 0; // CU_STREAM_CAPTURE_STATUS_NONE
+  check("cuStreamIsCapturing", drv().cuStreamIsCapturing(s, &status));
+  return status != 0;
+}
+} // namespace
+
+extern "C" moert_status moert_cuda_stream(void **out) {
+  *out = nullptr;
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  *out = modelStream();
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_trim(void) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (CUresult r = drv().cuCtxSynchronize())
+    return cudaFail("cuCtxSynchronize", r);
+  for (auto &[bytes, p] : drv().cached)
+    if (moert_status s = moert_cuda_free(p); s != MOERT_OK)
+      return s;
+  drv().cached.clear();
+  drv().cachedBytes = 0;
+  return MOERT_OK;
+}
+
 extern "C" moert_status moert_cuda_synchronize(void) {
   if (moert_status s = ready(); s != MOERT_OK)
     return s;
@@ -336,38 +397,75 @@ extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
   }
 }
 
+// Generated host code creates a stream per function and synchronizes it at
+// the end; all of them are the one model stream, so consecutive steps queue
+// behind each other without new streams. While the caller captures that
+// stream into a CUDA graph, the synchronization is left out (it would end
+// the capture); the graph's launch orders the work instead.
+
 extern "C" void *mgpuStreamCreate() {
   ensure();
-  CUstream stream = nullptr;
-  check("cuStreamCreate", drv().cuStreamCreate(&stream, /*non-blocking*/ 1));
-  return stream;
+  return modelStream();
 }
 
 extern "C" void mgpuStreamDestroy(void *stream) {
   ensure();
-  check("cuStreamDestroy", drv().cuStreamDestroy(static_cast<CUstream>(stream)));
+  CUstream s = static_cast<CUstream>(stream);
+  if (drv().haveStream && s == drv().stream)
+    return;
+  check("cuStreamDestroy", drv().cuStreamDestroy(s));
 }
 
 extern "C" void mgpuStreamSynchronize(void *stream) {
   ensure();
-  check("cuStreamSynchronize",
-        drv().cuStreamSynchronize(static_cast<CUstream>(stream)));
+  CUstream s = static_cast<CUstream>(stream);
+  if (capturing(s))
+    return;
+  check("cuStreamSynchronize", drv().cuStreamSynchronize(s));
 }
 
 extern "C" void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/,
                               bool /*isHostShared*/) {
+  ensure();
   void *p = nullptr;
-  if (moert_cuda_alloc(bytes, &p) != MOERT_OK)
-    fatal();
+  auto hit = drv().cached.find(bytes);
+  if (hit != drv().cached.end()) {
+    p = hit->second;
+    drv().cached.erase(hit);
+    drv().cachedBytes -= bytes;
+  } else {
+    if (capturing(modelStream())) {
+      moert::fail(MOERT_ERR_DEVICE,
+                  "compiled code asked for %llu bytes of new device memory "
+                  "while its stream is captured into a CUDA graph; run the "
+                  "model once before capturing it",
+                  (unsigned long long)bytes);
+      fatal();
+    }
+    if (moert_cuda_alloc(bytes, &p) != MOERT_OK) {
+      // Give the cache back and try once more before failing.
+      if (drv().cachedBytes && moert_cuda_trim() == MOERT_OK &&
+          moert_cuda_alloc(bytes, &p) == MOERT_OK) {
+      } else {
+        fatal();
+      }
+    }
+  }
+  drv().inUse[p] = bytes;
   return p;
 }
 
 extern "C" void mgpuMemFree(void *ptr, void * /*stream*/) {
-  // Frees wait for the work queued before them, as stream order requires.
   ensure();
-  check("cuCtxSynchronize", drv().cuCtxSynchronize());
-  if (moert_cuda_free(ptr) != MOERT_OK)
+  auto it = drv().inUse.find(ptr);
+  if (it == drv().inUse.end()) {
+    moert::fail(MOERT_ERR_DEVICE, "mgpuMemFree of %p, which mgpuMemAlloc did "
+                                  "not return", ptr);
     fatal();
+  }
+  drv().cached.emplace(it->second, ptr);
+  drv().cachedBytes += it->second;
+  drv().inUse.erase(it);
 }
 
 extern "C" void mgpuMemcpy(void *dst, void *src, size_t bytes, void *stream) {

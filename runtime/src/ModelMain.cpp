@@ -29,7 +29,8 @@ struct Buffer {
   size_t nbytes = 0;
   void *data = nullptr;
   bool owned = false;
-  bool device = false; // uploaded to the GPU; data is a device pointer
+  bool device = false; // on the GPU; data is a device pointer
+  void *host = nullptr; // a device output's host copy (owned)
 };
 
 bool parseSignature(const char *text, std::vector<Buffer> &out) {
@@ -43,11 +44,13 @@ bool parseSignature(const char *text, std::vector<Buffer> &out) {
     if (!(fields >> kind >> name >> dtype >> shape))
       return false;
     Buffer b;
-    b.kind = kind == "input"                                 ? Buffer::Input
-             : kind == "weight" || kind == "device-weight" ? Buffer::Weight
-             : kind == "output"                            ? Buffer::Output
-                                                           : (Buffer::Kind)-1;
-    b.device = kind == "device-weight";
+    // "device-" marks a buffer the compiled code reads or writes on the GPU.
+    b.device = kind.rfind("device-", 0) == 0;
+    std::string base = b.device ? kind.substr(7) : kind;
+    b.kind = base == "input"    ? Buffer::Input
+             : base == "weight" ? Buffer::Weight
+             : base == "output" ? Buffer::Output
+                                : (Buffer::Kind)-1;
     if (int(b.kind) < 0)
       return false;
     b.name = name;
@@ -210,10 +213,11 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       continue;
     }
     if (b.device) {
-      // Weights the compiled code reads on the GPU: uploaded once.
+      // Buffers the compiled code reads on the GPU: uploaded once.
       if (moert_cuda_alloc(t.nbytes, &b.data) != MOERT_OK ||
           moert_cuda_copy(b.data, t.data, t.nbytes) != MOERT_OK) {
-        std::fprintf(stderr, "error: weight '%s' goes to the GPU: %s\n",
+        std::fprintf(stderr, "error: %s '%s' goes to the GPU: %s\n",
+                     b.kind == Buffer::Weight ? "weight" : "input",
                      b.name.c_str(), moert_last_error());
         b.data = nullptr;
         ++problems;
@@ -244,6 +248,17 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     b.owned = true;
     // Poison: an output the model fails to write shows up as NaNs.
     std::memset(b.data, 0xFF, b.nbytes);
+    if (b.device) {
+      // Written on the GPU: the host copy receives it after the runs.
+      b.host = b.data;
+      if (moert_cuda_alloc(b.nbytes, &b.data) != MOERT_OK ||
+          moert_cuda_copy(b.data, b.host, b.nbytes) != MOERT_OK) {
+        std::fprintf(stderr, "error: output '%s' on the GPU: %s\n",
+                     b.name.c_str(), moert_last_error());
+        b.data = nullptr;
+        ++problems;
+      }
+    }
   }
 
   int rc = 0;
@@ -264,6 +279,16 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       run(args.data());
       us.push_back(double(moert_now_ns() - t0) / 1000.0);
     }
+    // Device outputs come back to their host copies.
+    for (Buffer &b : buffers) {
+      if (b.kind != Buffer::Output || !b.device || rc)
+        continue;
+      if (moert_cuda_copy(b.host, b.data, b.nbytes) != MOERT_OK) {
+        std::fprintf(stderr, "error: output '%s' from the GPU: %s\n",
+                     b.name.c_str(), moert_last_error());
+        rc = 1;
+      }
+    }
     std::sort(us.begin(), us.end());
     std::printf("latency: median %.1f us, min %.1f us over %ld runs\n",
                 us[us.size() / 2], us.front(), repeat);
@@ -272,27 +297,35 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     for (const Buffer &b : buffers) {
       if (b.kind != Buffer::Output)
         continue;
-      std::printf("checksum %s: %.6g\n", b.name.c_str(), checksum(b));
+      Buffer onHost = b;
+      if (b.device)
+        onHost.data = b.host;
+      std::printf("checksum %s: %.6g\n", b.name.c_str(), checksum(onHost));
       moert_st_tensor t{};
       t.name = b.name.c_str();
       t.dtype = b.dtype;
       t.rank = int32_t(b.shape.size());
       for (size_t i = 0; i < b.shape.size(); ++i)
         t.shape[i] = b.shape[i];
-      t.data = b.data;
+      t.data = b.device ? b.host : b.data;
       t.nbytes = b.nbytes;
       outs.push_back(t);
     }
-    if (moert_st_write(outputPath, outs.size(), outs.data()) != MOERT_OK) {
+    if (!rc &&
+        moert_st_write(outputPath, outs.size(), outs.data()) != MOERT_OK) {
       std::fprintf(stderr, "error: %s\n", moert_last_error());
       rc = 1;
     }
   }
   for (Buffer &b : buffers) {
-    if (b.device && b.data)
-      moert_cuda_free(b.data);
-    else if (b.owned)
+    if (b.device) {
+      if (b.data)
+        moert_cuda_free(b.data);
+      if (b.host)
+        moert_free(b.host);
+    } else if (b.owned) {
       moert_free(b.data);
+    }
   }
   moert_st_close(weights);
   moert_st_close(inputs);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""GPU MoE layer baselines and hardware floors, measured in one run.
+"""GPU MoE layer baselines, the compiled layers and the hardware floors, in one run.
 
     python3 test/bench/gpu_moe_baselines.py [--tokens 1,16,128,1024,8192]
                                             [--shapes all] [--out FILE]
+                                            [--compiled DIR]
 
 Runs on the GPU machine (PyTorch there). For the standard shapes of
 ../shared/DESIGN.md, bf16, random weights and inputs and random routing
@@ -16,9 +17,14 @@ bandwidth (bytes read + written) and the dense bf16 matmul rate, and reports
 for every point the memory floor (router + experts hit, read once) and the
 tensor-core floor (2 * tokens * k * matrices * hidden * ffn FLOPs).
 
-The compiled layers join this table when the CUDA backend produces them.
+With --compiled DIR (made on the build machine by make-compiled-layers.py),
+each point also runs the layer compiled by moe-compile --target=cuda
+(DIR/<shape>-t<tokens>.so, loaded with ctypes and bound to the same device
+tensors), eager and captured as a CUDA graph, checked against the fp32
+reference with the compiler's routing (f32 logits), output poisoned first.
 """
 import argparse
+import ctypes
 import datetime
 import json
 import math
@@ -27,13 +33,8 @@ import sys
 
 import torch
 
-SHAPES = {  # experts, top-k, hidden, ffn, activation, gated
-    "ds-moe-128": (128, 1, 2048, 8192, "gelu", False),
-    "mixtral-8x7b": (8, 2, 4096, 14336, "silu", True),
-    "qwen3-30b-a3b": (128, 8, 2048, 768, "silu", True),
-    "deepseek-v3": (256, 8, 7168, 2048, "silu", True),
-    "olmoe-1b-7b": (64, 8, 2048, 1024, "silu", True),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from shapes import SHAPES  # noqa: E402
 
 
 def act(name, x):
@@ -147,11 +148,17 @@ class Layer:
         out.index_add_(0, order // self.k, y)
         return out.to(x.dtype)
 
-    def reference(self):
+    def route_f32(self, x):
+        """moe.router's numerics: logits accumulated in f32, not rounded."""
+        scores = torch.softmax(x.float() @ self.router.float(), dim=-1)
+        w, ids = torch.topk(scores, self.k, dim=-1)
+        return w / w.sum(-1, keepdim=True), ids
+
+    def reference(self, route=None):
         # The same routing as the implementations (routing is discrete: a
         # near-tie decided differently would swap a whole expert), then the
         # experts in fp32.
-        w, ids = self.route(self.x)
+        w, ids = (route or self.route)(self.x)
         x = self.x.float()
         out = torch.zeros_like(x)
         for e in range(self.E):
@@ -173,6 +180,35 @@ class Layer:
         return nbytes, flops
 
 
+class Compiled:
+    """A layer compiled by moe-compile --emit=shared, bound to device tensors."""
+
+    def __init__(self, path, layer):
+        self.lib = ctypes.CDLL(os.path.abspath(path))
+        sig = ctypes.cast(ctypes.addressof(ctypes.c_char.in_dll(self.lib, "moe_model_signature")),
+                          ctypes.c_char_p).value.decode()
+        self.lib.moert_cuda_set_stream.argtypes = [ctypes.c_void_p]
+        self.lib.moe_model_run.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+        tensors = {"x": layer.x, "router": layer.router, "w_up": layer.w_up,
+                   "w_gate": layer.w_gate, "w_down": layer.w_down}
+        self.out = torch.full_like(layer.x, float("nan"))  # poisoned
+        ptrs = []
+        for line in sig.splitlines():
+            kind, name, dtype, shape = line.split()
+            if not kind.startswith("device-"):
+                sys.exit("%s: buffer '%s' is not on the GPU (%s)" % (path, name, kind))
+            t = self.out if kind == "device-output" else tensors[name]
+            if "x".join(str(v) for v in t.shape) != shape or dtype != "BF16":
+                sys.exit("%s: buffer '%s' is %s %s, the layer has %s" % (path, name, dtype, shape, tuple(t.shape)))
+            ptrs.append(t.data_ptr())
+        self.ptrs = (ctypes.c_void_p * len(ptrs))(*ptrs)
+
+    def __call__(self):
+        self.lib.moert_cuda_set_stream(ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+        self.lib.moe_model_run(self.ptrs)
+        return self.out
+
+
 def rel_error(out, ref):
     return (torch.linalg.norm(out.float() - ref) / torch.linalg.norm(ref)).item()
 
@@ -182,6 +218,8 @@ def main():
     p.add_argument("--tokens", default="1,16,128,1024,8192")
     p.add_argument("--shapes", default="all")
     p.add_argument("--out", default=None)
+    p.add_argument("--compiled", default=None,
+                   help="directory of layers from make-compiled-layers.py")
     args = p.parse_args()
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
     tokens = [int(t) for t in args.tokens.split(",")]
@@ -218,10 +256,31 @@ def main():
                     result[label + "_graph"] = float("nan")
                     if label != "loop":
                         print("  %s %s T=%d: not capturable (%s)" % (label, name, t, str(e)[:80]))
+            if args.compiled:
+                so = os.path.join(args.compiled, "%s-t%d.so" % (name, t))
+                compiled = Compiled(so, layer)
+                out = compiled().clone()
+                torch.cuda.synchronize()
+                ref32, ids32 = layer.reference(layer.route_f32)
+                err = rel_error(out, ref32)
+                result["compiled_err"] = err
+                if not err < 2e-2:
+                    print("  compiled %s T=%d: relative error %.3g vs the fp32 reference: FAIL"
+                          % (name, t, err), flush=True)
+                    result["compiled_eager"] = result["compiled_graph"] = float("nan")
+                else:
+                    slow = time_ms(compiled, warmup=1, repeat=1) > 50
+                    reps = dict(warmup=1, repeat=3) if slow else {}
+                    result["compiled_eager"] = time_ms(compiled, **reps)
+                    result["compiled_graph"] = time_ms(graphed(compiled), **reps)
+                del compiled
             rows.append(result)
-            print("%-14s T=%-5d floor %.4f ms (%s)  loop %.3f/%.3f  grouped %.3f/%.3f ms"
+            print("%-14s T=%-5d floor %.4f ms (%s)  loop %.3f/%.3f  grouped %.3f/%.3f ms%s"
                   % (name, t, floor, bound, result["loop_eager"], result["loop_graph"],
-                     result["grouped_eager"], result["grouped_graph"]), flush=True)
+                     result["grouped_eager"], result["grouped_graph"],
+                     "  compiled %.3f/%.3f ms (err %.1e)" % (result["compiled_eager"], result["compiled_graph"],
+                                                           result["compiled_err"])
+                     if args.compiled else ""), flush=True)
             del layer
             torch.cuda.empty_cache()
 
@@ -232,6 +291,18 @@ def main():
         lines.append("| %s | %d | %.4f | %s | %.3f | %.3f | %.3f | %.3f | %.1fx |"
                      % (r["shape"], r["tokens"], r["floor_ms"], r["bound"], r["loop_eager"],
                         r["loop_graph"], r["grouped_eager"], r["grouped_graph"], best / r["floor_ms"]))
+    if args.compiled:
+        lines += ["", "Compiled (moe-compile --target=cuda): time (ms), time over the floor, "
+                  "speed-up over the best of each baseline (eager or graph)", "",
+                  "| shape | tokens | bound | compiled eager | compiled graph | / floor | vs loop | vs grouped eager | vs grouped graph | rel. error |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            c = min(v for v in (r["compiled_eager"], r["compiled_graph"]) if v == v) \
+                if r["compiled_eager"] == r["compiled_eager"] else float("nan")
+            lines.append("| %s | %d | %s | %.4f | %.4f | %.2fx | %.2f | %.2f | %.2f | %.1e |"
+                         % (r["shape"], r["tokens"], r["bound"], r["compiled_eager"], r["compiled_graph"],
+                            c / r["floor_ms"], r["loop_eager"] / c, r["grouped_eager"] / c,
+                            r["grouped_graph"] / c, r["compiled_err"]))
     meta = ("GPU MoE baselines, %s, %s; copy bandwidth %.2f TB/s, dense bf16 matmul %.0f TFLOP/s "
             "(measured in this run); bf16, softmax top-k routing, times are medians in ms."
             % (datetime.date.today().isoformat(), dev, bandwidth * 1e-12, peak * 1e-12))

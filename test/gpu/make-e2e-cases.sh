@@ -2,7 +2,9 @@
 # Builds, on the build machine, the layers that run-e2e-on-device.sh checks
 # on the GPU machine: moe-testgen layers (bf16) compiled with
 # `moe-compile --target=cuda` into DIR/<case>/ (default build/gpu-e2e; carry it
-# and build/bin/moe-testgen to the device).
+# and build/bin/moe-testgen to the device). Cases named fused-* run whole on
+# the GPU (-convert-moe-layer-to-gpu-call); the others (shared experts,
+# group-limited routing) keep routing on the CPU and the experts on the GPU.
 set -e
 dir=${1:-build/gpu-e2e}
 rm -rf "$dir"
@@ -13,8 +15,16 @@ make_case() {
   build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
     -o "$dir/$name/model"
 }
-make_case mixtral --top-k 2 --renormalize --tokens 16 --hidden 256 --ffn 512 --experts 8
+make_case fused-mixtral --top-k 2 --renormalize --tokens 16 --hidden 256 --ffn 512 --experts 8
 make_case qwen --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 128 --shared-gated --shared-coef
-make_case gelu-plain --top-k 2 --plain --activation gelu --tokens 4 --hidden 64 --ffn 128
-make_case olmoe-small --top-k 4 --renormalize --experts 16 --tokens 16 --hidden 512 --ffn 256
+make_case fused-gelu-plain --top-k 2 --plain --activation gelu --tokens 4 --hidden 64 --ffn 128
+make_case fused-olmoe-small --top-k 4 --renormalize --experts 16 --tokens 16 --hidden 256 --ffn 256
+make_case fused-sigmoid-bias --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64
+make_case fused-after-topk --top-k 4 --experts 16 --score-after-topk --tokens 8 --hidden 128 --ffn 64
+make_case fused-top1-relu --top-k 1 --plain --activation relu --experts 32 --tokens 8 --hidden 128 --ffn 256
+make_case fused-gelu-tanh --top-k 2 --activation gelu_tanh --experts 8 --tokens 5 --hidden 64 --ffn 64
+make_case fused-e256-top8 --top-k 8 --experts 256 --renormalize --tokens 40 --hidden 64 --ffn 64
+make_case fused-many-tokens --top-k 8 --experts 64 --tokens 200 --hidden 128 --ffn 64
+make_case fused-one-token --top-k 8 --experts 128 --tokens 1 --hidden 128 --ffn 64
+make_case deepseek-groups --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64
 echo "made $(ls "$dir" | wc -l) cases in $dir"

@@ -1,9 +1,15 @@
 #!/bin/sh
-# Runs the moe layers compiled with --target=cuda (expert FFNs on the GPU)
-# from DIR/*/ (each made by moe-testgen gen + moe-compile --target=cuda) and
-# compares them with the C++ reference:  sh test/gpu/run-e2e-on-device.sh DIR
+# Runs the moe layers compiled with --target=cuda from DIR/*/ (each made by
+# moe-testgen gen + moe-compile --target=cuda, see make-e2e-cases.sh) and
+# compares them with the C++ reference; then compute-sanitizer memcheck and
+# racecheck on the fused layers' kernels (where the tool exists):
+#   sh test/gpu/run-e2e-on-device.sh DIR
+# Prints a table last; exit status non-zero if anything failed.
 dir=${1:-build/gpu-e2e}
 fails=0
+results=""
+row() { results="$results
+$1 | $2"; }
 for case in "$dir"/*/; do
   name=$(basename "$case")
   echo "== $name"
@@ -11,10 +17,28 @@ for case in "$dir"/*/; do
        --output "$case/y.safetensors" --repeat 20 &&
      build/bin/moe-testgen compare --expected "$case/expected.safetensors" \
        --actual "$case/y.safetensors" --dtype bf16; then
-    echo "$name | PASS"
+    row "$name" PASS
   else
-    echo "$name | FAIL"; fails=$((fails+1))
+    row "$name" FAIL; fails=$((fails+1))
   fi
 done
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  for tool in memcheck racecheck; do
+    for name in fused-mixtral fused-e256-top8 fused-many-tokens fused-sigmoid-bias; do
+      case="$dir/$name"
+      [ -d "$case" ] || continue
+      echo "== compute-sanitizer $tool: $name"
+      if compute-sanitizer --tool $tool --error-exitcode 3 "$case/model" \
+           --weights "$case/weights.safetensors" --input "$case/input.safetensors" \
+           --output "$case/y-san.safetensors" --repeat 1 --warmup 0; then
+        row "sanitizer-$tool $name" PASS
+      else
+        row "sanitizer-$tool $name" FAIL; fails=$((fails+1))
+      fi
+    done
+  done
+fi
+echo
+echo "case | result$results"
 echo "$fails failed"
 [ $fails -eq 0 ]

@@ -42,7 +42,7 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 namespace {
-enum class Emit { Exe, Obj, LLVMIR, MLIR };
+enum class Emit { Exe, Shared, Obj, LLVMIR, MLIR };
 
 cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"),
                                cl::init("-"));
@@ -56,6 +56,10 @@ cl::opt<std::string> target("target",
 cl::opt<Emit> emit(
     "emit", cl::desc("what to produce"), cl::init(Emit::Exe),
     cl::values(clEnumValN(Emit::Exe, "exe", "a model executable (default)"),
+               clEnumValN(Emit::Shared, "shared",
+                          "a shared library exporting moe_model_run, "
+                          "moe_model_signature and the runtime (for "
+                          "harnesses that bring their own buffers)"),
                clEnumValN(Emit::Obj, "obj", "the model object file"),
                clEnumValN(Emit::LLVMIR, "llvm", "optimized LLVM IR"),
                clEnumValN(Emit::MLIR, "mlir",
@@ -103,7 +107,7 @@ std::string temporaryBeside(StringRef final) {
   return (final + ".tmp." + Twine(llvm::sys::Process::getProcessId())).str();
 }
 
-int link(StringRef object, StringRef output, StringRef libDir) {
+int link(StringRef object, StringRef output, StringRef libDir, bool shared) {
   llvm::SmallString<256> lib(libDir);
   llvm::sys::path::append(lib, "libmoert.a");
   if (!llvm::sys::fs::exists(lib))
@@ -133,6 +137,8 @@ int link(StringRef object, StringRef output, StringRef libDir) {
   std::string tmp = temporaryBeside(output);
   SmallVector<StringRef> args{*driver, object, lib, "-lm", "-ldl",
                               "-lpthread", "-o", tmp};
+  if (shared)
+    args.push_back("-shared");
   if (StringRef(MOE_MODEL_LINK_FLAGS).size())
     args.push_back(MOE_MODEL_LINK_FLAGS);
   std::string message;
@@ -160,7 +166,7 @@ int main(int argc, char **argv) {
   if (target != "cpu" && !cuda)
     return fail("unknown target '" + target + "' (expected cpu or cuda)");
   if (outputFile.empty()) {
-    if (emit == Emit::Exe || emit == Emit::Obj)
+    if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");
     outputFile = "-";
   }
@@ -284,5 +290,6 @@ int main(int argc, char **argv) {
   if (failed(moe::emitObject(*module, object, options, /*emitLLVMIR=*/false,
                              errorMessage)))
     return fail(errorMessage);
-  return link(object, outputFile, findRuntimeDir(argv[0]));
+  return link(object, outputFile, findRuntimeDir(argv[0]),
+              emit == Emit::Shared);
 }

@@ -47,11 +47,28 @@ def ConvertMoEExpertsToGpuCall : Pass<"convert-moe-experts-to-gpu-call", "Module
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }
 
+def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp"> {
+  let summary = "Route whole bf16 moe.layer ops to a fused GPU helper";
+  let description = [{
+    Replaces every `moe.layer` that the fused GPU path supports (bf16, static
+    shapes, dropless routing without group limits, no shared experts or
+    PR-MoE MLP, at most 1024 experts) by a call to a private function
+    `@__moe_gpu_layer_<n>` marked `moe.gpu_layer` with the routing options.
+    `-moe-materialize-gpu-experts` gives it its body after bufferization: the
+    router GEMV, one routing kernel (top-k, counts, offsets, mapping table),
+    the up/gate GEMV with the dispatch gather fused, the activation, and the
+    down GEMV with the weighted combine fused, all on the GPU. Other layers
+    are left to `-moe-decompose-layer`.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
 def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
   let summary = "Give the GPU expert helpers their bodies (kernels + host code)";
   let description = [{
-    For each declaration made by `-convert-moe-experts-to-gpu-call` (now on
-    memrefs), builds the host side: device buffers, copies, the grouped GEMV
+    For each declaration made by `-convert-moe-layer-to-gpu-call` (see there)
+    or `-convert-moe-experts-to-gpu-call` (now on memrefs), builds the host
+    side. For moe.experts: device buffers, copies, the grouped GEMV
     launches for the up (and gate) and down projections, the activation and
     the rounding kernels from `lib/Target/CUDA/ExpertKernels.cpp` in the
     gpu.module `moe_kernels`, and the copy of the result back to the host.

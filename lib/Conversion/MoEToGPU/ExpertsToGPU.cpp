@@ -12,11 +12,14 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moe/Conversion/MoEToGPU/GpuHelpers.h"
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Target/CUDA/ExpertKernels.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/SymbolTable.h"
 
@@ -29,10 +32,102 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+//===----------------------------------------------------------------------===//
+// Shared helper machinery (GpuHelpers.h)
+//===----------------------------------------------------------------------===//
+
+func::FuncOp mlir::moe::declareGpuHelper(ModuleOp module, StringRef prefix,
+                                         unsigned &counter, TypeRange inputs,
+                                         Type result, Location loc) {
+  OpBuilder b(module.getContext());
+  b.setInsertionPointToStart(module.getBody());
+  std::string name;
+  do
+    name = (prefix + Twine(counter++)).str();
+  while (module.lookupSymbol(name));
+  auto decl = func::FuncOp::create(b, loc, name,
+                                   b.getFunctionType(inputs, {result}));
+  decl.setPrivate();
+  for (unsigned i = 0; i < inputs.size(); ++i)
+    decl.setArgAttr(i, "bufferization.access", b.getStringAttr("read"));
+  return decl;
+}
+
+Block *mlir::moe::prepareHelperEntry(func::FuncOp fn) {
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+    fn.removeArgAttr(i, "bufferization.access");
+  fn.setPrivate();
+  return fn.addEntryBlock();
+}
+
+Value HostBuilder::index(int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+
+Value HostBuilder::alloc(ArrayRef<int64_t> shape, Type elt) {
+  Value v = gpu::AllocOp::create(b, loc, MemRefType::get(shape, elt), Type(),
+                                 ValueRange{}, ValueRange{}, ValueRange{},
+                                 /*hostShared=*/false)
+                .getMemref();
+  owned.push_back(v);
+  return v;
+}
+
+Value HostBuilder::zeroed(ArrayRef<int64_t> shape) {
+  Value v = alloc(shape, b.getF32Type());
+  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, v, zero);
+  return v;
+}
+
+Value HostBuilder::upload(Value v) {
+  auto type = cast<MemRefType>(v.getType());
+  Value d = alloc(type.getShape(), type.getElementType());
+  copy(d, v);
+  return d;
+}
+
+void HostBuilder::copy(Value dst, Value src) {
+  gpu::MemcpyOp::create(b, loc, Type(), ValueRange{}, dst, src);
+}
+
+void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
+                         ArrayRef<int64_t> block, ValueRange args) {
+  SmallVector<Value> operands;
+  for (Value v : args) {
+    auto t = dyn_cast<MemRefType>(v.getType());
+    if (!t) {
+      operands.push_back(v);
+      continue;
+    }
+    SmallVector<int64_t> shape(t.getRank(), ShapedType::kDynamic);
+    operands.push_back(memref::CastOp::create(
+        b, loc, MemRefType::get(shape, t.getElementType()), v));
+  }
+  gpu::LaunchFuncOp::create(
+      b, loc, kernel,
+      gpu::KernelDim3{index(grid[0]), index(grid[1]), index(grid[2])},
+      gpu::KernelDim3{index(block[0]), index(block[1]), index(block[2])},
+      Value(), operands);
+}
+
+void HostBuilder::launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
+                                    ValueRange args) {
+  launch(kernel, {(elements + 255) / 256, 1, 1}, {256, 1, 1}, args);
+}
+
+void HostBuilder::freeAll() {
+  for (Value v : owned)
+    gpu::DeallocOp::create(b, loc, Type(), ValueRange{}, v);
+  owned.clear();
+}
+
+//===----------------------------------------------------------------------===//
+// moe.experts
+//===----------------------------------------------------------------------===//
+
 namespace {
-constexpr StringLiteral kHelperAttr = "moe.gpu_experts";
 constexpr StringLiteral kGatedAttr = "moe.gpu_experts_gated";
-constexpr StringLiteral kKernelModule = "moe_kernels";
 
 struct ConvertMoEExpertsToGpuCallPass
     : mlir::moe::impl::ConvertMoEExpertsToGpuCallBase<
@@ -50,17 +145,10 @@ struct ConvertMoEExpertsToGpuCallPass
           }))
         continue; // the CPU lowering handles it
       OpBuilder b(module.getContext());
-      b.setInsertionPointToStart(module.getBody());
-      std::string name;
-      do
-        name = "__moe_gpu_experts_" + std::to_string(counter++);
-      while (module.lookupSymbol(name));
-      auto fnType = b.getFunctionType(op->getOperandTypes(), {type});
-      auto decl = func::FuncOp::create(b, op.getLoc(), name, fnType);
-      decl.setPrivate();
-      for (unsigned i = 0; i < op->getNumOperands(); ++i)
-        decl.setArgAttr(i, "bufferization.access", b.getStringAttr("read"));
-      decl->setAttr(kHelperAttr, op.getActivationAttr());
+      func::FuncOp decl =
+          declareGpuHelper(module, "__moe_gpu_experts_", counter,
+                           op->getOperandTypes(), type, op.getLoc());
+      decl->setAttr(kGpuExpertsAttr, op.getActivationAttr());
       if (op.getWGate())
         decl->setAttr(kGatedAttr, b.getUnitAttr());
       b.setInsertionPoint(op);
@@ -71,6 +159,20 @@ struct ConvertMoEExpertsToGpuCallPass
   }
 };
 
+/// Whether `v` is an argument of the function around it that the model
+/// entry marks as a device buffer.
+bool isDeviceArgument(Value v) {
+  auto arg = dyn_cast<BlockArgument>(v);
+  if (!arg)
+    return false;
+  auto fn = dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp());
+  if (!fn || arg.getOwner() != &fn.getBody().front())
+    return false;
+  auto marked = fn->getAttrOfType<DenseI64ArrayAttr>(kDeviceBuffersAttr);
+  return marked && llvm::is_contained(marked.asArrayRef(),
+                                      int64_t(arg.getArgNumber()));
+}
+
 struct MoEMaterializeGpuExpertsPass
     : mlir::moe::impl::MoEMaterializeGpuExpertsBase<
           MoEMaterializeGpuExpertsPass> {
@@ -79,7 +181,8 @@ struct MoEMaterializeGpuExpertsPass
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> helpers;
     for (auto fn : module.getOps<func::FuncOp>())
-      if (fn->hasAttr(kHelperAttr) && fn.isExternal())
+      if ((fn->hasAttr(kGpuExpertsAttr) || fn->hasAttr(kGpuLayerAttr)) &&
+          fn.isExternal())
         helpers.push_back(fn);
     if (helpers.empty())
       return;
@@ -92,10 +195,10 @@ struct MoEMaterializeGpuExpertsPass
     OpBuilder b(module.getContext());
     module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                     b.getUnitAttr());
-    auto kernels = module.lookupSymbol<gpu::GPUModuleOp>(kKernelModule);
+    auto kernels = module.lookupSymbol<gpu::GPUModuleOp>(kKernelModuleName);
     if (!kernels) {
       b.setInsertionPointToEnd(module.getBody());
-      kernels = gpu::GPUModuleOp::create(b, module.getLoc(), kKernelModule);
+      kernels = gpu::GPUModuleOp::create(b, module.getLoc(), kKernelModuleName);
     }
     auto kernel = [&](StringRef name,
                       function_ref<gpu::GPUFuncOp()> build) -> gpu::GPUFuncOp {
@@ -105,15 +208,21 @@ struct MoEMaterializeGpuExpertsPass
     };
     Type bf16 = b.getBF16Type();
     Location kloc = kernels.getLoc();
-    gpu::GPUFuncOp gemv = kernel("grouped_gemv_bf16", [&] {
-      return buildGroupedGemvKernel(b, kloc, kernels, "grouped_gemv_bf16",
-                                    bf16);
-    });
-    gpu::GPUFuncOp round = kernel("round_bf16", [&] {
-      return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
-    });
     for (func::FuncOp fn : helpers) {
-      auto act = cast<ActivationAttr>(fn->getAttr(kHelperAttr)).getValue();
+      if (fn->hasAttr(kGpuLayerAttr)) {
+        if (failed(buildGpuLayerBody(b, fn, kernels, deviceArguments(fn,
+                                                                     module))))
+          return signalPassFailure();
+        continue;
+      }
+      gpu::GPUFuncOp gemv = kernel("grouped_gemv_bf16", [&] {
+        return buildGroupedGemvKernel(b, kloc, kernels, "grouped_gemv_bf16",
+                                      bf16);
+      });
+      gpu::GPUFuncOp round = kernel("round_bf16", [&] {
+        return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
+      });
+      auto act = cast<ActivationAttr>(fn->getAttr(kGpuExpertsAttr)).getValue();
       bool gated = fn->hasAttr(kGatedAttr);
       std::string actName = expertActivationKernelName(act, gated);
       gpu::GPUFuncOp activation = kernel(actName, [&] {
@@ -123,19 +232,39 @@ struct MoEMaterializeGpuExpertsPass
       if (failed(buildBody(b, fn, gated, gemv, activation, round)))
         return signalPassFailure();
     }
+    // Read above; the LLVM translation has no use for it.
+    for (auto fn : module.getOps<func::FuncOp>())
+      fn->removeAttr(kDeviceBuffersAttr);
+  }
+
+  /// Which arguments of helper `fn` are device pointers at its one call site
+  /// (arguments of the model entry marked as device buffers).
+  static SmallVector<bool> deviceArguments(func::FuncOp fn, ModuleOp module) {
+    SmallVector<bool> device(fn.getNumArguments(), false);
+    std::optional<SymbolTable::UseRange> uses = fn.getSymbolUses(module);
+    if (!uses || !llvm::hasSingleElement(*uses))
+      return device;
+    auto call = dyn_cast<func::CallOp>(uses->begin()->getUser());
+    if (!call)
+      return device;
+    for (auto [i, v] : llvm::enumerate(call.getOperands()))
+      device[i] = isDeviceArgument(v);
+    return device;
   }
 
   /// The helper's result becomes a caller-allocated out-parameter, so that
   /// the deallocation pipeline sees a plain allocation with static ownership
   /// (a returned buffer would need its run-time helper, which the bare-pointer
-  /// calling convention cannot lower).
+  /// calling convention cannot lower). Where the caller only copies the
+  /// result into one of its own arguments (the model's output), the helper
+  /// writes that argument directly.
   static LogicalResult toOutParam(func::FuncOp fn, ModuleOp module) {
     FunctionType type = fn.getFunctionType();
     if (type.getNumResults() != 1)
       return success();
     auto resultType = dyn_cast<MemRefType>(type.getResult(0));
     if (!resultType)
-      return fn.emitError() << "expected a bufferized GPU experts helper";
+      return fn.emitError() << "expected a bufferized GPU helper";
     SmallVector<Type> inputs(type.getInputs());
     inputs.push_back(resultType);
     std::optional<SymbolTable::UseRange> uses = fn.getSymbolUses(module);
@@ -147,11 +276,23 @@ struct MoEMaterializeGpuExpertsPass
       if (!call)
         return use.getUser()->emitError() << "unexpected use of " << fn.getSymName();
       OpBuilder b(call);
-      Value out = memref::AllocOp::create(b, call.getLoc(), resultType);
+      Value result = call.getResult(0);
+      Value out;
+      if (result.hasOneUse())
+        if (auto copy = dyn_cast<memref::CopyOp>(*result.getUsers().begin()))
+          if (auto target = dyn_cast<BlockArgument>(copy.getTarget()))
+            if (target.getType() == resultType && target.hasOneUse() &&
+                copy->getBlock() == call->getBlock() &&
+                target.getOwner() == call->getBlock()) {
+              out = target;
+              copy.erase();
+            }
+      if (!out)
+        out = memref::AllocOp::create(b, call.getLoc(), resultType);
       SmallVector<Value> args(call.getOperands());
       args.push_back(out);
       func::CallOp::create(b, call.getLoc(), fn, args);
-      call.getResult(0).replaceAllUsesWith(out);
+      result.replaceAllUsesWith(out);
       call.erase();
     }
     return success();
@@ -174,55 +315,29 @@ struct MoEMaterializeGpuExpertsPass
                                "take static identity-layout memrefs, got "
                             << type;
     Location loc = fn.getLoc();
-    for (unsigned i = 0; i < type.getNumInputs(); ++i)
-      fn.removeArgAttr(i, "bufferization.access");
-    Block *entry = fn.addEntryBlock();
+    Block *entry = prepareHelperEntry(fn);
     b.setInsertionPointToStart(entry);
-    fn.setPrivate();
     MemRefType pType = memrefArg(0), wuType = memrefArg(2);
     int64_t n = pType.getDimSize(0), d = pType.getDimSize(1);
     int64_t experts = wuType.getDimSize(0), f = wuType.getDimSize(2);
-    Type f32 = b.getF32Type(), bf16 = b.getBF16Type();
-    auto cst = [&](int64_t v) -> Value {
-      return arith::ConstantIndexOp::create(b, loc, v);
-    };
-    auto dynamic = [&](Value v) -> Value {
-      auto t = cast<MemRefType>(v.getType());
-      SmallVector<int64_t> shape(t.getRank(), ShapedType::kDynamic);
-      return memref::CastOp::create(
-          b, loc, MemRefType::get(shape, t.getElementType()), v);
-    };
-    SmallVector<Value> device;
-    auto alloc = [&](ArrayRef<int64_t> shape, Type elt) -> Value {
-      Value v = gpu::AllocOp::create(b, loc, MemRefType::get(shape, elt),
-                                     Type(), ValueRange{}, ValueRange{},
-                                     ValueRange{}, /*hostShared=*/false)
-                    .getMemref();
-      device.push_back(v);
-      return v;
-    };
-    auto copy = [&](Value dst, Value src) {
-      gpu::MemcpyOp::create(b, loc, Type(), ValueRange{}, dst, src);
-    };
-    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-    auto zeroed = [&](ArrayRef<int64_t> shape) {
-      Value v = alloc(shape, f32);
-      gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, v, zero);
-      return v;
-    };
+    Type bf16 = b.getBF16Type();
+    if (d % kGemvColumnsPerThread || f % kGemvColumnsPerThread ||
+        d % kGemvUnroll || f % kGemvUnroll)
+      return fn.emitError() << "the GPU expert path needs hidden and ffn "
+                               "sizes divisible by 8, got "
+                            << d << " and " << f;
 
-    Value x = alloc({n, d}, bf16);
-    copy(x, entry->getArgument(0));
-    Value offsets = alloc({experts + 1}, b.getI32Type());
-    copy(offsets, entry->getArgument(1));
+    HostBuilder h(b, loc);
+    Value x = h.upload(entry->getArgument(0));
+    Value offsets = h.upload(entry->getArgument(1));
     Value wUp = entry->getArgument(2);
     Value wGate = gated ? entry->getArgument(3) : Value();
     Value wDown = entry->getArgument(gated ? 4 : 3);
-    Value h = zeroed({n, f});
-    Value g = gated ? zeroed({n, f}) : Value();
-    Value a = alloc({n, f}, bf16);
-    Value y = zeroed({n, d});
-    Value out = alloc({n, d}, bf16);
+    Value hUp = h.zeroed({n, f});
+    Value g = gated ? h.zeroed({n, f}) : Value();
+    Value a = h.alloc({n, f}, bf16);
+    Value y = h.zeroed({n, d});
+    Value out = h.alloc({n, d}, bf16);
 
     // Grid of the grouped GEMV: 8 columns a thread, threads sized to the
     // columns, the reduction split so that ~4 blocks per SM have work.
@@ -235,39 +350,21 @@ struct MoEMaterializeGpuExpertsPass
                                                1, bx * std::min(n, experts))));
       int64_t kchunk = (k + splits - 1) / splits;
       kchunk = (kchunk + kGemvUnroll - 1) / kGemvUnroll * kGemvUnroll;
-      gpu::LaunchFuncOp::create(
-          b, loc, gemv, gpu::KernelDim3{cst(bx), cst(splits), cst(experts)},
-          gpu::KernelDim3{cst(threads), cst(1), cst(1)}, Value(),
-          ValueRange{dynamic(in), dynamic(offsets), dynamic(w), dynamic(acc),
-                     cst(kchunk)});
+      h.launch(gemv, {bx, splits, experts}, {threads, 1, 1},
+               {in, offsets, w, acc, h.index(kchunk)});
     };
-    auto launchElementwise = [&](gpu::GPUFuncOp k, int64_t elements,
-                                 ValueRange args) {
-      SmallVector<Value> dyn;
-      for (Value v : args)
-        dyn.push_back(dynamic(v));
-      gpu::LaunchFuncOp::create(
-          b, loc, k, gpu::KernelDim3{cst((elements + 255) / 256), cst(1), cst(1)},
-          gpu::KernelDim3{cst(256), cst(1), cst(1)}, Value(), dyn);
-    };
-    if (d % kGemvColumnsPerThread || f % kGemvColumnsPerThread ||
-        d % kGemvUnroll || f % kGemvUnroll)
-      return fn.emitError() << "the GPU expert path needs hidden and ffn "
-                               "sizes divisible by 8, got "
-                            << d << " and " << f;
-    launchGemv(x, wUp, h, d, f);
+    launchGemv(x, wUp, hUp, d, f);
     if (gated) {
       launchGemv(x, wGate, g, d, f);
-      launchElementwise(activation, n * f, {h, g, a});
+      h.launchElementwise(activation, n * f, {hUp, g, a});
     } else {
-      launchElementwise(activation, n * f, {h, a});
+      h.launchElementwise(activation, n * f, {hUp, a});
     }
     launchGemv(a, wDown, y, f, d);
-    launchElementwise(round, n * d, {y, out});
+    h.launchElementwise(round, n * d, {y, out});
 
-    copy(entry->getArgument(numArgs - 1), out);
-    for (Value v : device)
-      gpu::DeallocOp::create(b, loc, Type(), ValueRange{}, v);
+    h.copy(entry->getArgument(numArgs - 1), out);
+    h.freeAll();
     func::ReturnOp::create(b, loc);
     return success();
   }

@@ -23,29 +23,53 @@ using namespace mlir;
 
 gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
                                                  gpu::GPUModuleOp module,
-                                                 StringRef name,
-                                                 Type elt) {
+                                                 StringRef name, Type elt,
+                                                 const GemvOptions &opts) {
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToEnd(module.getBody());
   MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
-  Type f32 = b.getF32Type(), index = b.getIndexType();
+  Type f32 = b.getF32Type(), index = b.getIndexType(), i32 = b.getI32Type();
   auto xType = MemRefType::get({dyn, dyn}, elt);
-  auto offType = MemRefType::get({dyn}, b.getI32Type());
+  auto vecI32 = MemRefType::get({dyn}, i32);
   auto wType = MemRefType::get({dyn, dyn, dyn}, elt);
   auto outType = MemRefType::get({dyn, dyn}, f32);
-  auto fnType =
-      FunctionType::get(ctx, {xType, offType, wType, outType, index}, {});
-  auto fn = gpu::GPUFuncOp::create(b, loc, name, fnType);
+  SmallVector<Type> argTypes{xType, vecI32, wType, outType, index};
+  bool rowTable = opts.gatherRows || opts.scatter;
+  if (rowTable)
+    argTypes.push_back(vecI32); // rowToken
+  if (opts.scatter)
+    argTypes.push_back(MemRefType::get({dyn}, f32)); // rowWeight
+  if (opts.indirect)
+    argTypes.push_back(vecI32); // hit experts
+  if (opts.pair) {
+    argTypes.push_back(wType);
+    argTypes.push_back(outType);
+  }
+  auto fn = gpu::GPUFuncOp::create(b, loc, name,
+                                   FunctionType::get(ctx, argTypes, {}));
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
+  unsigned next = 5;
   Value x = entry.getArgument(0), offsets = entry.getArgument(1),
         w = entry.getArgument(2), out = entry.getArgument(3),
         kchunk = entry.getArgument(4);
+  Value rowToken = rowTable ? entry.getArgument(next++) : Value();
+  Value rowWeight = opts.scatter ? entry.getArgument(next++) : Value();
+  Value hit = opts.indirect ? entry.getArgument(next++) : Value();
+  Value w2 = opts.pair ? entry.getArgument(next++) : Value();
+  Value out2 = opts.pair ? entry.getArgument(next++) : Value();
 
   auto cst = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, loc, v);
+  };
+  auto cmp = [&](arith::CmpIPredicate p, Value l, Value r) -> Value {
+    return arith::CmpIOp::create(b, loc, p, l, r);
+  };
+  auto loadIndex = [&](OpBuilder &lb, Location l, Value m, Value i) -> Value {
+    Value v = memref::LoadOp::create(lb, l, m, i);
+    return arith::IndexCastOp::create(lb, l, index, v);
   };
   const int64_t cols = kGemvColumnsPerThread, rowsPerPass = kGemvRowsPerPass,
                 unroll = kGemvUnroll;
@@ -56,7 +80,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   Value m = memref::DimOp::create(b, loc, w, 2);
   Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value by = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  Value e = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value bz = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   Value bdim = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value thread = arith::AddIOp::create(
@@ -65,18 +89,43 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   Value k0 = arith::MulIOp::create(b, loc, by, kchunk);
   Value k1 = arith::MinUIOp::create(
       b, loc, arith::AddIOp::create(b, loc, k0, kchunk), d);
-  auto rowAt = [&](Value i) -> Value {
-    Value v = memref::LoadOp::create(b, loc, offsets, i);
-    return arith::IndexCastOp::create(b, loc, index, v);
-  };
-  Value begin = rowAt(e);
-  Value end = rowAt(arith::AddIOp::create(b, loc, e, cst(1)));
-  Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, j, m);
-  Value work = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, k0, k1);
-  Value go = arith::AndIOp::create(b, loc, inside, work);
+  Value go = arith::AndIOp::create(b, loc, cmp(arith::CmpIPredicate::ult, j, m),
+                                   cmp(arith::CmpIPredicate::ult, k0, k1));
+
+  // Which expert (and, for pairs, which of the two matrices) this block
+  // works on: grid z, or a slot of the list of experts hit.
+  Value slot = bz, second;
+  if (opts.pair) {
+    Value slots = memref::DimOp::create(b, loc, hit, 0);
+    second = cmp(arith::CmpIPredicate::uge, bz, slots);
+    slot = arith::SelectOp::create(
+        b, loc, second, arith::SubIOp::create(b, loc, bz, slots), bz);
+    w = arith::SelectOp::create(b, loc, second, w2, w);
+    out = arith::SelectOp::create(b, loc, second, out2, out);
+  }
+  Value e = slot;
+  if (opts.indirect) {
+    Value raw = memref::LoadOp::create(b, loc, hit, slot);
+    Value valid = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::sge, raw,
+        arith::ConstantIntOp::create(b, loc, i32, 0));
+    go = arith::AndIOp::create(b, loc, go, valid);
+    e = arith::SelectOp::create(b, loc, valid,
+                                arith::IndexCastOp::create(b, loc, index, raw),
+                                cst(0));
+  }
 
   auto ifOp = scf::IfOp::create(b, loc, go, /*withElseRegion=*/false);
   b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  Value begin, end;
+  if (opts.dense) {
+    begin = cst(0);
+    end = memref::DimOp::create(b, loc, x, 0);
+    e = cst(0);
+  } else {
+    begin = loadIndex(b, loc, offsets, e);
+    end = loadIndex(b, loc, offsets, arith::AddIOp::create(b, loc, e, cst(1)));
+  }
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(accType, b.getF32FloatAttr(0.0f)));
   auto rowLoop = scf::ForOp::create(b, loc, begin, end, cst(rowsPerPass));
@@ -86,10 +135,15 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   SmallVector<Value> rows{r0}, valid{Value()};
   for (int64_t q = 1; q < rowsPerPass; ++q) {
     Value rq = arith::AddIOp::create(b, loc, r0, cst(q));
-    Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, rq, end);
+    Value ok = cmp(arith::CmpIPredicate::ult, rq, end);
     rows.push_back(arith::SelectOp::create(b, loc, ok, rq, r0));
     valid.push_back(ok);
   }
+  // The input row of each slot: the slot itself, or its token (gather).
+  SmallVector<Value> xRows(rows);
+  if (opts.gatherRows)
+    for (Value &r : xRows)
+      r = loadIndex(b, loc, rowToken, r);
   SmallVector<Value> init(rowsPerPass, zero);
   auto kLoop = scf::ForOp::create(
       b, loc, k0, k1, cst(unroll), init,
@@ -105,18 +159,19 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
                                             llvm::MaybeAlign(16));
           weights.push_back(arith::ExtFOp::create(lb, l, accType, wv));
         }
-        SmallVector<Value> next(acc.begin(), acc.end());
+        SmallVector<Value> nextAcc(acc.begin(), acc.end());
         for (int64_t u = 0; u < unroll; ++u) {
           for (int64_t q = 0; q < rowsPerPass; ++q) {
-            Value xs = memref::LoadOp::create(lb, l, x, ValueRange{rows[q], ks[u]});
+            Value xs = memref::LoadOp::create(lb, l, x,
+                                              ValueRange{xRows[q], ks[u]});
             Value xf = elt.isF32() ? xs
                                    : arith::ExtFOp::create(lb, l, f32, xs)
                                          .getResult();
             Value xb = vector::BroadcastOp::create(lb, l, accType, xf);
-            next[q] = vector::FMAOp::create(lb, l, xb, weights[u], next[q]);
+            nextAcc[q] = vector::FMAOp::create(lb, l, xb, weights[u], nextAcc[q]);
           }
         }
-        scf::YieldOp::create(lb, l, next);
+        scf::YieldOp::create(lb, l, nextAcc);
       });
   for (int64_t q = 0; q < rowsPerPass; ++q) {
     OpBuilder::InsertionGuard g(b);
@@ -125,11 +180,20 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
       auto store = scf::IfOp::create(b, loc, valid[q], false);
       b.setInsertionPointToStart(&store.getThenRegion().front());
     }
+    // Scatter: the slot's result goes, weighted, to its token's row (the
+    // combine step fused into the down projection).
+    Value outRow = rq, scale;
+    if (opts.scatter) {
+      outRow = loadIndex(b, loc, rowToken, rq);
+      scale = memref::LoadOp::create(b, loc, rowWeight, rq);
+    }
     for (int64_t c = 0; c < cols; ++c) {
       Value v = vector::ExtractOp::create(b, loc, kLoop.getResult(q), c);
+      if (scale)
+        v = arith::MulFOp::create(b, loc, v, scale);
       Value col = arith::AddIOp::create(b, loc, j, cst(c));
       memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, v, out,
-                                  ValueRange{rq, col});
+                                  ValueRange{outRow, col});
     }
   }
   b.setInsertionPointToEnd(&entry);
@@ -217,4 +281,42 @@ gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
         memref::StoreOp::create(nb, l, fromF32(nb, l, y, elt), a[1],
                                 ValueRange{r, c});
       });
+}
+
+std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
+  auto type = cast<RankedTensorType>(op.getType());
+  if (!type.getElementType().isBF16())
+    return "the fused GPU layer takes bf16 activations";
+  for (Type t : op->getOperandTypes())
+    if (!cast<RankedTensorType>(t).hasStaticShape())
+      return "the fused GPU layer needs static shapes";
+  for (Value v : {op.getInput(), op.getRouterWeight(), op.getWUp(),
+                  op.getWGate(), op.getWDown()})
+    if (v && !cast<RankedTensorType>(v.getType()).getElementType().isBF16())
+      return "the fused GPU layer takes bf16 weights";
+  if (op.getCapacityFactor())
+    return "capacity limits are not supported on the fused GPU layer yet";
+  if (op.getNGroupAttr())
+    return "group-limited routing is not supported on the fused GPU layer yet";
+  if (op.getSharedUp() || op.getMlpUp())
+    return "shared experts and the PR-MoE MLP are not fused on the GPU yet";
+  int64_t experts = op.getNumExperts();
+  int64_t k = op.getTopKAttr().getInt();
+  auto up = cast<RankedTensorType>(op.getWUp().getType());
+  int64_t d = up.getDimSize(1), f = up.getDimSize(2);
+  if (experts > kRouteThreads)
+    return "the GPU routing kernel takes at most " +
+           std::to_string(kRouteThreads) + " experts";
+  if (k > 32)
+    return "the GPU routing kernel takes top_k <= 32";
+  if (experts % kGemvColumnsPerThread || d % kGemvColumnsPerThread ||
+      f % kGemvColumnsPerThread)
+    return "the fused GPU layer needs experts, hidden and ffn sizes "
+           "divisible by 8";
+  if (Value bias = op.getRouterBias()) {
+    Type bt = cast<RankedTensorType>(bias.getType()).getElementType();
+    if (!bt.isBF16() && !bt.isF32())
+      return "the GPU routing kernel takes a bf16 or f32 bias";
+  }
+  return "";
 }

@@ -122,6 +122,14 @@ moert_status moert_cuda_free(void *ptr);
 /* Copies between any host and device addresses (unified addressing). */
 moert_status moert_cuda_copy(void *dst, const void *src, size_t bytes);
 moert_status moert_cuda_synchronize(void);
+/* Compiled code runs on one stream: `stream` (a CUstream, 0 for the legacy
+ * default stream) from now on, or one the runtime creates on first use.
+ * Work may be captured into a CUDA graph on that stream once the model has
+ * run once (its scratch memory is then cached and no call synchronizes). */
+moert_status moert_cuda_set_stream(void *stream);
+moert_status moert_cuda_stream(void **out);
+/* Returns the device scratch cached for compiled code to the driver. */
+moert_status moert_cuda_trim(void);
 /* Kernel timing: while enabled, every launch through the mgpu* ABI is timed
  * with CUDA events on its stream (each launch then waits for the previous).
  * Enabling resets the totals. */

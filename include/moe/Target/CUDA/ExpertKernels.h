@@ -23,6 +23,25 @@ constexpr int64_t kGemvColumnsPerThread = 8;
 constexpr int64_t kGemvRowsPerPass = 4;
 constexpr int64_t kGemvUnroll = 4;
 
+/// Variants of the grouped GEMV. Extra arguments follow `kchunk`, in this
+/// order: rowToken (memref<?xi32> [N], with gatherRows or scatter),
+/// rowWeight (memref<?xf32> [N], with scatter), hit (memref<?xi32> [S], with
+/// indirect), then w2 and out2 (with pair).
+struct GemvOptions {
+  /// One matrix (w is [1, K, M]) applied to all rows of x; no offsets read.
+  bool dense = false;
+  /// Input row of slot r is x[rowToken[r]] (dispatch fused into the GEMV).
+  bool gatherRows = false;
+  /// Grid z is a slot of `hit`, the list of experts hit (-1: none).
+  bool indirect = false;
+  /// Two matrices (up and gate) in one launch: grid z in [0, 2S), the second
+  /// half uses w2 and out2.
+  bool pair = false;
+  /// out[rowToken[r], :] += rowWeight[r] * (x[r, :] * w[e]): the combine
+  /// step fused into the down projection.
+  bool scatter = false;
+};
+
 /// Adds to `module` the grouped memory-bound GEMV kernel `name`:
 ///   out[r, :] += x[r, :] * w[e]  for the rows r of every expert e,
 /// with arguments (x: memref<?x?xT> rows in expert-major order [N, K],
@@ -33,7 +52,8 @@ constexpr int64_t kGemvUnroll = 4;
 /// and w 16-byte aligned.
 gpu::GPUFuncOp buildGroupedGemvKernel(OpBuilder &builder, Location loc,
                                       gpu::GPUModuleOp module, StringRef name,
-                                      Type elementType);
+                                      Type elementType,
+                                      const GemvOptions &options = {});
 
 /// Adds the kernel `name` that applies the expert activation to the f32
 /// up-projection `h` [N, F] (gated: `act(g) * h` with the f32 gate projection
@@ -49,6 +69,40 @@ gpu::GPUFuncOp buildExpertActivationKernel(OpBuilder &builder, Location loc,
 gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,
                                 Type elementType);
+
+/// Threads of the routing kernel's single block; it handles up to this many
+/// experts.
+constexpr int64_t kRouteThreads = 1024;
+
+/// The routing options the GPU gating kernel specializes on (see
+/// moe.router); group-limited routing and capacity are not supported yet.
+struct RouteKernelOptions {
+  int64_t numExperts = 0;
+  int64_t topK = 0;
+  bool sigmoid = false;
+  bool afterTopk = false;
+  bool renormalize = false;
+  double scaling = 1.0;
+  Type biasType; // null: no bias
+};
+
+/// Adds the gating kernel `name`, run as one block of kRouteThreads threads:
+/// from f32 `logits` [T, E] it selects each token's top k experts and writes
+/// `offsets` [E+1] (rows of each expert in expert-major order), the mapping
+/// `rowToken` / `rowWeight` [T*k] (the token and combine weight of each row),
+/// and `hit` [S] (the experts with rows, in id order, then -1). Arguments:
+/// (logits, offsets, rowToken, rowWeight, hit, assignExpert, assignPos,
+/// assignWeight [T*k scratch], [bias [E]]).
+gpu::GPUFuncOp buildRouteKernel(OpBuilder &builder, Location loc,
+                                gpu::GPUModuleOp module, StringRef name,
+                                const RouteKernelOptions &options);
+std::string routeKernelName(const RouteKernelOptions &options);
+
+/// Why `layer` cannot run as one fused GPU layer (empty when it can): the
+/// fused path takes bf16 layers with static shapes, dropless routing without
+/// group limits, no shared experts or PR-MoE MLP, E <= kRouteThreads, and
+/// sizes divisible by 8.
+std::string whyNotGpuLayer(LayerOp layer);
 
 /// The kernel names -moe-gpu-add-expert-kernels uses.
 std::string expertActivationKernelName(Activation act, bool gated);

@@ -1,0 +1,76 @@
+//===- GpuHelpers.h - Host code of the GPU fusion groups ----------*- C++ -*-===//
+//
+// Part of moe-compiler. Shared by the moe.experts and moe.layer GPU paths:
+// a moe op becomes a call to a private helper before bufferization, and the
+// helper gets its host body (device buffers, copies, launches) after the
+// deallocation pipeline, which does not accept GPU launches.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_CONVERSION_MOETOGPU_GPUHELPERS_H
+#define MOE_CONVERSION_MOETOGPU_GPUHELPERS_H
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+
+namespace mlir::moe {
+
+/// Marks a helper of -convert-moe-experts-to-gpu-call (the activation).
+constexpr StringLiteral kGpuExpertsAttr = "moe.gpu_experts";
+/// Marks a helper of -convert-moe-layer-to-gpu-call (its routing options).
+constexpr StringLiteral kGpuLayerAttr = "moe.gpu_layer";
+/// The gpu.module that holds the generated kernels.
+constexpr StringLiteral kKernelModuleName = "moe_kernels";
+/// On a model entry: the positions of its bare-pointer arguments (inputs,
+/// then outputs) that hold device pointers (set by moe-compile for CUDA).
+constexpr StringLiteral kDeviceBuffersAttr = "moe.device_buffers";
+
+/// Declares a private helper `<prefix><n>` (first free n, counting from
+/// `counter`) taking `inputs` read-only for bufferization and returning
+/// `result`, at the start of `module`.
+func::FuncOp declareGpuHelper(ModuleOp module, StringRef prefix,
+                              unsigned &counter, TypeRange inputs,
+                              Type result, Location loc);
+
+/// Drops the bufferization markers of a helper declaration, makes it private
+/// and gives it an entry block.
+Block *prepareHelperEntry(func::FuncOp fn);
+
+/// Builds the host side of a helper: device buffers (freed by freeAll),
+/// copies and launches on the stream that gpu-async-region assigns.
+class HostBuilder {
+public:
+  HostBuilder(OpBuilder &b, Location loc) : b(b), loc(loc) {}
+  Value index(int64_t v);
+  Value alloc(ArrayRef<int64_t> shape, Type elementType);
+  /// An f32 device buffer set to zero.
+  Value zeroed(ArrayRef<int64_t> shape);
+  /// A device copy of the (host or device) buffer `v`.
+  Value upload(Value v);
+  void copy(Value dst, Value src);
+  /// Launches `kernel`; memref arguments are cast to dynamic shapes.
+  void launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
+              ArrayRef<int64_t> block, ValueRange args);
+  /// One thread per element, blocks of 256.
+  void launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
+                         ValueRange args);
+  void freeAll();
+
+private:
+  OpBuilder &b;
+  Location loc;
+  SmallVector<Value> owned;
+};
+
+/// The body of a GPU layer helper (LayerToGPU.cpp). `deviceArgs[i]` says
+/// whether argument i is known to be a device pointer (weights always are);
+/// other activations are copied.
+LogicalResult buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
+                                gpu::GPUModuleOp kernels,
+                                ArrayRef<bool> deviceArgs);
+
+} // namespace mlir::moe
+
+#endif // MOE_CONVERSION_MOETOGPU_GPUHELPERS_H

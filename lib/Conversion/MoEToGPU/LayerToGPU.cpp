@@ -1,0 +1,262 @@
+//===- LayerToGPU.cpp - A whole moe.layer as one GPU fusion chain ---------===//
+//
+// Part of moe-compiler.
+//
+// A bf16 moe.layer that the fused path supports (whyNotGpuLayer) becomes a
+// call to a private helper, as moe.experts does in ExpertsToGPU.cpp, so that
+// bufferization and deallocation run around it. After bufferization the
+// helper gets its body: the kernel chain of a layer step, all on the model
+// stream, with nothing crossing to the host:
+//
+//   logits = x W_router            dense grouped GEMV, split over d
+//   route(logits)                  one block: top k, counts, offsets, the
+//                                  mapping table and the list of experts hit
+//   h, g = x[rowToken] W_up, W_gate   grouped GEMV over the experts hit, the
+//                                  dispatch gather fused in, up and gate in
+//                                  one launch
+//   a = act(g) * h                 rounded to bf16 (moe.experts' numerics)
+//   y[rowToken] += w_row * a W_down   grouped GEMV with the combine fused in
+//   out = bf16(y)
+//
+// The plan (split counts, grids) is fixed here from the static shapes and
+// recorded on the helper as `moe.gpu_plan`, so it is visible in the IR.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/MoEToGPU/GpuHelpers.h"
+#include "moe/Conversion/Passes.h"
+#include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/BuiltinOps.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_CONVERTMOELAYERTOGPUCALL
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+struct ConvertMoELayerToGpuCallPass
+    : mlir::moe::impl::ConvertMoELayerToGpuCallBase<
+          ConvertMoELayerToGpuCallPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<LayerOp> ops;
+    module.walk([&](LayerOp op) { ops.push_back(op); });
+    unsigned counter = 0;
+    for (LayerOp op : ops) {
+      if (!whyNotGpuLayer(op).empty())
+        continue; // decomposed; its experts may still go to the GPU
+      OpBuilder b(module.getContext());
+      SmallVector<Value> args{op.getInput(), op.getRouterWeight()};
+      if (op.getRouterBias())
+        args.push_back(op.getRouterBias());
+      args.push_back(op.getWUp());
+      if (op.getWGate())
+        args.push_back(op.getWGate());
+      args.push_back(op.getWDown());
+      func::FuncOp decl = declareGpuHelper(
+          module, "__moe_gpu_layer_", counter, ValueRange(args).getTypes(),
+          op.getType(), op.getLoc());
+      SmallVector<NamedAttribute> plan{
+          b.getNamedAttr("top_k", op.getTopKAttr()),
+          b.getNamedAttr("experts", b.getI64IntegerAttr(op.getNumExperts())),
+          b.getNamedAttr("activation", op.getActivationAttr()),
+          b.getNamedAttr("scaling", op.getScalingAttr())};
+      if (op.getScoreFunc() == ScoreFunc::sigmoid)
+        plan.push_back(b.getNamedAttr("sigmoid", b.getUnitAttr()));
+      if (op.getScoreAfterTopk())
+        plan.push_back(b.getNamedAttr("score_after_topk", b.getUnitAttr()));
+      if (op.getRenormalize())
+        plan.push_back(b.getNamedAttr("renormalize", b.getUnitAttr()));
+      if (op.getRouterBias())
+        plan.push_back(b.getNamedAttr("bias", b.getUnitAttr()));
+      if (op.getWGate())
+        plan.push_back(b.getNamedAttr("gated", b.getUnitAttr()));
+      decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
+      b.setInsertionPoint(op);
+      auto call = func::CallOp::create(b, op.getLoc(), decl, args);
+      op.replaceAllUsesWith(call.getResult(0));
+      op.erase();
+    }
+  }
+};
+} // namespace
+
+namespace {
+/// Grid of a grouped GEMV over K x M with `active` (weight matrix, expert)
+/// pairs expected at once: 8 columns a thread, threads sized to the columns,
+/// K split so that about four blocks per SM (132 SMs) have work.
+struct GemvGrid {
+  int64_t blocksX, threads, splits, kchunk;
+};
+GemvGrid planGemv(int64_t k, int64_t m, int64_t active) {
+  GemvGrid g;
+  int64_t cols = m / kGemvColumnsPerThread;
+  g.threads = std::min<int64_t>(256, (cols + 31) / 32 * 32);
+  g.blocksX = (cols + g.threads - 1) / g.threads;
+  g.splits = std::max<int64_t>(
+      1, std::min<int64_t>(k / 64, 528 / std::max<int64_t>(
+                                             1, g.blocksX * active)));
+  g.kchunk = (k + g.splits - 1) / g.splits;
+  g.kchunk = (g.kchunk + kGemvUnroll - 1) / kGemvUnroll * kGemvUnroll;
+  g.splits = (k + g.kchunk - 1) / g.kchunk;
+  return g;
+}
+} // namespace
+
+LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
+                                           gpu::GPUModuleOp kernels,
+                                           ArrayRef<bool> deviceArgs) {
+  auto plan = fn->getAttrOfType<DictionaryAttr>(kGpuLayerAttr);
+  FunctionType type = fn.getFunctionType();
+  bool hasBias = plan.get("bias") != nullptr;
+  bool gated = plan.get("gated") != nullptr;
+  unsigned numArgs = 5 + hasBias + gated; // + the out-parameter
+  if (type.getNumInputs() != numArgs || type.getNumResults() != 0 ||
+      !llvm::all_of(type.getInputs(), [](Type t) {
+        auto m = dyn_cast<MemRefType>(t);
+        return m && m.hasStaticShape() && m.getLayout().isIdentity();
+      }))
+    return fn.emitError() << "expected the bufferized GPU layer helper to "
+                             "take static identity-layout memrefs, got "
+                          << type;
+  Location loc = fn.getLoc();
+  Block *entry = prepareHelperEntry(fn);
+  b.setInsertionPointToStart(entry);
+  unsigned next = 0;
+  Value x = entry->getArgument(next++), wr = entry->getArgument(next++);
+  Value bias = hasBias ? entry->getArgument(next++) : Value();
+  Value wUp = entry->getArgument(next++);
+  Value wGate = gated ? entry->getArgument(next++) : Value();
+  Value wDown = entry->getArgument(next++);
+  Value result = entry->getArgument(next++);
+
+  auto xType = cast<MemRefType>(x.getType());
+  int64_t T = xType.getDimSize(0), d = xType.getDimSize(1);
+  auto upType = cast<MemRefType>(wUp.getType());
+  int64_t E = upType.getDimSize(0), f = upType.getDimSize(2);
+  int64_t k = cast<IntegerAttr>(plan.get("top_k")).getInt();
+  int64_t N = T * k, S = std::min(E, N);
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
+
+  HostBuilder h(b, loc);
+  Value xDev = deviceArgs[0] ? x : h.upload(x);
+  Value logits = h.zeroed({T, E});
+  Value offsets = h.alloc({E + 1}, i32);
+  Value rowToken = h.alloc({N}, i32), rowWeight = h.alloc({N}, f32);
+  Value hit = h.alloc({S}, i32);
+  Value assignExpert = h.alloc({N}, i32), assignPos = h.alloc({N}, i32),
+        assignWeight = h.alloc({N}, f32);
+  Value hUp = h.zeroed({N, f});
+  Value hGate = gated ? h.zeroed({N, f}) : Value();
+  Value act = h.alloc({N, f}, bf16);
+  Value y = h.zeroed({T, d});
+  Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
+
+  auto kernel = [&](StringRef name,
+                    function_ref<gpu::GPUFuncOp()> build) -> gpu::GPUFuncOp {
+    if (auto existing = kernels.lookupSymbol<gpu::GPUFuncOp>(name))
+      return existing;
+    return build();
+  };
+  Location kloc = kernels.getLoc();
+  auto gemvKernel = [&](StringRef name, GemvOptions o) {
+    return kernel(name, [&] {
+      return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
+    });
+  };
+  GemvOptions denseOpts;
+  denseOpts.dense = true;
+  GemvOptions upOpts;
+  upOpts.gatherRows = upOpts.indirect = true;
+  upOpts.pair = gated;
+  GemvOptions downOpts;
+  downOpts.indirect = downOpts.scatter = true;
+  gpu::GPUFuncOp dense = gemvKernel("moe_gemv_dense_bf16", denseOpts);
+  gpu::GPUFuncOp upK = gemvKernel(
+      gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16", upOpts);
+  gpu::GPUFuncOp downK = gemvKernel("moe_gemv_scatter_bf16", downOpts);
+
+  RouteKernelOptions ro;
+  ro.numExperts = E;
+  ro.topK = k;
+  ro.sigmoid = plan.get("sigmoid") != nullptr;
+  ro.afterTopk = plan.get("score_after_topk") != nullptr;
+  ro.renormalize = plan.get("renormalize") != nullptr;
+  ro.scaling = cast<FloatAttr>(plan.get("scaling")).getValueAsDouble();
+  if (bias)
+    ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
+  std::string routeName = routeKernelName(ro);
+  gpu::GPUFuncOp route = kernel(routeName, [&] {
+    return buildRouteKernel(b, kloc, kernels, routeName, ro);
+  });
+  auto activation = cast<ActivationAttr>(plan.get("activation")).getValue();
+  std::string actName = expertActivationKernelName(activation, gated);
+  gpu::GPUFuncOp actK = kernel(actName, [&] {
+    return buildExpertActivationKernel(b, kloc, kernels, actName, activation,
+                                       gated, bf16);
+  });
+  gpu::GPUFuncOp round = kernel("round_bf16", [&] {
+    return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
+  });
+
+  // The plan, fixed from the static shapes.
+  GemvGrid routerGrid = planGemv(d, E, 1);
+  GemvGrid upGrid = planGemv(d, f, S * (gated ? 2 : 1));
+  GemvGrid downGrid = planGemv(f, d, S);
+  auto gridAttr = [&](const GemvGrid &g) {
+    return b.getDenseI64ArrayAttr({g.blocksX, g.splits, g.threads, g.kchunk});
+  };
+  fn->setAttr(
+      "moe.gpu_plan",
+      b.getDictionaryAttr(
+          {b.getNamedAttr("path", b.getStringAttr("gemv")),
+           b.getNamedAttr("slots", b.getI64IntegerAttr(S)),
+           b.getNamedAttr("router", gridAttr(routerGrid)),
+           b.getNamedAttr("up", gridAttr(upGrid)),
+           b.getNamedAttr("down", gridAttr(downGrid))}));
+
+  Value wr3 = memref::ExpandShapeOp::create(
+      b, loc, MemRefType::get({1, d, E}, bf16), wr,
+      ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+  auto launchGemv = [&](gpu::GPUFuncOp k, const GemvGrid &g, int64_t gz,
+                        ValueRange args) {
+    h.launch(k, {g.blocksX, g.splits, gz}, {g.threads, 1, 1}, args);
+  };
+  launchGemv(dense, routerGrid, 1,
+             {xDev, offsets, wr3, logits, h.index(routerGrid.kchunk)});
+  SmallVector<Value> routeArgs{logits,       offsets,   rowToken,
+                               rowWeight,    hit,       assignExpert,
+                               assignPos,    assignWeight};
+  if (bias)
+    routeArgs.push_back(bias);
+  h.launch(route, {1, 1, 1}, {kRouteThreads, 1, 1}, routeArgs);
+  SmallVector<Value> upArgs{xDev, offsets, wUp, hUp, h.index(upGrid.kchunk),
+                            rowToken, hit};
+  if (gated) {
+    upArgs.push_back(wGate);
+    upArgs.push_back(hGate);
+  }
+  launchGemv(upK, upGrid, S * (gated ? 2 : 1), upArgs);
+  SmallVector<Value> actArgs{hUp};
+  if (gated)
+    actArgs.push_back(hGate);
+  actArgs.push_back(act);
+  h.launchElementwise(actK, N * f, actArgs);
+  launchGemv(downK, downGrid, S,
+             {act, offsets, wDown, y, h.index(downGrid.kchunk), rowToken,
+              rowWeight, hit});
+  h.launchElementwise(round, T * d, {y, out});
+  if (out != result)
+    h.copy(result, out);
+  h.freeAll();
+  func::ReturnOp::create(b, loc);
+  return success();
+}

@@ -1,0 +1,356 @@
+//===- RouteKernel.cpp - The gating fusion group as one GPU kernel ---------===//
+//
+// Part of moe-compiler.
+//
+// One block of kRouteThreads threads routes every token of a step, so the
+// per-expert counts, their prefix sum and the dense mapping table need no
+// grid-wide synchronisation: a warp per token (tokens strided over the 32
+// warps) computes the scores and selects the top k experts by k rounds of a
+// warp-wide arg-max (each lane scans E / 32 experts, then five xor shuffles),
+// keeping only registers: round j takes the best expert strictly after the
+// previous winner in the order (score descending, id ascending), which is
+// the router's selection order. Counts are shared-memory atomics; the scan
+// is Hillis-Steele over the block; the mapping table then puts assignment
+// (t, j) at row offsets[e] + its position within expert e.
+//
+// The router matmul (logits) is the dense grouped GEMV that runs before it,
+// across the whole GPU.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Target/CUDA/ExpertKernels.h"
+#include "moe/Dialect/MoE/Utils/TensorBuilders.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
+  std::string name = "moe_route_e" + std::to_string(o.numExperts) + "_k" +
+                     std::to_string(o.topK) +
+                     (o.sigmoid ? "_sigmoid" : "_softmax");
+  if (o.afterTopk)
+    name += "_after";
+  if (o.renormalize)
+    name += "_renorm";
+  if (o.biasType)
+    name += o.biasType.isF32() ? "_biasf32" : "_biasbf16";
+  if (o.scaling != 1.0) {
+    // The bit pattern keeps distinct scalings apart in the symbol name.
+    uint64_t bits;
+    static_assert(sizeof(bits) == sizeof(o.scaling));
+    std::memcpy(&bits, &o.scaling, sizeof(bits));
+    name += "_s" + llvm::utohexstr(bits);
+  }
+  return name;
+}
+
+gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
+                                           gpu::GPUModuleOp module,
+                                           StringRef name,
+                                           const RouteKernelOptions &o) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(module.getBody());
+  MLIRContext *ctx = b.getContext();
+  int64_t dyn = ShapedType::kDynamic;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), index = b.getIndexType();
+  auto vecI32 = MemRefType::get({dyn}, i32);
+  auto vecF32 = MemRefType::get({dyn}, f32);
+  SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, f32), // logits
+                             vecI32,                           // offsets
+                             vecI32,                           // rowToken
+                             vecF32,                           // rowWeight
+                             vecI32,                           // hit
+                             vecI32, vecI32, vecF32};          // assignments
+  if (o.biasType)
+    argTypes.push_back(MemRefType::get({dyn}, o.biasType));
+  auto fn = gpu::GPUFuncOp::create(b, loc, name,
+                                   FunctionType::get(ctx, argTypes, {}));
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  auto shared = MemRefType::get(
+      {kRouteThreads}, i32, MemRefLayoutAttrInterface(),
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
+  Value counts = fn.addWorkgroupAttribution(shared, loc);
+  Value scanA = fn.addWorkgroupAttribution(shared, loc);
+  Value scanB = fn.addWorkgroupAttribution(shared, loc);
+  Block &entry = fn.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  Value logits = entry.getArgument(0), offsets = entry.getArgument(1),
+        rowToken = entry.getArgument(2), rowWeight = entry.getArgument(3),
+        hit = entry.getArgument(4), assignExpert = entry.getArgument(5),
+        assignPos = entry.getArgument(6), assignWeight = entry.getArgument(7);
+  Value bias = o.biasType ? entry.getArgument(8) : Value();
+
+  const int64_t E = o.numExperts, k = o.topK;
+  auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
+  auto c32 = [&](int32_t v) { return constI32(b, loc, v); };
+  auto cf = [&](float v) { return constF32(b, loc, v); };
+  using P = arith::CmpIPredicate;
+  using FP = arith::CmpFPredicate;
+  auto icmp = [&](P p, Value l, Value r) -> Value {
+    return arith::CmpIOp::create(b, loc, p, l, r);
+  };
+  auto fcmp = [&](FP p, Value l, Value r) -> Value {
+    return arith::CmpFOp::create(b, loc, p, l, r);
+  };
+  auto sel = [&](Value c, Value t, Value f) -> Value {
+    return arith::SelectOp::create(b, loc, c, t, f);
+  };
+  auto orI = [&](Value l, Value r) -> Value {
+    return arith::OrIOp::create(b, loc, l, r);
+  };
+  auto andI = [&](Value l, Value r) -> Value {
+    return arith::AndIOp::create(b, loc, l, r);
+  };
+  auto toIndex = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, index, v);
+  };
+  auto toI32 = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, i32, v);
+  };
+  auto ifThen = [&](Value cond, function_ref<void()> body) {
+    auto op = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&op.getThenRegion().front());
+    body();
+  };
+  auto barrier = [&] { gpu::BarrierOp::create(b, loc); };
+  auto shuffle = [&](Value v, int32_t offset) -> Value {
+    return gpu::ShuffleOp::create(b, loc, v, offset, 32, gpu::ShuffleMode::XOR)
+        .getShuffleResult();
+  };
+
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value lane = arith::RemUIOp::create(b, loc, tid, ci(32));
+  Value warp = arith::DivUIOp::create(b, loc, tid, ci(32));
+  Value tokens = memref::DimOp::create(b, loc, logits, 0);
+  Value numExperts = ci(E);
+
+  ifThen(icmp(P::ult, tid, numExperts),
+         [&] { memref::StoreOp::create(b, loc, c32(0), counts, tid); });
+  barrier();
+
+  // --- Routing: a warp per token. ---
+  auto tokenLoop = scf::ForOp::create(b, loc, warp, tokens,
+                                      ci(kRouteThreads / 32));
+  {
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(tokenLoop.getBody());
+    Value t = tokenLoop.getInductionVar();
+    auto logit = [&](Value e) -> Value {
+      return memref::LoadOp::create(b, loc, logits, ValueRange{t, e});
+    };
+    // Lane-strided loop over the experts, reduced across the warp.
+    auto laneReduce = [&](Value init,
+                          function_ref<Value(Value acc, Value e)> step,
+                          function_ref<Value(Value, Value)> combine) -> Value {
+      auto loop = scf::ForOp::create(b, loc, lane, numExperts, ci(32), init);
+      {
+        OpBuilder::InsertionGuard lg(b);
+        b.setInsertionPointToStart(loop.getBody());
+        scf::YieldOp::create(
+            b, loc, step(loop.getRegionIterArg(0), loop.getInductionVar()));
+      }
+      Value acc = loop.getResult(0);
+      for (int32_t off = 16; off >= 1; off /= 2)
+        acc = combine(acc, shuffle(acc, off));
+      return acc;
+    };
+    bool softmaxFirst = !o.sigmoid && !o.afterTopk;
+    Value rowMax, rowSum;
+    if (softmaxFirst) {
+      auto maxOf = [&](Value l, Value r) -> Value {
+        return arith::MaximumFOp::create(b, loc, l, r);
+      };
+      auto addOf = [&](Value l, Value r) -> Value {
+        return arith::AddFOp::create(b, loc, l, r);
+      };
+      rowMax = laneReduce(
+          cf(-std::numeric_limits<float>::infinity()),
+          [&](Value acc, Value e) { return maxOf(acc, logit(e)); }, maxOf);
+      rowSum = laneReduce(
+          cf(0.0f),
+          [&](Value acc, Value e) {
+            Value ex = math::ExpOp::create(
+                b, loc, arith::SubFOp::create(b, loc, logit(e), rowMax));
+            return addOf(acc, ex);
+          },
+          addOf);
+    }
+    // The router's score of expert e (what the weights use) and the key the
+    // selection ranks (score + bias).
+    auto score = [&](Value e) -> Value {
+      Value l = logit(e);
+      if (softmaxFirst)
+        return arith::DivFOp::create(
+            b, loc,
+            math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, l, rowMax)),
+            rowSum);
+      if (o.sigmoid)
+        return sigmoidF32(b, loc, l);
+      return l; // softmax over the selected logits comes after the top k
+    };
+    auto key = [&](Value e) -> Value {
+      Value s = score(e);
+      if (!bias)
+        return s;
+      return arith::AddFOp::create(
+          b, loc, s, toF32(b, loc, memref::LoadOp::create(b, loc, bias, e)));
+    };
+
+    Value prevV = cf(std::numeric_limits<float>::infinity());
+    Value prevI = c32(-1);
+    SmallVector<Value> ids, wts;
+    for (int64_t j = 0; j < k; ++j) {
+      auto loop = scf::ForOp::create(
+          b, loc, lane, numExperts, ci(32),
+          ValueRange{cf(-std::numeric_limits<float>::infinity()), c32(E)});
+      {
+        OpBuilder::InsertionGuard lg(b);
+        b.setInsertionPointToStart(loop.getBody());
+        Value e = loop.getInductionVar();
+        Value ei = toI32(e);
+        Value bv = loop.getRegionIterArg(0), bi = loop.getRegionIterArg(1);
+        Value v = key(e);
+        Value eligible =
+            orI(fcmp(FP::OLT, v, prevV),
+                andI(fcmp(FP::OEQ, v, prevV), icmp(P::sgt, ei, prevI)));
+        Value better = orI(fcmp(FP::OGT, v, bv),
+                           andI(fcmp(FP::OEQ, v, bv), icmp(P::slt, ei, bi)));
+        Value take = andI(eligible, better);
+        scf::YieldOp::create(b, loc,
+                             ValueRange{sel(take, v, bv), sel(take, ei, bi)});
+      }
+      Value bv = loop.getResult(0), bi = loop.getResult(1);
+      for (int32_t off = 16; off >= 1; off /= 2) {
+        Value ov = shuffle(bv, off), oi = shuffle(bi, off);
+        Value better = orI(fcmp(FP::OGT, ov, bv),
+                           andI(fcmp(FP::OEQ, ov, bv), icmp(P::slt, oi, bi)));
+        bv = sel(better, ov, bv);
+        bi = sel(better, oi, bi);
+      }
+      ids.push_back(bi);
+      wts.push_back(score(toIndex(bi)));
+      prevV = bv;
+      prevI = bi;
+    }
+    if (o.afterTopk) {
+      Value mx = wts[0];
+      for (int64_t j = 1; j < k; ++j)
+        mx = arith::MaximumFOp::create(b, loc, mx, wts[j]);
+      Value sum = cf(0.0f);
+      for (Value &w : wts) {
+        w = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, w, mx));
+        sum = arith::AddFOp::create(b, loc, sum, w);
+      }
+      for (Value &w : wts)
+        w = arith::DivFOp::create(b, loc, w, sum);
+    }
+    if (o.renormalize) {
+      Value sum = cf(0.0f);
+      for (Value w : wts)
+        sum = arith::AddFOp::create(b, loc, sum, w);
+      for (Value &w : wts)
+        w = arith::DivFOp::create(b, loc, w, sum);
+    }
+    if (o.scaling != 1.0)
+      for (Value &w : wts)
+        w = arith::MulFOp::create(b, loc, w, cf(float(o.scaling)));
+    // Lane j records assignment (t, j).
+    Value myE = ids[0], myW = wts[0];
+    for (int64_t j = 1; j < k; ++j) {
+      Value isJ = icmp(P::eq, lane, ci(j));
+      myE = sel(isJ, ids[j], myE);
+      myW = sel(isJ, wts[j], myW);
+    }
+    ifThen(icmp(P::ult, lane, ci(k)), [&] {
+      Value pos = memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
+                                              c32(1), counts, toIndex(myE));
+      Value a = arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, t, ci(k)), lane);
+      memref::StoreOp::create(b, loc, myE, assignExpert, a);
+      memref::StoreOp::create(b, loc, pos, assignPos, a);
+      memref::StoreOp::create(b, loc, myW, assignWeight, a);
+    });
+  }
+  barrier();
+
+  // --- Offsets and the list of experts hit: inclusive scans of the counts
+  // and of (count > 0). ---
+  Value inRange = icmp(P::ult, tid, numExperts);
+  Value safeTid = sel(inRange, tid, ci(0));
+  Value count =
+      sel(inRange, memref::LoadOp::create(b, loc, counts, safeTid), c32(0));
+  Value flag = arith::ExtUIOp::create(b, loc, i32,
+                                      icmp(P::sgt, count, c32(0)));
+  memref::StoreOp::create(b, loc, count, scanA, tid);
+  memref::StoreOp::create(b, loc, flag, scanB, tid);
+  barrier();
+  for (int64_t step = 1; step < E; step *= 2) {
+    Value has = icmp(P::uge, tid, ci(step));
+    Value from = sel(has, arith::SubIOp::create(b, loc, tid, ci(step)), ci(0));
+    Value a = sel(has, memref::LoadOp::create(b, loc, scanA, from), c32(0));
+    Value f = sel(has, memref::LoadOp::create(b, loc, scanB, from), c32(0));
+    barrier();
+    memref::StoreOp::create(
+        b, loc,
+        arith::AddIOp::create(b, loc,
+                              memref::LoadOp::create(b, loc, scanA, tid), a),
+        scanA, tid);
+    memref::StoreOp::create(
+        b, loc,
+        arith::AddIOp::create(b, loc,
+                              memref::LoadOp::create(b, loc, scanB, tid), f),
+        scanB, tid);
+    barrier();
+  }
+  Value nhit = toIndex(memref::LoadOp::create(b, loc, scanB, ci(E - 1)));
+  Value slots = memref::DimOp::create(b, loc, hit, 0);
+  ifThen(inRange, [&] {
+    Value excl = arith::SubIOp::create(
+        b, loc, memref::LoadOp::create(b, loc, scanA, tid), count);
+    memref::StoreOp::create(b, loc, excl, offsets, tid);
+    memref::StoreOp::create(b, loc, excl, counts, tid);
+    ifThen(icmp(P::sgt, count, c32(0)), [&] {
+      Value s = arith::SubIOp::create(
+          b, loc, toIndex(memref::LoadOp::create(b, loc, scanB, tid)), ci(1));
+      memref::StoreOp::create(b, loc, toI32(tid), hit, s);
+    });
+  });
+  ifThen(icmp(P::eq, tid, ci(0)), [&] {
+    memref::StoreOp::create(b, loc,
+                            memref::LoadOp::create(b, loc, scanA, ci(E - 1)),
+                            offsets, ci(E));
+  });
+  ifThen(andI(icmp(P::uge, tid, nhit), icmp(P::ult, tid, slots)), [&] {
+    memref::StoreOp::create(b, loc, c32(-1), hit, tid);
+  });
+  barrier();
+
+  // --- The mapping table: row of each assignment, its token and weight. ---
+  Value assignments = memref::DimOp::create(b, loc, assignExpert, 0);
+  auto mapLoop =
+      scf::ForOp::create(b, loc, tid, assignments, ci(kRouteThreads));
+  {
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(mapLoop.getBody());
+    Value a = mapLoop.getInductionVar();
+    Value e = toIndex(memref::LoadOp::create(b, loc, assignExpert, a));
+    Value row = toIndex(arith::AddIOp::create(
+        b, loc, memref::LoadOp::create(b, loc, counts, e),
+        memref::LoadOp::create(b, loc, assignPos, a)));
+    Value token = arith::DivUIOp::create(b, loc, a, ci(k));
+    memref::StoreOp::create(b, loc, toI32(token), rowToken, row);
+    memref::StoreOp::create(
+        b, loc, memref::LoadOp::create(b, loc, assignWeight, a), rowWeight,
+        row);
+  }
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}

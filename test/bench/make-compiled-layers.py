@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Compiles the benchmark's MoE layers with moe-compile --target=cuda.
+
+    python3 test/bench/make-compiled-layers.py [--out build/bench-layers]
+        [--tokens 1,16,128,1024,8192] [--shapes all] [--moe-compile PATH]
+
+Writes, for every standard shape of ../shared/DESIGN.md and token count,
+<out>/<shape>-t<tokens>.mlir (one moe.layer, bf16, softmax top-k with
+renormalisation, as gpu_moe_baselines.py computes it) and the shared library
+<out>/<shape>-t<tokens>.so that gpu_moe_baselines.py --compiled <out> loads
+on the GPU machine with ctypes, binding PyTorch's device tensors to it.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from shapes import SHAPES  # noqa: E402
+
+
+def layer_mlir(experts, k, d, f, activation, gated, tokens):
+    bf = "xbf16>"
+    x = "tensor<%dx%d%s" % (tokens, d, bf)
+    router = "tensor<%dx%d%s" % (d, experts, bf)
+    up = "tensor<%dx%dx%d%s" % (experts, d, f, bf)
+    down = "tensor<%dx%dx%d%s" % (experts, f, d, bf)
+    args = ['%%x: %s {moe.input = "x"}' % x,
+            '%%router: %s {moe.weight = "router"}' % router,
+            '%%w_up: %s {moe.weight = "w_up"}' % up]
+    if gated:
+        args.append('%%w_gate: %s {moe.weight = "w_gate"}' % up)
+    args.append('%%w_down: %s {moe.weight = "w_down"}' % down)
+    gate = " gate(%%w_gate : %s)" % up if gated else ""
+    return (
+        "func.func @layer(%s) -> (%s {moe.output = \"y\"}) {\n"
+        "  %%y = moe.layer %%x : %s router(%%router : %s) up(%%w_up : %s)%s "
+        "down(%%w_down : %s) {activation = #moe.activation<%s>, renormalize, "
+        "top_k = %d : i64} -> %s\n"
+        "  return %%y : %s\n"
+        "}\n" % (", ".join(args), x, x, router, up, gate, down, activation, k, x, x))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="build/bench-layers")
+    p.add_argument("--tokens", default="1,16,128,1024,8192")
+    p.add_argument("--shapes", default="all")
+    p.add_argument("--moe-compile", default="build/bin/moe-compile")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
+    for name in names:
+        E, k, d, f, a, gated = SHAPES[name]
+        for t in (int(v) for v in args.tokens.split(",")):
+            base = os.path.join(args.out, "%s-t%d" % (name, t))
+            with open(base + ".mlir", "w") as fh:
+                fh.write(layer_mlir(E, k, d, f, a, gated, t))
+            subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",
+                            "--emit=shared", "--cpu=x86-64-v3", "-o", base + ".so"],
+                           check=True)
+            print("compiled", base + ".so", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -518,6 +518,23 @@ void PlanParallelismPass::runOnOperation() {
 
   CostModel model(hardware(), tokens, minSlice);
   SmallVector<PlanCost> ranked = model.rankPlans(shapes, gpus, obj);
+  // dp/ep/es/tp pin parts of the plan (tests, or a user who knows better).
+  auto pinned = [&](const Plan &p) {
+    return (fixDp == 0 || p.data == fixDp) && (fixEp == 0 || p.expert == fixEp) &&
+           (fixEs == 0 || p.slicing == fixEs) && (fixTp == 0 || p.tensor == fixTp);
+  };
+  if (fixDp || fixEp || fixEs || fixTp) {
+    if (llvm::none_of(model.candidatePlans(shapes, gpus), pinned)) {
+      module.emitError("moe-plan-parallelism: no layout of ")
+          << int64_t(gpus) << " GPUs has dp=" << int64_t(fixDp)
+          << " ep=" << int64_t(fixEp) << " es=" << int64_t(fixEs)
+          << " tp=" << int64_t(fixTp)
+          << " (0: any; ep must divide the experts, es and tp the ffn "
+             "dimensions in slices of at least min-slice columns)";
+      return signalPassFailure();
+    }
+    llvm::erase_if(ranked, [&](const PlanCost &c) { return !pinned(c.plan); });
+  }
   if (ranked.empty()) {
     double total = CostModel::totalWeightBytes(shapes);
     int64_t needed = model.minimumGpus(shapes);

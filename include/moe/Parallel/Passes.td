@@ -74,6 +74,15 @@ def PlanParallelism : Pass<"moe-plan-parallelism", "ModuleOp"> {
     Option<"interHostLatencyUs", "inter-host-latency-us", "double", "25",
            "extra latency of a collective that crosses hosts, in "
            "microseconds">,
+    Option<"fixDp", "dp", "int64_t", "0",
+           "only consider plans with this many replicas (0: any)">,
+    Option<"fixEp", "ep", "int64_t", "0",
+           "only consider plans with this expert-parallel degree (0: any)">,
+    Option<"fixEs", "es", "int64_t", "0",
+           "only consider plans with this expert-slicing degree (0: any)">,
+    Option<"fixTp", "tp", "int64_t", "0",
+           "only consider plans with this dense tensor-slicing degree (0: "
+           "any)">,
     Option<"report", "report", "bool", "false",
            "print the plan table to stdout">
   ];

@@ -1,0 +1,66 @@
+// Pinned plans for Qwen3-30B-A3B: 48 layers (2 moe.layer x 24), 128 SwiGLU experts of ffn 768, top-8, no shared expert.
+// Latency: one token per step. Throughput: 16 tokens per GPU per step.
+// 8 GPUs per host, 141 GB H200s (the defaults).
+//
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=1 layers-multiplier=24 objective=latency tokens=1" 2>/dev/null | FileCheck %s --check-prefix=LAT1
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=2 layers-multiplier=24 objective=latency tokens=1" 2>/dev/null | FileCheck %s --check-prefix=LAT2
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=8 layers-multiplier=24 objective=latency tokens=1" 2>/dev/null | FileCheck %s --check-prefix=LAT8
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=64 layers-multiplier=24 objective=latency tokens=1" 2>/dev/null | FileCheck %s --check-prefix=LAT64
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=256 layers-multiplier=24 objective=latency tokens=1" 2>/dev/null | FileCheck %s --check-prefix=LAT256
+
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=1 layers-multiplier=24 objective=throughput tokens=16" 2>/dev/null | FileCheck %s --check-prefix=THR1
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=2 layers-multiplier=24 objective=throughput tokens=16" 2>/dev/null | FileCheck %s --check-prefix=THR2
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=8 layers-multiplier=24 objective=throughput tokens=16" 2>/dev/null | FileCheck %s --check-prefix=THR8
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=64 layers-multiplier=24 objective=throughput tokens=16" 2>/dev/null | FileCheck %s --check-prefix=THR64
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=256 layers-multiplier=24 objective=throughput tokens=16" 2>/dev/null | FileCheck %s --check-prefix=THR256
+
+// LAT1: shard.grid @moe_grid(shape = 1x1x1) {moe.axes = ["data", "expert", "tensor"]}
+// LAT1: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// LAT1: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 1208483840 : i64}
+// LAT2: shard.grid @moe_grid(shape = 2x1x1) {moe.axes = ["data", "expert", "tensor"]}
+// LAT2: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// LAT2: moe.plan = {dp = 2 : i64, ep = 1 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 1208483840 : i64}
+// LAT8: shard.grid @moe_grid(shape = 8x1x1) {moe.axes = ["data", "expert", "tensor"]}
+// LAT8: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// LAT8: moe.plan = {dp = 8 : i64, ep = 1 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 1208483840 : i64}
+// LAT64: shard.grid @moe_grid(shape = 64x1x1) {moe.axes = ["data", "expert", "tensor"]}
+// LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// LAT64: moe.plan = {dp = 64 : i64, ep = 1 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 1208483840 : i64}
+// LAT256: shard.grid @moe_grid(shape = 256x1x1) {moe.axes = ["data", "expert", "tensor"]}
+// LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// LAT256: moe.plan = {dp = 256 : i64, ep = 1 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 1208483840 : i64}
+
+// THR1: shard.grid @moe_grid(shape = 1x1x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR1: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// THR1: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 1208483840 : i64}
+// THR2: shard.grid @moe_grid(shape = 1x1x2) {moe.axes = ["data", "expert", "tensor"]}
+// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
+// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
+// THR2: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 2 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 604504064 : i64}
+// THR8: shard.grid @moe_grid(shape = 1x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR8: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// THR8: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
+// THR8: moe.plan = {dp = 1 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
+// THR64: shard.grid @moe_grid(shape = 8x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR64: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// THR64: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
+// THR64: moe.plan = {dp = 8 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
+// THR256: shard.grid @moe_grid(shape = 32x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR256: shard.sharding @moe_grid split_axes = {{\[\[}}]]
+// THR256: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
+// THR256: moe.plan = {dp = 32 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
+
+func.func @qwen3_30b_a3b(%x: tensor<?x2048xbf16>,
+    %router0: tensor<2048x128xbf16>,
+    %up0: tensor<128x2048x768xbf16>,
+    %gate0: tensor<128x2048x768xbf16>,
+    %down0: tensor<128x768x2048xbf16>,
+    %router1: tensor<2048x128xbf16>,
+    %up1: tensor<128x2048x768xbf16>,
+    %gate1: tensor<128x2048x768xbf16>,
+    %down1: tensor<128x768x2048xbf16>) -> tensor<?x2048xbf16> {
+  %y0 = moe.layer %x : tensor<?x2048xbf16> router(%router0 : tensor<2048x128xbf16>) up(%up0 : tensor<128x2048x768xbf16>) gate(%gate0 : tensor<128x2048x768xbf16>) down(%down0 : tensor<128x768x2048xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<?x2048xbf16>
+  %y1 = moe.layer %y0 : tensor<?x2048xbf16> router(%router1 : tensor<2048x128xbf16>) up(%up1 : tensor<128x2048x768xbf16>) gate(%gate1 : tensor<128x2048x768xbf16>) down(%down1 : tensor<128x768x2048xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<?x2048xbf16>
+  return %y1 : tensor<?x2048xbf16>
+}

@@ -1,0 +1,29 @@
+// `report` prints the plan table to stdout: the chosen grid, the layers with
+// their weights per GPU and step estimate, and the best candidates.
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=64 layers-multiplier=29 report" -o /dev/null 2>/dev/null | FileCheck %s
+
+// DeepSeek-V3's MoE layers (58) for one token on 64 GPUs in 8 hosts.
+// CHECK:      moe-plan-parallelism: 64 GPUs (8 per host), 141.00 GB per GPU (126.90 GB for weights), objective latency, tokens per step: 1 per replica
+// CHECK-NEXT: model: 2 moe.layer x 29 = 58 layers, 1.31 TB of weights
+// CHECK-NEXT: plan: dp=1 ep=8 es=8 tp=1 on @moe_grid(shape = 1x8x8) [data, expert, tensor]
+// CHECK-NEXT: layer  experts  top-k  hidden     ffn  dense-ffn  weights/GPU     compute      memory        comm        step
+// CHECK-NEXT:     0      256      8    7168    2048       2048    444.07 MB      0.1 us     27.9 us     70.1 us     98.0 us
+// CHECK-NEXT:     1      256      8    7168    2048       2048    444.07 MB      0.1 us     27.9 us     70.1 us     98.0 us
+// CHECK-NEXT: model                                                25.76 GB      7.9 us   1615.5 us   4066.9 us   5682.3 us
+// CHECK-NEXT: replica batch: 1 tokens; throughput: 176 tokens/s over 1 replicas
+// CHECK-NEXT: candidates that fit (best 6 of 31):
+// CHECK-NEXT:  rank   dp   ep   es   tp  weights/GPU        step     tokens/s
+// CHECK-NEXT:     1    1    8    8    1     25.76 GB   5682.3 us          176
+// CHECK-NEXT:     2    1    8    8    8     21.29 GB   5807.6 us          172
+
+func.func @deepseek_v3(%x: tensor<?x7168xbf16>,
+    %router0: tensor<7168x256xbf16>, %bias0: tensor<256xf32>,
+    %up0: tensor<256x7168x2048xbf16>, %gate0: tensor<256x7168x2048xbf16>, %down0: tensor<256x2048x7168xbf16>,
+    %shared_up0: tensor<7168x2048xbf16>, %shared_gate0: tensor<7168x2048xbf16>, %shared_down0: tensor<2048x7168xbf16>,
+    %router1: tensor<7168x256xbf16>, %bias1: tensor<256xf32>,
+    %up1: tensor<256x7168x2048xbf16>, %gate1: tensor<256x7168x2048xbf16>, %down1: tensor<256x2048x7168xbf16>,
+    %shared_up1: tensor<7168x2048xbf16>, %shared_gate1: tensor<7168x2048xbf16>, %shared_down1: tensor<2048x7168xbf16>) -> tensor<?x7168xbf16> {
+  %y0 = moe.layer %x : tensor<?x7168xbf16> router(%router0 : tensor<7168x256xbf16>) router_bias(%bias0 : tensor<256xf32>) up(%up0 : tensor<256x7168x2048xbf16>) gate(%gate0 : tensor<256x7168x2048xbf16>) down(%down0 : tensor<256x2048x7168xbf16>) shared_up(%shared_up0 : tensor<7168x2048xbf16>) shared_gate(%shared_gate0 : tensor<7168x2048xbf16>) shared_down(%shared_down0 : tensor<2048x7168xbf16>) {activation = #moe.activation<silu>, n_group = 8 : i64, renormalize, scaling = 2.5 : f64, score_func = #moe.score_func<sigmoid>, topk_group = 4 : i64, top_k = 8 : i64} -> tensor<?x7168xbf16>
+  %y1 = moe.layer %y0 : tensor<?x7168xbf16> router(%router1 : tensor<7168x256xbf16>) router_bias(%bias1 : tensor<256xf32>) up(%up1 : tensor<256x7168x2048xbf16>) gate(%gate1 : tensor<256x7168x2048xbf16>) down(%down1 : tensor<256x2048x7168xbf16>) shared_up(%shared_up1 : tensor<7168x2048xbf16>) shared_gate(%shared_gate1 : tensor<7168x2048xbf16>) shared_down(%shared_down1 : tensor<2048x7168xbf16>) {activation = #moe.activation<silu>, n_group = 8 : i64, renormalize, scaling = 2.5 : f64, score_func = #moe.score_func<sigmoid>, topk_group = 4 : i64, top_k = 8 : i64} -> tensor<?x7168xbf16>
+  return %y1 : tensor<?x7168xbf16>
+}

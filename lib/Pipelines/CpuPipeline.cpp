@@ -43,9 +43,12 @@ void mlir::moe::buildMoEToLinalgPipeline(OpPassManager &pm) {
 namespace {
 /// Shared by both targets: moe on tensors to bufferized loops, deallocation
 /// included; `gpu` also routes the bf16 experts to the GPU helpers.
-void buildToLoops(OpPassManager &pm, bool gpu) {
-  if (gpu)
-    pm.addPass(moe::createConvertMoELayerToGpuCall());
+void buildToLoops(OpPassManager &pm, bool gpu, StringRef gpuPath = "auto") {
+  if (gpu) {
+    moe::ConvertMoELayerToGpuCallOptions layer;
+    layer.path = gpuPath.str();
+    pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
+  }
   pm.addPass(moe::createMoEDecomposeLayer());
   if (gpu)
     pm.addPass(moe::createConvertMoEExpertsToGpuCall());
@@ -91,7 +94,7 @@ std::string cudaToolkitPath() {
   return "/usr/local/cuda";
 }
 
-void buildToLLVM(OpPassManager &pm, bool gpu) {
+void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
   std::string toolkit = gpu ? cudaToolkitPath() : "";
   if (gpu) {
     // Host gpu ops lower to mgpu* calls in their async form.
@@ -122,6 +125,7 @@ void buildToLLVM(OpPassManager &pm, bool gpu) {
   if (gpu) {
     GpuModuleToBinaryPassOptions binary;
     binary.toolkitPath = toolkit;
+    binary.compilationTarget = format.str();
     pm.addPass(createGpuModuleToBinaryPass(binary));
   }
 }
@@ -132,9 +136,10 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
   buildToLLVM(pm, /*gpu=*/false);
 }
 
-void mlir::moe::buildCudaPipeline(OpPassManager &pm) {
-  buildToLoops(pm, /*gpu=*/true);
-  buildToLLVM(pm, /*gpu=*/true);
+void mlir::moe::buildCudaPipeline(OpPassManager &pm,
+                                  const CudaPipelineOptions &options) {
+  buildToLoops(pm, /*gpu=*/true, options.path);
+  buildToLLVM(pm, /*gpu=*/true, options.format);
 }
 
 void mlir::moe::registerPipelines() {
@@ -147,9 +152,11 @@ void mlir::moe::registerPipelines() {
       "Lower a moe program to the LLVM dialect for the CPU (bare-pointer "
       "calling convention, results as out-parameters)",
       buildCpuPipeline);
-  PassPipelineRegistration<>(
+  PassPipelineRegistration<CudaPipelineOptions>(
       "moe-cuda-pipeline",
       "Lower a moe program for CUDA: bf16 expert FFNs as sm_90 kernels, the "
       "rest for the CPU; expert weights are device pointers",
-      buildCudaPipeline);
+      [](OpPassManager &pm, const CudaPipelineOptions &options) {
+        buildCudaPipeline(pm, options);
+      });
 }

@@ -219,7 +219,9 @@ def main():
     p.add_argument("--shapes", default="all")
     p.add_argument("--out", default=None)
     p.add_argument("--compiled", default=None,
-                   help="directory of layers from make-compiled-layers.py")
+                   help="directory of layers from make-compiled-layers.py; "
+                        "more directories after commas are variants "
+                        "(e.g. a forced expert path), timed as graphs")
     args = p.parse_args()
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
     tokens = [int(t) for t in args.tokens.split(",")]
@@ -256,23 +258,30 @@ def main():
                     result[label + "_graph"] = float("nan")
                     if label != "loop":
                         print("  %s %s T=%d: not capturable (%s)" % (label, name, t, str(e)[:80]))
-            if args.compiled:
-                so = os.path.join(args.compiled, "%s-t%d.so" % (name, t))
+            dirs = args.compiled.split(",") if args.compiled else []
+            for i, cdir in enumerate(dirs):
+                key = "compiled" if i == 0 else "variant:" + os.path.basename(cdir.rstrip("/"))
+                so = os.path.join(cdir, "%s-t%d.so" % (name, t))
+                if not os.path.exists(so):
+                    continue
                 compiled = Compiled(so, layer)
                 out = compiled().clone()
                 torch.cuda.synchronize()
-                ref32, ids32 = layer.reference(layer.route_f32)
+                ref32, _ = layer.reference(layer.route_f32)
                 err = rel_error(out, ref32)
-                result["compiled_err"] = err
+                result[key + "_err"] = err
                 if not err < 2e-2:
-                    print("  compiled %s T=%d: relative error %.3g vs the fp32 reference: FAIL"
-                          % (name, t, err), flush=True)
-                    result["compiled_eager"] = result["compiled_graph"] = float("nan")
+                    print("  %s %s T=%d: relative error %.3g vs the fp32 reference: FAIL"
+                          % (key, name, t, err), flush=True)
+                    result[key + "_eager"] = result[key + "_graph"] = float("nan")
                 else:
                     slow = time_ms(compiled, warmup=1, repeat=1) > 50
                     reps = dict(warmup=1, repeat=3) if slow else {}
-                    result["compiled_eager"] = time_ms(compiled, **reps)
-                    result["compiled_graph"] = time_ms(graphed(compiled), **reps)
+                    if i == 0:
+                        result[key + "_eager"] = time_ms(compiled, **reps)
+                    result[key + "_graph"] = time_ms(graphed(compiled), **reps)
+                if i > 0:
+                    print("  %s: graph %.4f ms (err %.1e)" % (key, result[key + "_graph"], err), flush=True)
                 del compiled
             rows.append(result)
             print("%-14s T=%-5d floor %.4f ms (%s)  loop %.3f/%.3f  grouped %.3f/%.3f ms%s"
@@ -291,6 +300,14 @@ def main():
         lines.append("| %s | %d | %.4f | %s | %.3f | %.3f | %.3f | %.3f | %.1fx |"
                      % (r["shape"], r["tokens"], r["floor_ms"], r["bound"], r["loop_eager"],
                         r["loop_graph"], r["grouped_eager"], r["grouped_graph"], best / r["floor_ms"]))
+    variants = sorted({k[:-6] for r in rows for k in r if k.startswith("variant:") and k.endswith("_graph")})
+    if variants:
+        lines += ["", "Variants (CUDA graph, ms): " + ", ".join(v[8:] for v in variants), "",
+                  "| shape | tokens | compiled graph | " + " | ".join(v[8:] for v in variants) + " |",
+                  "|---|---|---|" + "---|" * len(variants)]
+        for r in rows:
+            lines.append("| %s | %d | %.4f | " % (r["shape"], r["tokens"], r.get("compiled_graph", float("nan")))
+                         + " | ".join("%.4f" % r.get(v + "_graph", float("nan")) for v in variants) + " |")
     if args.compiled:
         lines += ["", "Compiled (moe-compile --target=cuda): time (ms), time over the floor, "
                   "speed-up over the best of each baseline (eager or graph)", "",

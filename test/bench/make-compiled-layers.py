@@ -47,6 +47,7 @@ def main():
     p.add_argument("--tokens", default="1,16,128,1024,8192")
     p.add_argument("--shapes", default="all")
     p.add_argument("--moe-compile", default="build/bin/moe-compile")
+    p.add_argument("--gpu-path", default="auto", help="auto, gemv or mma")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -57,7 +58,8 @@ def main():
             with open(base + ".mlir", "w") as fh:
                 fh.write(layer_mlir(E, k, d, f, a, gated, t))
             subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",
-                            "--emit=shared", "--cpu=x86-64-v3", "-o", base + ".so"],
+                            "--emit=shared", "--cpu=x86-64-v3", "--gpu-path=" + args.gpu_path,
+                            "-o", base + ".so"],
                            check=True)
             print("compiled", base + ".so", flush=True)
 

@@ -8,23 +8,33 @@
 set -e
 dir=${1:-build/gpu-e2e}
 rm -rf "$dir"
+# make_case NAME [--gpu-path=P] moe-testgen options...
 make_case() {
   name=$1; shift
+  path=--gpu-path=auto
+  case "$1" in --gpu-path=*) path=$1; shift;; esac
   mkdir -p "$dir/$name"
   build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 "$@" > /dev/null
   build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
-    -o "$dir/$name/model"
+    "$path" -o "$dir/$name/model"
 }
-make_case fused-mixtral --top-k 2 --renormalize --tokens 16 --hidden 256 --ffn 512 --experts 8
+make_case fused-mixtral --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
 make_case qwen --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 128 --shared-gated --shared-coef
 make_case fused-gelu-plain --top-k 2 --plain --activation gelu --tokens 4 --hidden 64 --ffn 128
-make_case fused-olmoe-small --top-k 4 --renormalize --experts 16 --tokens 16 --hidden 256 --ffn 256
+make_case fused-olmoe-small --top-k 4 --renormalize --experts 16 --tokens 16 --hidden 128 --ffn 256
 make_case fused-sigmoid-bias --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64
 make_case fused-after-topk --top-k 4 --experts 16 --score-after-topk --tokens 8 --hidden 128 --ffn 64
 make_case fused-top1-relu --top-k 1 --plain --activation relu --experts 32 --tokens 8 --hidden 128 --ffn 256
 make_case fused-gelu-tanh --top-k 2 --activation gelu_tanh --experts 8 --tokens 5 --hidden 64 --ffn 64
-make_case fused-e256-top8 --top-k 8 --experts 256 --renormalize --tokens 40 --hidden 64 --ffn 64
+make_case fused-e256-top8 --top-k 8 --experts 256 --renormalize --tokens 40 --hidden 32 --ffn 32
 make_case fused-many-tokens --top-k 8 --experts 64 --tokens 200 --hidden 128 --ffn 64
-make_case fused-one-token --top-k 8 --experts 128 --tokens 1 --hidden 128 --ffn 64
+make_case fused-one-token --top-k 8 --experts 128 --tokens 1 --hidden 64 --ffn 64
+# The tensor-core path (mma): several row tiles per expert, a partial last
+# tile, gather, every epilogue.
+make_case mma-mixtral --gpu-path=mma --top-k 2 --renormalize --tokens 300 --hidden 128 --ffn 256 --experts 8
+make_case mma-gelu-plain --gpu-path=mma --top-k 1 --plain --activation gelu --experts 16 --tokens 100 --hidden 128 --ffn 256
+make_case mma-e256-top8 --gpu-path=mma --top-k 8 --experts 256 --renormalize --tokens 40 --hidden 64 --ffn 64
+make_case mma-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 64 --hidden 128 --ffn 64
+make_case mma-auto-many-rows --top-k 2 --experts 8 --tokens 256 --hidden 128 --ffn 128
 make_case deepseek-groups --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64
 echo "made $(ls "$dir" | wc -l) cases in $dir"

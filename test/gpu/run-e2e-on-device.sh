@@ -24,7 +24,7 @@ for case in "$dir"/*/; do
 done
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
-    for name in fused-mixtral fused-e256-top8 fused-many-tokens fused-sigmoid-bias; do
+    for name in fused-mixtral fused-e256-top8 fused-many-tokens fused-sigmoid-bias mma-mixtral mma-gelu-plain; do
       case="$dir/$name"
       [ -d "$case" ] || continue
       echo "== compute-sanitizer $tool: $name"

@@ -64,6 +64,11 @@ cl::opt<Emit> emit(
                clEnumValN(Emit::LLVMIR, "llvm", "optimized LLVM IR"),
                clEnumValN(Emit::MLIR, "mlir",
                           "the LLVM-dialect module after the pipeline")));
+cl::opt<std::string> gpuPath(
+    "gpu-path",
+    cl::desc("expert path of layers fused on the GPU: auto (default; chosen "
+             "by rows per expert), gemv (memory-bound) or mma (tensor cores)"),
+    cl::init("auto"));
 cl::opt<std::string> entryName("entry",
                                cl::desc("model entry function (default: the "
                                         "only public function)"),
@@ -229,7 +234,11 @@ int main(int argc, char **argv) {
 
   PassManager pm(&context);
   if (cuda)
-    moe::buildCudaPipeline(pm);
+  {
+    moe::CudaPipelineOptions cudaOptions;
+    cudaOptions.path = gpuPath;
+    moe::buildCudaPipeline(pm, cudaOptions);
+  }
   else
     moe::buildCpuPipeline(pm);
   if (failed(pm.run(*module)))

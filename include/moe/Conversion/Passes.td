@@ -59,7 +59,19 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     the up/gate GEMV with the dispatch gather fused, the activation, and the
     down GEMV with the weighted combine fused, all on the GPU. Other layers
     are left to `-moe-decompose-layer`.
+
+    The expert path is chosen here and recorded in the helper's
+    `moe.gpu_layer` (`path`): `gemv`, the memory-bound grouped GEMV, or `mma`,
+    the tensor-core grouped GEMM, taken when an expert gets at least
+    `mma-min-rows` rows on average under uniform routing (T k / E(1 -
+    (1 - k/E)^T)) and the sizes are multiples of 64.
   }];
+  let options = [
+    Option<"path", "path", "std::string", "\"auto\"",
+           "expert path: auto, gemv or mma">,
+    Option<"mmaMinRows", "mma-min-rows", "double", "4.0",
+           "average rows per expert from which auto takes the mma path">
+  ];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }
 
@@ -84,7 +96,8 @@ def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
   let dependentDialects = [
     "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",
     "::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
-    "::mlir::vector::VectorDialect", "::mlir::math::MathDialect"
+    "::mlir::vector::VectorDialect", "::mlir::math::MathDialect",
+    "::mlir::NVVM::NVVMDialect", "::mlir::LLVM::LLVMDialect"
   ];
 }
 

@@ -7,6 +7,10 @@
 #ifndef MOE_PIPELINES_PIPELINES_H
 #define MOE_PIPELINES_PIPELINES_H
 
+#include "mlir/Pass/PassOptions.h"
+
+#include <string>
+
 namespace mlir {
 class OpPassManager;
 namespace moe {
@@ -22,7 +26,19 @@ void buildCpuPipeline(OpPassManager &pm);
 /// The CUDA pipeline: bf16 expert FFNs on the GPU (sm_90 kernels embedded as
 /// a gpu.binary, host code calling the runtime's mgpu* ABI), the rest as in
 /// the CPU pipeline. Expert weights are device pointers.
-void buildCudaPipeline(OpPassManager &pm);
+struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
+  PassOptions::Option<std::string> path{
+      *this, "path",
+      llvm::cl::desc("expert path of fused GPU layers: auto, gemv or mma"),
+      llvm::cl::init("auto")};
+  PassOptions::Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("kernel binary format: fatbin (default), bin or isa "
+                     "(PTX text, for tests)"),
+      llvm::cl::init("fatbin")};
+};
+void buildCudaPipeline(OpPassManager &pm,
+                       const CudaPipelineOptions &options = {});
 
 /// Registers `-moe-cpu-pipeline`, `-moe-cuda-pipeline` and `-moe-to-linalg-pipeline` for moe-opt.
 void registerPipelines();

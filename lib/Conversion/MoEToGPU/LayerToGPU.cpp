@@ -33,6 +33,8 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/BuiltinOps.h"
 
+#include <cmath>
+
 namespace mlir::moe {
 #define GEN_PASS_DEF_CONVERTMOELAYERTOGPUCALL
 #include "moe/Conversion/Passes.h.inc"
@@ -42,11 +44,42 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
+/// Experts a step of `tokens` tokens hits on average under uniform random
+/// routing: E (1 - (1 - k/E)^T).
+double expectedExpertsHit(int64_t experts, int64_t k, int64_t tokens) {
+  return experts * (1.0 - std::pow(1.0 - double(k) / experts, double(tokens)));
+}
+
 struct ConvertMoELayerToGpuCallPass
     : mlir::moe::impl::ConvertMoELayerToGpuCallBase<
           ConvertMoELayerToGpuCallPass> {
+  using Base::Base;
+
+  /// The expert path: the memory-bound grouped GEMV (split over K, weights
+  /// read once per 4 rows) where experts get few rows, the tensor-core
+  /// grouped GEMM where they get many.
+  StringRef choosePath(LayerOp op) {
+    auto up = cast<RankedTensorType>(op.getWUp().getType());
+    int64_t d = up.getDimSize(1), f = up.getDimSize(2);
+    bool mmaFits = d % kMmaTileN == 0 && f % kMmaTileN == 0 &&
+                   d % kMmaTileK == 0 && f % kMmaTileK == 0;
+    if (path == "gemv" || !mmaFits)
+      return "gemv";
+    if (path == "mma")
+      return "mma";
+    int64_t T = cast<RankedTensorType>(op.getInput().getType()).getDimSize(0);
+    int64_t k = op.getTopKAttr().getInt(), E = op.getNumExperts();
+    double rows = double(T * k) / expectedExpertsHit(E, k, T);
+    return rows >= mmaMinRows ? "mma" : "gemv";
+  }
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    if (path != "auto" && path != "gemv" && path != "mma") {
+      module.emitError() << "unknown GPU expert path '" << path
+                         << "' (expected auto, gemv or mma)";
+      return signalPassFailure();
+    }
     SmallVector<LayerOp> ops;
     module.walk([&](LayerOp op) { ops.push_back(op); });
     unsigned counter = 0;
@@ -79,6 +112,7 @@ struct ConvertMoELayerToGpuCallPass
         plan.push_back(b.getNamedAttr("bias", b.getUnitAttr()));
       if (op.getWGate())
         plan.push_back(b.getNamedAttr("gated", b.getUnitAttr()));
+      plan.push_back(b.getNamedAttr("path", b.getStringAttr(choosePath(op))));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       b.setInsertionPoint(op);
       auto call = func::CallOp::create(b, op.getLoc(), decl, args);
@@ -146,6 +180,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   int64_t N = T * k, S = std::min(E, N);
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
 
+  bool mma = cast<StringAttr>(plan.get("path")).getValue() == "mma";
+  int64_t tiles = (N + kMmaTileM - 1) / kMmaTileM + S; // upper bound
+
   HostBuilder h(b, loc);
   Value xDev = deviceArgs[0] ? x : h.upload(x);
   Value logits = h.zeroed({T, E});
@@ -154,8 +191,10 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value hit = h.alloc({S}, i32);
   Value assignExpert = h.alloc({N}, i32), assignPos = h.alloc({N}, i32),
         assignWeight = h.alloc({N}, f32);
-  Value hUp = h.zeroed({N, f});
-  Value hGate = gated ? h.zeroed({N, f}) : Value();
+  Value tileExpert = mma ? h.alloc({tiles}, i32) : Value();
+  Value tileRow = mma ? h.alloc({tiles}, i32) : Value();
+  Value hUp = mma ? Value() : h.zeroed({N, f});
+  Value hGate = gated && !mma ? h.zeroed({N, f}) : Value();
   Value act = h.alloc({N, f}, bf16);
   Value y = h.zeroed({T, d});
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
@@ -172,17 +211,16 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
     });
   };
+  auto mmaKernel = [&](const MmaOptions &o) {
+    std::string name = mmaKernelName(o);
+    return kernel(name, [&] {
+      return buildGroupedMmaKernel(b, kloc, kernels, name, o);
+    });
+  };
+  auto activation = cast<ActivationAttr>(plan.get("activation")).getValue();
   GemvOptions denseOpts;
   denseOpts.dense = true;
-  GemvOptions upOpts;
-  upOpts.gatherRows = upOpts.indirect = true;
-  upOpts.pair = gated;
-  GemvOptions downOpts;
-  downOpts.indirect = downOpts.scatter = true;
   gpu::GPUFuncOp dense = gemvKernel("moe_gemv_dense_bf16", denseOpts);
-  gpu::GPUFuncOp upK = gemvKernel(
-      gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16", upOpts);
-  gpu::GPUFuncOp downK = gemvKernel("moe_gemv_scatter_bf16", downOpts);
 
   RouteKernelOptions ro;
   ro.numExperts = E;
@@ -193,15 +231,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   ro.scaling = cast<FloatAttr>(plan.get("scaling")).getValueAsDouble();
   if (bias)
     ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
+  if (mma)
+    ro.tileRows = kMmaTileM;
   std::string routeName = routeKernelName(ro);
   gpu::GPUFuncOp route = kernel(routeName, [&] {
     return buildRouteKernel(b, kloc, kernels, routeName, ro);
-  });
-  auto activation = cast<ActivationAttr>(plan.get("activation")).getValue();
-  std::string actName = expertActivationKernelName(activation, gated);
-  gpu::GPUFuncOp actK = kernel(actName, [&] {
-    return buildExpertActivationKernel(b, kloc, kernels, actName, activation,
-                                       gated, bf16);
   });
   gpu::GPUFuncOp round = kernel("round_bf16", [&] {
     return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
@@ -214,14 +248,19 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   auto gridAttr = [&](const GemvGrid &g) {
     return b.getDenseI64ArrayAttr({g.blocksX, g.splits, g.threads, g.kchunk});
   };
-  fn->setAttr(
-      "moe.gpu_plan",
-      b.getDictionaryAttr(
-          {b.getNamedAttr("path", b.getStringAttr("gemv")),
-           b.getNamedAttr("slots", b.getI64IntegerAttr(S)),
-           b.getNamedAttr("router", gridAttr(routerGrid)),
-           b.getNamedAttr("up", gridAttr(upGrid)),
-           b.getNamedAttr("down", gridAttr(downGrid))}));
+  SmallVector<NamedAttribute> planAttrs{
+      b.getNamedAttr("path", b.getStringAttr(mma ? "mma" : "gemv")),
+      b.getNamedAttr("slots", b.getI64IntegerAttr(S)),
+      b.getNamedAttr("router", gridAttr(routerGrid))};
+  if (mma) {
+    planAttrs.push_back(b.getNamedAttr(
+        "tile", b.getDenseI64ArrayAttr({kMmaTileM, kMmaTileN, kMmaTileK})));
+    planAttrs.push_back(b.getNamedAttr("tiles", b.getI64IntegerAttr(tiles)));
+  } else {
+    planAttrs.push_back(b.getNamedAttr("up", gridAttr(upGrid)));
+    planAttrs.push_back(b.getNamedAttr("down", gridAttr(downGrid)));
+  }
+  fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
 
   Value wr3 = memref::ExpandShapeOp::create(
       b, loc, MemRefType::get({1, d, E}, bf16), wr,
@@ -235,24 +274,59 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   SmallVector<Value> routeArgs{logits,       offsets,   rowToken,
                                rowWeight,    hit,       assignExpert,
                                assignPos,    assignWeight};
+  if (mma) {
+    routeArgs.push_back(tileExpert);
+    routeArgs.push_back(tileRow);
+  }
   if (bias)
     routeArgs.push_back(bias);
   h.launch(route, {1, 1, 1}, {kRouteThreads, 1, 1}, routeArgs);
-  SmallVector<Value> upArgs{xDev, offsets, wUp, hUp, h.index(upGrid.kchunk),
-                            rowToken, hit};
-  if (gated) {
-    upArgs.push_back(wGate);
-    upArgs.push_back(hGate);
+
+  if (mma) {
+    MmaOptions upOpts;
+    upOpts.gatherRows = true;
+    upOpts.pair = gated;
+    upOpts.activation = activation;
+    SmallVector<Value> upArgs{xDev,    wUp,    act,     tileExpert,
+                              tileRow, offsets, rowToken};
+    if (gated)
+      upArgs.push_back(wGate);
+    h.launch(mmaKernel(upOpts), {f / kMmaTileN, tiles, 1}, {128, 1, 1}, upArgs);
+    MmaOptions downOpts;
+    downOpts.scatter = true;
+    h.launch(mmaKernel(downOpts), {d / kMmaTileN, tiles, 1}, {128, 1, 1},
+             {act, wDown, y, tileExpert, tileRow, offsets, rowToken,
+              rowWeight});
+  } else {
+    GemvOptions upOpts;
+    upOpts.gatherRows = upOpts.indirect = true;
+    upOpts.pair = gated;
+    GemvOptions downOpts;
+    downOpts.indirect = downOpts.scatter = true;
+    gpu::GPUFuncOp upK = gemvKernel(
+        gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16", upOpts);
+    gpu::GPUFuncOp downK = gemvKernel("moe_gemv_scatter_bf16", downOpts);
+    std::string actName = expertActivationKernelName(activation, gated);
+    gpu::GPUFuncOp actK = kernel(actName, [&] {
+      return buildExpertActivationKernel(b, kloc, kernels, actName, activation,
+                                         gated, bf16);
+    });
+    SmallVector<Value> upArgs{xDev, offsets, wUp, hUp, h.index(upGrid.kchunk),
+                              rowToken, hit};
+    if (gated) {
+      upArgs.push_back(wGate);
+      upArgs.push_back(hGate);
+    }
+    launchGemv(upK, upGrid, S * (gated ? 2 : 1), upArgs);
+    SmallVector<Value> actArgs{hUp};
+    if (gated)
+      actArgs.push_back(hGate);
+    actArgs.push_back(act);
+    h.launchElementwise(actK, N * f, actArgs);
+    launchGemv(downK, downGrid, S,
+               {act, offsets, wDown, y, h.index(downGrid.kchunk), rowToken,
+                rowWeight, hit});
   }
-  launchGemv(upK, upGrid, S * (gated ? 2 : 1), upArgs);
-  SmallVector<Value> actArgs{hUp};
-  if (gated)
-    actArgs.push_back(hGate);
-  actArgs.push_back(act);
-  h.launchElementwise(actK, N * f, actArgs);
-  launchGemv(downK, downGrid, S,
-             {act, offsets, wDown, y, h.index(downGrid.kchunk), rowToken,
-              rowWeight, hit});
   h.launchElementwise(round, T * d, {y, out});
   if (out != result)
     h.copy(result, out);

@@ -41,6 +41,8 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
     name += "_renorm";
   if (o.biasType)
     name += o.biasType.isF32() ? "_biasf32" : "_biasbf16";
+  if (o.tileRows)
+    name += "_tiles" + std::to_string(o.tileRows);
   if (o.scaling != 1.0) {
     // The bit pattern keeps distinct scalings apart in the symbol name.
     uint64_t bits;
@@ -68,24 +70,34 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
                              vecF32,                           // rowWeight
                              vecI32,                           // hit
                              vecI32, vecI32, vecF32};          // assignments
+  if (o.tileRows) {
+    argTypes.push_back(vecI32); // tileExpert
+    argTypes.push_back(vecI32); // tileRow
+  }
   if (o.biasType)
     argTypes.push_back(MemRefType::get({dyn}, o.biasType));
   auto fn = gpu::GPUFuncOp::create(b, loc, name,
                                    FunctionType::get(ctx, argTypes, {}));
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  // Launched with exactly this block: ptxas fits the registers to it.
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(kRouteThreads), 1, 1}));
   auto shared = MemRefType::get(
       {kRouteThreads}, i32, MemRefLayoutAttrInterface(),
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
   Value counts = fn.addWorkgroupAttribution(shared, loc);
   Value scanA = fn.addWorkgroupAttribution(shared, loc);
   Value scanB = fn.addWorkgroupAttribution(shared, loc);
+  Value scanC = o.tileRows ? fn.addWorkgroupAttribution(shared, loc) : Value();
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value logits = entry.getArgument(0), offsets = entry.getArgument(1),
         rowToken = entry.getArgument(2), rowWeight = entry.getArgument(3),
         hit = entry.getArgument(4), assignExpert = entry.getArgument(5),
         assignPos = entry.getArgument(6), assignWeight = entry.getArgument(7);
-  Value bias = o.biasType ? entry.getArgument(8) : Value();
+  unsigned nextArg = 8;
+  Value tileExpert = o.tileRows ? entry.getArgument(nextArg++) : Value();
+  Value tileRow = o.tileRows ? entry.getArgument(nextArg++) : Value();
+  Value bias = o.biasType ? entry.getArgument(nextArg++) : Value();
 
   const int64_t E = o.numExperts, k = o.topK;
   auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
@@ -289,15 +301,32 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
       sel(inRange, memref::LoadOp::create(b, loc, counts, safeTid), c32(0));
   Value flag = arith::ExtUIOp::create(b, loc, i32,
                                       icmp(P::sgt, count, c32(0)));
+  // Row tiles of the tensor-core path: ceil(count / tileRows) per expert.
+  Value tilesOf;
+  if (o.tileRows)
+    tilesOf = arith::DivUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, count, c32(o.tileRows - 1)),
+        c32(o.tileRows));
   memref::StoreOp::create(b, loc, count, scanA, tid);
   memref::StoreOp::create(b, loc, flag, scanB, tid);
+  if (o.tileRows)
+    memref::StoreOp::create(b, loc, tilesOf, scanC, tid);
   barrier();
   for (int64_t step = 1; step < E; step *= 2) {
     Value has = icmp(P::uge, tid, ci(step));
     Value from = sel(has, arith::SubIOp::create(b, loc, tid, ci(step)), ci(0));
     Value a = sel(has, memref::LoadOp::create(b, loc, scanA, from), c32(0));
     Value f = sel(has, memref::LoadOp::create(b, loc, scanB, from), c32(0));
+    Value c = o.tileRows
+                  ? sel(has, memref::LoadOp::create(b, loc, scanC, from), c32(0))
+                  : Value();
     barrier();
+    if (o.tileRows)
+      memref::StoreOp::create(
+          b, loc,
+          arith::AddIOp::create(b, loc,
+                                memref::LoadOp::create(b, loc, scanC, tid), c),
+          scanC, tid);
     memref::StoreOp::create(
         b, loc,
         arith::AddIOp::create(b, loc,
@@ -328,6 +357,35 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
                             memref::LoadOp::create(b, loc, scanA, ci(E - 1)),
                             offsets, ci(E));
   });
+  if (o.tileRows) {
+    // The tile table: expert e's tiles start at its exclusive tile offset;
+    // entries past the last tile are -1.
+    ifThen(inRange, [&] {
+      Value last = toIndex(memref::LoadOp::create(b, loc, scanC, tid));
+      Value firstTile = arith::SubIOp::create(b, loc, last, toIndex(tilesOf));
+      Value rowStart = arith::SubIOp::create(
+          b, loc, memref::LoadOp::create(b, loc, scanA, tid), count);
+      auto loop = scf::ForOp::create(b, loc, firstTile, last, ci(1));
+      OpBuilder::InsertionGuard lg(b);
+      b.setInsertionPointToStart(loop.getBody());
+      Value i = loop.getInductionVar();
+      Value within = arith::SubIOp::create(b, loc, i, firstTile);
+      memref::StoreOp::create(b, loc, toI32(tid), tileExpert, i);
+      memref::StoreOp::create(
+          b, loc,
+          arith::AddIOp::create(
+              b, loc, rowStart,
+              toI32(arith::MulIOp::create(b, loc, within, ci(o.tileRows)))),
+          tileRow, i);
+    });
+    Value totalTiles = toIndex(memref::LoadOp::create(b, loc, scanC, ci(E - 1)));
+    Value tableSize = memref::DimOp::create(b, loc, tileExpert, 0);
+    auto fill = scf::ForOp::create(b, loc, arith::AddIOp::create(b, loc, totalTiles, tid),
+                                   tableSize, ci(kRouteThreads));
+    OpBuilder::InsertionGuard fg(b);
+    b.setInsertionPointToStart(fill.getBody());
+    memref::StoreOp::create(b, loc, c32(-1), tileExpert, fill.getInductionVar());
+  }
   ifThen(andI(icmp(P::uge, tid, nhit), icmp(P::ult, tid, slots)), [&] {
     memref::StoreOp::create(b, loc, c32(-1), hit, tid);
   });

@@ -21,7 +21,7 @@ namespace mlir::moe {
 constexpr int64_t kGemvColumnsPerThread = 8;
 /// Rows that share each weight load, and weight rows loaded ahead of use.
 constexpr int64_t kGemvRowsPerPass = 4;
-constexpr int64_t kGemvUnroll = 4;
+constexpr int64_t kGemvUnroll = 8;
 
 /// Variants of the grouped GEMV. Extra arguments follow `kchunk`, in this
 /// order: rowToken (memref<?xi32> [N], with gatherRows or scatter),
@@ -84,6 +84,10 @@ struct RouteKernelOptions {
   bool renormalize = false;
   double scaling = 1.0;
   Type biasType; // null: no bias
+  /// With tileRows > 0, also the row-tile table of the tensor-core path:
+  /// arguments tileExpert, tileRow [TT] before the bias; tile t covers rows
+  /// tileRow[t] .. + tileRows of expert tileExpert[t] (-1 past the last).
+  int64_t tileRows = 0;
 };
 
 /// Adds the gating kernel `name`, run as one block of kRouteThreads threads:
@@ -97,6 +101,32 @@ gpu::GPUFuncOp buildRouteKernel(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,
                                 const RouteKernelOptions &options);
 std::string routeKernelName(const RouteKernelOptions &options);
+
+/// Tile of the tensor-core grouped GEMM: rows x columns x K step; 128
+/// threads (4 warps of 32 x 32).
+constexpr int64_t kMmaTileM = 64, kMmaTileN = 64, kMmaTileK = 32;
+
+struct MmaOptions {
+  /// Input row of slot r is x[rowToken[r]].
+  bool gatherRows = false;
+  /// Up and gate: out = bf16(act(x W2) * (x W)); else out = bf16(act(x W)).
+  bool pair = false;
+  /// Down with combine: out (f32 [T, N]) [rowToken[r]] += rowWeight[r] * ...
+  bool scatter = false;
+  Activation activation = Activation::silu;
+};
+
+/// Adds the tensor-core grouped GEMM `name` (mma.sync m16n8k16, bf16 in, f32
+/// accumulate). Arguments: (x [R, K] bf16, w [E, K, N] bf16, out, tileExpert
+/// [TT] i32, tileRow [TT] i32, offsets [E+1] i32, rowToken [Nrows] i32,
+/// [rowWeight [Nrows] f32 with scatter], [w2 with pair]); out is bf16
+/// [Nrows, N] (f32 [T, N] with scatter, accumulated: zero it first). Launch
+/// with grid (N / kMmaTileN, TT, 1) and 128 threads; K must be a multiple of
+/// kMmaTileK and N of kMmaTileN.
+gpu::GPUFuncOp buildGroupedMmaKernel(OpBuilder &builder, Location loc,
+                                     gpu::GPUModuleOp module, StringRef name,
+                                     const MmaOptions &options);
+std::string mmaKernelName(const MmaOptions &options);
 
 /// Why `layer` cannot run as one fused GPU layer (empty when it can): the
 /// fused path takes bf16 layers with static shapes, dropless routing without

@@ -106,6 +106,7 @@ void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
     if (llvm::sys::fs::exists(libdevice))
       target.linkLibs.push_back(libdevice);
     pm.addPass(createGpuNVVMAttachTarget(target));
+    pm.addNestedPass<gpu::GPUModuleOp>(createConvertNVGPUToNVVMPass());
     pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());
   }
   arith::ArithExpandOpsPassOptions expand;

@@ -199,6 +199,20 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     return 1;
   }
 
+  // A model compiled for the GPU needs one: say so once, before any work.
+  size_t onDevice = 0;
+  for (const Buffer &b : buffers)
+    onDevice += b.device;
+  if (onDevice && moert_cuda_init() != MOERT_OK) {
+    std::fprintf(stderr,
+                 "error: this model was compiled for the GPU (%zu of its "
+                 "buffers live there) and cannot run here: %s\n",
+                 onDevice, moert_last_error());
+    moert_st_close(weights);
+    moert_st_close(inputs);
+    return 1;
+  }
+
   // Check everything first and report every problem.
   int problems = 0;
   for (Buffer &b : buffers) {

@@ -8,15 +8,23 @@
 set -e
 dir=${1:-build/gpu-e2e}
 rm -rf "$dir"
+# Only the executables and the generator's arguments travel: the device
+# regenerates the same weights, inputs and reference outputs from them
+# (moe-testgen is deterministic for a given seed), which keeps the carried
+# tree small. The seed is fresh for every build of the cases.
+seed=${SEED:-$(date +%s)}
 # make_case NAME [--gpu-path=P] moe-testgen options...
 make_case() {
   name=$1; shift
   path=--gpu-path=auto
   case "$1" in --gpu-path=*) path=$1; shift;; esac
   mkdir -p "$dir/$name"
-  build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 "$@" > /dev/null
+  seed=$((seed + 1))
+  echo "--dtype bf16 --seed $seed $*" > "$dir/$name/gen-args"
+  build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 --seed $seed "$@" > /dev/null
   build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
     "$path" -o "$dir/$name/model"
+  rm -f "$dir/$name"/*.safetensors
 }
 make_case fused-mixtral --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
 make_case qwen --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 128 --shared-gated --shared-coef
@@ -33,8 +41,9 @@ make_case fused-one-token --top-k 8 --experts 128 --tokens 1 --hidden 64 --ffn 6
 # tile, gather, every epilogue.
 make_case mma-mixtral --gpu-path=mma --top-k 2 --renormalize --tokens 300 --hidden 128 --ffn 256 --experts 8
 make_case mma-gelu-plain --gpu-path=mma --top-k 1 --plain --activation gelu --experts 16 --tokens 100 --hidden 128 --ffn 256
-make_case mma-e256-top8 --gpu-path=mma --top-k 8 --experts 256 --renormalize --tokens 40 --hidden 64 --ffn 64
-make_case mma-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 64 --hidden 128 --ffn 64
+make_case mma-e256-top8 --gpu-path=mma --top-k 8 --experts 256 --renormalize --tokens 40 --hidden 128 --ffn 128
+make_case mma-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 64 --hidden 128 --ffn 128
 make_case mma-auto-many-rows --top-k 2 --experts 8 --tokens 256 --hidden 128 --ffn 128
+make_case mma-big-tiles --gpu-path=mma --top-k 2 --experts 8 --tokens 1400 --hidden 256 --ffn 384
 make_case deepseek-groups --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64
 echo "made $(ls "$dir" | wc -l) cases in $dir"

@@ -13,6 +13,8 @@ $1 | $2"; }
 for case in "$dir"/*/; do
   name=$(basename "$case")
   echo "== $name"
+  # shellcheck disable=SC2046
+  build/bin/moe-testgen gen --out "$case" $(cat "$case/gen-args") > /dev/null || { row "$name" FAIL; fails=$((fails+1)); continue; }
   if "$case/model" --weights "$case/weights.safetensors" --input "$case/input.safetensors" \
        --output "$case/y.safetensors" --repeat 20 &&
      build/bin/moe-testgen compare --expected "$case/expected.safetensors" \
@@ -24,7 +26,7 @@ for case in "$dir"/*/; do
 done
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
-    for name in fused-mixtral fused-e256-top8 fused-many-tokens fused-sigmoid-bias mma-mixtral mma-gelu-plain; do
+    for name in fused-one-token fused-e256-top8 fused-many-tokens fused-sigmoid-bias mma-mixtral mma-gelu-plain mma-e256-top8; do
       case="$dir/$name"
       [ -d "$case" ] || continue
       echo "== compute-sanitizer $tool: $name"

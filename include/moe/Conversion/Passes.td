@@ -64,12 +64,12 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     `moe.gpu_layer` (`path`): `gemv`, the memory-bound grouped GEMV, or `mma`,
     the tensor-core grouped GEMM, taken when an expert gets at least
     `mma-min-rows` rows on average under uniform routing (T k / E(1 -
-    (1 - k/E)^T)) and the sizes are multiples of 64.
+    (1 - k/E)^T)) and the sizes are multiples of 128.
   }];
   let options = [
     Option<"path", "path", "std::string", "\"auto\"",
            "expert path: auto, gemv or mma">,
-    Option<"mmaMinRows", "mma-min-rows", "double", "4.0",
+    Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
            "average rows per expert from which auto takes the mma path">
   ];
   let dependentDialects = ["::mlir::func::FuncDialect"];
@@ -97,7 +97,8 @@ def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
     "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",
     "::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect", "::mlir::math::MathDialect",
-    "::mlir::NVVM::NVVMDialect", "::mlir::LLVM::LLVMDialect"
+    "::mlir::NVVM::NVVMDialect", "::mlir::LLVM::LLVMDialect",
+    "::mlir::nvgpu::NVGPUDialect"
   ];
 }
 

@@ -55,6 +55,13 @@ struct ConvertMoELayerToGpuCallPass
           ConvertMoELayerToGpuCallPass> {
   using Base::Base;
 
+  /// Rows an expert hit by a step gets on average.
+  static double rowsPerExpert(LayerOp op) {
+    int64_t T = cast<RankedTensorType>(op.getInput().getType()).getDimSize(0);
+    int64_t k = op.getTopKAttr().getInt(), E = op.getNumExperts();
+    return double(T * k) / expectedExpertsHit(E, k, T);
+  }
+
   /// The expert path: the memory-bound grouped GEMV (split over K, weights
   /// read once per 4 rows) where experts get few rows, the tensor-core
   /// grouped GEMM where they get many.
@@ -67,10 +74,7 @@ struct ConvertMoELayerToGpuCallPass
       return "gemv";
     if (path == "mma")
       return "mma";
-    int64_t T = cast<RankedTensorType>(op.getInput().getType()).getDimSize(0);
-    int64_t k = op.getTopKAttr().getInt(), E = op.getNumExperts();
-    double rows = double(T * k) / expectedExpertsHit(E, k, T);
-    return rows >= mmaMinRows ? "mma" : "gemv";
+    return rowsPerExpert(op) >= mmaMinRows ? "mma" : "gemv";
   }
 
   void runOnOperation() override {
@@ -113,6 +117,8 @@ struct ConvertMoELayerToGpuCallPass
       if (op.getWGate())
         plan.push_back(b.getNamedAttr("gated", b.getUnitAttr()));
       plan.push_back(b.getNamedAttr("path", b.getStringAttr(choosePath(op))));
+      plan.push_back(b.getNamedAttr("rows_per_expert",
+                                    b.getF64FloatAttr(rowsPerExpert(op))));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       b.setInsertionPoint(op);
       auto call = func::CallOp::create(b, op.getLoc(), decl, args);
@@ -206,7 +212,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     return build();
   };
   Location kloc = kernels.getLoc();
-  auto gemvKernel = [&](StringRef name, GemvOptions o) {
+  auto gemvKernel = [&](std::string name, GemvOptions o) {
+    if (o.rowsPerPass != kGemvRowsPerPass)
+      name += "_r" + std::to_string(o.rowsPerPass);
     return kernel(name, [&] {
       return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
     });
@@ -220,6 +228,12 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   auto activation = cast<ActivationAttr>(plan.get("activation")).getValue();
   GemvOptions denseOpts;
   denseOpts.dense = true;
+  denseOpts.rowsPerPass = std::min<int64_t>(T, kGemvRowsPerPass);
+  // Rows each expert gets on average: the expert GEMVs share each weight
+  // load among that many rows.
+  double rowsPerExpert =
+      cast<FloatAttr>(plan.get("rows_per_expert")).getValueAsDouble();
+  int64_t expertRows = rowsPerExpert <= 1.5 ? 1 : rowsPerExpert <= 2.5 ? 2 : 4;
   gpu::GPUFuncOp dense = gemvKernel("moe_gemv_dense_bf16", denseOpts);
 
   RouteKernelOptions ro;
@@ -291,18 +305,22 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                               tileRow, offsets, rowToken};
     if (gated)
       upArgs.push_back(wGate);
-    h.launch(mmaKernel(upOpts), {f / kMmaTileN, tiles, 1}, {128, 1, 1}, upArgs);
+    h.launch(mmaKernel(upOpts), {f / mmaColumnsPerMatrix(upOpts), tiles, 1},
+             {kMmaThreads, 1, 1}, upArgs);
     MmaOptions downOpts;
     downOpts.scatter = true;
-    h.launch(mmaKernel(downOpts), {d / kMmaTileN, tiles, 1}, {128, 1, 1},
+    h.launch(mmaKernel(downOpts), {d / mmaColumnsPerMatrix(downOpts), tiles, 1},
+             {kMmaThreads, 1, 1},
              {act, wDown, y, tileExpert, tileRow, offsets, rowToken,
               rowWeight});
   } else {
     GemvOptions upOpts;
     upOpts.gatherRows = upOpts.indirect = true;
     upOpts.pair = gated;
+    upOpts.rowsPerPass = expertRows;
     GemvOptions downOpts;
     downOpts.indirect = downOpts.scatter = true;
+    downOpts.rowsPerPass = expertRows;
     gpu::GPUFuncOp upK = gemvKernel(
         gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16", upOpts);
     gpu::GPUFuncOp downK = gemvKernel("moe_gemv_scatter_bf16", downOpts);

@@ -71,7 +71,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     Value v = memref::LoadOp::create(lb, l, m, i);
     return arith::IndexCastOp::create(lb, l, index, v);
   };
-  const int64_t cols = kGemvColumnsPerThread, rowsPerPass = kGemvRowsPerPass,
+  const int64_t cols = kGemvColumnsPerThread, rowsPerPass = opts.rowsPerPass,
                 unroll = kGemvUnroll;
   auto vecType = VectorType::get({cols}, elt);
   auto accType = VectorType::get({cols}, f32);

@@ -3,15 +3,20 @@
 // Part of moe-compiler.
 //
 // The tensor-core path of the expert FFN, for steps where experts have many
-// rows: each block computes a kMmaTileM x kMmaTileN tile of one expert's
-// rows (a tile of the table the routing kernel writes) with warp-level
-// mma.sync m16n8k16 (bf16 in, f32 accumulate; nvvm.mma.sync, as the nvgpu
-// dialect's mma.sync does not take bf16 in MLIR 22).
-// 4 warps in a 2 x 2 grid, each a 32 x 32 sub-tile (2 x 4 mma tiles). Per
-// K step of kMmaTileK: the A rows (gathered by token with `gatherRows`) and
-// the B tile go through shared memory, B stored transposed so that each
-// fragment register is two k-consecutive values; the next step's global
-// loads are issued before the current step's mma (register prefetch).
+// rows. Each block (8 warps) computes a kMmaTileM-row tile of one expert's
+// rows (a tile of the table the routing kernel writes) against kMmaTileN
+// weight columns (half each of W_up and W_gate for the gated up projection)
+// with warp-level mma.sync m16n8k16: bf16 in, f32 accumulate. Warps form a
+// 2 x 4 grid; each owns 64 rows x 32 (or 2 x 16) columns, 4 x 4 mma tiles.
+//
+// Per K step of kMmaTileK, the A rows (gathered by token with `gatherRows`,
+// zero-filled past the expert's rows) and the B rows go global -> shared
+// with cp.async (16 bytes, L1 bypassed) into one of two stages, so the next
+// step's copies are in flight while the current step computes; fragments
+// come from shared memory with ldmatrix (x4; B transposed), rows padded by
+// 16 bytes so the eight rows of each 8x8 matrix hit distinct banks. The
+// nvgpu dialect provides cp.async and ldmatrix; mma.sync is nvvm's, since
+// nvgpu.mma.sync does not take bf16 in MLIR 22.
 //
 // Epilogues:
 //  - pair (up and gate in one block): a = bf16(act(x W_gate) * (x W_up));
@@ -25,9 +30,10 @@
 #include "moe/Dialect/MoE/Utils/TensorBuilders.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
@@ -40,6 +46,10 @@ std::string mlir::moe::mmaKernelName(const MmaOptions &o) {
   return ("moe_mma_" + Twine(o.pair ? "pair_" : "plain_") +
           stringifyActivation(o.activation) + "_bf16")
       .str();
+}
+
+int64_t mlir::moe::mmaColumnsPerMatrix(const MmaOptions &o) {
+  return o.pair ? kMmaTileN / 2 : kMmaTileN;
 }
 
 gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
@@ -67,26 +77,34 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
                                    FunctionType::get(ctx, argTypes, {}));
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   // Launched with exactly this block: ptxas fits the registers to it.
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(128), 1, 1}));
-  const int64_t TM = kMmaTileM, TN = kMmaTileN, TK = kMmaTileK;
-  const int64_t stride = TK + 8; // padded rows: fewer bank conflicts
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(kMmaThreads), 1, 1}));
+
+  const int64_t TM = kMmaTileM, TK = kMmaTileK;
+  const int64_t numMats = o.pair ? 2 : 1;
+  const int64_t TN = mmaColumnsPerMatrix(o); // columns per matrix
+  const int64_t WN = TN / 4;                 // columns per warp per matrix
+  const int64_t NI = WN / 8;                 // n8 tiles per warp per matrix
+  const int64_t MI = 4;                      // m16 tiles per warp (64 rows)
+  const int64_t aStride = TK + 8, bStride = TN + 8; // padded rows
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  auto tileType = [&](int64_t rows) {
-    return MemRefType::get({rows, stride}, bf16, MemRefLayoutAttrInterface(),
+  auto stageType = [&](int64_t rows, int64_t cols) {
+    return MemRefType::get({2, rows, cols}, bf16, MemRefLayoutAttrInterface(),
                            wg);
   };
-  Value sA = fn.addWorkgroupAttribution(tileType(TM), loc);
-  Value sB = fn.addWorkgroupAttribution(tileType(TN), loc);
-  Value sB2 = o.pair ? fn.addWorkgroupAttribution(tileType(TN), loc) : Value();
+  Value sA = fn.addWorkgroupAttribution(stageType(TM, aStride), loc);
+  SmallVector<Value> sB{fn.addWorkgroupAttribution(stageType(TK, bStride), loc)};
+  if (o.pair)
+    sB.push_back(fn.addWorkgroupAttribution(stageType(TK, bStride), loc));
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
-  Value x = entry.getArgument(0), w = entry.getArgument(1),
-        out = entry.getArgument(2), tileExpert = entry.getArgument(3),
-        tileRow = entry.getArgument(4), offsets = entry.getArgument(5),
-        rowToken = entry.getArgument(6);
+  Value x = entry.getArgument(0), out = entry.getArgument(2),
+        tileExpert = entry.getArgument(3), tileRow = entry.getArgument(4),
+        offsets = entry.getArgument(5), rowToken = entry.getArgument(6);
+  SmallVector<Value> w{entry.getArgument(1)};
   unsigned next = 7;
   Value rowWeight = o.scatter ? entry.getArgument(next++) : Value();
-  Value w2 = o.pair ? entry.getArgument(next++) : Value();
+  if (o.pair)
+    w.push_back(entry.getArgument(next++));
 
   auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
   using P = arith::CmpIPredicate;
@@ -99,168 +117,172 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
   auto mul = [&](Value l, Value r) -> Value {
     return arith::MulIOp::create(b, loc, l, r);
   };
+  auto divu = [&](Value l, int64_t r) -> Value {
+    return arith::DivUIOp::create(b, loc, l, ci(r));
+  };
+  auto remu = [&](Value l, int64_t r) -> Value {
+    return arith::RemUIOp::create(b, loc, l, ci(r));
+  };
   auto toIndex = [&](Value v) -> Value {
     return arith::IndexCastOp::create(b, loc, index, v);
   };
-  auto v8 = VectorType::get({8}, bf16);
-  auto v2 = VectorType::get({2}, bf16);
 
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value col0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), ci(TN));
   Value rawE = memref::LoadOp::create(b, loc, tileExpert, tile);
-  Value live = icmp(P::sge, rawE, constI32(b, loc, 0));
-  auto ifLive = scf::IfOp::create(b, loc, live, false);
+  auto ifLive = scf::IfOp::create(
+      b, loc, icmp(P::sge, rawE, constI32(b, loc, 0)), false);
   b.setInsertionPointToStart(&ifLive.getThenRegion().front());
   Value e = toIndex(rawE);
   Value rowBegin = toIndex(memref::LoadOp::create(b, loc, tileRow, tile));
   Value rowEnd = arith::MinUIOp::create(
       b, loc, add(rowBegin, ci(TM)),
       toIndex(memref::LoadOp::create(b, loc, offsets, add(e, ci(1)))));
-  Value K = memref::DimOp::create(b, loc, w, 1);
+  Value K = memref::DimOp::create(b, loc, w[0], 1);
 
-  // Global -> register loads of one K step: two A vectors and two B vectors
-  // (per matrix) a thread. A: 64 rows x 4 vectors of 8; B: 32 k x 8 vectors.
-  Value zeroV8 = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(v8, b.getZeroAttr(bf16)));
-  // Per part: the A vector's row in the tile, its source row in x (the
-  // token's row when gathering), whether the row exists, its k; B's k, n.
-  SmallVector<Value> aDst, aSrc, aOk, aK, bK, bN;
-  for (int64_t part = 0; part < 2; ++part) {
-    Value v = add(tid, ci(part * 128));
-    Value r = arith::DivUIOp::create(b, loc, v, ci(TK / 8));
-    Value slot = add(rowBegin, r);
+  // The 16-byte chunks each thread copies per K step: A has TM rows x TK/8
+  // chunks, each B TK rows x TN/8 chunks.
+  struct Chunk {
+    Value row, col, src, count; // tile row and column; A: source row, 8 or 0
+  };
+  SmallVector<Chunk> aChunks, bChunks;
+  for (int64_t c = 0; c < TM * (TK / 8) / kMmaThreads; ++c) {
+    Value v = add(tid, ci(c * kMmaThreads));
+    Chunk ch;
+    ch.row = divu(v, TK / 8);
+    ch.col = mul(remu(v, TK / 8), ci(8));
+    Value slot = add(rowBegin, ch.row);
     Value ok = icmp(P::ult, slot, rowEnd);
     Value safe = arith::SelectOp::create(b, loc, ok, slot, rowBegin);
-    aDst.push_back(r);
-    aSrc.push_back(o.gatherRows ? toIndex(memref::LoadOp::create(
-                                      b, loc, rowToken, safe))
-                                : safe);
-    aOk.push_back(ok);
-    aK.push_back(mul(arith::RemUIOp::create(b, loc, v, ci(TK / 8)), ci(8)));
-    bK.push_back(arith::DivUIOp::create(b, loc, v, ci(TN / 8)));
-    bN.push_back(mul(arith::RemUIOp::create(b, loc, v, ci(TN / 8)), ci(8)));
+    ch.src = o.gatherRows
+                 ? toIndex(memref::LoadOp::create(b, loc, rowToken, safe))
+                 : safe;
+    ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
+    aChunks.push_back(ch);
   }
-  auto loadStep = [&](Value k0) {
-    SmallVector<Value> regs;
-    for (int64_t part = 0; part < 2; ++part) {
-      Value ld = vector::LoadOp::create(b, loc, v8, x,
-                                        ValueRange{aSrc[part], add(k0, aK[part])},
-                                        false, llvm::MaybeAlign(16));
-      regs.push_back(arith::SelectOp::create(b, loc, aOk[part], ld, zeroV8));
-    }
-    for (Value mat : {w, w2}) {
-      if (!mat)
-        continue;
-      for (int64_t part = 0; part < 2; ++part)
-        regs.push_back(vector::LoadOp::create(
-            b, loc, v8, mat, ValueRange{e, add(k0, bK[part]), add(col0, bN[part])},
-            false, llvm::MaybeAlign(16)));
-    }
-    return regs;
-  };
-  auto storeStep = [&](ValueRange regs) {
-    for (int64_t part = 0; part < 2; ++part)
-      vector::StoreOp::create(b, loc, regs[part], sA,
-                              ValueRange{aDst[part], aK[part]}, false,
-                              llvm::MaybeAlign(16));
-    unsigned r = 2;
-    for (Value tileB : {sB, sB2}) {
-      if (!tileB)
-        continue;
-      for (int64_t part = 0; part < 2; ++part, ++r)
-        for (int64_t i = 0; i < 8; ++i) {
-          Value v = vector::ExtractOp::create(b, loc, regs[r], i);
-          memref::StoreOp::create(b, loc, v, tileB,
-                                  ValueRange{add(bN[part], ci(i)), bK[part]});
-        }
-    }
+  for (int64_t c = 0; c < TK * (TN / 8) / kMmaThreads; ++c) {
+    Value v = add(tid, ci(c * kMmaThreads));
+    Chunk ch;
+    ch.row = divu(v, TN / 8);
+    ch.col = mul(remu(v, TN / 8), ci(8));
+    bChunks.push_back(ch);
+  }
+  auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
+  // Issues the copies of the K step at k0 into `stage`, as one group.
+  auto issue = [&](Value stage, Value k0) {
+    SmallVector<Value> tokens;
+    for (const Chunk &ch : aChunks)
+      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          b, loc, tokenType, sA, ValueRange{stage, ch.row, ch.col}, x,
+          ValueRange{ch.src, add(k0, ch.col)}, b.getIndexAttr(8), ch.count,
+          b.getUnitAttr()));
+    for (int64_t m = 0; m < numMats; ++m)
+      for (const Chunk &ch : bChunks)
+        tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+            b, loc, tokenType, sB[m], ValueRange{stage, ch.row, ch.col}, w[m],
+            ValueRange{e, add(k0, ch.row), add(col0, ch.col)},
+            b.getIndexAttr(8), Value(), b.getUnitAttr()));
+    return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens)
+        .getResult();
   };
 
-  // Warp and lane coordinates of the mma fragments.
-  Value warp = arith::DivUIOp::create(b, loc, tid, ci(32));
-  Value lane = arith::RemUIOp::create(b, loc, tid, ci(32));
-  Value wm = mul(arith::DivUIOp::create(b, loc, warp, ci(2)), ci(32));
-  Value wn = mul(arith::RemUIOp::create(b, loc, warp, ci(2)), ci(32));
-  Value g = arith::DivUIOp::create(b, loc, lane, ci(4));
-  Value tg2 = mul(arith::RemUIOp::create(b, loc, lane, ci(4)), ci(2));
+  // Warp tile and lane roles.
+  Value warp = divu(tid, 32), lane = remu(tid, 32);
+  Value wm = mul(divu(warp, 4), ci(64));
+  Value wn = mul(remu(warp, 4), ci(WN));
+  Value g = divu(lane, 4);
+  Value tg2 = mul(remu(lane, 4), ci(2));
+  Value ldRow = remu(lane, 16);             // ldmatrix: this lane's row
+  Value ldCol = mul(divu(lane, 16), ci(8)); // and 8-column half
+
   Value zeroF = constF32(b, loc, 0.0f);
-  int64_t numMats = o.pair ? 2 : 1;
   // Accumulators: 4 f32 per mma tile [mat][mi][ni] (c0..c3 of the PTX
   // fragment: rows g, g, g+8, g+8; columns tg2, tg2+1, tg2, tg2+1).
-  int64_t numAcc = numMats * 2 * 4 * 4;
-  auto accIndex = [](int64_t m, int64_t mi, int64_t ni, int64_t c) {
-    return ((m * 2 + mi) * 4 + ni) * 4 + c;
+  const int64_t numAcc = numMats * MI * NI * 4;
+  auto accIndex = [&](int64_t m, int64_t mi, int64_t ni, int64_t c) {
+    return ((m * MI + mi) * NI + ni) * 4 + c;
   };
 
-  SmallVector<Value> init(numAcc, zeroF);
-  SmallVector<Value> first = loadStep(ci(0));
-  init.append(first.begin(), first.end());
-  auto kLoop = scf::ForOp::create(b, loc, ci(0), K, ci(TK), init);
+  Value lastGroup = issue(ci(0), ci(0));
+  Value steps = arith::DivUIOp::create(b, loc, K, ci(TK));
+  Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
+  auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
+                                  SmallVector<Value>(numAcc, zeroF));
   {
     OpBuilder::InsertionGuard lg(b);
     b.setInsertionPointToStart(kLoop.getBody());
-    Value k0 = kLoop.getInductionVar();
-    auto iter = kLoop.getRegionIterArgs();
-    SmallVector<Value> acc(iter.begin(), iter.begin() + numAcc);
-    SmallVector<Value> regs(iter.begin() + numAcc, iter.end());
+    Value kt = kLoop.getInductionVar();
+    SmallVector<Value> acc(kLoop.getRegionIterArgs());
+    Value stage = remu(kt, 2);
+    // Next step's copies into the other stage (the last step re-reads its
+    // own K range into it, unused), then wait for this step's.
+    Value nextK = arith::MinUIOp::create(b, loc, mul(add(kt, ci(1)), ci(TK)),
+                                         lastK);
+    Value group = issue(remu(add(kt, ci(1)), 2), nextK);
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, group, b.getI32IntegerAttr(1));
     gpu::BarrierOp::create(b, loc);
-    storeStep(regs);
-    gpu::BarrierOp::create(b, loc);
-    // Prefetch the next step (the last step reloads itself, unused).
-    Value nextK = arith::MinUIOp::create(b, loc, add(k0, ci(TK)),
-                                         arith::SubIOp::create(b, loc, K, ci(TK)));
-    SmallVector<Value> nextRegs = loadStep(nextK);
+
+    auto fragType = VectorType::get({4, 2}, bf16);
     auto v1i32 = VectorType::get({1}, i32);
-    // Two k-consecutive bf16 of a tile row as one 32-bit fragment register.
-    auto frag = [&](Value tileMem, Value row, Value k) -> Value {
-      Value pair = vector::LoadOp::create(b, loc, v2, tileMem, ValueRange{row, k},
-                                          false, llvm::MaybeAlign(4));
+    auto reg = [&](Value frag, int64_t i) -> Value {
+      Value v = vector::ExtractOp::create(b, loc, frag, i);
       return vector::ExtractOp::create(
-          b, loc, vector::BitCastOp::create(b, loc, v1i32, pair), 0);
+          b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
     };
-    auto resultType = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
+    auto resultType =
+        LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
     std::array<NVVM::MMATypes, 2> ptxTypes{NVVM::MMATypes::bf16,
                                            NVVM::MMATypes::bf16};
     std::array<NVVM::MMALayout, 2> layouts{NVVM::MMALayout::row,
                                            NVVM::MMALayout::col};
     for (int64_t ks = 0; ks < TK; ks += 16) {
-      Value kLo = add(ci(ks), tg2), kHi = add(ci(ks + 8), tg2);
       SmallVector<SmallVector<Value, 4>> aFrag;
-      for (int64_t mi = 0; mi < 2; ++mi) {
-        Value r0 = add(wm, add(ci(mi * 16), g));
-        Value r8 = add(r0, ci(8));
-        aFrag.push_back({frag(sA, r0, kLo), frag(sA, r8, kLo),
-                         frag(sA, r0, kHi), frag(sA, r8, kHi)});
+      for (int64_t mi = 0; mi < MI; ++mi) {
+        Value f = nvgpu::LdMatrixOp::create(
+            b, loc, fragType, sA,
+            ValueRange{stage, add(wm, add(ci(mi * 16), ldRow)),
+                       add(ci(ks), ldCol)},
+            /*transpose=*/false, /*numTiles=*/4);
+        aFrag.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
       }
-      for (int64_t m = 0; m < numMats; ++m) {
-        Value tileB = m == 0 ? sB : sB2;
-        for (int64_t ni = 0; ni < 4; ++ni) {
-          Value n = add(wn, add(ci(ni * 8), g));
-          SmallVector<Value, 2> bFrag{frag(tileB, n, kLo), frag(tileB, n, kHi)};
-          for (int64_t mi = 0; mi < 2; ++mi) {
-            SmallVector<Value, 4> c;
-            for (int64_t q = 0; q < 4; ++q)
-              c.push_back(acc[accIndex(m, mi, ni, q)]);
-            Value d = NVVM::MmaOp::create(b, loc, resultType, aFrag[mi], bFrag,
-                                          c, ArrayRef<int64_t>{16, 8, 16},
-                                          std::nullopt, std::nullopt, ptxTypes,
-                                          layouts);
-            for (int64_t q = 0; q < 4; ++q)
-              acc[accIndex(m, mi, ni, q)] =
-                  LLVM::ExtractValueOp::create(b, loc, d, q);
+      for (int64_t m = 0; m < numMats; ++m)
+        for (int64_t np = 0; np < NI; np += 2) {
+          // Two n8 tiles: b0, b1 of tile np, then of tile np + 1.
+          Value f = nvgpu::LdMatrixOp::create(
+              b, loc, fragType, sB[m],
+              ValueRange{stage, add(ci(ks), ldRow),
+                         add(wn, add(ci(np * 8), ldCol))},
+              /*transpose=*/true, /*numTiles=*/4);
+          for (int64_t half = 0; half < 2; ++half) {
+            SmallVector<Value, 2> bFrag{reg(f, 2 * half), reg(f, 2 * half + 1)};
+            int64_t ni = np + half;
+            for (int64_t mi = 0; mi < MI; ++mi) {
+              SmallVector<Value, 4> c;
+              for (int64_t q = 0; q < 4; ++q)
+                c.push_back(acc[accIndex(m, mi, ni, q)]);
+              Value d = NVVM::MmaOp::create(
+                  b, loc, resultType, aFrag[mi], bFrag, c,
+                  ArrayRef<int64_t>{16, 8, 16}, std::nullopt, std::nullopt,
+                  ptxTypes, layouts);
+              for (int64_t q = 0; q < 4; ++q)
+                acc[accIndex(m, mi, ni, q)] =
+                    LLVM::ExtractValueOp::create(b, loc, d, q);
+            }
           }
         }
-      }
     }
-    SmallVector<Value> yields(acc);
-    yields.append(nextRegs.begin(), nextRegs.end());
-    scf::YieldOp::create(b, loc, yields);
+    // The next iteration's copies overwrite the stage read here.
+    gpu::BarrierOp::create(b, loc);
+    scf::YieldOp::create(b, loc, acc);
   }
+  // Nothing may be in flight into shared memory when the block exits.
+  nvgpu::DeviceAsyncWaitOp::create(b, loc, lastGroup, b.getI32IntegerAttr(0));
 
-  // Epilogue: c[i][j] of tile (mi, ni) is row wm + 16 mi + g + 8 i, column
+  // Epilogue: c[i*2+j] of tile (mi, ni) is row wm + 16 mi + g + 8 i, column
   // wn + 8 ni + tg2 + j.
-  for (int64_t mi = 0; mi < 2; ++mi)
+  auto v2 = VectorType::get({2}, bf16);
+  for (int64_t mi = 0; mi < MI; ++mi)
     for (int64_t i = 0; i < 2; ++i) {
       Value r = add(wm, add(ci(mi * 16 + i * 8), g));
       Value slot = add(rowBegin, r);
@@ -272,7 +294,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
         token = toIndex(memref::LoadOp::create(b, loc, rowToken, slot));
         scale = memref::LoadOp::create(b, loc, rowWeight, slot);
       }
-      for (int64_t ni = 0; ni < 4; ++ni) {
+      for (int64_t ni = 0; ni < NI; ++ni) {
         Value col = add(col0, add(wn, add(ci(ni * 8), tg2)));
         SmallVector<Value> vals;
         for (int64_t j = 0; j < 2; ++j) {

@@ -21,7 +21,7 @@ namespace mlir::moe {
 constexpr int64_t kGemvColumnsPerThread = 8;
 /// Rows that share each weight load, and weight rows loaded ahead of use.
 constexpr int64_t kGemvRowsPerPass = 4;
-constexpr int64_t kGemvUnroll = 8;
+constexpr int64_t kGemvUnroll = 4;
 
 /// Variants of the grouped GEMV. Extra arguments follow `kchunk`, in this
 /// order: rowToken (memref<?xi32> [N], with gatherRows or scatter),
@@ -40,6 +40,8 @@ struct GemvOptions {
   /// out[rowToken[r], :] += rowWeight[r] * (x[r, :] * w[e]): the combine
   /// step fused into the down projection.
   bool scatter = false;
+  /// Rows that share each weight load (1 where experts get about one row).
+  int64_t rowsPerPass = kGemvRowsPerPass;
 };
 
 /// Adds to `module` the grouped memory-bound GEMV kernel `name`:
@@ -102,9 +104,11 @@ gpu::GPUFuncOp buildRouteKernel(OpBuilder &builder, Location loc,
                                 const RouteKernelOptions &options);
 std::string routeKernelName(const RouteKernelOptions &options);
 
-/// Tile of the tensor-core grouped GEMM: rows x columns x K step; 128
-/// threads (4 warps of 32 x 32).
-constexpr int64_t kMmaTileM = 64, kMmaTileN = 64, kMmaTileK = 32;
+/// Tile of the tensor-core grouped GEMM: rows x output columns x K step
+/// (pairs: half the columns from each matrix), and its threads (8 warps,
+/// 64 x 32 each).
+constexpr int64_t kMmaTileM = 128, kMmaTileN = 128, kMmaTileK = 32;
+constexpr int64_t kMmaThreads = 256;
 
 struct MmaOptions {
   /// Input row of slot r is x[rowToken[r]].
@@ -121,12 +125,14 @@ struct MmaOptions {
 /// [TT] i32, tileRow [TT] i32, offsets [E+1] i32, rowToken [Nrows] i32,
 /// [rowWeight [Nrows] f32 with scatter], [w2 with pair]); out is bf16
 /// [Nrows, N] (f32 [T, N] with scatter, accumulated: zero it first). Launch
-/// with grid (N / kMmaTileN, TT, 1) and 128 threads; K must be a multiple of
-/// kMmaTileK and N of kMmaTileN.
+/// with grid (N / mmaColumnsPerMatrix, TT, 1) and kMmaThreads threads; K
+/// must be a multiple of kMmaTileK and N of kMmaTileN.
 gpu::GPUFuncOp buildGroupedMmaKernel(OpBuilder &builder, Location loc,
                                      gpu::GPUModuleOp module, StringRef name,
                                      const MmaOptions &options);
 std::string mmaKernelName(const MmaOptions &options);
+/// Weight columns of each matrix one block of the kernel covers.
+int64_t mmaColumnsPerMatrix(const MmaOptions &options);
 
 /// Why `layer` cannot run as one fused GPU layer (empty when it can): the
 /// fused path takes bf16 layers with static shapes, dropless routing without

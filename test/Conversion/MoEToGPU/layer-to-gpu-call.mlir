@@ -1,0 +1,67 @@
+// RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call | FileCheck %s
+// RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="path=gemv" | FileCheck %s --check-prefix=GEMV
+
+// One token, top-8 of 128: about one row per expert hit, the memory-bound
+// GEMV path; the routing options travel to the helper.
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: tensor<1x128xbf16> {bufferization.access = "read"}
+// CHECK-SAME: -> tensor<1x128xbf16>
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<silu>, experts = 128 : i64, gated, path = "gemv", renormalize, rows_per_expert = 1.000000e+00 : f64, scaling = 1.000000e+00 : f64, top_k = 8 : i64}
+// CHECK-LABEL: func.func @decode(
+// CHECK: %[[Y:.*]] = call @__moe_gpu_layer_0(%arg0, %arg1, %arg2, %arg3, %arg4)
+// CHECK-NOT: moe.layer
+// CHECK: return %[[Y]]
+func.func @decode(%x: tensor<1x128xbf16>, %r: tensor<128x128xbf16>, %u: tensor<128x128x128xbf16>,
+                  %g: tensor<128x128x128xbf16>, %d: tensor<128x128x128xbf16>) -> tensor<1x128xbf16> {
+  %y = moe.layer %x : tensor<1x128xbf16> router(%r : tensor<128x128xbf16>) up(%u : tensor<128x128x128xbf16>) gate(%g : tensor<128x128x128xbf16>) down(%d : tensor<128x128x128xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<1x128xbf16>
+  return %y : tensor<1x128xbf16>
+}
+
+// -----
+
+// 512 tokens, top-2 of 8: 128 rows per expert, the tensor-core path; a
+// sigmoid router with an f32 bias, scaling, plain GeLU experts.
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, path = "mma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, top_k = 2 : i64}
+// GEMV-LABEL: func.func private @__moe_gpu_layer_0(
+// GEMV-SAME: path = "gemv"
+func.func @prefill(%x: tensor<512x128xbf16>, %r: tensor<128x8xbf16>, %b: tensor<8xf32>,
+                   %u: tensor<8x128x256xbf16>, %d: tensor<8x256x128xbf16>) -> tensor<512x128xbf16> {
+  %y = moe.layer %x : tensor<512x128xbf16> router(%r : tensor<128x8xbf16>) router_bias(%b : tensor<8xf32>) up(%u : tensor<8x128x256xbf16>) down(%d : tensor<8x256x128xbf16>) {activation = #moe.activation<gelu>, score_func = #moe.score_func<sigmoid>, scaling = 2.5 : f64, top_k = 2 : i64} -> tensor<512x128xbf16>
+  return %y : tensor<512x128xbf16>
+}
+
+// -----
+
+// Sizes that are not multiples of 128 keep the GEMV path even when rows
+// are many.
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: path = "gemv"
+func.func @small(%x: tensor<512x64xbf16>, %r: tensor<64x8xbf16>,
+                 %u: tensor<8x64x64xbf16>, %d: tensor<8x64x64xbf16>) -> tensor<512x64xbf16> {
+  %y = moe.layer %x : tensor<512x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<512x64xbf16>
+  return %y : tensor<512x64xbf16>
+}
+
+// -----
+
+// Layers the fused path does not take stay moe.layer: f32, capacity limits,
+// group-limited routing, shared experts, more than 1024 experts, an expert
+// count that is not a multiple of 8.
+// CHECK-LABEL: func.func @unsupported(
+// CHECK-NOT: __moe_gpu_layer
+// CHECK-COUNT-6: moe.layer
+func.func @unsupported(%xf: tensor<4x64xf32>, %rf: tensor<64x8xf32>, %uf: tensor<8x64x64xf32>, %df: tensor<8x64x64xf32>,
+                       %x: tensor<4x64xbf16>, %r: tensor<64x8xbf16>, %u: tensor<8x64x64xbf16>, %d: tensor<8x64x64xbf16>,
+                       %su: tensor<64x64xbf16>, %sd: tensor<64x64xbf16>,
+                       %r2k: tensor<64x2048xbf16>, %u2k: tensor<2048x64x64xbf16>, %d2k: tensor<2048x64x64xbf16>,
+                       %r4: tensor<64x4xbf16>, %u4: tensor<4x64x64xbf16>, %d4: tensor<4x64x64xbf16>)
+    -> (tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>) {
+  %0 = moe.layer %xf : tensor<4x64xf32> router(%rf : tensor<64x8xf32>) up(%uf : tensor<8x64x64xf32>) down(%df : tensor<8x64x64xf32>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xf32>
+  %1 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, capacity_factor = 1.0 : f64, top_k = 2 : i64} -> tensor<4x64xbf16>
+  %2 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, n_group = 4 : i64, topk_group = 2 : i64, top_k = 2 : i64} -> tensor<4x64xbf16>
+  %3 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) shared_up(%su : tensor<64x64xbf16>) shared_down(%sd : tensor<64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
+  %4 = moe.layer %x : tensor<4x64xbf16> router(%r2k : tensor<64x2048xbf16>) up(%u2k : tensor<2048x64x64xbf16>) down(%d2k : tensor<2048x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
+  %5 = moe.layer %x : tensor<4x64xbf16> router(%r4 : tensor<64x4xbf16>) up(%u4 : tensor<4x64x64xbf16>) down(%d4 : tensor<4x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
+  return %0, %1, %2, %3, %4, %5 : tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>
+}

@@ -1,0 +1,35 @@
+// moe-compile --target=cuda on a layer the fused GPU path takes: the whole
+// layer runs on the GPU, its input and output stay device buffers
+// (device-input / device-output in the signature), and the host code is
+// launches only: no copies between host and device.
+// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
+// RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
+// RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
+// RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
+
+// 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path.
+// MLIR: llvm.func @__moe_gpu_layer_0(
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_dense_bf16 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
+// MLIR: gpu.binary @moe_kernels
+// MLIR: @moe_model_signature("device-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x256\0Adevice-weight w_gate BF16 8x128x256\0Adevice-weight w_down BF16 8x256x128\0Adevice-output y BF16 256x128\0A\00")
+
+// LLVM-NOT: call void @mgpuMemcpy
+// LLVM: call void @mgpuLaunchKernel(
+// LLVM-NOT: call void @mgpuMemcpy
+
+// GEMV-DAG: @moe_kernels::@moe_gemv_gather_pair_bf16
+// GEMV-DAG: @moe_kernels::@expert_silu_gated
+// GEMV-DAG: @moe_kernels::@moe_gemv_scatter_bf16
+// GEMV-NOT: moe_mma
+
+// BADPATH: unknown GPU expert path 'wmma' (expected auto, gemv or mma)
+func.func @layer(%x: tensor<256x128xbf16> {moe.input = "x"}, %router: tensor<128x8xbf16> {moe.weight = "router"},
+                 %w_up: tensor<8x128x256xbf16> {moe.weight = "w_up"}, %w_gate: tensor<8x128x256xbf16> {moe.weight = "w_gate"},
+                 %w_down: tensor<8x256x128xbf16> {moe.weight = "w_down"}) -> (tensor<256x128xbf16> {moe.output = "y"}) {
+  %y = moe.layer %x : tensor<256x128xbf16> router(%router : tensor<128x8xbf16>) up(%w_up : tensor<8x128x256xbf16>) gate(%w_gate : tensor<8x128x256xbf16>) down(%w_down : tensor<8x256x128xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 2 : i64} -> tensor<256x128xbf16>
+  return %y : tensor<256x128xbf16>
+}

@@ -43,10 +43,12 @@ void mlir::moe::buildMoEToLinalgPipeline(OpPassManager &pm) {
 namespace {
 /// Shared by both targets: moe on tensors to bufferized loops, deallocation
 /// included; `gpu` also routes the bf16 experts to the GPU helpers.
-void buildToLoops(OpPassManager &pm, bool gpu, StringRef gpuPath = "auto") {
+void buildToLoops(OpPassManager &pm, bool gpu, StringRef gpuPath = "auto",
+                  int64_t mmaTileM = 0) {
   if (gpu) {
     moe::ConvertMoELayerToGpuCallOptions layer;
     layer.path = gpuPath.str();
+    layer.mmaTileM = mmaTileM;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
   }
   pm.addPass(moe::createMoEDecomposeLayer());
@@ -139,7 +141,7 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
 
 void mlir::moe::buildCudaPipeline(OpPassManager &pm,
                                   const CudaPipelineOptions &options) {
-  buildToLoops(pm, /*gpu=*/true, options.path);
+  buildToLoops(pm, /*gpu=*/true, options.path, options.mmaTileM);
   buildToLLVM(pm, /*gpu=*/true, options.format);
 }
 

@@ -11,7 +11,7 @@
 // RUN: FileCheck %s --check-prefix=CPASYNC < %t.mma
 // RUN: moe-opt %s --moe-cuda-pipeline="path=gemv format=isa" | FileCheck %s --check-prefix=GEMV
 
-// ROUTE: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles128
+// ROUTE: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64
 // ROUTE: shfl.sync.bfly.b32
 // ROUTE: atom.shared.add.u32
 // ROUTE: bar.sync

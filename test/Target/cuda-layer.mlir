@@ -5,14 +5,19 @@
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
+// RUN: moe-compile %s --target=cuda --gpu-mma-tile-m=128 --emit=mlir | FileCheck %s --check-prefix=TILE128
+// RUN: not moe-compile %s --target=cuda --gpu-mma-tile-m=96 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTILE
+// RUN: not moe-opt %s --moe-cuda-pipeline="path=simd" 2>&1 | FileCheck %s --check-prefix=OPTPATH
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
 
-// 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path.
+// 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path with
+// 64-row tiles and three cp.async stages; the router's logits on tensor
+// cores too (256 tokens).
 // MLIR: llvm.func @__moe_gpu_layer_0(
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_dense_bf16 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16_m64_s3 blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // MLIR: gpu.binary @moe_kernels
 // MLIR: @moe_model_signature("device-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x256\0Adevice-weight w_gate BF16 8x128x256\0Adevice-weight w_down BF16 8x256x128\0Adevice-output y BF16 256x128\0A\00")
@@ -24,9 +29,19 @@
 // GEMV-DAG: @moe_kernels::@moe_gemv_gather_pair_bf16
 // GEMV-DAG: @moe_kernels::@expert_silu_gated
 // GEMV-DAG: @moe_kernels::@moe_gemv_scatter_bf16
-// GEMV-NOT: moe_mma
+// GEMV-NOT: moe_mma_{{pair|plain|scatter}}
 
-// BADPATH: unknown GPU expert path 'wmma' (expected auto, gemv or mma)
+// BADPATH: moe-compile: error: unknown --gpu-path 'wmma' (expected auto, gemv or mma)
+// BADPATH-NOT: moe.layer
+
+// OPTPATH: error: unknown GPU expert path 'simd' (expected auto, gemv or mma)
+// OPTPATH-NOT: see current operation
+
+// TILE128: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128
+// TILE128: @moe_kernels::@moe_mma_pair_silu_bf16_m128_s2
+
+// BADTILE: moe-compile: error: --gpu-mma-tile-m must be 0 (auto), 64 or 128, got 96
+// BADTILE-NOT: moe.layer
 func.func @layer(%x: tensor<256x128xbf16> {moe.input = "x"}, %router: tensor<128x8xbf16> {moe.weight = "router"},
                  %w_up: tensor<8x128x256xbf16> {moe.weight = "w_up"}, %w_gate: tensor<8x128x256xbf16> {moe.weight = "w_gate"},
                  %w_down: tensor<8x256x128xbf16> {moe.weight = "w_down"}) -> (tensor<256x128xbf16> {moe.output = "y"}) {

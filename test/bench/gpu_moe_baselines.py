@@ -329,8 +329,12 @@ def main():
     if args.out:
         with open(args.out, "w") as fh:
             fh.write("# " + text)
+        data = {"device": dev, "bandwidth": bandwidth, "bf16_flops": peak, "rows": rows}
         with open(os.path.splitext(args.out)[0] + ".json", "w") as fh:
-            json.dump({"device": dev, "bandwidth": bandwidth, "bf16_flops": peak, "rows": rows}, fh, indent=1)
+            json.dump(data, fh, indent=1)
+        from plot_svg import plot
+        with open(os.path.splitext(args.out)[0] + ".svg", "w") as fh:
+            fh.write(plot(data))
 
 
 if __name__ == "__main__":

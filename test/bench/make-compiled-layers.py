@@ -48,6 +48,7 @@ def main():
     p.add_argument("--shapes", default="all")
     p.add_argument("--moe-compile", default="build/bin/moe-compile")
     p.add_argument("--gpu-path", default="auto", help="auto, gemv or mma")
+    p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -59,6 +60,7 @@ def main():
                 fh.write(layer_mlir(E, k, d, f, a, gated, t))
             subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",
                             "--emit=shared", "--cpu=x86-64-v3", "--gpu-path=" + args.gpu_path,
+                            "--gpu-mma-tile-m=" + args.mma_tile_m,
                             "-o", base + ".so"],
                            check=True)
             print("compiled", base + ".so", flush=True)

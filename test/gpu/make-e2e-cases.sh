@@ -43,6 +43,8 @@ make_case mma-mixtral --gpu-path=mma --top-k 2 --renormalize --tokens 300 --hidd
 make_case mma-gelu-plain --gpu-path=mma --top-k 1 --plain --activation gelu --experts 16 --tokens 100 --hidden 128 --ffn 256
 make_case mma-e256-top8 --gpu-path=mma --top-k 8 --experts 256 --renormalize --tokens 40 --hidden 128 --ffn 128
 make_case mma-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 64 --hidden 128 --ffn 128
+make_case mma-router-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --tokens 256 --hidden 128 --ffn 128
+make_case mma-tile128 --gpu-path=mma --top-k 2 --experts 8 --tokens 700 --hidden 128 --ffn 256 --plain --activation gelu_tanh
 make_case mma-auto-many-rows --top-k 2 --experts 8 --tokens 256 --hidden 128 --ffn 128
 make_case mma-big-tiles --gpu-path=mma --top-k 2 --experts 8 --tokens 1400 --hidden 256 --ffn 384
 make_case deepseek-groups --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64

@@ -69,6 +69,11 @@ cl::opt<std::string> gpuPath(
     cl::desc("expert path of layers fused on the GPU: auto (default; chosen "
              "by rows per expert), gemv (memory-bound) or mma (tensor cores)"),
     cl::init("auto"));
+cl::opt<int64_t> gpuMmaTileM(
+    "gpu-mma-tile-m",
+    cl::desc("rows per tensor-core tile: 0 (default, chosen per layer), 64 "
+             "or 128"),
+    cl::init(0));
 cl::opt<std::string> entryName("entry",
                                cl::desc("model entry function (default: the "
                                         "only public function)"),
@@ -170,6 +175,12 @@ int main(int argc, char **argv) {
   bool cuda = target == "cuda";
   if (target != "cpu" && !cuda)
     return fail("unknown target '" + target + "' (expected cpu or cuda)");
+  if (gpuPath != "auto" && gpuPath != "gemv" && gpuPath != "mma")
+    return fail("unknown --gpu-path '" + gpuPath +
+                "' (expected auto, gemv or mma)");
+  if (gpuMmaTileM != 0 && gpuMmaTileM != 64 && gpuMmaTileM != 128)
+    return fail("--gpu-mma-tile-m must be 0 (auto), 64 or 128, got " +
+                Twine(gpuMmaTileM));
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");
@@ -237,6 +248,7 @@ int main(int argc, char **argv) {
   {
     moe::CudaPipelineOptions cudaOptions;
     cudaOptions.path = gpuPath;
+    cudaOptions.mmaTileM = gpuMmaTileM;
     moe::buildCudaPipeline(pm, cudaOptions);
   }
   else

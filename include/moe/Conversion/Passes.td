@@ -70,7 +70,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"path", "path", "std::string", "\"auto\"",
            "expert path: auto, gemv or mma">,
     Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
-           "average rows per expert from which auto takes the mma path">
+           "average rows per expert from which auto takes the mma path">,
+    Option<"mmaTileM", "mma-tile-m", "int64_t", "0",
+           "rows per tensor-core tile: 0 (by rows per expert), 64 or 128">
   ];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }

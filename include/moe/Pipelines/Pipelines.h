@@ -31,6 +31,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       *this, "path",
       llvm::cl::desc("expert path of fused GPU layers: auto, gemv or mma"),
       llvm::cl::init("auto")};
+  PassOptions::Option<int64_t> mmaTileM{
+      *this, "mma-tile-m",
+      llvm::cl::desc("rows per tensor-core tile: 0 (chosen per layer), 64 "
+                     "or 128"),
+      llvm::cl::init(0)};
   PassOptions::Option<std::string> format{
       *this, "format",
       llvm::cl::desc("kernel binary format: fatbin (default), bin or isa "

@@ -79,9 +79,16 @@ struct ConvertMoELayerToGpuCallPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    if (mmaTileM != 0 && mmaTileM != 64 && mmaTileM != 128) {
+      mlir::emitError(module.getLoc())
+          << "mma-tile-m must be 0 (auto), 64 or 128, got "
+          << static_cast<int64_t>(mmaTileM);
+      return signalPassFailure();
+    }
     if (path != "auto" && path != "gemv" && path != "mma") {
-      module.emitError() << "unknown GPU expert path '" << path
-                         << "' (expected auto, gemv or mma)";
+      mlir::emitError(module.getLoc())
+          << "unknown GPU expert path '" << path
+          << "' (expected auto, gemv or mma)";
       return signalPassFailure();
     }
     SmallVector<LayerOp> ops;
@@ -119,6 +126,10 @@ struct ConvertMoELayerToGpuCallPass
       plan.push_back(b.getNamedAttr("path", b.getStringAttr(choosePath(op))));
       plan.push_back(b.getNamedAttr("rows_per_expert",
                                     b.getF64FloatAttr(rowsPerExpert(op))));
+      // Tensor-core tiles: 128 rows where experts fill them, else 64 rows
+      // with a third pipeline stage (more bytes in flight per SM).
+      int64_t tileM = mmaTileM ? mmaTileM : rowsPerExpert(op) >= 96 ? 128 : 64;
+      plan.push_back(b.getNamedAttr("tile_m", b.getI64IntegerAttr(tileM)));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       b.setInsertionPoint(op);
       auto call = func::CallOp::create(b, op.getLoc(), decl, args);
@@ -187,11 +198,16 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
 
   bool mma = cast<StringAttr>(plan.get("path")).getValue() == "mma";
-  int64_t tiles = (N + kMmaTileM - 1) / kMmaTileM + S; // upper bound
+  int64_t tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
+  int64_t stages = tileM == 64 ? 3 : 2;
+  int64_t tiles = (N + tileM - 1) / tileM + S; // upper bound
+  // The router's logits on tensor cores once there are many tokens (the
+  // GEMV re-reads the router weights for every 4 rows).
+  bool mmaRouter = T >= 128 && d % kMmaTileK == 0;
 
   HostBuilder h(b, loc);
   Value xDev = deviceArgs[0] ? x : h.upload(x);
-  Value logits = h.zeroed({T, E});
+  Value logits = mmaRouter ? h.alloc({T, E}, f32) : h.zeroed({T, E});
   Value offsets = h.alloc({E + 1}, i32);
   Value rowToken = h.alloc({N}, i32), rowWeight = h.alloc({N}, f32);
   Value hit = h.alloc({S}, i32);
@@ -234,7 +250,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   double rowsPerExpert =
       cast<FloatAttr>(plan.get("rows_per_expert")).getValueAsDouble();
   int64_t expertRows = rowsPerExpert <= 1.5 ? 1 : rowsPerExpert <= 2.5 ? 2 : 4;
-  gpu::GPUFuncOp dense = gemvKernel("moe_gemv_dense_bf16", denseOpts);
 
   RouteKernelOptions ro;
   ro.numExperts = E;
@@ -246,7 +261,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   if (bias)
     ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
   if (mma)
-    ro.tileRows = kMmaTileM;
+    ro.tileRows = tileM;
   std::string routeName = routeKernelName(ro);
   gpu::GPUFuncOp route = kernel(routeName, [&] {
     return buildRouteKernel(b, kloc, kernels, routeName, ro);
@@ -264,11 +279,15 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   };
   SmallVector<NamedAttribute> planAttrs{
       b.getNamedAttr("path", b.getStringAttr(mma ? "mma" : "gemv")),
-      b.getNamedAttr("slots", b.getI64IntegerAttr(S)),
-      b.getNamedAttr("router", gridAttr(routerGrid))};
+      b.getNamedAttr("slots", b.getI64IntegerAttr(S))};
+  if (mmaRouter)
+    planAttrs.push_back(b.getNamedAttr("router", b.getStringAttr("mma")));
+  else
+    planAttrs.push_back(b.getNamedAttr("router", gridAttr(routerGrid)));
   if (mma) {
     planAttrs.push_back(b.getNamedAttr(
-        "tile", b.getDenseI64ArrayAttr({kMmaTileM, kMmaTileN, kMmaTileK})));
+        "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
+    planAttrs.push_back(b.getNamedAttr("stages", b.getI64IntegerAttr(stages)));
     planAttrs.push_back(b.getNamedAttr("tiles", b.getI64IntegerAttr(tiles)));
   } else {
     planAttrs.push_back(b.getNamedAttr("up", gridAttr(upGrid)));
@@ -283,8 +302,17 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                         ValueRange args) {
     h.launch(k, {g.blocksX, g.splits, gz}, {g.threads, 1, 1}, args);
   };
-  launchGemv(dense, routerGrid, 1,
-             {xDev, offsets, wr3, logits, h.index(routerGrid.kchunk)});
+  if (mmaRouter) {
+    MmaOptions routerOpts;
+    routerOpts.dense = true;
+    routerOpts.tileM = 128;
+    h.launch(mmaKernel(routerOpts),
+             {(E + kMmaTileN - 1) / kMmaTileN, (T + 127) / 128, 1},
+             {kMmaThreads, 1, 1}, {xDev, wr3, logits});
+  } else {
+    launchGemv(gemvKernel("moe_gemv_dense_bf16", denseOpts), routerGrid, 1,
+               {xDev, offsets, wr3, logits, h.index(routerGrid.kchunk)});
+  }
   SmallVector<Value> routeArgs{logits,       offsets,   rowToken,
                                rowWeight,    hit,       assignExpert,
                                assignPos,    assignWeight};
@@ -298,6 +326,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
 
   if (mma) {
     MmaOptions upOpts;
+    upOpts.tileM = tileM;
+    upOpts.stages = stages;
     upOpts.gatherRows = true;
     upOpts.pair = gated;
     upOpts.activation = activation;
@@ -308,6 +338,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     h.launch(mmaKernel(upOpts), {f / mmaColumnsPerMatrix(upOpts), tiles, 1},
              {kMmaThreads, 1, 1}, upArgs);
     MmaOptions downOpts;
+    downOpts.tileM = tileM;
+    downOpts.stages = stages;
     downOpts.scatter = true;
     h.launch(mmaKernel(downOpts), {d / mmaColumnsPerMatrix(downOpts), tiles, 1},
              {kMmaThreads, 1, 1},

@@ -41,11 +41,14 @@ using namespace mlir;
 using namespace mlir::moe;
 
 std::string mlir::moe::mmaKernelName(const MmaOptions &o) {
-  if (o.scatter)
-    return "moe_mma_scatter_bf16";
-  return ("moe_mma_" + Twine(o.pair ? "pair_" : "plain_") +
-          stringifyActivation(o.activation) + "_bf16")
-      .str();
+  std::string name =
+      o.dense     ? "moe_mma_dense_f32"
+      : o.scatter ? "moe_mma_scatter_bf16"
+                  : ("moe_mma_" + Twine(o.pair ? "pair_" : "plain_") +
+                     stringifyActivation(o.activation) + "_bf16")
+                        .str();
+  return name + "_m" + std::to_string(o.tileM) + "_s" +
+         std::to_string(o.stages);
 }
 
 int64_t mlir::moe::mmaColumnsPerMatrix(const MmaOptions &o) {
@@ -65,10 +68,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
   auto mat = MemRefType::get({dyn, dyn}, bf16);
   auto w3 = MemRefType::get({dyn, dyn, dyn}, bf16);
   auto vecI32 = MemRefType::get({dyn}, i32);
-  // (x, w, out, tileExpert, tileRow, offsets, rowToken[, rowWeight][, w2])
+  // (x, w, out, tileExpert, tileRow, offsets, rowToken[, rowWeight][, w2]);
+  // dense: (x, w, out).
+  bool f32Out = o.scatter || o.dense;
   SmallVector<Type> argTypes{mat, w3,
-                             o.scatter ? MemRefType::get({dyn, dyn}, f32) : mat,
-                             vecI32, vecI32, vecI32, vecI32};
+                             f32Out ? MemRefType::get({dyn, dyn}, f32) : mat};
+  if (!o.dense)
+    argTypes.append({vecI32, vecI32, vecI32, vecI32});
   if (o.scatter)
     argTypes.push_back(MemRefType::get({dyn}, f32));
   if (o.pair)
@@ -79,16 +85,17 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
   // Launched with exactly this block: ptxas fits the registers to it.
   fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(kMmaThreads), 1, 1}));
 
-  const int64_t TM = kMmaTileM, TK = kMmaTileK;
+  assert((o.tileM == 64 || o.tileM == 128) && o.stages >= 2 && o.stages <= 4);
+  const int64_t TM = o.tileM, TK = kMmaTileK, S = o.stages;
   const int64_t numMats = o.pair ? 2 : 1;
   const int64_t TN = mmaColumnsPerMatrix(o); // columns per matrix
   const int64_t WN = TN / 4;                 // columns per warp per matrix
   const int64_t NI = WN / 8;                 // n8 tiles per warp per matrix
-  const int64_t MI = 4;                      // m16 tiles per warp (64 rows)
+  const int64_t MI = TM / 32;                // m16 tiles per warp (TM/2 rows)
   const int64_t aStride = TK + 8, bStride = TN + 8; // padded rows
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   auto stageType = [&](int64_t rows, int64_t cols) {
-    return MemRefType::get({2, rows, cols}, bf16, MemRefLayoutAttrInterface(),
+    return MemRefType::get({S, rows, cols}, bf16, MemRefLayoutAttrInterface(),
                            wg);
   };
   Value sA = fn.addWorkgroupAttribution(stageType(TM, aStride), loc);
@@ -97,11 +104,16 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     sB.push_back(fn.addWorkgroupAttribution(stageType(TK, bStride), loc));
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
-  Value x = entry.getArgument(0), out = entry.getArgument(2),
-        tileExpert = entry.getArgument(3), tileRow = entry.getArgument(4),
-        offsets = entry.getArgument(5), rowToken = entry.getArgument(6);
+  Value x = entry.getArgument(0), out = entry.getArgument(2);
+  Value tileExpert, tileRow, offsets, rowToken;
+  if (!o.dense) {
+    tileExpert = entry.getArgument(3);
+    tileRow = entry.getArgument(4);
+    offsets = entry.getArgument(5);
+    rowToken = entry.getArgument(6);
+  }
   SmallVector<Value> w{entry.getArgument(1)};
-  unsigned next = 7;
+  unsigned next = o.dense ? 3 : 7;
   Value rowWeight = o.scatter ? entry.getArgument(next++) : Value();
   if (o.pair)
     w.push_back(entry.getArgument(next++));
@@ -130,16 +142,28 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value col0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), ci(TN));
-  Value rawE = memref::LoadOp::create(b, loc, tileExpert, tile);
-  auto ifLive = scf::IfOp::create(
-      b, loc, icmp(P::sge, rawE, constI32(b, loc, 0)), false);
-  b.setInsertionPointToStart(&ifLive.getThenRegion().front());
-  Value e = toIndex(rawE);
-  Value rowBegin = toIndex(memref::LoadOp::create(b, loc, tileRow, tile));
-  Value rowEnd = arith::MinUIOp::create(
-      b, loc, add(rowBegin, ci(TM)),
-      toIndex(memref::LoadOp::create(b, loc, offsets, add(e, ci(1)))));
+  Value e, rowBegin, rowEnd;
+  if (o.dense) {
+    // One matrix, all rows of x: tile t is rows t * TM ...
+    e = ci(0);
+    rowBegin = mul(tile, ci(TM));
+    rowEnd = arith::MinUIOp::create(b, loc, add(rowBegin, ci(TM)),
+                                    memref::DimOp::create(b, loc, x, 0));
+  } else {
+    Value rawE = memref::LoadOp::create(b, loc, tileExpert, tile);
+    auto ifLive = scf::IfOp::create(
+        b, loc, icmp(P::sge, rawE, constI32(b, loc, 0)), false);
+    b.setInsertionPointToStart(&ifLive.getThenRegion().front());
+    e = toIndex(rawE);
+    rowBegin = toIndex(memref::LoadOp::create(b, loc, tileRow, tile));
+    rowEnd = arith::MinUIOp::create(
+        b, loc, add(rowBegin, ci(TM)),
+        toIndex(memref::LoadOp::create(b, loc, offsets, add(e, ci(1)))));
+  }
   Value K = memref::DimOp::create(b, loc, w[0], 1);
+  // Columns past N (not a multiple of the tile: the router's experts) are
+  // zero-filled and not stored.
+  Value N = memref::DimOp::create(b, loc, w[0], 2);
 
   // The 16-byte chunks each thread copies per K step: A has TM rows x TK/8
   // chunks, each B TK rows x TN/8 chunks.
@@ -166,6 +190,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     Chunk ch;
     ch.row = divu(v, TN / 8);
     ch.col = mul(remu(v, TN / 8), ci(8));
+    Value gcol = add(col0, ch.col);
+    Value ok = icmp(P::ult, gcol, N);
+    ch.src = arith::SelectOp::create(b, loc, ok, gcol, ci(0));
+    ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
     bChunks.push_back(ch);
   }
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
@@ -181,15 +209,15 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
       for (const Chunk &ch : bChunks)
         tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
             b, loc, tokenType, sB[m], ValueRange{stage, ch.row, ch.col}, w[m],
-            ValueRange{e, add(k0, ch.row), add(col0, ch.col)},
-            b.getIndexAttr(8), Value(), b.getUnitAttr()));
+            ValueRange{e, add(k0, ch.row), ch.src}, b.getIndexAttr(8),
+            ch.count, b.getUnitAttr()));
     return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens)
         .getResult();
   };
 
   // Warp tile and lane roles.
   Value warp = divu(tid, 32), lane = remu(tid, 32);
-  Value wm = mul(divu(warp, 4), ci(64));
+  Value wm = mul(divu(warp, 4), ci(TM / 2));
   Value wn = mul(remu(warp, 4), ci(WN));
   Value g = divu(lane, 4);
   Value tg2 = mul(remu(lane, 4), ci(2));
@@ -204,9 +232,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     return ((m * MI + mi) * NI + ni) * 4 + c;
   };
 
-  Value lastGroup = issue(ci(0), ci(0));
+  // Prologue: the first S - 1 steps in flight (past the end, the last step
+  // again, unused).
   Value steps = arith::DivUIOp::create(b, loc, K, ci(TK));
   Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
+  Value lastGroup;
+  for (int64_t st = 0; st < S - 1; ++st)
+    lastGroup = issue(ci(st), arith::MinUIOp::create(b, loc, ci(st * TK), lastK));
   auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
                                   SmallVector<Value>(numAcc, zeroF));
   {
@@ -214,13 +246,14 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     b.setInsertionPointToStart(kLoop.getBody());
     Value kt = kLoop.getInductionVar();
     SmallVector<Value> acc(kLoop.getRegionIterArgs());
-    Value stage = remu(kt, 2);
-    // Next step's copies into the other stage (the last step re-reads its
-    // own K range into it, unused), then wait for this step's.
-    Value nextK = arith::MinUIOp::create(b, loc, mul(add(kt, ci(1)), ci(TK)),
-                                         lastK);
-    Value group = issue(remu(add(kt, ci(1)), 2), nextK);
-    nvgpu::DeviceAsyncWaitOp::create(b, loc, group, b.getI32IntegerAttr(1));
+    Value stage = remu(kt, S);
+    // Step kt + S - 1's copies into the stage read at kt - 1 (past the
+    // end, the last step again, unused), then wait for step kt's.
+    Value ahead = add(kt, ci(S - 1));
+    Value nextK = arith::MinUIOp::create(b, loc, mul(ahead, ci(TK)), lastK);
+    Value group = issue(remu(ahead, S), nextK);
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, group,
+                                     b.getI32IntegerAttr(int32_t(S - 1)));
     gpu::BarrierOp::create(b, loc);
 
     auto fragType = VectorType::get({4, 2}, bf16);
@@ -290,12 +323,24 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
       OpBuilder::InsertionGuard eg(b);
       b.setInsertionPointToStart(&inRows.getThenRegion().front());
       Value token, scale;
-      if (o.scatter) {
+      if (o.scatter && !o.dense) {
         token = toIndex(memref::LoadOp::create(b, loc, rowToken, slot));
         scale = memref::LoadOp::create(b, loc, rowWeight, slot);
       }
       for (int64_t ni = 0; ni < NI; ++ni) {
         Value col = add(col0, add(wn, add(ci(ni * 8), tg2)));
+        auto inCols = scf::IfOp::create(b, loc, icmp(P::ult, col, N), false);
+        OpBuilder::InsertionGuard cg(b);
+        b.setInsertionPointToStart(&inCols.getThenRegion().front());
+        if (o.dense) {
+          SmallVector<Value> pair{kLoop.getResult(accIndex(0, mi, ni, i * 2)),
+                                  kLoop.getResult(accIndex(0, mi, ni, i * 2 + 1))};
+          vector::StoreOp::create(
+              b, loc, vector::FromElementsOp::create(
+                          b, loc, VectorType::get({2}, f32), pair),
+              out, ValueRange{slot, col}, false, llvm::MaybeAlign(8));
+          continue;
+        }
         SmallVector<Value> vals;
         for (int64_t j = 0; j < 2; ++j) {
           Value h = kLoop.getResult(accIndex(0, mi, ni, i * 2 + j));

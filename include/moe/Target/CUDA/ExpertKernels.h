@@ -117,7 +117,15 @@ struct MmaOptions {
   bool pair = false;
   /// Down with combine: out (f32 [T, N]) [rowToken[r]] += rowWeight[r] * ...
   bool scatter = false;
+  /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
+  /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
+  /// ceil(R / tileM), 1).
+  bool dense = false;
   Activation activation = Activation::silu;
+  /// Rows per block (64 or 128) and cp.async stages (2 to 4; at most 48 KB of
+  /// shared memory).
+  int64_t tileM = kMmaTileM;
+  int64_t stages = 2;
 };
 
 /// Adds the tensor-core grouped GEMM `name` (mma.sync m16n8k16, bf16 in, f32

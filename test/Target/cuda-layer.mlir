@@ -12,10 +12,11 @@
 
 // 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path with
 // 64-row tiles and three cp.async stages; the router's logits on tensor
-// cores too (256 tokens).
+// cores too, and routing in two parts (256 tokens).
 // MLIR: llvm.func @__moe_gpu_layer_0(
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_finish blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3 blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16_m64_s3 blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
@@ -37,7 +38,7 @@
 // OPTPATH: error: unknown GPU expert path 'simd' (expected auto, gemv or mma)
 // OPTPATH-NOT: see current operation
 
-// TILE128: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128
+// TILE128: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select
 // TILE128: @moe_kernels::@moe_mma_pair_silu_bf16_m128_s2
 
 // BADTILE: moe-compile: error: --gpu-mma-tile-m must be 0 (auto), 64 or 128, got 96

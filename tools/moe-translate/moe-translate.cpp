@@ -4,12 +4,39 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moe/Import/HFImport.h"
 #include "moe/InitAll.h"
 
 #include "mlir/Tools/mlir-translate/MlirTranslateMain.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+
+#include <string>
+#include <vector>
 
 int main(int argc, char **argv) {
   mlir::moe::registerAllTranslations();
-  return mlir::failed(
-      mlir::mlirTranslateMain(argc, argv, "moe-compiler translation driver"));
+  mlir::moe::registerHFImportTranslation();
+
+  // `--import-hf DIR`: the translation reads DIR/config.json (and finds the
+  // safetensors index beside it), so a directory argument becomes that file.
+  std::vector<std::string> storage(argv, argv + argc);
+  bool importHF = false;
+  for (const std::string &a : storage)
+    importHF |= a == "--import-hf" || a == "-import-hf";
+  if (importHF)
+    for (std::string &a : storage)
+      if (!llvm::StringRef(a).starts_with("-") && &a != &storage[0] &&
+          llvm::sys::fs::is_directory(a)) {
+        llvm::SmallString<256> path(a);
+        llvm::sys::path::append(path, "config.json");
+        a = std::string(path);
+      }
+  std::vector<char *> args;
+  for (std::string &a : storage)
+    args.push_back(a.data());
+  args.push_back(nullptr);
+  return mlir::failed(mlir::mlirTranslateMain(
+      argc, args.data(), "moe-compiler translation driver"));
 }

@@ -262,10 +262,16 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
   if (mma)
     ro.tileRows = tileM;
-  std::string routeName = routeKernelName(ro);
-  gpu::GPUFuncOp route = kernel(routeName, [&] {
-    return buildRouteKernel(b, kloc, kernels, routeName, ro);
-  });
+  // Many tokens: routing selects in parallel over the GPU, then one block
+  // finishes (a single block would route thousands of tokens alone).
+  bool splitRoute = T > 2 * (kRouteThreads / 32);
+  auto routeKernel = [&](RoutePart part) {
+    RouteKernelOptions po = ro;
+    po.part = part;
+    std::string name = routeKernelName(po);
+    return kernel(name,
+                  [&] { return buildRouteKernel(b, kloc, kernels, name, po); });
+  };
   gpu::GPUFuncOp round = kernel("round_bf16", [&] {
     return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
   });
@@ -322,7 +328,21 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   }
   if (bias)
     routeArgs.push_back(bias);
-  h.launch(route, {1, 1, 1}, {kRouteThreads, 1, 1}, routeArgs);
+  if (splitRoute) {
+    Value counts = h.alloc({E}, i32);
+    Value zero = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
+    gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, counts, zero);
+    routeArgs.push_back(counts);
+    int64_t warpsPerBlock = kRouteSelectThreads / 32;
+    h.launch(routeKernel(RoutePart::Select),
+             {(T + warpsPerBlock - 1) / warpsPerBlock, 1, 1},
+             {kRouteSelectThreads, 1, 1}, routeArgs);
+    h.launch(routeKernel(RoutePart::Finish), {1, 1, 1}, {kRouteThreads, 1, 1},
+             routeArgs);
+  } else {
+    h.launch(routeKernel(RoutePart::Whole), {1, 1, 1}, {kRouteThreads, 1, 1},
+             routeArgs);
+  }
 
   if (mma) {
     MmaOptions upOpts;

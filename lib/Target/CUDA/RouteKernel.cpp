@@ -43,6 +43,10 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
     name += o.biasType.isF32() ? "_biasf32" : "_biasbf16";
   if (o.tileRows)
     name += "_tiles" + std::to_string(o.tileRows);
+  if (o.part == RoutePart::Select)
+    name += "_select";
+  else if (o.part == RoutePart::Finish)
+    name += "_finish";
   if (o.scaling != 1.0) {
     // The bit pattern keeps distinct scalings apart in the symbol name.
     uint64_t bits;
@@ -76,18 +80,25 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
   }
   if (o.biasType)
     argTypes.push_back(MemRefType::get({dyn}, o.biasType));
+  bool select = o.part == RoutePart::Select, finish = o.part == RoutePart::Finish;
+  if (select || finish)
+    argTypes.push_back(vecI32); // per-expert counts in global memory (zeroed)
   auto fn = gpu::GPUFuncOp::create(b, loc, name,
                                    FunctionType::get(ctx, argTypes, {}));
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   // Launched with exactly this block: ptxas fits the registers to it.
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(kRouteThreads), 1, 1}));
+  const int64_t threads = select ? kRouteSelectThreads : kRouteThreads;
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
   auto shared = MemRefType::get(
       {kRouteThreads}, i32, MemRefLayoutAttrInterface(),
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
-  Value counts = fn.addWorkgroupAttribution(shared, loc);
-  Value scanA = fn.addWorkgroupAttribution(shared, loc);
-  Value scanB = fn.addWorkgroupAttribution(shared, loc);
-  Value scanC = o.tileRows ? fn.addWorkgroupAttribution(shared, loc) : Value();
+  Value counts, scanA, scanB, scanC;
+  if (!select) {
+    counts = fn.addWorkgroupAttribution(shared, loc);
+    scanA = fn.addWorkgroupAttribution(shared, loc);
+    scanB = fn.addWorkgroupAttribution(shared, loc);
+    scanC = o.tileRows ? fn.addWorkgroupAttribution(shared, loc) : Value();
+  }
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value logits = entry.getArgument(0), offsets = entry.getArgument(1),
@@ -98,6 +109,9 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
   Value tileExpert = o.tileRows ? entry.getArgument(nextArg++) : Value();
   Value tileRow = o.tileRows ? entry.getArgument(nextArg++) : Value();
   Value bias = o.biasType ? entry.getArgument(nextArg++) : Value();
+  Value globalCounts = select || finish ? entry.getArgument(nextArg++) : Value();
+  if (select)
+    counts = globalCounts;
 
   const int64_t E = o.numExperts, k = o.topK;
   auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
@@ -144,13 +158,30 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
   Value tokens = memref::DimOp::create(b, loc, logits, 0);
   Value numExperts = ci(E);
 
-  ifThen(icmp(P::ult, tid, numExperts),
-         [&] { memref::StoreOp::create(b, loc, c32(0), counts, tid); });
-  barrier();
+  if (!select) {
+    // The counts start at zero, or at what the select kernel counted.
+    ifThen(icmp(P::ult, tid, numExperts), [&] {
+      Value c = finish ? memref::LoadOp::create(b, loc, globalCounts, tid)
+                             .getResult()
+                       : c32(0);
+      memref::StoreOp::create(b, loc, c, counts, tid);
+    });
+    barrier();
+  }
 
-  // --- Routing: a warp per token. ---
-  auto tokenLoop = scf::ForOp::create(b, loc, warp, tokens,
-                                      ci(kRouteThreads / 32));
+  // --- Routing: a warp per token (tokens strided over every warp of the
+  // grid). ---
+  Value firstWarp = warp, warpStride = ci(kRouteThreads / 32);
+  if (select) {
+    Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+    Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+    firstWarp = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, bx, ci(threads / 32)), warp);
+    warpStride = arith::MulIOp::create(b, loc, gx, ci(threads / 32));
+  }
+  // The finish kernel takes the routing from the select kernel.
+  Value loopEnd = finish ? ci(0) : tokens;
+  auto tokenLoop = scf::ForOp::create(b, loc, firstWarp, loopEnd, warpStride);
   {
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(tokenLoop.getBody());
@@ -290,6 +321,10 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
       memref::StoreOp::create(b, loc, pos, assignPos, a);
       memref::StoreOp::create(b, loc, myW, assignWeight, a);
     });
+  }
+  if (select) {
+    gpu::ReturnOp::create(b, loc);
+    return fn;
   }
   barrier();
 

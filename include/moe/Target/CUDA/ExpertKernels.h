@@ -76,6 +76,16 @@ gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,
 /// experts.
 constexpr int64_t kRouteThreads = 1024;
 
+/// Threads of each block of the routing kernel's select part.
+constexpr int64_t kRouteSelectThreads = 256;
+
+/// The routing kernel whole (one block: select, count, scan, map), or in two
+/// parts for many tokens: Select (a warp per token over a grid of
+/// kRouteSelectThreads-thread blocks; counts by global atomics) and Finish
+/// (one block: scan, tiles, mapping). Both parts take a trailing argument
+/// `counts` (i32 [E], zeroed before Select).
+enum class RoutePart { Whole, Select, Finish };
+
 /// The routing options the GPU gating kernel specializes on (see
 /// moe.router); group-limited routing and capacity are not supported yet.
 struct RouteKernelOptions {
@@ -90,6 +100,7 @@ struct RouteKernelOptions {
   /// arguments tileExpert, tileRow [TT] before the bias; tile t covers rows
   /// tileRow[t] .. + tileRows of expert tileExpert[t] (-1 past the last).
   int64_t tileRows = 0;
+  RoutePart part = RoutePart::Whole;
 };
 
 /// Adds the gating kernel `name`, run as one block of kRouteThreads threads:

@@ -1,0 +1,58 @@
+//===- HFImport.h - Hugging Face config.json to moe IR ------------*- C++ -*-===//
+//
+// Part of moe-compiler. Reads a Hugging Face checkpoint's config.json (and,
+// when present, model.safetensors.index.json) and builds model IR in which
+// the weights stay external, referenced by tensor name.
+//
+// Naming convention for weights (function arguments of @model):
+//  - `moe.weight = "<HF tensor name>"`: the tensor as stored.
+//  - `moe.weight = "<name>", moe.transpose`: an HF Linear weight stored
+//    [out, in]; the argument is its transpose [in, out].
+//  - `moe.weight = "model.layers.3.mlp.experts.*.up_proj.weight",
+//    moe.stack = "transpose"`: the argument stacks per-expert tensors; `*`
+//    stands for the expert index 0 .. E-1, each tensor [out, in] is
+//    transposed and the results are stacked along a new leading dim:
+//    [E, in, out].
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_IMPORT_HFIMPORT_H
+#define MOE_IMPORT_HFIMPORT_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <optional>
+#include <string>
+
+namespace mlir {
+class MLIRContext;
+namespace moe {
+
+struct HFImportOptions {
+  /// Rows of the hidden-states input `x` [tokens, hidden].
+  int64_t tokens = 1;
+  /// Shown in messages and locations, e.g. "ckpt/config.json".
+  std::string configName = "config.json";
+  std::string indexName = "model.safetensors.index.json";
+};
+
+/// Builds the model module from config.json text and, when given, the
+/// safetensors index text. On failure returns null and sets `error` to a
+/// message that names the file, the key or tensor, and the architecture.
+/// Never aborts on bad input.
+OwningOpRef<ModuleOp> importHFConfig(llvm::StringRef configText,
+                                     std::optional<llvm::StringRef> indexText,
+                                     MLIRContext *context,
+                                     const HFImportOptions &options,
+                                     std::string &error);
+
+/// Registers the `--import-hf` translation (input: a checkpoint directory
+/// or its config.json) and its `--import-hf-tokens=N` option.
+void registerHFImportTranslation();
+
+} // namespace moe
+} // namespace mlir
+
+#endif // MOE_IMPORT_HFIMPORT_H

@@ -639,11 +639,14 @@ LogicalResult importSwitch(Config &cfg, ModelSpec &m) {
   m.hidden = *d;
   m.numLayers = *enc + *dec;
   // SwitchTransformersStack: sparse where i % step == 1 or step == 1.
+  SmallVector<std::string> denseBlocks;
   auto addStack = [&](StringRef stack, int64_t n, int64_t step, int ffIndex) {
     for (int64_t i = 0; i < n; ++i) {
       bool sparse = step > 0 && (step == 1 || i % step == 1);
-      if (!sparse)
+      if (!sparse) {
+        denseBlocks.push_back((stack + ".block." + Twine(i)).str());
         continue;
+      }
       LayerSpec l;
       l.index = i;
       std::string p = (stack + ".block." + Twine(i) + ".layer." +
@@ -670,9 +673,15 @@ LogicalResult importSwitch(Config &cfg, ModelSpec &m) {
     return cfg.fail("no sparse layers: 'encoder_sparse_step' and "
                     "'decoder_sparse_step' are both 0");
   m.skipped.push_back("shared.weight (embedding)");
-  m.skipped.push_back("encoder/decoder self-attention, cross-attention, "
-                      "layer norms and dense FFN blocks");
+  m.skipped.push_back("encoder/decoder self-attention, cross-attention and "
+                      "layer norms");
   m.skipped.push_back("lm_head");
+  if (!denseBlocks.empty()) {
+    std::string s = "dense FFN blocks [";
+    for (auto [i, b] : llvm::enumerate(denseBlocks))
+      s += (i ? ", " : "") + b;
+    m.skipped.push_back(s + "]");
+  }
   m.notes.push_back("encoder and decoder MoE layers are chained in that "
                     "order; the decoder's cross-attention input is not "
                     "modelled");
@@ -1032,15 +1041,15 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       attrs.push_back(b.getStringAttr(s));
     return b.getArrayAttr(attrs);
   };
-  SmallVector<int64_t> moeLayers;
+  SmallVector<std::string> moeLayers;
   for (const LayerSpec &l : m.layers)
-    moeLayers.push_back(l.index);
+    moeLayers.push_back(l.scope);
   SmallVector<NamedAttribute> info = {
       b.getNamedAttr("architecture", b.getStringAttr(m.architecture)),
       b.getNamedAttr("model_type", b.getStringAttr(m.modelType)),
       b.getNamedAttr("num_hidden_layers", b.getI64IntegerAttr(m.numLayers)),
       b.getNamedAttr("dtype", b.getStringAttr(dtypeName)),
-      b.getNamedAttr("moe_layers", b.getDenseI64ArrayAttr(moeLayers)),
+      b.getNamedAttr("moe_layers", strings(moeLayers)),
       b.getNamedAttr("dense_layers", b.getDenseI64ArrayAttr(m.denseLayers)),
       b.getNamedAttr("skipped", strings(m.skipped)),
       b.getNamedAttr("weights_checked", b.getBoolAttr(index.has_value()))};

@@ -842,7 +842,8 @@ public:
       : ctx(ctx), opts(opts), error(error) {}
 
   OwningOpRef<ModuleOp> run(StringRef configText,
-                            std::optional<StringRef> indexText);
+                            std::optional<StringRef> indexText,
+                            ArrayRef<HFSafetensorsHeader> headers);
 
 private:
   LogicalResult fail(const Twine &msg) {
@@ -851,6 +852,10 @@ private:
     return failure();
   }
   LogicalResult readIndex(StringRef text);
+  LogicalResult readHeader(const HFSafetensorsHeader &header);
+  LogicalResult checkStored(StringRef name, ArrayRef<int64_t> shape,
+                            const WeightRef &w, const LayerSpec &l,
+                            StringRef role);
   LogicalResult checkIndex(const ModelSpec &m);
   LogicalResult checkTensor(const LayerSpec &l, const WeightRef &w,
                             StringRef role);
@@ -861,8 +866,83 @@ private:
   const HFImportOptions &opts;
   std::string &error;
   std::optional<llvm::StringSet<>> index;
+  /// Dtype and shape of every tensor whose safetensors header was read.
+  struct Stored {
+    std::string dtype, file;
+    SmallVector<int64_t> shape;
+  };
+  llvm::StringMap<Stored> stored;
+  std::string dtypeTag; // BF16, F16 or F32: the model's tensors
+  std::string listName; // the file that lists the tensors, for messages
   std::string arch;
 };
+
+LogicalResult Importer::readHeader(const HFSafetensorsHeader &header) {
+  const std::string &file = header.file;
+  std::optional<json::Value> v = parseJson(header.json, file, error);
+  if (!v)
+    return failure();
+  const json::Object *root = v->getAsObject();
+  if (!root)
+    return fail(file + ": the safetensors header must be an object, got " +
+                Config::describe(*v));
+  for (const auto &kv : *root) {
+    StringRef name = kv.first;
+    if (name == "__metadata__")
+      continue;
+    const json::Object *t = kv.second.getAsObject();
+    auto bad = [&](const Twine &why) {
+      return fail(file + ": tensor '" + name + "': " + why);
+    };
+    if (!t)
+      return bad("expected an object, got " + Config::describe(kv.second));
+    const json::Value *dt = t->get("dtype");
+    const json::Array *shape = t->getArray("shape");
+    if (!dt || !dt->getAsString())
+      return bad("'dtype' must be a string");
+    if (!shape)
+      return bad("'shape' must be a list of integers");
+    Stored s;
+    s.dtype = dt->getAsString()->str();
+    s.file = file;
+    for (const json::Value &d : *shape) {
+      std::optional<int64_t> i = d.getAsInteger();
+      if (!i || *i < 0)
+        return bad("'shape' must be a list of non-negative integers");
+      s.shape.push_back(*i);
+    }
+    stored[name] = std::move(s);
+  }
+  return success();
+}
+
+LogicalResult Importer::checkStored(StringRef name, ArrayRef<int64_t> shape,
+                                    const WeightRef &w, const LayerSpec &l,
+                                    StringRef role) {
+  StringRef dtype = w.f32 ? StringRef("F32") : StringRef(dtypeTag);
+  auto it = stored.find(name);
+  if (it == stored.end())
+    return success(); // its shard's header was not read
+  const Stored &s = it->second;
+  auto str = [](ArrayRef<int64_t> v) {
+    std::string out = "[";
+    llvm::raw_string_ostream os(out);
+    llvm::interleaveComma(v, os);
+    return out + "]";
+  };
+  if (ArrayRef<int64_t>(s.shape) != shape)
+    return fail(s.file + ": " + arch + ": tensor '" + name + "' (" + role +
+                " of layer " + Twine(l.index) + ") has shape " + str(s.shape) +
+                ", config.json implies " + str(shape));
+  // Kept in f32 by the official checkpoints, in the model dtype by a model
+  // that transformers cast as a whole; the argument takes the stored type.
+  bool anyFloat = w.f32 && (s.dtype == "BF16" || s.dtype == "F16");
+  if (s.dtype != dtype && !anyFloat)
+    return fail(s.file + ": " + arch + ": tensor '" + name + "' (" + role +
+                " of layer " + Twine(l.index) + ") is " + s.dtype +
+                ", config.json implies " + dtype);
+  return success();
+}
 
 LogicalResult Importer::readIndex(StringRef text) {
   const std::string &file = opts.indexName;
@@ -894,11 +974,19 @@ LogicalResult Importer::readIndex(StringRef text) {
 LogicalResult Importer::checkTensor(const LayerSpec &l, const WeightRef &w,
                                     StringRef role) {
   auto missing = [&](StringRef name) {
-    return fail(opts.indexName + ": " + arch + ": no entry for tensor '" +
+    return fail(listName + ": " + arch + ": no entry for tensor '" +
                 name + "' (" + role + " of layer " + Twine(l.index) + ")");
   };
-  if (w.layout != Layout::StackTranspose)
-    return index->count(w.name) ? success() : missing(w.name);
+  // The stored shape: HF Linear weights are [out, in].
+  SmallVector<int64_t> shape(w.shape);
+  if (w.layout == Layout::Transpose)
+    std::swap(shape[0], shape[1]);
+  if (w.layout != Layout::StackTranspose) {
+    if (!index->count(w.name))
+      return missing(w.name);
+    return checkStored(w.name, shape, w, l, role);
+  }
+  shape = {w.shape[2], w.shape[1]};
   size_t star = w.name.find('*');
   StringRef head = StringRef(w.name).take_front(star),
             tail = StringRef(w.name).drop_front(star + 1);
@@ -906,6 +994,8 @@ LogicalResult Importer::checkTensor(const LayerSpec &l, const WeightRef &w,
     std::string name = (head + Twine(j) + tail).str();
     if (!index->count(name))
       return missing(name);
+    if (failed(checkStored(name, shape, w, l, role)))
+      return failure();
   }
   return success();
 }
@@ -927,7 +1017,7 @@ LogicalResult Importer::checkIndex(const ModelSpec &m) {
       maxSeen = std::max(maxSeen, j);
     }
     if (maxSeen >= l.numExperts)
-      return fail(opts.indexName + ": " + arch + ": layer " + Twine(l.index) +
+      return fail(listName + ": " + arch + ": layer " + Twine(l.index) +
                   " has expert " + Twine(maxSeen) + " ('" + l.expertPrefix +
                   Twine(maxSeen) + ".*') but config.json gives " +
                   Twine(l.numExperts) + " experts");
@@ -967,8 +1057,15 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   argAttrs.push_back(
       b.getDictionaryAttr(b.getNamedAttr("moe.input", b.getStringAttr("x"))));
   auto addWeight = [&](const WeightRef &w) -> unsigned {
-    argTypes.push_back(
-        RankedTensorType::get(w.shape, w.f32 ? b.getF32Type() : dtype));
+    Type elt = dtype;
+    if (w.f32) {
+      auto it = stored.find(w.name);
+      StringRef tag = it == stored.end() ? "F32" : it->second.dtype;
+      elt = tag == "BF16"  ? b.getBF16Type()
+            : tag == "F16" ? b.getF16Type()
+                           : b.getF32Type();
+    }
+    argTypes.push_back(RankedTensorType::get(w.shape, elt));
     SmallVector<NamedAttribute> attrs = {
         b.getNamedAttr("moe.weight", b.getStringAttr(w.name))};
     if (w.layout == Layout::Transpose)
@@ -1052,7 +1149,8 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       b.getNamedAttr("moe_layers", strings(moeLayers)),
       b.getNamedAttr("dense_layers", b.getDenseI64ArrayAttr(m.denseLayers)),
       b.getNamedAttr("skipped", strings(m.skipped)),
-      b.getNamedAttr("weights_checked", b.getBoolAttr(index.has_value()))};
+      b.getNamedAttr("weights_checked", b.getBoolAttr(index.has_value())),
+      b.getNamedAttr("shapes_checked", b.getBoolAttr(!stored.empty()))};
   if (!m.notes.empty())
     info.push_back(b.getNamedAttr("notes", strings(m.notes)));
   (*module)->setAttr("moe.hf", b.getDictionaryAttr(info));
@@ -1076,7 +1174,8 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
 }
 
 OwningOpRef<ModuleOp> Importer::run(StringRef configText,
-                                    std::optional<StringRef> indexText) {
+                                    std::optional<StringRef> indexText,
+                                    ArrayRef<HFSafetensorsHeader> headers) {
   std::optional<json::Value> v = parseJson(configText, opts.configName, error);
   if (!v)
     return nullptr;
@@ -1165,8 +1264,20 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
          Twine(opts.tokens));
     return nullptr;
   }
+  dtypeTag = dtype.isBF16() ? "BF16" : dtype.isF16() ? "F16" : "F32";
   if (indexText && failed(readIndex(*indexText)))
     return nullptr;
+  for (const HFSafetensorsHeader &h : headers)
+    if (failed(readHeader(h)))
+      return nullptr;
+  // A single-file checkpoint without an index: its header lists the tensors.
+  listName = opts.indexName;
+  if (!index && !headers.empty()) {
+    listName = headers.front().file;
+    index.emplace();
+    for (const auto &kv : stored)
+      index->insert(kv.getKey());
+  }
 
   ModelSpec m;
   m.modelType = modelType;
@@ -1204,15 +1315,82 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
 OwningOpRef<ModuleOp>
 mlir::moe::importHFConfig(StringRef configText,
                           std::optional<StringRef> indexText,
+                          ArrayRef<HFSafetensorsHeader> headers,
                           MLIRContext *context, const HFImportOptions &options,
                           std::string &error) {
   error.clear();
   context->loadDialect<MoEDialect, func::FuncDialect>();
   OwningOpRef<ModuleOp> module =
-      Importer(context, options, error).run(configText, indexText);
+      Importer(context, options, error).run(configText, indexText, headers);
   if (!module && error.empty())
     error = options.configName + ": import failed";
   return module;
+}
+
+/// Reads the JSON header of a safetensors file (8-byte little-endian length,
+/// then the header); the tensor data is never read.
+static LogicalResult readHeaderOf(StringRef path, HFSafetensorsHeader &out,
+                                  std::string &error) {
+  constexpr uint64_t kMaxHeader = uint64_t(100) << 20;
+  auto fail = [&](const Twine &why) {
+    error = (path + ": " + why).str();
+    return failure();
+  };
+  uint64_t fileSize = 0;
+  if (llvm::sys::fs::file_size(path, fileSize) || fileSize < 8)
+    return fail("too short for a safetensors header (" + Twine(fileSize) +
+                " bytes)");
+  auto buf = llvm::MemoryBuffer::getFileSlice(path, 8, 0);
+  if (!buf || (*buf)->getBufferSize() != 8)
+    return fail("cannot read the safetensors header length");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i)
+    n = (n << 8) | uint8_t((*buf)->getBuffer()[i]);
+  if (n == 0 || n > kMaxHeader)
+    return fail("safetensors header length " + Twine(n) +
+                " is out of range (1 .. " + Twine(kMaxHeader) + ")");
+  auto header = llvm::MemoryBuffer::getFileSlice(path, n, 8);
+  if (n > fileSize - 8 || !header || (*header)->getBufferSize() != n)
+    return fail("the file is shorter than its safetensors header (" +
+                Twine(n) + " bytes)");
+  out.file = path.str();
+  out.json = (*header)->getBuffer().str();
+  return success();
+}
+
+LogicalResult mlir::moe::readSafetensorsHeaders(
+    StringRef dir, const std::optional<std::string> &indexText,
+    std::vector<HFSafetensorsHeader> &headers, std::string &error) {
+  llvm::SmallVector<std::string> files;
+  if (indexText) {
+    // The shards the index names; a malformed index is reported by the
+    // importer itself, so it is only read here when it parses.
+    llvm::Expected<json::Value> v = json::parse(*indexText);
+    if (!v) {
+      llvm::consumeError(v.takeError());
+      return success();
+    }
+    llvm::StringSet<> seen;
+    if (const json::Object *root = v->getAsObject())
+      if (const json::Object *map = root->getObject("weight_map"))
+        for (const auto &kv : *map)
+          if (std::optional<StringRef> f = kv.second.getAsString())
+            if (seen.insert(*f).second && !f->contains('/'))
+              files.push_back(f->str());
+  } else {
+    files.push_back("model.safetensors");
+  }
+  for (const std::string &f : files) {
+    SmallString<256> path(dir);
+    llvm::sys::path::append(path, f);
+    if (!llvm::sys::fs::is_regular_file(path))
+      continue; // config-only directories are fine
+    HFSafetensorsHeader h;
+    if (failed(readHeaderOf(path, h, error)))
+      return failure();
+    headers.push_back(std::move(h));
+  }
+  return success();
 }
 
 void mlir::moe::registerHFImportTranslation() {
@@ -1250,10 +1428,18 @@ void mlir::moe::registerHFImportTranslation() {
           }
         }
         std::string error;
+        std::vector<HFSafetensorsHeader> headers;
+        if (configPath != "<stdin>" && !configPath.empty() &&
+            failed(readSafetensorsHeaders(
+                llvm::sys::path::parent_path(configPath), indexText, headers,
+                error))) {
+          emitError(UnknownLoc::get(context)) << error;
+          return nullptr;
+        }
         OwningOpRef<ModuleOp> module = importHFConfig(
             buf->getBuffer(),
             indexText ? std::optional<StringRef>(*indexText) : std::nullopt,
-            context, options, error);
+            headers, context, options, error);
         if (!module) {
           emitError(UnknownLoc::get(context)) << error;
           return nullptr;

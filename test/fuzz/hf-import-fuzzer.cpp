@@ -1,7 +1,8 @@
 //===- hf-import-fuzzer.cpp - libFuzzer target: Hugging Face importer -----===//
 //
 // Part of moe-compiler. The input is config.json text, optionally followed by
-// a NUL byte and model.safetensors.index.json text. The importer must either
+// a NUL byte and model.safetensors.index.json text (empty: no index), and
+// optionally another NUL and a safetensors header. The importer must either
 // build a module that verifies and survives a print/parse round trip, or fail
 // with a message; never crash, assert or read out of bounds.
 //
@@ -36,14 +37,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   MLIRContext &ctx = context();
   ScopedDiagnosticHandler quiet(&ctx, [](Diagnostic &) { return success(); });
   llvm::StringRef input(reinterpret_cast<const char *>(data), size);
-  auto [config, index] = input.split('\0');
-  bool hasIndex = config.size() != input.size();
+  auto [config, rest] = input.split('\0');
+  auto [index, header] = rest.split('\0');
+  bool hasIndex = !index.empty();
+  std::vector<moe::HFSafetensorsHeader> headers;
+  if (rest.size() != index.size())
+    headers.push_back({"model.safetensors", header.str()});
   moe::HFImportOptions options;
   options.tokens = 1 + int64_t(size % 7);
   std::string error;
   OwningOpRef<ModuleOp> module = moe::importHFConfig(
       config, hasIndex ? std::optional<llvm::StringRef>(index) : std::nullopt,
-      &ctx, options, error);
+      headers, &ctx, options, error);
   if (!module) {
     if (error.empty())
       std::abort(); // a failure must say why

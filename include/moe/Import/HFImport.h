@@ -21,10 +21,13 @@
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
+#include "llvm/Support/LogicalResult.h"
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mlir {
 class MLIRContext;
@@ -38,15 +41,33 @@ struct HFImportOptions {
   std::string indexName = "model.safetensors.index.json";
 };
 
+/// The JSON header of one safetensors file: tensor names, dtypes, shapes.
+struct HFSafetensorsHeader {
+  std::string file; // for messages
+  std::string json;
+};
+
 /// Builds the model module from config.json text and, when given, the
-/// safetensors index text. On failure returns null and sets `error` to a
+/// safetensors index text and the headers of the checkpoint's safetensors
+/// files (each tensor's stored shape and dtype is then checked; without an
+/// index the headers list the tensors). On failure returns null and sets `error` to a
 /// message that names the file, the key or tensor, and the architecture.
 /// Never aborts on bad input.
 OwningOpRef<ModuleOp> importHFConfig(llvm::StringRef configText,
                                      std::optional<llvm::StringRef> indexText,
+                                     llvm::ArrayRef<HFSafetensorsHeader> headers,
                                      MLIRContext *context,
                                      const HFImportOptions &options,
                                      std::string &error);
+
+/// Reads the headers of the safetensors files in `dir` that the index names
+/// (or of `model.safetensors` without an index); files that are absent are
+/// skipped. Fails with `error` set on a truncated or implausible header.
+llvm::LogicalResult
+readSafetensorsHeaders(llvm::StringRef dir,
+                       const std::optional<std::string> &indexText,
+                       std::vector<HFSafetensorsHeader> &headers,
+                       std::string &error);
 
 /// Registers the `--import-hf` translation (input: a checkpoint directory
 /// or its config.json) and its `--import-hf-tokens=N` option.

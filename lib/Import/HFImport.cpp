@@ -857,6 +857,7 @@ private:
                             const WeightRef &w, const LayerSpec &l,
                             StringRef role);
   LogicalResult checkIndex(const ModelSpec &m);
+  LogicalResult checkSizes(const ModelSpec &m);
   LogicalResult checkTensor(const LayerSpec &l, const WeightRef &w,
                             StringRef role);
   OwningOpRef<ModuleOp> emit(const ModelSpec &m, Type dtype,
@@ -997,6 +998,36 @@ LogicalResult Importer::checkTensor(const LayerSpec &l, const WeightRef &w,
     if (failed(checkStored(name, shape, w, l, role)))
       return failure();
   }
+  return success();
+}
+
+/// Every dim is at most kMaxDim, but a stacked weight multiplies three of
+/// them; refuse what no machine could hold before later passes multiply
+/// sizes in 64 bits.
+LogicalResult Importer::checkSizes(const ModelSpec &m) {
+  constexpr uint64_t kMaxElements = uint64_t(1) << 40;
+  auto check = [&](const LayerSpec &l, const std::optional<WeightRef> &w) {
+    if (!w)
+      return success();
+    uint64_t n = 1;
+    for (int64_t d : w->shape) {
+      if (n > kMaxElements / uint64_t(d))
+        return fail(opts.configName + ": " + arch + ": tensor '" + w->name +
+                    "' of layer " + Twine(l.index) +
+                    " would have more than 2^40 elements; the sizes in "
+                    "config.json are implausible");
+      n *= uint64_t(d);
+    }
+    return success();
+  };
+  for (const LayerSpec &l : m.layers)
+    for (const std::optional<WeightRef> &w :
+         {std::optional<WeightRef>(l.router), l.routerBias,
+          std::optional<WeightRef>(l.up), l.gate,
+          std::optional<WeightRef>(l.down), l.sharedUp, l.sharedGate,
+          l.sharedDown, l.sharedCoef, l.mlpUp, l.mlpDown, l.mlpCoef})
+      if (failed(check(l, w)))
+        return failure();
   return success();
 }
 
@@ -1305,7 +1336,7 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     (void)cfg.fail("the configuration has no MoE layers");
     return nullptr;
   }
-  if (index && failed(checkIndex(m)))
+  if (failed(checkSizes(m)) || (index && failed(checkIndex(m))))
     return nullptr;
   return emit(m, dtype, *dtypeName);
 }

@@ -25,14 +25,20 @@ int main(int argc, char **argv) {
   bool importHF = false;
   for (const std::string &a : storage)
     importHF |= a == "--import-hf" || a == "-import-hf";
+  // (Not the value of `-o DIR`, which must stay an error, not a write into
+  // DIR/config.json.)
   if (importHF)
-    for (std::string &a : storage)
-      if (!llvm::StringRef(a).starts_with("-") && &a != &storage[0] &&
+    for (size_t i = 1; i < storage.size(); ++i) {
+      std::string &a = storage[i];
+      if (storage[i - 1] == "-o" || storage[i - 1] == "--o")
+        continue;
+      if (!llvm::StringRef(a).starts_with("-") &&
           llvm::sys::fs::is_directory(a)) {
         llvm::SmallString<256> path(a);
         llvm::sys::path::append(path, "config.json");
         a = std::string(path);
       }
+    }
   std::vector<char *> args;
   for (std::string &a : storage)
     args.push_back(a.data());

@@ -44,11 +44,12 @@ namespace {
 /// Shared by both targets: moe on tensors to bufferized loops, deallocation
 /// included; `gpu` also routes the bf16 experts to the GPU helpers.
 void buildToLoops(OpPassManager &pm, bool gpu, StringRef gpuPath = "auto",
-                  int64_t mmaTileM = 0) {
+                  int64_t mmaTileM = 0, int64_t mmaWarps = 0) {
   if (gpu) {
     moe::ConvertMoELayerToGpuCallOptions layer;
     layer.path = gpuPath.str();
     layer.mmaTileM = mmaTileM;
+    layer.mmaWarps = mmaWarps;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
   }
   pm.addPass(moe::createMoEDecomposeLayer());
@@ -141,7 +142,8 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
 
 void mlir::moe::buildCudaPipeline(OpPassManager &pm,
                                   const CudaPipelineOptions &options) {
-  buildToLoops(pm, /*gpu=*/true, options.path, options.mmaTileM);
+  buildToLoops(pm, /*gpu=*/true, options.path, options.mmaTileM,
+               options.mmaWarps);
   buildToLLVM(pm, /*gpu=*/true, options.format);
 }
 

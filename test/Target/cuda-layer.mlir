@@ -8,6 +8,8 @@
 // RUN: moe-compile %s --target=cuda --gpu-mma-tile-m=128 --emit=mlir | FileCheck %s --check-prefix=TILE128
 // RUN: not moe-compile %s --target=cuda --gpu-mma-tile-m=96 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTILE
 // RUN: not moe-opt %s --moe-cuda-pipeline="path=simd" 2>&1 | FileCheck %s --check-prefix=OPTPATH
+// RUN: moe-compile %s --target=cuda --gpu-mma-warps=8 --emit=mlir | FileCheck %s --check-prefix=WARPS8
+// RUN: not moe-compile %s --target=cuda --gpu-mma-warps=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWARPS
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
 
 // 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path with
@@ -17,8 +19,8 @@
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2 blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_finish blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16_m64_s3 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16_m64_s3_w4 blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // MLIR: gpu.binary @moe_kernels
 // MLIR: @moe_model_signature("device-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x256\0Adevice-weight w_gate BF16 8x128x256\0Adevice-weight w_down BF16 8x256x128\0Adevice-output y BF16 256x128\0A\00")
@@ -39,7 +41,10 @@
 // OPTPATH-NOT: see current operation
 
 // TILE128: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select
-// TILE128: @moe_kernels::@moe_mma_pair_silu_bf16_m128_s2
+// TILE128: @moe_kernels::@moe_mma_pair_silu_bf16_m128_s2_w4
+
+// WARPS8: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3 blocks in
+// BADWARPS: moe-compile: error: --gpu-mma-warps must be 0 (auto), 4 or 8, got 6
 
 // BADTILE: moe-compile: error: --gpu-mma-tile-m must be 0 (auto), 64 or 128, got 96
 // BADTILE-NOT: moe.layer

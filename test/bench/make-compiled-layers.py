@@ -49,6 +49,7 @@ def main():
     p.add_argument("--moe-compile", default="build/bin/moe-compile")
     p.add_argument("--gpu-path", default="auto", help="auto, gemv or mma")
     p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
+    p.add_argument("--mma-warps", default="0", help="0 (auto), 4 or 8")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -61,6 +62,7 @@ def main():
             subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",
                             "--emit=shared", "--cpu=x86-64-v3", "--gpu-path=" + args.gpu_path,
                             "--gpu-mma-tile-m=" + args.mma_tile_m,
+                            "--gpu-mma-warps=" + args.mma_warps,
                             "-o", base + ".so"],
                            check=True)
             print("compiled", base + ".so", flush=True)

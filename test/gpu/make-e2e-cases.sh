@@ -13,17 +13,17 @@ rm -rf "$dir"
 # (moe-testgen is deterministic for a given seed), which keeps the carried
 # tree small. The seed is fresh for every build of the cases.
 seed=${SEED:-$(date +%s)}
-# make_case NAME [--gpu-path=P] moe-testgen options...
+# make_case NAME [--gpu-*=V moe-compile options...] moe-testgen options...
 make_case() {
   name=$1; shift
   path=--gpu-path=auto
-  case "$1" in --gpu-path=*) path=$1; shift;; esac
+  while case "$1" in --gpu-*=*) true;; *) false;; esac; do path="$path $1"; shift; done
   mkdir -p "$dir/$name"
   seed=$((seed + 1))
   echo "--dtype bf16 --seed $seed $*" > "$dir/$name/gen-args"
   build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 --seed $seed "$@" > /dev/null
   build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
-    "$path" -o "$dir/$name/model"
+    $path -o "$dir/$name/model"
   rm -f "$dir/$name"/*.safetensors
 }
 make_case fused-mixtral --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
@@ -45,7 +45,13 @@ make_case mma-e256-top8 --gpu-path=mma --top-k 8 --experts 256 --renormalize --t
 make_case mma-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 64 --hidden 128 --ffn 128
 make_case mma-router-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --tokens 256 --hidden 128 --ffn 128
 make_case mma-tile128 --gpu-path=mma --top-k 2 --experts 8 --tokens 700 --hidden 128 --ffn 256 --plain --activation gelu_tanh
+make_case mma-warps4 --gpu-path=mma --gpu-mma-tile-m=128 --gpu-mma-warps=4 --top-k 2 --experts 8 --tokens 600 --hidden 128 --ffn 256
+make_case mma-warps4-plain --gpu-path=mma --gpu-mma-warps=4 --top-k 1 --plain --activation relu --experts 8 --tokens 900 --hidden 256 --ffn 128
 make_case mma-auto-many-rows --top-k 2 --experts 8 --tokens 256 --hidden 128 --ffn 128
 make_case mma-big-tiles --gpu-path=mma --top-k 2 --experts 8 --tokens 1400 --hidden 256 --ffn 384
+# Decomposed layers (routing on the CPU, experts on the GPU): capacity drops,
+# the PR-MoE residual MLP with mixing.
+make_case capacity-drops --top-k 2 --tokens 32 --capacity 0.5 --hidden 64 --ffn 64
+make_case pr-moe-residual --top-k 1 --plain --activation gelu --experts 16 --mlp 64 --mlp-coef --hidden 64 --ffn 64
 make_case deepseek-groups --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64
 echo "made $(ls "$dir" | wc -l) cases in $dir"

@@ -74,6 +74,11 @@ cl::opt<int64_t> gpuMmaTileM(
     cl::desc("rows per tensor-core tile: 0 (default, chosen per layer), 64 "
              "or 128"),
     cl::init(0));
+cl::opt<int64_t> gpuMmaWarps(
+    "gpu-mma-warps",
+    cl::desc("warps per tensor-core block: 0 (default, chosen per layer), 4 "
+             "or 8"),
+    cl::init(0));
 cl::opt<std::string> entryName("entry",
                                cl::desc("model entry function (default: the "
                                         "only public function)"),
@@ -181,6 +186,9 @@ int main(int argc, char **argv) {
   if (gpuMmaTileM != 0 && gpuMmaTileM != 64 && gpuMmaTileM != 128)
     return fail("--gpu-mma-tile-m must be 0 (auto), 64 or 128, got " +
                 Twine(gpuMmaTileM));
+  if (gpuMmaWarps != 0 && gpuMmaWarps != 4 && gpuMmaWarps != 8)
+    return fail("--gpu-mma-warps must be 0 (auto), 4 or 8, got " +
+                Twine(gpuMmaWarps));
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");
@@ -249,6 +257,7 @@ int main(int argc, char **argv) {
     moe::CudaPipelineOptions cudaOptions;
     cudaOptions.path = gpuPath;
     cudaOptions.mmaTileM = gpuMmaTileM;
+    cudaOptions.mmaWarps = gpuMmaWarps;
     moe::buildCudaPipeline(pm, cudaOptions);
   }
   else

@@ -72,7 +72,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
            "average rows per expert from which auto takes the mma path">,
     Option<"mmaTileM", "mma-tile-m", "int64_t", "0",
-           "rows per tensor-core tile: 0 (by rows per expert), 64 or 128">
+           "rows per tensor-core tile: 0 (by rows per expert), 64 or 128">,
+    Option<"mmaWarps", "mma-warps", "int64_t", "0",
+           "warps per tensor-core block: 0 (auto), 4 or 8">
   ];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }

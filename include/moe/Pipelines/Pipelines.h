@@ -36,6 +36,10 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("rows per tensor-core tile: 0 (chosen per layer), 64 "
                      "or 128"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> mmaWarps{
+      *this, "mma-warps",
+      llvm::cl::desc("warps per tensor-core block: 0 (auto), 4 or 8"),
+      llvm::cl::init(0)};
   PassOptions::Option<std::string> format{
       *this, "format",
       llvm::cl::desc("kernel binary format: fatbin (default), bin or isa "

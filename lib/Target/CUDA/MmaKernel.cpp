@@ -48,7 +48,7 @@ std::string mlir::moe::mmaKernelName(const MmaOptions &o) {
                      stringifyActivation(o.activation) + "_bf16")
                         .str();
   return name + "_m" + std::to_string(o.tileM) + "_s" +
-         std::to_string(o.stages);
+         std::to_string(o.stages) + (o.warps == 8 ? "" : "_w4");
 }
 
 int64_t mlir::moe::mmaColumnsPerMatrix(const MmaOptions &o) {
@@ -83,13 +83,16 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
                                    FunctionType::get(ctx, argTypes, {}));
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   // Launched with exactly this block: ptxas fits the registers to it.
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(kMmaThreads), 1, 1}));
+  assert(o.warps == 4 || o.warps == 8);
+  const int64_t threads = 32 * o.warps;
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
 
   assert((o.tileM == 64 || o.tileM == 128) && o.stages >= 2 && o.stages <= 4);
   const int64_t TM = o.tileM, TK = kMmaTileK, S = o.stages;
   const int64_t numMats = o.pair ? 2 : 1;
   const int64_t TN = mmaColumnsPerMatrix(o); // columns per matrix
-  const int64_t WN = TN / 4;                 // columns per warp per matrix
+  const int64_t warpCols = o.warps / 2;      // warps are 2 x warpCols
+  const int64_t WN = TN / warpCols;          // columns per warp per matrix
   const int64_t NI = WN / 8;                 // n8 tiles per warp per matrix
   const int64_t MI = TM / 32;                // m16 tiles per warp (TM/2 rows)
   const int64_t aStride = TK + 8, bStride = TN + 8; // padded rows
@@ -171,8 +174,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     Value row, col, src, count; // tile row and column; A: source row, 8 or 0
   };
   SmallVector<Chunk> aChunks, bChunks;
-  for (int64_t c = 0; c < TM * (TK / 8) / kMmaThreads; ++c) {
-    Value v = add(tid, ci(c * kMmaThreads));
+  for (int64_t c = 0; c < TM * (TK / 8) / threads; ++c) {
+    Value v = add(tid, ci(c * threads));
     Chunk ch;
     ch.row = divu(v, TK / 8);
     ch.col = mul(remu(v, TK / 8), ci(8));
@@ -185,8 +188,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
     aChunks.push_back(ch);
   }
-  for (int64_t c = 0; c < TK * (TN / 8) / kMmaThreads; ++c) {
-    Value v = add(tid, ci(c * kMmaThreads));
+  for (int64_t c = 0; c < TK * (TN / 8) / threads; ++c) {
+    Value v = add(tid, ci(c * threads));
     Chunk ch;
     ch.row = divu(v, TN / 8);
     ch.col = mul(remu(v, TN / 8), ci(8));
@@ -217,8 +220,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
 
   // Warp tile and lane roles.
   Value warp = divu(tid, 32), lane = remu(tid, 32);
-  Value wm = mul(divu(warp, 4), ci(TM / 2));
-  Value wn = mul(remu(warp, 4), ci(WN));
+  Value wm = mul(divu(warp, warpCols), ci(TM / 2));
+  Value wn = mul(remu(warp, warpCols), ci(WN));
   Value g = divu(lane, 4);
   Value tg2 = mul(remu(lane, 4), ci(2));
   Value ldRow = remu(lane, 16);             // ldmatrix: this lane's row

@@ -6,7 +6,7 @@
 // CHECK-LABEL: func.func private @__moe_gpu_layer_0(
 // CHECK-SAME: tensor<1x128xbf16> {bufferization.access = "read"}
 // CHECK-SAME: -> tensor<1x128xbf16>
-// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<silu>, experts = 128 : i64, gated, path = "gemv", renormalize, rows_per_expert = 1.000000e+00 : f64, scaling = 1.000000e+00 : f64, tile_m = 64 : i64, top_k = 8 : i64}
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<silu>, experts = 128 : i64, gated, mma_warps = 4 : i64, path = "gemv", renormalize, rows_per_expert = 1.000000e+00 : f64, scaling = 1.000000e+00 : f64, tile_m = 64 : i64, top_k = 8 : i64}
 // CHECK-LABEL: func.func @decode(
 // CHECK: %[[Y:.*]] = call @__moe_gpu_layer_0(%arg0, %arg1, %arg2, %arg3, %arg4)
 // CHECK-NOT: moe.layer
@@ -22,7 +22,7 @@ func.func @decode(%x: tensor<1x128xbf16>, %r: tensor<128x128xbf16>, %u: tensor<1
 // 512 tokens, top-2 of 8: 128 rows per expert, the tensor-core path; a
 // sigmoid router with an f32 bias, scaling, plain GeLU experts.
 // CHECK-LABEL: func.func private @__moe_gpu_layer_0(
-// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, path = "mma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64}
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, mma_warps = 4 : i64, path = "mma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64}
 // GEMV-LABEL: func.func private @__moe_gpu_layer_0(
 // GEMV-SAME: path = "gemv"
 func.func @prefill(%x: tensor<512x128xbf16>, %r: tensor<128x8xbf16>, %b: tensor<8xf32>,

@@ -137,6 +137,9 @@ struct MmaOptions {
   /// shared memory).
   int64_t tileM = kMmaTileM;
   int64_t stages = 2;
+  /// Warps per block, in a 2 x (warps/2) grid: 8 (warp tiles of tileM/2 x
+  /// 32 columns) or 4 (tileM/2 x 64: twice the mma per fragment load).
+  int64_t warps = 8;
 };
 
 /// Adds the tensor-core grouped GEMM `name` (mma.sync m16n8k16, bf16 in, f32

@@ -12,6 +12,7 @@
 
 #include "moe/Import/HFImport.h"
 
+#include "HFImportInternal.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -34,19 +35,10 @@
 
 using namespace mlir;
 using namespace mlir::moe;
-namespace json = llvm::json;
+
+using namespace mlir::moe::hf;
 
 namespace {
-
-/// llvm::json recurses once per nested array/object; deeper input than this
-/// is refused before parsing so that it cannot overflow the stack.
-constexpr unsigned kMaxJsonDepth = 200;
-/// Bounds that keep every size product and loop far from overflow; real
-/// models are orders of magnitude below them.
-constexpr int64_t kMaxDim = int64_t(1) << 24;
-constexpr int64_t kMaxLayers = 4096;
-constexpr int64_t kMaxExperts = 65536;
-constexpr int64_t kMaxTokens = int64_t(1) << 20;
 
 std::string checkJsonDepth(StringRef text) {
   unsigned depth = 0;
@@ -85,10 +77,10 @@ std::optional<json::Value> parseJson(StringRef text, StringRef file,
     size_t colon = m.find(':'), comma = m.find(','), close = m.find("]: ");
     if (colon != StringRef::npos && comma != StringRef::npos &&
         close != StringRef::npos && colon < comma && comma < close) {
-      error = (file + ":" + m.slice(1, colon) + ":" +
-               m.slice(colon + 1, comma) + ": malformed JSON: " +
-               m.substr(close + 3))
-                  .str();
+      error =
+          (file + ":" + m.slice(1, colon) + ":" + m.slice(colon + 1, comma) +
+           ": malformed JSON: " + m.substr(close + 3))
+              .str();
       return std::nullopt;
     }
   }
@@ -96,13 +88,15 @@ std::optional<json::Value> parseJson(StringRef text, StringRef file,
   return std::nullopt;
 }
 
-std::string fmt(double d) {
+} // namespace
+
+std::string hf::fmt(double d) {
   std::string s;
   llvm::raw_string_ostream(s) << d;
   return s;
 }
 
-StringRef kindName(const json::Value &v) {
+StringRef hf::kindName(const json::Value &v) {
   switch (v.kind()) {
   case json::Value::Null:
     return "null";
@@ -120,693 +114,7 @@ StringRef kindName(const json::Value &v) {
   return "a value";
 }
 
-/// Typed, checked access to config.json keys. A key that is absent or null
-/// takes its default; without a default it is a "missing required key".
-class Config {
-public:
-  Config(const json::Object &obj, std::string file, std::string &error)
-      : obj(obj), file(std::move(file)), error(error) {}
-
-  void setArch(StringRef a) { arch = a.str(); }
-
-  LogicalResult fail(const Twine &msg) {
-    if (error.empty())
-      error = (file + ": " + (arch.empty() ? "" : arch + ": ") + msg).str();
-    return failure();
-  }
-
-  const json::Value *get(StringRef key) const {
-    const json::Value *v = obj.get(key);
-    return v && v->kind() != json::Value::Null ? v : nullptr;
-  }
-  bool has(StringRef key) const { return get(key); }
-
-  FailureOr<int64_t> integer(StringRef key,
-                             std::optional<int64_t> dflt = std::nullopt) {
-    const json::Value *v = get(key);
-    if (!v) {
-      if (dflt)
-        return *dflt;
-      return fail("missing required key '" + key + "'");
-    }
-    std::optional<int64_t> i = v->getAsInteger();
-    if (!i)
-      return fail("'" + key + "' must be an integer, got " + describe(*v));
-    return *i;
-  }
-
-  /// An integer in [lo, hi].
-  FailureOr<int64_t> ranged(StringRef key, int64_t lo, int64_t hi,
-                            std::optional<int64_t> dflt = std::nullopt) {
-    FailureOr<int64_t> i = integer(key, dflt);
-    if (failed(i))
-      return failure();
-    if (*i < lo || *i > hi)
-      return fail("'" + key + "' must be in [" + Twine(lo) + ", " + Twine(hi) +
-                  "], got " + Twine(*i));
-    return *i;
-  }
-  FailureOr<int64_t> size(StringRef key,
-                          std::optional<int64_t> dflt = std::nullopt) {
-    return ranged(key, 1, kMaxDim, dflt);
-  }
-
-  FailureOr<bool> boolean(StringRef key, bool dflt) {
-    const json::Value *v = get(key);
-    if (!v)
-      return dflt;
-    if (std::optional<bool> b = v->getAsBoolean())
-      return *b;
-    return fail("'" + key + "' must be a boolean, got " + describe(*v));
-  }
-
-  FailureOr<double> number(StringRef key, double dflt) {
-    const json::Value *v = get(key);
-    if (!v)
-      return dflt;
-    std::optional<double> d = v->getAsNumber();
-    if (!d)
-      return fail("'" + key + "' must be a number, got " + describe(*v));
-    if (!std::isfinite(*d))
-      return fail("'" + key + "' must be finite");
-    return *d;
-  }
-
-  FailureOr<std::string> string(StringRef key,
-                                std::optional<StringRef> dflt = std::nullopt) {
-    const json::Value *v = get(key);
-    if (!v) {
-      if (dflt)
-        return dflt->str();
-      return fail("missing required key '" + key + "'");
-    }
-    if (std::optional<StringRef> s = v->getAsString())
-      return s->str();
-    return fail("'" + key + "' must be a string, got " + describe(*v));
-  }
-
-  /// A list of integers; absent or null gives an empty list.
-  FailureOr<SmallVector<int64_t>> intList(StringRef key) {
-    SmallVector<int64_t> out;
-    const json::Value *v = get(key);
-    if (!v)
-      return out;
-    const json::Array *a = v->getAsArray();
-    if (!a)
-      return fail("'" + key + "' must be a list of integers, got " +
-                  describe(*v));
-    for (const json::Value &e : *a) {
-      std::optional<int64_t> i = e.getAsInteger();
-      if (!i)
-        return fail("'" + key + "' must be a list of integers; it holds " +
-                    describe(e));
-      out.push_back(*i);
-    }
-    return out;
-  }
-
-  static std::string describe(const json::Value &v) {
-    std::string s = kindName(v).str();
-    if (std::optional<StringRef> str = v.getAsString())
-      s += " \"" + str->take_front(64).str() + "\"";
-    return s;
-  }
-
-  const json::Object &obj;
-  std::string file, arch;
-  std::string &error;
-};
-
-/// How the IR tensor is derived from the checkpoint tensor(s).
-enum class Layout { AsStored, Transpose, StackTranspose };
-
-struct WeightRef {
-  std::string name; // a pattern with one '*' for StackTranspose
-  SmallVector<int64_t> shape;
-  Layout layout = Layout::AsStored;
-  int64_t numExperts = 0; // StackTranspose only
-  bool f32 = false;       // stored in f32 whatever the model dtype
-};
-
-/// HF Linear weight [out, in], used as [in, out].
-WeightRef linear(std::string name, int64_t out, int64_t in) {
-  return {std::move(name), {in, out}, Layout::Transpose};
-}
-/// Per-expert HF Linear weights [out, in] stacked as [E, in, out].
-WeightRef stacked(std::string pattern, int64_t experts, int64_t out,
-                  int64_t in) {
-  return {std::move(pattern), {experts, in, out}, Layout::StackTranspose,
-          experts};
-}
-
-struct LayerSpec {
-  int64_t index = 0;  // HF layer number
-  std::string scope;  // e.g. "model.layers.3.mlp", for locations
-  std::string expertPrefix; // names of this layer's experts start with it
-  int64_t numExperts = 0;
-  WeightRef router;
-  std::optional<WeightRef> routerBias;
-  WeightRef up;
-  std::optional<WeightRef> gate;
-  WeightRef down;
-  std::optional<WeightRef> sharedUp, sharedGate, sharedDown, sharedCoef;
-  std::optional<WeightRef> mlpUp, mlpDown, mlpCoef;
-  Activation activation = Activation::silu;
-  int64_t topK = 1;
-  ScoreFunc scoreFunc = ScoreFunc::softmax;
-  bool renormalize = false;
-  double scaling = 1.0;
-  std::optional<double> capacityFactor;
-  int64_t minCapacity = 0;
-  std::optional<int64_t> nGroup, topkGroup;
-  GroupScore groupScore = GroupScore::max;
-};
-
-struct ModelSpec {
-  std::string architecture, modelType;
-  int64_t hidden = 0, numLayers = 0;
-  std::vector<LayerSpec> layers;
-  SmallVector<int64_t> denseLayers;
-  SmallVector<std::string> skipped, notes;
-};
-
-/// Maps hidden_act / dense_act_fn to the moe activation.
-FailureOr<Activation> activationFor(Config &cfg, StringRef key,
-                                    StringRef dflt) {
-  FailureOr<std::string> act = cfg.string(key, dflt);
-  if (failed(act))
-    return failure();
-  StringRef a = *act;
-  if (a == "silu" || a == "swish")
-    return Activation::silu;
-  if (a == "gelu")
-    return Activation::gelu;
-  if (a == "gelu_new" || a == "gelu_pytorch_tanh" || a == "gelu_fast")
-    return Activation::gelu_tanh;
-  if (a == "relu")
-    return Activation::relu;
-  return cfg.fail("unsupported '" + key + "' value '" + a +
-                  "' (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, "
-                  "relu)");
-}
-
-LogicalResult checkTopK(Config &cfg, StringRef key, int64_t k,
-                        int64_t experts) {
-  if (k > experts)
-    return cfg.fail("'" + key + "' (" + Twine(k) +
-                    ") exceeds the number of experts (" + Twine(experts) + ")");
-  return success();
-}
-
-/// The transformer parts this importer does not emit yet.
-void addDenseSkips(ModelSpec &m, StringRef layers, StringRef embed,
-                   StringRef head) {
-  m.skipped.push_back(embed.str());
-  m.skipped.push_back(("attention and norms of every layer (" + layers + ")")
-                          .str());
-  if (!head.empty())
-    m.skipped.push_back(head.str());
-}
-
-std::string denseNote(ArrayRef<int64_t> dense) {
-  std::string s = "dense MLP layers [";
-  llvm::raw_string_ostream os(s);
-  llvm::interleaveComma(dense, os);
-  os << "]";
-  return s;
-}
-
-//===----------------------------------------------------------------------===//
-// Gated-FFN decoder families: Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek
-//===----------------------------------------------------------------------===//
-
-/// Experts named `<prefix><j>.<proj>.weight`; gate/up [f, d], down [d, f].
-void gatedExperts(LayerSpec &l, StringRef prefix, StringRef gateProj,
-                  StringRef upProj, StringRef downProj, int64_t e, int64_t d,
-                  int64_t f) {
-  l.expertPrefix = prefix.str();
-  l.numExperts = e;
-  l.gate = stacked((prefix + "*." + gateProj + ".weight").str(), e, f, d);
-  l.up = stacked((prefix + "*." + upProj + ".weight").str(), e, f, d);
-  l.down = stacked((prefix + "*." + downProj + ".weight").str(), e, d, f);
-}
-
-LogicalResult importMixtral(Config &cfg, ModelSpec &m) {
-  FailureOr<int64_t> d = cfg.size("hidden_size"),
-                     f = cfg.size("intermediate_size"),
-                     layers = cfg.ranged("num_hidden_layers", 1, kMaxLayers),
-                     e = cfg.ranged("num_local_experts", 1, kMaxExperts),
-                     k = cfg.ranged("num_experts_per_tok", 1, kMaxExperts);
-  if (failed(d) || failed(f) || failed(layers) || failed(e) || failed(k) ||
-      failed(checkTopK(cfg, "num_experts_per_tok", *k, *e)))
-    return failure();
-  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "silu");
-  if (failed(act))
-    return failure();
-  m.hidden = *d;
-  m.numLayers = *layers;
-  for (int64_t i = 0; i < *layers; ++i) {
-    LayerSpec l;
-    l.index = i;
-    std::string p = "model.layers." + std::to_string(i) + ".block_sparse_moe.";
-    l.scope = p.substr(0, p.size() - 1);
-    l.router = linear(p + "gate.weight", *e, *d);
-    gatedExperts(l, p + "experts.", "w1", "w3", "w2", *e, *d, *f);
-    l.activation = *act;
-    l.topK = *k;
-    l.renormalize = true; // softmax over all experts, then top-k renormalised
-    m.layers.push_back(std::move(l));
-  }
-  addDenseSkips(m, "model.layers.*.self_attn, *_layernorm",
-                "model.embed_tokens", "model.norm, lm_head");
-  return success();
-}
-
-/// Qwen2-MoE (with a sigmoid-gated shared expert) and Qwen3-MoE.
-LogicalResult importQwenMoE(Config &cfg, ModelSpec &m, bool shared) {
-  FailureOr<int64_t> d = cfg.size("hidden_size"),
-                     f = cfg.size("moe_intermediate_size"),
-                     layers = cfg.ranged("num_hidden_layers", 1, kMaxLayers),
-                     e = cfg.ranged("num_experts", 1, kMaxExperts),
-                     k = cfg.ranged("num_experts_per_tok", 1, kMaxExperts),
-                     step = cfg.ranged("decoder_sparse_step", 1, kMaxLayers, 1);
-  if (failed(d) || failed(f) || failed(layers) || failed(e) || failed(k) ||
-      failed(step) || failed(checkTopK(cfg, "num_experts_per_tok", *k, *e)))
-    return failure();
-  FailureOr<bool> norm = cfg.boolean("norm_topk_prob", false);
-  FailureOr<SmallVector<int64_t>> mlpOnly = cfg.intList("mlp_only_layers");
-  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "silu");
-  if (failed(norm) || failed(mlpOnly) || failed(act))
-    return failure();
-  int64_t sharedF = 0;
-  if (shared) {
-    FailureOr<int64_t> s = cfg.size("shared_expert_intermediate_size");
-    if (failed(s))
-      return failure();
-    sharedF = *s;
-  }
-  m.hidden = *d;
-  m.numLayers = *layers;
-  std::set<int64_t> dense(mlpOnly->begin(), mlpOnly->end());
-  for (int64_t i = 0; i < *layers; ++i) {
-    // transformers: sparse when not in mlp_only_layers and
-    // (i + 1) % decoder_sparse_step == 0.
-    if (dense.count(i) || (i + 1) % *step != 0) {
-      m.denseLayers.push_back(i);
-      continue;
-    }
-    LayerSpec l;
-    l.index = i;
-    std::string p = "model.layers." + std::to_string(i) + ".mlp.";
-    l.scope = p.substr(0, p.size() - 1);
-    l.router = linear(p + "gate.weight", *e, *d);
-    gatedExperts(l, p + "experts.", "gate_proj", "up_proj", "down_proj", *e,
-                 *d, *f);
-    if (shared) {
-      std::string s = p + "shared_expert.";
-      l.sharedGate = linear(s + "gate_proj.weight", sharedF, *d);
-      l.sharedUp = linear(s + "up_proj.weight", sharedF, *d);
-      l.sharedDown = linear(s + "down_proj.weight", *d, sharedF);
-      // shared_expert_gate: Linear(d, 1) stored [1, d]; used as [d, 1].
-      l.sharedCoef = linear(p + "shared_expert_gate.weight", 1, *d);
-    }
-    l.activation = *act;
-    l.topK = *k;
-    l.renormalize = *norm;
-    m.layers.push_back(std::move(l));
-  }
-  addDenseSkips(m, "model.layers.*.self_attn, *_layernorm",
-                "model.embed_tokens", "model.norm, lm_head");
-  if (!m.denseLayers.empty())
-    m.skipped.push_back(denseNote(m.denseLayers));
-  return success();
-}
-
-LogicalResult importOlmoe(Config &cfg, ModelSpec &m) {
-  FailureOr<int64_t> d = cfg.size("hidden_size"),
-                     f = cfg.size("intermediate_size"),
-                     layers = cfg.ranged("num_hidden_layers", 1, kMaxLayers),
-                     e = cfg.ranged("num_experts", 1, kMaxExperts),
-                     k = cfg.ranged("num_experts_per_tok", 1, kMaxExperts);
-  if (failed(d) || failed(f) || failed(layers) || failed(e) || failed(k) ||
-      failed(checkTopK(cfg, "num_experts_per_tok", *k, *e)))
-    return failure();
-  FailureOr<bool> norm = cfg.boolean("norm_topk_prob", false);
-  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "silu");
-  if (failed(norm) || failed(act))
-    return failure();
-  m.hidden = *d;
-  m.numLayers = *layers;
-  for (int64_t i = 0; i < *layers; ++i) {
-    LayerSpec l;
-    l.index = i;
-    std::string p = "model.layers." + std::to_string(i) + ".mlp.";
-    l.scope = p.substr(0, p.size() - 1);
-    l.router = linear(p + "gate.weight", *e, *d);
-    gatedExperts(l, p + "experts.", "gate_proj", "up_proj", "down_proj", *e,
-                 *d, *f);
-    l.activation = *act;
-    l.topK = *k;
-    l.renormalize = *norm;
-    m.layers.push_back(std::move(l));
-  }
-  addDenseSkips(m, "model.layers.*.self_attn (with q_norm/k_norm), *_layernorm",
-                "model.embed_tokens", "model.norm, lm_head");
-  return success();
-}
-
-/// DeepSeek-V2 (softmax, greedy or group-limited greedy) and DeepSeek-V3
-/// (sigmoid, e_score_correction_bias, noaux_tc with top-2-sum group scores).
-LogicalResult importDeepSeek(Config &cfg, ModelSpec &m, bool v3) {
-  FailureOr<int64_t> d = cfg.size("hidden_size"),
-                     f = cfg.size("moe_intermediate_size"),
-                     layers = cfg.ranged("num_hidden_layers", 1, kMaxLayers),
-                     e = cfg.ranged("n_routed_experts", 1, kMaxExperts),
-                     k = cfg.ranged("num_experts_per_tok", 1, kMaxExperts),
-                     shared = cfg.ranged("n_shared_experts", 0, 1024, 0),
-                     firstDense = cfg.ranged("first_k_dense_replace", 0,
-                                             kMaxLayers, 0),
-                     freq = cfg.ranged("moe_layer_freq", 1, kMaxLayers, 1);
-  if (failed(d) || failed(f) || failed(layers) || failed(e) || failed(k) ||
-      failed(shared) || failed(firstDense) || failed(freq) ||
-      failed(checkTopK(cfg, "num_experts_per_tok", *k, *e)))
-    return failure();
-  FailureOr<std::string> method =
-      cfg.string("topk_method", v3 ? "noaux_tc" : "greedy");
-  FailureOr<std::string> scoring =
-      cfg.string("scoring_func", v3 ? "sigmoid" : "softmax");
-  FailureOr<bool> norm = cfg.boolean("norm_topk_prob", false);
-  FailureOr<double> rsf = cfg.number("routed_scaling_factor", 1.0);
-  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "silu");
-  if (failed(method) || failed(scoring) || failed(norm) || failed(rsf) ||
-      failed(act))
-    return failure();
-  if (!(*rsf > 0))
-    return cfg.fail("'routed_scaling_factor' must be positive, got " +
-                    fmt(*rsf));
-  // The routing each DeepSeek version implements in its modeling code.
-  StringRef expectedScoring = v3 ? "sigmoid" : "softmax";
-  if (*scoring != expectedScoring)
-    return cfg.fail("unsupported 'scoring_func' value '" + *scoring +
-                    "' (supported: " + expectedScoring + ")");
-  bool grouped;
-  if (!v3 && *method == "greedy")
-    grouped = false;
-  else if ((!v3 && *method == "group_limited_greedy") ||
-           (v3 && *method == "noaux_tc"))
-    grouped = true;
-  else
-    return cfg.fail("unsupported 'topk_method' value '" + *method +
-                    "' (supported: " +
-                    (v3 ? "noaux_tc" : "greedy, group_limited_greedy") + ")");
-  std::optional<int64_t> nGroup, topkGroup;
-  if (grouped) {
-    FailureOr<int64_t> ng = cfg.ranged("n_group", 1, kMaxExperts, 1),
-                       tg = cfg.ranged("topk_group", 1, kMaxExperts, 1);
-    if (failed(ng) || failed(tg))
-      return failure();
-    if (*e % *ng != 0)
-      return cfg.fail("'n_group' (" + Twine(*ng) +
-                      ") must divide 'n_routed_experts' (" + Twine(*e) + ")");
-    if (*tg > *ng)
-      return cfg.fail("'topk_group' (" + Twine(*tg) + ") exceeds 'n_group' (" +
-                      Twine(*ng) + ")");
-    if (*k > *tg * (*e / *ng))
-      return cfg.fail("'num_experts_per_tok' (" + Twine(*k) +
-                      ") exceeds the experts of the 'topk_group' selected "
-                      "groups (" +
-                      Twine(*tg * (*e / *ng)) + ")");
-    if (v3 && *e / *ng < 2)
-      return cfg.fail("noaux_tc scores a group by its best two experts; "
-                      "'n_group' (" +
-                      Twine(*ng) + ") leaves fewer than 2 per group");
-    // One group, or every group kept: group-limited routing is plain top-k.
-    if (*ng > 1 && *tg < *ng) {
-      nGroup = *ng;
-      topkGroup = *tg;
-    }
-  }
-  m.hidden = *d;
-  m.numLayers = *layers;
-  for (int64_t i = 0; i < *layers; ++i) {
-    // modeling_deepseek: MoE where i >= first_k_dense_replace and
-    // i % moe_layer_freq == 0.
-    if (i < *firstDense || i % *freq != 0) {
-      m.denseLayers.push_back(i);
-      continue;
-    }
-    LayerSpec l;
-    l.index = i;
-    std::string p = "model.layers." + std::to_string(i) + ".mlp.";
-    l.scope = p.substr(0, p.size() - 1);
-    l.router = linear(p + "gate.weight", *e, *d);
-    if (v3) {
-      l.routerBias = WeightRef{p + "gate.e_score_correction_bias", {*e},
-                               Layout::AsStored};
-      l.routerBias->f32 = true; // kept in f32 by the checkpoints
-    }
-    gatedExperts(l, p + "experts.", "gate_proj", "up_proj", "down_proj", *e,
-                 *d, *f);
-    if (*shared > 0) {
-      // The shared experts are one MLP of width n_shared * moe_intermediate.
-      int64_t sf = *shared * *f;
-      if (sf > kMaxDim)
-        return cfg.fail("'n_shared_experts' x 'moe_intermediate_size' (" +
-                        Twine(sf) + ") exceeds the importer's limit " +
-                        Twine(kMaxDim));
-      std::string s = p + "shared_experts.";
-      l.sharedGate = linear(s + "gate_proj.weight", sf, *d);
-      l.sharedUp = linear(s + "up_proj.weight", sf, *d);
-      l.sharedDown = linear(s + "down_proj.weight", *d, sf);
-    }
-    l.activation = *act;
-    l.topK = *k;
-    l.nGroup = nGroup;
-    l.topkGroup = topkGroup;
-    if (v3) {
-      l.scoreFunc = ScoreFunc::sigmoid;
-      l.groupScore = GroupScore::top2_sum;
-      l.renormalize = *norm;
-      l.scaling = *rsf;
-    } else {
-      // DeepSeek-V2 renormalises (top_k > 1 and norm_topk_prob) or scales by
-      // routed_scaling_factor, never both.
-      l.renormalize = *k > 1 && *norm;
-      l.scaling = l.renormalize ? 1.0 : *rsf;
-    }
-    m.layers.push_back(std::move(l));
-  }
-  addDenseSkips(m,
-                "model.layers.*.self_attn (multi-head latent attention), "
-                "*_layernorm",
-                "model.embed_tokens", "model.norm, lm_head");
-  if (!m.denseLayers.empty())
-    m.skipped.push_back(denseNote(m.denseLayers));
-  if (v3 && cfg.has("num_nextn_predict_layers"))
-    m.skipped.push_back("multi-token-prediction layers "
-                        "(num_nextn_predict_layers)");
-  return success();
-}
-
-//===----------------------------------------------------------------------===//
-// Switch Transformers (encoder-decoder, top-1)
-//===----------------------------------------------------------------------===//
-
-LogicalResult importSwitch(Config &cfg, ModelSpec &m) {
-  FailureOr<int64_t> d = cfg.size("d_model"), f = cfg.size("d_ff"),
-                     enc = cfg.ranged("num_layers", 1, kMaxLayers),
-                     e = cfg.ranged("num_experts", 1, kMaxExperts),
-                     cap = cfg.ranged("expert_capacity", 1, kMaxTokens, 64),
-                     encStep = cfg.ranged("encoder_sparse_step", 0, kMaxLayers,
-                                          1),
-                     decStep = cfg.ranged("decoder_sparse_step", 0, kMaxLayers,
-                                          1);
-  if (failed(d) || failed(f) || failed(enc) || failed(e) || failed(cap) ||
-      failed(encStep) || failed(decStep))
-    return failure();
-  FailureOr<int64_t> dec = cfg.ranged("num_decoder_layers", 1, kMaxLayers, *enc);
-  FailureOr<bool> bias = cfg.boolean("router_bias", false);
-  FailureOr<bool> gated = cfg.boolean("is_gated_act", false);
-  FailureOr<Activation> act = activationFor(cfg, "dense_act_fn", "relu");
-  if (failed(dec) || failed(bias) || failed(gated) || failed(act))
-    return failure();
-  if (*bias)
-    return cfg.fail("unsupported option 'router_bias' = true: the router "
-                    "bias is added to the logits, moe.layer's router_bias "
-                    "only biases the selection");
-  if (*gated)
-    return cfg.fail("unsupported option 'is_gated_act' = true");
-  m.hidden = *d;
-  m.numLayers = *enc + *dec;
-  // SwitchTransformersStack: sparse where i % step == 1 or step == 1.
-  SmallVector<std::string> denseBlocks;
-  auto addStack = [&](StringRef stack, int64_t n, int64_t step, int ffIndex) {
-    for (int64_t i = 0; i < n; ++i) {
-      bool sparse = step > 0 && (step == 1 || i % step == 1);
-      if (!sparse) {
-        denseBlocks.push_back((stack + ".block." + Twine(i)).str());
-        continue;
-      }
-      LayerSpec l;
-      l.index = i;
-      std::string p = (stack + ".block." + Twine(i) + ".layer." +
-                       Twine(ffIndex) + ".mlp.")
-                          .str();
-      l.scope = p.substr(0, p.size() - 1);
-      l.router = linear(p + "router.classifier.weight", *e, *d);
-      l.expertPrefix = p + "experts.expert_";
-      l.numExperts = *e;
-      l.up = stacked(p + "experts.expert_*.wi.weight", *e, *f, *d);
-      l.down = stacked(p + "experts.expert_*.wo.weight", *e, *d, *f);
-      l.activation = *act;
-      l.topK = 1;
-      // A fixed per-expert capacity: with a vanishing factor the capacity
-      // max(min_capacity, ceil(cf * T / E)) is expert_capacity.
-      l.capacityFactor = 1e-9;
-      l.minCapacity = *cap;
-      m.layers.push_back(std::move(l));
-    }
-  };
-  addStack("encoder", *enc, *encStep, 1);
-  addStack("decoder", *dec, *decStep, 2);
-  if (m.layers.empty())
-    return cfg.fail("no sparse layers: 'encoder_sparse_step' and "
-                    "'decoder_sparse_step' are both 0");
-  m.skipped.push_back("shared.weight (embedding)");
-  m.skipped.push_back("encoder/decoder self-attention, cross-attention and "
-                      "layer norms");
-  m.skipped.push_back("lm_head");
-  if (!denseBlocks.empty()) {
-    std::string s = "dense FFN blocks [";
-    for (auto [i, b] : llvm::enumerate(denseBlocks))
-      s += (i ? ", " : "") + b;
-    m.skipped.push_back(s + "]");
-  }
-  m.notes.push_back("encoder and decoder MoE layers are chained in that "
-                    "order; the decoder's cross-attention input is not "
-                    "modelled");
-  m.notes.push_back("transformers passes a token over expert_capacity "
-                    "through scaled by its router probability; moe.layer "
-                    "drops it (zero)");
-  return success();
-}
-
-//===----------------------------------------------------------------------===//
-// DeepSpeed-MoE GPT (Megatron-DeepSpeed), including PR-MoE
-//===----------------------------------------------------------------------===//
-
-/// There is no Hugging Face class for it: config.json carries the
-/// Megatron-DeepSpeed arguments (`model_type: "deepspeed_moe_gpt"`,
-/// `num_experts` int or per-MoE-layer list, `topk`, `expert_interval`,
-/// `mlp_type`, `moe_eval_capacity_factor`, `moe_min_capacity`,
-/// `disable_moe_token_dropping`) and tensors use Megatron-DeepSpeed names.
-LogicalResult importDeepSpeedGpt(Config &cfg, ModelSpec &m,
-                                 const llvm::StringSet<> *index) {
-  FailureOr<int64_t> d = cfg.size("hidden_size"),
-                     layers = cfg.ranged("num_layers", 1, kMaxLayers),
-                     k = cfg.ranged("topk", 1, 2, 1),
-                     interval = cfg.ranged("expert_interval", 1, kMaxLayers, 2),
-                     minCap = cfg.ranged("moe_min_capacity", 0, kMaxTokens, 4);
-  if (failed(d) || failed(layers) || failed(k) || failed(interval) ||
-      failed(minCap))
-    return failure();
-  FailureOr<int64_t> f = cfg.size("ffn_hidden_size", 4 * *d);
-  FailureOr<double> cf = cfg.number("moe_eval_capacity_factor", 1.0);
-  FailureOr<bool> noDrop = cfg.boolean("disable_moe_token_dropping", false);
-  FailureOr<bool> bias = cfg.boolean("add_bias_linear", true);
-  FailureOr<std::string> mlpType = cfg.string("mlp_type", "standard");
-  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "gelu");
-  if (failed(f) || failed(cf) || failed(noDrop) || failed(bias) ||
-      failed(mlpType) || failed(act))
-    return failure();
-  if (*bias)
-    return cfg.fail("unsupported option 'add_bias_linear' = true (the "
-                    "default): moe.layer has no bias operands; export with "
-                    "--disable-bias-linear");
-  if (*mlpType != "standard" && *mlpType != "residual")
-    return cfg.fail("unsupported 'mlp_type' value '" + *mlpType +
-                    "' (supported: standard, residual)");
-  if (!*noDrop && !(*cf > 0))
-    return cfg.fail("'moe_eval_capacity_factor' must be positive, got " +
-                    fmt(*cf));
-  // num_experts: one count for every MoE layer, or one per MoE layer (PR-MoE).
-  int64_t numMoE = *layers / *interval;
-  SmallVector<int64_t> experts;
-  if (const json::Value *v = cfg.get("num_experts"); v && v->getAsArray()) {
-    FailureOr<SmallVector<int64_t>> list = cfg.intList("num_experts");
-    if (failed(list))
-      return failure();
-    experts = *list;
-  } else {
-    FailureOr<int64_t> n = cfg.integer("num_experts");
-    if (failed(n))
-      return failure();
-    experts.push_back(*n);
-  }
-  if (experts.size() != 1 && int64_t(experts.size()) != numMoE)
-    return cfg.fail("'num_experts' lists " + Twine(experts.size()) +
-                    " counts, but num_layers / expert_interval = " +
-                    Twine(numMoE) + " MoE layers");
-  for (int64_t n : experts) {
-    if (n < 1 || n > kMaxExperts)
-      return cfg.fail("'num_experts' must be in [1, " + Twine(kMaxExperts) +
-                      "], got " + Twine(n));
-    if (failed(checkTopK(cfg, "topk", *k, n)))
-      return failure();
-  }
-  if (numMoE == 0)
-    return cfg.fail("no MoE layers: 'num_layers' (" + Twine(*layers) +
-                    ") < 'expert_interval' (" + Twine(*interval) + ")");
-  m.hidden = *d;
-  m.numLayers = *layers;
-  for (int64_t i = 0; i < *layers; ++i) {
-    // Megatron-DeepSpeed: layer number i + 1 is MoE when divisible by
-    // expert_interval.
-    if ((i + 1) % *interval != 0) {
-      m.denseLayers.push_back(i);
-      continue;
-    }
-    int64_t e = experts.size() == 1 ? experts[0] : experts[i / *interval];
-    LayerSpec l;
-    l.index = i;
-    std::string p = "language_model.encoder.layers." + std::to_string(i) +
-                    ".mlp.";
-    l.scope = p.substr(0, p.size() - 1);
-    l.router = linear(p + "deepspeed_moe.gate.wg.weight", e, *d);
-    l.expertPrefix = p + "deepspeed_moe.experts.deepspeed_experts.";
-    l.numExperts = e;
-    l.up = stacked(l.expertPrefix + "*.dense_h_to_4h.weight", e, *f, *d);
-    l.down = stacked(l.expertPrefix + "*.dense_4h_to_h.weight", e, *d, *f);
-    if (*mlpType == "residual") {
-      std::string coefBias = p + "coefficient.bias";
-      if (index && index->count(coefBias))
-        return cfg.fail("the index holds '" + coefBias +
-                        "': moe.layer's mlp_coef has no bias");
-      l.mlpUp = linear(p + "mlp.dense_h_to_4h.weight", *f, *d);
-      l.mlpDown = linear(p + "mlp.dense_4h_to_h.weight", *d, *f);
-      l.mlpCoef = linear(p + "coefficient.weight", 2, *d);
-    }
-    l.activation = *act;
-    l.topK = *k;
-    l.renormalize = *k == 2; // top2gating normalises the two gates
-    if (!*noDrop) {
-      l.capacityFactor = *cf;
-      l.minCapacity = *minCap;
-    }
-    m.layers.push_back(std::move(l));
-  }
-  addDenseSkips(m, "language_model.encoder.layers.*.self_attention, "
-                   "*_layernorm",
-                "language_model.embedding", "final_layernorm (LM head tied)");
-  m.skipped.push_back(denseNote(m.denseLayers));
-  if (*mlpType == "residual")
-    m.notes.push_back("PR-MoE: DeepSpeed's coefficient Linear has a bias; "
-                      "the checkpoint must not carry one");
-  if (*k == 1)
-    m.notes.push_back("DeepSpeed's top-1 gating may pick dropped tokens at "
-                      "random (use_rts); moe.layer drops by position");
-  return success();
-}
+namespace {
 
 //===----------------------------------------------------------------------===//
 // Architecture table, index checks and IR emission
@@ -824,8 +132,8 @@ const ArchEntry kArchs[] = {
     {"deepseek_v2", {"DeepseekV2ForCausalLM", "DeepseekV2Model"}},
     {"deepseek_v3", {"DeepseekV3ForCausalLM", "DeepseekV3Model"}},
     {"switch_transformers",
-     {"SwitchTransformersForConditionalGeneration",
-      "SwitchTransformersModel", "SwitchTransformersEncoderModel"}},
+     {"SwitchTransformersForConditionalGeneration", "SwitchTransformersModel",
+      "SwitchTransformersEncoderModel"}},
     {"deepspeed_moe_gpt", {"DeepSpeedMoEGPT"}},
 };
 
@@ -975,8 +283,8 @@ LogicalResult Importer::readIndex(StringRef text) {
 LogicalResult Importer::checkTensor(const LayerSpec &l, const WeightRef &w,
                                     StringRef role) {
   auto missing = [&](StringRef name) {
-    return fail(listName + ": " + arch + ": no entry for tensor '" +
-                name + "' (" + role + " of layer " + Twine(l.index) + ")");
+    return fail(listName + ": " + arch + ": no entry for tensor '" + name +
+                "' (" + role + " of layer " + Twine(l.index) + ")");
   };
   // The stored shape: HF Linear weights are [out, in].
   SmallVector<int64_t> shape(w.shape);
@@ -1040,7 +348,8 @@ LogicalResult Importer::checkIndex(const ModelSpec &m) {
       StringRef key = entry.getKey();
       if (!key.consume_front(l.expertPrefix))
         continue;
-      StringRef digits = key.take_while([](char c) { return llvm::isDigit(c); });
+      StringRef digits =
+          key.take_while([](char c) { return llvm::isDigit(c); });
       int64_t j;
       if (digits.empty() || !key.drop_front(digits.size()).starts_with(".") ||
           digits.getAsInteger(10, j))
@@ -1055,7 +364,8 @@ LogicalResult Importer::checkIndex(const ModelSpec &m) {
     struct {
       const std::optional<WeightRef> &w;
       StringRef role;
-    } optional[] = {{l.routerBias, "router bias"}, {l.gate, "expert gate"},
+    } optional[] = {{l.routerBias, "router bias"},
+                    {l.gate, "expert gate"},
                     {l.sharedGate, "shared expert gate_proj"},
                     {l.sharedUp, "shared expert up_proj"},
                     {l.sharedDown, "shared expert down_proj"},
@@ -1091,7 +401,9 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     Type elt = dtype;
     if (w.f32) {
       auto it = stored.find(w.name);
-      StringRef tag = it == stored.end() ? "F32" : it->second.dtype;
+      // (Both arms StringRef: a std::string arm would make a temporary.)
+      StringRef tag =
+          it == stored.end() ? StringRef("F32") : StringRef(it->second.dtype);
       elt = tag == "BF16"  ? b.getBF16Type()
             : tag == "F16" ? b.getF16Type()
                            : b.getF32Type();
@@ -1102,7 +414,8 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     if (w.layout == Layout::Transpose)
       attrs.push_back(b.getNamedAttr("moe.transpose", b.getUnitAttr()));
     if (w.layout == Layout::StackTranspose)
-      attrs.push_back(b.getNamedAttr("moe.stack", b.getStringAttr("transpose")));
+      attrs.push_back(
+          b.getNamedAttr("moe.stack", b.getStringAttr("transpose")));
     argAttrs.push_back(b.getDictionaryAttr(attrs));
     return argTypes.size() - 1;
   };
@@ -1147,12 +460,12 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   Value x = body->getArgument(0);
   for (auto [l, s] : llvm::zip_equal(m.layers, slots)) {
     Location loc = NameLoc::get(b.getStringAttr(l.scope), fileLoc);
-    FloatAttr cf = l.capacityFactor ? b.getF64FloatAttr(*l.capacityFactor)
-                                    : FloatAttr();
-    IntegerAttr nGroup = l.nGroup ? b.getI64IntegerAttr(*l.nGroup)
-                                  : IntegerAttr();
-    IntegerAttr topkGroup = l.topkGroup ? b.getI64IntegerAttr(*l.topkGroup)
-                                        : IntegerAttr();
+    FloatAttr cf =
+        l.capacityFactor ? b.getF64FloatAttr(*l.capacityFactor) : FloatAttr();
+    IntegerAttr nGroup =
+        l.nGroup ? b.getI64IntegerAttr(*l.nGroup) : IntegerAttr();
+    IntegerAttr topkGroup =
+        l.topkGroup ? b.getI64IntegerAttr(*l.topkGroup) : IntegerAttr();
     x = LayerOp::create(
         b, loc, tokensType, x, arg(s.router), arg(s.bias), arg(s.up),
         arg(s.gate), arg(s.down), arg(s.sUp), arg(s.sGate), arg(s.sDown),
@@ -1197,7 +510,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     });
     if (failed(verify(*module))) {
       (void)fail(opts.configName + ": " + arch +
-           ": the imported model does not verify: " + diag);
+                 ": the imported model does not verify: " + diag);
       return nullptr;
     }
   }
@@ -1213,7 +526,7 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
   const json::Object *root = v->getAsObject();
   if (!root) {
     (void)fail(opts.configName + ": the top level must be an object, got " +
-         Config::describe(*v));
+               Config::describe(*v));
     return nullptr;
   }
   Config cfg(*root, opts.configName, error);
@@ -1224,8 +537,8 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     const json::Array *list = a->getAsArray();
     if (!list || list->empty() || !(*list)[0].getAsString()) {
       (void)fail(opts.configName +
-           ": 'architectures' must be a non-empty list of strings, got " +
-           Config::describe(*a));
+                 ": 'architectures' must be a non-empty list of strings, got " +
+                 Config::describe(*a));
       return nullptr;
     }
     archName = (*list)[0].getAsString()->str();
@@ -1241,15 +554,16 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
       if (a.modelType == modelType)
         entry = &a;
     if (!entry) {
-      (void)fail(opts.configName + ": unsupported model_type '" + modelType + "'" +
-           (archName.empty() ? "" : " (architecture '" + archName + "')") +
-           "; supported: " + supportedList());
+      (void)fail(
+          opts.configName + ": unsupported model_type '" + modelType + "'" +
+          (archName.empty() ? "" : " (architecture '" + archName + "')") +
+          "; supported: " + supportedList());
       return nullptr;
     }
     if (!archName.empty() &&
         !llvm::is_contained(entry->architectures, StringRef(archName))) {
       (void)fail(opts.configName + ": unsupported architecture '" + archName +
-           "' for model_type '" + modelType + "'");
+                 "' for model_type '" + modelType + "'");
       return nullptr;
     }
   } else if (!archName.empty()) {
@@ -1258,14 +572,14 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
         entry = &a;
     if (!entry) {
       (void)fail(opts.configName + ": unsupported architecture '" + archName +
-           "'; supported model types: " + supportedList());
+                 "'; supported model types: " + supportedList());
       return nullptr;
     }
     modelType = entry->modelType.str();
   } else {
     (void)fail(opts.configName +
-         ": missing 'model_type' and 'architectures': cannot tell the "
-         "architecture");
+               ": missing 'model_type' and 'architectures': cannot tell the "
+               "architecture");
     return nullptr;
   }
   arch = modelType;
@@ -1286,13 +600,13 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     dtype = b.getF32Type();
   else {
     (void)cfg.fail("unsupported '" + dtypeKey + "' value '" + *dtypeName +
-             "' (supported: bfloat16, float16, float32)");
+                   "' (supported: bfloat16, float16, float32)");
     return nullptr;
   }
 
   if (opts.tokens < 1 || opts.tokens > kMaxTokens) {
-    (void)fail("--import-hf-tokens must be in [1, " + Twine(kMaxTokens) + "], got " +
-         Twine(opts.tokens));
+    (void)fail("--import-hf-tokens must be in [1, " + Twine(kMaxTokens) +
+               "], got " + Twine(opts.tokens));
     return nullptr;
   }
   dtypeTag = dtype.isBF16() ? "BF16" : dtype.isF16() ? "F16" : "F32";
@@ -1343,12 +657,10 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
 
 } // namespace
 
-OwningOpRef<ModuleOp>
-mlir::moe::importHFConfig(StringRef configText,
-                          std::optional<StringRef> indexText,
-                          ArrayRef<HFSafetensorsHeader> headers,
-                          MLIRContext *context, const HFImportOptions &options,
-                          std::string &error) {
+OwningOpRef<ModuleOp> mlir::moe::importHFConfig(
+    StringRef configText, std::optional<StringRef> indexText,
+    ArrayRef<HFSafetensorsHeader> headers, MLIRContext *context,
+    const HFImportOptions &options, std::string &error) {
   error.clear();
   context->loadDialect<MoEDialect, func::FuncDialect>();
   OwningOpRef<ModuleOp> module =
@@ -1382,8 +694,8 @@ static LogicalResult readHeaderOf(StringRef path, HFSafetensorsHeader &out,
                 " is out of range (1 .. " + Twine(kMaxHeader) + ")");
   auto header = llvm::MemoryBuffer::getFileSlice(path, n, 8);
   if (n > fileSize - 8 || !header || (*header)->getBufferSize() != n)
-    return fail("the file is shorter than its safetensors header (" +
-                Twine(n) + " bytes)");
+    return fail("the file is shorter than its safetensors header (" + Twine(n) +
+                " bytes)");
   out.file = path.str();
   out.json = (*header)->getBuffer().str();
   return success();
@@ -1461,9 +773,9 @@ void mlir::moe::registerHFImportTranslation() {
         std::string error;
         std::vector<HFSafetensorsHeader> headers;
         if (configPath != "<stdin>" && !configPath.empty() &&
-            failed(readSafetensorsHeaders(
-                llvm::sys::path::parent_path(configPath), indexText, headers,
-                error))) {
+            failed(
+                readSafetensorsHeaders(llvm::sys::path::parent_path(configPath),
+                                       indexText, headers, error))) {
           emitError(UnknownLoc::get(context)) << error;
           return nullptr;
         }

@@ -1,4 +1,5 @@
-//===- moe-translate.cpp - Translations into and out of moe IR -------------===//
+//===- moe-translate.cpp - Translations into and out of moe IR
+//-------------===//
 //
 // Part of moe-compiler.
 //

@@ -1,4 +1,5 @@
-//===- HFImport.h - Hugging Face config.json to moe IR ------------*- C++ -*-===//
+//===- HFImport.h - Hugging Face config.json to moe IR ------------*- C++
+//-*-===//
 //
 // Part of moe-compiler. Reads a Hugging Face checkpoint's config.json (and,
 // when present, model.safetensors.index.json) and builds model IR in which
@@ -50,24 +51,20 @@ struct HFSafetensorsHeader {
 /// Builds the model module from config.json text and, when given, the
 /// safetensors index text and the headers of the checkpoint's safetensors
 /// files (each tensor's stored shape and dtype is then checked; without an
-/// index the headers list the tensors). On failure returns null and sets `error` to a
-/// message that names the file, the key or tensor, and the architecture.
-/// Never aborts on bad input.
-OwningOpRef<ModuleOp> importHFConfig(llvm::StringRef configText,
-                                     std::optional<llvm::StringRef> indexText,
-                                     llvm::ArrayRef<HFSafetensorsHeader> headers,
-                                     MLIRContext *context,
-                                     const HFImportOptions &options,
-                                     std::string &error);
+/// index the headers list the tensors). On failure returns null and sets
+/// `error` to a message that names the file, the key or tensor, and the
+/// architecture. Never aborts on bad input.
+OwningOpRef<ModuleOp> importHFConfig(
+    llvm::StringRef configText, std::optional<llvm::StringRef> indexText,
+    llvm::ArrayRef<HFSafetensorsHeader> headers, MLIRContext *context,
+    const HFImportOptions &options, std::string &error);
 
 /// Reads the headers of the safetensors files in `dir` that the index names
 /// (or of `model.safetensors` without an index); files that are absent are
 /// skipped. Fails with `error` set on a truncated or implausible header.
-llvm::LogicalResult
-readSafetensorsHeaders(llvm::StringRef dir,
-                       const std::optional<std::string> &indexText,
-                       std::vector<HFSafetensorsHeader> &headers,
-                       std::string &error);
+llvm::LogicalResult readSafetensorsHeaders(
+    llvm::StringRef dir, const std::optional<std::string> &indexText,
+    std::vector<HFSafetensorsHeader> &headers, std::string &error);
 
 /// Registers the `--import-hf` translation (input: a checkpoint directory
 /// or its config.json) and its `--import-hf-tokens=N` option.

@@ -1,0 +1,546 @@
+//===- HFArchitectures.cpp - config.json keys of each MoE architecture ----===//
+//
+// Part of moe-compiler.
+//
+// One function per architecture family maps its config.json keys to MoE
+// layers: which layers are sparse, routing attributes, and the checkpoint
+// names and shapes of the weights. The routing follows each family's
+// modeling code in transformers (or DeepSeek's and Megatron-DeepSpeed's own
+// code where that is the reference); where moe.layer cannot express an option
+// exactly the mapping refuses it or records a note.
+//
+//===----------------------------------------------------------------------===//
+
+#include "HFImportInternal.h"
+
+#include "llvm/Support/raw_ostream.h"
+
+#include <set>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::hf;
+
+namespace {
+
+/// Maps hidden_act / dense_act_fn to the moe activation.
+FailureOr<Activation> activationFor(Config &cfg, StringRef key,
+                                    StringRef dflt) {
+  FailureOr<std::string> act = cfg.string(key, dflt);
+  if (failed(act))
+    return failure();
+  StringRef a = *act;
+  if (a == "silu" || a == "swish")
+    return Activation::silu;
+  if (a == "gelu")
+    return Activation::gelu;
+  if (a == "gelu_new" || a == "gelu_pytorch_tanh" || a == "gelu_fast")
+    return Activation::gelu_tanh;
+  if (a == "relu")
+    return Activation::relu;
+  return cfg.fail("unsupported '" + key + "' value '" + a +
+                  "' (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, "
+                  "relu)");
+}
+
+LogicalResult checkTopK(Config &cfg, StringRef key, int64_t k,
+                        int64_t experts) {
+  if (k > experts)
+    return cfg.fail("'" + key + "' (" + Twine(k) +
+                    ") exceeds the number of experts (" + Twine(experts) + ")");
+  return success();
+}
+
+/// The transformer parts this importer does not emit yet.
+void addDenseSkips(ModelSpec &m, StringRef layers, StringRef embed,
+                   StringRef head) {
+  m.skipped.push_back(embed.str());
+  m.skipped.push_back(
+      ("attention and norms of every layer (" + layers + ")").str());
+  if (!head.empty())
+    m.skipped.push_back(head.str());
+}
+
+std::string denseNote(ArrayRef<int64_t> dense) {
+  std::string s = "dense MLP layers [";
+  llvm::raw_string_ostream os(s);
+  llvm::interleaveComma(dense, os);
+  os << "]";
+  return s;
+}
+
+//===----------------------------------------------------------------------===//
+// Gated-FFN decoder families: Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek
+//===----------------------------------------------------------------------===//
+
+/// Experts named `<prefix><j>.<proj>.weight`; gate/up [f, d], down [d, f].
+void gatedExperts(LayerSpec &l, StringRef prefix, StringRef gateProj,
+                  StringRef upProj, StringRef downProj, int64_t e, int64_t d,
+                  int64_t f) {
+  l.expertPrefix = prefix.str();
+  l.numExperts = e;
+  l.gate = stacked((prefix + "*." + gateProj + ".weight").str(), e, f, d);
+  l.up = stacked((prefix + "*." + upProj + ".weight").str(), e, f, d);
+  l.down = stacked((prefix + "*." + downProj + ".weight").str(), e, d, f);
+}
+
+} // namespace
+
+LogicalResult hf::importMixtral(Config &cfg, ModelSpec &m) {
+  FailureOr<int64_t> d = cfg.size("hidden_size"),
+                     f = cfg.size("intermediate_size"),
+                     layers = cfg.ranged("num_hidden_layers", 1, kMaxLayers),
+                     e = cfg.ranged("num_local_experts", 1, kMaxExperts),
+                     k = cfg.ranged("num_experts_per_tok", 1, kMaxExperts);
+  if (failed(d) || failed(f) || failed(layers) || failed(e) || failed(k) ||
+      failed(checkTopK(cfg, "num_experts_per_tok", *k, *e)))
+    return failure();
+  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "silu");
+  if (failed(act))
+    return failure();
+  m.hidden = *d;
+  m.numLayers = *layers;
+  for (int64_t i = 0; i < *layers; ++i) {
+    LayerSpec l;
+    l.index = i;
+    std::string p = "model.layers." + std::to_string(i) + ".block_sparse_moe.";
+    l.scope = p.substr(0, p.size() - 1);
+    l.router = linear(p + "gate.weight", *e, *d);
+    gatedExperts(l, p + "experts.", "w1", "w3", "w2", *e, *d, *f);
+    l.activation = *act;
+    l.topK = *k;
+    l.renormalize = true; // softmax over all experts, then top-k renormalised
+    m.layers.push_back(std::move(l));
+  }
+  addDenseSkips(m, "model.layers.*.self_attn, *_layernorm",
+                "model.embed_tokens", "model.norm, lm_head");
+  return success();
+}
+
+/// Qwen2-MoE (with a sigmoid-gated shared expert) and Qwen3-MoE.
+LogicalResult hf::importQwenMoE(Config &cfg, ModelSpec &m, bool shared) {
+  FailureOr<int64_t> d = cfg.size("hidden_size"),
+                     f = cfg.size("moe_intermediate_size"),
+                     layers = cfg.ranged("num_hidden_layers", 1, kMaxLayers),
+                     e = cfg.ranged("num_experts", 1, kMaxExperts),
+                     k = cfg.ranged("num_experts_per_tok", 1, kMaxExperts),
+                     step = cfg.ranged("decoder_sparse_step", 1, kMaxLayers, 1);
+  if (failed(d) || failed(f) || failed(layers) || failed(e) || failed(k) ||
+      failed(step) || failed(checkTopK(cfg, "num_experts_per_tok", *k, *e)))
+    return failure();
+  FailureOr<bool> norm = cfg.boolean("norm_topk_prob", false);
+  FailureOr<SmallVector<int64_t>> mlpOnly = cfg.intList("mlp_only_layers");
+  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "silu");
+  if (failed(norm) || failed(mlpOnly) || failed(act))
+    return failure();
+  int64_t sharedF = 0;
+  if (shared) {
+    FailureOr<int64_t> s = cfg.size("shared_expert_intermediate_size");
+    if (failed(s))
+      return failure();
+    sharedF = *s;
+  }
+  m.hidden = *d;
+  m.numLayers = *layers;
+  std::set<int64_t> dense(mlpOnly->begin(), mlpOnly->end());
+  for (int64_t i = 0; i < *layers; ++i) {
+    // transformers: sparse when not in mlp_only_layers and
+    // (i + 1) % decoder_sparse_step == 0.
+    if (dense.count(i) || (i + 1) % *step != 0) {
+      m.denseLayers.push_back(i);
+      continue;
+    }
+    LayerSpec l;
+    l.index = i;
+    std::string p = "model.layers." + std::to_string(i) + ".mlp.";
+    l.scope = p.substr(0, p.size() - 1);
+    l.router = linear(p + "gate.weight", *e, *d);
+    gatedExperts(l, p + "experts.", "gate_proj", "up_proj", "down_proj", *e, *d,
+                 *f);
+    if (shared) {
+      std::string s = p + "shared_expert.";
+      l.sharedGate = linear(s + "gate_proj.weight", sharedF, *d);
+      l.sharedUp = linear(s + "up_proj.weight", sharedF, *d);
+      l.sharedDown = linear(s + "down_proj.weight", *d, sharedF);
+      // shared_expert_gate: Linear(d, 1) stored [1, d]; used as [d, 1].
+      l.sharedCoef = linear(p + "shared_expert_gate.weight", 1, *d);
+    }
+    l.activation = *act;
+    l.topK = *k;
+    l.renormalize = *norm;
+    m.layers.push_back(std::move(l));
+  }
+  addDenseSkips(m, "model.layers.*.self_attn, *_layernorm",
+                "model.embed_tokens", "model.norm, lm_head");
+  if (!m.denseLayers.empty())
+    m.skipped.push_back(denseNote(m.denseLayers));
+  return success();
+}
+
+LogicalResult hf::importOlmoe(Config &cfg, ModelSpec &m) {
+  FailureOr<int64_t> d = cfg.size("hidden_size"),
+                     f = cfg.size("intermediate_size"),
+                     layers = cfg.ranged("num_hidden_layers", 1, kMaxLayers),
+                     e = cfg.ranged("num_experts", 1, kMaxExperts),
+                     k = cfg.ranged("num_experts_per_tok", 1, kMaxExperts);
+  if (failed(d) || failed(f) || failed(layers) || failed(e) || failed(k) ||
+      failed(checkTopK(cfg, "num_experts_per_tok", *k, *e)))
+    return failure();
+  FailureOr<bool> norm = cfg.boolean("norm_topk_prob", false);
+  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "silu");
+  if (failed(norm) || failed(act))
+    return failure();
+  m.hidden = *d;
+  m.numLayers = *layers;
+  for (int64_t i = 0; i < *layers; ++i) {
+    LayerSpec l;
+    l.index = i;
+    std::string p = "model.layers." + std::to_string(i) + ".mlp.";
+    l.scope = p.substr(0, p.size() - 1);
+    l.router = linear(p + "gate.weight", *e, *d);
+    gatedExperts(l, p + "experts.", "gate_proj", "up_proj", "down_proj", *e, *d,
+                 *f);
+    l.activation = *act;
+    l.topK = *k;
+    l.renormalize = *norm;
+    m.layers.push_back(std::move(l));
+  }
+  addDenseSkips(m, "model.layers.*.self_attn (with q_norm/k_norm), *_layernorm",
+                "model.embed_tokens", "model.norm, lm_head");
+  return success();
+}
+
+/// DeepSeek-V2 (softmax, greedy or group-limited greedy) and DeepSeek-V3
+/// (sigmoid, e_score_correction_bias, noaux_tc with top-2-sum group scores).
+LogicalResult hf::importDeepSeek(Config &cfg, ModelSpec &m, bool v3) {
+  FailureOr<int64_t> d = cfg.size("hidden_size"),
+                     f = cfg.size("moe_intermediate_size"),
+                     layers = cfg.ranged("num_hidden_layers", 1, kMaxLayers),
+                     e = cfg.ranged("n_routed_experts", 1, kMaxExperts),
+                     k = cfg.ranged("num_experts_per_tok", 1, kMaxExperts),
+                     shared = cfg.ranged("n_shared_experts", 0, 1024, 0),
+                     firstDense =
+                         cfg.ranged("first_k_dense_replace", 0, kMaxLayers, 0),
+                     freq = cfg.ranged("moe_layer_freq", 1, kMaxLayers, 1);
+  if (failed(d) || failed(f) || failed(layers) || failed(e) || failed(k) ||
+      failed(shared) || failed(firstDense) || failed(freq) ||
+      failed(checkTopK(cfg, "num_experts_per_tok", *k, *e)))
+    return failure();
+  FailureOr<std::string> method =
+      cfg.string("topk_method", v3 ? "noaux_tc" : "greedy");
+  FailureOr<std::string> scoring =
+      cfg.string("scoring_func", v3 ? "sigmoid" : "softmax");
+  FailureOr<bool> norm = cfg.boolean("norm_topk_prob", false);
+  FailureOr<double> rsf = cfg.number("routed_scaling_factor", 1.0);
+  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "silu");
+  if (failed(method) || failed(scoring) || failed(norm) || failed(rsf) ||
+      failed(act))
+    return failure();
+  if (!(*rsf > 0))
+    return cfg.fail("'routed_scaling_factor' must be positive, got " +
+                    fmt(*rsf));
+  // The routing each DeepSeek version implements in its modeling code.
+  StringRef expectedScoring = v3 ? "sigmoid" : "softmax";
+  if (*scoring != expectedScoring)
+    return cfg.fail("unsupported 'scoring_func' value '" + *scoring +
+                    "' (supported: " + expectedScoring + ")");
+  bool grouped;
+  if (!v3 && *method == "greedy")
+    grouped = false;
+  else if ((!v3 && *method == "group_limited_greedy") ||
+           (v3 && *method == "noaux_tc"))
+    grouped = true;
+  else
+    return cfg.fail("unsupported 'topk_method' value '" + *method +
+                    "' (supported: " +
+                    (v3 ? "noaux_tc" : "greedy, group_limited_greedy") + ")");
+  std::optional<int64_t> nGroup, topkGroup;
+  if (grouped) {
+    FailureOr<int64_t> ng = cfg.ranged("n_group", 1, kMaxExperts, 1),
+                       tg = cfg.ranged("topk_group", 1, kMaxExperts, 1);
+    if (failed(ng) || failed(tg))
+      return failure();
+    if (*e % *ng != 0)
+      return cfg.fail("'n_group' (" + Twine(*ng) +
+                      ") must divide 'n_routed_experts' (" + Twine(*e) + ")");
+    if (*tg > *ng)
+      return cfg.fail("'topk_group' (" + Twine(*tg) + ") exceeds 'n_group' (" +
+                      Twine(*ng) + ")");
+    if (*k > *tg * (*e / *ng))
+      return cfg.fail("'num_experts_per_tok' (" + Twine(*k) +
+                      ") exceeds the experts of the 'topk_group' selected "
+                      "groups (" +
+                      Twine(*tg * (*e / *ng)) + ")");
+    if (v3 && *e / *ng < 2)
+      return cfg.fail("noaux_tc scores a group by its best two experts; "
+                      "'n_group' (" +
+                      Twine(*ng) + ") leaves fewer than 2 per group");
+    // One group, or every group kept: group-limited routing is plain top-k.
+    if (*ng > 1 && *tg < *ng) {
+      nGroup = *ng;
+      topkGroup = *tg;
+    }
+  }
+  m.hidden = *d;
+  m.numLayers = *layers;
+  for (int64_t i = 0; i < *layers; ++i) {
+    // modeling_deepseek: MoE where i >= first_k_dense_replace and
+    // i % moe_layer_freq == 0.
+    if (i < *firstDense || i % *freq != 0) {
+      m.denseLayers.push_back(i);
+      continue;
+    }
+    LayerSpec l;
+    l.index = i;
+    std::string p = "model.layers." + std::to_string(i) + ".mlp.";
+    l.scope = p.substr(0, p.size() - 1);
+    l.router = linear(p + "gate.weight", *e, *d);
+    if (v3) {
+      l.routerBias =
+          WeightRef{p + "gate.e_score_correction_bias", {*e}, Layout::AsStored};
+      l.routerBias->f32 = true; // kept in f32 by the checkpoints
+    }
+    gatedExperts(l, p + "experts.", "gate_proj", "up_proj", "down_proj", *e, *d,
+                 *f);
+    if (*shared > 0) {
+      // The shared experts are one MLP of width n_shared * moe_intermediate.
+      int64_t sf = *shared * *f;
+      if (sf > kMaxDim)
+        return cfg.fail("'n_shared_experts' x 'moe_intermediate_size' (" +
+                        Twine(sf) + ") exceeds the importer's limit " +
+                        Twine(kMaxDim));
+      std::string s = p + "shared_experts.";
+      l.sharedGate = linear(s + "gate_proj.weight", sf, *d);
+      l.sharedUp = linear(s + "up_proj.weight", sf, *d);
+      l.sharedDown = linear(s + "down_proj.weight", *d, sf);
+    }
+    l.activation = *act;
+    l.topK = *k;
+    l.nGroup = nGroup;
+    l.topkGroup = topkGroup;
+    if (v3) {
+      l.scoreFunc = ScoreFunc::sigmoid;
+      l.groupScore = GroupScore::top2_sum;
+      l.renormalize = *norm;
+      l.scaling = *rsf;
+    } else {
+      // DeepSeek-V2 renormalises (top_k > 1 and norm_topk_prob) or scales by
+      // routed_scaling_factor, never both.
+      l.renormalize = *k > 1 && *norm;
+      l.scaling = l.renormalize ? 1.0 : *rsf;
+    }
+    m.layers.push_back(std::move(l));
+  }
+  addDenseSkips(m,
+                "model.layers.*.self_attn (multi-head latent attention), "
+                "*_layernorm",
+                "model.embed_tokens", "model.norm, lm_head");
+  if (!m.denseLayers.empty())
+    m.skipped.push_back(denseNote(m.denseLayers));
+  if (v3 && cfg.has("num_nextn_predict_layers"))
+    m.skipped.push_back("multi-token-prediction layers "
+                        "(num_nextn_predict_layers)");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Switch Transformers (encoder-decoder, top-1)
+//===----------------------------------------------------------------------===//
+
+LogicalResult hf::importSwitch(Config &cfg, ModelSpec &m) {
+  FailureOr<int64_t> d = cfg.size("d_model"), f = cfg.size("d_ff"),
+                     enc = cfg.ranged("num_layers", 1, kMaxLayers),
+                     e = cfg.ranged("num_experts", 1, kMaxExperts),
+                     cap = cfg.ranged("expert_capacity", 1, kMaxTokens, 64),
+                     encStep =
+                         cfg.ranged("encoder_sparse_step", 0, kMaxLayers, 1),
+                     decStep =
+                         cfg.ranged("decoder_sparse_step", 0, kMaxLayers, 1);
+  if (failed(d) || failed(f) || failed(enc) || failed(e) || failed(cap) ||
+      failed(encStep) || failed(decStep))
+    return failure();
+  FailureOr<int64_t> dec =
+      cfg.ranged("num_decoder_layers", 1, kMaxLayers, *enc);
+  FailureOr<bool> bias = cfg.boolean("router_bias", false);
+  FailureOr<bool> gated = cfg.boolean("is_gated_act", false);
+  FailureOr<Activation> act = activationFor(cfg, "dense_act_fn", "relu");
+  if (failed(dec) || failed(bias) || failed(gated) || failed(act))
+    return failure();
+  if (*bias)
+    return cfg.fail("unsupported option 'router_bias' = true: the router "
+                    "bias is added to the logits, moe.layer's router_bias "
+                    "only biases the selection");
+  if (*gated)
+    return cfg.fail("unsupported option 'is_gated_act' = true");
+  m.hidden = *d;
+  m.numLayers = *enc + *dec;
+  // SwitchTransformersStack: sparse where i % step == 1 or step == 1.
+  SmallVector<std::string> denseBlocks;
+  auto addStack = [&](StringRef stack, int64_t n, int64_t step, int ffIndex) {
+    for (int64_t i = 0; i < n; ++i) {
+      bool sparse = step > 0 && (step == 1 || i % step == 1);
+      if (!sparse) {
+        denseBlocks.push_back((stack + ".block." + Twine(i)).str());
+        continue;
+      }
+      LayerSpec l;
+      l.index = i;
+      std::string p =
+          (stack + ".block." + Twine(i) + ".layer." + Twine(ffIndex) + ".mlp.")
+              .str();
+      l.scope = p.substr(0, p.size() - 1);
+      l.router = linear(p + "router.classifier.weight", *e, *d);
+      l.expertPrefix = p + "experts.expert_";
+      l.numExperts = *e;
+      l.up = stacked(p + "experts.expert_*.wi.weight", *e, *f, *d);
+      l.down = stacked(p + "experts.expert_*.wo.weight", *e, *d, *f);
+      l.activation = *act;
+      l.topK = 1;
+      // A fixed per-expert capacity: with a vanishing factor the capacity
+      // max(min_capacity, ceil(cf * T / E)) is expert_capacity.
+      l.capacityFactor = 1e-9;
+      l.minCapacity = *cap;
+      m.layers.push_back(std::move(l));
+    }
+  };
+  addStack("encoder", *enc, *encStep, 1);
+  addStack("decoder", *dec, *decStep, 2);
+  if (m.layers.empty())
+    return cfg.fail("no sparse layers: 'encoder_sparse_step' and "
+                    "'decoder_sparse_step' are both 0");
+  m.skipped.push_back("shared.weight (embedding)");
+  m.skipped.push_back("encoder/decoder self-attention, cross-attention and "
+                      "layer norms");
+  m.skipped.push_back("lm_head");
+  if (!denseBlocks.empty()) {
+    std::string s = "dense FFN blocks [";
+    for (auto [i, b] : llvm::enumerate(denseBlocks))
+      s += (i ? ", " : "") + b;
+    m.skipped.push_back(s + "]");
+  }
+  m.notes.push_back("encoder and decoder MoE layers are chained in that "
+                    "order; the decoder's cross-attention input is not "
+                    "modelled");
+  m.notes.push_back("transformers passes a token over expert_capacity "
+                    "through scaled by its router probability; moe.layer "
+                    "drops it (zero)");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// DeepSpeed-MoE GPT (Megatron-DeepSpeed), including PR-MoE
+//===----------------------------------------------------------------------===//
+
+/// There is no Hugging Face class for it: config.json carries the
+/// Megatron-DeepSpeed arguments (`model_type: "deepspeed_moe_gpt"`,
+/// `num_experts` int or per-MoE-layer list, `topk`, `expert_interval`,
+/// `mlp_type`, `moe_eval_capacity_factor`, `moe_min_capacity`,
+/// `disable_moe_token_dropping`) and tensors use Megatron-DeepSpeed names.
+LogicalResult hf::importDeepSpeedGpt(Config &cfg, ModelSpec &m,
+                                     const llvm::StringSet<> *index) {
+  FailureOr<int64_t> d = cfg.size("hidden_size"),
+                     layers = cfg.ranged("num_layers", 1, kMaxLayers),
+                     k = cfg.ranged("topk", 1, 2, 1),
+                     interval = cfg.ranged("expert_interval", 1, kMaxLayers, 2),
+                     minCap = cfg.ranged("moe_min_capacity", 0, kMaxTokens, 4);
+  if (failed(d) || failed(layers) || failed(k) || failed(interval) ||
+      failed(minCap))
+    return failure();
+  FailureOr<int64_t> f = cfg.size("ffn_hidden_size", 4 * *d);
+  FailureOr<double> cf = cfg.number("moe_eval_capacity_factor", 1.0);
+  FailureOr<bool> noDrop = cfg.boolean("disable_moe_token_dropping", false);
+  FailureOr<bool> bias = cfg.boolean("add_bias_linear", true);
+  FailureOr<std::string> mlpType = cfg.string("mlp_type", "standard");
+  FailureOr<Activation> act = activationFor(cfg, "hidden_act", "gelu");
+  if (failed(f) || failed(cf) || failed(noDrop) || failed(bias) ||
+      failed(mlpType) || failed(act))
+    return failure();
+  if (*bias)
+    return cfg.fail("unsupported option 'add_bias_linear' = true (the "
+                    "default): moe.layer has no bias operands; export with "
+                    "--disable-bias-linear");
+  if (*mlpType != "standard" && *mlpType != "residual")
+    return cfg.fail("unsupported 'mlp_type' value '" + *mlpType +
+                    "' (supported: standard, residual)");
+  if (!*noDrop && !(*cf > 0))
+    return cfg.fail("'moe_eval_capacity_factor' must be positive, got " +
+                    fmt(*cf));
+  // num_experts: one count for every MoE layer, or one per MoE layer (PR-MoE).
+  int64_t numMoE = *layers / *interval;
+  SmallVector<int64_t> experts;
+  if (const json::Value *v = cfg.get("num_experts"); v && v->getAsArray()) {
+    FailureOr<SmallVector<int64_t>> list = cfg.intList("num_experts");
+    if (failed(list))
+      return failure();
+    experts = *list;
+  } else {
+    FailureOr<int64_t> n = cfg.integer("num_experts");
+    if (failed(n))
+      return failure();
+    experts.push_back(*n);
+  }
+  if (experts.size() != 1 && int64_t(experts.size()) != numMoE)
+    return cfg.fail("'num_experts' lists " + Twine(experts.size()) +
+                    " counts, but num_layers / expert_interval = " +
+                    Twine(numMoE) + " MoE layers");
+  for (int64_t n : experts) {
+    if (n < 1 || n > kMaxExperts)
+      return cfg.fail("'num_experts' must be in [1, " + Twine(kMaxExperts) +
+                      "], got " + Twine(n));
+    if (failed(checkTopK(cfg, "topk", *k, n)))
+      return failure();
+  }
+  if (numMoE == 0)
+    return cfg.fail("no MoE layers: 'num_layers' (" + Twine(*layers) +
+                    ") < 'expert_interval' (" + Twine(*interval) + ")");
+  m.hidden = *d;
+  m.numLayers = *layers;
+  for (int64_t i = 0; i < *layers; ++i) {
+    // Megatron-DeepSpeed: layer number i + 1 is MoE when divisible by
+    // expert_interval.
+    if ((i + 1) % *interval != 0) {
+      m.denseLayers.push_back(i);
+      continue;
+    }
+    int64_t e = experts.size() == 1 ? experts[0] : experts[i / *interval];
+    LayerSpec l;
+    l.index = i;
+    std::string p =
+        "language_model.encoder.layers." + std::to_string(i) + ".mlp.";
+    l.scope = p.substr(0, p.size() - 1);
+    l.router = linear(p + "deepspeed_moe.gate.wg.weight", e, *d);
+    l.expertPrefix = p + "deepspeed_moe.experts.deepspeed_experts.";
+    l.numExperts = e;
+    l.up = stacked(l.expertPrefix + "*.dense_h_to_4h.weight", e, *f, *d);
+    l.down = stacked(l.expertPrefix + "*.dense_4h_to_h.weight", e, *d, *f);
+    if (*mlpType == "residual") {
+      std::string coefBias = p + "coefficient.bias";
+      if (index && index->count(coefBias))
+        return cfg.fail("the index holds '" + coefBias +
+                        "': moe.layer's mlp_coef has no bias");
+      l.mlpUp = linear(p + "mlp.dense_h_to_4h.weight", *f, *d);
+      l.mlpDown = linear(p + "mlp.dense_4h_to_h.weight", *d, *f);
+      l.mlpCoef = linear(p + "coefficient.weight", 2, *d);
+    }
+    l.activation = *act;
+    l.topK = *k;
+    l.renormalize = *k == 2; // top2gating normalises the two gates
+    if (!*noDrop) {
+      l.capacityFactor = *cf;
+      l.minCapacity = *minCap;
+    }
+    m.layers.push_back(std::move(l));
+  }
+  addDenseSkips(m,
+                "language_model.encoder.layers.*.self_attention, "
+                "*_layernorm",
+                "language_model.embedding", "final_layernorm (LM head tied)");
+  m.skipped.push_back(denseNote(m.denseLayers));
+  if (*mlpType == "residual")
+    m.notes.push_back("PR-MoE: DeepSpeed's coefficient Linear has a bias; "
+                      "the checkpoint must not carry one");
+  if (*k == 1)
+    m.notes.push_back("DeepSpeed's top-1 gating may pick dropped tokens at "
+                      "random (use_rts); moe.layer drops by position");
+  return success();
+}

@@ -21,13 +21,26 @@
 
 using namespace mlir;
 
+gpu::GPUFuncOp mlir::moe::createKernelFunc(OpBuilder &b, Location loc,
+                                           gpu::GPUModuleOp module,
+                                           StringRef name, TypeRange argTypes,
+                                           int64_t knownThreads) {
+  b.setInsertionPointToEnd(module.getBody());
+  auto fn = gpu::GPUFuncOp::create(
+      b, loc, name, FunctionType::get(b.getContext(), argTypes, {}));
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  if (knownThreads)
+    fn.setKnownBlockSizeAttr(
+        b.getDenseI32ArrayAttr({int32_t(knownThreads), 1, 1}));
+  b.setInsertionPointToStart(&fn.getBody().front());
+  return fn;
+}
+
 gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
                                                  gpu::GPUModuleOp module,
                                                  StringRef name, Type elt,
                                                  const GemvOptions &opts) {
   OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToEnd(module.getBody());
-  MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), index = b.getIndexType(), i32 = b.getI32Type();
   auto xType = MemRefType::get({dyn, dyn}, elt);
@@ -46,11 +59,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     argTypes.push_back(wType);
     argTypes.push_back(outType);
   }
-  auto fn = gpu::GPUFuncOp::create(b, loc, name,
-                                   FunctionType::get(ctx, argTypes, {}));
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  auto fn = createKernelFunc(b, loc, module, name, argTypes);
   Block &entry = fn.getBody().front();
-  b.setInsertionPointToStart(&entry);
   unsigned next = 5;
   Value x = entry.getArgument(0), offsets = entry.getArgument(1),
         w = entry.getArgument(2), out = entry.getArgument(3),
@@ -209,12 +219,8 @@ gpu::GPUFuncOp elementKernel(
     TypeRange argTypes,
     function_ref<void(OpBuilder &, Location, ValueRange, Value, Value)> body) {
   OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToEnd(module.getBody());
-  auto fn = gpu::GPUFuncOp::create(
-      b, loc, name, FunctionType::get(b.getContext(), argTypes, {}));
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  auto fn = moe::createKernelFunc(b, loc, module, name, argTypes);
   Block &entry = fn.getBody().front();
-  b.setInsertionPointToStart(&entry);
   Value first = entry.getArgument(0);
   Value rows = memref::DimOp::create(b, loc, first, 0);
   Value cols = memref::DimOp::create(b, loc, first, 1);

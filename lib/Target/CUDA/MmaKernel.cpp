@@ -60,7 +60,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
                                                 StringRef name,
                                                 const MmaOptions &o) {
   OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToEnd(module.getBody());
   MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type(),
@@ -79,13 +78,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     argTypes.push_back(MemRefType::get({dyn}, f32));
   if (o.pair)
     argTypes.push_back(w3);
-  auto fn = gpu::GPUFuncOp::create(b, loc, name,
-                                   FunctionType::get(ctx, argTypes, {}));
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  // Launched with exactly this block: ptxas fits the registers to it.
   assert(o.warps == 4 || o.warps == 8);
   const int64_t threads = 32 * o.warps;
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
+  auto fn = createKernelFunc(b, loc, module, name, argTypes, threads);
 
   assert((o.tileM == 64 || o.tileM == 128) && o.stages >= 2 && o.stages <= 4);
   const int64_t TM = o.tileM, TK = kMmaTileK, S = o.stages;

@@ -62,7 +62,6 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
                                            StringRef name,
                                            const RouteKernelOptions &o) {
   OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToEnd(module.getBody());
   MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), index = b.getIndexType();
@@ -83,12 +82,8 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
   bool select = o.part == RoutePart::Select, finish = o.part == RoutePart::Finish;
   if (select || finish)
     argTypes.push_back(vecI32); // per-expert counts in global memory (zeroed)
-  auto fn = gpu::GPUFuncOp::create(b, loc, name,
-                                   FunctionType::get(ctx, argTypes, {}));
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  // Launched with exactly this block: ptxas fits the registers to it.
   const int64_t threads = select ? kRouteSelectThreads : kRouteThreads;
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
+  auto fn = createKernelFunc(b, loc, module, name, argTypes, threads);
   auto shared = MemRefType::get(
       {kRouteThreads}, i32, MemRefLayoutAttrInterface(),
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));

@@ -17,6 +17,14 @@
 
 namespace mlir::moe {
 
+/// Adds an empty kernel `name` taking `argTypes` at the end of `module`,
+/// with `knownThreads` (when non-zero) as its exact block size, so that
+/// ptxas fits the registers to it. The builder's insertion point moves into
+/// the kernel's entry block.
+gpu::GPUFuncOp createKernelFunc(OpBuilder &builder, Location loc,
+                                gpu::GPUModuleOp module, StringRef name,
+                                TypeRange argTypes, int64_t knownThreads = 0);
+
 /// Columns each thread of the grouped GEMV owns (one 16-byte bf16 vector).
 constexpr int64_t kGemvColumnsPerThread = 8;
 /// Rows that share each weight load, and weight rows loaded ahead of use.

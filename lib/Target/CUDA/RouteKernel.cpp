@@ -245,6 +245,8 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     Value prevV = cf(std::numeric_limits<float>::infinity());
     Value prevI = c32(-1);
     SmallVector<Value> ids, wts;
+    ids.reserve(k);
+    wts.reserve(k);
     for (int64_t j = 0; j < k; ++j) {
       auto loop = scf::ForOp::create(
           b, loc, lane, numExperts, ci(32),
@@ -279,7 +281,7 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
       prevI = bi;
     }
     if (o.afterTopk) {
-      Value mx = wts[0];
+      Value mx = wts.front();
       for (int64_t j = 1; j < k; ++j)
         mx = arith::MaximumFOp::create(b, loc, mx, wts[j]);
       Value sum = cf(0.0f);
@@ -301,7 +303,7 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
       for (Value &w : wts)
         w = arith::MulFOp::create(b, loc, w, cf(float(o.scaling)));
     // Lane j records assignment (t, j).
-    Value myE = ids[0], myW = wts[0];
+    Value myE = ids.front(), myW = wts.front();
     for (int64_t j = 1; j < k; ++j) {
       Value isJ = icmp(P::eq, lane, ci(j));
       myE = sel(isJ, ids[j], myE);

@@ -32,6 +32,8 @@ std::string ModelSignature::serialize() const {
     if (b.shape.empty())
       os << "scalar";
     llvm::interleave(b.shape, os, "x");
+    if (!b.layout.empty())
+      os << ' ' << b.layout;
     os << '\n';
   }
   return text;
@@ -82,6 +84,12 @@ static LogicalResult bufferFromAttrs(Operation *where, DictionaryAttr attrs,
   if (StringAttr n = name("moe.weight")) {
     out.kind = ModelBuffer::Kind::Weight;
     out.name = n.str();
+    // Imported checkpoints store Linear weights [out, in] (and experts one
+    // tensor each); the signature says so, and the loader must comply.
+    if (attrs.get("moe.transpose"))
+      out.layout = "transpose";
+    if (auto stack = dyn_cast_or_null<StringAttr>(attrs.get("moe.stack")))
+      out.layout = ("stack-" + stack.getValue()).str();
   } else {
     out.kind = ModelBuffer::Kind::Input;
     StringAttr in = name("moe.input");
@@ -171,6 +179,8 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     // about the dialect attributes.
     entry.removeArgAttr(i, "moe.input");
     entry.removeArgAttr(i, "moe.weight");
+    entry.removeArgAttr(i, "moe.transpose");
+    entry.removeArgAttr(i, "moe.stack");
     // Inputs and weights may live in read-only mapped files.
     entry.setArgAttr(i, bufferization::BufferizationDialect::kWritableAttrName,
                      BoolAttr::get(module.getContext(), false));

@@ -31,6 +31,7 @@ struct Buffer {
   bool owned = false;
   bool device = false; // on the GPU; data is a device pointer
   void *host = nullptr; // a device output's host copy (owned)
+  std::string layout;   // e.g. "stack-transpose": not loadable yet
 };
 
 bool parseSignature(const char *text, std::vector<Buffer> &out) {
@@ -40,9 +41,10 @@ bool parseSignature(const char *text, std::vector<Buffer> &out) {
     if (line.empty())
       continue;
     std::istringstream fields(line);
-    std::string kind, name, dtype, shape;
+    std::string kind, name, dtype, shape, layout;
     if (!(fields >> kind >> name >> dtype >> shape))
       return false;
+    fields >> layout; // optional: how the checkpoint stores the weight
     Buffer b;
     // "device-" marks a buffer the compiled code reads or writes on the GPU.
     b.device = kind.rfind("device-", 0) == 0;
@@ -54,6 +56,7 @@ bool parseSignature(const char *text, std::vector<Buffer> &out) {
     if (int(b.kind) < 0)
       return false;
     b.name = name;
+    b.layout = layout;
     if (moert_dtype_from_name(dtype.c_str(), &b.dtype) != MOERT_OK)
       return false;
     if (shape != "scalar") {
@@ -219,6 +222,15 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     if (b.kind == Buffer::Output)
       continue;
     moert_st_file *file = b.kind == Buffer::Weight ? weights : inputs;
+    if (!b.layout.empty()) {
+      std::fprintf(stderr,
+                   "error: weight '%s' is stored as '%s' in the checkpoint "
+                   "(an imported Hugging Face layout); this runtime loads "
+                   "weights only as they are used\n",
+                   b.name.c_str(), b.layout.c_str());
+      ++problems;
+      continue;
+    }
     moert_st_tensor t;
     if (moert_st_expect(file, b.name.c_str(), b.dtype, int32_t(b.shape.size()),
                         b.shape.data(), &t) != MOERT_OK) {

@@ -35,6 +35,10 @@ struct ModelBuffer {
   /// A weight the compiled code reads on the GPU: the runtime uploads it once
   /// and passes the device pointer ("device-weight" in the signature).
   bool device = false;
+  /// How the weight is stored relative to the argument (`moe.transpose`:
+  /// "transpose"; `moe.stack = "transpose"`: "stack-transpose"); empty when
+  /// stored as it is used. A trailing field of the signature line.
+  std::string layout;
 };
 
 struct ModelSignature {

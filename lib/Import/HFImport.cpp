@@ -736,6 +736,41 @@ LogicalResult mlir::moe::readSafetensorsHeaders(
   return success();
 }
 
+OwningOpRef<ModuleOp> mlir::moe::importHFFiles(StringRef configText,
+                                               StringRef configPath,
+                                               MLIRContext *context,
+                                               HFImportOptions options,
+                                               std::string &error) {
+  options.configName = configPath.str();
+  // The index beside config.json, when there is one.
+  std::optional<std::string> indexText;
+  bool onDisk = configPath != "<stdin>" && !configPath.empty();
+  if (onDisk) {
+    SmallString<256> indexPath = llvm::sys::path::parent_path(configPath);
+    llvm::sys::path::append(indexPath, "model.safetensors.index.json");
+    options.indexName = indexPath.str().str();
+    if (llvm::sys::fs::is_regular_file(indexPath)) {
+      auto indexBuf = llvm::MemoryBuffer::getFile(indexPath);
+      if (!indexBuf) {
+        error = ("cannot read " + indexPath + ": " +
+                 indexBuf.getError().message())
+                    .str();
+        return nullptr;
+      }
+      indexText = (*indexBuf)->getBuffer().str();
+    }
+  }
+  std::vector<HFSafetensorsHeader> headers;
+  if (onDisk &&
+      failed(readSafetensorsHeaders(llvm::sys::path::parent_path(configPath),
+                                    indexText, headers, error)))
+    return nullptr;
+  return importHFConfig(configText,
+                        indexText ? std::optional<StringRef>(*indexText)
+                                  : std::nullopt,
+                        headers, context, options, error);
+}
+
 void mlir::moe::registerHFImportTranslation() {
   static llvm::cl::opt<int64_t> tokens(
       "import-hf-tokens",
@@ -751,38 +786,10 @@ void mlir::moe::registerHFImportTranslation() {
             sourceMgr.getMemoryBuffer(sourceMgr.getMainFileID());
         HFImportOptions options;
         options.tokens = tokens;
-        StringRef configPath = buf->getBufferIdentifier();
-        options.configName = configPath.str();
-        // The index beside config.json, when there is one.
-        std::optional<std::string> indexText;
-        if (configPath != "<stdin>" && !configPath.empty()) {
-          SmallString<256> indexPath = llvm::sys::path::parent_path(configPath);
-          llvm::sys::path::append(indexPath, "model.safetensors.index.json");
-          options.indexName = indexPath.str().str();
-          if (llvm::sys::fs::is_regular_file(indexPath)) {
-            auto indexBuf = llvm::MemoryBuffer::getFile(indexPath);
-            if (!indexBuf) {
-              emitError(UnknownLoc::get(context))
-                  << "cannot read " << indexPath << ": "
-                  << indexBuf.getError().message();
-              return nullptr;
-            }
-            indexText = (*indexBuf)->getBuffer().str();
-          }
-        }
         std::string error;
-        std::vector<HFSafetensorsHeader> headers;
-        if (configPath != "<stdin>" && !configPath.empty() &&
-            failed(
-                readSafetensorsHeaders(llvm::sys::path::parent_path(configPath),
-                                       indexText, headers, error))) {
-          emitError(UnknownLoc::get(context)) << error;
-          return nullptr;
-        }
-        OwningOpRef<ModuleOp> module = importHFConfig(
-            buf->getBuffer(),
-            indexText ? std::optional<StringRef>(*indexText) : std::nullopt,
-            headers, context, options, error);
+        OwningOpRef<ModuleOp> module =
+            importHFFiles(buf->getBuffer(), buf->getBufferIdentifier(),
+                          context, options, error);
         if (!module) {
           emitError(UnknownLoc::get(context)) << error;
           return nullptr;

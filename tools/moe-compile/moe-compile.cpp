@@ -2,7 +2,8 @@
 //
 // Part of moe-compiler.
 //
-//   moe-compile model.mlir -o model [--target=cpu] [--emit=exe|obj|llvm|mlir]
+//   moe-compile model.mlir|CHECKPOINT_DIR -o model [--target=cpu|cuda]
+//       [--emit=exe|shared|obj|llvm|mlir]
 //
 // Parses and verifies the model, runs the target pipeline, adds the entry
 // points the runtime expects, emits a native object in process and links it
@@ -12,6 +13,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moe/Import/HFImport.h"
 #include "moe/InitAll.h"
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Support/InputLimits.h"
@@ -79,6 +81,11 @@ cl::opt<int64_t> gpuMmaWarps(
     cl::desc("warps per tensor-core block: 0 (default, chosen per layer), 4 "
              "or 8"),
     cl::init(0));
+cl::opt<int64_t> importTokens(
+    "import-hf-tokens",
+    cl::desc("for a Hugging Face checkpoint input: tokens per step (rows of "
+             "the model's input)"),
+    cl::init(1));
 cl::opt<std::string> entryName("entry",
                                cl::desc("model entry function (default: the "
                                         "only public function)"),
@@ -213,19 +220,41 @@ int main(int argc, char **argv) {
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
 
+  // A Hugging Face checkpoint (its directory or config.json) is imported;
+  // anything else is parsed as MLIR.
+  std::string inputPath = inputFile;
+  bool hf = llvm::sys::path::filename(inputPath) == "config.json";
+  if (llvm::sys::fs::is_directory(inputPath)) {
+    llvm::SmallString<256> config(inputPath);
+    llvm::sys::path::append(config, "config.json");
+    if (!llvm::sys::fs::exists(config))
+      return fail("'" + inputPath + "' is a directory without a config.json "
+                  "(expected a Hugging Face checkpoint or an .mlir file)");
+    inputPath = std::string(config);
+    hf = true;
+  }
   std::string errorMessage;
   std::unique_ptr<llvm::MemoryBuffer> input =
-      openInputFile(inputFile, &errorMessage);
+      openInputFile(inputPath, &errorMessage);
   if (!input)
     return fail(errorMessage);
-  std::string tooDeep = moe::checkNestingDepth(input->getBuffer());
-  if (!tooDeep.empty())
-    return fail(inputFile + ": " + tooDeep);
   llvm::SourceMgr sourceMgr;
-  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-
-  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  OwningOpRef<ModuleOp> module;
+  if (hf) {
+    moe::HFImportOptions importOptions;
+    importOptions.tokens = importTokens;
+    module = moe::importHFFiles(input->getBuffer(), inputPath, &context,
+                                importOptions, errorMessage);
+    if (!module)
+      return fail(errorMessage);
+  } else {
+    std::string tooDeep = moe::checkNestingDepth(input->getBuffer());
+    if (!tooDeep.empty())
+      return fail(inputFile + ": " + tooDeep);
+    sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  }
   if (!module || failed(verify(*module)))
     return 1;
 

@@ -66,6 +66,14 @@ llvm::LogicalResult readSafetensorsHeaders(
     llvm::StringRef dir, const std::optional<std::string> &indexText,
     std::vector<HFSafetensorsHeader> &headers, std::string &error);
 
+/// importHFConfig on the config.json text read from `configPath`, with the
+/// index and the safetensors headers found beside it.
+OwningOpRef<ModuleOp> importHFFiles(llvm::StringRef configText,
+                                    llvm::StringRef configPath,
+                                    MLIRContext *context,
+                                    HFImportOptions options,
+                                    std::string &error);
+
 /// Registers the `--import-hf` translation (input: a checkpoint directory
 /// or its config.json) and its `--import-hf-tokens=N` option.
 void registerHFImportTranslation();

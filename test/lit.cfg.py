@@ -25,6 +25,10 @@ config.substitutions.append(("%moe_obj_root", config.moe_obj_root))
 config.substitutions.append(
     ("%check_layer", "sh " + os.path.join(config.moe_src_root, "test", "e2e", "check-layer.sh")))
 
+# Compiling for --target=cuda needs the CUDA toolkit's ptxas.
+if config.moe_has_ptxas:
+    config.available_features.add("ptxas")
+
 # GPU tests run only where a CUDA driver and a GPU are present.
 if config.moe_has_cuda_gpu:
     config.available_features.add("cuda")

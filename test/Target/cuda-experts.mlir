@@ -3,6 +3,7 @@
 // runs on the GPU (weights marked device-weight in the signature, kernels
 // embedded as a cubin, launches through the runtime's mgpu* ABI), routing,
 // dispatch, the shared expert and combine on the CPU.
+// REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-opt %s -convert-moe-layer-to-gpu-call -moe-decompose-layer -convert-moe-experts-to-gpu-call | FileCheck %s --check-prefix=CALL

@@ -2,6 +2,7 @@
 // layer runs on the GPU, its input and output stay device buffers
 // (device-input / device-output in the signature), and the host code is
 // launches only: no copies between host and device.
+// REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV

@@ -442,14 +442,11 @@ extern "C" void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/,
                   (unsigned long long)bytes);
       fatal();
     }
-    if (moert_cuda_alloc(bytes, &p) != MOERT_OK) {
-      // Give the cache back and try once more before failing.
-      if (drv().cachedBytes && moert_cuda_trim() == MOERT_OK &&
-          moert_cuda_alloc(bytes, &p) == MOERT_OK) {
-      } else {
-        fatal();
-      }
-    }
+    // Out of memory: give the cached blocks back and try once more.
+    if (moert_cuda_alloc(bytes, &p) != MOERT_OK &&
+        (!drv().cachedBytes || moert_cuda_trim() != MOERT_OK ||
+         moert_cuda_alloc(bytes, &p) != MOERT_OK))
+      fatal();
   }
   drv().inUse[p] = bytes;
   return p;

@@ -7,8 +7,10 @@
 // that the CPU pipeline bufferizes and deallocates around it without copying
 // the weights (the deallocation pipeline refuses GPU launches). After
 // bufferization the helper gets its body: device buffers, the expert kernels
-// and the copies. Routing, dispatch and combine stay on the CPU until their
-// kernels exist.
+// and the copies. This is the path of layers the fused GPU layer
+// (LayerToGPU.cpp) does not take: their routing, dispatch and combine stay on
+// the CPU. The helper machinery shared by both paths (GpuHelpers.h) and the
+// materialization pass, which builds both kinds of bodies, live here too.
 //
 //===----------------------------------------------------------------------===//
 
@@ -114,6 +116,20 @@ void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
 void HostBuilder::launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
                                     ValueRange args) {
   launch(kernel, {(elements + 255) / 256, 1, 1}, {256, 1, 1}, args);
+}
+
+GemvGrid mlir::moe::planGemv(int64_t k, int64_t m, int64_t active) {
+  GemvGrid g;
+  int64_t cols = m / kGemvColumnsPerThread;
+  g.threads = std::min<int64_t>(256, (cols + 31) / 32 * 32);
+  g.blocksX = (cols + g.threads - 1) / g.threads;
+  g.splits = std::max<int64_t>(
+      1, std::min<int64_t>(k / 64, 528 / std::max<int64_t>(
+                                             1, g.blocksX * active)));
+  g.kchunk = (k + g.splits - 1) / g.splits;
+  g.kchunk = (g.kchunk + kGemvUnroll - 1) / kGemvUnroll * kGemvUnroll;
+  g.splits = (k + g.kchunk - 1) / g.kchunk;
+  return g;
 }
 
 void HostBuilder::freeAll() {
@@ -339,19 +355,12 @@ struct MoEMaterializeGpuExpertsPass
     Value y = h.zeroed({n, d});
     Value out = h.alloc({n, d}, bf16);
 
-    // Grid of the grouped GEMV: 8 columns a thread, threads sized to the
-    // columns, the reduction split so that ~4 blocks per SM have work.
+    // Grid z runs over all experts (empty ones exit at once); at most
+    // min(n, E) of them have rows.
     auto launchGemv = [&](Value in, Value w, Value acc, int64_t k, int64_t m) {
-      int64_t cols = m / kGemvColumnsPerThread;
-      int64_t threads = std::min<int64_t>(256, (cols + 31) / 32 * 32);
-      int64_t bx = (cols + threads - 1) / threads;
-      int64_t splits = std::max<int64_t>(
-          1, std::min<int64_t>(k / 64, 528 / std::max<int64_t>(
-                                               1, bx * std::min(n, experts))));
-      int64_t kchunk = (k + splits - 1) / splits;
-      kchunk = (kchunk + kGemvUnroll - 1) / kGemvUnroll * kGemvUnroll;
-      h.launch(gemv, {bx, splits, experts}, {threads, 1, 1},
-               {in, offsets, w, acc, h.index(kchunk)});
+      GemvGrid g = planGemv(k, m, std::min(n, experts));
+      h.launch(gemv, {g.blocksX, g.splits, experts}, {g.threads, 1, 1},
+               {in, offsets, w, acc, h.index(g.kchunk)});
     };
     launchGemv(x, wUp, hUp, d, f);
     if (gated) {

@@ -8,18 +8,22 @@
 // helper gets its body: the kernel chain of a layer step, all on the model
 // stream, with nothing crossing to the host:
 //
-//   logits = x W_router            dense grouped GEMV, split over d
-//   route(logits)                  one block: top k, counts, offsets, the
-//                                  mapping table and the list of experts hit
-//   h, g = x[rowToken] W_up, W_gate   grouped GEMV over the experts hit, the
-//                                  dispatch gather fused in, up and gate in
-//                                  one launch
-//   a = act(g) * h                 rounded to bf16 (moe.experts' numerics)
-//   y[rowToken] += w_row * a W_down   grouped GEMV with the combine fused in
+//   logits = x W_router            dense GEMV (split over d), or dense mma
+//                                  from 128 tokens
+//   route(logits)                  top k, counts, offsets, the mapping table,
+//                                  the experts hit and the row tiles: one
+//                                  block, or select over the grid + finish
+//   a = act(x[rowToken] W_gate) * (x[rowToken] W_up)
+//                                  the dispatch gather fused in; GEMV path:
+//                                  up and gate in one launch, then an
+//                                  activation kernel; mma path: one kernel
+//   y[rowToken] += w_row * a W_down   GEMV or mma with the combine fused in
 //   out = bf16(y)
 //
-// The plan (split counts, grids) is fixed here from the static shapes and
-// recorded on the helper as `moe.gpu_plan`, so it is visible in the IR.
+// The expert path and its tiles are chosen by the conversion pass from the
+// rows each expert gets (`moe.gpu_layer`); grids and split counts are fixed
+// here from the static shapes and recorded as `moe.gpu_plan`, so the plan is
+// visible in the IR.
 //
 //===----------------------------------------------------------------------===//
 
@@ -68,8 +72,8 @@ struct ConvertMoELayerToGpuCallPass
   StringRef choosePath(LayerOp op) {
     auto up = cast<RankedTensorType>(op.getWUp().getType());
     int64_t d = up.getDimSize(1), f = up.getDimSize(2);
-    bool mmaFits = d % kMmaTileN == 0 && f % kMmaTileN == 0 &&
-                   d % kMmaTileK == 0 && f % kMmaTileK == 0;
+    // kMmaTileK divides kMmaTileN: both K (d or f) steps fit too.
+    bool mmaFits = d % kMmaTileN == 0 && f % kMmaTileN == 0;
     if (path == "gemv" || !mmaFits)
       return "gemv";
     if (path == "mma")
@@ -150,27 +154,6 @@ struct ConvertMoELayerToGpuCallPass
 };
 } // namespace
 
-namespace {
-/// Grid of a grouped GEMV over K x M with `active` (weight matrix, expert)
-/// pairs expected at once: 8 columns a thread, threads sized to the columns,
-/// K split so that about four blocks per SM (132 SMs) have work.
-struct GemvGrid {
-  int64_t blocksX, threads, splits, kchunk;
-};
-GemvGrid planGemv(int64_t k, int64_t m, int64_t active) {
-  GemvGrid g;
-  int64_t cols = m / kGemvColumnsPerThread;
-  g.threads = std::min<int64_t>(256, (cols + 31) / 32 * 32);
-  g.blocksX = (cols + g.threads - 1) / g.threads;
-  g.splits = std::max<int64_t>(
-      1, std::min<int64_t>(k / 64, 528 / std::max<int64_t>(
-                                             1, g.blocksX * active)));
-  g.kchunk = (k + g.splits - 1) / g.splits;
-  g.kchunk = (g.kchunk + kGemvUnroll - 1) / kGemvUnroll * kGemvUnroll;
-  g.splits = (k + g.kchunk - 1) / g.kchunk;
-  return g;
-}
-} // namespace
 
 LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                            gpu::GPUModuleOp kernels,

@@ -64,6 +64,15 @@ private:
   SmallVector<Value> owned;
 };
 
+/// Grid of a grouped GEMV over K x M with `active` (weight matrix, expert)
+/// pairs expected at once: 8 columns a thread, threads sized to the columns,
+/// K split so that about four blocks per SM (132 SMs) have work; kchunk is a
+/// multiple of kGemvUnroll.
+struct GemvGrid {
+  int64_t blocksX, threads, splits, kchunk;
+};
+GemvGrid planGemv(int64_t k, int64_t m, int64_t active);
+
 /// The body of a GPU layer helper (LayerToGPU.cpp). `deviceArgs[i]` says
 /// whether argument i is known to be a device pointer (weights always are);
 /// other activations are copied.

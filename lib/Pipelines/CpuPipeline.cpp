@@ -53,6 +53,7 @@ void buildToLoops(OpPassManager &pm, bool gpu, StringRef gpuPath = "auto",
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
   }
   pm.addPass(moe::createMoEDecomposeLayer());
+  pm.addPass(moe::createConvertMoECommToRuntime());
   if (gpu)
     pm.addPass(moe::createConvertMoEExpertsToGpuCall());
   pm.addPass(moe::createConvertMoEToLinalg());

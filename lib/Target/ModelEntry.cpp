@@ -13,6 +13,7 @@
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/raw_ostream.h"
@@ -23,6 +24,11 @@ using namespace mlir::moe;
 std::string ModelSignature::serialize() const {
   std::string text;
   llvm::raw_string_ostream os(text);
+  if (!grid.empty()) {
+    os << "grid ";
+    llvm::interleave(grid, os, "x");
+    os << '\n';
+  }
   for (const ModelBuffer &b : buffers) {
     os << (b.device ? "device-" : "")
        << (b.kind == ModelBuffer::Kind::Input    ? "input"
@@ -34,6 +40,17 @@ std::string ModelSignature::serialize() const {
     llvm::interleave(b.shape, os, "x");
     if (!b.layout.empty())
       os << ' ' << b.layout;
+    if (llvm::any_of(b.split, [](const auto &axes) { return !axes.empty(); })) {
+      os << " split=";
+      llvm::interleave(
+          b.split, os,
+          [&](const std::vector<int16_t> &axes) {
+            if (axes.empty())
+              os << '-';
+            llvm::interleave(axes, os, ".");
+          },
+          "|");
+    }
     os << '\n';
   }
   return text;
@@ -90,6 +107,11 @@ static LogicalResult bufferFromAttrs(Operation *where, DictionaryAttr attrs,
       out.layout = "transpose";
     if (auto stack = dyn_cast_or_null<StringAttr>(attrs.get("moe.stack")))
       out.layout = ("stack-" + stack.getValue()).str();
+    if (auto split = dyn_cast_or_null<ArrayAttr>(attrs.get("moe.split")))
+      for (Attribute a : split)
+        if (auto axes = dyn_cast<DenseI16ArrayAttr>(a))
+          out.split.emplace_back(axes.asArrayRef().begin(),
+                                 axes.asArrayRef().end());
   } else {
     out.kind = ModelBuffer::Kind::Input;
     StringAttr in = name("moe.input");
@@ -155,6 +177,8 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
 
   ModelSignature sig;
   sig.entry = entry.getSymName().str();
+  if (auto grid = module.lookupSymbol<shard::GridOp>("moe_grid"))
+    sig.grid.assign(grid.getShape().begin(), grid.getShape().end());
   FunctionType type = entry.getFunctionType();
   llvm::StringSet<> names;
   auto add = [&](ModelBuffer b) -> LogicalResult {
@@ -181,6 +205,7 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     entry.removeArgAttr(i, "moe.weight");
     entry.removeArgAttr(i, "moe.transpose");
     entry.removeArgAttr(i, "moe.stack");
+    entry.removeArgAttr(i, "moe.split");
     // Inputs and weights may live in read-only mapped files.
     entry.setArgAttr(i, bufferization::BufferizationDialect::kWritableAttrName,
                      BoolAttr::get(module.getContext(), false));

@@ -32,20 +32,62 @@ struct Buffer {
   bool device = false; // on the GPU; data is a device pointer
   void *host = nullptr; // a device output's host copy (owned)
   std::string layout;   // e.g. "stack-transpose": not loadable yet
+  // Per dimension, the grid axes it is split over (partitioned models).
+  std::vector<std::vector<int>> split;
 };
 
-bool parseSignature(const char *text, std::vector<Buffer> &out) {
+std::vector<int64_t> parseDims(const std::string &text) {
+  std::vector<int64_t> dims;
+  std::istringstream in(text);
+  std::string d;
+  while (std::getline(in, d, 'x'))
+    dims.push_back(std::stoll(d));
+  return dims;
+}
+
+/// "1|-|2.3" -> {{1}, {}, {2, 3}}.
+std::vector<std::vector<int>> parseSplit(const std::string &text) {
+  std::vector<std::vector<int>> split;
+  std::istringstream dims(text);
+  std::string dim;
+  while (std::getline(dims, dim, '|')) {
+    split.emplace_back();
+    if (dim == "-")
+      continue;
+    std::istringstream axes(dim);
+    std::string a;
+    while (std::getline(axes, a, '.'))
+      split.back().push_back(std::stoi(a));
+  }
+  return split;
+}
+
+bool parseSignature(const char *text, std::vector<Buffer> &out,
+                    std::vector<int64_t> &grid) {
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
     if (line.empty())
       continue;
     std::istringstream fields(line);
-    std::string kind, name, dtype, shape, layout;
+    std::string kind, name, dtype, shape, extra, layout, split;
+    if (line.rfind("grid ", 0) == 0) {
+      fields >> kind >> shape;
+      grid = parseDims(shape);
+      continue;
+    }
     if (!(fields >> kind >> name >> dtype >> shape))
       return false;
-    fields >> layout; // optional: how the checkpoint stores the weight
+    // Optional: how the checkpoint stores the weight; a partitioned model's
+    // split axes.
+    while (fields >> extra) {
+      if (extra.rfind("split=", 0) == 0)
+        split = extra.substr(6);
+      else
+        layout = extra;
+    }
     Buffer b;
+    b.split = parseSplit(split);
     // "device-" marks a buffer the compiled code reads or writes on the GPU.
     b.device = kind.rfind("device-", 0) == 0;
     std::string base = b.device ? kind.substr(7) : kind;
@@ -59,12 +101,10 @@ bool parseSignature(const char *text, std::vector<Buffer> &out) {
     b.layout = layout;
     if (moert_dtype_from_name(dtype.c_str(), &b.dtype) != MOERT_OK)
       return false;
-    if (shape != "scalar") {
-      std::istringstream dims(shape);
-      std::string d;
-      while (std::getline(dims, d, 'x'))
-        b.shape.push_back(std::stoll(d));
-    }
+    if (shape != "scalar")
+      b.shape = parseDims(shape);
+    if (!b.split.empty() && b.split.size() != b.shape.size())
+      return false;
     size_t n = 1;
     for (int64_t d : b.shape)
       n *= size_t(d);
@@ -120,15 +160,92 @@ double checksum(const Buffer &b) {
   return sum;
 }
 
+/// This rank's slice of a weight split over grid axes: `whole` holds the
+/// checkpoint tensor, `b.shape` is the slice; copied into an owned buffer.
+bool loadSlice(Buffer &b, const moert_st_tensor &whole,
+               const std::vector<int64_t> &grid) {
+  int32_t rank = moert_comm_world_rank();
+  std::vector<int64_t> coord(grid.size());
+  for (size_t i = grid.size(), r = size_t(rank); i-- > 0;) {
+    coord[i] = int64_t(r) % grid[i];
+    r /= size_t(grid[i]);
+  }
+  size_t n = b.shape.size(), elt = moert_dtype_size(b.dtype);
+  std::vector<int64_t> first(n), full(n);
+  for (size_t d = 0; d < n; ++d) {
+    int64_t part = 0, parts = 1;
+    for (int a : b.split[d]) {
+      part = part * grid[size_t(a)] + coord[size_t(a)];
+      parts *= grid[size_t(a)];
+    }
+    full[d] = b.shape[d] * parts;
+    first[d] = part * b.shape[d];
+  }
+  if (moert_alloc(b.nbytes, &b.data) != MOERT_OK)
+    return false;
+  b.owned = true;
+  if (n == 0) {
+    std::memcpy(b.data, whole.data, b.nbytes);
+    return true;
+  }
+  // Rows of the last dimension are contiguous in both tensors.
+  size_t rowBytes = size_t(b.shape[n - 1]) * elt;
+  std::vector<int64_t> at(n, 0);
+  char *dst = static_cast<char *>(b.data);
+  for (size_t done = 0; done < b.nbytes; done += rowBytes) {
+    int64_t offset = 0;
+    for (size_t d = 0; d < n; ++d)
+      offset = offset * full[d] + first[d] + at[d];
+    std::memcpy(dst + done,
+                static_cast<const char *>(whole.data) + size_t(offset) * elt,
+                rowBytes);
+    for (size_t d = n - 1; d-- > 0;) {
+      if (++at[d] < b.shape[d])
+        break;
+      at[d] = 0;
+    }
+  }
+  return true;
+}
+
+int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
+             const std::vector<int64_t> &grid, void (*run)(void **buffers));
+
 } // namespace
 
 extern "C" int moert_model_main(int argc, char **argv, const char *signature,
                                 void (*run)(void **buffers)) {
   std::vector<Buffer> buffers;
-  if (!parseSignature(signature, buffers)) {
+  std::vector<int64_t> grid;
+  if (!parseSignature(signature, buffers, grid)) {
     std::fprintf(stderr, "error: the model's embedded signature is malformed\n");
     return 1;
   }
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      usage(argv[0], buffers);
+      return 0;
+    }
+  // A partitioned model: one process per rank of its grid (mpirun).
+  if (moert_comm_init(grid.data(), int32_t(grid.size())) != MOERT_OK) {
+    std::fprintf(stderr, "error: %s\n", moert_last_error());
+    return 1;
+  }
+  int rc = runModel(argc, argv, buffers, grid, run);
+  // One rank's failure stops them all rather than leaving them waiting.
+  if (rc != 0 && moert_comm_world_size() > 1)
+    moert_comm_abort("stopping all ranks", rc);
+  if (moert_comm_finalize() != MOERT_OK) {
+    std::fprintf(stderr, "error: %s\n", moert_last_error());
+    return 1;
+  }
+  return rc;
+}
+
+namespace {
+int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
+             const std::vector<int64_t> &grid, void (*run)(void **buffers)) {
+  bool leader = moert_comm_world_rank() == 0;
   const char *weightsPath = nullptr, *inputPath = nullptr,
              *outputPath = nullptr;
   long repeat = 10, warmup = 1;
@@ -190,7 +307,8 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
 
   moert_st_file *weights = nullptr, *inputs = nullptr;
   if (needWeights) {
-    std::fprintf(stderr, "loading weights from %s\n", weightsPath);
+    if (leader)
+      std::fprintf(stderr, "loading weights from %s\n", weightsPath);
     if (moert_st_open(weightsPath, &weights) != MOERT_OK) {
       std::fprintf(stderr, "error: %s\n", moert_last_error());
       return 1;
@@ -232,14 +350,34 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       continue;
     }
     moert_st_tensor t;
-    if (moert_st_expect(file, b.name.c_str(), b.dtype, int32_t(b.shape.size()),
-                        b.shape.data(), &t) != MOERT_OK) {
+    bool sliced = false;
+    std::vector<int64_t> shape = b.shape;
+    for (size_t d = 0; d < b.split.size(); ++d)
+      for (int a : b.split[d]) {
+        shape[d] *= grid[size_t(a)];
+        sliced = true;
+      }
+    if (moert_st_expect(file, b.name.c_str(), b.dtype, int32_t(shape.size()),
+                        shape.data(), &t) != MOERT_OK) {
       std::fprintf(stderr, "error: %s\n", moert_last_error());
       ++problems;
       continue;
     }
+    if (sliced) {
+      if (!loadSlice(b, t, grid)) {
+        std::fprintf(stderr, "error: %s\n", moert_last_error());
+        ++problems;
+        continue;
+      }
+      t.data = b.data;
+      t.nbytes = b.nbytes;
+    }
     if (b.device) {
       // Buffers the compiled code reads on the GPU: uploaded once.
+      if (b.owned) {
+        moert_free(b.data);
+        b.owned = false;
+      }
       if (moert_cuda_alloc(t.nbytes, &b.data) != MOERT_OK ||
           moert_cuda_copy(b.data, t.data, t.nbytes) != MOERT_OK) {
         std::fprintf(stderr, "error: %s '%s' goes to the GPU: %s\n",
@@ -250,6 +388,8 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       }
       continue;
     }
+    if (sliced)
+      continue;
     b.data = const_cast<void *>(t.data);
     // Compiled code may assume natural alignment; copy what is not aligned.
     if (reinterpret_cast<uintptr_t>(t.data) % 64 != 0 && t.nbytes) {
@@ -288,7 +428,14 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
   }
 
   int rc = 0;
-  if (problems) {
+  // All ranks agree before the first collective.
+  int64_t problemsAnywhere = moert_comm_sum_all(problems);
+  if (problemsAnywhere && !problems) {
+    std::fprintf(stderr, "error: rank %d: another rank could not load its "
+                         "weights or inputs; nothing was run\n",
+                 moert_comm_world_rank());
+    rc = 1;
+  } else if (problems) {
     std::fprintf(stderr, "error: %d problem%s with the weights or inputs; "
                          "nothing was run\n",
                  problems, problems == 1 ? "" : "s");
@@ -316,12 +463,14 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       }
     }
     std::sort(us.begin(), us.end());
-    std::printf("latency: median %.1f us, min %.1f us over %ld runs\n",
+    if (leader)
+      std::printf("latency: median %.1f us, min %.1f us over %ld runs\n",
                 us[us.size() / 2], us.front(), repeat);
 
+    // Every rank holds the whole output; the first writes it.
     std::vector<moert_st_tensor> outs;
     for (const Buffer &b : buffers) {
-      if (b.kind != Buffer::Output)
+      if (b.kind != Buffer::Output || !leader)
         continue;
       Buffer onHost = b;
       if (b.device)
@@ -337,7 +486,7 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       t.nbytes = b.nbytes;
       outs.push_back(t);
     }
-    if (!rc &&
+    if (!rc && leader &&
         moert_st_write(outputPath, outs.size(), outs.data()) != MOERT_OK) {
       std::fprintf(stderr, "error: %s\n", moert_last_error());
       rc = 1;
@@ -357,3 +506,4 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
   moert_st_close(inputs);
   return rc;
 }
+} // namespace

@@ -17,6 +17,7 @@
 #include "moe/InitAll.h"
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Support/InputLimits.h"
+#include "moe/Parallel/Passes.h"
 #include "moe/Target/ModelEntry.h"
 #include "moe/Target/ObjectEmitter.h"
 
@@ -86,6 +87,17 @@ cl::opt<int64_t> importTokens(
     cl::desc("for a Hugging Face checkpoint input: tokens per step (rows of "
              "the model's input)"),
     cl::init(1));
+cl::opt<int64_t> ranks(
+    "ranks",
+    cl::desc("plan the model over this many ranks (GPUs, or CPU processes) "
+             "with moe-plan-parallelism and compile the per-rank program; "
+             "run it with 'mpirun -np N' (default 1: not partitioned)"),
+    cl::init(1));
+cl::opt<std::string> planOptions(
+    "plan",
+    cl::desc("extra moe-plan-parallelism options for --ranks, e.g. "
+             "\"ep=2 es=2 tp=2 memory-gb=80\""),
+    cl::init(""));
 cl::opt<std::string> entryName("entry",
                                cl::desc("model entry function (default: the "
                                         "only public function)"),
@@ -258,6 +270,34 @@ int main(int argc, char **argv) {
   if (!module || failed(verify(*module)))
     return 1;
 
+  // Partitioned models: plan (unless the module was planned already) and
+  // rewrite into the program of one rank.
+  if (ranks < 1)
+    return fail("--ranks must be at least 1, got " + Twine(ranks.getValue()));
+  bool planned = bool(module->lookupSymbol("moe_grid"));
+  if (ranks > 1 || planned || !planOptions.empty()) {
+    PassManager partition(&context);
+    if (!planned) {
+      std::unique_ptr<Pass> plan = moe::createPlanParallelism();
+      std::string options =
+          "gpus=" + std::to_string(ranks) + " " + planOptions;
+      std::string why;
+      if (failed(plan->initializeOptions(options, [&](const Twine &msg) {
+            why = msg.str();
+            return failure();
+          })))
+        return fail("invalid --plan options '" + planOptions + "': " + why);
+      partition.addPass(std::move(plan));
+    } else if (ranks > 1 || !planOptions.empty()) {
+      return fail("the module is planned already (it has @moe_grid); drop "
+                  "--ranks and --plan");
+    }
+    partition.addPass(moe::createPartitionParallelism());
+    if (failed(partition.run(*module)))
+      return fail("partitioning for " + Twine(ranks.getValue()) +
+                  " ranks failed (see the diagnostics above)");
+  }
+
   FailureOr<moe::ModelSignature> signature =
       moe::prepareModelEntry(*module, entryName, cuda);
   if (failed(signature))
@@ -270,7 +310,7 @@ int main(int argc, char **argv) {
     static const StringRef lowered[] = {
         "builtin", "func",   "moe",   "arith", "math", "tensor",
         "linalg",  "scf",    "affine", "memref", "cf", "bufferization",
-        "index",   "llvm"};
+        "index",   "llvm", "shard"};
     if (llvm::is_contained(lowered, ns))
       return WalkResult::advance();
     op->emitError() << "'" << op->getName() << "' is not supported by the "

@@ -106,4 +106,26 @@ def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
   ];
 }
 
+
+def ConvertMoECommToRuntime : Pass<"convert-moe-comm-to-runtime", "ModuleOp"> {
+  let summary = "Lower the collectives of a partitioned model to moert_comm calls";
+  let description = [{
+    Rewrites the communication of `moe-partition`'s per-rank program into
+    calls of the runtime's thin C ABI (`moert_comm_*`, runtime/include/moert/
+    moert.h), which runs them over MPI between processes on the CPU (and
+    NCCL on GPUs): `shard.all_reduce` (sum), `shard.all_gather` and
+    `shard.all_slice` along dimension 0, `shard.process_multi_index`,
+    `moe.dispatch_exchange` and `moe.combine_exchange`. Buffers pass as
+    aligned pointers; every result is a fresh buffer the call fills. The
+    group of a collective is given as a mask of grid axes; the runtime knows
+    the grid from the model's signature. Other collectives are refused by
+    name.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::bufferization::BufferizationDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD

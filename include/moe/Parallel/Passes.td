@@ -89,4 +89,36 @@ def PlanParallelism : Pass<"moe-plan-parallelism", "ModuleOp"> {
   let dependentDialects = ["::mlir::shard::ShardDialect"];
 }
 
+def PartitionParallelism : Pass<"moe-partition", "ModuleOp"> {
+  let summary = "Rewrite a planned model into the program of one rank, with "
+                "explicit collectives";
+  let description = [{
+    Takes the output of `moe-plan-parallelism` (`shard.grid @moe_grid`
+    `data x expert x tensor`, `shard.shard` of every weight, `moe.plan` on
+    every `moe.layer`) and produces the SPMD program every rank runs:
+
+    - weights take their per-rank shapes; each weight argument records its
+      split axes in `moe.split` (the runtime loads that slice of the
+      checkpoint tensor);
+    - the layer's tokens [T, d] (replicated) are sliced over the expert axis
+      (`shard.all_slice`; padded to a multiple of ep, the padding rows
+      routed nowhere), routed locally, sent to the ranks owning their experts
+      (`moe.dispatch_exchange`), run through the local experts (their ffn
+      slice when es > 1), sent back (`moe.combine_exchange`) and combined;
+    - the partial sums of expert slicing and of the tensor-sliced dense parts
+      (shared experts, PR-MoE MLP) meet in one `shard.all_reduce` over the
+      tensor axis, and the token slices in one `shard.all_gather` over the
+      expert axis, so the layer's result is replicated again.
+
+    Modules without `@moe_grid` are left alone. Refused with a message: a
+    weight that is not an argument of the function, dense parts replicated
+    while the experts are sliced (tp = 1, es > 1), and dense parts sliced over
+    the expert axis (tp = ep x es with ep > 1).
+  }];
+  let dependentDialects = ["::mlir::shard::ShardDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 #endif // MOE_PARALLEL_PASSES_TD

@@ -39,11 +39,18 @@ struct ModelBuffer {
   /// "transpose"; `moe.stack = "transpose"`: "stack-transpose"); empty when
   /// stored as it is used. A trailing field of the signature line.
   std::string layout;
+  /// A weight of a partitioned model: the grid axes each dimension is split
+  /// over (empty: whole); the runtime loads this rank's slice. A trailing
+  /// field "split=A|-|B.C" of the signature line.
+  std::vector<std::vector<int16_t>> split;
 };
 
 struct ModelSignature {
   std::string entry;
   std::vector<ModelBuffer> buffers; // arguments first, then results
+  /// The device grid of a partitioned model (moe-partition's @moe_grid);
+  /// empty for one rank. A first line "grid DxExT" of the signature.
+  std::vector<int64_t> grid;
 
   /// The text stored in `moe_model_signature`.
   std::string serialize() const;

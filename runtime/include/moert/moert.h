@@ -136,6 +136,45 @@ moert_status moert_cuda_trim(void);
 moert_status moert_cuda_profile(int enable);
 moert_status moert_cuda_profile_read(double *kernel_ms, uint64_t *launches);
 
+/*===-- Communication between ranks ---------------------------------------===*/
+/* A partitioned model runs as one process per rank of its device grid (row
+ * major, last axis fastest), started by `mpirun`. Open MPI (libmpi.so.40) is
+ * loaded at run time, so unpartitioned models never need it. A group is the
+ * set of ranks that differ only in the grid axes of `axes_mask` (bit a for
+ * axis a); its members are ordered by their coordinates on those axes. */
+
+/* Starts MPI and checks that the world matches `grid` (`rank` axes); a grid of
+ * one rank needs no MPI. Fails with a message saying how to start the model. */
+moert_status moert_comm_init(const int64_t *grid, int32_t rank);
+/* This process's rank in the world and the world's size (0 and 1 without
+ * MPI). */
+int32_t moert_comm_world_rank(void);
+int32_t moert_comm_world_size(void);
+/* Sums `value` over all ranks (used to agree on errors before any
+ * collective, so that one rank's failure never leaves the others waiting). */
+int64_t moert_comm_sum_all(int64_t value);
+/* Stops every rank with exit status `status` after printing `message`. */
+void moert_comm_abort(const char *message, int status);
+moert_status moert_comm_finalize(void);
+
+/* Called by compiled code (pointers as integers; a failure aborts all ranks
+ * with a message naming the collective). */
+int64_t moert_comm_group_rank(int64_t axes_mask);
+void moert_comm_all_reduce(int64_t in, int64_t out, int64_t count,
+                           int64_t dtype, int64_t axes_mask);
+void moert_comm_all_gather(int64_t in, int64_t out, int64_t bytes,
+                           int64_t group_size, int64_t axes_mask);
+/* The expert exchanges of moe.dispatch_exchange / moe.combine_exchange:
+ * counts first, then the rows that exist (all-to-all-v). */
+void moert_comm_dispatch(int64_t in, int64_t offsets, int64_t out,
+                         int64_t out_offsets, int64_t counts,
+                         int64_t row_bytes, int64_t experts, int64_t capacity,
+                         int64_t group_size, int64_t axes_mask);
+void moert_comm_combine(int64_t in, int64_t counts, int64_t offsets,
+                        int64_t out, int64_t in_rows, int64_t out_rows,
+                        int64_t row_bytes, int64_t experts, int64_t group_size,
+                        int64_t axes_mask);
+
 /*===-- Model executables -------------------------------------------------===*/
 
 /* The main() of a compiled model. `signature` lists its buffers, one per

@@ -516,3 +516,74 @@ void LayerOp::getCanonicalizationPatterns(RewritePatternSet &results,
 
 #define GET_OP_CLASSES
 #include "moe/Dialect/MoE/IR/MoEOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// DispatchExchangeOp / CombineExchangeOp
+//===----------------------------------------------------------------------===//
+
+/// The group attributes both exchanges share; `offsets` gives E.
+static LogicalResult verifyExchangeGroup(Operation *op, int64_t groupSize,
+                                         ArrayRef<int16_t> axes,
+                                         Named offsets, int64_t &localExperts) {
+  localExperts = ShapedType::kDynamic;
+  if (groupSize < 1)
+    return op->emitOpError() << "group_size must be at least 1, got "
+                             << groupSize;
+  if (axes.empty())
+    return op->emitOpError() << "grid_axes must name at least one grid axis";
+  for (int16_t a : axes)
+    if (a < 0)
+      return op->emitOpError() << "grid axis " << a << " is negative";
+  if (failed(checkRank(op, offsets, 1, "[E+1]")))
+    return failure();
+  int64_t e1 = offsets.dim(0);
+  if (ShapedType::isDynamic(e1))
+    return op->emitOpError() << "offsets need a static expert count";
+  if ((e1 - 1) % groupSize != 0 || e1 < 2)
+    return op->emitOpError() << "the " << e1 - 1
+                             << " experts do not split evenly over a group of "
+                             << groupSize;
+  localExperts = (e1 - 1) / groupSize;
+  return success();
+}
+
+LogicalResult DispatchExchangeOp::verify() {
+  Operation *op = getOperation();
+  Named input{"input", getInput()}, offsets{"offsets", getOffsets()},
+      result{"result", getResult()},
+      resultOffsets{"result_offsets", getResultOffsets()},
+      counts{"counts", getCounts()};
+  int64_t local;
+  if (failed(verifyExchangeGroup(op, getGroupSize(), getGridAxes(), offsets,
+                                 local)) ||
+      failed(checkRank(op, input, 2, "[N, d]")) ||
+      failed(checkRank(op, result, 2, "[C, d]")) ||
+      failed(checkRank(op, resultOffsets, 1, "[E/G+1]")) ||
+      failed(checkRank(op, counts, 2, "[G, E/G]")) ||
+      failed(checkSameDim(op, "hidden size d", input, 1, result, 1)) ||
+      failed(checkSameElementType(op, input, result)) ||
+      failed(checkDimIs(op, "local expert count", resultOffsets, 0,
+                        local + 1)) ||
+      failed(checkDimIs(op, "group size", counts, 0, getGroupSize())) ||
+      failed(checkDimIs(op, "local expert count", counts, 1, local)))
+    return failure();
+  return success();
+}
+
+LogicalResult CombineExchangeOp::verify() {
+  Operation *op = getOperation();
+  Named input{"input", getInput()}, counts{"counts", getCounts()},
+      offsets{"offsets", getOffsets()}, result{"result", getResult()};
+  int64_t local;
+  if (failed(verifyExchangeGroup(op, getGroupSize(), getGridAxes(), offsets,
+                                 local)) ||
+      failed(checkRank(op, input, 2, "[C, d]")) ||
+      failed(checkRank(op, counts, 2, "[G, E/G]")) ||
+      failed(checkRank(op, result, 2, "[N, d]")) ||
+      failed(checkSameDim(op, "hidden size d", input, 1, result, 1)) ||
+      failed(checkSameElementType(op, input, result)) ||
+      failed(checkDimIs(op, "group size", counts, 0, getGroupSize())) ||
+      failed(checkDimIs(op, "local expert count", counts, 1, local)))
+    return failure();
+  return success();
+}

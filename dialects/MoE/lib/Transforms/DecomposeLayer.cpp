@@ -59,7 +59,8 @@ struct MoEDecomposeLayerPass
 };
 } // namespace
 
-Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op) {
+Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op,
+                                const DecomposeLayerHooks &hooks) {
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPoint(op);
   Location loc = op.getLoc();
@@ -83,16 +84,25 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op) {
       op.getDropPolicyAttr(), op.getNGroupAttr(), op.getTopkGroupAttr(),
       op.getGroupScoreAttr());
 
+  Value expertIds = router.getExpertIds();
+  if (hooks.routes)
+    expertIds = hooks.routes(b, loc, expertIds);
+
   // Dispatch and the routed experts.
   int64_t slots = ShapedType::isDynamic(tokens) ? ShapedType::kDynamic
                                                 : tokens * k;
   auto permutedType = RankedTensorType::get({slots, hidden}, elt);
   auto dispatch = DispatchOp::create(
       b, loc, permutedType, RankedTensorType::get({numExperts + 1}, i32),
-      routeType(i32), x, router.getExpertIds(), b.getI64IntegerAttr(numExperts));
-  Value expertOut = ExpertsOp::create(
-      b, loc, permutedType, dispatch.getPermuted(), dispatch.getOffsets(),
-      op.getWUp(), op.getWGate(), op.getWDown(), op.getActivationAttr());
+      routeType(i32), x, expertIds, b.getI64IntegerAttr(numExperts));
+  Value expertOut =
+      hooks.experts
+          ? hooks.experts(b, loc, dispatch.getPermuted(), dispatch.getOffsets(),
+                          op)
+          : ExpertsOp::create(b, loc, permutedType, dispatch.getPermuted(),
+                              dispatch.getOffsets(), op.getWUp(), op.getWGate(),
+                              op.getWDown(), op.getActivationAttr())
+                .getResult();
 
   Value weights = router.getWeights();
   Value residual;

@@ -290,4 +290,76 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// Expert-parallel exchange (the all-to-all of dispatch and combine)
+//===----------------------------------------------------------------------===//
+
+defvar ExchangeGroupAttrs = (ins FlatSymbolRefAttr:$grid,
+                                 DenseI16ArrayAttr:$grid_axes,
+                                 I64Attr:$group_size);
+
+def MoE_DispatchExchangeOp : MoE_Op<"dispatch_exchange", [Pure]> {
+  let summary = "all-to-all of expert-major rows to the ranks owning the experts";
+  let description = [{
+    The dispatch all-to-all of expert parallelism, with variable per-expert
+    counts. The `group_size` G processes of a group (those that differ only
+    in the `grid_axes` coordinates of `grid`, in grid order) each hold `input`
+    [N, d] in expert-major order with `offsets` [E+1] (as `moe.dispatch`
+    makes them); expert e lives on group member `e / (E/G)`. Each member
+    sends the rows of every expert to its owner and receives the rows of its
+    own E/G experts: `result` [C, d] in local-expert-major order (for each
+    local expert, the rows of member 0, then member 1, ...), with
+    `result_offsets` [E/G + 1] and `counts` [G, E/G] (rows received from each
+    member for each local expert, which `moe.combine_exchange` needs to send
+    the outputs back). Rows past `result_offsets[E/G]` are zero. C is the
+    capacity; receiving more rows is a run-time error. Counts are exchanged
+    first, then only the rows that exist.
+
+    ```mlir
+    %r, %roff, %cnt = moe.dispatch_exchange %p : tensor<32x64xbf16>
+        offsets(%off : tensor<9xi32>)
+        {grid = @moe_grid, grid_axes = array<i16: 1>, group_size = 2 : i64}
+        -> tensor<64x64xbf16>, tensor<5xi32>, tensor<2x4xi32>
+    ```
+  }];
+  let arguments = !con((ins MoE_FloatTensor:$input, MoE_IndexTensor:$offsets),
+                       ExchangeGroupAttrs);
+  let results = (outs MoE_FloatTensor:$result, MoE_IndexTensor:$result_offsets,
+                      MoE_IndexTensor:$counts);
+  let assemblyFormat = [{
+    $input `:` type($input) `offsets` `(` $offsets `:` type($offsets) `)`
+    attr-dict `->` type($result) `,` type($result_offsets) `,` type($counts)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_CombineExchangeOp : MoE_Op<"combine_exchange", [Pure]> {
+  let summary = "all-to-all of expert outputs back to the ranks that sent the rows";
+  let description = [{
+    The inverse of `moe.dispatch_exchange`: `input` [C, d] holds the outputs
+    of this member's local experts in the order `moe.dispatch_exchange`
+    received their rows, `counts` [G, E/G] is that op's `counts`, and
+    `offsets` [E+1] the sender-side offsets given to it. The result [N, d] has
+    every row back at the place it was sent from; rows past `offsets[E]` are
+    zero.
+
+    ```mlir
+    %back = moe.combine_exchange %y : tensor<64x64xbf16>
+        counts(%cnt : tensor<2x4xi32>) offsets(%off : tensor<9xi32>)
+        {grid = @moe_grid, grid_axes = array<i16: 1>, group_size = 2 : i64}
+        -> tensor<32x64xbf16>
+    ```
+  }];
+  let arguments = !con((ins MoE_FloatTensor:$input, MoE_IndexTensor:$counts,
+                            MoE_IndexTensor:$offsets),
+                       ExchangeGroupAttrs);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `:` type($input) `counts` `(` $counts `:` type($counts) `)`
+    `offsets` `(` $offsets `:` type($offsets) `)`
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_TD

@@ -32,3 +32,13 @@ if config.moe_has_ptxas:
 # GPU tests run only where a CUDA driver and a GPU are present.
 if config.moe_has_cuda_gpu:
     config.available_features.add("cuda")
+
+# Partitioned models run under Open MPI's mpirun (one process per rank).
+import shutil
+if shutil.which("mpirun") and os.path.exists("/usr/lib/x86_64-linux-gnu/libmpi.so.40"):
+    config.available_features.add("mpi")
+config.substitutions.append(
+    ("%check_ranked_layer", "sh " + os.path.join(config.moe_src_root, "test", "e2e", "check-layer-ranks.sh")))
+for var in ["HOME", "TMPDIR", "OMPI_MCA_plm", "OMPI_MCA_btl"]:
+    if var in os.environ:
+        config.environment[var] = os.environ[var]

@@ -209,7 +209,8 @@ bool loadSlice(Buffer &b, const moert_st_tensor &whole,
 }
 
 int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
-             const std::vector<int64_t> &grid, void (*run)(void **buffers));
+             const std::vector<int64_t> &grid, void (*run)(void **buffers),
+             bool &agreed);
 
 } // namespace
 
@@ -231,9 +232,11 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     std::fprintf(stderr, "error: %s\n", moert_last_error());
     return 1;
   }
-  int rc = runModel(argc, argv, buffers, grid, run);
-  // One rank's failure stops them all rather than leaving them waiting.
-  if (rc != 0 && moert_comm_world_size() > 1)
+  bool agreed = false;
+  int rc = runModel(argc, argv, buffers, grid, run, agreed);
+  // One rank's failure stops them all rather than leaving them waiting
+  // (unless they all agreed to stop before running).
+  if (rc != 0 && !agreed && moert_comm_world_size() > 1)
     moert_comm_abort("stopping all ranks", rc);
   if (moert_comm_finalize() != MOERT_OK) {
     std::fprintf(stderr, "error: %s\n", moert_last_error());
@@ -244,7 +247,8 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
 
 namespace {
 int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
-             const std::vector<int64_t> &grid, void (*run)(void **buffers)) {
+             const std::vector<int64_t> &grid, void (*run)(void **buffers),
+             bool &agreed) {
   bool leader = moert_comm_world_rank() == 0;
   const char *weightsPath = nullptr, *inputPath = nullptr,
              *outputPath = nullptr;
@@ -430,6 +434,7 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
   int rc = 0;
   // All ranks agree before the first collective.
   int64_t problemsAnywhere = moert_comm_sum_all(problems);
+  agreed = problemsAnywhere != 0;
   if (problemsAnywhere && !problems) {
     std::fprintf(stderr, "error: rank %d: another rank could not load its "
                          "weights or inputs; nothing was run\n",

@@ -252,6 +252,8 @@ int main(int argc, char **argv) {
     return fail(errorMessage);
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  // Diagnostics carry source locations; the IR dump of the op is noise.
+  context.printOpOnDiagnostic(false);
   OwningOpRef<ModuleOp> module;
   if (hf) {
     moe::HFImportOptions importOptions;

@@ -8,8 +8,17 @@
 // its predefined objects (ompi_mpi_comm_world, ompi_mpi_byte, ...), which
 // dlsym gives directly; MPICH's integer handles are not supported.
 //
-// Group communicators (one per axes mask) come from MPI_Comm_split and are
-// cached. The expert exchanges are MPI_Alltoall of the per-expert counts,
+// Models compiled for the GPU move their collectives over NCCL (libnccl.so.2,
+// also loaded at run time): MPI only broadcasts the NCCL unique id, each
+// process drives the GPU of its local rank, and every wait has a deadline
+// (MOERT_COMM_TIMEOUT_S, default 300 s) after which the communicator is
+// aborted and the error names the collective; NCCL's asynchronous errors are
+// polled during the wait. The compiled code hands the collectives host
+// buffers for now (routing and the exchanges' reorders run on the host), so
+// the NCCL path stages them through device memory.
+//
+// Group communicators (one per axes mask) come from MPI_Comm_split (and
+// ncclCommSplit) and are cached. The expert exchanges are MPI_Alltoall of the per-expert counts,
 // then MPI_Alltoallv of the rows that exist, with a local reorder between
 // source-major (the wire) and local-expert-major (the experts) orders.
 //
@@ -19,11 +28,13 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -43,17 +54,49 @@ struct Mpi {
   int (*Alltoall)(const void *, int, Handle, void *, int, Handle, Handle);
   int (*Alltoallv)(const void *, const int *, const int *, Handle, void *,
                    const int *, const int *, Handle, Handle);
+  int (*Bcast)(void *, int, Handle, int, Handle);
   int (*Abort)(Handle, int);
   int (*Error_string)(int, char *, int *);
   Handle world, byte, floatType, intType, longType, sum;
 };
 
+struct NcclId {
+  char internal[128];
+};
+
+// ncclResult_t, ncclDataType_t and ncclRedOp_t values from nccl.h.
+constexpr int kNcclSuccess = 0, kNcclInProgress = 7;
+constexpr int kNcclInt32 = 2, kNcclUint8 = 1, kNcclFloat32 = 7, kNcclSum = 0;
+
+struct Nccl {
+  int (*GetUniqueId)(NcclId *);
+  int (*CommInitRank)(Handle *, int, NcclId, int);
+  int (*CommSplit)(Handle, int, int, Handle *, void *);
+  int (*GroupStart)();
+  int (*GroupEnd)();
+  int (*Send)(const void *, size_t, int, int, Handle, void *);
+  int (*Recv)(void *, size_t, int, int, Handle, void *);
+  int (*AllReduce)(const void *, void *, size_t, int, int, Handle, void *);
+  int (*AllGather)(const void *, void *, size_t, int, Handle, void *);
+  const char *(*GetErrorString)(int);
+  int (*CommGetAsyncError)(Handle, int *);
+  int (*CommAbort)(Handle);
+};
+
+struct Group {
+  Handle mpi = nullptr;
+  Handle nccl = nullptr;
+};
+
 struct State {
   Mpi mpi{};
-  bool active = false;
+  Nccl nccl{};
+  bool active = false, useNccl = false;
   int rank = 0, size = 1;
+  double timeoutSeconds = 300.0;
+  Handle ncclWorld = nullptr;
   std::vector<int64_t> grid;
-  std::map<int64_t, Handle> groups;
+  std::map<int64_t, Group> groups;
 };
 
 State &state() {
@@ -86,6 +129,7 @@ bool loadMpi(Mpi &m, std::string &why) {
             sym(lib, "MPI_Allgather", m.Allgather) &&
             sym(lib, "MPI_Alltoall", m.Alltoall) &&
             sym(lib, "MPI_Alltoallv", m.Alltoallv) &&
+            sym(lib, "MPI_Bcast", m.Bcast) &&
             sym(lib, "MPI_Abort", m.Abort) &&
             sym(lib, "MPI_Error_string", m.Error_string);
   if (!ok) {
@@ -121,6 +165,13 @@ void check(int rc, const char *call, const char *what) {
   die(std::string(call) + " failed in " + what + ": " + text);
 }
 
+void ncclCheck(int rc, const char *call, const char *what) {
+  if (rc == kNcclSuccess)
+    return;
+  die(std::string(call) + " failed in " + what + ": " +
+      state().nccl.GetErrorString(rc));
+}
+
 /// Coordinates of world rank `r` on the grid.
 std::vector<int64_t> coords(int64_t r) {
   const std::vector<int64_t> &g = state().grid;
@@ -141,7 +192,7 @@ int64_t linear(const std::vector<int64_t> &c, int64_t mask, bool in) {
   return v;
 }
 
-Handle group(int64_t mask, int64_t expectedSize, const char *what) {
+Group &group(int64_t mask, int64_t expectedSize, const char *what) {
   State &s = state();
   int64_t size = 1;
   for (size_t a = 0; a < s.grid.size(); ++a)
@@ -157,12 +208,120 @@ Handle group(int64_t mask, int64_t expectedSize, const char *what) {
   if (found != s.groups.end())
     return found->second;
   std::vector<int64_t> c = coords(s.rank);
-  Handle comm = nullptr;
-  check(s.mpi.Comm_split(s.mpi.world, int(linear(c, mask, false)),
-                         int(linear(c, mask, true)), &comm),
-        "MPI_Comm_split", what);
-  s.groups[mask] = comm;
-  return comm;
+  int color = int(linear(c, mask, false)), key = int(linear(c, mask, true));
+  Group g;
+  check(s.mpi.Comm_split(s.mpi.world, color, key, &g.mpi), "MPI_Comm_split",
+        what);
+  if (s.useNccl)
+    ncclCheck(s.nccl.CommSplit(s.ncclWorld, color, key, &g.nccl, nullptr),
+              "ncclCommSplit", what);
+  return s.groups[mask] = g;
+}
+
+/// Waits for the model stream with a deadline, polling NCCL's asynchronous
+/// errors; a timeout aborts the communicator and names the collective.
+void ncclWait(Handle comm, const char *what) {
+  State &s = state();
+  uint64_t start = moert_now_ns();
+  for (;;) {
+    bool done = false;
+    if (moert::cudaStreamDone(done) != MOERT_OK)
+      die(std::string(what) + ": " + moert_last_error());
+    if (done)
+      return;
+    int async = kNcclSuccess;
+    s.nccl.CommGetAsyncError(comm, &async);
+    if (async != kNcclSuccess && async != kNcclInProgress)
+      die(std::string(what) + ": NCCL reported '" +
+          s.nccl.GetErrorString(async) + "'");
+    if (double(moert_now_ns() - start) * 1e-9 > s.timeoutSeconds) {
+      s.nccl.CommAbort(comm);
+      die(std::string(what) + ": timed out after " +
+          std::to_string(int(s.timeoutSeconds)) +
+          " s (MOERT_COMM_TIMEOUT_S): a peer is not answering");
+    }
+    std::this_thread::yield();
+  }
+}
+
+/// A device copy of host bytes (the staging of the NCCL path).
+struct Staged {
+  void *device = nullptr;
+  size_t bytes = 0;
+  Staged(const void *host, size_t n, const char *what) : bytes(n) {
+    if (!n)
+      return;
+    if (moert_cuda_alloc(n, &device) != MOERT_OK ||
+        (host && moert_cuda_copy(device, host, n) != MOERT_OK))
+      die(std::string(what) + ": " + moert_last_error());
+  }
+  void back(void *host, const char *what) const {
+    if (bytes && moert_cuda_copy(host, device, bytes) != MOERT_OK)
+      die(std::string(what) + ": " + moert_last_error());
+  }
+  ~Staged() {
+    if (device)
+      moert_cuda_free(device);
+  }
+  char *at(size_t offset) const { return static_cast<char *>(device) + offset; }
+};
+
+void *modelStream(const char *what) {
+  void *stream = nullptr;
+  if (moert_cuda_stream(&stream) != MOERT_OK)
+    die(std::string(what) + ": " + moert_last_error());
+  return stream;
+}
+
+/// All-to-all-v of bytes over `g`: counts and displacements per peer.
+void exchange(Group &g, const void *send, const std::vector<int> &sc,
+              const std::vector<int> &sd, void *recv,
+              const std::vector<int> &rc, const std::vector<int> &rd,
+              const char *what) {
+  State &s = state();
+  if (!s.useNccl) {
+    check(s.mpi.Alltoallv(send, sc.data(), sd.data(), s.mpi.byte, recv,
+                          rc.data(), rd.data(), s.mpi.byte, g.mpi),
+          "MPI_Alltoallv", what);
+    return;
+  }
+  size_t sendBytes = 0, recvBytes = 0;
+  for (size_t p = 0; p < sc.size(); ++p) {
+    sendBytes = std::max(sendBytes, size_t(sd[p]) + size_t(sc[p]));
+    recvBytes = std::max(recvBytes, size_t(rd[p]) + size_t(rc[p]));
+  }
+  Staged dsend(send, sendBytes, what), drecv(nullptr, recvBytes, what);
+  void *stream = modelStream(what);
+  ncclCheck(s.nccl.GroupStart(), "ncclGroupStart", what);
+  for (size_t p = 0; p < sc.size(); ++p) {
+    if (sc[p])
+      ncclCheck(s.nccl.Send(dsend.at(size_t(sd[p])), size_t(sc[p]), kNcclUint8,
+                            int(p), g.nccl, stream),
+                "ncclSend", what);
+    if (rc[p])
+      ncclCheck(s.nccl.Recv(drecv.at(size_t(rd[p])), size_t(rc[p]), kNcclUint8,
+                            int(p), g.nccl, stream),
+                "ncclRecv", what);
+  }
+  ncclCheck(s.nccl.GroupEnd(), "ncclGroupEnd", what);
+  ncclWait(g.nccl, what);
+  drecv.back(recv, what);
+}
+
+/// Every member sends `per` int32 to every member (the per-expert counts).
+void exchangeCounts(Group &g, int64_t members, const int32_t *send, int per,
+                    int32_t *recv, const char *what) {
+  State &s = state();
+  if (!s.useNccl) {
+    check(s.mpi.Alltoall(send, per, s.mpi.intType, recv, per, s.mpi.intType,
+                         g.mpi),
+          "MPI_Alltoall", what);
+    return;
+  }
+  std::vector<int> c(size_t(members), per * 4), d(static_cast<size_t>(members));
+  for (int64_t p = 0; p < members; ++p)
+    d[size_t(p)] = int(p) * per * 4;
+  exchange(g, send, c, d, recv, c, d, what);
 }
 
 int toInt(int64_t v, const char *what) {
@@ -213,6 +372,49 @@ moert_status moert_comm_init(const int64_t *grid, int32_t rank) {
   return MOERT_OK;
 }
 
+moert_status moert_comm_use_nccl(void) {
+  State &s = state();
+  if (!s.active || s.useNccl)
+    return MOERT_OK;
+  void *lib = dlopen("libnccl.so.2", RTLD_NOW | RTLD_GLOBAL);
+  if (!lib)
+    return moert::fail(MOERT_ERR_UNSUPPORTED,
+                       "cannot load NCCL (libnccl.so.2): %s", dlerror());
+  Nccl &n = s.nccl;
+  bool ok = sym(lib, "ncclGetUniqueId", n.GetUniqueId) &&
+            sym(lib, "ncclCommInitRank", n.CommInitRank) &&
+            sym(lib, "ncclCommSplit", n.CommSplit) &&
+            sym(lib, "ncclGroupStart", n.GroupStart) &&
+            sym(lib, "ncclGroupEnd", n.GroupEnd) &&
+            sym(lib, "ncclSend", n.Send) && sym(lib, "ncclRecv", n.Recv) &&
+            sym(lib, "ncclAllReduce", n.AllReduce) &&
+            sym(lib, "ncclAllGather", n.AllGather) &&
+            sym(lib, "ncclGetErrorString", n.GetErrorString) &&
+            sym(lib, "ncclCommGetAsyncError", n.CommGetAsyncError) &&
+            sym(lib, "ncclCommAbort", n.CommAbort);
+  if (!ok)
+    return moert::fail(MOERT_ERR_UNSUPPORTED,
+                       "libnccl.so.2 lacks a function the runtime needs "
+                       "(NCCL 2.18 or newer has them all)");
+  if (const char *t = std::getenv("MOERT_COMM_TIMEOUT_S"); t && *t)
+    s.timeoutSeconds = std::atof(t) > 0 ? std::atof(t) : s.timeoutSeconds;
+  NcclId id{};
+  if (s.rank == 0) {
+    if (int rc = n.GetUniqueId(&id))
+      return moert::fail(MOERT_ERR_DEVICE, "ncclGetUniqueId failed: %s",
+                         n.GetErrorString(rc));
+  }
+  check(s.mpi.Bcast(&id, int(sizeof id), s.mpi.byte, 0, s.mpi.world),
+        "MPI_Bcast", "the NCCL start-up");
+  if (int rc = n.CommInitRank(&s.ncclWorld, s.size, id, s.rank))
+    return moert::fail(MOERT_ERR_DEVICE, "ncclCommInitRank failed: %s",
+                       n.GetErrorString(rc));
+  s.useNccl = true;
+  return MOERT_OK;
+}
+
+int moert_comm_uses_nccl(void) { return state().useNccl; }
+
 int32_t moert_comm_world_rank(void) { return state().rank; }
 int32_t moert_comm_world_size(void) { return state().size; }
 
@@ -260,54 +462,75 @@ void moert_comm_all_reduce(int64_t in, int64_t out, int64_t count,
   for (size_t a = 0; a < s.grid.size(); ++a)
     if (axes_mask >> a & 1)
       size *= s.grid[a];
-  Handle comm = group(axes_mask, size, "all_reduce");
-  int n = toInt(count * 4, "all_reduce") / 4;
+  const char *what = "all_reduce";
+  Group &g = group(axes_mask, size, what);
+  int n = toInt(count * 4, what) / 4;
   auto *src = reinterpret_cast<const void *>(in);
   auto *dst = reinterpret_cast<void *>(out);
-  if (dtype == MOERT_F32) {
-    check(s.mpi.Allreduce(src, dst, n, s.mpi.floatType, s.mpi.sum, comm),
-          "MPI_Allreduce", "all_reduce");
-    return;
-  }
-  if (dtype != MOERT_BF16 && dtype != MOERT_F16)
+  if (dtype != MOERT_F32 && dtype != MOERT_BF16 && dtype != MOERT_F16)
     die("all_reduce: element type " +
         std::string(moert_dtype_name(moert_dtype(dtype))) +
         " is not supported");
   // 16-bit floats are summed in f32 and rounded once.
-  std::vector<float> wide(static_cast<size_t>(n)), sum(static_cast<size_t>(n));
-  moert_convert(src, moert_dtype(dtype), wide.data(), MOERT_F32, size_t(n));
-  check(s.mpi.Allreduce(wide.data(), sum.data(), n, s.mpi.floatType,
-                        s.mpi.sum, comm),
-        "MPI_Allreduce", "all_reduce");
-  moert_convert(sum.data(), MOERT_F32, dst, moert_dtype(dtype), size_t(n));
+  std::vector<float> wide, sum(static_cast<size_t>(n));
+  const float *from = static_cast<const float *>(src);
+  if (dtype != MOERT_F32) {
+    wide.resize(size_t(n));
+    moert_convert(src, moert_dtype(dtype), wide.data(), MOERT_F32, size_t(n));
+    from = wide.data();
+  }
+  if (s.useNccl) {
+    Staged d(from, size_t(n) * 4, what);
+    ncclCheck(s.nccl.AllReduce(d.device, d.device, size_t(n), kNcclFloat32,
+                               kNcclSum, g.nccl, modelStream(what)),
+              "ncclAllReduce", what);
+    ncclWait(g.nccl, what);
+    d.back(sum.data(), what);
+  } else {
+    check(s.mpi.Allreduce(from, sum.data(), n, s.mpi.floatType, s.mpi.sum,
+                          g.mpi),
+          "MPI_Allreduce", what);
+  }
+  if (dtype == MOERT_F32)
+    std::memcpy(dst, sum.data(), size_t(n) * 4);
+  else
+    moert_convert(sum.data(), MOERT_F32, dst, moert_dtype(dtype), size_t(n));
 }
 
 void moert_comm_all_gather(int64_t in, int64_t out, int64_t bytes,
                            int64_t group_size, int64_t axes_mask) {
   State &s = state();
-  Handle comm = group(axes_mask, group_size, "all_gather");
-  int n = toInt(bytes * group_size, "all_gather") / int(group_size);
+  const char *what = "all_gather";
+  Group &g = group(axes_mask, group_size, what);
+  int n = toInt(bytes * group_size, what) / int(group_size);
+  if (s.useNccl) {
+    Staged send(reinterpret_cast<const void *>(in), size_t(n), what);
+    Staged recv(nullptr, size_t(n) * size_t(group_size), what);
+    ncclCheck(s.nccl.AllGather(send.device, recv.device, size_t(n), kNcclUint8,
+                               g.nccl, modelStream(what)),
+              "ncclAllGather", what);
+    ncclWait(g.nccl, what);
+    recv.back(reinterpret_cast<void *>(out), what);
+    return;
+  }
   check(s.mpi.Allgather(reinterpret_cast<const void *>(in), n, s.mpi.byte,
-                        reinterpret_cast<void *>(out), n, s.mpi.byte, comm),
-        "MPI_Allgather", "all_gather");
+                        reinterpret_cast<void *>(out), n, s.mpi.byte, g.mpi),
+        "MPI_Allgather", what);
 }
 
 void moert_comm_dispatch(int64_t in, int64_t offsets, int64_t out,
                          int64_t out_offsets, int64_t counts,
                          int64_t row_bytes, int64_t experts, int64_t capacity,
                          int64_t group_size, int64_t axes_mask) {
-  State &s = state();
   const char *what = "moe.dispatch_exchange";
-  Handle comm = group(axes_mask, group_size, what);
+  Group &comm = group(axes_mask, group_size, what);
   int64_t g = group_size, local = experts / g;
   auto *off = reinterpret_cast<const int32_t *>(offsets);
   auto *recvCounts = reinterpret_cast<int32_t *>(counts); // [g, local]
   std::vector<int32_t> sendCounts(size_t(g * local));
   for (int64_t e = 0; e < experts; ++e)
     sendCounts[size_t(e)] = off[e + 1] - off[e];
-  check(s.mpi.Alltoall(sendCounts.data(), int(local), s.mpi.intType,
-                       recvCounts, int(local), s.mpi.intType, comm),
-        "MPI_Alltoall", what);
+  exchangeCounts(comm, g, sendCounts.data(), int(local), recvCounts, what);
   std::vector<int> sc(static_cast<size_t>(g)), sd(static_cast<size_t>(g)), rc(static_cast<size_t>(g)), rd(static_cast<size_t>(g));
   int64_t received = 0;
   for (int64_t r = 0; r < g; ++r) {
@@ -325,10 +548,8 @@ void moert_comm_dispatch(int64_t in, int64_t offsets, int64_t out,
     die(std::string(what) + ": received " + std::to_string(received) +
         " rows, more than the capacity " + std::to_string(capacity));
   std::vector<char> wire(static_cast<size_t>(received * row_bytes));
-  check(s.mpi.Alltoallv(reinterpret_cast<const void *>(in), sc.data(),
-                        sd.data(), s.mpi.byte, wire.data(), rc.data(),
-                        rd.data(), s.mpi.byte, comm),
-        "MPI_Alltoallv", what);
+  exchange(comm, reinterpret_cast<const void *>(in), sc, sd, wire.data(), rc,
+           rd, what);
   // Source-major on the wire -> local-expert-major for the experts.
   auto *dst = reinterpret_cast<char *>(out);
   auto *dstOff = reinterpret_cast<int32_t *>(out_offsets);
@@ -355,9 +576,8 @@ void moert_comm_combine(int64_t in, int64_t counts, int64_t offsets,
                         int64_t out, int64_t in_rows, int64_t out_rows,
                         int64_t row_bytes, int64_t experts, int64_t group_size,
                         int64_t axes_mask) {
-  State &s = state();
   const char *what = "moe.combine_exchange";
-  Handle comm = group(axes_mask, group_size, what);
+  Group &comm = group(axes_mask, group_size, what);
   int64_t g = group_size, local = experts / g;
   auto *off = reinterpret_cast<const int32_t *>(offsets);
   auto *cnt = reinterpret_cast<const int32_t *>(counts); // [g, local]
@@ -395,9 +615,7 @@ void moert_comm_combine(int64_t in, int64_t counts, int64_t offsets,
         std::to_string(off[experts]) + " rows, the output has " +
         std::to_string(out_rows));
   auto *dst = reinterpret_cast<char *>(out);
-  check(s.mpi.Alltoallv(wire.data(), sc.data(), sd.data(), s.mpi.byte, dst,
-                        rc.data(), rd.data(), s.mpi.byte, comm),
-        "MPI_Alltoallv", what);
+  exchange(comm, wire.data(), sc, sd, dst, rc, rd, what);
   std::memset(dst + int64_t(off[experts]) * row_bytes, 0,
               size_t((out_rows - off[experts]) * row_bytes));
 }

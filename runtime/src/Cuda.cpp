@@ -58,6 +58,7 @@ struct Driver {
                              void **, void **);
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamSynchronize)(CUstream);
+  CUresult (*cuStreamQuery)(CUstream);
   CUresult (*cuStreamDestroy)(CUstream);
   CUresult (*cuStreamIsCapturing)(CUstream, int *);
   CUresult (*cuEventCreate)(CUevent *, unsigned);
@@ -67,6 +68,7 @@ struct Driver {
   CUresult (*cuGetErrorName)(CUresult, const char **);
   CUresult (*cuGetErrorString)(CUresult, const char **);
   CUcontext context = nullptr;
+  CUdevice device = 0;
   // Kernel timing (moert_cuda_profile): events around every launch.
   bool profiling = false;
   CUevent start = nullptr, stop = nullptr;
@@ -138,6 +140,7 @@ void openDriver() {
             load(drv().cuLaunchKernel, "cuLaunchKernel") &&
             load(drv().cuStreamCreate, "cuStreamCreate") &&
             load(drv().cuStreamSynchronize, "cuStreamSynchronize") &&
+            load(drv().cuStreamQuery, "cuStreamQuery") &&
             load(drv().cuStreamDestroy, "cuStreamDestroy_v2") &&
             load(drv().cuStreamIsCapturing, "cuStreamIsCapturing") &&
             load(drv().cuEventCreate, "cuEventCreate") &&
@@ -163,8 +166,22 @@ void openDriver() {
     drv().error = "the CUDA driver found no GPU";
     return;
   }
+  // One GPU per process: MOERT_DEVICE, else the local rank under mpirun
+  // (one rank per GPU of the host), else the first.
+  int ordinal = 0;
+  if (const char *v = std::getenv("MOERT_DEVICE"); v && *v) {
+    ordinal = std::atoi(v);
+    if (ordinal < 0 || ordinal >= count) {
+      drv().error = "MOERT_DEVICE=" + std::string(v) + " but the driver found " +
+                    std::to_string(count) + " GPU" + (count == 1 ? "" : "s");
+      return;
+    }
+  } else if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) {
+    ordinal = std::atoi(local) % count;
+  }
   CUdevice dev;
-  CUresult r = drv().cuDeviceGet(&dev, 0);
+  CUresult r = drv().cuDeviceGet(&dev, ordinal);
+  drv().device = dev;
   if (!r)
     r = drv().cuDevicePrimaryCtxRetain(&drv().context, dev);
   if (!r)
@@ -217,10 +234,7 @@ extern "C" moert_status moert_cuda_init(void) { return ready(); }
 extern "C" moert_status moert_cuda_device_name(char *buffer, size_t size) {
   if (moert_status s = ready(); s != MOERT_OK)
     return s;
-  CUdevice dev;
-  if (CUresult r = drv().cuDeviceGet(&dev, 0))
-    return cudaFail("cuDeviceGet", r);
-  if (CUresult r = drv().cuDeviceGetName(buffer, int(size), dev))
+  if (CUresult r = drv().cuDeviceGetName(buffer, int(size), drv().device))
     return cudaFail("cuDeviceGetName", r);
   return MOERT_OK;
 }
@@ -329,6 +343,19 @@ extern "C" moert_status moert_cuda_trim(void) {
       return s;
   drv().cached.clear();
   drv().cachedBytes = 0;
+  return MOERT_OK;
+}
+
+moert_status moert::cudaStreamDone(bool &done) {
+  done = false;
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  CUresult r = drv().cuStreamQuery(modelStream());
+  if (r == 600 /* CUDA_ERROR_NOT_READY */)
+    return MOERT_OK;
+  if (r)
+    return cudaFail("cuStreamQuery", r);
+  done = true;
   return MOERT_OK;
 }
 

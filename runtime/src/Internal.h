@@ -18,6 +18,10 @@ namespace moert {
 moert_status fail(moert_status status, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
+/// Whether all work queued on the model's stream has finished (for waits
+/// with a deadline); an error names the failing call.
+moert_status cudaStreamDone(bool &done);
+
 } // namespace moert
 
 #endif // MOERT_SRC_INTERNAL_H

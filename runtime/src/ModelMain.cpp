@@ -338,6 +338,17 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
     return 1;
   }
 
+  // The collectives of a GPU model go over NCCL (MOERT_COMM=mpi keeps MPI).
+  const char *commChoice = std::getenv("MOERT_COMM");
+  if (onDevice && moert_comm_world_size() > 1 &&
+      !(commChoice && std::string(commChoice) == "mpi") &&
+      moert_comm_use_nccl() != MOERT_OK) {
+    std::fprintf(stderr, "error: %s\n", moert_last_error());
+    moert_st_close(weights);
+    moert_st_close(inputs);
+    return 1;
+  }
+
   // Check everything first and report every problem.
   int problems = 0;
   for (Buffer &b : buffers) {

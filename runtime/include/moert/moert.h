@@ -146,6 +146,11 @@ moert_status moert_cuda_profile_read(double *kernel_ms, uint64_t *launches);
 /* Starts MPI and checks that the world matches `grid` (`rank` axes); a grid of
  * one rank needs no MPI. Fails with a message saying how to start the model. */
 moert_status moert_comm_init(const int64_t *grid, int32_t rank);
+/* Moves the collectives of a model compiled for the GPU over NCCL
+ * (libnccl.so.2, loaded at run time; MPI broadcasts its unique id). Call
+ * after moert_comm_init and moert_cuda_init; a no-op for one rank. */
+moert_status moert_comm_use_nccl(void);
+int moert_comm_uses_nccl(void);
 /* This process's rank in the world and the world's size (0 and 1 without
  * MPI). */
 int32_t moert_comm_world_rank(void);

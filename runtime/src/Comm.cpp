@@ -88,7 +88,13 @@ struct Group {
   Handle nccl = nullptr;
 };
 
+/// Time and bytes per kind of collective (MOERT_COMM_PROFILE=1).
+struct Profile {
+  uint64_t calls = 0, bytes = 0, ns = 0;
+};
+
 struct State {
+  std::map<std::string, Profile> profile;
   Mpi mpi{};
   Nccl nccl{};
   bool active = false, useNccl = false;
@@ -243,6 +249,19 @@ void ncclWait(Handle comm, const char *what) {
     std::this_thread::yield();
   }
 }
+
+/// Adds the time from construction to destruction to `what`'s profile.
+struct Timed {
+  const char *what;
+  uint64_t bytes, start = moert_now_ns();
+  Timed(const char *what, uint64_t bytes) : what(what), bytes(bytes) {}
+  ~Timed() {
+    Profile &p = state().profile[what];
+    p.calls += 1;
+    p.bytes += bytes;
+    p.ns += moert_now_ns() - start;
+  }
+};
 
 /// A device copy of host bytes (the staging of the NCCL path).
 struct Staged {
@@ -415,6 +434,21 @@ moert_status moert_comm_use_nccl(void) {
 
 int moert_comm_uses_nccl(void) { return state().useNccl; }
 
+void moert_comm_profile_print(void) {
+  State &s = state();
+  for (const auto &[what, p] : s.profile) {
+    if (!p.calls)
+      continue;
+    double us = double(p.ns) / 1e3 / double(p.calls);
+    double bytes = double(p.bytes) / double(p.calls);
+    std::printf("comm rank %d %s %s: %llu calls, %.0f bytes sent per call, "
+                "%.1f us per call, %.2f GB/s\n",
+                s.rank, s.useNccl ? "nccl" : "mpi", what.c_str(),
+                (unsigned long long)p.calls, bytes, us,
+                us > 0 ? bytes / us / 1e3 : 0.0);
+  }
+}
+
 int32_t moert_comm_world_rank(void) { return state().rank; }
 int32_t moert_comm_world_size(void) { return state().size; }
 
@@ -472,6 +506,7 @@ void moert_comm_all_reduce(int64_t in, int64_t out, int64_t count,
         std::string(moert_dtype_name(moert_dtype(dtype))) +
         " is not supported");
   // 16-bit floats are summed in f32 and rounded once.
+  Timed timed(what, uint64_t(n) * 4);
   std::vector<float> wide, sum(static_cast<size_t>(n));
   const float *from = static_cast<const float *>(src);
   if (dtype != MOERT_F32) {
@@ -503,6 +538,7 @@ void moert_comm_all_gather(int64_t in, int64_t out, int64_t bytes,
   const char *what = "all_gather";
   Group &g = group(axes_mask, group_size, what);
   int n = toInt(bytes * group_size, what) / int(group_size);
+  Timed timed(what, uint64_t(n));
   if (s.useNccl) {
     Staged send(reinterpret_cast<const void *>(in), size_t(n), what);
     Staged recv(nullptr, size_t(n) * size_t(group_size), what);
@@ -548,8 +584,11 @@ void moert_comm_dispatch(int64_t in, int64_t offsets, int64_t out,
     die(std::string(what) + ": received " + std::to_string(received) +
         " rows, more than the capacity " + std::to_string(capacity));
   std::vector<char> wire(static_cast<size_t>(received * row_bytes));
-  exchange(comm, reinterpret_cast<const void *>(in), sc, sd, wire.data(), rc,
-           rd, what);
+  {
+    Timed t(what, uint64_t(off[experts]) * uint64_t(row_bytes));
+    exchange(comm, reinterpret_cast<const void *>(in), sc, sd, wire.data(), rc,
+             rd, what);
+  }
   // Source-major on the wire -> local-expert-major for the experts.
   auto *dst = reinterpret_cast<char *>(out);
   auto *dstOff = reinterpret_cast<int32_t *>(out_offsets);
@@ -615,7 +654,10 @@ void moert_comm_combine(int64_t in, int64_t counts, int64_t offsets,
         std::to_string(off[experts]) + " rows, the output has " +
         std::to_string(out_rows));
   auto *dst = reinterpret_cast<char *>(out);
-  exchange(comm, wire.data(), sc, sd, dst, rc, rd, what);
+  {
+    Timed t(what, uint64_t(row) * uint64_t(row_bytes));
+    exchange(comm, wire.data(), sc, sd, dst, rc, rd, what);
+  }
   std::memset(dst + int64_t(off[experts]) * row_bytes, 0,
               size_t((out_rows - off[experts]) * row_bytes));
 }

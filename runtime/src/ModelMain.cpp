@@ -389,12 +389,14 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
     }
     if (b.device) {
       // Buffers the compiled code reads on the GPU: uploaded once.
-      if (b.owned) {
-        moert_free(b.data);
-        b.owned = false;
-      }
-      if (moert_cuda_alloc(t.nbytes, &b.data) != MOERT_OK ||
-          moert_cuda_copy(b.data, t.data, t.nbytes) != MOERT_OK) {
+      // (A sliced weight's host copy is freed once it is on the GPU.)
+      void *hostSlice = b.owned ? b.data : nullptr;
+      b.owned = false;
+      moert_status uploaded = moert_cuda_alloc(t.nbytes, &b.data);
+      if (uploaded == MOERT_OK)
+        uploaded = moert_cuda_copy(b.data, t.data, t.nbytes);
+      moert_free(hostSlice);
+      if (uploaded != MOERT_OK) {
         std::fprintf(stderr, "error: %s '%s' goes to the GPU: %s\n",
                      b.kind == Buffer::Weight ? "weight" : "input",
                      b.name.c_str(), moert_last_error());
@@ -478,6 +480,8 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
         rc = 1;
       }
     }
+    if (const char *p = std::getenv("MOERT_COMM_PROFILE"); p && *p == '1')
+      moert_comm_profile_print();
     std::sort(us.begin(), us.end());
     if (leader)
       std::printf("latency: median %.1f us, min %.1f us over %ld runs\n",

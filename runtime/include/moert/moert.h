@@ -151,6 +151,11 @@ moert_status moert_comm_init(const int64_t *grid, int32_t rank);
  * after moert_comm_init and moert_cuda_init; a no-op for one rank. */
 moert_status moert_comm_use_nccl(void);
 int moert_comm_uses_nccl(void);
+/* Prints, per kind of collective, the calls, bytes sent per call, time per
+ * call and bandwidth of this rank (the executable does it under
+ * MOERT_COMM_PROFILE=1). Timed: the exchanges' wire transfer (staging
+ * included), the whole all-reduce and all-gather. */
+void moert_comm_profile_print(void);
 /* This process's rank in the world and the world's size (0 and 1 without
  * MPI). */
 int32_t moert_comm_world_rank(void);

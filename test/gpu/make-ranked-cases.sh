@@ -1,0 +1,44 @@
+#!/bin/sh
+# Builds, on the build machine, the partitioned layers that
+# run-ranked-on-device.sh checks and times on the 2-GPU machine, into DIR
+# (default build/gpu-ranked; carry it and build/bin/moe-testgen). Per case:
+#   single  the layer compiled for one GPU (--target=cuda, unpartitioned)
+#   ranked  the same layer planned over 2 ranks (--ranks 2 --plan PLAN),
+#           run under mpirun with one GPU per rank
+#   gen-args / ranks / plan  how the device regenerates the weights, inputs
+#           and the C++ reference (moe-testgen is deterministic per seed)
+set -e
+dir=${1:-build/gpu-ranked}
+rm -rf "$dir"
+seed=${SEED:-$(date +%s)}
+# make_case NAME "PLAN" moe-testgen options...
+make_case() {
+  name=$1; plan=$2; shift 2
+  mkdir -p "$dir/$name"
+  seed=$((seed + 1))
+  echo "--dtype bf16 --seed $seed $*" > "$dir/$name/gen-args"
+  echo "$plan" > "$dir/$name/plan"
+  build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 --seed $seed "$@" > /dev/null
+  build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
+    -o "$dir/$name/single"
+  build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
+    --ranks 2 --plan "$plan" -o "$dir/$name/ranked" 2> "$dir/$name/plan.log"
+  sed -n 's/.*remark: moe-plan-parallelism: \(ep=[0-9]* es=[0-9]* tp=[0-9]* dp=[0-9]*\).*/\1/p' \
+    "$dir/$name/plan.log" > "$dir/$name/plan-chosen"
+  rm -f "$dir/$name"/*.safetensors "$dir/$name/plan.log"
+}
+# Correctness: expert parallelism (8 and 16 experts, padding, DeepSeek-style
+# routing), expert slicing with a tensor-sliced gated shared expert.
+make_case ep2-mixtral "ep=2 min-slice=8" --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
+make_case ep2-deepseek "ep=2 min-slice=8" --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 33 --hidden 128 --ffn 64
+make_case es2-qwen "es=2 tp=2 min-slice=8" --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 128 --shared-gated --shared-coef
+make_case ep2-top1 "ep=2 min-slice=8" --top-k 1 --plain --activation gelu --experts 32 --tokens 7 --hidden 64 --ffn 128
+# Timing: a 16-expert layer of hidden 2048, expert ffn 1024 (200 MB of
+# bf16 weights), top-2, at 1 and 256 tokens, expert-parallel and
+# expert-sliced (the planner alone picks data parallelism for a layer this
+# small).
+for t in 1 256; do
+  make_case bench-ep2-t$t "ep=2" --top-k 2 --renormalize --tokens $t --hidden 2048 --ffn 1024 --experts 16
+  make_case bench-es2-t$t "es=2" --top-k 2 --renormalize --tokens $t --hidden 2048 --ffn 1024 --experts 16
+done
+echo "made $(ls "$dir" | wc -l) cases in $dir"

@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,6 +87,11 @@ struct Nccl {
 struct Group {
   Handle mpi = nullptr;
   Handle nccl = nullptr;
+  // Hierarchical all-to-all (a group spread evenly over several hosts, more
+  // than one member per host): `intra` holds this host's members, `inter`
+  // the members with this one's index on every host.
+  std::shared_ptr<Group> intra, inter;
+  int hosts = 1, perHost = 1;
 };
 
 /// Time and bytes per kind of collective (MOERT_COMM_PROFILE=1).
@@ -215,12 +221,51 @@ Group &group(int64_t mask, int64_t expectedSize, const char *what) {
     return found->second;
   std::vector<int64_t> c = coords(s.rank);
   int color = int(linear(c, mask, false)), key = int(linear(c, mask, true));
-  Group g;
-  check(s.mpi.Comm_split(s.mpi.world, color, key, &g.mpi), "MPI_Comm_split",
-        what);
-  if (s.useNccl)
-    ncclCheck(s.nccl.CommSplit(s.ncclWorld, color, key, &g.nccl, nullptr),
-              "ncclCommSplit", what);
+  auto split = [&](Handle mpiParent, Handle ncclParent, int splitColor,
+                   int splitKey) {
+    auto g = std::make_shared<Group>();
+    check(s.mpi.Comm_split(mpiParent, splitColor, splitKey, &g->mpi),
+          "MPI_Comm_split", what);
+    if (s.useNccl)
+      ncclCheck(s.nccl.CommSplit(ncclParent, splitColor, splitKey, &g->nccl,
+                                 nullptr),
+                "ncclCommSplit", what);
+    return g;
+  };
+  Group g = *split(s.mpi.world, s.ncclWorld, color, key);
+  // Hosts: MOERT_RANKS_PER_HOST, else Open MPI's ranks on this node. The
+  // group's members (world ranks, in member order) must fill every host
+  // evenly and host-major for the hierarchical exchange.
+  int perNode = 0;
+  if (const char *v = std::getenv("MOERT_RANKS_PER_HOST"); v && *v)
+    perNode = std::atoi(v);
+  else if (const char *v = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
+    perNode = std::atoi(v);
+  if (perNode > 0 && s.size % perNode == 0) {
+    std::vector<int> members;
+    for (int r = 0; r < s.size; ++r)
+      if (linear(coords(r), mask, false) == color)
+        members.push_back(r); // world order = member order for one color
+    int hosts = 0, lastHost = -1, perHost = 0, count = 0;
+    bool even = true;
+    for (int r : members) {
+      int h = r / perNode;
+      if (h != lastHost) {
+        if (lastHost >= 0)
+          even &= (perHost == 0 || count == perHost), perHost = count;
+        ++hosts, lastHost = h, count = 0;
+      }
+      ++count;
+    }
+    even &= perHost == 0 || count == perHost;
+    perHost = count;
+    if (even && hosts > 1 && perHost > 1) {
+      g.hosts = hosts;
+      g.perHost = perHost;
+      g.intra = split(g.mpi, g.nccl, key / perHost, key % perHost);
+      g.inter = split(g.mpi, g.nccl, key % perHost, key / perHost);
+    }
+  }
   return s.groups[mask] = g;
 }
 
@@ -292,8 +337,114 @@ void *modelStream(const char *what) {
   return stream;
 }
 
+void exchangeFlat(Group &g, const void *send, const std::vector<int> &sc,
+                  const std::vector<int> &sd, void *recv,
+                  const std::vector<int> &rc, const std::vector<int> &rd,
+                  const char *what);
+void exchangeCounts(Group &g, int64_t members, const int32_t *send, int per,
+                    int32_t *recv, const char *what);
+
+/// The hierarchical all-to-all-v of DeepSpeed-MoE: first inside each host
+/// (to the local peer with the destination's index, everything for that
+/// index on every host), then between hosts (one aggregated message per
+/// host instead of one per remote rank). Same result as the flat exchange.
+void exchangeHierarchical(Group &g, const char *send,
+                          const std::vector<int> &sc,
+                          const std::vector<int> &sd, char *recv,
+                          const std::vector<int> &rc,
+                          const std::vector<int> &rd, const char *what) {
+  int H = g.hosts, m = g.perHost;
+  // Phase 1: to local peer j, the segments for members h*m + j, h = 0..H-1.
+  std::vector<int32_t> cnt1(size_t(m) * size_t(H)), cnt1In(cnt1.size());
+  std::vector<int> sc1(static_cast<size_t>(m)), sd1(static_cast<size_t>(m)),
+      rc1(static_cast<size_t>(m)), rd1(static_cast<size_t>(m));
+  int packed = 0;
+  for (int j = 0; j < m; ++j) {
+    sd1[size_t(j)] = packed;
+    for (int h = 0; h < H; ++h) {
+      int n = sc[size_t(h * m + j)];
+      cnt1[size_t(j * H + h)] = n;
+      packed += n;
+    }
+    sc1[size_t(j)] = packed - sd1[size_t(j)];
+  }
+  std::vector<char> buf1(static_cast<size_t>(packed));
+  for (int j = 0, at = 0; j < m; ++j)
+    for (int h = 0; h < H; ++h) {
+      int n = sc[size_t(h * m + j)];
+      std::memcpy(buf1.data() + at, send + sd[size_t(h * m + j)], size_t(n));
+      at += n;
+    }
+  exchangeCounts(*g.intra, m, cnt1.data(), H, cnt1In.data(), what);
+  int got = 0;
+  for (int i = 0; i < m; ++i) {
+    rd1[size_t(i)] = got;
+    for (int h = 0; h < H; ++h)
+      got += cnt1In[size_t(i * H + h)];
+    rc1[size_t(i)] = got - rd1[size_t(i)];
+  }
+  std::vector<char> in1(static_cast<size_t>(got));
+  exchangeFlat(*g.intra, buf1.data(), sc1, sd1, in1.data(), rc1, rd1, what);
+  // Phase 2: to host h, the segments of every local source for member
+  // h*m + (this index), in local source order.
+  std::vector<int32_t> cnt2(size_t(H) * size_t(m)), cnt2In(cnt2.size());
+  std::vector<int> sc2(static_cast<size_t>(H)), sd2(static_cast<size_t>(H)),
+      rc2(static_cast<size_t>(H)), rd2(static_cast<size_t>(H));
+  std::vector<char> buf2(static_cast<size_t>(got));
+  int at2 = 0;
+  for (int h = 0; h < H; ++h) {
+    sd2[size_t(h)] = at2;
+    for (int i = 0; i < m; ++i) {
+      int offset = rd1[size_t(i)];
+      for (int hh = 0; hh < h; ++hh)
+        offset += cnt1In[size_t(i * H + hh)];
+      int n = cnt1In[size_t(i * H + h)];
+      cnt2[size_t(h * m + i)] = n;
+      std::memcpy(buf2.data() + at2, in1.data() + offset, size_t(n));
+      at2 += n;
+    }
+    sc2[size_t(h)] = at2 - sd2[size_t(h)];
+  }
+  exchangeCounts(*g.inter, H, cnt2.data(), m, cnt2In.data(), what);
+  int got2 = 0;
+  for (int h = 0; h < H; ++h) {
+    rd2[size_t(h)] = got2;
+    for (int i = 0; i < m; ++i) {
+      int member = h * m + i;
+      if (cnt2In[size_t(h * m + i)] != rc[size_t(member)])
+        die(std::string(what) + ": the hierarchical exchange received " +
+            std::to_string(cnt2In[size_t(h * m + i)]) + " bytes from member " +
+            std::to_string(member) + ", expected " +
+            std::to_string(rc[size_t(member)]));
+      got2 += rc[size_t(member)];
+    }
+    rc2[size_t(h)] = got2 - rd2[size_t(h)];
+  }
+  std::vector<char> in2(static_cast<size_t>(got2));
+  exchangeFlat(*g.inter, buf2.data(), sc2, sd2, in2.data(), rc2, rd2, what);
+  for (int h = 0, at = 0; h < H; ++h)
+    for (int i = 0; i < m; ++i) {
+      int member = h * m + i;
+      std::memcpy(recv + rd[size_t(member)], in2.data() + at,
+                  size_t(rc[size_t(member)]));
+      at += rc[size_t(member)];
+    }
+}
+
 /// All-to-all-v of bytes over `g`: counts and displacements per peer.
 void exchange(Group &g, const void *send, const std::vector<int> &sc,
+              const std::vector<int> &sd, void *recv,
+              const std::vector<int> &rc, const std::vector<int> &rd,
+              const char *what) {
+  if (g.intra) {
+    exchangeHierarchical(g, static_cast<const char *>(send), sc, sd,
+                         static_cast<char *>(recv), rc, rd, what);
+    return;
+  }
+  exchangeFlat(g, send, sc, sd, recv, rc, rd, what);
+}
+
+void exchangeFlat(Group &g, const void *send, const std::vector<int> &sc,
               const std::vector<int> &sd, void *recv,
               const std::vector<int> &rc, const std::vector<int> &rd,
               const char *what) {
@@ -340,7 +491,7 @@ void exchangeCounts(Group &g, int64_t members, const int32_t *send, int per,
   std::vector<int> c(size_t(members), per * 4), d(static_cast<size_t>(members));
   for (int64_t p = 0; p < members; ++p)
     d[size_t(p)] = int(p) * per * 4;
-  exchange(g, send, c, d, recv, c, d, what);
+  exchangeFlat(g, send, c, d, recv, c, d, what);
 }
 
 int toInt(int64_t v, const char *what) {
@@ -436,6 +587,11 @@ int moert_comm_uses_nccl(void) { return state().useNccl; }
 
 void moert_comm_profile_print(void) {
   State &s = state();
+  for (const auto &[mask, g] : s.groups)
+    if (g.intra)
+      std::printf("comm rank %d: the group of axes mask %lld exchanges "
+                  "hierarchically over %d hosts of %d ranks\n",
+                  s.rank, (long long)mask, g.hosts, g.perHost);
   for (const auto &[what, p] : s.profile) {
     if (!p.calls)
       continue;

@@ -11,6 +11,7 @@
 #include "Internal.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -124,7 +127,8 @@ std::string shapeString(const std::vector<int64_t> &shape) {
 void usage(const char *argv0, const std::vector<Buffer> &buffers) {
   std::fprintf(stderr,
                "usage: %s --weights W.safetensors --input X.safetensors "
-               "--output Y.safetensors [--repeat N] [--warmup N]\n",
+               "--output Y.safetensors [--repeat N] [--warmup N] "
+               "[--gpus N | --ranks N]\n",
                argv0);
   std::fprintf(stderr, "model buffers:\n");
   for (const Buffer &b : buffers)
@@ -227,6 +231,48 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       usage(argv[0], buffers);
       return 0;
     }
+  // --gpus N / --ranks N: a partitioned model started by hand launches
+  // itself under mpirun, one process per rank (and per GPU).
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--gpus") && std::strcmp(argv[i], "--ranks"))
+      continue;
+    int64_t ranks = 1;
+    for (int64_t d : grid)
+      ranks *= d;
+    const char *v = i + 1 < argc ? argv[i + 1] : "";
+    char *end = nullptr;
+    long n = std::strtol(v, &end, 10);
+    if (!*v || *end || n < 1) {
+      std::fprintf(stderr, "error: %s needs a count, got '%s'\n", argv[i], v);
+      return 2;
+    }
+    if (n != ranks) {
+      std::fprintf(stderr,
+                   "error: %s %ld: this model was compiled for %lld rank%s "
+                   "(moe-compile --ranks)\n",
+                   argv[i], n, (long long)ranks, ranks == 1 ? "" : "s");
+      return 2;
+    }
+    if (ranks == 1 || std::getenv("OMPI_COMM_WORLD_SIZE"))
+      break; // nothing to launch, or launched already
+    std::vector<std::string> words = {"mpirun", "-np", std::to_string(n)};
+    if (geteuid() == 0)
+      words.push_back("--allow-run-as-root");
+    if (n > sysconf(_SC_NPROCESSORS_ONLN))
+      words.push_back("--oversubscribe"); // more ranks than cores: still run
+    for (int j = 0; j < argc; ++j)
+      if (j != i && j != i + 1)
+        words.push_back(argv[j]);
+    std::vector<char *> launch;
+    for (std::string &w : words)
+      launch.push_back(w.data());
+    launch.push_back(nullptr);
+    std::fflush(stdout);
+    execvp("mpirun", launch.data());
+    std::fprintf(stderr, "error: %s %ld needs Open MPI's mpirun on PATH: %s\n",
+                 argv[i], n, std::strerror(errno));
+    return 1;
+  }
   // A partitioned model: one process per rank of its grid (mpirun).
   if (moert_comm_init(grid.data(), int32_t(grid.size())) != MOERT_OK) {
     std::fprintf(stderr, "error: %s\n", moert_last_error());
@@ -283,6 +329,8 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
       count(repeat);
     else if (a == "--warmup")
       count(warmup);
+    else if (a == "--gpus" || a == "--ranks")
+      value(); // checked (and launched) before
     else if (a == "--help" || a == "-h") {
       usage(argv[0], buffers);
       return 0;

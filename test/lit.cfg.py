@@ -42,3 +42,4 @@ config.substitutions.append(
 for var in ["HOME", "TMPDIR", "OMPI_MCA_plm", "OMPI_MCA_btl"]:
     if var in os.environ:
         config.environment[var] = os.environ[var]
+config.substitutions.append(("%python", "python3"))

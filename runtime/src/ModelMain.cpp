@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace {
@@ -212,6 +214,132 @@ bool loadSlice(Buffer &b, const moert_st_tensor &whole,
   return true;
 }
 
+/// The weights: one safetensors file, or every *.safetensors file of a
+/// directory (a Hugging Face checkpoint and its shards).
+struct WeightFiles {
+  std::string path;
+  bool directory = false;
+  std::vector<moert_st_file *> files;
+
+  ~WeightFiles() {
+    for (moert_st_file *f : files)
+      moert_st_close(f);
+  }
+
+  bool open(const char *where) {
+    path = where;
+    struct stat st;
+    std::vector<std::string> names;
+    if (stat(where, &st) == 0 && S_ISDIR(st.st_mode)) {
+      directory = true;
+      if (DIR *d = opendir(where)) {
+        while (dirent *e = readdir(d)) {
+          std::string n = e->d_name;
+          if (n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0)
+            names.push_back(path + "/" + n);
+        }
+        closedir(d);
+      }
+      std::sort(names.begin(), names.end());
+      if (names.empty()) {
+        moert::fail(MOERT_ERR_NOT_FOUND,
+                    "the directory '%s' holds no .safetensors file", where);
+        return false;
+      }
+    } else {
+      names.push_back(path);
+    }
+    for (const std::string &n : names) {
+      moert_st_file *f = nullptr;
+      if (moert_st_open(n.c_str(), &f) != MOERT_OK)
+        return false;
+      files.push_back(f);
+    }
+    return true;
+  }
+
+  /// The file holding `name`, or null with the message of a missing tensor.
+  moert_st_file *holding(const std::string &name) const {
+    moert_st_tensor t;
+    for (moert_st_file *f : files)
+      if (moert_st_find(f, name.c_str(), &t) == MOERT_OK)
+        return f;
+    if (!directory)
+      return files.front(); // moert_st_expect names the file and the tensor
+    moert::fail(MOERT_ERR_NOT_FOUND,
+                "tensor '%s' is in none of the %zu safetensors files of '%s'",
+                name.c_str(), files.size(), path.c_str());
+    return nullptr;
+  }
+
+  bool expect(const std::string &name, moert_dtype dtype,
+              const std::vector<int64_t> &shape, moert_st_tensor &out) const {
+    moert_st_file *f = holding(name);
+    return f && moert_st_expect(f, name.c_str(), dtype, int32_t(shape.size()),
+                                shape.data(), &out) == MOERT_OK;
+  }
+};
+
+/// Copies the [rows, cols] matrix `src` transposed into `dst` ([cols, rows]).
+void transpose(const char *src, char *dst, int64_t rows, int64_t cols,
+               size_t elt) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      std::memcpy(dst + size_t(c * rows + r) * elt,
+                  src + size_t(r * cols + c) * elt, elt);
+}
+
+/// A weight stored in a Hugging Face layout, materialized as the model uses
+/// it (`shape`) in a moert_alloc buffer: "transpose" (a Linear [out, in]
+/// used as [in, out]) or "stack-transpose" (one [out, in] tensor per expert,
+/// `*` in the name standing for the expert index, used as [E, in, out]).
+bool materialize(const WeightFiles &files, const Buffer &b,
+                 const std::vector<int64_t> &shape, moert_st_tensor &out) {
+  size_t elt = moert_dtype_size(b.dtype), n = 1;
+  for (int64_t d : shape)
+    n *= size_t(d);
+  bool stack = b.layout == "stack-transpose";
+  if (!(b.layout == "transpose" && shape.size() == 2) &&
+      !(stack && shape.size() == 3)) {
+    moert::fail(MOERT_ERR_UNSUPPORTED,
+                "weight '%s': the layout '%s' of a rank-%zu tensor is not "
+                "supported",
+                b.name.c_str(), b.layout.c_str(), shape.size());
+    return false;
+  }
+  void *data = nullptr;
+  if (moert_alloc(n * elt, &data) != MOERT_OK)
+    return false;
+  int64_t experts = stack ? shape[0] : 1;
+  int64_t rows = shape[shape.size() - 2], cols = shape[shape.size() - 1];
+  size_t star = b.name.find('*');
+  if (stack && star == std::string::npos) {
+    moert_free(data);
+    moert::fail(MOERT_ERR_FORMAT,
+                "weight '%s' is stacked but its name has no '*' for the "
+                "expert index",
+                b.name.c_str());
+    return false;
+  }
+  for (int64_t e = 0; e < experts; ++e) {
+    std::string name =
+        stack ? b.name.substr(0, star) + std::to_string(e) +
+                    b.name.substr(star + 1)
+              : b.name;
+    moert_st_tensor t;
+    if (!files.expect(name, b.dtype, {cols, rows}, t)) {
+      moert_free(data);
+      return false;
+    }
+    transpose(static_cast<const char *>(t.data),
+              static_cast<char *>(data) + size_t(e * rows * cols) * elt, cols,
+              rows, elt);
+  }
+  out.data = data;
+  out.nbytes = n * elt;
+  return true;
+}
+
 int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
              const std::vector<int64_t> &grid, void (*run)(void **buffers),
              bool &agreed);
@@ -357,18 +485,18 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
   if (repeat < 1)
     repeat = 1;
 
-  moert_st_file *weights = nullptr, *inputs = nullptr;
+  moert_st_file *inputs = nullptr;
+  WeightFiles weights;
   if (needWeights) {
     if (leader)
       std::fprintf(stderr, "loading weights from %s\n", weightsPath);
-    if (moert_st_open(weightsPath, &weights) != MOERT_OK) {
+    if (!weights.open(weightsPath)) {
       std::fprintf(stderr, "error: %s\n", moert_last_error());
       return 1;
     }
   }
   if (needInputs && moert_st_open(inputPath, &inputs) != MOERT_OK) {
     std::fprintf(stderr, "error: %s\n", moert_last_error());
-    moert_st_close(weights);
     return 1;
   }
 
@@ -381,7 +509,6 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
                  "error: this model was compiled for the GPU (%zu of its "
                  "buffers live there) and cannot run here: %s\n",
                  onDevice, moert_last_error());
-    moert_st_close(weights);
     moert_st_close(inputs);
     return 1;
   }
@@ -392,7 +519,6 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
       !(commChoice && std::string(commChoice) == "mpi") &&
       moert_comm_use_nccl() != MOERT_OK) {
     std::fprintf(stderr, "error: %s\n", moert_last_error());
-    moert_st_close(weights);
     moert_st_close(inputs);
     return 1;
   }
@@ -402,16 +528,6 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
   for (Buffer &b : buffers) {
     if (b.kind == Buffer::Output)
       continue;
-    moert_st_file *file = b.kind == Buffer::Weight ? weights : inputs;
-    if (!b.layout.empty()) {
-      std::fprintf(stderr,
-                   "error: weight '%s' is stored as '%s' in the checkpoint "
-                   "(an imported Hugging Face layout); this runtime loads "
-                   "weights only as they are used\n",
-                   b.name.c_str(), b.layout.c_str());
-      ++problems;
-      continue;
-    }
     moert_st_tensor t;
     bool sliced = false;
     std::vector<int64_t> shape = b.shape;
@@ -420,20 +536,40 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
         shape[d] *= grid[size_t(a)];
         sliced = true;
       }
-    if (moert_st_expect(file, b.name.c_str(), b.dtype, int32_t(shape.size()),
-                        shape.data(), &t) != MOERT_OK) {
+    // The whole tensor as the model uses it: in the file, or materialized
+    // from a Hugging Face layout (then owned here until it is placed).
+    void *materialized = nullptr;
+    bool found;
+    if (b.kind == Buffer::Weight && !b.layout.empty()) {
+      found = materialize(weights, b, shape, t);
+      materialized = found ? const_cast<void *>(t.data) : nullptr;
+    } else if (b.kind == Buffer::Weight) {
+      found = weights.expect(b.name, b.dtype, shape, t);
+    } else {
+      found = moert_st_expect(inputs, b.name.c_str(), b.dtype,
+                              int32_t(shape.size()), shape.data(),
+                              &t) == MOERT_OK;
+    }
+    if (!found) {
       std::fprintf(stderr, "error: %s\n", moert_last_error());
       ++problems;
       continue;
     }
     if (sliced) {
-      if (!loadSlice(b, t, grid)) {
+      bool ok = loadSlice(b, t, grid);
+      moert_free(materialized);
+      materialized = nullptr;
+      if (!ok) {
         std::fprintf(stderr, "error: %s\n", moert_last_error());
         ++problems;
         continue;
       }
       t.data = b.data;
       t.nbytes = b.nbytes;
+    } else if (materialized) {
+      b.data = materialized;
+      b.owned = true;
+      sliced = true; // placed: skip the alignment copy below
     }
     if (b.device) {
       // Buffers the compiled code reads on the GPU: uploaded once.
@@ -570,7 +706,6 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
       moert_free(b.data);
     }
   }
-  moert_st_close(weights);
   moert_st_close(inputs);
   return rc;
 }

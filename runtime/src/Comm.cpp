@@ -163,6 +163,16 @@ bool loadMpi(Mpi &m, std::string &why) {
   return true;
 }
 
+/// memcpy / memset that accept empty ranges (whose pointers may be null).
+void copyBytes(void *dst, const void *src, size_t n) {
+  if (n)
+    std::memcpy(dst, src, n);
+}
+void zeroBytes(void *dst, size_t n) {
+  if (n)
+    std::memset(dst, 0, n);
+}
+
 [[noreturn]] void die(const std::string &message) {
   moert_comm_abort(message.c_str(), 1);
   std::abort(); // not reached
@@ -372,7 +382,7 @@ void exchangeHierarchical(Group &g, const char *send,
   for (int j = 0, at = 0; j < m; ++j)
     for (int h = 0; h < H; ++h) {
       int n = sc[size_t(h * m + j)];
-      std::memcpy(buf1.data() + at, send + sd[size_t(h * m + j)], size_t(n));
+      copyBytes(buf1.data() + at, send + sd[size_t(h * m + j)], size_t(n));
       at += n;
     }
   exchangeCounts(*g.intra, m, cnt1.data(), H, cnt1In.data(), what);
@@ -400,7 +410,7 @@ void exchangeHierarchical(Group &g, const char *send,
         offset += cnt1In[size_t(i * H + hh)];
       int n = cnt1In[size_t(i * H + h)];
       cnt2[size_t(h * m + i)] = n;
-      std::memcpy(buf2.data() + at2, in1.data() + offset, size_t(n));
+      copyBytes(buf2.data() + at2, in1.data() + offset, size_t(n));
       at2 += n;
     }
     sc2[size_t(h)] = at2 - sd2[size_t(h)];
@@ -425,7 +435,7 @@ void exchangeHierarchical(Group &g, const char *send,
   for (int h = 0, at = 0; h < H; ++h)
     for (int i = 0; i < m; ++i) {
       int member = h * m + i;
-      std::memcpy(recv + rd[size_t(member)], in2.data() + at,
+      copyBytes(recv + rd[size_t(member)], in2.data() + at,
                   size_t(rc[size_t(member)]));
       at += rc[size_t(member)];
     }
@@ -683,7 +693,7 @@ void moert_comm_all_reduce(int64_t in, int64_t out, int64_t count,
           "MPI_Allreduce", what);
   }
   if (dtype == MOERT_F32)
-    std::memcpy(dst, sum.data(), size_t(n) * 4);
+    copyBytes(dst, sum.data(), size_t(n) * 4);
   else
     moert_convert(sum.data(), MOERT_F32, dst, moert_dtype(dtype), size_t(n));
 }
@@ -756,7 +766,7 @@ void moert_comm_dispatch(int64_t in, int64_t offsets, int64_t out,
     dstOff[j] = int32_t(row);
     for (int64_t r = 0; r < g; ++r) {
       int64_t n = recvCounts[r * local + j];
-      std::memcpy(dst + row * row_bytes,
+      copyBytes(dst + row * row_bytes,
                   wire.data() + cursor[size_t(r)] * row_bytes,
                   size_t(n * row_bytes));
       cursor[size_t(r)] += n;
@@ -764,7 +774,7 @@ void moert_comm_dispatch(int64_t in, int64_t offsets, int64_t out,
     }
   }
   dstOff[local] = int32_t(row);
-  std::memset(dst + row * row_bytes, 0, size_t((capacity - row) * row_bytes));
+  zeroBytes(dst + row * row_bytes, size_t((capacity - row) * row_bytes));
 }
 
 void moert_comm_combine(int64_t in, int64_t counts, int64_t offsets,
@@ -795,7 +805,7 @@ void moert_comm_combine(int64_t in, int64_t counts, int64_t offsets,
     sd[size_t(r)] = toInt(packed * row_bytes, what);
     for (int64_t j = 0; j < local; ++j) {
       int64_t n = cnt[r * local + j];
-      std::memcpy(wire.data() + packed * row_bytes,
+      copyBytes(wire.data() + packed * row_bytes,
                   src + at[size_t(r * local + j)] * row_bytes,
                   size_t(n * row_bytes));
       packed += n;
@@ -814,8 +824,8 @@ void moert_comm_combine(int64_t in, int64_t counts, int64_t offsets,
     Timed t(what, uint64_t(row) * uint64_t(row_bytes));
     exchange(comm, wire.data(), sc, sd, dst, rc, rd, what);
   }
-  std::memset(dst + int64_t(off[experts]) * row_bytes, 0,
-              size_t((out_rows - off[experts]) * row_bytes));
+  zeroBytes(dst + int64_t(off[experts]) * row_bytes,
+            size_t((out_rows - off[experts]) * row_bytes));
 }
 
 } // extern "C"

@@ -58,7 +58,7 @@ struct Mpi {
   int (*Bcast)(void *, int, Handle, int, Handle);
   int (*Abort)(Handle, int);
   int (*Error_string)(int, char *, int *);
-  Handle world, byte, floatType, intType, longType, sum;
+  Handle world, byte, floatType, intType, longType, sum, min, max;
 };
 
 struct NcclId {
@@ -154,8 +154,10 @@ bool loadMpi(Mpi &m, std::string &why) {
   m.intType = dlsym(lib, "ompi_mpi_int");
   m.longType = dlsym(lib, "ompi_mpi_long_long_int");
   m.sum = dlsym(lib, "ompi_mpi_op_sum");
+  m.min = dlsym(lib, "ompi_mpi_op_min");
+  m.max = dlsym(lib, "ompi_mpi_op_max");
   if (!m.world || !m.byte || !m.floatType || !m.intType || !m.longType ||
-      !m.sum) {
+      !m.sum || !m.min || !m.max) {
     why = "the loaded libmpi is not Open MPI (its predefined handles are "
           "missing); only Open MPI is supported";
     return false;
@@ -186,6 +188,8 @@ void check(int rc, const char *call, const char *what) {
   state().mpi.Error_string(rc, text, &len);
   die(std::string(call) + " failed in " + what + ": " + text);
 }
+
+int toInt(int64_t v, const char *what);
 
 void ncclCheck(int rc, const char *call, const char *what) {
   if (rc == kNcclSuccess)
@@ -251,12 +255,14 @@ Group &group(int64_t mask, int64_t expectedSize, const char *what) {
     perNode = std::atoi(v);
   else if (const char *v = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
     perNode = std::atoi(v);
+  int hosts = 0, perHost = 0;
+  bool candidate = false;
   if (perNode > 0 && s.size % perNode == 0) {
     std::vector<int> members;
     for (int r = 0; r < s.size; ++r)
       if (linear(coords(r), mask, false) == color)
         members.push_back(r); // world order = member order for one color
-    int hosts = 0, lastHost = -1, perHost = 0, count = 0;
+    int lastHost = -1, count = 0;
     bool even = true;
     for (int r : members) {
       int h = r / perNode;
@@ -269,12 +275,20 @@ Group &group(int64_t mask, int64_t expectedSize, const char *what) {
     }
     even &= perHost == 0 || count == perHost;
     perHost = count;
-    if (even && hosts > 1 && perHost > 1) {
-      g.hosts = hosts;
-      g.perHost = perHost;
-      g.intra = split(g.mpi, g.nccl, key / perHost, key % perHost);
-      g.inter = split(g.mpi, g.nccl, key % perHost, key / perHost);
-    }
+    candidate = even && hosts > 1 && perHost > 1;
+  }
+  // Every member takes the same decision (ranks may see different node
+  // sizes, e.g. 4 + 2 ranks on two nodes): agree over the group.
+  long long mine = candidate ? perNode : 0, low = 0, high = 0;
+  check(s.mpi.Allreduce(&mine, &low, 1, s.mpi.longType, s.mpi.min, g.mpi),
+        "MPI_Allreduce", what);
+  check(s.mpi.Allreduce(&mine, &high, 1, s.mpi.longType, s.mpi.max, g.mpi),
+        "MPI_Allreduce", what);
+  if (low == high && low > 0) {
+    g.hosts = hosts;
+    g.perHost = perHost;
+    g.intra = split(g.mpi, g.nccl, key / perHost, key % perHost);
+    g.inter = split(g.mpi, g.nccl, key % perHost, key / perHost);
   }
   return s.groups[mask] = g;
 }
@@ -325,8 +339,11 @@ struct Staged {
   Staged(const void *host, size_t n, const char *what) : bytes(n) {
     if (!n)
       return;
+    // cuMemcpy from pageable memory may return before the bytes land, and
+    // the model stream (where NCCL runs) does not wait for it: synchronise.
     if (moert_cuda_alloc(n, &device) != MOERT_OK ||
-        (host && moert_cuda_copy(device, host, n) != MOERT_OK))
+        (host && (moert_cuda_copy(device, host, n) != MOERT_OK ||
+                  moert_cuda_synchronize() != MOERT_OK)))
       die(std::string(what) + ": " + moert_last_error());
   }
   void back(void *host, const char *what) const {
@@ -368,30 +385,35 @@ void exchangeHierarchical(Group &g, const char *send,
   std::vector<int32_t> cnt1(size_t(m) * size_t(H)), cnt1In(cnt1.size());
   std::vector<int> sc1(static_cast<size_t>(m)), sd1(static_cast<size_t>(m)),
       rc1(static_cast<size_t>(m)), rd1(static_cast<size_t>(m));
-  int packed = 0;
+  // Sums in 64 bits: a phase aggregates several peers' bytes, which may
+  // pass MPI's int limit where no single flat message does.
+  int64_t packed = 0;
   for (int j = 0; j < m; ++j) {
-    sd1[size_t(j)] = packed;
+    int64_t first = packed;
     for (int h = 0; h < H; ++h) {
       int n = sc[size_t(h * m + j)];
       cnt1[size_t(j * H + h)] = n;
       packed += n;
     }
-    sc1[size_t(j)] = packed - sd1[size_t(j)];
+    sd1[size_t(j)] = toInt(first, what);
+    sc1[size_t(j)] = toInt(packed - first, what);
   }
   std::vector<char> buf1(static_cast<size_t>(packed));
-  for (int j = 0, at = 0; j < m; ++j)
+  int64_t at = 0;
+  for (int j = 0; j < m; ++j)
     for (int h = 0; h < H; ++h) {
       int n = sc[size_t(h * m + j)];
       copyBytes(buf1.data() + at, send + sd[size_t(h * m + j)], size_t(n));
       at += n;
     }
   exchangeCounts(*g.intra, m, cnt1.data(), H, cnt1In.data(), what);
-  int got = 0;
+  int64_t got = 0;
   for (int i = 0; i < m; ++i) {
-    rd1[size_t(i)] = got;
+    int64_t first = got;
     for (int h = 0; h < H; ++h)
       got += cnt1In[size_t(i * H + h)];
-    rc1[size_t(i)] = got - rd1[size_t(i)];
+    rd1[size_t(i)] = toInt(first, what);
+    rc1[size_t(i)] = toInt(got - first, what);
   }
   std::vector<char> in1(static_cast<size_t>(got));
   exchangeFlat(*g.intra, buf1.data(), sc1, sd1, in1.data(), rc1, rd1, what);
@@ -401,11 +423,11 @@ void exchangeHierarchical(Group &g, const char *send,
   std::vector<int> sc2(static_cast<size_t>(H)), sd2(static_cast<size_t>(H)),
       rc2(static_cast<size_t>(H)), rd2(static_cast<size_t>(H));
   std::vector<char> buf2(static_cast<size_t>(got));
-  int at2 = 0;
+  int64_t at2 = 0;
   for (int h = 0; h < H; ++h) {
-    sd2[size_t(h)] = at2;
+    int64_t first = at2;
     for (int i = 0; i < m; ++i) {
-      int offset = rd1[size_t(i)];
+      int64_t offset = rd1[size_t(i)];
       for (int hh = 0; hh < h; ++hh)
         offset += cnt1In[size_t(i * H + hh)];
       int n = cnt1In[size_t(i * H + h)];
@@ -413,12 +435,13 @@ void exchangeHierarchical(Group &g, const char *send,
       copyBytes(buf2.data() + at2, in1.data() + offset, size_t(n));
       at2 += n;
     }
-    sc2[size_t(h)] = at2 - sd2[size_t(h)];
+    sd2[size_t(h)] = toInt(first, what);
+    sc2[size_t(h)] = toInt(at2 - first, what);
   }
   exchangeCounts(*g.inter, H, cnt2.data(), m, cnt2In.data(), what);
-  int got2 = 0;
+  int64_t got2 = 0;
   for (int h = 0; h < H; ++h) {
-    rd2[size_t(h)] = got2;
+    int64_t first = got2;
     for (int i = 0; i < m; ++i) {
       int member = h * m + i;
       if (cnt2In[size_t(h * m + i)] != rc[size_t(member)])
@@ -428,11 +451,13 @@ void exchangeHierarchical(Group &g, const char *send,
             std::to_string(rc[size_t(member)]));
       got2 += rc[size_t(member)];
     }
-    rc2[size_t(h)] = got2 - rd2[size_t(h)];
+    rd2[size_t(h)] = toInt(first, what);
+    rc2[size_t(h)] = toInt(got2 - first, what);
   }
   std::vector<char> in2(static_cast<size_t>(got2));
   exchangeFlat(*g.inter, buf2.data(), sc2, sd2, in2.data(), rc2, rd2, what);
-  for (int h = 0, at = 0; h < H; ++h)
+  at = 0;
+  for (int h = 0; h < H; ++h)
     for (int i = 0; i < m; ++i) {
       int member = h * m + i;
       copyBytes(recv + rd[size_t(member)], in2.data() + at,
@@ -506,8 +531,9 @@ void exchangeCounts(Group &g, int64_t members, const int32_t *send, int per,
 
 int toInt(int64_t v, const char *what) {
   if (v < 0 || v > 0x7fffffff)
-    die(std::string(what) + ": a message of " + std::to_string(v) +
-        " bytes exceeds MPI's int count");
+    die(std::string(what) + ": a count or offset of " + std::to_string(v) +
+        " bytes exceeds the int range of MPI's (and this runtime's) "
+        "all-to-all");
   return int(v);
 }
 
@@ -529,10 +555,12 @@ moert_status moert_comm_init(const int64_t *grid, int32_t rank) {
   const char *world = std::getenv("OMPI_COMM_WORLD_SIZE");
   if (!world)
     return moert::fail(MOERT_ERR_UNSUPPORTED,
-                       "this model is partitioned over %lld ranks (grid %s); "
-                       "start it with 'mpirun -np %lld %s'",
+                       "this model is partitioned over %lld ranks (grid %s) "
+                       "and was not started by Open MPI's mpirun "
+                       "(OMPI_COMM_WORLD_SIZE is not set); run it with "
+                       "'--ranks %lld' or 'mpirun -np %lld <model> ...'",
                        (long long)ranks, shape.c_str(), (long long)ranks,
-                       "<model> ...");
+                       (long long)ranks);
   if (std::atoll(world) != ranks)
     return moert::fail(MOERT_ERR_INVALID_ARGUMENT,
                        "this model is partitioned over %lld ranks (grid %s) "

@@ -36,7 +36,7 @@ struct Buffer {
   bool owned = false;
   bool device = false; // on the GPU; data is a device pointer
   void *host = nullptr; // a device output's host copy (owned)
-  std::string layout;   // e.g. "stack-transpose": not loadable yet
+  std::string layout;   // a Hugging Face layout: "transpose", "stack-transpose"
   // Per dimension, the grid axes it is split over (partitioned models).
   std::vector<std::vector<int>> split;
 };
@@ -386,8 +386,8 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     std::vector<std::string> words = {"mpirun", "-np", std::to_string(n)};
     if (geteuid() == 0)
       words.push_back("--allow-run-as-root");
-    if (n > sysconf(_SC_NPROCESSORS_ONLN))
-      words.push_back("--oversubscribe"); // more ranks than cores: still run
+    // Open MPI counts slots by cores; the ranks asked for run regardless.
+    words.push_back("--oversubscribe");
     for (int j = 0; j < argc; ++j)
       if (j != i && j != i + 1)
         words.push_back(argv[j]);

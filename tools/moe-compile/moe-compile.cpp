@@ -296,8 +296,10 @@ int main(int argc, char **argv) {
     }
     partition.addPass(moe::createPartitionParallelism());
     if (failed(partition.run(*module)))
-      return fail("partitioning for " + Twine(ranks.getValue()) +
-                  " ranks failed (see the diagnostics above)");
+      return fail(planned ? Twine("partitioning the planned module failed "
+                                  "(see the diagnostics above)")
+                          : "partitioning for " + Twine(ranks.getValue()) +
+                                " ranks failed (see the diagnostics above)");
   }
 
   FailureOr<moe::ModelSignature> signature =
@@ -305,8 +307,10 @@ int main(int argc, char **argv) {
   if (failed(signature))
     return 1;
 
-  // The CPU pipeline lowers these dialects; anything else (collectives of the
-  // shard dialect, GPU ops, ...) is named before a pass fails on it.
+  // The pipelines lower these dialects (the shard collectives of a
+  // partitioned model through convert-moe-comm-to-runtime, which names any
+  // it cannot lower); anything else (GPU ops, ...) is named before a pass
+  // fails on it.
   WalkResult supported = module->walk([&](Operation *op) {
     StringRef ns = op->getDialect() ? op->getDialect()->getNamespace() : "";
     static const StringRef lowered[] = {

@@ -112,8 +112,10 @@ def PartitionParallelism : Pass<"moe-partition", "ModuleOp"> {
 
     Modules without `@moe_grid` are left alone. Refused with a message: a
     weight that is not an argument of the function, dense parts replicated
-    while the experts are sliced (tp = 1, es > 1), and dense parts sliced over
-    the expert axis (tp = ep x es with ep > 1).
+    while the experts are sliced (tp = 1, es > 1), dense parts sliced over
+    the expert axis (tp = ep x es with ep > 1), capacity-limited routing
+    (its drops depend on all tokens), a dynamic token count, and an expert
+    count that ep does not divide.
   }];
   let dependentDialects = ["::mlir::shard::ShardDialect",
                            "::mlir::tensor::TensorDialect",

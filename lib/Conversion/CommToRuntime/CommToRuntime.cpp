@@ -244,6 +244,10 @@ LogicalResult lower(ModuleOp module, Operation *op) {
     op->erase();
     return success();
   }
+  if (isa<shard::ShardOp, shard::ShardingOp>(op))
+    return fail() << "'" << op->getName()
+                  << "' is an annotation of an unpartitioned plan: run "
+                     "moe-partition first";
   return fail() << "the collective '" << op->getName()
                 << "' has no runtime lowering yet";
 }
@@ -265,8 +269,9 @@ struct ConvertMoECommToRuntimePass
     for (Operation *op : ops)
       if (failed(lower(module, op)))
         return signalPassFailure();
-    // The grid's shape moves to `moe.grid` on the module, where the model
-    // entry puts it into the signature; the symbol has no lowering.
+    // The symbol has no lowering: its shape stays readable as `moe.grid` on
+    // the module (the model entry took it into the signature from @moe_grid,
+    // before the pipeline).
     if (auto grid = module.lookupSymbol<shard::GridOp>("moe_grid")) {
       if (!SymbolTable::symbolKnownUseEmpty(grid, module)) {
         grid.emitError("convert-moe-comm-to-runtime: @moe_grid is still "

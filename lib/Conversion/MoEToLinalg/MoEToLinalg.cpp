@@ -27,6 +27,7 @@ struct ConvertMoEToLinalgPass
     RewritePatternSet patterns(ctx);
     populateFfnToLinalgPatterns(patterns);
     populateRoutingToLinalgPatterns(patterns);
+    populateDenseToLinalgPatterns(patterns);
     ConversionTarget target(*ctx);
     target.addIllegalDialect<MoEDialect>();
     // The composite is lowered through -moe-decompose-layer first; say so

@@ -7,7 +7,9 @@
 //     and DIR/expected.safetensors (the reference output "y", and the
 //     reference routing "ids"/"weights" for debugging)
 //   moe-testgen compare --expected E --actual A [--dtype bf16|f16|f32]
-//     compares tensor "y" within the dtype's tolerance; exit 1 on mismatch
+//                       [--tensor NAME]
+//     compares tensor NAME (default "y") within the dtype's tolerance; exit
+//     1 on mismatch
 //
 // Inputs are fresh random values for every run unless --seed is given; the
 // seed is printed so that a failure can be reproduced.
@@ -228,7 +230,7 @@ int generate(int argc, char **argv) {
 }
 
 int compare(int argc, char **argv) {
-  std::string expectedPath, actualPath;
+  std::string expectedPath, actualPath, tensor = "y";
   DType dtype = DType::F32;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -240,6 +242,8 @@ int compare(int argc, char **argv) {
       actualPath = argv[++i];
     else if (a == "--dtype")
       dtype = parseDType(argv[++i]);
+    else if (a == "--tensor")
+      tensor = argv[++i];
     else
       die("unknown option '" + a + "'");
   }
@@ -247,10 +251,10 @@ int compare(int argc, char **argv) {
   if (moert_st_open(expectedPath.c_str(), &expected) != MOERT_OK ||
       moert_st_open(actualPath.c_str(), &actual) != MOERT_OK)
     die(moert_last_error());
-  std::vector<float> want = readF32(expected, "y");
-  std::vector<float> got = readF32(actual, "y");
+  std::vector<float> want = readF32(expected, tensor.c_str());
+  std::vector<float> got = readF32(actual, tensor.c_str());
   if (want.size() != got.size())
-    die("y has " + std::to_string(got.size()) + " elements, expected " +
+    die(tensor + " has " + std::to_string(got.size()) + " elements, expected " +
         std::to_string(want.size()));
   // Tolerances: both sides round at the same points, so the differences are
   // a few ulps of the dtype from libm and accumulation details; relative to

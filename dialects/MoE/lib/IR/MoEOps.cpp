@@ -587,3 +587,56 @@ LogicalResult CombineExchangeOp::verify() {
     return failure();
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// EmbeddingOp / RmsNormOp / LayerNormOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::verify() {
+  Operation *op = getOperation();
+  Named ids{"ids", getIds()}, table{"table", getTable()},
+      result{"result", getResult()};
+  if (failed(checkRank(op, ids, 1, "[T]")) ||
+      failed(checkRank(op, table, 2, "[V, d]")) ||
+      failed(checkRank(op, result, 2, "[T, d]")) ||
+      failed(checkSameDim(op, "token count T", ids, 0, result, 0)) ||
+      failed(checkSameDim(op, "hidden size d", table, 1, result, 1)) ||
+      failed(checkSameElementType(op, table, result)))
+    return failure();
+  return success();
+}
+
+/// The shared checks of the two normalisations.
+static LogicalResult verifyNorm(Operation *op, Value input, Value weight,
+                                Value bias, Value result, double epsilon) {
+  Named x{"input", input}, w{"weight", weight};
+  if (failed(checkRank(op, x, 2, "[T, d]")) ||
+      failed(checkRank(op, w, 1, "[d]")) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, w, 0)) ||
+      failed(checkSameElementType(op, x, w)))
+    return failure();
+  if (bias) {
+    Named b{"bias", bias};
+    if (failed(checkRank(op, b, 1, "[d]")) ||
+        failed(checkSameDim(op, "hidden size d", x, 1, b, 0)) ||
+        failed(checkSameElementType(op, x, b)))
+      return failure();
+  }
+  if (input.getType() != result.getType())
+    return op->emitOpError() << "result type " << result.getType()
+                             << " must equal the input type "
+                             << input.getType();
+  if (!(epsilon > 0.0))
+    return op->emitOpError() << "epsilon must be positive, got " << epsilon;
+  return success();
+}
+
+LogicalResult RmsNormOp::verify() {
+  return verifyNorm(getOperation(), getInput(), getWeight(), Value(),
+                    getResult(), getEpsilon().convertToDouble());
+}
+
+LogicalResult LayerNormOp::verify() {
+  return verifyNorm(getOperation(), getInput(), getWeight(), getBias(),
+                    getResult(), getEpsilon().convertToDouble());
+}

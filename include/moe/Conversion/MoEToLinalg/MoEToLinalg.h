@@ -15,6 +15,8 @@ namespace moe {
 void populateFfnToLinalgPatterns(RewritePatternSet &patterns);
 /// moe.router, moe.dispatch and moe.combine.
 void populateRoutingToLinalgPatterns(RewritePatternSet &patterns);
+/// moe.embedding, moe.rms_norm and moe.layer_norm.
+void populateDenseToLinalgPatterns(RewritePatternSet &patterns);
 
 } // namespace moe
 } // namespace mlir

@@ -362,4 +362,76 @@ def MoE_CombineExchangeOp : MoE_Op<"combine_exchange", [Pure]> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Dense transformer parts: token embedding and normalisation
+//===----------------------------------------------------------------------===//
+
+def MoE_EmbeddingOp : MoE_Op<"embedding", [Pure]> {
+  let summary = "token embedding: rows of a [V, d] table by token id";
+  let description = [{
+    `result[t] = table[ids[t]]` for `ids` [T] and `table` [V, d]; an id
+    outside [0, V) gives a zero row (executables check prompt ids before
+    running).
+
+    ```mlir
+    %h = moe.embedding %ids : tensor<16xi32> table(%e : tensor<32000x4096xbf16>)
+        -> tensor<16x4096xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_IndexTensor:$ids, MoE_FloatTensor:$table);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $ids `:` type($ids) `table` `(` $table `:` type($table) `)` attr-dict
+    `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_RmsNormOp : MoE_Op<"rms_norm", [Pure]> {
+  let summary = "RMSNorm over the last dimension (Llama, Mixtral, Qwen, DeepSeek)";
+  let description = [{
+    For `input` [T, d] and `weight` [d], as Hugging Face transformers computes
+    it: in f32, `n = x * rsqrt(mean(x^2) + epsilon)`; `n` is rounded to the
+    input's element type, then `result = weight * n`, rounded once more.
+
+    ```mlir
+    %y = moe.rms_norm %x : tensor<16x4096xbf16> weight(%w : tensor<4096xbf16>)
+        {epsilon = 1.0e-05 : f64} -> tensor<16x4096xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$weight,
+                       DefaultValuedAttr<F64Attr, "1.0e-6">:$epsilon);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `:` type($input) `weight` `(` $weight `:` type($weight) `)`
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_LayerNormOp : MoE_Op<"layer_norm", [Pure]> {
+  let summary = "LayerNorm over the last dimension (GPT, DeepSpeed-MoE)";
+  let description = [{
+    For `input` [T, d], `weight` and optional `bias` [d], computed in f32
+    and rounded once: `result = (x - mean(x)) / sqrt(var(x) + epsilon) *
+    weight + bias`, with the biased variance (torch.nn.LayerNorm).
+
+    ```mlir
+    %y = moe.layer_norm %x : tensor<16x2048xf32> weight(%w : tensor<2048xf32>)
+        bias(%b : tensor<2048xf32>) {epsilon = 1.0e-05 : f64}
+        -> tensor<16x2048xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$weight,
+                       Optional<MoE_FloatTensor>:$bias,
+                       DefaultValuedAttr<F64Attr, "1.0e-5">:$epsilon);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `:` type($input) `weight` `(` $weight `:` type($weight) `)`
+    (`bias` `(` $bias^ `:` type($bias) `)`)?
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_TD

@@ -19,6 +19,9 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
 
+#include <cmath>
+#include <limits>
+
 using namespace mlir;
 using namespace mlir::moe;
 
@@ -182,9 +185,241 @@ struct EmbeddingToLinalg : OpRewritePattern<EmbeddingOp> {
     return success();
   }
 };
+
+/// `t` (f32) rounded to `elt` (a copy only when elt is narrower).
+Value roundTo(OpBuilder &b, Location loc, Value t, Type elt) {
+  if (elt.isF32())
+    return t;
+  auto type = cast<RankedTensorType>(t.getType());
+  Value init = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, t), elt);
+  return elementwise(b, loc, {t}, {b.getMultiDimIdentityMap(type.getRank())},
+                     init, [&](OpBuilder &nb, Location l, ValueRange a) {
+                       return fromF32(nb, l, a[0], elt);
+                     });
+}
+
+/// x [T, a] w [a, b], accumulated in f32 and rounded to `elt`.
+Value projection(OpBuilder &b, Location loc, Value x, Value w, Type elt) {
+  return roundTo(b, loc, matmulF32(b, loc, x, w), elt);
+}
+
+/// f32 value of `v` rounded to `elt` (for products and sums that
+/// transformers rounds to the tensor's dtype).
+Value rounded(OpBuilder &b, Location loc, Value v, Type elt) {
+  return elt.isF32() ? v : toF32(b, loc, fromF32(b, loc, v, elt));
+}
+
+/// A generic over `shape` (all parallel but `reduced`), with `inputs` read
+/// through `maps`, accumulating into `init` read/written through `outMap`.
+Value generic(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
+              int64_t reduced, ValueRange inputs, ArrayRef<AffineMap> maps,
+              Value init, AffineMap outMap,
+              function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+  SmallVector<AffineMap> indexing(maps);
+  indexing.push_back(outMap);
+  SmallVector<utils::IteratorType> iterators(shape.size(),
+                                             utils::IteratorType::parallel);
+  if (reduced >= 0)
+    iterators[size_t(reduced)] = utils::IteratorType::reduction;
+  auto op = linalg::GenericOp::create(
+      b, loc, TypeRange{init.getType()}, inputs, ValueRange{init}, indexing,
+      iterators, [&](OpBuilder &nb, Location l, ValueRange args) {
+        linalg::YieldOp::create(nb, l, ValueRange{body(nb, l, args)});
+      });
+  return op.getResult(0);
+}
+
+struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &b) const override {
+    Location loc = op.getLoc();
+    MLIRContext *ctx = b.getContext();
+    auto xType = cast<RankedTensorType>(op.getInput().getType());
+    auto cacheType = cast<RankedTensorType>(op.getKeyCacheIn().getType());
+    if (!xType.hasStaticShape())
+      return op.emitOpError("needs a static token count to be lowered");
+    Type elt = xType.getElementType(), f32 = b.getF32Type();
+    int64_t T = xType.getDimSize(0), H = op.getNumHeads(),
+            KV = op.getNumKvHeads(), S = cacheType.getDimSize(0),
+            hd = cacheType.getDimSize(2), group = H / KV, half = hd / 2;
+    double theta = op.getRopeTheta().convertToDouble();
+
+    // 1. Projections, as [T, heads, hd].
+    auto heads3 = [&](Value t, int64_t n) {
+      return tensor::ExpandShapeOp::create(
+          b, loc, RankedTensorType::get({T, n, hd}, elt), t,
+          ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+    };
+    Value x = op.getInput();
+    Value q = heads3(projection(b, loc, x, op.getWQ(), elt), H);
+    Value k = heads3(projection(b, loc, x, op.getWK(), elt), KV);
+    Value v = heads3(projection(b, loc, x, op.getWV(), elt), KV);
+
+    Value pos = tensor::ExtractOp::create(b, loc, op.getPosition(),
+                                          ValueRange{constIndex(b, loc, 0)});
+    Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
+
+    // 2. Rotary embedding: out[i] = x[i] cos + rotate_half(x)[i] sin.
+    auto rope = [&](Value t, int64_t n) -> Value {
+      Value init = emptyTensor(
+          b, loc, {b.getIndexAttr(T), b.getIndexAttr(n), b.getIndexAttr(hd)},
+          elt);
+      AffineMap id = b.getMultiDimIdentityMap(3);
+      return elementwise(
+          b, loc, {t}, {id}, init,
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            Value ti = linalg::IndexOp::create(nb, l, 0);
+            Value hi = linalg::IndexOp::create(nb, l, 1);
+            Value ii = linalg::IndexOp::create(nb, l, 2);
+            Value halfC = constIndex(nb, l, half);
+            Value low = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult,
+                                              ii, halfC);
+            Value j = arith::RemUIOp::create(nb, l, ii, halfC);
+            Value partner = arith::SelectOp::create(
+                nb, l, low, arith::AddIOp::create(nb, l, ii, halfC),
+                arith::SubIOp::create(nb, l, ii, halfC));
+            Value other = toF32(
+                nb, l, tensor::ExtractOp::create(nb, l, t,
+                                                 ValueRange{ti, hi, partner}));
+            Value rot = arith::SelectOp::create(
+                nb, l, low, arith::NegFOp::create(nb, l, other), other);
+            // inv_freq = 1 / theta^(2j / hd), in f32 as transformers has it.
+            Value jf = arith::UIToFPOp::create(
+                nb, l, f32, arith::IndexCastUIOp::create(nb, l, nb.getI32Type(), j));
+            Value expo = arith::DivFOp::create(
+                nb, l, arith::MulFOp::create(nb, l, jf, constF32(nb, l, 2.0f)),
+                constF32(nb, l, float(hd)));
+            Value invFreq = arith::DivFOp::create(
+                nb, l, constF32(nb, l, 1.0f),
+                math::PowFOp::create(nb, l, constF32(nb, l, float(theta)), expo));
+            Value p = arith::AddIOp::create(
+                nb, l, pos,
+                arith::IndexCastOp::create(nb, l, nb.getI32Type(), ti));
+            Value angle = arith::MulFOp::create(
+                nb, l, arith::SIToFPOp::create(nb, l, f32, p), invFreq);
+            Value c = rounded(nb, l, math::CosOp::create(nb, l, angle), elt);
+            Value sn = rounded(nb, l, math::SinOp::create(nb, l, angle), elt);
+            Value m1 = rounded(
+                nb, l, arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), c), elt);
+            Value m2 =
+                rounded(nb, l, arith::MulFOp::create(nb, l, rot, sn), elt);
+            return fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt);
+          });
+    };
+    q = rope(q, H);
+    k = rope(k, KV);
+
+    // 3. The caches take the new rows at their positions.
+    auto place = [&](Value rows, Value cache) -> Value {
+      SmallVector<OpFoldResult> offsets{posIndex, b.getIndexAttr(0),
+                                        b.getIndexAttr(0)};
+      SmallVector<OpFoldResult> sizes{b.getIndexAttr(T), b.getIndexAttr(KV),
+                                      b.getIndexAttr(hd)};
+      SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+      return tensor::InsertSliceOp::create(b, loc, rows, cache, offsets, sizes,
+                                           strides);
+    };
+    Value keys = place(k, op.getKeyCacheIn());
+    Value values = place(v, op.getValueCacheIn());
+
+    // 4. Scores [H, T, S] = q k^T (f32 accumulation), rounded, scaled,
+    //    rounded; a causal mask; softmax in f32, rounded; p v, rounded.
+    AffineExpr d0, d1, d2, d3;
+    bindDims(ctx, d0, d1, d2, d3);
+    auto map4 = [&](ArrayRef<AffineExpr> e) {
+      return AffineMap::get(4, 0, e, ctx);
+    };
+    auto map3 = [&](ArrayRef<AffineExpr> e) {
+      return AffineMap::get(3, 0, e, ctx);
+    };
+    Value zeroScores = filledTensor(
+        b, loc, {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)}, f32,
+        0.0);
+    // (h, t, j, d)
+    Value dots = generic(
+        b, loc, {H, T, S, hd}, 3, {q, keys},
+        {map4({d1, d0, d3}), map4({d2, d0.floorDiv(group), d3})}, zeroScores,
+        map4({d0, d1, d2}), [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value prod = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]),
+                                             toF32(nb, l, a[1]));
+          return arith::AddFOp::create(nb, l, a[2], prod).getResult();
+        });
+    float scaling = float(1.0 / std::sqrt(double(hd)));
+    AffineMap id3 = b.getMultiDimIdentityMap(3);
+    // Masked scores are -inf; (h, t, j).
+    Value scores = elementwise(
+        b, loc, {dots}, {id3},
+        emptyTensor(b, loc,
+                    {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)},
+                    f32),
+        [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value s = rounded(nb, l, a[0], elt);
+          s = rounded(nb, l,
+                      arith::MulFOp::create(nb, l, s, constF32(nb, l, scaling)),
+                      elt);
+          Value ti = linalg::IndexOp::create(nb, l, 1);
+          Value ji = linalg::IndexOp::create(nb, l, 2);
+          Value last = arith::AddIOp::create(nb, l, posIndex, ti);
+          Value visible = arith::CmpIOp::create(
+              nb, l, arith::CmpIPredicate::ule, ji, last);
+          Value ninf = constF32(nb, l, -std::numeric_limits<float>::infinity());
+          return arith::SelectOp::create(nb, l, visible, s, ninf).getResult();
+        });
+    Value maxInit = filledTensor(b, loc, {b.getIndexAttr(H), b.getIndexAttr(T)},
+                                 f32, -std::numeric_limits<double>::infinity());
+    Value rowMax = generic(
+        b, loc, {H, T, S}, 2, {scores}, {id3}, maxInit, map3({d0, d1}),
+        [&](OpBuilder &nb, Location l, ValueRange a) {
+          return arith::MaximumFOp::create(nb, l, a[0], a[1]).getResult();
+        });
+    Value sumInit = filledTensor(b, loc, {b.getIndexAttr(H), b.getIndexAttr(T)},
+                                 f32, 0.0);
+    Value rowSumExp = generic(
+        b, loc, {H, T, S}, 2, {scores, rowMax}, {id3, map3({d0, d1})}, sumInit,
+        map3({d0, d1}), [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value e = math::ExpOp::create(
+              nb, l, arith::SubFOp::create(nb, l, a[0], a[1]));
+          return arith::AddFOp::create(nb, l, a[2], e).getResult();
+        });
+    Value probs = elementwise(
+        b, loc, {scores, rowMax, rowSumExp},
+        {id3, map3({d0, d1}), map3({d0, d1})},
+        emptyTensor(b, loc,
+                    {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)},
+                    f32),
+        [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value e = math::ExpOp::create(
+              nb, l, arith::SubFOp::create(nb, l, a[0], a[1]));
+          return rounded(nb, l, arith::DivFOp::create(nb, l, e, a[2]), elt);
+        });
+    // (t, h, d, j)
+    Value outInit = filledTensor(
+        b, loc, {b.getIndexAttr(T), b.getIndexAttr(H), b.getIndexAttr(hd)}, f32,
+        0.0);
+    Value attended = generic(
+        b, loc, {T, H, hd, S}, 3, {probs, values},
+        {map4({d1, d0, d3}), map4({d3, d1.floorDiv(group), d2})}, outInit,
+        map4({d0, d1, d2}), [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value prod =
+              arith::MulFOp::create(nb, l, a[0], toF32(nb, l, a[1]));
+          return arith::AddFOp::create(nb, l, a[2], prod).getResult();
+        });
+    Value o = tensor::CollapseShapeOp::create(
+        b, loc, RankedTensorType::get({T, H * hd}, elt),
+        roundTo(b, loc, attended, elt),
+        ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+
+    // 5. Output projection.
+    Value y = projection(b, loc, o, op.getWO(), elt);
+    b.replaceOp(op, {y, keys, values});
+    return success();
+  }
+};
 } // namespace
 
 void mlir::moe::populateDenseToLinalgPatterns(RewritePatternSet &patterns) {
-  patterns.add<RmsNormToLinalg, LayerNormToLinalg, EmbeddingToLinalg>(
+  patterns.add<RmsNormToLinalg, LayerNormToLinalg, EmbeddingToLinalg,
+               AttentionToLinalg>(
       patterns.getContext());
 }

@@ -46,3 +46,27 @@ func.func @norm_bias(%x: tensor<4x8xf32>, %w: tensor<8xf32>, %b: tensor<8xbf16>)
   %y = moe.layer_norm %x : tensor<4x8xf32> weight(%w : tensor<8xf32>) bias(%b : tensor<8xbf16>) -> tensor<4x8xf32>
   return
 }
+
+// -----
+
+func.func @attention_heads(%x: tensor<3x16xf32>, %wq: tensor<16x12xf32>, %wk: tensor<16x8xf32>, %wv: tensor<16x8xf32>, %wo: tensor<12x16xf32>, %kc: tensor<8x2x4xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op num_heads (3) must be a positive multiple of num_kv_heads (2)}}
+  %y, %k, %v = moe.attention %x : tensor<3x16xf32> q(%wq : tensor<16x12xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<12x16xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 3 : i64, num_kv_heads = 2 : i64} -> tensor<3x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
+  return
+}
+
+// -----
+
+func.func @attention_width(%x: tensor<3x16xf32>, %wq: tensor<16x12xf32>, %wk: tensor<16x8xf32>, %wv: tensor<16x8xf32>, %wo: tensor<12x16xf32>, %kc: tensor<8x2x4xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op query width H*hd mismatch: w_q has 12, expected 16}}
+  %y, %k, %v = moe.attention %x : tensor<3x16xf32> q(%wq : tensor<16x12xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<12x16xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<3x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
+  return
+}
+
+// -----
+
+func.func @attention_odd_head(%x: tensor<3x6xf32>, %wq: tensor<6x6xf32>, %wk: tensor<6x3xf32>, %wv: tensor<6x3xf32>, %wo: tensor<6x6xf32>, %kc: tensor<8x1x3xf32>, %vc: tensor<8x1x3xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op the head size 3 must be even for the rotary embedding}}
+  %y, %k, %v = moe.attention %x : tensor<3x6xf32> q(%wq : tensor<6x6xf32>) k(%wk : tensor<6x3xf32>) v(%wv : tensor<6x3xf32>) o(%wo : tensor<6x6xf32>) cache(%kc : tensor<8x1x3xf32>, %vc : tensor<8x1x3xf32>) position(%pos : tensor<1xi32>) {num_heads = 2 : i64, num_kv_heads = 1 : i64} -> tensor<3x6xf32>, tensor<8x1x3xf32>, tensor<8x1x3xf32>
+  return
+}

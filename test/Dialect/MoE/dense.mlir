@@ -19,3 +19,17 @@ func.func @dense(%ids: tensor<4xi32>, %e: tensor<10x8xbf16>, %w: tensor<8xbf16>,
   %z = moe.layer_norm %h : tensor<4x8xbf16> weight(%w : tensor<8xbf16>) bias(%b : tensor<8xbf16>) -> tensor<4x8xbf16>
   return %y, %z : tensor<4x8xbf16>, tensor<4x8xbf16>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @attention
+// CHECK: moe.attention %{{.*}} : tensor<3x16xbf16> q(%{{.*}} : tensor<16x16xbf16>) k(%{{.*}} : tensor<16x8xbf16>) v(%{{.*}} : tensor<16x8xbf16>) o(%{{.*}} : tensor<16x16xbf16>) cache(%{{.*}} : tensor<8x2x4xbf16>, %{{.*}} : tensor<8x2x4xbf16>) position(%{{.*}} : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64, rope_theta = 1.000000e+06 : f64}
+// LINALG-LABEL: func.func @attention
+// LINALG-NOT: moe.
+// LINALG: math.cos
+// LINALG: tensor.insert_slice
+// LINALG: math.exp
+func.func @attention(%x: tensor<3x16xbf16>, %wq: tensor<16x16xbf16>, %wk: tensor<16x8xbf16>, %wv: tensor<16x8xbf16>, %wo: tensor<16x16xbf16>, %kc: tensor<8x2x4xbf16>, %vc: tensor<8x2x4xbf16>, %pos: tensor<1xi32>) -> tensor<3x16xbf16> {
+  %y, %k, %v = moe.attention %x : tensor<3x16xbf16> q(%wq : tensor<16x16xbf16>) k(%wk : tensor<16x8xbf16>) v(%wv : tensor<16x8xbf16>) o(%wo : tensor<16x16xbf16>) cache(%kc : tensor<8x2x4xbf16>, %vc : tensor<8x2x4xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64, rope_theta = 1.0e6 : f64} -> tensor<3x16xbf16>, tensor<8x2x4xbf16>, tensor<8x2x4xbf16>
+  return %y : tensor<3x16xbf16>
+}

@@ -640,3 +640,63 @@ LogicalResult LayerNormOp::verify() {
   return verifyNorm(getOperation(), getInput(), getWeight(), getBias(),
                     getResult(), getEpsilon().convertToDouble());
 }
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionOp::verify() {
+  Operation *op = getOperation();
+  Named x{"input", getInput()}, wq{"w_q", getWQ()}, wk{"w_k", getWK()},
+      wv{"w_v", getWV()}, wo{"w_o", getWO()},
+      kc{"key_cache_in", getKeyCacheIn()},
+      vc{"value_cache_in", getValueCacheIn()}, pos{"position", getPosition()};
+  if (failed(checkRank(op, x, 2, "[T, d]")) ||
+      failed(checkRank(op, wq, 2, "[d, H*hd]")) ||
+      failed(checkRank(op, wk, 2, "[d, KV*hd]")) ||
+      failed(checkRank(op, wv, 2, "[d, KV*hd]")) ||
+      failed(checkRank(op, wo, 2, "[H*hd, d]")) ||
+      failed(checkRank(op, kc, 3, "[S, KV, hd]")) ||
+      failed(checkRank(op, vc, 3, "[S, KV, hd]")) ||
+      failed(checkRank(op, pos, 1, "[1]")))
+    return failure();
+  for (Named n : {wq, wk, wv, wo, kc, vc})
+    if (!n.type().hasStaticShape())
+      return emitOpError() << n.name << " needs a static shape, got "
+                           << n.type();
+  if (failed(checkDimIs(op, "position size", pos, 0, 1)))
+    return failure();
+  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads();
+  if (heads < 1 || kvHeads < 1 || heads % kvHeads != 0)
+    return emitOpError() << "num_heads (" << heads
+                         << ") must be a positive multiple of num_kv_heads ("
+                         << kvHeads << ")";
+  int64_t hd = kc.dim(2);
+  if (hd % 2 != 0)
+    return emitOpError() << "the head size " << hd
+                         << " must be even for the rotary embedding";
+  if (failed(checkSameDim(op, "hidden size d", x, 1, wq, 0)) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, wk, 0)) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, wv, 0)) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, wo, 1)) ||
+      failed(checkDimIs(op, "query width H*hd", wq, 1, heads * hd)) ||
+      failed(checkDimIs(op, "query width H*hd", wo, 0, heads * hd)) ||
+      failed(checkDimIs(op, "key width KV*hd", wk, 1, kvHeads * hd)) ||
+      failed(checkDimIs(op, "value width KV*hd", wv, 1, kvHeads * hd)) ||
+      failed(checkDimIs(op, "kv head count", kc, 1, kvHeads)))
+    return failure();
+  if (kc.type() != vc.type())
+    return emitOpError() << "the value cache " << vc.type()
+                         << " must have the key cache's type " << kc.type();
+  for (Named n : {wq, wk, wv, wo, kc})
+    if (failed(checkSameElementType(op, x, n)))
+      return failure();
+  if (getResult().getType() != x.type() ||
+      getKeyCache().getType() != kc.type() ||
+      getValueCache().getType() != vc.type())
+    return emitOpError() << "results must have the input's and the caches' "
+                            "types";
+  if (!(getRopeTheta().convertToDouble() > 0.0))
+    return emitOpError() << "rope_theta must be positive";
+  return success();
+}

@@ -434,4 +434,58 @@ def MoE_LayerNormOp : MoE_Op<"layer_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
+def MoE_AttentionOp : MoE_Op<"attention", [Pure]> {
+  let summary = "causal self-attention with RoPE, grouped-query heads and a KV cache";
+  let description = [{
+    The attention block of Llama-style decoders (Mixtral, Qwen, OLMoE), for
+    `input` [T, d] holding the tokens at positions `position[0]` ..
+    `position[0] + T - 1`:
+
+    1. `q = x Wq` [T, H*hd], `k = x Wk`, `v = x Wv` [T, KV*hd] (f32
+       accumulation, rounded to the element type);
+    2. rotary embedding of q and k (the `rotate_half` form, base
+       `rope_theta`): `q*cos + rotate_half(q)*sin`, with cos and sin rounded
+       to the element type and every product and sum rounded, as
+       transformers computes it;
+    3. the new keys and values are written into the caches [S, KV, hd] at
+       their positions (results `key_cache`, `value_cache`);
+    4. each of the H query heads attends to cache rows 0 .. its position with
+       key/value head `h / (H / KV)`: `scores = (q k^T)` rounded, times
+       `1/sqrt(hd)` rounded, softmax in f32 rounded, `p v` rounded;
+    5. `result = o Wo` [T, d].
+
+    Positions past the cache (`position + T > S`) are the caller's error;
+    executables check them before running.
+
+    ```mlir
+    %y, %kc, %vc = moe.attention %x : tensor<4x64xbf16>
+        q(%wq : tensor<64x64xbf16>) k(%wk : tensor<64x32xbf16>)
+        v(%wv : tensor<64x32xbf16>) o(%wo : tensor<64x64xbf16>)
+        cache(%k0 : tensor<128x2x16xbf16>, %v0 : tensor<128x2x16xbf16>)
+        position(%pos : tensor<1xi32>)
+        {num_heads = 4 : i64, num_kv_heads = 2 : i64, rope_theta = 1.0e+06 : f64}
+        -> tensor<4x64xbf16>, tensor<128x2x16xbf16>, tensor<128x2x16xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$w_q,
+                       MoE_FloatTensor:$w_k, MoE_FloatTensor:$w_v,
+                       MoE_FloatTensor:$w_o, MoE_FloatTensor:$key_cache_in,
+                       MoE_FloatTensor:$value_cache_in,
+                       MoE_IndexTensor:$position, I64Attr:$num_heads,
+                       I64Attr:$num_kv_heads,
+                       DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta);
+  let results = (outs MoE_FloatTensor:$result, MoE_FloatTensor:$key_cache,
+                      MoE_FloatTensor:$value_cache);
+  let assemblyFormat = [{
+    $input `:` type($input)
+    `q` `(` $w_q `:` type($w_q) `)` `k` `(` $w_k `:` type($w_k) `)`
+    `v` `(` $w_v `:` type($w_v) `)` `o` `(` $w_o `:` type($w_o) `)`
+    `cache` `(` $key_cache_in `:` type($key_cache_in) `,`
+                $value_cache_in `:` type($value_cache_in) `)`
+    `position` `(` $position `:` type($position) `)`
+    attr-dict `->` type($result) `,` type($key_cache) `,` type($value_cache)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_TD

@@ -117,6 +117,64 @@ LogicalResult hf::importMixtral(Config &cfg, ModelSpec &m) {
   return success();
 }
 
+LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m) {
+  FailureOr<int64_t> vocab = cfg.size("vocab_size"),
+                     heads = cfg.ranged("num_attention_heads", 1, kMaxExperts);
+  if (failed(vocab) || failed(heads))
+    return failure();
+  FailureOr<int64_t> kv =
+      cfg.ranged("num_key_value_heads", 1, kMaxExperts, *heads);
+  if (failed(kv))
+    return failure();
+  if (*heads % *kv != 0)
+    return cfg.fail("'num_attention_heads' (" + std::to_string(*heads) +
+                    ") must be a multiple of 'num_key_value_heads' (" +
+                    std::to_string(*kv) + ")");
+  if (m.hidden % *heads != 0 && !cfg.has("head_dim"))
+    return cfg.fail("'hidden_size' is not a multiple of "
+                    "'num_attention_heads' and there is no 'head_dim'");
+  FailureOr<int64_t> hd = cfg.size("head_dim", m.hidden / *heads);
+  FailureOr<double> theta = cfg.number("rope_theta", 1e6),
+                    eps = cfg.number("rms_norm_eps", 1e-5);
+  FailureOr<bool> tied = cfg.boolean("tie_word_embeddings", false);
+  if (failed(hd) || failed(theta) || failed(eps) || failed(tied))
+    return failure();
+  if (*hd % 2 != 0)
+    return cfg.fail("the head size " + std::to_string(*hd) +
+                    " must be even for the rotary embedding");
+  if (!(*theta > 0) || !(*eps > 0))
+    return cfg.fail("'rope_theta' and 'rms_norm_eps' must be positive");
+  for (StringRef key : {"rope_scaling", "sliding_window"})
+    if (const json::Value *v = cfg.get(key); v && v->kind() != json::Value::Null)
+      return cfg.fail("'" + key.str() +
+                      "' is not supported in whole-model import yet");
+  DenseSpec d;
+  d.vocab = *vocab;
+  d.heads = *heads;
+  d.kvHeads = *kv;
+  d.headDim = *hd;
+  d.ropeTheta = *theta;
+  d.epsilon = *eps;
+  d.embed = {"model.embed_tokens.weight", {*vocab, m.hidden}};
+  d.finalNorm = {"model.norm.weight", {m.hidden}};
+  d.lmHead = linear(*tied ? "model.embed_tokens.weight" : "lm_head.weight",
+                    *vocab, m.hidden);
+  for (const LayerSpec &l : m.layers) {
+    std::string p = "model.layers." + std::to_string(l.index) + ".";
+    DenseSpec::Block b;
+    b.inputNorm = {p + "input_layernorm.weight", {m.hidden}};
+    b.postNorm = {p + "post_attention_layernorm.weight", {m.hidden}};
+    b.q = linear(p + "self_attn.q_proj.weight", *heads * *hd, m.hidden);
+    b.k = linear(p + "self_attn.k_proj.weight", *kv * *hd, m.hidden);
+    b.v = linear(p + "self_attn.v_proj.weight", *kv * *hd, m.hidden);
+    b.o = linear(p + "self_attn.o_proj.weight", m.hidden, *heads * *hd);
+    d.blocks.push_back(std::move(b));
+  }
+  m.dense = std::move(d);
+  m.skipped.clear();
+  return success();
+}
+
 /// Qwen2-MoE (with a sigmoid-gated shared expert) and Qwen3-MoE.
 LogicalResult hf::importQwenMoE(Config &cfg, ModelSpec &m, bool shared) {
   FailureOr<int64_t> d = cfg.size("hidden_size"),

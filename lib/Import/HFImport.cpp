@@ -14,8 +14,12 @@
 
 #include "HFImportInternal.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Dialect/MoE/Utils/TensorBuilders.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Diagnostics.h"
@@ -165,6 +169,7 @@ private:
                             const WeightRef &w, const LayerSpec &l,
                             StringRef role);
   LogicalResult checkIndex(const ModelSpec &m);
+  LogicalResult checkDense(const ModelSpec &m);
   LogicalResult checkSizes(const ModelSpec &m);
   LogicalResult checkTensor(const LayerSpec &l, const WeightRef &w,
                             StringRef role);
@@ -339,6 +344,41 @@ LogicalResult Importer::checkSizes(const ModelSpec &m) {
   return success();
 }
 
+/// The dense weights of a whole model: in the index (when there is one),
+/// with the shape and dtype config.json implies (where a header was read).
+LogicalResult Importer::checkDense(const ModelSpec &m) {
+  const DenseSpec &d = *m.dense;
+  auto check = [&](const WeightRef &w, StringRef role) -> LogicalResult {
+    if (index && !index->count(w.name))
+      return fail(listName + ": " + arch + ": no entry for tensor '" + w.name +
+                  "' (" + role + ")");
+    auto it = stored.find(w.name);
+    if (it == stored.end())
+      return success();
+    SmallVector<int64_t> shape(w.shape);
+    if (w.layout == Layout::Transpose)
+      std::swap(shape[0], shape[1]);
+    if (ArrayRef<int64_t>(it->second.shape) != ArrayRef<int64_t>(shape) ||
+        it->second.dtype != dtypeTag)
+      return fail(it->second.file + ": " + arch + ": tensor '" + w.name +
+                  "' (" + role + ") is not the " + dtypeTag +
+                  " tensor of the shape config.json implies");
+    return success();
+  };
+  if (failed(check(d.embed, "token embedding")) ||
+      failed(check(d.finalNorm, "final norm")) ||
+      failed(check(d.lmHead, "LM head")))
+    return failure();
+  for (const DenseSpec::Block &blk : d.blocks)
+    for (auto [w, role] :
+         {std::pair{&blk.inputNorm, "input norm"}, {&blk.q, "query projection"},
+          {&blk.k, "key projection"}, {&blk.v, "value projection"},
+          {&blk.o, "output projection"}, {&blk.postNorm, "post-attention norm"}})
+      if (failed(check(*w, role)))
+        return failure();
+  return success();
+}
+
 LogicalResult Importer::checkIndex(const ModelSpec &m) {
   for (const LayerSpec &l : m.layers) {
     // Experts beyond the configured count mean the config and the weights
@@ -390,13 +430,30 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   Location fileLoc = FileLineColLoc::get(ctx, opts.configName, 1, 1);
   OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
 
-  // Arguments: x, then each layer's weights in operand order.
+  // Arguments: x (a whole model: token ids, the position and the KV
+  // caches), then each layer's weights in operand order.
   SmallVector<Type> argTypes;
   SmallVector<DictionaryAttr> argAttrs;
   auto tokensType = RankedTensorType::get({opts.tokens, m.hidden}, dtype);
-  argTypes.push_back(tokensType);
-  argAttrs.push_back(
-      b.getDictionaryAttr(b.getNamedAttr("moe.input", b.getStringAttr("x"))));
+  auto input = [&](Type t, StringRef name) {
+    argTypes.push_back(t);
+    argAttrs.push_back(b.getDictionaryAttr(
+        b.getNamedAttr("moe.input", b.getStringAttr(name))));
+  };
+  const DenseSpec *dense = m.dense ? &*m.dense : nullptr;
+  RankedTensorType cacheType;
+  if (dense) {
+    cacheType = RankedTensorType::get(
+        {opts.maxSeq, dense->kvHeads, dense->headDim}, dtype);
+    input(RankedTensorType::get({opts.tokens}, b.getI32Type()), "ids");
+    input(RankedTensorType::get({1}, b.getI32Type()), "pos");
+    for (const LayerSpec &l : m.layers) {
+      input(cacheType, "past_key." + std::to_string(l.index));
+      input(cacheType, "past_value." + std::to_string(l.index));
+    }
+  } else {
+    input(tokensType, "x");
+  }
   auto addWeight = [&](const WeightRef &w) -> unsigned {
     Type elt = dtype;
     if (w.f32) {
@@ -430,7 +487,20 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       return std::nullopt;
     return addWeight(*w);
   };
-  for (const LayerSpec &l : m.layers) {
+  struct DenseSlots {
+    unsigned inputNorm, q, k, v, o, postNorm;
+  };
+  SmallVector<DenseSlots> denseSlots;
+  unsigned embedSlot = 0, finalNormSlot = 0, lmHeadSlot = 0;
+  if (dense)
+    embedSlot = addWeight(dense->embed);
+  for (auto [i, l] : llvm::enumerate(m.layers)) {
+    if (dense) {
+      const DenseSpec::Block &blk = dense->blocks[i];
+      denseSlots.push_back({addWeight(blk.inputNorm), addWeight(blk.q),
+                            addWeight(blk.k), addWeight(blk.v),
+                            addWeight(blk.o), addWeight(blk.postNorm)});
+    }
     Slots s;
     s.router = addWeight(l.router);
     s.bias = opt(l.routerBias);
@@ -447,19 +517,74 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     slots.push_back(s);
   }
 
+  if (dense) {
+    finalNormSlot = addWeight(dense->finalNorm);
+    lmHeadSlot = addWeight(dense->lmHead);
+  }
+
   b.setInsertionPointToEnd(module->getBody());
-  auto fnType = b.getFunctionType(argTypes, {tokensType});
+  SmallVector<Type> resultTypes{tokensType};
+  SmallVector<std::string> resultNames{"y"};
+  auto logitsType =
+      dense ? RankedTensorType::get({opts.tokens, dense->vocab}, dtype)
+            : RankedTensorType();
+  if (dense) {
+    resultTypes = {logitsType};
+    resultNames = {"logits"};
+    for (const LayerSpec &l : m.layers) {
+      resultTypes.append({cacheType, cacheType});
+      resultNames.push_back("key." + std::to_string(l.index));
+      resultNames.push_back("value." + std::to_string(l.index));
+    }
+  }
+  auto fnType = b.getFunctionType(argTypes, resultTypes);
   auto fn = func::FuncOp::create(b, fileLoc, "model", fnType);
   fn.setAllArgAttrs(argAttrs);
-  fn.setResultAttr(0, "moe.output", b.getStringAttr("y"));
+  for (auto [i, name] : llvm::enumerate(resultNames))
+    fn.setResultAttr(i, "moe.output", b.getStringAttr(name));
   Block *body = fn.addEntryBlock();
   b.setInsertionPointToEnd(body);
   auto arg = [&](std::optional<unsigned> i) -> Value {
     return i ? body->getArgument(*i) : Value();
   };
+  // h + r, rounded to the element type (the residual adds of a block).
+  auto add = [&](Location loc, Value h, Value r) -> Value {
+    Value init = tensor::EmptyOp::create(b, loc, tokensType.getShape(), dtype);
+    return linalg::AddOp::create(b, loc, TypeRange{tokensType},
+                                 ValueRange{h, r}, ValueRange{init})
+        .getResult(0);
+  };
   Value x = body->getArgument(0);
-  for (auto [l, s] : llvm::zip_equal(m.layers, slots)) {
+  SmallVector<Value> caches;
+  if (dense)
+    x = EmbeddingOp::create(b, NameLoc::get(b.getStringAttr("model.embed_tokens"), fileLoc),
+                            tokensType, body->getArgument(0),
+                            body->getArgument(embedSlot));
+  FloatAttr eps = dense ? b.getF64FloatAttr(dense->epsilon) : FloatAttr();
+  for (auto [i, l, s] : llvm::enumerate(m.layers, slots)) {
     Location loc = NameLoc::get(b.getStringAttr(l.scope), fileLoc);
+    Value residual = x;
+    if (dense) {
+      // x + attention(norm(x)), then the MoE layer on norm(x) added below.
+      const DenseSlots &d = denseSlots[i];
+      std::string p = "model.layers." + std::to_string(l.index);
+      Location aloc = NameLoc::get(b.getStringAttr(p + ".self_attn"), fileLoc);
+      Value a = RmsNormOp::create(b, aloc, tokensType, x,
+                                  body->getArgument(d.inputNorm), eps);
+      auto attn = AttentionOp::create(
+          b, aloc, TypeRange{tokensType, cacheType, cacheType}, a,
+          body->getArgument(d.q), body->getArgument(d.k),
+          body->getArgument(d.v), body->getArgument(d.o),
+          body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
+          body->getArgument(1), b.getI64IntegerAttr(dense->heads),
+          b.getI64IntegerAttr(dense->kvHeads),
+          b.getF64FloatAttr(dense->ropeTheta));
+      caches.append({attn.getKeyCache(), attn.getValueCache()});
+      x = add(aloc, x, attn.getResult());
+      residual = x;
+      x = RmsNormOp::create(b, loc, tokensType, x,
+                            body->getArgument(d.postNorm), eps);
+    }
     FloatAttr cf =
         l.capacityFactor ? b.getF64FloatAttr(*l.capacityFactor) : FloatAttr();
     IntegerAttr nGroup =
@@ -473,8 +598,39 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
         uint64_t(l.topK), l.scoreFunc, /*score_after_topk=*/false,
         l.renormalize, llvm::APFloat(l.scaling), cf, uint64_t(l.minCapacity),
         DropPolicy::position, nGroup, topkGroup, l.groupScore);
+    if (dense)
+      x = add(loc, residual, x);
   }
-  func::ReturnOp::create(b, fileLoc, x);
+  if (dense) {
+    Location hloc = NameLoc::get(b.getStringAttr("lm_head"), fileLoc);
+    x = RmsNormOp::create(b, hloc, tokensType, x,
+                          body->getArgument(finalNormSlot), eps);
+    // logits = norm(h) W^T, accumulated in f32 and rounded.
+    Value acc = linalg::FillOp::create(
+                    b, hloc,
+                    ValueRange{arith::ConstantOp::create(b, hloc,
+                                                         b.getF32FloatAttr(0))},
+                    ValueRange{tensor::EmptyOp::create(
+                        b, hloc, logitsType.getShape(), b.getF32Type())})
+                    .getResult(0);
+    acc = linalg::MatmulOp::create(
+              b, hloc, TypeRange{acc.getType()},
+              ValueRange{x, body->getArgument(lmHeadSlot)}, ValueRange{acc})
+              .getResult(0);
+    Value logits = acc;
+    if (!dtype.isF32())
+      logits = elementwise(
+          b, hloc, {acc}, {b.getMultiDimIdentityMap(2)},
+          tensor::EmptyOp::create(b, hloc, logitsType.getShape(), dtype),
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            return fromF32(nb, l, a[0], dtype);
+          });
+    SmallVector<Value> results{logits};
+    results.append(caches);
+    func::ReturnOp::create(b, fileLoc, results);
+  } else {
+    func::ReturnOp::create(b, fileLoc, x);
+  }
 
   auto strings = [&](ArrayRef<std::string> list) {
     SmallVector<Attribute> attrs;
@@ -650,6 +806,22 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     (void)cfg.fail("the configuration has no MoE layers");
     return nullptr;
   }
+  if (opts.whole) {
+    if (modelType != "mixtral") {
+      (void)cfg.fail("whole-model import supports 'mixtral' so far; import "
+                     "the MoE layers of '" + modelType +
+                     "' without --import-hf-whole");
+      return nullptr;
+    }
+    if (opts.maxSeq < opts.tokens || opts.maxSeq > kMaxTokens) {
+      (void)fail("--import-hf-max-seq must be in [tokens (" +
+                 Twine(opts.tokens) + "), " + Twine(kMaxTokens) + "], got " +
+                 Twine(opts.maxSeq));
+      return nullptr;
+    }
+    if (failed(importLlamaDense(cfg, m)) || failed(checkDense(m)))
+      return nullptr;
+  }
   if (failed(checkSizes(m)) || (index && failed(checkIndex(m))))
     return nullptr;
   return emit(m, dtype, *dtypeName);
@@ -776,6 +948,15 @@ void mlir::moe::registerHFImportTranslation() {
       "import-hf-tokens",
       llvm::cl::desc("--import-hf: rows of the hidden-states input x"),
       llvm::cl::init(1));
+  static llvm::cl::opt<bool> whole(
+      "import-hf-whole",
+      llvm::cl::desc("--import-hf: the whole model (token ids to logits, "
+                     "with attention and KV caches), not only its MoE layers"),
+      llvm::cl::init(false));
+  static llvm::cl::opt<int64_t> maxSeq(
+      "import-hf-max-seq",
+      llvm::cl::desc("--import-hf-whole: rows of each layer's KV cache"),
+      llvm::cl::init(256));
   static TranslateToMLIRRegistration reg(
       "import-hf",
       "import a Hugging Face MoE checkpoint directory (config.json and "
@@ -786,6 +967,8 @@ void mlir::moe::registerHFImportTranslation() {
             sourceMgr.getMemoryBuffer(sourceMgr.getMainFileID());
         HFImportOptions options;
         options.tokens = tokens;
+        options.whole = whole;
+        options.maxSeq = maxSeq;
         std::string error;
         OwningOpRef<ModuleOp> module =
             importHFFiles(buf->getBuffer(), buf->getBufferIdentifier(),

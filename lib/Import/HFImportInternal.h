@@ -200,7 +200,19 @@ struct LayerSpec {
   GroupScore groupScore = GroupScore::max;
 };
 
+/// The dense parts of a whole decoder (Llama-style attention).
+struct DenseSpec {
+  int64_t vocab = 0, heads = 0, kvHeads = 0, headDim = 0;
+  double ropeTheta = 10000.0, epsilon = 1e-6;
+  WeightRef embed, finalNorm, lmHead;
+  struct Block {
+    WeightRef inputNorm, q, k, v, o, postNorm;
+  };
+  std::vector<Block> blocks; // one per MoE layer, in order
+};
+
 struct ModelSpec {
+  std::optional<DenseSpec> dense;
   std::string architecture, modelType;
   int64_t hidden = 0, numLayers = 0;
   std::vector<LayerSpec> layers;
@@ -211,6 +223,9 @@ struct ModelSpec {
 // Each architecture's mapping: reads its keys from `cfg` (failing with a
 // message that names the key) and fills `m`.
 LogicalResult importMixtral(Config &cfg, ModelSpec &m);
+/// Llama-style attention, norms, embedding and LM head around the MoE layers
+/// of `m` (the whole model); `prefix` is e.g. "model.".
+LogicalResult importLlamaDense(Config &cfg, ModelSpec &m);
 LogicalResult importQwenMoE(Config &cfg, ModelSpec &m, bool shared);
 LogicalResult importOlmoe(Config &cfg, ModelSpec &m);
 LogicalResult importDeepSeek(Config &cfg, ModelSpec &m, bool v3);

@@ -11,6 +11,9 @@
 #include "Internal.h"
 
 #include <algorithm>
+#include <climits>
+#include <map>
+#include <random>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -128,10 +131,13 @@ std::string shapeString(const std::vector<int64_t> &shape) {
 
 void usage(const char *argv0, const std::vector<Buffer> &buffers) {
   std::fprintf(stderr,
-               "usage: %s --weights W.safetensors --input X.safetensors "
-               "--output Y.safetensors [--repeat N] [--warmup N] "
-               "[--gpus N | --ranks N]\n",
-               argv0);
+               "usage: %s --weights W.safetensors|CKPT_DIR --input "
+               "X.safetensors --output Y.safetensors [--repeat N] "
+               "[--warmup N] [--gpus N | --ranks N]\n"
+               "   or (a whole model): %s --weights CKPT_DIR --prompt-ids "
+               "1,2,3 [--max-new-tokens N] [--temperature T] [--top-p P] "
+               "[--seed S] [--output LAST_LOGITS_AND_IDS.safetensors]\n",
+               argv0, argv0);
   std::fprintf(stderr, "model buffers:\n");
   for (const Buffer &b : buffers)
     std::fprintf(stderr, "  %-6s %-24s %-4s %s%s\n",
@@ -344,6 +350,207 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
              const std::vector<int64_t> &grid, void (*run)(void **buffers),
              bool &agreed);
 
+/// A whole model compiled from a checkpoint (--import-hf-whole) is one
+/// decoding step: inputs `ids` [T] and `pos` [1] (I32) and the KV caches
+/// `past_key.N` / `past_value.N`, outputs `logits` [T, V] and the caches
+/// `key.N` / `value.N`. The executable then generates tokens.
+struct Generator {
+  Buffer *ids = nullptr, *pos = nullptr, *logits = nullptr;
+  std::vector<std::pair<Buffer *, Buffer *>> caches; // (past input, output)
+};
+
+bool findGenerator(std::vector<Buffer> &buffers, Generator &g) {
+  std::map<std::string, Buffer *> byName;
+  for (Buffer &b : buffers)
+    byName[b.name] = &b;
+  auto in = [&](const std::string &n) -> Buffer * {
+    auto it = byName.find(n);
+    return it != byName.end() && it->second->kind == Buffer::Input
+               ? it->second
+               : nullptr;
+  };
+  auto out = [&](const std::string &n) -> Buffer * {
+    auto it = byName.find(n);
+    return it != byName.end() && it->second->kind == Buffer::Output
+               ? it->second
+               : nullptr;
+  };
+  g.ids = in("ids");
+  g.pos = in("pos");
+  g.logits = out("logits");
+  if (!g.ids || !g.pos || !g.logits || g.ids->dtype != MOERT_I32 ||
+      g.ids->shape.size() != 1 || g.logits->shape.size() != 2)
+    return false;
+  for (Buffer &b : buffers) {
+    if (b.kind != Buffer::Input || b.name.rfind("past_", 0) != 0)
+      continue;
+    Buffer *o = out(b.name.substr(5));
+    if (!o || o->nbytes != b.nbytes)
+      return false;
+    g.caches.push_back({&b, o});
+  }
+  for (Buffer &b : buffers)
+    if (b.kind == Buffer::Input && &b != g.ids && &b != g.pos &&
+        b.name.rfind("past_", 0) != 0)
+      return false;
+  return true;
+}
+
+float logitAt(const Buffer &b, size_t i) {
+  switch (b.dtype) {
+  case MOERT_F32:
+    return static_cast<const float *>(b.data)[i];
+  case MOERT_BF16:
+    return moert_bf16_to_f32(static_cast<const uint16_t *>(b.data)[i]);
+  default:
+    return moert_f16_to_f32(static_cast<const uint16_t *>(b.data)[i]);
+  }
+}
+
+/// Greedy (temperature 0) or temperature / top-p sampling of one token.
+int32_t sample(const Buffer &logits, size_t row, int64_t vocab,
+               double temperature, double topP, std::mt19937_64 &rng) {
+  size_t base = row * size_t(vocab);
+  if (temperature <= 0.0) {
+    int32_t best = 0;
+    for (int64_t v = 1; v < vocab; ++v)
+      if (logitAt(logits, base + size_t(v)) > logitAt(logits, base + size_t(best)))
+        best = int32_t(v);
+    return best;
+  }
+  std::vector<std::pair<double, int32_t>> p(static_cast<size_t>(vocab));
+  double m = -1e300;
+  for (int64_t v = 0; v < vocab; ++v)
+    m = std::max(m, double(logitAt(logits, base + size_t(v))) / temperature);
+  double sum = 0.0;
+  for (int64_t v = 0; v < vocab; ++v) {
+    double e = std::exp(double(logitAt(logits, base + size_t(v))) / temperature - m);
+    p[size_t(v)] = {e, int32_t(v)};
+    sum += e;
+  }
+  std::sort(p.begin(), p.end(), [](auto &a, auto &b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  // The smallest set of most likely tokens whose mass reaches top-p.
+  double kept = 0.0;
+  size_t n = 0;
+  while (n < p.size() && (n == 0 || kept < topP * sum))
+    kept += p[n++].first;
+  double r = std::uniform_real_distribution<double>(0.0, kept)(rng);
+  for (size_t i = 0; i < n; ++i) {
+    if (r < p[i].first)
+      return p[i].second;
+    r -= p[i].first;
+  }
+  return p[n - 1].second;
+}
+
+struct GenerateOptions {
+  std::vector<int32_t> prompt;
+  long maxNew = 16;
+  double temperature = 0.0, topP = 1.0;
+  uint64_t seed = 0;
+};
+
+/// Runs the prompt in steps of T tokens (the last padded with id 0: its
+/// padding rows write cache rows that later steps overwrite, and no real
+/// token attends to them), then one token per step, sampling from the
+/// last real row's logits. Prints the generated ids and the timing.
+int generate(Generator &g, std::vector<void *> &args,
+             std::vector<Buffer> &buffers, const GenerateOptions &o,
+             void (*run)(void **buffers), const char *outputPath) {
+  int64_t T = g.ids->shape[0], vocab = g.logits->shape[1];
+  int64_t maxSeq = g.caches.empty() ? INT64_MAX : g.caches.front().first->shape[0];
+  for (int32_t id : o.prompt)
+    if (id < 0 || id >= vocab) {
+      std::fprintf(stderr, "error: prompt id %d is outside the vocabulary "
+                           "[0, %lld)\n", id, (long long)vocab);
+      return 2;
+    }
+  int64_t total = int64_t(o.prompt.size()) + o.maxNew;
+  if (total + T - 1 > maxSeq) {
+    std::fprintf(stderr, "error: %zu prompt tokens + %ld new tokens (+ %lld "
+                         "of step padding) exceed the KV cache of %lld rows "
+                         "(moe-compile --import-hf-max-seq)\n",
+                 o.prompt.size(), o.maxNew, (long long)(T - 1),
+                 (long long)maxSeq);
+    return 2;
+  }
+  auto slot = [&](Buffer *b) {
+    return size_t(b - buffers.data());
+  };
+  for (auto &[past, out] : g.caches)
+    std::memset(past->data, 0, past->nbytes);
+  std::mt19937_64 rng(o.seed);
+  std::vector<int32_t> tokens = o.prompt, generated;
+  int32_t *ids = static_cast<int32_t *>(g.ids->data);
+  int32_t *pos = static_cast<int32_t *>(g.pos->data);
+  // One step over tokens[at, at + n): returns the last row's index.
+  auto step = [&](size_t at, size_t n) {
+    for (int64_t i = 0; i < T; ++i)
+      ids[i] = size_t(i) < n ? tokens[at + size_t(i)] : 0;
+    *pos = int32_t(at);
+    run(args.data());
+    // The caches just written feed the next step.
+    for (auto &[past, out] : g.caches)
+      std::swap(args[slot(past)], args[slot(out)]);
+    return n - 1;
+  };
+  uint64_t t0 = moert_now_ns();
+  size_t last = 0;
+  for (size_t at = 0; at < o.prompt.size(); at += size_t(T))
+    last = step(at, std::min(size_t(T), o.prompt.size() - at));
+  uint64_t t1 = moert_now_ns();
+  uint64_t decodeNs = 0;
+  for (long i = 0; i < o.maxNew; ++i) {
+    int32_t next = sample(*g.logits, last, vocab, o.temperature, o.topP, rng);
+    generated.push_back(next);
+    tokens.push_back(next);
+    if (i + 1 == o.maxNew)
+      break;
+    uint64_t s = moert_now_ns();
+    last = step(tokens.size() - 1, 1);
+    decodeNs += moert_now_ns() - s;
+  }
+  double prefillMs = double(t1 - t0) / 1e6;
+  std::printf("prompt: %zu tokens, prefill %.2f ms (%.1f tokens/s)\n",
+              o.prompt.size(), prefillMs,
+              double(o.prompt.size()) / (prefillMs / 1e3));
+  std::printf("generated:");
+  for (size_t i = 0; i < generated.size(); ++i)
+    std::printf("%s%d", i ? "," : " ", generated[i]);
+  std::printf("\n");
+  if (o.maxNew > 1)
+    std::printf("decode: %ld steps, %.2f ms (%.1f tokens/s)\n", o.maxNew - 1,
+                double(decodeNs) / 1e6,
+                double(o.maxNew - 1) / (double(decodeNs) / 1e9));
+  if (!outputPath)
+    return 0;
+  // The last step's logits (of its last real token, in f32) and the ids.
+  std::vector<float> row(static_cast<size_t>(vocab));
+  for (int64_t v = 0; v < vocab; ++v)
+    row[size_t(v)] = logitAt(*g.logits, last * size_t(vocab) + size_t(v));
+  moert_st_tensor outs[2] = {};
+  outs[0].name = "logits";
+  outs[0].dtype = MOERT_F32;
+  outs[0].rank = 2;
+  outs[0].shape[0] = 1;
+  outs[0].shape[1] = vocab;
+  outs[0].data = row.data();
+  outs[0].nbytes = row.size() * sizeof(float);
+  outs[1].name = "ids";
+  outs[1].dtype = MOERT_I32;
+  outs[1].rank = 1;
+  outs[1].shape[0] = int64_t(generated.size());
+  outs[1].data = generated.data();
+  outs[1].nbytes = generated.size() * sizeof(int32_t);
+  if (moert_st_write(outputPath, 2, outs) != MOERT_OK) {
+    std::fprintf(stderr, "error: %s\n", moert_last_error());
+    return 1;
+  }
+  return 0;
+}
+
 } // namespace
 
 extern "C" int moert_model_main(int argc, char **argv, const char *signature,
@@ -427,6 +634,8 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
   const char *weightsPath = nullptr, *inputPath = nullptr,
              *outputPath = nullptr;
   long repeat = 10, warmup = 1;
+  GenerateOptions gen;
+  bool generating = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> const char * {
@@ -459,6 +668,43 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
       count(warmup);
     else if (a == "--gpus" || a == "--ranks")
       value(); // checked (and launched) before
+    else if (a == "--prompt-ids") {
+      generating = true;
+      std::istringstream list(value());
+      std::string item;
+      while (std::getline(list, item, ',')) {
+        char *end = nullptr;
+        long id = std::strtol(item.c_str(), &end, 10);
+        if (item.empty() || *end || id < INT32_MIN || id > INT32_MAX) {
+          std::fprintf(stderr, "error: --prompt-ids needs comma-separated "
+                               "token ids, got '%s'\n",
+                       item.c_str());
+          return 2;
+        }
+        gen.prompt.push_back(int32_t(id));
+      }
+      if (gen.prompt.empty()) {
+        std::fprintf(stderr, "error: --prompt-ids needs at least one id\n");
+        return 2;
+      }
+    } else if (a == "--max-new-tokens")
+      count(gen.maxNew);
+    else if (a == "--temperature" || a == "--top-p") {
+      const char *v = value();
+      char *end = nullptr;
+      double d = std::strtod(v, &end);
+      bool temp = a == "--temperature";
+      if (!*v || *end || !(d >= 0.0) || (!temp && (d <= 0.0 || d > 1.0))) {
+        std::fprintf(stderr, "error: %s needs a number %s, got '%s'\n",
+                     a.c_str(), temp ? ">= 0" : "in (0, 1]", v);
+        return 2;
+      }
+      (temp ? gen.temperature : gen.topP) = d;
+    } else if (a == "--seed") {
+      long s = 0;
+      count(s);
+      gen.seed = uint64_t(s);
+    }
     else if (a == "--help" || a == "-h") {
       usage(argv[0], buffers);
       return 0;
@@ -468,13 +714,24 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
       return 2;
     }
   }
+  Generator generator;
+  bool isGenerator = findGenerator(buffers, generator);
+  if (isGenerator != generating) {
+    std::fprintf(stderr,
+                 isGenerator
+                     ? "error: this model generates tokens: give --prompt-ids "
+                       "(and --max-new-tokens)\n"
+                     : "error: --prompt-ids needs a whole model (moe-compile "
+                       "--import-hf-whole); this one maps inputs to outputs\n");
+    return 2;
+  }
   bool needWeights = false, needInputs = false;
   for (const Buffer &b : buffers) {
     needWeights |= b.kind == Buffer::Weight;
-    needInputs |= b.kind == Buffer::Input;
+    needInputs |= b.kind == Buffer::Input && !isGenerator;
   }
   if ((needWeights && !weightsPath) || (needInputs && !inputPath) ||
-      !outputPath) {
+      (!outputPath && !isGenerator)) {
     std::fprintf(stderr, "error: missing %s\n",
                  !outputPath                  ? "--output"
                  : needWeights && !weightsPath ? "--weights"
@@ -528,6 +785,17 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
   for (Buffer &b : buffers) {
     if (b.kind == Buffer::Output)
       continue;
+    if (isGenerator && b.kind == Buffer::Input) {
+      // Token ids, position and KV caches: the generation loop fills them.
+      if (moert_alloc(b.nbytes, &b.data) != MOERT_OK) {
+        std::fprintf(stderr, "error: %s\n", moert_last_error());
+        ++problems;
+        continue;
+      }
+      std::memset(b.data, 0, b.nbytes);
+      b.owned = true;
+      continue;
+    }
     moert_st_tensor t;
     bool sliced = false;
     std::vector<int64_t> shape = b.shape;
@@ -642,6 +910,11 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
                          "nothing was run\n",
                  problems, problems == 1 ? "" : "s");
     rc = 1;
+  } else if (isGenerator) {
+    std::vector<void *> args;
+    for (Buffer &b : buffers)
+      args.push_back(b.data);
+    rc = generate(generator, args, buffers, gen, run, outputPath);
   } else {
     std::vector<void *> args;
     for (Buffer &b : buffers)

@@ -82,6 +82,17 @@ cl::opt<int64_t> gpuMmaWarps(
     cl::desc("warps per tensor-core block: 0 (default, chosen per layer), 4 "
              "or 8"),
     cl::init(0));
+cl::opt<bool> importWhole(
+    "import-hf-whole",
+    cl::desc("for a Hugging Face checkpoint input: the whole model (token "
+             "ids to logits, attention with KV caches), which the executable "
+             "runs as a generator (--prompt-ids)"),
+    cl::init(false));
+cl::opt<int64_t> importMaxSeq(
+    "import-hf-max-seq",
+    cl::desc("with --import-hf-whole: rows of each layer's KV cache (the "
+             "longest prompt plus generated tokens)"),
+    cl::init(256));
 cl::opt<int64_t> importTokens(
     "import-hf-tokens",
     cl::desc("for a Hugging Face checkpoint input: tokens per step (rows of "
@@ -258,6 +269,8 @@ int main(int argc, char **argv) {
   if (hf) {
     moe::HFImportOptions importOptions;
     importOptions.tokens = importTokens;
+    importOptions.whole = importWhole;
+    importOptions.maxSeq = importMaxSeq;
     module = moe::importHFFiles(input->getBuffer(), inputPath, &context,
                                 importOptions, errorMessage);
     if (!module)

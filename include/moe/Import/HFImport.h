@@ -35,8 +35,15 @@ class MLIRContext;
 namespace moe {
 
 struct HFImportOptions {
-  /// Rows of the hidden-states input `x` [tokens, hidden].
+  /// Rows of the hidden-states input `x` [tokens, hidden] (tokens per step
+  /// of a whole model).
   int64_t tokens = 1;
+  /// The whole model (token ids -> logits: embedding, attention with a KV
+  /// cache, norms, MoE layers, LM head) instead of its MoE layers alone;
+  /// Mixtral only for now.
+  bool whole = false;
+  /// Rows of each layer's KV cache in a whole model.
+  int64_t maxSeq = 256;
   /// Shown in messages and locations, e.g. "ckpt/config.json".
   std::string configName = "config.json";
   std::string indexName = "model.safetensors.index.json";

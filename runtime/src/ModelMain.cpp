@@ -136,7 +136,7 @@ void usage(const char *argv0, const std::vector<Buffer> &buffers) {
                "[--warmup N] [--gpus N | --ranks N]\n"
                "   or (a whole model): %s --weights CKPT_DIR --prompt-ids "
                "1,2,3 [--max-new-tokens N] [--temperature T] [--top-p P] "
-               "[--seed S] [--output LAST_LOGITS_AND_IDS.safetensors]\n",
+               "[--seed S] [--output LOGITS_AND_IDS.safetensors]\n",
                argv0, argv0);
   std::fprintf(stderr, "model buffers:\n");
   for (const Buffer &b : buffers)
@@ -502,7 +502,11 @@ int generate(Generator &g, std::vector<void *> &args,
     last = step(at, std::min(size_t(T), o.prompt.size() - at));
   uint64_t t1 = moert_now_ns();
   uint64_t decodeNs = 0;
+  // The logits each token was drawn from, for --output.
+  std::vector<float> drawn;
   for (long i = 0; i < o.maxNew; ++i) {
+    for (int64_t v = 0; v < vocab; ++v)
+      drawn.push_back(logitAt(*g.logits, last * size_t(vocab) + size_t(v)));
     int32_t next = sample(*g.logits, last, vocab, o.temperature, o.topP, rng);
     generated.push_back(next);
     tokens.push_back(next);
@@ -526,18 +530,16 @@ int generate(Generator &g, std::vector<void *> &args,
                 double(o.maxNew - 1) / (double(decodeNs) / 1e9));
   if (!outputPath)
     return 0;
-  // The last step's logits (of its last real token, in f32) and the ids.
-  std::vector<float> row(static_cast<size_t>(vocab));
-  for (int64_t v = 0; v < vocab; ++v)
-    row[size_t(v)] = logitAt(*g.logits, last * size_t(vocab) + size_t(v));
+  // The logits of every generated token (the row it was drawn from, in
+  // f32) and the ids.
   moert_st_tensor outs[2] = {};
   outs[0].name = "logits";
   outs[0].dtype = MOERT_F32;
   outs[0].rank = 2;
-  outs[0].shape[0] = 1;
+  outs[0].shape[0] = int64_t(generated.size());
   outs[0].shape[1] = vocab;
-  outs[0].data = row.data();
-  outs[0].nbytes = row.size() * sizeof(float);
+  outs[0].data = drawn.data();
+  outs[0].nbytes = drawn.size() * sizeof(float);
   outs[1].name = "ids";
   outs[1].dtype = MOERT_I32;
   outs[1].rank = 1;

@@ -8,8 +8,8 @@ dtype where the ops round).
 
 Usage: tiny-mixtral.py OUT_DIR DTYPE(f32|bf16) PROMPT_IDS NEW_TOKENS [SEED]
 Writes the checkpoint into OUT_DIR, and OUT_DIR/expected.txt with the line
-"generated: ..." and OUT_DIR/expected-logits.safetensors with the logits of
-the last step (f32)."""
+"generated: ..." and OUT_DIR/expected-logits.safetensors with the logits
+each generated token was drawn from (f32)."""
 import json
 import math
 import os
@@ -204,10 +204,11 @@ def main():
         return linear(n, "lm_head.weight", V, D)
 
     tokens = list(prompt)
-    generated, logits = [], None
+    generated, logits, drawn = [], None, []
     for p, t in enumerate(prompt):
         logits = step(t, p)
     for i in range(new):
+        drawn += logits
         nxt = max(range(V), key=lambda v: (logits[v], -v))
         generated.append(nxt)
         tokens.append(nxt)
@@ -215,7 +216,7 @@ def main():
             logits = step(nxt, len(tokens) - 1)
     with open(os.path.join(out, "expected.txt"), "w") as f:
         f.write("generated: " + ",".join(map(str, generated)) + "\n")
-    write(os.path.join(out, "expected-logits.safetensors"), {"logits": ("F32", [1, V], logits)})
+    write(os.path.join(out, "expected-logits.safetensors"), {"logits": ("F32", [new, V], drawn)})
 
 
 main()

@@ -548,11 +548,16 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     return i ? body->getArgument(*i) : Value();
   };
   // h + r, rounded to the element type (the residual adds of a block).
+  // (In f32 and rounded once: bf16 arithmetic would become a libcall.)
   auto add = [&](Location loc, Value h, Value r) -> Value {
     Value init = tensor::EmptyOp::create(b, loc, tokensType.getShape(), dtype);
-    return linalg::AddOp::create(b, loc, TypeRange{tokensType},
-                                 ValueRange{h, r}, ValueRange{init})
-        .getResult(0);
+    AffineMap id = b.getMultiDimIdentityMap(2);
+    return elementwise(b, loc, {h, r}, {id, id}, init,
+                       [&](OpBuilder &nb, Location l, ValueRange a) {
+                         Value sum = arith::AddFOp::create(
+                             nb, l, toF32(nb, l, a[0]), toF32(nb, l, a[1]));
+                         return fromF32(nb, l, sum, dtype);
+                       });
   };
   Value x = body->getArgument(0);
   SmallVector<Value> caches;

@@ -1,0 +1,89 @@
+"""Runs on the GPU machine: the whole-model comparison against Hugging Face
+transformers (issue 5). For float32 and bfloat16, builds a randomly
+initialised tiny MixtralForCausalLM (fresh seed; the config of
+test/e2e/tiny-mixtral.py), saves it with save_pretrained, and compares
+transformers' greedy generation (eager attention, on the GPU) with the
+executables compiled from the same config on the build machine
+(test/gpu/make-hf-models.sh): the generated tokens, and the logits of every
+generated token (prefill and decode steps) relative to their scale.
+Usage: python3 hf_compare.py DIR   (DIR holds model-cpu-f32, model-cpu-bf16,
+model-cuda-bf16). Prints a table last."""
+import os
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+from transformers import MixtralConfig, MixtralForCausalLM
+
+D = sys.argv[1]
+config = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
+              num_experts_per_tok=2, hidden_act="silu", rms_norm_eps=1e-5,
+              rope_theta=10000.0, vocab_size=64, max_position_embeddings=64,
+              tie_word_embeddings=False, sliding_window=None)
+prompt, new = [3, 1, 4, 1, 5, 9, 2, 6], 12
+rows = []
+failures = 0
+for dtype, tag in [(torch.float32, "f32"), (torch.bfloat16, "bf16")]:
+    seed = int(time.time() * 1000) % (1 << 31)
+    torch.manual_seed(seed)
+    cfg = MixtralConfig(**config, torch_dtype=dtype)
+    model = MixtralForCausalLM(cfg).to(dtype)
+    # Give the norms non-trivial weights (transformers initialises them to 1).
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.add_(0.1 * torch.randn_like(p))
+    ckpt = os.path.join(D, f"ckpt-{tag}")
+    model.save_pretrained(ckpt, safe_serialization=True)
+    model = model.to("cuda").eval()
+    model.config._attn_implementation = "eager"
+    ids = torch.tensor([prompt], device="cuda")
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=new, do_sample=False,
+                             output_logits=True, return_dict_in_generate=True,
+                             pad_token_id=0)
+    hf_tokens = out.sequences[0, len(prompt):].tolist()
+    hf_logits = torch.stack([l[0].float() for l in out.logits]).cpu()
+    for exe in sorted(os.listdir(D)):
+        if not exe.startswith("model-") or not exe.endswith(tag):
+            continue
+        res = os.path.join(D, f"{exe}.safetensors")
+        run = subprocess.run([os.path.join(D, exe), "--weights", ckpt,
+                              "--prompt-ids", ",".join(map(str, prompt)),
+                              "--max-new-tokens", str(new), "--output", res],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            print(f"{exe}: failed\n{run.stdout}{run.stderr}")
+            failures += 1
+            rows.append((exe, seed, "FAIL", "", "", "", ""))
+            continue
+        ours = load_file(res)
+        tokens = ours["ids"].tolist()
+        logits = ours["logits"]
+        scale = hf_logits.abs().max().item()
+        err = (logits - hf_logits).abs().max().item() / scale
+        same = sum(a == b for a, b in zip(tokens, hf_tokens))
+        # Tolerances relative to the logits' scale: float32 rounding
+        # differences only; bfloat16: transformers rounds at more points
+        # (router logits, each expert product, the bf16 index_add).
+        tol = 1e-4 if tag == "f32" else 5e-2
+        first_diff = next((i for i, (a, b) in enumerate(zip(tokens, hf_tokens)) if a != b), None)
+        # Compare logits up to the first differing token (after it the
+        # sequences, and so the inputs, differ).
+        upto = len(tokens) if first_diff is None else first_diff + 1
+        err_upto = (logits[:upto] - hf_logits[:upto]).abs().max().item() / scale
+        ok = err_upto <= tol and (tag == "bf16" or first_diff is None)
+        failures += not ok
+        rows.append((exe, seed, "PASS" if ok else "FAIL", f"{same}/{new}",
+                     f"{err_upto:.2e}", f"{tol:.0e}",
+                     " ".join(l for l in run.stdout.splitlines() if "tokens/s" in l)))
+        print(f"{exe}: hf {hf_tokens}\n{' ' * len(exe)}  us {tokens}")
+print()
+print(f"{'executable':18} {'seed':>10} {'ok':4} {'tokens':>7} {'logit err':>9} {'tol':>6}  timing")
+for r in rows:
+    print(f"{r[0]:18} {r[1]:>10} {r[2]:4} {r[3]:>7} {r[4]:>9} {r[5]:>6}  {r[6]}")
+print(f"{failures} failed")
+sys.exit(1 if failures else 0)

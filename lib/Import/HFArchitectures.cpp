@@ -117,7 +117,8 @@ LogicalResult hf::importMixtral(Config &cfg, ModelSpec &m) {
   return success();
 }
 
-LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m) {
+LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
+                                   bool qkNorm) {
   FailureOr<int64_t> vocab = cfg.size("vocab_size"),
                      heads = cfg.ranged("num_attention_heads", 1, kMaxExperts);
   if (failed(vocab) || failed(heads))
@@ -144,10 +145,18 @@ LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m) {
                     " must be even for the rotary embedding");
   if (!(*theta > 0) || !(*eps > 0))
     return cfg.fail("'rope_theta' and 'rms_norm_eps' must be positive");
-  for (StringRef key : {"rope_scaling", "sliding_window"})
-    if (const json::Value *v = cfg.get(key); v && v->kind() != json::Value::Null)
-      return cfg.fail("'" + key.str() +
-                      "' is not supported in whole-model import yet");
+  if (cfg.has("rope_scaling"))
+    return cfg.fail("'rope_scaling' is not supported in whole-model import "
+                    "yet");
+  // A sliding window limits attention only where it is used (Qwen's
+  // use_sliding_window; Mixtral whenever it is set).
+  FailureOr<bool> useWindow =
+      cfg.boolean("use_sliding_window", m.modelType == "mixtral");
+  if (failed(useWindow))
+    return failure();
+  if (*useWindow && cfg.has("sliding_window"))
+    return cfg.fail("'sliding_window' attention is not supported in "
+                    "whole-model import yet");
   DenseSpec d;
   d.vocab = *vocab;
   d.heads = *heads;
@@ -168,6 +177,15 @@ LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m) {
     b.k = linear(p + "self_attn.k_proj.weight", *kv * *hd, m.hidden);
     b.v = linear(p + "self_attn.v_proj.weight", *kv * *hd, m.hidden);
     b.o = linear(p + "self_attn.o_proj.weight", m.hidden, *heads * *hd);
+    if (qkvBias) {
+      b.qBias = WeightRef{p + "self_attn.q_proj.bias", {*heads * *hd}};
+      b.kBias = WeightRef{p + "self_attn.k_proj.bias", {*kv * *hd}};
+      b.vBias = WeightRef{p + "self_attn.v_proj.bias", {*kv * *hd}};
+    }
+    if (qkNorm) {
+      b.qNorm = WeightRef{p + "self_attn.q_norm.weight", {*hd}};
+      b.kNorm = WeightRef{p + "self_attn.k_norm.weight", {*hd}};
+    }
     d.blocks.push_back(std::move(b));
   }
   m.dense = std::move(d);

@@ -369,13 +369,19 @@ LogicalResult Importer::checkDense(const ModelSpec &m) {
       failed(check(d.finalNorm, "final norm")) ||
       failed(check(d.lmHead, "LM head")))
     return failure();
-  for (const DenseSpec::Block &blk : d.blocks)
+  for (const DenseSpec::Block &blk : d.blocks) {
     for (auto [w, role] :
          {std::pair{&blk.inputNorm, "input norm"}, {&blk.q, "query projection"},
           {&blk.k, "key projection"}, {&blk.v, "value projection"},
           {&blk.o, "output projection"}, {&blk.postNorm, "post-attention norm"}})
       if (failed(check(*w, role)))
         return failure();
+    for (auto [w, role] : {std::pair{&blk.qBias, "query bias"},
+                           {&blk.kBias, "key bias"}, {&blk.vBias, "value bias"},
+                           {&blk.qNorm, "query norm"}, {&blk.kNorm, "key norm"}})
+      if (*w && failed(check(**w, role)))
+        return failure();
+  }
   return success();
 }
 
@@ -489,6 +495,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   };
   struct DenseSlots {
     unsigned inputNorm, q, k, v, o, postNorm;
+    std::optional<unsigned> qBias, kBias, vBias, qNorm, kNorm;
   };
   SmallVector<DenseSlots> denseSlots;
   unsigned embedSlot = 0, finalNormSlot = 0, lmHeadSlot = 0;
@@ -497,9 +504,15 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   for (auto [i, l] : llvm::enumerate(m.layers)) {
     if (dense) {
       const DenseSpec::Block &blk = dense->blocks[i];
-      denseSlots.push_back({addWeight(blk.inputNorm), addWeight(blk.q),
-                            addWeight(blk.k), addWeight(blk.v),
-                            addWeight(blk.o), addWeight(blk.postNorm)});
+      DenseSlots ds{addWeight(blk.inputNorm), addWeight(blk.q),
+                    addWeight(blk.k), addWeight(blk.v), addWeight(blk.o),
+                    addWeight(blk.postNorm)};
+      ds.qBias = opt(blk.qBias);
+      ds.kBias = opt(blk.kBias);
+      ds.vBias = opt(blk.vBias);
+      ds.qNorm = opt(blk.qNorm);
+      ds.kNorm = opt(blk.kNorm);
+      denseSlots.push_back(ds);
     }
     Slots s;
     s.router = addWeight(l.router);
@@ -579,11 +592,12 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       auto attn = AttentionOp::create(
           b, aloc, TypeRange{tokensType, cacheType, cacheType}, a,
           body->getArgument(d.q), body->getArgument(d.k),
-          body->getArgument(d.v), body->getArgument(d.o),
+          body->getArgument(d.v), body->getArgument(d.o), arg(d.qBias),
+          arg(d.kBias), arg(d.vBias), arg(d.qNorm), arg(d.kNorm),
           body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
           body->getArgument(1), b.getI64IntegerAttr(dense->heads),
           b.getI64IntegerAttr(dense->kvHeads),
-          b.getF64FloatAttr(dense->ropeTheta));
+          b.getF64FloatAttr(dense->ropeTheta), eps);
       caches.append({attn.getKeyCache(), attn.getValueCache()});
       x = add(aloc, x, attn.getResult());
       residual = x;
@@ -812,10 +826,18 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     return nullptr;
   }
   if (opts.whole) {
-    if (modelType != "mixtral") {
-      (void)cfg.fail("whole-model import supports 'mixtral' so far; import "
-                     "the MoE layers of '" + modelType +
-                     "' without --import-hf-whole");
+    bool qwen = modelType == "qwen2_moe" || modelType == "qwen3_moe";
+    if (modelType != "mixtral" && !qwen) {
+      (void)cfg.fail("whole-model import supports 'mixtral', 'qwen2_moe' and "
+                     "'qwen3_moe' so far; import the MoE layers of '" +
+                     modelType + "' without --import-hf-whole");
+      return nullptr;
+    }
+    if (!m.denseLayers.empty() ||
+        int64_t(m.layers.size()) != m.numLayers) {
+      (void)cfg.fail("layers with a dense MLP (mlp_only_layers, "
+                     "decoder_sparse_step) are not supported in whole-model "
+                     "import yet");
       return nullptr;
     }
     if (opts.maxSeq < opts.tokens || opts.maxSeq > kMaxTokens) {
@@ -824,7 +846,9 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                  Twine(opts.maxSeq));
       return nullptr;
     }
-    if (failed(importLlamaDense(cfg, m)) || failed(checkDense(m)))
+    if (failed(importLlamaDense(cfg, m, modelType == "qwen2_moe",
+                                modelType == "qwen3_moe")) ||
+        failed(checkDense(m)))
       return nullptr;
   }
   if (failed(checkSizes(m)) || (index && failed(checkIndex(m))))

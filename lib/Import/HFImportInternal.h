@@ -207,6 +207,7 @@ struct DenseSpec {
   WeightRef embed, finalNorm, lmHead;
   struct Block {
     WeightRef inputNorm, q, k, v, o, postNorm;
+    std::optional<WeightRef> qBias, kBias, vBias, qNorm, kNorm;
   };
   std::vector<Block> blocks; // one per MoE layer, in order
 };
@@ -225,7 +226,8 @@ struct ModelSpec {
 LogicalResult importMixtral(Config &cfg, ModelSpec &m);
 /// Llama-style attention, norms, embedding and LM head around the MoE layers
 /// of `m` (the whole model); `prefix` is e.g. "model.".
-LogicalResult importLlamaDense(Config &cfg, ModelSpec &m);
+LogicalResult importLlamaDense(Config &cfg, ModelSpec &m,
+                               bool qkvBias = false, bool qkNorm = false);
 LogicalResult importQwenMoE(Config &cfg, ModelSpec &m, bool shared);
 LogicalResult importOlmoe(Config &cfg, ModelSpec &m);
 LogicalResult importDeepSeek(Config &cfg, ModelSpec &m, bool v3);

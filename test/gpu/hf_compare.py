@@ -1,13 +1,13 @@
 """Runs on the GPU machine: the whole-model comparison against Hugging Face
-transformers (issue 5). For float32 and bfloat16, builds a randomly
-initialised tiny MixtralForCausalLM (fresh seed; the config of
-test/e2e/tiny-mixtral.py), saves it with save_pretrained, and compares
+transformers (issue 5). For Mixtral, Qwen2-MoE and Qwen3-MoE, in float32 and
+bfloat16, builds a randomly initialised tiny model (fresh seed; the configs
+of test/gpu/tiny_configs.py), saves it with save_pretrained, and compares
 transformers' greedy generation (eager attention, on the GPU) with the
 executables compiled from the same config on the build machine
 (test/gpu/make-hf-models.sh): the generated tokens, and the logits of every
 generated token (prefill and decode steps) relative to their scale.
-Usage: python3 hf_compare.py DIR   (DIR holds model-cpu-f32, model-cpu-bf16,
-model-cuda-bf16). Prints a table last."""
+Usage: python3 hf_compare.py DIR   (DIR holds ARCH-cpu-f32, ARCH-cpu-bf16,
+ARCH-cuda-bf16 and tiny_configs.py). Prints a table last."""
 import os
 import subprocess
 import sys
@@ -15,28 +15,28 @@ import time
 
 import torch
 from safetensors.torch import load_file
-from transformers import MixtralConfig, MixtralForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 D = sys.argv[1]
-config = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
-              num_experts_per_tok=2, hidden_act="silu", rms_norm_eps=1e-5,
-              rope_theta=10000.0, vocab_size=64, max_position_embeddings=64,
-              tie_word_embeddings=False, sliding_window=None)
+sys.path.insert(0, D)
+from tiny_configs import CONFIGS  # noqa: E402
+
 prompt, new = [3, 1, 4, 1, 5, 9, 2, 6], 12
 rows = []
 failures = 0
-for dtype, tag in [(torch.float32, "f32"), (torch.bfloat16, "bf16")]:
+for arch, (dtype, tag) in [(a, d) for a in CONFIGS
+                           for d in [(torch.float32, "f32"), (torch.bfloat16, "bf16")]]:
     seed = int(time.time() * 1000) % (1 << 31)
     torch.manual_seed(seed)
-    cfg = MixtralConfig(**config, torch_dtype=dtype)
-    model = MixtralForCausalLM(cfg).to(dtype)
-    # Give the norms non-trivial weights (transformers initialises them to 1).
+    cfg = AutoConfig.for_model(arch, **CONFIGS[arch], torch_dtype=dtype)
+    model = AutoModelForCausalLM.from_config(cfg).to(dtype)
+    # Give the norms and biases non-trivial values (transformers initialises
+    # them to 1 and 0).
     with torch.no_grad():
         for n, p in model.named_parameters():
-            if "norm" in n:
+            if "norm" in n or n.endswith(".bias"):
                 p.add_(0.1 * torch.randn_like(p))
-    ckpt = os.path.join(D, f"ckpt-{tag}")
+    ckpt = os.path.join(D, f"ckpt-{arch}-{tag}")
     model.save_pretrained(ckpt, safe_serialization=True)
     model = model.to("cuda").eval()
     model.config._attn_implementation = "eager"
@@ -48,7 +48,7 @@ for dtype, tag in [(torch.float32, "f32"), (torch.bfloat16, "bf16")]:
     hf_tokens = out.sequences[0, len(prompt):].tolist()
     hf_logits = torch.stack([l[0].float() for l in out.logits]).cpu()
     for exe in sorted(os.listdir(D)):
-        if not exe.startswith("model-") or not exe.endswith(tag):
+        if not exe.startswith(arch + "-") or not exe.endswith(tag) or "." in exe:
             continue
         res = os.path.join(D, f"{exe}.safetensors")
         run = subprocess.run([os.path.join(D, exe), "--weights", ckpt,
@@ -82,8 +82,8 @@ for dtype, tag in [(torch.float32, "f32"), (torch.bfloat16, "bf16")]:
                      " ".join(l for l in run.stdout.splitlines() if "tokens/s" in l)))
         print(f"{exe}: hf {hf_tokens}\n{' ' * len(exe)}  us {tokens}")
 print()
-print(f"{'executable':18} {'seed':>10} {'ok':4} {'tokens':>7} {'logit err':>9} {'tol':>6}  timing")
+print(f"{'executable':20} {'seed':>10} {'ok':4} {'tokens':>7} {'logit err':>9} {'tol':>6}  timing")
 for r in rows:
-    print(f"{r[0]:18} {r[1]:>10} {r[2]:4} {r[3]:>7} {r[4]:>9} {r[5]:>6}  {r[6]}")
+    print(f"{r[0]:20} {r[1]:>10} {r[2]:4} {r[3]:>7} {r[4]:>9} {r[5]:>6}  {r[6]}")
 print(f"{failures} failed")
 sys.exit(1 if failures else 0)

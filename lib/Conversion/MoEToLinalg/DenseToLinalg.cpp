@@ -198,9 +198,69 @@ Value roundTo(OpBuilder &b, Location loc, Value t, Type elt) {
                      });
 }
 
-/// x [T, a] w [a, b], accumulated in f32 and rounded to `elt`.
-Value projection(OpBuilder &b, Location loc, Value x, Value w, Type elt) {
-  return roundTo(b, loc, matmulF32(b, loc, x, w), elt);
+/// x [T, a] w [a, b] (+ bias [b]), accumulated in f32 and rounded to `elt`.
+Value projection(OpBuilder &b, Location loc, Value x, Value w, Type elt,
+                 Value bias = Value()) {
+  Value acc = matmulF32(b, loc, x, w);
+  if (!bias)
+    return roundTo(b, loc, acc, elt);
+  MLIRContext *ctx = b.getContext();
+  AffineExpr t, d;
+  bindDims(ctx, t, d);
+  Value init = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, acc), elt);
+  return elementwise(
+      b, loc, {acc, bias},
+      {AffineMap::get(2, 0, {t, d}, ctx), AffineMap::get(2, 0, {d}, ctx)}, init,
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        return fromF32(nb, l,
+                       arith::AddFOp::create(nb, l, a[0], toF32(nb, l, a[1])),
+                       elt);
+      });
+}
+
+/// RMSNorm over the last dimension of [T, n, hd] with weight [hd] (Qwen3's
+/// per-head q/k norm), with moe.rms_norm's rounding.
+Value headNorm(OpBuilder &b, Location loc, Value t, Value w, double epsilon,
+               Type elt) {
+  MLIRContext *ctx = b.getContext();
+  auto type = cast<RankedTensorType>(t.getType());
+  int64_t T = type.getDimSize(0), n = type.getDimSize(1),
+          hd = type.getDimSize(2);
+  AffineExpr a0, a1, a2;
+  bindDims(ctx, a0, a1, a2);
+  AffineMap id = AffineMap::get(3, 0, {a0, a1, a2}, ctx);
+  AffineMap row = AffineMap::get(3, 0, {a0, a1}, ctx);
+  AffineMap col = AffineMap::get(3, 0, {a2}, ctx);
+  Value zero = filledTensor(b, loc, {b.getIndexAttr(T), b.getIndexAttr(n)},
+                            b.getF32Type(), 0.0);
+  auto sumSq = linalg::GenericOp::create(
+      b, loc, TypeRange{zero.getType()}, ValueRange{t}, ValueRange{zero},
+      ArrayRef<AffineMap>{id, row},
+      ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
+                                    utils::IteratorType::parallel,
+                                    utils::IteratorType::reduction},
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value v = toF32(nb, l, a[0]);
+        linalg::YieldOp::create(
+            nb, l,
+            ValueRange{arith::AddFOp::create(
+                nb, l, a[1], arith::MulFOp::create(nb, l, v, v))});
+      });
+  float invD = float(1.0 / double(hd)), eps = float(epsilon);
+  Value init = emptyTensor(
+      b, loc, {b.getIndexAttr(T), b.getIndexAttr(n), b.getIndexAttr(hd)}, elt);
+  return elementwise(
+      b, loc, {t, sumSq.getResult(0), w}, {id, row, col}, init,
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value var = arith::MulFOp::create(nb, l, a[1], constF32(nb, l, invD));
+        Value inv = math::RsqrtOp::create(
+            nb, l, arith::AddFOp::create(nb, l, var, constF32(nb, l, eps)));
+        Value nrm = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), inv);
+        Value r = toF32(nb, l, fromF32(nb, l, nrm, elt));
+        return fromF32(nb, l,
+                       arith::MulFOp::create(nb, l, toF32(nb, l, a[2]), r),
+                       elt);
+      });
 }
 
 /// f32 value of `v` rounded to `elt` (for products and sums that
@@ -252,9 +312,14 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
           ArrayRef<ReassociationIndices>{{0}, {1, 2}});
     };
     Value x = op.getInput();
-    Value q = heads3(projection(b, loc, x, op.getWQ(), elt), H);
-    Value k = heads3(projection(b, loc, x, op.getWK(), elt), KV);
-    Value v = heads3(projection(b, loc, x, op.getWV(), elt), KV);
+    Value q = heads3(projection(b, loc, x, op.getWQ(), elt, op.getQBias()), H);
+    Value k = heads3(projection(b, loc, x, op.getWK(), elt, op.getKBias()), KV);
+    Value v = heads3(projection(b, loc, x, op.getWV(), elt, op.getVBias()), KV);
+    if (op.getQNorm()) {
+      double eps = op.getQkNormEpsilon().convertToDouble();
+      q = headNorm(b, loc, q, op.getQNorm(), eps, elt);
+      k = headNorm(b, loc, k, op.getKNorm(), eps, elt);
+    }
 
     Value pos = tensor::ExtractOp::create(b, loc, op.getPosition(),
                                           ValueRange{constIndex(b, loc, 0)});

@@ -70,3 +70,19 @@ func.func @attention_odd_head(%x: tensor<3x6xf32>, %wq: tensor<6x6xf32>, %wk: te
   %y, %k, %v = moe.attention %x : tensor<3x6xf32> q(%wq : tensor<6x6xf32>) k(%wk : tensor<6x3xf32>) v(%wv : tensor<6x3xf32>) o(%wo : tensor<6x6xf32>) cache(%kc : tensor<8x1x3xf32>, %vc : tensor<8x1x3xf32>) position(%pos : tensor<1xi32>) {num_heads = 2 : i64, num_kv_heads = 1 : i64} -> tensor<3x6xf32>, tensor<8x1x3xf32>, tensor<8x1x3xf32>
   return
 }
+
+// -----
+
+func.func @attention_bias(%x: tensor<3x16xf32>, %wq: tensor<16x16xf32>, %wk: tensor<16x8xf32>, %wv: tensor<16x8xf32>, %wo: tensor<16x16xf32>, %qb: tensor<8xf32>, %kc: tensor<8x2x4xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op q_bias size mismatch: q_bias has 8, expected 16}}
+  %y, %k, %v = moe.attention %x : tensor<3x16xf32> q(%wq : tensor<16x16xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<16x16xf32>) q_bias(%qb : tensor<8xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<3x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
+  return
+}
+
+// -----
+
+func.func @attention_norms(%x: tensor<3x16xf32>, %wq: tensor<16x16xf32>, %wk: tensor<16x8xf32>, %wv: tensor<16x8xf32>, %wo: tensor<16x16xf32>, %qn: tensor<4xf32>, %kc: tensor<8x2x4xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op q_norm and k_norm come together}}
+  %y, %k, %v = moe.attention %x : tensor<3x16xf32> q(%wq : tensor<16x16xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<16x16xf32>) q_norm(%qn : tensor<4xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<3x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
+  return
+}

@@ -685,6 +685,26 @@ LogicalResult AttentionOp::verify() {
       failed(checkDimIs(op, "value width KV*hd", wv, 1, kvHeads * hd)) ||
       failed(checkDimIs(op, "kv head count", kc, 1, kvHeads)))
     return failure();
+  auto vector = [&](Value v, StringRef name, int64_t size) -> LogicalResult {
+    if (!v)
+      return success();
+    Named n{name, v};
+    if (failed(checkRank(op, n, 1, "[n]")) ||
+        failed(checkDimIs(op, (name + " size").str(), n, 0, size)) ||
+        failed(checkSameElementType(op, x, n)))
+      return failure();
+    return success();
+  };
+  if (failed(vector(getQBias(), "q_bias", heads * hd)) ||
+      failed(vector(getKBias(), "k_bias", kvHeads * hd)) ||
+      failed(vector(getVBias(), "v_bias", kvHeads * hd)) ||
+      failed(vector(getQNorm(), "q_norm", hd)) ||
+      failed(vector(getKNorm(), "k_norm", hd)))
+    return failure();
+  if (bool(getQNorm()) != bool(getKNorm()))
+    return emitOpError() << "q_norm and k_norm come together";
+  if (!(getQkNormEpsilon().convertToDouble() > 0.0))
+    return emitOpError() << "qk_norm_epsilon must be positive";
   if (kc.type() != vc.type())
     return emitOpError() << "the value cache " << vc.type()
                          << " must have the key cache's type " << kc.type();

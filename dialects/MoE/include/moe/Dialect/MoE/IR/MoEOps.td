@@ -434,7 +434,7 @@ def MoE_LayerNormOp : MoE_Op<"layer_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def MoE_AttentionOp : MoE_Op<"attention", [Pure]> {
+def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
   let summary = "causal self-attention with RoPE, grouped-query heads and a KV cache";
   let description = [{
     The attention block of Llama-style decoders (Mixtral, Qwen, OLMoE), for
@@ -442,7 +442,10 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure]> {
     `position[0] + T - 1`:
 
     1. `q = x Wq` [T, H*hd], `k = x Wk`, `v = x Wv` [T, KV*hd] (f32
-       accumulation, rounded to the element type);
+       accumulation, plus the optional biases `q_bias`, `k_bias`, `v_bias`
+       (Qwen2), rounded to the element type); with `q_norm` / `k_norm` [hd]
+       (Qwen3), each head of q and k then goes through RMSNorm
+       (`qk_norm_epsilon`, the rounding of `moe.rms_norm`);
     2. rotary embedding of q and k (the `rotate_half` form, base
        `rope_theta`): `q*cos + rotate_half(q)*sin`, with cos and sin rounded
        to the element type and every product and sum rounded, as
@@ -469,17 +472,29 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure]> {
   }];
   let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$w_q,
                        MoE_FloatTensor:$w_k, MoE_FloatTensor:$w_v,
-                       MoE_FloatTensor:$w_o, MoE_FloatTensor:$key_cache_in,
+                       MoE_FloatTensor:$w_o,
+                       Optional<MoE_FloatTensor>:$q_bias,
+                       Optional<MoE_FloatTensor>:$k_bias,
+                       Optional<MoE_FloatTensor>:$v_bias,
+                       Optional<MoE_FloatTensor>:$q_norm,
+                       Optional<MoE_FloatTensor>:$k_norm,
+                       MoE_FloatTensor:$key_cache_in,
                        MoE_FloatTensor:$value_cache_in,
                        MoE_IndexTensor:$position, I64Attr:$num_heads,
                        I64Attr:$num_kv_heads,
-                       DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta);
+                       DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta,
+                       DefaultValuedAttr<F64Attr, "1.0e-6">:$qk_norm_epsilon);
   let results = (outs MoE_FloatTensor:$result, MoE_FloatTensor:$key_cache,
                       MoE_FloatTensor:$value_cache);
   let assemblyFormat = [{
     $input `:` type($input)
     `q` `(` $w_q `:` type($w_q) `)` `k` `(` $w_k `:` type($w_k) `)`
     `v` `(` $w_v `:` type($w_v) `)` `o` `(` $w_o `:` type($w_o) `)`
+    (`q_bias` `(` $q_bias^ `:` type($q_bias) `)`)?
+    (`k_bias` `(` $k_bias^ `:` type($k_bias) `)`)?
+    (`v_bias` `(` $v_bias^ `:` type($v_bias) `)`)?
+    (`q_norm` `(` $q_norm^ `:` type($q_norm) `)`)?
+    (`k_norm` `(` $k_norm^ `:` type($k_norm) `)`)?
     `cache` `(` $key_cache_in `:` type($key_cache_in) `,`
                 $value_cache_in `:` type($value_cache_in) `)`
     `position` `(` $position `:` type($position) `)`

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Writes a tiny random checkpoint in the Hugging Face format (config.json,
+model.safetensors with transformers' names and layouts) of the configs
+test/gpu/hf_compare.py builds with transformers, so that moe-compile can
+compile them here (only the config and the tensor shapes matter).
+Usage: make-tiny-checkpoint.py ARCH(mixtral|qwen2_moe|qwen3_moe) DTYPE OUT_DIR"""
+import json
+import os
+import random
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiny_configs import CONFIGS  # noqa: E402
+
+
+def main():
+    arch, dtype, out = sys.argv[1:4]
+    c = dict(CONFIGS[arch])
+    c["torch_dtype"] = {"f32": "float32", "bf16": "bfloat16"}[dtype]
+    d, h, kv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
+    hd = c.get("head_dim", d // h)
+    v, layers = c["vocab_size"], c["num_hidden_layers"]
+    t = {"model.embed_tokens.weight": [v, d], "model.norm.weight": [d],
+         "lm_head.weight": [v, d]}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        t[p + "input_layernorm.weight"] = [d]
+        t[p + "post_attention_layernorm.weight"] = [d]
+        t[p + "self_attn.q_proj.weight"] = [h * hd, d]
+        t[p + "self_attn.k_proj.weight"] = [kv * hd, d]
+        t[p + "self_attn.v_proj.weight"] = [kv * hd, d]
+        t[p + "self_attn.o_proj.weight"] = [d, h * hd]
+        if arch == "qwen2_moe":
+            t[p + "self_attn.q_proj.bias"] = [h * hd]
+            t[p + "self_attn.k_proj.bias"] = [kv * hd]
+            t[p + "self_attn.v_proj.bias"] = [kv * hd]
+        if arch == "qwen3_moe":
+            t[p + "self_attn.q_norm.weight"] = [hd]
+            t[p + "self_attn.k_norm.weight"] = [hd]
+        if arch == "mixtral":
+            e, f = c["num_local_experts"], c["intermediate_size"]
+            t[p + "block_sparse_moe.gate.weight"] = [e, d]
+            for j in range(e):
+                q = p + f"block_sparse_moe.experts.{j}."
+                t[q + "w1.weight"], t[q + "w3.weight"], t[q + "w2.weight"] = [f, d], [f, d], [d, f]
+        else:
+            e, f = c["num_experts"], c["moe_intermediate_size"]
+            t[p + "mlp.gate.weight"] = [e, d]
+            for j in range(e):
+                q = p + f"mlp.experts.{j}."
+                t[q + "gate_proj.weight"], t[q + "up_proj.weight"] = [f, d], [f, d]
+                t[q + "down_proj.weight"] = [d, f]
+            if arch == "qwen2_moe":
+                s = c["shared_expert_intermediate_size"]
+                q = p + "mlp.shared_expert."
+                t[q + "gate_proj.weight"], t[q + "up_proj.weight"] = [s, d], [s, d]
+                t[q + "down_proj.weight"] = [d, s]
+                t[p + "mlp.shared_expert_gate.weight"] = [1, d]
+    st = "F32" if dtype == "f32" else "BF16"
+    header, blobs, at = {}, [], 0
+    rnd = random.Random(1)
+    for name, shape in sorted(t.items()):
+        n = 1
+        for s in shape:
+            n *= s
+        raw = b"".join(struct.pack("<f", rnd.gauss(0, 0.2))[(0 if st == "F32" else 2):] for _ in range(n))
+        header[name] = {"dtype": st, "shape": shape, "data_offsets": [at, at + len(raw)]}
+        blobs.append(raw)
+        at += len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    c["architectures"] = [{"mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
+                           "qwen3_moe": "Qwen3MoeForCausalLM"}[arch]]
+    c["model_type"] = arch
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(c, f, indent=1)
+
+
+main()

@@ -1,0 +1,20 @@
+"""The tiny model configs that make-tiny-checkpoint.py (build machine) and
+hf_compare.py (GPU machine, through transformers) share."""
+COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, hidden_act="silu", rms_norm_eps=1e-5,
+              rope_theta=10000.0, vocab_size=64, max_position_embeddings=64,
+              tie_word_embeddings=False)
+CONFIGS = {
+    "mixtral": dict(COMMON, intermediate_size=48, num_local_experts=4,
+                    num_experts_per_tok=2, sliding_window=None),
+    "qwen2_moe": dict(COMMON, intermediate_size=64, moe_intermediate_size=48,
+                      shared_expert_intermediate_size=64, num_experts=4,
+                      num_experts_per_tok=2, norm_topk_prob=False,
+                      decoder_sparse_step=1, mlp_only_layers=[],
+                      use_sliding_window=False),
+    "qwen3_moe": dict(COMMON, head_dim=8, intermediate_size=64,
+                      moe_intermediate_size=48, num_experts=4,
+                      num_experts_per_tok=2, norm_topk_prob=True,
+                      decoder_sparse_step=1, mlp_only_layers=[],
+                      use_sliding_window=False, attention_bias=False),
+}

@@ -15,35 +15,10 @@ import random
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_util import bf16, f32, read, write  # noqa: E402
+
 D, H, KV, HD, S, THETA = 32, 4, 2, 8, 16, 10000.0
-
-
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
-def bf16(x):
-    bits = struct.unpack("<I", struct.pack("<f", x))[0]
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-    return struct.unpack("<f", struct.pack("<I", bits))[0]
-
-
-def write(path, tensors):
-    header, blobs, at = {}, [], 0
-    for name, (dtype, shape, values) in tensors.items():
-        if dtype == "F32":
-            raw = struct.pack(f"<{len(values)}f", *values)
-        elif dtype == "BF16":
-            raw = b"".join(struct.pack("<f", v)[2:] for v in values)
-        else:
-            raw = struct.pack(f"<{len(values)}i", *values)
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [at, at + len(raw)]}
-        blobs.append(raw)
-        at += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def main():

@@ -7,10 +7,11 @@ Usage: make-tiny-checkpoint.py ARCH(mixtral|qwen2_moe|qwen3_moe) DTYPE OUT_DIR""
 import json
 import os
 import random
-import struct
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from safetensors_util import bf16, f32, write  # noqa: E402
 from tiny_configs import CONFIGS  # noqa: E402
 
 
@@ -58,21 +59,16 @@ def main():
                 t[q + "down_proj.weight"] = [d, s]
                 t[p + "mlp.shared_expert_gate.weight"] = [1, d]
     st = "F32" if dtype == "f32" else "BF16"
-    header, blobs, at = {}, [], 0
     rnd = random.Random(1)
+    tensors = {}
     for name, shape in sorted(t.items()):
         n = 1
         for s in shape:
             n *= s
-        raw = b"".join(struct.pack("<f", rnd.gauss(0, 0.2))[(0 if st == "F32" else 2):] for _ in range(n))
-        header[name] = {"dtype": st, "shape": shape, "data_offsets": [at, at + len(raw)]}
-        blobs.append(raw)
-        at += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
+        round_to = f32 if st == "F32" else bf16
+        tensors[name] = (st, shape, [round_to(rnd.gauss(0, 0.2)) for _ in range(n)])
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    write(os.path.join(out, "model.safetensors"), tensors)
     c["architectures"] = [{"mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
                            "qwen3_moe": "Qwen3MoeForCausalLM"}[arch]]
     c["model_type"] = arch

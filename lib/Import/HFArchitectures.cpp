@@ -118,7 +118,7 @@ LogicalResult hf::importMixtral(Config &cfg, ModelSpec &m) {
 }
 
 LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
-                                   bool qkNorm) {
+                                   QkNorm qkNorm) {
   FailureOr<int64_t> vocab = cfg.size("vocab_size"),
                      heads = cfg.ranged("num_attention_heads", 1, kMaxExperts);
   if (failed(vocab) || failed(heads))
@@ -145,6 +145,8 @@ LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
                     " must be even for the rotary embedding");
   if (!(*theta > 0) || !(*eps > 0))
     return cfg.fail("'rope_theta' and 'rms_norm_eps' must be positive");
+  if (cfg.has("clip_qkv"))
+    return cfg.fail("'clip_qkv' is not supported in whole-model import yet");
   if (cfg.has("rope_scaling"))
     return cfg.fail("'rope_scaling' is not supported in whole-model import "
                     "yet");
@@ -182,9 +184,12 @@ LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
       b.kBias = WeightRef{p + "self_attn.k_proj.bias", {*kv * *hd}};
       b.vBias = WeightRef{p + "self_attn.v_proj.bias", {*kv * *hd}};
     }
-    if (qkNorm) {
-      b.qNorm = WeightRef{p + "self_attn.q_norm.weight", {*hd}};
-      b.kNorm = WeightRef{p + "self_attn.k_norm.weight", {*hd}};
+    if (qkNorm != QkNorm::None) {
+      bool whole = qkNorm == QkNorm::Whole;
+      b.qNorm = WeightRef{p + "self_attn.q_norm.weight",
+                          {whole ? *heads * *hd : *hd}};
+      b.kNorm = WeightRef{p + "self_attn.k_norm.weight",
+                          {whole ? *kv * *hd : *hd}};
     }
     d.blocks.push_back(std::move(b));
   }

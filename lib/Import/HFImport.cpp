@@ -826,10 +826,12 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     return nullptr;
   }
   if (opts.whole) {
-    bool qwen = modelType == "qwen2_moe" || modelType == "qwen3_moe";
-    if (modelType != "mixtral" && !qwen) {
-      (void)cfg.fail("whole-model import supports 'mixtral', 'qwen2_moe' and "
-                     "'qwen3_moe' so far; import the MoE layers of '" +
+    bool known = modelType == "mixtral" || modelType == "qwen2_moe" ||
+                 modelType == "qwen3_moe" || modelType == "olmoe";
+    if (!known) {
+      (void)cfg.fail("whole-model import supports 'mixtral', 'qwen2_moe', "
+                     "'qwen3_moe' and 'olmoe' so far; import the MoE layers "
+                     "of '" +
                      modelType + "' without --import-hf-whole");
       return nullptr;
     }
@@ -846,8 +848,10 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                  Twine(opts.maxSeq));
       return nullptr;
     }
-    if (failed(importLlamaDense(cfg, m, modelType == "qwen2_moe",
-                                modelType == "qwen3_moe")) ||
+    QkNorm qkNorm = modelType == "qwen3_moe" ? QkNorm::PerHead
+                    : modelType == "olmoe"   ? QkNorm::Whole
+                                             : QkNorm::None;
+    if (failed(importLlamaDense(cfg, m, modelType == "qwen2_moe", qkNorm)) ||
         failed(checkDense(m)))
       return nullptr;
   }

@@ -226,8 +226,12 @@ struct ModelSpec {
 LogicalResult importMixtral(Config &cfg, ModelSpec &m);
 /// Llama-style attention, norms, embedding and LM head around the MoE layers
 /// of `m` (the whole model); `prefix` is e.g. "model.".
+/// Where a model normalises q and k: not, per head (Qwen3), or over the
+/// whole projection (OLMoE).
+enum class QkNorm { None, PerHead, Whole };
 LogicalResult importLlamaDense(Config &cfg, ModelSpec &m,
-                               bool qkvBias = false, bool qkNorm = false);
+                               bool qkvBias = false,
+                               QkNorm qkNorm = QkNorm::None);
 LogicalResult importQwenMoE(Config &cfg, ModelSpec &m, bool shared);
 LogicalResult importOlmoe(Config &cfg, ModelSpec &m);
 LogicalResult importDeepSeek(Config &cfg, ModelSpec &m, bool v3);

@@ -41,10 +41,13 @@ for arch, (dtype, tag) in [(a, d) for a in CONFIGS
     model = model.to("cuda").eval()
     model.config._attn_implementation = "eager"
     ids = torch.tensor([prompt], device="cuda")
+    # Generate all `new` tokens: the configs' end-of-sequence ids (e.g.
+    # Mixtral's 2) are ordinary tokens of these tiny vocabularies.
+    model.generation_config.eos_token_id = None
     with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=new, do_sample=False,
-                             output_logits=True, return_dict_in_generate=True,
-                             pad_token_id=0)
+        out = model.generate(ids, max_new_tokens=new, min_new_tokens=new,
+                             do_sample=False, output_logits=True,
+                             return_dict_in_generate=True, pad_token_id=0)
     hf_tokens = out.sequences[0, len(prompt):].tolist()
     hf_logits = torch.stack([l[0].float() for l in out.logits]).cpu()
     for exe in sorted(os.listdir(D)):

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds, on the build machine, the executables that test/gpu/hf_compare.py
-# compares with transformers on the GPU machine: tiny Mixtral, Qwen2-MoE and
-# Qwen3-MoE models (test/gpu/tiny_configs.py) compiled whole
+# compares with transformers on the GPU machine: tiny Mixtral, Qwen2-MoE,
+# Qwen3-MoE and OLMoE models (test/gpu/tiny_configs.py) compiled whole
 # (--import-hf-whole) for the CPU in f32 and bf16 and for the GPU
 # (--target=cuda) in bf16, into DIR (default build/hf-models; carry it).
 # Only the configs and tensor shapes matter here: the GPU machine makes the
@@ -10,7 +10,7 @@ set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in mixtral qwen2_moe qwen3_moe; do
+for arch in mixtral qwen2_moe qwen3_moe olmoe; do
   for t in f32 bf16; do
     python3 test/gpu/make-tiny-checkpoint.py $arch $t "$dir/shape"
     build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \

@@ -3,7 +3,7 @@
 model.safetensors with transformers' names and layouts) of the configs
 test/gpu/hf_compare.py builds with transformers, so that moe-compile can
 compile them here (only the config and the tensor shapes matter).
-Usage: make-tiny-checkpoint.py ARCH(mixtral|qwen2_moe|qwen3_moe) DTYPE OUT_DIR"""
+Usage: make-tiny-checkpoint.py ARCH(mixtral|qwen2_moe|qwen3_moe|olmoe) DTYPE OUT_DIR"""
 import json
 import os
 import random
@@ -39,6 +39,9 @@ def main():
         if arch == "qwen3_moe":
             t[p + "self_attn.q_norm.weight"] = [hd]
             t[p + "self_attn.k_norm.weight"] = [hd]
+        if arch == "olmoe":  # over the whole projection
+            t[p + "self_attn.q_norm.weight"] = [h * hd]
+            t[p + "self_attn.k_norm.weight"] = [kv * hd]
         if arch == "mixtral":
             e, f = c["num_local_experts"], c["intermediate_size"]
             t[p + "block_sparse_moe.gate.weight"] = [e, d]
@@ -46,7 +49,8 @@ def main():
                 q = p + f"block_sparse_moe.experts.{j}."
                 t[q + "w1.weight"], t[q + "w3.weight"], t[q + "w2.weight"] = [f, d], [f, d], [d, f]
         else:
-            e, f = c["num_experts"], c["moe_intermediate_size"]
+            e = c["num_experts"]
+            f = c["intermediate_size" if arch == "olmoe" else "moe_intermediate_size"]
             t[p + "mlp.gate.weight"] = [e, d]
             for j in range(e):
                 q = p + f"mlp.experts.{j}."
@@ -70,7 +74,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     write(os.path.join(out, "model.safetensors"), tensors)
     c["architectures"] = [{"mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
-                           "qwen3_moe": "Qwen3MoeForCausalLM"}[arch]]
+                           "qwen3_moe": "Qwen3MoeForCausalLM",
+                           "olmoe": "OlmoeForCausalLM"}[arch]]
     c["model_type"] = arch
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(c, f, indent=1)

@@ -12,6 +12,8 @@ CONFIGS = {
                       num_experts_per_tok=2, norm_topk_prob=False,
                       decoder_sparse_step=1, mlp_only_layers=[],
                       use_sliding_window=False),
+    "olmoe": dict(COMMON, intermediate_size=48, num_experts=4,
+                  num_experts_per_tok=2, norm_topk_prob=False, clip_qkv=None),
     "qwen3_moe": dict(COMMON, head_dim=8, intermediate_size=64,
                       moe_intermediate_size=48, num_experts=4,
                       num_experts_per_tok=2, norm_topk_prob=True,

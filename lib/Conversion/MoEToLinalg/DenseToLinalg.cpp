@@ -312,11 +312,29 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
           ArrayRef<ReassociationIndices>{{0}, {1, 2}});
     };
     Value x = op.getInput();
-    Value q = heads3(projection(b, loc, x, op.getWQ(), elt, op.getQBias()), H);
-    Value k = heads3(projection(b, loc, x, op.getWK(), elt, op.getKBias()), KV);
+    Value q2 = projection(b, loc, x, op.getWQ(), elt, op.getQBias());
+    Value k2 = projection(b, loc, x, op.getWK(), elt, op.getKBias());
     Value v = heads3(projection(b, loc, x, op.getWV(), elt, op.getVBias()), KV);
-    if (op.getQNorm()) {
-      double eps = op.getQkNormEpsilon().convertToDouble();
+    double eps = op.getQkNormEpsilon().convertToDouble();
+    bool wholeNorm =
+        op.getQNorm() &&
+        cast<RankedTensorType>(op.getQNorm().getType()).getDimSize(0) != hd;
+    if (wholeNorm) {
+      // OLMoE: RMSNorm over the whole projection, as one "head" [T, 1, n].
+      auto whole = [&](Value t, Value w, int64_t n) -> Value {
+        Value t3 = tensor::ExpandShapeOp::create(
+            b, loc, RankedTensorType::get({T, 1, n}, elt), t,
+            ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+        return tensor::CollapseShapeOp::create(
+            b, loc, RankedTensorType::get({T, n}, elt),
+            headNorm(b, loc, t3, w, eps, elt),
+            ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+      };
+      q2 = whole(q2, op.getQNorm(), H * hd);
+      k2 = whole(k2, op.getKNorm(), KV * hd);
+    }
+    Value q = heads3(q2, H), k = heads3(k2, KV);
+    if (op.getQNorm() && !wholeNorm) {
       q = headNorm(b, loc, q, op.getQNorm(), eps, elt);
       k = headNorm(b, loc, k, op.getKNorm(), eps, elt);
     }

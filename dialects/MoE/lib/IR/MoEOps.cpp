@@ -697,12 +697,20 @@ LogicalResult AttentionOp::verify() {
   };
   if (failed(vector(getQBias(), "q_bias", heads * hd)) ||
       failed(vector(getKBias(), "k_bias", kvHeads * hd)) ||
-      failed(vector(getVBias(), "v_bias", kvHeads * hd)) ||
-      failed(vector(getQNorm(), "q_norm", hd)) ||
-      failed(vector(getKNorm(), "k_norm", hd)))
+      failed(vector(getVBias(), "v_bias", kvHeads * hd)))
     return failure();
   if (bool(getQNorm()) != bool(getKNorm()))
     return emitOpError() << "q_norm and k_norm come together";
+  if (getQNorm()) {
+    // Per head ([hd], Qwen3) or over the whole projection ([H*hd] and
+    // [KV*hd], OLMoE).
+    auto qType = cast<RankedTensorType>(getQNorm().getType());
+    bool whole = qType.getRank() == 1 && qType.getDimSize(0) == heads * hd &&
+                 heads > 1;
+    if (failed(vector(getQNorm(), "q_norm", whole ? heads * hd : hd)) ||
+        failed(vector(getKNorm(), "k_norm", whole ? kvHeads * hd : hd)))
+      return failure();
+  }
   if (!(getQkNormEpsilon().convertToDouble() > 0.0))
     return emitOpError() << "qk_norm_epsilon must be positive";
   if (kc.type() != vc.type())

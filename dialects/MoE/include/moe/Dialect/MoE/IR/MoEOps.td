@@ -443,9 +443,10 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
 
     1. `q = x Wq` [T, H*hd], `k = x Wk`, `v = x Wv` [T, KV*hd] (f32
        accumulation, plus the optional biases `q_bias`, `k_bias`, `v_bias`
-       (Qwen2), rounded to the element type); with `q_norm` / `k_norm` [hd]
-       (Qwen3), each head of q and k then goes through RMSNorm
-       (`qk_norm_epsilon`, the rounding of `moe.rms_norm`);
+       (Qwen2), rounded to the element type); with `q_norm` / `k_norm`,
+       q and k then go through RMSNorm (`qk_norm_epsilon`, the rounding of
+       `moe.rms_norm`): each head when the weights are [hd] (Qwen3), the
+       whole projection when they are [H*hd] and [KV*hd] (OLMoE);
     2. rotary embedding of q and k (the `rotate_half` form, base
        `rope_theta`): `q*cos + rotate_half(q)*sin`, with cos and sin rounded
        to the element type and every product and sum rounded, as

@@ -613,7 +613,8 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     x = LayerOp::create(
         b, loc, tokensType, x, arg(s.router), arg(s.bias), arg(s.up),
         arg(s.gate), arg(s.down), arg(s.sUp), arg(s.sGate), arg(s.sDown),
-        arg(s.sCoef), arg(s.mUp), arg(s.mDown), arg(s.mCoef), l.activation,
+        arg(s.sCoef), arg(s.mUp), arg(s.mDown), arg(s.mCoef),
+        /*expert_offset=*/Value(), l.activation,
         uint64_t(l.topK), l.scoreFunc, /*score_after_topk=*/false,
         l.renormalize, llvm::APFloat(l.scaling), cf, uint64_t(l.minCapacity),
         DropPolicy::position, nGroup, topkGroup, l.groupScore);

@@ -71,6 +71,8 @@ struct PartitionParallelismPass
   LogicalResult localizeWeights(ModuleOp module, ArrayRef<int64_t> grid);
   LogicalResult partitionLayer(LayerOp layer, ArrayRef<int64_t> grid,
                                FlatSymbolRefAttr gridRef);
+  LogicalResult partitionReplicated(LayerOp layer, ArrayRef<int64_t> grid,
+                                    FlatSymbolRefAttr gridRef, int64_t tp);
 };
 
 InFlightDiagnostic fail(Operation *op) {
@@ -147,6 +149,53 @@ LogicalResult PartitionParallelismPass::localizeWeights(ModuleOp module,
   return success();
 }
 
+/// Every rank of a replica holds all its tokens (no token slicing): the
+/// layer stays one moe.layer on the local weights (its experts' ffn slice,
+/// the local experts with `expert_offset` when ep > 1, the dense parts'
+/// slice) and the partial outputs are summed by one all-reduce over the
+/// expert and tensor axes. Communication: T x d per layer, whatever the
+/// routing; the fused GPU layer runs unchanged on every rank.
+LogicalResult PartitionParallelismPass::partitionReplicated(
+    LayerOp layer, ArrayRef<int64_t> grid, FlatSymbolRefAttr gridRef,
+    int64_t tp) {
+  int64_t ep = grid[kExpertAxis], es = grid[kTensorAxis];
+  bool dense = layer.getSharedUp() || layer.getMlpUp();
+  if (dense && tp != ep * es && ep * es > 1)
+    return fail(layer) << "with replicated tokens, the dense parts must be "
+                          "sliced over every GPU of the replica (tp="
+                       << ep * es << "), got tp=" << tp;
+  int64_t numExperts = layer.getNumExperts();
+  if (numExperts % ep != 0)
+    return fail(layer) << numExperts << " experts do not split over ep=" << ep;
+  OpBuilder b(layer);
+  Location loc = layer.getLoc();
+  MLIRContext *ctx = b.getContext();
+  if (ep > 1) {
+    // This rank's experts start at its expert coordinate x E / ep.
+    Value coord = shard::ProcessMultiIndexOp::create(
+                      b, loc, TypeRange{b.getIndexType()}, gridRef,
+                      DenseI16ArrayAttr::get(ctx, {kExpertAxis}))
+                      .getResult()[0];
+    Value first = arith::MulIOp::create(
+        b, loc, coord, arith::ConstantIndexOp::create(b, loc, numExperts / ep));
+    layer.getExpertOffsetMutable().assign(first);
+  }
+  SmallVector<int16_t> axes;
+  if (ep > 1)
+    axes.push_back(kExpertAxis);
+  if (es > 1)
+    axes.push_back(kTensorAxis);
+  if (axes.empty())
+    return success();
+  b.setInsertionPointAfter(layer);
+  auto sum = shard::AllReduceOp::create(
+      b, loc, layer.getType(), gridRef, DenseI16ArrayAttr::get(ctx, axes),
+      layer.getResult(),
+      shard::ReductionKindAttr::get(ctx, shard::ReductionKind::Sum));
+  layer.getResult().replaceAllUsesExcept(sum.getResult(), sum);
+  return success();
+}
+
 LogicalResult PartitionParallelismPass::partitionLayer(
     LayerOp layer, ArrayRef<int64_t> grid, FlatSymbolRefAttr gridRef) {
   int64_t ep = grid[kExpertAxis], es = grid[kTensorAxis];
@@ -157,6 +206,16 @@ LogicalResult PartitionParallelismPass::partitionLayer(
                           "moe-plan-parallelism first";
   int64_t tp = tpAttr.getInt();
   bool dense = layer.getSharedUp() || layer.getMlpUp();
+  if (layer.getExpertOffset())
+    return fail(layer) << "the layer is partitioned already (expert_offset)";
+  StringRef dispatch = "all-to-all";
+  if (auto d = plan.getAs<StringAttr>("dispatch"))
+    dispatch = d.getValue();
+  if (dispatch != "all-to-all" && dispatch != "all-reduce")
+    return fail(layer) << "unknown dispatch '" << dispatch
+                       << "' in moe.plan (expected all-to-all or all-reduce)";
+  if (ep == 1 || dispatch == "all-reduce")
+    return partitionReplicated(layer, grid, gridRef, tp);
   if (dense && es > 1 && tp == 1)
     return fail(layer) << "replicated dense parts (tp=1) beside sliced "
                           "experts (es="
@@ -165,8 +224,9 @@ LogicalResult PartitionParallelismPass::partitionLayer(
     return fail(layer) << "dense parts sliced over the expert axis (tp=" << tp
                        << " = ep x es) are not partitioned yet";
   if (layer.getCapacityFactor())
-    return fail(layer) << "capacity-limited routing (capacity_factor) is not "
-                          "partitioned yet: its drops depend on all tokens";
+    return fail(layer) << "capacity-limited routing (capacity_factor) needs "
+                          "the all-reduce dispatch: with all-to-all its drops "
+                          "would depend on other ranks' tokens";
 
   auto xType = cast<RankedTensorType>(layer.getInput().getType());
   int64_t tokens = xType.getDimSize(0), hidden = xType.getDimSize(1);

@@ -197,6 +197,10 @@ LogicalResult PlanParallelismPass::checkOptions(ModuleOp module,
   if (layersMultiplier < 1)
     return fail("layers-multiplier must be at least 1, got " +
                 Twine(layersMultiplier));
+  if (dispatchMode != "auto" && dispatchMode != "all-to-all" &&
+      dispatchMode != "all-reduce")
+    return fail("dispatch must be 'auto', 'all-to-all' or 'all-reduce', got '" +
+                Twine(dispatchMode) + "'");
   if (objective == "latency")
     objectiveOut = Objective::Latency;
   else if (objective == "throughput")
@@ -394,14 +398,41 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
     }
   }
 
+  CostModel model(hardware(), tokens, minSlice);
   for (auto [constLayer, c] : llvm::zip(layers, cost.layers)) {
     LayerOp layer = constLayer;
+    // Expert parallelism moves tokens either by all-to-all (dispatch and
+    // combine, then an all-gather of the replica's tokens; the cost model's
+    // estimate) or, with every GPU of the replica holding all the tokens,
+    // by one all-reduce of the partial outputs (T x d, whatever the
+    // routing). The latter needs the dense parts sliced over all of them.
+    std::string dispatch;
+    double allReduceComm = 0;
+    if (plan.expert > 1) {
+      FailureOr<LayerShape> shape = shapeOf(layer);
+      int64_t ranks = plan.expert * plan.slicing;
+      bool denseOk = !layer.getSharedUp() && !layer.getMlpUp();
+      denseOk = denseOk || plan.tensor == ranks;
+      if (succeeded(shape))
+        allReduceComm = model.allReduceSeconds(
+            double(cost.replicaTokens) * double(shape->hidden) *
+                double(shape->elementBytes),
+            ranks, std::min<int64_t>(ranks, gpusPerHost));
+      if (dispatchMode == "all-to-all" || !denseOk)
+        dispatch = "all-to-all";
+      else if (dispatchMode == "all-reduce" || layer.getCapacityFactor())
+        dispatch = "all-reduce";
+      else
+        dispatch = allReduceComm < c.commSeconds ? "all-reduce" : "all-to-all";
+    }
     NamedAttrList summary;
     summary.append("dp", builder.getI64IntegerAttr(plan.data));
     summary.append("ep", builder.getI64IntegerAttr(plan.expert));
     summary.append("es", builder.getI64IntegerAttr(plan.slicing));
     summary.append("tp", builder.getI64IntegerAttr(plan.tensor));
     summary.append("grid", gridRef);
+    if (!dispatch.empty())
+      summary.append("dispatch", builder.getStringAttr(dispatch));
     summary.append("weight_bytes_per_gpu",
                    builder.getI64IntegerAttr(int64_t(c.weightBytesPerGpu)));
     summary.append("step_ns",
@@ -422,6 +453,12 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
                        << formatBytes(c.allToAllBytes) << ", all-gather "
                        << formatBytes(c.allGatherBytes) << ", all-reduce "
                        << formatBytes(c.allReduceBytes) << ")";
+    if (!dispatch.empty())
+      layer.emitRemark() << "moe-plan-parallelism: dispatch by " << dispatch
+                         << " (all-to-all and gathers "
+                         << formatTime(c.commSeconds)
+                         << ", one all-reduce of the replica's tokens "
+                         << formatTime(allReduceComm) << ")";
   }
 }
 

@@ -1,9 +1,11 @@
 // The per-rank program of planned layers: slicing, routing, the expert
 // exchanges and the collectives, pinned for representative plans.
-// RUN: moe-opt %s --moe-plan-parallelism="gpus=4 ep=2 es=2 tp=2 min-slice=8" --moe-partition 2>/dev/null | FileCheck %s --check-prefix=EPES
-// RUN: moe-opt %s --moe-plan-parallelism="gpus=2 ep=2 min-slice=8" --moe-partition 2>/dev/null | FileCheck %s --check-prefix=EP
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=4 ep=2 es=2 tp=2 dispatch=all-to-all min-slice=8" --moe-partition 2>/dev/null | FileCheck %s --check-prefix=EPES
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=2 ep=2 dispatch=all-to-all min-slice=8" --moe-partition 2>/dev/null | FileCheck %s --check-prefix=EP
 // RUN: moe-opt %s --moe-plan-parallelism="gpus=2 es=2 tp=2 min-slice=8" --moe-partition 2>/dev/null | FileCheck %s --check-prefix=ES
-// RUN: moe-opt %s --moe-plan-parallelism="gpus=64 gpus-per-host=8 ep=32 es=2 tp=2 min-slice=8" --moe-partition 2>/dev/null | FileCheck %s --check-prefix=EP32
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=64 gpus-per-host=8 ep=32 es=2 tp=2 dispatch=all-to-all min-slice=8" --moe-partition 2>/dev/null | FileCheck %s --check-prefix=EP32
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=4 ep=2 es=2 tp=4 dispatch=all-reduce min-slice=8" --moe-partition 2>/dev/null | FileCheck %s --check-prefix=AR
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=4 ep=2 es=2 tp=4 min-slice=8" 2>&1 >/dev/null | FileCheck %s --check-prefix=AUTO
 // RUN: moe-opt %s --moe-partition | FileCheck %s --check-prefix=NOGRID
 
 // 7 tokens over ep=2: padded to 8, 4 per rank; the padding row routes
@@ -39,13 +41,35 @@
 // EP-NOT: shard.all_reduce
 // EP: shard.all_gather
 
-// Expert slicing only: every rank routes all tokens itself; no exchange.
+// Expert slicing only: every rank routes all tokens itself and runs the
+// whole layer on its ffn slices (the fused GPU layer where it applies); no
+// exchange, one all-reduce.
 // ES: shard.grid @moe_grid(shape = 1x1x2)
 // ES-NOT: shard.all_slice
 // ES-NOT: moe.dispatch_exchange
-// ES: moe.experts %{{.*}} : tensor<14x16xbf16> offsets(%{{.*}} : tensor<33xi32>) up(%{{.*}} : tensor<32x16x32xbf16>)
-// ES: shard.all_reduce
+// ES: %[[Y:.+]] = moe.layer %{{.*}} : tensor<7x16xbf16> {{.*}} up(%{{.*}} : tensor<32x16x32xbf16>)
+// ES-NOT: expert_offset
+// ES: shard.all_reduce %[[Y]] on @moe_grid grid_axes = [2]
 // ES-NOT: shard.all_gather
+
+// Expert parallelism with replicated tokens: each rank runs the layer on its
+// 16 experts (those from its expert coordinate x 16) and the ffn slice of
+// them and of the shared expert (tp = 4 GPUs); one all-reduce over both axes.
+// AR: shard.grid @moe_grid(shape = 1x2x2)
+// AR-LABEL: func.func @layer
+// AR-SAME: %{{.*}}: tensor<16x16x32xbf16> {moe.split = [array<i16: 1>, array<i16>, array<i16: 2>], moe.weight = "w_up"}
+// AR-SAME: %{{.*}}: tensor<16x16xbf16> {moe.split = [array<i16>, array<i16: 1, 2>], moe.weight = "shared_up"}
+// AR-NOT: shard.all_slice
+// AR: %[[C:.+]] = shard.process_multi_index on @moe_grid axes = [1]
+// AR: %[[FIRST:.+]] = arith.muli %[[C]], %c16
+// AR: %[[Y:.+]] = moe.layer %{{.*}} : tensor<7x16xbf16> router(%{{.*}} : tensor<16x32xbf16>) up(%{{.*}} : tensor<16x16x32xbf16>) {{.*}} expert_offset(%[[FIRST]])
+// AR: shard.all_reduce %[[Y]] on @moe_grid grid_axes = [1, 2] : tensor<7x16xbf16> -> tensor<7x16xbf16>
+// AR-NOT: moe.dispatch_exchange
+// AR-NOT: shard.all_gather
+
+// The planner picks the all-reduce for 7 tokens (one collective of 224
+// bytes beats two exchanges and a gather), and says why.
+// AUTO: remark: moe-plan-parallelism: dispatch by all-reduce (all-to-all and gathers {{.*}}, one all-reduce of the replica's tokens {{.*}})
 
 // 64 GPUs (8 hosts): one expert per rank pair, 7 tokens over 32 ranks
 // (1 each, 25 padding rows).

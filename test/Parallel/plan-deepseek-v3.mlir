@@ -21,12 +21,12 @@
 // LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}1], [], [2]]
 // LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}1], [2]]
-// LAT64: moe.plan = {dp = 1 : i64, ep = 8 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 444072960 : i64}
+// LAT64: moe.plan = {dispatch = "all-to-all", dp = 1 : i64, ep = 8 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 444072960 : i64}
 // LAT256: shard.grid @moe_grid(shape = 1x32x8) {moe.axes = ["data", "expert", "tensor"]}
 // LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}1], [], [2]]
 // LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}1], [2]]
-// LAT256: moe.plan = {dp = 1 : i64, ep = 32 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 179831808 : i64}
+// LAT256: moe.plan = {dispatch = "all-to-all", dp = 1 : i64, ep = 32 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 179831808 : i64}
 
 // THR1: error: moe-plan-parallelism: the model needs 1.31 TB of weights (2 moe.layer x 29); at 141.00 GB per GPU (126.90 GB for weights) it needs at least 16 GPUs, got 1
 // THR2: error: moe-plan-parallelism: the model needs 1.31 TB of weights (2 moe.layer x 29); at 141.00 GB per GPU (126.90 GB for weights) it needs at least 16 GPUs, got 2
@@ -34,11 +34,11 @@
 // THR64: shard.grid @moe_grid(shape = 1x64x1) {moe.axes = ["data", "expert", "tensor"]}
 // THR64: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // THR64: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR64: moe.plan = {dp = 1 : i64, ep = 64 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 444072960 : i64}
+// THR64: moe.plan = {dispatch = "all-to-all", dp = 1 : i64, ep = 64 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 444072960 : i64}
 // THR256: shard.grid @moe_grid(shape = 1x256x1) {moe.axes = ["data", "expert", "tensor"]}
 // THR256: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // THR256: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR256: moe.plan = {dp = 1 : i64, ep = 256 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 179831808 : i64}
+// THR256: moe.plan = {dispatch = "all-to-all", dp = 1 : i64, ep = 256 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 179831808 : i64}
 
 func.func @deepseek_v3(%x: tensor<?x7168xbf16>,
     %router0: tensor<7168x256xbf16>,

@@ -34,7 +34,7 @@
 // BOTH: shard.sharding @moe_grid split_axes = {{\[\[}}1], [2]]
 // BOTH: shard.sharding @moe_grid split_axes = {{\[\[}}], [1, 2]]
 // BOTH: shard.sharding @moe_grid split_axes = {{\[\[}}1, 2]]
-// BOTH: moe.plan = {dp = 1 : i64, ep = 2 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 16 : i64, weight_bytes_per_gpu = 553926656 : i64}
+// BOTH: moe.plan = {dispatch = "all-reduce", dp = 1 : i64, ep = 2 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 16 : i64, weight_bytes_per_gpu = 553926656 : i64}
 
 // REFUSE: error: moe-plan-parallelism: the model needs 210.46 GB of weights (2 moe.layer x 8); at 141.00 GB per GPU (126.90 GB for weights) it needs at least 2 GPUs, got 1
 

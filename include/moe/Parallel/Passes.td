@@ -83,6 +83,11 @@ def PlanParallelism : Pass<"moe-plan-parallelism", "ModuleOp"> {
     Option<"fixTp", "tp", "int64_t", "0",
            "only consider plans with this dense tensor-slicing degree (0: "
            "any)">,
+    Option<"dispatchMode", "dispatch", "std::string", "\"auto\"",
+           "how expert-parallel layers move tokens: all-to-all (dispatch and "
+           "combine exchanges), all-reduce (every GPU of a replica holds all "
+           "its tokens and computes its experts' share; one all-reduce), or "
+           "auto (the cheaper by the cost model)">,
     Option<"report", "report", "bool", "false",
            "print the plan table to stdout">
   ];

@@ -115,6 +115,8 @@ struct ConvertMoELayerToGpuCallPass
       if (op.getWGate())
         args.push_back(op.getWGate());
       args.push_back(op.getWDown());
+      if (op.getExpertOffset())
+        args.push_back(op.getExpertOffset());
       func::FuncOp decl = declareGpuHelper(
           module, "__moe_gpu_layer_", counter, ValueRange(args).getTypes(),
           op.getType(), op.getLoc());
@@ -133,6 +135,9 @@ struct ConvertMoELayerToGpuCallPass
         plan.push_back(b.getNamedAttr("bias", b.getUnitAttr()));
       if (op.getWGate())
         plan.push_back(b.getNamedAttr("gated", b.getUnitAttr()));
+      if (op.getExpertOffset())
+        plan.push_back(b.getNamedAttr(
+            "local_experts", b.getI64IntegerAttr(op.getNumLocalExperts())));
       plan.push_back(b.getNamedAttr("path", b.getStringAttr(choosePath(op))));
       plan.push_back(b.getNamedAttr("rows_per_expert",
                                     b.getF64FloatAttr(rowsPerExpert(op))));
@@ -162,10 +167,14 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   FunctionType type = fn.getFunctionType();
   bool hasBias = plan.get("bias") != nullptr;
   bool gated = plan.get("gated") != nullptr;
-  unsigned numArgs = 5 + hasBias + gated; // + the out-parameter
+  bool localized = plan.get("local_experts") != nullptr;
+  // + the expert offset (an index) and the out-parameter
+  unsigned numArgs = 5 + hasBias + gated + localized;
   if (type.getNumInputs() != numArgs || type.getNumResults() != 0 ||
-      !llvm::all_of(type.getInputs(), [](Type t) {
-        auto m = dyn_cast<MemRefType>(t);
+      !llvm::all_of(llvm::enumerate(type.getInputs()), [&](auto it) {
+        if (localized && it.index() == numArgs - 2)
+          return it.value().isIndex();
+        auto m = dyn_cast<MemRefType>(it.value());
         return m && m.hasStaticShape() && m.getLayout().isIdentity();
       }))
     return fn.emitError() << "expected the bufferized GPU layer helper to "
@@ -180,12 +189,15 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value wUp = entry->getArgument(next++);
   Value wGate = gated ? entry->getArgument(next++) : Value();
   Value wDown = entry->getArgument(next++);
+  Value firstExpert = localized ? entry->getArgument(next++) : Value();
   Value result = entry->getArgument(next++);
 
   auto xType = cast<MemRefType>(x.getType());
   int64_t T = xType.getDimSize(0), d = xType.getDimSize(1);
   auto upType = cast<MemRefType>(wUp.getType());
-  int64_t E = upType.getDimSize(0), f = upType.getDimSize(2);
+  // E: the experts routing picks among; L: those whose weights are here.
+  int64_t E = cast<IntegerAttr>(plan.get("experts")).getInt();
+  int64_t L = upType.getDimSize(0), f = upType.getDimSize(2);
   int64_t k = cast<IntegerAttr>(plan.get("top_k")).getInt();
   int64_t N = T * k, S = std::min(E, N);
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
@@ -203,6 +215,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value xDev = deviceArgs[0] ? x : h.upload(x);
   Value logits = mmaRouter ? h.alloc({T, E}, f32) : h.zeroed({T, E});
   Value offsets = h.alloc({E + 1}, i32);
+  Value expertOffsets = localized ? h.alloc({L + 1}, i32) : offsets;
   Value rowToken = h.alloc({N}, i32), rowWeight = h.alloc({N}, f32);
   Value hit = h.alloc({S}, i32);
   Value assignExpert = h.alloc({N}, i32), assignPos = h.alloc({N}, i32),
@@ -338,6 +351,19 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
              routeArgs);
   }
 
+  if (localized) {
+    // Only the experts [firstExpert, firstExpert + L) are here.
+    std::string name = mma ? "moe_localize_experts_tiles" : "moe_localize_experts";
+    gpu::GPUFuncOp localize = kernel(name, [&] {
+      return buildLocalizeExpertsKernel(b, kloc, kernels, name, mma);
+    });
+    SmallVector<Value> localizeArgs{offsets, expertOffsets, hit};
+    if (mma)
+      localizeArgs.push_back(tileExpert);
+    localizeArgs.push_back(firstExpert);
+    h.launch(localize, {1, 1, 1}, {256, 1, 1}, localizeArgs);
+  }
+
   if (mma) {
     MmaOptions upOpts;
     upOpts.warps = warps;
@@ -346,8 +372,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.gatherRows = true;
     upOpts.pair = gated;
     upOpts.activation = activation;
-    SmallVector<Value> upArgs{xDev,    wUp,    act,     tileExpert,
-                              tileRow, offsets, rowToken};
+    SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
+                              tileRow, expertOffsets, rowToken};
     if (gated)
       upArgs.push_back(wGate);
     h.launch(mmaKernel(upOpts), {f / mmaColumnsPerMatrix(upOpts), tiles, 1},
@@ -359,7 +385,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     downOpts.scatter = true;
     h.launch(mmaKernel(downOpts), {d / mmaColumnsPerMatrix(downOpts), tiles, 1},
              {32 * warps, 1, 1},
-             {act, wDown, y, tileExpert, tileRow, offsets, rowToken,
+             {act, wDown, y, tileExpert, tileRow, expertOffsets, rowToken,
               rowWeight});
   } else {
     GemvOptions upOpts;
@@ -377,8 +403,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       return buildExpertActivationKernel(b, kloc, kernels, actName, activation,
                                          gated, bf16);
     });
-    SmallVector<Value> upArgs{xDev, offsets, wUp, hUp, h.index(upGrid.kchunk),
-                              rowToken, hit};
+    SmallVector<Value> upArgs{xDev,     expertOffsets, wUp, hUp,
+                              h.index(upGrid.kchunk), rowToken, hit};
     if (gated) {
       upArgs.push_back(wGate);
       upArgs.push_back(hGate);
@@ -390,8 +416,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     actArgs.push_back(act);
     h.launchElementwise(actK, N * f, actArgs);
     launchGemv(downK, downGrid, S,
-               {act, offsets, wDown, y, h.index(downGrid.kchunk), rowToken,
-                rowWeight, hit});
+               {act, expertOffsets, wDown, y, h.index(downGrid.kchunk),
+                rowToken, rowWeight, hit});
   }
   h.launchElementwise(round, T * d, {y, out});
   if (out != result)

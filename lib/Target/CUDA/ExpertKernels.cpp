@@ -289,12 +289,76 @@ gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
       });
 }
 
+gpu::GPUFuncOp mlir::moe::buildLocalizeExpertsKernel(OpBuilder &b,
+                                                     Location loc,
+                                                     gpu::GPUModuleOp module,
+                                                     StringRef name,
+                                                     bool tiles) {
+  OpBuilder::InsertionGuard guard(b);
+  int64_t dyn = ShapedType::kDynamic;
+  Type i32 = b.getI32Type(), index = b.getIndexType();
+  auto vec = MemRefType::get({dyn}, i32);
+  SmallVector<Type> argTypes{vec, vec, vec};
+  if (tiles)
+    argTypes.push_back(vec);
+  argTypes.push_back(index);
+  auto fn = moe::createKernelFunc(b, loc, module, name, argTypes);
+  Block &entry = fn.getBody().front();
+  Value offsets = entry.getArgument(0), localOffsets = entry.getArgument(1),
+        hit = entry.getArgument(2);
+  Value tileExpert = tiles ? entry.getArgument(3) : Value();
+  Value first = entry.getArgument(tiles ? 4 : 3);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value step = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
+  Value local = arith::SubIOp::create(
+      b, loc, memref::DimOp::create(b, loc, localOffsets, 0),
+      arith::ConstantIndexOp::create(b, loc, 1));
+  Value firstI32 = arith::IndexCastOp::create(b, loc, i32, first);
+  Value localI32 = arith::IndexCastOp::create(b, loc, i32, local);
+  auto forEach = [&](Value size, function_ref<void(Value)> body) {
+    auto loop = scf::ForOp::create(b, loc, tid, size, step);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    body(loop.getInductionVar());
+  };
+  // The local experts' row offsets (global rows of the mapping table).
+  forEach(memref::DimOp::create(b, loc, localOffsets, 0), [&](Value i) {
+    Value v = memref::LoadOp::create(
+        b, loc, offsets, ValueRange{arith::AddIOp::create(b, loc, first, i)});
+    memref::StoreOp::create(b, loc, v, localOffsets, ValueRange{i});
+  });
+  // Expert ids of the hit list and the tile table: local, or -1 (skipped).
+  auto rebase = [&](Value table) {
+    forEach(memref::DimOp::create(b, loc, table, 0), [&](Value i) {
+      Value e = memref::LoadOp::create(b, loc, table, ValueRange{i});
+      Value l = arith::SubIOp::create(b, loc, e, firstI32);
+      Value zero = arith::ConstantIntOp::create(b, loc, i32, 0);
+      Value inRange = arith::AndIOp::create(
+          b, loc,
+          arith::AndIOp::create(
+              b, loc,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, e, zero),
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, l, zero)),
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, l, localI32));
+      Value none = arith::ConstantIntOp::create(b, loc, i32, -1);
+      memref::StoreOp::create(b, loc,
+                              arith::SelectOp::create(b, loc, inRange, l, none),
+                              table, ValueRange{i});
+    });
+  };
+  rebase(hit);
+  if (tiles)
+    rebase(tileExpert);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
 std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
   auto type = cast<RankedTensorType>(op.getType());
   if (!type.getElementType().isBF16())
     return "the fused GPU layer takes bf16 activations";
   for (Type t : op->getOperandTypes())
-    if (!cast<RankedTensorType>(t).hasStaticShape())
+    if (auto shaped = dyn_cast<RankedTensorType>(t); shaped && !shaped.hasStaticShape())
       return "the fused GPU layer needs static shapes";
   for (Value v : {op.getInput(), op.getRouterWeight(), op.getWUp(),
                   op.getWGate(), op.getWDown()})

@@ -119,3 +119,21 @@ func.func @dropless_dynamic(%x: tensor<?x64xf32>, %wr: tensor<64x8xf32>, %wu: te
   %y = moe.layer %x : tensor<?x64xf32> router(%wr : tensor<64x8xf32>) up(%wu : tensor<8x64x32xf32>) down(%wd : tensor<8x32x64xf32>) shared_up(%su : tensor<64x32xf32>) shared_down(%sd : tensor<32x64xf32>) shared_coef(%sc : tensor<64x1xf32>) {activation = #moe.activation<silu>, top_k = 2 : i64} -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// -----
+
+// One rank's experts of an expert-parallel layer: routing over all 8
+// experts, then ids outside [offset, offset + 2) become -1 and the others
+// local; dispatch sorts rows for the 2 local experts only.
+// CHECK-LABEL: func.func @local_experts
+// CHECK-SAME: %[[OFF:[a-z0-9]+]]: index
+// CHECK: %[[IDS:.+]], %{{.+}} = moe.router %{{.*}} weight(%{{.*}} : tensor<64x8xf32>) {top_k = 2 : i64} -> tensor<4x2xi32>, tensor<4x2xf32>
+// CHECK: %[[LOCAL:.+]] = linalg.generic {{.*}} ins(%[[IDS]] : tensor<4x2xi32>)
+// CHECK: arith.index_cast %[[OFF]] : index to i32
+// CHECK: arith.select
+// CHECK: moe.dispatch %{{.*}}, %[[LOCAL]] : tensor<4x2xi32> {num_experts = 2 : i64} -> tensor<8x64xf32>, tensor<3xi32>, tensor<4x2xi32>
+// CHECK: moe.experts {{.*}} up(%{{.*}} : tensor<2x64x32xf32>)
+func.func @local_experts(%x: tensor<4x64xf32>, %wr: tensor<64x8xf32>, %wu: tensor<2x64x32xf32>, %wd: tensor<2x32x64xf32>, %off: index) -> tensor<4x64xf32> {
+  %y = moe.layer %x : tensor<4x64xf32> router(%wr : tensor<64x8xf32>) up(%wu : tensor<2x64x32xf32>) down(%wd : tensor<2x32x64xf32>) expert_offset(%off) {activation = #moe.activation<gelu>, top_k = 2 : i64} -> tensor<4x64xf32>
+  return %y : tensor<4x64xf32>
+}

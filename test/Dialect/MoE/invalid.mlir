@@ -442,6 +442,14 @@ func.func @layer_experts_count(%x: tensor<8x64xf32>, %wr: tensor<64x8xf32>, %wu:
 
 // -----
 
+func.func @layer_local_experts_count(%x: tensor<8x64xf32>, %wr: tensor<64x8xf32>, %wu: tensor<3x64x128xf32>, %wd: tensor<3x128x64xf32>, %off: index) {
+  // expected-error @+1 {{'moe.layer' op with expert_offset, w_up's 3 local experts must divide the router's 8}}
+  %y = moe.layer %x : tensor<8x64xf32> router(%wr : tensor<64x8xf32>) up(%wu : tensor<3x64x128xf32>) down(%wd : tensor<3x128x64xf32>) expert_offset(%off) {activation = #moe.activation<gelu>, top_k = 1 : i64} -> tensor<8x64xf32>
+  return
+}
+
+// -----
+
 func.func @layer_k(%x: tensor<8x64xf32>, %wr: tensor<64x4xf32>, %wu: tensor<4x64x128xf32>, %wd: tensor<4x128x64xf32>) {
   // expected-error @+1 {{'moe.layer' op top_k (5) exceeds the number of experts (4)}}
   %y = moe.layer %x : tensor<8x64xf32> router(%wr : tensor<64x4xf32>) up(%wu : tensor<4x64x128xf32>) down(%wd : tensor<4x128x64xf32>) {activation = #moe.activation<gelu>, top_k = 5 : i64} -> tensor<8x64xf32>

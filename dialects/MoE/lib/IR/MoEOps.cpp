@@ -365,6 +365,10 @@ int64_t LayerOp::getNumExperts() {
   return cast<RankedTensorType>(getRouterWeight().getType()).getDimSize(1);
 }
 
+int64_t LayerOp::getNumLocalExperts() {
+  return cast<RankedTensorType>(getWUp().getType()).getDimSize(0);
+}
+
 LogicalResult LayerOp::verify() {
   Operation *op = getOperation();
   if (failed(verifyKnownAttributes(*this)))
@@ -385,9 +389,19 @@ LogicalResult LayerOp::verify() {
   std::optional<Named> gate;
   if (getWGate())
     gate = Named{"w_gate", getWGate()};
-  if (failed(verifyFfnWeights(op, input, up, gate, down, /*lead=*/1)) ||
-      failed(checkDimIs(op, "number of experts E", up, 0, numExperts)))
+  if (failed(verifyFfnWeights(op, input, up, gate, down, /*lead=*/1)))
     return failure();
+  if (!getExpertOffset()) {
+    if (failed(checkDimIs(op, "number of experts E", up, 0, numExperts)))
+      return failure();
+  } else {
+    int64_t local = getNumLocalExperts();
+    if (!ShapedType::isDynamic(numExperts) && !ShapedType::isDynamic(local) &&
+        (local < 1 || local > numExperts || numExperts % local != 0))
+      return emitOpError()
+             << "with expert_offset, w_up's " << local
+             << " local experts must divide the router's " << numExperts;
+  }
 
   // Shared experts: up and down together; gate and coefficient only with them.
   if (bool(getSharedUp()) != bool(getSharedDown()))

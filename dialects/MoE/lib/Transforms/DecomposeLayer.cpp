@@ -68,7 +68,7 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op,
   auto xType = cast<RankedTensorType>(x.getType());
   Type elt = xType.getElementType();
   int64_t tokens = xType.getDimSize(0), hidden = xType.getDimSize(1);
-  int64_t k = op.getTopKAttr().getInt(), numExperts = op.getNumExperts();
+  int64_t k = op.getTopKAttr().getInt();
   Type i32 = b.getI32Type(), f32 = b.getF32Type();
   MLIRContext *ctx = b.getContext();
 
@@ -85,6 +85,34 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op,
       op.getGroupScoreAttr());
 
   Value expertIds = router.getExpertIds();
+  // The experts dispatch sorts rows for: the router's E, or the local ones
+  // with expert_offset.
+  int64_t localExperts =
+      op.getExpertOffset() ? op.getNumLocalExperts() : op.getNumExperts();
+  if (Value offset = op.getExpertOffset()) {
+    // Only the experts [offset, offset + localExperts) are here: their ids
+    // become local, the others -1 (dispatched nowhere, combined as zero).
+    auto idsType = cast<RankedTensorType>(expertIds.getType());
+    Type idType = idsType.getElementType();
+    Value init = emptyTensor(b, loc, sizes2d(b, tensor::getMixedSize(b, loc, x, 0), k),
+                             idType);
+    AffineMap id2 = b.getMultiDimIdentityMap(2);
+    expertIds = elementwise(
+        b, loc, {expertIds}, {id2}, init,
+        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          Value first = arith::IndexCastOp::create(nb, l, idType, offset);
+          Value local = arith::SubIOp::create(nb, l, a[0], first);
+          Value zero = arith::ConstantOp::create(nb, l, nb.getIntegerAttr(idType, 0));
+          Value count = arith::ConstantOp::create(
+              nb, l, nb.getIntegerAttr(idType, localExperts));
+          Value inRange = arith::AndIOp::create(
+              nb, l,
+              arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sge, local, zero),
+              arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, local, count));
+          Value none = arith::ConstantOp::create(nb, l, nb.getIntegerAttr(idType, -1));
+          return arith::SelectOp::create(nb, l, inRange, local, none);
+        });
+  }
   if (hooks.routes)
     expertIds = hooks.routes(b, loc, expertIds);
 
@@ -93,8 +121,8 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op,
                                                 : tokens * k;
   auto permutedType = RankedTensorType::get({slots, hidden}, elt);
   auto dispatch = DispatchOp::create(
-      b, loc, permutedType, RankedTensorType::get({numExperts + 1}, i32),
-      routeType(i32), x, expertIds, b.getI64IntegerAttr(numExperts));
+      b, loc, permutedType, RankedTensorType::get({localExperts + 1}, i32),
+      routeType(i32), x, expertIds, b.getI64IntegerAttr(localExperts));
   Value expertOut =
       hooks.experts
           ? hooks.experts(b, loc, dispatch.getPermuted(), dispatch.getOffsets(),

@@ -80,6 +80,16 @@ gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,
                                 Type elementType);
 
+/// Adds the kernel `name` that narrows a routed step to the experts
+/// [first, first + L) held by this rank (a layer with `expert_offset`):
+/// `localOffsets` [L + 1] = offsets[first ...], and the expert ids of `hit`
+/// (and of `tileExpert` with `tiles`) become local ids, or -1 for experts
+/// held elsewhere, which the expert kernels skip. Arguments: (offsets,
+/// localOffsets, hit[, tileExpert], first: index). One block; any width.
+gpu::GPUFuncOp buildLocalizeExpertsKernel(OpBuilder &builder, Location loc,
+                                          gpu::GPUModuleOp module,
+                                          StringRef name, bool tiles);
+
 /// Threads of the routing kernel's single block; it handles up to this many
 /// experts.
 constexpr int64_t kRouteThreads = 1024;

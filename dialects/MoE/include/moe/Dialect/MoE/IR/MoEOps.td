@@ -240,6 +240,15 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
       are mixed as `c0 * moe + c1 * mlp` with `c = softmax(input x mlp_coef)`
       (DeepSpeed-MoE's `use_residual`).
 
+    With `expert_offset` (an index), the routed-expert weights hold only the
+    experts [expert_offset, expert_offset + E_local) of the router's E, and
+    the result is the contribution of those experts (plus the optional
+    parts as given): routing still picks among all E, and assignments to
+    other experts contribute nothing (capacity drops too are those of the
+    routing over all E). This is one rank's share of an
+    expert-parallel layer whose tokens are replicated; the partial results
+    of the ranks sum to the layer (`moe-partition`'s all-reduce dispatch).
+
     `-moe-decompose-layer` rewrites the op into `moe.router`, `moe.dispatch`,
     `moe.experts`, `moe.mlp`, `moe.combine` and linalg.
 
@@ -265,6 +274,7 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
                             Optional<MoE_FloatTensor>:$mlp_up,
                             Optional<MoE_FloatTensor>:$mlp_down,
                             Optional<MoE_FloatTensor>:$mlp_coef,
+                            Optional<Index>:$expert_offset,
                             MoE_ActivationAttr:$activation), RouterAttrs);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
@@ -281,12 +291,17 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     (`mlp_up` `(` $mlp_up^ `:` type($mlp_up) `)`)?
     (`mlp_down` `(` $mlp_down^ `:` type($mlp_down) `)`)?
     (`mlp_coef` `(` $mlp_coef^ `:` type($mlp_coef) `)`)?
+    (`expert_offset` `(` $expert_offset^ `)`)?
     attr-dict `->` type($result)
   }];
   let hasVerifier = 1;
   let hasCanonicalizer = 1;
   let extraClassDeclaration = [{
+    /// E: the experts the router picks among.
     int64_t getNumExperts();
+    /// The experts whose weights the op holds: E, or E_local with
+    /// `expert_offset`.
+    int64_t getNumLocalExperts();
   }];
 }
 

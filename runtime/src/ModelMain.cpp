@@ -455,10 +455,13 @@ struct GenerateOptions {
 /// Runs the prompt in steps of T tokens (the last padded with id 0: its
 /// padding rows write cache rows that later steps overwrite, and no real
 /// token attends to them), then one token per step, sampling from the
-/// last real row's logits. Prints the generated ids and the timing.
+/// last real row's logits. Prints the generated ids and the timing, and
+/// writes `outputPath`, on the leader only (every rank of a partitioned
+/// model holds the same logits and draws the same tokens).
 int generate(Generator &g, std::vector<void *> &args,
              std::vector<Buffer> &buffers, const GenerateOptions &o,
-             void (*run)(void **buffers), const char *outputPath) {
+             void (*run)(void **buffers), const char *outputPath,
+             bool leader) {
   int64_t T = g.ids->shape[0], vocab = g.logits->shape[1];
   int64_t maxSeq = g.caches.empty() ? INT64_MAX : g.caches.front().first->shape[0];
   for (int32_t id : o.prompt)
@@ -516,6 +519,8 @@ int generate(Generator &g, std::vector<void *> &args,
     last = step(tokens.size() - 1, 1);
     decodeNs += moert_now_ns() - s;
   }
+  if (!leader)
+    return 0;
   double prefillMs = double(t1 - t0) / 1e6;
   std::printf("prompt: %zu tokens, prefill %.2f ms (%.1f tokens/s)\n",
               o.prompt.size(), prefillMs,
@@ -916,7 +921,7 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
     std::vector<void *> args;
     for (Buffer &b : buffers)
       args.push_back(b.data);
-    rc = generate(generator, args, buffers, gen, run, outputPath);
+    rc = generate(generator, args, buffers, gen, run, outputPath, leader);
   } else {
     std::vector<void *> args;
     for (Buffer &b : buffers)

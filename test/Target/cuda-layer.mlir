@@ -12,6 +12,9 @@
 // RUN: moe-compile %s --target=cuda --gpu-mma-warps=8 --emit=mlir | FileCheck %s --check-prefix=WARPS8
 // RUN: not moe-compile %s --target=cuda --gpu-mma-warps=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWARPS
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
+// RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPAR
+// RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --gpu-path=gemv --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPARGEMV
+// RUN: moe-compile %s --target=cuda --ranks 2 --plan "es=2 min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=ES
 
 // 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path with
 // 64-row tiles and three cp.async stages; the router's logits on tensor
@@ -46,6 +49,27 @@
 
 // WARPS8: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3 blocks in
 // BADWARPS: moe-compile: error: --gpu-mma-warps must be 0 (auto), 4 or 8, got 6
+
+// Expert parallel over 2 GPUs with replicated tokens: each rank's fused
+// layer routes over all 8 experts, the localize kernel narrows the step to
+// its 4 (offset from its expert coordinate), one all-reduce sums the ranks.
+// EPAR-DAG: llvm.call @moert_comm_group_rank
+// EPAR-DAG: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_finish
+// EPAR-DAG: @moe_kernels::@moe_localize_experts_tiles
+// EPAR-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4
+// EPAR-DAG: @moe_kernels::@moe_mma_scatter_bf16_m64_s3_w4
+// EPAR-DAG: llvm.call @moert_comm_all_reduce
+// EPAR: @moe_model_signature("grid 1x2x1\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 4x128x256 split=1|-|-\0Adevice-weight w_gate BF16 4x128x256 split=1|-|-\0Adevice-weight w_down BF16 4x256x128 split=1|-|-\0Aoutput y BF16 256x128\0A\00")
+// EPARGEMV-DAG: @moe_kernels::@moe_localize_experts blocks
+// EPARGEMV-DAG: @moe_kernels::@moe_gemv_gather_pair_bf16
+// EPARGEMV-DAG: @moe_kernels::@moe_gemv_scatter_bf16
+
+// Expert slicing over 2 GPUs: the same fused layer on each rank's ffn
+// halves, no localize step, one all-reduce.
+// ES-NOT: moe_localize_experts
+// ES-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4
+// ES-DAG: llvm.call @moert_comm_all_reduce
+// ES: @moe_model_signature("grid 1x1x2\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x128 split=-|-|2
 
 // BADTILE: moe-compile: error: --gpu-mma-tile-m must be 0 (auto), 64 or 128, got 96
 // BADTILE-NOT: moe.layer

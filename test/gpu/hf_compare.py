@@ -54,7 +54,12 @@ for arch, (dtype, tag) in [(a, d) for a in CONFIGS
         if not exe.startswith(arch + "-") or not exe.endswith(tag) or "." in exe:
             continue
         res = os.path.join(D, f"{exe}.safetensors")
-        run = subprocess.run([os.path.join(D, exe), "--weights", ckpt,
+        # Partitioned executables (ARCH-cuda-ep2-bf16, ARCH-cpu-ep2-f32, ...)
+        # launch their ranks under mpirun themselves.
+        ranks = []
+        if "-ep2-" in exe or "-es2-" in exe:
+            ranks = ["--gpus" if "-cuda-" in exe else "--ranks", "2"]
+        run = subprocess.run([os.path.join(D, exe)] + ranks + ["--weights", ckpt,
                               "--prompt-ids", ",".join(map(str, prompt)),
                               "--max-new-tokens", str(new), "--output", res],
                              capture_output=True, text=True)

@@ -19,6 +19,25 @@ for arch in mixtral qwen2_moe qwen3_moe olmoe; do
       build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
         --target=cuda --cpu=x86-64-v3 -o "$dir/$arch-cuda-$t"
     fi
+    # Partitioned over 2 GPUs (hf_compare.py runs them with --gpus 2) and
+    # over 2 CPU processes (--ranks 2): expert parallel with the all-reduce
+    # dispatch, and expert slicing; the shared expert of Qwen2-MoE is
+    # tensor-sliced over both GPUs.
+    if [ $arch = mixtral ] || [ $arch = qwen2_moe ]; then
+      tp=""
+      [ $arch = qwen2_moe ] && tp="tp=2"
+      if [ $t = bf16 ]; then
+        for plan in "ep2:ep=2 $tp dispatch=all-reduce" "es2:es=2 $tp"; do
+          build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
+            --target=cuda --cpu=x86-64-v3 --ranks 2 --plan "${plan#*:} min-slice=8" \
+            -o "$dir/$arch-cuda-${plan%%:*}-$t" 2>/dev/null
+        done
+      else
+        build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
+          --cpu=x86-64-v3 --ranks 2 --plan "ep=2 $tp dispatch=all-reduce min-slice=8" \
+          -o "$dir/$arch-cpu-ep2-$t" 2>/dev/null
+      fi
+    fi
     rm -rf "$dir/shape"
   done
 done

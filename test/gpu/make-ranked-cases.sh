@@ -18,7 +18,7 @@ make_case() {
   seed=$((seed + 1))
   echo "--dtype bf16 --seed $seed $*" > "$dir/$name/gen-args"
   echo "$plan" > "$dir/$name/plan"
-  build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 --seed $seed "$@" > /dev/null
+  build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 --seed $seed "$@" --model-only > /dev/null
   build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
     -o "$dir/$name/single"
   build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
@@ -27,18 +27,34 @@ make_case() {
     "$dir/$name/plan.log" > "$dir/$name/plan-chosen"
   rm -f "$dir/$name"/*.safetensors "$dir/$name/plan.log"
 }
-# Correctness: expert parallelism (8 and 16 experts, padding, DeepSeek-style
-# routing), expert slicing with a tensor-sliced gated shared expert.
-make_case ep2-mixtral "ep=2 min-slice=8" --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
-make_case ep2-deepseek "ep=2 min-slice=8" --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 33 --hidden 128 --ffn 64
+# Correctness: expert parallelism by all-to-all (8 and 16 experts, padding,
+# DeepSeek-style routing) and by all-reduce (the fused layer on each rank's
+# experts), expert slicing (fused; and with a tensor-sliced gated shared
+# expert, decomposed).
+make_case ep2-mixtral "ep=2 dispatch=all-to-all min-slice=8" --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
+make_case ep2ar-mixtral "ep=2 dispatch=all-reduce min-slice=8" --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
+make_case ep2ar-t300 "ep=2 dispatch=all-reduce min-slice=8" --top-k 2 --renormalize --tokens 300 --hidden 128 --ffn 256 --experts 8
+make_case ep2-deepseek "ep=2 dispatch=all-to-all min-slice=8" --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 33 --hidden 128 --ffn 64
+make_case es2-fused "es=2 min-slice=8" --top-k 2 --renormalize --tokens 40 --hidden 128 --ffn 256 --experts 8
 make_case es2-qwen "es=2 tp=2 min-slice=8" --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 128 --shared-gated --shared-coef
-make_case ep2-top1 "ep=2 min-slice=8" --top-k 1 --plain --activation gelu --experts 32 --tokens 7 --hidden 64 --ffn 128
+make_case ep2-top1 "ep=2 dispatch=all-to-all min-slice=8" --top-k 1 --plain --activation gelu --experts 32 --tokens 7 --hidden 64 --ffn 128
+make_case ep2ar-top1 "ep=2 dispatch=all-reduce min-slice=8" --top-k 1 --plain --activation gelu --experts 32 --tokens 7 --hidden 64 --ffn 128
 # Timing: a 16-expert layer of hidden 2048, expert ffn 1024 (200 MB of
-# bf16 weights), top-2, at 1 and 256 tokens, expert-parallel and
-# expert-sliced (the planner alone picks data parallelism for a layer this
-# small).
+# bf16 weights), top-2, at 1 and 256 tokens: expert parallel by all-to-all
+# and by all-reduce, expert slicing.
 for t in 1 256; do
-  make_case bench-ep2-t$t "ep=2" --top-k 2 --renormalize --tokens $t --hidden 2048 --ffn 1024 --experts 16
+  make_case bench-ep2-t$t "ep=2 dispatch=all-to-all" --top-k 2 --renormalize --tokens $t --hidden 2048 --ffn 1024 --experts 16
+  make_case bench-ep2ar-t$t "ep=2 dispatch=all-reduce" --top-k 2 --renormalize --tokens $t --hidden 2048 --ffn 1024 --experts 16
   make_case bench-es2-t$t "es=2" --top-k 2 --renormalize --tokens $t --hidden 2048 --ffn 1024 --experts 16
+done
+# Scaling: a Mixtral-8x7B-shaped layer (8 experts, hidden 4096, ffn 14336,
+# top-2: 2.8 GB of bf16 weights, 704 MB read per token) at 1 and 64
+# tokens, on one GPU and split over two by expert slicing and by expert
+# parallelism (all-reduce). Cases with `data-from` reuse that case's data.
+for t in 1 64; do
+  make_case mix-es2-t$t "es=2" --top-k 2 --renormalize --tokens $t --hidden 4096 --ffn 14336 --experts 8
+  make_case mix-ep2ar-t$t "ep=2 dispatch=all-reduce" --top-k 2 --renormalize --tokens $t --hidden 4096 --ffn 14336 --experts 8
+  echo mix-es2-t$t > "$dir/mix-ep2ar-t$t/data-from"
+  cp "$dir/mix-es2-t$t/gen-args" "$dir/mix-ep2ar-t$t/gen-args"
 done
 echo "made $(ls "$dir" | wc -l) cases in $dir"

@@ -34,7 +34,13 @@ fails=0
 table=""
 for case in "$dir"/*/; do
   name=$(basename "$case")
-  $testgen gen --out "$case" $(cat "$case/gen-args") > /dev/null 2>&1 || { echo "$name: gen failed"; fails=$((fails+1)); continue; }
+  if [ -f "$case/data-from" ]; then
+    # Same layer as another case: reuse its weights, inputs and reference.
+    src="$dir/$(cat "$case/data-from")"
+    for f in weights input expected; do ln -sf "$(realpath "$src/$f.safetensors")" "$case/$f.safetensors"; done
+  else
+    $testgen gen --out "$case" $(cat "$case/gen-args") > /dev/null 2>&1 || { echo "$name: gen failed"; fails=$((fails+1)); continue; }
+  fi
   args="--weights $case/weights.safetensors --input $case/input.safetensors"
   repeat=20
   single=$("$case/single" $args --output "$case/single.safetensors" --repeat $repeat 2>&1)
@@ -53,7 +59,9 @@ for case in "$dir"/*/; do
     ok=PASS
     case "$ref$one" in *" 0 bad"*" 0 bad"*) ;; *) ok=FAIL; fails=$((fails+1));; esac
     [ $rc -eq 0 ] || { ok=FAIL; fails=$((fails+1)); }
-    disp=$(echo "$out" | sed -n 's/^comm rank 0 [a-z]* moe.dispatch_exchange: .*sent per call, \([0-9.]*\) us per call, \([0-9.]*\) GB\/s/\1 us \2 GB\/s/p')
+    disp=$(echo "$out" | sed -n 's/^comm rank 0 [a-z]* moe.dispatch_exchange: .* \([0-9]*\) bytes sent per call, \([0-9.]*\) us per call, \([0-9.]*\) GB\/s/a2a \1 B \2 us \3 GB\/s/p')
+    ared=$(echo "$out" | sed -n 's/^comm rank 0 [a-z]* all_reduce: .* \([0-9]*\) bytes sent per call, \([0-9.]*\) us per call, \([0-9.]*\) GB\/s/all-reduce \1 B \2 us/p')
+    disp="$disp $ared"
     table="$table
 $(printf '%-16s %-5s %-22s %-4s %10s %10s  %s' "$name" "$comm" "$(cat "$case/plan-chosen")" "$ok" "$s_us" "$r_us" "$disp")"
   done
@@ -64,12 +72,12 @@ done
 nccl="alltoall: not run (NCCL needs 2 GPUs)"
 if [ "$gpus" -ge 2 ]; then
   echo "== plain NCCL all-to-all (torch.distributed)"
-  nccl=$(timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 python3 test/bench/nccl_alltoall.py 2097152 8192 2>&1)
+  nccl=$(timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 python3 test/bench/nccl_alltoall.py 2097152 8192 16384 1048576 2>&1)
   echo "$nccl"
 fi
 echo
-echo "case             comm  plan                   ok   1-GPU us  2-rank us  dispatch exchange (rank 0)"
+echo "case             comm  plan                   ok   1-GPU us  2-rank us  collectives (rank 0: bytes per call, time per call incl. staging)"
 echo "$table" | sed '/^$/d'
-echo "$nccl" | grep "^alltoall"
+echo "$nccl" | grep "^alltoall\|^allreduce"
 echo "$fails failed"
 [ $fails -eq 0 ]

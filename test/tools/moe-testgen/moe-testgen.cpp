@@ -5,7 +5,9 @@
 //   moe-testgen gen --out DIR [layer options] [--seed N]
 //     writes DIR/model.mlir, DIR/weights.safetensors, DIR/input.safetensors
 //     and DIR/expected.safetensors (the reference output "y", and the
-//     reference routing "ids"/"weights" for debugging)
+//     reference routing "ids"/"weights" for debugging); with --model-only
+//     just DIR/model.mlir (compiling needs no weights: large layers are
+//     compiled on one machine and generated where they run)
 //   moe-testgen compare --expected E --actual A [--dtype bf16|f16|f32]
 //                       [--tensor NAME]
 //     compares tensor NAME (default "y") within the dtype's tolerance; exit
@@ -101,6 +103,7 @@ std::vector<float> readF32(moert_st_file *file, const char *name) {
 int generate(int argc, char **argv) {
   LayerConfig c;
   std::string out;
+  bool modelOnly = false;
   uint64_t seed = uint64_t(
       std::chrono::high_resolution_clock::now().time_since_epoch().count());
   for (int i = 2; i < argc; ++i) {
@@ -113,6 +116,8 @@ int generate(int argc, char **argv) {
     auto integer = [&]() { return std::stoll(value()); };
     if (a == "--out")
       out = value();
+    else if (a == "--model-only")
+      modelOnly = true;
     else if (a == "--seed")
       seed = std::stoull(value());
     else if (a == "--tokens")
@@ -173,6 +178,13 @@ int generate(int argc, char **argv) {
   }
   if (out.empty())
     die("gen needs --out DIR");
+  if (modelOnly) {
+    std::string mlir = layerMlir(c);
+    FILE *f = std::fopen((out + "/model.mlir").c_str(), "w");
+    if (!f || std::fputs(mlir.c_str(), f) < 0 || std::fclose(f) != 0)
+      die("cannot write " + out + "/model.mlir");
+    return 0;
+  }
   std::printf("moe-testgen: seed %llu\n", (unsigned long long)seed);
 
   std::mt19937_64 rng(seed);

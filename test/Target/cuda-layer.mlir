@@ -58,7 +58,7 @@
 // EPAR-DAG: @moe_kernels::@moe_localize_experts_tiles
 // EPAR-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4
 // EPAR-DAG: @moe_kernels::@moe_mma_scatter_bf16_m64_s3_w4
-// EPAR-DAG: llvm.call @moert_comm_all_reduce
+// EPAR-DAG: llvm.call @moert_comm_all_reduce_device(
 // EPAR: @moe_model_signature("grid 1x2x1\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 4x128x256 split=1|-|-\0Adevice-weight w_gate BF16 4x128x256 split=1|-|-\0Adevice-weight w_down BF16 4x256x128 split=1|-|-\0Aoutput y BF16 256x128\0A\00")
 // EPARGEMV-DAG: @moe_kernels::@moe_localize_experts blocks
 // EPARGEMV-DAG: @moe_kernels::@moe_gemv_gather_pair_bf16
@@ -68,7 +68,7 @@
 // halves, no localize step, one all-reduce.
 // ES-NOT: moe_localize_experts
 // ES-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4
-// ES-DAG: llvm.call @moert_comm_all_reduce
+// ES-DAG: llvm.call @moert_comm_all_reduce_device(
 // ES: @moe_model_signature("grid 1x1x2\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x128 split=-|-|2
 
 // BADTILE: moe-compile: error: --gpu-mma-tile-m must be 0 (auto), 64 or 128, got 96

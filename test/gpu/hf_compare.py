@@ -6,8 +6,10 @@ transformers' greedy generation (eager attention, on the GPU) with the
 executables compiled from the same config on the build machine
 (test/gpu/make-hf-models.sh): the generated tokens, and the logits of every
 generated token (prefill and decode steps) relative to their scale.
-Usage: python3 hf_compare.py DIR   (DIR holds ARCH-cpu-f32, ARCH-cpu-bf16,
-ARCH-cuda-bf16 and tiny_configs.py). Prints a table last."""
+Usage: python3 hf_compare.py DIR [ARCH,...]  (DIR holds ARCH-cpu-f32,
+ARCH-cpu-bf16, ARCH-cuda-bf16, partitioned ARCH-*-ep2-* / -es2-* and
+tiny_configs.py; the optional list limits the architectures). Prints a
+table last."""
 import os
 import subprocess
 import sys
@@ -24,7 +26,8 @@ from tiny_configs import CONFIGS  # noqa: E402
 prompt, new = [3, 1, 4, 1, 5, 9, 2, 6], 12
 rows = []
 failures = 0
-for arch, (dtype, tag) in [(a, d) for a in CONFIGS
+archs = sys.argv[2].split(",") if len(sys.argv) > 2 else list(CONFIGS)
+for arch, (dtype, tag) in [(a, d) for a in archs
                            for d in [(torch.float32, "f32"), (torch.bfloat16, "bf16")]]:
     seed = int(time.time() * 1000) % (1 << 31)
     torch.manual_seed(seed)

@@ -54,7 +54,7 @@ done
 for t in 1 64; do
   make_case mix-es2-t$t "es=2" --top-k 2 --renormalize --tokens $t --hidden 4096 --ffn 14336 --experts 8
   make_case mix-ep2ar-t$t "ep=2 dispatch=all-reduce" --top-k 2 --renormalize --tokens $t --hidden 4096 --ffn 14336 --experts 8
-  echo mix-es2-t$t > "$dir/mix-ep2ar-t$t/data-from"
-  cp "$dir/mix-es2-t$t/gen-args" "$dir/mix-ep2ar-t$t/gen-args"
+  echo mix-ep2ar-t$t > "$dir/mix-es2-t$t/data-from"
+  cp "$dir/mix-ep2ar-t$t/gen-args" "$dir/mix-es2-t$t/gen-args"
 done
 echo "made $(ls "$dir" | wc -l) cases in $dir"

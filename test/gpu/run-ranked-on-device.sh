@@ -17,7 +17,9 @@ testgen=${2:-build/bin/moe-testgen}
 mpi="mpirun --allow-run-as-root --oversubscribe -np 2 -x MOERT_COMM_PROFILE=1 -x MOERT_COMM"
 nvidia-smi --query-gpu=index,name --format=csv,noheader
 gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
-comms="nccl mpi"
+# NCCL on 2 GPUs; RANKED_MPI=1 also runs every case over MPI (host-staged).
+comms="nccl"
+[ -n "$RANKED_MPI" ] && comms="nccl mpi"
 if [ "$gpus" -lt 2 ]; then
   # NCCL refuses two ranks on one GPU: the 2-rank runs share the one GPU
   # over MPI, and one NCCL start shows that refusal is reported, not hung.

@@ -35,6 +35,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/BuiltinOps.h"
 
 #include <cmath>
@@ -150,8 +151,30 @@ struct ConvertMoELayerToGpuCallPass
       plan.push_back(b.getNamedAttr(
           "mma_warps", b.getI64IntegerAttr(mmaWarps ? int64_t(mmaWarps) : 4)));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
+      // A partitioned layer's sum over ranks (moe-partition's all-reduce)
+      // joins the chain: NCCL sums the f32 partial outputs on the device,
+      // before the one rounding, as the single-GPU layer rounds.
+      shard::AllReduceOp reduce;
+      if (op->hasOneUse())
+        reduce = dyn_cast<shard::AllReduceOp>(*op->getUsers().begin());
+      if (reduce && (reduce.getReduction() != shard::ReductionKind::Sum ||
+                     reduce.getType() != op.getType()))
+        reduce = {};
+      if (reduce) {
+        int64_t mask = 0;
+        for (int16_t a : reduce.getGridAxes())
+          mask |= int64_t(1) << a;
+        auto dict = decl->getAttrOfType<DictionaryAttr>(kGpuLayerAttr);
+        NamedAttrList withMask(dict);
+        withMask.set("all_reduce_mask", b.getI64IntegerAttr(mask));
+        decl->setAttr(kGpuLayerAttr, withMask.getDictionary(b.getContext()));
+      }
       b.setInsertionPoint(op);
       auto call = func::CallOp::create(b, op.getLoc(), decl, args);
+      if (reduce) {
+        reduce.getResult().replaceAllUsesWith(call.getResult(0));
+        reduce.erase();
+      }
       op.replaceAllUsesWith(call.getResult(0));
       op.erase();
     }
@@ -418,6 +441,26 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     launchGemv(downK, downGrid, S,
                {act, expertOffsets, wDown, y, h.index(downGrid.kchunk),
                 rowToken, rowWeight, hit});
+  }
+  if (auto mask = plan.getAs<IntegerAttr>("all_reduce_mask")) {
+    // The ranks' partial sums, added in f32 on the device (the model
+    // stream orders it after the kernels above and before the rounding).
+    auto module = fn->getParentOfType<ModuleOp>();
+    Type i64 = b.getI64Type();
+    StringRef name = "moert_comm_all_reduce_device";
+    auto callee = module.lookupSymbol<func::FuncOp>(name);
+    if (!callee) {
+      OpBuilder mb(module.getBodyRegion());
+      callee = func::FuncOp::create(mb, loc, name,
+                                    mb.getFunctionType({i64, i64, i64}, {}));
+      callee.setPrivate();
+    }
+    Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, y);
+    func::CallOp::create(
+        b, loc, callee,
+        ValueRange{arith::IndexCastOp::create(b, loc, i64, ptr),
+                   arith::ConstantIntOp::create(b, loc, i64, T * d),
+                   arith::ConstantIntOp::create(b, loc, i64, mask.getInt())});
   }
   h.launchElementwise(round, T * d, {y, out});
   if (out != result)

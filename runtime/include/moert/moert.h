@@ -172,6 +172,11 @@ moert_status moert_comm_finalize(void);
 int64_t moert_comm_group_rank(int64_t axes_mask);
 void moert_comm_all_reduce(int64_t in, int64_t out, int64_t count,
                            int64_t dtype, int64_t axes_mask);
+/// Sums `count` f32 values at device address `ptr` in place over the ranks
+/// of the group `axes_mask`, on the model stream (ncclAllReduce; through
+/// host memory over MPI). Used by fused GPU layers of partitioned models.
+void moert_comm_all_reduce_device(int64_t ptr, int64_t count,
+                                  int64_t axes_mask);
 void moert_comm_all_gather(int64_t in, int64_t out, int64_t bytes,
                            int64_t group_size, int64_t axes_mask);
 /* The expert exchanges of moe.dispatch_exchange / moe.combine_exchange:

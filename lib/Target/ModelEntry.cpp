@@ -221,6 +221,13 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
       return failure();
     // Written on the GPU: the result of a whole-GPU layer used only here.
     Value v = returnOp ? returnOp.getOperand(i) : Value();
+    // A partitioned layer's sum over ranks joins the fused GPU layer
+    // (LayerToGPU), whose result stays on the device all the same.
+    if (auto reduce = v ? v.getDefiningOp<shard::AllReduceOp>()
+                        : shard::AllReduceOp();
+        reduce && reduce.getReduction() == shard::ReductionKind::Sum &&
+        reduce.getInput().hasOneUse() && v.hasOneUse())
+      v = reduce.getInput();
     auto layer = v ? v.getDefiningOp<moe::LayerOp>() : moe::LayerOp();
     b.device = cudaTarget && layer && isGpuLayer(layer) && v.hasOneUse();
     if (failed(add(std::move(b))))

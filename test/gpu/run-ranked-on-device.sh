@@ -34,8 +34,10 @@ if [ "$gpus" -lt 2 ]; then
 fi
 fails=0
 table=""
+# RANKED_CASES: a grep pattern of the cases to run (default all).
 for case in "$dir"/*/; do
   name=$(basename "$case")
+  echo "$name" | grep -q "${RANKED_CASES:-.}" || continue
   if [ -f "$case/data-from" ]; then
     # Same layer as another case: reuse its weights, inputs and reference.
     src="$dir/$(cat "$case/data-from")"
@@ -62,7 +64,7 @@ for case in "$dir"/*/; do
     case "$ref$one" in *" 0 bad"*" 0 bad"*) ;; *) ok=FAIL; fails=$((fails+1));; esac
     [ $rc -eq 0 ] || { ok=FAIL; fails=$((fails+1)); }
     disp=$(echo "$out" | sed -n 's/^comm rank 0 [a-z]* moe.dispatch_exchange: .* \([0-9]*\) bytes sent per call, \([0-9.]*\) us per call, \([0-9.]*\) GB\/s/a2a \1 B \2 us \3 GB\/s/p')
-    ared=$(echo "$out" | sed -n 's/^comm rank 0 [a-z]* all_reduce: .* \([0-9]*\) bytes sent per call, \([0-9.]*\) us per call, \([0-9.]*\) GB\/s/all-reduce \1 B \2 us/p')
+    ared=$(echo "$out" | sed -n 's/^comm rank 0 [a-z]* all_reduce[ (device)]*: .* \([0-9]*\) bytes sent per call, \([0-9.]*\) us per call, .*/all-reduce \1 B \2 us/p')
     disp="$disp $ared"
     table="$table
 $(printf '%-16s %-5s %-22s %-4s %10s %10s  %s' "$name" "$comm" "$(cat "$case/plan-chosen")" "$ok" "$s_us" "$r_us" "$disp")"

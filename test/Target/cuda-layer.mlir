@@ -59,7 +59,7 @@
 // EPAR-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4
 // EPAR-DAG: @moe_kernels::@moe_mma_scatter_bf16_m64_s3_w4
 // EPAR-DAG: llvm.call @moert_comm_all_reduce_device(
-// EPAR: @moe_model_signature("grid 1x2x1\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 4x128x256 split=1|-|-\0Adevice-weight w_gate BF16 4x128x256 split=1|-|-\0Adevice-weight w_down BF16 4x256x128 split=1|-|-\0Aoutput y BF16 256x128\0A\00")
+// EPAR: @moe_model_signature("grid 1x2x1\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 4x128x256 split=1|-|-\0Adevice-weight w_gate BF16 4x128x256 split=1|-|-\0Adevice-weight w_down BF16 4x256x128 split=1|-|-\0Adevice-output y BF16 256x128\0A\00")
 // EPARGEMV-DAG: @moe_kernels::@moe_localize_experts blocks
 // EPARGEMV-DAG: @moe_kernels::@moe_gemv_gather_pair_bf16
 // EPARGEMV-DAG: @moe_kernels::@moe_gemv_scatter_bf16

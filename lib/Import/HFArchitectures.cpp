@@ -73,6 +73,21 @@ std::string denseNote(ArrayRef<int64_t> dense) {
 // Gated-FFN decoder families: Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek
 //===----------------------------------------------------------------------===//
 
+/// A Llama-style gated MLP block `model.layers.<i>.mlp.{gate,up,down}_proj`
+/// of width `f` (the dense layers of Qwen-MoE and DeepSeek models).
+LayerSpec denseMlp(int64_t i, int64_t d, int64_t f, Activation act) {
+  LayerSpec l;
+  l.index = i;
+  std::string p = "model.layers." + std::to_string(i) + ".mlp.";
+  l.scope = p.substr(0, p.size() - 1);
+  l.denseMlp = true;
+  l.sharedGate = linear(p + "gate_proj.weight", f, d);
+  l.sharedUp = linear(p + "up_proj.weight", f, d);
+  l.sharedDown = linear(p + "down_proj.weight", d, f);
+  l.activation = act;
+  return l;
+}
+
 /// Experts named `<prefix><j>.<proj>.weight`; gate/up [f, d], down [d, f].
 void gatedExperts(LayerSpec &l, StringRef prefix, StringRef gateProj,
                   StringRef upProj, StringRef downProj, int64_t e, int64_t d,
@@ -229,6 +244,11 @@ LogicalResult hf::importQwenMoE(Config &cfg, ModelSpec &m, bool shared) {
     // (i + 1) % decoder_sparse_step == 0.
     if (dense.count(i) || (i + 1) % *step != 0) {
       m.denseLayers.push_back(i);
+      // Qwen2MoeMLP / Qwen3MoeMLP of width intermediate_size.
+      FailureOr<int64_t> width = cfg.size("intermediate_size");
+      if (failed(width))
+        return failure();
+      m.denseMlps.push_back(denseMlp(i, *d, *width, *act));
       continue;
     }
     LayerSpec l;

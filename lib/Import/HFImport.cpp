@@ -387,6 +387,14 @@ LogicalResult Importer::checkDense(const ModelSpec &m) {
 
 LogicalResult Importer::checkIndex(const ModelSpec &m) {
   for (const LayerSpec &l : m.layers) {
+    if (l.denseMlp) {
+      for (auto [w, role] : {std::pair{&l.sharedGate, "dense MLP gate_proj"},
+                             {&l.sharedUp, "dense MLP up_proj"},
+                             {&l.sharedDown, "dense MLP down_proj"}})
+        if (failed(checkTensor(l, **w, role)))
+          return failure();
+      continue;
+    }
     // Experts beyond the configured count mean the config and the weights
     // describe different models.
     int64_t maxSeen = -1;
@@ -515,6 +523,14 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       denseSlots.push_back(ds);
     }
     Slots s;
+    if (l.denseMlp) {
+      s.router = s.up = s.down = 0; // unused
+      s.sUp = addWeight(*l.sharedUp);
+      s.sGate = addWeight(*l.sharedGate);
+      s.sDown = addWeight(*l.sharedDown);
+      slots.push_back(s);
+      continue;
+    }
     s.router = addWeight(l.router);
     s.bias = opt(l.routerBias);
     s.up = addWeight(l.up);
@@ -604,6 +620,14 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       x = RmsNormOp::create(b, loc, tokensType, x,
                             body->getArgument(d.postNorm), eps);
     }
+    if (l.denseMlp) {
+      // A dense block: down(act(x W_gate) * (x W_up)).
+      x = MlpOp::create(b, loc, tokensType, x, arg(s.sUp), arg(s.sGate),
+                        arg(s.sDown), ActivationAttr::get(ctx, l.activation));
+      if (dense)
+        x = add(loc, residual, x);
+      continue;
+    }
     FloatAttr cf =
         l.capacityFactor ? b.getF64FloatAttr(*l.capacityFactor) : FloatAttr();
     IntegerAttr nGroup =
@@ -659,15 +683,20 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     return b.getArrayAttr(attrs);
   };
   SmallVector<std::string> moeLayers;
-  for (const LayerSpec &l : m.layers)
-    moeLayers.push_back(l.scope);
+  SmallVector<int64_t> denseLayers(m.denseLayers);
+  for (const LayerSpec &l : m.layers) {
+    if (l.denseMlp)
+      denseLayers.push_back(l.index);
+    else
+      moeLayers.push_back(l.scope);
+  }
   SmallVector<NamedAttribute> info = {
       b.getNamedAttr("architecture", b.getStringAttr(m.architecture)),
       b.getNamedAttr("model_type", b.getStringAttr(m.modelType)),
       b.getNamedAttr("num_hidden_layers", b.getI64IntegerAttr(m.numLayers)),
       b.getNamedAttr("dtype", b.getStringAttr(dtypeName)),
       b.getNamedAttr("moe_layers", strings(moeLayers)),
-      b.getNamedAttr("dense_layers", b.getDenseI64ArrayAttr(m.denseLayers)),
+      b.getNamedAttr("dense_layers", b.getDenseI64ArrayAttr(denseLayers)),
       b.getNamedAttr("skipped", strings(m.skipped)),
       b.getNamedAttr("weights_checked", b.getBoolAttr(index.has_value())),
       b.getNamedAttr("shapes_checked", b.getBoolAttr(!stored.empty()))};
@@ -836,11 +865,23 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                      modelType + "' without --import-hf-whole");
       return nullptr;
     }
-    if (!m.denseLayers.empty() ||
-        int64_t(m.layers.size()) != m.numLayers) {
-      (void)cfg.fail("layers with a dense MLP (mlp_only_layers, "
-                     "decoder_sparse_step) are not supported in whole-model "
-                     "import yet");
+    // The dense MLP layers take their places among the MoE layers.
+    if (m.denseMlps.size() != m.denseLayers.size()) {
+      (void)cfg.fail("the dense MLP layers of '" + modelType +
+                     "' are not supported in whole-model import yet");
+      return nullptr;
+    }
+    for (LayerSpec &l : m.denseMlps)
+      m.layers.push_back(std::move(l));
+    m.denseMlps.clear();
+    m.denseLayers.clear();
+    llvm::stable_sort(m.layers, [](const LayerSpec &a, const LayerSpec &b) {
+      return a.index < b.index;
+    });
+    if (int64_t(m.layers.size()) != m.numLayers) {
+      (void)cfg.fail("expected " + Twine(m.numLayers) +
+                     " decoder layers, the configuration gives " +
+                     Twine(m.layers.size()));
       return nullptr;
     }
     if (opts.maxSeq < opts.tokens || opts.maxSeq > kMaxTokens) {

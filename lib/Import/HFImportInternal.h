@@ -198,6 +198,9 @@ struct LayerSpec {
   int64_t minCapacity = 0;
   std::optional<int64_t> nGroup, topkGroup;
   GroupScore groupScore = GroupScore::max;
+  /// A dense MLP block instead of MoE (whole models only): `sharedUp`,
+  /// `sharedGate`, `sharedDown` hold its weights; no router or experts.
+  bool denseMlp = false;
 };
 
 /// The dense parts of a whole decoder (Llama-style attention).
@@ -218,6 +221,9 @@ struct ModelSpec {
   int64_t hidden = 0, numLayers = 0;
   std::vector<LayerSpec> layers;
   SmallVector<int64_t> denseLayers;
+  /// The dense MLPs of `denseLayers` where the architecture knows them
+  /// (LayerSpec::denseMlp); whole-model import puts them among `layers`.
+  std::vector<LayerSpec> denseMlps;
   SmallVector<std::string> skipped, notes;
 };
 

@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 D = sys.argv[1]
 sys.path.insert(0, D)
-from tiny_configs import CONFIGS  # noqa: E402
+from tiny_configs import CONFIGS, MODEL_TYPE  # noqa: E402
 
 prompt, new = [3, 1, 4, 1, 5, 9, 2, 6], 12
 rows = []
@@ -31,7 +31,7 @@ for arch, (dtype, tag) in [(a, d) for a in archs
                            for d in [(torch.float32, "f32"), (torch.bfloat16, "bf16")]]:
     seed = int(time.time() * 1000) % (1 << 31)
     torch.manual_seed(seed)
-    cfg = AutoConfig.for_model(arch, **CONFIGS[arch], torch_dtype=dtype)
+    cfg = AutoConfig.for_model(MODEL_TYPE[arch], **CONFIGS[arch], torch_dtype=dtype)
     model = AutoModelForCausalLM.from_config(cfg).to(dtype)
     # Give the norms and biases non-trivial values (transformers initialises
     # them to 1 and 0).

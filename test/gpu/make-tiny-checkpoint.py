@@ -12,12 +12,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from safetensors_util import bf16, f32, write  # noqa: E402
-from tiny_configs import CONFIGS  # noqa: E402
+from tiny_configs import CONFIGS, MODEL_TYPE  # noqa: E402
 
 
 def main():
-    arch, dtype, out = sys.argv[1:4]
-    c = dict(CONFIGS[arch])
+    name, dtype, out = sys.argv[1:4]
+    c = dict(CONFIGS[name])
+    arch = MODEL_TYPE[name]
     c["torch_dtype"] = {"f32": "float32", "bf16": "bfloat16"}[dtype]
     d, h, kv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
     hd = c.get("head_dim", d // h)
@@ -42,7 +43,16 @@ def main():
         if arch == "olmoe":  # over the whole projection
             t[p + "self_attn.q_norm.weight"] = [h * hd]
             t[p + "self_attn.k_norm.weight"] = [kv * hd]
-        if arch == "mixtral":
+        # transformers' Qwen-MoE: a dense MLP (intermediate_size) where the
+        # layer is in mlp_only_layers or (i + 1) % decoder_sparse_step != 0.
+        sparse = (i not in c.get("mlp_only_layers", []) and
+                  (i + 1) % c.get("decoder_sparse_step", 1) == 0)
+        if not sparse:
+            fd = c["intermediate_size"]
+            q = p + "mlp."
+            t[q + "gate_proj.weight"], t[q + "up_proj.weight"] = [fd, d], [fd, d]
+            t[q + "down_proj.weight"] = [d, fd]
+        elif arch == "mixtral":
             e, f = c["num_local_experts"], c["intermediate_size"]
             t[p + "block_sparse_moe.gate.weight"] = [e, d]
             for j in range(e):

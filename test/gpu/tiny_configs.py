@@ -20,3 +20,11 @@ CONFIGS = {
                       decoder_sparse_step=1, mlp_only_layers=[],
                       use_sliding_window=False, attention_bias=False),
 }
+
+# Variants with dense MLP layers among the MoE layers: layer 0 in
+# mlp_only_layers, and a decoder_sparse_step of 2 (MoE on layers 1 and 3).
+CONFIGS["qwen2_moe_dense"] = dict(CONFIGS["qwen2_moe"], mlp_only_layers=[0])
+CONFIGS["qwen3_moe_dense"] = dict(CONFIGS["qwen3_moe"], num_hidden_layers=4,
+                                  decoder_sparse_step=2)
+# The transformers model type of each config.
+MODEL_TYPE = {name: name.replace("_dense", "") for name in CONFIGS}

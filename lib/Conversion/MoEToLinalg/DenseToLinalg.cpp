@@ -16,6 +16,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
 
@@ -289,21 +290,206 @@ Value generic(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
   return op.getResult(0);
 }
 
+/// Rotary embedding of the last `r` dimensions' values of `t` [T, n, r]
+/// for the tokens at positions `pos` + t (i32): the `rotate_half` form,
+/// `x*cos + rotate_half(x)*sin` with cos and sin rounded to `elt` and every
+/// product and sum rounded, as transformers computes it. `interleaved`
+/// pairs (2j, 2j+1) instead of (j, j + r/2): the input is de-interleaved
+/// first (DeepSeek's layout, as transformers' apply_rotary_pos_emb_interleave).
+Value applyRope(OpBuilder &b, Location loc, Value t, Value pos, double theta,
+                bool interleaved, Type elt) {
+  auto type = cast<RankedTensorType>(t.getType());
+  int64_t T = type.getDimSize(0), n = type.getDimSize(1),
+          r = type.getDimSize(2), half = r / 2;
+  Type f32 = b.getF32Type();
+  Value init = emptyTensor(
+      b, loc, {b.getIndexAttr(T), b.getIndexAttr(n), b.getIndexAttr(r)}, elt);
+  AffineMap id = b.getMultiDimIdentityMap(3);
+  return elementwise(
+      b, loc, {t}, {id}, init, [&](OpBuilder &nb, Location l, ValueRange) {
+        Value ti = linalg::IndexOp::create(nb, l, 0);
+        Value hi = linalg::IndexOp::create(nb, l, 1);
+        Value ii = linalg::IndexOp::create(nb, l, 2);
+        Value halfC = constIndex(nb, l, half);
+        // Element i of the (de-interleaved) vector, read from t.
+        auto source = [&](Value i) -> Value {
+          if (!interleaved)
+            return i;
+          Value lowHalf =
+              arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, i, halfC);
+          Value j = arith::RemUIOp::create(nb, l, i, halfC);
+          Value twoJ = arith::MulIOp::create(nb, l, j, constIndex(nb, l, 2));
+          return arith::SelectOp::create(
+              nb, l, lowHalf, twoJ,
+              arith::AddIOp::create(nb, l, twoJ, constIndex(nb, l, 1)));
+        };
+        auto at = [&](Value i) -> Value {
+          return toF32(nb, l, tensor::ExtractOp::create(
+                                  nb, l, t, ValueRange{ti, hi, source(i)}));
+        };
+        Value low = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, ii,
+                                          halfC);
+        Value j = arith::RemUIOp::create(nb, l, ii, halfC);
+        Value partner = arith::SelectOp::create(
+            nb, l, low, arith::AddIOp::create(nb, l, ii, halfC),
+            arith::SubIOp::create(nb, l, ii, halfC));
+        Value other = at(partner);
+        Value rot = arith::SelectOp::create(
+            nb, l, low, arith::NegFOp::create(nb, l, other), other);
+        // inv_freq = 1 / theta^(2j / r), in f32 as transformers has it.
+        Value jf = arith::UIToFPOp::create(
+            nb, l, f32, arith::IndexCastUIOp::create(nb, l, nb.getI32Type(), j));
+        Value expo = arith::DivFOp::create(
+            nb, l, arith::MulFOp::create(nb, l, jf, constF32(nb, l, 2.0f)),
+            constF32(nb, l, float(r)));
+        Value invFreq = arith::DivFOp::create(
+            nb, l, constF32(nb, l, 1.0f),
+            math::PowFOp::create(nb, l, constF32(nb, l, float(theta)), expo));
+        Value p = arith::AddIOp::create(
+            nb, l, pos, arith::IndexCastOp::create(nb, l, nb.getI32Type(), ti));
+        Value angle = arith::MulFOp::create(
+            nb, l, arith::SIToFPOp::create(nb, l, f32, p), invFreq);
+        Value c = rounded(nb, l, math::CosOp::create(nb, l, angle), elt);
+        Value sn = rounded(nb, l, math::SinOp::create(nb, l, angle), elt);
+        Value m1 = rounded(nb, l, arith::MulFOp::create(nb, l, at(ii), c), elt);
+        Value m2 = rounded(nb, l, arith::MulFOp::create(nb, l, rot, sn), elt);
+        return fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt);
+      });
+}
+
+/// `rows` [T, n, w] written into `cache` [S, n, w] from row `posIndex`.
+Value placeInCache(OpBuilder &b, Location loc, Value rows, Value cache,
+                   Value posIndex) {
+  auto type = cast<RankedTensorType>(rows.getType());
+  SmallVector<OpFoldResult> offsets{posIndex, b.getIndexAttr(0),
+                                    b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes{b.getIndexAttr(type.getDimSize(0)),
+                                  b.getIndexAttr(type.getDimSize(1)),
+                                  b.getIndexAttr(type.getDimSize(2))};
+  SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+  return tensor::InsertSliceOp::create(b, loc, rows, cache, offsets, sizes,
+                                       strides);
+}
+
+/// Causal attention of the queries `q` [T, H, dq] at positions posIndex + t
+/// over the cache rows `keys` [S, KV, dq] and `values` [S, KV, dv] (query
+/// head h reads cache head h / (H / KV)): scores (q k^T, f32 accumulation)
+/// rounded, times `scaling` rounded; rows past the position masked; softmax
+/// in f32, rounded; p v rounded. Returns [T, H * dv].
+Value causalAttention(OpBuilder &b, Location loc, Value q, Value keys,
+                      Value values, Value posIndex, float scaling, Type elt) {
+  MLIRContext *ctx = b.getContext();
+  Type f32 = b.getF32Type();
+  auto qType = cast<RankedTensorType>(q.getType());
+  auto kType = cast<RankedTensorType>(keys.getType());
+  auto vType = cast<RankedTensorType>(values.getType());
+  int64_t T = qType.getDimSize(0), H = qType.getDimSize(1),
+          dq = qType.getDimSize(2), S = kType.getDimSize(0),
+          group = H / kType.getDimSize(1), dv = vType.getDimSize(2);
+  AffineExpr d0, d1, d2, d3;
+  bindDims(ctx, d0, d1, d2, d3);
+  auto map4 = [&](ArrayRef<AffineExpr> e) {
+    return AffineMap::get(4, 0, e, ctx);
+  };
+  auto map3 = [&](ArrayRef<AffineExpr> e) {
+    return AffineMap::get(3, 0, e, ctx);
+  };
+  Value zeroScores = filledTensor(
+      b, loc, {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)}, f32,
+      0.0);
+  // (h, t, j, d)
+  Value dots = generic(
+      b, loc, {H, T, S, dq}, 3, {q, keys},
+      {map4({d1, d0, d3}), map4({d2, d0.floorDiv(group), d3})}, zeroScores,
+      map4({d0, d1, d2}), [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value prod = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]),
+                                           toF32(nb, l, a[1]));
+        return arith::AddFOp::create(nb, l, a[2], prod).getResult();
+      });
+  AffineMap id3 = b.getMultiDimIdentityMap(3);
+  // Masked scores are -inf; (h, t, j).
+  Value scores = elementwise(
+      b, loc, {dots}, {id3},
+      emptyTensor(b, loc,
+                  {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)},
+                  f32),
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value s = rounded(nb, l, a[0], elt);
+        s = rounded(nb, l,
+                    arith::MulFOp::create(nb, l, s, constF32(nb, l, scaling)),
+                    elt);
+        Value ti = linalg::IndexOp::create(nb, l, 1);
+        Value ji = linalg::IndexOp::create(nb, l, 2);
+        Value last = arith::AddIOp::create(nb, l, posIndex, ti);
+        Value visible = arith::CmpIOp::create(
+            nb, l, arith::CmpIPredicate::ule, ji, last);
+        Value ninf = constF32(nb, l, -std::numeric_limits<float>::infinity());
+        return arith::SelectOp::create(nb, l, visible, s, ninf).getResult();
+      });
+  Value maxInit = filledTensor(b, loc, {b.getIndexAttr(H), b.getIndexAttr(T)},
+                               f32, -std::numeric_limits<double>::infinity());
+  Value rowMax = generic(
+      b, loc, {H, T, S}, 2, {scores}, {id3}, maxInit, map3({d0, d1}),
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        return arith::MaximumFOp::create(nb, l, a[0], a[1]).getResult();
+      });
+  Value sumInit = filledTensor(b, loc, {b.getIndexAttr(H), b.getIndexAttr(T)},
+                               f32, 0.0);
+  Value rowSumExp = generic(
+      b, loc, {H, T, S}, 2, {scores, rowMax}, {id3, map3({d0, d1})}, sumInit,
+      map3({d0, d1}), [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value e = math::ExpOp::create(
+            nb, l, arith::SubFOp::create(nb, l, a[0], a[1]));
+        return arith::AddFOp::create(nb, l, a[2], e).getResult();
+      });
+  Value probs = elementwise(
+      b, loc, {scores, rowMax, rowSumExp},
+      {id3, map3({d0, d1}), map3({d0, d1})},
+      emptyTensor(b, loc,
+                  {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)},
+                  f32),
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value e = math::ExpOp::create(
+            nb, l, arith::SubFOp::create(nb, l, a[0], a[1]));
+        return rounded(nb, l, arith::DivFOp::create(nb, l, e, a[2]), elt);
+      });
+  // (t, h, d, j)
+  Value outInit = filledTensor(
+      b, loc, {b.getIndexAttr(T), b.getIndexAttr(H), b.getIndexAttr(dv)}, f32,
+      0.0);
+  Value attended = generic(
+      b, loc, {T, H, dv, S}, 3, {probs, values},
+      {map4({d1, d0, d3}), map4({d3, d1.floorDiv(group), d2})}, outInit,
+      map4({d0, d1, d2}), [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value prod = arith::MulFOp::create(nb, l, a[0], toF32(nb, l, a[1]));
+        return arith::AddFOp::create(nb, l, a[2], prod).getResult();
+      });
+  return tensor::CollapseShapeOp::create(
+      b, loc, RankedTensorType::get({T, H * dv}, elt),
+      roundTo(b, loc, attended, elt),
+      ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+}
+
+/// The position (i32) and its index of a [1] position tensor.
+std::pair<Value, Value> positionOf(OpBuilder &b, Location loc, Value position) {
+  Value pos = tensor::ExtractOp::create(b, loc, position,
+                                        ValueRange{constIndex(b, loc, 0)});
+  Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
+  return {pos, posIndex};
+}
+
 struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(AttentionOp op,
                                 PatternRewriter &b) const override {
     Location loc = op.getLoc();
-    MLIRContext *ctx = b.getContext();
     auto xType = cast<RankedTensorType>(op.getInput().getType());
     auto cacheType = cast<RankedTensorType>(op.getKeyCacheIn().getType());
     if (!xType.hasStaticShape())
       return op.emitOpError("needs a static token count to be lowered");
-    Type elt = xType.getElementType(), f32 = b.getF32Type();
+    Type elt = xType.getElementType();
     int64_t T = xType.getDimSize(0), H = op.getNumHeads(),
-            KV = op.getNumKvHeads(), S = cacheType.getDimSize(0),
-            hd = cacheType.getDimSize(2), group = H / KV, half = hd / 2;
-    double theta = op.getRopeTheta().convertToDouble();
+            KV = op.getNumKvHeads(), hd = cacheType.getDimSize(2);
 
     // 1. Projections, as [T, heads, hd].
     auto heads3 = [&](Value t, int64_t n) {
@@ -338,162 +524,138 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
       q = headNorm(b, loc, q, op.getQNorm(), eps, elt);
       k = headNorm(b, loc, k, op.getKNorm(), eps, elt);
     }
+    auto [pos, posIndex] = positionOf(b, loc, op.getPosition());
 
-    Value pos = tensor::ExtractOp::create(b, loc, op.getPosition(),
-                                          ValueRange{constIndex(b, loc, 0)});
-    Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
+    // 2. Rotary embedding; 3. the caches take the new rows; 4. attention;
+    // 5. the output projection.
+    double theta = op.getRopeTheta().convertToDouble();
+    q = applyRope(b, loc, q, pos, theta, /*interleaved=*/false, elt);
+    k = applyRope(b, loc, k, pos, theta, /*interleaved=*/false, elt);
+    Value keys = placeInCache(b, loc, k, op.getKeyCacheIn(), posIndex);
+    Value values = placeInCache(b, loc, v, op.getValueCacheIn(), posIndex);
+    Value o = causalAttention(b, loc, q, keys, values, posIndex,
+                              float(1.0 / std::sqrt(double(hd))), elt);
+    Value y = projection(b, loc, o, op.getWO(), elt);
+    b.replaceOp(op, {y, keys, values});
+    return success();
+  }
+};
 
-    // 2. Rotary embedding: out[i] = x[i] cos + rotate_half(x)[i] sin.
-    auto rope = [&](Value t, int64_t n) -> Value {
-      Value init = emptyTensor(
-          b, loc, {b.getIndexAttr(T), b.getIndexAttr(n), b.getIndexAttr(hd)},
-          elt);
-      AffineMap id = b.getMultiDimIdentityMap(3);
+/// `t` [T, n, w] columns [from, from + size) of the last dimension.
+Value lastDimSlice(OpBuilder &b, Location loc, Value t, int64_t from,
+                   int64_t size) {
+  auto type = cast<RankedTensorType>(t.getType());
+  SmallVector<int64_t> shape(type.getShape());
+  shape.back() = size;
+  SmallVector<OpFoldResult> offsets(shape.size(), b.getIndexAttr(0)),
+      sizes, strides(shape.size(), b.getIndexAttr(1));
+  offsets.back() = b.getIndexAttr(from);
+  for (int64_t d : shape)
+    sizes.push_back(b.getIndexAttr(d));
+  return tensor::ExtractSliceOp::create(
+      b, loc, RankedTensorType::get(shape, type.getElementType()), t, offsets,
+      sizes, strides);
+}
+
+struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MlaAttentionOp op,
+                                PatternRewriter &b) const override {
+    Location loc = op.getLoc();
+    auto xType = cast<RankedTensorType>(op.getInput().getType());
+    if (!xType.hasStaticShape())
+      return op.emitOpError("needs a static token count to be lowered");
+    Type elt = xType.getElementType();
+    int64_t T = xType.getDimSize(0), H = op.getNumHeads(),
+            nope = op.getNopeDim(), rope = op.getRopeDim(), vd = op.getVDim();
+    int64_t lkv =
+        cast<RankedTensorType>(op.getKvANorm().getType()).getDimSize(0);
+    double eps = op.getEpsilon().convertToDouble();
+    auto expand = [&](Value t, int64_t n, int64_t w) -> Value {
+      return tensor::ExpandShapeOp::create(
+          b, loc, RankedTensorType::get({T, n, w}, elt), t,
+          ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+    };
+    Value x = op.getInput();
+
+    // 1. Queries [T, H, nope + rope].
+    Value qIn = x;
+    if (Value qa = op.getQA()) {
+      int64_t lq = cast<RankedTensorType>(qa.getType()).getDimSize(1);
+      Value c = expand(projection(b, loc, x, qa, elt), 1, lq);
+      c = headNorm(b, loc, c, op.getQANorm(), eps, elt);
+      qIn = tensor::CollapseShapeOp::create(
+          b, loc, RankedTensorType::get({T, lq}, elt), c,
+          ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+    }
+    Value q = expand(projection(b, loc, qIn, op.getQB(), elt), H, nope + rope);
+
+    // 2. The compressed keys and values, and the shared rotary key part.
+    Value kvA = expand(projection(b, loc, x, op.getKvA(), elt), 1, lkv + rope);
+    Value latent = headNorm(b, loc, lastDimSlice(b, loc, kvA, 0, lkv),
+                            op.getKvANorm(), eps, elt);
+    Value kRot = lastDimSlice(b, loc, kvA, lkv, rope); // [T, 1, rope]
+    Value kv = expand(
+        projection(b, loc,
+                   tensor::CollapseShapeOp::create(
+                       b, loc, RankedTensorType::get({T, lkv}, elt), latent,
+                       ArrayRef<ReassociationIndices>{{0}, {1, 2}}),
+                   op.getKvB(), elt),
+        H, nope + vd);
+    Value kNope = lastDimSlice(b, loc, kv, 0, nope);
+    Value v = lastDimSlice(b, loc, kv, nope, vd);
+
+    // 3. Rotary parts.
+    auto [pos, posIndex] = positionOf(b, loc, op.getPosition());
+    double theta = op.getRopeTheta().convertToDouble();
+    bool inter = op.getInterleaved();
+    Value qRot = applyRope(b, loc, lastDimSlice(b, loc, q, nope, rope), pos,
+                           theta, inter, elt);
+    kRot = applyRope(b, loc, kRot, pos, theta, inter, elt);
+
+    // 4. Keys [nope | rope] (the rotary part broadcast to every head) and
+    // queries [nope | rope]; into the caches.
+    auto concatHeads = [&](Value a, Value r, bool broadcast) -> Value {
+      Value init = emptyTensor(b, loc,
+                               {b.getIndexAttr(T), b.getIndexAttr(H),
+                                b.getIndexAttr(nope + rope)},
+                               elt);
       return elementwise(
-          b, loc, {t}, {id}, init,
-          [&](OpBuilder &nb, Location l, ValueRange a) {
+          b, loc, {}, {}, init, [&](OpBuilder &nb, Location l, ValueRange) {
             Value ti = linalg::IndexOp::create(nb, l, 0);
             Value hi = linalg::IndexOp::create(nb, l, 1);
             Value ii = linalg::IndexOp::create(nb, l, 2);
-            Value halfC = constIndex(nb, l, half);
-            Value low = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult,
-                                              ii, halfC);
-            Value j = arith::RemUIOp::create(nb, l, ii, halfC);
-            Value partner = arith::SelectOp::create(
-                nb, l, low, arith::AddIOp::create(nb, l, ii, halfC),
-                arith::SubIOp::create(nb, l, ii, halfC));
-            Value other = toF32(
-                nb, l, tensor::ExtractOp::create(nb, l, t,
-                                                 ValueRange{ti, hi, partner}));
-            Value rot = arith::SelectOp::create(
-                nb, l, low, arith::NegFOp::create(nb, l, other), other);
-            // inv_freq = 1 / theta^(2j / hd), in f32 as transformers has it.
-            Value jf = arith::UIToFPOp::create(
-                nb, l, f32, arith::IndexCastUIOp::create(nb, l, nb.getI32Type(), j));
-            Value expo = arith::DivFOp::create(
-                nb, l, arith::MulFOp::create(nb, l, jf, constF32(nb, l, 2.0f)),
-                constF32(nb, l, float(hd)));
-            Value invFreq = arith::DivFOp::create(
-                nb, l, constF32(nb, l, 1.0f),
-                math::PowFOp::create(nb, l, constF32(nb, l, float(theta)), expo));
-            Value p = arith::AddIOp::create(
-                nb, l, pos,
-                arith::IndexCastOp::create(nb, l, nb.getI32Type(), ti));
-            Value angle = arith::MulFOp::create(
-                nb, l, arith::SIToFPOp::create(nb, l, f32, p), invFreq);
-            Value c = rounded(nb, l, math::CosOp::create(nb, l, angle), elt);
-            Value sn = rounded(nb, l, math::SinOp::create(nb, l, angle), elt);
-            Value m1 = rounded(
-                nb, l, arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), c), elt);
-            Value m2 =
-                rounded(nb, l, arith::MulFOp::create(nb, l, rot, sn), elt);
-            return fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt);
+            Value inNope = arith::CmpIOp::create(
+                nb, l, arith::CmpIPredicate::ult, ii, constIndex(nb, l, nope));
+            auto ifOp = scf::IfOp::create(nb, l, TypeRange{elt}, inNope, true);
+            {
+              OpBuilder::InsertionGuard g(nb);
+              nb.setInsertionPointToStart(&ifOp.getThenRegion().front());
+              Value e = tensor::ExtractOp::create(nb, l, a,
+                                                  ValueRange{ti, hi, ii});
+              scf::YieldOp::create(nb, l, e);
+              nb.setInsertionPointToStart(&ifOp.getElseRegion().front());
+              Value j = arith::SubIOp::create(nb, l, ii,
+                                              constIndex(nb, l, nope));
+              Value h = broadcast ? constIndex(nb, l, 0) : hi;
+              Value e2 = tensor::ExtractOp::create(nb, l, r,
+                                                   ValueRange{ti, h, j});
+              scf::YieldOp::create(nb, l, e2);
+            }
+            return ifOp.getResult(0);
           });
     };
-    q = rope(q, H);
-    k = rope(k, KV);
+    Value qFull = concatHeads(lastDimSlice(b, loc, q, 0, nope), qRot, false);
+    Value kFull = concatHeads(kNope, kRot, true);
+    Value keys = placeInCache(b, loc, kFull, op.getKeyCacheIn(), posIndex);
+    Value values = placeInCache(b, loc, v, op.getValueCacheIn(), posIndex);
 
-    // 3. The caches take the new rows at their positions.
-    auto place = [&](Value rows, Value cache) -> Value {
-      SmallVector<OpFoldResult> offsets{posIndex, b.getIndexAttr(0),
-                                        b.getIndexAttr(0)};
-      SmallVector<OpFoldResult> sizes{b.getIndexAttr(T), b.getIndexAttr(KV),
-                                      b.getIndexAttr(hd)};
-      SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
-      return tensor::InsertSliceOp::create(b, loc, rows, cache, offsets, sizes,
-                                           strides);
-    };
-    Value keys = place(k, op.getKeyCacheIn());
-    Value values = place(v, op.getValueCacheIn());
-
-    // 4. Scores [H, T, S] = q k^T (f32 accumulation), rounded, scaled,
-    //    rounded; a causal mask; softmax in f32, rounded; p v, rounded.
-    AffineExpr d0, d1, d2, d3;
-    bindDims(ctx, d0, d1, d2, d3);
-    auto map4 = [&](ArrayRef<AffineExpr> e) {
-      return AffineMap::get(4, 0, e, ctx);
-    };
-    auto map3 = [&](ArrayRef<AffineExpr> e) {
-      return AffineMap::get(3, 0, e, ctx);
-    };
-    Value zeroScores = filledTensor(
-        b, loc, {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)}, f32,
-        0.0);
-    // (h, t, j, d)
-    Value dots = generic(
-        b, loc, {H, T, S, hd}, 3, {q, keys},
-        {map4({d1, d0, d3}), map4({d2, d0.floorDiv(group), d3})}, zeroScores,
-        map4({d0, d1, d2}), [&](OpBuilder &nb, Location l, ValueRange a) {
-          Value prod = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]),
-                                             toF32(nb, l, a[1]));
-          return arith::AddFOp::create(nb, l, a[2], prod).getResult();
-        });
-    float scaling = float(1.0 / std::sqrt(double(hd)));
-    AffineMap id3 = b.getMultiDimIdentityMap(3);
-    // Masked scores are -inf; (h, t, j).
-    Value scores = elementwise(
-        b, loc, {dots}, {id3},
-        emptyTensor(b, loc,
-                    {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)},
-                    f32),
-        [&](OpBuilder &nb, Location l, ValueRange a) {
-          Value s = rounded(nb, l, a[0], elt);
-          s = rounded(nb, l,
-                      arith::MulFOp::create(nb, l, s, constF32(nb, l, scaling)),
-                      elt);
-          Value ti = linalg::IndexOp::create(nb, l, 1);
-          Value ji = linalg::IndexOp::create(nb, l, 2);
-          Value last = arith::AddIOp::create(nb, l, posIndex, ti);
-          Value visible = arith::CmpIOp::create(
-              nb, l, arith::CmpIPredicate::ule, ji, last);
-          Value ninf = constF32(nb, l, -std::numeric_limits<float>::infinity());
-          return arith::SelectOp::create(nb, l, visible, s, ninf).getResult();
-        });
-    Value maxInit = filledTensor(b, loc, {b.getIndexAttr(H), b.getIndexAttr(T)},
-                                 f32, -std::numeric_limits<double>::infinity());
-    Value rowMax = generic(
-        b, loc, {H, T, S}, 2, {scores}, {id3}, maxInit, map3({d0, d1}),
-        [&](OpBuilder &nb, Location l, ValueRange a) {
-          return arith::MaximumFOp::create(nb, l, a[0], a[1]).getResult();
-        });
-    Value sumInit = filledTensor(b, loc, {b.getIndexAttr(H), b.getIndexAttr(T)},
-                                 f32, 0.0);
-    Value rowSumExp = generic(
-        b, loc, {H, T, S}, 2, {scores, rowMax}, {id3, map3({d0, d1})}, sumInit,
-        map3({d0, d1}), [&](OpBuilder &nb, Location l, ValueRange a) {
-          Value e = math::ExpOp::create(
-              nb, l, arith::SubFOp::create(nb, l, a[0], a[1]));
-          return arith::AddFOp::create(nb, l, a[2], e).getResult();
-        });
-    Value probs = elementwise(
-        b, loc, {scores, rowMax, rowSumExp},
-        {id3, map3({d0, d1}), map3({d0, d1})},
-        emptyTensor(b, loc,
-                    {b.getIndexAttr(H), b.getIndexAttr(T), b.getIndexAttr(S)},
-                    f32),
-        [&](OpBuilder &nb, Location l, ValueRange a) {
-          Value e = math::ExpOp::create(
-              nb, l, arith::SubFOp::create(nb, l, a[0], a[1]));
-          return rounded(nb, l, arith::DivFOp::create(nb, l, e, a[2]), elt);
-        });
-    // (t, h, d, j)
-    Value outInit = filledTensor(
-        b, loc, {b.getIndexAttr(T), b.getIndexAttr(H), b.getIndexAttr(hd)}, f32,
-        0.0);
-    Value attended = generic(
-        b, loc, {T, H, hd, S}, 3, {probs, values},
-        {map4({d1, d0, d3}), map4({d3, d1.floorDiv(group), d2})}, outInit,
-        map4({d0, d1, d2}), [&](OpBuilder &nb, Location l, ValueRange a) {
-          Value prod =
-              arith::MulFOp::create(nb, l, a[0], toF32(nb, l, a[1]));
-          return arith::AddFOp::create(nb, l, a[2], prod).getResult();
-        });
-    Value o = tensor::CollapseShapeOp::create(
-        b, loc, RankedTensorType::get({T, H * hd}, elt),
-        roundTo(b, loc, attended, elt),
-        ArrayRef<ReassociationIndices>{{0}, {1, 2}});
-
-    // 5. Output projection.
+    // 5. Attention; 6. the output projection.
+    double scale = op.getSoftmaxScale()
+                       ? op.getSoftmaxScale()->convertToDouble()
+                       : 1.0 / std::sqrt(double(nope + rope));
+    Value o = causalAttention(b, loc, qFull, keys, values, posIndex,
+                              float(scale), elt);
     Value y = projection(b, loc, o, op.getWO(), elt);
     b.replaceOp(op, {y, keys, values});
     return success();
@@ -503,6 +665,6 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
 
 void mlir::moe::populateDenseToLinalgPatterns(RewritePatternSet &patterns) {
   patterns.add<RmsNormToLinalg, LayerNormToLinalg, EmbeddingToLinalg,
-               AttentionToLinalg>(
+               AttentionToLinalg, MlaAttentionToLinalg>(
       patterns.getContext());
 }

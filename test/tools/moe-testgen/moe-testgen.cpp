@@ -9,7 +9,7 @@
 //     just DIR/model.mlir (compiling needs no weights: large layers are
 //     compiled on one machine and generated where they run)
 //   moe-testgen compare --expected E --actual A [--dtype bf16|f16|f32]
-//                       [--tensor NAME]
+//                       [--tensor NAME] [--rtol R]
 //     compares tensor NAME (default "y") within the dtype's tolerance; exit
 //     1 on mismatch
 //
@@ -244,6 +244,7 @@ int generate(int argc, char **argv) {
 int compare(int argc, char **argv) {
   std::string expectedPath, actualPath, tensor = "y";
   DType dtype = DType::F32;
+  double rtolOverride = 0.0;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc)
@@ -256,6 +257,8 @@ int compare(int argc, char **argv) {
       dtype = parseDType(argv[++i]);
     else if (a == "--tensor")
       tensor = argv[++i];
+    else if (a == "--rtol")
+      rtolOverride = std::stod(argv[++i]);
     else
       die("unknown option '" + a + "'");
   }
@@ -272,6 +275,8 @@ int compare(int argc, char **argv) {
   // a few ulps of the dtype from libm and accumulation details; relative to
   // the output's scale.
   double rtol = dtype == DType::F32 ? 1e-4 : dtype == DType::F16 ? 4e-3 : 2e-2;
+  if (rtolOverride > 0)
+    rtol = rtolOverride;
   double scale = 0.0;
   for (float v : want)
     scale = std::max(scale, double(std::fabs(v)));

@@ -528,6 +528,78 @@ void LayerOp::getCanonicalizationPatterns(RewritePatternSet &results,
   results.add<SimplifyRouting<LayerOp>>(context);
 }
 
+LogicalResult MlaAttentionOp::verify() {
+  Operation *op = getOperation();
+  Named x{"input", getInput()}, qb{"q_b", getQB()}, kva{"kv_a", getKvA()},
+      kvn{"kv_a_norm", getKvANorm()}, kvb{"kv_b", getKvB()},
+      wo{"w_o", getWO()}, kc{"key_cache_in", getKeyCacheIn()},
+      vc{"value_cache_in", getValueCacheIn()}, pos{"position", getPosition()};
+  if (failed(checkRank(op, x, 2, "[T, d]")) ||
+      failed(checkRank(op, qb, 2, "[Lq or d, H*(nope+rope)]")) ||
+      failed(checkRank(op, kva, 2, "[d, Lkv+rope]")) ||
+      failed(checkRank(op, kvn, 1, "[Lkv]")) ||
+      failed(checkRank(op, kvb, 2, "[Lkv, H*(nope+v)]")) ||
+      failed(checkRank(op, wo, 2, "[H*v, d]")) ||
+      failed(checkRank(op, kc, 3, "[S, H, nope+rope]")) ||
+      failed(checkRank(op, vc, 3, "[S, H, v]")) ||
+      failed(checkRank(op, pos, 1, "[1]")))
+    return failure();
+  for (Named n : {qb, kva, kvn, kvb, wo, kc, vc})
+    if (!n.type().hasStaticShape())
+      return emitOpError() << n.name << " needs a static shape, got "
+                           << n.type();
+  int64_t heads = getNumHeads(), nope = getNopeDim(), rope = getRopeDim(),
+          vdim = getVDim(), lkv = kvn.dim(0);
+  if (heads < 1 || nope < 0 || rope < 2 || rope % 2 != 0 || vdim < 1)
+    return emitOpError() << "needs num_heads >= 1, nope_dim >= 0, an even "
+                            "rope_dim >= 2 and v_dim >= 1";
+  if (bool(getQA()) != bool(getQANorm()))
+    return emitOpError() << "q_a and q_a_norm come together";
+  Named qIn = x;
+  if (getQA()) {
+    Named qa{"q_a", getQA()}, qan{"q_a_norm", getQANorm()};
+    if (failed(checkRank(op, qa, 2, "[d, Lq]")) ||
+        failed(checkRank(op, qan, 1, "[Lq]")) ||
+        failed(checkSameDim(op, "hidden size d", x, 1, qa, 0)) ||
+        failed(checkSameDim(op, "query rank Lq", qa, 1, qan, 0)) ||
+        failed(checkSameElementType(op, x, qa)) ||
+        failed(checkSameElementType(op, x, qan)))
+      return failure();
+    qIn = qan;
+  }
+  int64_t qInDim = getQA() ? qIn.dim(0) : x.dim(1);
+  if (failed(checkDimIs(op, "q_b rows", qb, 0, qInDim)) ||
+      failed(checkDimIs(op, "query width H*(nope+rope)", qb, 1,
+                        heads * (nope + rope))) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, kva, 0)) ||
+      failed(checkDimIs(op, "kv_a width Lkv+rope", kva, 1, lkv + rope)) ||
+      failed(checkDimIs(op, "kv_b rows Lkv", kvb, 0, lkv)) ||
+      failed(checkDimIs(op, "kv_b width H*(nope+v)", kvb, 1,
+                        heads * (nope + vdim))) ||
+      failed(checkDimIs(op, "w_o rows H*v", wo, 0, heads * vdim)) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, wo, 1)) ||
+      failed(checkDimIs(op, "key cache heads", kc, 1, heads)) ||
+      failed(checkDimIs(op, "key cache width nope+rope", kc, 2, nope + rope)) ||
+      failed(checkDimIs(op, "value cache heads", vc, 1, heads)) ||
+      failed(checkDimIs(op, "value cache width v", vc, 2, vdim)) ||
+      failed(checkSameDim(op, "cache rows S", kc, 0, vc, 0)) ||
+      failed(checkDimIs(op, "position size", pos, 0, 1)))
+    return failure();
+  for (Named n : {qb, kva, kvn, kvb, wo, kc, vc})
+    if (failed(checkSameElementType(op, x, n)))
+      return failure();
+  if (!(getEpsilon().convertToDouble() > 0.0))
+    return emitOpError() << "epsilon must be positive";
+  if (auto scale = getSoftmaxScale(); scale && !(scale->convertToDouble() > 0))
+    return emitOpError() << "softmax_scale must be positive";
+  if (getResult().getType() != x.type() ||
+      getKeyCache().getType() != kc.type() ||
+      getValueCache().getType() != vc.type())
+    return emitOpError() << "results must have the input's and the caches' "
+                            "types";
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "moe/Dialect/MoE/IR/MoEOps.cpp.inc"
 

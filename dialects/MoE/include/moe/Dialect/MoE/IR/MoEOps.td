@@ -519,4 +519,66 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
   let hasVerifier = 1;
 }
 
+def MoE_MlaAttentionOp
+    : MoE_Op<"mla_attention", [Pure, AttrSizedOperandSegments]> {
+  let summary = "multi-head latent attention (DeepSeek-V2/V3) with a KV cache";
+  let description = [{
+    DeepSeek's multi-head latent attention for `input` [T, d] holding the
+    tokens at positions `position[0]` .. `position[0] + T - 1`, with H heads,
+    `nope_dim` + `rope_dim` query/key dimensions and `v_dim` value
+    dimensions per head:
+
+    1. queries: `x q_a` [T, Lq] through RMSNorm (`q_a_norm`), then `q_b`
+       [Lq, H*(nope+rope)]; without `q_a` (no query compression),
+       `x q_b` with `q_b` [d, H*(nope+rope)];
+    2. `x kv_a` [T, Lkv + rope]: the first Lkv columns through RMSNorm
+       (`kv_a_norm`) and `kv_b` [Lkv, H*(nope+v)] give each head's key part
+       without position and its value; the last `rope_dim` columns are one
+       rotary key part shared by all heads;
+    3. rotary embedding (base `rope_theta`) of the queries' and the shared
+       key's last `rope_dim` dimensions; with `interleaved`, the pairs are
+       (2j, 2j+1) (DeepSeek's layout, de-interleaved first as transformers
+       does), else (j, j + rope_dim/2);
+    4. keys [nope | rope] and values enter the caches [S, H, nope+rope] and
+       [S, H, v] at their positions;
+    5. causal attention of every head as `moe.attention` computes it, with
+       scores scaled by `softmax_scale` (1/sqrt(nope+rope) by default);
+    6. `result = o w_o` [T, d] with `w_o` [H*v, d].
+
+    Projections accumulate in f32 and round to the element type; the
+    RMSNorms use `epsilon` and round as `moe.rms_norm` does.
+  }];
+  let arguments = (ins MoE_FloatTensor:$input,
+                       Optional<MoE_FloatTensor>:$q_a,
+                       Optional<MoE_FloatTensor>:$q_a_norm,
+                       MoE_FloatTensor:$q_b, MoE_FloatTensor:$kv_a,
+                       MoE_FloatTensor:$kv_a_norm, MoE_FloatTensor:$kv_b,
+                       MoE_FloatTensor:$w_o,
+                       MoE_FloatTensor:$key_cache_in,
+                       MoE_FloatTensor:$value_cache_in,
+                       MoE_IndexTensor:$position, I64Attr:$num_heads,
+                       I64Attr:$nope_dim, I64Attr:$rope_dim, I64Attr:$v_dim,
+                       DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta,
+                       DefaultValuedAttr<F64Attr, "1.0e-6">:$epsilon,
+                       OptionalAttr<F64Attr>:$softmax_scale,
+                       UnitAttr:$interleaved);
+  let results = (outs MoE_FloatTensor:$result, MoE_FloatTensor:$key_cache,
+                      MoE_FloatTensor:$value_cache);
+  let assemblyFormat = [{
+    $input `:` type($input)
+    (`q_a` `(` $q_a^ `:` type($q_a) `)`)?
+    (`q_a_norm` `(` $q_a_norm^ `:` type($q_a_norm) `)`)?
+    `q_b` `(` $q_b `:` type($q_b) `)`
+    `kv_a` `(` $kv_a `:` type($kv_a) `)`
+    `kv_a_norm` `(` $kv_a_norm `:` type($kv_a_norm) `)`
+    `kv_b` `(` $kv_b `:` type($kv_b) `)`
+    `o` `(` $w_o `:` type($w_o) `)`
+    `cache` `(` $key_cache_in `:` type($key_cache_in) `,`
+                $value_cache_in `:` type($value_cache_in) `)`
+    `position` `(` $position `:` type($position) `)`
+    attr-dict `->` type($result) `,` type($key_cache) `,` type($value_cache)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_TD

@@ -541,20 +541,26 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
   }
 };
 
-/// `t` [T, n, w] columns [from, from + size) of the last dimension.
+/// `t` [T, n, w] columns [from, from + size) of the last dimension, as a
+/// new contiguous tensor (a copy: a strided slice would bufferize into a
+/// strided memref copy that needs a runtime library).
 Value lastDimSlice(OpBuilder &b, Location loc, Value t, int64_t from,
                    int64_t size) {
   auto type = cast<RankedTensorType>(t.getType());
-  SmallVector<int64_t> shape(type.getShape());
-  shape.back() = size;
-  SmallVector<OpFoldResult> offsets(shape.size(), b.getIndexAttr(0)),
-      sizes, strides(shape.size(), b.getIndexAttr(1));
-  offsets.back() = b.getIndexAttr(from);
-  for (int64_t d : shape)
-    sizes.push_back(b.getIndexAttr(d));
-  return tensor::ExtractSliceOp::create(
-      b, loc, RankedTensorType::get(shape, type.getElementType()), t, offsets,
-      sizes, strides);
+  Value init = emptyTensor(b, loc,
+                           {b.getIndexAttr(type.getDimSize(0)),
+                            b.getIndexAttr(type.getDimSize(1)),
+                            b.getIndexAttr(size)},
+                           type.getElementType());
+  return elementwise(
+      b, loc, {}, {}, init, [&](OpBuilder &nb, Location l, ValueRange) {
+        Value i0 = linalg::IndexOp::create(nb, l, 0);
+        Value i1 = linalg::IndexOp::create(nb, l, 1);
+        Value i2 = arith::AddIOp::create(nb, l, linalg::IndexOp::create(nb, l, 2),
+                                         constIndex(nb, l, from));
+        return tensor::ExtractOp::create(nb, l, t, ValueRange{i0, i1, i2})
+            .getResult();
+      });
 }
 
 struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {

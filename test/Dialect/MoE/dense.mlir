@@ -33,3 +33,20 @@ func.func @attention(%x: tensor<3x16xbf16>, %wq: tensor<16x16xbf16>, %wk: tensor
   %y, %k, %v = moe.attention %x : tensor<3x16xbf16> q(%wq : tensor<16x16xbf16>) k(%wk : tensor<16x8xbf16>) v(%wv : tensor<16x8xbf16>) o(%wo : tensor<16x16xbf16>) cache(%kc : tensor<8x2x4xbf16>, %vc : tensor<8x2x4xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64, rope_theta = 1.0e6 : f64} -> tensor<3x16xbf16>, tensor<8x2x4xbf16>, tensor<8x2x4xbf16>
   return %y : tensor<3x16xbf16>
 }
+
+// -----
+
+// DeepSeek-V3's multi-head latent attention: query rank 12, key/value rank
+// 8, 4 + 2 query/key and 4 value dimensions per head.
+// CHECK-LABEL: func.func @mla
+// CHECK: moe.mla_attention %{{.*}} : tensor<3x16xbf16> q_a(%{{.*}} : tensor<16x12xbf16>) q_a_norm(%{{.*}} : tensor<12xbf16>) q_b(%{{.*}} : tensor<12x12xbf16>) kv_a(%{{.*}} : tensor<16x10xbf16>) kv_a_norm(%{{.*}} : tensor<8xbf16>) kv_b(%{{.*}} : tensor<8x16xbf16>) o(%{{.*}} : tensor<8x16xbf16>) cache(%{{.*}} : tensor<8x2x6xbf16>, %{{.*}} : tensor<8x2x4xbf16>) position(%{{.*}} : tensor<1xi32>) {interleaved, nope_dim = 4 : i64, num_heads = 2 : i64, rope_dim = 2 : i64, v_dim = 4 : i64}
+// LINALG-LABEL: func.func @mla
+// LINALG-NOT: moe.
+// LINALG: math.rsqrt
+// LINALG: math.cos
+// LINALG: tensor.insert_slice
+// LINALG: math.exp
+func.func @mla(%x: tensor<3x16xbf16>, %qa: tensor<16x12xbf16>, %qan: tensor<12xbf16>, %qb: tensor<12x12xbf16>, %kva: tensor<16x10xbf16>, %kvan: tensor<8xbf16>, %kvb: tensor<8x16xbf16>, %wo: tensor<8x16xbf16>, %kc: tensor<8x2x6xbf16>, %vc: tensor<8x2x4xbf16>, %pos: tensor<1xi32>) -> tensor<3x16xbf16> {
+  %y, %k, %v = moe.mla_attention %x : tensor<3x16xbf16> q_a(%qa : tensor<16x12xbf16>) q_a_norm(%qan : tensor<12xbf16>) q_b(%qb : tensor<12x12xbf16>) kv_a(%kva : tensor<16x10xbf16>) kv_a_norm(%kvan : tensor<8xbf16>) kv_b(%kvb : tensor<8x16xbf16>) o(%wo : tensor<8x16xbf16>) cache(%kc : tensor<8x2x6xbf16>, %vc : tensor<8x2x4xbf16>) position(%pos : tensor<1xi32>) {num_heads = 2 : i64, nope_dim = 4 : i64, rope_dim = 2 : i64, v_dim = 4 : i64, interleaved} -> tensor<3x16xbf16>, tensor<8x2x6xbf16>, tensor<8x2x4xbf16>
+  return %y : tensor<3x16xbf16>
+}

@@ -15,6 +15,7 @@
 
 #include "llvm/Support/raw_ostream.h"
 
+#include <cmath>
 #include <set>
 
 using namespace mlir;
@@ -389,6 +390,10 @@ LogicalResult hf::importDeepSeek(Config &cfg, ModelSpec &m, bool v3) {
     // i % moe_layer_freq == 0.
     if (i < *firstDense || i % *freq != 0) {
       m.denseLayers.push_back(i);
+      FailureOr<int64_t> width = cfg.size("intermediate_size");
+      if (failed(width))
+        return failure();
+      m.denseMlps.push_back(denseMlp(i, *d, *width, *act));
       continue;
     }
     LayerSpec l;
@@ -645,3 +650,85 @@ LogicalResult hf::importDeepSpeedGpt(Config &cfg, ModelSpec &m,
                       "random (use_rts); moe.layer drops by position");
   return success();
 }
+
+LogicalResult hf::importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3) {
+  FailureOr<int64_t> vocab = cfg.size("vocab_size"),
+                     heads = cfg.ranged("num_attention_heads", 1, kMaxExperts),
+                     kvLora = cfg.size("kv_lora_rank"),
+                     nope = cfg.ranged("qk_nope_head_dim", 0, kMaxDim),
+                     rope = cfg.size("qk_rope_head_dim"),
+                     vDim = cfg.size("v_head_dim");
+  if (failed(vocab) || failed(heads) || failed(kvLora) || failed(nope) ||
+      failed(rope) || failed(vDim))
+    return failure();
+  std::optional<int64_t> qLora;
+  if (cfg.has("q_lora_rank")) {
+    FailureOr<int64_t> r = cfg.size("q_lora_rank");
+    if (failed(r))
+      return failure();
+    qLora = *r;
+  }
+  FailureOr<double> theta = cfg.number("rope_theta", 10000.0),
+                    eps = cfg.number("rms_norm_eps", 1e-6);
+  FailureOr<bool> tied = cfg.boolean("tie_word_embeddings", false),
+                  bias = cfg.boolean("attention_bias", false),
+                  interleave = cfg.boolean("rope_interleave", true);
+  if (failed(theta) || failed(eps) || failed(tied) || failed(bias) ||
+      failed(interleave))
+    return failure();
+  if (*rope % 2 != 0)
+    return cfg.fail("'qk_rope_head_dim' (" + Twine(*rope) +
+                    ") must be even for the rotary embedding");
+  if (!(*theta > 0) || !(*eps > 0))
+    return cfg.fail("'rope_theta' and 'rms_norm_eps' must be positive");
+  if (cfg.has("rope_scaling"))
+    return cfg.fail("'rope_scaling' (YaRN) is not supported in whole-model "
+                    "import yet");
+  if (*bias)
+    return cfg.fail("'attention_bias' is not supported in whole-model import "
+                    "of DeepSeek models yet");
+  DenseSpec d;
+  d.vocab = *vocab;
+  d.heads = *heads;
+  d.kvHeads = *heads;
+  d.headDim = *nope + *rope;
+  d.ropeTheta = *theta;
+  d.epsilon = *eps;
+  DenseSpec::Mla mla;
+  mla.nope = *nope;
+  mla.rope = *rope;
+  mla.v = *vDim;
+  // DeepSeek-V2's modeling code rotates interleaved pairs (complex
+  // multiplication); V3's does when rope_interleave (the default).
+  mla.interleaved = v3 ? *interleave : true;
+  mla.softmaxScale = 1.0 / std::sqrt(double(*nope + *rope));
+  d.mla = mla;
+  d.embed = {"model.embed_tokens.weight", {*vocab, m.hidden}};
+  d.finalNorm = {"model.norm.weight", {m.hidden}};
+  d.lmHead = linear(*tied ? "model.embed_tokens.weight" : "lm_head.weight",
+                    *vocab, m.hidden);
+  int64_t qk = *nope + *rope;
+  for (const LayerSpec &l : m.layers) {
+    std::string p = "model.layers." + std::to_string(l.index) + ".";
+    std::string a = p + "self_attn.";
+    DenseSpec::Block b;
+    b.inputNorm = {p + "input_layernorm.weight", {m.hidden}};
+    b.postNorm = {p + "post_attention_layernorm.weight", {m.hidden}};
+    if (qLora) {
+      b.qA = linear(a + "q_a_proj.weight", *qLora, m.hidden);
+      b.qANorm = WeightRef{a + "q_a_layernorm.weight", {*qLora}};
+      b.q = linear(a + "q_b_proj.weight", *heads * qk, *qLora);
+    } else {
+      b.q = linear(a + "q_proj.weight", *heads * qk, m.hidden);
+    }
+    b.kvA = linear(a + "kv_a_proj_with_mqa.weight", *kvLora + *rope, m.hidden);
+    b.kvANorm = WeightRef{a + "kv_a_layernorm.weight", {*kvLora}};
+    b.kvB = linear(a + "kv_b_proj.weight", *heads * (*nope + *vDim), *kvLora);
+    b.o = linear(a + "o_proj.weight", m.hidden, *heads * *vDim);
+    d.blocks.push_back(std::move(b));
+  }
+  m.dense = std::move(d);
+  m.skipped.clear();
+  return success();
+}
+

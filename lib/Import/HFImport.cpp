@@ -372,9 +372,21 @@ LogicalResult Importer::checkDense(const ModelSpec &m) {
   for (const DenseSpec::Block &blk : d.blocks) {
     for (auto [w, role] :
          {std::pair{&blk.inputNorm, "input norm"}, {&blk.q, "query projection"},
-          {&blk.k, "key projection"}, {&blk.v, "value projection"},
           {&blk.o, "output projection"}, {&blk.postNorm, "post-attention norm"}})
       if (failed(check(*w, role)))
+        return failure();
+    if (!d.mla)
+      for (auto [w, role] : {std::pair{&blk.k, "key projection"},
+                             {&blk.v, "value projection"}})
+        if (failed(check(*w, role)))
+          return failure();
+    for (auto [w, role] :
+         {std::pair{&blk.qA, "query compression"},
+          {&blk.qANorm, "query compression norm"},
+          {&blk.kvA, "key/value compression"},
+          {&blk.kvANorm, "key/value compression norm"},
+          {&blk.kvB, "key/value expansion"}})
+      if (*w && failed(check(**w, role)))
         return failure();
     for (auto [w, role] : {std::pair{&blk.qBias, "query bias"},
                            {&blk.kBias, "key bias"}, {&blk.vBias, "value bias"},
@@ -455,15 +467,20 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
         b.getNamedAttr("moe.input", b.getStringAttr(name))));
   };
   const DenseSpec *dense = m.dense ? &*m.dense : nullptr;
-  RankedTensorType cacheType;
+  RankedTensorType cacheType, valueCacheType;
   if (dense) {
     cacheType = RankedTensorType::get(
         {opts.maxSeq, dense->kvHeads, dense->headDim}, dtype);
+    // MLA caches every head's key [nope | rope] and value [v].
+    valueCacheType =
+        dense->mla ? RankedTensorType::get(
+                         {opts.maxSeq, dense->kvHeads, dense->mla->v}, dtype)
+                   : cacheType;
     input(RankedTensorType::get({opts.tokens}, b.getI32Type()), "ids");
     input(RankedTensorType::get({1}, b.getI32Type()), "pos");
     for (const LayerSpec &l : m.layers) {
       input(cacheType, "past_key." + std::to_string(l.index));
-      input(cacheType, "past_value." + std::to_string(l.index));
+      input(valueCacheType, "past_value." + std::to_string(l.index));
     }
   } else {
     input(tokensType, "x");
@@ -504,6 +521,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   struct DenseSlots {
     unsigned inputNorm, q, k, v, o, postNorm;
     std::optional<unsigned> qBias, kBias, vBias, qNorm, kNorm;
+    std::optional<unsigned> qA, qANorm, kvA, kvANorm, kvB; // MLA
   };
   SmallVector<DenseSlots> denseSlots;
   unsigned embedSlot = 0, finalNormSlot = 0, lmHeadSlot = 0;
@@ -512,9 +530,23 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   for (auto [i, l] : llvm::enumerate(m.layers)) {
     if (dense) {
       const DenseSpec::Block &blk = dense->blocks[i];
-      DenseSlots ds{addWeight(blk.inputNorm), addWeight(blk.q),
-                    addWeight(blk.k), addWeight(blk.v), addWeight(blk.o),
-                    addWeight(blk.postNorm)};
+      DenseSlots ds;
+      ds.inputNorm = addWeight(blk.inputNorm);
+      if (dense->mla) {
+        ds.qA = opt(blk.qA);
+        ds.qANorm = opt(blk.qANorm);
+        ds.q = addWeight(blk.q);
+        ds.kvA = opt(blk.kvA);
+        ds.kvANorm = opt(blk.kvANorm);
+        ds.kvB = opt(blk.kvB);
+        ds.k = ds.v = 0; // unused
+      } else {
+        ds.q = addWeight(blk.q);
+        ds.k = addWeight(blk.k);
+        ds.v = addWeight(blk.v);
+      }
+      ds.o = addWeight(blk.o);
+      ds.postNorm = addWeight(blk.postNorm);
       ds.qBias = opt(blk.qBias);
       ds.kBias = opt(blk.kBias);
       ds.vBias = opt(blk.vBias);
@@ -561,7 +593,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     resultTypes = {logitsType};
     resultNames = {"logits"};
     for (const LayerSpec &l : m.layers) {
-      resultTypes.append({cacheType, cacheType});
+      resultTypes.append({cacheType, valueCacheType});
       resultNames.push_back("key." + std::to_string(l.index));
       resultNames.push_back("value." + std::to_string(l.index));
     }
@@ -605,17 +637,35 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       Location aloc = NameLoc::get(b.getStringAttr(p + ".self_attn"), fileLoc);
       Value a = RmsNormOp::create(b, aloc, tokensType, x,
                                   body->getArgument(d.inputNorm), eps);
-      auto attn = AttentionOp::create(
-          b, aloc, TypeRange{tokensType, cacheType, cacheType}, a,
-          body->getArgument(d.q), body->getArgument(d.k),
-          body->getArgument(d.v), body->getArgument(d.o), arg(d.qBias),
-          arg(d.kBias), arg(d.vBias), arg(d.qNorm), arg(d.kNorm),
-          body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
-          body->getArgument(1), b.getI64IntegerAttr(dense->heads),
-          b.getI64IntegerAttr(dense->kvHeads),
-          b.getF64FloatAttr(dense->ropeTheta), eps);
-      caches.append({attn.getKeyCache(), attn.getValueCache()});
-      x = add(aloc, x, attn.getResult());
+      Value attended;
+      if (const auto &mla = dense->mla) {
+        auto attn = MlaAttentionOp::create(
+            b, aloc, TypeRange{tokensType, cacheType, valueCacheType}, a,
+            arg(d.qA), arg(d.qANorm), body->getArgument(d.q),
+            body->getArgument(*d.kvA), body->getArgument(*d.kvANorm),
+            body->getArgument(*d.kvB), body->getArgument(d.o),
+            body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
+            body->getArgument(1), b.getI64IntegerAttr(dense->heads),
+            b.getI64IntegerAttr(mla->nope), b.getI64IntegerAttr(mla->rope),
+            b.getI64IntegerAttr(mla->v), b.getF64FloatAttr(dense->ropeTheta),
+            eps, b.getF64FloatAttr(mla->softmaxScale),
+            mla->interleaved ? b.getUnitAttr() : UnitAttr());
+        caches.append({attn.getKeyCache(), attn.getValueCache()});
+        attended = attn.getResult();
+      } else {
+        auto attn = AttentionOp::create(
+            b, aloc, TypeRange{tokensType, cacheType, cacheType}, a,
+            body->getArgument(d.q), body->getArgument(d.k),
+            body->getArgument(d.v), body->getArgument(d.o), arg(d.qBias),
+            arg(d.kBias), arg(d.vBias), arg(d.qNorm), arg(d.kNorm),
+            body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
+            body->getArgument(1), b.getI64IntegerAttr(dense->heads),
+            b.getI64IntegerAttr(dense->kvHeads),
+            b.getF64FloatAttr(dense->ropeTheta), eps);
+        caches.append({attn.getKeyCache(), attn.getValueCache()});
+        attended = attn.getResult();
+      }
+      x = add(aloc, x, attended);
       residual = x;
       x = RmsNormOp::create(b, loc, tokensType, x,
                             body->getArgument(d.postNorm), eps);
@@ -856,12 +906,13 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     return nullptr;
   }
   if (opts.whole) {
+    bool deepseek = modelType == "deepseek_v2" || modelType == "deepseek_v3";
     bool known = modelType == "mixtral" || modelType == "qwen2_moe" ||
-                 modelType == "qwen3_moe" || modelType == "olmoe";
+                 modelType == "qwen3_moe" || modelType == "olmoe" || deepseek;
     if (!known) {
       (void)cfg.fail("whole-model import supports 'mixtral', 'qwen2_moe', "
-                     "'qwen3_moe' and 'olmoe' so far; import the MoE layers "
-                     "of '" +
+                     "'qwen3_moe', 'olmoe', 'deepseek_v2' and 'deepseek_v3' "
+                     "so far; import the MoE layers of '" +
                      modelType + "' without --import-hf-whole");
       return nullptr;
     }
@@ -893,8 +944,10 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     QkNorm qkNorm = modelType == "qwen3_moe" ? QkNorm::PerHead
                     : modelType == "olmoe"   ? QkNorm::Whole
                                              : QkNorm::None;
-    if (failed(importLlamaDense(cfg, m, modelType == "qwen2_moe", qkNorm)) ||
-        failed(checkDense(m)))
+    LogicalResult denseOk =
+        deepseek ? importDeepSeekDense(cfg, m, modelType == "deepseek_v3")
+                 : importLlamaDense(cfg, m, modelType == "qwen2_moe", qkNorm);
+    if (failed(denseOk) || failed(checkDense(m)))
       return nullptr;
   }
   if (failed(checkSizes(m)) || (index && failed(checkIndex(m))))

@@ -208,9 +208,19 @@ struct DenseSpec {
   int64_t vocab = 0, heads = 0, kvHeads = 0, headDim = 0;
   double ropeTheta = 10000.0, epsilon = 1e-6;
   WeightRef embed, finalNorm, lmHead;
+  /// Multi-head latent attention (DeepSeek) instead of q/k/v projections:
+  /// per-head widths, and the blocks' q_a/q_b/kv_a/kv_b weights.
+  struct Mla {
+    int64_t nope = 0, rope = 0, v = 0;
+    bool interleaved = true;
+    double softmaxScale = 1.0;
+  };
+  std::optional<Mla> mla;
   struct Block {
     WeightRef inputNorm, q, k, v, o, postNorm;
     std::optional<WeightRef> qBias, kBias, vBias, qNorm, kNorm;
+    /// MLA: `q` is q_b (or q_proj without query compression).
+    std::optional<WeightRef> qA, qANorm, kvA, kvANorm, kvB;
   };
   std::vector<Block> blocks; // one per MoE layer, in order
 };
@@ -241,6 +251,9 @@ LogicalResult importLlamaDense(Config &cfg, ModelSpec &m,
 LogicalResult importQwenMoE(Config &cfg, ModelSpec &m, bool shared);
 LogicalResult importOlmoe(Config &cfg, ModelSpec &m);
 LogicalResult importDeepSeek(Config &cfg, ModelSpec &m, bool v3);
+/// DeepSeek's multi-head latent attention, norms, embedding and LM head
+/// around the layers of `m` (the whole model).
+LogicalResult importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3);
 LogicalResult importSwitch(Config &cfg, ModelSpec &m);
 /// `index`, when known, lets PR-MoE refuse a coefficient bias.
 LogicalResult importDeepSpeedGpt(Config &cfg, ModelSpec &m,

@@ -10,7 +10,7 @@ set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in mixtral qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense; do
+for arch in mixtral qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3; do
   for t in f32 bf16; do
     python3 test/gpu/make-tiny-checkpoint.py $arch $t "$dir/shape"
     build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \

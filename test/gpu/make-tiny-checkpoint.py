@@ -15,6 +15,35 @@ from safetensors_util import bf16, f32, write  # noqa: E402
 from tiny_configs import CONFIGS, MODEL_TYPE  # noqa: E402
 
 
+def deepseek_layer(t, c, p, i, d, h):
+    """The tensors of DeepSeek-V3 layer i: multi-head latent attention, then
+    a dense MLP (i < first_k_dense_replace) or the MoE block."""
+    a = p + "self_attn."
+    qk = c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
+    lq, lkv = c["q_lora_rank"], c["kv_lora_rank"]
+    t[a + "q_a_proj.weight"], t[a + "q_a_layernorm.weight"] = [lq, d], [lq]
+    t[a + "q_b_proj.weight"] = [h * qk, lq]
+    t[a + "kv_a_proj_with_mqa.weight"] = [lkv + c["qk_rope_head_dim"], d]
+    t[a + "kv_a_layernorm.weight"] = [lkv]
+    t[a + "kv_b_proj.weight"] = [h * (c["qk_nope_head_dim"] + c["v_head_dim"]), lkv]
+    t[a + "o_proj.weight"] = [d, h * c["v_head_dim"]]
+    if i < c["first_k_dense_replace"]:
+        f = c["intermediate_size"]
+        t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"] = [f, d], [f, d]
+        t[p + "mlp.down_proj.weight"] = [d, f]
+        return
+    e, f = c["n_routed_experts"], c["moe_intermediate_size"]
+    t[p + "mlp.gate.weight"], t[p + "mlp.gate.e_score_correction_bias"] = [e, d], [e]
+    for j in range(e):
+        q = p + f"mlp.experts.{j}."
+        t[q + "gate_proj.weight"], t[q + "up_proj.weight"] = [f, d], [f, d]
+        t[q + "down_proj.weight"] = [d, f]
+    s = c["n_shared_experts"] * f
+    q = p + "mlp.shared_experts."
+    t[q + "gate_proj.weight"], t[q + "up_proj.weight"] = [s, d], [s, d]
+    t[q + "down_proj.weight"] = [d, s]
+
+
 def main():
     name, dtype, out = sys.argv[1:4]
     c = dict(CONFIGS[name])
@@ -29,6 +58,9 @@ def main():
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = [d]
         t[p + "post_attention_layernorm.weight"] = [d]
+        if arch == "deepseek_v3":
+            deepseek_layer(t, c, p, i, d, h)
+            continue
         t[p + "self_attn.q_proj.weight"] = [h * hd, d]
         t[p + "self_attn.k_proj.weight"] = [kv * hd, d]
         t[p + "self_attn.v_proj.weight"] = [kv * hd, d]
@@ -85,7 +117,8 @@ def main():
     write(os.path.join(out, "model.safetensors"), tensors)
     c["architectures"] = [{"mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
                            "qwen3_moe": "Qwen3MoeForCausalLM",
-                           "olmoe": "OlmoeForCausalLM"}[arch]]
+                           "olmoe": "OlmoeForCausalLM",
+                           "deepseek_v3": "DeepseekV3ForCausalLM"}[arch]]
     c["model_type"] = arch
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(c, f, indent=1)

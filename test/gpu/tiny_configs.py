@@ -26,5 +26,18 @@ CONFIGS = {
 CONFIGS["qwen2_moe_dense"] = dict(CONFIGS["qwen2_moe"], mlp_only_layers=[0])
 CONFIGS["qwen3_moe_dense"] = dict(CONFIGS["qwen3_moe"], num_hidden_layers=4,
                                   decoder_sparse_step=2)
+# DeepSeek-V3: multi-head latent attention, a dense first layer, group-
+# limited sigmoid routing with a shared expert (as test/e2e/tiny-deepseek.py).
+CONFIGS["deepseek_v3"] = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=4, hidden_act="silu", rms_norm_eps=1e-6,
+    rope_theta=10000.0, vocab_size=64, max_position_embeddings=64,
+    tie_word_embeddings=False, intermediate_size=48, moe_intermediate_size=16,
+    q_lora_rank=16, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4,
+    v_head_dim=8, head_dim=4, n_routed_experts=8, num_experts_per_tok=2,
+    n_shared_experts=1, n_group=2, topk_group=1, routed_scaling_factor=2.5,
+    norm_topk_prob=True, first_k_dense_replace=1, topk_method="noaux_tc",
+    scoring_func="sigmoid", rope_scaling=None, rope_interleave=True,
+    attention_bias=False)
 # The transformers model type of each config.
 MODEL_TYPE = {name: name.replace("_dense", "") for name in CONFIGS}

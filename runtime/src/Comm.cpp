@@ -221,13 +221,16 @@ int64_t linear(const std::vector<int64_t> &c, int64_t mask, bool in) {
   return v;
 }
 
+/// The communicator of the ranks that differ only in the axes of `mask`
+/// (created on first use); `expectedSize` (when not -1) is the group size
+/// the compiled code assumes.
 Group &group(int64_t mask, int64_t expectedSize, const char *what) {
   State &s = state();
   int64_t size = 1;
   for (size_t a = 0; a < s.grid.size(); ++a)
     if (mask >> a & 1)
       size *= s.grid[a];
-  if (size != expectedSize)
+  if (expectedSize >= 0 && size != expectedSize)
     die(std::string(what) + ": the group of axes mask " +
         std::to_string(mask) + " has " + std::to_string(size) +
         " ranks, the compiled code expects " + std::to_string(expectedSize));
@@ -699,12 +702,8 @@ int64_t moert_comm_group_rank(int64_t axes_mask) {
 void moert_comm_all_reduce_device(int64_t ptr, int64_t count,
                                   int64_t axes_mask) {
   State &s = state();
-  int64_t size = 1;
-  for (size_t a = 0; a < s.grid.size(); ++a)
-    if (axes_mask >> a & 1)
-      size *= s.grid[a];
   const char *what = "all_reduce (device)";
-  Group &g = group(axes_mask, size, what);
+  Group &g = group(axes_mask, /*expectedSize=*/-1, what);
   int n = toInt(count * 4, what) / 4;
   void *data = reinterpret_cast<void *>(ptr);
   Timed timed(what, uint64_t(n) * 4);
@@ -730,12 +729,8 @@ void moert_comm_all_reduce_device(int64_t ptr, int64_t count,
 void moert_comm_all_reduce(int64_t in, int64_t out, int64_t count,
                            int64_t dtype, int64_t axes_mask) {
   State &s = state();
-  int64_t size = 1;
-  for (size_t a = 0; a < s.grid.size(); ++a)
-    if (axes_mask >> a & 1)
-      size *= s.grid[a];
   const char *what = "all_reduce";
-  Group &g = group(axes_mask, size, what);
+  Group &g = group(axes_mask, /*expectedSize=*/-1, what);
   int n = toInt(count * 4, what) / 4;
   auto *src = reinterpret_cast<const void *>(in);
   auto *dst = reinterpret_cast<void *>(out);

@@ -16,6 +16,7 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_util import attend  # noqa: E402
 from safetensors_util import bf16, f32, read, write  # noqa: E402
 
 D, H, KV, HD, S, THETA = 32, 4, 2, 8, 16, 10000.0
@@ -72,28 +73,13 @@ def main():
         kc2[(pos + t) * KV * HD:(pos + t + 1) * KV * HD] = k[t * KV * HD:(t + 1) * KV * HD]
         vc2[(pos + t) * KV * HD:(pos + t + 1) * KV * HD] = v[t * KV * HD:(t + 1) * KV * HD]
     scale = f32(1.0 / math.sqrt(HD))
-    attended = [0.0] * (T * H * HD)
-    for h in range(H):
-        kvh = h // (H // KV)
-        for t in range(T):
-            last = pos + t
-            scores = []
-            for j in range(last + 1):
-                acc = 0.0
-                for d in range(HD):
-                    acc = f32(acc + f32(q[(t * H + h) * HD + d] * kc2[(j * KV + kvh) * HD + d]))
-                scores.append(elt(f32(elt(acc) * scale)))
-            m = max(scores)
-            es = [f32(math.exp(f32(s - m))) for s in scores]
-            total = 0.0
-            for e in es:
-                total = f32(total + e)
-            p = [elt(f32(e / total)) for e in es]
-            for d in range(HD):
-                acc = 0.0
-                for j in range(last + 1):
-                    acc = f32(acc + f32(p[j] * vc2[(j * KV + kvh) * HD + d]))
-                attended[(t * H + h) * HD + d] = elt(acc)
+    attended = []
+    for t in range(T):
+        for h in range(H):
+            kvh = h // (H // KV)
+            attended += attend(q[(t * H + h) * HD:(t * H + h + 1) * HD],
+                               lambda j, d: kc2[(j * KV + kvh) * HD + d],
+                               lambda j, d: vc2[(j * KV + kvh) * HD + d], pos + t, HD, scale, elt)
     y = proj(attended, wo, T, H * HD, D)
     os.makedirs(out, exist_ok=True)
     write(os.path.join(out, "weights.safetensors"),

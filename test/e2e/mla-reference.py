@@ -16,6 +16,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_util import attend, rope as shared_rope  # noqa: E402
 from safetensors_util import bf16, f32, write  # noqa: E402
 
 D, H, LQ, LKV, N, R, V, S, THETA, EPS = 32, 4, 24, 16, 8, 4, 6, 16, 10000.0, 1e-6
@@ -71,20 +72,7 @@ def main():
         return res
 
     def rope(vec, p):
-        """One rotary part [R] of the token at position p."""
-        half = R // 2
-        if interleaved:  # transformers' apply_rotary_pos_emb_interleave
-            vec = [vec[2 * i] for i in range(half)] + [vec[2 * i + 1] for i in range(half)]
-        res = []
-        for i in range(R):
-            j = i % half
-            inv = f32(1.0 / f32(THETA ** f32(f32(2.0 * j) / R)))
-            ang = f32(float(p) * inv)
-            c, s = elt(f32(math.cos(ang))), elt(f32(math.sin(ang)))
-            other = vec[i + half if i < half else i - half]
-            rot = -other if i < half else other
-            res.append(elt(f32(elt(f32(vec[i] * c)) + elt(f32(rot * s)))))
-        return res
+        return shared_rope(vec, p, THETA, interleaved, elt)
 
     if q_lora:
         q = proj(rms(proj(x, w("q_a"), T, D, LQ), T, LQ, w("q_a_norm")), w("q_b"), T, LQ, H * qk)
@@ -108,27 +96,11 @@ def main():
             vc2[(p * H + h) * V:(p * H + h + 1) * V] = kv[kvb + N:kvb + N + V]
         qs.append(qt)
     scale = f32(1.0 / math.sqrt(qk))
-    attended = [0.0] * (T * H * V)
-    for h in range(H):
-        for t in range(T):
-            last = pos + t
-            scores = []
-            for j in range(last + 1):
-                acc = 0.0
-                for d in range(qk):
-                    acc = f32(acc + f32(qs[t][h][d] * kc2[(j * H + h) * qk + d]))
-                scores.append(elt(f32(elt(acc) * scale)))
-            m = max(scores)
-            es = [f32(math.exp(f32(s - m))) for s in scores]
-            total = 0.0
-            for e in es:
-                total = f32(total + e)
-            pr = [elt(f32(e / total)) for e in es]
-            for d in range(V):
-                acc = 0.0
-                for j in range(last + 1):
-                    acc = f32(acc + f32(pr[j] * vc2[(j * H + h) * V + d]))
-                attended[(t * H + h) * V + d] = elt(acc)
+    attended = []
+    for t in range(T):
+        for h in range(H):
+            attended += attend(qs[t][h], lambda j, d: kc2[(j * H + h) * qk + d],
+                               lambda j, d: vc2[(j * H + h) * V + d], pos + t, V, scale, elt)
     y = proj(attended, w("o"), T, H * V, D)
     os.makedirs(out, exist_ok=True)
     write(os.path.join(out, "weights.safetensors"),

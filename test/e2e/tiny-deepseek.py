@@ -19,6 +19,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_util import attend, greedy_generate, param_maker, rope as shared_rope  # noqa: E402
 from safetensors_util import f32, write  # noqa: E402
 
 V, D, H, LQ, LKV, N, R, VD = 64, 32, 4, 16, 16, 8, 4, 8
@@ -35,11 +36,7 @@ def main():
     rnd = random.Random(seed)
     W = {}
 
-    def param(name, shape, scale=0.2, mean=0.0):
-        n = 1
-        for s in shape:
-            n *= s
-        W[name] = (shape, [f32(mean + rnd.gauss(0, scale)) for _ in range(n)])
+    param = param_maker(W, rnd, f32)
 
     param("model.embed_tokens.weight", [V, D], 1.0)
     for l in range(2):
@@ -112,18 +109,7 @@ def main():
         return [f32(g[i] * f32(x[i] * inv)) for i in range(n)]
 
     def rope(vec, p):
-        half = R // 2
-        vec = [vec[2 * i] for i in range(half)] + [vec[2 * i + 1] for i in range(half)]
-        res = []
-        for i in range(R):
-            j = i % half
-            inv = f32(1.0 / f32(THETA ** f32(f32(2.0 * j) / R)))
-            ang = f32(float(p) * inv)
-            c, s = f32(math.cos(ang)), f32(math.sin(ang))
-            other = vec[i + half if i < half else i - half]
-            rot = -other if i < half else other
-            res.append(f32(f32(vec[i] * c) + f32(rot * s)))
-        return res
+        return shared_rope(vec, p, THETA, True, f32)
 
     def silu(g):
         return f32(g * f32(1.0 / f32(1.0 + f32(math.exp(-g)))))
@@ -151,23 +137,8 @@ def main():
         att = []
         for h in range(H):
             qh = q[h * QK:h * QK + N] + rope(q[h * QK + N:(h + 1) * QK], p)
-            scores = []
-            for j in range(p + 1):
-                acc = 0.0
-                for d in range(QK):
-                    acc = f32(acc + f32(qh[d] * keys[j][h][d]))
-                scores.append(f32(acc * scale))
-            mx = max(scores)
-            es = [f32(math.exp(f32(s - mx))) for s in scores]
-            tot = 0.0
-            for e in es:
-                tot = f32(tot + e)
-            pr = [f32(e / tot) for e in es]
-            for d in range(VD):
-                acc = 0.0
-                for j in range(p + 1):
-                    acc = f32(acc + f32(pr[j] * values[j][h][d]))
-                att.append(acc)
+            att += attend(qh, lambda j, d: keys[j][h][d], lambda j, d: values[j][h][d],
+                          p, VD, scale, f32)
         return linear(att, a + "o_proj.weight", D, H * VD)
 
     def moe(x):
@@ -206,21 +177,7 @@ def main():
             h = [f32(h[i] + y[i]) for i in range(D)]
         return linear(rms(h, "model.norm.weight"), "lm_head.weight", V, D)
 
-    tokens = list(prompt)
-    generated, drawn = [], []
-    logits = None
-    for p, t in enumerate(prompt):
-        logits = step(t, p)
-    for i in range(new):
-        drawn += logits
-        nxt = max(range(V), key=lambda v: (logits[v], -v))
-        generated.append(nxt)
-        tokens.append(nxt)
-        if i + 1 < new:
-            logits = step(nxt, len(tokens) - 1)
-    with open(os.path.join(out, "expected.txt"), "w") as f:
-        f.write("generated: " + ",".join(map(str, generated)) + "\n")
-    write(os.path.join(out, "expected-logits.safetensors"), {"logits": ("F32", [new, V], drawn)})
+    greedy_generate(step, prompt, new, V, out)
 
 
 main()

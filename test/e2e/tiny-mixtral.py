@@ -18,6 +18,7 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_util import attend, greedy_generate, param_maker  # noqa: E402
 from safetensors_util import bf16, f32, read, write  # noqa: E402
 
 V, D, LAYERS, H, KV, HD, E, K, F = 64, 32, 2, 4, 2, 8, 4, 2, 48
@@ -34,11 +35,7 @@ def main():
     st = "BF16" if dtype == "bf16" else "F32"
     W = {}
 
-    def param(name, shape, scale=0.2, mean=0.0):
-        n = 1
-        for s in shape:
-            n *= s
-        W[name] = (shape, [elt(mean + rnd.gauss(0, scale)) for _ in range(n)])
+    param = param_maker(W, rnd, elt)
 
     param("model.embed_tokens.weight", [V, D], 1.0)
     for l in range(LAYERS):
@@ -130,27 +127,13 @@ def main():
             keys, values = caches[l]
             keys.append(k)
             values.append(v)
-            att = [0.0] * (H * HD)
+            att = []
             scale = f32(1.0 / math.sqrt(HD))
             for hh in range(H):
                 kvh = hh // (H // KV)
-                scores = []
-                for j in range(p + 1):
-                    acc = 0.0
-                    for d in range(HD):
-                        acc = f32(acc + f32(q[hh * HD + d] * keys[j][kvh * HD + d]))
-                    scores.append(elt(f32(elt(acc) * scale)))
-                mx = max(scores)
-                es = [f32(math.exp(f32(s - mx))) for s in scores]
-                tot = 0.0
-                for e in es:
-                    tot = f32(tot + e)
-                pr = [elt(f32(e / tot)) for e in es]
-                for d in range(HD):
-                    acc = 0.0
-                    for j in range(p + 1):
-                        acc = f32(acc + f32(pr[j] * values[j][kvh * HD + d]))
-                    att[hh * HD + d] = elt(acc)
+                att += attend(q[hh * HD:(hh + 1) * HD],
+                              lambda j, d: keys[j][kvh * HD + d],
+                              lambda j, d: values[j][kvh * HD + d], p, HD, scale, elt)
             o = linear(att, pre + "self_attn.o_proj.weight", D, H * HD)
             h = [elt(f32(h[i] + o[i])) for i in range(D)]
             m = rms(h, pre + "post_attention_layernorm.weight")
@@ -180,20 +163,7 @@ def main():
         n = rms(h, "model.norm.weight")
         return linear(n, "lm_head.weight", V, D)
 
-    tokens = list(prompt)
-    generated, logits, drawn = [], None, []
-    for p, t in enumerate(prompt):
-        logits = step(t, p)
-    for i in range(new):
-        drawn += logits
-        nxt = max(range(V), key=lambda v: (logits[v], -v))
-        generated.append(nxt)
-        tokens.append(nxt)
-        if i + 1 < new:
-            logits = step(nxt, len(tokens) - 1)
-    with open(os.path.join(out, "expected.txt"), "w") as f:
-        f.write("generated: " + ",".join(map(str, generated)) + "\n")
-    write(os.path.join(out, "expected-logits.safetensors"), {"logits": ("F32", [new, V], drawn)})
+    greedy_generate(step, prompt, new, V, out)
 
 
 main()

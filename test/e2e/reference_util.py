@@ -1,0 +1,88 @@
+"""Pieces the plain-Python references share: random parameters, the
+rotary embedding and causal attention of one head with transformers'
+rounding points, and greedy generation that writes the expected tokens and
+logits."""
+import math
+import os
+
+from safetensors_util import f32, write
+
+
+def attend(q, key, value, last, dv, scale, elt):
+    """One query head `q` over cache rows 0..last: scores (q k, f32
+    accumulation) rounded to `elt`, times `scale` rounded; softmax in f32,
+    rounded; p v rounded. `key(j, d)` and `value(j, d)` read row j."""
+    scores = []
+    for j in range(last + 1):
+        acc = 0.0
+        for d in range(len(q)):
+            acc = f32(acc + f32(q[d] * key(j, d)))
+        scores.append(elt(f32(elt(acc) * scale)))
+    m = max(scores)
+    es = [f32(math.exp(f32(s - m))) for s in scores]
+    total = 0.0
+    for e in es:
+        total = f32(total + e)
+    p = [elt(f32(e / total)) for e in es]
+    res = []
+    for d in range(dv):
+        acc = 0.0
+        for j in range(last + 1):
+            acc = f32(acc + f32(p[j] * value(j, d)))
+        res.append(elt(acc))
+    return res
+
+
+def greedy_generate(step, prompt, new, vocab, out):
+    """Runs the prompt through `step(token, position)` (which returns the
+    logits), then `new` greedy tokens (ties to the lower id); writes
+    OUT/expected.txt ("generated: ...") and OUT/expected-logits.safetensors
+    (the logits each token was drawn from, f32)."""
+    tokens = list(prompt)
+    generated, drawn = [], []
+    logits = None
+    for p, t in enumerate(prompt):
+        logits = step(t, p)
+    for i in range(new):
+        drawn += logits
+        nxt = max(range(vocab), key=lambda v: (logits[v], -v))
+        generated.append(nxt)
+        tokens.append(nxt)
+        if i + 1 < new:
+            logits = step(nxt, len(tokens) - 1)
+    with open(os.path.join(out, "expected.txt"), "w") as f:
+        f.write("generated: " + ",".join(map(str, generated)) + "\n")
+    write(os.path.join(out, "expected-logits.safetensors"),
+          {"logits": ("F32", [new, vocab], drawn)})
+
+
+def param_maker(W, rnd, elt):
+    """param(name, shape, scale=0.2, mean=0.0) adds Gaussian values rounded
+    to `elt` to W[name] = (shape, values)."""
+    def param(name, shape, scale=0.2, mean=0.0):
+        n = 1
+        for d in shape:
+            n *= d
+        W[name] = (shape, [elt(mean + rnd.gauss(0, scale)) for _ in range(n)])
+    return param
+
+
+def rope(vec, p, theta, interleaved, elt):
+    """The rotate_half rotary embedding of `vec` (one head's rotary part) at
+    position p: cos and sin rounded to `elt`, every product and sum rounded.
+    `interleaved` pairs (2j, 2j+1): de-interleaved first, as transformers'
+    apply_rotary_pos_emb_interleave does."""
+    r = len(vec)
+    half = r // 2
+    if interleaved:
+        vec = [vec[2 * i] for i in range(half)] + [vec[2 * i + 1] for i in range(half)]
+    res = []
+    for i in range(r):
+        j = i % half
+        inv = f32(1.0 / f32(theta ** f32(f32(2.0 * j) / r)))
+        ang = f32(float(p) * inv)
+        c, s = elt(f32(math.cos(ang))), elt(f32(math.sin(ang)))
+        other = vec[i + half if i < half else i - half]
+        rot = -other if i < half else other
+        res.append(elt(f32(elt(f32(vec[i] * c)) + elt(f32(rot * s)))))
+    return res

@@ -73,6 +73,8 @@ struct PartitionParallelismPass
                                FlatSymbolRefAttr gridRef);
   LogicalResult partitionReplicated(LayerOp layer, ArrayRef<int64_t> grid,
                                     FlatSymbolRefAttr gridRef, int64_t tp);
+  LogicalResult partitionAttention(AttentionOp op, ArrayRef<int64_t> grid,
+                                   FlatSymbolRefAttr gridRef);
 };
 
 InFlightDiagnostic fail(Operation *op) {
@@ -338,6 +340,50 @@ LogicalResult PartitionParallelismPass::partitionLayer(
   return success();
 }
 
+/// Tensor-sliced attention (`moe.attention_axes`, from the planner): the
+/// weights are this rank's head slices already (localizeWeights); here the
+/// head counts and the caches (function arguments and results) narrow to
+/// the local heads, and one all-reduce sums the output projections.
+LogicalResult PartitionParallelismPass::partitionAttention(
+    AttentionOp op, ArrayRef<int64_t> grid, FlatSymbolRefAttr gridRef) {
+  auto axes = op->getAttrOfType<DenseI16ArrayAttr>("moe.attention_axes");
+  op->removeAttr("moe.attention_axes");
+  int64_t parts = 1;
+  for (int16_t a : axes.asArrayRef())
+    parts *= grid[a];
+  if (parts == 1)
+    return success();
+  int64_t heads = op.getNumHeads(), kvHeads = op.getNumKvHeads();
+  if (heads % parts != 0 || kvHeads % parts != 0)
+    return fail(op) << parts << " head slices do not divide " << heads
+                    << " query and " << kvHeads << " key/value heads";
+  auto cacheType = cast<RankedTensorType>(op.getKeyCacheIn().getType());
+  auto local = RankedTensorType::get(
+      {cacheType.getDimSize(0), kvHeads / parts, cacheType.getDimSize(2)},
+      cacheType.getElementType());
+  for (Value cache : {op.getKeyCacheIn(), op.getValueCacheIn()}) {
+    auto arg = dyn_cast<BlockArgument>(cache);
+    if (!arg || !isa<func::FuncOp>(arg.getOwner()->getParentOp()) ||
+        !arg.hasOneUse())
+      return fail(op) << "a sliced attention's caches must be arguments of "
+                         "its function used by it alone";
+    arg.setType(local);
+  }
+  MLIRContext *ctx = op.getContext();
+  op.setNumHeads(heads / parts);
+  op.setNumKvHeads(kvHeads / parts);
+  op.getKeyCache().setType(local);
+  op.getValueCache().setType(local);
+  OpBuilder b(op);
+  b.setInsertionPointAfter(op);
+  auto sum = shard::AllReduceOp::create(
+      b, op.getLoc(), op.getResult().getType(), gridRef,
+      DenseI16ArrayAttr::get(ctx, axes.asArrayRef()), op.getResult(),
+      shard::ReductionKindAttr::get(ctx, shard::ReductionKind::Sum));
+  op.getResult().replaceAllUsesExcept(sum.getResult(), sum);
+  return success();
+}
+
 void PartitionParallelismPass::runOnOperation() {
   ModuleOp module = getOperation();
   auto grid = module.lookupSymbol<shard::GridOp>("moe_grid");
@@ -356,5 +402,22 @@ void PartitionParallelismPass::runOnOperation() {
   for (LayerOp layer : layers)
     if (failed(partitionLayer(layer, shape, gridRef)))
       return signalPassFailure();
+  SmallVector<AttentionOp> attentions;
+  module.walk([&](AttentionOp op) {
+    if (op->hasAttr("moe.attention_axes"))
+      attentions.push_back(op);
+  });
+  for (AttentionOp op : attentions)
+    if (failed(partitionAttention(op, shape, gridRef)))
+      return signalPassFailure();
+  // Functions whose caches narrowed return them narrowed too.
+  module.walk([&](func::FuncOp fn) {
+    if (fn.isExternal())
+      return;
+    auto ret = cast<func::ReturnOp>(fn.getBody().back().getTerminator());
+    fn.setType(FunctionType::get(fn.getContext(),
+                                 fn.getBody().front().getArgumentTypes(),
+                                 ret.getOperandTypes()));
+  });
 }
 } // namespace

@@ -358,44 +358,81 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
     return nullptr;
   };
 
+  auto shardOperand = [&](OpOperand &operand,
+                          ArrayRef<SmallVector<int16_t>> split) {
+    Value value = operand.get();
+    std::string key = keyOf(split);
+    auto found = sharded.find({value.getAsOpaquePointer(), key});
+    if (found != sharded.end()) {
+      operand.set(found->second);
+      return;
+    }
+    Block *block = setInsertionPoint(value);
+    Value sharding;
+    auto known = block ? shardings.find({block, key}) : shardings.end();
+    if (known != shardings.end()) {
+      sharding = known->second;
+    } else {
+      SmallVector<shard::GridAxesAttr> axes;
+      for (const auto &a : split)
+        axes.push_back(DenseI16ArrayAttr::get(ctx, a));
+      auto op = shard::ShardingOp::create(builder, value.getLoc(), gridRef,
+                                          axes);
+      sharding = op.getResult();
+      if (block) {
+        shardings[{block, key}] = sharding;
+        lastInBlock[block] = op;
+      }
+    }
+    auto shardOp =
+        shard::ShardOp::create(builder, value.getLoc(), value, sharding);
+    if (block)
+      lastInBlock[block] = shardOp;
+    sharded[{value.getAsOpaquePointer(), key}] = shardOp.getResult();
+    operand.set(shardOp.getResult());
+  };
   for (LayerOp layer : layers) {
     for (unsigned segment = RouterWeight; segment < NumSegments; ++segment) {
       auto [start, length] = layer.getODSOperandIndexAndLength(segment);
       if (length == 0)
         continue;
-      OpOperand &operand = layer->getOpOperand(start);
-      Value value = operand.get();
-      SmallVector<SmallVector<int16_t>> split = splitAxesFor(segment, plan);
-      std::string key = keyOf(split);
-      auto found = sharded.find({value.getAsOpaquePointer(), key});
-      if (found != sharded.end()) {
-        operand.set(found->second);
-        continue;
-      }
-      Block *block = setInsertionPoint(value);
-      Value sharding;
-      auto known = block ? shardings.find({block, key}) : shardings.end();
-      if (known != shardings.end()) {
-        sharding = known->second;
-      } else {
-        SmallVector<shard::GridAxesAttr> axes;
-        for (const auto &a : split)
-          axes.push_back(DenseI16ArrayAttr::get(ctx, a));
-        auto op = shard::ShardingOp::create(builder, value.getLoc(), gridRef,
-                                            axes);
-        sharding = op.getResult();
-        if (block) {
-          shardings[{block, key}] = sharding;
-          lastInBlock[block] = op;
-        }
-      }
-      auto shardOp =
-          shard::ShardOp::create(builder, value.getLoc(), value, sharding);
-      if (block)
-        lastInBlock[block] = shardOp;
-      sharded[{value.getAsOpaquePointer(), key}] = shardOp.getResult();
-      operand.set(shardOp.getResult());
+      shardOperand(layer->getOpOperand(start), splitAxesFor(segment, plan));
     }
+  }
+
+  // Tensor-sliced attention: every GPU of the slicing group keeps its share
+  // of the heads (query, key and value columns, output rows; biases and
+  // whole-projection norms with them; per-head norms whole). moe-partition
+  // narrows the heads and the caches and sums the output projections.
+  if (attentionTp > 1) {
+    SmallVector<int16_t> axes =
+        attentionTp == plan.slicing
+            ? liveAxes({kTensorAxis}, plan)
+            : liveAxes({kExpertAxis, kTensorAxis}, plan);
+    SmallVector<SmallVector<int16_t>> cols{{}, axes}, rows{axes};
+    module.walk([&](AttentionOp op) {
+      shardOperand(op.getWQMutable(), cols);
+      shardOperand(op.getWKMutable(), cols);
+      shardOperand(op.getWVMutable(), cols);
+      shardOperand(op.getWOMutable(), rows);
+      auto optional = [&](MutableOperandRange range,
+                          ArrayRef<SmallVector<int16_t>> split) {
+        for (OpOperand &operand : range)
+          shardOperand(operand, split);
+      };
+      optional(op.getQBiasMutable(), rows);
+      optional(op.getKBiasMutable(), rows);
+      optional(op.getVBiasMutable(), rows);
+      int64_t hd = cast<RankedTensorType>(op.getKeyCacheIn().getType())
+                       .getDimSize(2);
+      // Per-head norms ([hd]) stay whole; whole-projection norms split.
+      if (Value qn = op.getQNorm();
+          qn && cast<RankedTensorType>(qn.getType()).getDimSize(0) != hd) {
+        optional(op.getQNormMutable(), rows);
+        optional(op.getKNormMutable(), rows);
+      }
+      op->setAttr("moe.attention_axes", DenseI16ArrayAttr::get(ctx, axes));
+    });
   }
 
   CostModel model(hardware(), tokens, minSlice);
@@ -589,6 +626,27 @@ void PlanParallelismPass::runOnOperation() {
     return signalPassFailure();
   }
 
+  const Plan &best = ranked.front().plan;
+  if (attentionTp != 1) {
+    if (attentionTp != best.slicing && attentionTp != best.expert * best.slicing) {
+      module.emitError("moe-plan-parallelism: attention-tp must be 1, es (")
+          << best.slicing << ") or ep x es (" << best.expert * best.slicing
+          << ") of the chosen plan, got " << int64_t(attentionTp);
+      return signalPassFailure();
+    }
+    WalkResult bad = module.walk([&](AttentionOp op) {
+      if (op.getNumHeads() % attentionTp != 0 ||
+          op.getNumKvHeads() % attentionTp != 0) {
+        op.emitError("moe-plan-parallelism: attention-tp=")
+            << int64_t(attentionTp) << " must divide the " << op.getNumHeads()
+            << " query and " << op.getNumKvHeads() << " key/value heads";
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    if (bad.wasInterrupted())
+      return signalPassFailure();
+  }
   annotate(module, layers, ranked.front());
   if (report)
     printReport(layers, shapes, model, ranked, obj);

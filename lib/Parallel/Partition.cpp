@@ -410,6 +410,23 @@ void PartitionParallelismPass::runOnOperation() {
   for (AttentionOp op : attentions)
     if (failed(partitionAttention(op, shape, gridRef)))
       return signalPassFailure();
+  // Sliced dense MLP blocks: the ffn slices' partial outputs are summed.
+  SmallVector<MlpOp> mlps;
+  module.walk([&](MlpOp op) {
+    if (op->hasAttr("moe.mlp_axes"))
+      mlps.push_back(op);
+  });
+  for (MlpOp op : mlps) {
+    auto axes = op->getAttrOfType<DenseI16ArrayAttr>("moe.mlp_axes");
+    op->removeAttr("moe.mlp_axes");
+    OpBuilder b(op);
+    b.setInsertionPointAfter(op);
+    MLIRContext *ctx = op.getContext();
+    auto sum = shard::AllReduceOp::create(
+        b, op.getLoc(), op.getType(), gridRef, axes, op.getResult(),
+        shard::ReductionKindAttr::get(ctx, shard::ReductionKind::Sum));
+    op.getResult().replaceAllUsesExcept(sum.getResult(), sum);
+  }
   // Functions whose caches narrowed return them narrowed too.
   module.walk([&](func::FuncOp fn) {
     if (fn.isExternal())

@@ -404,6 +404,7 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
   // of the heads (query, key and value columns, output rows; biases and
   // whole-projection norms with them; per-head norms whole). moe-partition
   // narrows the heads and the caches and sums the output projections.
+  // (Multi-head latent attention stays replicated.)
   if (attentionTp > 1) {
     SmallVector<int16_t> axes =
         attentionTp == plan.slicing
@@ -432,6 +433,15 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
         optional(op.getKNormMutable(), rows);
       }
       op->setAttr("moe.attention_axes", DenseI16ArrayAttr::get(ctx, axes));
+    });
+    // Dense MLP blocks (moe.mlp between the attention blocks: DeepSeek's
+    // first layers, Qwen's mlp_only_layers) slice their ffn the same way.
+    module.walk([&](MlpOp op) {
+      shardOperand(op.getWUpMutable(), cols);
+      for (OpOperand &gate : op.getWGateMutable())
+        shardOperand(gate, cols);
+      shardOperand(op.getWDownMutable(), rows);
+      op->setAttr("moe.mlp_axes", DenseI16ArrayAttr::get(ctx, axes));
     });
   }
 
@@ -640,6 +650,17 @@ void PlanParallelismPass::runOnOperation() {
         op.emitError("moe-plan-parallelism: attention-tp=")
             << int64_t(attentionTp) << " must divide the " << op.getNumHeads()
             << " query and " << op.getNumKvHeads() << " key/value heads";
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    if (bad.wasInterrupted())
+      return signalPassFailure();
+    bad = module.walk([&](MlpOp op) {
+      int64_t f = cast<RankedTensorType>(op.getWUp().getType()).getDimSize(1);
+      if (f % attentionTp != 0) {
+        op.emitError("moe-plan-parallelism: attention-tp=")
+            << int64_t(attentionTp) << " must divide the dense MLP's ffn " << f;
         return WalkResult::interrupt();
       }
       return WalkResult::advance();

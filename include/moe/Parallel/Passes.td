@@ -89,9 +89,10 @@ def PlanParallelism : Pass<"moe-plan-parallelism", "ModuleOp"> {
            "its tokens and computes its experts' share; one all-reduce), or "
            "auto (the cheaper by the cost model)">,
     Option<"attentionTp", "attention-tp", "int64_t", "1",
-           "slice the heads of every moe.attention over this many GPUs of a "
-           "replica: 1 (replicated), es (the tensor axis) or ep x es (both "
-           "axes); the cost model does not weigh attention yet">,
+           "slice the heads of every moe.attention, and the ffn of every "
+           "dense moe.mlp block, over this many GPUs of a replica: 1 "
+           "(replicated), es (the tensor axis) or ep x es (both axes); the "
+           "cost model does not weigh attention yet">,
     Option<"report", "report", "bool", "false",
            "print the plan table to stdout">
   ];

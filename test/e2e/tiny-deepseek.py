@@ -9,7 +9,11 @@ scored by their best two), top-2 renormalised and scaled by 2.5, and one
 shared expert. Attention is multi-head latent attention (query and
 key/value compression, interleaved RoPE).
 
-Usage: tiny-deepseek.py OUT_DIR PROMPT_IDS NEW_TOKENS [SEED]
+With --v2, a DeepSeek-V2(-Lite)-style model instead: no query compression
+(q_proj), softmax scores with group-limited greedy routing (groups by their
+best expert), top-2 without renormalisation, scaled by 2.5.
+
+Usage: tiny-deepseek.py OUT_DIR PROMPT_IDS NEW_TOKENS [SEED] [--v2]
 Writes OUT_DIR/expected.txt ("generated: ...") and
 OUT_DIR/expected-logits.safetensors (the logits each token was drawn from)."""
 import json
@@ -29,8 +33,10 @@ QK = N + R
 
 
 def main():
-    out, prompt, new = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    seed = int(sys.argv[4]) if len(sys.argv) > 4 else random.randrange(1 << 30)
+    v2 = "--v2" in sys.argv
+    args = [a for a in sys.argv if a != "--v2"]
+    out, prompt, new = args[1], args[2], int(args[3])
+    seed = int(args[4]) if len(args) > 4 else random.randrange(1 << 30)
     print(f"tiny-deepseek.py: seed {seed}")
     prompt = [int(p) for p in prompt.split(",")]
     rnd = random.Random(seed)
@@ -44,9 +50,12 @@ def main():
         a = p + "self_attn."
         param(p + "input_layernorm.weight", [D], 0.1, 1.0)
         param(p + "post_attention_layernorm.weight", [D], 0.1, 1.0)
-        param(a + "q_a_proj.weight", [LQ, D])
-        param(a + "q_a_layernorm.weight", [LQ], 0.1, 1.0)
-        param(a + "q_b_proj.weight", [H * QK, LQ], 0.3)
+        if v2:
+            param(a + "q_proj.weight", [H * QK, D])
+        else:
+            param(a + "q_a_proj.weight", [LQ, D])
+            param(a + "q_a_layernorm.weight", [LQ], 0.1, 1.0)
+            param(a + "q_b_proj.weight", [H * QK, LQ], 0.3)
         param(a + "kv_a_proj_with_mqa.weight", [LKV + R, D])
         param(a + "kv_a_layernorm.weight", [LKV], 0.1, 1.0)
         param(a + "kv_b_proj.weight", [H * (N + VD), LKV], 0.3)
@@ -57,7 +66,8 @@ def main():
             param(p + "mlp.down_proj.weight", [D, FD])
         else:
             param(p + "mlp.gate.weight", [E, D], 0.5)
-            param(p + "mlp.gate.e_score_correction_bias", [E], 0.1)
+            if not v2:
+                param(p + "mlp.gate.e_score_correction_bias", [E], 0.1)
             for e in range(E):
                 q = p + f"mlp.experts.{e}."
                 param(q + "gate_proj.weight", [FE, D])
@@ -72,7 +82,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     write(os.path.join(out, "model.safetensors"),
           {n: ("F32", s, v) for n, (s, v) in W.items()})
-    config = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+    config = {"architectures": ["DeepseekV2ForCausalLM" if v2 else "DeepseekV3ForCausalLM"],
+              "model_type": "deepseek_v2" if v2 else "deepseek_v3",
               "hidden_size": D, "intermediate_size": FD, "moe_intermediate_size": FE,
               "num_hidden_layers": 2, "num_attention_heads": H, "num_key_value_heads": H,
               "q_lora_rank": LQ, "kv_lora_rank": LKV, "qk_nope_head_dim": N,
@@ -84,6 +95,10 @@ def main():
               "rope_theta": THETA, "rope_scaling": None, "rope_interleave": True,
               "attention_bias": False, "vocab_size": V, "max_position_embeddings": 64,
               "tie_word_embeddings": False, "torch_dtype": "float32"}
+    if v2:
+        config.update({"q_lora_rank": None, "topk_method": "group_limited_greedy",
+                       "scoring_func": "softmax", "norm_topk_prob": False})
+        del config["rope_interleave"]
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
 
@@ -124,8 +139,11 @@ def main():
 
     def attention(x, l, p):
         a = f"model.layers.{l}.self_attn."
-        q = linear(rms(linear(x, a + "q_a_proj.weight", LQ, D), a + "q_a_layernorm.weight"),
-                   a + "q_b_proj.weight", H * QK, LQ)
+        if v2:
+            q = linear(x, a + "q_proj.weight", H * QK, D)
+        else:
+            q = linear(rms(linear(x, a + "q_a_proj.weight", LQ, D), a + "q_a_layernorm.weight"),
+                       a + "q_b_proj.weight", H * QK, LQ)
         kva = linear(x, a + "kv_a_proj_with_mqa.weight", LKV + R, D)
         kv = linear(rms(kva[:LKV], a + "kv_a_layernorm.weight"), a + "kv_b_proj.weight",
                     H * (N + VD), LKV)
@@ -141,7 +159,33 @@ def main():
                           p, VD, scale, f32)
         return linear(att, a + "o_proj.weight", D, H * VD)
 
+    def moe_v2(x):
+        """Softmax scores; groups by their best expert; top-2 greedy among
+        the kept groups, weights not renormalised, times the scaling."""
+        p = "model.layers.1.mlp."
+        logits = linear(x, p + "gate.weight", E, D)
+        mx = max(logits)
+        ex = [f32(math.exp(f32(v - mx))) for v in logits]
+        tot = 0.0
+        for e in ex:
+            tot = f32(tot + e)
+        sc = [f32(e / tot) for e in ex]
+        per = E // GROUPS
+        gscore = [max(sc[g * per:(g + 1) * per]) for g in range(GROUPS)]
+        keep = sorted(range(GROUPS), key=lambda g: (-gscore[g], g))[:TOPG]
+        cand = [e for e in range(E) if e // per in keep]
+        order = sorted(cand, key=lambda e: (-sc[e], e))[:K]
+        acc = [0.0] * D
+        for e in order:
+            y = mlp(x, p + f"experts.{e}.", FE)
+            wt = f32(sc[e] * SCALE)
+            acc = [f32(acc[i] + f32(wt * y[i])) for i in range(D)]
+        shared = mlp(x, p + "shared_experts.", FE)
+        return [f32(acc[i] + shared[i]) for i in range(D)]
+
     def moe(x):
+        if v2:
+            return moe_v2(x)
         p = "model.layers.1.mlp."
         logits = linear(x, p + "gate.weight", E, D)
         sc = [f32(1.0 / f32(1.0 + f32(math.exp(-v)))) for v in logits]

@@ -57,4 +57,21 @@ for t in 1 64; do
   echo mix-ep2ar-t$t > "$dir/mix-es2-t$t/data-from"
   cp "$dir/mix-ep2ar-t$t/gen-args" "$dir/mix-es2-t$t/gen-args"
 done
+# Issue 8's layers, expert parallel over 2 GPUs (SCALE=1 makes them): a
+# DeepSeek-V3-shaped layer (256 experts, top-8, hidden 7168, ffn 2048:
+# 22.5 GB of bf16 weights) and a ds-moe-128 layer (128 experts, top-1 GeLU,
+# hidden 2048, ffn 8192: 4.3 GB) at 1, 128 and 8192 tokens. The weights are
+# generated on the GPU machine without the C++ reference (too slow at this
+# size), so the 2-GPU output is checked against the 1-GPU output only. Run
+# them in their own calls (RANKED_CASES=dsv3 / dsmoe): each generates its
+# weights.
+if [ -n "$SCALE" ]; then
+  for t in 1 128 8192; do
+    make_case dsv3-ep2-t$t "ep=2" --top-k 8 --sigmoid --renormalize --scaling 2.5 --tokens $t --hidden 7168 --ffn 2048 --experts 256
+    make_case dsmoe-ep2-t$t "ep=2" --top-k 1 --plain --activation gelu --tokens $t --hidden 2048 --ffn 8192 --experts 128
+    for c in dsv3-ep2-t$t dsmoe-ep2-t$t; do
+      printf '%s --no-reference\n' "$(cat "$dir/$c/gen-args")" > "$dir/$c/gen-args"
+    done
+  done
+fi
 echo "made $(ls "$dir" | wc -l) cases in $dir"

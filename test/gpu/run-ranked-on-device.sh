@@ -41,7 +41,9 @@ for case in "$dir"/*/; do
   if [ -f "$case/data-from" ]; then
     # Same layer as another case: reuse its weights, inputs and reference.
     src="$dir/$(cat "$case/data-from")"
-    for f in weights input expected; do ln -sf "$(realpath "$src/$f.safetensors")" "$case/$f.safetensors"; done
+    for f in weights input expected; do
+      [ -f "$src/$f.safetensors" ] && ln -sf "$(realpath "$src/$f.safetensors")" "$case/$f.safetensors"
+    done
   else
     $testgen gen --out "$case" $(cat "$case/gen-args") > /dev/null 2>&1 || { echo "$name: gen failed"; fails=$((fails+1)); continue; }
   fi
@@ -54,7 +56,13 @@ for case in "$dir"/*/; do
     out=$(timeout 300 $mpi "$case/ranked" $args --output "$case/ranked-$comm.safetensors" --repeat $repeat 2>&1)
     rc=$?
     r_us=$(echo "$out" | sed -n 's/latency: median \([0-9.]*\) us.*/\1/p')
-    ref=$($testgen compare --expected "$case/expected.safetensors" --actual "$case/ranked-$comm.safetensors" --dtype bf16 2>&1 | tail -1)
+    # Layers too large for the C++ reference (gen --no-reference) are
+    # checked against the 1-GPU executable only.
+    if [ -f "$case/expected.safetensors" ]; then
+      ref=$($testgen compare --expected "$case/expected.safetensors" --actual "$case/ranked-$comm.safetensors" --dtype bf16 2>&1 | tail -1)
+    else
+      ref="(no C++ reference for this size) 0 bad"
+    fi
     one=$($testgen compare --expected "$case/single.safetensors" --actual "$case/ranked-$comm.safetensors" --dtype bf16 2>&1 | tail -1)
     echo "== $name ($comm, plan $(cat "$case/plan-chosen")): rc=$rc"
     echo "$out" | grep -E "^comm rank 0|error" | head -8

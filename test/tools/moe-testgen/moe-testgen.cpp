@@ -7,7 +7,9 @@
 //     and DIR/expected.safetensors (the reference output "y", and the
 //     reference routing "ids"/"weights" for debugging); with --model-only
 //     just DIR/model.mlir (compiling needs no weights: large layers are
-//     compiled on one machine and generated where they run)
+//     compiled on one machine and generated where they run); with
+//     --no-reference no expected.safetensors (layers too large for the C++
+//     reference, checked against another executable instead)
 //   moe-testgen compare --expected E --actual A [--dtype bf16|f16|f32]
 //                       [--tensor NAME] [--rtol R]
 //     compares tensor NAME (default "y") within the dtype's tolerance; exit
@@ -100,10 +102,18 @@ std::vector<float> readF32(moert_st_file *file, const char *name) {
   return out;
 }
 
+/// DIR/model.mlir for layer `c`.
+void writeModel(const std::string &out, const LayerConfig &c) {
+  std::string mlir = layerMlir(c);
+  FILE *f = std::fopen((out + "/model.mlir").c_str(), "w");
+  if (!f || std::fputs(mlir.c_str(), f) < 0 || std::fclose(f) != 0)
+    die("cannot write " + out + "/model.mlir");
+}
+
 int generate(int argc, char **argv) {
   LayerConfig c;
   std::string out;
-  bool modelOnly = false;
+  bool modelOnly = false, noReference = false;
   uint64_t seed = uint64_t(
       std::chrono::high_resolution_clock::now().time_since_epoch().count());
   for (int i = 2; i < argc; ++i) {
@@ -118,6 +128,8 @@ int generate(int argc, char **argv) {
       out = value();
     else if (a == "--model-only")
       modelOnly = true;
+    else if (a == "--no-reference")
+      noReference = true;
     else if (a == "--seed")
       seed = std::stoull(value());
     else if (a == "--tokens")
@@ -179,10 +191,7 @@ int generate(int argc, char **argv) {
   if (out.empty())
     die("gen needs --out DIR");
   if (modelOnly) {
-    std::string mlir = layerMlir(c);
-    FILE *f = std::fopen((out + "/model.mlir").c_str(), "w");
-    if (!f || std::fputs(mlir.c_str(), f) < 0 || std::fclose(f) != 0)
-      die("cannot write " + out + "/model.mlir");
+    writeModel(out, c);
     return 0;
   }
   std::printf("moe-testgen: seed %llu\n", (unsigned long long)seed);
@@ -213,6 +222,12 @@ int generate(int argc, char **argv) {
     tensors[name] = std::move(v);
   }
 
+  if (noReference) {
+    writeModel(out, c);
+    writeFile(out + "/weights.safetensors", weights);
+    writeFile(out + "/input.safetensors", inputs);
+    return 0;
+  }
   std::vector<int32_t> ids;
   std::vector<float> routeWeights;
   referenceRouter(c, tensors, ids, routeWeights);
@@ -231,10 +246,7 @@ int generate(int argc, char **argv) {
   std::memcpy(idBlob.bytes.data(), ids.data(), idBlob.bytes.size());
   expected.push_back(std::move(idBlob));
 
-  std::string mlir = layerMlir(c);
-  FILE *f = std::fopen((out + "/model.mlir").c_str(), "w");
-  if (!f || std::fputs(mlir.c_str(), f) < 0 || std::fclose(f) != 0)
-    die("cannot write " + out + "/model.mlir");
+  writeModel(out, c);
   writeFile(out + "/weights.safetensors", weights);
   writeFile(out + "/input.safetensors", inputs);
   writeFile(out + "/expected.safetensors", expected);

@@ -13,7 +13,9 @@
 // process drives the GPU of its local rank, and every wait has a deadline
 // (MOERT_COMM_TIMEOUT_S, default 300 s) after which the communicator is
 // aborted and the error names the collective; NCCL's asynchronous errors are
-// polled during the wait. The compiled code hands the collectives host
+// polled during the wait. Every blocking step (MPI collectives, NCCL
+// start-up, communicator splits) also runs under a watchdog with the same
+// deadline, which ends the job with the step's name instead of hanging. The compiled code hands the collectives host
 // buffers for now (routing and the exchanges' reorders run on the host), so
 // the NCCL path stages them through device memory.
 //
@@ -32,8 +34,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,6 +114,9 @@ struct State {
   bool active = false, useNccl = false;
   int rank = 0, size = 1;
   double timeoutSeconds = 300.0;
+  /// Test hook (MOERT_COMM_STALL_RANK): this rank stalls in its first
+  /// collective, as a hung peer would.
+  int stallRank = -1;
   Handle ncclWorld = nullptr;
   std::vector<int64_t> grid;
   std::map<int64_t, Group> groups;
@@ -118,6 +126,87 @@ State &state() {
   static State s;
   return s;
 }
+
+/// Every blocking communication step (collectives, communicator set-up)
+/// runs under a deadline: a watchdog thread ends the job when one has not
+/// returned after MOERT_COMM_TIMEOUT_S, naming it, instead of a silent hang
+/// (a peer that hangs rather than dies). MPI_Abort makes mpirun stop every
+/// rank; _exit follows in case it returns.
+class Watchdog {
+public:
+  void arm(const char *what, double seconds) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (depth++ == 0) {
+      current = what;
+      deadline = std::chrono::steady_clock::now() +
+                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                     std::chrono::duration<double>(seconds));
+      limit = seconds;
+    }
+    if (!started) {
+      started = true;
+      std::thread([this] { watch(); }).detach();
+    }
+  }
+  void disarm() {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (depth > 0 && --depth == 0)
+      current = nullptr;
+  }
+
+private:
+  void watch() {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::string what;
+      double seconds = 0;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!current || std::chrono::steady_clock::now() < deadline)
+          continue;
+        what = current;
+        seconds = limit;
+      }
+      std::string message = what + ": timed out after " +
+                            std::to_string(int(seconds)) +
+                            " s (MOERT_COMM_TIMEOUT_S): a peer is not answering";
+      State &s = state();
+      std::fprintf(stderr, "error: rank %d: %s\n", s.rank, message.c_str());
+      std::fflush(stderr);
+      if (s.active)
+        s.mpi.Abort(s.mpi.world, 1);
+      std::_Exit(1);
+    }
+  }
+  std::mutex mutex;
+  const char *current = nullptr;
+  std::chrono::steady_clock::time_point deadline;
+  double limit = 0;
+  int depth = 0;
+  bool started = false;
+};
+
+Watchdog &watchdog() {
+  static Watchdog *w = new Watchdog; // never destroyed: its thread may run
+  return *w;
+}
+
+/// The deadline of one blocking step.
+struct Deadline {
+  explicit Deadline(const char *what) {
+    State &s = state();
+    watchdog().arm(what, s.timeoutSeconds);
+    if (s.stallRank == s.rank) {
+      s.stallRank = -1;
+      std::this_thread::sleep_for(
+          std::chrono::duration<double>(10 * s.timeoutSeconds));
+    }
+  }
+  ~Deadline() { watchdog().disarm(); }
+  Deadline(const Deadline &) = delete;
+  Deadline &operator=(const Deadline &) = delete;
+};
+
 
 template <typename F> bool sym(void *lib, const char *name, F &out) {
   out = reinterpret_cast<F>(dlsym(lib, name));
@@ -244,6 +333,7 @@ Group &group(int64_t mask, int64_t expectedSize, const char *what) {
   auto split = [&](Handle mpiParent, Handle ncclParent, int splitColor,
                    int splitKey) {
     auto g = std::make_shared<Group>();
+    Deadline deadline(what);
     check(s.mpi.Comm_split(mpiParent, splitColor, splitKey, &g->mpi),
           "MPI_Comm_split", what);
     if (s.useNccl)
@@ -325,10 +415,12 @@ void ncclWait(Handle comm, const char *what) {
   }
 }
 
-/// Adds the time from construction to destruction to `what`'s profile.
+/// Adds the time from construction to destruction to `what`'s profile;
+/// the step runs under its deadline.
 struct Timed {
   const char *what;
   uint64_t bytes, start = moert_now_ns();
+  Deadline deadline{what};
   Timed(const char *what, uint64_t bytes) : what(what), bytes(bytes) {}
   ~Timed() {
     Profile &p = state().profile[what];
@@ -588,6 +680,10 @@ moert_status moert_comm_init(const int64_t *grid, int32_t rank) {
   s.mpi.Comm_rank(s.mpi.world, &s.rank);
   s.mpi.Comm_size(s.mpi.world, &s.size);
   s.active = true;
+  if (const char *t = std::getenv("MOERT_COMM_TIMEOUT_S"); t && *t)
+    s.timeoutSeconds = std::atof(t) > 0 ? std::atof(t) : s.timeoutSeconds;
+  if (const char *r = std::getenv("MOERT_COMM_STALL_RANK"); r && *r)
+    s.stallRank = std::atoi(r);
   return MOERT_OK;
 }
 
@@ -619,9 +715,9 @@ moert_status moert_comm_use_nccl(void) {
     return moert::fail(MOERT_ERR_UNSUPPORTED,
                        "libnccl.so.2 lacks a function the runtime needs "
                        "(NCCL 2.18 or newer has them all)");
-  if (const char *t = std::getenv("MOERT_COMM_TIMEOUT_S"); t && *t)
-    s.timeoutSeconds = std::atof(t) > 0 ? std::atof(t) : s.timeoutSeconds;
   NcclId id{};
+  // NCCL's start-up connects the peers: under the deadline too.
+  Deadline deadline("the NCCL start-up");
   if (s.rank == 0) {
     if (int rc = n.GetUniqueId(&id))
       return moert::fail(MOERT_ERR_DEVICE, "ncclGetUniqueId failed: %s",

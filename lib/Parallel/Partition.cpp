@@ -8,7 +8,17 @@
 // Input: a module planned by moe-plan-parallelism: `shard.grid @moe_grid`
 // with axes `data x expert x tensor`, a `shard.shard` of every weight and
 // `moe.plan` on every moe.layer. Output: the program every rank runs (SPMD),
-// with the communication explicit:
+// with the communication explicit. A layer moves its tokens one of two ways
+// (`dispatch` in moe.plan).
+//
+// All-reduce (and always when ep = 1): every rank keeps all T tokens and
+// one moe.layer on its local weights (its experts via `expert_offset`,
+// their ffn slice, the dense parts sliced over the replica); one
+// shard.all_reduce over the expert and tensor axes sums the partial
+// outputs. The fused GPU layer absorbs that all-reduce (NCCL on the device,
+// in f32 before the rounding).
+//
+// All-to-all:
 //
 //   x [T, d] (replicated)
 //     -> pad to ep * t rows, shard.all_slice over the expert axis -> [t, d]
@@ -35,6 +45,11 @@
 //
 // The dispatch capacity is the dropless worst case: a rank can receive
 // min(k, E/ep) rows per token from each of the ep ranks of its group.
+//
+// Attention and dense moe.mlp blocks marked by the planner (attention-tp)
+// are tensor-sliced: the head (or ffn) slices of their weights, the head
+// slices of the KV caches (function arguments and results), and one
+// all-reduce of their output.
 //
 //===----------------------------------------------------------------------===//
 

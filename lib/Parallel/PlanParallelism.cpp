@@ -15,10 +15,13 @@
 //     over the tensor axis (es divides the expert ffn); this is how more GPUs
 //     than experts are used, and it also lowers the latency of small decode
 //     steps, where the busiest GPU reads whole experts;
-//   - tensor slicing `tp` of the dense parts (shared experts, the PR-MoE MLP;
-//     attention does not exist yet) over the tensor axis (tp = es) or over
+//   - tensor slicing `tp` of the dense parts of each moe.layer (shared
+//     experts, the PR-MoE MLP) over the tensor axis (tp = es) or over
 //     expert x tensor (tp = ep * es), or none; the other GPUs of a replica run
-//     the dense parts data-parallel on their own tokens, as in DeepSpeed-MoE;
+//     the dense parts data-parallel on their own tokens, as in DeepSpeed-MoE.
+//     The attention and dense moe.mlp blocks between the layers are
+//     replicated unless `attention-tp` slices them by heads (es or ep * es);
+//     the cost model does not weigh them yet;
 //   - data parallelism `dp` = |data|: whole-model replicas serving different
 //     requests. It adds no communication and is what the throughput objective
 //     trades against per-replica latency.
@@ -47,6 +50,14 @@
 // memory-gb * (1 - memory-reserve); nothing fits -> the pass fails and says
 // how many GPUs the model needs (the smallest count, in whole hosts, at which
 // some layout fits).
+//
+// Dispatch. With ep > 1 each layer moves its tokens by all-to-all (tokens
+// sliced over the expert axis, exchanged, combined, gathered) or by one
+// all-reduce of the replica's tokens (every GPU keeps them all; needs the
+// dense parts sliced over the whole replica): `dispatch=auto` takes the
+// cheaper by the cost model's collective times for the chosen plan
+// (capacity-limited layers need the all-reduce). The plan ranking itself
+// still uses the all-to-all path's estimate.
 //
 // What is written. `shard.grid @moe_grid(shape = DxExT)` with
 // `moe.axes = ["data", "expert", "tensor"]` (MLIR 22's grid has no axis names,

@@ -133,6 +133,33 @@ LogicalResult hf::importMixtral(Config &cfg, ModelSpec &m) {
   return success();
 }
 
+/// What Llama-style decoders share around their attention: the embedding,
+/// the final norm, the LM head (tied to the embedding or not), each block's
+/// two norms, and the RoPE base and norm epsilon.
+static DenseSpec decoderDense(const ModelSpec &m, int64_t vocab, int64_t heads,
+                              int64_t kvHeads, int64_t headDim, double theta,
+                              double eps, bool tied) {
+  DenseSpec d;
+  d.vocab = vocab;
+  d.heads = heads;
+  d.kvHeads = kvHeads;
+  d.headDim = headDim;
+  d.ropeTheta = theta;
+  d.epsilon = eps;
+  d.embed = {"model.embed_tokens.weight", {vocab, m.hidden}};
+  d.finalNorm = {"model.norm.weight", {m.hidden}};
+  d.lmHead = linear(tied ? "model.embed_tokens.weight" : "lm_head.weight",
+                    vocab, m.hidden);
+  for (const LayerSpec &l : m.layers) {
+    std::string p = "model.layers." + std::to_string(l.index) + ".";
+    DenseSpec::Block b;
+    b.inputNorm = {p + "input_layernorm.weight", {m.hidden}};
+    b.postNorm = {p + "post_attention_layernorm.weight", {m.hidden}};
+    d.blocks.push_back(std::move(b));
+  }
+  return d;
+}
+
 LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
                                    QkNorm qkNorm) {
   FailureOr<int64_t> vocab = cfg.size("vocab_size"),
@@ -175,22 +202,10 @@ LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
   if (*useWindow && cfg.has("sliding_window"))
     return cfg.fail("'sliding_window' attention is not supported in "
                     "whole-model import yet");
-  DenseSpec d;
-  d.vocab = *vocab;
-  d.heads = *heads;
-  d.kvHeads = *kv;
-  d.headDim = *hd;
-  d.ropeTheta = *theta;
-  d.epsilon = *eps;
-  d.embed = {"model.embed_tokens.weight", {*vocab, m.hidden}};
-  d.finalNorm = {"model.norm.weight", {m.hidden}};
-  d.lmHead = linear(*tied ? "model.embed_tokens.weight" : "lm_head.weight",
-                    *vocab, m.hidden);
-  for (const LayerSpec &l : m.layers) {
+  DenseSpec d =
+      decoderDense(m, *vocab, *heads, *kv, *hd, *theta, *eps, *tied);
+  for (auto [l, b] : llvm::zip(m.layers, d.blocks)) {
     std::string p = "model.layers." + std::to_string(l.index) + ".";
-    DenseSpec::Block b;
-    b.inputNorm = {p + "input_layernorm.weight", {m.hidden}};
-    b.postNorm = {p + "post_attention_layernorm.weight", {m.hidden}};
     b.q = linear(p + "self_attn.q_proj.weight", *heads * *hd, m.hidden);
     b.k = linear(p + "self_attn.k_proj.weight", *kv * *hd, m.hidden);
     b.v = linear(p + "self_attn.v_proj.weight", *kv * *hd, m.hidden);
@@ -207,7 +222,6 @@ LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
       b.kNorm = WeightRef{p + "self_attn.k_norm.weight",
                           {whole ? *kv * *hd : *hd}};
     }
-    d.blocks.push_back(std::move(b));
   }
   m.dense = std::move(d);
   m.skipped.clear();
@@ -687,13 +701,9 @@ LogicalResult hf::importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3) {
   if (*bias)
     return cfg.fail("'attention_bias' is not supported in whole-model import "
                     "of DeepSeek models yet");
-  DenseSpec d;
-  d.vocab = *vocab;
-  d.heads = *heads;
-  d.kvHeads = *heads;
-  d.headDim = *nope + *rope;
-  d.ropeTheta = *theta;
-  d.epsilon = *eps;
+  // Every head keeps its own keys and values: KV = H.
+  DenseSpec d = decoderDense(m, *vocab, *heads, *heads, *nope + *rope, *theta,
+                             *eps, *tied);
   DenseSpec::Mla mla;
   mla.nope = *nope;
   mla.rope = *rope;
@@ -703,17 +713,9 @@ LogicalResult hf::importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3) {
   mla.interleaved = v3 ? *interleave : true;
   mla.softmaxScale = 1.0 / std::sqrt(double(*nope + *rope));
   d.mla = mla;
-  d.embed = {"model.embed_tokens.weight", {*vocab, m.hidden}};
-  d.finalNorm = {"model.norm.weight", {m.hidden}};
-  d.lmHead = linear(*tied ? "model.embed_tokens.weight" : "lm_head.weight",
-                    *vocab, m.hidden);
   int64_t qk = *nope + *rope;
-  for (const LayerSpec &l : m.layers) {
-    std::string p = "model.layers." + std::to_string(l.index) + ".";
-    std::string a = p + "self_attn.";
-    DenseSpec::Block b;
-    b.inputNorm = {p + "input_layernorm.weight", {m.hidden}};
-    b.postNorm = {p + "post_attention_layernorm.weight", {m.hidden}};
+  for (auto [l, b] : llvm::zip(m.layers, d.blocks)) {
+    std::string a = "model.layers." + std::to_string(l.index) + ".self_attn.";
     if (qLora) {
       b.qA = linear(a + "q_a_proj.weight", *qLora, m.hidden);
       b.qANorm = WeightRef{a + "q_a_layernorm.weight", {*qLora}};
@@ -725,7 +727,6 @@ LogicalResult hf::importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3) {
     b.kvANorm = WeightRef{a + "kv_a_layernorm.weight", {*kvLora}};
     b.kvB = linear(a + "kv_b_proj.weight", *heads * (*nope + *vDim), *kvLora);
     b.o = linear(a + "o_proj.weight", m.hidden, *heads * *vDim);
-    d.blocks.push_back(std::move(b));
   }
   m.dense = std::move(d);
   m.skipped.clear();

@@ -96,6 +96,22 @@ InFlightDiagnostic fail(Operation *op) {
   return op->emitError("moe-partition: ");
 }
 
+/// Sums `partial` (one rank's share of an op's result) over the ranks of
+/// `axes` with one shard.all_reduce placed right after its producer; every
+/// other use of `partial` takes the sum.
+Value sumOver(Value partial, FlatSymbolRefAttr gridRef,
+              ArrayRef<int16_t> axes) {
+  OpBuilder b(partial.getContext());
+  b.setInsertionPointAfterValue(partial);
+  MLIRContext *ctx = b.getContext();
+  auto sum = shard::AllReduceOp::create(
+      b, partial.getLoc(), partial.getType(), gridRef,
+      DenseI16ArrayAttr::get(ctx, axes), partial,
+      shard::ReductionKindAttr::get(ctx, shard::ReductionKind::Sum));
+  partial.replaceAllUsesExcept(sum.getResult(), sum);
+  return sum.getResult();
+}
+
 /// Every `shard.shard` of a function argument: the argument takes the slice
 /// type, records its split axes and replaces the shard's result.
 LogicalResult PartitionParallelismPass::localizeWeights(ModuleOp module,
@@ -202,14 +218,8 @@ LogicalResult PartitionParallelismPass::partitionReplicated(
     axes.push_back(kExpertAxis);
   if (es > 1)
     axes.push_back(kTensorAxis);
-  if (axes.empty())
-    return success();
-  b.setInsertionPointAfter(layer);
-  auto sum = shard::AllReduceOp::create(
-      b, loc, layer.getType(), gridRef, DenseI16ArrayAttr::get(ctx, axes),
-      layer.getResult(),
-      shard::ReductionKindAttr::get(ctx, shard::ReductionKind::Sum));
-  layer.getResult().replaceAllUsesExcept(sum.getResult(), sum);
+  if (!axes.empty())
+    sumOver(layer.getResult(), gridRef, axes);
   return success();
 }
 
@@ -384,18 +394,11 @@ LogicalResult PartitionParallelismPass::partitionAttention(
                          "its function used by it alone";
     arg.setType(local);
   }
-  MLIRContext *ctx = op.getContext();
   op.setNumHeads(heads / parts);
   op.setNumKvHeads(kvHeads / parts);
   op.getKeyCache().setType(local);
   op.getValueCache().setType(local);
-  OpBuilder b(op);
-  b.setInsertionPointAfter(op);
-  auto sum = shard::AllReduceOp::create(
-      b, op.getLoc(), op.getResult().getType(), gridRef,
-      DenseI16ArrayAttr::get(ctx, axes.asArrayRef()), op.getResult(),
-      shard::ReductionKindAttr::get(ctx, shard::ReductionKind::Sum));
-  op.getResult().replaceAllUsesExcept(sum.getResult(), sum);
+  sumOver(op.getResult(), gridRef, axes.asArrayRef());
   return success();
 }
 
@@ -434,13 +437,7 @@ void PartitionParallelismPass::runOnOperation() {
   for (MlpOp op : mlps) {
     auto axes = op->getAttrOfType<DenseI16ArrayAttr>("moe.mlp_axes");
     op->removeAttr("moe.mlp_axes");
-    OpBuilder b(op);
-    b.setInsertionPointAfter(op);
-    MLIRContext *ctx = op.getContext();
-    auto sum = shard::AllReduceOp::create(
-        b, op.getLoc(), op.getType(), gridRef, axes, op.getResult(),
-        shard::ReductionKindAttr::get(ctx, shard::ReductionKind::Sum));
-    op.getResult().replaceAllUsesExcept(sum.getResult(), sum);
+    sumOver(op.getResult(), gridRef, axes.asArrayRef());
   }
   // Functions whose caches narrowed return them narrowed too.
   module.walk([&](func::FuncOp fn) {

@@ -161,6 +161,7 @@ private:
   LogicalResult checkOptions(ModuleOp module, Objective &objectiveOut);
   FailureOr<LayerShape> shapeOf(LayerOp layer);
   void annotate(ModuleOp module, ArrayRef<LayerOp> layers,
+                ArrayRef<LayerShape> shapes, const CostModel &model,
                 const PlanCost &cost);
   void printReport(ArrayRef<LayerOp> layers, ArrayRef<LayerShape> shapes,
                    const CostModel &model, ArrayRef<PlanCost> ranked,
@@ -325,6 +326,8 @@ SmallVector<SmallVector<int16_t>> splitAxesFor(unsigned segment,
 }
 
 void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
+                                   ArrayRef<LayerShape> shapes,
+                                   const CostModel &model,
                                    const PlanCost &cost) {
   MLIRContext *ctx = &getContext();
   const Plan &plan = cost.plan;
@@ -456,8 +459,7 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
     });
   }
 
-  CostModel model(hardware(), tokens, minSlice);
-  for (auto [constLayer, c] : llvm::zip(layers, cost.layers)) {
+  for (auto [constLayer, shape, c] : llvm::zip(layers, shapes, cost.layers)) {
     LayerOp layer = constLayer;
     // Expert parallelism moves tokens either by all-to-all (dispatch and
     // combine, then an all-gather of the replica's tokens; the cost model's
@@ -467,15 +469,12 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
     std::string dispatch;
     double allReduceComm = 0;
     if (plan.expert > 1) {
-      FailureOr<LayerShape> shape = shapeOf(layer);
-      int64_t ranks = plan.expert * plan.slicing;
-      bool denseOk = !layer.getSharedUp() && !layer.getMlpUp();
-      denseOk = denseOk || plan.tensor == ranks;
-      if (succeeded(shape))
-        allReduceComm = model.allReduceSeconds(
-            double(cost.replicaTokens) * double(shape->hidden) *
-                double(shape->elementBytes),
-            ranks, std::min<int64_t>(ranks, gpusPerHost));
+      int64_t ranks = plan.gpusPerReplica();
+      bool denseOk = shape.dense.empty() || plan.tensor == ranks;
+      allReduceComm = model.allReduceSeconds(
+          double(cost.replicaTokens) * double(shape.hidden) *
+              double(shape.elementBytes),
+          ranks, std::min<int64_t>(ranks, gpusPerHost));
       if (dispatchMode == "all-to-all" || !denseOk)
         dispatch = "all-to-all";
       else if (dispatchMode == "all-reduce" || layer.getCapacityFactor())
@@ -679,7 +678,7 @@ void PlanParallelismPass::runOnOperation() {
     if (bad.wasInterrupted())
       return signalPassFailure();
   }
-  annotate(module, layers, ranked.front());
+  annotate(module, layers, shapes, model, ranked.front());
   if (report)
     printReport(layers, shapes, model, ranked, obj);
 }

@@ -224,10 +224,11 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     // A partitioned layer's sum over ranks joins the fused GPU layer
     // (LayerToGPU), whose result stays on the device all the same.
     if (auto reduce = v ? v.getDefiningOp<shard::AllReduceOp>()
-                        : shard::AllReduceOp();
-        reduce && reduce.getReduction() == shard::ReductionKind::Sum &&
-        reduce.getInput().hasOneUse() && v.hasOneUse())
-      v = reduce.getInput();
+                        : shard::AllReduceOp()) {
+      auto partial = reduce.getInput().getDefiningOp<moe::LayerOp>();
+      if (partial && moe::gpuLayerSum(partial) == reduce && v.hasOneUse())
+        v = reduce.getInput();
+    }
     auto layer = v ? v.getDefiningOp<moe::LayerOp>() : moe::LayerOp();
     b.device = cudaTarget && layer && isGpuLayer(layer) && v.hasOneUse();
     if (failed(add(std::move(b))))

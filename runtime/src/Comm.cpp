@@ -15,9 +15,10 @@
 // aborted and the error names the collective; NCCL's asynchronous errors are
 // polled during the wait. Every blocking step (MPI collectives, NCCL
 // start-up, communicator splits) also runs under a watchdog with the same
-// deadline, which ends the job with the step's name instead of hanging. The compiled code hands the collectives host
-// buffers for now (routing and the exchanges' reorders run on the host), so
-// the NCCL path stages them through device memory.
+// deadline, which ends the job with the step's name instead of hanging.
+// The compiled code hands most collectives host buffers (routing and the
+// exchanges' reorders run on the host), so the NCCL path stages them through
+// device memory; fused GPU layers sum their device outputs in place.
 //
 // Group communicators (one per axes mask) come from MPI_Comm_split (and
 // ncclCommSplit) and are cached. The expert exchanges are MPI_Alltoall of the per-expert counts,
@@ -35,7 +36,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -799,27 +799,27 @@ void moert_comm_all_reduce_device(int64_t ptr, int64_t count,
                                   int64_t axes_mask) {
   State &s = state();
   const char *what = "all_reduce (device)";
-  Group &g = group(axes_mask, /*expectedSize=*/-1, what);
   int n = toInt(count * 4, what) / 4;
   void *data = reinterpret_cast<void *>(ptr);
-  Timed timed(what, uint64_t(n) * 4);
-  if (s.useNccl) {
-    ncclCheck(s.nccl.AllReduce(data, data, size_t(n), kNcclFloat32, kNcclSum,
-                               g.nccl, modelStream(what)),
-              "ncclAllReduce", what);
-    ncclWait(g.nccl, what);
+  if (!s.useNccl) {
+    // Over MPI: through host memory, as the host all-reduce.
+    std::vector<float> host(static_cast<size_t>(n));
+    if (moert_cuda_synchronize() != MOERT_OK ||
+        moert_cuda_copy(host.data(), data, host.size() * 4) != MOERT_OK)
+      die(std::string(what) + ": " + moert_last_error());
+    int64_t buffer = reinterpret_cast<int64_t>(host.data());
+    moert_comm_all_reduce(buffer, buffer, n, MOERT_F32, axes_mask);
+    if (moert_cuda_copy(data, host.data(), host.size() * 4) != MOERT_OK ||
+        moert_cuda_synchronize() != MOERT_OK)
+      die(std::string(what) + ": " + moert_last_error());
     return;
   }
-  std::vector<float> host(static_cast<size_t>(n)), sum(host.size());
-  if (moert_cuda_synchronize() != MOERT_OK ||
-      moert_cuda_copy(host.data(), data, host.size() * 4) != MOERT_OK)
-    die(std::string(what) + ": " + moert_last_error());
-  check(s.mpi.Allreduce(host.data(), sum.data(), n, s.mpi.floatType, s.mpi.sum,
-                        g.mpi),
-        "MPI_Allreduce", what);
-  if (moert_cuda_copy(data, sum.data(), sum.size() * 4) != MOERT_OK ||
-      moert_cuda_synchronize() != MOERT_OK)
-    die(std::string(what) + ": " + moert_last_error());
+  Group &g = group(axes_mask, /*expectedSize=*/-1, what);
+  Timed timed(what, uint64_t(n) * 4);
+  ncclCheck(s.nccl.AllReduce(data, data, size_t(n), kNcclFloat32, kNcclSum,
+                             g.nccl, modelStream(what)),
+            "ncclAllReduce", what);
+  ncclWait(g.nccl, what);
 }
 
 void moert_comm_all_reduce(int64_t in, int64_t out, int64_t count,

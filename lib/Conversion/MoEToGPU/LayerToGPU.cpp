@@ -154,12 +154,7 @@ struct ConvertMoELayerToGpuCallPass
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
       // before the one rounding, as the single-GPU layer rounds.
-      shard::AllReduceOp reduce;
-      if (op->hasOneUse())
-        reduce = dyn_cast<shard::AllReduceOp>(*op->getUsers().begin());
-      if (reduce && (reduce.getReduction() != shard::ReductionKind::Sum ||
-                     reduce.getType() != op.getType()))
-        reduce = {};
+      shard::AllReduceOp reduce = gpuLayerSum(op);
       if (reduce) {
         int64_t mask = 0;
         for (int16_t a : reduce.getGridAxes())

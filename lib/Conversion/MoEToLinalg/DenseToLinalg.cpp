@@ -264,6 +264,33 @@ Value headNorm(OpBuilder &b, Location loc, Value t, Value w, double epsilon,
       });
 }
 
+/// [T, n * w] as [T, n, w] (heads), and back.
+Value splitHeads(OpBuilder &b, Location loc, Value t, int64_t n, int64_t w) {
+  auto type = cast<RankedTensorType>(t.getType());
+  return tensor::ExpandShapeOp::create(
+      b, loc,
+      RankedTensorType::get({type.getDimSize(0), n, w}, type.getElementType()),
+      t, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+}
+Value mergeHeads(OpBuilder &b, Location loc, Value t) {
+  auto type = cast<RankedTensorType>(t.getType());
+  return tensor::CollapseShapeOp::create(
+      b, loc,
+      RankedTensorType::get({type.getDimSize(0),
+                             type.getDimSize(1) * type.getDimSize(2)},
+                            type.getElementType()),
+      t, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+}
+
+/// RMSNorm of each row of `t` [T, n] with weight [n] (headNorm of one
+/// "head" of width n).
+Value rowNorm(OpBuilder &b, Location loc, Value t, Value w, double epsilon,
+              Type elt) {
+  int64_t n = cast<RankedTensorType>(t.getType()).getDimSize(1);
+  return mergeHeads(
+      b, loc, headNorm(b, loc, splitHeads(b, loc, t, 1, n), w, epsilon, elt));
+}
+
 /// f32 value of `v` rounded to `elt` (for products and sums that
 /// transformers rounds to the tensor's dtype).
 Value rounded(OpBuilder &b, Location loc, Value v, Type elt) {
@@ -464,10 +491,7 @@ Value causalAttention(OpBuilder &b, Location loc, Value q, Value keys,
         Value prod = arith::MulFOp::create(nb, l, a[0], toF32(nb, l, a[1]));
         return arith::AddFOp::create(nb, l, a[2], prod).getResult();
       });
-  return tensor::CollapseShapeOp::create(
-      b, loc, RankedTensorType::get({T, H * dv}, elt),
-      roundTo(b, loc, attended, elt),
-      ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+  return mergeHeads(b, loc, roundTo(b, loc, attended, elt));
 }
 
 /// The position (i32) and its index of a [1] position tensor.
@@ -488,14 +512,12 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
     if (!xType.hasStaticShape())
       return op.emitOpError("needs a static token count to be lowered");
     Type elt = xType.getElementType();
-    int64_t T = xType.getDimSize(0), H = op.getNumHeads(),
-            KV = op.getNumKvHeads(), hd = cacheType.getDimSize(2);
+    int64_t H = op.getNumHeads(), KV = op.getNumKvHeads(),
+            hd = cacheType.getDimSize(2);
 
     // 1. Projections, as [T, heads, hd].
     auto heads3 = [&](Value t, int64_t n) {
-      return tensor::ExpandShapeOp::create(
-          b, loc, RankedTensorType::get({T, n, hd}, elt), t,
-          ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+      return splitHeads(b, loc, t, n, hd);
     };
     Value x = op.getInput();
     Value q2 = projection(b, loc, x, op.getWQ(), elt, op.getQBias());
@@ -506,18 +528,9 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
         op.getQNorm() &&
         cast<RankedTensorType>(op.getQNorm().getType()).getDimSize(0) != hd;
     if (wholeNorm) {
-      // OLMoE: RMSNorm over the whole projection, as one "head" [T, 1, n].
-      auto whole = [&](Value t, Value w, int64_t n) -> Value {
-        Value t3 = tensor::ExpandShapeOp::create(
-            b, loc, RankedTensorType::get({T, 1, n}, elt), t,
-            ArrayRef<ReassociationIndices>{{0}, {1, 2}});
-        return tensor::CollapseShapeOp::create(
-            b, loc, RankedTensorType::get({T, n}, elt),
-            headNorm(b, loc, t3, w, eps, elt),
-            ArrayRef<ReassociationIndices>{{0}, {1, 2}});
-      };
-      q2 = whole(q2, op.getQNorm(), H * hd);
-      k2 = whole(k2, op.getKNorm(), KV * hd);
+      // OLMoE: RMSNorm over the whole projection.
+      q2 = rowNorm(b, loc, q2, op.getQNorm(), eps, elt);
+      k2 = rowNorm(b, loc, k2, op.getKNorm(), eps, elt);
     }
     Value q = heads3(q2, H), k = heads3(k2, KV);
     if (op.getQNorm() && !wholeNorm) {
@@ -577,36 +590,24 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
     int64_t lkv =
         cast<RankedTensorType>(op.getKvANorm().getType()).getDimSize(0);
     double eps = op.getEpsilon().convertToDouble();
-    auto expand = [&](Value t, int64_t n, int64_t w) -> Value {
-      return tensor::ExpandShapeOp::create(
-          b, loc, RankedTensorType::get({T, n, w}, elt), t,
-          ArrayRef<ReassociationIndices>{{0}, {1, 2}});
-    };
     Value x = op.getInput();
 
     // 1. Queries [T, H, nope + rope].
     Value qIn = x;
-    if (Value qa = op.getQA()) {
-      int64_t lq = cast<RankedTensorType>(qa.getType()).getDimSize(1);
-      Value c = expand(projection(b, loc, x, qa, elt), 1, lq);
-      c = headNorm(b, loc, c, op.getQANorm(), eps, elt);
-      qIn = tensor::CollapseShapeOp::create(
-          b, loc, RankedTensorType::get({T, lq}, elt), c,
-          ArrayRef<ReassociationIndices>{{0}, {1, 2}});
-    }
-    Value q = expand(projection(b, loc, qIn, op.getQB(), elt), H, nope + rope);
+    if (Value qa = op.getQA())
+      qIn = rowNorm(b, loc, projection(b, loc, x, qa, elt), op.getQANorm(),
+                    eps, elt);
+    Value q = splitHeads(b, loc, projection(b, loc, qIn, op.getQB(), elt), H,
+                         nope + rope);
 
     // 2. The compressed keys and values, and the shared rotary key part.
-    Value kvA = expand(projection(b, loc, x, op.getKvA(), elt), 1, lkv + rope);
+    Value kvA = splitHeads(b, loc, projection(b, loc, x, op.getKvA(), elt), 1,
+                           lkv + rope);
     Value latent = headNorm(b, loc, lastDimSlice(b, loc, kvA, 0, lkv),
                             op.getKvANorm(), eps, elt);
     Value kRot = lastDimSlice(b, loc, kvA, lkv, rope); // [T, 1, rope]
-    Value kv = expand(
-        projection(b, loc,
-                   tensor::CollapseShapeOp::create(
-                       b, loc, RankedTensorType::get({T, lkv}, elt), latent,
-                       ArrayRef<ReassociationIndices>{{0}, {1, 2}}),
-                   op.getKvB(), elt),
+    Value kv = splitHeads(
+        b, loc, projection(b, loc, mergeHeads(b, loc, latent), op.getKvB(), elt),
         H, nope + vd);
     Value kNope = lastDimSlice(b, loc, kv, 0, nope);
     Value v = lastDimSlice(b, loc, kv, nope, vd);

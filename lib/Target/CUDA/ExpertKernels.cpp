@@ -353,6 +353,16 @@ gpu::GPUFuncOp mlir::moe::buildLocalizeExpertsKernel(OpBuilder &b,
   return fn;
 }
 
+shard::AllReduceOp mlir::moe::gpuLayerSum(LayerOp layer) {
+  if (!layer->hasOneUse())
+    return {};
+  auto reduce = dyn_cast<shard::AllReduceOp>(*layer->getUsers().begin());
+  if (!reduce || reduce.getReduction() != shard::ReductionKind::Sum ||
+      reduce.getType() != layer.getType())
+    return {};
+  return reduce;
+}
+
 std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
   auto type = cast<RankedTensorType>(op.getType());
   if (!type.getElementType().isBF16())

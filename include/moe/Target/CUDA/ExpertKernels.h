@@ -13,6 +13,7 @@
 #include "moe/Dialect/MoE/IR/MoE.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/Builders.h"
 
 namespace mlir::moe {
@@ -179,6 +180,11 @@ int64_t mmaColumnsPerMatrix(const MmaOptions &options);
 /// group limits, no shared experts or PR-MoE MLP, E <= kRouteThreads, and
 /// sizes divisible by 8.
 std::string whyNotGpuLayer(LayerOp layer);
+
+/// The sum over ranks that a fused GPU layer takes into its kernel chain
+/// (moe-partition's all-reduce of its partial output): the layer's only
+/// user, a sum of the same type; null when there is none.
+shard::AllReduceOp gpuLayerSum(LayerOp layer);
 
 /// The kernel names -moe-gpu-add-expert-kernels uses.
 std::string expertActivationKernelName(Activation act, bool gated);

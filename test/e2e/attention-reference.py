@@ -8,15 +8,13 @@ Usage: attention-reference.py OUT_DIR DTYPE(f32|bf16) TOKENS POSITION [SEED]
 The caches hold random rows everywhere before the call (rows at and after
 POSITION must be overwritten or masked). Outputs: "y", "new_key_cache",
 "new_value_cache" (as f32)."""
-import json
 import math
 import os
 import random
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend  # noqa: E402
+from reference_util import attend, matmul  # noqa: E402
 from safetensors_util import bf16, f32, read, write  # noqa: E402
 
 D, H, KV, HD, S, THETA = 32, 4, 2, 8, 16, 10000.0
@@ -37,14 +35,7 @@ def main():
     kc, vc = g(S * KV * HD), g(S * KV * HD)
 
     def proj(a, w, rows, inner, cols):
-        out = []
-        for r in range(rows):
-            for c in range(cols):
-                acc = 0.0
-                for i in range(inner):
-                    acc = f32(acc + f32(a[r * inner + i] * w[i * cols + c]))
-                out.append(elt(acc))
-        return out
+        return matmul(a, w, rows, inner, cols, elt)
 
     q = proj(x, wq, T, D, H * HD)
     k = proj(x, wk, T, D, KV * HD)

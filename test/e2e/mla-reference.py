@@ -16,7 +16,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend, rope as shared_rope  # noqa: E402
+from reference_util import attend, matmul, rope as shared_rope  # noqa: E402
 from safetensors_util import bf16, f32, write  # noqa: E402
 
 D, H, LQ, LKV, N, R, V, S, THETA, EPS = 32, 4, 24, 16, 8, 4, 6, 16, 10000.0, 1e-6
@@ -51,14 +51,7 @@ def main():
     w = lambda n: W[n][1]
 
     def proj(a, wt, rows, inner, cols):
-        res = []
-        for r in range(rows):
-            for c in range(cols):
-                acc = 0.0
-                for i in range(inner):
-                    acc = f32(acc + f32(a[r * inner + i] * wt[i * cols + c]))
-                res.append(elt(acc))
-        return res
+        return matmul(a, wt, rows, inner, cols, elt)
 
     def rms(a, rows, n, gamma):
         res = []

@@ -86,3 +86,16 @@ def rope(vec, p, theta, interleaved, elt):
         rot = -other if i < half else other
         res.append(elt(f32(elt(f32(vec[i] * c)) + elt(f32(rot * s)))))
     return res
+
+
+def matmul(a, w, rows, inner, cols, elt):
+    """a [rows, inner] times w [inner, cols] (both flat, row-major), f32
+    accumulation in order, each result rounded to `elt`."""
+    res = []
+    for r in range(rows):
+        for c in range(cols):
+            acc = 0.0
+            for i in range(inner):
+                acc = f32(acc + f32(a[r * inner + i] * w[i * cols + c]))
+            res.append(elt(acc))
+    return res

@@ -2,7 +2,10 @@
 //
 // Part of moe-compiler's runtime.
 //
-// One process per rank, started by mpirun. Open MPI is loaded with dlopen
+// One process per rank, started by mpirun, or one process whose threads are
+// the ranks, one GPU each (moert_comm_join_threads; their collectives all go
+// over NCCL, and they meet in memory only to share NCCL's unique id and to
+// agree). Open MPI is loaded with dlopen
 // (RTLD_GLOBAL, which its plug-ins need), so that an executable that is not
 // partitioned never depends on it. Open MPI's handles are the addresses of
 // its predefined objects (ompi_mpi_comm_world, ompi_mpi_byte, ...), which
@@ -36,6 +39,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -107,11 +111,51 @@ struct Profile {
   bool seen = false;
 };
 
+/// The ranks of a partitioned model in one process, one thread each
+/// (--gpus N): what they share to start NCCL and to agree. Each collective
+/// of theirs runs over NCCL; this is only their meeting point.
+struct ThreadWorld {
+  int size = 0;
+  std::mutex mutex;
+  std::condition_variable cv;
+  int arrived = 0;
+  uint64_t generation = 0;
+  std::vector<const void *> posted;
+
+  /// Every rank posts `mine` and waits for the others; then `use` reads
+  /// what every rank posted (indexed by rank), and a second meeting keeps
+  /// the posted data alive until every rank has read it.
+  template <typename F> void meet(int rank, const void *mine, F use) {
+    wait(rank, mine);
+    use(posted);
+    wait(rank, nullptr);
+  }
+
+private:
+  void wait(int rank, const void *mine) {
+    std::unique_lock<std::mutex> lock(mutex);
+    posted[size_t(rank)] = mine ? mine : posted[size_t(rank)];
+    uint64_t gen = generation;
+    if (++arrived == size) {
+      arrived = 0;
+      ++generation;
+      cv.notify_all();
+      return;
+    }
+    cv.wait(lock, [&] { return generation != gen; });
+  }
+};
+
+std::mutex threadWorldMutex;
+ThreadWorld *threadWorld = nullptr; // never freed: threads may still meet
+
 struct State {
   std::map<std::string, Profile> profile;
   Mpi mpi{};
   Nccl nccl{};
-  bool active = false, useNccl = false;
+  /// `active`: the ranks can talk (MPI started, or the threads of one
+  /// process); `threads`: the ranks are threads of this process.
+  bool active = false, useNccl = false, threads = false;
   int rank = 0, size = 1;
   double timeoutSeconds = 300.0;
   /// Test hook (MOERT_COMM_STALL_RANK): this rank stalls in its first
@@ -122,67 +166,78 @@ struct State {
   std::map<int64_t, Group> groups;
 };
 
+/// Each rank's own state: the process's, under mpirun; its thread's when
+/// one process runs every rank.
 State &state() {
-  static State s;
+  thread_local State s;
   return s;
+}
+
+/// Ends the process after an error on one rank: MPI_Abort makes mpirun stop
+/// every rank; threads of one process end with it.
+[[noreturn]] void endJob(const State &s, int status) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (s.active && !s.threads)
+    s.mpi.Abort(s.mpi.world, status);
+  std::_Exit(status);
 }
 
 /// Every blocking communication step (collectives, communicator set-up)
 /// runs under a deadline: a watchdog thread ends the job when one has not
 /// returned after MOERT_COMM_TIMEOUT_S, naming it, instead of a silent hang
-/// (a peer that hangs rather than dies). MPI_Abort makes mpirun stop every
-/// rank; _exit follows in case it returns.
+/// (a peer that hangs rather than dies). Each rank thread may hold its own
+/// deadlines; the earliest that passes ends the job.
 class Watchdog {
 public:
-  void arm(const char *what, double seconds) {
+  void arm(const void *key, const char *what, double seconds,
+           const State &s) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (depth++ == 0) {
-      current = what;
-      deadline = std::chrono::steady_clock::now() +
+    Entry e;
+    e.what = what;
+    e.limit = seconds;
+    e.rank = s.rank;
+    e.state = &s;
+    e.deadline = std::chrono::steady_clock::now() +
                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                      std::chrono::duration<double>(seconds));
-      limit = seconds;
-    }
+    entries[key] = e;
     if (!started) {
       started = true;
       std::thread([this] { watch(); }).detach();
     }
   }
-  void disarm() {
+  void disarm(const void *key) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (depth > 0 && --depth == 0)
-      current = nullptr;
+    entries.erase(key);
   }
 
 private:
+  struct Entry {
+    const char *what;
+    double limit;
+    int rank;
+    const State *state;
+    std::chrono::steady_clock::time_point deadline;
+  };
   void watch() {
     for (;;) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      std::string what;
-      double seconds = 0;
-      {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (!current || std::chrono::steady_clock::now() < deadline)
+      std::lock_guard<std::mutex> lock(mutex);
+      auto now = std::chrono::steady_clock::now();
+      for (const auto &[key, e] : entries) {
+        if (now < e.deadline)
           continue;
-        what = current;
-        seconds = limit;
+        std::fprintf(stderr,
+                     "error: rank %d: %s: timed out after %d s "
+                     "(MOERT_COMM_TIMEOUT_S): a peer is not answering\n",
+                     e.rank, e.what, int(e.limit));
+        endJob(*e.state, 1); // the rank's state lives while it waits
       }
-      std::string message = what + ": timed out after " +
-                            std::to_string(int(seconds)) +
-                            " s (MOERT_COMM_TIMEOUT_S): a peer is not answering";
-      State &s = state();
-      std::fprintf(stderr, "error: rank %d: %s\n", s.rank, message.c_str());
-      std::fflush(stderr);
-      if (s.active)
-        s.mpi.Abort(s.mpi.world, 1);
-      std::_Exit(1);
     }
   }
   std::mutex mutex;
-  const char *current = nullptr;
-  std::chrono::steady_clock::time_point deadline;
-  double limit = 0;
-  int depth = 0;
+  std::map<const void *, Entry> entries;
   bool started = false;
 };
 
@@ -191,18 +246,19 @@ Watchdog &watchdog() {
   return *w;
 }
 
-/// The deadline of one blocking step.
+/// The deadline of one blocking step. The stall test hook acts in the
+/// model's collectives, not in the agreements of its start-up.
 struct Deadline {
-  explicit Deadline(const char *what) {
+  explicit Deadline(const char *what, bool startUp = false) {
     State &s = state();
-    watchdog().arm(what, s.timeoutSeconds);
-    if (s.stallRank == s.rank) {
+    watchdog().arm(this, what, s.timeoutSeconds, s);
+    if (s.stallRank == s.rank && !startUp) {
       s.stallRank = -1;
       std::this_thread::sleep_for(
           std::chrono::duration<double>(10 * s.timeoutSeconds));
     }
   }
-  ~Deadline() { watchdog().disarm(); }
+  ~Deadline() { watchdog().disarm(this); }
   Deadline(const Deadline &) = delete;
   Deadline &operator=(const Deadline &) = delete;
 };
@@ -290,6 +346,50 @@ void ncclCheck(int rc, const char *call, const char *what) {
       state().nccl.GetErrorString(rc));
 }
 
+enum class Op { Sum, Min, Max };
+
+/// `value` combined over every rank of the world (MPI, or the threads of
+/// this process).
+long long worldAllreduce(long long value, Op op, const char *what,
+                         bool startUp = false) {
+  State &s = state();
+  if (!s.active)
+    return value;
+  Deadline deadline(what, startUp);
+  long long out = value;
+  if (s.threads) {
+    threadWorld->meet(s.rank, &value, [&](const std::vector<const void *> &all) {
+      out = *static_cast<const long long *>(all[0]);
+      for (size_t r = 1; r < all.size(); ++r) {
+        long long v = *static_cast<const long long *>(all[r]);
+        out = op == Op::Sum ? out + v
+              : op == Op::Min ? std::min(out, v)
+                              : std::max(out, v);
+      }
+    });
+    return out;
+  }
+  Handle mpiOp = op == Op::Sum ? s.mpi.sum : op == Op::Min ? s.mpi.min
+                                                           : s.mpi.max;
+  check(s.mpi.Allreduce(&value, &out, 1, s.mpi.longType, mpiOp, s.mpi.world),
+        "MPI_Allreduce", what);
+  return out;
+}
+
+/// Rank 0's `bytes` at `data` to every rank of the world.
+void worldBroadcast(void *data, size_t bytes, const char *what) {
+  State &s = state();
+  if (s.threads) {
+    threadWorld->meet(s.rank, data, [&](const std::vector<const void *> &all) {
+      if (s.rank != 0)
+        std::memcpy(data, all[0], bytes);
+    });
+    return;
+  }
+  check(s.mpi.Bcast(data, int(bytes), s.mpi.byte, 0, s.mpi.world),
+        "MPI_Bcast", what);
+}
+
 /// Coordinates of world rank `r` on the grid.
 std::vector<int64_t> coords(int64_t r) {
   const std::vector<int64_t> &g = state().grid;
@@ -325,6 +425,10 @@ Group &group(int64_t mask, int64_t expectedSize, const char *what) {
         " ranks, the compiled code expects " + std::to_string(expectedSize));
   if (!s.active)
     die(std::string(what) + " needs MPI, which was not started");
+  if (s.threads && !s.useNccl)
+    die(std::string(what) + ": the ranks of one process talk over NCCL only; "
+                            "a model compiled for the CPU runs its ranks "
+                            "under mpirun (--ranks N)");
   auto found = s.groups.find(mask);
   if (found != s.groups.end())
     return found->second;
@@ -334,8 +438,9 @@ Group &group(int64_t mask, int64_t expectedSize, const char *what) {
                    int splitKey) {
     auto g = std::make_shared<Group>();
     Deadline deadline(what);
-    check(s.mpi.Comm_split(mpiParent, splitColor, splitKey, &g->mpi),
-          "MPI_Comm_split", what);
+    if (!s.threads)
+      check(s.mpi.Comm_split(mpiParent, splitColor, splitKey, &g->mpi),
+            "MPI_Comm_split", what);
     if (s.useNccl)
       ncclCheck(s.nccl.CommSplit(ncclParent, splitColor, splitKey, &g->nccl,
                                  nullptr),
@@ -374,12 +479,11 @@ Group &group(int64_t mask, int64_t expectedSize, const char *what) {
     candidate = even && hosts > 1 && perHost > 1;
   }
   // Every member takes the same decision (ranks may see different node
-  // sizes, e.g. 4 + 2 ranks on two nodes): agree over the group.
-  long long mine = candidate ? perNode : 0, low = 0, high = 0;
-  check(s.mpi.Allreduce(&mine, &low, 1, s.mpi.longType, s.mpi.min, g.mpi),
-        "MPI_Allreduce", what);
-  check(s.mpi.Allreduce(&mine, &high, 1, s.mpi.longType, s.mpi.max, g.mpi),
-        "MPI_Allreduce", what);
+  // sizes, e.g. 4 + 2 ranks on two nodes): agree over the world (every
+  // rank makes the groups of a mask at the same point of the program).
+  long long mine = candidate ? perNode : 0;
+  long long low = worldAllreduce(mine, Op::Min, what),
+            high = worldAllreduce(mine, Op::Max, what);
   if (low == high && low > 0) {
     g.hosts = hosts;
     g.perHost = perHost;
@@ -644,6 +748,15 @@ int toInt(int64_t v, const char *what) {
 
 extern "C" {
 
+namespace {
+void readSettings(State &s) {
+  if (const char *t = std::getenv("MOERT_COMM_TIMEOUT_S"); t && *t)
+    s.timeoutSeconds = std::atof(t) > 0 ? std::atof(t) : s.timeoutSeconds;
+  if (const char *r = std::getenv("MOERT_COMM_STALL_RANK"); r && *r)
+    s.stallRank = std::atoi(r);
+}
+} // namespace
+
 moert_status moert_comm_init(const int64_t *grid, int32_t rank) {
   State &s = state();
   s.grid.assign(grid, grid + rank);
@@ -655,6 +768,16 @@ moert_status moert_comm_init(const int64_t *grid, int32_t rank) {
   }
   if (ranks <= 1)
     return MOERT_OK;
+  if (s.threads) {
+    if (s.size != ranks)
+      return moert::fail(MOERT_ERR_INVALID_ARGUMENT,
+                         "this model is partitioned over %lld ranks (grid "
+                         "%s) but %d threads were started",
+                         (long long)ranks, shape.c_str(), s.size);
+    s.active = true;
+    readSettings(s);
+    return MOERT_OK;
+  }
   const char *world = std::getenv("OMPI_COMM_WORLD_SIZE");
   if (!world)
     return moert::fail(MOERT_ERR_UNSUPPORTED,
@@ -680,10 +803,30 @@ moert_status moert_comm_init(const int64_t *grid, int32_t rank) {
   s.mpi.Comm_rank(s.mpi.world, &s.rank);
   s.mpi.Comm_size(s.mpi.world, &s.size);
   s.active = true;
-  if (const char *t = std::getenv("MOERT_COMM_TIMEOUT_S"); t && *t)
-    s.timeoutSeconds = std::atof(t) > 0 ? std::atof(t) : s.timeoutSeconds;
-  if (const char *r = std::getenv("MOERT_COMM_STALL_RANK"); r && *r)
-    s.stallRank = std::atoi(r);
+  readSettings(s);
+  return MOERT_OK;
+}
+
+moert_status moert_comm_join_threads(int32_t rank, int32_t size) {
+  if (size < 1 || rank < 0 || rank >= size)
+    return moert::fail(MOERT_ERR_INVALID_ARGUMENT,
+                       "rank %d of %d threads is not a rank", rank, size);
+  {
+    std::lock_guard<std::mutex> lock(threadWorldMutex);
+    if (!threadWorld) {
+      threadWorld = new ThreadWorld;
+      threadWorld->size = size;
+      threadWorld->posted.resize(size_t(size));
+    } else if (threadWorld->size != size) {
+      return moert::fail(MOERT_ERR_INVALID_ARGUMENT,
+                         "the ranks of this process are %d threads, not %d",
+                         threadWorld->size, size);
+    }
+  }
+  State &s = state();
+  s.threads = true;
+  s.rank = rank;
+  s.size = size;
   return MOERT_OK;
 }
 
@@ -694,7 +837,9 @@ moert_status moert_comm_use_nccl(void) {
   // Connect the peers when communicators are made, not in the first
   // collective of a timed step (NCCL 2.22+ connects lazily by default);
   // the user's setting wins.
-  setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0);
+  static std::once_flag settings;
+  std::call_once(settings,
+                 [] { setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0); });
   void *lib = dlopen("libnccl.so.2", RTLD_NOW | RTLD_GLOBAL);
   if (!lib)
     return moert::fail(MOERT_ERR_UNSUPPORTED,
@@ -717,14 +862,13 @@ moert_status moert_comm_use_nccl(void) {
                        "(NCCL 2.18 or newer has them all)");
   NcclId id{};
   // NCCL's start-up connects the peers: under the deadline too.
-  Deadline deadline("the NCCL start-up");
+  Deadline deadline("the NCCL start-up", /*startUp=*/true);
   if (s.rank == 0) {
     if (int rc = n.GetUniqueId(&id))
       return moert::fail(MOERT_ERR_DEVICE, "ncclGetUniqueId failed: %s",
                          n.GetErrorString(rc));
   }
-  check(s.mpi.Bcast(&id, int(sizeof id), s.mpi.byte, 0, s.mpi.world),
-        "MPI_Bcast", "the NCCL start-up");
+  worldBroadcast(&id, sizeof id, "the NCCL start-up");
   if (int rc = n.CommInitRank(&s.ncclWorld, s.size, id, s.rank))
     return moert::fail(MOERT_ERR_DEVICE, "ncclCommInitRank failed: %s",
                        n.GetErrorString(rc));
@@ -759,21 +903,15 @@ int32_t moert_comm_world_rank(void) { return state().rank; }
 int32_t moert_comm_world_size(void) { return state().size; }
 
 int64_t moert_comm_sum_all(int64_t value) {
-  State &s = state();
-  if (!s.active)
-    return value;
-  long long in = value, out = 0;
-  check(s.mpi.Allreduce(&in, &out, 1, s.mpi.longType, s.mpi.sum, s.mpi.world),
-        "MPI_Allreduce", "an agreement between ranks");
-  return out;
+  return worldAllreduce(value, Op::Sum, "an agreement between ranks",
+                        /*startUp=*/true);
 }
 
 void moert_comm_abort(const char *message, int status) {
   State &s = state();
   std::fprintf(stderr, "error: rank %d: %s\n", s.rank, message);
-  std::fflush(stderr);
   if (s.active)
-    s.mpi.Abort(s.mpi.world, status);
+    endJob(s, status);
   std::exit(status);
 }
 
@@ -783,6 +921,8 @@ moert_status moert_comm_finalize(void) {
     return MOERT_OK;
   s.active = false;
   s.groups.clear();
+  if (s.threads)
+    return MOERT_OK;
   if (s.mpi.Finalize() != 0)
     return moert::fail(MOERT_ERR_DEVICE, "MPI_Finalize failed");
   return MOERT_OK;

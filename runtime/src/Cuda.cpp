@@ -20,8 +20,10 @@
 #include <cstdlib>
 #include <dlfcn.h>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace {
 
@@ -34,6 +36,30 @@ using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
+
+/// One GPU as this process uses it. A thread drives one GPU (the one it
+/// selected, else the default); one process may drive several, one thread
+/// each, and none of these fields is shared between threads.
+struct Gpu {
+  CUcontext context = nullptr;
+  CUdevice device = 0;
+  // Kernel timing (moert_cuda_profile): events around every launch.
+  bool profiling = false;
+  CUevent start = nullptr, stop = nullptr;
+  double kernelMs = 0.0;
+  uint64_t launches = 0;
+  // The stream all compiled code runs on: the caller's (moert_cuda_set_stream)
+  // or one created on first use.
+  CUstream stream = nullptr;
+  bool haveStream = false;
+  // Device scratch of compiled code, cached by size: blocks freed by
+  // mgpuMemFree are reused by later allocations on the same stream (stream
+  // order makes that safe), so a step allocates nothing from the driver
+  // after the first, and a captured CUDA graph sees the same addresses.
+  std::multimap<size_t, void *> cached;
+  std::unordered_map<void *, size_t> inUse;
+  size_t cachedBytes = 0;
+};
 
 struct Driver {
   void *handle = nullptr;
@@ -67,26 +93,13 @@ struct Driver {
   CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent);
   CUresult (*cuGetErrorName)(CUresult, const char **);
   CUresult (*cuGetErrorString)(CUresult, const char **);
-  CUcontext context = nullptr;
-  CUdevice device = 0;
-  // Kernel timing (moert_cuda_profile): events around every launch.
-  bool profiling = false;
-  CUevent start = nullptr, stop = nullptr;
-  double kernelMs = 0.0;
-  uint64_t launches = 0;
   moert_status status = MOERT_ERR_DEVICE;
   std::string error; // why the driver is unusable, when it is
-  // The stream all compiled code runs on: the caller's (moert_cuda_set_stream)
-  // or one created on first use.
-  CUstream stream = nullptr;
-  bool haveStream = false;
-  // Device scratch of compiled code, cached by size: blocks freed by
-  // mgpuMemFree are reused by later allocations on the same stream (stream
-  // order makes that safe), so a step allocates nothing from the driver
-  // after the first, and a captured CUDA graph sees the same addresses.
-  std::multimap<size_t, void *> cached;
-  std::unordered_map<void *, size_t> inUse;
-  size_t cachedBytes = 0;
+  int count = 0;     // GPUs the driver found
+  /// The GPU of a thread that did not choose one (moert_cuda_select).
+  int defaultOrdinal = 0;
+  std::vector<std::unique_ptr<Gpu>> gpus; // by ordinal, opened on first use
+  std::mutex mutex;                       // guards opening a Gpu
 };
 
 /// Constructed on first use: generated code calls mgpuModuleLoad from a
@@ -166,42 +179,71 @@ void openDriver() {
     drv().error = "the CUDA driver found no GPU";
     return;
   }
-  // One GPU per process: MOERT_DEVICE, else the local rank under mpirun
-  // (one rank per GPU of the host), else the first.
-  int ordinal = 0;
+  // A thread that selects no GPU gets MOERT_DEVICE, else the local rank
+  // under mpirun (one rank per GPU of the host), else the first.
+  drv().count = count;
+  drv().gpus.resize(size_t(count));
   if (const char *v = std::getenv("MOERT_DEVICE"); v && *v) {
-    ordinal = std::atoi(v);
+    int ordinal = std::atoi(v);
     if (ordinal < 0 || ordinal >= count) {
       drv().error = "MOERT_DEVICE=" + std::string(v) + " but the driver found " +
                     std::to_string(count) + " GPU" + (count == 1 ? "" : "s");
       return;
     }
+    drv().defaultOrdinal = ordinal;
   } else if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) {
-    ordinal = std::atoi(local) % count;
-  }
-  CUdevice dev;
-  CUresult r = drv().cuDeviceGet(&dev, ordinal);
-  drv().device = dev;
-  if (!r)
-    r = drv().cuDevicePrimaryCtxRetain(&drv().context, dev);
-  if (!r)
-    r = drv().cuCtxSetCurrent(drv().context);
-  if (r) {
-    cudaFail("cuDevicePrimaryCtxRetain", r);
-    drv().error = moert_last_error();
-    return;
+    drv().defaultOrdinal = std::atoi(local) % count;
   }
   drv().status = MOERT_OK;
 }
 
-/// Makes the driver usable on this thread, or records why it is not.
-moert_status ready() {
+/// Opens the driver once per process; whether it is usable.
+bool driverOpen() {
   static std::once_flag once;
   std::call_once(once, openDriver);
-  if (drv().status != MOERT_OK)
+  return drv().status == MOERT_OK;
+}
+
+/// The GPU this thread chose (moert_cuda_select), -1 for the default.
+thread_local int selected = -1;
+/// This thread's GPU and its ordinal, once ready() succeeded on this thread.
+thread_local Gpu *current = nullptr;
+thread_local int currentOrdinal = -1;
+
+Gpu &gpu() { return *current; }
+
+/// Makes the driver and this thread's GPU usable on this thread, or records
+/// why they are not.
+moert_status ready() {
+  if (!driverOpen())
     return moert::fail(MOERT_ERR_DEVICE, "%s", drv().error.c_str());
-  if (CUresult r = drv().cuCtxSetCurrent(drv().context))
+  int ordinal = selected >= 0 ? selected : drv().defaultOrdinal;
+  if (current && ordinal == currentOrdinal)
+    return MOERT_OK;
+  if (ordinal >= drv().count)
+    return moert::fail(MOERT_ERR_DEVICE,
+                       "GPU %d was asked for, but the driver found %d GPU%s",
+                       ordinal, drv().count, drv().count == 1 ? "" : "s");
+  Gpu *g;
+  {
+    std::lock_guard<std::mutex> lock(drv().mutex);
+    std::unique_ptr<Gpu> &slot = drv().gpus[size_t(ordinal)];
+    if (!slot) {
+      auto opened = std::make_unique<Gpu>();
+      CUresult r = drv().cuDeviceGet(&opened->device, ordinal);
+      if (r)
+        return cudaFail("cuDeviceGet", r);
+      if ((r = drv().cuDevicePrimaryCtxRetain(&opened->context,
+                                              opened->device)))
+        return cudaFail("cuDevicePrimaryCtxRetain", r);
+      slot = std::move(opened);
+    }
+    g = slot.get();
+  }
+  if (CUresult r = drv().cuCtxSetCurrent(g->context))
     return cudaFail("cuCtxSetCurrent", r);
+  current = g;
+  currentOrdinal = ordinal;
   return MOERT_OK;
 }
 
@@ -231,10 +273,22 @@ void ensure() {
 
 extern "C" moert_status moert_cuda_init(void) { return ready(); }
 
+extern "C" void moert_cuda_select(int32_t ordinal) {
+  selected = ordinal < 0 ? -1 : ordinal;
+}
+
+extern "C" moert_status moert_cuda_device_count(int32_t *count) {
+  *count = 0;
+  if (!driverOpen())
+    return moert::fail(MOERT_ERR_DEVICE, "%s", drv().error.c_str());
+  *count = drv().count;
+  return MOERT_OK;
+}
+
 extern "C" moert_status moert_cuda_device_name(char *buffer, size_t size) {
   if (moert_status s = ready(); s != MOERT_OK)
     return s;
-  if (CUresult r = drv().cuDeviceGetName(buffer, int(size), drv().device))
+  if (CUresult r = drv().cuDeviceGetName(buffer, int(size), gpu().device))
     return cudaFail("cuDeviceGetName", r);
   return MOERT_OK;
 }
@@ -281,41 +335,45 @@ extern "C" moert_status moert_cuda_copy(void *dst, const void *src,
 extern "C" moert_status moert_cuda_profile(int enable) {
   if (moert_status s = ready(); s != MOERT_OK)
     return s;
-  if (enable && !drv().start) {
-    if (CUresult r = drv().cuEventCreate(&drv().start, 0))
+  if (enable && !gpu().start) {
+    if (CUresult r = drv().cuEventCreate(&gpu().start, 0))
       return cudaFail("cuEventCreate", r);
-    if (CUresult r = drv().cuEventCreate(&drv().stop, 0))
+    if (CUresult r = drv().cuEventCreate(&gpu().stop, 0))
       return cudaFail("cuEventCreate", r);
   }
-  drv().profiling = enable != 0;
-  drv().kernelMs = 0.0;
-  drv().launches = 0;
+  gpu().profiling = enable != 0;
+  gpu().kernelMs = 0.0;
+  gpu().launches = 0;
   return MOERT_OK;
 }
 
 extern "C" moert_status moert_cuda_profile_read(double *kernel_ms,
                                                 uint64_t *launches) {
-  *kernel_ms = drv().kernelMs;
-  *launches = drv().launches;
+  *kernel_ms = 0.0;
+  *launches = 0;
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  *kernel_ms = gpu().kernelMs;
+  *launches = gpu().launches;
   return MOERT_OK;
 }
 
 extern "C" moert_status moert_cuda_set_stream(void *stream) {
   if (moert_status s = ready(); s != MOERT_OK)
     return s;
-  drv().stream = static_cast<CUstream>(stream);
-  drv().haveStream = true;
+  gpu().stream = static_cast<CUstream>(stream);
+  gpu().haveStream = true;
   return MOERT_OK;
 }
 
 namespace {
 CUstream modelStream() {
-  if (!drv().haveStream) {
+  if (!gpu().haveStream) {
     check("cuStreamCreate",
-          drv().cuStreamCreate(&drv().stream, /*non-blocking*/ 1));
-    drv().haveStream = true;
+          drv().cuStreamCreate(&gpu().stream, /*non-blocking*/ 1));
+    gpu().haveStream = true;
   }
-  return drv().stream;
+  return gpu().stream;
 }
 
 bool capturing(CUstream s) {
@@ -338,11 +396,11 @@ extern "C" moert_status moert_cuda_trim(void) {
     return s;
   if (CUresult r = drv().cuCtxSynchronize())
     return cudaFail("cuCtxSynchronize", r);
-  for (auto &[bytes, p] : drv().cached)
+  for (auto &[bytes, p] : gpu().cached)
     if (moert_status s = moert_cuda_free(p); s != MOERT_OK)
       return s;
-  drv().cached.clear();
-  drv().cachedBytes = 0;
+  gpu().cached.clear();
+  gpu().cachedBytes = 0;
   return MOERT_OK;
 }
 
@@ -371,31 +429,57 @@ extern "C" moert_status moert_cuda_synchronize(void) {
 // mgpu*: the host ABI of MLIR's gpu-to-llvm lowering
 //===----------------------------------------------------------------------===//
 
+namespace {
+/// A module of compiled kernels: generated code loads it once, from a global
+/// constructor, and looks its kernels up at each launch. Each GPU gets its
+/// own copy, loaded when a thread driving that GPU first needs it.
+struct Module {
+  const void *image;
+  std::mutex mutex;
+  std::vector<CUmodule> loaded; // by GPU ordinal
+};
+} // namespace
+
 extern "C" void *mgpuModuleLoad(void *data, size_t /*size*/) {
-  // Called from a global constructor: without a GPU, defer the error to the
-  // first use so that the program's CPU paths still run.
-  if (ready() != MOERT_OK)
-    return nullptr;
-  CUmodule module = nullptr;
-  check("cuModuleLoadData", drv().cuModuleLoadData(&module, data));
-  return module;
+  // Nothing touches the driver yet: without a GPU, the program's CPU paths
+  // still run, and the first launch reports why there is none.
+  auto *m = new Module;
+  m->image = data;
+  return m;
 }
 
 extern "C" void mgpuModuleUnload(void *module) {
-  if (module && drv().status == MOERT_OK)
-    drv().cuModuleUnload(static_cast<CUmodule>(module));
+  auto *m = static_cast<Module *>(module);
+  if (!m)
+    return;
+  if (drv().status == MOERT_OK)
+    for (CUmodule loaded : m->loaded)
+      if (loaded)
+        drv().cuModuleUnload(loaded);
+  delete m;
 }
 
 extern "C" void *mgpuModuleGetFunction(void *module, const char *name) {
   ensure();
-  if (!module) {
+  auto *m = static_cast<Module *>(module);
+  if (!m) {
     moert::fail(MOERT_ERR_DEVICE, "kernel '%s': its module was not loaded",
                 name);
     fatal();
   }
+  CUmodule loaded;
+  {
+    std::lock_guard<std::mutex> lock(m->mutex);
+    if (m->loaded.size() <= size_t(currentOrdinal))
+      m->loaded.resize(size_t(currentOrdinal) + 1);
+    CUmodule &slot = m->loaded[size_t(currentOrdinal)];
+    if (!slot)
+      check("cuModuleLoadData", drv().cuModuleLoadData(&slot, m->image));
+    loaded = slot;
+  }
   CUfunction fn = nullptr;
   check("cuModuleGetFunction",
-        drv().cuModuleGetFunction(&fn, static_cast<CUmodule>(module), name));
+        drv().cuModuleGetFunction(&fn, loaded, name));
   return fn;
 }
 
@@ -406,21 +490,21 @@ extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
                                  size_t /*paramsCount*/) {
   ensure();
   CUstream s = static_cast<CUstream>(stream);
-  if (drv().profiling)
-    check("cuEventRecord", drv().cuEventRecord(drv().start, s));
+  if (gpu().profiling)
+    check("cuEventRecord", drv().cuEventRecord(gpu().start, s));
   check("cuLaunchKernel",
         drv().cuLaunchKernel(static_cast<CUfunction>(fn), unsigned(gx),
                               unsigned(gy), unsigned(gz), unsigned(bx),
                               unsigned(by), unsigned(bz), unsigned(smem), s,
                               params, extra));
-  if (drv().profiling) {
-    check("cuEventRecord", drv().cuEventRecord(drv().stop, s));
-    check("cuEventSynchronize", drv().cuEventSynchronize(drv().stop));
+  if (gpu().profiling) {
+    check("cuEventRecord", drv().cuEventRecord(gpu().stop, s));
+    check("cuEventSynchronize", drv().cuEventSynchronize(gpu().stop));
     float ms = 0.0f;
     check("cuEventElapsedTime",
-          drv().cuEventElapsedTime(&ms, drv().start, drv().stop));
-    drv().kernelMs += ms;
-    ++drv().launches;
+          drv().cuEventElapsedTime(&ms, gpu().start, gpu().stop));
+    gpu().kernelMs += ms;
+    ++gpu().launches;
   }
 }
 
@@ -438,7 +522,7 @@ extern "C" void *mgpuStreamCreate() {
 extern "C" void mgpuStreamDestroy(void *stream) {
   ensure();
   CUstream s = static_cast<CUstream>(stream);
-  if (drv().haveStream && s == drv().stream)
+  if (gpu().haveStream && s == gpu().stream)
     return;
   check("cuStreamDestroy", drv().cuStreamDestroy(s));
 }
@@ -455,11 +539,11 @@ extern "C" void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/,
                               bool /*isHostShared*/) {
   ensure();
   void *p = nullptr;
-  auto hit = drv().cached.find(bytes);
-  if (hit != drv().cached.end()) {
+  auto hit = gpu().cached.find(bytes);
+  if (hit != gpu().cached.end()) {
     p = hit->second;
-    drv().cached.erase(hit);
-    drv().cachedBytes -= bytes;
+    gpu().cached.erase(hit);
+    gpu().cachedBytes -= bytes;
   } else {
     if (capturing(modelStream())) {
       moert::fail(MOERT_ERR_DEVICE,
@@ -471,25 +555,25 @@ extern "C" void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/,
     }
     // Out of memory: give the cached blocks back and try once more.
     if (moert_cuda_alloc(bytes, &p) != MOERT_OK &&
-        (!drv().cachedBytes || moert_cuda_trim() != MOERT_OK ||
+        (!gpu().cachedBytes || moert_cuda_trim() != MOERT_OK ||
          moert_cuda_alloc(bytes, &p) != MOERT_OK))
       fatal();
   }
-  drv().inUse[p] = bytes;
+  gpu().inUse[p] = bytes;
   return p;
 }
 
 extern "C" void mgpuMemFree(void *ptr, void * /*stream*/) {
   ensure();
-  auto it = drv().inUse.find(ptr);
-  if (it == drv().inUse.end()) {
+  auto it = gpu().inUse.find(ptr);
+  if (it == gpu().inUse.end()) {
     moert::fail(MOERT_ERR_DEVICE, "mgpuMemFree of %p, which mgpuMemAlloc did "
                                   "not return", ptr);
     fatal();
   }
-  drv().cached.emplace(it->second, ptr);
-  drv().cachedBytes += it->second;
-  drv().inUse.erase(it);
+  gpu().cached.emplace(it->second, ptr);
+  gpu().cachedBytes += it->second;
+  gpu().inUse.erase(it);
 }
 
 extern "C" void mgpuMemcpy(void *dst, void *src, size_t bytes, void *stream) {

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <dirent.h>
@@ -346,9 +347,17 @@ bool materialize(const WeightFiles &files, const Buffer &b,
   return true;
 }
 
-int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
+struct Options;
+int parseOptions(int argc, char **argv, const std::vector<Buffer> &buffers,
+                 Options &o);
+int runModel(const Options &o, std::vector<Buffer> &buffers,
              const std::vector<int64_t> &grid, void (*run)(void **buffers),
              bool &agreed);
+int runRank(const Options &options, std::vector<Buffer> &buffers,
+            const std::vector<int64_t> &grid, void (*run)(void **buffers));
+int runThreads(int n, bool onDevice, const Options &options,
+               const std::vector<Buffer> &buffers,
+               const std::vector<int64_t> &grid, void (*run)(void **buffers));
 
 /// A whole model compiled from a checkpoint (--import-hf-whole) is one
 /// decoding step: inputs `ids` [T] and `pos` [1] (I32) and the KV caches
@@ -450,6 +459,15 @@ struct GenerateOptions {
   long maxNew = 16;
   double temperature = 0.0, topP = 1.0;
   uint64_t seed = 0;
+};
+
+/// The command line, read once before any rank starts.
+struct Options {
+  const char *weightsPath = nullptr, *inputPath = nullptr,
+             *outputPath = nullptr;
+  long repeat = 10, warmup = 1;
+  GenerateOptions gen;
+  bool generating = false;
 };
 
 /// Runs the prompt in steps of T tokens (the last padded with id 0: its
@@ -581,14 +599,19 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
       usage(argv[0], buffers);
       return 0;
     }
-  // --gpus N / --ranks N: a partitioned model started by hand launches
-  // itself under mpirun, one process per rank (and per GPU).
+  int64_t ranks = 1;
+  for (int64_t d : grid)
+    ranks *= d;
+  bool onDevice = false;
+  for (const Buffer &b : buffers)
+    onDevice |= b.device;
+  // --gpus N: one process drives the N GPUs of a partitioned GPU model, one
+  // thread per rank. --ranks N: the model launches itself under mpirun, one
+  // process per rank (and per GPU).
+  int launcher = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--gpus") && std::strcmp(argv[i], "--ranks"))
       continue;
-    int64_t ranks = 1;
-    for (int64_t d : grid)
-      ranks *= d;
     const char *v = i + 1 < argc ? argv[i + 1] : "";
     char *end = nullptr;
     long n = std::strtol(v, &end, 10);
@@ -605,7 +628,17 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     }
     if (ranks == 1 || std::getenv("OMPI_COMM_WORLD_SIZE"))
       break; // nothing to launch, or launched already
-    std::vector<std::string> words = {"mpirun", "-np", std::to_string(n)};
+    launcher = i;
+    break;
+  }
+  Options options;
+  if (int rc = parseOptions(argc, argv, buffers, options); rc >= 0)
+    return rc;
+  if (launcher > 0 && !std::strcmp(argv[launcher], "--gpus"))
+    return runThreads(int(ranks), onDevice, options, buffers, grid, run);
+  if (launcher > 0) {
+    int i = launcher;
+    std::vector<std::string> words = {"mpirun", "-np", std::to_string(ranks)};
     if (geteuid() == 0)
       words.push_back("--allow-run-as-root");
     // Open MPI counts slots by cores; the ranks asked for run regardless.
@@ -619,19 +652,26 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     launch.push_back(nullptr);
     std::fflush(stdout);
     execvp("mpirun", launch.data());
-    std::fprintf(stderr, "error: %s %ld needs Open MPI's mpirun on PATH: %s\n",
-                 argv[i], n, std::strerror(errno));
+    std::fprintf(stderr, "error: %s %lld needs Open MPI's mpirun on PATH: %s\n",
+                 argv[i], (long long)ranks, std::strerror(errno));
     return 1;
   }
-  // A partitioned model: one process per rank of its grid (mpirun).
+  // One rank of a partitioned model per process (mpirun), or the only one.
+  return runRank(options, buffers, grid, run);
+}
+
+namespace {
+/// One rank: starts its communication, runs the model, and makes a failure
+/// stop every rank rather than leave them waiting (unless they all agreed
+/// to stop before running).
+int runRank(const Options &options, std::vector<Buffer> &buffers,
+            const std::vector<int64_t> &grid, void (*run)(void **buffers)) {
   if (moert_comm_init(grid.data(), int32_t(grid.size())) != MOERT_OK) {
     std::fprintf(stderr, "error: %s\n", moert_last_error());
     return 1;
   }
   bool agreed = false;
-  int rc = runModel(argc, argv, buffers, grid, run, agreed);
-  // One rank's failure stops them all rather than leaving them waiting
-  // (unless they all agreed to stop before running).
+  int rc = runModel(options, buffers, grid, run, agreed);
   if (rc != 0 && !agreed && moert_comm_world_size() > 1)
     moert_comm_abort("stopping all ranks", rc);
   if (moert_comm_finalize() != MOERT_OK) {
@@ -641,34 +681,80 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
   return rc;
 }
 
+/// The N ranks of a GPU model as threads of this process, rank r on GPU r;
+/// their collectives go over NCCL, which needs no MPI in one process.
+int runThreads(int n, bool onDevice, const Options &options,
+               const std::vector<Buffer> &buffers,
+               const std::vector<int64_t> &grid, void (*run)(void **buffers)) {
+  if (!onDevice) {
+    std::fprintf(stderr,
+                 "error: --gpus %d runs the ranks on GPUs, but this model was "
+                 "compiled for the CPU; run its ranks with --ranks %d "
+                 "(mpirun)\n",
+                 n, n);
+    return 2;
+  }
+  int32_t count = 0;
+  if (moert_cuda_device_count(&count) != MOERT_OK) {
+    std::fprintf(stderr, "error: --gpus %d: %s\n", n, moert_last_error());
+    return 1;
+  }
+  if (count < n) {
+    std::fprintf(stderr, "error: --gpus %d, but the CUDA driver found %d "
+                         "GPU%s\n",
+                 n, count, count == 1 ? "" : "s");
+    return 1;
+  }
+  std::vector<int> status(static_cast<size_t>(n), 0);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] {
+      moert_cuda_select(r);
+      if (moert_comm_join_threads(r, n) != MOERT_OK) {
+        std::fprintf(stderr, "error: %s\n", moert_last_error());
+        status[size_t(r)] = 1;
+        return;
+      }
+      std::vector<Buffer> mine = buffers; // each rank its own buffers
+      status[size_t(r)] = runRank(options, mine, grid, run);
+    });
+  for (std::thread &t : threads)
+    t.join();
+  return *std::max_element(status.begin(), status.end());
+}
+} // namespace
+
 namespace {
-int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
-             const std::vector<int64_t> &grid, void (*run)(void **buffers),
-             bool &agreed) {
-  bool leader = moert_comm_world_rank() == 0;
-  const char *weightsPath = nullptr, *inputPath = nullptr,
-             *outputPath = nullptr;
-  long repeat = 10, warmup = 1;
-  GenerateOptions gen;
-  bool generating = false;
-  for (int i = 1; i < argc; ++i) {
+int parseOptions(int argc, char **argv, const std::vector<Buffer> &buffers,
+                 Options &o) {
+  const char *&weightsPath = o.weightsPath, *&inputPath = o.inputPath,
+             *&outputPath = o.outputPath;
+  long &repeat = o.repeat, &warmup = o.warmup;
+  GenerateOptions &gen = o.gen;
+  bool &generating = o.generating;
+  bool bad = false;
+  for (int i = 1; i < argc && !bad; ++i) {
     std::string a = argv[i];
+    // A missing or malformed value sets `bad` (checked after each option).
     auto value = [&]() -> const char * {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "error: %s needs a value\n", a.c_str());
-        std::exit(2);
+        bad = true;
+        return "";
       }
       return argv[++i];
     };
     auto count = [&](long &out) {
       const char *v = value();
+      if (bad)
+        return;
       char *end = nullptr;
       out = std::strtol(v, &end, 10);
       if (!*v || *end || out < 0 || out > 1000000) {
         std::fprintf(stderr, "error: %s needs a count in [0, 1000000], got "
                              "'%s'\n",
                      a.c_str(), v);
-        std::exit(2);
+        bad = true;
       }
     };
     if (a == "--weights")
@@ -685,7 +771,10 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
       value(); // checked (and launched) before
     else if (a == "--prompt-ids") {
       generating = true;
-      std::istringstream list(value());
+      const char *ids = value();
+      if (bad)
+        return 2;
+      std::istringstream list(ids);
       std::string item;
       while (std::getline(list, item, ',')) {
         char *end = nullptr;
@@ -706,6 +795,8 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
       count(gen.maxNew);
     else if (a == "--temperature" || a == "--top-p") {
       const char *v = value();
+      if (bad)
+        return 2;
       char *end = nullptr;
       double d = std::strtod(v, &end);
       bool temp = a == "--temperature";
@@ -729,8 +820,11 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
       return 2;
     }
   }
+  if (bad)
+    return 2;
   Generator generator;
-  bool isGenerator = findGenerator(buffers, generator);
+  std::vector<Buffer> probe = buffers;
+  bool isGenerator = findGenerator(probe, generator);
   if (isGenerator != generating) {
     std::fprintf(stderr,
                  isGenerator
@@ -756,6 +850,24 @@ int runModel(int argc, char **argv, std::vector<Buffer> &buffers,
   }
   if (repeat < 1)
     repeat = 1;
+  return -1;
+}
+
+int runModel(const Options &o, std::vector<Buffer> &buffers,
+             const std::vector<int64_t> &grid, void (*run)(void **buffers),
+             bool &agreed) {
+  bool leader = moert_comm_world_rank() == 0;
+  const char *weightsPath = o.weightsPath, *inputPath = o.inputPath,
+             *outputPath = o.outputPath;
+  long repeat = o.repeat, warmup = o.warmup;
+  const GenerateOptions &gen = o.gen;
+  Generator generator;
+  bool isGenerator = findGenerator(buffers, generator);
+  bool needWeights = false, needInputs = false;
+  for (const Buffer &b : buffers) {
+    needWeights |= b.kind == Buffer::Weight;
+    needInputs |= b.kind == Buffer::Input && !isGenerator;
+  }
 
   moert_st_file *inputs = nullptr;
   WeightFiles weights;

@@ -21,11 +21,11 @@ for arch in mixtral qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense de
     fi
     # Partitioned over 2 GPUs (hf_compare.py runs them with --gpus 2) and
     # over 2 CPU processes (--ranks 2): expert parallel with the all-reduce
-    # dispatch, and expert slicing; the shared expert of Qwen2-MoE is
-    # tensor-sliced over both GPUs.
-    if [ $arch = mixtral ] || [ $arch = qwen2_moe ]; then
+    # dispatch, and expert slicing; the shared experts of Qwen2-MoE and
+    # DeepSeek-V3 are tensor-sliced over both GPUs.
+    if [ $arch = mixtral ] || [ $arch = qwen2_moe ] || [ $arch = deepseek_v3 ]; then
       tp=""
-      [ $arch = qwen2_moe ] && tp="tp=2"
+      [ $arch != mixtral ] && tp="tp=2"
       if [ $t = bf16 ]; then
         for plan in "ep2:ep=2 $tp dispatch=all-reduce" "es2:es=2 $tp"; do
           build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Runs on the 2-GPU machine (kind nvidia-h200-x2) over the cases of
 # make-ranked-cases.sh: regenerates each case's data, runs the single-GPU
-# executable and the 2-rank executable under mpirun (one GPU per rank), the
-# latter over NCCL and over MPI (MOERT_COMM=mpi), compares the 2-rank output
+# executable and the 2-rank executable, over NCCL both as one process
+# driving both GPUs (--gpus 2, a thread per rank: "threads") and as one
+# process per GPU under mpirun ("nccl"), and with RANKED_MPI=1 also over MPI
+# (MOERT_COMM=mpi, host-staged), compares the 2-rank output
 # with the C++ reference and with the single-GPU output, and times both
 # (median of --repeat runs). Then a plain NCCL all-to-all of the same bytes
 # as the benchmark's dispatch, through torch.distributed, in the same run.
@@ -17,9 +19,10 @@ testgen=${2:-build/bin/moe-testgen}
 mpi="mpirun --allow-run-as-root --oversubscribe -np 2 -x MOERT_COMM_PROFILE=1 -x MOERT_COMM"
 nvidia-smi --query-gpu=index,name --format=csv,noheader
 gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
-# NCCL on 2 GPUs; RANKED_MPI=1 also runs every case over MPI (host-staged).
-comms="nccl"
-[ -n "$RANKED_MPI" ] && comms="nccl mpi"
+# NCCL on 2 GPUs, from one process and from two; RANKED_MPI=1 also runs
+# every case over MPI (host-staged).
+comms="threads nccl"
+[ -n "$RANKED_MPI" ] && comms="threads nccl mpi"
 if [ "$gpus" -lt 2 ]; then
   # NCCL refuses two ranks on one GPU: the 2-rank runs share the one GPU
   # over MPI, and one NCCL start shows that refusal is reported, not hung.
@@ -53,7 +56,11 @@ for case in "$dir"/*/; do
   s_us=$(echo "$single" | sed -n 's/latency: median \([0-9.]*\) us.*/\1/p')
   for comm in $comms; do
     if [ $comm = mpi ]; then export MOERT_COMM=mpi; else export MOERT_COMM=nccl; fi
-    out=$(timeout 300 $mpi "$case/ranked" $args --output "$case/ranked-$comm.safetensors" --repeat $repeat 2>&1)
+    if [ $comm = threads ]; then
+      out=$(MOERT_COMM_PROFILE=1 timeout 300 "$case/ranked" --gpus 2 $args --output "$case/ranked-$comm.safetensors" --repeat $repeat 2>&1)
+    else
+      out=$(timeout 300 $mpi "$case/ranked" $args --output "$case/ranked-$comm.safetensors" --repeat $repeat 2>&1)
+    fi
     rc=$?
     r_us=$(echo "$out" | sed -n 's/latency: median \([0-9.]*\) us.*/\1/p')
     # Layers too large for the C++ reference (gen --no-reference) are

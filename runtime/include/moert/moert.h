@@ -115,6 +115,12 @@ moert_status moert_st_write(const char *path, size_t n,
  * code calls the runtime through MLIR's mgpu* host ABI, also defined here. */
 
 moert_status moert_cuda_init(void);
+/* The GPU this thread drives from now on (its first use opens it): one
+ * process may drive several GPUs, one thread each. A thread that selects
+ * none drives MOERT_DEVICE, else its local rank under mpirun, else GPU 0. */
+void moert_cuda_select(int32_t ordinal);
+/* How many GPUs the driver sees. */
+moert_status moert_cuda_device_count(int32_t *count);
 moert_status moert_cuda_device_name(char *buffer, size_t size);
 /* Device memory; a failure names the bytes asked and the bytes free. */
 moert_status moert_cuda_alloc(size_t bytes, void **out);
@@ -146,6 +152,11 @@ moert_status moert_cuda_profile_read(double *kernel_ms, uint64_t *launches);
 /* Starts MPI and checks that the world matches `grid` (`rank` axes); a grid of
  * one rank needs no MPI. Fails with a message saying how to start the model. */
 moert_status moert_comm_init(const int64_t *grid, int32_t rank);
+/* One process driving all GPUs of a host: the calling thread is rank `rank`
+ * of `size` threads of this process, each driving its own GPU. Call before
+ * moert_comm_init on each such thread; the ranks' collectives then go over
+ * NCCL (moert_comm_use_nccl), without MPI. */
+moert_status moert_comm_join_threads(int32_t rank, int32_t size);
 /* Moves the collectives of a model compiled for the GPU over NCCL
  * (libnccl.so.2, loaded at run time; MPI broadcasts its unique id). Call
  * after moert_comm_init and moert_cuda_init; a no-op for one rank. */

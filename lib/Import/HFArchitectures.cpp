@@ -133,18 +133,160 @@ LogicalResult hf::importMixtral(Config &cfg, ModelSpec &m) {
   return success();
 }
 
+/// `v` as a short decimal (%g).
+static std::string decimal(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+
+LogicalResult hf::readRope(Config &cfg, double defaultTheta, int64_t rotary,
+                       RopeConfig &out) {
+  // transformers 5 keeps the base and the scaling in `rope_parameters`;
+  // transformers 4 has `rope_theta` and `rope_scaling`.
+  const json::Object *params = nullptr;
+  StringRef where;
+  for (StringRef key : {"rope_parameters", "rope_scaling"}) {
+    const json::Value *v = cfg.get(key);
+    if (!v)
+      continue;
+    params = v->getAsObject();
+    if (!params)
+      return cfg.fail("'" + key + "' must be an object, got " +
+                      Config::describe(*v));
+    where = key;
+    break;
+  }
+  FailureOr<double> theta = cfg.number("rope_theta", defaultTheta);
+  FailureOr<double> partial = cfg.number("partial_rotary_factor", 1.0);
+  if (failed(theta) || failed(partial))
+    return failure();
+  if (*partial != 1.0)
+    return cfg.fail("'partial_rotary_factor' " + decimal(*partial) +
+                    " is not supported (only whole heads rotate)");
+  static const json::Object none;
+  Config p(params ? *params : none, cfg.file, cfg.error);
+  p.setArch((cfg.arch.empty() ? "" : cfg.arch + ": ") + "'" + where.str() +
+            "'");
+  if (params) {
+    theta = p.number("rope_theta", *theta);
+    if (failed(theta))
+      return failure();
+  }
+  if (!(*theta > 0))
+    return cfg.fail("'rope_theta' must be positive");
+  out.theta = *theta;
+  if (!params)
+    return success();
+  FailureOr<std::string> type = p.string("type", StringRef("default"));
+  if (failed(type))
+    return failure();
+  FailureOr<std::string> ropeType = p.string("rope_type", StringRef(*type));
+  if (failed(ropeType))
+    return failure();
+  if (*ropeType == "default")
+    return success();
+  if (*ropeType != "yarn" && *ropeType != "linear")
+    return p.fail("RoPE type '" + *ropeType +
+                  "' is not supported (supported: default, linear, yarn)");
+  FailureOr<double> maxPos = cfg.number("max_position_embeddings", 0.0);
+  FailureOr<double> original =
+      p.number("original_max_position_embeddings", *maxPos);
+  if (failed(maxPos) || failed(original))
+    return failure();
+  // transformers: without `factor`, the ratio of the context lengths.
+  double ratio = *original > 0 ? *maxPos / *original : 0.0;
+  FailureOr<double> factor = p.number("factor", ratio);
+  if (failed(factor))
+    return failure();
+  if (!(*factor > 0))
+    return p.fail("'factor' must be positive, got " + decimal(*factor));
+  // The default inverse frequencies, in f32 as transformers computes them.
+  int64_t half = rotary / 2;
+  float base = float(*theta), f = float(*factor);
+  std::vector<float> posFreqs(static_cast<size_t>(half));
+  for (int64_t j = 0; j < half; ++j)
+    posFreqs[size_t(j)] = std::pow(base, float(2 * j) / float(rotary));
+  out.invFreq.resize(size_t(half));
+  auto mscaleOf = [](double scale, double mscale) {
+    return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+  };
+  FailureOr<double> mscaleAll = p.number("mscale_all_dim", 0.0);
+  if (failed(mscaleAll))
+    return failure();
+  // DeepSeek scales its softmax by the square of this (yarn_apply_mscale).
+  if (*mscaleAll != 0.0)
+    out.softmaxMscale = mscaleOf(*factor, *mscaleAll);
+  if (*ropeType == "linear") {
+    for (int64_t j = 0; j < half; ++j)
+      out.invFreq[size_t(j)] = (1.0f / posFreqs[size_t(j)]) / f;
+    return success();
+  }
+  // YaRN: frequencies blend from extrapolated (fast rotations) to
+  // interpolated (slow) over a ramp between the correction dimensions.
+  FailureOr<double> mscale = p.number("mscale", 0.0),
+                    betaFast = p.number("beta_fast", 32.0),
+                    betaSlow = p.number("beta_slow", 1.0);
+  FailureOr<bool> truncate = p.boolean("truncate", true);
+  if (failed(mscale) || failed(betaFast) || failed(betaSlow) ||
+      failed(truncate))
+    return failure();
+  if (!(*original > 0))
+    return p.fail("YaRN needs 'original_max_position_embeddings' (or "
+                  "'max_position_embeddings') > 0");
+  if (!(*betaFast > 0) || !(*betaSlow > 0))
+    return p.fail("'beta_fast' and 'beta_slow' must be positive");
+  if (cfg.has("attention_factor") || p.has("attention_factor")) {
+    FailureOr<double> af = p.number("attention_factor", 1.0);
+    if (failed(af))
+      return failure();
+    out.attentionFactor = *af;
+  } else if (*mscale != 0.0 && *mscaleAll != 0.0) {
+    out.attentionFactor =
+        mscaleOf(*factor, *mscale) / mscaleOf(*factor, *mscaleAll);
+  } else {
+    out.attentionFactor = mscaleOf(*factor, 1.0);
+  }
+  auto correction = [&](double rotations) {
+    return (double(rotary) *
+            std::log(*original / (rotations * 2.0 * 3.14159265358979323846))) /
+           (2.0 * std::log(*theta));
+  };
+  double low = correction(*betaFast), high = correction(*betaSlow);
+  if (*truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, double(rotary - 1));
+  if (low == high)
+    high += 0.001; // as transformers, against a zero-width ramp
+  for (int64_t j = 0; j < half; ++j) {
+    float ramp = (float(j) - float(low)) / (float(high) - float(low));
+    ramp = std::min(std::max(ramp, 0.0f), 1.0f);
+    float extrapolation = 1.0f - ramp;
+    float invExtra = 1.0f / posFreqs[size_t(j)];
+    float invInter = 1.0f / (f * posFreqs[size_t(j)]);
+    out.invFreq[size_t(j)] =
+        invInter * (1.0f - extrapolation) + invExtra * extrapolation;
+  }
+  return success();
+}
+
 /// What Llama-style decoders share around their attention: the embedding,
 /// the final norm, the LM head (tied to the embedding or not), each block's
 /// two norms, and the RoPE base and norm epsilon.
 static DenseSpec decoderDense(const ModelSpec &m, int64_t vocab, int64_t heads,
-                              int64_t kvHeads, int64_t headDim, double theta,
-                              double eps, bool tied) {
+                              int64_t kvHeads, int64_t headDim,
+                              const RopeConfig &rope, double eps, bool tied) {
   DenseSpec d;
   d.vocab = vocab;
   d.heads = heads;
   d.kvHeads = kvHeads;
   d.headDim = headDim;
-  d.ropeTheta = theta;
+  d.ropeTheta = rope.theta;
+  d.ropeInvFreq = rope.invFreq;
+  d.ropeAttentionFactor = rope.attentionFactor;
   d.epsilon = eps;
   d.embed = {"model.embed_tokens.weight", {vocab, m.hidden}};
   d.finalNorm = {"model.norm.weight", {m.hidden}};
@@ -178,21 +320,20 @@ LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
     return cfg.fail("'hidden_size' is not a multiple of "
                     "'num_attention_heads' and there is no 'head_dim'");
   FailureOr<int64_t> hd = cfg.size("head_dim", m.hidden / *heads);
-  FailureOr<double> theta = cfg.number("rope_theta", 1e6),
-                    eps = cfg.number("rms_norm_eps", 1e-5);
+  FailureOr<double> eps = cfg.number("rms_norm_eps", 1e-5);
   FailureOr<bool> tied = cfg.boolean("tie_word_embeddings", false);
-  if (failed(hd) || failed(theta) || failed(eps) || failed(tied))
+  if (failed(hd) || failed(eps) || failed(tied))
     return failure();
   if (*hd % 2 != 0)
     return cfg.fail("the head size " + std::to_string(*hd) +
                     " must be even for the rotary embedding");
-  if (!(*theta > 0) || !(*eps > 0))
-    return cfg.fail("'rope_theta' and 'rms_norm_eps' must be positive");
+  if (!(*eps > 0))
+    return cfg.fail("'rms_norm_eps' must be positive");
   if (cfg.has("clip_qkv"))
     return cfg.fail("'clip_qkv' is not supported in whole-model import yet");
-  if (cfg.has("rope_scaling"))
-    return cfg.fail("'rope_scaling' is not supported in whole-model import "
-                    "yet");
+  RopeConfig rope;
+  if (failed(readRope(cfg, 1e6, *hd, rope)))
+    return failure();
   // A sliding window limits attention only where it is used (Qwen's
   // use_sliding_window; Mixtral whenever it is set).
   FailureOr<bool> useWindow =
@@ -203,7 +344,7 @@ LogicalResult hf::importLlamaDense(Config &cfg, ModelSpec &m, bool qkvBias,
     return cfg.fail("'sliding_window' attention is not supported in "
                     "whole-model import yet");
   DenseSpec d =
-      decoderDense(m, *vocab, *heads, *kv, *hd, *theta, *eps, *tied);
+      decoderDense(m, *vocab, *heads, *kv, *hd, rope, *eps, *tied);
   for (auto [l, b] : llvm::zip(m.layers, d.blocks)) {
     std::string p = "model.layers." + std::to_string(l.index) + ".";
     b.q = linear(p + "self_attn.q_proj.weight", *heads * *hd, m.hidden);
@@ -682,27 +823,26 @@ LogicalResult hf::importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3) {
       return failure();
     qLora = *r;
   }
-  FailureOr<double> theta = cfg.number("rope_theta", 10000.0),
-                    eps = cfg.number("rms_norm_eps", 1e-6);
+  FailureOr<double> eps = cfg.number("rms_norm_eps", 1e-6);
   FailureOr<bool> tied = cfg.boolean("tie_word_embeddings", false),
                   bias = cfg.boolean("attention_bias", false),
                   interleave = cfg.boolean("rope_interleave", true);
-  if (failed(theta) || failed(eps) || failed(tied) || failed(bias) ||
+  if (failed(eps) || failed(tied) || failed(bias) ||
       failed(interleave))
     return failure();
   if (*rope % 2 != 0)
     return cfg.fail("'qk_rope_head_dim' (" + Twine(*rope) +
                     ") must be even for the rotary embedding");
-  if (!(*theta > 0) || !(*eps > 0))
-    return cfg.fail("'rope_theta' and 'rms_norm_eps' must be positive");
-  if (cfg.has("rope_scaling"))
-    return cfg.fail("'rope_scaling' (YaRN) is not supported in whole-model "
-                    "import yet");
+  if (!(*eps > 0))
+    return cfg.fail("'rms_norm_eps' must be positive");
+  RopeConfig ropeConfig;
+  if (failed(readRope(cfg, 10000.0, *rope, ropeConfig)))
+    return failure();
   if (*bias)
     return cfg.fail("'attention_bias' is not supported in whole-model import "
                     "of DeepSeek models yet");
   // Every head keeps its own keys and values: KV = H.
-  DenseSpec d = decoderDense(m, *vocab, *heads, *heads, *nope + *rope, *theta,
+  DenseSpec d = decoderDense(m, *vocab, *heads, *heads, *nope + *rope, ropeConfig,
                              *eps, *tied);
   DenseSpec::Mla mla;
   mla.nope = *nope;
@@ -711,7 +851,9 @@ LogicalResult hf::importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3) {
   // DeepSeek-V2's modeling code rotates interleaved pairs (complex
   // multiplication); V3's does when rope_interleave (the default).
   mla.interleaved = v3 ? *interleave : true;
-  mla.softmaxScale = 1.0 / std::sqrt(double(*nope + *rope));
+  // YaRN with mscale_all_dim scales the softmax too (yarn_apply_mscale).
+  mla.softmaxScale = 1.0 / std::sqrt(double(*nope + *rope)) *
+                     ropeConfig.softmaxMscale * ropeConfig.softmaxMscale;
   d.mla = mla;
   int64_t qk = *nope + *rope;
   for (auto [l, b] : llvm::zip(m.layers, d.blocks)) {

@@ -638,6 +638,11 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       Value a = RmsNormOp::create(b, aloc, tokensType, x,
                                   body->getArgument(d.inputNorm), eps);
       Value attended;
+      DenseF32ArrayAttr ropeFreqs =
+          dense->ropeInvFreq.empty()
+              ? DenseF32ArrayAttr()
+              : b.getDenseF32ArrayAttr(dense->ropeInvFreq);
+      FloatAttr ropeFactor = b.getF64FloatAttr(dense->ropeAttentionFactor);
       if (const auto &mla = dense->mla) {
         auto attn = MlaAttentionOp::create(
             b, aloc, TypeRange{tokensType, cacheType, valueCacheType}, a,
@@ -649,7 +654,8 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
             b.getI64IntegerAttr(mla->nope), b.getI64IntegerAttr(mla->rope),
             b.getI64IntegerAttr(mla->v), b.getF64FloatAttr(dense->ropeTheta),
             eps, b.getF64FloatAttr(mla->softmaxScale),
-            mla->interleaved ? b.getUnitAttr() : UnitAttr());
+            mla->interleaved ? b.getUnitAttr() : UnitAttr(), ropeFreqs,
+            ropeFactor);
         caches.append({attn.getKeyCache(), attn.getValueCache()});
         attended = attn.getResult();
       } else {
@@ -661,7 +667,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
             body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
             body->getArgument(1), b.getI64IntegerAttr(dense->heads),
             b.getI64IntegerAttr(dense->kvHeads),
-            b.getF64FloatAttr(dense->ropeTheta), eps);
+            b.getF64FloatAttr(dense->ropeTheta), eps, ropeFreqs, ropeFactor);
         caches.append({attn.getKeyCache(), attn.getValueCache()});
         attended = attn.getResult();
       }

@@ -207,6 +207,10 @@ struct LayerSpec {
 struct DenseSpec {
   int64_t vocab = 0, heads = 0, kvHeads = 0, headDim = 0;
   double ropeTheta = 10000.0, epsilon = 1e-6;
+  /// Scaled RoPE (YaRN, linear): the inverse frequency of each rotated pair
+  /// and the factor on cos and sin; empty and 1 for plain RoPE.
+  std::vector<float> ropeInvFreq;
+  double ropeAttentionFactor = 1.0;
   WeightRef embed, finalNorm, lmHead;
   /// Multi-head latent attention (DeepSeek) instead of q/k/v projections:
   /// per-head widths, and the blocks' q_a/q_b/kv_a/kv_b weights.
@@ -245,6 +249,19 @@ LogicalResult importMixtral(Config &cfg, ModelSpec &m);
 /// Where a model normalises q and k: not, per head (Qwen3), or over the
 /// whole projection (OLMoE).
 enum class QkNorm { None, PerHead, Whole };
+/// The rotary embedding of a config: `rope_theta` and `rope_scaling`
+/// (transformers 4), or `rope_parameters` (transformers 5, which holds
+/// both). `rotary` is the number of rotated dimensions per head.
+struct RopeConfig {
+  double theta = 10000.0;
+  std::vector<float> invFreq; // empty: 1/theta^(2j/rotary)
+  double attentionFactor = 1.0;
+  /// YaRN's mscale over all dimensions (DeepSeek scales the softmax by its
+  /// square); 1 otherwise.
+  double softmaxMscale = 1.0;
+};
+LogicalResult readRope(Config &cfg, double defaultTheta, int64_t rotary,
+                       RopeConfig &out);
 LogicalResult importLlamaDense(Config &cfg, ModelSpec &m,
                                bool qkvBias = false,
                                QkNorm qkNorm = QkNorm::None);

@@ -67,11 +67,46 @@ def param_maker(W, rnd, elt):
     return param
 
 
-def rope(vec, p, theta, interleaved, elt):
+def yarn(dim, base, factor, original, beta_fast=32.0, beta_slow=1.0,
+         mscale=0.0, mscale_all_dim=0.0):
+    """YaRN's scaled RoPE for `dim` rotated dimensions: the inverse
+    frequency of each pair (f32), the factor on cos and sin, and the
+    softmax mscale (DeepSeek multiplies its softmax scale by its square).
+    Frequencies blend from extrapolated (pairs that rotate fast) to
+    interpolated (divided by `factor`) over a linear ramp between the
+    correction dimensions of beta_fast and beta_slow rotations."""
+    def get_mscale(scale, m=1.0):
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    def correction(rotations):
+        return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low = max(math.floor(correction(beta_fast)), 0)
+    high = min(math.ceil(correction(beta_slow)), dim - 1)
+    if low == high:
+        high += 0.001
+    inv = []
+    for j in range(dim // 2):
+        pos_freq = f32(f32(base) ** f32(f32(2.0 * j) / dim))
+        ramp = min(max(f32(f32(j - low) / f32(high - low)), 0.0), 1.0)
+        extra = f32(1.0 - ramp)
+        inter = f32(1.0 / f32(factor * pos_freq))
+        inv.append(f32(f32(inter * f32(1.0 - extra)) + f32(f32(1.0 / pos_freq) * extra)))
+    if mscale and mscale_all_dim:
+        attention = get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim)
+    else:
+        attention = get_mscale(factor)
+    softmax = get_mscale(factor, mscale_all_dim) if mscale_all_dim else 1.0
+    return inv, attention, softmax
+
+
+def rope(vec, p, theta, interleaved, elt, inv_freq=None, attention=1.0):
     """The rotate_half rotary embedding of `vec` (one head's rotary part) at
     position p: cos and sin rounded to `elt`, every product and sum rounded.
     `interleaved` pairs (2j, 2j+1): de-interleaved first, as transformers'
-    apply_rotary_pos_emb_interleave does."""
+    apply_rotary_pos_emb_interleave does. Scaled RoPE gives its own
+    `inv_freq` per pair and multiplies cos and sin by `attention` (f32)
+    before rounding."""
     r = len(vec)
     half = r // 2
     if interleaved:
@@ -79,9 +114,15 @@ def rope(vec, p, theta, interleaved, elt):
     res = []
     for i in range(r):
         j = i % half
-        inv = f32(1.0 / f32(theta ** f32(f32(2.0 * j) / r)))
+        if inv_freq is None:
+            inv = f32(1.0 / f32(theta ** f32(f32(2.0 * j) / r)))
+        else:
+            inv = inv_freq[j]
         ang = f32(float(p) * inv)
-        c, s = elt(f32(math.cos(ang))), elt(f32(math.sin(ang)))
+        c, s = f32(math.cos(ang)), f32(math.sin(ang))
+        if attention != 1.0:
+            c, s = f32(c * f32(attention)), f32(s * f32(attention))
+        c, s = elt(c), elt(s)
         other = vec[i + half if i < half else i - half]
         rot = -other if i < half else other
         res.append(elt(f32(elt(f32(vec[i] * c)) + elt(f32(rot * s)))))

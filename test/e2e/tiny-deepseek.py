@@ -13,7 +13,11 @@ With --v2, a DeepSeek-V2(-Lite)-style model instead: no query compression
 (q_proj), softmax scores with group-limited greedy routing (groups by their
 best expert), top-2 without renormalisation, scaled by 2.5.
 
-Usage: tiny-deepseek.py OUT_DIR PROMPT_IDS NEW_TOKENS [SEED] [--v2]
+With --yarn, YaRN-scaled RoPE (factor 4 over 16 original positions, an
+attention factor from mscale 1.0 / mscale_all_dim 0.8, the softmax scaled
+by mscale_all_dim's square), written as transformers 5 does
+(rope_parameters).
+Usage: tiny-deepseek.py OUT_DIR PROMPT_IDS NEW_TOKENS [SEED] [--v2] [--yarn]
 Writes OUT_DIR/expected.txt ("generated: ...") and
 OUT_DIR/expected-logits.safetensors (the logits each token was drawn from)."""
 import json
@@ -23,7 +27,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend, greedy_generate, param_maker, rope as shared_rope  # noqa: E402
+from reference_util import attend, greedy_generate, param_maker, rope as shared_rope, yarn  # noqa: E402
 from safetensors_util import f32, write  # noqa: E402
 
 V, D, H, LQ, LKV, N, R, VD = 64, 32, 4, 16, 16, 8, 4, 8
@@ -34,7 +38,8 @@ QK = N + R
 
 def main():
     v2 = "--v2" in sys.argv
-    args = [a for a in sys.argv if a != "--v2"]
+    yarn_rope = "--yarn" in sys.argv
+    args = [a for a in sys.argv if a not in ("--v2", "--yarn")]
     out, prompt, new = args[1], args[2], int(args[3])
     seed = int(args[4]) if len(args) > 4 else random.randrange(1 << 30)
     print(f"tiny-deepseek.py: seed {seed}")
@@ -95,6 +100,17 @@ def main():
               "rope_theta": THETA, "rope_scaling": None, "rope_interleave": True,
               "attention_bias": False, "vocab_size": V, "max_position_embeddings": 64,
               "tie_word_embeddings": False, "torch_dtype": "float32"}
+    inv_freq, rope_factor, softmax_mscale = None, 1.0, 1.0
+    if yarn_rope:
+        # transformers 5's layout: base and scaling in rope_parameters.
+        yarn_args = dict(factor=4.0, original=16, beta_fast=32.0, beta_slow=1.0,
+                         mscale=1.0, mscale_all_dim=0.8)
+        inv_freq, rope_factor, softmax_mscale = yarn(R, THETA, **yarn_args)
+        del config["rope_theta"], config["rope_scaling"]
+        config["rope_parameters"] = {
+            "rope_type": "yarn", "rope_theta": THETA, "factor": 4.0,
+            "original_max_position_embeddings": 16, "beta_fast": 32, "beta_slow": 1,
+            "mscale": 1.0, "mscale_all_dim": 0.8}
     if v2:
         config.update({"q_lora_rank": None, "topk_method": "group_limited_greedy",
                        "scoring_func": "softmax", "norm_topk_prob": False})
@@ -124,7 +140,7 @@ def main():
         return [f32(g[i] * f32(x[i] * inv)) for i in range(n)]
 
     def rope(vec, p):
-        return shared_rope(vec, p, THETA, True, f32)
+        return shared_rope(vec, p, THETA, True, f32, inv_freq, rope_factor)
 
     def silu(g):
         return f32(g * f32(1.0 / f32(1.0 + f32(math.exp(-g)))))
@@ -151,7 +167,7 @@ def main():
         keys, values = caches[l]
         keys.append([kv[h * (N + VD):h * (N + VD) + N] + kpe for h in range(H)])
         values.append([kv[h * (N + VD) + N:(h + 1) * (N + VD)] for h in range(H)])
-        scale = f32(1.0 / math.sqrt(QK))
+        scale = f32(1.0 / math.sqrt(QK) * softmax_mscale * softmax_mscale)
         att = []
         for h in range(H):
             qh = q[h * QK:h * QK + N] + rope(q[h * QK + N:(h + 1) * QK], p)

@@ -6,11 +6,12 @@
 # (--target=cuda) in bf16, into DIR (default build/hf-models; carry it).
 # Only the configs and tensor shapes matter here: the GPU machine makes the
 # weights with transformers.
+# HF_ARCHS: the architectures to build (default all of tiny_configs.py's).
 set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in mixtral qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3; do
+for arch in ${HF_ARCHS:-mixtral qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn}; do
   for t in f32 bf16; do
     python3 test/gpu/make-tiny-checkpoint.py $arch $t "$dir/shape"
     build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \

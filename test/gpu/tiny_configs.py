@@ -39,5 +39,14 @@ CONFIGS["deepseek_v3"] = dict(
     norm_topk_prob=True, first_k_dense_replace=1, topk_method="noaux_tc",
     scoring_func="sigmoid", rope_scaling=None, rope_interleave=True,
     attention_bias=False)
+# YaRN-scaled RoPE (factor 4 over 16 original positions; the 8 + 12 tokens
+# of hf_compare.py pass them), as real DeepSeek-V3 and long-context Qwen3
+# checkpoints have it: DeepSeek's with an attention factor from mscale /
+# mscale_all_dim and its softmax scaled by mscale_all_dim's square.
+CONFIGS["deepseek_v3_yarn"] = dict(CONFIGS["deepseek_v3"], rope_scaling=dict(
+    type="yarn", factor=4.0, original_max_position_embeddings=16, beta_fast=32,
+    beta_slow=1, mscale=1.0, mscale_all_dim=0.8))
+CONFIGS["qwen3_moe_yarn"] = dict(CONFIGS["qwen3_moe"], rope_scaling=dict(
+    rope_type="yarn", factor=4.0, original_max_position_embeddings=16))
 # The transformers model type of each config.
-MODEL_TYPE = {name: name.replace("_dense", "") for name in CONFIGS}
+MODEL_TYPE = {name: name.replace("_dense", "").replace("_yarn", "") for name in CONFIGS}

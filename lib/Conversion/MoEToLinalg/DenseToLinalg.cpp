@@ -323,8 +323,22 @@ Value generic(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
 /// product and sum rounded, as transformers computes it. `interleaved`
 /// pairs (2j, 2j+1) instead of (j, j + r/2): the input is de-interleaved
 /// first (DeepSeek's layout, as transformers' apply_rotary_pos_emb_interleave).
-Value applyRope(OpBuilder &b, Location loc, Value t, Value pos, double theta,
-                bool interleaved, Type elt) {
+/// How positions rotate: base `theta`, or explicit inverse frequencies
+/// (one per rotated pair) and a cos/sin factor (scaled RoPE: YaRN, linear).
+struct RopeSpec {
+  double theta = 10000.0;
+  std::optional<ArrayRef<float>> invFreq;
+  double attentionFactor = 1.0;
+};
+
+template <typename OpT> RopeSpec ropeOf(OpT op) {
+  return {op.getRopeTheta().convertToDouble(), op.getRopeInvFreq(),
+          op.getRopeAttentionFactor().convertToDouble()};
+}
+
+Value applyRope(OpBuilder &b, Location loc, Value t, Value pos,
+                const RopeSpec &rope, bool interleaved, Type elt) {
+  double theta = rope.theta;
   auto type = cast<RankedTensorType>(t.getType());
   int64_t T = type.getDimSize(0), n = type.getDimSize(1),
           r = type.getDimSize(2), half = r / 2;
@@ -332,6 +346,12 @@ Value applyRope(OpBuilder &b, Location loc, Value t, Value pos, double theta,
   Value init = emptyTensor(
       b, loc, {b.getIndexAttr(T), b.getIndexAttr(n), b.getIndexAttr(r)}, elt);
   AffineMap id = b.getMultiDimIdentityMap(3);
+  Value freqs;
+  if (rope.invFreq) {
+    auto freqType = RankedTensorType::get({half}, f32);
+    freqs = arith::ConstantOp::create(
+        b, loc, freqType, DenseElementsAttr::get(freqType, *rope.invFreq));
+  }
   return elementwise(
       b, loc, {t}, {id}, init, [&](OpBuilder &nb, Location l, ValueRange) {
         Value ti = linalg::IndexOp::create(nb, l, 0);
@@ -363,21 +383,35 @@ Value applyRope(OpBuilder &b, Location loc, Value t, Value pos, double theta,
         Value other = at(partner);
         Value rot = arith::SelectOp::create(
             nb, l, low, arith::NegFOp::create(nb, l, other), other);
-        // inv_freq = 1 / theta^(2j / r), in f32 as transformers has it.
-        Value jf = arith::UIToFPOp::create(
-            nb, l, f32, arith::IndexCastUIOp::create(nb, l, nb.getI32Type(), j));
-        Value expo = arith::DivFOp::create(
-            nb, l, arith::MulFOp::create(nb, l, jf, constF32(nb, l, 2.0f)),
-            constF32(nb, l, float(r)));
-        Value invFreq = arith::DivFOp::create(
-            nb, l, constF32(nb, l, 1.0f),
-            math::PowFOp::create(nb, l, constF32(nb, l, float(theta)), expo));
+        // inv_freq = 1 / theta^(2j / r), in f32 as transformers has it, or
+        // the scaled RoPE's own.
+        Value invFreq;
+        if (freqs) {
+          invFreq = tensor::ExtractOp::create(nb, l, freqs, ValueRange{j});
+        } else {
+          Value jf = arith::UIToFPOp::create(
+              nb, l, f32,
+              arith::IndexCastUIOp::create(nb, l, nb.getI32Type(), j));
+          Value expo = arith::DivFOp::create(
+              nb, l, arith::MulFOp::create(nb, l, jf, constF32(nb, l, 2.0f)),
+              constF32(nb, l, float(r)));
+          invFreq = arith::DivFOp::create(
+              nb, l, constF32(nb, l, 1.0f),
+              math::PowFOp::create(nb, l, constF32(nb, l, float(theta)), expo));
+        }
         Value p = arith::AddIOp::create(
             nb, l, pos, arith::IndexCastOp::create(nb, l, nb.getI32Type(), ti));
         Value angle = arith::MulFOp::create(
             nb, l, arith::SIToFPOp::create(nb, l, f32, p), invFreq);
-        Value c = rounded(nb, l, math::CosOp::create(nb, l, angle), elt);
-        Value sn = rounded(nb, l, math::SinOp::create(nb, l, angle), elt);
+        Value cf = math::CosOp::create(nb, l, angle);
+        Value sf = math::SinOp::create(nb, l, angle);
+        if (rope.attentionFactor != 1.0) {
+          Value factor = constF32(nb, l, float(rope.attentionFactor));
+          cf = arith::MulFOp::create(nb, l, cf, factor);
+          sf = arith::MulFOp::create(nb, l, sf, factor);
+        }
+        Value c = rounded(nb, l, cf, elt);
+        Value sn = rounded(nb, l, sf, elt);
         Value m1 = rounded(nb, l, arith::MulFOp::create(nb, l, at(ii), c), elt);
         Value m2 = rounded(nb, l, arith::MulFOp::create(nb, l, rot, sn), elt);
         return fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt);
@@ -541,9 +575,9 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
 
     // 2. Rotary embedding; 3. the caches take the new rows; 4. attention;
     // 5. the output projection.
-    double theta = op.getRopeTheta().convertToDouble();
-    q = applyRope(b, loc, q, pos, theta, /*interleaved=*/false, elt);
-    k = applyRope(b, loc, k, pos, theta, /*interleaved=*/false, elt);
+    RopeSpec rope = ropeOf(op);
+    q = applyRope(b, loc, q, pos, rope, /*interleaved=*/false, elt);
+    k = applyRope(b, loc, k, pos, rope, /*interleaved=*/false, elt);
     Value keys = placeInCache(b, loc, k, op.getKeyCacheIn(), posIndex);
     Value values = placeInCache(b, loc, v, op.getValueCacheIn(), posIndex);
     Value o = causalAttention(b, loc, q, keys, values, posIndex,
@@ -614,11 +648,11 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
 
     // 3. Rotary parts.
     auto [pos, posIndex] = positionOf(b, loc, op.getPosition());
-    double theta = op.getRopeTheta().convertToDouble();
+    RopeSpec rotation = ropeOf(op);
     bool inter = op.getInterleaved();
     Value qRot = applyRope(b, loc, lastDimSlice(b, loc, q, nope, rope), pos,
-                           theta, inter, elt);
-    kRot = applyRope(b, loc, kRot, pos, theta, inter, elt);
+                           rotation, inter, elt);
+    kRot = applyRope(b, loc, kRot, pos, rotation, inter, elt);
 
     // 4. Keys [nope | rope] (the rotary part broadcast to every head) and
     // queries [nope | rope]; into the caches.

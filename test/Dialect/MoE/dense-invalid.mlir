@@ -102,3 +102,19 @@ func.func @mla_q_norm(%x: tensor<3x16xf32>, %qa: tensor<16x12xf32>, %qb: tensor<
   %y, %k, %v = moe.mla_attention %x : tensor<3x16xf32> q_a(%qa : tensor<16x12xf32>) q_b(%qb : tensor<12x12xf32>) kv_a(%kva : tensor<16x10xf32>) kv_a_norm(%kvan : tensor<8xf32>) kv_b(%kvb : tensor<8x16xf32>) o(%wo : tensor<8x16xf32>) cache(%kc : tensor<8x2x6xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 2 : i64, nope_dim = 4 : i64, rope_dim = 2 : i64, v_dim = 4 : i64} -> tensor<3x16xf32>, tensor<8x2x6xf32>, tensor<8x2x4xf32>
   return
 }
+
+// -----
+
+func.func @attention_rope_freqs(%x: tensor<3x16xf32>, %wq: tensor<16x16xf32>, %wk: tensor<16x8xf32>, %wv: tensor<16x8xf32>, %wo: tensor<16x16xf32>, %kc: tensor<8x2x4xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op rope_inv_freq needs 2 inverse frequencies (one per rotated pair), got 3}}
+  %y, %k, %v = moe.attention %x : tensor<3x16xf32> q(%wq : tensor<16x16xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<16x16xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64, rope_inv_freq = array<f32: 1.0, 0.5, 0.25>} -> tensor<3x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
+  return
+}
+
+// -----
+
+func.func @mla_rope_factor(%x: tensor<3x16xf32>, %qb: tensor<16x12xf32>, %kva: tensor<16x10xf32>, %kvan: tensor<8xf32>, %kvb: tensor<8x16xf32>, %wo: tensor<8x16xf32>, %kc: tensor<8x2x6xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.mla_attention' op rope_attention_factor must be positive, got 0}}
+  %y, %k, %v = moe.mla_attention %x : tensor<3x16xf32> q_b(%qb : tensor<16x12xf32>) kv_a(%kva : tensor<16x10xf32>) kv_a_norm(%kvan : tensor<8xf32>) kv_b(%kvb : tensor<8x16xf32>) o(%wo : tensor<8x16xf32>) cache(%kc : tensor<8x2x6xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 2 : i64, nope_dim = 4 : i64, rope_dim = 2 : i64, v_dim = 4 : i64, rope_attention_factor = 0.0 : f64} -> tensor<3x16xf32>, tensor<8x2x6xf32>, tensor<8x2x4xf32>
+  return
+}

@@ -528,6 +528,28 @@ void LayerOp::getCanonicalizationPatterns(RewritePatternSet &results,
   results.add<SimplifyRouting<LayerOp>>(context);
 }
 
+/// Scaled RoPE: one positive, finite inverse frequency per rotated pair of
+/// the `rotary` dimensions, and a positive cos/sin factor.
+template <typename OpT>
+static LogicalResult verifyRopeScaling(OpT op, int64_t rotary) {
+  if (std::optional<ArrayRef<float>> freqs = op.getRopeInvFreq()) {
+    if (int64_t(freqs->size()) != rotary / 2)
+      return op.emitOpError()
+             << "rope_inv_freq needs " << rotary / 2
+             << " inverse frequencies (one per rotated pair), got "
+             << freqs->size();
+    for (float f : *freqs)
+      if (!(f > 0.0f) || !std::isfinite(f))
+        return op.emitOpError()
+               << "rope_inv_freq must be positive and finite, got " << f;
+  }
+  double factor = op.getRopeAttentionFactor().convertToDouble();
+  if (!(factor > 0.0) || !std::isfinite(factor))
+    return op.emitOpError() << "rope_attention_factor must be positive, got "
+                            << factor;
+  return success();
+}
+
 LogicalResult MlaAttentionOp::verify() {
   Operation *op = getOperation();
   Named x{"input", getInput()}, qb{"q_b", getQB()}, kva{"kv_a", getKvA()},
@@ -553,6 +575,8 @@ LogicalResult MlaAttentionOp::verify() {
   if (heads < 1 || nope < 0 || rope < 2 || rope % 2 != 0 || vdim < 1)
     return emitOpError() << "needs num_heads >= 1, nope_dim >= 0, an even "
                             "rope_dim >= 2 and v_dim >= 1";
+  if (failed(verifyRopeScaling(*this, rope)))
+    return failure();
   if (bool(getQA()) != bool(getQANorm()))
     return emitOpError() << "q_a and q_a_norm come together";
   Named qIn = x;
@@ -761,6 +785,8 @@ LogicalResult AttentionOp::verify() {
   if (hd % 2 != 0)
     return emitOpError() << "the head size " << hd
                          << " must be even for the rotary embedding";
+  if (failed(verifyRopeScaling(*this, hd)))
+    return failure();
   if (failed(checkSameDim(op, "hidden size d", x, 1, wq, 0)) ||
       failed(checkSameDim(op, "hidden size d", x, 1, wk, 0)) ||
       failed(checkSameDim(op, "hidden size d", x, 1, wv, 0)) ||

@@ -465,7 +465,10 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
     2. rotary embedding of q and k (the `rotate_half` form, base
        `rope_theta`): `q*cos + rotate_half(q)*sin`, with cos and sin rounded
        to the element type and every product and sum rounded, as
-       transformers computes it;
+       transformers computes it. Scaled RoPE (YaRN, linear) gives its
+       inverse frequencies, one per rotated pair, in `rope_inv_freq` (in
+       place of `1/theta^(2j/hd)`) and multiplies cos and sin by
+       `rope_attention_factor` in f32 before rounding;
     3. the new keys and values are written into the caches [S, KV, hd] at
        their positions (results `key_cache`, `value_cache`);
     4. each of the H query heads attends to cache rows 0 .. its position with
@@ -499,7 +502,9 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
                        MoE_IndexTensor:$position, I64Attr:$num_heads,
                        I64Attr:$num_kv_heads,
                        DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta,
-                       DefaultValuedAttr<F64Attr, "1.0e-6">:$qk_norm_epsilon);
+                       DefaultValuedAttr<F64Attr, "1.0e-6">:$qk_norm_epsilon,
+                       OptionalAttr<DenseF32ArrayAttr>:$rope_inv_freq,
+                       DefaultValuedAttr<F64Attr, "1.0">:$rope_attention_factor);
   let results = (outs MoE_FloatTensor:$result, MoE_FloatTensor:$key_cache,
                       MoE_FloatTensor:$value_cache);
   let assemblyFormat = [{
@@ -535,8 +540,9 @@ def MoE_MlaAttentionOp
        (`kv_a_norm`) and `kv_b` [Lkv, H*(nope+v)] give each head's key part
        without position and its value; the last `rope_dim` columns are one
        rotary key part shared by all heads;
-    3. rotary embedding (base `rope_theta`) of the queries' and the shared
-       key's last `rope_dim` dimensions; with `interleaved`, the pairs are
+    3. rotary embedding (base `rope_theta`, or `rope_inv_freq` and
+       `rope_attention_factor` as in `moe.attention`) of the queries' and the
+       shared key's last `rope_dim` dimensions; with `interleaved`, the pairs are
        (2j, 2j+1) (DeepSeek's layout, de-interleaved first as transformers
        does), else (j, j + rope_dim/2);
     4. keys [nope | rope] and values enter the caches [S, H, nope+rope] and
@@ -561,7 +567,9 @@ def MoE_MlaAttentionOp
                        DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta,
                        DefaultValuedAttr<F64Attr, "1.0e-6">:$epsilon,
                        OptionalAttr<F64Attr>:$softmax_scale,
-                       UnitAttr:$interleaved);
+                       UnitAttr:$interleaved,
+                       OptionalAttr<DenseF32ArrayAttr>:$rope_inv_freq,
+                       DefaultValuedAttr<F64Attr, "1.0">:$rope_attention_factor);
   let results = (outs MoE_FloatTensor:$result, MoE_FloatTensor:$key_cache,
                       MoE_FloatTensor:$value_cache);
   let assemblyFormat = [{

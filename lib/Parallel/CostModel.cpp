@@ -13,13 +13,18 @@
 //             (binomial per GPU, maximum over the expert axis) times the bytes
 //             of 1/slicing of an expert, plus the dense parts / tensor and the
 //             replicated weights
-//   comm      dispatch and combine all-to-alls over the expert axis (each GPU
-//             sends its T k / P assignments: parallelism-coordinated, tokens
-//             replicated by tensor slicing are sent once); with expert slicing
-//             an all-gather of the expert group's rows before the experts and a
-//             reduce-scatter of the partial sums after; with tensor-sliced
-//             dense parts an all-reduce after them and, with expert
-//             parallelism, an all-gather of the combined tokens.
+//   comm      replicated tokens (expert slicing alone; expert parallelism
+//             with the all-reduce dispatch): one all-reduce of the T x d f32
+//             partial outputs over the replica. All-to-all dispatch: the
+//             dispatch and combine all-to-alls over the expert axis (each
+//             GPU sends its T k / P assignments: parallelism-coordinated,
+//             tokens replicated by tensor slicing are sent once); with expert
+//             slicing an all-gather of the expert group's rows before the
+//             experts and a reduce-scatter of the partial sums after; with
+//             tensor-sliced dense parts an all-reduce after them and, with
+//             expert parallelism, an all-gather of the combined tokens. The
+//             dispatch is the cheaper of the two unless it is fixed, or the
+//             routing is capacity-limited (all-reduce).
 //
 // Step time = max(compute, HBM) + communication. Collectives cost a latency
 // per level they cross plus their bytes over NVLink inside a host and over
@@ -242,30 +247,65 @@ LayerCost CostModel::estimateLayer(const LayerShape &layer, const Plan &plan,
   c.flopsPerGpu += groupTokens * 2.0 * d * double(experts);
   c.hbmBytesPerGpu += double(layer.replicatedBytes);
 
-  // Collectives.
+  // Collectives. Replicated tokens: every GPU of the replica runs the layer
+  // on all of them with its experts (and its slices), and one all-reduce
+  // sums the f32 partial outputs. The partitioner does this for expert
+  // slicing alone, and for expert parallelism with the all-reduce dispatch;
+  // it needs the dense parts sliced over the whole replica.
+  bool replicatedOk = layer.dense.empty() || tp == replica;
+  LayerCost viaAllReduce, viaAllToAll;
+  if (replica > 1 && replicatedOk) {
+    double bytes = t * d * 4.0;
+    viaAllReduce.allReduceBytes =
+        2 * bytes * double(replica - 1) / double(replica);
+    viaAllReduce.commSeconds = allReduceSeconds(
+        bytes, replica, std::min<int64_t>(replica, perHost));
+  }
+  // All-to-all dispatch and combine (each GPU sends its T k / P
+  // assignments), with expert slicing an all-gather of the group's rows and
+  // a reduce-scatter of the partial sums, with tensor-sliced dense parts an
+  // all-reduce and an all-gather of the combined tokens.
   if (ep > 1) {
     double sent = t * k / double(replica) * d * b;
     int64_t peers = std::min<int64_t>(ep, std::max<int64_t>(1, perHost / es));
-    c.allToAllBytes = 2 * sent;
-    c.commSeconds += 2 * allToAllSeconds(sent, ep, peers);
+    viaAllToAll.allToAllBytes = 2 * sent;
+    viaAllToAll.commSeconds += 2 * allToAllSeconds(sent, ep, peers);
   }
   if (es > 1) {
     double rows = std::min(t, rowsPerGroup);
     double bytes = rows * d * b;
     int64_t ranksPerHost = std::min<int64_t>(es, perHost);
-    c.allGatherBytes += 2 * bytes * double(es - 1) / double(es);
-    c.commSeconds += 2 * allGatherSeconds(bytes, es, ranksPerHost);
+    viaAllToAll.allGatherBytes += 2 * bytes * double(es - 1) / double(es);
+    viaAllToAll.commSeconds += 2 * allGatherSeconds(bytes, es, ranksPerHost);
   }
   if (tp > 1) {
     double bytes = groupTokens * d * b;
     int64_t ranksPerHost = std::min<int64_t>(tp, perHost);
-    c.allReduceBytes += 2 * bytes * double(tp - 1) / double(tp);
-    c.commSeconds += allReduceSeconds(bytes, tp, ranksPerHost);
+    viaAllToAll.allReduceBytes += 2 * bytes * double(tp - 1) / double(tp);
+    viaAllToAll.commSeconds += allReduceSeconds(bytes, tp, ranksPerHost);
     if (ep > 1) {
-      c.allGatherBytes += bytes * double(tp - 1) / double(tp);
-      c.commSeconds += allGatherSeconds(bytes, tp, ranksPerHost);
+      viaAllToAll.allGatherBytes += bytes * double(tp - 1) / double(tp);
+      viaAllToAll.commSeconds += allGatherSeconds(bytes, tp, ranksPerHost);
     }
   }
+  bool allReduce = false;
+  if (replica > 1 && replicatedOk) {
+    if (ep == 1 || dispatch == Dispatch::AllReduce)
+      allReduce = true;
+    else if (dispatch == Dispatch::Auto)
+      allReduce = layer.capacityLimited ||
+                  viaAllReduce.commSeconds < viaAllToAll.commSeconds;
+  }
+  if (ep > 1) {
+    c.allToAllPathSeconds = viaAllToAll.commSeconds;
+    c.allReducePathSeconds = replicatedOk ? viaAllReduce.commSeconds : -1;
+  }
+  const LayerCost &comm = allReduce ? viaAllReduce : viaAllToAll;
+  c.allReduceDispatch = allReduce;
+  c.allToAllBytes = comm.allToAllBytes;
+  c.allGatherBytes = comm.allGatherBytes;
+  c.allReduceBytes = comm.allReduceBytes;
+  c.commSeconds = comm.commSeconds;
 
   c.computeSeconds = c.flopsPerGpu / hw.flopsPerSecond;
   c.memorySeconds = c.hbmBytesPerGpu / hw.hbmBytesPerSecond;

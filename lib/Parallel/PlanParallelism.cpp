@@ -55,9 +55,9 @@
 // sliced over the expert axis, exchanged, combined, gathered) or by one
 // all-reduce of the replica's tokens (every GPU keeps them all; needs the
 // dense parts sliced over the whole replica): `dispatch=auto` takes the
-// cheaper by the cost model's collective times for the chosen plan
-// (capacity-limited layers need the all-reduce). The plan ranking itself
-// still uses the all-to-all path's estimate.
+// cheaper by the cost model's collective times (capacity-limited layers
+// need the all-reduce), and the plans are ranked with the dispatch each
+// would take.
 //
 // What is written. `shard.grid @moe_grid(shape = DxExT)` with
 // `moe.axes = ["data", "expert", "tensor"]` (MLIR 22's grid has no axis names,
@@ -247,6 +247,7 @@ FailureOr<LayerShape> PlanParallelismPass::shapeOf(LayerOp layer) {
   shape.elementBytes = (up->getElementTypeBitWidth() + 7) / 8;
   shape.topK = int64_t(layer.getTopK());
   shape.repeat = layersMultiplier;
+  shape.capacityLimited = bool(layer.getCapacityFactor());
 
   auto addDense = [&](Value upW, bool gated) -> LogicalResult {
     if (!upW)
@@ -461,27 +462,11 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
 
   for (auto [constLayer, shape, c] : llvm::zip(layers, shapes, cost.layers)) {
     LayerOp layer = constLayer;
-    // Expert parallelism moves tokens either by all-to-all (dispatch and
-    // combine, then an all-gather of the replica's tokens; the cost model's
-    // estimate) or, with every GPU of the replica holding all the tokens,
-    // by one all-reduce of the partial outputs (T x d, whatever the
-    // routing). The latter needs the dense parts sliced over all of them.
+    // Expert parallelism moves tokens by all-to-all or by one all-reduce
+    // of the replica's tokens: the cost model's choice for this layer.
     std::string dispatch;
-    double allReduceComm = 0;
-    if (plan.expert > 1) {
-      int64_t ranks = plan.gpusPerReplica();
-      bool denseOk = shape.dense.empty() || plan.tensor == ranks;
-      allReduceComm = model.allReduceSeconds(
-          double(cost.replicaTokens) * double(shape.hidden) *
-              double(shape.elementBytes),
-          ranks, std::min<int64_t>(ranks, gpusPerHost));
-      if (dispatchMode == "all-to-all" || !denseOk)
-        dispatch = "all-to-all";
-      else if (dispatchMode == "all-reduce" || layer.getCapacityFactor())
-        dispatch = "all-reduce";
-      else
-        dispatch = allReduceComm < c.commSeconds ? "all-reduce" : "all-to-all";
-    }
+    if (plan.expert > 1)
+      dispatch = c.allReduceDispatch ? "all-reduce" : "all-to-all";
     NamedAttrList summary;
     summary.append("dp", builder.getI64IntegerAttr(plan.data));
     summary.append("ep", builder.getI64IntegerAttr(plan.expert));
@@ -510,12 +495,18 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
                        << formatBytes(c.allToAllBytes) << ", all-gather "
                        << formatBytes(c.allGatherBytes) << ", all-reduce "
                        << formatBytes(c.allReduceBytes) << ")";
-    if (!dispatch.empty())
-      layer.emitRemark() << "moe-plan-parallelism: dispatch by " << dispatch
-                         << " (all-to-all and gathers "
-                         << formatTime(c.commSeconds)
-                         << ", one all-reduce of the replica's tokens "
-                         << formatTime(allReduceComm) << ")";
+    if (!dispatch.empty()) {
+      InFlightDiagnostic remark = layer.emitRemark();
+      remark << "moe-plan-parallelism: dispatch by " << dispatch
+             << " (all-to-all and gathers "
+             << formatTime(c.allToAllPathSeconds)
+             << ", one all-reduce of the replica's tokens ";
+      if (c.allReducePathSeconds >= 0)
+        remark << formatTime(c.allReducePathSeconds) << ")";
+      else
+        remark << "not possible: the dense parts are not sliced over the "
+                  "whole replica)";
+    }
   }
 }
 
@@ -610,7 +601,10 @@ void PlanParallelismPass::runOnOperation() {
     shapes.push_back(*shape);
   }
 
-  CostModel model(hardware(), tokens, minSlice);
+  Dispatch policy = dispatchMode == "all-to-all"   ? Dispatch::AllToAll
+                    : dispatchMode == "all-reduce" ? Dispatch::AllReduce
+                                                   : Dispatch::Auto;
+  CostModel model(hardware(), tokens, minSlice, policy);
   SmallVector<PlanCost> ranked = model.rankPlans(shapes, gpus, obj);
   // dp/ep/es/tp pin parts of the plan (tests, or a user who knows better).
   auto pinned = [&](const Plan &p) {

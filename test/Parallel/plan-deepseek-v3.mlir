@@ -17,16 +17,18 @@
 // LAT1: error: moe-plan-parallelism: the model needs 1.31 TB of weights (2 moe.layer x 29); at 141.00 GB per GPU (126.90 GB for weights) it needs at least 16 GPUs, got 1
 // LAT2: error: moe-plan-parallelism: the model needs 1.31 TB of weights (2 moe.layer x 29); at 141.00 GB per GPU (126.90 GB for weights) it needs at least 16 GPUs, got 2
 // LAT8: error: moe-plan-parallelism: the model needs 1.31 TB of weights (2 moe.layer x 29); at 141.00 GB per GPU (126.90 GB for weights) it needs at least 16 GPUs, got 8
-// LAT64: shard.grid @moe_grid(shape = 1x8x8) {moe.axes = ["data", "expert", "tensor"]}
+// LAT64: shard.grid @moe_grid(shape = 4x1x16) {moe.axes = ["data", "expert", "tensor"]}
 // LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}1], [], [2]]
-// LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}1], [2]]
-// LAT64: moe.plan = {dispatch = "all-to-all", dp = 1 : i64, ep = 8 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 444072960 : i64}
-// LAT256: shard.grid @moe_grid(shape = 1x32x8) {moe.axes = ["data", "expert", "tensor"]}
+// LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
+// LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
+// LAT64: shard.sharding @moe_grid split_axes = {{\[\[}}2]]
+// LAT64: moe.plan = {dp = 4 : i64, ep = 1 : i64, es = 16 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 16 : i64, weight_bytes_per_gpu = 1418462208 : i64}
+// LAT256: shard.grid @moe_grid(shape = 16x1x16) {moe.axes = ["data", "expert", "tensor"]}
 // LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}1], [], [2]]
-// LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}1], [2]]
-// LAT256: moe.plan = {dispatch = "all-to-all", dp = 1 : i64, ep = 32 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 179831808 : i64}
+// LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
+// LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
+// LAT256: shard.sharding @moe_grid split_axes = {{\[\[}}2]]
+// LAT256: moe.plan = {dp = 16 : i64, ep = 1 : i64, es = 16 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 16 : i64, weight_bytes_per_gpu = 1418462208 : i64}
 
 // THR1: error: moe-plan-parallelism: the model needs 1.31 TB of weights (2 moe.layer x 29); at 141.00 GB per GPU (126.90 GB for weights) it needs at least 16 GPUs, got 1
 // THR2: error: moe-plan-parallelism: the model needs 1.31 TB of weights (2 moe.layer x 29); at 141.00 GB per GPU (126.90 GB for weights) it needs at least 16 GPUs, got 2

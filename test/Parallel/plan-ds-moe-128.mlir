@@ -44,7 +44,7 @@
 // THR64: shard.grid @moe_grid(shape = 1x64x1) {moe.axes = ["data", "expert", "tensor"]}
 // THR64: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // THR64: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR64: moe.plan = {dispatch = "all-reduce", dp = 1 : i64, ep = 64 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 134742016 : i64}
+// THR64: moe.plan = {dispatch = "all-to-all", dp = 1 : i64, ep = 64 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 134742016 : i64}
 // THR256: shard.grid @moe_grid(shape = 1x32x8) {moe.axes = ["data", "expert", "tensor"]}
 // THR256: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // THR256: shard.sharding @moe_grid split_axes = {{\[\[}}1], [], [2]]

@@ -39,11 +39,10 @@
 // THR1: shard.grid @moe_grid(shape = 1x1x1) {moe.axes = ["data", "expert", "tensor"]}
 // THR1: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // THR1: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 805568512 : i64}
-// THR2: shard.grid @moe_grid(shape = 1x1x2) {moe.axes = ["data", "expert", "tensor"]}
+// THR2: shard.grid @moe_grid(shape = 1x2x1) {moe.axes = ["data", "expert", "tensor"]}
 // THR2: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
-// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
-// THR2: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 2 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 402915328 : i64}
+// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
+// THR2: moe.plan = {dispatch = "all-reduce", dp = 1 : i64, ep = 2 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 402915328 : i64}
 // THR8: shard.grid @moe_grid(shape = 1x8x1) {moe.axes = ["data", "expert", "tensor"]}
 // THR8: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // THR8: shard.sharding @moe_grid split_axes = {{\[\[}}1]]

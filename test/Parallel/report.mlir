@@ -2,19 +2,21 @@
 // their weights per GPU and step estimate, and the best candidates.
 // RUN: moe-opt %s --moe-plan-parallelism="gpus=64 layers-multiplier=29 report" -o /dev/null 2>/dev/null | FileCheck %s
 
-// DeepSeek-V3's MoE layers (58) for one token on 64 GPUs in 8 hosts.
+// DeepSeek-V3's MoE layers (58) for one token on 64 GPUs in 8 hosts: four
+// replicas, each slicing every expert over 16 GPUs (two hosts) and summing
+// with one all-reduce, beat expert parallelism's two all-to-alls per layer.
 // CHECK:      moe-plan-parallelism: 64 GPUs (8 per host), 141.00 GB per GPU (126.90 GB for weights), objective latency, tokens per step: 1 per replica
 // CHECK-NEXT: model: 2 moe.layer x 29 = 58 layers, 1.31 TB of weights
-// CHECK-NEXT: plan: dp=1 ep=8 es=8 tp=1 on @moe_grid(shape = 1x8x8) [data, expert, tensor]
-// CHECK-NEXT: layer  experts  top-k  hidden     ffn  dense-ffn  weights/GPU     compute      memory        comm        step
-// CHECK-NEXT:     0      256      8    7168    2048       2048    444.07 MB      0.1 us     27.9 us     70.1 us     98.0 us
-// CHECK-NEXT:     1      256      8    7168    2048       2048    444.07 MB      0.1 us     27.9 us     70.1 us     98.0 us
-// CHECK-NEXT: model                                                25.76 GB      7.9 us   1615.5 us   4066.9 us   5682.3 us
-// CHECK-NEXT: replica batch: 1 tokens; throughput: 176 tokens/s over 1 replicas
+// CHECK-NEXT: plan: dp=4 ep=1 es=16 tp=16 on @moe_grid(shape = 4x1x16) [data, expert, tensor]
+// CHECK-NEXT:  layer  experts  top-k  hidden     ffn  dense-ffn  weights/GPU     compute      memory        comm        step
+// CHECK-NEXT:      0      256      8    7168    2048       2048      1.42 GB      0.1 us     12.4 us     45.2 us     57.6 us
+// CHECK-NEXT:      1      256      8    7168    2048       2048      1.42 GB      0.1 us     12.4 us     45.2 us     57.6 us
+// CHECK-NEXT:  model                                                82.27 GB      4.1 us    717.8 us   2620.6 us   3338.4 us
+// CHECK-NEXT: replica batch: 1 tokens; throughput: 1198 tokens/s over 4 replicas
 // CHECK-NEXT: candidates that fit (best 6 of 31):
-// CHECK-NEXT:  rank   dp   ep   es   tp  weights/GPU        step     tokens/s
-// CHECK-NEXT:     1    1    8    8    1     25.76 GB   5682.3 us          176
-// CHECK-NEXT:     2    1    8    8    8     21.29 GB   5807.6 us          172
+// CHECK-NEXT:   rank   dp   ep   es   tp  weights/GPU        step     tokens/s
+// CHECK-NEXT:      1    4    1   16   16     82.27 GB   3338.4 us         1198
+// CHECK-NEXT:      2    4    2    8   16     82.27 GB   3500.8 us         1143
 
 func.func @deepseek_v3(%x: tensor<?x7168xbf16>,
     %router0: tensor<7168x256xbf16>, %bias0: tensor<256xf32>,

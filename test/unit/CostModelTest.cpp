@@ -154,20 +154,51 @@ TEST(CostModel, LayerEstimate) {
   EXPECT_EQ(one.commSeconds, 0.0);
   EXPECT_DOUBLE_EQ(one.weightBytesPerGpu, l.bytes());
   // Expert slicing over 8 GPUs: an eighth of every expert on each GPU, the
-  // same two experts read in eighths, and an all-gather plus a
-  // reduce-scatter inside the host.
+  // same two experts read in eighths, and one all-reduce of the token's f32
+  // partial outputs inside the host.
   LayerCost sliced = m.estimateLayer(l, Plan{1, 1, 8, 1}, 1);
   EXPECT_NEAR(sliced.weightBytesPerGpu,
               l.expertBytes() / 8 + l.replicatedBytes, 1.0);
   EXPECT_NEAR(sliced.hbmBytesPerGpu,
               2 * l.bytesPerExpert() / 8 + l.replicatedBytes, 1.0);
-  EXPECT_NEAR(sliced.commSeconds, 2 * m.allGatherSeconds(4096 * 2, 8, 8),
-              1e-12);
+  EXPECT_NEAR(sliced.commSeconds, m.allReduceSeconds(4096 * 4, 8, 8), 1e-12);
+  EXPECT_TRUE(sliced.allReduceDispatch);
   EXPECT_EQ(sliced.allToAllBytes, 0.0);
-  // Expert parallelism: all-to-alls, no all-gather.
+  EXPECT_EQ(sliced.allToAllPathSeconds, -1.0); // no expert parallelism
+  // Expert parallelism at 1024 tokens: the all-to-alls (each GPU sends its
+  // 1024 x 2 / 8 assignments, twice) beat an all-reduce of all 1024 tokens'
+  // 16 MB of f32 partial outputs.
+  LayerCost big = m.estimateLayer(l, Plan{1, 8, 1, 1}, 1024);
+  EXPECT_FALSE(big.allReduceDispatch);
+  EXPECT_GT(big.allToAllBytes, 0.0);
+  EXPECT_EQ(big.allGatherBytes, 0.0);
+  EXPECT_EQ(big.commSeconds, big.allToAllPathSeconds);
+  EXPECT_NEAR(big.allReducePathSeconds,
+              m.allReduceSeconds(1024.0 * 4096 * 4, 8, 8), 1e-12);
+  EXPECT_LT(big.allToAllPathSeconds, big.allReducePathSeconds);
+  // At 128 tokens both are latency-bound: one all-reduce beats two
+  // all-to-alls.
   LayerCost ep = m.estimateLayer(l, Plan{1, 8, 1, 1}, 128);
-  EXPECT_GT(ep.allToAllBytes, 0.0);
-  EXPECT_EQ(ep.allGatherBytes, 0.0);
+  EXPECT_TRUE(ep.allReduceDispatch);
+  EXPECT_LT(ep.allReducePathSeconds, ep.allToAllPathSeconds);
+  // One token: the all-reduce dispatch (one collective instead of two).
+  LayerCost ep1 = m.estimateLayer(l, Plan{1, 8, 1, 1}, 1);
+  EXPECT_TRUE(ep1.allReduceDispatch);
+  EXPECT_EQ(ep1.commSeconds, ep1.allReducePathSeconds);
+  EXPECT_LT(ep1.allReducePathSeconds, ep1.allToAllPathSeconds);
+  // A fixed dispatch is kept; capacity-limited routing takes the
+  // all-reduce under `auto`.
+  CostModel a2a(hw, 1, 1, Dispatch::AllToAll);
+  EXPECT_FALSE(a2a.estimateLayer(l, Plan{1, 8, 1, 1}, 1).allReduceDispatch);
+  LayerShape capped = l;
+  capped.capacityLimited = true;
+  EXPECT_TRUE(m.estimateLayer(capped, Plan{1, 8, 1, 1}, 128).allReduceDispatch);
+  // Dense parts not sliced over the whole replica: no all-reduce dispatch.
+  LayerShape shared = l;
+  shared.dense.push_back(DenseMlpShape{14336, 3, 2});
+  LayerCost denseEp = m.estimateLayer(shared, Plan{1, 8, 1, 1}, 1);
+  EXPECT_FALSE(denseEp.allReduceDispatch);
+  EXPECT_EQ(denseEp.allReducePathSeconds, -1.0);
   // 128 x 2 / 8 expert rows per GPU; the router for the GPU's own 16 tokens.
   EXPECT_NEAR(ep.flopsPerGpu,
               128.0 * 2 / 8 * 2 * 3 * 4096 * 14336 + 16.0 * 2 * 4096 * 8,

@@ -26,6 +26,9 @@ namespace mlir::moe {
 /// one 400 Gb/s NIC (50 GB/s) per GPU between hosts. The latencies are rough
 /// per-collective figures for NCCL on small messages; they decide the plans
 /// of decode steps with few tokens, where no collective is bandwidth-bound.
+/// NVLink: 20 µs, as measured on two H200s for all-reduces of 8 KB to 1 MB
+/// (20-28 µs ours, 31-37 µs through torch.distributed;
+/// test/bench/results/gpu-ranked-2gpu-2026-11-30.md).
 struct HardwareSpec {
   double memoryBytes = 141e9;
   /// Fraction of each GPU's memory kept free for activations, the KV cache and
@@ -35,7 +38,7 @@ struct HardwareSpec {
   double flopsPerSecond = 750e12;
   double nvlinkBytesPerSecond = 450e9;
   double interHostBytesPerSecond = 50e9;
-  double nvlinkLatencySeconds = 10e-6;
+  double nvlinkLatencySeconds = 20e-6;
   double interHostLatencySeconds = 25e-6;
   int64_t gpusPerHost = 8;
 
@@ -68,6 +71,9 @@ struct LayerShape {
   int64_t replicatedBytes = 0;
   /// How many identical layers of the real model this one stands for.
   int64_t repeat = 1;
+  /// Capacity-limited routing: expert parallelism must use the all-reduce
+  /// dispatch (every GPU sees every token, so drops match one GPU's).
+  bool capacityLimited = false;
 
   double bytesPerExpert() const {
     return double(expertMatrices) * double(hidden) * double(expertFfn) *
@@ -82,6 +88,11 @@ struct LayerShape {
 };
 
 enum class Objective { Latency, Throughput };
+
+/// How expert parallelism moves tokens: all-to-all dispatch and combine, or
+/// every GPU of the replica routing all tokens to its own experts and one
+/// all-reduce of the partial outputs; `Auto` takes the cheaper per layer.
+enum class Dispatch { Auto, AllToAll, AllReduce };
 
 /// A parallel layout. The GPUs form a grid data x expert x tensor (tensor
 /// innermost, so that it stays inside a host as long as it can):
@@ -121,6 +132,13 @@ struct LayerCost {
   double computeSeconds = 0;
   double memorySeconds = 0;
   double commSeconds = 0;
+  /// Replicated tokens and one all-reduce of the partial outputs (always
+  /// with expert slicing alone; the dispatch chosen with expert
+  /// parallelism), else all-to-all dispatch and combine.
+  bool allReduceDispatch = false;
+  /// With expert parallelism: the communication of either dispatch (a
+  /// negative figure where it cannot be used).
+  double allToAllPathSeconds = -1, allReducePathSeconds = -1;
 
   /// Compute and HBM reads overlap (roofline); the collectives sit between
   /// dependent steps (dispatch, experts, combine) and do not.
@@ -153,8 +171,9 @@ public:
   /// `tokens`: tokens per step, see replicaTokens(). Expert slicing and
   /// tensor slicing leave at least `minSlice` ffn columns on every GPU (below
   /// that the GEMMs are too thin to run near the tensor-core rate).
-  CostModel(HardwareSpec hw, int64_t tokens, int64_t minSlice = 1)
-      : hw(hw), tokens(tokens), minSlice(minSlice) {}
+  CostModel(HardwareSpec hw, int64_t tokens, int64_t minSlice = 1,
+            Dispatch dispatch = Dispatch::Auto)
+      : hw(hw), tokens(tokens), minSlice(minSlice), dispatch(dispatch) {}
 
   const HardwareSpec &hardware() const { return hw; }
   int64_t tokensPerStep() const { return tokens; }
@@ -233,6 +252,7 @@ private:
   HardwareSpec hw;
   int64_t tokens;
   int64_t minSlice;
+  Dispatch dispatch;
 };
 
 } // namespace mlir::moe

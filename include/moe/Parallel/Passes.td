@@ -69,7 +69,7 @@ def PlanParallelism : Pass<"moe-plan-parallelism", "ModuleOp"> {
            "NVLink bandwidth per GPU and direction in GB/s">,
     Option<"interHostGBs", "inter-host-gb-s", "double", "50",
            "network bandwidth per GPU between hosts in GB/s (400 Gb/s)">,
-    Option<"nvlinkLatencyUs", "nvlink-latency-us", "double", "10",
+    Option<"nvlinkLatencyUs", "nvlink-latency-us", "double", "20",
            "latency of one collective inside a host, in microseconds">,
     Option<"interHostLatencyUs", "inter-host-latency-us", "double", "25",
            "extra latency of a collective that crosses hosts, in "

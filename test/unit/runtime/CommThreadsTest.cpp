@@ -71,49 +71,44 @@ TEST(CommThreads, JoinChecksItsArguments) {
   EXPECT_EQ(moert_comm_join_threads(0, 0), MOERT_ERR_INVALID_ARGUMENT);
 }
 
+/// In a death test's fresh process: ranks 0 and 1 of 2 threads join a
+/// 2-rank grid, rank 1 then idles, and rank 0 (this thread) runs `step`.
+template <typename F> void rankZeroAlone(F step) {
+  static const int64_t grid[] = {2};
+  std::thread idle([] {
+    moert_comm_join_threads(1, 2);
+    moert_comm_init(grid, 1);
+    std::this_thread::sleep_for(std::chrono::seconds(30));
+  });
+  idle.detach();
+  moert_comm_join_threads(0, 2);
+  moert_comm_init(grid, 1);
+  step();
+}
+
 TEST(CommThreads, HostCollectivesNeedNccl) {
   // In one process the ranks talk over NCCL only: a host all-reduce before
-  // NCCL is started ends the job with a message saying so.
-  const int64_t grid[] = {2};
-  // A fresh process (not a fork of this one, whose watchdog thread would
-  // not survive the fork).
+  // NCCL is started ends the job with a message saying so. (Death tests run
+  // in a fresh process, not a fork of this one, whose watchdog thread would
+  // not survive the fork.)
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        std::thread t([&] {
-          moert_comm_join_threads(1, 2);
-          moert_comm_init(grid, 1);
-          std::this_thread::sleep_for(std::chrono::seconds(30));
-        });
-        moert_comm_join_threads(0, 2);
-        moert_comm_init(grid, 1);
-        float x = 1.0f;
-        moert_comm_all_reduce(reinterpret_cast<int64_t>(&x),
-                              reinterpret_cast<int64_t>(&x), 1, MOERT_F32, 1);
-        t.join();
-      },
-      ::testing::ExitedWithCode(1), "talk over NCCL only");
+  EXPECT_EXIT(rankZeroAlone([] {
+                float x = 1.0f;
+                moert_comm_all_reduce(reinterpret_cast<int64_t>(&x),
+                                      reinterpret_cast<int64_t>(&x), 1,
+                                      MOERT_F32, 1);
+              }),
+              ::testing::ExitedWithCode(1), "talk over NCCL only");
 }
 
 TEST(CommThreads, WatchdogEndsARankLeftWaiting) {
   // Rank 1 never arrives: rank 0's agreement times out, names the step and
   // ends the process instead of hanging.
-  const int64_t grid[] = {2};
-  // A fresh process (not a fork of this one, whose watchdog thread would
-  // not survive the fork).
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         setenv("MOERT_COMM_TIMEOUT_S", "1", 1);
-        std::thread t([&] {
-          moert_comm_join_threads(1, 2);
-          moert_comm_init(grid, 1);
-          std::this_thread::sleep_for(std::chrono::seconds(30));
-        });
-        moert_comm_join_threads(0, 2);
-        moert_comm_init(grid, 1);
-        moert_comm_sum_all(1);
-        t.join();
+        rankZeroAlone([] { moert_comm_sum_all(1); });
       },
       ::testing::ExitedWithCode(1),
       "rank 0: an agreement between ranks: timed out after 1 s");

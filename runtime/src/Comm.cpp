@@ -164,6 +164,9 @@ struct State {
   Handle ncclWorld = nullptr;
   std::vector<int64_t> grid;
   std::map<int64_t, Group> groups;
+  /// Device staging of host buffers for NCCL (see Staged).
+  void *staging[2] = {nullptr, nullptr};
+  size_t stagingBytes[2] = {0, 0};
 };
 
 /// Each rank's own state: the process's, under mpirun; its thread's when
@@ -539,27 +542,38 @@ struct Timed {
   }
 };
 
-/// A device copy of host bytes (the staging of the NCCL path).
+/// A device copy of host bytes (the staging of the NCCL path), in one of
+/// the rank's two staging buffers: kept between calls and grown as needed,
+/// so that a step allocates no device memory after its first collectives.
+/// The copies are ordered on the model stream, where NCCL runs.
 struct Staged {
   void *device = nullptr;
   size_t bytes = 0;
-  Staged(const void *host, size_t n, const char *what) : bytes(n) {
+  Staged(int slot, const void *host, size_t n, const char *what) : bytes(n) {
     if (!n)
       return;
-    // cuMemcpy from pageable memory may return before the bytes land, and
-    // the model stream (where NCCL runs) does not wait for it: synchronise.
-    if (moert_cuda_alloc(n, &device) != MOERT_OK ||
-        (host && (moert_cuda_copy(device, host, n) != MOERT_OK ||
-                  moert_cuda_synchronize() != MOERT_OK)))
+    State &s = state();
+    void *&buffer = s.staging[slot];
+    size_t &capacity = s.stagingBytes[slot];
+    if (capacity < n) {
+      // The stream may still use the old buffer: let it finish first.
+      if (buffer && (moert_cuda_synchronize() != MOERT_OK ||
+                     moert_cuda_free(buffer) != MOERT_OK))
+        die(std::string(what) + ": " + moert_last_error());
+      buffer = nullptr;
+      capacity = 0;
+      size_t grown = std::max(n, size_t(1) << 20);
+      if (moert_cuda_alloc(grown, &buffer) != MOERT_OK)
+        die(std::string(what) + ": " + moert_last_error());
+      capacity = grown;
+    }
+    device = buffer;
+    if (host && moert::cudaCopyOnStream(device, host, n) != MOERT_OK)
       die(std::string(what) + ": " + moert_last_error());
   }
   void back(void *host, const char *what) const {
-    if (bytes && moert_cuda_copy(host, device, bytes) != MOERT_OK)
+    if (bytes && moert::cudaCopyOnStream(host, device, bytes) != MOERT_OK)
       die(std::string(what) + ": " + moert_last_error());
-  }
-  ~Staged() {
-    if (device)
-      moert_cuda_free(device);
   }
   char *at(size_t offset) const { return static_cast<char *>(device) + offset; }
 };
@@ -702,7 +716,7 @@ void exchangeFlat(Group &g, const void *send, const std::vector<int> &sc,
     sendBytes = std::max(sendBytes, size_t(sd[p]) + size_t(sc[p]));
     recvBytes = std::max(recvBytes, size_t(rd[p]) + size_t(rc[p]));
   }
-  Staged dsend(send, sendBytes, what), drecv(nullptr, recvBytes, what);
+  Staged dsend(0, send, sendBytes, what), drecv(1, nullptr, recvBytes, what);
   void *stream = modelStream(what);
   ncclCheck(s.nccl.GroupStart(), "ncclGroupStart", what);
   for (size_t p = 0; p < sc.size(); ++p) {
@@ -921,6 +935,12 @@ moert_status moert_comm_finalize(void) {
     return MOERT_OK;
   s.active = false;
   s.groups.clear();
+  for (int slot = 0; slot < 2; ++slot) {
+    if (s.staging[slot] && moert_cuda_free(s.staging[slot]) != MOERT_OK)
+      return MOERT_ERR_DEVICE;
+    s.staging[slot] = nullptr;
+    s.stagingBytes[slot] = 0;
+  }
   if (s.threads)
     return MOERT_OK;
   if (s.mpi.Finalize() != 0)
@@ -984,7 +1004,7 @@ void moert_comm_all_reduce(int64_t in, int64_t out, int64_t count,
     from = wide.data();
   }
   if (s.useNccl) {
-    Staged d(from, size_t(n) * 4, what);
+    Staged d(0, from, size_t(n) * 4, what);
     ncclCheck(s.nccl.AllReduce(d.device, d.device, size_t(n), kNcclFloat32,
                                kNcclSum, g.nccl, modelStream(what)),
               "ncclAllReduce", what);
@@ -1009,8 +1029,8 @@ void moert_comm_all_gather(int64_t in, int64_t out, int64_t bytes,
   int n = toInt(bytes * group_size, what) / int(group_size);
   Timed timed(what, uint64_t(n));
   if (s.useNccl) {
-    Staged send(reinterpret_cast<const void *>(in), size_t(n), what);
-    Staged recv(nullptr, size_t(n) * size_t(group_size), what);
+    Staged send(0, reinterpret_cast<const void *>(in), size_t(n), what);
+    Staged recv(1, nullptr, size_t(n) * size_t(group_size), what);
     ncclCheck(s.nccl.AllGather(send.device, recv.device, size_t(n), kNcclUint8,
                                g.nccl, modelStream(what)),
               "ncclAllGather", what);

@@ -417,6 +417,19 @@ moert_status moert::cudaStreamDone(bool &done) {
   return MOERT_OK;
 }
 
+moert_status moert::cudaCopyOnStream(void *dst, const void *src,
+                                     size_t bytes) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (!bytes)
+    return MOERT_OK;
+  if (CUresult r = drv().cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst),
+                                        reinterpret_cast<CUdeviceptr>(src),
+                                        bytes, modelStream()))
+    return cudaFail("cuMemcpyAsync", r);
+  return MOERT_OK;
+}
+
 extern "C" moert_status moert_cuda_synchronize(void) {
   if (moert_status s = ready(); s != MOERT_OK)
     return s;

@@ -22,6 +22,10 @@ moert_status fail(moert_status status, const char *format, ...)
 /// with a deadline); an error names the failing call.
 moert_status cudaStreamDone(bool &done);
 
+/// Copies `bytes` between host and device memory in the order of the
+/// model's stream (a copy to pageable host memory returns once it landed).
+moert_status cudaCopyOnStream(void *dst, const void *src, size_t bytes);
+
 } // namespace moert
 
 #endif // MOERT_SRC_INTERNAL_H

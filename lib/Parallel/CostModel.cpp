@@ -359,9 +359,18 @@ CostModel::rankPlans(llvm::ArrayRef<LayerShape> layers, int64_t gpus,
   });
   // Plans within 1% of the best remaining one count as equal: order them by
   // preference, not by noise in the estimates.
+  // More expert parallelism first; but where every layer keeps the tokens
+  // replicated (all-reduce dispatch), more expert slicing first: measured on
+  // two H200s, es=2 was as fast as or faster than ep=2 with the all-reduce
+  // at every size tried (192 vs 224 us, 601 vs 732 us for a Mixtral-8x7B
+  // layer at 1 and 64 tokens; test/bench/results/gpu-ranked-2gpu-2026-11-30.md),
+  // which the model, blind to the busiest GPU's extra rows, calls a tie.
   auto preference = [](const PlanCost &c) {
-    return std::make_tuple(-c.plan.expert, c.plan.slicing, c.plan.tensor,
-                           c.plan.data);
+    bool replicated = llvm::all_of(
+        c.layers, [](const LayerCost &l) { return l.allReduceDispatch; });
+    return std::make_tuple(replicated ? c.plan.expert : -c.plan.expert,
+                           replicated ? -c.plan.slicing : c.plan.slicing,
+                           c.plan.tensor, c.plan.data);
   };
   llvm::SmallVector<PlanCost> ranked;
   size_t i = 0;

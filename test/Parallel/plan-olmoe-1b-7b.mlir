@@ -39,22 +39,26 @@
 // THR1: shard.grid @moe_grid(shape = 1x1x1) {moe.axes = ["data", "expert", "tensor"]}
 // THR1: shard.sharding @moe_grid split_axes = {{\[\[}}]]
 // THR1: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 805568512 : i64}
-// THR2: shard.grid @moe_grid(shape = 1x2x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR2: shard.grid @moe_grid(shape = 1x1x2) {moe.axes = ["data", "expert", "tensor"]}
 // THR2: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR2: moe.plan = {dispatch = "all-reduce", dp = 1 : i64, ep = 2 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 402915328 : i64}
-// THR8: shard.grid @moe_grid(shape = 1x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
+// THR2: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
+// THR2: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 2 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 402915328 : i64}
+// THR8: shard.grid @moe_grid(shape = 1x1x8) {moe.axes = ["data", "expert", "tensor"]}
 // THR8: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// THR8: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR8: moe.plan = {dispatch = "all-reduce", dp = 1 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 100925440 : i64}
-// THR64: shard.grid @moe_grid(shape = 8x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR8: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
+// THR8: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
+// THR8: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 100925440 : i64}
+// THR64: shard.grid @moe_grid(shape = 8x1x8) {moe.axes = ["data", "expert", "tensor"]}
 // THR64: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// THR64: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR64: moe.plan = {dispatch = "all-reduce", dp = 8 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 100925440 : i64}
-// THR256: shard.grid @moe_grid(shape = 32x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR64: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
+// THR64: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
+// THR64: moe.plan = {dp = 8 : i64, ep = 1 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 100925440 : i64}
+// THR256: shard.grid @moe_grid(shape = 32x1x8) {moe.axes = ["data", "expert", "tensor"]}
 // THR256: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// THR256: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR256: moe.plan = {dispatch = "all-reduce", dp = 32 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 100925440 : i64}
+// THR256: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
+// THR256: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
+// THR256: moe.plan = {dp = 32 : i64, ep = 1 : i64, es = 8 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 100925440 : i64}
 
 func.func @olmoe_1b_7b(%x: tensor<?x2048xbf16>,
     %router0: tensor<2048x64xbf16>,

@@ -38,18 +38,21 @@
 // THR2: shard.sharding @moe_grid split_axes = {{\[\[}}], [], [2]]
 // THR2: shard.sharding @moe_grid split_axes = {{\[\[}}], [2]]
 // THR2: moe.plan = {dp = 1 : i64, ep = 1 : i64, es = 2 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 604504064 : i64}
-// THR8: shard.grid @moe_grid(shape = 1x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR8: shard.grid @moe_grid(shape = 1x2x4) {moe.axes = ["data", "expert", "tensor"]}
 // THR8: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// THR8: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR8: moe.plan = {dispatch = "all-reduce", dp = 1 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
-// THR64: shard.grid @moe_grid(shape = 8x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR8: shard.sharding @moe_grid split_axes = {{\[\[}}1], [], [2]]
+// THR8: shard.sharding @moe_grid split_axes = {{\[\[}}1], [2]]
+// THR8: moe.plan = {dispatch = "all-reduce", dp = 1 : i64, ep = 2 : i64, es = 4 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
+// THR64: shard.grid @moe_grid(shape = 8x2x4) {moe.axes = ["data", "expert", "tensor"]}
 // THR64: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// THR64: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR64: moe.plan = {dispatch = "all-reduce", dp = 8 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
-// THR256: shard.grid @moe_grid(shape = 32x8x1) {moe.axes = ["data", "expert", "tensor"]}
+// THR64: shard.sharding @moe_grid split_axes = {{\[\[}}1], [], [2]]
+// THR64: shard.sharding @moe_grid split_axes = {{\[\[}}1], [2]]
+// THR64: moe.plan = {dispatch = "all-reduce", dp = 8 : i64, ep = 2 : i64, es = 4 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
+// THR256: shard.grid @moe_grid(shape = 32x2x4) {moe.axes = ["data", "expert", "tensor"]}
 // THR256: shard.sharding @moe_grid split_axes = {{\[\[}}]]
-// THR256: shard.sharding @moe_grid split_axes = {{\[\[}}1]]
-// THR256: moe.plan = {dispatch = "all-reduce", dp = 32 : i64, ep = 8 : i64, es = 1 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
+// THR256: shard.sharding @moe_grid split_axes = {{\[\[}}1], [], [2]]
+// THR256: shard.sharding @moe_grid split_axes = {{\[\[}}1], [2]]
+// THR256: moe.plan = {dispatch = "all-reduce", dp = 32 : i64, ep = 2 : i64, es = 4 : i64, grid = @moe_grid, step_ns = {{[0-9]+}} : i64, tp = 1 : i64, weight_bytes_per_gpu = 151519232 : i64}
 
 func.func @qwen3_30b_a3b(%x: tensor<?x2048xbf16>,
     %router0: tensor<2048x128xbf16>,

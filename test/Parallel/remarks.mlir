@@ -1,9 +1,10 @@
 // Every layer explains its plan in a remark: weights per GPU, and the step
 // estimate split into compute, memory and communication.
-// RUN: moe-opt %s --moe-plan-parallelism="gpus=8 layers-multiplier=16 objective=throughput tokens=16" -verify-diagnostics -o /dev/null
-// RUN: moe-opt %s --moe-plan-parallelism="gpus=8 layers-multiplier=16 objective=throughput tokens=16" -mlir-print-op-on-diagnostic=false -o /dev/null 2>&1 | FileCheck %s
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=8 layers-multiplier=16 objective=throughput tokens=16 ep=8" -verify-diagnostics -o /dev/null
+// RUN: moe-opt %s --moe-plan-parallelism="gpus=8 layers-multiplier=16 objective=throughput tokens=16 ep=8" -mlir-print-op-on-diagnostic=false -o /dev/null 2>&1 | FileCheck %s
 
-// Mixtral 8x7B (32 layers), 16 tokens per GPU: one expert per GPU, 128 tokens
+// Mixtral 8x7B (32 layers), 16 tokens per GPU, expert parallelism pinned
+// (unpinned, the planner takes es=8, tied with it): one expert per GPU, 128 tokens
 // per replica step; the step is the HBM read of one expert plus one
 // all-reduce of the 128 tokens' f32 partial outputs (2 MB) inside the host,
 // which beats the two all-to-alls (each a 20 us latency): the planner says

@@ -221,7 +221,20 @@ TEST(CostModel, ChoosesByObjective) {
   std::optional<PlanCost> b =
       throughput.choose({mixtral()}, 8, Objective::Throughput);
   ASSERT_TRUE(b);
-  EXPECT_EQ(b->plan, (Plan{1, 8, 1, 1}));
+  // 128 tokens hit every expert: ep=8 (all-reduce dispatch) and es=8 read
+  // and compute the same and send the same all-reduce; the tie goes to
+  // expert slicing, measured faster where both keep the tokens replicated.
+  EXPECT_EQ(b->plan, (Plan{1, 1, 8, 1}));
+  llvm::SmallVector<PlanCost> ranked =
+      throughput.rankPlans({mixtral()}, 8, Objective::Throughput);
+  auto epPlan = llvm::find_if(ranked, [](const PlanCost &c) {
+    return c.plan == Plan{1, 8, 1, 1};
+  });
+  ASSERT_NE(epPlan, ranked.end());
+  EXPECT_TRUE(epPlan->layers[0].allReduceDispatch);
+  EXPECT_NEAR(CostModel::score(*epPlan, Objective::Throughput),
+              CostModel::score(ranked[0], Objective::Throughput),
+              0.01 * CostModel::score(ranked[0], Objective::Throughput));
   EXPECT_EQ(b->replicaTokens, 128);
   EXPECT_NEAR(b->tokensPerSecond, 128 / b->stepSeconds, 1e-6);
 }

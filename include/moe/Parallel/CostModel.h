@@ -211,8 +211,10 @@ public:
   static double score(const PlanCost &cost, Objective objective);
 
   /// Candidates that fit, best first. Plans whose scores are within 1% are
-  /// ordered by preference: more expert parallelism, less expert slicing,
-  /// less tensor slicing, fewer replicas; so equal costs give stable plans.
+  /// ordered by preference: more expert parallelism and less expert slicing
+  /// (the reverse where every layer keeps its tokens replicated: measured
+  /// faster), less tensor slicing, fewer replicas; so equal costs give
+  /// stable plans.
   llvm::SmallVector<PlanCost> rankPlans(llvm::ArrayRef<LayerShape> layers,
                                         int64_t gpus,
                                         Objective objective) const;

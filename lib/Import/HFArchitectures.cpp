@@ -161,13 +161,17 @@ LogicalResult hf::readRope(Config &cfg, double defaultTheta, int64_t rotary,
   FailureOr<double> partial = cfg.number("partial_rotary_factor", 1.0);
   if (failed(theta) || failed(partial))
     return failure();
-  if (*partial != 1.0)
-    return cfg.fail("'partial_rotary_factor' " + decimal(*partial) +
-                    " is not supported (only whole heads rotate)");
   static const json::Object none;
   Config p(params ? *params : none, cfg.file, cfg.error);
   p.setArch((cfg.arch.empty() ? "" : cfg.arch + ": ") + "'" + where.str() +
             "'");
+  // transformers 5 keeps partial_rotary_factor in rope_parameters too.
+  partial = p.number("partial_rotary_factor", *partial);
+  if (failed(partial))
+    return failure();
+  if (*partial != 1.0)
+    return cfg.fail("'partial_rotary_factor' " + decimal(*partial) +
+                    " is not supported (only whole heads rotate)");
   if (params) {
     theta = p.number("rope_theta", *theta);
     if (failed(theta))
@@ -194,7 +198,14 @@ LogicalResult hf::readRope(Config &cfg, double defaultTheta, int64_t rotary,
       p.number("original_max_position_embeddings", *maxPos);
   if (failed(maxPos) || failed(original))
     return failure();
-  // transformers: without `factor`, the ratio of the context lengths.
+  // transformers 5: without `factor`, the ratio of the context lengths
+  // (transformers 4.5x took that ratio whenever the original length was
+  // given; the two agree where max_position_embeddings was raised by the
+  // factor, as in DeepSeek-V3's configs).
+  if (!p.has("factor") && !(*original > 0 && *maxPos > 0))
+    return p.fail("RoPE type '" + *ropeType + "' needs 'factor' (or "
+                  "'original_max_position_embeddings' and "
+                  "'max_position_embeddings')");
   double ratio = *original > 0 ? *maxPos / *original : 0.0;
   FailureOr<double> factor = p.number("factor", ratio);
   if (failed(factor))
@@ -234,9 +245,14 @@ LogicalResult hf::readRope(Config &cfg, double defaultTheta, int64_t rotary,
   if (!(*original > 0))
     return p.fail("YaRN needs 'original_max_position_embeddings' (or "
                   "'max_position_embeddings') > 0");
+  // As transformers (`or 32`, `or 1`): zero means the default.
+  if (*betaFast == 0.0)
+    *betaFast = 32.0;
+  if (*betaSlow == 0.0)
+    *betaSlow = 1.0;
   if (!(*betaFast > 0) || !(*betaSlow > 0))
     return p.fail("'beta_fast' and 'beta_slow' must be positive");
-  if (cfg.has("attention_factor") || p.has("attention_factor")) {
+  if (p.has("attention_factor")) {
     FailureOr<double> af = p.number("attention_factor", 1.0);
     if (failed(af))
       return failure();

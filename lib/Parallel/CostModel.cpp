@@ -300,6 +300,23 @@ LayerCost CostModel::estimateLayer(const LayerShape &layer, const Plan &plan,
     c.allToAllPathSeconds = viaAllToAll.commSeconds;
     c.allReducePathSeconds = replicatedOk ? viaAllReduce.commSeconds : -1;
   }
+  // What moe-partition refuses: replicated tokens beside dense parts not
+  // sliced over the whole replica; with all-to-all, dense parts replicated
+  // beside sliced experts or sliced over the expert axis, and
+  // capacity-limited routing.
+  if (replica > 1) {
+    bool dense = !layer.dense.empty();
+    if (allReduce)
+      c.partitionable = replicatedOk;
+    else if (ep == 1)
+      c.partitionable = false;
+    else
+      c.partitionable = !(dense && es > 1 && tp == 1) &&
+                        !(dense && tp > es) && !layer.capacityLimited;
+  }
+  // With replicated tokens every GPU routes all of them.
+  if (allReduce)
+    c.flopsPerGpu += (t - groupTokens) * 2.0 * d * double(experts);
   const LayerCost &comm = allReduce ? viaAllReduce : viaAllToAll;
   c.allReduceDispatch = allReduce;
   c.allToAllBytes = comm.allToAllBytes;
@@ -325,6 +342,7 @@ PlanCost CostModel::estimate(llvm::ArrayRef<LayerShape> layers,
     cost.memorySeconds += c.memorySeconds * r;
     cost.commSeconds += c.commSeconds * r;
     cost.stepSeconds += c.stepSeconds() * r;
+    cost.partitionable &= c.partitionable;
     cost.layers.push_back(c);
   }
   cost.fits = cost.weightBytesPerGpu <= hw.usableBytes();
@@ -343,11 +361,11 @@ double CostModel::score(const PlanCost &cost, Objective objective) {
 
 llvm::SmallVector<PlanCost>
 CostModel::rankPlans(llvm::ArrayRef<LayerShape> layers, int64_t gpus,
-                     Objective objective) const {
+                     Objective objective, bool partitionableOnly) const {
   llvm::SmallVector<PlanCost> fitting;
   for (const Plan &p : candidatePlans(layers, gpus)) {
     PlanCost c = estimate(layers, p, objective);
-    if (c.fits)
+    if (c.fits && (c.partitionable || !partitionableOnly))
       fitting.push_back(std::move(c));
   }
   auto key = [&](const PlanCost &c) {
@@ -386,6 +404,8 @@ CostModel::rankPlans(llvm::ArrayRef<LayerShape> layers, int64_t gpus,
     for (; i < j; ++i)
       ranked.push_back(fitting[i]);
   }
+  std::stable_partition(ranked.begin(), ranked.end(),
+                        [](const PlanCost &c) { return c.partitionable; });
   return ranked;
 }
 

@@ -562,7 +562,7 @@ void PlanParallelismPass::printReport(ArrayRef<LayerOp> layers,
                      (long long)best.replicaTokens, best.tokensPerSecond,
                      (long long)p.data);
   size_t shown = std::min<size_t>(ranked.size(), 6);
-  os << "candidates that fit (best " << shown << " of " << ranked.size()
+  os << "candidates that fit and partition (best " << shown << " of " << ranked.size()
      << "):\n";
   os << llvm::format("%6s %4s %4s %4s %4s %12s %11s %12s\n", "rank", "dp",
                      "ep", "es", "tp", "weights/GPU", "step", "tokens/s");
@@ -605,13 +605,16 @@ void PlanParallelismPass::runOnOperation() {
                     : dispatchMode == "all-reduce" ? Dispatch::AllReduce
                                                    : Dispatch::Auto;
   CostModel model(hardware(), tokens, minSlice, policy);
-  SmallVector<PlanCost> ranked = model.rankPlans(shapes, gpus, obj);
-  // dp/ep/es/tp pin parts of the plan (tests, or a user who knows better).
+  // dp/ep/es/tp pin parts of the plan (tests, or a user who knows better);
+  // a pinned layout that moe-partition refuses goes on to its message.
+  bool anyPin = fixDp || fixEp || fixEs || fixTp;
+  SmallVector<PlanCost> ranked =
+      model.rankPlans(shapes, gpus, obj, /*partitionableOnly=*/!anyPin);
   auto pinned = [&](const Plan &p) {
     return (fixDp == 0 || p.data == fixDp) && (fixEp == 0 || p.expert == fixEp) &&
            (fixEs == 0 || p.slicing == fixEs) && (fixTp == 0 || p.tensor == fixTp);
   };
-  if (fixDp || fixEp || fixEs || fixTp) {
+  if (anyPin) {
     if (llvm::none_of(model.candidatePlans(shapes, gpus), pinned)) {
       module.emitError("moe-plan-parallelism: no layout of ")
           << int64_t(gpus) << " GPUs has dp=" << int64_t(fixDp)

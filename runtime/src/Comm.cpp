@@ -158,6 +158,9 @@ struct State {
   bool active = false, useNccl = false, threads = false;
   int rank = 0, size = 1;
   double timeoutSeconds = 300.0;
+  /// The agreement after loading the weights (MOERT_COMM_LOAD_TIMEOUT_S):
+  /// ranks may finish loading a large checkpoint far apart.
+  double loadTimeoutSeconds = 3600.0;
   /// Test hook (MOERT_COMM_STALL_RANK): this rank stalls in its first
   /// collective, as a hung peer would.
   int stallRank = -1;
@@ -252,9 +255,11 @@ Watchdog &watchdog() {
 /// The deadline of one blocking step. The stall test hook acts in the
 /// model's collectives, not in the agreements of its start-up.
 struct Deadline {
-  explicit Deadline(const char *what, bool startUp = false) {
+  /// `seconds`: the step's own limit, else MOERT_COMM_TIMEOUT_S.
+  explicit Deadline(const char *what, bool startUp = false,
+                    double seconds = 0) {
     State &s = state();
-    watchdog().arm(this, what, s.timeoutSeconds, s);
+    watchdog().arm(this, what, seconds > 0 ? seconds : s.timeoutSeconds, s);
     if (s.stallRank == s.rank && !startUp) {
       s.stallRank = -1;
       std::this_thread::sleep_for(
@@ -354,11 +359,11 @@ enum class Op { Sum, Min, Max };
 /// `value` combined over every rank of the world (MPI, or the threads of
 /// this process).
 long long worldAllreduce(long long value, Op op, const char *what,
-                         bool startUp = false) {
+                         bool startUp = false, double seconds = 0) {
   State &s = state();
   if (!s.active)
     return value;
-  Deadline deadline(what, startUp);
+  Deadline deadline(what, startUp, seconds);
   long long out = value;
   if (s.threads) {
     threadWorld->meet(s.rank, &value, [&](const std::vector<const void *> &all) {
@@ -760,12 +765,23 @@ int toInt(int64_t v, const char *what) {
 
 } // namespace
 
+void moert::exitAfterError(int status) {
+  State &s = state();
+  if (s.active)
+    endJob(s, status);
+  std::fflush(stdout);
+  std::exit(status);
+}
+
 extern "C" {
 
 namespace {
 void readSettings(State &s) {
   if (const char *t = std::getenv("MOERT_COMM_TIMEOUT_S"); t && *t)
     s.timeoutSeconds = std::atof(t) > 0 ? std::atof(t) : s.timeoutSeconds;
+  if (const char *t = std::getenv("MOERT_COMM_LOAD_TIMEOUT_S"); t && *t)
+    s.loadTimeoutSeconds =
+        std::atof(t) > 0 ? std::atof(t) : s.loadTimeoutSeconds;
   if (const char *r = std::getenv("MOERT_COMM_STALL_RANK"); r && *r)
     s.stallRank = std::atoi(r);
 }
@@ -851,9 +867,10 @@ moert_status moert_comm_use_nccl(void) {
   // Connect the peers when communicators are made, not in the first
   // collective of a timed step (NCCL 2.22+ connects lazily by default);
   // the user's setting wins.
-  static std::once_flag settings;
-  std::call_once(settings,
-                 [] { setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0); });
+  // (The threads of one process: their launcher sets it before they start,
+  // since setenv would race with the other threads' getenv.)
+  if (!s.threads)
+    setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0);
   void *lib = dlopen("libnccl.so.2", RTLD_NOW | RTLD_GLOBAL);
   if (!lib)
     return moert::fail(MOERT_ERR_UNSUPPORTED,
@@ -917,8 +934,9 @@ int32_t moert_comm_world_rank(void) { return state().rank; }
 int32_t moert_comm_world_size(void) { return state().size; }
 
 int64_t moert_comm_sum_all(int64_t value) {
-  return worldAllreduce(value, Op::Sum, "an agreement between ranks",
-                        /*startUp=*/true);
+  State &s = state();
+  return worldAllreduce(value, Op::Sum, "the agreement after loading",
+                        /*startUp=*/true, s.loadTimeoutSeconds);
 }
 
 void moert_comm_abort(const char *message, int status) {

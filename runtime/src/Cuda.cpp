@@ -250,7 +250,7 @@ moert_status ready() {
 /// For the mgpu* ABI, which cannot return an error: report and exit.
 [[noreturn]] void fatal() {
   std::fprintf(stderr, "error: %s\n", moert_last_error());
-  std::exit(1);
+  moert::exitAfterError(1);
 }
 
 void check(const char *call, CUresult r) {

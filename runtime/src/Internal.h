@@ -22,6 +22,11 @@ moert_status fail(moert_status status, const char *format, ...)
 /// with a deadline); an error names the failing call.
 moert_status cudaStreamDone(bool &done);
 
+/// Ends the process after an error that has been printed: with partitioned
+/// ranks, every rank (MPI_Abort, or _Exit for the threads of one process,
+/// whose peers still run and must not see static destructors); else exit.
+[[noreturn]] void exitAfterError(int status);
+
 /// Copies `bytes` between host and device memory in the order of the
 /// model's stream (a copy to pageable host memory returns once it landed).
 moert_status cudaCopyOnStream(void *dst, const void *src, size_t bytes);

@@ -705,6 +705,10 @@ int runThreads(int n, bool onDevice, const Options &options,
                  n, count, count == 1 ? "" : "s");
     return 1;
   }
+  // Before any thread starts (setenv races with getenv): NCCL connects its
+  // peers when the communicators are made, not in a timed step; the user's
+  // setting wins.
+  setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0);
   std::vector<int> status(static_cast<size_t>(n), 0);
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r)

@@ -13,7 +13,7 @@
 // CHECK-NEXT:      1      256      8    7168    2048       2048      1.42 GB      0.1 us     12.4 us     45.2 us     57.6 us
 // CHECK-NEXT:  model                                                82.27 GB      4.1 us    717.8 us   2620.6 us   3338.4 us
 // CHECK-NEXT: replica batch: 1 tokens; throughput: 1198 tokens/s over 4 replicas
-// CHECK-NEXT: candidates that fit (best 6 of 31):
+// CHECK-NEXT: candidates that fit and partition (best 6 of 19):
 // CHECK-NEXT:   rank   dp   ep   es   tp  weights/GPU        step     tokens/s
 // CHECK-NEXT:      1    4    1   16   16     82.27 GB   3338.4 us         1198
 // CHECK-NEXT:      2    4    2    8   16     82.27 GB   3500.8 us         1143

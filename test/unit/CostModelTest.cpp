@@ -199,10 +199,23 @@ TEST(CostModel, LayerEstimate) {
   LayerCost denseEp = m.estimateLayer(shared, Plan{1, 8, 1, 1}, 1);
   EXPECT_FALSE(denseEp.allReduceDispatch);
   EXPECT_EQ(denseEp.allReducePathSeconds, -1.0);
-  // 128 x 2 / 8 expert rows per GPU; the router for the GPU's own 16 tokens.
+  EXPECT_TRUE(denseEp.partitionable);
+  // Layouts moe-partition refuses are marked: expert slicing keeps the
+  // tokens replicated, so the shared expert must be sliced over all 8 GPUs;
+  // all-to-all cannot carry capacity-limited routing.
+  EXPECT_FALSE(m.estimateLayer(shared, Plan{1, 1, 8, 1}, 1).partitionable);
+  EXPECT_TRUE(m.estimateLayer(shared, Plan{1, 1, 8, 8}, 1).partitionable);
+  EXPECT_FALSE(a2a.estimateLayer(capped, Plan{1, 8, 1, 1}, 1).partitionable);
+  for (const PlanCost &c : m.rankPlans({shared}, 8, Objective::Latency))
+    EXPECT_TRUE(c.partitionable);
+  // 128 x 2 / 8 expert rows per GPU; with the all-reduce dispatch every
+  // GPU routes all 128 tokens, with all-to-all (1024 tokens) its own 128.
   EXPECT_NEAR(ep.flopsPerGpu,
-              128.0 * 2 / 8 * 2 * 3 * 4096 * 14336 + 16.0 * 2 * 4096 * 8,
+              128.0 * 2 / 8 * 2 * 3 * 4096 * 14336 + 128.0 * 2 * 4096 * 8,
               1e3);
+  EXPECT_NEAR(big.flopsPerGpu,
+              1024.0 * 2 / 8 * 2 * 3 * 4096 * 14336 + 128.0 * 2 * 4096 * 8,
+              1e4);
   EXPECT_DOUBLE_EQ(ep.stepSeconds(),
                    std::max(ep.computeSeconds, ep.memorySeconds) +
                        ep.commSeconds);

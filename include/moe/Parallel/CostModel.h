@@ -139,6 +139,9 @@ struct LayerCost {
   /// With expert parallelism: the communication of either dispatch (a
   /// negative figure where it cannot be used).
   double allToAllPathSeconds = -1, allReducePathSeconds = -1;
+  /// Whether moe-partition can lay the layer out this way (e.g. replicated
+  /// tokens need the dense parts sliced over the whole replica).
+  bool partitionable = true;
 
   /// Compute and HBM reads overlap (roofline); the collectives sit between
   /// dependent steps (dispatch, experts, combine) and do not.
@@ -164,6 +167,8 @@ struct PlanCost {
   /// All replicas together.
   double tokensPerSecond = 0;
   bool fits = false;
+  /// Every layer is partitionable (LayerCost::partitionable).
+  bool partitionable = true;
 };
 
 class CostModel {
@@ -210,14 +215,17 @@ public:
   /// replicas together (1 / tokensPerSecond) for throughput.
   static double score(const PlanCost &cost, Objective objective);
 
-  /// Candidates that fit, best first. Plans whose scores are within 1% are
+  /// Candidates that fit and that moe-partition can lay out, best first. Plans whose scores are within 1% are
   /// ordered by preference: more expert parallelism and less expert slicing
   /// (the reverse where every layer keeps its tokens replicated: measured
   /// faster), less tensor slicing, fewer replicas; so equal costs give
   /// stable plans.
+  /// With `partitionableOnly` false, layouts moe-partition refuses are ranked
+  /// too (after the others), so that a user's pinned layout reaches the
+  /// partitioner and its message.
   llvm::SmallVector<PlanCost> rankPlans(llvm::ArrayRef<LayerShape> layers,
-                                        int64_t gpus,
-                                        Objective objective) const;
+                                        int64_t gpus, Objective objective,
+                                        bool partitionableOnly = true) const;
 
   /// The best plan that fits, if any.
   std::optional<PlanCost> choose(llvm::ArrayRef<LayerShape> layers,

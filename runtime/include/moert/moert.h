@@ -155,7 +155,8 @@ moert_status moert_comm_init(const int64_t *grid, int32_t rank);
 /* One process driving all GPUs of a host: the calling thread is rank `rank`
  * of `size` threads of this process, each driving its own GPU. Call before
  * moert_comm_init on each such thread; the ranks' collectives then go over
- * NCCL (moert_comm_use_nccl), without MPI. */
+ * NCCL (moert_comm_use_nccl), without MPI. Set NCCL's environment (e.g.
+ * NCCL_RUNTIME_CONNECT=0) before starting the threads. */
 moert_status moert_comm_join_threads(int32_t rank, int32_t size);
 /* Moves the collectives of a model compiled for the GPU over NCCL
  * (libnccl.so.2, loaded at run time; MPI broadcasts its unique id). Call

@@ -107,11 +107,11 @@ TEST(CommThreads, WatchdogEndsARankLeftWaiting) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
-        setenv("MOERT_COMM_TIMEOUT_S", "1", 1);
+        setenv("MOERT_COMM_LOAD_TIMEOUT_S", "1", 1);
         rankZeroAlone([] { moert_comm_sum_all(1); });
       },
       ::testing::ExitedWithCode(1),
-      "rank 0: an agreement between ranks: timed out after 1 s");
+      "rank 0: the agreement after loading: timed out after 1 s");
 }
 
 TEST(Cuda, DeviceCountWithoutAGpuSaysWhy) {

@@ -16,6 +16,7 @@
 
 #include "Internal.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <dlfcn.h>
@@ -197,6 +198,38 @@ void openDriver() {
   drv().status = MOERT_OK;
 }
 
+/// A module of compiled kernels: generated code registers it once, from a
+/// global constructor, and looks its kernels up at each launch. Each GPU
+/// gets its own copy, loaded when a thread first makes that GPU current (so
+/// neither a timed step nor a graph capture loads modules).
+struct Module {
+  const void *image;
+  std::mutex mutex;
+  std::vector<CUmodule> loaded; // by GPU ordinal
+};
+
+std::mutex &modulesMutex() {
+  static std::mutex m;
+  return m;
+}
+std::vector<Module *> &modules() {
+  static std::vector<Module *> all;
+  return all;
+}
+
+/// `m` loaded into GPU `ordinal`, whose context is current.
+CUresult loadOn(Module &m, int ordinal, CUmodule &out) {
+  std::lock_guard<std::mutex> lock(m.mutex);
+  if (m.loaded.size() <= size_t(ordinal))
+    m.loaded.resize(size_t(ordinal) + 1);
+  CUmodule &slot = m.loaded[size_t(ordinal)];
+  CUresult r = 0;
+  if (!slot)
+    r = drv().cuModuleLoadData(&slot, m.image);
+  out = slot;
+  return r;
+}
+
 /// Opens the driver once per process; whether it is usable.
 bool driverOpen() {
   static std::once_flag once;
@@ -225,18 +258,20 @@ moert_status ready() {
                        "GPU %d was asked for, but the driver found %d GPU%s",
                        ordinal, drv().count, drv().count == 1 ? "" : "s");
   Gpu *g;
+  bool opened = false;
   {
     std::lock_guard<std::mutex> lock(drv().mutex);
     std::unique_ptr<Gpu> &slot = drv().gpus[size_t(ordinal)];
     if (!slot) {
-      auto opened = std::make_unique<Gpu>();
-      CUresult r = drv().cuDeviceGet(&opened->device, ordinal);
+      auto opening = std::make_unique<Gpu>();
+      CUresult r = drv().cuDeviceGet(&opening->device, ordinal);
       if (r)
         return cudaFail("cuDeviceGet", r);
-      if ((r = drv().cuDevicePrimaryCtxRetain(&opened->context,
-                                              opened->device)))
+      if ((r = drv().cuDevicePrimaryCtxRetain(&opening->context,
+                                              opening->device)))
         return cudaFail("cuDevicePrimaryCtxRetain", r);
-      slot = std::move(opened);
+      slot = std::move(opening);
+      opened = true;
     }
     g = slot.get();
   }
@@ -244,6 +279,14 @@ moert_status ready() {
     return cudaFail("cuCtxSetCurrent", r);
   current = g;
   currentOrdinal = ordinal;
+  if (opened) {
+    std::lock_guard<std::mutex> lock(modulesMutex());
+    for (Module *m : modules()) {
+      CUmodule loaded;
+      if (CUresult r = loadOn(*m, ordinal, loaded))
+        return cudaFail("cuModuleLoadData", r);
+    }
+  }
   return MOERT_OK;
 }
 
@@ -442,22 +485,14 @@ extern "C" moert_status moert_cuda_synchronize(void) {
 // mgpu*: the host ABI of MLIR's gpu-to-llvm lowering
 //===----------------------------------------------------------------------===//
 
-namespace {
-/// A module of compiled kernels: generated code loads it once, from a global
-/// constructor, and looks its kernels up at each launch. Each GPU gets its
-/// own copy, loaded when a thread driving that GPU first needs it.
-struct Module {
-  const void *image;
-  std::mutex mutex;
-  std::vector<CUmodule> loaded; // by GPU ordinal
-};
-} // namespace
-
 extern "C" void *mgpuModuleLoad(void *data, size_t /*size*/) {
   // Nothing touches the driver yet: without a GPU, the program's CPU paths
-  // still run, and the first launch reports why there is none.
+  // still run, and the first launch reports why there is none. A GPU opened
+  // already (a module loaded late) gets it at the first launch.
   auto *m = new Module;
   m->image = data;
+  std::lock_guard<std::mutex> lock(modulesMutex());
+  modules().push_back(m);
   return m;
 }
 
@@ -465,6 +500,10 @@ extern "C" void mgpuModuleUnload(void *module) {
   auto *m = static_cast<Module *>(module);
   if (!m)
     return;
+  {
+    std::lock_guard<std::mutex> lock(modulesMutex());
+    modules().erase(std::remove(modules().begin(), modules().end(), m), modules().end());
+  }
   if (drv().status == MOERT_OK)
     for (CUmodule loaded : m->loaded)
       if (loaded)
@@ -481,15 +520,7 @@ extern "C" void *mgpuModuleGetFunction(void *module, const char *name) {
     fatal();
   }
   CUmodule loaded;
-  {
-    std::lock_guard<std::mutex> lock(m->mutex);
-    if (m->loaded.size() <= size_t(currentOrdinal))
-      m->loaded.resize(size_t(currentOrdinal) + 1);
-    CUmodule &slot = m->loaded[size_t(currentOrdinal)];
-    if (!slot)
-      check("cuModuleLoadData", drv().cuModuleLoadData(&slot, m->image));
-    loaded = slot;
-  }
+  check("cuModuleLoadData", loadOn(*m, currentOrdinal, loaded));
   CUfunction fn = nullptr;
   check("cuModuleGetFunction",
         drv().cuModuleGetFunction(&fn, loaded, name));

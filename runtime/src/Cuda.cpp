@@ -105,9 +105,11 @@ struct Driver {
 
 /// Constructed on first use: generated code calls mgpuModuleLoad from a
 /// global constructor, possibly before this file's globals are initialized.
+/// Never destroyed: generated code unloads its modules from a destructor
+/// that runs after the static destructors.
 Driver &drv() {
-  static Driver d;
-  return d;
+  static auto *d = new Driver;
+  return *d;
 }
 
 /// Records the failure of `call` with result `r`; returns MOERT_ERR_DEVICE.
@@ -208,13 +210,15 @@ struct Module {
   std::vector<CUmodule> loaded; // by GPU ordinal
 };
 
+// Never destroyed: generated code unloads its modules from a destructor
+// that runs after the static destructors.
 std::mutex &modulesMutex() {
-  static std::mutex m;
-  return m;
+  static auto *m = new std::mutex;
+  return *m;
 }
 std::vector<Module *> &modules() {
-  static std::vector<Module *> all;
-  return all;
+  static auto *all = new std::vector<Module *>;
+  return *all;
 }
 
 /// `m` loaded into GPU `ordinal`, whose context is current.

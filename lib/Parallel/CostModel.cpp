@@ -300,7 +300,8 @@ LayerCost CostModel::estimateLayer(const LayerShape &layer, const Plan &plan,
     c.allToAllPathSeconds = viaAllToAll.commSeconds;
     c.allReducePathSeconds = replicatedOk ? viaAllReduce.commSeconds : -1;
   }
-  // What moe-partition refuses: replicated tokens beside dense parts not
+  // What moe-partition refuses (the checks of Partition.cpp's
+  // partitionLayer and partitionReplicated): replicated tokens beside dense parts not
   // sliced over the whole replica; with all-to-all, dense parts replicated
   // beside sliced experts or sliced over the expert axis, and
   // capacity-limited routing.

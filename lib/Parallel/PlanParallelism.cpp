@@ -161,7 +161,6 @@ private:
   LogicalResult checkOptions(ModuleOp module, Objective &objectiveOut);
   FailureOr<LayerShape> shapeOf(LayerOp layer);
   void annotate(ModuleOp module, ArrayRef<LayerOp> layers,
-                ArrayRef<LayerShape> shapes, const CostModel &model,
                 const PlanCost &cost);
   void printReport(ArrayRef<LayerOp> layers, ArrayRef<LayerShape> shapes,
                    const CostModel &model, ArrayRef<PlanCost> ranked,
@@ -327,8 +326,6 @@ SmallVector<SmallVector<int16_t>> splitAxesFor(unsigned segment,
 }
 
 void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
-                                   ArrayRef<LayerShape> shapes,
-                                   const CostModel &model,
                                    const PlanCost &cost) {
   MLIRContext *ctx = &getContext();
   const Plan &plan = cost.plan;
@@ -460,7 +457,7 @@ void PlanParallelismPass::annotate(ModuleOp module, ArrayRef<LayerOp> layers,
     });
   }
 
-  for (auto [constLayer, shape, c] : llvm::zip(layers, shapes, cost.layers)) {
+  for (auto [constLayer, c] : llvm::zip(layers, cost.layers)) {
     LayerOp layer = constLayer;
     // Expert parallelism moves tokens by all-to-all or by one all-reduce
     // of the replica's tokens: the cost model's choice for this layer.
@@ -562,8 +559,8 @@ void PlanParallelismPass::printReport(ArrayRef<LayerOp> layers,
                      (long long)best.replicaTokens, best.tokensPerSecond,
                      (long long)p.data);
   size_t shown = std::min<size_t>(ranked.size(), 6);
-  os << "candidates that fit and partition (best " << shown << " of " << ranked.size()
-     << "):\n";
+  os << "candidates that fit and partition (best " << shown << " of "
+     << ranked.size() << "):\n";
   os << llvm::format("%6s %4s %4s %4s %4s %12s %11s %12s\n", "rank", "dp",
                      "ep", "es", "tp", "weights/GPU", "step", "tokens/s");
   for (size_t i = 0; i < shown; ++i) {
@@ -675,7 +672,7 @@ void PlanParallelismPass::runOnOperation() {
     if (bad.wasInterrupted())
       return signalPassFailure();
   }
-  annotate(module, layers, shapes, model, ranked.front());
+  annotate(module, layers, ranked.front());
   if (report)
     printReport(layers, shapes, model, ranked, obj);
 }

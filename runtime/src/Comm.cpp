@@ -197,12 +197,12 @@ State &state() {
 class Watchdog {
 public:
   void arm(const void *key, const char *what, double seconds,
-           const State &s) {
+           const char *setting, const State &s) {
     std::lock_guard<std::mutex> lock(mutex);
     Entry e;
     e.what = what;
     e.limit = seconds;
-    e.rank = s.rank;
+    e.setting = setting;
     e.state = &s;
     e.deadline = std::chrono::steady_clock::now() +
                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -222,7 +222,7 @@ private:
   struct Entry {
     const char *what;
     double limit;
-    int rank;
+    const char *setting; // the environment variable that sets `limit`
     const State *state;
     std::chrono::steady_clock::time_point deadline;
   };
@@ -235,9 +235,9 @@ private:
         if (now < e.deadline)
           continue;
         std::fprintf(stderr,
-                     "error: rank %d: %s: timed out after %d s "
-                     "(MOERT_COMM_TIMEOUT_S): a peer is not answering\n",
-                     e.rank, e.what, int(e.limit));
+                     "error: rank %d: %s: timed out after %d s (%s): a peer "
+                     "is not answering\n",
+                     e.state->rank, e.what, int(e.limit), e.setting);
         endJob(*e.state, 1); // the rank's state lives while it waits
       }
     }
@@ -255,11 +255,15 @@ Watchdog &watchdog() {
 /// The deadline of one blocking step. The stall test hook acts in the
 /// model's collectives, not in the agreements of its start-up.
 struct Deadline {
-  /// `seconds`: the step's own limit, else MOERT_COMM_TIMEOUT_S.
+  /// `seconds`: the step's own limit (set by `setting`), else
+  /// MOERT_COMM_TIMEOUT_S.
   explicit Deadline(const char *what, bool startUp = false,
-                    double seconds = 0) {
+                    double seconds = 0, const char *setting = nullptr) {
     State &s = state();
-    watchdog().arm(this, what, seconds > 0 ? seconds : s.timeoutSeconds, s);
+    if (seconds > 0)
+      watchdog().arm(this, what, seconds, setting, s);
+    else
+      watchdog().arm(this, what, s.timeoutSeconds, "MOERT_COMM_TIMEOUT_S", s);
     if (s.stallRank == s.rank && !startUp) {
       s.stallRank = -1;
       std::this_thread::sleep_for(
@@ -359,11 +363,12 @@ enum class Op { Sum, Min, Max };
 /// `value` combined over every rank of the world (MPI, or the threads of
 /// this process).
 long long worldAllreduce(long long value, Op op, const char *what,
-                         bool startUp = false, double seconds = 0) {
+                         bool startUp = false, double seconds = 0,
+                         const char *setting = nullptr) {
   State &s = state();
   if (!s.active)
     return value;
-  Deadline deadline(what, startUp, seconds);
+  Deadline deadline(what, startUp, seconds, setting);
   long long out = value;
   if (s.threads) {
     threadWorld->meet(s.rank, &value, [&](const std::vector<const void *> &all) {
@@ -936,15 +941,13 @@ int32_t moert_comm_world_size(void) { return state().size; }
 int64_t moert_comm_sum_all(int64_t value) {
   State &s = state();
   return worldAllreduce(value, Op::Sum, "the agreement after loading",
-                        /*startUp=*/true, s.loadTimeoutSeconds);
+                        /*startUp=*/true, s.loadTimeoutSeconds,
+                        "MOERT_COMM_LOAD_TIMEOUT_S");
 }
 
 void moert_comm_abort(const char *message, int status) {
-  State &s = state();
-  std::fprintf(stderr, "error: rank %d: %s\n", s.rank, message);
-  if (s.active)
-    endJob(s, status);
-  std::exit(status);
+  std::fprintf(stderr, "error: rank %d: %s\n", state().rank, message);
+  moert::exitAfterError(status);
 }
 
 moert_status moert_comm_finalize(void) {

@@ -506,7 +506,8 @@ extern "C" void mgpuModuleUnload(void *module) {
     return;
   {
     std::lock_guard<std::mutex> lock(modulesMutex());
-    modules().erase(std::remove(modules().begin(), modules().end(), m), modules().end());
+    std::vector<Module *> &all = modules();
+    all.erase(std::remove(all.begin(), all.end(), m), all.end());
   }
   if (drv().status == MOERT_OK)
     for (CUmodule loaded : m->loaded)
@@ -518,11 +519,6 @@ extern "C" void mgpuModuleUnload(void *module) {
 extern "C" void *mgpuModuleGetFunction(void *module, const char *name) {
   ensure();
   auto *m = static_cast<Module *>(module);
-  if (!m) {
-    moert::fail(MOERT_ERR_DEVICE, "kernel '%s': its module was not loaded",
-                name);
-    fatal();
-  }
   CUmodule loaded;
   check("cuModuleLoadData", loadOn(*m, currentOrdinal, loaded));
   CUfunction fn = nullptr;

@@ -468,6 +468,9 @@ struct Options {
   long repeat = 10, warmup = 1;
   GenerateOptions gen;
   bool generating = false;
+  /// From the signature: a whole model that generates tokens; which files
+  /// it reads.
+  bool isGenerator = false, needWeights = false, needInputs = false;
 };
 
 /// Runs the prompt in steps of T tokens (the last padded with id 0: its
@@ -726,9 +729,7 @@ int runThreads(int n, bool onDevice, const Options &options,
     t.join();
   return *std::max_element(status.begin(), status.end());
 }
-} // namespace
 
-namespace {
 int parseOptions(int argc, char **argv, const std::vector<Buffer> &buffers,
                  Options &o) {
   const char *&weightsPath = o.weightsPath, *&inputPath = o.inputPath,
@@ -838,7 +839,8 @@ int parseOptions(int argc, char **argv, const std::vector<Buffer> &buffers,
                        "--import-hf-whole); this one maps inputs to outputs\n");
     return 2;
   }
-  bool needWeights = false, needInputs = false;
+  bool &needWeights = o.needWeights, &needInputs = o.needInputs;
+  o.isGenerator = isGenerator;
   for (const Buffer &b : buffers) {
     needWeights |= b.kind == Buffer::Weight;
     needInputs |= b.kind == Buffer::Input && !isGenerator;
@@ -865,13 +867,12 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
              *outputPath = o.outputPath;
   long repeat = o.repeat, warmup = o.warmup;
   const GenerateOptions &gen = o.gen;
+  bool isGenerator = o.isGenerator, needWeights = o.needWeights,
+       needInputs = o.needInputs;
+  // The generation loop's view of this rank's own buffers.
   Generator generator;
-  bool isGenerator = findGenerator(buffers, generator);
-  bool needWeights = false, needInputs = false;
-  for (const Buffer &b : buffers) {
-    needWeights |= b.kind == Buffer::Weight;
-    needInputs |= b.kind == Buffer::Input && !isGenerator;
-  }
+  if (isGenerator)
+    findGenerator(buffers, generator);
 
   moert_st_file *inputs = nullptr;
   WeightFiles weights;

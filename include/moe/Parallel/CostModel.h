@@ -26,9 +26,9 @@ namespace mlir::moe {
 /// one 400 Gb/s NIC (50 GB/s) per GPU between hosts. The latencies are rough
 /// per-collective figures for NCCL on small messages; they decide the plans
 /// of decode steps with few tokens, where no collective is bandwidth-bound.
-/// NVLink: 20 µs, as measured on two H200s for all-reduces of 8 KB to 1 MB
-/// (20-28 µs ours, 31-37 µs through torch.distributed;
-/// test/bench/results/gpu-ranked-2gpu-2026-11-30.md).
+/// NVLink: 20 µs, the low end of what two H200s showed for all-reduces of
+/// 8 KB to 1 MB (18-41 µs ours, 31-51 µs through torch.distributed;
+/// test/bench/results/gpu-ranked-2gpu-2026-11-30.md, gpu-threads-2gpu-*.md).
 struct HardwareSpec {
   double memoryBytes = 141e9;
   /// Fraction of each GPU's memory kept free for activations, the KV cache and

@@ -317,12 +317,6 @@ Value generic(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
   return op.getResult(0);
 }
 
-/// Rotary embedding of the last `r` dimensions' values of `t` [T, n, r]
-/// for the tokens at positions `pos` + t (i32): the `rotate_half` form,
-/// `x*cos + rotate_half(x)*sin` with cos and sin rounded to `elt` and every
-/// product and sum rounded, as transformers computes it. `interleaved`
-/// pairs (2j, 2j+1) instead of (j, j + r/2): the input is de-interleaved
-/// first (DeepSeek's layout, as transformers' apply_rotary_pos_emb_interleave).
 /// How positions rotate: base `theta`, or explicit inverse frequencies
 /// (one per rotated pair) and a cos/sin factor (scaled RoPE: YaRN, linear).
 struct RopeSpec {
@@ -336,9 +330,14 @@ template <typename OpT> RopeSpec ropeOf(OpT op) {
           op.getRopeAttentionFactor().convertToDouble()};
 }
 
+/// Rotary embedding of the last `r` dimensions' values of `t` [T, n, r]
+/// for the tokens at positions `pos` + t (i32): the `rotate_half` form,
+/// `x*cos + rotate_half(x)*sin` with cos and sin rounded to `elt` and every
+/// product and sum rounded, as transformers computes it. `interleaved`
+/// pairs (2j, 2j+1) instead of (j, j + r/2): the input is de-interleaved
+/// first (DeepSeek's layout, as transformers' apply_rotary_pos_emb_interleave).
 Value applyRope(OpBuilder &b, Location loc, Value t, Value pos,
                 const RopeSpec &rope, bool interleaved, Type elt) {
-  double theta = rope.theta;
   auto type = cast<RankedTensorType>(t.getType());
   int64_t T = type.getDimSize(0), n = type.getDimSize(1),
           r = type.getDimSize(2), half = r / 2;
@@ -397,7 +396,8 @@ Value applyRope(OpBuilder &b, Location loc, Value t, Value pos,
               constF32(nb, l, float(r)));
           invFreq = arith::DivFOp::create(
               nb, l, constF32(nb, l, 1.0f),
-              math::PowFOp::create(nb, l, constF32(nb, l, float(theta)), expo));
+              math::PowFOp::create(nb, l, constF32(nb, l, float(rope.theta)),
+                                   expo));
         }
         Value p = arith::AddIOp::create(
             nb, l, pos, arith::IndexCastOp::create(nb, l, nb.getI32Type(), ti));

@@ -51,6 +51,7 @@ void buildToLoops(OpPassManager &pm, bool gpu, StringRef gpuPath = "auto",
     layer.mmaTileM = mmaTileM;
     layer.mmaWarps = mmaWarps;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
+    pm.addPass(moe::createConvertMoEDenseToGpuCall());
   }
   pm.addPass(moe::createMoEDecomposeLayer());
   pm.addPass(moe::createConvertMoECommToRuntime());

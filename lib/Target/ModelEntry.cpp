@@ -8,6 +8,7 @@
 
 #include "moe/Conversion/MoEToGPU/GpuHelpers.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Target/CUDA/DenseKernels.h"
 #include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -125,14 +126,18 @@ static bool isGpuLayer(moe::LayerOp layer) {
 }
 
 /// Whether every use of `arg` is an operand that the CUDA pipeline reads on
-/// the GPU: expert weights of bf16 moe.layer / moe.experts ops, and the
-/// router weights and input of layers that run whole on the GPU.
+/// the GPU: expert weights of bf16 moe.layer / moe.experts ops, the router
+/// weights and input of layers that run whole on the GPU, and the weights
+/// and KV caches of the dense parts that run on the GPU (DenseKernels.h).
 static bool onlyGpuOperand(BlockArgument arg) {
   auto type = dyn_cast<RankedTensorType>(arg.getType());
   if (!type || arg.use_empty())
     return false;
   return llvm::all_of(arg.getUses(), [&](OpOperand &use) {
     Operation *user = use.getOwner();
+    // Weights, caches and activations of the dense parts run on the GPU.
+    if (moe::isGpuDenseOperand(use))
+      return true;
     if (auto layer = dyn_cast<moe::LayerOp>(user)) {
       if (isGpuLayer(layer) &&
           (use.get() == layer.getInput() ||
@@ -231,15 +236,19 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     }
     auto layer = v ? v.getDefiningOp<moe::LayerOp>() : moe::LayerOp();
     b.device = cudaTarget && layer && isGpuLayer(layer) && v.hasOneUse();
+    // The KV caches a GPU attention writes stay on the device.
+    if (auto attn = v ? v.getDefiningOp<moe::AttentionOp>() : moe::AttentionOp())
+      b.device = cudaTarget && v != attn.getResult() && v.hasOneUse() &&
+                 moe::whyNotGpuDense(attn).empty();
     if (failed(add(std::move(b))))
       return failure();
     entry.removeResultAttr(i, StringAttr::get(module.getContext(), "moe.output"));
   }
-  // The GPU helpers skip the copies of activations the model keeps on the
+  // The GPU helpers skip the copies of buffers the model keeps on the
   // device (positions in bare-pointer order: inputs, then outputs).
   SmallVector<int64_t> device;
   for (auto [i, b] : llvm::enumerate(sig.buffers))
-    if (b.device && b.kind != ModelBuffer::Kind::Weight)
+    if (b.device)
       device.push_back(int64_t(i));
   if (!device.empty())
     entry->setAttr(kDeviceBuffersAttr,

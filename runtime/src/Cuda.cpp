@@ -622,6 +622,10 @@ extern "C" void mgpuMemFree(void *ptr, void * /*stream*/) {
 
 extern "C" void mgpuMemcpy(void *dst, void *src, size_t bytes, void *stream) {
   ensure();
+  // A copy onto itself: a KV cache that the generator passes as both the
+  // step's input and its output.
+  if (dst == src)
+    return;
   check("cuMemcpyAsync",
         drv().cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst),
                              reinterpret_cast<CUdeviceptr>(src), bytes,

@@ -40,6 +40,7 @@ struct Buffer {
   bool owned = false;
   bool device = false; // on the GPU; data is a device pointer
   void *host = nullptr; // a device output's host copy (owned)
+  bool alias = false;   // shares the data of another buffer (not freed)
   std::string layout;   // a Hugging Face layout: "transpose", "stack-transpose"
   // Per dimension, the grid axes it is split over (partitioned models).
   std::vector<std::vector<int>> split;
@@ -473,6 +474,16 @@ struct Options {
   bool isGenerator = false, needWeights = false, needInputs = false;
 };
 
+/// Sets a buffer (on the host or the GPU) to zero.
+bool clearBuffer(Buffer &b) {
+  if (!b.device) {
+    std::memset(b.data, 0, b.nbytes);
+    return true;
+  }
+  std::vector<unsigned char> zeros(b.nbytes, 0);
+  return moert_cuda_copy(b.data, zeros.data(), b.nbytes) == MOERT_OK;
+}
+
 /// Runs the prompt in steps of T tokens (the last padded with id 0: its
 /// padding rows write cache rows that later steps overwrite, and no real
 /// token attends to them), then one token per step, sampling from the
@@ -503,8 +514,17 @@ int generate(Generator &g, std::vector<void *> &args,
   auto slot = [&](Buffer *b) {
     return size_t(b - buffers.data());
   };
-  for (auto &[past, out] : g.caches)
-    std::memset(past->data, 0, past->nbytes);
+  auto clearCaches = [&] {
+    for (auto &[past, out] : g.caches)
+      if (!clearBuffer(*past)) {
+        std::fprintf(stderr, "error: clearing the KV cache '%s': %s\n",
+                     past->name.c_str(), moert_last_error());
+        return false;
+      }
+    return true;
+  };
+  if (!clearCaches())
+    return 1;
   std::mt19937_64 rng(o.seed);
   std::vector<int32_t> tokens = o.prompt, generated;
   int32_t *ids = static_cast<int32_t *>(g.ids->data);
@@ -515,8 +535,8 @@ int generate(Generator &g, std::vector<void *> &args,
   std::fill(ids, ids + T, 0);
   *pos = 0;
   run(args.data());
-  for (auto &[past, out] : g.caches)
-    std::memset(past->data, 0, past->nbytes);
+  if (!clearCaches())
+    return 1;
   // One step over tokens[at, at + n): returns the last row's index.
   auto step = [&](size_t at, size_t n) {
     for (int64_t i = 0; i < T; ++i)
@@ -919,13 +939,17 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
       continue;
     if (isGenerator && b.kind == Buffer::Input) {
       // Token ids, position and KV caches: the generation loop fills them.
-      if (moert_alloc(b.nbytes, &b.data) != MOERT_OK) {
-        std::fprintf(stderr, "error: %s\n", moert_last_error());
+      // Caches the compiled code keeps on the GPU are allocated there.
+      moert_status made = b.device ? moert_cuda_alloc(b.nbytes, &b.data)
+                                   : moert_alloc(b.nbytes, &b.data);
+      if (made != MOERT_OK || !clearBuffer(b)) {
+        std::fprintf(stderr, "error: %s '%s': %s\n",
+                     b.device ? "KV cache on the GPU" : "buffer",
+                     b.name.c_str(), moert_last_error());
         ++problems;
         continue;
       }
-      std::memset(b.data, 0, b.nbytes);
-      b.owned = true;
+      b.owned = !b.device;
       continue;
     }
     moert_st_tensor t;
@@ -1003,8 +1027,17 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
       b.owned = true;
     }
   }
+  // A generator's cache on the GPU is one buffer: the step reads its input
+  // and writes its output in place (the rows it adds are the ones it reads
+  // last), so no step copies the cache.
+  if (isGenerator && !problems)
+    for (auto &[past, out] : generator.caches)
+      if (past->device && out->device && past->data) {
+        out->data = past->data;
+        out->alias = true;
+      }
   for (Buffer &b : buffers) {
-    if (b.kind != Buffer::Output || problems)
+    if (b.kind != Buffer::Output || problems || b.alias)
       continue;
     if (moert_alloc(b.nbytes, &b.data) != MOERT_OK) {
       std::fprintf(stderr, "error: output '%s': %s\n", b.name.c_str(),
@@ -1102,6 +1135,8 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
     }
   }
   for (Buffer &b : buffers) {
+    if (b.alias)
+      continue;
     if (b.device) {
       if (b.data)
         moert_cuda_free(b.data);

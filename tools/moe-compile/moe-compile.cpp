@@ -30,6 +30,7 @@
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
+#include "mlir/Support/Timing.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
@@ -205,6 +206,11 @@ int link(StringRef object, StringRef output, StringRef libDir, bool shared) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  // --mlir-print-ir-after=PASS, --mlir-timing, ... for the pipeline.
+  moe::registerAllPasses();
+  registerMLIRContextCLOptions();
+  registerPassManagerCLOptions();
+  registerDefaultTimingManagerCLOptions();
   cl::ParseCommandLineOptions(argc, argv, "moe-compiler: compile a moe model "
                                           "into an executable\n");
   bool cuda = target == "cuda";
@@ -340,16 +346,18 @@ int main(int argc, char **argv) {
     return 1;
 
   PassManager pm(&context);
-  if (cuda)
-  {
+  if (failed(applyPassManagerCLOptions(pm)))
+    return fail("invalid pass manager options");
+  applyDefaultTimingPassManagerCLOptions(pm);
+  if (cuda) {
     moe::CudaPipelineOptions cudaOptions;
     cudaOptions.path = gpuPath;
     cudaOptions.mmaTileM = gpuMmaTileM;
     cudaOptions.mmaWarps = gpuMmaWarps;
     moe::buildCudaPipeline(pm, cudaOptions);
-  }
-  else
+  } else {
     moe::buildCpuPipeline(pm);
+  }
   if (failed(pm.run(*module)))
     return fail(Twine("the ") + (cuda ? "CUDA" : "CPU") +
                 " pipeline failed (see the diagnostics above)");

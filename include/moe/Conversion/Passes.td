@@ -79,6 +79,24 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }
 
+def ConvertMoEDenseToGpuCall : Pass<"convert-moe-dense-to-gpu-call", "ModuleOp"> {
+  let summary = "Route the bf16 dense parts of a model to GPU helpers";
+  let description = [{
+    Replaces every bf16 `moe.embedding`, `moe.rms_norm` and `moe.attention`
+    with static shapes, every residual add (a linalg.generic computing
+    `truncf(extf(a) + extf(b))` on bf16 [T, d]) and every bf16 projection
+    rounded to bf16 (`linalg.matmul` over a zero f32 fill, then `truncf`:
+    the LM head) by a call to a private helper `@__moe_gpu_dense_<n>` marked
+    `moe.gpu_dense` with its kind and the op's attributes.
+    `-moe-materialize-gpu-experts` gives it its kernels after bufferization
+    (lib/Target/CUDA/DenseKernels.cpp); activations that only GPU helpers
+    read and write then live on the device, and the KV caches stay there
+    between steps. Ops the kernels do not take (`whyNotGpuDense`) are left
+    to the CPU lowering.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
 def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
   let summary = "Give the GPU expert helpers their bodies (kernels + host code)";
   let description = [{

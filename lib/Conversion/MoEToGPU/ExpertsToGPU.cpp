@@ -40,7 +40,7 @@ using namespace mlir::moe;
 
 func::FuncOp mlir::moe::declareGpuHelper(ModuleOp module, StringRef prefix,
                                          unsigned &counter, TypeRange inputs,
-                                         Type result, Location loc) {
+                                         TypeRange results, Location loc) {
   OpBuilder b(module.getContext());
   b.setInsertionPointToStart(module.getBody());
   std::string name;
@@ -48,7 +48,7 @@ func::FuncOp mlir::moe::declareGpuHelper(ModuleOp module, StringRef prefix,
     name = (prefix + Twine(counter++)).str();
   while (module.lookupSymbol(name));
   auto decl = func::FuncOp::create(b, loc, name,
-                                   b.getFunctionType(inputs, {result}));
+                                   b.getFunctionType(inputs, results));
   decl.setPrivate();
   for (unsigned i = 0; i < inputs.size(); ++i)
     decl.setArgAttr(i, "bufferization.access", b.getStringAttr("read"));
@@ -197,7 +197,8 @@ struct MoEMaterializeGpuExpertsPass
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> helpers;
     for (auto fn : module.getOps<func::FuncOp>())
-      if ((fn->hasAttr(kGpuExpertsAttr) || fn->hasAttr(kGpuLayerAttr)) &&
+      if ((fn->hasAttr(kGpuExpertsAttr) || fn->hasAttr(kGpuLayerAttr) ||
+           fn->hasAttr(kGpuDenseAttr)) &&
           fn.isExternal())
         helpers.push_back(fn);
     if (helpers.empty())
@@ -224,7 +225,14 @@ struct MoEMaterializeGpuExpertsPass
     };
     Type bf16 = b.getBF16Type();
     Location kloc = kernels.getLoc();
+    keepOnDevice(module, helpers);
     for (func::FuncOp fn : helpers) {
+      if (fn->hasAttr(kGpuDenseAttr)) {
+        if (failed(buildGpuDenseBody(b, fn, kernels, deviceArguments(fn,
+                                                                     module))))
+          return signalPassFailure();
+        continue;
+      }
       if (fn->hasAttr(kGpuLayerAttr)) {
         if (failed(buildGpuLayerBody(b, fn, kernels, deviceArguments(fn,
                                                                      module))))
@@ -264,8 +272,90 @@ struct MoEMaterializeGpuExpertsPass
     if (!call)
       return device;
     for (auto [i, v] : llvm::enumerate(call.getOperands()))
-      device[i] = isDeviceArgument(v);
+      device[i] = isDeviceValue(v);
     return device;
+  }
+
+  /// The buffer `v` views (through reshapes and casts).
+  static Value viewedBuffer(Value v) {
+    while (Operation *def = v.getDefiningOp()) {
+      if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp>(
+              def))
+        v = def->getOperand(0);
+      else
+        break;
+    }
+    return v;
+  }
+
+  /// A device buffer: an entry argument the model marks so, or a buffer of
+  /// the model's own that keepOnDevice placed there.
+  static bool isDeviceValue(Value v) {
+    v = viewedBuffer(v);
+    return isDeviceArgument(v) || v.getDefiningOp<gpu::AllocOp>();
+  }
+
+  /// Whether every use of `v` (through views) is an operand of a call to a
+  /// GPU helper or its deallocation.
+  static bool onlyHelperUses(Value v, ModuleOp module) {
+    for (Operation *user : v.getUsers()) {
+      if (isa<memref::DeallocOp>(user))
+        continue;
+      if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp>(
+              user)) {
+        if (!onlyHelperUses(user->getResult(0), module))
+          return false;
+        continue;
+      }
+      auto call = dyn_cast<func::CallOp>(user);
+      auto callee =
+          call ? module.lookupSymbol<func::FuncOp>(call.getCallee())
+               : func::FuncOp();
+      if (!callee || !(callee->hasAttr(kGpuExpertsAttr) ||
+                       callee->hasAttr(kGpuLayerAttr) ||
+                       callee->hasAttr(kGpuDenseAttr)))
+        return false;
+      // The decomposed experts helper takes host activations.
+      if (callee->hasAttr(kGpuExpertsAttr))
+        return false;
+    }
+    return true;
+  }
+
+  /// Buffers of the model that only GPU helpers read and write live on the
+  /// device: their allocation becomes gpu.alloc (the runtime caches device
+  /// scratch across steps), their deallocation gpu.dealloc, and the helpers
+  /// then skip the copies.
+  static void keepOnDevice(ModuleOp module, ArrayRef<func::FuncOp> helpers) {
+    if (helpers.empty())
+      return;
+    SmallVector<memref::AllocOp> allocs;
+    module.walk([&](memref::AllocOp alloc) {
+      auto fn = alloc->getParentOfType<func::FuncOp>();
+      if (fn && !llvm::is_contained(helpers, fn) &&
+          alloc.getType().hasStaticShape() &&
+          alloc.getType().getLayout().isIdentity() &&
+          !alloc.getType().getMemorySpace() && !alloc.use_empty() &&
+          onlyHelperUses(alloc, module))
+        allocs.push_back(alloc);
+    });
+    for (memref::AllocOp alloc : allocs) {
+      OpBuilder b(alloc);
+      Value device =
+          gpu::AllocOp::create(b, alloc.getLoc(), alloc.getType(), Type(),
+                               ValueRange{}, ValueRange{}, ValueRange{},
+                               /*hostShared=*/false)
+              .getMemref();
+      for (Operation *user : llvm::make_early_inc_range(alloc->getUsers()))
+        if (auto dealloc = dyn_cast<memref::DeallocOp>(user)) {
+          OpBuilder db(dealloc);
+          gpu::DeallocOp::create(db, dealloc.getLoc(), Type(), ValueRange{},
+                                 device);
+          dealloc.erase();
+        }
+      alloc.replaceAllUsesWith(device);
+      alloc.erase();
+    }
   }
 
   /// The helper's result becomes a caller-allocated out-parameter, so that
@@ -276,13 +366,14 @@ struct MoEMaterializeGpuExpertsPass
   /// writes that argument directly.
   static LogicalResult toOutParam(func::FuncOp fn, ModuleOp module) {
     FunctionType type = fn.getFunctionType();
-    if (type.getNumResults() != 1)
+    if (type.getNumResults() == 0)
       return success();
-    auto resultType = dyn_cast<MemRefType>(type.getResult(0));
-    if (!resultType)
-      return fn.emitError() << "expected a bufferized GPU helper";
     SmallVector<Type> inputs(type.getInputs());
-    inputs.push_back(resultType);
+    for (Type t : type.getResults()) {
+      if (!isa<MemRefType>(t))
+        return fn.emitError() << "expected a bufferized GPU helper";
+      inputs.push_back(t);
+    }
     std::optional<SymbolTable::UseRange> uses = fn.getSymbolUses(module);
     fn.setType(FunctionType::get(fn.getContext(), inputs, {}));
     if (!uses)
@@ -292,23 +383,28 @@ struct MoEMaterializeGpuExpertsPass
       if (!call)
         return use.getUser()->emitError() << "unexpected use of " << fn.getSymName();
       OpBuilder b(call);
-      Value result = call.getResult(0);
-      Value out;
-      if (result.hasOneUse())
-        if (auto copy = dyn_cast<memref::CopyOp>(*result.getUsers().begin()))
-          if (auto target = dyn_cast<BlockArgument>(copy.getTarget()))
-            if (target.getType() == resultType && target.hasOneUse() &&
-                copy->getBlock() == call->getBlock() &&
-                target.getOwner() == call->getBlock()) {
-              out = target;
-              copy.erase();
-            }
-      if (!out)
-        out = memref::AllocOp::create(b, call.getLoc(), resultType);
       SmallVector<Value> args(call.getOperands());
-      args.push_back(out);
+      SmallVector<Value> outs;
+      for (Value result : call.getResults()) {
+        auto resultType = cast<MemRefType>(result.getType());
+        Value out;
+        if (result.hasOneUse())
+          if (auto copy = dyn_cast<memref::CopyOp>(*result.getUsers().begin()))
+            if (auto target = dyn_cast<BlockArgument>(copy.getTarget()))
+              if (target.getType() == resultType && target.hasOneUse() &&
+                  copy->getBlock() == call->getBlock() &&
+                  target.getOwner() == call->getBlock()) {
+                out = target;
+                copy.erase();
+              }
+        if (!out)
+          out = memref::AllocOp::create(b, call.getLoc(), resultType);
+        args.push_back(out);
+        outs.push_back(out);
+      }
       func::CallOp::create(b, call.getLoc(), fn, args);
-      result.replaceAllUsesWith(out);
+      for (auto [result, out] : llvm::zip(call.getResults(), outs))
+        result.replaceAllUsesWith(out);
       call.erase();
     }
     return success();

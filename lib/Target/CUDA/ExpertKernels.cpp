@@ -211,10 +211,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   return fn;
 }
 
-namespace {
-/// A kernel over the elements of [N, C] buffers: `body(b, loc, r, c)` runs
-/// for every element, one thread each (linear index over blocks x threads).
-gpu::GPUFuncOp elementKernel(
+gpu::GPUFuncOp mlir::moe::buildElementwiseKernel(
     OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
     TypeRange argTypes,
     function_ref<void(OpBuilder &, Location, ValueRange, Value, Value)> body) {
@@ -241,7 +238,6 @@ gpu::GPUFuncOp elementKernel(
   gpu::ReturnOp::create(b, loc);
   return fn;
 }
-} // namespace
 
 std::string mlir::moe::expertActivationKernelName(Activation act, bool gated) {
   return ("expert_" + stringifyActivation(act) + (gated ? "_gated" : "_plain"))
@@ -258,7 +254,7 @@ gpu::GPUFuncOp mlir::moe::buildExpertActivationKernel(
   if (gated)
     args.push_back(f32Type);
   args.push_back(outType);
-  return elementKernel(
+  return buildElementwiseKernel(
       b, loc, module, name, args,
       [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
         Value h = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
@@ -280,7 +276,7 @@ gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
   int64_t dyn = ShapedType::kDynamic;
   SmallVector<Type> args{MemRefType::get({dyn, dyn}, b.getF32Type()),
                          MemRefType::get({dyn, dyn}, elt)};
-  return elementKernel(
+  return buildElementwiseKernel(
       b, loc, module, name, args,
       [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
         Value y = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});

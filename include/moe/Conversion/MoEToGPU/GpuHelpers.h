@@ -21,6 +21,9 @@ namespace mlir::moe {
 constexpr StringLiteral kGpuExpertsAttr = "moe.gpu_experts";
 /// Marks a helper of -convert-moe-layer-to-gpu-call (its routing options).
 constexpr StringLiteral kGpuLayerAttr = "moe.gpu_layer";
+/// Marks a helper of -convert-moe-dense-to-gpu-call (its kind: embedding,
+/// rms_norm, attention, add, matmul).
+constexpr StringLiteral kGpuDenseAttr = "moe.gpu_dense";
 /// The gpu.module that holds the generated kernels.
 constexpr StringLiteral kKernelModuleName = "moe_kernels";
 /// On a model entry: the positions of its bare-pointer arguments (inputs,
@@ -32,7 +35,7 @@ constexpr StringLiteral kDeviceBuffersAttr = "moe.device_buffers";
 /// `result`, at the start of `module`.
 func::FuncOp declareGpuHelper(ModuleOp module, StringRef prefix,
                               unsigned &counter, TypeRange inputs,
-                              Type result, Location loc);
+                              TypeRange results, Location loc);
 
 /// Drops the bufferization markers of a helper declaration, makes it private
 /// and gives it an entry block.
@@ -72,6 +75,12 @@ struct GemvGrid {
   int64_t blocksX, threads, splits, kchunk;
 };
 GemvGrid planGemv(int64_t k, int64_t m, int64_t active);
+
+/// The body of a GPU dense-part helper (DenseToGPU.cpp); `deviceArgs` as
+/// for buildGpuLayerBody, out-parameters included.
+LogicalResult buildGpuDenseBody(OpBuilder &b, func::FuncOp fn,
+                                gpu::GPUModuleOp kernels,
+                                ArrayRef<bool> deviceArgs);
 
 /// The body of a GPU layer helper (LayerToGPU.cpp). `deviceArgs[i]` says
 /// whether argument i is known to be a device pointer (weights always are);

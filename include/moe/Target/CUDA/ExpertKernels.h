@@ -26,6 +26,14 @@ gpu::GPUFuncOp createKernelFunc(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,
                                 TypeRange argTypes, int64_t knownThreads = 0);
 
+/// A kernel over the elements of [N, C] buffers (the dimensions of the
+/// first argument): `body(b, loc, args, r, c)` runs for every element, one
+/// thread each (linear index over blocks x threads).
+gpu::GPUFuncOp buildElementwiseKernel(
+    OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
+    TypeRange argTypes,
+    function_ref<void(OpBuilder &, Location, ValueRange, Value, Value)> body);
+
 /// Columns each thread of the grouped GEMV owns (one 16-byte bf16 vector).
 constexpr int64_t kGemvColumnsPerThread = 8;
 /// Rows that share each weight load, and weight rows loaded ahead of use.

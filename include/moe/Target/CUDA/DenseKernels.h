@@ -1,0 +1,119 @@
+//===- DenseKernels.h - GPU kernels of the dense transformer parts -*- C++ -*-===//
+//
+// Part of moe-compiler. Builders for the gpu.func kernels of a whole model's
+// dense parts (moe.embedding, moe.rms_norm, moe.attention, residual adds and
+// the rounding of projections); the projections themselves use the dense
+// GEMV and tensor-core kernels of ExpertKernels.h. Every kernel computes in
+// f32 and rounds where the CPU lowering (DenseToLinalg.cpp) rounds, so the
+// two targets agree up to the order of f32 sums.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_TARGET_CUDA_DENSEKERNELS_H
+#define MOE_TARGET_CUDA_DENSEKERNELS_H
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/IR/Builders.h"
+
+#include <string>
+
+namespace mlir::moe {
+
+/// Threads of the row kernels (RMSNorm: one block per row) and of the
+/// attention kernel (one block per token and head).
+constexpr int64_t kNormThreads = 256;
+constexpr int64_t kAttentionThreads = 128;
+
+/// `out[t, :] = table[ids[t], :]` (zero rows for ids outside the table).
+/// Arguments (ids i32 [T], table [V, d], out [T, d]); one thread per
+/// output element.
+gpu::GPUFuncOp buildEmbeddingKernel(OpBuilder &b, Location loc,
+                                    gpu::GPUModuleOp module, StringRef name,
+                                    Type elementType);
+
+/// `out = round(a + b)` in f32. Arguments (a, b, out), all [R, C]; one
+/// thread per element.
+gpu::GPUFuncOp buildAddKernel(OpBuilder &b, Location loc,
+                              gpu::GPUModuleOp module, StringRef name,
+                              Type elementType);
+
+/// `out[r, c] = round(acc[r, c] + bias[c])` for f32 `acc` (a projection's
+/// sum). Arguments (acc f32 [R, C], bias [C], out [R, C]).
+gpu::GPUFuncOp buildRoundBiasKernel(OpBuilder &b, Location loc,
+                                    gpu::GPUModuleOp module, StringRef name,
+                                    Type elementType);
+
+/// `dst[offset + r, c] = src[r, c]`. Arguments (src [R, C], dst [S, C],
+/// offset: index); one thread per element of src.
+gpu::GPUFuncOp buildStoreRowsKernel(OpBuilder &b, Location loc,
+                                    gpu::GPUModuleOp module, StringRef name,
+                                    Type elementType);
+
+/// RMSNorm of each row with moe.rms_norm's rounding. Arguments (x [R, C],
+/// weight [C], out [R, C], epsilon: f32); grid R blocks of kNormThreads.
+gpu::GPUFuncOp buildRmsNormKernel(OpBuilder &b, Location loc,
+                                  gpu::GPUModuleOp module, StringRef name,
+                                  Type elementType);
+
+/// Rotary embedding (the rotate_half form, as moe.attention computes it) of
+/// heads of width `invFreq.size() * 2`: `dst[offset + t, c]` for `src[t, c]`
+/// (c = head * width + i) at position `pos + t`. The inverse frequencies are
+/// constants of the kernel, cos and sin are scaled by `factor` before
+/// rounding. Arguments (src [T, n*w], dst [S, n*w], pos: i32, offset: index).
+gpu::GPUFuncOp buildRopeKernel(OpBuilder &b, Location loc,
+                               gpu::GPUModuleOp module, StringRef name,
+                               Type elementType, ArrayRef<float> invFreq,
+                               double factor);
+
+/// The sizes the attention kernel specializes on.
+struct AttentionKernelOptions {
+  int64_t headDim = 0;  // query / key width per head
+  int64_t valueDim = 0; // value width per head
+  int64_t maxRows = 0;  // cache rows S (the scores of a row live in shared memory)
+  int64_t group = 1;    // query heads per key/value head
+  float scale = 1.0f;   // softmax scale
+};
+
+/// Causal attention of one query token and head per block (grid (T, H),
+/// kAttentionThreads threads), as moe.attention rounds it: scores rounded,
+/// times the scale rounded, softmax in f32 rounded, p v in f32 rounded.
+/// Arguments (q [T, H*hd], keys [S, KV*hd], values [S, KV*dv], out
+/// [T, H*dv], pos: index): token t attends to cache rows 0 .. pos + t.
+gpu::GPUFuncOp buildAttentionKernel(OpBuilder &b, Location loc,
+                                    gpu::GPUModuleOp module, StringRef name,
+                                    Type elementType,
+                                    const AttentionKernelOptions &options);
+
+/// Shared memory the attention kernel needs (bytes), and the most it may use.
+int64_t attentionSharedBytes(const AttentionKernelOptions &options);
+constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+
+//===----------------------------------------------------------------------===//
+// Which dense parts run on the GPU (shared by -convert-moe-dense-to-gpu-call
+// and the model entry, which keeps their buffers on the device)
+//===----------------------------------------------------------------------===//
+
+/// Why `op` cannot run on the GPU as a dense part of a model (empty when it
+/// can): bf16 moe.embedding, moe.rms_norm and moe.attention with static
+/// shapes and sizes the kernels take, a residual add (isResidualAdd) and a
+/// projection rounded to bf16 (gpuMatmulOf). Any other op: non-empty.
+std::string whyNotGpuDense(Operation *op);
+
+/// Whether `op` is a bf16 residual add: a linalg.generic of two [T, d] bf16
+/// inputs and identity maps computing truncf(extf(a) + extf(b)).
+bool isResidualAdd(linalg::GenericOp op);
+
+/// The rounding of a bf16 projection: for `round` =
+/// truncf(linalg.matmul(a, w) over a zero f32 fill), a, w bf16, the matmul
+/// (null when `round` is no such rounding).
+linalg::MatmulOp gpuMatmulOf(linalg::GenericOp round);
+
+/// Whether `use` is an operand that a dense part run on the GPU reads (its
+/// weights, caches and activations), where the entry may hand over a device
+/// buffer. The position and the token ids are read on the host: false.
+bool isGpuDenseOperand(OpOperand &use);
+
+} // namespace mlir::moe
+
+#endif // MOE_TARGET_CUDA_DENSEKERNELS_H

@@ -1,0 +1,456 @@
+//===- DenseToGPU.cpp - The dense parts of a model on the GPU -------------===//
+//
+// Part of moe-compiler.
+//
+// A whole model's dense parts (token embedding, RMSNorm, attention with its
+// KV cache, residual adds, the LM head) become calls to private helpers, as
+// moe.experts and moe.layer do (ExpertsToGPU.cpp, LayerToGPU.cpp), so that
+// bufferization and deallocation run around them. After bufferization,
+// -moe-materialize-gpu-experts moves every buffer that only GPU helpers
+// touch to the device and gives each helper its kernels:
+//
+//   embedding     gather kernel (ids uploaded: the generator writes them)
+//   rms_norm      one block per row
+//   add           elementwise, rounded once
+//   matmul        dense GEMV (few rows) or tensor-core GEMM, then rounding
+//   attention     q, k, v projections (+ bias, + q/k RMSNorm), RoPE of q and
+//                 of k straight into the key cache at the position, v into
+//                 the value cache, attention (a block per token and head),
+//                 the output projection
+//
+// The position is read on the host and passed to the kernels. The caches
+// are copied from the step's input to its output on the device; the
+// generator hands both as one buffer, and the runtime skips a copy onto
+// itself, so a decoding step moves no cache rows.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/MoEToGPU/GpuHelpers.h"
+#include "moe/Conversion/Passes.h"
+#include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Target/CUDA/DenseKernels.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/BuiltinOps.h"
+
+#include <cmath>
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_CONVERTMOEDENSETOGPUCALL
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+constexpr StringLiteral kDenseAttrsAttr = "moe.gpu_dense_attrs";
+
+struct ConvertMoEDenseToGpuCallPass
+    : mlir::moe::impl::ConvertMoEDenseToGpuCallBase<
+          ConvertMoEDenseToGpuCallPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<Operation *> ops;
+    module.walk([&](Operation *op) {
+      if (isa<EmbeddingOp, RmsNormOp, AttentionOp, linalg::GenericOp>(op) &&
+          op->getParentOfType<func::FuncOp>() && whyNotGpuDense(op).empty())
+        ops.push_back(op);
+    });
+    unsigned counter = 0;
+    OpBuilder b(module.getContext());
+    for (Operation *op : ops) {
+      StringRef kind;
+      SmallVector<Value> operands(op->getOperands());
+      Operation *replaced = op;
+      DictionaryAttr attrs = op->getAttrDictionary();
+      if (isa<EmbeddingOp>(op)) {
+        kind = "embedding";
+      } else if (isa<RmsNormOp>(op)) {
+        kind = "rms_norm";
+      } else if (isa<AttentionOp>(op)) {
+        kind = "attention";
+      } else if (auto generic = dyn_cast<linalg::GenericOp>(op)) {
+        if (isResidualAdd(generic)) {
+          kind = "add";
+          operands = generic.getDpsInputs();
+        } else {
+          linalg::MatmulOp matmul = gpuMatmulOf(generic);
+          kind = "matmul";
+          operands = matmul.getDpsInputs();
+        }
+        attrs = b.getDictionaryAttr({});
+      }
+      SmallVector<Type> inputTypes(ValueRange(operands).getTypes());
+      SmallVector<Type> resultTypes(replaced->getResultTypes());
+      func::FuncOp decl =
+          declareGpuHelper(module, "__moe_gpu_dense_", counter, inputTypes,
+                           resultTypes, op->getLoc());
+      decl->setAttr(kGpuDenseAttr, b.getStringAttr(kind));
+      decl->setAttr(kDenseAttrsAttr, attrs);
+      b.setInsertionPoint(replaced);
+      auto call = func::CallOp::create(b, op->getLoc(), decl, operands);
+      replaced->replaceAllUsesWith(call.getResults());
+      Operation *matmul = kind == "matmul"
+                              ? cast<linalg::GenericOp>(op)
+                                    .getDpsInputs()[0]
+                                    .getDefiningOp()
+                              : nullptr;
+      replaced->erase();
+      // The projection's matmul and its fill have no other users.
+      if (matmul) {
+        Operation *fill = matmul->getOperand(2).getDefiningOp();
+        matmul->erase();
+        if (fill && fill->use_empty())
+          fill->erase();
+      }
+    }
+  }
+};
+
+/// Builds the host side of one dense helper.
+class DenseBodyBuilder {
+public:
+  DenseBodyBuilder(OpBuilder &b, func::FuncOp fn, gpu::GPUModuleOp kernels,
+                   ArrayRef<bool> deviceArgs)
+      : b(b), fn(fn), kernels(kernels), deviceArgs(deviceArgs),
+        loc(fn.getLoc()), h(b, loc), bf16(b.getBF16Type()),
+        f32(b.getF32Type()) {}
+
+  LogicalResult build() {
+    FunctionType type = fn.getFunctionType();
+    for (Type t : type.getInputs()) {
+      auto m = dyn_cast<MemRefType>(t);
+      if (!m || !m.hasStaticShape() || !m.getLayout().isIdentity())
+        return fn.emitError() << "expected the bufferized GPU dense helper to "
+                                 "take static identity-layout memrefs, got "
+                              << type;
+    }
+    if (type.getNumResults() != 0)
+      return fn.emitError() << "expected the GPU dense helper's results as "
+                               "out-parameters";
+    StringRef kind = fn->getAttrOfType<StringAttr>(kGpuDenseAttr).getValue();
+    attrs = fn->getAttrOfType<DictionaryAttr>(kDenseAttrsAttr);
+    entry = prepareHelperEntry(fn);
+    b.setInsertionPointToStart(entry);
+    LogicalResult result = failure();
+    if (kind == "embedding")
+      result = embedding();
+    else if (kind == "rms_norm")
+      result = rmsNorm();
+    else if (kind == "add")
+      result = add();
+    else if (kind == "matmul")
+      result = matmul();
+    else if (kind == "attention")
+      result = attention();
+    else
+      return fn.emitError() << "unknown GPU dense helper kind '" << kind << "'";
+    if (failed(result))
+      return failure();
+    h.freeAll();
+    func::ReturnOp::create(b, loc);
+    fn->removeAttr(kGpuDenseAttr);
+    fn->removeAttr(kDenseAttrsAttr);
+    return success();
+  }
+
+private:
+  OpBuilder &b;
+  func::FuncOp fn;
+  gpu::GPUModuleOp kernels;
+  ArrayRef<bool> deviceArgs;
+  Location loc;
+  HostBuilder h;
+  Type bf16, f32;
+  DictionaryAttr attrs;
+  Block *entry = nullptr;
+
+  Value arg(unsigned i) { return entry->getArgument(i); }
+  unsigned numArgs() { return entry->getNumArguments(); }
+  /// Argument i on the device (uploaded when the caller's is on the host).
+  Value input(unsigned i) { return deviceArgs[i] ? arg(i) : h.upload(arg(i)); }
+  /// Where to write out-parameter i: itself when it is on the device, else a
+  /// device buffer copied to it by finish().
+  Value output(unsigned i) {
+    if (deviceArgs[i])
+      return arg(i);
+    auto t = cast<MemRefType>(arg(i).getType());
+    Value d = h.alloc(t.getShape(), t.getElementType());
+    pendingCopies.push_back({arg(i), d});
+    return d;
+  }
+  SmallVector<std::pair<Value, Value>> pendingCopies;
+  void finish() {
+    for (auto [host, device] : pendingCopies)
+      h.copy(host, device);
+  }
+
+  static int64_t dim(Value v, unsigned i) {
+    return cast<MemRefType>(v.getType()).getDimSize(i);
+  }
+
+  gpu::GPUFuncOp kernel(StringRef name,
+                        function_ref<gpu::GPUFuncOp()> build) {
+    if (auto k = kernels.lookupSymbol<gpu::GPUFuncOp>(name))
+      return k;
+    return build();
+  }
+
+  /// `v` [R, C] viewed as [R * C / width, width] (rows of one head).
+  Value rowsOf(Value v, int64_t width) {
+    auto t = cast<MemRefType>(v.getType());
+    int64_t r = t.getDimSize(0), c = t.getDimSize(1);
+    Value three = memref::ExpandShapeOp::create(
+        b, loc, MemRefType::get({r, c / width, width}, t.getElementType()), v,
+        ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+    return memref::CollapseShapeOp::create(
+        b, loc, three, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+  }
+  /// `v` [S, n, w] as [S, n * w].
+  Value flatten(Value v) {
+    return memref::CollapseShapeOp::create(
+        b, loc, v, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+  }
+
+  /// f32 [T, M] = x [T, K] w [K, M] on the device: the dense GEMV (split
+  /// over K, f32 atomics into a zeroed buffer) for few rows, the
+  /// tensor-core GEMM from 128 rows.
+  Value matmulF32(Value x, Value w) {
+    int64_t T = dim(x, 0), K = dim(x, 1), M = dim(w, 1);
+    Value w3 = memref::ExpandShapeOp::create(
+        b, loc, MemRefType::get({1, K, M}, bf16), w,
+        ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+    Location kloc = kernels.getLoc();
+    if (T >= 128 && K % kMmaTileK == 0) {
+      MmaOptions o;
+      o.dense = true;
+      o.tileM = 128;
+      std::string name = mmaKernelName(o);
+      gpu::GPUFuncOp k = kernel(name, [&] {
+        return buildGroupedMmaKernel(b, kloc, kernels, name, o);
+      });
+      Value acc = h.alloc({T, M}, f32);
+      h.launch(k, {(M + kMmaTileN - 1) / kMmaTileN, (T + 127) / 128, 1},
+               {kMmaThreads, 1, 1}, {x, w3, acc});
+      return acc;
+    }
+    GemvOptions o;
+    o.dense = true;
+    o.rowsPerPass = std::min<int64_t>(T, kGemvRowsPerPass);
+    std::string name = "moe_gemv_dense_bf16";
+    if (o.rowsPerPass != kGemvRowsPerPass)
+      name += "_r" + std::to_string(o.rowsPerPass);
+    gpu::GPUFuncOp k = kernel(name, [&] {
+      return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
+    });
+    GemvGrid g = planGemv(K, M, 1);
+    Value acc = h.zeroed({T, M});
+    Value noOffsets = h.alloc({1}, b.getI32Type()); // not read when dense
+    h.launch(k, {g.blocksX, g.splits, 1}, {g.threads, 1, 1},
+             {x, noOffsets, w3, acc, h.index(g.kchunk)});
+    return acc;
+  }
+
+  /// round(x w (+ bias)) into `out` [T, M] bf16.
+  void project(Value x, Value w, Value bias, Value out) {
+    Value acc = matmulF32(x, w);
+    int64_t elements = dim(out, 0) * dim(out, 1);
+    Location kloc = kernels.getLoc();
+    if (bias) {
+      gpu::GPUFuncOp k = kernel("moe_round_bias_bf16", [&] {
+        return buildRoundBiasKernel(b, kloc, kernels, "moe_round_bias_bf16",
+                                    bf16);
+      });
+      h.launchElementwise(k, elements, {acc, bias, out});
+      return;
+    }
+    gpu::GPUFuncOp k = kernel("round_bf16", [&] {
+      return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
+    });
+    h.launchElementwise(k, elements, {acc, out});
+  }
+
+  void rmsNormRows(Value x, Value w, Value out, double epsilon) {
+    gpu::GPUFuncOp k = kernel("moe_rms_norm_bf16", [&] {
+      return buildRmsNormKernel(b, kernels.getLoc(), kernels,
+                                "moe_rms_norm_bf16", bf16);
+    });
+    Value eps = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(epsilon)));
+    h.launch(k, {dim(x, 0), 1, 1}, {kNormThreads, 1, 1}, {x, w, out, eps});
+  }
+
+  double epsilonAttr(StringRef name, double fallback) {
+    auto a = attrs ? dyn_cast_or_null<FloatAttr>(attrs.get(name)) : FloatAttr();
+    return a ? a.getValueAsDouble() : fallback;
+  }
+
+  LogicalResult embedding() {
+    // (ids, table, out)
+    Value ids = input(0), table = input(1), out = output(2);
+    gpu::GPUFuncOp k = kernel("moe_embedding_bf16", [&] {
+      return buildEmbeddingKernel(b, kernels.getLoc(), kernels,
+                                  "moe_embedding_bf16", bf16);
+    });
+    h.launchElementwise(k, dim(out, 0) * dim(out, 1), {out, ids, table});
+    finish();
+    return success();
+  }
+
+  LogicalResult rmsNorm() {
+    Value x = input(0), w = input(1), out = output(2);
+    rmsNormRows(x, w, out, epsilonAttr("epsilon", 1e-6));
+    finish();
+    return success();
+  }
+
+  LogicalResult add() {
+    Value x = input(0), y = input(1), out = output(2);
+    gpu::GPUFuncOp k = kernel("moe_add_bf16", [&] {
+      return buildAddKernel(b, kernels.getLoc(), kernels, "moe_add_bf16", bf16);
+    });
+    h.launchElementwise(k, dim(out, 0) * dim(out, 1), {x, y, out});
+    finish();
+    return success();
+  }
+
+  LogicalResult matmul() {
+    Value x = input(0), w = input(1), out = output(2);
+    project(x, w, Value(), out);
+    finish();
+    return success();
+  }
+
+  LogicalResult attention() {
+    auto segments = attrs ? dyn_cast_or_null<DenseI32ArrayAttr>(
+                                attrs.get("operandSegmentSizes"))
+                          : DenseI32ArrayAttr();
+    if (!segments || segments.size() != 13)
+      return fn.emitError() << "GPU attention helper without its operand "
+                               "segments";
+    // Operands in moe.attention's order, then the out-parameters.
+    SmallVector<int> index(13, -1);
+    int next = 0;
+    for (int s = 0; s < 13; ++s)
+      if (segments[s])
+        index[s] = next++;
+    auto operand = [&](int s) -> Value {
+      return index[s] < 0 ? Value() : input(unsigned(index[s]));
+    };
+    unsigned firstOut = unsigned(next);
+    if (numArgs() != firstOut + 3)
+      return fn.emitError() << "GPU attention helper with " << numArgs()
+                            << " arguments, expected " << firstOut + 3;
+    int64_t H = cast<IntegerAttr>(attrs.get("num_heads")).getInt();
+    int64_t KV = cast<IntegerAttr>(attrs.get("num_kv_heads")).getInt();
+    Value keyIn = arg(unsigned(index[10])), valueIn = arg(unsigned(index[11]));
+    Value position = arg(unsigned(index[12]));
+    int64_t S = dim(keyIn, 0), hd = dim(keyIn, 2);
+
+    Value x = operand(0);
+    int64_t T = dim(x, 0);
+    Value q = h.alloc({T, H * hd}, bf16), k = h.alloc({T, KV * hd}, bf16),
+          v = h.alloc({T, KV * hd}, bf16);
+    project(x, operand(1), operand(5), q);
+    project(x, operand(2), operand(6), k);
+    project(x, operand(3), operand(7), v);
+    if (Value qNorm = operand(8)) {
+      Value kNorm = operand(9);
+      double eps = epsilonAttr("qk_norm_epsilon", 1e-6);
+      bool whole = dim(qNorm, 0) != hd; // OLMoE: the whole projection
+      Value qn = h.alloc({T, H * hd}, bf16), kn = h.alloc({T, KV * hd}, bf16);
+      if (whole) {
+        rmsNormRows(q, qNorm, qn, eps);
+        rmsNormRows(k, kNorm, kn, eps);
+      } else {
+        rmsNormRows(rowsOf(q, hd), qNorm, rowsOf(qn, hd), eps);
+        rmsNormRows(rowsOf(k, hd), kNorm, rowsOf(kn, hd), eps);
+      }
+      q = qn;
+      k = kn;
+    }
+
+    // The position, read on the host.
+    if (deviceArgs[unsigned(index[12])])
+      return fn.emitError() << "the GPU attention reads its position on the "
+                               "host";
+    Value c0 = h.index(0);
+    Value pos = memref::LoadOp::create(b, loc, position, ValueRange{c0});
+    Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
+
+    // The caches: the step's input, then the new rows.
+    Value keys = output(firstOut + 1), values = output(firstOut + 2);
+    h.copy(keys, keyIn);
+    h.copy(values, valueIn);
+
+    // Rotary embedding: inverse frequencies computed as transformers does
+    // (in f32), unless the op gives its own (scaled RoPE).
+    SmallVector<float> invFreq;
+    if (auto given = dyn_cast_or_null<DenseF32ArrayAttr>(attrs.get("rope_inv_freq"))) {
+      invFreq.assign(given.asArrayRef().begin(), given.asArrayRef().end());
+    } else {
+      auto thetaAttr = dyn_cast_or_null<FloatAttr>(attrs.get("rope_theta"));
+      float theta = float(thetaAttr ? thetaAttr.getValueAsDouble() : 10000.0);
+      for (int64_t j = 0; j < hd / 2; ++j)
+        invFreq.push_back(1.0f /
+                          std::pow(theta, float(2 * j) / float(hd)));
+    }
+    auto factorAttr =
+        dyn_cast_or_null<FloatAttr>(attrs.get("rope_attention_factor"));
+    double factor = factorAttr ? factorAttr.getValueAsDouble() : 1.0;
+    if (int64_t(invFreq.size()) != hd / 2)
+      return fn.emitError() << "rope_inv_freq has " << invFreq.size()
+                            << " entries, expected " << hd / 2;
+    std::string ropeName =
+        "moe_rope_bf16_" +
+        llvm::utohexstr(uint64_t(llvm::hash_combine(
+            llvm::hash_value(StringRef(
+                reinterpret_cast<const char *>(invFreq.data()),
+                invFreq.size() * sizeof(float))),
+            llvm::bit_cast<uint64_t>(factor))));
+    gpu::GPUFuncOp rope = kernel(ropeName, [&] {
+      return buildRopeKernel(b, kernels.getLoc(), kernels, ropeName, bf16,
+                             invFreq, factor);
+    });
+    Value qr = h.alloc({T, H * hd}, bf16);
+    h.launchElementwise(rope, T * H * hd, {q, qr, pos, c0});
+    Value keys2 = flatten(keys), values2 = flatten(values);
+    h.launchElementwise(rope, T * KV * hd, {k, keys2, pos, posIndex});
+    gpu::GPUFuncOp store = kernel("moe_store_rows_bf16", [&] {
+      return buildStoreRowsKernel(b, kernels.getLoc(), kernels,
+                                  "moe_store_rows_bf16", bf16);
+    });
+    h.launchElementwise(store, T * KV * hd, {v, values2, posIndex});
+
+    AttentionKernelOptions ao;
+    ao.headDim = hd;
+    ao.valueDim = hd;
+    ao.maxRows = S;
+    ao.group = H / KV;
+    ao.scale = float(1.0 / std::sqrt(double(hd)));
+    std::string attnName = "moe_attention_bf16_hd" + std::to_string(hd) +
+                           "_s" + std::to_string(S) + "_g" +
+                           std::to_string(ao.group);
+    gpu::GPUFuncOp attn = kernel(attnName, [&] {
+      return buildAttentionKernel(b, kernels.getLoc(), kernels, attnName, bf16,
+                                  ao);
+    });
+    Value o = h.alloc({T, H * hd}, bf16);
+    h.launch(attn, {T, H, 1}, {kAttentionThreads, 1, 1},
+             {qr, keys2, values2, o, posIndex});
+    project(o, operand(4), Value(), output(firstOut));
+    finish();
+    return success();
+  }
+};
+} // namespace
+
+LogicalResult mlir::moe::buildGpuDenseBody(OpBuilder &b, func::FuncOp fn,
+                                           gpu::GPUModuleOp kernels,
+                                           ArrayRef<bool> deviceArgs) {
+  return DenseBodyBuilder(b, fn, kernels, deviceArgs).build();
+}

@@ -1,0 +1,588 @@
+//===- DenseKernels.cpp - GPU kernels of the dense transformer parts ------===//
+//
+// Part of moe-compiler.
+//
+// Elementwise kernels (embedding, residual add, bias and rounding, cache
+// rows, rotary embedding) run one thread per element. RMSNorm runs a block
+// per row; attention a block per (token, head): the query in shared memory,
+// one warp per key for the scores (lanes split the head dimension), the
+// scores of every cache row in shared memory, block reductions for the
+// softmax, then one thread per value column sums over the keys in key order
+// (the order the CPU lowering sums in).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Target/CUDA/DenseKernels.h"
+#include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Dialect/MoE/Utils/TensorBuilders.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+constexpr int64_t kDyn = ShapedType::kDynamic;
+
+MemRefType matrix(Type elt) { return MemRefType::get({kDyn, kDyn}, elt); }
+MemRefType vector1(Type elt) { return MemRefType::get({kDyn}, elt); }
+
+/// `f32` rounded to `elt` and back (a no-op for f32).
+Value roundF32(OpBuilder &b, Location loc, Value v, Type elt) {
+  return elt.isF32() ? v : toF32(b, loc, fromF32(b, loc, v, elt));
+}
+
+/// A strided loop `for i = from; i < to; i += step` carrying `inits`.
+scf::ForOp loop(OpBuilder &b, Location loc, Value from, Value to, Value step,
+                ValueRange inits,
+                function_ref<SmallVector<Value>(OpBuilder &, Location, Value,
+                                                ValueRange)>
+                    body) {
+  return scf::ForOp::create(
+      b, loc, from, to, step, inits,
+      [&](OpBuilder &nb, Location l, Value i, ValueRange carried) {
+        scf::YieldOp::create(nb, l, body(nb, l, i, carried));
+      });
+}
+
+/// Helpers of the reduction kernels (one block of `threads` threads).
+struct BlockContext {
+  OpBuilder &b;
+  Location loc;
+  Value tid, lane, warp;
+  Value scratch; // f32 [32] in workgroup memory
+  int64_t threads;
+
+  Value cst(int64_t v) { return constIndex(b, loc, v); }
+
+  static Value combine(OpBuilder &b, Location loc, Value a, Value c,
+                       bool max) {
+    return max ? arith::MaximumFOp::create(b, loc, a, c).getResult()
+               : arith::AddFOp::create(b, loc, a, c).getResult();
+  }
+
+  /// The sum (or max) over the 32 lanes of a warp, in every lane.
+  static Value warpReduce(OpBuilder &b, Location loc, Value v, bool max) {
+    for (int32_t off = 16; off >= 1; off /= 2) {
+      Value other = gpu::ShuffleOp::create(b, loc, v, off, 32,
+                                           gpu::ShuffleMode::XOR)
+                        .getShuffleResult();
+      v = combine(b, loc, v, other, max);
+    }
+    return v;
+  }
+
+  /// The sum (or max) over the block, in every thread.
+  Value blockReduce(Value v, bool max) {
+    v = warpReduce(b, loc, v, max);
+    // Earlier readers of the scratch are done before it is overwritten.
+    gpu::BarrierOp::create(b, loc);
+    Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                        lane, cst(0));
+    auto write = scf::IfOp::create(b, loc, first, false);
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(&write.getThenRegion().front());
+      memref::StoreOp::create(b, loc, v, scratch, ValueRange{warp});
+    }
+    gpu::BarrierOp::create(b, loc);
+    Value r = memref::LoadOp::create(b, loc, scratch, ValueRange{cst(0)});
+    for (int64_t w = 1; w < threads / 32; ++w)
+      r = combine(b, loc, r,
+                  memref::LoadOp::create(b, loc, scratch, ValueRange{cst(w)}),
+                  max);
+    return r;
+  }
+};
+
+BlockContext blockContext(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                          int64_t threads) {
+  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
+                                          gpu::AddressSpace::Workgroup);
+  Value scratch = fn.addWorkgroupAttribution(
+      MemRefType::get({32}, b.getF32Type(), MemRefLayoutAttrInterface(), space),
+      loc);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value c32 = constIndex(b, loc, 32);
+  Value lane = arith::RemUIOp::create(b, loc, tid, c32);
+  Value warp = arith::DivUIOp::create(b, loc, tid, c32);
+  return BlockContext{b, loc, tid, lane, warp, scratch, threads};
+}
+} // namespace
+
+gpu::GPUFuncOp mlir::moe::buildEmbeddingKernel(OpBuilder &b, Location loc,
+                                               gpu::GPUModuleOp module,
+                                               StringRef name, Type elt) {
+  // The elementwise helper iterates over its first argument: the output.
+  SmallVector<Type> args{matrix(elt), vector1(b.getI32Type()), matrix(elt)};
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        Value out = a[0], ids = a[1], table = a[2];
+        Value id = memref::LoadOp::create(nb, l, ids, ValueRange{r});
+        Value vocab = arith::IndexCastOp::create(
+            nb, l, nb.getI32Type(), memref::DimOp::create(nb, l, table, 0));
+        Value zero = constI32(nb, l, 0);
+        Value inside = arith::AndIOp::create(
+            nb, l,
+            arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sge, id, zero),
+            arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, id, vocab));
+        auto pick = scf::IfOp::create(nb, l, TypeRange{elt}, inside, true);
+        {
+          OpBuilder::InsertionGuard g(nb);
+          nb.setInsertionPointToStart(&pick.getThenRegion().front());
+          Value row = arith::IndexCastOp::create(nb, l, nb.getIndexType(), id);
+          scf::YieldOp::create(
+              nb, l,
+              ValueRange{memref::LoadOp::create(nb, l, table, ValueRange{row, c})});
+          nb.setInsertionPointToStart(&pick.getElseRegion().front());
+          scf::YieldOp::create(
+              nb, l, ValueRange{arith::ConstantOp::create(
+                         nb, l, nb.getFloatAttr(elt, 0.0))});
+        }
+        memref::StoreOp::create(nb, l, pick.getResult(0), out,
+                                ValueRange{r, c});
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildAddKernel(OpBuilder &b, Location loc,
+                                         gpu::GPUModuleOp module,
+                                         StringRef name, Type elt) {
+  SmallVector<Type> args{matrix(elt), matrix(elt), matrix(elt)};
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        Value x = toF32(nb, l, memref::LoadOp::create(nb, l, a[0], ValueRange{r, c}));
+        Value y = toF32(nb, l, memref::LoadOp::create(nb, l, a[1], ValueRange{r, c}));
+        memref::StoreOp::create(
+            nb, l, fromF32(nb, l, arith::AddFOp::create(nb, l, x, y), elt),
+            a[2], ValueRange{r, c});
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildRoundBiasKernel(OpBuilder &b, Location loc,
+                                               gpu::GPUModuleOp module,
+                                               StringRef name, Type elt) {
+  SmallVector<Type> args{matrix(b.getF32Type()), vector1(elt), matrix(elt)};
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        Value acc = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
+        Value bias = toF32(nb, l, memref::LoadOp::create(nb, l, a[1], ValueRange{c}));
+        memref::StoreOp::create(
+            nb, l, fromF32(nb, l, arith::AddFOp::create(nb, l, acc, bias), elt),
+            a[2], ValueRange{r, c});
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildStoreRowsKernel(OpBuilder &b, Location loc,
+                                               gpu::GPUModuleOp module,
+                                               StringRef name, Type elt) {
+  SmallVector<Type> args{matrix(elt), matrix(elt), b.getIndexType()};
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        Value v = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
+        Value row = arith::AddIOp::create(nb, l, a[2], r);
+        memref::StoreOp::create(nb, l, v, a[1], ValueRange{row, c});
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildRmsNormKernel(OpBuilder &b, Location loc,
+                                             gpu::GPUModuleOp module,
+                                             StringRef name, Type elt) {
+  OpBuilder::InsertionGuard guard(b);
+  Type f32 = b.getF32Type();
+  SmallVector<Type> args{matrix(elt), vector1(elt), matrix(elt), f32};
+  auto fn = createKernelFunc(b, loc, module, name, args, kNormThreads);
+  Block &entry = fn.getBody().front();
+  Value x = entry.getArgument(0), w = entry.getArgument(1),
+        out = entry.getArgument(2), eps = entry.getArgument(3);
+  BlockContext ctx = blockContext(b, loc, fn, kNormThreads);
+  Value row = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value cols = memref::DimOp::create(b, loc, x, 1);
+  Value step = ctx.cst(kNormThreads);
+  auto sumSq = loop(b, loc, ctx.tid, cols, step, {constF32(b, loc, 0.0f)},
+                    [&](OpBuilder &nb, Location l, Value c, ValueRange acc) {
+                      Value v = toF32(nb, l, memref::LoadOp::create(
+                                                 nb, l, x, ValueRange{row, c}));
+                      Value sq = arith::MulFOp::create(nb, l, v, v);
+                      return SmallVector<Value>{
+                          arith::AddFOp::create(nb, l, acc[0], sq)};
+                    });
+  Value total = ctx.blockReduce(sumSq.getResult(0), /*max=*/false);
+  Value colsF = arith::UIToFPOp::create(
+      b, loc, f32, arith::IndexCastUIOp::create(b, loc, b.getI32Type(), cols));
+  Value invCols = arith::DivFOp::create(b, loc, constF32(b, loc, 1.0f), colsF);
+  Value inv = math::RsqrtOp::create(
+      b, loc,
+      arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, total, invCols),
+                            eps));
+  loop(b, loc, ctx.tid, cols, step, {},
+       [&](OpBuilder &nb, Location l, Value c, ValueRange) {
+         Value v = toF32(nb, l, memref::LoadOp::create(nb, l, x, ValueRange{row, c}));
+         Value n = roundF32(nb, l, arith::MulFOp::create(nb, l, v, inv), elt);
+         Value wc = toF32(nb, l, memref::LoadOp::create(nb, l, w, ValueRange{c}));
+         memref::StoreOp::create(
+             nb, l, fromF32(nb, l, arith::MulFOp::create(nb, l, wc, n), elt),
+             out, ValueRange{row, c});
+         return SmallVector<Value>{};
+       });
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
+gpu::GPUFuncOp mlir::moe::buildRopeKernel(OpBuilder &b, Location loc,
+                                          gpu::GPUModuleOp module,
+                                          StringRef name, Type elt,
+                                          ArrayRef<float> invFreq,
+                                          double factor) {
+  int64_t half = int64_t(invFreq.size()), width = 2 * half;
+  SmallVector<Type> args{matrix(elt), matrix(elt), b.getI32Type(),
+                         b.getIndexType()};
+  SmallVector<float> freqs(invFreq);
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&, freqs](OpBuilder &nb, Location l, ValueRange a, Value t, Value c) {
+        Value src = a[0], dst = a[1], pos = a[2], offset = a[3];
+        Value widthC = constIndex(nb, l, width), halfC = constIndex(nb, l, half);
+        Value head = arith::DivUIOp::create(nb, l, c, widthC);
+        Value i = arith::RemUIOp::create(nb, l, c, widthC);
+        Value base = arith::MulIOp::create(nb, l, head, widthC);
+        Value low = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, i,
+                                          halfC);
+        Value j = arith::RemUIOp::create(nb, l, i, halfC);
+        Value partner = arith::SelectOp::create(
+            nb, l, low, arith::AddIOp::create(nb, l, i, halfC),
+            arith::SubIOp::create(nb, l, i, halfC));
+        auto at = [&](Value col) {
+          return toF32(nb, l,
+                       memref::LoadOp::create(
+                           nb, l, src,
+                           ValueRange{t, arith::AddIOp::create(nb, l, base, col)}));
+        };
+        Value other = at(partner);
+        Value rot = arith::SelectOp::create(
+            nb, l, low, arith::NegFOp::create(nb, l, other), other);
+        // The inverse frequency of pair j: constants selected by index.
+        Value inv = constF32(nb, l, freqs[0]);
+        for (int64_t k = 1; k < half; ++k) {
+          Value is = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, j,
+                                           constIndex(nb, l, k));
+          inv = arith::SelectOp::create(nb, l, is, constF32(nb, l, freqs[k]),
+                                        inv);
+        }
+        Value p = arith::AddIOp::create(
+            nb, l, pos, arith::IndexCastOp::create(nb, l, nb.getI32Type(), t));
+        Value angle = arith::MulFOp::create(
+            nb, l, arith::SIToFPOp::create(nb, l, nb.getF32Type(), p), inv);
+        Value cf = math::CosOp::create(nb, l, angle);
+        Value sf = math::SinOp::create(nb, l, angle);
+        if (factor != 1.0) {
+          Value f = constF32(nb, l, float(factor));
+          cf = arith::MulFOp::create(nb, l, cf, f);
+          sf = arith::MulFOp::create(nb, l, sf, f);
+        }
+        Value cr = roundF32(nb, l, cf, elt), sr = roundF32(nb, l, sf, elt);
+        Value m1 = roundF32(nb, l, arith::MulFOp::create(nb, l, at(i), cr), elt);
+        Value m2 = roundF32(nb, l, arith::MulFOp::create(nb, l, rot, sr), elt);
+        Value row = arith::AddIOp::create(nb, l, offset, t);
+        memref::StoreOp::create(
+            nb, l, fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt),
+            dst, ValueRange{row, c});
+      });
+}
+
+int64_t mlir::moe::attentionSharedBytes(const AttentionKernelOptions &o) {
+  return 4 * (o.headDim + o.maxRows + 32);
+}
+
+gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
+    OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
+    Type elt, const AttentionKernelOptions &o) {
+  OpBuilder::InsertionGuard guard(b);
+  Type f32 = b.getF32Type();
+  SmallVector<Type> args{matrix(elt), matrix(elt), matrix(elt), matrix(elt),
+                         b.getIndexType()};
+  auto fn = createKernelFunc(b, loc, module, name, args, kAttentionThreads);
+  Block &entry = fn.getBody().front();
+  Value q = entry.getArgument(0), keys = entry.getArgument(1),
+        values = entry.getArgument(2), out = entry.getArgument(3),
+        pos = entry.getArgument(4);
+  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
+                                          gpu::AddressSpace::Workgroup);
+  Value qs = fn.addWorkgroupAttribution(
+      MemRefType::get({o.headDim}, f32, MemRefLayoutAttrInterface(), space),
+      loc);
+  Value scores = fn.addWorkgroupAttribution(
+      MemRefType::get({o.maxRows}, f32, MemRefLayoutAttrInterface(), space),
+      loc);
+  BlockContext ctx = blockContext(b, loc, fn, kAttentionThreads);
+  auto cst = [&](int64_t v) { return ctx.cst(v); };
+  Value t = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value kvHead = arith::DivUIOp::create(b, loc, h, cst(o.group));
+  Value rows = arith::AddIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, pos, t), cst(1));
+  Value threads = cst(kAttentionThreads);
+  Value qBase = arith::MulIOp::create(b, loc, h, cst(o.headDim));
+  Value kBase = arith::MulIOp::create(b, loc, kvHead, cst(o.headDim));
+  Value vBase = arith::MulIOp::create(b, loc, kvHead, cst(o.valueDim));
+  Value oBase = arith::MulIOp::create(b, loc, h, cst(o.valueDim));
+  Value zero = constF32(b, loc, 0.0f);
+
+  // The query, in f32.
+  loop(b, loc, ctx.tid, cst(o.headDim), threads, {},
+       [&](OpBuilder &nb, Location l, Value d, ValueRange) {
+         Value v = memref::LoadOp::create(
+             nb, l, q, ValueRange{t, arith::AddIOp::create(nb, l, qBase, d)});
+         memref::StoreOp::create(nb, l, toF32(nb, l, v), qs, ValueRange{d});
+         return SmallVector<Value>{};
+       });
+  gpu::BarrierOp::create(b, loc);
+
+  // Scores: a warp per key row, lanes over the head dimension.
+  loop(b, loc, ctx.warp, rows, cst(kAttentionThreads / 32), {},
+       [&](OpBuilder &nb, Location l, Value j, ValueRange) {
+         auto dot = loop(
+             nb, l, ctx.lane, cst(o.headDim), cst(32), {zero},
+             [&](OpBuilder &ib, Location il, Value d, ValueRange acc) {
+               Value qv = memref::LoadOp::create(ib, il, qs, ValueRange{d});
+               Value kv = toF32(
+                   ib, il,
+                   memref::LoadOp::create(
+                       ib, il, keys,
+                       ValueRange{j, arith::AddIOp::create(ib, il, kBase, d)}));
+               return SmallVector<Value>{arith::AddFOp::create(
+                   ib, il, acc[0], arith::MulFOp::create(ib, il, qv, kv))};
+             });
+         Value s = BlockContext::warpReduce(nb, l, dot.getResult(0), false);
+         Value first = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
+                                             ctx.lane, cst(0));
+         auto write = scf::IfOp::create(nb, l, first, false);
+         OpBuilder::InsertionGuard g(nb);
+         nb.setInsertionPointToStart(&write.getThenRegion().front());
+         s = roundF32(nb, l, s, elt);
+         s = roundF32(nb, l,
+                      arith::MulFOp::create(nb, l, s, constF32(nb, l, o.scale)),
+                      elt);
+         memref::StoreOp::create(nb, l, s, scores, ValueRange{j});
+         return SmallVector<Value>{};
+       });
+  gpu::BarrierOp::create(b, loc);
+
+  // Softmax over rows 0 .. pos + t.
+  Value ninf = constF32(b, loc, -std::numeric_limits<float>::infinity());
+  auto localMax = loop(b, loc, ctx.tid, rows, threads, {ninf},
+                       [&](OpBuilder &nb, Location l, Value j, ValueRange m) {
+                         Value s = memref::LoadOp::create(nb, l, scores,
+                                                          ValueRange{j});
+                         return SmallVector<Value>{
+                             arith::MaximumFOp::create(nb, l, m[0], s)};
+                       });
+  Value rowMax = ctx.blockReduce(localMax.getResult(0), /*max=*/true);
+  auto expOf = [&](OpBuilder &nb, Location l, Value j) -> Value {
+    Value s = memref::LoadOp::create(nb, l, scores, ValueRange{j});
+    return math::ExpOp::create(nb, l, arith::SubFOp::create(nb, l, s, rowMax));
+  };
+  auto localSum = loop(b, loc, ctx.tid, rows, threads, {zero},
+                       [&](OpBuilder &nb, Location l, Value j, ValueRange acc) {
+                         return SmallVector<Value>{
+                             arith::AddFOp::create(nb, l, acc[0], expOf(nb, l, j))};
+                       });
+  Value rowSum = ctx.blockReduce(localSum.getResult(0), /*max=*/false);
+  // Every thread has read the scores it needs (the reduction's barriers);
+  // each now overwrites its own with the probability.
+  loop(b, loc, ctx.tid, rows, threads, {},
+       [&](OpBuilder &nb, Location l, Value j, ValueRange) {
+         Value p = roundF32(
+             nb, l, arith::DivFOp::create(nb, l, expOf(nb, l, j), rowSum), elt);
+         memref::StoreOp::create(nb, l, p, scores, ValueRange{j});
+         return SmallVector<Value>{};
+       });
+  gpu::BarrierOp::create(b, loc);
+
+  // p v: a thread per value column, keys in order.
+  loop(b, loc, ctx.tid, cst(o.valueDim), threads, {},
+       [&](OpBuilder &nb, Location l, Value d, ValueRange) {
+         Value col = arith::AddIOp::create(nb, l, vBase, d);
+         auto acc = loop(
+             nb, l, cst(0), rows, cst(1), {zero},
+             [&](OpBuilder &ib, Location il, Value j, ValueRange a) {
+               Value p = memref::LoadOp::create(ib, il, scores, ValueRange{j});
+               Value v = toF32(ib, il,
+                               memref::LoadOp::create(ib, il, values,
+                                                      ValueRange{j, col}));
+               return SmallVector<Value>{arith::AddFOp::create(
+                   ib, il, a[0], arith::MulFOp::create(ib, il, p, v))};
+             });
+         memref::StoreOp::create(
+             nb, l, fromF32(nb, l, acc.getResult(0), elt), out,
+             ValueRange{t, arith::AddIOp::create(nb, l, oBase, d)});
+         return SmallVector<Value>{};
+       });
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// Which dense parts run on the GPU
+//===----------------------------------------------------------------------===//
+
+namespace {
+bool isStaticBF16(Type t) {
+  auto shaped = dyn_cast<RankedTensorType>(t);
+  return shaped && shaped.hasStaticShape() && shaped.getElementType().isBF16();
+}
+
+/// Whether `v` is extf(block argument `arg`).
+bool isExtOf(Value v, Value arg) {
+  auto ext = v.getDefiningOp<arith::ExtFOp>();
+  return ext && ext.getIn() == arg;
+}
+} // namespace
+
+bool mlir::moe::isResidualAdd(linalg::GenericOp op) {
+  if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
+      op->getNumResults() != 1 || !op.hasPureTensorSemantics())
+    return false;
+  for (Value v : op->getOperands())
+    if (!isStaticBF16(v.getType()) ||
+        cast<RankedTensorType>(v.getType()).getRank() != 2)
+      return false;
+  if (!llvm::all_of(op.getIndexingMapsArray(),
+                    [](AffineMap m) { return m.isIdentity(); }) ||
+      op.getNumReductionLoops() != 0)
+    return false;
+  Block &body = op.getRegion().front();
+  if (body.getOperations().size() != 5)
+    return false;
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  auto trunc = yield.getValues()[0].getDefiningOp<arith::TruncFOp>();
+  if (!trunc)
+    return false;
+  auto add = trunc.getIn().getDefiningOp<arith::AddFOp>();
+  if (!add || !add.getType().isF32())
+    return false;
+  Value a = body.getArgument(0), b = body.getArgument(1);
+  return (isExtOf(add.getLhs(), a) && isExtOf(add.getRhs(), b)) ||
+         (isExtOf(add.getLhs(), b) && isExtOf(add.getRhs(), a));
+}
+
+linalg::MatmulOp mlir::moe::gpuMatmulOf(linalg::GenericOp round) {
+  if (round.getNumDpsInputs() != 1 || round.getNumDpsInits() != 1 ||
+      round->getNumResults() != 1 || !round.hasPureTensorSemantics() ||
+      !llvm::all_of(round.getIndexingMapsArray(),
+                    [](AffineMap m) { return m.isIdentity(); }))
+    return {};
+  Block &body = round.getRegion().front();
+  if (body.getOperations().size() != 2)
+    return {};
+  auto trunc = body.front().getNumOperands() == 1
+                   ? dyn_cast<arith::TruncFOp>(body.front())
+                   : arith::TruncFOp();
+  if (!trunc || trunc.getIn() != body.getArgument(0) ||
+      !isStaticBF16(round->getResult(0).getType()))
+    return {};
+  auto matmul = round.getDpsInputs()[0].getDefiningOp<linalg::MatmulOp>();
+  if (!matmul || !matmul->hasOneUse() || !matmul.hasPureTensorSemantics() ||
+      matmul.getNumDpsInputs() != 2)
+    return {};
+  // linalg.matmul with its default maps (no transposes or broadcasts).
+  if (matmul.getIndexingMapsArray() !=
+      matmul.getDefaultIndexingMaps(matmul.getContext()))
+    return {};
+  Value a = matmul.getDpsInputs()[0], w = matmul.getDpsInputs()[1];
+  if (!isStaticBF16(a.getType()) || !isStaticBF16(w.getType()))
+    return {};
+  auto fill = matmul.getDpsInits()[0].getDefiningOp<linalg::FillOp>();
+  if (!fill)
+    return {};
+  auto zero = fill.getInputs()[0].getDefiningOp<arith::ConstantOp>();
+  auto value = zero ? dyn_cast<FloatAttr>(zero.getValue()) : FloatAttr();
+  if (!value || !value.getValue().isZero() ||
+      !cast<RankedTensorType>(matmul->getResult(0).getType())
+           .getElementType()
+           .isF32())
+    return {};
+  int64_t k = cast<RankedTensorType>(w.getType()).getDimSize(0),
+          n = cast<RankedTensorType>(w.getType()).getDimSize(1);
+  if (n % kGemvColumnsPerThread || k % kGemvUnroll)
+    return {};
+  return matmul;
+}
+
+std::string mlir::moe::whyNotGpuDense(Operation *op) {
+  for (Type t : op->getOperandTypes())
+    if (auto shaped = dyn_cast<RankedTensorType>(t);
+        shaped && !shaped.hasStaticShape())
+      return "the GPU dense parts need static shapes";
+  if (auto emb = dyn_cast<EmbeddingOp>(op)) {
+    if (!isStaticBF16(emb.getTable().getType()))
+      return "the GPU embedding takes a bf16 table";
+    return "";
+  }
+  if (auto norm = dyn_cast<RmsNormOp>(op)) {
+    if (!isStaticBF16(norm.getInput().getType()) ||
+        !isStaticBF16(norm.getWeight().getType()))
+      return "the GPU RMSNorm takes bf16 activations and weights";
+    return "";
+  }
+  if (auto attn = dyn_cast<AttentionOp>(op)) {
+    for (Value v : attn->getOperands())
+      if (v != attn.getPosition() && !isStaticBF16(v.getType()))
+        return "the GPU attention takes bf16 activations, weights and caches";
+    auto x = cast<RankedTensorType>(attn.getInput().getType());
+    auto cache = cast<RankedTensorType>(attn.getKeyCacheIn().getType());
+    int64_t d = x.getDimSize(1), hd = cache.getDimSize(2),
+            H = attn.getNumHeads(), KV = attn.getNumKvHeads();
+    if (hd % 2)
+      return "the GPU attention needs an even head dimension";
+    for (int64_t m : {d, H * hd, KV * hd})
+      if (m % kGemvColumnsPerThread)
+        return "the GPU attention needs hidden and projection sizes "
+               "divisible by 8";
+    AttentionKernelOptions o;
+    o.headDim = hd;
+    o.valueDim = hd;
+    o.maxRows = cache.getDimSize(0);
+    if (attentionSharedBytes(o) > kMaxStaticSharedBytes)
+      return "the GPU attention keeps a row's scores in shared memory: at "
+             "most " +
+             std::to_string(kMaxStaticSharedBytes / 4 - hd - 32) +
+             " cache rows";
+    return "";
+  }
+  if (auto generic = dyn_cast<linalg::GenericOp>(op)) {
+    if (isResidualAdd(generic) || gpuMatmulOf(generic))
+      return "";
+    return "not a residual add or a rounded bf16 projection";
+  }
+  return "'" + op->getName().getStringRef().str() +
+         "' is not a dense part the GPU runs";
+}
+
+bool mlir::moe::isGpuDenseOperand(OpOperand &use) {
+  Operation *user = use.getOwner();
+  if (auto attn = dyn_cast<AttentionOp>(user))
+    return use.get() != attn.getPosition() && whyNotGpuDense(attn).empty();
+  if (auto emb = dyn_cast<EmbeddingOp>(user))
+    return use.get() == emb.getTable() && whyNotGpuDense(emb).empty();
+  if (isa<RmsNormOp>(user))
+    return whyNotGpuDense(user).empty();
+  if (auto generic = dyn_cast<linalg::GenericOp>(user))
+    return isResidualAdd(generic);
+  if (auto matmul = dyn_cast<linalg::MatmulOp>(user)) {
+    if (!matmul->hasOneUse() || use.getOperandNumber() >= 2)
+      return false;
+    auto round = dyn_cast<linalg::GenericOp>(*matmul->getUsers().begin());
+    return round && gpuMatmulOf(round) == matmul;
+  }
+  return false;
+}

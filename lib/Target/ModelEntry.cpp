@@ -236,6 +236,11 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     }
     auto layer = v ? v.getDefiningOp<moe::LayerOp>() : moe::LayerOp();
     b.device = cudaTarget && layer && isGpuLayer(layer) && v.hasOneUse();
+    // The logits of a GPU LM head stay on the device (the generator reads
+    // the rows it samples from).
+    if (auto round = v ? v.getDefiningOp<linalg::GenericOp>()
+                       : linalg::GenericOp())
+      b.device = cudaTarget && v.hasOneUse() && moe::gpuMatmulOf(round);
     // The KV caches a GPU attention writes stay on the device.
     if (auto attn = v ? v.getDefiningOp<moe::AttentionOp>() : moe::AttentionOp())
       b.device = cudaTarget && v != attn.getResult() && v.hasOneUse() &&

@@ -53,6 +53,8 @@ struct Gpu {
   // or one created on first use.
   CUstream stream = nullptr;
   bool haveStream = false;
+  // mgpuStreamSynchronize waits (moert_cuda_set_helper_sync).
+  bool helperSync = true;
   // Device scratch of compiled code, cached by size: blocks freed by
   // mgpuMemFree are reused by later allocations on the same stream (stream
   // order makes that safe), so a step allocates nothing from the driver
@@ -571,10 +573,17 @@ extern "C" void mgpuStreamDestroy(void *stream) {
   check("cuStreamDestroy", drv().cuStreamDestroy(s));
 }
 
+extern "C" moert_status moert_cuda_set_helper_sync(int enabled) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  gpu().helperSync = enabled != 0;
+  return MOERT_OK;
+}
+
 extern "C" void mgpuStreamSynchronize(void *stream) {
   ensure();
   CUstream s = static_cast<CUstream>(stream);
-  if (capturing(s))
+  if (!gpu().helperSync || capturing(s))
     return;
   check("cuStreamSynchronize", drv().cuStreamSynchronize(s));
 }

@@ -502,12 +502,20 @@ int generate(Generator &g, std::vector<void *> &args,
                            "[0, %lld)\n", id, (long long)vocab);
       return 2;
     }
-  int64_t total = int64_t(o.prompt.size()) + o.maxNew;
-  if (total + T - 1 > maxSeq) {
+  // The cache rows the steps write: the prompt's steps (the last padded to
+  // T rows), then one step per new token but the last, each writing T rows
+  // from its position (P + i for the i-th).
+  int64_t P = int64_t(o.prompt.size());
+  int64_t total = P + o.maxNew;
+  int64_t needed = (P + T - 1) / T * T;
+  if (o.maxNew > 1)
+    needed = std::max<int64_t>(needed, P + o.maxNew - 2 + T);
+  if (needed > maxSeq) {
     std::fprintf(stderr, "error: %zu prompt tokens + %ld new tokens (+ %lld "
                          "of step padding) exceed the KV cache of %lld rows "
                          "(moe-compile --import-hf-max-seq)\n",
-                 o.prompt.size(), o.maxNew, (long long)(T - 1),
+                 o.prompt.size(), o.maxNew,
+                 (long long)std::max<int64_t>(0, needed - total),
                  (long long)maxSeq);
     return 2;
   }
@@ -529,20 +537,53 @@ int generate(Generator &g, std::vector<void *> &args,
   std::vector<int32_t> tokens = o.prompt, generated;
   int32_t *ids = static_cast<int32_t *>(g.ids->data);
   int32_t *pos = static_cast<int32_t *>(g.pos->data);
+  // A model on the GPU waits for its stream once per step rather than after
+  // every GPU helper; logits kept on the GPU come back one row at a time
+  // (the row a token is drawn from).
+  bool onDevice = std::any_of(buffers.begin(), buffers.end(),
+                              [](const Buffer &b) { return b.device; });
+  if (onDevice && moert_cuda_set_helper_sync(0) != MOERT_OK) {
+    std::fprintf(stderr, "error: %s\n", moert_last_error());
+    return 1;
+  }
+  Buffer logitsHost = *g.logits;
+  if (g.logits->device) {
+    logitsHost.data = g.logits->host;
+    logitsHost.device = false;
+  }
+  size_t rowBytes = g.logits->nbytes / size_t(T);
+  bool failed = false;
+  auto finishStep = [&](size_t row) {
+    if (failed)
+      return;
+    moert_status st = onDevice ? moert_cuda_synchronize() : MOERT_OK;
+    if (st == MOERT_OK && g.logits->device)
+      st = moert_cuda_copy(static_cast<char *>(g.logits->host) + row * rowBytes,
+                           static_cast<char *>(g.logits->data) + row * rowBytes,
+                           rowBytes);
+    if (st != MOERT_OK) {
+      std::fprintf(stderr, "error: a generation step on the GPU: %s\n",
+                   moert_last_error());
+      failed = true;
+    }
+  };
   // One untimed step of token 0 at position 0 first: one-time costs (CUDA
   // module loading, NCCL connections, first touch of buffers) stay out of
   // the prefill time. The cache rows it writes are cleared again.
   std::fill(ids, ids + T, 0);
   *pos = 0;
   run(args.data());
-  if (!clearCaches())
+  finishStep(0);
+  if (failed || !clearCaches())
     return 1;
-  // One step over tokens[at, at + n): returns the last row's index.
+  // One step over tokens[at, at + n): returns the last row's index, whose
+  // logits are then on the host.
   auto step = [&](size_t at, size_t n) {
     for (int64_t i = 0; i < T; ++i)
       ids[i] = size_t(i) < n ? tokens[at + size_t(i)] : 0;
     *pos = int32_t(at);
     run(args.data());
+    finishStep(n - 1);
     // The caches just written feed the next step.
     for (auto &[past, out] : g.caches)
       std::swap(args[slot(past)], args[slot(out)]);
@@ -553,21 +594,27 @@ int generate(Generator &g, std::vector<void *> &args,
   for (size_t at = 0; at < o.prompt.size(); at += size_t(T))
     last = step(at, std::min(size_t(T), o.prompt.size() - at));
   uint64_t t1 = moert_now_ns();
+  // Decode time: each step with the sampling of its token.
   uint64_t decodeNs = 0;
   // The logits each token was drawn from, for --output.
   std::vector<float> drawn;
-  for (long i = 0; i < o.maxNew; ++i) {
+  int32_t next = sample(logitsHost, last, vocab, o.temperature, o.topP, rng);
+  for (long i = 0; i < o.maxNew && !failed; ++i) {
     for (int64_t v = 0; v < vocab; ++v)
-      drawn.push_back(logitAt(*g.logits, last * size_t(vocab) + size_t(v)));
-    int32_t next = sample(*g.logits, last, vocab, o.temperature, o.topP, rng);
+      drawn.push_back(logitAt(logitsHost, last * size_t(vocab) + size_t(v)));
     generated.push_back(next);
     tokens.push_back(next);
     if (i + 1 == o.maxNew)
       break;
     uint64_t s = moert_now_ns();
     last = step(tokens.size() - 1, 1);
+    next = sample(logitsHost, last, vocab, o.temperature, o.topP, rng);
     decodeNs += moert_now_ns() - s;
   }
+  if (onDevice)
+    moert_cuda_set_helper_sync(1);
+  if (failed)
+    return 1;
   if (!leader)
     return 0;
   double prefillMs = double(t1 - t0) / 1e6;

@@ -11,7 +11,7 @@ set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in ${HF_ARCHS:-mixtral qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn}; do
+for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn}; do
   for t in f32 bf16; do
     python3 test/gpu/make-tiny-checkpoint.py $arch $t "$dir/shape"
     build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
@@ -19,6 +19,12 @@ for arch in ${HF_ARCHS:-mixtral qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_
     if [ $t = bf16 ]; then
       build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
         --target=cuda --cpu=x86-64-v3 -o "$dir/$arch-cuda-$t"
+      # 128-token steps: the projections, the LM head and the experts on
+      # tensor cores (the prompt is one padded step).
+      if [ $arch = mixtral_e8 ]; then
+        build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 160 \
+          --import-hf-tokens 128 --target=cuda --cpu=x86-64-v3 -o "$dir/$arch-cuda-t128-$t"
+      fi
     fi
     # Partitioned over 2 GPUs (hf_compare.py runs them with --gpus 2) and
     # over 2 CPU processes (--ranks 2): expert parallel with the all-reduce

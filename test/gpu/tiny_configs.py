@@ -48,5 +48,12 @@ CONFIGS["deepseek_v3_yarn"] = dict(CONFIGS["deepseek_v3"], rope_scaling=dict(
     beta_slow=1, mscale=1.0, mscale_all_dim=0.8))
 CONFIGS["qwen3_moe_yarn"] = dict(CONFIGS["qwen3_moe"], rope_scaling=dict(
     rope_type="yarn", factor=4.0, original_max_position_embeddings=16))
+# Eight experts and sizes divisible by 8: the MoE layers take the fused GPU
+# layer, so a CUDA step keeps every activation on the device; head_dim 16
+# with grouped-query heads.
+CONFIGS["mixtral_e8"] = dict(CONFIGS["mixtral"], hidden_size=64,
+                             num_attention_heads=4, num_key_value_heads=2,
+                             intermediate_size=64, num_local_experts=8)
 # The transformers model type of each config.
-MODEL_TYPE = {name: name.replace("_dense", "").replace("_yarn", "") for name in CONFIGS}
+MODEL_TYPE = {name: name.replace("_dense", "").replace("_yarn", "").replace("_e8", "")
+              for name in CONFIGS}

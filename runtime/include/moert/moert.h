@@ -134,6 +134,13 @@ moert_status moert_cuda_synchronize(void);
  * run once (its scratch memory is then cached and no call synchronizes). */
 moert_status moert_cuda_set_stream(void *stream);
 moert_status moert_cuda_stream(void **out);
+/* Whether compiled code waits for its stream at the end of each GPU helper
+ * (the default, 1). A caller that synchronizes itself before it reads the
+ * results turns it off: host buffers are pageable memory, so a copy to the
+ * host completes before it returns and a copy from the host stages its
+ * source, and only the waits between helpers are saved (the generator does,
+ * once per step). */
+moert_status moert_cuda_set_helper_sync(int enabled);
 /* Returns the device scratch cached for compiled code to the driver. */
 moert_status moert_cuda_trim(void);
 /* Kernel timing: while enabled, every launch through the mgpu* ABI is timed

@@ -31,6 +31,24 @@ with torch.device("cuda"):
     model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.bfloat16)
 model.eval()
 model.generation_config.eos_token_id = None
+
+
+def f32_rope(m):
+    """transformers keeps the rotary inverse frequencies as a buffer in the
+    model's dtype when it is built in bfloat16 (1e6^(-2/128) = 0.8058
+    becomes 0.8047: 2.3 rad off at position 2047), while the RoPE formula,
+    and the compiled model, have them in float32: recompute them so."""
+    hd = m.config.head_dim
+    theta = m.config.rope_parameters["rope_theta"] if getattr(
+        m.config, "rope_parameters", None) else m.config.rope_theta
+    exact = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    for mod in m.modules():
+        if hasattr(mod, "inv_freq"):
+            mod.inv_freq = exact.to(device=mod.inv_freq.device)
+    return m
+
+
+f32_rope(model)
 ckpt = os.path.join(D, "ckpt")
 t0 = time.time()
 model.save_pretrained(ckpt, safe_serialization=True)
@@ -121,18 +139,29 @@ def logit_error(exe, prompt):
     ours_first = load_file(os.path.join(D, f"{exe}.safetensors"))["logits"][0].float()
     errs = []
     for dtype in (torch.bfloat16, torch.float32):
-        m = model.to(dtype)
+        m = f32_rope(model.to(dtype))
         m.config._attn_implementation = "eager"
         with torch.no_grad():
             ref = m(torch.tensor([prompt], device="cuda")).logits[0, -1].float().cpu()
         errs.append((ours_first - ref).abs().max().item() / ref.abs().max().item())
-    model.to(torch.bfloat16)
+    f32_rope(model.to(torch.bfloat16))
     model.config._attn_implementation = "sdpa"
     return errs
 
 
 err_dec = logit_error("mixtral-decode", prompt16)
 err_pre = logit_error("mixtral-prefill", prompt2k)
+# The logit error against the prompt length (1-token steps), and the
+# rotary frequencies transformers uses.
+rot = model.model.rotary_emb
+print("transformers rope:", getattr(model.config, "rope_parameters", None),
+      "inv_freq", rot.inv_freq.dtype, "[0, 1, -2, -1] =",
+      rot.inv_freq[[0, 1, -2, -1]].tolist(), flush=True)
+by_length = []
+for n in (16, 128, 512, 2048):
+    ours("mixtral-decode", prompt2k[:n], 1)
+    by_length.append((n, logit_error("mixtral-decode", prompt2k[:n])))
+print("logit error by prompt length (bf16 / f32 reference):", by_length, flush=True)
 gpu = torch.cuda.get_device_name()
 rows = [
     ("decode tokens/s, batch 1", f"{our_dec:.1f}", f"{hf1:.1f}", f"{1 / floor_s:.1f}",
@@ -150,7 +179,9 @@ lines = [f"# Whole-model benchmark, {time.strftime('%Y-%m-%d')}, {gpu}", "",
          f"Logits of the first generated token, max |ours - transformers| over the "
          f"largest |logit| (transformers eager in bf16 / in f32): 16-token prompt "
          f"{err_dec[0]:.2e} / {err_dec[1]:.2e}, 2048-token prompt {err_pre[0]:.2e} / "
-         f"{err_pre[1]:.2e}.", "",
+         f"{err_pre[1]:.2e}.",
+         "By prompt length (1-token steps, against the f32 reference): " +
+         ", ".join(f"{n}: {e[1]:.2e}" for n, e in by_length) + ".", "",
          "| metric | ours | transformers generate | floor | ours / floor | ours / transformers |",
          "|---|---|---|---|---|---|"]
 lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -59,7 +59,8 @@ with open(os.path.join(ckpt, "config.json"), "w") as fh:
 with open(os.path.join(out, "config.json"), "w") as fh:
     json.dump(config, fh, indent=1)
 
-for name, tokens, seq in [("decode", 1, 4096), ("prefill", 2048, 2304)]:
+for name, tokens, seq in [("decode", 1, 4096), ("prefill", 2048, 2304),
+                          ("prefill128", 128, 256)]:
     cmd = ["build/bin/moe-compile", ckpt, "--import-hf-whole",
            "--import-hf-tokens", str(tokens), "--import-hf-max-seq", str(seq),
            "--target=cuda", "--cpu=x86-64-v3", "-o", os.path.join(out, f"mixtral-{name}")]

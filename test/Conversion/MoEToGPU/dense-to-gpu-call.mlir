@@ -1,0 +1,94 @@
+// -convert-moe-dense-to-gpu-call: the bf16 dense parts of a whole model
+// (embedding, RMSNorm, attention with its caches, residual adds, the LM
+// head's rounded projection) become calls to GPU helpers marked with their
+// kind; the MoE layer is left to -convert-moe-layer-to-gpu-call. An f32
+// model, a generic that is no residual add, and a projection not rounded to
+// bf16 stay for the CPU lowering.
+// RUN: moe-opt %s -split-input-file -convert-moe-dense-to-gpu-call | FileCheck %s
+
+// CHECK-DAG: func.func private @__moe_gpu_dense_0(tensor<2xi32> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "embedding"
+// CHECK-DAG: func.func private @[[NORM:__moe_gpu_dense_1]]({{.*}}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "rms_norm", moe.gpu_dense_attrs = {epsilon = 1.000000e-05 : f64}}
+// CHECK-DAG: func.func private @[[ATTN:__moe_gpu_dense_2]]({{.*}}) -> (tensor<2x64xbf16>, tensor<32x2x16xbf16>, tensor<32x2x16xbf16>) attributes {moe.gpu_dense = "attention", moe.gpu_dense_attrs = {num_heads = 4 : i64, num_kv_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1>
+// CHECK-DAG: func.func private @[[ADD:__moe_gpu_dense_3]]({{.*}}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "add"
+// CHECK-DAG: func.func private @[[HEAD:__moe_gpu_dense_7]](tensor<2x64xbf16> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "matmul"
+// CHECK-LABEL: func.func @model(
+// CHECK: %[[X:.*]] = call @__moe_gpu_dense_0(%arg0, %arg4)
+// CHECK: %[[N:.*]] = call @[[NORM]](%[[X]], %arg5)
+// CHECK: %[[A:.*]]:3 = call @[[ATTN]](%[[N]], %arg6, %arg7, %arg8, %arg9, %arg2, %arg3, %arg1)
+// CHECK: %[[H:.*]] = call @[[ADD]](%[[X]], %[[A]]#0)
+// CHECK: moe.layer
+// CHECK: %[[LOGITS:.*]] = call @[[HEAD]](
+// CHECK-NOT: linalg.matmul
+// CHECK: return %[[LOGITS]], %[[A]]#1, %[[A]]#2
+#map = affine_map<(d0, d1) -> (d0, d1)>
+module {
+  func.func @model(%arg0: tensor<2xi32> {moe.input = "ids"}, %arg1: tensor<1xi32> {moe.input = "pos"}, %arg2: tensor<32x2x16xbf16> {moe.input = "past_key.0"}, %arg3: tensor<32x2x16xbf16> {moe.input = "past_value.0"}, %arg4: tensor<64x64xbf16> {moe.weight = "model.embed_tokens.weight"}, %arg5: tensor<64xbf16> {moe.weight = "model.layers.0.input_layernorm.weight"}, %arg6: tensor<64x64xbf16> {moe.transpose, moe.weight = "model.layers.0.self_attn.q_proj.weight"}, %arg7: tensor<64x32xbf16> {moe.transpose, moe.weight = "model.layers.0.self_attn.k_proj.weight"}, %arg8: tensor<64x32xbf16> {moe.transpose, moe.weight = "model.layers.0.self_attn.v_proj.weight"}, %arg9: tensor<64x64xbf16> {moe.transpose, moe.weight = "model.layers.0.self_attn.o_proj.weight"}, %arg10: tensor<64xbf16> {moe.weight = "model.layers.0.post_attention_layernorm.weight"}, %arg11: tensor<64x8xbf16> {moe.transpose, moe.weight = "model.layers.0.block_sparse_moe.gate.weight"}, %arg12: tensor<8x64x64xbf16> {moe.stack = "transpose", moe.weight = "model.layers.0.block_sparse_moe.experts.*.w3.weight"}, %arg13: tensor<8x64x64xbf16> {moe.stack = "transpose", moe.weight = "model.layers.0.block_sparse_moe.experts.*.w1.weight"}, %arg14: tensor<8x64x64xbf16> {moe.stack = "transpose", moe.weight = "model.layers.0.block_sparse_moe.experts.*.w2.weight"}, %arg15: tensor<64xbf16> {moe.weight = "model.norm.weight"}, %arg16: tensor<64x64xbf16> {moe.transpose, moe.weight = "lm_head.weight"}) -> (tensor<2x64xbf16> {moe.output = "logits"}, tensor<32x2x16xbf16> {moe.output = "key.0"}, tensor<32x2x16xbf16> {moe.output = "value.0"}) {
+    %0 = moe.embedding %arg0 : tensor<2xi32> table(%arg4 : tensor<64x64xbf16>) -> tensor<2x64xbf16>
+    %1 = moe.rms_norm %0 : tensor<2x64xbf16> weight(%arg5 : tensor<64xbf16>) {epsilon = 1.000000e-05 : f64} -> tensor<2x64xbf16>
+    %result, %key_cache, %value_cache = moe.attention %1 : tensor<2x64xbf16> q(%arg6 : tensor<64x64xbf16>) k(%arg7 : tensor<64x32xbf16>) v(%arg8 : tensor<64x32xbf16>) o(%arg9 : tensor<64x64xbf16>) cache(%arg2 : tensor<32x2x16xbf16>, %arg3 : tensor<32x2x16xbf16>) position(%arg1 : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64, qk_norm_epsilon = 1.000000e-05 : f64} -> tensor<2x64xbf16>, tensor<32x2x16xbf16>, tensor<32x2x16xbf16>
+    %2 = tensor.empty() : tensor<2x64xbf16>
+    %3 = linalg.generic {indexing_maps = [#map, #map, #map], iterator_types = ["parallel", "parallel"]} ins(%0, %result : tensor<2x64xbf16>, tensor<2x64xbf16>) outs(%2 : tensor<2x64xbf16>) {
+    ^bb0(%in: bf16, %in_0: bf16, %out: bf16):
+      %14 = arith.extf %in_0 : bf16 to f32
+      %15 = arith.extf %in : bf16 to f32
+      %16 = arith.addf %15, %14 : f32
+      %17 = arith.truncf %16 : f32 to bf16
+      linalg.yield %17 : bf16
+    } -> tensor<2x64xbf16>
+    %4 = moe.rms_norm %3 : tensor<2x64xbf16> weight(%arg10 : tensor<64xbf16>) {epsilon = 1.000000e-05 : f64} -> tensor<2x64xbf16>
+    %5 = moe.layer %4 : tensor<2x64xbf16> router(%arg11 : tensor<64x8xbf16>) up(%arg12 : tensor<8x64x64xbf16>) gate(%arg13 : tensor<8x64x64xbf16>) down(%arg14 : tensor<8x64x64xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 2 : i64} -> tensor<2x64xbf16>
+    %6 = tensor.empty() : tensor<2x64xbf16>
+    %7 = linalg.generic {indexing_maps = [#map, #map, #map], iterator_types = ["parallel", "parallel"]} ins(%3, %5 : tensor<2x64xbf16>, tensor<2x64xbf16>) outs(%6 : tensor<2x64xbf16>) {
+    ^bb0(%in: bf16, %in_0: bf16, %out: bf16):
+      %14 = arith.extf %in_0 : bf16 to f32
+      %15 = arith.extf %in : bf16 to f32
+      %16 = arith.addf %15, %14 : f32
+      %17 = arith.truncf %16 : f32 to bf16
+      linalg.yield %17 : bf16
+    } -> tensor<2x64xbf16>
+    %8 = moe.rms_norm %7 : tensor<2x64xbf16> weight(%arg15 : tensor<64xbf16>) {epsilon = 1.000000e-05 : f64} -> tensor<2x64xbf16>
+    %9 = tensor.empty() : tensor<2x64xf32>
+    %cst = arith.constant 0.000000e+00 : f32
+    %10 = linalg.fill ins(%cst : f32) outs(%9 : tensor<2x64xf32>) -> tensor<2x64xf32>
+    %11 = linalg.matmul ins(%8, %arg16 : tensor<2x64xbf16>, tensor<64x64xbf16>) outs(%10 : tensor<2x64xf32>) -> tensor<2x64xf32>
+    %12 = tensor.empty() : tensor<2x64xbf16>
+    %13 = linalg.generic {indexing_maps = [#map, #map], iterator_types = ["parallel", "parallel"]} ins(%11 : tensor<2x64xf32>) outs(%12 : tensor<2x64xbf16>) {
+    ^bb0(%in: f32, %out: bf16):
+      %14 = arith.truncf %in : f32 to bf16
+      linalg.yield %14 : bf16
+    } -> tensor<2x64xbf16>
+    return %13, %key_cache, %value_cache : tensor<2x64xbf16>, tensor<32x2x16xbf16>, tensor<32x2x16xbf16>
+  }
+}
+
+
+// -----
+
+// f32 parts, a difference (not a residual add) and an unrounded projection
+// stay as they are.
+// CHECK-LABEL: func.func @cpu_parts(
+// CHECK-NOT: call @__moe_gpu_dense
+// CHECK: moe.rms_norm
+// CHECK: linalg.generic
+// CHECK: arith.subf
+// CHECK: linalg.matmul
+// CHECK-NOT: call @__moe_gpu_dense
+#id = affine_map<(d0, d1) -> (d0, d1)>
+func.func @cpu_parts(%x: tensor<2x64xf32>, %w: tensor<64xf32>, %a: tensor<2x64xbf16>,
+                     %b: tensor<2x64xbf16>, %m: tensor<64x64xbf16>) -> (tensor<2x64xf32>, tensor<2x64xbf16>, tensor<2x64xf32>) {
+  %n = moe.rms_norm %x : tensor<2x64xf32> weight(%w : tensor<64xf32>) {epsilon = 1.0e-05 : f64} -> tensor<2x64xf32>
+  %e = tensor.empty() : tensor<2x64xbf16>
+  %d = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]} ins(%a, %b : tensor<2x64xbf16>, tensor<2x64xbf16>) outs(%e : tensor<2x64xbf16>) {
+  ^bb0(%p: bf16, %q: bf16, %o: bf16):
+    %pf = arith.extf %p : bf16 to f32
+    %qf = arith.extf %q : bf16 to f32
+    %s = arith.subf %pf, %qf : f32
+    %t = arith.truncf %s : f32 to bf16
+    linalg.yield %t : bf16
+  } -> tensor<2x64xbf16>
+  %z = tensor.empty() : tensor<2x64xf32>
+  %c0 = arith.constant 0.0 : f32
+  %f = linalg.fill ins(%c0 : f32) outs(%z : tensor<2x64xf32>) -> tensor<2x64xf32>
+  %mm = linalg.matmul ins(%a, %m : tensor<2x64xbf16>, tensor<64x64xbf16>) outs(%f : tensor<2x64xf32>) -> tensor<2x64xf32>
+  return %n, %d, %mm : tensor<2x64xf32>, tensor<2x64xbf16>, tensor<2x64xf32>
+}

@@ -460,7 +460,9 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   // caches), then each layer's weights in operand order.
   SmallVector<Type> argTypes;
   SmallVector<DictionaryAttr> argAttrs;
-  auto tokensType = RankedTensorType::get({opts.tokens, m.hidden}, dtype);
+  // A whole model's step: `batch` sequences of `tokens` rows each.
+  int64_t rows = opts.tokens * opts.batch;
+  auto tokensType = RankedTensorType::get({rows, m.hidden}, dtype);
   auto input = [&](Type t, StringRef name) {
     argTypes.push_back(t);
     argAttrs.push_back(b.getDictionaryAttr(
@@ -469,15 +471,16 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   const DenseSpec *dense = m.dense ? &*m.dense : nullptr;
   RankedTensorType cacheType, valueCacheType;
   if (dense) {
+    int64_t cacheRows = opts.maxSeq * opts.batch;
     cacheType = RankedTensorType::get(
-        {opts.maxSeq, dense->kvHeads, dense->headDim}, dtype);
+        {cacheRows, dense->kvHeads, dense->headDim}, dtype);
     // MLA caches every head's key [nope | rope] and value [v].
     valueCacheType =
         dense->mla ? RankedTensorType::get(
-                         {opts.maxSeq, dense->kvHeads, dense->mla->v}, dtype)
+                         {cacheRows, dense->kvHeads, dense->mla->v}, dtype)
                    : cacheType;
-    input(RankedTensorType::get({opts.tokens}, b.getI32Type()), "ids");
-    input(RankedTensorType::get({1}, b.getI32Type()), "pos");
+    input(RankedTensorType::get({rows}, b.getI32Type()), "ids");
+    input(RankedTensorType::get({opts.batch}, b.getI32Type()), "pos");
     for (const LayerSpec &l : m.layers) {
       input(cacheType, "past_key." + std::to_string(l.index));
       input(valueCacheType, "past_value." + std::to_string(l.index));
@@ -587,7 +590,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   SmallVector<Type> resultTypes{tokensType};
   SmallVector<std::string> resultNames{"y"};
   auto logitsType =
-      dense ? RankedTensorType::get({opts.tokens, dense->vocab}, dtype)
+      dense ? RankedTensorType::get({rows, dense->vocab}, dtype)
             : RankedTensorType();
   if (dense) {
     resultTypes = {logitsType};
@@ -870,6 +873,16 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                "], got " + Twine(opts.tokens));
     return nullptr;
   }
+  if (opts.batch < 1 || opts.batch * opts.tokens > kMaxTokens) {
+    (void)fail("--import-hf-batch must be at least 1, with batch x tokens "
+               "at most " + Twine(kMaxTokens) + ", got " + Twine(opts.batch));
+    return nullptr;
+  }
+  if (opts.batch > 1 && !opts.whole) {
+    (void)fail("--import-hf-batch applies to whole models "
+               "(--import-hf-whole); a layer takes --import-hf-tokens rows");
+    return nullptr;
+  }
   dtypeTag = dtype.isBF16() ? "BF16" : dtype.isF16() ? "F16" : "F32";
   if (indexText && failed(readIndex(*indexText)))
     return nullptr;
@@ -955,6 +968,12 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                  : importLlamaDense(cfg, m, modelType == "qwen2_moe", qkNorm);
     if (failed(denseOk) || failed(checkDense(m)))
       return nullptr;
+    if (opts.batch > 1 && m.dense && m.dense->mla) {
+      (void)fail("--import-hf-batch " + Twine(opts.batch) +
+                 ": batched steps of multi-head latent attention (" +
+                 modelType + ") are not supported yet");
+      return nullptr;
+    }
   }
   if (failed(checkSizes(m)) || (index && failed(checkIndex(m))))
     return nullptr;
@@ -1091,6 +1110,11 @@ void mlir::moe::registerHFImportTranslation() {
       "import-hf-max-seq",
       llvm::cl::desc("--import-hf-whole: rows of each layer's KV cache"),
       llvm::cl::init(256));
+  static llvm::cl::opt<int64_t> batch(
+      "import-hf-batch",
+      llvm::cl::desc("--import-hf-whole: sequences per step, each with its "
+                     "own position and KV cache"),
+      llvm::cl::init(1));
   static TranslateToMLIRRegistration reg(
       "import-hf",
       "import a Hugging Face MoE checkpoint directory (config.json and "
@@ -1103,6 +1127,7 @@ void mlir::moe::registerHFImportTranslation() {
         options.tokens = tokens;
         options.whole = whole;
         options.maxSeq = maxSeq;
+        options.batch = batch;
         std::string error;
         OwningOpRef<ModuleOp> module =
             importHFFiles(buf->getBuffer(), buf->getBufferIdentifier(),

@@ -388,14 +388,19 @@ bool findGenerator(std::vector<Buffer> &buffers, Generator &g) {
   g.ids = in("ids");
   g.pos = in("pos");
   g.logits = out("logits");
+  // B sequences of T rows: ids [B*T], pos [B], logits [B*T, V].
   if (!g.ids || !g.pos || !g.logits || g.ids->dtype != MOERT_I32 ||
-      g.ids->shape.size() != 1 || g.logits->shape.size() != 2)
+      g.pos->dtype != MOERT_I32 || g.ids->shape.size() != 1 ||
+      g.pos->shape.size() != 1 || g.pos->shape[0] < 1 ||
+      g.ids->shape[0] % g.pos->shape[0] != 0 ||
+      g.logits->shape.size() != 2 || g.logits->shape[0] != g.ids->shape[0])
     return false;
   for (Buffer &b : buffers) {
     if (b.kind != Buffer::Input || b.name.rfind("past_", 0) != 0)
       continue;
     Buffer *o = out(b.name.substr(5));
-    if (!o || o->nbytes != b.nbytes)
+    if (!o || o->nbytes != b.nbytes || b.shape.empty() ||
+        b.shape[0] % g.pos->shape[0] != 0)
       return false;
     g.caches.push_back({&b, o});
   }
@@ -487,15 +492,20 @@ bool clearBuffer(Buffer &b) {
 /// Runs the prompt in steps of T tokens (the last padded with id 0: its
 /// padding rows write cache rows that later steps overwrite, and no real
 /// token attends to them), then one token per step, sampling from the
-/// last real row's logits. Prints the generated ids and the timing, and
+/// last real row's logits. A model compiled for B sequences
+/// (--import-hf-batch) runs the prompt as B sequences side by side, each
+/// with its own KV cache and its own draws (sequence b's random stream is
+/// seeded with seed + b). Prints the generated ids and the timing, and
 /// writes `outputPath`, on the leader only (every rank of a partitioned
 /// model holds the same logits and draws the same tokens).
 int generate(Generator &g, std::vector<void *> &args,
              std::vector<Buffer> &buffers, const GenerateOptions &o,
              void (*run)(void **buffers), const char *outputPath,
              bool leader) {
-  int64_t T = g.ids->shape[0], vocab = g.logits->shape[1];
-  int64_t maxSeq = g.caches.empty() ? INT64_MAX : g.caches.front().first->shape[0];
+  int64_t B = g.pos->shape[0], vocab = g.logits->shape[1];
+  int64_t T = g.ids->shape[0] / B;
+  int64_t maxSeq =
+      g.caches.empty() ? INT64_MAX : g.caches.front().first->shape[0] / B;
   for (int32_t id : o.prompt)
     if (id < 0 || id >= vocab) {
       std::fprintf(stderr, "error: prompt id %d is outside the vocabulary "
@@ -533,12 +543,16 @@ int generate(Generator &g, std::vector<void *> &args,
   };
   if (!clearCaches())
     return 1;
-  std::mt19937_64 rng(o.seed);
-  std::vector<int32_t> tokens = o.prompt, generated;
+  std::vector<std::mt19937_64> rngs;
+  for (int64_t b = 0; b < B; ++b)
+    rngs.emplace_back(o.seed + uint64_t(b));
+  // Per sequence: its tokens so far and the ones it generated.
+  std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(B), o.prompt);
+  std::vector<std::vector<int32_t>> generated(static_cast<size_t>(B));
   int32_t *ids = static_cast<int32_t *>(g.ids->data);
   int32_t *pos = static_cast<int32_t *>(g.pos->data);
   // A model on the GPU waits for its stream once per step rather than after
-  // every GPU helper; logits kept on the GPU come back one row at a time
+  // every GPU helper; logits kept on the GPU come back one row per sequence
   // (the row a token is drawn from).
   bool onDevice = std::any_of(buffers.begin(), buffers.end(),
                               [](const Buffer &b) { return b.device; });
@@ -551,16 +565,17 @@ int generate(Generator &g, std::vector<void *> &args,
     logitsHost.data = g.logits->host;
     logitsHost.device = false;
   }
-  size_t rowBytes = g.logits->nbytes / size_t(T);
+  size_t rowBytes = g.logits->nbytes / size_t(B * T);
   bool failed = false;
   auto finishStep = [&](size_t row) {
     if (failed)
       return;
     moert_status st = onDevice ? moert_cuda_synchronize() : MOERT_OK;
-    if (st == MOERT_OK && g.logits->device)
-      st = moert_cuda_copy(static_cast<char *>(g.logits->host) + row * rowBytes,
-                           static_cast<char *>(g.logits->data) + row * rowBytes,
-                           rowBytes);
+    for (int64_t b = 0; b < B && st == MOERT_OK && g.logits->device; ++b) {
+      size_t at = (size_t(b * T) + row) * rowBytes;
+      st = moert_cuda_copy(static_cast<char *>(g.logits->host) + at,
+                           static_cast<char *>(g.logits->data) + at, rowBytes);
+    }
     if (st != MOERT_OK) {
       std::fprintf(stderr, "error: a generation step on the GPU: %s\n",
                    moert_last_error());
@@ -570,18 +585,20 @@ int generate(Generator &g, std::vector<void *> &args,
   // One untimed step of token 0 at position 0 first: one-time costs (CUDA
   // module loading, NCCL connections, first touch of buffers) stay out of
   // the prefill time. The cache rows it writes are cleared again.
-  std::fill(ids, ids + T, 0);
-  *pos = 0;
+  std::fill(ids, ids + B * T, 0);
+  std::fill(pos, pos + B, 0);
   run(args.data());
   finishStep(0);
   if (failed || !clearCaches())
     return 1;
-  // One step over tokens[at, at + n): returns the last row's index, whose
-  // logits are then on the host.
+  // One step over tokens[at, at + n) of every sequence: returns the last
+  // row's index within a sequence, whose logits are then on the host.
   auto step = [&](size_t at, size_t n) {
-    for (int64_t i = 0; i < T; ++i)
-      ids[i] = size_t(i) < n ? tokens[at + size_t(i)] : 0;
-    *pos = int32_t(at);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t i = 0; i < T; ++i)
+        ids[b * T + i] = size_t(i) < n ? tokens[size_t(b)][at + size_t(i)] : 0;
+      pos[b] = int32_t(at);
+    }
     run(args.data());
     finishStep(n - 1);
     // The caches just written feed the next step.
@@ -589,26 +606,38 @@ int generate(Generator &g, std::vector<void *> &args,
       std::swap(args[slot(past)], args[slot(out)]);
     return n - 1;
   };
+  auto draw = [&](size_t last) {
+    for (int64_t b = 0; b < B; ++b) {
+      int32_t next = sample(logitsHost, size_t(b * T) + last, vocab,
+                            o.temperature, o.topP, rngs[size_t(b)]);
+      generated[size_t(b)].push_back(next);
+      tokens[size_t(b)].push_back(next);
+    }
+  };
+  // The logits each token was drawn from, for --output: per sequence.
+  std::vector<std::vector<float>> drawn(static_cast<size_t>(B));
+  auto keepLogits = [&](size_t last) {
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t v = 0; v < vocab; ++v)
+        drawn[size_t(b)].push_back(logitAt(
+            logitsHost, (size_t(b * T) + last) * size_t(vocab) + size_t(v)));
+  };
   uint64_t t0 = moert_now_ns();
   size_t last = 0;
   for (size_t at = 0; at < o.prompt.size(); at += size_t(T))
     last = step(at, std::min(size_t(T), o.prompt.size() - at));
   uint64_t t1 = moert_now_ns();
-  // Decode time: each step with the sampling of its token.
+  // Decode time: each step with the sampling of its tokens.
   uint64_t decodeNs = 0;
-  // The logits each token was drawn from, for --output.
-  std::vector<float> drawn;
-  int32_t next = sample(logitsHost, last, vocab, o.temperature, o.topP, rng);
-  for (long i = 0; i < o.maxNew && !failed; ++i) {
-    for (int64_t v = 0; v < vocab; ++v)
-      drawn.push_back(logitAt(logitsHost, last * size_t(vocab) + size_t(v)));
-    generated.push_back(next);
-    tokens.push_back(next);
-    if (i + 1 == o.maxNew)
-      break;
+  keepLogits(last);
+  draw(last);
+  for (long i = 1; i < o.maxNew && !failed; ++i) {
     uint64_t s = moert_now_ns();
-    last = step(tokens.size() - 1, 1);
-    next = sample(logitsHost, last, vocab, o.temperature, o.topP, rng);
+    last = step(tokens[0].size() - 1, 1);
+    if (failed)
+      break;
+    keepLogits(last);
+    draw(last);
     decodeNs += moert_now_ns() - s;
   }
   if (onDevice)
@@ -618,35 +647,51 @@ int generate(Generator &g, std::vector<void *> &args,
   if (!leader)
     return 0;
   double prefillMs = double(t1 - t0) / 1e6;
+  if (B > 1)
+    std::printf("batch: %lld sequences\n", (long long)B);
   std::printf("prompt: %zu tokens, prefill %.2f ms (%.1f tokens/s)\n",
-              o.prompt.size(), prefillMs,
-              double(o.prompt.size()) / (prefillMs / 1e3));
-  std::printf("generated:");
-  for (size_t i = 0; i < generated.size(); ++i)
-    std::printf("%s%d", i ? "," : " ", generated[i]);
-  std::printf("\n");
+              o.prompt.size() * size_t(B), prefillMs,
+              double(o.prompt.size() * size_t(B)) / (prefillMs / 1e3));
+  for (int64_t b = 0; b < B; ++b) {
+    if (b == 0)
+      std::printf("generated:");
+    else
+      std::printf("generated[%lld]:", (long long)b);
+    const std::vector<int32_t> &gen = generated[size_t(b)];
+    for (size_t i = 0; i < gen.size(); ++i)
+      std::printf("%s%d", i ? "," : " ", gen[i]);
+    std::printf("\n");
+  }
   if (o.maxNew > 1)
     std::printf("decode: %ld steps, %.2f ms (%.1f tokens/s)\n", o.maxNew - 1,
                 double(decodeNs) / 1e6,
-                double(o.maxNew - 1) / (double(decodeNs) / 1e9));
+                double(B * (o.maxNew - 1)) / (double(decodeNs) / 1e9));
   if (!outputPath)
     return 0;
   // The logits of every generated token (the row it was drawn from, in
-  // f32) and the ids.
+  // f32) and the ids, sequence after sequence.
+  std::vector<float> allLogits;
+  std::vector<int32_t> allIds;
+  for (int64_t b = 0; b < B; ++b) {
+    allLogits.insert(allLogits.end(), drawn[size_t(b)].begin(),
+                     drawn[size_t(b)].end());
+    allIds.insert(allIds.end(), generated[size_t(b)].begin(),
+                  generated[size_t(b)].end());
+  }
   moert_st_tensor outs[2] = {};
   outs[0].name = "logits";
   outs[0].dtype = MOERT_F32;
   outs[0].rank = 2;
-  outs[0].shape[0] = int64_t(generated.size());
+  outs[0].shape[0] = int64_t(allIds.size());
   outs[0].shape[1] = vocab;
-  outs[0].data = drawn.data();
-  outs[0].nbytes = drawn.size() * sizeof(float);
+  outs[0].data = allLogits.data();
+  outs[0].nbytes = allLogits.size() * sizeof(float);
   outs[1].name = "ids";
   outs[1].dtype = MOERT_I32;
   outs[1].rank = 1;
-  outs[1].shape[0] = int64_t(generated.size());
-  outs[1].data = generated.data();
-  outs[1].nbytes = generated.size() * sizeof(int32_t);
+  outs[1].shape[0] = int64_t(allIds.size());
+  outs[1].data = allIds.data();
+  outs[1].nbytes = allIds.size() * sizeof(int32_t);
   if (moert_st_write(outputPath, 2, outs) != MOERT_OK) {
     std::fprintf(stderr, "error: %s\n", moert_last_error());
     return 1;

@@ -99,6 +99,11 @@ cl::opt<int64_t> importTokens(
     cl::desc("for a Hugging Face checkpoint input: tokens per step (rows of "
              "the model's input)"),
     cl::init(1));
+cl::opt<int64_t> importBatch(
+    "import-hf-batch",
+    cl::desc("with --import-hf-whole: sequences per step, each with its own "
+             "position and KV cache (the executable generates that many)"),
+    cl::init(1));
 cl::opt<int64_t> ranks(
     "ranks",
     cl::desc("plan the model over this many ranks (GPUs, or CPU processes) "
@@ -277,6 +282,7 @@ int main(int argc, char **argv) {
     importOptions.tokens = importTokens;
     importOptions.whole = importWhole;
     importOptions.maxSeq = importMaxSeq;
+    importOptions.batch = importBatch;
     module = moe::importHFFiles(input->getBuffer(), inputPath, &context,
                                 importOptions, errorMessage);
     if (!module)

@@ -44,6 +44,9 @@ struct HFImportOptions {
   bool whole = false;
   /// Rows of each layer's KV cache in a whole model.
   int64_t maxSeq = 256;
+  /// Sequences a whole model's step runs together: `tokens` rows and one
+  /// KV cache of `maxSeq` rows each (ids [batch * tokens], pos [batch]).
+  int64_t batch = 1;
   /// Shown in messages and locations, e.g. "ckpt/config.json".
   std::string configName = "config.json";
   std::string indexName = "model.safetensors.index.json";

@@ -528,10 +528,12 @@ Value causalAttention(OpBuilder &b, Location loc, Value q, Value keys,
   return mergeHeads(b, loc, roundTo(b, loc, attended, elt));
 }
 
-/// The position (i32) and its index of a [1] position tensor.
-std::pair<Value, Value> positionOf(OpBuilder &b, Location loc, Value position) {
+/// The position (i32) and its index of sequence `seq` of a [B] position
+/// tensor.
+std::pair<Value, Value> positionOf(OpBuilder &b, Location loc, Value position,
+                                   int64_t seq = 0) {
   Value pos = tensor::ExtractOp::create(b, loc, position,
-                                        ValueRange{constIndex(b, loc, 0)});
+                                        ValueRange{constIndex(b, loc, seq)});
   Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
   return {pos, posIndex};
 }
@@ -571,17 +573,66 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
       q = headNorm(b, loc, q, op.getQNorm(), eps, elt);
       k = headNorm(b, loc, k, op.getKNorm(), eps, elt);
     }
-    auto [pos, posIndex] = positionOf(b, loc, op.getPosition());
 
-    // 2. Rotary embedding; 3. the caches take the new rows; 4. attention;
-    // 5. the output projection.
+    // Per sequence (rows b*T .. of the tokens, b*S .. of the caches):
+    // 2. rotary embedding; 3. the caches take the new rows; 4. attention.
+    int64_t batch =
+        cast<RankedTensorType>(op.getPosition().getType()).getDimSize(0);
+    int64_t T = xType.getDimSize(0) / batch,
+            S = cacheType.getDimSize(0) / batch;
+    // Rows [first, first + n) of a rank-3 tensor (itself when whole).
+    auto rows = [&](Value t, int64_t first, int64_t n) -> Value {
+      auto type = cast<RankedTensorType>(t.getType());
+      if (n == type.getDimSize(0))
+        return t;
+      return tensor::ExtractSliceOp::create(
+          b, loc, RankedTensorType::get({n, type.getDimSize(1), type.getDimSize(2)},
+                                        type.getElementType()),
+          t, ValueRange{}, ValueRange{}, ValueRange{},
+          b.getDenseI64ArrayAttr({first, 0, 0}),
+          b.getDenseI64ArrayAttr({n, type.getDimSize(1), type.getDimSize(2)}),
+          b.getDenseI64ArrayAttr({1, 1, 1}));
+    };
+    auto putRows = [&](Value part, Value whole, int64_t first) -> Value {
+      if (part.getType() == whole.getType())
+        return part;
+      auto type = cast<RankedTensorType>(part.getType());
+      SmallVector<OpFoldResult> offsets{b.getIndexAttr(first),
+                                        b.getIndexAttr(0)};
+      SmallVector<OpFoldResult> sizes{b.getIndexAttr(type.getDimSize(0)),
+                                      b.getIndexAttr(type.getDimSize(1))};
+      SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
+      if (type.getRank() == 3) {
+        offsets.push_back(b.getIndexAttr(0));
+        sizes.push_back(b.getIndexAttr(type.getDimSize(2)));
+      }
+      return tensor::InsertSliceOp::create(b, loc, part, whole, offsets,
+                                           sizes, strides);
+    };
     RopeSpec rope = ropeOf(op);
-    q = applyRope(b, loc, q, pos, rope, /*interleaved=*/false, elt);
-    k = applyRope(b, loc, k, pos, rope, /*interleaved=*/false, elt);
-    Value keys = placeInCache(b, loc, k, op.getKeyCacheIn(), posIndex);
-    Value values = placeInCache(b, loc, v, op.getValueCacheIn(), posIndex);
-    Value o = causalAttention(b, loc, q, keys, values, posIndex,
-                              float(1.0 / std::sqrt(double(hd))), elt);
+    Value keys = op.getKeyCacheIn(), values = op.getValueCacheIn();
+    Value o = batch == 1 ? Value()
+                         : emptyTensor(b, loc,
+                                       {b.getIndexAttr(batch * T),
+                                        b.getIndexAttr(H * hd)},
+                                       elt);
+    for (int64_t s = 0; s < batch; ++s) {
+      auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
+      Value qs = applyRope(b, loc, rows(q, s * T, T), pos, rope,
+                           /*interleaved=*/false, elt);
+      Value ks = applyRope(b, loc, rows(k, s * T, T), pos, rope,
+                           /*interleaved=*/false, elt);
+      Value keyRows = placeInCache(b, loc, ks, rows(keys, s * S, S), posIndex);
+      Value valueRows =
+          placeInCache(b, loc, rows(v, s * T, T), rows(values, s * S, S),
+                       posIndex);
+      keys = putRows(keyRows, keys, s * S);
+      values = putRows(valueRows, values, s * S);
+      Value os = causalAttention(b, loc, qs, keyRows, valueRows, posIndex,
+                                 float(1.0 / std::sqrt(double(hd))), elt);
+      o = batch == 1 ? os : putRows(os, o, s * T);
+    }
+    // 5. The output projection.
     Value y = projection(b, loc, o, op.getWO(), elt);
     b.replaceOp(op, {y, keys, values});
     return success();

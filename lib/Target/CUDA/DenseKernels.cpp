@@ -538,6 +538,9 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     for (Value v : attn->getOperands())
       if (v != attn.getPosition() && !isStaticBF16(v.getType()))
         return "the GPU attention takes bf16 activations, weights and caches";
+    if (cast<RankedTensorType>(attn.getPosition().getType()).getDimSize(0) != 1)
+      return "batched attention (several sequences per step) runs on the "
+             "host for now";
     auto x = cast<RankedTensorType>(attn.getInput().getType());
     auto cache = cast<RankedTensorType>(attn.getKeyCacheIn().getType());
     int64_t d = x.getDimSize(1), hd = cache.getDimSize(2),

@@ -92,3 +92,14 @@ func.func @cpu_parts(%x: tensor<2x64xf32>, %w: tensor<64xf32>, %a: tensor<2x64xb
   %mm = linalg.matmul ins(%a, %m : tensor<2x64xbf16>, tensor<64x64xbf16>) outs(%f : tensor<2x64xf32>) -> tensor<2x64xf32>
   return %n, %d, %mm : tensor<2x64xf32>, tensor<2x64xbf16>, tensor<2x64xf32>
 }
+
+// -----
+
+// Batched attention (two sequences per step) stays on the host for now.
+// CHECK-LABEL: func.func @batched(
+// CHECK-NOT: call @__moe_gpu_dense
+// CHECK: moe.attention
+func.func @batched(%x: tensor<4x64xbf16>, %wq: tensor<64x64xbf16>, %wk: tensor<64x32xbf16>, %wv: tensor<64x32xbf16>, %wo: tensor<64x64xbf16>, %kc: tensor<64x2x16xbf16>, %vc: tensor<64x2x16xbf16>, %pos: tensor<2xi32>) -> (tensor<4x64xbf16>, tensor<64x2x16xbf16>, tensor<64x2x16xbf16>) {
+  %y, %k, %v = moe.attention %x : tensor<4x64xbf16> q(%wq : tensor<64x64xbf16>) k(%wk : tensor<64x32xbf16>) v(%wv : tensor<64x32xbf16>) o(%wo : tensor<64x64xbf16>) cache(%kc : tensor<64x2x16xbf16>, %vc : tensor<64x2x16xbf16>) position(%pos : tensor<2xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<4x64xbf16>, tensor<64x2x16xbf16>, tensor<64x2x16xbf16>
+  return %y, %k, %v : tensor<4x64xbf16>, tensor<64x2x16xbf16>, tensor<64x2x16xbf16>
+}

@@ -118,3 +118,27 @@ func.func @mla_rope_factor(%x: tensor<3x16xf32>, %qb: tensor<16x12xf32>, %kva: t
   %y, %k, %v = moe.mla_attention %x : tensor<3x16xf32> q_b(%qb : tensor<16x12xf32>) kv_a(%kva : tensor<16x10xf32>) kv_a_norm(%kvan : tensor<8xf32>) kv_b(%kvb : tensor<8x16xf32>) o(%wo : tensor<8x16xf32>) cache(%kc : tensor<8x2x6xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 2 : i64, nope_dim = 4 : i64, rope_dim = 2 : i64, v_dim = 4 : i64, rope_attention_factor = 0.0 : f64} -> tensor<3x16xf32>, tensor<8x2x6xf32>, tensor<8x2x4xf32>
   return
 }
+
+// -----
+
+func.func @attention_batch_rows(%x: tensor<3x16xf32>, %wq: tensor<16x16xf32>, %wk: tensor<16x8xf32>, %wv: tensor<16x8xf32>, %wo: tensor<16x16xf32>, %kc: tensor<8x2x4xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<2xi32>) {
+  // expected-error @+1 {{'moe.attention' op input rows (3) must split evenly into the 2 sequences of the position}}
+  %y, %k, %v = moe.attention %x : tensor<3x16xf32> q(%wq : tensor<16x16xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<16x16xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<2xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<3x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
+  return
+}
+
+// -----
+
+func.func @attention_batch_cache(%x: tensor<6x16xf32>, %wq: tensor<16x16xf32>, %wk: tensor<16x8xf32>, %wv: tensor<16x8xf32>, %wo: tensor<16x16xf32>, %kc: tensor<8x2x4xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<3xi32>) {
+  // expected-error @+1 {{'moe.attention' op cache rows (8) must split evenly into the 3 sequences of the position}}
+  %y, %k, %v = moe.attention %x : tensor<6x16xf32> q(%wq : tensor<16x16xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<16x16xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<3xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<6x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
+  return
+}
+
+// -----
+
+func.func @attention_no_sequence(%x: tensor<6x16xf32>, %wq: tensor<16x16xf32>, %wk: tensor<16x8xf32>, %wv: tensor<16x8xf32>, %wo: tensor<16x16xf32>, %kc: tensor<8x2x4xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<0xi32>) {
+  // expected-error @+1 {{'moe.attention' op position needs one entry per sequence, got 'tensor<0xi32>'}}
+  %y, %k, %v = moe.attention %x : tensor<6x16xf32> q(%wq : tensor<16x16xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<16x16xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<0xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<6x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
+  return
+}

@@ -768,14 +768,25 @@ LogicalResult AttentionOp::verify() {
       failed(checkRank(op, wo, 2, "[H*hd, d]")) ||
       failed(checkRank(op, kc, 3, "[S, KV, hd]")) ||
       failed(checkRank(op, vc, 3, "[S, KV, hd]")) ||
-      failed(checkRank(op, pos, 1, "[1]")))
+      failed(checkRank(op, pos, 1, "[B]")))
     return failure();
-  for (Named n : {wq, wk, wv, wo, kc, vc})
+  for (Named n : {wq, wk, wv, wo, kc, vc, pos})
     if (!n.type().hasStaticShape())
       return emitOpError() << n.name << " needs a static shape, got "
                            << n.type();
-  if (failed(checkDimIs(op, "position size", pos, 0, 1)))
-    return failure();
+  // B sequences: input rows and cache rows are B equal blocks.
+  int64_t batch = pos.dim(0);
+  if (batch < 1)
+    return emitOpError() << "position needs one entry per sequence, got "
+                         << pos.type();
+  if (!ShapedType::isDynamic(x.dim(0)) && x.dim(0) % batch != 0)
+    return emitOpError() << "input rows (" << x.dim(0)
+                         << ") must split evenly into the " << batch
+                         << " sequences of the position";
+  if (kc.dim(0) % batch != 0)
+    return emitOpError() << "cache rows (" << kc.dim(0)
+                         << ") must split evenly into the " << batch
+                         << " sequences of the position";
   int64_t heads = getNumHeads(), kvHeads = getNumKvHeads();
   if (heads < 1 || kvHeads < 1 || heads % kvHeads != 0)
     return emitOpError() << "num_heads (" << heads

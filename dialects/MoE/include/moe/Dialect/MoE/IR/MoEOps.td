@@ -479,6 +479,11 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
     Positions past the cache (`position + T > S`) are the caller's error;
     executables check them before running.
 
+    Batches: with `position` [B], the input holds B sequences of T rows
+    each ([B*T, d], sequence b in rows b*T ..), each at its own position
+    `position[b]`, and the caches hold B caches of S rows ([B*S, KV, hd],
+    sequence b in rows b*S ..). Sequences never attend to each other.
+
     ```mlir
     %y, %kc, %vc = moe.attention %x : tensor<4x64xbf16>
         q(%wq : tensor<64x64xbf16>) k(%wk : tensor<64x32xbf16>)

@@ -78,6 +78,17 @@ for arch, (dtype, tag) in [(a, d) for a in archs
         ours = load_file(res)
         tokens = ours["ids"].tolist()
         logits = ours["logits"]
+        # Batched executables (ARCH-*-b2-*) generate the prompt twice side by
+        # side: both sequences must give the same tokens and logits; the
+        # first is compared with transformers.
+        if "-b2-" in exe:
+            n = len(tokens) // 2
+            if tokens[:n] != tokens[n:] or not torch.equal(logits[:n], logits[n:]):
+                print(f"{exe}: the two sequences differ: {tokens[:n]} / {tokens[n:]}")
+                failures += 1
+                rows.append((exe, seed, "FAIL", "", "", "", "sequences differ"))
+                continue
+            tokens, logits = tokens[:n], logits[:n]
         scale = hf_logits.abs().max().item()
         err = (logits - hf_logits).abs().max().item() / scale
         same = sum(a == b for a, b in zip(tokens, hf_tokens))

@@ -18,6 +18,7 @@
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Support/InputLimits.h"
 #include "moe/Parallel/Passes.h"
+#include "moe/Target/CUDA/DenseKernels.h"
 #include "moe/Target/ModelEntry.h"
 #include "moe/Target/ObjectEmitter.h"
 
@@ -83,6 +84,12 @@ cl::opt<int64_t> gpuMmaWarps(
     cl::desc("warps per tensor-core block: 0 (default, chosen per layer), 4 "
              "or 8"),
     cl::init(0));
+cl::opt<bool> gpuBatchedAttention(
+    "gpu-batched-attention",
+    cl::desc("with --target=cuda: run batched attention (--import-hf-batch) "
+             "on the GPU kernels too (experimental: not yet run on a GPU; "
+             "without it batched attention runs on the host)"),
+    cl::init(false));
 cl::opt<bool> importWhole(
     "import-hf-whole",
     cl::desc("for a Hugging Face checkpoint input: the whole model (token "
@@ -327,6 +334,9 @@ int main(int argc, char **argv) {
                                 " ranks failed (see the diagnostics above)");
   }
 
+  if (cuda && gpuBatchedAttention)
+    (*module)->setAttr(moe::kGpuBatchedAttentionAttr,
+                       UnitAttr::get(&context));
   FailureOr<moe::ModelSignature> signature =
       moe::prepareModelEntry(*module, entryName, cuda);
   if (failed(signature))

@@ -374,13 +374,18 @@ private:
       k = kn;
     }
 
-    // The position, read on the host.
+    // The position, read on the host (one per sequence when batched: then
+    // the kernels read them on the device).
     if (deviceArgs[unsigned(index[12])])
       return fn.emitError() << "the GPU attention reads its position on the "
                                "host";
+    int64_t B = dim(position, 0);
+    T /= B;
+    S /= B;
     Value c0 = h.index(0);
     Value pos = memref::LoadOp::create(b, loc, position, ValueRange{c0});
     Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
+    Value positions = B > 1 ? h.upload(position) : Value();
 
     // The caches: the step's input, then the new rows.
     Value keys = output(firstOut + 1), values = output(firstOut + 2);
@@ -412,36 +417,58 @@ private:
                 reinterpret_cast<const char *>(invFreq.data()),
                 invFreq.size() * sizeof(float))),
             llvm::bit_cast<uint64_t>(factor))));
-    gpu::GPUFuncOp rope = kernel(ropeName, [&] {
-      return buildRopeKernel(b, kernels.getLoc(), kernels, ropeName, bf16,
-                             invFreq, factor);
-    });
-    Value qr = h.alloc({T, H * hd}, bf16);
-    h.launchElementwise(rope, T * H * hd, {q, qr, pos, c0});
+    Value qr = h.alloc({B * T, H * hd}, bf16);
     Value keys2 = flatten(keys), values2 = flatten(values);
-    h.launchElementwise(rope, T * KV * hd, {k, keys2, pos, posIndex});
-    gpu::GPUFuncOp store = kernel("moe_store_rows_bf16", [&] {
-      return buildStoreRowsKernel(b, kernels.getLoc(), kernels,
-                                  "moe_store_rows_bf16", bf16);
-    });
-    h.launchElementwise(store, T * KV * hd, {v, values2, posIndex});
-
     AttentionKernelOptions ao;
     ao.headDim = hd;
     ao.valueDim = hd;
     ao.maxRows = S;
     ao.group = H / KV;
     ao.scale = float(1.0 / std::sqrt(double(hd)));
-    std::string attnName = "moe_attention_bf16_hd" + std::to_string(hd) +
-                           "_s" + std::to_string(S) + "_g" +
-                           std::to_string(ao.group);
+    ao.batched = B > 1;
+    std::string attnName = std::string(B > 1 ? "moe_attention_batched_bf16_hd"
+                                             : "moe_attention_bf16_hd") +
+                           std::to_string(hd) + "_s" + std::to_string(S) +
+                           "_g" + std::to_string(ao.group);
     gpu::GPUFuncOp attn = kernel(attnName, [&] {
       return buildAttentionKernel(b, kernels.getLoc(), kernels, attnName, bf16,
                                   ao);
     });
-    Value o = h.alloc({T, H * hd}, bf16);
-    h.launch(attn, {T, H, 1}, {kAttentionThreads, 1, 1},
-             {qr, keys2, values2, o, posIndex});
+    Value o = h.alloc({B * T, H * hd}, bf16);
+    if (B == 1) {
+      gpu::GPUFuncOp rope = kernel(ropeName, [&] {
+        return buildRopeKernel(b, kernels.getLoc(), kernels, ropeName, bf16,
+                               invFreq, factor);
+      });
+      h.launchElementwise(rope, T * H * hd, {q, qr, pos, c0});
+      h.launchElementwise(rope, T * KV * hd, {k, keys2, pos, posIndex});
+      gpu::GPUFuncOp store = kernel("moe_store_rows_bf16", [&] {
+        return buildStoreRowsKernel(b, kernels.getLoc(), kernels,
+                                    "moe_store_rows_bf16", bf16);
+      });
+      h.launchElementwise(store, T * KV * hd, {v, values2, posIndex});
+      h.launch(attn, {T, H, 1}, {kAttentionThreads, 1, 1},
+               {qr, keys2, values2, o, posIndex});
+    } else {
+      std::string batchedRope = "moe_rope_batched" + ropeName.substr(8);
+      gpu::GPUFuncOp brope = kernel(batchedRope, [&] {
+        return buildBatchedRopeKernel(b, kernels.getLoc(), kernels,
+                                      batchedRope, bf16, invFreq, factor);
+      });
+      Value tIdx = h.index(T), sIdx = h.index(S), one = h.index(1);
+      h.launchElementwise(brope, B * T * H * hd,
+                          {q, qr, positions, tIdx, tIdx, c0});
+      h.launchElementwise(brope, B * T * KV * hd,
+                          {k, keys2, positions, tIdx, sIdx, one});
+      gpu::GPUFuncOp store = kernel("moe_store_rows_batched_bf16", [&] {
+        return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
+                                           "moe_store_rows_batched_bf16", bf16);
+      });
+      h.launchElementwise(store, B * T * KV * hd,
+                          {v, values2, positions, tIdx, sIdx});
+      h.launch(attn, {T, H, B}, {kAttentionThreads, 1, 1},
+               {qr, keys2, values2, o, positions, tIdx, sIdx});
+    }
     project(o, operand(4), Value(), output(firstOut));
     finish();
     return success();

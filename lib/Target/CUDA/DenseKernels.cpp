@@ -238,64 +238,136 @@ gpu::GPUFuncOp mlir::moe::buildRmsNormKernel(OpBuilder &b, Location loc,
   return fn;
 }
 
+namespace {
+/// One element of the rotary embedding: column `c` of source row `srcRow`
+/// at position `p` (i32) into `dst[dstRow, c]`.
+void ropeElement(OpBuilder &nb, Location l, Type elt, ArrayRef<float> freqs,
+                 double factor, Value src, Value dst, Value srcRow, Value c,
+                 Value p, Value dstRow) {
+  int64_t half = int64_t(freqs.size()), width = 2 * half;
+  Value widthC = constIndex(nb, l, width), halfC = constIndex(nb, l, half);
+  Value head = arith::DivUIOp::create(nb, l, c, widthC);
+  Value i = arith::RemUIOp::create(nb, l, c, widthC);
+  Value base = arith::MulIOp::create(nb, l, head, widthC);
+  Value low =
+      arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, i, halfC);
+  Value j = arith::RemUIOp::create(nb, l, i, halfC);
+  Value partner = arith::SelectOp::create(
+      nb, l, low, arith::AddIOp::create(nb, l, i, halfC),
+      arith::SubIOp::create(nb, l, i, halfC));
+  auto at = [&](Value col) {
+    return toF32(nb, l,
+                 memref::LoadOp::create(
+                     nb, l, src,
+                     ValueRange{srcRow, arith::AddIOp::create(nb, l, base, col)}));
+  };
+  Value other = at(partner);
+  Value rot = arith::SelectOp::create(
+      nb, l, low, arith::NegFOp::create(nb, l, other), other);
+  // The inverse frequency of pair j: constants selected by index.
+  Value inv = constF32(nb, l, freqs[0]);
+  for (int64_t k = 1; k < half; ++k) {
+    Value is = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, j,
+                                     constIndex(nb, l, k));
+    inv = arith::SelectOp::create(nb, l, is, constF32(nb, l, freqs[k]), inv);
+  }
+  Value angle = arith::MulFOp::create(
+      nb, l, arith::SIToFPOp::create(nb, l, nb.getF32Type(), p), inv);
+  Value cf = math::CosOp::create(nb, l, angle);
+  Value sf = math::SinOp::create(nb, l, angle);
+  if (factor != 1.0) {
+    Value f = constF32(nb, l, float(factor));
+    cf = arith::MulFOp::create(nb, l, cf, f);
+    sf = arith::MulFOp::create(nb, l, sf, f);
+  }
+  Value cr = roundF32(nb, l, cf, elt), sr = roundF32(nb, l, sf, elt);
+  Value m1 = roundF32(nb, l, arith::MulFOp::create(nb, l, at(i), cr), elt);
+  Value m2 = roundF32(nb, l, arith::MulFOp::create(nb, l, rot, sr), elt);
+  memref::StoreOp::create(
+      nb, l, fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt), dst,
+      ValueRange{dstRow, c});
+}
+
+/// Sequence b and row t within it of row r of a batched step of T rows per
+/// sequence, and the sequence's position (i32) from `positions`.
+struct BatchRow {
+  Value seq, t, pos;
+};
+BatchRow batchRow(OpBuilder &nb, Location l, Value r, Value tokens,
+                  Value positions) {
+  BatchRow br;
+  br.seq = arith::DivUIOp::create(nb, l, r, tokens);
+  br.t = arith::RemUIOp::create(nb, l, r, tokens);
+  br.pos = memref::LoadOp::create(nb, l, positions, ValueRange{br.seq});
+  return br;
+}
+} // namespace
+
 gpu::GPUFuncOp mlir::moe::buildRopeKernel(OpBuilder &b, Location loc,
                                           gpu::GPUModuleOp module,
                                           StringRef name, Type elt,
                                           ArrayRef<float> invFreq,
                                           double factor) {
-  int64_t half = int64_t(invFreq.size()), width = 2 * half;
   SmallVector<Type> args{matrix(elt), matrix(elt), b.getI32Type(),
                          b.getIndexType()};
   SmallVector<float> freqs(invFreq);
   return buildElementwiseKernel(
       b, loc, module, name, args,
       [&, freqs](OpBuilder &nb, Location l, ValueRange a, Value t, Value c) {
-        Value src = a[0], dst = a[1], pos = a[2], offset = a[3];
-        Value widthC = constIndex(nb, l, width), halfC = constIndex(nb, l, half);
-        Value head = arith::DivUIOp::create(nb, l, c, widthC);
-        Value i = arith::RemUIOp::create(nb, l, c, widthC);
-        Value base = arith::MulIOp::create(nb, l, head, widthC);
-        Value low = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, i,
-                                          halfC);
-        Value j = arith::RemUIOp::create(nb, l, i, halfC);
-        Value partner = arith::SelectOp::create(
-            nb, l, low, arith::AddIOp::create(nb, l, i, halfC),
-            arith::SubIOp::create(nb, l, i, halfC));
-        auto at = [&](Value col) {
-          return toF32(nb, l,
-                       memref::LoadOp::create(
-                           nb, l, src,
-                           ValueRange{t, arith::AddIOp::create(nb, l, base, col)}));
-        };
-        Value other = at(partner);
-        Value rot = arith::SelectOp::create(
-            nb, l, low, arith::NegFOp::create(nb, l, other), other);
-        // The inverse frequency of pair j: constants selected by index.
-        Value inv = constF32(nb, l, freqs[0]);
-        for (int64_t k = 1; k < half; ++k) {
-          Value is = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, j,
-                                           constIndex(nb, l, k));
-          inv = arith::SelectOp::create(nb, l, is, constF32(nb, l, freqs[k]),
-                                        inv);
-        }
         Value p = arith::AddIOp::create(
-            nb, l, pos, arith::IndexCastOp::create(nb, l, nb.getI32Type(), t));
-        Value angle = arith::MulFOp::create(
-            nb, l, arith::SIToFPOp::create(nb, l, nb.getF32Type(), p), inv);
-        Value cf = math::CosOp::create(nb, l, angle);
-        Value sf = math::SinOp::create(nb, l, angle);
-        if (factor != 1.0) {
-          Value f = constF32(nb, l, float(factor));
-          cf = arith::MulFOp::create(nb, l, cf, f);
-          sf = arith::MulFOp::create(nb, l, sf, f);
-        }
-        Value cr = roundF32(nb, l, cf, elt), sr = roundF32(nb, l, sf, elt);
-        Value m1 = roundF32(nb, l, arith::MulFOp::create(nb, l, at(i), cr), elt);
-        Value m2 = roundF32(nb, l, arith::MulFOp::create(nb, l, rot, sr), elt);
-        Value row = arith::AddIOp::create(nb, l, offset, t);
-        memref::StoreOp::create(
-            nb, l, fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt),
-            dst, ValueRange{row, c});
+            nb, l, a[2], arith::IndexCastOp::create(nb, l, nb.getI32Type(), t));
+        Value row = arith::AddIOp::create(nb, l, a[3], t);
+        ropeElement(nb, l, elt, freqs, factor, a[0], a[1], t, c, p, row);
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildBatchedRopeKernel(OpBuilder &b, Location loc,
+                                                 gpu::GPUModuleOp module,
+                                                 StringRef name, Type elt,
+                                                 ArrayRef<float> invFreq,
+                                                 double factor) {
+  Type index = b.getIndexType();
+  SmallVector<Type> args{matrix(elt), matrix(elt), vector1(b.getI32Type()),
+                         index, index, index};
+  SmallVector<float> freqs(invFreq);
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&, freqs](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        BatchRow br = batchRow(nb, l, r, a[3], a[2]);
+        Value p = arith::AddIOp::create(
+            nb, l, br.pos,
+            arith::IndexCastOp::create(nb, l, nb.getI32Type(), br.t));
+        // b * dstRows + t (+ the position when writing a cache).
+        Value row = arith::AddIOp::create(
+            nb, l, arith::MulIOp::create(nb, l, br.seq, a[4]), br.t);
+        Value shift = arith::MulIOp::create(
+            nb, l, a[5],
+            arith::IndexCastOp::create(nb, l, nb.getIndexType(), br.pos));
+        row = arith::AddIOp::create(nb, l, row, shift);
+        ropeElement(nb, l, elt, freqs, factor, a[0], a[1], r, c, p, row);
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildBatchedStoreRowsKernel(OpBuilder &b,
+                                                      Location loc,
+                                                      gpu::GPUModuleOp module,
+                                                      StringRef name,
+                                                      Type elt) {
+  Type index = b.getIndexType();
+  SmallVector<Type> args{matrix(elt), matrix(elt), vector1(b.getI32Type()),
+                         index, index};
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        BatchRow br = batchRow(nb, l, r, a[3], a[2]);
+        Value row = arith::AddIOp::create(
+            nb, l,
+            arith::AddIOp::create(nb, l,
+                                  arith::MulIOp::create(nb, l, br.seq, a[4]),
+                                  br.t),
+            arith::IndexCastOp::create(nb, l, nb.getIndexType(), br.pos));
+        Value v = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
+        memref::StoreOp::create(nb, l, v, a[1], ValueRange{row, c});
       });
 }
 
@@ -308,8 +380,11 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
     Type elt, const AttentionKernelOptions &o) {
   OpBuilder::InsertionGuard guard(b);
   Type f32 = b.getF32Type();
-  SmallVector<Type> args{matrix(elt), matrix(elt), matrix(elt), matrix(elt),
-                         b.getIndexType()};
+  SmallVector<Type> args{matrix(elt), matrix(elt), matrix(elt), matrix(elt)};
+  if (o.batched)
+    args.append({vector1(b.getI32Type()), b.getIndexType(), b.getIndexType()});
+  else
+    args.push_back(b.getIndexType());
   auto fn = createKernelFunc(b, loc, module, name, args, kAttentionThreads);
   Block &entry = fn.getBody().front();
   Value q = entry.getArgument(0), keys = entry.getArgument(1),
@@ -327,6 +402,24 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
   auto cst = [&](int64_t v) { return ctx.cst(v); };
   Value t = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  // Batched: sequence z's rows of the queries (z*T + t) and of the caches
+  // (from z*S), at its own position.
+  Value qRow = t, cacheBase;
+  if (o.batched) {
+    Value seq = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+    Value tokens = entry.getArgument(5), cacheRows = entry.getArgument(6);
+    qRow = arith::AddIOp::create(b, loc,
+                                 arith::MulIOp::create(b, loc, seq, tokens), t);
+    cacheBase = arith::MulIOp::create(b, loc, seq, cacheRows);
+    pos = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(),
+        memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
+  }
+  // Cache row j of this block's sequence.
+  auto cacheRow = [&](OpBuilder &nb, Location l, Value j) -> Value {
+    return cacheBase ? arith::AddIOp::create(nb, l, cacheBase, j).getResult()
+                     : j;
+  };
   Value kvHead = arith::DivUIOp::create(b, loc, h, cst(o.group));
   Value rows = arith::AddIOp::create(
       b, loc, arith::AddIOp::create(b, loc, pos, t), cst(1));
@@ -341,7 +434,7 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
   loop(b, loc, ctx.tid, cst(o.headDim), threads, {},
        [&](OpBuilder &nb, Location l, Value d, ValueRange) {
          Value v = memref::LoadOp::create(
-             nb, l, q, ValueRange{t, arith::AddIOp::create(nb, l, qBase, d)});
+             nb, l, q, ValueRange{qRow, arith::AddIOp::create(nb, l, qBase, d)});
          memref::StoreOp::create(nb, l, toF32(nb, l, v), qs, ValueRange{d});
          return SmallVector<Value>{};
        });
@@ -358,7 +451,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
                    ib, il,
                    memref::LoadOp::create(
                        ib, il, keys,
-                       ValueRange{j, arith::AddIOp::create(ib, il, kBase, d)}));
+                       ValueRange{cacheRow(ib, il, j),
+                                  arith::AddIOp::create(ib, il, kBase, d)}));
                return SmallVector<Value>{arith::AddFOp::create(
                    ib, il, acc[0], arith::MulFOp::create(ib, il, qv, kv))};
              });
@@ -417,14 +511,15 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
              [&](OpBuilder &ib, Location il, Value j, ValueRange a) {
                Value p = memref::LoadOp::create(ib, il, scores, ValueRange{j});
                Value v = toF32(ib, il,
-                               memref::LoadOp::create(ib, il, values,
-                                                      ValueRange{j, col}));
+                               memref::LoadOp::create(
+                                   ib, il, values,
+                                   ValueRange{cacheRow(ib, il, j), col}));
                return SmallVector<Value>{arith::AddFOp::create(
                    ib, il, a[0], arith::MulFOp::create(ib, il, p, v))};
              });
          memref::StoreOp::create(
              nb, l, fromF32(nb, l, acc.getResult(0), elt), out,
-             ValueRange{t, arith::AddIOp::create(nb, l, oBase, d)});
+             ValueRange{qRow, arith::AddIOp::create(nb, l, oBase, d)});
          return SmallVector<Value>{};
        });
   gpu::ReturnOp::create(b, loc);
@@ -538,9 +633,13 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     for (Value v : attn->getOperands())
       if (v != attn.getPosition() && !isStaticBF16(v.getType()))
         return "the GPU attention takes bf16 activations, weights and caches";
-    if (cast<RankedTensorType>(attn.getPosition().getType()).getDimSize(0) != 1)
+    auto module = attn->getParentOfType<ModuleOp>();
+    if (cast<RankedTensorType>(attn.getPosition().getType()).getDimSize(0) != 1 &&
+        !(module && module->hasAttr(kGpuBatchedAttentionAttr)))
       return "batched attention (several sequences per step) runs on the "
-             "host for now";
+             "host unless the module asks for the GPU kernels (" +
+             kGpuBatchedAttentionAttr.str() +
+             ", moe-compile --gpu-batched-attention; not yet run on a GPU)";
     auto x = cast<RankedTensorType>(attn.getInput().getType());
     auto cache = cast<RankedTensorType>(attn.getKeyCacheIn().getType());
     int64_t d = x.getDimSize(1), hd = cache.getDimSize(2),

@@ -66,6 +66,23 @@ gpu::GPUFuncOp buildRopeKernel(OpBuilder &b, Location loc,
                                Type elementType, ArrayRef<float> invFreq,
                                double factor);
 
+/// Batched steps (B sequences of T rows, each at its own position in the
+/// device array `positions` i32 [B]): the rotary embedding of source row
+/// r = b*T + t at position positions[b] + t, written to destination row
+/// b*dstRows + t, plus positions[b] when `atPosition` is 1 (a cache).
+/// Arguments (src [B*T, n*w], dst, positions, T: index, dstRows: index,
+/// atPosition: index).
+gpu::GPUFuncOp buildBatchedRopeKernel(OpBuilder &b, Location loc,
+                                      gpu::GPUModuleOp module, StringRef name,
+                                      Type elementType, ArrayRef<float> invFreq,
+                                      double factor);
+
+/// `dst[b*S + positions[b] + t, c] = src[b*T + t, c]`. Arguments (src
+/// [B*T, C], dst [B*S, C], positions i32 [B], T: index, S: index).
+gpu::GPUFuncOp buildBatchedStoreRowsKernel(OpBuilder &b, Location loc,
+                                           gpu::GPUModuleOp module,
+                                           StringRef name, Type elementType);
+
 /// The sizes the attention kernel specializes on.
 struct AttentionKernelOptions {
   int64_t headDim = 0;  // query / key width per head
@@ -73,6 +90,10 @@ struct AttentionKernelOptions {
   int64_t maxRows = 0;  // cache rows S (the scores of a row live in shared memory)
   int64_t group = 1;    // query heads per key/value head
   float scale = 1.0f;   // softmax scale
+  /// B sequences per step: grid (T, H, B), arguments (q [B*T, H*hd], keys
+  /// [B*S, KV*hd], values, out [B*T, H*dv], positions i32 [B], T: index,
+  /// S: index); sequence b reads its cache rows from b*S.
+  bool batched = false;
 };
 
 /// Causal attention of one query token and head per block (grid (T, H),
@@ -93,6 +114,12 @@ constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
 // Which dense parts run on the GPU (shared by -convert-moe-dense-to-gpu-call
 // and the model entry, which keeps their buffers on the device)
 //===----------------------------------------------------------------------===//
+
+/// On a module: batched moe.attention (position [B], B > 1) takes the GPU
+/// kernels too. Experimental: they are compiled and their PTX checked, but
+/// have not run on a GPU yet; without it batched attention runs on the host.
+constexpr llvm::StringLiteral kGpuBatchedAttentionAttr =
+    "moe.gpu_batched_attention";
 
 /// Why `op` cannot run on the GPU as a dense part of a model (empty when it
 /// can): bf16 moe.embedding, moe.rms_norm and moe.attention with static

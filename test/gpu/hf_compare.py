@@ -79,11 +79,13 @@ for arch, (dtype, tag) in [(a, d) for a in archs
         tokens = ours["ids"].tolist()
         logits = ours["logits"]
         # Batched executables (ARCH-*-b2-*) generate the prompt twice side by
-        # side: both sequences must give the same tokens and logits; the
-        # first is compared with transformers.
+        # side: both sequences must give the same tokens and logits (up to
+        # the order of f32 sums: the GEMVs add with atomics); the first is
+        # compared with transformers.
         if "-b2-" in exe:
             n = len(tokens) // 2
-            if tokens[:n] != tokens[n:] or not torch.equal(logits[:n], logits[n:]):
+            gap = (logits[:n] - logits[n:]).abs().max().item() / hf_logits.abs().max().item()
+            if tokens[:n] != tokens[n:] or gap > 1e-2:
                 print(f"{exe}: the two sequences differ: {tokens[:n]} / {tokens[n:]}")
                 failures += 1
                 rows.append((exe, seed, "FAIL", "", "", "", "sequences differ"))

@@ -44,14 +44,17 @@ namespace {
 /// Shared by both targets: moe on tensors to bufferized loops, deallocation
 /// included; `gpu` also routes the bf16 experts to the GPU helpers.
 void buildToLoops(OpPassManager &pm, bool gpu, StringRef gpuPath = "auto",
-                  int64_t mmaTileM = 0, int64_t mmaWarps = 0) {
+                  int64_t mmaTileM = 0, int64_t mmaWarps = 0,
+                  bool report = false) {
   if (gpu) {
     moe::ConvertMoELayerToGpuCallOptions layer;
     layer.path = gpuPath.str();
     layer.mmaTileM = mmaTileM;
     layer.mmaWarps = mmaWarps;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
-    pm.addPass(moe::createConvertMoEDenseToGpuCall());
+    moe::ConvertMoEDenseToGpuCallOptions dense;
+    dense.report = report;
+    pm.addPass(moe::createConvertMoEDenseToGpuCall(dense));
   }
   pm.addPass(moe::createMoEDecomposeLayer());
   pm.addPass(moe::createConvertMoECommToRuntime());
@@ -145,7 +148,7 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
 void mlir::moe::buildCudaPipeline(OpPassManager &pm,
                                   const CudaPipelineOptions &options) {
   buildToLoops(pm, /*gpu=*/true, options.path, options.mmaTileM,
-               options.mmaWarps);
+               options.mmaWarps, options.report);
   buildToLLVM(pm, /*gpu=*/true, options.format);
 }
 

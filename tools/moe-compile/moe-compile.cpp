@@ -90,6 +90,12 @@ cl::opt<bool> gpuBatchedAttention(
              "on the GPU kernels too (experimental: not yet run on a GPU; "
              "without it batched attention runs on the host)"),
     cl::init(false));
+cl::opt<bool> gpuReport(
+    "gpu-report",
+    cl::desc("with --target=cuda: a remark per dense part of the model "
+             "(embedding, norms, attention, MLP): on the GPU, or on the host "
+             "and why"),
+    cl::init(false));
 cl::opt<bool> importWhole(
     "import-hf-whole",
     cl::desc("for a Hugging Face checkpoint input: the whole model (token "
@@ -370,6 +376,7 @@ int main(int argc, char **argv) {
     cudaOptions.path = gpuPath;
     cudaOptions.mmaTileM = gpuMmaTileM;
     cudaOptions.mmaWarps = gpuMmaWarps;
+    cudaOptions.report = gpuReport;
     moe::buildCudaPipeline(pm, cudaOptions);
   } else {
     moe::buildCpuPipeline(pm);

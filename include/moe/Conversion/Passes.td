@@ -92,8 +92,13 @@ def ConvertMoEDenseToGpuCall : Pass<"convert-moe-dense-to-gpu-call", "ModuleOp">
     (lib/Target/CUDA/DenseKernels.cpp); activations that only GPU helpers
     read and write then live on the device, and the KV caches stay there
     between steps. Ops the kernels do not take (`whyNotGpuDense`) are left
-    to the CPU lowering.
+    to the CPU lowering. With `report`, every dense moe op gets a remark
+    saying whether it runs on the GPU, or why it stays on the host.
   }];
+  let options = [
+    Option<"report", "report", "bool", "false",
+           "a remark per dense op: on the GPU, or on the host and why">
+  ];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }
 

@@ -40,6 +40,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       *this, "mma-warps",
       llvm::cl::desc("warps per tensor-core block: 0 (auto), 4 or 8"),
       llvm::cl::init(0)};
+  PassOptions::Option<bool> report{
+      *this, "report",
+      llvm::cl::desc("a remark per dense op: on the GPU, or on the host and "
+                     "why"),
+      llvm::cl::init(false)};
   PassOptions::Option<std::string> format{
       *this, "format",
       llvm::cl::desc("kernel binary format: fatbin (default), bin or isa "

@@ -53,8 +53,22 @@ constexpr StringLiteral kDenseAttrsAttr = "moe.gpu_dense_attrs";
 struct ConvertMoEDenseToGpuCallPass
     : mlir::moe::impl::ConvertMoEDenseToGpuCallBase<
           ConvertMoEDenseToGpuCallPass> {
+  using Base::Base;
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    if (report)
+      module.walk([&](Operation *op) {
+        if (!isa<EmbeddingOp, RmsNormOp, LayerNormOp, AttentionOp,
+                 MlaAttentionOp, MlpOp>(op))
+          return;
+        std::string why = whyNotGpuDense(op);
+        InFlightDiagnostic remark = op->emitRemark()
+                                    << "'" << op->getName() << "' runs on the ";
+        if (why.empty())
+          remark << "GPU";
+        else
+          remark << "host: " << why;
+      });
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
       if (isa<EmbeddingOp, RmsNormOp, AttentionOp, linalg::GenericOp>(op) &&

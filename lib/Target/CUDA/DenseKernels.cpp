@@ -666,8 +666,7 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
       return "";
     return "not a residual add or a rounded bf16 projection";
   }
-  return "'" + op->getName().getStringRef().str() +
-         "' is not a dense part the GPU runs";
+  return "no GPU kernels for it yet";
 }
 
 bool mlir::moe::isGpuDenseOperand(OpOperand &use) {

@@ -5,6 +5,14 @@
 // model, a generic that is no residual add, and a projection not rounded to
 // bf16 stay for the CPU lowering.
 // RUN: moe-opt %s -split-input-file -convert-moe-dense-to-gpu-call | FileCheck %s
+// RUN: moe-opt %s -split-input-file -convert-moe-dense-to-gpu-call="report" -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+
+// With `report`, a remark per dense op says where it runs.
+// REPORT: remark: 'moe.embedding' runs on the GPU
+// REPORT: remark: 'moe.rms_norm' runs on the GPU
+// REPORT: remark: 'moe.attention' runs on the GPU
+// REPORT: remark: 'moe.rms_norm' runs on the host: the GPU RMSNorm takes bf16 activations and weights
+// REPORT: remark: 'moe.attention' runs on the host: batched attention (several sequences per step) runs on the host unless the module asks for the GPU kernels (moe.gpu_batched_attention, moe-compile --gpu-batched-attention; not yet run on a GPU)
 
 // CHECK-DAG: func.func private @__moe_gpu_dense_0(tensor<2xi32> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "embedding"
 // CHECK-DAG: func.func private @[[NORM:__moe_gpu_dense_1]]({{.*}}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "rms_norm", moe.gpu_dense_attrs = {epsilon = 1.000000e-05 : f64}}

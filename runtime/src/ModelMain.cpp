@@ -571,10 +571,14 @@ int generate(Generator &g, std::vector<void *> &args,
     if (failed)
       return;
     moert_status st = onDevice ? moert_cuda_synchronize() : MOERT_OK;
-    for (int64_t b = 0; b < B && st == MOERT_OK && g.logits->device; ++b) {
+    // One copy per sequence; one for all when a step has one row per
+    // sequence (the rows are then adjacent).
+    int64_t copies = T == 1 ? 1 : B;
+    size_t bytes = T == 1 ? size_t(B) * rowBytes : rowBytes;
+    for (int64_t b = 0; b < copies && st == MOERT_OK && g.logits->device; ++b) {
       size_t at = (size_t(b * T) + row) * rowBytes;
       st = moert_cuda_copy(static_cast<char *>(g.logits->host) + at,
-                           static_cast<char *>(g.logits->data) + at, rowBytes);
+                           static_cast<char *>(g.logits->data) + at, bytes);
     }
     if (st != MOERT_OK) {
       std::fprintf(stderr, "error: a generation step on the GPU: %s\n",

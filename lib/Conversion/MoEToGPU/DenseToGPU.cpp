@@ -210,9 +210,7 @@ private:
 
   gpu::GPUFuncOp kernel(StringRef name,
                         function_ref<gpu::GPUFuncOp()> build) {
-    if (auto k = kernels.lookupSymbol<gpu::GPUFuncOp>(name))
-      return k;
-    return build();
+    return getOrBuildKernel(kernels, name, build);
   }
 
   /// `v` [R, C] viewed as [R * C / width, width] (rows of one head).
@@ -231,48 +229,10 @@ private:
         b, loc, v, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
   }
 
-  /// f32 [T, M] = x [T, K] w [K, M] on the device: the dense GEMV (split
-  /// over K, f32 atomics into a zeroed buffer) for few rows, the
-  /// tensor-core GEMM from 128 rows.
-  Value matmulF32(Value x, Value w) {
-    int64_t T = dim(x, 0), K = dim(x, 1), M = dim(w, 1);
-    Value w3 = memref::ExpandShapeOp::create(
-        b, loc, MemRefType::get({1, K, M}, bf16), w,
-        ArrayRef<ReassociationIndices>{{0, 1}, {2}});
-    Location kloc = kernels.getLoc();
-    if (T >= 128 && K % kMmaTileK == 0) {
-      MmaOptions o;
-      o.dense = true;
-      o.tileM = 128;
-      std::string name = mmaKernelName(o);
-      gpu::GPUFuncOp k = kernel(name, [&] {
-        return buildGroupedMmaKernel(b, kloc, kernels, name, o);
-      });
-      Value acc = h.alloc({T, M}, f32);
-      h.launch(k, {(M + kMmaTileN - 1) / kMmaTileN, (T + 127) / 128, 1},
-               {kMmaThreads, 1, 1}, {x, w3, acc});
-      return acc;
-    }
-    GemvOptions o;
-    o.dense = true;
-    o.rowsPerPass = std::min<int64_t>(T, kGemvRowsPerPass);
-    std::string name = "moe_gemv_dense_bf16";
-    if (o.rowsPerPass != kGemvRowsPerPass)
-      name += "_r" + std::to_string(o.rowsPerPass);
-    gpu::GPUFuncOp k = kernel(name, [&] {
-      return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
-    });
-    GemvGrid g = planGemv(K, M, 1);
-    Value acc = h.zeroed({T, M});
-    Value noOffsets = h.alloc({1}, b.getI32Type()); // not read when dense
-    h.launch(k, {g.blocksX, g.splits, 1}, {g.threads, 1, 1},
-             {x, noOffsets, w3, acc, h.index(g.kchunk)});
-    return acc;
-  }
-
   /// round(x w (+ bias)) into `out` [T, M] bf16.
   void project(Value x, Value w, Value bias, Value out) {
-    Value acc = matmulF32(x, w);
+    // The dense GEMV reads no offsets: any i32 buffer will do.
+    Value acc = denseMatmulF32(b, h, kernels, x, w, h.alloc({1}, b.getI32Type()));
     int64_t elements = dim(out, 0) * dim(out, 1);
     Location kloc = kernels.getLoc();
     if (bias) {
@@ -363,12 +323,13 @@ private:
     int64_t KV = cast<IntegerAttr>(attrs.get("num_kv_heads")).getInt();
     Value keyIn = arg(unsigned(index[10])), valueIn = arg(unsigned(index[11]));
     Value position = arg(unsigned(index[12]));
-    int64_t S = dim(keyIn, 0), hd = dim(keyIn, 2);
 
+    // B sequences of T rows each, caches of S rows each.
     Value x = operand(0);
-    int64_t T = dim(x, 0);
-    Value q = h.alloc({T, H * hd}, bf16), k = h.alloc({T, KV * hd}, bf16),
-          v = h.alloc({T, KV * hd}, bf16);
+    int64_t rows = dim(x, 0), B = dim(position, 0);
+    int64_t T = rows / B, S = dim(keyIn, 0) / B, hd = dim(keyIn, 2);
+    Value q = h.alloc({rows, H * hd}, bf16), k = h.alloc({rows, KV * hd}, bf16),
+          v = h.alloc({rows, KV * hd}, bf16);
     project(x, operand(1), operand(5), q);
     project(x, operand(2), operand(6), k);
     project(x, operand(3), operand(7), v);
@@ -376,7 +337,8 @@ private:
       Value kNorm = operand(9);
       double eps = epsilonAttr("qk_norm_epsilon", 1e-6);
       bool whole = dim(qNorm, 0) != hd; // OLMoE: the whole projection
-      Value qn = h.alloc({T, H * hd}, bf16), kn = h.alloc({T, KV * hd}, bf16);
+      Value qn = h.alloc({rows, H * hd}, bf16),
+            kn = h.alloc({rows, KV * hd}, bf16);
       if (whole) {
         rmsNormRows(q, qNorm, qn, eps);
         rmsNormRows(k, kNorm, kn, eps);
@@ -388,18 +350,12 @@ private:
       k = kn;
     }
 
-    // The position, read on the host (one per sequence when batched: then
-    // the kernels read them on the device).
+    // The position is on the host: one sequence's is passed to the kernels
+    // as a value, a batch's positions are uploaded.
     if (deviceArgs[unsigned(index[12])])
       return fn.emitError() << "the GPU attention reads its position on the "
                                "host";
-    int64_t B = dim(position, 0);
-    T /= B;
-    S /= B;
     Value c0 = h.index(0);
-    Value pos = memref::LoadOp::create(b, loc, position, ValueRange{c0});
-    Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
-    Value positions = B > 1 ? h.upload(position) : Value();
 
     // The caches: the step's input, then the new rows.
     Value keys = output(firstOut + 1), values = output(firstOut + 2);
@@ -431,7 +387,7 @@ private:
                 reinterpret_cast<const char *>(invFreq.data()),
                 invFreq.size() * sizeof(float))),
             llvm::bit_cast<uint64_t>(factor))));
-    Value qr = h.alloc({B * T, H * hd}, bf16);
+    Value qr = h.alloc({rows, H * hd}, bf16);
     Value keys2 = flatten(keys), values2 = flatten(values);
     AttentionKernelOptions ao;
     ao.headDim = hd;
@@ -448,8 +404,11 @@ private:
       return buildAttentionKernel(b, kernels.getLoc(), kernels, attnName, bf16,
                                   ao);
     });
-    Value o = h.alloc({B * T, H * hd}, bf16);
+    Value o = h.alloc({rows, H * hd}, bf16);
     if (B == 1) {
+      Value pos = memref::LoadOp::create(b, loc, position, ValueRange{c0});
+      Value posIndex =
+          arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
       gpu::GPUFuncOp rope = kernel(ropeName, [&] {
         return buildRopeKernel(b, kernels.getLoc(), kernels, ropeName, bf16,
                                invFreq, factor);
@@ -464,21 +423,22 @@ private:
       h.launch(attn, {T, H, 1}, {kAttentionThreads, 1, 1},
                {qr, keys2, values2, o, posIndex});
     } else {
+      Value positions = h.upload(position);
       std::string batchedRope = "moe_rope_batched" + ropeName.substr(8);
       gpu::GPUFuncOp brope = kernel(batchedRope, [&] {
         return buildBatchedRopeKernel(b, kernels.getLoc(), kernels,
                                       batchedRope, bf16, invFreq, factor);
       });
       Value tIdx = h.index(T), sIdx = h.index(S), one = h.index(1);
-      h.launchElementwise(brope, B * T * H * hd,
+      h.launchElementwise(brope, rows * H * hd,
                           {q, qr, positions, tIdx, tIdx, c0});
-      h.launchElementwise(brope, B * T * KV * hd,
+      h.launchElementwise(brope, rows * KV * hd,
                           {k, keys2, positions, tIdx, sIdx, one});
       gpu::GPUFuncOp store = kernel("moe_store_rows_batched_bf16", [&] {
         return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
                                            "moe_store_rows_batched_bf16", bf16);
       });
-      h.launchElementwise(store, B * T * KV * hd,
+      h.launchElementwise(store, rows * KV * hd,
                           {v, values2, positions, tIdx, sIdx});
       h.launch(attn, {T, H, B}, {kAttentionThreads, 1, 1},
                {qr, keys2, values2, o, positions, tIdx, sIdx});

@@ -132,6 +132,59 @@ GemvGrid mlir::moe::planGemv(int64_t k, int64_t m, int64_t active) {
   return g;
 }
 
+gpu::GPUFuncOp mlir::moe::getOrBuildKernel(
+    gpu::GPUModuleOp kernels, StringRef name,
+    function_ref<gpu::GPUFuncOp()> build) {
+  if (auto existing = kernels.lookupSymbol<gpu::GPUFuncOp>(name))
+    return existing;
+  return build();
+}
+
+bool mlir::moe::denseMatmulOnTensorCores(int64_t rows, int64_t k) {
+  return rows >= 128 && k % kMmaTileK == 0;
+}
+
+Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
+                                gpu::GPUModuleOp kernels, Value x, Value w,
+                                Value anyI32) {
+  auto xType = cast<MemRefType>(x.getType());
+  auto wType = cast<MemRefType>(w.getType());
+  int64_t T = xType.getDimSize(0), K = xType.getDimSize(1),
+          M = wType.getDimSize(1);
+  Type bf16 = b.getBF16Type(), f32 = b.getF32Type();
+  Location kloc = kernels.getLoc();
+  Value w3 = memref::ExpandShapeOp::create(
+      b, w.getLoc(), MemRefType::get({1, K, M}, bf16), w,
+      ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+  if (denseMatmulOnTensorCores(T, K)) {
+    MmaOptions o;
+    o.dense = true;
+    o.tileM = 128;
+    std::string name = mmaKernelName(o);
+    gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {
+      return buildGroupedMmaKernel(b, kloc, kernels, name, o);
+    });
+    Value acc = h.alloc({T, M}, f32);
+    h.launch(k, {(M + kMmaTileN - 1) / kMmaTileN, (T + 127) / 128, 1},
+             {kMmaThreads, 1, 1}, {x, w3, acc});
+    return acc;
+  }
+  GemvOptions o;
+  o.dense = true;
+  o.rowsPerPass = std::min<int64_t>(T, kGemvRowsPerPass);
+  std::string name = "moe_gemv_dense_bf16";
+  if (o.rowsPerPass != kGemvRowsPerPass)
+    name += "_r" + std::to_string(o.rowsPerPass);
+  gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {
+    return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
+  });
+  GemvGrid g = planGemv(K, M, 1);
+  Value acc = h.zeroed({T, M});
+  h.launch(k, {g.blocksX, g.splits, 1}, {g.threads, 1, 1},
+           {x, anyI32, w3, acc, h.index(g.kchunk)});
+  return acc;
+}
+
 void HostBuilder::freeAll() {
   for (Value v : owned)
     gpu::DeallocOp::create(b, loc, Type(), ValueRange{}, v);
@@ -217,11 +270,8 @@ struct MoEMaterializeGpuExpertsPass
       b.setInsertionPointToEnd(module.getBody());
       kernels = gpu::GPUModuleOp::create(b, module.getLoc(), kKernelModuleName);
     }
-    auto kernel = [&](StringRef name,
-                      function_ref<gpu::GPUFuncOp()> build) -> gpu::GPUFuncOp {
-      if (auto k = kernels.lookupSymbol<gpu::GPUFuncOp>(name))
-        return k;
-      return build();
+    auto kernel = [&](StringRef name, function_ref<gpu::GPUFuncOp()> build) {
+      return getOrBuildKernel(kernels, name, build);
     };
     Type bf16 = b.getBF16Type();
     Location kloc = kernels.getLoc();
@@ -276,14 +326,18 @@ struct MoEMaterializeGpuExpertsPass
     return device;
   }
 
-  /// The buffer `v` views (through reshapes and casts).
+  /// Reshapes and casts: views of their operand's buffer.
+  static bool isView(Operation *op) {
+    return isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp>(
+        op);
+  }
+
+  /// The buffer `v` views.
   static Value viewedBuffer(Value v) {
     while (Operation *def = v.getDefiningOp()) {
-      if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp>(
-              def))
-        v = def->getOperand(0);
-      else
+      if (!isView(def))
         break;
+      v = def->getOperand(0);
     }
     return v;
   }
@@ -296,13 +350,13 @@ struct MoEMaterializeGpuExpertsPass
   }
 
   /// Whether every use of `v` (through views) is an operand of a call to a
-  /// GPU helper or its deallocation.
+  /// GPU layer or dense helper, or its deallocation. (The decomposed
+  /// experts helper takes host activations: its operands stay on the host.)
   static bool onlyHelperUses(Value v, ModuleOp module) {
     for (Operation *user : v.getUsers()) {
       if (isa<memref::DeallocOp>(user))
         continue;
-      if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp>(
-              user)) {
+      if (isView(user)) {
         if (!onlyHelperUses(user->getResult(0), module))
           return false;
         continue;
@@ -311,12 +365,8 @@ struct MoEMaterializeGpuExpertsPass
       auto callee =
           call ? module.lookupSymbol<func::FuncOp>(call.getCallee())
                : func::FuncOp();
-      if (!callee || !(callee->hasAttr(kGpuExpertsAttr) ||
-                       callee->hasAttr(kGpuLayerAttr) ||
-                       callee->hasAttr(kGpuDenseAttr)))
-        return false;
-      // The decomposed experts helper takes host activations.
-      if (callee->hasAttr(kGpuExpertsAttr))
+      if (!callee ||
+          !(callee->hasAttr(kGpuLayerAttr) || callee->hasAttr(kGpuDenseAttr)))
         return false;
     }
     return true;

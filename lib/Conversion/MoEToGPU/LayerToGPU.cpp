@@ -225,13 +225,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   int64_t stages = tileM == 64 ? 3 : 2;
   int64_t warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
   int64_t tiles = (N + tileM - 1) / tileM + S; // upper bound
-  // The router's logits on tensor cores once there are many tokens (the
-  // GEMV re-reads the router weights for every 4 rows).
-  bool mmaRouter = T >= 128 && d % kMmaTileK == 0;
+  // The router's logits on tensor cores once there are many tokens.
+  bool mmaRouter = denseMatmulOnTensorCores(T, d);
 
   HostBuilder h(b, loc);
   Value xDev = deviceArgs[0] ? x : h.upload(x);
-  Value logits = mmaRouter ? h.alloc({T, E}, f32) : h.zeroed({T, E});
   Value offsets = h.alloc({E + 1}, i32);
   Value expertOffsets = localized ? h.alloc({L + 1}, i32) : offsets;
   Value rowToken = h.alloc({N}, i32), rowWeight = h.alloc({N}, f32);
@@ -246,11 +244,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value y = h.zeroed({T, d});
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
 
-  auto kernel = [&](StringRef name,
-                    function_ref<gpu::GPUFuncOp()> build) -> gpu::GPUFuncOp {
-    if (auto existing = kernels.lookupSymbol<gpu::GPUFuncOp>(name))
-      return existing;
-    return build();
+  auto kernel = [&](StringRef name, function_ref<gpu::GPUFuncOp()> build) {
+    return getOrBuildKernel(kernels, name, build);
   };
   Location kloc = kernels.getLoc();
   auto gemvKernel = [&](std::string name, GemvOptions o) {
@@ -267,9 +262,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     });
   };
   auto activation = cast<ActivationAttr>(plan.get("activation")).getValue();
-  GemvOptions denseOpts;
-  denseOpts.dense = true;
-  denseOpts.rowsPerPass = std::min<int64_t>(T, kGemvRowsPerPass);
   // Rows each expert gets on average: the expert GEMVs share each weight
   // load among that many rows.
   double rowsPerExpert =
@@ -326,24 +318,12 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   }
   fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
 
-  Value wr3 = memref::ExpandShapeOp::create(
-      b, loc, MemRefType::get({1, d, E}, bf16), wr,
-      ArrayRef<ReassociationIndices>{{0, 1}, {2}});
   auto launchGemv = [&](gpu::GPUFuncOp k, const GemvGrid &g, int64_t gz,
                         ValueRange args) {
     h.launch(k, {g.blocksX, g.splits, gz}, {g.threads, 1, 1}, args);
   };
-  if (mmaRouter) {
-    MmaOptions routerOpts;
-    routerOpts.dense = true;
-    routerOpts.tileM = 128;
-    h.launch(mmaKernel(routerOpts),
-             {(E + kMmaTileN - 1) / kMmaTileN, (T + 127) / 128, 1},
-             {kMmaThreads, 1, 1}, {xDev, wr3, logits});
-  } else {
-    launchGemv(gemvKernel("moe_gemv_dense_bf16", denseOpts), routerGrid, 1,
-               {xDev, offsets, wr3, logits, h.index(routerGrid.kchunk)});
-  }
+  // logits = x W_router (the GEMV's grid is routerGrid, recorded above).
+  Value logits = denseMatmulF32(b, h, kernels, xDev, wr, offsets);
   SmallVector<Value> routeArgs{logits,       offsets,   rowToken,
                                rowWeight,    hit,       assignExpert,
                                assignPos,    assignWeight};

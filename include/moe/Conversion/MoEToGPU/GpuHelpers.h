@@ -67,6 +67,22 @@ private:
   SmallVector<Value> owned;
 };
 
+/// The kernel `name` of `kernels`, built by `build` on first use.
+gpu::GPUFuncOp getOrBuildKernel(gpu::GPUModuleOp kernels, StringRef name,
+                                function_ref<gpu::GPUFuncOp()> build);
+
+/// Whether denseMatmulF32 multiplies T rows of K on tensor cores (from 128
+/// rows: the GEMV re-reads the weights for every 4 rows).
+bool denseMatmulOnTensorCores(int64_t rows, int64_t k);
+
+/// f32 [T, M] = x [T, K] w [K, M] (bf16) on the device, through `h`: the
+/// dense tensor-core kernel (denseMatmulOnTensorCores), else the dense GEMV
+/// (split over K, f32 atomics into a zeroed buffer, grid planGemv(K, M, 1)).
+/// `anyI32` is any i32 device buffer: the dense GEMV does not read its
+/// offsets argument.
+Value denseMatmulF32(OpBuilder &b, HostBuilder &h, gpu::GPUModuleOp kernels,
+                     Value x, Value w, Value anyI32);
+
 /// Grid of a grouped GEMV over K x M with `active` (weight matrix, expert)
 /// pairs expected at once: 8 columns a thread, threads sized to the columns,
 /// K split so that about four blocks per SM (132 SMs) have work; kchunk is a

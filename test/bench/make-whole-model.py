@@ -59,12 +59,12 @@ with open(os.path.join(ckpt, "config.json"), "w") as fh:
 with open(os.path.join(out, "config.json"), "w") as fh:
     json.dump(config, fh, indent=1)
 
-# decode16: 16 sequences per step with the batched attention kernels.
+# decode16: 16 sequences per step.
 for name, tokens, seq, batch in [("decode", 1, 4096, 1), ("prefill", 2048, 2304, 1),
                                  ("decode16", 1, 512, 16)]:
     cmd = ["build/bin/moe-compile", ckpt, "--import-hf-whole",
            "--import-hf-tokens", str(tokens), "--import-hf-max-seq", str(seq),
-           "--import-hf-batch", str(batch), "--gpu-batched-attention",
+           "--import-hf-batch", str(batch),
            "--target=cuda", "--cpu=x86-64-v3", "-o", os.path.join(out, f"mixtral-{name}")]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)

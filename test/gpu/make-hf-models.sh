@@ -27,7 +27,7 @@ for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_d
         # Two sequences per step (hf_compare.py checks both against
         # transformers), with the batched attention kernels.
         build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
-          --import-hf-batch 2 --target=cuda --gpu-batched-attention --cpu=x86-64-v3 \
+          --import-hf-batch 2 --target=cuda --cpu=x86-64-v3 \
           -o "$dir/$arch-cuda-b2-$t"
         build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
           --import-hf-batch 2 --cpu=x86-64-v3 -o "$dir/$arch-cpu-b2-$t"

@@ -6,17 +6,26 @@
 #  2. compute-sanitizer memcheck and racecheck on a whole model whose every
 #     part runs on the GPU (mixtral_e8, checkpoint from step 1);
 #  3. bench_whole_model.py on build/bench-whole (make-whole-model.py), its
-#     table into $OUT/whole-model.md.
+#     table into $OUT/whole-model.md, and the time of each kernel of the
+#     2048-token prefill step (Nsight Compute, profile_kernels.py);
+#  0. first, attention_cases.py: the GPU attention kernels against PyTorch
+#     (build/gpu-attention, made by `attention_cases.py make`).
 # Usage: sh test/gpu/run-whole-on-device.sh   (from the repository root)
+# HF_MODELS: the directory of step 1 (default build/hf-models).
 out=${OUT:-/tmp}
 rc=0
-python3 test/gpu/hf_compare.py build/hf-models $HF_COMPARE_ARCHS > "$out/hf-compare.log" 2>&1 || rc=1
-tail -n 45 "$out/hf-compare.log"
+if [ -d build/gpu-attention ]; then
+  python3 test/gpu/attention_cases.py check build/gpu-attention > "$out/attention.log" 2>&1 || rc=1
+  tail -n 12 "$out/attention.log"
+fi
+models=${HF_MODELS:-build/hf-models}
+python3 test/gpu/hf_compare.py "$models" $HF_COMPARE_ARCHS > "$out/hf-compare.log" 2>&1 || rc=1
+tail -n 12 "$out/hf-compare.log"
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -x build/hf-models/mixtral_e8-cuda-bf16 ] && [ -d build/hf-models/ckpt-mixtral_e8-bf16 ]; then
+if [ -x "$models/mixtral_e8-cuda-bf16" ] && [ -d "$models/ckpt-mixtral_e8-bf16" ] && [ -z "$SKIP_SANITIZER" ]; then
   for tool in memcheck racecheck; do
-    if "$san" --tool $tool --error-exitcode 9 build/hf-models/mixtral_e8-cuda-bf16 \
-        --weights build/hf-models/ckpt-mixtral_e8-bf16 --prompt-ids 3,1,4,1,5 \
+    if "$san" --tool $tool --error-exitcode 9 "$models/mixtral_e8-cuda-bf16" \
+        --weights "$models/ckpt-mixtral_e8-bf16" --prompt-ids 3,1,4,1,5 \
         --max-new-tokens 4 > "$out/sanitizer-$tool.log" 2>&1; then
       echo "compute-sanitizer $tool: clean"
     else
@@ -27,6 +36,11 @@ fi
 if [ -d build/bench-whole ] && [ -z "$SKIP_BENCH" ]; then
   python3 test/bench/bench_whole_model.py build/bench-whole "$out/whole-model.md" \
     > "$out/bench-whole.log" 2>&1 || { rc=1; tail -n 30 "$out/bench-whole.log"; }
+  ids=$(python3 -c "print(','.join(str((i * 7919) % 32000) for i in range(2048)))")
+  timeout 200 python3 test/bench/profile_kernels.py "$out/prefill-ncu.csv" -- \
+    build/bench-whole/mixtral-prefill --weights build/bench-whole/ckpt \
+    --prompt-ids "$ids" --max-new-tokens 1 > "$out/prefill-kernels.md" 2>&1
+  tail -n 14 "$out/prefill-kernels.md"
   cat "$out/whole-model.md" 2>/dev/null
 fi
 exit $rc

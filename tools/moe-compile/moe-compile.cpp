@@ -84,12 +84,6 @@ cl::opt<int64_t> gpuMmaWarps(
     cl::desc("warps per tensor-core block: 0 (default, chosen per layer), 4 "
              "or 8"),
     cl::init(0));
-cl::opt<bool> gpuBatchedAttention(
-    "gpu-batched-attention",
-    cl::desc("with --target=cuda: run batched attention (--import-hf-batch) "
-             "on the GPU kernels too (experimental: not yet run on a GPU; "
-             "without it batched attention runs on the host)"),
-    cl::init(false));
 cl::opt<bool> gpuReport(
     "gpu-report",
     cl::desc("with --target=cuda: a remark per dense part of the model "
@@ -340,9 +334,6 @@ int main(int argc, char **argv) {
                                 " ranks failed (see the diagnostics above)");
   }
 
-  if (cuda && gpuBatchedAttention)
-    (*module)->setAttr(moe::kGpuBatchedAttentionAttr,
-                       UnitAttr::get(&context));
   FailureOr<moe::ModelSignature> signature =
       moe::prepareModelEntry(*module, entryName, cuda);
   if (failed(signature))

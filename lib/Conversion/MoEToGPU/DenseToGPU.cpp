@@ -396,14 +396,22 @@ private:
     ao.group = H / KV;
     ao.scale = float(1.0 / std::sqrt(double(hd)));
     ao.batched = B > 1;
-    std::string attnName = std::string(B > 1 ? "moe_attention_batched_bf16_hd"
-                                             : "moe_attention_bf16_hd") +
-                           std::to_string(hd) + "_s" + std::to_string(S) +
-                           "_g" + std::to_string(ao.group);
+    // Many rows per sequence (prefill): tensor cores, a block per 64 rows
+    // and head; otherwise a block per row and head.
+    bool flash = usesFlashAttention(ao, T);
+    std::string attnName =
+        std::string(flash ? "moe_flash_attention" : "moe_attention") +
+        (B > 1 ? "_batched" : "") + "_bf16_hd" + std::to_string(hd) +
+        (flash ? "" : "_s" + std::to_string(S)) + "_g" +
+        std::to_string(ao.group);
     gpu::GPUFuncOp attn = kernel(attnName, [&] {
-      return buildAttentionKernel(b, kernels.getLoc(), kernels, attnName, bf16,
-                                  ao);
+      return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
+                                               attnName, ao)
+                   : buildAttentionKernel(b, kernels.getLoc(), kernels,
+                                          attnName, bf16, ao);
     });
+    int64_t gridX = flash ? (T + kFlashRows - 1) / kFlashRows : T;
+    int64_t blockThreads = flash ? 32 * kFlashWarps : kAttentionThreads;
     Value o = h.alloc({rows, H * hd}, bf16);
     if (B == 1) {
       Value pos = memref::LoadOp::create(b, loc, position, ValueRange{c0});
@@ -420,7 +428,7 @@ private:
                                     "moe_store_rows_bf16", bf16);
       });
       h.launchElementwise(store, T * KV * hd, {v, values2, posIndex});
-      h.launch(attn, {T, H, 1}, {kAttentionThreads, 1, 1},
+      h.launch(attn, {gridX, H, 1}, {blockThreads, 1, 1},
                {qr, keys2, values2, o, posIndex});
     } else {
       Value positions = h.upload(position);
@@ -440,7 +448,7 @@ private:
       });
       h.launchElementwise(store, rows * KV * hd,
                           {v, values2, positions, tIdx, sIdx});
-      h.launch(attn, {T, H, B}, {kAttentionThreads, 1, 1},
+      h.launch(attn, {gridX, H, B}, {blockThreads, 1, 1},
                {qr, keys2, values2, o, positions, tIdx, sIdx});
     }
     project(o, operand(4), Value(), output(firstOut));

@@ -633,13 +633,6 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     for (Value v : attn->getOperands())
       if (v != attn.getPosition() && !isStaticBF16(v.getType()))
         return "the GPU attention takes bf16 activations, weights and caches";
-    auto module = attn->getParentOfType<ModuleOp>();
-    if (cast<RankedTensorType>(attn.getPosition().getType()).getDimSize(0) != 1 &&
-        !(module && module->hasAttr(kGpuBatchedAttentionAttr)))
-      return "batched attention (several sequences per step) runs on the "
-             "host unless the module asks for the GPU kernels (" +
-             kGpuBatchedAttentionAttr.str() +
-             ", moe-compile --gpu-batched-attention; not yet run on a GPU)";
     auto x = cast<RankedTensorType>(attn.getInput().getType());
     auto cache = cast<RankedTensorType>(attn.getKeyCacheIn().getType());
     int64_t d = x.getDimSize(1), hd = cache.getDimSize(2),
@@ -654,11 +647,18 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     o.headDim = hd;
     o.valueDim = hd;
     o.maxRows = cache.getDimSize(0);
+    int64_t B = cast<RankedTensorType>(attn.getPosition().getType())
+                    .getDimSize(0);
+    if (usesFlashAttention(o, x.getDimSize(0) / B))
+      return "";
     if (attentionSharedBytes(o) > kMaxStaticSharedBytes)
       return "the GPU attention keeps a row's scores in shared memory: at "
              "most " +
              std::to_string(kMaxStaticSharedBytes / 4 - hd - 32) +
-             " cache rows";
+             " cache rows (or, on tensor cores, steps of " +
+             std::to_string(kFlashMinRows) +
+             " or more rows per sequence and head sizes that are multiples "
+             "of 16 up to " + std::to_string(kFlashMaxHeadDim) + ")";
     return "";
   }
   if (auto generic = dyn_cast<linalg::GenericOp>(op)) {

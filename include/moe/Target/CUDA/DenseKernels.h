@@ -106,6 +106,30 @@ gpu::GPUFuncOp buildAttentionKernel(OpBuilder &b, Location loc,
                                     Type elementType,
                                     const AttentionKernelOptions &options);
 
+/// Causal attention on tensor cores for steps of many rows per sequence
+/// (FlashAttention-2's online softmax; FlashAttentionKernel.cpp): a block of
+/// kFlashWarps warps per kFlashRows query rows of one head, keys in blocks
+/// of kFlashKeys. Grid (ceil(T / kFlashRows), H[, B]); the arguments of
+/// buildAttentionKernel (same `options`, maxRows unused). bf16 only.
+constexpr int64_t kFlashWarps = 4, kFlashRows = 64, kFlashKeys = 64;
+constexpr int64_t kFlashMaxHeadDim = 128;
+/// From this many query rows per sequence, attention takes the tensor-core
+/// kernel (below, a block per row and head).
+constexpr int64_t kFlashMinRows = 16;
+gpu::GPUFuncOp buildFlashAttentionKernel(OpBuilder &b, Location loc,
+                                         gpu::GPUModuleOp module,
+                                         StringRef name,
+                                         const AttentionKernelOptions &options);
+/// Why the tensor-core kernel cannot take `options` (empty when it can).
+std::string whyNotFlashAttention(const AttentionKernelOptions &options);
+/// Whether a step of `rowsPerSequence` query rows takes the tensor-core
+/// kernel.
+inline bool usesFlashAttention(const AttentionKernelOptions &options,
+                               int64_t rowsPerSequence) {
+  return rowsPerSequence >= kFlashMinRows &&
+         whyNotFlashAttention(options).empty();
+}
+
 /// Shared memory the attention kernel needs (bytes), and the most it may use.
 int64_t attentionSharedBytes(const AttentionKernelOptions &options);
 constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
@@ -114,12 +138,6 @@ constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
 // Which dense parts run on the GPU (shared by -convert-moe-dense-to-gpu-call
 // and the model entry, which keeps their buffers on the device)
 //===----------------------------------------------------------------------===//
-
-/// On a module: batched moe.attention (position [B], B > 1) takes the GPU
-/// kernels too. Experimental: they are compiled and their PTX checked, but
-/// have not run on a GPU yet; without it batched attention runs on the host.
-constexpr llvm::StringLiteral kGpuBatchedAttentionAttr =
-    "moe.gpu_batched_attention";
 
 /// Why `op` cannot run on the GPU as a dense part of a model (empty when it
 /// can): bf16 moe.embedding, moe.rms_norm and moe.attention with static

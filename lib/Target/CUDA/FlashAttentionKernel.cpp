@@ -1,0 +1,383 @@
+//===- FlashAttentionKernel.cpp - Causal attention on tensor cores --------===//
+//
+// Part of moe-compiler.
+//
+// The attention of steps with many query rows per sequence (prefill), in the
+// manner of FlashAttention-2: a block of 4 warps takes 64 query rows of one
+// head (each warp 16 rows) and walks the keys in blocks of 64, keeping a
+// running row maximum and sum (online softmax) so no row of scores is ever
+// stored. Per key block:
+//   S = Q K^T     mma.sync m16n8k16 (bf16 in, f32 accumulate); Q's fragments
+//                 stay in registers for the whole walk, K's come from shared
+//                 memory with ldmatrix;
+//   scale, causal mask (key j of query row t is kept when j <= pos + t),
+//   m' = max(m, rowmax S), P = exp(S - m'), l = l exp(m - m') + rowsum P,
+//   O = O exp(m - m') + P V   (P rounded to bf16 straight from the S
+//                 accumulators into A fragments; V's fragments with
+//                 ldmatrix.trans);
+// then O / l rounded to bf16. K and V blocks go global -> shared with
+// cp.async (16 bytes, zero-filled past the cache): the next block's keys
+// are in flight during this block's softmax and P V, its values during the
+// next S. Blocks take query tiles from the last (the most keys) down.
+//
+// Rounding differs from moe.attention's eager definition (which rounds the
+// scores and the normalised probabilities to bf16): here the scores stay in
+// f32 and the unnormalised probabilities are rounded, as FlashAttention and
+// transformers' SDPA path do.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/Utils/TensorBuilders.h"
+#include "moe/Target/CUDA/DenseKernels.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+std::string mlir::moe::whyNotFlashAttention(const AttentionKernelOptions &o) {
+  if (o.headDim != o.valueDim)
+    return "query and value head sizes differ";
+  if (o.headDim % 16 != 0 || o.headDim > kFlashMaxHeadDim)
+    return "the head size is not a multiple of 16 up to " +
+           std::to_string(kFlashMaxHeadDim);
+  return "";
+}
+
+gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
+    OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
+    const AttentionKernelOptions &o) {
+  assert(whyNotFlashAttention(o).empty() && "unsupported flash attention");
+  OpBuilder::InsertionGuard guard(b);
+  MLIRContext *ctx = b.getContext();
+  const int64_t dyn = ShapedType::kDynamic;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type(),
+       index = b.getIndexType();
+  auto mat = MemRefType::get({dyn, dyn}, bf16);
+  SmallVector<Type> args{mat, mat, mat, mat};
+  if (o.batched)
+    args.append({MemRefType::get({dyn}, i32), index, index});
+  else
+    args.push_back(index);
+  const int64_t threads = 32 * kFlashWarps;
+  auto fn = createKernelFunc(b, loc, module, name, args, threads);
+
+  const int64_t HD = o.headDim, BM = kFlashRows, BN = kFlashKeys;
+  static_assert(kFlashRows == kFlashKeys && kFlashRows == 16 * kFlashWarps,
+                "a warp per 16 query rows; query and key tiles share a copy");
+  const int64_t stride = HD + 8; // padded rows: ldmatrix rows in distinct banks
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto tileType =
+      MemRefType::get({BN, stride}, bf16, MemRefLayoutAttrInterface(), wg);
+  Value sK = fn.addWorkgroupAttribution(tileType, loc);
+  Value sV = fn.addWorkgroupAttribution(tileType, loc);
+  Block &entry = fn.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  Value q = entry.getArgument(0), keys = entry.getArgument(1),
+        values = entry.getArgument(2), out = entry.getArgument(3);
+
+  auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
+  using P = arith::CmpIPredicate;
+  auto icmp = [&](P p, Value l, Value r) -> Value {
+    return arith::CmpIOp::create(b, loc, p, l, r);
+  };
+  auto add = [&](Value l, Value r) -> Value {
+    return arith::AddIOp::create(b, loc, l, r);
+  };
+  auto mul = [&](Value l, Value r) -> Value {
+    return arith::MulIOp::create(b, loc, l, r);
+  };
+  auto divu = [&](Value l, int64_t r) -> Value {
+    return arith::DivUIOp::create(b, loc, l, ci(r));
+  };
+  auto remu = [&](Value l, int64_t r) -> Value {
+    return arith::RemUIOp::create(b, loc, l, ci(r));
+  };
+  auto select = [&](Value c, Value t, Value f) -> Value {
+    return arith::SelectOp::create(b, loc, c, t, f);
+  };
+  auto fadd = [&](Value l, Value r) -> Value {
+    return arith::AddFOp::create(b, loc, l, r);
+  };
+  auto fmul = [&](Value l, Value r) -> Value {
+    return arith::MulFOp::create(b, loc, l, r);
+  };
+  auto fmax = [&](Value l, Value r) -> Value {
+    return arith::MaximumFOp::create(b, loc, l, r);
+  };
+  auto exp = [&](Value v) -> Value { return math::ExpOp::create(b, loc, v); };
+  auto fsub = [&](Value l, Value r) -> Value {
+    return arith::SubFOp::create(b, loc, l, r);
+  };
+  // The sum (or max) over the 4 lanes of a quad (the lanes holding one row
+  // of an mma accumulator).
+  auto quad = [&](Value v, bool max) {
+    for (int32_t off : {1, 2}) {
+      Value other =
+          gpu::ShuffleOp::create(b, loc, v, off, 32, gpu::ShuffleMode::XOR)
+              .getShuffleResult();
+      v = max ? fmax(v, other) : fadd(v, other);
+    }
+    return v;
+  };
+
+  // Which rows and keys: query tile x of sequence z, head y.
+  Value tileX = arith::SubIOp::create(
+      b, loc,
+      arith::SubIOp::create(b, loc,
+                            gpu::GridDimOp::create(b, loc, gpu::Dimension::x),
+                            gpu::BlockIdOp::create(b, loc, gpu::Dimension::x)),
+      ci(1));
+  Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value T, S, pos, qBase, cacheBase;
+  Value t0 = mul(tileX, ci(BM));
+  if (o.batched) {
+    Value seq = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+    T = entry.getArgument(5);
+    S = entry.getArgument(6);
+    pos = arith::IndexCastOp::create(
+        b, loc, index,
+        memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
+    qBase = mul(seq, T);
+    cacheBase = mul(seq, S);
+  } else {
+    T = memref::DimOp::create(b, loc, q, 0);
+    S = memref::DimOp::create(b, loc, keys, 0);
+    pos = entry.getArgument(4);
+    qBase = ci(0);
+    cacheBase = ci(0);
+  }
+  Value qCol0 = mul(h, ci(HD));
+  Value kCol0 = mul(divu(h, o.group), ci(HD));
+  // Keys 0 .. pos + the tile's last row: ceil(that / BN) key blocks.
+  Value rowsHere = arith::MinUIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, T, t0), ci(BM));
+  Value keysEnd = add(pos, add(t0, rowsHere));
+  Value blocks = divu(add(keysEnd, ci(BN - 1)), BN);
+
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value warp = divu(tid, 32), lane = remu(tid, 32);
+  Value g = divu(lane, 4), tg2 = mul(remu(lane, 4), ci(2));
+
+  // A tile of 64 rows x HD columns: HD / 16 chunks of 16 bytes per thread.
+  auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
+  const int64_t chunksPerRow = HD / 8;
+  auto copyTile = [&](Value dst, Value src, Value firstRow, Value limit,
+                      Value srcRowBase, Value col0) {
+    SmallVector<Value> tokens;
+    for (int64_t c = 0; c < BN * chunksPerRow / threads; ++c) {
+      Value v = add(tid, ci(c * threads));
+      Value row = divu(v, chunksPerRow);
+      Value col = mul(remu(v, chunksPerRow), ci(8));
+      Value ok = icmp(P::ult, add(firstRow, row), limit);
+      Value srcRow = add(srcRowBase, select(ok, add(firstRow, row), ci(0)));
+      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          b, loc, tokenType, dst, ValueRange{row, col}, src,
+          ValueRange{srcRow, add(col0, col)}, b.getIndexAttr(8),
+          select(ok, ci(8), ci(0)), b.getUnitAttr()));
+    }
+    return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens)
+        .getResult();
+  };
+  auto waitGroups = [&](Value token, int32_t pending) {
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, token,
+                                     b.getI32IntegerAttr(pending));
+  };
+  auto copyKeys = [&](Value dst, Value src, Value block) {
+    return copyTile(dst, src, mul(block, ci(BN)), S, cacheBase, kCol0);
+  };
+
+  // mma.sync m16n8k16, bf16 x bf16 -> f32.
+  auto resultType = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
+  std::array<NVVM::MMATypes, 2> ptxTypes{NVVM::MMATypes::bf16,
+                                         NVVM::MMATypes::bf16};
+  std::array<NVVM::MMALayout, 2> layouts{NVVM::MMALayout::row,
+                                         NVVM::MMALayout::col};
+  auto mma = [&](ArrayRef<Value> a, ArrayRef<Value> bReg,
+                 MutableArrayRef<Value> c) {
+    Value d = NVVM::MmaOp::create(b, loc, resultType, a, bReg, c,
+                                  ArrayRef<int64_t>{16, 8, 16}, std::nullopt,
+                                  std::nullopt, ptxTypes, layouts);
+    for (int64_t i = 0; i < 4; ++i)
+      c[i] = LLVM::ExtractValueOp::create(b, loc, d, i);
+  };
+  auto fragType = VectorType::get({4, 2}, bf16);
+  auto v1i32 = VectorType::get({1}, i32);
+  auto v2bf16 = VectorType::get({2}, bf16);
+  auto reg = [&](Value frag, int64_t i) -> Value {
+    Value v = vector::ExtractOp::create(b, loc, frag, i);
+    return vector::ExtractOp::create(
+        b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
+  };
+  // Two f32 as one register of two bf16 (the lower column first).
+  auto pack = [&](Value lo, Value hi) -> Value {
+    Value v = vector::FromElementsOp::create(
+        b, loc, v2bf16,
+        ValueRange{fromF32(b, loc, lo, bf16), fromF32(b, loc, hi, bf16)});
+    return vector::ExtractOp::create(
+        b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
+  };
+
+  // The query tile, through sV: each warp keeps its 16 rows as A fragments
+  // (HD / 16 of 4 registers).
+  Value qGroup = copyTile(sV, q, t0, T, qBase, qCol0);
+  waitGroups(qGroup, 0);
+  gpu::BarrierOp::create(b, loc);
+  Value warpRow0 = mul(warp, ci(16));
+  SmallVector<SmallVector<Value, 4>> qFrag;
+  for (int64_t ks = 0; ks < HD / 16; ++ks) {
+    Value f = nvgpu::LdMatrixOp::create(
+        b, loc, fragType, sV,
+        ValueRange{add(warpRow0, remu(lane, 16)),
+                   add(ci(ks * 16), mul(divu(lane, 16), ci(8)))},
+        /*transpose=*/false, /*numTiles=*/4);
+    qFrag.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
+  }
+  gpu::BarrierOp::create(b, loc);
+  copyKeys(sK, keys, ci(0));
+  copyKeys(sV, values, ci(0));
+
+  // This thread's rows (g and g + 8 of the warp's 16), as positions.
+  Value rowA = add(t0, add(warpRow0, g));
+  Value rowB = add(rowA, ci(8));
+  Value lastKeyA = add(pos, rowA), lastKeyB = add(pos, rowB);
+
+  const int64_t NT = BN / 8;  // n8 tiles of scores per key block
+  const int64_t OT = HD / 8;  // n8 tiles of the output
+  Value ninf = constF32(b, loc, -std::numeric_limits<float>::infinity());
+  Value zero = constF32(b, loc, 0.0f);
+  Value scale = constF32(b, loc, o.scale);
+  SmallVector<Value> init(OT * 4, zero);
+  init.append({ninf, ninf, zero, zero}); // m (rows g, g+8), l (partial)
+  auto loop = scf::ForOp::create(b, loc, ci(0), blocks, ci(1), init);
+  {
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value kb = loop.getInductionVar();
+    SmallVector<Value> acc(loop.getRegionIterArgs().begin(),
+                           loop.getRegionIterArgs().begin() + OT * 4);
+    Value mOld[2] = {loop.getRegionIterArgs()[OT * 4],
+                     loop.getRegionIterArgs()[OT * 4 + 1]};
+    Value lOld[2] = {loop.getRegionIterArgs()[OT * 4 + 2],
+                     loop.getRegionIterArgs()[OT * 4 + 3]};
+    Value next = arith::MinUIOp::create(b, loc, add(kb, ci(1)),
+                                        arith::SubIOp::create(b, loc, blocks,
+                                                              ci(1)));
+
+    // This block's keys are in (its values may still be in flight).
+    waitGroups(qGroup, 1);
+    gpu::BarrierOp::create(b, loc);
+    SmallVector<Value> s(NT * 4, zero);
+    for (int64_t ks = 0; ks < HD / 16; ++ks)
+      for (int64_t np = 0; np < NT; np += 2) {
+        // Keys np*8 .. +15: registers b0, b1 of tile np, then of np + 1.
+        Value f = nvgpu::LdMatrixOp::create(
+            b, loc, fragType, sK,
+            ValueRange{add(ci(np * 8),
+                           add(remu(lane, 8), mul(divu(lane, 16), ci(8)))),
+                       add(ci(ks * 16), mul(remu(divu(lane, 8), 2), ci(8)))},
+            /*transpose=*/false, /*numTiles=*/4);
+        for (int64_t half = 0; half < 2; ++half) {
+          SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
+          mma(qFrag[ks], bReg,
+              MutableArrayRef<Value>(s).slice((np + half) * 4, 4));
+        }
+      }
+    // Every warp is done with sK: the next block's keys may come in.
+    gpu::BarrierOp::create(b, loc);
+    copyKeys(sK, keys, next);
+
+    // Scale, mask, online softmax. s[ni*4 + c]: row g + 8 (c / 2), key
+    // kb*BN + ni*8 + tg2 + c % 2.
+    Value key0 = add(mul(kb, ci(BN)), tg2);
+    Value mNew[2], alpha[2];
+    for (int64_t r = 0; r < 2; ++r) {
+      Value last = r ? lastKeyB : lastKeyA;
+      Value mx = ninf;
+      for (int64_t ni = 0; ni < NT; ++ni)
+        for (int64_t c = 0; c < 2; ++c) {
+          Value &v = s[ni * 4 + r * 2 + c];
+          Value key = add(key0, ci(ni * 8 + c));
+          v = select(icmp(P::ule, key, last), fmul(v, scale), ninf);
+          mx = fmax(mx, v);
+        }
+      mNew[r] = fmax(mOld[r], quad(mx, /*max=*/true));
+      alpha[r] = exp(fsub(mOld[r], mNew[r]));
+    }
+    Value lNew[2] = {fmul(lOld[0], alpha[0]), fmul(lOld[1], alpha[1])};
+    for (int64_t ni = 0; ni < NT; ++ni)
+      for (int64_t c = 0; c < 4; ++c) {
+        Value &v = s[ni * 4 + c];
+        v = exp(fsub(v, mNew[c / 2]));
+        lNew[c / 2] = fadd(lNew[c / 2], v);
+      }
+    for (int64_t ot = 0; ot < OT; ++ot)
+      for (int64_t c = 0; c < 4; ++c)
+        acc[ot * 4 + c] = fmul(acc[ot * 4 + c], alpha[c / 2]);
+
+    // This block's values are in (the next keys may still be in flight).
+    waitGroups(qGroup, 1);
+    gpu::BarrierOp::create(b, loc);
+    for (int64_t kc = 0; kc < BN / 16; ++kc) {
+      // P's 16 keys kc*16 .. +15 as an A fragment: score tiles 2kc, 2kc+1.
+      const Value *t = &s[2 * kc * 4];
+      SmallVector<Value, 4> a{pack(t[0], t[1]), pack(t[2], t[3]),
+                              pack(t[4], t[5]), pack(t[6], t[7])};
+      for (int64_t np = 0; np < OT; np += 2) {
+        Value f = nvgpu::LdMatrixOp::create(
+            b, loc, fragType, sV,
+            ValueRange{add(ci(kc * 16), remu(lane, 16)),
+                       add(ci(np * 8), mul(divu(lane, 16), ci(8)))},
+            /*transpose=*/true, /*numTiles=*/4);
+        for (int64_t half = 0; half < 2; ++half) {
+          SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
+          mma(a, bReg, MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
+        }
+      }
+    }
+    gpu::BarrierOp::create(b, loc);
+    copyKeys(sV, values, next);
+    SmallVector<Value> yield(acc);
+    yield.append({mNew[0], mNew[1], lNew[0], lNew[1]});
+    scf::YieldOp::create(b, loc, yield);
+  }
+  // Nothing may be in flight into shared memory when the block exits.
+  waitGroups(qGroup, 0);
+
+  // O / l, rounded, rows below T only (the quad sums before the branch:
+  // every lane of the warp takes part in a shuffle).
+  Value lSum[2] = {quad(loop.getResult(OT * 4 + 2), /*max=*/false),
+                   quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
+  for (int64_t r = 0; r < 2; ++r) {
+    Value row = r ? rowB : rowA;
+    auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, row, T), false);
+    OpBuilder::InsertionGuard eg(b);
+    b.setInsertionPointToStart(&inRows.getThenRegion().front());
+    Value inv = arith::DivFOp::create(b, loc, constF32(b, loc, 1.0f), lSum[r]);
+    Value outRow = add(qBase, row);
+    for (int64_t ot = 0; ot < OT; ++ot) {
+      Value pair = vector::FromElementsOp::create(
+          b, loc, v2bf16,
+          ValueRange{
+              fromF32(b, loc, fmul(loop.getResult(ot * 4 + 2 * r), inv), bf16),
+              fromF32(b, loc, fmul(loop.getResult(ot * 4 + 2 * r + 1), inv),
+                      bf16)});
+      vector::StoreOp::create(b, loc, pair, out,
+                              ValueRange{outRow, add(qCol0, add(ci(ot * 8), tg2))},
+                              false, llvm::MaybeAlign(4));
+    }
+  }
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}

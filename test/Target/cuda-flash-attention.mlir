@@ -1,0 +1,50 @@
+// Attention of a step with many rows per sequence (prefill) on tensor
+// cores: FlashAttention-2-style, a block of 4 warps per 64 query rows and
+// head (grid ceil(100 / 64) = 2 x 4 heads, 128 threads), Q K^T and P V on
+// mma.sync m16n8k16 with bf16 in and f32 accumulation, fragments from
+// shared memory with ldmatrix (V transposed), key and value blocks copied
+// with cp.async. The shared memory (two 64 x 136 bf16 tiles) does not grow
+// with the cache, so a 4096-row cache is fine. A one-row step (decode)
+// keeps the block-per-row kernel; a batched prefill has a z slice per
+// sequence. (Run against transformers on an H200 by test/gpu/hf_compare.py
+// and test/bench/bench_whole_model.py.)
+// REQUIRES: ptxas
+// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
+// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=HOST
+
+// PTX-LABEL: .entry moe_flash_attention_bf16_hd128_g2(
+// PTX: cp.async.cg.shared.global
+// PTX: ldmatrix.sync.aligned.m8n8.x4.shared.b16
+// PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// PTX: shfl.sync.bfly.b32
+// PTX: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// PTX: cp.async.wait_group
+
+// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_bf16_hd128_g2 blocks in (%c2, %c4{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128,
+func.func @prefill(%x: tensor<100x256xbf16>, %wq: tensor<256x512xbf16>, %wk: tensor<256x256xbf16>, %wv: tensor<256x256xbf16>, %wo: tensor<512x256xbf16>, %kc: tensor<4096x2x128xbf16>, %vc: tensor<4096x2x128xbf16>, %pos: tensor<1xi32>) -> (tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>) {
+  %y, %k, %v = moe.attention %x : tensor<100x256xbf16> q(%wq : tensor<256x512xbf16>) k(%wk : tensor<256x256xbf16>) v(%wv : tensor<256x256xbf16>) o(%wo : tensor<512x256xbf16>) cache(%kc : tensor<4096x2x128xbf16>, %vc : tensor<4096x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
+  return %y, %k, %v : tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
+}
+
+// -----
+
+// PTX-LABEL: .entry moe_flash_attention_batched_bf16_hd64_g1(
+// PTX: mov.u32 {{.*}}%ctaid.z
+// PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// PTX: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_batched_bf16_hd64_g1 blocks in (%c1{{[_0-9]*}}, %c2{{[_0-9]*}}, %c2{{[_0-9]*}}) threads in (%c128,
+func.func @batched_prefill(%x: tensor<64x128xbf16>, %wq: tensor<128x128xbf16>, %wk: tensor<128x128xbf16>, %wv: tensor<128x128xbf16>, %wo: tensor<128x128xbf16>, %kc: tensor<128x2x64xbf16>, %vc: tensor<128x2x64xbf16>, %pos: tensor<2xi32>) -> (tensor<64x128xbf16>, tensor<128x2x64xbf16>, tensor<128x2x64xbf16>) {
+  %y, %k, %v = moe.attention %x : tensor<64x128xbf16> q(%wq : tensor<128x128xbf16>) k(%wk : tensor<128x128xbf16>) v(%wv : tensor<128x128xbf16>) o(%wo : tensor<128x128xbf16>) cache(%kc : tensor<128x2x64xbf16>, %vc : tensor<128x2x64xbf16>) position(%pos : tensor<2xi32>) {num_heads = 2 : i64, num_kv_heads = 2 : i64} -> tensor<64x128xbf16>, tensor<128x2x64xbf16>, tensor<128x2x64xbf16>
+  return %y, %k, %v : tensor<64x128xbf16>, tensor<128x2x64xbf16>, tensor<128x2x64xbf16>
+}
+
+// -----
+
+// PTX-LABEL: .entry moe_attention_bf16_hd128_s4096_g2(
+// PTX-NOT: mma.sync
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_bf16_hd128_s4096_g2
+func.func @decode(%x: tensor<1x256xbf16>, %wq: tensor<256x512xbf16>, %wk: tensor<256x256xbf16>, %wv: tensor<256x256xbf16>, %wo: tensor<512x256xbf16>, %kc: tensor<4096x2x128xbf16>, %vc: tensor<4096x2x128xbf16>, %pos: tensor<1xi32>) -> (tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>) {
+  %y, %k, %v = moe.attention %x : tensor<1x256xbf16> q(%wq : tensor<256x512xbf16>) k(%wk : tensor<256x256xbf16>) v(%wv : tensor<256x256xbf16>) o(%wo : tensor<512x256xbf16>) cache(%kc : tensor<4096x2x128xbf16>, %vc : tensor<4096x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
+  return %y, %k, %v : tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""GPU attention (moe.attention, bf16) against a PyTorch reference, for the
+kernels of both step shapes: the tensor-core kernel of steps with many rows
+per sequence (prefill: partial query tiles, grouped-query heads, head sizes
+16 to 128, batches of sequences at different positions, a cache filled to
+its last row) and the block-per-row kernel of decoding steps.
+
+  attention_cases.py make DIR   (build machine) writes DIR/<case>/model.mlir
+      and case.json, and compiles each with moe-compile --target=cuda;
+  attention_cases.py check DIR  (GPU machine) makes fresh random weights,
+      inputs and caches (every cache row random: rows at and past a
+      sequence's position must be overwritten or masked), runs each
+      executable, and compares the output and both caches with a float32
+      reference computed with PyTorch from the same bf16 inputs (projections
+      rounded to bf16 as the model rounds them). Tolerances: max |error|
+      over max |reference| <= 2e-2 for the output, <= 1e-2 for the caches.
+      Prints a table last; exits non-zero on any failure."""
+import json
+import os
+import subprocess
+import sys
+
+THETA = 10000.0
+# name: batch, rows per sequence, positions, hidden, heads, kv heads, head
+# size, cache rows per sequence.
+CASES = {
+    "flash-gqa-partial-tile": (1, 200, [37], 256, 8, 2, 128, 512),
+    "flash-hd64-full-cache": (1, 64, [0], 128, 4, 4, 64, 64),
+    "flash-batched-3": (3, 80, [0, 17, 100], 128, 4, 2, 32, 256),
+    "flash-hd16-min-rows": (1, 16, [3], 64, 4, 2, 16, 32),
+    "flash-long-2048": (1, 2048, [0], 512, 4, 1, 128, 2112),
+    "decode-batched-2": (2, 1, [5, 300], 256, 8, 2, 128, 512),
+    "decode-one": (1, 1, [700], 256, 8, 2, 128, 1024),
+}
+
+
+def make(root):
+    for name, (B, T, pos, D, H, KV, HD, S) in CASES.items():
+        d = os.path.join(root, name)
+        os.makedirs(d, exist_ok=True)
+        xt = f"tensor<{B * T}x{D}xbf16>"
+        c = f"tensor<{B * S}x{KV}x{HD}xbf16>"
+        wq, wk = f"tensor<{D}x{H * HD}xbf16>", f"tensor<{D}x{KV * HD}xbf16>"
+        wo = f"tensor<{H * HD}x{D}xbf16>"
+        with open(os.path.join(d, "model.mlir"), "w") as f:
+            f.write(f"""func.func @attention(%x: {xt} {{moe.input = "x"}},
+    %pos: tensor<{B}xi32> {{moe.input = "pos"}},
+    %kc: {c} {{moe.input = "key_cache"}}, %vc: {c} {{moe.input = "value_cache"}},
+    %wq: {wq} {{moe.weight = "wq"}}, %wk: {wk} {{moe.weight = "wk"}},
+    %wv: {wk} {{moe.weight = "wv"}}, %wo: {wo} {{moe.weight = "wo"}})
+    -> ({xt} {{moe.output = "y"}}, {c} {{moe.output = "new_key_cache"}}, {c} {{moe.output = "new_value_cache"}}) {{
+  %y, %k, %v = moe.attention %x : {xt} q(%wq : {wq}) k(%wk : {wk}) v(%wv : {wk}) o(%wo : {wo}) cache(%kc : {c}, %vc : {c}) position(%pos : tensor<{B}xi32>) {{num_heads = {H} : i64, num_kv_heads = {KV} : i64, rope_theta = {THETA} : f64}} -> {xt}, {c}, {c}
+  return %y, %k, %v : {xt}, {c}, {c}
+}}
+""")
+        json.dump(dict(B=B, T=T, pos=pos, D=D, H=H, KV=KV, HD=HD, S=S),
+                  open(os.path.join(d, "case.json"), "w"))
+        subprocess.run(["build/bin/moe-compile", os.path.join(d, "model.mlir"),
+                        "--target=cuda", "--cpu=x86-64-v3", "-o",
+                        os.path.join(d, "model")], check=True)
+    print(f"made {len(CASES)} attention cases in {root}")
+
+
+def check(root):
+    import time
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    seed = int(time.time() * 1000) % (1 << 31)
+    torch.manual_seed(seed)
+    print(f"attention_cases.py: seed {seed}")
+    rows, failed = [], 0
+    for name in sorted(os.listdir(root)):
+        d = os.path.join(root, name)
+        if not os.path.exists(os.path.join(d, "case.json")):
+            continue
+        cs = json.load(open(os.path.join(d, "case.json")))
+        B, T, pos, D, H, KV, HD, S = (cs[k] for k in
+                                      ("B", "T", "pos", "D", "H", "KV", "HD", "S"))
+        bf = torch.bfloat16
+        g = lambda *s, scale=1.0: (torch.randn(*s) * scale).to(bf)  # noqa: E731
+        x = g(B * T, D)
+        wq, wk = g(D, H * HD, scale=D ** -0.5), g(D, KV * HD, scale=D ** -0.5)
+        wv, wo = g(D, KV * HD, scale=D ** -0.5), g(H * HD, D, scale=(H * HD) ** -0.5)
+        kc, vc = g(B * S, KV, HD), g(B * S, KV, HD)
+        save_file({"wq": wq, "wk": wk, "wv": wv, "wo": wo},
+                  os.path.join(d, "weights.safetensors"))
+        save_file({"x": x, "pos": torch.tensor(pos, dtype=torch.int32),
+                   "key_cache": kc, "value_cache": vc},
+                  os.path.join(d, "input.safetensors"))
+        out = os.path.join(d, "out.safetensors")
+        if os.path.exists(out):
+            os.remove(out)
+        r = subprocess.run([os.path.join(d, "model"), "--weights",
+                            os.path.join(d, "weights.safetensors"), "--input",
+                            os.path.join(d, "input.safetensors"), "--output", out,
+                            "--repeat", "1"], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(r.stdout[-2000:], r.stderr[-2000:])
+            rows.append((name, "FAIL (exit %d)" % r.returncode, "-", "-", "-"))
+            failed += 1
+            continue
+        got = load_file(out)
+
+        # The reference, on the GPU in float32.
+        dev = "cuda"
+        f = lambda t: t.to(dev, torch.float32)  # noqa: E731
+        q = f((f(x) @ f(wq)).to(bf)).view(B, T, H, HD)
+        k = f((f(x) @ f(wk)).to(bf)).view(B, T, KV, HD)
+        v = f((f(x) @ f(wv)).to(bf)).view(B, T, KV, HD)
+        inv = 1.0 / (THETA ** (torch.arange(0, HD, 2, dtype=torch.int64).float() / HD))
+        inv = inv.to(dev)
+
+        def rope(a, p0):
+            p = torch.arange(T, device=dev, dtype=torch.float32) + p0
+            ang = p[:, None] * inv[None, :]
+            cos = torch.cat([ang.cos(), ang.cos()], -1)[:, None, :]
+            sin = torch.cat([ang.sin(), ang.sin()], -1)[:, None, :]
+            rot = torch.cat([-a[..., HD // 2:], a[..., :HD // 2]], -1)
+            return a * cos + rot * sin
+
+        kc2, vc2 = f(kc).view(B, S, KV, HD).clone(), f(vc).view(B, S, KV, HD).clone()
+        ys = []
+        for b in range(B):
+            qb, kb = rope(q[b], pos[b]), rope(k[b], pos[b])
+            kc2[b, pos[b]:pos[b] + T] = kb.to(bf).float()
+            vc2[b, pos[b]:pos[b] + T] = v[b]
+            n = pos[b] + T
+            keys = kc2[b, :n].repeat_interleave(H // KV, dim=1)  # [n, H, HD]
+            vals = vc2[b, :n].repeat_interleave(H // KV, dim=1)
+            s = torch.einsum("thd,jhd->htj", qb.to(bf).float(), keys) / HD ** 0.5
+            mask = (torch.arange(n, device=dev)[None, :] >
+                    (torch.arange(T, device=dev) + pos[b])[:, None])
+            s = s.masked_fill(mask[None], float("-inf"))
+            o = torch.einsum("htj,jhd->thd", s.softmax(-1), vals).reshape(T, H * HD)
+            ys.append(f((o.to(bf).float() @ f(wo)).to(bf)))
+        ref = {"y": torch.cat(ys), "new_key_cache": kc2.view(B * S, KV, HD),
+               "new_value_cache": vc2.view(B * S, KV, HD)}
+        errs = []
+        for key, tol in (("y", 2e-2), ("new_key_cache", 1e-2), ("new_value_cache", 1e-2)):
+            a, e = f(got[key]).reshape(ref[key].shape), ref[key]
+            err = ((a - e).abs().max() / e.abs().max()).item()
+            errs.append(err)
+            if not err <= tol:  # NaN fails too
+                failed += 1
+        ok = errs[0] <= 2e-2 and errs[1] <= 1e-2 and errs[2] <= 1e-2
+        rows.append((name, "PASS" if ok else "FAIL", f"{errs[0]:.2e}",
+                     f"{errs[1]:.2e}", f"{errs[2]:.2e}"))
+    print("\n| case | result | y err | key cache err | value cache err |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print(f"{len(rows) - sum(1 for r in rows if r[1] != 'PASS')} passed, "
+          f"{sum(1 for r in rows if r[1] != 'PASS')} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("make", "check"):
+        raise SystemExit(__doc__)
+    sys.exit(make(sys.argv[2]) if sys.argv[1] == "make" else check(sys.argv[2]))

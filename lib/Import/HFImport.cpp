@@ -470,6 +470,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   };
   const DenseSpec *dense = m.dense ? &*m.dense : nullptr;
   RankedTensorType cacheType, valueCacheType;
+  std::optional<unsigned> logitRowsSlot;
   if (dense) {
     int64_t cacheRows = opts.maxSeq * opts.batch;
     cacheType = RankedTensorType::get(
@@ -484,6 +485,13 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     for (const LayerSpec &l : m.layers) {
       input(cacheType, "past_key." + std::to_string(l.index));
       input(valueCacheType, "past_value." + std::to_string(l.index));
+    }
+    // Steps of several rows per sequence compute the logits of one row per
+    // sequence (the generator samples from the last prompt row only):
+    // `logit_rows` [B] holds each one's row within the step.
+    if (opts.tokens > 1) {
+      logitRowsSlot = argTypes.size();
+      input(RankedTensorType::get({opts.batch}, b.getI32Type()), "logit_rows");
     }
   } else {
     input(tokensType, "x");
@@ -589,8 +597,9 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   b.setInsertionPointToEnd(module->getBody());
   SmallVector<Type> resultTypes{tokensType};
   SmallVector<std::string> resultNames{"y"};
+  int64_t logitRows = opts.tokens > 1 ? opts.batch : rows;
   auto logitsType =
-      dense ? RankedTensorType::get({rows, dense->vocab}, dtype)
+      dense ? RankedTensorType::get({logitRows, dense->vocab}, dtype)
             : RankedTensorType();
   if (dense) {
     resultTypes = {logitsType};
@@ -706,7 +715,11 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   }
   if (dense) {
     Location hloc = NameLoc::get(b.getStringAttr("lm_head"), fileLoc);
-    x = RmsNormOp::create(b, hloc, tokensType, x,
+    auto headType = RankedTensorType::get({logitRows, m.hidden}, dtype);
+    if (logitRowsSlot)
+      x = EmbeddingOp::create(b, hloc, headType,
+                              body->getArgument(*logitRowsSlot), x);
+    x = RmsNormOp::create(b, hloc, headType, x,
                           body->getArgument(finalNormSlot), eps);
     // logits = norm(h) W^T, accumulated in f32 and rounded.
     Value acc = linalg::FillOp::create(

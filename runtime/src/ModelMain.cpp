@@ -363,9 +363,12 @@ int runThreads(int n, bool onDevice, const Options &options,
 /// A whole model compiled from a checkpoint (--import-hf-whole) is one
 /// decoding step: inputs `ids` [T] and `pos` [1] (I32) and the KV caches
 /// `past_key.N` / `past_value.N`, outputs `logits` [T, V] and the caches
-/// `key.N` / `value.N`. The executable then generates tokens.
+/// `key.N` / `value.N`. The executable then generates tokens. A step of
+/// several rows per sequence may take `logit_rows` [B] (I32: the row of
+/// each sequence whose logits it computes); its logits are then [B, V].
 struct Generator {
-  Buffer *ids = nullptr, *pos = nullptr, *logits = nullptr;
+  Buffer *ids = nullptr, *pos = nullptr, *logits = nullptr,
+         *logitRows = nullptr;
   std::vector<std::pair<Buffer *, Buffer *>> caches; // (past input, output)
 };
 
@@ -388,12 +391,18 @@ bool findGenerator(std::vector<Buffer> &buffers, Generator &g) {
   g.ids = in("ids");
   g.pos = in("pos");
   g.logits = out("logits");
-  // B sequences of T rows: ids [B*T], pos [B], logits [B*T, V].
+  g.logitRows = in("logit_rows");
+  // B sequences of T rows: ids [B*T], pos [B], logits [B*T, V] (or [B, V]
+  // with logit_rows [B]).
   if (!g.ids || !g.pos || !g.logits || g.ids->dtype != MOERT_I32 ||
       g.pos->dtype != MOERT_I32 || g.ids->shape.size() != 1 ||
       g.pos->shape.size() != 1 || g.pos->shape[0] < 1 ||
-      g.ids->shape[0] % g.pos->shape[0] != 0 ||
-      g.logits->shape.size() != 2 || g.logits->shape[0] != g.ids->shape[0])
+      g.ids->shape[0] % g.pos->shape[0] != 0 || g.logits->shape.size() != 2)
+    return false;
+  if (g.logitRows ? g.logitRows->dtype != MOERT_I32 ||
+                        g.logitRows->shape != g.pos->shape ||
+                        g.logits->shape[0] != g.pos->shape[0]
+                  : g.logits->shape[0] != g.ids->shape[0])
     return false;
   for (Buffer &b : buffers) {
     if (b.kind != Buffer::Input || b.name.rfind("past_", 0) != 0)
@@ -406,7 +415,7 @@ bool findGenerator(std::vector<Buffer> &buffers, Generator &g) {
   }
   for (Buffer &b : buffers)
     if (b.kind == Buffer::Input && &b != g.ids && &b != g.pos &&
-        b.name.rfind("past_", 0) != 0)
+        &b != g.logitRows && b.name.rfind("past_", 0) != 0)
       return false;
   return true;
 }
@@ -565,18 +574,29 @@ int generate(Generator &g, std::vector<void *> &args,
     logitsHost.data = g.logits->host;
     logitsHost.device = false;
   }
-  size_t rowBytes = g.logits->nbytes / size_t(B * T);
+  // Rows of logits per sequence: T, or 1 (logit_rows picks each one's).
+  int64_t L = g.logitRows ? 1 : T;
+  auto logitRow = [&](int64_t b, size_t last) {
+    return L == 1 ? size_t(b) : size_t(b * T) + last;
+  };
+  int32_t *logitRows =
+      g.logitRows ? static_cast<int32_t *>(g.logitRows->data) : nullptr;
+  auto pickRows = [&](size_t last) {
+    for (int64_t b = 0; logitRows && b < B; ++b)
+      logitRows[b] = int32_t(size_t(b * T) + last);
+  };
+  size_t rowBytes = g.logits->nbytes / size_t(B * L);
   bool failed = false;
   auto finishStep = [&](size_t row) {
     if (failed)
       return;
     moert_status st = onDevice ? moert_cuda_synchronize() : MOERT_OK;
-    // One copy per sequence; one for all when a step has one row per
-    // sequence (the rows are then adjacent).
-    int64_t copies = T == 1 ? 1 : B;
-    size_t bytes = T == 1 ? size_t(B) * rowBytes : rowBytes;
+    // One copy per sequence; one for all when a step has one row of logits
+    // per sequence (the rows are then adjacent).
+    int64_t copies = L == 1 ? 1 : B;
+    size_t bytes = L == 1 ? size_t(B) * rowBytes : rowBytes;
     for (int64_t b = 0; b < copies && st == MOERT_OK && g.logits->device; ++b) {
-      size_t at = (size_t(b * T) + row) * rowBytes;
+      size_t at = logitRow(b, row) * rowBytes;
       st = moert_cuda_copy(static_cast<char *>(g.logits->host) + at,
                            static_cast<char *>(g.logits->data) + at, bytes);
     }
@@ -591,6 +611,7 @@ int generate(Generator &g, std::vector<void *> &args,
   // the prefill time. The cache rows it writes are cleared again.
   std::fill(ids, ids + B * T, 0);
   std::fill(pos, pos + B, 0);
+  pickRows(0);
   run(args.data());
   finishStep(0);
   if (failed || !clearCaches())
@@ -603,6 +624,7 @@ int generate(Generator &g, std::vector<void *> &args,
         ids[b * T + i] = size_t(i) < n ? tokens[size_t(b)][at + size_t(i)] : 0;
       pos[b] = int32_t(at);
     }
+    pickRows(n - 1);
     run(args.data());
     finishStep(n - 1);
     // The caches just written feed the next step.
@@ -612,7 +634,7 @@ int generate(Generator &g, std::vector<void *> &args,
   };
   auto draw = [&](size_t last) {
     for (int64_t b = 0; b < B; ++b) {
-      int32_t next = sample(logitsHost, size_t(b * T) + last, vocab,
+      int32_t next = sample(logitsHost, logitRow(b, last), vocab,
                             o.temperature, o.topP, rngs[size_t(b)]);
       generated[size_t(b)].push_back(next);
       tokens[size_t(b)].push_back(next);
@@ -624,7 +646,7 @@ int generate(Generator &g, std::vector<void *> &args,
     for (int64_t b = 0; b < B; ++b)
       for (int64_t v = 0; v < vocab; ++v)
         drawn[size_t(b)].push_back(logitAt(
-            logitsHost, (size_t(b * T) + last) * size_t(vocab) + size_t(v)));
+            logitsHost, logitRow(b, last) * size_t(vocab) + size_t(v)));
   };
   uint64_t t0 = moert_now_ns();
   size_t last = 0;

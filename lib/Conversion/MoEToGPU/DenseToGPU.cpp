@@ -250,12 +250,14 @@ private:
   }
 
   void rmsNormRows(Value x, Value w, Value out, double epsilon) {
-    gpu::GPUFuncOp k = kernel("moe_rms_norm_bf16", [&] {
-      return buildRmsNormKernel(b, kernels.getLoc(), kernels,
-                                "moe_rms_norm_bf16", bf16);
+    int64_t threads = normThreads(dim(x, 1));
+    std::string name = "moe_rms_norm_bf16_t" + std::to_string(threads);
+    gpu::GPUFuncOp k = kernel(name, [&] {
+      return buildRmsNormKernel(b, kernels.getLoc(), kernels, name, bf16,
+                                threads);
     });
     Value eps = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(epsilon)));
-    h.launch(k, {dim(x, 0), 1, 1}, {kNormThreads, 1, 1}, {x, w, out, eps});
+    h.launch(k, {dim(x, 0), 1, 1}, {threads, 1, 1}, {x, w, out, eps});
   }
 
   double epsilonAttr(StringRef name, double fallback) {

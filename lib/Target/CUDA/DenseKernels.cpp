@@ -196,18 +196,19 @@ gpu::GPUFuncOp mlir::moe::buildStoreRowsKernel(OpBuilder &b, Location loc,
 
 gpu::GPUFuncOp mlir::moe::buildRmsNormKernel(OpBuilder &b, Location loc,
                                              gpu::GPUModuleOp module,
-                                             StringRef name, Type elt) {
+                                             StringRef name, Type elt,
+                                             int64_t threads) {
   OpBuilder::InsertionGuard guard(b);
   Type f32 = b.getF32Type();
   SmallVector<Type> args{matrix(elt), vector1(elt), matrix(elt), f32};
-  auto fn = createKernelFunc(b, loc, module, name, args, kNormThreads);
+  auto fn = createKernelFunc(b, loc, module, name, args, threads);
   Block &entry = fn.getBody().front();
   Value x = entry.getArgument(0), w = entry.getArgument(1),
         out = entry.getArgument(2), eps = entry.getArgument(3);
-  BlockContext ctx = blockContext(b, loc, fn, kNormThreads);
+  BlockContext ctx = blockContext(b, loc, fn, threads);
   Value row = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value cols = memref::DimOp::create(b, loc, x, 1);
-  Value step = ctx.cst(kNormThreads);
+  Value step = ctx.cst(threads);
   auto sumSq = loop(b, loc, ctx.tid, cols, step, {constF32(b, loc, 0.0f)},
                     [&](OpBuilder &nb, Location l, Value c, ValueRange acc) {
                       Value v = toF32(nb, l, memref::LoadOp::create(

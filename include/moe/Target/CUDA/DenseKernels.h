@@ -20,10 +20,18 @@
 
 namespace mlir::moe {
 
-/// Threads of the row kernels (RMSNorm: one block per row) and of the
-/// attention kernel (one block per token and head).
-constexpr int64_t kNormThreads = 256;
+/// Threads of the attention kernel (one block per token and head).
 constexpr int64_t kAttentionThreads = 128;
+
+/// Threads of the RMSNorm kernel (one block per row) for rows of `cols`
+/// elements: about 4 per thread, 32 to 1024 (a decoding step's single row
+/// is latency-bound: few sequential loads per thread).
+inline int64_t normThreads(int64_t cols) {
+  int64_t t = 32;
+  while (t < 1024 && t * 4 < cols)
+    t *= 2;
+  return t;
+}
 
 /// `out[t, :] = table[ids[t], :]` (zero rows for ids outside the table).
 /// Arguments (ids i32 [T], table [V, d], out [T, d]); one thread per
@@ -51,10 +59,10 @@ gpu::GPUFuncOp buildStoreRowsKernel(OpBuilder &b, Location loc,
                                     Type elementType);
 
 /// RMSNorm of each row with moe.rms_norm's rounding. Arguments (x [R, C],
-/// weight [C], out [R, C], epsilon: f32); grid R blocks of kNormThreads.
+/// weight [C], out [R, C], epsilon: f32); grid R blocks of `threads`.
 gpu::GPUFuncOp buildRmsNormKernel(OpBuilder &b, Location loc,
                                   gpu::GPUModuleOp module, StringRef name,
-                                  Type elementType);
+                                  Type elementType, int64_t threads);
 
 /// Rotary embedding (the rotate_half form, as moe.attention computes it) of
 /// heads of width `invFreq.size() * 2`: `dst[offset + t, c]` for `src[t, c]`

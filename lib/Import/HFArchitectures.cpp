@@ -777,6 +777,17 @@ LogicalResult hf::importDeepSpeedGpt(Config &cfg, ModelSpec &m,
     // expert_interval.
     if ((i + 1) % *interval != 0) {
       m.denseLayers.push_back(i);
+      // Its MLP, for whole-model import: Megatron's ParallelMLP.
+      LayerSpec dl;
+      dl.index = i;
+      std::string p =
+          "language_model.encoder.layers." + std::to_string(i) + ".mlp.";
+      dl.scope = p.substr(0, p.size() - 1);
+      dl.denseMlp = true;
+      dl.sharedUp = linear(p + "dense_h_to_4h.weight", *f, *d);
+      dl.sharedDown = linear(p + "dense_4h_to_h.weight", *d, *f);
+      dl.activation = *act;
+      m.denseMlps.push_back(std::move(dl));
       continue;
     }
     int64_t e = experts.size() == 1 ? experts[0] : experts[i / *interval];
@@ -819,6 +830,78 @@ LogicalResult hf::importDeepSpeedGpt(Config &cfg, ModelSpec &m,
   if (*k == 1)
     m.notes.push_back("DeepSpeed's top-1 gating may pick dropped tokens at "
                       "random (use_rts); moe.layer drops by position");
+  return success();
+}
+
+/// Megatron-DeepSpeed's GPT around the layers of `m`: word and learned
+/// position embeddings, pre-LayerNorm blocks (weights and biases), fused
+/// query_key_value without biases (--disable-bias-linear), the final
+/// LayerNorm and the LM head tied to the word embeddings.
+LogicalResult hf::importDeepSpeedGptDense(Config &cfg, ModelSpec &m) {
+  FailureOr<int64_t> vocab = cfg.has("padded_vocab_size")
+                                 ? cfg.size("padded_vocab_size")
+                                 : cfg.size("vocab_size"),
+                     heads = cfg.ranged("num_attention_heads", 1, kMaxExperts),
+                     maxPos = cfg.size("max_position_embeddings");
+  FailureOr<double> eps = cfg.number("layernorm_epsilon", 1e-5);
+  FailureOr<std::string> posType =
+      cfg.string("position_embedding_type", "learned_absolute");
+  FailureOr<bool> untied =
+      cfg.boolean("untie_embeddings_and_output_weights", false);
+  if (failed(vocab) || failed(heads) || failed(maxPos) || failed(eps) ||
+      failed(posType) || failed(untied))
+    return failure();
+  if (*posType != "learned_absolute")
+    return cfg.fail("unsupported 'position_embedding_type' value '" +
+                    *posType + "' in whole-model import (supported: "
+                               "learned_absolute)");
+  for (StringRef key : {"num_key_value_heads", "num_query_groups"})
+    if (cfg.has(key)) {
+      FailureOr<int64_t> g = cfg.integer(key);
+      if (failed(g))
+        return failure();
+      if (*g != *heads)
+        return cfg.fail("'" + key.str() + "' (" + std::to_string(*g) +
+                        ") other than 'num_attention_heads' is not "
+                        "supported for deepspeed_moe_gpt");
+    }
+  if (m.hidden % *heads != 0)
+    return cfg.fail("'hidden_size' (" + std::to_string(m.hidden) +
+                    ") must be a multiple of 'num_attention_heads' (" +
+                    std::to_string(*heads) + ")");
+  if (!(*eps > 0))
+    return cfg.fail("'layernorm_epsilon' must be positive");
+  int64_t hd = m.hidden / *heads, d = m.hidden;
+  DenseSpec s;
+  s.vocab = *vocab;
+  s.heads = s.kvHeads = *heads;
+  s.headDim = hd;
+  s.epsilon = *eps;
+  // No rotary embedding: every pair turns by angle 0 (cos 1, sin 0), which
+  // leaves q and k exactly as they are.
+  s.ropeInvFreq.assign(size_t(hd / 2), 0.0f);
+  s.layerNorm = true;
+  const std::string e = "language_model.embedding.";
+  s.embed = {e + "word_embeddings.weight", {*vocab, d}};
+  s.posEmbed = WeightRef{e + "position_embeddings.weight", {*maxPos, d}};
+  const std::string enc = "language_model.encoder.";
+  s.finalNorm = {enc + "final_layernorm.weight", {d}};
+  s.finalNormBias = WeightRef{enc + "final_layernorm.bias", {d}};
+  s.lmHead = *untied ? linear("language_model.output_layer.weight", *vocab, d)
+                     : linear(e + "word_embeddings.weight", *vocab, d);
+  for (const LayerSpec &l : m.layers) {
+    std::string p = enc + "layers." + std::to_string(l.index) + ".";
+    DenseSpec::Block b;
+    b.inputNorm = {p + "input_layernorm.weight", {d}};
+    b.inputNormBias = WeightRef{p + "input_layernorm.bias", {d}};
+    b.postNorm = {p + "post_attention_layernorm.weight", {d}};
+    b.postNormBias = WeightRef{p + "post_attention_layernorm.bias", {d}};
+    b.qkv = linear(p + "self_attention.query_key_value.weight", 3 * d, d);
+    b.o = linear(p + "self_attention.dense.weight", d, d);
+    s.blocks.push_back(std::move(b));
+  }
+  m.dense = std::move(s);
+  m.skipped.clear();
   return success();
 }
 

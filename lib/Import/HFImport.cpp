@@ -369,13 +369,25 @@ LogicalResult Importer::checkDense(const ModelSpec &m) {
       failed(check(d.finalNorm, "final norm")) ||
       failed(check(d.lmHead, "LM head")))
     return failure();
+  for (auto [w, role] : {std::pair{&d.posEmbed, "position embedding"},
+                         {&d.finalNormBias, "final norm bias"}})
+    if (*w && failed(check(**w, role)))
+      return failure();
   for (const DenseSpec::Block &blk : d.blocks) {
     for (auto [w, role] :
-         {std::pair{&blk.inputNorm, "input norm"}, {&blk.q, "query projection"},
+         {std::pair{&blk.inputNorm, "input norm"},
           {&blk.o, "output projection"}, {&blk.postNorm, "post-attention norm"}})
       if (failed(check(*w, role)))
         return failure();
-    if (!d.mla)
+    if (!blk.qkv && failed(check(blk.q, "query projection")))
+      return failure();
+    for (auto [w, role] :
+         {std::pair{&blk.qkv, "fused query/key/value projection"},
+          {&blk.inputNormBias, "input norm bias"},
+          {&blk.postNormBias, "post-attention norm bias"}})
+      if (*w && failed(check(**w, role)))
+        return failure();
+    if (!d.mla && !blk.qkv)
       for (auto [w, role] : {std::pair{&blk.k, "key projection"},
                              {&blk.v, "value projection"}})
         if (failed(check(*w, role)))
@@ -403,7 +415,7 @@ LogicalResult Importer::checkIndex(const ModelSpec &m) {
       for (auto [w, role] : {std::pair{&l.sharedGate, "dense MLP gate_proj"},
                              {&l.sharedUp, "dense MLP up_proj"},
                              {&l.sharedDown, "dense MLP down_proj"}})
-        if (failed(checkTensor(l, **w, role)))
+        if (*w && failed(checkTensor(l, **w, role)))
           return failure();
       continue;
     }
@@ -533,17 +545,25 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     unsigned inputNorm, q, k, v, o, postNorm;
     std::optional<unsigned> qBias, kBias, vBias, qNorm, kNorm;
     std::optional<unsigned> qA, qANorm, kvA, kvANorm, kvB; // MLA
+    std::optional<unsigned> qkv, inputNormBias, postNormBias; // GPT
   };
   SmallVector<DenseSlots> denseSlots;
   unsigned embedSlot = 0, finalNormSlot = 0, lmHeadSlot = 0;
-  if (dense)
+  std::optional<unsigned> posEmbedSlot, finalNormBiasSlot;
+  if (dense) {
     embedSlot = addWeight(dense->embed);
+    posEmbedSlot = opt(dense->posEmbed);
+  }
   for (auto [i, l] : llvm::enumerate(m.layers)) {
     if (dense) {
       const DenseSpec::Block &blk = dense->blocks[i];
       DenseSlots ds;
       ds.inputNorm = addWeight(blk.inputNorm);
-      if (dense->mla) {
+      ds.inputNormBias = opt(blk.inputNormBias);
+      if (blk.qkv) {
+        ds.qkv = addWeight(*blk.qkv);
+        ds.q = ds.k = ds.v = 0; // sliced from qkv
+      } else if (dense->mla) {
         ds.qA = opt(blk.qA);
         ds.qANorm = opt(blk.qANorm);
         ds.q = addWeight(blk.q);
@@ -558,6 +578,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       }
       ds.o = addWeight(blk.o);
       ds.postNorm = addWeight(blk.postNorm);
+      ds.postNormBias = opt(blk.postNormBias);
       ds.qBias = opt(blk.qBias);
       ds.kBias = opt(blk.kBias);
       ds.vBias = opt(blk.vBias);
@@ -569,7 +590,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     if (l.denseMlp) {
       s.router = s.up = s.down = 0; // unused
       s.sUp = addWeight(*l.sharedUp);
-      s.sGate = addWeight(*l.sharedGate);
+      s.sGate = opt(l.sharedGate); // none: a plain (GPT) MLP
       s.sDown = addWeight(*l.sharedDown);
       slots.push_back(s);
       continue;
@@ -591,6 +612,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
 
   if (dense) {
     finalNormSlot = addWeight(dense->finalNorm);
+    finalNormBiasSlot = opt(dense->finalNormBias);
     lmHeadSlot = addWeight(dense->lmHead);
   }
 
@@ -634,11 +656,68 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   };
   Value x = body->getArgument(0);
   SmallVector<Value> caches;
-  if (dense)
-    x = EmbeddingOp::create(b, NameLoc::get(b.getStringAttr("model.embed_tokens"), fileLoc),
-                            tokensType, body->getArgument(0),
+  if (dense) {
+    Location eloc = NameLoc::get(b.getStringAttr("model.embed_tokens"), fileLoc);
+    x = EmbeddingOp::create(b, eloc, tokensType, body->getArgument(0),
                             body->getArgument(embedSlot));
+    if (posEmbedSlot) {
+      // Learned positions: row b*T + t is at position pos[b] + t.
+      Type i32 = b.getI32Type();
+      int64_t B = opts.batch, T = opts.tokens;
+      Value ids = elementwise(
+          b, eloc, {body->getArgument(1)},
+          {AffineMap::get(2, 0, b.getAffineDimExpr(0), ctx)},
+          tensor::EmptyOp::create(b, eloc, ArrayRef<int64_t>{B, T}, i32),
+          [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+            Value t = arith::IndexCastOp::create(
+                nb, l, i32, linalg::IndexOp::create(nb, l, 1));
+            return arith::AddIOp::create(nb, l, a[0], t);
+          });
+      ids = tensor::CollapseShapeOp::create(
+          b, eloc, RankedTensorType::get({B * T}, i32), ids,
+          ArrayRef<ReassociationIndices>{{0, 1}});
+      Value positions = EmbeddingOp::create(b, eloc, tokensType, ids,
+                                            body->getArgument(*posEmbedSlot));
+      x = add(eloc, x, positions);
+    }
+  }
   FloatAttr eps = dense ? b.getF64FloatAttr(dense->epsilon) : FloatAttr();
+  // The norms of a block: RMSNorm, or LayerNorm with its bias (GPT).
+  auto norm = [&](Location l, RankedTensorType type, Value v, unsigned w,
+                  std::optional<unsigned> bias) -> Value {
+    if (dense->layerNorm)
+      return LayerNormOp::create(b, l, type, v, body->getArgument(w),
+                                 arg(bias), eps);
+    return RmsNormOp::create(b, l, type, v, body->getArgument(w), eps);
+  };
+  // Megatron's fused query_key_value [d, H*3*hd] (per head: q, k, v) as
+  // the three [d, H*hd] projections.
+  auto splitQkv = [&](Location l, Value fused) {
+    auto type = cast<RankedTensorType>(fused.getType());
+    int64_t d = type.getDimSize(0), H = dense->heads, hd = dense->headDim;
+    Type elt = type.getElementType();
+    Value heads = tensor::ExpandShapeOp::create(
+        b, l, RankedTensorType::get({d, H, 3, hd}, elt), fused,
+        ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}});
+    SmallVector<Value, 3> parts;
+    for (int64_t i = 0; i < 3; ++i) {
+      // A gather into a dense tensor (a strided slice would need a
+      // non-contiguous copy).
+      AffineMap pick = AffineMap::get(
+          3, 0,
+          {b.getAffineDimExpr(0), b.getAffineDimExpr(1),
+           b.getAffineConstantExpr(i), b.getAffineDimExpr(2)},
+          ctx);
+      Value part = elementwise(
+          b, l, {heads}, {pick},
+          tensor::EmptyOp::create(b, l, ArrayRef<int64_t>{d, H, hd}, elt),
+          [](OpBuilder &, Location, ValueRange a) { return a[0]; });
+      parts.push_back(tensor::CollapseShapeOp::create(
+          b, l, RankedTensorType::get({d, H * hd}, elt), part,
+          ArrayRef<ReassociationIndices>{{0}, {1, 2}}));
+    }
+    return parts;
+  };
   for (auto [i, l, s] : llvm::enumerate(m.layers, slots)) {
     Location loc = NameLoc::get(b.getStringAttr(l.scope), fileLoc);
     Value residual = x;
@@ -647,8 +726,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       const DenseSlots &d = denseSlots[i];
       std::string p = "model.layers." + std::to_string(l.index);
       Location aloc = NameLoc::get(b.getStringAttr(p + ".self_attn"), fileLoc);
-      Value a = RmsNormOp::create(b, aloc, tokensType, x,
-                                  body->getArgument(d.inputNorm), eps);
+      Value a = norm(aloc, tokensType, x, d.inputNorm, d.inputNormBias);
       Value attended;
       DenseF32ArrayAttr ropeFreqs =
           dense->ropeInvFreq.empty()
@@ -671,10 +749,15 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
         caches.append({attn.getKeyCache(), attn.getValueCache()});
         attended = attn.getResult();
       } else {
+        SmallVector<Value, 3> qkv;
+        if (d.qkv)
+          qkv = splitQkv(aloc, body->getArgument(*d.qkv));
+        else
+          qkv = {body->getArgument(d.q), body->getArgument(d.k),
+                 body->getArgument(d.v)};
         auto attn = AttentionOp::create(
-            b, aloc, TypeRange{tokensType, cacheType, cacheType}, a,
-            body->getArgument(d.q), body->getArgument(d.k),
-            body->getArgument(d.v), body->getArgument(d.o), arg(d.qBias),
+            b, aloc, TypeRange{tokensType, cacheType, cacheType}, a, qkv[0],
+            qkv[1], qkv[2], body->getArgument(d.o), arg(d.qBias),
             arg(d.kBias), arg(d.vBias), arg(d.qNorm), arg(d.kNorm),
             body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
             body->getArgument(1), b.getI64IntegerAttr(dense->heads),
@@ -685,11 +768,11 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       }
       x = add(aloc, x, attended);
       residual = x;
-      x = RmsNormOp::create(b, loc, tokensType, x,
-                            body->getArgument(d.postNorm), eps);
+      x = norm(loc, tokensType, x, d.postNorm, d.postNormBias);
     }
     if (l.denseMlp) {
-      // A dense block: down(act(x W_gate) * (x W_up)).
+      // A dense block: down(act(x W_gate) * (x W_up)), or down(act(x W_up))
+      // without a gate (GPT).
       x = MlpOp::create(b, loc, tokensType, x, arg(s.sUp), arg(s.sGate),
                         arg(s.sDown), ActivationAttr::get(ctx, l.activation));
       if (dense)
@@ -719,8 +802,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     if (logitRowsSlot)
       x = EmbeddingOp::create(b, hloc, headType,
                               body->getArgument(*logitRowsSlot), x);
-    x = RmsNormOp::create(b, hloc, headType, x,
-                          body->getArgument(finalNormSlot), eps);
+    x = norm(hloc, headType, x, finalNormSlot, finalNormBiasSlot);
     // logits = norm(h) W^T, accumulated in f32 and rounded.
     Value acc = linalg::FillOp::create(
                     b, hloc,
@@ -939,12 +1021,15 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
   }
   if (opts.whole) {
     bool deepseek = modelType == "deepseek_v2" || modelType == "deepseek_v3";
+    bool gpt = modelType == "deepspeed_moe_gpt";
     bool known = modelType == "mixtral" || modelType == "qwen2_moe" ||
-                 modelType == "qwen3_moe" || modelType == "olmoe" || deepseek;
+                 modelType == "qwen3_moe" || modelType == "olmoe" ||
+                 deepseek || gpt;
     if (!known) {
       (void)cfg.fail("whole-model import supports 'mixtral', 'qwen2_moe', "
-                     "'qwen3_moe', 'olmoe', 'deepseek_v2' and 'deepseek_v3' "
-                     "so far; import the MoE layers of '" +
+                     "'qwen3_moe', 'olmoe', 'deepseek_v2', 'deepseek_v3' "
+                     "and 'deepspeed_moe_gpt' so far; import the MoE layers "
+                     "of '" +
                      modelType + "' without --import-hf-whole");
       return nullptr;
     }
@@ -978,9 +1063,18 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                                              : QkNorm::None;
     LogicalResult denseOk =
         deepseek ? importDeepSeekDense(cfg, m, modelType == "deepseek_v3")
+        : gpt    ? importDeepSpeedGptDense(cfg, m)
                  : importLlamaDense(cfg, m, modelType == "qwen2_moe", qkNorm);
     if (failed(denseOk) || failed(checkDense(m)))
       return nullptr;
+    if (m.dense && m.dense->posEmbed &&
+        opts.maxSeq > m.dense->posEmbed->shape[0]) {
+      (void)fail("--import-hf-max-seq " + Twine(opts.maxSeq) +
+                 " exceeds the model's learned positions "
+                 "(max_position_embeddings = " +
+                 Twine(m.dense->posEmbed->shape[0]) + ")");
+      return nullptr;
+    }
     if (opts.batch > 1 && m.dense && m.dense->mla) {
       (void)fail("--import-hf-batch " + Twine(opts.batch) +
                  ": batched steps of multi-head latent attention (" +

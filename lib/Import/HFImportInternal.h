@@ -220,9 +220,18 @@ struct DenseSpec {
     double softmaxScale = 1.0;
   };
   std::optional<Mla> mla;
+  /// GPT-style (DeepSpeed-MoE GPT): LayerNorm with biases instead of
+  /// RMSNorm, learned absolute position embeddings added to the token
+  /// embedding (no rotary embedding: `ropeInvFreq` all zero).
+  bool layerNorm = false;
+  std::optional<WeightRef> posEmbed, finalNormBias;
   struct Block {
     WeightRef inputNorm, q, k, v, o, postNorm;
     std::optional<WeightRef> qBias, kBias, vBias, qNorm, kNorm;
+    std::optional<WeightRef> inputNormBias, postNormBias;
+    /// Megatron's fused query_key_value [3*H*hd, d] (rows per head: q, k,
+    /// v), used as [d, 3*H*hd]; `q`, `k`, `v` are then unused.
+    std::optional<WeightRef> qkv;
     /// MLA: `q` is q_b (or q_proj without query compression).
     std::optional<WeightRef> qA, qANorm, kvA, kvANorm, kvB;
   };
@@ -271,6 +280,9 @@ LogicalResult importDeepSeek(Config &cfg, ModelSpec &m, bool v3);
 /// DeepSeek's multi-head latent attention, norms, embedding and LM head
 /// around the layers of `m` (the whole model).
 LogicalResult importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3);
+/// The GPT parts of a DeepSpeed-MoE GPT (PR-MoE, MoS) whole model: learned
+/// position embeddings, LayerNorms, Megatron's fused QKV, the tied LM head.
+LogicalResult importDeepSpeedGptDense(Config &cfg, ModelSpec &m);
 LogicalResult importSwitch(Config &cfg, ModelSpec &m);
 /// `index`, when known, lets PR-MoE refuse a coefficient bias.
 LogicalResult importDeepSpeedGpt(Config &cfg, ModelSpec &m,

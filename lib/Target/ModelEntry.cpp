@@ -185,9 +185,17 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
   if (auto grid = module.lookupSymbol<shard::GridOp>("moe_grid"))
     sig.grid.assign(grid.getShape().begin(), grid.getShape().end());
   FunctionType type = entry.getFunctionType();
-  llvm::StringSet<> names;
+  // Per name, the layouts of the weights so named ("\n" for a buffer
+  // that is no weight).
+  llvm::StringMap<llvm::StringSet<>> names;
   auto add = [&](ModelBuffer b) -> LogicalResult {
-    if (!names.insert(b.name).second)
+    // One checkpoint tensor may feed two weights in different layouts (an
+    // LM head tied to the embedding: the table, and its transpose); any
+    // other repeated name is an error.
+    bool weight = b.kind == ModelBuffer::Kind::Weight;
+    llvm::StringSet<> &seen = names[b.name];
+    if (seen.contains("\n") || (!seen.empty() && !weight) ||
+        !seen.insert(weight ? b.layout : "\n").second)
       return entry.emitError() << "two model buffers are named '" << b.name
                                << "'";
     if (b.name.find_first_of(" \t\n") != std::string::npos || b.name.empty())

@@ -538,10 +538,12 @@ static LogicalResult verifyRopeScaling(OpT op, int64_t rotary) {
              << "rope_inv_freq needs " << rotary / 2
              << " inverse frequencies (one per rotated pair), got "
              << freqs->size();
+    // Zero leaves a pair unrotated (all zero: no rotary embedding, as in
+    // GPT with learned positions).
     for (float f : *freqs)
-      if (!(f > 0.0f) || !std::isfinite(f))
+      if (!(f >= 0.0f) || !std::isfinite(f))
         return op.emitOpError()
-               << "rope_inv_freq must be positive and finite, got " << f;
+               << "rope_inv_freq must be non-negative and finite, got " << f;
   }
   double factor = op.getRopeAttentionFactor().convertToDouble();
   if (!(factor > 0.0) || !std::isfinite(factor))

@@ -468,7 +468,9 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
        transformers computes it. Scaled RoPE (YaRN, linear) gives its
        inverse frequencies, one per rotated pair, in `rope_inv_freq` (in
        place of `1/theta^(2j/hd)`) and multiplies cos and sin by
-       `rope_attention_factor` in f32 before rounding;
+       `rope_attention_factor` in f32 before rounding; an inverse frequency
+       of 0 leaves its pair as it is (all 0: no rotary embedding, as GPT
+       models with learned positions have);
     3. the new keys and values are written into the caches [S, KV, hd] at
        their positions (results `key_cache`, `value_cache`);
     4. each of the H query heads attends to cache rows 0 .. its position with

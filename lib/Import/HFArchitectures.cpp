@@ -896,7 +896,13 @@ LogicalResult hf::importDeepSpeedGptDense(Config &cfg, ModelSpec &m) {
     b.inputNormBias = WeightRef{p + "input_layernorm.bias", {d}};
     b.postNorm = {p + "post_attention_layernorm.weight", {d}};
     b.postNormBias = WeightRef{p + "post_attention_layernorm.bias", {d}};
-    b.qkv = linear(p + "self_attention.query_key_value.weight", 3 * d, d);
+    // Megatron's fused query_key_value, split per head when it loads.
+    for (auto [w, part] : {std::pair{&b.q, 0}, {&b.k, 1}, {&b.v, 2}}) {
+      *w = {p + "self_attention.query_key_value.weight", {d, d},
+            Layout::QkvTranspose};
+      w->heads = *heads;
+      w->part = part;
+    }
     b.o = linear(p + "self_attention.dense.weight", d, d);
     s.blocks.push_back(std::move(b));
   }

@@ -292,9 +292,7 @@ LogicalResult Importer::checkTensor(const LayerSpec &l, const WeightRef &w,
                 "' (" + role + " of layer " + Twine(l.index) + ")");
   };
   // The stored shape: HF Linear weights are [out, in].
-  SmallVector<int64_t> shape(w.shape);
-  if (w.layout == Layout::Transpose)
-    std::swap(shape[0], shape[1]);
+  SmallVector<int64_t> shape = w.storedShape();
   if (w.layout != Layout::StackTranspose) {
     if (!index->count(w.name))
       return missing(w.name);
@@ -355,9 +353,7 @@ LogicalResult Importer::checkDense(const ModelSpec &m) {
     auto it = stored.find(w.name);
     if (it == stored.end())
       return success();
-    SmallVector<int64_t> shape(w.shape);
-    if (w.layout == Layout::Transpose)
-      std::swap(shape[0], shape[1]);
+    SmallVector<int64_t> shape = w.storedShape();
     if (ArrayRef<int64_t>(it->second.shape) != ArrayRef<int64_t>(shape) ||
         it->second.dtype != dtypeTag)
       return fail(it->second.file + ": " + arch + ": tensor '" + w.name +
@@ -379,15 +375,14 @@ LogicalResult Importer::checkDense(const ModelSpec &m) {
           {&blk.o, "output projection"}, {&blk.postNorm, "post-attention norm"}})
       if (failed(check(*w, role)))
         return failure();
-    if (!blk.qkv && failed(check(blk.q, "query projection")))
+    if (failed(check(blk.q, "query projection")))
       return failure();
     for (auto [w, role] :
-         {std::pair{&blk.qkv, "fused query/key/value projection"},
-          {&blk.inputNormBias, "input norm bias"},
+         {std::pair{&blk.inputNormBias, "input norm bias"},
           {&blk.postNormBias, "post-attention norm bias"}})
       if (*w && failed(check(**w, role)))
         return failure();
-    if (!d.mla && !blk.qkv)
+    if (!d.mla)
       for (auto [w, role] : {std::pair{&blk.k, "key projection"},
                              {&blk.v, "value projection"}})
         if (failed(check(*w, role)))
@@ -527,6 +522,11 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     if (w.layout == Layout::StackTranspose)
       attrs.push_back(
           b.getNamedAttr("moe.stack", b.getStringAttr("transpose")));
+    if (w.layout == Layout::QkvTranspose)
+      attrs.push_back(b.getNamedAttr(
+          "moe.layout", b.getStringAttr("qkv-transpose:" +
+                                        std::to_string(w.heads) + ":" +
+                                        std::to_string(w.part))));
     argAttrs.push_back(b.getDictionaryAttr(attrs));
     return argTypes.size() - 1;
   };
@@ -545,7 +545,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     unsigned inputNorm, q, k, v, o, postNorm;
     std::optional<unsigned> qBias, kBias, vBias, qNorm, kNorm;
     std::optional<unsigned> qA, qANorm, kvA, kvANorm, kvB; // MLA
-    std::optional<unsigned> qkv, inputNormBias, postNormBias; // GPT
+    std::optional<unsigned> inputNormBias, postNormBias; // GPT
   };
   SmallVector<DenseSlots> denseSlots;
   unsigned embedSlot = 0, finalNormSlot = 0, lmHeadSlot = 0;
@@ -560,10 +560,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       DenseSlots ds;
       ds.inputNorm = addWeight(blk.inputNorm);
       ds.inputNormBias = opt(blk.inputNormBias);
-      if (blk.qkv) {
-        ds.qkv = addWeight(*blk.qkv);
-        ds.q = ds.k = ds.v = 0; // sliced from qkv
-      } else if (dense->mla) {
+      if (dense->mla) {
         ds.qA = opt(blk.qA);
         ds.qANorm = opt(blk.qANorm);
         ds.q = addWeight(blk.q);
@@ -690,34 +687,6 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
                                  arg(bias), eps);
     return RmsNormOp::create(b, l, type, v, body->getArgument(w), eps);
   };
-  // Megatron's fused query_key_value [d, H*3*hd] (per head: q, k, v) as
-  // the three [d, H*hd] projections.
-  auto splitQkv = [&](Location l, Value fused) {
-    auto type = cast<RankedTensorType>(fused.getType());
-    int64_t d = type.getDimSize(0), H = dense->heads, hd = dense->headDim;
-    Type elt = type.getElementType();
-    Value heads = tensor::ExpandShapeOp::create(
-        b, l, RankedTensorType::get({d, H, 3, hd}, elt), fused,
-        ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}});
-    SmallVector<Value, 3> parts;
-    for (int64_t i = 0; i < 3; ++i) {
-      // A gather into a dense tensor (a strided slice would need a
-      // non-contiguous copy).
-      AffineMap pick = AffineMap::get(
-          3, 0,
-          {b.getAffineDimExpr(0), b.getAffineDimExpr(1),
-           b.getAffineConstantExpr(i), b.getAffineDimExpr(2)},
-          ctx);
-      Value part = elementwise(
-          b, l, {heads}, {pick},
-          tensor::EmptyOp::create(b, l, ArrayRef<int64_t>{d, H, hd}, elt),
-          [](OpBuilder &, Location, ValueRange a) { return a[0]; });
-      parts.push_back(tensor::CollapseShapeOp::create(
-          b, l, RankedTensorType::get({d, H * hd}, elt), part,
-          ArrayRef<ReassociationIndices>{{0}, {1, 2}}));
-    }
-    return parts;
-  };
   for (auto [i, l, s] : llvm::enumerate(m.layers, slots)) {
     Location loc = NameLoc::get(b.getStringAttr(l.scope), fileLoc);
     Value residual = x;
@@ -749,15 +718,10 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
         caches.append({attn.getKeyCache(), attn.getValueCache()});
         attended = attn.getResult();
       } else {
-        SmallVector<Value, 3> qkv;
-        if (d.qkv)
-          qkv = splitQkv(aloc, body->getArgument(*d.qkv));
-        else
-          qkv = {body->getArgument(d.q), body->getArgument(d.k),
-                 body->getArgument(d.v)};
         auto attn = AttentionOp::create(
-            b, aloc, TypeRange{tokensType, cacheType, cacheType}, a, qkv[0],
-            qkv[1], qkv[2], body->getArgument(d.o), arg(d.qBias),
+            b, aloc, TypeRange{tokensType, cacheType, cacheType}, a,
+            body->getArgument(d.q), body->getArgument(d.k),
+            body->getArgument(d.v), body->getArgument(d.o), arg(d.qBias),
             arg(d.kBias), arg(d.vBias), arg(d.qNorm), arg(d.kNorm),
             body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
             body->getArgument(1), b.getI64IntegerAttr(dense->heads),

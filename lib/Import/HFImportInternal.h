@@ -156,7 +156,10 @@ public:
 };
 
 /// How the IR tensor is derived from the checkpoint tensor(s).
-enum class Layout { AsStored, Transpose, StackTranspose };
+/// QkvTranspose: part `part` (0 q, 1 k, 2 v) of Megatron's fused
+/// query_key_value [heads * 3 * hd, in] (per head: q, k, v rows), used as
+/// [in, heads * hd]; split out when the weights load.
+enum class Layout { AsStored, Transpose, StackTranspose, QkvTranspose };
 
 struct WeightRef {
   std::string name; // a pattern with one '*' for StackTranspose
@@ -164,6 +167,16 @@ struct WeightRef {
   Layout layout = Layout::AsStored;
   int64_t numExperts = 0; // StackTranspose only
   bool f32 = false;       // stored in f32 whatever the model dtype
+  int64_t heads = 0, part = 0; // QkvTranspose only
+  /// The shape in the checkpoint.
+  SmallVector<int64_t> storedShape() const {
+    SmallVector<int64_t> s(shape);
+    if (layout == Layout::Transpose)
+      std::swap(s[0], s[1]);
+    if (layout == Layout::QkvTranspose)
+      s = {3 * shape[1], shape[0]};
+    return s;
+  }
 };
 
 /// HF Linear weight [out, in], used as [in, out].
@@ -229,9 +242,6 @@ struct DenseSpec {
     WeightRef inputNorm, q, k, v, o, postNorm;
     std::optional<WeightRef> qBias, kBias, vBias, qNorm, kNorm;
     std::optional<WeightRef> inputNormBias, postNormBias;
-    /// Megatron's fused query_key_value [3*H*hd, d] (rows per head: q, k,
-    /// v), used as [d, 3*H*hd]; `q`, `k`, `v` are then unused.
-    std::optional<WeightRef> qkv;
     /// MLA: `q` is q_b (or q_proj without query compression).
     std::optional<WeightRef> qA, qANorm, kvA, kvANorm, kvB;
   };

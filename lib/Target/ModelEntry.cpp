@@ -108,6 +108,9 @@ static LogicalResult bufferFromAttrs(Operation *where, DictionaryAttr attrs,
       out.layout = "transpose";
     if (auto stack = dyn_cast_or_null<StringAttr>(attrs.get("moe.stack")))
       out.layout = ("stack-" + stack.getValue()).str();
+    // Any other layout the loader knows, by its name (qkv-transpose:H:i).
+    if (auto layout = dyn_cast_or_null<StringAttr>(attrs.get("moe.layout")))
+      out.layout = layout.str();
     if (auto split = dyn_cast_or_null<ArrayAttr>(attrs.get("moe.split")))
       for (Attribute a : split)
         if (auto axes = dyn_cast<DenseI16ArrayAttr>(a))

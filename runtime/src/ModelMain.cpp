@@ -299,13 +299,49 @@ void transpose(const char *src, char *dst, int64_t rows, int64_t cols,
 
 /// A weight stored in a Hugging Face layout, materialized as the model uses
 /// it (`shape`) in a moert_alloc buffer: "transpose" (a Linear [out, in]
-/// used as [in, out]) or "stack-transpose" (one [out, in] tensor per expert,
-/// `*` in the name standing for the expert index, used as [E, in, out]).
+/// used as [in, out]), "stack-transpose" (one [out, in] tensor per expert,
+/// `*` in the name standing for the expert index, used as [E, in, out]) or
+/// "qkv-transpose:H:i" (below).
 bool materialize(const WeightFiles &files, const Buffer &b,
                  const std::vector<int64_t> &shape, moert_st_tensor &out) {
   size_t elt = moert_dtype_size(b.dtype), n = 1;
   for (int64_t d : shape)
     n *= size_t(d);
+  // "qkv-transpose:H:i": part i (q, k, v) of Megatron's fused
+  // query_key_value [H * 3 * R, in] (per head: q, k, v rows), used as
+  // [in, H * R].
+  if (b.layout.rfind("qkv-transpose:", 0) == 0) {
+    long heads = 0, part = -1;
+    char tail = 0;
+    if (std::sscanf(b.layout.c_str() + 14, "%ld:%ld%c", &heads, &part,
+                    &tail) != 2 ||
+        heads < 1 || part < 0 || part > 2 || shape.size() != 2 ||
+        shape[1] % heads != 0) {
+      moert::fail(MOERT_ERR_UNSUPPORTED,
+                  "weight '%s': the layout '%s' does not fit its shape",
+                  b.name.c_str(), b.layout.c_str());
+      return false;
+    }
+    int64_t in = shape[0], rows = shape[1] / heads;
+    moert_st_tensor t;
+    if (!files.expect(b.name, b.dtype, {3 * shape[1], in}, t))
+      return false;
+    void *data = nullptr;
+    if (moert_alloc(n * elt, &data) != MOERT_OK)
+      return false;
+    const char *src = static_cast<const char *>(t.data);
+    char *dst = static_cast<char *>(data);
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t j = 0; j < rows; ++j) {
+        int64_t from = (h * 3 + part) * rows + j, to = h * rows + j;
+        for (int64_t c = 0; c < in; ++c)
+          std::memcpy(dst + size_t(c * shape[1] + to) * elt,
+                      src + size_t(from * in + c) * elt, elt);
+      }
+    out.data = data;
+    out.nbytes = n * elt;
+    return true;
+  }
   bool stack = b.layout == "stack-transpose";
   if (!(b.layout == "transpose" && shape.size() == 2) &&
       !(stack && shape.size() == 3)) {

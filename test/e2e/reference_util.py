@@ -33,6 +33,24 @@ def attend(q, key, value, last, dv, scale, elt):
     return res
 
 
+def attend_cached(q, k, v, cache, heads, kv_heads, hd, p, elt):
+    """Appends this position's keys `k` and values `v` [kv_heads*hd] to
+    `cache` (keys, values), then attends every query head of `q` [heads*hd]
+    (key/value head h // (heads // kv_heads)) to rows 0..p; returns the heads'
+    outputs side by side."""
+    keys, values = cache
+    keys.append(k)
+    values.append(v)
+    out = []
+    scale = f32(1.0 / math.sqrt(hd))
+    for h in range(heads):
+        kvh = h // (heads // kv_heads)
+        out += attend(q[h * hd:(h + 1) * hd],
+                      lambda j, d: keys[j][kvh * hd + d],
+                      lambda j, d: values[j][kvh * hd + d], p, hd, scale, elt)
+    return out
+
+
 def greedy_generate(step, prompt, new, vocab, out):
     """Runs the prompt through `step(token, position)` (which returns the
     logits), then `new` greedy tokens (ties to the lower id); writes
@@ -127,6 +145,18 @@ def rope(vec, p, theta, interleaved, elt, inv_freq=None, attention=1.0):
         rot = -other if i < half else other
         res.append(elt(f32(elt(f32(vec[i] * c)) + elt(f32(rot * s)))))
     return res
+
+
+def linear_rows(m, x, rows, in_n, elt, round_out=True):
+    """x [in] times the rows `rows` of an [out, in] weight `m` (flat), f32
+    accumulation in order; each result rounded to `elt` (or left in f32)."""
+    y = []
+    for o in rows:
+        acc = 0.0
+        for i in range(in_n):
+            acc = f32(acc + f32(x[i] * m[o * in_n + i]))
+        y.append(elt(acc) if round_out else acc)
+    return y
 
 
 def matmul(a, w, rows, inner, cols, elt):

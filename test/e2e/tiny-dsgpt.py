@@ -25,7 +25,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend, greedy_generate, param_maker  # noqa: E402
+from reference_util import attend_cached, greedy_generate, linear_rows, param_maker  # noqa: E402
 from safetensors_util import bf16, f32, write  # noqa: E402
 
 V, D, H, F, MAXPOS, EPS = 64, 32, 4, 48, 64, 1e-5
@@ -99,14 +99,7 @@ def main():
 
     def linear(x, name, rows, in_n, round_out=True):
         """x [in] times the rows `rows` of the [out, in] weight `name`."""
-        m = w(name)
-        y = []
-        for o in rows:
-            acc = 0.0
-            for i in range(in_n):
-                acc = f32(acc + f32(x[i] * m[o * in_n + i]))
-            y.append(elt(acc) if round_out else acc)
-        return y
+        return linear_rows(w(name), x, rows, in_n, elt, round_out)
 
     def layer_norm(x, name):
         s = 0.0
@@ -153,15 +146,7 @@ def main():
             q = linear(a, qkv, rows(0), D)
             k = linear(a, qkv, rows(1), D)
             v = linear(a, qkv, rows(2), D)
-            keys, values = caches[l]
-            keys.append(k)
-            values.append(v)
-            att = []
-            scale = f32(1.0 / math.sqrt(HD))
-            for hh in range(H):
-                att += attend(q[hh * HD:(hh + 1) * HD],
-                              lambda j, d: keys[j][hh * HD + d],
-                              lambda j, d: values[j][hh * HD + d], p, HD, scale, elt)
+            att = attend_cached(q, k, v, caches[l], H, H, HD, p, elt)
             o = linear(att, pre + "self_attention.dense.weight", range(D), D)
             h = [elt(f32(h[i] + o[i])) for i in range(D)]
             m = layer_norm(h, pre + "post_attention_layernorm")

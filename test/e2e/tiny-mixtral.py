@@ -17,7 +17,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend, greedy_generate, param_maker  # noqa: E402
+from reference_util import attend_cached, greedy_generate, linear_rows, param_maker  # noqa: E402
 from safetensors_util import bf16, f32, read, write  # noqa: E402
 
 V, D, LAYERS, H, KV, HD, E, K, F = 64, 32, 2, 4, 2, 8, 4, 2, 48
@@ -79,14 +79,7 @@ def main():
 
     def linear(x, name, out_n, in_n, round_out=True):
         """x [in] times the HF weight [out, in] transposed, f32 in order."""
-        m = w(name)
-        y = []
-        for o in range(out_n):
-            acc = 0.0
-            for i in range(in_n):
-                acc = f32(acc + f32(x[i] * m[o * in_n + i]))
-            y.append(elt(acc) if round_out else acc)
-        return y
+        return linear_rows(w(name), x, range(out_n), in_n, elt, round_out)
 
     def rms(x, name):
         ss = 0.0
@@ -123,16 +116,7 @@ def main():
             q = rope(linear(a, pre + "self_attn.q_proj.weight", H * HD, D), H, p)
             k = rope(linear(a, pre + "self_attn.k_proj.weight", KV * HD, D), KV, p)
             v = linear(a, pre + "self_attn.v_proj.weight", KV * HD, D)
-            keys, values = caches[l]
-            keys.append(k)
-            values.append(v)
-            att = []
-            scale = f32(1.0 / math.sqrt(HD))
-            for hh in range(H):
-                kvh = hh // (H // KV)
-                att += attend(q[hh * HD:(hh + 1) * HD],
-                              lambda j, d: keys[j][kvh * HD + d],
-                              lambda j, d: values[j][kvh * HD + d], p, HD, scale, elt)
+            att = attend_cached(q, k, v, caches[l], H, KV, HD, p, elt)
             o = linear(att, pre + "self_attn.o_proj.weight", D, H * HD)
             h = [elt(f32(h[i] + o[i])) for i in range(D)]
             m = rms(h, pre + "post_attention_layernorm.weight")

@@ -61,7 +61,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   const int64_t dyn = ShapedType::kDynamic;
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type(),
+  Type i32 = b.getI32Type(), bf16 = b.getBF16Type(),
        index = b.getIndexType();
   auto mat = MemRefType::get({dyn, dyn}, bf16);
   SmallVector<Type> args{mat, mat, mat, mat};
@@ -86,26 +86,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   Value q = entry.getArgument(0), keys = entry.getArgument(1),
         values = entry.getArgument(2), out = entry.getArgument(3);
 
-  auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
+  IndexOps ops{b, loc};
   using P = arith::CmpIPredicate;
-  auto icmp = [&](P p, Value l, Value r) -> Value {
-    return arith::CmpIOp::create(b, loc, p, l, r);
-  };
-  auto add = [&](Value l, Value r) -> Value {
-    return arith::AddIOp::create(b, loc, l, r);
-  };
-  auto mul = [&](Value l, Value r) -> Value {
-    return arith::MulIOp::create(b, loc, l, r);
-  };
-  auto divu = [&](Value l, int64_t r) -> Value {
-    return arith::DivUIOp::create(b, loc, l, ci(r));
-  };
-  auto remu = [&](Value l, int64_t r) -> Value {
-    return arith::RemUIOp::create(b, loc, l, ci(r));
-  };
-  auto select = [&](Value c, Value t, Value f) -> Value {
-    return arith::SelectOp::create(b, loc, c, t, f);
-  };
   auto fadd = [&](Value l, Value r) -> Value {
     return arith::AddFOp::create(b, loc, l, r);
   };
@@ -137,10 +119,10 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       arith::SubIOp::create(b, loc,
                             gpu::GridDimOp::create(b, loc, gpu::Dimension::x),
                             gpu::BlockIdOp::create(b, loc, gpu::Dimension::x)),
-      ci(1));
+      ops.c(1));
   Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value T, S, pos, qBase, cacheBase;
-  Value t0 = mul(tileX, ci(BM));
+  Value t0 = ops.mul(tileX, ops.c(BM));
   if (o.batched) {
     Value seq = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
     T = entry.getArgument(5);
@@ -148,26 +130,26 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
     pos = arith::IndexCastOp::create(
         b, loc, index,
         memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
-    qBase = mul(seq, T);
-    cacheBase = mul(seq, S);
+    qBase = ops.mul(seq, T);
+    cacheBase = ops.mul(seq, S);
   } else {
     T = memref::DimOp::create(b, loc, q, 0);
     S = memref::DimOp::create(b, loc, keys, 0);
     pos = entry.getArgument(4);
-    qBase = ci(0);
-    cacheBase = ci(0);
+    qBase = ops.c(0);
+    cacheBase = ops.c(0);
   }
-  Value qCol0 = mul(h, ci(HD));
-  Value kCol0 = mul(divu(h, o.group), ci(HD));
+  Value qCol0 = ops.mul(h, ops.c(HD));
+  Value kCol0 = ops.mul(ops.divu(h, o.group), ops.c(HD));
   // Keys 0 .. pos + the tile's last row: ceil(that / BN) key blocks.
   Value rowsHere = arith::MinUIOp::create(
-      b, loc, arith::SubIOp::create(b, loc, T, t0), ci(BM));
-  Value keysEnd = add(pos, add(t0, rowsHere));
-  Value blocks = divu(add(keysEnd, ci(BN - 1)), BN);
+      b, loc, arith::SubIOp::create(b, loc, T, t0), ops.c(BM));
+  Value keysEnd = ops.add(pos, ops.add(t0, rowsHere));
+  Value blocks = ops.divu(ops.add(keysEnd, ops.c(BN - 1)), BN);
 
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value warp = divu(tid, 32), lane = remu(tid, 32);
-  Value g = divu(lane, 4), tg2 = mul(remu(lane, 4), ci(2));
+  Value warp = ops.divu(tid, 32), lane = ops.remu(tid, 32);
+  Value g = ops.divu(lane, 4), tg2 = ops.mul(ops.remu(lane, 4), ops.c(2));
 
   // A tile of 64 rows x HD columns: HD / 16 chunks of 16 bytes per thread.
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
@@ -176,15 +158,15 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                       Value srcRowBase, Value col0) {
     SmallVector<Value> tokens;
     for (int64_t c = 0; c < BN * chunksPerRow / threads; ++c) {
-      Value v = add(tid, ci(c * threads));
-      Value row = divu(v, chunksPerRow);
-      Value col = mul(remu(v, chunksPerRow), ci(8));
-      Value ok = icmp(P::ult, add(firstRow, row), limit);
-      Value srcRow = add(srcRowBase, select(ok, add(firstRow, row), ci(0)));
+      Value v = ops.add(tid, ops.c(c * threads));
+      Value row = ops.divu(v, chunksPerRow);
+      Value col = ops.mul(ops.remu(v, chunksPerRow), ops.c(8));
+      Value ok = ops.icmp(P::ult, ops.add(firstRow, row), limit);
+      Value srcRow = ops.add(srcRowBase, ops.select(ok, ops.add(firstRow, row), ops.c(0)));
       tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
           b, loc, tokenType, dst, ValueRange{row, col}, src,
-          ValueRange{srcRow, add(col0, col)}, b.getIndexAttr(8),
-          select(ok, ci(8), ci(0)), b.getUnitAttr()));
+          ValueRange{srcRow, ops.add(col0, col)}, b.getIndexAttr(8),
+          ops.select(ok, ops.c(8), ops.c(0)), b.getUnitAttr()));
     }
     return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens)
         .getResult();
@@ -194,30 +176,16 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                                      b.getI32IntegerAttr(pending));
   };
   auto copyKeys = [&](Value dst, Value src, Value block) {
-    return copyTile(dst, src, mul(block, ci(BN)), S, cacheBase, kCol0);
+    return copyTile(dst, src, ops.mul(block, ops.c(BN)), S, cacheBase, kCol0);
   };
 
-  // mma.sync m16n8k16, bf16 x bf16 -> f32.
-  auto resultType = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
-  std::array<NVVM::MMATypes, 2> ptxTypes{NVVM::MMATypes::bf16,
-                                         NVVM::MMATypes::bf16};
-  std::array<NVVM::MMALayout, 2> layouts{NVVM::MMALayout::row,
-                                         NVVM::MMALayout::col};
   auto mma = [&](ArrayRef<Value> a, ArrayRef<Value> bReg,
-                 MutableArrayRef<Value> c) {
-    Value d = NVVM::MmaOp::create(b, loc, resultType, a, bReg, c,
-                                  ArrayRef<int64_t>{16, 8, 16}, std::nullopt,
-                                  std::nullopt, ptxTypes, layouts);
-    for (int64_t i = 0; i < 4; ++i)
-      c[i] = LLVM::ExtractValueOp::create(b, loc, d, i);
-  };
+                 MutableArrayRef<Value> c) { mmaSyncBf16(b, loc, a, bReg, c); };
   auto fragType = VectorType::get({4, 2}, bf16);
   auto v1i32 = VectorType::get({1}, i32);
   auto v2bf16 = VectorType::get({2}, bf16);
-  auto reg = [&](Value frag, int64_t i) -> Value {
-    Value v = vector::ExtractOp::create(b, loc, frag, i);
-    return vector::ExtractOp::create(
-        b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
+  auto reg = [&](Value frag, int64_t i) {
+    return fragmentRegister(b, loc, frag, i);
   };
   // Two f32 as one register of two bf16 (the lower column first).
   auto pack = [&](Value lo, Value hi) -> Value {
@@ -233,24 +201,24 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   Value qGroup = copyTile(sV, q, t0, T, qBase, qCol0);
   waitGroups(qGroup, 0);
   gpu::BarrierOp::create(b, loc);
-  Value warpRow0 = mul(warp, ci(16));
+  Value warpRow0 = ops.mul(warp, ops.c(16));
   SmallVector<SmallVector<Value, 4>> qFrag;
   for (int64_t ks = 0; ks < HD / 16; ++ks) {
     Value f = nvgpu::LdMatrixOp::create(
         b, loc, fragType, sV,
-        ValueRange{add(warpRow0, remu(lane, 16)),
-                   add(ci(ks * 16), mul(divu(lane, 16), ci(8)))},
+        ValueRange{ops.add(warpRow0, ops.remu(lane, 16)),
+                   ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
         /*transpose=*/false, /*numTiles=*/4);
     qFrag.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
   }
   gpu::BarrierOp::create(b, loc);
-  copyKeys(sK, keys, ci(0));
-  copyKeys(sV, values, ci(0));
+  copyKeys(sK, keys, ops.c(0));
+  copyKeys(sV, values, ops.c(0));
 
   // This thread's rows (g and g + 8 of the warp's 16), as positions.
-  Value rowA = add(t0, add(warpRow0, g));
-  Value rowB = add(rowA, ci(8));
-  Value lastKeyA = add(pos, rowA), lastKeyB = add(pos, rowB);
+  Value rowA = ops.add(t0, ops.add(warpRow0, g));
+  Value rowB = ops.add(rowA, ops.c(8));
+  Value lastKeyA = ops.add(pos, rowA), lastKeyB = ops.add(pos, rowB);
 
   const int64_t NT = BN / 8;  // n8 tiles of scores per key block
   const int64_t OT = HD / 8;  // n8 tiles of the output
@@ -259,7 +227,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   Value scale = constF32(b, loc, o.scale);
   SmallVector<Value> init(OT * 4, zero);
   init.append({ninf, ninf, zero, zero}); // m (rows g, g+8), l (partial)
-  auto loop = scf::ForOp::create(b, loc, ci(0), blocks, ci(1), init);
+  auto loop = scf::ForOp::create(b, loc, ops.c(0), blocks, ops.c(1), init);
   {
     OpBuilder::InsertionGuard lg(b);
     b.setInsertionPointToStart(loop.getBody());
@@ -270,9 +238,9 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                      loop.getRegionIterArgs()[OT * 4 + 1]};
     Value lOld[2] = {loop.getRegionIterArgs()[OT * 4 + 2],
                      loop.getRegionIterArgs()[OT * 4 + 3]};
-    Value next = arith::MinUIOp::create(b, loc, add(kb, ci(1)),
+    Value next = arith::MinUIOp::create(b, loc, ops.add(kb, ops.c(1)),
                                         arith::SubIOp::create(b, loc, blocks,
-                                                              ci(1)));
+                                                              ops.c(1)));
 
     // This block's keys are in (its values may still be in flight).
     waitGroups(qGroup, 1);
@@ -283,9 +251,9 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
         // Keys np*8 .. +15: registers b0, b1 of tile np, then of np + 1.
         Value f = nvgpu::LdMatrixOp::create(
             b, loc, fragType, sK,
-            ValueRange{add(ci(np * 8),
-                           add(remu(lane, 8), mul(divu(lane, 16), ci(8)))),
-                       add(ci(ks * 16), mul(remu(divu(lane, 8), 2), ci(8)))},
+            ValueRange{ops.add(ops.c(np * 8),
+                           ops.add(ops.remu(lane, 8), ops.mul(ops.divu(lane, 16), ops.c(8)))),
+                       ops.add(ops.c(ks * 16), ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
             /*transpose=*/false, /*numTiles=*/4);
         for (int64_t half = 0; half < 2; ++half) {
           SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
@@ -299,7 +267,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
 
     // Scale, mask, online softmax. s[ni*4 + c]: row g + 8 (c / 2), key
     // kb*BN + ni*8 + tg2 + c % 2.
-    Value key0 = add(mul(kb, ci(BN)), tg2);
+    Value key0 = ops.add(ops.mul(kb, ops.c(BN)), tg2);
     Value mNew[2], alpha[2];
     for (int64_t r = 0; r < 2; ++r) {
       Value last = r ? lastKeyB : lastKeyA;
@@ -307,8 +275,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       for (int64_t ni = 0; ni < NT; ++ni)
         for (int64_t c = 0; c < 2; ++c) {
           Value &v = s[ni * 4 + r * 2 + c];
-          Value key = add(key0, ci(ni * 8 + c));
-          v = select(icmp(P::ule, key, last), fmul(v, scale), ninf);
+          Value key = ops.add(key0, ops.c(ni * 8 + c));
+          v = ops.select(ops.icmp(P::ule, key, last), fmul(v, scale), ninf);
           mx = fmax(mx, v);
         }
       mNew[r] = fmax(mOld[r], quad(mx, /*max=*/true));
@@ -336,8 +304,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       for (int64_t np = 0; np < OT; np += 2) {
         Value f = nvgpu::LdMatrixOp::create(
             b, loc, fragType, sV,
-            ValueRange{add(ci(kc * 16), remu(lane, 16)),
-                       add(ci(np * 8), mul(divu(lane, 16), ci(8)))},
+            ValueRange{ops.add(ops.c(kc * 16), ops.remu(lane, 16)),
+                       ops.add(ops.c(np * 8), ops.mul(ops.divu(lane, 16), ops.c(8)))},
             /*transpose=*/true, /*numTiles=*/4);
         for (int64_t half = 0; half < 2; ++half) {
           SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
@@ -360,11 +328,11 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                    quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
   for (int64_t r = 0; r < 2; ++r) {
     Value row = r ? rowB : rowA;
-    auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, row, T), false);
+    auto inRows = scf::IfOp::create(b, loc, ops.icmp(P::ult, row, T), false);
     OpBuilder::InsertionGuard eg(b);
     b.setInsertionPointToStart(&inRows.getThenRegion().front());
     Value inv = arith::DivFOp::create(b, loc, constF32(b, loc, 1.0f), lSum[r]);
-    Value outRow = add(qBase, row);
+    Value outRow = ops.add(qBase, row);
     for (int64_t ot = 0; ot < OT; ++ot) {
       Value pair = vector::FromElementsOp::create(
           b, loc, v2bf16,
@@ -373,7 +341,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
               fromF32(b, loc, fmul(loop.getResult(ot * 4 + 2 * r + 1), inv),
                       bf16)});
       vector::StoreOp::create(b, loc, pair, out,
-                              ValueRange{outRow, add(qCol0, add(ci(ot * 8), tg2))},
+                              ValueRange{outRow, ops.add(qCol0, ops.add(ops.c(ot * 8), tg2))},
                               false, llvm::MaybeAlign(4));
     }
   }

@@ -40,6 +40,52 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+Value IndexOps::c(int64_t v) const { return constIndex(b, loc, v); }
+Value IndexOps::add(Value l, Value r) const {
+  return arith::AddIOp::create(b, loc, l, r);
+}
+Value IndexOps::mul(Value l, Value r) const {
+  return arith::MulIOp::create(b, loc, l, r);
+}
+Value IndexOps::divu(Value l, int64_t r) const {
+  return arith::DivUIOp::create(b, loc, l, c(r));
+}
+Value IndexOps::remu(Value l, int64_t r) const {
+  return arith::RemUIOp::create(b, loc, l, c(r));
+}
+Value IndexOps::icmp(arith::CmpIPredicate p, Value l, Value r) const {
+  return arith::CmpIOp::create(b, loc, p, l, r);
+}
+Value IndexOps::select(Value cond, Value t, Value f) const {
+  return arith::SelectOp::create(b, loc, cond, t, f);
+}
+
+void mlir::moe::mmaSyncBf16(OpBuilder &b, Location loc, ArrayRef<Value> a,
+                            ArrayRef<Value> bReg, MutableArrayRef<Value> c) {
+  Type f32 = b.getF32Type();
+  auto resultType =
+      LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
+  std::array<NVVM::MMATypes, 2> ptxTypes{NVVM::MMATypes::bf16,
+                                         NVVM::MMATypes::bf16};
+  std::array<NVVM::MMALayout, 2> layouts{NVVM::MMALayout::row,
+                                         NVVM::MMALayout::col};
+  Value d = NVVM::MmaOp::create(b, loc, resultType, a, bReg, c,
+                                ArrayRef<int64_t>{16, 8, 16}, std::nullopt,
+                                std::nullopt, ptxTypes, layouts);
+  for (int64_t i = 0; i < 4; ++i)
+    c[i] = LLVM::ExtractValueOp::create(b, loc, d, i);
+}
+
+Value mlir::moe::fragmentRegister(OpBuilder &b, Location loc, Value fragment,
+                                  int64_t i) {
+  Value v = vector::ExtractOp::create(b, loc, fragment, i);
+  return vector::ExtractOp::create(
+      b, loc,
+      vector::BitCastOp::create(b, loc, VectorType::get({1}, b.getI32Type()),
+                                v),
+      0);
+}
+
 std::string mlir::moe::mmaKernelName(const MmaOptions &o) {
   std::string name =
       o.dense     ? "moe_mma_dense_f32"
@@ -116,23 +162,14 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
   if (o.pair)
     w.push_back(entry.getArgument(next++));
 
-  auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
+  IndexOps ops{b, loc};
+  auto ci = [&](int64_t v) { return ops.c(v); };
   using P = arith::CmpIPredicate;
-  auto icmp = [&](P p, Value l, Value r) -> Value {
-    return arith::CmpIOp::create(b, loc, p, l, r);
-  };
-  auto add = [&](Value l, Value r) -> Value {
-    return arith::AddIOp::create(b, loc, l, r);
-  };
-  auto mul = [&](Value l, Value r) -> Value {
-    return arith::MulIOp::create(b, loc, l, r);
-  };
-  auto divu = [&](Value l, int64_t r) -> Value {
-    return arith::DivUIOp::create(b, loc, l, ci(r));
-  };
-  auto remu = [&](Value l, int64_t r) -> Value {
-    return arith::RemUIOp::create(b, loc, l, ci(r));
-  };
+  auto icmp = [&](P p, Value l, Value r) { return ops.icmp(p, l, r); };
+  auto add = [&](Value l, Value r) { return ops.add(l, r); };
+  auto mul = [&](Value l, Value r) { return ops.mul(l, r); };
+  auto divu = [&](Value l, int64_t r) { return ops.divu(l, r); };
+  auto remu = [&](Value l, int64_t r) { return ops.remu(l, r); };
   auto toIndex = [&](Value v) -> Value {
     return arith::IndexCastOp::create(b, loc, index, v);
   };
@@ -255,18 +292,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     gpu::BarrierOp::create(b, loc);
 
     auto fragType = VectorType::get({4, 2}, bf16);
-    auto v1i32 = VectorType::get({1}, i32);
-    auto reg = [&](Value frag, int64_t i) -> Value {
-      Value v = vector::ExtractOp::create(b, loc, frag, i);
-      return vector::ExtractOp::create(
-          b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
+    auto reg = [&](Value frag, int64_t i) {
+      return fragmentRegister(b, loc, frag, i);
     };
-    auto resultType =
-        LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
-    std::array<NVVM::MMATypes, 2> ptxTypes{NVVM::MMATypes::bf16,
-                                           NVVM::MMATypes::bf16};
-    std::array<NVVM::MMALayout, 2> layouts{NVVM::MMALayout::row,
-                                           NVVM::MMALayout::col};
     for (int64_t ks = 0; ks < TK; ks += 16) {
       SmallVector<SmallVector<Value, 4>> aFrag;
       for (int64_t mi = 0; mi < MI; ++mi) {
@@ -289,16 +317,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
             SmallVector<Value, 2> bFrag{reg(f, 2 * half), reg(f, 2 * half + 1)};
             int64_t ni = np + half;
             for (int64_t mi = 0; mi < MI; ++mi) {
-              SmallVector<Value, 4> c;
-              for (int64_t q = 0; q < 4; ++q)
-                c.push_back(acc[accIndex(m, mi, ni, q)]);
-              Value d = NVVM::MmaOp::create(
-                  b, loc, resultType, aFrag[mi], bFrag, c,
-                  ArrayRef<int64_t>{16, 8, 16}, std::nullopt, std::nullopt,
-                  ptxTypes, layouts);
-              for (int64_t q = 0; q < 4; ++q)
-                acc[accIndex(m, mi, ni, q)] =
-                    LLVM::ExtractValueOp::create(b, loc, d, q);
+              // The 4 accumulators of tile (m, mi, ni) are adjacent.
+              mmaSyncBf16(b, loc, aFrag[mi], bFrag,
+                          MutableArrayRef<Value>(acc).slice(
+                              accIndex(m, mi, ni, 0), 4));
             }
           }
         }

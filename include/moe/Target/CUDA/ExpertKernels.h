@@ -26,6 +26,27 @@ gpu::GPUFuncOp createKernelFunc(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,
                                 TypeRange argTypes, int64_t knownThreads = 0);
 
+/// Index arithmetic for kernel builders: `ops.add(a, b)`, `ops.c(8)`, ...
+struct IndexOps {
+  OpBuilder &b;
+  Location loc;
+  Value c(int64_t v) const;
+  Value add(Value l, Value r) const;
+  Value mul(Value l, Value r) const;
+  Value divu(Value l, int64_t r) const;
+  Value remu(Value l, int64_t r) const;
+  Value icmp(arith::CmpIPredicate p, Value l, Value r) const;
+  Value select(Value cond, Value t, Value f) const;
+};
+
+/// Tensor-core pieces shared by the grouped GEMM and the attention kernel:
+/// one mma.sync m16n8k16, bf16 x bf16 -> f32, `c` (the 4 accumulators) +=
+/// `a` (4 registers) x `bReg` (2 registers), in place; and register `i`
+/// (two bf16 as an i32) of an ldmatrix fragment (vector<4x2xbf16>).
+void mmaSyncBf16(OpBuilder &b, Location loc, ArrayRef<Value> a,
+                 ArrayRef<Value> bReg, MutableArrayRef<Value> c);
+Value fragmentRegister(OpBuilder &b, Location loc, Value fragment, int64_t i);
+
 /// A kernel over the elements of [N, C] buffers (the dimensions of the
 /// first argument): `body(b, loc, args, r, c)` runs for every element, one
 /// thread each (linear index over blocks x threads).

@@ -55,5 +55,16 @@ for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_d
     rm -rf "$dir/shape"
   done
 done
+# DeepSpeed-MoE GPT (PR-MoE, MoS): no transformers class, so the checkpoint
+# and its plain-Python reference (tokens and logits) are made here
+# (test/e2e/tiny-dsgpt.py) and the GPU executable is compared with them on
+# the GPU machine (dsgpt_compare.py). Skipped with HF_ARCHS set.
+if [ -z "${HF_ARCHS:-}" ] || [ "${DSGPT:-}" = 1 ]; then
+  for v in moe prmoe mos; do
+    python3 test/e2e/tiny-dsgpt.py "$dir/dsgpt-$v" bf16 3,1,4,1,5,9,2,6 8 $v > /dev/null
+    build/bin/moe-compile "$dir/dsgpt-$v" --import-hf-whole --import-hf-max-seq 32 \
+      --target=cuda --cpu=x86-64-v3 -o "$dir/dsgpt-$v/model-cuda"
+  done
+fi
 cp test/gpu/tiny_configs.py "$dir/"
 ls "$dir"

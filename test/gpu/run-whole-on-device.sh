@@ -8,6 +8,8 @@
 #  3. bench_whole_model.py on build/bench-whole (make-whole-model.py), its
 #     table into $OUT/whole-model.md, and the time of each kernel of the
 #     2048-token prefill step (Nsight Compute, profile_kernels.py);
+#  1b. dsgpt_compare.py: the DeepSpeed-MoE GPT models of the same directory
+#     against their plain-Python reference;
 #  0. first, attention_cases.py: the GPU attention kernels against PyTorch
 #     (build/gpu-attention, made by `attention_cases.py make`).
 # Usage: sh test/gpu/run-whole-on-device.sh   (from the repository root)
@@ -21,6 +23,10 @@ fi
 models=${HF_MODELS:-build/hf-models}
 python3 test/gpu/hf_compare.py "$models" $HF_COMPARE_ARCHS > "$out/hf-compare.log" 2>&1 || rc=1
 tail -n 12 "$out/hf-compare.log"
+if ls -d "$models"/dsgpt-* > /dev/null 2>&1; then
+  python3 test/gpu/dsgpt_compare.py "$models" > "$out/dsgpt-compare.log" 2>&1 || rc=1
+  tail -n 6 "$out/dsgpt-compare.log"
+fi
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$models/mixtral_e8-cuda-bf16" ] && [ -d "$models/ckpt-mixtral_e8-bf16" ] && [ -z "$SKIP_SANITIZER" ]; then
   for tool in memcheck racecheck; do

@@ -11,7 +11,7 @@ set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn}; do
+for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied}; do
   for t in f32 bf16; do
     python3 test/gpu/make-tiny-checkpoint.py $arch $t "$dir/shape"
     build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \

@@ -802,13 +802,13 @@ LogicalResult hf::importDeepSpeedGpt(Config &cfg, ModelSpec &m,
     l.up = stacked(l.expertPrefix + "*.dense_h_to_4h.weight", e, *f, *d);
     l.down = stacked(l.expertPrefix + "*.dense_4h_to_h.weight", e, *d, *f);
     if (*mlpType == "residual") {
-      std::string coefBias = p + "coefficient.bias";
-      if (index && index->count(coefBias))
-        return cfg.fail("the index holds '" + coefBias +
-                        "': moe.layer's mlp_coef has no bias");
       l.mlpUp = linear(p + "mlp.dense_h_to_4h.weight", *f, *d);
       l.mlpDown = linear(p + "mlp.dense_4h_to_h.weight", *d, *f);
       l.mlpCoef = linear(p + "coefficient.weight", 2, *d);
+      // DeepSpeed's coefficient Linear has a bias unless it was removed.
+      std::string coefBias = p + "coefficient.bias";
+      if (!index || index->count(coefBias))
+        l.mlpCoefBias = WeightRef{coefBias, {2}};
     }
     l.activation = *act;
     l.topK = *k;
@@ -824,9 +824,6 @@ LogicalResult hf::importDeepSpeedGpt(Config &cfg, ModelSpec &m,
                 "*_layernorm",
                 "language_model.embedding", "final_layernorm (LM head tied)");
   m.skipped.push_back(denseNote(m.denseLayers));
-  if (*mlpType == "residual")
-    m.notes.push_back("PR-MoE: DeepSpeed's coefficient Linear has a bias; "
-                      "the checkpoint must not carry one");
   if (*k == 1)
     m.notes.push_back("DeepSpeed's top-1 gating may pick dropped tokens at "
                       "random (use_rts); moe.layer drops by position");

@@ -336,7 +336,8 @@ LogicalResult Importer::checkSizes(const ModelSpec &m) {
          {std::optional<WeightRef>(l.router), l.routerBias,
           std::optional<WeightRef>(l.up), l.gate,
           std::optional<WeightRef>(l.down), l.sharedUp, l.sharedGate,
-          l.sharedDown, l.sharedCoef, l.mlpUp, l.mlpDown, l.mlpCoef})
+          l.sharedDown, l.sharedCoef, l.mlpUp, l.mlpDown, l.mlpCoef,
+          l.mlpCoefBias})
       if (failed(check(l, w)))
         return failure();
   return success();
@@ -445,7 +446,8 @@ LogicalResult Importer::checkIndex(const ModelSpec &m) {
                     {l.sharedCoef, "shared expert gate"},
                     {l.mlpUp, "residual MLP up"},
                     {l.mlpDown, "residual MLP down"},
-                    {l.mlpCoef, "residual coefficient"}};
+                    {l.mlpCoef, "residual coefficient"},
+                    {l.mlpCoefBias, "residual coefficient bias"}};
     if (failed(checkTensor(l, l.router, "router")) ||
         failed(checkTensor(l, l.up, "expert up")) ||
         failed(checkTensor(l, l.down, "expert down")))
@@ -533,7 +535,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   struct Slots {
     unsigned router, up, down;
     std::optional<unsigned> bias, gate, sUp, sGate, sDown, sCoef, mUp, mDown,
-        mCoef;
+        mCoef, mCoefBias;
   };
   SmallVector<Slots> slots;
   auto opt = [&](const std::optional<WeightRef> &w) -> std::optional<unsigned> {
@@ -604,6 +606,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     s.mUp = opt(l.mlpUp);
     s.mDown = opt(l.mlpDown);
     s.mCoef = opt(l.mlpCoef);
+    s.mCoefBias = opt(l.mlpCoefBias);
     slots.push_back(s);
   }
 
@@ -753,7 +756,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
         b, loc, tokensType, x, arg(s.router), arg(s.bias), arg(s.up),
         arg(s.gate), arg(s.down), arg(s.sUp), arg(s.sGate), arg(s.sDown),
         arg(s.sCoef), arg(s.mUp), arg(s.mDown), arg(s.mCoef),
-        /*expert_offset=*/Value(), l.activation,
+        arg(s.mCoefBias), /*expert_offset=*/Value(), l.activation,
         uint64_t(l.topK), l.scoreFunc, /*score_after_topk=*/false,
         l.renormalize, llvm::APFloat(l.scaling), cf, uint64_t(l.minCapacity),
         DropPolicy::position, nGroup, topkGroup, l.groupScore);

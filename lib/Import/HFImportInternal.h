@@ -201,7 +201,7 @@ struct LayerSpec {
   std::optional<WeightRef> gate;
   WeightRef down;
   std::optional<WeightRef> sharedUp, sharedGate, sharedDown, sharedCoef;
-  std::optional<WeightRef> mlpUp, mlpDown, mlpCoef;
+  std::optional<WeightRef> mlpUp, mlpDown, mlpCoef, mlpCoefBias;
   Activation activation = Activation::silu;
   int64_t topK = 1;
   ScoreFunc scoreFunc = ScoreFunc::softmax;
@@ -294,7 +294,8 @@ LogicalResult importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3);
 /// position embeddings, LayerNorms, Megatron's fused QKV, the tied LM head.
 LogicalResult importDeepSpeedGptDense(Config &cfg, ModelSpec &m);
 LogicalResult importSwitch(Config &cfg, ModelSpec &m);
-/// `index`, when known, lets PR-MoE refuse a coefficient bias.
+/// `index`, when known, says whether PR-MoE's coefficient has its bias
+/// (without one, DeepSpeed's default: it has).
 LogicalResult importDeepSpeedGpt(Config &cfg, ModelSpec &m,
                                  const llvm::StringSet<> *index);
 

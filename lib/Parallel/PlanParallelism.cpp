@@ -148,6 +148,7 @@ enum Segment : unsigned {
   MlpUp,
   MlpDown,
   MlpCoef,
+  MlpCoefBias,
   NumSegments
 };
 
@@ -263,7 +264,8 @@ FailureOr<LayerShape> PlanParallelismPass::shapeOf(LayerOp layer) {
     return failure();
 
   for (Value v : {layer.getRouterWeight(), layer.getRouterBias(),
-                  layer.getSharedCoef(), layer.getMlpCoef()}) {
+                  layer.getSharedCoef(), layer.getMlpCoef(),
+                  layer.getMlpCoefBias()}) {
     if (!v)
       continue;
     FailureOr<RankedTensorType> t = staticType(v, "the router and gate weights");

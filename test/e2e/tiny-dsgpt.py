@@ -15,7 +15,8 @@ word embeddings.
 Usage: tiny-dsgpt.py OUT_DIR DTYPE(f32|bf16) PROMPT_IDS NEW_TOKENS VARIANT [SEED]
 VARIANT: "moe" (4 layers, top-2 over 4 experts on layers 1 and 3),
 "prmoe" (PR-MoE: 4 and 8 experts, top-1, residual MLP mixed by the
-coefficient), "mos" (a 2-layer student of "prmoe"'s shape: top-1).
+coefficient, with its bias), "mos" (a 2-layer student of "prmoe"'s shape:
+top-1, a coefficient without bias).
 Writes OUT_DIR/expected.txt ("generated: ...") and
 OUT_DIR/expected-logits.safetensors (the logits each token was drawn from)."""
 import json
@@ -73,6 +74,8 @@ def main():
                 param(m + "mlp.dense_h_to_4h.weight", [F, D])
                 param(m + "mlp.dense_4h_to_h.weight", [D, F])
                 param(m + "coefficient.weight", [2, D], 0.5)
+                if variant == "prmoe":  # DeepSpeed's default; the MoS student has none
+                    param(m + "coefficient.bias", [2], 0.5)
         else:
             param(m + "dense_h_to_4h.weight", [F, D])
             param(m + "dense_4h_to_h.weight", [D, F])
@@ -169,8 +172,11 @@ def main():
                 y = [elt(x) for x in acc]
                 if residual:
                     r = mlp(m, mp + "mlp.")
-                    c = softmax(linear(m, mp + "coefficient.weight", range(2), D,
-                                       round_out=False))
+                    c = linear(m, mp + "coefficient.weight", range(2), D,
+                               round_out=False)
+                    if mp + "coefficient.bias" in W:
+                        c = [f32(c[i] + w(mp + "coefficient.bias")[i]) for i in range(2)]
+                    c = softmax(c)
                     y = [elt(f32(f32(c[0] * y[i]) + f32(c[1] * r[i]))) for i in range(D)]
             h = [elt(f32(h[i] + y[i])) for i in range(D)]
         n = layer_norm(h, enc + "final_layernorm")

@@ -53,7 +53,8 @@ protected:
     FloatAttr cf = p.capacity ? builder.getF64FloatAttr(*p.capacity) : nullptr;
     auto op = LayerOp::create(
         builder, loc, tensor({t, d}, e), x, router, Value(), up, gate, down,
-        sUp, sGate, sDown, sCoef, mUp, mDown, mCoef, /*expert_offset=*/Value(),
+        sUp, sGate, sDown, sCoef, mUp, mDown, mCoef, /*mlp_coef_bias=*/Value(),
+        /*expert_offset=*/Value(),
         ActivationAttr::get(&context, Activation::silu), i64(p.k), nullptr,
         nullptr, builder.getUnitAttr(), nullptr, cf, nullptr, nullptr, nullptr,
         nullptr, nullptr);

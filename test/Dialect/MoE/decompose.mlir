@@ -82,6 +82,20 @@ func.func @pr_moe_residual(%x: tensor<8x64xf32>, %wr: tensor<64x32xf32>, %wu: te
 
 // -----
 
+// With DeepSpeed's coefficient bias: added to the mixing logits in f32
+// before they mix.
+// CHECK-LABEL: func.func @pr_moe_coef_bias
+// CHECK: %[[C:.+]] = linalg.matmul {{.*}} outs(%{{.*}} : tensor<8x2xf32>)
+// CHECK: %[[CB:.+]] = linalg.generic {{.*}} ins(%[[C]], %{{.*}} : tensor<8x2xf32>, tensor<2xf32>)
+// CHECK: arith.addf
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[CB]], %[[CB]] : tensor<8x1xf32>, tensor<8x2xf32>, tensor<8x2xf32>)
+func.func @pr_moe_coef_bias(%x: tensor<8x64xf32>, %wr: tensor<64x32xf32>, %wu: tensor<32x64x256xf32>, %wd: tensor<32x256x64xf32>, %mu: tensor<64x256xf32>, %md: tensor<256x64xf32>, %mc: tensor<64x2xf32>, %mb: tensor<2xf32>) -> tensor<8x64xf32> {
+  %y = moe.layer %x : tensor<8x64xf32> router(%wr : tensor<64x32xf32>) up(%wu : tensor<32x64x256xf32>) down(%wd : tensor<32x256x64xf32>) mlp_up(%mu : tensor<64x256xf32>) mlp_down(%md : tensor<256x64xf32>) mlp_coef(%mc : tensor<64x2xf32>) mlp_coef_bias(%mb : tensor<2xf32>) {activation = #moe.activation<gelu>, top_k = 1 : i64} -> tensor<8x64xf32>
+  return %y : tensor<8x64xf32>
+}
+
+// -----
+
 // Residual MLP without mixing and a shared expert: their sum is the residual.
 // CHECK-LABEL: func.func @residual_and_shared
 // CHECK: %[[M:.+]] = moe.mlp

@@ -538,6 +538,22 @@ func.func @layer_mlp_coef_hidden(%x: tensor<8x64xf32>, %wr: tensor<64x4xf32>, %w
 
 // -----
 
+func.func @layer_mlp_coef_bias_alone(%x: tensor<8x64xf32>, %wr: tensor<64x4xf32>, %wu: tensor<4x64x128xf32>, %wd: tensor<4x128x64xf32>, %mu: tensor<64x128xf32>, %md: tensor<128x64xf32>, %mb: tensor<2xf32>) {
+  // expected-error @+1 {{'moe.layer' op mlp_coef_bias needs mlp_coef}}
+  %y = moe.layer %x : tensor<8x64xf32> router(%wr : tensor<64x4xf32>) up(%wu : tensor<4x64x128xf32>) down(%wd : tensor<4x128x64xf32>) mlp_up(%mu : tensor<64x128xf32>) mlp_down(%md : tensor<128x64xf32>) mlp_coef_bias(%mb : tensor<2xf32>) {activation = #moe.activation<gelu>, top_k = 1 : i64} -> tensor<8x64xf32>
+  return
+}
+
+// -----
+
+func.func @layer_mlp_coef_bias_width(%x: tensor<8x64xf32>, %wr: tensor<64x4xf32>, %wu: tensor<4x64x128xf32>, %wd: tensor<4x128x64xf32>, %mu: tensor<64x128xf32>, %md: tensor<128x64xf32>, %mc: tensor<64x2xf32>, %mb: tensor<3xf32>) {
+  // expected-error @+1 {{'moe.layer' op mixing width mismatch: mlp_coef_bias has 3, expected 2}}
+  %y = moe.layer %x : tensor<8x64xf32> router(%wr : tensor<64x4xf32>) up(%wu : tensor<4x64x128xf32>) down(%wd : tensor<4x128x64xf32>) mlp_up(%mu : tensor<64x128xf32>) mlp_down(%md : tensor<128x64xf32>) mlp_coef(%mc : tensor<64x2xf32>) mlp_coef_bias(%mb : tensor<3xf32>) {activation = #moe.activation<gelu>, top_k = 1 : i64} -> tensor<8x64xf32>
+  return
+}
+
+// -----
+
 func.func @layer_result(%x: tensor<8x64xf32>, %wr: tensor<64x4xf32>, %wu: tensor<4x64x128xf32>, %wd: tensor<4x128x64xf32>) {
   // expected-error @+1 {{'moe.layer' op result type 'tensor<8x64xbf16>' must equal the input type 'tensor<8x64xf32>'}}
   %y = moe.layer %x : tensor<8x64xf32> router(%wr : tensor<64x4xf32>) up(%wu : tensor<4x64x128xf32>) down(%wd : tensor<4x128x64xf32>) {activation = #moe.activation<gelu>, top_k = 1 : i64} -> tensor<8x64xbf16>

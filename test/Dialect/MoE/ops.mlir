@@ -80,7 +80,7 @@ func.func @combine(%e: tensor<32x64xf32>, %map: tensor<16x2xi32>, %w: tensor<16x
 // renormalisation.
 // CHECK-LABEL: func.func @layer_qwen2
 // CHECK: moe.layer %{{.*}} : tensor<16x64xbf16> router(%{{.*}} : tensor<64x16xbf16>) up(%{{.*}} : tensor<16x64x32xbf16>) gate(%{{.*}} : tensor<16x64x32xbf16>) down(%{{.*}} : tensor<16x32x64xbf16>) shared_up(%{{.*}} : tensor<64x128xbf16>) shared_gate(%{{.*}} : tensor<64x128xbf16>) shared_down(%{{.*}} : tensor<128x64xbf16>) shared_coef(%{{.*}} : tensor<64x1xbf16>) {activation = #moe.activation<silu>, top_k = 8 : i64} -> tensor<16x64xbf16>
-// GENERIC: "moe.layer"{{.*}}operandSegmentSizes = array<i32: 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0>
+// GENERIC: "moe.layer"{{.*}}operandSegmentSizes = array<i32: 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0>
 func.func @layer_qwen2(%x: tensor<16x64xbf16>, %wr: tensor<64x16xbf16>, %wu: tensor<16x64x32xbf16>, %wg: tensor<16x64x32xbf16>, %wd: tensor<16x32x64xbf16>, %su: tensor<64x128xbf16>, %sg: tensor<64x128xbf16>, %sd: tensor<128x64xbf16>, %sc: tensor<64x1xbf16>) -> tensor<16x64xbf16> {
   %y = moe.layer %x : tensor<16x64xbf16> router(%wr : tensor<64x16xbf16>) up(%wu : tensor<16x64x32xbf16>) gate(%wg : tensor<16x64x32xbf16>) down(%wd : tensor<16x32x64xbf16>) shared_up(%su : tensor<64x128xbf16>) shared_gate(%sg : tensor<64x128xbf16>) shared_down(%sd : tensor<128x64xbf16>) shared_coef(%sc : tensor<64x1xbf16>) {activation = #moe.activation<silu>, top_k = 8 : i64} -> tensor<16x64xbf16>
   return %y : tensor<16x64xbf16>
@@ -91,7 +91,7 @@ func.func @layer_qwen2(%x: tensor<16x64xbf16>, %wr: tensor<64x16xbf16>, %wu: ten
 // CHECK-LABEL: func.func @layer_local_experts
 // CHECK-SAME: %[[OFF:[a-z0-9]+]]: index
 // CHECK: moe.layer %{{.*}} : tensor<16x64xbf16> router(%{{.*}} : tensor<64x16xbf16>) up(%{{.*}} : tensor<4x64x32xbf16>) down(%{{.*}} : tensor<4x32x64xbf16>) expert_offset(%[[OFF]]) {activation = #moe.activation<gelu>, top_k = 2 : i64} -> tensor<16x64xbf16>
-// GENERIC: "moe.layer"{{.*}}operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1>
+// GENERIC: "moe.layer"{{.*}}operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1>
 func.func @layer_local_experts(%x: tensor<16x64xbf16>, %wr: tensor<64x16xbf16>, %wu: tensor<4x64x32xbf16>, %wd: tensor<4x32x64xbf16>, %off: index) -> tensor<16x64xbf16> {
   %y = moe.layer %x : tensor<16x64xbf16> router(%wr : tensor<64x16xbf16>) up(%wu : tensor<4x64x32xbf16>) down(%wd : tensor<4x32x64xbf16>) expert_offset(%off) {activation = #moe.activation<gelu>, top_k = 2 : i64} -> tensor<16x64xbf16>
   return %y : tensor<16x64xbf16>
@@ -100,7 +100,7 @@ func.func @layer_local_experts(%x: tensor<16x64xbf16>, %wr: tensor<64x16xbf16>, 
 // PR-MoE: top-1 over 32 experts, plain GeLU experts, residual MLP with mixing.
 // CHECK-LABEL: func.func @layer_pr_moe
 // CHECK: moe.layer %{{.*}} : tensor<8x64xf32> router(%{{.*}} : tensor<64x32xf32>) router_bias(%{{.*}} : tensor<32xf32>) up(%{{.*}} : tensor<32x64x256xf32>) down(%{{.*}} : tensor<32x256x64xf32>) mlp_up(%{{.*}} : tensor<64x256xf32>) mlp_down(%{{.*}} : tensor<256x64xf32>) mlp_coef(%{{.*}} : tensor<64x2xf32>) {activation = #moe.activation<gelu>, capacity_factor = 1.000000e+00 : f64, top_k = 1 : i64} -> tensor<8x64xf32>
-// GENERIC: "moe.layer"{{.*}}operandSegmentSizes = array<i32: 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 1, 1, 1, 0>
+// GENERIC: "moe.layer"{{.*}}operandSegmentSizes = array<i32: 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0>
 func.func @layer_pr_moe(%x: tensor<8x64xf32>, %wr: tensor<64x32xf32>, %b: tensor<32xf32>, %wu: tensor<32x64x256xf32>, %wd: tensor<32x256x64xf32>, %mu: tensor<64x256xf32>, %md: tensor<256x64xf32>, %mc: tensor<64x2xf32>) -> tensor<8x64xf32> {
   %y = moe.layer %x : tensor<8x64xf32> router(%wr : tensor<64x32xf32>) router_bias(%b : tensor<32xf32>) up(%wu : tensor<32x64x256xf32>) down(%wd : tensor<32x256x64xf32>) mlp_up(%mu : tensor<64x256xf32>) mlp_down(%md : tensor<256x64xf32>) mlp_coef(%mc : tensor<64x2xf32>) {activation = #moe.activation<gelu>, top_k = 1 : i64, capacity_factor = 1.0} -> tensor<8x64xf32>
   return %y : tensor<8x64xf32>

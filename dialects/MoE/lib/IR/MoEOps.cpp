@@ -442,6 +442,14 @@ LogicalResult LayerOp::verify() {
         failed(checkDimIs(op, "mixing width", coef, 1, 2)))
       return failure();
   }
+  if (getMlpCoefBias() && !getMlpCoef())
+    return emitOpError() << "mlp_coef_bias needs mlp_coef";
+  if (Value c = getMlpCoefBias()) {
+    Named bias{"mlp_coef_bias", c};
+    if (failed(checkRank(op, bias, 1, "[2]")) ||
+        failed(checkDimIs(op, "mixing width", bias, 0, 2)))
+      return failure();
+  }
 
   if (getResult().getType() != getInput().getType())
     return emitOpError() << "result type " << getResult().getType()

@@ -149,6 +149,15 @@ Value mlir::moe::decomposeLayer(OpBuilder &b, LayerOp op,
                               op.getMlpDown(), op.getActivationAttr());
     if (Value coef = op.getMlpCoef()) {
       Value logits = matmulF32(b, loc, x, coef);
+      if (Value bias = op.getMlpCoefBias())
+        logits = elementwise(
+            b, loc, {logits, bias},
+            {identity, AffineMap::get(2, 0, {d1}, ctx)},
+            emptyTensor(b, loc, sizes2d(b, rows, 2), f32),
+            [](OpBuilder &nb, Location l, ValueRange a) {
+              return arith::AddFOp::create(nb, l, a[0], toF32(nb, l, a[1]))
+                  .getResult();
+            });
       // c0 scales the routing weights: the MoE branch is linear in them.
       weights = elementwise(
           b, loc, {weights, logits, logits}, {identity, col0, col1},

@@ -237,8 +237,9 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
       given (Qwen2-MoE's shared-expert gate).
     - the PR-MoE residual MLP: `mlp_up`, `mlp_down` as in `moe.mlp`. Without
       `mlp_coef` its output is added; with `mlp_coef` [d, 2] the two branches
-      are mixed as `c0 * moe + c1 * mlp` with `c = softmax(input x mlp_coef)`
-      (DeepSpeed-MoE's `use_residual`).
+      are mixed as `c0 * moe + c1 * mlp` with
+      `c = softmax(input x mlp_coef + mlp_coef_bias)` (DeepSpeed-MoE's
+      `use_residual`; its coefficient Linear has the bias [2] by default).
 
     With `expert_offset` (an index), the routed-expert weights hold only the
     experts [expert_offset, expert_offset + E_local) of the router's E, and
@@ -274,6 +275,7 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
                             Optional<MoE_FloatTensor>:$mlp_up,
                             Optional<MoE_FloatTensor>:$mlp_down,
                             Optional<MoE_FloatTensor>:$mlp_coef,
+                            Optional<MoE_FloatTensor>:$mlp_coef_bias,
                             Optional<Index>:$expert_offset,
                             MoE_ActivationAttr:$activation), RouterAttrs);
   let results = (outs MoE_FloatTensor:$result);
@@ -291,6 +293,7 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     (`mlp_up` `(` $mlp_up^ `:` type($mlp_up) `)`)?
     (`mlp_down` `(` $mlp_down^ `:` type($mlp_down) `)`)?
     (`mlp_coef` `(` $mlp_coef^ `:` type($mlp_coef) `)`)?
+    (`mlp_coef_bias` `(` $mlp_coef_bias^ `:` type($mlp_coef_bias) `)`)?
     (`expert_offset` `(` $expert_offset^ `)`)?
     attr-dict `->` type($result)
   }];

@@ -221,6 +221,7 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     entry.removeArgAttr(i, "moe.weight");
     entry.removeArgAttr(i, "moe.transpose");
     entry.removeArgAttr(i, "moe.stack");
+    entry.removeArgAttr(i, "moe.layout");
     entry.removeArgAttr(i, "moe.split");
     // Inputs and weights may live in read-only mapped files.
     entry.setArgAttr(i, bufferization::BufferizationDialect::kWritableAttrName,

@@ -164,20 +164,26 @@ def main():
                 wsum = 0.0
                 for j in order:
                     wsum = f32(wsum + sc[j])
+                # As moe.layer decomposes: the residual MLP scaled by c1 =
+                # softmax(x Wc + b)[1] (rounded) starts the combine's f32
+                # sum, and c0 scales the routing weights.
                 acc = [0.0] * D
+                c0 = 1.0
+                if residual:
+                    lg = linear(m, mp + "coefficient.weight", range(2), D, round_out=False)
+                    if mp + "coefficient.bias" in W:
+                        lg = [f32(lg[i] + w(mp + "coefficient.bias")[i]) for i in range(2)]
+                    sig = lambda x: f32(1.0 / f32(1.0 + f32(math.exp(-x))))  # noqa: E731
+                    c0, c1 = sig(f32(lg[0] - lg[1])), sig(f32(lg[1] - lg[0]))
+                    r = mlp(m, mp + "mlp.")
+                    acc = [f32(elt(f32(r[i] * c1))) for i in range(D)]
                 for j in order:
                     yj = mlp(m, mp + f"deepspeed_moe.experts.deepspeed_experts.{j}.")
                     wt = f32(sc[j] / wsum) if topk > 1 else sc[j]
+                    if residual:
+                        wt = f32(wt * c0)
                     acc = [f32(acc[i] + f32(wt * yj[i])) for i in range(D)]
                 y = [elt(x) for x in acc]
-                if residual:
-                    r = mlp(m, mp + "mlp.")
-                    c = linear(m, mp + "coefficient.weight", range(2), D,
-                               round_out=False)
-                    if mp + "coefficient.bias" in W:
-                        c = [f32(c[i] + w(mp + "coefficient.bias")[i]) for i in range(2)]
-                    c = softmax(c)
-                    y = [elt(f32(f32(c[0] * y[i]) + f32(c[1] * r[i]))) for i in range(D)]
             h = [elt(f32(h[i] + y[i])) for i in range(D)]
         n = layer_norm(h, enc + "final_layernorm")
         return linear(n, e + "word_embeddings.weight", range(V), D)

@@ -74,19 +74,29 @@ std::string denseNote(ArrayRef<int64_t> dense) {
 // Gated-FFN decoder families: Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek
 //===----------------------------------------------------------------------===//
 
+/// A dense MLP block of layer `i` whose weights are named `<prefix><name>`
+/// ([out, in] Linears): `up`, `down` and, unless empty, `gate`; width `f`.
+LayerSpec denseMlpBlock(int64_t i, const std::string &prefix, StringRef gate,
+                        StringRef up, StringRef down, int64_t d, int64_t f,
+                        Activation act) {
+  LayerSpec l;
+  l.index = i;
+  l.scope = prefix.substr(0, prefix.size() - 1);
+  l.denseMlp = true;
+  if (!gate.empty())
+    l.sharedGate = linear(prefix + gate.str(), f, d);
+  l.sharedUp = linear(prefix + up.str(), f, d);
+  l.sharedDown = linear(prefix + down.str(), d, f);
+  l.activation = act;
+  return l;
+}
+
 /// A Llama-style gated MLP block `model.layers.<i>.mlp.{gate,up,down}_proj`
 /// of width `f` (the dense layers of Qwen-MoE and DeepSeek models).
 LayerSpec denseMlp(int64_t i, int64_t d, int64_t f, Activation act) {
-  LayerSpec l;
-  l.index = i;
-  std::string p = "model.layers." + std::to_string(i) + ".mlp.";
-  l.scope = p.substr(0, p.size() - 1);
-  l.denseMlp = true;
-  l.sharedGate = linear(p + "gate_proj.weight", f, d);
-  l.sharedUp = linear(p + "up_proj.weight", f, d);
-  l.sharedDown = linear(p + "down_proj.weight", d, f);
-  l.activation = act;
-  return l;
+  return denseMlpBlock(i, "model.layers." + std::to_string(i) + ".mlp.",
+                       "gate_proj.weight", "up_proj.weight", "down_proj.weight",
+                       d, f, act);
 }
 
 /// Experts named `<prefix><j>.<proj>.weight`; gate/up [f, d], down [d, f].
@@ -777,17 +787,10 @@ LogicalResult hf::importDeepSpeedGpt(Config &cfg, ModelSpec &m,
     // expert_interval.
     if ((i + 1) % *interval != 0) {
       m.denseLayers.push_back(i);
-      // Its MLP, for whole-model import: Megatron's ParallelMLP.
-      LayerSpec dl;
-      dl.index = i;
-      std::string p =
-          "language_model.encoder.layers." + std::to_string(i) + ".mlp.";
-      dl.scope = p.substr(0, p.size() - 1);
-      dl.denseMlp = true;
-      dl.sharedUp = linear(p + "dense_h_to_4h.weight", *f, *d);
-      dl.sharedDown = linear(p + "dense_4h_to_h.weight", *d, *f);
-      dl.activation = *act;
-      m.denseMlps.push_back(std::move(dl));
+      // Its MLP, for whole-model import: Megatron's ParallelMLP (no gate).
+      m.denseMlps.push_back(denseMlpBlock(
+          i, "language_model.encoder.layers." + std::to_string(i) + ".mlp.",
+          "", "dense_h_to_4h.weight", "dense_4h_to_h.weight", *d, *f, *act));
       continue;
     }
     int64_t e = experts.size() == 1 ? experts[0] : experts[i / *interval];

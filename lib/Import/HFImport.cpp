@@ -372,12 +372,10 @@ LogicalResult Importer::checkDense(const ModelSpec &m) {
       return failure();
   for (const DenseSpec::Block &blk : d.blocks) {
     for (auto [w, role] :
-         {std::pair{&blk.inputNorm, "input norm"},
+         {std::pair{&blk.inputNorm, "input norm"}, {&blk.q, "query projection"},
           {&blk.o, "output projection"}, {&blk.postNorm, "post-attention norm"}})
       if (failed(check(*w, role)))
         return failure();
-    if (failed(check(blk.q, "query projection")))
-      return failure();
     for (auto [w, role] :
          {std::pair{&blk.inputNormBias, "input norm bias"},
           {&blk.postNormBias, "post-attention norm bias"}})

@@ -326,18 +326,23 @@ bool materialize(const WeightFiles &files, const Buffer &b,
     moert_st_tensor t;
     if (!files.expect(b.name, b.dtype, {3 * shape[1], in}, t))
       return false;
-    void *data = nullptr;
-    if (moert_alloc(n * elt, &data) != MOERT_OK)
+    // This part's rows of every head, in order ([H * R, in]), transposed.
+    void *rowsOfPart = nullptr, *data = nullptr;
+    if (moert_alloc(n * elt, &rowsOfPart) != MOERT_OK)
       return false;
-    const char *src = static_cast<const char *>(t.data);
-    char *dst = static_cast<char *>(data);
+    if (moert_alloc(n * elt, &data) != MOERT_OK) {
+      moert_free(rowsOfPart);
+      return false;
+    }
+    size_t block = size_t(rows * in) * elt;
     for (int64_t h = 0; h < heads; ++h)
-      for (int64_t j = 0; j < rows; ++j) {
-        int64_t from = (h * 3 + part) * rows + j, to = h * rows + j;
-        for (int64_t c = 0; c < in; ++c)
-          std::memcpy(dst + size_t(c * shape[1] + to) * elt,
-                      src + size_t(from * in + c) * elt, elt);
-      }
+      std::memcpy(static_cast<char *>(rowsOfPart) + size_t(h) * block,
+                  static_cast<const char *>(t.data) +
+                      size_t(h * 3 + part) * block,
+                  block);
+    transpose(static_cast<const char *>(rowsOfPart), static_cast<char *>(data),
+              shape[1], in, elt);
+    moert_free(rowsOfPart);
     out.data = data;
     out.nbytes = n * elt;
     return true;

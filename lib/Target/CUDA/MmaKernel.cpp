@@ -86,6 +86,60 @@ Value mlir::moe::fragmentRegister(OpBuilder &b, Location loc, Value fragment,
       0);
 }
 
+AccumulatorRow mlir::moe::loadAccumulatorRow(OpBuilder &b, Location loc,
+                                             const MmaOptions &o, Value slot,
+                                             Value rowToken, Value rowWeight) {
+  AccumulatorRow row{slot, Value(), Value()};
+  if (o.scatter && !o.dense) {
+    row.token = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(),
+        memref::LoadOp::create(b, loc, rowToken, slot));
+    row.scale = memref::LoadOp::create(b, loc, rowWeight, slot);
+  }
+  return row;
+}
+
+void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
+                                     const MmaOptions &o, Value out,
+                                     const AccumulatorRow &row, Value col,
+                                     Value N, ArrayRef<Value> h,
+                                     ArrayRef<Value> gate) {
+  Type f32 = b.getF32Type(), bf16 = b.getBF16Type();
+  auto inCols = scf::IfOp::create(
+      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, col, N),
+      false);
+  OpBuilder::InsertionGuard cg(b);
+  b.setInsertionPointToStart(&inCols.getThenRegion().front());
+  if (o.dense) {
+    vector::StoreOp::create(
+        b, loc,
+        vector::FromElementsOp::create(b, loc, VectorType::get({2}, f32), h),
+        out, ValueRange{row.slot, col}, false, llvm::MaybeAlign(8));
+    return;
+  }
+  SmallVector<Value, 2> vals;
+  for (int64_t j = 0; j < 2; ++j) {
+    if (o.scatter) {
+      memref::AtomicRMWOp::create(
+          b, loc, arith::AtomicRMWKind::addf,
+          arith::MulFOp::create(b, loc, h[j], row.scale), out,
+          ValueRange{row.token,
+                     arith::AddIOp::create(b, loc, col, constIndex(b, loc, j))});
+      continue;
+    }
+    Value v = o.pair ? arith::MulFOp::create(
+                           b, loc, applyActivation(b, loc, o.activation, gate[j]),
+                           h[j])
+                     : applyActivation(b, loc, o.activation, h[j]);
+    vals.push_back(fromF32(b, loc, v, bf16));
+  }
+  if (!o.scatter)
+    vector::StoreOp::create(
+        b, loc,
+        vector::FromElementsOp::create(b, loc, VectorType::get({2}, bf16), vals),
+        out, ValueRange{row.slot, col}, false, llvm::MaybeAlign(4));
+}
+
 std::string mlir::moe::mmaKernelName(const MmaOptions &o) {
   std::string name =
       o.dense     ? "moe_mma_dense_f32"
@@ -334,7 +388,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
 
   // Epilogue: c[i*2+j] of tile (mi, ni) is row wm + 16 mi + g + 8 i, column
   // wn + 8 ni + tg2 + j.
-  auto v2 = VectorType::get({2}, bf16);
   for (int64_t mi = 0; mi < MI; ++mi)
     for (int64_t i = 0; i < 2; ++i) {
       Value r = add(wm, add(ci(mi * 16 + i * 8), g));
@@ -342,50 +395,17 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
       auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, rowEnd), false);
       OpBuilder::InsertionGuard eg(b);
       b.setInsertionPointToStart(&inRows.getThenRegion().front());
-      Value token, scale;
-      if (o.scatter && !o.dense) {
-        token = toIndex(memref::LoadOp::create(b, loc, rowToken, slot));
-        scale = memref::LoadOp::create(b, loc, rowWeight, slot);
-      }
+      AccumulatorRow row = loadAccumulatorRow(b, loc, o, slot, rowToken, rowWeight);
       for (int64_t ni = 0; ni < NI; ++ni) {
         Value col = add(col0, add(wn, add(ci(ni * 8), tg2)));
-        auto inCols = scf::IfOp::create(b, loc, icmp(P::ult, col, N), false);
-        OpBuilder::InsertionGuard cg(b);
-        b.setInsertionPointToStart(&inCols.getThenRegion().front());
-        if (o.dense) {
-          SmallVector<Value> pair{kLoop.getResult(accIndex(0, mi, ni, i * 2)),
-                                  kLoop.getResult(accIndex(0, mi, ni, i * 2 + 1))};
-          vector::StoreOp::create(
-              b, loc, vector::FromElementsOp::create(
-                          b, loc, VectorType::get({2}, f32), pair),
-              out, ValueRange{slot, col}, false, llvm::MaybeAlign(8));
-          continue;
-        }
-        SmallVector<Value> vals;
-        for (int64_t j = 0; j < 2; ++j) {
-          Value h = kLoop.getResult(accIndex(0, mi, ni, i * 2 + j));
-          if (o.scatter) {
-            memref::AtomicRMWOp::create(
-                b, loc, arith::AtomicRMWKind::addf,
-                arith::MulFOp::create(b, loc, h, scale), out,
-                ValueRange{token, add(col, ci(j))});
-            continue;
-          }
-          Value v;
-          if (o.pair) {
-            Value gt = kLoop.getResult(accIndex(1, mi, ni, i * 2 + j));
-            v = arith::MulFOp::create(
-                b, loc, applyActivation(b, loc, o.activation, gt), h);
-          } else {
-            v = applyActivation(b, loc, o.activation, h);
-          }
-          vals.push_back(fromF32(b, loc, v, bf16));
-        }
-        if (!o.scatter) {
-          Value pairV = vector::FromElementsOp::create(b, loc, v2, vals);
-          vector::StoreOp::create(b, loc, pairV, out, ValueRange{slot, col},
-                                  false, llvm::MaybeAlign(4));
-        }
+        auto acc = [&](int64_t m, int64_t j) {
+          return kLoop.getResult(accIndex(m, mi, ni, i * 2 + j));
+        };
+        SmallVector<Value, 2> gate;
+        if (o.pair)
+          gate = {acc(1, 0), acc(1, 1)};
+        storeAccumulatorPair(b, loc, o, out, row, col, N, {acc(0, 0), acc(0, 1)},
+                             gate);
       }
     }
   b.setInsertionPointToEnd(&entry);

@@ -204,6 +204,23 @@ std::string mmaKernelName(const MmaOptions &options);
 /// Weight columns of each matrix one block of the kernel covers.
 int64_t mmaColumnsPerMatrix(const MmaOptions &options);
 
+/// The epilogue both tensor-core expert kernels share. A row of the tile:
+/// its slot in expert-major order and, with `scatter`, the token it adds to
+/// and its combine weight.
+struct AccumulatorRow {
+  Value slot, token, scale;
+};
+AccumulatorRow loadAccumulatorRow(OpBuilder &b, Location loc,
+                                  const MmaOptions &o, Value slot,
+                                  Value rowToken, Value rowWeight);
+/// Stores columns `col` and `col + 1` (skipped from N on) of `row` from the
+/// f32 accumulators `h` (and the gate's, `gate`, for pairs), as `o` says:
+/// bf16(act(gate) * h) or bf16(act(h)); f32 as they are (dense); or
+/// out[token] += scale * h with atomics (scatter).
+void storeAccumulatorPair(OpBuilder &b, Location loc, const MmaOptions &o,
+                          Value out, const AccumulatorRow &row, Value col,
+                          Value N, ArrayRef<Value> h, ArrayRef<Value> gate);
+
 /// Why `layer` cannot run as one fused GPU layer (empty when it can): the
 /// fused path takes bf16 layers with static shapes, dropless routing without
 /// group limits, no shared experts or PR-MoE MLP, E <= kRouteThreads, and

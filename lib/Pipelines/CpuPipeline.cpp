@@ -43,17 +43,18 @@ void mlir::moe::buildMoEToLinalgPipeline(OpPassManager &pm) {
 namespace {
 /// Shared by both targets: moe on tensors to bufferized loops, deallocation
 /// included; `gpu` also routes the bf16 experts to the GPU helpers.
-void buildToLoops(OpPassManager &pm, bool gpu, StringRef gpuPath = "auto",
-                  int64_t mmaTileM = 0, int64_t mmaWarps = 0,
-                  bool report = false) {
+void buildToLoops(OpPassManager &pm,
+                  const moe::CudaPipelineOptions *gpu = nullptr) {
   if (gpu) {
     moe::ConvertMoELayerToGpuCallOptions layer;
-    layer.path = gpuPath.str();
-    layer.mmaTileM = mmaTileM;
-    layer.mmaWarps = mmaWarps;
+    layer.path = gpu->path;
+    layer.mmaTileM = gpu->mmaTileM;
+    layer.mmaWarps = gpu->mmaWarps;
+    layer.wgmmaColumns = gpu->wgmmaColumns;
+    layer.wgmmaStages = gpu->wgmmaStages;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
     moe::ConvertMoEDenseToGpuCallOptions dense;
-    dense.report = report;
+    dense.report = gpu->report;
     pm.addPass(moe::createConvertMoEDenseToGpuCall(dense));
   }
   pm.addPass(moe::createMoEDecomposeLayer());
@@ -108,7 +109,9 @@ void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
     // Host gpu ops lower to mgpu* calls in their async form.
     pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
     GpuNVVMAttachTargetOptions target;
-    target.chip = "sm_90";
+    // sm_90a: the wgmma expert path needs the architecture-specific
+    // features (the cubin runs on sm_90 GPUs only, as it would anyway).
+    target.chip = "sm_90a";
     target.features = "+ptx80";
     std::string libdevice = toolkit + "/nvvm/libdevice/libdevice.10.bc";
     if (llvm::sys::fs::exists(libdevice))
@@ -141,14 +144,13 @@ void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
 } // namespace
 
 void mlir::moe::buildCpuPipeline(OpPassManager &pm) {
-  buildToLoops(pm, /*gpu=*/false);
+  buildToLoops(pm);
   buildToLLVM(pm, /*gpu=*/false);
 }
 
 void mlir::moe::buildCudaPipeline(OpPassManager &pm,
                                   const CudaPipelineOptions &options) {
-  buildToLoops(pm, /*gpu=*/true, options.path, options.mmaTileM,
-               options.mmaWarps, options.report);
+  buildToLoops(pm, &options);
   buildToLLVM(pm, /*gpu=*/true, options.format);
 }
 
@@ -164,7 +166,7 @@ void mlir::moe::registerPipelines() {
       buildCpuPipeline);
   PassPipelineRegistration<CudaPipelineOptions>(
       "moe-cuda-pipeline",
-      "Lower a moe program for CUDA: bf16 expert FFNs as sm_90 kernels, the "
+      "Lower a moe program for CUDA: bf16 expert FFNs as sm_90a kernels, the "
       "rest for the CPU; expert weights are device pointers",
       [](OpPassManager &pm, const CudaPipelineOptions &options) {
         buildCudaPipeline(pm, options);

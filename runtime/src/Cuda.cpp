@@ -85,6 +85,7 @@ struct Driver {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned,
                              unsigned, unsigned, unsigned, unsigned, CUstream,
                              void **, void **);
+  CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamSynchronize)(CUstream);
   CUresult (*cuStreamQuery)(CUstream);
@@ -156,6 +157,7 @@ void openDriver() {
             load(drv().cuModuleUnload, "cuModuleUnload") &&
             load(drv().cuModuleGetFunction, "cuModuleGetFunction") &&
             load(drv().cuLaunchKernel, "cuLaunchKernel") &&
+            load(drv().cuFuncSetAttribute, "cuFuncSetAttribute") &&
             load(drv().cuStreamCreate, "cuStreamCreate") &&
             load(drv().cuStreamSynchronize, "cuStreamSynchronize") &&
             load(drv().cuStreamQuery, "cuStreamQuery") &&
@@ -536,6 +538,11 @@ extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
                                  size_t /*paramsCount*/) {
   ensure();
   CUstream s = static_cast<CUstream>(stream);
+  // Beyond 48 KB, dynamic shared memory must be allowed per kernel first
+  // (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
+  if (smem > 48 * 1024)
+    check("cuFuncSetAttribute",
+          drv().cuFuncSetAttribute(static_cast<CUfunction>(fn), 8, smem));
   if (gpu().profiling)
     check("cuEventRecord", drv().cuEventRecord(gpu().start, s));
   check("cuLaunchKernel",

@@ -3,13 +3,35 @@
 // with shared-memory atomics; the memory-bound GEMV reads weights with
 // 16-byte vector loads; the tensor-core GEMM stages tiles with cp.async,
 // loads fragments with ldmatrix (B transposed) and multiplies with bf16
-// mma.sync.
+// mma.sync. The Hopper path (wgmma) stages swizzled tiles with cp.async into
+// dynamic shared memory, fences them into the async proxy before the
+// barrier, multiplies with m64n256k16 warpgroup MMAs (B MN-major:
+// imm-trans-b 1) and keeps one group in flight.
 // RUN: moe-opt %s --moe-cuda-pipeline="path=mma format=isa" -o %t.mma
 // RUN: FileCheck %s --check-prefix=ROUTE < %t.mma
 // RUN: FileCheck %s --check-prefix=MMA < %t.mma
 // RUN: FileCheck %s --check-prefix=LDM < %t.mma
 // RUN: FileCheck %s --check-prefix=CPASYNC < %t.mma
 // RUN: moe-opt %s --moe-cuda-pipeline="path=gemv format=isa" | FileCheck %s --check-prefix=GEMV
+// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma format=isa" | FileCheck %s --check-prefix=WGMMA
+// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=WGLAUNCH
+
+// WGMMA: .target sm_90a
+// WGMMA: .entry moe_wgmma_pair_silu_bf16_n256_s4
+// WGMMA: cp.async.cg.shared.global
+// WGMMA: cp.async.wait_group {{\\09}}1;{{\\0A\\09}}fence.proxy.async.shared::cta;{{\\0A\\09}}bar.sync
+// WGMMA: wgmma.fence.sync.aligned
+// WGMMA: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {{[{][^}]*}}}, %rd{{[0-9]+}}, %rd{{[0-9]+}}, p, 1,  1, 0,  1;
+// WGMMA: wgmma.commit_group.sync.aligned;{{\\0A\\09}}wgmma.wait_group.sync.aligned {{\\09}}1;
+// WGMMA: wgmma.wait_group.sync.aligned {{\\09}}0;
+// WGMMA: .entry moe_wgmma_scatter_bf16_n256_s4
+// WGMMA: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
+// WGMMA: atom.global.add.f32
+
+// Grid x over the row tiles (18: 64 x 4 rows / 128 + 16 experts), y over
+// the columns; 4 stages x (128 + 256) rows x 128 bytes + 1 KB to align.
+// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4 blocks in (%c18, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256, {{.*}} dynamic_shared_memory_size %c197632_i32
+// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_scatter_bf16_n256_s4 blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
 
 // ROUTE: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64
 // ROUTE: shfl.sync.bfly.b32

@@ -12,6 +12,8 @@
 // RUN: moe-compile %s --target=cuda --gpu-mma-warps=8 --emit=mlir | FileCheck %s --check-prefix=WARPS8
 // RUN: not moe-compile %s --target=cuda --gpu-mma-warps=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWARPS
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGSTAGES
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPAR
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --gpu-path=gemv --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPARGEMV
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "es=2 min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=ES
@@ -38,10 +40,12 @@
 // GEMV-DAG: @moe_kernels::@moe_gemv_scatter_bf16
 // GEMV-NOT: moe_mma_{{pair|plain|scatter}}
 
-// BADPATH: moe-compile: error: unknown --gpu-path 'wmma' (expected auto, gemv or mma)
+// BADPATH: moe-compile: error: unknown --gpu-path 'wmma' (expected auto, gemv, mma or wgmma)
 // BADPATH-NOT: moe.layer
+// BADWGCOLS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages: wgmma tiles are 128 or 256 columns wide, got 192
+// BADWGSTAGES: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages: 5 stages of a 256-column tile do not fit: 246784 bytes of shared memory (232448 at most, 3 stages at least)
 
-// OPTPATH: error: unknown GPU expert path 'simd' (expected auto, gemv or mma)
+// OPTPATH: error: unknown GPU expert path 'simd' (expected auto, gemv, mma or wgmma)
 // OPTPATH-NOT: see current operation
 
 // TILE128: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select

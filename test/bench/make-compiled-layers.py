@@ -47,7 +47,9 @@ def main():
     p.add_argument("--tokens", default="1,16,128,1024,8192")
     p.add_argument("--shapes", default="all")
     p.add_argument("--moe-compile", default="build/bin/moe-compile")
-    p.add_argument("--gpu-path", default="auto", help="auto, gemv or mma")
+    p.add_argument("--gpu-path", default="auto", help="auto, gemv, mma or wgmma")
+    p.add_argument("--wgmma-columns", default="256", help="128 or 256")
+    p.add_argument("--wgmma-stages", default="4")
     p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
     p.add_argument("--mma-warps", default="0", help="0 (auto), 4 or 8")
     args = p.parse_args()
@@ -63,6 +65,8 @@ def main():
                             "--emit=shared", "--cpu=x86-64-v3", "--gpu-path=" + args.gpu_path,
                             "--gpu-mma-tile-m=" + args.mma_tile_m,
                             "--gpu-mma-warps=" + args.mma_warps,
+                            "--gpu-wgmma-columns=" + args.wgmma_columns,
+                            "--gpu-wgmma-stages=" + args.wgmma_stages,
                             "-o", base + ".so"],
                            check=True)
             print("compiled", base + ".so", flush=True)

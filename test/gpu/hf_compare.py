@@ -10,6 +10,7 @@ Usage: python3 hf_compare.py DIR [ARCH,...]  (DIR holds ARCH-cpu-f32,
 ARCH-cpu-bf16, ARCH-cuda-bf16, partitioned ARCH-*-ep2-* / -es2-* and
 tiny_configs.py; the optional list limits the architectures). Prints a
 table last."""
+import copy
 import os
 import subprocess
 import sys
@@ -57,6 +58,17 @@ for arch, (dtype, tag) in [(a, d) for a in archs
                              return_dict_in_generate=True, pad_token_id=0)
     hf_tokens = out.sequences[0, len(prompt):].tolist()
     hf_logits = torch.stack([l[0].float() for l in out.logits]).cpu()
+    # bf16: the same weights in float32, teacher-forced on transformers'
+    # tokens, as the exact reference: where the bf16 results of transformers
+    # and ours part (they round at different points; a near-tie in the
+    # routing then picks another expert), the one closer to it is right.
+    exact = None
+    if tag == "bf16":
+        full = torch.tensor([prompt + hf_tokens[:-1]], device="cuda")
+        with torch.no_grad():
+            m32 = copy.deepcopy(model).float()
+            exact = m32(full).logits[0, len(prompt) - 1:].float().cpu()
+            del m32
     for exe in sorted(os.listdir(D)):
         if not exe.startswith(arch + "-") or not exe.endswith(tag) or "." in exe:
             continue
@@ -66,6 +78,11 @@ for arch, (dtype, tag) in [(a, d) for a in archs
         ranks = []
         if "-ep2-" in exe or "-es2-" in exe:
             ranks = ["--gpus" if "-cuda-" in exe else "--ranks", "2"]
+            if "-cuda-" in exe and torch.cuda.device_count() < 2:
+                print(f"{exe}: skipped, it needs 2 GPUs and this machine has "
+                      f"{torch.cuda.device_count()}")
+                rows.append((exe, seed, "SKIP", "", "", "", "needs 2 GPUs"))
+                continue
         run = subprocess.run([os.path.join(D, exe)] + ranks + ["--weights", ckpt,
                               "--prompt-ids", ",".join(map(str, prompt)),
                               "--max-new-tokens", str(new), "--output", res],
@@ -96,7 +113,10 @@ for arch, (dtype, tag) in [(a, d) for a in archs
         same = sum(a == b for a, b in zip(tokens, hf_tokens))
         # Tolerances relative to the logits' scale: float32 rounding
         # differences only; bfloat16: transformers rounds at more points
-        # (router logits, each expert product, the bf16 index_add).
+        # (router logits, each expert product, the bf16 index_add); a bf16
+        # run farther than that from transformers still passes when its
+        # logits are at least as close as transformers' own to the float32
+        # forward of the same weights.
         tol = 1e-4 if tag == "f32" else 5e-2
         first_diff = next((i for i, (a, b) in enumerate(zip(tokens, hf_tokens)) if a != b), None)
         # Compare logits up to the first differing token (after it the
@@ -104,10 +124,17 @@ for arch, (dtype, tag) in [(a, d) for a in archs
         upto = len(tokens) if first_diff is None else first_diff + 1
         err_upto = (logits[:upto] - hf_logits[:upto]).abs().max().item() / scale
         ok = err_upto <= tol and (tag == "bf16" or first_diff is None)
+        vs_exact = ""
+        if exact is not None:
+            ours_x = (logits[:upto] - exact[:upto]).abs().max().item() / scale
+            hf_x = (hf_logits[:upto] - exact[:upto]).abs().max().item() / scale
+            vs_exact = f"vs f32: ours {ours_x:.2e}, transformers {hf_x:.2e}"
+            ok = ok or ours_x <= hf_x
         failures += not ok
         rows.append((exe, seed, "PASS" if ok else "FAIL", f"{same}/{new}",
                      f"{err_upto:.2e}", f"{tol:.0e}",
-                     " ".join(l for l in run.stdout.splitlines() if "tokens/s" in l)))
+                     " ".join([vs_exact] + [l for l in run.stdout.splitlines()
+                                            if "tokens/s" in l]).strip()))
         print(f"{exe}: hf {hf_tokens}\n{' ' * len(exe)}  us {tokens}")
 print()
 print(f"{'executable':20} {'seed':>10} {'ok':4} {'tokens':>7} {'logit err':>9} {'tol':>6}  timing")

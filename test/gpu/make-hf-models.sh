@@ -11,7 +11,7 @@ set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied}; do
+for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied mixtral_wg}; do
   for t in f32 bf16; do
     python3 test/gpu/make-tiny-checkpoint.py $arch $t "$dir/shape"
     build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
@@ -31,6 +31,15 @@ for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_d
           -o "$dir/$arch-cuda-b2-$t"
         build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
           --import-hf-batch 2 --cpu=x86-64-v3 -o "$dir/$arch-cpu-b2-$t"
+      fi
+      # The experts on warpgroup MMAs (wgmma): forced at 128 rows a step,
+      # the compiler's own choice at 512.
+      if [ $arch = mixtral_wg ]; then
+        build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 160 \
+          --import-hf-tokens 128 --gpu-path=wgmma --target=cuda --cpu=x86-64-v3 \
+          -o "$dir/$arch-cuda-t128wg-$t"
+        build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 544 \
+          --import-hf-tokens 512 --target=cuda --cpu=x86-64-v3 -o "$dir/$arch-cuda-t512-$t"
       fi
     fi
     # Partitioned over 2 GPUs (hf_compare.py runs them with --gpus 2) and

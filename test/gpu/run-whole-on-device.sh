@@ -4,7 +4,8 @@
 #  1. hf_compare.py: every executable of build/hf-models (make-hf-models.sh)
 #     against transformers, tokens and logits (HF_COMPARE_ARCHS limits it);
 #  2. compute-sanitizer memcheck and racecheck on a whole model whose every
-#     part runs on the GPU (mixtral_e8, checkpoint from step 1);
+#     part runs on the GPU (mixtral_e8, checkpoint from step 1), and on one
+#     whose experts run on warpgroup MMAs (mixtral_wg, 128-row steps);
 #  3. bench_whole_model.py on build/bench-whole (make-whole-model.py), its
 #     table into $OUT/whole-model.md, and the time of each kernel of the
 #     2048-token prefill step (Nsight Compute, profile_kernels.py);
@@ -28,17 +29,21 @@ if ls -d "$models"/dsgpt-* > /dev/null 2>&1; then
   tail -n 6 "$out/dsgpt-compare.log"
 fi
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -x "$models/mixtral_e8-cuda-bf16" ] && [ -d "$models/ckpt-mixtral_e8-bf16" ] && [ -z "$SKIP_SANITIZER" ]; then
+# The decode-sized model (GEMV experts, every part on the GPU) and the one
+# whose experts run on warpgroup MMAs (wgmma, 128-row steps).
+for exe in mixtral_e8-cuda-bf16:mixtral_e8 mixtral_wg-cuda-t128wg-bf16:mixtral_wg; do
+  bin=$models/${exe%%:*} ckpt=$models/ckpt-${exe#*:}-bf16
+  [ -x "$bin" ] && [ -d "$ckpt" ] && [ -z "$SKIP_SANITIZER" ] || continue
   for tool in memcheck racecheck; do
-    if "$san" --tool $tool --error-exitcode 9 "$models/mixtral_e8-cuda-bf16" \
-        --weights "$models/ckpt-mixtral_e8-bf16" --prompt-ids 3,1,4,1,5 \
-        --max-new-tokens 4 > "$out/sanitizer-$tool.log" 2>&1; then
-      echo "compute-sanitizer $tool: clean"
+    log="$out/sanitizer-$tool-${exe%%:*}.log"
+    if "$san" --tool $tool --error-exitcode 9 "$bin" --weights "$ckpt" \
+        --prompt-ids 3,1,4,1,5 --max-new-tokens 4 > "$log" 2>&1; then
+      echo "compute-sanitizer $tool ${exe%%:*}: clean"
     else
-      echo "compute-sanitizer $tool: FAILED"; tail -n 20 "$out/sanitizer-$tool.log"; rc=1
+      echo "compute-sanitizer $tool ${exe%%:*}: FAILED"; tail -n 20 "$log"; rc=1
     fi
   done
-fi
+done
 if [ -d build/bench-whole ] && [ -z "$SKIP_BENCH" ]; then
   python3 test/bench/bench_whole_model.py build/bench-whole "$out/whole-model.md" \
     > "$out/bench-whole.log" 2>&1 || { rc=1; tail -n 30 "$out/bench-whole.log"; }

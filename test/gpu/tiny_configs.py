@@ -54,9 +54,15 @@ CONFIGS["qwen3_moe_yarn"] = dict(CONFIGS["qwen3_moe"], rope_scaling=dict(
 CONFIGS["mixtral_e8"] = dict(CONFIGS["mixtral"], hidden_size=64,
                              num_attention_heads=4, num_key_value_heads=2,
                              intermediate_size=64, num_local_experts=8)
+# Sizes the Hopper expert path takes (multiples of 128): built for steps of
+# 128 rows with --gpu-path=wgmma (32 rows per expert: 128-row tiles mostly
+# zero-filled) and of 512 rows, where the compiler picks wgmma itself.
+CONFIGS["mixtral_wg"] = dict(CONFIGS["mixtral"], hidden_size=128,
+                             num_attention_heads=4, num_key_value_heads=2,
+                             intermediate_size=256, num_local_experts=8)
 # An LM head tied to the token embedding (one checkpoint tensor, two
 # weights of the compiled model).
 CONFIGS["qwen3_moe_tied"] = dict(CONFIGS["qwen3_moe"], tie_word_embeddings=True)
 # The transformers model type of each config.
 MODEL_TYPE = {name: name.replace("_dense", "").replace("_yarn", "").replace("_e8", "")
-              .replace("_tied", "") for name in CONFIGS}
+              .replace("_tied", "").replace("_wg", "") for name in CONFIGS}

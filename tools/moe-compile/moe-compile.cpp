@@ -19,6 +19,7 @@
 #include "moe/Support/InputLimits.h"
 #include "moe/Parallel/Passes.h"
 #include "moe/Target/CUDA/DenseKernels.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
 #include "moe/Target/ModelEntry.h"
 #include "moe/Target/ObjectEmitter.h"
 
@@ -72,8 +73,18 @@ cl::opt<Emit> emit(
 cl::opt<std::string> gpuPath(
     "gpu-path",
     cl::desc("expert path of layers fused on the GPU: auto (default; chosen "
-             "by rows per expert), gemv (memory-bound) or mma (tensor cores)"),
+             "by rows per expert), gemv (memory-bound), mma (tensor cores, "
+             "mma.sync) or wgmma (tensor cores, Hopper's warpgroup MMAs)"),
     cl::init("auto"));
+cl::opt<int64_t> gpuWgmmaColumns(
+    "gpu-wgmma-columns",
+    cl::desc("weight columns per block of the wgmma path: 128 or 256 "
+             "(default)"),
+    cl::init(256));
+cl::opt<int64_t> gpuWgmmaStages(
+    "gpu-wgmma-stages",
+    cl::desc("shared-memory stages of the wgmma path (default 4)"),
+    cl::init(4));
 cl::opt<int64_t> gpuMmaTileM(
     "gpu-mma-tile-m",
     cl::desc("rows per tensor-core tile: 0 (default, chosen per layer), 64 "
@@ -228,9 +239,13 @@ int main(int argc, char **argv) {
   bool cuda = target == "cuda";
   if (target != "cpu" && !cuda)
     return fail("unknown target '" + target + "' (expected cpu or cuda)");
-  if (gpuPath != "auto" && gpuPath != "gemv" && gpuPath != "mma")
+  if (gpuPath != "auto" && gpuPath != "gemv" && gpuPath != "mma" &&
+      gpuPath != "wgmma")
     return fail("unknown --gpu-path '" + gpuPath +
-                "' (expected auto, gemv or mma)");
+                "' (expected auto, gemv, mma or wgmma)");
+  if (std::string why = moe::whyNotWgmma({gpuWgmmaColumns, gpuWgmmaStages});
+      !why.empty())
+    return fail("--gpu-wgmma-columns / --gpu-wgmma-stages: " + why);
   if (gpuMmaTileM != 0 && gpuMmaTileM != 64 && gpuMmaTileM != 128)
     return fail("--gpu-mma-tile-m must be 0 (auto), 64 or 128, got " +
                 Twine(gpuMmaTileM));
@@ -367,6 +382,8 @@ int main(int argc, char **argv) {
     cudaOptions.path = gpuPath;
     cudaOptions.mmaTileM = gpuMmaTileM;
     cudaOptions.mmaWarps = gpuMmaWarps;
+    cudaOptions.wgmmaColumns = gpuWgmmaColumns;
+    cudaOptions.wgmmaStages = gpuWgmmaStages;
     cudaOptions.report = gpuReport;
     moe::buildCudaPipeline(pm, cudaOptions);
   } else {

@@ -64,11 +64,18 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     `moe.gpu_layer` (`path`): `gemv`, the memory-bound grouped GEMV, or `mma`,
     the tensor-core grouped GEMM, taken when an expert gets at least
     `mma-min-rows` rows on average under uniform routing (T k / E(1 -
-    (1 - k/E)^T)) and the sizes are multiples of 128.
+    (1 - k/E)^T)) and the sizes are multiples of 128; or `wgmma`, the same
+    GEMM on Hopper's warpgroup MMAs (sm_90a), from `wgmma-min-rows` rows.
   }];
   let options = [
     Option<"path", "path", "std::string", "\"auto\"",
-           "expert path: auto, gemv or mma">,
+           "expert path: auto, gemv, mma or wgmma">,
+    Option<"wgmmaMinRows", "wgmma-min-rows", "double", "96",
+           "average rows per expert from which auto takes the wgmma path">,
+    Option<"wgmmaColumns", "wgmma-columns", "int64_t", "256",
+           "weight columns per wgmma block: 128 or 256">,
+    Option<"wgmmaStages", "wgmma-stages", "int64_t", "4",
+           "shared-memory stages of the wgmma path">,
     Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
            "average rows per expert from which auto takes the mma path">,
     Option<"mmaTileM", "mma-tile-m", "int64_t", "0",

@@ -23,14 +23,23 @@ void buildMoEToLinalgPipeline(OpPassManager &pm);
 /// buffers; results become trailing out-parameters.
 void buildCpuPipeline(OpPassManager &pm);
 
-/// The CUDA pipeline: bf16 expert FFNs on the GPU (sm_90 kernels embedded as
+/// The CUDA pipeline: bf16 expert FFNs on the GPU (sm_90a kernels embedded as
 /// a gpu.binary, host code calling the runtime's mgpu* ABI), the rest as in
 /// the CPU pipeline. Expert weights are device pointers.
 struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
   PassOptions::Option<std::string> path{
       *this, "path",
-      llvm::cl::desc("expert path of fused GPU layers: auto, gemv or mma"),
+      llvm::cl::desc("expert path of fused GPU layers: auto, gemv, mma or "
+                     "wgmma"),
       llvm::cl::init("auto")};
+  PassOptions::Option<int64_t> wgmmaColumns{
+      *this, "wgmma-columns",
+      llvm::cl::desc("weight columns per wgmma block: 128 or 256"),
+      llvm::cl::init(256)};
+  PassOptions::Option<int64_t> wgmmaStages{
+      *this, "wgmma-stages",
+      llvm::cl::desc("shared-memory stages of the wgmma path"),
+      llvm::cl::init(4)};
   PassOptions::Option<int64_t> mmaTileM{
       *this, "mma-tile-m",
       llvm::cl::desc("rows per tensor-core tile: 0 (chosen per layer), 64 "

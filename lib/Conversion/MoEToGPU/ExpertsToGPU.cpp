@@ -94,7 +94,8 @@ void HostBuilder::copy(Value dst, Value src) {
 }
 
 void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
-                         ArrayRef<int64_t> block, ValueRange args) {
+                         ArrayRef<int64_t> block, ValueRange args,
+                         int64_t sharedBytes) {
   SmallVector<Value> operands;
   for (Value v : args) {
     auto t = dyn_cast<MemRefType>(v.getType());
@@ -110,7 +111,11 @@ void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
       b, loc, kernel,
       gpu::KernelDim3{index(grid[0]), index(grid[1]), index(grid[2])},
       gpu::KernelDim3{index(block[0]), index(block[1]), index(block[2])},
-      Value(), operands);
+      sharedBytes ? arith::ConstantOp::create(
+                        b, loc, b.getI32IntegerAttr(int32_t(sharedBytes)))
+                        .getResult()
+                  : Value(),
+      operands);
 }
 
 void HostBuilder::launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,

@@ -77,9 +77,13 @@ struct ConvertMoELayerToGpuCallPass
     bool mmaFits = d % kMmaTileN == 0 && f % kMmaTileN == 0;
     if (path == "gemv" || !mmaFits)
       return "gemv";
-    if (path == "mma")
-      return "mma";
-    return rowsPerExpert(op) >= mmaMinRows ? "mma" : "gemv";
+    // wgmma: K steps of 64 (d and f are multiples of 128 here).
+    if (path == "mma" || path == "wgmma")
+      return path;
+    double rows = rowsPerExpert(op);
+    if (rows < mmaMinRows)
+      return "gemv";
+    return rows >= wgmmaMinRows ? "wgmma" : "mma";
   }
 
   void runOnOperation() override {
@@ -96,10 +100,15 @@ struct ConvertMoELayerToGpuCallPass
           << static_cast<int64_t>(mmaTileM);
       return signalPassFailure();
     }
-    if (path != "auto" && path != "gemv" && path != "mma") {
+    if (path != "auto" && path != "gemv" && path != "mma" && path != "wgmma") {
       mlir::emitError(module.getLoc())
           << "unknown GPU expert path '" << path
-          << "' (expected auto, gemv or mma)";
+          << "' (expected auto, gemv, mma or wgmma)";
+      return signalPassFailure();
+    }
+    WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages};
+    if (std::string why = whyNotWgmma(wgmmaTile); !why.empty()) {
+      mlir::emitError(module.getLoc()) << why;
       return signalPassFailure();
     }
     SmallVector<LayerOp> ops;
@@ -139,13 +148,21 @@ struct ConvertMoELayerToGpuCallPass
       if (op.getExpertOffset())
         plan.push_back(b.getNamedAttr(
             "local_experts", b.getI64IntegerAttr(op.getNumLocalExperts())));
-      plan.push_back(b.getNamedAttr("path", b.getStringAttr(choosePath(op))));
       plan.push_back(b.getNamedAttr("rows_per_expert",
                                     b.getF64FloatAttr(rowsPerExpert(op))));
       // Tensor-core tiles: 128 rows where experts fill them, else 64 rows
       // with a third pipeline stage (more bytes in flight per SM).
-      int64_t tileM = mmaTileM ? mmaTileM : rowsPerExpert(op) >= 96 ? 128 : 64;
+      StringRef chosen = choosePath(op);
+      int64_t tileM = chosen == "wgmma" ? kWgmmaTileM
+                      : mmaTileM        ? mmaTileM
+                      : rowsPerExpert(op) >= 96 ? 128
+                                                : 64;
       plan.push_back(b.getNamedAttr("tile_m", b.getI64IntegerAttr(tileM)));
+      plan.push_back(b.getNamedAttr("path", b.getStringAttr(chosen)));
+      if (chosen == "wgmma")
+        plan.push_back(b.getNamedAttr(
+            "wgmma_tile",
+            b.getDenseI64ArrayAttr({wgmmaTile.columns, wgmmaTile.stages})));
       // 4 warps of 64 x 64 (per matrix 64 x 32 for pairs) measured 3-10%
       // faster than 8 warps of half the width at 128 to 8192 tokens.
       plan.push_back(b.getNamedAttr(
@@ -220,7 +237,12 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   int64_t N = T * k, S = std::min(E, N);
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
 
-  bool mma = cast<StringAttr>(plan.get("path")).getValue() == "mma";
+  StringRef path = cast<StringAttr>(plan.get("path")).getValue();
+  // Both tensor-core paths take the routing kernel's table of row tiles.
+  bool wgmma = path == "wgmma", mma = path == "mma" || wgmma;
+  WgmmaTile wgmmaTile;
+  if (auto t = plan.getAs<DenseI64ArrayAttr>("wgmma_tile"))
+    wgmmaTile = {t[0], t[1]};
   int64_t tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
   int64_t stages = tileM == 64 ? 3 : 2;
   int64_t warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
@@ -301,13 +323,20 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     return b.getDenseI64ArrayAttr({g.blocksX, g.splits, g.threads, g.kchunk});
   };
   SmallVector<NamedAttribute> planAttrs{
-      b.getNamedAttr("path", b.getStringAttr(mma ? "mma" : "gemv")),
+      b.getNamedAttr("path", b.getStringAttr(path)),
       b.getNamedAttr("slots", b.getI64IntegerAttr(S))};
   if (mmaRouter)
     planAttrs.push_back(b.getNamedAttr("router", b.getStringAttr("mma")));
   else
     planAttrs.push_back(b.getNamedAttr("router", gridAttr(routerGrid)));
-  if (mma) {
+  if (wgmma) {
+    planAttrs.push_back(b.getNamedAttr(
+        "tile",
+        b.getDenseI64ArrayAttr({tileM, wgmmaTile.columns, kWgmmaTileK})));
+    planAttrs.push_back(
+        b.getNamedAttr("stages", b.getI64IntegerAttr(wgmmaTile.stages)));
+    planAttrs.push_back(b.getNamedAttr("tiles", b.getI64IntegerAttr(tiles)));
+  } else if (mma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
     planAttrs.push_back(b.getNamedAttr("stages", b.getI64IntegerAttr(stages)));
@@ -362,7 +391,33 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     h.launch(localize, {1, 1, 1}, {256, 1, 1}, localizeArgs);
   }
 
-  if (mma) {
+  if (wgmma) {
+    // Grid x over the tiles: the tiles of an expert read the same weight
+    // columns together (from L2 after the first).
+    auto launchWgmma = [&](const MmaOptions &o, int64_t n, ValueRange args) {
+      std::string name = wgmmaKernelName(o, wgmmaTile);
+      gpu::GPUFuncOp k = kernel(name, [&] {
+        return buildGroupedWgmmaKernel(b, kloc, kernels, name, o, wgmmaTile);
+      });
+      int64_t cols = wgmmaColumnsPerMatrix(o, wgmmaTile);
+      h.launch(k, {tiles, (n + cols - 1) / cols, 1},
+               {kWgmmaThreads, 1, 1}, args, wgmmaSharedBytes(wgmmaTile));
+    };
+    MmaOptions upOpts;
+    upOpts.gatherRows = true;
+    upOpts.pair = gated;
+    upOpts.activation = activation;
+    SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
+                              tileRow, expertOffsets, rowToken};
+    if (gated)
+      upArgs.push_back(wGate);
+    launchWgmma(upOpts, f, upArgs);
+    MmaOptions downOpts;
+    downOpts.scatter = true;
+    launchWgmma(downOpts, d,
+                {act, wDown, y, tileExpert, tileRow, expertOffsets, rowToken,
+                 rowWeight});
+  } else if (mma) {
     MmaOptions upOpts;
     upOpts.warps = warps;
     upOpts.tileM = tileM;

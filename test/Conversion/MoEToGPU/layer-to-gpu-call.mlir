@@ -1,5 +1,7 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call | FileCheck %s
 // RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="path=gemv" | FileCheck %s --check-prefix=GEMV
+// RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="wgmma-min-rows=1000" | FileCheck %s --check-prefix=MMA
+// RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="path=wgmma wgmma-columns=128 wgmma-stages=6" | FileCheck %s --check-prefix=WG128
 
 // One token, top-8 of 128: about one row per expert hit, the memory-bound
 // GEMV path; the routing options travel to the helper.
@@ -19,10 +21,14 @@ func.func @decode(%x: tensor<1x128xbf16>, %r: tensor<128x128xbf16>, %u: tensor<1
 
 // -----
 
-// 512 tokens, top-2 of 8: 128 rows per expert, the tensor-core path; a
-// sigmoid router with an f32 bias, scaling, plain GeLU experts.
+// 512 tokens, top-2 of 8: 128 rows per expert, the tensor-core path on
+// warpgroup MMAs (from 96 rows; mma.sync below); a sigmoid router with an
+// f32 bias, scaling, plain GeLU experts.
 // CHECK-LABEL: func.func private @__moe_gpu_layer_0(
-// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, mma_warps = 4 : i64, path = "mma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64}
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, mma_warps = 4 : i64, path = "wgmma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64, wgmma_tile = array<i64: 256, 4>}
+// MMA: path = "mma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64}
+// WG128: path = "wgmma", rows_per_expert = 1.280000e+02
+// WG128-SAME: wgmma_tile = array<i64: 128, 6>
 // GEMV-LABEL: func.func private @__moe_gpu_layer_0(
 // GEMV-SAME: path = "gemv"
 func.func @prefill(%x: tensor<512x128xbf16>, %r: tensor<128x8xbf16>, %b: tensor<8xf32>,

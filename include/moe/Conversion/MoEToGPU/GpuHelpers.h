@@ -53,9 +53,11 @@ public:
   /// A device copy of the (host or device) buffer `v`.
   Value upload(Value v);
   void copy(Value dst, Value src);
-  /// Launches `kernel`; memref arguments are cast to dynamic shapes.
+  /// Launches `kernel` (with `sharedBytes` of dynamic shared memory);
+  /// memref arguments are cast to dynamic shapes.
   void launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
-              ArrayRef<int64_t> block, ValueRange args);
+              ArrayRef<int64_t> block, ValueRange args,
+              int64_t sharedBytes = 0);
   /// One thread per element, blocks of 256.
   void launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
                          ValueRange args);

@@ -204,6 +204,33 @@ std::string mmaKernelName(const MmaOptions &options);
 /// Weight columns of each matrix one block of the kernel covers.
 int64_t mmaColumnsPerMatrix(const MmaOptions &options);
 
+/// The Hopper path of the grouped GEMM (sm_90a): warpgroup MMAs
+/// (wgmma.mma_async) with both operands in 128-byte-swizzled shared memory.
+/// Blocks of two warpgroups over kWgmmaTileM rows and `columns` weight
+/// columns (half per matrix for pairs), K steps of kWgmmaTileK, `stages`
+/// buffers in dynamic shared memory.
+constexpr int64_t kWgmmaTileM = 128, kWgmmaTileK = 64, kWgmmaThreads = 256;
+/// Dynamic shared memory one block may have on sm_90 (227 KB).
+constexpr int64_t kWgmmaMaxSharedBytes = 227 * 1024;
+struct WgmmaTile {
+  int64_t columns = 256; // 128 or 256
+  int64_t stages = 4;    // 3 or more, as shared memory allows
+};
+/// Why `t` cannot be built (empty when it can).
+std::string whyNotWgmma(const WgmmaTile &t);
+/// The dynamic shared memory a block of `t` needs (launch with it).
+int64_t wgmmaSharedBytes(const WgmmaTile &t);
+int64_t wgmmaColumnsPerMatrix(const MmaOptions &o, const WgmmaTile &t);
+std::string wgmmaKernelName(const MmaOptions &o, const WgmmaTile &t);
+/// Adds the wgmma grouped GEMM `name`: the arguments and epilogues of
+/// buildGroupedMmaKernel (gatherRows, pair, scatter, activation of `o`; not
+/// dense). Launch with grid (TT tiles, N / wgmmaColumnsPerMatrix, 1),
+/// kWgmmaThreads threads and wgmmaSharedBytes(t) bytes of dynamic shared
+/// memory; K must be a multiple of kWgmmaTileK and N of 8.
+gpu::GPUFuncOp buildGroupedWgmmaKernel(OpBuilder &builder, Location loc,
+                                       gpu::GPUModuleOp module, StringRef name,
+                                       const MmaOptions &o, const WgmmaTile &t);
+
 /// The epilogue both tensor-core expert kernels share. A row of the tile:
 /// its slot in expert-major order and, with `scatter`, the token it adds to
 /// and its combine weight.

@@ -1,0 +1,373 @@
+//===- WgmmaKernel.cpp - Grouped expert GEMM on Hopper's wgmma ------------===//
+//
+// Part of moe-compiler.
+//
+// The Hopper (sm_90a) form of the tensor-core expert path: the same tiles
+// of the routing kernel's table, arguments and epilogues as the mma.sync
+// kernel (MmaKernel.cpp), but the products are warpgroup MMAs
+// (wgmma.mma_async m64nNk16, bf16 in, f32 accumulate) that read both
+// operands from shared memory through matrix descriptors.
+//
+// A block is two warpgroups (256 threads) over kWgmmaTileM = 128 rows of one
+// expert (64 each) and `columns` weight columns (for the gated up
+// projection, half from W_up and half from W_gate side by side, so one
+// wgmma covers both). Per K step of kWgmmaTileK = 64:
+//  - A (the rows, gathered by token, zero-filled past the expert's rows) is
+//    stored K-major, 128 bytes a row, in the 128-byte swizzle: 16-byte chunk
+//    c of row r goes to chunk c ^ (r % 8) of its row;
+//  - B (weights [K, N], N contiguous) is stored MN-major in atoms of 64
+//    columns x K rows, swizzled the same way per K row; the descriptor's
+//    leading offset steps from atom to atom along N, its stride offset from
+//    8 K rows to the next 8;
+//  - copies go global -> shared with cp.async (16 bytes) into `stages`
+//    buffers in dynamic shared memory, S - 2 steps ahead of the MMAs; one
+//    wgmma group stays in flight while the next step's copies are issued.
+// Each iteration: wait for step kt's copies, fence them into the async
+// proxy, barrier (also: both warpgroups are done with step kt - 2, whose
+// buffer the copies for step kt + S - 2 reuse), issue those copies, then
+// the four k16 wgmmas of step kt, commit, and wait until one group is left.
+//
+// Blocks run over the tiles first (grid x) and the columns second, so the
+// tiles of one expert read the same weight columns at about the same time:
+// the weights come from HBM once and from L2 for the other tiles.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/Utils/TensorBuilders.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+/// Bytes of one 8-row swizzle atom (8 rows of 128 bytes), which must start
+/// on a multiple of its size.
+constexpr int64_t kAtomBytes = 1024;
+/// Row bytes of an operand tile: kWgmmaTileK bf16, one 128-byte swizzle row.
+constexpr int64_t kRowBytes = kWgmmaTileK * 2;
+} // namespace
+
+std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
+  if (t.columns != 128 && t.columns != 256)
+    return "wgmma tiles are 128 or 256 columns wide, got " +
+           std::to_string(t.columns);
+  if (t.stages < 3 || wgmmaSharedBytes(t) > kWgmmaMaxSharedBytes)
+    return std::to_string(t.stages) + " stages of a " +
+           std::to_string(t.columns) + "-column tile do not fit: " +
+           std::to_string(wgmmaSharedBytes(t)) + " bytes of shared memory (" +
+           std::to_string(kWgmmaMaxSharedBytes) + " at most, 3 stages at least)";
+  return "";
+}
+
+int64_t mlir::moe::wgmmaSharedBytes(const WgmmaTile &t) {
+  return t.stages * (kWgmmaTileM + t.columns) * kRowBytes + kAtomBytes;
+}
+
+int64_t mlir::moe::wgmmaColumnsPerMatrix(const MmaOptions &o,
+                                         const WgmmaTile &t) {
+  return o.pair ? t.columns / 2 : t.columns;
+}
+
+std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
+                                       const WgmmaTile &t) {
+  std::string name =
+      o.scatter ? "moe_wgmma_scatter_bf16"
+                : ("moe_wgmma_" + Twine(o.pair ? "pair_" : "plain_") +
+                   stringifyActivation(o.activation) + "_bf16")
+                      .str();
+  return name + "_n" + std::to_string(t.columns) + "_s" +
+         std::to_string(t.stages);
+}
+
+gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
+                                                  gpu::GPUModuleOp module,
+                                                  StringRef name,
+                                                  const MmaOptions &o,
+                                                  const WgmmaTile &t) {
+  assert(!o.dense && whyNotWgmma(t).empty() && "unsupported wgmma tile");
+  OpBuilder::InsertionGuard guard(b);
+  MLIRContext *ctx = b.getContext();
+  int64_t dyn = ShapedType::kDynamic;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), i64 = b.getI64Type(),
+       bf16 = b.getBF16Type(), index = b.getIndexType();
+  auto mat = MemRefType::get({dyn, dyn}, bf16);
+  auto w3 = MemRefType::get({dyn, dyn, dyn}, bf16);
+  auto vecI32 = MemRefType::get({dyn}, i32);
+  // (x, w, out, tileExpert, tileRow, offsets, rowToken[, rowWeight][, w2]).
+  SmallVector<Type> argTypes{
+      mat, w3, o.scatter ? MemRefType::get({dyn, dyn}, f32) : mat, vecI32,
+      vecI32, vecI32, vecI32};
+  if (o.scatter)
+    argTypes.push_back(MemRefType::get({dyn}, f32));
+  if (o.pair)
+    argTypes.push_back(w3);
+  auto fn = createKernelFunc(b, loc, module, name, argTypes, kWgmmaThreads);
+
+  const int64_t TM = kWgmmaTileM, TK = kWgmmaTileK, S = t.stages;
+  const int64_t numMats = o.pair ? 2 : 1;
+  const int64_t TN = wgmmaColumnsPerMatrix(o, t); // columns per matrix
+  const int64_t atoms = t.columns / 64, atomsPerMat = TN / 64;
+  const int64_t aStageBytes = TM * kRowBytes;
+  const int64_t bStageBytes = t.columns * kRowBytes;
+
+  Block &entry = fn.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  Value x = entry.getArgument(0), out = entry.getArgument(2);
+  Value tileExpert = entry.getArgument(3), tileRow = entry.getArgument(4),
+        offsets = entry.getArgument(5), rowToken = entry.getArgument(6);
+  SmallVector<Value> w{entry.getArgument(1)};
+  unsigned next = 7;
+  Value rowWeight = o.scatter ? entry.getArgument(next++) : Value();
+  if (o.pair)
+    w.push_back(entry.getArgument(next++));
+
+  IndexOps ops{b, loc};
+  auto ci = [&](int64_t v) { return ops.c(v); };
+  using P = arith::CmpIPredicate;
+  auto icmp = [&](P p, Value l, Value r) { return ops.icmp(p, l, r); };
+  auto add = [&](Value l, Value r) { return ops.add(l, r); };
+  auto mul = [&](Value l, Value r) { return ops.mul(l, r); };
+  auto divu = [&](Value l, int64_t r) { return ops.divu(l, r); };
+  auto remu = [&](Value l, int64_t r) { return ops.remu(l, r); };
+  auto xorI = [&](Value l, Value r) -> Value {
+    return arith::XOrIOp::create(b, loc, l, r);
+  };
+  auto toIndex = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, index, v);
+  };
+
+  // Dynamic shared memory: A stages, then B stages, from the first multiple
+  // of kAtomBytes (the swizzle is a function of the address bits).
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  Value raw = gpu::DynamicSharedMemoryOp::create(
+      b, loc,
+      MemRefType::get({dyn}, b.getI8Type(), MemRefLayoutAttrInterface(), wg));
+  Value rawAddr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, raw);
+  Value pad = remu(arith::SubIOp::create(b, loc, ci(kAtomBytes),
+                                         remu(rawAddr, kAtomBytes)),
+                   kAtomBytes);
+  Value sA = memref::ViewOp::create(
+      b, loc, MemRefType::get({S, TM, TK}, bf16, MemRefLayoutAttrInterface(), wg),
+      raw, pad, ValueRange{});
+  Value bOffset = add(pad, ci(S * aStageBytes));
+  Value sB = memref::ViewOp::create(
+      b, loc,
+      MemRefType::get({S, atoms, TK, 64}, bf16, MemRefLayoutAttrInterface(), wg),
+      raw, bOffset, ValueRange{});
+  auto toI64 = [&](Value v) -> Value {
+    return arith::IndexCastUIOp::create(b, loc, i64, v);
+  };
+  Value aAddr = toI64(add(rawAddr, pad)), bAddr = toI64(add(rawAddr, bOffset));
+
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value col0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::y), ci(TN));
+  Value rawE = memref::LoadOp::create(b, loc, tileExpert, tile);
+  auto ifLive = scf::IfOp::create(
+      b, loc, icmp(P::sge, rawE, constI32(b, loc, 0)), false);
+  b.setInsertionPointToStart(&ifLive.getThenRegion().front());
+  Value e = toIndex(rawE);
+  Value rowBegin = toIndex(memref::LoadOp::create(b, loc, tileRow, tile));
+  Value rowEnd = arith::MinUIOp::create(
+      b, loc, add(rowBegin, ci(TM)),
+      toIndex(memref::LoadOp::create(b, loc, offsets, add(e, ci(1)))));
+  Value K = memref::DimOp::create(b, loc, w[0], 1);
+  // Columns past N are zero-filled and not stored.
+  Value N = memref::DimOp::create(b, loc, w[0], 2);
+
+  // The 16-byte chunks each thread copies per K step, and where they go
+  // (swizzled: chunk c of a 128-byte row r lands at chunk c ^ r % 8): A has
+  // TM rows x 8 chunks; each B matrix TK rows x TN / 8 chunks.
+  struct Chunk {
+    Value row, col;       // in the shared tile (col swizzled)
+    Value src, srcCol;    // A: source row, chunk column; B: source column
+    Value count;          // 8, or 0 (zero-fill) outside the rows / columns
+    Value atom;           // B: the 64-column atom
+    int64_t matrix = 0;   // B: w[matrix]
+  };
+  auto swizzle = [&](Value chunk, Value row) {
+    return mul(xorI(chunk, remu(row, 8)), ci(8));
+  };
+  SmallVector<Chunk> aChunks, bChunks;
+  for (int64_t c = 0; c < TM * (TK / 8) / kWgmmaThreads; ++c) {
+    Value v = add(tid, ci(c * kWgmmaThreads));
+    Chunk ch;
+    ch.row = divu(v, TK / 8);
+    Value chunk = remu(v, TK / 8);
+    ch.col = swizzle(chunk, ch.row);
+    ch.srcCol = mul(chunk, ci(8));
+    Value slot = add(rowBegin, ch.row);
+    Value ok = icmp(P::ult, slot, rowEnd);
+    Value safe = arith::SelectOp::create(b, loc, ok, slot, rowBegin);
+    ch.src = o.gatherRows
+                 ? toIndex(memref::LoadOp::create(b, loc, rowToken, safe))
+                 : safe;
+    ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
+    aChunks.push_back(ch);
+  }
+  for (int64_t m = 0; m < numMats; ++m)
+    for (int64_t c = 0; c < TK * (TN / 8) / kWgmmaThreads; ++c) {
+      Value v = add(tid, ci(c * kWgmmaThreads));
+      Chunk ch;
+      ch.matrix = m;
+      ch.row = divu(v, TN / 8);
+      Value chunk = remu(v, TN / 8); // of this matrix's TN columns
+      ch.atom = add(ci(m * atomsPerMat), divu(chunk, 8));
+      ch.col = swizzle(remu(chunk, 8), ch.row);
+      Value gcol = add(col0, mul(chunk, ci(8)));
+      Value ok = icmp(P::ult, gcol, N);
+      ch.src = arith::SelectOp::create(b, loc, ok, gcol, ci(0));
+      ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
+      bChunks.push_back(ch);
+    }
+
+  auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
+  // Issues the copies of the K step at k0 into `stage`, as one group.
+  auto issue = [&](Value stage, Value k0) {
+    SmallVector<Value> tokens;
+    for (const Chunk &ch : aChunks)
+      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          b, loc, tokenType, sA, ValueRange{stage, ch.row, ch.col}, x,
+          ValueRange{ch.src, add(k0, ch.srcCol)}, b.getIndexAttr(8), ch.count,
+          b.getUnitAttr()));
+    for (const Chunk &ch : bChunks)
+      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          b, loc, tokenType, sB, ValueRange{stage, ch.atom, ch.row, ch.col},
+          w[ch.matrix], ValueRange{e, add(k0, ch.row), ch.src},
+          b.getIndexAttr(8), ch.count, b.getUnitAttr()));
+    nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens);
+  };
+
+  // Matrix descriptors (PTX "matrix descriptor format"): start address >> 4
+  // in bits 0-13, leading byte offset >> 4 in 16-29, stride byte offset >> 4
+  // in 32-45, 128-byte swizzle (1) in bits 62-63. A (K-major): the leading
+  // offset is unused (1), 8 rows to the next 8: one atom. B (MN-major):
+  // atom to atom along N, TK rows of 128 bytes apart; 8 K rows to the next:
+  // one atom.
+  auto descriptor = [&](Value addr, int64_t leading, int64_t stride) {
+    uint64_t fixed = (uint64_t(leading >> 4) << 16) |
+                     (uint64_t(stride >> 4) << 32) | (uint64_t(1) << 62);
+    Value start = arith::ShRUIOp::create(
+        b, loc,
+        arith::AndIOp::create(b, loc, addr,
+                              arith::ConstantOp::create(
+                                  b, loc, b.getI64IntegerAttr(0x3FFFF))),
+        arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(4)));
+    return arith::OrIOp::create(
+        b, loc, start,
+        arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(int64_t(fixed))));
+  };
+  auto addI64 = [&](Value v, int64_t c) -> Value {
+    return arith::AddIOp::create(
+        b, loc, v, arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(c)));
+  };
+  Value warpgroup = divu(tid, 128);
+  // This warpgroup's 64 rows of A, and B, in stage 0.
+  Value aDesc0 = descriptor(
+      arith::AddIOp::create(b, loc, aAddr,
+                            toI64(mul(warpgroup, ci(64 * kRowBytes)))),
+      16, kAtomBytes);
+  Value bDesc0 = descriptor(bAddr, TK * kRowBytes, kAtomBytes);
+
+  // The accumulators: one struct of t.columns / 2 f32 per thread.
+  const int64_t numAcc = t.columns / 2;
+  auto accType = LLVM::LLVMStructType::getLiteral(
+      ctx, SmallVector<Type>(numAcc, f32));
+  Value zeroAcc = LLVM::ZeroOp::create(b, loc, accType);
+
+  // Prologue: steps 0 .. S - 3 in flight (past the end, the last step again,
+  // unused).
+  Value steps = arith::DivUIOp::create(b, loc, K, ci(TK));
+  Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
+  for (int64_t st = 0; st < S - 2; ++st)
+    issue(ci(st), arith::MinUIOp::create(b, loc, ci(st * TK), lastK));
+  auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
+                                  ValueRange{zeroAcc});
+  {
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(kLoop.getBody());
+    Value kt = kLoop.getInductionVar();
+    Value acc = kLoop.getRegionIterArgs()[0];
+    Value stage = remu(kt, S);
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, int32_t(S - 3));
+    NVVM::FenceProxyOp::create(
+        b, loc, NVVM::ProxyKind::async_shared,
+        NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
+    gpu::BarrierOp::create(b, loc);
+    Value ahead = add(kt, ci(S - 2));
+    issue(remu(ahead, S),
+          arith::MinUIOp::create(b, loc, mul(ahead, ci(TK)), lastK));
+    Value stage64 = toI64(stage);
+    Value aDesc = arith::AddIOp::create(
+        b, loc, aDesc0,
+        arith::MulIOp::create(b, loc, stage64,
+                              arith::ConstantOp::create(
+                                  b, loc, b.getI64IntegerAttr(aStageBytes >> 4))));
+    Value bDesc = arith::AddIOp::create(
+        b, loc, bDesc0,
+        arith::MulIOp::create(b, loc, stage64,
+                              arith::ConstantOp::create(
+                                  b, loc, b.getI64IntegerAttr(bStageBytes >> 4))));
+    NVVM::WgmmaFenceAlignedOp::create(b, loc);
+    auto shape = NVVM::MMAShapeAttr::get(ctx, 64, t.columns, 16);
+    auto bf16T = NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::bf16);
+    auto f32T = NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::f32);
+    auto one = NVVM::WGMMAScaleInAttr::get(ctx, NVVM::WGMMAScaleIn::one);
+    for (int64_t j = 0; j < TK / 16; ++j)
+      // k16 slice j: 32 bytes further along A's rows, 16 K rows (two
+      // atoms) further down B.
+      acc = NVVM::WgmmaMmaAsyncOp::create(
+          b, loc, accType, acc, addI64(aDesc, (32 * j) >> 4),
+          addI64(bDesc, (2 * kAtomBytes * j) >> 4), shape, bf16T, bf16T, f32T,
+          NVVM::WGMMAScaleOutAttr::get(ctx, NVVM::WGMMAScaleOut::one), one,
+          one, NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::row),
+          NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::row),
+          /*satfinite=*/nullptr);
+    NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 1);
+    scf::YieldOp::create(b, loc, acc);
+  }
+  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+  // Nothing may be in flight into shared memory when the block exits.
+  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+  Value acc = kLoop.getResult(0);
+
+  // Epilogue. Accumulator 4 q + 2 i + j of a thread (lane l of warp v of
+  // its warpgroup) is row 16 v + l / 4 + 8 i, column 8 q + 2 (l % 4) + j;
+  // matrix m's columns are the q in [m TN / 8, (m + 1) TN / 8).
+  Value lane = remu(tid, 32), warp = remu(divu(tid, 32), 4);
+  Value rowBase = add(mul(warpgroup, ci(64)), add(mul(warp, ci(16)),
+                                                  divu(lane, 4)));
+  Value tg2 = mul(remu(lane, 4), ci(2));
+  auto accAt = [&](int64_t i) -> Value {
+    return LLVM::ExtractValueOp::create(b, loc, acc, i);
+  };
+  for (int64_t i = 0; i < 2; ++i) {
+    Value slot = add(rowBegin, add(rowBase, ci(8 * i)));
+    auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, rowEnd), false);
+    OpBuilder::InsertionGuard eg(b);
+    b.setInsertionPointToStart(&inRows.getThenRegion().front());
+    AccumulatorRow row =
+        loadAccumulatorRow(b, loc, o, slot, rowToken, rowWeight);
+    for (int64_t q = 0; q < TN / 8; ++q) {
+      Value col = add(col0, add(ci(q * 8), tg2));
+      SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
+      SmallVector<Value, 2> gate;
+      if (o.pair) {
+        int64_t g = q + TN / 8;
+        gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
+      }
+      storeAccumulatorPair(b, loc, o, out, row, col, N, h, gate);
+    }
+  }
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}

@@ -161,6 +161,23 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
   Value w3 = memref::ExpandShapeOp::create(
       b, w.getLoc(), MemRefType::get({1, K, M}, bf16), w,
       ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+  if (denseMatmulOnTensorCores(T, K) && K % kWgmmaTileK == 0 && M >= 128) {
+    // Warpgroup MMAs; 128-column blocks where 256 would leave SMs idle.
+    MmaOptions o;
+    o.dense = true;
+    WgmmaTile t;
+    int64_t rowTiles = (T + kWgmmaTileM - 1) / kWgmmaTileM;
+    if (rowTiles * ((M + 255) / 256) < 132)
+      t = {128, 6};
+    std::string name = wgmmaKernelName(o, t);
+    gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {
+      return buildGroupedWgmmaKernel(b, kloc, kernels, name, o, t);
+    });
+    Value acc = h.alloc({T, M}, f32);
+    h.launch(k, {rowTiles, (M + t.columns - 1) / t.columns, 1},
+             {kWgmmaThreads, 1, 1}, {x, w3, acc}, wgmmaSharedBytes(t));
+    return acc;
+  }
   if (denseMatmulOnTensorCores(T, K)) {
     MmaOptions o;
     o.dense = true;

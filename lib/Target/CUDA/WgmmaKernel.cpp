@@ -78,7 +78,8 @@ int64_t mlir::moe::wgmmaColumnsPerMatrix(const MmaOptions &o,
 std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
                                        const WgmmaTile &t) {
   std::string name =
-      o.scatter ? "moe_wgmma_scatter_bf16"
+      o.dense     ? "moe_wgmma_dense_f32"
+      : o.scatter ? "moe_wgmma_scatter_bf16"
                 : ("moe_wgmma_" + Twine(o.pair ? "pair_" : "plain_") +
                    stringifyActivation(o.activation) + "_bf16")
                       .str();
@@ -91,7 +92,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                                                   StringRef name,
                                                   const MmaOptions &o,
                                                   const WgmmaTile &t) {
-  assert(!o.dense && whyNotWgmma(t).empty() && "unsupported wgmma tile");
+  assert(whyNotWgmma(t).empty() && "unsupported wgmma tile");
+  assert(!(o.dense && (o.pair || o.scatter || o.gatherRows)) &&
+         "a dense wgmma kernel has one matrix and plain rows");
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
@@ -100,10 +103,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   auto mat = MemRefType::get({dyn, dyn}, bf16);
   auto w3 = MemRefType::get({dyn, dyn, dyn}, bf16);
   auto vecI32 = MemRefType::get({dyn}, i32);
-  // (x, w, out, tileExpert, tileRow, offsets, rowToken[, rowWeight][, w2]).
+  // (x, w, out, tileExpert, tileRow, offsets, rowToken[, rowWeight][, w2]);
+  // dense: (x, w, out).
   SmallVector<Type> argTypes{
-      mat, w3, o.scatter ? MemRefType::get({dyn, dyn}, f32) : mat, vecI32,
-      vecI32, vecI32, vecI32};
+      mat, w3, o.scatter || o.dense ? MemRefType::get({dyn, dyn}, f32) : mat};
+  if (!o.dense)
+    argTypes.append({vecI32, vecI32, vecI32, vecI32});
   if (o.scatter)
     argTypes.push_back(MemRefType::get({dyn}, f32));
   if (o.pair)
@@ -120,8 +125,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value x = entry.getArgument(0), out = entry.getArgument(2);
-  Value tileExpert = entry.getArgument(3), tileRow = entry.getArgument(4),
-        offsets = entry.getArgument(5), rowToken = entry.getArgument(6);
+  Value tileExpert, tileRow, offsets, rowToken;
+  if (!o.dense) {
+    tileExpert = entry.getArgument(3);
+    tileRow = entry.getArgument(4);
+    offsets = entry.getArgument(5);
+    rowToken = entry.getArgument(6);
+  }
   SmallVector<Value> w{entry.getArgument(1)};
   unsigned next = 7;
   Value rowWeight = o.scatter ? entry.getArgument(next++) : Value();
@@ -169,15 +179,24 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value col0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::y), ci(TN));
-  Value rawE = memref::LoadOp::create(b, loc, tileExpert, tile);
-  auto ifLive = scf::IfOp::create(
-      b, loc, icmp(P::sge, rawE, constI32(b, loc, 0)), false);
-  b.setInsertionPointToStart(&ifLive.getThenRegion().front());
-  Value e = toIndex(rawE);
-  Value rowBegin = toIndex(memref::LoadOp::create(b, loc, tileRow, tile));
-  Value rowEnd = arith::MinUIOp::create(
-      b, loc, add(rowBegin, ci(TM)),
-      toIndex(memref::LoadOp::create(b, loc, offsets, add(e, ci(1)))));
+  Value e, rowBegin, rowEnd;
+  if (o.dense) {
+    // One matrix, all rows of x: tile t is rows t * TM ...
+    e = ci(0);
+    rowBegin = mul(tile, ci(TM));
+    rowEnd = arith::MinUIOp::create(b, loc, add(rowBegin, ci(TM)),
+                                    memref::DimOp::create(b, loc, x, 0));
+  } else {
+    Value rawE = memref::LoadOp::create(b, loc, tileExpert, tile);
+    auto ifLive = scf::IfOp::create(
+        b, loc, icmp(P::sge, rawE, constI32(b, loc, 0)), false);
+    b.setInsertionPointToStart(&ifLive.getThenRegion().front());
+    e = toIndex(rawE);
+    rowBegin = toIndex(memref::LoadOp::create(b, loc, tileRow, tile));
+    rowEnd = arith::MinUIOp::create(
+        b, loc, add(rowBegin, ci(TM)),
+        toIndex(memref::LoadOp::create(b, loc, offsets, add(e, ci(1)))));
+  }
   Value K = memref::DimOp::create(b, loc, w[0], 1);
   // Columns past N are zero-filled and not stored.
   Value N = memref::DimOp::create(b, loc, w[0], 2);

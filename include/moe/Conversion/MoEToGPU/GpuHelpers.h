@@ -78,7 +78,8 @@ gpu::GPUFuncOp getOrBuildKernel(gpu::GPUModuleOp kernels, StringRef name,
 bool denseMatmulOnTensorCores(int64_t rows, int64_t k);
 
 /// f32 [T, M] = x [T, K] w [K, M] (bf16) on the device, through `h`: the
-/// dense tensor-core kernel (denseMatmulOnTensorCores), else the dense GEMV
+/// dense tensor-core kernel (denseMatmulOnTensorCores; on warpgroup MMAs
+/// where K is a multiple of 64 and M at least 128), else the dense GEMV
 /// (split over K, f32 atomics into a zeroed buffer, grid planGemv(K, M, 1)).
 /// `anyI32` is any i32 device buffer: the dense GEMV does not read its
 /// offsets argument.

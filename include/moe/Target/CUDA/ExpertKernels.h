@@ -223,8 +223,9 @@ int64_t wgmmaSharedBytes(const WgmmaTile &t);
 int64_t wgmmaColumnsPerMatrix(const MmaOptions &o, const WgmmaTile &t);
 std::string wgmmaKernelName(const MmaOptions &o, const WgmmaTile &t);
 /// Adds the wgmma grouped GEMM `name`: the arguments and epilogues of
-/// buildGroupedMmaKernel (gatherRows, pair, scatter, activation of `o`; not
-/// dense). Launch with grid (TT tiles, N / wgmmaColumnsPerMatrix, 1),
+/// buildGroupedMmaKernel (gatherRows, pair, scatter, activation or dense of
+/// `o`). Launch with grid (TT tiles (dense: ceil(R / kWgmmaTileM)),
+/// ceil(N / wgmmaColumnsPerMatrix), 1),
 /// kWgmmaThreads threads and wgmmaSharedBytes(t) bytes of dynamic shared
 /// memory; K must be a multiple of kWgmmaTileK and N of 8.
 gpu::GPUFuncOp buildGroupedWgmmaKernel(OpBuilder &builder, Location loc,

@@ -9,6 +9,8 @@
 
 #include "moert/moert.h"
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace moert {
@@ -30,6 +32,11 @@ moert_status cudaStreamDone(bool &done);
 /// Copies `bytes` between host and device memory in the order of the
 /// model's stream (a copy to pageable host memory returns once it landed).
 moert_status cudaCopyOnStream(void *dst, const void *src, size_t bytes);
+
+/// Copies the [rows, cols] matrix `src` (elements of `elt` bytes) transposed
+/// into `dst` ([cols, rows]).
+void transpose(const char *src, char *dst, int64_t rows, int64_t cols,
+               size_t elt);
 
 } // namespace moert
 

@@ -30,6 +30,65 @@
 
 namespace {
 
+/// Rows [r0, r1) of the [rows, cols] matrix `src`, transposed into `dst`
+/// ([cols, rows]), in 64 x 64 blocks (both sides stay in cache).
+template <typename T>
+void transposeRows(const T *src, T *dst, int64_t rows, int64_t cols,
+                   int64_t r0, int64_t r1) {
+  constexpr int64_t kBlock = 64;
+  for (int64_t rb = r0; rb < r1; rb += kBlock)
+    for (int64_t cb = 0; cb < cols; cb += kBlock) {
+      int64_t re = std::min(rb + kBlock, r1), ce = std::min(cb + kBlock, cols);
+      for (int64_t c = cb; c < ce; ++c)
+        for (int64_t r = rb; r < re; ++r)
+          dst[c * rows + r] = src[r * cols + c];
+    }
+}
+
+} // namespace
+
+// Over up to 16 threads for large matrices (a Mixtral-8x7B expert matrix
+// is 117 MB; copied element by element on one thread, the two layers of
+// the benchmark's model took about 40 s to load on the GPU machine).
+void moert::transpose(const char *src, char *dst, int64_t rows,
+                      int64_t cols, size_t elt) {
+  auto part = [&](int64_t r0, int64_t r1) {
+    switch (elt) {
+    case 1:
+      return transposeRows(reinterpret_cast<const uint8_t *>(src),
+                           reinterpret_cast<uint8_t *>(dst), rows, cols, r0, r1);
+    case 2:
+      return transposeRows(reinterpret_cast<const uint16_t *>(src),
+                           reinterpret_cast<uint16_t *>(dst), rows, cols, r0,
+                           r1);
+    case 4:
+      return transposeRows(reinterpret_cast<const uint32_t *>(src),
+                           reinterpret_cast<uint32_t *>(dst), rows, cols, r0,
+                           r1);
+    default:
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          std::memcpy(dst + size_t(c * rows + r) * elt,
+                      src + size_t(r * cols + c) * elt, elt);
+    }
+  };
+  int64_t threads = std::min<int64_t>(
+      16, std::max<int64_t>(1, std::thread::hardware_concurrency()));
+  if (rows * cols < (int64_t(1) << 22) || rows < 64 * threads)
+    threads = 1;
+  // Row ranges in whole 64-row blocks.
+  int64_t per = (rows + threads - 1) / threads;
+  per = (per + 63) / 64 * 64;
+  std::vector<std::thread> pool;
+  for (int64_t r0 = per; r0 < rows; r0 += per)
+    pool.emplace_back(part, r0, std::min(rows, r0 + per));
+  part(0, std::min(rows, per));
+  for (std::thread &t : pool)
+    t.join();
+}
+
+namespace {
+
 struct Buffer {
   enum Kind { Input, Weight, Output } kind;
   std::string name;
@@ -288,15 +347,6 @@ struct WeightFiles {
   }
 };
 
-/// Copies the [rows, cols] matrix `src` transposed into `dst` ([cols, rows]).
-void transpose(const char *src, char *dst, int64_t rows, int64_t cols,
-               size_t elt) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      std::memcpy(dst + size_t(c * rows + r) * elt,
-                  src + size_t(r * cols + c) * elt, elt);
-}
-
 /// A weight stored in a Hugging Face layout, materialized as the model uses
 /// it (`shape`) in a moert_alloc buffer: "transpose" (a Linear [out, in]
 /// used as [in, out]), "stack-transpose" (one [out, in] tensor per expert,
@@ -340,8 +390,8 @@ bool materialize(const WeightFiles &files, const Buffer &b,
                   static_cast<const char *>(t.data) +
                       size_t(h * 3 + part) * block,
                   block);
-    transpose(static_cast<const char *>(rowsOfPart), static_cast<char *>(data),
-              shape[1], in, elt);
+    moert::transpose(static_cast<const char *>(rowsOfPart),
+                     static_cast<char *>(data), shape[1], in, elt);
     moert_free(rowsOfPart);
     out.data = data;
     out.nbytes = n * elt;
@@ -380,9 +430,9 @@ bool materialize(const WeightFiles &files, const Buffer &b,
       moert_free(data);
       return false;
     }
-    transpose(static_cast<const char *>(t.data),
-              static_cast<char *>(data) + size_t(e * rows * cols) * elt, cols,
-              rows, elt);
+    moert::transpose(static_cast<const char *>(t.data),
+                     static_cast<char *>(data) + size_t(e * rows * cols) * elt,
+                     cols, rows, elt);
   }
   out.data = data;
   out.nbytes = n * elt;
@@ -548,10 +598,10 @@ bool clearBuffer(Buffer &b) {
 /// seeded with seed + b). Prints the generated ids and the timing, and
 /// writes `outputPath`, on the leader only (every rank of a partitioned
 /// model holds the same logits and draws the same tokens).
-int generate(Generator &g, std::vector<void *> &args,
-             std::vector<Buffer> &buffers, const GenerateOptions &o,
-             void (*run)(void **buffers), const char *outputPath,
-             bool leader) {
+/// The prompt's ids against the vocabulary, and the prompt, the new tokens
+/// and the last step's padding against the KV cache: checked before any
+/// weight is loaded. Returns 0, or 2 after printing what is wrong.
+int checkGeneration(const Generator &g, const GenerateOptions &o) {
   int64_t B = g.pos->shape[0], vocab = g.logits->shape[1];
   int64_t T = g.ids->shape[0] / B;
   int64_t maxSeq =
@@ -579,6 +629,17 @@ int generate(Generator &g, std::vector<void *> &args,
                  (long long)maxSeq);
     return 2;
   }
+  return 0;
+}
+
+int generate(Generator &g, std::vector<void *> &args,
+             std::vector<Buffer> &buffers, const GenerateOptions &o,
+             void (*run)(void **buffers), const char *outputPath,
+             bool leader) {
+  int64_t B = g.pos->shape[0], vocab = g.logits->shape[1];
+  int64_t T = g.ids->shape[0] / B;
+  if (int rc = checkGeneration(g, o))
+    return rc;
   auto slot = [&](Buffer *b) {
     return size_t(b - buffers.data());
   };
@@ -1018,6 +1079,10 @@ int parseOptions(int argc, char **argv, const std::vector<Buffer> &buffers,
                        "--import-hf-whole); this one maps inputs to outputs\n");
     return 2;
   }
+  // Before any weight loads (a large model takes a while to load).
+  if (isGenerator)
+    if (int rc = checkGeneration(generator, o.gen))
+      return rc;
   bool &needWeights = o.needWeights, &needInputs = o.needInputs;
   o.isGenerator = isGenerator;
   for (const Buffer &b : buffers) {

@@ -4,12 +4,13 @@
 // launches only: no copies between host and device.
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
+// RUN: moe-compile %s --target=cuda --gpu-path=mma --emit=mlir | FileCheck %s --check-prefix=MMA
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
-// RUN: moe-compile %s --target=cuda --gpu-mma-tile-m=128 --emit=mlir | FileCheck %s --check-prefix=TILE128
+// RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=128 --emit=mlir | FileCheck %s --check-prefix=TILE128
 // RUN: not moe-compile %s --target=cuda --gpu-mma-tile-m=96 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTILE
 // RUN: not moe-opt %s --moe-cuda-pipeline="path=simd" 2>&1 | FileCheck %s --check-prefix=OPTPATH
-// RUN: moe-compile %s --target=cuda --gpu-mma-warps=8 --emit=mlir | FileCheck %s --check-prefix=WARPS8
+// RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-warps=8 --emit=mlir | FileCheck %s --check-prefix=WARPS8
 // RUN: not moe-compile %s --target=cuda --gpu-mma-warps=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWARPS
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
@@ -18,16 +19,21 @@
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --gpu-path=gemv --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPARGEMV
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "es=2 min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=ES
 
-// 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path with
-// 64-row tiles and three cp.async stages; the router's logits on tensor
-// cores too, and routing in two parts (256 tokens).
+// 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path on
+// warpgroup MMAs (128-row tiles); the router's logits on tensor cores too
+// (8 columns: mma.sync), and routing in two parts (256 tokens). With
+// --gpu-path=mma: mma.sync with 64-row tiles and three cp.async stages.
 // MLIR: llvm.func @__moe_gpu_layer_0(
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_finish blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16_m64_s3_w4 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_finish blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_scatter_bf16_n256_s4 blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
+// MMA: llvm.func @__moe_gpu_layer_0(
+// MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
+// MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in
+// MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16_m64_s3_w4 blocks in
 // MLIR: gpu.binary @moe_kernels
 // MLIR: @moe_model_signature("device-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x256\0Adevice-weight w_gate BF16 8x128x256\0Adevice-weight w_down BF16 8x256x128\0Adevice-output y BF16 256x128\0A\00")
 
@@ -38,7 +44,7 @@
 // GEMV-DAG: @moe_kernels::@moe_gemv_gather_pair_bf16
 // GEMV-DAG: @moe_kernels::@expert_silu_gated
 // GEMV-DAG: @moe_kernels::@moe_gemv_scatter_bf16
-// GEMV-NOT: moe_mma_{{pair|plain|scatter}}
+// GEMV-NOT: {{moe_(wg)?mma_(pair|plain|scatter)}}
 
 // BADPATH: moe-compile: error: unknown --gpu-path 'wmma' (expected auto, gemv, mma or wgmma)
 // BADPATH-NOT: moe.layer
@@ -58,10 +64,10 @@
 // layer routes over all 8 experts, the localize kernel narrows the step to
 // its 4 (offset from its expert coordinate), one all-reduce sums the ranks.
 // EPAR-DAG: llvm.call @moert_comm_group_rank
-// EPAR-DAG: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_finish
+// EPAR-DAG: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_finish
 // EPAR-DAG: @moe_kernels::@moe_localize_experts_tiles
-// EPAR-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4
-// EPAR-DAG: @moe_kernels::@moe_mma_scatter_bf16_m64_s3_w4
+// EPAR-DAG: @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4
+// EPAR-DAG: @moe_kernels::@moe_wgmma_scatter_bf16_n256_s4
 // EPAR-DAG: llvm.call @moert_comm_all_reduce_device(
 // EPAR: @moe_model_signature("grid 1x2x1\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 4x128x256 split=1|-|-\0Adevice-weight w_gate BF16 4x128x256 split=1|-|-\0Adevice-weight w_down BF16 4x256x128 split=1|-|-\0Adevice-output y BF16 256x128\0A\00")
 // EPARGEMV-DAG: @moe_kernels::@moe_localize_experts blocks
@@ -71,7 +77,7 @@
 // Expert slicing over 2 GPUs: the same fused layer on each rank's ffn
 // halves, no localize step, one all-reduce.
 // ES-NOT: moe_localize_experts
-// ES-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4
+// ES-DAG: @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4
 // ES-DAG: llvm.call @moert_comm_all_reduce_device(
 // ES: @moe_model_signature("grid 1x1x2\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x128 split=-|-|2
 

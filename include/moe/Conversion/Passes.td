@@ -65,12 +65,14 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     the tensor-core grouped GEMM, taken when an expert gets at least
     `mma-min-rows` rows on average under uniform routing (T k / E(1 -
     (1 - k/E)^T)) and the sizes are multiples of 128; or `wgmma`, the same
-    GEMM on Hopper's warpgroup MMAs (sm_90a), from `wgmma-min-rows` rows.
+    GEMM on Hopper's warpgroup MMAs (sm_90a), from `wgmma-min-rows` rows
+    (on an H200, wgmma was faster with 32 and 64 rows per expert, and
+    even with mma.sync at 8: test/bench/results/wgmma-2026-12-01.md).
   }];
   let options = [
     Option<"path", "path", "std::string", "\"auto\"",
            "expert path: auto, gemv, mma or wgmma">,
-    Option<"wgmmaMinRows", "wgmma-min-rows", "double", "96",
+    Option<"wgmmaMinRows", "wgmma-min-rows", "double", "24",
            "average rows per expert from which auto takes the wgmma path">,
     Option<"wgmmaColumns", "wgmma-columns", "int64_t", "256",
            "weight columns per wgmma block: 128 or 256">,

@@ -22,7 +22,7 @@ func.func @decode(%x: tensor<1x128xbf16>, %r: tensor<128x128xbf16>, %u: tensor<1
 // -----
 
 // 512 tokens, top-2 of 8: 128 rows per expert, the tensor-core path on
-// warpgroup MMAs (from 96 rows; mma.sync below); a sigmoid router with an
+// warpgroup MMAs (from 24 rows; mma.sync below); a sigmoid router with an
 // f32 bias, scaling, plain GeLU experts.
 // CHECK-LABEL: func.func private @__moe_gpu_layer_0(
 // CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, mma_warps = 4 : i64, path = "wgmma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64, wgmma_tile = array<i64: 256, 4>}

@@ -37,8 +37,6 @@ using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
-using CUgraph = struct CUgraph_st *;
-using CUgraphExec = struct CUgraphExec_st *;
 
 /// One GPU as this process uses it. A thread drives one GPU (the one it
 /// selected, else the default); one process may drive several, one thread
@@ -57,14 +55,8 @@ struct Gpu {
   bool haveStream = false;
   // mgpuStreamSynchronize waits (moert_cuda_set_helper_sync).
   bool helperSync = true;
-  // While moert_cuda_graph_capture runs compiled code: a failing driver call
-  // ends the capture attempt (the first failure is kept) instead of the
-  // process, and scratch the cache cannot give is host memory, never used.
-  bool probing = false;
-  std::string probeError;
-  std::unordered_map<void *, size_t> probeJunk;
-  // Dynamic shared memory allowed per kernel so far (set once, before any
-  // capture, by the first launch).
+  // Dynamic shared memory allowed per kernel so far (set by its first
+  // launch, so that launches captured into a graph set nothing).
   std::unordered_map<void *, int> sharedAllowed;
   // Device scratch of compiled code, cached by size: blocks freed by
   // mgpuMemFree are reused by later allocations on the same stream (stream
@@ -97,14 +89,6 @@ struct Driver {
                              unsigned, unsigned, unsigned, unsigned, CUstream,
                              void **, void **);
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
-  CUresult (*cuStreamBeginCapture)(CUstream, int);
-  CUresult (*cuStreamEndCapture)(CUstream, CUgraph *);
-  CUresult (*cuGraphInstantiate)(CUgraphExec *, CUgraph, unsigned long long);
-  CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
-  CUresult (*cuGraphExecDestroy)(CUgraphExec);
-  CUresult (*cuGraphDestroy)(CUgraph);
-  CUresult (*cuMemHostRegister)(void *, size_t, unsigned);
-  CUresult (*cuMemHostUnregister)(void *);
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamSynchronize)(CUstream);
   CUresult (*cuStreamQuery)(CUstream);
@@ -177,14 +161,6 @@ void openDriver() {
             load(drv().cuModuleGetFunction, "cuModuleGetFunction") &&
             load(drv().cuLaunchKernel, "cuLaunchKernel") &&
             load(drv().cuFuncSetAttribute, "cuFuncSetAttribute") &&
-            load(drv().cuStreamBeginCapture, "cuStreamBeginCapture_v2") &&
-            load(drv().cuStreamEndCapture, "cuStreamEndCapture") &&
-            load(drv().cuGraphInstantiate, "cuGraphInstantiateWithFlags") &&
-            load(drv().cuGraphLaunch, "cuGraphLaunch") &&
-            load(drv().cuGraphExecDestroy, "cuGraphExecDestroy") &&
-            load(drv().cuGraphDestroy, "cuGraphDestroy") &&
-            load(drv().cuMemHostRegister, "cuMemHostRegister_v2") &&
-            load(drv().cuMemHostUnregister, "cuMemHostUnregister") &&
             load(drv().cuStreamCreate, "cuStreamCreate") &&
             load(drv().cuStreamSynchronize, "cuStreamSynchronize") &&
             load(drv().cuStreamQuery, "cuStreamQuery") &&
@@ -332,15 +308,10 @@ moert_status ready() {
 }
 
 void check(const char *call, CUresult r) {
-  if (!r)
-    return;
-  cudaFail(call, r);
-  if (current && gpu().probing) {
-    if (gpu().probeError.empty())
-      gpu().probeError = moert_last_error();
-    return;
+  if (r) {
+    cudaFail(call, r);
+    fatal();
   }
-  fatal();
 }
 
 void ensure() {
@@ -521,70 +492,6 @@ extern "C" moert_status moert_cuda_synchronize(void) {
   return MOERT_OK;
 }
 
-extern "C" moert_status moert_cuda_graph_capture(void (*run)(void **),
-                                                 void **args, void **graph) {
-  *graph = nullptr;
-  if (moert_status s = ready(); s != MOERT_OK)
-    return s;
-  CUstream stream = modelStream();
-  // Global mode: a call that could act outside the stream (a synchronous
-  // copy, an allocation) invalidates the capture instead of running.
-  if (CUresult r = drv().cuStreamBeginCapture(stream, /*global*/ 0))
-    return cudaFail("cuStreamBeginCapture", r);
-  gpu().probing = true;
-  gpu().probeError.clear();
-  run(args);
-  gpu().probing = false;
-  CUgraph g = nullptr;
-  CUresult ended = drv().cuStreamEndCapture(stream, &g);
-  std::string why = gpu().probeError;
-  if (why.empty() && ended) {
-    cudaFail("cuStreamEndCapture", ended);
-    why = moert_last_error();
-  }
-  CUgraphExec exec = nullptr;
-  if (why.empty())
-    if (CUresult r = drv().cuGraphInstantiate(&exec, g, 0)) {
-      cudaFail("cuGraphInstantiate", r);
-      why = moert_last_error();
-    }
-  if (g)
-    drv().cuGraphDestroy(g);
-  if (!why.empty())
-    return moert::fail(MOERT_ERR_UNSUPPORTED,
-                       "the step cannot be captured into a CUDA graph: %s",
-                       why.c_str());
-  *graph = exec;
-  return MOERT_OK;
-}
-
-extern "C" moert_status moert_cuda_graph_launch(void *graph) {
-  if (moert_status s = ready(); s != MOERT_OK)
-    return s;
-  if (CUresult r = drv().cuGraphLaunch(static_cast<CUgraphExec>(graph),
-                                       modelStream()))
-    return cudaFail("cuGraphLaunch", r);
-  return MOERT_OK;
-}
-
-extern "C" void moert_cuda_graph_destroy(void *graph) {
-  if (graph && ready() == MOERT_OK)
-    drv().cuGraphExecDestroy(static_cast<CUgraphExec>(graph));
-}
-
-extern "C" moert_status moert_cuda_host_register(void *ptr, size_t bytes) {
-  if (moert_status s = ready(); s != MOERT_OK)
-    return s;
-  if (CUresult r = drv().cuMemHostRegister(ptr, bytes, 0))
-    return cudaFail("cuMemHostRegister", r);
-  return MOERT_OK;
-}
-
-extern "C" void moert_cuda_host_unregister(void *ptr) {
-  if (ptr && ready() == MOERT_OK)
-    drv().cuMemHostUnregister(ptr);
-}
-
 //===----------------------------------------------------------------------===//
 // mgpu*: the host ABI of MLIR's gpu-to-llvm lowering
 //===----------------------------------------------------------------------===//
@@ -703,14 +610,6 @@ extern "C" void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/,
     gpu().cached.erase(hit);
     gpu().cachedBytes -= bytes;
   } else {
-    if (gpu().probing) {
-      // Never touched: the capture is abandoned.
-      if (gpu().probeError.empty())
-        gpu().probeError = "the step asked for new device memory";
-      p = std::malloc(bytes ? bytes : 1);
-      gpu().probeJunk[p] = bytes;
-      return p;
-    }
     if (capturing(modelStream())) {
       moert::fail(MOERT_ERR_DEVICE,
                   "compiled code asked for %llu bytes of new device memory "
@@ -731,11 +630,6 @@ extern "C" void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/,
 
 extern "C" void mgpuMemFree(void *ptr, void * /*stream*/) {
   ensure();
-  if (auto junk = gpu().probeJunk.find(ptr); junk != gpu().probeJunk.end()) {
-    std::free(ptr);
-    gpu().probeJunk.erase(junk);
-    return;
-  }
   auto it = gpu().inUse.find(ptr);
   if (it == gpu().inUse.end()) {
     moert::fail(MOERT_ERR_DEVICE, "mgpuMemFree of %p, which mgpuMemAlloc did "

@@ -197,8 +197,7 @@ void usage(const char *argv0, const std::vector<Buffer> &buffers) {
                "[--warmup N] [--gpus N | --ranks N]\n"
                "   or (a whole model): %s --weights CKPT_DIR --prompt-ids "
                "1,2,3 [--max-new-tokens N] [--temperature T] [--top-p P] "
-               "[--seed S] [--no-cuda-graph] "
-               "[--output LOGITS_AND_IDS.safetensors]\n",
+               "[--seed S] [--output LOGITS_AND_IDS.safetensors]\n",
                argv0, argv0);
   std::fprintf(stderr, "model buffers:\n");
   for (const Buffer &b : buffers)
@@ -566,8 +565,6 @@ struct GenerateOptions {
   long maxNew = 16;
   double temperature = 0.0, topP = 1.0;
   uint64_t seed = 0;
-  /// Decode steps of a model on one GPU replay one CUDA graph.
-  bool cudaGraph = true;
 };
 
 /// The command line, read once before any rank starts.
@@ -721,21 +718,6 @@ int generate(Generator &g, std::vector<void *> &args,
   finishStep(0);
   if (failed || !clearCaches())
     return 1;
-  // Decode steps on one GPU replay a CUDA graph of the step (captured once
-  // the prompt is in, outside the timings, like the untimed first step):
-  // the inputs ids, pos and logit_rows are pinned so that the graph's
-  // copies read them at each launch.
-  void *graph = nullptr;
-  std::vector<void *> pinned;
-  auto releaseGraph = [&] {
-    moert_cuda_graph_destroy(graph);
-    graph = nullptr;
-    for (void *p : pinned)
-      moert_cuda_host_unregister(p);
-    pinned.clear();
-  };
-  bool tryGraph = onDevice && o.cudaGraph && o.maxNew > 1 &&
-                  moert_comm_world_size() == 1;
   // One step over tokens[at, at + n) of every sequence: returns the last
   // row's index within a sequence, whose logits are then on the host.
   auto step = [&](size_t at, size_t n) {
@@ -745,15 +727,7 @@ int generate(Generator &g, std::vector<void *> &args,
       pos[b] = int32_t(at);
     }
     pickRows(n - 1);
-    if (graph) {
-      if (moert_cuda_graph_launch(graph) != MOERT_OK && !failed) {
-        std::fprintf(stderr, "error: a generation step on the GPU: %s\n",
-                     moert_last_error());
-        failed = true;
-      }
-    } else {
-      run(args.data());
-    }
+    run(args.data());
     finishStep(n - 1);
     // The caches just written feed the next step.
     for (auto &[past, out] : g.caches)
@@ -781,32 +755,10 @@ int generate(Generator &g, std::vector<void *> &args,
   for (size_t at = 0; at < o.prompt.size(); at += size_t(T))
     last = step(at, std::min(size_t(T), o.prompt.size() - at));
   uint64_t t1 = moert_now_ns();
-  keepLogits(last);
-  draw(last);
-  if (tryGraph && !failed) {
-    bool ok = true;
-    for (Buffer *in : {g.ids, g.pos, g.logitRows})
-      if (in && !in->device) {
-        if (moert_cuda_host_register(in->data, in->nbytes) != MOERT_OK) {
-          ok = false;
-          break;
-        }
-        pinned.push_back(in->data);
-      }
-    uint64_t c0 = moert_now_ns();
-    if (ok && moert_cuda_graph_capture(run, args.data(), &graph) == MOERT_OK) {
-      if (leader)
-        std::printf("decode steps: one CUDA graph (captured in %.2f ms)\n",
-                    double(moert_now_ns() - c0) / 1e6);
-    } else {
-      if (leader)
-        std::fprintf(stderr, "note: decode steps run without a CUDA graph: "
-                             "%s\n", moert_last_error());
-      releaseGraph();
-    }
-  }
   // Decode time: each step with the sampling of its tokens.
   uint64_t decodeNs = 0;
+  keepLogits(last);
+  draw(last);
   for (long i = 1; i < o.maxNew && !failed; ++i) {
     uint64_t s = moert_now_ns();
     last = step(tokens[0].size() - 1, 1);
@@ -816,7 +768,6 @@ int generate(Generator &g, std::vector<void *> &args,
     draw(last);
     decodeNs += moert_now_ns() - s;
   }
-  releaseGraph();
   if (onDevice)
     moert_cuda_set_helper_sync(1);
   if (failed)
@@ -1104,8 +1055,7 @@ int parseOptions(int argc, char **argv, const std::vector<Buffer> &buffers,
       long s = 0;
       count(s);
       gen.seed = uint64_t(s);
-    } else if (a == "--no-cuda-graph")
-      gen.cudaGraph = false;
+    }
     else if (a == "--help" || a == "-h") {
       usage(argv[0], buffers);
       return 0;

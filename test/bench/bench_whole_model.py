@@ -20,6 +20,7 @@ import sys
 import time
 
 import torch
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
 D, out_md = sys.argv[1], sys.argv[2]
@@ -92,10 +93,10 @@ prompt2k = torch.randint(0, cfg.vocab_size, (2048,), generator=rng).tolist()
 NEW = 128
 
 
-def ours(exe, prompt, new):
+def ours(exe, prompt, new, *extra):
     r = subprocess.run([os.path.join(D, exe), "--weights", ckpt, "--prompt-ids",
                         ",".join(map(str, prompt)), "--max-new-tokens", str(new),
-                        "--output", os.path.join(D, f"{exe}.safetensors")],
+                        "--output", os.path.join(D, f"{exe}.safetensors"), *extra],
                        capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
         print(r.stdout, r.stderr)
@@ -115,6 +116,19 @@ first_diff16 = next((i for i, (a, b) in enumerate(zip(tokens16, our_tokens)) if 
                     min(len(tokens16), len(our_tokens)))
 print(f"batch 16, sequence 0: the first {first_diff16} of {len(our_tokens)} greedy tokens "
       f"equal batch 1's", flush=True)
+# Where they part: the two runs' logits of that token (same inputs up to
+# it), and batch 1's gap between its best two logits there.
+l1 = load_file(os.path.join(D, "mixtral-decode.safetensors"))["logits"].float()
+l16 = load_file(os.path.join(D, "mixtral-decode16.safetensors"))["logits"].float()
+at = min(first_diff16, len(our_tokens) - 1)
+row1, row16 = l1[at], l16[at]
+top2 = row1.topk(2).values
+part16 = (f"at token {at}: batch-16 vs batch-1 logits differ by "
+          f"{((row16 - row1).abs().max() / row1.abs().max()).item():.2e} of the largest; "
+          f"batch 1's best two logits are {(top2[0] - top2[1]).item():.3g} apart "
+          f"({((top2[0] - top2[1]) / row1.abs().max()).item():.2e} of the largest)")
+print(part16, flush=True)
+
 our_pre2k_ms, _, _ = ours("mixtral-prefill", prompt2k, 1)
 
 # transformers: generate at batch 1 and 16; a step's time is the difference
@@ -143,7 +157,7 @@ same = sum(1 for a, b in zip(our_tokens[:8], hf_tokens[:8]) if a == b)
 
 # The logits of the first generated token (the prompt's last row) against
 # transformers' forward pass, eager attention, in bf16 and in f32.
-from safetensors.torch import load_file  # noqa: E402
+
 
 
 def logit_error(exe, prompt):
@@ -193,7 +207,7 @@ lines = [f"# Whole-model benchmark, {time.strftime('%Y-%m-%d')}, {gpu}", "",
          f"{err_dec[0]:.2e} / {err_dec[1]:.2e}, 2048-token prompt {err_pre[0]:.2e} / "
          f"{err_pre[1]:.2e}.",
          f"Batch 16, sequence 0: the first {first_diff16} of {len(our_tokens)} greedy "
-         f"tokens equal the batch-1 run's.",
+         f"tokens equal the batch-1 run's; {part16}.",
          "By prompt length (1-token steps, against the f32 reference): " +
          ", ".join(f"{n}: {e[1]:.2e}" for n, e in by_length) + ".", "",
          "| metric | ours | transformers generate | floor | ours / floor | ours / transformers |",

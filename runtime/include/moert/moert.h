@@ -141,22 +141,6 @@ moert_status moert_cuda_stream(void **out);
  * source, and only the waits between helpers are saved (the generator does,
  * once per step). */
 moert_status moert_cuda_set_helper_sync(int enabled);
-/* Captures one call of `run(args)` (compiled code, on the model's stream)
- * into a CUDA graph, without running it; `*graph` is then launched with
- * moert_cuda_graph_launch, once per step. Copies from host memory must come
- * from pinned memory (moert_cuda_host_register). The model must have run
- * once (its scratch cached). A call that cannot be captured (it reads
- * device results on the host, synchronizes, or needs new device memory)
- * returns MOERT_ERR_UNSUPPORTED naming the first failing call; nothing of it
- * ran, and `*graph` is NULL. */
-moert_status moert_cuda_graph_capture(void (*run)(void **), void **args,
-                                      void **graph);
-moert_status moert_cuda_graph_launch(void *graph);
-void moert_cuda_graph_destroy(void *graph);
-/* Pins the host memory [ptr, ptr + bytes) (copies from it become
- * asynchronous and capturable); undone by moert_cuda_host_unregister. */
-moert_status moert_cuda_host_register(void *ptr, size_t bytes);
-void moert_cuda_host_unregister(void *ptr);
 /* Returns the device scratch cached for compiled code to the driver. */
 moert_status moert_cuda_trim(void);
 /* Kernel timing: while enabled, every launch through the mgpu* ABI is timed

@@ -391,33 +391,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     h.launch(localize, {1, 1, 1}, {256, 1, 1}, localizeArgs);
   }
 
-  if (wgmma) {
-    // Grid x over the tiles: the tiles of an expert read the same weight
-    // columns together (from L2 after the first).
-    auto launchWgmma = [&](const MmaOptions &o, int64_t n, ValueRange args) {
-      std::string name = wgmmaKernelName(o, wgmmaTile);
-      gpu::GPUFuncOp k = kernel(name, [&] {
-        return buildGroupedWgmmaKernel(b, kloc, kernels, name, o, wgmmaTile);
-      });
-      int64_t cols = wgmmaColumnsPerMatrix(o, wgmmaTile);
-      h.launch(k, {tiles, (n + cols - 1) / cols, 1},
-               {kWgmmaThreads, 1, 1}, args, wgmmaSharedBytes(wgmmaTile));
-    };
-    MmaOptions upOpts;
-    upOpts.gatherRows = true;
-    upOpts.pair = gated;
-    upOpts.activation = activation;
-    SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
-                              tileRow, expertOffsets, rowToken};
-    if (gated)
-      upArgs.push_back(wGate);
-    launchWgmma(upOpts, f, upArgs);
-    MmaOptions downOpts;
-    downOpts.scatter = true;
-    launchWgmma(downOpts, d,
-                {act, wDown, y, tileExpert, tileRow, expertOffsets, rowToken,
-                 rowWeight});
-  } else if (mma) {
+  if (mma) {
     MmaOptions upOpts;
     upOpts.warps = warps;
     upOpts.tileM = tileM;
@@ -429,17 +403,31 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                               tileRow, expertOffsets, rowToken};
     if (gated)
       upArgs.push_back(wGate);
-    h.launch(mmaKernel(upOpts), {f / mmaColumnsPerMatrix(upOpts), tiles, 1},
-             {32 * warps, 1, 1}, upArgs);
     MmaOptions downOpts;
     downOpts.warps = warps;
     downOpts.tileM = tileM;
     downOpts.stages = stages;
     downOpts.scatter = true;
-    h.launch(mmaKernel(downOpts), {d / mmaColumnsPerMatrix(downOpts), tiles, 1},
-             {32 * warps, 1, 1},
-             {act, wDown, y, tileExpert, tileRow, expertOffsets, rowToken,
-              rowWeight});
+    // The wgmma grid runs over the tiles first: the tiles of an expert read
+    // the same weight columns together (from L2 after the first).
+    auto launchGemm = [&](const MmaOptions &o, int64_t n, ValueRange args) {
+      if (!wgmma) {
+        h.launch(mmaKernel(o), {n / mmaColumnsPerMatrix(o), tiles, 1},
+                 {32 * warps, 1, 1}, args);
+        return;
+      }
+      std::string name = wgmmaKernelName(o, wgmmaTile);
+      gpu::GPUFuncOp k = kernel(name, [&] {
+        return buildGroupedWgmmaKernel(b, kloc, kernels, name, o, wgmmaTile);
+      });
+      int64_t cols = wgmmaColumnsPerMatrix(o, wgmmaTile);
+      h.launch(k, {tiles, (n + cols - 1) / cols, 1}, {kWgmmaThreads, 1, 1},
+               args, wgmmaSharedBytes(wgmmaTile));
+    };
+    launchGemm(upOpts, f, upArgs);
+    launchGemm(downOpts, d,
+               {act, wDown, y, tileExpert, tileRow, expertOffsets, rowToken,
+                rowWeight});
   } else {
     GemvOptions upOpts;
     upOpts.gatherRows = upOpts.indirect = true;

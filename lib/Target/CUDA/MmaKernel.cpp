@@ -86,6 +86,100 @@ Value mlir::moe::fragmentRegister(OpBuilder &b, Location loc, Value fragment,
       0);
 }
 
+SmallVector<Type> mlir::moe::groupedGemmArgTypes(OpBuilder &b,
+                                                 const MmaOptions &o) {
+  int64_t dyn = ShapedType::kDynamic;
+  Type f32 = b.getF32Type(), bf16 = b.getBF16Type();
+  auto mat = MemRefType::get({dyn, dyn}, bf16);
+  auto w3 = MemRefType::get({dyn, dyn, dyn}, bf16);
+  auto vecI32 = MemRefType::get({dyn}, b.getI32Type());
+  bool f32Out = o.scatter || o.dense;
+  SmallVector<Type> types{mat, w3,
+                          f32Out ? MemRefType::get({dyn, dyn}, f32) : mat};
+  if (!o.dense)
+    types.append({vecI32, vecI32, vecI32, vecI32});
+  if (o.scatter)
+    types.push_back(MemRefType::get({dyn}, f32));
+  if (o.pair)
+    types.push_back(w3);
+  return types;
+}
+
+GroupedGemmArgs mlir::moe::groupedGemmArgs(Block &entry, const MmaOptions &o) {
+  GroupedGemmArgs a;
+  a.x = entry.getArgument(0);
+  a.w.push_back(entry.getArgument(1));
+  a.out = entry.getArgument(2);
+  unsigned next = 3;
+  if (!o.dense) {
+    a.tileExpert = entry.getArgument(next++);
+    a.tileRow = entry.getArgument(next++);
+    a.offsets = entry.getArgument(next++);
+    a.rowToken = entry.getArgument(next++);
+  }
+  if (o.scatter)
+    a.rowWeight = entry.getArgument(next++);
+  if (o.pair)
+    a.w.push_back(entry.getArgument(next++));
+  return a;
+}
+
+TileRows mlir::moe::groupedGemmTileRows(OpBuilder &b, Location loc,
+                                        const MmaOptions &o,
+                                        const GroupedGemmArgs &args,
+                                        Value tile, int64_t tileM) {
+  IndexOps ops{b, loc};
+  TileRows t;
+  auto toIndex = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  };
+  if (o.dense) {
+    // One matrix, all rows of x: tile t is rows t * tileM ...
+    t.expert = ops.c(0);
+    t.begin = ops.mul(tile, ops.c(tileM));
+    t.end = arith::MinUIOp::create(b, loc, ops.add(t.begin, ops.c(tileM)),
+                                   memref::DimOp::create(b, loc, args.x, 0));
+    return t;
+  }
+  Value rawE = memref::LoadOp::create(b, loc, args.tileExpert, tile);
+  auto ifLive = scf::IfOp::create(
+      b, loc, ops.icmp(arith::CmpIPredicate::sge, rawE, constI32(b, loc, 0)),
+      false);
+  b.setInsertionPointToStart(&ifLive.getThenRegion().front());
+  t.expert = toIndex(rawE);
+  t.begin = toIndex(memref::LoadOp::create(b, loc, args.tileRow, tile));
+  t.end = arith::MinUIOp::create(
+      b, loc, ops.add(t.begin, ops.c(tileM)),
+      toIndex(memref::LoadOp::create(b, loc, args.offsets,
+                                     ops.add(t.expert, ops.c(1)))));
+  return t;
+}
+
+CopySource mlir::moe::rowSource(OpBuilder &b, Location loc,
+                                const MmaOptions &o,
+                                const GroupedGemmArgs &args,
+                                const TileRows &rows, Value row) {
+  IndexOps ops{b, loc};
+  Value slot = ops.add(rows.begin, row);
+  Value ok = ops.icmp(arith::CmpIPredicate::ult, slot, rows.end);
+  Value safe = ops.select(ok, slot, rows.begin);
+  Value index =
+      o.gatherRows
+          ? arith::IndexCastOp::create(
+                b, loc, b.getIndexType(),
+                memref::LoadOp::create(b, loc, args.rowToken, safe))
+                .getResult()
+          : safe;
+  return {index, ops.select(ok, ops.c(8), ops.c(0))};
+}
+
+CopySource mlir::moe::columnSource(OpBuilder &b, Location loc, Value col,
+                                   Value n) {
+  IndexOps ops{b, loc};
+  Value ok = ops.icmp(arith::CmpIPredicate::ult, col, n);
+  return {ops.select(ok, col, ops.c(0)), ops.select(ok, ops.c(8), ops.c(0))};
+}
+
 AccumulatorRow mlir::moe::loadAccumulatorRow(OpBuilder &b, Location loc,
                                              const MmaOptions &o, Value slot,
                                              Value rowToken, Value rowWeight) {
@@ -161,23 +255,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
                                                 const MmaOptions &o) {
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
-  int64_t dyn = ShapedType::kDynamic;
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type(),
-       index = b.getIndexType();
-  auto mat = MemRefType::get({dyn, dyn}, bf16);
-  auto w3 = MemRefType::get({dyn, dyn, dyn}, bf16);
-  auto vecI32 = MemRefType::get({dyn}, i32);
-  // (x, w, out, tileExpert, tileRow, offsets, rowToken[, rowWeight][, w2]);
-  // dense: (x, w, out).
-  bool f32Out = o.scatter || o.dense;
-  SmallVector<Type> argTypes{mat, w3,
-                             f32Out ? MemRefType::get({dyn, dyn}, f32) : mat};
-  if (!o.dense)
-    argTypes.append({vecI32, vecI32, vecI32, vecI32});
-  if (o.scatter)
-    argTypes.push_back(MemRefType::get({dyn}, f32));
-  if (o.pair)
-    argTypes.push_back(w3);
+  Type bf16 = b.getBF16Type();
+  SmallVector<Type> argTypes = groupedGemmArgTypes(b, o);
   assert(o.warps == 4 || o.warps == 8);
   const int64_t threads = 32 * o.warps;
   auto fn = createKernelFunc(b, loc, module, name, argTypes, threads);
@@ -202,19 +281,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     sB.push_back(fn.addWorkgroupAttribution(stageType(TK, bStride), loc));
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
-  Value x = entry.getArgument(0), out = entry.getArgument(2);
-  Value tileExpert, tileRow, offsets, rowToken;
-  if (!o.dense) {
-    tileExpert = entry.getArgument(3);
-    tileRow = entry.getArgument(4);
-    offsets = entry.getArgument(5);
-    rowToken = entry.getArgument(6);
-  }
-  SmallVector<Value> w{entry.getArgument(1)};
-  unsigned next = o.dense ? 3 : 7;
-  Value rowWeight = o.scatter ? entry.getArgument(next++) : Value();
-  if (o.pair)
-    w.push_back(entry.getArgument(next++));
+  GroupedGemmArgs args = groupedGemmArgs(entry, o);
+  Value x = args.x, out = args.out, rowToken = args.rowToken,
+        rowWeight = args.rowWeight;
+  ArrayRef<Value> w = args.w;
 
   IndexOps ops{b, loc};
   auto ci = [&](int64_t v) { return ops.c(v); };
@@ -224,31 +294,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
   auto mul = [&](Value l, Value r) { return ops.mul(l, r); };
   auto divu = [&](Value l, int64_t r) { return ops.divu(l, r); };
   auto remu = [&](Value l, int64_t r) { return ops.remu(l, r); };
-  auto toIndex = [&](Value v) -> Value {
-    return arith::IndexCastOp::create(b, loc, index, v);
-  };
-
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value col0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), ci(TN));
-  Value e, rowBegin, rowEnd;
-  if (o.dense) {
-    // One matrix, all rows of x: tile t is rows t * TM ...
-    e = ci(0);
-    rowBegin = mul(tile, ci(TM));
-    rowEnd = arith::MinUIOp::create(b, loc, add(rowBegin, ci(TM)),
-                                    memref::DimOp::create(b, loc, x, 0));
-  } else {
-    Value rawE = memref::LoadOp::create(b, loc, tileExpert, tile);
-    auto ifLive = scf::IfOp::create(
-        b, loc, icmp(P::sge, rawE, constI32(b, loc, 0)), false);
-    b.setInsertionPointToStart(&ifLive.getThenRegion().front());
-    e = toIndex(rawE);
-    rowBegin = toIndex(memref::LoadOp::create(b, loc, tileRow, tile));
-    rowEnd = arith::MinUIOp::create(
-        b, loc, add(rowBegin, ci(TM)),
-        toIndex(memref::LoadOp::create(b, loc, offsets, add(e, ci(1)))));
-  }
+  TileRows rows = groupedGemmTileRows(b, loc, o, args, tile, TM);
+  Value e = rows.expert, rowBegin = rows.begin, rowEnd = rows.end;
   Value K = memref::DimOp::create(b, loc, w[0], 1);
   // Columns past N (not a multiple of the tile: the router's experts) are
   // zero-filled and not stored.
@@ -265,13 +315,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     Chunk ch;
     ch.row = divu(v, TK / 8);
     ch.col = mul(remu(v, TK / 8), ci(8));
-    Value slot = add(rowBegin, ch.row);
-    Value ok = icmp(P::ult, slot, rowEnd);
-    Value safe = arith::SelectOp::create(b, loc, ok, slot, rowBegin);
-    ch.src = o.gatherRows
-                 ? toIndex(memref::LoadOp::create(b, loc, rowToken, safe))
-                 : safe;
-    ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
+    CopySource src = rowSource(b, loc, o, args, rows, ch.row);
+    ch.src = src.index;
+    ch.count = src.count;
     aChunks.push_back(ch);
   }
   for (int64_t c = 0; c < TK * (TN / 8) / threads; ++c) {
@@ -279,10 +325,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     Chunk ch;
     ch.row = divu(v, TN / 8);
     ch.col = mul(remu(v, TN / 8), ci(8));
-    Value gcol = add(col0, ch.col);
-    Value ok = icmp(P::ult, gcol, N);
-    ch.src = arith::SelectOp::create(b, loc, ok, gcol, ci(0));
-    ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
+    CopySource src = columnSource(b, loc, add(col0, ch.col), N);
+    ch.src = src.index;
+    ch.count = src.count;
     bChunks.push_back(ch);
   }
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);

@@ -98,21 +98,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), i64 = b.getI64Type(),
-       bf16 = b.getBF16Type(), index = b.getIndexType();
-  auto mat = MemRefType::get({dyn, dyn}, bf16);
-  auto w3 = MemRefType::get({dyn, dyn, dyn}, bf16);
-  auto vecI32 = MemRefType::get({dyn}, i32);
-  // (x, w, out, tileExpert, tileRow, offsets, rowToken[, rowWeight][, w2]);
-  // dense: (x, w, out).
-  SmallVector<Type> argTypes{
-      mat, w3, o.scatter || o.dense ? MemRefType::get({dyn, dyn}, f32) : mat};
-  if (!o.dense)
-    argTypes.append({vecI32, vecI32, vecI32, vecI32});
-  if (o.scatter)
-    argTypes.push_back(MemRefType::get({dyn}, f32));
-  if (o.pair)
-    argTypes.push_back(w3);
+  Type f32 = b.getF32Type(), i64 = b.getI64Type(), bf16 = b.getBF16Type();
+  SmallVector<Type> argTypes = groupedGemmArgTypes(b, o);
   auto fn = createKernelFunc(b, loc, module, name, argTypes, kWgmmaThreads);
 
   const int64_t TM = kWgmmaTileM, TK = kWgmmaTileK, S = t.stages;
@@ -124,19 +111,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
 
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
-  Value x = entry.getArgument(0), out = entry.getArgument(2);
-  Value tileExpert, tileRow, offsets, rowToken;
-  if (!o.dense) {
-    tileExpert = entry.getArgument(3);
-    tileRow = entry.getArgument(4);
-    offsets = entry.getArgument(5);
-    rowToken = entry.getArgument(6);
-  }
-  SmallVector<Value> w{entry.getArgument(1)};
-  unsigned next = 7;
-  Value rowWeight = o.scatter ? entry.getArgument(next++) : Value();
-  if (o.pair)
-    w.push_back(entry.getArgument(next++));
+  GroupedGemmArgs args = groupedGemmArgs(entry, o);
+  Value x = args.x;
+  ArrayRef<Value> w = args.w;
 
   IndexOps ops{b, loc};
   auto ci = [&](int64_t v) { return ops.c(v); };
@@ -148,9 +125,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   auto remu = [&](Value l, int64_t r) { return ops.remu(l, r); };
   auto xorI = [&](Value l, Value r) -> Value {
     return arith::XOrIOp::create(b, loc, l, r);
-  };
-  auto toIndex = [&](Value v) -> Value {
-    return arith::IndexCastOp::create(b, loc, index, v);
   };
 
   // Dynamic shared memory: A stages, then B stages, from the first multiple
@@ -179,24 +153,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value col0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::y), ci(TN));
-  Value e, rowBegin, rowEnd;
-  if (o.dense) {
-    // One matrix, all rows of x: tile t is rows t * TM ...
-    e = ci(0);
-    rowBegin = mul(tile, ci(TM));
-    rowEnd = arith::MinUIOp::create(b, loc, add(rowBegin, ci(TM)),
-                                    memref::DimOp::create(b, loc, x, 0));
-  } else {
-    Value rawE = memref::LoadOp::create(b, loc, tileExpert, tile);
-    auto ifLive = scf::IfOp::create(
-        b, loc, icmp(P::sge, rawE, constI32(b, loc, 0)), false);
-    b.setInsertionPointToStart(&ifLive.getThenRegion().front());
-    e = toIndex(rawE);
-    rowBegin = toIndex(memref::LoadOp::create(b, loc, tileRow, tile));
-    rowEnd = arith::MinUIOp::create(
-        b, loc, add(rowBegin, ci(TM)),
-        toIndex(memref::LoadOp::create(b, loc, offsets, add(e, ci(1)))));
-  }
+  TileRows rows = groupedGemmTileRows(b, loc, o, args, tile, TM);
+  Value e = rows.expert;
   Value K = memref::DimOp::create(b, loc, w[0], 1);
   // Columns past N are zero-filled and not stored.
   Value N = memref::DimOp::create(b, loc, w[0], 2);
@@ -222,13 +180,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     Value chunk = remu(v, TK / 8);
     ch.col = swizzle(chunk, ch.row);
     ch.srcCol = mul(chunk, ci(8));
-    Value slot = add(rowBegin, ch.row);
-    Value ok = icmp(P::ult, slot, rowEnd);
-    Value safe = arith::SelectOp::create(b, loc, ok, slot, rowBegin);
-    ch.src = o.gatherRows
-                 ? toIndex(memref::LoadOp::create(b, loc, rowToken, safe))
-                 : safe;
-    ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
+    CopySource src = rowSource(b, loc, o, args, rows, ch.row);
+    ch.src = src.index;
+    ch.count = src.count;
     aChunks.push_back(ch);
   }
   for (int64_t m = 0; m < numMats; ++m)
@@ -240,10 +194,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       Value chunk = remu(v, TN / 8); // of this matrix's TN columns
       ch.atom = add(ci(m * atomsPerMat), divu(chunk, 8));
       ch.col = swizzle(remu(chunk, 8), ch.row);
-      Value gcol = add(col0, mul(chunk, ci(8)));
-      Value ok = icmp(P::ult, gcol, N);
-      ch.src = arith::SelectOp::create(b, loc, ok, gcol, ci(0));
-      ch.count = arith::SelectOp::create(b, loc, ok, ci(8), ci(0));
+      CopySource src = columnSource(b, loc, add(col0, mul(chunk, ci(8))), N);
+      ch.src = src.index;
+      ch.count = src.count;
       bChunks.push_back(ch);
     }
 
@@ -369,12 +322,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     return LLVM::ExtractValueOp::create(b, loc, acc, i);
   };
   for (int64_t i = 0; i < 2; ++i) {
-    Value slot = add(rowBegin, add(rowBase, ci(8 * i)));
-    auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, rowEnd), false);
+    Value slot = add(rows.begin, add(rowBase, ci(8 * i)));
+    auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, rows.end), false);
     OpBuilder::InsertionGuard eg(b);
     b.setInsertionPointToStart(&inRows.getThenRegion().front());
     AccumulatorRow row =
-        loadAccumulatorRow(b, loc, o, slot, rowToken, rowWeight);
+        loadAccumulatorRow(b, loc, o, slot, args.rowToken, args.rowWeight);
     for (int64_t q = 0; q < TN / 8; ++q) {
       Value col = add(col0, add(ci(q * 8), tg2));
       SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
@@ -383,7 +336,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         int64_t g = q + TN / 8;
         gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
       }
-      storeAccumulatorPair(b, loc, o, out, row, col, N, h, gate);
+      storeAccumulatorPair(b, loc, o, args.out, row, col, N, h, gate);
     }
   }
   b.setInsertionPointToEnd(&entry);

@@ -232,6 +232,37 @@ gpu::GPUFuncOp buildGroupedWgmmaKernel(OpBuilder &builder, Location loc,
                                        gpu::GPUModuleOp module, StringRef name,
                                        const MmaOptions &o, const WgmmaTile &t);
 
+/// Pieces both tensor-core expert kernels share. Their argument types:
+/// (x, w, out, tileExpert, tileRow, offsets, rowToken[, rowWeight][, w2]);
+/// dense: (x, w, out).
+SmallVector<Type> groupedGemmArgTypes(OpBuilder &b, const MmaOptions &o);
+/// The arguments of a kernel made with groupedGemmArgTypes.
+struct GroupedGemmArgs {
+  Value x, out, tileExpert, tileRow, offsets, rowToken, rowWeight;
+  SmallVector<Value, 2> w; // W (and W2 for pairs)
+};
+GroupedGemmArgs groupedGemmArgs(Block &entry, const MmaOptions &o);
+/// The rows of tile `tile` (`tileM` rows): its expert and slots [begin,
+/// end). For a grouped kernel, builds `if (tileExpert[tile] >= 0)` and
+/// leaves the builder inside it; dense tiles are rows tile * tileM ... of x.
+struct TileRows {
+  Value expert, begin, end;
+};
+TileRows groupedGemmTileRows(OpBuilder &b, Location loc, const MmaOptions &o,
+                             const GroupedGemmArgs &args, Value tile,
+                             int64_t tileM);
+/// A 16-byte copy's source: the row of x for tile row `row` (gathered by
+/// token with gatherRows; the first row past the tile's end) and its byte
+/// count (8 elements, or 0 to zero-fill past the end); or, for a weight
+/// column `col`, the column (0 past N) and count.
+struct CopySource {
+  Value index, count;
+};
+CopySource rowSource(OpBuilder &b, Location loc, const MmaOptions &o,
+                     const GroupedGemmArgs &args, const TileRows &rows,
+                     Value row);
+CopySource columnSource(OpBuilder &b, Location loc, Value col, Value n);
+
 /// The epilogue both tensor-core expert kernels share. A row of the tile:
 /// its slot in expert-major order and, with `scatter`, the token it adds to
 /// and its combine weight.

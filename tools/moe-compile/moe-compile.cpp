@@ -34,6 +34,8 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
 #include "llvm/Support/CommandLine.h"
+
+#include <initializer_list>
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
@@ -55,9 +57,10 @@ cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"),
 cl::opt<std::string> outputFile("o", cl::desc("output path"),
                                 cl::value_desc("path"), cl::init(""));
 cl::opt<std::string> target("target",
-                            cl::desc("cpu (default), or cuda: bf16 expert "
-                                     "FFNs on an sm_90 GPU, the rest on the "
-                                     "CPU"),
+                            cl::desc("cpu (default), or cuda: bf16 MoE "
+                                     "layers and the dense parts that have "
+                                     "GPU kernels on a Hopper GPU (sm_90a "
+                                     "kernels), the rest on the CPU"),
                             cl::init("cpu"));
 cl::opt<Emit> emit(
     "emit", cl::desc("what to produce"), cl::init(Emit::Exe),
@@ -234,8 +237,32 @@ int main(int argc, char **argv) {
   registerMLIRContextCLOptions();
   registerPassManagerCLOptions();
   registerDefaultTimingManagerCLOptions();
-  cl::ParseCommandLineOptions(argc, argv, "moe-compiler: compile a moe model "
-                                          "into an executable\n");
+  // --help lists this tool's options; LLVM's and MLIR's (--mlir-print-ir-*,
+  // --mlir-timing, target options) still work and are listed by
+  // --help-hidden.
+  static cl::OptionCategory category("moe-compile options");
+  for (cl::Option *o : std::initializer_list<cl::Option *>{
+           &inputFile, &outputFile, &target, &emit, &gpuPath,
+           &gpuWgmmaColumns, &gpuWgmmaStages, &gpuMmaTileM, &gpuMmaWarps,
+           &gpuReport, &importWhole, &importMaxSeq, &importTokens,
+           &importBatch, &ranks, &planOptions, &entryName, &cpu, &optLevel,
+           &linker, &runtimeDir})
+    o->addCategory(category);
+  // Hidden, not removed: --help-hidden lists them (HideUnrelatedOptions
+  // would drop them from it too).
+  for (auto &entry : cl::getRegisteredOptions()) {
+    StringRef name = entry.first;
+    cl::Option *o = entry.second;
+    bool generic = name.starts_with("help") || name == "version" ||
+                   name == "print-options" || name == "print-all-options";
+    if (!generic && !llvm::is_contained(o->Categories, &category) &&
+        o->getOptionHiddenFlag() == cl::NotHidden)
+      o->setHiddenFlag(cl::Hidden);
+  }
+  cl::ParseCommandLineOptions(argc, argv,
+                              "moe-compiler: compile a moe model into an "
+                              "executable\n(--help-hidden also lists the "
+                              "LLVM and MLIR options)\n");
   bool cuda = target == "cuda";
   if (target != "cpu" && !cuda)
     return fail("unknown target '" + target + "' (expected cpu or cuda)");

@@ -65,6 +65,10 @@ void moert::transpose(const char *src, char *dst, int64_t rows,
       return transposeRows(reinterpret_cast<const uint32_t *>(src),
                            reinterpret_cast<uint32_t *>(dst), rows, cols, r0,
                            r1);
+    case 8:
+      return transposeRows(reinterpret_cast<const uint64_t *>(src),
+                           reinterpret_cast<uint64_t *>(dst), rows, cols, r0,
+                           r1);
     default:
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t c = 0; c < cols; ++c)

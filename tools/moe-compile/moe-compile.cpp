@@ -34,8 +34,6 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
 #include "llvm/Support/CommandLine.h"
-
-#include <initializer_list>
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
@@ -52,16 +50,19 @@ namespace cl = llvm::cl;
 namespace {
 enum class Emit { Exe, Shared, Obj, LLVMIR, MLIR };
 
+/// This tool's options: --help lists them alone (see main).
+cl::OptionCategory category("moe-compile options");
+
 cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"),
-                               cl::init("-"));
+                               cl::init("-"), cl::cat(category));
 cl::opt<std::string> outputFile("o", cl::desc("output path"),
-                                cl::value_desc("path"), cl::init(""));
+                                cl::value_desc("path"), cl::init(""), cl::cat(category));
 cl::opt<std::string> target("target",
                             cl::desc("cpu (default), or cuda: bf16 MoE "
                                      "layers and the dense parts that have "
                                      "GPU kernels on a Hopper GPU (sm_90a "
                                      "kernels), the rest on the CPU"),
-                            cl::init("cpu"));
+                            cl::init("cpu"), cl::cat(category));
 cl::opt<Emit> emit(
     "emit", cl::desc("what to produce"), cl::init(Emit::Exe),
     cl::values(clEnumValN(Emit::Exe, "exe", "a model executable (default)"),
@@ -72,90 +73,90 @@ cl::opt<Emit> emit(
                clEnumValN(Emit::Obj, "obj", "the model object file"),
                clEnumValN(Emit::LLVMIR, "llvm", "optimized LLVM IR"),
                clEnumValN(Emit::MLIR, "mlir",
-                          "the LLVM-dialect module after the pipeline")));
+                          "the LLVM-dialect module after the pipeline")), cl::cat(category));
 cl::opt<std::string> gpuPath(
     "gpu-path",
     cl::desc("expert path of layers fused on the GPU: auto (default; chosen "
              "by rows per expert), gemv (memory-bound), mma (tensor cores, "
              "mma.sync) or wgmma (tensor cores, Hopper's warpgroup MMAs)"),
-    cl::init("auto"));
+    cl::init("auto"), cl::cat(category));
 cl::opt<int64_t> gpuWgmmaColumns(
     "gpu-wgmma-columns",
     cl::desc("weight columns per block of the wgmma path: 128 or 256 "
              "(default)"),
-    cl::init(256));
+    cl::init(256), cl::cat(category));
 cl::opt<int64_t> gpuWgmmaStages(
     "gpu-wgmma-stages",
     cl::desc("shared-memory stages of the wgmma path (default 4)"),
-    cl::init(4));
+    cl::init(4), cl::cat(category));
 cl::opt<int64_t> gpuMmaTileM(
     "gpu-mma-tile-m",
     cl::desc("rows per tensor-core tile: 0 (default, chosen per layer), 64 "
              "or 128"),
-    cl::init(0));
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuMmaWarps(
     "gpu-mma-warps",
     cl::desc("warps per tensor-core block: 0 (default, chosen per layer), 4 "
              "or 8"),
-    cl::init(0));
+    cl::init(0), cl::cat(category));
 cl::opt<bool> gpuReport(
     "gpu-report",
     cl::desc("with --target=cuda: a remark per dense part of the model "
              "(embedding, norms, attention, MLP): on the GPU, or on the host "
              "and why"),
-    cl::init(false));
+    cl::init(false), cl::cat(category));
 cl::opt<bool> importWhole(
     "import-hf-whole",
     cl::desc("for a Hugging Face checkpoint input: the whole model (token "
              "ids to logits, attention with KV caches), which the executable "
              "runs as a generator (--prompt-ids)"),
-    cl::init(false));
+    cl::init(false), cl::cat(category));
 cl::opt<int64_t> importMaxSeq(
     "import-hf-max-seq",
     cl::desc("with --import-hf-whole: rows of each layer's KV cache (the "
              "longest prompt plus generated tokens)"),
-    cl::init(256));
+    cl::init(256), cl::cat(category));
 cl::opt<int64_t> importTokens(
     "import-hf-tokens",
     cl::desc("for a Hugging Face checkpoint input: tokens per step (rows of "
              "the model's input)"),
-    cl::init(1));
+    cl::init(1), cl::cat(category));
 cl::opt<int64_t> importBatch(
     "import-hf-batch",
     cl::desc("with --import-hf-whole: sequences per step, each with its own "
              "position and KV cache (the executable generates that many)"),
-    cl::init(1));
+    cl::init(1), cl::cat(category));
 cl::opt<int64_t> ranks(
     "ranks",
     cl::desc("plan the model over this many ranks (GPUs, or CPU processes) "
              "with moe-plan-parallelism and compile the per-rank program; "
              "run it with 'mpirun -np N' (default 1: not partitioned)"),
-    cl::init(1));
+    cl::init(1), cl::cat(category));
 cl::opt<std::string> planOptions(
     "plan",
     cl::desc("extra moe-plan-parallelism options for --ranks, e.g. "
              "\"ep=2 es=2 tp=2 memory-gb=80\""),
-    cl::init(""));
+    cl::init(""), cl::cat(category));
 cl::opt<std::string> entryName("entry",
                                cl::desc("model entry function (default: the "
                                         "only public function)"),
-                               cl::init(""));
+                               cl::init(""), cl::cat(category));
 cl::opt<std::string> cpu("cpu",
                          cl::desc("target CPU: native (default) or an LLVM "
                                   "CPU name such as x86-64-v3"),
-                         cl::init("native"));
+                         cl::init("native"), cl::cat(category));
 cl::opt<unsigned> optLevel("opt-level", cl::desc("LLVM optimization level"),
-                           cl::init(3));
+                           cl::init(3), cl::cat(category));
 cl::opt<std::string> linker(
     "linker",
     cl::desc("C++ driver that links the executable (default: the compiler "
              "that built the runtime, else c++, g++ or clang++ on PATH)"),
-    cl::init(""));
+    cl::init(""), cl::cat(category));
 cl::opt<std::string> runtimeDir(
     "runtime-dir",
     cl::desc("directory holding libmoert.a (default: ../lib next to "
              "moe-compile)"),
-    cl::init(""));
+    cl::init(""), cl::cat(category));
 
 int fail(const Twine &message) {
   llvm::errs() << "moe-compile: error: " << message << "\n";
@@ -240,15 +241,9 @@ int main(int argc, char **argv) {
   // --help lists this tool's options; LLVM's and MLIR's (--mlir-print-ir-*,
   // --mlir-timing, target options) still work and are listed by
   // --help-hidden.
-  static cl::OptionCategory category("moe-compile options");
-  for (cl::Option *o : std::initializer_list<cl::Option *>{
-           &inputFile, &outputFile, &target, &emit, &gpuPath,
-           &gpuWgmmaColumns, &gpuWgmmaStages, &gpuMmaTileM, &gpuMmaWarps,
-           &gpuReport, &importWhole, &importMaxSeq, &importTokens,
-           &importBatch, &ranks, &planOptions, &entryName, &cpu, &optLevel,
-           &linker, &runtimeDir})
-    o->addCategory(category);
-  // Hidden, not removed: --help-hidden lists them (HideUnrelatedOptions
+  // --help lists this tool's options (`category`); LLVM's and MLIR's
+  // (--mlir-print-ir-*, --mlir-timing, target flags) still work and are
+  // hidden, not removed: --help-hidden lists them (HideUnrelatedOptions
   // would drop them from it too).
   for (auto &entry : cl::getRegisteredOptions()) {
     StringRef name = entry.first;

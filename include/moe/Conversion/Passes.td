@@ -66,8 +66,8 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     `mma-min-rows` rows on average under uniform routing (T k / E(1 -
     (1 - k/E)^T)) and the sizes are multiples of 128; or `wgmma`, the same
     GEMM on Hopper's warpgroup MMAs (sm_90a), from `wgmma-min-rows` rows
-    (on an H200, wgmma was faster with 32 and 64 rows per expert, and
-    even with mma.sync at 8: test/bench/results/wgmma-2026-12-01.md).
+    (on an H200, wgmma was faster with 32 and 64 rows per expert, and 2%
+    slower than mma.sync at 8: test/bench/results/wgmma-2026-12-01.md).
   }];
   let options = [
     Option<"path", "path", "std::string", "\"auto\"",

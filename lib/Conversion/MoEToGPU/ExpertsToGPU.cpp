@@ -129,7 +129,7 @@ GemvGrid mlir::moe::planGemv(int64_t k, int64_t m, int64_t active) {
   g.threads = std::min<int64_t>(256, (cols + 31) / 32 * 32);
   g.blocksX = (cols + g.threads - 1) / g.threads;
   g.splits = std::max<int64_t>(
-      1, std::min<int64_t>(k / 64, 528 / std::max<int64_t>(
+      1, std::min<int64_t>(k / 64, 4 * kPlanSms / std::max<int64_t>(
                                              1, g.blocksX * active)));
   g.kchunk = (k + g.splits - 1) / g.splits;
   g.kchunk = (g.kchunk + kGemvUnroll - 1) / kGemvUnroll * kGemvUnroll;
@@ -167,7 +167,7 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
     o.dense = true;
     WgmmaTile t;
     int64_t rowTiles = (T + kWgmmaTileM - 1) / kWgmmaTileM;
-    if (rowTiles * ((M + 255) / 256) < 132)
+    if (rowTiles * ((M + 255) / 256) < kPlanSms)
       t = {128, 6};
     std::string name = wgmmaKernelName(o, t);
     gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {

@@ -181,14 +181,15 @@ CopySource mlir::moe::columnSource(OpBuilder &b, Location loc, Value col,
 }
 
 AccumulatorRow mlir::moe::loadAccumulatorRow(OpBuilder &b, Location loc,
-                                             const MmaOptions &o, Value slot,
-                                             Value rowToken, Value rowWeight) {
+                                             const MmaOptions &o,
+                                             const GroupedGemmArgs &args,
+                                             Value slot) {
   AccumulatorRow row{slot, Value(), Value()};
   if (o.scatter && !o.dense) {
     row.token = arith::IndexCastOp::create(
         b, loc, b.getIndexType(),
-        memref::LoadOp::create(b, loc, rowToken, slot));
-    row.scale = memref::LoadOp::create(b, loc, rowWeight, slot);
+        memref::LoadOp::create(b, loc, args.rowToken, slot));
+    row.scale = memref::LoadOp::create(b, loc, args.rowWeight, slot);
   }
   return row;
 }
@@ -282,8 +283,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
   GroupedGemmArgs args = groupedGemmArgs(entry, o);
-  Value x = args.x, out = args.out, rowToken = args.rowToken,
-        rowWeight = args.rowWeight;
+  Value x = args.x, out = args.out;
   ArrayRef<Value> w = args.w;
 
   IndexOps ops{b, loc};
@@ -440,7 +440,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
       auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, rowEnd), false);
       OpBuilder::InsertionGuard eg(b);
       b.setInsertionPointToStart(&inRows.getThenRegion().front());
-      AccumulatorRow row = loadAccumulatorRow(b, loc, o, slot, rowToken, rowWeight);
+      AccumulatorRow row = loadAccumulatorRow(b, loc, o, args, slot);
       for (int64_t ni = 0; ni < NI; ++ni) {
         Value col = add(col0, add(wn, add(ci(ni * 8), tg2)));
         auto acc = [&](int64_t m, int64_t j) {

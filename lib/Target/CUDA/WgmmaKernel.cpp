@@ -326,8 +326,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, rows.end), false);
     OpBuilder::InsertionGuard eg(b);
     b.setInsertionPointToStart(&inRows.getThenRegion().front());
-    AccumulatorRow row =
-        loadAccumulatorRow(b, loc, o, slot, args.rowToken, args.rowWeight);
+    AccumulatorRow row = loadAccumulatorRow(b, loc, o, args, slot);
     for (int64_t q = 0; q < TN / 8; ++q) {
       Value col = add(col0, add(ci(q * 8), tg2));
       SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};

@@ -48,6 +48,7 @@ TEST(TransposeTest, SmallOddSizes) {
   checkTranspose<uint16_t>(3, 200);
   checkTranspose<uint32_t>(130, 67);
   checkTranspose<uint8_t>(65, 129);
+  checkTranspose<uint64_t>(33, 71);
   checkTranspose<Bytes3>(70, 5);
 }
 

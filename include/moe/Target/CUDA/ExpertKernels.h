@@ -55,6 +55,9 @@ gpu::GPUFuncOp buildElementwiseKernel(
     TypeRange argTypes,
     function_ref<void(OpBuilder &, Location, ValueRange, Value, Value)> body);
 
+/// Streaming multiprocessors the launch plans fill (an H100 / H200 SXM).
+constexpr int64_t kPlanSms = 132;
+
 /// Columns each thread of the grouped GEMV owns (one 16-byte bf16 vector).
 constexpr int64_t kGemvColumnsPerThread = 8;
 /// Rows that share each weight load, and weight rows loaded ahead of use.
@@ -270,8 +273,8 @@ struct AccumulatorRow {
   Value slot, token, scale;
 };
 AccumulatorRow loadAccumulatorRow(OpBuilder &b, Location loc,
-                                  const MmaOptions &o, Value slot,
-                                  Value rowToken, Value rowWeight);
+                                  const MmaOptions &o,
+                                  const GroupedGemmArgs &args, Value slot);
 /// Stores columns `col` and `col + 1` (skipped from N on) of `row` from the
 /// f32 accumulators `h` (and the gate's, `gate`, for pairs), as `o` says:
 /// bf16(act(gate) * h) or bf16(act(h)); f32 as they are (dense); or

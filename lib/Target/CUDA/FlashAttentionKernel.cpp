@@ -152,7 +152,6 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   Value g = ops.divu(lane, 4), tg2 = ops.mul(ops.remu(lane, 4), ops.c(2));
 
   // A tile of 64 rows x HD columns: HD / 16 chunks of 16 bytes per thread.
-  auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
   const int64_t chunksPerRow = HD / 8;
   auto copyTile = [&](Value dst, Value src, Value firstRow, Value limit,
                       Value srcRowBase, Value col0) {
@@ -163,13 +162,12 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       Value col = ops.mul(ops.remu(v, chunksPerRow), ops.c(8));
       Value ok = ops.icmp(P::ult, ops.add(firstRow, row), limit);
       Value srcRow = ops.add(srcRowBase, ops.select(ok, ops.add(firstRow, row), ops.c(0)));
-      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-          b, loc, tokenType, dst, ValueRange{row, col}, src,
-          ValueRange{srcRow, ops.add(col0, col)}, b.getIndexAttr(8),
-          ops.select(ok, ops.c(8), ops.c(0)), b.getUnitAttr()));
+      Value srcCol = ops.add(col0, col);
+      Value count = ops.select(ok, ops.c(8), ops.c(0));
+      tokens.push_back(
+          asyncCopy16(b, loc, dst, {row, col}, src, {srcRow, srcCol}, count));
     }
-    return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens)
-        .getResult();
+    return commitAsyncCopies(b, loc, tokens);
   };
   auto waitGroups = [&](Value token, int32_t pending) {
     nvgpu::DeviceAsyncWaitOp::create(b, loc, token,

@@ -86,6 +86,20 @@ Value mlir::moe::fragmentRegister(OpBuilder &b, Location loc, Value fragment,
       0);
 }
 
+Value mlir::moe::asyncCopy16(OpBuilder &b, Location loc, Value dst,
+                             ValueRange dstIndices, Value src,
+                             ValueRange srcIndices, Value count) {
+  return nvgpu::DeviceAsyncCopyOp::create(
+      b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst,
+      dstIndices, src, srcIndices, b.getIndexAttr(8), count, b.getUnitAttr());
+}
+
+Value mlir::moe::commitAsyncCopies(OpBuilder &b, Location loc,
+                                   ValueRange tokens) {
+  return nvgpu::DeviceAsyncCreateGroupOp::create(
+      b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
+}
+
 SmallVector<Type> mlir::moe::groupedGemmArgTypes(OpBuilder &b,
                                                  const MmaOptions &o) {
   int64_t dyn = ShapedType::kDynamic;
@@ -330,23 +344,18 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     ch.count = src.count;
     bChunks.push_back(ch);
   }
-  auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
   // Issues the copies of the K step at k0 into `stage`, as one group.
   auto issue = [&](Value stage, Value k0) {
     SmallVector<Value> tokens;
     for (const Chunk &ch : aChunks)
-      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-          b, loc, tokenType, sA, ValueRange{stage, ch.row, ch.col}, x,
-          ValueRange{ch.src, add(k0, ch.col)}, b.getIndexAttr(8), ch.count,
-          b.getUnitAttr()));
+      tokens.push_back(asyncCopy16(b, loc, sA, {stage, ch.row, ch.col}, x,
+                                   {ch.src, add(k0, ch.col)}, ch.count));
     for (int64_t m = 0; m < numMats; ++m)
       for (const Chunk &ch : bChunks)
-        tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-            b, loc, tokenType, sB[m], ValueRange{stage, ch.row, ch.col}, w[m],
-            ValueRange{e, add(k0, ch.row), ch.src}, b.getIndexAttr(8),
-            ch.count, b.getUnitAttr()));
-    return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens)
-        .getResult();
+        tokens.push_back(asyncCopy16(b, loc, sB[m], {stage, ch.row, ch.col},
+                                     w[m], {e, add(k0, ch.row), ch.src},
+                                     ch.count));
+    return commitAsyncCopies(b, loc, tokens);
   };
 
   // Warp tile and lane roles.

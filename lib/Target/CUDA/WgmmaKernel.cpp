@@ -200,21 +200,18 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       bChunks.push_back(ch);
     }
 
-  auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
   // Issues the copies of the K step at k0 into `stage`, as one group.
   auto issue = [&](Value stage, Value k0) {
     SmallVector<Value> tokens;
     for (const Chunk &ch : aChunks)
-      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-          b, loc, tokenType, sA, ValueRange{stage, ch.row, ch.col}, x,
-          ValueRange{ch.src, add(k0, ch.srcCol)}, b.getIndexAttr(8), ch.count,
-          b.getUnitAttr()));
+      tokens.push_back(asyncCopy16(b, loc, sA, {stage, ch.row, ch.col}, x,
+                                   {ch.src, add(k0, ch.srcCol)}, ch.count));
     for (const Chunk &ch : bChunks)
-      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-          b, loc, tokenType, sB, ValueRange{stage, ch.atom, ch.row, ch.col},
-          w[ch.matrix], ValueRange{e, add(k0, ch.row), ch.src},
-          b.getIndexAttr(8), ch.count, b.getUnitAttr()));
-    nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens);
+      tokens.push_back(asyncCopy16(b, loc, sB,
+                                   {stage, ch.atom, ch.row, ch.col},
+                                   w[ch.matrix], {e, add(k0, ch.row), ch.src},
+                                   ch.count));
+    commitAsyncCopies(b, loc, tokens);
   };
 
   // Matrix descriptors (PTX "matrix descriptor format"): start address >> 4

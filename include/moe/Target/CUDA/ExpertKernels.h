@@ -46,6 +46,12 @@ struct IndexOps {
 void mmaSyncBf16(OpBuilder &b, Location loc, ArrayRef<Value> a,
                  ArrayRef<Value> bReg, MutableArrayRef<Value> c);
 Value fragmentRegister(OpBuilder &b, Location loc, Value fragment, int64_t i);
+/// One 16-byte cp.async (8 bf16, L1 bypassed) from src[srcIndices] into
+/// the shared dst[dstIndices], zero-filled past `count` elements (8 or 0);
+/// and the commit of such copies as one group. Their tokens.
+Value asyncCopy16(OpBuilder &b, Location loc, Value dst, ValueRange dstIndices,
+                  Value src, ValueRange srcIndices, Value count);
+Value commitAsyncCopies(OpBuilder &b, Location loc, ValueRange tokens);
 
 /// A kernel over the elements of [N, C] buffers (the dimensions of the
 /// first argument): `body(b, loc, args, r, c)` runs for every element, one

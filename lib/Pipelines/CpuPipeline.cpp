@@ -52,6 +52,8 @@ void buildToLoops(OpPassManager &pm,
     layer.mmaWarps = gpu->mmaWarps;
     layer.wgmmaColumns = gpu->wgmmaColumns;
     layer.wgmmaStages = gpu->wgmmaStages;
+    layer.gemvLanes = gpu->gemvLanes;
+    layer.gemvUnroll = gpu->gemvUnroll;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
     moe::ConvertMoEDenseToGpuCallOptions dense;
     dense.report = gpu->report;
@@ -112,7 +114,7 @@ void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
     // sm_90a: the wgmma expert path needs the architecture-specific
     // features (the cubin runs on sm_90 GPUs only, as it would anyway).
     target.chip = "sm_90a";
-    target.features = "+ptx80";
+    target.features = "+ptx81"; // red.global.add.v2/.v4.f32
     std::string libdevice = toolkit + "/nvvm/libdevice/libdevice.10.bc";
     if (llvm::sys::fs::exists(libdevice))
       target.linkLibs.push_back(libdevice);

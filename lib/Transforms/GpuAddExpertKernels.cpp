@@ -7,6 +7,7 @@
 #include "moe/Target/CUDA/ExpertKernels.h"
 #include "moe/Transforms/Passes.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/BuiltinOps.h"
 
 namespace mlir::moe {

@@ -21,7 +21,7 @@
 // PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // PTX: cp.async.wait_group
 
-// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_bf16_hd128_g2 blocks in (%c2, %c4{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128,
+// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_bf16_hd128_g2 blocks in (%c2{{[_0-9]*}}, %c4{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128{{[_0-9]*}},
 func.func @prefill(%x: tensor<100x256xbf16>, %wq: tensor<256x512xbf16>, %wk: tensor<256x256xbf16>, %wv: tensor<256x256xbf16>, %wo: tensor<512x256xbf16>, %kc: tensor<4096x2x128xbf16>, %vc: tensor<4096x2x128xbf16>, %pos: tensor<1xi32>) -> (tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>) {
   %y, %k, %v = moe.attention %x : tensor<100x256xbf16> q(%wq : tensor<256x512xbf16>) k(%wk : tensor<256x256xbf16>) v(%wv : tensor<256x256xbf16>) o(%wo : tensor<512x256xbf16>) cache(%kc : tensor<4096x2x128xbf16>, %vc : tensor<4096x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
   return %y, %k, %v : tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
@@ -33,7 +33,7 @@ func.func @prefill(%x: tensor<100x256xbf16>, %wq: tensor<256x512xbf16>, %wk: ten
 // PTX: mov.u32 {{.*}}%ctaid.z
 // PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // PTX: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
-// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_batched_bf16_hd64_g1 blocks in (%c1{{[_0-9]*}}, %c2{{[_0-9]*}}, %c2{{[_0-9]*}}) threads in (%c128,
+// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_batched_bf16_hd64_g1 blocks in (%c1{{[_0-9]*}}, %c2{{[_0-9]*}}, %c2{{[_0-9]*}}) threads in (%c128{{[_0-9]*}},
 func.func @batched_prefill(%x: tensor<64x128xbf16>, %wq: tensor<128x128xbf16>, %wk: tensor<128x128xbf16>, %wv: tensor<128x128xbf16>, %wo: tensor<128x128xbf16>, %kc: tensor<128x2x64xbf16>, %vc: tensor<128x2x64xbf16>, %pos: tensor<2xi32>) -> (tensor<64x128xbf16>, tensor<128x2x64xbf16>, tensor<128x2x64xbf16>) {
   %y, %k, %v = moe.attention %x : tensor<64x128xbf16> q(%wq : tensor<128x128xbf16>) k(%wk : tensor<128x128xbf16>) v(%wv : tensor<128x128xbf16>) o(%wo : tensor<128x128xbf16>) cache(%kc : tensor<128x2x64xbf16>, %vc : tensor<128x2x64xbf16>) position(%pos : tensor<2xi32>) {num_heads = 2 : i64, num_kv_heads = 2 : i64} -> tensor<64x128xbf16>, tensor<128x2x64xbf16>, tensor<128x2x64xbf16>
   return %y, %k, %v : tensor<64x128xbf16>, tensor<128x2x64xbf16>, tensor<128x2x64xbf16>

@@ -26,7 +26,7 @@
 // WGMMA: wgmma.wait_group.sync.aligned {{\\09}}0;
 // WGMMA: .entry moe_wgmma_scatter_bf16_n256_s4
 // WGMMA: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
-// WGMMA: atom.global.add.f32
+// WGMMA: red.global.add.v2.f32
 
 // Grid x over the row tiles (18: 64 x 4 rows / 128 + 16 experts), y over
 // the columns; 4 stages x (128 + 256) rows x 128 bytes + 1 KB to align.
@@ -42,6 +42,7 @@
 // CPASYNC: cp.async.cg.shared.global
 // GEMV: .entry moe_gemv_gather_pair_bf16
 // GEMV: ld.global.v4.b32
+// GEMV: red.global.add.v4.f32
 // GEMV-NOT: mma.sync
 func.func @layer(%x: tensor<64x128xbf16>, %router: tensor<128x16xbf16>, %bias: tensor<16xf32>,
                  %w_up: tensor<16x128x128xbf16>, %w_gate: tensor<16x128x128xbf16>,

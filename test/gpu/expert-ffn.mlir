@@ -3,7 +3,7 @@
 // rounding to bf16. gpu-expert-ffn-test checks it against the moe.experts
 // semantics of the C++ reference on fresh random inputs and times it.
 //
-// RUN: moe-opt %s -moe-gpu-add-expert-kernels -gpu-async-region -gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90 cubin-features=+ptx80 cubin-format=isa" | FileCheck %s
+// RUN: moe-opt %s -moe-gpu-add-expert-kernels -gpu-async-region -gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90 cubin-features=+ptx81 cubin-format=isa" | FileCheck %s
 // CHECK: gpu.binary @kernels
 // CHECK-SAME: .entry grouped_gemv_bf16(
 // CHECK-SAME: .entry expert_silu_gated(

@@ -5,7 +5,7 @@
 // in f32 with global atomics. gpu-expert-gemv-test times it on the GPU
 // against the copy-bandwidth floor; here CI checks the PTX.
 //
-// RUN: moe-opt %s -gpu-async-region -gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90 cubin-features=+ptx80 cubin-format=isa" | FileCheck %s
+// RUN: moe-opt %s -gpu-async-region -gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90 cubin-features=+ptx81 cubin-format=isa" | FileCheck %s
 // CHECK: gpu.binary @kernels
 // 16-byte weight loads and f32 atomic adds:
 // CHECK-SAME: ld.global.v4.b32

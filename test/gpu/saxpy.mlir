@@ -4,7 +4,7 @@
 // the CUDA driver loaded at run time. Built into gpu-saxpy-test by CMake; on
 // a machine without a GPU only the PTX is checked.
 //
-// RUN: moe-opt %s -gpu-async-region -gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90 cubin-features=+ptx80 cubin-format=isa" | FileCheck %s
+// RUN: moe-opt %s -gpu-async-region -gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90 cubin-features=+ptx81 cubin-format=isa" | FileCheck %s
 // CHECK: gpu.binary @kernels
 // CHECK-SAME: .target sm_90
 // CHECK-SAME: .visible .entry saxpy(

@@ -89,6 +89,16 @@ cl::opt<int64_t> gpuWgmmaStages(
     "gpu-wgmma-stages",
     cl::desc("shared-memory stages of the wgmma path (default 4)"),
     cl::init(4), cl::cat(category));
+cl::opt<int64_t> gpuGemvLanes(
+    "gpu-gemv-lanes",
+    cl::desc("most lanes of a warp splitting K in the expert GEMVs: 0 "
+             "(default, chosen per layer), 1, 2, 4 or 8"),
+    cl::init(0), cl::cat(category));
+cl::opt<int64_t> gpuGemvUnroll(
+    "gpu-gemv-unroll",
+    cl::desc("weight rows each lane of the expert GEMVs loads ahead: 0 "
+             "(default, chosen per layer), 4 or 8"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuMmaTileM(
     "gpu-mma-tile-m",
     cl::desc("rows per tensor-core tile: 0 (default, chosen per layer), 64 "
@@ -268,6 +278,9 @@ int main(int argc, char **argv) {
   if (std::string why = moe::whyNotWgmma({gpuWgmmaColumns, gpuWgmmaStages});
       !why.empty())
     return fail("--gpu-wgmma-columns / --gpu-wgmma-stages: " + why);
+  if (std::string why = moe::whyNotGemvTuning({gpuGemvLanes, gpuGemvUnroll});
+      !why.empty())
+    return fail("--gpu-gemv-lanes / --gpu-gemv-unroll: " + why);
   if (gpuMmaTileM != 0 && gpuMmaTileM != 64 && gpuMmaTileM != 128)
     return fail("--gpu-mma-tile-m must be 0 (auto), 64 or 128, got " +
                 Twine(gpuMmaTileM));
@@ -406,6 +419,8 @@ int main(int argc, char **argv) {
     cudaOptions.mmaWarps = gpuMmaWarps;
     cudaOptions.wgmmaColumns = gpuWgmmaColumns;
     cudaOptions.wgmmaStages = gpuWgmmaStages;
+    cudaOptions.gemvLanes = gpuGemvLanes;
+    cudaOptions.gemvUnroll = gpuGemvUnroll;
     cudaOptions.report = gpuReport;
     moe::buildCudaPipeline(pm, cudaOptions);
   } else {

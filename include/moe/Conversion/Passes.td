@@ -83,7 +83,13 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"mmaTileM", "mma-tile-m", "int64_t", "0",
            "rows per tensor-core tile: 0 (by rows per expert), 64 or 128">,
     Option<"mmaWarps", "mma-warps", "int64_t", "0",
-           "warps per tensor-core block: 0 (auto), 4 or 8">
+           "warps per tensor-core block: 0 (auto), 4 or 8">,
+    Option<"gemvLanes", "gemv-lanes", "int64_t", "0",
+           "most lanes of a warp splitting K in the expert GEMVs: 0 (auto), "
+           "1, 2, 4 or 8">,
+    Option<"gemvUnroll", "gemv-unroll", "int64_t", "0",
+           "weight rows each lane of the expert GEMVs loads ahead: 0 (auto), "
+           "4 or 8">
   ];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }

@@ -45,6 +45,16 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("rows per tensor-core tile: 0 (chosen per layer), 64 "
                      "or 128"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> gemvLanes{
+      *this, "gemv-lanes",
+      llvm::cl::desc("most lanes of a warp splitting K in the expert GEMVs: "
+                     "0 (auto), 1, 2, 4 or 8"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> gemvUnroll{
+      *this, "gemv-unroll",
+      llvm::cl::desc("weight rows each lane of the expert GEMVs loads ahead: "
+                     "0 (auto), 4 or 8"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> mmaWarps{
       *this, "mma-warps",
       llvm::cl::desc("warps per tensor-core block: 0 (auto), 4 or 8"),

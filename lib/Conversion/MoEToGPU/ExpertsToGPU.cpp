@@ -123,17 +123,35 @@ void HostBuilder::launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
   launch(kernel, {(elements + 255) / 256, 1, 1}, {256, 1, 1}, args);
 }
 
-GemvGrid mlir::moe::planGemv(int64_t k, int64_t m, int64_t active) {
+GemvGrid mlir::moe::planGemv(int64_t k, int64_t m, int64_t active,
+                             GemvTuning tuning) {
   GemvGrid g;
   int64_t cols = m / kGemvColumnsPerThread;
-  g.threads = std::min<int64_t>(256, (cols + 31) / 32 * 32);
-  g.blocksX = (cols + g.threads - 1) / g.threads;
-  g.splits = std::max<int64_t>(
-      1, std::min<int64_t>(k / 64, 4 * kPlanSms / std::max<int64_t>(
-                                             1, g.blocksX * active)));
-  g.kchunk = (k + g.splits - 1) / g.splits;
-  g.kchunk = (g.kchunk + kGemvUnroll - 1) / kGemvUnroll * kGemvUnroll;
-  g.splits = (k + g.kchunk - 1) / g.kchunk;
+  active = std::max<int64_t>(1, active);
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  int64_t maxLanes = tuning.maxLanes ? tuning.maxLanes : 4;
+  g.unroll = tuning.unroll ? tuning.unroll : 8;
+  if (k % g.unroll)
+    g.unroll = kGemvUnroll;
+  auto lanesFit = [&](int64_t lanes) {
+    return lanes <= maxLanes && k % (g.unroll * lanes) == 0;
+  };
+  // Threads along K for each column group.
+  int64_t per = kPlanSms * kGemvThreadsPerSm / (active * cols);
+  per = std::clamp<int64_t>(per, 1, std::max<int64_t>(1, k / g.unroll));
+  // Lanes that fill a warp where there are fewer than 32 column groups.
+  while (g.lanes * cols < 32 && lanesFit(g.lanes * 2))
+    g.lanes *= 2;
+  int64_t splits =
+      std::clamp<int64_t>(per / g.lanes, 1, std::max<int64_t>(1, k / 64));
+  while (g.lanes * splits * 2 <= per && lanesFit(g.lanes * 2))
+    g.lanes *= 2;
+  int64_t step = g.unroll * g.lanes;
+  g.kchunk = ceilDiv(ceilDiv(k, splits), step) * step;
+  g.splits = ceilDiv(k, g.kchunk);
+  int64_t warps = ceilDiv(cols, 32 / g.lanes);
+  g.threads = 32 * std::min<int64_t>(kGemvMaxThreads / 32, warps);
+  g.blocksX = ceilDiv(warps, g.threads / 32);
   return g;
 }
 
@@ -191,16 +209,16 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
              {kMmaThreads, 1, 1}, {x, w3, acc});
     return acc;
   }
+  GemvGrid g = planGemv(K, M, 1);
   GemvOptions o;
   o.dense = true;
   o.rowsPerPass = std::min<int64_t>(T, kGemvRowsPerPass);
-  std::string name = "moe_gemv_dense_bf16";
-  if (o.rowsPerPass != kGemvRowsPerPass)
-    name += "_r" + std::to_string(o.rowsPerPass);
+  o.lanes = g.lanes;
+  o.unroll = g.unroll;
+  std::string name = gemvKernelName("moe_gemv_dense_bf16", o);
   gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {
     return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
   });
-  GemvGrid g = planGemv(K, M, 1);
   Value acc = h.zeroed({T, M});
   h.launch(k, {g.blocksX, g.splits, 1}, {g.threads, 1, 1},
            {x, anyI32, w3, acc, h.index(g.kchunk)});
@@ -526,7 +544,7 @@ struct MoEMaterializeGpuExpertsPass
     // Grid z runs over all experts (empty ones exit at once); at most
     // min(n, E) of them have rows.
     auto launchGemv = [&](Value in, Value w, Value acc, int64_t k, int64_t m) {
-      GemvGrid g = planGemv(k, m, std::min(n, experts));
+      GemvGrid g = planGemv(k, m, std::min(n, experts), kDefaultGemvKernel);
       h.launch(gemv, {g.blocksX, g.splits, experts}, {g.threads, 1, 1},
                {in, offsets, w, acc, h.index(g.kchunk)});
     };

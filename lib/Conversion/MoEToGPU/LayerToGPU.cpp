@@ -106,6 +106,11 @@ struct ConvertMoELayerToGpuCallPass
           << "' (expected auto, gemv, mma or wgmma)";
       return signalPassFailure();
     }
+    if (std::string why = whyNotGemvTuning({gemvLanes, gemvUnroll});
+        !why.empty()) {
+      mlir::emitError(module.getLoc()) << why;
+      return signalPassFailure();
+    }
     WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages};
     if (std::string why = whyNotWgmma(wgmmaTile); !why.empty()) {
       mlir::emitError(module.getLoc()) << why;
@@ -167,6 +172,9 @@ struct ConvertMoELayerToGpuCallPass
       // faster than 8 warps of half the width at 128 to 8192 tokens.
       plan.push_back(b.getNamedAttr(
           "mma_warps", b.getI64IntegerAttr(mmaWarps ? int64_t(mmaWarps) : 4)));
+      if (gemvLanes || gemvUnroll)
+        plan.push_back(b.getNamedAttr(
+            "gemv_tuning", b.getDenseI64ArrayAttr({gemvLanes, gemvUnroll})));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
@@ -270,9 +278,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     return getOrBuildKernel(kernels, name, build);
   };
   Location kloc = kernels.getLoc();
-  auto gemvKernel = [&](std::string name, GemvOptions o) {
-    if (o.rowsPerPass != kGemvRowsPerPass)
-      name += "_r" + std::to_string(o.rowsPerPass);
+  auto gemvKernel = [&](StringRef base, const GemvOptions &o) {
+    std::string name = gemvKernelName(base, o);
     return kernel(name, [&] {
       return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
     });
@@ -317,10 +324,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
 
   // The plan, fixed from the static shapes.
   GemvGrid routerGrid = planGemv(d, E, 1);
-  GemvGrid upGrid = planGemv(d, f, S * (gated ? 2 : 1));
-  GemvGrid downGrid = planGemv(f, d, S);
+  GemvTuning tuning;
+  if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
+    tuning = {t[0], t[1]};
+  GemvGrid upGrid = planGemv(d, f, S * (gated ? 2 : 1), tuning);
+  GemvGrid downGrid = planGemv(f, d, S, tuning);
   auto gridAttr = [&](const GemvGrid &g) {
-    return b.getDenseI64ArrayAttr({g.blocksX, g.splits, g.threads, g.kchunk});
+    return b.getDenseI64ArrayAttr(g.summary());
   };
   SmallVector<NamedAttribute> planAttrs{
       b.getNamedAttr("path", b.getStringAttr(path)),
@@ -433,9 +443,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.gatherRows = upOpts.indirect = true;
     upOpts.pair = gated;
     upOpts.rowsPerPass = expertRows;
+    upOpts.lanes = upGrid.lanes;
+    upOpts.unroll = upGrid.unroll;
     GemvOptions downOpts;
     downOpts.indirect = downOpts.scatter = true;
     downOpts.rowsPerPass = expertRows;
+    downOpts.lanes = downGrid.lanes;
+    downOpts.unroll = downGrid.unroll;
     gpu::GPUFuncOp upK = gemvKernel(
         gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16", upOpts);
     gpu::GPUFuncOp downK = gemvKernel("moe_gemv_scatter_bf16", downOpts);

@@ -3,11 +3,14 @@
 // Part of moe-compiler.
 //
 // The grouped GEMV gives each thread 8 adjacent output columns, read as one
-// 16-byte vector per weight row, so a warp reads 512 contiguous bytes per
-// row. The reduction dimension is split across blocks (grid y) so that enough
-// loads are in flight on 132 SMs when few experts are hit, with partial sums
-// added in f32 by atomics. Four rows share each weight load, and four weight
-// rows are loaded before their first use.
+// 16-byte vector per weight row. The reduction dimension is split twice so
+// that enough loads are in flight on 132 SMs when few experts are hit:
+// across blocks (grid y, partial sums added in f32 by atomics) and across
+// the `lanes` lanes of a warp that share the same columns (added by xor
+// shuffles, so only one lane in `lanes` issues the atomics). A warp thus
+// reads `lanes` rows of 32 / lanes vectors per load. Up to four rows of x
+// share each weight load, and `unroll` weight rows per lane are loaded
+// before their first use.
 //
 //===----------------------------------------------------------------------===//
 
@@ -15,6 +18,7 @@
 #include "moe/Dialect/MoE/Utils/TensorBuilders.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -34,6 +38,28 @@ gpu::GPUFuncOp mlir::moe::createKernelFunc(OpBuilder &b, Location loc,
         b.getDenseI32ArrayAttr({int32_t(knownThreads), 1, 1}));
   b.setInsertionPointToStart(&fn.getBody().front());
   return fn;
+}
+
+std::string mlir::moe::whyNotGemvTuning(const GemvTuning &t) {
+  if (t.maxLanes != 0 && t.maxLanes != 1 && t.maxLanes != 2 &&
+      t.maxLanes != 4 && t.maxLanes != 8)
+    return "GEMV lanes must be 0 (auto), 1, 2, 4 or 8, got " +
+           std::to_string(t.maxLanes);
+  if (t.unroll != 0 && t.unroll != 4 && t.unroll != 8)
+    return "GEMV unroll must be 0 (auto), 4 or 8, got " +
+           std::to_string(t.unroll);
+  return "";
+}
+
+std::string mlir::moe::gemvKernelName(StringRef base, const GemvOptions &o) {
+  std::string name = base.str();
+  if (o.rowsPerPass != kGemvRowsPerPass)
+    name += "_r" + std::to_string(o.rowsPerPass);
+  if (o.lanes != 1)
+    name += "_l" + std::to_string(o.lanes);
+  if (o.unroll != kGemvUnroll)
+    name += "_u" + std::to_string(o.unroll);
+  return name;
 }
 
 gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
@@ -60,6 +86,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     argTypes.push_back(outType);
   }
   auto fn = createKernelFunc(b, loc, module, name, argTypes);
+  // At most kGemvMaxThreads threads a block: ptxas then keeps the unrolled
+  // loads in flight (without the bound it held two of eight, in 34
+  // registers, as if for 1024-thread blocks).
+  fn->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
+              b.getDenseI32ArrayAttr({int32_t(kGemvMaxThreads), 1, 1}));
   Block &entry = fn.getBody().front();
   unsigned next = 5;
   Value x = entry.getArgument(0), offsets = entry.getArgument(1),
@@ -82,7 +113,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     return arith::IndexCastOp::create(lb, l, index, v);
   };
   const int64_t cols = kGemvColumnsPerThread, rowsPerPass = opts.rowsPerPass,
-                unroll = kGemvUnroll;
+                unroll = opts.unroll, lanes = opts.lanes;
+  assert(lanes >= 1 && lanes <= 32 && llvm::isPowerOf2_64(lanes) &&
+         "GEMV lanes must be a power of two up to 32");
   auto vecType = VectorType::get({cols}, elt);
   auto accType = VectorType::get({cols}, f32);
 
@@ -93,14 +126,42 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   Value bz = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   Value bdim = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value thread = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, bx, bdim), tid);
+  // Lane l of a warp owns column group l % (32 / lanes) of the warp's and
+  // the rows kl = l / (32 / lanes) (mod lanes) of each step of the K loop.
+  Value colsPerWarp = cst(32 / lanes);
+  Value lane = arith::RemUIOp::create(b, loc, tid, cst(32));
+  Value kl = cst(0);
+  Value thread;
+  if (lanes == 1) {
+    thread = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, bx, bdim), tid);
+  } else {
+    kl = arith::DivUIOp::create(b, loc, lane, colsPerWarp);
+    Value warp = arith::DivUIOp::create(b, loc, tid, cst(32));
+    Value warpsPerBlock = arith::DivUIOp::create(b, loc, bdim, cst(32));
+    Value firstWarp = arith::MulIOp::create(b, loc, bx, warpsPerBlock);
+    thread = arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(
+            b, loc, arith::AddIOp::create(b, loc, firstWarp, warp),
+            colsPerWarp),
+        arith::RemUIOp::create(b, loc, lane, colsPerWarp));
+  }
   Value j = arith::MulIOp::create(b, loc, thread, cst(cols));
+  Value inColumns = cmp(arith::CmpIPredicate::ult, j, m);
   Value k0 = arith::MulIOp::create(b, loc, by, kchunk);
   Value k1 = arith::MinUIOp::create(
       b, loc, arith::AddIOp::create(b, loc, k0, kchunk), d);
-  Value go = arith::AndIOp::create(b, loc, cmp(arith::CmpIPredicate::ult, j, m),
-                                   cmp(arith::CmpIPredicate::ult, k0, k1));
+  Value go = cmp(arith::CmpIPredicate::ult, k0, k1);
+  Value loadCol = j;
+  if (lanes == 1) {
+    go = arith::AndIOp::create(b, loc, go, inColumns);
+  } else {
+    // The lanes of a warp stay together for the shuffles: lanes past the
+    // last column read the last column group again and store nothing.
+    loadCol = arith::MinUIOp::create(
+        b, loc, j, arith::SubIOp::create(b, loc, m, cst(cols)));
+  }
 
   // Which expert (and, for pairs, which of the two matrices) this block
   // works on: grid z, or a slot of the list of experts hit.
@@ -155,34 +216,60 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     for (Value &r : xRows)
       r = loadIndex(b, loc, rowToken, r);
   SmallVector<Value> init(rowsPerPass, zero);
+  // Each step covers unroll * lanes rows: lane kl takes i + u * lanes + kl.
   auto kLoop = scf::ForOp::create(
-      b, loc, k0, k1, cst(unroll), init,
+      b, loc, k0, k1, cst(unroll * lanes), init,
       [&](OpBuilder &lb, Location l, Value i, ValueRange acc) {
         SmallVector<Value> weights;
         SmallVector<Value> ks;
+        Value first = arith::AddIOp::create(lb, l, i, kl);
         for (int64_t u = 0; u < unroll; ++u) {
-          Value iu = arith::AddIOp::create(lb, l, i, cst(u));
+          Value iu = arith::AddIOp::create(lb, l, first, cst(u * lanes));
           ks.push_back(iu);
           Value wv = vector::LoadOp::create(lb, l, vecType, w,
-                                            ValueRange{e, iu, j},
+                                            ValueRange{e, iu, loadCol},
                                             /*nontemporal=*/false,
                                             llvm::MaybeAlign(16));
-          weights.push_back(arith::ExtFOp::create(lb, l, accType, wv));
+          weights.push_back(wv);
         }
+        // All loads first, widened to f32 only where used.
+        SmallVector<SmallVector<Value>> xs(unroll);
+        for (int64_t u = 0; u < unroll; ++u)
+          for (int64_t q = 0; q < rowsPerPass; ++q)
+            xs[u].push_back(memref::LoadOp::create(
+                lb, l, x, ValueRange{xRows[q], ks[u]}));
         SmallVector<Value> nextAcc(acc.begin(), acc.end());
         for (int64_t u = 0; u < unroll; ++u) {
+          Value wf = arith::ExtFOp::create(lb, l, accType, weights[u]);
           for (int64_t q = 0; q < rowsPerPass; ++q) {
-            Value xs = memref::LoadOp::create(lb, l, x,
-                                              ValueRange{xRows[q], ks[u]});
-            Value xf = elt.isF32() ? xs
-                                   : arith::ExtFOp::create(lb, l, f32, xs)
-                                         .getResult();
+            Value xf = elt.isF32()
+                           ? xs[u][q]
+                           : arith::ExtFOp::create(lb, l, f32, xs[u][q])
+                                 .getResult();
             Value xb = vector::BroadcastOp::create(lb, l, accType, xf);
-            nextAcc[q] = vector::FMAOp::create(lb, l, xb, weights[u], nextAcc[q]);
+            nextAcc[q] = vector::FMAOp::create(lb, l, xb, wf, nextAcc[q]);
           }
         }
         scf::YieldOp::create(lb, l, nextAcc);
       });
+  // The lanes sharing a column group add their rows' partial sums.
+  SmallVector<SmallVector<Value>> sums(rowsPerPass);
+  for (int64_t q = 0; q < rowsPerPass; ++q)
+    for (int64_t c = 0; c < cols; ++c) {
+      Value v = vector::ExtractOp::create(b, loc, kLoop.getResult(q), c);
+      for (int64_t s = 32 / lanes; s < 32; s *= 2)
+        v = arith::AddFOp::create(
+            b, loc, v,
+            gpu::ShuffleOp::create(b, loc, v, s, 32, gpu::ShuffleMode::XOR)
+                .getShuffleResult());
+      sums[q].push_back(v);
+    }
+  Value storing = inColumns;
+  if (lanes > 1)
+    storing = arith::AndIOp::create(
+        b, loc, storing, cmp(arith::CmpIPredicate::eq, kl, cst(0)));
+  auto storeIf = scf::IfOp::create(b, loc, storing, false);
+  b.setInsertionPointToStart(&storeIf.getThenRegion().front());
   for (int64_t q = 0; q < rowsPerPass; ++q) {
     OpBuilder::InsertionGuard g(b);
     Value rq = arith::AddIOp::create(b, loc, r0, cst(q));
@@ -197,14 +284,15 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
       outRow = loadIndex(b, loc, rowToken, rq);
       scale = memref::LoadOp::create(b, loc, rowWeight, rq);
     }
-    for (int64_t c = 0; c < cols; ++c) {
-      Value v = vector::ExtractOp::create(b, loc, kLoop.getResult(q), c);
-      if (scale)
+    SmallVector<Value> vals(sums[q]);
+    if (scale)
+      for (Value &v : vals)
         v = arith::MulFOp::create(b, loc, v, scale);
-      Value col = arith::AddIOp::create(b, loc, j, cst(c));
-      memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, v, out,
-                                  ValueRange{outRow, col});
-    }
+    // Two 4-wide vector reductions (j is a multiple of 8 columns).
+    for (int64_t c = 0; c < cols; c += 4)
+      atomicAddF32Vector(b, loc, out, outRow,
+                         arith::AddIOp::create(b, loc, j, cst(c)),
+                         ArrayRef<Value>(vals).slice(c, 4));
   }
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);

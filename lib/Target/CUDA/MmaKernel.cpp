@@ -100,6 +100,40 @@ Value mlir::moe::commitAsyncCopies(OpBuilder &b, Location loc,
       b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
 }
 
+void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
+                                   Value row, Value col,
+                                   ArrayRef<Value> vals) {
+  assert((vals.size() == 2 || vals.size() == 4) && "2 or 4 values");
+  MLIRContext *ctx = b.getContext();
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, out);
+  Value ld = memref::DimOp::create(b, loc, out, 1);
+  Value element = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, row, ld), col);
+  Value addr = arith::AddIOp::create(
+      b, loc, base,
+      arith::MulIOp::create(b, loc, element, constIndex(b, loc, 4)));
+  Value generic = LLVM::IntToPtrOp::create(
+      b, loc, LLVM::LLVMPointerType::get(ctx),
+      arith::IndexCastUIOp::create(b, loc, b.getI64Type(), addr).getResult());
+  Value global = LLVM::AddrSpaceCastOp::create(
+      b, loc, LLVM::LLVMPointerType::get(ctx, 1), generic);
+  std::string text = "red.global.add.v" + std::to_string(vals.size()) +
+                     ".f32 [$0], {";
+  std::string constraints = "l";
+  for (size_t i = 0; i < vals.size(); ++i) {
+    text += (i ? ", $" : "$") + std::to_string(i + 1);
+    constraints += ",f";
+  }
+  text += "};";
+  SmallVector<Value> operands{global};
+  operands.append(vals.begin(), vals.end());
+  LLVM::InlineAsmOp::create(b, loc, Type(), operands, text, constraints,
+                            /*has_side_effects=*/true,
+                            /*is_align_stack=*/false,
+                            LLVM::tailcallkind::TailCallKind::None,
+                            LLVM::AsmDialectAttr(), ArrayAttr());
+}
+
 SmallVector<Type> mlir::moe::groupedGemmArgTypes(OpBuilder &b,
                                                  const MmaOptions &o) {
   int64_t dyn = ShapedType::kDynamic;
@@ -226,27 +260,24 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
         out, ValueRange{row.slot, col}, false, llvm::MaybeAlign(8));
     return;
   }
+  if (o.scatter) {
+    atomicAddF32Vector(b, loc, out, row.token, col,
+                       {arith::MulFOp::create(b, loc, h[0], row.scale),
+                        arith::MulFOp::create(b, loc, h[1], row.scale)});
+    return;
+  }
   SmallVector<Value, 2> vals;
   for (int64_t j = 0; j < 2; ++j) {
-    if (o.scatter) {
-      memref::AtomicRMWOp::create(
-          b, loc, arith::AtomicRMWKind::addf,
-          arith::MulFOp::create(b, loc, h[j], row.scale), out,
-          ValueRange{row.token,
-                     arith::AddIOp::create(b, loc, col, constIndex(b, loc, j))});
-      continue;
-    }
     Value v = o.pair ? arith::MulFOp::create(
                            b, loc, applyActivation(b, loc, o.activation, gate[j]),
                            h[j])
                      : applyActivation(b, loc, o.activation, h[j]);
     vals.push_back(fromF32(b, loc, v, bf16));
   }
-  if (!o.scatter)
-    vector::StoreOp::create(
-        b, loc,
-        vector::FromElementsOp::create(b, loc, VectorType::get({2}, bf16), vals),
-        out, ValueRange{row.slot, col}, false, llvm::MaybeAlign(4));
+  vector::StoreOp::create(
+      b, loc,
+      vector::FromElementsOp::create(b, loc, VectorType::get({2}, bf16), vals),
+      out, ValueRange{row.slot, col}, false, llvm::MaybeAlign(4));
 }
 
 std::string mlir::moe::mmaKernelName(const MmaOptions &o) {

@@ -10,6 +10,8 @@
 #ifndef MOE_CONVERSION_MOETOGPU_GPUHELPERS_H
 #define MOE_CONVERSION_MOETOGPU_GPUHELPERS_H
 
+#include "moe/Target/CUDA/ExpertKernels.h"
+
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Builders.h"
@@ -87,13 +89,24 @@ Value denseMatmulF32(OpBuilder &b, HostBuilder &h, gpu::GPUModuleOp kernels,
                      Value x, Value w, Value anyI32);
 
 /// Grid of a grouped GEMV over K x M with `active` (weight matrix, expert)
-/// pairs expected at once: 8 columns a thread, threads sized to the columns,
-/// K split so that about four blocks per SM (132 SMs) have work; kchunk is a
-/// multiple of kGemvUnroll.
+/// pairs expected at once: 8 columns a thread; about kGemvThreadsPerSm
+/// threads of each of the 132 SMs get loads in flight (each lane loading
+/// `unroll` rows a step), by splitting K across blocks (`splits`, at least
+/// 64 rows each, partial sums meet by atomics), then across `lanes` lanes
+/// of a warp (sums meet by shuffles; also to fill warps where M has fewer
+/// than 256 columns); kchunk is a multiple of unroll * lanes.
 struct GemvGrid {
   int64_t blocksX, threads, splits, kchunk;
+  int64_t lanes = 1, unroll = kGemvUnroll;
+  /// The grid's (blocksX, splits, threads, kchunk, lanes, unroll), as the
+  /// plans in the IR record it.
+  SmallVector<int64_t> summary() const {
+    return {blocksX, splits, threads, kchunk, lanes, unroll};
+  }
 };
-GemvGrid planGemv(int64_t k, int64_t m, int64_t active);
+constexpr int64_t kGemvThreadsPerSm = 1024;
+GemvGrid planGemv(int64_t k, int64_t m, int64_t active,
+                  GemvTuning tuning = {});
 
 /// The body of a GPU dense-part helper (DenseToGPU.cpp); `deviceArgs` as
 /// for buildGpuLayerBody, out-parameters included.

@@ -52,6 +52,12 @@ Value fragmentRegister(OpBuilder &b, Location loc, Value fragment, int64_t i);
 Value asyncCopy16(OpBuilder &b, Location loc, Value dst, ValueRange dstIndices,
                   Value src, ValueRange srcIndices, Value count);
 Value commitAsyncCopies(OpBuilder &b, Location loc, ValueRange tokens);
+/// out[row, col + i] += vals[i] for 2 or 4 values as one vector reduction
+/// (red.global.add.v2/.v4.f32: sm_90, PTX 8.1), half or a quarter of the
+/// L2 atomics of scalar adds. `out` is a memref<?x?xf32> of identity
+/// layout; col * 4 bytes must be aligned to the vector (8 or 16 bytes).
+void atomicAddF32Vector(OpBuilder &b, Location loc, Value out, Value row,
+                        Value col, ArrayRef<Value> vals);
 
 /// A kernel over the elements of [N, C] buffers (the dimensions of the
 /// first argument): `body(b, loc, args, r, c)` runs for every element, one
@@ -69,6 +75,8 @@ constexpr int64_t kGemvColumnsPerThread = 8;
 /// Rows that share each weight load, and weight rows loaded ahead of use.
 constexpr int64_t kGemvRowsPerPass = 4;
 constexpr int64_t kGemvUnroll = 4;
+/// Threads of a grouped GEMV block, at most (the kernel's maxntid).
+constexpr int64_t kGemvMaxThreads = 256;
 
 /// Variants of the grouped GEMV. Extra arguments follow `kchunk`, in this
 /// order: rowToken (memref<?xi32> [N], with gatherRows or scatter),
@@ -89,16 +97,37 @@ struct GemvOptions {
   bool scatter = false;
   /// Rows that share each weight load (1 where experts get about one row).
   int64_t rowsPerPass = kGemvRowsPerPass;
+  /// Lanes of a warp that split K for the same columns (a power of two up
+  /// to 32; K and kchunk multiples of unroll * lanes).
+  int64_t lanes = 1;
+  /// Weight rows each lane loads before their first use.
+  int64_t unroll = kGemvUnroll;
 };
+
+/// Limits on a grouped GEMV's plan; 0 leaves the choice to planGemv.
+struct GemvTuning {
+  /// Most lanes of a warp that split K for the same columns.
+  int64_t maxLanes = 0;
+  /// Weight rows a lane loads before their first use: 4 or 8.
+  int64_t unroll = 0;
+};
+/// The tuning of the kernel of default GemvOptions (lanes 1, unroll 4).
+constexpr GemvTuning kDefaultGemvKernel{1, kGemvUnroll};
+/// Why `t` is not a valid tuning ("" when it is).
+std::string whyNotGemvTuning(const GemvTuning &t);
+
+/// `base` with the suffixes of the options that differ from the defaults
+/// (_r rows, _l lanes, _u unroll), so each variant is its own kernel.
+std::string gemvKernelName(StringRef base, const GemvOptions &options);
 
 /// Adds to `module` the grouped memory-bound GEMV kernel `name`:
 ///   out[r, :] += x[r, :] * w[e]  for the rows r of every expert e,
 /// with arguments (x: memref<?x?xT> rows in expert-major order [N, K],
 /// offsets: memref<?xi32> [E+1], w: memref<?x?x?xT> [E, K, M],
 /// out: memref<?x?xf32> [N, M] (accumulated with atomics; zero it first),
-/// kchunk: index, a multiple of kGemvUnroll). Launch with grid
-/// (ceil(M / 8 / threads), ceil(K / kchunk), E). M must be a multiple of 8
-/// and w 16-byte aligned.
+/// kchunk: index, a multiple of unroll * lanes). Launch with grid
+/// (ceil(M / 8 / (threads / lanes)), ceil(K / kchunk), E) of whole warps.
+/// M must be a multiple of 8 and w 16-byte aligned.
 gpu::GPUFuncOp buildGroupedGemvKernel(OpBuilder &builder, Location loc,
                                       gpu::GPUModuleOp module, StringRef name,
                                       Type elementType,

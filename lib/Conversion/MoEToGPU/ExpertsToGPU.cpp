@@ -82,6 +82,31 @@ Value HostBuilder::zeroed(ArrayRef<int64_t> shape) {
   return v;
 }
 
+SmallVector<Value>
+HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes) {
+  Type f32 = b.getF32Type();
+  SmallVector<int64_t> offsets;
+  int64_t total = 0; // f32 elements
+  for (ArrayRef<int64_t> shape : shapes) {
+    offsets.push_back(total);
+    int64_t n = 1;
+    for (int64_t s : shape)
+      n *= s;
+    total += (n + 63) / 64 * 64;
+  }
+  Value bytes = alloc({total * 4}, b.getI8Type());
+  Value all = memref::ViewOp::create(b, loc, MemRefType::get({total}, f32),
+                                     bytes, index(0), ValueRange{});
+  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, all, zero);
+  SmallVector<Value> views;
+  for (auto [shape, offset] : llvm::zip(shapes, offsets))
+    views.push_back(memref::ViewOp::create(b, loc, MemRefType::get(shape, f32),
+                                           bytes, index(offset * 4),
+                                           ValueRange{}));
+  return views;
+}
+
 Value HostBuilder::upload(Value v) {
   auto type = cast<MemRefType>(v.getType());
   Value d = alloc(type.getShape(), type.getElementType());
@@ -169,7 +194,7 @@ bool mlir::moe::denseMatmulOnTensorCores(int64_t rows, int64_t k) {
 
 Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
                                 gpu::GPUModuleOp kernels, Value x, Value w,
-                                Value anyI32) {
+                                Value anyI32, Value zeroedOut) {
   auto xType = cast<MemRefType>(x.getType());
   auto wType = cast<MemRefType>(w.getType());
   int64_t T = xType.getDimSize(0), K = xType.getDimSize(1),
@@ -219,7 +244,7 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
   gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {
     return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
   });
-  Value acc = h.zeroed({T, M});
+  Value acc = zeroedOut ? zeroedOut : h.zeroed({T, M});
   h.launch(k, {g.blocksX, g.splits, 1}, {g.threads, 1, 1},
            {x, anyI32, w3, acc, h.index(g.kchunk)});
   return acc;

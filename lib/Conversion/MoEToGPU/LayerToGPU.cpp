@@ -268,10 +268,19 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
         assignWeight = h.alloc({N}, f32);
   Value tileExpert = mma ? h.alloc({tiles}, i32) : Value();
   Value tileRow = mma ? h.alloc({tiles}, i32) : Value();
-  Value hUp = mma ? Value() : h.zeroed({N, f});
-  Value hGate = gated && !mma ? h.zeroed({N, f}) : Value();
-  Value act = h.alloc({N, f}, bf16);
-  Value y = h.zeroed({T, d});
+  // The buffers accumulated by atomics, cleared by one memset: the output,
+  // the GEMV path's up (and gate) projections and the router's logits.
+  SmallVector<SmallVector<int64_t, 2>> zeroShapes{{T, d}};
+  if (!mma)
+    zeroShapes.append(gated ? 2 : 1, {N, f});
+  if (!mmaRouter)
+    zeroShapes.push_back({T, E});
+  SmallVector<Value> zeroedBuffers = h.zeroedGroup(zeroShapes);
+  Value y = zeroedBuffers[0];
+  Value hUp = mma ? Value() : zeroedBuffers[1];
+  Value hGate = gated && !mma ? zeroedBuffers[2] : Value();
+  Value routerOut = mmaRouter ? Value() : zeroedBuffers.back();
+  Value act = mma ? h.alloc({N, f}, bf16) : Value();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
 
   auto kernel = [&](StringRef name, function_ref<gpu::GPUFuncOp()> build) {
@@ -362,7 +371,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     h.launch(k, {g.blocksX, g.splits, gz}, {g.threads, 1, 1}, args);
   };
   // logits = x W_router (the GEMV's grid is routerGrid, recorded above).
-  Value logits = denseMatmulF32(b, h, kernels, xDev, wr, offsets);
+  Value logits = denseMatmulF32(b, h, kernels, xDev, wr, offsets, routerOut);
   SmallVector<Value> routeArgs{logits,       offsets,   rowToken,
                                rowWeight,    hit,       assignExpert,
                                assignPos,    assignWeight};
@@ -450,14 +459,12 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     downOpts.rowsPerPass = expertRows;
     downOpts.lanes = downGrid.lanes;
     downOpts.unroll = downGrid.unroll;
+    // The down projection applies the activation as it reads hUp (hGate).
+    downOpts.inputActivation = activation;
+    downOpts.inputGated = gated;
     gpu::GPUFuncOp upK = gemvKernel(
         gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16", upOpts);
     gpu::GPUFuncOp downK = gemvKernel("moe_gemv_scatter_bf16", downOpts);
-    std::string actName = expertActivationKernelName(activation, gated);
-    gpu::GPUFuncOp actK = kernel(actName, [&] {
-      return buildExpertActivationKernel(b, kloc, kernels, actName, activation,
-                                         gated, bf16);
-    });
     SmallVector<Value> upArgs{xDev,     expertOffsets, wUp, hUp,
                               h.index(upGrid.kchunk), rowToken, hit};
     if (gated) {
@@ -465,14 +472,12 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       upArgs.push_back(hGate);
     }
     launchGemv(upK, upGrid, S * (gated ? 2 : 1), upArgs);
-    SmallVector<Value> actArgs{hUp};
+    SmallVector<Value> downArgs{hUp,      expertOffsets, wDown, y,
+                                h.index(downGrid.kchunk), rowToken,
+                                rowWeight, hit};
     if (gated)
-      actArgs.push_back(hGate);
-    actArgs.push_back(act);
-    h.launchElementwise(actK, N * f, actArgs);
-    launchGemv(downK, downGrid, S,
-               {act, expertOffsets, wDown, y, h.index(downGrid.kchunk),
-                rowToken, rowWeight, hit});
+      downArgs.push_back(hGate);
+    launchGemv(downK, downGrid, S, downArgs);
   }
   if (auto mask = plan.getAs<IntegerAttr>("all_reduce_mask")) {
     // The ranks' partial sums, added in f32 on the device (the model

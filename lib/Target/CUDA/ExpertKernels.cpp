@@ -59,6 +59,10 @@ std::string mlir::moe::gemvKernelName(StringRef base, const GemvOptions &o) {
     name += "_l" + std::to_string(o.lanes);
   if (o.unroll != kGemvUnroll)
     name += "_u" + std::to_string(o.unroll);
+  if (o.inputActivation)
+    name += ("_" + stringifyActivation(*o.inputActivation) +
+             (o.inputGated ? "_gated" : "_plain"))
+                .str();
   return name;
 }
 
@@ -69,7 +73,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   OpBuilder::InsertionGuard guard(b);
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), index = b.getIndexType(), i32 = b.getI32Type();
-  auto xType = MemRefType::get({dyn, dyn}, elt);
+  bool fusedAct = opts.inputActivation.has_value();
+  auto xType = MemRefType::get({dyn, dyn}, fusedAct ? f32 : elt);
   auto vecI32 = MemRefType::get({dyn}, i32);
   auto wType = MemRefType::get({dyn, dyn, dyn}, elt);
   auto outType = MemRefType::get({dyn, dyn}, f32);
@@ -85,6 +90,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     argTypes.push_back(wType);
     argTypes.push_back(outType);
   }
+  if (fusedAct && opts.inputGated)
+    argTypes.push_back(xType); // the gate projection
   auto fn = createKernelFunc(b, loc, module, name, argTypes);
   // At most kGemvMaxThreads threads a block: ptxas then keeps the unrolled
   // loads in flight (without the bound it held two of eight, in 34
@@ -101,6 +108,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   Value hit = opts.indirect ? entry.getArgument(next++) : Value();
   Value w2 = opts.pair ? entry.getArgument(next++) : Value();
   Value out2 = opts.pair ? entry.getArgument(next++) : Value();
+  Value xGate =
+      fusedAct && opts.inputGated ? entry.getArgument(next++) : Value();
 
   auto cst = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, loc, v);
@@ -233,19 +242,26 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
           weights.push_back(wv);
         }
         // All loads first, widened to f32 only where used.
-        SmallVector<SmallVector<Value>> xs(unroll);
+        SmallVector<SmallVector<Value>> xs(unroll), gs(unroll);
         for (int64_t u = 0; u < unroll; ++u)
-          for (int64_t q = 0; q < rowsPerPass; ++q)
+          for (int64_t q = 0; q < rowsPerPass; ++q) {
             xs[u].push_back(memref::LoadOp::create(
                 lb, l, x, ValueRange{xRows[q], ks[u]}));
+            if (xGate)
+              gs[u].push_back(memref::LoadOp::create(
+                  lb, l, xGate, ValueRange{xRows[q], ks[u]}));
+          }
         SmallVector<Value> nextAcc(acc.begin(), acc.end());
         for (int64_t u = 0; u < unroll; ++u) {
           Value wf = arith::ExtFOp::create(lb, l, accType, weights[u]);
           for (int64_t q = 0; q < rowsPerPass; ++q) {
+            Value xv = xs[u][q];
+            if (fusedAct)
+              xv = expertActivation(lb, l, *opts.inputActivation, xv,
+                                    xGate ? gs[u][q] : Value(), elt);
             Value xf = elt.isF32()
-                           ? xs[u][q]
-                           : arith::ExtFOp::create(lb, l, f32, xs[u][q])
-                                 .getResult();
+                           ? xv
+                           : arith::ExtFOp::create(lb, l, f32, xv).getResult();
             Value xb = vector::BroadcastOp::create(lb, l, accType, xf);
             nextAcc[q] = vector::FMAOp::create(lb, l, xb, wf, nextAcc[q]);
           }
@@ -327,6 +343,14 @@ gpu::GPUFuncOp mlir::moe::buildElementwiseKernel(
   return fn;
 }
 
+Value mlir::moe::expertActivation(OpBuilder &b, Location loc, Activation act,
+                                  Value h, Value g, Type elt) {
+  Value v = g ? arith::MulFOp::create(b, loc, applyActivation(b, loc, act, g), h)
+                    .getResult()
+              : applyActivation(b, loc, act, h);
+  return fromF32(b, loc, v, elt);
+}
+
 std::string mlir::moe::expertActivationKernelName(Activation act, bool gated) {
   return ("expert_" + stringifyActivation(act) + (gated ? "_gated" : "_plain"))
       .str();
@@ -346,15 +370,11 @@ gpu::GPUFuncOp mlir::moe::buildExpertActivationKernel(
       b, loc, module, name, args,
       [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
         Value h = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
-        Value v;
-        if (gated) {
-          Value g = memref::LoadOp::create(nb, l, a[1], ValueRange{r, c});
-          v = arith::MulFOp::create(nb, l, applyActivation(nb, l, act, g), h);
-        } else {
-          v = applyActivation(nb, l, act, h);
-        }
-        memref::StoreOp::create(nb, l, fromF32(nb, l, v, elt), a.back(),
-                                ValueRange{r, c});
+        Value g = gated ? memref::LoadOp::create(nb, l, a[1], ValueRange{r, c})
+                              .getResult()
+                        : Value();
+        memref::StoreOp::create(nb, l, expertActivation(nb, l, act, h, g, elt),
+                                a.back(), ValueRange{r, c});
       });
 }
 

@@ -52,6 +52,10 @@ public:
   Value alloc(ArrayRef<int64_t> shape, Type elementType);
   /// An f32 device buffer set to zero.
   Value zeroed(ArrayRef<int64_t> shape);
+  /// f32 device buffers of `shapes`, set to zero together: views of one
+  /// allocation (each 256-byte aligned) cleared by one memset, so a step
+  /// pays one memset node instead of one a buffer.
+  SmallVector<Value> zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes);
   /// A device copy of the (host or device) buffer `v`.
   Value upload(Value v);
   void copy(Value dst, Value src);
@@ -85,8 +89,11 @@ bool denseMatmulOnTensorCores(int64_t rows, int64_t k);
 /// (split over K, f32 atomics into a zeroed buffer, grid planGemv(K, M, 1)).
 /// `anyI32` is any i32 device buffer: the dense GEMV does not read its
 /// offsets argument.
+/// `zeroedOut`, if given, is the zeroed f32 [T, M] buffer the GEMV
+/// accumulates into (the tensor-core kernels do not use it).
 Value denseMatmulF32(OpBuilder &b, HostBuilder &h, gpu::GPUModuleOp kernels,
-                     Value x, Value w, Value anyI32);
+                     Value x, Value w, Value anyI32,
+                     Value zeroedOut = Value());
 
 /// Grid of a grouped GEMV over K x M with `active` (weight matrix, expert)
 /// pairs expected at once: 8 columns a thread; about kGemvThreadsPerSm

@@ -102,6 +102,13 @@ struct GemvOptions {
   int64_t lanes = 1;
   /// Weight rows each lane loads before their first use.
   int64_t unroll = kGemvUnroll;
+  /// The expert activation applied to the input as it is read (the down
+  /// projection reading the f32 up projection; fuses the activation
+  /// kernel away): x is then memref<?x?xf32>, and with `inputGated` the
+  /// gate projection (memref<?x?xf32>) is the last argument. The value is
+  /// rounded to the element type first, as the activation kernel stores it.
+  std::optional<Activation> inputActivation;
+  bool inputGated = false;
 };
 
 /// Limits on a grouped GEMV's plan; 0 leaves the choice to planGemv.
@@ -142,6 +149,11 @@ gpu::GPUFuncOp buildExpertActivationKernel(OpBuilder &builder, Location loc,
                                            gpu::GPUModuleOp module,
                                            StringRef name, Activation act,
                                            bool gated, Type elementType);
+
+/// The expert activation of the f32 up projection `h` (gated: `act(g) * h`),
+/// rounded to `elementType`, as moe.experts computes it.
+Value expertActivation(OpBuilder &b, Location loc, Activation act, Value h,
+                       Value g, Type elementType);
 
 /// Adds the kernel `name` rounding f32 `y` [N, D] to `out` of `elementType`.
 gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,

@@ -2,9 +2,9 @@
 // (64 experts, top 8, hidden 2048, ffn 1024): K split across blocks (at
 // least 64 rows each), then across the lanes of a warp, eight rows in
 // flight a lane; each plan is (blocks x, splits, threads, kchunk, lanes,
-// unroll). The router's 64 columns fill a warp with 4 lanes. One memset
-// clears every accumulated buffer, and the down projection applies SwiGLU
-// as it reads (no activation kernel).
+// unroll). The router's 64 columns fill a warp with 4 lanes, 32 rows a
+// block. One memset clears every accumulated buffer, and the down
+// projection applies SwiGLU as it reads (no activation kernel).
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir -o %t.mlir
 // RUN: FileCheck %s < %t.mlir
@@ -14,7 +14,7 @@
 // RUN: not moe-compile %s --target=cuda --gpu-gemv-unroll=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADUNROLL
 // RUN: not moe-opt %s --moe-cuda-pipeline="gemv-lanes=16" 2>&1 | FileCheck %s --check-prefix=BADOPT
 
-// CHECK: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, path = "gemv", router = array<i64: 1, 32, 32, 64, 4, 8>, slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
+// CHECK: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, path = "gemv", router = array<i64: 1, 64, 32, 32, 4, 8>, slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // CHECK-COUNT-1: llvm.call @mgpuMemset32(
 // CHECK-NOT: llvm.call @mgpuMemset32(
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_dense_bf16_r1_l4_u8 blocks in
@@ -32,7 +32,7 @@
 // PTX-SAME: shfl.sync.bfly.b32
 // PTX-SAME: red.global.add.v4.f32
 
-// FORCED: moe.gpu_plan = {down = array<i64: 1, 16, 256, 64, 1, 4>, path = "gemv", router = array<i64: 1, 32, 32, 64, 4, 8>, slots = 8 : i64, up = array<i64: 1, 32, 128, 64, 1, 4>}
+// FORCED: moe.gpu_plan = {down = array<i64: 1, 16, 256, 64, 1, 4>, path = "gemv", router = array<i64: 1, 64, 32, 32, 4, 8>, slots = 8 : i64, up = array<i64: 1, 32, 128, 64, 1, 4>}
 // FORCED: @moe_kernels::@moe_gemv_gather_pair_bf16_r1 blocks in
 // FORCED: @moe_kernels::@moe_gemv_scatter_bf16_r1_silu_gated blocks in
 

@@ -167,8 +167,11 @@ GemvGrid mlir::moe::planGemv(int64_t k, int64_t m, int64_t active,
   // Lanes that fill a warp where there are fewer than 32 column groups.
   while (g.lanes * cols < 32 && lanesFit(g.lanes * 2))
     g.lanes *= 2;
-  int64_t splits =
-      std::clamp<int64_t>(per / g.lanes, 1, std::max<int64_t>(1, k / 64));
+  // At least 64 rows a block, or 16 for the few columns of a router (its
+  // whole matrix then goes out in one round of loads).
+  int64_t minRows = active * cols < 256 ? 16 : 64;
+  int64_t splits = std::clamp<int64_t>(per / g.lanes, 1,
+                                       std::max<int64_t>(1, k / minRows));
   while (g.lanes * splits * 2 <= per && lanesFit(g.lanes * 2))
     g.lanes *= 2;
   int64_t step = g.unroll * g.lanes;

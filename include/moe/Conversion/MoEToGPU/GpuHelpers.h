@@ -99,7 +99,8 @@ Value denseMatmulF32(OpBuilder &b, HostBuilder &h, gpu::GPUModuleOp kernels,
 /// pairs expected at once: 8 columns a thread; about kGemvThreadsPerSm
 /// threads of each of the 132 SMs get loads in flight (each lane loading
 /// `unroll` rows a step), by splitting K across blocks (`splits`, at least
-/// 64 rows each, partial sums meet by atomics), then across `lanes` lanes
+/// 64 rows each, 16 for fewer than 256 column groups; partial sums meet by
+/// atomics), then across `lanes` lanes
 /// of a warp (sums meet by shuffles; also to fill warps where M has fewer
 /// than 256 columns); kchunk is a multiple of unroll * lanes.
 struct GemvGrid {

@@ -6,10 +6,10 @@
 // per-expert counts, their prefix sum and the dense mapping table need no
 // grid-wide synchronisation: a warp per token (tokens strided over the 32
 // warps) computes the scores and selects the top k experts by k rounds of a
-// warp-wide arg-max (each lane scans E / 32 experts, then five xor shuffles),
-// keeping only registers: round j takes the best expert strictly after the
-// previous winner in the order (score descending, id ascending), which is
-// the router's selection order. Counts are shared-memory atomics; the scan
+// warp-wide arg-max (each lane scans the keys of its E / 32 experts, read
+// and scored once into registers, then five xor shuffles): round j takes
+// the best expert strictly after the previous winner in the order (score
+// descending, id ascending), which is the router's selection order. Counts are shared-memory atomics; the scan
 // is Hillis-Steele over the block; the mapping table then puts assignment
 // (t, j) at row offsets[e] + its position within expert e.
 //
@@ -184,23 +184,27 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     auto logit = [&](Value e) -> Value {
       return memref::LoadOp::create(b, loc, logits, ValueRange{t, e});
     };
-    // Lane-strided loop over the experts, reduced across the warp.
-    auto laneReduce = [&](Value init,
-                          function_ref<Value(Value acc, Value e)> step,
+    bool softmaxFirst = !o.sigmoid && !o.afterTopk;
+    // This lane's experts e = lane + 32 i, their logits read once into
+    // registers (-inf past E): the softmax and the k selection rounds
+    // below scan registers, in the order a lane-strided loop would.
+    const int64_t per = (E + 31) / 32;
+    const float negInf = -std::numeric_limits<float>::infinity();
+    SmallVector<Value> mine, valid, expertIds;
+    for (int64_t i = 0; i < per; ++i) {
+      Value e = arith::AddIOp::create(b, loc, lane, ci(32 * i));
+      Value ok = (i + 1) * 32 <= E ? Value() : icmp(P::ult, e, numExperts);
+      Value l = logit(ok ? sel(ok, e, ci(0)) : e);
+      mine.push_back(ok ? sel(ok, l, cf(negInf)) : l);
+      valid.push_back(ok);
+      expertIds.push_back(toI32(e));
+    }
+    auto warpReduce = [&](Value acc,
                           function_ref<Value(Value, Value)> combine) -> Value {
-      auto loop = scf::ForOp::create(b, loc, lane, numExperts, ci(32), init);
-      {
-        OpBuilder::InsertionGuard lg(b);
-        b.setInsertionPointToStart(loop.getBody());
-        scf::YieldOp::create(
-            b, loc, step(loop.getRegionIterArg(0), loop.getInductionVar()));
-      }
-      Value acc = loop.getResult(0);
       for (int32_t off = 16; off >= 1; off /= 2)
         acc = combine(acc, shuffle(acc, off));
       return acc;
     };
-    bool softmaxFirst = !o.sigmoid && !o.afterTopk;
     Value rowMax, rowSum;
     if (softmaxFirst) {
       auto maxOf = [&](Value l, Value r) -> Value {
@@ -209,22 +213,22 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
       auto addOf = [&](Value l, Value r) -> Value {
         return arith::AddFOp::create(b, loc, l, r);
       };
-      rowMax = laneReduce(
-          cf(-std::numeric_limits<float>::infinity()),
-          [&](Value acc, Value e) { return maxOf(acc, logit(e)); }, maxOf);
-      rowSum = laneReduce(
-          cf(0.0f),
-          [&](Value acc, Value e) {
-            Value ex = math::ExpOp::create(
-                b, loc, arith::SubFOp::create(b, loc, logit(e), rowMax));
-            return addOf(acc, ex);
-          },
-          addOf);
+      Value m = cf(negInf);
+      for (Value l : mine)
+        m = maxOf(m, l);
+      rowMax = warpReduce(m, maxOf);
+      Value sum = cf(0.0f);
+      for (int64_t i = 0; i < per; ++i) {
+        Value next = addOf(
+            sum, math::ExpOp::create(
+                     b, loc, arith::SubFOp::create(b, loc, mine[i], rowMax)));
+        sum = valid[i] ? sel(valid[i], next, sum) : next;
+      }
+      rowSum = warpReduce(sum, addOf);
     }
-    // The router's score of expert e (what the weights use) and the key the
+    // The router's score of a logit (what the weights use) and the key the
     // selection ranks (score + bias).
-    auto score = [&](Value e) -> Value {
-      Value l = logit(e);
+    auto scoreOf = [&](Value l) -> Value {
       if (softmaxFirst)
         return arith::DivFOp::create(
             b, loc,
@@ -234,13 +238,20 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
         return sigmoidF32(b, loc, l);
       return l; // softmax over the selected logits comes after the top k
     };
-    auto key = [&](Value e) -> Value {
-      Value s = score(e);
-      if (!bias)
-        return s;
-      return arith::AddFOp::create(
-          b, loc, s, toF32(b, loc, memref::LoadOp::create(b, loc, bias, e)));
-    };
+    auto score = [&](Value e) -> Value { return scoreOf(logit(e)); };
+    SmallVector<Value> keys;
+    for (int64_t i = 0; i < per; ++i) {
+      Value v = scoreOf(mine[i]);
+      if (bias) {
+        Value e = toIndex(expertIds[i]);
+        if (valid[i])
+          e = sel(valid[i], e, ci(0));
+        v = arith::AddFOp::create(
+            b, loc, v,
+            toF32(b, loc, memref::LoadOp::create(b, loc, bias, e)));
+      }
+      keys.push_back(valid[i] ? sel(valid[i], v, cf(negInf)) : v);
+    }
 
     Value prevV = cf(std::numeric_limits<float>::infinity());
     Value prevI = c32(-1);
@@ -248,26 +259,19 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     ids.reserve(k);
     wts.reserve(k);
     for (int64_t j = 0; j < k; ++j) {
-      auto loop = scf::ForOp::create(
-          b, loc, lane, numExperts, ci(32),
-          ValueRange{cf(-std::numeric_limits<float>::infinity()), c32(E)});
-      {
-        OpBuilder::InsertionGuard lg(b);
-        b.setInsertionPointToStart(loop.getBody());
-        Value e = loop.getInductionVar();
-        Value ei = toI32(e);
-        Value bv = loop.getRegionIterArg(0), bi = loop.getRegionIterArg(1);
-        Value v = key(e);
+      // Experts past E hold -inf keys and ids >= E: never taken.
+      Value bv = cf(negInf), bi = c32(E);
+      for (int64_t i = 0; i < per; ++i) {
+        Value v = keys[i], ei = expertIds[i];
         Value eligible =
             orI(fcmp(FP::OLT, v, prevV),
                 andI(fcmp(FP::OEQ, v, prevV), icmp(P::sgt, ei, prevI)));
         Value better = orI(fcmp(FP::OGT, v, bv),
                            andI(fcmp(FP::OEQ, v, bv), icmp(P::slt, ei, bi)));
         Value take = andI(eligible, better);
-        scf::YieldOp::create(b, loc,
-                             ValueRange{sel(take, v, bv), sel(take, ei, bi)});
+        bv = sel(take, v, bv);
+        bi = sel(take, ei, bi);
       }
-      Value bv = loop.getResult(0), bi = loop.getResult(1);
       for (int32_t off = 16; off >= 1; off /= 2) {
         Value ov = shuffle(bv, off), oi = shuffle(bi, off);
         Value better = orI(fcmp(FP::OGT, ov, bv),

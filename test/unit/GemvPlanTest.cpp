@@ -1,0 +1,86 @@
+//===- GemvPlanTest.cpp - The memory-bound GEMV's launch plan --------------===//
+//
+// Part of moe-compiler.
+//
+// planGemv's invariants over a grid of shapes the compiler meets (K a
+// multiple of 4, M of 8): the kernel's K loop needs kchunk and K to be
+// multiples of unroll * lanes, no block of the grid is empty, blocks are
+// whole warps within the kernel's maxntid, and the default kernel's tuning
+// is kept.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/MoEToGPU/GpuHelpers.h"
+
+#include "llvm/Support/MathExtras.h"
+
+#include <gtest/gtest.h>
+
+using namespace mlir::moe;
+
+namespace {
+
+void expectValid(const GemvGrid &g, int64_t k, int64_t m,
+                 const GemvTuning &t) {
+  SCOPED_TRACE("k=" + std::to_string(k) + " m=" + std::to_string(m) +
+               " lanes<=" + std::to_string(t.maxLanes) +
+               " unroll=" + std::to_string(t.unroll));
+  int64_t maxLanes = t.maxLanes ? t.maxLanes : 4;
+  EXPECT_TRUE(llvm::isPowerOf2_64(g.lanes));
+  EXPECT_LE(g.lanes, maxLanes);
+  EXPECT_TRUE(g.unroll == 4 || g.unroll == 8);
+  if (t.unroll && k % t.unroll == 0)
+    EXPECT_EQ(g.unroll, t.unroll);
+  int64_t step = g.unroll * g.lanes;
+  EXPECT_EQ(k % step, 0);
+  EXPECT_GT(g.kchunk, 0);
+  EXPECT_EQ(g.kchunk % step, 0);
+  EXPECT_EQ(g.splits, (k + g.kchunk - 1) / g.kchunk);
+  EXPECT_LT((g.splits - 1) * g.kchunk, k); // no empty split
+  EXPECT_EQ(g.threads % 32, 0);
+  EXPECT_GE(g.threads, 32);
+  EXPECT_LE(g.threads, kGemvMaxThreads);
+  int64_t colsPerBlock = g.threads / g.lanes * kGemvColumnsPerThread;
+  EXPECT_GE(g.blocksX * colsPerBlock, m);       // every column covered
+  EXPECT_LT((g.blocksX - 1) * colsPerBlock, m); // no empty block column
+  // The summary the plans in the IR record.
+  EXPECT_EQ(g.summary(), (llvm::SmallVector<int64_t>{g.blocksX, g.splits,
+                                                     g.threads, g.kchunk,
+                                                     g.lanes, g.unroll}));
+}
+
+TEST(GemvPlan, InvariantsOverShapes) {
+  const GemvTuning tunings[] = {{}, kDefaultGemvKernel, {2, 4}, {8, 8},
+                                {1, 8}, {8, 0}};
+  for (int64_t k : {4, 8, 12, 64, 68, 96, 1024, 2048, 4100, 7168, 14336})
+    for (int64_t m : {8, 24, 64, 128, 256, 1032, 2048, 14336, 32000})
+      for (int64_t active : {0, 1, 2, 8, 16, 64, 512})
+        for (const GemvTuning &t : tunings)
+          expectValid(planGemv(k, m, active, t), k, m, t);
+}
+
+TEST(GemvPlan, DefaultKernelKeepsItsTuning) {
+  for (int64_t k : {64, 2048, 14336})
+    for (int64_t m : {64, 2048}) {
+      GemvGrid g = planGemv(k, m, 8, kDefaultGemvKernel);
+      EXPECT_EQ(g.lanes, 1);
+      EXPECT_EQ(g.unroll, kGemvUnroll);
+    }
+}
+
+TEST(GemvPlan, FewExpertsGetMoreThreads) {
+  // One expert hit (a decode token) spreads K over more threads than 64
+  // experts hit at once, and never fewer.
+  for (int64_t k : {2048, 7168}) {
+    GemvGrid one = planGemv(k, 2048, 1), many = planGemv(k, 2048, 64);
+    EXPECT_GT(one.splits * one.lanes, many.splits * many.lanes);
+  }
+  // A router (64 columns) fills its warps with lanes and splits K into
+  // blocks of 16 to 32 rows, so its matrix goes out in one round of loads.
+  GemvGrid router = planGemv(2048, 64, 1);
+  EXPECT_EQ(router.lanes, 4);
+  EXPECT_EQ(router.kchunk, router.unroll * router.lanes);
+  EXPECT_EQ(router.splits * router.kchunk, 2048);
+}
+
+} // namespace

@@ -241,8 +241,7 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
   GemvOptions o;
   o.dense = true;
   o.rowsPerPass = std::min<int64_t>(T, kGemvRowsPerPass);
-  o.lanes = g.lanes;
-  o.unroll = g.unroll;
+  o = g.kernelOptions(o);
   std::string name = gemvKernelName("moe_gemv_dense_bf16", o);
   gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {
     return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);

@@ -452,19 +452,17 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.gatherRows = upOpts.indirect = true;
     upOpts.pair = gated;
     upOpts.rowsPerPass = expertRows;
-    upOpts.lanes = upGrid.lanes;
-    upOpts.unroll = upGrid.unroll;
     GemvOptions downOpts;
     downOpts.indirect = downOpts.scatter = true;
     downOpts.rowsPerPass = expertRows;
-    downOpts.lanes = downGrid.lanes;
-    downOpts.unroll = downGrid.unroll;
     // The down projection applies the activation as it reads hUp (hGate).
     downOpts.inputActivation = activation;
     downOpts.inputGated = gated;
-    gpu::GPUFuncOp upK = gemvKernel(
-        gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16", upOpts);
-    gpu::GPUFuncOp downK = gemvKernel("moe_gemv_scatter_bf16", downOpts);
+    gpu::GPUFuncOp upK =
+        gemvKernel(gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16",
+                   upGrid.kernelOptions(upOpts));
+    gpu::GPUFuncOp downK =
+        gemvKernel("moe_gemv_scatter_bf16", downGrid.kernelOptions(downOpts));
     SmallVector<Value> upArgs{xDev,     expertOffsets, wUp, hUp,
                               h.index(upGrid.kchunk), rowToken, hit};
     if (gated) {

@@ -190,11 +190,14 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     // below scan registers, in the order a lane-strided loop would.
     const int64_t per = (E + 31) / 32;
     const float negInf = -std::numeric_limits<float>::infinity();
-    SmallVector<Value> mine, valid, expertIds;
+    // `valid` is null where every lane's expert exists; `safe` is expert 0
+    // for the lanes past E (their loads stay in bounds).
+    SmallVector<Value> mine, valid, safe, expertIds;
     for (int64_t i = 0; i < per; ++i) {
       Value e = arith::AddIOp::create(b, loc, lane, ci(32 * i));
       Value ok = (i + 1) * 32 <= E ? Value() : icmp(P::ult, e, numExperts);
-      Value l = logit(ok ? sel(ok, e, ci(0)) : e);
+      safe.push_back(ok ? sel(ok, e, ci(0)) : e);
+      Value l = logit(safe.back());
       mine.push_back(ok ? sel(ok, l, cf(negInf)) : l);
       valid.push_back(ok);
       expertIds.push_back(toI32(e));
@@ -242,14 +245,10 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     SmallVector<Value> keys;
     for (int64_t i = 0; i < per; ++i) {
       Value v = scoreOf(mine[i]);
-      if (bias) {
-        Value e = toIndex(expertIds[i]);
-        if (valid[i])
-          e = sel(valid[i], e, ci(0));
+      if (bias)
         v = arith::AddFOp::create(
             b, loc, v,
-            toF32(b, loc, memref::LoadOp::create(b, loc, bias, e)));
-      }
+            toF32(b, loc, memref::LoadOp::create(b, loc, bias, safe[i])));
       keys.push_back(valid[i] ? sel(valid[i], v, cf(negInf)) : v);
     }
 

@@ -100,9 +100,9 @@ Value denseMatmulF32(OpBuilder &b, HostBuilder &h, gpu::GPUModuleOp kernels,
 /// threads of each of the 132 SMs get loads in flight (each lane loading
 /// `unroll` rows a step), by splitting K across blocks (`splits`, at least
 /// 64 rows each, 16 for fewer than 256 column groups; partial sums meet by
-/// atomics), then across `lanes` lanes
-/// of a warp (sums meet by shuffles; also to fill warps where M has fewer
-/// than 256 columns); kchunk is a multiple of unroll * lanes.
+/// atomics), then across `lanes` lanes of a warp (sums meet by shuffles;
+/// also to fill warps where M has fewer than 256 columns); kchunk is a
+/// multiple of unroll * lanes.
 struct GemvGrid {
   int64_t blocksX, threads, splits, kchunk;
   int64_t lanes = 1, unroll = kGemvUnroll;
@@ -111,7 +111,14 @@ struct GemvGrid {
   SmallVector<int64_t> summary() const {
     return {blocksX, splits, threads, kchunk, lanes, unroll};
   }
+  /// `o` with the kernel layout this grid launches (lanes, unroll).
+  GemvOptions kernelOptions(GemvOptions o) const {
+    o.lanes = lanes;
+    o.unroll = unroll;
+    return o;
+  }
 };
+/// Threads an SM the GEMV plans keep busy (32 warps: 64 registers each).
 constexpr int64_t kGemvThreadsPerSm = 1024;
 GemvGrid planGemv(int64_t k, int64_t m, int64_t active,
                   GemvTuning tuning = {});

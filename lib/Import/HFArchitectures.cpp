@@ -634,24 +634,39 @@ LogicalResult hf::importDeepSeek(Config &cfg, ModelSpec &m, bool v3) {
 // Switch Transformers (encoder-decoder, top-1)
 //===----------------------------------------------------------------------===//
 
-LogicalResult hf::importSwitch(Config &cfg, ModelSpec &m) {
+LogicalResult hf::importSwitch(Config &cfg, ModelSpec &m, bool whole) {
   FailureOr<int64_t> d = cfg.size("d_model"), f = cfg.size("d_ff"),
                      enc = cfg.ranged("num_layers", 1, kMaxLayers),
                      e = cfg.ranged("num_experts", 1, kMaxExperts),
-                     cap = cfg.ranged("expert_capacity", 1, kMaxTokens, 64),
-                     encStep =
-                         cfg.ranged("encoder_sparse_step", 0, kMaxLayers, 1),
-                     decStep =
-                         cfg.ranged("decoder_sparse_step", 0, kMaxLayers, 1);
-  if (failed(d) || failed(f) || failed(enc) || failed(e) || failed(cap) ||
-      failed(encStep) || failed(decStep))
+                     cap = cfg.ranged("expert_capacity", 1, kMaxTokens, 64);
+  if (failed(d) || failed(f) || failed(enc) || failed(e) || failed(cap))
     return failure();
   FailureOr<int64_t> dec =
       cfg.ranged("num_decoder_layers", 1, kMaxLayers, *enc);
+  if (failed(dec))
+    return failure();
+  // The sparse step: `*_sparse_step`, else derived as transformers does
+  // from `num_sparse_*_layers` (default 3): layers / sparse, or the layer
+  // count when there are none.
+  auto sparseStep = [&](StringRef stepKey, StringRef countKey,
+                        int64_t layers) -> FailureOr<int64_t> {
+    if (cfg.has(stepKey))
+      return cfg.ranged(stepKey, 0, kMaxLayers);
+    FailureOr<int64_t> n = cfg.ranged(countKey, 0, kMaxLayers, 3);
+    if (failed(n))
+      return failure();
+    return *n > 0 ? layers / *n : layers;
+  };
+  FailureOr<int64_t> encStep =
+      sparseStep("encoder_sparse_step", "num_sparse_encoder_layers", *enc);
+  FailureOr<int64_t> decStep =
+      sparseStep("decoder_sparse_step", "num_sparse_decoder_layers", *dec);
+  if (failed(encStep) || failed(decStep))
+    return failure();
   FailureOr<bool> bias = cfg.boolean("router_bias", false);
   FailureOr<bool> gated = cfg.boolean("is_gated_act", false);
   FailureOr<Activation> act = activationFor(cfg, "dense_act_fn", "relu");
-  if (failed(dec) || failed(bias) || failed(gated) || failed(act))
+  if (failed(bias) || failed(gated) || failed(act))
     return failure();
   if (*bias)
     return cfg.fail("unsupported option 'router_bias' = true: the router "
@@ -666,22 +681,29 @@ LogicalResult hf::importSwitch(Config &cfg, ModelSpec &m) {
   auto addStack = [&](StringRef stack, int64_t n, int64_t step, int ffIndex) {
     for (int64_t i = 0; i < n; ++i) {
       bool sparse = step > 0 && (step == 1 || i % step == 1);
-      if (!sparse) {
-        denseBlocks.push_back((stack + ".block." + Twine(i)).str());
-        continue;
-      }
-      LayerSpec l;
-      l.index = i;
       std::string p =
           (stack + ".block." + Twine(i) + ".layer." + Twine(ffIndex) + ".mlp.")
               .str();
+      LayerSpec l;
+      l.index = i;
       l.scope = p.substr(0, p.size() - 1);
+      l.activation = *act;
+      if (!sparse) {
+        denseBlocks.push_back((stack + ".block." + Twine(i)).str());
+        if (!whole)
+          continue;
+        // T5's DenseActDense: wo(act(wi x)), no gate.
+        l.denseMlp = true;
+        l.sharedUp = linear(p + "wi.weight", *f, *d);
+        l.sharedDown = linear(p + "wo.weight", *d, *f);
+        m.layers.push_back(std::move(l));
+        continue;
+      }
       l.router = linear(p + "router.classifier.weight", *e, *d);
       l.expertPrefix = p + "experts.expert_";
       l.numExperts = *e;
       l.up = stacked(p + "experts.expert_*.wi.weight", *e, *f, *d);
       l.down = stacked(p + "experts.expert_*.wo.weight", *e, *d, *f);
-      l.activation = *act;
       l.topK = 1;
       // A fixed per-expert capacity: with a vanishing factor the capacity
       // max(min_capacity, ceil(cf * T / E)) is expert_capacity.
@@ -692,25 +714,105 @@ LogicalResult hf::importSwitch(Config &cfg, ModelSpec &m) {
   };
   addStack("encoder", *enc, *encStep, 1);
   addStack("decoder", *dec, *decStep, 2);
-  if (m.layers.empty())
+  if (llvm::none_of(m.layers, [](const LayerSpec &l) { return !l.denseMlp; }))
     return cfg.fail("no sparse layers: 'encoder_sparse_step' and "
                     "'decoder_sparse_step' are both 0");
-  m.skipped.push_back("shared.weight (embedding)");
-  m.skipped.push_back("encoder/decoder self-attention, cross-attention and "
-                      "layer norms");
-  m.skipped.push_back("lm_head");
-  if (!denseBlocks.empty()) {
-    std::string s = "dense FFN blocks [";
-    for (auto [i, b] : llvm::enumerate(denseBlocks))
-      s += (i ? ", " : "") + b;
-    m.skipped.push_back(s + "]");
+  m.notes.push_back(
+      "a token over expert_capacity is dropped (its FFN output is zero); "
+      "transformers 5.0-5.17 never drops one (its count runs over a "
+      "singleton dimension), so the two agree while no expert gets more "
+      "than expert_capacity tokens of a step");
+  if (!whole) {
+    m.skipped.push_back("shared.weight (embedding)");
+    m.skipped.push_back("encoder/decoder self-attention, cross-attention and "
+                        "layer norms");
+    m.skipped.push_back("lm_head");
+    if (!denseBlocks.empty()) {
+      std::string s = "dense FFN blocks [";
+      for (auto [i, b] : llvm::enumerate(denseBlocks))
+        s += (i ? ", " : "") + b;
+      m.skipped.push_back(s + "]");
+    }
+    m.notes.push_back("encoder and decoder MoE layers are chained in that "
+                      "order; the decoder's cross-attention input is not "
+                      "modelled");
+    return success();
   }
-  m.notes.push_back("encoder and decoder MoE layers are chained in that "
-                    "order; the decoder's cross-attention input is not "
-                    "modelled");
-  m.notes.push_back("transformers passes a token over expert_capacity "
-                    "through scaled by its router probability; moe.layer "
-                    "drops it (zero)");
+
+  // The whole encoder-decoder: T5 attention (no RoPE, unscaled scores, a
+  // relative-position bias table owned by block 0 of each stack and shared
+  // by its other blocks), RMS layer norms, a tied or separate LM head.
+  FailureOr<int64_t> vocab = cfg.size("vocab_size"),
+                     heads = cfg.size("num_heads"), kv = cfg.size("d_kv"),
+                     buckets = cfg.ranged("relative_attention_num_buckets", 4,
+                                          kMaxDim, 32),
+                     maxDistance = cfg.ranged("relative_attention_max_distance",
+                                              1, kMaxTokens, 128),
+                     start = cfg.ranged("decoder_start_token_id", 0,
+                                        kMaxDim);
+  FailureOr<double> eps = cfg.number("layer_norm_epsilon", 1e-6);
+  FailureOr<bool> tied = cfg.boolean("tie_word_embeddings", true);
+  if (failed(vocab) || failed(heads) || failed(kv) || failed(buckets) ||
+      failed(maxDistance) || failed(start) || failed(eps) || failed(tied))
+    return failure();
+  if (*start >= *vocab)
+    return cfg.fail("'decoder_start_token_id' (" + Twine(*start) +
+                    ") is outside the vocabulary (" + Twine(*vocab) + ")");
+  if (*maxDistance <= *buckets / 4)
+    return cfg.fail("'relative_attention_max_distance' (" +
+                    Twine(*maxDistance) +
+                    ") must exceed the exact buckets (a quarter of "
+                    "'relative_attention_num_buckets', " +
+                    Twine(*buckets / 4) + ")");
+  if (!(*eps > 0))
+    return cfg.fail("'layer_norm_epsilon' must be positive");
+  EncDecSpec ed;
+  ed.vocab = *vocab;
+  ed.heads = *heads;
+  ed.headDim = *kv;
+  ed.encoderLayers = *enc;
+  ed.buckets = *buckets;
+  ed.maxDistance = *maxDistance;
+  ed.decoderStart = *start;
+  ed.epsilon = *eps;
+  ed.tied = *tied;
+  int64_t inner = *heads * *kv;
+  auto vec = [](std::string name, int64_t n) {
+    return WeightRef{std::move(name), {n}};
+  };
+  ed.embed = WeightRef{"shared.weight", {*vocab, *d}};
+  ed.lmHead = linear(*tied ? "shared.weight" : "lm_head.weight", *vocab, *d);
+  ed.encoderFinalNorm = vec("encoder.final_layer_norm.weight", *d);
+  ed.decoderFinalNorm = vec("decoder.final_layer_norm.weight", *d);
+  std::string biasName =
+      ".block.0.layer.0.SelfAttention.relative_attention_bias.weight";
+  ed.encoderBias = WeightRef{"encoder" + biasName, {*buckets, *heads}};
+  ed.decoderBias = WeightRef{"decoder" + biasName, {*buckets, *heads}};
+  for (auto [stack, n] : {std::pair<StringRef, int64_t>{"encoder", *enc},
+                          {"decoder", *dec}}) {
+    bool decoder = stack == "decoder";
+    for (int64_t i = 0; i < n; ++i) {
+      std::string p = (stack + ".block." + Twine(i) + ".layer.").str();
+      EncDecSpec::Block blk;
+      std::string a = p + "0.SelfAttention.";
+      blk.selfNorm = vec(p + "0.layer_norm.weight", *d);
+      blk.q = linear(a + "q.weight", inner, *d);
+      blk.k = linear(a + "k.weight", inner, *d);
+      blk.v = linear(a + "v.weight", inner, *d);
+      blk.o = linear(a + "o.weight", *d, inner);
+      if (decoder) {
+        std::string c = p + "1.EncDecAttention.";
+        blk.crossNorm = vec(p + "1.layer_norm.weight", *d);
+        blk.crossQ = linear(c + "q.weight", inner, *d);
+        blk.crossK = linear(c + "k.weight", inner, *d);
+        blk.crossV = linear(c + "v.weight", inner, *d);
+        blk.crossO = linear(c + "o.weight", *d, inner);
+      }
+      blk.ffNorm = vec(p + (decoder ? "2" : "1") + ".layer_norm.weight", *d);
+      ed.blocks.push_back(std::move(blk));
+    }
+  }
+  m.encdec = std::move(ed);
   return success();
 }
 

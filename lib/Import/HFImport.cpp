@@ -19,6 +19,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -175,6 +176,20 @@ private:
                             StringRef role);
   OwningOpRef<ModuleOp> emit(const ModelSpec &m, Type dtype,
                              StringRef dtypeName);
+  /// A T5-style encoder-decoder (Switch Transformers; HFEncoderDecoder.cpp).
+  OwningOpRef<ModuleOp> emitEncoderDecoder(const ModelSpec &m, Type dtype,
+                                           StringRef dtypeName);
+  LogicalResult checkEncoderDecoder(const ModelSpec &m);
+  /// A dense (non-expert) weight: in the index when there is one, with the
+  /// shape and dtype config.json implies where a header was read.
+  LogicalResult checkDenseWeight(const WeightRef &w, StringRef role);
+  /// The argument type and attributes of weight `w` (`dtype`, or its stored
+  /// type when it may be f32).
+  std::pair<Type, DictionaryAttr> weightArg(OpBuilder &b, const WeightRef &w,
+                                            Type dtype);
+  /// The module's `moe.hf` summary, then the verifier; null on failure.
+  OwningOpRef<ModuleOp> finish(OwningOpRef<ModuleOp> module,
+                               const ModelSpec &m, StringRef dtypeName);
 
   MLIRContext *ctx;
   const HFImportOptions &opts;
@@ -345,22 +360,26 @@ LogicalResult Importer::checkSizes(const ModelSpec &m) {
 
 /// The dense weights of a whole model: in the index (when there is one),
 /// with the shape and dtype config.json implies (where a header was read).
+LogicalResult Importer::checkDenseWeight(const WeightRef &w, StringRef role) {
+  if (index && !index->count(w.name))
+    return fail(listName + ": " + arch + ": no entry for tensor '" + w.name +
+                "' (" + role + ")");
+  auto it = stored.find(w.name);
+  if (it == stored.end())
+    return success();
+  SmallVector<int64_t> shape = w.storedShape();
+  if (ArrayRef<int64_t>(it->second.shape) != ArrayRef<int64_t>(shape) ||
+      it->second.dtype != dtypeTag)
+    return fail(it->second.file + ": " + arch + ": tensor '" + w.name +
+                "' (" + role + ") is not the " + dtypeTag +
+                " tensor of the shape config.json implies");
+  return success();
+}
+
 LogicalResult Importer::checkDense(const ModelSpec &m) {
   const DenseSpec &d = *m.dense;
-  auto check = [&](const WeightRef &w, StringRef role) -> LogicalResult {
-    if (index && !index->count(w.name))
-      return fail(listName + ": " + arch + ": no entry for tensor '" + w.name +
-                  "' (" + role + ")");
-    auto it = stored.find(w.name);
-    if (it == stored.end())
-      return success();
-    SmallVector<int64_t> shape = w.storedShape();
-    if (ArrayRef<int64_t>(it->second.shape) != ArrayRef<int64_t>(shape) ||
-        it->second.dtype != dtypeTag)
-      return fail(it->second.file + ": " + arch + ": tensor '" + w.name +
-                  "' (" + role + ") is not the " + dtypeTag +
-                  " tensor of the shape config.json implies");
-    return success();
+  auto check = [&](const WeightRef &w, StringRef role) {
+    return checkDenseWeight(w, role);
   };
   if (failed(check(d.embed, "token embedding")) ||
       failed(check(d.finalNorm, "final norm")) ||
@@ -457,6 +476,73 @@ LogicalResult Importer::checkIndex(const ModelSpec &m) {
   return success();
 }
 
+/// h + r in f32, rounded to the element type once (the residual adds of a
+/// block; bf16 arithmetic would become a libcall).
+static Value residualAdd(OpBuilder &b, Location loc, Value h, Value r) {
+  auto type = cast<RankedTensorType>(h.getType());
+  Type dtype = type.getElementType();
+  Value init = tensor::EmptyOp::create(b, loc, type.getShape(), dtype);
+  AffineMap id = b.getMultiDimIdentityMap(type.getRank());
+  return elementwise(b, loc, {h, r}, {id, id}, init,
+                     [&](OpBuilder &nb, Location l, ValueRange a) {
+                       Value sum = arith::AddFOp::create(
+                           nb, l, toF32(nb, l, a[0]), toF32(nb, l, a[1]));
+                       return fromF32(nb, l, sum, dtype);
+                     });
+}
+
+/// x [M, K] times w [K, N], accumulated in f32 and rounded to `dtype` (the
+/// form the GPU backend runs as its projection kernel).
+static Value roundedMatmul(OpBuilder &b, Location loc, Value x, Value w,
+                           Type dtype) {
+  int64_t rows = cast<RankedTensorType>(x.getType()).getDimSize(0),
+          cols = cast<RankedTensorType>(w.getType()).getDimSize(1);
+  Value acc = linalg::FillOp::create(
+                  b, loc,
+                  ValueRange{arith::ConstantOp::create(b, loc,
+                                                       b.getF32FloatAttr(0))},
+                  ValueRange{tensor::EmptyOp::create(
+                      b, loc, ArrayRef<int64_t>{rows, cols}, b.getF32Type())})
+                  .getResult(0);
+  acc = linalg::MatmulOp::create(b, loc, TypeRange{acc.getType()},
+                                 ValueRange{x, w}, ValueRange{acc})
+            .getResult(0);
+  if (dtype.isF32())
+    return acc;
+  return elementwise(
+      b, loc, {acc}, {b.getMultiDimIdentityMap(2)},
+      tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{rows, cols}, dtype),
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        return fromF32(nb, l, a[0], dtype);
+      });
+}
+
+std::pair<Type, DictionaryAttr>
+Importer::weightArg(OpBuilder &b, const WeightRef &w, Type dtype) {
+  Type elt = dtype;
+  if (w.f32) {
+    auto it = stored.find(w.name);
+    // (Both arms StringRef: a std::string arm would make a temporary.)
+    StringRef tag =
+        it == stored.end() ? StringRef("F32") : StringRef(it->second.dtype);
+    elt = tag == "BF16"  ? b.getBF16Type()
+          : tag == "F16" ? b.getF16Type()
+                         : b.getF32Type();
+  }
+  SmallVector<NamedAttribute> attrs = {
+      b.getNamedAttr("moe.weight", b.getStringAttr(w.name))};
+  if (w.layout == Layout::Transpose)
+    attrs.push_back(b.getNamedAttr("moe.transpose", b.getUnitAttr()));
+  if (w.layout == Layout::StackTranspose)
+    attrs.push_back(b.getNamedAttr("moe.stack", b.getStringAttr("transpose")));
+  if (w.layout == Layout::QkvTranspose)
+    attrs.push_back(b.getNamedAttr(
+        "moe.layout",
+        b.getStringAttr("qkv-transpose:" + std::to_string(w.heads) + ":" +
+                        std::to_string(w.part))));
+  return {RankedTensorType::get(w.shape, elt), b.getDictionaryAttr(attrs)};
+}
+
 OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
                                      StringRef dtypeName) {
   OpBuilder b(ctx);
@@ -504,30 +590,9 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     input(tokensType, "x");
   }
   auto addWeight = [&](const WeightRef &w) -> unsigned {
-    Type elt = dtype;
-    if (w.f32) {
-      auto it = stored.find(w.name);
-      // (Both arms StringRef: a std::string arm would make a temporary.)
-      StringRef tag =
-          it == stored.end() ? StringRef("F32") : StringRef(it->second.dtype);
-      elt = tag == "BF16"  ? b.getBF16Type()
-            : tag == "F16" ? b.getF16Type()
-                           : b.getF32Type();
-    }
-    argTypes.push_back(RankedTensorType::get(w.shape, elt));
-    SmallVector<NamedAttribute> attrs = {
-        b.getNamedAttr("moe.weight", b.getStringAttr(w.name))};
-    if (w.layout == Layout::Transpose)
-      attrs.push_back(b.getNamedAttr("moe.transpose", b.getUnitAttr()));
-    if (w.layout == Layout::StackTranspose)
-      attrs.push_back(
-          b.getNamedAttr("moe.stack", b.getStringAttr("transpose")));
-    if (w.layout == Layout::QkvTranspose)
-      attrs.push_back(b.getNamedAttr(
-          "moe.layout", b.getStringAttr("qkv-transpose:" +
-                                        std::to_string(w.heads) + ":" +
-                                        std::to_string(w.part))));
-    argAttrs.push_back(b.getDictionaryAttr(attrs));
+    auto [type, attrs] = weightArg(b, w, dtype);
+    argTypes.push_back(type);
+    argAttrs.push_back(attrs);
     return argTypes.size() - 1;
   };
   struct Slots {
@@ -643,14 +708,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   // h + r, rounded to the element type (the residual adds of a block).
   // (In f32 and rounded once: bf16 arithmetic would become a libcall.)
   auto add = [&](Location loc, Value h, Value r) -> Value {
-    Value init = tensor::EmptyOp::create(b, loc, tokensType.getShape(), dtype);
-    AffineMap id = b.getMultiDimIdentityMap(2);
-    return elementwise(b, loc, {h, r}, {id, id}, init,
-                       [&](OpBuilder &nb, Location l, ValueRange a) {
-                         Value sum = arith::AddFOp::create(
-                             nb, l, toF32(nb, l, a[0]), toF32(nb, l, a[1]));
-                         return fromF32(nb, l, sum, dtype);
-                       });
+    return residualAdd(b, loc, h, r);
   };
   Value x = body->getArgument(0);
   SmallVector<Value> caches;
@@ -725,9 +783,12 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
             body->getArgument(d.v), body->getArgument(d.o), arg(d.qBias),
             arg(d.kBias), arg(d.vBias), arg(d.qNorm), arg(d.kNorm),
             body->getArgument(2 + 2 * i), body->getArgument(3 + 2 * i),
-            body->getArgument(1), b.getI64IntegerAttr(dense->heads),
+            body->getArgument(1), /*position_bias=*/Value(),
+            /*key_length=*/Value(), b.getI64IntegerAttr(dense->heads),
             b.getI64IntegerAttr(dense->kvHeads),
-            b.getF64FloatAttr(dense->ropeTheta), eps, ropeFreqs, ropeFactor);
+            b.getF64FloatAttr(dense->ropeTheta), eps, ropeFreqs, ropeFactor,
+            /*scale=*/FloatAttr(), /*bidirectional=*/UnitAttr(),
+            /*relative_max_distance=*/IntegerAttr());
         caches.append({attn.getKeyCache(), attn.getValueCache()});
         attended = attn.getResult();
       }
@@ -769,25 +830,8 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
                               body->getArgument(*logitRowsSlot), x);
     x = norm(hloc, headType, x, finalNormSlot, finalNormBiasSlot);
     // logits = norm(h) W^T, accumulated in f32 and rounded.
-    Value acc = linalg::FillOp::create(
-                    b, hloc,
-                    ValueRange{arith::ConstantOp::create(b, hloc,
-                                                         b.getF32FloatAttr(0))},
-                    ValueRange{tensor::EmptyOp::create(
-                        b, hloc, logitsType.getShape(), b.getF32Type())})
-                    .getResult(0);
-    acc = linalg::MatmulOp::create(
-              b, hloc, TypeRange{acc.getType()},
-              ValueRange{x, body->getArgument(lmHeadSlot)}, ValueRange{acc})
-              .getResult(0);
-    Value logits = acc;
-    if (!dtype.isF32())
-      logits = elementwise(
-          b, hloc, {acc}, {b.getMultiDimIdentityMap(2)},
-          tensor::EmptyOp::create(b, hloc, logitsType.getShape(), dtype),
-          [&](OpBuilder &nb, Location l, ValueRange a) {
-            return fromF32(nb, l, a[0], dtype);
-          });
+    Value logits =
+        roundedMatmul(b, hloc, x, body->getArgument(lmHeadSlot), dtype);
     SmallVector<Value> results{logits};
     results.append(caches);
     func::ReturnOp::create(b, fileLoc, results);
@@ -795,16 +839,27 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     func::ReturnOp::create(b, fileLoc, x);
   }
 
+  return finish(std::move(module), m, dtypeName);
+}
+
+OwningOpRef<ModuleOp> Importer::finish(OwningOpRef<ModuleOp> module,
+                                       const ModelSpec &m,
+                                       StringRef dtypeName) {
+  OpBuilder b(ctx);
   auto strings = [&](ArrayRef<std::string> list) {
     SmallVector<Attribute> attrs;
     for (const std::string &s : list)
       attrs.push_back(b.getStringAttr(s));
     return b.getArrayAttr(attrs);
   };
-  SmallVector<std::string> moeLayers;
+  SmallVector<std::string> moeLayers, denseBlocks;
   SmallVector<int64_t> denseLayers(m.denseLayers);
   for (const LayerSpec &l : m.layers) {
-    if (l.denseMlp)
+    // (An encoder-decoder numbers each stack's blocks from 0: its dense
+    // blocks are named.)
+    if (l.denseMlp && m.encdec)
+      denseBlocks.push_back(l.scope);
+    else if (l.denseMlp)
       denseLayers.push_back(l.index);
     else
       moeLayers.push_back(l.scope);
@@ -819,6 +874,8 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       b.getNamedAttr("skipped", strings(m.skipped)),
       b.getNamedAttr("weights_checked", b.getBoolAttr(index.has_value())),
       b.getNamedAttr("shapes_checked", b.getBoolAttr(!stored.empty()))};
+  if (!denseBlocks.empty())
+    info.push_back(b.getNamedAttr("dense_blocks", strings(denseBlocks)));
   if (!m.notes.empty())
     info.push_back(b.getNamedAttr("notes", strings(m.notes)));
   (*module)->setAttr("moe.hf", b.getDictionaryAttr(info));
@@ -839,6 +896,318 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
     }
   }
   return module;
+}
+
+LogicalResult Importer::checkEncoderDecoder(const ModelSpec &m) {
+  const EncDecSpec &ed = *m.encdec;
+  for (auto [w, role] :
+       {std::pair{&ed.embed, "shared token embedding"},
+        {&ed.lmHead, "LM head"},
+        {&ed.encoderBias, "encoder relative attention bias"},
+        {&ed.decoderBias, "decoder relative attention bias"},
+        {&ed.encoderFinalNorm, "encoder final layer norm"},
+        {&ed.decoderFinalNorm, "decoder final layer norm"}})
+    if (failed(checkDenseWeight(*w, role)))
+      return failure();
+  for (const EncDecSpec::Block &blk : ed.blocks) {
+    for (auto [w, role] :
+         {std::pair{&blk.selfNorm, "self-attention layer norm"},
+          {&blk.q, "query projection"}, {&blk.k, "key projection"},
+          {&blk.v, "value projection"}, {&blk.o, "output projection"},
+          {&blk.ffNorm, "feed-forward layer norm"}})
+      if (failed(checkDenseWeight(*w, role)))
+        return failure();
+    for (auto [w, role] :
+         {std::pair{&blk.crossNorm, "cross-attention layer norm"},
+          {&blk.crossQ, "cross-attention query"},
+          {&blk.crossK, "cross-attention key"},
+          {&blk.crossV, "cross-attention value"},
+          {&blk.crossO, "cross-attention output"}})
+      if (*w && failed(checkDenseWeight(**w, role)))
+        return failure();
+  }
+  return success();
+}
+
+/// One step of the decoder, which runs the encoder first when its position
+/// is 0 (the decoder start token): inputs `ids` [T] and `pos` [1] (the
+/// decoder's), `encoder_ids` [S] and `encoder_length` [1] (the prompt,
+/// padded), the self-attention caches `past_key.i`/`past_value.i` and the
+/// encoder's keys and values for each decoder block's cross-attention,
+/// `past_cross_key.i`/`past_cross_value.i` [S, H, d_kv]; results the
+/// logits and the four caches. The generator threads the caches from step
+/// to step, so the encoder runs once per generation.
+OwningOpRef<ModuleOp> Importer::emitEncoderDecoder(const ModelSpec &m,
+                                                   Type dtype,
+                                                   StringRef dtypeName) {
+  const EncDecSpec &ed = *m.encdec;
+  OpBuilder b(ctx);
+  Location fileLoc = FileLineColLoc::get(ctx, opts.configName, 1, 1);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
+  int64_t T = opts.tokens, S = opts.maxSeq, H = ed.heads, hd = ed.headDim,
+          d = m.hidden, E = ed.encoderLayers;
+  int64_t D = int64_t(m.layers.size()) - E;
+  Type i32 = b.getI32Type();
+  auto cacheType = RankedTensorType::get({S, H, hd}, dtype);
+  auto rowsType = [&](int64_t n) {
+    return RankedTensorType::get({n, d}, dtype);
+  };
+
+  SmallVector<Type> argTypes;
+  SmallVector<DictionaryAttr> argAttrs;
+  auto input = [&](Type t, StringRef name) -> unsigned {
+    argTypes.push_back(t);
+    argAttrs.push_back(b.getDictionaryAttr(
+        b.getNamedAttr("moe.input", b.getStringAttr(name))));
+    return argTypes.size() - 1;
+  };
+  auto weight = [&](const WeightRef &w) -> unsigned {
+    auto [type, attrs] = weightArg(b, w, dtype);
+    argTypes.push_back(type);
+    argAttrs.push_back(attrs);
+    return argTypes.size() - 1;
+  };
+  unsigned idsArg = input(RankedTensorType::get({T}, i32), "ids");
+  unsigned posArg = input(RankedTensorType::get({1}, i32), "pos");
+  unsigned encIdsArg = input(RankedTensorType::get({S}, i32), "encoder_ids");
+  unsigned encLenArg =
+      input(RankedTensorType::get({1}, i32), "encoder_length");
+  SmallVector<unsigned> selfCache, crossCache;
+  for (int64_t j = 0; j < D; ++j) {
+    selfCache.push_back(input(cacheType, "past_key." + std::to_string(j)));
+    input(cacheType, "past_value." + std::to_string(j));
+  }
+  for (int64_t j = 0; j < D; ++j) {
+    crossCache.push_back(
+        input(cacheType, "past_cross_key." + std::to_string(j)));
+    input(cacheType, "past_cross_value." + std::to_string(j));
+  }
+  std::optional<unsigned> logitRowsArg;
+  if (T > 1)
+    logitRowsArg = input(RankedTensorType::get({1}, i32), "logit_rows");
+
+  struct BlockArgs {
+    unsigned selfNorm, q, k, v, o, ffNorm;
+    unsigned crossNorm = 0, cq = 0, ck = 0, cv = 0, co = 0;
+    unsigned up = 0, down = 0, router = 0;
+  };
+  unsigned embedArg = weight(ed.embed);
+  unsigned encBiasArg = weight(ed.encoderBias);
+  unsigned decBiasArg = weight(ed.decoderBias);
+  SmallVector<BlockArgs> blocks;
+  for (auto [i, l] : llvm::enumerate(m.layers)) {
+    const EncDecSpec::Block &blk = ed.blocks[i];
+    BlockArgs a;
+    a.selfNorm = weight(blk.selfNorm);
+    a.q = weight(blk.q);
+    a.k = weight(blk.k);
+    a.v = weight(blk.v);
+    a.o = weight(blk.o);
+    if (blk.crossNorm) {
+      a.crossNorm = weight(*blk.crossNorm);
+      a.cq = weight(*blk.crossQ);
+      a.ck = weight(*blk.crossK);
+      a.cv = weight(*blk.crossV);
+      a.co = weight(*blk.crossO);
+    }
+    a.ffNorm = weight(blk.ffNorm);
+    if (l.denseMlp) {
+      a.up = weight(*l.sharedUp);
+      a.down = weight(*l.sharedDown);
+    } else {
+      a.router = weight(l.router);
+      a.up = weight(l.up);
+      a.down = weight(l.down);
+    }
+    blocks.push_back(a);
+  }
+  unsigned encFinalArg = weight(ed.encoderFinalNorm);
+  unsigned decFinalArg = weight(ed.decoderFinalNorm);
+  unsigned lmHeadArg = weight(ed.lmHead);
+
+  int64_t logitRows = T > 1 ? 1 : T;
+  SmallVector<Type> resultTypes{
+      RankedTensorType::get({logitRows, ed.vocab}, dtype)};
+  SmallVector<std::string> resultNames{"logits"};
+  for (StringRef kind : {"", "cross_"})
+    for (int64_t j = 0; j < D; ++j) {
+      resultTypes.append({cacheType, cacheType});
+      resultNames.push_back((kind + "key." + Twine(j)).str());
+      resultNames.push_back((kind + "value." + Twine(j)).str());
+    }
+  b.setInsertionPointToEnd(module->getBody());
+  auto fn = func::FuncOp::create(b, fileLoc, "model",
+                                 b.getFunctionType(argTypes, resultTypes));
+  fn.setAllArgAttrs(argAttrs);
+  for (auto [i, name] : llvm::enumerate(resultNames))
+    fn.setResultAttr(i, "moe.output", b.getStringAttr(name));
+  fn->setAttr("moe.decoder_start", b.getI64IntegerAttr(ed.decoderStart));
+  Block *body = fn.addEntryBlock();
+  b.setInsertionPointToEnd(body);
+  auto arg = [&](unsigned i) -> Value { return body->getArgument(i); };
+  FloatAttr eps = b.getF64FloatAttr(ed.epsilon);
+  FloatAttr one = b.getF64FloatAttr(1.0);
+  DenseF32ArrayAttr noRope =
+      b.getDenseF32ArrayAttr(SmallVector<float>(hd / 2, 0.0f));
+  IntegerAttr maxDistance = b.getI64IntegerAttr(ed.maxDistance);
+  auto scope = [&](const Twine &name) {
+    return NameLoc::get(b.getStringAttr(name), fileLoc);
+  };
+  // The FFN block of layer `i` on normed rows `h`: dense or MoE.
+  auto ffn = [&](size_t i, Value h) -> Value {
+    const LayerSpec &l = m.layers[i];
+    const BlockArgs &a = blocks[i];
+    Location loc = scope(l.scope);
+    if (l.denseMlp)
+      return MlpOp::create(b, loc, h.getType(), h, arg(a.up), Value(),
+                           arg(a.down), ActivationAttr::get(ctx, l.activation));
+    return LayerOp::create(
+        b, loc, h.getType(), h, arg(a.router), Value(), arg(a.up), Value(),
+        arg(a.down), Value(), Value(), Value(), Value(), Value(), Value(),
+        Value(), Value(), /*expert_offset=*/Value(), l.activation,
+        uint64_t(l.topK), l.scoreFunc, /*score_after_topk=*/false,
+        l.renormalize, llvm::APFloat(l.scaling),
+        b.getF64FloatAttr(*l.capacityFactor), uint64_t(l.minCapacity),
+        DropPolicy::position, IntegerAttr(), IntegerAttr(), l.groupScore);
+  };
+  // Self-attention of block `i` over `h`: a T5 attention (no RoPE, unscaled,
+  // the stack's relative-position bias).
+  auto selfAttention = [&](size_t i, Value h, Value keys, Value values,
+                           Value pos, Value length, bool encoder) {
+    const BlockArgs &a = blocks[i];
+    std::string p = encoder ? "encoder.block." + std::to_string(i)
+                            : "decoder.block." + std::to_string(i - E);
+    return AttentionOp::create(
+        b, scope(p + ".layer.0.SelfAttention"),
+        TypeRange{h.getType(), keys.getType(), values.getType()}, h,
+        arg(a.q), arg(a.k), arg(a.v), arg(a.o), Value(), Value(), Value(),
+        Value(), Value(), keys, values, pos,
+        arg(encoder ? encBiasArg : decBiasArg), length,
+        b.getI64IntegerAttr(H), b.getI64IntegerAttr(H), b.getF64FloatAttr(1e4),
+        b.getF64FloatAttr(1e-6), noRope, one, one,
+        encoder ? b.getUnitAttr() : UnitAttr(), maxDistance);
+  };
+  auto norm = [&](Location loc, Value x, unsigned w) -> Value {
+    return RmsNormOp::create(b, loc, x.getType(), x, arg(w), eps);
+  };
+
+  // The encoder, at the decoder's first position only.
+  Location encLoc = scope("encoder");
+  Value first = arith::CmpIOp::create(
+      b, encLoc, arith::CmpIPredicate::eq,
+      tensor::ExtractOp::create(
+          b, encLoc, arg(posArg),
+          ValueRange{arith::ConstantIndexOp::create(b, encLoc, 0)}),
+      arith::ConstantIntOp::create(b, encLoc, i32, 0));
+  SmallVector<Type> crossTypes(2 * D, cacheType);
+  auto encode = scf::IfOp::create(b, encLoc, crossTypes, first,
+                                  /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&encode.getThenRegion().front());
+    auto zeroType = RankedTensorType::get({1}, i32);
+    Value zeroPos = arith::ConstantOp::create(
+        b, encLoc, zeroType,
+        DenseElementsAttr::get(zeroType, ArrayRef<int32_t>{0}));
+    Value x = EmbeddingOp::create(b, scope("encoder.embed_tokens"),
+                                  rowsType(S), arg(encIdsArg), arg(embedArg));
+    for (int64_t i = 0; i < E; ++i) {
+      Location loc = scope("encoder.block." + Twine(i));
+      Value h = norm(loc, x, blocks[i].selfNorm);
+      // The encoder keeps no cache: its keys and values go to scratch.
+      Value scratchK = tensor::EmptyOp::create(b, loc, cacheType.getShape(),
+                                               dtype);
+      Value scratchV = tensor::EmptyOp::create(b, loc, cacheType.getShape(),
+                                               dtype);
+      auto attn = selfAttention(size_t(i), h, scratchK, scratchV, zeroPos,
+                                arg(encLenArg), /*encoder=*/true);
+      x = residualAdd(b, loc, x, attn.getResult());
+      x = residualAdd(b, loc, x, ffn(size_t(i), norm(loc, x, blocks[i].ffNorm)));
+    }
+    x = norm(scope("encoder.final_layer_norm"), x, encFinalArg);
+    // Every decoder block's cross-attention keys and values.
+    SmallVector<Value> cross(2 * D);
+    for (int64_t j = 0; j < D; ++j) {
+      const BlockArgs &a = blocks[size_t(E + j)];
+      Location loc =
+          scope("decoder.block." + Twine(j) + ".layer.1.EncDecAttention");
+      for (auto [slot, w] : {std::pair{0, a.ck}, {1, a.cv}}) {
+        Value kv = roundedMatmul(b, loc, x, arg(w), dtype);
+        cross[size_t(j * 2 + slot)] = tensor::ExpandShapeOp::create(
+            b, loc, cacheType, kv,
+            ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+      }
+    }
+    // Both branches yield new, contiguous tensors: the deallocation after
+    // bufferization then needs no run-time ownership, and the results no
+    // strided layout (the step's inputs are read-only, so the caches are
+    // copied to the outputs in either case). Later steps pass the caches
+    // on.
+    auto fresh = [&](Value v) {
+      return linalg::CopyOp::create(
+                 b, encLoc, v,
+                 Value(tensor::EmptyOp::create(b, encLoc, cacheType.getShape(),
+                                               dtype)))
+          .getResult(0);
+    };
+    for (Value &v : cross)
+      v = fresh(v);
+    scf::YieldOp::create(b, encLoc, cross);
+    b.setInsertionPointToStart(&encode.getElseRegion().front());
+    SmallVector<Value> past;
+    for (int64_t j = 0; j < D; ++j)
+      for (unsigned slot : {0u, 1u})
+        past.push_back(fresh(arg(crossCache[size_t(j)] + slot)));
+    scf::YieldOp::create(b, encLoc, past);
+  }
+
+  // The decoder step.
+  Value x = EmbeddingOp::create(b, scope("decoder.embed_tokens"), rowsType(T),
+                                arg(idsArg), arg(embedArg));
+  SmallVector<Value> selfOut;
+  for (int64_t j = 0; j < D; ++j) {
+    size_t i = size_t(E + j);
+    Location loc = scope("decoder.block." + Twine(j));
+    Value h = norm(loc, x, blocks[i].selfNorm);
+    auto attn = selfAttention(i, h, arg(selfCache[size_t(j)]),
+                              arg(selfCache[size_t(j)] + 1), arg(posArg),
+                              Value(), /*encoder=*/false);
+    selfOut.append({attn.getKeyCache(), attn.getValueCache()});
+    x = residualAdd(b, loc, x, attn.getResult());
+    h = norm(loc, x, blocks[i].crossNorm);
+    Value c = CrossAttentionOp::create(
+        b, scope("decoder.block." + Twine(j) + ".layer.1.EncDecAttention"),
+        h.getType(), h, arg(blocks[i].cq), arg(blocks[i].co),
+        encode.getResult(unsigned(2 * j)), encode.getResult(unsigned(2 * j + 1)),
+        arg(encLenArg), b.getI64IntegerAttr(H), one);
+    x = residualAdd(b, loc, x, c);
+    x = residualAdd(b, loc, x, ffn(i, norm(loc, x, blocks[i].ffNorm)));
+  }
+  Location hloc = scope("lm_head");
+  if (logitRowsArg)
+    x = EmbeddingOp::create(b, hloc, rowsType(1), arg(*logitRowsArg), x);
+  x = norm(scope("decoder.final_layer_norm"), x, decFinalArg);
+  if (ed.tied) {
+    // transformers rescales the tied head's input by d_model^-0.5 (in f32,
+    // rounded).
+    float factor = float(1.0 / std::sqrt(double(d)));
+    auto type = cast<RankedTensorType>(x.getType());
+    x = elementwise(
+        b, hloc, {x}, {b.getMultiDimIdentityMap(2)},
+        tensor::EmptyOp::create(b, hloc, type.getShape(), dtype),
+        [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value f = arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(factor));
+          return fromF32(nb, l,
+                         arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), f),
+                         dtype);
+        });
+  }
+  SmallVector<Value> results{
+      roundedMatmul(b, hloc, x, arg(lmHeadArg), dtype)};
+  results.append(selfOut);
+  results.append(encode.getResults().begin(), encode.getResults().end());
+  func::ReturnOp::create(b, fileLoc, results);
+  return finish(std::move(module), m, dtypeName);
 }
 
 OwningOpRef<ModuleOp> Importer::run(StringRef configText,
@@ -975,7 +1344,7 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
   else if (modelType == "deepseek_v3")
     r = importDeepSeek(cfg, m, /*v3=*/true);
   else if (modelType == "switch_transformers")
-    r = importSwitch(cfg, m);
+    r = importSwitch(cfg, m, opts.whole);
   else if (modelType == "deepspeed_moe_gpt")
     r = importDeepSpeedGpt(cfg, m, index ? &*index : nullptr);
   if (failed(r))
@@ -983,6 +1352,24 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
   if (m.layers.empty()) {
     (void)cfg.fail("the configuration has no MoE layers");
     return nullptr;
+  }
+  if (opts.whole && m.encdec) {
+    if (opts.batch > 1) {
+      (void)fail("--import-hf-batch " + Twine(opts.batch) + ": batched "
+                 "steps of encoder-decoder models (" + modelType +
+                 ") are not supported yet");
+      return nullptr;
+    }
+    if (opts.maxSeq < opts.tokens || opts.maxSeq > kMaxTokens) {
+      (void)fail("--import-hf-max-seq must be in [tokens (" +
+                 Twine(opts.tokens) + "), " + Twine(kMaxTokens) + "], got " +
+                 Twine(opts.maxSeq));
+      return nullptr;
+    }
+    if (failed(checkSizes(m)) || failed(checkEncoderDecoder(m)) ||
+        (index && failed(checkIndex(m))))
+      return nullptr;
+    return emitEncoderDecoder(m, dtype, *dtypeName);
   }
   if (opts.whole) {
     bool deepseek = modelType == "deepseek_v2" || modelType == "deepseek_v3";
@@ -1059,7 +1446,7 @@ OwningOpRef<ModuleOp> mlir::moe::importHFConfig(
     ArrayRef<HFSafetensorsHeader> headers, MLIRContext *context,
     const HFImportOptions &options, std::string &error) {
   error.clear();
-  context->loadDialect<MoEDialect, func::FuncDialect>();
+  context->loadDialect<MoEDialect, func::FuncDialect, scf::SCFDialect>();
   OwningOpRef<ModuleOp> module =
       Importer(context, options, error).run(configText, indexText, headers);
   if (!module && error.empty())
@@ -1211,6 +1598,6 @@ void mlir::moe::registerHFImportTranslation() {
         return OwningOpRef<Operation *>(module.release());
       },
       [](DialectRegistry &registry) {
-        registry.insert<MoEDialect, func::FuncDialect>();
+        registry.insert<MoEDialect, func::FuncDialect, scf::SCFDialect>();
       });
 }

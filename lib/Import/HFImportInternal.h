@@ -248,8 +248,29 @@ struct DenseSpec {
   std::vector<Block> blocks; // one per MoE layer, in order
 };
 
+/// The parts of a T5-style encoder-decoder (Switch Transformers) around
+/// its FFN blocks: `ModelSpec::layers` holds the encoder's blocks, then the
+/// decoder's (MoE or dense), and `blocks` their attention weights.
+struct EncDecSpec {
+  int64_t vocab = 0, heads = 0, headDim = 0, encoderLayers = 0,
+          buckets = 0, maxDistance = 0, decoderStart = 0;
+  double epsilon = 1e-6;
+  /// Tied embeddings: the decoder output is scaled by d_model^-0.5
+  /// before the LM head.
+  bool tied = true;
+  WeightRef embed, encoderBias, decoderBias, encoderFinalNorm,
+      decoderFinalNorm, lmHead;
+  struct Block {
+    WeightRef selfNorm, q, k, v, o, ffNorm;
+    /// Decoder blocks: the cross-attention and its norm.
+    std::optional<WeightRef> crossNorm, crossQ, crossK, crossV, crossO;
+  };
+  std::vector<Block> blocks;
+};
+
 struct ModelSpec {
   std::optional<DenseSpec> dense;
+  std::optional<EncDecSpec> encdec;
   std::string architecture, modelType;
   int64_t hidden = 0, numLayers = 0;
   std::vector<LayerSpec> layers;
@@ -293,7 +314,9 @@ LogicalResult importDeepSeekDense(Config &cfg, ModelSpec &m, bool v3);
 /// The GPT parts of a DeepSpeed-MoE GPT (PR-MoE, MoS) whole model: learned
 /// position embeddings, LayerNorms, Megatron's fused QKV, the tied LM head.
 LogicalResult importDeepSpeedGptDense(Config &cfg, ModelSpec &m);
-LogicalResult importSwitch(Config &cfg, ModelSpec &m);
+/// Switch Transformers: the MoE layers of encoder and decoder; `whole`
+/// adds the dense FFN blocks and the encoder-decoder parts (`m.encdec`).
+LogicalResult importSwitch(Config &cfg, ModelSpec &m, bool whole);
 /// `index`, when known, says whether PR-MoE's coefficient has its bias
 /// (without one, DeepSpeed's default: it has).
 LogicalResult importDeepSpeedGpt(Config &cfg, ModelSpec &m,

@@ -30,6 +30,8 @@ std::string ModelSignature::serialize() const {
     llvm::interleave(grid, os, "x");
     os << '\n';
   }
+  if (decoderStart)
+    os << "decoder-start " << *decoderStart << '\n';
   for (const ModelBuffer &b : buffers) {
     os << (b.device ? "device-" : "")
        << (b.kind == ModelBuffer::Kind::Input    ? "input"
@@ -187,6 +189,10 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
   sig.entry = entry.getSymName().str();
   if (auto grid = module.lookupSymbol<shard::GridOp>("moe_grid"))
     sig.grid.assign(grid.getShape().begin(), grid.getShape().end());
+  if (auto start = entry->getAttrOfType<IntegerAttr>("moe.decoder_start")) {
+    sig.decoderStart = start.getInt();
+    entry->removeAttr("moe.decoder_start");
+  }
   FunctionType type = entry.getFunctionType();
   // Per name, the layouts of the weights so named ("\n" for a buffer
   // that is no weight).

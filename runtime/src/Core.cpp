@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace {
 thread_local std::string lastError;
@@ -206,4 +207,74 @@ extern "C" uint64_t moert_now_ns(void) {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::steady_clock::now().time_since_epoch())
                       .count());
+}
+
+//===----------------------------------------------------------------------===//
+// memrefCopy: the copy between memrefs of different layouts that MLIR's
+// memref-to-LLVM lowering calls (as mlir_c_runner_utils provides it), so
+// that compiled models need no MLIR library at run time.
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// An unranked memref as the lowering passes it: the rank and a pointer to
+/// the ranked descriptor {allocated, aligned, offset, sizes[rank],
+/// strides[rank]}.
+struct UnrankedMemRef {
+  int64_t rank;
+  void *descriptor;
+};
+struct StridedView {
+  char *aligned;
+  int64_t offset;
+  const int64_t *sizes, *strides;
+};
+StridedView viewOf(const UnrankedMemRef &m) {
+  auto *fields = static_cast<char *>(m.descriptor);
+  StridedView v;
+  std::memcpy(&v.aligned, fields + sizeof(void *), sizeof(void *));
+  std::memcpy(&v.offset, fields + 2 * sizeof(void *), sizeof(int64_t));
+  v.sizes = reinterpret_cast<const int64_t *>(fields + 2 * sizeof(void *) +
+                                              sizeof(int64_t));
+  v.strides = v.sizes + m.rank;
+  return v;
+}
+} // namespace
+
+extern "C" void memrefCopy(int64_t elemSize, UnrankedMemRef *src,
+                           UnrankedMemRef *dst) {
+  int64_t rank = src->rank;
+  StridedView s = viewOf(*src), d = viewOf(*dst);
+  for (int64_t i = 0; i < rank; ++i)
+    if (s.sizes[i] == 0)
+      return;
+  // Odometer over all dimensions but the last, which is copied in one go
+  // when both sides are contiguous in it.
+  std::vector<int64_t> index(size_t(rank), 0);
+  int64_t last = rank ? s.sizes[rank - 1] : 1;
+  bool rowContiguous =
+      rank == 0 || (s.strides[rank - 1] == 1 && d.strides[rank - 1] == 1);
+  while (true) {
+    int64_t so = s.offset, dof = d.offset;
+    for (int64_t i = 0; i + 1 < rank; ++i) {
+      so += index[size_t(i)] * s.strides[i];
+      dof += index[size_t(i)] * d.strides[i];
+    }
+    if (rowContiguous) {
+      std::memcpy(d.aligned + dof * elemSize, s.aligned + so * elemSize,
+                  size_t(last * elemSize));
+    } else {
+      for (int64_t j = 0; j < last; ++j)
+        std::memcpy(d.aligned + (dof + j * d.strides[rank - 1]) * elemSize,
+                    s.aligned + (so + j * s.strides[rank - 1]) * elemSize,
+                    size_t(elemSize));
+    }
+    int64_t i = rank - 2;
+    for (; i >= 0; --i) {
+      if (++index[size_t(i)] < s.sizes[i])
+        break;
+      index[size_t(i)] = 0;
+    }
+    if (i < 0)
+      return;
+  }
 }

@@ -136,7 +136,7 @@ std::vector<std::vector<int>> parseSplit(const std::string &text) {
 }
 
 bool parseSignature(const char *text, std::vector<Buffer> &out,
-                    std::vector<int64_t> &grid) {
+                    std::vector<int64_t> &grid, long &decoderStart) {
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
@@ -147,6 +147,11 @@ bool parseSignature(const char *text, std::vector<Buffer> &out,
     if (line.rfind("grid ", 0) == 0) {
       fields >> kind >> shape;
       grid = parseDims(shape);
+      continue;
+    }
+    if (line.rfind("decoder-start ", 0) == 0) {
+      if (!(fields >> kind >> decoderStart) || decoderStart < 0)
+        return false;
       continue;
     }
     if (!(fields >> kind >> name >> dtype >> shape))
@@ -461,13 +466,22 @@ int runThreads(int n, bool onDevice, const Options &options,
 /// `key.N` / `value.N`. The executable then generates tokens. A step of
 /// several rows per sequence may take `logit_rows` [B] (I32: the row of
 /// each sequence whose logits it computes); its logits are then [B, V].
+/// An encoder-decoder (T5, Switch Transformers) also takes the prompt as
+/// `encoder_ids` [S] (padded) with `encoder_length` [1], and decodes from
+/// the signature's decoder start token; its step runs the encoder when the
+/// position is 0 and passes the encoder's keys and values on as caches
+/// (`past_cross_key.N` / `cross_key.N`).
 struct Generator {
   Buffer *ids = nullptr, *pos = nullptr, *logits = nullptr,
-         *logitRows = nullptr;
+         *logitRows = nullptr, *encoderIds = nullptr,
+         *encoderLength = nullptr;
+  long decoderStart = -1;
   std::vector<std::pair<Buffer *, Buffer *>> caches; // (past input, output)
 };
 
-bool findGenerator(std::vector<Buffer> &buffers, Generator &g) {
+bool findGenerator(std::vector<Buffer> &buffers, long decoderStart,
+                   Generator &g) {
+  g.decoderStart = decoderStart;
   std::map<std::string, Buffer *> byName;
   for (Buffer &b : buffers)
     byName[b.name] = &b;
@@ -487,6 +501,17 @@ bool findGenerator(std::vector<Buffer> &buffers, Generator &g) {
   g.pos = in("pos");
   g.logits = out("logits");
   g.logitRows = in("logit_rows");
+  g.encoderIds = in("encoder_ids");
+  g.encoderLength = in("encoder_length");
+  if (bool(g.encoderIds) != bool(g.encoderLength))
+    return false;
+  if (bool(g.encoderIds) != (decoderStart >= 0))
+    return false;
+  if (g.encoderIds &&
+      (g.encoderIds->dtype != MOERT_I32 || g.encoderIds->shape.size() != 1 ||
+       g.encoderLength->dtype != MOERT_I32 ||
+       g.encoderLength->shape != std::vector<int64_t>{1}))
+    return false;
   // B sequences of T rows: ids [B*T], pos [B], logits [B*T, V] (or [B, V]
   // with logit_rows [B]).
   if (!g.ids || !g.pos || !g.logits || g.ids->dtype != MOERT_I32 ||
@@ -510,7 +535,8 @@ bool findGenerator(std::vector<Buffer> &buffers, Generator &g) {
   }
   for (Buffer &b : buffers)
     if (b.kind == Buffer::Input && &b != g.ids && &b != g.pos &&
-        &b != g.logitRows && b.name.rfind("past_", 0) != 0)
+        &b != g.logitRows && &b != g.encoderIds && &b != g.encoderLength &&
+        b.name.rfind("past_", 0) != 0)
       return false;
   return true;
 }
@@ -581,6 +607,8 @@ struct Options {
   /// From the signature: a whole model that generates tokens; which files
   /// it reads.
   bool isGenerator = false, needWeights = false, needInputs = false;
+  /// The signature's decoder start token (an encoder-decoder), else -1.
+  long decoderStart = -1;
 };
 
 /// Sets a buffer (on the host or the GPU) to zero.
@@ -642,8 +670,32 @@ int generate(Generator &g, std::vector<void *> &args,
              bool leader) {
   int64_t B = g.pos->shape[0], vocab = g.logits->shape[1];
   int64_t T = g.ids->shape[0] / B;
-  if (int rc = checkGeneration(g, o))
+  // An encoder-decoder reads the prompt in its encoder; its decoder's own
+  // prompt is the start token.
+  GenerateOptions dec = o;
+  if (g.encoderIds) {
+    int64_t rows = g.encoderIds->shape[0];
+    if (int64_t(o.prompt.size()) > rows) {
+      std::fprintf(stderr, "error: the prompt's %zu tokens exceed the "
+                           "encoder's %lld rows (moe-compile "
+                           "--import-hf-max-seq)\n",
+                   o.prompt.size(), (long long)rows);
+      return 2;
+    }
+    GenerateOptions ids = o; // the prompt's ids against the vocabulary
+    ids.maxNew = 0;
+    if (int rc = checkGeneration(g, ids))
+      return rc;
+    dec.prompt = {int32_t(g.decoderStart)};
+  }
+  if (int rc = checkGeneration(g, dec))
     return rc;
+  if (g.encoderIds) {
+    auto *enc = static_cast<int32_t *>(g.encoderIds->data);
+    std::fill(enc, enc + g.encoderIds->shape[0], 0);
+    std::copy(o.prompt.begin(), o.prompt.end(), enc);
+    *static_cast<int32_t *>(g.encoderLength->data) = int32_t(o.prompt.size());
+  }
   auto slot = [&](Buffer *b) {
     return size_t(b - buffers.data());
   };
@@ -662,7 +714,7 @@ int generate(Generator &g, std::vector<void *> &args,
   for (int64_t b = 0; b < B; ++b)
     rngs.emplace_back(o.seed + uint64_t(b));
   // Per sequence: its tokens so far and the ones it generated.
-  std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(B), o.prompt);
+  std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(B), dec.prompt);
   std::vector<std::vector<int32_t>> generated(static_cast<size_t>(B));
   int32_t *ids = static_cast<int32_t *>(g.ids->data);
   int32_t *pos = static_cast<int32_t *>(g.pos->data);
@@ -756,8 +808,8 @@ int generate(Generator &g, std::vector<void *> &args,
   };
   uint64_t t0 = moert_now_ns();
   size_t last = 0;
-  for (size_t at = 0; at < o.prompt.size(); at += size_t(T))
-    last = step(at, std::min(size_t(T), o.prompt.size() - at));
+  for (size_t at = 0; at < dec.prompt.size(); at += size_t(T))
+    last = step(at, std::min(size_t(T), dec.prompt.size() - at));
   uint64_t t1 = moert_now_ns();
   // Decode time: each step with the sampling of its tokens.
   uint64_t decodeNs = 0;
@@ -837,7 +889,8 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
                                 void (*run)(void **buffers)) {
   std::vector<Buffer> buffers;
   std::vector<int64_t> grid;
-  if (!parseSignature(signature, buffers, grid)) {
+  long decoderStart = -1;
+  if (!parseSignature(signature, buffers, grid, decoderStart)) {
     std::fprintf(stderr, "error: the model's embedded signature is malformed\n");
     return 1;
   }
@@ -879,6 +932,7 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
     break;
   }
   Options options;
+  options.decoderStart = decoderStart;
   if (int rc = parseOptions(argc, argv, buffers, options); rc >= 0)
     return rc;
   if (launcher > 0 && !std::strcmp(argv[launcher], "--gpus"))
@@ -1073,7 +1127,7 @@ int parseOptions(int argc, char **argv, const std::vector<Buffer> &buffers,
     return 2;
   Generator generator;
   std::vector<Buffer> probe = buffers;
-  bool isGenerator = findGenerator(probe, generator);
+  bool isGenerator = findGenerator(probe, o.decoderStart, generator);
   if (isGenerator != generating) {
     std::fprintf(stderr,
                  isGenerator
@@ -1120,7 +1174,7 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
   // The generation loop's view of this rank's own buffers.
   Generator generator;
   if (isGenerator)
-    findGenerator(buffers, generator);
+    findGenerator(buffers, o.decoderStart, generator);
 
   moert_st_file *inputs = nullptr;
   WeightFiles weights;

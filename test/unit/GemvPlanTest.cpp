@@ -29,8 +29,9 @@ void expectValid(const GemvGrid &g, int64_t k, int64_t m,
   EXPECT_TRUE(llvm::isPowerOf2_64(g.lanes));
   EXPECT_LE(g.lanes, maxLanes);
   EXPECT_TRUE(g.unroll == 4 || g.unroll == 8);
-  if (t.unroll && k % t.unroll == 0)
+  if (t.unroll && k % t.unroll == 0) {
     EXPECT_EQ(g.unroll, t.unroll);
+  }
   int64_t step = g.unroll * g.lanes;
   EXPECT_EQ(k % step, 0);
   EXPECT_GT(g.kchunk, 0);

@@ -21,6 +21,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Support/LLVM.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,9 @@ struct ModelSignature {
   /// The device grid of a partitioned model (moe-partition's @moe_grid);
   /// empty for one rank. A first line "grid DxExT" of the signature.
   std::vector<int64_t> grid;
+  /// An encoder-decoder generator's first decoder token (the entry's
+  /// `moe.decoder_start` attribute): a line "decoder-start N".
+  std::optional<int64_t> decoderStart;
 
   /// The text stored in `moe_model_signature`.
   std::string serialize() const;

@@ -59,7 +59,7 @@ struct ConvertMoEDenseToGpuCallPass
     if (report)
       module.walk([&](Operation *op) {
         if (!isa<EmbeddingOp, RmsNormOp, LayerNormOp, AttentionOp,
-                 MlaAttentionOp, MlpOp>(op))
+                 CrossAttentionOp, MlaAttentionOp, MlpOp>(op))
           return;
         std::string why = whyNotGpuDense(op);
         InFlightDiagnostic remark = op->emitRemark()

@@ -432,13 +432,52 @@ Value placeInCache(OpBuilder &b, Location loc, Value rows, Value cache,
                                        strides);
 }
 
-/// Causal attention of the queries `q` [T, H, dq] at positions posIndex + t
-/// over the cache rows `keys` [S, KV, dq] and `values` [S, KV, dv] (query
-/// head h reads cache head h / (H / KV)): scores (q k^T, f32 accumulation)
-/// rounded, times `scaling` rounded; rows past the position masked; softmax
-/// in f32, rounded; p v rounded. Returns [T, H * dv].
-Value causalAttention(OpBuilder &b, Location loc, Value q, Value keys,
-                      Value values, Value posIndex, float scaling, Type elt) {
+/// T5's relative-position bucket of a key `rel` rows after its query
+/// (negative: before), as transformers' `_relative_position_bucket`
+/// computes it in f32 (the log's boundaries land where its do).
+int64_t t5Bucket(int64_t rel, bool bidirectional, int64_t buckets,
+                 int64_t maxDistance) {
+  int64_t bucket = 0;
+  if (bidirectional) {
+    buckets /= 2;
+    if (rel > 0)
+      bucket += buckets;
+    rel = rel < 0 ? -rel : rel;
+  } else {
+    rel = rel < 0 ? -rel : 0;
+  }
+  int64_t exact = buckets / 2;
+  if (rel < exact)
+    return bucket + rel;
+  float ratio = float(rel) / float(exact);
+  float scaled = std::log(ratio) /
+                 float(std::log(double(maxDistance) / double(exact))) *
+                 float(buckets - exact);
+  return bucket + std::min<int64_t>(exact + int64_t(scaled), buckets - 1);
+}
+
+/// What masks and biases the scores of `attention` below.
+struct ScoreSpec {
+  /// Multiplies the rounded scores (rounded again).
+  float scaling = 1.0f;
+  /// The first query's position (index); query t is at posIndex + t. With
+  /// `causal`, key rows past a query's position are masked.
+  Value posIndex;
+  bool causal = true;
+  /// Optional (index): key rows at and after it are masked.
+  Value keyLength;
+  /// Optional: a [NB, H] relative-position bias table and the [2S-1] i32
+  /// constant of buckets by `key row - query position + S - 1`.
+  Value biasTable, buckets;
+};
+
+/// Attention of the queries `q` [T, H, dq] over the rows `keys` [S, KV, dq]
+/// and `values` [S, KV, dv] (query head h reads head h / (H / KV)): scores
+/// (q k^T, f32 accumulation) rounded, times `scaling` rounded, plus the
+/// position bias rounded; masked rows (`spec`) -inf; softmax in f32,
+/// rounded; p v rounded. Returns [T, H * dv].
+Value attention(OpBuilder &b, Location loc, Value q, Value keys, Value values,
+                const ScoreSpec &spec, Type elt) {
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
   auto qType = cast<RankedTensorType>(q.getType());
@@ -476,14 +515,43 @@ Value causalAttention(OpBuilder &b, Location loc, Value q, Value keys,
                   f32),
       [&](OpBuilder &nb, Location l, ValueRange a) {
         Value s = rounded(nb, l, a[0], elt);
-        s = rounded(nb, l,
-                    arith::MulFOp::create(nb, l, s, constF32(nb, l, scaling)),
-                    elt);
+        if (spec.scaling != 1.0f)
+          s = rounded(
+              nb, l,
+              arith::MulFOp::create(nb, l, s, constF32(nb, l, spec.scaling)),
+              elt);
+        Value hi = linalg::IndexOp::create(nb, l, 0);
         Value ti = linalg::IndexOp::create(nb, l, 1);
         Value ji = linalg::IndexOp::create(nb, l, 2);
-        Value last = arith::AddIOp::create(nb, l, posIndex, ti);
-        Value visible = arith::CmpIOp::create(
-            nb, l, arith::CmpIPredicate::ule, ji, last);
+        Value at = spec.posIndex
+                       ? arith::AddIOp::create(nb, l, spec.posIndex, ti)
+                       : ti;
+        if (spec.biasTable) {
+          // bias[bucket(j - at), h], the bucket read at j - at + S - 1.
+          Value rel = arith::AddIOp::create(
+              nb, l, arith::SubIOp::create(nb, l, ji, at),
+              constIndex(nb, l, S - 1));
+          Value bucket = arith::IndexCastOp::create(
+              nb, l, nb.getIndexType(),
+              tensor::ExtractOp::create(nb, l, spec.buckets, ValueRange{rel}));
+          Value bias = tensor::ExtractOp::create(nb, l, spec.biasTable,
+                                                 ValueRange{bucket, hi});
+          s = rounded(nb, l,
+                      arith::AddFOp::create(nb, l, s, toF32(nb, l, bias)),
+                      elt);
+        }
+        Value visible;
+        auto both = [&](Value c) {
+          visible = visible ? arith::AndIOp::create(nb, l, visible, c) : c;
+        };
+        if (spec.causal)
+          both(arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ule, ji,
+                                     at));
+        if (spec.keyLength)
+          both(arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, ji,
+                                     spec.keyLength));
+        if (!visible)
+          return s;
         Value ninf = constF32(nb, l, -std::numeric_limits<float>::infinity());
         return arith::SelectOp::create(nb, l, visible, s, ninf).getResult();
       });
@@ -610,6 +678,21 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
                                            sizes, strides);
     };
     RopeSpec rope = ropeOf(op);
+    ScoreSpec spec;
+    spec.scaling = float(op.getScoreScale());
+    spec.causal = !op.getBidirectional();
+    if (Value table = op.getPositionBias()) {
+      // Buckets of key row - query position, from -(S-1) to S-1.
+      SmallVector<int32_t> buckets;
+      int64_t count = cast<RankedTensorType>(table.getType()).getDimSize(0);
+      for (int64_t rel = -(S - 1); rel <= S - 1; ++rel)
+        buckets.push_back(int32_t(t5Bucket(rel, op.getBidirectional(), count,
+                                           *op.getRelativeMaxDistance())));
+      auto type = RankedTensorType::get({2 * S - 1}, b.getI32Type());
+      spec.buckets = arith::ConstantOp::create(
+          b, loc, type, DenseElementsAttr::get(type, ArrayRef(buckets)));
+      spec.biasTable = table;
+    }
     Value keys = op.getKeyCacheIn(), values = op.getValueCacheIn();
     Value o = batch == 1 ? Value()
                          : emptyTensor(b, loc,
@@ -618,18 +701,24 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
                                        elt);
     for (int64_t s = 0; s < batch; ++s) {
       auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
-      Value qs = applyRope(b, loc, rows(q, s * T, T), pos, rope,
-                           /*interleaved=*/false, elt);
-      Value ks = applyRope(b, loc, rows(k, s * T, T), pos, rope,
-                           /*interleaved=*/false, elt);
+      // (All-zero inverse frequencies: no rotary embedding at all.)
+      bool rotary = !rope.invFreq ||
+                    llvm::any_of(*rope.invFreq, [](float f) { return f != 0; });
+      Value qs = rows(q, s * T, T), ks = rows(k, s * T, T);
+      if (rotary) {
+        qs = applyRope(b, loc, qs, pos, rope, /*interleaved=*/false, elt);
+        ks = applyRope(b, loc, ks, pos, rope, /*interleaved=*/false, elt);
+      }
       Value keyRows = placeInCache(b, loc, ks, rows(keys, s * S, S), posIndex);
       Value valueRows =
           placeInCache(b, loc, rows(v, s * T, T), rows(values, s * S, S),
                        posIndex);
       keys = putRows(keyRows, keys, s * S);
       values = putRows(valueRows, values, s * S);
-      Value os = causalAttention(b, loc, qs, keyRows, valueRows, posIndex,
-                                 float(1.0 / std::sqrt(double(hd))), elt);
+      spec.posIndex = posIndex;
+      if (op.getKeyLength())
+        spec.keyLength = positionOf(b, loc, op.getKeyLength(), s).second;
+      Value os = attention(b, loc, qs, keyRows, valueRows, spec, elt);
       o = batch == 1 ? os : putRows(os, o, s * T);
     }
     // 5. The output projection.
@@ -660,6 +749,63 @@ Value lastDimSlice(OpBuilder &b, Location loc, Value t, int64_t from,
             .getResult();
       });
 }
+
+struct CrossAttentionToLinalg : OpRewritePattern<CrossAttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(CrossAttentionOp op,
+                                PatternRewriter &b) const override {
+    Location loc = op.getLoc();
+    auto xType = cast<RankedTensorType>(op.getInput().getType());
+    auto memType = cast<RankedTensorType>(op.getMemoryKey().getType());
+    Type elt = xType.getElementType();
+    int64_t H = op.getNumHeads(), hd = memType.getDimSize(2);
+    int64_t batch =
+        cast<RankedTensorType>(op.getLength().getType()).getDimSize(0);
+    int64_t T = xType.getDimSize(0) / batch,
+            S = memType.getDimSize(0) / batch;
+    Value q = splitHeads(b, loc, projection(b, loc, op.getInput(), op.getWQ(),
+                                            elt),
+                         H, hd);
+    auto rows = [&](Value t, int64_t first, int64_t n) -> Value {
+      auto type = cast<RankedTensorType>(t.getType());
+      if (n == type.getDimSize(0))
+        return t;
+      return tensor::ExtractSliceOp::create(
+          b, loc,
+          RankedTensorType::get({n, type.getDimSize(1), type.getDimSize(2)},
+                                type.getElementType()),
+          t, ValueRange{}, ValueRange{}, ValueRange{},
+          b.getDenseI64ArrayAttr({first, 0, 0}),
+          b.getDenseI64ArrayAttr({n, type.getDimSize(1), type.getDimSize(2)}),
+          b.getDenseI64ArrayAttr({1, 1, 1}));
+    };
+    Value o;
+    for (int64_t s = 0; s < batch; ++s) {
+      ScoreSpec spec;
+      spec.scaling = float(op.getScale().convertToDouble());
+      spec.causal = false;
+      spec.keyLength = positionOf(b, loc, op.getLength(), s).second;
+      Value os = attention(b, loc, rows(q, s * T, T),
+                           rows(op.getMemoryKey(), s * S, S),
+                           rows(op.getMemoryValue(), s * S, S), spec, elt);
+      if (batch == 1) {
+        o = os;
+        break;
+      }
+      if (!o)
+        o = emptyTensor(b, loc,
+                        {b.getIndexAttr(batch * T), b.getIndexAttr(H * hd)},
+                        elt);
+      o = tensor::InsertSliceOp::create(
+          b, loc, os, o,
+          ArrayRef<OpFoldResult>{b.getIndexAttr(s * T), b.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(T), b.getIndexAttr(H * hd)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    }
+    b.replaceOp(op, projection(b, loc, o, op.getWO(), elt));
+    return success();
+  }
+};
 
 struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
   using OpRewritePattern::OpRewritePattern;
@@ -746,8 +892,10 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
     double scale = op.getSoftmaxScale()
                        ? op.getSoftmaxScale()->convertToDouble()
                        : 1.0 / std::sqrt(double(nope + rope));
-    Value o = causalAttention(b, loc, qFull, keys, values, posIndex,
-                              float(scale), elt);
+    ScoreSpec spec;
+    spec.scaling = float(scale);
+    spec.posIndex = posIndex;
+    Value o = attention(b, loc, qFull, keys, values, spec, elt);
     Value y = projection(b, loc, o, op.getWO(), elt);
     b.replaceOp(op, {y, keys, values});
     return success();
@@ -757,6 +905,6 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
 
 void mlir::moe::populateDenseToLinalgPatterns(RewritePatternSet &patterns) {
   patterns.add<RmsNormToLinalg, LayerNormToLinalg, EmbeddingToLinalg,
-               AttentionToLinalg, MlaAttentionToLinalg>(
+               AttentionToLinalg, CrossAttentionToLinalg, MlaAttentionToLinalg>(
       patterns.getContext());
 }

@@ -631,6 +631,10 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     return "";
   }
   if (auto attn = dyn_cast<AttentionOp>(op)) {
+    if (attn.isEncoderDecoderStyle())
+      return "no GPU kernel yet for encoder-decoder (T5) attention: a "
+             "relative position bias, no causal mask, padded keys or another "
+             "scale";
     for (Value v : attn->getOperands())
       if (v != attn.getPosition() && !isStaticBF16(v.getType()))
         return "the GPU attention takes bf16 activations, weights and caches";

@@ -859,5 +859,92 @@ LogicalResult AttentionOp::verify() {
                             "types";
   if (!(getRopeTheta().convertToDouble() > 0.0))
     return emitOpError() << "rope_theta must be positive";
+  if (std::optional<APFloat> scale = getScale()) {
+    double value = scale->convertToDouble();
+    if (!(value > 0.0) || !std::isfinite(value))
+      return emitOpError() << "scale must be positive and finite, got "
+                           << value;
+  }
+  if (Value table = getPositionBias()) {
+    Named t{"position_bias", table};
+    if (failed(checkRank(op, t, 2, "[buckets, H]")) ||
+        failed(checkDimIs(op, "position bias heads", t, 1, heads)) ||
+        failed(checkSameElementType(op, x, t)))
+      return failure();
+    int64_t buckets = t.dim(0);
+    // T5 halves the buckets for the two directions, then spends half of
+    // those on exact distances: at least 2 per direction.
+    if (ShapedType::isDynamic(buckets) ||
+        buckets < (getBidirectional() ? 4 : 2))
+      return emitOpError() << "position_bias needs at least "
+                           << (getBidirectional() ? 4 : 2)
+                           << " buckets, got " << t.type();
+    int64_t maxDistance = getRelativeMaxDistance().value_or(0);
+    int64_t exact = (getBidirectional() ? buckets / 2 : buckets) / 2;
+    if (maxDistance <= exact)
+      return emitOpError() << "position_bias needs relative_max_distance "
+                              "above its "
+                           << exact << " exact buckets";
+  } else if (getRelativeMaxDistance()) {
+    return emitOpError() << "relative_max_distance needs a position_bias";
+  }
+  if (Value len = getKeyLength()) {
+    Named l{"key_length", len};
+    if (failed(checkRank(op, l, 1, "[B]")) ||
+        failed(checkDimIs(op, "key_length size", l, 0, batch)))
+      return failure();
+  }
+  return success();
+}
+
+double AttentionOp::getScoreScale() {
+  if (std::optional<APFloat> scale = getScale())
+    return scale->convertToDouble();
+  auto cache = cast<RankedTensorType>(getKeyCacheIn().getType());
+  return 1.0 / std::sqrt(double(cache.getDimSize(2)));
+}
+
+LogicalResult CrossAttentionOp::verify() {
+  Operation *op = getOperation();
+  Named x{"input", getInput()}, wq{"w_q", getWQ()}, wo{"w_o", getWO()},
+      mk{"memory_key", getMemoryKey()}, mv{"memory_value", getMemoryValue()},
+      len{"length", getLength()};
+  if (failed(checkRank(op, x, 2, "[B*T, d]")) ||
+      failed(checkRank(op, wq, 2, "[d, H*hd]")) ||
+      failed(checkRank(op, wo, 2, "[H*hd, d]")) ||
+      failed(checkRank(op, mk, 3, "[B*S, H, hd]")) ||
+      failed(checkRank(op, mv, 3, "[B*S, H, hd]")) ||
+      failed(checkRank(op, len, 1, "[B]")))
+    return failure();
+  for (Named n : {x, wq, wo, mk, mv, len})
+    if (!n.type().hasStaticShape())
+      return emitOpError() << n.name << " needs a static shape, got "
+                           << n.type();
+  int64_t heads = getNumHeads(), batch = len.dim(0);
+  if (heads < 1)
+    return emitOpError() << "num_heads must be positive, got " << heads;
+  if (batch < 1 || x.dim(0) % batch != 0 || mk.dim(0) % batch != 0)
+    return emitOpError() << "input rows (" << x.dim(0) << ") and memory rows ("
+                         << mk.dim(0) << ") must split evenly into the "
+                         << batch << " sequences of the length";
+  if (mk.type() != mv.type())
+    return emitOpError() << "memory_value " << mv.type()
+                         << " must have memory_key's type " << mk.type();
+  int64_t hd = mk.dim(2);
+  if (failed(checkDimIs(op, "memory heads", mk, 1, heads)) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, wq, 0)) ||
+      failed(checkSameDim(op, "hidden size d", x, 1, wo, 1)) ||
+      failed(checkDimIs(op, "query width H*hd", wq, 1, heads * hd)) ||
+      failed(checkDimIs(op, "output rows H*hd", wo, 0, heads * hd)))
+    return failure();
+  for (Named n : {wq, wo, mk})
+    if (failed(checkSameElementType(op, x, n)))
+      return failure();
+  double scale = getScale().convertToDouble();
+  if (!(scale > 0.0) || !std::isfinite(scale))
+    return emitOpError() << "scale must be positive and finite, got " << scale;
+  if (getResult().getType() != x.type())
+    return emitOpError() << "the result must have the input's type "
+                         << x.type();
   return success();
 }

@@ -481,6 +481,17 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
        `1/sqrt(hd)` rounded, softmax in f32 rounded, `p v` rounded;
     5. `result = o Wo` [T, d].
 
+    Encoder-decoder models (T5, Switch Transformers) change step 4:
+    `scale` replaces `1/sqrt(hd)` (T5: 1.0); `position_bias` [NB, H] (a
+    relative-position bias table, NB buckets) adds `bias[bucket(j - i), h]`
+    to the scaled scores (rounded) of the query at position i and the key
+    at row j, with T5's buckets (`relative_max_distance`; signed buckets
+    when `bidirectional`, else only the past); `bidirectional` drops the
+    causal mask (every row below `position + T` is visible: an encoder
+    over its whole input at position 0); `key_length` [B] hides the rows
+    at and after `key_length[b]` from every query of sequence b (padding).
+    Such models have no rotary embedding: `rope_inv_freq` all zero.
+
     Positions past the cache (`position + T > S`) are the caller's error;
     executables check them before running.
 
@@ -509,12 +520,18 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
                        Optional<MoE_FloatTensor>:$k_norm,
                        MoE_FloatTensor:$key_cache_in,
                        MoE_FloatTensor:$value_cache_in,
-                       MoE_IndexTensor:$position, I64Attr:$num_heads,
+                       MoE_IndexTensor:$position,
+                       Optional<MoE_FloatTensor>:$position_bias,
+                       Optional<MoE_IndexTensor>:$key_length,
+                       I64Attr:$num_heads,
                        I64Attr:$num_kv_heads,
                        DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta,
                        DefaultValuedAttr<F64Attr, "1.0e-6">:$qk_norm_epsilon,
                        OptionalAttr<DenseF32ArrayAttr>:$rope_inv_freq,
-                       DefaultValuedAttr<F64Attr, "1.0">:$rope_attention_factor);
+                       DefaultValuedAttr<F64Attr, "1.0">:$rope_attention_factor,
+                       OptionalAttr<F64Attr>:$scale,
+                       UnitAttr:$bidirectional,
+                       OptionalAttr<I64Attr>:$relative_max_distance);
   let results = (outs MoE_FloatTensor:$result, MoE_FloatTensor:$key_cache,
                       MoE_FloatTensor:$value_cache);
   let assemblyFormat = [{
@@ -529,7 +546,59 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments]> {
     `cache` `(` $key_cache_in `:` type($key_cache_in) `,`
                 $value_cache_in `:` type($value_cache_in) `)`
     `position` `(` $position `:` type($position) `)`
+    (`position_bias` `(` $position_bias^ `:` type($position_bias) `)`)?
+    (`key_length` `(` $key_length^ `:` type($key_length) `)`)?
     attr-dict `->` type($result) `,` type($key_cache) `,` type($value_cache)
+  }];
+  let extraClassDeclaration = [{
+    /// The score scale: `scale`, else 1/sqrt(head size).
+    double getScoreScale();
+    /// Whether step 4 differs from causal Llama attention (a bias table,
+    /// no causal mask, a key length or another scale).
+    bool isEncoderDecoderStyle() {
+      return getPositionBias() || getKeyLength() || getBidirectional() ||
+             getScale();
+    }
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_CrossAttentionOp : MoE_Op<"cross_attention", [Pure]> {
+  let summary = "attention of decoder tokens to an encoder's keys and values";
+  let description = [{
+    The cross-attention of encoder-decoder models (T5, Switch
+    Transformers): `input` [B*T, d] holds B sequences of T rows; `memory_key`
+    and `memory_value` [B*S, H, hd] hold each sequence's S encoder rows,
+    already projected (`enc Wk`, `enc Wv`, rounded), of which the first
+    `length[b]` are real (the rest padding, never attended).
+
+    1. `q = x Wq` [B*T, H*hd] (f32 accumulation, rounded);
+    2. each head attends to its sequence's memory rows 0 .. length[b]-1:
+       `scores = (q k^T)` rounded, times `scale` rounded, softmax in f32
+       rounded, `p v` rounded (no mask, no position bias);
+    3. `result = o Wo` [B*T, d].
+
+    ```mlir
+    %y = moe.cross_attention %x : tensor<1x32xf32>
+        q(%wq : tensor<32x32xf32>) o(%wo : tensor<32x32xf32>)
+        memory(%k : tensor<16x4x8xf32>, %v : tensor<16x4x8xf32>)
+        length(%len : tensor<1xi32>) {num_heads = 4 : i64, scale = 1.0 : f64}
+        -> tensor<1x32xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$w_q,
+                       MoE_FloatTensor:$w_o, MoE_FloatTensor:$memory_key,
+                       MoE_FloatTensor:$memory_value,
+                       MoE_IndexTensor:$length, I64Attr:$num_heads,
+                       DefaultValuedAttr<F64Attr, "1.0">:$scale);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `:` type($input)
+    `q` `(` $w_q `:` type($w_q) `)` `o` `(` $w_o `:` type($w_o) `)`
+    `memory` `(` $memory_key `:` type($memory_key) `,`
+                 $memory_value `:` type($memory_value) `)`
+    `length` `(` $length `:` type($length) `)`
+    attr-dict `->` type($result)
   }];
   let hasVerifier = 1;
 }

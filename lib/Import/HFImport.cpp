@@ -1366,6 +1366,18 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                  Twine(opts.maxSeq));
       return nullptr;
     }
+    // The tied embedding: transformers saves one of its names ('shared',
+    // or a stack's embed_tokens).
+    EncDecSpec &ed = *m.encdec;
+    if (index && !index->count(ed.embed.name))
+      for (StringRef alt :
+           {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"})
+        if (index->count(alt)) {
+          if (ed.tied)
+            ed.lmHead.name = alt.str();
+          ed.embed.name = alt.str();
+          break;
+        }
     if (failed(checkSizes(m)) || failed(checkEncoderDecoder(m)) ||
         (index && failed(checkIndex(m))))
       return nullptr;
@@ -1379,9 +1391,9 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                  deepseek || gpt;
     if (!known) {
       (void)cfg.fail("whole-model import supports 'mixtral', 'qwen2_moe', "
-                     "'qwen3_moe', 'olmoe', 'deepseek_v2', 'deepseek_v3' "
-                     "and 'deepspeed_moe_gpt' so far; import the MoE layers "
-                     "of '" +
+                     "'qwen3_moe', 'olmoe', 'deepseek_v2', 'deepseek_v3', "
+                     "'deepspeed_moe_gpt' and 'switch_transformers' so far; "
+                     "import the MoE layers of '" +
                      modelType + "' without --import-hf-whole");
       return nullptr;
     }

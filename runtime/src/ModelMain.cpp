@@ -634,6 +634,30 @@ bool clearBuffer(Buffer &b) {
 /// and the last step's padding against the KV cache: checked before any
 /// weight is loaded. Returns 0, or 2 after printing what is wrong.
 int checkGeneration(const Generator &g, const GenerateOptions &o) {
+  if (g.encoderIds) {
+    // An encoder-decoder: the prompt in the encoder's rows, the decoder
+    // from its start token.
+    int64_t rows = g.encoderIds->shape[0];
+    if (int64_t(o.prompt.size()) > rows) {
+      std::fprintf(stderr, "error: the prompt's %zu tokens exceed the "
+                           "encoder's %lld rows (moe-compile "
+                           "--import-hf-max-seq)\n",
+                   o.prompt.size(), (long long)rows);
+      return 2;
+    }
+    int64_t vocab = g.logits->shape[1];
+    for (int32_t id : o.prompt)
+      if (id < 0 || id >= vocab) {
+        std::fprintf(stderr, "error: prompt id %d is outside the vocabulary "
+                             "[0, %lld)\n", id, (long long)vocab);
+        return 2;
+      }
+    Generator decoderOnly = g;
+    decoderOnly.encoderIds = nullptr;
+    GenerateOptions dec = o;
+    dec.prompt = {int32_t(g.decoderStart)};
+    return checkGeneration(decoderOnly, dec);
+  }
   int64_t B = g.pos->shape[0], vocab = g.logits->shape[1];
   int64_t T = g.ids->shape[0] / B;
   int64_t maxSeq =
@@ -670,26 +694,13 @@ int generate(Generator &g, std::vector<void *> &args,
              bool leader) {
   int64_t B = g.pos->shape[0], vocab = g.logits->shape[1];
   int64_t T = g.ids->shape[0] / B;
+  if (int rc = checkGeneration(g, o))
+    return rc;
   // An encoder-decoder reads the prompt in its encoder; its decoder's own
   // prompt is the start token.
   GenerateOptions dec = o;
-  if (g.encoderIds) {
-    int64_t rows = g.encoderIds->shape[0];
-    if (int64_t(o.prompt.size()) > rows) {
-      std::fprintf(stderr, "error: the prompt's %zu tokens exceed the "
-                           "encoder's %lld rows (moe-compile "
-                           "--import-hf-max-seq)\n",
-                   o.prompt.size(), (long long)rows);
-      return 2;
-    }
-    GenerateOptions ids = o; // the prompt's ids against the vocabulary
-    ids.maxNew = 0;
-    if (int rc = checkGeneration(g, ids))
-      return rc;
+  if (g.encoderIds)
     dec.prompt = {int32_t(g.decoderStart)};
-  }
-  if (int rc = checkGeneration(g, dec))
-    return rc;
   if (g.encoderIds) {
     auto *enc = static_cast<int32_t *>(g.encoderIds->data);
     std::fill(enc, enc + g.encoderIds->shape[0], 0);

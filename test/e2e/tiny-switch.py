@@ -12,7 +12,10 @@ unscaled scores, a relative-position bias table owned by block 0 of each
 stack and shared by both blocks (bidirectional buckets in the encoder,
 causal ones in the decoder), cross-attention without bias. Layer norms are
 RMS norms; the tied LM head scales its input by d_model^-0.5.
-Usage: tiny-switch.py OUT_DIR PROMPT_IDS NEW_TOKENS [SEED]
+With --bf16, the checkpoint only, in bfloat16 (the shapes of
+test/gpu/tiny_configs.py's switch_transformers, which make-hf-models.sh
+compiles for the GPU comparison with transformers).
+Usage: tiny-switch.py OUT_DIR PROMPT_IDS NEW_TOKENS [SEED] [--bf16]
 Writes OUT_DIR/expected.txt ("generated: ...") and
 OUT_DIR/expected-logits.safetensors (the logits each token was drawn from)."""
 import json
@@ -23,7 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_util import linear_rows, param_maker  # noqa: E402
-from safetensors_util import f32, write  # noqa: E402
+from safetensors_util import bf16, f32, write  # noqa: E402
 
 V, D, H, DKV, F, E, LAYERS = 64, 32, 4, 8, 48, 4, 2
 BUCKETS, MAX_DISTANCE, EPS, START = 8, 16, 1e-6, 0
@@ -49,13 +52,15 @@ def bucket(rel, bidirectional):
 
 
 def main():
-    out, prompt, new = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    seed = int(sys.argv[4]) if len(sys.argv) > 4 else random.randrange(1 << 30)
+    half = "--bf16" in sys.argv
+    args = [a for a in sys.argv if a != "--bf16"]
+    out, prompt, new = args[1], args[2], int(args[3])
+    seed = int(args[4]) if len(args) > 4 else random.randrange(1 << 30)
     print(f"tiny-switch.py: seed {seed}")
     prompt = [int(p) for p in prompt.split(",")]
     rnd = random.Random(seed)
     W = {}
-    param = param_maker(W, rnd, f32)
+    param = param_maker(W, rnd, bf16 if half else f32)
 
     param("shared.weight", [V, D], 1.0)
     for stack in ("encoder", "decoder"):
@@ -85,7 +90,7 @@ def main():
 
     os.makedirs(out, exist_ok=True)
     write(os.path.join(out, "model.safetensors"),
-          {n: ("F32", W[n][0], W[n][1]) for n in sorted(W)})
+          {n: ("BF16" if half else "F32", W[n][0], W[n][1]) for n in sorted(W)})
     config = {"architectures": ["SwitchTransformersForConditionalGeneration"],
               "model_type": "switch_transformers", "vocab_size": V, "d_model": D,
               "d_kv": DKV, "d_ff": F, "num_heads": H, "num_layers": LAYERS,
@@ -96,9 +101,11 @@ def main():
               "layer_norm_epsilon": EPS, "dense_act_fn": "relu",
               "decoder_start_token_id": START, "pad_token_id": 0, "eos_token_id": 1,
               "tie_word_embeddings": True, "is_encoder_decoder": True,
-              "dtype": "float32"}
+              "dtype": "bfloat16" if half else "float32"}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
+    if half:
+        return
 
     w = lambda n: W[n][1]
 

@@ -1,5 +1,6 @@
 """Runs on the GPU machine: the whole-model comparison against Hugging Face
-transformers (issue 5). For Mixtral, Qwen2-MoE and Qwen3-MoE, in float32 and
+transformers (issue 5). For Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V3
+and Switch Transformers (encoder-decoder), in float32 and
 bfloat16, builds a randomly initialised tiny model (fresh seed; the configs
 of test/gpu/tiny_configs.py), saves it with save_pretrained, and compares
 transformers' greedy generation (eager attention, on the GPU) with the
@@ -18,7 +19,7 @@ import time
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 D = sys.argv[1]
 sys.path.insert(0, D)
@@ -33,7 +34,11 @@ for arch, (dtype, tag) in [(a, d) for a in archs
     seed = int(time.time() * 1000) % (1 << 31)
     torch.manual_seed(seed)
     cfg = AutoConfig.for_model(MODEL_TYPE[arch], **CONFIGS[arch], torch_dtype=dtype)
-    model = AutoModelForCausalLM.from_config(cfg).to(dtype)
+    # An encoder-decoder (Switch Transformers) reads the prompt in its
+    # encoder and generates from its decoder start token.
+    encdec = cfg.is_encoder_decoder
+    cls = AutoModelForSeq2SeqLM if encdec else AutoModelForCausalLM
+    model = cls.from_config(cfg).to(dtype)
     # Give the norms and biases non-trivial values (transformers initialises
     # them to 1 and 0).
     with torch.no_grad():
@@ -56,7 +61,7 @@ for arch, (dtype, tag) in [(a, d) for a in archs
         out = model.generate(ids, max_new_tokens=new, min_new_tokens=new,
                              do_sample=False, output_logits=True,
                              return_dict_in_generate=True, pad_token_id=0)
-    hf_tokens = out.sequences[0, len(prompt):].tolist()
+    hf_tokens = out.sequences[0, 1 if encdec else len(prompt):].tolist()
     hf_logits = torch.stack([l[0].float() for l in out.logits]).cpu()
     # bf16: the same weights in float32, teacher-forced on transformers'
     # tokens, as the exact reference: where the bf16 results of transformers
@@ -67,7 +72,12 @@ for arch, (dtype, tag) in [(a, d) for a in archs
         full = torch.tensor([prompt + hf_tokens[:-1]], device="cuda")
         with torch.no_grad():
             m32 = copy.deepcopy(model).float()
-            exact = m32(full).logits[0, len(prompt) - 1:].float().cpu()
+            if encdec:
+                dec = torch.tensor([[cfg.decoder_start_token_id] + hf_tokens[:-1]],
+                                   device="cuda")
+                exact = m32(input_ids=ids, decoder_input_ids=dec).logits[0].float().cpu()
+            else:
+                exact = m32(full).logits[0, len(prompt) - 1:].float().cpu()
             del m32
     for exe in sorted(os.listdir(D)):
         if not exe.startswith(arch + "-") or not exe.endswith(tag) or "." in exe:

@@ -11,9 +11,14 @@ set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied mixtral_wg}; do
+for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied mixtral_wg switch_transformers}; do
   for t in f32 bf16; do
-    python3 test/gpu/make-tiny-checkpoint.py $arch $t "$dir/shape"
+    if [ $arch = switch_transformers ]; then
+      # (An encoder-decoder: its checkpoint writer is the CPU test's.)
+      python3 test/e2e/tiny-switch.py "$dir/shape" 3 1 $([ $t = bf16 ] && echo --bf16) > /dev/null
+    else
+      python3 test/gpu/make-tiny-checkpoint.py $arch $t "$dir/shape"
+    fi
     build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
       --cpu=x86-64-v3 -o "$dir/$arch-cpu-$t"
     if [ $t = bf16 ]; then

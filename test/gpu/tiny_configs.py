@@ -63,6 +63,20 @@ CONFIGS["mixtral_wg"] = dict(CONFIGS["mixtral"], hidden_size=128,
 # An LM head tied to the token embedding (one checkpoint tensor, two
 # weights of the compiled model).
 CONFIGS["qwen3_moe_tied"] = dict(CONFIGS["qwen3_moe"], tie_word_embeddings=True)
+# Switch Transformers (encoder-decoder): two blocks per stack, block 1 a
+# top-1 MoE (num_sparse_*_layers 1 of 2: sparse step 2), T5 attention with
+# 8 relative-position buckets up to distance 16 (the 8-token prompt and 12
+# new tokens reach the logarithmic buckets), the LM head tied to the
+# embedding. The checkpoint that make-hf-models.sh compiles is
+# test/e2e/tiny-switch.py's, of the same shapes.
+CONFIGS["switch_transformers"] = dict(
+    vocab_size=64, d_model=32, d_kv=8, d_ff=48, num_heads=4, num_layers=2,
+    num_decoder_layers=2, num_sparse_encoder_layers=1,
+    num_sparse_decoder_layers=1, num_experts=4, expert_capacity=64,
+    relative_attention_num_buckets=8, relative_attention_max_distance=16,
+    layer_norm_epsilon=1e-6, dense_act_fn="relu", decoder_start_token_id=0,
+    tie_word_embeddings=True, router_jitter_noise=0.0, dropout_rate=0.0,
+    pad_token_id=0, eos_token_id=1)
 # The transformers model type of each config.
 MODEL_TYPE = {name: name.replace("_dense", "").replace("_yarn", "").replace("_e8", "")
               .replace("_tied", "").replace("_wg", "") for name in CONFIGS}

@@ -305,13 +305,17 @@ private:
     auto segments = attrs ? dyn_cast_or_null<DenseI32ArrayAttr>(
                                 attrs.get("operandSegmentSizes"))
                           : DenseI32ArrayAttr();
-    if (!segments || segments.size() != 13)
+    // (The last two, position_bias and key_length, are absent: such
+    // attention stays on the host.)
+    constexpr int kSegments = 15;
+    if (!segments || segments.size() != kSegments || segments[13] ||
+        segments[14])
       return fn.emitError() << "GPU attention helper without its operand "
                                "segments";
     // Operands in moe.attention's order, then the out-parameters.
-    SmallVector<int> index(13, -1);
+    SmallVector<int> index(kSegments, -1);
     int next = 0;
-    for (int s = 0; s < 13; ++s)
+    for (int s = 0; s < kSegments; ++s)
       if (segments[s])
         index[s] = next++;
     auto operand = [&](int s) -> Value {

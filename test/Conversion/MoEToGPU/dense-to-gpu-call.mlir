@@ -16,7 +16,7 @@
 
 // CHECK-DAG: func.func private @__moe_gpu_dense_0(tensor<2xi32> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "embedding"
 // CHECK-DAG: func.func private @[[NORM:__moe_gpu_dense_1]]({{.*}}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "rms_norm", moe.gpu_dense_attrs = {epsilon = 1.000000e-05 : f64}}
-// CHECK-DAG: func.func private @[[ATTN:__moe_gpu_dense_2]]({{.*}}) -> (tensor<2x64xbf16>, tensor<32x2x16xbf16>, tensor<32x2x16xbf16>) attributes {moe.gpu_dense = "attention", moe.gpu_dense_attrs = {num_heads = 4 : i64, num_kv_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1>
+// CHECK-DAG: func.func private @[[ATTN:__moe_gpu_dense_2]]({{.*}}) -> (tensor<2x64xbf16>, tensor<32x2x16xbf16>, tensor<32x2x16xbf16>) attributes {moe.gpu_dense = "attention", moe.gpu_dense_attrs = {num_heads = 4 : i64, num_kv_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0>
 // CHECK-DAG: func.func private @[[ADD:__moe_gpu_dense_3]]({{.*}}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "add"
 // CHECK-DAG: func.func private @[[HEAD:__moe_gpu_dense_7]](tensor<2x64xbf16> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "matmul"
 // CHECK-LABEL: func.func @model(

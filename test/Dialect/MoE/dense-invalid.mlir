@@ -142,3 +142,67 @@ func.func @attention_no_sequence(%x: tensor<6x16xf32>, %wq: tensor<16x16xf32>, %
   %y, %k, %v = moe.attention %x : tensor<6x16xf32> q(%wq : tensor<16x16xf32>) k(%wk : tensor<16x8xf32>) v(%wv : tensor<16x8xf32>) o(%wo : tensor<16x16xf32>) cache(%kc : tensor<8x2x4xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<0xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<6x16xf32>, tensor<8x2x4xf32>, tensor<8x2x4xf32>
   return
 }
+
+// -----
+
+func.func @t5_bias_heads(%x: tensor<8x32xf32>, %w: tensor<32x32xf32>, %kc: tensor<8x4x8xf32>, %pos: tensor<1xi32>, %bias: tensor<8x3xf32>) {
+  // expected-error @+1 {{'moe.attention' op position bias heads mismatch: position_bias has 3, expected 4}}
+  %y, %k, %v = moe.attention %x : tensor<8x32xf32> q(%w : tensor<32x32xf32>) k(%w : tensor<32x32xf32>) v(%w : tensor<32x32xf32>) o(%w : tensor<32x32xf32>) cache(%kc : tensor<8x4x8xf32>, %kc : tensor<8x4x8xf32>) position(%pos : tensor<1xi32>) position_bias(%bias : tensor<8x3xf32>) {num_heads = 4 : i64, num_kv_heads = 4 : i64, relative_max_distance = 16 : i64} -> tensor<8x32xf32>, tensor<8x4x8xf32>, tensor<8x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @t5_max_distance(%x: tensor<8x32xf32>, %w: tensor<32x32xf32>, %kc: tensor<8x4x8xf32>, %pos: tensor<1xi32>, %bias: tensor<8x4xf32>) {
+  // expected-error @+1 {{'moe.attention' op position_bias needs relative_max_distance above its 2 exact buckets}}
+  %y, %k, %v = moe.attention %x : tensor<8x32xf32> q(%w : tensor<32x32xf32>) k(%w : tensor<32x32xf32>) v(%w : tensor<32x32xf32>) o(%w : tensor<32x32xf32>) cache(%kc : tensor<8x4x8xf32>, %kc : tensor<8x4x8xf32>) position(%pos : tensor<1xi32>) position_bias(%bias : tensor<8x4xf32>) {num_heads = 4 : i64, num_kv_heads = 4 : i64, bidirectional} -> tensor<8x32xf32>, tensor<8x4x8xf32>, tensor<8x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @t5_distance_without_bias(%x: tensor<8x32xf32>, %w: tensor<32x32xf32>, %kc: tensor<8x4x8xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op relative_max_distance needs a position_bias}}
+  %y, %k, %v = moe.attention %x : tensor<8x32xf32> q(%w : tensor<32x32xf32>) k(%w : tensor<32x32xf32>) v(%w : tensor<32x32xf32>) o(%w : tensor<32x32xf32>) cache(%kc : tensor<8x4x8xf32>, %kc : tensor<8x4x8xf32>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 4 : i64, relative_max_distance = 16 : i64} -> tensor<8x32xf32>, tensor<8x4x8xf32>, tensor<8x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @t5_key_length(%x: tensor<8x32xf32>, %w: tensor<32x32xf32>, %kc: tensor<8x4x8xf32>, %pos: tensor<1xi32>, %len: tensor<2xi32>) {
+  // expected-error @+1 {{'moe.attention' op key_length size mismatch: key_length has 2, expected 1}}
+  %y, %k, %v = moe.attention %x : tensor<8x32xf32> q(%w : tensor<32x32xf32>) k(%w : tensor<32x32xf32>) v(%w : tensor<32x32xf32>) o(%w : tensor<32x32xf32>) cache(%kc : tensor<8x4x8xf32>, %kc : tensor<8x4x8xf32>) position(%pos : tensor<1xi32>) key_length(%len : tensor<2xi32>) {num_heads = 4 : i64, num_kv_heads = 4 : i64} -> tensor<8x32xf32>, tensor<8x4x8xf32>, tensor<8x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @t5_scale(%x: tensor<8x32xf32>, %w: tensor<32x32xf32>, %kc: tensor<8x4x8xf32>, %pos: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op scale must be positive and finite, got 0}}
+  %y, %k, %v = moe.attention %x : tensor<8x32xf32> q(%w : tensor<32x32xf32>) k(%w : tensor<32x32xf32>) v(%w : tensor<32x32xf32>) o(%w : tensor<32x32xf32>) cache(%kc : tensor<8x4x8xf32>, %kc : tensor<8x4x8xf32>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 4 : i64, scale = 0.0 : f64} -> tensor<8x32xf32>, tensor<8x4x8xf32>, tensor<8x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @cross_memory_heads(%x: tensor<2x32xf32>, %w: tensor<32x32xf32>, %k: tensor<16x2x16xf32>, %len: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.cross_attention' op memory heads mismatch: memory_key has 2, expected 4}}
+  %y = moe.cross_attention %x : tensor<2x32xf32> q(%w : tensor<32x32xf32>) o(%w : tensor<32x32xf32>) memory(%k : tensor<16x2x16xf32>, %k : tensor<16x2x16xf32>) length(%len : tensor<1xi32>) {num_heads = 4 : i64} -> tensor<2x32xf32>
+  return
+}
+
+// -----
+
+func.func @cross_batches(%x: tensor<3x32xf32>, %w: tensor<32x32xf32>, %k: tensor<16x4x8xf32>, %len: tensor<2xi32>) {
+  // expected-error @+1 {{'moe.cross_attention' op input rows (3) and memory rows (16) must split evenly into the 2 sequences of the length}}
+  %y = moe.cross_attention %x : tensor<3x32xf32> q(%w : tensor<32x32xf32>) o(%w : tensor<32x32xf32>) memory(%k : tensor<16x4x8xf32>, %k : tensor<16x4x8xf32>) length(%len : tensor<2xi32>) {num_heads = 4 : i64} -> tensor<3x32xf32>
+  return
+}
+
+// -----
+
+func.func @cross_value_type(%x: tensor<2x32xf32>, %w: tensor<32x32xf32>, %k: tensor<16x4x8xf32>, %v: tensor<8x4x8xf32>, %len: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.cross_attention' op memory_value 'tensor<8x4x8xf32>' must have memory_key's type 'tensor<16x4x8xf32>'}}
+  %y = moe.cross_attention %x : tensor<2x32xf32> q(%w : tensor<32x32xf32>) o(%w : tensor<32x32xf32>) memory(%k : tensor<16x4x8xf32>, %v : tensor<8x4x8xf32>) length(%len : tensor<1xi32>) {num_heads = 4 : i64} -> tensor<2x32xf32>
+  return
+}

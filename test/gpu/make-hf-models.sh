@@ -11,7 +11,7 @@ set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied mixtral_wg switch_transformers}; do
+for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied mixtral_wg switch_transformers deepseek_v2}; do
   for t in f32 bf16; do
     if [ $arch = switch_transformers ]; then
       # (An encoder-decoder: its checkpoint writer is the CPU test's.)

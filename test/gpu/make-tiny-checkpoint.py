@@ -21,8 +21,11 @@ def deepseek_layer(t, c, p, i, d, h):
     a = p + "self_attn."
     qk = c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
     lq, lkv = c["q_lora_rank"], c["kv_lora_rank"]
-    t[a + "q_a_proj.weight"], t[a + "q_a_layernorm.weight"] = [lq, d], [lq]
-    t[a + "q_b_proj.weight"] = [h * qk, lq]
+    if lq is None:  # DeepSeek-V2(-Lite): no query compression
+        t[a + "q_proj.weight"] = [h * qk, d]
+    else:
+        t[a + "q_a_proj.weight"], t[a + "q_a_layernorm.weight"] = [lq, d], [lq]
+        t[a + "q_b_proj.weight"] = [h * qk, lq]
     t[a + "kv_a_proj_with_mqa.weight"] = [lkv + c["qk_rope_head_dim"], d]
     t[a + "kv_a_layernorm.weight"] = [lkv]
     t[a + "kv_b_proj.weight"] = [h * (c["qk_nope_head_dim"] + c["v_head_dim"]), lkv]
@@ -58,7 +61,7 @@ def main():
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = [d]
         t[p + "post_attention_layernorm.weight"] = [d]
-        if arch == "deepseek_v3":
+        if arch in ("deepseek_v2", "deepseek_v3"):
             deepseek_layer(t, c, p, i, d, h)
             continue
         t[p + "self_attn.q_proj.weight"] = [h * hd, d]
@@ -118,6 +121,7 @@ def main():
     c["architectures"] = [{"mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
                            "qwen3_moe": "Qwen3MoeForCausalLM",
                            "olmoe": "OlmoeForCausalLM",
+                           "deepseek_v2": "DeepseekV2ForCausalLM",
                            "deepseek_v3": "DeepseekV3ForCausalLM"}[arch]]
     c["model_type"] = arch
     with open(os.path.join(out, "config.json"), "w") as f:

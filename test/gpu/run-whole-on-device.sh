@@ -5,7 +5,8 @@
 #     against transformers, tokens and logits (HF_COMPARE_ARCHS limits it);
 #  2. compute-sanitizer memcheck and racecheck on a whole model whose every
 #     part runs on the GPU (mixtral_e8, checkpoint from step 1), and on one
-#     whose experts run on warpgroup MMAs (mixtral_wg, 128-row steps);
+#     whose experts run on warpgroup MMAs (mixtral_wg, 128-row steps), and
+#     on the encoder-decoder (switch_transformers: host and GPU parts);
 #  3. bench_whole_model.py on build/bench-whole (make-whole-model.py), its
 #     table into $OUT/whole-model.md, and the time of each kernel of the
 #     2048-token prefill step (Nsight Compute, profile_kernels.py);
@@ -31,7 +32,8 @@ fi
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # The decode-sized model (GEMV experts, every part on the GPU) and the one
 # whose experts run on warpgroup MMAs (wgmma, 128-row steps).
-for exe in mixtral_e8-cuda-bf16:mixtral_e8 mixtral_wg-cuda-t128wg-bf16:mixtral_wg; do
+for exe in mixtral_e8-cuda-bf16:mixtral_e8 mixtral_wg-cuda-t128wg-bf16:mixtral_wg \
+    switch_transformers-cuda-bf16:switch_transformers; do
   bin=$models/${exe%%:*} ckpt=$models/ckpt-${exe#*:}-bf16
   [ -x "$bin" ] && [ -d "$ckpt" ] && [ -z "$SKIP_SANITIZER" ] || continue
   for tool in memcheck racecheck; do

@@ -39,6 +39,13 @@ CONFIGS["deepseek_v3"] = dict(
     norm_topk_prob=True, first_k_dense_replace=1, topk_method="noaux_tc",
     scoring_func="sigmoid", rope_scaling=None, rope_interleave=True,
     attention_bias=False)
+# DeepSeek-V2(-Lite) style: no query compression, softmax scores, group-
+# limited greedy routing (groups by their best expert), weights scaled
+# without renormalisation.
+CONFIGS["deepseek_v2"] = {k: v for k, v in CONFIGS["deepseek_v3"].items()
+                          if k != "rope_interleave"}
+CONFIGS["deepseek_v2"].update(q_lora_rank=None, topk_method="group_limited_greedy",
+                              scoring_func="softmax", norm_topk_prob=False)
 # YaRN-scaled RoPE (factor 4 over 16 original positions; the 8 + 12 tokens
 # of hf_compare.py pass them), as real DeepSeek-V3 and long-context Qwen3
 # checkpoints have it: DeepSeek's with an attention factor from mscale /

@@ -119,6 +119,9 @@ void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
     if (llvm::sys::fs::exists(libdevice))
       target.linkLibs.push_back(libdevice);
     pm.addPass(createGpuNVVMAttachTarget(target));
+    // Each kernel may start while the one before it finishes (the runtime
+    // launches with programmatic stream serialization).
+    pm.addPass(moe::createGpuProgrammaticLaunch());
     pm.addNestedPass<gpu::GPUModuleOp>(createConvertNVGPUToNVVMPass());
     pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());
   }

@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <string>
 #include <vector>
 
 namespace {
@@ -37,6 +38,26 @@ using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
+
+// cuLaunchKernelEx's configuration (cuda.h, CUDA 12+): one launch
+// attribute, programmatic stream serialization (Hopper's programmatic
+// dependent launch).
+constexpr int kAttrProgrammaticStreamSerialization = 6;
+struct CUlaunchAttribute {
+  int id;
+  char pad[8 - sizeof(int)];
+  union {
+    char bytes[64];
+    int programmaticStreamSerializationAllowed;
+  } value;
+};
+struct CUlaunchConfig {
+  unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ;
+  unsigned sharedMemBytes;
+  CUstream hStream;
+  CUlaunchAttribute *attrs;
+  unsigned numAttrs;
+};
 
 /// One GPU as this process uses it. A thread drives one GPU (the one it
 /// selected, else the default); one process may drive several, one thread
@@ -55,6 +76,10 @@ struct Gpu {
   bool haveStream = false;
   // mgpuStreamSynchronize waits (moert_cuda_set_helper_sync).
   bool helperSync = true;
+  // Kernels launch with programmatic stream serialization: each may start
+  // while the one before it finishes (the compiler opens every kernel with
+  // griddepcontrol.wait). moert_cuda_set_programmatic_launch, MOERT_PDL=0.
+  bool programmatic = true;
   // Dynamic shared memory allowed per kernel so far (set by its first
   // launch, so that launches captured into a graph set nothing).
   std::unordered_map<void *, int> sharedAllowed;
@@ -89,6 +114,9 @@ struct Driver {
                              unsigned, unsigned, unsigned, unsigned, CUstream,
                              void **, void **);
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
+  // Optional (CUDA 12+): without it, kernels launch one after the other.
+  CUresult (*cuLaunchKernelEx)(const CUlaunchConfig *, CUfunction, void **,
+                               void **) = nullptr;
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamSynchronize)(CUstream);
   CUresult (*cuStreamQuery)(CUstream);
@@ -172,6 +200,9 @@ void openDriver() {
             load(drv().cuEventElapsedTime, "cuEventElapsedTime") &&
             load(drv().cuGetErrorName, "cuGetErrorName") &&
             load(drv().cuGetErrorString, "cuGetErrorString");
+  if (ok)
+    drv().cuLaunchKernelEx = reinterpret_cast<decltype(drv().cuLaunchKernelEx)>(
+        dlsym(drv().handle, "cuLaunchKernelEx"));
   if (!ok)
     return;
   if (CUresult r = drv().cuInit(0)) {
@@ -550,11 +581,27 @@ extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
   }
   if (gpu().profiling)
     check("cuEventRecord", drv().cuEventRecord(gpu().start, s));
-  check("cuLaunchKernel",
-        drv().cuLaunchKernel(static_cast<CUfunction>(fn), unsigned(gx),
-                              unsigned(gy), unsigned(gz), unsigned(bx),
-                              unsigned(by), unsigned(bz), unsigned(smem), s,
-                              params, extra));
+  static const bool disabled = [] {
+    const char *v = std::getenv("MOERT_PDL");
+    return v && std::string(v) == "0";
+  }();
+  if (gpu().programmatic && !disabled && drv().cuLaunchKernelEx) {
+    CUlaunchAttribute attr = {};
+    attr.id = kAttrProgrammaticStreamSerialization;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config = {unsigned(gx), unsigned(gy), unsigned(gz),
+                             unsigned(bx), unsigned(by), unsigned(bz),
+                             unsigned(smem), s, &attr, 1};
+    check("cuLaunchKernelEx",
+          drv().cuLaunchKernelEx(&config, static_cast<CUfunction>(fn), params,
+                                 extra));
+  } else {
+    check("cuLaunchKernel",
+          drv().cuLaunchKernel(static_cast<CUfunction>(fn), unsigned(gx),
+                                unsigned(gy), unsigned(gz), unsigned(bx),
+                                unsigned(by), unsigned(bz), unsigned(smem), s,
+                                params, extra));
+  }
   if (gpu().profiling) {
     check("cuEventRecord", drv().cuEventRecord(gpu().stop, s));
     check("cuEventSynchronize", drv().cuEventSynchronize(gpu().stop));
@@ -583,6 +630,13 @@ extern "C" void mgpuStreamDestroy(void *stream) {
   if (gpu().haveStream && s == gpu().stream)
     return;
   check("cuStreamDestroy", drv().cuStreamDestroy(s));
+}
+
+extern "C" moert_status moert_cuda_set_programmatic_launch(int enabled) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  gpu().programmatic = enabled != 0;
+  return MOERT_OK;
 }
 
 extern "C" moert_status moert_cuda_set_helper_sync(int enabled) {

@@ -280,6 +280,12 @@ def main():
                     if i == 0:
                         result[key + "_eager"] = time_ms(compiled, **reps)
                     result[key + "_graph"] = time_ms(graphed(compiled), **reps)
+                    if i == 0:
+                        # The same layer with its kernels launched one
+                        # after the other (no programmatic dependent launch).
+                        compiled.lib.moert_cuda_set_programmatic_launch(0)
+                        result["variant:no-pdl_graph"] = time_ms(graphed(compiled), **reps)
+                        compiled.lib.moert_cuda_set_programmatic_launch(1)
                 if i > 0:
                     print("  %s: graph %.4f ms (err %.1e)" % (key, result[key + "_graph"], err), flush=True)
                 del compiled

@@ -21,6 +21,26 @@ def CpuMatmulLoopOrder : Pass<"moe-cpu-matmul-loop-order"> {
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def GpuProgrammaticLaunch
+    : Pass<"moe-gpu-programmatic-launch", "::mlir::ModuleOp"> {
+  let summary = "Let each kernel start while the one before it finishes "
+                "(Hopper programmatic dependent launch)";
+  let description = [{
+    Opens every kernel of the module's gpu.modules with `nvvm.griddepcontrol wait`
+    (no thread reads or writes memory before the previous grid on the
+    stream has completed and its writes are visible) and then
+    `nvvm.griddepcontrol launch_dependents` (the next grid may be scheduled
+    now). The runtime launches kernels with programmatic stream
+    serialization, so that a kernel's launch, block scheduling and prologue
+    overlap the tail of the one before it: at decode sizes a MoE layer is a
+    chain of five short kernels, each a few microseconds. Without that
+    launch attribute both instructions do nothing, so the kernels stay
+    correct under any launch. Every kernel gets them, so none can be
+    launched early without its wait.
+  }];
+  let dependentDialects = ["::mlir::NVVM::NVVMDialect"];
+}
+
 def GpuAddExpertKernels : Pass<"moe-gpu-add-expert-kernels", "ModuleOp"> {
   let summary = "Add the expert-path GPU kernels to a gpu.module";
   let description = [{

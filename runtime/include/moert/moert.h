@@ -141,6 +141,14 @@ moert_status moert_cuda_stream(void **out);
  * source, and only the waits between helpers are saved (the generator does,
  * once per step). */
 moert_status moert_cuda_set_helper_sync(int enabled);
+
+/* Whether this thread's GPU launches kernels with programmatic stream
+ * serialization (Hopper's programmatic dependent launch; the default, 1,
+ * unless the environment sets MOERT_PDL=0): a kernel may be scheduled while
+ * the one before it finishes, and waits for it in its first instruction
+ * (griddepcontrol.wait, which the compiler puts in every kernel). 0
+ * launches them one after the other. */
+moert_status moert_cuda_set_programmatic_launch(int enabled);
 /* Returns the device scratch cached for compiled code to the driver. */
 moert_status moert_cuda_trim(void);
 /* Kernel timing: while enabled, every launch through the mgpu* ABI is timed

@@ -91,6 +91,13 @@ void buildToLoops(OpPassManager &pm,
   pm.addPass(createConvertLinalgToLoopsPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
+  if (gpu) {
+    // Each kernel may start while the one before it finishes (the runtime
+    // launches with programmatic stream serialization).
+    moe::GpuProgrammaticLaunchOptions launch;
+    launch.early = gpu->earlyLaunch;
+    pm.addPass(moe::createGpuProgrammaticLaunch(launch));
+  }
   pm.addPass(createSCFToControlFlowPass());
 }
 
@@ -119,9 +126,6 @@ void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
     if (llvm::sys::fs::exists(libdevice))
       target.linkLibs.push_back(libdevice);
     pm.addPass(createGpuNVVMAttachTarget(target));
-    // Each kernel may start while the one before it finishes (the runtime
-    // launches with programmatic stream serialization).
-    pm.addPass(moe::createGpuProgrammaticLaunch());
     pm.addNestedPass<gpu::GPUModuleOp>(createConvertNVGPUToNVVMPass());
     pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());
   }

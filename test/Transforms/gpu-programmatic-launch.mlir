@@ -1,14 +1,30 @@
 // Every kernel opens with the grid dependency wait, then lets the next grid
-// launch; device functions that are not kernels are left alone, and a
-// second run adds nothing.
+// launch when it has more than 4 blocks per SM; device functions that are
+// not kernels are left alone, and a second run adds nothing. With
+// early=false no kernel triggers its dependents itself.
 // RUN: moe-opt %s -moe-gpu-programmatic-launch -moe-gpu-programmatic-launch | FileCheck %s
+// RUN: moe-opt %s -moe-gpu-programmatic-launch=early=false | FileCheck %s --check-prefix=LATE
+// LATE: nvvm.griddepcontrol wait
+// LATE-NOT: launch_dependents
 
 module attributes {gpu.container_module} {
   gpu.module @k {
     // CHECK-LABEL: gpu.func @kernel
     // CHECK-NEXT: nvvm.griddepcontrol wait
+    // CHECK-NEXT: %[[X:.*]] = gpu.grid_dim x
+    // CHECK-NEXT: %[[Y:.*]] = gpu.grid_dim y
+    // CHECK-NEXT: %[[XY:.*]] = arith.muli %[[X]], %[[Y]]
+    // CHECK-NEXT: %[[Z:.*]] = gpu.grid_dim z
+    // CHECK-NEXT: %[[N:.*]] = arith.muli %[[XY]], %[[Z]]
+    // CHECK-NEXT: %[[SMS:.*]] = nvvm.read.ptx.sreg.nsmid
+    // CHECK-NEXT: %[[S:.*]] = arith.index_castui %[[SMS]]
+    // CHECK-NEXT: %[[FOUR:.*]] = arith.constant 4 : index
+    // CHECK-NEXT: %[[LIMIT:.*]] = arith.muli %[[S]], %[[FOUR]]
+    // CHECK-NEXT: %[[MANY:.*]] = arith.cmpi ugt, %[[N]], %[[LIMIT]]
+    // CHECK-NEXT: scf.if %[[MANY]] {
     // CHECK-NEXT: nvvm.griddepcontrol launch_dependents
-    // CHECK-NEXT: arith.constant
+    // CHECK-NEXT: }
+    // CHECK-NEXT: arith.constant 0
     // CHECK-NEXT: memref.load
     gpu.func @kernel(%a: memref<4xf32>) kernel {
       %c0 = arith.constant 0 : index

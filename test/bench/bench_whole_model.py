@@ -93,11 +93,11 @@ prompt2k = torch.randint(0, cfg.vocab_size, (2048,), generator=rng).tolist()
 NEW = 128
 
 
-def ours(exe, prompt, new, *extra):
+def ours(exe, prompt, new, *extra, env=None):
     r = subprocess.run([os.path.join(D, exe), "--weights", ckpt, "--prompt-ids",
                         ",".join(map(str, prompt)), "--max-new-tokens", str(new),
                         "--output", os.path.join(D, f"{exe}.safetensors"), *extra],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=900, env=env)
     if r.returncode != 0:
         print(r.stdout, r.stderr)
         raise SystemExit(f"{exe} failed")
@@ -109,6 +109,13 @@ def ours(exe, prompt, new, *extra):
 
 
 our_pre16, our_dec, our_tokens = ours("mixtral-decode", prompt16, NEW)
+# The same without programmatic dependent launch (each kernel launched
+# after the one before it has finished): what it is worth, same tokens.
+_, our_dec_serial, serial_tokens = ours("mixtral-decode", prompt16, NEW,
+                                        env=dict(os.environ, MOERT_PDL="0"))
+print(f"decode batch 1: {our_dec:.1f} tokens/s, {our_dec_serial:.1f} without "
+      f"programmatic launch; tokens {'equal' if serial_tokens == our_tokens else 'DIFFER'}",
+      flush=True)
 # 16 sequences per step (the batched attention kernels); greedy, every
 # sequence must give the single sequence's tokens.
 _, our_dec16, tokens16 = ours("mixtral-decode16", prompt16, NEW)
@@ -191,6 +198,8 @@ gpu = torch.cuda.get_device_name()
 rows = [
     ("decode tokens/s, batch 1", f"{our_dec:.1f}", f"{hf1:.1f}", f"{1 / floor_s:.1f}",
      f"{our_dec * floor_s:.0%}", f"{our_dec / hf1:.2f}x"),
+    ("decode tokens/s, batch 1, MOERT_PDL=0", f"{our_dec_serial:.1f}", f"{hf1:.1f}",
+     f"{1 / floor_s:.1f}", f"{our_dec_serial * floor_s:.0%}", f"{our_dec_serial / hf1:.2f}x"),
     ("decode tokens/s, batch 16", f"{our_dec16:.1f}", f"{hf16:.1f}", f"{16 / floor16_s:.1f}",
      f"{our_dec16 * floor16_s / 16:.0%}", f"{our_dec16 / hf16:.2f}x"),
     ("prefill tokens/s, 2048", f"{2048 / (our_pre2k_ms / 1e3):.0f}", f"{2048 / hf_pre2k:.0f}", "-",

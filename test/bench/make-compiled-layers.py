@@ -52,6 +52,9 @@ def main():
     p.add_argument("--wgmma-stages", default="4")
     p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
     p.add_argument("--mma-warps", default="0", help="0 (auto), 4 or 8")
+    p.add_argument("--early-launch", default="true",
+                   help="true (default): each kernel lets the next launch "
+                        "right away; false: as its blocks exit")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -67,6 +70,7 @@ def main():
                             "--gpu-mma-warps=" + args.mma_warps,
                             "--gpu-wgmma-columns=" + args.wgmma_columns,
                             "--gpu-wgmma-stages=" + args.wgmma_stages,
+                            "--gpu-early-launch=" + args.early_launch,
                             "-o", base + ".so"],
                            check=True)
             print("compiled", base + ".so", flush=True)

@@ -94,6 +94,11 @@ cl::opt<int64_t> gpuGemvLanes(
     cl::desc("most lanes of a warp splitting K in the expert GEMVs: 0 "
              "(default, chosen per layer), 1, 2, 4 or 8"),
     cl::init(0), cl::cat(category));
+cl::opt<bool> gpuEarlyLaunch(
+    "gpu-early-launch",
+    cl::desc("each kernel lets the next one launch right after its grid "
+             "dependency wait (default true); false: as its blocks exit"),
+    cl::init(true), cl::cat(category));
 cl::opt<int64_t> gpuGemvUnroll(
     "gpu-gemv-unroll",
     cl::desc("weight rows each lane of the expert GEMVs loads ahead: 0 "
@@ -421,6 +426,7 @@ int main(int argc, char **argv) {
     cudaOptions.wgmmaStages = gpuWgmmaStages;
     cudaOptions.gemvLanes = gpuGemvLanes;
     cudaOptions.gemvUnroll = gpuGemvUnroll;
+    cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;
     moe::buildCudaPipeline(pm, cudaOptions);
   } else {

@@ -55,6 +55,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("weight rows each lane of the expert GEMVs loads ahead: "
                      "0 (auto), 4 or 8"),
       llvm::cl::init(0)};
+  PassOptions::Option<bool> earlyLaunch{
+      *this, "early-launch",
+      llvm::cl::desc("each kernel lets the next one launch right after its "
+                     "grid dependency wait (default); false: as its blocks "
+                     "exit"),
+      llvm::cl::init(true)};
   PassOptions::Option<int64_t> mmaWarps{
       *this, "mma-warps",
       llvm::cl::desc("warps per tensor-core block: 0 (auto), 4 or 8"),

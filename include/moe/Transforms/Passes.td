@@ -26,19 +26,31 @@ def GpuProgrammaticLaunch
   let summary = "Let each kernel start while the one before it finishes "
                 "(Hopper programmatic dependent launch)";
   let description = [{
-    Opens every kernel of the module's gpu.modules with `nvvm.griddepcontrol wait`
-    (no thread reads or writes memory before the previous grid on the
-    stream has completed and its writes are visible) and then
+    Opens every kernel of the module's gpu.modules with
+    `nvvm.griddepcontrol wait` (no thread reads or writes memory before the
+    previous grid on the stream has completed and its writes are visible)
+    and then, in grids of more than 4 blocks per SM,
     `nvvm.griddepcontrol launch_dependents` (the next grid may be scheduled
-    now). The runtime launches kernels with programmatic stream
-    serialization, so that a kernel's launch, block scheduling and prologue
-    overlap the tail of the one before it: at decode sizes a MoE layer is a
+    now; its blocks find room as this grid's last wave retires). Smaller
+    grids let the next one launch as their blocks exit: launched at once,
+    its blocks would wait resident beside them. The runtime launches
+    kernels with programmatic stream serialization, so that a kernel's
+    launch, block scheduling and prologue overlap the tail of the one
+    before it: at decode sizes a MoE layer is a
     chain of five short kernels, each a few microseconds. Without that
     launch attribute both instructions do nothing, so the kernels stay
     correct under any launch. Every kernel gets them, so none can be
     launched early without its wait.
   }];
-  let dependentDialects = ["::mlir::NVVM::NVVMDialect"];
+  let options = [
+    Option<"early", "early", "bool", "true",
+           "launch_dependents right after the wait in grids of more than 4 "
+           "blocks per SM; false leaves it out everywhere (the next kernel "
+           "is scheduled as this one's blocks exit)">
+  ];
+  let dependentDialects = ["::mlir::NVVM::NVVMDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
 }
 
 def GpuAddExpertKernels : Pass<"moe-gpu-add-expert-kernels", "ModuleOp"> {

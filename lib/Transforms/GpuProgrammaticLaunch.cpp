@@ -19,7 +19,8 @@ namespace mlir::moe {
 using namespace mlir;
 
 namespace {
-constexpr int64_t kEarlyBlocksPerSm = 4;
+/// Resident threads per SM on sm_90 (Hopper).
+constexpr int64_t kMaxThreadsPerSm = 2048;
 
 struct GpuProgrammaticLaunchPass
     : mlir::moe::impl::GpuProgrammaticLaunchBase<GpuProgrammaticLaunchPass> {
@@ -39,23 +40,33 @@ struct GpuProgrammaticLaunchPass
       NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
       if (!early)
         return;
-      // Early only for grids of more than kEarlyBlocksPerSm blocks per SM:
-      // the next kernel's blocks then find room only as this grid's last
-      // wave retires (its tail overlaps them). A smaller grid would leave
-      // them resident and waiting beside it for its whole run, which made
-      // 16-token layers 8-16% slower on an H200; it lets the next kernel
-      // launch as its blocks exit instead.
-      Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-      for (gpu::Dimension d : {gpu::Dimension::y, gpu::Dimension::z})
-        blocks = arith::MulIOp::create(b, loc, blocks,
-                                       gpu::GridDimOp::create(b, loc, d));
+      // Early only for grids of more than one wave (more blocks than the
+      // SMs hold at kMaxThreadsPerSm threads each, the most any kernel
+      // can): the next kernel's blocks then find room only as this grid's
+      // last wave retires, and its tail overlaps them. A grid of one wave
+      // would leave them resident and waiting beside it for its whole run,
+      // which made the 16-token Mixtral layer 16% slower on an H200; it
+      // lets the next kernel launch as its blocks exit instead.
+      auto product = [&](auto makeDim) -> Value {
+        Value v = makeDim(gpu::Dimension::x);
+        for (gpu::Dimension d : {gpu::Dimension::y, gpu::Dimension::z})
+          v = arith::MulIOp::create(b, loc, v, makeDim(d));
+        return v;
+      };
+      Value blocks = product([&](gpu::Dimension d) -> Value {
+        return gpu::GridDimOp::create(b, loc, d);
+      });
+      Value threads = product([&](gpu::Dimension d) -> Value {
+        return gpu::BlockDimOp::create(b, loc, d);
+      });
       Value sms = arith::IndexCastUIOp::create(
           b, loc, b.getIndexType(), NVVM::SmDimOp::create(b, loc, b.getI32Type()));
+      Value perSm = arith::DivUIOp::create(
+          b, loc, arith::ConstantIndexOp::create(b, loc, kMaxThreadsPerSm),
+          threads);
       Value many = arith::CmpIOp::create(
           b, loc, arith::CmpIPredicate::ugt, blocks,
-          arith::MulIOp::create(
-              b, loc, sms,
-              arith::ConstantIndexOp::create(b, loc, kEarlyBlocksPerSm)));
+          arith::MulIOp::create(b, loc, sms, perSm));
       auto when = scf::IfOp::create(b, loc, many, /*withElseRegion=*/false);
       b.setInsertionPointToStart(&when.getThenRegion().front());
       NVVM::GriddepcontrolOp::create(b, loc,

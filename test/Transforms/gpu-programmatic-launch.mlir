@@ -1,5 +1,6 @@
 // Every kernel opens with the grid dependency wait, then lets the next grid
-// launch when it has more than 4 blocks per SM; device functions that are
+// launch when it has more than one wave of blocks (more than the SMs hold
+// at 2048 threads each); device functions that are
 // not kernels are left alone, and a second run adds nothing. With
 // early=false no kernel triggers its dependents itself.
 // RUN: moe-opt %s -moe-gpu-programmatic-launch -moe-gpu-programmatic-launch | FileCheck %s
@@ -16,10 +17,16 @@ module attributes {gpu.container_module} {
     // CHECK-NEXT: %[[XY:.*]] = arith.muli %[[X]], %[[Y]]
     // CHECK-NEXT: %[[Z:.*]] = gpu.grid_dim z
     // CHECK-NEXT: %[[N:.*]] = arith.muli %[[XY]], %[[Z]]
+    // CHECK-NEXT: %[[TX:.*]] = gpu.block_dim x
+    // CHECK-NEXT: %[[TY:.*]] = gpu.block_dim y
+    // CHECK-NEXT: %[[TXY:.*]] = arith.muli %[[TX]], %[[TY]]
+    // CHECK-NEXT: %[[TZ:.*]] = gpu.block_dim z
+    // CHECK-NEXT: %[[T:.*]] = arith.muli %[[TXY]], %[[TZ]]
     // CHECK-NEXT: %[[SMS:.*]] = nvvm.read.ptx.sreg.nsmid
     // CHECK-NEXT: %[[S:.*]] = arith.index_castui %[[SMS]]
-    // CHECK-NEXT: %[[FOUR:.*]] = arith.constant 4 : index
-    // CHECK-NEXT: %[[LIMIT:.*]] = arith.muli %[[S]], %[[FOUR]]
+    // CHECK-NEXT: %[[MAX:.*]] = arith.constant 2048 : index
+    // CHECK-NEXT: %[[PER:.*]] = arith.divui %[[MAX]], %[[T]]
+    // CHECK-NEXT: %[[LIMIT:.*]] = arith.muli %[[S]], %[[PER]]
     // CHECK-NEXT: %[[MANY:.*]] = arith.cmpi ugt, %[[N]], %[[LIMIT]]
     // CHECK-NEXT: scf.if %[[MANY]] {
     // CHECK-NEXT: nvvm.griddepcontrol launch_dependents

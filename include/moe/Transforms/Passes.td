@@ -29,11 +29,12 @@ def GpuProgrammaticLaunch
     Opens every kernel of the module's gpu.modules with
     `nvvm.griddepcontrol wait` (no thread reads or writes memory before the
     previous grid on the stream has completed and its writes are visible)
-    and then, in grids of more than 4 blocks per SM,
-    `nvvm.griddepcontrol launch_dependents` (the next grid may be scheduled
-    now; its blocks find room as this grid's last wave retires). Smaller
-    grids let the next one launch as their blocks exit: launched at once,
-    its blocks would wait resident beside them. The runtime launches
+    and then, in grids of more than one wave (more blocks than the SMs hold
+    at 2048 threads each), `nvvm.griddepcontrol launch_dependents` (the
+    next grid may be scheduled now; its blocks find room as this grid's
+    last wave retires). Smaller grids let the next one launch as their
+    blocks exit: launched at once, its blocks would wait resident beside
+    them. The runtime launches
     kernels with programmatic stream serialization, so that a kernel's
     launch, block scheduling and prologue overlap the tail of the one
     before it: at decode sizes a MoE layer is a
@@ -44,9 +45,9 @@ def GpuProgrammaticLaunch
   }];
   let options = [
     Option<"early", "early", "bool", "true",
-           "launch_dependents right after the wait in grids of more than 4 "
-           "blocks per SM; false leaves it out everywhere (the next kernel "
-           "is scheduled as this one's blocks exit)">
+           "launch_dependents right after the wait in grids of more than "
+           "one wave; false leaves it out everywhere (the next kernel is "
+           "scheduled as this one's blocks exit)">
   ];
   let dependentDialects = ["::mlir::NVVM::NVVMDialect",
                            "::mlir::arith::ArithDialect",

@@ -29,7 +29,6 @@
 // PTX-SAME: .entry moe_gemv_scatter_bf16_r1_l4_u8_silu_gated(
 // PTX-SAME: .maxntid 256, 1, 1
 // PTX-SAME: griddepcontrol.wait
-// PTX-SAME: griddepcontrol.launch_dependents
 // PTX-SAME: ld.global.v4.b32
 // PTX-SAME: shfl.sync.bfly.b32
 // PTX-SAME: red.global.add.v4.f32

@@ -1,12 +1,14 @@
-// Every kernel opens with the grid dependency wait, then lets the next grid
-// launch when it has more than one wave of blocks (more than the SMs hold
-// at 2048 threads each); device functions that are
-// not kernels are left alone, and a second run adds nothing. With
-// early=false no kernel triggers its dependents itself.
-// RUN: moe-opt %s -moe-gpu-programmatic-launch -moe-gpu-programmatic-launch | FileCheck %s
-// RUN: moe-opt %s -moe-gpu-programmatic-launch=early=false | FileCheck %s --check-prefix=LATE
-// LATE: nvvm.griddepcontrol wait
-// LATE-NOT: launch_dependents
+// Every kernel opens with the grid dependency wait (the next grid launches
+// as its blocks exit); device functions that are not kernels are left
+// alone, and a second run adds nothing. With early=true, a kernel also lets
+// the next grid launch right after the wait when it has more than one wave
+// of blocks (more than the SMs hold at 2048 threads each).
+// RUN: moe-opt %s -moe-gpu-programmatic-launch=early=true -moe-gpu-programmatic-launch=early=true | FileCheck %s
+// RUN: moe-opt %s -moe-gpu-programmatic-launch -moe-gpu-programmatic-launch | FileCheck %s --check-prefix=LATE
+// LATE-LABEL: gpu.func @kernel
+// LATE-NEXT: nvvm.griddepcontrol wait
+// LATE-NOT: griddepcontrol
+// LATE: gpu.return
 
 module attributes {gpu.container_module} {
   gpu.module @k {

@@ -52,9 +52,10 @@ def main():
     p.add_argument("--wgmma-stages", default="4")
     p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
     p.add_argument("--mma-warps", default="0", help="0 (auto), 4 or 8")
-    p.add_argument("--early-launch", default="true",
-                   help="true (default): each kernel lets the next launch "
-                        "right away; false: as its blocks exit")
+    p.add_argument("--early-launch", default="false",
+                   help="true: kernels of more than one wave let the next "
+                        "launch right after their wait; false (default): as "
+                        "their blocks exit")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")

@@ -96,9 +96,10 @@ cl::opt<int64_t> gpuGemvLanes(
     cl::init(0), cl::cat(category));
 cl::opt<bool> gpuEarlyLaunch(
     "gpu-early-launch",
-    cl::desc("each kernel lets the next one launch right after its grid "
-             "dependency wait (default true); false: as its blocks exit"),
-    cl::init(true), cl::cat(category));
+    cl::desc("kernels of more than one wave let the next one launch right "
+             "after their grid dependency wait (default false: as their "
+             "blocks exit)"),
+    cl::init(false), cl::cat(category));
 cl::opt<int64_t> gpuGemvUnroll(
     "gpu-gemv-unroll",
     cl::desc("weight rows each lane of the expert GEMVs loads ahead: 0 "

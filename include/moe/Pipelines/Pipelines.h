@@ -57,10 +57,10 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::init(0)};
   PassOptions::Option<bool> earlyLaunch{
       *this, "early-launch",
-      llvm::cl::desc("each kernel lets the next one launch right after its "
-                     "grid dependency wait (default); false: as its blocks "
-                     "exit"),
-      llvm::cl::init(true)};
+      llvm::cl::desc("kernels of more than one wave let the next one launch "
+                     "right after their grid dependency wait (default "
+                     "false: as their blocks exit)"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> mmaWarps{
       *this, "mma-warps",
       llvm::cl::desc("warps per tensor-core block: 0 (auto), 4 or 8"),

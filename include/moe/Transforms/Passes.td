@@ -27,14 +27,16 @@ def GpuProgrammaticLaunch
                 "(Hopper programmatic dependent launch)";
   let description = [{
     Opens every kernel of the module's gpu.modules with
-    `nvvm.griddepcontrol wait` (no thread reads or writes memory before the
-    previous grid on the stream has completed and its writes are visible)
-    and then, in grids of more than one wave (more blocks than the SMs hold
-    at 2048 threads each), `nvvm.griddepcontrol launch_dependents` (the
-    next grid may be scheduled now; its blocks find room as this grid's
-    last wave retires). Smaller grids let the next one launch as their
-    blocks exit: launched at once, its blocks would wait resident beside
-    them. The runtime launches
+    `nvvm.griddepcontrol wait`: no thread reads or writes memory before the
+    previous grid on the stream has completed and its writes are visible.
+    The next grid is then scheduled as this one's blocks exit (the implicit
+    trigger). With `early`, grids of more than one wave (more blocks than
+    the SMs hold at 2048 threads each) also trigger it right after the wait
+    (`nvvm.griddepcontrol launch_dependents`); on an H200 that was no
+    faster at any point of the layer benchmark and slower at some (an
+    early trigger in every kernel made the 16-token Mixtral layer 16%
+    slower: the next kernel's blocks wait resident beside a grid of one
+    wave). The runtime launches
     kernels with programmatic stream serialization, so that a kernel's
     launch, block scheduling and prologue overlap the tail of the one
     before it: at decode sizes a MoE layer is a
@@ -44,10 +46,10 @@ def GpuProgrammaticLaunch
     launched early without its wait.
   }];
   let options = [
-    Option<"early", "early", "bool", "true",
-           "launch_dependents right after the wait in grids of more than "
-           "one wave; false leaves it out everywhere (the next kernel is "
-           "scheduled as this one's blocks exit)">
+    Option<"early", "early", "bool", "false",
+           "also launch_dependents right after the wait in grids of more "
+           "than one wave (default false: the next kernel is scheduled as "
+           "this one's blocks exit, which measured as fast or faster)">
   ];
   let dependentDialects = ["::mlir::NVVM::NVVMDialect",
                            "::mlir::arith::ArithDialect",

@@ -24,7 +24,7 @@ if "$bin/gpu-expert-ffn-test"; then row gpu-expert-ffn PASS; else row gpu-expert
 echo "== a rejected launch is reported"
 out=$("$bin/gpu-saxpy-test" 4096 2048 2>&1); rc=$?
 echo "$out"
-if [ $rc -ne 0 ] && echo "$out" | grep -q "cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE"; then row launch-error-reported PASS; else row launch-error-reported FAIL; fails=$((fails+1)); fi
+if [ $rc -ne 0 ] && echo "$out" | grep -Eq "cuLaunchKernel(Ex)? failed: CUDA_ERROR_INVALID_VALUE"; then row launch-error-reported PASS; else row launch-error-reported FAIL; fails=$((fails+1)); fi
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
     for t in "gpu-saxpy-test 100000" "gpu-expert-gemv-test --quick" "gpu-grouped-gemv-test --quick" "gpu-expert-ffn-test"; do

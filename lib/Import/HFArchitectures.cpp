@@ -794,19 +794,17 @@ LogicalResult hf::importSwitch(Config &cfg, ModelSpec &m, bool whole) {
     for (int64_t i = 0; i < n; ++i) {
       std::string p = (stack + ".block." + Twine(i) + ".layer.").str();
       EncDecSpec::Block blk;
-      std::string a = p + "0.SelfAttention.";
+      auto attention = [&](const std::string &a) {
+        return EncDecSpec::Attention{linear(a + "q.weight", inner, *d),
+                                     linear(a + "k.weight", inner, *d),
+                                     linear(a + "v.weight", inner, *d),
+                                     linear(a + "o.weight", *d, inner)};
+      };
       blk.selfNorm = vec(p + "0.layer_norm.weight", *d);
-      blk.q = linear(a + "q.weight", inner, *d);
-      blk.k = linear(a + "k.weight", inner, *d);
-      blk.v = linear(a + "v.weight", inner, *d);
-      blk.o = linear(a + "o.weight", *d, inner);
+      blk.self = attention(p + "0.SelfAttention.");
       if (decoder) {
-        std::string c = p + "1.EncDecAttention.";
         blk.crossNorm = vec(p + "1.layer_norm.weight", *d);
-        blk.crossQ = linear(c + "q.weight", inner, *d);
-        blk.crossK = linear(c + "k.weight", inner, *d);
-        blk.crossV = linear(c + "v.weight", inner, *d);
-        blk.crossO = linear(c + "o.weight", *d, inner);
+        blk.cross = attention(p + "1.EncDecAttention.");
       }
       blk.ffNorm = vec(p + (decoder ? "2" : "1") + ".layer_norm.weight", *d);
       ed.blocks.push_back(std::move(blk));

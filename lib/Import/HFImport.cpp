@@ -909,22 +909,23 @@ LogicalResult Importer::checkEncoderDecoder(const ModelSpec &m) {
         {&ed.decoderFinalNorm, "decoder final layer norm"}})
     if (failed(checkDenseWeight(*w, role)))
       return failure();
+  auto attention = [&](const EncDecSpec::Attention &a, StringRef kind) {
+    for (auto [w, role] : {std::pair{&a.q, "query"}, {&a.k, "key"},
+                           {&a.v, "value"}, {&a.o, "output"}})
+      if (failed(checkDenseWeight(*w, (kind + " " + role).str())))
+        return failure();
+    return success();
+  };
   for (const EncDecSpec::Block &blk : ed.blocks) {
-    for (auto [w, role] :
-         {std::pair{&blk.selfNorm, "self-attention layer norm"},
-          {&blk.q, "query projection"}, {&blk.k, "key projection"},
-          {&blk.v, "value projection"}, {&blk.o, "output projection"},
-          {&blk.ffNorm, "feed-forward layer norm"}})
-      if (failed(checkDenseWeight(*w, role)))
-        return failure();
-    for (auto [w, role] :
-         {std::pair{&blk.crossNorm, "cross-attention layer norm"},
-          {&blk.crossQ, "cross-attention query"},
-          {&blk.crossK, "cross-attention key"},
-          {&blk.crossV, "cross-attention value"},
-          {&blk.crossO, "cross-attention output"}})
-      if (*w && failed(checkDenseWeight(**w, role)))
-        return failure();
+    if (failed(checkDenseWeight(blk.selfNorm, "self-attention layer norm")) ||
+        failed(attention(blk.self, "self-attention")) ||
+        failed(checkDenseWeight(blk.ffNorm, "feed-forward layer norm")))
+      return failure();
+    if (blk.cross &&
+        (failed(checkDenseWeight(*blk.crossNorm,
+                                 "cross-attention layer norm")) ||
+         failed(attention(*blk.cross, "cross-attention"))))
+      return failure();
   }
   return success();
 }
@@ -999,16 +1000,16 @@ OwningOpRef<ModuleOp> Importer::emitEncoderDecoder(const ModelSpec &m,
     const EncDecSpec::Block &blk = ed.blocks[i];
     BlockArgs a;
     a.selfNorm = weight(blk.selfNorm);
-    a.q = weight(blk.q);
-    a.k = weight(blk.k);
-    a.v = weight(blk.v);
-    a.o = weight(blk.o);
-    if (blk.crossNorm) {
+    a.q = weight(blk.self.q);
+    a.k = weight(blk.self.k);
+    a.v = weight(blk.self.v);
+    a.o = weight(blk.self.o);
+    if (blk.cross) {
       a.crossNorm = weight(*blk.crossNorm);
-      a.cq = weight(*blk.crossQ);
-      a.ck = weight(*blk.crossK);
-      a.cv = weight(*blk.crossV);
-      a.co = weight(*blk.crossO);
+      a.cq = weight(blk.cross->q);
+      a.ck = weight(blk.cross->k);
+      a.cv = weight(blk.cross->v);
+      a.co = weight(blk.cross->o);
     }
     a.ffNorm = weight(blk.ffNorm);
     if (l.denseMlp) {
@@ -1353,17 +1354,18 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     (void)cfg.fail("the configuration has no MoE layers");
     return nullptr;
   }
+  if (opts.whole &&
+      (opts.maxSeq < opts.tokens || opts.maxSeq > kMaxTokens)) {
+    (void)fail("--import-hf-max-seq must be in [tokens (" +
+               Twine(opts.tokens) + "), " + Twine(kMaxTokens) + "], got " +
+               Twine(opts.maxSeq));
+    return nullptr;
+  }
   if (opts.whole && m.encdec) {
     if (opts.batch > 1) {
       (void)fail("--import-hf-batch " + Twine(opts.batch) + ": batched "
                  "steps of encoder-decoder models (" + modelType +
                  ") are not supported yet");
-      return nullptr;
-    }
-    if (opts.maxSeq < opts.tokens || opts.maxSeq > kMaxTokens) {
-      (void)fail("--import-hf-max-seq must be in [tokens (" +
-                 Twine(opts.tokens) + "), " + Twine(kMaxTokens) + "], got " +
-                 Twine(opts.maxSeq));
       return nullptr;
     }
     // The tied embedding: transformers saves one of its names ('shared',
@@ -1414,12 +1416,6 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
       (void)cfg.fail("expected " + Twine(m.numLayers) +
                      " decoder layers, the configuration gives " +
                      Twine(m.layers.size()));
-      return nullptr;
-    }
-    if (opts.maxSeq < opts.tokens || opts.maxSeq > kMaxTokens) {
-      (void)fail("--import-hf-max-seq must be in [tokens (" +
-                 Twine(opts.tokens) + "), " + Twine(kMaxTokens) + "], got " +
-                 Twine(opts.maxSeq));
       return nullptr;
     }
     QkNorm qkNorm = modelType == "qwen3_moe" ? QkNorm::PerHead

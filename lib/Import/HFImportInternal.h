@@ -260,10 +260,16 @@ struct EncDecSpec {
   bool tied = true;
   WeightRef embed, encoderBias, decoderBias, encoderFinalNorm,
       decoderFinalNorm, lmHead;
+  /// T5 attention's projections: q, k, v [d, inner] and o [inner, d].
+  struct Attention {
+    WeightRef q, k, v, o;
+  };
   struct Block {
-    WeightRef selfNorm, q, k, v, o, ffNorm;
+    WeightRef selfNorm, ffNorm;
+    Attention self;
     /// Decoder blocks: the cross-attention and its norm.
-    std::optional<WeightRef> crossNorm, crossQ, crossK, crossV, crossO;
+    std::optional<WeightRef> crossNorm;
+    std::optional<Attention> cross;
   };
   std::vector<Block> blocks;
 };

@@ -25,7 +25,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import linear_rows, param_maker  # noqa: E402
+from reference_util import greedy_generate, linear_rows, param_maker  # noqa: E402
 from safetensors_util import bf16, f32, write  # noqa: E402
 
 V, D, H, DKV, F, E, LAYERS = 64, 32, 4, 8, 48, 4, 2
@@ -213,19 +213,8 @@ def main():
         n = [f32(v * f32(1.0 / math.sqrt(D))) for v in n]
         return linear(n, "shared.weight", V, D)
 
-    tokens, generated, drawn = [START], [], []
-    logits = step(START, 0)
-    for i in range(new):
-        drawn += logits
-        nxt = max(range(V), key=lambda v: (logits[v], -v))
-        generated.append(nxt)
-        tokens.append(nxt)
-        if i + 1 < new:
-            logits = step(nxt, len(tokens) - 1)
-    with open(os.path.join(out, "expected.txt"), "w") as f:
-        f.write("generated: " + ",".join(map(str, generated)) + "\n")
-    write(os.path.join(out, "expected-logits.safetensors"),
-          {"logits": ("F32", [new, V], drawn)})
+    # The decoder's own prompt is its start token.
+    greedy_generate(step, [START], new, V, out)
 
 
 main()

@@ -596,6 +596,21 @@ Value attention(OpBuilder &b, Location loc, Value q, Value keys, Value values,
   return mergeHeads(b, loc, roundTo(b, loc, attended, elt));
 }
 
+/// Rows [first, first + n) of a rank-3 tensor (itself when whole).
+Value rowsOf(OpBuilder &b, Location loc, Value t, int64_t first, int64_t n) {
+  auto type = cast<RankedTensorType>(t.getType());
+  if (n == type.getDimSize(0))
+    return t;
+  return tensor::ExtractSliceOp::create(
+      b, loc,
+      RankedTensorType::get({n, type.getDimSize(1), type.getDimSize(2)},
+                            type.getElementType()),
+      t, ValueRange{}, ValueRange{}, ValueRange{},
+      b.getDenseI64ArrayAttr({first, 0, 0}),
+      b.getDenseI64ArrayAttr({n, type.getDimSize(1), type.getDimSize(2)}),
+      b.getDenseI64ArrayAttr({1, 1, 1}));
+}
+
 /// The position (i32) and its index of sequence `seq` of a [B] position
 /// tensor.
 std::pair<Value, Value> positionOf(OpBuilder &b, Location loc, Value position,
@@ -648,18 +663,8 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
         cast<RankedTensorType>(op.getPosition().getType()).getDimSize(0);
     int64_t T = xType.getDimSize(0) / batch,
             S = cacheType.getDimSize(0) / batch;
-    // Rows [first, first + n) of a rank-3 tensor (itself when whole).
-    auto rows = [&](Value t, int64_t first, int64_t n) -> Value {
-      auto type = cast<RankedTensorType>(t.getType());
-      if (n == type.getDimSize(0))
-        return t;
-      return tensor::ExtractSliceOp::create(
-          b, loc, RankedTensorType::get({n, type.getDimSize(1), type.getDimSize(2)},
-                                        type.getElementType()),
-          t, ValueRange{}, ValueRange{}, ValueRange{},
-          b.getDenseI64ArrayAttr({first, 0, 0}),
-          b.getDenseI64ArrayAttr({n, type.getDimSize(1), type.getDimSize(2)}),
-          b.getDenseI64ArrayAttr({1, 1, 1}));
+    auto rows = [&](Value t, int64_t first, int64_t n) {
+      return rowsOf(b, loc, t, first, n);
     };
     auto putRows = [&](Value part, Value whole, int64_t first) -> Value {
       if (part.getType() == whole.getType())
@@ -766,18 +771,8 @@ struct CrossAttentionToLinalg : OpRewritePattern<CrossAttentionOp> {
     Value q = splitHeads(b, loc, projection(b, loc, op.getInput(), op.getWQ(),
                                             elt),
                          H, hd);
-    auto rows = [&](Value t, int64_t first, int64_t n) -> Value {
-      auto type = cast<RankedTensorType>(t.getType());
-      if (n == type.getDimSize(0))
-        return t;
-      return tensor::ExtractSliceOp::create(
-          b, loc,
-          RankedTensorType::get({n, type.getDimSize(1), type.getDimSize(2)},
-                                type.getElementType()),
-          t, ValueRange{}, ValueRange{}, ValueRange{},
-          b.getDenseI64ArrayAttr({first, 0, 0}),
-          b.getDenseI64ArrayAttr({n, type.getDimSize(1), type.getDimSize(2)}),
-          b.getDenseI64ArrayAttr({1, 1, 1}));
+    auto rows = [&](Value t, int64_t first, int64_t n) {
+      return rowsOf(b, loc, t, first, n);
     };
     Value o;
     for (int64_t s = 0; s < batch; ++s) {

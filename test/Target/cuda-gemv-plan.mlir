@@ -3,9 +3,8 @@
 // least 64 rows each), then across the lanes of a warp, eight rows in
 // flight a lane; each plan is (blocks x, splits, threads, kchunk, lanes,
 // unroll). The router's 64 columns fill a warp with 4 lanes, 32 rows a
-// block. One memset clears every accumulated buffer (and the down
-// projection's tickets), and the down projection applies SwiGLU as it
-// reads (no activation kernel) and rounds the output (no rounding kernel).
+// block. One memset clears every accumulated buffer, and the down
+// projection applies SwiGLU as it reads (no activation kernel).
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir -o %t.mlir
 // RUN: FileCheck %s < %t.mlir
@@ -21,27 +20,22 @@
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_dense_bf16_r1_l4_u8 blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e64_k8_softmax_renorm blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8 blocks in
-// The down projection rounds the output itself (the last block of each
-// column group): no rounding kernel follows it.
-// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_round blocks in
+// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated blocks in
+// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // CHECK-NOT: gpu.launch_func
 // The kernels: at most 256 threads a block, warps reduced by shuffles,
-// 4-wide vector reductions; the down projection's tickets (an atomic add
-// after a GPU-scope membar) and its reads of the sums from L2.
+// 4-wide vector reductions.
 // PTX: gpu.binary @moe_kernels
-// PTX-SAME: .entry moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_round(
+// PTX-SAME: .entry moe_gemv_scatter_bf16_r1_l4_u8_silu_gated(
 // PTX-SAME: .maxntid 256, 1, 1
 // PTX-SAME: griddepcontrol.wait
 // PTX-SAME: ld.global.v4.b32
 // PTX-SAME: shfl.sync.bfly.b32
 // PTX-SAME: red.global.add.v4.f32
-// PTX-SAME: membar.gl
-// PTX-SAME: atom.global.add.u32
-// PTX-SAME: ld.global.cg.f32
 
 // FORCED: moe.gpu_plan = {down = array<i64: 1, 16, 256, 64, 1, 4>, path = "gemv", router = array<i64: 1, 64, 32, 32, 4, 8>, slots = 8 : i64, up = array<i64: 1, 32, 128, 64, 1, 4>}
 // FORCED: @moe_kernels::@moe_gemv_gather_pair_bf16_r1 blocks in
-// FORCED: @moe_kernels::@moe_gemv_scatter_bf16_r1_silu_gated_round blocks in
+// FORCED: @moe_kernels::@moe_gemv_scatter_bf16_r1_silu_gated blocks in
 
 // BADLANES: moe-compile: error: --gpu-gemv-lanes / --gpu-gemv-unroll: GEMV lanes must be 0 (auto), 1, 2, 4 or 8, got 3
 // BADUNROLL: moe-compile: error: --gpu-gemv-lanes / --gpu-gemv-unroll: GEMV unroll must be 0 (auto), 4 or 8, got 6

@@ -83,11 +83,8 @@ Value HostBuilder::zeroed(ArrayRef<int64_t> shape) {
 }
 
 SmallVector<Value>
-HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes,
-                         ArrayRef<Type> types) {
+HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes) {
   Type f32 = b.getF32Type();
-  assert((types.empty() || types.size() == shapes.size()) &&
-         "one element type per buffer");
   SmallVector<int64_t> offsets;
   int64_t total = 0; // f32 elements
   for (ArrayRef<int64_t> shape : shapes) {
@@ -103,13 +100,10 @@ HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes,
   Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
   gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, all, zero);
   SmallVector<Value> views;
-  for (auto [i, shape] : llvm::enumerate(shapes)) {
-    Type elt = types.empty() ? f32 : types[i];
-    assert(elt.getIntOrFloatBitWidth() == 32 && "4-byte elements");
-    views.push_back(memref::ViewOp::create(b, loc, MemRefType::get(shape, elt),
-                                           bytes, index(offsets[i] * 4),
+  for (auto [shape, offset] : llvm::zip(shapes, offsets))
+    views.push_back(memref::ViewOp::create(b, loc, MemRefType::get(shape, f32),
+                                           bytes, index(offset * 4),
                                            ValueRange{}));
-  }
   return views;
 }
 

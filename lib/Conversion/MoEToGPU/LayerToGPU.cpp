@@ -275,25 +275,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     zeroShapes.append(gated ? 2 : 1, {N, f});
   if (!mmaRouter)
     zeroShapes.push_back({T, E});
-  SmallVector<Type> zeroTypes(zeroShapes.size(), f32);
-  // The GEMV path rounds the output in the down projection's last block of
-  // each column group (a ticket each), unless the ranks' partial sums are
-  // added first.
-  bool roundInGemv = !mma && !plan.get("all_reduce_mask");
-  GemvTuning tuning;
-  if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
-    tuning = {t[0], t[1]};
-  GemvGrid downGrid = planGemv(f, d, S, tuning);
-  if (roundInGemv) {
-    zeroShapes.push_back({downGrid.blocksX});
-    zeroTypes.push_back(i32);
-  }
-  SmallVector<Value> zeroedBuffers = h.zeroedGroup(zeroShapes, zeroTypes);
-  Value tickets = roundInGemv ? zeroedBuffers.back() : Value();
+  SmallVector<Value> zeroedBuffers = h.zeroedGroup(zeroShapes);
   Value y = zeroedBuffers[0];
   Value hUp = mma ? Value() : zeroedBuffers[1];
   Value hGate = gated && !mma ? zeroedBuffers[2] : Value();
-  Value routerOut = mmaRouter ? Value() : zeroedBuffers[zeroedBuffers.size() - 1 - roundInGemv];
+  Value routerOut = mmaRouter ? Value() : zeroedBuffers.back();
   Value act = mma ? h.alloc({N, f}, bf16) : Value();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
 
@@ -347,7 +333,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
 
   // The plan, fixed from the static shapes.
   GemvGrid routerGrid = planGemv(d, E, 1);
+  GemvTuning tuning;
+  if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
+    tuning = {t[0], t[1]};
   GemvGrid upGrid = planGemv(d, f, S * (gated ? 2 : 1), tuning);
+  GemvGrid downGrid = planGemv(f, d, S, tuning);
   auto gridAttr = [&](const GemvGrid &g) {
     return b.getDenseI64ArrayAttr(g.summary());
   };
@@ -468,7 +458,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     // The down projection applies the activation as it reads hUp (hGate).
     downOpts.inputActivation = activation;
     downOpts.inputGated = gated;
-    downOpts.roundOut = roundInGemv;
     gpu::GPUFuncOp upK =
         gemvKernel(gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16",
                    upGrid.kernelOptions(upOpts));
@@ -486,8 +475,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                 rowWeight, hit};
     if (gated)
       downArgs.push_back(hGate);
-    if (roundInGemv)
-      downArgs.append({out, tickets});
     launchGemv(downK, downGrid, S, downArgs);
   }
   if (auto mask = plan.getAs<IntegerAttr>("all_reduce_mask")) {
@@ -510,8 +497,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                    arith::ConstantIntOp::create(b, loc, i64, T * d),
                    arith::ConstantIntOp::create(b, loc, i64, mask.getInt())});
   }
-  if (!roundInGemv)
-    h.launchElementwise(round, T * d, {y, out});
+  h.launchElementwise(round, T * d, {y, out});
   if (out != result)
     h.copy(result, out);
   h.freeAll();

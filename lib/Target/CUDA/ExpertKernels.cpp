@@ -63,76 +63,7 @@ std::string mlir::moe::gemvKernelName(StringRef base, const GemvOptions &o) {
     name += ("_" + stringifyActivation(*o.inputActivation) +
              (o.inputGated ? "_gated" : "_plain"))
                 .str();
-  if (o.roundOut)
-    name += "_round";
   return name;
-}
-
-/// The end of a GEMV block whose column group of `out` [rows, M] (columns
-/// bx * (bdim / lanes) * 8 onwards) every block of grid y and z adds to:
-/// each block takes a ticket after its reductions; the last one reads the
-/// sums from L2 and writes them rounded into `rounded`.
-static void roundLastColumnGroup(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
-                                 Value out, Value rounded, Value tickets,
-                                 Value bx, Value tid, Value bdim,
-                                 int64_t lanes) {
-  Type i32 = b.getI32Type(), i1 = b.getI1Type();
-  auto cst = [&](int64_t v) -> Value {
-    return arith::ConstantIndexOp::create(b, loc, v);
-  };
-  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                          gpu::AddressSpace::Workgroup);
-  Value isLast = fn.addWorkgroupAttribution(
-      MemRefType::get({1}, i1, MemRefLayoutAttrInterface(), space), loc);
-  Value c0 = cst(0);
-  // Every thread's reductions are issued and, through the membar, performed
-  // at the GPU before thread 0 takes the block's ticket.
-  NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU);
-  gpu::BarrierOp::create(b, loc);
-  Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, c0);
-  auto ticket = scf::IfOp::create(b, loc, first, /*withElseRegion=*/false);
-  {
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(&ticket.getThenRegion().front());
-    Value old = memref::AtomicRMWOp::create(
-        b, loc, arith::AtomicRMWKind::addi,
-        arith::ConstantIntOp::create(b, loc, i32, 1), tickets, ValueRange{bx});
-    Value blocks = arith::MulIOp::create(
-        b, loc, gpu::GridDimOp::create(b, loc, gpu::Dimension::y),
-        gpu::GridDimOp::create(b, loc, gpu::Dimension::z));
-    Value last = arith::CmpIOp::create(
-        b, loc, arith::CmpIPredicate::eq,
-        arith::IndexCastOp::create(b, loc, b.getIndexType(), old),
-        arith::SubIOp::create(b, loc, blocks, cst(1)));
-    memref::StoreOp::create(b, loc, last, isLast, ValueRange{c0});
-  }
-  gpu::BarrierOp::create(b, loc);
-  Value mine = memref::LoadOp::create(b, loc, isLast, ValueRange{c0});
-  auto finish = scf::IfOp::create(b, loc, mine, /*withElseRegion=*/false);
-  OpBuilder::InsertionGuard g(b);
-  b.setInsertionPointToStart(&finish.getThenRegion().front());
-  NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU);
-  Value rows = memref::DimOp::create(b, loc, out, 0);
-  Value m = memref::DimOp::create(b, loc, out, 1);
-  Value width = arith::MulIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, bdim, cst(lanes)),
-      cst(moe::kGemvColumnsPerThread));
-  Value col0 = arith::MulIOp::create(b, loc, bx, width);
-  Value count = arith::MulIOp::create(b, loc, rows, width);
-  auto each = scf::ForOp::create(b, loc, tid, count, bdim);
-  b.setInsertionPointToStart(each.getBody());
-  Value i = each.getInductionVar();
-  Value r = arith::DivUIOp::create(b, loc, i, width);
-  Value c = arith::AddIOp::create(b, loc, col0,
-                                  arith::RemUIOp::create(b, loc, i, width));
-  auto inside = scf::IfOp::create(
-      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, c, m),
-      /*withElseRegion=*/false);
-  b.setInsertionPointToStart(&inside.getThenRegion().front());
-  Value v = moe::loadF32FromL2(b, loc, out, r, c);
-  Type elt = cast<MemRefType>(rounded.getType()).getElementType();
-  memref::StoreOp::create(b, loc, moe::fromF32(b, loc, v, elt), rounded,
-                          ValueRange{r, c});
 }
 
 gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
@@ -161,11 +92,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   }
   if (fusedAct && opts.inputGated)
     argTypes.push_back(xType); // the gate projection
-  assert((!opts.roundOut || opts.scatter) && "roundOut needs scatter");
-  if (opts.roundOut) {
-    argTypes.push_back(MemRefType::get({dyn, dyn}, elt)); // rounded
-    argTypes.push_back(vecI32);                           // tickets
-  }
   auto fn = createKernelFunc(b, loc, module, name, argTypes);
   // At most kGemvMaxThreads threads a block: ptxas then keeps the unrolled
   // loads in flight (without the bound it held two of eight, in 34
@@ -184,9 +110,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   Value out2 = opts.pair ? entry.getArgument(next++) : Value();
   Value xGate =
       fusedAct && opts.inputGated ? entry.getArgument(next++) : Value();
-  Value rounded = opts.roundOut ? entry.getArgument(next++) : Value();
-  Value tickets = opts.roundOut ? entry.getArgument(next++) : Value();
-  Value finalOut = out; // (before `pair` picks between out and out2)
 
   auto cst = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, loc, v);
@@ -388,9 +311,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
                          ArrayRef<Value>(vals).slice(c, 4));
   }
   b.setInsertionPointToEnd(&entry);
-  if (opts.roundOut)
-    roundLastColumnGroup(b, loc, fn, finalOut, rounded, tickets, bx, tid,
-                         bdim, lanes);
   gpu::ReturnOp::create(b, loc);
   return fn;
 }

@@ -134,30 +134,6 @@ void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
                             LLVM::AsmDialectAttr(), ArrayAttr());
 }
 
-Value mlir::moe::loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,
-                               Value col) {
-  MLIRContext *ctx = b.getContext();
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, in);
-  Value ld = memref::DimOp::create(b, loc, in, 1);
-  Value element = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, row, ld), col);
-  Value addr = arith::AddIOp::create(
-      b, loc, base,
-      arith::MulIOp::create(b, loc, element, constIndex(b, loc, 4)));
-  Value generic = LLVM::IntToPtrOp::create(
-      b, loc, LLVM::LLVMPointerType::get(ctx),
-      arith::IndexCastUIOp::create(b, loc, b.getI64Type(), addr).getResult());
-  Value global = LLVM::AddrSpaceCastOp::create(
-      b, loc, LLVM::LLVMPointerType::get(ctx, 1), generic);
-  return LLVM::InlineAsmOp::create(
-             b, loc, b.getF32Type(), ValueRange{global},
-             "ld.global.cg.f32 $0, [$1];", "=f,l",
-             /*has_side_effects=*/true, /*is_align_stack=*/false,
-             LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
-             ArrayAttr())
-      .getResult(0);
-}
-
 SmallVector<Type> mlir::moe::groupedGemmArgTypes(OpBuilder &b,
                                                  const MmaOptions &o) {
   int64_t dyn = ShapedType::kDynamic;

@@ -52,12 +52,10 @@ public:
   Value alloc(ArrayRef<int64_t> shape, Type elementType);
   /// An f32 device buffer set to zero.
   Value zeroed(ArrayRef<int64_t> shape);
-  /// Device buffers of `shapes`, set to zero together: views of one
+  /// f32 device buffers of `shapes`, set to zero together: views of one
   /// allocation (each 256-byte aligned) cleared by one memset, so a step
-  /// pays one memset node instead of one a buffer. Their element types are
-  /// `types` (f32 or i32; all f32 when empty).
-  SmallVector<Value> zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes,
-                                 ArrayRef<Type> types = {});
+  /// pays one memset node instead of one a buffer.
+  SmallVector<Value> zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes);
   /// A device copy of the (host or device) buffer `v`.
   Value upload(Value v);
   void copy(Value dst, Value src);

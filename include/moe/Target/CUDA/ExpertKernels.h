@@ -58,11 +58,6 @@ Value commitAsyncCopies(OpBuilder &b, Location loc, ValueRange tokens);
 /// layout; col * 4 bytes must be aligned to the vector (8 or 16 bytes).
 void atomicAddF32Vector(OpBuilder &b, Location loc, Value out, Value row,
                         Value col, ArrayRef<Value> vals);
-/// in[row, col] of a memref<?x?xf32> of identity layout, read from L2
-/// (ld.global.cg): what other blocks' reductions left there, never a line
-/// this SM's L1 kept from before.
-Value loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,
-                    Value col);
 
 /// A kernel over the elements of [N, C] buffers (the dimensions of the
 /// first argument): `body(b, loc, args, r, c)` runs for every element, one
@@ -114,12 +109,6 @@ struct GemvOptions {
   /// rounded to the element type first, as the activation kernel stores it.
   std::optional<Activation> inputActivation;
   bool inputGated = false;
-  /// With `scatter`: the last block to finish a column group of `out`
-  /// rounds that group's columns of every row to the element type (the
-  /// rounding kernel fused away). Two arguments follow the others:
-  /// `rounded` memref<?x?xT> (out's shape) and `tickets` memref<?xi32>
-  /// (one per block column, zero at launch).
-  bool roundOut = false;
 };
 
 /// Limits on a grouped GEMV's plan; 0 leaves the choice to planGemv.

@@ -176,7 +176,7 @@ private:
                             StringRef role);
   OwningOpRef<ModuleOp> emit(const ModelSpec &m, Type dtype,
                              StringRef dtypeName);
-  /// A T5-style encoder-decoder (Switch Transformers; HFEncoderDecoder.cpp).
+  /// A T5-style encoder-decoder (Switch Transformers).
   OwningOpRef<ModuleOp> emitEncoderDecoder(const ModelSpec &m, Type dtype,
                                            StringRef dtypeName);
   LogicalResult checkEncoderDecoder(const ModelSpec &m);
@@ -358,8 +358,6 @@ LogicalResult Importer::checkSizes(const ModelSpec &m) {
   return success();
 }
 
-/// The dense weights of a whole model: in the index (when there is one),
-/// with the shape and dtype config.json implies (where a header was read).
 LogicalResult Importer::checkDenseWeight(const WeightRef &w, StringRef role) {
   if (index && !index->count(w.name))
     return fail(listName + ": " + arch + ": no entry for tensor '" + w.name +
@@ -376,34 +374,33 @@ LogicalResult Importer::checkDenseWeight(const WeightRef &w, StringRef role) {
   return success();
 }
 
+/// The dense weights of a whole model: in the index (when there is one),
+/// with the shape and dtype config.json implies (where a header was read).
 LogicalResult Importer::checkDense(const ModelSpec &m) {
   const DenseSpec &d = *m.dense;
-  auto check = [&](const WeightRef &w, StringRef role) {
-    return checkDenseWeight(w, role);
-  };
-  if (failed(check(d.embed, "token embedding")) ||
-      failed(check(d.finalNorm, "final norm")) ||
-      failed(check(d.lmHead, "LM head")))
+  if (failed(checkDenseWeight(d.embed, "token embedding")) ||
+      failed(checkDenseWeight(d.finalNorm, "final norm")) ||
+      failed(checkDenseWeight(d.lmHead, "LM head")))
     return failure();
   for (auto [w, role] : {std::pair{&d.posEmbed, "position embedding"},
                          {&d.finalNormBias, "final norm bias"}})
-    if (*w && failed(check(**w, role)))
+    if (*w && failed(checkDenseWeight(**w, role)))
       return failure();
   for (const DenseSpec::Block &blk : d.blocks) {
     for (auto [w, role] :
          {std::pair{&blk.inputNorm, "input norm"}, {&blk.q, "query projection"},
           {&blk.o, "output projection"}, {&blk.postNorm, "post-attention norm"}})
-      if (failed(check(*w, role)))
+      if (failed(checkDenseWeight(*w, role)))
         return failure();
     for (auto [w, role] :
          {std::pair{&blk.inputNormBias, "input norm bias"},
           {&blk.postNormBias, "post-attention norm bias"}})
-      if (*w && failed(check(**w, role)))
+      if (*w && failed(checkDenseWeight(**w, role)))
         return failure();
     if (!d.mla)
       for (auto [w, role] : {std::pair{&blk.k, "key projection"},
                              {&blk.v, "value projection"}})
-        if (failed(check(*w, role)))
+        if (failed(checkDenseWeight(*w, role)))
           return failure();
     for (auto [w, role] :
          {std::pair{&blk.qA, "query compression"},
@@ -411,12 +408,12 @@ LogicalResult Importer::checkDense(const ModelSpec &m) {
           {&blk.kvA, "key/value compression"},
           {&blk.kvANorm, "key/value compression norm"},
           {&blk.kvB, "key/value expansion"}})
-      if (*w && failed(check(**w, role)))
+      if (*w && failed(checkDenseWeight(**w, role)))
         return failure();
     for (auto [w, role] : {std::pair{&blk.qBias, "query bias"},
                            {&blk.kBias, "key bias"}, {&blk.vBias, "value bias"},
                            {&blk.qNorm, "query norm"}, {&blk.kNorm, "key norm"}})
-      if (*w && failed(check(**w, role)))
+      if (*w && failed(checkDenseWeight(**w, role)))
         return failure();
   }
   return success();
@@ -705,11 +702,6 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
   auto arg = [&](std::optional<unsigned> i) -> Value {
     return i ? body->getArgument(*i) : Value();
   };
-  // h + r, rounded to the element type (the residual adds of a block).
-  // (In f32 and rounded once: bf16 arithmetic would become a libcall.)
-  auto add = [&](Location loc, Value h, Value r) -> Value {
-    return residualAdd(b, loc, h, r);
-  };
   Value x = body->getArgument(0);
   SmallVector<Value> caches;
   if (dense) {
@@ -734,7 +726,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
           ArrayRef<ReassociationIndices>{{0, 1}});
       Value positions = EmbeddingOp::create(b, eloc, tokensType, ids,
                                             body->getArgument(*posEmbedSlot));
-      x = add(eloc, x, positions);
+      x = residualAdd(b, eloc, x, positions);
     }
   }
   FloatAttr eps = dense ? b.getF64FloatAttr(dense->epsilon) : FloatAttr();
@@ -792,7 +784,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
         caches.append({attn.getKeyCache(), attn.getValueCache()});
         attended = attn.getResult();
       }
-      x = add(aloc, x, attended);
+      x = residualAdd(b, aloc, x, attended);
       residual = x;
       x = norm(loc, tokensType, x, d.postNorm, d.postNormBias);
     }
@@ -802,7 +794,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
       x = MlpOp::create(b, loc, tokensType, x, arg(s.sUp), arg(s.sGate),
                         arg(s.sDown), ActivationAttr::get(ctx, l.activation));
       if (dense)
-        x = add(loc, residual, x);
+        x = residualAdd(b, loc, residual, x);
       continue;
     }
     FloatAttr cf =
@@ -820,7 +812,7 @@ OwningOpRef<ModuleOp> Importer::emit(const ModelSpec &m, Type dtype,
         l.renormalize, llvm::APFloat(l.scaling), cf, uint64_t(l.minCapacity),
         DropPolicy::position, nGroup, topkGroup, l.groupScore);
     if (dense)
-      x = add(loc, residual, x);
+      x = residualAdd(b, loc, residual, x);
   }
   if (dense) {
     Location hloc = NameLoc::get(b.getStringAttr("lm_head"), fileLoc);

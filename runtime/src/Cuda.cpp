@@ -59,6 +59,12 @@ struct CUlaunchConfig {
   unsigned numAttrs;
 };
 
+/// Programmatic launch unless the environment sets MOERT_PDL=0.
+bool programmaticByDefault() {
+  const char *v = std::getenv("MOERT_PDL");
+  return !(v && std::string(v) == "0");
+}
+
 /// One GPU as this process uses it. A thread drives one GPU (the one it
 /// selected, else the default); one process may drive several, one thread
 /// each, and none of these fields is shared between threads.
@@ -78,8 +84,9 @@ struct Gpu {
   bool helperSync = true;
   // Kernels launch with programmatic stream serialization: each may start
   // while the one before it finishes (the compiler opens every kernel with
-  // griddepcontrol.wait). moert_cuda_set_programmatic_launch, MOERT_PDL=0.
-  bool programmatic = true;
+  // griddepcontrol.wait). moert_cuda_set_programmatic_launch; MOERT_PDL=0
+  // makes it off by default.
+  bool programmatic = programmaticByDefault();
   // Dynamic shared memory allowed per kernel so far (set by its first
   // launch, so that launches captured into a graph set nothing).
   std::unordered_map<void *, int> sharedAllowed;
@@ -581,11 +588,7 @@ extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
   }
   if (gpu().profiling)
     check("cuEventRecord", drv().cuEventRecord(gpu().start, s));
-  static const bool disabled = [] {
-    const char *v = std::getenv("MOERT_PDL");
-    return v && std::string(v) == "0";
-  }();
-  if (gpu().programmatic && !disabled && drv().cuLaunchKernelEx) {
+  if (gpu().programmatic && drv().cuLaunchKernelEx) {
     CUlaunchAttribute attr = {};
     attr.id = kAttrProgrammaticStreamSerialization;
     attr.value.programmaticStreamSerializationAllowed = 1;

@@ -634,9 +634,16 @@ bool clearBuffer(Buffer &b) {
 /// and the last step's padding against the KV cache: checked before any
 /// weight is loaded. Returns 0, or 2 after printing what is wrong.
 int checkGeneration(const Generator &g, const GenerateOptions &o) {
+  int64_t B = g.pos->shape[0], vocab = g.logits->shape[1];
+  for (int32_t id : o.prompt)
+    if (id < 0 || id >= vocab) {
+      std::fprintf(stderr, "error: prompt id %d is outside the vocabulary "
+                           "[0, %lld)\n", id, (long long)vocab);
+      return 2;
+    }
   if (g.encoderIds) {
-    // An encoder-decoder: the prompt in the encoder's rows, the decoder
-    // from its start token.
+    // An encoder-decoder: the prompt in the encoder's rows, the decoder's
+    // steps from its start token.
     int64_t rows = g.encoderIds->shape[0];
     if (int64_t(o.prompt.size()) > rows) {
       std::fprintf(stderr, "error: the prompt's %zu tokens exceed the "
@@ -645,29 +652,15 @@ int checkGeneration(const Generator &g, const GenerateOptions &o) {
                    o.prompt.size(), (long long)rows);
       return 2;
     }
-    int64_t vocab = g.logits->shape[1];
-    for (int32_t id : o.prompt)
-      if (id < 0 || id >= vocab) {
-        std::fprintf(stderr, "error: prompt id %d is outside the vocabulary "
-                             "[0, %lld)\n", id, (long long)vocab);
-        return 2;
-      }
     Generator decoderOnly = g;
     decoderOnly.encoderIds = nullptr;
     GenerateOptions dec = o;
     dec.prompt = {int32_t(g.decoderStart)};
     return checkGeneration(decoderOnly, dec);
   }
-  int64_t B = g.pos->shape[0], vocab = g.logits->shape[1];
   int64_t T = g.ids->shape[0] / B;
   int64_t maxSeq =
       g.caches.empty() ? INT64_MAX : g.caches.front().first->shape[0] / B;
-  for (int32_t id : o.prompt)
-    if (id < 0 || id >= vocab) {
-      std::fprintf(stderr, "error: prompt id %d is outside the vocabulary "
-                           "[0, %lld)\n", id, (long long)vocab);
-      return 2;
-    }
   // The cache rows the steps write: the prompt's steps (the last padded to
   // T rows), then one step per new token but the last, each writing T rows
   // from its position (P + i for the i-th).
@@ -699,9 +692,8 @@ int generate(Generator &g, std::vector<void *> &args,
   // An encoder-decoder reads the prompt in its encoder; its decoder's own
   // prompt is the start token.
   GenerateOptions dec = o;
-  if (g.encoderIds)
-    dec.prompt = {int32_t(g.decoderStart)};
   if (g.encoderIds) {
+    dec.prompt = {int32_t(g.decoderStart)};
     auto *enc = static_cast<int32_t *>(g.encoderIds->data);
     std::fill(enc, enc + g.encoderIds->shape[0], 0);
     std::copy(o.prompt.begin(), o.prompt.end(), enc);

@@ -147,6 +147,16 @@ def rope(vec, p, theta, interleaved, elt, inv_freq=None, attention=1.0):
     return res
 
 
+def rms_norm(x, g, eps, elt):
+    """RMSNorm of `x` with weight `g` as transformers rounds it: the mean
+    square in f32 (in order), x * rsqrt rounded to `elt`, times g rounded."""
+    ss = 0.0
+    for v in x:
+        ss = f32(ss + f32(v * v))
+    inv = f32(1.0 / math.sqrt(f32(f32(ss * f32(1.0 / len(x))) + f32(eps))))
+    return [elt(f32(g[i] * elt(f32(x[i] * inv)))) for i in range(len(x))]
+
+
 def linear_rows(m, x, rows, in_n, elt, round_out=True):
     """x [in] times the rows `rows` of an [out, in] weight `m` (flat), f32
     accumulation in order; each result rounded to `elt` (or left in f32)."""

@@ -27,7 +27,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend, greedy_generate, param_maker, rope as shared_rope, yarn  # noqa: E402
+from reference_util import attend, greedy_generate, param_maker, rms_norm, rope as shared_rope, yarn  # noqa: E402
 from safetensors_util import f32, write  # noqa: E402
 
 V, D, H, LQ, LKV, N, R, VD = 64, 32, 4, 16, 16, 8, 4, 8
@@ -131,13 +131,7 @@ def main():
         return y
 
     def rms(x, name):
-        n = len(x)
-        ss = 0.0
-        for v in x:
-            ss = f32(ss + f32(v * v))
-        inv = f32(1.0 / math.sqrt(f32(f32(ss * f32(1.0 / n)) + f32(EPS))))
-        g = w(name)
-        return [f32(g[i] * f32(x[i] * inv)) for i in range(n)]
+        return rms_norm(x, w(name), EPS, f32)
 
     def rope(vec, p):
         return shared_rope(vec, p, THETA, True, f32, inv_freq, rope_factor)

@@ -17,7 +17,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend_cached, greedy_generate, linear_rows, param_maker  # noqa: E402
+from reference_util import attend_cached, greedy_generate, linear_rows, param_maker, rms_norm  # noqa: E402
 from safetensors_util import bf16, f32, read, write  # noqa: E402
 
 V, D, LAYERS, H, KV, HD, E, K, F = 64, 32, 2, 4, 2, 8, 4, 2, 48
@@ -82,12 +82,7 @@ def main():
         return linear_rows(w(name), x, range(out_n), in_n, elt, round_out)
 
     def rms(x, name):
-        ss = 0.0
-        for v in x:
-            ss = f32(ss + f32(v * v))
-        inv = f32(1.0 / math.sqrt(f32(f32(ss * f32(1.0 / D)) + f32(EPS))))
-        g = w(name)
-        return [elt(f32(g[i] * elt(f32(x[i] * inv)))) for i in range(D)]
+        return rms_norm(x, w(name), EPS, elt)
 
     caches = [([], []) for _ in range(LAYERS)]  # per layer: keys, values [pos][KV*HD]
     half_hd = HD // 2

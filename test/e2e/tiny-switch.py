@@ -15,7 +15,10 @@ RMS norms; the tied LM head scales its input by d_model^-0.5.
 With --bf16, the checkpoint only, in bfloat16 (the shapes of
 test/gpu/tiny_configs.py's switch_transformers, which make-hf-models.sh
 compiles for the GPU comparison with transformers).
+With --embed-name=NAME, the tied embedding is stored under NAME instead of
+shared.weight (transformers may save it under a stack's embed_tokens).
 Usage: tiny-switch.py OUT_DIR PROMPT_IDS NEW_TOKENS [SEED] [--bf16]
+                      [--embed-name=NAME]
 Writes OUT_DIR/expected.txt ("generated: ...") and
 OUT_DIR/expected-logits.safetensors (the logits each token was drawn from)."""
 import json
@@ -25,7 +28,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import greedy_generate, linear_rows, param_maker  # noqa: E402
+from reference_util import greedy_generate, linear_rows, param_maker, rms_norm  # noqa: E402
 from safetensors_util import bf16, f32, write  # noqa: E402
 
 V, D, H, DKV, F, E, LAYERS = 64, 32, 4, 8, 48, 4, 2
@@ -53,7 +56,9 @@ def bucket(rel, bidirectional):
 
 def main():
     half = "--bf16" in sys.argv
-    args = [a for a in sys.argv if a != "--bf16"]
+    embed_name = next((a.split("=", 1)[1] for a in sys.argv
+                       if a.startswith("--embed-name=")), "shared.weight")
+    args = [a for a in sys.argv if a != "--bf16" and not a.startswith("--embed-name=")]
     out, prompt, new = args[1], args[2], int(args[3])
     seed = int(args[4]) if len(args) > 4 else random.randrange(1 << 30)
     print(f"tiny-switch.py: seed {seed}")
@@ -89,8 +94,10 @@ def main():
         param(f"{stack}.final_layer_norm.weight", [D], 0.1, 1.0)
 
     os.makedirs(out, exist_ok=True)
+    stored = {embed_name if n == "shared.weight" else n: W[n] for n in W}
     write(os.path.join(out, "model.safetensors"),
-          {n: ("BF16" if half else "F32", W[n][0], W[n][1]) for n in sorted(W)})
+          {n: ("BF16" if half else "F32", stored[n][0], stored[n][1])
+           for n in sorted(stored)})
     config = {"architectures": ["SwitchTransformersForConditionalGeneration"],
               "model_type": "switch_transformers", "vocab_size": V, "d_model": D,
               "d_kv": DKV, "d_ff": F, "num_heads": H, "num_layers": LAYERS,
@@ -113,12 +120,7 @@ def main():
         return linear_rows(w(name), x, range(out_n), in_n, f32)
 
     def rms(x, name):
-        ss = 0.0
-        for v in x:
-            ss = f32(ss + f32(v * v))
-        inv = f32(1.0 / math.sqrt(f32(f32(ss * f32(1.0 / D)) + f32(EPS))))
-        g = w(name)
-        return [f32(g[i] * f32(x[i] * inv)) for i in range(D)]
+        return rms_norm(x, w(name), EPS, f32)
 
     def attend(q, keys, values, visible, bias):
         """Each head of q over rows `visible` of keys/values [row][INNER];

@@ -611,6 +611,25 @@ Value rowsOf(OpBuilder &b, Location loc, Value t, int64_t first, int64_t n) {
       b.getDenseI64ArrayAttr({1, 1, 1}));
 }
 
+/// `whole` with `part` (rank 2 or 3) in its rows from `first` (`part` itself
+/// when it is the whole).
+Value putRowsOf(OpBuilder &b, Location loc, Value part, Value whole,
+                int64_t first) {
+  if (part.getType() == whole.getType())
+    return part;
+  auto type = cast<RankedTensorType>(part.getType());
+  SmallVector<OpFoldResult> offsets{b.getIndexAttr(first), b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes{b.getIndexAttr(type.getDimSize(0)),
+                                  b.getIndexAttr(type.getDimSize(1))};
+  SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
+  if (type.getRank() == 3) {
+    offsets.push_back(b.getIndexAttr(0));
+    sizes.push_back(b.getIndexAttr(type.getDimSize(2)));
+  }
+  return tensor::InsertSliceOp::create(b, loc, part, whole, offsets, sizes,
+                                       strides);
+}
+
 /// The position (i32) and its index of sequence `seq` of a [B] position
 /// tensor.
 std::pair<Value, Value> positionOf(OpBuilder &b, Location loc, Value position,
@@ -666,21 +685,8 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
     auto rows = [&](Value t, int64_t first, int64_t n) {
       return rowsOf(b, loc, t, first, n);
     };
-    auto putRows = [&](Value part, Value whole, int64_t first) -> Value {
-      if (part.getType() == whole.getType())
-        return part;
-      auto type = cast<RankedTensorType>(part.getType());
-      SmallVector<OpFoldResult> offsets{b.getIndexAttr(first),
-                                        b.getIndexAttr(0)};
-      SmallVector<OpFoldResult> sizes{b.getIndexAttr(type.getDimSize(0)),
-                                      b.getIndexAttr(type.getDimSize(1))};
-      SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
-      if (type.getRank() == 3) {
-        offsets.push_back(b.getIndexAttr(0));
-        sizes.push_back(b.getIndexAttr(type.getDimSize(2)));
-      }
-      return tensor::InsertSliceOp::create(b, loc, part, whole, offsets,
-                                           sizes, strides);
+    auto putRows = [&](Value part, Value whole, int64_t first) {
+      return putRowsOf(b, loc, part, whole, first);
     };
     RopeSpec rope = ropeOf(op);
     ScoreSpec spec;
@@ -704,11 +710,11 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
                                        {b.getIndexAttr(batch * T),
                                         b.getIndexAttr(H * hd)},
                                        elt);
+    // (All-zero inverse frequencies: no rotary embedding at all.)
+    bool rotary = !rope.invFreq ||
+                  llvm::any_of(*rope.invFreq, [](float f) { return f != 0; });
     for (int64_t s = 0; s < batch; ++s) {
       auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
-      // (All-zero inverse frequencies: no rotary embedding at all.)
-      bool rotary = !rope.invFreq ||
-                    llvm::any_of(*rope.invFreq, [](float f) { return f != 0; });
       Value qs = rows(q, s * T, T), ks = rows(k, s * T, T);
       if (rotary) {
         qs = applyRope(b, loc, qs, pos, rope, /*interleaved=*/false, elt);
@@ -771,31 +777,21 @@ struct CrossAttentionToLinalg : OpRewritePattern<CrossAttentionOp> {
     Value q = splitHeads(b, loc, projection(b, loc, op.getInput(), op.getWQ(),
                                             elt),
                          H, hd);
-    auto rows = [&](Value t, int64_t first, int64_t n) {
-      return rowsOf(b, loc, t, first, n);
-    };
-    Value o;
+    ScoreSpec spec;
+    spec.scaling = float(op.getScale().convertToDouble());
+    spec.causal = false;
+    Value o = batch == 1 ? Value()
+                         : emptyTensor(b, loc,
+                                       {b.getIndexAttr(batch * T),
+                                        b.getIndexAttr(H * hd)},
+                                       elt);
     for (int64_t s = 0; s < batch; ++s) {
-      ScoreSpec spec;
-      spec.scaling = float(op.getScale().convertToDouble());
-      spec.causal = false;
       spec.keyLength = positionOf(b, loc, op.getLength(), s).second;
-      Value os = attention(b, loc, rows(q, s * T, T),
-                           rows(op.getMemoryKey(), s * S, S),
-                           rows(op.getMemoryValue(), s * S, S), spec, elt);
-      if (batch == 1) {
-        o = os;
-        break;
-      }
-      if (!o)
-        o = emptyTensor(b, loc,
-                        {b.getIndexAttr(batch * T), b.getIndexAttr(H * hd)},
-                        elt);
-      o = tensor::InsertSliceOp::create(
-          b, loc, os, o,
-          ArrayRef<OpFoldResult>{b.getIndexAttr(s * T), b.getIndexAttr(0)},
-          ArrayRef<OpFoldResult>{b.getIndexAttr(T), b.getIndexAttr(H * hd)},
-          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+      Value os = attention(b, loc, rowsOf(b, loc, q, s * T, T),
+                           rowsOf(b, loc, op.getMemoryKey(), s * S, S),
+                           rowsOf(b, loc, op.getMemoryValue(), s * S, S), spec,
+                           elt);
+      o = batch == 1 ? os : putRowsOf(b, loc, os, o, s * T);
     }
     b.replaceOp(op, projection(b, loc, o, op.getWO(), elt));
     return success();

@@ -54,6 +54,7 @@ void buildToLoops(OpPassManager &pm,
     layer.wgmmaStages = gpu->wgmmaStages;
     layer.gemvLanes = gpu->gemvLanes;
     layer.gemvUnroll = gpu->gemvUnroll;
+    layer.fusedGate = gpu->fusedGate;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
     moe::ConvertMoEDenseToGpuCallOptions dense;
     dense.report = gpu->report;

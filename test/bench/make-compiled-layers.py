@@ -56,6 +56,10 @@ def main():
                    help="true: kernels of more than one wave let the next "
                         "launch right after their wait; false (default): as "
                         "their blocks exit")
+    p.add_argument("--fused-gate", default="auto",
+                   help="auto, always or never (a memset, the router GEMV "
+                        "and the routing kernel instead of the one gating "
+                        "kernel)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -72,6 +76,7 @@ def main():
                             "--gpu-wgmma-columns=" + args.wgmma_columns,
                             "--gpu-wgmma-stages=" + args.wgmma_stages,
                             "--gpu-early-launch=" + args.early_launch,
+                            "--gpu-fused-gate=" + args.fused_gate,
                             "-o", base + ".so"],
                            check=True)
             print("compiled", base + ".so", flush=True)

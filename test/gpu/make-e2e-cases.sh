@@ -37,6 +37,11 @@ make_case fused-gelu-tanh --top-k 2 --activation gelu_tanh --experts 8 --tokens 
 make_case fused-e256-top8 --top-k 8 --experts 256 --renormalize --tokens 40 --hidden 32 --ffn 32
 make_case fused-many-tokens --top-k 8 --experts 64 --tokens 200 --hidden 128 --ffn 64
 make_case fused-one-token --top-k 8 --experts 128 --tokens 1 --hidden 64 --ffn 64
+# The gating kernel's K rows not a multiple of what a block loads at once
+# (64 experts: 128 rows a step), 64 tokens (the most it routes); the same
+# layer with the memset, router GEMV and routing kernel instead.
+make_case fused-gate-64-tokens --gpu-fused-gate=always --top-k 6 --experts 64 --tokens 64 --hidden 192 --ffn 64
+make_case separate-gate --gpu-fused-gate=never --top-k 6 --experts 64 --tokens 64 --hidden 192 --ffn 64
 # The tensor-core path (mma): several row tiles per expert, a partial last
 # tile, gather, every epilogue.
 make_case mma-mixtral --gpu-path=mma --top-k 2 --renormalize --tokens 300 --hidden 128 --ffn 256 --experts 8

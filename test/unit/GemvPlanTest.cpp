@@ -84,4 +84,32 @@ TEST(GemvPlan, FewExpertsGetMoreThreads) {
   EXPECT_EQ(router.splits * router.kchunk, 2048);
 }
 
+TEST(GatePlan, CoversTheRouterInRoundsOfLoads) {
+  // The gating kernel: every router row in exactly one block, K rows a
+  // block a multiple of what its threads load at once (256 threads: E / 8
+  // column groups, the rest on K, 4 rows each), at most 128 blocks.
+  for (int64_t e : {8, 16, 32, 64, 128, 256})
+    for (int64_t d : {32, 64, 192, 1000, 2048, 4096, 7168}) {
+      GatePlan p = planGate(d, e);
+      int64_t step = kGateThreads / (e / 8) * kGateUnroll;
+      EXPECT_EQ(p.kchunk % step, 0) << d << " x " << e;
+      EXPECT_GE(p.blocks * p.kchunk, d) << d << " x " << e;
+      EXPECT_LT((p.blocks - 1) * p.kchunk, d) << d << " x " << e;
+      EXPECT_LE(p.blocks, 128) << d << " x " << e;
+      EXPECT_EQ(whyNotGateKernel(64, e), "");
+    }
+  // One round of loads a thread while that fits in 128 blocks.
+  EXPECT_EQ(planGate(2048, 128).kchunk, 64);
+  EXPECT_EQ(planGate(2048, 128).blocks, 32);
+  EXPECT_EQ(planGate(7168, 256).blocks, 112);
+  EXPECT_EQ(whyNotGateKernel(1, 12),
+            "the gating kernel takes 8, 16, ..., 256 experts (E / 8 dividing "
+            "256), got 12");
+  EXPECT_EQ(whyNotGateKernel(1, 512),
+            "the gating kernel takes 8, 16, ..., 256 experts (E / 8 dividing "
+            "256), got 512");
+  EXPECT_EQ(whyNotGateKernel(65, 64),
+            "the gating kernel routes at most 64 tokens, got 65");
+}
+
 } // namespace

@@ -105,6 +105,13 @@ cl::opt<int64_t> gpuGemvUnroll(
     cl::desc("weight rows each lane of the expert GEMVs loads ahead: 0 "
              "(default, chosen per layer), 4 or 8"),
     cl::init(0), cl::cat(category));
+cl::opt<std::string> gpuFusedGate(
+    "gpu-fused-gate",
+    cl::desc("the router matmul, the clearing of the accumulators and the "
+             "routing in one gating kernel: auto (default: at decode sizes "
+             "where it measured faster), always (up to 64 tokens) or never "
+             "(a memset, the router GEMV and the routing kernel)"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<int64_t> gpuMmaTileM(
     "gpu-mma-tile-m",
     cl::desc("rows per tensor-core tile: 0 (default, chosen per layer), 64 "
@@ -427,6 +434,7 @@ int main(int argc, char **argv) {
     cudaOptions.wgmmaStages = gpuWgmmaStages;
     cudaOptions.gemvLanes = gpuGemvLanes;
     cudaOptions.gemvUnroll = gpuGemvUnroll;
+    cudaOptions.fusedGate = gpuFusedGate;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;
     moe::buildCudaPipeline(pm, cudaOptions);

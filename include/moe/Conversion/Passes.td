@@ -89,7 +89,12 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "1, 2, 4 or 8">,
     Option<"gemvUnroll", "gemv-unroll", "int64_t", "0",
            "weight rows each lane of the expert GEMVs loads ahead: 0 (auto), "
-           "4 or 8">
+           "4 or 8">,
+    Option<"fusedGate", "fused-gate", "std::string", "\"auto\"",
+           "the router matmul, the clearing of the accumulators and the "
+           "routing in one gating kernel: auto (at decode sizes where it "
+           "measured faster), always (wherever it can: up to 64 tokens), "
+           "never (a memset, the router GEMV and the routing kernel)">
   ];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }

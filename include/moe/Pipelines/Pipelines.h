@@ -55,6 +55,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("weight rows each lane of the expert GEMVs loads ahead: "
                      "0 (auto), 4 or 8"),
       llvm::cl::init(0)};
+  PassOptions::Option<std::string> fusedGate{
+      *this, "fused-gate",
+      llvm::cl::desc("the router matmul, the clearing of the accumulators "
+                     "and the routing in one gating kernel: auto (default), "
+                     "always or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<bool> earlyLaunch{
       *this, "early-launch",
       llvm::cl::desc("kernels of more than one wave let the next one launch "

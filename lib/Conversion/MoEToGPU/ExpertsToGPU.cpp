@@ -83,7 +83,8 @@ Value HostBuilder::zeroed(ArrayRef<int64_t> shape) {
 }
 
 SmallVector<Value>
-HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes) {
+HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes,
+                         Value *clearedByKernel) {
   Type f32 = b.getF32Type();
   SmallVector<int64_t> offsets;
   int64_t total = 0; // f32 elements
@@ -97,8 +98,12 @@ HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes) {
   Value bytes = alloc({total * 4}, b.getI8Type());
   Value all = memref::ViewOp::create(b, loc, MemRefType::get({total}, f32),
                                      bytes, index(0), ValueRange{});
-  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-  gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, all, zero);
+  if (clearedByKernel) {
+    *clearedByKernel = all;
+  } else {
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, all, zero);
+  }
   SmallVector<Value> views;
   for (auto [shape, offset] : llvm::zip(shapes, offsets))
     views.push_back(memref::ViewOp::create(b, loc, MemRefType::get(shape, f32),

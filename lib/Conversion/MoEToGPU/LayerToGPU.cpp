@@ -100,6 +100,12 @@ struct ConvertMoELayerToGpuCallPass
           << static_cast<int64_t>(mmaTileM);
       return signalPassFailure();
     }
+    if (fusedGate != "auto" && fusedGate != "always" && fusedGate != "never") {
+      mlir::emitError(module.getLoc())
+          << "fused-gate must be auto, always or never, got '" << fusedGate
+          << "'";
+      return signalPassFailure();
+    }
     if (path != "auto" && path != "gemv" && path != "mma" && path != "wgmma") {
       mlir::emitError(module.getLoc())
           << "unknown GPU expert path '" << path
@@ -175,6 +181,9 @@ struct ConvertMoELayerToGpuCallPass
       if (gemvLanes || gemvUnroll)
         plan.push_back(b.getNamedAttr(
             "gemv_tuning", b.getDenseI64ArrayAttr({gemvLanes, gemvUnroll})));
+      if (fusedGate != "auto")
+        plan.push_back(
+            b.getNamedAttr("fused_gate", b.getStringAttr(fusedGate)));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
@@ -257,6 +266,21 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   int64_t tiles = (N + tileM - 1) / tileM + S; // upper bound
   // The router's logits on tensor cores once there are many tokens.
   bool mmaRouter = denseMatmulOnTensorCores(T, d);
+  // Many tokens: routing selects in parallel over the GPU, then one block
+  // finishes (a single block would route thousands of tokens alone).
+  bool splitRoute = T > 2 * (kRouteThreads / 32);
+  // Decode sizes: the router GEMV, the clearing of the accumulators and the
+  // routing in one gating kernel, where it measured no slower than the
+  // three (results/gate-kernel-2026-12-01.md): up to kGateRows tokens (one
+  // pass over the router; at 16 tokens it was 1-3% slower) and routers of
+  // at most 1 MiB (DeepSeek-V3's 3.5 MiB took 7% longer in 112 blocks).
+  StringRef gateChoice = "auto";
+  if (auto s = plan.getAs<StringAttr>("fused_gate"))
+    gateChoice = s.getValue();
+  bool fusedGate = gateChoice != "never" && !mmaRouter && !splitRoute &&
+                   whyNotGateKernel(T, E).empty() &&
+                   (gateChoice == "always" ||
+                    (T <= kGateRows && d * E * 2 <= (int64_t(1) << 20)));
 
   HostBuilder h(b, loc);
   Value xDev = deviceArgs[0] ? x : h.upload(x);
@@ -268,18 +292,22 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
         assignWeight = h.alloc({N}, f32);
   Value tileExpert = mma ? h.alloc({tiles}, i32) : Value();
   Value tileRow = mma ? h.alloc({tiles}, i32) : Value();
-  // The buffers accumulated by atomics, cleared by one memset: the output,
-  // the GEMV path's up (and gate) projections and the router's logits.
+  // The buffers accumulated by atomics, cleared by one memset (or by the
+  // gating kernel): the output, the GEMV path's up (and gate) projections
+  // and the router GEMV's logits.
   SmallVector<SmallVector<int64_t, 2>> zeroShapes{{T, d}};
   if (!mma)
     zeroShapes.append(gated ? 2 : 1, {N, f});
-  if (!mmaRouter)
+  bool gemvRouter = !mmaRouter && !fusedGate;
+  if (gemvRouter)
     zeroShapes.push_back({T, E});
-  SmallVector<Value> zeroedBuffers = h.zeroedGroup(zeroShapes);
+  Value clearInGate;
+  SmallVector<Value> zeroedBuffers =
+      h.zeroedGroup(zeroShapes, fusedGate ? &clearInGate : nullptr);
   Value y = zeroedBuffers[0];
   Value hUp = mma ? Value() : zeroedBuffers[1];
   Value hGate = gated && !mma ? zeroedBuffers[2] : Value();
-  Value routerOut = mmaRouter ? Value() : zeroedBuffers.back();
+  Value routerOut = gemvRouter ? zeroedBuffers.back() : Value();
   Value act = mma ? h.alloc({N, f}, bf16) : Value();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
 
@@ -317,9 +345,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
   if (mma)
     ro.tileRows = tileM;
-  // Many tokens: routing selects in parallel over the GPU, then one block
-  // finishes (a single block would route thousands of tokens alone).
-  bool splitRoute = T > 2 * (kRouteThreads / 32);
   auto routeKernel = [&](RoutePart part) {
     RouteKernelOptions po = ro;
     po.part = part;
@@ -333,6 +358,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
 
   // The plan, fixed from the static shapes.
   GemvGrid routerGrid = planGemv(d, E, 1);
+  GatePlan gatePlan = fusedGate ? planGate(d, E) : GatePlan();
   GemvTuning tuning;
   if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
     tuning = {t[0], t[1]};
@@ -346,6 +372,10 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       b.getNamedAttr("slots", b.getI64IntegerAttr(S))};
   if (mmaRouter)
     planAttrs.push_back(b.getNamedAttr("router", b.getStringAttr("mma")));
+  else if (fusedGate)
+    planAttrs.push_back(b.getNamedAttr(
+        "gate", b.getDenseI64ArrayAttr(
+                    {gatePlan.blocks, kGateThreads, gatePlan.kchunk})));
   else
     planAttrs.push_back(b.getNamedAttr("router", gridAttr(routerGrid)));
   if (wgmma) {
@@ -370,8 +400,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                         ValueRange args) {
     h.launch(k, {g.blocksX, g.splits, gz}, {g.threads, 1, 1}, args);
   };
-  // logits = x W_router (the GEMV's grid is routerGrid, recorded above).
-  Value logits = denseMatmulF32(b, h, kernels, xDev, wr, offsets, routerOut);
+  // logits = x W_router (the GEMV's grid is routerGrid, recorded above), or
+  // the gating kernel's.
+  Value logits = fusedGate ? h.alloc({T, E}, f32)
+                           : denseMatmulF32(b, h, kernels, xDev, wr, offsets,
+                                            routerOut);
   SmallVector<Value> routeArgs{logits,       offsets,   rowToken,
                                rowWeight,    hit,       assignExpert,
                                assignPos,    assignWeight};
@@ -381,7 +414,15 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   }
   if (bias)
     routeArgs.push_back(bias);
-  if (splitRoute) {
+  if (fusedGate) {
+    std::string name = gateKernelName(ro);
+    gpu::GPUFuncOp gate = kernel(
+        name, [&] { return buildGateKernel(b, kloc, kernels, name, ro); });
+    SmallVector<Value> gateArgs{xDev, wr, clearInGate,
+                                h.index(gatePlan.kchunk)};
+    llvm::append_range(gateArgs, routeArgs);
+    h.launch(gate, {gatePlan.blocks, 1, 1}, {kGateThreads, 1, 1}, gateArgs);
+  } else if (splitRoute) {
     Value counts = h.alloc({E}, i32);
     Value zero = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
     gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, counts, zero);

@@ -100,13 +100,13 @@ Value mlir::moe::commitAsyncCopies(OpBuilder &b, Location loc,
       b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
 }
 
-void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
-                                   Value row, Value col,
-                                   ArrayRef<Value> vals) {
-  assert((vals.size() == 2 || vals.size() == 4) && "2 or 4 values");
+/// The global-memory pointer (!llvm.ptr<1>) to m[row, col] of a
+/// memref<?x?xf32> of identity layout.
+static Value globalF32Pointer(OpBuilder &b, Location loc, Value m, Value row,
+                              Value col) {
   MLIRContext *ctx = b.getContext();
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, out);
-  Value ld = memref::DimOp::create(b, loc, out, 1);
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m);
+  Value ld = memref::DimOp::create(b, loc, m, 1);
   Value element = arith::AddIOp::create(
       b, loc, arith::MulIOp::create(b, loc, row, ld), col);
   Value addr = arith::AddIOp::create(
@@ -115,8 +115,27 @@ void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
   Value generic = LLVM::IntToPtrOp::create(
       b, loc, LLVM::LLVMPointerType::get(ctx),
       arith::IndexCastUIOp::create(b, loc, b.getI64Type(), addr).getResult());
-  Value global = LLVM::AddrSpaceCastOp::create(
+  return LLVM::AddrSpaceCastOp::create(
       b, loc, LLVM::LLVMPointerType::get(ctx, 1), generic);
+}
+
+Value mlir::moe::loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,
+                               Value col) {
+  return LLVM::InlineAsmOp::create(
+             b, loc, b.getF32Type(),
+             ValueRange{globalF32Pointer(b, loc, in, row, col)},
+             "ld.global.cg.f32 $0, [$1];", "=f,l",
+             /*has_side_effects=*/true, /*is_align_stack=*/false,
+             LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
+             ArrayAttr())
+      .getResult(0);
+}
+
+void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
+                                   Value row, Value col,
+                                   ArrayRef<Value> vals) {
+  assert((vals.size() == 2 || vals.size() == 4) && "2 or 4 values");
+  Value global = globalF32Pointer(b, loc, out, row, col);
   std::string text = "red.global.add.v" + std::to_string(vals.size()) +
                      ".f32 [$0], {";
   std::string constraints = "l";

@@ -25,6 +25,9 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 
 #include <limits>
 
@@ -57,14 +60,11 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
   return name;
 }
 
-gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
-                                           gpu::GPUModuleOp module,
-                                           StringRef name,
-                                           const RouteKernelOptions &o) {
-  OpBuilder::InsertionGuard guard(b);
-  MLIRContext *ctx = b.getContext();
+/// buildRouteKernel's argument types, from `logits` on.
+static SmallVector<Type> routeArgTypes(OpBuilder &b,
+                                       const RouteKernelOptions &o) {
   int64_t dyn = ShapedType::kDynamic;
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), index = b.getIndexType();
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
   auto vecI32 = MemRefType::get({dyn}, i32);
   auto vecF32 = MemRefType::get({dyn}, f32);
   SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, f32), // logits
@@ -79,32 +79,336 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
   }
   if (o.biasType)
     argTypes.push_back(MemRefType::get({dyn}, o.biasType));
-  bool select = o.part == RoutePart::Select, finish = o.part == RoutePart::Finish;
-  if (select || finish)
+  if (o.part != RoutePart::Whole)
     argTypes.push_back(vecI32); // per-expert counts in global memory (zeroed)
-  const int64_t threads = select ? kRouteSelectThreads : kRouteThreads;
-  auto fn = createKernelFunc(b, loc, module, name, argTypes, threads);
-  auto shared = MemRefType::get(
-      {kRouteThreads}, i32, MemRefLayoutAttrInterface(),
-      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
+  return argTypes;
+}
+
+/// The routing buffers among `args`, laid out as routeArgTypes says.
+static RouteBuffers routeBuffers(ValueRange args, const RouteKernelOptions &o) {
+  RouteBuffers r;
+  r.logits = args[0];
+  r.offsets = args[1];
+  r.rowToken = args[2];
+  r.rowWeight = args[3];
+  r.hit = args[4];
+  r.assignExpert = args[5];
+  r.assignPos = args[6];
+  r.assignWeight = args[7];
+  unsigned next = 8;
+  if (o.tileRows) {
+    r.tileExpert = args[next++];
+    r.tileRow = args[next++];
+  }
+  if (o.biasType)
+    r.bias = args[next++];
+  if (o.part != RoutePart::Whole)
+    r.globalCounts = args[next++];
+  return r;
+}
+
+gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
+                                           gpu::GPUModuleOp module,
+                                           StringRef name,
+                                           const RouteKernelOptions &o) {
+  OpBuilder::InsertionGuard guard(b);
+  const int64_t threads =
+      o.part == RoutePart::Select ? kRouteSelectThreads : kRouteThreads;
+  auto fn = createKernelFunc(b, loc, module, name, routeArgTypes(b, o), threads);
+  emitRouting(b, loc, fn, o, threads,
+              routeBuffers(fn.getBody().front().getArguments(), o));
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// The gating kernel: router matmul + routing
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Column groups of 8 experts, and the threads of a block on K.
+int64_t gateColumnGroups(int64_t experts) { return experts / 8; }
+int64_t gateRowLanes(int64_t experts) {
+  return kGateThreads / gateColumnGroups(experts);
+}
+/// K rows a block's threads load in one step of the K loop.
+int64_t gateStepRows(int64_t experts) {
+  return gateRowLanes(experts) * kGateUnroll;
+}
+} // namespace
+
+GatePlan mlir::moe::planGate(int64_t d, int64_t experts) {
+  // A step of the K loop a thread (its loads all in flight at once) over
+  // at most 128 blocks; more steps a thread where the router is larger.
+  int64_t step = gateStepRows(experts);
+  int64_t steps = (d + step - 1) / step;
+  int64_t stepsPerBlock = (steps + 127) / 128;
+  GatePlan p;
+  p.kchunk = stepsPerBlock * step;
+  p.blocks = (d + p.kchunk - 1) / p.kchunk;
+  return p;
+}
+
+std::string mlir::moe::whyNotGateKernel(int64_t tokens, int64_t experts) {
+  // A thread per expert for the routing, E / 8 column groups for the sums.
+  if (experts % 8 != 0 || experts > kGateThreads ||
+      kGateThreads % gateColumnGroups(experts) != 0)
+    return "the gating kernel takes 8, 16, ..., 256 experts (E / 8 dividing " +
+           std::to_string(kGateThreads) + "), got " + std::to_string(experts);
+  if (tokens > kGateMaxTokens)
+    return "the gating kernel routes at most " +
+           std::to_string(kGateMaxTokens) + " tokens, got " +
+           std::to_string(tokens);
+  return "";
+}
+
+std::string mlir::moe::gateKernelName(const RouteKernelOptions &o) {
+  std::string route = routeKernelName(o);
+  return "moe_gate" + route.substr(StringRef("moe_route").size());
+}
+
+gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
+                                          gpu::GPUModuleOp module,
+                                          StringRef name,
+                                          const RouteKernelOptions &o) {
+  assert(o.part == RoutePart::Whole && "the gating kernel routes whole");
+  OpBuilder::InsertionGuard guard(b);
+  MLIRContext *ctx = b.getContext();
+  int64_t dyn = ShapedType::kDynamic;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
+  const int64_t E = o.numExperts, groups = gateColumnGroups(E),
+                lanesK = gateRowLanes(E), unroll = kGateUnroll,
+                rowsPerPass = kGateRows, warps = kGateThreads / 32;
+
+  // Two device globals of the kernel, zero when the module loads and set
+  // back to zero by the last block of each launch: the ticket (blocks done)
+  // and the logits the blocks add their partial sums into.
+  auto deviceGlobal = [&](StringRef suffix, MemRefType type) {
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(module.getBody());
+    std::string global = (name + suffix).str();
+    memref::GlobalOp::create(
+        b, loc, global, b.getStringAttr("private"), type,
+        DenseElementsAttr::get(
+            RankedTensorType::get(type.getShape(), type.getElementType()),
+            b.getZeroAttr(type.getElementType())),
+        /*constant=*/false, /*alignment=*/IntegerAttr());
+    return std::make_pair(global, type);
+  };
+  auto [ticketName, ticketType] =
+      deviceGlobal("_ticket", MemRefType::get({1}, i32));
+  auto [sumsName, sumsType] =
+      deviceGlobal("_logits", MemRefType::get({kGateMaxTokens * E}, f32));
+
+  SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, bf16), // x
+                             MemRefType::get({dyn, dyn}, bf16), // router
+                             MemRefType::get({dyn}, f32),       // to clear
+                             b.getIndexType()};                 // kchunk
+  llvm::append_range(argTypes, routeArgTypes(b, o));
+  auto fn = createKernelFunc(b, loc, module, name, argTypes, kGateThreads);
+  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  Value red = fn.addWorkgroupAttribution(
+      MemRefType::get({warps, rowsPerPass, E}, f32,
+                      MemRefLayoutAttrInterface(), workgroup),
+      loc);
+  Value isLast = fn.addWorkgroupAttribution(
+      MemRefType::get({1}, b.getI1Type(), MemRefLayoutAttrInterface(),
+                      workgroup),
+      loc);
+  ValueRange args = fn.getBody().front().getArguments();
+  Value x = args[0], w = args[1], clear = args[2], kchunk = args[3];
+  RouteBuffers route = routeBuffers(args.drop_front(4), o);
+
+  IndexOps ix{b, loc};
+  using P = arith::CmpIPredicate;
+  auto ifThen = [&](Value cond, function_ref<void()> body) {
+    auto op = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&op.getThenRegion().front());
+    body();
+  };
+  auto loopFrom = [&](Value lb, Value ub, Value step,
+                      function_ref<void(Value)> body) {
+    auto loop = scf::ForOp::create(b, loc, lb, ub, step);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    body(loop.getInductionVar());
+  };
+
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+  Value sums = memref::GetGlobalOp::create(b, loc, sumsType, sumsName);
+  Value tokens = memref::DimOp::create(b, loc, x, 0);
+  Value d = memref::DimOp::create(b, loc, x, 1);
+
+  // The layer's accumulators (the expert GEMVs add into them with atomics)
+  // start at zero: four floats a thread over the grid.
+  {
+    auto vec4 = VectorType::get({4}, f32);
+    Value zeros = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(vec4, b.getF32FloatAttr(0.0f)));
+    Value first = ix.mul(ix.add(ix.mul(bx, ix.c(kGateThreads)), tid), ix.c(4));
+    Value stride = ix.mul(blocks, ix.c(kGateThreads * 4));
+    loopFrom(first, memref::DimOp::create(b, loc, clear, 0), stride,
+             [&](Value i) {
+               vector::StoreOp::create(b, loc, zeros, clear, ValueRange{i});
+             });
+  }
+
+  // The router's partial sums over this block's rows [k0, k1): thread t
+  // owns experts 8 (t % groups) .. + 8 and the rows k0 + t / groups +
+  // lanesK i; the lanes of a warp with the same experts add by shuffles,
+  // the warps through shared memory.
+  Value lane = ix.remu(tid, 32), warp = ix.divu(tid, 32);
+  Value group = ix.remu(tid, groups), laneK = ix.divu(tid, groups);
+  Value j = ix.mul(group, ix.c(8));
+  Value k0 = ix.mul(bx, kchunk);
+  Value k1 = arith::MinUIOp::create(b, loc, ix.add(k0, kchunk), d);
+  auto vecType = VectorType::get({8}, bf16);
+  auto accType = VectorType::get({8}, f32);
+  Value zeroAcc = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(accType, b.getF32FloatAttr(0.0f)));
+  loopFrom(ix.c(0), tokens, ix.c(rowsPerPass), [&](Value t0) {
+    SmallVector<Value> xRows;
+    for (int64_t q = 0; q < rowsPerPass; ++q) {
+      Value tq = ix.add(t0, ix.c(q));
+      xRows.push_back(ix.select(ix.icmp(P::ult, tq, tokens), tq, t0));
+    }
+    SmallVector<Value> init(rowsPerPass, zeroAcc);
+    auto kLoop = scf::ForOp::create(
+        b, loc, ix.add(k0, laneK), k1, ix.c(lanesK * unroll), init,
+        [&](OpBuilder &lb, Location l, Value i, ValueRange acc) {
+          IndexOps li{lb, l};
+          // Rows past k1 read row k0 again and count with x = 0.
+          SmallVector<Value> ws, ks, inside;
+          for (int64_t u = 0; u < unroll; ++u) {
+            Value iu = li.add(i, li.c(u * lanesK));
+            inside.push_back(li.icmp(P::ult, iu, k1));
+            ks.push_back(li.select(inside.back(), iu, k0));
+            ws.push_back(vector::LoadOp::create(
+                lb, l, vecType, w, ValueRange{ks.back(), j},
+                /*nontemporal=*/false, llvm::MaybeAlign(16)));
+          }
+          SmallVector<Value> next(acc.begin(), acc.end());
+          for (int64_t u = 0; u < unroll; ++u) {
+            Value wf = arith::ExtFOp::create(lb, l, accType, ws[u]);
+            for (int64_t q = 0; q < rowsPerPass; ++q) {
+              Value xv = memref::LoadOp::create(lb, l, x,
+                                                ValueRange{xRows[q], ks[u]});
+              Value xf = arith::SelectOp::create(
+                  lb, l, inside[u], arith::ExtFOp::create(lb, l, f32, xv),
+                  arith::ConstantOp::create(lb, l, lb.getF32FloatAttr(0.0f)));
+              Value xb = vector::BroadcastOp::create(lb, l, accType, xf);
+              next[q] = vector::FMAOp::create(lb, l, xb, wf, next[q]);
+            }
+          }
+          scf::YieldOp::create(lb, l, next);
+        });
+    // Lanes lane, lane + groups, ... of a warp share their experts.
+    Value firstOfGroup = ix.icmp(P::ult, lane, ix.c(groups));
+    for (int64_t q = 0; q < rowsPerPass; ++q)
+      for (int64_t c = 0; c < 8; ++c) {
+        Value v = vector::ExtractOp::create(b, loc, kLoop.getResult(q), c);
+        for (int64_t s = groups; s < 32; s *= 2)
+          v = arith::AddFOp::create(
+              b, loc, v,
+              gpu::ShuffleOp::create(b, loc, v, s, 32, gpu::ShuffleMode::XOR)
+                  .getShuffleResult());
+        ifThen(firstOfGroup, [&] {
+          memref::StoreOp::create(b, loc, v, red,
+                                  ValueRange{warp, ix.c(q), ix.add(j, ix.c(c))});
+        });
+      }
+    gpu::BarrierOp::create(b, loc);
+    loopFrom(tid, ix.c(rowsPerPass * E), ix.c(kGateThreads), [&](Value i) {
+      Value q = ix.divu(i, E), e = ix.remu(i, E);
+      Value sum = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(0), q, e});
+      for (int64_t wp = 1; wp < warps; ++wp)
+        sum = arith::AddFOp::create(
+            b, loc, sum,
+            memref::LoadOp::create(b, loc, red, ValueRange{ix.c(wp), q, e}));
+      Value t = ix.add(t0, q);
+      ifThen(ix.icmp(P::ult, t, tokens), [&] {
+        memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, sum,
+                                    sums, ValueRange{ix.add(ix.mul(t, ix.c(E)), e)});
+      });
+    });
+    gpu::BarrierOp::create(b, loc);
+  });
+
+  // The ticket: every thread's partials are at the GPU (membar) before
+  // thread 0 counts the block done; the last block goes on.
+  NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU);
+  gpu::BarrierOp::create(b, loc);
+  Value ticket = memref::GetGlobalOp::create(b, loc, ticketType, ticketName);
+  ifThen(ix.icmp(P::eq, tid, ix.c(0)), [&] {
+    Value old = memref::AtomicRMWOp::create(
+        b, loc, arith::AtomicRMWKind::addi,
+        arith::ConstantIntOp::create(b, loc, i32, 1), ticket,
+        ValueRange{ix.c(0)});
+    Value last = ix.icmp(
+        P::eq, arith::IndexCastOp::create(b, loc, b.getIndexType(), old),
+        arith::SubIOp::create(b, loc, blocks, ix.c(1)));
+    memref::StoreOp::create(b, loc, last, isLast, ValueRange{ix.c(0)});
+  });
+  gpu::BarrierOp::create(b, loc);
+  Value mine = memref::LoadOp::create(b, loc, isLast, ValueRange{ix.c(0)});
+  ifThen(mine, [&] {
+    NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU);
+    // Every block has taken its ticket: back to zero for the next launch.
+    ifThen(ix.icmp(P::eq, tid, ix.c(0)), [&] {
+      memref::StoreOp::create(b, loc,
+                              arith::ConstantIntOp::create(b, loc, i32, 0),
+                              ticket, ValueRange{ix.c(0)});
+    });
+    // The logits, from L2, to the routing's buffer; their sums back to
+    // zero for the next launch.
+    auto sumsRows = memref::ExpandShapeOp::create(
+        b, loc, MemRefType::get({kGateMaxTokens, E}, f32), sums,
+        ArrayRef<ReassociationIndices>{{0, 1}});
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    loopFrom(tid, ix.mul(tokens, ix.c(E)), ix.c(kGateThreads), [&](Value i) {
+      Value t = ix.divu(i, E), e = ix.remu(i, E);
+      Value v = loadF32FromL2(b, loc,
+                              memref::CastOp::create(
+                                  b, loc, MemRefType::get({dyn, dyn}, f32),
+                                  sumsRows),
+                              t, e);
+      memref::StoreOp::create(b, loc, v, route.logits, ValueRange{t, e});
+      memref::StoreOp::create(b, loc, zero, sums, ValueRange{i});
+    });
+    gpu::BarrierOp::create(b, loc);
+    emitRouting(b, loc, fn, o, kGateThreads, route);
+  });
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
+void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                            const RouteKernelOptions &o, int64_t threads,
+                            const RouteBuffers &r) {
+  MLIRContext *ctx = b.getContext();
+  Type i32 = b.getI32Type(), index = b.getIndexType();
+  bool select = o.part == RoutePart::Select, finish = o.part == RoutePart::Finish;
+  assert((select || o.numExperts <= threads) &&
+         "a routing block has a thread per expert");
   Value counts, scanA, scanB, scanC;
   if (!select) {
+    OpBuilder::InsertionGuard g(b);
+    auto shared = MemRefType::get(
+        {threads}, i32, MemRefLayoutAttrInterface(),
+        gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
     counts = fn.addWorkgroupAttribution(shared, loc);
     scanA = fn.addWorkgroupAttribution(shared, loc);
     scanB = fn.addWorkgroupAttribution(shared, loc);
     scanC = o.tileRows ? fn.addWorkgroupAttribution(shared, loc) : Value();
   }
-  Block &entry = fn.getBody().front();
-  b.setInsertionPointToStart(&entry);
-  Value logits = entry.getArgument(0), offsets = entry.getArgument(1),
-        rowToken = entry.getArgument(2), rowWeight = entry.getArgument(3),
-        hit = entry.getArgument(4), assignExpert = entry.getArgument(5),
-        assignPos = entry.getArgument(6), assignWeight = entry.getArgument(7);
-  unsigned nextArg = 8;
-  Value tileExpert = o.tileRows ? entry.getArgument(nextArg++) : Value();
-  Value tileRow = o.tileRows ? entry.getArgument(nextArg++) : Value();
-  Value bias = o.biasType ? entry.getArgument(nextArg++) : Value();
-  Value globalCounts = select || finish ? entry.getArgument(nextArg++) : Value();
+  Value logits = r.logits, offsets = r.offsets, rowToken = r.rowToken,
+        rowWeight = r.rowWeight, hit = r.hit, assignExpert = r.assignExpert,
+        assignPos = r.assignPos, assignWeight = r.assignWeight,
+        tileExpert = r.tileExpert, tileRow = r.tileRow, bias = r.bias,
+        globalCounts = r.globalCounts;
   if (select)
     counts = globalCounts;
 
@@ -166,7 +470,7 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
 
   // --- Routing: a warp per token (tokens strided over every warp of the
   // grid). ---
-  Value firstWarp = warp, warpStride = ci(kRouteThreads / 32);
+  Value firstWarp = warp, warpStride = ci(threads / 32);
   if (select) {
     Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
     Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
@@ -322,10 +626,8 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
       memref::StoreOp::create(b, loc, myW, assignWeight, a);
     });
   }
-  if (select) {
-    gpu::ReturnOp::create(b, loc);
-    return fn;
-  }
+  if (select)
+    return;
   barrier();
 
   // --- Offsets and the list of experts hit: inclusive scans of the counts
@@ -416,7 +718,7 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     Value totalTiles = toIndex(memref::LoadOp::create(b, loc, scanC, ci(E - 1)));
     Value tableSize = memref::DimOp::create(b, loc, tileExpert, 0);
     auto fill = scf::ForOp::create(b, loc, arith::AddIOp::create(b, loc, totalTiles, tid),
-                                   tableSize, ci(kRouteThreads));
+                                   tableSize, ci(threads));
     OpBuilder::InsertionGuard fg(b);
     b.setInsertionPointToStart(fill.getBody());
     memref::StoreOp::create(b, loc, c32(-1), tileExpert, fill.getInductionVar());
@@ -429,7 +731,7 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
   // --- The mapping table: row of each assignment, its token and weight. ---
   Value assignments = memref::DimOp::create(b, loc, assignExpert, 0);
   auto mapLoop =
-      scf::ForOp::create(b, loc, tid, assignments, ci(kRouteThreads));
+      scf::ForOp::create(b, loc, tid, assignments, ci(threads));
   {
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(mapLoop.getBody());
@@ -444,6 +746,4 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
         b, loc, memref::LoadOp::create(b, loc, assignWeight, a), rowWeight,
         row);
   }
-  gpu::ReturnOp::create(b, loc);
-  return fn;
 }

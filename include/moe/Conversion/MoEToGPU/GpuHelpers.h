@@ -55,7 +55,10 @@ public:
   /// f32 device buffers of `shapes`, set to zero together: views of one
   /// allocation (each 256-byte aligned) cleared by one memset, so a step
   /// pays one memset node instead of one a buffer.
-  SmallVector<Value> zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes);
+  /// With `clearedByKernel`, no memset: it gets the whole group as one
+  /// memref<?xf32> (a multiple of 64 elements) that a kernel clears.
+  SmallVector<Value> zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes,
+                                 Value *clearedByKernel = nullptr);
   /// A device copy of the (host or device) buffer `v`.
   Value upload(Value v);
   void copy(Value dst, Value src);

@@ -58,6 +58,11 @@ Value commitAsyncCopies(OpBuilder &b, Location loc, ValueRange tokens);
 /// layout; col * 4 bytes must be aligned to the vector (8 or 16 bytes).
 void atomicAddF32Vector(OpBuilder &b, Location loc, Value out, Value row,
                         Value col, ArrayRef<Value> vals);
+/// in[row, col] of a memref<?x?xf32> of identity layout, read from L2
+/// (ld.global.cg): what other blocks of the grid wrote there, never a line
+/// this SM's L1 kept from before.
+Value loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,
+                    Value col);
 
 /// A kernel over the elements of [N, C] buffers (the dimensions of the
 /// first argument): `body(b, loc, args, r, c)` runs for every element, one
@@ -212,6 +217,53 @@ gpu::GPUFuncOp buildRouteKernel(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,
                                 const RouteKernelOptions &options);
 std::string routeKernelName(const RouteKernelOptions &options);
+
+/// The buffers routing reads and writes, as buildRouteKernel takes them
+/// (tileExpert / tileRow with tileRows, bias with biasType, globalCounts
+/// for the Select and Finish parts; null otherwise).
+struct RouteBuffers {
+  Value logits, offsets, rowToken, rowWeight, hit, assignExpert, assignPos,
+      assignWeight, tileExpert, tileRow, bias, globalCounts;
+};
+/// Emits routing (options.part) into the kernel `fn` being built, run by
+/// all `threads` threads of the block (at least one per expert for Whole
+/// and Finish); its shared memory becomes workgroup attributions of `fn`.
+void emitRouting(OpBuilder &builder, Location loc, gpu::GPUFuncOp fn,
+                 const RouteKernelOptions &options, int64_t threads,
+                 const RouteBuffers &buffers);
+
+/// The gating fusion group as one kernel at decode sizes: the router
+/// matmul, split over K across the grid's blocks (each block's sums added
+/// into a device global of logits by f32 atomics), the clearing of the
+/// layer's accumulators, and, in the last block to finish (a ticket, also a
+/// device global), the routing of buildRouteKernel (Whole). The last block
+/// sets both globals back to zero for the next launch. Blocks of
+/// kGateThreads threads: E / 8 column groups of 8 experts x the rest on K.
+constexpr int64_t kGateThreads = 256;
+/// Most tokens the gating kernel routes (its global logits' rows).
+constexpr int64_t kGateMaxTokens = 64;
+/// Weight rows each thread of the gating kernel loads before their use;
+/// token rows that share each weight load.
+constexpr int64_t kGateUnroll = 4, kGateRows = 4;
+struct GatePlan {
+  int64_t blocks = 0, kchunk = 0;
+};
+/// Why the gating of T tokens among E experts cannot run as one gating
+/// kernel ("" when it can): E a multiple of 8 with E / 8 dividing
+/// kGateThreads, and T at most kGateMaxTokens.
+std::string whyNotGateKernel(int64_t tokens, int64_t experts);
+/// Blocks and K rows a block (a multiple of the rows its threads load at
+/// once) for a router of [d, E]: one round of loads a thread over at most
+/// 128 blocks, more where the router is larger.
+GatePlan planGate(int64_t d, int64_t experts);
+/// Arguments: (x [T, d] bf16, router [d, E] bf16, accumulators
+/// memref<?xf32> (cleared; a multiple of 4 elements), kchunk: index, then
+/// buildRouteKernel's arguments (part Whole)). Launch with grid
+/// (planGate(...).blocks) of kGateThreads threads.
+gpu::GPUFuncOp buildGateKernel(OpBuilder &builder, Location loc,
+                               gpu::GPUModuleOp module, StringRef name,
+                               const RouteKernelOptions &options);
+std::string gateKernelName(const RouteKernelOptions &options);
 
 /// Tile of the tensor-core grouped GEMM: rows x output columns x K step
 /// (pairs: half the columns from each matrix), and its threads (8 warps,

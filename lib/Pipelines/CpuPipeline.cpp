@@ -55,6 +55,7 @@ void buildToLoops(OpPassManager &pm,
     layer.gemvLanes = gpu->gemvLanes;
     layer.gemvUnroll = gpu->gemvUnroll;
     layer.fusedGate = gpu->fusedGate;
+    layer.ffnColumns = gpu->ffnColumns;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
     moe::ConvertMoEDenseToGpuCallOptions dense;
     dense.report = gpu->report;

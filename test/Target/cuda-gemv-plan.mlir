@@ -1,24 +1,34 @@
-// The memory-bound GEMV path's plan for one token of an OLMoE-shaped layer
-// (64 experts, top 8, hidden 2048, ffn 1024): K split across blocks (at
-// least 64 rows each), then across the lanes of a warp, eight rows in
-// flight a lane; each plan is (blocks x, splits, threads, kchunk, lanes,
-// unroll). The gating kernel (gate = blocks, threads, K rows a block)
-// adds the router's logits over 16 blocks of 128 rows, clears
-// the accumulated buffers (no memset) and routes in its last block; the
-// down projection applies SwiGLU as it reads (no activation kernel).
-// Without the gating kernel (--gpu-fused-gate=never): one memset, the router
-// GEMV (its 64 columns fill a warp with 4 lanes, 32 rows a block) and the
-// routing kernel.
+// The few-rows path's plan for one token of an OLMoE-shaped layer (64
+// experts, top 8, hidden 2048, ffn 1024), four kernels:
+// - the gating kernel (gate = blocks, threads, K rows a block) adds the
+//   router's logits over 16 blocks of 128 rows, clears the accumulated
+//   buffers (no memset) and routes in its last block;
+// - the up and gate GEMVs, then the down GEMV: K split across blocks (at
+//   least 64 rows each), then across the lanes of a warp, eight rows in
+//   flight a lane; each plan is (blocks x, splits, threads, kchunk, lanes,
+//   unroll); the down projection applies SwiGLU as it reads;
+// - the rounding.
+// With --gpu-fused-gate=never: one memset, the router GEMV (its 64 columns
+// fill a warp with 4 lanes, 32 rows a block) and the routing kernel. With
+// --gpu-ffn-columns=32 the expert FFN is one kernel (ffn = column slices,
+// slots, threads, columns a slice): 32 slices of 32 columns for each of the
+// 8 experts, up and gate over all of d, SwiGLU, then those 32 rows of the
+// down projection added into the token's row (auto takes it only with many
+// slices: cuda-ffn-plan.mlir).
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir -o %t.mlir
 // RUN: FileCheck %s < %t.mlir
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa ffn-columns=32" | FileCheck %s --check-prefix=FFNPTX
 // RUN: moe-compile %s --target=cuda --gpu-fused-gate=never --emit=mlir | FileCheck %s --check-prefix=SEPARATE
+// RUN: moe-compile %s --target=cuda --gpu-ffn-columns=32 --emit=mlir | FileCheck %s --check-prefix=FFN
+// RUN: moe-compile %s --target=cuda --gpu-ffn-columns=128 --emit=mlir | FileCheck %s --check-prefix=WIDE
 // RUN: moe-compile %s --target=cuda --gpu-gemv-lanes=1 --gpu-gemv-unroll=4 --emit=mlir | FileCheck %s --check-prefix=FORCED
 // RUN: not moe-compile %s --target=cuda --gpu-gemv-lanes=3 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADLANES
 // RUN: not moe-compile %s --target=cuda --gpu-gemv-unroll=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADUNROLL
 // RUN: not moe-opt %s --moe-cuda-pipeline="gemv-lanes=16" 2>&1 | FileCheck %s --check-prefix=BADOPT
 // RUN: not moe-compile %s --target=cuda --gpu-fused-gate=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGATE
+// RUN: not moe-compile %s --target=cuda --gpu-ffn-columns=48 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADFFN
 
 // CHECK: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // CHECK-NOT: llvm.call @mgpuMemset32(
@@ -27,12 +37,12 @@
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // CHECK-NOT: gpu.launch_func
-// The kernels: at most 256 threads a block, warps reduced by shuffles,
-// 4-wide vector reductions.
+// The kernels: at most 256 threads a block, 16-byte weight loads, warps
+// reduced by shuffles, 4-wide vector reductions.
 // PTX: gpu.binary @moe_kernels
 // PTX-SAME: .global .align 4 .b8 moe_gate_e64_k8_softmax_renorm_ticket[4];
-// The gating kernel: partial sums stored, then the ticket (membar, atomic)
-// and the last block's sum read from L2.
+// The gating kernel: logits added by atomics, then the ticket (membar,
+// atomic) and the last block's copy read from L2.
 // PTX-SAME: .entry moe_gate_e64_k8_softmax_renorm(
 // PTX-SAME: .maxntid 256, 1, 1
 // PTX-SAME: ld.global.v4.b32
@@ -46,12 +56,31 @@
 // PTX-SAME: shfl.sync.bfly.b32
 // PTX-SAME: red.global.add.v4.f32
 
+// FFNPTX: .entry moe_ffn_bf16_silu_gated_c32(
+// FFNPTX-SAME: .maxntid 256, 1, 1
+// FFNPTX-SAME: griddepcontrol.wait
+// FFNPTX-SAME: ld.global.v4.b32
+// FFNPTX-SAME: shfl.sync.bfly.b32
+// FFNPTX-SAME: bar.sync
+// FFNPTX-SAME: red.global.add.v4.f32
+
 // SEPARATE: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, path = "gemv", router = array<i64: 1, 64, 32, 32, 4, 8>, slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // SEPARATE-COUNT-1: llvm.call @mgpuMemset32(
 // SEPARATE-NOT: llvm.call @mgpuMemset32(
 // SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_dense_bf16_r1_l4_u8 blocks in
 // SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e64_k8_softmax_renorm blocks in
 // SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8 blocks in
+// SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated blocks in
+
+// FFN: moe.gpu_plan = {ffn = array<i64: 32, 8, 256, 32>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64}
+// FFN-NOT: llvm.call @mgpuMemset32(
+// FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm blocks in
+// FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_ffn_bf16_silu_gated_c32 blocks in
+// FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
+// FFN-NOT: gpu.launch_func
+
+// WIDE: moe.gpu_plan = {ffn = array<i64: 8, 8, 256, 128>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64}
+// WIDE: @moe_kernels::@moe_ffn_bf16_silu_gated_c128 blocks in
 
 // FORCED: moe.gpu_plan = {down = array<i64: 1, 16, 256, 64, 1, 4>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, up = array<i64: 1, 32, 128, 64, 1, 4>}
 // FORCED: @moe_kernels::@moe_gemv_gather_pair_bf16_r1 blocks in
@@ -61,7 +90,7 @@
 // BADUNROLL: moe-compile: error: --gpu-gemv-lanes / --gpu-gemv-unroll: GEMV unroll must be 0 (auto), 4 or 8, got 6
 // BADOPT: error: GEMV lanes must be 0 (auto), 1, 2, 4 or 8, got 16
 // BADGATE: error: fused-gate must be auto, always or never, got 'sometimes'
-
+// BADFFN: error: ffn-columns must be 0 (auto), 32, 64, 128 or -1 (none), got 48
 
 func.func @layer(%x: tensor<1x2048xbf16> {moe.input = "x"}, %router: tensor<2048x64xbf16> {moe.weight = "router"}, %w_up: tensor<64x2048x1024xbf16> {moe.weight = "w_up"}, %w_gate: tensor<64x2048x1024xbf16> {moe.weight = "w_gate"}, %w_down: tensor<64x1024x2048xbf16> {moe.weight = "w_down"}) -> (tensor<1x2048xbf16> {moe.output = "y"}) {
   %y = moe.layer %x : tensor<1x2048xbf16> router(%router : tensor<2048x64xbf16>) up(%w_up : tensor<64x2048x1024xbf16>) gate(%w_gate : tensor<64x2048x1024xbf16>) down(%w_down : tensor<64x1024x2048xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<1x2048xbf16>

@@ -60,6 +60,9 @@ def main():
                    help="auto, always or never (a memset, the router GEMV "
                         "and the routing kernel instead of the one gating "
                         "kernel)")
+    p.add_argument("--ffn-columns", default="0",
+                   help="0 (auto), 32, 64 or 128: the few-rows expert FFN as "
+                        "one kernel; -1: the up and down GEMVs")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -77,6 +80,7 @@ def main():
                             "--gpu-wgmma-stages=" + args.wgmma_stages,
                             "--gpu-early-launch=" + args.early_launch,
                             "--gpu-fused-gate=" + args.fused_gate,
+                            "--gpu-ffn-columns=" + args.ffn_columns,
                             "-o", base + ".so"],
                            check=True)
             print("compiled", base + ".so", flush=True)

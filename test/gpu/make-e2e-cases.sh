@@ -39,9 +39,14 @@ make_case fused-many-tokens --top-k 8 --experts 64 --tokens 200 --hidden 128 --f
 make_case fused-one-token --top-k 8 --experts 128 --tokens 1 --hidden 64 --ffn 64
 # The gating kernel's K rows not a multiple of what a block loads at once
 # (64 experts: 128 rows a step), 64 tokens (the most it routes); the same
-# layer with the memset, router GEMV and routing kernel instead.
+# layer with the memset, router GEMV, routing kernel and the up and down
+# GEMVs instead; the fused expert FFN with its widest slices, experts with
+# 1 to 3 rows.
 make_case fused-gate-64-tokens --gpu-fused-gate=always --top-k 6 --experts 64 --tokens 64 --hidden 192 --ffn 64
-make_case separate-gate --gpu-fused-gate=never --top-k 6 --experts 64 --tokens 64 --hidden 192 --ffn 64
+make_case separate-gate --gpu-fused-gate=never --gpu-ffn-columns=-1 --top-k 6 --experts 64 --tokens 64 --hidden 192 --ffn 64
+make_case ffn-wide-slices --gpu-ffn-columns=128 --top-k 2 --experts 16 --tokens 6 --hidden 200 --ffn 256
+make_case ffn-one-token --gpu-ffn-columns=32 --top-k 8 --experts 128 --tokens 1 --hidden 64 --ffn 64
+make_case ffn-gelu-plain --gpu-ffn-columns=64 --top-k 2 --plain --activation gelu --tokens 4 --hidden 64 --ffn 128
 # The tensor-core path (mma): several row tiles per expert, a partial last
 # tile, gather, every epilogue.
 make_case mma-mixtral --gpu-path=mma --top-k 2 --renormalize --tokens 300 --hidden 128 --ffn 256 --experts 8

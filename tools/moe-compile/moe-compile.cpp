@@ -112,6 +112,12 @@ cl::opt<std::string> gpuFusedGate(
              "where it measured faster), always (up to 64 tokens) or never "
              "(a memset, the router GEMV and the routing kernel)"),
     cl::init("auto"), cl::cat(category));
+cl::opt<int64_t> gpuFfnColumns(
+    "gpu-ffn-columns",
+    cl::desc("the few-rows path's expert FFN as one kernel with this many "
+             "ffn columns a block: 0 (default, chosen per layer), 32, 64 or "
+             "128; -1: the up and down GEMVs instead"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuMmaTileM(
     "gpu-mma-tile-m",
     cl::desc("rows per tensor-core tile: 0 (default, chosen per layer), 64 "
@@ -435,6 +441,7 @@ int main(int argc, char **argv) {
     cudaOptions.gemvLanes = gpuGemvLanes;
     cudaOptions.gemvUnroll = gpuGemvUnroll;
     cudaOptions.fusedGate = gpuFusedGate;
+    cudaOptions.ffnColumns = gpuFfnColumns;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;
     moe::buildCudaPipeline(pm, cudaOptions);

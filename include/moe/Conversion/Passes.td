@@ -94,7 +94,11 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "the router matmul, the clearing of the accumulators and the "
            "routing in one gating kernel: auto (at decode sizes where it "
            "measured faster), always (wherever it can: up to 64 tokens), "
-           "never (a memset, the router GEMV and the routing kernel)">
+           "never (a memset, the router GEMV and the routing kernel)">,
+    Option<"ffnColumns", "ffn-columns", "int64_t", "0",
+           "the few-rows path's expert FFN as one kernel with this many ffn "
+           "columns a block: 0 (auto), 32, 64 or 128; -1: the up and down "
+           "GEMVs instead">
   ];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }

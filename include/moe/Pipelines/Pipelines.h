@@ -61,6 +61,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "and the routing in one gating kernel: auto (default), "
                      "always or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<int64_t> ffnColumns{
+      *this, "ffn-columns",
+      llvm::cl::desc("the few-rows path's expert FFN as one kernel with this "
+                     "many ffn columns a block: 0 (auto), 32, 64 or 128; -1: "
+                     "the up and down GEMVs instead"),
+      llvm::cl::init(0)};
   PassOptions::Option<bool> earlyLaunch{
       *this, "early-launch",
       llvm::cl::desc("kernels of more than one wave let the next one launch "

@@ -100,6 +100,13 @@ struct ConvertMoELayerToGpuCallPass
           << static_cast<int64_t>(mmaTileM);
       return signalPassFailure();
     }
+    if (ffnColumns != 0 && ffnColumns != -1 && ffnColumns != 32 &&
+        ffnColumns != 64 && ffnColumns != 128) {
+      mlir::emitError(module.getLoc())
+          << "ffn-columns must be 0 (auto), 32, 64, 128 or -1 (none), got "
+          << static_cast<int64_t>(ffnColumns);
+      return signalPassFailure();
+    }
     if (fusedGate != "auto" && fusedGate != "always" && fusedGate != "never") {
       mlir::emitError(module.getLoc())
           << "fused-gate must be auto, always or never, got '" << fusedGate
@@ -181,6 +188,9 @@ struct ConvertMoELayerToGpuCallPass
       if (gemvLanes || gemvUnroll)
         plan.push_back(b.getNamedAttr(
             "gemv_tuning", b.getDenseI64ArrayAttr({gemvLanes, gemvUnroll})));
+      if (ffnColumns != 0)
+        plan.push_back(b.getNamedAttr("ffn_columns",
+                                      b.getI64IntegerAttr(ffnColumns)));
       if (fusedGate != "auto")
         plan.push_back(
             b.getNamedAttr("fused_gate", b.getStringAttr(fusedGate)));
@@ -282,6 +292,24 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                    (gateChoice == "always" ||
                     (T <= kGateRows && d * E * 2 <= (int64_t(1) << 20)));
 
+  // Rows each expert gets on average: the expert GEMVs share each weight
+  // load among that many rows.
+  double rowsPerExpert =
+      cast<FloatAttr>(plan.get("rows_per_expert")).getValueAsDouble();
+  int64_t expertRows = rowsPerExpert <= 1.5 ? 1 : rowsPerExpert <= 2.5 ? 2 : 4;
+  // About one row an expert: the expert FFN as one kernel (up, activation,
+  // down and combine by column slices, no intermediate buffers), with
+  // ffnColumns columns a block; 0: the up and down GEMVs.
+  int64_t ffnColumns = 0;
+  if (!mma && expertRows == 1) {
+    int64_t asked = 0;
+    if (auto c = plan.getAs<IntegerAttr>("ffn_columns"))
+      asked = c.getInt();
+    int64_t c = asked ? asked : planFfnColumns(f, S);
+    if (c > 0 && whyNotFfnKernel(d, f, c).empty())
+      ffnColumns = c;
+  }
+
   HostBuilder h(b, loc);
   Value xDev = deviceArgs[0] ? x : h.upload(x);
   Value offsets = h.alloc({E + 1}, i32);
@@ -296,7 +324,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // gating kernel): the output, the GEMV path's up (and gate) projections
   // and the router GEMV's logits.
   SmallVector<SmallVector<int64_t, 2>> zeroShapes{{T, d}};
-  if (!mma)
+  if (!mma && !ffnColumns)
     zeroShapes.append(gated ? 2 : 1, {N, f});
   bool gemvRouter = !mmaRouter && !fusedGate;
   if (gemvRouter)
@@ -305,8 +333,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   SmallVector<Value> zeroedBuffers =
       h.zeroedGroup(zeroShapes, fusedGate ? &clearInGate : nullptr);
   Value y = zeroedBuffers[0];
-  Value hUp = mma ? Value() : zeroedBuffers[1];
-  Value hGate = gated && !mma ? zeroedBuffers[2] : Value();
+  bool gemvExperts = !mma && !ffnColumns;
+  Value hUp = gemvExperts ? zeroedBuffers[1] : Value();
+  Value hGate = gated && gemvExperts ? zeroedBuffers[2] : Value();
   Value routerOut = gemvRouter ? zeroedBuffers.back() : Value();
   Value act = mma ? h.alloc({N, f}, bf16) : Value();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
@@ -328,11 +357,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     });
   };
   auto activation = cast<ActivationAttr>(plan.get("activation")).getValue();
-  // Rows each expert gets on average: the expert GEMVs share each weight
-  // load among that many rows.
-  double rowsPerExpert =
-      cast<FloatAttr>(plan.get("rows_per_expert")).getValueAsDouble();
-  int64_t expertRows = rowsPerExpert <= 1.5 ? 1 : rowsPerExpert <= 2.5 ? 2 : 4;
 
   RouteKernelOptions ro;
   ro.numExperts = E;
@@ -390,6 +414,10 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
     planAttrs.push_back(b.getNamedAttr("stages", b.getI64IntegerAttr(stages)));
     planAttrs.push_back(b.getNamedAttr("tiles", b.getI64IntegerAttr(tiles)));
+  } else if (ffnColumns) {
+    planAttrs.push_back(b.getNamedAttr(
+        "ffn", b.getDenseI64ArrayAttr(
+                   {f / ffnColumns, S, kFfnThreads, ffnColumns})));
   } else {
     planAttrs.push_back(b.getNamedAttr("up", gridAttr(upGrid)));
     planAttrs.push_back(b.getNamedAttr("down", gridAttr(downGrid)));
@@ -488,6 +516,19 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     launchGemm(downOpts, d,
                {act, wDown, y, tileExpert, tileRow, expertOffsets, rowToken,
                 rowWeight});
+  } else if (ffnColumns) {
+    FfnKernelOptions fo;
+    fo.activation = activation;
+    fo.gated = gated;
+    fo.columns = ffnColumns;
+    std::string name = ffnKernelName(fo);
+    gpu::GPUFuncOp ffn = kernel(
+        name, [&] { return buildFusedFfnKernel(b, kloc, kernels, name, fo); });
+    SmallVector<Value> ffnArgs{xDev, expertOffsets, wUp, wDown,
+                               y,    rowToken,      rowWeight, hit};
+    if (gated)
+      ffnArgs.push_back(wGate);
+    h.launch(ffn, {f / ffnColumns, S, 1}, {kFfnThreads, 1, 1}, ffnArgs);
   } else {
     GemvOptions upOpts;
     upOpts.gatherRows = upOpts.indirect = true;

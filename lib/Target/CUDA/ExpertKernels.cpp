@@ -315,6 +315,227 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   return fn;
 }
 
+std::string mlir::moe::ffnKernelName(const FfnKernelOptions &o) {
+  return ("moe_ffn_bf16_" + stringifyActivation(o.activation) +
+          (o.gated ? "_gated" : "_plain") + "_c" + std::to_string(o.columns))
+      .str();
+}
+
+std::string mlir::moe::whyNotFfnKernel(int64_t d, int64_t f,
+                                       int64_t columns) {
+  if (columns != 32 && columns != 64 && columns != 128)
+    return "fused FFN columns must be 32, 64 or 128, got " +
+           std::to_string(columns);
+  if (f % columns != 0)
+    return "the ffn dimension " + std::to_string(f) +
+           " is not a multiple of " + std::to_string(columns) + " columns";
+  if (d % kGemvColumnsPerThread != 0)
+    return "the hidden size " + std::to_string(d) + " is not a multiple of 8";
+  return "";
+}
+
+int64_t mlir::moe::planFfnColumns(int64_t f, int64_t slots) {
+  for (int64_t c : {64, 128})
+    if (f % c == 0 && f / c * slots >= 8 * kPlanSms)
+      return c;
+  return 0;
+}
+
+gpu::GPUFuncOp mlir::moe::buildFusedFfnKernel(OpBuilder &b, Location loc,
+                                              gpu::GPUModuleOp module,
+                                              StringRef name,
+                                              const FfnKernelOptions &o) {
+  OpBuilder::InsertionGuard guard(b);
+  MLIRContext *ctx = b.getContext();
+  int64_t dyn = ShapedType::kDynamic;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
+  auto vecI32 = MemRefType::get({dyn}, i32);
+  auto wType = MemRefType::get({dyn, dyn, dyn}, bf16);
+  SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, bf16), vecI32,
+                             wType, wType,
+                             MemRefType::get({dyn, dyn}, f32), vecI32,
+                             MemRefType::get({dyn}, f32), vecI32};
+  if (o.gated)
+    argTypes.push_back(wType);
+  auto fn = createKernelFunc(b, loc, module, name, argTypes, kFfnThreads);
+  const int64_t W = o.columns, cols = kGemvColumnsPerThread,
+                groups = W / cols, lanesK = kFfnThreads / groups,
+                warps = kFfnThreads / 32;
+  // Loads in flight a thread: 8 rows of one matrix, 4 of each of two.
+  const int64_t unrollUp = o.gated ? 4 : 8, unrollDown = 8;
+  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto shared = [&](ArrayRef<int64_t> shape) {
+    return fn.addWorkgroupAttribution(
+        MemRefType::get(shape, f32, MemRefLayoutAttrInterface(), workgroup),
+        loc);
+  };
+  Value redUp = shared({warps, W});
+  Value redGate = o.gated ? shared({warps, W}) : Value();
+  Value act = shared({W});
+  ValueRange args = fn.getBody().front().getArguments();
+  Value x = args[0], offsets = args[1], wUp = args[2], wDown = args[3],
+        y = args[4], rowToken = args[5], rowWeight = args[6], hit = args[7];
+  Value wGate = o.gated ? args[8] : Value();
+
+  IndexOps ix{b, loc};
+  using P = arith::CmpIPredicate;
+  Type index = b.getIndexType();
+  auto toIndex = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, index, v);
+  };
+  auto ifThen = [&](Value cond, function_ref<void()> body) {
+    auto op = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&op.getThenRegion().front());
+    body();
+  };
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value by = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value d = memref::DimOp::create(b, loc, x, 1);
+  Value raw = memref::LoadOp::create(b, loc, hit, by);
+  Value valid = arith::CmpIOp::create(b, loc, P::sge, raw,
+                                      arith::ConstantIntOp::create(b, loc, i32, 0));
+  Value e = ix.select(valid, toIndex(raw), ix.c(0));
+  Value begin = toIndex(memref::LoadOp::create(b, loc, offsets, e));
+  Value end = toIndex(memref::LoadOp::create(b, loc, offsets, ix.add(e, ix.c(1))));
+  Value lane = ix.remu(tid, 32), warp = ix.divu(tid, 32);
+  Value group = ix.remu(tid, groups), laneK = ix.divu(tid, groups);
+  Value c0 = ix.mul(bx, ix.c(W));
+  Value j = ix.add(c0, ix.mul(group, ix.c(cols)));
+  auto vecType = VectorType::get({cols}, bf16);
+  auto accType = VectorType::get({cols}, f32);
+  Value zeroAcc = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(accType, b.getF32FloatAttr(0.0f)));
+  Value zeroF = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  auto load16 = [&](OpBuilder &lb, Location l, Value m, ValueRange idx) {
+    return vector::LoadOp::create(lb, l, vecType, m, idx,
+                                  /*nontemporal=*/false, llvm::MaybeAlign(16))
+        .getResult();
+  };
+
+  ifThen(arith::AndIOp::create(b, loc, valid, ix.icmp(P::ult, begin, end)), [&] {
+    auto rows = scf::ForOp::create(b, loc, begin, end, ix.c(1));
+    OpBuilder::InsertionGuard rg(b);
+    b.setInsertionPointToStart(rows.getBody());
+    Value r = rows.getInductionVar();
+    Value token = toIndex(memref::LoadOp::create(b, loc, rowToken, r));
+
+    // Up (and gate): columns j..j+8, rows laneK + lanesK i of all of d.
+    SmallVector<Value> init{zeroAcc};
+    if (o.gated)
+      init.push_back(zeroAcc);
+    auto kLoop = scf::ForOp::create(
+        b, loc, laneK, d, ix.c(lanesK * unrollUp), init,
+        [&](OpBuilder &lb, Location l, Value i, ValueRange acc) {
+          IndexOps li{lb, l};
+          SmallVector<Value> ks, inside, ups, gates;
+          for (int64_t u = 0; u < unrollUp; ++u) {
+            Value iu = li.add(i, li.c(u * lanesK));
+            inside.push_back(li.icmp(P::ult, iu, d));
+            ks.push_back(li.select(inside.back(), iu, laneK));
+            ups.push_back(load16(lb, l, wUp, ValueRange{e, ks.back(), j}));
+            if (o.gated)
+              gates.push_back(load16(lb, l, wGate, ValueRange{e, ks.back(), j}));
+          }
+          SmallVector<Value> next(acc.begin(), acc.end());
+          for (int64_t u = 0; u < unrollUp; ++u) {
+            Value xRaw =
+                memref::LoadOp::create(lb, l, x, ValueRange{token, ks[u]});
+            Value xv = arith::ExtFOp::create(lb, l, f32, xRaw);
+            xv = arith::SelectOp::create(lb, l, inside[u], xv, zeroF);
+            Value xb = vector::BroadcastOp::create(lb, l, accType, xv);
+            next[0] = vector::FMAOp::create(
+                lb, l, xb, arith::ExtFOp::create(lb, l, accType, ups[u]),
+                next[0]);
+            if (o.gated)
+              next[1] = vector::FMAOp::create(
+                  lb, l, xb, arith::ExtFOp::create(lb, l, accType, gates[u]),
+                  next[1]);
+          }
+          scf::YieldOp::create(lb, l, next);
+        });
+    // The lanes of a warp with the same columns add by shuffles, the warps
+    // through shared memory.
+    Value firstOfGroup = ix.icmp(P::ult, lane, ix.c(groups));
+    for (unsigned m = 0; m < kLoop.getNumResults(); ++m) {
+      Value red = m == 0 ? redUp : redGate;
+      for (int64_t c = 0; c < cols; ++c) {
+        Value v = vector::ExtractOp::create(b, loc, kLoop.getResult(m), c);
+        for (int64_t s = groups; s < 32; s *= 2)
+          v = arith::AddFOp::create(
+              b, loc, v,
+              gpu::ShuffleOp::create(b, loc, v, s, 32, gpu::ShuffleMode::XOR)
+                  .getShuffleResult());
+        ifThen(firstOfGroup, [&] {
+          memref::StoreOp::create(
+              b, loc, v, red,
+              ValueRange{warp, ix.add(ix.mul(group, ix.c(cols)), ix.c(c))});
+        });
+      }
+    }
+    gpu::BarrierOp::create(b, loc);
+    ifThen(ix.icmp(P::ult, tid, ix.c(W)), [&] {
+      auto sumOf = [&](Value red) -> Value {
+        Value s = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(0), tid});
+        for (int64_t w = 1; w < warps; ++w)
+          s = arith::AddFOp::create(
+              b, loc, s,
+              memref::LoadOp::create(b, loc, red, ValueRange{ix.c(w), tid}));
+        return s;
+      };
+      Value h = sumOf(redUp);
+      Value g = o.gated ? sumOf(redGate) : Value();
+      // The activation rounded to bf16, as moe.experts stores it.
+      Value a = arith::ExtFOp::create(
+          b, loc, f32, expertActivation(b, loc, o.activation, h, g, bf16));
+      memref::StoreOp::create(b, loc, a, act, ValueRange{tid});
+    });
+    gpu::BarrierOp::create(b, loc);
+
+    // Down: y[token, q..q+8] += weight * sum_rr act[rr] wDown[e, c0 + rr, q..].
+    Value weight = memref::LoadOp::create(b, loc, rowWeight, r);
+    auto outCols = scf::ForOp::create(b, loc, ix.mul(tid, ix.c(cols)), d,
+                                      ix.c(kFfnThreads * cols));
+    {
+      OpBuilder::InsertionGuard og(b);
+      b.setInsertionPointToStart(outCols.getBody());
+      Value q = outCols.getInductionVar();
+      auto dLoop = scf::ForOp::create(
+          b, loc, ix.c(0), ix.c(W), ix.c(unrollDown), ValueRange{zeroAcc},
+          [&](OpBuilder &lb, Location l, Value rr, ValueRange acc) {
+            IndexOps li{lb, l};
+            SmallVector<Value> ws;
+            for (int64_t u = 0; u < unrollDown; ++u)
+              ws.push_back(load16(
+                  lb, l, wDown,
+                  ValueRange{e, li.add(c0, li.add(rr, li.c(u))), q}));
+            Value next = acc.front();
+            for (int64_t u = 0; u < unrollDown; ++u) {
+              Value av = memref::LoadOp::create(lb, l, act,
+                                                ValueRange{li.add(rr, li.c(u))});
+              next = vector::FMAOp::create(
+                  lb, l, vector::BroadcastOp::create(lb, l, accType, av),
+                  arith::ExtFOp::create(lb, l, accType, ws[u]), next);
+            }
+            scf::YieldOp::create(lb, l, ValueRange{next});
+          });
+      SmallVector<Value> vals;
+      for (int64_t c = 0; c < cols; ++c)
+        vals.push_back(arith::MulFOp::create(
+            b, loc,
+            vector::ExtractOp::create(b, loc, dLoop.getResult(0), c), weight));
+      for (int64_t c = 0; c < cols; c += 4)
+        atomicAddF32Vector(b, loc, y, token, ix.add(q, ix.c(c)),
+                           ArrayRef<Value>(vals).slice(c, 4));
+    }
+    // The shared sums and activations are rewritten by the next row.
+    gpu::BarrierOp::create(b, loc);
+  });
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
 gpu::GPUFuncOp mlir::moe::buildElementwiseKernel(
     OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
     TypeRange argTypes,

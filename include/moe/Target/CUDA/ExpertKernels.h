@@ -160,6 +160,45 @@ gpu::GPUFuncOp buildExpertActivationKernel(OpBuilder &builder, Location loc,
 Value expertActivation(OpBuilder &b, Location loc, Activation act, Value h,
                        Value g, Type elementType);
 
+/// The expert FFN of the few-rows path as one kernel: block (bx, by) takes
+/// `columns` columns c0 = bx * columns .. of the ffn dimension of the
+/// expert in slot `by` of `hit`, and for each row of that expert computes
+/// the up (and gate) projection of those columns over all of d (no split
+/// of K across blocks: the block owns its columns' sums), applies the
+/// activation (rounded to bf16, as moe.experts does), then multiplies by
+/// rows c0.. of the down projection and adds the weighted result into the
+/// token's row of `y` (f32 atomics, the combine). No block waits for
+/// another, and the up and down weights of a column slice stream through
+/// the same block.
+constexpr int64_t kFfnThreads = 256;
+struct FfnKernelOptions {
+  Activation activation = Activation::silu;
+  bool gated = true;
+  /// Ffn columns a block: 32, 64 or 128 (kFfnThreads / (columns / 8)
+  /// threads share each column group's K).
+  int64_t columns = 64;
+};
+std::string ffnKernelName(const FfnKernelOptions &options);
+/// Why an expert FFN of [d, f] cannot run as the fused kernel with
+/// `columns` columns a block ("" when it can).
+std::string whyNotFfnKernel(int64_t d, int64_t f, int64_t columns);
+/// Columns a block for `slots` experts of ffn f, or 0 for the up and down
+/// GEMVs: 64 (else 128) where that gives at least 8 blocks an SM. A block
+/// reads its slice's rows over all of d one round of loads after another,
+/// which keeps DRAM busy only with many slices in flight: measured 19-22%
+/// faster than the GEMVs at 16 tokens of ds-moe-128 (2048 blocks), but
+/// 7-30% slower at 1 token of Mixtral and DeepSeek-V3 (448 and 256 blocks)
+/// and up to 2x slower with 32- or 128-column slices at 1 token
+/// (results/ffn-kernel-2026-12-01.md).
+int64_t planFfnColumns(int64_t f, int64_t slots);
+/// Arguments: (x [T, d] bf16, offsets [E+1] i32, wUp [E, d, f] bf16,
+/// wDown [E, f, d] bf16, y [T, d] f32 (zeroed), rowToken [N] i32, rowWeight
+/// [N] f32, hit [S] i32, [wGate [E, d, f] bf16]). Launch with grid
+/// (f / columns, S) of kFfnThreads threads.
+gpu::GPUFuncOp buildFusedFfnKernel(OpBuilder &builder, Location loc,
+                                   gpu::GPUModuleOp module, StringRef name,
+                                   const FfnKernelOptions &options);
+
 /// Adds the kernel `name` rounding f32 `y` [N, D] to `out` of `elementType`.
 gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,

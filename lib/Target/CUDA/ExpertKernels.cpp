@@ -273,12 +273,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   for (int64_t q = 0; q < rowsPerPass; ++q)
     for (int64_t c = 0; c < cols; ++c) {
       Value v = vector::ExtractOp::create(b, loc, kLoop.getResult(q), c);
-      for (int64_t s = 32 / lanes; s < 32; s *= 2)
-        v = arith::AddFOp::create(
-            b, loc, v,
-            gpu::ShuffleOp::create(b, loc, v, s, 32, gpu::ShuffleMode::XOR)
-                .getShuffleResult());
-      sums[q].push_back(v);
+      sums[q].push_back(sumOverLanes(b, loc, v, 32 / lanes));
     }
   Value storing = inColumns;
   if (lanes > 1)
@@ -384,10 +379,7 @@ gpu::GPUFuncOp mlir::moe::buildFusedFfnKernel(OpBuilder &b, Location loc,
     return arith::IndexCastOp::create(b, loc, index, v);
   };
   auto ifThen = [&](Value cond, function_ref<void()> body) {
-    auto op = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(&op.getThenRegion().front());
-    body();
+    buildIfThen(b, loc, cond, body);
   };
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
@@ -461,12 +453,9 @@ gpu::GPUFuncOp mlir::moe::buildFusedFfnKernel(OpBuilder &b, Location loc,
     for (unsigned m = 0; m < kLoop.getNumResults(); ++m) {
       Value red = m == 0 ? redUp : redGate;
       for (int64_t c = 0; c < cols; ++c) {
-        Value v = vector::ExtractOp::create(b, loc, kLoop.getResult(m), c);
-        for (int64_t s = groups; s < 32; s *= 2)
-          v = arith::AddFOp::create(
-              b, loc, v,
-              gpu::ShuffleOp::create(b, loc, v, s, 32, gpu::ShuffleMode::XOR)
-                  .getShuffleResult());
+        Value v = sumOverLanes(
+            b, loc, vector::ExtractOp::create(b, loc, kLoop.getResult(m), c),
+            groups);
         ifThen(firstOfGroup, [&] {
           memref::StoreOp::create(
               b, loc, v, red,

@@ -40,6 +40,24 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+void mlir::moe::buildIfThen(OpBuilder &b, Location loc, Value cond,
+                            function_ref<void()> body) {
+  auto op = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(&op.getThenRegion().front());
+  body();
+}
+
+Value mlir::moe::sumOverLanes(OpBuilder &b, Location loc, Value v,
+                              int64_t from) {
+  for (int64_t s = from; s < 32; s *= 2)
+    v = arith::AddFOp::create(
+        b, loc, v,
+        gpu::ShuffleOp::create(b, loc, v, s, 32, gpu::ShuffleMode::XOR)
+            .getShuffleResult());
+  return v;
+}
+
 Value IndexOps::c(int64_t v) const { return constIndex(b, loc, v); }
 Value IndexOps::add(Value l, Value r) const {
   return arith::AddIOp::create(b, loc, l, r);

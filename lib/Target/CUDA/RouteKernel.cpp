@@ -222,10 +222,7 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
   IndexOps ix{b, loc};
   using P = arith::CmpIPredicate;
   auto ifThen = [&](Value cond, function_ref<void()> body) {
-    auto op = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(&op.getThenRegion().front());
-    body();
+    buildIfThen(b, loc, cond, body);
   };
   auto loopFrom = [&](Value lb, Value ub, Value step,
                       function_ref<void(Value)> body) {
@@ -309,12 +306,9 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
     Value firstOfGroup = ix.icmp(P::ult, lane, ix.c(groups));
     for (int64_t q = 0; q < rowsPerPass; ++q)
       for (int64_t c = 0; c < 8; ++c) {
-        Value v = vector::ExtractOp::create(b, loc, kLoop.getResult(q), c);
-        for (int64_t s = groups; s < 32; s *= 2)
-          v = arith::AddFOp::create(
-              b, loc, v,
-              gpu::ShuffleOp::create(b, loc, v, s, 32, gpu::ShuffleMode::XOR)
-                  .getShuffleResult());
+        Value v = sumOverLanes(
+            b, loc, vector::ExtractOp::create(b, loc, kLoop.getResult(q), c),
+            groups);
         ifThen(firstOfGroup, [&] {
           memref::StoreOp::create(b, loc, v, red,
                                   ValueRange{warp, ix.c(q), ix.add(j, ix.c(c))});
@@ -440,10 +434,7 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
     return arith::IndexCastOp::create(b, loc, i32, v);
   };
   auto ifThen = [&](Value cond, function_ref<void()> body) {
-    auto op = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(&op.getThenRegion().front());
-    body();
+    buildIfThen(b, loc, cond, body);
   };
   auto barrier = [&] { gpu::BarrierOp::create(b, loc); };
   auto shuffle = [&](Value v, int32_t offset) -> Value {

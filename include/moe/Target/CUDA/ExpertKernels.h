@@ -39,6 +39,15 @@ struct IndexOps {
   Value select(Value cond, Value t, Value f) const;
 };
 
+/// Builds `body` inside a new `scf.if cond` (no else) at the insertion
+/// point; the insertion point stays after the if.
+void buildIfThen(OpBuilder &b, Location loc, Value cond,
+                 function_ref<void()> body);
+/// v plus its values in the lanes lane ^ from, lane ^ 2 from, ... (xor
+/// shuffles up to 16): the sum over the lanes of a warp that share
+/// lane % from.
+Value sumOverLanes(OpBuilder &b, Location loc, Value v, int64_t from);
+
 /// Tensor-core pieces shared by the grouped GEMM and the attention kernel:
 /// one mma.sync m16n8k16, bf16 x bf16 -> f32, `c` (the 4 accumulators) +=
 /// `a` (4 registers) x `bReg` (2 registers), in place; and register `i`

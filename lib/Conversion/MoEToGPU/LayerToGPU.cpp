@@ -20,6 +20,11 @@
 //   y[rowToken] += w_row * a W_down   GEMV or mma with the combine fused in
 //   out = bf16(y)
 //
+// At 1-4 tokens (routers up to 1 MiB) the first two are one gating kernel
+// that also clears the accumulators (no memset); where experts get about
+// one row and the column slices are many, the two expert steps are one
+// kernel (buildFusedFfnKernel). `moe.gpu_plan` records which (gate, ffn).
+//
 // The expert path and its tiles are chosen by the conversion pass from the
 // rows each expert gets (`moe.gpu_layer`); grids and split counts are fixed
 // here from the static shapes and recorded as `moe.gpu_plan`, so the plan is

@@ -9,12 +9,16 @@
 // warp-wide arg-max (each lane scans the keys of its E / 32 experts, read
 // and scored once into registers, then five xor shuffles): round j takes
 // the best expert strictly after the previous winner in the order (score
-// descending, id ascending), which is the router's selection order. Counts are shared-memory atomics; the scan
-// is Hillis-Steele over the block; the mapping table then puts assignment
+// descending, id ascending), which is the router's selection order.
+// Counts are shared-memory atomics; the scan is Hillis-Steele over the
+// block; the mapping table then puts assignment
 // (t, j) at row offsets[e] + its position within expert e.
 //
 // The router matmul (logits) is the dense grouped GEMV that runs before it,
-// across the whole GPU.
+// across the whole GPU; or, at decode sizes, the gating kernel does both:
+// its blocks add the router's sums over slices of K into a device global,
+// and the last of them (a self-resetting ticket) routes with the same code
+// (emitRouting) in a block of kGateThreads threads.
 //
 //===----------------------------------------------------------------------===//
 
@@ -331,7 +335,7 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
     gpu::BarrierOp::create(b, loc);
   });
 
-  // The ticket: every thread's partials are at the GPU (membar) before
+  // The ticket: every thread's atomics are at the GPU (membar) before
   // thread 0 counts the block done; the last block goes on.
   NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU);
   gpu::BarrierOp::create(b, loc);

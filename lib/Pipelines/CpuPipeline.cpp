@@ -99,6 +99,9 @@ void buildToLoops(OpPassManager &pm,
     moe::GpuProgrammaticLaunchOptions launch;
     launch.early = gpu->earlyLaunch;
     pm.addPass(moe::createGpuProgrammaticLaunch(launch));
+    // No kernel the compiler built has a collective operation under
+    // thread-dependent control flow.
+    pm.addPass(moe::createGpuCheckConvergence());
   }
   pm.addPass(createSCFToControlFlowPass());
 }

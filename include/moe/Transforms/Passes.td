@@ -56,6 +56,28 @@ def GpuProgrammaticLaunch
                            "::mlir::scf::SCFDialect"];
 }
 
+def GpuCheckConvergence
+    : Pass<"moe-gpu-check-convergence", "::mlir::ModuleOp"> {
+  let summary = "Refuse kernels whose warp- or block-collective operations "
+                "sit under thread-dependent control flow";
+  let description = [{
+    A conservative divergence analysis of every kernel of the module's
+    gpu.modules, on structured control flow (before scf-to-cf): a value is
+    uniform over the block (constants, block and grid ids and sizes,
+    kernel arguments, loads at uniform addresses), uniform over each warp
+    (the thread id divided by a multiple of 32, and what is computed from
+    such values), or divergent (the thread id otherwise, atomic results,
+    and anything computed from them). `gpu.shuffle` and the warp-wide
+    tensor-core operations (`nvgpu.ldmatrix`, `nvgpu.mma.sync`) need every
+    enclosing `scf.if` condition and `scf.for` bound uniform over the warp,
+    `gpu.barrier` uniform over the block: otherwise the kernel can hang or
+    read undefined values (a `shfl.sync` with a full mask in a `lane < k`
+    branch hung an H200). Such an operation is an error naming the
+    condition; the analysis knows nothing of data invariants, so a kernel
+    that is correct only because of one is refused too.
+  }];
+}
+
 def GpuAddExpertKernels : Pass<"moe-gpu-add-expert-kernels", "ModuleOp"> {
   let summary = "Add the expert-path GPU kernels to a gpu.module";
   let description = [{

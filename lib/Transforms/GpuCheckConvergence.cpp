@@ -66,10 +66,9 @@ private:
     }
     // The thread id over a multiple of the warp size: the warp's index.
     if (auto div = dyn_cast<arith::DivUIOp>(op)) {
+      auto tid = div.getLhs().getDefiningOp<gpu::ThreadIdOp>();
       APInt c;
-      if (div.getLhs().getDefiningOp<gpu::ThreadIdOp>() &&
-          div.getLhs().getDefiningOp<gpu::ThreadIdOp>().getDimension() ==
-              gpu::Dimension::x &&
+      if (tid && tid.getDimension() == gpu::Dimension::x &&
           matchPattern(div.getRhs(), m_ConstantInt(&c)) && c.getZExtValue() &&
           c.getZExtValue() % 32 == 0) {
         raise(div.getResult(), WarpUniform);

@@ -288,7 +288,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // routing in one gating kernel, where it measured no slower than the
   // three (results/gate-kernel-2026-12-01.md): up to kGateRows tokens (one
   // pass over the router; at 16 tokens it was 1-3% slower) and routers of
-  // at most 1 MiB (DeepSeek-V3's 3.5 MiB took 7% longer in 112 blocks).
+  // at most 1 MiB (DeepSeek-V3's 3.5 MiB router was not measured apart
+  // from the 10% spread of its layer, so it keeps the three kernels).
   StringRef gateChoice = "auto";
   if (auto s = plan.getAs<StringAttr>("fused_gate"))
     gateChoice = s.getValue();

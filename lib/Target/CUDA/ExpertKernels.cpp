@@ -449,32 +449,15 @@ gpu::GPUFuncOp mlir::moe::buildFusedFfnKernel(OpBuilder &b, Location loc,
         });
     // The lanes of a warp with the same columns add by shuffles, the warps
     // through shared memory.
-    Value firstOfGroup = ix.icmp(P::ult, lane, ix.c(groups));
-    for (unsigned m = 0; m < kLoop.getNumResults(); ++m) {
-      Value red = m == 0 ? redUp : redGate;
-      for (int64_t c = 0; c < cols; ++c) {
-        Value v = sumOverLanes(
-            b, loc, vector::ExtractOp::create(b, loc, kLoop.getResult(m), c),
-            groups);
-        ifThen(firstOfGroup, [&] {
-          memref::StoreOp::create(
-              b, loc, v, red,
-              ValueRange{warp, ix.add(ix.mul(group, ix.c(cols)), ix.c(c))});
-        });
-      }
-    }
+    Value sliceCol = ix.mul(group, ix.c(cols));
+    for (unsigned m = 0; m < kLoop.getNumResults(); ++m)
+      storeWarpSums(b, loc, kLoop.getResult(m), groups, lane, warp,
+                    m == 0 ? redUp : redGate, ValueRange{}, sliceCol);
     gpu::BarrierOp::create(b, loc);
     ifThen(ix.icmp(P::ult, tid, ix.c(W)), [&] {
-      auto sumOf = [&](Value red) -> Value {
-        Value s = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(0), tid});
-        for (int64_t w = 1; w < warps; ++w)
-          s = arith::AddFOp::create(
-              b, loc, s,
-              memref::LoadOp::create(b, loc, red, ValueRange{ix.c(w), tid}));
-        return s;
-      };
-      Value h = sumOf(redUp);
-      Value g = o.gated ? sumOf(redGate) : Value();
+      Value h = sumOverWarps(b, loc, redUp, warps, ValueRange{tid});
+      Value g = o.gated ? sumOverWarps(b, loc, redGate, warps, ValueRange{tid})
+                        : Value();
       // The activation rounded to bf16, as moe.experts stores it.
       Value a = arith::ExtFOp::create(
           b, loc, f32, expertActivation(b, loc, o.activation, h, g, bf16));

@@ -58,6 +58,36 @@ Value mlir::moe::sumOverLanes(OpBuilder &b, Location loc, Value v,
   return v;
 }
 
+void mlir::moe::storeWarpSums(OpBuilder &b, Location loc, Value acc,
+                              int64_t groups, Value lane, Value warp,
+                              Value red, ValueRange prefix, Value col) {
+  IndexOps ix{b, loc};
+  Value first = ix.icmp(arith::CmpIPredicate::ult, lane, ix.c(groups));
+  int64_t n = cast<VectorType>(acc.getType()).getDimSize(0);
+  for (int64_t c = 0; c < n; ++c) {
+    Value v = sumOverLanes(b, loc, vector::ExtractOp::create(b, loc, acc, c),
+                           groups);
+    buildIfThen(b, loc, first, [&] {
+      SmallVector<Value> at{warp};
+      llvm::append_range(at, prefix);
+      at.push_back(ix.add(col, ix.c(c)));
+      memref::StoreOp::create(b, loc, v, red, at);
+    });
+  }
+}
+
+Value mlir::moe::sumOverWarps(OpBuilder &b, Location loc, Value red,
+                              int64_t warps, ValueRange rest) {
+  Value sum;
+  for (int64_t w = 0; w < warps; ++w) {
+    SmallVector<Value> at{constIndex(b, loc, w)};
+    llvm::append_range(at, rest);
+    Value v = memref::LoadOp::create(b, loc, red, at);
+    sum = sum ? arith::AddFOp::create(b, loc, sum, v).getResult() : v;
+  }
+  return sum;
+}
+
 Value IndexOps::c(int64_t v) const { return constIndex(b, loc, v); }
 Value IndexOps::add(Value l, Value r) const {
   return arith::AddIOp::create(b, loc, l, r);

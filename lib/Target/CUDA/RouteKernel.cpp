@@ -307,25 +307,13 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
           scf::YieldOp::create(lb, l, next);
         });
     // Lanes lane, lane + groups, ... of a warp share their experts.
-    Value firstOfGroup = ix.icmp(P::ult, lane, ix.c(groups));
     for (int64_t q = 0; q < rowsPerPass; ++q)
-      for (int64_t c = 0; c < 8; ++c) {
-        Value v = sumOverLanes(
-            b, loc, vector::ExtractOp::create(b, loc, kLoop.getResult(q), c),
-            groups);
-        ifThen(firstOfGroup, [&] {
-          memref::StoreOp::create(b, loc, v, red,
-                                  ValueRange{warp, ix.c(q), ix.add(j, ix.c(c))});
-        });
-      }
+      storeWarpSums(b, loc, kLoop.getResult(q), groups, lane, warp, red,
+                    ValueRange{ix.c(q)}, j);
     gpu::BarrierOp::create(b, loc);
     loopFrom(tid, ix.c(rowsPerPass * E), ix.c(kGateThreads), [&](Value i) {
       Value q = ix.divu(i, E), e = ix.remu(i, E);
-      Value sum = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(0), q, e});
-      for (int64_t wp = 1; wp < warps; ++wp)
-        sum = arith::AddFOp::create(
-            b, loc, sum,
-            memref::LoadOp::create(b, loc, red, ValueRange{ix.c(wp), q, e}));
+      Value sum = sumOverWarps(b, loc, red, warps, ValueRange{q, e});
       Value t = ix.add(t0, q);
       ifThen(ix.icmp(P::ult, t, tokens), [&] {
         memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, sum,
@@ -362,17 +350,15 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
     });
     // The logits, from L2, to the routing's buffer; their sums back to
     // zero for the next launch.
-    auto sumsRows = memref::ExpandShapeOp::create(
-        b, loc, MemRefType::get({kGateMaxTokens, E}, f32), sums,
-        ArrayRef<ReassociationIndices>{{0, 1}});
+    Value sumsRows = memref::CastOp::create(
+        b, loc, MemRefType::get({dyn, dyn}, f32),
+        memref::ExpandShapeOp::create(
+            b, loc, MemRefType::get({kGateMaxTokens, E}, f32), sums,
+            ArrayRef<ReassociationIndices>{{0, 1}}));
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
     loopFrom(tid, ix.mul(tokens, ix.c(E)), ix.c(kGateThreads), [&](Value i) {
       Value t = ix.divu(i, E), e = ix.remu(i, E);
-      Value v = loadF32FromL2(b, loc,
-                              memref::CastOp::create(
-                                  b, loc, MemRefType::get({dyn, dyn}, f32),
-                                  sumsRows),
-                              t, e);
+      Value v = loadF32FromL2(b, loc, sumsRows, t, e);
       memref::StoreOp::create(b, loc, v, route.logits, ValueRange{t, e});
       memref::StoreOp::create(b, loc, zero, sums, ValueRange{i});
     });

@@ -47,6 +47,17 @@ void buildIfThen(OpBuilder &b, Location loc, Value cond,
 /// shuffles up to 16): the sum over the lanes of a warp that share
 /// lane % from.
 Value sumOverLanes(OpBuilder &b, Location loc, Value v, int64_t from);
+/// The block reduction of thread-partial sums over column groups: `acc`
+/// (vector<8xf32>, this thread's sums of columns col .. col + 8) is added
+/// over the lanes of the warp that share lane % groups (sumOverLanes), and
+/// the first of them stores the warp's sums to red[warp, prefix..., col + c]
+/// (shared memory; a barrier must follow before sumOverWarps reads them).
+void storeWarpSums(OpBuilder &b, Location loc, Value acc, int64_t groups,
+                   Value lane, Value warp, Value red, ValueRange prefix,
+                   Value col);
+/// red[0, rest...] + ... + red[warps - 1, rest...].
+Value sumOverWarps(OpBuilder &b, Location loc, Value red, int64_t warps,
+                   ValueRange rest);
 
 /// Tensor-core pieces shared by the grouped GEMM and the attention kernel:
 /// one mma.sync m16n8k16, bf16 x bf16 -> f32, `c` (the 4 accumulators) +=

@@ -41,12 +41,26 @@ def act(name, x):
     return torch.nn.functional.gelu(x) if name == "gelu" else torch.nn.functional.silu(x)
 
 
+# Read (never written, so no dirty lines are written back inside the timed
+# region) before every timed repeat when the L2 is to start cold: twice the
+# L2, so that no weight of the previous repeat is still there, as in a
+# model where the other layers' weights pass through L2 between two runs of
+# a layer. None: the repeats run back to back (a warm L2).
+L2_SCRUB = None
+
+
+def scrub_l2():
+    if L2_SCRUB is not None:
+        L2_SCRUB.max()
+
+
 def time_ms(fn, warmup=3, repeat=20):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(repeat):
+        scrub_l2()
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()
@@ -222,14 +236,21 @@ def main():
                    help="directory of layers from make-compiled-layers.py; "
                         "more directories after commas are variants "
                         "(e.g. a forced expert path), timed as graphs")
+    p.add_argument("--l2", default="cold", choices=["cold", "warm"],
+                   help="cold (default): L2 scrubbed by a read of twice its "
+                        "size before each timed run; warm: runs back to back")
     args = p.parse_args()
+    global L2_SCRUB
+    l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
+    if args.l2 == "cold":
+        L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
     tokens = [int(t) for t in args.tokens.split(",")]
     torch.manual_seed(0)
     bandwidth, peak = measure_floors()
     dev = torch.cuda.get_device_name()
-    print("%s: copy bandwidth %.2f TB/s, bf16 matmul %.0f TFLOP/s"
-          % (dev, bandwidth * 1e-12, peak * 1e-12), flush=True)
+    print("%s: copy bandwidth %.2f TB/s, bf16 matmul %.0f TFLOP/s, L2 %.0f MiB (%s)"
+          % (dev, bandwidth * 1e-12, peak * 1e-12, l2_bytes / 2**20, args.l2), flush=True)
 
     rows = []
     for name in names:
@@ -327,15 +348,18 @@ def main():
                             c / r["floor_ms"], r["loop_eager"] / c, r["grouped_eager"] / c,
                             r["grouped_graph"] / c, r["compiled_err"]))
     meta = ("GPU MoE baselines, %s, %s; copy bandwidth %.2f TB/s, dense bf16 matmul %.0f TFLOP/s "
-            "(measured in this run); bf16, softmax top-k routing, times are medians in ms."
-            % (datetime.date.today().isoformat(), dev, bandwidth * 1e-12, peak * 1e-12))
+            "(measured in this run); bf16, softmax top-k routing, times are medians in ms; "
+            "L2 %s (%s)."
+            % (datetime.date.today().isoformat(), dev, bandwidth * 1e-12, peak * 1e-12, args.l2,
+               "scrubbed by a read of twice its %.0f MiB before each timed run" % (l2_bytes / 2**20)
+               if args.l2 == "cold" else "runs back to back"))
     text = meta + "\n\n" + "\n".join(lines) + "\n"
     print()
     print(text)
     if args.out:
         with open(args.out, "w") as fh:
             fh.write("# " + text)
-        data = {"device": dev, "bandwidth": bandwidth, "bf16_flops": peak, "rows": rows}
+        data = {"device": dev, "bandwidth": bandwidth, "bf16_flops": peak, "l2": args.l2, "rows": rows}
         with open(os.path.splitext(args.out)[0] + ".json", "w") as fh:
             json.dump(data, fh, indent=1)
         from plot_svg import plot

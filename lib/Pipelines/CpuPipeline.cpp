@@ -56,6 +56,8 @@ void buildToLoops(OpPassManager &pm,
     layer.gemvUnroll = gpu->gemvUnroll;
     layer.fusedGate = gpu->fusedGate;
     layer.ffnColumns = gpu->ffnColumns;
+    layer.stageDown = gpu->stageDown;
+    layer.decodeOverlap = gpu->decodeOverlap;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
     moe::ConvertMoEDenseToGpuCallOptions dense;
     dense.report = gpu->report;

@@ -31,9 +31,14 @@ struct GpuProgrammaticLaunchPass
       if (!fn.isKernel() || fn.getBody().empty())
         return;
       Block &entry = fn.getBody().front();
-      // (Idempotent: a kernel that already opens with the wait is left.)
-      if (auto first = dyn_cast<NVVM::GriddepcontrolOp>(entry.front());
-          first && first.getKind() == NVVM::GridDepActionKind::wait)
+      // A kernel that has a wait already places its own (idempotent; the
+      // expert GEMVs load weights before theirs).
+      bool placed = fn.walk([](NVVM::GriddepcontrolOp op) {
+                        return op.getKind() == NVVM::GridDepActionKind::wait
+                                   ? WalkResult::interrupt()
+                                   : WalkResult::advance();
+                      }).wasInterrupted();
+      if (placed)
         return;
       b.setInsertionPointToStart(&entry);
       Location loc = fn.getLoc();

@@ -4,7 +4,8 @@
 // of 64 columns for each of the 16 slots = 2048 blocks (at least 8 an SM).
 // The plan is (slices, slots, threads, columns). --gpu-ffn-columns=-1 keeps
 // the up and down GEMVs; 16 tokens take the router GEMV and the routing
-// kernel (the gating kernel only up to 4 tokens).
+// kernel (the gating kernel only up to 4 tokens). Past one token only the
+// up GEMV lets the down GEMV launch early (decode_overlap = "down").
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s
 // RUN: moe-compile %s --target=cuda --gpu-ffn-columns=-1 --emit=mlir | FileCheck %s --check-prefix=GEMV
@@ -16,9 +17,9 @@
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // CHECK-NOT: gpu.launch_func
 
-// GEMV: moe.gpu_plan = {down = array<i64: {{.*}}>, path = "gemv", router = array<i64: 1, 128, 32, 16, 2, 8>, slots = 16 : i64, up = array<i64: {{.*}}>}
-// GEMV: @moe_kernels::@moe_gemv_gather_bf16_r1
-// GEMV: @moe_kernels::@moe_gemv_scatter_bf16_r1
+// GEMV: moe.gpu_plan = {decode_overlap = "down", down = array<i64: {{.*}}>, path = "gemv", router = array<i64: 1, 128, 32, 16, 2, 8>, slots = 16 : i64, stage_down = 256 : i64, up = array<i64: {{.*}}>}
+// GEMV: @moe_kernels::@moe_gemv_gather_bf16_r1_u8_trigger
+// GEMV: @moe_kernels::@moe_gemv_scatter_bf16_r1_u8_gelu_plain_s256_early blocks in
 
 func.func @layer(%x: tensor<16x2048xbf16> {moe.input = "x"}, %router: tensor<2048x128xbf16> {moe.weight = "router"}, %w_up: tensor<128x2048x8192xbf16> {moe.weight = "w_up"}, %w_down: tensor<128x8192x2048xbf16> {moe.weight = "w_down"}) -> (tensor<16x2048xbf16> {moe.output = "y"}) {
   %y = moe.layer %x : tensor<16x2048xbf16> router(%router : tensor<2048x128xbf16>) up(%w_up : tensor<128x2048x8192xbf16>) down(%w_down : tensor<128x8192x2048xbf16>) {activation = #moe.activation<gelu>, renormalize, top_k = 1 : i64} -> tensor<16x2048xbf16>

@@ -15,6 +15,13 @@
 // 8 experts, up and gate over all of d, SwiGLU, then those 32 rows of the
 // down projection added into the token's row (auto takes it only with many
 // slices: cuda-ffn-plan.mlir).
+// The decode chain overlaps kernels (decode_overlap = "chain" at one
+// token): the gating kernel and both GEMVs let the next kernel launch
+// right after their grid dependency wait, and the down GEMV issues its
+// first weight loads (and reads its slot's expert from L2) before its own
+// wait; it computes SwiGLU of its 64 rows of the up projection once a
+// block into shared memory (stage_down = 64). --gpu-decode-overlap=never
+// --gpu-stage-down=never gives the kernels without either.
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir -o %t.mlir
 // RUN: FileCheck %s < %t.mlir
@@ -29,30 +36,54 @@
 // RUN: not moe-opt %s --moe-cuda-pipeline="gemv-lanes=16" 2>&1 | FileCheck %s --check-prefix=BADOPT
 // RUN: not moe-compile %s --target=cuda --gpu-fused-gate=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGATE
 // RUN: not moe-compile %s --target=cuda --gpu-ffn-columns=48 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADFFN
+// RUN: moe-compile %s --target=cuda --gpu-decode-overlap=never --gpu-stage-down=never --emit=mlir | FileCheck %s --check-prefix=PLAIN
+// RUN: not moe-compile %s --target=cuda --gpu-decode-overlap=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADOVERLAP
+// RUN: not moe-compile %s --target=cuda --gpu-stage-down=always --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTAGE
 
-// CHECK: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
+// CHECK: moe.gpu_plan = {decode_overlap = "chain", down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // CHECK-NOT: llvm.call @mgpuMemset32(
-// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm blocks in
-// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8 blocks in
-// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated blocks in
+// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm_trigger blocks in
+// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8_trigger blocks in
+// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_s64_early_trigger blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // CHECK-NOT: gpu.launch_func
 // The kernels: at most 256 threads a block, 16-byte weight loads, warps
 // reduced by shuffles, 4-wide vector reductions.
 // PTX: gpu.binary @moe_kernels
-// PTX-SAME: .global .align 4 .b8 moe_gate_e64_k8_softmax_renorm_ticket[4];
+// PTX-SAME: .global .align 4 .b8 moe_gate_e64_k8_softmax_renorm_trigger_ticket[4];
 // The gating kernel: logits added by atomics, then the ticket (membar,
 // atomic) and the last block's copy read from L2.
-// PTX-SAME: .entry moe_gate_e64_k8_softmax_renorm(
+// PTX-SAME: .entry moe_gate_e64_k8_softmax_renorm_trigger(
 // PTX-SAME: .maxntid 256, 1, 1
+// PTX-SAME: griddepcontrol.wait
+// PTX-SAME: griddepcontrol.launch_dependents
 // PTX-SAME: ld.global.v4.b32
 // PTX-SAME: membar.gl
 // PTX-SAME: atom.global.add.u32
 // PTX-SAME: ld.global.cg.f32
-// PTX-SAME: .entry moe_gemv_scatter_bf16_r1_l4_u8_silu_gated(
+// The down GEMV: its slot's expert read from L2 and its first 8 weight
+// rows loaded before the wait (the inline-assembly loads, written without
+// the tab of the compiler's own); then the activated input staged
+// (barrier).
+// PTX-SAME: .entry moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_s64_early_trigger(
 // PTX-SAME: .maxntid 256, 1, 1
+// PTX-SAME: .shared .align 4 .b8 {{.*}}[256];
+// PTX-SAME: ld.global.cg.b32
+// PTX-SAME: ld.global.v4.b32 {
+// PTX-SAME: ld.global.v4.b32 {
+// PTX-SAME: ld.global.v4.b32 {
+// PTX-SAME: ld.global.v4.b32 {
+// PTX-SAME: ld.global.v4.b32 {
+// PTX-SAME: ld.global.v4.b32 {
+// PTX-SAME: ld.global.v4.b32 {
+// PTX-SAME: ld.global.v4.b32 {
 // PTX-SAME: griddepcontrol.wait
+// PTX-SAME: griddepcontrol.launch_dependents
+// PTX-SAME: ex2.approx
+// PTX-SAME: st.shared.b32
+// PTX-SAME: bar.sync
 // PTX-SAME: ld.global.v4.b32
+// PTX-SAME: ld.shared
 // PTX-SAME: shfl.sync.bfly.b32
 // PTX-SAME: red.global.add.v4.f32
 
@@ -64,13 +95,13 @@
 // FFNPTX-SAME: bar.sync
 // FFNPTX-SAME: red.global.add.v4.f32
 
-// SEPARATE: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, path = "gemv", router = array<i64: 1, 64, 32, 32, 4, 8>, slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
+// SEPARATE: moe.gpu_plan = {decode_overlap = "chain", down = array<i64: 4, 16, 256, 64, 4, 8>, path = "gemv", router = array<i64: 1, 64, 32, 32, 4, 8>, slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // SEPARATE-COUNT-1: llvm.call @mgpuMemset32(
 // SEPARATE-NOT: llvm.call @mgpuMemset32(
 // SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_dense_bf16_r1_l4_u8 blocks in
 // SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e64_k8_softmax_renorm blocks in
-// SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8 blocks in
-// SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated blocks in
+// SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8_trigger blocks in
+// SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_s64_early_trigger blocks in
 
 // FFN: moe.gpu_plan = {ffn = array<i64: 32, 8, 256, 32>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64}
 // FFN-NOT: llvm.call @mgpuMemset32(
@@ -82,15 +113,22 @@
 // WIDE: moe.gpu_plan = {ffn = array<i64: 8, 8, 256, 128>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64}
 // WIDE: @moe_kernels::@moe_ffn_bf16_silu_gated_c128 blocks in
 
-// FORCED: moe.gpu_plan = {down = array<i64: 1, 16, 256, 64, 1, 4>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, up = array<i64: 1, 32, 128, 64, 1, 4>}
-// FORCED: @moe_kernels::@moe_gemv_gather_pair_bf16_r1 blocks in
-// FORCED: @moe_kernels::@moe_gemv_scatter_bf16_r1_silu_gated blocks in
+// FORCED: moe.gpu_plan = {decode_overlap = "chain", down = array<i64: 1, 16, 256, 64, 1, 4>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 128, 64, 1, 4>}
+// FORCED: @moe_kernels::@moe_gemv_gather_pair_bf16_r1_trigger blocks in
+// FORCED: @moe_kernels::@moe_gemv_scatter_bf16_r1_silu_gated_s64_early_trigger blocks in
+
+// PLAIN: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
+// PLAIN: @moe_kernels::@moe_gate_e64_k8_softmax_renorm blocks in
+// PLAIN: @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8 blocks in
+// PLAIN: @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated blocks in
 
 // BADLANES: moe-compile: error: --gpu-gemv-lanes / --gpu-gemv-unroll: GEMV lanes must be 0 (auto), 1, 2, 4 or 8, got 3
 // BADUNROLL: moe-compile: error: --gpu-gemv-lanes / --gpu-gemv-unroll: GEMV unroll must be 0 (auto), 4 or 8, got 6
 // BADOPT: error: GEMV lanes must be 0 (auto), 1, 2, 4 or 8, got 16
 // BADGATE: error: fused-gate must be auto, always or never, got 'sometimes'
 // BADFFN: error: ffn-columns must be 0 (auto), 32, 64, 128 or -1 (none), got 48
+// BADOVERLAP: error: decode-overlap must be auto, always or never, got 'sometimes'
+// BADSTAGE: error: stage-down must be auto or never, got 'always'
 
 func.func @layer(%x: tensor<1x2048xbf16> {moe.input = "x"}, %router: tensor<2048x64xbf16> {moe.weight = "router"}, %w_up: tensor<64x2048x1024xbf16> {moe.weight = "w_up"}, %w_gate: tensor<64x2048x1024xbf16> {moe.weight = "w_gate"}, %w_down: tensor<64x1024x2048xbf16> {moe.weight = "w_down"}) -> (tensor<1x2048xbf16> {moe.output = "y"}) {
   %y = moe.layer %x : tensor<1x2048xbf16> router(%router : tensor<2048x64xbf16>) up(%w_up : tensor<64x2048x1024xbf16>) gate(%w_gate : tensor<64x2048x1024xbf16>) down(%w_down : tensor<64x1024x2048xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<1x2048xbf16>

@@ -63,6 +63,12 @@ def main():
     p.add_argument("--ffn-columns", default="0",
                    help="0 (auto), 32, 64 or 128: the few-rows expert FFN as "
                         "one kernel; -1: the up and down GEMVs")
+    p.add_argument("--decode-overlap", default="auto",
+                   help="auto, always or never: the down GEMV loads its first "
+                        "weights before its grid dependency wait")
+    p.add_argument("--stage-down", default="auto",
+                   help="auto or never: the down GEMV stages its activated "
+                        "input in shared memory")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -81,6 +87,8 @@ def main():
                             "--gpu-early-launch=" + args.early_launch,
                             "--gpu-fused-gate=" + args.fused_gate,
                             "--gpu-ffn-columns=" + args.ffn_columns,
+                            "--gpu-decode-overlap=" + args.decode_overlap,
+                            "--gpu-stage-down=" + args.stage_down,
                             "-o", base + ".so"],
                            check=True)
             print("compiled", base + ".so", flush=True)

@@ -47,6 +47,14 @@ make_case separate-gate --gpu-fused-gate=never --gpu-ffn-columns=-1 --top-k 6 --
 make_case ffn-wide-slices --gpu-ffn-columns=128 --top-k 2 --experts 16 --tokens 6 --hidden 200 --ffn 256
 make_case ffn-one-token --gpu-ffn-columns=32 --top-k 8 --experts 128 --tokens 1 --hidden 64 --ffn 64
 make_case ffn-gelu-plain --gpu-ffn-columns=64 --top-k 2 --plain --activation gelu --tokens 4 --hidden 64 --ffn 128
+# The up and down GEMVs as they were before the down GEMV staged its
+# activated input in shared memory and loaded weights before its grid
+# dependency wait (the other few-rows cases do both), 1 row an expert; and
+# both with 1-2 rows an expert, where the down GEMV's blocks have threads
+# past the last column (staging keeps them for the barriers).
+make_case overlap-never --gpu-decode-overlap=never --gpu-stage-down=never --gpu-ffn-columns=-1 --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 512
+make_case stage-ragged-columns --gpu-gemv-lanes=1 --gpu-ffn-columns=-1 --top-k 2 --experts 8 --tokens 8 --hidden 1000 --ffn 256
+make_case overlap-plain-rows --gpu-decode-overlap=always --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 3 --hidden 192 --ffn 320
 # The tensor-core path (mma): several row tiles per expert, a partial last
 # tile, gather, every epilogue.
 make_case mma-mixtral --gpu-path=mma --top-k 2 --renormalize --tokens 300 --hidden 128 --ffn 256 --experts 8

@@ -112,6 +112,19 @@ cl::opt<std::string> gpuFusedGate(
              "where it measured faster), always (up to 64 tokens) or never "
              "(a memset, the router GEMV and the routing kernel)"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuDecodeOverlap(
+    "gpu-decode-overlap",
+    cl::desc("the few-rows path's down GEMV issues its first weight loads "
+             "before its grid dependency wait, and the up GEMV lets it "
+             "launch right after its own: auto (default: where it measured "
+             "faster), always or never"),
+    cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuStageDown(
+    "gpu-stage-down",
+    cl::desc("the few-rows path's down GEMV computes its input's activation "
+             "once a block into shared memory: auto (default: where a "
+             "block's rows fit 16 KiB) or never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<int64_t> gpuFfnColumns(
     "gpu-ffn-columns",
     cl::desc("the few-rows path's expert FFN as one kernel with this many "
@@ -442,6 +455,8 @@ int main(int argc, char **argv) {
     cudaOptions.gemvUnroll = gpuGemvUnroll;
     cudaOptions.fusedGate = gpuFusedGate;
     cudaOptions.ffnColumns = gpuFfnColumns;
+    cudaOptions.stageDown = gpuStageDown;
+    cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;
     moe::buildCudaPipeline(pm, cudaOptions);

@@ -95,6 +95,15 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "routing in one gating kernel: auto (at decode sizes where it "
            "measured faster), always (wherever it can: up to 64 tokens), "
            "never (a memset, the router GEMV and the routing kernel)">,
+    Option<"decodeOverlap", "decode-overlap", "std::string", "\"auto\"",
+           "the few-rows path's down GEMV issues its first weight loads "
+           "before its grid dependency wait, and the up GEMV lets it launch "
+           "right after its own: auto (where it measured faster), always or "
+           "never">,
+    Option<"stageDown", "stage-down", "std::string", "\"auto\"",
+           "the few-rows path's down GEMV computes its input's activation "
+           "once a block into shared memory: auto (where a block's rows fit "
+           "16 KiB) or never (every thread activates what it reads)">,
     Option<"ffnColumns", "ffn-columns", "int64_t", "0",
            "the few-rows path's expert FFN as one kernel with this many ffn "
            "columns a block: 0 (auto), 32, 64 or 128; -1: the up and down "

@@ -61,6 +61,17 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "and the routing in one gating kernel: auto (default), "
                      "always or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> decodeOverlap{
+      *this, "decode-overlap",
+      llvm::cl::desc("the down GEMV loads its first weights before its grid "
+                     "dependency wait, the up GEMV lets it launch early: "
+                     "auto (default), always or never"),
+      llvm::cl::init("auto")};
+  PassOptions::Option<std::string> stageDown{
+      *this, "stage-down",
+      llvm::cl::desc("the down GEMV computes its input's activation once a "
+                     "block into shared memory: auto (default) or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<int64_t> ffnColumns{
       *this, "ffn-columns",
       llvm::cl::desc("the few-rows path's expert FFN as one kernel with this "

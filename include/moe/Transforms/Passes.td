@@ -43,7 +43,9 @@ def GpuProgrammaticLaunch
     chain of five short kernels, each a few microseconds. Without that
     launch attribute both instructions do nothing, so the kernels stay
     correct under any launch. Every kernel gets them, so none can be
-    launched early without its wait.
+    launched early without its wait. A kernel that has a wait already
+    (anywhere: the expert GEMVs place theirs after loads that need nothing
+    from the previous grid) is left as it is.
   }];
   let options = [
     Option<"early", "early", "bool", "false",

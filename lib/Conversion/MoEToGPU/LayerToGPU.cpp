@@ -112,6 +112,18 @@ struct ConvertMoELayerToGpuCallPass
           << static_cast<int64_t>(ffnColumns);
       return signalPassFailure();
     }
+    if (decodeOverlap != "auto" && decodeOverlap != "always" &&
+        decodeOverlap != "never") {
+      mlir::emitError(module.getLoc())
+          << "decode-overlap must be auto, always or never, got '"
+          << decodeOverlap << "'";
+      return signalPassFailure();
+    }
+    if (stageDown != "auto" && stageDown != "never") {
+      mlir::emitError(module.getLoc())
+          << "stage-down must be auto or never, got '" << stageDown << "'";
+      return signalPassFailure();
+    }
     if (fusedGate != "auto" && fusedGate != "always" && fusedGate != "never") {
       mlir::emitError(module.getLoc())
           << "fused-gate must be auto, always or never, got '" << fusedGate
@@ -199,6 +211,12 @@ struct ConvertMoELayerToGpuCallPass
       if (fusedGate != "auto")
         plan.push_back(
             b.getNamedAttr("fused_gate", b.getStringAttr(fusedGate)));
+      if (decodeOverlap != "auto")
+        plan.push_back(
+            b.getNamedAttr("decode_overlap", b.getStringAttr(decodeOverlap)));
+      if (stageDown != "auto")
+        plan.push_back(
+            b.getNamedAttr("stage_down", b.getStringAttr(stageDown)));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
@@ -394,6 +412,30 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     tuning = {t[0], t[1]};
   GemvGrid upGrid = planGemv(d, f, S * (gated ? 2 : 1), tuning);
   GemvGrid downGrid = planGemv(f, d, S, tuning);
+  // The decode chain overlaps each kernel's start with the tail of the one
+  // before (programmatic dependent launch): the up GEMV lets the down GEMV
+  // launch right after its grid dependency wait, so that its blocks are
+  // resident while the up GEMV finishes, and the down GEMV issues its first
+  // weight loads before its own wait; at one token the gating kernel and
+  // the down GEMV let the next kernel launch early too (3.9-6.8% faster at
+  // one token of ds-moe-128, qwen3 and OLMoE, and the one trigger 2-5% at
+  // four tokens, where all three made ds-moe-128 4% slower:
+  // results/decode-overlap-2026-12-01.md).
+  StringRef overlapChoice = "auto";
+  if (auto s = plan.getAs<StringAttr>("decode_overlap"))
+    overlapChoice = s.getValue();
+  bool decodeOverlap = gemvExperts && overlapChoice != "never";
+  bool overlapEnds = decodeOverlap && T == 1;
+  // The down GEMV's input (the activation of the up projection) computed
+  // once a block into shared memory, where a block's rows fit 16 KiB.
+  StringRef stageChoice = "auto";
+  if (auto s = plan.getAs<StringAttr>("stage_down"))
+    stageChoice = s.getValue();
+  int64_t stageRows =
+      gemvExperts && stageChoice != "never" &&
+              expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
+          ? downGrid.kchunk
+          : 0;
   auto gridAttr = [&](const GemvGrid &g) {
     return b.getDenseI64ArrayAttr(g.summary());
   };
@@ -427,6 +469,14 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   } else {
     planAttrs.push_back(b.getNamedAttr("up", gridAttr(upGrid)));
     planAttrs.push_back(b.getNamedAttr("down", gridAttr(downGrid)));
+    // "chain": gating, up and down GEMVs trigger early; "down": the up
+    // GEMV triggers early; the down GEMV loads before its wait in both.
+    if (decodeOverlap)
+      planAttrs.push_back(b.getNamedAttr(
+          "decode_overlap", b.getStringAttr(overlapEnds ? "chain" : "down")));
+    if (stageRows)
+      planAttrs.push_back(
+          b.getNamedAttr("stage_down", b.getI64IntegerAttr(stageRows)));
   }
   fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
 
@@ -449,9 +499,12 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   if (bias)
     routeArgs.push_back(bias);
   if (fusedGate) {
-    std::string name = gateKernelName(ro);
-    gpu::GPUFuncOp gate = kernel(
-        name, [&] { return buildGateKernel(b, kloc, kernels, name, ro); });
+    RouteKernelOptions gateOpts = ro;
+    gateOpts.triggerDependents = overlapEnds;
+    std::string name = gateKernelName(gateOpts);
+    gpu::GPUFuncOp gate = kernel(name, [&] {
+      return buildGateKernel(b, kloc, kernels, name, gateOpts);
+    });
     SmallVector<Value> gateArgs{xDev, wr, clearInGate,
                                 h.index(gatePlan.kchunk)};
     llvm::append_range(gateArgs, routeArgs);
@@ -540,12 +593,16 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.gatherRows = upOpts.indirect = true;
     upOpts.pair = gated;
     upOpts.rowsPerPass = expertRows;
+    upOpts.triggerDependents = decodeOverlap;
     GemvOptions downOpts;
     downOpts.indirect = downOpts.scatter = true;
     downOpts.rowsPerPass = expertRows;
     // The down projection applies the activation as it reads hUp (hGate).
     downOpts.inputActivation = activation;
     downOpts.inputGated = gated;
+    downOpts.loadBeforeWait = decodeOverlap;
+    downOpts.triggerDependents = overlapEnds;
+    downOpts.stageRows = stageRows;
     gpu::GPUFuncOp upK =
         gemvKernel(gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16",
                    upGrid.kernelOptions(upOpts));

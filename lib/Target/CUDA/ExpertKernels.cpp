@@ -63,6 +63,12 @@ std::string mlir::moe::gemvKernelName(StringRef base, const GemvOptions &o) {
     name += ("_" + stringifyActivation(*o.inputActivation) +
              (o.inputGated ? "_gated" : "_plain"))
                 .str();
+  if (o.stageRows)
+    name += "_s" + std::to_string(o.stageRows);
+  if (o.loadBeforeWait)
+    name += "_early";
+  if (o.triggerDependents)
+    name += "_trigger";
   return name;
 }
 
@@ -92,7 +98,18 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   }
   if (fusedAct && opts.inputGated)
     argTypes.push_back(xType); // the gate projection
+  assert((!opts.loadBeforeWait || opts.indirect) &&
+         "early loads read the slot's expert from hit");
+  assert((!opts.stageRows || fusedAct) && "staging is of the activation");
   auto fn = createKernelFunc(b, loc, module, name, argTypes);
+  Value stage;
+  if (opts.stageRows)
+    stage = fn.addWorkgroupAttribution(
+        MemRefType::get({opts.rowsPerPass, opts.stageRows}, f32,
+                        MemRefLayoutAttrInterface(),
+                        gpu::AddressSpaceAttr::get(
+                            b.getContext(), gpu::AddressSpace::Workgroup)),
+        loc);
   // At most kGemvMaxThreads threads a block: ptxas then keeps the unrolled
   // loads in flight (without the bound it held two of eight, in 34
   // registers, as if for 1024-thread blocks).
@@ -114,6 +131,17 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   auto cst = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, loc, v);
   };
+  // The grid dependency wait is this kernel's own (the programmatic-launch
+  // pass leaves kernels that have one): first thing, or after the early
+  // loads below.
+  auto waitThenTrigger = [&] {
+    NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+    if (opts.triggerDependents)
+      NVVM::GriddepcontrolOp::create(
+          b, loc, NVVM::GridDepActionKind::launch_dependents);
+  };
+  if (opts.triggerDependents && !opts.loadBeforeWait)
+    waitThenTrigger();
   auto cmp = [&](arith::CmpIPredicate p, Value l, Value r) -> Value {
     return arith::CmpIOp::create(b, loc, p, l, r);
   };
@@ -163,7 +191,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
       b, loc, arith::AddIOp::create(b, loc, k0, kchunk), d);
   Value go = cmp(arith::CmpIPredicate::ult, k0, k1);
   Value loadCol = j;
-  if (lanes == 1) {
+  // With a staged input the block's threads stay together (barriers);
+  // those past the last column skip only the K loop.
+  Value threadGo;
+  if (lanes == 1 && opts.stageRows) {
+    threadGo = inColumns;
+  } else if (lanes == 1) {
     go = arith::AndIOp::create(b, loc, go, inColumns);
   } else {
     // The lanes of a warp stay together for the shuffles: lanes past the
@@ -185,7 +218,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   }
   Value e = slot;
   if (opts.indirect) {
-    Value raw = memref::LoadOp::create(b, loc, hit, slot);
+    // Before the wait, from L2: written by a kernel before the previous one
+    // (complete before that one passed its own wait), never a line this
+    // SM's L1 kept from an earlier launch.
+    Value raw = opts.loadBeforeWait
+                    ? loadI32FromL2(b, loc, hit, slot)
+                    : memref::LoadOp::create(b, loc, hit, slot).getResult();
     Value valid = arith::CmpIOp::create(
         b, loc, arith::CmpIPredicate::sge, raw,
         arith::ConstantIntOp::create(b, loc, i32, 0));
@@ -193,6 +231,39 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     e = arith::SelectOp::create(b, loc, valid,
                                 arith::IndexCastOp::create(b, loc, index, raw),
                                 cst(0));
+  }
+
+  const int64_t step = unroll * lanes;
+  // The weights of rows first, first + lanes, ... (unroll rows) at column
+  // col of expert e.
+  auto loadWeights = [&](OpBuilder &lb, Location l, Value first, Value col,
+                         SmallVectorImpl<Value> &ks, bool here = false) {
+    SmallVector<Value> weights;
+    for (int64_t u = 0; u < unroll; ++u) {
+      Value iu = arith::AddIOp::create(
+          lb, l, first, arith::ConstantIndexOp::create(lb, l, u * lanes));
+      ks.push_back(iu);
+      weights.push_back(
+          here ? loadVector16Here(lb, l, vecType, w, ValueRange{e, iu, col})
+               : vector::LoadOp::create(
+                     lb, l, vecType, w, ValueRange{e, iu, col},
+                     /*nontemporal=*/false, llvm::MaybeAlign(16))
+                     .getResult());
+    }
+    return weights;
+  };
+  // The first K step's weights, loaded before the wait (every block: rows
+  // k0.. exist since kchunk and K are multiples of the step; the column is
+  // kept inside the matrix), used by the first step of every row pass.
+  SmallVector<Value> earlyWeights, earlyKs;
+  if (opts.loadBeforeWait) {
+    Value col = arith::MinUIOp::create(
+        b, loc, loadCol, arith::SubIOp::create(b, loc, m, cst(cols)));
+    // (Loads that the compiler keeps before the wait: a plain load used
+    // only after it would be sunk past it.)
+    earlyWeights = loadWeights(b, loc, arith::AddIOp::create(b, loc, k0, kl),
+                               col, earlyKs, /*here=*/true);
+    waitThenTrigger();
   }
 
   auto ifOp = scf::IfOp::create(b, loc, go, /*withElseRegion=*/false);
@@ -224,27 +295,63 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   if (opts.gatherRows)
     for (Value &r : xRows)
       r = loadIndex(b, loc, rowToken, r);
-  SmallVector<Value> init(rowsPerPass, zero);
-  // Each step covers unroll * lanes rows: lane kl takes i + u * lanes + kl.
-  auto kLoop = scf::ForOp::create(
-      b, loc, k0, k1, cst(unroll * lanes), init,
-      [&](OpBuilder &lb, Location l, Value i, ValueRange acc) {
-        SmallVector<Value> weights;
-        SmallVector<Value> ks;
-        Value first = arith::AddIOp::create(lb, l, i, kl);
-        for (int64_t u = 0; u < unroll; ++u) {
-          Value iu = arith::AddIOp::create(lb, l, first, cst(u * lanes));
-          ks.push_back(iu);
-          Value wv = vector::LoadOp::create(lb, l, vecType, w,
-                                            ValueRange{e, iu, loadCol},
-                                            /*nontemporal=*/false,
-                                            llvm::MaybeAlign(16));
-          weights.push_back(wv);
-        }
+  if (opts.stageRows) {
+    // stage[q, i] = act(x[row q, k0 + i]) (rounded as the activation
+    // kernel stores it), over the block's threads; then a barrier.
+    IndexOps ix{b, loc};
+    Value len = arith::SubIOp::create(b, loc, k1, k0);
+    auto fill =
+        scf::ForOp::create(b, loc, tid, ix.mul(len, cst(rowsPerPass)), bdim);
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(fill.getBody());
+      Value i = fill.getInductionVar();
+      Value q = arith::DivUIOp::create(b, loc, i, len);
+      Value kk = arith::RemUIOp::create(b, loc, i, len);
+      Value row = xRows[0];
+      for (int64_t p = 1; p < rowsPerPass; ++p)
+        row = ix.select(ix.icmp(arith::CmpIPredicate::eq, q, cst(p)), xRows[p],
+                        row);
+      Value k = ix.add(k0, kk);
+      Value v = memref::LoadOp::create(b, loc, x, ValueRange{row, k});
+      Value gv = xGate
+                     ? memref::LoadOp::create(b, loc, xGate, ValueRange{row, k})
+                           .getResult()
+                     : Value();
+      Value a = expertActivation(b, loc, *opts.inputActivation, v, gv, elt);
+      if (!elt.isF32())
+        a = arith::ExtFOp::create(b, loc, f32, a);
+      memref::StoreOp::create(b, loc, a, stage, ValueRange{q, kk});
+    }
+    gpu::BarrierOp::create(b, loc);
+  }
+  // The K loop and the stores of this row pass; with a staged input, only
+  // for the threads that have columns (the barrier after it is the
+  // block's).
+  if (threadGo) {
+    Operation *barrierAfter = gpu::BarrierOp::create(b, loc);
+    b.setInsertionPoint(barrierAfter);
+    auto pass = scf::IfOp::create(b, loc, threadGo, false);
+    b.setInsertionPointToStart(&pass.getThenRegion().front());
+  } else if (opts.stageRows) {
+    Operation *barrierAfter = gpu::BarrierOp::create(b, loc);
+    b.setInsertionPoint(barrierAfter);
+  }
+  // One K step: acc += x[rows, ks] * weights (loaded before their use).
+  auto consume =
+      [&](OpBuilder &lb, Location l, ArrayRef<Value> ks,
+          ArrayRef<Value> weights, ValueRange acc) {
         // All loads first, widened to f32 only where used.
         SmallVector<SmallVector<Value>> xs(unroll), gs(unroll);
         for (int64_t u = 0; u < unroll; ++u)
           for (int64_t q = 0; q < rowsPerPass; ++q) {
+            if (stage) {
+              xs[u].push_back(memref::LoadOp::create(
+                  lb, l, stage,
+                  ValueRange{arith::ConstantIndexOp::create(lb, l, q),
+                             arith::SubIOp::create(lb, l, ks[u], k0)}));
+              continue;
+            }
             xs[u].push_back(memref::LoadOp::create(
                 lb, l, x, ValueRange{xRows[q], ks[u]}));
             if (xGate)
@@ -256,17 +363,32 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
           Value wf = arith::ExtFOp::create(lb, l, accType, weights[u]);
           for (int64_t q = 0; q < rowsPerPass; ++q) {
             Value xv = xs[u][q];
-            if (fusedAct)
+            if (fusedAct && !stage)
               xv = expertActivation(lb, l, *opts.inputActivation, xv,
                                     xGate ? gs[u][q] : Value(), elt);
-            Value xf = elt.isF32()
+            Value xf = elt.isF32() || stage
                            ? xv
                            : arith::ExtFOp::create(lb, l, f32, xv).getResult();
             Value xb = vector::BroadcastOp::create(lb, l, accType, xf);
             nextAcc[q] = vector::FMAOp::create(lb, l, xb, wf, nextAcc[q]);
           }
         }
-        scf::YieldOp::create(lb, l, nextAcc);
+        return nextAcc;
+      };
+  SmallVector<Value> init(rowsPerPass, zero);
+  Value kStart = k0;
+  if (opts.loadBeforeWait) {
+    init = consume(b, loc, earlyKs, earlyWeights, init);
+    kStart = arith::AddIOp::create(b, loc, k0, cst(step));
+  }
+  // Each step covers unroll * lanes rows: lane kl takes i + u * lanes + kl.
+  auto kLoop = scf::ForOp::create(
+      b, loc, kStart, k1, cst(step), init,
+      [&](OpBuilder &lb, Location l, Value i, ValueRange acc) {
+        SmallVector<Value> ks;
+        SmallVector<Value> weights = loadWeights(
+            lb, l, arith::AddIOp::create(lb, l, i, kl), loadCol, ks);
+        scf::YieldOp::create(lb, l, consume(lb, l, ks, weights, acc));
       });
   // The lanes sharing a column group add their rows' partial sums.
   SmallVector<SmallVector<Value>> sums(rowsPerPass);

@@ -148,23 +148,76 @@ Value mlir::moe::commitAsyncCopies(OpBuilder &b, Location loc,
       b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
 }
 
-/// The global-memory pointer (!llvm.ptr<1>) to m[row, col] of a
-/// memref<?x?xf32> of identity layout.
-static Value globalF32Pointer(OpBuilder &b, Location loc, Value m, Value row,
-                              Value col) {
+/// The global-memory pointer (!llvm.ptr<1>) to the byte address `addr`.
+static Value globalPointer(OpBuilder &b, Location loc, Value addr) {
   MLIRContext *ctx = b.getContext();
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m);
-  Value ld = memref::DimOp::create(b, loc, m, 1);
-  Value element = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, row, ld), col);
-  Value addr = arith::AddIOp::create(
-      b, loc, base,
-      arith::MulIOp::create(b, loc, element, constIndex(b, loc, 4)));
   Value generic = LLVM::IntToPtrOp::create(
       b, loc, LLVM::LLVMPointerType::get(ctx),
       arith::IndexCastUIOp::create(b, loc, b.getI64Type(), addr).getResult());
   return LLVM::AddrSpaceCastOp::create(
       b, loc, LLVM::LLVMPointerType::get(ctx, 1), generic);
+}
+
+/// The global-memory pointer (!llvm.ptr<1>) to m[row, col] of a
+/// memref<?x?xf32> of identity layout.
+static Value globalF32Pointer(OpBuilder &b, Location loc, Value m, Value row,
+                              Value col) {
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m);
+  Value ld = memref::DimOp::create(b, loc, m, 1);
+  Value element = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, row, ld), col);
+  return globalPointer(
+      b, loc,
+      arith::AddIOp::create(
+          b, loc, base,
+          arith::MulIOp::create(b, loc, element, constIndex(b, loc, 4))));
+}
+
+Value mlir::moe::loadVector16Here(OpBuilder &b, Location loc, VectorType type,
+                                  Value m, ValueRange indices) {
+  auto memType = cast<MemRefType>(m.getType());
+  assert(memType.getLayout().isIdentity() && "identity layout");
+  Value linear = indices.front();
+  for (unsigned i = 1; i < indices.size(); ++i)
+    linear = arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(b, loc, linear,
+                              memref::DimOp::create(b, loc, m, i)),
+        indices[i]);
+  int64_t eltBytes = memType.getElementTypeBitWidth() / 8;
+  Value addr = arith::AddIOp::create(
+      b, loc, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m),
+      arith::MulIOp::create(b, loc, linear, constIndex(b, loc, eltBytes)));
+  Type i32 = b.getI32Type();
+  auto words =
+      LLVM::LLVMStructType::getLiteral(b.getContext(), {i32, i32, i32, i32});
+  Value loaded =
+      LLVM::InlineAsmOp::create(
+          b, loc, words, ValueRange{globalPointer(b, loc, addr)},
+          "ld.global.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
+          /*has_side_effects=*/true, /*is_align_stack=*/false,
+          LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
+          ArrayAttr())
+          .getResult(0);
+  SmallVector<Value> parts;
+  for (int64_t i = 0; i < 4; ++i)
+    parts.push_back(LLVM::ExtractValueOp::create(b, loc, loaded, i));
+  Value vec =
+      vector::FromElementsOp::create(b, loc, VectorType::get({4}, i32), parts);
+  return vector::BitCastOp::create(b, loc, type, vec);
+}
+
+Value mlir::moe::loadI32FromL2(OpBuilder &b, Location loc, Value in, Value i) {
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, in);
+  Value addr = arith::AddIOp::create(
+      b, loc, base, arith::MulIOp::create(b, loc, i, constIndex(b, loc, 4)));
+  return LLVM::InlineAsmOp::create(
+             b, loc, b.getI32Type(), ValueRange{globalPointer(b, loc, addr)},
+             "ld.global.cg.b32 $0, [$1];", "=r,l",
+             /*has_side_effects=*/true, /*is_align_stack=*/false,
+             LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
+             ArrayAttr())
+      .getResult(0);
 }
 
 Value mlir::moe::loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,

@@ -50,6 +50,8 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
     name += o.biasType.isF32() ? "_biasf32" : "_biasbf16";
   if (o.tileRows)
     name += "_tiles" + std::to_string(o.tileRows);
+  if (o.triggerDependents)
+    name += "_trigger";
   if (o.part == RoutePart::Select)
     name += "_select";
   else if (o.part == RoutePart::Finish)
@@ -236,6 +238,12 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
     body(loop.getInductionVar());
   };
 
+  if (o.triggerDependents) {
+    // (The programmatic-launch pass leaves a kernel that has its wait.)
+    NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+    NVVM::GriddepcontrolOp::create(b, loc,
+                                   NVVM::GridDepActionKind::launch_dependents);
+  }
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);

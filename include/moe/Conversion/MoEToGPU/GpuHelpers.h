@@ -123,6 +123,8 @@ struct GemvGrid {
 };
 /// Threads an SM the GEMV plans keep busy (32 warps: 64 registers each).
 constexpr int64_t kGemvThreadsPerSm = 1024;
+/// Shared memory a down GEMV block may stage its activated input in.
+constexpr int64_t kGemvStageBytes = 16 << 10;
 GemvGrid planGemv(int64_t k, int64_t m, int64_t active,
                   GemvTuning tuning = {});
 

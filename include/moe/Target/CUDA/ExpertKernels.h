@@ -78,6 +78,16 @@ Value commitAsyncCopies(OpBuilder &b, Location loc, ValueRange tokens);
 /// layout; col * 4 bytes must be aligned to the vector (8 or 16 bytes).
 void atomicAddF32Vector(OpBuilder &b, Location loc, Value out, Value row,
                         Value col, ArrayRef<Value> vals);
+/// The 16 bytes at m[indices...] (a memref of identity layout, 16-byte
+/// aligned there) as a vector of `type`, loaded by an ld.global.v4.b32 that
+/// neither LLVM nor ptxas moves past the instructions with side effects
+/// around it (e.g. a grid dependency wait): the load is issued here, and
+/// only the first use of its value waits for it.
+Value loadVector16Here(OpBuilder &b, Location loc, VectorType type, Value m,
+                       ValueRange indices);
+/// in[i] of a memref<?xi32> of identity layout, read from L2
+/// (ld.global.cg).
+Value loadI32FromL2(OpBuilder &b, Location loc, Value in, Value i);
 /// in[row, col] of a memref<?x?xf32> of identity layout, read from L2
 /// (ld.global.cg): what other blocks of the grid wrote there, never a line
 /// this SM's L1 kept from before.
@@ -134,6 +144,23 @@ struct GemvOptions {
   /// rounded to the element type first, as the activation kernel stores it.
   std::optional<Activation> inputActivation;
   bool inputGated = false;
+  /// Programmatic dependent launch (see moe-gpu-programmatic-launch): the
+  /// kernel issues its first K step's weight loads (and reads its slot of
+  /// `hit` from L2) before its grid dependency wait, so that they overlap
+  /// the previous kernel's tail. Only what the previous kernel does not
+  /// write may be read there: the weights, and `hit` from a kernel before
+  /// it. With `indirect` only.
+  bool loadBeforeWait = false;
+  /// With `inputActivation`: the block first computes the activation of
+  /// its rows' K chunk once into shared memory (`stageRows` f32 a row, at
+  /// least kchunk), then every thread reads it from there: no thread
+  /// recomputes it for its columns, and the K loop holds no input loads
+  /// from global memory (the SwiGLU down GEMV used 108-116 registers a
+  /// thread without it, two blocks an SM). 0: read and activate in the loop.
+  int64_t stageRows = 0;
+  /// Lets the next kernel launch right after this one's grid dependency
+  /// wait (its blocks then take the room this grid leaves).
+  bool triggerDependents = false;
 };
 
 /// Limits on a grouped GEMV's plan; 0 leaves the choice to planGemv.
@@ -263,6 +290,10 @@ struct RouteKernelOptions {
   /// tileRow[t] .. + tileRows of expert tileExpert[t] (-1 past the last).
   int64_t tileRows = 0;
   RoutePart part = RoutePart::Whole;
+  /// The gating kernel lets the next kernel launch right after its grid
+  /// dependency wait, so that the next grid's blocks are resident, waiting,
+  /// while its last block routes.
+  bool triggerDependents = false;
 };
 
 /// Adds the gating kernel `name`, run as one block of kRouteThreads threads:

@@ -2,7 +2,8 @@
 // experts, top 8, hidden 2048, ffn 1024), four kernels:
 // - the gating kernel (gate = blocks, threads, K rows a block) adds the
 //   router's logits over 16 blocks of 128 rows, clears the accumulated
-//   buffers (no memset) and routes in its last block;
+//   buffers (no memset) and routes in its last block (one token: _t1, one
+//   warp selects and writes the offsets, hit and mapping, no scans);
 // - the up and gate GEMVs, then the down GEMV: K split across blocks (at
 //   least 64 rows each), then across the lanes of a warp, eight rows in
 //   flight a lane; each plan is (blocks x, splits, threads, kchunk, lanes,
@@ -42,7 +43,7 @@
 
 // CHECK: moe.gpu_plan = {decode_overlap = "chain", down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // CHECK-NOT: llvm.call @mgpuMemset32(
-// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm_trigger blocks in
+// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1_trigger blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8_trigger blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_s64_early_trigger blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
@@ -50,10 +51,10 @@
 // The kernels: at most 256 threads a block, 16-byte weight loads, warps
 // reduced by shuffles, 4-wide vector reductions.
 // PTX: gpu.binary @moe_kernels
-// PTX-SAME: .global .align 4 .b8 moe_gate_e64_k8_softmax_renorm_trigger_ticket[4];
+// PTX-SAME: .global .align 4 .b8 moe_gate_e64_k8_softmax_renorm_t1_trigger_ticket[4];
 // The gating kernel: logits added by atomics, then the ticket (membar,
 // atomic) and the last block's copy read from L2.
-// PTX-SAME: .entry moe_gate_e64_k8_softmax_renorm_trigger(
+// PTX-SAME: .entry moe_gate_e64_k8_softmax_renorm_t1_trigger(
 // PTX-SAME: .maxntid 256, 1, 1
 // PTX-SAME: griddepcontrol.wait
 // PTX-SAME: griddepcontrol.launch_dependents
@@ -61,6 +62,9 @@
 // PTX-SAME: membar.gl
 // PTX-SAME: atom.global.add.u32
 // PTX-SAME: ld.global.cg.f32
+// One token: the routing has no shared-memory counts (atomics) or scans.
+// PTX-NOT: atom.shared
+// PTX-SAME: .entry moe_gemv_gather_pair_bf16_r1_l2_u8_trigger(
 // The down GEMV: its slot's expert read from L2 and its first 8 weight
 // rows loaded before the wait (the inline-assembly loads, written without
 // the tab of the compiler's own); then the activated input staged
@@ -99,13 +103,13 @@
 // SEPARATE-COUNT-1: llvm.call @mgpuMemset32(
 // SEPARATE-NOT: llvm.call @mgpuMemset32(
 // SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_dense_bf16_r1_l4_u8 blocks in
-// SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e64_k8_softmax_renorm blocks in
+// SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e64_k8_softmax_renorm_t1 blocks in
 // SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8_trigger blocks in
 // SEPARATE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_s64_early_trigger blocks in
 
 // FFN: moe.gpu_plan = {ffn = array<i64: 32, 8, 256, 32>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64}
 // FFN-NOT: llvm.call @mgpuMemset32(
-// FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm blocks in
+// FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1 blocks in
 // FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_ffn_bf16_silu_gated_c32 blocks in
 // FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // FFN-NOT: gpu.launch_func
@@ -118,7 +122,7 @@
 // FORCED: @moe_kernels::@moe_gemv_scatter_bf16_r1_silu_gated_s64_early_trigger blocks in
 
 // PLAIN: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
-// PLAIN: @moe_kernels::@moe_gate_e64_k8_softmax_renorm blocks in
+// PLAIN: @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1 blocks in
 // PLAIN: @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8 blocks in
 // PLAIN: @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated blocks in
 

@@ -393,6 +393,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
   if (mma)
     ro.tileRows = tileM;
+  // A decode step routes in one warp, without counts and scans.
+  ro.oneToken = T == 1 && !mma;
   auto routeKernel = [&](RoutePart part) {
     RouteKernelOptions po = ro;
     po.part = part;

@@ -50,6 +50,8 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
     name += o.biasType.isF32() ? "_biasf32" : "_biasbf16";
   if (o.tileRows)
     name += "_tiles" + std::to_string(o.tileRows);
+  if (o.oneToken)
+    name += "_t1";
   if (o.triggerDependents)
     name += "_trigger";
   if (o.part == RoutePart::Select)
@@ -386,7 +388,9 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   assert((select || o.numExperts <= threads) &&
          "a routing block has a thread per expert");
   Value counts, scanA, scanB, scanC;
-  if (!select) {
+  assert((!o.oneToken || (o.part == RoutePart::Whole && !o.tileRows)) &&
+         "one-token routing writes no tile table");
+  if (!select && !o.oneToken) {
     OpBuilder::InsertionGuard g(b);
     auto shared = MemRefType::get(
         {threads}, i32, MemRefLayoutAttrInterface(),
@@ -446,7 +450,7 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   Value tokens = memref::DimOp::create(b, loc, logits, 0);
   Value numExperts = ci(E);
 
-  if (!select) {
+  if (!select && !o.oneToken) {
     // The counts start at zero, or at what the select kernel counted.
     ifThen(icmp(P::ult, tid, numExperts), [&] {
       Value c = finish ? memref::LoadOp::create(b, loc, globalCounts, tid)
@@ -605,7 +609,41 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       myE = sel(isJ, ids[j], myE);
       myW = sel(isJ, wts[j], myW);
     }
-    ifThen(icmp(P::ult, lane, ci(k)), [&] {
+    if (o.oneToken) {
+      // Every lane holds the k distinct ids (the selection rounds leave
+      // them in all lanes): the number of them below an expert is its row
+      // (and its slot of hit), the number below e is offsets[e].
+      auto below = [&](Value e) -> Value {
+        Value n = c32(0);
+        for (Value id : ids)
+          n = arith::AddIOp::create(
+              b, loc, n,
+              arith::ExtUIOp::create(b, loc, i32, icmp(P::slt, id, e)));
+        return n;
+      };
+      ifThen(icmp(P::ult, lane, ci(k)), [&] {
+        Value row = toIndex(below(myE));
+        memref::StoreOp::create(b, loc, toI32(t), rowToken, row);
+        memref::StoreOp::create(b, loc, myW, rowWeight, row);
+        memref::StoreOp::create(b, loc, myE, hit, row);
+        memref::StoreOp::create(b, loc, myE, assignExpert, lane);
+        memref::StoreOp::create(b, loc, c32(0), assignPos, lane);
+        memref::StoreOp::create(b, loc, myW, assignWeight, lane);
+      });
+      for (int64_t m = 0; m * 32 <= E; ++m) {
+        Value e = arith::AddIOp::create(b, loc, lane, ci(32 * m));
+        ifThen(icmp(P::ule, e, numExperts), [&] {
+          memref::StoreOp::create(b, loc, below(toI32(e)), offsets, e);
+        });
+      }
+      // Slots past the k experts hit (none where hit has k slots).
+      Value slots = memref::DimOp::create(b, loc, hit, 0);
+      auto rest = scf::ForOp::create(
+          b, loc, arith::AddIOp::create(b, loc, lane, ci(k)), slots, ci(32));
+      OpBuilder::InsertionGuard rg(b);
+      b.setInsertionPointToStart(rest.getBody());
+      memref::StoreOp::create(b, loc, c32(-1), hit, rest.getInductionVar());
+    } else ifThen(icmp(P::ult, lane, ci(k)), [&] {
       Value pos = memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
                                               c32(1), counts, toIndex(myE));
       Value a = arith::AddIOp::create(
@@ -615,7 +653,7 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       memref::StoreOp::create(b, loc, myW, assignWeight, a);
     });
   }
-  if (select)
+  if (select || o.oneToken)
     return;
   barrier();
 

@@ -294,6 +294,12 @@ struct RouteKernelOptions {
   /// dependency wait, so that the next grid's blocks are resident, waiting,
   /// while its last block routes.
   bool triggerDependents = false;
+  /// Exactly one token (a decode step): the warp that selects the k experts
+  /// also writes the offsets, the list of experts hit and the mapping
+  /// directly, from the k ids it holds in registers (the row of a selected
+  /// expert is the number of selected ids below it), with no counts, scans
+  /// or barriers. Not with tileRows.
+  bool oneToken = false;
 };
 
 /// Adds the gating kernel `name`, run as one block of kRouteThreads threads:

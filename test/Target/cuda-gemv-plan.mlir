@@ -131,7 +131,7 @@
 // BADOPT: error: GEMV lanes must be 0 (auto), 1, 2, 4 or 8, got 16
 // BADGATE: error: fused-gate must be auto, always or never, got 'sometimes'
 // BADFFN: error: ffn-columns must be 0 (auto), 32, 64, 128 or -1 (none), got 48
-// BADOVERLAP: error: decode-overlap must be auto, always or never, got 'sometimes'
+// BADOVERLAP: error: decode-overlap must be auto or never, got 'sometimes'
 // BADSTAGE: error: stage-down must be auto or never, got 'always'
 
 func.func @layer(%x: tensor<1x2048xbf16> {moe.input = "x"}, %router: tensor<2048x64xbf16> {moe.weight = "router"}, %w_up: tensor<64x2048x1024xbf16> {moe.weight = "w_up"}, %w_gate: tensor<64x2048x1024xbf16> {moe.weight = "w_gate"}, %w_down: tensor<64x1024x2048xbf16> {moe.weight = "w_down"}) -> (tensor<1x2048xbf16> {moe.output = "y"}) {

@@ -64,7 +64,7 @@ def main():
                    help="0 (auto), 32, 64 or 128: the few-rows expert FFN as "
                         "one kernel; -1: the up and down GEMVs")
     p.add_argument("--decode-overlap", default="auto",
-                   help="auto, always or never: the down GEMV loads its first "
+                   help="auto or never: the down GEMV loads its first "
                         "weights before its grid dependency wait")
     p.add_argument("--stage-down", default="auto",
                    help="auto or never: the down GEMV stages its activated "

@@ -54,7 +54,7 @@ make_case ffn-gelu-plain --gpu-ffn-columns=64 --top-k 2 --plain --activation gel
 # past the last column (staging keeps them for the barriers).
 make_case overlap-never --gpu-decode-overlap=never --gpu-stage-down=never --gpu-ffn-columns=-1 --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 512
 make_case stage-ragged-columns --gpu-gemv-lanes=1 --gpu-ffn-columns=-1 --top-k 2 --experts 8 --tokens 8 --hidden 1000 --ffn 256
-make_case overlap-plain-rows --gpu-decode-overlap=always --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 3 --hidden 192 --ffn 320
+make_case overlap-plain-rows --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 3 --hidden 192 --ffn 320
 # The tensor-core path (mma): several row tiles per expert, a partial last
 # tile, gather, every epilogue.
 make_case mma-mixtral --gpu-path=mma --top-k 2 --renormalize --tokens 300 --hidden 128 --ffn 256 --experts 8

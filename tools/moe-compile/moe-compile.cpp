@@ -116,8 +116,8 @@ cl::opt<std::string> gpuDecodeOverlap(
     "gpu-decode-overlap",
     cl::desc("the few-rows path's down GEMV issues its first weight loads "
              "before its grid dependency wait, and the up GEMV lets it "
-             "launch right after its own: auto (default: where it measured "
-             "faster), always or never"),
+             "launch right after its own (at one token the gating kernel "
+             "and the down GEMV trigger early too): auto (default) or never"),
     cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuStageDown(
     "gpu-stage-down",

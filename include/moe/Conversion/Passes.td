@@ -98,8 +98,8 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"decodeOverlap", "decode-overlap", "std::string", "\"auto\"",
            "the few-rows path's down GEMV issues its first weight loads "
            "before its grid dependency wait, and the up GEMV lets it launch "
-           "right after its own: auto (where it measured faster), always or "
-           "never">,
+           "right after its own (and, at one token, the gating kernel and the "
+           "down GEMV trigger early too): auto (the default) or never">,
     Option<"stageDown", "stage-down", "std::string", "\"auto\"",
            "the few-rows path's down GEMV computes its input's activation "
            "once a block into shared memory: auto (where a block's rows fit "

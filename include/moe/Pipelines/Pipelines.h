@@ -65,7 +65,7 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       *this, "decode-overlap",
       llvm::cl::desc("the down GEMV loads its first weights before its grid "
                      "dependency wait, the up GEMV lets it launch early: "
-                     "auto (default), always or never"),
+                     "auto (default) or never"),
       llvm::cl::init("auto")};
   PassOptions::Option<std::string> stageDown{
       *this, "stage-down",

@@ -57,6 +57,7 @@ void buildToLoops(OpPassManager &pm,
     layer.fusedGate = gpu->fusedGate;
     layer.ffnColumns = gpu->ffnColumns;
     layer.stageDown = gpu->stageDown;
+    layer.decodeKernel = gpu->decodeKernel;
     layer.decodeOverlap = gpu->decodeOverlap;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
     moe::ConvertMoEDenseToGpuCallOptions dense;

@@ -69,6 +69,9 @@ def main():
     p.add_argument("--stage-down", default="auto",
                    help="auto or never: the down GEMV stages its activated "
                         "input in shared memory")
+    p.add_argument("--decode-kernel", default="auto",
+                   help="auto or never: one token's gating, up and down "
+                        "GEMVs as one persistent kernel")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -78,6 +81,9 @@ def main():
             base = os.path.join(args.out, "%s-t%d" % (name, t))
             with open(base + ".mlir", "w") as fh:
                 fh.write(layer_mlir(E, k, d, f, a, gated, t))
+            extra = []
+            if args.decode_kernel != "auto":
+                extra.append("--gpu-decode-kernel=" + args.decode_kernel)
             subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",
                             "--emit=shared", "--cpu=x86-64-v3", "--gpu-path=" + args.gpu_path,
                             "--gpu-mma-tile-m=" + args.mma_tile_m,
@@ -89,7 +95,7 @@ def main():
                             "--gpu-ffn-columns=" + args.ffn_columns,
                             "--gpu-decode-overlap=" + args.decode_overlap,
                             "--gpu-stage-down=" + args.stage_down,
-                            "-o", base + ".so"],
+                            "-o", base + ".so"] + extra,
                            check=True)
             print("compiled", base + ".so", flush=True)
 

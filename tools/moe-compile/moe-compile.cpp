@@ -119,6 +119,11 @@ cl::opt<std::string> gpuDecodeOverlap(
              "launch right after its own (at one token the gating kernel "
              "and the down GEMV trigger early too): auto (default) or never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuDecodeKernel(
+    "gpu-decode-kernel",
+    cl::desc("one token's gating, up and down GEMVs as one persistent "
+             "kernel of work items: auto (default) or never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuStageDown(
     "gpu-stage-down",
     cl::desc("the few-rows path's down GEMV computes its input's activation "
@@ -456,6 +461,7 @@ int main(int argc, char **argv) {
     cudaOptions.fusedGate = gpuFusedGate;
     cudaOptions.ffnColumns = gpuFfnColumns;
     cudaOptions.stageDown = gpuStageDown;
+    cudaOptions.decodeKernel = gpuDecodeKernel;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;

@@ -100,6 +100,10 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "before its grid dependency wait, and the up GEMV lets it launch "
            "right after its own (and, at one token, the gating kernel and the "
            "down GEMV trigger early too): auto (the default) or never">,
+    Option<"decodeKernel", "decode-kernel", "std::string", "\"auto\"",
+           "one token's gating, up and down GEMVs as one persistent kernel "
+           "of work items: auto (the default, where it applies) or never "
+           "(the chain of kernels)">,
     Option<"stageDown", "stage-down", "std::string", "\"auto\"",
            "the few-rows path's down GEMV computes its input's activation "
            "once a block into shared memory: auto (where a block's rows fit "

@@ -67,6 +67,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "dependency wait, the up GEMV lets it launch early: "
                      "auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> decodeKernel{
+      *this, "decode-kernel",
+      llvm::cl::desc("one token's gating, up and down GEMVs as one "
+                     "persistent kernel: auto (default) or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> stageDown{
       *this, "stage-down",
       llvm::cl::desc("the down GEMV computes its input's activation once a "

@@ -118,6 +118,12 @@ struct ConvertMoELayerToGpuCallPass
           << decodeOverlap << "'";
       return signalPassFailure();
     }
+    if (decodeKernel != "auto" && decodeKernel != "never") {
+      mlir::emitError(module.getLoc())
+          << "decode-kernel must be auto or never, got '" << decodeKernel
+          << "'";
+      return signalPassFailure();
+    }
     if (stageDown != "auto" && stageDown != "never") {
       mlir::emitError(module.getLoc())
           << "stage-down must be auto or never, got '" << stageDown << "'";
@@ -216,6 +222,9 @@ struct ConvertMoELayerToGpuCallPass
       if (stageDown != "auto")
         plan.push_back(
             b.getNamedAttr("stage_down", b.getStringAttr(stageDown)));
+      if (decodeKernel != "auto")
+        plan.push_back(
+            b.getNamedAttr("decode_kernel", b.getStringAttr(decodeKernel)));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
@@ -333,6 +342,44 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       ffnColumns = c;
   }
 
+  // The down GEMV's input (the activation of the up projection) computed
+  // once a block into shared memory, where a block's rows fit 16 KiB.
+  StringRef stageChoice = "auto";
+  if (auto s = plan.getAs<StringAttr>("stage_down"))
+    stageChoice = s.getValue();
+  GemvTuning tuning;
+  if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
+    tuning = {t[0], t[1]};
+  GemvGrid upGrid = planGemv(d, f, S * (gated ? 2 : 1), tuning);
+  GemvGrid downGrid = planGemv(f, d, S, tuning);
+  bool gemvExperts = !mma && !ffnColumns;
+  int64_t stageRows =
+      gemvExperts && stageChoice != "never" &&
+              expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
+          ? downGrid.kchunk
+          : 0;
+  // One token: the gating kernel's blocks, the up GEMV's and the down
+  // GEMV's as work items of one persistent kernel (DecodeKernel.cpp), the
+  // routing published and each slot's up projection handed to the down
+  // projection through counters instead of kernel boundaries.
+  StringRef decodeChoice = "auto";
+  if (auto s = plan.getAs<StringAttr>("decode_kernel"))
+    decodeChoice = s.getValue();
+  bool decodeKernel = decodeChoice != "never" && gemvExperts && stageRows &&
+                      !localized && !mmaRouter &&
+                      whyNotDecodeKernel(T, S, E).empty();
+  if (decodeKernel)
+    fusedGate = true; // its router items clear the accumulators
+  if (decodeKernel && getenv("MOE_DECODE_UNROLL")) {
+    GemvTuning dt = tuning;
+    dt.unroll = atoi(getenv("MOE_DECODE_UNROLL"));
+    upGrid = planGemv(d, f, S * (gated ? 2 : 1), dt);
+    if (!getenv("MOE_DECODE_UP_ONLY")) {
+      downGrid = planGemv(f, d, S, dt);
+      stageRows = downGrid.kchunk;
+    }
+  }
+
   HostBuilder h(b, loc);
   Value xDev = deviceArgs[0] ? x : h.upload(x);
   Value offsets = h.alloc({E + 1}, i32);
@@ -356,7 +403,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   SmallVector<Value> zeroedBuffers =
       h.zeroedGroup(zeroShapes, fusedGate ? &clearInGate : nullptr);
   Value y = zeroedBuffers[0];
-  bool gemvExperts = !mma && !ffnColumns;
   Value hUp = gemvExperts ? zeroedBuffers[1] : Value();
   Value hGate = gated && gemvExperts ? zeroedBuffers[2] : Value();
   Value routerOut = gemvRouter ? zeroedBuffers.back() : Value();
@@ -408,11 +454,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // The plan, fixed from the static shapes.
   GemvGrid routerGrid = planGemv(d, E, 1);
   GatePlan gatePlan = fusedGate ? planGate(d, E) : GatePlan();
-  GemvTuning tuning;
-  if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
-    tuning = {t[0], t[1]};
-  GemvGrid upGrid = planGemv(d, f, S * (gated ? 2 : 1), tuning);
-  GemvGrid downGrid = planGemv(f, d, S, tuning);
   // The decode chain overlaps each kernel's start with the tail of the one
   // before (programmatic dependent launch): the up GEMV lets the down GEMV
   // launch right after its grid dependency wait, so that its blocks are
@@ -426,18 +467,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   StringRef overlapChoice = "auto";
   if (auto s = plan.getAs<StringAttr>("decode_overlap"))
     overlapChoice = s.getValue();
-  bool decodeOverlap = gemvExperts && overlapChoice != "never";
+  bool decodeOverlap =
+      gemvExperts && !decodeKernel && overlapChoice != "never";
   bool overlapEnds = decodeOverlap && T == 1;
-  // The down GEMV's input (the activation of the up projection) computed
-  // once a block into shared memory, where a block's rows fit 16 KiB.
-  StringRef stageChoice = "auto";
-  if (auto s = plan.getAs<StringAttr>("stage_down"))
-    stageChoice = s.getValue();
-  int64_t stageRows =
-      gemvExperts && stageChoice != "never" &&
-              expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
-          ? downGrid.kchunk
-          : 0;
   auto gridAttr = [&](const GemvGrid &g) {
     return b.getDenseI64ArrayAttr(g.summary());
   };
@@ -479,6 +511,14 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     if (stageRows)
       planAttrs.push_back(
           b.getNamedAttr("stage_down", b.getI64IntegerAttr(stageRows)));
+    // [blocks, gating items, up items, down items]
+    if (decodeKernel)
+      planAttrs.push_back(b.getNamedAttr(
+          "decode_kernel",
+          b.getDenseI64ArrayAttr(
+              {kPlanSms * kDecodeBlocksPerSm, gatePlan.blocks,
+               upGrid.blocksX * upGrid.splits * S * (gated ? 2 : 1),
+               downGrid.blocksX * downGrid.splits * S})));
   }
   fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
 
@@ -500,7 +540,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   }
   if (bias)
     routeArgs.push_back(bias);
-  if (fusedGate) {
+  if (decodeKernel) {
+    // Launched below with the GEMVs' arguments.
+  } else if (fusedGate) {
     RouteKernelOptions gateOpts = ro;
     gateOpts.triggerDependents = overlapEnds;
     std::string name = gateKernelName(gateOpts);
@@ -605,24 +647,50 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     downOpts.loadBeforeWait = decodeOverlap;
     downOpts.triggerDependents = overlapEnds;
     downOpts.stageRows = stageRows;
-    gpu::GPUFuncOp upK =
-        gemvKernel(gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16",
-                   upGrid.kernelOptions(upOpts));
-    gpu::GPUFuncOp downK =
-        gemvKernel("moe_gemv_scatter_bf16", downGrid.kernelOptions(downOpts));
     SmallVector<Value> upArgs{xDev,     expertOffsets, wUp, hUp,
                               h.index(upGrid.kchunk), rowToken, hit};
     if (gated) {
       upArgs.push_back(wGate);
       upArgs.push_back(hGate);
     }
-    launchGemv(upK, upGrid, S * (gated ? 2 : 1), upArgs);
     SmallVector<Value> downArgs{hUp,      expertOffsets, wDown, y,
                                 h.index(downGrid.kchunk), rowToken,
                                 rowWeight, hit};
     if (gated)
       downArgs.push_back(hGate);
-    launchGemv(downK, downGrid, S, downArgs);
+    if (decodeKernel) {
+      DecodeKernelOptions dk;
+      dk.route = ro;
+      dk.up = upGrid.kernelOptions(upOpts);
+      dk.down = downGrid.kernelOptions(downOpts);
+      dk.up.coherentLoads = dk.down.coherentLoads = true;
+      dk.upThreads = upGrid.threads;
+      dk.downThreads = downGrid.threads;
+      if (const char *e = getenv("MOE_DECODE_BLOCKS"))
+        dk.blocksPerSm = atoi(e);
+      dk.deferRelease = getenv("MOE_DECODE_DEFER") != nullptr;
+      std::string name = decodeKernelName(dk);
+      gpu::GPUFuncOp decode = kernel(name, [&] {
+        return buildDecodeKernel(b, kloc, kernels, name, dk);
+      });
+      SmallVector<Value> args{xDev, wr, clearInGate, h.index(gatePlan.kchunk)};
+      llvm::append_range(args, routeArgs);
+      llvm::append_range(args, upArgs);
+      llvm::append_range(args, downArgs);
+      for (int64_t v : {gatePlan.blocks, upGrid.blocksX, upGrid.splits,
+                        downGrid.blocksX, downGrid.splits})
+        args.push_back(h.index(v));
+      h.launch(decode, {kPlanSms * dk.blocksPerSm, 1, 1},
+               {kDecodeThreads, 1, 1}, args);
+    } else {
+      gpu::GPUFuncOp upK = gemvKernel(
+          gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16",
+          upGrid.kernelOptions(upOpts));
+      gpu::GPUFuncOp downK =
+          gemvKernel("moe_gemv_scatter_bf16", downGrid.kernelOptions(downOpts));
+      launchGemv(upK, upGrid, S * (gated ? 2 : 1), upArgs);
+      launchGemv(downK, downGrid, S, downArgs);
+    }
   }
   if (auto mask = plan.getAs<IntegerAttr>("all_reduce_mask")) {
     // The ranks' partial sums, added in f32 on the device (the model

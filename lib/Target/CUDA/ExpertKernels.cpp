@@ -72,11 +72,8 @@ std::string mlir::moe::gemvKernelName(StringRef base, const GemvOptions &o) {
   return name;
 }
 
-gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
-                                                 gpu::GPUModuleOp module,
-                                                 StringRef name, Type elt,
-                                                 const GemvOptions &opts) {
-  OpBuilder::InsertionGuard guard(b);
+SmallVector<Type> mlir::moe::gemvArgTypes(OpBuilder &b, Type elt,
+                                           const GemvOptions &opts) {
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), index = b.getIndexType(), i32 = b.getI32Type();
   bool fusedAct = opts.inputActivation.has_value();
@@ -85,8 +82,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   auto wType = MemRefType::get({dyn, dyn, dyn}, elt);
   auto outType = MemRefType::get({dyn, dyn}, f32);
   SmallVector<Type> argTypes{xType, vecI32, wType, outType, index};
-  bool rowTable = opts.gatherRows || opts.scatter;
-  if (rowTable)
+  if (opts.gatherRows || opts.scatter)
     argTypes.push_back(vecI32); // rowToken
   if (opts.scatter)
     argTypes.push_back(MemRefType::get({dyn}, f32)); // rowWeight
@@ -98,35 +94,87 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   }
   if (fusedAct && opts.inputGated)
     argTypes.push_back(xType); // the gate projection
+  return argTypes;
+}
+
+mlir::moe::GemvArgs mlir::moe::gemvArgs(ValueRange args,
+                                        const GemvOptions &opts) {
+  GemvArgs a;
+  a.x = args[0];
+  a.offsets = args[1];
+  a.w = args[2];
+  a.out = args[3];
+  a.kchunk = args[4];
+  unsigned next = 5;
+  if (opts.gatherRows || opts.scatter)
+    a.rowToken = args[next++];
+  if (opts.scatter)
+    a.rowWeight = args[next++];
+  if (opts.indirect)
+    a.hit = args[next++];
+  if (opts.pair) {
+    a.w2 = args[next++];
+    a.out2 = args[next++];
+  }
+  if (opts.inputActivation && opts.inputGated)
+    a.xGate = args[next++];
+  return a;
+}
+
+Value mlir::moe::addGemvStage(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                              const GemvOptions &opts) {
+  if (!opts.stageRows)
+    return Value();
+  return fn.addWorkgroupAttribution(
+      MemRefType::get({opts.rowsPerPass, opts.stageRows}, b.getF32Type(),
+                      MemRefLayoutAttrInterface(),
+                      gpu::AddressSpaceAttr::get(b.getContext(),
+                                                 gpu::AddressSpace::Workgroup)),
+      loc);
+}
+
+gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
+                                                 gpu::GPUModuleOp module,
+                                                 StringRef name, Type elt,
+                                                 const GemvOptions &opts) {
+  OpBuilder::InsertionGuard guard(b);
   assert((!opts.loadBeforeWait || opts.indirect) &&
          "early loads read the slot's expert from hit");
-  assert((!opts.stageRows || fusedAct) && "staging is of the activation");
-  auto fn = createKernelFunc(b, loc, module, name, argTypes);
-  Value stage;
-  if (opts.stageRows)
-    stage = fn.addWorkgroupAttribution(
-        MemRefType::get({opts.rowsPerPass, opts.stageRows}, f32,
-                        MemRefLayoutAttrInterface(),
-                        gpu::AddressSpaceAttr::get(
-                            b.getContext(), gpu::AddressSpace::Workgroup)),
-        loc);
+  assert((!opts.stageRows || opts.inputActivation) &&
+         "staging is of the activation");
+  auto fn = createKernelFunc(b, loc, module, name, gemvArgTypes(b, elt, opts));
+  Value stage = addGemvStage(b, loc, fn, opts);
   // At most kGemvMaxThreads threads a block: ptxas then keeps the unrolled
   // loads in flight (without the bound it held two of eight, in 34
   // registers, as if for 1024-thread blocks).
   fn->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
               b.getDenseI32ArrayAttr({int32_t(kGemvMaxThreads), 1, 1}));
   Block &entry = fn.getBody().front();
-  unsigned next = 5;
-  Value x = entry.getArgument(0), offsets = entry.getArgument(1),
-        w = entry.getArgument(2), out = entry.getArgument(3),
-        kchunk = entry.getArgument(4);
-  Value rowToken = rowTable ? entry.getArgument(next++) : Value();
-  Value rowWeight = opts.scatter ? entry.getArgument(next++) : Value();
-  Value hit = opts.indirect ? entry.getArgument(next++) : Value();
-  Value w2 = opts.pair ? entry.getArgument(next++) : Value();
-  Value out2 = opts.pair ? entry.getArgument(next++) : Value();
-  Value xGate =
-      fusedAct && opts.inputGated ? entry.getArgument(next++) : Value();
+  GemvBlock block;
+  block.bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  block.by = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  block.bz = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  block.bdim = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
+  block.stage = stage;
+  emitGemvBlock(b, loc, elt, opts, gemvArgs(entry.getArguments(), opts),
+                block);
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
+void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
+                              const GemvOptions &opts, const GemvArgs &args,
+                              const GemvBlock &block) {
+  OpBuilder::InsertionGuard guard(b);
+  Type f32 = b.getF32Type(), index = b.getIndexType(), i32 = b.getI32Type();
+  bool fusedAct = opts.inputActivation.has_value();
+  Value x = args.x, offsets = args.offsets, w = args.w, out = args.out,
+        kchunk = args.kchunk, rowToken = args.rowToken,
+        rowWeight = args.rowWeight, hit = args.hit, w2 = args.w2,
+        out2 = args.out2, xGate = args.xGate, stage = block.stage;
+  assert((!opts.coherentLoads || !fusedAct || stage) &&
+         "coherent loads of the input need the staged activation");
 
   auto cst = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, loc, v);
@@ -145,8 +193,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
   auto cmp = [&](arith::CmpIPredicate p, Value l, Value r) -> Value {
     return arith::CmpIOp::create(b, loc, p, l, r);
   };
+  // The routing's tables (and the staged input) from L2 where other blocks
+  // of the same kernel write them (coherentLoads).
   auto loadIndex = [&](OpBuilder &lb, Location l, Value m, Value i) -> Value {
-    Value v = memref::LoadOp::create(lb, l, m, i);
+    Value v = opts.coherentLoads
+                  ? loadFromL2(lb, l, m, i)
+                  : memref::LoadOp::create(lb, l, m, i).getResult();
     return arith::IndexCastOp::create(lb, l, index, v);
   };
   const int64_t cols = kGemvColumnsPerThread, rowsPerPass = opts.rowsPerPass,
@@ -158,10 +210,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
 
   Value d = memref::DimOp::create(b, loc, w, 1);
   Value m = memref::DimOp::create(b, loc, w, 2);
-  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value by = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  Value bz = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
-  Value bdim = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
+  Value bx = block.bx, by = block.by, bz = block.bz, bdim = block.bdim;
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   // Lane l of a warp owns column group l % (32 / lanes) of the warp's and
   // the rows kl = l / (32 / lanes) (mod lanes) of each step of the K loop.
@@ -204,6 +253,16 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     loadCol = arith::MinUIOp::create(
         b, loc, j, arith::SubIOp::create(b, loc, m, cst(cols)));
   }
+  // Threads past the GEMV's block (a bigger block running it): whole warps,
+  // kept for the barriers of a staged input, else out of the work.
+  if (block.active) {
+    if (opts.stageRows)
+      threadGo = threadGo ? arith::AndIOp::create(b, loc, threadGo,
+                                                  block.active).getResult()
+                          : block.active;
+    else
+      go = arith::AndIOp::create(b, loc, go, block.active);
+  }
 
   // Which expert (and, for pairs, which of the two matrices) this block
   // works on: grid z, or a slot of the list of experts hit.
@@ -221,7 +280,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     // Before the wait, from L2: written by a kernel before the previous one
     // (complete before that one passed its own wait), never a line this
     // SM's L1 kept from an earlier launch.
-    Value raw = opts.loadBeforeWait
+    Value raw = opts.loadBeforeWait || opts.coherentLoads
                     ? loadI32FromL2(b, loc, hit, slot)
                     : memref::LoadOp::create(b, loc, hit, slot).getResult();
     Value valid = arith::CmpIOp::create(
@@ -313,11 +372,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
         row = ix.select(ix.icmp(arith::CmpIPredicate::eq, q, cst(p)), xRows[p],
                         row);
       Value k = ix.add(k0, kk);
-      Value v = memref::LoadOp::create(b, loc, x, ValueRange{row, k});
-      Value gv = xGate
-                     ? memref::LoadOp::create(b, loc, xGate, ValueRange{row, k})
-                           .getResult()
-                     : Value();
+      auto input = [&](Value m) -> Value {
+        if (opts.coherentLoads)
+          return loadFromL2(b, loc, m, ValueRange{row, k});
+        return memref::LoadOp::create(b, loc, m, ValueRange{row, k});
+      };
+      Value v = input(x);
+      Value gv = xGate ? input(xGate) : Value();
       Value a = expertActivation(b, loc, *opts.inputActivation, v, gv, elt);
       if (!elt.isF32())
         a = arith::ExtFOp::create(b, loc, f32, a);
@@ -415,7 +476,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
     Value outRow = rq, scale;
     if (opts.scatter) {
       outRow = loadIndex(b, loc, rowToken, rq);
-      scale = memref::LoadOp::create(b, loc, rowWeight, rq);
+      scale = opts.coherentLoads
+                  ? loadFromL2(b, loc, rowWeight, rq)
+                  : memref::LoadOp::create(b, loc, rowWeight, rq).getResult();
     }
     SmallVector<Value> vals(sums[q]);
     if (scale)
@@ -427,9 +490,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
                          arith::AddIOp::create(b, loc, j, cst(c)),
                          ArrayRef<Value>(vals).slice(c, 4));
   }
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
-  return fn;
 }
 
 std::string mlir::moe::ffnKernelName(const FfnKernelOptions &o) {

@@ -232,6 +232,67 @@ Value mlir::moe::loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,
       .getResult(0);
 }
 
+/// The global-memory pointer to m[indices] of an identity-layout memref.
+static Value elementPointer(OpBuilder &b, Location loc, Value m,
+                            ValueRange indices) {
+  auto memType = cast<MemRefType>(m.getType());
+  assert(memType.getLayout().isIdentity() && "identity layout");
+  Value linear = indices.front();
+  for (unsigned i = 1; i < indices.size(); ++i)
+    linear = arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(b, loc, linear,
+                              memref::DimOp::create(b, loc, m, i)),
+        indices[i]);
+  int64_t eltBytes = memType.getElementTypeBitWidth() / 8;
+  return globalPointer(
+      b, loc,
+      arith::AddIOp::create(
+          b, loc, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m),
+          arith::MulIOp::create(b, loc, linear,
+                                constIndex(b, loc, eltBytes))));
+}
+
+static Value inlinePtx(OpBuilder &b, Location loc, Type result,
+                       ValueRange operands, StringRef text,
+                       StringRef constraints) {
+  auto op = LLVM::InlineAsmOp::create(
+      b, loc, result ? TypeRange(result) : TypeRange(), operands, text,
+      constraints, /*has_side_effects=*/true, /*is_align_stack=*/false,
+      LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
+      ArrayAttr());
+  return result ? op.getResult(0) : Value();
+}
+
+Value mlir::moe::loadFromL2(OpBuilder &b, Location loc, Value m,
+                            ValueRange indices) {
+  Type elt = cast<MemRefType>(m.getType()).getElementType();
+  assert((elt.isF32() || elt.isInteger(32)) && "a 32-bit element");
+  Value p = elementPointer(b, loc, m, indices);
+  if (elt.isF32())
+    return inlinePtx(b, loc, elt, p, "ld.global.cg.f32 $0, [$1];", "=f,l");
+  return inlinePtx(b, loc, elt, p, "ld.global.cg.b32 $0, [$1];", "=r,l");
+}
+
+Value mlir::moe::loadAcquireI32(OpBuilder &b, Location loc, Value m,
+                                Value i) {
+  return inlinePtx(b, loc, b.getI32Type(), elementPointer(b, loc, m, i),
+                   "ld.acquire.gpu.global.b32 $0, [$1];", "=r,l");
+}
+
+void mlir::moe::releaseAddI32(OpBuilder &b, Location loc, Value m, Value i,
+                              Value v) {
+  inlinePtx(b, loc, Type(), ValueRange{elementPointer(b, loc, m, i), v},
+            "red.release.gpu.global.add.u32 [$0], $1;", "l,r");
+}
+
+Value mlir::moe::fetchAddI32(OpBuilder &b, Location loc, Value m, Value i,
+                             Value v) {
+  return inlinePtx(b, loc, b.getI32Type(),
+                   ValueRange{elementPointer(b, loc, m, i), v},
+                   "atom.global.add.u32 $0, [$1], $2;", "=r,l,r");
+}
+
 void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
                                    Value row, Value col,
                                    ArrayRef<Value> vals) {

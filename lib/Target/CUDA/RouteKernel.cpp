@@ -182,48 +182,100 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
   assert(o.part == RoutePart::Whole && "the gating kernel routes whole");
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
+  // Two device globals of the kernel, zero when the module loads and set
+  // back to zero by the last block of each launch: the ticket (blocks done)
+  // and the logits the blocks add their partial sums into.
+  std::string ticketName = addDeviceGlobal(b, loc, module, name + "_ticket",
+                                           gateTicketType(ctx));
+  std::string sumsName = addDeviceGlobal(b, loc, module, name + "_logits",
+                                         gateSumsType(ctx, o));
+  auto fn = createKernelFunc(b, loc, module, name, gateArgTypes(b, o),
+                             kGateThreads);
+  GateShared shared = addGateShared(b, loc, fn, o);
+  if (o.triggerDependents) {
+    // (The programmatic-launch pass leaves a kernel that has its wait.)
+    NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+    NVVM::GriddepcontrolOp::create(b, loc,
+                                   NVVM::GridDepActionKind::launch_dependents);
+  }
+  shared.ticket =
+      memref::GetGlobalOp::create(b, loc, gateTicketType(ctx), ticketName);
+  shared.sums =
+      memref::GetGlobalOp::create(b, loc, gateSumsType(ctx, o), sumsName);
+  emitGateBlock(b, loc, fn, o, fn.getBody().front().getArguments(),
+                gpu::BlockIdOp::create(b, loc, gpu::Dimension::x),
+                gpu::GridDimOp::create(b, loc, gpu::Dimension::x), shared,
+                [] {});
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
+std::string mlir::moe::addDeviceGlobal(OpBuilder &b, Location loc,
+                                       gpu::GPUModuleOp module,
+                                       const Twine &name, MemRefType type) {
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(module.getBody());
+  std::string global = name.str();
+  memref::GlobalOp::create(
+      b, loc, global, b.getStringAttr("private"), type,
+      DenseElementsAttr::get(
+          RankedTensorType::get(type.getShape(), type.getElementType()),
+          b.getZeroAttr(type.getElementType())),
+      /*constant=*/false, /*alignment=*/IntegerAttr());
+  return global;
+}
+
+SmallVector<Type> mlir::moe::gateArgTypes(OpBuilder &b,
+                                          const RouteKernelOptions &o) {
+  int64_t dyn = ShapedType::kDynamic;
+  Type bf16 = b.getBF16Type();
+  SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, bf16), // x
+                             MemRefType::get({dyn, dyn}, bf16), // router
+                             MemRefType::get({dyn}, b.getF32Type()), // clear
+                             b.getIndexType()};                 // kchunk
+  llvm::append_range(argTypes, routeArgTypes(b, o));
+  return argTypes;
+}
+
+MemRefType mlir::moe::gateTicketType(MLIRContext *ctx) {
+  return MemRefType::get({1}, IntegerType::get(ctx, 32));
+}
+
+MemRefType mlir::moe::gateSumsType(MLIRContext *ctx,
+                                   const RouteKernelOptions &o) {
+  return MemRefType::get({kGateMaxTokens * o.numExperts},
+                         Float32Type::get(ctx));
+}
+
+mlir::moe::GateShared mlir::moe::addGateShared(OpBuilder &b, Location loc,
+                                    gpu::GPUFuncOp fn,
+                                    const RouteKernelOptions &o) {
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+  GateShared s;
+  s.red = fn.addWorkgroupAttribution(
+      MemRefType::get({kGateThreads / 32, kGateRows, o.numExperts},
+                      b.getF32Type(), MemRefLayoutAttrInterface(), workgroup),
+      loc);
+  s.isLast = fn.addWorkgroupAttribution(
+      MemRefType::get({1}, b.getI1Type(), MemRefLayoutAttrInterface(),
+                      workgroup),
+      loc);
+  return s;
+}
+
+void mlir::moe::emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                              const RouteKernelOptions &o, ValueRange args,
+                              Value bx, Value blocks, const GateShared &shared,
+                              function_ref<void()> afterRouting) {
+  OpBuilder::InsertionGuard guard(b);
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
   const int64_t E = o.numExperts, groups = gateColumnGroups(E),
                 lanesK = gateRowLanes(E), unroll = kGateUnroll,
                 rowsPerPass = kGateRows, warps = kGateThreads / 32;
-
-  // Two device globals of the kernel, zero when the module loads and set
-  // back to zero by the last block of each launch: the ticket (blocks done)
-  // and the logits the blocks add their partial sums into.
-  auto deviceGlobal = [&](StringRef suffix, MemRefType type) {
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(module.getBody());
-    std::string global = (name + suffix).str();
-    memref::GlobalOp::create(
-        b, loc, global, b.getStringAttr("private"), type,
-        DenseElementsAttr::get(
-            RankedTensorType::get(type.getShape(), type.getElementType()),
-            b.getZeroAttr(type.getElementType())),
-        /*constant=*/false, /*alignment=*/IntegerAttr());
-    return std::make_pair(global, type);
-  };
-  auto [ticketName, ticketType] =
-      deviceGlobal("_ticket", MemRefType::get({1}, i32));
-  auto [sumsName, sumsType] =
-      deviceGlobal("_logits", MemRefType::get({kGateMaxTokens * E}, f32));
-
-  SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, bf16), // x
-                             MemRefType::get({dyn, dyn}, bf16), // router
-                             MemRefType::get({dyn}, f32),       // to clear
-                             b.getIndexType()};                 // kchunk
-  llvm::append_range(argTypes, routeArgTypes(b, o));
-  auto fn = createKernelFunc(b, loc, module, name, argTypes, kGateThreads);
-  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  Value red = fn.addWorkgroupAttribution(
-      MemRefType::get({warps, rowsPerPass, E}, f32,
-                      MemRefLayoutAttrInterface(), workgroup),
-      loc);
-  Value isLast = fn.addWorkgroupAttribution(
-      MemRefType::get({1}, b.getI1Type(), MemRefLayoutAttrInterface(),
-                      workgroup),
-      loc);
-  ValueRange args = fn.getBody().front().getArguments();
+  Value red = shared.red, isLast = shared.isLast, ticket = shared.ticket,
+        sums = shared.sums;
   Value x = args[0], w = args[1], clear = args[2], kchunk = args[3];
   RouteBuffers route = routeBuffers(args.drop_front(4), o);
 
@@ -240,16 +292,7 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
     body(loop.getInductionVar());
   };
 
-  if (o.triggerDependents) {
-    // (The programmatic-launch pass leaves a kernel that has its wait.)
-    NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
-    NVVM::GriddepcontrolOp::create(b, loc,
-                                   NVVM::GridDepActionKind::launch_dependents);
-  }
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-  Value sums = memref::GetGlobalOp::create(b, loc, sumsType, sumsName);
   Value tokens = memref::DimOp::create(b, loc, x, 0);
   Value d = memref::DimOp::create(b, loc, x, 1);
 
@@ -337,7 +380,6 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
   // thread 0 counts the block done; the last block goes on.
   NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU);
   gpu::BarrierOp::create(b, loc);
-  Value ticket = memref::GetGlobalOp::create(b, loc, ticketType, ticketName);
   ifThen(ix.icmp(P::eq, tid, ix.c(0)), [&] {
     Value old = memref::AtomicRMWOp::create(
         b, loc, arith::AtomicRMWKind::addi,
@@ -374,9 +416,8 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
     });
     gpu::BarrierOp::create(b, loc);
     emitRouting(b, loc, fn, o, kGateThreads, route);
+    afterRouting();
   });
-  gpu::ReturnOp::create(b, loc);
-  return fn;
 }
 
 void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,

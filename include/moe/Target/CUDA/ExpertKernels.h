@@ -88,6 +88,16 @@ Value loadVector16Here(OpBuilder &b, Location loc, VectorType type, Value m,
 /// in[i] of a memref<?xi32> of identity layout, read from L2
 /// (ld.global.cg).
 Value loadI32FromL2(OpBuilder &b, Location loc, Value in, Value i);
+/// m[indices] (i32 or f32, identity layout) from L2: ld.global.cg.
+Value loadFromL2(OpBuilder &b, Location loc, Value m, ValueRange indices);
+/// m[i] of a memref<?xi32> by ld.acquire.gpu (what other blocks released
+/// before it is visible after it).
+Value loadAcquireI32(OpBuilder &b, Location loc, Value m, Value i);
+/// m[i] += v by red.release.gpu (this thread's earlier writes, and those
+/// ordered before it by a barrier, are visible before the addition).
+void releaseAddI32(OpBuilder &b, Location loc, Value m, Value i, Value v);
+/// m[i] += v by a relaxed atom.global.add; the old value.
+Value fetchAddI32(OpBuilder &b, Location loc, Value m, Value i, Value v);
 /// in[row, col] of a memref<?x?xf32> of identity layout, read from L2
 /// (ld.global.cg): what other blocks of the grid wrote there, never a line
 /// this SM's L1 kept from before.
@@ -161,7 +171,35 @@ struct GemvOptions {
   /// Lets the next kernel launch right after this one's grid dependency
   /// wait (its blocks then take the room this grid leaves).
   bool triggerDependents = false;
+  /// Reads the routing's tables (hit, offsets, rowToken, rowWeight) and the
+  /// staged input from L2 (ld.global.cg): other blocks of the same kernel
+  /// write them (the persistent decode kernel), so no SM's L1 may serve a
+  /// line it kept from before. The input then has to be staged.
+  bool coherentLoads = false;
 };
+
+/// The arguments of a grouped GEMV (null where `GemvOptions` has none).
+struct GemvArgs {
+  Value x, offsets, w, out, kchunk, rowToken, rowWeight, hit, w2, out2, xGate;
+};
+/// The argument types of the grouped GEMV kernel of `opts`, in order.
+SmallVector<Type> gemvArgTypes(OpBuilder &b, Type elt, const GemvOptions &opts);
+/// `args` (of gemvArgTypes' types) by name.
+GemvArgs gemvArgs(ValueRange args, const GemvOptions &opts);
+/// Adds to `fn` the shared buffer of a staged input (null without staging).
+Value addGemvStage(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                   const GemvOptions &opts);
+/// Which block of the GEMV's grid the current block runs: its coordinates,
+/// the GEMV block's threads (`bdim`, a multiple of 32), `active` (null:
+/// all; else false for the threads past `bdim`) and the staging buffer.
+struct GemvBlock {
+  Value bx, by, bz, bdim, active, stage;
+};
+/// Emits, at the builder's point, the work of one block of the grouped GEMV
+/// (of buildGroupedGemvKernel), with barriers where the input is staged.
+void emitGemvBlock(OpBuilder &b, Location loc, Type elt,
+                   const GemvOptions &opts, const GemvArgs &args,
+                   const GemvBlock &block);
 
 /// Limits on a grouped GEMV's plan; 0 leaves the choice to planGemv.
 struct GemvTuning {
@@ -360,6 +398,60 @@ gpu::GPUFuncOp buildGateKernel(OpBuilder &builder, Location loc,
                                gpu::GPUModuleOp module, StringRef name,
                                const RouteKernelOptions &options);
 std::string gateKernelName(const RouteKernelOptions &options);
+/// The one-token layer's gating kernel, up GEMV and down GEMV as one
+/// persistent kernel of work items taken from a queue (DecodeKernel.cpp).
+/// Arguments: the gating kernel's (gateArgTypes), the up GEMV's and the
+/// down GEMV's (gemvArgTypes), then the router items and the up and down
+/// GEMV grids' x and y (index). Any grid size is correct; launch
+/// kDecodeBlocksPerSm * SMs blocks of kDecodeThreads threads.
+constexpr int64_t kDecodeThreads = 256;
+constexpr int64_t kDecodeMaxSlots = 64;
+constexpr int64_t kDecodeBlocksPerSm = 2;
+struct DecodeKernelOptions {
+  RouteKernelOptions route; // oneToken
+  /// The chain's GEMVs, with coherentLoads (and the down input staged).
+  GemvOptions up, down;
+  /// Threads of the GEMVs' blocks (whole warps, at most kDecodeThreads).
+  int64_t upThreads = kDecodeThreads, downThreads = kDecodeThreads;
+  /// Blocks an SM the kernel's register bound allows (launch that many a
+  /// multiprocessor).
+  int64_t blocksPerSm = kDecodeBlocksPerSm;
+  /// An up item's count is released at the start of the block's next item
+  /// (after the barrier that ends it), so that only the first warp waits
+  /// for the release while the others go on.
+  bool deferRelease = false;
+};
+std::string decodeKernelName(const DecodeKernelOptions &o);
+/// Why a layer of these sizes has no decode kernel ("" when it can).
+std::string whyNotDecodeKernel(int64_t tokens, int64_t slots, int64_t experts);
+gpu::GPUFuncOp buildDecodeKernel(OpBuilder &b, Location loc,
+                                 gpu::GPUModuleOp module, StringRef name,
+                                 const DecodeKernelOptions &o);
+
+/// The gating kernel's arguments: x, the router, the f32 buffer it clears,
+/// kchunk, then the routing's (routeArgTypes).
+SmallVector<Type> gateArgTypes(OpBuilder &b, const RouteKernelOptions &o);
+/// Its two device globals: the ticket and the logits' sums.
+MemRefType gateTicketType(MLIRContext *ctx);
+MemRefType gateSumsType(MLIRContext *ctx, const RouteKernelOptions &o);
+/// A zero-initialised device global `name` of `module`; its name.
+std::string addDeviceGlobal(OpBuilder &b, Location loc,
+                            gpu::GPUModuleOp module, const Twine &name,
+                            MemRefType type);
+/// The gating block's shared buffers, and the globals it uses.
+struct GateShared {
+  Value red, isLast, ticket, sums;
+};
+/// Adds `red` and `isLast` to `fn`.
+GateShared addGateShared(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                         const RouteKernelOptions &o);
+/// Emits the work of gating block `bx` of `blocks` (of buildGateKernel):
+/// its share of the router sums and of the clearing, the ticket, and in
+/// the last block the routing, then `afterRouting` (in that block).
+void emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                   const RouteKernelOptions &o, ValueRange args, Value bx,
+                   Value blocks, const GateShared &shared,
+                   function_ref<void()> afterRouting);
 
 /// Tile of the tensor-core grouped GEMM: rows x output columns x K step
 /// (pairs: half the columns from each matrix), and its threads (8 warps,

@@ -1,0 +1,331 @@
+//===- DecodeKernel.cpp - The one-token MoE layer as one kernel -----------===//
+//
+// Part of moe-compiler.
+//
+// At one token the layer's kernels (gating, up GEMV, down GEMV) each stream
+// a few tens of MB or less, so their launches, ramps and tails cost about as
+// much as the streaming. The decode kernel runs the three as work items of
+// one persistent grid: the gating kernel's blocks, then the up GEMV's
+// blocks slot by slot, then the down GEMV's, taken in that order from a
+// queue (a device global counter). An up item waits until the routing is
+// published; a down item waits until every up item of its slot is done
+// (counters released after each item's atomics, read with acquire loads).
+// Since items are taken in order and an item only waits on items before it,
+// every item waited on was taken by a block that is running: the grid needs
+// no co-residency guarantee (no cooperative launch) and any grid size is
+// correct. The last block to leave sets the counters back to zero for the
+// next launch.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Target/CUDA/ExpertKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+static_assert(kDecodeThreads == kGateThreads,
+              "the gating items run on the decode kernel's blocks");
+
+std::string mlir::moe::decodeKernelName(const DecodeKernelOptions &o) {
+  // The gating kernel's routing suffix, then the two GEMVs' suffixes.
+  std::string gate = gateKernelName(o.route);
+  std::string up = gemvKernelName("", o.up), down = gemvKernelName("", o.down);
+  return "moe_decode" + gate.substr(StringRef("moe_gate").size()) + "_up" +
+         (o.up.pair ? "_pair" : "") + up + "_t" + std::to_string(o.upThreads) +
+         "_down" + down + "_t" + std::to_string(o.downThreads) + "_b" +
+         std::to_string(o.blocksPerSm) + (o.deferRelease ? "_d" : "");
+}
+
+std::string mlir::moe::whyNotDecodeKernel(int64_t tokens, int64_t slots,
+                                          int64_t experts) {
+  if (tokens != 1)
+    return "the decode kernel runs one token, got " + std::to_string(tokens);
+  if (slots > kDecodeMaxSlots)
+    return "the decode kernel takes up to " + std::to_string(kDecodeMaxSlots) +
+           " slots, got " + std::to_string(slots);
+  return whyNotGateKernel(tokens, experts);
+}
+
+gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
+                                            gpu::GPUModuleOp module,
+                                            StringRef name,
+                                            const DecodeKernelOptions &o) {
+  OpBuilder::InsertionGuard guard(b);
+  MLIRContext *ctx = b.getContext();
+  Type i32 = b.getI32Type(), bf16 = b.getBF16Type();
+  assert(o.route.oneToken && "the decode kernel routes one token");
+  assert(o.up.coherentLoads && o.down.coherentLoads && o.down.stageRows &&
+         "the GEMV items read what other blocks wrote from L2");
+  assert(o.upThreads <= kDecodeThreads && o.downThreads <= kDecodeThreads &&
+         o.upThreads % 32 == 0 && o.downThreads % 32 == 0 &&
+         "GEMV blocks of whole warps within the decode block");
+
+  std::string ticketName = addDeviceGlobal(b, loc, module, name + "_ticket",
+                                           gateTicketType(ctx));
+  std::string sumsName = addDeviceGlobal(b, loc, module, name + "_logits",
+                                         gateSumsType(ctx, o.route));
+  // The queue: [0] the next item, [1] routed (0 or 1), [2] blocks gone.
+  auto queueType = MemRefType::get({4}, i32);
+  std::string queueName =
+      addDeviceGlobal(b, loc, module, name + "_queue", queueType);
+  // Up items done, by slot.
+  auto doneType = MemRefType::get({kDecodeMaxSlots}, i32);
+  std::string doneName =
+      addDeviceGlobal(b, loc, module, name + "_done", doneType);
+
+  SmallVector<Type> argTypes = gateArgTypes(b, o.route);
+  size_t upFirst = argTypes.size();
+  llvm::append_range(argTypes, gemvArgTypes(b, bf16, o.up));
+  size_t downFirst = argTypes.size();
+  llvm::append_range(argTypes, gemvArgTypes(b, bf16, o.down));
+  size_t planFirst = argTypes.size();
+  // Router items, up grid x and y, down grid x and y.
+  argTypes.append(5, b.getIndexType());
+  auto fn = createKernelFunc(b, loc, module, name, argTypes, kDecodeThreads);
+  fn->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
+              b.getDenseI32ArrayAttr({int32_t(kDecodeThreads), 1, 1}));
+  // A register bound that keeps blocksPerSm blocks an SM.
+  fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+              b.getI32IntegerAttr(o.blocksPerSm));
+  GateShared gate = addGateShared(b, loc, fn, o.route);
+  Value stage = addGemvStage(b, loc, fn, o.down);
+  Value itemSlot = fn.addWorkgroupAttribution(
+      MemRefType::get({2}, i32, MemRefLayoutAttrInterface(),
+                      gpu::AddressSpaceAttr::get(
+                          ctx, gpu::AddressSpace::Workgroup)),
+      loc);
+  ValueRange args = fn.getBody().front().getArguments();
+  ValueRange gateArgs = args.take_front(upFirst);
+  GemvArgs upArgs = gemvArgs(args.slice(upFirst, downFirst - upFirst), o.up);
+  GemvArgs downArgs =
+      gemvArgs(args.slice(downFirst, planFirst - downFirst), o.down);
+  Value routerItems = args[planFirst], upX = args[planFirst + 1],
+        upY = args[planFirst + 2], downX = args[planFirst + 3],
+        downY = args[planFirst + 4];
+
+  IndexOps ix{b, loc};
+  using P = arith::CmpIPredicate;
+  auto c32 = [&](int32_t v) -> Value {
+    return arith::ConstantIntOp::create(b, loc, i32, v);
+  };
+  auto toIndex = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  };
+  auto barrier = [&] { gpu::BarrierOp::create(b, loc); };
+
+  // The grid dependency wait is the kernel's own; the next kernel (the
+  // rounding) may launch at once: it waits for this grid to finish.
+  NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+  NVVM::GriddepcontrolOp::create(b, loc,
+                                 NVVM::GridDepActionKind::launch_dependents);
+  gate.ticket =
+      memref::GetGlobalOp::create(b, loc, gateTicketType(ctx), ticketName);
+  gate.sums = memref::GetGlobalOp::create(b, loc,
+                                          gateSumsType(ctx, o.route), sumsName);
+  Value queue = memref::GetGlobalOp::create(b, loc, queueType, queueName);
+  Value done = memref::GetGlobalOp::create(b, loc, doneType, doneName);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value isFirst = ix.icmp(P::eq, tid, ix.c(0));
+  // (By warps: the GEMV blocks' extra threads are whole warps.)
+  Value warp = arith::DivUIOp::create(b, loc, tid, ix.c(32));
+  Value slots = memref::DimOp::create(b, loc, upArgs.hit, 0);
+  Value upMats = ix.c(o.up.pair ? 2 : 1);
+  Value upPerMatrix = ix.mul(upX, upY);
+  Value upPerSlot = ix.mul(upPerMatrix, upMats);
+  Value downPerSlot = ix.mul(downX, downY);
+  Value upEnd = ix.add(routerItems, ix.mul(upPerSlot, slots));
+  Value total = ix.add(upEnd, ix.mul(downPerSlot, slots));
+
+  // Thread 0 spins until `notYet` (of an acquire load) is false; then the
+  // block's barrier.
+  auto waitUntil = [&](function_ref<Value(OpBuilder &, Location)> notYet) {
+    buildIfThen(b, loc, isFirst, [&] {
+      auto spin = scf::WhileOp::create(b, loc, TypeRange{}, ValueRange{});
+      Block *before = b.createBlock(&spin.getBefore());
+      scf::ConditionOp::create(b, loc, notYet(b, loc), ValueRange{});
+      b.createBlock(&spin.getAfter());
+      scf::YieldOp::create(b, loc);
+      b.setInsertionPointAfter(spin);
+      (void)before;
+    });
+    barrier();
+  };
+  // Thread 0 takes an item (the old value of the queue's counter).
+  auto takeItem = [&]() -> Value {
+    auto take = scf::IfOp::create(b, loc, TypeRange{i32}, isFirst, true);
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(&take.getThenRegion().front());
+      scf::YieldOp::create(b, loc,
+                           fetchAddI32(b, loc, queue, ix.c(0), c32(1)));
+      b.setInsertionPointToStart(&take.getElseRegion().front());
+      scf::YieldOp::create(b, loc, c32(0));
+    }
+    return take.getResult(0);
+  };
+  auto publish = [&](Value taken, Value slot) {
+    buildIfThen(b, loc, isFirst, [&] {
+      memref::StoreOp::create(b, loc, taken, itemSlot, slot);
+    });
+  };
+
+  publish(takeItem(), ix.c(0));
+  barrier();
+  Value first = toIndex(memref::LoadOp::create(b, loc, itemSlot, ix.c(0)));
+  Value noSlot = ix.c(kDecodeMaxSlots);
+  Value falseV = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 0);
+  Value trueV = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1);
+  // Loop-carried: the item, the shared slot its successor goes to, whether
+  // this block saw the routing published, the slot whose up items it saw
+  // done.
+  // With deferRelease, also the slot whose up item the block ended last
+  // (noSlot: none).
+  SmallVector<Type> carried{b.getIndexType(), b.getIndexType(), b.getI1Type(),
+                            b.getIndexType(), b.getIndexType()};
+  auto loop = scf::WhileOp::create(
+      b, loc, carried, ValueRange{first, ix.c(1), falseV, noSlot, noSlot});
+  {
+    Block *before = b.createBlock(&loop.getBefore(), {}, carried,
+                                  SmallVector<Location>(5, loc));
+    scf::ConditionOp::create(
+        b, loc, ix.icmp(P::ult, before->getArgument(0), total),
+        before->getArguments());
+  }
+  Block *body = b.createBlock(&loop.getAfter(), {}, carried,
+                              SmallVector<Location>(5, loc));
+  Value item = body->getArgument(0), nextSlot = body->getArgument(1),
+        routed = body->getArgument(2), readySlot = body->getArgument(3),
+        pending = body->getArgument(4);
+  // The up item the block ended last is counted (the barrier that ended
+  // it orders every thread's atomics before the release).
+  auto releasePending = [&](Value slot) {
+    buildIfThen(
+        b, loc,
+        arith::AndIOp::create(b, loc, isFirst, ix.icmp(P::ne, slot, noSlot)),
+        [&] { releaseAddI32(b, loc, done, slot, c32(1)); });
+  };
+  if (o.deferRelease)
+    releasePending(pending);
+  // The next item's index is asked for now and stored when this one ends.
+  Value successor = takeItem();
+
+  auto isRouter = scf::IfOp::create(
+      b, loc, TypeRange{b.getI1Type(), b.getIndexType(), b.getIndexType()},
+      ix.icmp(P::ult, item, routerItems), true);
+  b.setInsertionPointToStart(&isRouter.getThenRegion().front());
+  emitGateBlock(b, loc, fn, o.route, gateArgs, item, routerItems, gate, [&] {
+    // The routing is written (by this block's first warp): publish it.
+    barrier();
+    buildIfThen(b, loc, isFirst,
+                [&] { releaseAddI32(b, loc, queue, ix.c(1), c32(1)); });
+  });
+  scf::YieldOp::create(b, loc, ValueRange{routed, readySlot, noSlot});
+
+  b.setInsertionPointToStart(&isRouter.getElseRegion().front());
+  auto isUp = scf::IfOp::create(
+      b, loc, TypeRange{b.getI1Type(), b.getIndexType(), b.getIndexType()},
+      ix.icmp(P::ult, item, upEnd), true);
+  scf::YieldOp::create(b, loc, isUp.getResults());
+
+  // An up item: expert slot `slot`, matrix `second`, block (bx, by).
+  b.setInsertionPointToStart(&isUp.getThenRegion().front());
+  {
+    buildIfThen(b, loc,
+                arith::XOrIOp::create(b, loc, routed, trueV).getResult(), [&] {
+                  waitUntil([&](OpBuilder &wb, Location wl) -> Value {
+                    return arith::CmpIOp::create(
+                        wb, wl, P::eq,
+                        loadAcquireI32(wb, wl, queue,
+                                       arith::ConstantIndexOp::create(wb, wl, 1)),
+                        arith::ConstantIntOp::create(wb, wl, i32, 0));
+                  });
+                });
+    Value u = arith::SubIOp::create(b, loc, item, routerItems);
+    Value matrix = arith::DivUIOp::create(b, loc, u, upPerMatrix);
+    Value within = arith::RemUIOp::create(b, loc, u, upPerMatrix);
+    Value slot = arith::DivUIOp::create(b, loc, matrix, upMats);
+    Value second = arith::RemUIOp::create(b, loc, matrix, upMats);
+    GemvBlock blk;
+    blk.bx = arith::RemUIOp::create(b, loc, within, upX);
+    blk.by = arith::DivUIOp::create(b, loc, within, upX);
+    blk.bz = ix.add(slot, ix.mul(second, slots));
+    blk.bdim = ix.c(o.upThreads);
+    if (o.upThreads < kDecodeThreads)
+      blk.active = ix.icmp(P::ult, warp, ix.c(o.upThreads / 32));
+    emitGemvBlock(b, loc, bf16, o.up, upArgs, blk);
+    if (o.deferRelease) {
+      scf::YieldOp::create(b, loc, ValueRange{trueV, readySlot, slot});
+    } else {
+      // Every thread's atomics are issued; the release orders them before
+      // the count.
+      barrier();
+      buildIfThen(b, loc, isFirst,
+                  [&] { releaseAddI32(b, loc, done, slot, c32(1)); });
+      scf::YieldOp::create(b, loc, ValueRange{trueV, readySlot, noSlot});
+    }
+  }
+
+  // A down item: slot `slot`, block (bx, by).
+  b.setInsertionPointToStart(&isUp.getElseRegion().front());
+  {
+    Value v = arith::SubIOp::create(b, loc, item, upEnd);
+    Value slot = arith::DivUIOp::create(b, loc, v, downPerSlot);
+    Value within = arith::RemUIOp::create(b, loc, v, downPerSlot);
+    Value need = arith::IndexCastOp::create(b, loc, i32, upPerSlot);
+    buildIfThen(b, loc, ix.icmp(P::ne, slot, readySlot), [&] {
+      waitUntil([&](OpBuilder &wb, Location wl) -> Value {
+        return arith::CmpIOp::create(wb, wl, P::slt,
+                                     loadAcquireI32(wb, wl, done, slot), need);
+      });
+    });
+    GemvBlock blk;
+    blk.bx = arith::RemUIOp::create(b, loc, within, downX);
+    blk.by = arith::DivUIOp::create(b, loc, within, downX);
+    blk.bz = slot;
+    blk.bdim = ix.c(o.downThreads);
+    if (o.downThreads < kDecodeThreads)
+      blk.active = ix.icmp(P::ult, warp, ix.c(o.downThreads / 32));
+    blk.stage = stage;
+    emitGemvBlock(b, loc, bf16, o.down, downArgs, blk);
+    scf::YieldOp::create(b, loc, ValueRange{routed, slot, noSlot});
+  }
+
+  b.setInsertionPointAfter(isRouter);
+  publish(successor, nextSlot);
+  barrier();
+  Value next = toIndex(memref::LoadOp::create(b, loc, itemSlot, nextSlot));
+  scf::YieldOp::create(b, loc,
+                       ValueRange{next, arith::SubIOp::create(b, loc, ix.c(1), nextSlot).getResult(),
+                                  isRouter.getResult(0),
+                                  isRouter.getResult(1),
+                                  isRouter.getResult(2)});
+
+  // Gone: the last block sets the counters back for the next launch (every
+  // block took its last item before it counts itself gone).
+  b.setInsertionPointAfter(loop);
+  if (o.deferRelease)
+    releasePending(loop.getResult(4));
+  buildIfThen(b, loc, isFirst, [&] {
+    Value gone = fetchAddI32(b, loc, queue, ix.c(2), c32(1));
+    Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+    buildIfThen(b, loc, ix.icmp(P::eq, toIndex(gone),
+                        arith::SubIOp::create(b, loc, blocks, ix.c(1))),
+                [&] {
+                  for (int64_t i = 0; i < 3; ++i)
+                    memref::StoreOp::create(b, loc, c32(0), queue, ix.c(i));
+                  auto clear = scf::ForOp::create(b, loc, ix.c(0), slots,
+                                                  ix.c(1));
+                  OpBuilder::InsertionGuard g(b);
+                  b.setInsertionPointToStart(clear.getBody());
+                  memref::StoreOp::create(b, loc, c32(0), done,
+                                          clear.getInductionVar());
+                });
+  });
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}

@@ -23,21 +23,32 @@
 // wait; it computes SwiGLU of its 64 rows of the up projection once a
 // block into shared memory (stage_down = 64). --gpu-decode-overlap=never
 // --gpu-stage-down=never gives the kernels without either.
+// That chain is what --gpu-decode-kernel=never gives. By default one token
+// with two or more experts hit runs as one persistent decode kernel and the
+// rounding (decode_kernel = blocks, gating items, up items, down items):
+// items taken from a queue counter (the first before the grid dependency
+// wait), the last gating item releases the routing, GEMV items acquire it
+// and read the experts hit from L2 once a block, an up item releases its
+// slot's count after a barrier, a down item issues its first 8 weight rows
+// and then acquires its slot's count.
 // REQUIRES: ptxas
-// RUN: moe-compile %s --target=cuda --emit=mlir -o %t.mlir
+// RUN: moe-compile %s --target=cuda --gpu-decode-kernel=never --emit=mlir -o %t.mlir
 // RUN: FileCheck %s < %t.mlir
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa decode-kernel=never" | FileCheck %s --check-prefix=PTX
+// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=DECODE
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=DECODEPTX
+// RUN: not moe-compile %s --target=cuda --gpu-decode-kernel=always --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADDECODE
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa ffn-columns=32" | FileCheck %s --check-prefix=FFNPTX
 // RUN: moe-compile %s --target=cuda --gpu-fused-gate=never --emit=mlir | FileCheck %s --check-prefix=SEPARATE
 // RUN: moe-compile %s --target=cuda --gpu-ffn-columns=32 --emit=mlir | FileCheck %s --check-prefix=FFN
 // RUN: moe-compile %s --target=cuda --gpu-ffn-columns=128 --emit=mlir | FileCheck %s --check-prefix=WIDE
-// RUN: moe-compile %s --target=cuda --gpu-gemv-lanes=1 --gpu-gemv-unroll=4 --emit=mlir | FileCheck %s --check-prefix=FORCED
+// RUN: moe-compile %s --target=cuda --gpu-decode-kernel=never --gpu-gemv-lanes=1 --gpu-gemv-unroll=4 --emit=mlir | FileCheck %s --check-prefix=FORCED
 // RUN: not moe-compile %s --target=cuda --gpu-gemv-lanes=3 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADLANES
 // RUN: not moe-compile %s --target=cuda --gpu-gemv-unroll=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADUNROLL
 // RUN: not moe-opt %s --moe-cuda-pipeline="gemv-lanes=16" 2>&1 | FileCheck %s --check-prefix=BADOPT
 // RUN: not moe-compile %s --target=cuda --gpu-fused-gate=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGATE
 // RUN: not moe-compile %s --target=cuda --gpu-ffn-columns=48 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADFFN
-// RUN: moe-compile %s --target=cuda --gpu-decode-overlap=never --gpu-stage-down=never --emit=mlir | FileCheck %s --check-prefix=PLAIN
+// RUN: moe-compile %s --target=cuda --gpu-decode-kernel=never --gpu-decode-overlap=never --gpu-stage-down=never --emit=mlir | FileCheck %s --check-prefix=PLAIN
 // RUN: not moe-compile %s --target=cuda --gpu-decode-overlap=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADOVERLAP
 // RUN: not moe-compile %s --target=cuda --gpu-stage-down=always --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTAGE
 
@@ -71,7 +82,7 @@
 // (barrier).
 // PTX-SAME: .entry moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_s64_early_trigger(
 // PTX-SAME: .maxntid 256, 1, 1
-// PTX-SAME: .shared .align 4 .b8 {{.*}}[256];
+// PTX-SAME: .shared .align 16 .b8 {{.*}}[256];
 // PTX-SAME: ld.global.cg.b32
 // PTX-SAME: ld.global.v4.b32 {
 // PTX-SAME: ld.global.v4.b32 {
@@ -91,6 +102,47 @@
 // PTX-SAME: shfl.sync.bfly.b32
 // PTX-SAME: red.global.add.v4.f32
 
+// DECODE: moe.gpu_plan = {decode_kernel = array<i64: 264, 16, 512, 512>, down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
+// DECODE-NOT: llvm.call @mgpuMemset32(
+// DECODE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in
+// DECODE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
+// DECODE-NOT: gpu.launch_func
+// DECODEPTX: gpu.binary @moe_kernels
+// DECODEPTX-SAME: .entry moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256(
+// DECODEPTX-SAME: .maxntid 256, 1, 1
+// DECODEPTX-SAME: .minnctapersm 2
+// DECODEPTX-SAME: atom.global.add.u32
+// DECODEPTX-SAME: griddepcontrol.wait
+// DECODEPTX-SAME: griddepcontrol.launch_dependents
+// The routing published: acquired, the experts hit read from L2 into
+// shared memory.
+// DECODEPTX-SAME: ld.acquire.gpu.global.b32
+// DECODEPTX-SAME: ld.global.cg.b32
+// DECODEPTX-SAME: bar.sync
+// The gating items: the ticket, the last one's logits from L2, its routing
+// released.
+// DECODEPTX-SAME: membar.gl
+// DECODEPTX-SAME: ld.global.cg.f32
+// DECODEPTX-SAME: red.release.gpu.global.add.u32
+// An up item: its atomics, the barrier, its slot's count released.
+// DECODEPTX-SAME: red.global.add.v4.f32
+// DECODEPTX-SAME: bar.sync
+// DECODEPTX-SAME: red.release.gpu.global.add.u32
+// A down item: 8 weight rows in flight, then its slot's count acquired,
+// then the staged input read from L2.
+// DECODEPTX-SAME: ld.global.v4.b32 {
+// DECODEPTX-SAME: ld.global.v4.b32 {
+// DECODEPTX-SAME: ld.global.v4.b32 {
+// DECODEPTX-SAME: ld.global.v4.b32 {
+// DECODEPTX-SAME: ld.global.v4.b32 {
+// DECODEPTX-SAME: ld.global.v4.b32 {
+// DECODEPTX-SAME: ld.global.v4.b32 {
+// DECODEPTX-SAME: ld.global.v4.b32 {
+// DECODEPTX-SAME: ld.acquire.gpu.global.b32
+// DECODEPTX-SAME: bar.sync
+// DECODEPTX-SAME: ld.global.cg.f32
+// DECODEPTX-SAME: red.global.add.v4.f32
+// BADDECODE: error: decode-kernel must be auto or never, got 'always'
 // FFNPTX: .entry moe_ffn_bf16_silu_gated_c32(
 // FFNPTX-SAME: .maxntid 256, 1, 1
 // FFNPTX-SAME: griddepcontrol.wait

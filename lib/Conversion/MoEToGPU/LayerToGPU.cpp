@@ -361,24 +361,21 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // One token: the gating kernel's blocks, the up GEMV's and the down
   // GEMV's as work items of one persistent kernel (DecodeKernel.cpp), the
   // routing published and each slot's up projection handed to the down
-  // projection through counters instead of kernel boundaries.
+  // projection through counters instead of kernel boundaries. Where two or
+  // more experts are hit (a slot's down items then overlap the next slots'
+  // up items): DeepSeek-V3 7% and Mixtral 2-3% faster than the chain,
+  // OLMoE and qwen3 within 3% either way; with one expert (ds-moe-128,
+  // every down item waits for every up item) 4-6% slower
+  // (results/decode-kernel-2026-12-01.md).
   StringRef decodeChoice = "auto";
   if (auto s = plan.getAs<StringAttr>("decode_kernel"))
     decodeChoice = s.getValue();
-  bool decodeKernel = decodeChoice != "never" && gemvExperts && stageRows &&
-                      !localized && !mmaRouter &&
+  bool decodeKernel = decodeChoice != "never" && gateChoice != "never" &&
+                      gemvExperts && stageRows &&
+                      S >= 2 && !localized && !mmaRouter &&
                       whyNotDecodeKernel(T, S, E).empty();
   if (decodeKernel)
     fusedGate = true; // its router items clear the accumulators
-  if (decodeKernel && getenv("MOE_DECODE_UNROLL")) {
-    GemvTuning dt = tuning;
-    dt.unroll = atoi(getenv("MOE_DECODE_UNROLL"));
-    upGrid = planGemv(d, f, S * (gated ? 2 : 1), dt);
-    if (!getenv("MOE_DECODE_UP_ONLY")) {
-      downGrid = planGemv(f, d, S, dt);
-      stageRows = downGrid.kchunk;
-    }
-  }
 
   HostBuilder h(b, loc);
   Value xDev = deviceArgs[0] ? x : h.upload(x);
@@ -447,9 +444,6 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     return kernel(name,
                   [&] { return buildRouteKernel(b, kloc, kernels, name, po); });
   };
-  gpu::GPUFuncOp round = kernel("round_bf16", [&] {
-    return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
-  });
 
   // The plan, fixed from the static shapes.
   GemvGrid routerGrid = planGemv(d, E, 1);
@@ -664,11 +658,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       dk.up = upGrid.kernelOptions(upOpts);
       dk.down = downGrid.kernelOptions(downOpts);
       dk.up.coherentLoads = dk.down.coherentLoads = true;
+      dk.up.oneToken = dk.down.oneToken = true;
+      dk.up.triggerDependents = dk.down.triggerDependents = false;
+      // A down item issues its first weight loads before it waits for its
+      // slot's up items.
+      dk.down.loadBeforeWait = true;
       dk.upThreads = upGrid.threads;
       dk.downThreads = downGrid.threads;
-      if (const char *e = getenv("MOE_DECODE_BLOCKS"))
-        dk.blocksPerSm = atoi(e);
-      dk.deferRelease = getenv("MOE_DECODE_DEFER") != nullptr;
       std::string name = decodeKernelName(dk);
       gpu::GPUFuncOp decode = kernel(name, [&] {
         return buildDecodeKernel(b, kloc, kernels, name, dk);
@@ -680,7 +676,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       for (int64_t v : {gatePlan.blocks, upGrid.blocksX, upGrid.splits,
                         downGrid.blocksX, downGrid.splits})
         args.push_back(h.index(v));
-      h.launch(decode, {kPlanSms * dk.blocksPerSm, 1, 1},
+      h.launch(decode, {kPlanSms * kDecodeBlocksPerSm, 1, 1},
                {kDecodeThreads, 1, 1}, args);
     } else {
       gpu::GPUFuncOp upK = gemvKernel(
@@ -712,6 +708,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                    arith::ConstantIntOp::create(b, loc, i64, T * d),
                    arith::ConstantIntOp::create(b, loc, i64, mask.getInt())});
   }
+  gpu::GPUFuncOp round = kernel("round_bf16", [&] {
+    return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
+  });
   h.launchElementwise(round, T * d, {y, out});
   if (out != result)
     h.copy(result, out);

@@ -28,6 +28,8 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+constexpr int64_t kGone = 32, kRouted = 64;
+
 static_assert(kDecodeThreads == kGateThreads,
               "the gating items run on the decode kernel's blocks");
 
@@ -37,8 +39,7 @@ std::string mlir::moe::decodeKernelName(const DecodeKernelOptions &o) {
   std::string up = gemvKernelName("", o.up), down = gemvKernelName("", o.down);
   return "moe_decode" + gate.substr(StringRef("moe_gate").size()) + "_up" +
          (o.up.pair ? "_pair" : "") + up + "_t" + std::to_string(o.upThreads) +
-         "_down" + down + "_t" + std::to_string(o.downThreads) + "_b" +
-         std::to_string(o.blocksPerSm) + (o.deferRelease ? "_d" : "");
+         "_down" + down + "_t" + std::to_string(o.downThreads);
 }
 
 std::string mlir::moe::whyNotDecodeKernel(int64_t tokens, int64_t slots,
@@ -61,6 +62,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   assert(o.route.oneToken && "the decode kernel routes one token");
   assert(o.up.coherentLoads && o.down.coherentLoads && o.down.stageRows &&
          "the GEMV items read what other blocks wrote from L2");
+  assert(o.up.oneToken && o.down.oneToken && "a row a slot");
   assert(o.upThreads <= kDecodeThreads && o.downThreads <= kDecodeThreads &&
          o.upThreads % 32 == 0 && o.downThreads % 32 == 0 &&
          "GEMV blocks of whole warps within the decode block");
@@ -69,8 +71,9 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
                                            gateTicketType(ctx));
   std::string sumsName = addDeviceGlobal(b, loc, module, name + "_logits",
                                          gateSumsType(ctx, o.route));
-  // The queue: [0] the next item, [1] routed (0 or 1), [2] blocks gone.
-  auto queueType = MemRefType::get({4}, i32);
+  // The queue: [0] the next item, [kGone] blocks gone, [kRouted] routed (0
+  // or 1), each on its own 128-byte line (the routed flag is polled).
+  auto queueType = MemRefType::get({3 * 32}, i32);
   std::string queueName =
       addDeviceGlobal(b, loc, module, name + "_queue", queueType);
   // Up items done, by slot.
@@ -86,18 +89,23 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   size_t planFirst = argTypes.size();
   // Router items, up grid x and y, down grid x and y.
   argTypes.append(5, b.getIndexType());
+
   auto fn = createKernelFunc(b, loc, module, name, argTypes, kDecodeThreads);
   fn->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
               b.getDenseI32ArrayAttr({int32_t(kDecodeThreads), 1, 1}));
-  // A register bound that keeps blocksPerSm blocks an SM.
+  // A register bound that keeps kDecodeBlocksPerSm blocks an SM (three
+  // spilled: 20-50% slower).
   fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
-              b.getI32IntegerAttr(o.blocksPerSm));
+              b.getI32IntegerAttr(kDecodeBlocksPerSm));
   GateShared gate = addGateShared(b, loc, fn, o.route);
   Value stage = addGemvStage(b, loc, fn, o.down);
+  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   Value itemSlot = fn.addWorkgroupAttribution(
-      MemRefType::get({2}, i32, MemRefLayoutAttrInterface(),
-                      gpu::AddressSpaceAttr::get(
-                          ctx, gpu::AddressSpace::Workgroup)),
+      MemRefType::get({2}, i32, MemRefLayoutAttrInterface(), workgroup), loc);
+  // The experts hit, by slot, once the block has seen the routing.
+  Value hitShared = fn.addWorkgroupAttribution(
+      MemRefType::get({kDecodeMaxSlots}, i32, MemRefLayoutAttrInterface(),
+                      workgroup),
       loc);
   ValueRange args = fn.getBody().front().getArguments();
   ValueRange gateArgs = args.take_front(upFirst);
@@ -107,6 +115,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   Value routerItems = args[planFirst], upX = args[planFirst + 1],
         upY = args[planFirst + 2], downX = args[planFirst + 3],
         downY = args[planFirst + 4];
+
 
   IndexOps ix{b, loc};
   using P = arith::CmpIPredicate;
@@ -118,11 +127,6 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   };
   auto barrier = [&] { gpu::BarrierOp::create(b, loc); };
 
-  // The grid dependency wait is the kernel's own; the next kernel (the
-  // rounding) may launch at once: it waits for this grid to finish.
-  NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
-  NVVM::GriddepcontrolOp::create(b, loc,
-                                 NVVM::GridDepActionKind::launch_dependents);
   gate.ticket =
       memref::GetGlobalOp::create(b, loc, gateTicketType(ctx), ticketName);
   gate.sums = memref::GetGlobalOp::create(b, loc,
@@ -140,6 +144,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   Value downPerSlot = ix.mul(downX, downY);
   Value upEnd = ix.add(routerItems, ix.mul(upPerSlot, slots));
   Value total = ix.add(upEnd, ix.mul(downPerSlot, slots));
+
 
   // Thread 0 spins until `notYet` (of an acquire load) is false; then the
   // block's barrier.
@@ -174,7 +179,14 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
     });
   };
 
+  // The first item is taken before the grid dependency wait (the queue is
+  // this kernel's: the launch before last of it ended before the previous
+  // kernel passed its own wait). The wait is the kernel's own; the next
+  // kernel (the rounding) may launch at once: it waits for this grid.
   publish(takeItem(), ix.c(0));
+  NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+  NVVM::GriddepcontrolOp::create(b, loc,
+                                 NVVM::GridDepActionKind::launch_dependents);
   barrier();
   Value first = toIndex(memref::LoadOp::create(b, loc, itemSlot, ix.c(0)));
   Value noSlot = ix.c(kDecodeMaxSlots);
@@ -183,68 +195,64 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   // Loop-carried: the item, the shared slot its successor goes to, whether
   // this block saw the routing published, the slot whose up items it saw
   // done.
-  // With deferRelease, also the slot whose up item the block ended last
-  // (noSlot: none).
   SmallVector<Type> carried{b.getIndexType(), b.getIndexType(), b.getI1Type(),
-                            b.getIndexType(), b.getIndexType()};
-  auto loop = scf::WhileOp::create(
-      b, loc, carried, ValueRange{first, ix.c(1), falseV, noSlot, noSlot});
+                            b.getIndexType()};
+  auto loop = scf::WhileOp::create(b, loc, carried,
+                                   ValueRange{first, ix.c(1), falseV, noSlot});
   {
     Block *before = b.createBlock(&loop.getBefore(), {}, carried,
-                                  SmallVector<Location>(5, loc));
+                                  SmallVector<Location>(4, loc));
     scf::ConditionOp::create(
         b, loc, ix.icmp(P::ult, before->getArgument(0), total),
         before->getArguments());
   }
   Block *body = b.createBlock(&loop.getAfter(), {}, carried,
-                              SmallVector<Location>(5, loc));
+                              SmallVector<Location>(4, loc));
   Value item = body->getArgument(0), nextSlot = body->getArgument(1),
-        routed = body->getArgument(2), readySlot = body->getArgument(3),
-        pending = body->getArgument(4);
-  // The up item the block ended last is counted (the barrier that ended
-  // it orders every thread's atomics before the release).
-  auto releasePending = [&](Value slot) {
-    buildIfThen(
-        b, loc,
-        arith::AndIOp::create(b, loc, isFirst, ix.icmp(P::ne, slot, noSlot)),
-        [&] { releaseAddI32(b, loc, done, slot, c32(1)); });
-  };
-  if (o.deferRelease)
-    releasePending(pending);
+        routed = body->getArgument(2), readySlot = body->getArgument(3);
   // The next item's index is asked for now and stored when this one ends.
   Value successor = takeItem();
 
   auto isRouter = scf::IfOp::create(
-      b, loc, TypeRange{b.getI1Type(), b.getIndexType(), b.getIndexType()},
+      b, loc, TypeRange{b.getI1Type(), b.getIndexType()},
       ix.icmp(P::ult, item, routerItems), true);
   b.setInsertionPointToStart(&isRouter.getThenRegion().front());
   emitGateBlock(b, loc, fn, o.route, gateArgs, item, routerItems, gate, [&] {
     // The routing is written (by this block's first warp): publish it.
     barrier();
     buildIfThen(b, loc, isFirst,
-                [&] { releaseAddI32(b, loc, queue, ix.c(1), c32(1)); });
+                [&] { releaseAddI32(b, loc, queue, ix.c(kRouted), c32(1)); });
   });
-  scf::YieldOp::create(b, loc, ValueRange{routed, readySlot, noSlot});
+  scf::YieldOp::create(b, loc, ValueRange{routed, readySlot});
 
   b.setInsertionPointToStart(&isRouter.getElseRegion().front());
+  // A GEMV item: first (once a block) the routing, published by the last
+  // gating item; the experts hit into shared memory.
+  buildIfThen(b, loc, arith::XOrIOp::create(b, loc, routed, trueV).getResult(),
+              [&] {
+                waitUntil([&](OpBuilder &wb, Location wl) -> Value {
+                  return arith::CmpIOp::create(
+                      wb, wl, P::eq,
+                      loadAcquireI32(
+                          wb, wl, queue,
+                          arith::ConstantIndexOp::create(wb, wl, kRouted)),
+                      arith::ConstantIntOp::create(wb, wl, i32, 0));
+                });
+                buildIfThen(b, loc, ix.icmp(P::ult, tid, slots), [&] {
+                  memref::StoreOp::create(
+                      b, loc, loadI32FromL2(b, loc, upArgs.hit, tid), hitShared,
+                      tid);
+                });
+                barrier();
+              });
   auto isUp = scf::IfOp::create(
-      b, loc, TypeRange{b.getI1Type(), b.getIndexType(), b.getIndexType()},
+      b, loc, TypeRange{b.getI1Type(), b.getIndexType()},
       ix.icmp(P::ult, item, upEnd), true);
   scf::YieldOp::create(b, loc, isUp.getResults());
 
   // An up item: expert slot `slot`, matrix `second`, block (bx, by).
   b.setInsertionPointToStart(&isUp.getThenRegion().front());
   {
-    buildIfThen(b, loc,
-                arith::XOrIOp::create(b, loc, routed, trueV).getResult(), [&] {
-                  waitUntil([&](OpBuilder &wb, Location wl) -> Value {
-                    return arith::CmpIOp::create(
-                        wb, wl, P::eq,
-                        loadAcquireI32(wb, wl, queue,
-                                       arith::ConstantIndexOp::create(wb, wl, 1)),
-                        arith::ConstantIntOp::create(wb, wl, i32, 0));
-                  });
-                });
     Value u = arith::SubIOp::create(b, loc, item, routerItems);
     Value matrix = arith::DivUIOp::create(b, loc, u, upPerMatrix);
     Value within = arith::RemUIOp::create(b, loc, u, upPerMatrix);
@@ -257,17 +265,15 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
     blk.bdim = ix.c(o.upThreads);
     if (o.upThreads < kDecodeThreads)
       blk.active = ix.icmp(P::ult, warp, ix.c(o.upThreads / 32));
+    blk.expert = memref::LoadOp::create(b, loc, hitShared, slot);
     emitGemvBlock(b, loc, bf16, o.up, upArgs, blk);
-    if (o.deferRelease) {
-      scf::YieldOp::create(b, loc, ValueRange{trueV, readySlot, slot});
-    } else {
-      // Every thread's atomics are issued; the release orders them before
-      // the count.
-      barrier();
-      buildIfThen(b, loc, isFirst,
-                  [&] { releaseAddI32(b, loc, done, slot, c32(1)); });
-      scf::YieldOp::create(b, loc, ValueRange{trueV, readySlot, noSlot});
-    }
+    // Every thread's atomics are issued; the release orders them before
+    // the count (deferring it to the block's next item, so that only the
+    // first warp waits for it, measured no different).
+    barrier();
+    buildIfThen(b, loc, isFirst,
+                [&] { releaseAddI32(b, loc, done, slot, c32(1)); });
+    scf::YieldOp::create(b, loc, ValueRange{trueV, readySlot});
   }
 
   // A down item: slot `slot`, block (bx, by).
@@ -277,22 +283,30 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
     Value slot = arith::DivUIOp::create(b, loc, v, downPerSlot);
     Value within = arith::RemUIOp::create(b, loc, v, downPerSlot);
     Value need = arith::IndexCastOp::create(b, loc, i32, upPerSlot);
-    buildIfThen(b, loc, ix.icmp(P::ne, slot, readySlot), [&] {
-      waitUntil([&](OpBuilder &wb, Location wl) -> Value {
-        return arith::CmpIOp::create(wb, wl, P::slt,
-                                     loadAcquireI32(wb, wl, done, slot), need);
+    // After the item's first weight loads (they need only the expert).
+    auto waitForUp = [&] {
+      buildIfThen(b, loc, ix.icmp(P::ne, slot, readySlot), [&] {
+        waitUntil([&](OpBuilder &wb, Location wl) -> Value {
+          return arith::CmpIOp::create(
+              wb, wl, P::slt, loadAcquireI32(wb, wl, done, slot), need);
+        });
       });
-    });
+    };
     GemvBlock blk;
+    if (o.down.loadBeforeWait)
+      blk.wait = waitForUp;
+    else
+      waitForUp();
     blk.bx = arith::RemUIOp::create(b, loc, within, downX);
     blk.by = arith::DivUIOp::create(b, loc, within, downX);
     blk.bz = slot;
     blk.bdim = ix.c(o.downThreads);
     if (o.downThreads < kDecodeThreads)
       blk.active = ix.icmp(P::ult, warp, ix.c(o.downThreads / 32));
+    blk.expert = memref::LoadOp::create(b, loc, hitShared, slot);
     blk.stage = stage;
     emitGemvBlock(b, loc, bf16, o.down, downArgs, blk);
-    scf::YieldOp::create(b, loc, ValueRange{routed, slot, noSlot});
+    scf::YieldOp::create(b, loc, ValueRange{trueV, slot});
   }
 
   b.setInsertionPointAfter(isRouter);
@@ -302,29 +316,29 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   scf::YieldOp::create(b, loc,
                        ValueRange{next, arith::SubIOp::create(b, loc, ix.c(1), nextSlot).getResult(),
                                   isRouter.getResult(0),
-                                  isRouter.getResult(1),
-                                  isRouter.getResult(2)});
+                                  isRouter.getResult(1)});
 
-  // Gone: the last block sets the counters back for the next launch (every
-  // block took its last item before it counts itself gone).
   b.setInsertionPointAfter(loop);
-  if (o.deferRelease)
-    releasePending(loop.getResult(4));
+  // Gone: the last block sets the counters back for the next launch (every
+  // block took its last item before it counts itself gone). (The last
+  // block rounding the output here, instead of the rounding kernel after
+  // it, measured 2-7% slower: every block then releases its atomics.)
   buildIfThen(b, loc, isFirst, [&] {
-    Value gone = fetchAddI32(b, loc, queue, ix.c(2), c32(1));
+    Value gone = fetchAddI32(b, loc, queue, ix.c(kGone), c32(1));
     Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-    buildIfThen(b, loc, ix.icmp(P::eq, toIndex(gone),
-                        arith::SubIOp::create(b, loc, blocks, ix.c(1))),
-                [&] {
-                  for (int64_t i = 0; i < 3; ++i)
-                    memref::StoreOp::create(b, loc, c32(0), queue, ix.c(i));
-                  auto clear = scf::ForOp::create(b, loc, ix.c(0), slots,
-                                                  ix.c(1));
-                  OpBuilder::InsertionGuard g(b);
-                  b.setInsertionPointToStart(clear.getBody());
-                  memref::StoreOp::create(b, loc, c32(0), done,
-                                          clear.getInductionVar());
-                });
+    buildIfThen(
+        b, loc,
+        ix.icmp(P::eq, toIndex(gone),
+                arith::SubIOp::create(b, loc, blocks, ix.c(1))),
+        [&] {
+          for (int64_t i : {int64_t(0), kGone, kRouted})
+            memref::StoreOp::create(b, loc, c32(0), queue, ix.c(i));
+          auto clear = scf::ForOp::create(b, loc, ix.c(0), slots, ix.c(1));
+          OpBuilder::InsertionGuard g(b);
+          b.setInsertionPointToStart(clear.getBody());
+          memref::StoreOp::create(b, loc, c32(0), done,
+                                  clear.getInductionVar());
+        });
   });
   gpu::ReturnOp::create(b, loc);
   return fn;

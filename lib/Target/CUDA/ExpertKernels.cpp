@@ -18,6 +18,7 @@
 #include "moe/Dialect/MoE/Utils/TensorBuilders.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -69,6 +70,8 @@ std::string mlir::moe::gemvKernelName(StringRef base, const GemvOptions &o) {
     name += "_early";
   if (o.triggerDependents)
     name += "_trigger";
+  if (o.oneToken)
+    name += "_t1";
   return name;
 }
 
@@ -125,12 +128,18 @@ Value mlir::moe::addGemvStage(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                               const GemvOptions &opts) {
   if (!opts.stageRows)
     return Value();
-  return fn.addWorkgroupAttribution(
+  Value stage = fn.addWorkgroupAttribution(
       MemRefType::get({opts.rowsPerPass, opts.stageRows}, b.getF32Type(),
                       MemRefLayoutAttrInterface(),
                       gpu::AddressSpaceAttr::get(b.getContext(),
                                                  gpu::AddressSpace::Workgroup)),
       loc);
+  // 16-byte aligned: LLVM reads consecutive floats of it as vectors (it
+  // did at a 4-byte offset beside the decode kernel's other buffers).
+  fn.setWorkgroupAttributionAttr(fn.getNumWorkgroupAttributions() - 1,
+                                 LLVM::LLVMDialect::getAlignAttrName(),
+                                 b.getI64IntegerAttr(16));
+  return stage;
 }
 
 gpu::GPUFuncOp mlir::moe::buildGroupedGemvKernel(OpBuilder &b, Location loc,
@@ -175,6 +184,8 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
         out2 = args.out2, xGate = args.xGate, stage = block.stage;
   assert((!opts.coherentLoads || !fusedAct || stage) &&
          "coherent loads of the input need the staged activation");
+  assert((!opts.oneToken || (opts.indirect && opts.rowsPerPass == 1)) &&
+         "one token: a row a slot of hit");
 
   auto cst = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, loc, v);
@@ -183,6 +194,10 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
   // pass leaves kernels that have one): first thing, or after the early
   // loads below.
   auto waitThenTrigger = [&] {
+    if (block.wait) {
+      block.wait();
+      return;
+    }
     NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
     if (opts.triggerDependents)
       NVVM::GriddepcontrolOp::create(
@@ -280,7 +295,8 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
     // Before the wait, from L2: written by a kernel before the previous one
     // (complete before that one passed its own wait), never a line this
     // SM's L1 kept from an earlier launch.
-    Value raw = opts.loadBeforeWait || opts.coherentLoads
+    Value raw = block.expert ? block.expert
+                : opts.loadBeforeWait || opts.coherentLoads
                     ? loadI32FromL2(b, loc, hit, slot)
                     : memref::LoadOp::create(b, loc, hit, slot).getResult();
     Value valid = arith::CmpIOp::create(
@@ -332,6 +348,9 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
     begin = cst(0);
     end = memref::DimOp::create(b, loc, x, 0);
     e = cst(0);
+  } else if (opts.oneToken) {
+    begin = slot;
+    end = arith::AddIOp::create(b, loc, slot, cst(1));
   } else {
     begin = loadIndex(b, loc, offsets, e);
     end = loadIndex(b, loc, offsets, arith::AddIOp::create(b, loc, e, cst(1)));
@@ -353,7 +372,7 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
   SmallVector<Value> xRows(rows);
   if (opts.gatherRows)
     for (Value &r : xRows)
-      r = loadIndex(b, loc, rowToken, r);
+      r = opts.oneToken ? cst(0) : loadIndex(b, loc, rowToken, r);
   if (opts.stageRows) {
     // stage[q, i] = act(x[row q, k0 + i]) (rounded as the activation
     // kernel stores it), over the block's threads; then a barrier.
@@ -475,7 +494,7 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
     // combine step fused into the down projection).
     Value outRow = rq, scale;
     if (opts.scatter) {
-      outRow = loadIndex(b, loc, rowToken, rq);
+      outRow = opts.oneToken ? cst(0) : loadIndex(b, loc, rowToken, rq);
       scale = opts.coherentLoads
                   ? loadFromL2(b, loc, rowWeight, rq)
                   : memref::LoadOp::create(b, loc, rowWeight, rq).getResult();

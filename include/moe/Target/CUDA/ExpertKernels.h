@@ -176,6 +176,10 @@ struct GemvOptions {
   /// write them (the persistent decode kernel), so no SM's L1 may serve a
   /// line it kept from before. The input then has to be staged.
   bool coherentLoads = false;
+  /// One token routed (the one-token routing: hit sorted by expert): slot
+  /// s is row s and its token is 0, so offsets and rowToken are not read
+  /// (with `indirect`, one row a pass).
+  bool oneToken = false;
 };
 
 /// The arguments of a grouped GEMV (null where `GemvOptions` has none).
@@ -194,6 +198,12 @@ Value addGemvStage(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
 /// all; else false for the threads past `bdim`) and the staging buffer.
 struct GemvBlock {
   Value bx, by, bz, bdim, active, stage;
+  /// The expert of the block's slot (i32, -1: none), where the caller has
+  /// it; null: read from hit.
+  Value expert;
+  /// With loadBeforeWait: what the block waits for after its early loads
+  /// (null: the grid dependency wait, and the trigger if asked for).
+  function_ref<void()> wait;
 };
 /// Emits, at the builder's point, the work of one block of the grouped GEMV
 /// (of buildGroupedGemvKernel), with barriers where the input is staged.
@@ -413,13 +423,6 @@ struct DecodeKernelOptions {
   GemvOptions up, down;
   /// Threads of the GEMVs' blocks (whole warps, at most kDecodeThreads).
   int64_t upThreads = kDecodeThreads, downThreads = kDecodeThreads;
-  /// Blocks an SM the kernel's register bound allows (launch that many a
-  /// multiprocessor).
-  int64_t blocksPerSm = kDecodeBlocksPerSm;
-  /// An up item's count is released at the start of the block's next item
-  /// (after the barrier that ends it), so that only the first warp waits
-  /// for the release while the others go on.
-  bool deferRelease = false;
 };
 std::string decodeKernelName(const DecodeKernelOptions &o);
 /// Why a layer of these sizes has no decode kernel ("" when it can).

@@ -54,6 +54,16 @@ make_case ffn-gelu-plain --gpu-ffn-columns=64 --top-k 2 --plain --activation gel
 # past the last column (staging keeps them for the barriers).
 make_case overlap-never --gpu-decode-overlap=never --gpu-stage-down=never --gpu-ffn-columns=-1 --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 512
 make_case stage-ragged-columns --gpu-gemv-lanes=1 --gpu-ffn-columns=-1 --top-k 2 --experts 8 --tokens 8 --hidden 1000 --ffn 256
+# The one-token decode kernel (default where two or more experts are hit):
+# SwiGLU, sigmoid scores with a bias, GEMV blocks narrower than the decode
+# block with ragged columns, a plain GELU expert; the chain it replaces;
+# one expert hit (the chain by default).
+make_case decode-kernel --gpu-ffn-columns=-1 --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 512
+make_case decode-never --gpu-decode-kernel=never --gpu-ffn-columns=-1 --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 512
+make_case decode-sigmoid-bias --gpu-ffn-columns=-1 --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 1 --hidden 128 --ffn 64
+make_case decode-ragged --gpu-ffn-columns=-1 --top-k 2 --experts 8 --tokens 1 --hidden 1000 --ffn 256
+make_case decode-gelu-plain --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 1 --hidden 192 --ffn 320
+make_case decode-top1-chain --gpu-ffn-columns=-1 --top-k 1 --experts 32 --tokens 1 --hidden 128 --ffn 256
 make_case overlap-plain-rows --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 3 --hidden 192 --ffn 320
 # The tensor-core path (mma): several row tiles per expert, a partial last
 # tile, gather, every epilogue.

@@ -370,9 +370,10 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   StringRef decodeChoice = "auto";
   if (auto s = plan.getAs<StringAttr>("decode_kernel"))
     decodeChoice = s.getValue();
+  // (Not yet in a layer summed over ranks: it has not run on two GPUs.)
   bool decodeKernel = decodeChoice != "never" && gateChoice != "never" &&
-                      gemvExperts && stageRows &&
-                      S >= 2 && !localized && !mmaRouter &&
+                      gemvExperts && stageRows && S >= 2 && !localized &&
+                      !mmaRouter && !plan.get("all_reduce_mask") &&
                       whyNotDecodeKernel(T, S, E).empty();
   if (decodeKernel)
     fusedGate = true; // its router items clear the accumulators

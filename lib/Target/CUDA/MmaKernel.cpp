@@ -173,65 +173,6 @@ static Value globalF32Pointer(OpBuilder &b, Location loc, Value m, Value row,
           arith::MulIOp::create(b, loc, element, constIndex(b, loc, 4))));
 }
 
-Value mlir::moe::loadVector16Here(OpBuilder &b, Location loc, VectorType type,
-                                  Value m, ValueRange indices) {
-  auto memType = cast<MemRefType>(m.getType());
-  assert(memType.getLayout().isIdentity() && "identity layout");
-  Value linear = indices.front();
-  for (unsigned i = 1; i < indices.size(); ++i)
-    linear = arith::AddIOp::create(
-        b, loc,
-        arith::MulIOp::create(b, loc, linear,
-                              memref::DimOp::create(b, loc, m, i)),
-        indices[i]);
-  int64_t eltBytes = memType.getElementTypeBitWidth() / 8;
-  Value addr = arith::AddIOp::create(
-      b, loc, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m),
-      arith::MulIOp::create(b, loc, linear, constIndex(b, loc, eltBytes)));
-  Type i32 = b.getI32Type();
-  auto words =
-      LLVM::LLVMStructType::getLiteral(b.getContext(), {i32, i32, i32, i32});
-  Value loaded =
-      LLVM::InlineAsmOp::create(
-          b, loc, words, ValueRange{globalPointer(b, loc, addr)},
-          "ld.global.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
-          /*has_side_effects=*/true, /*is_align_stack=*/false,
-          LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
-          ArrayAttr())
-          .getResult(0);
-  SmallVector<Value> parts;
-  for (int64_t i = 0; i < 4; ++i)
-    parts.push_back(LLVM::ExtractValueOp::create(b, loc, loaded, i));
-  Value vec =
-      vector::FromElementsOp::create(b, loc, VectorType::get({4}, i32), parts);
-  return vector::BitCastOp::create(b, loc, type, vec);
-}
-
-Value mlir::moe::loadI32FromL2(OpBuilder &b, Location loc, Value in, Value i) {
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, in);
-  Value addr = arith::AddIOp::create(
-      b, loc, base, arith::MulIOp::create(b, loc, i, constIndex(b, loc, 4)));
-  return LLVM::InlineAsmOp::create(
-             b, loc, b.getI32Type(), ValueRange{globalPointer(b, loc, addr)},
-             "ld.global.cg.b32 $0, [$1];", "=r,l",
-             /*has_side_effects=*/true, /*is_align_stack=*/false,
-             LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
-             ArrayAttr())
-      .getResult(0);
-}
-
-Value mlir::moe::loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,
-                               Value col) {
-  return LLVM::InlineAsmOp::create(
-             b, loc, b.getF32Type(),
-             ValueRange{globalF32Pointer(b, loc, in, row, col)},
-             "ld.global.cg.f32 $0, [$1];", "=f,l",
-             /*has_side_effects=*/true, /*is_align_stack=*/false,
-             LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
-             ArrayAttr())
-      .getResult(0);
-}
-
 /// The global-memory pointer to m[indices] of an identity-layout memref.
 static Value elementPointer(OpBuilder &b, Location loc, Value m,
                             ValueRange indices) {
@@ -251,6 +192,37 @@ static Value elementPointer(OpBuilder &b, Location loc, Value m,
           b, loc, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m),
           arith::MulIOp::create(b, loc, linear,
                                 constIndex(b, loc, eltBytes))));
+}
+
+Value mlir::moe::loadVector16Here(OpBuilder &b, Location loc, VectorType type,
+                                  Value m, ValueRange indices) {
+  Value pointer = elementPointer(b, loc, m, indices);
+  Type i32 = b.getI32Type();
+  auto words =
+      LLVM::LLVMStructType::getLiteral(b.getContext(), {i32, i32, i32, i32});
+  Value loaded =
+      LLVM::InlineAsmOp::create(
+          b, loc, words, ValueRange{pointer},
+          "ld.global.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
+          /*has_side_effects=*/true, /*is_align_stack=*/false,
+          LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
+          ArrayAttr())
+          .getResult(0);
+  SmallVector<Value> parts;
+  for (int64_t i = 0; i < 4; ++i)
+    parts.push_back(LLVM::ExtractValueOp::create(b, loc, loaded, i));
+  Value vec =
+      vector::FromElementsOp::create(b, loc, VectorType::get({4}, i32), parts);
+  return vector::BitCastOp::create(b, loc, type, vec);
+}
+
+Value mlir::moe::loadI32FromL2(OpBuilder &b, Location loc, Value in, Value i) {
+  return loadFromL2(b, loc, in, i);
+}
+
+Value mlir::moe::loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,
+                               Value col) {
+  return loadFromL2(b, loc, in, ValueRange{row, col});
 }
 
 static Value inlinePtx(OpBuilder &b, Location loc, Type result,

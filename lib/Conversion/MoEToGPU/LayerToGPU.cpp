@@ -44,6 +44,7 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include <cmath>
+#include <tuple>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_CONVERTMOELAYERTOGPUCALL
@@ -112,23 +113,18 @@ struct ConvertMoELayerToGpuCallPass
           << static_cast<int64_t>(ffnColumns);
       return signalPassFailure();
     }
-    if (decodeOverlap != "auto" && decodeOverlap != "never") {
-      mlir::emitError(module.getLoc())
-          << "decode-overlap must be auto or never, got '"
-          << decodeOverlap << "'";
-      return signalPassFailure();
-    }
-    if (decodeKernel != "auto" && decodeKernel != "never") {
-      mlir::emitError(module.getLoc())
-          << "decode-kernel must be auto or never, got '" << decodeKernel
-          << "'";
-      return signalPassFailure();
-    }
-    if (stageDown != "auto" && stageDown != "never") {
-      mlir::emitError(module.getLoc())
-          << "stage-down must be auto or never, got '" << stageDown << "'";
-      return signalPassFailure();
-    }
+    // The auto|never options, and the plan attribute each becomes.
+    const std::tuple<StringRef, StringRef, std::string> switches[] = {
+        {"decode-overlap", "decode_overlap", decodeOverlap},
+        {"stage-down", "stage_down", stageDown},
+        {"decode-kernel", "decode_kernel", decodeKernel}};
+    for (auto &[option, attr, value] : switches)
+      if (value != "auto" && value != "never") {
+        mlir::emitError(module.getLoc()) << option
+                                         << " must be auto or never, got '"
+                                         << value << "'";
+        return signalPassFailure();
+      }
     if (fusedGate != "auto" && fusedGate != "always" && fusedGate != "never") {
       mlir::emitError(module.getLoc())
           << "fused-gate must be auto, always or never, got '" << fusedGate
@@ -216,15 +212,9 @@ struct ConvertMoELayerToGpuCallPass
       if (fusedGate != "auto")
         plan.push_back(
             b.getNamedAttr("fused_gate", b.getStringAttr(fusedGate)));
-      if (decodeOverlap != "auto")
-        plan.push_back(
-            b.getNamedAttr("decode_overlap", b.getStringAttr(decodeOverlap)));
-      if (stageDown != "auto")
-        plan.push_back(
-            b.getNamedAttr("stage_down", b.getStringAttr(stageDown)));
-      if (decodeKernel != "auto")
-        plan.push_back(
-            b.getNamedAttr("decode_kernel", b.getStringAttr(decodeKernel)));
+      for (auto &[option, attr, value] : switches)
+        if (value != "auto")
+          plan.push_back(b.getNamedAttr(attr, b.getStringAttr(value)));
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
@@ -316,9 +306,12 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // pass over the router; at 16 tokens it was 1-3% slower) and routers of
   // at most 1 MiB (DeepSeek-V3's 3.5 MiB router was not measured apart
   // from the 10% spread of its layer, so it keeps the three kernels).
-  StringRef gateChoice = "auto";
-  if (auto s = plan.getAs<StringAttr>("fused_gate"))
-    gateChoice = s.getValue();
+  // A choice the user made (a string attribute of the plan), or "auto".
+  auto choice = [&](StringRef attr) -> StringRef {
+    auto s = plan.getAs<StringAttr>(attr);
+    return s ? s.getValue() : StringRef("auto");
+  };
+  StringRef gateChoice = choice("fused_gate");
   bool fusedGate = gateChoice != "never" && !mmaRouter && !splitRoute &&
                    whyNotGateKernel(T, E).empty() &&
                    (gateChoice == "always" ||
@@ -344,9 +337,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
 
   // The down GEMV's input (the activation of the up projection) computed
   // once a block into shared memory, where a block's rows fit 16 KiB.
-  StringRef stageChoice = "auto";
-  if (auto s = plan.getAs<StringAttr>("stage_down"))
-    stageChoice = s.getValue();
+  StringRef stageChoice = choice("stage_down");
   GemvTuning tuning;
   if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
     tuning = {t[0], t[1]};
@@ -363,13 +354,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // routing published and each slot's up projection handed to the down
   // projection through counters instead of kernel boundaries. Where two or
   // more experts are hit (a slot's down items then overlap the next slots'
-  // up items): DeepSeek-V3 7% and Mixtral 2-3% faster than the chain,
+  // up items): DeepSeek-V3 7% and Mixtral 1.6-2.6% faster than the chain,
   // OLMoE and qwen3 within 3% either way; with one expert (ds-moe-128,
   // every down item waits for every up item) 4-6% slower
   // (results/decode-kernel-2026-12-01.md).
-  StringRef decodeChoice = "auto";
-  if (auto s = plan.getAs<StringAttr>("decode_kernel"))
-    decodeChoice = s.getValue();
+  StringRef decodeChoice = choice("decode_kernel");
   // (Not yet in a layer summed over ranks: it has not run on two GPUs.)
   bool decodeKernel = decodeChoice != "never" && gateChoice != "never" &&
                       gemvExperts && stageRows && S >= 2 && !localized &&
@@ -459,9 +448,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // faster at four tokens, OLMoE 0.5-1.3% slower, where all three made
   // ds-moe-128 4% slower:
   // results/decode-overlap-2026-12-01.md).
-  StringRef overlapChoice = "auto";
-  if (auto s = plan.getAs<StringAttr>("decode_overlap"))
-    overlapChoice = s.getValue();
+  StringRef overlapChoice = choice("decode_overlap");
   bool decodeOverlap =
       gemvExperts && !decodeKernel && overlapChoice != "never";
   bool overlapEnds = decodeOverlap && T == 1;
@@ -660,9 +647,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       dk.down = downGrid.kernelOptions(downOpts);
       dk.up.coherentLoads = dk.down.coherentLoads = true;
       dk.up.oneToken = dk.down.oneToken = true;
-      dk.up.triggerDependents = dk.down.triggerDependents = false;
       // A down item issues its first weight loads before it waits for its
-      // slot's up items.
+      // slot's up items (no trigger: decodeOverlap is off).
       dk.down.loadBeforeWait = true;
       dk.upThreads = upGrid.threads;
       dk.downThreads = downGrid.threads;

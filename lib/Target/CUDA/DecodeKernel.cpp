@@ -63,6 +63,9 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   assert(o.up.coherentLoads && o.down.coherentLoads && o.down.stageRows &&
          "the GEMV items read what other blocks wrote from L2");
   assert(o.up.oneToken && o.down.oneToken && "a row a slot");
+  assert(o.down.loadBeforeWait && !o.up.triggerDependents &&
+         !o.down.triggerDependents &&
+         "down items load before their wait; the kernel has its own trigger");
   assert(o.upThreads <= kDecodeThreads && o.downThreads <= kDecodeThreads &&
          o.upThreads % 32 == 0 && o.downThreads % 32 == 0 &&
          "GEMV blocks of whole warps within the decode block");
@@ -93,8 +96,8 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   auto fn = createKernelFunc(b, loc, module, name, argTypes, kDecodeThreads);
   fn->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
               b.getDenseI32ArrayAttr({int32_t(kDecodeThreads), 1, 1}));
-  // A register bound that keeps kDecodeBlocksPerSm blocks an SM (three
-  // spilled: 20-50% slower).
+  // A register bound that keeps kDecodeBlocksPerSm blocks an SM (three or
+  // four spilled: 7-50% slower).
   fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
               b.getI32IntegerAttr(kDecodeBlocksPerSm));
   GateShared gate = addGateShared(b, loc, fn, o.route);
@@ -115,7 +118,6 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   Value routerItems = args[planFirst], upX = args[planFirst + 1],
         upY = args[planFirst + 2], downX = args[planFirst + 3],
         downY = args[planFirst + 4];
-
 
   IndexOps ix{b, loc};
   using P = arith::CmpIPredicate;
@@ -145,18 +147,16 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   Value upEnd = ix.add(routerItems, ix.mul(upPerSlot, slots));
   Value total = ix.add(upEnd, ix.mul(downPerSlot, slots));
 
-
   // Thread 0 spins until `notYet` (of an acquire load) is false; then the
   // block's barrier.
   auto waitUntil = [&](function_ref<Value(OpBuilder &, Location)> notYet) {
     buildIfThen(b, loc, isFirst, [&] {
       auto spin = scf::WhileOp::create(b, loc, TypeRange{}, ValueRange{});
-      Block *before = b.createBlock(&spin.getBefore());
+      b.createBlock(&spin.getBefore());
       scf::ConditionOp::create(b, loc, notYet(b, loc), ValueRange{});
       b.createBlock(&spin.getAfter());
       scf::YieldOp::create(b, loc);
       b.setInsertionPointAfter(spin);
-      (void)before;
     });
     barrier();
   };
@@ -293,10 +293,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
       });
     };
     GemvBlock blk;
-    if (o.down.loadBeforeWait)
-      blk.wait = waitForUp;
-    else
-      waitForUp();
+    blk.wait = waitForUp;
     blk.bx = arith::RemUIOp::create(b, loc, within, downX);
     blk.by = arith::DivUIOp::create(b, loc, within, downX);
     blk.bz = slot;
@@ -313,9 +310,9 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   publish(successor, nextSlot);
   barrier();
   Value next = toIndex(memref::LoadOp::create(b, loc, itemSlot, nextSlot));
+  Value otherSlot = arith::SubIOp::create(b, loc, ix.c(1), nextSlot);
   scf::YieldOp::create(b, loc,
-                       ValueRange{next, arith::SubIOp::create(b, loc, ix.c(1), nextSlot).getResult(),
-                                  isRouter.getResult(0),
+                       ValueRange{next, otherSlot, isRouter.getResult(0),
                                   isRouter.getResult(1)});
 
   b.setInsertionPointAfter(loop);

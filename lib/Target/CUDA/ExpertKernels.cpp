@@ -292,9 +292,10 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
   }
   Value e = slot;
   if (opts.indirect) {
-    // Before the wait, from L2: written by a kernel before the previous one
-    // (complete before that one passed its own wait), never a line this
-    // SM's L1 kept from an earlier launch.
+    // The caller's, or from L2: read before the wait, hit was written by a
+    // kernel before the previous one (complete before that one passed its
+    // own wait), never a line this SM's L1 kept from an earlier launch;
+    // with coherentLoads, by another block of the same kernel.
     Value raw = block.expert ? block.expert
                 : opts.loadBeforeWait || opts.coherentLoads
                     ? loadI32FromL2(b, loc, hit, slot)

@@ -158,21 +158,6 @@ static Value globalPointer(OpBuilder &b, Location loc, Value addr) {
       b, loc, LLVM::LLVMPointerType::get(ctx, 1), generic);
 }
 
-/// The global-memory pointer (!llvm.ptr<1>) to m[row, col] of a
-/// memref<?x?xf32> of identity layout.
-static Value globalF32Pointer(OpBuilder &b, Location loc, Value m, Value row,
-                              Value col) {
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m);
-  Value ld = memref::DimOp::create(b, loc, m, 1);
-  Value element = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, row, ld), col);
-  return globalPointer(
-      b, loc,
-      arith::AddIOp::create(
-          b, loc, base,
-          arith::MulIOp::create(b, loc, element, constIndex(b, loc, 4))));
-}
-
 /// The global-memory pointer to m[indices] of an identity-layout memref.
 static Value elementPointer(OpBuilder &b, Location loc, Value m,
                             ValueRange indices) {
@@ -194,20 +179,28 @@ static Value elementPointer(OpBuilder &b, Location loc, Value m,
                                 constIndex(b, loc, eltBytes))));
 }
 
+/// Inline PTX with side effects (neither LLVM nor ptxas moves it past other
+/// side effects); its one result, if `result` is set.
+static Value inlinePtx(OpBuilder &b, Location loc, Type result,
+                       ValueRange operands, StringRef text,
+                       StringRef constraints) {
+  auto op = LLVM::InlineAsmOp::create(
+      b, loc, result ? TypeRange(result) : TypeRange(), operands, text,
+      constraints, /*has_side_effects=*/true, /*is_align_stack=*/false,
+      LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
+      ArrayAttr());
+  return result ? op.getResult(0) : Value();
+}
+
 Value mlir::moe::loadVector16Here(OpBuilder &b, Location loc, VectorType type,
                                   Value m, ValueRange indices) {
   Value pointer = elementPointer(b, loc, m, indices);
   Type i32 = b.getI32Type();
   auto words =
       LLVM::LLVMStructType::getLiteral(b.getContext(), {i32, i32, i32, i32});
-  Value loaded =
-      LLVM::InlineAsmOp::create(
-          b, loc, words, ValueRange{pointer},
-          "ld.global.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
-          /*has_side_effects=*/true, /*is_align_stack=*/false,
-          LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
-          ArrayAttr())
-          .getResult(0);
+  Value loaded = inlinePtx(b, loc, words, pointer,
+                           "ld.global.v4.b32 {$0, $1, $2, $3}, [$4];",
+                           "=r,=r,=r,=r,l");
   SmallVector<Value> parts;
   for (int64_t i = 0; i < 4; ++i)
     parts.push_back(LLVM::ExtractValueOp::create(b, loc, loaded, i));
@@ -223,17 +216,6 @@ Value mlir::moe::loadI32FromL2(OpBuilder &b, Location loc, Value in, Value i) {
 Value mlir::moe::loadF32FromL2(OpBuilder &b, Location loc, Value in, Value row,
                                Value col) {
   return loadFromL2(b, loc, in, ValueRange{row, col});
-}
-
-static Value inlinePtx(OpBuilder &b, Location loc, Type result,
-                       ValueRange operands, StringRef text,
-                       StringRef constraints) {
-  auto op = LLVM::InlineAsmOp::create(
-      b, loc, result ? TypeRange(result) : TypeRange(), operands, text,
-      constraints, /*has_side_effects=*/true, /*is_align_stack=*/false,
-      LLVM::tailcallkind::TailCallKind::None, LLVM::AsmDialectAttr(),
-      ArrayAttr());
-  return result ? op.getResult(0) : Value();
 }
 
 Value mlir::moe::loadFromL2(OpBuilder &b, Location loc, Value m,
@@ -269,7 +251,7 @@ void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
                                    Value row, Value col,
                                    ArrayRef<Value> vals) {
   assert((vals.size() == 2 || vals.size() == 4) && "2 or 4 values");
-  Value global = globalF32Pointer(b, loc, out, row, col);
+  Value global = elementPointer(b, loc, out, ValueRange{row, col});
   std::string text = "red.global.add.v" + std::to_string(vals.size()) +
                      ".f32 [$0], {";
   std::string constraints = "l";
@@ -280,11 +262,7 @@ void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
   text += "};";
   SmallVector<Value> operands{global};
   operands.append(vals.begin(), vals.end());
-  LLVM::InlineAsmOp::create(b, loc, Type(), operands, text, constraints,
-                            /*has_side_effects=*/true,
-                            /*is_align_stack=*/false,
-                            LLVM::tailcallkind::TailCallKind::None,
-                            LLVM::AsmDialectAttr(), ArrayAttr());
+  inlinePtx(b, loc, Type(), operands, text, constraints);
 }
 
 SmallVector<Type> mlir::moe::groupedGemmArgTypes(OpBuilder &b,

@@ -58,6 +58,7 @@ void buildToLoops(OpPassManager &pm,
     layer.ffnColumns = gpu->ffnColumns;
     layer.stageDown = gpu->stageDown;
     layer.decodeKernel = gpu->decodeKernel;
+    layer.decodeStages = gpu->decodeStages;
     layer.decodeOverlap = gpu->decodeOverlap;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
     moe::ConvertMoEDenseToGpuCallOptions dense;
@@ -136,6 +137,7 @@ void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
     pm.addPass(createGpuNVVMAttachTarget(target));
     pm.addNestedPass<gpu::GPUModuleOp>(createConvertNVGPUToNVVMPass());
     pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());
+    pm.addNestedPass<gpu::GPUModuleOp>(moe::createGpuExternDynamicShared());
   }
   arith::ArithExpandOpsPassOptions expand;
   expand.includeBf16 = true;

@@ -38,6 +38,9 @@
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=DECODE
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=DECODEPTX
 // RUN: not moe-compile %s --target=cuda --gpu-decode-kernel=always --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADDECODE
+// RUN: moe-compile %s --target=cuda --gpu-decode-stages=3 --emit=mlir | FileCheck %s --check-prefix=STAGES
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa decode-stages=3" | FileCheck %s --check-prefix=STAGESPTX
+// RUN: not moe-compile %s --target=cuda --gpu-decode-stages=4 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTAGES
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa ffn-columns=32" | FileCheck %s --check-prefix=FFNPTX
 // RUN: moe-compile %s --target=cuda --gpu-fused-gate=never --emit=mlir | FileCheck %s --check-prefix=SEPARATE
 // RUN: moe-compile %s --target=cuda --gpu-ffn-columns=32 --emit=mlir | FileCheck %s --check-prefix=FFN
@@ -102,7 +105,7 @@
 // PTX-SAME: shfl.sync.bfly.b32
 // PTX-SAME: red.global.add.v4.f32
 
-// DECODE: moe.gpu_plan = {decode_kernel = array<i64: 264, 16, 512, 512>, down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
+// DECODE: moe.gpu_plan = {decode_kernel = array<i64: 264, 16, 512, 512, 0>, down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // DECODE-NOT: llvm.call @mgpuMemset32(
 // DECODE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in
 // DECODE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
@@ -143,6 +146,22 @@
 // DECODEPTX-SAME: ld.global.cg.f32
 // DECODEPTX-SAME: red.global.add.v4.f32
 // BADDECODE: error: decode-kernel must be auto or never, got 'always'
+// With decode-stages=3 the GEMV items copy their weight rows to a ring in
+// dynamic shared memory (3 steps x 8 rows x 256 threads x 16 bytes), which
+// the kernel declares after its static buffers; a step's group is waited
+// for with two newer ones in flight, and the down items' early steps end
+// with a wait for all.
+// STAGES: moe.gpu_plan = {decode_kernel = array<i64: 264, 16, 512, 512, 3>,
+// STAGES: %[[RING:[0-9]+]] = llvm.mlir.constant(98304 : i32) : i32
+// STAGES: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_a3_t256_down_r1_l4_u8_silu_gated_s64_early_t1_a3_t256 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) : i64 dynamic_shared_memory_size %[[RING]]
+// STAGESPTX: .extern .shared .align 16 .b8 __dynamic_shmem__0[];
+// STAGESPTX-SAME: .entry moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_a3_t256_down_r1_l4_u8_silu_gated_s64_early_t1_a3_t256(
+// STAGESPTX-SAME: cp.async.cg.shared.global
+// STAGESPTX-SAME: cp.async.commit_group;
+// STAGESPTX-SAME: cp.async.wait_group {{\\09}}2;
+// STAGESPTX-SAME: ld.shared.v4.b32
+// STAGESPTX-SAME: cp.async.wait_group {{\\09}}0;
+// BADSTAGES: error: decode-stages must be 0, 2 or 3, got 4
 // FFNPTX: .entry moe_ffn_bf16_silu_gated_c32(
 // FFNPTX-SAME: .maxntid 256, 1, 1
 // FFNPTX-SAME: griddepcontrol.wait

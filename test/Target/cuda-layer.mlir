@@ -5,6 +5,7 @@
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --emit=mlir | FileCheck %s --check-prefix=MMA
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=SPLITPTX
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=128 --emit=mlir | FileCheck %s --check-prefix=TILE128
@@ -21,15 +22,28 @@
 
 // 256 tokens, top-2 of 8: 64 rows per expert, the tensor-core path on
 // warpgroup MMAs (128-row tiles); the router's logits on tensor cores too
-// (8 columns: mma.sync), and routing in two parts (256 tokens). With
+// (8 columns: mma.sync; its 2 row tiles split over K in 2, the halves
+// added by atomics), and routing in two parts (256 tokens). With
 // --gpu-path=mma: mma.sync with 64-row tiles and three cp.async stages.
 // MLIR: llvm.func @__moe_gpu_layer_0(
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2 blocks in
+// MLIR-SAME: moe.gpu_plan = {path = "wgmma", router = "mma", router_split_k = 2 : i64,
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2_splitk blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_finish blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4 blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_scatter_bf16_n256_s4 blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
+// The router's K split: grid z picks the run of K steps, the tile's sums
+// go out as f32 vector atomics; the routing's finish kernel maps the
+// assignments strided over its blocks.
+// SPLITPTX: .entry moe_mma_dense_f32_m128_s2_splitk(
+// SPLITPTX-SAME: %ctaid.z
+// SPLITPTX-SAME: %nctaid.z
+// SPLITPTX-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// SPLITPTX-SAME: red.global.add.v2.f32
+// SPLITPTX-SAME: .entry moe_route_e8_k2_softmax_renorm_tiles128_finish(
+// SPLITPTX-SAME: %ctaid.x
+// SPLITPTX-SAME: %nctaid.x
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in

@@ -72,6 +72,9 @@ def main():
     p.add_argument("--decode-kernel", default="auto",
                    help="auto or never: one token's gating, up and down "
                         "GEMVs as one persistent kernel")
+    p.add_argument("--decode-stages", default="0",
+                   help="0, 2 or 3: K steps each thread of the decode "
+                        "kernel's GEMV items keeps in flight by cp.async")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -95,6 +98,7 @@ def main():
                             "--gpu-ffn-columns=" + args.ffn_columns,
                             "--gpu-decode-overlap=" + args.decode_overlap,
                             "--gpu-stage-down=" + args.stage_down,
+                            "--gpu-decode-stages=" + args.decode_stages,
                             "-o", base + ".so"] + extra,
                            check=True)
             print("compiled", base + ".so", flush=True)

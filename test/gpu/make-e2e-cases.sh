@@ -64,6 +64,14 @@ make_case decode-sigmoid-bias --gpu-ffn-columns=-1 --sigmoid --bias --top-k 4 --
 make_case decode-ragged --gpu-ffn-columns=-1 --top-k 2 --experts 8 --tokens 1 --hidden 1000 --ffn 256
 make_case decode-gelu-plain --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 1 --hidden 192 --ffn 320
 make_case decode-top1-chain --gpu-ffn-columns=-1 --top-k 1 --experts 32 --tokens 1 --hidden 128 --ffn 256
+# Its GEMV items through a cp.async ring in dynamic shared memory (beside
+# the static buffers; GEMV blocks of 32 threads in the ragged one).
+make_case decode-stages --gpu-decode-stages=3 --gpu-ffn-columns=-1 --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 512
+make_case decode-stages-ragged --gpu-decode-stages=2 --gpu-ffn-columns=-1 --top-k 2 --experts 8 --tokens 1 --hidden 1000 --ffn 256
+# The router's logits split over K on tensor cores (warpgroup MMAs: 128
+# experts; mma.sync: 16), the routing finished by several blocks.
+make_case router-split-wgmma --top-k 8 --experts 128 --renormalize --tokens 256 --hidden 256 --ffn 64
+make_case router-split-mma --top-k 2 --experts 16 --tokens 512 --hidden 512 --ffn 128
 make_case overlap-plain-rows --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 3 --hidden 192 --ffn 320
 # The tensor-core path (mma): several row tiles per expert, a partial last
 # tile, gather, every epilogue.

@@ -112,6 +112,12 @@ cl::opt<std::string> gpuFusedGate(
              "where it measured faster), always (up to 64 tokens) or never "
              "(a memset, the router GEMV and the routing kernel)"),
     cl::init("auto"), cl::cat(category));
+cl::opt<int64_t> gpuDecodeStages(
+    "gpu-decode-stages",
+    cl::desc("K steps each thread of the decode kernel's GEMV items keeps in "
+             "flight through cp.async to shared memory: 2 or 3; 0 (default): "
+             "loads to registers"),
+    cl::init(0), cl::cat(category));
 cl::opt<std::string> gpuDecodeOverlap(
     "gpu-decode-overlap",
     cl::desc("the few-rows path's down GEMV issues its first weight loads "
@@ -462,6 +468,7 @@ int main(int argc, char **argv) {
     cudaOptions.ffnColumns = gpuFfnColumns;
     cudaOptions.stageDown = gpuStageDown;
     cudaOptions.decodeKernel = gpuDecodeKernel;
+    cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;

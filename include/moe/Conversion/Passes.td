@@ -104,6 +104,11 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "one token's gating, up and down GEMVs as one persistent kernel "
            "of work items: auto (the default, where it applies) or never "
            "(the chain of kernels)">,
+    Option<"decodeStages", "decode-stages", "int64_t", "0",
+           "K steps each thread of the decode kernel's GEMV items keeps in "
+           "flight through cp.async to shared memory: 2 or 3; 0 (the "
+           "default): loads to registers (results/"
+           "decode-stages-2026-12-01.md)">,
     Option<"stageDown", "stage-down", "std::string", "\"auto\"",
            "the few-rows path's down GEMV computes its input's activation "
            "once a block into shared memory: auto (where a block's rows fit "

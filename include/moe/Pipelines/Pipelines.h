@@ -72,6 +72,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("one token's gating, up and down GEMVs as one "
                      "persistent kernel: auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<int64_t> decodeStages{
+      *this, "decode-stages",
+      llvm::cl::desc("K steps each thread of the decode kernel's GEMV items "
+                     "keeps in flight through cp.async to shared memory: 2 "
+                     "or 3; 0 (default): loads to registers"),
+      llvm::cl::init(0)};
   PassOptions::Option<std::string> stageDown{
       *this, "stage-down",
       llvm::cl::desc("the down GEMV computes its input's activation once a "

@@ -80,6 +80,23 @@ def GpuCheckConvergence
   }];
 }
 
+def GpuExternDynamicShared
+    : Pass<"moe-gpu-extern-dynamic-shared", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Place dynamic shared memory after a kernel's static shared "
+                "buffers";
+  let description = [{
+    Runs after `convert-gpu-to-nvvm`. Upstream lowers
+    `gpu.dynamic_shared_memory` to an internal zero-length global of
+    address space 3, which NVPTX prints as a one-byte static `.shared`
+    variable: ptxas then places it among the kernel's other static shared
+    buffers (workgroup attributions), and what a kernel addresses through
+    it overlaps them. Given external linkage, the global becomes
+    `.extern .shared ... []`, CUDA's dynamic shared memory, which starts
+    after all static shared memory. (A kernel with both, the decode
+    kernel, raced on its own queue slots without this.)
+  }];
+}
+
 def GpuAddExpertKernels : Pass<"moe-gpu-add-expert-kernels", "ModuleOp"> {
   let summary = "Add the expert-path GPU kernels to a gpu.module";
   let description = [{

@@ -200,6 +200,22 @@ bool mlir::moe::denseMatmulOnTensorCores(int64_t rows, int64_t k) {
   return rows >= 128 && k % kMmaTileK == 0;
 }
 
+DenseMatmulPlan mlir::moe::planDenseMatmul(int64_t T, int64_t K, int64_t M) {
+  DenseMatmulPlan p;
+  p.wgmma = K % kWgmmaTileK == 0 && M >= 128;
+  if (p.wgmma) {
+    p.rowTiles = (T + kWgmmaTileM - 1) / kWgmmaTileM;
+    // 128-column blocks where 256 would leave SMs idle.
+    p.columns = p.rowTiles * ((M + 255) / 256) < kPlanSms ? 128 : 256;
+  } else {
+    p.rowTiles = (T + 127) / 128;
+    p.columns = kMmaTileN;
+  }
+  int64_t blocks = p.rowTiles * ((M + p.columns - 1) / p.columns);
+  p.splits = planSplitK(blocks, K / (p.wgmma ? kWgmmaTileK : kMmaTileK));
+  return p;
+}
+
 Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
                                 gpu::GPUModuleOp kernels, Value x, Value w,
                                 Value anyI32, Value zeroedOut) {
@@ -212,34 +228,45 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
   Value w3 = memref::ExpandShapeOp::create(
       b, w.getLoc(), MemRefType::get({1, K, M}, bf16), w,
       ArrayRef<ReassociationIndices>{{0, 1}, {2}});
-  if (denseMatmulOnTensorCores(T, K) && K % kWgmmaTileK == 0 && M >= 128) {
-    // Warpgroup MMAs; 128-column blocks where 256 would leave SMs idle.
+  // The tensor-core paths split K over grid z where their tiles alone
+  // would leave SMs idle (a router of 8 to 256 experts is one column
+  // block: 1 to 8 blocks at 128 to 1024 tokens took 20-73 us), the
+  // output then accumulated by atomics into zeros.
+  auto output = [&](int64_t splits) {
+    return zeroedOut ? zeroedOut
+                     : splits > 1 ? h.zeroed({T, M}) : h.alloc({T, M}, f32);
+  };
+  DenseMatmulPlan plan = planDenseMatmul(T, K, M);
+  int64_t rowTiles = plan.rowTiles, splits = plan.splits;
+  int64_t colBlocks = (M + plan.columns - 1) / plan.columns;
+  if (denseMatmulOnTensorCores(T, K) && plan.wgmma) {
     MmaOptions o;
     o.dense = true;
+    o.splitK = splits > 1;
     WgmmaTile t;
-    int64_t rowTiles = (T + kWgmmaTileM - 1) / kWgmmaTileM;
-    if (rowTiles * ((M + 255) / 256) < kPlanSms)
+    if (plan.columns == 128)
       t = {128, 6};
     std::string name = wgmmaKernelName(o, t);
     gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {
       return buildGroupedWgmmaKernel(b, kloc, kernels, name, o, t);
     });
-    Value acc = h.alloc({T, M}, f32);
-    h.launch(k, {rowTiles, (M + t.columns - 1) / t.columns, 1},
-             {kWgmmaThreads, 1, 1}, {x, w3, acc}, wgmmaSharedBytes(t));
+    Value acc = output(splits);
+    h.launch(k, {rowTiles, colBlocks, splits}, {kWgmmaThreads, 1, 1},
+             {x, w3, acc}, wgmmaSharedBytes(t));
     return acc;
   }
   if (denseMatmulOnTensorCores(T, K)) {
     MmaOptions o;
     o.dense = true;
     o.tileM = 128;
+    o.splitK = splits > 1;
     std::string name = mmaKernelName(o);
     gpu::GPUFuncOp k = getOrBuildKernel(kernels, name, [&] {
       return buildGroupedMmaKernel(b, kloc, kernels, name, o);
     });
-    Value acc = h.alloc({T, M}, f32);
-    h.launch(k, {(M + kMmaTileN - 1) / kMmaTileN, (T + 127) / 128, 1},
-             {kMmaThreads, 1, 1}, {x, w3, acc});
+    Value acc = output(splits);
+    h.launch(k, {colBlocks, rowTiles, splits}, {kMmaThreads, 1, 1},
+             {x, w3, acc});
     return acc;
   }
   GemvGrid g = planGemv(K, M, 1);

@@ -142,6 +142,11 @@ struct ConvertMoELayerToGpuCallPass
       mlir::emitError(module.getLoc()) << why;
       return signalPassFailure();
     }
+    if (decodeStages != 0 && decodeStages != 2 && decodeStages != 3) {
+      mlir::emitError(module.getLoc())
+          << "decode-stages must be 0, 2 or 3, got " << int64_t(decodeStages);
+      return signalPassFailure();
+    }
     WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages};
     if (std::string why = whyNotWgmma(wgmmaTile); !why.empty()) {
       mlir::emitError(module.getLoc()) << why;
@@ -206,6 +211,9 @@ struct ConvertMoELayerToGpuCallPass
       if (gemvLanes || gemvUnroll)
         plan.push_back(b.getNamedAttr(
             "gemv_tuning", b.getDenseI64ArrayAttr({gemvLanes, gemvUnroll})));
+      if (decodeStages)
+        plan.push_back(b.getNamedAttr("decode_stages",
+                                      b.getI64IntegerAttr(decodeStages)));
       if (ffnColumns != 0)
         plan.push_back(b.getNamedAttr("ffn_columns",
                                       b.getI64IntegerAttr(ffnColumns)));
@@ -359,6 +367,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // every down item waits for every up item) 4-6% slower
   // (results/decode-kernel-2026-12-01.md).
   StringRef decodeChoice = choice("decode_kernel");
+  auto stagesAttr = plan.getAs<IntegerAttr>("decode_stages");
+  int64_t decodeStages = stagesAttr ? stagesAttr.getInt() : 0;
   // (Not yet in a layer summed over ranks: it has not run on two GPUs.)
   bool decodeKernel = decodeChoice != "never" && gateChoice != "never" &&
                       gemvExperts && stageRows && S >= 2 && !localized &&
@@ -379,12 +389,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value tileRow = mma ? h.alloc({tiles}, i32) : Value();
   // The buffers accumulated by atomics, cleared by one memset (or by the
   // gating kernel): the output, the GEMV path's up (and gate) projections
-  // and the router GEMV's logits.
+  // and the router's logits (the GEMV's, or the tensor cores' split over
+  // K).
   SmallVector<SmallVector<int64_t, 2>> zeroShapes{{T, d}};
   if (!mma && !ffnColumns)
     zeroShapes.append(gated ? 2 : 1, {N, f});
-  bool gemvRouter = !mmaRouter && !fusedGate;
-  if (gemvRouter)
+  bool zeroRouter = !fusedGate;
+  if (zeroRouter)
     zeroShapes.push_back({T, E});
   Value clearInGate;
   SmallVector<Value> zeroedBuffers =
@@ -392,7 +403,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value y = zeroedBuffers[0];
   Value hUp = gemvExperts ? zeroedBuffers[1] : Value();
   Value hGate = gated && gemvExperts ? zeroedBuffers[2] : Value();
-  Value routerOut = gemvRouter ? zeroedBuffers.back() : Value();
+  Value routerOut = zeroRouter ? zeroedBuffers.back() : Value();
   Value act = mma ? h.alloc({N, f}, bf16) : Value();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
 
@@ -458,8 +469,14 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   SmallVector<NamedAttribute> planAttrs{
       b.getNamedAttr("path", b.getStringAttr(path)),
       b.getNamedAttr("slots", b.getI64IntegerAttr(S))};
-  if (mmaRouter)
-    planAttrs.push_back(b.getNamedAttr("router", b.getStringAttr("mma")));
+  if (mmaRouter) {
+    DenseMatmulPlan rp = planDenseMatmul(T, d, E);
+    planAttrs.push_back(b.getNamedAttr(
+        "router", b.getStringAttr(rp.wgmma ? "wgmma" : "mma")));
+    if (rp.splits > 1)
+      planAttrs.push_back(
+          b.getNamedAttr("router_split_k", b.getI64IntegerAttr(rp.splits)));
+  }
   else if (fusedGate)
     planAttrs.push_back(b.getNamedAttr(
         "gate", b.getDenseI64ArrayAttr(
@@ -493,14 +510,14 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     if (stageRows)
       planAttrs.push_back(
           b.getNamedAttr("stage_down", b.getI64IntegerAttr(stageRows)));
-    // [blocks, gating items, up items, down items]
+    // [blocks, gating items, up items, down items, cp.async stages]
     if (decodeKernel)
       planAttrs.push_back(b.getNamedAttr(
           "decode_kernel",
           b.getDenseI64ArrayAttr(
               {kPlanSms * kDecodeBlocksPerSm, gatePlan.blocks,
                upGrid.blocksX * upGrid.splits * S * (gated ? 2 : 1),
-               downGrid.blocksX * downGrid.splits * S})));
+               downGrid.blocksX * downGrid.splits * S, decodeStages})));
   }
   fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
 
@@ -544,8 +561,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     h.launch(routeKernel(RoutePart::Select),
              {(T + warpsPerBlock - 1) / warpsPerBlock, 1, 1},
              {kRouteSelectThreads, 1, 1}, routeArgs);
-    h.launch(routeKernel(RoutePart::Finish), {1, 1, 1}, {kRouteThreads, 1, 1},
-             routeArgs);
+    // A block per kRouteThreads assignments (one block mapped 8192 of them,
+    // at 1024 tokens, in about 20 us).
+    h.launch(routeKernel(RoutePart::Finish),
+             {(N + kRouteThreads - 1) / kRouteThreads, 1, 1},
+             {kRouteThreads, 1, 1}, routeArgs);
   } else {
     h.launch(routeKernel(RoutePart::Whole), {1, 1, 1}, {kRouteThreads, 1, 1},
              routeArgs);
@@ -650,6 +670,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       // A down item issues its first weight loads before it waits for its
       // slot's up items (no trigger: decodeOverlap is off).
       dk.down.loadBeforeWait = true;
+      dk.up.asyncStages = dk.down.asyncStages = decodeStages;
       dk.upThreads = upGrid.threads;
       dk.downThreads = downGrid.threads;
       std::string name = decodeKernelName(dk);
@@ -664,7 +685,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                         downGrid.blocksX, downGrid.splits})
         args.push_back(h.index(v));
       h.launch(decode, {kPlanSms * kDecodeBlocksPerSm, 1, 1},
-               {kDecodeThreads, 1, 1}, args);
+               {kDecodeThreads, 1, 1}, args, decodeKernelSharedBytes(dk));
     } else {
       gpu::GPUFuncOp upK = gemvKernel(
           gated ? "moe_gemv_gather_pair_bf16" : "moe_gemv_gather_bf16",

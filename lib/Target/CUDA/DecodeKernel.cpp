@@ -42,6 +42,15 @@ std::string mlir::moe::decodeKernelName(const DecodeKernelOptions &o) {
          "_down" + down + "_t" + std::to_string(o.downThreads);
 }
 
+static int64_t ringSlots(const DecodeKernelOptions &o) {
+  return std::max(gemvRingSlots(o.up, kDecodeThreads),
+                  gemvRingSlots(o.down, kDecodeThreads));
+}
+
+int64_t mlir::moe::decodeKernelSharedBytes(const DecodeKernelOptions &o) {
+  return ringSlots(o) * 16;
+}
+
 std::string mlir::moe::whyNotDecodeKernel(int64_t tokens, int64_t slots,
                                           int64_t experts) {
   if (tokens != 1)
@@ -111,6 +120,20 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
                       workgroup),
       loc);
   ValueRange args = fn.getBody().front().getArguments();
+  // The GEMV items' cp.async ring (one for both: an item's copies are all
+  // waited for before the block takes the next).
+  Value ring;
+  if (int64_t slots = ringSlots(o)) {
+    Value raw = gpu::DynamicSharedMemoryOp::create(
+        b, loc,
+        MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                        MemRefLayoutAttrInterface(), workgroup));
+    ring = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({slots, kGemvColumnsPerThread}, bf16,
+                        MemRefLayoutAttrInterface(), workgroup),
+        raw, arith::ConstantIndexOp::create(b, loc, 0), ValueRange{});
+  }
   ValueRange gateArgs = args.take_front(upFirst);
   GemvArgs upArgs = gemvArgs(args.slice(upFirst, downFirst - upFirst), o.up);
   GemvArgs downArgs =
@@ -266,6 +289,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
     if (o.upThreads < kDecodeThreads)
       blk.active = ix.icmp(P::ult, warp, ix.c(o.upThreads / 32));
     blk.expert = memref::LoadOp::create(b, loc, hitShared, slot);
+    blk.ring = ring;
     emitGemvBlock(b, loc, bf16, o.up, upArgs, blk);
     // Every thread's atomics are issued; the release orders them before
     // the count (deferring it to the block's next item, so that only the
@@ -302,6 +326,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
       blk.active = ix.icmp(P::ult, warp, ix.c(o.downThreads / 32));
     blk.expert = memref::LoadOp::create(b, loc, hitShared, slot);
     blk.stage = stage;
+    blk.ring = ring;
     emitGemvBlock(b, loc, bf16, o.down, downArgs, blk);
     scf::YieldOp::create(b, loc, ValueRange{trueV, slot});
   }

@@ -72,6 +72,8 @@ std::string mlir::moe::gemvKernelName(StringRef base, const GemvOptions &o) {
     name += "_trigger";
   if (o.oneToken)
     name += "_t1";
+  if (o.asyncStages)
+    name += "_a" + std::to_string(o.asyncStages);
   return name;
 }
 
@@ -328,11 +330,71 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
     }
     return weights;
   };
+  // With asyncStages: step n's weights go to the ring's slots
+  // ((n mod S) * unroll + u) * threads + tid (threads: the running block's,
+  // which may be bigger than the GEMV's), one commit group a step.
+  const int64_t S = opts.asyncStages;
+  assert((!S || (block.ring && S >= 2)) && "a ring of two or more stages");
+  assert((!S || !opts.loadBeforeWait || opts.oneToken) &&
+         "steps issued before the wait serve one row pass");
+  Value ringThreads =
+      S ? gpu::BlockDimOp::create(b, loc, gpu::Dimension::x).getResult()
+        : Value();
+  auto ringSlot = [&](OpBuilder &lb, Location l, Value n, int64_t u) {
+    IndexOps ix{lb, l};
+    Value stageSlot = ix.remu(n, S);
+    return ix.add(ix.mul(ix.add(ix.mul(stageSlot, ix.c(unroll)), ix.c(u)),
+                         ringThreads),
+                  tid);
+  };
+  // Issues step n (its first row `first`) to the ring, if `cond` (null:
+  // always); then commits the step's group (empty if not issued).
+  auto issueStep = [&](OpBuilder &lb, Location l, Value n, Value first,
+                       Value col, Value cond) {
+    auto copies = [&] {
+      for (int64_t u = 0; u < unroll; ++u)
+        asyncCopy16(lb, l, block.ring,
+                    ValueRange{ringSlot(lb, l, n, u),
+                               arith::ConstantIndexOp::create(lb, l, 0)},
+                    w,
+                    ValueRange{e,
+                               arith::AddIOp::create(
+                                   lb, l, first,
+                                   arith::ConstantIndexOp::create(
+                                       lb, l, u * lanes)),
+                               col},
+                    arith::ConstantIndexOp::create(lb, l, cols));
+    };
+    if (cond)
+      buildIfThen(lb, l, cond, copies);
+    else
+      copies();
+    NVVM::CpAsyncCommitGroupOp::create(lb, l);
+  };
   // The first K step's weights, loaded before the wait (every block: rows
   // k0.. exist since kchunk and K are multiples of the step; the column is
   // kept inside the matrix), used by the first step of every row pass.
+  // With asyncStages, the first S - 1 steps (those inside the chunk).
   SmallVector<Value> earlyWeights, earlyKs;
-  if (opts.loadBeforeWait) {
+  if (opts.loadBeforeWait && S) {
+    IndexOps ix{b, loc};
+    Value col = arith::MinUIOp::create(
+        b, loc, loadCol, arith::SubIOp::create(b, loc, m, cst(cols)));
+    // (Threads past the GEMV's block issue nothing.)
+    for (int64_t p = 0; p < S - 1; ++p) {
+      Value inChunk = p ? ix.icmp(arith::CmpIPredicate::ule,
+                                  ix.add(k0, cst((p + 1) * step)), k1)
+                        : Value();
+      Value cond = !block.active ? inChunk
+                   : inChunk
+                       ? arith::AndIOp::create(b, loc, block.active, inChunk)
+                             .getResult()
+                       : block.active;
+      issueStep(b, loc, cst(p), ix.add(ix.add(k0, cst(p * step)), kl), col,
+                cond);
+    }
+    waitThenTrigger();
+  } else if (opts.loadBeforeWait) {
     Value col = arith::MinUIOp::create(
         b, loc, loadCol, arith::SubIOp::create(b, loc, m, cst(cols)));
     // (Loads that the compiler keeps before the wait: a plain load used
@@ -458,19 +520,54 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
       };
   SmallVector<Value> init(rowsPerPass, zero);
   Value kStart = k0;
-  if (opts.loadBeforeWait) {
+  if (opts.loadBeforeWait && !S) {
     init = consume(b, loc, earlyKs, earlyWeights, init);
     kStart = arith::AddIOp::create(b, loc, k0, cst(step));
   }
-  // Each step covers unroll * lanes rows: lane kl takes i + u * lanes + kl.
-  auto kLoop = scf::ForOp::create(
-      b, loc, kStart, k1, cst(step), init,
-      [&](OpBuilder &lb, Location l, Value i, ValueRange acc) {
-        SmallVector<Value> ks;
-        SmallVector<Value> weights = loadWeights(
-            lb, l, arith::AddIOp::create(lb, l, i, kl), loadCol, ks);
-        scf::YieldOp::create(lb, l, consume(lb, l, ks, weights, acc));
-      });
+  scf::ForOp kLoop;
+  if (S) {
+    // Step n: issue step n + S - 1 (if any), wait for step n's group, read
+    // its slots back, use them.
+    IndexOps ix{b, loc};
+    Value steps = arith::DivUIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, k1, k0), cst(step));
+    auto firstRow = [&](IndexOps &o, Value n) {
+      return o.add(o.add(k0, o.mul(n, o.c(step))), kl);
+    };
+    if (!opts.loadBeforeWait)
+      for (int64_t p = 0; p < S - 1; ++p)
+        issueStep(b, loc, cst(p), firstRow(ix, cst(p)), loadCol,
+                  p ? ix.icmp(arith::CmpIPredicate::ult, cst(p), steps)
+                    : Value());
+    kLoop = scf::ForOp::create(
+        b, loc, cst(0), steps, cst(1), init,
+        [&](OpBuilder &lb, Location l, Value n, ValueRange acc) {
+          IndexOps lx{lb, l};
+          Value ahead = lx.add(n, lx.c(S - 1));
+          issueStep(lb, l, ahead, firstRow(lx, ahead), loadCol,
+                    lx.icmp(arith::CmpIPredicate::ult, ahead, steps));
+          NVVM::CpAsyncWaitGroupOp::create(lb, l, int32_t(S - 1));
+          SmallVector<Value> ks, weights;
+          for (int64_t u = 0; u < unroll; ++u) {
+            ks.push_back(lx.add(firstRow(lx, n), lx.c(u * lanes)));
+            weights.push_back(vector::LoadOp::create(
+                lb, l, vecType, block.ring,
+                ValueRange{ringSlot(lb, l, n, u), lx.c(0)}));
+          }
+          scf::YieldOp::create(lb, l, consume(lb, l, ks, weights, acc));
+        });
+  } else {
+    // Each step covers unroll * lanes rows: lane kl takes i + u * lanes +
+    // kl.
+    kLoop = scf::ForOp::create(
+        b, loc, kStart, k1, cst(step), init,
+        [&](OpBuilder &lb, Location l, Value i, ValueRange acc) {
+          SmallVector<Value> ks;
+          SmallVector<Value> weights = loadWeights(
+              lb, l, arith::AddIOp::create(lb, l, i, kl), loadCol, ks);
+          scf::YieldOp::create(lb, l, consume(lb, l, ks, weights, acc));
+        });
+  }
   // The lanes sharing a column group add their rows' partial sums.
   SmallVector<SmallVector<Value>> sums(rowsPerPass);
   for (int64_t q = 0; q < rowsPerPass; ++q)
@@ -509,6 +606,12 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
       atomicAddF32Vector(b, loc, out, outRow,
                          arith::AddIOp::create(b, loc, j, cst(c)),
                          ArrayRef<Value>(vals).slice(c, 4));
+  }
+  // Threads out of the work issued the early steps too: nothing may land
+  // in the ring after the block moves on.
+  if (S && opts.loadBeforeWait) {
+    b.setInsertionPointAfter(ifOp);
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
   }
 }
 

@@ -384,6 +384,10 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
       false);
   OpBuilder::InsertionGuard cg(b);
   b.setInsertionPointToStart(&inCols.getThenRegion().front());
+  if (o.dense && o.splitK) {
+    atomicAddF32Vector(b, loc, out, row.slot, col, h);
+    return;
+  }
   if (o.dense) {
     vector::StoreOp::create(
         b, loc,
@@ -411,6 +415,27 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
       out, ValueRange{row.slot, col}, false, llvm::MaybeAlign(4));
 }
 
+KSteps mlir::moe::blockKSteps(OpBuilder &b, Location loc, const MmaOptions &o,
+                              Value steps) {
+  IndexOps ix{b, loc};
+  if (!o.splitK)
+    return {ix.c(0), steps};
+  Value z = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value nz = gpu::GridDimOp::create(b, loc, gpu::Dimension::z);
+  Value run = arith::CeilDivUIOp::create(b, loc, steps, nz);
+  Value first = arith::MinUIOp::create(b, loc, ix.mul(z, run), steps);
+  Value count = arith::MinUIOp::create(
+      b, loc, run, arith::SubIOp::create(b, loc, steps, first));
+  return {first, count};
+}
+
+int64_t mlir::moe::planSplitK(int64_t blocks, int64_t steps) {
+  if (2 * blocks >= kPlanSms)
+    return 1;
+  int64_t want = (2 * kPlanSms + blocks - 1) / blocks;
+  return std::max<int64_t>(1, std::min(want, steps / 2));
+}
+
 std::string mlir::moe::mmaKernelName(const MmaOptions &o) {
   std::string name =
       o.dense     ? "moe_mma_dense_f32"
@@ -419,7 +444,8 @@ std::string mlir::moe::mmaKernelName(const MmaOptions &o) {
                      stringifyActivation(o.activation) + "_bf16")
                         .str();
   return name + "_m" + std::to_string(o.tileM) + "_s" +
-         std::to_string(o.stages) + (o.warps == 8 ? "" : "_w4");
+         std::to_string(o.stages) + (o.warps == 8 ? "" : "_w4") +
+         (o.splitK ? "_splitk" : "");
 }
 
 int64_t mlir::moe::mmaColumnsPerMatrix(const MmaOptions &o) {
@@ -539,11 +565,17 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
 
   // Prologue: the first S - 1 steps in flight (past the end, the last step
   // again, unused).
-  Value steps = arith::DivUIOp::create(b, loc, K, ci(TK));
+  KSteps ks = blockKSteps(b, loc, o, arith::DivUIOp::create(b, loc, K, ci(TK)));
+  Value steps = ks.count;
   Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
+  // K of this block's step i (past the end, the last step again, unused).
+  auto kOf = [&](Value i) {
+    return arith::MinUIOp::create(b, loc, mul(add(ks.first, i), ci(TK)),
+                                  lastK);
+  };
   Value lastGroup;
   for (int64_t st = 0; st < S - 1; ++st)
-    lastGroup = issue(ci(st), arith::MinUIOp::create(b, loc, ci(st * TK), lastK));
+    lastGroup = issue(ci(st), kOf(ci(st)));
   auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
                                   SmallVector<Value>(numAcc, zeroF));
   {
@@ -555,8 +587,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
     // Step kt + S - 1's copies into the stage read at kt - 1 (past the
     // end, the last step again, unused), then wait for step kt's.
     Value ahead = add(kt, ci(S - 1));
-    Value nextK = arith::MinUIOp::create(b, loc, mul(ahead, ci(TK)), lastK);
-    Value group = issue(remu(ahead, S), nextK);
+    Value group = issue(remu(ahead, S), kOf(ahead));
     nvgpu::DeviceAsyncWaitOp::create(b, loc, group,
                                      b.getI32IntegerAttr(int32_t(S - 1)));
     gpu::BarrierOp::create(b, loc);

@@ -746,23 +746,32 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   }
   Value nhit = toIndex(memref::LoadOp::create(b, loc, scanB, ci(E - 1)));
   Value slots = memref::DimOp::create(b, loc, hit, 0);
+  // The finish kernel's blocks each scan the counts and map their share of
+  // the assignments; the first also writes the tables below.
+  Value bx = finish ? gpu::BlockIdOp::create(b, loc, gpu::Dimension::x)
+                          .getResult()
+                    : ci(0);
+  Value leader = icmp(P::eq, bx, ci(0));
   ifThen(inRange, [&] {
     Value excl = arith::SubIOp::create(
         b, loc, memref::LoadOp::create(b, loc, scanA, tid), count);
-    memref::StoreOp::create(b, loc, excl, offsets, tid);
     memref::StoreOp::create(b, loc, excl, counts, tid);
-    ifThen(icmp(P::sgt, count, c32(0)), [&] {
-      Value s = arith::SubIOp::create(
-          b, loc, toIndex(memref::LoadOp::create(b, loc, scanB, tid)), ci(1));
-      memref::StoreOp::create(b, loc, toI32(tid), hit, s);
+    ifThen(leader, [&] {
+      memref::StoreOp::create(b, loc, excl, offsets, tid);
+      ifThen(icmp(P::sgt, count, c32(0)), [&] {
+        Value s = arith::SubIOp::create(
+            b, loc, toIndex(memref::LoadOp::create(b, loc, scanB, tid)),
+            ci(1));
+        memref::StoreOp::create(b, loc, toI32(tid), hit, s);
+      });
     });
   });
-  ifThen(icmp(P::eq, tid, ci(0)), [&] {
+  ifThen(andI(leader, icmp(P::eq, tid, ci(0))), [&] {
     memref::StoreOp::create(b, loc,
                             memref::LoadOp::create(b, loc, scanA, ci(E - 1)),
                             offsets, ci(E));
   });
-  if (o.tileRows) {
+  if (o.tileRows) ifThen(leader, [&] {
     // The tile table: expert e's tiles start at its exclusive tile offset;
     // entries past the last tile are -1.
     ifThen(inRange, [&] {
@@ -790,16 +799,24 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
     OpBuilder::InsertionGuard fg(b);
     b.setInsertionPointToStart(fill.getBody());
     memref::StoreOp::create(b, loc, c32(-1), tileExpert, fill.getInductionVar());
-  }
-  ifThen(andI(icmp(P::uge, tid, nhit), icmp(P::ult, tid, slots)), [&] {
-    memref::StoreOp::create(b, loc, c32(-1), hit, tid);
   });
+  ifThen(andI(leader, andI(icmp(P::uge, tid, nhit), icmp(P::ult, tid, slots))),
+         [&] { memref::StoreOp::create(b, loc, c32(-1), hit, tid); });
   barrier();
 
-  // --- The mapping table: row of each assignment, its token and weight. ---
+  // --- The mapping table: row of each assignment, its token and weight
+  // (strided over the finish kernel's blocks). ---
   Value assignments = memref::DimOp::create(b, loc, assignExpert, 0);
+  Value mapStride = ci(threads), mapFirst = tid;
+  if (finish) {
+    mapStride = arith::MulIOp::create(
+        b, loc, gpu::GridDimOp::create(b, loc, gpu::Dimension::x), mapStride);
+    mapFirst = arith::AddIOp::create(b, loc, tid,
+                                     arith::MulIOp::create(b, loc, bx,
+                                                           ci(threads)));
+  }
   auto mapLoop =
-      scf::ForOp::create(b, loc, tid, assignments, ci(threads));
+      scf::ForOp::create(b, loc, mapFirst, assignments, mapStride);
   {
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(mapLoop.getBody());

@@ -84,7 +84,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
                    stringifyActivation(o.activation) + "_bf16")
                       .str();
   return name + "_n" + std::to_string(t.columns) + "_s" +
-         std::to_string(t.stages);
+         std::to_string(t.stages) + (o.splitK ? "_splitk" : "");
 }
 
 gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
@@ -253,10 +253,16 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
 
   // Prologue: steps 0 .. S - 3 in flight (past the end, the last step again,
   // unused).
-  Value steps = arith::DivUIOp::create(b, loc, K, ci(TK));
+  KSteps ks = blockKSteps(b, loc, o, arith::DivUIOp::create(b, loc, K, ci(TK)));
+  Value steps = ks.count;
   Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
+  // K of this block's step i (past the end, the last step again, unused).
+  auto kOf = [&](Value i) {
+    return arith::MinUIOp::create(b, loc, mul(add(ks.first, i), ci(TK)),
+                                  lastK);
+  };
   for (int64_t st = 0; st < S - 2; ++st)
-    issue(ci(st), arith::MinUIOp::create(b, loc, ci(st * TK), lastK));
+    issue(ci(st), kOf(ci(st)));
   auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
                                   ValueRange{zeroAcc});
   {
@@ -271,8 +277,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
     gpu::BarrierOp::create(b, loc);
     Value ahead = add(kt, ci(S - 2));
-    issue(remu(ahead, S),
-          arith::MinUIOp::create(b, loc, mul(ahead, ci(TK)), lastK));
+    issue(remu(ahead, S), kOf(ahead));
     Value stage64 = toI64(stage);
     Value aDesc = arith::AddIOp::create(
         b, loc, aDesc0,

@@ -86,14 +86,23 @@ gpu::GPUFuncOp getOrBuildKernel(gpu::GPUModuleOp kernels, StringRef name,
 /// rows: the GEMV re-reads the weights for every 4 rows).
 bool denseMatmulOnTensorCores(int64_t rows, int64_t k);
 
+/// How denseMatmulF32 multiplies T rows of K by [K, M] on tensor cores:
+/// warpgroup MMAs or mma.sync, and the K splits of its grid (1: none).
+struct DenseMatmulPlan {
+  bool wgmma = false;
+  int64_t columns = 0, rowTiles = 0, splits = 1;
+};
+DenseMatmulPlan planDenseMatmul(int64_t rows, int64_t k, int64_t m);
+
 /// f32 [T, M] = x [T, K] w [K, M] (bf16) on the device, through `h`: the
 /// dense tensor-core kernel (denseMatmulOnTensorCores; on warpgroup MMAs
-/// where K is a multiple of 64 and M at least 128), else the dense GEMV
-/// (split over K, f32 atomics into a zeroed buffer, grid planGemv(K, M, 1)).
-/// `anyI32` is any i32 device buffer: the dense GEMV does not read its
-/// offsets argument.
-/// `zeroedOut`, if given, is the zeroed f32 [T, M] buffer the GEMV
-/// accumulates into (the tensor-core kernels do not use it).
+/// where K is a multiple of 64 and M at least 128; split over K where its
+/// tiles fill fewer than half the SMs, planDenseMatmul), else the dense
+/// GEMV (split over K, grid planGemv(K, M, 1)); split kernels accumulate
+/// with f32 atomics into a zeroed buffer. `anyI32` is any i32 device
+/// buffer: the dense GEMV does not read its offsets argument.
+/// `zeroedOut`, if given, is a zeroed f32 [T, M] buffer to use as the
+/// output (else one is allocated, and zeroed where the kernel needs it).
 Value denseMatmulF32(OpBuilder &b, HostBuilder &h, gpu::GPUModuleOp kernels,
                      Value x, Value w, Value anyI32,
                      Value zeroedOut = Value());

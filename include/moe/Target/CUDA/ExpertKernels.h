@@ -180,6 +180,14 @@ struct GemvOptions {
   /// s is row s and its token is 0, so offsets and rowToken are not read
   /// (with `indirect`, one row a pass).
   bool oneToken = false;
+  /// Weight rows go to shared memory by cp.async (16 bytes, L1 bypassed)
+  /// instead of to registers, `asyncStages` K steps in flight a thread:
+  /// bytes in flight then cost no registers. A thread reads back only what
+  /// it copied (no barrier). The block's `ring` holds asyncStages * unroll
+  /// 16-byte slots a thread (gemvRingSlots). 0: loads to registers. With
+  /// loadBeforeWait, the first asyncStages - 1 steps are issued before the
+  /// wait (one row pass only: oneToken).
+  int64_t asyncStages = 0;
 };
 
 /// The arguments of a grouped GEMV (null where `GemvOptions` has none).
@@ -198,6 +206,9 @@ Value addGemvStage(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
 /// all; else false for the threads past `bdim`) and the staging buffer.
 struct GemvBlock {
   Value bx, by, bz, bdim, active, stage;
+  /// With asyncStages: memref<? x 8 x bf16> in shared memory, at least
+  /// gemvRingSlots(opts, threads) rows.
+  Value ring;
   /// The expert of the block's slot (i32, -1: none), where the caller has
   /// it; null: read from hit.
   Value expert;
@@ -205,6 +216,10 @@ struct GemvBlock {
   /// (null: the grid dependency wait, and the trigger if asked for).
   function_ref<void()> wait;
 };
+/// The 16-byte slots of the cp.async ring of a block of `threads` threads.
+inline int64_t gemvRingSlots(const GemvOptions &opts, int64_t threads) {
+  return opts.asyncStages * opts.unroll * threads;
+}
 /// Emits, at the builder's point, the work of one block of the grouped GEMV
 /// (of buildGroupedGemvKernel), with barriers where the input is staged.
 void emitGemvBlock(OpBuilder &b, Location loc, Type elt,
@@ -425,6 +440,9 @@ struct DecodeKernelOptions {
   int64_t upThreads = kDecodeThreads, downThreads = kDecodeThreads;
 };
 std::string decodeKernelName(const DecodeKernelOptions &o);
+/// The decode kernel's dynamic shared memory: the GEMV items' cp.async
+/// ring (0 without asyncStages).
+int64_t decodeKernelSharedBytes(const DecodeKernelOptions &o);
 /// Why a layer of these sizes has no decode kernel ("" when it can).
 std::string whyNotDecodeKernel(int64_t tokens, int64_t slots, int64_t experts);
 gpu::GPUFuncOp buildDecodeKernel(OpBuilder &b, Location loc,
@@ -473,6 +491,10 @@ struct MmaOptions {
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).
   bool dense = false;
+  /// Dense only: grid z splits K into equal runs of K steps, and out
+  /// (zeroed first) is accumulated by f32 atomics (few row tiles, as the
+  /// router's logits, then still fill the GPU).
+  bool splitK = false;
   Activation activation = Activation::silu;
   /// Rows per block (64 or 128) and cp.async stages (2 to 4; at most 48 KB of
   /// shared memory).
@@ -494,6 +516,18 @@ gpu::GPUFuncOp buildGroupedMmaKernel(OpBuilder &builder, Location loc,
                                      gpu::GPUModuleOp module, StringRef name,
                                      const MmaOptions &options);
 std::string mmaKernelName(const MmaOptions &options);
+/// The K steps of this block of a kernel of `options`: all `steps`, or with
+/// splitK the run of grid z (runs of ceil(steps / grid z); the last ones
+/// may be short or empty).
+struct KSteps {
+  Value first, count;
+};
+KSteps blockKSteps(OpBuilder &b, Location loc, const MmaOptions &options,
+                   Value steps);
+/// K splits for a dense GEMM of `blocks` blocks and `steps` K steps: none
+/// where the blocks fill half the SMs, else about two blocks an SM, at
+/// least two K steps each.
+int64_t planSplitK(int64_t blocks, int64_t steps);
 /// Weight columns of each matrix one block of the kernel covers.
 int64_t mmaColumnsPerMatrix(const MmaOptions &options);
 

@@ -10,14 +10,14 @@
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s
 // RUN: moe-compile %s --target=cuda --gpu-ffn-columns=-1 --emit=mlir | FileCheck %s --check-prefix=GEMV
 
-// CHECK: moe.gpu_plan = {ffn = array<i64: 128, 16, 256, 64>, path = "gemv", router = array<i64: 1, 128, 32, 16, 2, 8>, slots = 16 : i64}
-// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_dense_bf16_l2_u8 blocks in
+// CHECK: moe.gpu_plan = {ffn = array<i64: 128, 16, 256, 64>, path = "gemv", router = "wgmma", router_split_k = 16 : i64, slots = 16 : i64}
+// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_dense_f32_n128_s6_splitk blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e128_k1_softmax_renorm blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_ffn_bf16_gelu_plain_c64 blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // CHECK-NOT: gpu.launch_func
 
-// GEMV: moe.gpu_plan = {decode_overlap = "down", down = array<i64: {{.*}}>, path = "gemv", router = array<i64: 1, 128, 32, 16, 2, 8>, slots = 16 : i64, stage_down = 256 : i64, up = array<i64: {{.*}}>}
+// GEMV: moe.gpu_plan = {decode_overlap = "down", down = array<i64: {{.*}}>, path = "gemv", router = "wgmma", router_split_k = 16 : i64, slots = 16 : i64, stage_down = 256 : i64, up = array<i64: {{.*}}>}
 // GEMV: @moe_kernels::@moe_gemv_gather_bf16_r1_u8_trigger
 // GEMV: @moe_kernels::@moe_gemv_scatter_bf16_r1_u8_gelu_plain_s256_early blocks in
 

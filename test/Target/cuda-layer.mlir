@@ -44,6 +44,12 @@
 // SPLITPTX-SAME: .entry moe_route_e8_k2_softmax_renorm_tiles128_finish(
 // SPLITPTX-SAME: %ctaid.x
 // SPLITPTX-SAME: %nctaid.x
+// The rounding: 8 elements a thread, two 16-byte loads, one store.
+// SPLITPTX-SAME: .entry round_bf16(
+// SPLITPTX-SAME: ld.global.v4.b32
+// SPLITPTX-SAME: ld.global.v4.b32
+// SPLITPTX-SAME: cvt.rn.bf16x2.f32
+// SPLITPTX-SAME: st.global.v4.b32
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in

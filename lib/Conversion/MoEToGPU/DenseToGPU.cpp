@@ -246,7 +246,7 @@ private:
     gpu::GPUFuncOp k = kernel("round_bf16", [&] {
       return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
     });
-    h.launchElementwise(k, elements, {acc, out});
+    h.launchRound(k, elements, {acc, out});
   }
 
   void rmsNormRows(Value x, Value w, Value out, double epsilon) {

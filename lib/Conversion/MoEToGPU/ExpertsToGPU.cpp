@@ -148,6 +148,13 @@ void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
       operands);
 }
 
+void HostBuilder::launchRound(gpu::GPUFuncOp kernel, int64_t elements,
+                              ValueRange args) {
+  int64_t perBlock = 256 * kRoundElementsPerThread;
+  launch(kernel, {(elements + perBlock - 1) / perBlock, 1, 1}, {256, 1, 1},
+         args);
+}
+
 void HostBuilder::launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
                                     ValueRange args) {
   launch(kernel, {(elements + 255) / 256, 1, 1}, {256, 1, 1}, args);
@@ -196,8 +203,9 @@ gpu::GPUFuncOp mlir::moe::getOrBuildKernel(
   return build();
 }
 
-bool mlir::moe::denseMatmulOnTensorCores(int64_t rows, int64_t k) {
-  return rows >= 128 && k % kMmaTileK == 0;
+bool mlir::moe::denseMatmulOnTensorCores(int64_t rows, int64_t k,
+                                         int64_t minRows) {
+  return rows >= minRows && k % kMmaTileK == 0;
 }
 
 DenseMatmulPlan mlir::moe::planDenseMatmul(int64_t T, int64_t K, int64_t M) {
@@ -218,7 +226,8 @@ DenseMatmulPlan mlir::moe::planDenseMatmul(int64_t T, int64_t K, int64_t M) {
 
 Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
                                 gpu::GPUModuleOp kernels, Value x, Value w,
-                                Value anyI32, Value zeroedOut) {
+                                Value anyI32, Value zeroedOut,
+                                int64_t minTensorRows) {
   auto xType = cast<MemRefType>(x.getType());
   auto wType = cast<MemRefType>(w.getType());
   int64_t T = xType.getDimSize(0), K = xType.getDimSize(1),
@@ -239,7 +248,7 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
   DenseMatmulPlan plan = planDenseMatmul(T, K, M);
   int64_t rowTiles = plan.rowTiles, splits = plan.splits;
   int64_t colBlocks = (M + plan.columns - 1) / plan.columns;
-  if (denseMatmulOnTensorCores(T, K) && plan.wgmma) {
+  if (denseMatmulOnTensorCores(T, K, minTensorRows) && plan.wgmma) {
     MmaOptions o;
     o.dense = true;
     o.splitK = splits > 1;
@@ -255,7 +264,7 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
              {x, w3, acc}, wgmmaSharedBytes(t));
     return acc;
   }
-  if (denseMatmulOnTensorCores(T, K)) {
+  if (denseMatmulOnTensorCores(T, K, minTensorRows)) {
     MmaOptions o;
     o.dense = true;
     o.tileM = 128;
@@ -615,7 +624,7 @@ struct MoEMaterializeGpuExpertsPass
       h.launchElementwise(activation, n * f, {hUp, a});
     }
     launchGemv(a, wDown, y, f, d);
-    h.launchElementwise(round, n * d, {y, out});
+    h.launchRound(round, n * d, {y, out});
 
     h.copy(entry->getArgument(numArgs - 1), out);
     h.freeAll();

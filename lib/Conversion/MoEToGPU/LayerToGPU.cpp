@@ -303,8 +303,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   int64_t stages = tileM == 64 ? 3 : 2;
   int64_t warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
   int64_t tiles = (N + tileM - 1) / tileM + S; // upper bound
-  // The router's logits on tensor cores once there are many tokens.
-  bool mmaRouter = denseMatmulOnTensorCores(T, d);
+  // The router's logits on tensor cores (split over K) from 16 tokens: the
+  // router GEMV read its weights once per 4 tokens (10 us for qwen3's at
+  // 16 tokens).
+  constexpr int64_t kTensorRouterRows = 16;
+  bool mmaRouter = denseMatmulOnTensorCores(T, d, kTensorRouterRows);
   // Many tokens: routing selects in parallel over the GPU, then one block
   // finishes (a single block would route thousands of tokens alone).
   bool splitRoute = T > 2 * (kRouteThreads / 32);
@@ -529,7 +532,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // the gating kernel's.
   Value logits = fusedGate ? h.alloc({T, E}, f32)
                            : denseMatmulF32(b, h, kernels, xDev, wr, offsets,
-                                            routerOut);
+                                            routerOut, kTensorRouterRows);
   SmallVector<Value> routeArgs{logits,       offsets,   rowToken,
                                rowWeight,    hit,       assignExpert,
                                assignPos,    assignWeight};
@@ -719,7 +722,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   gpu::GPUFuncOp round = kernel("round_bf16", [&] {
     return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
   });
-  h.launchElementwise(round, T * d, {y, out});
+  h.launchRound(round, T * d, {y, out});
   if (out != result)
     h.copy(result, out);
   h.freeAll();

@@ -879,16 +879,66 @@ gpu::GPUFuncOp mlir::moe::buildExpertActivationKernel(
 gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
                                            gpu::GPUModuleOp module,
                                            StringRef name, Type elt) {
+  OpBuilder::InsertionGuard guard(b);
   int64_t dyn = ShapedType::kDynamic;
-  SmallVector<Type> args{MemRefType::get({dyn, dyn}, b.getF32Type()),
+  Type f32 = b.getF32Type();
+  SmallVector<Type> args{MemRefType::get({dyn, dyn}, f32),
                          MemRefType::get({dyn, dyn}, elt)};
-  return buildElementwiseKernel(
-      b, loc, module, name, args,
-      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
-        Value y = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
-        memref::StoreOp::create(nb, l, fromF32(nb, l, y, elt), a[1],
-                                ValueRange{r, c});
-      });
+  auto fn = moe::createKernelFunc(b, loc, module, name, args);
+  Block &entry = fn.getBody().front();
+  IndexOps ix{b, loc};
+  const int64_t per = kRoundElementsPerThread;
+  // Both as flat vectors (identity layouts): no division by the columns.
+  SmallVector<ReassociationIndices> flat{{0, 1}};
+  Value y = memref::CollapseShapeOp::create(b, loc, entry.getArgument(0), flat);
+  Value out =
+      memref::CollapseShapeOp::create(b, loc, entry.getArgument(1), flat);
+  Value total = memref::DimOp::create(b, loc, y, 0);
+  Value thread = ix.add(
+      ix.mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x),
+             gpu::BlockDimOp::create(b, loc, gpu::Dimension::x)),
+      gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x));
+  Value first = ix.mul(thread, ix.c(per));
+  // Whole runs of `per` at 16-byte aligned addresses (both buffers'
+  // starts): two 16-byte loads, one store; else element by element.
+  auto aligned = [&](Value m) {
+    return ix.icmp(arith::CmpIPredicate::eq,
+                   ix.remu(memref::ExtractAlignedPointerAsIndexOp::create(
+                               b, loc, m),
+                           16),
+                   ix.c(0));
+  };
+  Value whole = arith::AndIOp::create(
+      b, loc,
+      arith::AndIOp::create(b, loc, aligned(y), aligned(out)),
+      ix.icmp(arith::CmpIPredicate::ule, ix.add(first, ix.c(per)), total));
+  auto ifOp = scf::IfOp::create(b, loc, whole, /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    Value v = vector::LoadOp::create(b, loc, VectorType::get({per}, f32), y,
+                                     first, /*nontemporal=*/false,
+                                     llvm::MaybeAlign(16));
+    Value r = elt.isF32() ? v
+                          : arith::TruncFOp::create(
+                                b, loc, VectorType::get({per}, elt), v)
+                                .getResult();
+    vector::StoreOp::create(b, loc, r, out, first, /*nontemporal=*/false,
+                            llvm::MaybeAlign(16));
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    auto loop = scf::ForOp::create(
+        b, loc, first,
+        arith::MinUIOp::create(b, loc, ix.add(first, ix.c(per)), total),
+        ix.c(1));
+    b.setInsertionPointToStart(loop.getBody());
+    Value i = loop.getInductionVar();
+    memref::StoreOp::create(
+        b, loc, fromF32(b, loc, memref::LoadOp::create(b, loc, y, i), elt),
+        out, i);
+  }
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
 }
 
 gpu::GPUFuncOp mlir::moe::buildLocalizeExpertsKernel(OpBuilder &b,

@@ -68,6 +68,8 @@ public:
               ArrayRef<int64_t> block, ValueRange args,
               int64_t sharedBytes = 0);
   /// One thread per element, blocks of 256.
+  /// The rounding kernel (buildRoundKernel) over `elements`.
+  void launchRound(gpu::GPUFuncOp kernel, int64_t elements, ValueRange args);
   void launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
                          ValueRange args);
   void freeAll();
@@ -82,9 +84,10 @@ private:
 gpu::GPUFuncOp getOrBuildKernel(gpu::GPUModuleOp kernels, StringRef name,
                                 function_ref<gpu::GPUFuncOp()> build);
 
-/// Whether denseMatmulF32 multiplies T rows of K on tensor cores (from 128
-/// rows: the GEMV re-reads the weights for every 4 rows).
-bool denseMatmulOnTensorCores(int64_t rows, int64_t k);
+/// Whether denseMatmulF32 multiplies T rows of K on tensor cores (from
+/// `minRows`, 128 unless the caller measured otherwise: the GEMV re-reads
+/// the weights for every 4 rows).
+bool denseMatmulOnTensorCores(int64_t rows, int64_t k, int64_t minRows = 128);
 
 /// How denseMatmulF32 multiplies T rows of K by [K, M] on tensor cores:
 /// warpgroup MMAs or mma.sync, and the K splits of its grid (1: none).
@@ -105,7 +108,7 @@ DenseMatmulPlan planDenseMatmul(int64_t rows, int64_t k, int64_t m);
 /// output (else one is allocated, and zeroed where the kernel needs it).
 Value denseMatmulF32(OpBuilder &b, HostBuilder &h, gpu::GPUModuleOp kernels,
                      Value x, Value w, Value anyI32,
-                     Value zeroedOut = Value());
+                     Value zeroedOut = Value(), int64_t minTensorRows = 128);
 
 /// Grid of a grouped GEMV over K x M with `active` (weight matrix, expert)
 /// pairs expected at once: 8 columns a thread; about kGemvThreadsPerSm

@@ -309,7 +309,10 @@ gpu::GPUFuncOp buildFusedFfnKernel(OpBuilder &builder, Location loc,
                                    gpu::GPUModuleOp module, StringRef name,
                                    const FfnKernelOptions &options);
 
-/// Adds the kernel `name` rounding f32 `y` [N, D] to `out` of `elementType`.
+/// Adds the kernel `name` rounding f32 `y` [N, D] to `out` of `elementType`,
+/// kRoundElementsPerThread consecutive elements a thread (16-byte accesses
+/// where both buffers are aligned): launch launchRound's grid.
+constexpr int64_t kRoundElementsPerThread = 8;
 gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,
                                 Type elementType);

@@ -72,6 +72,7 @@ make_case decode-stages-ragged --gpu-decode-stages=2 --gpu-ffn-columns=-1 --top-
 # experts; mma.sync: 16), the routing finished by several blocks.
 make_case router-split-wgmma --top-k 8 --experts 128 --renormalize --tokens 256 --hidden 256 --ffn 64
 make_case router-split-mma --top-k 2 --experts 16 --tokens 512 --hidden 512 --ffn 128
+make_case router-wgmma-16-tokens --top-k 8 --experts 128 --tokens 16 --hidden 128 --ffn 64
 make_case overlap-plain-rows --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 3 --hidden 192 --ffn 320
 # The tensor-core path (mma): several row tiles per expert, a partial last
 # tile, gather, every epilogue.

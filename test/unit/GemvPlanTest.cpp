@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Conversion/MoEToGPU/GpuHelpers.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "llvm/Support/MathExtras.h"
 
@@ -110,6 +111,41 @@ TEST(GatePlan, CoversTheRouterInRoundsOfLoads) {
             "256), got 512");
   EXPECT_EQ(whyNotGateKernel(65, 64),
             "the gating kernel routes at most 64 tokens, got 65");
+}
+
+TEST(DenseMatmulPlan, SplitsKWhereTheTilesLeaveSmsIdle) {
+  // planSplitK: no split once the tiles fill half the SMs; else about two
+  // blocks an SM in all, at least two K steps a run.
+  for (int64_t blocks = 1; blocks <= 300; ++blocks)
+    for (int64_t steps : {1, 2, 3, 4, 8, 16, 32, 64, 128, 224}) {
+      int64_t s = planSplitK(blocks, steps);
+      SCOPED_TRACE(std::to_string(blocks) + " blocks, " +
+                   std::to_string(steps) + " steps");
+      EXPECT_GE(s, 1);
+      if (2 * blocks >= kPlanSms) {
+        EXPECT_EQ(s, 1);
+        continue;
+      }
+      EXPECT_LE(s, std::max<int64_t>(1, steps / 2));
+      EXPECT_LT(blocks * (s - 1), 2 * kPlanSms);
+      if (s < steps / 2)
+        EXPECT_GE(blocks * s, 2 * kPlanSms);
+    }
+  // The routers of the standard shapes: OLMoE (64 experts) at 1024 tokens
+  // on mma.sync, 8 row tiles split 32 ways (64 K steps of 32); qwen3 (128)
+  // at 16 tokens on warpgroup MMAs, one 128-column block split 16 ways (32
+  // K steps of 64); a wide projection at 8192 tokens is not split.
+  DenseMatmulPlan olmoe = planDenseMatmul(1024, 2048, 64);
+  EXPECT_FALSE(olmoe.wgmma);
+  EXPECT_EQ(olmoe.rowTiles, 8);
+  EXPECT_EQ(olmoe.splits, 32);
+  DenseMatmulPlan qwen = planDenseMatmul(16, 2048, 128);
+  EXPECT_TRUE(qwen.wgmma);
+  EXPECT_EQ(qwen.columns, 128);
+  EXPECT_EQ(qwen.rowTiles, 1);
+  EXPECT_EQ(qwen.splits, 16);
+  EXPECT_EQ(planDenseMatmul(8192, 4096, 4096).splits, 1);
+  EXPECT_EQ(planDenseMatmul(8192, 4096, 4096).columns, 256);
 }
 
 } // namespace

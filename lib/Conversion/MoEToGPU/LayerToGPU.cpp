@@ -308,8 +308,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // 16 tokens).
   constexpr int64_t kTensorRouterRows = 16;
   bool mmaRouter = denseMatmulOnTensorCores(T, d, kTensorRouterRows);
-  // Many tokens: routing selects in parallel over the GPU, then one block
-  // finishes (a single block would route thousands of tokens alone).
+  // Many tokens: routing selects in parallel over the GPU, then a block
+  // per kRouteThreads assignments finishes (a single block would route
+  // thousands of tokens alone).
   bool splitRoute = T > 2 * (kRouteThreads / 32);
   // Decode sizes: the router GEMV, the clearing of the accumulators and the
   // routing in one gating kernel, where it measured no slower than the

@@ -337,8 +337,10 @@ constexpr int64_t kRouteSelectThreads = 256;
 /// The routing kernel whole (one block: select, count, scan, map), or in two
 /// parts for many tokens: Select (a warp per token over a grid of
 /// kRouteSelectThreads-thread blocks; counts by global atomics) and Finish
-/// (one block: scan, tiles, mapping). Both parts take a trailing argument
-/// `counts` (i32 [E], zeroed before Select).
+/// (blocks of kRouteThreads, one per kRouteThreads assignments: each scans
+/// the counts and maps its share; the first writes offsets, hit and tiles).
+/// Both parts take a trailing argument `counts` (i32 [E], zeroed before
+/// Select).
 enum class RoutePart { Whole, Select, Finish };
 
 /// The routing options the GPU gating kernel specializes on (see

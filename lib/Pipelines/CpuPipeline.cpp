@@ -57,6 +57,8 @@ void buildToLoops(OpPassManager &pm,
     layer.fusedGate = gpu->fusedGate;
     layer.ffnColumns = gpu->ffnColumns;
     layer.stageDown = gpu->stageDown;
+    layer.combine = gpu->combine;
+    layer.wgmmaGroupTiles = gpu->wgmmaGroupTiles;
     layer.decodeKernel = gpu->decodeKernel;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeOverlap = gpu->decodeOverlap;

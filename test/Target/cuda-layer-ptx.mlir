@@ -24,14 +24,16 @@
 // WGMMA: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {{[{][^}]*}}}, %rd{{[0-9]+}}, %rd{{[0-9]+}}, p, 1,  1, 0,  1;
 // WGMMA: wgmma.commit_group.sync.aligned;{{\\0A\\09}}wgmma.wait_group.sync.aligned {{\\09}}1;
 // WGMMA: wgmma.wait_group.sync.aligned {{\\09}}0;
-// WGMMA: .entry moe_wgmma_scatter_bf16_n256_s4
+// The down kernel stores weighted bf16 rows (the combine by rows).
+// WGMMA: .entry moe_wgmma_weighted_bf16_n256_s4
 // WGMMA: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
-// WGMMA: red.global.add.v2.f32
+// WGMMA: cvt.rn.bf16x2.f32
+// WGMMA: .entry
 
 // Grid x over the row tiles (18: 64 x 4 rows / 128 + 16 experts), y over
 // the columns; 4 stages x (128 + 256) rows x 128 bytes + 1 KB to align.
 // WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4 blocks in (%c18, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
-// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_scatter_bf16_n256_s4 blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
+// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4 blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
 
 // ROUTE: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64
 // ROUTE: shfl.sync.bfly.b32

@@ -16,6 +16,10 @@
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGSTAGES
+// RUN: moe-compile %s --target=cuda --gpu-combine=atomic --gpu-wgmma-group-tiles=3 --emit=mlir | FileCheck %s --check-prefix=ATOMIC
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa combine=atomic wgmma-group-tiles=3" | FileCheck %s --check-prefix=ATOMICPTX
+// RUN: not moe-compile %s --target=cuda --gpu-combine=sum --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADCOMBINE
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-2 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGROUP
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPAR
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --gpu-path=gemv --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPARGEMV
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "es=2 min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=ES
@@ -25,14 +29,18 @@
 // (8 columns: mma.sync; its 2 row tiles split over K in 2, the halves
 // added by atomics), and routing in two parts (256 tokens). With
 // --gpu-path=mma: mma.sync with 64-row tiles and three cp.async stages.
+// The down kernel stores each assignment's weighted row (bf16, 128 KiB in
+// all: the combine by rows) and the combine kernel sums each token's two;
+// the 12 row tiles are one group (their rows fit the L2 many times over).
 // MLIR: llvm.func @__moe_gpu_layer_0(
-// MLIR-SAME: moe.gpu_plan = {path = "wgmma", router = "mma", router_split_k = 2 : i64,
+// MLIR-SAME: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", router = "mma", router_split_k = 2 : i64,
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2_splitk blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_finish blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_scatter_bf16_n256_s4 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_combine_k2_bf16 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) : i64 args(
+// MLIR-NOT: round_bf16
 // The router's K split: grid z picks the run of K steps, the tile's sums
 // go out as f32 vector atomics; the routing's finish kernel maps the
 // assignments strided over its blocks.
@@ -44,16 +52,43 @@
 // SPLITPTX-SAME: .entry moe_route_e8_k2_softmax_renorm_tiles128_finish(
 // SPLITPTX-SAME: %ctaid.x
 // SPLITPTX-SAME: %nctaid.x
-// The rounding: 8 elements a thread, two 16-byte loads, one store.
-// SPLITPTX-SAME: .entry round_bf16(
+// The weighted down kernel: plain bf16 pair stores, no atomics. The
+// combine kernel: both rows' 16-byte loads before the sum, one 16-byte
+// store (LLVM sums two bf16 rows as bf16x2: the same as the f32 sum
+// rounded once).
+// SPLITPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4(
+// SPLITPTX-NOT: red.global.add
+// SPLITPTX-SAME: st.global.b32
+// SPLITPTX-SAME: .entry moe_combine_k2_bf16(
 // SPLITPTX-SAME: ld.global.v4.b32
 // SPLITPTX-SAME: ld.global.v4.b32
-// SPLITPTX-SAME: cvt.rn.bf16x2.f32
+// SPLITPTX-SAME: add.rn.{{f32|bf16x2}}
 // SPLITPTX-SAME: st.global.v4.b32
+
+// The combine by atomics, and groups of 3 row tiles: the f32 output
+// cleared, the down kernel adds weighted rows by vector atomics, the
+// rounding kernel (8 elements a thread, two 16-byte loads, one store); the
+// blocks find their tile and column block from their place in launch order.
+// ATOMIC: moe.gpu_plan = {combine = "atomic", group_tiles = array<i64: 3, 3>,
+// ATOMIC-DAG: @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_g3 blocks in
+// ATOMIC-DAG: @moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_g3 blocks in
+// ATOMIC-DAG: @moe_kernels::@round_bf16 blocks in
+// ATOMIC-NOT: moe_combine_k
+// ATOMICPTX: .entry moe_wgmma_scatter_bf16_n256_s4_g3(
+// ATOMICPTX-SAME: %nctaid.x
+// ATOMICPTX-SAME: %nctaid.y
+// ATOMICPTX-SAME: red.global.add.v2.f32
+// ATOMICPTX-SAME: .entry round_bf16(
+// ATOMICPTX-SAME: ld.global.v4.b32
+// ATOMICPTX-SAME: ld.global.v4.b32
+// ATOMICPTX-SAME: cvt.rn.bf16x2.f32
+// ATOMICPTX-SAME: st.global.v4.b32
+// BADCOMBINE: error: combine must be auto, atomic or rows, got 'sum'
+// BADGROUP: error: wgmma-group-tiles must be -1 (auto), 0 or a tile count, got -2
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in
-// MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_scatter_bf16_m64_s3_w4 blocks in
+// MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_weighted_bf16_m64_s3_w4 blocks in
 // MLIR: gpu.binary @moe_kernels
 // MLIR: @moe_model_signature("device-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x256\0Adevice-weight w_gate BF16 8x128x256\0Adevice-weight w_down BF16 8x256x128\0Adevice-output y BF16 256x128\0A\00")
 

@@ -72,6 +72,12 @@ def main():
     p.add_argument("--decode-kernel", default="auto",
                    help="auto or never: one token's gating, up and down "
                         "GEMVs as one persistent kernel")
+    p.add_argument("--wgmma-group-tiles", default="-1",
+                   help="-1 (auto), 0 (all tiles of a column block, then "
+                        "the next) or a count")
+    p.add_argument("--combine", default="auto",
+                   help="auto, atomic or rows: how the tensor-core paths' "
+                        "down projection meets each token's k rows")
     p.add_argument("--decode-stages", default="0",
                    help="0, 2 or 3: K steps each thread of the decode "
                         "kernel's GEMV items keeps in flight by cp.async")
@@ -99,6 +105,8 @@ def main():
                             "--gpu-decode-overlap=" + args.decode_overlap,
                             "--gpu-stage-down=" + args.stage_down,
                             "--gpu-decode-stages=" + args.decode_stages,
+                            "--gpu-combine=" + args.combine,
+                            "--gpu-wgmma-group-tiles=" + args.wgmma_group_tiles,
                             "-o", base + ".so"] + extra,
                            check=True)
             print("compiled", base + ".so", flush=True)

@@ -86,6 +86,18 @@ make_case mma-warps4 --gpu-path=mma --gpu-mma-tile-m=128 --gpu-mma-warps=4 --top
 make_case mma-warps4-plain --gpu-path=mma --gpu-mma-warps=4 --top-k 1 --plain --activation relu --experts 8 --tokens 900 --hidden 256 --ffn 128
 make_case mma-auto-many-rows --top-k 2 --experts 8 --tokens 256 --hidden 128 --ffn 128
 make_case mma-big-tiles --gpu-path=mma --top-k 2 --experts 8 --tokens 1400 --hidden 256 --ffn 384
+# The combine by rows: the down kernel stores weighted bf16 rows, the
+# combine kernel sums each token's k rows (wgmma and mma.sync; top-1 with a
+# hidden size that is not a multiple of 8 columns a thread's pass; by auto
+# where the f32 output would outgrow half the L2).
+make_case combine-rows-wgmma --gpu-combine=rows --top-k 8 --experts 16 --renormalize --tokens 300 --hidden 256 --ffn 128
+make_case combine-rows-mma --gpu-path=mma --gpu-combine=rows --top-k 2 --experts 8 --tokens 300 --hidden 128 --ffn 256
+make_case combine-rows-top1 --gpu-combine=rows --top-k 1 --plain --activation gelu --experts 8 --tokens 500 --hidden 384 --ffn 128
+make_case combine-rows-auto --top-k 2 --experts 8 --renormalize --tokens 4096 --hidden 2048 --ffn 128
+# The wgmma blocks in groups of row tiles (a short last group; with the
+# combine by rows too).
+make_case wgmma-group-3 --gpu-wgmma-group-tiles=3 --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
+make_case wgmma-group-5-rows --gpu-wgmma-group-tiles=5 --gpu-combine=rows --top-k 4 --experts 16 --tokens 700 --hidden 384 --ffn 256
 # Decomposed layers (routing on the CPU, experts on the GPU): capacity drops,
 # the PR-MoE residual MLP with mixing.
 make_case capacity-drops --top-k 2 --tokens 32 --capacity 0.5 --hidden 64 --ffn 64

@@ -17,6 +17,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 using namespace mlir::moe;
 
 namespace {
@@ -146,6 +148,30 @@ TEST(DenseMatmulPlan, SplitsKWhereTheTilesLeaveSmsIdle) {
   EXPECT_EQ(qwen.splits, 16);
   EXPECT_EQ(planDenseMatmul(8192, 4096, 4096).splits, 1);
   EXPECT_EQ(planDenseMatmul(8192, 4096, 4096).columns, 256);
+}
+
+TEST(WgmmaGroupTiles, KeepsAGroupsRowsWithinItsShareOfL2) {
+  // A group's rows (G tiles of kWgmmaTileM bf16 rows of K) fit
+  // kWgmmaGroupRowBytes, one more tile would not, and a group has at least
+  // one tile; fewer tiles as K grows.
+  int64_t last = std::numeric_limits<int64_t>::max();
+  for (int64_t k = 64; k <= 65536; k *= 2) {
+    SCOPED_TRACE("K = " + std::to_string(k));
+    int64_t g = planWgmmaGroupTiles(k);
+    int64_t tileBytes = kWgmmaTileM * k * 2;
+    EXPECT_GE(g, 1);
+    if (g > 1)
+      EXPECT_LE(g * tileBytes, kWgmmaGroupRowBytes);
+    EXPECT_GT((g + 1) * tileBytes, kWgmmaGroupRowBytes);
+    EXPECT_LE(g, last);
+    last = g;
+  }
+  // The standard shapes' up (K = hidden) and down (K = ffn) kernels:
+  // qwen3 48 / 128, DeepSeek-V3 13 / 48, Mixtral 24 / 6.
+  EXPECT_EQ(planWgmmaGroupTiles(2048), 48);
+  EXPECT_EQ(planWgmmaGroupTiles(768), 128);
+  EXPECT_EQ(planWgmmaGroupTiles(7168), 13);
+  EXPECT_EQ(planWgmmaGroupTiles(14336), 6);
 }
 
 } // namespace

@@ -112,6 +112,20 @@ cl::opt<std::string> gpuFusedGate(
              "where it measured faster), always (up to 64 tokens) or never "
              "(a memset, the router GEMV and the routing kernel)"),
     cl::init("auto"), cl::cat(category));
+cl::opt<int64_t> gpuWgmmaGroupTiles(
+    "gpu-wgmma-group-tiles",
+    cl::desc("row tiles the wgmma blocks take together, all column blocks "
+             "of a group before the next group: -1 (default: as many as fit "
+             "24 MiB of rows), 0 (all tiles of a column block, then the "
+             "next) or a count"),
+    cl::init(-1), cl::cat(category));
+cl::opt<std::string> gpuCombine(
+    "gpu-combine",
+    cl::desc("how the tensor-core paths' down projection meets each token's "
+             "k rows: auto (default: rows up to a rows buffer of 128 MiB), "
+             "atomic (f32 atomics, then rounding) or rows (weighted "
+             "bf16 rows, then a combine kernel)"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<int64_t> gpuDecodeStages(
     "gpu-decode-stages",
     cl::desc("K steps each thread of the decode kernel's GEMV items keeps in "
@@ -467,6 +481,8 @@ int main(int argc, char **argv) {
     cudaOptions.fusedGate = gpuFusedGate;
     cudaOptions.ffnColumns = gpuFfnColumns;
     cudaOptions.stageDown = gpuStageDown;
+    cudaOptions.combine = gpuCombine;
+    cudaOptions.wgmmaGroupTiles = gpuWgmmaGroupTiles;
     cudaOptions.decodeKernel = gpuDecodeKernel;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;

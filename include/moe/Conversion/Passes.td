@@ -78,6 +78,11 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "weight columns per wgmma block: 128 or 256">,
     Option<"wgmmaStages", "wgmma-stages", "int64_t", "4",
            "shared-memory stages of the wgmma path">,
+    Option<"wgmmaGroupTiles", "wgmma-group-tiles", "int64_t", "-1",
+           "row tiles the wgmma blocks take together, all column blocks of "
+           "a group before the next group: -1 (auto: as many as fit 24 MiB "
+           "of rows), 0 (all tiles of a column block, then the next) or a "
+           "count">,
     Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
            "average rows per expert from which auto takes the mma path">,
     Option<"mmaTileM", "mma-tile-m", "int64_t", "0",
@@ -109,6 +114,12 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "flight through cp.async to shared memory: 2 or 3; 0 (the "
            "default): loads to registers (results/"
            "decode-stages-2026-12-01.md)">,
+    Option<"combine", "combine", "std::string", "\"auto\"",
+           "how the tensor-core paths' down projection meets each token's k "
+           "rows: atomic (f32 atomics into the output, then a rounding "
+           "kernel), rows (weighted bf16 rows by plain stores, then a "
+           "combine kernel sums each token's k rows) or auto (rows up to a "
+           "rows buffer of 128 MiB: results/combine-rows-2026-12-02.md)">,
     Option<"stageDown", "stage-down", "std::string", "\"auto\"",
            "the few-rows path's down GEMV computes its input's activation "
            "once a block into shared memory: auto (where a block's rows fit "

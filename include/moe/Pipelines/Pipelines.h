@@ -78,6 +78,17 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "keeps in flight through cp.async to shared memory: 2 "
                      "or 3; 0 (default): loads to registers"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> wgmmaGroupTiles{
+      *this, "wgmma-group-tiles",
+      llvm::cl::desc("row tiles the wgmma blocks take together: -1 (auto, "
+                     "default), 0 (all tiles of a column block, then the "
+                     "next) or a count"),
+      llvm::cl::init(-1)};
+  PassOptions::Option<std::string> combine{
+      *this, "combine",
+      llvm::cl::desc("how the tensor-core paths' down projection meets each "
+                     "token's k rows: auto (default), atomic or rows"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> stageDown{
       *this, "stage-down",
       llvm::cl::desc("the down GEMV computes its input's activation once a "

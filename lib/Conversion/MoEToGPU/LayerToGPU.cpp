@@ -19,6 +19,9 @@
 //                                  activation kernel; mma path: one kernel
 //   y[rowToken] += w_row * a W_down   GEMV or mma with the combine fused in
 //   out = bf16(y)
+// or, on the tensor-core paths up to a rows buffer of 128 MiB (`combine`):
+//   r = bf16(w_row * a W_down)     mma, plain stores by row
+//   out[t] = bf16(sum_j r[row(t, j)])   the combine kernel
 //
 // At 1-4 tokens (routers up to 1 MiB) the first two are one gating kernel
 // that also clears the accumulators (no memset); where experts get about
@@ -55,6 +58,10 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
+/// The largest rows buffer (bf16 [T k, d]) with which the tensor-core
+/// paths combine by rows (results/combine-rows-2026-12-02.md).
+constexpr int64_t kCombineRowsMaxBytes = int64_t(128) << 20;
+
 /// Experts a step of `tokens` tokens hits on average under uniform random
 /// routing: E (1 - (1 - k/E)^T).
 double expectedExpertsHit(int64_t experts, int64_t k, int64_t tokens) {
@@ -129,6 +136,17 @@ struct ConvertMoELayerToGpuCallPass
       mlir::emitError(module.getLoc())
           << "fused-gate must be auto, always or never, got '" << fusedGate
           << "'";
+      return signalPassFailure();
+    }
+    if (wgmmaGroupTiles < -1) {
+      mlir::emitError(module.getLoc())
+          << "wgmma-group-tiles must be -1 (auto), 0 or a tile count, got "
+          << int64_t(wgmmaGroupTiles);
+      return signalPassFailure();
+    }
+    if (combine != "auto" && combine != "atomic" && combine != "rows") {
+      mlir::emitError(module.getLoc())
+          << "combine must be auto, atomic or rows, got '" << combine << "'";
       return signalPassFailure();
     }
     if (path != "auto" && path != "gemv" && path != "mma" && path != "wgmma") {
@@ -220,6 +238,11 @@ struct ConvertMoELayerToGpuCallPass
       if (fusedGate != "auto")
         plan.push_back(
             b.getNamedAttr("fused_gate", b.getStringAttr(fusedGate)));
+      if (combine != "auto")
+        plan.push_back(b.getNamedAttr("combine", b.getStringAttr(combine)));
+      if (wgmmaGroupTiles != -1)
+        plan.push_back(b.getNamedAttr(
+            "wgmma_group_tiles", b.getI64IntegerAttr(wgmmaGroupTiles)));
       for (auto &[option, attr, value] : switches)
         if (value != "auto")
           plan.push_back(b.getNamedAttr(attr, b.getStringAttr(value)));
@@ -381,6 +404,35 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   if (decodeKernel)
     fusedGate = true; // its router items clear the accumulators
 
+  // The tensor-core paths' combine. "atomic": the down kernel adds each
+  // weighted row into the f32 output [T, d] by atomics, then the rounding
+  // kernel. "rows": it stores each weighted row in bf16 [N, d] by plain
+  // stores, and the combine kernel sums each token's k rows into the bf16
+  // output (no f32 output to clear and round). Rows up to a rows buffer
+  // of kCombineRowsMaxBytes: at 1024 tokens 0-2.4% faster, at 8192 tokens
+  // of ds-moe-128 and Mixtral 0.7-1.2%; with the 256-940 MiB buffers of
+  // qwen3, OLMoE and DeepSeek-V3 at 8192 tokens (the combine kernel reads
+  // all of it: 240 us for DeepSeek-V3's) -0.7% to +2.1%
+  // (results/combine-rows-2026-12-02.md). A layer summed over ranks or
+  // narrowed to local experts adds into the f32 output.
+  StringRef combineChoice = choice("combine");
+  bool combineRows =
+      mma && !localized && !plan.get("all_reduce_mask") &&
+      (combineChoice == "rows" ||
+       (combineChoice == "auto" && N * d * 2 <= kCombineRowsMaxBytes));
+
+  // The wgmma blocks' order over (row tile, column block): groups of tiles
+  // whose rows fit in L2 (planWgmmaGroupTiles), so that the rows, read
+  // again by every column block, come from DRAM once where all of them
+  // outgrow the L2 (results/combine-rows-2026-12-02.md).
+  auto groupTiles = [&](int64_t kDim) -> int64_t {
+    auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
+    int64_t g = asked ? asked.getInt() : planWgmmaGroupTiles(kDim);
+    return g >= tiles ? 0 : g;
+  };
+  int64_t upGroupTiles = wgmma ? groupTiles(d) : 0;
+  int64_t downGroupTiles = wgmma ? groupTiles(f) : 0;
+
   HostBuilder h(b, loc);
   Value xDev = deviceArgs[0] ? x : h.upload(x);
   Value offsets = h.alloc({E + 1}, i32);
@@ -395,7 +447,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // gating kernel): the output, the GEMV path's up (and gate) projections
   // and the router's logits (the GEMV's, or the tensor cores' split over
   // K).
-  SmallVector<SmallVector<int64_t, 2>> zeroShapes{{T, d}};
+  SmallVector<SmallVector<int64_t, 2>> zeroShapes;
+  if (!combineRows)
+    zeroShapes.push_back({T, d});
   if (!mma && !ffnColumns)
     zeroShapes.append(gated ? 2 : 1, {N, f});
   bool zeroRouter = !fusedGate;
@@ -404,9 +458,10 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value clearInGate;
   SmallVector<Value> zeroedBuffers =
       h.zeroedGroup(zeroShapes, fusedGate ? &clearInGate : nullptr);
-  Value y = zeroedBuffers[0];
+  Value y = combineRows ? Value() : zeroedBuffers[0];
   Value hUp = gemvExperts ? zeroedBuffers[1] : Value();
   Value hGate = gated && gemvExperts ? zeroedBuffers[2] : Value();
+  Value hDown = combineRows ? h.alloc({N, d}, bf16) : Value();
   Value routerOut = zeroRouter ? zeroedBuffers.back() : Value();
   Value act = mma ? h.alloc({N, f}, bf16) : Value();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
@@ -487,6 +542,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                     {gatePlan.blocks, kGateThreads, gatePlan.kchunk})));
   else
     planAttrs.push_back(b.getNamedAttr("router", gridAttr(routerGrid)));
+  if (mma)
+    planAttrs.push_back(b.getNamedAttr(
+        "combine", b.getStringAttr(combineRows ? "rows" : "atomic")));
   if (wgmma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile",
@@ -494,6 +552,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     planAttrs.push_back(
         b.getNamedAttr("stages", b.getI64IntegerAttr(wgmmaTile.stages)));
     planAttrs.push_back(b.getNamedAttr("tiles", b.getI64IntegerAttr(tiles)));
+    // Tiles a group of the up and down kernels (0: all tiles per column
+    // block).
+    planAttrs.push_back(b.getNamedAttr(
+        "group_tiles",
+        b.getDenseI64ArrayAttr({upGroupTiles, downGroupTiles})));
   } else if (mma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
@@ -596,6 +659,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.gatherRows = true;
     upOpts.pair = gated;
     upOpts.activation = activation;
+    upOpts.groupTiles = upGroupTiles;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
@@ -604,7 +668,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     downOpts.warps = warps;
     downOpts.tileM = tileM;
     downOpts.stages = stages;
-    downOpts.scatter = true;
+    downOpts.scatter = !combineRows;
+    downOpts.weighted = combineRows;
+    downOpts.groupTiles = downGroupTiles;
     // The wgmma grid runs over the tiles first: the tiles of an expert read
     // the same weight columns together (from L2 after the first).
     auto launchGemm = [&](const MmaOptions &o, int64_t n, ValueRange args) {
@@ -623,8 +689,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     };
     launchGemm(upOpts, f, upArgs);
     launchGemm(downOpts, d,
-               {act, wDown, y, tileExpert, tileRow, expertOffsets, rowToken,
-                rowWeight});
+               {act, wDown, combineRows ? hDown : y, tileExpert, tileRow,
+                expertOffsets, rowToken, rowWeight});
   } else if (ffnColumns) {
     FfnKernelOptions fo;
     fo.activation = activation;
@@ -720,10 +786,18 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                    arith::ConstantIntOp::create(b, loc, i64, T * d),
                    arith::ConstantIntOp::create(b, loc, i64, mask.getInt())});
   }
-  gpu::GPUFuncOp round = kernel("round_bf16", [&] {
-    return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
-  });
-  h.launchRound(round, T * d, {y, out});
+  if (combineRows) {
+    std::string name = combineKernelName(k);
+    gpu::GPUFuncOp combine = kernel(
+        name, [&] { return buildCombineKernel(b, kloc, kernels, name, k); });
+    h.launch(combine, {T, 1, 1}, {kCombineThreads, 1, 1},
+             {hDown, offsets, assignExpert, assignPos, out});
+  } else {
+    gpu::GPUFuncOp round = kernel("round_bf16", [&] {
+      return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
+    });
+    h.launchRound(round, T * d, {y, out});
+  }
   if (out != result)
     h.copy(result, out);
   h.freeAll();

@@ -941,6 +941,98 @@ gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
   return fn;
 }
 
+std::string mlir::moe::combineKernelName(int64_t topK) {
+  return "moe_combine_k" + std::to_string(topK) + "_bf16";
+}
+
+gpu::GPUFuncOp mlir::moe::buildCombineKernel(OpBuilder &b, Location loc,
+                                             gpu::GPUModuleOp module,
+                                             StringRef name, int64_t topK) {
+  OpBuilder::InsertionGuard guard(b);
+  int64_t dyn = ShapedType::kDynamic;
+  Type f32 = b.getF32Type(), bf16 = b.getBF16Type();
+  auto rowsType = MemRefType::get({dyn, dyn}, bf16);
+  auto vecI32 = MemRefType::get({dyn}, b.getI32Type());
+  auto fn = moe::createKernelFunc(b, loc, module, name,
+                                  {rowsType, vecI32, vecI32, vecI32, rowsType},
+                                  kCombineThreads);
+  Block &entry = fn.getBody().front();
+  Value h = entry.getArgument(0), offsets = entry.getArgument(1),
+        assignExpert = entry.getArgument(2), assignPos = entry.getArgument(3),
+        out = entry.getArgument(4);
+  IndexOps ix{b, loc};
+  const int64_t per = kCombineElementsPerThread;
+  auto toIndex = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  };
+  Value token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value d = memref::DimOp::create(b, loc, out, 1);
+  // The token's k rows of h (the same for every thread: broadcast loads).
+  SmallVector<Value> rows;
+  for (int64_t j = 0; j < topK; ++j) {
+    Value a = ix.add(ix.mul(token, ix.c(topK)), ix.c(j));
+    Value e = toIndex(memref::LoadOp::create(b, loc, assignExpert, a));
+    rows.push_back(toIndex(arith::AddIOp::create(
+        b, loc, memref::LoadOp::create(b, loc, offsets, e),
+        memref::LoadOp::create(b, loc, assignPos, a))));
+  }
+  // 16-byte accesses need both bases 16-byte aligned and rows of a
+  // multiple of `per` elements (uniform over the grid).
+  auto aligned = [&](Value m) {
+    return ix.icmp(arith::CmpIPredicate::eq,
+                   ix.remu(memref::ExtractAlignedPointerAsIndexOp::create(
+                               b, loc, m),
+                           16),
+                   ix.c(0));
+  };
+  Value vectors = arith::AndIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, aligned(h), aligned(out)),
+      ix.icmp(arith::CmpIPredicate::eq, ix.remu(d, per), ix.c(0)));
+  auto ifOp = scf::IfOp::create(b, loc, vectors, /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    auto loop = scf::ForOp::create(b, loc, ix.mul(tid, ix.c(per)), d,
+                                   ix.c(kCombineThreads * per));
+    b.setInsertionPointToStart(loop.getBody());
+    Value c = loop.getInductionVar();
+    auto f32Vec = VectorType::get({per}, f32);
+    auto bf16Vec = VectorType::get({per}, bf16);
+    // All k loads first (independent: in flight together), then the sums.
+    SmallVector<Value> loaded;
+    for (Value row : rows)
+      loaded.push_back(vector::LoadOp::create(b, loc, bf16Vec, h,
+                                              ValueRange{row, c},
+                                              /*nontemporal=*/false,
+                                              llvm::MaybeAlign(16)));
+    Value acc;
+    for (Value v : loaded) {
+      Value x = arith::ExtFOp::create(b, loc, f32Vec, v);
+      acc = acc ? arith::AddFOp::create(b, loc, acc, x).getResult() : x;
+    }
+    vector::StoreOp::create(b, loc,
+                            arith::TruncFOp::create(b, loc, bf16Vec, acc), out,
+                            ValueRange{token, c}, /*nontemporal=*/false,
+                            llvm::MaybeAlign(16));
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    auto scalar = scf::ForOp::create(b, loc, tid, d, ix.c(kCombineThreads));
+    b.setInsertionPointToStart(scalar.getBody());
+    Value col = scalar.getInductionVar();
+    Value sum;
+    for (Value row : rows) {
+      Value x = arith::ExtFOp::create(
+          b, loc, f32, memref::LoadOp::create(b, loc, h, ValueRange{row, col}).getResult());
+      sum = sum ? arith::AddFOp::create(b, loc, sum, x).getResult() : x;
+    }
+    memref::StoreOp::create(b, loc, arith::TruncFOp::create(b, loc, bf16, sum),
+                            out, ValueRange{token, col});
+  }
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
 gpu::GPUFuncOp mlir::moe::buildLocalizeExpertsKernel(OpBuilder &b,
                                                      Location loc,
                                                      gpu::GPUModuleOp module,

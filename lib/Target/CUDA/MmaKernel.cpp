@@ -22,7 +22,9 @@
 //  - pair (up and gate in one block): a = bf16(act(x W_gate) * (x W_up));
 //  - plain: a = bf16(act(x W_up));
 //  - scatter (down): y[rowToken[r]] += rowWeight[r] * (a W_down), f32
-//    atomics: the combine step.
+//    atomics: the combine step;
+//  - weighted (down): o[r] = bf16(rowWeight[r] * (a W_down)), plain stores
+//    by row; the combine kernel sums each token's k rows.
 //
 //===----------------------------------------------------------------------===//
 
@@ -277,7 +279,7 @@ SmallVector<Type> mlir::moe::groupedGemmArgTypes(OpBuilder &b,
                           f32Out ? MemRefType::get({dyn, dyn}, f32) : mat};
   if (!o.dense)
     types.append({vecI32, vecI32, vecI32, vecI32});
-  if (o.scatter)
+  if (o.scatter || o.weighted)
     types.push_back(MemRefType::get({dyn}, f32));
   if (o.pair)
     types.push_back(w3);
@@ -296,7 +298,7 @@ GroupedGemmArgs mlir::moe::groupedGemmArgs(Block &entry, const MmaOptions &o) {
     a.offsets = entry.getArgument(next++);
     a.rowToken = entry.getArgument(next++);
   }
-  if (o.scatter)
+  if (o.scatter || o.weighted)
     a.rowWeight = entry.getArgument(next++);
   if (o.pair)
     a.w.push_back(entry.getArgument(next++));
@@ -370,6 +372,8 @@ AccumulatorRow mlir::moe::loadAccumulatorRow(OpBuilder &b, Location loc,
         memref::LoadOp::create(b, loc, args.rowToken, slot));
     row.scale = memref::LoadOp::create(b, loc, args.rowWeight, slot);
   }
+  if (o.weighted)
+    row.scale = memref::LoadOp::create(b, loc, args.rowWeight, slot);
   return row;
 }
 
@@ -403,7 +407,8 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
   }
   SmallVector<Value, 2> vals;
   for (int64_t j = 0; j < 2; ++j) {
-    Value v = o.pair ? arith::MulFOp::create(
+    Value v = o.weighted ? arith::MulFOp::create(b, loc, h[j], row.scale)
+              : o.pair ? arith::MulFOp::create(
                            b, loc, applyActivation(b, loc, o.activation, gate[j]),
                            h[j])
                      : applyActivation(b, loc, o.activation, h[j]);
@@ -440,6 +445,7 @@ std::string mlir::moe::mmaKernelName(const MmaOptions &o) {
   std::string name =
       o.dense     ? "moe_mma_dense_f32"
       : o.scatter ? "moe_mma_scatter_bf16"
+      : o.weighted ? "moe_mma_weighted_bf16"
                   : ("moe_mma_" + Twine(o.pair ? "pair_" : "plain_") +
                      stringifyActivation(o.activation) + "_bf16")
                         .str();

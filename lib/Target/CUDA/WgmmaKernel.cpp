@@ -66,6 +66,10 @@ std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
   return "";
 }
 
+int64_t mlir::moe::planWgmmaGroupTiles(int64_t k) {
+  return std::max<int64_t>(1, kWgmmaGroupRowBytes / (kWgmmaTileM * k * 2));
+}
+
 int64_t mlir::moe::wgmmaSharedBytes(const WgmmaTile &t) {
   return t.stages * (kWgmmaTileM + t.columns) * kRowBytes + kAtomBytes;
 }
@@ -80,11 +84,14 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
   std::string name =
       o.dense     ? "moe_wgmma_dense_f32"
       : o.scatter ? "moe_wgmma_scatter_bf16"
+      : o.weighted ? "moe_wgmma_weighted_bf16"
                 : ("moe_wgmma_" + Twine(o.pair ? "pair_" : "plain_") +
                    stringifyActivation(o.activation) + "_bf16")
                       .str();
   return name + "_n" + std::to_string(t.columns) + "_s" +
-         std::to_string(t.stages) + (o.splitK ? "_splitk" : "");
+         std::to_string(t.stages) +
+         (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
+         (o.splitK ? "_splitk" : "");
 }
 
 gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
@@ -152,7 +159,24 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
 
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value col0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::y), ci(TN));
+  Value colBlock = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  if (o.groupTiles) {
+    // Block b (launch order: x fastest) of group g = b / (G cols) takes,
+    // within its group, tile b % n and column block (b / n) % cols, n the
+    // group's tiles (the last group may be short).
+    Value tilesAll = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+    Value cols = gpu::GridDimOp::create(b, loc, gpu::Dimension::y);
+    Value linear = add(tile, mul(colBlock, tilesAll));
+    Value perGroup = mul(ci(o.groupTiles), cols);
+    Value first = mul(arith::DivUIOp::create(b, loc, linear, perGroup),
+                      ci(o.groupTiles));
+    Value within = arith::RemUIOp::create(b, loc, linear, perGroup);
+    Value n = arith::MinUIOp::create(
+        b, loc, ci(o.groupTiles), arith::SubIOp::create(b, loc, tilesAll, first));
+    tile = add(first, arith::RemUIOp::create(b, loc, within, n));
+    colBlock = arith::DivUIOp::create(b, loc, within, n);
+  }
+  Value col0 = mul(colBlock, ci(TN));
   TileRows rows = groupedGemmTileRows(b, loc, o, args, tile, TM);
   Value e = rows.expert;
   Value K = memref::DimOp::create(b, loc, w[0], 1);

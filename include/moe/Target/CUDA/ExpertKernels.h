@@ -317,6 +317,22 @@ gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,
                                 gpu::GPUModuleOp module, StringRef name,
                                 Type elementType);
 
+/// Adds the kernel `name` that sums each token's k weighted rows of the
+/// down projection (MmaOptions::weighted) into its output row:
+/// out [T, d] (bf16) row t = bf16(sum over j < k of h[offsets[e_j] +
+/// pos_j]) in f32, j in order, with e_j = assignExpert[t k + j] and pos_j =
+/// assignPos[t k + j]. Arguments (h [N, d] bf16, offsets [E+1] i32,
+/// assignExpert [N] i32, assignPos [N] i32, out [T, d] bf16). A block a
+/// token, kCombineThreads threads, kCombineElementsPerThread consecutive
+/// columns a thread per pass (16-byte accesses where h, out and d allow,
+/// else element by element): launch with grid (T, 1, 1).
+constexpr int64_t kCombineThreads = 256;
+constexpr int64_t kCombineElementsPerThread = 8;
+gpu::GPUFuncOp buildCombineKernel(OpBuilder &builder, Location loc,
+                                  gpu::GPUModuleOp module, StringRef name,
+                                  int64_t topK);
+std::string combineKernelName(int64_t topK);
+
 /// Adds the kernel `name` that narrows a routed step to the experts
 /// [first, first + L) held by this rank (a layer with `expert_offset`):
 /// `localOffsets` [L + 1] = offsets[first ...], and the expert ids of `hit`
@@ -492,6 +508,18 @@ struct MmaOptions {
   bool pair = false;
   /// Down with combine: out (f32 [T, N]) [rowToken[r]] += rowWeight[r] * ...
   bool scatter = false;
+  /// Down without combine: out (bf16 [Nrows, N]) row r = bf16(rowWeight[r]
+  /// * ...), plain stores; the combine kernel (buildCombineKernel) then sums
+  /// each token's k rows. Exclusive with scatter.
+  bool weighted = false;
+  /// wgmma only: the order in which the blocks (in launch order) take the
+  /// (row tile, column block) pairs: groups of groupTiles consecutive
+  /// tiles, a group's column blocks in turn, its tiles fastest, so that a
+  /// group's rows stay in L2 for all its column blocks and the tiles of an
+  /// expert share each weight block. 0: all tiles of a column block, then
+  /// the next (the rows re-read from DRAM per column block where they
+  /// outgrow the L2). planWgmmaGroupTiles picks it.
+  int64_t groupTiles = 0;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).
@@ -550,6 +578,13 @@ struct WgmmaTile {
 };
 /// Why `t` cannot be built (empty when it can).
 std::string whyNotWgmma(const WgmmaTile &t);
+/// The rows of a group of tiles (MmaOptions::groupTiles) kept in L2 while
+/// the group's column blocks run: about half the H200's 50 MiB L2, the
+/// rest for the weight blocks streaming through.
+constexpr int64_t kWgmmaGroupRowBytes = int64_t(24) << 20;
+/// Tiles a group of kWgmmaGroupRowBytes holds at K (bf16 rows of
+/// kWgmmaTileM), at least 1.
+int64_t planWgmmaGroupTiles(int64_t k);
 /// The dynamic shared memory a block of `t` needs (launch with it).
 int64_t wgmmaSharedBytes(const WgmmaTile &t);
 int64_t wgmmaColumnsPerMatrix(const MmaOptions &o, const WgmmaTile &t);

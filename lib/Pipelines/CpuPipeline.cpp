@@ -59,6 +59,7 @@ void buildToLoops(OpPassManager &pm,
     layer.stageDown = gpu->stageDown;
     layer.combine = gpu->combine;
     layer.wgmmaGroupTiles = gpu->wgmmaGroupTiles;
+    layer.wgmmaPersistent = gpu->wgmmaPersistent;
     layer.decodeKernel = gpu->decodeKernel;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeOverlap = gpu->decodeOverlap;

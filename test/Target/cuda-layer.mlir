@@ -19,6 +19,9 @@
 // RUN: moe-compile %s --target=cuda --gpu-combine=atomic --gpu-wgmma-group-tiles=3 --emit=mlir | FileCheck %s --check-prefix=ATOMIC
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa combine=atomic wgmma-group-tiles=3" | FileCheck %s --check-prefix=ATOMICPTX
 // RUN: not moe-compile %s --target=cuda --gpu-combine=sum --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADCOMBINE
+// RUN: moe-opt %s --moe-cuda-pipeline="wgmma-persistent=always" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=PERSIST
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=always" | FileCheck %s --check-prefix=PERSISTPTX
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-persistent=maybe --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPERSIST
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-2 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGROUP
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPAR
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --gpu-path=gemv --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPARGEMV
@@ -75,8 +78,8 @@
 // ATOMIC-DAG: @moe_kernels::@round_bf16 blocks in
 // ATOMIC-NOT: moe_combine_k
 // ATOMICPTX: .entry moe_wgmma_scatter_bf16_n256_s4_g3(
+// ATOMICPTX-SAME: %ctaid.y
 // ATOMICPTX-SAME: %nctaid.x
-// ATOMICPTX-SAME: %nctaid.y
 // ATOMICPTX-SAME: red.global.add.v2.f32
 // ATOMICPTX-SAME: .entry round_bf16(
 // ATOMICPTX-SAME: ld.global.v4.b32
@@ -84,6 +87,20 @@
 // ATOMICPTX-SAME: cvt.rn.bf16x2.f32
 // ATOMICPTX-SAME: st.global.v4.b32
 // BADCOMBINE: error: combine must be auto, atomic or rows, got 'sum'
+
+// The persistent wgmma form (off by default: slower,
+// results/combine-rows-2026-12-02.md): a block per (tile, column block)
+// pair up to one an SM (24 pairs up, 12 down); each block counts the live
+// tiles (a shared atomic) and streams its pairs' K steps.
+// PERSIST: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent,
+// PERSIST: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_p blocks in (%c24, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// PERSIST: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_p blocks in (%c12, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// PERSISTPTX: .entry moe_wgmma_weighted_bf16_n256_s4_p(
+// PERSISTPTX-SAME: atom.shared.add.u32
+// PERSISTPTX-SAME: %nctaid.x
+// PERSISTPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
+// PERSISTPTX-SAME: wgmma.wait_group.sync.aligned {{\\09}}0;
+// BADPERSIST: error: wgmma-persistent must be auto, always or never, got 'maybe'
 // BADGROUP: error: wgmma-group-tiles must be -1 (auto), 0 or a tile count, got -2
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in

@@ -75,6 +75,8 @@ def main():
     p.add_argument("--wgmma-group-tiles", default="-1",
                    help="-1 (auto), 0 (all tiles of a column block, then "
                         "the next) or a count")
+    p.add_argument("--wgmma-persistent", default="auto",
+                   help="auto, always or never")
     p.add_argument("--combine", default="auto",
                    help="auto, atomic or rows: how the tensor-core paths' "
                         "down projection meets each token's k rows")
@@ -106,6 +108,7 @@ def main():
                             "--gpu-stage-down=" + args.stage_down,
                             "--gpu-decode-stages=" + args.decode_stages,
                             "--gpu-combine=" + args.combine,
+                            "--gpu-wgmma-persistent=" + args.wgmma_persistent,
                             "--gpu-wgmma-group-tiles=" + args.wgmma_group_tiles,
                             "-o", base + ".so"] + extra,
                            check=True)

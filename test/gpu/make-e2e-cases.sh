@@ -98,6 +98,10 @@ make_case combine-rows-auto --top-k 2 --experts 8 --renormalize --tokens 4096 --
 # combine by rows too).
 make_case wgmma-group-3 --gpu-wgmma-group-tiles=3 --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
 make_case wgmma-group-5-rows --gpu-wgmma-group-tiles=5 --gpu-combine=rows --top-k 4 --experts 16 --tokens 700 --hidden 384 --ffn 256
+# The persistent wgmma kernels: pairs streamed by one block an SM (groups
+# of 3 tiles with atomics; the plain order with rows; K of 2 steps).
+make_case wgmma-persistent --gpu-wgmma-persistent=always --gpu-wgmma-group-tiles=3 --gpu-combine=atomic --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
+make_case wgmma-persistent-rows --gpu-wgmma-persistent=always --gpu-wgmma-group-tiles=0 --gpu-combine=rows --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
 # Decomposed layers (routing on the CPU, experts on the GPU): capacity drops,
 # the PR-MoE residual MLP with mixing.
 make_case capacity-drops --top-k 2 --tokens 32 --capacity 0.5 --hidden 64 --ffn 64

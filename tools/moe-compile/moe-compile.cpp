@@ -119,6 +119,12 @@ cl::opt<int64_t> gpuWgmmaGroupTiles(
              "24 MiB of rows), 0 (all tiles of a column block, then the "
              "next) or a count"),
     cl::init(-1), cl::cat(category));
+cl::opt<std::string> gpuWgmmaPersistent(
+    "gpu-wgmma-persistent",
+    cl::desc("the wgmma expert kernels as persistent grids of one block an "
+             "SM streaming the (tile, column block) pairs' K steps: auto "
+             "(default, where it measured faster), always or never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuCombine(
     "gpu-combine",
     cl::desc("how the tensor-core paths' down projection meets each token's "
@@ -483,6 +489,7 @@ int main(int argc, char **argv) {
     cudaOptions.stageDown = gpuStageDown;
     cudaOptions.combine = gpuCombine;
     cudaOptions.wgmmaGroupTiles = gpuWgmmaGroupTiles;
+    cudaOptions.wgmmaPersistent = gpuWgmmaPersistent;
     cudaOptions.decodeKernel = gpuDecodeKernel;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;

@@ -83,6 +83,11 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "a group before the next group: -1 (auto: as many as fit 24 MiB "
            "of rows), 0 (all tiles of a column block, then the next) or a "
            "count">,
+    Option<"wgmmaPersistent", "wgmma-persistent", "std::string", "\"auto\"",
+           "the wgmma expert kernels as persistent grids of one block an SM "
+           "that stream the (tile, column block) pairs' K steps, the next "
+           "pair's first copies in flight during an epilogue: auto (where "
+           "it measured faster), always or never">,
     Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
            "average rows per expert from which auto takes the mma path">,
     Option<"mmaTileM", "mma-tile-m", "int64_t", "0",

@@ -84,6 +84,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "default), 0 (all tiles of a column block, then the "
                      "next) or a count"),
       llvm::cl::init(-1)};
+  PassOptions::Option<std::string> wgmmaPersistent{
+      *this, "wgmma-persistent",
+      llvm::cl::desc("the wgmma expert kernels as persistent grids: auto "
+                     "(default), always or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> combine{
       *this, "combine",
       llvm::cl::desc("how the tensor-core paths' down projection meets each "

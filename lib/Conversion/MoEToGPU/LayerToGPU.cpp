@@ -125,6 +125,13 @@ struct ConvertMoELayerToGpuCallPass
         {"decode-overlap", "decode_overlap", decodeOverlap},
         {"stage-down", "stage_down", stageDown},
         {"decode-kernel", "decode_kernel", decodeKernel}};
+    if (wgmmaPersistent != "auto" && wgmmaPersistent != "always" &&
+        wgmmaPersistent != "never") {
+      mlir::emitError(module.getLoc())
+          << "wgmma-persistent must be auto, always or never, got '"
+          << wgmmaPersistent << "'";
+      return signalPassFailure();
+    }
     for (auto &[option, attr, value] : switches)
       if (value != "auto" && value != "never") {
         mlir::emitError(module.getLoc()) << option
@@ -240,6 +247,9 @@ struct ConvertMoELayerToGpuCallPass
             b.getNamedAttr("fused_gate", b.getStringAttr(fusedGate)));
       if (combine != "auto")
         plan.push_back(b.getNamedAttr("combine", b.getStringAttr(combine)));
+      if (wgmmaPersistent != "auto")
+        plan.push_back(b.getNamedAttr("wgmma_persistent",
+                                      b.getStringAttr(wgmmaPersistent)));
       if (wgmmaGroupTiles != -1)
         plan.push_back(b.getNamedAttr(
             "wgmma_group_tiles", b.getI64IntegerAttr(wgmmaGroupTiles)));
@@ -430,6 +440,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     int64_t g = asked ? asked.getInt() : planWgmmaGroupTiles(kDim);
     return g >= tiles ? 0 : g;
   };
+  // The persistent form (WgmmaKernel.cpp) needs a pair's K steps to cover
+  // the copies in flight (stages - 2 steps).
+  StringRef persistentChoice = choice("wgmma_persistent");
+  bool persistent = wgmma && persistentChoice == "always" &&
+                    std::min(d, f) / kWgmmaTileK >= wgmmaTile.stages - 2;
   int64_t upGroupTiles = wgmma ? groupTiles(d) : 0;
   int64_t downGroupTiles = wgmma ? groupTiles(f) : 0;
 
@@ -557,6 +572,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     planAttrs.push_back(b.getNamedAttr(
         "group_tiles",
         b.getDenseI64ArrayAttr({upGroupTiles, downGroupTiles})));
+    if (persistent)
+      planAttrs.push_back(b.getNamedAttr("persistent", b.getUnitAttr()));
   } else if (mma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
@@ -660,6 +677,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.pair = gated;
     upOpts.activation = activation;
     upOpts.groupTiles = upGroupTiles;
+    upOpts.persistent = persistent;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
@@ -671,6 +689,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     downOpts.scatter = !combineRows;
     downOpts.weighted = combineRows;
     downOpts.groupTiles = downGroupTiles;
+    downOpts.persistent = persistent;
     // The wgmma grid runs over the tiles first: the tiles of an expert read
     // the same weight columns together (from L2 after the first).
     auto launchGemm = [&](const MmaOptions &o, int64_t n, ValueRange args) {
@@ -684,8 +703,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
         return buildGroupedWgmmaKernel(b, kloc, kernels, name, o, wgmmaTile);
       });
       int64_t cols = wgmmaColumnsPerMatrix(o, wgmmaTile);
-      h.launch(k, {tiles, (n + cols - 1) / cols, 1}, {kWgmmaThreads, 1, 1},
-               args, wgmmaSharedBytes(wgmmaTile));
+      int64_t pairs = tiles * ((n + cols - 1) / cols);
+      if (o.persistent)
+        h.launch(k, {std::min(pairs, kPlanSms), 1, 1}, {kWgmmaThreads, 1, 1},
+                 args, wgmmaSharedBytes(wgmmaTile));
+      else
+        h.launch(k, {tiles, (n + cols - 1) / cols, 1}, {kWgmmaThreads, 1, 1},
+                 args, wgmmaSharedBytes(wgmmaTile));
     };
     launchGemm(upOpts, f, upArgs);
     launchGemm(downOpts, d,

@@ -91,6 +91,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
   return name + "_n" + std::to_string(t.columns) + "_s" +
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
+         (o.persistent ? "_p" : "") +
          (o.splitK ? "_splitk" : "");
 }
 
@@ -100,6 +101,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                                                   const MmaOptions &o,
                                                   const WgmmaTile &t) {
   assert(whyNotWgmma(t).empty() && "unsupported wgmma tile");
+  assert(!(o.persistent && (o.dense || o.splitK)) &&
+         "the persistent form takes the grouped kernels' tiles");
   assert(!(o.dense && (o.pair || o.scatter || o.gatherRows)) &&
          "a dense wgmma kernel has one matrix and plain rows");
   OpBuilder::InsertionGuard guard(b);
@@ -158,38 +161,18 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Value aAddr = toI64(add(rawAddr, pad)), bAddr = toI64(add(rawAddr, bOffset));
 
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value colBlock = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  if (o.groupTiles) {
-    // Block b (launch order: x fastest) of group g = b / (G cols) takes,
-    // within its group, tile b % n and column block (b / n) % cols, n the
-    // group's tiles (the last group may be short).
-    Value tilesAll = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-    Value cols = gpu::GridDimOp::create(b, loc, gpu::Dimension::y);
-    Value linear = add(tile, mul(colBlock, tilesAll));
-    Value perGroup = mul(ci(o.groupTiles), cols);
-    Value first = mul(arith::DivUIOp::create(b, loc, linear, perGroup),
-                      ci(o.groupTiles));
-    Value within = arith::RemUIOp::create(b, loc, linear, perGroup);
-    Value n = arith::MinUIOp::create(
-        b, loc, ci(o.groupTiles), arith::SubIOp::create(b, loc, tilesAll, first));
-    tile = add(first, arith::RemUIOp::create(b, loc, within, n));
-    colBlock = arith::DivUIOp::create(b, loc, within, n);
-  }
-  Value col0 = mul(colBlock, ci(TN));
-  TileRows rows = groupedGemmTileRows(b, loc, o, args, tile, TM);
-  Value e = rows.expert;
   Value K = memref::DimOp::create(b, loc, w[0], 1);
   // Columns past N are zero-filled and not stored.
   Value N = memref::DimOp::create(b, loc, w[0], 2);
+  Value cols = ops.divu(ops.add(N, ci(TN - 1)), TN);
 
   // The 16-byte chunks each thread copies per K step, and where they go
   // (swizzled: chunk c of a 128-byte row r lands at chunk c ^ r % 8): A has
-  // TM rows x 8 chunks; each B matrix TK rows x TN / 8 chunks.
+  // TM rows x 8 chunks; each B matrix TK rows x TN / 8 chunks. Where they
+  // come from depends on the block's (tile, column block): `sources`.
   struct Chunk {
     Value row, col;       // in the shared tile (col swizzled)
-    Value src, srcCol;    // A: source row, chunk column; B: source column
-    Value count;          // 8, or 0 (zero-fill) outside the rows / columns
+    Value srcCol;         // A: chunk column; B: column within the block's
     Value atom;           // B: the 64-column atom
     int64_t matrix = 0;   // B: w[matrix]
   };
@@ -204,9 +187,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     Value chunk = remu(v, TK / 8);
     ch.col = swizzle(chunk, ch.row);
     ch.srcCol = mul(chunk, ci(8));
-    CopySource src = rowSource(b, loc, o, args, rows, ch.row);
-    ch.src = src.index;
-    ch.count = src.count;
     aChunks.push_back(ch);
   }
   for (int64_t m = 0; m < numMats; ++m)
@@ -218,23 +198,42 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       Value chunk = remu(v, TN / 8); // of this matrix's TN columns
       ch.atom = add(ci(m * atomsPerMat), divu(chunk, 8));
       ch.col = swizzle(remu(chunk, 8), ch.row);
-      CopySource src = columnSource(b, loc, add(col0, mul(chunk, ci(8))), N);
-      ch.src = src.index;
-      ch.count = src.count;
+      ch.srcCol = mul(chunk, ci(8));
       bChunks.push_back(ch);
     }
+  // A block's work: the rows of one tile (an expert's) and a column block.
+  // aSources: the source row and element count of each A chunk.
+  struct Work {
+    Value expert, begin, end, col0;
+    SmallVector<Value> aSources; // index, count, index, count, ...
+  };
+  auto sources = [&](const TileRows &rows, Value col0) {
+    Work wk{rows.expert, rows.begin, rows.end, col0, {}};
+    for (const Chunk &ch : aChunks) {
+      CopySource src = rowSource(b, loc, o, args, rows, ch.row);
+      wk.aSources.append({src.index, src.count});
+    }
+    return wk;
+  };
 
-  // Issues the copies of the K step at k0 into `stage`, as one group.
-  auto issue = [&](Value stage, Value k0) {
+  // Issues the copies of the K step at k0 of `wk` into `stage`, as one
+  // group (zero-filled where `valid` is false: a group all the same).
+  auto issue = [&](Value stage, Value k0, const Work &wk, Value valid) {
     SmallVector<Value> tokens;
-    for (const Chunk &ch : aChunks)
+    auto count = [&](Value c) {
+      return valid ? ops.select(valid, c, ci(0)) : c;
+    };
+    for (auto [i, ch] : llvm::enumerate(aChunks))
       tokens.push_back(asyncCopy16(b, loc, sA, {stage, ch.row, ch.col}, x,
-                                   {ch.src, add(k0, ch.srcCol)}, ch.count));
-    for (const Chunk &ch : bChunks)
+                                   {wk.aSources[2 * i], add(k0, ch.srcCol)},
+                                   count(wk.aSources[2 * i + 1])));
+    for (const Chunk &ch : bChunks) {
+      CopySource src = columnSource(b, loc, add(wk.col0, ch.srcCol), N);
       tokens.push_back(asyncCopy16(b, loc, sB,
                                    {stage, ch.atom, ch.row, ch.col},
-                                   w[ch.matrix], {e, add(k0, ch.row), ch.src},
-                                   ch.count));
+                                   w[ch.matrix], {wk.expert, add(k0, ch.row), src.index},
+                                   count(src.count)));
+    }
     commitAsyncCopies(b, loc, tokens);
   };
 
@@ -275,37 +274,14 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       ctx, SmallVector<Type>(numAcc, f32));
   Value zeroAcc = LLVM::ZeroOp::create(b, loc, accType);
 
-  // Prologue: steps 0 .. S - 3 in flight (past the end, the last step again,
-  // unused).
-  KSteps ks = blockKSteps(b, loc, o, arith::DivUIOp::create(b, loc, K, ci(TK)));
-  Value steps = ks.count;
-  Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
-  // K of this block's step i (past the end, the last step again, unused).
-  auto kOf = [&](Value i) {
-    return arith::MinUIOp::create(b, loc, mul(add(ks.first, i), ci(TK)),
-                                  lastK);
-  };
-  for (int64_t st = 0; st < S - 2; ++st)
-    issue(ci(st), kOf(ci(st)));
-  Value warpgroupRows =
-      o.dense ? icmp(P::ult, add(rows.begin, mul(warpgroup, ci(64))), rows.end)
-              : arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1)
-                    .getResult();
-  auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
-                                  ValueRange{zeroAcc});
-  {
-    OpBuilder::InsertionGuard lg(b);
-    b.setInsertionPointToStart(kLoop.getBody());
-    Value kt = kLoop.getInductionVar();
-    Value acc = kLoop.getRegionIterArgs()[0];
-    Value stage = remu(kt, S);
-    NVVM::CpAsyncWaitGroupOp::create(b, loc, int32_t(S - 3));
-    NVVM::FenceProxyOp::create(
-        b, loc, NVVM::ProxyKind::async_shared,
-        NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
-    gpu::BarrierOp::create(b, loc);
-    Value ahead = add(kt, ci(S - 2));
-    issue(remu(ahead, S), kOf(ahead));
+  // The MMAs of the K step in `stage` (its copies waited for, fenced and
+  // behind a barrier), committed; one group left in flight. `rowsHere`
+  // (dense): a warpgroup whose 64 rows are all past the tile's issues no
+  // MMAs, the other gets the tensor cores to itself. Uniform over the
+  // warpgroup and the loop. (In the expert kernels, for their experts'
+  // last tiles, it measured 2-7% slower at 1024 and 8192 tokens:
+  // results/wgmma-skip-rows-2026-12-02.md.)
+  auto mmaStep = [&](Value acc, Value stage, Value rowsHere) -> Value {
     Value stage64 = toI64(stage);
     Value aDesc = arith::AddIOp::create(
         b, loc, aDesc0,
@@ -317,13 +293,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         arith::MulIOp::create(b, loc, stage64,
                               arith::ConstantOp::create(
                                   b, loc, b.getI64IntegerAttr(bStageBytes >> 4))));
-    // Dense (the router at 16 to 64 tokens): a warpgroup whose 64 rows are
-    // all past the tile's issues no MMAs, the other gets the tensor cores
-    // to itself. Uniform over the warpgroup and the loop. (In the expert
-    // kernels, for their experts' last tiles, it measured 2-7% slower at
-    // 1024 and 8192 tokens: results/wgmma-skip-rows-2026-12-02.md.)
-    auto mmaIf = scf::IfOp::create(b, loc, TypeRange{accType}, warpgroupRows,
+    auto mmaIf = scf::IfOp::create(b, loc, TypeRange{accType}, rowsHere,
                                    /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard mg(b);
     b.setInsertionPointToStart(&mmaIf.getElseRegion().front());
     scf::YieldOp::create(b, loc, acc);
     b.setInsertionPointToStart(&mmaIf.getThenRegion().front());
@@ -345,13 +317,19 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 1);
     scf::YieldOp::create(b, loc, acc);
-    b.setInsertionPointAfter(mmaIf);
-    scf::YieldOp::create(b, loc, mmaIf.getResult(0));
-  }
-  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-  // Nothing may be in flight into shared memory when the block exits.
-  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-  Value acc = kLoop.getResult(0);
+    return mmaIf.getResult(0);
+  };
+  // Waits for the copies of the step S - 2 steps back (S - 3 groups may
+  // stay in flight), fences them into the async proxy; the barrier also
+  // tells that every warpgroup is done with the step whose buffer the next
+  // copies reuse.
+  auto waitStep = [&] {
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, int32_t(S - 3));
+    NVVM::FenceProxyOp::create(
+        b, loc, NVVM::ProxyKind::async_shared,
+        NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
+    gpu::BarrierOp::create(b, loc);
+  };
 
   // Epilogue. Accumulator 4 q + 2 i + j of a thread (lane l of warp v of
   // its warpgroup) is row 16 v + l / 4 + 8 i, column 8 q + 2 (l % 4) + j;
@@ -360,26 +338,260 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Value rowBase = add(mul(warpgroup, ci(64)), add(mul(warp, ci(16)),
                                                   divu(lane, 4)));
   Value tg2 = mul(remu(lane, 4), ci(2));
-  auto accAt = [&](int64_t i) -> Value {
-    return LLVM::ExtractValueOp::create(b, loc, acc, i);
-  };
-  for (int64_t i = 0; i < 2; ++i) {
-    Value slot = add(rows.begin, add(rowBase, ci(8 * i)));
-    auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, rows.end), false);
-    OpBuilder::InsertionGuard eg(b);
-    b.setInsertionPointToStart(&inRows.getThenRegion().front());
-    AccumulatorRow row = loadAccumulatorRow(b, loc, o, args, slot);
-    for (int64_t q = 0; q < TN / 8; ++q) {
-      Value col = add(col0, add(ci(q * 8), tg2));
-      SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
-      SmallVector<Value, 2> gate;
-      if (o.pair) {
-        int64_t g = q + TN / 8;
-        gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
+  auto epilogue = [&](Value acc, Value begin, Value end, Value col0) {
+    auto accAt = [&](int64_t i) -> Value {
+      return LLVM::ExtractValueOp::create(b, loc, acc, i);
+    };
+    for (int64_t i = 0; i < 2; ++i) {
+      Value slot = add(begin, add(rowBase, ci(8 * i)));
+      auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, end), false);
+      OpBuilder::InsertionGuard eg(b);
+      b.setInsertionPointToStart(&inRows.getThenRegion().front());
+      AccumulatorRow row = loadAccumulatorRow(b, loc, o, args, slot);
+      for (int64_t q = 0; q < TN / 8; ++q) {
+        Value col = add(col0, add(ci(q * 8), tg2));
+        SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
+        SmallVector<Value, 2> gate;
+        if (o.pair) {
+          int64_t g = q + TN / 8;
+          gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
+        }
+        storeAccumulatorPair(b, loc, o, args.out, row, col, N, h, gate);
       }
-      storeAccumulatorPair(b, loc, o, args.out, row, col, N, h, gate);
     }
+  };
+  // Block b (launch order: x fastest) of group g = b / (G cols) takes,
+  // within its group, tile b % n and column block (b / n) % cols, n the
+  // group's tiles (the last group may be short), of `tilesAll`.
+  auto groupOrder = [&](Value linear, Value tilesAll) -> std::pair<Value, Value> {
+    Value perGroup = mul(ci(o.groupTiles), cols);
+    Value first = mul(arith::DivUIOp::create(b, loc, linear, perGroup),
+                      ci(o.groupTiles));
+    Value within = arith::RemUIOp::create(b, loc, linear, perGroup);
+    Value n = arith::MinUIOp::create(
+        b, loc, ci(o.groupTiles), arith::SubIOp::create(b, loc, tilesAll, first));
+    return {add(first, arith::RemUIOp::create(b, loc, within, n)),
+            arith::DivUIOp::create(b, loc, within, n)};
+  };
+
+  if (o.persistent) {
+    // The persistent form: gridDim.x blocks take the (live tile, column
+    // block) pairs round-robin (in group order where groupTiles is set, else
+    // a column block's tiles in turn) as one stream of K steps, so that the
+    // copies for a pair's first steps are in flight while the previous
+    // pair's last MMAs run and its epilogue stores.
+    // Live tiles: the routing writes them first, then -1s.
+    Value table = memref::DimOp::create(b, loc, args.tileExpert, 0);
+    Value liveShared = fn.addWorkgroupAttribution(
+        MemRefType::get({1}, b.getI32Type(), MemRefLayoutAttrInterface(), wg),
+        loc);
+    Value i32Zero = constI32(b, loc, 0);
+    auto isFirst = icmp(P::eq, tid, ci(0));
+    auto first0 = scf::IfOp::create(b, loc, isFirst, false);
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(&first0.getThenRegion().front());
+      memref::StoreOp::create(b, loc, i32Zero, liveShared, ci(0));
+    }
+    gpu::BarrierOp::create(b, loc);
+    auto countLoop = scf::ForOp::create(b, loc, tid, table, ci(kWgmmaThreads),
+                                        ValueRange{i32Zero});
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(countLoop.getBody());
+      Value e = memref::LoadOp::create(b, loc, args.tileExpert,
+                                       countLoop.getInductionVar());
+      Value live = arith::ExtUIOp::create(
+          b, loc, b.getI32Type(),
+          arith::CmpIOp::create(b, loc, P::sge, e, i32Zero));
+      scf::YieldOp::create(
+          b, loc, ValueRange{arith::AddIOp::create(
+                      b, loc, countLoop.getRegionIterArgs()[0], live)});
+    }
+    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
+                                countLoop.getResult(0), liveShared,
+                                ValueRange{ci(0)});
+    gpu::BarrierOp::create(b, loc);
+    Value liveTiles = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(),
+        memref::LoadOp::create(b, loc, liveShared, ci(0)));
+    Value total = mul(liveTiles, cols);
+    Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+    Value bid = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+    Value mine = ops.select(
+        icmp(P::ult, bid, total),
+        arith::DivUIOp::create(
+            b, loc,
+            ops.add(arith::SubIOp::create(b, loc, total, bid),
+                    arith::SubIOp::create(b, loc, blocks, ci(1))),
+            blocks),
+        ci(0));
+    Value steps = ops.divu(K, TK);
+    Value totalSteps = mul(mine, steps);
+    // The work of this block's j-th pair (any pair where it has none).
+    auto workOf = [&](Value j) {
+      Value item = arith::MinUIOp::create(
+          b, loc, add(bid, mul(j, blocks)),
+          arith::SubIOp::create(
+              b, loc, arith::MaxUIOp::create(b, loc, total, ci(1)), ci(1)));
+      Value tile, colBlock;
+      if (o.groupTiles) {
+        std::tie(tile, colBlock) = groupOrder(
+            item, arith::MaxUIOp::create(b, loc, liveTiles, ci(1)));
+      } else {
+        Value n = arith::MaxUIOp::create(b, loc, liveTiles, ci(1));
+        tile = arith::RemUIOp::create(b, loc, item, n);
+        colBlock = arith::DivUIOp::create(b, loc, item, n);
+      }
+      TileRows rows;
+      Value rawE = memref::LoadOp::create(b, loc, args.tileExpert, tile);
+      rows.expert = arith::IndexCastOp::create(
+          b, loc, b.getIndexType(),
+          arith::MaxSIOp::create(b, loc, rawE, i32Zero));
+      rows.begin = arith::IndexCastOp::create(
+          b, loc, b.getIndexType(),
+          memref::LoadOp::create(b, loc, args.tileRow, tile));
+      rows.end = arith::MinUIOp::create(
+          b, loc, add(rows.begin, ci(TM)),
+          arith::IndexCastOp::create(
+              b, loc, b.getIndexType(),
+              memref::LoadOp::create(b, loc, args.offsets,
+                                     add(rows.expert, ci(1)))));
+      return sources(rows, mul(colBlock, ci(TN)));
+    };
+    // Carried as i32 (fewer registers beside the accumulators): an A
+    // chunk's source row, or -1 to zero-fill.
+    Type i32 = b.getI32Type();
+    auto toI32 = [&](Value v) -> Value {
+      return arith::IndexCastOp::create(b, loc, i32, v);
+    };
+    auto toIdx = [&](Value v) -> Value {
+      return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+    };
+    auto pack = [&](const Work &wk) {
+      SmallVector<Value> v{toI32(wk.expert), toI32(wk.begin), toI32(wk.end),
+                           toI32(wk.col0)};
+      for (size_t i = 0; i < aChunks.size(); ++i)
+        v.push_back(arith::SelectOp::create(
+            b, loc, icmp(P::ne, wk.aSources[2 * i + 1], ci(0)),
+            toI32(wk.aSources[2 * i]), constI32(b, loc, -1)));
+      return v;
+    };
+    auto unpack = [&](ValueRange v) {
+      Work wk{toIdx(v[0]), toIdx(v[1]), toIdx(v[2]), toIdx(v[3]), {}};
+      for (Value s : v.drop_front(4)) {
+        Value ok = arith::CmpIOp::create(b, loc, P::sge, s, i32Zero);
+        wk.aSources.push_back(
+            toIdx(arith::MaxSIOp::create(b, loc, s, i32Zero)));
+        wk.aSources.push_back(ops.select(ok, ci(8), ci(0)));
+      }
+      return wk;
+    };
+    Work w0 = workOf(ci(0));
+    // Prologue: steps 0 .. S - 3 of the first pair (the plan takes this
+    // form only where a pair has at least S - 2 steps).
+    Value any = icmp(P::ugt, mine, ci(0));
+    for (int64_t st = 0; st < S - 2; ++st)
+      issue(ci(st), ci(st * TK), w0, any);
+    // Pairs j = 0 .. mine - 1, the j-th's work carried (as i32); its K
+    // steps in an inner loop that also issues the first copies of pair
+    // j + 1 (its work loaded as pair j starts).
+    auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1), pack(w0));
+    {
+      OpBuilder::InsertionGuard pg(b);
+      b.setInsertionPointToStart(pairs.getBody());
+      Value j = pairs.getInductionVar();
+      ValueRange curVals = pairs.getRegionIterArgs();
+      Value nextJ = add(j, ci(1));
+      Value nextValid = icmp(P::ult, nextJ, mine);
+      SmallVector<Value> nextVals = pack(workOf(nextJ));
+      Value firstStep = mul(j, steps);
+      auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
+                                      ValueRange{zeroAcc});
+      {
+        OpBuilder::InsertionGuard lg(b);
+        b.setInsertionPointToStart(kLoop.getBody());
+        Value kt = kLoop.getInductionVar();
+        Value g = add(firstStep, kt);
+        waitStep();
+        Value acc = mmaStep(kLoop.getRegionIterArgs()[0], remu(g, S),
+                            arith::ConstantIntOp::create(b, loc,
+                                                         b.getI1Type(), 1));
+        // The copies S - 2 steps ahead: this pair's, or the next pair's
+        // first ones.
+        // (Branches, so that only the last S - 2 steps wait for the next
+        // pair's table loads.)
+        Value ahead = add(kt, ci(S - 2));
+        Value aheadStage = remu(add(g, ci(S - 2)), S);
+        auto inThis = scf::IfOp::create(b, loc, icmp(P::ult, ahead, steps),
+                                        /*withElseRegion=*/true);
+        {
+          OpBuilder::InsertionGuard ig(b);
+          b.setInsertionPointToStart(&inThis.getThenRegion().front());
+          issue(aheadStage, mul(ahead, ci(TK)), unpack(curVals), Value());
+          b.setInsertionPointToStart(&inThis.getElseRegion().front());
+          issue(aheadStage,
+                mul(arith::SubIOp::create(b, loc, ahead, steps), ci(TK)),
+                unpack(nextVals), nextValid);
+        }
+        scf::YieldOp::create(b, loc, acc);
+      }
+      // The epilogue, the next pair's first copies in flight.
+      NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+      Work cur = unpack(curVals);
+      epilogue(kLoop.getResult(0), cur.begin, cur.end, cur.col0);
+      scf::YieldOp::create(b, loc, nextVals);
+    }
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+    // Nothing may be in flight into shared memory when the block exits.
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    b.setInsertionPointToEnd(&entry);
+    gpu::ReturnOp::create(b, loc);
+    return fn;
   }
+
+  Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value colBlock = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  if (o.groupTiles)
+    std::tie(tile, colBlock) = groupOrder(
+        add(tile, mul(colBlock, gpu::GridDimOp::create(b, loc,
+                                                       gpu::Dimension::x))),
+        gpu::GridDimOp::create(b, loc, gpu::Dimension::x));
+  TileRows rows = groupedGemmTileRows(b, loc, o, args, tile, TM);
+  Work work = sources(rows, mul(colBlock, ci(TN)));
+
+  // Prologue: steps 0 .. S - 3 in flight (past the end, the last step again,
+  // unused).
+  KSteps ks = blockKSteps(b, loc, o, arith::DivUIOp::create(b, loc, K, ci(TK)));
+  Value steps = ks.count;
+  Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
+  // K of this block's step i (past the end, the last step again, unused).
+  auto kOf = [&](Value i) {
+    return arith::MinUIOp::create(b, loc, mul(add(ks.first, i), ci(TK)),
+                                  lastK);
+  };
+  for (int64_t st = 0; st < S - 2; ++st)
+    issue(ci(st), kOf(ci(st)), work, Value());
+  Value warpgroupRows =
+      o.dense ? icmp(P::ult, add(rows.begin, mul(warpgroup, ci(64))), rows.end)
+              : arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1)
+                    .getResult();
+  auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
+                                  ValueRange{zeroAcc});
+  {
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(kLoop.getBody());
+    Value kt = kLoop.getInductionVar();
+    Value acc = kLoop.getRegionIterArgs()[0];
+    waitStep();
+    Value ahead = add(kt, ci(S - 2));
+    issue(remu(ahead, S), kOf(ahead), work, Value());
+    scf::YieldOp::create(b, loc, mmaStep(acc, remu(kt, S), warpgroupRows));
+  }
+  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+  // Nothing may be in flight into shared memory when the block exits.
+  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+  epilogue(kLoop.getResult(0), rows.begin, rows.end, work.col0);
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
   return fn;

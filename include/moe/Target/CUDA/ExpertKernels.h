@@ -520,6 +520,12 @@ struct MmaOptions {
   /// the next (the rows re-read from DRAM per column block where they
   /// outgrow the L2). planWgmmaGroupTiles picks it.
   int64_t groupTiles = 0;
+  /// wgmma only, not dense: launch gridDim.x blocks (one an SM) that take
+  /// the (live tile, column block) pairs round-robin as one stream of K
+  /// steps: a pair's first copies are issued while the previous pair's
+  /// last MMAs run and its epilogue stores. K must be at least
+  /// (stages - 2) K steps.
+  bool persistent = false;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).

@@ -876,6 +876,15 @@ gpu::GPUFuncOp mlir::moe::buildExpertActivationKernel(
       });
 }
 
+/// Whether memref `m`'s base address is a multiple of 16 bytes (i1).
+static Value isAligned16(OpBuilder &b, Location loc, Value m) {
+  moe::IndexOps ix{b, loc};
+  return ix.icmp(
+      arith::CmpIPredicate::eq,
+      ix.remu(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m), 16),
+      ix.c(0));
+}
+
 gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
                                            gpu::GPUModuleOp module,
                                            StringRef name, Type elt) {
@@ -901,13 +910,7 @@ gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
   Value first = ix.mul(thread, ix.c(per));
   // Whole runs of `per` at 16-byte aligned addresses (both buffers'
   // starts): two 16-byte loads, one store; else element by element.
-  auto aligned = [&](Value m) {
-    return ix.icmp(arith::CmpIPredicate::eq,
-                   ix.remu(memref::ExtractAlignedPointerAsIndexOp::create(
-                               b, loc, m),
-                           16),
-                   ix.c(0));
-  };
+  auto aligned = [&](Value m) { return isAligned16(b, loc, m); };
   Value whole = arith::AndIOp::create(
       b, loc,
       arith::AndIOp::create(b, loc, aligned(y), aligned(out)),
@@ -979,13 +982,7 @@ gpu::GPUFuncOp mlir::moe::buildCombineKernel(OpBuilder &b, Location loc,
   }
   // 16-byte accesses need both bases 16-byte aligned and rows of a
   // multiple of `per` elements (uniform over the grid).
-  auto aligned = [&](Value m) {
-    return ix.icmp(arith::CmpIPredicate::eq,
-                   ix.remu(memref::ExtractAlignedPointerAsIndexOp::create(
-                               b, loc, m),
-                           16),
-                   ix.c(0));
-  };
+  auto aligned = [&](Value m) { return isAligned16(b, loc, m); };
   Value vectors = arith::AndIOp::create(
       b, loc, arith::AndIOp::create(b, loc, aligned(h), aligned(out)),
       ix.icmp(arith::CmpIPredicate::eq, ix.remu(d, per), ix.c(0)));

@@ -660,6 +660,10 @@ extern "C" void mgpuStreamSynchronize(void *stream) {
 extern "C" void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/,
                               bool /*isHostShared*/) {
   ensure();
+  // cuMemAlloc refuses 0 bytes; compiled code may ask for an empty buffer
+  // (a layer with nothing to clear: the combine by rows beside the gating
+  // kernel).
+  bytes = std::max<uint64_t>(bytes, 1);
   void *p = nullptr;
   auto hit = gpu().cached.find(bytes);
   if (hit != gpu().cached.end()) {

@@ -13,7 +13,7 @@
 // RUN: FileCheck %s --check-prefix=LDM < %t.mma
 // RUN: FileCheck %s --check-prefix=CPASYNC < %t.mma
 // RUN: moe-opt %s --moe-cuda-pipeline="path=gemv format=isa" | FileCheck %s --check-prefix=GEMV
-// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma format=isa" | FileCheck %s --check-prefix=WGMMA
+// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-persistent=never format=isa" | FileCheck %s --check-prefix=WGMMA
 // RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=WGLAUNCH
 
 // WGMMA: .target sm_90a
@@ -30,10 +30,12 @@
 // WGMMA: cvt.rn.bf16x2.f32
 // WGMMA: .entry
 
-// Grid x over the row tiles (18: 64 x 4 rows / 128 + 16 experts), y over
-// the columns; 4 stages x (128 + 256) rows x 128 bytes + 1 KB to align.
-// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4 blocks in (%c18, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
-// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4 blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
+// A block per (row tile, column block) pair, up to one an SM: 18 pairs
+// (64 x 4 rows / 128 + 16 experts row tiles, one column block), of three
+// warpgroups (the producer's and two of MMAs); 4 stages x (128 + 256) rows
+// x 128 bytes + 1 KB to align.
+// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws blocks in (%c18, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
+// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
 
 // ROUTE: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64
 // ROUTE: shfl.sync.bfly.b32

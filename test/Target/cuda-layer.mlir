@@ -16,8 +16,8 @@
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGSTAGES
-// RUN: moe-compile %s --target=cuda --gpu-combine=atomic --gpu-wgmma-group-tiles=3 --emit=mlir | FileCheck %s --check-prefix=ATOMIC
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa combine=atomic wgmma-group-tiles=3" | FileCheck %s --check-prefix=ATOMICPTX
+// RUN: moe-compile %s --target=cuda --gpu-combine=atomic --gpu-wgmma-group-tiles=3 --gpu-wgmma-persistent=never --emit=mlir | FileCheck %s --check-prefix=ATOMIC
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa combine=atomic wgmma-group-tiles=3 wgmma-persistent=never" | FileCheck %s --check-prefix=ATOMICPTX
 // RUN: not moe-compile %s --target=cuda --gpu-combine=sum --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADCOMBINE
 // RUN: moe-opt %s --moe-cuda-pipeline="wgmma-persistent=always" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=PERSIST
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=always" | FileCheck %s --check-prefix=PERSISTPTX
@@ -35,13 +35,17 @@
 // The down kernel stores each assignment's weighted row (bf16, 128 KiB in
 // all: the combine by rows) and the combine kernel sums each token's two;
 // the 12 row tiles are one group (their rows fit the L2 many times over).
+// The wgmma kernels are persistent and warp-specialised: a block per
+// (tile, column block) pair up to one an SM (24 pairs up, 12 down), of
+// three warpgroups, the third (the producer) issuing the copies.
 // MLIR: llvm.func @__moe_gpu_layer_0(
-// MLIR-SAME: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", router = "mma", router_split_k = 2 : i64,
+// MLIR-SAME: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, router = "mma", router_split_k = 2 : i64,
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2_splitk blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_finish blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4 blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4 blocks in
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS:[a-z0-9_]+]],
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS]],
+// MLIR-DAG: %[[WS]] = llvm.mlir.constant(384 : index)
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_combine_k2_bf16 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) : i64 args(
 // MLIR-NOT: round_bf16
 // The router's K split: grid z picks the run of K steps, the tile's sums
@@ -58,8 +62,23 @@
 // The weighted down kernel: plain bf16 pair stores, no atomics. The
 // combine kernel: both rows' 16-byte loads before the sum, one 16-byte
 // store (LLVM sums two bf16 rows as bf16x2: the same as the f32 sum
-// rounded once).
-// SPLITPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4(
+// rounded once). The warp-specialised kernel: thread 0 initialises the
+// stages' full and empty mbarriers; the producer waits for a stage's
+// release, issues its copies and has the full mbarrier track them; the
+// MMA warpgroups wait for it, fence the copies into the async proxy, and
+// release the stage of the step before once one wgmma group is left in
+// flight.
+// SPLITPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4_ws(
+// SPLITPTX-SAME: .maxntid 384, 1, 1
+// SPLITPTX-SAME: mbarrier.init.shared.b64
+// SPLITPTX-SAME: mbarrier.try_wait.parity.shared.b64
+// SPLITPTX-SAME: cp.async.cg.shared.global
+// SPLITPTX-SAME: cp.async.mbarrier.arrive.noinc.shared.b64
+// SPLITPTX-SAME: mbarrier.try_wait.parity.shared.b64
+// SPLITPTX-SAME: fence.proxy.async.shared::cta
+// SPLITPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
+// SPLITPTX-SAME: wgmma.wait_group.sync.aligned {{\\09}}1;
+// SPLITPTX-SAME: mbarrier.arrive.shared.b64
 // SPLITPTX-NOT: red.global.add
 // SPLITPTX-SAME: st.global.b32
 // SPLITPTX-SAME: .entry moe_combine_k2_bf16(
@@ -68,7 +87,8 @@
 // SPLITPTX-SAME: add.rn.{{f32|bf16x2}}
 // SPLITPTX-SAME: st.global.v4.b32
 
-// The combine by atomics, and groups of 3 row tiles: the f32 output
+// The combine by atomics, and groups of 3 row tiles, on the plain grid of
+// a block per (tile, column block) pair: the f32 output
 // cleared, the down kernel adds weighted rows by vector atomics, the
 // rounding kernel (8 elements a thread, two 16-byte loads, one store); the
 // blocks find their tile and column block from their place in launch order.
@@ -88,7 +108,7 @@
 // ATOMICPTX-SAME: st.global.v4.b32
 // BADCOMBINE: error: combine must be auto, atomic or rows, got 'sum'
 
-// The persistent wgmma form (off by default: slower,
+// The persistent wgmma form without the producer (slower,
 // results/combine-rows-2026-12-02.md): a block per (tile, column block)
 // pair up to one an SM (24 pairs up, 12 down); each block counts the live
 // tiles (a shared atomic) and streams its pairs' K steps.
@@ -100,7 +120,7 @@
 // PERSISTPTX-SAME: %nctaid.x
 // PERSISTPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 // PERSISTPTX-SAME: wgmma.wait_group.sync.aligned {{\\09}}0;
-// BADPERSIST: error: wgmma-persistent must be auto, always or never, got 'maybe'
+// BADPERSIST: error: wgmma-persistent must be auto, always, producer or never, got 'maybe'
 // BADGROUP: error: wgmma-group-tiles must be -1 (auto), 0 or a tile count, got -2
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in

@@ -102,6 +102,18 @@ make_case wgmma-group-5-rows --gpu-wgmma-group-tiles=5 --gpu-combine=rows --top-
 # of 3 tiles with atomics; the plain order with rows; K of 2 steps).
 make_case wgmma-persistent --gpu-wgmma-persistent=always --gpu-wgmma-group-tiles=3 --gpu-combine=atomic --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
 make_case wgmma-persistent-rows --gpu-wgmma-persistent=always --gpu-wgmma-group-tiles=0 --gpu-combine=rows --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
+# The warp-specialised form (a producer warpgroup, mbarriers): groups of 3
+# with atomics; rows with down K of 2 steps (fewer than the stages); top-1
+# with two K steps a pair in both kernels (the fewest: K is a multiple of
+# 128).
+make_case wgmma-producer --gpu-wgmma-persistent=producer --gpu-wgmma-group-tiles=3 --gpu-combine=atomic --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
+make_case wgmma-producer-rows --gpu-wgmma-persistent=producer --gpu-wgmma-group-tiles=0 --gpu-combine=rows --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
+# More live tiles (about 440) than the block's 384 threads count at once.
+make_case wgmma-producer-many-tiles --gpu-wgmma-persistent=producer --top-k 8 --experts 64 --tokens 6000 --hidden 128 --ffn 128
+make_case wgmma-producer-two-steps --gpu-path=wgmma --gpu-wgmma-persistent=producer --top-k 1 --experts 8 --tokens 700 --hidden 128 --ffn 128
+# The combine by rows beside the gating kernel: nothing to clear (a
+# 0-byte accumulator allocation).
+make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-combine=rows --top-k 2 --experts 8 --tokens 16 --hidden 128 --ffn 128
 # Decomposed layers (routing on the CPU, experts on the GPU): capacity drops,
 # the PR-MoE residual MLP with mixing.
 make_case capacity-drops --top-k 2 --tokens 32 --capacity 0.5 --hidden 64 --ffn 64

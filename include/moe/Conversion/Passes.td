@@ -86,8 +86,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"wgmmaPersistent", "wgmma-persistent", "std::string", "\"auto\"",
            "the wgmma expert kernels as persistent grids of one block an SM "
            "that stream the (tile, column block) pairs' K steps, the next "
-           "pair's first copies in flight during an epilogue: auto (where "
-           "it measured faster), always or never">,
+           "pair's first copies in flight during an epilogue: auto (default: "
+           "producer), always, producer (also a producer warpgroup that "
+           "issues the copies: warp-specialised) or never">,
     Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
            "average rows per expert from which auto takes the mma path">,
     Option<"mmaTileM", "mma-tile-m", "int64_t", "0",

@@ -87,7 +87,8 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
   PassOptions::Option<std::string> wgmmaPersistent{
       *this, "wgmma-persistent",
       llvm::cl::desc("the wgmma expert kernels as persistent grids: auto "
-                     "(default), always or never"),
+                     "(default: producer), always, producer (with a "
+                     "producer warpgroup) or never"),
       llvm::cl::init("auto")};
   PassOptions::Option<std::string> combine{
       *this, "combine",

@@ -74,6 +74,10 @@ int64_t mlir::moe::wgmmaSharedBytes(const WgmmaTile &t) {
   return t.stages * (kWgmmaTileM + t.columns) * kRowBytes + kAtomBytes;
 }
 
+int64_t mlir::moe::wgmmaBlockThreads(const MmaOptions &o) {
+  return kWgmmaThreads + (o.producer ? kWgmmaProducerThreads : 0);
+}
+
 int64_t mlir::moe::wgmmaColumnsPerMatrix(const MmaOptions &o,
                                          const WgmmaTile &t) {
   return o.pair ? t.columns / 2 : t.columns;
@@ -91,7 +95,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
   return name + "_n" + std::to_string(t.columns) + "_s" +
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
-         (o.persistent ? "_p" : "") +
+         (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
          (o.splitK ? "_splitk" : "");
 }
 
@@ -103,6 +107,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   assert(whyNotWgmma(t).empty() && "unsupported wgmma tile");
   assert(!(o.persistent && (o.dense || o.splitK)) &&
          "the persistent form takes the grouped kernels' tiles");
+  assert((!o.producer || o.persistent) &&
+         "the producer warpgroup comes with the persistent form");
   assert(!(o.dense && (o.pair || o.scatter || o.gatherRows)) &&
          "a dense wgmma kernel has one matrix and plain rows");
   OpBuilder::InsertionGuard guard(b);
@@ -110,7 +116,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), i64 = b.getI64Type(), bf16 = b.getBF16Type();
   SmallVector<Type> argTypes = groupedGemmArgTypes(b, o);
-  auto fn = createKernelFunc(b, loc, module, name, argTypes, kWgmmaThreads);
+  auto fn =
+      createKernelFunc(b, loc, module, name, argTypes, wgmmaBlockThreads(o));
 
   const int64_t TM = kWgmmaTileM, TK = kWgmmaTileK, S = t.stages;
   const int64_t numMats = o.pair ? 2 : 1;
@@ -166,7 +173,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Value N = memref::DimOp::create(b, loc, w[0], 2);
   Value cols = ops.divu(ops.add(N, ci(TN - 1)), TN);
 
-  // The 16-byte chunks each thread copies per K step, and where they go
+  // The 16-byte chunks each copying thread (`thread` of `threads`: all, or
+  // the producer warpgroup's) copies per K step, and where they go
   // (swizzled: chunk c of a 128-byte row r lands at chunk c ^ r % 8): A has
   // TM rows x 8 chunks; each B matrix TK rows x TN / 8 chunks. Where they
   // come from depends on the block's (tile, column block): `sources`.
@@ -180,8 +188,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     return mul(xorI(chunk, remu(row, 8)), ci(8));
   };
   SmallVector<Chunk> aChunks, bChunks;
-  for (int64_t c = 0; c < TM * (TK / 8) / kWgmmaThreads; ++c) {
-    Value v = add(tid, ci(c * kWgmmaThreads));
+  auto makeChunks = [&](Value thread, int64_t threads) {
+  aChunks.clear();
+  bChunks.clear();
+  for (int64_t c = 0; c < TM * (TK / 8) / threads; ++c) {
+    Value v = add(thread, ci(c * threads));
     Chunk ch;
     ch.row = divu(v, TK / 8);
     Value chunk = remu(v, TK / 8);
@@ -190,8 +201,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     aChunks.push_back(ch);
   }
   for (int64_t m = 0; m < numMats; ++m)
-    for (int64_t c = 0; c < TK * (TN / 8) / kWgmmaThreads; ++c) {
-      Value v = add(tid, ci(c * kWgmmaThreads));
+    for (int64_t c = 0; c < TK * (TN / 8) / threads; ++c) {
+      Value v = add(thread, ci(c * threads));
       Chunk ch;
       ch.matrix = m;
       ch.row = divu(v, TN / 8);
@@ -201,6 +212,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       ch.srcCol = mul(chunk, ci(8));
       bChunks.push_back(ch);
     }
+  };
+  if (!o.producer)
+    makeChunks(tid, kWgmmaThreads);
   // A block's work: the rows of one tile (an expert's) and a column block.
   // aSources: the source row and element count of each A chunk.
   struct Work {
@@ -217,8 +231,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   };
 
   // Issues the copies of the K step at k0 of `wk` into `stage`, as one
-  // group (zero-filled where `valid` is false: a group all the same).
-  auto issue = [&](Value stage, Value k0, const Work &wk, Value valid) {
+  // group (zero-filled where `valid` is false: a group all the same), or
+  // with `full`, tracked by that mbarrier (one arrival a thread once its
+  // copies are done).
+  auto issue = [&](Value stage, Value k0, const Work &wk, Value valid,
+                   Value full = Value()) {
     SmallVector<Value> tokens;
     auto count = [&](Value c) {
       return valid ? ops.select(valid, c, ci(0)) : c;
@@ -234,7 +251,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                                    w[ch.matrix], {wk.expert, add(k0, ch.row), src.index},
                                    count(src.count)));
     }
-    commitAsyncCopies(b, loc, tokens);
+    if (full)
+      NVVM::CpAsyncMBarrierArriveOp::create(b, loc, full, /*noinc=*/true);
+    else
+      commitAsyncCopies(b, loc, tokens);
   };
 
   // Matrix descriptors (PTX "matrix descriptor format"): start address >> 4
@@ -386,15 +406,38 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         MemRefType::get({1}, b.getI32Type(), MemRefLayoutAttrInterface(), wg),
         loc);
     Value i32Zero = constI32(b, loc, 0);
+    // With the producer: S `full` mbarriers (the producer's 128 threads'
+    // copies of a stage done), then S `empty` ones (the 256 MMA threads done
+    // reading it).
+    Value barriers;
+    auto barrierAt = [&](Value i) -> Value {
+      Value base = toI64(
+          memref::ExtractAlignedPointerAsIndexOp::create(b, loc, barriers));
+      return LLVM::IntToPtrOp::create(
+          b, loc, LLVM::LLVMPointerType::get(ctx, 3),
+          Value(arith::AddIOp::create(b, loc, base, toI64(mul(i, ci(8))))));
+    };
+    if (o.producer)
+      barriers = fn.addWorkgroupAttribution(
+          MemRefType::get({2 * S}, i64, MemRefLayoutAttrInterface(), wg), loc);
     auto isFirst = icmp(P::eq, tid, ci(0));
     auto first0 = scf::IfOp::create(b, loc, isFirst, false);
     {
       OpBuilder::InsertionGuard g(b);
       b.setInsertionPointToStart(&first0.getThenRegion().front());
       memref::StoreOp::create(b, loc, i32Zero, liveShared, ci(0));
+      for (int64_t st = 0; o.producer && st < S; ++st) {
+        NVVM::MBarrierInitOp::create(
+            b, loc, barrierAt(ci(st)),
+            constI32(b, loc, int32_t(kWgmmaProducerThreads)), Value());
+        NVVM::MBarrierInitOp::create(b, loc, barrierAt(ci(S + st)),
+                                     constI32(b, loc, int32_t(kWgmmaThreads)),
+                                     Value());
+      }
     }
     gpu::BarrierOp::create(b, loc);
-    auto countLoop = scf::ForOp::create(b, loc, tid, table, ci(kWgmmaThreads),
+    auto countLoop = scf::ForOp::create(b, loc, tid, table,
+                                        ci(wgmmaBlockThreads(o)),
                                         ValueRange{i32Zero});
     {
       OpBuilder::InsertionGuard g(b);
@@ -428,8 +471,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         ci(0));
     Value steps = ops.divu(K, TK);
     Value totalSteps = mul(mine, steps);
-    // The work of this block's j-th pair (any pair where it has none).
-    auto workOf = [&](Value j) {
+    // The rows and first column of this block's j-th pair (any pair where
+    // it has none).
+    auto pairOf = [&](Value j) -> std::pair<TileRows, Value> {
       Value item = arith::MinUIOp::create(
           b, loc, add(bid, mul(j, blocks)),
           arith::SubIOp::create(
@@ -457,8 +501,108 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
               b, loc, b.getIndexType(),
               memref::LoadOp::create(b, loc, args.offsets,
                                      add(rows.expert, ci(1)))));
-      return sources(rows, mul(colBlock, ci(TN)));
+      return {rows, mul(colBlock, ci(TN))};
     };
+    auto workOf = [&](Value j) {
+      auto [rows, col0] = pairOf(j);
+      return sources(rows, col0);
+    };
+    if (o.producer) {
+      // Warp specialisation: the producer warpgroup (threads 256-383)
+      // streams the K steps of the block's pairs into the stages; the two
+      // MMA warpgroups consume them. Global step g = j steps + kt is stage
+      // g % S, its n = g / S-th fill. The MMA warpgroups wait for fill n of
+      // `full` (phase parity n % 2); the producer, before fill n, for the
+      // release of fill n - 1 in `empty` (parity (n - 1) % 2: for n = 0 the
+      // phase before the first, which counts as complete).
+      Value ticks = constI32(b, loc, 0x989680);
+      auto stageOf = [&](Value g) { return remu(g, S); };
+      auto parityOf = [&](Value g, int64_t flip) -> Value {
+        Value p = remu(add(divu(g, S), ci(flip)), 2);
+        return arith::IndexCastUIOp::create(b, loc, b.getI32Type(), p);
+      };
+      auto roles = scf::IfOp::create(
+          b, loc, icmp(P::uge, tid, ci(kWgmmaThreads)),
+          /*withElseRegion=*/true);
+      {
+        OpBuilder::InsertionGuard rg(b);
+        b.setInsertionPointToStart(&roles.getThenRegion().front());
+        makeChunks(arith::SubIOp::create(b, loc, tid, ci(kWgmmaThreads)),
+                   kWgmmaProducerThreads);
+        auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
+        {
+          OpBuilder::InsertionGuard pg(b);
+          b.setInsertionPointToStart(pairs.getBody());
+          Value j = pairs.getInductionVar();
+          Work wk = workOf(j);
+          auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1));
+          OpBuilder::InsertionGuard lg(b);
+          b.setInsertionPointToStart(kLoop.getBody());
+          Value kt = kLoop.getInductionVar();
+          Value g = add(mul(j, steps), kt);
+          NVVM::MBarrierTryWaitParityOp::create(
+              b, loc, barrierAt(add(ci(S), stageOf(g))), parityOf(g, 1),
+              ticks);
+          issue(stageOf(g), mul(kt, ci(TK)), wk, Value(),
+                barrierAt(stageOf(g)));
+        }
+        // Nothing may be in flight into shared memory when the block exits.
+        NVVM::CpAsyncCommitGroupOp::create(b, loc);
+        NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+      }
+      {
+        OpBuilder::InsertionGuard rg(b);
+        b.setInsertionPointToStart(&roles.getElseRegion().front());
+        Value yes = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1);
+        auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
+        OpBuilder::InsertionGuard pg(b);
+        b.setInsertionPointToStart(pairs.getBody());
+        Value j = pairs.getInductionVar();
+        auto [rows, col0] = pairOf(j);
+        Value first = mul(j, steps);
+        auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
+                                        ValueRange{zeroAcc});
+        {
+          OpBuilder::InsertionGuard lg(b);
+          b.setInsertionPointToStart(kLoop.getBody());
+          Value kt = kLoop.getInductionVar();
+          Value g = add(first, kt);
+          NVVM::MBarrierTryWaitParityOp::create(
+              b, loc, barrierAt(stageOf(g)), parityOf(g, 0), ticks);
+          // The producer's cp.async writes (generic proxy) into the view of
+          // the wgmma reads (async proxy).
+          NVVM::FenceProxyOp::create(
+              b, loc, NVVM::ProxyKind::async_shared,
+              NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
+          Value acc = mmaStep(kLoop.getRegionIterArgs()[0], stageOf(g), yes);
+          // One wgmma group is left in flight: step g - 1's are done, so
+          // its stage goes back to the producer.
+          auto released = scf::IfOp::create(b, loc, icmp(P::ugt, kt, ci(0)),
+                                            /*withElseRegion=*/false);
+          {
+            OpBuilder::InsertionGuard ig(b);
+            b.setInsertionPointToStart(&released.getThenRegion().front());
+            NVVM::MBarrierArriveOp::create(
+                b, loc, i64,
+                barrierAt(add(ci(S), stageOf(arith::SubIOp::create(
+                                             b, loc, g, ci(1))))),
+                Value());
+          }
+          scf::YieldOp::create(b, loc, acc);
+        }
+        NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+        NVVM::MBarrierArriveOp::create(
+            b, loc, i64,
+            barrierAt(add(ci(S), stageOf(add(first, arith::SubIOp::create(
+                                                        b, loc, steps,
+                                                        ci(1)))))),
+            Value());
+        epilogue(kLoop.getResult(0), rows.begin, rows.end, col0);
+      }
+      b.setInsertionPointToEnd(&entry);
+      gpu::ReturnOp::create(b, loc);
+      return fn;
+    }
     // Carried as i32 (fewer registers beside the accumulators): an A
     // chunk's source row, or -1 to zero-fill.
     Type i32 = b.getI32Type();

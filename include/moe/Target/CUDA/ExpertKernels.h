@@ -526,6 +526,13 @@ struct MmaOptions {
   /// last MMAs run and its epilogue stores. K must be at least
   /// (stages - 2) K steps.
   bool persistent = false;
+  /// With persistent: a third warpgroup (the producer) issues all copies
+  /// and hands each stage to the two MMA warpgroups through mbarriers
+  /// (full: the producer's cp.async done; empty: both MMA warpgroups done
+  /// reading), so the MMA warpgroups issue no copies and meet at no block
+  /// barrier, and the next pair's stages fill while they store a pair's
+  /// epilogue. kWgmmaProducerThreads more threads a block.
+  bool producer = false;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).
@@ -576,6 +583,10 @@ int64_t mmaColumnsPerMatrix(const MmaOptions &options);
 /// columns (half per matrix for pairs), K steps of kWgmmaTileK, `stages`
 /// buffers in dynamic shared memory.
 constexpr int64_t kWgmmaTileM = 128, kWgmmaTileK = 64, kWgmmaThreads = 256;
+/// The producer warpgroup of MmaOptions::producer, after the MMA ones.
+constexpr int64_t kWgmmaProducerThreads = 128;
+/// Threads a block of the wgmma kernel of `o` has.
+int64_t wgmmaBlockThreads(const MmaOptions &o);
 /// Dynamic shared memory one block may have on sm_90 (227 KB).
 constexpr int64_t kWgmmaMaxSharedBytes = 227 * 1024;
 struct WgmmaTile {

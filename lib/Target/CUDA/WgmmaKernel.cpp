@@ -31,6 +31,16 @@
 // tiles of one expert read the same weight columns at about the same time:
 // the weights come from HBM once and from L2 for the other tiles.
 //
+// Two persistent forms take the (live tile, column block) pairs with one
+// block an SM: MmaOptions::persistent alone (the same threads copy and
+// multiply, the next pair's first copies issued during an epilogue), and
+// with MmaOptions::producer (the default for the expert kernels) a third
+// warpgroup that only copies. Its stages go to the two MMA warpgroups
+// through mbarriers instead of block barriers: `full` (the producer's
+// cp.async, tracked by cp.async.mbarrier.arrive.noinc) and `empty` (both
+// MMA warpgroups past the stage's wgmma group), so the producer runs up to
+// S stages ahead, across pairs and through the MMA warpgroups' epilogues.
+//
 //===----------------------------------------------------------------------===//
 
 #include "moe/Dialect/MoE/Utils/TensorBuilders.h"
@@ -470,7 +480,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
             blocks),
         ci(0));
     Value steps = ops.divu(K, TK);
-    Value totalSteps = mul(mine, steps);
     // The rows and first column of this block's j-th pair (any pair where
     // it has none).
     auto pairOf = [&](Value j) -> std::pair<TileRows, Value> {

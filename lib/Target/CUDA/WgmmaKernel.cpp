@@ -419,17 +419,20 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     // With the producer: S `full` mbarriers (the producer's 128 threads'
     // copies of a stage done), then S `empty` ones (the 256 MMA threads done
     // reading it).
-    Value barriers;
+    // Their shared address, taken once.
+    Value barriersAddr;
+    if (o.producer)
+      barriersAddr = toI64(memref::ExtractAlignedPointerAsIndexOp::create(
+          b, loc,
+          fn.addWorkgroupAttribution(
+              MemRefType::get({2 * S}, i64, MemRefLayoutAttrInterface(), wg),
+              loc)));
     auto barrierAt = [&](Value i) -> Value {
-      Value base = toI64(
-          memref::ExtractAlignedPointerAsIndexOp::create(b, loc, barriers));
       return LLVM::IntToPtrOp::create(
           b, loc, LLVM::LLVMPointerType::get(ctx, 3),
-          Value(arith::AddIOp::create(b, loc, base, toI64(mul(i, ci(8))))));
+          Value(arith::AddIOp::create(b, loc, barriersAddr,
+                                      toI64(mul(i, ci(8))))));
     };
-    if (o.producer)
-      barriers = fn.addWorkgroupAttribution(
-          MemRefType::get({2 * S}, i64, MemRefLayoutAttrInterface(), wg), loc);
     auto isFirst = icmp(P::eq, tid, ci(0));
     auto first0 = scf::IfOp::create(b, loc, isFirst, false);
     {

@@ -133,7 +133,8 @@ void buildToLLVM(OpPassManager &pm, bool gpu, StringRef format = "fatbin") {
     // sm_90a: the wgmma expert path needs the architecture-specific
     // features (the cubin runs on sm_90 GPUs only, as it would anyway).
     target.chip = "sm_90a";
-    target.features = "+ptx81"; // red.global.add.v2/.v4.f32
+    // PTX 8.3: red.global.add.v2/.v4.f32 (8.1), fence.proxy.tensormap (8.3).
+    target.features = "+ptx83";
     std::string libdevice = toolkit + "/nvvm/libdevice/libdevice.10.bc";
     if (llvm::sys::fs::exists(libdevice))
       target.linkLibs.push_back(libdevice);

@@ -17,6 +17,7 @@
 #include "Internal.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <dlfcn.h>
@@ -97,6 +98,10 @@ struct Gpu {
   std::multimap<size_t, void *> cached;
   std::unordered_map<void *, size_t> inUse;
   size_t cachedBytes = 0;
+  // Tensor maps (moert_cuda_tensor_map_bf16) in device memory, by what they
+  // encode: (address, d0, d1, d2, box0, box1). A map is a function of its
+  // key alone, so an entry stays right whatever is freed and reallocated.
+  std::map<std::array<uint64_t, 6>, CUdeviceptr> tensorMaps;
 };
 
 struct Driver {
@@ -135,6 +140,12 @@ struct Driver {
   CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent);
   CUresult (*cuGetErrorName)(CUresult, const char **);
   CUresult (*cuGetErrorString)(CUresult, const char **);
+  // Optional (CUDA 12+): without it, no tensor maps (the compiler's TMA
+  // kernels cannot run).
+  CUresult (*cuTensorMapEncodeTiled)(void *, int, unsigned, void *,
+                                     const uint64_t *, const uint64_t *,
+                                     const unsigned *, const unsigned *, int,
+                                     int, int, int) = nullptr;
   moert_status status = MOERT_ERR_DEVICE;
   std::string error; // why the driver is unusable, when it is
   int count = 0;     // GPUs the driver found
@@ -207,9 +218,13 @@ void openDriver() {
             load(drv().cuEventElapsedTime, "cuEventElapsedTime") &&
             load(drv().cuGetErrorName, "cuGetErrorName") &&
             load(drv().cuGetErrorString, "cuGetErrorString");
-  if (ok)
+  if (ok) {
     drv().cuLaunchKernelEx = reinterpret_cast<decltype(drv().cuLaunchKernelEx)>(
         dlsym(drv().handle, "cuLaunchKernelEx"));
+    drv().cuTensorMapEncodeTiled =
+        reinterpret_cast<decltype(drv().cuTensorMapEncodeTiled)>(
+            dlsym(drv().handle, "cuTensorMapEncodeTiled"));
+  }
   if (!ok)
     return;
   if (CUresult r = drv().cuInit(0)) {
@@ -720,4 +735,61 @@ extern "C" void mgpuMemset32(void *dst, unsigned value, size_t count,
   check("cuMemsetD32Async",
         drv().cuMemsetD32Async(reinterpret_cast<CUdeviceptr>(dst), value,
                                count, static_cast<CUstream>(stream)));
+}
+
+// A TMA tensor map of a bf16 [d2, d1, d0] tensor (CUtensorMap: 128 bytes,
+// 64-byte aligned) read in boxes of [1, box1, box0] with the 128-byte
+// swizzle; elements past the tensor read as zeros.
+extern "C" uint64_t moert_cuda_tensor_map_bf16(uint64_t base, int64_t d0,
+                                               int64_t d1, int64_t d2,
+                                               int64_t box0, int64_t box1) {
+  ensure();
+  std::array<uint64_t, 6> key{base,          uint64_t(d0),   uint64_t(d1),
+                              uint64_t(d2),  uint64_t(box0), uint64_t(box1)};
+  auto found = gpu().tensorMaps.find(key);
+  if (found != gpu().tensorMaps.end())
+    return found->second;
+  if (capturing(modelStream())) {
+    moert::fail(MOERT_ERR_DEVICE,
+                "compiled code needs a new tensor map while its stream is "
+                "captured into a CUDA graph; run the model once before "
+                "capturing it");
+    fatal();
+  }
+  if (!drv().cuTensorMapEncodeTiled) {
+    moert::fail(MOERT_ERR_DEVICE, "this CUDA driver has no "
+                                  "cuTensorMapEncodeTiled (CUDA 12 or newer "
+                                  "is needed for the compiled TMA kernels)");
+    fatal();
+  }
+  alignas(64) uint64_t map[16] = {};
+  const uint64_t dims[3] = {uint64_t(d0), uint64_t(d1), uint64_t(d2)};
+  const uint64_t strides[2] = {uint64_t(d0) * 2, uint64_t(d0 * d1) * 2};
+  const unsigned box[3] = {unsigned(box0), unsigned(box1), 1};
+  const unsigned elementStrides[3] = {1, 1, 1};
+  // CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 (9), INTERLEAVE_NONE (0),
+  // SWIZZLE_128B (3), L2_PROMOTION_L2_256B (3), FLOAT_OOB_FILL_NONE (0).
+  if (CUresult r = drv().cuTensorMapEncodeTiled(
+          map, 9, 3, reinterpret_cast<void *>(base), dims, strides, box,
+          elementStrides, 0, 3, 3, 0)) {
+    cudaFail("cuTensorMapEncodeTiled", r);
+    std::string why = moert_last_error();
+    moert::fail(MOERT_ERR_DEVICE,
+                "cuTensorMapEncodeTiled failed for bf16 [%lld, %lld, %lld] at "
+                "%#llx, box [%lld, %lld] (%s)",
+                (long long)d2, (long long)d1, (long long)d0,
+                (unsigned long long)base, (long long)box1, (long long)box0,
+                moert_last_error());
+    fatal();
+  }
+  void *dev = nullptr;
+  if (moert_cuda_alloc(sizeof(map), &dev) != MOERT_OK)
+    fatal();
+  // Synchronous: the map is in place before any kernel on any stream reads
+  // it.
+  check("cuMemcpy", drv().cuMemcpy(reinterpret_cast<CUdeviceptr>(dev),
+                                   reinterpret_cast<CUdeviceptr>(map),
+                                   sizeof(map)));
+  gpu().tensorMaps.emplace(key, reinterpret_cast<CUdeviceptr>(dev));
+  return reinterpret_cast<CUdeviceptr>(dev);
 }

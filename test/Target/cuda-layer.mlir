@@ -4,6 +4,8 @@
 // launches only: no copies between host and device.
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-persistent=tma --emit=mlir | FileCheck %s --check-prefix=TMAPS
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=tma" | FileCheck %s --check-prefix=TMAPTX
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --emit=mlir | FileCheck %s --check-prefix=MMA
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=SPLITPTX
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
@@ -120,7 +122,35 @@
 // PERSISTPTX-SAME: %nctaid.x
 // PERSISTPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 // PERSISTPTX-SAME: wgmma.wait_group.sync.aligned {{\\09}}0;
-// BADPERSIST: error: wgmma-persistent must be auto, always, producer or never, got 'maybe'
+// The producer's weights by TMA (wgmma-persistent=tma): the host makes the
+// tensor maps (one a matrix) before any GPU work (a host call between the
+// launches would synchronize the stream there) and passes their device
+// addresses. In the kernel, the producer's first thread acquires the maps;
+// after a stage's release it has the full mbarrier expect the weights'
+// bytes and issues their TMA boxes (64 columns x 64 K rows, one per B atom:
+// four); all producer threads copy the rows by cp.async, tracked by the
+// same mbarrier (in the PTX the loop is rotated: the copies come first).
+// TMAPS: moe.gpu_plan = {{{.*}}, persistent, producer, {{.*}}, weights_tma}
+// TMAPS-COUNT-3: llvm.call @moert_cuda_tensor_map_bf16(
+// TMAPS-NOT: mgpuStreamSynchronize
+// TMAPS: llvm.call @mgpuStreamCreate()
+// TMAPS-NOT: llvm.call @moert_cuda_tensor_map_bf16(
+// TMAPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma blocks in
+// TMAPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma(
+// TMAPTX-SAME: .maxntid 384, 1, 1
+// TMAPTX-SAME: mbarrier.init.shared.b64
+// TMAPTX-SAME: fence.proxy.tensormap::generic.acquire.gpu
+// TMAPTX-SAME: cp.async.cg.shared.global
+// TMAPTX-SAME: cp.async.mbarrier.arrive.noinc.shared.b64
+// TMAPTX-SAME: mbarrier.try_wait.parity.shared.b64
+// TMAPTX-SAME: mbarrier.arrive.expect_tx.shared.b64
+// TMAPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// TMAPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// TMAPTX-SAME: mbarrier.try_wait.parity.shared.b64
+// TMAPTX-SAME: fence.proxy.async.shared::cta
+// TMAPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
+// TMAPTX-SAME: mbarrier.arrive.shared.b64
+// BADPERSIST: error: wgmma-persistent must be auto, always, producer, tma or never, got 'maybe'
 // BADGROUP: error: wgmma-group-tiles must be -1 (auto), 0 or a tile count, got -2
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in

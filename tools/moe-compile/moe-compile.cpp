@@ -123,8 +123,9 @@ cl::opt<std::string> gpuWgmmaPersistent(
     "gpu-wgmma-persistent",
     cl::desc("the wgmma expert kernels as persistent grids of one block an "
              "SM streaming the (tile, column block) pairs' K steps: auto "
-             "(default: producer), always, producer (also a producer "
-             "warpgroup issuing the copies: warp-specialised) or never"),
+             "(default: producer), always, producer (also a producer warpgroup "
+             "issuing the copies: warp-specialised), tma (the producer with "
+             "the weights by TMA) or never"),
     cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuCombine(
     "gpu-combine",

@@ -126,9 +126,11 @@ struct ConvertMoELayerToGpuCallPass
         {"stage-down", "stage_down", stageDown},
         {"decode-kernel", "decode_kernel", decodeKernel}};
     if (wgmmaPersistent != "auto" && wgmmaPersistent != "always" &&
-        wgmmaPersistent != "producer" && wgmmaPersistent != "never") {
+        wgmmaPersistent != "producer" && wgmmaPersistent != "tma" &&
+        wgmmaPersistent != "never") {
       mlir::emitError(module.getLoc())
-          << "wgmma-persistent must be auto, always, producer or never, got '"
+          << "wgmma-persistent must be auto, always, producer, tma or never, "
+             "got '"
           << wgmmaPersistent << "'";
       return signalPassFailure();
     }
@@ -447,7 +449,14 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // the time of the grid of (tile, column block) blocks at 1024 and 8192
   // tokens, results/wgmma-producer-2026-12-02.md) any K will do.
   bool producer = wgmma && (persistentChoice == "producer" ||
+                            persistentChoice == "tma" ||
                             persistentChoice == "auto");
+  // The producer's weight tiles by TMA (tensor maps made by the runtime),
+  // where asked: their rows (d and f elements) must be multiples of 16
+  // bytes. Not the default: 0.93-1.06 of the time of the cp.async producer
+  // at 1024 and 8192 tokens (results/wgmma-tma-2026-12-02.md).
+  bool tmaWeights = producer && persistentChoice == "tma" && d % 8 == 0 &&
+                    f % 8 == 0;
   bool persistent = producer || (wgmma && persistentChoice == "always" &&
                                  std::min(d, f) / kWgmmaTileK >=
                                      wgmmaTile.stages - 2);
@@ -455,6 +464,17 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   int64_t downGroupTiles = wgmma ? groupTiles(f) : 0;
 
   HostBuilder h(b, loc);
+  // The weights' tensor maps: boxes of 64 columns x 64 K rows (one
+  // 128-byte-swizzled B atom of the wgmma tile). Made before any GPU work:
+  // a host call between launches would end their async region with a
+  // stream synchronization.
+  SmallVector<Value> upMaps, downMaps;
+  if (tmaWeights) {
+    upMaps.push_back(h.tensorMapBf16(wUp, 64, kWgmmaTileK));
+    if (gated)
+      upMaps.push_back(h.tensorMapBf16(wGate, 64, kWgmmaTileK));
+    downMaps.push_back(h.tensorMapBf16(wDown, 64, kWgmmaTileK));
+  }
   Value xDev = deviceArgs[0] ? x : h.upload(x);
   Value offsets = h.alloc({E + 1}, i32);
   Value expertOffsets = localized ? h.alloc({L + 1}, i32) : offsets;
@@ -582,6 +602,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       planAttrs.push_back(b.getNamedAttr("persistent", b.getUnitAttr()));
     if (producer)
       planAttrs.push_back(b.getNamedAttr("producer", b.getUnitAttr()));
+    if (tmaWeights)
+      planAttrs.push_back(b.getNamedAttr("weights_tma", b.getUnitAttr()));
   } else if (mma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
@@ -687,6 +709,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.groupTiles = upGroupTiles;
     upOpts.persistent = persistent;
     upOpts.producer = producer;
+    upOpts.tmaWeights = tmaWeights;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
@@ -700,6 +723,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     downOpts.groupTiles = downGroupTiles;
     downOpts.persistent = persistent;
     downOpts.producer = producer;
+    downOpts.tmaWeights = tmaWeights;
     // The wgmma grid runs over the tiles first: the tiles of an expert read
     // the same weight columns together (from L2 after the first).
     auto launchGemm = [&](const MmaOptions &o, int64_t n, ValueRange args) {
@@ -722,10 +746,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
         h.launch(k, {tiles, (n + cols - 1) / cols, 1}, {kWgmmaThreads, 1, 1},
                  args, wgmmaSharedBytes(wgmmaTile));
     };
+    SmallVector<Value> downArgs{act,      wDown,   combineRows ? hDown : y,
+                                tileExpert, tileRow, expertOffsets,
+                                rowToken, rowWeight};
+    llvm::append_range(upArgs, upMaps);
+    llvm::append_range(downArgs, downMaps);
     launchGemm(upOpts, f, upArgs);
-    launchGemm(downOpts, d,
-               {act, wDown, combineRows ? hDown : y, tileExpert, tileRow,
-                expertOffsets, rowToken, rowWeight});
+    launchGemm(downOpts, d, downArgs);
   } else if (ffnColumns) {
     FfnKernelOptions fo;
     fo.activation = activation;

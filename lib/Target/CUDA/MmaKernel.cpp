@@ -283,6 +283,8 @@ SmallVector<Type> mlir::moe::groupedGemmArgTypes(OpBuilder &b,
     types.push_back(MemRefType::get({dyn}, f32));
   if (o.pair)
     types.push_back(w3);
+  if (o.tmaWeights)
+    types.append(o.pair ? 2 : 1, b.getI64Type());
   return types;
 }
 
@@ -302,6 +304,8 @@ GroupedGemmArgs mlir::moe::groupedGemmArgs(Block &entry, const MmaOptions &o) {
     a.rowWeight = entry.getArgument(next++);
   if (o.pair)
     a.w.push_back(entry.getArgument(next++));
+  for (size_t m = 0; o.tmaWeights && m < a.w.size(); ++m)
+    a.wMaps.push_back(entry.getArgument(next++));
   return a;
 }
 

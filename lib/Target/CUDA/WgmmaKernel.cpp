@@ -106,6 +106,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
+         (o.tmaWeights ? "_tma" : "") +
          (o.splitK ? "_splitk" : "");
 }
 
@@ -119,6 +120,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
          "the persistent form takes the grouped kernels' tiles");
   assert((!o.producer || o.persistent) &&
          "the producer warpgroup comes with the persistent form");
+  assert((!o.tmaWeights || o.producer) &&
+         "the weights come by TMA in the producer form");
   assert(!(o.dense && (o.pair || o.scatter || o.gatherRows)) &&
          "a dense wgmma kernel has one matrix and plain rows");
   OpBuilder::InsertionGuard guard(b);
@@ -210,7 +213,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     ch.srcCol = mul(chunk, ci(8));
     aChunks.push_back(ch);
   }
-  for (int64_t m = 0; m < numMats; ++m)
+  for (int64_t m = 0; !o.tmaWeights && m < numMats; ++m)
     for (int64_t c = 0; c < TK * (TN / 8) / threads; ++c) {
       Value v = add(thread, ci(c * threads));
       Chunk ch;
@@ -440,9 +443,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       b.setInsertionPointToStart(&first0.getThenRegion().front());
       memref::StoreOp::create(b, loc, i32Zero, liveShared, ci(0));
       for (int64_t st = 0; o.producer && st < S; ++st) {
+        // (With TMA weights, one more: the leader's expect_tx.)
         NVVM::MBarrierInitOp::create(
             b, loc, barrierAt(ci(st)),
-            constI32(b, loc, int32_t(kWgmmaProducerThreads)), Value());
+            constI32(b, loc,
+                     int32_t(kWgmmaProducerThreads + (o.tmaWeights ? 1 : 0))),
+            Value());
         NVVM::MBarrierInitOp::create(b, loc, barrierAt(ci(S + st)),
                                      constI32(b, loc, int32_t(kWgmmaThreads)),
                                      Value());
@@ -541,6 +547,57 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         b.setInsertionPointToStart(&roles.getThenRegion().front());
         makeChunks(arith::SubIOp::create(b, loc, tid, ci(kWgmmaThreads)),
                    kWgmmaProducerThreads);
+        // TMA weights: the producer's first thread (the leader) issues them.
+        // The maps were written through the generic proxy (a copy before
+        // the launch); the tensormap proxy reads them.
+        Value leader = icmp(P::eq, tid, ci(kWgmmaThreads));
+        SmallVector<Value, 2> maps;
+        for (Value m : args.wMaps)
+          maps.push_back(LLVM::IntToPtrOp::create(
+              b, loc, LLVM::LLVMPointerType::get(ctx), m));
+        if (o.tmaWeights)
+          buildIfThen(b, loc, leader, [&] {
+            for (Value m : maps) {
+              NVVM::FenceProxyAcquireOp::create(b, loc, NVVM::MemScopeKind::GPU,
+                                                m, constI32(b, loc, 128));
+              NVVM::PrefetchOp::create(b, loc, nullptr, nullptr, m, Value(),
+                                       /*tensormap=*/true);
+            }
+          });
+        // The weight boxes of step kt of `wk` into `stage` (leader only):
+        // the stage's B bytes expected on `full`, then a 64-column x 64-row
+        // box per atom (its columns past N read as zeros).
+        auto issueWeights = [&](Value stage, Value k0, const Work &wk,
+                                Value full) {
+          Type i32 = b.getI32Type();
+          auto toI32 = [&](Value v) -> Value {
+            return arith::IndexCastOp::create(b, loc, i32, v);
+          };
+          NVVM::MBarrierArriveExpectTxOp::create(
+              b, loc, TypeRange{}, full, constI32(b, loc, int32_t(bStageBytes)),
+              NVVM::MemScopeKind::CTA, /*relaxed=*/false, Value());
+          Value stageAddr = arith::AddIOp::create(
+              b, loc, bAddr,
+              arith::MulIOp::create(
+                  b, loc, toI64(stage),
+                  arith::ConstantOp::create(b, loc,
+                                            b.getI64IntegerAttr(bStageBytes))));
+          for (int64_t a = 0; a < atoms; ++a) {
+            // (This CTA's shared memory, as a shared::cluster address.)
+            Value dst = LLVM::AddrSpaceCastOp::create(
+                b, loc, LLVM::LLVMPointerType::get(ctx, 7),
+                LLVM::IntToPtrOp::create(
+                    b, loc, LLVM::LLVMPointerType::get(ctx, 3),
+                    addI64(stageAddr, a * TK * kRowBytes)));
+            SmallVector<Value, 3> coords{
+                toI32(add(wk.col0, ci((a % atomsPerMat) * 64))), toI32(k0),
+                toI32(wk.expert)};
+            NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
+                b, loc, dst, maps[a / atomsPerMat], coords, full, ValueRange{},
+                Value(), Value(), NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false,
+                nullptr, Value());
+          }
+        };
         auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
         {
           OpBuilder::InsertionGuard pg(b);
@@ -555,6 +612,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           NVVM::MBarrierTryWaitParityOp::create(
               b, loc, barrierAt(add(ci(S), stageOf(g))), parityOf(g, 1),
               ticks);
+          if (o.tmaWeights)
+            buildIfThen(b, loc, leader, [&] {
+              issueWeights(stageOf(g), mul(kt, ci(TK)), wk,
+                           barrierAt(stageOf(g)));
+            });
           issue(stageOf(g), mul(kt, ci(TK)), wk, Value(),
                 barrierAt(stageOf(g)));
         }

@@ -156,6 +156,15 @@ moert_status moert_cuda_trim(void);
  * Enabling resets the totals. */
 moert_status moert_cuda_profile(int enable);
 moert_status moert_cuda_profile_read(double *kernel_ms, uint64_t *launches);
+/* The device address of a TMA tensor map (CUtensorMap) of the bf16 tensor
+ * [d2, d1, d0] at device address `base` (d0 contiguous; `base` and d0 * 2
+ * multiples of 16), read in boxes of [1, box1, box0] elements with the
+ * 128-byte swizzle, elements past the tensor as zeros. Made on first use and
+ * kept per GPU, like compiled code's scratch: the first use must come
+ * before the stream is captured into a CUDA graph. Compiled code calls it;
+ * an error prints its message and ends the program, as in the mgpu* ABI. */
+uint64_t moert_cuda_tensor_map_bf16(uint64_t base, int64_t d0, int64_t d1,
+                                    int64_t d2, int64_t box0, int64_t box1);
 
 /*===-- Communication between ranks ---------------------------------------===*/
 /* A partitioned model runs as one process per rank of its device grid (row

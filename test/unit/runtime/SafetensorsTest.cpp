@@ -424,4 +424,28 @@ TEST(CudaTest, DeviceMemoryRoundTripAndOutOfMemoryMessage) {
       << why;
   EXPECT_NE(why.find("bytes of device memory free"), std::string::npos) << why;
 }
+
+TEST(CudaTest, TensorMapsAreMadeOnceAndInDeviceMemory) {
+  if (moert_cuda_init() != MOERT_OK)
+    GTEST_SKIP() << moert_last_error();
+  void *w = nullptr;
+  ASSERT_EQ(moert_cuda_alloc(size_t(4) * 128 * 256 * 2, &w), MOERT_OK);
+  uint64_t base = reinterpret_cast<uint64_t>(w);
+  uint64_t a = moert_cuda_tensor_map_bf16(base, 256, 128, 4, 64, 64);
+  ASSERT_NE(a, 0u);
+  EXPECT_EQ(a % 64, 0u); // a CUtensorMap's alignment
+  // The same tensor and box: the same map; another box: another.
+  EXPECT_EQ(moert_cuda_tensor_map_bf16(base, 256, 128, 4, 64, 64), a);
+  uint64_t b = moert_cuda_tensor_map_bf16(base, 256, 128, 4, 64, 32);
+  EXPECT_NE(b, a);
+  // Both hold an encoded map (128 bytes, not all zero), and not the same.
+  std::vector<uint64_t> ma(16, 0), mb(16, 0);
+  ASSERT_EQ(moert_cuda_copy(ma.data(), reinterpret_cast<void *>(a), 128),
+            MOERT_OK);
+  ASSERT_EQ(moert_cuda_copy(mb.data(), reinterpret_cast<void *>(b), 128),
+            MOERT_OK);
+  EXPECT_NE(ma, std::vector<uint64_t>(16, 0));
+  EXPECT_NE(ma, mb);
+  EXPECT_EQ(moert_cuda_free(w), MOERT_OK);
+}
 } // namespace

@@ -73,6 +73,10 @@ public:
   void launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
                          ValueRange args);
   void freeAll();
+  /// The device address (i64) of the runtime's TMA tensor map of the bf16
+  /// [d2, d1, d0] memref `w` (identity layout, on the device) in boxes of
+  /// [1, box1, box0] with the 128-byte swizzle (moert_cuda_tensor_map_bf16).
+  Value tensorMapBf16(Value w, int64_t box0, int64_t box1);
 
 private:
   OpBuilder &b;

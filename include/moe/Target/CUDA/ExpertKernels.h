@@ -533,6 +533,14 @@ struct MmaOptions {
   /// barrier, and the next pair's stages fill while they store a pair's
   /// epilogue. kWgmmaProducerThreads more threads a block.
   bool producer = false;
+  /// With producer: the weight tiles come by TMA (cp.async.bulk.tensor, one
+  /// producer thread, the 128-byte-swizzled 64 x 64 box of each B atom)
+  /// instead of the producer warpgroup's cp.async; the stage's `full`
+  /// mbarrier also waits for their bytes (mbarrier.arrive.expect_tx).
+  /// Arguments: one more i64 a matrix after the others, the device address
+  /// of its tensor map (moert_cuda_tensor_map_bf16 of w [E, K, N], box
+  /// [1, 64, 64]). N must be a multiple of 8.
+  bool tmaWeights = false;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).
@@ -624,6 +632,7 @@ SmallVector<Type> groupedGemmArgTypes(OpBuilder &b, const MmaOptions &o);
 struct GroupedGemmArgs {
   Value x, out, tileExpert, tileRow, offsets, rowToken, rowWeight;
   SmallVector<Value, 2> w; // W (and W2 for pairs)
+  SmallVector<Value, 2> wMaps; // with tmaWeights: their tensor maps (i64)
 };
 GroupedGemmArgs groupedGemmArgs(Block &entry, const MmaOptions &o);
 /// The rows of tile `tile` (`tileM` rows): its expert and slots [begin,

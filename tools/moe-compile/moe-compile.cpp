@@ -123,9 +123,10 @@ cl::opt<std::string> gpuWgmmaPersistent(
     "gpu-wgmma-persistent",
     cl::desc("the wgmma expert kernels as persistent grids of one block an "
              "SM streaming the (tile, column block) pairs' K steps: auto "
-             "(default: producer), always, producer (also a producer warpgroup "
-             "issuing the copies: warp-specialised), tma (the producer with "
-             "the weights by TMA) or never"),
+             "(default: producer, tma from 512 rows an expert), always, producer "
+             "(also a producer warpgroup issuing the copies: "
+             "warp-specialised), tma (the producer with the weights by TMA) "
+             "or never"),
     cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuCombine(
     "gpu-combine",

@@ -87,9 +87,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "the wgmma expert kernels as persistent grids of one block an SM "
            "that stream the (tile, column block) pairs' K steps, the next "
            "pair's first copies in flight during an epilogue: auto (default: "
-           "producer), always, producer (also a producer warpgroup that issues "
-           "the copies: warp-specialised), tma (the producer with the "
-           "weights by TMA) or never">,
+           "producer, tma from 512 rows an expert), always, producer (also a "
+           "producer warpgroup that issues the copies: warp-specialised), "
+           "tma (the producer with the weights by TMA) or never">,
     Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
            "average rows per expert from which auto takes the mma path">,
     Option<"mmaTileM", "mma-tile-m", "int64_t", "0",

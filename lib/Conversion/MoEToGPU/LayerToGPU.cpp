@@ -451,12 +451,19 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   bool producer = wgmma && (persistentChoice == "producer" ||
                             persistentChoice == "tma" ||
                             persistentChoice == "auto");
-  // The producer's weight tiles by TMA (tensor maps made by the runtime),
-  // where asked: their rows (d and f elements) must be multiples of 16
-  // bytes. Not the default: 0.93-1.06 of the time of the cp.async producer
-  // at 1024 and 8192 tokens (results/wgmma-tma-2026-12-02.md).
-  bool tmaWeights = producer && persistentChoice == "tma" && d % 8 == 0 &&
-                    f % 8 == 0;
+  // The producer's weight tiles by TMA (tensor maps made by the runtime;
+  // their rows, d and f elements, must be multiples of 16 bytes). By
+  // default where experts get kTmaMinRowsPerExpert rows or more: there a
+  // weight block serves several row tiles from L2 and TMA's copies are
+  // 7-8% faster (qwen3 and OLMoE at 8192 tokens); with one to three row
+  // tiles an expert the weights stream from DRAM for each, and with TMA
+  // the row tiles of an expert drifted apart: DeepSeek-V3's up kernel at
+  // 8192 tokens read 33.5 GB from DRAM instead of 25.7 and the layer took
+  // 8% longer (results/wgmma-tma-2026-12-02.md).
+  bool tmaWeights =
+      producer && d % 8 == 0 && f % 8 == 0 &&
+      (persistentChoice == "tma" ||
+       (persistentChoice == "auto" && N >= kTmaMinRowsPerExpert * E));
   bool persistent = producer || (wgmma && persistentChoice == "always" &&
                                  std::min(d, f) / kWgmmaTileK >=
                                      wgmmaTile.stages - 2);

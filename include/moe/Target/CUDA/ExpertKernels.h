@@ -593,6 +593,10 @@ int64_t mmaColumnsPerMatrix(const MmaOptions &options);
 constexpr int64_t kWgmmaTileM = 128, kWgmmaTileK = 64, kWgmmaThreads = 256;
 /// The producer warpgroup of MmaOptions::producer, after the MMA ones.
 constexpr int64_t kWgmmaProducerThreads = 128;
+/// Rows an expert gets on average (tokens x top-k / experts) from which the
+/// producer's weights come by TMA (MmaOptions::tmaWeights) by default: four
+/// row tiles.
+constexpr int64_t kTmaMinRowsPerExpert = 4 * kWgmmaTileM;
 /// Threads a block of the wgmma kernel of `o` has.
 int64_t wgmmaBlockThreads(const MmaOptions &o);
 /// Dynamic shared memory one block may have on sm_90 (227 KB).

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Builds, on the build machine, the layers that run-e2e-on-device.sh checks
 # on the GPU machine: moe-testgen layers (bf16) compiled with
-# `moe-compile --target=cuda` into DIR/<case>/ (default build/gpu-e2e; carry it
-# and build/bin/moe-testgen to the device). Cases named fused-* run whole on
+# `moe-compile --target=cuda` into DIR/<case>/ (default build/gpu-e2e; carry it,
+# build/bin/moe-testgen and build/bin/moert-unit-tests to the device). Cases named fused-* run whole on
 # the GPU (-convert-moe-layer-to-gpu-call); the others (shared experts,
 # group-limited routing) keep routing on the CPU and the experts on the GPU.
 set -e

@@ -40,6 +40,10 @@
 // cp.async, tracked by cp.async.mbarrier.arrive.noinc) and `empty` (both
 // MMA warpgroups past the stage's wgmma group), so the producer runs up to
 // S stages ahead, across pairs and through the MMA warpgroups' epilogues.
+// With MmaOptions::tmaWeights the producer's first thread brings the weight
+// atoms instead, one TMA box (64 columns x 64 K rows, 128-byte swizzle: the
+// atom's layout above) each, tracked by the same `full` mbarrier through
+// its expected transaction bytes.
 //
 //===----------------------------------------------------------------------===//
 

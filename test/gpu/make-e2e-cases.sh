@@ -117,6 +117,9 @@ make_case wgmma-producer-two-steps --gpu-path=wgmma --gpu-wgmma-persistent=produ
 make_case wgmma-tma --gpu-wgmma-persistent=tma --gpu-wgmma-group-tiles=3 --gpu-combine=atomic --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
 make_case wgmma-tma-rows --gpu-wgmma-persistent=tma --gpu-wgmma-group-tiles=0 --gpu-combine=rows --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
 make_case wgmma-tma-many-tiles --gpu-wgmma-persistent=tma --top-k 8 --experts 64 --tokens 6000 --hidden 128 --ffn 128
+# The wgmma down kernel's combine by atomics with TMA weights: rows of an
+# expert's last tile past its end, a 256-column block half past hidden 384.
+make_case wgmma-atomic-ragged --gpu-path=wgmma --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
 make_case wgmma-tma-two-steps --gpu-path=wgmma --gpu-wgmma-persistent=tma --top-k 1 --experts 8 --tokens 700 --hidden 128 --ffn 128
 # The combine by rows beside the gating kernel: nothing to clear (a
 # 0-byte accumulator allocation).

@@ -779,7 +779,7 @@ extern "C" uint64_t moert_cuda_tensor_map_bf16(uint64_t base, int64_t d0,
                 "%#llx, box [%lld, %lld] (%s)",
                 (long long)d2, (long long)d1, (long long)d0,
                 (unsigned long long)base, (long long)box1, (long long)box0,
-                moert_last_error());
+                why.c_str());
     fatal();
   }
   void *dev = nullptr;

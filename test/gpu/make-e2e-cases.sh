@@ -1,8 +1,9 @@
 #!/bin/sh
 # Builds, on the build machine, the layers that run-e2e-on-device.sh checks
 # on the GPU machine: moe-testgen layers (bf16) compiled with
-# `moe-compile --target=cuda` into DIR/<case>/ (default build/gpu-e2e; carry it,
-# build/bin/moe-testgen and build/bin/moert-unit-tests to the device). Cases named fused-* run whole on
+# `moe-compile --target=cuda` into DIR/<case>/ (default build/gpu-e2e; carry
+# it, build/bin/moe-testgen and build/bin/moert-unit-tests to the device).
+# Cases named fused-* run whole on
 # the GPU (-convert-moe-layer-to-gpu-call); the others (shared experts,
 # group-limited routing) keep routing on the CPU and the experts on the GPU.
 set -e
@@ -111,16 +112,18 @@ make_case wgmma-producer-rows --gpu-wgmma-persistent=producer --gpu-wgmma-group-
 # More live tiles (about 440) than the block's 384 threads count at once.
 make_case wgmma-producer-many-tiles --gpu-wgmma-persistent=producer --top-k 8 --experts 64 --tokens 6000 --hidden 128 --ffn 128
 make_case wgmma-producer-two-steps --gpu-path=wgmma --gpu-wgmma-persistent=producer --top-k 1 --experts 8 --tokens 700 --hidden 128 --ffn 128
-# The producer's weight tiles by TMA (the default on the wgmma path): the
-# same four layers; with hidden 384, the down kernel's second 256-column
-# block reads 128 columns past the weights (zeros from the tensor map).
+# The producer's weight tiles by TMA (forced here; the default from 512
+# rows an expert): the same four layers; with hidden 384, the down kernel's
+# second 256-column block reads 128 columns past the weights (zeros from
+# the tensor map).
 make_case wgmma-tma --gpu-wgmma-persistent=tma --gpu-wgmma-group-tiles=3 --gpu-combine=atomic --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
 make_case wgmma-tma-rows --gpu-wgmma-persistent=tma --gpu-wgmma-group-tiles=0 --gpu-combine=rows --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
 make_case wgmma-tma-many-tiles --gpu-wgmma-persistent=tma --top-k 8 --experts 64 --tokens 6000 --hidden 128 --ffn 128
-# The wgmma down kernel's combine by atomics with TMA weights: rows of an
-# expert's last tile past its end, a 256-column block half past hidden 384.
-make_case wgmma-atomic-ragged --gpu-path=wgmma --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
 make_case wgmma-tma-two-steps --gpu-path=wgmma --gpu-wgmma-persistent=tma --top-k 1 --experts 8 --tokens 700 --hidden 128 --ffn 128
+# The down kernel's combine by atomics with TMA weights by default (750 rows
+# an expert): rows of an expert's last tile past its end, a 256-column
+# block half past hidden 384.
+make_case wgmma-atomic-ragged --gpu-path=wgmma --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
 # The combine by rows beside the gating kernel: nothing to clear (a
 # 0-byte accumulator allocation).
 make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-combine=rows --top-k 2 --experts 8 --tokens 16 --hidden 128 --ffn 128

@@ -148,32 +148,39 @@ void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
       operands);
 }
 
+Value HostBuilder::callRuntime(StringRef name, ValueRange args,
+                               bool returnsI64) {
+  Type i64 = b.getI64Type();
+  auto module = b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>();
+  auto fn = module.lookupSymbol<func::FuncOp>(name);
+  if (!fn) {
+    OpBuilder mb(module.getBodyRegion());
+    fn = func::FuncOp::create(
+        mb, loc, name,
+        mb.getFunctionType(SmallVector<Type>(args.size(), i64),
+                           returnsI64 ? TypeRange{i64} : TypeRange{}));
+    fn.setPrivate();
+  }
+  auto call = func::CallOp::create(b, loc, fn, args);
+  return returnsI64 ? call.getResult(0) : Value();
+}
+
 Value HostBuilder::tensorMapBf16(Value w, int64_t box0, int64_t box1) {
   auto type = cast<MemRefType>(w.getType());
   assert(type.getRank() == 3 && type.hasStaticShape() &&
          type.getLayout().isIdentity() && type.getElementType().isBF16() &&
          "a static bf16 [d2, d1, d0] memref");
-  Type i64 = b.getI64Type();
-  constexpr StringLiteral kName = "moert_cuda_tensor_map_bf16";
-  auto module = b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>();
-  auto fn = module.lookupSymbol<func::FuncOp>(kName);
-  if (!fn) {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(module.getBody());
-    fn = func::FuncOp::create(b, loc, kName,
-                              b.getFunctionType(SmallVector<Type>(6, i64), i64));
-    fn.setPrivate();
-  }
   auto c = [&](int64_t v) -> Value {
     return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
   };
   Value base = arith::IndexCastUIOp::create(
-      b, loc, i64, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, w));
+      b, loc, b.getI64Type(),
+      memref::ExtractAlignedPointerAsIndexOp::create(b, loc, w));
   ArrayRef<int64_t> shape = type.getShape();
-  return func::CallOp::create(b, loc, fn,
-                              ValueRange{base, c(shape[2]), c(shape[1]),
-                                         c(shape[0]), c(box0), c(box1)})
-      .getResult(0);
+  return callRuntime("moert_cuda_tensor_map_bf16",
+                     {base, c(shape[2]), c(shape[1]), c(shape[0]), c(box0),
+                      c(box1)},
+                     /*returnsI64=*/true);
 }
 
 void HostBuilder::launchRound(gpu::GPUFuncOp kernel, int64_t elements,

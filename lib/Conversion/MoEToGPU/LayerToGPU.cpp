@@ -452,16 +452,16 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                             persistentChoice == "tma" ||
                             persistentChoice == "auto");
   // The producer's weight tiles by TMA (tensor maps made by the runtime;
-  // their rows, d and f elements, must be multiples of 16 bytes). By
-  // default where experts get kTmaMinRowsPerExpert rows or more: there a
-  // weight block serves several row tiles from L2 and TMA's copies are
-  // 7-8% faster (qwen3 and OLMoE at 8192 tokens); with one to three row
-  // tiles an expert the weights stream from DRAM for each, and with TMA
-  // the row tiles of an expert drifted apart: DeepSeek-V3's up kernel at
-  // 8192 tokens read 33.5 GB from DRAM instead of 25.7 and the layer took
-  // 8% longer (results/wgmma-tma-2026-12-02.md).
+  // the wgmma path's d and f are multiples of 128, so the weights' rows are
+  // multiples of 16 bytes as TMA needs). By default where experts get
+  // kTmaMinRowsPerExpert rows or more: there a weight block serves several
+  // row tiles from L2 and the layers were 3-8% faster (qwen3 and OLMoE at
+  // 8192 tokens); with one to three row tiles an expert the weights stream
+  // from DRAM, and with TMA DeepSeek-V3's up kernel at 8192 tokens read
+  // 33.5 GB from DRAM instead of 25.7 and the layer took 7-8% longer
+  // (results/wgmma-tma-2026-12-02.md).
   bool tmaWeights =
-      producer && d % 8 == 0 && f % 8 == 0 &&
+      producer &&
       (persistentChoice == "tma" ||
        (persistentChoice == "auto" && N >= kTmaMinRowsPerExpert * E));
   bool persistent = producer || (wgmma && persistentChoice == "always" &&
@@ -838,22 +838,14 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   if (auto mask = plan.getAs<IntegerAttr>("all_reduce_mask")) {
     // The ranks' partial sums, added in f32 on the device (the model
     // stream orders it after the kernels above and before the rounding).
-    auto module = fn->getParentOfType<ModuleOp>();
     Type i64 = b.getI64Type();
-    StringRef name = "moert_comm_all_reduce_device";
-    auto callee = module.lookupSymbol<func::FuncOp>(name);
-    if (!callee) {
-      OpBuilder mb(module.getBodyRegion());
-      callee = func::FuncOp::create(mb, loc, name,
-                                    mb.getFunctionType({i64, i64, i64}, {}));
-      callee.setPrivate();
-    }
     Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, y);
-    func::CallOp::create(
-        b, loc, callee,
-        ValueRange{arith::IndexCastOp::create(b, loc, i64, ptr),
-                   arith::ConstantIntOp::create(b, loc, i64, T * d),
-                   arith::ConstantIntOp::create(b, loc, i64, mask.getInt())});
+    h.callRuntime(
+        "moert_comm_all_reduce_device",
+        {arith::IndexCastOp::create(b, loc, i64, ptr),
+         arith::ConstantIntOp::create(b, loc, i64, T * d),
+         arith::ConstantIntOp::create(b, loc, i64, mask.getInt())},
+        /*returnsI64=*/false);
   }
   if (combineRows) {
     std::string name = combineKernelName(k);

@@ -554,12 +554,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         // TMA weights: the producer's first thread (the leader) issues them.
         // The maps were written through the generic proxy (a copy before
         // the launch); the tensormap proxy reads them.
-        Value leader = icmp(P::eq, tid, ci(kWgmmaThreads));
+        Value leader;
         SmallVector<Value, 2> maps;
-        for (Value m : args.wMaps)
-          maps.push_back(LLVM::IntToPtrOp::create(
-              b, loc, LLVM::LLVMPointerType::get(ctx), m));
-        if (o.tmaWeights)
+        if (o.tmaWeights) {
+          leader = icmp(P::eq, tid, ci(kWgmmaThreads));
+          for (Value m : args.wMaps)
+            maps.push_back(LLVM::IntToPtrOp::create(
+                b, loc, LLVM::LLVMPointerType::get(ctx), m));
           buildIfThen(b, loc, leader, [&] {
             for (Value m : maps) {
               NVVM::FenceProxyAcquireOp::create(b, loc, NVVM::MemScopeKind::GPU,
@@ -568,6 +569,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                                        /*tensormap=*/true);
             }
           });
+        }
         // The weight boxes of step kt of `wk` into `stage` (leader only):
         // the stage's B bytes expected on `full`, then a 64-column x 64-row
         // box per atom (its columns past N read as zeros).

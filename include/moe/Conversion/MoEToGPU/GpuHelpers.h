@@ -73,6 +73,9 @@ public:
   void launchElementwise(gpu::GPUFuncOp kernel, int64_t elements,
                          ValueRange args);
   void freeAll();
+  /// A call of the runtime's C function `name` (declared private in the
+  /// module on first use) on i64 `args`; its i64 result with `returnsI64`.
+  Value callRuntime(StringRef name, ValueRange args, bool returnsI64);
   /// The device address (i64) of the runtime's TMA tensor map of the bf16
   /// [d2, d1, d0] memref `w` (identity layout, on the device) in boxes of
   /// [1, box1, box0] with the 128-byte swizzle (moert_cuda_tensor_map_bf16).

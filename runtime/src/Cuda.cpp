@@ -40,15 +40,19 @@ using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
 
-// cuLaunchKernelEx's configuration (cuda.h, CUDA 12+): one launch
-// attribute, programmatic stream serialization (Hopper's programmatic
-// dependent launch).
+// cuLaunchKernelEx's configuration (cuda.h, CUDA 12+): its launch
+// attributes, programmatic stream serialization (Hopper's programmatic
+// dependent launch) and the cluster dimension (thread block clusters).
+constexpr int kAttrClusterDimension = 4;
 constexpr int kAttrProgrammaticStreamSerialization = 6;
 struct CUlaunchAttribute {
   int id;
   char pad[8 - sizeof(int)];
   union {
     char bytes[64];
+    struct {
+      unsigned x, y, z;
+    } clusterDim;
     int programmaticStreamSerializationAllowed;
   } value;
 };
@@ -91,6 +95,9 @@ struct Gpu {
   // Dynamic shared memory allowed per kernel so far (set by its first
   // launch, so that launches captured into a graph set nothing).
   std::unordered_map<void *, int> sharedAllowed;
+  /// Clusters of a kernel the GPU holds at once (by kernel; one cluster
+  /// shape and shared size a kernel).
+  std::unordered_map<void *, int> maxClusters;
   // Device scratch of compiled code, cached by size: blocks freed by
   // mgpuMemFree are reused by later allocations on the same stream (stream
   // order makes that safe), so a step allocates nothing from the driver
@@ -129,6 +136,8 @@ struct Driver {
   // Optional (CUDA 12+): without it, kernels launch one after the other.
   CUresult (*cuLaunchKernelEx)(const CUlaunchConfig *, CUfunction, void **,
                                void **) = nullptr;
+  CUresult (*cuOccupancyMaxActiveClusters)(int *, CUfunction,
+                                           const CUlaunchConfig *) = nullptr;
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamSynchronize)(CUstream);
   CUresult (*cuStreamQuery)(CUstream);
@@ -221,6 +230,9 @@ void openDriver() {
   if (ok) {
     drv().cuLaunchKernelEx = reinterpret_cast<decltype(drv().cuLaunchKernelEx)>(
         dlsym(drv().handle, "cuLaunchKernelEx"));
+    drv().cuOccupancyMaxActiveClusters =
+        reinterpret_cast<decltype(drv().cuOccupancyMaxActiveClusters)>(
+            dlsym(drv().handle, "cuOccupancyMaxActiveClusters"));
     drv().cuTensorMapEncodeTiled =
         reinterpret_cast<decltype(drv().cuTensorMapEncodeTiled)>(
             dlsym(drv().handle, "cuTensorMapEncodeTiled"));
@@ -587,11 +599,12 @@ extern "C" void *mgpuModuleGetFunction(void *module, const char *name) {
   return fn;
 }
 
-extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
-                                 intptr_t gz, intptr_t bx, intptr_t by,
-                                 intptr_t bz, int32_t smem, void *stream,
-                                 void **params, void **extra,
-                                 size_t /*paramsCount*/) {
+namespace {
+/// A launch of `fn` (thread block clusters of cx x cy x cz blocks where cx
+/// is not 0: cuLaunchKernelEx, which a cluster needs).
+void launch(void *fn, const unsigned cluster[3], intptr_t gx, intptr_t gy,
+            intptr_t gz, intptr_t bx, intptr_t by, intptr_t bz, int32_t smem,
+            void *stream, void **params, void **extra) {
   ensure();
   CUstream s = static_cast<CUstream>(stream);
   // Beyond 48 KB, dynamic shared memory must be allowed per kernel first
@@ -603,13 +616,43 @@ extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
   }
   if (gpu().profiling)
     check("cuEventRecord", drv().cuEventRecord(gpu().start, s));
-  if (gpu().programmatic && drv().cuLaunchKernelEx) {
-    CUlaunchAttribute attr = {};
-    attr.id = kAttrProgrammaticStreamSerialization;
-    attr.value.programmaticStreamSerializationAllowed = 1;
+  bool programmatic = gpu().programmatic && drv().cuLaunchKernelEx;
+  if (cluster[0] && !drv().cuLaunchKernelEx) {
+    moert::fail(MOERT_ERR_DEVICE,
+                "a launch in thread block clusters needs cuLaunchKernelEx "
+                "(CUDA 12 or later), which this driver lacks");
+    fatal();
+  }
+  if (programmatic || cluster[0]) {
+    CUlaunchAttribute attrs[2] = {};
+    unsigned n = 0;
+    if (programmatic) {
+      attrs[n].id = kAttrProgrammaticStreamSerialization;
+      attrs[n++].value.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster[0]) {
+      attrs[n].id = kAttrClusterDimension;
+      attrs[n++].value.clusterDim = {cluster[0], cluster[1], cluster[2]};
+    }
     CUlaunchConfig config = {unsigned(gx), unsigned(gy), unsigned(gz),
                              unsigned(bx), unsigned(by), unsigned(bz),
-                             unsigned(smem), s, &attr, 1};
+                             unsigned(smem), s, attrs, n};
+    // The compiler launches clusters only for persistent kernels (they take
+    // their work by gridDim): such a grid is capped at the clusters the GPU
+    // holds at once, since a cluster past them would start only as a whole
+    // first wave ends (the GPCs' SMs do not all pair up: 2x the time on an
+    // H200 with 66 clusters of two).
+    if (cluster[0] && drv().cuOccupancyMaxActiveClusters && gy == 1 &&
+        gz == 1) {
+      auto [it, fresh] = gpu().maxClusters.try_emplace(fn, 0);
+      if (fresh)
+        check("cuOccupancyMaxActiveClusters",
+              drv().cuOccupancyMaxActiveClusters(
+                  &it->second, static_cast<CUfunction>(fn), &config));
+      unsigned most = unsigned(it->second) * cluster[0];
+      if (most && config.gridDimX > most)
+        config.gridDimX = most;
+    }
     check("cuLaunchKernelEx",
           drv().cuLaunchKernelEx(&config, static_cast<CUfunction>(fn), params,
                                  extra));
@@ -629,6 +672,28 @@ extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
     gpu().kernelMs += ms;
     ++gpu().launches;
   }
+}
+} // namespace
+
+extern "C" void mgpuLaunchKernel(void *fn, intptr_t gx, intptr_t gy,
+                                 intptr_t gz, intptr_t bx, intptr_t by,
+                                 intptr_t bz, int32_t smem, void *stream,
+                                 void **params, void **extra,
+                                 size_t /*paramsCount*/) {
+  const unsigned none[3] = {0, 0, 0};
+  launch(fn, none, gx, gy, gz, bx, by, bz, smem, stream, params, extra);
+}
+
+// gpu.launch_func with `clusters in (...)` (the call MLIR 22's LLVM
+// translation emits for it).
+extern "C" void mgpuLaunchClusterKernel(void *fn, intptr_t cx, intptr_t cy,
+                                        intptr_t cz, intptr_t gx, intptr_t gy,
+                                        intptr_t gz, intptr_t bx, intptr_t by,
+                                        intptr_t bz, int32_t smem,
+                                        void *stream, void **params,
+                                        void **extra) {
+  const unsigned cluster[3] = {unsigned(cx), unsigned(cy), unsigned(cz)};
+  launch(fn, cluster, gx, gy, gz, bx, by, bz, smem, stream, params, extra);
 }
 
 // Generated host code creates a stream per function and synchronizes it at

@@ -6,6 +6,9 @@
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-persistent=tma --emit=mlir | FileCheck %s --check-prefix=TMAPS
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=tma" | FileCheck %s --check-prefix=TMAPTX
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-persistent=multicast --emit=mlir | FileCheck %s --check-prefix=MCPS
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-persistent=multicast --emit=llvm | FileCheck %s --check-prefix=MCLL
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=multicast" | FileCheck %s --check-prefix=MCPTX
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --emit=mlir | FileCheck %s --check-prefix=MMA
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=SPLITPTX
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
@@ -150,7 +153,30 @@
 // TMAPTX-SAME: fence.proxy.async.shared::cta
 // TMAPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 // TMAPTX-SAME: mbarrier.arrive.shared.b64
-// BADPERSIST: error: wgmma-persistent must be auto, always, producer, tma or never, got 'maybe'
+// The weights multicast in clusters of two (wgmma-persistent=multicast):
+// 256-row tiles from the routing, the wgmma kernels launched in clusters
+// (an even grid), each block's leader bringing two of the four atoms to
+// both blocks; a stage goes back to the producer on the arrivals of this
+// block's MMA threads and of one thread a warpgroup of the other block.
+// MCPS: moe.gpu_plan = {{{.*}}, persistent, producer, {{.*}}, tile = array<i64: 256, 256, 64>, {{.*}}, weights_multicast = 2 : i64, weights_tma}
+// MCPS: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles256_select
+// MCPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_mc2 clusters in
+// MCLL: call void @mgpuLaunchClusterKernel(ptr %{{.*}}, i64 2, i64 1, i64 1, i64 {{[0-9]*[02468]}}, i64 1, i64 1, i64 384,
+// MCPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_mc2(
+// MCPTX-SAME: mbarrier.init.shared.b64
+// MCPTX-SAME: fence.mbarrier_init.release.cluster
+// MCPTX-SAME: barrier.cluster.arrive
+// MCPTX-SAME: barrier.cluster.wait
+// MCPTX-SAME: mbarrier.arrive.expect_tx.shared.b64
+// MCPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster
+// MCPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster
+// MCPTX-NOT: .multicast::cluster
+// MCPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
+// MCPTX-SAME: mapa.shared::cluster
+// MCPTX-SAME: mbarrier.arrive.release.cluster.shared::cluster.b64
+// MCPTX-SAME: barrier.cluster.arrive
+// MCPTX-SAME: barrier.cluster.wait
+// BADPERSIST: error: wgmma-persistent must be auto, always, producer, tma, multicast or never, got 'maybe'
 // BADGROUP: error: wgmma-group-tiles must be -1 (auto), 0 or a tile count, got -2
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in

@@ -76,7 +76,8 @@ def main():
                    help="-1 (auto), 0 (all tiles of a column block, then "
                         "the next) or a count")
     p.add_argument("--wgmma-persistent", default="auto",
-                   help="auto (the producer form), always, producer or never")
+                   help="auto (the producer form; tma from 512 rows an "
+                        "expert), always, producer, tma, multicast or never")
     p.add_argument("--combine", default="auto",
                    help="auto, atomic or rows: how the tensor-core paths' "
                         "down projection meets each token's k rows")

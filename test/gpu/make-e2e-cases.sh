@@ -14,13 +14,16 @@ rm -rf "$dir"
 # (moe-testgen is deterministic for a given seed), which keeps the carried
 # tree small. The seed is fresh for every build of the cases.
 seed=${SEED:-$(date +%s)}
+# ONLY=PATTERN (a shell pattern) builds only the cases it matches.
 # make_case NAME [--gpu-*=V moe-compile options...] moe-testgen options...
 make_case() {
   name=$1; shift
+  seed=$((seed + 1))
+  # shellcheck disable=SC2254
+  case "$name" in ${ONLY:-*}) ;; *) return 0;; esac
   path=--gpu-path=auto
   while case "$1" in --gpu-*=*) true;; *) false;; esac; do path="$path $1"; shift; done
   mkdir -p "$dir/$name"
-  seed=$((seed + 1))
   echo "--dtype bf16 --seed $seed $*" > "$dir/$name/gen-args"
   build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 --seed $seed "$@" > /dev/null
   build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
@@ -120,6 +123,14 @@ make_case wgmma-tma --gpu-wgmma-persistent=tma --gpu-wgmma-group-tiles=3 --gpu-c
 make_case wgmma-tma-rows --gpu-wgmma-persistent=tma --gpu-wgmma-group-tiles=0 --gpu-combine=rows --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
 make_case wgmma-tma-many-tiles --gpu-wgmma-persistent=tma --top-k 8 --experts 64 --tokens 6000 --hidden 128 --ffn 128
 make_case wgmma-tma-two-steps --gpu-path=wgmma --gpu-wgmma-persistent=tma --top-k 1 --experts 8 --tokens 700 --hidden 128 --ffn 128
+# The weights multicast to clusters of two blocks over 256-row tiles: the
+# same four layers and the ragged one; in the two-step layer (about 88 rows
+# an expert) every cluster's second block has no rows.
+make_case wgmma-mc --gpu-wgmma-persistent=multicast --gpu-wgmma-group-tiles=3 --gpu-combine=atomic --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
+make_case wgmma-mc-rows --gpu-wgmma-persistent=multicast --gpu-wgmma-group-tiles=0 --gpu-combine=rows --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
+make_case wgmma-mc-many-tiles --gpu-wgmma-persistent=multicast --top-k 8 --experts 64 --tokens 6000 --hidden 128 --ffn 128
+make_case wgmma-mc-two-steps --gpu-path=wgmma --gpu-wgmma-persistent=multicast --top-k 1 --experts 8 --tokens 700 --hidden 128 --ffn 128
+make_case wgmma-mc-ragged --gpu-path=wgmma --gpu-wgmma-persistent=multicast --gpu-combine=atomic --top-k 4 --experts 16 --tokens 2900 --hidden 384 --ffn 256
 # The down kernel's combine by atomics with TMA weights by default (750 rows
 # an expert): rows of an expert's last tile past its end, a 256-column
 # block half past hidden 384.

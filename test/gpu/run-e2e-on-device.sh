@@ -39,7 +39,7 @@ if [ -x build/bin/moert-unit-tests ]; then
 fi
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
-    for name in decode-kernel decode-ragged decode-sigmoid-bias decode-stages decode-stages-ragged router-split-wgmma router-split-mma fused-one-token fused-e256-top8 fused-many-tokens fused-sigmoid-bias fused-gate-64-tokens ffn-one-token ffn-wide-slices overlap-plain-rows stage-ragged-columns mma-mixtral mma-gelu-plain mma-e256-top8 mma-router-bias mma-big-tiles mma-warps4 mma-warps4-plain combine-rows-wgmma combine-rows-mma combine-rows-top1 wgmma-group-3 wgmma-group-5-rows wgmma-persistent wgmma-persistent-rows wgmma-producer wgmma-producer-rows wgmma-producer-many-tiles wgmma-producer-two-steps wgmma-tma wgmma-tma-rows wgmma-tma-many-tiles wgmma-tma-two-steps wgmma-atomic-ragged combine-rows-fused-gate; do
+    for name in decode-kernel decode-ragged decode-sigmoid-bias decode-stages decode-stages-ragged router-split-wgmma router-split-mma fused-one-token fused-e256-top8 fused-many-tokens fused-sigmoid-bias fused-gate-64-tokens ffn-one-token ffn-wide-slices overlap-plain-rows stage-ragged-columns mma-mixtral mma-gelu-plain mma-e256-top8 mma-router-bias mma-big-tiles mma-warps4 mma-warps4-plain combine-rows-wgmma combine-rows-mma combine-rows-top1 wgmma-group-3 wgmma-group-5-rows wgmma-persistent wgmma-persistent-rows wgmma-producer wgmma-producer-rows wgmma-producer-many-tiles wgmma-producer-two-steps wgmma-tma wgmma-tma-rows wgmma-tma-many-tiles wgmma-tma-two-steps wgmma-mc wgmma-mc-rows wgmma-mc-many-tiles wgmma-mc-two-steps wgmma-mc-ragged wgmma-atomic-ragged combine-rows-fused-gate; do
       case="$dir/$name"
       [ -d "$case" ] || continue
       echo "== compute-sanitizer $tool: $name"

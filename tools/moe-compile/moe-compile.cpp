@@ -125,8 +125,9 @@ cl::opt<std::string> gpuWgmmaPersistent(
              "SM streaming the (tile, column block) pairs' K steps: auto "
              "(default: producer, tma from 512 rows an expert), always, producer "
              "(also a producer warpgroup issuing the copies: "
-             "warp-specialised), tma (the producer with the weights by TMA) "
-             "or never"),
+             "warp-specialised), tma (the producer with the weights by TMA), "
+             "multicast (tma, the weights multicast to clusters of two "
+             "blocks over 256-row tiles) or never"),
     cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuCombine(
     "gpu-combine",

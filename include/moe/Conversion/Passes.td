@@ -89,7 +89,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "pair's first copies in flight during an epilogue: auto (default: "
            "producer, tma from 512 rows an expert), always, producer (also a "
            "producer warpgroup that issues the copies: warp-specialised), "
-           "tma (the producer with the weights by TMA) or never">,
+           "tma (the producer with the weights by TMA), multicast (tma, the "
+           "weights multicast to clusters of two blocks over 256-row tiles) "
+           "or never">,
     Option<"mmaMinRows", "mma-min-rows", "double", "1.2",
            "average rows per expert from which auto takes the mma path">,
     Option<"mmaTileM", "mma-tile-m", "int64_t", "0",

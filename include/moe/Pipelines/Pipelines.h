@@ -87,8 +87,9 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
   PassOptions::Option<std::string> wgmmaPersistent{
       *this, "wgmma-persistent",
       llvm::cl::desc("the wgmma expert kernels as persistent grids: auto "
-                     "(default: producer), always, producer (with a "
-                     "producer warpgroup) or never"),
+                     "(default: producer, tma from 512 rows an expert), "
+                     "always, producer (with a producer warpgroup), tma, "
+                     "multicast or never"),
       llvm::cl::init("auto")};
   PassOptions::Option<std::string> combine{
       *this, "combine",

@@ -125,7 +125,7 @@ void HostBuilder::copy(Value dst, Value src) {
 
 void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
                          ArrayRef<int64_t> block, ValueRange args,
-                         int64_t sharedBytes) {
+                         int64_t sharedBytes, ArrayRef<int64_t> cluster) {
   SmallVector<Value> operands;
   for (Value v : args) {
     auto t = dyn_cast<MemRefType>(v.getType());
@@ -145,7 +145,11 @@ void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
                         b, loc, b.getI32IntegerAttr(int32_t(sharedBytes)))
                         .getResult()
                   : Value(),
-      operands);
+      operands, /*asyncTokenType=*/nullptr, /*asyncDependencies=*/{},
+      cluster.empty()
+          ? std::nullopt
+          : std::optional<gpu::KernelDim3>(gpu::KernelDim3{
+                index(cluster[0]), index(cluster[1]), index(cluster[2])}));
 }
 
 Value HostBuilder::callRuntime(StringRef name, ValueRange args,

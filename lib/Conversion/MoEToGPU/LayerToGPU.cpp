@@ -127,10 +127,10 @@ struct ConvertMoELayerToGpuCallPass
         {"decode-kernel", "decode_kernel", decodeKernel}};
     if (wgmmaPersistent != "auto" && wgmmaPersistent != "always" &&
         wgmmaPersistent != "producer" && wgmmaPersistent != "tma" &&
-        wgmmaPersistent != "never") {
+        wgmmaPersistent != "multicast" && wgmmaPersistent != "never") {
       mlir::emitError(module.getLoc())
-          << "wgmma-persistent must be auto, always, producer, tma or never, "
-             "got '"
+          << "wgmma-persistent must be auto, always, producer, tma, "
+             "multicast or never, got '"
           << wgmmaPersistent << "'";
       return signalPassFailure();
     }
@@ -335,9 +335,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   if (auto t = plan.getAs<DenseI64ArrayAttr>("wgmma_tile"))
     wgmmaTile = {t[0], t[1]};
   int64_t tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
+  // (256 rows with the weights multicast over clusters of two blocks.)
   int64_t stages = tileM == 64 ? 3 : 2;
   int64_t warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
-  int64_t tiles = (N + tileM - 1) / tileM + S; // upper bound
+  auto tilesFor = [&](int64_t rows) { return (N + rows - 1) / rows + S; };
+  int64_t tiles = tilesFor(tileM); // upper bound
   // The router's logits on tensor cores (split over K) from 16 tokens: the
   // router GEMV read its weights once per 4 tokens (10 us for qwen3's at
   // 16 tokens).
@@ -439,7 +441,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // outgrow the L2 (results/combine-rows-2026-12-02.md).
   auto groupTiles = [&](int64_t kDim) -> int64_t {
     auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
-    int64_t g = asked ? asked.getInt() : planWgmmaGroupTiles(kDim);
+    int64_t g = asked ? asked.getInt()
+                      : std::max<int64_t>(1, planWgmmaGroupTiles(kDim) *
+                                                 kWgmmaTileM / tileM);
     return g >= tiles ? 0 : g;
   };
   // The persistent form (WgmmaKernel.cpp) needs a pair's K steps to cover
@@ -450,6 +454,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // tokens, results/wgmma-producer-2026-12-02.md) any K will do.
   bool producer = wgmma && (persistentChoice == "producer" ||
                             persistentChoice == "tma" ||
+                            persistentChoice == "multicast" ||
                             persistentChoice == "auto");
   // The producer's weight tiles by TMA (tensor maps made by the runtime;
   // the wgmma path's d and f are multiples of 128, so the weights' rows are
@@ -462,8 +467,19 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // (results/wgmma-tma-2026-12-02.md).
   bool tmaWeights =
       producer &&
-      (persistentChoice == "tma" ||
+      (persistentChoice == "tma" || persistentChoice == "multicast" ||
        (persistentChoice == "auto" && N >= kTmaMinRowsPerExpert * E));
+  // The weights multicast by TMA to the two blocks of a cluster, which take
+  // the two 128-row halves of a 256-row tile (MmaOptions::multicast): each
+  // weight block read once per 256 rows, half of it through each SM's L2
+  // port. Needs an even count of 64-column atoms a matrix.
+  bool multicast =
+      tmaWeights && persistentChoice == "multicast" &&
+      (wgmmaTile.columns / (gated ? 2 : 1) / 64) % 2 == 0;
+  if (multicast) {
+    tileM = 2 * kWgmmaTileM;
+    tiles = tilesFor(tileM);
+  }
   bool persistent = producer || (wgmma && persistentChoice == "always" &&
                                  std::min(d, f) / kWgmmaTileK >=
                                      wgmmaTile.stages - 2);
@@ -611,6 +627,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       planAttrs.push_back(b.getNamedAttr("producer", b.getUnitAttr()));
     if (tmaWeights)
       planAttrs.push_back(b.getNamedAttr("weights_tma", b.getUnitAttr()));
+    if (multicast)
+      planAttrs.push_back(
+          b.getNamedAttr("weights_multicast", b.getI64IntegerAttr(2)));
   } else if (mma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
@@ -717,6 +736,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.persistent = persistent;
     upOpts.producer = producer;
     upOpts.tmaWeights = tmaWeights;
+    upOpts.multicast = multicast;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
@@ -731,6 +751,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     downOpts.persistent = persistent;
     downOpts.producer = producer;
     downOpts.tmaWeights = tmaWeights;
+    downOpts.multicast = multicast;
     // The wgmma grid runs over the tiles first: the tiles of an expert read
     // the same weight columns together (from L2 after the first).
     auto launchGemm = [&](const MmaOptions &o, int64_t n, ValueRange args) {
@@ -745,7 +766,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       });
       int64_t cols = wgmmaColumnsPerMatrix(o, wgmmaTile);
       int64_t pairs = tiles * ((n + cols - 1) / cols);
-      if (o.persistent)
+      if (o.multicast)
+        h.launch(k, {2 * std::min(pairs, kPlanSms / 2), 1, 1},
+                 {wgmmaBlockThreads(o), 1, 1}, args,
+                 wgmmaSharedBytes(wgmmaTile), /*cluster=*/{2, 1, 1});
+      else if (o.persistent)
         h.launch(k, {std::min(pairs, kPlanSms), 1, 1},
                  {wgmmaBlockThreads(o), 1, 1}, args,
                  wgmmaSharedBytes(wgmmaTile));

@@ -43,7 +43,11 @@
 // With MmaOptions::tmaWeights the producer's first thread brings the weight
 // atoms instead, one TMA box (64 columns x 64 K rows, 128-byte swizzle: the
 // atom's layout above) each, tracked by the same `full` mbarrier through
-// its expected transaction bytes.
+// its expected transaction bytes. With MmaOptions::multicast as well, the
+// blocks run in clusters of two over 256-row tiles (one 128-row half each)
+// and each leader multicasts half of the weight atoms to both; a stage is
+// released to the producers by the MMA warpgroups of both blocks. (Correct,
+// but 1.2-2x slower: results/wgmma-multicast-2026-12-02.md.)
 //
 //===----------------------------------------------------------------------===//
 
@@ -110,7 +114,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
-         (o.tmaWeights ? "_tma" : "") +
+         (o.tmaWeights ? "_tma" : "") + (o.multicast ? "_mc2" : "") +
          (o.splitK ? "_splitk" : "");
 }
 
@@ -126,6 +130,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
          "the producer warpgroup comes with the persistent form");
   assert((!o.tmaWeights || o.producer) &&
          "the weights come by TMA in the producer form");
+  assert((!o.multicast || o.tmaWeights) && "multicast weights come by TMA");
+  assert((!o.multicast || (t.columns / (o.pair ? 2 : 1) / 64) % 2 == 0) &&
+         "multicast halves each matrix's weight atoms");
   assert(!(o.dense && (o.pair || o.scatter || o.gatherRows)) &&
          "a dense wgmma kernel has one matrix and plain rows");
   OpBuilder::InsertionGuard guard(b);
@@ -411,6 +418,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
             arith::DivUIOp::create(b, loc, within, n)};
   };
 
+  // With multicast: this block's rank in its cluster of two, and a barrier
+  // over the cluster's threads (release / acquire).
+  Value rank;
+  auto clusterSync = [&] {
+    NVVM::ClusterArriveOp::create(b, loc, nullptr);
+    NVVM::ClusterWaitOp::create(b, loc, nullptr);
+  };
   if (o.persistent) {
     // The persistent form: gridDim.x blocks take the (live tile, column
     // block) pairs round-robin (in group order where groupTiles is set, else
@@ -453,12 +467,21 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
             constI32(b, loc,
                      int32_t(kWgmmaProducerThreads + (o.tmaWeights ? 1 : 0))),
             Value());
-        NVVM::MBarrierInitOp::create(b, loc, barrierAt(ci(S + st)),
-                                     constI32(b, loc, int32_t(kWgmmaThreads)),
-                                     Value());
+        // (With multicast, two more: one thread of each MMA warpgroup of
+        // the other block of the cluster.)
+        NVVM::MBarrierInitOp::create(
+            b, loc, barrierAt(ci(S + st)),
+            constI32(b, loc, int32_t(kWgmmaThreads + (o.multicast ? 2 : 0))),
+            Value());
       }
+      // The other block of the cluster arrives on these mbarriers, and its
+      // TMA multicast completes bytes on them.
+      if (o.multicast)
+        NVVM::FenceMbarrierInitOp::create(b, loc);
     }
     gpu::BarrierOp::create(b, loc);
+    if (o.multicast)
+      clusterSync();
     auto countLoop = scf::ForOp::create(b, loc, tid, table,
                                         ci(wgmmaBlockThreads(o)),
                                         ValueRange{i32Zero});
@@ -482,8 +505,16 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         b, loc, b.getIndexType(),
         memref::LoadOp::create(b, loc, liveShared, ci(0)));
     Value total = mul(liveTiles, cols);
+    // Who takes the pairs in turn: the blocks, or with multicast the
+    // clusters (both blocks of one take the same pairs, block `rank` the
+    // rank-th 128 rows of each 256-row tile).
     Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
     Value bid = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+    if (o.multicast) {
+      rank = remu(bid, 2);
+      blocks = divu(blocks, 2);
+      bid = divu(bid, 2);
+    }
     Value mine = ops.select(
         icmp(P::ult, bid, total),
         arith::DivUIOp::create(
@@ -517,12 +548,23 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       rows.begin = arith::IndexCastOp::create(
           b, loc, b.getIndexType(),
           memref::LoadOp::create(b, loc, args.tileRow, tile));
-      rows.end = arith::MinUIOp::create(
-          b, loc, add(rows.begin, ci(TM)),
-          arith::IndexCastOp::create(
-              b, loc, b.getIndexType(),
-              memref::LoadOp::create(b, loc, args.offsets,
-                                     add(rows.expert, ci(1)))));
+      Value expertEnd = arith::IndexCastOp::create(
+          b, loc, b.getIndexType(),
+          memref::LoadOp::create(b, loc, args.offsets,
+                                 add(rows.expert, ci(1))));
+      if (o.multicast) {
+        // This block's half of the 256-row tile; none (begin = end = the
+        // tile's first row, so that row reads stay in bounds) where the
+        // expert's rows end in the first half.
+        Value half = add(rows.begin, mul(rank, ci(TM)));
+        Value none = icmp(P::uge, half, expertEnd);
+        Value end = arith::MinUIOp::create(b, loc, add(half, ci(TM)), expertEnd);
+        rows.end = ops.select(none, rows.begin, end);
+        rows.begin = ops.select(none, rows.begin, half);
+      } else {
+        rows.end = arith::MinUIOp::create(b, loc, add(rows.begin, ci(TM)),
+                                          expertEnd);
+      }
       return {rows, mul(colBlock, ci(TN))};
     };
     auto workOf = [&](Value j) {
@@ -588,19 +630,29 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                   b, loc, toI64(stage),
                   arith::ConstantOp::create(b, loc,
                                             b.getI64IntegerAttr(bStageBytes))));
-          for (int64_t a = 0; a < atoms; ++a) {
+          // With multicast, atoms 2 p + rank (p < atoms / 2) to both blocks
+          // of the cluster, at the same shared addresses, completing bytes
+          // on the same mbarrier in each (a matrix's atoms are even, so
+          // both of a pair are of one matrix).
+          Value mask;
+          if (o.multicast)
+            mask = arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(3));
+          for (int64_t a = 0; a < atoms; a += o.multicast ? 2 : 1) {
+            Value atom = o.multicast ? add(ci(a), rank) : ci(a);
             // (This CTA's shared memory, as a shared::cluster address.)
             Value dst = LLVM::AddrSpaceCastOp::create(
                 b, loc, LLVM::LLVMPointerType::get(ctx, 7),
                 LLVM::IntToPtrOp::create(
                     b, loc, LLVM::LLVMPointerType::get(ctx, 3),
-                    addI64(stageAddr, a * TK * kRowBytes)));
+                    Value(arith::AddIOp::create(
+                        b, loc, stageAddr,
+                        toI64(mul(atom, ci(TK * kRowBytes)))))));
             SmallVector<Value, 3> coords{
-                toI32(add(wk.col0, ci((a % atomsPerMat) * 64))), toI32(k0),
-                toI32(wk.expert)};
+                toI32(add(wk.col0, mul(remu(atom, atomsPerMat), ci(64)))),
+                toI32(k0), toI32(wk.expert)};
             NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
                 b, loc, dst, maps[a / atomsPerMat], coords, full, ValueRange{},
-                Value(), Value(), NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false,
+                mask, Value(), NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false,
                 nullptr, Value());
           }
         };
@@ -634,6 +686,27 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         OpBuilder::InsertionGuard rg(b);
         b.setInsertionPointToStart(&roles.getElseRegion().front());
         Value yes = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1);
+        // Stage `st` back to the producer(s): an arrival of every MMA
+        // thread on this block's `empty`; with multicast also one of each
+        // warpgroup on the other block's (its producer writes here too).
+        // (A warpgroup's wgmma groups complete for all its threads.)
+        Value remoteRank, remoteLeader;
+        if (o.multicast) {
+          remoteRank = arith::IndexCastOp::create(
+              b, loc, b.getI32Type(), xorI(rank, ci(1)));
+          remoteLeader = icmp(P::eq, remu(tid, 128), ci(0));
+        }
+        auto release = [&](Value st) {
+          Value bar = barrierAt(add(ci(S), st));
+          NVVM::MBarrierArriveOp::create(b, loc, i64, bar, Value());
+          if (o.multicast)
+            buildIfThen(b, loc, remoteLeader, [&] {
+              Value remote = NVVM::MapaOp::create(
+                  b, loc, LLVM::LLVMPointerType::get(ctx, 7), bar, remoteRank);
+              NVVM::MBarrierArriveOp::create(b, loc, Type(), remote, Value(),
+                                             NVVM::MemScopeKind::CLUSTER);
+            });
+        };
         auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
         OpBuilder::InsertionGuard pg(b);
         b.setInsertionPointToStart(pairs.getBody());
@@ -657,29 +730,21 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           Value acc = mmaStep(kLoop.getRegionIterArgs()[0], stageOf(g), yes);
           // One wgmma group is left in flight: step g - 1's are done, so
           // its stage goes back to the producer.
-          auto released = scf::IfOp::create(b, loc, icmp(P::ugt, kt, ci(0)),
-                                            /*withElseRegion=*/false);
-          {
-            OpBuilder::InsertionGuard ig(b);
-            b.setInsertionPointToStart(&released.getThenRegion().front());
-            NVVM::MBarrierArriveOp::create(
-                b, loc, i64,
-                barrierAt(add(ci(S), stageOf(arith::SubIOp::create(
-                                             b, loc, g, ci(1))))),
-                Value());
-          }
+          buildIfThen(b, loc, icmp(P::ugt, kt, ci(0)), [&] {
+            release(stageOf(arith::SubIOp::create(b, loc, g, ci(1))));
+          });
           scf::YieldOp::create(b, loc, acc);
         }
         NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-        NVVM::MBarrierArriveOp::create(
-            b, loc, i64,
-            barrierAt(add(ci(S), stageOf(add(first, arith::SubIOp::create(
-                                                        b, loc, steps,
-                                                        ci(1)))))),
-            Value());
+        release(stageOf(add(first, arith::SubIOp::create(b, loc, steps,
+                                                        ci(1)))));
         epilogue(kLoop.getResult(0), rows.begin, rows.end, col0);
       }
       b.setInsertionPointToEnd(&entry);
+      // Neither block of a cluster leaves while the other may still arrive
+      // on its mbarriers or write its shared memory.
+      if (o.multicast)
+        clusterSync();
       gpu::ReturnOp::create(b, loc);
       return fn;
     }

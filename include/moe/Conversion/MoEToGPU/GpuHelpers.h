@@ -62,11 +62,12 @@ public:
   /// A device copy of the (host or device) buffer `v`.
   Value upload(Value v);
   void copy(Value dst, Value src);
-  /// Launches `kernel` (with `sharedBytes` of dynamic shared memory);
-  /// memref arguments are cast to dynamic shapes.
+  /// Launches `kernel` (with `sharedBytes` of dynamic shared memory; in
+  /// thread block clusters of `cluster` blocks where given); memref
+  /// arguments are cast to dynamic shapes.
   void launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
               ArrayRef<int64_t> block, ValueRange args,
-              int64_t sharedBytes = 0);
+              int64_t sharedBytes = 0, ArrayRef<int64_t> cluster = {});
   /// One thread per element, blocks of 256.
   /// The rounding kernel (buildRoundKernel) over `elements`.
   void launchRound(gpu::GPUFuncOp kernel, int64_t elements, ValueRange args);

@@ -541,6 +541,15 @@ struct MmaOptions {
   /// of its tensor map (moert_cuda_tensor_map_bf16 of w [E, K, N], box
   /// [1, 64, 64]). N must be a multiple of 8.
   bool tmaWeights = false;
+  /// With tmaWeights: blocks in clusters of two (launched with `clusters in
+  /// (2, 1, 1)`, an even grid) over the two 128-row halves of the routing's
+  /// 256-row tiles (tileRows 2 x kWgmmaTileM), the same (tile, column
+  /// block) pairs in turn; each block's producer brings half of the weight
+  /// atoms by TMA multicast to both, so a weight block is read once per
+  /// 256 rows and each SM pulls half of it through L2. A stage is free again
+  /// once the MMA warpgroups of both blocks are done with it. The weights'
+  /// atoms a matrix must be even (256-column tiles where gated).
+  bool multicast = false;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).

@@ -60,6 +60,7 @@ void buildToLoops(OpPassManager &pm,
     layer.combine = gpu->combine;
     layer.wgmmaGroupTiles = gpu->wgmmaGroupTiles;
     layer.wgmmaPersistent = gpu->wgmmaPersistent;
+    layer.wgmmaQueue = gpu->wgmmaQueue;
     layer.decodeKernel = gpu->decodeKernel;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeOverlap = gpu->decodeOverlap;

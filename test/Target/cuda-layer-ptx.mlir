@@ -34,8 +34,8 @@
 // (64 x 4 rows / 128 + 16 experts row tiles, one column block), of three
 // warpgroups (the producer's and two of MMAs); 4 stages x (128 + 256) rows
 // x 128 bytes + 1 KB to align.
-// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws blocks in (%c18, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
-// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
+// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_q blocks in (%c18, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
+// WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws_q blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
 
 // ROUTE: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64
 // ROUTE: shfl.sync.bfly.b32

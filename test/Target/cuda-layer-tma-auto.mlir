@@ -4,10 +4,10 @@
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=AT512
 // RUN: sed 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=AT510
 // AT512: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}weights_tma}
-// AT512: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma blocks
+// AT512: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_q blocks
 // AT510: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer,
 // AT510-NOT: weights_tma
-// AT510: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws blocks
+// AT510: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_q blocks
 func.func @layer(%x: tensor<2048x128xbf16> {moe.input = "x"}, %router: tensor<128x8xbf16> {moe.weight = "router"},
                  %w_up: tensor<8x128x256xbf16> {moe.weight = "w_up"}, %w_gate: tensor<8x128x256xbf16> {moe.weight = "w_gate"},
                  %w_down: tensor<8x256x128xbf16> {moe.weight = "w_down"}) -> (tensor<2048x128xbf16> {moe.output = "y"}) {

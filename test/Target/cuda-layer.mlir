@@ -44,12 +44,12 @@
 // (tile, column block) pair up to one an SM (24 pairs up, 12 down), of
 // three warpgroups, the third (the producer) issuing the copies.
 // MLIR: llvm.func @__moe_gpu_layer_0(
-// MLIR-SAME: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, router = "mma", router_split_k = 2 : i64,
+// MLIR-SAME: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, queue, router = "mma", router_split_k = 2 : i64,
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2_splitk blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_finish blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS:[a-z0-9_]+]],
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS]],
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_q blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS:[a-z0-9_]+]],
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws_q blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS]],
 // MLIR-DAG: %[[WS]] = llvm.mlir.constant(384 : index)
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_combine_k2_bf16 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) : i64 args(
 // MLIR-NOT: round_bf16
@@ -72,11 +72,13 @@
 // release, issues its copies and has the full mbarrier track them; the
 // MMA warpgroups wait for it, fence the copies into the async proxy, and
 // release the stage of the step before once one wgmma group is left in
-// flight.
-// SPLITPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4_ws(
+// flight. The producer's first thread takes each pair from the kernel's
+// counter and the producer warpgroup meets at a named barrier to read it.
+// SPLITPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4_ws_q(
 // SPLITPTX-SAME: .maxntid 384, 1, 1
 // SPLITPTX-SAME: mbarrier.init.shared.b64
-// SPLITPTX-SAME: mbarrier.try_wait.parity.shared.b64
+// SPLITPTX-SAME: atom.global.add.u32
+// SPLITPTX-SAME: bar.sync {{\\09}}1, 128;
 // SPLITPTX-SAME: cp.async.cg.shared.global
 // SPLITPTX-SAME: cp.async.mbarrier.arrive.noinc.shared.b64
 // SPLITPTX-SAME: mbarrier.try_wait.parity.shared.b64
@@ -138,8 +140,8 @@
 // TMAPS-NOT: mgpuStreamSynchronize
 // TMAPS: llvm.call @mgpuStreamCreate()
 // TMAPS-NOT: llvm.call @moert_cuda_tensor_map_bf16(
-// TMAPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma blocks in
-// TMAPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma(
+// TMAPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_q blocks in
+// TMAPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_q(
 // TMAPTX-SAME: .maxntid 384, 1, 1
 // TMAPTX-SAME: mbarrier.init.shared.b64
 // TMAPTX-SAME: fence.proxy.tensormap::generic.acquire.gpu

@@ -78,6 +78,9 @@ def main():
     p.add_argument("--wgmma-persistent", default="auto",
                    help="auto (the producer form; tma from 512 rows an "
                         "expert), always, producer, tma, multicast or never")
+    p.add_argument("--wgmma-queue", default="auto",
+                   help="auto, always or never: the producer-form wgmma "
+                        "kernels take their pairs from a global counter")
     p.add_argument("--combine", default="auto",
                    help="auto, atomic or rows: how the tensor-core paths' "
                         "down projection meets each token's k rows")
@@ -110,6 +113,7 @@ def main():
                             "--gpu-decode-stages=" + args.decode_stages,
                             "--gpu-combine=" + args.combine,
                             "--gpu-wgmma-persistent=" + args.wgmma_persistent,
+                            "--gpu-wgmma-queue=" + args.wgmma_queue,
                             "--gpu-wgmma-group-tiles=" + args.wgmma_group_tiles,
                             "-o", base + ".so"] + extra,
                            check=True)

@@ -131,6 +131,13 @@ make_case wgmma-mc-rows --gpu-wgmma-persistent=multicast --gpu-wgmma-group-tiles
 make_case wgmma-mc-many-tiles --gpu-wgmma-persistent=multicast --top-k 8 --experts 64 --tokens 6000 --hidden 128 --ffn 128
 make_case wgmma-mc-two-steps --gpu-path=wgmma --gpu-wgmma-persistent=multicast --top-k 1 --experts 8 --tokens 700 --hidden 128 --ffn 128
 make_case wgmma-mc-ragged --gpu-path=wgmma --gpu-wgmma-persistent=multicast --gpu-combine=atomic --top-k 4 --experts 16 --tokens 2900 --hidden 384 --ffn 256
+# The pairs from a global counter (--gpu-wgmma-queue): cp.async producer
+# and TMA weights; two K steps a pair (the ring of taken values under the
+# most pairs in flight); the counters cleared by the gating kernel.
+make_case wgmma-queue --gpu-wgmma-persistent=producer --gpu-wgmma-queue=always --top-k 8 --experts 64 --tokens 6000 --hidden 128 --ffn 128
+make_case wgmma-queue-tma --gpu-wgmma-persistent=tma --gpu-wgmma-queue=always --gpu-wgmma-group-tiles=3 --gpu-combine=atomic --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
+make_case wgmma-queue-two-steps --gpu-path=wgmma --gpu-wgmma-queue=always --top-k 1 --experts 8 --tokens 700 --hidden 128 --ffn 128
+make_case wgmma-queue-fused-gate --gpu-path=wgmma --gpu-fused-gate=always --gpu-wgmma-queue=always --top-k 2 --experts 8 --tokens 8 --hidden 128 --ffn 256
 # The down kernel's combine by atomics with TMA weights by default (750 rows
 # an expert): rows of an expert's last tile past its end, a 256-column
 # block half past hidden 384.

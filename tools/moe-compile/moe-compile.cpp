@@ -112,6 +112,12 @@ cl::opt<std::string> gpuFusedGate(
              "where it measured faster), always (up to 64 tokens) or never "
              "(a memset, the router GEMV and the routing kernel)"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuWgmmaQueue(
+    "gpu-wgmma-queue",
+    cl::desc("the producer-form wgmma kernels take their (tile, column "
+             "block) pairs from a global counter in order instead of "
+             "round-robin by block: auto, always or never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<int64_t> gpuWgmmaGroupTiles(
     "gpu-wgmma-group-tiles",
     cl::desc("row tiles the wgmma blocks take together, all column blocks "
@@ -494,6 +500,7 @@ int main(int argc, char **argv) {
     cudaOptions.combine = gpuCombine;
     cudaOptions.wgmmaGroupTiles = gpuWgmmaGroupTiles;
     cudaOptions.wgmmaPersistent = gpuWgmmaPersistent;
+    cudaOptions.wgmmaQueue = gpuWgmmaQueue;
     cudaOptions.decodeKernel = gpuDecodeKernel;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;

@@ -78,6 +78,10 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "weight columns per wgmma block: 128 or 256">,
     Option<"wgmmaStages", "wgmma-stages", "int64_t", "4",
            "shared-memory stages of the wgmma path">,
+    Option<"wgmmaQueue", "wgmma-queue", "std::string", "\"auto\"",
+           "the producer-form wgmma kernels take their (tile, column block) "
+           "pairs from a global counter in order instead of round-robin by "
+           "block: auto, always or never">,
     Option<"wgmmaGroupTiles", "wgmma-group-tiles", "int64_t", "-1",
            "row tiles the wgmma blocks take together, all column blocks of "
            "a group before the next group: -1 (auto: as many as fit 24 MiB "

@@ -78,6 +78,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "keeps in flight through cp.async to shared memory: 2 "
                      "or 3; 0 (default): loads to registers"),
       llvm::cl::init(0)};
+  PassOptions::Option<std::string> wgmmaQueue{
+      *this, "wgmma-queue",
+      llvm::cl::desc("the producer-form wgmma kernels take their pairs from "
+                     "a global counter: auto, always or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<int64_t> wgmmaGroupTiles{
       *this, "wgmma-group-tiles",
       llvm::cl::desc("row tiles the wgmma blocks take together: -1 (auto, "

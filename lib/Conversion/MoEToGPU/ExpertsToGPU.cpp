@@ -84,7 +84,7 @@ Value HostBuilder::zeroed(ArrayRef<int64_t> shape) {
 
 SmallVector<Value>
 HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes,
-                         Value *clearedByKernel) {
+                         Value *clearedByKernel, ArrayRef<Type> types) {
   Type f32 = b.getF32Type();
   SmallVector<int64_t> offsets;
   int64_t total = 0; // f32 elements
@@ -105,10 +105,13 @@ HostBuilder::zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes,
     gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, all, zero);
   }
   SmallVector<Value> views;
-  for (auto [shape, offset] : llvm::zip(shapes, offsets))
-    views.push_back(memref::ViewOp::create(b, loc, MemRefType::get(shape, f32),
-                                           bytes, index(offset * 4),
+  for (auto [i, shape] : llvm::enumerate(shapes)) {
+    Type t = types.empty() ? f32 : types[i];
+    assert(t.getIntOrFloatBitWidth() == 32 && "4-byte elements");
+    views.push_back(memref::ViewOp::create(b, loc, MemRefType::get(shape, t),
+                                           bytes, index(offsets[i] * 4),
                                            ValueRange{}));
+  }
   return views;
 }
 

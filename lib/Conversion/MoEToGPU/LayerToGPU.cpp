@@ -147,6 +147,13 @@ struct ConvertMoELayerToGpuCallPass
           << "'";
       return signalPassFailure();
     }
+    if (wgmmaQueue != "auto" && wgmmaQueue != "always" &&
+        wgmmaQueue != "never") {
+      mlir::emitError(module.getLoc())
+          << "wgmma-queue must be auto, always or never, got '" << wgmmaQueue
+          << "'";
+      return signalPassFailure();
+    }
     if (wgmmaGroupTiles < -1) {
       mlir::emitError(module.getLoc())
           << "wgmma-group-tiles must be -1 (auto), 0 or a tile count, got "
@@ -252,6 +259,9 @@ struct ConvertMoELayerToGpuCallPass
       if (wgmmaPersistent != "auto")
         plan.push_back(b.getNamedAttr("wgmma_persistent",
                                       b.getStringAttr(wgmmaPersistent)));
+      if (wgmmaQueue != "auto")
+        plan.push_back(
+            b.getNamedAttr("wgmma_queue", b.getStringAttr(wgmmaQueue)));
       if (wgmmaGroupTiles != -1)
         plan.push_back(b.getNamedAttr(
             "wgmma_group_tiles", b.getI64IntegerAttr(wgmmaGroupTiles)));
@@ -480,6 +490,15 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     tileM = 2 * kWgmmaTileM;
     tiles = tilesFor(tileM);
   }
+  // The producer form's pairs from a global counter (MmaOptions::queue),
+  // by default: pairs then start in their order, so the tiles of an expert
+  // meet on a weight block in L2. DeepSeek-V3 at 8192 tokens: the down
+  // kernel read 13.8 GB from DRAM instead of 18.1 (4.65 ms against 5.05),
+  // the up kernel 22.0 GB instead of 22.9; layers 0.95-1.02x the time of
+  // round-robin pairs at 1024 and 8192 tokens
+  // (results/wgmma-queue-2026-12-02.md).
+  StringRef queueChoice = choice("wgmma_queue");
+  bool queue = producer && !multicast && queueChoice != "never";
   bool persistent = producer || (wgmma && persistentChoice == "always" &&
                                  std::min(d, f) / kWgmmaTileK >=
                                      wgmmaTile.stages - 2);
@@ -516,17 +535,30 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     zeroShapes.push_back({T, d});
   if (!mma && !ffnColumns)
     zeroShapes.append(gated ? 2 : 1, {N, f});
+  // The up and down kernels' pair counters (one i32 each, in 64-element
+  // slots of the cleared group).
+  if (queue)
+    zeroShapes.append(2, {1});
   bool zeroRouter = !fusedGate;
   if (zeroRouter)
     zeroShapes.push_back({T, E});
   Value clearInGate;
-  SmallVector<Value> zeroedBuffers =
-      h.zeroedGroup(zeroShapes, fusedGate ? &clearInGate : nullptr);
+  SmallVector<Type> zeroTypes(zeroShapes.size(), f32);
+  if (queue)
+    std::fill_n(zeroTypes.end() - (zeroRouter ? 3 : 2), 2, i32);
+  SmallVector<Value> zeroedBuffers = h.zeroedGroup(
+      zeroShapes, fusedGate ? &clearInGate : nullptr, zeroTypes);
   Value y = combineRows ? Value() : zeroedBuffers[0];
   Value hUp = gemvExperts ? zeroedBuffers[1] : Value();
   Value hGate = gated && gemvExperts ? zeroedBuffers[2] : Value();
   Value hDown = combineRows ? h.alloc({N, d}, bf16) : Value();
   Value routerOut = zeroRouter ? zeroedBuffers.back() : Value();
+  SmallVector<Value, 2> queues;
+  if (queue) {
+    size_t at = zeroedBuffers.size() - (zeroRouter ? 3 : 2);
+    for (size_t i = at; i < at + 2; ++i)
+      queues.push_back(zeroedBuffers[i]);
+  }
   Value act = mma ? h.alloc({N, f}, bf16) : Value();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
 
@@ -630,6 +662,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     if (multicast)
       planAttrs.push_back(
           b.getNamedAttr("weights_multicast", b.getI64IntegerAttr(2)));
+    if (queue)
+      planAttrs.push_back(b.getNamedAttr("queue", b.getUnitAttr()));
   } else if (mma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
@@ -737,6 +771,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     upOpts.producer = producer;
     upOpts.tmaWeights = tmaWeights;
     upOpts.multicast = multicast;
+    upOpts.queue = queue;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
@@ -752,6 +787,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     downOpts.producer = producer;
     downOpts.tmaWeights = tmaWeights;
     downOpts.multicast = multicast;
+    downOpts.queue = queue;
     // The wgmma grid runs over the tiles first: the tiles of an expert read
     // the same weight columns together (from L2 after the first).
     auto launchGemm = [&](const MmaOptions &o, int64_t n, ValueRange args) {
@@ -783,6 +819,10 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                 rowToken, rowWeight};
     llvm::append_range(upArgs, upMaps);
     llvm::append_range(downArgs, downMaps);
+    if (queue) {
+      upArgs.push_back(queues[0]);
+      downArgs.push_back(queues[1]);
+    }
     launchGemm(upOpts, f, upArgs);
     launchGemm(downOpts, d, downArgs);
   } else if (ffnColumns) {

@@ -285,6 +285,8 @@ SmallVector<Type> mlir::moe::groupedGemmArgTypes(OpBuilder &b,
     types.push_back(w3);
   if (o.tmaWeights)
     types.append(o.pair ? 2 : 1, b.getI64Type());
+  if (o.queue)
+    types.push_back(vecI32);
   return types;
 }
 
@@ -306,6 +308,8 @@ GroupedGemmArgs mlir::moe::groupedGemmArgs(Block &entry, const MmaOptions &o) {
     a.w.push_back(entry.getArgument(next++));
   for (size_t m = 0; o.tmaWeights && m < a.w.size(); ++m)
     a.wMaps.push_back(entry.getArgument(next++));
+  if (o.queue)
+    a.queue = entry.getArgument(next++);
   return a;
 }
 

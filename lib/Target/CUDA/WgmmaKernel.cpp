@@ -115,6 +115,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
          (o.tmaWeights ? "_tma" : "") + (o.multicast ? "_mc2" : "") +
+         (o.queue ? "_q" : "") +
          (o.splitK ? "_splitk" : "");
 }
 
@@ -131,6 +132,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   assert((!o.tmaWeights || o.producer) &&
          "the weights come by TMA in the producer form");
   assert((!o.multicast || o.tmaWeights) && "multicast weights come by TMA");
+  assert((!o.queue || (o.producer && !o.multicast)) &&
+         "the pair counter is for the producer form without clusters");
   assert((!o.multicast || (t.columns / (o.pair ? 2 : 1) / 64) % 2 == 0) &&
          "multicast halves each matrix's weight atoms");
   assert(!(o.dense && (o.pair || o.scatter || o.gatherRows)) &&
@@ -464,8 +467,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         // (With TMA weights, one more: the leader's expect_tx.)
         NVVM::MBarrierInitOp::create(
             b, loc, barrierAt(ci(st)),
-            constI32(b, loc,
-                     int32_t(kWgmmaProducerThreads + (o.tmaWeights ? 1 : 0))),
+            constI32(b, loc, int32_t(kWgmmaProducerThreads +
+                                     (o.tmaWeights || o.queue ? 1 : 0))),
             Value());
         // (With multicast, two more: one thread of each MMA warpgroup of
         // the other block of the cluster.)
@@ -526,11 +529,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     Value steps = ops.divu(K, TK);
     // The rows and first column of this block's j-th pair (any pair where
     // it has none).
-    auto pairOf = [&](Value j) -> std::pair<TileRows, Value> {
-      Value item = arith::MinUIOp::create(
-          b, loc, add(bid, mul(j, blocks)),
-          arith::SubIOp::create(
-              b, loc, arith::MaxUIOp::create(b, loc, total, ci(1)), ci(1)));
+    auto itemPairOf = [&](Value item) -> std::pair<TileRows, Value> {
       Value tile, colBlock;
       if (o.groupTiles) {
         std::tie(tile, colBlock) = groupOrder(
@@ -567,10 +566,28 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       }
       return {rows, mul(colBlock, ci(TN))};
     };
+    auto pairOf = [&](Value j) {
+      return itemPairOf(arith::MinUIOp::create(
+          b, loc, add(bid, mul(j, blocks)),
+          arith::SubIOp::create(
+              b, loc, arith::MaxUIOp::create(b, loc, total, ci(1)), ci(1))));
+    };
     auto workOf = [&](Value j) {
       auto [rows, col0] = pairOf(j);
       return sources(rows, col0);
     };
+    // With the queue: the pair counter's values as the producer's leader
+    // took them, pair j in slot j % kRing (at most S + 2 pairs are between
+    // the producer's and the MMA warpgroups'), written before the leader's
+    // arrival on the pair's first stage.
+    constexpr int64_t kRing = 8;
+    assert(S + 3 <= kRing && "more stages than the ring covers");
+    Value ring;
+    if (o.queue)
+      ring = fn.addWorkgroupAttribution(
+          MemRefType::get({kRing}, b.getI32Type(), MemRefLayoutAttrInterface(),
+                          wg),
+          loc);
     if (o.producer) {
       // Warp specialisation: the producer warpgroup (threads 256-383)
       // streams the K steps of the block's pairs into the stages; the two
@@ -598,8 +615,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         // the launch); the tensormap proxy reads them.
         Value leader;
         SmallVector<Value, 2> maps;
-        if (o.tmaWeights) {
+        if (o.tmaWeights || o.queue)
           leader = icmp(P::eq, tid, ci(kWgmmaThreads));
+        if (o.tmaWeights) {
           for (Value m : args.wMaps)
             maps.push_back(LLVM::IntToPtrOp::create(
                 b, loc, LLVM::LLVMPointerType::get(ctx), m));
@@ -656,27 +674,92 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                 nullptr, Value());
           }
         };
-        auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
-        {
-          OpBuilder::InsertionGuard pg(b);
-          b.setInsertionPointToStart(pairs.getBody());
-          Value j = pairs.getInductionVar();
-          Work wk = workOf(j);
+        auto waitEmpty = [&](Value g) {
+          NVVM::MBarrierTryWaitParityOp::create(
+              b, loc, barrierAt(add(ci(S), stageOf(g))), parityOf(g, 1),
+              ticks);
+        };
+        // Pair j's K steps (work wk) into the stages.
+        auto producePair = [&](Value j, const Work &wk) {
           auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1));
           OpBuilder::InsertionGuard lg(b);
           b.setInsertionPointToStart(kLoop.getBody());
           Value kt = kLoop.getInductionVar();
           Value g = add(mul(j, steps), kt);
-          NVVM::MBarrierTryWaitParityOp::create(
-              b, loc, barrierAt(add(ci(S), stageOf(g))), parityOf(g, 1),
-              ticks);
+          waitEmpty(g);
           if (o.tmaWeights)
             buildIfThen(b, loc, leader, [&] {
               issueWeights(stageOf(g), mul(kt, ci(TK)), wk,
                            barrierAt(stageOf(g)));
             });
+          else if (o.queue)
+            // (The leader's arrival orders its ring write before the MMA
+            // warpgroups' reads; cp.async arrivals do not.)
+            buildIfThen(b, loc, leader, [&] {
+              NVVM::MBarrierArriveOp::create(b, loc, i64,
+                                             barrierAt(stageOf(g)), Value());
+            });
           issue(stageOf(g), mul(kt, ci(TK)), wk, Value(),
                 barrierAt(stageOf(g)));
+        };
+        if (o.queue) {
+          // Pairs from the counter until it passes the last: the leader
+          // takes one, the producer warpgroup meets at a named barrier to
+          // read it.
+          auto loop = scf::WhileOp::create(
+              b, loc, TypeRange{b.getIndexType(), b.getIndexType()},
+              ValueRange{ci(0)});
+          Block *before = b.createBlock(&loop.getBefore(), {},
+                                        {b.getIndexType()}, {loc});
+          Value j = before->getArgument(0);
+          Value slot = remu(j, kRing);
+          buildIfThen(b, loc, leader, [&] {
+            Value taken = memref::AtomicRMWOp::create(
+                b, loc, arith::AtomicRMWKind::addi, constI32(b, loc, 1),
+                args.queue, ValueRange{ci(0)});
+            memref::StoreOp::create(b, loc, taken, ring, slot);
+          });
+          NVVM::BarrierOp::create(b, loc, Type(), constI32(b, loc, 1),
+                                  constI32(b, loc, kWgmmaProducerThreads),
+                                  nullptr, Value());
+          Value item = arith::IndexCastUIOp::create(
+              b, loc, b.getIndexType(),
+              memref::LoadOp::create(b, loc, ring, slot));
+          scf::ConditionOp::create(b, loc, icmp(P::ult, item, total),
+                                   ValueRange{j, item});
+          Block *after = b.createBlock(&loop.getAfter(), {},
+                                       {b.getIndexType(), b.getIndexType()},
+                                       {loc, loc});
+          {
+            Value jj = after->getArgument(0);
+            auto [rows, col0] = itemPairOf(after->getArgument(1));
+            producePair(jj, sources(rows, col0));
+            scf::YieldOp::create(b, loc, ValueRange{add(jj, ci(1))});
+          }
+          b.setInsertionPointAfter(loop);
+          // The end: the stage of the next pair's first step completes,
+          // once free, with arrivals and no copies; the MMA warpgroups read
+          // the past-the-end value in its ring slot there and stop.
+          Value g = mul(loop.getResult(0), steps);
+          waitEmpty(g);
+          NVVM::MBarrierArriveOp::create(b, loc, i64, barrierAt(stageOf(g)),
+                                         Value());
+          buildIfThen(b, loc, leader, [&] {
+            if (o.tmaWeights)
+              NVVM::MBarrierArriveExpectTxOp::create(
+                  b, loc, TypeRange{}, barrierAt(stageOf(g)),
+                  constI32(b, loc, 0), NVVM::MemScopeKind::CTA,
+                  /*relaxed=*/false, Value());
+            else
+              NVVM::MBarrierArriveOp::create(b, loc, i64,
+                                             barrierAt(stageOf(g)), Value());
+          });
+        } else {
+          auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
+          OpBuilder::InsertionGuard pg(b);
+          b.setInsertionPointToStart(pairs.getBody());
+          Value j = pairs.getInductionVar();
+          producePair(j, workOf(j));
         }
         // Nothing may be in flight into shared memory when the block exits.
         NVVM::CpAsyncCommitGroupOp::create(b, loc);
@@ -707,11 +790,40 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                                              NVVM::MemScopeKind::CLUSTER);
             });
         };
-        auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
+        auto waitFull = [&](Value g) {
+          NVVM::MBarrierTryWaitParityOp::create(
+              b, loc, barrierAt(stageOf(g)), parityOf(g, 0), ticks);
+        };
         OpBuilder::InsertionGuard pg(b);
-        b.setInsertionPointToStart(pairs.getBody());
-        Value j = pairs.getInductionVar();
-        auto [rows, col0] = pairOf(j);
+        Value j, item;
+        if (o.queue) {
+          // Pair j's value in the ring once its first stage is full; past
+          // the last pair, stop.
+          auto loop = scf::WhileOp::create(
+              b, loc, TypeRange{b.getIndexType(), b.getIndexType()},
+              ValueRange{ci(0)});
+          Block *before = b.createBlock(&loop.getBefore(), {},
+                                        {b.getIndexType()}, {loc});
+          Value jb = before->getArgument(0);
+          waitFull(mul(jb, steps));
+          Value value = arith::IndexCastUIOp::create(
+              b, loc, b.getIndexType(),
+              memref::LoadOp::create(b, loc, ring, remu(jb, kRing)));
+          scf::ConditionOp::create(b, loc, icmp(P::ult, value, total),
+                                   ValueRange{jb, value});
+          Block *after = b.createBlock(&loop.getAfter(), {},
+                                       {b.getIndexType(), b.getIndexType()},
+                                       {loc, loc});
+          j = after->getArgument(0);
+          item = after->getArgument(1);
+          scf::YieldOp::create(b, loc, ValueRange{add(j, ci(1))});
+          b.setInsertionPoint(after->getTerminator());
+        } else {
+          auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
+          b.setInsertionPointToStart(pairs.getBody());
+          j = pairs.getInductionVar();
+        }
+        auto [rows, col0] = o.queue ? itemPairOf(item) : pairOf(j);
         Value first = mul(j, steps);
         auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
                                         ValueRange{zeroAcc});
@@ -720,8 +832,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           b.setInsertionPointToStart(kLoop.getBody());
           Value kt = kLoop.getInductionVar();
           Value g = add(first, kt);
-          NVVM::MBarrierTryWaitParityOp::create(
-              b, loc, barrierAt(stageOf(g)), parityOf(g, 0), ticks);
+          waitFull(g);
           // The producer's cp.async writes (generic proxy) into the view of
           // the wgmma reads (async proxy).
           NVVM::FenceProxyOp::create(

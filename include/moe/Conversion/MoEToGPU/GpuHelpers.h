@@ -52,13 +52,15 @@ public:
   Value alloc(ArrayRef<int64_t> shape, Type elementType);
   /// An f32 device buffer set to zero.
   Value zeroed(ArrayRef<int64_t> shape);
-  /// f32 device buffers of `shapes`, set to zero together: views of one
-  /// allocation (each 256-byte aligned) cleared by one memset, so a step
-  /// pays one memset node instead of one a buffer.
+  /// f32 device buffers of `shapes` (or of the 4-byte element types in
+  /// `types`, where given), set to zero together: views of one allocation
+  /// (each 256-byte aligned) cleared by one memset, so a step pays one
+  /// memset node instead of one a buffer.
   /// With `clearedByKernel`, no memset: it gets the whole group as one
   /// memref<?xf32> (a multiple of 64 elements) that a kernel clears.
   SmallVector<Value> zeroedGroup(ArrayRef<SmallVector<int64_t, 2>> shapes,
-                                 Value *clearedByKernel = nullptr);
+                                 Value *clearedByKernel = nullptr,
+                                 ArrayRef<Type> types = {});
   /// A device copy of the (host or device) buffer `v`.
   Value upload(Value v);
   void copy(Value dst, Value src);

@@ -550,6 +550,13 @@ struct MmaOptions {
   /// once the MMA warpgroups of both blocks are done with it. The weights'
   /// atoms a matrix must be even (256-column tiles where gated).
   bool multicast = false;
+  /// With producer, not multicast: the blocks take the pairs from a global
+  /// counter (one more argument after the others: a zeroed i32 [1], used
+  /// up by the launch) instead of round-robin by block index, so pairs start
+  /// in their order however long each took: the tiles of an expert,
+  /// consecutive pairs, read a weight block at about the same time (from
+  /// L2 after the first), and no block is left with more pairs at the end.
+  bool queue = false;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).
@@ -646,6 +653,7 @@ struct GroupedGemmArgs {
   Value x, out, tileExpert, tileRow, offsets, rowToken, rowWeight;
   SmallVector<Value, 2> w; // W (and W2 for pairs)
   SmallVector<Value, 2> wMaps; // with tmaWeights: their tensor maps (i64)
+  Value queue;                 // with queue: the pair counter
 };
 GroupedGemmArgs groupedGemmArgs(Block &entry, const MmaOptions &o);
 /// The rows of tile `tile` (`tileM` rows): its expert and slots [begin,

@@ -28,6 +28,8 @@
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=always" | FileCheck %s --check-prefix=PERSISTPTX
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-persistent=maybe --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPERSIST
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-2 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGROUP
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-queue=never --emit=mlir | FileCheck %s --check-prefix=NOQUEUE
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-queue=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADQUEUE
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPAR
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --gpu-path=gemv --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPARGEMV
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "es=2 min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=ES
@@ -180,6 +182,13 @@
 // MCPTX-SAME: barrier.cluster.wait
 // BADPERSIST: error: wgmma-persistent must be auto, always, producer, tma, multicast or never, got 'maybe'
 // BADGROUP: error: wgmma-group-tiles must be -1 (auto), 0 or a tile count, got -2
+// Round-robin pairs instead of the pair counter: no counter argument, no
+// `queue` in the plan, the kernels without the `_q` suffix.
+// NOQUEUE: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, router = "mma"
+// NOQUEUE-NOT: _ws_q
+// NOQUEUE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws blocks in
+// NOQUEUE-NOT: _ws_q
+// BADQUEUE: error: wgmma-queue must be auto, always or never, got 'sometimes'
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in

@@ -4,8 +4,41 @@ rounding points, and greedy generation that writes the expected tokens and
 logits."""
 import math
 import os
+import random
+import sys
 
 from safetensors_util import f32, write
+
+
+class NearTie(Exception):
+    """The reference's greedy choice at some step was within the tie gap of
+    the runner-up: the compiled model's (equally valid) rounding could pick
+    the other token there, so this random model cannot test generation."""
+
+
+def seed_of(arg, retry):
+    """The model's seed: `arg` (a command-line seed) plus `retry`, or a
+    fresh random one."""
+    return int(arg) + retry if arg is not None else random.randrange(1 << 30)
+
+
+def tie_gap(bf16):
+    """The lead the reference's greedy token needs over the runner-up (as a
+    fraction of the logits' scale): bf16 models round at many more points
+    than the compiled model does in the same places, so they get the bf16
+    comparison tolerance (2e-2); f32 ones 1e-3."""
+    return 2e-2 if bf16 else 1e-3
+
+
+def retry_near_ties(main, tries=100):
+    """Calls main(retry) for retry = 0, 1, ... while it raises NearTie (a
+    fresh model each time), at most `tries` times."""
+    for retry in range(tries):
+        try:
+            return main(retry)
+        except NearTie as e:
+            print(f"near tie ({e}); another model", file=sys.stderr)
+    sys.exit(f"{tries} random models in a row had near ties")
 
 
 def attend(q, key, value, last, dv, scale, elt):
@@ -51,11 +84,13 @@ def attend_cached(q, k, v, cache, heads, kv_heads, hd, p, elt):
     return out
 
 
-def greedy_generate(step, prompt, new, vocab, out):
+def greedy_generate(step, prompt, new, vocab, out, tie_gap=0.0):
     """Runs the prompt through `step(token, position)` (which returns the
     logits), then `new` greedy tokens (ties to the lower id); writes
     OUT/expected.txt ("generated: ...") and OUT/expected-logits.safetensors
-    (the logits each token was drawn from, f32)."""
+    (the logits each token was drawn from, f32). Raises NearTie where the
+    best logit leads the runner-up by less than `tie_gap` times the largest
+    logit magnitude (at least 1)."""
     tokens = list(prompt)
     generated, drawn = [], []
     logits = None
@@ -64,6 +99,10 @@ def greedy_generate(step, prompt, new, vocab, out):
     for i in range(new):
         drawn += logits
         nxt = max(range(vocab), key=lambda v: (logits[v], -v))
+        runner_up = max(logits[v] for v in range(vocab) if v != nxt)
+        scale = max(1.0, max(abs(x) for x in logits))
+        if logits[nxt] - runner_up < tie_gap * scale:
+            raise NearTie(f"token {i}: {logits[nxt]:.5g} against {runner_up:.5g}")
         generated.append(nxt)
         tokens.append(nxt)
         if i + 1 < new:

@@ -27,7 +27,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend, greedy_generate, param_maker, rms_norm, rope as shared_rope, yarn  # noqa: E402
+from reference_util import attend, greedy_generate, param_maker, retry_near_ties, rms_norm, rope as shared_rope, seed_of, tie_gap, yarn  # noqa: E402
 from safetensors_util import f32, write  # noqa: E402
 
 V, D, H, LQ, LKV, N, R, VD = 64, 32, 4, 16, 16, 8, 4, 8
@@ -36,13 +36,13 @@ THETA, EPS = 10000.0, 1e-6
 QK = N + R
 
 
-def main():
+def main(retry=0):
     v2 = "--v2" in sys.argv
     yarn_rope = "--yarn" in sys.argv
     args = [a for a in sys.argv if a not in ("--v2", "--yarn")]
     out, prompt, new = args[1], args[2], int(args[3])
-    seed = int(args[4]) if len(args) > 4 else random.randrange(1 << 30)
-    print(f"tiny-deepseek.py: seed {seed}")
+    seed = seed_of(args[4] if len(args) > 4 else None, retry)
+    print(f"tiny-deepseek.py: seed {seed}", file=sys.stderr)
     prompt = [int(p) for p in prompt.split(",")]
     rnd = random.Random(seed)
     W = {}
@@ -231,7 +231,7 @@ def main():
             h = [f32(h[i] + y[i]) for i in range(D)]
         return linear(rms(h, "model.norm.weight"), "lm_head.weight", V, D)
 
-    greedy_generate(step, prompt, new, V, out)
+    greedy_generate(step, prompt, new, V, out, tie_gap(False))
 
 
-main()
+retry_near_ties(main)

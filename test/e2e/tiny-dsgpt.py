@@ -26,18 +26,18 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend_cached, greedy_generate, linear_rows, param_maker  # noqa: E402
+from reference_util import attend_cached, greedy_generate, linear_rows, param_maker, retry_near_ties, seed_of, tie_gap  # noqa: E402
 from safetensors_util import bf16, f32, write  # noqa: E402
 
 V, D, H, F, MAXPOS, EPS = 64, 32, 4, 48, 64, 1e-5
 HD = D // H
 
 
-def main():
+def main(retry=0):
     out, dtype, prompt, new, variant = (sys.argv[1], sys.argv[2], sys.argv[3],
                                         int(sys.argv[4]), sys.argv[5])
-    seed = int(sys.argv[6]) if len(sys.argv) > 6 else random.randrange(1 << 30)
-    print(f"tiny-dsgpt.py: seed {seed}")
+    seed = seed_of(sys.argv[6] if len(sys.argv) > 6 else None, retry)
+    print(f"tiny-dsgpt.py: seed {seed}", file=sys.stderr)
     prompt = [int(p) for p in prompt.split(",")]
     layers, experts, topk, residual = {
         "moe": (4, [4, 4], 2, False),
@@ -188,7 +188,7 @@ def main():
         n = layer_norm(h, enc + "final_layernorm")
         return linear(n, e + "word_embeddings.weight", range(V), D)
 
-    greedy_generate(step, prompt, new, V, out)
+    greedy_generate(step, prompt, new, V, out, tie_gap(dtype == "bf16"))
 
 
-main()
+retry_near_ties(main)

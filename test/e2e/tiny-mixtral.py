@@ -17,17 +17,17 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import attend_cached, greedy_generate, linear_rows, param_maker, rms_norm  # noqa: E402
+from reference_util import attend_cached, greedy_generate, linear_rows, param_maker, retry_near_ties, rms_norm, seed_of, tie_gap  # noqa: E402
 from safetensors_util import bf16, f32, read, write  # noqa: E402
 
 V, D, LAYERS, H, KV, HD, E, K, F = 64, 32, 2, 4, 2, 8, 4, 2, 48
 THETA, EPS = 10000.0, 1e-5
 
 
-def main():
+def main(retry=0):
     out, dtype, prompt, new = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    seed = int(sys.argv[5]) if len(sys.argv) > 5 else random.randrange(1 << 30)
-    print(f"tiny-mixtral.py: seed {seed}")
+    seed = seed_of(sys.argv[5] if len(sys.argv) > 5 else None, retry)
+    print(f"tiny-mixtral.py: seed {seed}", file=sys.stderr)
     prompt = [int(p) for p in prompt.split(",")]
     rnd = random.Random(seed)
     elt = bf16 if dtype == "bf16" else f32
@@ -141,7 +141,7 @@ def main():
         n = rms(h, "model.norm.weight")
         return linear(n, "lm_head.weight", V, D)
 
-    greedy_generate(step, prompt, new, V, out)
+    greedy_generate(step, prompt, new, V, out, tie_gap(dtype == "bf16"))
 
 
-main()
+retry_near_ties(main)

@@ -28,7 +28,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_util import greedy_generate, linear_rows, param_maker, rms_norm  # noqa: E402
+from reference_util import greedy_generate, linear_rows, param_maker, retry_near_ties, rms_norm, seed_of, tie_gap  # noqa: E402
 from safetensors_util import bf16, f32, write  # noqa: E402
 
 V, D, H, DKV, F, E, LAYERS = 64, 32, 4, 8, 48, 4, 2
@@ -54,14 +54,14 @@ def bucket(rel, bidirectional):
     return b + min(exact + int(scaled), nb - 1)
 
 
-def main():
+def main(retry=0):
     half = "--bf16" in sys.argv
     embed_name = next((a.split("=", 1)[1] for a in sys.argv
                        if a.startswith("--embed-name=")), "shared.weight")
     args = [a for a in sys.argv if a != "--bf16" and not a.startswith("--embed-name=")]
     out, prompt, new = args[1], args[2], int(args[3])
-    seed = int(args[4]) if len(args) > 4 else random.randrange(1 << 30)
-    print(f"tiny-switch.py: seed {seed}")
+    seed = seed_of(args[4] if len(args) > 4 else None, retry)
+    print(f"tiny-switch.py: seed {seed}", file=sys.stderr)
     prompt = [int(p) for p in prompt.split(",")]
     rnd = random.Random(seed)
     W = {}
@@ -216,7 +216,7 @@ def main():
         return linear(n, "shared.weight", V, D)
 
     # The decoder's own prompt is its start token.
-    greedy_generate(step, [START], new, V, out)
+    greedy_generate(step, [START], new, V, out, tie_gap(half))
 
 
-main()
+retry_near_ties(main)

@@ -30,6 +30,8 @@
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-2 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGROUP
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-queue=never --emit=mlir | FileCheck %s --check-prefix=NOQUEUE
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-queue=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADQUEUE
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-columns=128 --gpu-wgmma-stages=5 --emit=mlir | FileCheck %s --check-prefix=QUEUE5
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-columns=128 --gpu-wgmma-stages=6 --emit=mlir | FileCheck %s --check-prefix=NOQUEUE6
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPAR
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --gpu-path=gemv --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPARGEMV
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "es=2 min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=ES
@@ -189,6 +191,12 @@
 // NOQUEUE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws blocks in
 // NOQUEUE-NOT: _ws_q
 // BADQUEUE: error: wgmma-queue must be auto, always or never, got 'sometimes'
+// The counter's ring of taken values covers up to 5 stages (the producer
+// runs at most stages + 2 pairs ahead): beyond, the round-robin order.
+// QUEUE5: moe.gpu_plan = {{{.*}}, persistent, producer, queue, {{.*}}stages = 5 : i64, tile = array<i64: 128, 128, 64>
+// QUEUE5: @moe_wgmma_pair_silu_bf16_n128_s5_ws_q blocks in
+// NOQUEUE6: moe.gpu_plan = {{{.*}}, persistent, producer, router = {{.*}}stages = 6 : i64, tile = array<i64: 128, 128, 64>
+// NOQUEUE6: @moe_wgmma_pair_silu_bf16_n128_s6_ws blocks in
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in

@@ -24,9 +24,9 @@ def seed_of(arg, retry):
 
 def tie_gap(bf16):
     """The lead the reference's greedy token needs over the runner-up (as a
-    fraction of the logits' scale): bf16 models round at many more points
-    than the compiled model does in the same places, so they get the bf16
-    comparison tolerance (2e-2); f32 ones 1e-3."""
+    fraction of the logits' scale): the bf16 comparison tolerance (2e-2)
+    for bf16 models, whose logits the compiled model may round differently
+    within it; 1e-3 for f32 ones."""
     return 2e-2 if bf16 else 1e-3
 
 

@@ -344,8 +344,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   WgmmaTile wgmmaTile;
   if (auto t = plan.getAs<DenseI64ArrayAttr>("wgmma_tile"))
     wgmmaTile = {t[0], t[1]};
-  int64_t tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
   // (256 rows with the weights multicast over clusters of two blocks.)
+  int64_t tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
   int64_t stages = tileM == 64 ? 3 : 2;
   int64_t warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
   auto tilesFor = [&](int64_t rows) { return (N + rows - 1) / rows + S; };
@@ -480,9 +480,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       (persistentChoice == "tma" || persistentChoice == "multicast" ||
        (persistentChoice == "auto" && N >= kTmaMinRowsPerExpert * E));
   // The weights multicast by TMA to the two blocks of a cluster, which take
-  // the two 128-row halves of a 256-row tile (MmaOptions::multicast): each
-  // weight block read once per 256 rows, half of it through each SM's L2
-  // port. Needs an even count of 64-column atoms a matrix.
+  // the two 128-row halves of a 256-row tile (MmaOptions::multicast): L2
+  // serves each weight block once per 256 rows. Only where asked: each SM
+  // still takes in the whole block, and it measured 1.17-2.07x slower
+  // (results/wgmma-multicast-2026-12-02.md). Needs an even count of
+  // 64-column atoms a matrix.
   bool multicast =
       tmaWeights && persistentChoice == "multicast" &&
       (wgmmaTile.columns / (gated ? 2 : 1) / 64) % 2 == 0;
@@ -496,9 +498,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // kernel read 13.8 GB from DRAM instead of 18.1 (4.65 ms against 5.05),
   // the up kernel 22.0 GB instead of 22.9; layers 0.95-1.02x the time of
   // round-robin pairs at 1024 and 8192 tokens
-  // (results/wgmma-queue-2026-12-02.md).
+  // (results/wgmma-queue-2026-12-02.md). Its ring of taken values covers
+  // up to kWgmmaQueueRing - 3 stages.
   StringRef queueChoice = choice("wgmma_queue");
-  bool queue = producer && !multicast && queueChoice != "never";
+  bool queue = producer && !multicast && queueChoice != "never" &&
+               wgmmaTile.stages + 3 <= kWgmmaQueueRing;
   bool persistent = producer || (wgmma && persistentChoice == "always" &&
                                  std::min(d, f) / kWgmmaTileK >=
                                      wgmmaTile.stages - 2);
@@ -536,7 +540,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   if (!mma && !ffnColumns)
     zeroShapes.append(gated ? 2 : 1, {N, f});
   // The up and down kernels' pair counters (one i32 each, in 64-element
-  // slots of the cleared group).
+  // slots of the cleared group), from zeroShapes[queueAt].
+  size_t queueAt = zeroShapes.size();
   if (queue)
     zeroShapes.append(2, {1});
   bool zeroRouter = !fusedGate;
@@ -545,7 +550,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value clearInGate;
   SmallVector<Type> zeroTypes(zeroShapes.size(), f32);
   if (queue)
-    std::fill_n(zeroTypes.end() - (zeroRouter ? 3 : 2), 2, i32);
+    std::fill_n(zeroTypes.begin() + queueAt, 2, i32);
   SmallVector<Value> zeroedBuffers = h.zeroedGroup(
       zeroShapes, fusedGate ? &clearInGate : nullptr, zeroTypes);
   Value y = combineRows ? Value() : zeroedBuffers[0];
@@ -553,12 +558,9 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   Value hGate = gated && gemvExperts ? zeroedBuffers[2] : Value();
   Value hDown = combineRows ? h.alloc({N, d}, bf16) : Value();
   Value routerOut = zeroRouter ? zeroedBuffers.back() : Value();
-  SmallVector<Value, 2> queues;
-  if (queue) {
-    size_t at = zeroedBuffers.size() - (zeroRouter ? 3 : 2);
-    for (size_t i = at; i < at + 2; ++i)
-      queues.push_back(zeroedBuffers[i]);
-  }
+  ArrayRef<Value> queues =
+      queue ? ArrayRef<Value>(zeroedBuffers).slice(queueAt, 2)
+            : ArrayRef<Value>();
   Value act = mma ? h.alloc({N, f}, bf16) : Value();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
 

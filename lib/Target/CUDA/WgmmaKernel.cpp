@@ -580,8 +580,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     // took them, pair j in slot j % kRing (at most S + 2 pairs are between
     // the producer's and the MMA warpgroups'), written before the leader's
     // arrival on the pair's first stage.
-    constexpr int64_t kRing = 8;
-    assert(S + 3 <= kRing && "more stages than the ring covers");
+    constexpr int64_t kRing = kWgmmaQueueRing;
+    assert((!o.queue || S + 3 <= kRing) && "more stages than the ring covers");
     Value ring;
     if (o.queue)
       ring = fn.addWorkgroupAttribution(

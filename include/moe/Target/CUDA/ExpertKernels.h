@@ -545,8 +545,8 @@ struct MmaOptions {
   /// (2, 1, 1)`, an even grid) over the two 128-row halves of the routing's
   /// 256-row tiles (tileRows 2 x kWgmmaTileM), the same (tile, column
   /// block) pairs in turn; each block's producer brings half of the weight
-  /// atoms by TMA multicast to both, so a weight block is read once per
-  /// 256 rows and each SM pulls half of it through L2. A stage is free again
+  /// atoms by TMA multicast to both, so L2 serves a weight block once per
+  /// 256 rows (each SM still takes in all of it). A stage is free again
   /// once the MMA warpgroups of both blocks are done with it. The weights'
   /// atoms a matrix must be even (256-column tiles where gated).
   bool multicast = false;
@@ -556,6 +556,7 @@ struct MmaOptions {
   /// in their order however long each took: the tiles of an expert,
   /// consecutive pairs, read a weight block at about the same time (from
   /// L2 after the first), and no block is left with more pairs at the end.
+  /// At most kWgmmaQueueRing - 3 stages.
   bool queue = false;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
@@ -627,6 +628,10 @@ std::string whyNotWgmma(const WgmmaTile &t);
 /// the group's column blocks run: about half the H200's 50 MiB L2, the
 /// rest for the weight blocks streaming through.
 constexpr int64_t kWgmmaGroupRowBytes = int64_t(24) << 20;
+/// Shared slots of the pair counter's values (MmaOptions::queue): the
+/// producer runs at most stages + 2 pairs ahead of the MMA warpgroups, so
+/// the queue takes tiles of up to kWgmmaQueueRing - 3 stages.
+constexpr int64_t kWgmmaQueueRing = 8;
 /// Tiles a group of kWgmmaGroupRowBytes holds at K (bf16 rows of
 /// kWgmmaTileM), at least 1.
 int64_t planWgmmaGroupTiles(int64_t k);

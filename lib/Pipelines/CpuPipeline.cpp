@@ -50,6 +50,7 @@ void buildToLoops(OpPassManager &pm,
     layer.path = gpu->path;
     layer.mmaTileM = gpu->mmaTileM;
     layer.mmaWarps = gpu->mmaWarps;
+    layer.mmaStages = gpu->mmaStages;
     layer.wgmmaColumns = gpu->wgmmaColumns;
     layer.wgmmaStages = gpu->wgmmaStages;
     layer.gemvLanes = gpu->gemvLanes;

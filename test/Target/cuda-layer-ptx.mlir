@@ -14,7 +14,7 @@
 // RUN: FileCheck %s --check-prefix=CPASYNC < %t.mma
 // RUN: moe-opt %s --moe-cuda-pipeline="path=gemv format=isa" | FileCheck %s --check-prefix=GEMV
 // RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-persistent=never format=isa" | FileCheck %s --check-prefix=WGMMA
-// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=WGLAUNCH
+// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-persistent=producer format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=WGLAUNCH
 
 // WGMMA: .target sm_90a
 // WGMMA: .entry moe_wgmma_pair_silu_bf16_n256_s4
@@ -32,7 +32,8 @@
 
 // A block per (row tile, column block) pair, up to one an SM: 18 pairs
 // (64 x 4 rows / 128 + 16 experts row tiles, one column block), of three
-// warpgroups (the producer's and two of MMAs); 4 stages x (128 + 256) rows
+// warpgroups (the producer's and two of MMAs; the producer's cp.async form,
+// as asked); 4 stages x (128 + 256) rows
 // x 128 bytes + 1 KB to align.
 // WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_q blocks in (%c18, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
 // WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws_q blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32

@@ -3,20 +3,23 @@
 // (device-input / device-output in the signature), and the host code is
 // launches only: no copies between host and device.
 // REQUIRES: ptxas
-// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
-// RUN: moe-compile %s --target=cuda --gpu-wgmma-persistent=tma --emit=mlir | FileCheck %s --check-prefix=TMAPS
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=tma" | FileCheck %s --check-prefix=TMAPTX
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-persistent=producer --emit=mlir | FileCheck %s --check-prefix=MLIR
+// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=TMAPS
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=TMAPTX
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-persistent=multicast --emit=mlir | FileCheck %s --check-prefix=MCPS
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-persistent=multicast --emit=llvm | FileCheck %s --check-prefix=MCLL
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=multicast" | FileCheck %s --check-prefix=MCPTX
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --emit=mlir | FileCheck %s --check-prefix=MMA
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=SPLITPTX
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=producer" | FileCheck %s --check-prefix=SPLITPTX
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=128 --emit=mlir | FileCheck %s --check-prefix=TILE128
 // RUN: not moe-compile %s --target=cuda --gpu-mma-tile-m=96 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTILE
 // RUN: not moe-opt %s --moe-cuda-pipeline="path=simd" 2>&1 | FileCheck %s --check-prefix=OPTPATH
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-warps=8 --emit=mlir | FileCheck %s --check-prefix=WARPS8
+// RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=64 --gpu-mma-stages=4 --emit=mlir | FileCheck %s --check-prefix=STAGES4
+// RUN: not moe-compile %s --target=cuda --gpu-mma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTAGES
+// RUN: not moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=128 --gpu-mma-stages=4 --emit=mlir 2>&1 | FileCheck %s --check-prefix=STAGES128
 // RUN: not moe-compile %s --target=cuda --gpu-mma-warps=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWARPS
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
@@ -46,7 +49,9 @@
 // the 12 row tiles are one group (their rows fit the L2 many times over).
 // The wgmma kernels are persistent and warp-specialised: a block per
 // (tile, column block) pair up to one an SM (24 pairs up, 12 down), of
-// three warpgroups, the third (the producer) issuing the copies.
+// three warpgroups, the third (the producer) issuing the copies (here all
+// by cp.async, as asked: by default a gated layer's weights come by TMA,
+// TMAPS below).
 // MLIR: llvm.func @__moe_gpu_layer_0(
 // MLIR-SAME: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, queue, router = "mma", router_split_k = 2 : i64,
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2_splitk blocks in
@@ -131,7 +136,7 @@
 // PERSISTPTX-SAME: %nctaid.x
 // PERSISTPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 // PERSISTPTX-SAME: wgmma.wait_group.sync.aligned {{\\09}}0;
-// The producer's weights by TMA (wgmma-persistent=tma): the host makes the
+// The producer's weights by TMA (the default for gated layers): the host makes the
 // tensor maps (one a matrix) before any GPU work (a host call between the
 // launches would synchronize the stream there) and passes their device
 // addresses. In the kernel, the producer's first thread acquires the maps;
@@ -188,15 +193,15 @@
 // `queue` in the plan, the kernels without the `_q` suffix.
 // NOQUEUE: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, router = "mma"
 // NOQUEUE-NOT: _ws_q
-// NOQUEUE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws blocks in
+// NOQUEUE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma blocks in
 // NOQUEUE-NOT: _ws_q
 // BADQUEUE: error: wgmma-queue must be auto, always or never, got 'sometimes'
 // The counter's ring of taken values covers up to 5 stages (the producer
 // runs at most stages + 2 pairs ahead): beyond, the round-robin order.
 // QUEUE5: moe.gpu_plan = {{{.*}}, persistent, producer, queue, {{.*}}stages = 5 : i64, tile = array<i64: 128, 128, 64>
-// QUEUE5: @moe_wgmma_pair_silu_bf16_n128_s5_ws_q blocks in
+// QUEUE5: @moe_wgmma_pair_silu_bf16_n128_s5_ws_tma_q blocks in
 // NOQUEUE6: moe.gpu_plan = {{{.*}}, persistent, producer, router = {{.*}}stages = 6 : i64, tile = array<i64: 128, 128, 64>
-// NOQUEUE6: @moe_wgmma_pair_silu_bf16_n128_s6_ws blocks in
+// NOQUEUE6: @moe_wgmma_pair_silu_bf16_n128_s6_ws_tma blocks in
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in
@@ -257,3 +262,10 @@ func.func @layer(%x: tensor<256x128xbf16> {moe.input = "x"}, %router: tensor<128
   %y = moe.layer %x : tensor<256x128xbf16> router(%router : tensor<128x8xbf16>) up(%w_up : tensor<8x128x256xbf16>) gate(%w_gate : tensor<8x128x256xbf16>) down(%w_down : tensor<8x256x128xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 2 : i64} -> tensor<256x128xbf16>
   return %y : tensor<256x128xbf16>
 }
+// Four cp.async stages of the 64-row mma.sync tiles, as asked (48 KB of
+// static shared memory: not with 128-row tiles).
+// STAGES4: moe.gpu_plan = {{{.*}}path = "mma"{{.*}}stages = 4 : i64
+// STAGES4-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s4_w4 blocks in
+// STAGES4-DAG: @moe_kernels::@moe_mma_weighted_bf16_m64_s4_w4 blocks in
+// BADSTAGES: error: --gpu-mma-stages must be 0 (auto), 2, 3 or 4, got 5
+// STAGES128: error: mma-stages 4 does not fit 128-row tiles' shared memory (at most 3)

@@ -52,6 +52,7 @@ def main():
     p.add_argument("--wgmma-stages", default="4")
     p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
     p.add_argument("--mma-warps", default="0", help="0 (auto), 4 or 8")
+    p.add_argument("--mma-stages", default="0", help="0 (auto), 2, 3 or 4")
     p.add_argument("--early-launch", default="false",
                    help="true: kernels of more than one wave let the next "
                         "launch right after their wait; false (default): as "
@@ -103,6 +104,7 @@ def main():
                             "--emit=shared", "--cpu=x86-64-v3", "--gpu-path=" + args.gpu_path,
                             "--gpu-mma-tile-m=" + args.mma_tile_m,
                             "--gpu-mma-warps=" + args.mma_warps,
+                            "--gpu-mma-stages=" + args.mma_stages,
                             "--gpu-wgmma-columns=" + args.wgmma_columns,
                             "--gpu-wgmma-stages=" + args.wgmma_stages,
                             "--gpu-early-launch=" + args.early_launch,

@@ -177,6 +177,11 @@ cl::opt<int64_t> gpuMmaTileM(
     cl::desc("rows per tensor-core tile: 0 (default, chosen per layer), 64 "
              "or 128"),
     cl::init(0), cl::cat(category));
+cl::opt<int64_t> gpuMmaStages(
+    "gpu-mma-stages",
+    cl::desc("cp.async stages of the mma.sync tiles: 0 (default: 3 at 64 "
+             "rows, 2 at 128), 2, 3 or 4 (4 only at 64 rows)"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuMmaWarps(
     "gpu-mma-warps",
     cl::desc("warps per tensor-core block: 0 (default, chosen per layer), 4 "
@@ -357,6 +362,9 @@ int main(int argc, char **argv) {
   if (gpuMmaTileM != 0 && gpuMmaTileM != 64 && gpuMmaTileM != 128)
     return fail("--gpu-mma-tile-m must be 0 (auto), 64 or 128, got " +
                 Twine(gpuMmaTileM));
+  if (gpuMmaStages != 0 && (gpuMmaStages < 2 || gpuMmaStages > 4))
+    return fail("--gpu-mma-stages must be 0 (auto), 2, 3 or 4, got " +
+                Twine(gpuMmaStages));
   if (gpuMmaWarps != 0 && gpuMmaWarps != 4 && gpuMmaWarps != 8)
     return fail("--gpu-mma-warps must be 0 (auto), 4 or 8, got " +
                 Twine(gpuMmaWarps));
@@ -490,6 +498,7 @@ int main(int argc, char **argv) {
     cudaOptions.path = gpuPath;
     cudaOptions.mmaTileM = gpuMmaTileM;
     cudaOptions.mmaWarps = gpuMmaWarps;
+    cudaOptions.mmaStages = gpuMmaStages;
     cudaOptions.wgmmaColumns = gpuWgmmaColumns;
     cudaOptions.wgmmaStages = gpuWgmmaStages;
     cudaOptions.gemvLanes = gpuGemvLanes;

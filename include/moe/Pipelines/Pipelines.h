@@ -118,6 +118,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "right after their grid dependency wait (default "
                      "false: as their blocks exit)"),
       llvm::cl::init(false)};
+  PassOptions::Option<int64_t> mmaStages{
+      *this, "mma-stages",
+      llvm::cl::desc("cp.async stages of the mma.sync tiles: 0 (auto), 2, 3 "
+                     "or 4 (4 only at 64 rows)"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> mmaWarps{
       *this, "mma-warps",
       llvm::cl::desc("warps per tensor-core block: 0 (auto), 4 or 8"),

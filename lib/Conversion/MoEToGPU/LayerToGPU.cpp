@@ -107,6 +107,12 @@ struct ConvertMoELayerToGpuCallPass
           << static_cast<int64_t>(mmaWarps);
       return signalPassFailure();
     }
+    if (mmaStages != 0 && (mmaStages < 2 || mmaStages > 4)) {
+      mlir::emitError(module.getLoc())
+          << "mma-stages must be 0 (auto), 2, 3 or 4, got "
+          << static_cast<int64_t>(mmaStages);
+      return signalPassFailure();
+    }
     if (mmaTileM != 0 && mmaTileM != 64 && mmaTileM != 128) {
       mlir::emitError(module.getLoc())
           << "mma-tile-m must be 0 (auto), 64 or 128, got "
@@ -242,6 +248,21 @@ struct ConvertMoELayerToGpuCallPass
       // faster than 8 warps of half the width at 128 to 8192 tokens.
       plan.push_back(b.getNamedAttr(
           "mma_warps", b.getI64IntegerAttr(mmaWarps ? int64_t(mmaWarps) : 4)));
+      // cp.async stages of the mma.sync tiles: a third at 64 rows (more
+      // bytes in flight per SM); a fourth fills the 48 KB of static shared
+      // memory there, so 128-row tiles (twice the rows a stage) take at
+      // most three.
+      if (chosen == "mma") {
+        int64_t stages = mmaStages ? int64_t(mmaStages) : tileM == 64 ? 3 : 2;
+        if (tileM == 128 && stages > 3) {
+          mlir::emitError(op.getLoc())
+              << "mma-stages " << stages
+              << " does not fit 128-row tiles' shared memory (at most 3)";
+          return signalPassFailure();
+        }
+        plan.push_back(
+            b.getNamedAttr("mma_stages", b.getI64IntegerAttr(stages)));
+      }
       if (gemvLanes || gemvUnroll)
         plan.push_back(b.getNamedAttr(
             "gemv_tuning", b.getDenseI64ArrayAttr({gemvLanes, gemvUnroll})));
@@ -346,7 +367,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     wgmmaTile = {t[0], t[1]};
   // (256 rows with the weights multicast over clusters of two blocks.)
   int64_t tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
-  int64_t stages = tileM == 64 ? 3 : 2;
+  auto mmaStagesAttr = plan.getAs<IntegerAttr>("mma_stages");
+  int64_t stages = mmaStagesAttr ? mmaStagesAttr.getInt() : tileM == 64 ? 3 : 2;
   int64_t warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
   auto tilesFor = [&](int64_t rows) { return (N + rows - 1) / rows + S; };
   int64_t tiles = tilesFor(tileM); // upper bound
@@ -468,17 +490,22 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                             persistentChoice == "auto");
   // The producer's weight tiles by TMA (tensor maps made by the runtime;
   // the wgmma path's d and f are multiples of 128, so the weights' rows are
-  // multiples of 16 bytes as TMA needs). By default where experts get
-  // kTmaMinRowsPerExpert rows or more: there a weight block serves several
-  // row tiles from L2 and the layers were 3-8% faster (qwen3 and OLMoE at
-  // 8192 tokens); with one to three row tiles an expert the weights stream
-  // from DRAM, and with TMA DeepSeek-V3's up kernel at 8192 tokens read
-  // 33.5 GB from DRAM instead of 25.7 and the layer took 7-8% longer
-  // (results/wgmma-tma-2026-12-02.md).
+  // multiples of 16 bytes as TMA needs). By default for gated layers, and
+  // for the others where experts get kTmaMinRowsPerExpert rows or more.
+  // Where a weight block serves several row tiles from L2 the layers were
+  // 3-8% faster (qwen3 and OLMoE at 8192 tokens,
+  // results/wgmma-tma-2026-12-02.md). With pairs taken in order from the
+  // counter (MmaOptions::queue) the tiles of an expert meet on a weight
+  // block, and TMA also won with one to three row tiles an expert: layers
+  // 0.95-0.99x at 1024 tokens (Mixtral 0.949), DeepSeek-V3 at 8192 0.965x
+  // (its kernels 13.98 -> 13.22 ms at base clocks); the ungated ds-moe-128
+  // at 8192 (one half-full tile an expert) measured 1.017x, as it did
+  // before the queue (results/wgmma-tma-queue-2026-12-02.md).
   bool tmaWeights =
       producer &&
       (persistentChoice == "tma" || persistentChoice == "multicast" ||
-       (persistentChoice == "auto" && N >= kTmaMinRowsPerExpert * E));
+       (persistentChoice == "auto" &&
+        (gated || N >= kTmaMinRowsPerExpert * E)));
   // The weights multicast by TMA to the two blocks of a cluster, which take
   // the two 128-row halves of a 256-row tile (MmaOptions::multicast): L2
   // serves each weight block once per 256 rows. Only where asked: each SM

@@ -602,6 +602,29 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         Value p = remu(add(divu(g, S), ci(flip)), 2);
         return arith::IndexCastUIOp::create(b, loc, b.getI32Type(), p);
       };
+      // With the queue, both roles loop over the pairs in the ring: pair j's
+      // value is read from its slot (j % kRing) after `before(j, slot)` has
+      // made it visible, and the loop stops at a value past the last pair. Leaves
+      // the insertion point in the body (arguments j and the value), before
+      // its yield of j + 1.
+      auto whilePairs = [&](function_ref<void(Value, Value)> before) {
+        Type index = b.getIndexType();
+        auto loop = scf::WhileOp::create(b, loc, TypeRange{index, index},
+                                         ValueRange{ci(0)});
+        Block *head = b.createBlock(&loop.getBefore(), {}, {index}, {loc});
+        Value j = head->getArgument(0), slot = remu(j, kRing);
+        before(j, slot);
+        Value value = arith::IndexCastUIOp::create(
+            b, loc, index, memref::LoadOp::create(b, loc, ring, slot));
+        scf::ConditionOp::create(b, loc, icmp(P::ult, value, total),
+                                 ValueRange{j, value});
+        Block *body =
+            b.createBlock(&loop.getAfter(), {}, {index, index}, {loc, loc});
+        scf::YieldOp::create(b, loc,
+                             ValueRange{add(body->getArgument(0), ci(1))});
+        b.setInsertionPoint(body->getTerminator());
+        return loop;
+      };
       auto roles = scf::IfOp::create(
           b, loc, icmp(P::uge, tid, ci(kWgmmaThreads)),
           /*withElseRegion=*/true);
@@ -706,36 +729,20 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           // Pairs from the counter until it passes the last: the leader
           // takes one, the producer warpgroup meets at a named barrier to
           // read it.
-          auto loop = scf::WhileOp::create(
-              b, loc, TypeRange{b.getIndexType(), b.getIndexType()},
-              ValueRange{ci(0)});
-          Block *before = b.createBlock(&loop.getBefore(), {},
-                                        {b.getIndexType()}, {loc});
-          Value j = before->getArgument(0);
-          Value slot = remu(j, kRing);
-          buildIfThen(b, loc, leader, [&] {
-            Value taken = memref::AtomicRMWOp::create(
-                b, loc, arith::AtomicRMWKind::addi, constI32(b, loc, 1),
-                args.queue, ValueRange{ci(0)});
-            memref::StoreOp::create(b, loc, taken, ring, slot);
+          scf::WhileOp loop = whilePairs([&](Value, Value slot) {
+            buildIfThen(b, loc, leader, [&] {
+              Value taken = memref::AtomicRMWOp::create(
+                  b, loc, arith::AtomicRMWKind::addi, constI32(b, loc, 1),
+                  args.queue, ValueRange{ci(0)});
+              memref::StoreOp::create(b, loc, taken, ring, slot);
+            });
+            NVVM::BarrierOp::create(b, loc, Type(), constI32(b, loc, 1),
+                                    constI32(b, loc, kWgmmaProducerThreads),
+                                    nullptr, Value());
           });
-          NVVM::BarrierOp::create(b, loc, Type(), constI32(b, loc, 1),
-                                  constI32(b, loc, kWgmmaProducerThreads),
-                                  nullptr, Value());
-          Value item = arith::IndexCastUIOp::create(
-              b, loc, b.getIndexType(),
-              memref::LoadOp::create(b, loc, ring, slot));
-          scf::ConditionOp::create(b, loc, icmp(P::ult, item, total),
-                                   ValueRange{j, item});
-          Block *after = b.createBlock(&loop.getAfter(), {},
-                                       {b.getIndexType(), b.getIndexType()},
-                                       {loc, loc});
-          {
-            Value jj = after->getArgument(0);
-            auto [rows, col0] = itemPairOf(after->getArgument(1));
-            producePair(jj, sources(rows, col0));
-            scf::YieldOp::create(b, loc, ValueRange{add(jj, ci(1))});
-          }
+          Block *body = b.getInsertionBlock();
+          auto [rows, col0] = itemPairOf(body->getArgument(1));
+          producePair(body->getArgument(0), sources(rows, col0));
           b.setInsertionPointAfter(loop);
           // The end: the stage of the next pair's first step completes,
           // once free, with arrivals and no copies; the MMA warpgroups read
@@ -799,25 +806,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         if (o.queue) {
           // Pair j's value in the ring once its first stage is full; past
           // the last pair, stop.
-          auto loop = scf::WhileOp::create(
-              b, loc, TypeRange{b.getIndexType(), b.getIndexType()},
-              ValueRange{ci(0)});
-          Block *before = b.createBlock(&loop.getBefore(), {},
-                                        {b.getIndexType()}, {loc});
-          Value jb = before->getArgument(0);
-          waitFull(mul(jb, steps));
-          Value value = arith::IndexCastUIOp::create(
-              b, loc, b.getIndexType(),
-              memref::LoadOp::create(b, loc, ring, remu(jb, kRing)));
-          scf::ConditionOp::create(b, loc, icmp(P::ult, value, total),
-                                   ValueRange{jb, value});
-          Block *after = b.createBlock(&loop.getAfter(), {},
-                                       {b.getIndexType(), b.getIndexType()},
-                                       {loc, loc});
-          j = after->getArgument(0);
-          item = after->getArgument(1);
-          scf::YieldOp::create(b, loc, ValueRange{add(j, ci(1))});
-          b.setInsertionPoint(after->getTerminator());
+          whilePairs([&](Value jb, Value) { waitFull(mul(jb, steps)); });
+          j = b.getInsertionBlock()->getArgument(0);
+          item = b.getInsertionBlock()->getArgument(1);
         } else {
           auto pairs = scf::ForOp::create(b, loc, ci(0), mine, ci(1));
           b.setInsertionPointToStart(pairs.getBody());

@@ -611,8 +611,9 @@ constexpr int64_t kWgmmaTileM = 128, kWgmmaTileK = 64, kWgmmaThreads = 256;
 /// The producer warpgroup of MmaOptions::producer, after the MMA ones.
 constexpr int64_t kWgmmaProducerThreads = 128;
 /// Rows an expert gets on average (tokens x top-k / experts) from which the
-/// producer's weights come by TMA (MmaOptions::tmaWeights) by default: four
-/// row tiles.
+/// producer's weights of an ungated layer come by TMA
+/// (MmaOptions::tmaWeights) by default: four row tiles. (Gated layers take
+/// TMA at any rows.)
 constexpr int64_t kTmaMinRowsPerExpert = 4 * kWgmmaTileM;
 /// Threads a block of the wgmma kernel of `o` has.
 int64_t wgmmaBlockThreads(const MmaOptions &o);

@@ -19,7 +19,7 @@
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-warps=8 --emit=mlir | FileCheck %s --check-prefix=WARPS8
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=64 --gpu-mma-stages=4 --emit=mlir | FileCheck %s --check-prefix=STAGES4
 // RUN: not moe-compile %s --target=cuda --gpu-mma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTAGES
-// RUN: not moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=128 --gpu-mma-stages=4 --emit=mlir 2>&1 | FileCheck %s --check-prefix=STAGES128
+// RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=128 --gpu-mma-stages=4 --emit=mlir | FileCheck %s --check-prefix=STAGES128
 // RUN: not moe-compile %s --target=cuda --gpu-mma-warps=6 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWARPS
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
@@ -262,10 +262,11 @@ func.func @layer(%x: tensor<256x128xbf16> {moe.input = "x"}, %router: tensor<128
   %y = moe.layer %x : tensor<256x128xbf16> router(%router : tensor<128x8xbf16>) up(%w_up : tensor<8x128x256xbf16>) gate(%w_gate : tensor<8x128x256xbf16>) down(%w_down : tensor<8x256x128xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 2 : i64} -> tensor<256x128xbf16>
   return %y : tensor<256x128xbf16>
 }
-// Four cp.async stages of the 64-row mma.sync tiles, as asked (48 KB of
-// static shared memory: not with 128-row tiles).
+// Four cp.async stages of the mma.sync tiles, as asked (static shared
+// memory: 56 KB at 64 rows, 76 KB at 128; ptxas allows 227 KB on sm_90).
 // STAGES4: moe.gpu_plan = {{{.*}}path = "mma"{{.*}}stages = 4 : i64
 // STAGES4-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m64_s4_w4 blocks in
 // STAGES4-DAG: @moe_kernels::@moe_mma_weighted_bf16_m64_s4_w4 blocks in
 // BADSTAGES: error: --gpu-mma-stages must be 0 (auto), 2, 3 or 4, got 5
-// STAGES128: error: mma-stages 4 does not fit 128-row tiles' shared memory (at most 3)
+// STAGES128: moe.gpu_plan = {{{.*}}path = "mma"{{.*}}stages = 4 : i64, tile = array<i64: 128, 128, 32>
+// STAGES128-DAG: @moe_kernels::@moe_mma_pair_silu_bf16_m128_s4_w4 blocks in

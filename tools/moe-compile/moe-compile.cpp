@@ -180,7 +180,7 @@ cl::opt<int64_t> gpuMmaTileM(
 cl::opt<int64_t> gpuMmaStages(
     "gpu-mma-stages",
     cl::desc("cp.async stages of the mma.sync tiles: 0 (default: 3 at 64 "
-             "rows, 2 at 128), 2, 3 or 4 (4 only at 64 rows)"),
+             "rows, 2 at 128), 2, 3 or 4"),
     cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuMmaWarps(
     "gpu-mma-warps",

@@ -104,7 +104,7 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "warps per tensor-core block: 0 (auto), 4 or 8">,
     Option<"mmaStages", "mma-stages", "int64_t", "0",
            "cp.async stages of the mma.sync tiles: 0 (auto: 3 at 64 rows, "
-           "2 at 128), 2, 3 or 4 (4 only at 64 rows)">,
+           "2 at 128), 2, 3 or 4">,
     Option<"gemvLanes", "gemv-lanes", "int64_t", "0",
            "most lanes of a warp splitting K in the expert GEMVs: 0 (auto), "
            "1, 2, 4 or 8">,

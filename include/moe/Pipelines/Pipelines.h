@@ -121,7 +121,7 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
   PassOptions::Option<int64_t> mmaStages{
       *this, "mma-stages",
       llvm::cl::desc("cp.async stages of the mma.sync tiles: 0 (auto), 2, 3 "
-                     "or 4 (4 only at 64 rows)"),
+                     "or 4"),
       llvm::cl::init(0)};
   PassOptions::Option<int64_t> mmaWarps{
       *this, "mma-warps",

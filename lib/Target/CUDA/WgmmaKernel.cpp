@@ -604,9 +604,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       };
       // With the queue, both roles loop over the pairs in the ring: pair j's
       // value is read from its slot (j % kRing) after `before(j, slot)` has
-      // made it visible, and the loop stops at a value past the last pair. Leaves
-      // the insertion point in the body (arguments j and the value), before
-      // its yield of j + 1.
+      // made it visible, and the loop stops at a value past the last pair.
+      // Leaves the insertion point in the body (arguments j and the value),
+      // before its yield of j + 1.
       auto whilePairs = [&](function_ref<void(Value, Value)> before) {
         Type index = b.getIndexType();
         auto loop = scf::WhileOp::create(b, loc, TypeRange{index, index},

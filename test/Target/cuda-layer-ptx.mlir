@@ -24,6 +24,11 @@
 // WGMMA: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {{[{][^}]*}}}, %rd{{[0-9]+}}, %rd{{[0-9]+}}, p, 1,  1, 0,  1;
 // WGMMA: wgmma.commit_group.sync.aligned;{{\\0A\\09}}wgmma.wait_group.sync.aligned {{\\09}}1;
 // WGMMA: wgmma.wait_group.sync.aligned {{\\09}}0;
+// The epilogue's silu with the SFU's approximate exp2 and reciprocal, no
+// IEEE division:
+// WGMMA: ex2.approx.ftz.f32
+// WGMMA: rcp.approx.ftz.f32
+// WGMMA-NOT: div.rn.f32
 // The down kernel stores weighted bf16 rows (the combine by rows).
 // WGMMA: .entry moe_wgmma_weighted_bf16_n256_s4
 // WGMMA: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16

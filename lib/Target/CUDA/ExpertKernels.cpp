@@ -841,11 +841,32 @@ gpu::GPUFuncOp mlir::moe::buildElementwiseKernel(
   return fn;
 }
 
+Value mlir::moe::gpuActivation(OpBuilder &b, Location loc, Activation act,
+                               Value x) {
+  if (act != Activation::silu)
+    return applyActivation(b, loc, act, x);
+  // x / (1 + 2^(-x log2(e))) with the SFU's approximations (ex2.approx.ftz:
+  // relative error about 2^-22; rcp.approx.ftz: 1 ulp), instead of expf and
+  // the IEEE division: 6 instructions an element, not about 30 with a slow
+  // path, far below bf16's rounding of the result. Large negative x: 2^+inf
+  // = inf, rcp(inf) = 0, silu = -0.
+  Type f32 = b.getF32Type();
+  Value t = arith::MulFOp::create(b, loc, x,
+                                  constF32(b, loc, -1.4426950408889634f));
+  Value e = LLVM::CallIntrinsicOp::create(
+                b, loc, f32, b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f32"),
+                ValueRange{t})
+                .getResult(0);
+  Value d = arith::AddFOp::create(b, loc, constF32(b, loc, 1.0f), e);
+  return arith::MulFOp::create(b, loc, x,
+                               NVVM::RcpApproxFtzF32Op::create(b, loc, f32, d));
+}
+
 Value mlir::moe::expertActivation(OpBuilder &b, Location loc, Activation act,
                                   Value h, Value g, Type elt) {
-  Value v = g ? arith::MulFOp::create(b, loc, applyActivation(b, loc, act, g), h)
+  Value v = g ? arith::MulFOp::create(b, loc, gpuActivation(b, loc, act, g), h)
                     .getResult()
-              : applyActivation(b, loc, act, h);
+              : gpuActivation(b, loc, act, h);
   return fromF32(b, loc, v, elt);
 }
 

@@ -391,11 +391,14 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
                                      Value N, ArrayRef<Value> h,
                                      ArrayRef<Value> gate) {
   Type f32 = b.getF32Type(), bf16 = b.getBF16Type();
-  auto inCols = scf::IfOp::create(
-      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, col, N),
-      false);
   OpBuilder::InsertionGuard cg(b);
-  b.setInsertionPointToStart(&inCols.getThenRegion().front());
+  if (N) {
+    auto inCols = scf::IfOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, col, N),
+        false);
+    b.setInsertionPointToStart(&inCols.getThenRegion().front());
+  }
   if (o.dense && o.splitK) {
     atomicAddF32Vector(b, loc, out, row.slot, col, h);
     return;
@@ -417,15 +420,26 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
   for (int64_t j = 0; j < 2; ++j) {
     Value v = o.weighted ? arith::MulFOp::create(b, loc, h[j], row.scale)
               : o.pair ? arith::MulFOp::create(
-                           b, loc, applyActivation(b, loc, o.activation, gate[j]),
+                           b, loc, gpuActivation(b, loc, o.activation, gate[j]),
                            h[j])
-                     : applyActivation(b, loc, o.activation, h[j]);
+                     : gpuActivation(b, loc, o.activation, h[j]);
     vals.push_back(fromF32(b, loc, v, bf16));
   }
   vector::StoreOp::create(
       b, loc,
       vector::FromElementsOp::create(b, loc, VectorType::get({2}, bf16), vals),
       out, ValueRange{row.slot, col}, false, llvm::MaybeAlign(4));
+}
+
+void mlir::moe::buildColumnChecked(OpBuilder &b, Location loc, Value whole,
+                                   Value n,
+                                   function_ref<void(Value)> stores) {
+  auto ifOp = scf::IfOp::create(b, loc, whole, /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  stores(Value());
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  stores(n);
 }
 
 KSteps mlir::moe::blockKSteps(OpBuilder &b, Location loc, const MmaOptions &o,
@@ -648,7 +662,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
   nvgpu::DeviceAsyncWaitOp::create(b, loc, lastGroup, b.getI32IntegerAttr(0));
 
   // Epilogue: c[i*2+j] of tile (mi, ni) is row wm + 16 mi + g + 8 i, column
-  // wn + 8 ni + tg2 + j.
+  // wn + 8 ni + tg2 + j. Column checks only in a column block that N ends
+  // in (unchecked, the stores of a row share one address computation).
+  buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(TN)), N), N,
+                     [&](Value cols) {
   for (int64_t mi = 0; mi < MI; ++mi)
     for (int64_t i = 0; i < 2; ++i) {
       Value r = add(wm, add(ci(mi * 16 + i * 8), g));
@@ -665,10 +682,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
         SmallVector<Value, 2> gate;
         if (o.pair)
           gate = {acc(1, 0), acc(1, 1)};
-        storeAccumulatorPair(b, loc, o, out, row, col, N, {acc(0, 0), acc(0, 1)},
-                             gate);
+        storeAccumulatorPair(b, loc, o, out, row, col, cols,
+                             {acc(0, 0), acc(0, 1)}, gate);
       }
     }
+  });
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
   return fn;

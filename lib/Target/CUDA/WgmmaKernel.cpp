@@ -385,10 +385,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Value rowBase = add(mul(warpgroup, ci(64)), add(mul(warp, ci(16)),
                                                   divu(lane, 4)));
   Value tg2 = mul(remu(lane, 4), ci(2));
+  // Column checks only in a column block that N ends in.
   auto epilogue = [&](Value acc, Value begin, Value end, Value col0) {
     auto accAt = [&](int64_t i) -> Value {
       return LLVM::ExtractValueOp::create(b, loc, acc, i);
     };
+    buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(TN)), N), N,
+                       [&](Value cols) {
     for (int64_t i = 0; i < 2; ++i) {
       Value slot = add(begin, add(rowBase, ci(8 * i)));
       auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, end), false);
@@ -403,9 +406,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           int64_t g = q + TN / 8;
           gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
         }
-        storeAccumulatorPair(b, loc, o, args.out, row, col, N, h, gate);
+        storeAccumulatorPair(b, loc, o, args.out, row, col, cols, h, gate);
       }
     }
+    });
   };
   // Block b (launch order: x fastest) of group g = b / (G cols) takes,
   // within its group, tile b % n and column block (b / n) % cols, n the

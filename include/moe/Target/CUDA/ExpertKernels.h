@@ -265,6 +265,10 @@ gpu::GPUFuncOp buildExpertActivationKernel(OpBuilder &builder, Location loc,
                                            StringRef name, Activation act,
                                            bool gated, Type elementType);
 
+/// `act(x)` of an f32 in a kernel: silu with the GPU's approximate exp2 and
+/// reciprocal, the others as applyActivation builds them.
+Value gpuActivation(OpBuilder &b, Location loc, Activation act, Value x);
+
 /// The expert activation of the f32 up projection `h` (gated: `act(g) * h`),
 /// rounded to `elementType`, as moe.experts computes it.
 Value expertActivation(OpBuilder &b, Location loc, Activation act, Value h,
@@ -693,13 +697,18 @@ struct AccumulatorRow {
 AccumulatorRow loadAccumulatorRow(OpBuilder &b, Location loc,
                                   const MmaOptions &o,
                                   const GroupedGemmArgs &args, Value slot);
-/// Stores columns `col` and `col + 1` (skipped from N on) of `row` from the
-/// f32 accumulators `h` (and the gate's, `gate`, for pairs), as `o` says:
-/// bf16(act(gate) * h) or bf16(act(h)); f32 as they are (dense); or
-/// out[token] += scale * h with atomics (scatter).
+/// Stores columns `col` and `col + 1` (skipped from N on; a null N: not
+/// checked) of `row` from the f32 accumulators `h` (and the gate's, `gate`,
+/// for pairs), as `o` says: bf16(act(gate) * h) or bf16(act(h)); f32 as they
+/// are (dense); or out[token] += scale * h with atomics (scatter).
 void storeAccumulatorPair(OpBuilder &b, Location loc, const MmaOptions &o,
                           Value out, const AccumulatorRow &row, Value col,
                           Value N, ArrayRef<Value> h, ArrayRef<Value> gate);
+
+/// Builds an epilogue's stores twice: `stores(Value())` (no column checks)
+/// where `whole` (the block's columns all below N), else `stores(n)`.
+void buildColumnChecked(OpBuilder &b, Location loc, Value whole, Value n,
+                        function_ref<void(Value)> stores);
 
 /// Why `layer` cannot run as one fused GPU layer (empty when it can): the
 /// fused path takes bf16 layers with static shapes, dropless routing without

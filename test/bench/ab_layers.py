@@ -6,7 +6,7 @@
 
 Each DIR holds layers from make-compiled-layers.py (one per shape and token
 count). For every layer, each variant is checked against the fp32
-reference, captured as a CUDA graph, then timed in `rounds` rounds that
+reference, captured as a CUDA graph (or, with --eager, called), then timed in `rounds` rounds that
 take the variants in turn (the median of 20 replays each, L2 scrubbed
 before each replay, as gpu_moe_baselines.py does), so that a drift of the
 GPU's clocks over the run falls on all variants alike. Prints, per layer,
@@ -33,6 +33,8 @@ def main():
     p.add_argument("--shapes", default="all")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--out", default=None)
+    p.add_argument("--eager", action="store_true",
+                   help="time the layers' calls instead of graph replays")
     args = p.parse_args()
     dirs = args.dirs.split(",")
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
@@ -54,7 +56,7 @@ def main():
                 if not err < 2e-2:
                     sys.exit("%s %s T=%d: relative error %.3g vs the fp32 reference"
                              % (cdir, name, t, err))
-                replays.append(bench.graphed(compiled))
+                replays.append(compiled if args.eager else bench.graphed(compiled))
             times = [[] for _ in dirs]
             for _ in range(args.rounds):
                 for i, fn in enumerate(replays):
@@ -64,9 +66,10 @@ def main():
             ratios = ["%.3f" % (m / med[0]) for m in med[1:]]
             lines.append("| %s | %d | %s | %s |" % (name, t, " | ".join(cells), " | ".join(ratios)))
             print(lines[-1], flush=True)
-    text = ("A/B of compiled layers, %s, %s: CUDA-graph replays, ms, median over %d "
+    text = ("A/B of compiled layers, %s, %s: %s, ms, median over %d "
             "interleaved rounds (min-max); L2 scrubbed before each replay.\n\n"
-            % (datetime.date.today().isoformat(), torch.cuda.get_device_name(), args.rounds)
+            % (datetime.date.today().isoformat(), torch.cuda.get_device_name(),
+               "eager calls" if args.eager else "CUDA-graph replays", args.rounds)
             + "\n".join(lines) + "\n")
     print()
     print(text)

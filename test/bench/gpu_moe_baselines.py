@@ -73,7 +73,12 @@ def time_ms(fn, warmup=3, repeat=20):
 
 
 def graphed(fn):
-    """fn captured as a CUDA graph; returns a replay function."""
+    """fn captured as a CUDA graph; returns a replay function, which keeps
+    fn (and so the buffers the graph writes, e.g. a Compiled's output) alive:
+    a graph that outlives them writes freed memory, and once
+    torch.cuda.graph's empty_cache hands that back to the driver, faults
+    (ab_layers.py dropped its first variant's Compiled: an illegal address
+    at the Mixtral 8192 combine kernel's output stores, 2026-12-03)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -83,7 +88,11 @@ def graphed(fn):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         fn()
-    return graph.replay
+
+    def replay():
+        graph.replay()
+    replay.keep = (graph, fn)
+    return replay
 
 
 def measure_floors():

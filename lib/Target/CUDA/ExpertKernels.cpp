@@ -603,9 +603,8 @@ void mlir::moe::emitGemvBlock(OpBuilder &b, Location loc, Type elt,
         v = arith::MulFOp::create(b, loc, v, scale);
     // Two 4-wide vector reductions (j is a multiple of 8 columns).
     for (int64_t c = 0; c < cols; c += 4)
-      atomicAddF32Vector(b, loc, out, outRow,
-                         arith::AddIOp::create(b, loc, j, cst(c)),
-                         ArrayRef<Value>(vals).slice(c, 4));
+      atomicAddF32Vector(b, loc, out, outRow, j,
+                         ArrayRef<Value>(vals).slice(c, 4), c);
   }
   // Threads out of the work issued the early steps too: nothing may land
   // in the ring after the block moves on.
@@ -803,8 +802,8 @@ gpu::GPUFuncOp mlir::moe::buildFusedFfnKernel(OpBuilder &b, Location loc,
             b, loc,
             vector::ExtractOp::create(b, loc, dLoop.getResult(0), c), weight));
       for (int64_t c = 0; c < cols; c += 4)
-        atomicAddF32Vector(b, loc, y, token, ix.add(q, ix.c(c)),
-                           ArrayRef<Value>(vals).slice(c, 4));
+        atomicAddF32Vector(b, loc, y, token, q,
+                           ArrayRef<Value>(vals).slice(c, 4), c);
     }
     // The shared sums and activations are rewritten by the next row.
     gpu::BarrierOp::create(b, loc);

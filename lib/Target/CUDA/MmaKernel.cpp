@@ -251,11 +251,13 @@ Value mlir::moe::fetchAddI32(OpBuilder &b, Location loc, Value m, Value i,
 
 void mlir::moe::atomicAddF32Vector(OpBuilder &b, Location loc, Value out,
                                    Value row, Value col,
-                                   ArrayRef<Value> vals) {
+                                   ArrayRef<Value> vals, int64_t colOffset) {
   assert((vals.size() == 2 || vals.size() == 4) && "2 or 4 values");
   Value global = elementPointer(b, loc, out, ValueRange{row, col});
   std::string text = "red.global.add.v" + std::to_string(vals.size()) +
-                     ".f32 [$0], {";
+                     ".f32 [$0" +
+                     (colOffset ? "+" + std::to_string(4 * colOffset) : "") +
+                     "], {";
   std::string constraints = "l";
   for (size_t i = 0; i < vals.size(); ++i) {
     text += (i ? ", $" : "$") + std::to_string(i + 1);
@@ -389,9 +391,13 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
                                      const MmaOptions &o, Value out,
                                      const AccumulatorRow &row, Value col,
                                      Value N, ArrayRef<Value> h,
-                                     ArrayRef<Value> gate) {
+                                     ArrayRef<Value> gate, int64_t colOffset) {
   Type f32 = b.getF32Type(), bf16 = b.getBF16Type();
   OpBuilder::InsertionGuard cg(b);
+  Value base = col;
+  if (colOffset)
+    col = arith::AddIOp::create(
+        b, loc, col, arith::ConstantIndexOp::create(b, loc, colOffset));
   if (N) {
     auto inCols = scf::IfOp::create(
         b, loc,
@@ -400,7 +406,7 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
     b.setInsertionPointToStart(&inCols.getThenRegion().front());
   }
   if (o.dense && o.splitK) {
-    atomicAddF32Vector(b, loc, out, row.slot, col, h);
+    atomicAddF32Vector(b, loc, out, row.slot, base, h, colOffset);
     return;
   }
   if (o.dense) {
@@ -411,9 +417,10 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
     return;
   }
   if (o.scatter) {
-    atomicAddF32Vector(b, loc, out, row.token, col,
+    atomicAddF32Vector(b, loc, out, row.token, base,
                        {arith::MulFOp::create(b, loc, h[0], row.scale),
-                        arith::MulFOp::create(b, loc, h[1], row.scale)});
+                        arith::MulFOp::create(b, loc, h[1], row.scale)},
+                       colOffset);
     return;
   }
   SmallVector<Value, 2> vals;
@@ -674,8 +681,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
       OpBuilder::InsertionGuard eg(b);
       b.setInsertionPointToStart(&inRows.getThenRegion().front());
       AccumulatorRow row = loadAccumulatorRow(b, loc, o, args, slot);
+      Value col = add(col0, add(wn, tg2));
       for (int64_t ni = 0; ni < NI; ++ni) {
-        Value col = add(col0, add(wn, add(ci(ni * 8), tg2)));
         auto acc = [&](int64_t m, int64_t j) {
           return kLoop.getResult(accIndex(m, mi, ni, i * 2 + j));
         };
@@ -683,7 +690,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedMmaKernel(OpBuilder &b, Location loc,
         if (o.pair)
           gate = {acc(1, 0), acc(1, 1)};
         storeAccumulatorPair(b, loc, o, out, row, col, cols,
-                             {acc(0, 0), acc(0, 1)}, gate);
+                             {acc(0, 0), acc(0, 1)}, gate, ni * 8);
       }
     }
   });

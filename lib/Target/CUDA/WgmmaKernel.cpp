@@ -385,8 +385,27 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Value rowBase = add(mul(warpgroup, ci(64)), add(mul(warp, ci(16)),
                                                   divu(lane, 4)));
   Value tg2 = mul(remu(lane, 4), ci(2));
+  // What the epilogue stores need of each of the thread's two rows (the
+  // token and weight of a scatter, the weight of weighted rows), loaded
+  // before the last MMAs' wait so that their latency hides under it (the
+  // down kernels' epilogue stalled on them). A slot past `end` reads slot
+  // 0 (it is not stored).
+  auto rowsAhead = [&](Value begin, Value end) {
+    SmallVector<AccumulatorRow, 2> pre;
+    if (!o.scatter && !o.weighted)
+      return pre;
+    for (int64_t i = 0; i < 2; ++i) {
+      Value slot = add(begin, add(rowBase, ci(8 * i)));
+      AccumulatorRow row = loadAccumulatorRow(
+          b, loc, o, args, ops.select(icmp(P::ult, slot, end), slot, ci(0)));
+      row.slot = slot;
+      pre.push_back(row);
+    }
+    return pre;
+  };
   // Column checks only in a column block that N ends in.
-  auto epilogue = [&](Value acc, Value begin, Value end, Value col0) {
+  auto epilogue = [&](Value acc, Value begin, Value end, Value col0,
+                      ArrayRef<AccumulatorRow> pre) {
     auto accAt = [&](int64_t i) -> Value {
       return LLVM::ExtractValueOp::create(b, loc, acc, i);
     };
@@ -397,16 +416,18 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, end), false);
       OpBuilder::InsertionGuard eg(b);
       b.setInsertionPointToStart(&inRows.getThenRegion().front());
-      AccumulatorRow row = loadAccumulatorRow(b, loc, o, args, slot);
+      AccumulatorRow row =
+          pre.empty() ? loadAccumulatorRow(b, loc, o, args, slot) : pre[i];
+      Value col = add(col0, tg2);
       for (int64_t q = 0; q < TN / 8; ++q) {
-        Value col = add(col0, add(ci(q * 8), tg2));
         SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
         SmallVector<Value, 2> gate;
         if (o.pair) {
           int64_t g = q + TN / 8;
           gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
         }
-        storeAccumulatorPair(b, loc, o, args.out, row, col, cols, h, gate);
+        storeAccumulatorPair(b, loc, o, args.out, row, col, cols, h, gate,
+                             q * 8);
       }
     }
     });
@@ -841,10 +862,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           });
           scf::YieldOp::create(b, loc, acc);
         }
+        auto pre = rowsAhead(rows.begin, rows.end);
         NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
         release(stageOf(add(first, arith::SubIOp::create(b, loc, steps,
                                                         ci(1)))));
-        epilogue(kLoop.getResult(0), rows.begin, rows.end, col0);
+        epilogue(kLoop.getResult(0), rows.begin, rows.end, col0, pre);
       }
       b.setInsertionPointToEnd(&entry);
       // Neither block of a cluster leaves while the other may still arrive
@@ -932,9 +954,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         scf::YieldOp::create(b, loc, acc);
       }
       // The epilogue, the next pair's first copies in flight.
-      NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
       Work cur = unpack(curVals);
-      epilogue(kLoop.getResult(0), cur.begin, cur.end, cur.col0);
+      auto pre = rowsAhead(cur.begin, cur.end);
+      NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+      epilogue(kLoop.getResult(0), cur.begin, cur.end, cur.col0, pre);
       scf::YieldOp::create(b, loc, nextVals);
     }
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
@@ -983,10 +1006,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     issue(remu(ahead, S), kOf(ahead), work, Value());
     scf::YieldOp::create(b, loc, mmaStep(acc, remu(kt, S), warpgroupRows));
   }
+  auto pre = rowsAhead(rows.begin, rows.end);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   // Nothing may be in flight into shared memory when the block exits.
   NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-  epilogue(kLoop.getResult(0), rows.begin, rows.end, work.col0);
+  epilogue(kLoop.getResult(0), rows.begin, rows.end, work.col0, pre);
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
   return fn;

@@ -72,12 +72,16 @@ Value fragmentRegister(OpBuilder &b, Location loc, Value fragment, int64_t i);
 Value asyncCopy16(OpBuilder &b, Location loc, Value dst, ValueRange dstIndices,
                   Value src, ValueRange srcIndices, Value count);
 Value commitAsyncCopies(OpBuilder &b, Location loc, ValueRange tokens);
-/// out[row, col + i] += vals[i] for 2 or 4 values as one vector reduction
-/// (red.global.add.v2/.v4.f32: sm_90, PTX 8.1), half or a quarter of the
-/// L2 atomics of scalar adds. `out` is a memref<?x?xf32> of identity
-/// layout; col * 4 bytes must be aligned to the vector (8 or 16 bytes).
+/// out[row, col + colOffset + i] += vals[i] for 2 or 4 values as one vector
+/// reduction (red.global.add.v2/.v4.f32: sm_90, PTX 8.1), half or a quarter
+/// of the L2 atomics of scalar adds. `out` is a memref<?x?xf32> of identity
+/// layout; (col + colOffset) * 4 bytes must be aligned to the vector (8 or 16
+/// bytes). The constant colOffset goes into the instruction's address
+/// ([base+imm]), so reductions along a row share one address computation
+/// (LLVM does not fold offsets into an inline asm operand).
 void atomicAddF32Vector(OpBuilder &b, Location loc, Value out, Value row,
-                        Value col, ArrayRef<Value> vals);
+                        Value col, ArrayRef<Value> vals,
+                        int64_t colOffset = 0);
 /// The 16 bytes at m[indices...] (a memref of identity layout, 16-byte
 /// aligned there) as a vector of `type`, loaded by an ld.global.v4.b32 that
 /// neither LLVM nor ptxas moves past the instructions with side effects
@@ -697,13 +701,16 @@ struct AccumulatorRow {
 AccumulatorRow loadAccumulatorRow(OpBuilder &b, Location loc,
                                   const MmaOptions &o,
                                   const GroupedGemmArgs &args, Value slot);
-/// Stores columns `col` and `col + 1` (skipped from N on; a null N: not
-/// checked) of `row` from the f32 accumulators `h` (and the gate's, `gate`,
-/// for pairs), as `o` says: bf16(act(gate) * h) or bf16(act(h)); f32 as they
-/// are (dense); or out[token] += scale * h with atomics (scatter).
+/// Stores columns c = `col + colOffset` and c + 1 (skipped from N on; a null
+/// N: not checked) of `row` from the f32 accumulators `h` (and the gate's,
+/// `gate`, for pairs), as `o` says: bf16(act(gate) * h) or bf16(act(h)); f32
+/// as they are (dense); or out[token] += scale * h with atomics (scatter).
+/// A row's stores pass one `col` and constant offsets (see
+/// atomicAddF32Vector).
 void storeAccumulatorPair(OpBuilder &b, Location loc, const MmaOptions &o,
                           Value out, const AccumulatorRow &row, Value col,
-                          Value N, ArrayRef<Value> h, ArrayRef<Value> gate);
+                          Value N, ArrayRef<Value> h, ArrayRef<Value> gate,
+                          int64_t colOffset = 0);
 
 /// Builds an epilogue's stores twice: `stores(Value())` (no column checks)
 /// where `whole` (the block's columns all below N), else `stores(n)`.

@@ -385,15 +385,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   Value rowBase = add(mul(warpgroup, ci(64)), add(mul(warp, ci(16)),
                                                   divu(lane, 4)));
   Value tg2 = mul(remu(lane, 4), ci(2));
-  // What the epilogue stores need of each of the thread's two rows (the
-  // token and weight of a scatter, the weight of weighted rows), loaded
-  // before the last MMAs' wait so that their latency hides under it (the
-  // down kernels' epilogue stalled on them). A slot past `end` reads slot
-  // 0 (it is not stored).
+  // The thread's two rows (rowBase + 8 i of the tile) and what their stores
+  // need (the token and weight of a scatter, the weight of weighted rows),
+  // loaded before the last MMAs' wait so that the latency hides under it
+  // (the down kernels' epilogue stalled on them). A slot past `end` reads
+  // slot 0 (it is not stored).
   auto rowsAhead = [&](Value begin, Value end) {
     SmallVector<AccumulatorRow, 2> pre;
-    if (!o.scatter && !o.weighted)
-      return pre;
     for (int64_t i = 0; i < 2; ++i) {
       Value slot = add(begin, add(rowBase, ci(8 * i)));
       AccumulatorRow row = loadAccumulatorRow(
@@ -404,20 +402,19 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     return pre;
   };
   // Column checks only in a column block that N ends in.
-  auto epilogue = [&](Value acc, Value begin, Value end, Value col0,
-                      ArrayRef<AccumulatorRow> pre) {
+  auto epilogue = [&](Value acc, ArrayRef<AccumulatorRow> pre, Value end,
+                      Value col0) {
     auto accAt = [&](int64_t i) -> Value {
       return LLVM::ExtractValueOp::create(b, loc, acc, i);
     };
     buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(TN)), N), N,
                        [&](Value cols) {
     for (int64_t i = 0; i < 2; ++i) {
-      Value slot = add(begin, add(rowBase, ci(8 * i)));
-      auto inRows = scf::IfOp::create(b, loc, icmp(P::ult, slot, end), false);
+      const AccumulatorRow &row = pre[i];
+      auto inRows =
+          scf::IfOp::create(b, loc, icmp(P::ult, row.slot, end), false);
       OpBuilder::InsertionGuard eg(b);
       b.setInsertionPointToStart(&inRows.getThenRegion().front());
-      AccumulatorRow row =
-          pre.empty() ? loadAccumulatorRow(b, loc, o, args, slot) : pre[i];
       Value col = add(col0, tg2);
       for (int64_t q = 0; q < TN / 8; ++q) {
         SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
@@ -866,7 +863,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
         release(stageOf(add(first, arith::SubIOp::create(b, loc, steps,
                                                         ci(1)))));
-        epilogue(kLoop.getResult(0), rows.begin, rows.end, col0, pre);
+        epilogue(kLoop.getResult(0), pre, rows.end, col0);
       }
       b.setInsertionPointToEnd(&entry);
       // Neither block of a cluster leaves while the other may still arrive
@@ -957,7 +954,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       Work cur = unpack(curVals);
       auto pre = rowsAhead(cur.begin, cur.end);
       NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-      epilogue(kLoop.getResult(0), cur.begin, cur.end, cur.col0, pre);
+      epilogue(kLoop.getResult(0), pre, cur.end, cur.col0);
       scf::YieldOp::create(b, loc, nextVals);
     }
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
@@ -1010,7 +1007,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   // Nothing may be in flight into shared memory when the block exits.
   NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-  epilogue(kLoop.getResult(0), rows.begin, rows.end, work.col0, pre);
+  epilogue(kLoop.getResult(0), pre, rows.end, work.col0);
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
   return fn;

@@ -53,6 +53,7 @@ void buildToLoops(OpPassManager &pm,
     layer.mmaStages = gpu->mmaStages;
     layer.wgmmaColumns = gpu->wgmmaColumns;
     layer.wgmmaStages = gpu->wgmmaStages;
+    layer.wgmmaRows = gpu->wgmmaRows;
     layer.gemvLanes = gpu->gemvLanes;
     layer.gemvUnroll = gpu->gemvUnroll;
     layer.fusedGate = gpu->fusedGate;

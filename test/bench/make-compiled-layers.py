@@ -50,6 +50,7 @@ def main():
     p.add_argument("--gpu-path", default="auto", help="auto, gemv, mma or wgmma")
     p.add_argument("--wgmma-columns", default="256", help="128 or 256")
     p.add_argument("--wgmma-stages", default="4")
+    p.add_argument("--wgmma-rows", default="0", help="0 (auto), 64 or 128")
     p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
     p.add_argument("--mma-warps", default="0", help="0 (auto), 4 or 8")
     p.add_argument("--mma-stages", default="0", help="0 (auto), 2, 3 or 4")
@@ -107,6 +108,7 @@ def main():
                             "--gpu-mma-stages=" + args.mma_stages,
                             "--gpu-wgmma-columns=" + args.wgmma_columns,
                             "--gpu-wgmma-stages=" + args.wgmma_stages,
+                            "--gpu-wgmma-rows=" + args.wgmma_rows,
                             "--gpu-early-launch=" + args.early_launch,
                             "--gpu-fused-gate=" + args.fused_gate,
                             "--gpu-ffn-columns=" + args.ffn_columns,

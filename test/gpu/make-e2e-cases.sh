@@ -142,6 +142,14 @@ make_case wgmma-queue-fused-gate --gpu-path=wgmma --gpu-fused-gate=always --gpu-
 # an expert): rows of an expert's last tile past its end, a 256-column
 # block half past hidden 384.
 make_case wgmma-atomic-ragged --gpu-path=wgmma --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 128
+# 64-row wgmma tiles (both MMA warpgroups on one expert's 64 rows, each
+# half of each matrix's columns): gated with TMA weights and atomics over a
+# half-filled last column block; ungated on the cp.async producer with
+# combine by rows; the persistent form without a producer; the grid form.
+make_case wgmma-m64-tma-ragged --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 256
+make_case wgmma-m64-plain-rows --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=producer --gpu-combine=rows --plain --activation gelu --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 384
+make_case wgmma-m64-persistent --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=always --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
+make_case wgmma-m64-grid --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=never --gpu-combine=atomic --top-k 4 --experts 16 --tokens 900 --hidden 256 --ffn 256
 # The combine by rows beside the gating kernel: nothing to clear (a
 # 0-byte accumulator allocation).
 make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-combine=rows --top-k 2 --experts 8 --tokens 16 --hidden 128 --ffn 128

@@ -89,6 +89,12 @@ cl::opt<int64_t> gpuWgmmaStages(
     "gpu-wgmma-stages",
     cl::desc("shared-memory stages of the wgmma path (default 4)"),
     cl::init(4), cl::cat(category));
+cl::opt<int64_t> gpuWgmmaRows(
+    "gpu-wgmma-rows",
+    cl::desc("rows per tile of the wgmma path: 0 (default, chosen per "
+             "layer), 64 (both MMA warpgroups on the same rows, each half "
+             "the columns; 256-column tiles) or 128"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuGemvLanes(
     "gpu-gemv-lanes",
     cl::desc("most lanes of a warp splitting K in the expert GEMVs: 0 "
@@ -353,9 +359,12 @@ int main(int argc, char **argv) {
       gpuPath != "wgmma")
     return fail("unknown --gpu-path '" + gpuPath +
                 "' (expected auto, gemv, mma or wgmma)");
-  if (std::string why = moe::whyNotWgmma({gpuWgmmaColumns, gpuWgmmaStages});
+  if (std::string why = moe::whyNotWgmma(
+          {gpuWgmmaColumns, gpuWgmmaStages,
+           gpuWgmmaRows ? int64_t(gpuWgmmaRows) : moe::kWgmmaTileM});
       !why.empty())
-    return fail("--gpu-wgmma-columns / --gpu-wgmma-stages: " + why);
+    return fail("--gpu-wgmma-columns / --gpu-wgmma-stages / "
+                "--gpu-wgmma-rows: " + why);
   if (std::string why = moe::whyNotGemvTuning({gpuGemvLanes, gpuGemvUnroll});
       !why.empty())
     return fail("--gpu-gemv-lanes / --gpu-gemv-unroll: " + why);
@@ -501,6 +510,7 @@ int main(int argc, char **argv) {
     cudaOptions.mmaStages = gpuMmaStages;
     cudaOptions.wgmmaColumns = gpuWgmmaColumns;
     cudaOptions.wgmmaStages = gpuWgmmaStages;
+    cudaOptions.wgmmaRows = gpuWgmmaRows;
     cudaOptions.gemvLanes = gpuGemvLanes;
     cudaOptions.gemvUnroll = gpuGemvUnroll;
     cudaOptions.fusedGate = gpuFusedGate;

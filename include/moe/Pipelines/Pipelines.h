@@ -40,6 +40,10 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       *this, "wgmma-stages",
       llvm::cl::desc("shared-memory stages of the wgmma path"),
       llvm::cl::init(4)};
+  PassOptions::Option<int64_t> wgmmaRows{
+      *this, "wgmma-rows",
+      llvm::cl::desc("rows per wgmma tile: 0 (chosen per layer), 64 or 128"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> mmaTileM{
       *this, "mma-tile-m",
       llvm::cl::desc("rows per tensor-core tile: 0 (chosen per layer), 64 "

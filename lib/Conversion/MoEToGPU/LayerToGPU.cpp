@@ -187,7 +187,8 @@ struct ConvertMoELayerToGpuCallPass
           << "decode-stages must be 0, 2 or 3, got " << int64_t(decodeStages);
       return signalPassFailure();
     }
-    WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages};
+    WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages,
+                        wgmmaRows ? int64_t(wgmmaRows) : kWgmmaTileM};
     if (std::string why = whyNotWgmma(wgmmaTile); !why.empty()) {
       mlir::emitError(module.getLoc()) << why;
       return signalPassFailure();
@@ -234,7 +235,7 @@ struct ConvertMoELayerToGpuCallPass
       // Tensor-core tiles: 128 rows where experts fill them, else 64 rows
       // with a third pipeline stage (more bytes in flight per SM).
       StringRef chosen = choosePath(op);
-      int64_t tileM = chosen == "wgmma" ? kWgmmaTileM
+      int64_t tileM = chosen == "wgmma" ? wgmmaTile.rows
                       : mmaTileM        ? mmaTileM
                       : rowsPerExpert(op) >= 96 ? 128
                                                 : 64;
@@ -243,7 +244,8 @@ struct ConvertMoELayerToGpuCallPass
       if (chosen == "wgmma")
         plan.push_back(b.getNamedAttr(
             "wgmma_tile",
-            b.getDenseI64ArrayAttr({wgmmaTile.columns, wgmmaTile.stages})));
+            b.getDenseI64ArrayAttr(
+                {wgmmaTile.columns, wgmmaTile.stages, wgmmaTile.rows})));
       // 4 warps of 64 x 64 (per matrix 64 x 32 for pairs) measured 3-10%
       // faster than 8 warps of half the width at 128 to 8192 tokens.
       plan.push_back(b.getNamedAttr(
@@ -352,7 +354,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   bool wgmma = path == "wgmma", mma = path == "mma" || wgmma;
   WgmmaTile wgmmaTile;
   if (auto t = plan.getAs<DenseI64ArrayAttr>("wgmma_tile"))
-    wgmmaTile = {t[0], t[1]};
+    wgmmaTile = {t[0], t[1], t[2]};
   // (256 rows with the weights multicast over clusters of two blocks.)
   int64_t tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
   // cp.async stages of the mma.sync tiles: a third at 64 rows (more bytes in
@@ -505,6 +507,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // 64-column atoms a matrix.
   bool multicast =
       tmaWeights && persistentChoice == "multicast" &&
+      wgmmaTile.rows == kWgmmaTileM &&
       (wgmmaTile.columns / (gated ? 2 : 1) / 64) % 2 == 0;
   if (multicast) {
     tileM = 2 * kWgmmaTileM;

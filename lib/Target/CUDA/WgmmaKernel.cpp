@@ -11,7 +11,9 @@
 // A block is two warpgroups (256 threads) over kWgmmaTileM = 128 rows of one
 // expert (64 each) and `columns` weight columns (for the gated up
 // projection, half from W_up and half from W_gate side by side, so one
-// wgmma covers both). Per K step of kWgmmaTileK = 64:
+// wgmma covers both). With WgmmaTile::rows = 64 both warpgroups take the
+// same 64 rows and each half of every matrix's columns (m64n128 wgmmas):
+// where experts get about 64 rows, half the padded rows of 128-row tiles. Per K step of kWgmmaTileK = 64:
 //  - A (the rows, gathered by token, zero-filled past the expert's rows) is
 //    stored K-major, 128 bytes a row, in the 128-byte swizzle: 16-byte chunk
 //    c of row r goes to chunk c ^ (r % 8) of its row;
@@ -76,6 +78,13 @@ std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
   if (t.columns != 128 && t.columns != 256)
     return "wgmma tiles are 128 or 256 columns wide, got " +
            std::to_string(t.columns);
+  if (t.rows != 64 && t.rows != kWgmmaTileM)
+    return "wgmma tiles are 64 or " + std::to_string(kWgmmaTileM) +
+           " rows high, got " + std::to_string(t.rows);
+  // (Each warpgroup of a 64-row tile takes half of each matrix's atoms.)
+  if (t.rows == 64 && t.columns != 256)
+    return "64-row wgmma tiles are 256 columns wide, got " +
+           std::to_string(t.columns);
   if (t.stages < 3 || wgmmaSharedBytes(t) > kWgmmaMaxSharedBytes)
     return std::to_string(t.stages) + " stages of a " +
            std::to_string(t.columns) + "-column tile do not fit: " +
@@ -89,7 +98,7 @@ int64_t mlir::moe::planWgmmaGroupTiles(int64_t k) {
 }
 
 int64_t mlir::moe::wgmmaSharedBytes(const WgmmaTile &t) {
-  return t.stages * (kWgmmaTileM + t.columns) * kRowBytes + kAtomBytes;
+  return t.stages * (t.rows + t.columns) * kRowBytes + kAtomBytes;
 }
 
 int64_t mlir::moe::wgmmaBlockThreads(const MmaOptions &o) {
@@ -110,7 +119,8 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
                 : ("moe_wgmma_" + Twine(o.pair ? "pair_" : "plain_") +
                    stringifyActivation(o.activation) + "_bf16")
                       .str();
-  return name + "_n" + std::to_string(t.columns) + "_s" +
+  return name + (t.rows != kWgmmaTileM ? "_m" + std::to_string(t.rows) : "") +
+         "_n" + std::to_string(t.columns) + "_s" +
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
@@ -138,6 +148,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
          "multicast halves each matrix's weight atoms");
   assert(!(o.dense && (o.pair || o.scatter || o.gatherRows)) &&
          "a dense wgmma kernel has one matrix and plain rows");
+  assert((t.rows == kWgmmaTileM || !o.multicast) &&
+         "multicast clusters take 128-row halves");
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
@@ -146,10 +158,26 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   auto fn =
       createKernelFunc(b, loc, module, name, argTypes, wgmmaBlockThreads(o));
 
-  const int64_t TM = kWgmmaTileM, TK = kWgmmaTileK, S = t.stages;
+  const int64_t TM = t.rows, TK = kWgmmaTileK, S = t.stages;
   const int64_t numMats = o.pair ? 2 : 1;
   const int64_t TN = wgmmaColumnsPerMatrix(o, t); // columns per matrix
   const int64_t atoms = t.columns / 64, atomsPerMat = TN / 64;
+  // A 64-row tile: both warpgroups multiply the same rows, warpgroup w the
+  // w-th half of each matrix's columns (TNw of them), so each wgmma is
+  // m64n(columns / 2). The B atoms sit in shared memory by warpgroup, then
+  // matrix: warpgroup w's are one run (its descriptor's start).
+  const bool splitColumns = TM == 64;
+  const int64_t TNw = splitColumns ? TN / 2 : TN;
+  const int64_t wgColumns = splitColumns ? t.columns / 2 : t.columns;
+  assert((!splitColumns || atomsPerMat % 2 == 0) &&
+         "a 64-row tile halves each matrix's atoms");
+  // Where atom i of matrix m sits among a stage's atoms.
+  auto atomSlot = [&](int64_t m, int64_t i) -> int64_t {
+    if (!splitColumns)
+      return m * atomsPerMat + i;
+    int64_t half = atomsPerMat / 2;
+    return (i / half) * (atoms / 2) + m * half + i % half;
+  };
   const int64_t aStageBytes = TM * kRowBytes;
   const int64_t bStageBytes = t.columns * kRowBytes;
 
@@ -234,7 +262,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       ch.matrix = m;
       ch.row = divu(v, TN / 8);
       Value chunk = remu(v, TN / 8); // of this matrix's TN columns
-      ch.atom = add(ci(m * atomsPerMat), divu(chunk, 8));
+      // (Atom chunk / 8 of the matrix; its slot is a function of it.)
+      Value atomIn = divu(chunk, 8);
+      ch.atom = ci(atomSlot(m, 0));
+      for (int64_t i = 1; i < atomsPerMat; ++i)
+        ch.atom = ops.select(icmp(P::eq, atomIn, ci(i)), ci(atomSlot(m, i)),
+                             ch.atom);
       ch.col = swizzle(remu(chunk, 8), ch.row);
       ch.srcCol = mul(chunk, ci(8));
       bChunks.push_back(ch);
@@ -308,15 +341,23 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         b, loc, v, arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(c)));
   };
   Value warpgroup = divu(tid, 128);
-  // This warpgroup's 64 rows of A, and B, in stage 0.
+  // This warpgroup's 64 rows of A, and its B atoms, in stage 0.
   Value aDesc0 = descriptor(
-      arith::AddIOp::create(b, loc, aAddr,
-                            toI64(mul(warpgroup, ci(64 * kRowBytes)))),
+      splitColumns ? aAddr
+                   : Value(arith::AddIOp::create(
+                         b, loc, aAddr,
+                         toI64(mul(warpgroup, ci(64 * kRowBytes))))),
       16, kAtomBytes);
-  Value bDesc0 = descriptor(bAddr, TK * kRowBytes, kAtomBytes);
+  Value bDesc0 = descriptor(
+      splitColumns ? Value(arith::AddIOp::create(
+                         b, loc, bAddr,
+                         toI64(mul(warpgroup,
+                                   ci(atoms / 2 * TK * kRowBytes)))))
+                   : bAddr,
+      TK * kRowBytes, kAtomBytes);
 
-  // The accumulators: one struct of t.columns / 2 f32 per thread.
-  const int64_t numAcc = t.columns / 2;
+  // The accumulators: one struct of wgColumns / 2 f32 per thread.
+  const int64_t numAcc = wgColumns / 2;
   auto accType = LLVM::LLVMStructType::getLiteral(
       ctx, SmallVector<Type>(numAcc, f32));
   Value zeroAcc = LLVM::ZeroOp::create(b, loc, accType);
@@ -347,7 +388,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     scf::YieldOp::create(b, loc, acc);
     b.setInsertionPointToStart(&mmaIf.getThenRegion().front());
     NVVM::WgmmaFenceAlignedOp::create(b, loc);
-    auto shape = NVVM::MMAShapeAttr::get(ctx, 64, t.columns, 16);
+    auto shape = NVVM::MMAShapeAttr::get(ctx, 64, wgColumns, 16);
     auto bf16T = NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::bf16);
     auto f32T = NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::f32);
     auto one = NVVM::WGMMAScaleInAttr::get(ctx, NVVM::WGMMAScaleIn::one);
@@ -379,11 +420,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   };
 
   // Epilogue. Accumulator 4 q + 2 i + j of a thread (lane l of warp v of
-  // its warpgroup) is row 16 v + l / 4 + 8 i, column 8 q + 2 (l % 4) + j;
-  // matrix m's columns are the q in [m TN / 8, (m + 1) TN / 8).
+  // its warpgroup) is row 16 v + l / 4 + 8 i, column 8 q + 2 (l % 4) + j of
+  // the warpgroup's; matrix m's columns are the q in [m TNw / 8,
+  // (m + 1) TNw / 8).
   Value lane = remu(tid, 32), warp = remu(divu(tid, 32), 4);
-  Value rowBase = add(mul(warpgroup, ci(64)), add(mul(warp, ci(16)),
-                                                  divu(lane, 4)));
+  Value rowBase = add(mul(warp, ci(16)), divu(lane, 4));
+  if (!splitColumns)
+    rowBase = add(mul(warpgroup, ci(64)), rowBase);
   Value tg2 = mul(remu(lane, 4), ci(2));
   // The thread's two rows (rowBase + 8 i of the tile) and what their stores
   // need (the token and weight of a scatter, the weight of weighted rows),
@@ -407,7 +450,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     auto accAt = [&](int64_t i) -> Value {
       return LLVM::ExtractValueOp::create(b, loc, acc, i);
     };
-    buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(TN)), N), N,
+    if (splitColumns)
+      col0 = add(col0, mul(warpgroup, ci(TNw)));
+    buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(TNw)), N), N,
                        [&](Value cols) {
     for (int64_t i = 0; i < 2; ++i) {
       const AccumulatorRow &row = pre[i];
@@ -416,11 +461,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       OpBuilder::InsertionGuard eg(b);
       b.setInsertionPointToStart(&inRows.getThenRegion().front());
       Value col = add(col0, tg2);
-      for (int64_t q = 0; q < TN / 8; ++q) {
+      for (int64_t q = 0; q < TNw / 8; ++q) {
         SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
         SmallVector<Value, 2> gate;
         if (o.pair) {
-          int64_t g = q + TN / 8;
+          int64_t g = q + TNw / 8;
           gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
         }
         storeAccumulatorPair(b, loc, o, args.out, row, col, cols, h, gate,
@@ -701,7 +746,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           if (o.multicast)
             mask = arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(3));
           for (int64_t a = 0; a < atoms; a += o.multicast ? 2 : 1) {
+            // Atom a of the weights (a % atomsPerMat of matrix a /
+            // atomsPerMat), at its slot (with multicast, slots are atoms).
             Value atom = o.multicast ? add(ci(a), rank) : ci(a);
+            Value slot = o.multicast
+                             ? atom
+                             : ci(atomSlot(a / atomsPerMat, a % atomsPerMat));
             // (This CTA's shared memory, as a shared::cluster address.)
             Value dst = LLVM::AddrSpaceCastOp::create(
                 b, loc, LLVM::LLVMPointerType::get(ctx, 7),
@@ -709,7 +759,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                     b, loc, LLVM::LLVMPointerType::get(ctx, 3),
                     Value(arith::AddIOp::create(
                         b, loc, stageAddr,
-                        toI64(mul(atom, ci(TK * kRowBytes)))))));
+                        toI64(mul(slot, ci(TK * kRowBytes)))))));
             SmallVector<Value, 3> coords{
                 toI32(add(wk.col0, mul(remu(atom, atomsPerMat), ci(64)))),
                 toI32(k0), toI32(wk.expert)};
@@ -988,7 +1038,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   for (int64_t st = 0; st < S - 2; ++st)
     issue(ci(st), kOf(ci(st)), work, Value());
   Value warpgroupRows =
-      o.dense ? icmp(P::ult, add(rows.begin, mul(warpgroup, ci(64))), rows.end)
+      o.dense ? icmp(P::ult,
+                     splitColumns ? rows.begin
+                                  : add(rows.begin, mul(warpgroup, ci(64))),
+                     rows.end)
               : arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1)
                     .getResult();
   auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),

@@ -25,10 +25,10 @@ func.func @decode(%x: tensor<1x128xbf16>, %r: tensor<128x128xbf16>, %u: tensor<1
 // warpgroup MMAs (from 24 rows; mma.sync below); a sigmoid router with an
 // f32 bias, scaling, plain GeLU experts.
 // CHECK-LABEL: func.func private @__moe_gpu_layer_0(
-// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, mma_warps = 4 : i64, path = "wgmma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64, wgmma_tile = array<i64: 256, 4>}
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, mma_warps = 4 : i64, path = "wgmma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64, wgmma_tile = array<i64: 256, 4, 128>}
 // MMA: path = "mma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64}
 // WG128: path = "wgmma", rows_per_expert = 1.280000e+02
-// WG128-SAME: wgmma_tile = array<i64: 128, 6>
+// WG128-SAME: wgmma_tile = array<i64: 128, 6, 128>
 // GEMV-LABEL: func.func private @__moe_gpu_layer_0(
 // GEMV-SAME: path = "gemv"
 func.func @prefill(%x: tensor<512x128xbf16>, %r: tensor<128x8xbf16>, %b: tensor<8xf32>,

@@ -25,6 +25,7 @@
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGSTAGES
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=96 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWS
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-persistent=multicast --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWSMC
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-columns=128 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWS128
 // RUN: moe-compile %s --target=cuda --gpu-combine=atomic --gpu-wgmma-group-tiles=3 --gpu-wgmma-persistent=never --emit=mlir | FileCheck %s --check-prefix=ATOMIC
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa combine=atomic wgmma-group-tiles=3 wgmma-persistent=never" | FileCheck %s --check-prefix=ATOMICPTX
@@ -227,6 +228,7 @@
 // BADWGSTAGES: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 5 stages of a 256-column tile do not fit: 246784 bytes of shared memory (232448 at most, 3 stages at least)
 
 // BADWGROWS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: wgmma tiles are 64 or 128 rows high, got 96
+// BADWGROWSMC: error: multicast wgmma clusters take 128-row tiles, got 64 rows
 // BADWGROWS128: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 64-row wgmma tiles are 256 columns wide, got 128
 
 // OPTPATH: error: unknown GPU expert path 'simd' (expected auto, gemv, mma or wgmma)

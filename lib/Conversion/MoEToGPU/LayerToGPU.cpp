@@ -193,6 +193,12 @@ struct ConvertMoELayerToGpuCallPass
       mlir::emitError(module.getLoc()) << why;
       return signalPassFailure();
     }
+    if (wgmmaTile.rows != kWgmmaTileM && wgmmaPersistent == "multicast") {
+      mlir::emitError(module.getLoc())
+          << "multicast wgmma clusters take " << kWgmmaTileM
+          << "-row tiles, got " << wgmmaTile.rows << " rows";
+      return signalPassFailure();
+    }
     SmallVector<LayerOp> ops;
     module.walk([&](LayerOp op) { ops.push_back(op); });
     unsigned counter = 0;

@@ -262,12 +262,15 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       ch.matrix = m;
       ch.row = divu(v, TN / 8);
       Value chunk = remu(v, TN / 8); // of this matrix's TN columns
-      // (Atom chunk / 8 of the matrix; its slot is a function of it.)
+      // Atom chunk / 8 of the matrix, at its slot.
       Value atomIn = divu(chunk, 8);
-      ch.atom = ci(atomSlot(m, 0));
-      for (int64_t i = 1; i < atomsPerMat; ++i)
-        ch.atom = ops.select(icmp(P::eq, atomIn, ci(i)), ci(atomSlot(m, i)),
-                             ch.atom);
+      ch.atom = add(ci(m * atomsPerMat), atomIn);
+      if (splitColumns) {
+        ch.atom = ci(atomSlot(m, 0));
+        for (int64_t i = 1; i < atomsPerMat; ++i)
+          ch.atom = ops.select(icmp(P::eq, atomIn, ci(i)),
+                               ci(atomSlot(m, i)), ch.atom);
+      }
       ch.col = swizzle(remu(chunk, 8), ch.row);
       ch.srcCol = mul(chunk, ci(8));
       bChunks.push_back(ch);

@@ -13,7 +13,9 @@
 // projection, half from W_up and half from W_gate side by side, so one
 // wgmma covers both). With WgmmaTile::rows = 64 both warpgroups take the
 // same 64 rows and each half of every matrix's columns (m64n128 wgmmas):
-// where experts get about 64 rows, half the padded rows of 128-row tiles. Per K step of kWgmmaTileK = 64:
+// where experts get about 64 rows, fewer padded rows than 128-row tiles,
+// but 1.02-1.30x slower where measured (a K step's time follows the bytes
+// of its stage more than its MMAs: results/wgmma-tiles-2026-12-03.md). Per K step of kWgmmaTileK = 64:
 //  - A (the rows, gathered by token, zero-filled past the expert's rows) is
 //    stored K-major, 128 bytes a row, in the 128-byte swizzle: 16-byte chunk
 //    c of row r goes to chunk c ^ (r % 8) of its row;

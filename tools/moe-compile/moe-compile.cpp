@@ -91,10 +91,10 @@ cl::opt<int64_t> gpuWgmmaStages(
     cl::init(4), cl::cat(category));
 cl::opt<int64_t> gpuWgmmaRows(
     "gpu-wgmma-rows",
-    cl::desc("rows per tile of the wgmma path: 0 (default, chosen per "
-             "layer), 64 (both MMA warpgroups on the same rows, each half "
-             "the columns; 256-column tiles) or 128"),
-    cl::init(0), cl::cat(category));
+    cl::desc("rows per tile of the wgmma path: 128 (default), or 64 (both "
+             "MMA warpgroups on the same rows, each half the columns; "
+             "256-column tiles; measured slower)"),
+    cl::init(128), cl::cat(category));
 cl::opt<int64_t> gpuGemvLanes(
     "gpu-gemv-lanes",
     cl::desc("most lanes of a warp splitting K in the expert GEMVs: 0 "
@@ -360,8 +360,7 @@ int main(int argc, char **argv) {
     return fail("unknown --gpu-path '" + gpuPath +
                 "' (expected auto, gemv, mma or wgmma)");
   if (std::string why = moe::whyNotWgmma(
-          {gpuWgmmaColumns, gpuWgmmaStages,
-           gpuWgmmaRows ? int64_t(gpuWgmmaRows) : moe::kWgmmaTileM});
+          {gpuWgmmaColumns, gpuWgmmaStages, gpuWgmmaRows});
       !why.empty())
     return fail("--gpu-wgmma-columns / --gpu-wgmma-stages / "
                 "--gpu-wgmma-rows: " + why);

@@ -187,8 +187,7 @@ struct ConvertMoELayerToGpuCallPass
           << "decode-stages must be 0, 2 or 3, got " << int64_t(decodeStages);
       return signalPassFailure();
     }
-    WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages,
-                        wgmmaRows ? int64_t(wgmmaRows) : kWgmmaTileM};
+    WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages, wgmmaRows};
     if (std::string why = whyNotWgmma(wgmmaTile); !why.empty()) {
       mlir::emitError(module.getLoc()) << why;
       return signalPassFailure();

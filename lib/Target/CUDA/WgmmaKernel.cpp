@@ -15,7 +15,8 @@
 // same 64 rows and each half of every matrix's columns (m64n128 wgmmas):
 // where experts get about 64 rows, fewer padded rows than 128-row tiles,
 // but 1.02-1.30x slower where measured (a K step's time follows the bytes
-// of its stage more than its MMAs: results/wgmma-tiles-2026-12-03.md). Per K step of kWgmmaTileK = 64:
+// of its stage more than its MMAs: results/wgmma-tiles-2026-12-03.md).
+// Per K step of kWgmmaTileK = 64:
 //  - A (the rows, gathered by token, zero-filled past the expert's rows) is
 //    stored K-major, 128 bytes a row, in the 128-byte swizzle: 16-byte chunk
 //    c of row r goes to chunk c ^ (r % 8) of its row;
@@ -173,13 +174,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   const int64_t wgColumns = splitColumns ? t.columns / 2 : t.columns;
   assert((!splitColumns || atomsPerMat % 2 == 0) &&
          "a 64-row tile halves each matrix's atoms");
-  // Where atom i of matrix m sits among a stage's atoms.
-  auto atomSlot = [&](int64_t m, int64_t i) -> int64_t {
-    if (!splitColumns)
-      return m * atomsPerMat + i;
-    int64_t half = atomsPerMat / 2;
-    return (i / half) * (atoms / 2) + m * half + i % half;
-  };
   const int64_t aStageBytes = TM * kRowBytes;
   const int64_t bStageBytes = t.columns * kRowBytes;
 
@@ -199,6 +193,15 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   auto remu = [&](Value l, int64_t r) { return ops.remu(l, r); };
   auto xorI = [&](Value l, Value r) -> Value {
     return arith::XOrIOp::create(b, loc, l, r);
+  };
+  // Where atom i of matrix m sits among a stage's atoms (constants fold
+  // later).
+  auto atomSlot = [&](int64_t m, Value i) -> Value {
+    if (!splitColumns)
+      return ops.add(ops.c(m * atomsPerMat), i);
+    int64_t half = atomsPerMat / 2;
+    return ops.add(ops.mul(ops.divu(i, half), ops.c(atoms / 2)),
+                   ops.add(ops.c(m * half), ops.remu(i, half)));
   };
 
   // Dynamic shared memory: A stages, then B stages, from the first multiple
@@ -264,15 +267,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       ch.matrix = m;
       ch.row = divu(v, TN / 8);
       Value chunk = remu(v, TN / 8); // of this matrix's TN columns
-      // Atom chunk / 8 of the matrix, at its slot.
-      Value atomIn = divu(chunk, 8);
-      ch.atom = add(ci(m * atomsPerMat), atomIn);
-      if (splitColumns) {
-        ch.atom = ci(atomSlot(m, 0));
-        for (int64_t i = 1; i < atomsPerMat; ++i)
-          ch.atom = ops.select(icmp(P::eq, atomIn, ci(i)),
-                               ci(atomSlot(m, i)), ch.atom);
-      }
+      ch.atom = atomSlot(m, divu(chunk, 8));
       ch.col = swizzle(remu(chunk, 8), ch.row);
       ch.srcCol = mul(chunk, ci(8));
       bChunks.push_back(ch);
@@ -756,7 +751,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
             Value atom = o.multicast ? add(ci(a), rank) : ci(a);
             Value slot = o.multicast
                              ? atom
-                             : ci(atomSlot(a / atomsPerMat, a % atomsPerMat));
+                             : atomSlot(a / atomsPerMat, ci(a % atomsPerMat));
             // (This CTA's shared memory, as a shared::cluster address.)
             Value dst = LLVM::AddrSpaceCastOp::create(
                 b, loc, LLVM::LLVMPointerType::get(ctx, 7),

@@ -633,9 +633,10 @@ struct WgmmaTile {
   int64_t stages = 4;    // 3 or more, as shared memory allows
   /// Rows of a tile: kWgmmaTileM (each MMA warpgroup 64 of them, all
   /// columns), or 64 (both warpgroups on the same 64 rows, each half of
-  /// each matrix's columns: half the padding where experts get few rows,
-  /// at more shared-memory bytes per MMA). 64 needs an even count of
-  /// 64-column atoms a matrix, and no multicast.
+  /// each matrix's columns: fewer padded rows where experts get few rows,
+  /// at more shared-memory bytes per MMA; 1.02-1.30x slower where
+  /// measured). 64 needs an even count of 64-column atoms a matrix, and no
+  /// multicast.
   int64_t rows = kWgmmaTileM;
 };
 /// Why `t` cannot be built (empty when it can).

@@ -6,15 +6,17 @@
 // mma.sync. The Hopper path (wgmma) stages swizzled tiles with cp.async into
 // dynamic shared memory, fences them into the async proxy before the
 // barrier, multiplies with m64n256k16 warpgroup MMAs (B MN-major:
-// imm-trans-b 1) and keeps one group in flight.
+// imm-trans-b 1) and keeps one group in flight. (128-row tiles asked for:
+// this layer's few rows an expert would get 64-row ones, which
+// cuda-wgmma-m64.mlir checks.)
 // RUN: moe-opt %s --moe-cuda-pipeline="path=mma format=isa" -o %t.mma
 // RUN: FileCheck %s --check-prefix=ROUTE < %t.mma
 // RUN: FileCheck %s --check-prefix=MMA < %t.mma
 // RUN: FileCheck %s --check-prefix=LDM < %t.mma
 // RUN: FileCheck %s --check-prefix=CPASYNC < %t.mma
 // RUN: moe-opt %s --moe-cuda-pipeline="path=gemv format=isa" | FileCheck %s --check-prefix=GEMV
-// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-persistent=never format=isa" | FileCheck %s --check-prefix=WGMMA
-// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-persistent=producer format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=WGLAUNCH
+// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=128 wgmma-persistent=never format=isa" | FileCheck %s --check-prefix=WGMMA
+// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=128 wgmma-persistent=producer format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=WGLAUNCH
 
 // WGMMA: .target sm_90a
 // WGMMA: .entry moe_wgmma_pair_silu_bf16_n256_s4

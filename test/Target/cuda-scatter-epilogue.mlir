@@ -4,7 +4,7 @@
 // under it; none loaded after), and a row's vector reductions share one
 // address, the column steps as immediate offsets (no address arithmetic
 // between them).
-// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma combine=atomic format=isa" | FileCheck %s
+// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=128 combine=atomic format=isa" | FileCheck %s
 // CHECK: .entry moe_wgmma_scatter_bf16_n256
 // CHECK: wgmma.wait_group.sync.aligned {{\\09}}1;
 // CHECK: ld.global.s32

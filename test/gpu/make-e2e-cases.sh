@@ -150,6 +150,12 @@ make_case wgmma-m64-tma-ragged --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-combin
 make_case wgmma-m64-plain-rows --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=producer --gpu-combine=rows --plain --activation gelu --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 384
 make_case wgmma-m64-persistent --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=always --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
 make_case wgmma-m64-grid --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=never --gpu-combine=atomic --top-k 4 --experts 16 --tokens 900 --hidden 256 --ffn 256
+# The planner's 64-row tiles where experts get a row or two (TMA weights,
+# combine by rows): a gated layer left to auto (6 tokens hit about 35 of 64
+# experts: 141 (tile, column block) pairs a kernel), and an ungated one with
+# top-1 (the combine of one row a token) asked for.
+make_case auto-m64-few-rows --top-k 8 --experts 64 --renormalize --tokens 6 --hidden 1024 --ffn 512
+make_case wgmma-m64-tma-top1 --gpu-path=wgmma --gpu-wgmma-rows=64 --plain --activation gelu --top-k 1 --experts 32 --tokens 40 --hidden 256 --ffn 512
 # The combine by rows beside the gating kernel: nothing to clear (a
 # 0-byte accumulator allocation).
 make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-combine=rows --top-k 2 --experts 8 --tokens 16 --hidden 128 --ffn 128

@@ -91,10 +91,11 @@ cl::opt<int64_t> gpuWgmmaStages(
     cl::init(4), cl::cat(category));
 cl::opt<int64_t> gpuWgmmaRows(
     "gpu-wgmma-rows",
-    cl::desc("rows per tile of the wgmma path: 128 (default), or 64 (both "
-             "MMA warpgroups on the same rows, each half the columns; "
-             "256-column tiles; measured slower)"),
-    cl::init(128), cl::cat(category));
+    cl::desc("rows per tile of the wgmma path: 0 (default: chosen per "
+             "layer, 64 below 32 rows an expert, else 128), 128, or 64 "
+             "(both MMA warpgroups on the same rows, each half the "
+             "columns; 256-column tiles)"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuGemvLanes(
     "gpu-gemv-lanes",
     cl::desc("most lanes of a warp splitting K in the expert GEMVs: 0 "
@@ -359,7 +360,7 @@ int main(int argc, char **argv) {
       gpuPath != "wgmma")
     return fail("unknown --gpu-path '" + gpuPath +
                 "' (expected auto, gemv, mma or wgmma)");
-  if (std::string why = moe::whyNotWgmma(
+  if (std::string why = moe::whyNotWgmmaOptions(
           {gpuWgmmaColumns, gpuWgmmaStages, gpuWgmmaRows});
       !why.empty())
     return fail("--gpu-wgmma-columns / --gpu-wgmma-stages / "

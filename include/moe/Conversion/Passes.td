@@ -78,9 +78,10 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "weight columns per wgmma block: 128 or 256">,
     Option<"wgmmaStages", "wgmma-stages", "int64_t", "4",
            "shared-memory stages of the wgmma path">,
-    Option<"wgmmaRows", "wgmma-rows", "int64_t", "128",
-           "rows per wgmma tile: 128, or 64 (both warpgroups on the same "
-           "rows, each half the columns)">,
+    Option<"wgmmaRows", "wgmma-rows", "int64_t", "0",
+           "rows per wgmma tile: 0 (chosen per layer: 64 below 32 rows an "
+           "expert with 256 columns, else 128), 128, or 64 (both "
+           "warpgroups on the same rows, each half the columns)">,
     Option<"wgmmaQueue", "wgmma-queue", "std::string", "\"auto\"",
            "the producer-form wgmma kernels take their (tile, column block) "
            "pairs from a global counter in order instead of round-robin by "

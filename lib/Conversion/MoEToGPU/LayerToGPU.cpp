@@ -80,9 +80,53 @@ struct ConvertMoELayerToGpuCallPass
     return double(T * k) / expectedExpertsHit(E, k, T);
   }
 
+  /// Rows of the wgmma tiles where the user left them to the planner: 64
+  /// where experts get fewer than kWgmmaHalfRowsBelow rows on average (and
+  /// the tile is 256 columns wide), else kWgmmaTileM. Measured at 16 to
+  /// 1024 tokens of the five standard shapes (TMA weights, 4 stages): 64-row
+  /// tiles 0.89-0.99x the time of the default at up to 16 rows an expert,
+  /// 0.99-1.02x at 32, 1.10-1.16x at 64 and more
+  /// (results/wgmma-small-rows-2026-12-03.md).
+  static constexpr double kWgmmaHalfRowsBelow = 32;
+  int64_t chooseWgmmaRows(LayerOp op) {
+    if (wgmmaRows != 0)
+      return wgmmaRows;
+    return wgmmaColumns == 256 && wgmmaPersistent != "multicast" &&
+                   rowsPerExpert(op) < kWgmmaHalfRowsBelow
+               ? 64
+               : kWgmmaTileM;
+  }
+
+  /// Whether the 64-row wgmma tiles keep the GPU busy below wgmmaMinRows
+  /// rows an expert: more than one token (one token has the decode kernel,
+  /// which the 64-row tiles took 1.02-2.8x as long as), and in both the up
+  /// and the down kernel at least kWgmmaSmallMinPairs (tile, column block)
+  /// pairs for the SMs, expected from the experts hit. With fewer, each
+  /// SM streams a whole column block's weights alone: ds-moe-128 at 8
+  /// tokens (62 down pairs of 8192 K rows) 1.03x, Mixtral at 2 tokens (56)
+  /// 1.09x the GEMVs; from 88 pairs (Mixtral, 4 tokens) 0.87x, and 0.71-
+  /// 0.97x wherever more (qwen3 and DeepSeek-V3 from 2 tokens, OLMoE from
+  /// 4; OLMoE at 2 tokens, 120 pairs, measured 1.035x).
+  static constexpr int64_t kWgmmaSmallMinPairs = kPlanSms * 3 / 5;
+  bool smallRowsWgmma(LayerOp op) {
+    int64_t T = cast<RankedTensorType>(op.getInput().getType()).getDimSize(0);
+    if (T < 2 || chooseWgmmaRows(op) != 64)
+      return false;
+    auto up = cast<RankedTensorType>(op.getWUp().getType());
+    int64_t d = up.getDimSize(1), f = up.getDimSize(2);
+    int64_t k = op.getTopKAttr().getInt(), E = op.getNumExperts();
+    // A gated tile holds wgmmaColumns / 2 columns of each matrix.
+    int64_t upColumns = op.getWGate() ? wgmmaColumns / 2 : wgmmaColumns;
+    double hit = expectedExpertsHit(E, k, T);
+    double upPairs = hit * double((f + upColumns - 1) / upColumns);
+    double downPairs = hit * double((d + wgmmaColumns - 1) / wgmmaColumns);
+    return std::min(upPairs, downPairs) >= double(kWgmmaSmallMinPairs);
+  }
+
   /// The expert path: the memory-bound grouped GEMV (split over K, weights
-  /// read once per 4 rows) where experts get few rows, the tensor-core
-  /// grouped GEMM where they get many.
+  /// read once per 4 rows) where experts get few rows and the 64-row wgmma
+  /// tiles would leave SMs idle, the tensor-core grouped GEMM elsewhere
+  /// (mma.sync where the wgmma path is not taken).
   StringRef choosePath(LayerOp op) {
     auto up = cast<RankedTensorType>(op.getWUp().getType());
     int64_t d = up.getDimSize(1), f = up.getDimSize(2);
@@ -94,9 +138,9 @@ struct ConvertMoELayerToGpuCallPass
     if (path == "mma" || path == "wgmma")
       return path;
     double rows = rowsPerExpert(op);
-    if (rows < mmaMinRows)
-      return "gemv";
-    return rows >= wgmmaMinRows ? "wgmma" : "mma";
+    if (rows >= wgmmaMinRows || smallRowsWgmma(op))
+      return "wgmma";
+    return rows < mmaMinRows ? "gemv" : "mma";
   }
 
   void runOnOperation() override {
@@ -187,15 +231,16 @@ struct ConvertMoELayerToGpuCallPass
           << "decode-stages must be 0, 2 or 3, got " << int64_t(decodeStages);
       return signalPassFailure();
     }
-    WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages, wgmmaRows};
-    if (std::string why = whyNotWgmma(wgmmaTile); !why.empty()) {
+    if (std::string why =
+            whyNotWgmmaOptions({wgmmaColumns, wgmmaStages, wgmmaRows});
+        !why.empty()) {
       mlir::emitError(module.getLoc()) << why;
       return signalPassFailure();
     }
-    if (wgmmaTile.rows != kWgmmaTileM && wgmmaPersistent == "multicast") {
+    if (wgmmaRows == 64 && wgmmaPersistent == "multicast") {
       mlir::emitError(module.getLoc())
           << "multicast wgmma clusters take " << kWgmmaTileM
-          << "-row tiles, got " << wgmmaTile.rows << " rows";
+          << "-row tiles, got 64 rows";
       return signalPassFailure();
     }
     SmallVector<LayerOp> ops;
@@ -240,6 +285,7 @@ struct ConvertMoELayerToGpuCallPass
       // Tensor-core tiles: 128 rows where experts fill them, else 64 rows
       // with a third pipeline stage (more bytes in flight per SM).
       StringRef chosen = choosePath(op);
+      WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages, chooseWgmmaRows(op)};
       int64_t tileM = chosen == "wgmma" ? wgmmaTile.rows
                       : mmaTileM        ? mmaTileM
                       : rowsPerExpert(op) >= 96 ? 128
@@ -499,11 +545,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // (its kernels 13.98 -> 13.22 ms at base clocks); the ungated ds-moe-128
   // at 8192 (one half-full tile an expert) measured 1.017x, as it did
   // before the queue (results/wgmma-tma-queue-2026-12-02.md).
+  // 64-row tiles take TMA weights too (how they were measured against the
+  // GEMVs and mma.sync tiles, results/wgmma-small-rows-2026-12-03.md).
   bool tmaWeights =
       producer &&
       (persistentChoice == "tma" || persistentChoice == "multicast" ||
        (persistentChoice == "auto" &&
-        (gated || N >= kTmaMinRowsPerExpert * E)));
+        (gated || wgmmaTile.rows == 64 || N >= kTmaMinRowsPerExpert * E)));
   // The weights multicast by TMA to the two blocks of a cluster, which take
   // the two 128-row halves of a 256-row tile (MmaOptions::multicast): L2
   // serves each weight block once per 256 rows. Only where asked: each SM

@@ -96,6 +96,17 @@ std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
   return "";
 }
 
+std::string mlir::moe::whyNotWgmmaOptions(const WgmmaTile &t) {
+  if (t.rows != 0)
+    return whyNotWgmma(t);
+  // Rows chosen per layer: 64 only with 256 columns, so 128 must fit, and
+  // 64 where it may be chosen.
+  if (std::string why = whyNotWgmma({t.columns, t.stages, kWgmmaTileM});
+      !why.empty() || t.columns != 256)
+    return why;
+  return whyNotWgmma({t.columns, t.stages, 64});
+}
+
 int64_t mlir::moe::planWgmmaGroupTiles(int64_t k) {
   return std::max<int64_t>(1, kWgmmaGroupRowBytes / (kWgmmaTileM * k * 2));
 }

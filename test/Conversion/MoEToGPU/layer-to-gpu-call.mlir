@@ -2,6 +2,7 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="path=gemv" | FileCheck %s --check-prefix=GEMV
 // RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="wgmma-min-rows=1000" | FileCheck %s --check-prefix=MMA
 // RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="path=wgmma wgmma-columns=128 wgmma-stages=6" | FileCheck %s --check-prefix=WG128
+// RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="wgmma-rows=128" | FileCheck %s --check-prefix=ROWS128
 
 // One token, top-8 of 128: about one row per expert hit, the memory-bound
 // GEMV path; the routing options travel to the helper.
@@ -70,4 +71,68 @@ func.func @unsupported(%xf: tensor<4x64xf32>, %rf: tensor<64x8xf32>, %uf: tensor
   %4 = moe.layer %x : tensor<4x64xbf16> router(%r2k : tensor<64x2048xbf16>) up(%u2k : tensor<2048x64x64xbf16>) down(%d2k : tensor<2048x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
   %5 = moe.layer %x : tensor<4x64xbf16> router(%r4 : tensor<64x4xbf16>) up(%u4 : tensor<4x64x64xbf16>) down(%d4 : tensor<4x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
   return %0, %1, %2, %3, %4, %5 : tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>
+}
+
+// -----
+
+// Few rows an expert on many SMs' worth of work: 2 tokens of a qwen3-sized
+// layer (top-8 of 128, hidden 2048, ffn 768) hit about 15.5 experts with
+// 1.03 rows each, whose up kernel has 15.5 x 6 and down kernel 15.5 x 8
+// (tile, column block) pairs: the wgmma path with 64-row tiles (at least 79
+// pairs each). Asked for 128-row tiles, the GEMVs (below 1.2 rows).
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: path = "wgmma", renormalize, rows_per_expert = 1.03{{[0-9]*}} : f64, scaling = 1.000000e+00 : f64, tile_m = 64 : i64, top_k = 8 : i64, wgmma_tile = array<i64: 256, 4, 64>}
+// ROWS128-LABEL: func.func private @__moe_gpu_layer_0(
+// ROWS128-SAME: path = "gemv"
+func.func @qwen3_2(%x: tensor<2x2048xbf16>, %r: tensor<2048x128xbf16>, %u: tensor<128x2048x768xbf16>,
+                   %g: tensor<128x2048x768xbf16>, %d: tensor<128x768x2048xbf16>) -> tensor<2x2048xbf16> {
+  %y = moe.layer %x : tensor<2x2048xbf16> router(%r : tensor<2048x128xbf16>) up(%u : tensor<128x2048x768xbf16>) gate(%g : tensor<128x2048x768xbf16>) down(%d : tensor<128x768x2048xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<2x2048xbf16>
+  return %y : tensor<2x2048xbf16>
+}
+
+// -----
+
+// One token of the same layer: the GEMVs (the decode kernel).
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: path = "gemv"
+func.func @qwen3_1(%x: tensor<1x2048xbf16>, %r: tensor<2048x128xbf16>, %u: tensor<128x2048x768xbf16>,
+                   %g: tensor<128x2048x768xbf16>, %d: tensor<128x768x2048xbf16>) -> tensor<1x2048xbf16> {
+  %y = moe.layer %x : tensor<1x2048xbf16> router(%r : tensor<2048x128xbf16>) up(%u : tensor<128x2048x768xbf16>) gate(%g : tensor<128x2048x768xbf16>) down(%d : tensor<128x768x2048xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<1x2048xbf16>
+  return %y : tensor<1x2048xbf16>
+}
+
+// -----
+
+// 8 tokens of a ds-moe-128-sized layer (top-1 of 128, hidden 2048, ffn
+// 8192, ungated): about 7.8 experts hit, 62 down pairs: the GEMVs.
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: path = "gemv"
+func.func @dsmoe_8(%x: tensor<8x2048xbf16>, %r: tensor<2048x128xbf16>,
+                   %u: tensor<128x2048x8192xbf16>, %d: tensor<128x8192x2048xbf16>) -> tensor<8x2048xbf16> {
+  %y = moe.layer %x : tensor<8x2048xbf16> router(%r : tensor<2048x128xbf16>) up(%u : tensor<128x2048x8192xbf16>) down(%d : tensor<128x8192x2048xbf16>) {activation = #moe.activation<gelu>, renormalize, top_k = 1 : i64} -> tensor<8x2048xbf16>
+  return %y : tensor<8x2048xbf16>
+}
+
+// -----
+
+// At 16 tokens (15.1 experts, 121 down pairs) the 64-row wgmma tiles.
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: path = "wgmma"
+// CHECK-SAME: tile_m = 64 : i64
+func.func @dsmoe_16(%x: tensor<16x2048xbf16>, %r: tensor<2048x128xbf16>,
+                    %u: tensor<128x2048x8192xbf16>, %d: tensor<128x8192x2048xbf16>) -> tensor<16x2048xbf16> {
+  %y = moe.layer %x : tensor<16x2048xbf16> router(%r : tensor<2048x128xbf16>) up(%u : tensor<128x2048x8192xbf16>) down(%d : tensor<128x8192x2048xbf16>) {activation = #moe.activation<gelu>, renormalize, top_k = 1 : i64} -> tensor<16x2048xbf16>
+  return %y : tensor<16x2048xbf16>
+}
+
+// -----
+
+// 32 rows an expert and more: 128-row tiles (512 tokens of the qwen3-sized
+// layer).
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: path = "wgmma", renormalize, rows_per_expert = 32.0000{{[0-9]*}} : f64, scaling = 1.000000e+00 : f64, tile_m = 128 : i64, top_k = 8 : i64, wgmma_tile = array<i64: 256, 4, 128>}
+func.func @qwen3_512(%x: tensor<512x2048xbf16>, %r: tensor<2048x128xbf16>, %u: tensor<128x2048x768xbf16>,
+                     %g: tensor<128x2048x768xbf16>, %d: tensor<128x768x2048xbf16>) -> tensor<512x2048xbf16> {
+  %y = moe.layer %x : tensor<512x2048xbf16> router(%r : tensor<2048x128xbf16>) up(%u : tensor<128x2048x768xbf16>) gate(%g : tensor<128x2048x768xbf16>) down(%d : tensor<128x768x2048xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<512x2048xbf16>
+  return %y : tensor<512x2048xbf16>
 }

@@ -634,13 +634,16 @@ struct WgmmaTile {
   /// Rows of a tile: kWgmmaTileM (each MMA warpgroup 64 of them, all
   /// columns), or 64 (both warpgroups on the same 64 rows, each half of
   /// each matrix's columns: fewer padded rows where experts get few rows,
-  /// at more shared-memory bytes per MMA; 1.02-1.30x slower where
-  /// measured). 64 needs an even count of 64-column atoms a matrix, and no
-  /// multicast.
+  /// at more shared-memory bytes per MMA; 0.71-0.99x the time of the other
+  /// paths below 32 rows an expert, 1.02-1.30x that of 128 rows from 64).
+  /// 64 needs an even count of 64-column atoms a matrix, and no multicast.
   int64_t rows = kWgmmaTileM;
 };
 /// Why `t` cannot be built (empty when it can).
 std::string whyNotWgmma(const WgmmaTile &t);
+/// Why the options `t` cannot be built, where rows 0 leaves the rows to the
+/// planner (64 or kWgmmaTileM per layer; 64 only with 256 columns).
+std::string whyNotWgmmaOptions(const WgmmaTile &t);
 /// The rows of a group of tiles (MmaOptions::groupTiles) kept in L2 while
 /// the group's column blocks run: about half the H200's 50 MiB L2, the
 /// rest for the weight blocks streaming through.

@@ -82,11 +82,11 @@ struct ConvertMoELayerToGpuCallPass
 
   /// Rows of the wgmma tiles where the user left them to the planner: 64
   /// where experts get fewer than kWgmmaHalfRowsBelow rows on average (and
-  /// the tile is 256 columns wide), else kWgmmaTileM. Measured at 16 to
+  /// the tile is 256 columns wide), else kWgmmaTileM. Measured at 1 to
   /// 1024 tokens of the five standard shapes (TMA weights, 4 stages): 64-row
-  /// tiles 0.89-0.99x the time of the default at up to 16 rows an expert,
-  /// 0.99-1.02x at 32, 1.10-1.16x at 64 and more
-  /// (results/wgmma-small-rows-2026-12-03.md).
+  /// tiles 0.80-0.99x the time of the mma.sync tiles and 128-row wgmma
+  /// tiles at 1.2 to 16 rows an expert, 0.99-1.02x at 32, 1.03-1.16x from
+  /// 64 (results/wgmma-small-rows-2026-12-03.md).
   static constexpr double kWgmmaHalfRowsBelow = 32;
   int64_t chooseWgmmaRows(LayerOp op) {
     if (wgmmaRows != 0)

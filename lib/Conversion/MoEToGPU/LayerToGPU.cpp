@@ -82,7 +82,7 @@ struct ConvertMoELayerToGpuCallPass
 
   /// Rows of the wgmma tiles where the user left them to the planner: 64
   /// where experts get fewer than kWgmmaHalfRowsBelow rows on average (and
-  /// the tile is 256 columns wide), else kWgmmaTileM. Measured at 1 to
+  /// the options allow a 64-row tile), else kWgmmaTileM. Measured at 1 to
   /// 1024 tokens of the five standard shapes (TMA weights, 4 stages): 64-row
   /// tiles 0.80-0.99x the time of the mma.sync tiles and 128-row wgmma
   /// tiles at 1.2 to 16 rows an expert, 0.99-1.02x at 32, 1.03-1.16x from
@@ -91,8 +91,9 @@ struct ConvertMoELayerToGpuCallPass
   int64_t chooseWgmmaRows(LayerOp op) {
     if (wgmmaRows != 0)
       return wgmmaRows;
-    return wgmmaColumns == 256 && wgmmaPersistent != "multicast" &&
-                   rowsPerExpert(op) < kWgmmaHalfRowsBelow
+    return wgmmaPersistent != "multicast" &&
+                   rowsPerExpert(op) < kWgmmaHalfRowsBelow &&
+                   whyNotWgmma({wgmmaColumns, wgmmaStages, 64}).empty()
                ? 64
                : kWgmmaTileM;
   }
@@ -104,8 +105,8 @@ struct ConvertMoELayerToGpuCallPass
   /// pairs for the SMs, expected from the experts hit. With fewer, each
   /// SM streams a whole column block's weights alone: ds-moe-128 at 8
   /// tokens (62 down pairs of 8192 K rows) 1.03x, Mixtral at 2 tokens (56)
-  /// 1.09x the GEMVs; from 88 pairs (Mixtral, 4 tokens) 0.87x, and 0.71-
-  /// 0.97x wherever more (qwen3 and DeepSeek-V3 from 2 tokens, OLMoE from
+  /// 1.09x the GEMVs; from 87.5 pairs (Mixtral, 4 tokens) 0.87x, and 0.71-
+  /// 0.99x wherever more (qwen3 and DeepSeek-V3 from 2 tokens, OLMoE from
   /// 4; OLMoE at 2 tokens, 120 pairs, measured 1.035x).
   static constexpr int64_t kWgmmaSmallMinPairs = kPlanSms * 3 / 5;
   bool smallRowsWgmma(LayerOp op) {

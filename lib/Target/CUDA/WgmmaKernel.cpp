@@ -13,8 +13,10 @@
 // projection, half from W_up and half from W_gate side by side, so one
 // wgmma covers both). With WgmmaTile::rows = 64 both warpgroups take the
 // same 64 rows and each half of every matrix's columns (m64n128 wgmmas):
-// where experts get about 64 rows, fewer padded rows than 128-row tiles,
-// but 1.02-1.30x slower where measured (a K step's time follows the bytes
+// fewer padded rows where experts get few rows. The planner takes them below
+// 32 rows an expert (0.71-0.99x the time of the other paths where the SMs
+// have work, results/wgmma-small-rows-2026-12-03.md); from 64 rows they are
+// 1.02-1.30x slower than 128-row tiles (a K step's time follows the bytes
 // of its stage more than its MMAs: results/wgmma-tiles-2026-12-03.md).
 // Per K step of kWgmmaTileK = 64:
 //  - A (the rows, gathered by token, zero-filled past the expert's rows) is
@@ -99,12 +101,9 @@ std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
 std::string mlir::moe::whyNotWgmmaOptions(const WgmmaTile &t) {
   if (t.rows != 0)
     return whyNotWgmma(t);
-  // Rows chosen per layer: 64 only with 256 columns, so 128 must fit, and
-  // 64 where it may be chosen.
-  if (std::string why = whyNotWgmma({t.columns, t.stages, kWgmmaTileM});
-      !why.empty() || t.columns != 256)
-    return why;
-  return whyNotWgmma({t.columns, t.stages, 64});
+  // Rows chosen per layer: 128 must fit; the planner takes 64 only where
+  // whyNotWgmma allows it.
+  return whyNotWgmma({t.columns, t.stages, kWgmmaTileM});
 }
 
 int64_t mlir::moe::planWgmmaGroupTiles(int64_t k) {

@@ -635,14 +635,15 @@ struct WgmmaTile {
   /// columns), or 64 (both warpgroups on the same 64 rows, each half of
   /// each matrix's columns: fewer padded rows where experts get few rows,
   /// at more shared-memory bytes per MMA; 0.71-0.99x the time of the other
-  /// paths below 32 rows an expert, 1.02-1.30x that of 128 rows from 64).
+  /// paths at 1.2-16 rows an expert where the SMs have work, 1.02-1.30x
+  /// that of 128 rows from 64).
   /// 64 needs an even count of 64-column atoms a matrix, and no multicast.
   int64_t rows = kWgmmaTileM;
 };
 /// Why `t` cannot be built (empty when it can).
 std::string whyNotWgmma(const WgmmaTile &t);
 /// Why the options `t` cannot be built, where rows 0 leaves the rows to the
-/// planner (64 or kWgmmaTileM per layer; 64 only with 256 columns).
+/// planner (kWgmmaTileM, or 64 per layer where whyNotWgmma allows it).
 std::string whyNotWgmmaOptions(const WgmmaTile &t);
 /// The rows of a group of tiles (MmaOptions::groupTiles) kept in L2 while
 /// the group's column blocks run: about half the H200's 50 MiB L2, the

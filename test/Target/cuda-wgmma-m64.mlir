@@ -5,7 +5,7 @@
 // RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=64 combine=atomic format=isa" | FileCheck %s
 // RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma combine=atomic format=isa" | FileCheck %s --check-prefix=M128
 // CHECK-DAG: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64_finish
-// CHECK-DAG: .entry moe_wgmma_pair_silu_bf16_m64_n256_s4_ws_tma_q
+// CHECK-DAG: .entry moe_wgmma_pair_silu_bf16_m64_n256_s4_g66_ws_tma_q
 // CHECK-DAG: .entry moe_wgmma_scatter_bf16_m64_n256_s4_ws_tma_q
 // CHECK-NOT: wgmma.mma_async.sync.aligned.m64n256k16
 // CHECK: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16

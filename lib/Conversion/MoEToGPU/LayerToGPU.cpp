@@ -515,12 +515,26 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // The wgmma blocks' order over (row tile, column block): groups of tiles
   // whose rows fit in L2 (planWgmmaGroupTiles), so that the rows, read
   // again by every column block, come from DRAM once where all of them
-  // outgrow the L2 (results/combine-rows-2026-12-02.md).
-  auto groupTiles = [&](int64_t kDim) -> int64_t {
+  // outgrow the L2 (results/combine-rows-2026-12-02.md). Fewer where a
+  // wave of the grid (kPlanSms blocks) covers a group's pairs: the blocks
+  // that read a tile's rows then run together. Otherwise the weights
+  // streaming past evict the rows between one column block and the next
+  // (the down kernel of qwen3 at 1024 tokens read 499 MB from DRAM for
+  // 403 MB of weights: its 12.6 MB of rows once per column block,
+  // results/kernel-profile-1024-2026-12-03.md). But at least twice the
+  // tiles an expert gets on average, so that an expert's tiles still meet
+  // on its weight blocks (Mixtral, results/wgmma-groups-2026-12-03.md).
+  auto groupTiles = [&](int64_t kDim, int64_t colBlocks) -> int64_t {
     auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
-    int64_t g = asked ? asked.getInt()
-                      : std::max<int64_t>(1, planWgmmaGroupTiles(kDim) *
-                                                 kWgmmaTileM / tileM);
+    int64_t g = std::max<int64_t>(1, planWgmmaGroupTiles(kDim) *
+                                         kWgmmaTileM / tileM);
+    int64_t wave = std::max<int64_t>(1, kPlanSms / colBlocks);
+    int64_t expertTiles = 2 * std::max<int64_t>(
+                                  1, static_cast<int64_t>(std::ceil(
+                                         rowsPerExpert / double(tileM))));
+    g = std::min(g, std::max(wave, expertTiles));
+    if (asked)
+      g = asked.getInt();
     return g >= tiles ? 0 : g;
   };
   // The persistent form (WgmmaKernel.cpp) needs a pair's K steps to cover
@@ -581,8 +595,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   bool persistent = producer || (wgmma && persistentChoice == "always" &&
                                  std::min(d, f) / kWgmmaTileK >=
                                      wgmmaTile.stages - 2);
-  int64_t upGroupTiles = wgmma ? groupTiles(d) : 0;
-  int64_t downGroupTiles = wgmma ? groupTiles(f) : 0;
+  // Column blocks: the up kernel's pairs take columns / 2 of each of the
+  // up and gate matrices.
+  int64_t upBlockCols = wgmmaTile.columns / (gated ? 2 : 1);
+  int64_t upGroupTiles =
+      wgmma ? groupTiles(d, llvm::divideCeil(f, upBlockCols)) : 0;
+  int64_t downGroupTiles =
+      wgmma ? groupTiles(f, llvm::divideCeil(d, wgmmaTile.columns)) : 0;
 
   HostBuilder h(b, loc);
   // The weights' tensor maps: boxes of 64 columns x 64 K rows (one

@@ -64,6 +64,7 @@ void buildToLoops(OpPassManager &pm,
     layer.wgmmaPersistent = gpu->wgmmaPersistent;
     layer.wgmmaQueue = gpu->wgmmaQueue;
     layer.decodeKernel = gpu->decodeKernel;
+    layer.weightsEvictFirst = gpu->weightsEvictFirst;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeOverlap = gpu->decodeOverlap;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));

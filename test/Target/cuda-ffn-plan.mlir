@@ -21,9 +21,9 @@
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // CHECK-NOT: gpu.launch_func
 
-// AUTO: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 16>, path = "wgmma", persistent, producer, queue, router = "wgmma", router_split_k = 16 : i64, slots = 16 : i64, stages = 4 : i64, tile = array<i64: 64, 256, 64>, tiles = 17 : i64, weights_tma}
-// AUTO: @moe_kernels::@moe_wgmma_plain_gelu_bf16_m64_n256_s4_g4_ws_tma_q
-// AUTO: @moe_kernels::@moe_wgmma_weighted_bf16_m64_n256_s4_g16_ws_tma_q
+// AUTO: moe.gpu_plan = {combine = "rows", evict_first, group_tiles = array<i64: 4, 16>, path = "wgmma", persistent, producer, queue, router = "wgmma", router_split_k = 16 : i64, slots = 16 : i64, stages = 4 : i64, tile = array<i64: 64, 256, 64>, tiles = 17 : i64, weights_tma}
+// AUTO: @moe_kernels::@moe_wgmma_plain_gelu_bf16_m64_n256_s4_g4_ws_tma_ef_q
+// AUTO: @moe_kernels::@moe_wgmma_weighted_bf16_m64_n256_s4_g16_ws_tma_ef_q
 // AUTO: @moe_kernels::@moe_combine_k1_bf16
 
 // GEMV: moe.gpu_plan = {decode_overlap = "down", down = array<i64: {{.*}}>, path = "gemv", router = "wgmma", router_split_k = 16 : i64, slots = 16 : i64, stage_down = 256 : i64, up = array<i64: {{.*}}>}

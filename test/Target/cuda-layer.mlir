@@ -36,6 +36,8 @@
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-2 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGROUP
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-queue=never --emit=mlir | FileCheck %s --check-prefix=NOQUEUE
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-queue=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADQUEUE
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa weights-evict-first=never" | FileCheck %s --check-prefix=NOEF
+// RUN: not moe-compile %s --target=cuda --gpu-weights-evict-first=always --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADEF
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-columns=128 --gpu-wgmma-stages=5 --emit=mlir | FileCheck %s --check-prefix=QUEUE5
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-columns=128 --gpu-wgmma-stages=6 --emit=mlir | FileCheck %s --check-prefix=NOQUEUE6
 // RUN: moe-compile %s --target=cuda --ranks 2 --plan "ep=2 dispatch=all-reduce min-slice=8" --emit=mlir 2>/dev/null | FileCheck %s --check-prefix=EPAR
@@ -152,8 +154,8 @@
 // TMAPS-NOT: mgpuStreamSynchronize
 // TMAPS: llvm.call @mgpuStreamCreate()
 // TMAPS-NOT: llvm.call @moert_cuda_tensor_map_bf16(
-// TMAPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_q blocks in
-// TMAPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_q(
+// TMAPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_q blocks in
+// TMAPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q(
 // TMAPTX-SAME: .maxntid 384, 1, 1
 // TMAPTX-SAME: mbarrier.init.shared.b64
 // TMAPTX-SAME: fence.proxy.tensormap::generic.acquire.gpu
@@ -161,8 +163,8 @@
 // TMAPTX-SAME: cp.async.mbarrier.arrive.noinc.shared.b64
 // TMAPTX-SAME: mbarrier.try_wait.parity.shared.b64
 // TMAPTX-SAME: mbarrier.arrive.expect_tx.shared.b64
-// TMAPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
-// TMAPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// TMAPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint
+// TMAPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint
 // TMAPTX-SAME: mbarrier.try_wait.parity.shared.b64
 // TMAPTX-SAME: fence.proxy.async.shared::cta
 // TMAPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
@@ -174,9 +176,9 @@
 // block's MMA threads and of one thread a warpgroup of the other block.
 // MCPS: moe.gpu_plan = {{{.*}}, persistent, producer, {{.*}}, tile = array<i64: 256, 256, 64>, {{.*}}, weights_multicast = 2 : i64, weights_tma}
 // MCPS: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles256_select
-// MCPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_mc2 clusters in
+// MCPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_mc2 clusters in
 // MCLL: call void @mgpuLaunchClusterKernel(ptr %{{.*}}, i64 2, i64 1, i64 1, i64 {{[0-9]*[02468]}}, i64 1, i64 1, i64 384,
-// MCPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_mc2(
+// MCPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_mc2(
 // MCPTX-SAME: mbarrier.init.shared.b64
 // MCPTX-SAME: fence.mbarrier_init.release.cluster
 // MCPTX-SAME: barrier.cluster.arrive
@@ -194,17 +196,23 @@
 // BADGROUP: error: wgmma-group-tiles must be -1 (auto), 0 or a tile count, got -2
 // Round-robin pairs instead of the pair counter: no counter argument, no
 // `queue` in the plan, the kernels without the `_q` suffix.
-// NOQUEUE: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, router = "mma"
+// NOQUEUE: moe.gpu_plan = {combine = "rows", evict_first, group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, router = "mma"
 // NOQUEUE-NOT: _ws_q
-// NOQUEUE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma blocks in
+// NOQUEUE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef blocks in
 // NOQUEUE-NOT: _ws_q
 // BADQUEUE: error: wgmma-queue must be auto, always or never, got 'sometimes'
+// The weights' TMA loads without the L2 evict-first policy where asked.
+// NOEF-NOT: L2::cache_hint
+// NOEF: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_q(
+// NOEF-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [
+// NOEF-NOT: L2::cache_hint
+// BADEF: error: weights-evict-first must be auto or never, got 'always'
 // The counter's ring of taken values covers up to 5 stages (the producer
 // runs at most stages + 2 pairs ahead): beyond, the round-robin order.
 // QUEUE5: moe.gpu_plan = {{{.*}}, persistent, producer, queue, {{.*}}stages = 5 : i64, tile = array<i64: 128, 128, 64>
-// QUEUE5: @moe_wgmma_pair_silu_bf16_n128_s5_ws_tma_q blocks in
+// QUEUE5: @moe_wgmma_pair_silu_bf16_n128_s5_ws_tma_ef_q blocks in
 // NOQUEUE6: moe.gpu_plan = {{{.*}}, persistent, producer, router = {{.*}}stages = 6 : i64, tile = array<i64: 128, 128, 64>
-// NOQUEUE6: @moe_wgmma_pair_silu_bf16_n128_s6_ws_tma blocks in
+// NOQUEUE6: @moe_wgmma_pair_silu_bf16_n128_s6_ws_tma_ef blocks in
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in

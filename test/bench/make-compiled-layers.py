@@ -83,6 +83,9 @@ def main():
     p.add_argument("--wgmma-queue", default="auto",
                    help="auto, always or never: the producer-form wgmma "
                         "kernels take their pairs from a global counter")
+    p.add_argument("--weights-evict-first", default="auto",
+                   help="auto or never: the wgmma kernels' TMA weight loads "
+                        "with the L2 evict-first policy")
     p.add_argument("--combine", default="auto",
                    help="auto, atomic or rows: how the tensor-core paths' "
                         "down projection meets each token's k rows")
@@ -118,6 +121,8 @@ def main():
                             "--gpu-combine=" + args.combine,
                             "--gpu-wgmma-persistent=" + args.wgmma_persistent,
                             "--gpu-wgmma-queue=" + args.wgmma_queue,
+                            "--gpu-weights-evict-first=" +
+                            args.weights_evict_first,
                             "--gpu-wgmma-group-tiles=" + args.wgmma_group_tiles,
                             "-o", base + ".so"] + extra,
                            check=True)

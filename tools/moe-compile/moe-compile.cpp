@@ -167,6 +167,12 @@ cl::opt<std::string> gpuDecodeKernel(
     cl::desc("one token's gating, up and down GEMVs as one persistent "
              "kernel of work items: auto (default) or never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuWeightsEvictFirst(
+    "gpu-weights-evict-first",
+    cl::desc("the wgmma kernels' TMA weight loads with the L2 evict-first "
+             "policy, so that rows and activations stay in L2 while the "
+             "weights stream past: auto (default) or never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuStageDown(
     "gpu-stage-down",
     cl::desc("the few-rows path's down GEMV computes its input's activation "
@@ -521,6 +527,7 @@ int main(int argc, char **argv) {
     cudaOptions.wgmmaPersistent = gpuWgmmaPersistent;
     cudaOptions.wgmmaQueue = gpuWgmmaQueue;
     cudaOptions.decodeKernel = gpuDecodeKernel;
+    cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;

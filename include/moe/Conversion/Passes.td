@@ -125,6 +125,11 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "before its grid dependency wait, and the up GEMV lets it launch "
            "right after its own (and, at one token, the gating kernel and the "
            "down GEMV trigger early too): auto (the default) or never">,
+    Option<"weightsEvictFirst", "weights-evict-first", "std::string",
+           "\"auto\"",
+           "the wgmma kernels' TMA weight loads with the L2 evict-first "
+           "policy, so that the rows, activations and rows buffer stay in L2 "
+           "while the weights stream past: auto (the default) or never">,
     Option<"decodeKernel", "decode-kernel", "std::string", "\"auto\"",
            "one token's gating, up and down GEMVs as one persistent kernel "
            "of work items: auto (the default, where it applies) or never "

@@ -72,6 +72,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "dependency wait, the up GEMV lets it launch early: "
                      "auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> weightsEvictFirst{
+      *this, "weights-evict-first",
+      llvm::cl::desc("the wgmma kernels' TMA weight loads with the L2 "
+                     "evict-first policy: auto (default) or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> decodeKernel{
       *this, "decode-kernel",
       llvm::cl::desc("one token's gating, up and down GEMVs as one "

@@ -137,7 +137,8 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
-         (o.tmaWeights ? "_tma" : "") + (o.multicast ? "_mc2" : "") +
+         (o.tmaWeights ? "_tma" : "") + (o.evictFirst ? "_ef" : "") +
+         (o.multicast ? "_mc2" : "") +
          (o.queue ? "_q" : "") +
          (o.splitK ? "_splitk" : "");
 }
@@ -755,6 +756,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           Value mask;
           if (o.multicast)
             mask = arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(3));
+          // CUTLASS's CacheHintSm90::EVICT_FIRST (what createpolicy
+          // .fractional.L2::evict_first 1.0 makes).
+          Value policy;
+          if (o.evictFirst)
+            policy = arith::ConstantOp::create(
+                b, loc, b.getI64IntegerAttr(int64_t(0x12F0000000000000)));
           for (int64_t a = 0; a < atoms; a += o.multicast ? 2 : 1) {
             // Atom a of the weights (a % atomsPerMat of matrix a /
             // atomsPerMat), at its slot (with multicast, slots are atoms).
@@ -775,7 +782,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                 toI32(k0), toI32(wk.expert)};
             NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
                 b, loc, dst, maps[a / atomsPerMat], coords, full, ValueRange{},
-                mask, Value(), NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false,
+                mask, policy, NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false,
                 nullptr, Value());
           }
         };

@@ -558,6 +558,12 @@ struct MmaOptions {
   /// once the MMA warpgroups of both blocks are done with it. The weights'
   /// atoms a matrix must be even (256-column tiles where gated).
   bool multicast = false;
+  /// With tmaWeights: the weights' TMA loads carry the L2 evict-first
+  /// policy (each weight byte is read by the few blocks of one expert's
+  /// tiles at about the same time, then never again), so that the rows,
+  /// read again by every column block, and the buffers the next kernel
+  /// reads stay in L2.
+  bool evictFirst = false;
   /// With producer, not multicast: the blocks take the pairs from a global
   /// counter (one more argument after the others: a zeroed i32 [1], used
   /// up by the launch) instead of round-robin by block index, so pairs start

@@ -89,8 +89,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"wgmmaGroupTiles", "wgmma-group-tiles", "int64_t", "-1",
            "row tiles the wgmma blocks take together, all column blocks of "
            "a group before the next group: -1 (auto: as many as fit 24 MiB "
-           "of rows), 0 (all tiles of a column block, then the next) or a "
-           "count">,
+           "of rows, at most a wave of the grid's pairs, at least twice an "
+           "expert's tiles), 0 (all tiles of a column block, then the next) "
+           "or a count">,
     Option<"wgmmaPersistent", "wgmma-persistent", "std::string", "\"auto\"",
            "the wgmma expert kernels as persistent grids of one block an SM "
            "that stream the (tile, column block) pairs' K steps, the next "

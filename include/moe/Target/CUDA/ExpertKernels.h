@@ -526,7 +526,9 @@ struct MmaOptions {
   /// group's rows stay in L2 for all its column blocks and the tiles of an
   /// expert share each weight block. 0: all tiles of a column block, then
   /// the next (the rows re-read from DRAM per column block where they
-  /// outgrow the L2). planWgmmaGroupTiles picks it.
+  /// outgrow the L2). The planner (LayerToGPU.cpp) picks it: at most
+  /// planWgmmaGroupTiles and a wave of the grid's pairs, at least twice
+  /// an expert's tiles.
   int64_t groupTiles = 0;
   /// wgmma only, not dense: launch gridDim.x blocks (one an SM) that take
   /// the (live tile, column block) pairs round-robin as one stream of K

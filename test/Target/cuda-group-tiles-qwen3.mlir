@@ -1,0 +1,22 @@
+// A qwen3-sized layer at 1024 tokens (64 rows an expert, one 128-row tile):
+// groups of the tiles a wave of the grid covers, up 132 / 6 column blocks
+// = 22 (24 MiB of rows would be 48), down 132 / 8 = 16 (was all 128
+// tiles: the activations then came from DRAM once per column block,
+// results/wgmma-groups-2026-12-03.md); fewer than two tiles an expert, so
+// the weights' TMA loads are evict-first.
+// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s
+// CHECK: moe.gpu_plan = {combine = "rows", evict_first, group_tiles = array<i64: 22, 16>, path = "wgmma"
+// CHECK: @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_g22_ws_tma_ef_q
+// CHECK: @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_g16_ws_tma_ef_q
+// RUN: moe-compile %s --target=cuda --gpu-weights-evict-first=never --emit=mlir | FileCheck %s --check-prefix=NEVER
+// NEVER: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 22, 16>, path = "wgmma"
+// NEVER-NOT: _ef_q
+func.func @layer(%x: tensor<1024x2048xbf16> {moe.input = "x"}, %router: tensor<2048x128xbf16> {moe.weight = "router"},
+                 %w_up: tensor<128x2048x768xbf16> {moe.weight = "w_up"},
+                 %w_gate: tensor<128x2048x768xbf16> {moe.weight = "w_gate"},
+                 %w_down: tensor<128x768x2048xbf16> {moe.weight = "w_down"}) -> (tensor<1024x2048xbf16> {moe.output = "y"}) {
+  %y = moe.layer %x : tensor<1024x2048xbf16> router(%router : tensor<2048x128xbf16>) up(%w_up : tensor<128x2048x768xbf16>)
+      gate(%w_gate : tensor<128x2048x768xbf16>)
+      down(%w_down : tensor<128x768x2048xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 8 : i64} -> tensor<1024x2048xbf16>
+  return %y : tensor<1024x2048xbf16>
+}

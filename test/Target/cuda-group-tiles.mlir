@@ -1,0 +1,32 @@
+// The wgmma blocks' groups of row tiles (group_tiles = up, down in the
+// plan): at most the 24 MiB of rows of planWgmmaGroupTiles, at most the
+// tiles whose pairs a wave of the grid covers (132 / column blocks), at
+// least twice the tiles an expert gets (results/wgmma-groups-2026-12-03.md);
+// and the weights' TMA loads evict-first where an expert gets fewer than
+// two row tiles (results/weights-evict-first-2026-12-03.md).
+// Mixtral-sized, 1024 tokens (256 rows an expert): up 112 column blocks, a
+// wave's 1 tile raised to twice an expert's 2; down 16 column blocks, a
+// wave's 8 capped at the 6 of 24 MiB of rows; two tiles an expert: no
+// evict-first.
+// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=M1024
+// M1024: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, path = "wgmma"
+// M1024-NOT: evict_first
+// M1024: @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_g4_ws_tma_q
+// Mixtral-sized, 8192 tokens (2048 rows an expert): twice an expert's 16
+// tiles is more than the 24 MiB caps (24, 6), which stay.
+// RUN: sed 's/1024x4096/8192x4096/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=M8192
+// M8192: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 24, 6>, path = "wgmma"
+// M8192-NOT: evict_first
+// Asked for: both kernels take it.
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-group-tiles=3 --emit=mlir | FileCheck %s --check-prefix=ASKED
+// ASKED: group_tiles = array<i64: 3, 3>
+// A qwen3-sized layer: cuda-group-tiles-qwen3.mlir.
+func.func @layer(%x: tensor<1024x4096xbf16> {moe.input = "x"}, %router: tensor<4096x8xbf16> {moe.weight = "router"},
+                 %w_up: tensor<8x4096x14336xbf16> {moe.weight = "w_up"},
+                 %w_gate: tensor<8x4096x14336xbf16> {moe.weight = "w_gate"},
+                 %w_down: tensor<8x14336x4096xbf16> {moe.weight = "w_down"}) -> (tensor<1024x4096xbf16> {moe.output = "y"}) {
+  %y = moe.layer %x : tensor<1024x4096xbf16> router(%router : tensor<4096x8xbf16>) up(%w_up : tensor<8x4096x14336xbf16>)
+      gate(%w_gate : tensor<8x4096x14336xbf16>)
+      down(%w_down : tensor<8x14336x4096xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 2 : i64} -> tensor<1024x4096xbf16>
+  return %y : tensor<1024x4096xbf16>
+}

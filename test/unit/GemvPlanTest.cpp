@@ -174,4 +174,25 @@ TEST(WgmmaGroupTiles, KeepsAGroupsRowsWithinItsShareOfL2) {
   EXPECT_EQ(planWgmmaGroupTiles(14336), 6);
 }
 
+TEST(WgmmaGroupTiles, PlannerTakesAWaveButAtLeastTwiceAnExpertsTiles) {
+  // qwen3 at 1024 tokens (64 rows an expert): up K 2048 over 6 column
+  // blocks, down K 768 over 8: a wave's 22 and 16 tiles, under the 24 MiB
+  // caps of 48 and 128.
+  EXPECT_EQ(planWgmmaGroup(2048, 128, 6, 64.0), 22);
+  EXPECT_EQ(planWgmmaGroup(768, 128, 8, 64.0), 16);
+  // Mixtral at 1024 tokens (256 rows): the up kernel's 112 column blocks
+  // leave a wave 1 tile, raised to twice an expert's 2; the down kernel's
+  // wave of 8 is capped at the 6 of 24 MiB.
+  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 256.0), 4);
+  EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 256.0), 6);
+  // Mixtral at 8192 tokens (2048 rows): twice an expert's 16 tiles exceeds
+  // both caps, which stay.
+  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 2048.0), 24);
+  EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 2048.0), 6);
+  // 64-row tiles double the cap and count an expert's tiles in 64 rows.
+  EXPECT_EQ(planWgmmaGroup(2048, 64, 200, 100.0), 4);
+  // Never below one tile, whatever the inputs.
+  EXPECT_EQ(planWgmmaGroup(1 << 20, 128, 1000, 0.0), 1);
+}
+
 } // namespace

@@ -514,28 +514,16 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
        (combineChoice == "auto" && N * d * 2 <= kCombineRowsMaxBytes));
 
   // The wgmma blocks' order over (row tile, column block): groups of tiles
-  // whose rows fit in L2 (planWgmmaGroupTiles), so that the rows, read
-  // again by every column block, come from DRAM once where all of them
-  // outgrow the L2 (results/combine-rows-2026-12-02.md). Fewer where a
-  // wave of the grid (kPlanSms blocks) covers a group's pairs: the blocks
-  // that read a tile's rows then run together. Otherwise the weights
-  // streaming past evict the rows between one column block and the next
-  // (the down kernel of qwen3 at 1024 tokens read 499 MB from DRAM for
-  // 403 MB of weights: its 12.6 MB of rows once per column block,
-  // results/kernel-profile-1024-2026-12-03.md). But at least twice the
-  // tiles an expert gets on average, so that an expert's tiles still meet
-  // on its weight blocks (Mixtral, results/wgmma-groups-2026-12-03.md).
+  // (planWgmmaGroup: rows within 24 MiB, at most a wave of the grid's
+  // pairs, at least twice an expert's tiles). The down kernel of qwen3 at
+  // 1024 tokens, with all its tiles one group, read 499 MB from DRAM for
+  // 403 MB of weights; with groups of a wave, 416 MB
+  // (results/kernel-profile-1024-2026-12-03.md,
+  // results/weights-evict-first-2026-12-03.md).
   auto groupTiles = [&](int64_t kDim, int64_t colBlocks) -> int64_t {
     auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
-    int64_t g = std::max<int64_t>(1, planWgmmaGroupTiles(kDim) *
-                                         kWgmmaTileM / tileM);
-    int64_t wave = std::max<int64_t>(1, kPlanSms / colBlocks);
-    int64_t expertTiles = 2 * std::max<int64_t>(
-                                  1, static_cast<int64_t>(std::ceil(
-                                         rowsPerExpert / double(tileM))));
-    g = std::min(g, std::max(wave, expertTiles));
-    if (asked)
-      g = asked.getInt();
+    int64_t g = asked ? asked.getInt()
+                      : planWgmmaGroup(kDim, tileM, colBlocks, rowsPerExpert);
     return g >= tiles ? 0 : g;
   };
   // The persistent form (WgmmaKernel.cpp) needs a pair's K steps to cover
@@ -587,7 +575,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // on average: its weight blocks are then read by blocks running
   // together, and the rows, read again by every column block, stay in L2.
   // qwen3 at 1024 tokens: the up kernel read 810 MB from DRAM instead of
-  // 826 (199 us against 207), the layer 0.963-0.968x; 0.986-0.999x at 128
+  // 826 (199 us against 207), the layer 0.963-0.968x; 0.917-0.999x at 128
   // tokens. At two tiles an expert (Mixtral 1024, DeepSeek-V3 8192)
   // 0.990-1.015x (results/weights-evict-first-2026-12-03.md).
   bool evictFirst = tmaWeights && choice("weights_evict_first") != "never" &&

@@ -68,6 +68,8 @@
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::moe;
 
@@ -108,6 +110,18 @@ std::string mlir::moe::whyNotWgmmaOptions(const WgmmaTile &t) {
 
 int64_t mlir::moe::planWgmmaGroupTiles(int64_t k) {
   return std::max<int64_t>(1, kWgmmaGroupRowBytes / (kWgmmaTileM * k * 2));
+}
+
+int64_t mlir::moe::planWgmmaGroup(int64_t k, int64_t tileM,
+                                  int64_t colBlocks, double rowsPerExpert) {
+  int64_t rowsCap =
+      std::max<int64_t>(1, planWgmmaGroupTiles(k) * kWgmmaTileM / tileM);
+  int64_t wave =
+      std::max<int64_t>(1, kPlanSms / std::max<int64_t>(1, colBlocks));
+  int64_t expertTiles =
+      2 * std::max<int64_t>(1, static_cast<int64_t>(std::ceil(
+                                   rowsPerExpert / double(tileM))));
+  return std::min(rowsCap, std::max(wave, expertTiles));
 }
 
 int64_t mlir::moe::wgmmaSharedBytes(const WgmmaTile &t) {

@@ -653,9 +653,10 @@ std::string whyNotWgmma(const WgmmaTile &t);
 /// Why the options `t` cannot be built, where rows 0 leaves the rows to the
 /// planner (kWgmmaTileM, or 64 per layer where whyNotWgmma allows it).
 std::string whyNotWgmmaOptions(const WgmmaTile &t);
-/// The rows of a group of tiles (MmaOptions::groupTiles) kept in L2 while
-/// the group's column blocks run: about half the H200's 50 MiB L2, the
-/// rest for the weight blocks streaming through.
+/// The most rows a group of tiles (MmaOptions::groupTiles) takes: about
+/// half the H200's 50 MiB L2. (Groups this large do not keep their rows in
+/// L2 by themselves while the weights stream past: planWgmmaGroup also
+/// caps a group at a wave of the grid.)
 constexpr int64_t kWgmmaGroupRowBytes = int64_t(24) << 20;
 /// Shared slots of the pair counter's values (MmaOptions::queue): the
 /// producer runs at most stages + 2 pairs ahead of the MMA warpgroups, so
@@ -664,6 +665,16 @@ constexpr int64_t kWgmmaQueueRing = 8;
 /// Tiles a group of kWgmmaGroupRowBytes holds at K (bf16 rows of
 /// kWgmmaTileM), at least 1.
 int64_t planWgmmaGroupTiles(int64_t k);
+/// The planner's MmaOptions::groupTiles for a kernel over K with
+/// `colBlocks` column blocks and tiles of `tileM` rows, where experts get
+/// `rowsPerExpert` rows on average: planWgmmaGroupTiles (scaled to tileM),
+/// but at most the tiles whose pairs one wave of kPlanSms blocks covers,
+/// so that the blocks reading a tile's rows run together (larger groups
+/// re-read the rows from DRAM per column block); and at least twice the
+/// tiles an expert gets, so that an expert's tiles meet on its weight
+/// blocks (results/wgmma-groups-2026-12-03.md). At least 1.
+int64_t planWgmmaGroup(int64_t k, int64_t tileM, int64_t colBlocks,
+                       double rowsPerExpert);
 /// The dynamic shared memory a block of `t` needs (launch with it).
 int64_t wgmmaSharedBytes(const WgmmaTile &t);
 int64_t wgmmaColumnsPerMatrix(const MmaOptions &o, const WgmmaTile &t);

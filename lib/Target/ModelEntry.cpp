@@ -147,7 +147,11 @@ static bool onlyGpuOperand(BlockArgument arg) {
       if (isGpuLayer(layer) &&
           (use.get() == layer.getInput() ||
            use.get() == layer.getRouterWeight() ||
-           use.get() == layer.getRouterBias()))
+           use.get() == layer.getRouterBias() ||
+           use.get() == layer.getSharedUp() ||
+           use.get() == layer.getSharedGate() ||
+           use.get() == layer.getSharedDown() ||
+           use.get() == layer.getSharedCoef()))
         return true;
       if (!type.getElementType().isBF16())
         return false;

@@ -3,9 +3,10 @@
 # on the GPU machine: moe-testgen layers (bf16) compiled with
 # `moe-compile --target=cuda` into DIR/<case>/ (default build/gpu-e2e; carry
 # it, build/bin/moe-testgen and build/bin/moert-unit-tests to the device).
-# Cases named fused-* run whole on
-# the GPU (-convert-moe-layer-to-gpu-call); the others (shared experts,
-# group-limited routing) keep routing on the CPU and the experts on the GPU.
+# Cases named fused-* (and qwen, shared-*) run whole on the GPU
+# (-convert-moe-layer-to-gpu-call; shared experts as a second expert
+# stage); group-limited routing and the PR-MoE MLP keep routing on the CPU
+# and the experts on the GPU.
 set -e
 dir=${1:-build/gpu-e2e}
 rm -rf "$dir"
@@ -32,6 +33,18 @@ make_case() {
 }
 make_case fused-mixtral --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
 make_case qwen --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 128 --shared-gated --shared-coef
+# Shared experts as a second expert stage (one expert, a row a token,
+# weighted by sigmoid(x shared_coef) or 1), adding into the routed
+# stage's f32 output: one token (GEMVs after the decode kernel; the fused
+# kernel), ungated without a coefficient (mma.sync), sigmoid routing with a
+# bias, wgmma tiles (a partial last tile: 700 rows), a routed stage that
+# would combine by rows alone.
+make_case shared-one-token --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 128 --shared 512 --shared-gated
+make_case shared-one-token-coef --gpu-ffn-columns=64 --top-k 2 --experts 8 --tokens 1 --hidden 192 --ffn 320 --shared 320 --shared-gated --shared-coef
+make_case shared-plain --top-k 2 --plain --activation gelu --experts 8 --tokens 40 --hidden 128 --ffn 128 --shared 256
+make_case shared-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 130 --hidden 128 --ffn 128 --shared 128 --shared-gated
+make_case shared-wgmma --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 128 --shared 256 --shared-gated --shared-coef
+make_case shared-rows-auto --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384 --shared 384 --shared-gated --shared-coef
 make_case fused-gelu-plain --top-k 2 --plain --activation gelu --tokens 4 --hidden 64 --ffn 128
 make_case fused-olmoe-small --top-k 4 --renormalize --experts 16 --tokens 16 --hidden 128 --ffn 256
 make_case fused-sigmoid-bias --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64

@@ -73,11 +73,35 @@ struct ConvertMoELayerToGpuCallPass
           ConvertMoELayerToGpuCallPass> {
   using Base::Base;
 
+  /// What the planner reads of an expert stage: the routed experts of a
+  /// layer, or its shared experts (one expert every token goes to).
+  struct StageShape {
+    int64_t tokens, experts, topK, d, f;
+    bool gated;
+  };
+  static StageShape routedShape(LayerOp op) {
+    auto up = cast<RankedTensorType>(op.getWUp().getType());
+    return {cast<RankedTensorType>(op.getInput().getType()).getDimSize(0),
+            op.getNumExperts(),
+            op.getTopKAttr().getInt(),
+            up.getDimSize(1),
+            up.getDimSize(2),
+            op.getWGate() != nullptr};
+  }
+  static StageShape sharedShape(LayerOp op) {
+    auto up = cast<RankedTensorType>(op.getSharedUp().getType());
+    return {cast<RankedTensorType>(op.getInput().getType()).getDimSize(0),
+            1,
+            1,
+            up.getDimSize(0),
+            up.getDimSize(1),
+            op.getSharedGate() != nullptr};
+  }
+
   /// Rows an expert hit by a step gets on average.
-  static double rowsPerExpert(LayerOp op) {
-    int64_t T = cast<RankedTensorType>(op.getInput().getType()).getDimSize(0);
-    int64_t k = op.getTopKAttr().getInt(), E = op.getNumExperts();
-    return double(T * k) / expectedExpertsHit(E, k, T);
+  static double rowsPerExpert(const StageShape &s) {
+    return double(s.tokens * s.topK) /
+           expectedExpertsHit(s.experts, s.topK, s.tokens);
   }
 
   /// Rows of the wgmma tiles where the user left them to the planner: 64
@@ -88,11 +112,11 @@ struct ConvertMoELayerToGpuCallPass
   /// tiles at 1.2 to 16 rows an expert, 0.99-1.02x at 32, 1.03-1.16x from
   /// 64 (results/wgmma-small-rows-2026-12-03.md).
   static constexpr double kWgmmaHalfRowsBelow = 32;
-  int64_t chooseWgmmaRows(LayerOp op) {
+  int64_t chooseWgmmaRows(const StageShape &s) {
     if (wgmmaRows != 0)
       return wgmmaRows;
     return wgmmaPersistent != "multicast" &&
-                   rowsPerExpert(op) < kWgmmaHalfRowsBelow &&
+                   rowsPerExpert(s) < kWgmmaHalfRowsBelow &&
                    whyNotWgmma({wgmmaColumns, wgmmaStages, 64}).empty()
                ? 64
                : kWgmmaTileM;
@@ -109,18 +133,14 @@ struct ConvertMoELayerToGpuCallPass
   /// 0.99x wherever more (qwen3 and DeepSeek-V3 from 2 tokens, OLMoE from
   /// 4; OLMoE at 2 tokens, 120 pairs, measured 1.035x).
   static constexpr int64_t kWgmmaSmallMinPairs = kPlanSms * 3 / 5;
-  bool smallRowsWgmma(LayerOp op) {
-    int64_t T = cast<RankedTensorType>(op.getInput().getType()).getDimSize(0);
-    if (T < 2 || chooseWgmmaRows(op) != 64)
+  bool smallRowsWgmma(const StageShape &s) {
+    if (s.tokens < 2 || chooseWgmmaRows(s) != 64)
       return false;
-    auto up = cast<RankedTensorType>(op.getWUp().getType());
-    int64_t d = up.getDimSize(1), f = up.getDimSize(2);
-    int64_t k = op.getTopKAttr().getInt(), E = op.getNumExperts();
     // A gated tile holds wgmmaColumns / 2 columns of each matrix.
-    int64_t upColumns = op.getWGate() ? wgmmaColumns / 2 : wgmmaColumns;
-    double hit = expectedExpertsHit(E, k, T);
-    double upPairs = hit * double((f + upColumns - 1) / upColumns);
-    double downPairs = hit * double((d + wgmmaColumns - 1) / wgmmaColumns);
+    int64_t upColumns = s.gated ? wgmmaColumns / 2 : wgmmaColumns;
+    double hit = expectedExpertsHit(s.experts, s.topK, s.tokens);
+    double upPairs = hit * double((s.f + upColumns - 1) / upColumns);
+    double downPairs = hit * double((s.d + wgmmaColumns - 1) / wgmmaColumns);
     return std::min(upPairs, downPairs) >= double(kWgmmaSmallMinPairs);
   }
 
@@ -128,20 +148,82 @@ struct ConvertMoELayerToGpuCallPass
   /// read once per 4 rows) where experts get few rows and the 64-row wgmma
   /// tiles would leave SMs idle, the tensor-core grouped GEMM elsewhere
   /// (mma.sync where the wgmma path is not taken).
-  StringRef choosePath(LayerOp op) {
-    auto up = cast<RankedTensorType>(op.getWUp().getType());
-    int64_t d = up.getDimSize(1), f = up.getDimSize(2);
+  StringRef choosePath(const StageShape &s) {
     // kMmaTileK divides kMmaTileN: both K (d or f) steps fit too.
-    bool mmaFits = d % kMmaTileN == 0 && f % kMmaTileN == 0;
+    bool mmaFits = s.d % kMmaTileN == 0 && s.f % kMmaTileN == 0;
     if (path == "gemv" || !mmaFits)
       return "gemv";
     // wgmma: K steps of 64 (d and f are multiples of 128 here).
     if (path == "mma" || path == "wgmma")
       return path;
-    double rows = rowsPerExpert(op);
-    if (rows >= wgmmaMinRows || smallRowsWgmma(op))
+    double rows = rowsPerExpert(s);
+    if (rows >= wgmmaMinRows || smallRowsWgmma(s))
       return "wgmma";
     return rows < mmaMinRows ? "gemv" : "mma";
+  }
+
+  /// The planner's entries of a stage's plan (`moe.gpu_layer`, or its
+  /// `shared` entry): its rows per expert, path and tiles, and the options
+  /// the user gave.
+  void addStagePlan(OpBuilder &b, const StageShape &s,
+                    SmallVectorImpl<NamedAttribute> &plan) {
+    plan.push_back(
+        b.getNamedAttr("rows_per_expert", b.getF64FloatAttr(rowsPerExpert(s))));
+    // Tensor-core tiles: 128 rows where experts fill them, else 64 rows
+    // with a third pipeline stage (more bytes in flight per SM).
+    StringRef chosen = choosePath(s);
+    WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages, chooseWgmmaRows(s)};
+    int64_t tileM = chosen == "wgmma" ? wgmmaTile.rows
+                    : mmaTileM        ? mmaTileM
+                    : rowsPerExpert(s) >= 96 ? 128
+                                              : 64;
+    plan.push_back(b.getNamedAttr("tile_m", b.getI64IntegerAttr(tileM)));
+    plan.push_back(b.getNamedAttr("path", b.getStringAttr(chosen)));
+    if (chosen == "wgmma")
+      plan.push_back(b.getNamedAttr(
+          "wgmma_tile",
+          b.getDenseI64ArrayAttr(
+              {wgmmaTile.columns, wgmmaTile.stages, wgmmaTile.rows})));
+    // 4 warps of 64 x 64 (per matrix 64 x 32 for pairs) measured 3-10%
+    // faster than 8 warps of half the width at 128 to 8192 tokens.
+    plan.push_back(b.getNamedAttr(
+        "mma_warps", b.getI64IntegerAttr(mmaWarps ? int64_t(mmaWarps) : 4)));
+    if (mmaStages)
+      plan.push_back(
+          b.getNamedAttr("mma_stages", b.getI64IntegerAttr(mmaStages)));
+    if (gemvLanes || gemvUnroll)
+      plan.push_back(b.getNamedAttr(
+          "gemv_tuning", b.getDenseI64ArrayAttr({gemvLanes, gemvUnroll})));
+    if (decodeStages)
+      plan.push_back(
+          b.getNamedAttr("decode_stages", b.getI64IntegerAttr(decodeStages)));
+    if (ffnColumns != 0)
+      plan.push_back(
+          b.getNamedAttr("ffn_columns", b.getI64IntegerAttr(ffnColumns)));
+    if (fusedGate != "auto")
+      plan.push_back(b.getNamedAttr("fused_gate", b.getStringAttr(fusedGate)));
+    if (combine != "auto")
+      plan.push_back(b.getNamedAttr("combine", b.getStringAttr(combine)));
+    if (wgmmaPersistent != "auto")
+      plan.push_back(b.getNamedAttr("wgmma_persistent",
+                                    b.getStringAttr(wgmmaPersistent)));
+    if (wgmmaQueue != "auto")
+      plan.push_back(
+          b.getNamedAttr("wgmma_queue", b.getStringAttr(wgmmaQueue)));
+    if (wgmmaGroupTiles != -1)
+      plan.push_back(b.getNamedAttr("wgmma_group_tiles",
+                                    b.getI64IntegerAttr(wgmmaGroupTiles)));
+    for (auto [option, attr, value] : switches())
+      if (value != "auto")
+        plan.push_back(b.getNamedAttr(attr, b.getStringAttr(value)));
+  }
+
+  /// The auto|never options, and the plan attribute each becomes.
+  SmallVector<std::tuple<StringRef, StringRef, std::string>, 4> switches() {
+    return {{"decode-overlap", "decode_overlap", decodeOverlap},
+            {"stage-down", "stage_down", stageDown},
+            {"decode-kernel", "decode_kernel", decodeKernel},
+            {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
   }
 
   void runOnOperation() override {
@@ -171,12 +253,6 @@ struct ConvertMoELayerToGpuCallPass
           << static_cast<int64_t>(ffnColumns);
       return signalPassFailure();
     }
-    // The auto|never options, and the plan attribute each becomes.
-    const std::tuple<StringRef, StringRef, std::string> switches[] = {
-        {"decode-overlap", "decode_overlap", decodeOverlap},
-        {"stage-down", "stage_down", stageDown},
-        {"decode-kernel", "decode_kernel", decodeKernel},
-        {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
     if (wgmmaPersistent != "auto" && wgmmaPersistent != "always" &&
         wgmmaPersistent != "producer" && wgmmaPersistent != "tma" &&
         wgmmaPersistent != "multicast" && wgmmaPersistent != "never") {
@@ -186,7 +262,7 @@ struct ConvertMoELayerToGpuCallPass
           << wgmmaPersistent << "'";
       return signalPassFailure();
     }
-    for (auto &[option, attr, value] : switches)
+    for (auto [option, attr, value] : switches())
       if (value != "auto" && value != "never") {
         mlir::emitError(module.getLoc()) << option
                                          << " must be auto or never, got '"
@@ -259,6 +335,10 @@ struct ConvertMoELayerToGpuCallPass
       if (op.getWGate())
         args.push_back(op.getWGate());
       args.push_back(op.getWDown());
+      for (Value v : {op.getSharedUp(), op.getSharedGate(),
+                      op.getSharedDown(), op.getSharedCoef()})
+        if (v)
+          args.push_back(v);
       if (op.getExpertOffset())
         args.push_back(op.getExpertOffset());
       func::FuncOp decl = declareGpuHelper(
@@ -282,56 +362,20 @@ struct ConvertMoELayerToGpuCallPass
       if (op.getExpertOffset())
         plan.push_back(b.getNamedAttr(
             "local_experts", b.getI64IntegerAttr(op.getNumLocalExperts())));
-      plan.push_back(b.getNamedAttr("rows_per_expert",
-                                    b.getF64FloatAttr(rowsPerExpert(op))));
-      // Tensor-core tiles: 128 rows where experts fill them, else 64 rows
-      // with a third pipeline stage (more bytes in flight per SM).
-      StringRef chosen = choosePath(op);
-      WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages, chooseWgmmaRows(op)};
-      int64_t tileM = chosen == "wgmma" ? wgmmaTile.rows
-                      : mmaTileM        ? mmaTileM
-                      : rowsPerExpert(op) >= 96 ? 128
-                                                : 64;
-      plan.push_back(b.getNamedAttr("tile_m", b.getI64IntegerAttr(tileM)));
-      plan.push_back(b.getNamedAttr("path", b.getStringAttr(chosen)));
-      if (chosen == "wgmma")
-        plan.push_back(b.getNamedAttr(
-            "wgmma_tile",
-            b.getDenseI64ArrayAttr(
-                {wgmmaTile.columns, wgmmaTile.stages, wgmmaTile.rows})));
-      // 4 warps of 64 x 64 (per matrix 64 x 32 for pairs) measured 3-10%
-      // faster than 8 warps of half the width at 128 to 8192 tokens.
-      plan.push_back(b.getNamedAttr(
-          "mma_warps", b.getI64IntegerAttr(mmaWarps ? int64_t(mmaWarps) : 4)));
-      if (mmaStages)
-        plan.push_back(b.getNamedAttr("mma_stages",
-                                      b.getI64IntegerAttr(mmaStages)));
-      if (gemvLanes || gemvUnroll)
-        plan.push_back(b.getNamedAttr(
-            "gemv_tuning", b.getDenseI64ArrayAttr({gemvLanes, gemvUnroll})));
-      if (decodeStages)
-        plan.push_back(b.getNamedAttr("decode_stages",
-                                      b.getI64IntegerAttr(decodeStages)));
-      if (ffnColumns != 0)
-        plan.push_back(b.getNamedAttr("ffn_columns",
-                                      b.getI64IntegerAttr(ffnColumns)));
-      if (fusedGate != "auto")
+      addStagePlan(b, routedShape(op), plan);
+      // The shared experts: a second expert stage, planned for one expert
+      // that every token goes to (with the weight sigmoid(x shared_coef)
+      // where given, else 1), adding into the routed stage's f32 output.
+      if (op.getSharedUp()) {
+        SmallVector<NamedAttribute> shared;
+        if (op.getSharedGate())
+          shared.push_back(b.getNamedAttr("gated", b.getUnitAttr()));
+        if (op.getSharedCoef())
+          shared.push_back(b.getNamedAttr("coef", b.getUnitAttr()));
+        addStagePlan(b, sharedShape(op), shared);
         plan.push_back(
-            b.getNamedAttr("fused_gate", b.getStringAttr(fusedGate)));
-      if (combine != "auto")
-        plan.push_back(b.getNamedAttr("combine", b.getStringAttr(combine)));
-      if (wgmmaPersistent != "auto")
-        plan.push_back(b.getNamedAttr("wgmma_persistent",
-                                      b.getStringAttr(wgmmaPersistent)));
-      if (wgmmaQueue != "auto")
-        plan.push_back(
-            b.getNamedAttr("wgmma_queue", b.getStringAttr(wgmmaQueue)));
-      if (wgmmaGroupTiles != -1)
-        plan.push_back(b.getNamedAttr(
-            "wgmma_group_tiles", b.getI64IntegerAttr(wgmmaGroupTiles)));
-      for (auto &[option, attr, value] : switches)
-        if (value != "auto")
-          plan.push_back(b.getNamedAttr(attr, b.getStringAttr(value)));
+            b.getNamedAttr("shared", b.getDictionaryAttr(shared)));
+      }
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
@@ -360,99 +404,107 @@ struct ConvertMoELayerToGpuCallPass
 } // namespace
 
 
-LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
-                                           gpu::GPUModuleOp kernels,
-                                           ArrayRef<bool> deviceArgs) {
-  auto plan = fn->getAttrOfType<DictionaryAttr>(kGpuLayerAttr);
-  FunctionType type = fn.getFunctionType();
-  bool hasBias = plan.get("bias") != nullptr;
-  bool gated = plan.get("gated") != nullptr;
-  bool localized = plan.get("local_experts") != nullptr;
-  // + the expert offset (an index) and the out-parameter
-  unsigned numArgs = 5 + hasBias + gated + localized;
-  if (type.getNumInputs() != numArgs || type.getNumResults() != 0 ||
-      !llvm::all_of(llvm::enumerate(type.getInputs()), [&](auto it) {
-        if (localized && it.index() == numArgs - 2)
-          return it.value().isIndex();
-        auto m = dyn_cast<MemRefType>(it.value());
-        return m && m.hasStaticShape() && m.getLayout().isIdentity();
-      }))
-    return fn.emitError() << "expected the bufferized GPU layer helper to "
-                             "take static identity-layout memrefs, got "
-                          << type;
-  Location loc = fn.getLoc();
-  Block *entry = prepareHelperEntry(fn);
-  b.setInsertionPointToStart(entry);
-  unsigned next = 0;
-  Value x = entry->getArgument(next++), wr = entry->getArgument(next++);
-  Value bias = hasBias ? entry->getArgument(next++) : Value();
-  Value wUp = entry->getArgument(next++);
-  Value wGate = gated ? entry->getArgument(next++) : Value();
-  Value wDown = entry->getArgument(next++);
-  Value firstExpert = localized ? entry->getArgument(next++) : Value();
-  Value result = entry->getArgument(next++);
+namespace {
+/// The router's logits on tensor cores (split over K) from 16 tokens: the
+/// router GEMV read its weights once per 4 tokens (10 us for qwen3's at 16
+/// tokens).
+constexpr int64_t kTensorRouterRows = 16;
 
-  auto xType = cast<MemRefType>(x.getType());
-  int64_t T = xType.getDimSize(0), d = xType.getDimSize(1);
-  auto upType = cast<MemRefType>(wUp.getType());
-  // E: the experts routing picks among; L: those whose weights are here.
-  int64_t E = cast<IntegerAttr>(plan.get("experts")).getInt();
-  int64_t L = upType.getDimSize(0), f = upType.getDimSize(2);
-  int64_t k = cast<IntegerAttr>(plan.get("top_k")).getInt();
-  int64_t N = T * k, S = std::min(E, N);
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
-
-  StringRef path = cast<StringAttr>(plan.get("path")).getValue();
-  // Both tensor-core paths take the routing kernel's table of row tiles.
-  bool wgmma = path == "wgmma", mma = path == "mma" || wgmma;
+/// One expert stage of a GPU layer's kernel chain: the routed experts, or
+/// the shared experts run as one expert that every token goes to (`dense`).
+/// Every choice is made from the static shapes and the stage's plan before
+/// anything is emitted: the tensor maps of both stages must be made before
+/// the layer's first GPU operation.
+struct ExpertStage {
+  DictionaryAttr plan;
+  bool dense = false, coef = false;
+  bool gated = false, localized = false, hasBias = false, summed = false;
+  int64_t T = 0, d = 0, E = 0, L = 0, f = 0, k = 0, N = 0, S = 0;
+  StringRef path;
+  bool wgmma = false, mma = false;
   WgmmaTile wgmmaTile;
+  int64_t tileM = 0, stages = 0, warps = 0, tiles = 0;
+  bool mmaRouter = false, splitRoute = false, fusedGate = false;
+  double rowsPerExpert = 0;
+  int64_t expertRows = 0, ffnColumns = 0;
+  GemvGrid upGrid{}, downGrid{}, routerGrid{};
+  bool gemvExperts = false;
+  int64_t stageRows = 0, decodeStages = 0;
+  bool decodeKernel = false, combineRows = false;
+  int64_t upGroupTiles = 0, downGroupTiles = 0;
+  bool producer = false, tmaWeights = false, multicast = false,
+       evictFirst = false, queue = false, persistent = false;
+  bool decodeOverlap = false, overlapEnds = false;
+  GatePlan gatePlan;
+  Activation activation = Activation::silu;
+  RouteKernelOptions ro;
+
+  /// A choice the user made (a string attribute of the plan), or "auto".
+  StringRef choice(StringRef attr) const {
+    auto s = plan.getAs<StringAttr>(attr);
+    return s ? s.getValue() : StringRef("auto");
+  }
+  void decide(bool hasShared);
+  SmallVector<NamedAttribute> planAttrs(OpBuilder &b) const;
+};
+
+/// The device buffers a stage reads (x and the weights) and its tensor maps.
+struct StageInputs {
+  Value x, wr, bias, wUp, wGate, wDown, firstExpert, coef;
+  SmallVector<Value> upMaps, downMaps;
+};
+
+/// What a stage leaves for the end of the chain: the f32 output it added
+/// into, or (combine by rows) its weighted rows and their tables.
+struct StageOutputs {
+  Value y, hDown, offsets, assignExpert, assignPos;
+};
+} // namespace
+
+void ExpertStage::decide(bool hasShared) {
+  N = T * k;
+  S = std::min(E, N);
+  path = cast<StringAttr>(plan.get("path")).getValue();
+  // Both tensor-core paths take the routing kernel's table of row tiles.
+  wgmma = path == "wgmma";
+  mma = path == "mma" || wgmma;
   if (auto t = plan.getAs<DenseI64ArrayAttr>("wgmma_tile"))
     wgmmaTile = {t[0], t[1], t[2]};
   // (256 rows with the weights multicast over clusters of two blocks.)
-  int64_t tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
+  tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
   // cp.async stages of the mma.sync tiles: a third at 64 rows (more bytes in
   // flight per SM), or as asked (a fourth at 64 rows measured 0.98-1.02x,
   // results/wgmma-tma-queue-2026-12-02.md).
   auto mmaStagesAttr = plan.getAs<IntegerAttr>("mma_stages");
-  int64_t stages = mmaStagesAttr ? mmaStagesAttr.getInt() : tileM == 64 ? 3 : 2;
-  int64_t warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
+  stages = mmaStagesAttr ? mmaStagesAttr.getInt() : tileM == 64 ? 3 : 2;
+  warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
   auto tilesFor = [&](int64_t rows) { return (N + rows - 1) / rows + S; };
-  int64_t tiles = tilesFor(tileM); // upper bound
-  // The router's logits on tensor cores (split over K) from 16 tokens: the
-  // router GEMV read its weights once per 4 tokens (10 us for qwen3's at
-  // 16 tokens).
-  constexpr int64_t kTensorRouterRows = 16;
-  bool mmaRouter = denseMatmulOnTensorCores(T, d, kTensorRouterRows);
+  tiles = tilesFor(tileM); // upper bound
+  mmaRouter = !dense && denseMatmulOnTensorCores(T, d, kTensorRouterRows);
   // Many tokens: routing selects in parallel over the GPU, then a block
   // per kRouteThreads assignments finishes (a single block would route
   // thousands of tokens alone).
-  bool splitRoute = T > 2 * (kRouteThreads / 32);
+  splitRoute = !dense && T > 2 * (kRouteThreads / 32);
   // Decode sizes: the router GEMV, the clearing of the accumulators and the
   // routing in one gating kernel, where it measured no slower than the
   // three (results/gate-kernel-2026-12-01.md): up to kGateRows tokens (one
   // pass over the router; at 16 tokens it was 1-3% slower) and routers of
   // at most 1 MiB (DeepSeek-V3's 3.5 MiB router was not measured apart
   // from the 10% spread of its layer, so it keeps the three kernels).
-  // A choice the user made (a string attribute of the plan), or "auto".
-  auto choice = [&](StringRef attr) -> StringRef {
-    auto s = plan.getAs<StringAttr>(attr);
-    return s ? s.getValue() : StringRef("auto");
-  };
   StringRef gateChoice = choice("fused_gate");
-  bool fusedGate = gateChoice != "never" && !mmaRouter && !splitRoute &&
-                   whyNotGateKernel(T, E).empty() &&
-                   (gateChoice == "always" ||
-                    (T <= kGateRows && d * E * 2 <= (int64_t(1) << 20)));
+  fusedGate = !dense && gateChoice != "never" && !mmaRouter && !splitRoute &&
+              whyNotGateKernel(T, E).empty() &&
+              (gateChoice == "always" ||
+               (T <= kGateRows && d * E * 2 <= (int64_t(1) << 20)));
 
   // Rows each expert gets on average: the expert GEMVs share each weight
   // load among that many rows.
-  double rowsPerExpert =
+  rowsPerExpert =
       cast<FloatAttr>(plan.get("rows_per_expert")).getValueAsDouble();
-  int64_t expertRows = rowsPerExpert <= 1.5 ? 1 : rowsPerExpert <= 2.5 ? 2 : 4;
+  expertRows = rowsPerExpert <= 1.5 ? 1 : rowsPerExpert <= 2.5 ? 2 : 4;
   // About one row an expert: the expert FFN as one kernel (up, activation,
   // down and combine by column slices, no intermediate buffers), with
   // ffnColumns columns a block; 0: the up and down GEMVs.
-  int64_t ffnColumns = 0;
   if (!mma && expertRows == 1) {
     int64_t asked = 0;
     if (auto c = plan.getAs<IntegerAttr>("ffn_columns"))
@@ -468,14 +520,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   GemvTuning tuning;
   if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
     tuning = {t[0], t[1]};
-  GemvGrid upGrid = planGemv(d, f, S * (gated ? 2 : 1), tuning);
-  GemvGrid downGrid = planGemv(f, d, S, tuning);
-  bool gemvExperts = !mma && !ffnColumns;
-  int64_t stageRows =
-      gemvExperts && stageChoice != "never" &&
-              expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
-          ? downGrid.kchunk
-          : 0;
+  upGrid = planGemv(d, f, S * (gated ? 2 : 1), tuning);
+  downGrid = planGemv(f, d, S, tuning);
+  gemvExperts = !mma && !ffnColumns;
+  stageRows = gemvExperts && stageChoice != "never" &&
+                      expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
+                  ? downGrid.kchunk
+                  : 0;
   // One token: the gating kernel's blocks, the up GEMV's and the down
   // GEMV's as work items of one persistent kernel (DecodeKernel.cpp), the
   // routing published and each slot's up projection handed to the down
@@ -487,12 +538,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // (results/decode-kernel-2026-12-01.md).
   StringRef decodeChoice = choice("decode_kernel");
   auto stagesAttr = plan.getAs<IntegerAttr>("decode_stages");
-  int64_t decodeStages = stagesAttr ? stagesAttr.getInt() : 0;
+  decodeStages = stagesAttr ? stagesAttr.getInt() : 0;
   // (Not yet in a layer summed over ranks: it has not run on two GPUs.)
-  bool decodeKernel = decodeChoice != "never" && gateChoice != "never" &&
-                      gemvExperts && stageRows && S >= 2 && !localized &&
-                      !mmaRouter && !plan.get("all_reduce_mask") &&
-                      whyNotDecodeKernel(T, S, E).empty();
+  decodeKernel = !dense && decodeChoice != "never" && gateChoice != "never" &&
+                 gemvExperts && stageRows && S >= 2 && !localized &&
+                 !mmaRouter && !summed && whyNotDecodeKernel(T, S, E).empty();
   if (decodeKernel)
     fusedGate = true; // its router items clear the accumulators
 
@@ -505,37 +555,25 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // of ds-moe-128 and Mixtral 0.7-1.2%; with the 256-940 MiB buffers of
   // qwen3, OLMoE and DeepSeek-V3 at 8192 tokens (the combine kernel reads
   // all of it: 240 us for DeepSeek-V3's) -0.7% to +2.1%
-  // (results/combine-rows-2026-12-02.md). A layer summed over ranks or
-  // narrowed to local experts adds into the f32 output.
+  // (results/combine-rows-2026-12-02.md). A layer summed over ranks,
+  // narrowed to local experts or with shared experts adds into the f32
+  // output.
   StringRef combineChoice = choice("combine");
-  bool combineRows =
-      mma && !localized && !plan.get("all_reduce_mask") &&
+  combineRows =
+      mma && !dense && !localized && !summed && !hasShared &&
       (combineChoice == "rows" ||
        (combineChoice == "auto" && N * d * 2 <= kCombineRowsMaxBytes));
 
-  // The wgmma blocks' order over (row tile, column block): groups of tiles
-  // (planWgmmaGroup: rows within 24 MiB, at most a wave of the grid's
-  // pairs, at least twice an expert's tiles). The down kernel of qwen3 at
-  // 1024 tokens, with all its tiles one group, read 499 MB from DRAM for
-  // 403 MB of weights; with groups of a wave, 416 MB
-  // (results/kernel-profile-1024-2026-12-03.md,
-  // results/weights-evict-first-2026-12-03.md).
-  auto groupTiles = [&](int64_t kDim, int64_t colBlocks) -> int64_t {
-    auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
-    int64_t g = asked ? asked.getInt()
-                      : planWgmmaGroup(kDim, tileM, colBlocks, rowsPerExpert);
-    return g >= tiles ? 0 : g;
-  };
   // The persistent form (WgmmaKernel.cpp) needs a pair's K steps to cover
   // the copies in flight (stages - 2 steps).
   StringRef persistentChoice = choice("wgmma_persistent");
   // With a producer warpgroup (warp-specialised; the default: 0.94-1.00 of
   // the time of the grid of (tile, column block) blocks at 1024 and 8192
   // tokens, results/wgmma-producer-2026-12-02.md) any K will do.
-  bool producer = wgmma && (persistentChoice == "producer" ||
-                            persistentChoice == "tma" ||
-                            persistentChoice == "multicast" ||
-                            persistentChoice == "auto");
+  producer = wgmma && (persistentChoice == "producer" ||
+                       persistentChoice == "tma" ||
+                       persistentChoice == "multicast" ||
+                       persistentChoice == "auto");
   // The producer's weight tiles by TMA (tensor maps made by the runtime;
   // the wgmma path's d and f are multiples of 128, so the weights' rows are
   // multiples of 16 bytes as TMA needs). By default for gated layers, and
@@ -551,7 +589,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // before the queue (results/wgmma-tma-queue-2026-12-02.md).
   // 64-row tiles take TMA weights too (how they were measured against the
   // GEMVs and mma.sync tiles, results/wgmma-small-rows-2026-12-03.md).
-  bool tmaWeights =
+  tmaWeights =
       producer &&
       (persistentChoice == "tma" || persistentChoice == "multicast" ||
        (persistentChoice == "auto" &&
@@ -562,7 +600,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // still takes in the whole block, and it measured 1.17-2.07x slower
   // (results/wgmma-multicast-2026-12-02.md). Needs an even count of
   // 64-column atoms a matrix.
-  bool multicast =
+  multicast =
       tmaWeights && persistentChoice == "multicast" &&
       wgmmaTile.rows == kWgmmaTileM &&
       (wgmmaTile.columns / (gated ? 2 : 1) / 64) % 2 == 0;
@@ -578,8 +616,8 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // 826 (199 us against 207), the layer 0.963-0.968x; 0.917-0.999x at 128
   // tokens. At two tiles an expert (Mixtral 1024, DeepSeek-V3 8192)
   // 0.990-1.015x (results/weights-evict-first-2026-12-03.md).
-  bool evictFirst = tmaWeights && choice("weights_evict_first") != "never" &&
-                    rowsPerExpert < 2 * tileM;
+  evictFirst = tmaWeights && choice("weights_evict_first") != "never" &&
+               rowsPerExpert < 2 * tileM;
   // The producer form's pairs from a global counter (MmaOptions::queue),
   // by default: pairs then start in their order, so the tiles of an expert
   // meet on a weight block in L2. DeepSeek-V3 at 8192 tokens: the down
@@ -589,116 +627,48 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // (results/wgmma-queue-2026-12-02.md). Its ring of taken values covers
   // up to kWgmmaQueueRing - 3 stages.
   StringRef queueChoice = choice("wgmma_queue");
-  bool queue = producer && !multicast && queueChoice != "never" &&
-               wgmmaTile.stages + 3 <= kWgmmaQueueRing;
-  bool persistent = producer || (wgmma && persistentChoice == "always" &&
-                                 std::min(d, f) / kWgmmaTileK >=
-                                     wgmmaTile.stages - 2);
+  queue = producer && !multicast && queueChoice != "never" &&
+          wgmmaTile.stages + 3 <= kWgmmaQueueRing;
+  persistent = producer || (wgmma && persistentChoice == "always" &&
+                            std::min(d, f) / kWgmmaTileK >=
+                                wgmmaTile.stages - 2);
+  // The wgmma blocks' order over (row tile, column block): groups of tiles
+  // (planWgmmaGroup: rows within 24 MiB, at most a wave of the grid's
+  // pairs, at least twice an expert's tiles). The down kernel of qwen3 at
+  // 1024 tokens, with all its tiles one group, read 499 MB from DRAM for
+  // 403 MB of weights; with groups of a wave, 416 MB
+  // (results/kernel-profile-1024-2026-12-03.md,
+  // results/weights-evict-first-2026-12-03.md).
+  auto groupTiles = [&](int64_t kDim, int64_t colBlocks) -> int64_t {
+    auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
+    int64_t g = asked ? asked.getInt()
+                      : planWgmmaGroup(kDim, tileM, colBlocks, rowsPerExpert);
+    return g >= tiles ? 0 : g;
+  };
   // Column blocks: the up kernel's pairs take columns / 2 of each of the
   // up and gate matrices.
   int64_t upBlockCols = wgmmaTile.columns / (gated ? 2 : 1);
-  int64_t upGroupTiles =
-      wgmma ? groupTiles(d, llvm::divideCeil(f, upBlockCols)) : 0;
-  int64_t downGroupTiles =
+  upGroupTiles = wgmma ? groupTiles(d, llvm::divideCeil(f, upBlockCols)) : 0;
+  downGroupTiles =
       wgmma ? groupTiles(f, llvm::divideCeil(d, wgmmaTile.columns)) : 0;
 
-  HostBuilder h(b, loc);
-  // The weights' tensor maps: boxes of 64 columns x 64 K rows (one
-  // 128-byte-swizzled B atom of the wgmma tile). Made before any GPU work:
-  // a host call between launches would end their async region with a
-  // stream synchronization.
-  SmallVector<Value> upMaps, downMaps;
-  if (tmaWeights) {
-    upMaps.push_back(h.tensorMapBf16(wUp, 64, kWgmmaTileK));
-    if (gated)
-      upMaps.push_back(h.tensorMapBf16(wGate, 64, kWgmmaTileK));
-    downMaps.push_back(h.tensorMapBf16(wDown, 64, kWgmmaTileK));
-  }
-  Value xDev = deviceArgs[0] ? x : h.upload(x);
-  Value offsets = h.alloc({E + 1}, i32);
-  Value expertOffsets = localized ? h.alloc({L + 1}, i32) : offsets;
-  Value rowToken = h.alloc({N}, i32), rowWeight = h.alloc({N}, f32);
-  Value hit = h.alloc({S}, i32);
-  Value assignExpert = h.alloc({N}, i32), assignPos = h.alloc({N}, i32),
-        assignWeight = h.alloc({N}, f32);
-  Value tileExpert = mma ? h.alloc({tiles}, i32) : Value();
-  Value tileRow = mma ? h.alloc({tiles}, i32) : Value();
-  // The buffers accumulated by atomics, cleared by one memset (or by the
-  // gating kernel): the output, the GEMV path's up (and gate) projections
-  // and the router's logits (the GEMV's, or the tensor cores' split over
-  // K).
-  SmallVector<SmallVector<int64_t, 2>> zeroShapes;
-  if (!combineRows)
-    zeroShapes.push_back({T, d});
-  if (!mma && !ffnColumns)
-    zeroShapes.append(gated ? 2 : 1, {N, f});
-  // The up and down kernels' pair counters (one i32 each, in 64-element
-  // slots of the cleared group), from zeroShapes[queueAt].
-  size_t queueAt = zeroShapes.size();
-  if (queue)
-    zeroShapes.append(2, {1});
-  bool zeroRouter = !fusedGate;
-  if (zeroRouter)
-    zeroShapes.push_back({T, E});
-  Value clearInGate;
-  SmallVector<Type> zeroTypes(zeroShapes.size(), f32);
-  if (queue)
-    std::fill_n(zeroTypes.begin() + queueAt, 2, i32);
-  SmallVector<Value> zeroedBuffers = h.zeroedGroup(
-      zeroShapes, fusedGate ? &clearInGate : nullptr, zeroTypes);
-  Value y = combineRows ? Value() : zeroedBuffers[0];
-  Value hUp = gemvExperts ? zeroedBuffers[1] : Value();
-  Value hGate = gated && gemvExperts ? zeroedBuffers[2] : Value();
-  Value hDown = combineRows ? h.alloc({N, d}, bf16) : Value();
-  Value routerOut = zeroRouter ? zeroedBuffers.back() : Value();
-  ArrayRef<Value> queues =
-      queue ? ArrayRef<Value>(zeroedBuffers).slice(queueAt, 2)
-            : ArrayRef<Value>();
-  Value act = mma ? h.alloc({N, f}, bf16) : Value();
-  Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
-
-  auto kernel = [&](StringRef name, function_ref<gpu::GPUFuncOp()> build) {
-    return getOrBuildKernel(kernels, name, build);
-  };
-  Location kloc = kernels.getLoc();
-  auto gemvKernel = [&](StringRef base, const GemvOptions &o) {
-    std::string name = gemvKernelName(base, o);
-    return kernel(name, [&] {
-      return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
-    });
-  };
-  auto mmaKernel = [&](const MmaOptions &o) {
-    std::string name = mmaKernelName(o);
-    return kernel(name, [&] {
-      return buildGroupedMmaKernel(b, kloc, kernels, name, o);
-    });
-  };
-  auto activation = cast<ActivationAttr>(plan.get("activation")).getValue();
-
-  RouteKernelOptions ro;
+  activation = cast<ActivationAttr>(plan.get("activation")).getValue();
   ro.numExperts = E;
   ro.topK = k;
   ro.sigmoid = plan.get("sigmoid") != nullptr;
   ro.afterTopk = plan.get("score_after_topk") != nullptr;
   ro.renormalize = plan.get("renormalize") != nullptr;
-  ro.scaling = cast<FloatAttr>(plan.get("scaling")).getValueAsDouble();
-  if (bias)
-    ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
+  if (auto scaling = plan.getAs<FloatAttr>("scaling"))
+    ro.scaling = scaling.getValueAsDouble();
   if (mma)
     ro.tileRows = tileM;
   // A decode step routes in one warp, without counts and scans.
   ro.oneToken = T == 1 && !mma;
-  auto routeKernel = [&](RoutePart part) {
-    RouteKernelOptions po = ro;
-    po.part = part;
-    std::string name = routeKernelName(po);
-    return kernel(name,
-                  [&] { return buildRouteKernel(b, kloc, kernels, name, po); });
-  };
 
   // The plan, fixed from the static shapes.
-  GemvGrid routerGrid = planGemv(d, E, 1);
-  GatePlan gatePlan = fusedGate ? planGate(d, E) : GatePlan();
+  if (!dense)
+    routerGrid = planGemv(d, E, 1);
+  gatePlan = fusedGate ? planGate(d, E) : GatePlan();
   // The decode chain overlaps each kernel's start with the tail of the one
   // before (programmatic dependent launch): the up GEMV lets the down GEMV
   // launch right after its grid dependency wait, so that its blocks are
@@ -710,24 +680,29 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // ds-moe-128 4% slower:
   // results/decode-overlap-2026-12-01.md).
   StringRef overlapChoice = choice("decode_overlap");
-  bool decodeOverlap =
-      gemvExperts && !decodeKernel && overlapChoice != "never";
-  bool overlapEnds = decodeOverlap && T == 1;
+  decodeOverlap = gemvExperts && !decodeKernel && overlapChoice != "never";
+  overlapEnds = decodeOverlap && T == 1;
+}
+
+SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
   auto gridAttr = [&](const GemvGrid &g) {
     return b.getDenseI64ArrayAttr(g.summary());
   };
   SmallVector<NamedAttribute> planAttrs{
       b.getNamedAttr("path", b.getStringAttr(path)),
       b.getNamedAttr("slots", b.getI64IntegerAttr(S))};
-  if (mmaRouter) {
+  if (dense) {
+    // Routing: every token to the one expert (moe_route_dense).
+    planAttrs.push_back(b.getNamedAttr(
+        "router", b.getStringAttr(coef ? "dense_coef" : "dense")));
+  } else if (mmaRouter) {
     DenseMatmulPlan rp = planDenseMatmul(T, d, E);
     planAttrs.push_back(b.getNamedAttr(
         "router", b.getStringAttr(rp.wgmma ? "wgmma" : "mma")));
     if (rp.splits > 1)
       planAttrs.push_back(
           b.getNamedAttr("router_split_k", b.getI64IntegerAttr(rp.splits)));
-  }
-  else if (fusedGate)
+  } else if (fusedGate)
     planAttrs.push_back(b.getNamedAttr(
         "gate", b.getDenseI64ArrayAttr(
                     {gatePlan.blocks, kGateThreads, gatePlan.kchunk})));
@@ -790,40 +765,146 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                upGrid.blocksX * upGrid.splits * S * (gated ? 2 : 1),
                downGrid.blocksX * downGrid.splits * S, decodeStages})));
   }
-  fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
+  return planAttrs;
+}
 
+/// Emits a stage's routing and expert kernels on the helper's stream. They
+/// add into `y` (f32 [T, d]) where given; else the stage clears its own
+/// (or, combining by rows, writes the rows the combine kernel sums).
+static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
+                              gpu::GPUModuleOp kernels, const ExpertStage &p,
+                              const StageInputs &in, Value y) {
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
+  const int64_t T = p.T, d = p.d, E = p.E, L = p.L, f = p.f,
+                N = p.N, S = p.S;
+  const bool gated = p.gated, mma = p.mma, wgmma = p.wgmma;
+  Value xDev = in.x;
+  Value offsets = h.alloc({E + 1}, i32);
+  Value expertOffsets = p.localized ? h.alloc({L + 1}, i32) : offsets;
+  Value rowToken = h.alloc({N}, i32), rowWeight = h.alloc({N}, f32);
+  Value hit = h.alloc({S}, i32);
+  Value assignExpert, assignPos, assignWeight;
+  if (!p.dense) {
+    assignExpert = h.alloc({N}, i32);
+    assignPos = h.alloc({N}, i32);
+    assignWeight = h.alloc({N}, f32);
+  }
+  Value tileExpert = mma ? h.alloc({p.tiles}, i32) : Value();
+  Value tileRow = mma ? h.alloc({p.tiles}, i32) : Value();
+  // The buffers accumulated by atomics, cleared by one memset (or by the
+  // gating kernel): the output (unless given), the GEMV path's up (and
+  // gate) projections and the router's logits (the GEMV's, or the tensor
+  // cores' split over K).
+  SmallVector<SmallVector<int64_t, 2>> zeroShapes;
+  bool ownY = !p.combineRows && !y;
+  if (ownY)
+    zeroShapes.push_back({T, d});
+  size_t hAt = zeroShapes.size();
+  if (p.gemvExperts)
+    zeroShapes.append(gated ? 2 : 1, {N, f});
+  // The up and down kernels' pair counters (one i32 each, in 64-element
+  // slots of the cleared group), from zeroShapes[queueAt].
+  size_t queueAt = zeroShapes.size();
+  if (p.queue)
+    zeroShapes.append(2, {1});
+  bool zeroRouter = !p.dense && !p.fusedGate;
+  if (zeroRouter)
+    zeroShapes.push_back({T, E});
+  Value clearInGate;
+  SmallVector<Value> zeroedBuffers;
+  if (!zeroShapes.empty()) {
+    SmallVector<Type> zeroTypes(zeroShapes.size(), f32);
+    if (p.queue)
+      std::fill_n(zeroTypes.begin() + queueAt, 2, i32);
+    zeroedBuffers = h.zeroedGroup(
+        zeroShapes, p.fusedGate ? &clearInGate : nullptr, zeroTypes);
+  }
+  if (ownY)
+    y = zeroedBuffers[0];
+  Value hUp = p.gemvExperts ? zeroedBuffers[hAt] : Value();
+  Value hGate = gated && p.gemvExperts ? zeroedBuffers[hAt + 1] : Value();
+  Value hDown = p.combineRows ? h.alloc({N, d}, bf16) : Value();
+  Value routerOut = zeroRouter ? zeroedBuffers.back() : Value();
+  ArrayRef<Value> queues =
+      p.queue ? ArrayRef<Value>(zeroedBuffers).slice(queueAt, 2)
+              : ArrayRef<Value>();
+  Value act = mma ? h.alloc({N, f}, bf16) : Value();
+
+  auto kernel = [&](StringRef name, function_ref<gpu::GPUFuncOp()> build) {
+    return getOrBuildKernel(kernels, name, build);
+  };
+  Location kloc = kernels.getLoc();
+  auto gemvKernel = [&](StringRef base, const GemvOptions &o) {
+    std::string name = gemvKernelName(base, o);
+    return kernel(name, [&] {
+      return buildGroupedGemvKernel(b, kloc, kernels, name, bf16, o);
+    });
+  };
+  auto mmaKernel = [&](const MmaOptions &o) {
+    std::string name = mmaKernelName(o);
+    return kernel(name, [&] {
+      return buildGroupedMmaKernel(b, kloc, kernels, name, o);
+    });
+  };
+  const RouteKernelOptions &ro = p.ro;
+  auto routeKernel = [&](RoutePart part) {
+    RouteKernelOptions po = ro;
+    po.part = part;
+    std::string name = routeKernelName(po);
+    return kernel(name,
+                  [&] { return buildRouteKernel(b, kloc, kernels, name, po); });
+  };
   auto launchGemv = [&](gpu::GPUFuncOp k, const GemvGrid &g, int64_t gz,
                         ValueRange args) {
     h.launch(k, {g.blocksX, g.splits, gz}, {g.threads, 1, 1}, args);
   };
-  // logits = x W_router (the GEMV's grid is routerGrid, recorded above), or
-  // the gating kernel's.
-  Value logits = fusedGate ? h.alloc({T, E}, f32)
-                           : denseMatmulF32(b, h, kernels, xDev, wr, offsets,
-                                            routerOut, kTensorRouterRows);
-  SmallVector<Value> routeArgs{logits,       offsets,   rowToken,
+
+  SmallVector<Value> routeArgs{Value(),      offsets,   rowToken,
                                rowWeight,    hit,       assignExpert,
                                assignPos,    assignWeight};
-  if (mma) {
-    routeArgs.push_back(tileExpert);
-    routeArgs.push_back(tileRow);
+  if (p.dense) {
+    // Every token one row of the one expert, weighted by its coefficient.
+    int64_t tileRows = mma ? p.tileM : 0;
+    std::string name = denseRouteKernelName(p.coef, tileRows);
+    gpu::GPUFuncOp route = kernel(name, [&] {
+      return buildDenseRouteKernel(b, kloc, kernels, name, p.coef, tileRows);
+    });
+    SmallVector<Value> args{xDev};
+    if (p.coef)
+      args.push_back(in.coef);
+    args.append({offsets, rowToken, rowWeight, hit});
+    if (mma)
+      args.append({tileExpert, tileRow});
+    h.launch(route, {denseRouteGrid(T, p.coef), 1, 1},
+             {kDenseRouteThreads, 1, 1}, args);
+  } else {
+    // logits = x W_router (the GEMV's grid is routerGrid, recorded in the
+    // plan), or the gating kernel's.
+    routeArgs[0] = p.fusedGate
+                       ? h.alloc({T, E}, f32)
+                       : denseMatmulF32(b, h, kernels, xDev, in.wr, offsets,
+                                        routerOut, kTensorRouterRows);
+    if (mma) {
+      routeArgs.push_back(tileExpert);
+      routeArgs.push_back(tileRow);
+    }
+    if (in.bias)
+      routeArgs.push_back(in.bias);
   }
-  if (bias)
-    routeArgs.push_back(bias);
-  if (decodeKernel) {
-    // Launched below with the GEMVs' arguments.
-  } else if (fusedGate) {
+  if (p.dense || p.decodeKernel) {
+    // Routed above, or below with the GEMVs' arguments.
+  } else if (p.fusedGate) {
     RouteKernelOptions gateOpts = ro;
-    gateOpts.triggerDependents = overlapEnds;
+    gateOpts.triggerDependents = p.overlapEnds;
     std::string name = gateKernelName(gateOpts);
     gpu::GPUFuncOp gate = kernel(name, [&] {
       return buildGateKernel(b, kloc, kernels, name, gateOpts);
     });
-    SmallVector<Value> gateArgs{xDev, wr, clearInGate,
-                                h.index(gatePlan.kchunk)};
+    SmallVector<Value> gateArgs{xDev, in.wr, clearInGate,
+                                h.index(p.gatePlan.kchunk)};
     llvm::append_range(gateArgs, routeArgs);
-    h.launch(gate, {gatePlan.blocks, 1, 1}, {kGateThreads, 1, 1}, gateArgs);
-  } else if (splitRoute) {
+    h.launch(gate, {p.gatePlan.blocks, 1, 1}, {kGateThreads, 1, 1}, gateArgs);
+  } else if (p.splitRoute) {
     Value counts = h.alloc({E}, i32);
     Value zero = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
     gpu::MemsetOp::create(b, loc, Type(), ValueRange{}, counts, zero);
@@ -842,7 +923,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
              routeArgs);
   }
 
-  if (localized) {
+  if (p.localized) {
     // Only the experts [firstExpert, firstExpert + L) are here.
     std::string name = mma ? "moe_localize_experts_tiles" : "moe_localize_experts";
     gpu::GPUFuncOp localize = kernel(name, [&] {
@@ -851,48 +932,51 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     SmallVector<Value> localizeArgs{offsets, expertOffsets, hit};
     if (mma)
       localizeArgs.push_back(tileExpert);
-    localizeArgs.push_back(firstExpert);
+    localizeArgs.push_back(in.firstExpert);
     h.launch(localize, {1, 1, 1}, {256, 1, 1}, localizeArgs);
   }
 
+  Value wUp = in.wUp, wGate = in.wGate, wDown = in.wDown;
   if (mma) {
     MmaOptions upOpts;
-    upOpts.warps = warps;
-    upOpts.tileM = tileM;
-    upOpts.stages = stages;
+    upOpts.warps = p.warps;
+    upOpts.tileM = p.tileM;
+    upOpts.stages = p.stages;
     upOpts.gatherRows = true;
     upOpts.pair = gated;
-    upOpts.activation = activation;
-    upOpts.groupTiles = upGroupTiles;
-    upOpts.persistent = persistent;
-    upOpts.producer = producer;
-    upOpts.tmaWeights = tmaWeights;
-    upOpts.multicast = multicast;
-    upOpts.evictFirst = evictFirst;
-    upOpts.queue = queue;
+    upOpts.activation = p.activation;
+    upOpts.groupTiles = p.upGroupTiles;
+    upOpts.persistent = p.persistent;
+    upOpts.producer = p.producer;
+    upOpts.tmaWeights = p.tmaWeights;
+    upOpts.multicast = p.multicast;
+    upOpts.evictFirst = p.evictFirst;
+    upOpts.queue = p.queue;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
       upArgs.push_back(wGate);
     MmaOptions downOpts;
-    downOpts.warps = warps;
-    downOpts.tileM = tileM;
-    downOpts.stages = stages;
-    downOpts.scatter = !combineRows;
-    downOpts.weighted = combineRows;
-    downOpts.groupTiles = downGroupTiles;
-    downOpts.persistent = persistent;
-    downOpts.producer = producer;
-    downOpts.tmaWeights = tmaWeights;
-    downOpts.multicast = multicast;
-    downOpts.evictFirst = evictFirst;
-    downOpts.queue = queue;
+    downOpts.warps = p.warps;
+    downOpts.tileM = p.tileM;
+    downOpts.stages = p.stages;
+    downOpts.scatter = !p.combineRows;
+    downOpts.weighted = p.combineRows;
+    downOpts.groupTiles = p.downGroupTiles;
+    downOpts.persistent = p.persistent;
+    downOpts.producer = p.producer;
+    downOpts.tmaWeights = p.tmaWeights;
+    downOpts.multicast = p.multicast;
+    downOpts.evictFirst = p.evictFirst;
+    downOpts.queue = p.queue;
+    const WgmmaTile &wgmmaTile = p.wgmmaTile;
+    int64_t tiles = p.tiles;
     // The wgmma grid runs over the tiles first: the tiles of an expert read
     // the same weight columns together (from L2 after the first).
     auto launchGemm = [&](const MmaOptions &o, int64_t n, ValueRange args) {
       if (!wgmma) {
         h.launch(mmaKernel(o), {n / mmaColumnsPerMatrix(o), tiles, 1},
-                 {32 * warps, 1, 1}, args);
+                 {32 * p.warps, 1, 1}, args);
         return;
       }
       std::string name = wgmmaKernelName(o, wgmmaTile);
@@ -913,22 +997,22 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
         h.launch(k, {tiles, (n + cols - 1) / cols, 1}, {kWgmmaThreads, 1, 1},
                  args, wgmmaSharedBytes(wgmmaTile));
     };
-    SmallVector<Value> downArgs{act,      wDown,   combineRows ? hDown : y,
+    SmallVector<Value> downArgs{act,      wDown,   p.combineRows ? hDown : y,
                                 tileExpert, tileRow, expertOffsets,
                                 rowToken, rowWeight};
-    llvm::append_range(upArgs, upMaps);
-    llvm::append_range(downArgs, downMaps);
-    if (queue) {
+    llvm::append_range(upArgs, in.upMaps);
+    llvm::append_range(downArgs, in.downMaps);
+    if (p.queue) {
       upArgs.push_back(queues[0]);
       downArgs.push_back(queues[1]);
     }
     launchGemm(upOpts, f, upArgs);
     launchGemm(downOpts, d, downArgs);
-  } else if (ffnColumns) {
+  } else if (p.ffnColumns) {
     FfnKernelOptions fo;
-    fo.activation = activation;
+    fo.activation = p.activation;
     fo.gated = gated;
-    fo.columns = ffnColumns;
+    fo.columns = p.ffnColumns;
     std::string name = ffnKernelName(fo);
     gpu::GPUFuncOp ffn = kernel(
         name, [&] { return buildFusedFfnKernel(b, kloc, kernels, name, fo); });
@@ -936,22 +1020,23 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                y,    rowToken,      rowWeight, hit};
     if (gated)
       ffnArgs.push_back(wGate);
-    h.launch(ffn, {f / ffnColumns, S, 1}, {kFfnThreads, 1, 1}, ffnArgs);
+    h.launch(ffn, {f / p.ffnColumns, S, 1}, {kFfnThreads, 1, 1}, ffnArgs);
   } else {
+    const GemvGrid &upGrid = p.upGrid, &downGrid = p.downGrid;
     GemvOptions upOpts;
     upOpts.gatherRows = upOpts.indirect = true;
     upOpts.pair = gated;
-    upOpts.rowsPerPass = expertRows;
-    upOpts.triggerDependents = decodeOverlap;
+    upOpts.rowsPerPass = p.expertRows;
+    upOpts.triggerDependents = p.decodeOverlap;
     GemvOptions downOpts;
     downOpts.indirect = downOpts.scatter = true;
-    downOpts.rowsPerPass = expertRows;
+    downOpts.rowsPerPass = p.expertRows;
     // The down projection applies the activation as it reads hUp (hGate).
-    downOpts.inputActivation = activation;
+    downOpts.inputActivation = p.activation;
     downOpts.inputGated = gated;
-    downOpts.loadBeforeWait = decodeOverlap;
-    downOpts.triggerDependents = overlapEnds;
-    downOpts.stageRows = stageRows;
+    downOpts.loadBeforeWait = p.decodeOverlap;
+    downOpts.triggerDependents = p.overlapEnds;
+    downOpts.stageRows = p.stageRows;
     SmallVector<Value> upArgs{xDev,     expertOffsets, wUp, hUp,
                               h.index(upGrid.kchunk), rowToken, hit};
     if (gated) {
@@ -963,7 +1048,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                 rowWeight, hit};
     if (gated)
       downArgs.push_back(hGate);
-    if (decodeKernel) {
+    if (p.decodeKernel) {
       DecodeKernelOptions dk;
       dk.route = ro;
       dk.up = upGrid.kernelOptions(upOpts);
@@ -973,18 +1058,19 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       // A down item issues its first weight loads before it waits for its
       // slot's up items (no trigger: decodeOverlap is off).
       dk.down.loadBeforeWait = true;
-      dk.up.asyncStages = dk.down.asyncStages = decodeStages;
+      dk.up.asyncStages = dk.down.asyncStages = p.decodeStages;
       dk.upThreads = upGrid.threads;
       dk.downThreads = downGrid.threads;
       std::string name = decodeKernelName(dk);
       gpu::GPUFuncOp decode = kernel(name, [&] {
         return buildDecodeKernel(b, kloc, kernels, name, dk);
       });
-      SmallVector<Value> args{xDev, wr, clearInGate, h.index(gatePlan.kchunk)};
+      SmallVector<Value> args{xDev, in.wr, clearInGate,
+                              h.index(p.gatePlan.kchunk)};
       llvm::append_range(args, routeArgs);
       llvm::append_range(args, upArgs);
       llvm::append_range(args, downArgs);
-      for (int64_t v : {gatePlan.blocks, upGrid.blocksX, upGrid.splits,
+      for (int64_t v : {p.gatePlan.blocks, upGrid.blocksX, upGrid.splits,
                         downGrid.blocksX, downGrid.splits})
         args.push_back(h.index(v));
       h.launch(decode, {kPlanSms * kDecodeBlocksPerSm, 1, 1},
@@ -999,11 +1085,151 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
       launchGemv(downK, downGrid, S, downArgs);
     }
   }
+  return {y, hDown, offsets, assignExpert, assignPos};
+}
+
+/// `w` [d, f] (a shared expert's matrix) as the one expert [1, d, f] of the
+/// grouped kernels.
+static Value asOneExpert(OpBuilder &b, Location loc, Value w) {
+  auto type = cast<MemRefType>(w.getType());
+  SmallVector<int64_t> shape{1};
+  llvm::append_range(shape, type.getShape());
+  return memref::ExpandShapeOp::create(
+      b, loc, MemRefType::get(shape, type.getElementType()), w,
+      ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+}
+
+LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
+                                           gpu::GPUModuleOp kernels,
+                                           ArrayRef<bool> deviceArgs) {
+  auto plan = fn->getAttrOfType<DictionaryAttr>(kGpuLayerAttr);
+  auto sharedPlan = plan.getAs<DictionaryAttr>("shared");
+  FunctionType type = fn.getFunctionType();
+  bool hasBias = plan.get("bias") != nullptr;
+  bool gated = plan.get("gated") != nullptr;
+  bool localized = plan.get("local_experts") != nullptr;
+  bool sharedGated = sharedPlan && sharedPlan.get("gated");
+  bool sharedCoef = sharedPlan && sharedPlan.get("coef");
+  unsigned sharedArgs =
+      sharedPlan ? 2 + unsigned(sharedGated) + unsigned(sharedCoef) : 0;
+  // + the expert offset (an index) and the out-parameter
+  unsigned numArgs = 5 + hasBias + gated + sharedArgs + localized;
+  if (type.getNumInputs() != numArgs || type.getNumResults() != 0 ||
+      !llvm::all_of(llvm::enumerate(type.getInputs()), [&](auto it) {
+        if (localized && it.index() == numArgs - 2)
+          return it.value().isIndex();
+        auto m = dyn_cast<MemRefType>(it.value());
+        return m && m.hasStaticShape() && m.getLayout().isIdentity();
+      }))
+    return fn.emitError() << "expected the bufferized GPU layer helper to "
+                             "take static identity-layout memrefs, got "
+                          << type;
+  Location loc = fn.getLoc();
+  Block *entry = prepareHelperEntry(fn);
+  b.setInsertionPointToStart(entry);
+  unsigned next = 0;
+  Value x = entry->getArgument(next++), wr = entry->getArgument(next++);
+  Value bias = hasBias ? entry->getArgument(next++) : Value();
+  Value wUp = entry->getArgument(next++);
+  Value wGate = gated ? entry->getArgument(next++) : Value();
+  Value wDown = entry->getArgument(next++);
+  Value sUp, sGate, sDown, sCoef;
+  if (sharedPlan) {
+    sUp = entry->getArgument(next++);
+    sGate = sharedGated ? entry->getArgument(next++) : Value();
+    sDown = entry->getArgument(next++);
+    sCoef = sharedCoef ? entry->getArgument(next++) : Value();
+  }
+  Value firstExpert = localized ? entry->getArgument(next++) : Value();
+  Value result = entry->getArgument(next++);
+
+  auto xType = cast<MemRefType>(x.getType());
+  auto upType = cast<MemRefType>(wUp.getType());
+  ExpertStage routed;
+  routed.plan = plan;
+  routed.gated = gated;
+  routed.localized = localized;
+  routed.hasBias = hasBias;
+  routed.summed = plan.get("all_reduce_mask") != nullptr;
+  routed.T = xType.getDimSize(0);
+  routed.d = xType.getDimSize(1);
+  // E: the experts routing picks among; L: those whose weights are here.
+  routed.E = cast<IntegerAttr>(plan.get("experts")).getInt();
+  routed.L = upType.getDimSize(0);
+  routed.f = upType.getDimSize(2);
+  routed.k = cast<IntegerAttr>(plan.get("top_k")).getInt();
+  routed.decide(sharedPlan != nullptr);
+  if (bias)
+    routed.ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
+
+  std::optional<ExpertStage> shared;
+  if (sharedPlan) {
+    // The stage's own entries, with the layer's activation.
+    NamedAttrList entries(sharedPlan);
+    entries.set("activation", plan.get("activation"));
+    shared.emplace();
+    shared->plan = entries.getDictionary(b.getContext());
+    shared->dense = true;
+    shared->coef = sharedCoef;
+    shared->gated = sharedGated;
+    shared->T = routed.T;
+    shared->d = routed.d;
+    shared->E = shared->L = shared->k = 1;
+    shared->f = cast<MemRefType>(sUp.getType()).getDimSize(1);
+    shared->decide(/*hasShared=*/false);
+  }
+  SmallVector<NamedAttribute> planAttrs = routed.planAttrs(b);
+  if (shared)
+    planAttrs.push_back(b.getNamedAttr(
+        "shared", b.getDictionaryAttr(shared->planAttrs(b))));
+  fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
+
+  HostBuilder h(b, loc);
+  StageInputs routedIn{x, wr, bias, wUp, wGate, wDown, firstExpert, Value(),
+                       {}, {}};
+  StageInputs sharedIn;
+  if (shared) {
+    sharedIn.wUp = asOneExpert(b, loc, sUp);
+    sharedIn.wGate = sGate ? asOneExpert(b, loc, sGate) : Value();
+    sharedIn.wDown = asOneExpert(b, loc, sDown);
+    if (sCoef) // [d, 1] as [d]
+      sharedIn.coef = memref::CollapseShapeOp::create(
+          b, loc, sCoef, ArrayRef<ReassociationIndices>{{0, 1}});
+  }
+  // The weights' tensor maps: boxes of 64 columns x 64 K rows (one
+  // 128-byte-swizzled B atom of the wgmma tile). Made before any GPU work:
+  // a host call between launches would end their async region with a
+  // stream synchronization.
+  auto makeMaps = [&](const ExpertStage &s, StageInputs &in) {
+    if (!s.tmaWeights)
+      return;
+    in.upMaps.push_back(h.tensorMapBf16(in.wUp, 64, kWgmmaTileK));
+    if (s.gated)
+      in.upMaps.push_back(h.tensorMapBf16(in.wGate, 64, kWgmmaTileK));
+    in.downMaps.push_back(h.tensorMapBf16(in.wDown, 64, kWgmmaTileK));
+  };
+  makeMaps(routed, routedIn);
+  if (shared)
+    makeMaps(*shared, sharedIn);
+  routedIn.x = sharedIn.x = deviceArgs[0] ? x : h.upload(x);
+
+  int64_t T = routed.T, d = routed.d;
+  Type bf16 = b.getBF16Type();
+  Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
+  StageOutputs o = emitStage(b, loc, h, kernels, routed, routedIn, Value());
+  // The shared experts add into the routed stage's f32 output.
+  if (shared)
+    emitStage(b, loc, h, kernels, *shared, sharedIn, o.y);
+
+  auto kernel = [&](StringRef name, function_ref<gpu::GPUFuncOp()> build) {
+    return getOrBuildKernel(kernels, name, build);
+  };
+  Location kloc = kernels.getLoc();
   if (auto mask = plan.getAs<IntegerAttr>("all_reduce_mask")) {
     // The ranks' partial sums, added in f32 on the device (the model
     // stream orders it after the kernels above and before the rounding).
     Type i64 = b.getI64Type();
-    Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, y);
+    Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, o.y);
     h.callRuntime(
         "moert_comm_all_reduce_device",
         {arith::IndexCastOp::create(b, loc, i64, ptr),
@@ -1011,17 +1237,18 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
          arith::ConstantIntOp::create(b, loc, i64, mask.getInt())},
         /*returnsI64=*/false);
   }
-  if (combineRows) {
-    std::string name = combineKernelName(k);
-    gpu::GPUFuncOp combine = kernel(
-        name, [&] { return buildCombineKernel(b, kloc, kernels, name, k); });
+  if (routed.combineRows) {
+    std::string name = combineKernelName(routed.k);
+    gpu::GPUFuncOp combine = kernel(name, [&] {
+      return buildCombineKernel(b, kloc, kernels, name, routed.k);
+    });
     h.launch(combine, {T, 1, 1}, {kCombineThreads, 1, 1},
-             {hDown, offsets, assignExpert, assignPos, out});
+             {o.hDown, o.offsets, o.assignExpert, o.assignPos, out});
   } else {
     gpu::GPUFuncOp round = kernel("round_bf16", [&] {
       return buildRoundKernel(b, kloc, kernels, "round_bf16", bf16);
     });
-    h.launchRound(round, T * d, {y, out});
+    h.launchRound(round, T * d, {o.y, out});
   }
   if (out != result)
     h.copy(result, out);

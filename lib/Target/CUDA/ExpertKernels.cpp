@@ -1050,6 +1050,138 @@ gpu::GPUFuncOp mlir::moe::buildCombineKernel(OpBuilder &b, Location loc,
   return fn;
 }
 
+std::string mlir::moe::denseRouteKernelName(bool coef, int64_t tileRows) {
+  std::string name = coef ? "moe_route_dense_coef" : "moe_route_dense";
+  if (tileRows)
+    name += "_tiles" + std::to_string(tileRows);
+  return name;
+}
+
+gpu::GPUFuncOp mlir::moe::buildDenseRouteKernel(OpBuilder &b, Location loc,
+                                                gpu::GPUModuleOp module,
+                                                StringRef name, bool coef,
+                                                int64_t tileRows) {
+  OpBuilder::InsertionGuard guard(b);
+  int64_t dyn = ShapedType::kDynamic;
+  Type i32 = b.getI32Type(), f32 = b.getF32Type(), bf16 = b.getBF16Type();
+  auto vecI32 = MemRefType::get({dyn}, i32);
+  SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, bf16)};
+  if (coef)
+    argTypes.push_back(MemRefType::get({dyn}, bf16));
+  argTypes.append({vecI32, vecI32, MemRefType::get({dyn}, f32), vecI32});
+  if (tileRows)
+    argTypes.append({vecI32, vecI32});
+  auto fn = moe::createKernelFunc(b, loc, module, name, argTypes,
+                                  kDenseRouteThreads);
+  Block &entry = fn.getBody().front();
+  unsigned next = 0;
+  Value x = entry.getArgument(next++);
+  Value c = coef ? entry.getArgument(next++) : Value();
+  Value offsets = entry.getArgument(next++),
+        rowToken = entry.getArgument(next++),
+        rowWeight = entry.getArgument(next++), hit = entry.getArgument(next++);
+  Value tileExpert = tileRows ? entry.getArgument(next++) : Value();
+  Value tileRow = tileRows ? entry.getArgument(next++) : Value();
+  IndexOps ix{b, loc};
+  auto i32c = [&](int64_t v) -> Value {
+    return arith::ConstantIntOp::create(b, loc, i32, v);
+  };
+  auto toI32 = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, i32, v);
+  };
+  Value bid = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value T = memref::DimOp::create(b, loc, rowToken, 0);
+  Value isFirstBlock = ix.icmp(arith::CmpIPredicate::eq, bid, ix.c(0));
+  // The table of the one expert: rows [0, T), its tiles, then -1.
+  buildIfThen(b, loc, isFirstBlock, [&] {
+    buildIfThen(b, loc, ix.icmp(arith::CmpIPredicate::eq, tid, ix.c(0)), [&] {
+      memref::StoreOp::create(b, loc, i32c(0), offsets, ValueRange{ix.c(0)});
+      memref::StoreOp::create(b, loc, toI32(T), offsets, ValueRange{ix.c(1)});
+      memref::StoreOp::create(b, loc, i32c(0), hit, ValueRange{ix.c(0)});
+    });
+    if (!tileRows)
+      return;
+    auto loop = scf::ForOp::create(b, loc, tid,
+                                   memref::DimOp::create(b, loc, tileExpert, 0),
+                                   ix.c(kDenseRouteThreads));
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value i = loop.getInductionVar();
+    Value row = ix.mul(i, ix.c(tileRows));
+    Value live = ix.icmp(arith::CmpIPredicate::ult, row, T);
+    memref::StoreOp::create(
+        b, loc, arith::SelectOp::create(b, loc, live, i32c(0), i32c(-1)),
+        tileExpert, ValueRange{i});
+    memref::StoreOp::create(b, loc, toI32(row), tileRow, ValueRange{i});
+  });
+  if (!coef) {
+    Value t = ix.add(ix.mul(bid, ix.c(kDenseRouteThreads)), tid);
+    buildIfThen(b, loc, ix.icmp(arith::CmpIPredicate::ult, t, T), [&] {
+      memref::StoreOp::create(b, loc, toI32(t), rowToken, ValueRange{t});
+      memref::StoreOp::create(
+          b, loc, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f)),
+          rowWeight, ValueRange{t});
+    });
+    gpu::ReturnOp::create(b, loc);
+    return fn;
+  }
+  // A block a token: x[t] . coef summed in f32, kUnroll loads in flight a
+  // thread, then over the lanes and the warps.
+  constexpr int64_t kUnroll = 8;
+  Value t = bid, d = memref::DimOp::create(b, loc, x, 1);
+  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  auto loop = scf::ForOp::create(b, loc, ix.mul(tid, ix.c(kUnroll)), d,
+                                 ix.c(kDenseRouteThreads * kUnroll),
+                                 ValueRange{zero});
+  {
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value i0 = loop.getInductionVar();
+    SmallVector<std::pair<Value, Value>> loaded;
+    for (int64_t u = 0; u < kUnroll; ++u) {
+      Value i = ix.add(i0, ix.c(u));
+      // Past d: 0 x 0 (d is a multiple of 8 on this path, but stay safe).
+      Value in = ix.icmp(arith::CmpIPredicate::ult, i, d);
+      Value safe = ix.select(in, i, ix.c(0));
+      Value xv = memref::LoadOp::create(b, loc, x, ValueRange{t, safe});
+      Value cv = memref::LoadOp::create(b, loc, c, ValueRange{safe});
+      Value cz = arith::SelectOp::create(
+          b, loc, in, arith::ExtFOp::create(b, loc, f32, cv), zero);
+      loaded.push_back({arith::ExtFOp::create(b, loc, f32, xv), cz});
+    }
+    Value acc = loop.getRegionIterArgs()[0];
+    for (auto [xv, cv] : loaded)
+      acc = arith::AddFOp::create(b, loc, acc,
+                                  arith::MulFOp::create(b, loc, xv, cv));
+    scf::YieldOp::create(b, loc, acc);
+  }
+  Value sum = sumOverLanes(b, loc, loop.getResult(0), 1);
+  constexpr int64_t warps = kDenseRouteThreads / 32;
+  Value red = fn.addWorkgroupAttribution(
+      MemRefType::get({warps}, f32, MemRefLayoutAttrInterface(),
+                      gpu::AddressSpaceAttr::get(
+                          b.getContext(), gpu::AddressSpace::Workgroup)),
+      loc);
+  Value lane = ix.remu(tid, 32), warp = ix.divu(tid, 32);
+  buildIfThen(b, loc, ix.icmp(arith::CmpIPredicate::eq, lane, ix.c(0)), [&] {
+    memref::StoreOp::create(b, loc, sum, red, ValueRange{warp});
+  });
+  gpu::BarrierOp::create(b, loc);
+  buildIfThen(b, loc, ix.icmp(arith::CmpIPredicate::eq, tid, ix.c(0)), [&] {
+    Value total = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(0)});
+    for (int64_t w = 1; w < warps; ++w)
+      total = arith::AddFOp::create(
+          b, loc, total,
+          memref::LoadOp::create(b, loc, red, ValueRange{ix.c(w)}));
+    memref::StoreOp::create(b, loc, sigmoidF32(b, loc, total), rowWeight,
+                            ValueRange{t});
+    memref::StoreOp::create(b, loc, toI32(t), rowToken, ValueRange{t});
+  });
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
 gpu::GPUFuncOp mlir::moe::buildLocalizeExpertsKernel(OpBuilder &b,
                                                      Location loc,
                                                      gpu::GPUModuleOp module,
@@ -1132,15 +1264,16 @@ std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
     if (auto shaped = dyn_cast<RankedTensorType>(t); shaped && !shaped.hasStaticShape())
       return "the fused GPU layer needs static shapes";
   for (Value v : {op.getInput(), op.getRouterWeight(), op.getWUp(),
-                  op.getWGate(), op.getWDown()})
+                  op.getWGate(), op.getWDown(), op.getSharedUp(),
+                  op.getSharedGate(), op.getSharedDown(), op.getSharedCoef()})
     if (v && !cast<RankedTensorType>(v.getType()).getElementType().isBF16())
       return "the fused GPU layer takes bf16 weights";
   if (op.getCapacityFactor())
     return "capacity limits are not supported on the fused GPU layer yet";
   if (op.getNGroupAttr())
     return "group-limited routing is not supported on the fused GPU layer yet";
-  if (op.getSharedUp() || op.getMlpUp())
-    return "shared experts and the PR-MoE MLP are not fused on the GPU yet";
+  if (op.getMlpUp())
+    return "the PR-MoE MLP is not fused on the GPU yet";
   int64_t experts = op.getNumExperts();
   int64_t k = op.getTopKAttr().getInt();
   auto up = cast<RankedTensorType>(op.getWUp().getType());
@@ -1154,6 +1287,11 @@ std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
       f % kGemvColumnsPerThread)
     return "the fused GPU layer needs experts, hidden and ffn sizes "
            "divisible by 8";
+  // The shared experts run as a second expert stage of one expert.
+  if (Value sharedUp = op.getSharedUp())
+    if (cast<RankedTensorType>(sharedUp.getType()).getDimSize(1) %
+        kGemvColumnsPerThread)
+      return "the fused GPU layer needs a shared-expert size divisible by 8";
   if (Value bias = op.getRouterBias()) {
     Type bt = cast<RankedTensorType>(bias.getType()).getElementType();
     if (!bt.isBF16() && !bt.isF32())

@@ -351,6 +351,27 @@ gpu::GPUFuncOp buildLocalizeExpertsKernel(OpBuilder &builder, Location loc,
                                           gpu::GPUModuleOp module,
                                           StringRef name, bool tiles);
 
+/// Adds the kernel `name` that routes every token to a layer's shared
+/// experts, run as one "expert" (id 0) with one row a token: row t is token
+/// t, with the combine weight sigmoid(x[t] . coef) (Qwen2-MoE's shared-expert
+/// gate, summed in f32) where `coef`, else 1. Writes offsets [2] = {0, T},
+/// rowToken / rowWeight [T], hit [1] = {0} and, with `tileRows` > 0, the
+/// row-tile table (tile i: expert 0, rows i * tileRows ..; -1 past the
+/// last). Arguments: (x [T, d] bf16, [coef [d] bf16], offsets, rowToken,
+/// rowWeight, hit, [tileExpert, tileRow]). Launch denseRouteGrid(T, coef)
+/// blocks of kDenseRouteThreads threads.
+constexpr int64_t kDenseRouteThreads = 256;
+gpu::GPUFuncOp buildDenseRouteKernel(OpBuilder &builder, Location loc,
+                                     gpu::GPUModuleOp module, StringRef name,
+                                     bool coef, int64_t tileRows);
+std::string denseRouteKernelName(bool coef, int64_t tileRows);
+/// A block a token with `coef` (the block sums the dot product), else a
+/// thread a token.
+inline int64_t denseRouteGrid(int64_t tokens, bool coef) {
+  return coef ? tokens
+              : (tokens + kDenseRouteThreads - 1) / kDenseRouteThreads;
+}
+
 /// Threads of the routing kernel's single block; it handles up to this many
 /// experts.
 constexpr int64_t kRouteThreads = 1024;
@@ -749,8 +770,8 @@ void buildColumnChecked(OpBuilder &b, Location loc, Value whole, Value n,
 
 /// Why `layer` cannot run as one fused GPU layer (empty when it can): the
 /// fused path takes bf16 layers with static shapes, dropless routing without
-/// group limits, no shared experts or PR-MoE MLP, E <= kRouteThreads, and
-/// sizes divisible by 8.
+/// group limits, shared experts (added by a second expert stage) but no
+/// PR-MoE MLP, E <= kRouteThreads, and sizes divisible by 8.
 std::string whyNotGpuLayer(LayerOp layer);
 
 /// The sum over ranks that a fused GPU layer takes into its kernel chain

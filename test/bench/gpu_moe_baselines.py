@@ -22,6 +22,11 @@ each point also runs the layer compiled by moe-compile --target=cuda
 (DIR/<shape>-t<tokens>.so, loaded with ctypes and bound to the same device
 tensors), eager and captured as a CUDA graph, checked against the fp32
 reference with the compiler's routing (f32 logits), output poisoned first.
+
+--shapes may also name the layers with shared experts of shapes.py
+(SHARED_SHAPES, not in "all"): their shared FFN (scaled by its sigmoid gate
+where it has one) is added in both baselines (in bf16, as transformers'
+Qwen2-MoE block does), in the fp32 reference and in both floors.
 """
 import argparse
 import ctypes
@@ -34,7 +39,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shapes import SHAPES  # noqa: E402
+from shapes import SHAPES, shape  # noqa: E402
 
 
 def act(name, x):
@@ -111,10 +116,12 @@ def measure_floors():
 
 
 class Layer:
-    def __init__(self, experts, k, hidden, ffn, activation, gated, tokens):
+    def __init__(self, experts, k, hidden, ffn, activation, gated, tokens,
+                 shared=0, coef=False):
         g = torch.Generator(device="cuda").manual_seed(tokens * 7 + experts)
         self.k, self.act, self.gated = k, activation, gated
         self.E, self.d, self.f = experts, hidden, ffn
+        self.shared, self.coef = shared, coef
 
         def rand(*shape, scale):
             return (torch.rand(*shape, device="cuda", generator=g) * 2 - 1).mul_(scale).to(torch.bfloat16)
@@ -124,6 +131,29 @@ class Layer:
         self.w_up = rand(experts, hidden, ffn, scale=1 / math.sqrt(hidden))
         self.w_gate = rand(experts, hidden, ffn, scale=1 / math.sqrt(hidden)) if gated else None
         self.w_down = rand(experts, ffn, hidden, scale=1 / math.sqrt(ffn))
+        # Shared experts: a dense FFN of width `shared` on every token,
+        # scaled by sigmoid(x s_coef) with `coef` (Qwen2-MoE).
+        self.s_up = self.s_gate = self.s_down = self.s_coef = None
+        if shared:
+            self.s_up = rand(hidden, shared, scale=1 / math.sqrt(hidden))
+            self.s_gate = rand(hidden, shared, scale=1 / math.sqrt(hidden)) if gated else None
+            self.s_down = rand(shared, hidden, scale=1 / math.sqrt(shared))
+            if coef:
+                self.s_coef = rand(hidden, 1, scale=1 / math.sqrt(hidden))
+
+    def shared_out(self, x, f32=False):
+        """The shared experts' output (f32 [T, d]), or None: in bf16 as
+        transformers' Qwen2MoeSparseMoeBlock does, or in f32."""
+        if not self.shared:
+            return None
+        cast = (lambda t: t.float()) if f32 else (lambda t: t)
+        x = cast(x)
+        h = x @ cast(self.s_up)
+        h = act(self.act, x @ cast(self.s_gate)) * h if self.gated else act(self.act, h)
+        y = (h @ cast(self.s_down)).float()
+        if self.coef:
+            y = y * torch.sigmoid((x @ cast(self.s_coef)).float())
+        return y
 
     def route(self, x):
         scores = torch.softmax((x @ self.router).float(), dim=-1)
@@ -146,6 +176,8 @@ class Layer:
             j, t = torch.where(mask[e])
             y = self.ffn(e, x[t]).float() * w[t, j, None]
             out.index_add_(0, t, y)
+        if self.shared:
+            out += self.shared_out(x)
         return out.to(x.dtype)
 
     def grouped(self):
@@ -169,6 +201,8 @@ class Layer:
         y = y.float() * w.reshape(-1)[order, None]
         out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
         out.index_add_(0, order // self.k, y)
+        if self.shared:
+            out += self.shared_out(x)
         return out.to(x.dtype)
 
     def route_f32(self, x):
@@ -192,6 +226,8 @@ class Layer:
             h = xe @ self.w_up[e].float()
             h = act(self.act, xe @ self.w_gate[e].float()) * h if self.gated else act(self.act, h)
             out.index_add_(0, t, (h @ self.w_down[e].float()) * w[t, j, None])
+        if self.shared:
+            out += self.shared_out(self.x, f32=True)
         return out, ids
 
     def bytes_and_flops(self, ids):
@@ -200,6 +236,9 @@ class Layer:
         nbytes = 2 * (self.d * self.E + hit * mats * self.d * self.f
                       + 2 * self.x.numel())
         flops = 2 * self.x.shape[0] * self.k * mats * self.d * self.f
+        if self.shared:
+            nbytes += 2 * self.d * (mats * self.shared + (1 if self.coef else 0))
+            flops += 2 * self.x.shape[0] * mats * self.d * self.shared
         return nbytes, flops
 
 
@@ -213,7 +252,9 @@ class Compiled:
         self.lib.moert_cuda_set_stream.argtypes = [ctypes.c_void_p]
         self.lib.moe_model_run.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
         tensors = {"x": layer.x, "router": layer.router, "w_up": layer.w_up,
-                   "w_gate": layer.w_gate, "w_down": layer.w_down}
+                   "w_gate": layer.w_gate, "w_down": layer.w_down,
+                   "shared_up": layer.s_up, "shared_gate": layer.s_gate,
+                   "shared_down": layer.s_down, "shared_coef": layer.s_coef}
         self.out = torch.full_like(layer.x, float("nan"))  # poisoned
         ptrs = []
         for line in sig.splitlines():
@@ -263,9 +304,9 @@ def main():
 
     rows = []
     for name in names:
-        E, k, d, f, a, gated = SHAPES[name]
+        E, k, d, f, a, gated, shared, coef = shape(name)
         for t in tokens:
-            layer = Layer(E, k, d, f, a, gated, t)
+            layer = Layer(E, k, d, f, a, gated, t, shared, coef)
             ref, ids = layer.reference()
             nbytes, flops = layer.bytes_and_flops(ids)
             floor = max(nbytes / bandwidth, flops / peak) * 1e3  # ms

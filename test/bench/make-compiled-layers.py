@@ -4,7 +4,9 @@
     python3 test/bench/make-compiled-layers.py [--out build/bench-layers]
         [--tokens 1,16,128,1024,8192] [--shapes all] [--moe-compile PATH]
 
-Writes, for every standard shape of ../shared/DESIGN.md and token count,
+Writes, for every standard shape of ../shared/DESIGN.md (or those of
+--shapes, which may name the shapes with shared experts of shapes.py) and
+token count,
 <out>/<shape>-t<tokens>.mlir (one moe.layer, bf16, softmax top-k with
 renormalisation, as gpu_moe_baselines.py computes it) and the shared library
 <out>/<shape>-t<tokens>.so that gpu_moe_baselines.py --compiled <out> loads
@@ -16,10 +18,11 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shapes import SHAPES  # noqa: E402
+from shapes import SHAPES, shape  # noqa: E402
 
 
-def layer_mlir(experts, k, d, f, activation, gated, tokens):
+def layer_mlir(experts, k, d, f, activation, gated, tokens, shared=0,
+               coef=False):
     bf = "xbf16>"
     x = "tensor<%dx%d%s" % (tokens, d, bf)
     router = "tensor<%dx%d%s" % (d, experts, bf)
@@ -32,13 +35,25 @@ def layer_mlir(experts, k, d, f, activation, gated, tokens):
         args.append('%%w_gate: %s {moe.weight = "w_gate"}' % up)
     args.append('%%w_down: %s {moe.weight = "w_down"}' % down)
     gate = " gate(%%w_gate : %s)" % up if gated else ""
+    parts = ""
+    if shared:
+        s_up = "tensor<%dx%d%s" % (d, shared, bf)
+        s_down = "tensor<%dx%d%s" % (shared, d, bf)
+        named = [("shared_up", s_up)] + ([("shared_gate", s_up)] if gated else []) \
+            + [("shared_down", s_down)]
+        if coef:
+            named.append(("shared_coef", "tensor<%dx1%s" % (d, bf)))
+        for n, t in named:
+            args.append('%%%s: %s {moe.weight = "%s"}' % (n, t, n))
+            parts += " %s(%%%s : %s)" % (n, n, t)
     return (
         "func.func @layer(%s) -> (%s {moe.output = \"y\"}) {\n"
         "  %%y = moe.layer %%x : %s router(%%router : %s) up(%%w_up : %s)%s "
-        "down(%%w_down : %s) {activation = #moe.activation<%s>, renormalize, "
+        "down(%%w_down : %s)%s {activation = #moe.activation<%s>, renormalize, "
         "top_k = %d : i64} -> %s\n"
         "  return %%y : %s\n"
-        "}\n" % (", ".join(args), x, x, router, up, gate, down, activation, k, x, x))
+        "}\n" % (", ".join(args), x, x, router, up, gate, down, parts,
+                  activation, k, x, x))
 
 
 def main():
@@ -96,11 +111,11 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
     for name in names:
-        E, k, d, f, a, gated = SHAPES[name]
+        E, k, d, f, a, gated, shared, coef = shape(name)
         for t in (int(v) for v in args.tokens.split(",")):
             base = os.path.join(args.out, "%s-t%d" % (name, t))
             with open(base + ".mlir", "w") as fh:
-                fh.write(layer_mlir(E, k, d, f, a, gated, t))
+                fh.write(layer_mlir(E, k, d, f, a, gated, t, shared, coef))
             extra = []
             if args.decode_kernel != "auto":
                 extra.append("--gpu-decode-kernel=" + args.decode_kernel)

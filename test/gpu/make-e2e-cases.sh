@@ -176,5 +176,17 @@ make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-c
 # the PR-MoE residual MLP with mixing.
 make_case capacity-drops --top-k 2 --tokens 32 --capacity 0.5 --hidden 64 --ffn 64
 make_case pr-moe-residual --top-k 1 --plain --activation gelu --experts 16 --mlp 64 --mlp-coef --hidden 64 --ffn 64
+# Group-limited routing on the fused layer (was decomposed until
+# 2026-12-03): DeepSeek-V3's (sigmoid, bias, groups scored by their best
+# two) through the routing kernel, the gating kernel (4 tokens), the decode
+# kernel (one token, 256 experts in groups of 32 = a register a lane, with
+# a shared expert), the select/finish kernels (2000 tokens); groups scored
+# by their best expert; groups of 20 that straddle lanes (DeepSeek-V2's 160
+# experts in 8 groups).
 make_case deepseek-groups --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 8 --hidden 128 --ffn 64
+make_case groups-gate --sigmoid --bias --groups 4 2 --group-top2-sum --top-k 4 --experts 32 --renormalize --tokens 4 --hidden 128 --ffn 64
+make_case groups-decode-shared --sigmoid --bias --groups 8 4 --group-top2-sum --top-k 8 --experts 256 --renormalize --scaling 2.5 --tokens 1 --hidden 256 --ffn 128 --shared 128 --shared-gated
+make_case groups-many-tokens --sigmoid --bias --groups 8 4 --group-top2-sum --top-k 8 --experts 64 --renormalize --scaling 2.5 --tokens 2000 --hidden 256 --ffn 128 --shared 256 --shared-gated
+make_case groups-max --groups 8 3 --top-k 6 --experts 64 --tokens 300 --hidden 128 --ffn 128
+make_case groups-of-20 --groups 8 3 --top-k 6 --experts 160 --tokens 64 --hidden 128 --ffn 128 --shared 256 --shared-gated
 echo "made $(ls "$dir" | wc -l) cases in $dir"

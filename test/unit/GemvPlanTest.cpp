@@ -130,8 +130,9 @@ TEST(DenseMatmulPlan, SplitsKWhereTheTilesLeaveSmsIdle) {
       }
       EXPECT_LE(s, std::max<int64_t>(1, steps / 2));
       EXPECT_LT(blocks * (s - 1), 2 * kPlanSms);
-      if (s < steps / 2)
+      if (s < steps / 2) {
         EXPECT_GE(blocks * s, 2 * kPlanSms);
+      }
     }
   // The routers of the standard shapes: OLMoE (64 experts) at 1024 tokens
   // on mma.sync, 8 row tiles split 32 ways (64 K steps of 32); qwen3 (128)
@@ -160,8 +161,9 @@ TEST(WgmmaGroupTiles, KeepsAGroupsRowsWithinItsShareOfL2) {
     int64_t g = planWgmmaGroupTiles(k);
     int64_t tileBytes = kWgmmaTileM * k * 2;
     EXPECT_GE(g, 1);
-    if (g > 1)
+    if (g > 1) {
       EXPECT_LE(g * tileBytes, kWgmmaGroupRowBytes);
+    }
     EXPECT_GT((g + 1) * tileBytes, kWgmmaGroupRowBytes);
     EXPECT_LE(g, last);
     last = g;

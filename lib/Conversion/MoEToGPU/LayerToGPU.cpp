@@ -357,6 +357,12 @@ struct ConvertMoELayerToGpuCallPass
         plan.push_back(b.getNamedAttr("renormalize", b.getUnitAttr()));
       if (op.getRouterBias())
         plan.push_back(b.getNamedAttr("bias", b.getUnitAttr()));
+      if (IntegerAttr groups = op.getNGroupAttr()) {
+        plan.push_back(b.getNamedAttr("n_group", groups));
+        plan.push_back(b.getNamedAttr("topk_group", op.getTopkGroupAttr()));
+        if (op.getGroupScore() == GroupScore::top2_sum)
+          plan.push_back(b.getNamedAttr("group_top2_sum", b.getUnitAttr()));
+      }
       if (op.getWGate())
         plan.push_back(b.getNamedAttr("gated", b.getUnitAttr()));
       if (op.getExpertOffset())
@@ -658,6 +664,11 @@ void ExpertStage::decide(bool hasShared) {
   ro.sigmoid = plan.get("sigmoid") != nullptr;
   ro.afterTopk = plan.get("score_after_topk") != nullptr;
   ro.renormalize = plan.get("renormalize") != nullptr;
+  if (auto groups = plan.getAs<IntegerAttr>("n_group")) {
+    ro.numGroups = groups.getInt();
+    ro.topkGroup = cast<IntegerAttr>(plan.get("topk_group")).getInt();
+    ro.groupTop2Sum = plan.get("group_top2_sum") != nullptr;
+  }
   if (auto scaling = plan.getAs<FloatAttr>("scaling"))
     ro.scaling = scaling.getValueAsDouble();
   if (mma)

@@ -1270,8 +1270,6 @@ std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
       return "the fused GPU layer takes bf16 weights";
   if (op.getCapacityFactor())
     return "capacity limits are not supported on the fused GPU layer yet";
-  if (op.getNGroupAttr())
-    return "group-limited routing is not supported on the fused GPU layer yet";
   if (op.getMlpUp())
     return "the PR-MoE MLP is not fused on the GPU yet";
   int64_t experts = op.getNumExperts();
@@ -1283,6 +1281,18 @@ std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
            std::to_string(kRouteThreads) + " experts";
   if (k > 32)
     return "the GPU routing kernel takes top_k <= 32";
+  if (IntegerAttr groups = op.getNGroupAttr()) {
+    int64_t n = groups.getInt();
+    int64_t kept = op.getTopkGroupAttr() ? op.getTopkGroupAttr().getInt() : 0;
+    if (n <= 0 || experts % n || kept <= 0 || kept > n)
+      return "the GPU routing kernel needs n_group dividing the experts and "
+             "0 < topk_group <= n_group";
+    // Fewer eligible experts than k: the router's lowering leaves slots
+    // empty (expert -1), which the GPU routing does not.
+    if (k > kept * (experts / n))
+      return "the GPU routing kernel needs top_k <= topk_group * (experts / "
+             "n_group)";
+  }
   if (experts % kGemvColumnsPerThread || d % kGemvColumnsPerThread ||
       f % kGemvColumnsPerThread)
     return "the fused GPU layer needs experts, hidden and ffn sizes "

@@ -48,6 +48,9 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
     name += "_renorm";
   if (o.biasType)
     name += o.biasType.isF32() ? "_biasf32" : "_biasbf16";
+  if (o.numGroups)
+    name += "_g" + std::to_string(o.numGroups) + "of" +
+            std::to_string(o.topkGroup) + (o.groupTop2Sum ? "top2" : "max");
   if (o.tileRows)
     name += "_tiles" + std::to_string(o.tileRows);
   if (o.oneToken)
@@ -588,6 +591,63 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
             b, loc, v,
             toF32(b, loc, memref::LoadOp::create(b, loc, bias, safe[i])));
       keys.push_back(valid[i] ? sel(valid[i], v, cf(negInf)) : v);
+    }
+    if (o.numGroups) {
+      // Group-limited routing: groups of G consecutive experts, each scored
+      // by its best key (or the sum of its best two); only the experts of
+      // the topkGroup best groups (ties to the lower group) stay eligible.
+      // As moe.router's lowering: the top two of a group are the two
+      // largest keys, equal ones included.
+      const int64_t G = E / o.numGroups;
+      SmallVector<Value> groupOf;
+      for (int64_t i = 0; i < per; ++i)
+        groupOf.push_back(arith::DivUIOp::create(
+            b, loc, arith::AddIOp::create(b, loc, lane, ci(32 * i)), ci(G)));
+      auto maxOf = [&](Value l, Value r) -> Value {
+        return arith::MaximumFOp::create(b, loc, l, r);
+      };
+      auto minOf = [&](Value l, Value r) -> Value {
+        return arith::MinimumFOp::create(b, loc, l, r);
+      };
+      SmallVector<Value> groupScore;
+      for (int64_t g = 0; g < o.numGroups; ++g) {
+        // This lane's best two keys in group g, then the warp's.
+        Value t1 = cf(negInf), t2 = cf(negInf);
+        for (int64_t i = 0; i < per; ++i) {
+          Value v = sel(icmp(P::eq, groupOf[i], ci(g)), keys[i], cf(negInf));
+          t2 = maxOf(t2, minOf(t1, v));
+          t1 = maxOf(t1, v);
+        }
+        for (int32_t off = 16; off >= 1; off /= 2) {
+          Value o1 = shuffle(t1, off), o2 = shuffle(t2, off);
+          Value n2 = maxOf(minOf(t1, o1), maxOf(t2, o2));
+          t1 = maxOf(t1, o1);
+          t2 = n2;
+        }
+        groupScore.push_back(
+            o.groupTop2Sum ? arith::AddFOp::create(b, loc, t1, t2).getResult()
+                           : t1);
+      }
+      // Group g is kept where fewer than topkGroup groups rank before it.
+      SmallVector<Value> kept;
+      for (int64_t g = 0; g < o.numGroups; ++g) {
+        Value before = c32(0);
+        for (int64_t h = 0; h < o.numGroups; ++h) {
+          if (h == g)
+            continue;
+          Value ahead = h < g ? fcmp(FP::OGE, groupScore[h], groupScore[g])
+                              : fcmp(FP::OGT, groupScore[h], groupScore[g]);
+          before = arith::AddIOp::create(
+              b, loc, before, arith::ExtUIOp::create(b, loc, i32, ahead));
+        }
+        kept.push_back(icmp(P::slt, before, c32(int32_t(o.topkGroup))));
+      }
+      for (int64_t i = 0; i < per; ++i) {
+        Value ok = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 0);
+        for (int64_t g = 0; g < o.numGroups; ++g)
+          ok = orI(ok, andI(icmp(P::eq, groupOf[i], ci(g)), kept[g]));
+        keys[i] = sel(ok, keys[i], cf(negInf));
+      }
     }
 
     Value prevV = cf(std::numeric_limits<float>::infinity());

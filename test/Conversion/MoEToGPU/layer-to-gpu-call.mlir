@@ -53,24 +53,37 @@ func.func @small(%x: tensor<512x64xbf16>, %r: tensor<64x8xbf16>,
 // -----
 
 // Layers the fused path does not take stay moe.layer: f32, capacity limits,
-// group-limited routing, a PR-MoE residual MLP, more than 1024 experts, an
-// expert count that is not a multiple of 8.
+// a PR-MoE residual MLP, more than 1024 experts, an expert count that is not
+// a multiple of 8. (Group-limited routing is fused: @grouped below.)
 // CHECK-LABEL: func.func @unsupported(
 // CHECK-NOT: __moe_gpu_layer
-// CHECK-COUNT-6: moe.layer
+// CHECK-COUNT-5: moe.layer
 func.func @unsupported(%xf: tensor<4x64xf32>, %rf: tensor<64x8xf32>, %uf: tensor<8x64x64xf32>, %df: tensor<8x64x64xf32>,
                        %x: tensor<4x64xbf16>, %r: tensor<64x8xbf16>, %u: tensor<8x64x64xbf16>, %d: tensor<8x64x64xbf16>,
                        %su: tensor<64x64xbf16>, %sd: tensor<64x64xbf16>,
                        %r2k: tensor<64x2048xbf16>, %u2k: tensor<2048x64x64xbf16>, %d2k: tensor<2048x64x64xbf16>,
                        %r4: tensor<64x4xbf16>, %u4: tensor<4x64x64xbf16>, %d4: tensor<4x64x64xbf16>)
-    -> (tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>) {
+    -> (tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>) {
   %0 = moe.layer %xf : tensor<4x64xf32> router(%rf : tensor<64x8xf32>) up(%uf : tensor<8x64x64xf32>) down(%df : tensor<8x64x64xf32>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xf32>
   %1 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, capacity_factor = 1.0 : f64, top_k = 2 : i64} -> tensor<4x64xbf16>
-  %2 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, n_group = 4 : i64, topk_group = 2 : i64, top_k = 2 : i64} -> tensor<4x64xbf16>
   %3 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) mlp_up(%su : tensor<64x64xbf16>) mlp_down(%sd : tensor<64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
   %4 = moe.layer %x : tensor<4x64xbf16> router(%r2k : tensor<64x2048xbf16>) up(%u2k : tensor<2048x64x64xbf16>) down(%d2k : tensor<2048x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
   %5 = moe.layer %x : tensor<4x64xbf16> router(%r4 : tensor<64x4xbf16>) up(%u4 : tensor<4x64x64xbf16>) down(%d4 : tensor<4x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
-  return %0, %1, %2, %3, %4, %5 : tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>
+  return %0, %1, %3, %4, %5 : tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>
+}
+
+// -----
+
+// Group-limited routing (DeepSeek-V3: sigmoid scores with a bias, groups
+// scored by their best two) runs on the fused path; the plan carries it.
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: bias, {{.*}}group_top2_sum, {{.*}}n_group = 4 : i64, {{.*}}sigmoid, {{.*}}topk_group = 2 : i64
+// CHECK-LABEL: func.func @grouped(
+// CHECK: call @__moe_gpu_layer_0(
+// CHECK-NOT: moe.layer
+func.func @grouped(%x: tensor<4x64xbf16>, %r: tensor<64x16xbf16>, %bias: tensor<16xf32>, %u: tensor<16x64x64xbf16>, %d: tensor<16x64x64xbf16>) -> tensor<4x64xbf16> {
+  %y = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x16xbf16>) router_bias(%bias : tensor<16xf32>) up(%u : tensor<16x64x64xbf16>) down(%d : tensor<16x64x64xbf16>) {activation = #moe.activation<relu>, score_func = #moe.score_func<sigmoid>, n_group = 4 : i64, topk_group = 2 : i64, group_score = #moe.group_score<top2_sum>, top_k = 4 : i64} -> tensor<4x64xbf16>
+  return %y : tensor<4x64xbf16>
 }
 
 // -----

@@ -398,6 +398,12 @@ struct RouteKernelOptions {
   bool renormalize = false;
   double scaling = 1.0;
   Type biasType; // null: no bias
+  /// Group-limited routing (moe.router's n_group / topk_group): 0 for none;
+  /// else the experts form numGroups groups of E / numGroups, scored by
+  /// their best key (or, with groupTop2Sum, their best two keys' sum), and
+  /// only the topkGroup best groups' experts can be selected.
+  int64_t numGroups = 0, topkGroup = 0;
+  bool groupTop2Sum = false;
   /// With tileRows > 0, also the row-tile table of the tensor-core path:
   /// arguments tileExpert, tileRow [TT] before the bias; tile t covers rows
   /// tileRow[t] .. + tileRows of expert tileExpert[t] (-1 past the last).

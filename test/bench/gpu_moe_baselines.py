@@ -26,7 +26,9 @@ reference with the compiler's routing (f32 logits), output poisoned first.
 --shapes may also name the layers with shared experts of shapes.py
 (SHARED_SHAPES, not in "all"): their shared FFN (scaled by its sigmoid gate
 where it has one) is added in both baselines (in bf16, as transformers'
-Qwen2-MoE block does), in the fp32 reference and in both floors.
+Qwen2-MoE block does), in the fp32 reference and in both floors; where
+shapes.py gives a layer its own ROUTING (DeepSeek-V3's group-limited
+sigmoid routing with a bias), both baselines and the reference route so.
 """
 import argparse
 import ctypes
@@ -39,7 +41,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shapes import SHAPES, shape  # noqa: E402
+from shapes import ROUTING, SHAPES, shape  # noqa: E402
 
 
 def act(name, x):
@@ -117,17 +119,21 @@ def measure_floors():
 
 class Layer:
     def __init__(self, experts, k, hidden, ffn, activation, gated, tokens,
-                 shared=0, coef=False):
+                 shared=0, coef=False, routing=None):
         g = torch.Generator(device="cuda").manual_seed(tokens * 7 + experts)
         self.k, self.act, self.gated = k, activation, gated
         self.E, self.d, self.f = experts, hidden, ffn
         self.shared, self.coef = shared, coef
+        self.routing = routing or {}
 
         def rand(*shape, scale):
             return (torch.rand(*shape, device="cuda", generator=g) * 2 - 1).mul_(scale).to(torch.bfloat16)
 
         self.x = rand(tokens, hidden, scale=1.0)
         self.router = rand(hidden, experts, scale=4 / math.sqrt(hidden))
+        self.bias = None
+        if self.routing.get("bias"):
+            self.bias = rand(experts, scale=0.3).float()
         self.w_up = rand(experts, hidden, ffn, scale=1 / math.sqrt(hidden))
         self.w_gate = rand(experts, hidden, ffn, scale=1 / math.sqrt(hidden)) if gated else None
         self.w_down = rand(experts, ffn, hidden, scale=1 / math.sqrt(ffn))
@@ -155,10 +161,33 @@ class Layer:
             y = y * torch.sigmoid((x @ cast(self.s_coef)).float())
         return y
 
+    def select(self, logits):
+        """Top k of f32 logits [T, E]: softmax with renormalisation, or the
+        shape's ROUTING (DeepSeek-V3: sigmoid, bias for the selection,
+        group limits, renormalised, scaled)."""
+        r = self.routing
+        if not r:
+            scores = torch.softmax(logits, dim=-1)
+            w, ids = torch.topk(scores, self.k, dim=-1)
+            return w / w.sum(-1, keepdim=True), ids
+        scores = torch.sigmoid(logits) if r.get("sigmoid") else torch.softmax(logits, dim=-1)
+        keys = scores + self.bias if self.bias is not None else scores
+        if r.get("groups"):
+            n, kept = r["groups"]
+            grouped = keys.view(keys.shape[0], n, -1)
+            gs = (grouped.topk(2, dim=-1).values.sum(-1) if r.get("top2")
+                  else grouped.max(-1).values)
+            mask = torch.zeros_like(gs, dtype=torch.bool)
+            mask.scatter_(1, gs.topk(kept, dim=-1).indices, True)
+            keys = keys.masked_fill(~mask.repeat_interleave(grouped.shape[-1], dim=1),
+                                    float("-inf"))
+        ids = keys.topk(self.k, dim=-1).indices
+        w = scores.gather(1, ids)
+        w = w / w.sum(-1, keepdim=True)
+        return w * r.get("scaling", 1.0), ids
+
     def route(self, x):
-        scores = torch.softmax((x @ self.router).float(), dim=-1)
-        w, ids = torch.topk(scores, self.k, dim=-1)
-        return w / w.sum(-1, keepdim=True), ids
+        return self.select((x @ self.router).float())
 
     def ffn(self, e, xe):
         h = xe @ self.w_up[e]
@@ -207,9 +236,7 @@ class Layer:
 
     def route_f32(self, x):
         """moe.router's numerics: logits accumulated in f32, not rounded."""
-        scores = torch.softmax(x.float() @ self.router.float(), dim=-1)
-        w, ids = torch.topk(scores, self.k, dim=-1)
-        return w / w.sum(-1, keepdim=True), ids
+        return self.select(x.float() @ self.router.float())
 
     def reference(self, route=None):
         # The same routing as the implementations (routing is discrete: a
@@ -251,7 +278,8 @@ class Compiled:
                           ctypes.c_char_p).value.decode()
         self.lib.moert_cuda_set_stream.argtypes = [ctypes.c_void_p]
         self.lib.moe_model_run.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-        tensors = {"x": layer.x, "router": layer.router, "w_up": layer.w_up,
+        tensors = {"x": layer.x, "router": layer.router,
+                   "router_bias": layer.bias, "w_up": layer.w_up,
                    "w_gate": layer.w_gate, "w_down": layer.w_down,
                    "shared_up": layer.s_up, "shared_gate": layer.s_gate,
                    "shared_down": layer.s_down, "shared_coef": layer.s_coef}
@@ -262,7 +290,8 @@ class Compiled:
             if not kind.startswith("device-"):
                 sys.exit("%s: buffer '%s' is not on the GPU (%s)" % (path, name, kind))
             t = self.out if kind == "device-output" else tensors[name]
-            if "x".join(str(v) for v in t.shape) != shape or dtype != "BF16":
+            want = {torch.bfloat16: "BF16", torch.float32: "F32"}.get(t.dtype)
+            if "x".join(str(v) for v in t.shape) != shape or dtype != want:
                 sys.exit("%s: buffer '%s' is %s %s, the layer has %s" % (path, name, dtype, shape, tuple(t.shape)))
             ptrs.append(t.data_ptr())
         self.ptrs = (ctypes.c_void_p * len(ptrs))(*ptrs)
@@ -306,7 +335,7 @@ def main():
     for name in names:
         E, k, d, f, a, gated, shared, coef = shape(name)
         for t in tokens:
-            layer = Layer(E, k, d, f, a, gated, t, shared, coef)
+            layer = Layer(E, k, d, f, a, gated, t, shared, coef, ROUTING.get(name))
             ref, ids = layer.reference()
             nbytes, flops = layer.bytes_and_flops(ids)
             floor = max(nbytes / bandwidth, flops / peak) * 1e3  # ms
@@ -398,7 +427,7 @@ def main():
                             c / r["floor_ms"], r["loop_eager"] / c, r["grouped_eager"] / c,
                             r["grouped_graph"] / c, r["compiled_err"]))
     meta = ("GPU MoE baselines, %s, %s; copy bandwidth %.2f TB/s, dense bf16 matmul %.0f TFLOP/s "
-            "(measured in this run); bf16, softmax top-k routing, times are medians in ms; "
+            "(measured in this run); bf16, softmax top-k routing (or the ROUTING of shapes.py: deepseek-v3-layer), times are medians in ms; "
             "L2 %s (%s)."
             % (datetime.date.today().isoformat(), dev, bandwidth * 1e-12, peak * 1e-12, args.l2,
                "scrubbed by a read of twice its %.0f MiB before each timed run" % (l2_bytes / 2**20)

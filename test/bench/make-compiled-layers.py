@@ -18,11 +18,11 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shapes import SHAPES, shape  # noqa: E402
+from shapes import ROUTING, SHAPES, shape  # noqa: E402
 
 
 def layer_mlir(experts, k, d, f, activation, gated, tokens, shared=0,
-               coef=False):
+               coef=False, routing=None):
     bf = "xbf16>"
     x = "tensor<%dx%d%s" % (tokens, d, bf)
     router = "tensor<%dx%d%s" % (d, experts, bf)
@@ -35,6 +35,21 @@ def layer_mlir(experts, k, d, f, activation, gated, tokens, shared=0,
         args.append('%%w_gate: %s {moe.weight = "w_gate"}' % up)
     args.append('%%w_down: %s {moe.weight = "w_down"}' % down)
     gate = " gate(%%w_gate : %s)" % up if gated else ""
+    routing = routing or {}
+    bias = ""
+    if routing.get("bias"):
+        bt = "tensor<%dxf32>" % experts
+        args.insert(2, '%%router_bias: %s {moe.weight = "router_bias"}' % bt)
+        bias = " router_bias(%%router_bias : %s)" % bt
+    attrs = ""
+    if routing.get("sigmoid"):
+        attrs += "score_func = #moe.score_func<sigmoid>, "
+    if routing.get("groups"):
+        attrs += "n_group = %d : i64, topk_group = %d : i64, " % routing["groups"]
+        if routing.get("top2"):
+            attrs += "group_score = #moe.group_score<top2_sum>, "
+    if routing.get("scaling", 1.0) != 1.0:
+        attrs += "scaling = %r : f64, " % routing["scaling"]
     parts = ""
     if shared:
         s_up = "tensor<%dx%d%s" % (d, shared, bf)
@@ -48,12 +63,12 @@ def layer_mlir(experts, k, d, f, activation, gated, tokens, shared=0,
             parts += " %s(%%%s : %s)" % (n, n, t)
     return (
         "func.func @layer(%s) -> (%s {moe.output = \"y\"}) {\n"
-        "  %%y = moe.layer %%x : %s router(%%router : %s) up(%%w_up : %s)%s "
-        "down(%%w_down : %s)%s {activation = #moe.activation<%s>, renormalize, "
+        "  %%y = moe.layer %%x : %s router(%%router : %s)%s up(%%w_up : %s)%s "
+        "down(%%w_down : %s)%s {activation = #moe.activation<%s>, %srenormalize, "
         "top_k = %d : i64} -> %s\n"
         "  return %%y : %s\n"
-        "}\n" % (", ".join(args), x, x, router, up, gate, down, parts,
-                  activation, k, x, x))
+        "}\n" % (", ".join(args), x, x, router, bias, up, gate, down, parts,
+                  activation, attrs, k, x, x))
 
 
 def main():
@@ -115,7 +130,8 @@ def main():
         for t in (int(v) for v in args.tokens.split(",")):
             base = os.path.join(args.out, "%s-t%d" % (name, t))
             with open(base + ".mlir", "w") as fh:
-                fh.write(layer_mlir(E, k, d, f, a, gated, t, shared, coef))
+                fh.write(layer_mlir(E, k, d, f, a, gated, t, shared, coef,
+                                    ROUTING.get(name)))
             extra = []
             if args.decode_kernel != "auto":
                 extra.append("--gpu-decode-kernel=" + args.decode_kernel)

@@ -17,6 +17,18 @@ SHAPES = {
 SHARED_SHAPES = {
     "qwen2-57b-a14b": (64, 8, 3584, 2560, "silu", True, 20480, True),
     "deepseek-v2-lite": (64, 6, 2048, 1408, "silu", True, 2816, False),
+    # DeepSeek-V3's whole MoE layer: the routed experts of "deepseek-v3",
+    # one shared expert, and its routing (ROUTING below).
+    "deepseek-v3-layer": (256, 8, 7168, 2048, "silu", True, 2048, False),
+}
+
+# Routing other than softmax top-k with renormalisation: DeepSeek-V3's
+# sigmoid scores, a bias [E] added for the selection only, 8 groups scored
+# by their best two experts of which the best 4 are eligible, the k weights
+# renormalised and scaled by 2.5.
+ROUTING = {
+    "deepseek-v3-layer": dict(sigmoid=True, bias=True, groups=(8, 4),
+                              top2=True, scaling=2.5),
 }
 
 

@@ -949,37 +949,30 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
 
   Value wUp = in.wUp, wGate = in.wGate, wDown = in.wDown;
   if (mma) {
-    MmaOptions upOpts;
-    upOpts.warps = p.warps;
-    upOpts.tileM = p.tileM;
-    upOpts.stages = p.stages;
+    // What the up and down kernels share of the stage's plan.
+    MmaOptions common;
+    common.warps = p.warps;
+    common.tileM = p.tileM;
+    common.stages = p.stages;
+    common.persistent = p.persistent;
+    common.producer = p.producer;
+    common.tmaWeights = p.tmaWeights;
+    common.multicast = p.multicast;
+    common.evictFirst = p.evictFirst;
+    common.queue = p.queue;
+    MmaOptions upOpts = common;
     upOpts.gatherRows = true;
     upOpts.pair = gated;
     upOpts.activation = p.activation;
     upOpts.groupTiles = p.upGroupTiles;
-    upOpts.persistent = p.persistent;
-    upOpts.producer = p.producer;
-    upOpts.tmaWeights = p.tmaWeights;
-    upOpts.multicast = p.multicast;
-    upOpts.evictFirst = p.evictFirst;
-    upOpts.queue = p.queue;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
       upArgs.push_back(wGate);
-    MmaOptions downOpts;
-    downOpts.warps = p.warps;
-    downOpts.tileM = p.tileM;
-    downOpts.stages = p.stages;
+    MmaOptions downOpts = common;
     downOpts.scatter = !p.combineRows;
     downOpts.weighted = p.combineRows;
     downOpts.groupTiles = p.downGroupTiles;
-    downOpts.persistent = p.persistent;
-    downOpts.producer = p.producer;
-    downOpts.tmaWeights = p.tmaWeights;
-    downOpts.multicast = p.multicast;
-    downOpts.evictFirst = p.evictFirst;
-    downOpts.queue = p.queue;
     const WgmmaTile &wgmmaTile = p.wgmmaTile;
     int64_t tiles = p.tiles;
     // The wgmma grid runs over the tiles first: the tiles of an expert read

@@ -151,7 +151,10 @@ static bool onlyGpuOperand(BlockArgument arg) {
            use.get() == layer.getSharedUp() ||
            use.get() == layer.getSharedGate() ||
            use.get() == layer.getSharedDown() ||
-           use.get() == layer.getSharedCoef()))
+           use.get() == layer.getSharedCoef() ||
+           use.get() == layer.getMlpUp() || use.get() == layer.getMlpDown() ||
+           use.get() == layer.getMlpCoef() ||
+           use.get() == layer.getMlpCoefBias()))
         return true;
       if (!type.getElementType().isBF16())
         return false;

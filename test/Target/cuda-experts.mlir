@@ -1,8 +1,8 @@
-// moe-compile --target=cuda on a layer the fused GPU path does not take (a
-// PR-MoE residual MLP): the layer is decomposed, its bf16 expert FFN runs on
+// moe-compile --target=cuda on a layer the fused GPU path does not take
+// (capacity limits): the layer is decomposed, its bf16 expert FFN runs on
 // the GPU (weights marked device-weight in the signature, kernels embedded
-// as a cubin, launches through the runtime's mgpu* ABI), routing, dispatch,
-// the residual MLP and combine on the CPU.
+// as a cubin, launches through the runtime's mgpu* ABI), routing with its
+// drops, dispatch and combine on the CPU.
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
@@ -21,15 +21,13 @@
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@expert_silu_gated
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16
 // MLIR: gpu.binary @moe_kernels
-// MLIR: llvm.mlir.global external constant @moe_model_signature("input x BF16 16x64\0Aweight router BF16 64x8\0Adevice-weight w_up BF16 8x64x128\0Adevice-weight w_gate BF16 8x64x128\0Adevice-weight w_down BF16 8x128x64\0Aweight mlp_up BF16 64x64\0Aweight mlp_down BF16 64x64\0Aoutput y BF16 16x64\0A\00")
+// MLIR: llvm.mlir.global external constant @moe_model_signature("input x BF16 16x64\0Aweight router BF16 64x8\0Adevice-weight w_up BF16 8x64x128\0Adevice-weight w_gate BF16 8x64x128\0Adevice-weight w_down BF16 8x128x64\0Aoutput y BF16 16x64\0A\00")
 
 // LLVM: call void @mgpuLaunchKernel(
 // LLVM: call ptr @mgpuModuleLoad(
 func.func @layer(%x: tensor<16x64xbf16> {moe.input = "x"}, %router: tensor<64x8xbf16> {moe.weight = "router"},
                  %w_up: tensor<8x64x128xbf16> {moe.weight = "w_up"}, %w_gate: tensor<8x64x128xbf16> {moe.weight = "w_gate"},
-                 %w_down: tensor<8x128x64xbf16> {moe.weight = "w_down"},
-                 %m_up: tensor<64x64xbf16> {moe.weight = "mlp_up"},
-                 %m_down: tensor<64x64xbf16> {moe.weight = "mlp_down"}) -> (tensor<16x64xbf16> {moe.output = "y"}) {
-  %y = moe.layer %x : tensor<16x64xbf16> router(%router : tensor<64x8xbf16>) up(%w_up : tensor<8x64x128xbf16>) gate(%w_gate : tensor<8x64x128xbf16>) down(%w_down : tensor<8x128x64xbf16>) mlp_up(%m_up : tensor<64x64xbf16>) mlp_down(%m_down : tensor<64x64xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 2 : i64} -> tensor<16x64xbf16>
+                 %w_down: tensor<8x128x64xbf16> {moe.weight = "w_down"}) -> (tensor<16x64xbf16> {moe.output = "y"}) {
+  %y = moe.layer %x : tensor<16x64xbf16> router(%router : tensor<64x8xbf16>) up(%w_up : tensor<8x64x128xbf16>) gate(%w_gate : tensor<8x64x128xbf16>) down(%w_down : tensor<8x128x64xbf16>) {activation = #moe.activation<silu>, capacity_factor = 1.0 : f64, renormalize, top_k = 2 : i64} -> tensor<16x64xbf16>
   return %y : tensor<16x64xbf16>
 }

@@ -5,7 +5,7 @@
 # it, build/bin/moe-testgen and build/bin/moert-unit-tests to the device).
 # Cases named fused-* (and qwen, shared-*) run whole on the GPU
 # (-convert-moe-layer-to-gpu-call; shared experts as a second expert
-# stage); group-limited routing and the PR-MoE MLP keep routing on the CPU
+# stage, the PR-MoE MLP a third); capacity limits keep routing on the CPU
 # and the experts on the GPU.
 set -e
 dir=${1:-build/gpu-e2e}
@@ -172,10 +172,16 @@ make_case wgmma-m64-tma-top1 --gpu-path=wgmma --gpu-wgmma-rows=64 --plain --acti
 # The combine by rows beside the gating kernel: nothing to clear (a
 # 0-byte accumulator allocation).
 make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-combine=rows --top-k 2 --experts 8 --tokens 16 --hidden 128 --ffn 128
-# Decomposed layers (routing on the CPU, experts on the GPU): capacity drops,
-# the PR-MoE residual MLP with mixing.
+# Decomposed layers (routing on the CPU, experts on the GPU): capacity drops.
 make_case capacity-drops --top-k 2 --tokens 32 --capacity 0.5 --hidden 64 --ffn 64
+# The PR-MoE residual MLP as an expert stage of its own (fused since
+# 2026-12-03): mixed by the softmax over x mlp_coef (its routing kernel
+# scales the routed output by c0) at 8 tokens, one token and 600 (wgmma);
+# unmixed beside a shared expert with its gate.
 make_case pr-moe-residual --top-k 1 --plain --activation gelu --experts 16 --mlp 64 --mlp-coef --hidden 64 --ffn 64
+make_case prmoe-one-token --top-k 1 --plain --activation gelu --experts 16 --tokens 1 --hidden 128 --ffn 128 --mlp 256 --mlp-coef
+make_case prmoe-wgmma --top-k 1 --plain --activation gelu --experts 16 --tokens 600 --hidden 256 --ffn 256 --mlp 512 --mlp-coef
+make_case prmoe-shared --top-k 2 --experts 8 --tokens 40 --hidden 128 --ffn 128 --mlp 128 --shared 128 --shared-gated --shared-coef
 # Group-limited routing on the fused layer (was decomposed until
 # 2026-12-03): DeepSeek-V3's (sigmoid, bias, groups scored by their best
 # two) through the routing kernel, the gating kernel (4 tokens), the decode

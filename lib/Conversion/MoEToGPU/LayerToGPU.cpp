@@ -336,7 +336,8 @@ struct ConvertMoELayerToGpuCallPass
         args.push_back(op.getWGate());
       args.push_back(op.getWDown());
       for (Value v : {op.getSharedUp(), op.getSharedGate(),
-                      op.getSharedDown(), op.getSharedCoef()})
+                      op.getSharedDown(), op.getSharedCoef(), op.getMlpUp(),
+                      op.getMlpDown(), op.getMlpCoef(), op.getMlpCoefBias()})
         if (v)
           args.push_back(v);
       if (op.getExpertOffset())
@@ -382,6 +383,22 @@ struct ConvertMoELayerToGpuCallPass
         plan.push_back(
             b.getNamedAttr("shared", b.getDictionaryAttr(shared)));
       }
+      // The PR-MoE residual MLP: a stage of the same kind (ungated), before
+      // the shared experts; with mlp_coef its routing kernel also scales
+      // the routed output by c0 of the softmax over x mlp_coef (+ bias).
+      if (op.getMlpUp()) {
+        SmallVector<NamedAttribute> mlp;
+        if (op.getMlpCoef())
+          mlp.push_back(b.getNamedAttr("mix", b.getUnitAttr()));
+        if (op.getMlpCoefBias())
+          mlp.push_back(b.getNamedAttr("mix_bias", b.getUnitAttr()));
+        auto up = cast<RankedTensorType>(op.getMlpUp().getType());
+        addStagePlan(b,
+                     {routedShape(op).tokens, 1, 1, up.getDimSize(0),
+                      up.getDimSize(1), /*gated=*/false},
+                     mlp);
+        plan.push_back(b.getNamedAttr("mlp", b.getDictionaryAttr(mlp)));
+      }
       decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
@@ -423,7 +440,9 @@ constexpr int64_t kTensorRouterRows = 16;
 /// the layer's first GPU operation.
 struct ExpertStage {
   DictionaryAttr plan;
-  bool dense = false, coef = false;
+  /// A dense stage's row weights: sigmoid(x coef), or PR-MoE's mixing.
+  bool dense = false, coef = false, mix = false;
+  Type mixBiasType;
   bool gated = false, localized = false, hasBias = false, summed = false;
   int64_t T = 0, d = 0, E = 0, L = 0, f = 0, k = 0, N = 0, S = 0;
   StringRef path;
@@ -456,7 +475,7 @@ struct ExpertStage {
 
 /// The device buffers a stage reads (x and the weights) and its tensor maps.
 struct StageInputs {
-  Value x, wr, bias, wUp, wGate, wDown, firstExpert, coef;
+  Value x, wr, bias, wUp, wGate, wDown, firstExpert, coef, mixCoef, mixBias;
   SmallVector<Value> upMaps, downMaps;
 };
 
@@ -705,7 +724,9 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
   if (dense) {
     // Routing: every token to the one expert (moe_route_dense).
     planAttrs.push_back(b.getNamedAttr(
-        "router", b.getStringAttr(coef ? "dense_coef" : "dense")));
+        "router", b.getStringAttr(coef  ? "dense_coef"
+                                  : mix ? "dense_mix"
+                                        : "dense")));
   } else if (mmaRouter) {
     DenseMatmulPlan rp = planDenseMatmul(T, d, E);
     planAttrs.push_back(b.getNamedAttr(
@@ -874,19 +895,30 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
                                rowWeight,    hit,       assignExpert,
                                assignPos,    assignWeight};
   if (p.dense) {
-    // Every token one row of the one expert, weighted by its coefficient.
-    int64_t tileRows = mma ? p.tileM : 0;
-    std::string name = denseRouteKernelName(p.coef, tileRows);
+    // Every token one row of the one expert, weighted by its coefficient
+    // (PR-MoE's mixing also scales the routed output, complete by now).
+    DenseRouteOptions dro;
+    dro.coef = p.coef;
+    dro.mix = p.mix;
+    dro.mixBiasType = p.mixBiasType;
+    dro.tileRows = mma ? p.tileM : 0;
+    std::string name = denseRouteKernelName(dro);
     gpu::GPUFuncOp route = kernel(name, [&] {
-      return buildDenseRouteKernel(b, kloc, kernels, name, p.coef, tileRows);
+      return buildDenseRouteKernel(b, kloc, kernels, name, dro);
     });
     SmallVector<Value> args{xDev};
     if (p.coef)
       args.push_back(in.coef);
+    if (p.mix) {
+      args.push_back(in.mixCoef);
+      if (in.mixBias)
+        args.push_back(in.mixBias);
+      args.push_back(y);
+    }
     args.append({offsets, rowToken, rowWeight, hit});
     if (mma)
       args.append({tileExpert, tileRow});
-    h.launch(route, {denseRouteGrid(T, p.coef), 1, 1},
+    h.launch(route, {denseRouteGrid(T, dro), 1, 1},
              {kDenseRouteThreads, 1, 1}, args);
   } else {
     // logits = x W_router (the GEMV's grid is routerGrid, recorded in the
@@ -1108,6 +1140,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                            ArrayRef<bool> deviceArgs) {
   auto plan = fn->getAttrOfType<DictionaryAttr>(kGpuLayerAttr);
   auto sharedPlan = plan.getAs<DictionaryAttr>("shared");
+  auto mlpPlan = plan.getAs<DictionaryAttr>("mlp");
   FunctionType type = fn.getFunctionType();
   bool hasBias = plan.get("bias") != nullptr;
   bool gated = plan.get("gated") != nullptr;
@@ -1116,8 +1149,12 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   bool sharedCoef = sharedPlan && sharedPlan.get("coef");
   unsigned sharedArgs =
       sharedPlan ? 2 + unsigned(sharedGated) + unsigned(sharedCoef) : 0;
+  bool mlpMix = mlpPlan && mlpPlan.get("mix");
+  bool mlpMixBias = mlpPlan && mlpPlan.get("mix_bias");
+  unsigned mlpArgs =
+      mlpPlan ? 2 + unsigned(mlpMix) + unsigned(mlpMixBias) : 0;
   // + the expert offset (an index) and the out-parameter
-  unsigned numArgs = 5 + hasBias + gated + sharedArgs + localized;
+  unsigned numArgs = 5 + hasBias + gated + sharedArgs + mlpArgs + localized;
   if (type.getNumInputs() != numArgs || type.getNumResults() != 0 ||
       !llvm::all_of(llvm::enumerate(type.getInputs()), [&](auto it) {
         if (localized && it.index() == numArgs - 2)
@@ -1144,6 +1181,13 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     sDown = entry->getArgument(next++);
     sCoef = sharedCoef ? entry->getArgument(next++) : Value();
   }
+  Value mUp, mDown, mCoef, mBias;
+  if (mlpPlan) {
+    mUp = entry->getArgument(next++);
+    mDown = entry->getArgument(next++);
+    mCoef = mlpMix ? entry->getArgument(next++) : Value();
+    mBias = mlpMixBias ? entry->getArgument(next++) : Value();
+  }
   Value firstExpert = localized ? entry->getArgument(next++) : Value();
   Value result = entry->getArgument(next++);
 
@@ -1162,36 +1206,57 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   routed.L = upType.getDimSize(0);
   routed.f = upType.getDimSize(2);
   routed.k = cast<IntegerAttr>(plan.get("top_k")).getInt();
-  routed.decide(sharedPlan != nullptr);
+  routed.decide(sharedPlan || mlpPlan);
   if (bias)
     routed.ro.biasType = cast<MemRefType>(bias.getType()).getElementType();
 
-  std::optional<ExpertStage> shared;
-  if (sharedPlan) {
-    // The stage's own entries, with the layer's activation.
-    NamedAttrList entries(sharedPlan);
+  // A dense stage (one expert, a row a token) from its own plan entries,
+  // with the layer's activation.
+  auto denseStage = [&](DictionaryAttr stagePlan, bool stageGated,
+                        Value up) {
+    NamedAttrList entries(stagePlan);
     entries.set("activation", plan.get("activation"));
-    shared.emplace();
-    shared->plan = entries.getDictionary(b.getContext());
-    shared->dense = true;
+    ExpertStage s;
+    s.plan = entries.getDictionary(b.getContext());
+    s.dense = true;
+    s.gated = stageGated;
+    s.T = routed.T;
+    s.d = routed.d;
+    s.E = s.L = s.k = 1;
+    s.f = cast<MemRefType>(up.getType()).getDimSize(1);
+    s.decide(/*hasShared=*/false);
+    return s;
+  };
+  std::optional<ExpertStage> shared, mlp;
+  if (sharedPlan) {
+    shared = denseStage(sharedPlan, sharedGated, sUp);
     shared->coef = sharedCoef;
-    shared->gated = sharedGated;
-    shared->T = routed.T;
-    shared->d = routed.d;
-    shared->E = shared->L = shared->k = 1;
-    shared->f = cast<MemRefType>(sUp.getType()).getDimSize(1);
-    shared->decide(/*hasShared=*/false);
+  }
+  if (mlpPlan) {
+    mlp = denseStage(mlpPlan, /*stageGated=*/false, mUp);
+    mlp->mix = mlpMix;
+    if (mBias)
+      mlp->mixBiasType = cast<MemRefType>(mBias.getType()).getElementType();
   }
   SmallVector<NamedAttribute> planAttrs = routed.planAttrs(b);
   if (shared)
     planAttrs.push_back(b.getNamedAttr(
         "shared", b.getDictionaryAttr(shared->planAttrs(b))));
+  if (mlp)
+    planAttrs.push_back(
+        b.getNamedAttr("mlp", b.getDictionaryAttr(mlp->planAttrs(b))));
   fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
 
   HostBuilder h(b, loc);
   StageInputs routedIn{x, wr, bias, wUp, wGate, wDown, firstExpert, Value(),
                        {}, {}};
-  StageInputs sharedIn;
+  StageInputs sharedIn, mlpIn;
+  if (mlp) {
+    mlpIn.wUp = asOneExpert(b, loc, mUp);
+    mlpIn.wDown = asOneExpert(b, loc, mDown);
+    mlpIn.mixCoef = mCoef;
+    mlpIn.mixBias = mBias;
+  }
   if (shared) {
     sharedIn.wUp = asOneExpert(b, loc, sUp);
     sharedIn.wGate = sGate ? asOneExpert(b, loc, sGate) : Value();
@@ -1215,13 +1280,19 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   makeMaps(routed, routedIn);
   if (shared)
     makeMaps(*shared, sharedIn);
-  routedIn.x = sharedIn.x = deviceArgs[0] ? x : h.upload(x);
+  if (mlp)
+    makeMaps(*mlp, mlpIn);
+  routedIn.x = sharedIn.x = mlpIn.x = deviceArgs[0] ? x : h.upload(x);
 
   int64_t T = routed.T, d = routed.d;
   Type bf16 = b.getBF16Type();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
   StageOutputs o = emitStage(b, loc, h, kernels, routed, routedIn, Value());
-  // The shared experts add into the routed stage's f32 output.
+  // The PR-MoE MLP (whose routing kernel first scales the routed output by
+  // c0 where it mixes), then the shared experts, add into the routed
+  // stage's f32 output.
+  if (mlp)
+    emitStage(b, loc, h, kernels, *mlp, mlpIn, o.y);
   if (shared)
     emitStage(b, loc, h, kernels, *shared, sharedIn, o.y);
 

@@ -1050,44 +1050,62 @@ gpu::GPUFuncOp mlir::moe::buildCombineKernel(OpBuilder &b, Location loc,
   return fn;
 }
 
-std::string mlir::moe::denseRouteKernelName(bool coef, int64_t tileRows) {
-  std::string name = coef ? "moe_route_dense_coef" : "moe_route_dense";
-  if (tileRows)
-    name += "_tiles" + std::to_string(tileRows);
+std::string mlir::moe::denseRouteKernelName(const DenseRouteOptions &o) {
+  std::string name = "moe_route_dense";
+  if (o.coef)
+    name += "_coef";
+  if (o.mix)
+    name += "_mix";
+  if (o.mixBiasType)
+    name += o.mixBiasType.isF32() ? "_biasf32" : "_biasbf16";
+  if (o.tileRows)
+    name += "_tiles" + std::to_string(o.tileRows);
   return name;
 }
 
 gpu::GPUFuncOp mlir::moe::buildDenseRouteKernel(OpBuilder &b, Location loc,
                                                 gpu::GPUModuleOp module,
-                                                StringRef name, bool coef,
-                                                int64_t tileRows) {
+                                                StringRef name,
+                                                const DenseRouteOptions &o) {
+  assert(!(o.coef && o.mix) && "one weight source");
   OpBuilder::InsertionGuard guard(b);
   int64_t dyn = ShapedType::kDynamic;
   Type i32 = b.getI32Type(), f32 = b.getF32Type(), bf16 = b.getBF16Type();
   auto vecI32 = MemRefType::get({dyn}, i32);
   SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, bf16)};
-  if (coef)
+  if (o.coef)
     argTypes.push_back(MemRefType::get({dyn}, bf16));
+  if (o.mix) {
+    argTypes.push_back(MemRefType::get({dyn, dyn}, bf16));
+    if (o.mixBiasType)
+      argTypes.push_back(MemRefType::get({dyn}, o.mixBiasType));
+    argTypes.push_back(MemRefType::get({dyn, dyn}, f32));
+  }
   argTypes.append({vecI32, vecI32, MemRefType::get({dyn}, f32), vecI32});
-  if (tileRows)
+  if (o.tileRows)
     argTypes.append({vecI32, vecI32});
   auto fn = moe::createKernelFunc(b, loc, module, name, argTypes,
                                   kDenseRouteThreads);
   Block &entry = fn.getBody().front();
   unsigned next = 0;
   Value x = entry.getArgument(next++);
-  Value c = coef ? entry.getArgument(next++) : Value();
+  Value c = o.coef || o.mix ? entry.getArgument(next++) : Value();
+  Value mixBias = o.mixBiasType ? entry.getArgument(next++) : Value();
+  Value y = o.mix ? entry.getArgument(next++) : Value();
   Value offsets = entry.getArgument(next++),
         rowToken = entry.getArgument(next++),
         rowWeight = entry.getArgument(next++), hit = entry.getArgument(next++);
-  Value tileExpert = tileRows ? entry.getArgument(next++) : Value();
-  Value tileRow = tileRows ? entry.getArgument(next++) : Value();
+  Value tileExpert = o.tileRows ? entry.getArgument(next++) : Value();
+  Value tileRow = o.tileRows ? entry.getArgument(next++) : Value();
   IndexOps ix{b, loc};
   auto i32c = [&](int64_t v) -> Value {
     return arith::ConstantIntOp::create(b, loc, i32, v);
   };
   auto toI32 = [&](Value v) -> Value {
     return arith::IndexCastOp::create(b, loc, i32, v);
+  };
+  auto f32c = [&](float v) -> Value {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
   };
   Value bid = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
@@ -1100,7 +1118,7 @@ gpu::GPUFuncOp mlir::moe::buildDenseRouteKernel(OpBuilder &b, Location loc,
       memref::StoreOp::create(b, loc, toI32(T), offsets, ValueRange{ix.c(1)});
       memref::StoreOp::create(b, loc, i32c(0), hit, ValueRange{ix.c(0)});
     });
-    if (!tileRows)
+    if (!o.tileRows)
       return;
     auto loop = scf::ForOp::create(b, loc, tid,
                                    memref::DimOp::create(b, loc, tileExpert, 0),
@@ -1108,76 +1126,115 @@ gpu::GPUFuncOp mlir::moe::buildDenseRouteKernel(OpBuilder &b, Location loc,
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(loop.getBody());
     Value i = loop.getInductionVar();
-    Value row = ix.mul(i, ix.c(tileRows));
+    Value row = ix.mul(i, ix.c(o.tileRows));
     Value live = ix.icmp(arith::CmpIPredicate::ult, row, T);
     memref::StoreOp::create(
         b, loc, arith::SelectOp::create(b, loc, live, i32c(0), i32c(-1)),
         tileExpert, ValueRange{i});
     memref::StoreOp::create(b, loc, toI32(row), tileRow, ValueRange{i});
   });
-  if (!coef) {
+  if (!c) {
     Value t = ix.add(ix.mul(bid, ix.c(kDenseRouteThreads)), tid);
     buildIfThen(b, loc, ix.icmp(arith::CmpIPredicate::ult, t, T), [&] {
       memref::StoreOp::create(b, loc, toI32(t), rowToken, ValueRange{t});
-      memref::StoreOp::create(
-          b, loc, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f)),
-          rowWeight, ValueRange{t});
+      memref::StoreOp::create(b, loc, f32c(1.0f), rowWeight, ValueRange{t});
     });
     gpu::ReturnOp::create(b, loc);
     return fn;
   }
-  // A block a token: x[t] . coef summed in f32, kUnroll loads in flight a
-  // thread, then over the lanes and the warps.
+  // A block a token: the dot products x[t] . coef (one, or the mixing's
+  // two) summed in f32, kUnroll loads in flight a thread, then over the
+  // lanes and the warps.
   constexpr int64_t kUnroll = 8;
+  const int64_t sums = o.mix ? 2 : 1;
   Value t = bid, d = memref::DimOp::create(b, loc, x, 1);
-  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  Value zero = f32c(0.0f);
   auto loop = scf::ForOp::create(b, loc, ix.mul(tid, ix.c(kUnroll)), d,
                                  ix.c(kDenseRouteThreads * kUnroll),
-                                 ValueRange{zero});
+                                 SmallVector<Value>(sums, zero));
   {
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(loop.getBody());
     Value i0 = loop.getInductionVar();
-    SmallVector<std::pair<Value, Value>> loaded;
+    // All loads of the step first (in flight together), then the sums.
+    SmallVector<Value> in, xs;
+    SmallVector<SmallVector<Value>> cs(sums);
     for (int64_t u = 0; u < kUnroll; ++u) {
       Value i = ix.add(i0, ix.c(u));
       // Past d: 0 x 0 (d is a multiple of 8 on this path, but stay safe).
-      Value in = ix.icmp(arith::CmpIPredicate::ult, i, d);
-      Value safe = ix.select(in, i, ix.c(0));
-      Value xv = memref::LoadOp::create(b, loc, x, ValueRange{t, safe});
-      Value cv = memref::LoadOp::create(b, loc, c, ValueRange{safe});
-      Value cz = arith::SelectOp::create(
-          b, loc, in, arith::ExtFOp::create(b, loc, f32, cv), zero);
-      loaded.push_back({arith::ExtFOp::create(b, loc, f32, xv), cz});
+      in.push_back(ix.icmp(arith::CmpIPredicate::ult, i, d));
+      Value safe = ix.select(in.back(), i, ix.c(0));
+      xs.push_back(memref::LoadOp::create(b, loc, x, ValueRange{t, safe}));
+      for (int64_t j = 0; j < sums; ++j)
+        cs[j].push_back(
+            o.mix ? memref::LoadOp::create(b, loc, c, ValueRange{safe, ix.c(j)})
+                  : memref::LoadOp::create(b, loc, c, ValueRange{safe}));
     }
-    Value acc = loop.getRegionIterArgs()[0];
-    for (auto [xv, cv] : loaded)
-      acc = arith::AddFOp::create(b, loc, acc,
-                                  arith::MulFOp::create(b, loc, xv, cv));
+    SmallVector<Value> acc(loop.getRegionIterArgs());
+    for (int64_t u = 0; u < kUnroll; ++u) {
+      Value xv = arith::ExtFOp::create(b, loc, f32, xs[u]);
+      for (int64_t j = 0; j < sums; ++j) {
+        Value cv = arith::SelectOp::create(
+            b, loc, in[u], arith::ExtFOp::create(b, loc, f32, cs[j][u]), zero);
+        acc[j] = arith::AddFOp::create(b, loc, acc[j],
+                                       arith::MulFOp::create(b, loc, xv, cv));
+      }
+    }
     scf::YieldOp::create(b, loc, acc);
   }
-  Value sum = sumOverLanes(b, loc, loop.getResult(0), 1);
   constexpr int64_t warps = kDenseRouteThreads / 32;
   Value red = fn.addWorkgroupAttribution(
-      MemRefType::get({warps}, f32, MemRefLayoutAttrInterface(),
+      MemRefType::get({sums, warps}, f32, MemRefLayoutAttrInterface(),
                       gpu::AddressSpaceAttr::get(
                           b.getContext(), gpu::AddressSpace::Workgroup)),
       loc);
   Value lane = ix.remu(tid, 32), warp = ix.divu(tid, 32);
-  buildIfThen(b, loc, ix.icmp(arith::CmpIPredicate::eq, lane, ix.c(0)), [&] {
-    memref::StoreOp::create(b, loc, sum, red, ValueRange{warp});
-  });
+  Value isLane0 = ix.icmp(arith::CmpIPredicate::eq, lane, ix.c(0));
+  for (int64_t j = 0; j < sums; ++j) {
+    Value sum = sumOverLanes(b, loc, loop.getResult(j), 1);
+    buildIfThen(b, loc, isLane0, [&] {
+      memref::StoreOp::create(b, loc, sum, red, ValueRange{ix.c(j), warp});
+    });
+  }
   gpu::BarrierOp::create(b, loc);
-  buildIfThen(b, loc, ix.icmp(arith::CmpIPredicate::eq, tid, ix.c(0)), [&] {
-    Value total = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(0)});
+  // Every thread adds the warps' sums (broadcast reads of shared memory).
+  SmallVector<Value> total;
+  for (int64_t j = 0; j < sums; ++j) {
+    Value v = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(j), ix.c(0)});
     for (int64_t w = 1; w < warps; ++w)
-      total = arith::AddFOp::create(
-          b, loc, total,
-          memref::LoadOp::create(b, loc, red, ValueRange{ix.c(w)}));
-    memref::StoreOp::create(b, loc, sigmoidF32(b, loc, total), rowWeight,
-                            ValueRange{t});
+      v = arith::AddFOp::create(
+          b, loc, v,
+          memref::LoadOp::create(b, loc, red, ValueRange{ix.c(j), ix.c(w)}));
+    if (mixBias) {
+      Value bj = memref::LoadOp::create(b, loc, mixBias, ValueRange{ix.c(j)});
+      if (!o.mixBiasType.isF32())
+        bj = arith::ExtFOp::create(b, loc, f32, bj);
+      v = arith::AddFOp::create(b, loc, v, bj);
+    }
+    total.push_back(v);
+  }
+  // Softmax over the two logits: c1 = sigmoid(l1 - l0), c0 = sigmoid(l0 - l1).
+  Value weight =
+      o.mix ? sigmoidF32(b, loc, arith::SubFOp::create(b, loc, total[1], total[0]))
+            : sigmoidF32(b, loc, total[0]);
+  buildIfThen(b, loc, ix.icmp(arith::CmpIPredicate::eq, tid, ix.c(0)), [&] {
+    memref::StoreOp::create(b, loc, weight, rowWeight, ValueRange{t});
     memref::StoreOp::create(b, loc, toI32(t), rowToken, ValueRange{t});
   });
+  if (o.mix) {
+    // The routed experts' share: y[t] *= c0.
+    Value c0 =
+        sigmoidF32(b, loc, arith::SubFOp::create(b, loc, total[0], total[1]));
+    auto scale = scf::ForOp::create(b, loc, tid,
+                                    memref::DimOp::create(b, loc, y, 1),
+                                    ix.c(kDenseRouteThreads));
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(scale.getBody());
+    Value col = scale.getInductionVar();
+    Value v = memref::LoadOp::create(b, loc, y, ValueRange{t, col});
+    memref::StoreOp::create(b, loc, arith::MulFOp::create(b, loc, v, c0), y,
+                            ValueRange{t, col});
+  }
   gpu::ReturnOp::create(b, loc);
   return fn;
 }
@@ -1265,13 +1322,12 @@ std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
       return "the fused GPU layer needs static shapes";
   for (Value v : {op.getInput(), op.getRouterWeight(), op.getWUp(),
                   op.getWGate(), op.getWDown(), op.getSharedUp(),
-                  op.getSharedGate(), op.getSharedDown(), op.getSharedCoef()})
+                  op.getSharedGate(), op.getSharedDown(), op.getSharedCoef(),
+                  op.getMlpUp(), op.getMlpDown(), op.getMlpCoef()})
     if (v && !cast<RankedTensorType>(v.getType()).getElementType().isBF16())
       return "the fused GPU layer takes bf16 weights";
   if (op.getCapacityFactor())
     return "capacity limits are not supported on the fused GPU layer yet";
-  if (op.getMlpUp())
-    return "the PR-MoE MLP is not fused on the GPU yet";
   int64_t experts = op.getNumExperts();
   int64_t k = op.getTopKAttr().getInt();
   auto up = cast<RankedTensorType>(op.getWUp().getType());
@@ -1297,11 +1353,21 @@ std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
       f % kGemvColumnsPerThread)
     return "the fused GPU layer needs experts, hidden and ffn sizes "
            "divisible by 8";
-  // The shared experts run as a second expert stage of one expert.
+  // The shared experts and the PR-MoE MLP run as expert stages of one
+  // expert each.
   if (Value sharedUp = op.getSharedUp())
     if (cast<RankedTensorType>(sharedUp.getType()).getDimSize(1) %
         kGemvColumnsPerThread)
       return "the fused GPU layer needs a shared-expert size divisible by 8";
+  if (Value mlpUp = op.getMlpUp())
+    if (cast<RankedTensorType>(mlpUp.getType()).getDimSize(1) %
+        kGemvColumnsPerThread)
+      return "the fused GPU layer needs a PR-MoE MLP size divisible by 8";
+  if (Value bias = op.getMlpCoefBias()) {
+    Type bt = cast<RankedTensorType>(bias.getType()).getElementType();
+    if (!bt.isBF16() && !bt.isF32())
+      return "the fused GPU layer takes a bf16 or f32 mlp_coef_bias";
+  }
   if (Value bias = op.getRouterBias()) {
     Type bt = cast<RankedTensorType>(bias.getType()).getElementType();
     if (!bt.isBF16() && !bt.isF32())

@@ -53,23 +53,22 @@ func.func @small(%x: tensor<512x64xbf16>, %r: tensor<64x8xbf16>,
 // -----
 
 // Layers the fused path does not take stay moe.layer: f32, capacity limits,
-// a PR-MoE residual MLP, more than 1024 experts, an expert count that is not
-// a multiple of 8. (Group-limited routing is fused: @grouped below.)
+// more than 1024 experts, an expert count that is not a multiple of 8.
+// (Group-limited routing, shared experts and the PR-MoE MLP are fused:
+// @grouped below, cuda-layer-shared.mlir, cuda-layer-prmoe.mlir.)
 // CHECK-LABEL: func.func @unsupported(
 // CHECK-NOT: __moe_gpu_layer
-// CHECK-COUNT-5: moe.layer
+// CHECK-COUNT-4: moe.layer
 func.func @unsupported(%xf: tensor<4x64xf32>, %rf: tensor<64x8xf32>, %uf: tensor<8x64x64xf32>, %df: tensor<8x64x64xf32>,
                        %x: tensor<4x64xbf16>, %r: tensor<64x8xbf16>, %u: tensor<8x64x64xbf16>, %d: tensor<8x64x64xbf16>,
-                       %su: tensor<64x64xbf16>, %sd: tensor<64x64xbf16>,
                        %r2k: tensor<64x2048xbf16>, %u2k: tensor<2048x64x64xbf16>, %d2k: tensor<2048x64x64xbf16>,
                        %r4: tensor<64x4xbf16>, %u4: tensor<4x64x64xbf16>, %d4: tensor<4x64x64xbf16>)
-    -> (tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>) {
+    -> (tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>) {
   %0 = moe.layer %xf : tensor<4x64xf32> router(%rf : tensor<64x8xf32>) up(%uf : tensor<8x64x64xf32>) down(%df : tensor<8x64x64xf32>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xf32>
   %1 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, capacity_factor = 1.0 : f64, top_k = 2 : i64} -> tensor<4x64xbf16>
-  %3 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) mlp_up(%su : tensor<64x64xbf16>) mlp_down(%sd : tensor<64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
   %4 = moe.layer %x : tensor<4x64xbf16> router(%r2k : tensor<64x2048xbf16>) up(%u2k : tensor<2048x64x64xbf16>) down(%d2k : tensor<2048x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
   %5 = moe.layer %x : tensor<4x64xbf16> router(%r4 : tensor<64x4xbf16>) up(%u4 : tensor<4x64x64xbf16>) down(%d4 : tensor<4x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
-  return %0, %1, %3, %4, %5 : tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>
+  return %0, %1, %4, %5 : tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>
 }
 
 // -----

@@ -351,25 +351,42 @@ gpu::GPUFuncOp buildLocalizeExpertsKernel(OpBuilder &builder, Location loc,
                                           gpu::GPUModuleOp module,
                                           StringRef name, bool tiles);
 
-/// Adds the kernel `name` that routes every token to a layer's shared
-/// experts, run as one "expert" (id 0) with one row a token: row t is token
-/// t, with the combine weight sigmoid(x[t] . coef) (Qwen2-MoE's shared-expert
-/// gate, summed in f32) where `coef`, else 1. Writes offsets [2] = {0, T},
-/// rowToken / rowWeight [T], hit [1] = {0} and, with `tileRows` > 0, the
+/// A dense expert stage's routing (buildDenseRouteKernel): every token one
+/// row of the one expert.
+struct DenseRouteOptions {
+  /// Weight sigmoid(x[t] . coef) (Qwen2-MoE's shared-expert gate).
+  bool coef = false;
+  /// PR-MoE's mixing: l = x[t] mixCoef [d, 2] (+ mixBias [2] where
+  /// mixBiasType is set); the row's weight is c1 = sigmoid(l1 - l0), and the
+  /// routed output y[t] (f32, complete by then) is scaled by c0 =
+  /// sigmoid(l0 - l1) in place (softmax over the two logits).
+  bool mix = false;
+  Type mixBiasType;
+  /// > 0: also the row-tile table of the tensor-core paths.
+  int64_t tileRows = 0;
+};
+
+/// Adds the kernel `name` that routes every token to a dense expert stage
+/// (a layer's shared experts or PR-MoE residual MLP), run as one "expert"
+/// (id 0) with one row a token: row t is token t, with the combine weight
+/// of DenseRouteOptions (1 by default). Writes offsets [2] = {0, T},
+/// rowToken / rowWeight [T], hit [1] = {0} and, with tileRows > 0, the
 /// row-tile table (tile i: expert 0, rows i * tileRows ..; -1 past the
-/// last). Arguments: (x [T, d] bf16, [coef [d] bf16], offsets, rowToken,
-/// rowWeight, hit, [tileExpert, tileRow]). Launch denseRouteGrid(T, coef)
-/// blocks of kDenseRouteThreads threads.
+/// last). Arguments: (x [T, d] bf16, [coef [d] bf16 | mixCoef [d, 2] bf16,
+/// [mixBias [2]], y [T, d] f32], offsets, rowToken, rowWeight, hit,
+/// [tileExpert, tileRow]). Launch denseRouteGrid(T, o) blocks of
+/// kDenseRouteThreads threads.
 constexpr int64_t kDenseRouteThreads = 256;
 gpu::GPUFuncOp buildDenseRouteKernel(OpBuilder &builder, Location loc,
                                      gpu::GPUModuleOp module, StringRef name,
-                                     bool coef, int64_t tileRows);
-std::string denseRouteKernelName(bool coef, int64_t tileRows);
-/// A block a token with `coef` (the block sums the dot product), else a
-/// thread a token.
-inline int64_t denseRouteGrid(int64_t tokens, bool coef) {
-  return coef ? tokens
-              : (tokens + kDenseRouteThreads - 1) / kDenseRouteThreads;
+                                     const DenseRouteOptions &options);
+std::string denseRouteKernelName(const DenseRouteOptions &options);
+/// A block a token where the block sums dot products, else a thread a
+/// token.
+inline int64_t denseRouteGrid(int64_t tokens, const DenseRouteOptions &o) {
+  return o.coef || o.mix
+             ? tokens
+             : (tokens + kDenseRouteThreads - 1) / kDenseRouteThreads;
 }
 
 /// Threads of the routing kernel's single block; it handles up to this many

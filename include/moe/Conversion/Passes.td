@@ -51,14 +51,17 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
   let summary = "Route whole bf16 moe.layer ops to a fused GPU helper";
   let description = [{
     Replaces every `moe.layer` that the fused GPU path supports (bf16, static
-    shapes, dropless routing without group limits, no shared experts or
-    PR-MoE MLP, at most 1024 experts) by a call to a private function
+    shapes, dropless routing, group limits included, at most 1024 experts,
+    sizes divisible by 8) by a call to a private function
     `@__moe_gpu_layer_<n>` marked `moe.gpu_layer` with the routing options.
     `-moe-materialize-gpu-experts` gives it its body after bufferization: the
     router GEMV, one routing kernel (top-k, counts, offsets, mapping table),
     the up/gate GEMV with the dispatch gather fused, the activation, and the
-    down GEMV with the weighted combine fused, all on the GPU. Other layers
-    are left to `-moe-decompose-layer`.
+    down GEMV with the weighted combine fused, all on the GPU. Shared
+    experts and the PR-MoE residual MLP are expert stages of one expert
+    each (every token one row), planned here too (`shared`, `mlp` in
+    `moe.gpu_layer`), adding into the routed stage's f32 output. Other
+    layers are left to `-moe-decompose-layer`.
 
     The expert path is chosen here and recorded in the helper's
     `moe.gpu_layer` (`path`): `gemv`, the memory-bound grouped GEMV, or `mma`,

@@ -67,6 +67,7 @@ void buildToLoops(OpPassManager &pm,
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeOverlap = gpu->decodeOverlap;
+    layer.report = gpu->report;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));
     moe::ConvertMoEDenseToGpuCallOptions dense;
     dense.report = gpu->report;

@@ -8,6 +8,8 @@
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
+// RUN: moe-compile %s --target=cuda --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+// REPORT: remark: 'moe.layer' runs fused on the GPU: routed experts on wgmma, the shared experts on wgmma
 
 // A Qwen2-MoE-shaped layer at 512 tokens: the routed experts (64 rows an
 // expert) and the shared expert (512 rows) both on wgmma tiles; the routed

@@ -203,9 +203,10 @@ cl::opt<int64_t> gpuMmaWarps(
     cl::init(0), cl::cat(category));
 cl::opt<bool> gpuReport(
     "gpu-report",
-    cl::desc("with --target=cuda: a remark per dense part of the model "
-             "(embedding, norms, attention, MLP): on the GPU, or on the host "
-             "and why"),
+    cl::desc("with --target=cuda: a remark per MoE layer (fused on the "
+             "GPU and its expert paths, or decomposed and why) and per dense "
+             "part of the model (embedding, norms, attention, MLP): on the "
+             "GPU, or on the host and why"),
     cl::init(false), cl::cat(category));
 cl::opt<bool> importWhole(
     "import-hf-whole",

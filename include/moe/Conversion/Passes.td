@@ -138,6 +138,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "one token's gating, up and down GEMVs as one persistent kernel "
            "of work items: auto (the default, where it applies) or never "
            "(the chain of kernels)">,
+    Option<"report", "report", "bool", "false",
+           "a remark per moe.layer: fused on the GPU (with its stages' "
+           "paths), or decomposed and why">,
     Option<"decodeStages", "decode-stages", "int64_t", "0",
            "K steps each thread of the decode kernel's GEMV items keeps in "
            "flight through cp.async to shared memory: 2 or 3; 0 (the "

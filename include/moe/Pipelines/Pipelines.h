@@ -139,8 +139,9 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::init(0)};
   PassOptions::Option<bool> report{
       *this, "report",
-      llvm::cl::desc("a remark per dense op: on the GPU, or on the host and "
-                     "why"),
+      llvm::cl::desc("a remark per moe.layer (fused on the GPU, or "
+                     "decomposed and why) and per dense op (on the GPU, or "
+                     "on the host and why)"),
       llvm::cl::init(false)};
   PassOptions::Option<std::string> format{
       *this, "format",

@@ -325,8 +325,31 @@ struct ConvertMoELayerToGpuCallPass
     module.walk([&](LayerOp op) { ops.push_back(op); });
     unsigned counter = 0;
     for (LayerOp op : ops) {
-      if (!whyNotGpuLayer(op).empty())
+      if (std::string why = whyNotGpuLayer(op); !why.empty()) {
+        if (report) {
+          InFlightDiagnostic remark =
+              op.emitRemark() << "'moe.layer' is decomposed: " << why;
+          if (cast<RankedTensorType>(op.getWUp().getType())
+                  .getElementType()
+                  .isBF16())
+            remark << " (its expert FFN still runs on the GPU)";
+        }
         continue; // decomposed; its experts may still go to the GPU
+      }
+      if (report) {
+        InFlightDiagnostic remark = op.emitRemark()
+                                    << "'moe.layer' runs fused on the GPU: "
+                                       "routed experts on "
+                                    << choosePath(routedShape(op));
+        if (op.getMlpUp()) {
+          auto up = cast<RankedTensorType>(op.getMlpUp().getType());
+          remark << ", the PR-MoE MLP on "
+                 << choosePath({routedShape(op).tokens, 1, 1,
+                                up.getDimSize(0), up.getDimSize(1), false});
+        }
+        if (op.getSharedUp())
+          remark << ", the shared experts on " << choosePath(sharedShape(op));
+      }
       OpBuilder b(module.getContext());
       SmallVector<Value> args{op.getInput(), op.getRouterWeight()};
       if (op.getRouterBias())

@@ -3,6 +3,7 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="wgmma-min-rows=1000" | FileCheck %s --check-prefix=MMA
 // RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="path=wgmma wgmma-columns=128 wgmma-stages=6" | FileCheck %s --check-prefix=WG128
 // RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="wgmma-rows=128" | FileCheck %s --check-prefix=ROWS128
+// RUN: moe-opt %s -split-input-file -convert-moe-layer-to-gpu-call="report" -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
 
 // One token, top-8 of 128: about one row per expert hit, the memory-bound
 // GEMV path; the routing options travel to the helper.
@@ -57,6 +58,11 @@ func.func @small(%x: tensor<512x64xbf16>, %r: tensor<64x8xbf16>,
 // (Group-limited routing, shared experts and the PR-MoE MLP are fused:
 // @grouped below, cuda-layer-shared.mlir, cuda-layer-prmoe.mlir.)
 // CHECK-LABEL: func.func @unsupported(
+// REPORT: remark: 'moe.layer' is decomposed: the fused GPU layer takes bf16 activations{{$}}
+// REPORT: remark: 'moe.layer' is decomposed: capacity limits are not supported on the fused GPU layer yet (its expert FFN still runs on the GPU)
+// REPORT: remark: 'moe.layer' is decomposed: the GPU routing kernel takes at most 1024 experts
+// REPORT: remark: 'moe.layer' is decomposed: the fused GPU layer needs experts, hidden and ffn sizes divisible by 8
+// REPORT: remark: 'moe.layer' runs fused on the GPU: routed experts on gemv
 // CHECK-NOT: __moe_gpu_layer
 // CHECK-COUNT-4: moe.layer
 func.func @unsupported(%xf: tensor<4x64xf32>, %rf: tensor<64x8xf32>, %uf: tensor<8x64x64xf32>, %df: tensor<8x64x64xf32>,

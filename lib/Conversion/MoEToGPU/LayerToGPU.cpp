@@ -88,6 +88,16 @@ struct ConvertMoELayerToGpuCallPass
             up.getDimSize(2),
             op.getWGate() != nullptr};
   }
+  /// The PR-MoE residual MLP: ungated, one expert every token goes to.
+  static StageShape mlpShape(LayerOp op) {
+    auto up = cast<RankedTensorType>(op.getMlpUp().getType());
+    return {cast<RankedTensorType>(op.getInput().getType()).getDimSize(0),
+            1,
+            1,
+            up.getDimSize(0),
+            up.getDimSize(1),
+            /*gated=*/false};
+  }
   static StageShape sharedShape(LayerOp op) {
     auto up = cast<RankedTensorType>(op.getSharedUp().getType());
     return {cast<RankedTensorType>(op.getInput().getType()).getDimSize(0),
@@ -336,20 +346,6 @@ struct ConvertMoELayerToGpuCallPass
         }
         continue; // decomposed; its experts may still go to the GPU
       }
-      if (report) {
-        InFlightDiagnostic remark = op.emitRemark()
-                                    << "'moe.layer' runs fused on the GPU: "
-                                       "routed experts on "
-                                    << choosePath(routedShape(op));
-        if (op.getMlpUp()) {
-          auto up = cast<RankedTensorType>(op.getMlpUp().getType());
-          remark << ", the PR-MoE MLP on "
-                 << choosePath({routedShape(op).tokens, 1, 1,
-                                up.getDimSize(0), up.getDimSize(1), false});
-        }
-        if (op.getSharedUp())
-          remark << ", the shared experts on " << choosePath(sharedShape(op));
-      }
       OpBuilder b(module.getContext());
       SmallVector<Value> args{op.getInput(), op.getRouterWeight()};
       if (op.getRouterBias())
@@ -415,14 +411,25 @@ struct ConvertMoELayerToGpuCallPass
           mlp.push_back(b.getNamedAttr("mix", b.getUnitAttr()));
         if (op.getMlpCoefBias())
           mlp.push_back(b.getNamedAttr("mix_bias", b.getUnitAttr()));
-        auto up = cast<RankedTensorType>(op.getMlpUp().getType());
-        addStagePlan(b,
-                     {routedShape(op).tokens, 1, 1, up.getDimSize(0),
-                      up.getDimSize(1), /*gated=*/false},
-                     mlp);
+        addStagePlan(b, mlpShape(op), mlp);
         plan.push_back(b.getNamedAttr("mlp", b.getDictionaryAttr(mlp)));
       }
-      decl->setAttr(kGpuLayerAttr, b.getDictionaryAttr(plan));
+      DictionaryAttr planDict = b.getDictionaryAttr(plan);
+      decl->setAttr(kGpuLayerAttr, planDict);
+      if (report) {
+        // The paths just planned, per stage.
+        auto pathOf = [](DictionaryAttr d) {
+          return d.getAs<StringAttr>("path").getValue();
+        };
+        InFlightDiagnostic remark = op.emitRemark()
+                                    << "'moe.layer' runs fused on the GPU: "
+                                       "routed experts on "
+                                    << pathOf(planDict);
+        if (auto mlp = planDict.getAs<DictionaryAttr>("mlp"))
+          remark << ", the PR-MoE MLP on " << pathOf(mlp);
+        if (auto shared = planDict.getAs<DictionaryAttr>("shared"))
+          remark << ", the shared experts on " << pathOf(shared);
+      }
       // A partitioned layer's sum over ranks (moe-partition's all-reduce)
       // joins the chain: NCCL sums the f32 partial outputs on the device,
       // before the one rounding, as the single-GPU layer rounds.
@@ -492,7 +499,7 @@ struct ExpertStage {
     auto s = plan.getAs<StringAttr>(attr);
     return s ? s.getValue() : StringRef("auto");
   }
-  void decide(bool hasShared);
+  void decide(bool addsDenseStages);
   SmallVector<NamedAttribute> planAttrs(OpBuilder &b) const;
 };
 
@@ -509,7 +516,7 @@ struct StageOutputs {
 };
 } // namespace
 
-void ExpertStage::decide(bool hasShared) {
+void ExpertStage::decide(bool addsDenseStages) {
   N = T * k;
   S = std::min(E, N);
   path = cast<StringAttr>(plan.get("path")).getValue();
@@ -604,11 +611,11 @@ void ExpertStage::decide(bool hasShared) {
   // qwen3, OLMoE and DeepSeek-V3 at 8192 tokens (the combine kernel reads
   // all of it: 240 us for DeepSeek-V3's) -0.7% to +2.1%
   // (results/combine-rows-2026-12-02.md). A layer summed over ranks,
-  // narrowed to local experts or with shared experts adds into the f32
-  // output.
+  // narrowed to local experts, or with dense stages after it (shared experts,
+  // PR-MoE MLP) adds into the f32 output.
   StringRef combineChoice = choice("combine");
   combineRows =
-      mma && !dense && !localized && !summed && !hasShared &&
+      mma && !dense && !localized && !summed && !addsDenseStages &&
       (combineChoice == "rows" ||
        (combineChoice == "auto" && N * d * 2 <= kCombineRowsMaxBytes));
 
@@ -1247,7 +1254,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     s.d = routed.d;
     s.E = s.L = s.k = 1;
     s.f = cast<MemRefType>(up.getType()).getDimSize(1);
-    s.decide(/*hasShared=*/false);
+    s.decide(/*addsDenseStages=*/false);
     return s;
   };
   std::optional<ExpertStage> shared, mlp;

@@ -1337,18 +1337,8 @@ std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
            std::to_string(kRouteThreads) + " experts";
   if (k > 32)
     return "the GPU routing kernel takes top_k <= 32";
-  if (IntegerAttr groups = op.getNGroupAttr()) {
-    int64_t n = groups.getInt();
-    int64_t kept = op.getTopkGroupAttr() ? op.getTopkGroupAttr().getInt() : 0;
-    if (n <= 0 || experts % n || kept <= 0 || kept > n)
-      return "the GPU routing kernel needs n_group dividing the experts and "
-             "0 < topk_group <= n_group";
-    // Fewer eligible experts than k: the router's lowering leaves slots
-    // empty (expert -1), which the GPU routing does not.
-    if (k > kept * (experts / n))
-      return "the GPU routing kernel needs top_k <= topk_group * (experts / "
-             "n_group)";
-  }
+  // Group limits: the verifier ensures n_group divides E and top_k fits the
+  // kept groups' experts, so every routing slot finds an expert.
   if (experts % kGemvColumnsPerThread || d % kGemvColumnsPerThread ||
       f % kGemvColumnsPerThread)
     return "the fused GPU layer needs experts, hidden and ffn sizes "

@@ -16,8 +16,16 @@
 // correct. The last block to leave sets the counters back to zero for the
 // next launch.
 //
+// A dense stage (shared experts, or PR-MoE's MLP without mixing) runs as one
+// more slot with its own GEMVs: its up items right after the gating items,
+// its down items before the routed ones. They do not wait for the routing:
+// an up item waits only until every gating item has cleared its share of
+// the accumulators (the dense up projection adds into them), so the dense
+// weights stream while the router's sums and the top-k are decided.
+//
 //===----------------------------------------------------------------------===//
 
+#include "moe/Dialect/MoE/Utils/TensorBuilders.h"
 #include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -28,7 +36,9 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-constexpr int64_t kGone = 32, kRouted = 64;
+constexpr int64_t kGone = 32, kRouted = 64, kCleared = 96;
+/// The dense stage's entry of the `done` counters, and "no slot".
+constexpr int64_t kDenseSlot = kDecodeMaxSlots, kNoSlot = kDecodeMaxSlots + 1;
 
 static_assert(kDecodeThreads == kGateThreads,
               "the gating items run on the decode kernel's blocks");
@@ -37,14 +47,26 @@ std::string mlir::moe::decodeKernelName(const DecodeKernelOptions &o) {
   // The gating kernel's routing suffix, then the two GEMVs' suffixes.
   std::string gate = gateKernelName(o.route);
   std::string up = gemvKernelName("", o.up), down = gemvKernelName("", o.down);
-  return "moe_decode" + gate.substr(StringRef("moe_gate").size()) + "_up" +
-         (o.up.pair ? "_pair" : "") + up + "_t" + std::to_string(o.upThreads) +
-         "_down" + down + "_t" + std::to_string(o.downThreads);
+  std::string name =
+      "moe_decode" + gate.substr(StringRef("moe_gate").size()) + "_up" +
+      (o.up.pair ? "_pair" : "") + up + "_t" + std::to_string(o.upThreads) +
+      "_down" + down + "_t" + std::to_string(o.downThreads);
+  if (o.dense)
+    name += "_dense" + std::string(o.denseCoef ? "_coef" : "") + "_up" +
+            (o.denseUp.pair ? "_pair" : "") + gemvKernelName("", o.denseUp) +
+            "_t" + std::to_string(o.denseUpThreads) + "_down" +
+            gemvKernelName("", o.denseDown) + "_t" +
+            std::to_string(o.denseDownThreads);
+  return name;
 }
 
 static int64_t ringSlots(const DecodeKernelOptions &o) {
-  return std::max(gemvRingSlots(o.up, kDecodeThreads),
-                  gemvRingSlots(o.down, kDecodeThreads));
+  int64_t slots = std::max(gemvRingSlots(o.up, kDecodeThreads),
+                           gemvRingSlots(o.down, kDecodeThreads));
+  if (o.dense)
+    slots = std::max({slots, gemvRingSlots(o.denseUp, kDecodeThreads),
+                      gemvRingSlots(o.denseDown, kDecodeThreads)});
+  return slots;
 }
 
 int64_t mlir::moe::decodeKernelSharedBytes(const DecodeKernelOptions &o) {
@@ -67,7 +89,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
                                             const DecodeKernelOptions &o) {
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
-  Type i32 = b.getI32Type(), bf16 = b.getBF16Type();
+  Type i32 = b.getI32Type(), bf16 = b.getBF16Type(), f32 = b.getF32Type();
   assert(o.route.oneToken && "the decode kernel routes one token");
   assert(o.up.coherentLoads && o.down.coherentLoads && o.down.stageRows &&
          "the GEMV items read what other blocks wrote from L2");
@@ -78,18 +100,30 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   assert(o.upThreads <= kDecodeThreads && o.downThreads <= kDecodeThreads &&
          o.upThreads % 32 == 0 && o.downThreads % 32 == 0 &&
          "GEMV blocks of whole warps within the decode block");
+  assert((!o.dense ||
+          (o.denseUp.coherentLoads && o.denseDown.coherentLoads &&
+           o.denseDown.stageRows && o.denseUp.oneToken &&
+           o.denseDown.oneToken && o.denseUp.loadBeforeWait &&
+           o.denseDown.loadBeforeWait && !o.denseUp.triggerDependents &&
+           !o.denseDown.triggerDependents && o.denseUpThreads % 32 == 0 &&
+           o.denseDownThreads % 32 == 0 &&
+           o.denseUpThreads <= kDecodeThreads &&
+           o.denseDownThreads <= kDecodeThreads)) &&
+         "the dense slot's GEMVs as the routed ones, both loading before "
+         "their waits");
 
   std::string ticketName = addDeviceGlobal(b, loc, module, name + "_ticket",
                                            gateTicketType(ctx));
   std::string sumsName = addDeviceGlobal(b, loc, module, name + "_logits",
                                          gateSumsType(ctx, o.route));
   // The queue: [0] the next item, [kGone] blocks gone, [kRouted] routed (0
-  // or 1), each on its own 128-byte line (the routed flag is polled).
-  auto queueType = MemRefType::get({3 * 32}, i32);
+  // or 1), [kCleared] gating items past their clearing, each on its own
+  // 128-byte line (the flags are polled).
+  auto queueType = MemRefType::get({4 * 32}, i32);
   std::string queueName =
       addDeviceGlobal(b, loc, module, name + "_queue", queueType);
-  // Up items done, by slot.
-  auto doneType = MemRefType::get({kDecodeMaxSlots}, i32);
+  // Up items done, by slot (the dense slot's at kDenseSlot).
+  auto doneType = MemRefType::get({kDecodeMaxSlots + 1}, i32);
   std::string doneName =
       addDeviceGlobal(b, loc, module, name + "_done", doneType);
 
@@ -98,9 +132,19 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   llvm::append_range(argTypes, gemvArgTypes(b, bf16, o.up));
   size_t downFirst = argTypes.size();
   llvm::append_range(argTypes, gemvArgTypes(b, bf16, o.down));
+  size_t denseUpFirst = argTypes.size();
+  if (o.dense)
+    llvm::append_range(argTypes, gemvArgTypes(b, bf16, o.denseUp));
+  size_t denseDownFirst = argTypes.size();
+  if (o.dense)
+    llvm::append_range(argTypes, gemvArgTypes(b, bf16, o.denseDown));
+  size_t coefAt = argTypes.size();
+  if (o.denseCoef)
+    argTypes.push_back(MemRefType::get({ShapedType::kDynamic}, bf16));
   size_t planFirst = argTypes.size();
-  // Router items, up grid x and y, down grid x and y.
-  argTypes.append(5, b.getIndexType());
+  // Router items, up grid x and y, down grid x and y (then the dense
+  // stage's).
+  argTypes.append(o.dense ? 9 : 5, b.getIndexType());
 
   auto fn = createKernelFunc(b, loc, module, name, argTypes, kDecodeThreads);
   fn->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
@@ -110,7 +154,12 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
               b.getI32IntegerAttr(kDecodeBlocksPerSm));
   GateShared gate = addGateShared(b, loc, fn, o.route);
-  Value stage = addGemvStage(b, loc, fn, o.down);
+  // One staging buffer for both down GEMVs (an item's use of it ends at
+  // its last barrier): the larger.
+  GemvOptions stageOpts = o.down;
+  if (o.dense)
+    stageOpts.stageRows = std::max(o.down.stageRows, o.denseDown.stageRows);
+  Value stage = addGemvStage(b, loc, fn, stageOpts);
   auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   Value itemSlot = fn.addWorkgroupAttribution(
       MemRefType::get({2}, i32, MemRefLayoutAttrInterface(), workgroup), loc);
@@ -119,8 +168,15 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
       MemRefType::get({kDecodeMaxSlots}, i32, MemRefLayoutAttrInterface(),
                       workgroup),
       loc);
+  // The warps' sums of the dense slot's coefficient.
+  Value coefRed;
+  if (o.denseCoef)
+    coefRed = fn.addWorkgroupAttribution(
+        MemRefType::get({1, kDecodeThreads / 32}, f32,
+                        MemRefLayoutAttrInterface(), workgroup),
+        loc);
   ValueRange args = fn.getBody().front().getArguments();
-  // The GEMV items' cp.async ring (one for both: an item's copies are all
+  // The GEMV items' cp.async ring (one for all: an item's copies are all
   // waited for before the block takes the next).
   Value ring;
   if (int64_t slots = ringSlots(o)) {
@@ -137,7 +193,15 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   ValueRange gateArgs = args.take_front(upFirst);
   GemvArgs upArgs = gemvArgs(args.slice(upFirst, downFirst - upFirst), o.up);
   GemvArgs downArgs =
-      gemvArgs(args.slice(downFirst, planFirst - downFirst), o.down);
+      gemvArgs(args.slice(downFirst, denseUpFirst - downFirst), o.down);
+  GemvArgs denseUpArgs, denseDownArgs;
+  if (o.dense) {
+    denseUpArgs = gemvArgs(
+        args.slice(denseUpFirst, denseDownFirst - denseUpFirst), o.denseUp);
+    denseDownArgs = gemvArgs(args.slice(denseDownFirst, coefAt - denseDownFirst),
+                             o.denseDown);
+  }
+  Value coef = o.denseCoef ? args[coefAt] : Value();
   Value routerItems = args[planFirst], upX = args[planFirst + 1],
         upY = args[planFirst + 2], downX = args[planFirst + 3],
         downY = args[planFirst + 4];
@@ -167,8 +231,22 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   Value upPerMatrix = ix.mul(upX, upY);
   Value upPerSlot = ix.mul(upPerMatrix, upMats);
   Value downPerSlot = ix.mul(downX, downY);
-  Value upEnd = ix.add(routerItems, ix.mul(upPerSlot, slots));
-  Value total = ix.add(upEnd, ix.mul(downPerSlot, slots));
+  // Item ranges: gating [0, routerItems), dense up [routerItems,
+  // routedUpFirst), routed up [routedUpFirst, upEnd), dense down [upEnd,
+  // routedDownFirst), routed down [routedDownFirst, total).
+  Value denseUpX, denseUpPerMatrix, denseUpItems, denseDownX, denseDownItems;
+  Value zeroItems = ix.c(0);
+  if (o.dense) {
+    denseUpX = args[planFirst + 5];
+    denseUpPerMatrix = ix.mul(denseUpX, args[planFirst + 6]);
+    denseUpItems = ix.mul(denseUpPerMatrix, ix.c(o.denseUp.pair ? 2 : 1));
+    denseDownX = args[planFirst + 7];
+    denseDownItems = ix.mul(denseDownX, args[planFirst + 8]);
+  }
+  Value routedUpFirst = ix.add(routerItems, o.dense ? denseUpItems : zeroItems);
+  Value upEnd = ix.add(routedUpFirst, ix.mul(upPerSlot, slots));
+  Value routedDownFirst = ix.add(upEnd, o.dense ? denseDownItems : zeroItems);
+  Value total = ix.add(routedDownFirst, ix.mul(downPerSlot, slots));
 
   // Thread 0 spins until `notYet` (of an acquire load) is false; then the
   // block's barrier.
@@ -182,6 +260,13 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
       b.setInsertionPointAfter(spin);
     });
     barrier();
+  };
+  // Until the counter at `m`[i] (acquired) reaches `need` (i32).
+  auto waitForCount = [&](Value m, Value i, Value need) {
+    waitUntil([&](OpBuilder &wb, Location wl) -> Value {
+      return arith::CmpIOp::create(wb, wl, P::slt,
+                                   loadAcquireI32(wb, wl, m, i), need);
+    });
   };
   // Thread 0 takes an item (the old value of the queue's counter).
   auto takeItem = [&]() -> Value {
@@ -212,7 +297,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
                                  NVVM::GridDepActionKind::launch_dependents);
   barrier();
   Value first = toIndex(memref::LoadOp::create(b, loc, itemSlot, ix.c(0)));
-  Value noSlot = ix.c(kDecodeMaxSlots);
+  Value noSlot = ix.c(kNoSlot);
   Value falseV = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 0);
   Value trueV = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1);
   // Loop-carried: the item, the shared slot its successor goes to, whether
@@ -235,101 +320,196 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
         routed = body->getArgument(2), readySlot = body->getArgument(3);
   // The next item's index is asked for now and stored when this one ends.
   Value successor = takeItem();
+  SmallVector<Type, 2> flags{b.getI1Type(), b.getIndexType()};
 
-  auto isRouter = scf::IfOp::create(
-      b, loc, TypeRange{b.getI1Type(), b.getIndexType()},
-      ix.icmp(P::ult, item, routerItems), true);
+  auto isRouter = scf::IfOp::create(b, loc, flags,
+                                    ix.icmp(P::ult, item, routerItems), true);
   b.setInsertionPointToStart(&isRouter.getThenRegion().front());
-  emitGateBlock(b, loc, fn, o.route, gateArgs, item, routerItems, gate, [&] {
-    // The routing is written (by this block's first warp): publish it.
-    barrier();
-    buildIfThen(b, loc, isFirst,
-                [&] { releaseAddI32(b, loc, queue, ix.c(kRouted), c32(1)); });
-  });
+  emitGateBlock(
+      b, loc, fn, o.route, gateArgs, item, routerItems, gate,
+      [&] {
+        // The routing is written (by this block's first warp): publish it.
+        barrier();
+        buildIfThen(b, loc, isFirst, [&] {
+          releaseAddI32(b, loc, queue, ix.c(kRouted), c32(1));
+        });
+      },
+      [&] {
+        // This block's share of the accumulators is clear: count it (the
+        // dense slot's up items wait for all gating items').
+        if (!o.dense)
+          return;
+        barrier();
+        buildIfThen(b, loc, isFirst, [&] {
+          releaseAddI32(b, loc, queue, ix.c(kCleared), c32(1));
+        });
+      });
   scf::YieldOp::create(b, loc, ValueRange{routed, readySlot});
 
   b.setInsertionPointToStart(&isRouter.getElseRegion().front());
-  // A GEMV item: first (once a block) the routing, published by the last
-  // gating item; the experts hit into shared memory.
-  buildIfThen(b, loc, arith::XOrIOp::create(b, loc, routed, trueV).getResult(),
-              [&] {
-                waitUntil([&](OpBuilder &wb, Location wl) -> Value {
-                  return arith::CmpIOp::create(
-                      wb, wl, P::eq,
-                      loadAcquireI32(
-                          wb, wl, queue,
-                          arith::ConstantIndexOp::create(wb, wl, kRouted)),
-                      arith::ConstantIntOp::create(wb, wl, i32, 0));
-                });
-                buildIfThen(b, loc, ix.icmp(P::ult, tid, slots), [&] {
-                  memref::StoreOp::create(
-                      b, loc, loadI32FromL2(b, loc, upArgs.hit, tid), hitShared,
-                      tid);
-                });
-                barrier();
-              });
-  auto isUp = scf::IfOp::create(
-      b, loc, TypeRange{b.getI1Type(), b.getIndexType()},
-      ix.icmp(P::ult, item, upEnd), true);
+  // A GEMV item of the routed slots: first (once a block) the routing,
+  // published by the last gating item; the experts hit into shared memory.
+  Value isDense = falseV;
+  if (o.dense)
+    isDense = arith::OrIOp::create(
+        b, loc, ix.icmp(P::ult, item, routedUpFirst),
+        arith::AndIOp::create(b, loc, ix.icmp(P::uge, item, upEnd),
+                              ix.icmp(P::ult, item, routedDownFirst)));
+  Value mustRoute = arith::AndIOp::create(
+      b, loc, arith::XOrIOp::create(b, loc, routed, trueV),
+      arith::XOrIOp::create(b, loc, isDense, trueV));
+  buildIfThen(b, loc, mustRoute, [&] {
+    waitForCount(queue, ix.c(kRouted), c32(1));
+    buildIfThen(b, loc, ix.icmp(P::ult, tid, slots), [&] {
+      memref::StoreOp::create(b, loc, loadI32FromL2(b, loc, upArgs.hit, tid),
+                              hitShared, tid);
+    });
+    barrier();
+  });
+  Value routedNow = arith::OrIOp::create(b, loc, routed, mustRoute);
+  auto isUp = scf::IfOp::create(b, loc, flags, ix.icmp(P::ult, item, upEnd),
+                                true);
   scf::YieldOp::create(b, loc, isUp.getResults());
 
-  // An up item: expert slot `slot`, matrix `second`, block (bx, by).
-  b.setInsertionPointToStart(&isUp.getThenRegion().front());
-  {
-    Value u = arith::SubIOp::create(b, loc, item, routerItems);
-    Value matrix = arith::DivUIOp::create(b, loc, u, upPerMatrix);
-    Value within = arith::RemUIOp::create(b, loc, u, upPerMatrix);
-    Value slot = arith::DivUIOp::create(b, loc, matrix, upMats);
-    Value second = arith::RemUIOp::create(b, loc, matrix, upMats);
+  // Up item `u` of a GEMV with `x` blocks a grid row and `perMatrix` a
+  // matrix: matrix `second` of slot `slot`, block (bx, by).
+  auto upBlock = [&](Value u, Value x, Value perMatrix, int64_t mats,
+                     Value slotsOfGemv, int64_t threads, Value &slot) {
+    Value matrix = arith::DivUIOp::create(b, loc, u, perMatrix);
+    Value within = arith::RemUIOp::create(b, loc, u, perMatrix);
+    slot = arith::DivUIOp::create(b, loc, matrix, ix.c(mats));
+    Value second = arith::RemUIOp::create(b, loc, matrix, ix.c(mats));
     GemvBlock blk;
-    blk.bx = arith::RemUIOp::create(b, loc, within, upX);
-    blk.by = arith::DivUIOp::create(b, loc, within, upX);
-    blk.bz = ix.add(slot, ix.mul(second, slots));
-    blk.bdim = ix.c(o.upThreads);
-    if (o.upThreads < kDecodeThreads)
-      blk.active = ix.icmp(P::ult, warp, ix.c(o.upThreads / 32));
-    blk.expert = memref::LoadOp::create(b, loc, hitShared, slot);
+    blk.bx = arith::RemUIOp::create(b, loc, within, x);
+    blk.by = arith::DivUIOp::create(b, loc, within, x);
+    blk.bz = ix.add(slot, ix.mul(second, slotsOfGemv));
+    blk.bdim = ix.c(threads);
+    if (threads < kDecodeThreads)
+      blk.active = ix.icmp(P::ult, warp, ix.c(threads / 32));
     blk.ring = ring;
-    emitGemvBlock(b, loc, bf16, o.up, upArgs, blk);
-    // Every thread's atomics are issued; the release orders them before
-    // the count (deferring it to the block's next item, so that only the
-    // first warp waits for it, measured no different).
+    return blk;
+  };
+  // Down item `v` of a GEMV with `x` blocks a grid row and `perSlot` a slot.
+  auto downBlock = [&](Value v, Value x, Value perSlot, int64_t threads,
+                       Value &slot) {
+    slot = arith::DivUIOp::create(b, loc, v, perSlot);
+    Value within = arith::RemUIOp::create(b, loc, v, perSlot);
+    GemvBlock blk;
+    blk.bx = arith::RemUIOp::create(b, loc, within, x);
+    blk.by = arith::DivUIOp::create(b, loc, within, x);
+    blk.bz = slot;
+    blk.bdim = ix.c(threads);
+    if (threads < kDecodeThreads)
+      blk.active = ix.icmp(P::ult, warp, ix.c(threads / 32));
+    blk.stage = stage;
+    blk.ring = ring;
+    return blk;
+  };
+  // Every thread's atomics are issued; the release orders them before the
+  // count (deferring it to the block's next item, so that only the first
+  // warp waits for it, measured no different).
+  auto countDone = [&](Value slot) {
     barrier();
     buildIfThen(b, loc, isFirst,
                 [&] { releaseAddI32(b, loc, done, slot, c32(1)); });
-    scf::YieldOp::create(b, loc, ValueRange{trueV, readySlot});
-  }
+  };
+  // Runs `dense` in the then-branch of `cond` (with the dense stage), else
+  // `routedItem`; both yield the carried flags.
+  auto denseOr = [&](Value cond, function_ref<void()> dense,
+                     function_ref<void()> routedItem) {
+    if (!o.dense) {
+      routedItem();
+      return;
+    }
+    auto split = scf::IfOp::create(b, loc, flags, cond, true);
+    scf::YieldOp::create(b, loc, split.getResults());
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&split.getThenRegion().front());
+    dense();
+    b.setInsertionPointToStart(&split.getElseRegion().front());
+    routedItem();
+  };
 
-  // A down item: slot `slot`, block (bx, by).
-  b.setInsertionPointToStart(&isUp.getElseRegion().front());
-  {
-    Value v = arith::SubIOp::create(b, loc, item, upEnd);
-    Value slot = arith::DivUIOp::create(b, loc, v, downPerSlot);
-    Value within = arith::RemUIOp::create(b, loc, v, downPerSlot);
-    Value need = arith::IndexCastOp::create(b, loc, i32, upPerSlot);
-    // After the item's first weight loads (they need only the expert).
-    auto waitForUp = [&] {
-      buildIfThen(b, loc, ix.icmp(P::ne, slot, readySlot), [&] {
-        waitUntil([&](OpBuilder &wb, Location wl) -> Value {
-          return arith::CmpIOp::create(
-              wb, wl, P::slt, loadAcquireI32(wb, wl, done, slot), need);
+  // Up items.
+  b.setInsertionPointToStart(&isUp.getThenRegion().front());
+  denseOr(
+      ix.icmp(P::ult, item, routedUpFirst),
+      [&] {
+        // The dense slot's: its weights first, then the wait for the
+        // clearing; the first item also writes the slot's row weight.
+        Value u = arith::SubIOp::create(b, loc, item, routerItems);
+        Value slot;
+        GemvBlock blk = upBlock(u, denseUpX, denseUpPerMatrix,
+                                o.denseUp.pair ? 2 : 1, ix.c(1),
+                                o.denseUpThreads, slot);
+        blk.expert = c32(0);
+        auto waitCleared = [&] {
+          waitForCount(queue, ix.c(kCleared),
+                       arith::IndexCastOp::create(b, loc, i32, routerItems));
+        };
+        blk.wait = waitCleared;
+        emitGemvBlock(b, loc, bf16, o.denseUp, denseUpArgs, blk);
+        buildIfThen(b, loc, ix.icmp(P::eq, u, ix.c(0)), [&] {
+          Value weight =
+              o.denseCoef
+                  ? sigmoidF32(b, loc,
+                               emitBlockDots(b, loc, coefRed, denseUpArgs.x,
+                                             ix.c(0), coef, 1,
+                                             kDecodeThreads)[0])
+                  : arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f))
+                        .getResult();
+          buildIfThen(b, loc, isFirst, [&] {
+            memref::StoreOp::create(b, loc, weight, denseDownArgs.rowWeight,
+                                    ValueRange{ix.c(0)});
+          });
         });
+        countDone(ix.c(kDenseSlot));
+        scf::YieldOp::create(b, loc, ValueRange{routedNow, readySlot});
+      },
+      [&] {
+        // A routed slot's: matrix `second` of slot `slot`, block (bx, by).
+        Value u = arith::SubIOp::create(b, loc, item, routedUpFirst);
+        Value slot;
+        GemvBlock blk = upBlock(u, upX, upPerMatrix, o.up.pair ? 2 : 1, slots,
+                                o.upThreads, slot);
+        blk.expert = memref::LoadOp::create(b, loc, hitShared, slot);
+        emitGemvBlock(b, loc, bf16, o.up, upArgs, blk);
+        countDone(slot);
+        scf::YieldOp::create(b, loc, ValueRange{routedNow, readySlot});
       });
-    };
-    GemvBlock blk;
-    blk.wait = waitForUp;
-    blk.bx = arith::RemUIOp::create(b, loc, within, downX);
-    blk.by = arith::DivUIOp::create(b, loc, within, downX);
-    blk.bz = slot;
-    blk.bdim = ix.c(o.downThreads);
-    if (o.downThreads < kDecodeThreads)
-      blk.active = ix.icmp(P::ult, warp, ix.c(o.downThreads / 32));
-    blk.expert = memref::LoadOp::create(b, loc, hitShared, slot);
-    blk.stage = stage;
-    blk.ring = ring;
-    emitGemvBlock(b, loc, bf16, o.down, downArgs, blk);
-    scf::YieldOp::create(b, loc, ValueRange{trueV, slot});
-  }
+
+  // Down items: they issue their first weight loads (which need only the
+  // expert), then wait for their slot's up items.
+  b.setInsertionPointToStart(&isUp.getElseRegion().front());
+  auto waitForUp = [&](Value slot, Value need) {
+    buildIfThen(b, loc, ix.icmp(P::ne, slot, readySlot),
+                [&] { waitForCount(done, slot, need); });
+  };
+  denseOr(
+      ix.icmp(P::ult, item, routedDownFirst),
+      [&] {
+        Value v = arith::SubIOp::create(b, loc, item, upEnd);
+        Value slot;
+        GemvBlock blk =
+            downBlock(v, denseDownX, denseDownItems, o.denseDownThreads, slot);
+        Value need = arith::IndexCastOp::create(b, loc, i32, denseUpItems);
+        auto wait = [&] { waitForUp(ix.c(kDenseSlot), need); };
+        blk.wait = wait;
+        blk.expert = c32(0);
+        emitGemvBlock(b, loc, bf16, o.denseDown, denseDownArgs, blk);
+        scf::YieldOp::create(b, loc, ValueRange{routedNow, ix.c(kDenseSlot)});
+      },
+      [&] {
+        Value v = arith::SubIOp::create(b, loc, item, routedDownFirst);
+        Value slot;
+        GemvBlock blk = downBlock(v, downX, downPerSlot, o.downThreads, slot);
+        Value need = arith::IndexCastOp::create(b, loc, i32, upPerSlot);
+        auto wait = [&] { waitForUp(slot, need); };
+        blk.wait = wait;
+        blk.expert = memref::LoadOp::create(b, loc, hitShared, slot);
+        emitGemvBlock(b, loc, bf16, o.down, downArgs, blk);
+        scf::YieldOp::create(b, loc, ValueRange{routedNow, slot});
+      });
 
   b.setInsertionPointAfter(isRouter);
   publish(successor, nextSlot);
@@ -353,8 +533,9 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
         ix.icmp(P::eq, toIndex(gone),
                 arith::SubIOp::create(b, loc, blocks, ix.c(1))),
         [&] {
-          for (int64_t i : {int64_t(0), kGone, kRouted})
+          for (int64_t i : {int64_t(0), kGone, kRouted, kCleared})
             memref::StoreOp::create(b, loc, c32(0), queue, ix.c(i));
+          memref::StoreOp::create(b, loc, c32(0), done, ix.c(kDenseSlot));
           auto clear = scf::ForOp::create(b, loc, ix.c(0), slots, ix.c(1));
           OpBuilder::InsertionGuard g(b);
           b.setInsertionPointToStart(clear.getBody());

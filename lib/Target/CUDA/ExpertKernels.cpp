@@ -1063,6 +1063,73 @@ std::string mlir::moe::denseRouteKernelName(const DenseRouteOptions &o) {
   return name;
 }
 
+SmallVector<Value> mlir::moe::emitBlockDots(OpBuilder &b, Location loc,
+                                            Value red, Value x, Value t,
+                                            Value c, int64_t sums,
+                                            int64_t threads) {
+  constexpr int64_t kUnroll = 8;
+  Type f32 = b.getF32Type();
+  IndexOps ix{b, loc};
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value d = memref::DimOp::create(b, loc, x, 1);
+  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  auto loop = scf::ForOp::create(b, loc, ix.mul(tid, ix.c(kUnroll)), d,
+                                 ix.c(threads * kUnroll),
+                                 SmallVector<Value>(sums, zero));
+  {
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value i0 = loop.getInductionVar();
+    // All loads of the step first (in flight together), then the sums.
+    SmallVector<Value> in, xs;
+    SmallVector<SmallVector<Value>> cs(sums);
+    for (int64_t u = 0; u < kUnroll; ++u) {
+      Value i = ix.add(i0, ix.c(u));
+      // Past d: 0 x 0 (d is a multiple of 8 on this path, but stay safe).
+      in.push_back(ix.icmp(arith::CmpIPredicate::ult, i, d));
+      Value safe = ix.select(in.back(), i, ix.c(0));
+      xs.push_back(memref::LoadOp::create(b, loc, x, ValueRange{t, safe}));
+      for (int64_t j = 0; j < sums; ++j)
+        cs[j].push_back(
+            sums > 1
+                ? memref::LoadOp::create(b, loc, c, ValueRange{safe, ix.c(j)})
+                : memref::LoadOp::create(b, loc, c, ValueRange{safe}));
+    }
+    SmallVector<Value> acc(loop.getRegionIterArgs());
+    for (int64_t u = 0; u < kUnroll; ++u) {
+      Value xv = arith::ExtFOp::create(b, loc, f32, xs[u]);
+      for (int64_t j = 0; j < sums; ++j) {
+        Value cv = arith::SelectOp::create(
+            b, loc, in[u], arith::ExtFOp::create(b, loc, f32, cs[j][u]), zero);
+        acc[j] = arith::AddFOp::create(b, loc, acc[j],
+                                       arith::MulFOp::create(b, loc, xv, cv));
+      }
+    }
+    scf::YieldOp::create(b, loc, acc);
+  }
+  const int64_t warps = threads / 32;
+  Value lane = ix.remu(tid, 32), warp = ix.divu(tid, 32);
+  Value isLane0 = ix.icmp(arith::CmpIPredicate::eq, lane, ix.c(0));
+  for (int64_t j = 0; j < sums; ++j) {
+    Value sum = sumOverLanes(b, loc, loop.getResult(j), 1);
+    buildIfThen(b, loc, isLane0, [&] {
+      memref::StoreOp::create(b, loc, sum, red, ValueRange{ix.c(j), warp});
+    });
+  }
+  gpu::BarrierOp::create(b, loc);
+  // Every thread adds the warps' sums (broadcast reads of shared memory).
+  SmallVector<Value> total;
+  for (int64_t j = 0; j < sums; ++j) {
+    Value v = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(j), ix.c(0)});
+    for (int64_t w = 1; w < warps; ++w)
+      v = arith::AddFOp::create(
+          b, loc, v,
+          memref::LoadOp::create(b, loc, red, ValueRange{ix.c(j), ix.c(w)}));
+    total.push_back(v);
+  }
+  return total;
+}
+
 gpu::GPUFuncOp mlir::moe::buildDenseRouteKernel(OpBuilder &b, Location loc,
                                                 gpu::GPUModuleOp module,
                                                 StringRef name,
@@ -1143,75 +1210,26 @@ gpu::GPUFuncOp mlir::moe::buildDenseRouteKernel(OpBuilder &b, Location loc,
     return fn;
   }
   // A block a token: the dot products x[t] . coef (one, or the mixing's
-  // two) summed in f32, kUnroll loads in flight a thread, then over the
-  // lanes and the warps.
-  constexpr int64_t kUnroll = 8;
+  // two).
   const int64_t sums = o.mix ? 2 : 1;
-  Value t = bid, d = memref::DimOp::create(b, loc, x, 1);
-  Value zero = f32c(0.0f);
-  auto loop = scf::ForOp::create(b, loc, ix.mul(tid, ix.c(kUnroll)), d,
-                                 ix.c(kDenseRouteThreads * kUnroll),
-                                 SmallVector<Value>(sums, zero));
-  {
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value i0 = loop.getInductionVar();
-    // All loads of the step first (in flight together), then the sums.
-    SmallVector<Value> in, xs;
-    SmallVector<SmallVector<Value>> cs(sums);
-    for (int64_t u = 0; u < kUnroll; ++u) {
-      Value i = ix.add(i0, ix.c(u));
-      // Past d: 0 x 0 (d is a multiple of 8 on this path, but stay safe).
-      in.push_back(ix.icmp(arith::CmpIPredicate::ult, i, d));
-      Value safe = ix.select(in.back(), i, ix.c(0));
-      xs.push_back(memref::LoadOp::create(b, loc, x, ValueRange{t, safe}));
-      for (int64_t j = 0; j < sums; ++j)
-        cs[j].push_back(
-            o.mix ? memref::LoadOp::create(b, loc, c, ValueRange{safe, ix.c(j)})
-                  : memref::LoadOp::create(b, loc, c, ValueRange{safe}));
-    }
-    SmallVector<Value> acc(loop.getRegionIterArgs());
-    for (int64_t u = 0; u < kUnroll; ++u) {
-      Value xv = arith::ExtFOp::create(b, loc, f32, xs[u]);
-      for (int64_t j = 0; j < sums; ++j) {
-        Value cv = arith::SelectOp::create(
-            b, loc, in[u], arith::ExtFOp::create(b, loc, f32, cs[j][u]), zero);
-        acc[j] = arith::AddFOp::create(b, loc, acc[j],
-                                       arith::MulFOp::create(b, loc, xv, cv));
-      }
-    }
-    scf::YieldOp::create(b, loc, acc);
-  }
-  constexpr int64_t warps = kDenseRouteThreads / 32;
+  Value t = bid;
   Value red = fn.addWorkgroupAttribution(
-      MemRefType::get({sums, warps}, f32, MemRefLayoutAttrInterface(),
+      MemRefType::get({sums, kDenseRouteThreads / 32}, f32,
+                      MemRefLayoutAttrInterface(),
                       gpu::AddressSpaceAttr::get(
                           b.getContext(), gpu::AddressSpace::Workgroup)),
       loc);
-  Value lane = ix.remu(tid, 32), warp = ix.divu(tid, 32);
-  Value isLane0 = ix.icmp(arith::CmpIPredicate::eq, lane, ix.c(0));
+  SmallVector<Value> total =
+      emitBlockDots(b, loc, red, x, t, c, sums, kDenseRouteThreads);
   for (int64_t j = 0; j < sums; ++j) {
-    Value sum = sumOverLanes(b, loc, loop.getResult(j), 1);
-    buildIfThen(b, loc, isLane0, [&] {
-      memref::StoreOp::create(b, loc, sum, red, ValueRange{ix.c(j), warp});
-    });
-  }
-  gpu::BarrierOp::create(b, loc);
-  // Every thread adds the warps' sums (broadcast reads of shared memory).
-  SmallVector<Value> total;
-  for (int64_t j = 0; j < sums; ++j) {
-    Value v = memref::LoadOp::create(b, loc, red, ValueRange{ix.c(j), ix.c(0)});
-    for (int64_t w = 1; w < warps; ++w)
-      v = arith::AddFOp::create(
-          b, loc, v,
-          memref::LoadOp::create(b, loc, red, ValueRange{ix.c(j), ix.c(w)}));
+    Value v = total[j];
     if (mixBias) {
       Value bj = memref::LoadOp::create(b, loc, mixBias, ValueRange{ix.c(j)});
       if (!o.mixBiasType.isF32())
         bj = arith::ExtFOp::create(b, loc, f32, bj);
       v = arith::AddFOp::create(b, loc, v, bj);
     }
-    total.push_back(v);
+    total[j] = v;
   }
   // Softmax over the two logits: c1 = sigmoid(l1 - l0), c0 = sigmoid(l0 - l1).
   Value weight =

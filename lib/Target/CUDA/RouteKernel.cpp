@@ -270,7 +270,8 @@ mlir::moe::GateShared mlir::moe::addGateShared(OpBuilder &b, Location loc,
 void mlir::moe::emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                               const RouteKernelOptions &o, ValueRange args,
                               Value bx, Value blocks, const GateShared &shared,
-                              function_ref<void()> afterRouting) {
+                              function_ref<void()> afterRouting,
+                              function_ref<void()> afterClear) {
   OpBuilder::InsertionGuard guard(b);
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
@@ -312,6 +313,8 @@ void mlir::moe::emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                vector::StoreOp::create(b, loc, zeros, clear, ValueRange{i});
              });
   }
+  if (afterClear)
+    afterClear();
 
   // The router's partial sums over this block's rows [k0, k1): thread t
   // owns experts 8 (t % groups) .. + 8 and the rows k0 + t / groups +

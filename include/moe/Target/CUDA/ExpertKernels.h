@@ -381,6 +381,14 @@ gpu::GPUFuncOp buildDenseRouteKernel(OpBuilder &builder, Location loc,
                                      gpu::GPUModuleOp module, StringRef name,
                                      const DenseRouteOptions &options);
 std::string denseRouteKernelName(const DenseRouteOptions &options);
+/// The dot products x[t] . c[:, j] (c [d] where `sums` is 1, else [d,
+/// sums]) in f32 over a block of `threads` threads, 8 loads in flight a
+/// thread, summed over the lanes and then the warps through `red` (f32
+/// [sums, threads / 32] in shared memory; a barrier); every thread gets the
+/// sums.
+SmallVector<Value> emitBlockDots(OpBuilder &b, Location loc, Value red,
+                                 Value x, Value t, Value c, int64_t sums,
+                                 int64_t threads);
 /// A block a token where the block sums dot products, else a thread a
 /// token.
 inline int64_t denseRouteGrid(int64_t tokens, const DenseRouteOptions &o) {
@@ -499,8 +507,10 @@ std::string gateKernelName(const RouteKernelOptions &options);
 /// The one-token layer's gating kernel, up GEMV and down GEMV as one
 /// persistent kernel of work items taken from a queue (DecodeKernel.cpp).
 /// Arguments: the gating kernel's (gateArgTypes), the up GEMV's and the
-/// down GEMV's (gemvArgTypes), then the router items and the up and down
-/// GEMV grids' x and y (index). Any grid size is correct; launch
+/// down GEMV's (gemvArgTypes), with a dense stage its up and down GEMVs'
+/// (and with denseCoef its coefficient, bf16 [d]), then the router items,
+/// the up and down GEMV grids' x and y (index) and with a dense stage its
+/// GEMV grids' x and y. Any grid size is correct; launch
 /// kDecodeBlocksPerSm * SMs blocks of kDecodeThreads threads.
 constexpr int64_t kDecodeThreads = 256;
 constexpr int64_t kDecodeMaxSlots = 64;
@@ -511,6 +521,15 @@ struct DecodeKernelOptions {
   GemvOptions up, down;
   /// Threads of the GEMVs' blocks (whole warps, at most kDecodeThreads).
   int64_t upThreads = kDecodeThreads, downThreads = kDecodeThreads;
+  /// A dense stage (a layer's shared experts, or PR-MoE's MLP without its
+  /// mixing) as one more slot of fixed expert 0 with its own GEMVs: its
+  /// up items come right after the gating items and wait only until those
+  /// have cleared the accumulators (its weights stream while the routing
+  /// is decided), its down items before the routed ones. The first up item
+  /// writes the slot's row weight: sigmoid(x . coef) with denseCoef, else 1.
+  bool dense = false, denseCoef = false;
+  GemvOptions denseUp, denseDown;
+  int64_t denseUpThreads = kDecodeThreads, denseDownThreads = kDecodeThreads;
 };
 std::string decodeKernelName(const DecodeKernelOptions &o);
 /// The decode kernel's dynamic shared memory: the GEMV items' cp.async
@@ -540,12 +559,14 @@ struct GateShared {
 GateShared addGateShared(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                          const RouteKernelOptions &o);
 /// Emits the work of gating block `bx` of `blocks` (of buildGateKernel):
-/// its share of the router sums and of the clearing, the ticket, and in
-/// the last block the routing, then `afterRouting` (in that block).
+/// its share of the clearing, then `afterClear` (if any), its share of the
+/// router sums, the ticket, and in the last block the routing, then
+/// `afterRouting` (in that block).
 void emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                    const RouteKernelOptions &o, ValueRange args, Value bx,
                    Value blocks, const GateShared &shared,
-                   function_ref<void()> afterRouting);
+                   function_ref<void()> afterRouting,
+                   function_ref<void()> afterClear = nullptr);
 
 /// Tile of the tensor-core grouped GEMM: rows x output columns x K step
 /// (pairs: half the columns from each matrix), and its threads (8 warps,

@@ -64,6 +64,7 @@ void buildToLoops(OpPassManager &pm,
     layer.wgmmaPersistent = gpu->wgmmaPersistent;
     layer.wgmmaQueue = gpu->wgmmaQueue;
     layer.decodeKernel = gpu->decodeKernel;
+    layer.decodeDense = gpu->decodeDense;
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeOverlap = gpu->decodeOverlap;

@@ -3,22 +3,39 @@
 // REQUIRES: ptxas
 // RUN: moe-opt %s -convert-moe-layer-to-gpu-call | FileCheck %s --check-prefix=CALL
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s
+// RUN: moe-compile %s --target=cuda --emit=mlir --gpu-decode-dense=never | FileCheck %s --check-prefix=APART
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
 
 // One token of a DeepSeek-shaped layer (a gated shared expert, no
-// coefficient): the decode kernel for the routed experts, the shared
-// expert's GEMVs after it with every weight 1.
+// coefficient): the shared expert's GEMVs run as items of the routed
+// experts' decode kernel (32 up items: 16 blocks of each matrix; 16 down
+// items), which then takes their arguments after the routed GEMVs'; no
+// routing kernel of its own, no GEMV kernels after it.
 // CALL-LABEL: func.func private @__moe_gpu_layer_0(
 // CALL-SAME: shared = {gated, mma_warps = 4 : i64, path = "gemv", rows_per_expert = 1.000000e+00 : f64
 // CHECK-LABEL: llvm.func @__moe_gpu_layer_0(
-// CHECK: decode_kernel = {{.*}}shared = {{{.*}}path = "gemv", router = "dense", slots = 1 : i64
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_decode_
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_route_dense blocks in
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_gemv_gather_pair_bf16
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_gemv_scatter_bf16
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@round_bf16
-// PTX-LABEL: .entry moe_route_dense(
-// PTX-NOT: bar.sync
+// CHECK-SAME: decode_dense = array<i64: 32, 16>, decode_kernel =
+// CHECK-SAME: shared = {down = {{.*}}, in_decode_kernel, path = "gemv", router = "dense", slots = 1 : i64
+// CHECK-NOT: gpu.launch_func
+// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_decode_{{.*}}_dense_up_pair_{{[a-z0-9_]*}}_early_t1_t64_down_{{[a-z0-9_]*}}_silu_gated_s16_early_t1_t64 blocks in
+// CHECK-NEXT: gpu.launch_func {{.*}}@moe_kernels::@round_bf16
+// CHECK-NOT: gpu.launch_func
+// With the dense stage apart: the decode kernel, then the shared expert's
+// routing kernel and GEMVs with every weight 1.
+// APART-LABEL: llvm.func @__moe_gpu_layer_0(
+// APART-NOT: decode_dense = array
+// APART: gpu.launch_func {{.*}}@moe_kernels::@moe_decode_{{[a-z0-9_]*}}_t64 blocks in
+// APART: gpu.launch_func {{.*}}@moe_kernels::@moe_route_dense blocks in
+// APART: gpu.launch_func {{.*}}@moe_kernels::@moe_gemv_gather_pair_bf16
+// APART: gpu.launch_func {{.*}}@moe_kernels::@moe_gemv_scatter_bf16
+// APART: gpu.launch_func {{.*}}@moe_kernels::@round_bf16
+// The decode kernel with the dense slot: every item's atomics go to L2
+// (red), the dense up items' clearing count and the routed items' routing
+// flag are polled with acquire loads and raised with release atomics.
+// PTX-LABEL: .entry moe_decode_e64_k6_
+// PTX-DAG: ld.acquire.gpu
+// PTX-DAG: red.release.gpu.global.add.u32
+// PTX-DAG: griddepcontrol.wait
 // PTX: ret;
 func.func @deepseek_1(%x: tensor<1x256xbf16> {moe.input = "x"},
                       %r: tensor<256x64xbf16> {moe.weight = "router"},

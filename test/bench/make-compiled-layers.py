@@ -104,6 +104,9 @@ def main():
     p.add_argument("--decode-kernel", default="auto",
                    help="auto or never: one token's gating, up and down "
                         "GEMVs as one persistent kernel")
+    p.add_argument("--decode-dense", default="auto",
+                   help="auto or never: at one token, the shared experts "
+                        "(or PR-MoE MLP) as items of the decode kernel")
     p.add_argument("--wgmma-group-tiles", default="-1",
                    help="-1 (auto), 0 (all tiles of a column block, then "
                         "the next) or a count")
@@ -135,6 +138,8 @@ def main():
             extra = []
             if args.decode_kernel != "auto":
                 extra.append("--gpu-decode-kernel=" + args.decode_kernel)
+            if args.decode_dense != "auto":
+                extra.append("--gpu-decode-dense=" + args.decode_dense)
             subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",
                             "--emit=shared", "--cpu=x86-64-v3", "--gpu-path=" + args.gpu_path,
                             "--gpu-mma-tile-m=" + args.mma_tile_m,

@@ -41,6 +41,14 @@ make_case qwen --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 
 # would combine by rows alone.
 make_case shared-one-token --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 128 --shared 512 --shared-gated
 make_case shared-one-token-coef --gpu-ffn-columns=64 --top-k 2 --experts 8 --tokens 1 --hidden 192 --ffn 320 --shared 320 --shared-gated --shared-coef
+# One token: the shared expert (or PR-MoE's MLP without mixing) as items of
+# the decode kernel (2026-12-03, twentieth session): gated and plain, with
+# the sigmoid coefficient, with a cp.async ring, and the kernels after it.
+make_case shared-decode-coef --top-k 4 --experts 64 --tokens 1 --hidden 256 --ffn 128 --shared 384 --shared-gated --shared-coef
+make_case shared-decode-plain --top-k 2 --plain --activation gelu --experts 16 --tokens 1 --hidden 128 --ffn 128 --shared 256
+make_case shared-decode-ring --gpu-decode-stages=2 --top-k 6 --experts 64 --tokens 1 --hidden 256 --ffn 128 --shared 256 --shared-gated --shared-coef
+make_case shared-decode-never --gpu-decode-dense=never --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 128 --shared 512 --shared-gated
+make_case prmoe-decode --top-k 2 --plain --activation gelu --experts 16 --tokens 1 --hidden 128 --ffn 128 --mlp 256
 make_case shared-plain --top-k 2 --plain --activation gelu --experts 8 --tokens 40 --hidden 128 --ffn 128 --shared 256
 make_case shared-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 130 --hidden 128 --ffn 128 --shared 128 --shared-gated
 make_case shared-wgmma --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 128 --shared 256 --shared-gated --shared-coef

@@ -168,6 +168,12 @@ cl::opt<std::string> gpuDecodeKernel(
     cl::desc("one token's gating, up and down GEMVs as one persistent "
              "kernel of work items: auto (default) or never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuDecodeDense(
+    "gpu-decode-dense",
+    cl::desc("at one token, the shared experts (or PR-MoE MLP without "
+             "mixing) as items of the decode kernel: auto (default) or "
+             "never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuWeightsEvictFirst(
     "gpu-weights-evict-first",
     cl::desc("the wgmma kernels' TMA weight loads with the L2 evict-first "
@@ -529,6 +535,7 @@ int main(int argc, char **argv) {
     cudaOptions.wgmmaPersistent = gpuWgmmaPersistent;
     cudaOptions.wgmmaQueue = gpuWgmmaQueue;
     cudaOptions.decodeKernel = gpuDecodeKernel;
+    cudaOptions.decodeDense = gpuDecodeDense;
     cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;

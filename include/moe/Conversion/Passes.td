@@ -138,6 +138,11 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "one token's gating, up and down GEMVs as one persistent kernel "
            "of work items: auto (the default, where it applies) or never "
            "(the chain of kernels)">,
+    Option<"decodeDense", "decode-dense", "std::string", "\"auto\"",
+           "at one token, a layer's shared experts (or PR-MoE MLP without "
+           "mixing) as items of the decode kernel, streaming while the "
+           "routing is decided: auto (the default) or never (their own "
+           "routing and GEMV kernels after it)">,
     Option<"report", "report", "bool", "false",
            "a remark per moe.layer: fused on the GPU (with its stages' "
            "paths), or decomposed and why">,

@@ -82,6 +82,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("one token's gating, up and down GEMVs as one "
                      "persistent kernel: auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> decodeDense{
+      *this, "decode-dense",
+      llvm::cl::desc("at one token, the shared experts (or PR-MoE MLP) as "
+                     "items of the decode kernel: auto (default) or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<int64_t> decodeStages{
       *this, "decode-stages",
       llvm::cl::desc("K steps each thread of the decode kernel's GEMV items "

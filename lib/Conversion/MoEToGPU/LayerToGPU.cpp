@@ -233,6 +233,7 @@ struct ConvertMoELayerToGpuCallPass
     return {{"decode-overlap", "decode_overlap", decodeOverlap},
             {"stage-down", "stage_down", stageDown},
             {"decode-kernel", "decode_kernel", decodeKernel},
+            {"decode-dense", "decode_dense", decodeDense},
             {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
   }
 
@@ -490,6 +491,10 @@ struct ExpertStage {
   bool producer = false, tmaWeights = false, multicast = false,
        evictFirst = false, queue = false, persistent = false;
   bool decodeOverlap = false, overlapEnds = false;
+  /// A dense stage: runs as items of the routed stage's decode kernel.
+  bool inDecodeKernel = false;
+  /// The routed stage: the dense stage its decode kernel runs (or null).
+  const ExpertStage *decodeDense = nullptr;
   GatePlan gatePlan;
   Activation activation = Activation::silu;
   RouteKernelOptions ro;
@@ -500,6 +505,19 @@ struct ExpertStage {
     return s ? s.getValue() : StringRef("auto");
   }
   void decide(bool addsDenseStages);
+  /// Whether the decode kernel of this (routed) stage can run dense stage
+  /// `s` as items of its own.
+  bool canRunInDecode(const ExpertStage &s) const {
+    return decodeKernel && choice("decode_dense") != "never" && s.dense &&
+           !s.mix && s.T == 1 && s.gemvExperts && s.stageRows &&
+           s.upGrid.threads <= kDecodeThreads &&
+           s.downGrid.threads <= kDecodeThreads;
+  }
+  /// The dense stage's up and down items in the decode kernel.
+  int64_t denseUpItems() const {
+    return upGrid.blocksX * upGrid.splits * (gated ? 2 : 1);
+  }
+  int64_t denseDownItems() const { return downGrid.blocksX * downGrid.splits; }
   SmallVector<NamedAttribute> planAttrs(OpBuilder &b) const;
 };
 
@@ -812,7 +830,7 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
     planAttrs.push_back(b.getNamedAttr("down", gridAttr(downGrid)));
     // "chain": gating, up and down GEMVs trigger early; "down": the up
     // GEMV triggers early; the down GEMV loads before its wait in both.
-    if (decodeOverlap)
+    if (decodeOverlap && !inDecodeKernel)
       planAttrs.push_back(b.getNamedAttr(
           "decode_overlap", b.getStringAttr(overlapEnds ? "chain" : "down")));
     if (stageRows)
@@ -826,6 +844,14 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
               {kPlanSms * kDecodeBlocksPerSm, gatePlan.blocks,
                upGrid.blocksX * upGrid.splits * S * (gated ? 2 : 1),
                downGrid.blocksX * downGrid.splits * S, decodeStages})));
+    // [up items, down items] of the dense stage the decode kernel runs.
+    if (decodeDense)
+      planAttrs.push_back(b.getNamedAttr(
+          "decode_dense",
+          b.getDenseI64ArrayAttr(
+              {decodeDense->denseUpItems(), decodeDense->denseDownItems()})));
+    if (inDecodeKernel)
+      planAttrs.push_back(b.getNamedAttr("in_decode_kernel", b.getUnitAttr()));
   }
   return planAttrs;
 }
@@ -835,7 +861,8 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
 /// (or, combining by rows, writes the rows the combine kernel sums).
 static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
                               gpu::GPUModuleOp kernels, const ExpertStage &p,
-                              const StageInputs &in, Value y) {
+                              const StageInputs &in, Value y,
+                              const StageInputs *denseIn = nullptr) {
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), bf16 = b.getBF16Type();
   const int64_t T = p.T, d = p.d, E = p.E, L = p.L, f = p.f,
                 N = p.N, S = p.S;
@@ -864,6 +891,11 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
   size_t hAt = zeroShapes.size();
   if (p.gemvExperts)
     zeroShapes.append(gated ? 2 : 1, {N, f});
+  // The up (and gate) projections of the dense stage the decode kernel runs.
+  const ExpertStage *dense = p.decodeDense;
+  size_t denseHAt = zeroShapes.size();
+  if (dense)
+    zeroShapes.append(dense->gated ? 2 : 1, {1, dense->f});
   // The up and down kernels' pair counters (one i32 each, in 64-element
   // slots of the cleared group), from zeroShapes[queueAt].
   size_t queueAt = zeroShapes.size();
@@ -1127,6 +1159,52 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
       dk.up.asyncStages = dk.down.asyncStages = p.decodeStages;
       dk.upThreads = upGrid.threads;
       dk.downThreads = downGrid.threads;
+      SmallVector<int64_t> plan{p.gatePlan.blocks, upGrid.blocksX,
+                                upGrid.splits, downGrid.blocksX,
+                                downGrid.splits};
+      if (dense) {
+        // The dense slot's GEMVs: as the routed ones, their own grids; its
+        // up items load their first weights before they wait (for the
+        // clearing). Its tables are the one row of the token (offsets,
+        // rowToken and hit are not read at one token; its row weight is
+        // written by its first up item).
+        const ExpertStage &ds = *dense;
+        GemvOptions dUp = upOpts, dDown = downOpts;
+        dUp.pair = ds.gated;
+        dDown.inputGated = ds.gated;
+        dDown.stageRows = ds.stageRows;
+        dk.dense = true;
+        dk.denseCoef = ds.coef;
+        dk.denseUp = ds.upGrid.kernelOptions(dUp);
+        dk.denseDown = ds.downGrid.kernelOptions(dDown);
+        dk.denseUp.coherentLoads = dk.denseDown.coherentLoads = true;
+        dk.denseUp.oneToken = dk.denseDown.oneToken = true;
+        dk.denseUp.loadBeforeWait = dk.denseDown.loadBeforeWait = true;
+        dk.denseUp.asyncStages = dk.denseDown.asyncStages = p.decodeStages;
+        dk.denseUpThreads = ds.upGrid.threads;
+        dk.denseDownThreads = ds.downGrid.threads;
+        Value denseHit = h.alloc({1}, i32), denseWeight = h.alloc({1}, f32);
+        Value dHUp = zeroedBuffers[denseHAt];
+        Value dHGate = ds.gated ? zeroedBuffers[denseHAt + 1] : Value();
+        SmallVector<Value> dUpArgs{xDev,     denseHit, denseIn->wUp,
+                                   dHUp,     h.index(ds.upGrid.kchunk),
+                                   denseHit, denseHit};
+        if (ds.gated) {
+          dUpArgs.push_back(denseIn->wGate);
+          dUpArgs.push_back(dHGate);
+        }
+        SmallVector<Value> dDownArgs{dHUp,     denseHit,    denseIn->wDown,
+                                     y,        h.index(ds.downGrid.kchunk),
+                                     denseHit, denseWeight, denseHit};
+        if (ds.gated)
+          dDownArgs.push_back(dHGate);
+        llvm::append_range(downArgs, dUpArgs);
+        llvm::append_range(downArgs, dDownArgs);
+        if (ds.coef)
+          downArgs.push_back(denseIn->coef);
+        plan.append({ds.upGrid.blocksX, ds.upGrid.splits, ds.downGrid.blocksX,
+                     ds.downGrid.splits});
+      }
       std::string name = decodeKernelName(dk);
       gpu::GPUFuncOp decode = kernel(name, [&] {
         return buildDecodeKernel(b, kloc, kernels, name, dk);
@@ -1136,8 +1214,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
       llvm::append_range(args, routeArgs);
       llvm::append_range(args, upArgs);
       llvm::append_range(args, downArgs);
-      for (int64_t v : {p.gatePlan.blocks, upGrid.blocksX, upGrid.splits,
-                        downGrid.blocksX, downGrid.splits})
+      for (int64_t v : plan)
         args.push_back(h.index(v));
       h.launch(decode, {kPlanSms * kDecodeBlocksPerSm, 1, 1},
                {kDecodeThreads, 1, 1}, args, decodeKernelSharedBytes(dk));
@@ -1268,6 +1345,18 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     if (mBias)
       mlp->mixBiasType = cast<MemRefType>(mBias.getType()).getElementType();
   }
+  // At one token, the one dense stage (without PR-MoE's mixing, which
+  // scales the routed output once it is complete) runs as items of the
+  // routed stage's decode kernel: its weights stream while the routing is
+  // decided, and its own routing and GEMV kernels go.
+  ExpertStage *inDecode = shared && !mlp ? &*shared : mlp && !shared ? &*mlp
+                                                                     : nullptr;
+  if (inDecode && routed.canRunInDecode(*inDecode)) {
+    inDecode->inDecodeKernel = true;
+    routed.decodeDense = inDecode;
+  } else {
+    inDecode = nullptr;
+  }
   SmallVector<NamedAttribute> planAttrs = routed.planAttrs(b);
   if (shared)
     planAttrs.push_back(b.getNamedAttr(
@@ -1317,13 +1406,16 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   int64_t T = routed.T, d = routed.d;
   Type bf16 = b.getBF16Type();
   Value out = deviceArgs[numArgs - 1] ? result : h.alloc({T, d}, bf16);
-  StageOutputs o = emitStage(b, loc, h, kernels, routed, routedIn, Value());
+  StageOutputs o =
+      emitStage(b, loc, h, kernels, routed, routedIn, Value(),
+                inDecode ? (shared && inDecode == &*shared ? &sharedIn : &mlpIn)
+                         : nullptr);
   // The PR-MoE MLP (whose routing kernel first scales the routed output by
   // c0 where it mixes), then the shared experts, add into the routed
-  // stage's f32 output.
-  if (mlp)
+  // stage's f32 output (unless the decode kernel ran them).
+  if (mlp && !mlp->inDecodeKernel)
     emitStage(b, loc, h, kernels, *mlp, mlpIn, o.y);
-  if (shared)
+  if (shared && !shared->inDecodeKernel)
     emitStage(b, loc, h, kernels, *shared, sharedIn, o.y);
 
   auto kernel = [&](StringRef name, function_ref<gpu::GPUFuncOp()> build) {

@@ -1,17 +1,16 @@
 // Group-limited routing on the fused GPU layer (DeepSeek-V3's: sigmoid
 // scores with a bias, 8 groups of 32 experts scored by their best two, the
 // best 4 groups kept) at one token, in the decode kernel, with a shared
-// expert after it; the groups' best two keys meet over the warp by
+// expert as its dense slot; the groups' best two keys meet over the warp by
 // shuffles of (max, min) pairs.
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
 // RUN: moe-compile %s --target=cuda --gpu-decode-kernel=never --emit=mlir | FileCheck %s --check-prefix=GATE
 
-// CHECK: moe.gpu_plan = {decode_kernel = {{.*}}shared = {{{.*}}router = "dense"
-// CHECK: gpu.launch_func {{.*}}@moe_decode_e256_k8_sigmoid_renorm_biasf32_g8of4top2_t1_
-// CHECK: gpu.launch_func {{.*}}@moe_route_dense blocks in
-// CHECK: gpu.launch_func {{.*}}@round_bf16
+// CHECK: moe.gpu_plan = {decode_dense = {{.*}}shared = {{{.*}}in_decode_kernel, path = "gemv", router = "dense"
+// CHECK: gpu.launch_func {{.*}}@moe_decode_e256_k8_sigmoid_renorm_biasf32_g8of4top2_t1_{{.*}}_dense_
+// CHECK-NEXT: gpu.launch_func {{.*}}@round_bf16
 // GATE: gpu.launch_func {{.*}}@moe_gate_e256_k8_sigmoid_renorm_biasf32_g8of4top2_t1_trigger
 // PTX-LABEL: .entry moe_decode_e256_k8_sigmoid_renorm_biasf32_g8of4top2_t1_
 // PTX-COUNT-8: min.NaN.f32

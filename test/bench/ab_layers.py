@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpu_moe_baselines as bench  # noqa: E402
-from shapes import SHAPES  # noqa: E402
+from shapes import ROUTING, SHAPES, shape  # noqa: E402
 
 
 def main():
@@ -45,9 +45,10 @@ def main():
              " | ".join("%s / %s" % (l, labels[0]) for l in labels[1:]) + " |",
              "|---|---|" + "---|" * (2 * len(labels) - 1)]
     for name in names:
-        E, k, d, f, a, gated = SHAPES[name]
+        E, k, d, f, a, gated, shared, coef = shape(name)
         for t in (int(v) for v in args.tokens.split(",")):
-            layer = bench.Layer(E, k, d, f, a, gated, t)
+            layer = bench.Layer(E, k, d, f, a, gated, t, shared, coef,
+                                ROUTING.get(name))
             ref32, _ = layer.reference(layer.route_f32)
             replays = []
             for cdir in dirs:

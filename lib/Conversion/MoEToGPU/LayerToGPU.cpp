@@ -505,6 +505,9 @@ struct ExpertStage {
     return s ? s.getValue() : StringRef("auto");
   }
   void decide(bool addsDenseStages);
+  /// The GEMV grids (and the down GEMV's staging) for `upMatrices` and
+  /// `downMatrices` matrices of this stage's sizes in one launch.
+  void planGemvs(int64_t upMatrices, int64_t downMatrices);
   /// Whether the decode kernel of this (routed) stage can run dense stage
   /// `s` as items of its own.
   bool canRunInDecode(const ExpertStage &s) const {
@@ -587,19 +590,8 @@ void ExpertStage::decide(bool addsDenseStages) {
       ffnColumns = c;
   }
 
-  // The down GEMV's input (the activation of the up projection) computed
-  // once a block into shared memory, where a block's rows fit 16 KiB.
-  StringRef stageChoice = choice("stage_down");
-  GemvTuning tuning;
-  if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
-    tuning = {t[0], t[1]};
-  upGrid = planGemv(d, f, S * (gated ? 2 : 1), tuning);
-  downGrid = planGemv(f, d, S, tuning);
   gemvExperts = !mma && !ffnColumns;
-  stageRows = gemvExperts && stageChoice != "never" &&
-                      expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
-                  ? downGrid.kchunk
-                  : 0;
+  planGemvs(S * (gated ? 2 : 1), S);
   // One token: the gating kernel's blocks, the up GEMV's and the down
   // GEMV's as work items of one persistent kernel (DecodeKernel.cpp), the
   // routing published and each slot's up projection handed to the down
@@ -760,6 +752,20 @@ void ExpertStage::decide(bool addsDenseStages) {
   StringRef overlapChoice = choice("decode_overlap");
   decodeOverlap = gemvExperts && !decodeKernel && overlapChoice != "never";
   overlapEnds = decodeOverlap && T == 1;
+}
+
+void ExpertStage::planGemvs(int64_t upMatrices, int64_t downMatrices) {
+  GemvTuning tuning;
+  if (auto t = plan.getAs<DenseI64ArrayAttr>("gemv_tuning"))
+    tuning = {t[0], t[1]};
+  upGrid = planGemv(d, f, upMatrices, tuning);
+  downGrid = planGemv(f, d, downMatrices, tuning);
+  // The down GEMV's input (the activation of the up projection) computed
+  // once a block into shared memory, where a block's rows fit 16 KiB.
+  stageRows = gemvExperts && choice("stage_down") != "never" &&
+                      expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
+                  ? downGrid.kchunk
+                  : 0;
 }
 
 SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
@@ -1351,11 +1357,23 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
   // decided, and its own routing and GEMV kernels go.
   ExpertStage *inDecode = shared && !mlp ? &*shared : mlp && !shared ? &*mlp
                                                                      : nullptr;
-  if (inDecode && routed.canRunInDecode(*inDecode)) {
-    inDecode->inDecodeKernel = true;
-    routed.decodeDense = inDecode;
-  } else {
-    inDecode = nullptr;
+  if (inDecode) {
+    // Its GEMV items planned as a share of the decode kernel's: the grid
+    // of one launch over the up (down) projections of both stages, counted
+    // in matrices of the dense stage's size (coarser items than its own
+    // launch's, as fine as the routed items where the sizes match).
+    int64_t mats = routed.gated ? 2 : 1, denseMats = inDecode->gated ? 2 : 1;
+    int64_t fs = inDecode->f;
+    inDecode->planGemvs(
+        llvm::divideCeil(routed.S * mats * routed.f + denseMats * fs, fs),
+        llvm::divideCeil(routed.S * routed.f + fs, fs));
+    if (routed.canRunInDecode(*inDecode)) {
+      inDecode->inDecodeKernel = true;
+      routed.decodeDense = inDecode;
+    } else {
+      inDecode->planGemvs(denseMats, 1); // its own launches after all
+      inDecode = nullptr;
+    }
   }
   SmallVector<NamedAttribute> planAttrs = routed.planAttrs(b);
   if (shared)

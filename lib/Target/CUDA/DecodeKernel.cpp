@@ -29,6 +29,7 @@
 #include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -170,11 +171,17 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
       loc);
   // The warps' sums of the dense slot's coefficient.
   Value coefRed;
-  if (o.denseCoef)
+  if (o.denseCoef) {
     coefRed = fn.addWorkgroupAttribution(
         MemRefType::get({1, kDecodeThreads / 32}, f32,
                         MemRefLayoutAttrInterface(), workgroup),
         loc);
+    // 16-byte aligned: LLVM reads the warps' sums as vectors (a misaligned
+    // shared read beside this kernel's other buffers without it).
+    fn.setWorkgroupAttributionAttr(fn.getNumWorkgroupAttributions() - 1,
+                                   LLVM::LLVMDialect::getAlignAttrName(),
+                                   b.getI64IntegerAttr(16));
+  }
   ValueRange args = fn.getBody().front().getArguments();
   // The GEMV items' cp.async ring (one for all: an item's copies are all
   // waited for before the block takes the next).

@@ -1219,6 +1219,10 @@ gpu::GPUFuncOp mlir::moe::buildDenseRouteKernel(OpBuilder &b, Location loc,
                       gpu::AddressSpaceAttr::get(
                           b.getContext(), gpu::AddressSpace::Workgroup)),
       loc);
+  // (LLVM may read the warps' sums as vectors: 16-byte aligned.)
+  fn.setWorkgroupAttributionAttr(fn.getNumWorkgroupAttributions() - 1,
+                                 LLVM::LLVMDialect::getAlignAttrName(),
+                                 b.getI64IntegerAttr(16));
   SmallVector<Value> total =
       emitBlockDots(b, loc, red, x, t, c, sums, kDenseRouteThreads);
   for (int64_t j = 0; j < sums; ++j) {

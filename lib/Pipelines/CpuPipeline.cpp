@@ -67,6 +67,7 @@ void buildToLoops(OpPassManager &pm,
     layer.decodeDense = gpu->decodeDense;
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
     layer.decodeStages = gpu->decodeStages;
+    layer.decodeGridShare = gpu->decodeGridShare;
     layer.decodeOverlap = gpu->decodeOverlap;
     layer.report = gpu->report;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));

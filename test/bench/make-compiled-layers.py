@@ -107,6 +107,9 @@ def main():
     p.add_argument("--decode-dense", default="auto",
                    help="auto or never: at one token, the shared experts "
                         "(or PR-MoE MLP) as items of the decode kernel")
+    p.add_argument("--decode-grid-share", default="100",
+                   help="percent: the decode kernel's GEMV items planned as "
+                        "for this share of the matrices")
     p.add_argument("--wgmma-group-tiles", default="-1",
                    help="-1 (auto), 0 (all tiles of a column block, then "
                         "the next) or a count")
@@ -154,6 +157,7 @@ def main():
                             "--gpu-decode-overlap=" + args.decode_overlap,
                             "--gpu-stage-down=" + args.stage_down,
                             "--gpu-decode-stages=" + args.decode_stages,
+                            "--gpu-decode-grid-share=" + args.decode_grid_share,
                             "--gpu-combine=" + args.combine,
                             "--gpu-wgmma-persistent=" + args.wgmma_persistent,
                             "--gpu-wgmma-queue=" + args.wgmma_queue,

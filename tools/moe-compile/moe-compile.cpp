@@ -156,6 +156,12 @@ cl::opt<int64_t> gpuDecodeStages(
              "flight through cp.async to shared memory: 2 or 3; 0 (default): "
              "loads to registers"),
     cl::init(0), cl::cat(category));
+cl::opt<int64_t> gpuDecodeGridShare(
+    "gpu-decode-grid-share",
+    cl::desc("the decode kernel's GEMV items planned as for this percentage "
+             "of the matrices (200: items of twice the K rows, half as "
+             "many); default 100"),
+    cl::init(100), cl::cat(category));
 cl::opt<std::string> gpuDecodeOverlap(
     "gpu-decode-overlap",
     cl::desc("the few-rows path's down GEMV issues its first weight loads "
@@ -538,6 +544,7 @@ int main(int argc, char **argv) {
     cudaOptions.decodeDense = gpuDecodeDense;
     cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
     cudaOptions.decodeStages = gpuDecodeStages;
+    cudaOptions.decodeGridShare = gpuDecodeGridShare;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;

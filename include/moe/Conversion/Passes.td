@@ -146,6 +146,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"report", "report", "bool", "false",
            "a remark per moe.layer: fused on the GPU (with its stages' "
            "paths), or decomposed and why">,
+    Option<"decodeGridShare", "decode-grid-share", "int64_t", "100",
+           "the decode kernel's GEMV items planned as for this percentage "
+           "of the matrices (200: items of twice the K rows, half as many)">,
     Option<"decodeStages", "decode-stages", "int64_t", "0",
            "K steps each thread of the decode kernel's GEMV items keeps in "
            "flight through cp.async to shared memory: 2 or 3; 0 (the "

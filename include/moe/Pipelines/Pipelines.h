@@ -87,6 +87,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("at one token, the shared experts (or PR-MoE MLP) as "
                      "items of the decode kernel: auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<int64_t> decodeGridShare{
+      *this, "decode-grid-share",
+      llvm::cl::desc("the decode kernel's GEMV items planned as for this "
+                     "percentage of the matrices (default 100)"),
+      llvm::cl::init(100)};
   PassOptions::Option<int64_t> decodeStages{
       *this, "decode-stages",
       llvm::cl::desc("K steps each thread of the decode kernel's GEMV items "

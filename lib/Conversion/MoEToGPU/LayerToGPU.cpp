@@ -207,6 +207,9 @@ struct ConvertMoELayerToGpuCallPass
     if (decodeStages)
       plan.push_back(
           b.getNamedAttr("decode_stages", b.getI64IntegerAttr(decodeStages)));
+    if (decodeGridShare != 100)
+      plan.push_back(b.getNamedAttr("decode_grid_share",
+                                    b.getI64IntegerAttr(decodeGridShare)));
     if (ffnColumns != 0)
       plan.push_back(
           b.getNamedAttr("ffn_columns", b.getI64IntegerAttr(ffnColumns)));
@@ -313,6 +316,12 @@ struct ConvertMoELayerToGpuCallPass
     if (std::string why = whyNotGemvTuning({gemvLanes, gemvUnroll});
         !why.empty()) {
       mlir::emitError(module.getLoc()) << why;
+      return signalPassFailure();
+    }
+    if (decodeGridShare < 10 || decodeGridShare > 1000) {
+      mlir::emitError(module.getLoc())
+          << "decode-grid-share must be a percentage from 10 to 1000, got "
+          << int64_t(decodeGridShare);
       return signalPassFailure();
     }
     if (decodeStages != 0 && decodeStages != 2 && decodeStages != 3) {
@@ -491,6 +500,9 @@ struct ExpertStage {
   bool producer = false, tmaWeights = false, multicast = false,
        evictFirst = false, queue = false, persistent = false;
   bool decodeOverlap = false, overlapEnds = false;
+  /// The routed stage's decode kernel: its GEMV items planned as for this
+  /// percentage of the matrices.
+  int64_t gridShare = 100;
   /// A dense stage: runs as items of the routed stage's decode kernel.
   bool inDecodeKernel = false;
   /// The routed stage: the dense stage its decode kernel runs (or null).
@@ -610,6 +622,19 @@ void ExpertStage::decide(bool addsDenseStages) {
                  !mmaRouter && !summed && whyNotDecodeKernel(T, S, E).empty();
   if (decodeKernel)
     fusedGate = true; // its router items clear the accumulators
+  // The decode kernel's items planned as for a share of the matrices
+  // (--gpu-decode-grid-share, percent): coarser or finer than the chain's
+  // launches; kept where the down GEMV still stages its input.
+  if (auto share = plan.getAs<IntegerAttr>("decode_grid_share");
+      decodeKernel && share) {
+    gridShare = share.getInt();
+    planGemvs(std::max<int64_t>(1, S * (gated ? 2 : 1) * gridShare / 100),
+              std::max<int64_t>(1, S * gridShare / 100));
+    if (!stageRows) {
+      gridShare = 100;
+      planGemvs(S * (gated ? 2 : 1), S);
+    }
+  }
 
   // The tensor-core paths' combine. "atomic": the down kernel adds each
   // weighted row into the f32 output [T, d] by atomics, then the rounding
@@ -1364,9 +1389,11 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     // launch's, as fine as the routed items where the sizes match).
     int64_t mats = routed.gated ? 2 : 1, denseMats = inDecode->gated ? 2 : 1;
     int64_t fs = inDecode->f;
+    int64_t share = routed.gridShare;
     inDecode->planGemvs(
-        llvm::divideCeil(routed.S * mats * routed.f + denseMats * fs, fs),
-        llvm::divideCeil(routed.S * routed.f + fs, fs));
+        llvm::divideCeil((routed.S * mats * routed.f + denseMats * fs) * share,
+                         fs * 100),
+        llvm::divideCeil((routed.S * routed.f + fs) * share, fs * 100));
     if (routed.canRunInDecode(*inDecode)) {
       inDecode->inDecodeKernel = true;
       routed.decodeDense = inDecode;

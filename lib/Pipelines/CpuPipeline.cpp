@@ -68,6 +68,7 @@ void buildToLoops(OpPassManager &pm,
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeGridShare = gpu->decodeGridShare;
+    layer.densePath = gpu->densePath;
     layer.decodeOverlap = gpu->decodeOverlap;
     layer.report = gpu->report;
     pm.addPass(moe::createConvertMoELayerToGpuCall(layer));

@@ -107,6 +107,8 @@ def main():
     p.add_argument("--decode-dense", default="auto",
                    help="auto or never: at one token, the shared experts "
                         "(or PR-MoE MLP) as items of the decode kernel")
+    p.add_argument("--dense-path", default="auto",
+                   help="auto, gemv, mma or wgmma: the shared experts' path")
     p.add_argument("--decode-grid-share", default="100",
                    help="percent: the decode kernel's GEMV items planned as "
                         "for this share of the matrices")
@@ -158,6 +160,7 @@ def main():
                             "--gpu-stage-down=" + args.stage_down,
                             "--gpu-decode-stages=" + args.decode_stages,
                             "--gpu-decode-grid-share=" + args.decode_grid_share,
+                            "--gpu-dense-path=" + args.dense_path,
                             "--gpu-combine=" + args.combine,
                             "--gpu-wgmma-persistent=" + args.wgmma_persistent,
                             "--gpu-wgmma-queue=" + args.wgmma_queue,

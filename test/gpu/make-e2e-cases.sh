@@ -49,6 +49,9 @@ make_case shared-decode-plain --top-k 2 --plain --activation gelu --experts 16 -
 make_case shared-decode-ring --gpu-decode-stages=2 --top-k 6 --experts 64 --tokens 1 --hidden 256 --ffn 128 --shared 256 --shared-gated --shared-coef
 make_case shared-decode-never --gpu-decode-dense=never --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 128 --shared 512 --shared-gated
 make_case prmoe-decode --top-k 2 --plain --activation gelu --experts 16 --tokens 1 --hidden 128 --ffn 128 --mlp 256
+# A few tokens: the shared expert on 64-row wgmma tiles (dense stages take
+# them wherever the routed rule would give mma.sync tiles).
+make_case shared-few-tokens --top-k 4 --experts 16 --tokens 12 --hidden 256 --ffn 128 --shared 384 --shared-gated --shared-coef
 make_case shared-plain --top-k 2 --plain --activation gelu --experts 8 --tokens 40 --hidden 128 --ffn 128 --shared 256
 make_case shared-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 130 --hidden 128 --ffn 128 --shared 128 --shared-gated
 make_case shared-wgmma --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 128 --shared 256 --shared-gated --shared-coef

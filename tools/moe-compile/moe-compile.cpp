@@ -162,6 +162,12 @@ cl::opt<int64_t> gpuDecodeGridShare(
              "of the matrices (200: items of twice the K rows, half as "
              "many); default 100"),
     cl::init(100), cl::cat(category));
+cl::opt<std::string> gpuDensePath(
+    "gpu-dense-path",
+    cl::desc("the expert path of the dense stages (shared experts, PR-MoE "
+             "MLP): auto (default: as the routed experts', by rows), gemv, "
+             "mma or wgmma"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuDecodeOverlap(
     "gpu-decode-overlap",
     cl::desc("the few-rows path's down GEMV issues its first weight loads "
@@ -545,6 +551,7 @@ int main(int argc, char **argv) {
     cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeGridShare = gpuDecodeGridShare;
+    cudaOptions.densePath = gpuDensePath;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;

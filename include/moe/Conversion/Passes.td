@@ -146,6 +146,10 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"report", "report", "bool", "false",
            "a remark per moe.layer: fused on the GPU (with its stages' "
            "paths), or decomposed and why">,
+    Option<"densePath", "dense-path", "std::string", "\"auto\"",
+           "the expert path of the dense stages (shared experts, PR-MoE "
+           "MLP): auto (as the routed experts', by rows), gemv, mma or "
+           "wgmma">,
     Option<"decodeGridShare", "decode-grid-share", "int64_t", "100",
            "the decode kernel's GEMV items planned as for this percentage "
            "of the matrices (200: items of twice the K rows, half as many)">,

@@ -87,6 +87,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("at one token, the shared experts (or PR-MoE MLP) as "
                      "items of the decode kernel: auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> densePath{
+      *this, "dense-path",
+      llvm::cl::desc("the expert path of the dense stages (shared experts, "
+                     "PR-MoE MLP): auto (default), gemv, mma or wgmma"),
+      llvm::cl::init("auto")};
   PassOptions::Option<int64_t> decodeGridShare{
       *this, "decode-grid-share",
       llvm::cl::desc("the decode kernel's GEMV items planned as for this "

@@ -163,11 +163,22 @@ struct ConvertMoELayerToGpuCallPass
     bool mmaFits = s.d % kMmaTileN == 0 && s.f % kMmaTileN == 0;
     if (path == "gemv" || !mmaFits)
       return "gemv";
+    // A dense stage (one expert) where asked.
+    if (s.experts == 1 && densePath != "auto")
+      return densePath == "gemv" ? "gemv" : StringRef(densePath);
     // wgmma: K steps of 64 (d and f are multiples of 128 here).
     if (path == "mma" || path == "wgmma")
       return path;
     double rows = rowsPerExpert(s);
     if (rows >= wgmmaMinRows || smallRowsWgmma(s))
+      return "wgmma";
+    // A dense stage (one expert, a row a token) has few (tile, column
+    // block) pairs on either tensor-core path; its weights streamed faster
+    // through the 64-row wgmma tiles than through the mma.sync tiles at 16
+    // tokens: Qwen2-57B's shared expert 0.912x, DeepSeek-V2-Lite's 0.965x,
+    // DeepSeek-V3's 0.978x the layer's time
+    // (results/dense-path-2026-12-03.md).
+    if (s.experts == 1 && rows >= mmaMinRows && chooseWgmmaRows(s) == 64)
       return "wgmma";
     return rows < mmaMinRows ? "gemv" : "mma";
   }
@@ -305,6 +316,13 @@ struct ConvertMoELayerToGpuCallPass
     if (combine != "auto" && combine != "atomic" && combine != "rows") {
       mlir::emitError(module.getLoc())
           << "combine must be auto, atomic or rows, got '" << combine << "'";
+      return signalPassFailure();
+    }
+    if (densePath != "auto" && densePath != "gemv" && densePath != "mma" &&
+        densePath != "wgmma") {
+      mlir::emitError(module.getLoc())
+          << "unknown GPU dense-stage path '" << densePath
+          << "' (expected auto, gemv, mma or wgmma)";
       return signalPassFailure();
     }
     if (path != "auto" && path != "gemv" && path != "mma" && path != "wgmma") {

@@ -65,6 +65,7 @@ void buildToLoops(OpPassManager &pm,
     layer.wgmmaQueue = gpu->wgmmaQueue;
     layer.decodeKernel = gpu->decodeKernel;
     layer.decodeDense = gpu->decodeDense;
+    layer.denseSplitK = gpu->denseSplitK;
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeGridShare = gpu->decodeGridShare;

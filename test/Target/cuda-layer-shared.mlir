@@ -9,6 +9,7 @@
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
 // RUN: moe-compile %s --target=cuda --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+// RUN: moe-compile %s --target=cuda --gpu-dense-split-k=never --emit=mlir | FileCheck %s --check-prefix=NOSPLIT
 // REPORT: remark: 'moe.layer' runs fused on the GPU: routed experts on wgmma, the shared experts on wgmma
 
 // A Qwen2-MoE-shaped layer at 512 tokens: the routed experts (64 rows an
@@ -21,14 +22,22 @@
 // CALL: call @__moe_gpu_layer_0(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
 
 // CHECK-LABEL: llvm.func @__moe_gpu_layer_0(
-// CHECK: moe.gpu_plan = {combine = "atomic", {{.*}}path = "wgmma"{{.*}}shared = {combine = "atomic", {{.*}}path = "wgmma", {{.*}}router = "dense_coef", slots = 1 : i64, {{.*}}tiles = 5 : i64
+// The shared stage's down kernel has 4 (tile, column block) pairs: split
+// over K in 4 runs (grid z) on the grid form (cp.async, no producer), its
+// runs' sums added by the scatter epilogue's f32 atomics; the routed
+// stage's keeps the persistent producer form.
+// CHECK: moe.gpu_plan = {combine = "atomic", {{.*}}path = "wgmma"{{.*}}shared = {combine = "atomic", down_split_k = 4 : i64, {{.*}}path = "wgmma", {{.*}}router = "dense_coef", slots = 1 : i64, {{.*}}tiles = 5 : i64
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_route_
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_
+// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_ws_tma_ef_q blocks
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_route_dense_coef_tiles128
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_
+// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_splitk blocks
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@round_bf16
+// NOSPLIT-NOT: down_split_k
+// NOSPLIT: gpu.launch_func {{.*}}@moe_kernels::@moe_route_dense_coef_tiles128
+// NOSPLIT: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_
+// NOSPLIT: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_ws_tma_q blocks
 // CHECK-NOT: moe_combine
 // CHECK: moe_model_signature("device-input x BF16 512x256\0Adevice-weight router BF16 256x16\0Adevice-weight w_up BF16 16x256x128\0Adevice-weight w_gate BF16 16x256x128\0Adevice-weight w_down BF16 16x128x256\0Adevice-weight shared_up BF16 256x512\0Adevice-weight shared_gate BF16 256x512\0Adevice-weight shared_down BF16 512x256\0Adevice-weight shared_coef BF16 256x1\0Adevice-output y BF16 512x256\0A\00")
 
@@ -37,6 +46,11 @@
 // PTX: shfl.sync.bfly
 // PTX: bar.sync
 // PTX: ex2.approx
+// The split kernel's K run from its block's z.
+// PTX-LABEL: .entry moe_wgmma_scatter_bf16_n256_s4_splitk(
+// PTX: %ctaid.z
+// PTX: wgmma.mma_async
+// PTX: red.global.add.v2.f32
 
 // GEMV-LABEL: llvm.func @__moe_gpu_layer_0(
 // GEMV: shared = {decode_overlap = "down", down = array<i64: {{.*}}>, path = "gemv", router = "dense_coef", slots = 1 : i64

@@ -107,6 +107,9 @@ def main():
     p.add_argument("--decode-dense", default="auto",
                    help="auto or never: at one token, the shared experts "
                         "(or PR-MoE MLP) as items of the decode kernel")
+    p.add_argument("--dense-split-k", default="auto",
+                   help="auto or never: a dense stage's wgmma down kernel "
+                        "split over K where its column blocks leave SMs idle")
     p.add_argument("--dense-path", default="auto",
                    help="auto, gemv, mma or wgmma: the shared experts' path")
     p.add_argument("--decode-grid-share", default="100",
@@ -145,6 +148,8 @@ def main():
                 extra.append("--gpu-decode-kernel=" + args.decode_kernel)
             if args.decode_dense != "auto":
                 extra.append("--gpu-decode-dense=" + args.decode_dense)
+            if args.dense_split_k != "auto":
+                extra.append("--gpu-dense-split-k=" + args.dense_split_k)
             subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",
                             "--emit=shared", "--cpu=x86-64-v3", "--gpu-path=" + args.gpu_path,
                             "--gpu-mma-tile-m=" + args.mma_tile_m,

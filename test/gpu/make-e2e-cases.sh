@@ -52,6 +52,14 @@ make_case prmoe-decode --top-k 2 --plain --activation gelu --experts 16 --tokens
 # A few tokens: the shared expert on 64-row wgmma tiles (dense stages take
 # them wherever the routed rule would give mma.sync tiles).
 make_case shared-few-tokens --top-k 4 --experts 16 --tokens 12 --hidden 256 --ffn 128 --shared 384 --shared-gated --shared-coef
+# The shared expert's down kernel split over K (grid z, f32 atomics; 2026-12-04):
+# 64-row tiles with two column blocks and 16 splits, a 128-row tile and a
+# partial second one with 8 K steps a split, an ungated one, and the
+# persistent form where asked not to split.
+make_case shared-split-k --top-k 4 --experts 16 --tokens 20 --hidden 512 --ffn 128 --shared 2048 --shared-gated --shared-coef
+make_case shared-split-k-rows --top-k 2 --experts 8 --tokens 150 --hidden 256 --ffn 256 --shared 1024 --shared-gated
+make_case shared-split-k-plain --top-k 2 --plain --activation gelu --experts 16 --tokens 24 --hidden 256 --ffn 128 --shared 1536
+make_case shared-split-k-never --gpu-dense-split-k=never --top-k 4 --experts 16 --tokens 20 --hidden 512 --ffn 128 --shared 2048 --shared-gated --shared-coef
 make_case shared-plain --top-k 2 --plain --activation gelu --experts 8 --tokens 40 --hidden 128 --ffn 128 --shared 256
 make_case shared-sigmoid-bias --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 130 --hidden 128 --ffn 128 --shared 128 --shared-gated
 make_case shared-wgmma --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 128 --shared 256 --shared-gated --shared-coef

@@ -186,6 +186,13 @@ cl::opt<std::string> gpuDecodeDense(
              "mixing) as items of the decode kernel: auto (default) or "
              "never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuDenseSplitK(
+    "gpu-dense-split-k",
+    cl::desc("a dense stage's (shared experts, PR-MoE MLP) down projection "
+             "on wgmma tiles split over K, its sums by f32 atomics, where "
+             "its column blocks leave most SMs idle: auto (default) or "
+             "never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuWeightsEvictFirst(
     "gpu-weights-evict-first",
     cl::desc("the wgmma kernels' TMA weight loads with the L2 evict-first "
@@ -548,6 +555,7 @@ int main(int argc, char **argv) {
     cudaOptions.wgmmaQueue = gpuWgmmaQueue;
     cudaOptions.decodeKernel = gpuDecodeKernel;
     cudaOptions.decodeDense = gpuDecodeDense;
+    cudaOptions.denseSplitK = gpuDenseSplitK;
     cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeGridShare = gpuDecodeGridShare;

@@ -143,6 +143,10 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "mixing) as items of the decode kernel, streaming while the "
            "routing is decided: auto (the default) or never (their own "
            "routing and GEMV kernels after it)">,
+    Option<"denseSplitK", "dense-split-k", "std::string", "\"auto\"",
+           "a dense stage's down projection on wgmma tiles split over K "
+           "(grid z, f32 atomics) where its column blocks leave most SMs "
+           "idle: auto (the default) or never">,
     Option<"report", "report", "bool", "false",
            "a remark per moe.layer: fused on the GPU (with its stages' "
            "paths), or decomposed and why">,

@@ -87,6 +87,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("at one token, the shared experts (or PR-MoE MLP) as "
                      "items of the decode kernel: auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> denseSplitK{
+      *this, "dense-split-k",
+      llvm::cl::desc("a dense stage's wgmma down projection split over K "
+                     "where its column blocks leave SMs idle: auto "
+                     "(default) or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> densePath{
       *this, "dense-path",
       llvm::cl::desc("the expert path of the dense stages (shared experts, "

@@ -243,11 +243,12 @@ struct ConvertMoELayerToGpuCallPass
   }
 
   /// The auto|never options, and the plan attribute each becomes.
-  SmallVector<std::tuple<StringRef, StringRef, std::string>, 4> switches() {
+  SmallVector<std::tuple<StringRef, StringRef, std::string>, 6> switches() {
     return {{"decode-overlap", "decode_overlap", decodeOverlap},
             {"stage-down", "stage_down", stageDown},
             {"decode-kernel", "decode_kernel", decodeKernel},
             {"decode-dense", "decode_dense", decodeDense},
+            {"dense-split-k", "dense_split_k", denseSplitK},
             {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
   }
 
@@ -515,6 +516,8 @@ struct ExpertStage {
   int64_t stageRows = 0, decodeStages = 0;
   bool decodeKernel = false, combineRows = false;
   int64_t upGroupTiles = 0, downGroupTiles = 0;
+  /// A dense stage's wgmma down kernel: K splits over grid z (1: none).
+  int64_t downSplitK = 1;
   bool producer = false, tmaWeights = false, multicast = false,
        evictFirst = false, queue = false, persistent = false;
   bool decodeOverlap = false, overlapEnds = false;
@@ -759,6 +762,20 @@ void ExpertStage::decide(bool addsDenseStages) {
   upGroupTiles = wgmma ? groupTiles(d, llvm::divideCeil(f, upBlockCols)) : 0;
   downGroupTiles =
       wgmma ? groupTiles(f, llvm::divideCeil(d, wgmmaTile.columns)) : 0;
+  // A dense stage's down kernel has a (tile, column block) pair per
+  // wgmmaTile.columns of d and a row tile of its T rows: Qwen2-57B's shared
+  // expert at 16 tokens, 14 pairs streaming 147 MB on 14 SMs. There the
+  // grid form splits K over grid z (about two blocks an SM, planSplitK),
+  // the scatter epilogue's f32 atomics adding the runs' sums (its rows'
+  // weights are linear in them); the cp.async copies of the grid form
+  // replace the producer's TMA. Layers at 8-512 tokens: Qwen2-57B
+  // 0.877-0.937x the time, DeepSeek-V2-Lite 0.933-0.997x, DeepSeek-V3's
+  // layer (28 pairs) 0.996-1.000x (results/dense-split-k-2026-12-04.md).
+  if (dense && wgmma && !multicast && choice("dense_split_k") != "never") {
+    int64_t pairs = llvm::divideCeil(T, tileM) *
+                    llvm::divideCeil(d, wgmmaTile.columns);
+    downSplitK = planSplitK(pairs, f / kWgmmaTileK);
+  }
 
   activation = cast<ActivationAttr>(plan.get("activation")).getValue();
   ro.numExperts = E;
@@ -865,6 +882,9 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
           b.getNamedAttr("weights_multicast", b.getI64IntegerAttr(2)));
     if (queue)
       planAttrs.push_back(b.getNamedAttr("queue", b.getUnitAttr()));
+    if (downSplitK > 1)
+      planAttrs.push_back(
+          b.getNamedAttr("down_split_k", b.getI64IntegerAttr(downSplitK)));
   } else if (mma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
@@ -1116,6 +1136,13 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     downOpts.scatter = !p.combineRows;
     downOpts.weighted = p.combineRows;
     downOpts.groupTiles = p.downGroupTiles;
+    if (p.downSplitK > 1) {
+      // The grid form over (tile, column block, K run).
+      downOpts.persistent = downOpts.producer = downOpts.tmaWeights = false;
+      downOpts.multicast = downOpts.queue = downOpts.evictFirst = false;
+      downOpts.groupTiles = 0;
+      downOpts.splitK = true;
+    }
     const WgmmaTile &wgmmaTile = p.wgmmaTile;
     int64_t tiles = p.tiles;
     // The wgmma grid runs over the tiles first: the tiles of an expert read
@@ -1141,17 +1168,19 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
                  {wgmmaBlockThreads(o), 1, 1}, args,
                  wgmmaSharedBytes(wgmmaTile));
       else
-        h.launch(k, {tiles, (n + cols - 1) / cols, 1}, {kWgmmaThreads, 1, 1},
-                 args, wgmmaSharedBytes(wgmmaTile));
+        h.launch(k, {tiles, (n + cols - 1) / cols, o.splitK ? p.downSplitK : 1},
+                 {kWgmmaThreads, 1, 1}, args, wgmmaSharedBytes(wgmmaTile));
     };
     SmallVector<Value> downArgs{act,      wDown,   p.combineRows ? hDown : y,
                                 tileExpert, tileRow, expertOffsets,
                                 rowToken, rowWeight};
     llvm::append_range(upArgs, in.upMaps);
-    llvm::append_range(downArgs, in.downMaps);
-    if (p.queue) {
+    if (p.queue)
       upArgs.push_back(queues[0]);
-      downArgs.push_back(queues[1]);
+    if (!downOpts.splitK) {
+      llvm::append_range(downArgs, in.downMaps);
+      if (p.queue)
+        downArgs.push_back(queues[1]);
     }
     launchGemm(upOpts, f, upArgs);
     launchGemm(downOpts, d, downArgs);

@@ -643,9 +643,10 @@ struct MmaOptions {
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).
   bool dense = false;
-  /// Dense only: grid z splits K into equal runs of K steps, and out
-  /// (zeroed first) is accumulated by f32 atomics (few row tiles, as the
-  /// router's logits, then still fill the GPU).
+  /// Dense, or scatter in the grid form (not persistent): grid z splits K
+  /// into equal runs of K steps, and out (zeroed first) is accumulated by
+  /// f32 atomics (few row tiles, as the router's logits or a shared
+  /// expert's down projection at few tokens, then still fill the GPU).
   bool splitK = false;
   Activation activation = Activation::silu;
   /// Rows per block (64 or 128) and cp.async stages (2 to 4; static shared

@@ -13,6 +13,7 @@
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/Builders.h"
@@ -32,6 +33,8 @@ std::string ModelSignature::serialize() const {
   }
   if (decoderStart)
     os << "decoder-start " << *decoderStart << '\n';
+  if (capturable)
+    os << "capturable-step\n";
   for (const ModelBuffer &b : buffers) {
     os << (b.device ? "device-" : "")
        << (b.kind == ModelBuffer::Kind::Input    ? "input"
@@ -286,8 +289,67 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
   return sig;
 }
 
+/// Whether a call of the lowered entry only queues work on the GPU, so that
+/// a CUDA graph captured from one call replays any later call: its buffers
+/// other than inputs are on the device, and the entry and every function it
+/// calls is one block of constants, address arithmetic, kernel launches and
+/// calls into the runtime's GPU ABI (mgpu*, moert_cuda_*). No host loads
+/// or stores (a position read on the host would be frozen into the graph),
+/// no branches, no other calls (host code that computes, or waits for the
+/// GPU). Sets `why` to the first op that is not.
+static bool queuesOnlyDeviceWork(ModuleOp module, LLVM::LLVMFuncOp entry,
+                                 const ModelSignature &signature,
+                                 std::string &why) {
+  for (const ModelBuffer &b : signature.buffers)
+    if (!b.device && b.kind != ModelBuffer::Kind::Input) {
+      why = "buffer '" + b.name + "' is on the host";
+      return false;
+    }
+  SmallVector<LLVM::LLVMFuncOp> work{entry};
+  llvm::SmallPtrSet<Operation *, 16> seen{entry};
+  while (!work.empty()) {
+    LLVM::LLVMFuncOp fn = work.pop_back_val();
+    if (!llvm::hasSingleElement(fn.getBody())) {
+      why = "'" + fn.getName().str() + "' branches on the host";
+      return false;
+    }
+    for (Operation &op : fn.getBody().front()) {
+      if (isa<LLVM::ConstantOp, LLVM::ZeroOp, LLVM::UndefOp, LLVM::PoisonOp,
+              LLVM::GEPOp, LLVM::PtrToIntOp, LLVM::IntToPtrOp,
+              LLVM::BitcastOp, LLVM::InsertValueOp, LLVM::ExtractValueOp,
+              LLVM::AddOp, LLVM::SubOp, LLVM::MulOp, LLVM::UDivOp,
+              LLVM::SDivOp, LLVM::URemOp, LLVM::SRemOp, LLVM::AndOp,
+              LLVM::OrOp, LLVM::XOrOp, LLVM::ShlOp, LLVM::LShrOp,
+              LLVM::AShrOp, LLVM::ICmpOp, LLVM::SelectOp, LLVM::SExtOp,
+              LLVM::ZExtOp, LLVM::TruncOp, LLVM::ReturnOp,
+              gpu::LaunchFuncOp>(op))
+        continue;
+      auto call = dyn_cast<LLVM::CallOp>(op);
+      std::optional<StringRef> callee =
+          call ? call.getCallee() : std::nullopt;
+      if (callee && (callee->starts_with("mgpu") ||
+                     callee->starts_with("moert_cuda_")))
+        continue;
+      auto fnCallee =
+          callee ? module.lookupSymbol<LLVM::LLVMFuncOp>(*callee) : nullptr;
+      if (fnCallee && !fnCallee.isExternal()) {
+        if (seen.insert(fnCallee).second)
+          work.push_back(fnCallee);
+        continue;
+      }
+      why = "'" + op.getName().getStringRef().str() + "'" +
+            (callee ? " of '" + callee->str() + "'" : std::string()) +
+            " in '" + fn.getName().str() + "'";
+      return false;
+    }
+  }
+  return true;
+}
+
 LogicalResult mlir::moe::addExecutableEntry(ModuleOp module,
-                                            const ModelSignature &signature) {
+                                            const ModelSignature &given,
+                                            bool report) {
+  ModelSignature signature = given;
   MLIRContext *ctx = module.getContext();
   auto entry = module.lookupSymbol<LLVM::LLVMFuncOp>(signature.entry);
   if (!entry)
@@ -309,6 +371,18 @@ LogicalResult mlir::moe::addExecutableEntry(ModuleOp module,
   auto i32 = IntegerType::get(ctx, 32);
   auto voidTy = LLVM::LLVMVoidType::get(ctx);
 
+  std::string why;
+  signature.capturable = queuesOnlyDeviceWork(module, entry, signature, why);
+  bool onDevice = llvm::any_of(signature.buffers,
+                               [](const ModelBuffer &b) { return b.device; });
+  if (report && onDevice && signature.capturable)
+    emitRemark(entry.getLoc())
+        << "a call of the model only queues GPU work: a generator replays "
+           "its steps as a CUDA graph";
+  else if (report && onDevice)
+    emitRemark(entry.getLoc())
+        << "a call of the model does host work (" << why
+        << "): its steps run without a CUDA graph";
   // const char moe_model_signature[] = "...";
   std::string text = signature.serialize();
   text.push_back('\0');

@@ -26,6 +26,7 @@
 #include <mutex>
 #include <unordered_map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -39,6 +40,8 @@ using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
+using CUgraph = struct CUgraph_st *;
+using CUgraphExec = struct CUgraphExec_st *;
 
 // cuLaunchKernelEx's configuration (cuda.h, CUDA 12+): its launch
 // attributes, programmatic stream serialization (Hopper's programmatic
@@ -155,6 +158,17 @@ struct Driver {
                                      const uint64_t *, const uint64_t *,
                                      const unsigned *, const unsigned *, int,
                                      int, int, int) = nullptr;
+  // Optional (CUDA 11.4+): stream capture into CUDA graphs, and page-locked
+  // host memory for the inputs a graph's copies read.
+  CUresult (*cuStreamBeginCapture)(CUstream, int) = nullptr;
+  CUresult (*cuStreamEndCapture)(CUstream, CUgraph *) = nullptr;
+  CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph,
+                                          unsigned long long) = nullptr;
+  CUresult (*cuGraphLaunch)(CUgraphExec, CUstream) = nullptr;
+  CUresult (*cuGraphExecDestroy)(CUgraphExec) = nullptr;
+  CUresult (*cuGraphDestroy)(CUgraph) = nullptr;
+  CUresult (*cuMemHostAlloc)(void **, size_t, unsigned) = nullptr;
+  CUresult (*cuMemFreeHost)(void *) = nullptr;
   moert_status status = MOERT_ERR_DEVICE;
   std::string error; // why the driver is unusable, when it is
   int count = 0;     // GPUs the driver found
@@ -236,6 +250,18 @@ void openDriver() {
     drv().cuTensorMapEncodeTiled =
         reinterpret_cast<decltype(drv().cuTensorMapEncodeTiled)>(
             dlsym(drv().handle, "cuTensorMapEncodeTiled"));
+    auto optional = [](auto &fn, const char *name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
+          dlsym(drv().handle, name));
+    };
+    optional(drv().cuStreamBeginCapture, "cuStreamBeginCapture_v2");
+    optional(drv().cuStreamEndCapture, "cuStreamEndCapture");
+    optional(drv().cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags");
+    optional(drv().cuGraphLaunch, "cuGraphLaunch");
+    optional(drv().cuGraphExecDestroy, "cuGraphExecDestroy");
+    optional(drv().cuGraphDestroy, "cuGraphDestroy");
+    optional(drv().cuMemHostAlloc, "cuMemHostAlloc");
+    optional(drv().cuMemFreeHost, "cuMemFreeHost");
   }
   if (!ok)
     return;
@@ -508,6 +534,91 @@ extern "C" moert_status moert_cuda_stream(void **out) {
     return s;
   *out = modelStream();
   return MOERT_OK;
+}
+
+namespace {
+/// Why this driver cannot capture graphs or page-lock memory ("" if it can).
+const char *missingGraphSupport() {
+  const Driver &d = drv();
+  if (!d.cuStreamBeginCapture || !d.cuStreamEndCapture ||
+      !d.cuGraphInstantiateWithFlags || !d.cuGraphLaunch ||
+      !d.cuGraphExecDestroy || !d.cuGraphDestroy || !d.cuMemHostAlloc ||
+      !d.cuMemFreeHost)
+    return "this CUDA driver has no CUDA graph API (CUDA 11.4 or newer)";
+  return "";
+}
+} // namespace
+
+struct moert_cuda_graph {
+  CUgraphExec exec;
+};
+
+extern "C" moert_status moert_cuda_host_alloc(size_t bytes, void **out) {
+  *out = nullptr;
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (*missingGraphSupport())
+    return moert::fail(MOERT_ERR_UNSUPPORTED, "%s", missingGraphSupport());
+  if (CUresult r = drv().cuMemHostAlloc(out, std::max<size_t>(bytes, 1), 0))
+    return cudaFail("cuMemHostAlloc", r);
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_host_free(void *ptr) {
+  if (!ptr)
+    return MOERT_OK;
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (CUresult r = drv().cuMemFreeHost(ptr))
+    return cudaFail("cuMemFreeHost", r);
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_capture_begin(void) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (*missingGraphSupport())
+    return moert::fail(MOERT_ERR_UNSUPPORTED, "%s", missingGraphSupport());
+  // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: this thread's unsafe calls fail.
+  if (CUresult r = drv().cuStreamBeginCapture(modelStream(), 1))
+    return cudaFail("cuStreamBeginCapture", r);
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_capture_end(moert_cuda_graph **out) {
+  *out = nullptr;
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (*missingGraphSupport())
+    return moert::fail(MOERT_ERR_UNSUPPORTED, "%s", missingGraphSupport());
+  CUgraph graph = nullptr;
+  if (CUresult r = drv().cuStreamEndCapture(modelStream(), &graph))
+    return cudaFail("cuStreamEndCapture", r);
+  CUgraphExec exec = nullptr;
+  CUresult r = drv().cuGraphInstantiateWithFlags(&exec, graph, 0);
+  drv().cuGraphDestroy(graph);
+  if (r)
+    return cudaFail("cuGraphInstantiateWithFlags", r);
+  *out = new moert_cuda_graph{exec};
+  return MOERT_OK;
+}
+
+extern "C" moert_status moert_cuda_graph_launch(moert_cuda_graph *graph) {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
+  if (!graph)
+    return moert::fail(MOERT_ERR_INVALID_ARGUMENT, "moert_cuda_graph_launch: no graph");
+  if (CUresult r = drv().cuGraphLaunch(graph->exec, modelStream()))
+    return cudaFail("cuGraphLaunch", r);
+  return MOERT_OK;
+}
+
+extern "C" void moert_cuda_graph_destroy(moert_cuda_graph *graph) {
+  if (!graph)
+    return;
+  if (ready() == MOERT_OK)
+    drv().cuGraphExecDestroy(graph->exec);
+  delete graph;
 }
 
 extern "C" moert_status moert_cuda_trim(void) {

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <climits>
 #include <map>
+#include <memory>
 #include <random>
 #include <cerrno>
 #include <cmath>
@@ -104,6 +105,7 @@ struct Buffer {
   bool device = false; // on the GPU; data is a device pointer
   void *host = nullptr; // a device output's host copy (owned)
   bool alias = false;   // shares the data of another buffer (not freed)
+  bool pinned = false;  // page-locked host memory (moert_cuda_host_alloc)
   std::string layout;   // a Hugging Face layout: "transpose", "stack-transpose"
   // Per dimension, the grid axes it is split over (partitioned models).
   std::vector<std::vector<int>> split;
@@ -136,7 +138,8 @@ std::vector<std::vector<int>> parseSplit(const std::string &text) {
 }
 
 bool parseSignature(const char *text, std::vector<Buffer> &out,
-                    std::vector<int64_t> &grid, long &decoderStart) {
+                    std::vector<int64_t> &grid, long &decoderStart,
+                    bool &capturable) {
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
@@ -147,6 +150,10 @@ bool parseSignature(const char *text, std::vector<Buffer> &out,
     if (line.rfind("grid ", 0) == 0) {
       fields >> kind >> shape;
       grid = parseDims(shape);
+      continue;
+    }
+    if (line == "capturable-step") {
+      capturable = true;
       continue;
     }
     if (line.rfind("decoder-start ", 0) == 0) {
@@ -477,6 +484,10 @@ struct Generator {
          *encoderLength = nullptr;
   long decoderStart = -1;
   std::vector<std::pair<Buffer *, Buffer *>> caches; // (past input, output)
+  /// A step only queues GPU work (the signature's "capturable-step") and
+  /// this run may replay it as a CUDA graph (one rank; MOERT_CUDA_GRAPH is
+  /// not 0).
+  bool graph = false;
 };
 
 bool findGenerator(std::vector<Buffer> &buffers, long decoderStart,
@@ -609,6 +620,8 @@ struct Options {
   bool isGenerator = false, needWeights = false, needInputs = false;
   /// The signature's decoder start token (an encoder-decoder), else -1.
   long decoderStart = -1;
+  /// The signature's "capturable-step".
+  bool capturable = false;
 };
 
 /// Sets a buffer (on the host or the GPU) to zero.
@@ -775,7 +788,31 @@ int generate(Generator &g, std::vector<void *> &args,
   pickRows(0);
   run(args.data());
   finishStep(0);
-  if (failed || !clearCaches())
+  if (failed)
+    return 1;
+  // A step that only queues GPU work runs as one CUDA graph, captured now
+  // that the warm-up step has made its scratch memory and tensor maps (the
+  // capture runs nothing): a launch a step instead of one a kernel. Every
+  // step passes the same buffers (the caches are read and written in
+  // place); its copies of ids, pos and logit_rows read the page-locked
+  // host buffers when the graph runs.
+  std::unique_ptr<moert_cuda_graph, void (*)(moert_cuda_graph *)> graph(
+      nullptr, moert_cuda_graph_destroy);
+  std::vector<void *> graphArgs;
+  if (g.graph && onDevice) {
+    moert_cuda_graph *made = nullptr;
+    if (moert_cuda_capture_begin() == MOERT_OK) {
+      run(args.data());
+      if (moert_cuda_capture_end(&made) == MOERT_OK) {
+        graph.reset(made);
+        graphArgs = args;
+      }
+    }
+    if (!graph)
+      std::fprintf(stderr, "note: %s; the steps run without a CUDA graph\n",
+                   moert_last_error());
+  }
+  if (!clearCaches())
     return 1;
   // One step over tokens[at, at + n) of every sequence: returns the last
   // row's index within a sequence, whose logits are then on the host.
@@ -786,7 +823,15 @@ int generate(Generator &g, std::vector<void *> &args,
       pos[b] = int32_t(at);
     }
     pickRows(n - 1);
-    run(args.data());
+    if (graph && args == graphArgs) {
+      if (moert_cuda_graph_launch(graph.get()) != MOERT_OK) {
+        std::fprintf(stderr, "error: a generation step's CUDA graph: %s\n",
+                     moert_last_error());
+        failed = true;
+      }
+    } else {
+      run(args.data());
+    }
     finishStep(n - 1);
     // The caches just written feed the next step.
     for (auto &[past, out] : g.caches)
@@ -853,6 +898,9 @@ int generate(Generator &g, std::vector<void *> &args,
     std::printf("decode: %ld steps, %.2f ms (%.1f tokens/s)\n", o.maxNew - 1,
                 double(decodeNs) / 1e6,
                 double(B * (o.maxNew - 1)) / (double(decodeNs) / 1e9));
+  if (onDevice)
+    std::printf("steps: %s\n", graph ? "one CUDA graph each"
+                                       : "kernels launched one by one");
   if (!outputPath)
     return 0;
   // The logits of every generated token (the row it was drawn from, in
@@ -893,7 +941,8 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
   std::vector<Buffer> buffers;
   std::vector<int64_t> grid;
   long decoderStart = -1;
-  if (!parseSignature(signature, buffers, grid, decoderStart)) {
+  bool capturable = false;
+  if (!parseSignature(signature, buffers, grid, decoderStart, capturable)) {
     std::fprintf(stderr, "error: the model's embedded signature is malformed\n");
     return 1;
   }
@@ -936,6 +985,7 @@ extern "C" int moert_model_main(int argc, char **argv, const char *signature,
   }
   Options options;
   options.decoderStart = decoderStart;
+  options.capturable = capturable;
   if (int rc = parseOptions(argc, argv, buffers, options); rc >= 0)
     return rc;
   if (launcher > 0 && !std::strcmp(argv[launcher], "--gpus"))
@@ -1178,6 +1228,12 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
   Generator generator;
   if (isGenerator)
     findGenerator(buffers, o.decoderStart, generator);
+  // One CUDA graph a step: where the compiled step only queues GPU work, on
+  // one rank (a partitioned step's collectives are not captured), unless
+  // MOERT_CUDA_GRAPH=0.
+  const char *graphEnv = std::getenv("MOERT_CUDA_GRAPH");
+  generator.graph = isGenerator && o.capturable && grid.empty() &&
+                    !(graphEnv && std::string(graphEnv) == "0");
 
   moert_st_file *inputs = nullptr;
   WeightFiles weights;
@@ -1224,9 +1280,18 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
       continue;
     if (isGenerator && b.kind == Buffer::Input) {
       // Token ids, position and KV caches: the generation loop fills them.
-      // Caches the compiled code keeps on the GPU are allocated there.
-      moert_status made = b.device ? moert_cuda_alloc(b.nbytes, &b.data)
-                                   : moert_alloc(b.nbytes, &b.data);
+      // Caches the compiled code keeps on the GPU are allocated there; the
+      // host inputs of a step replayed as a CUDA graph are page-locked (the
+      // graph's copies read them when it runs).
+      b.pinned = !b.device && generator.graph;
+      if (b.pinned && moert_cuda_host_alloc(b.nbytes, &b.data) != MOERT_OK) {
+        std::fprintf(stderr, "note: %s; the steps run without a CUDA graph\n",
+                     moert_last_error());
+        b.pinned = generator.graph = false;
+      }
+      moert_status made = b.device   ? moert_cuda_alloc(b.nbytes, &b.data)
+                          : b.pinned ? MOERT_OK
+                                     : moert_alloc(b.nbytes, &b.data);
       if (made != MOERT_OK || !clearBuffer(b)) {
         std::fprintf(stderr, "error: %s '%s': %s\n",
                      b.device ? "KV cache on the GPU" : "buffer",
@@ -1234,7 +1299,7 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
         ++problems;
         continue;
       }
-      b.owned = !b.device;
+      b.owned = !b.device && !b.pinned;
       continue;
     }
     moert_st_tensor t;
@@ -1427,6 +1492,8 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
         moert_cuda_free(b.data);
       if (b.host)
         moert_free(b.host);
+    } else if (b.pinned) {
+      moert_cuda_host_free(b.data);
     } else if (b.owned) {
       moert_free(b.data);
     }

@@ -7,6 +7,9 @@
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=MLIR
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-opt %s -convert-moe-layer-to-gpu-call -moe-decompose-layer -convert-moe-experts-to-gpu-call | FileCheck %s --check-prefix=CALL
+// RUN: moe-compile %s --target=cuda --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+// Routing on the host: no CUDA graph for its steps.
+// REPORT: remark: a call of the model does host work (buffer 'router' is on the host): its steps run without a CUDA graph
 
 // CALL-NOT: __moe_gpu_layer
 // CALL: func.func private @__moe_gpu_experts_0(tensor<32x64xbf16> {bufferization.access = "read"}, tensor<9xi32> {bufferization.access = "read"}, tensor<8x64x128xbf16> {bufferization.access = "read"}, tensor<8x64x128xbf16> {bufferization.access = "read"}, tensor<8x128x64xbf16> {bufferization.access = "read"}) -> tensor<32x64xbf16> attributes {moe.gpu_experts = #moe.activation<silu>, moe.gpu_experts_gated}

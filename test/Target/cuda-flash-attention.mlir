@@ -12,7 +12,7 @@
 // RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
 // RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=HOST
 
-// PTX-LABEL: .entry moe_flash_attention_bf16_hd128_g2(
+// PTX-LABEL: .entry moe_flash_attention_batched_bf16_hd128_g2(
 // PTX: cp.async.cg.shared.global
 // PTX: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
@@ -21,7 +21,7 @@
 // PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // PTX: cp.async.wait_group
 
-// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_bf16_hd128_g2 blocks in (%c2{{[_0-9]*}}, %c4{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128{{[_0-9]*}},
+// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_batched_bf16_hd128_g2 blocks in (%c2{{[_0-9]*}}, %c4{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128{{[_0-9]*}},
 func.func @prefill(%x: tensor<100x256xbf16>, %wq: tensor<256x512xbf16>, %wk: tensor<256x256xbf16>, %wv: tensor<256x256xbf16>, %wo: tensor<512x256xbf16>, %kc: tensor<4096x2x128xbf16>, %vc: tensor<4096x2x128xbf16>, %pos: tensor<1xi32>) -> (tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>) {
   %y, %k, %v = moe.attention %x : tensor<100x256xbf16> q(%wq : tensor<256x512xbf16>) k(%wk : tensor<256x256xbf16>) v(%wv : tensor<256x256xbf16>) o(%wo : tensor<512x256xbf16>) cache(%kc : tensor<4096x2x128xbf16>, %vc : tensor<4096x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
   return %y, %k, %v : tensor<100x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
@@ -41,9 +41,9 @@ func.func @batched_prefill(%x: tensor<64x128xbf16>, %wq: tensor<128x128xbf16>, %
 
 // -----
 
-// PTX-LABEL: .entry moe_attention_bf16_hd128_s4096_g2(
+// PTX-LABEL: .entry moe_attention_batched_bf16_hd128_s4096_g2(
 // PTX-NOT: mma.sync
-// HOST: gpu.launch_func  @moe_kernels::@moe_attention_bf16_hd128_s4096_g2
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s4096_g2
 func.func @decode(%x: tensor<1x256xbf16>, %wq: tensor<256x512xbf16>, %wk: tensor<256x256xbf16>, %wv: tensor<256x256xbf16>, %wo: tensor<512x256xbf16>, %kc: tensor<4096x2x128xbf16>, %vc: tensor<4096x2x128xbf16>, %pos: tensor<1xi32>) -> (tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>) {
   %y, %k, %v = moe.attention %x : tensor<1x256xbf16> q(%wq : tensor<256x512xbf16>) k(%wk : tensor<256x256xbf16>) v(%wv : tensor<256x256xbf16>) o(%wo : tensor<512x256xbf16>) cache(%kc : tensor<4096x2x128xbf16>, %vc : tensor<4096x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
   return %y, %k, %v : tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>

@@ -19,7 +19,7 @@
 // CHECK: gpu.launch_func {{.*}}@moe_route_dense_mix_biasbf16
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_{{.*}}scatter
 // CHECK: gpu.launch_func {{.*}}@round_bf16
-// CHECK: moe_model_signature("device-input x BF16 64x256\0Adevice-weight router BF16 256x8\0Adevice-weight w_up BF16 8x256x512\0Adevice-weight w_down BF16 8x512x256\0Adevice-weight mlp_up BF16 256x512\0Adevice-weight mlp_down BF16 512x256\0Adevice-weight mlp_coef BF16 256x2\0Adevice-weight mlp_coef_bias BF16 2\0Adevice-output y BF16 64x256\0A\00")
+// CHECK: moe_model_signature("capturable-step\0Adevice-input x BF16 64x256\0Adevice-weight router BF16 256x8\0Adevice-weight w_up BF16 8x256x512\0Adevice-weight w_down BF16 8x512x256\0Adevice-weight mlp_up BF16 256x512\0Adevice-weight mlp_down BF16 512x256\0Adevice-weight mlp_coef BF16 256x2\0Adevice-weight mlp_coef_bias BF16 2\0Adevice-output y BF16 64x256\0A\00")
 
 // Two sums a token over the lanes and warps, the sigmoids of both
 // differences, the routed row scaled in place.

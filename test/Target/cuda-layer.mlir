@@ -218,7 +218,7 @@
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_weighted_bf16_m64_s3_w4 blocks in
 // MLIR: gpu.binary @moe_kernels
-// MLIR: @moe_model_signature("device-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x256\0Adevice-weight w_gate BF16 8x128x256\0Adevice-weight w_down BF16 8x256x128\0Adevice-output y BF16 256x128\0A\00")
+// MLIR: @moe_model_signature("capturable-step\0Adevice-input x BF16 256x128\0Adevice-weight router BF16 128x8\0Adevice-weight w_up BF16 8x128x256\0Adevice-weight w_gate BF16 8x128x256\0Adevice-weight w_down BF16 8x256x128\0Adevice-output y BF16 256x128\0A\00")
 
 // LLVM-NOT: call void @mgpuMemcpy
 // LLVM: call void @mgpuLaunchKernel(

@@ -10,8 +10,13 @@
 // RUN: FileCheck %s --check-prefix=SIG < %t.mlir
 // RUN: FileCheck %s --check-prefix=HOST < %t.ir
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
+// RUN: moe-compile %s --target=cuda --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
 
-// SIG: input ids I32 2\0Ainput pos I32 1\0Adevice-input past_key.0 BF16 32x2x16\0Adevice-input past_value.0 BF16 32x2x16
+// The step only queues GPU work (the positions are uploaded, no host code
+// reads them): "capturable-step", and the generator replays it as a CUDA
+// graph.
+// REPORT: remark: a call of the model only queues GPU work: a generator replays its steps as a CUDA graph
+// SIG: moe_model_signature("capturable-step\0Ainput ids I32 2\0Ainput pos I32 1\0Adevice-input past_key.0 BF16 32x2x16\0Adevice-input past_value.0 BF16 32x2x16
 // SIG-SAME: device-weight model.layers.0.self_attn.q_proj.weight BF16 64x64 transpose
 // SIG-SAME: device-output logits BF16 2x64\0Adevice-output key.0 BF16 32x2x16\0Adevice-output value.0 BF16 32x2x16
 
@@ -32,11 +37,11 @@
 // PTX-DAG: .entry moe_embedding_bf16
 // PTX-DAG: .entry moe_rms_norm_bf16
 // PTX-DAG: .entry moe_add_bf16
-// PTX-DAG: .entry moe_store_rows_bf16
-// PTX-DAG: .entry moe_rope_bf16_
+// PTX-DAG: .entry moe_store_rows_batched_bf16
+// PTX-DAG: .entry moe_rope_batched_bf16_
 // PTX-DAG: .entry moe_gemv_dense_bf16_r2
 // PTX-DAG: ld.global.v4.b32
-// PTX-DAG: .entry moe_attention_bf16_hd16_s32_g2
+// PTX-DAG: .entry moe_attention_batched_bf16_hd16_s32_g2
 // PTX-DAG: shfl.sync.bfly.b32
 // PTX-DAG: bar.sync
 #map = affine_map<(d0, d1) -> (d0, d1)>

@@ -104,6 +104,9 @@ def ours(exe, prompt, new, *extra, env=None):
     pre = re.search(r"prefill ([0-9.]+) ms \(([0-9.]+) tokens/s\)", r.stdout)
     dec = re.search(r"decode: (\d+) steps, ([0-9.]+) ms \(([0-9.]+) tokens/s\)", r.stdout)
     gen = re.search(r"generated: ([0-9,]+)", r.stdout)
+    steps = re.search(r"steps: (.*)", r.stdout)
+    print(f"{exe} {' '.join(extra)} {'MOERT_CUDA_GRAPH=0' if env and env.get('MOERT_CUDA_GRAPH') == '0' else ''}: "
+          f"steps {steps.group(1) if steps else '?'}", flush=True)
     return (float(pre.group(1)), float(dec.group(3)) if dec else None,
             [int(x) for x in gen.group(1).split(",")])
 
@@ -119,6 +122,16 @@ print(f"decode batch 1: {our_dec:.1f} tokens/s, {our_dec_serial:.1f} without "
 # 16 sequences per step (the batched attention kernels); greedy, every
 # sequence must give the single sequence's tokens.
 _, our_dec16, tokens16 = ours("mixtral-decode16", prompt16, NEW)
+# The same steps launched kernel by kernel instead of as one CUDA graph a
+# step (the executables replay a step that only queues GPU work as a
+# graph): what the graph is worth, same tokens.
+no_graph = dict(os.environ, MOERT_CUDA_GRAPH="0")
+_, our_dec_eager, eager_tokens = ours("mixtral-decode", prompt16, NEW, env=no_graph)
+_, our_dec16_eager, eager_tokens16 = ours("mixtral-decode16", prompt16, NEW, env=no_graph)
+print(f"without CUDA graphs: batch 1 {our_dec_eager:.1f} tokens/s (tokens "
+      f"{'equal' if eager_tokens == our_tokens else 'DIFFER'}), batch 16 "
+      f"{our_dec16_eager:.1f} (tokens {'equal' if eager_tokens16 == tokens16 else 'DIFFER'})",
+      flush=True)
 first_diff16 = next((i for i, (a, b) in enumerate(zip(tokens16, our_tokens)) if a != b),
                     min(len(tokens16), len(our_tokens)))
 print(f"batch 16, sequence 0: the first {first_diff16} of {len(our_tokens)} greedy tokens "
@@ -200,8 +213,12 @@ rows = [
      f"{our_dec * floor_s:.0%}", f"{our_dec / hf1:.2f}x"),
     ("decode tokens/s, batch 1, MOERT_PDL=0", f"{our_dec_serial:.1f}", f"{hf1:.1f}",
      f"{1 / floor_s:.1f}", f"{our_dec_serial * floor_s:.0%}", f"{our_dec_serial / hf1:.2f}x"),
+    ("decode tokens/s, batch 1, MOERT_CUDA_GRAPH=0", f"{our_dec_eager:.1f}", f"{hf1:.1f}",
+     f"{1 / floor_s:.1f}", f"{our_dec_eager * floor_s:.0%}", f"{our_dec_eager / hf1:.2f}x"),
     ("decode tokens/s, batch 16", f"{our_dec16:.1f}", f"{hf16:.1f}", f"{16 / floor16_s:.1f}",
      f"{our_dec16 * floor16_s / 16:.0%}", f"{our_dec16 / hf16:.2f}x"),
+    ("decode tokens/s, batch 16, MOERT_CUDA_GRAPH=0", f"{our_dec16_eager:.1f}", f"{hf16:.1f}",
+     f"{16 / floor16_s:.1f}", f"{our_dec16_eager * floor16_s / 16:.0%}", f"{our_dec16_eager / hf16:.2f}x"),
     ("prefill tokens/s, 2048", f"{2048 / (our_pre2k_ms / 1e3):.0f}", f"{2048 / hf_pre2k:.0f}", "-",
      "-", f"{(2048 / (our_pre2k_ms / 1e3)) / (2048 / hf_pre2k):.2f}x"),
 ]

@@ -586,7 +586,7 @@ int main(int argc, char **argv) {
         << " backend (it is left after the pipeline)";
     return 1;
   }
-  if (failed(moe::addExecutableEntry(*module, *signature)))
+  if (failed(moe::addExecutableEntry(*module, *signature, cuda && gpuReport)))
     return 1;
 
   if (emit == Emit::MLIR) {

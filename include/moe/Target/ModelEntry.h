@@ -55,6 +55,11 @@ struct ModelSignature {
   /// An encoder-decoder generator's first decoder token (the entry's
   /// `moe.decoder_start` attribute): a line "decoder-start N".
   std::optional<int64_t> decoderStart;
+  /// Whether a call of the entry only queues work on the GPU's stream
+  /// (set by addExecutableEntry from the lowered code): a line
+  /// "capturable-step", and a generator may replay its steps as a CUDA
+  /// graph.
+  bool capturable = false;
 
   /// The text stored in `moe_model_signature`.
   std::string serialize() const;
@@ -71,9 +76,12 @@ FailureOr<ModelSignature> prepareModelEntry(ModuleOp module,
                                             bool cudaTarget = false);
 
 /// After lowering to the LLVM dialect: adds `moe_model_signature`,
-/// `moe_model_run` and `main` (calling `moert_model_main`).
+/// `moe_model_run` and `main` (calling `moert_model_main`); marks the
+/// signature capturable where a call of the entry only queues GPU work
+/// (with `report`, a remark says whether, or what host work stops it).
 LogicalResult addExecutableEntry(ModuleOp module,
-                                 const ModelSignature &signature);
+                                 const ModelSignature &signature,
+                                 bool report = false);
 
 } // namespace mlir::moe
 

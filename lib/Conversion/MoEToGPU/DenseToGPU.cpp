@@ -18,7 +18,7 @@
 //                 the value cache, attention (a block per token and head),
 //                 the output projection
 //
-// The position is read on the host and passed to the kernels. The caches
+// The positions are uploaded and the kernels read them. The caches
 // are copied from the step's input to its output on the device; the
 // generator hands both as one buffer, and the runtime skips a copy onto
 // itself, so a decoding step moves no cache rows.
@@ -356,8 +356,7 @@ private:
       k = kn;
     }
 
-    // The position is on the host: one sequence's is passed to the kernels
-    // as a value, a batch's positions are uploaded.
+    // The positions are on the host: uploaded.
     if (deviceArgs[unsigned(index[12])])
       return fn.emitError() << "the GPU attention reads its position on the "
                                "host";
@@ -401,13 +400,16 @@ private:
     ao.maxRows = S;
     ao.group = H / KV;
     ao.scale = float(1.0 / std::sqrt(double(hd)));
-    ao.batched = B > 1;
+    // The kernels read the positions from the device: a step's launches do
+    // not depend on where it is, so a generator can replay them as a CUDA
+    // graph.
+    ao.batched = true;
     // Many rows per sequence (prefill): tensor cores, a block per 64 rows
     // and head; otherwise a block per row and head.
     bool flash = usesFlashAttention(ao, T);
     std::string attnName =
         std::string(flash ? "moe_flash_attention" : "moe_attention") +
-        (B > 1 ? "_batched" : "") + "_bf16_hd" + std::to_string(hd) +
+        "_batched_bf16_hd" + std::to_string(hd) +
         (flash ? "" : "_s" + std::to_string(S)) + "_g" +
         std::to_string(ao.group);
     gpu::GPUFuncOp attn = kernel(attnName, [&] {
@@ -419,44 +421,25 @@ private:
     int64_t gridX = flash ? (T + kFlashRows - 1) / kFlashRows : T;
     int64_t blockThreads = flash ? 32 * kFlashWarps : kAttentionThreads;
     Value o = h.alloc({rows, H * hd}, bf16);
-    if (B == 1) {
-      Value pos = memref::LoadOp::create(b, loc, position, ValueRange{c0});
-      Value posIndex =
-          arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
-      gpu::GPUFuncOp rope = kernel(ropeName, [&] {
-        return buildRopeKernel(b, kernels.getLoc(), kernels, ropeName, bf16,
-                               invFreq, factor);
-      });
-      h.launchElementwise(rope, T * H * hd, {q, qr, pos, c0});
-      h.launchElementwise(rope, T * KV * hd, {k, keys2, pos, posIndex});
-      gpu::GPUFuncOp store = kernel("moe_store_rows_bf16", [&] {
-        return buildStoreRowsKernel(b, kernels.getLoc(), kernels,
-                                    "moe_store_rows_bf16", bf16);
-      });
-      h.launchElementwise(store, T * KV * hd, {v, values2, posIndex});
-      h.launch(attn, {gridX, H, 1}, {blockThreads, 1, 1},
-               {qr, keys2, values2, o, posIndex});
-    } else {
-      Value positions = h.upload(position);
-      std::string batchedRope = "moe_rope_batched" + ropeName.substr(8);
-      gpu::GPUFuncOp brope = kernel(batchedRope, [&] {
-        return buildBatchedRopeKernel(b, kernels.getLoc(), kernels,
-                                      batchedRope, bf16, invFreq, factor);
-      });
-      Value tIdx = h.index(T), sIdx = h.index(S), one = h.index(1);
-      h.launchElementwise(brope, rows * H * hd,
-                          {q, qr, positions, tIdx, tIdx, c0});
-      h.launchElementwise(brope, rows * KV * hd,
-                          {k, keys2, positions, tIdx, sIdx, one});
-      gpu::GPUFuncOp store = kernel("moe_store_rows_batched_bf16", [&] {
-        return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
-                                           "moe_store_rows_batched_bf16", bf16);
-      });
-      h.launchElementwise(store, rows * KV * hd,
-                          {v, values2, positions, tIdx, sIdx});
-      h.launch(attn, {gridX, H, B}, {blockThreads, 1, 1},
-               {qr, keys2, values2, o, positions, tIdx, sIdx});
-    }
+    Value positions = h.upload(position);
+    std::string batchedRope = "moe_rope_batched" + ropeName.substr(8);
+    gpu::GPUFuncOp brope = kernel(batchedRope, [&] {
+      return buildBatchedRopeKernel(b, kernels.getLoc(), kernels, batchedRope,
+                                    bf16, invFreq, factor);
+    });
+    Value tIdx = h.index(T), sIdx = h.index(S), one = h.index(1);
+    h.launchElementwise(brope, rows * H * hd,
+                        {q, qr, positions, tIdx, tIdx, c0});
+    h.launchElementwise(brope, rows * KV * hd,
+                        {k, keys2, positions, tIdx, sIdx, one});
+    gpu::GPUFuncOp store = kernel("moe_store_rows_batched_bf16", [&] {
+      return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
+                                         "moe_store_rows_batched_bf16", bf16);
+    });
+    h.launchElementwise(store, rows * KV * hd,
+                        {v, values2, positions, tIdx, sIdx});
+    h.launch(attn, {gridX, H, B}, {blockThreads, 1, 1},
+             {qr, keys2, values2, o, positions, tIdx, sIdx});
     project(o, operand(4), Value(), output(firstOut));
     finish();
     return success();

@@ -181,19 +181,6 @@ gpu::GPUFuncOp mlir::moe::buildRoundBiasKernel(OpBuilder &b, Location loc,
       });
 }
 
-gpu::GPUFuncOp mlir::moe::buildStoreRowsKernel(OpBuilder &b, Location loc,
-                                               gpu::GPUModuleOp module,
-                                               StringRef name, Type elt) {
-  SmallVector<Type> args{matrix(elt), matrix(elt), b.getIndexType()};
-  return buildElementwiseKernel(
-      b, loc, module, name, args,
-      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
-        Value v = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
-        Value row = arith::AddIOp::create(nb, l, a[2], r);
-        memref::StoreOp::create(nb, l, v, a[1], ValueRange{row, c});
-      });
-}
-
 gpu::GPUFuncOp mlir::moe::buildRmsNormKernel(OpBuilder &b, Location loc,
                                              gpu::GPUModuleOp module,
                                              StringRef name, Type elt,
@@ -303,24 +290,6 @@ BatchRow batchRow(OpBuilder &nb, Location l, Value r, Value tokens,
   return br;
 }
 } // namespace
-
-gpu::GPUFuncOp mlir::moe::buildRopeKernel(OpBuilder &b, Location loc,
-                                          gpu::GPUModuleOp module,
-                                          StringRef name, Type elt,
-                                          ArrayRef<float> invFreq,
-                                          double factor) {
-  SmallVector<Type> args{matrix(elt), matrix(elt), b.getI32Type(),
-                         b.getIndexType()};
-  SmallVector<float> freqs(invFreq);
-  return buildElementwiseKernel(
-      b, loc, module, name, args,
-      [&, freqs](OpBuilder &nb, Location l, ValueRange a, Value t, Value c) {
-        Value p = arith::AddIOp::create(
-            nb, l, a[2], arith::IndexCastOp::create(nb, l, nb.getI32Type(), t));
-        Value row = arith::AddIOp::create(nb, l, a[3], t);
-        ropeElement(nb, l, elt, freqs, factor, a[0], a[1], t, c, p, row);
-      });
-}
 
 gpu::GPUFuncOp mlir::moe::buildBatchedRopeKernel(OpBuilder &b, Location loc,
                                                  gpu::GPUModuleOp module,

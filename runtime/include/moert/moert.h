@@ -149,6 +149,22 @@ moert_status moert_cuda_set_helper_sync(int enabled);
  * (griddepcontrol.wait, which the compiler puts in every kernel). 0
  * launches them one after the other. */
 moert_status moert_cuda_set_programmatic_launch(int enabled);
+/* CUDA graphs of compiled code (a generator's decoding step): capture what
+ * compiled code queues on its stream between begin and end (nothing runs;
+ * the model must have run once, so that its scratch memory and tensor maps
+ * exist), then launch the graph on that stream as often as wanted. A graph
+ * replays the same work on the same buffers: the host inputs it copies are
+ * read when it runs, so they must be page-locked (moert_cuda_host_alloc)
+ * and left alone until the stream is synchronized. Without the driver's
+ * graph API these return MOERT_ERR_UNSUPPORTED. */
+typedef struct moert_cuda_graph moert_cuda_graph;
+moert_status moert_cuda_capture_begin(void);
+moert_status moert_cuda_capture_end(moert_cuda_graph **out);
+moert_status moert_cuda_graph_launch(moert_cuda_graph *graph);
+void moert_cuda_graph_destroy(moert_cuda_graph *graph);
+/* Page-locked host memory (cuMemHostAlloc). */
+moert_status moert_cuda_host_alloc(size_t bytes, void **out);
+moert_status moert_cuda_host_free(void *ptr);
 /* Returns the device scratch cached for compiled code to the driver. */
 moert_status moert_cuda_trim(void);
 /* Kernel timing: while enabled, every launch through the mgpu* ABI is timed

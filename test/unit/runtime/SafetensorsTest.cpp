@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -447,5 +448,52 @@ TEST(CudaTest, TensorMapsAreMadeOnceAndInDeviceMemory) {
   EXPECT_NE(ma, std::vector<uint64_t>(16, 0));
   EXPECT_NE(ma, mb);
   EXPECT_EQ(moert_cuda_free(w), MOERT_OK);
+}
+} // namespace
+
+extern "C" void mgpuMemcpy(void *dst, void *src, size_t bytes, void *stream);
+
+namespace {
+TEST(CudaTest, GraphReplaysItsCopiesFromPageLockedInputsWhenLaunched) {
+  if (moert_cuda_init() != MOERT_OK)
+    GTEST_SKIP() << moert_last_error();
+  const size_t n = 4096;
+  int32_t *host = nullptr;
+  ASSERT_EQ(moert_cuda_host_alloc(n * 4, reinterpret_cast<void **>(&host)),
+            MOERT_OK)
+      << moert_last_error();
+  void *d = nullptr, *stream = nullptr;
+  ASSERT_EQ(moert_cuda_alloc(n * 4, &d), MOERT_OK);
+  ASSERT_EQ(moert_cuda_stream(&stream), MOERT_OK);
+  std::vector<int32_t> poison(n, -1), out(n, 0);
+  ASSERT_EQ(moert_cuda_copy(d, poison.data(), n * 4), MOERT_OK);
+  // Ending a capture that never began is an error, not a crash.
+  moert_cuda_graph *graph = nullptr;
+  EXPECT_NE(moert_cuda_capture_end(&graph), MOERT_OK);
+  EXPECT_EQ(graph, nullptr);
+  EXPECT_NE(std::string(moert_last_error()).find("cuStreamEndCapture"),
+            std::string::npos)
+      << moert_last_error();
+  // Captured: the copy is recorded, not run.
+  ASSERT_EQ(moert_cuda_capture_begin(), MOERT_OK) << moert_last_error();
+  mgpuMemcpy(d, host, n * 4, stream);
+  ASSERT_EQ(moert_cuda_capture_end(&graph), MOERT_OK) << moert_last_error();
+  ASSERT_NE(graph, nullptr);
+  ASSERT_EQ(moert_cuda_synchronize(), MOERT_OK);
+  ASSERT_EQ(moert_cuda_copy(out.data(), d, n * 4), MOERT_OK);
+  EXPECT_EQ(out, poison);
+  // Each launch copies what the host buffer holds then.
+  std::mt19937 rng(std::random_device{}());
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < n; ++i)
+      host[i] = int32_t(rng());
+    ASSERT_EQ(moert_cuda_graph_launch(graph), MOERT_OK) << moert_last_error();
+    ASSERT_EQ(moert_cuda_synchronize(), MOERT_OK);
+    ASSERT_EQ(moert_cuda_copy(out.data(), d, n * 4), MOERT_OK);
+    EXPECT_EQ(out, std::vector<int32_t>(host, host + n)) << "round " << round;
+  }
+  moert_cuda_graph_destroy(graph);
+  EXPECT_EQ(moert_cuda_free(d), MOERT_OK);
+  EXPECT_EQ(moert_cuda_host_free(host), MOERT_OK);
 }
 } // namespace

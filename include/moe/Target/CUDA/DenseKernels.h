@@ -52,12 +52,6 @@ gpu::GPUFuncOp buildRoundBiasKernel(OpBuilder &b, Location loc,
                                     gpu::GPUModuleOp module, StringRef name,
                                     Type elementType);
 
-/// `dst[offset + r, c] = src[r, c]`. Arguments (src [R, C], dst [S, C],
-/// offset: index); one thread per element of src.
-gpu::GPUFuncOp buildStoreRowsKernel(OpBuilder &b, Location loc,
-                                    gpu::GPUModuleOp module, StringRef name,
-                                    Type elementType);
-
 /// RMSNorm of each row with moe.rms_norm's rounding. Arguments (x [R, C],
 /// weight [C], out [R, C], epsilon: f32); grid R blocks of `threads`.
 gpu::GPUFuncOp buildRmsNormKernel(OpBuilder &b, Location loc,
@@ -65,17 +59,10 @@ gpu::GPUFuncOp buildRmsNormKernel(OpBuilder &b, Location loc,
                                   Type elementType, int64_t threads);
 
 /// Rotary embedding (the rotate_half form, as moe.attention computes it) of
-/// heads of width `invFreq.size() * 2`: `dst[offset + t, c]` for `src[t, c]`
-/// (c = head * width + i) at position `pos + t`. The inverse frequencies are
+/// heads of width `invFreq.size() * 2`; the inverse frequencies are
 /// constants of the kernel, cos and sin are scaled by `factor` before
-/// rounding. Arguments (src [T, n*w], dst [S, n*w], pos: i32, offset: index).
-gpu::GPUFuncOp buildRopeKernel(OpBuilder &b, Location loc,
-                               gpu::GPUModuleOp module, StringRef name,
-                               Type elementType, ArrayRef<float> invFreq,
-                               double factor);
-
-/// Batched steps (B sequences of T rows, each at its own position in the
-/// device array `positions` i32 [B]): the rotary embedding of source row
+/// rounding. A step of B sequences of T rows (B may be 1), each at its own
+/// position in the device array `positions` i32 [B]: source row
 /// r = b*T + t at position positions[b] + t, written to destination row
 /// b*dstRows + t, plus positions[b] when `atPosition` is 1 (a cache).
 /// Arguments (src [B*T, n*w], dst, positions, T: index, dstRows: index,

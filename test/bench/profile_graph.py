@@ -16,6 +16,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -25,21 +26,27 @@ import gpu_moe_baselines as bench  # noqa: E402
 from shapes import ROUTING, shape  # noqa: E402
 
 
+IDLE_US = 100.0
+
+
 def replays_of(prof, scrub):
     """The layer's kernels of each replay, in order, as (name, start us,
     duration us), from the device kernel events of one profile of scrubs
-    and replays: the kernels between two scrub kernels are one replay."""
+    and replays, each replay waited for: a replay is a cluster of kernels
+    with no idle gap of IDLE_US (the host's wait between them), less the
+    scrub's kernels. (The layer's first kernel may start while the scrub
+    runs: the programmatic launch reaches across the graph's start.)"""
     events = [e for e in prof.events()
               if e.device_type == torch.autograd.DeviceType.CUDA]
     events.sort(key=lambda e: e.time_range.start)
-    runs = None
+    runs, end = [], None
     for e in events:
-        if e.name in scrub:
-            if runs is None or runs[-1]:
-                runs = (runs or []) + [[]]
-        elif runs is not None:
+        if end is None or e.time_range.start - end > IDLE_US:
+            runs.append([])
+        end = max(end or 0, e.time_range.end)
+        if e.name not in scrub:
             runs[-1].append((e.name, e.time_range.start, e.time_range.elapsed_us()))
-    return [r for r in runs or [] if r]
+    return [r for r in runs if r]
 
 
 def main():
@@ -80,6 +87,7 @@ def main():
                 bench.scrub_l2()
                 replay()
                 torch.cuda.synchronize()
+                time.sleep(1e-3)  # an idle gap between replays
         runs = replays_of(prof, scrub)
         counts = {len(r) for r in runs}
         if len(runs) != args.replays or len(counts) != 1:

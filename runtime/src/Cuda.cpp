@@ -537,15 +537,19 @@ extern "C" moert_status moert_cuda_stream(void **out) {
 }
 
 namespace {
-/// Why this driver cannot capture graphs or page-lock memory ("" if it can).
-const char *missingGraphSupport() {
+/// ready(), and the driver's graph API and page-locked memory (optional
+/// symbols) found.
+moert_status graphApiReady() {
+  if (moert_status s = ready(); s != MOERT_OK)
+    return s;
   const Driver &d = drv();
   if (!d.cuStreamBeginCapture || !d.cuStreamEndCapture ||
       !d.cuGraphInstantiateWithFlags || !d.cuGraphLaunch ||
       !d.cuGraphExecDestroy || !d.cuGraphDestroy || !d.cuMemHostAlloc ||
       !d.cuMemFreeHost)
-    return "this CUDA driver has no CUDA graph API (CUDA 11.4 or newer)";
-  return "";
+    return moert::fail(MOERT_ERR_UNSUPPORTED, "this CUDA driver has no CUDA "
+                                              "graph API (CUDA 11.4 or newer)");
+  return MOERT_OK;
 }
 } // namespace
 
@@ -555,10 +559,8 @@ struct moert_cuda_graph {
 
 extern "C" moert_status moert_cuda_host_alloc(size_t bytes, void **out) {
   *out = nullptr;
-  if (moert_status s = ready(); s != MOERT_OK)
+  if (moert_status s = graphApiReady(); s != MOERT_OK)
     return s;
-  if (*missingGraphSupport())
-    return moert::fail(MOERT_ERR_UNSUPPORTED, "%s", missingGraphSupport());
   if (CUresult r = drv().cuMemHostAlloc(out, std::max<size_t>(bytes, 1), 0))
     return cudaFail("cuMemHostAlloc", r);
   return MOERT_OK;
@@ -575,10 +577,8 @@ extern "C" moert_status moert_cuda_host_free(void *ptr) {
 }
 
 extern "C" moert_status moert_cuda_capture_begin(void) {
-  if (moert_status s = ready(); s != MOERT_OK)
+  if (moert_status s = graphApiReady(); s != MOERT_OK)
     return s;
-  if (*missingGraphSupport())
-    return moert::fail(MOERT_ERR_UNSUPPORTED, "%s", missingGraphSupport());
   // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: this thread's unsafe calls fail.
   if (CUresult r = drv().cuStreamBeginCapture(modelStream(), 1))
     return cudaFail("cuStreamBeginCapture", r);
@@ -587,10 +587,8 @@ extern "C" moert_status moert_cuda_capture_begin(void) {
 
 extern "C" moert_status moert_cuda_capture_end(moert_cuda_graph **out) {
   *out = nullptr;
-  if (moert_status s = ready(); s != MOERT_OK)
+  if (moert_status s = graphApiReady(); s != MOERT_OK)
     return s;
-  if (*missingGraphSupport())
-    return moert::fail(MOERT_ERR_UNSUPPORTED, "%s", missingGraphSupport());
   CUgraph graph = nullptr;
   if (CUresult r = drv().cuStreamEndCapture(modelStream(), &graph))
     return cudaFail("cuStreamEndCapture", r);

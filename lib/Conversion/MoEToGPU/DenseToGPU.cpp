@@ -400,10 +400,6 @@ private:
     ao.maxRows = S;
     ao.group = H / KV;
     ao.scale = float(1.0 / std::sqrt(double(hd)));
-    // The kernels read the positions from the device: a step's launches do
-    // not depend on where it is, so a generator can replay them as a CUDA
-    // graph.
-    ao.batched = true;
     // Many rows per sequence (prefill): tensor cores, a block per 64 rows
     // and head; otherwise a block per row and head.
     bool flash = usesFlashAttention(ao, T);

@@ -350,16 +350,17 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
     Type elt, const AttentionKernelOptions &o) {
   OpBuilder::InsertionGuard guard(b);
   Type f32 = b.getF32Type();
-  SmallVector<Type> args{matrix(elt), matrix(elt), matrix(elt), matrix(elt)};
-  if (o.batched)
-    args.append({vector1(b.getI32Type()), b.getIndexType(), b.getIndexType()});
-  else
-    args.push_back(b.getIndexType());
+  SmallVector<Type> args{matrix(elt),
+                         matrix(elt),
+                         matrix(elt),
+                         matrix(elt),
+                         vector1(b.getI32Type()),
+                         b.getIndexType(),
+                         b.getIndexType()};
   auto fn = createKernelFunc(b, loc, module, name, args, kAttentionThreads);
   Block &entry = fn.getBody().front();
   Value q = entry.getArgument(0), keys = entry.getArgument(1),
-        values = entry.getArgument(2), out = entry.getArgument(3),
-        pos = entry.getArgument(4);
+        values = entry.getArgument(2), out = entry.getArgument(3);
   auto space = gpu::AddressSpaceAttr::get(b.getContext(),
                                           gpu::AddressSpace::Workgroup);
   Value qs = fn.addWorkgroupAttribution(
@@ -372,23 +373,19 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
   auto cst = [&](int64_t v) { return ctx.cst(v); };
   Value t = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  // Batched: sequence z's rows of the queries (z*T + t) and of the caches
-  // (from z*S), at its own position.
-  Value qRow = t, cacheBase;
-  if (o.batched) {
-    Value seq = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
-    Value tokens = entry.getArgument(5), cacheRows = entry.getArgument(6);
-    qRow = arith::AddIOp::create(b, loc,
-                                 arith::MulIOp::create(b, loc, seq, tokens), t);
-    cacheBase = arith::MulIOp::create(b, loc, seq, cacheRows);
-    pos = arith::IndexCastOp::create(
-        b, loc, b.getIndexType(),
-        memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
-  }
+  // Sequence z's rows of the queries (z*T + t) and of the caches (from
+  // z*S), at its own position.
+  Value seq = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value tokens = entry.getArgument(5), cacheRows = entry.getArgument(6);
+  Value qRow = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, seq, tokens), t);
+  Value cacheBase = arith::MulIOp::create(b, loc, seq, cacheRows);
+  Value pos = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
   // Cache row j of this block's sequence.
   auto cacheRow = [&](OpBuilder &nb, Location l, Value j) -> Value {
-    return cacheBase ? arith::AddIOp::create(nb, l, cacheBase, j).getResult()
-                     : j;
+    return arith::AddIOp::create(nb, l, cacheBase, j);
   };
   Value kvHead = arith::DivUIOp::create(b, loc, h, cst(o.group));
   Value rows = arith::AddIOp::create(

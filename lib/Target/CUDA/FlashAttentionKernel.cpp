@@ -64,11 +64,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   Type i32 = b.getI32Type(), bf16 = b.getBF16Type(),
        index = b.getIndexType();
   auto mat = MemRefType::get({dyn, dyn}, bf16);
-  SmallVector<Type> args{mat, mat, mat, mat};
-  if (o.batched)
-    args.append({MemRefType::get({dyn}, i32), index, index});
-  else
-    args.push_back(index);
+  SmallVector<Type> args{mat, mat, mat, mat, MemRefType::get({dyn}, i32),
+                         index, index};
   const int64_t threads = 32 * kFlashWarps;
   auto fn = createKernelFunc(b, loc, module, name, args, threads);
 
@@ -121,24 +118,13 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                             gpu::BlockIdOp::create(b, loc, gpu::Dimension::x)),
       ops.c(1));
   Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  Value T, S, pos, qBase, cacheBase;
   Value t0 = ops.mul(tileX, ops.c(BM));
-  if (o.batched) {
-    Value seq = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
-    T = entry.getArgument(5);
-    S = entry.getArgument(6);
-    pos = arith::IndexCastOp::create(
-        b, loc, index,
-        memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
-    qBase = ops.mul(seq, T);
-    cacheBase = ops.mul(seq, S);
-  } else {
-    T = memref::DimOp::create(b, loc, q, 0);
-    S = memref::DimOp::create(b, loc, keys, 0);
-    pos = entry.getArgument(4);
-    qBase = ops.c(0);
-    cacheBase = ops.c(0);
-  }
+  Value seq = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value T = entry.getArgument(5), S = entry.getArgument(6);
+  Value pos = arith::IndexCastOp::create(
+      b, loc, index,
+      memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
+  Value qBase = ops.mul(seq, T), cacheBase = ops.mul(seq, S);
   Value qCol0 = ops.mul(h, ops.c(HD));
   Value kCol0 = ops.mul(ops.divu(h, o.group), ops.c(HD));
   // Keys 0 .. pos + the tile's last row: ceil(that / BN) key blocks.

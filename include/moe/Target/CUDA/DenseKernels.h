@@ -85,17 +85,16 @@ struct AttentionKernelOptions {
   int64_t maxRows = 0;  // cache rows S (the scores of a row live in shared memory)
   int64_t group = 1;    // query heads per key/value head
   float scale = 1.0f;   // softmax scale
-  /// B sequences per step: grid (T, H, B), arguments (q [B*T, H*hd], keys
-  /// [B*S, KV*hd], values, out [B*T, H*dv], positions i32 [B], T: index,
-  /// S: index); sequence b reads its cache rows from b*S.
-  bool batched = false;
 };
 
-/// Causal attention of one query token and head per block (grid (T, H),
-/// kAttentionThreads threads), as moe.attention rounds it: scores rounded,
-/// times the scale rounded, softmax in f32 rounded, p v in f32 rounded.
-/// Arguments (q [T, H*hd], keys [S, KV*hd], values [S, KV*dv], out
-/// [T, H*dv], pos: index): token t attends to cache rows 0 .. pos + t.
+/// Causal attention of one query token and head per block (grid (T, H, B)
+/// for B sequences of T rows, kAttentionThreads threads), as moe.attention
+/// rounds it: scores rounded, times the scale rounded, softmax in f32
+/// rounded, p v in f32 rounded. Arguments (q [B*T, H*hd], keys [B*S,
+/// KV*hd], values [B*S, KV*dv], out [B*T, H*dv], positions i32 [B], T:
+/// index, S: index): row t of sequence b attends to its cache rows
+/// b*S + 0 .. positions[b] + t. The positions are read on the device, so a
+/// step's launches do not depend on where it is (a CUDA graph replays it).
 gpu::GPUFuncOp buildAttentionKernel(OpBuilder &b, Location loc,
                                     gpu::GPUModuleOp module, StringRef name,
                                     Type elementType,
@@ -104,7 +103,7 @@ gpu::GPUFuncOp buildAttentionKernel(OpBuilder &b, Location loc,
 /// Causal attention on tensor cores for steps of many rows per sequence
 /// (FlashAttention-2's online softmax; FlashAttentionKernel.cpp): a block of
 /// kFlashWarps warps per kFlashRows query rows of one head, keys in blocks
-/// of kFlashKeys. Grid (ceil(T / kFlashRows), H[, B]); the arguments of
+/// of kFlashKeys. Grid (ceil(T / kFlashRows), H, B); the arguments of
 /// buildAttentionKernel (same `options`, maxRows unused). bf16 only.
 constexpr int64_t kFlashWarps = 4, kFlashRows = 64, kFlashKeys = 64;
 constexpr int64_t kFlashMaxHeadDim = 128;

@@ -13,6 +13,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -72,6 +73,22 @@ private:
           matchPattern(div.getRhs(), m_ConstantInt(&c)) && c.getZExtValue() &&
           c.getZExtValue() % 32 == 0) {
         raise(div.getResult(), WarpUniform);
+        return;
+      }
+    }
+    // The thread id against a multiple of the warp size (tid >= 256: the
+    // MMA warpgroups against the producer): the same in every lane.
+    if (auto cmp = dyn_cast<arith::CmpIOp>(op)) {
+      auto tid = cmp.getLhs().getDefiningOp<gpu::ThreadIdOp>();
+      APInt c;
+      using P = arith::CmpIPredicate;
+      P pred = cmp.getPredicate();
+      if (tid && tid.getDimension() == gpu::Dimension::x &&
+          (pred == P::ult || pred == P::uge || pred == P::slt ||
+           pred == P::sge) &&
+          matchPattern(cmp.getRhs(), m_ConstantInt(&c)) &&
+          c.getZExtValue() % 32 == 0) {
+        raise(cmp.getResult(), WarpUniform);
         return;
       }
     }
@@ -177,7 +194,8 @@ struct GpuCheckConvergencePass
         Divergence allowed;
         if (isa<gpu::BarrierOp>(op))
           allowed = Uniform;
-        else if (isa<gpu::ShuffleOp, nvgpu::LdMatrixOp, nvgpu::MmaSyncOp>(op))
+        else if (isa<gpu::ShuffleOp, NVVM::ReduxOp, nvgpu::LdMatrixOp,
+                     nvgpu::MmaSyncOp>(op))
           allowed = WarpUniform;
         else
           return;

@@ -45,8 +45,13 @@
 // WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_q blocks in (%c18, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
 // WGLAUNCH: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws_q blocks in (%c18{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384{{[_0-9]*}}, {{.*}} dynamic_shared_memory_size %c197632_i32
 
+// The routing's k = 4 rounds: each the warp's best key (as an unsigned
+// integer that orders as the float) and the lowest expert id holding it,
+// two redux.sync each and no shuffles (sigmoid scores need no softmax sums).
 // ROUTE: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64
-// ROUTE: shfl.sync.bfly.b32
+// ROUTE-NOT: shfl.sync
+// ROUTE-COUNT-4: redux.sync.max.u32
+// ROUTE-NOT: shfl.sync
 // ROUTE: atom.shared.add.u32
 // ROUTE: bar.sync
 // MMA: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32

@@ -11,6 +11,8 @@
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=multicast" | FileCheck %s --check-prefix=MCPTX
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --emit=mlir | FileCheck %s --check-prefix=MMA
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=producer" | FileCheck %s --check-prefix=SPLITPTX
+// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=ONEMEMSET
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=SELPTX
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=128 --emit=mlir | FileCheck %s --check-prefix=TILE128
@@ -67,6 +69,21 @@
 // MLIR-DAG: %[[WS]] = llvm.mlir.constant(384 : index)
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_combine_k2_bf16 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) : i64 args(
 // MLIR-NOT: round_bf16
+// One memset clears what the layer accumulates, the routing's counts
+// included: none between the router and the select kernel (a graph's
+// memset node kept the select kernel about 4.5 us behind the router).
+// ONEMEMSET: llvm.call @mgpuMemset32
+// ONEMEMSET-NOT: llvm.call @mgpuMemset32
+// ONEMEMSET: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select
+// ONEMEMSET-NOT: llvm.call @mgpuMemset32
+// ONEMEMSET: llvm.func @mgpuMemset32
+// The select kernel's blocks count in shared memory, then take each
+// expert's base with one global atomic.
+// SELPTX: .entry moe_route_e8_k2_softmax_renorm_tiles128_select(
+// SELPTX-SAME: .maxntid 512, 1, 1
+// SELPTX-SAME: atom.shared.add.u32
+// SELPTX-SAME: atom.global.add.u32
+// SELPTX-SAME: .entry
 // The router's K split: grid z picks the run of K steps, the tile's sums
 // go out as f32 vector atomics; the routing's finish kernel maps the
 // assignments strided over its blocks.

@@ -102,3 +102,44 @@ module attributes {gpu.container_module} {
     }
   }
 }
+
+// -----
+
+// The thread id against a multiple of 32 splits the block between whole
+// warps (the wgmma kernels' MMA warpgroups against the producer): a shuffle
+// there is fine; against any other constant it splits a warp.
+module attributes {gpu.container_module} {
+  gpu.module @k {
+    gpu.func @warpgroup_branch(%v: f32, %out: memref<32xf32>) kernel {
+      %tid = gpu.thread_id x
+      %c32 = arith.constant 32 : index
+      %c256 = arith.constant 256 : index
+      %c1i = arith.constant 1 : i32
+      %w = arith.constant 32 : i32
+      %lane = arith.remui %tid, %c32 : index
+      %mma = arith.cmpi ult, %tid, %c256 : index
+      scf.if %mma {
+        %s, %ok = gpu.shuffle xor %v, %c1i, %w : f32
+        memref.store %s, %out[%lane] : memref<32xf32>
+      }
+      gpu.return
+    }
+    gpu.func @split_warp_branch(%v: f32, %out: memref<32xf32>) kernel {
+      %tid = gpu.thread_id x
+      %c32 = arith.constant 32 : index
+      %c40 = arith.constant 40 : index
+      %c1i = arith.constant 1 : i32
+      %w = arith.constant 32 : i32
+      %lane = arith.remui %tid, %c32 : index
+      // expected-note @+1 {{the value}}
+      %few = arith.cmpi ult, %tid, %c40 : index
+      // expected-note @+1 {{the 'scf.if' whose condition or bound depends on the thread id}}
+      scf.if %few {
+        // expected-error @+1 {{'gpu.shuffle' in kernel 'split_warp_branch' runs under control flow that differs between the threads of a warp}}
+        %s, %ok = gpu.shuffle xor %v, %c1i, %w : f32
+        memref.store %s, %out[%lane] : memref<32xf32>
+      }
+      gpu.return
+    }
+  }
+}

@@ -286,6 +286,8 @@ class Compiled:
         self.out = torch.full_like(layer.x, float("nan"))  # poisoned
         ptrs = []
         for line in sig.splitlines():
+            if line == "capturable-step":  # a flag line, not a buffer
+                continue
             kind, name, dtype, shape = line.split()
             if not kind.startswith("device-"):
                 sys.exit("%s: buffer '%s' is not on the GPU (%s)" % (path, name, kind))

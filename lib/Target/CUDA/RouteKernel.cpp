@@ -452,8 +452,20 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
         assignPos = r.assignPos, assignWeight = r.assignWeight,
         tileExpert = r.tileExpert, tileRow = r.tileRow, bias = r.bias,
         globalCounts = r.globalCounts;
-  if (select)
-    counts = globalCounts;
+  // The select kernel's blocks count their assignments in shared memory
+  // (an assignment's position within its expert is first this block's),
+  // then take each expert's base in the global counts with one atomic
+  // (counts kRouteCountStride apart: one 128-byte line each, so the
+  // blocks' atomics spread over the L2 instead of queueing on E / 32
+  // lines, as one atomic per assignment did).
+  if (select) {
+    OpBuilder::InsertionGuard g(b);
+    counts = fn.addWorkgroupAttribution(
+        MemRefType::get({o.numExperts}, i32, MemRefLayoutAttrInterface(),
+                        gpu::AddressSpaceAttr::get(
+                            ctx, gpu::AddressSpace::Workgroup)),
+        loc);
+  }
 
   const int64_t E = o.numExperts, k = o.topK;
   auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
@@ -497,13 +509,25 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   Value tokens = memref::DimOp::create(b, loc, logits, 0);
   Value numExperts = ci(E);
 
-  if (!select && !o.oneToken) {
+  // Experts strided over the block's threads (the select kernel's block
+  // may have fewer threads than experts).
+  auto forExperts = [&](function_ref<void(Value)> body) {
+    auto loop = scf::ForOp::create(b, loc, tid, numExperts, ci(threads));
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    body(loop.getInductionVar());
+  };
+  auto globalCount = [&](Value e) -> Value {
+    return arith::MulIOp::create(b, loc, e, ci(kRouteCountStride));
+  };
+  if (!o.oneToken) {
     // The counts start at zero, or at what the select kernel counted.
-    ifThen(icmp(P::ult, tid, numExperts), [&] {
-      Value c = finish ? memref::LoadOp::create(b, loc, globalCounts, tid)
-                             .getResult()
-                       : c32(0);
-      memref::StoreOp::create(b, loc, c, counts, tid);
+    forExperts([&](Value e) {
+      Value c =
+          finish ? memref::LoadOp::create(b, loc, globalCounts, globalCount(e))
+                       .getResult()
+                 : c32(0);
+      memref::StoreOp::create(b, loc, c, counts, e);
     });
     barrier();
   }
@@ -653,36 +677,60 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       }
     }
 
-    Value prevV = cf(std::numeric_limits<float>::infinity());
-    Value prevI = c32(-1);
+    // The k rounds rank the keys as unsigned integers that order as the
+    // floats do (sign bit flipped for positives, every bit for negatives;
+    // -0 made +0 first, as the float compare has them equal), so that a
+    // round's warp-wide arg-max is two redux.sync instructions (the best
+    // key, then the lowest expert id holding it) instead of five shuffle
+    // steps of a key and an id each: the shuffles were the select kernel's
+    // bottleneck (about 200 a token).
+    SmallVector<Value> ordered;
+    for (Value v : keys) {
+      Value bits = arith::BitcastOp::create(
+          b, loc, i32, arith::AddFOp::create(b, loc, v, cf(0.0f)));
+      Value negative = icmp(P::slt, bits, c32(0));
+      ordered.push_back(sel(
+          negative, arith::XOrIOp::create(b, loc, bits, c32(-1)),
+          arith::XOrIOp::create(b, loc, bits,
+                                c32(std::numeric_limits<int32_t>::min()))));
+    }
+    auto redux = [&](Value v, NVVM::ReduxKind kind) -> Value {
+      return NVVM::ReduxOp::create(b, loc, i32, v,
+                                   NVVM::ReduxKindAttr::get(ctx, kind),
+                                   c32(-1));
+    };
+    using UP = arith::CmpIPredicate;
+    Value prevK, prevI;
     SmallVector<Value> ids, wts;
     ids.reserve(k);
     wts.reserve(k);
     for (int64_t j = 0; j < k; ++j) {
-      // Experts past E hold -inf keys and ids >= E: never taken.
-      Value bv = cf(negInf), bi = c32(E);
+      // This lane's best key strictly after the previous winner in the
+      // order (key descending, id ascending); 0 (below every key, -inf's
+      // included) where it has none. Experts past E hold -inf keys and ids
+      // >= E: never taken.
+      Value bk = c32(0), bi = c32(std::numeric_limits<int32_t>::max());
       for (int64_t i = 0; i < per; ++i) {
-        Value v = keys[i], ei = expertIds[i];
+        Value v = ordered[i], ei = expertIds[i];
         Value eligible =
-            orI(fcmp(FP::OLT, v, prevV),
-                andI(fcmp(FP::OEQ, v, prevV), icmp(P::sgt, ei, prevI)));
-        Value better = orI(fcmp(FP::OGT, v, bv),
-                           andI(fcmp(FP::OEQ, v, bv), icmp(P::slt, ei, bi)));
-        Value take = andI(eligible, better);
-        bv = sel(take, v, bv);
+            j == 0 ? Value()
+                   : orI(icmp(UP::ult, v, prevK),
+                         andI(icmp(UP::eq, v, prevK), icmp(P::sgt, ei, prevI)));
+        // A lane's experts ascend with i: the first of equal keys wins.
+        Value take = icmp(UP::ugt, v, bk);
+        if (eligible)
+          take = andI(eligible, take);
+        bk = sel(take, v, bk);
         bi = sel(take, ei, bi);
       }
-      for (int32_t off = 16; off >= 1; off /= 2) {
-        Value ov = shuffle(bv, off), oi = shuffle(bi, off);
-        Value better = orI(fcmp(FP::OGT, ov, bv),
-                           andI(fcmp(FP::OEQ, ov, bv), icmp(P::slt, oi, bi)));
-        bv = sel(better, ov, bv);
-        bi = sel(better, oi, bi);
-      }
-      ids.push_back(bi);
-      wts.push_back(score(toIndex(bi)));
-      prevV = bv;
-      prevI = bi;
+      Value best = redux(bk, NVVM::ReduxKind::UMAX);
+      Value winner = redux(sel(icmp(UP::eq, bk, best), bi,
+                               c32(std::numeric_limits<int32_t>::max())),
+                           NVVM::ReduxKind::MIN);
+      ids.push_back(winner);
+      wts.push_back(score(toIndex(winner)));
+      prevK = best;
+      prevI = winner;
     }
     if (o.afterTopk) {
       Value mx = wts.front();
@@ -757,9 +805,39 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       memref::StoreOp::create(b, loc, myW, assignWeight, a);
     });
   }
-  if (select || o.oneToken)
+  if (o.oneToken)
     return;
   barrier();
+  if (select) {
+    // This block's base within each expert it hit, then its assignments'
+    // positions moved there (each lane rereads what it stored above).
+    forExperts([&](Value e) {
+      Value c = memref::LoadOp::create(b, loc, counts, e);
+      ifThen(icmp(P::sgt, c, c32(0)), [&] {
+        Value base = memref::AtomicRMWOp::create(
+            b, loc, arith::AtomicRMWKind::addi, c, globalCounts,
+            globalCount(e));
+        memref::StoreOp::create(b, loc, base, counts, e);
+      });
+    });
+    barrier();
+    auto again = scf::ForOp::create(b, loc, firstWarp, tokens, warpStride);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(again.getBody());
+    ifThen(icmp(P::ult, lane, ci(k)), [&] {
+      Value a = arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, again.getInductionVar(), ci(k)),
+          lane);
+      Value e = toIndex(memref::LoadOp::create(b, loc, assignExpert, a));
+      memref::StoreOp::create(
+          b, loc,
+          arith::AddIOp::create(b, loc,
+                                memref::LoadOp::create(b, loc, assignPos, a),
+                                memref::LoadOp::create(b, loc, counts, e)),
+          assignPos, a);
+    });
+    return;
+  }
 
   // --- Offsets and the list of experts hit: inclusive scans of the counts
   // and of (count > 0). ---

@@ -401,16 +401,22 @@ inline int64_t denseRouteGrid(int64_t tokens, const DenseRouteOptions &o) {
 /// experts.
 constexpr int64_t kRouteThreads = 1024;
 
-/// Threads of each block of the routing kernel's select part.
-constexpr int64_t kRouteSelectThreads = 256;
+/// Threads of each block of the routing kernel's select part (a warp per
+/// token: the block's 16 tokens share one global atomic per expert hit).
+constexpr int64_t kRouteSelectThreads = 512;
+
+/// The select and finish parts' global counts are this many i32 apart (one
+/// 128-byte line per expert): `counts` holds E * kRouteCountStride.
+constexpr int64_t kRouteCountStride = 32;
 
 /// The routing kernel whole (one block: select, count, scan, map), or in two
 /// parts for many tokens: Select (a warp per token over a grid of
-/// kRouteSelectThreads-thread blocks; counts by global atomics) and Finish
+/// kRouteSelectThreads-thread blocks; counts by a global atomic per block
+/// and expert) and Finish
 /// (blocks of kRouteThreads, one per kRouteThreads assignments: each scans
 /// the counts and maps its share; the first writes offsets, hit and tiles).
-/// Both parts take a trailing argument `counts` (i32 [E], zeroed before
-/// Select).
+/// Both parts take a trailing argument `counts` (i32 [E *
+/// kRouteCountStride], zeroed before Select).
 enum class RoutePart { Whole, Select, Finish };
 
 /// The routing options the GPU gating kernel specializes on (see

@@ -47,24 +47,11 @@
 
 // The routing's k = 4 rounds: each the warp's best key (as an unsigned
 // integer that orders as the float) and the lowest expert id holding it,
-// two redux.sync, then the winner's logit from the lane that holds it (one
-// shfl.idx, no reload); no butterfly shuffles (sigmoid scores need no
-// softmax sums).
+// two redux.sync each and no shuffles (sigmoid scores need no softmax sums).
 // ROUTE: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64
-// ROUTE-NOT: shfl.sync.bfly
-// ROUTE: redux.sync.max.u32
-// ROUTE: redux.sync.min.s32
-// ROUTE: shfl.sync.idx.b32
-// ROUTE: redux.sync.max.u32
-// ROUTE: redux.sync.min.s32
-// ROUTE: shfl.sync.idx.b32
-// ROUTE: redux.sync.max.u32
-// ROUTE: redux.sync.min.s32
-// ROUTE: shfl.sync.idx.b32
-// ROUTE: redux.sync.max.u32
-// ROUTE: redux.sync.min.s32
-// ROUTE: shfl.sync.idx.b32
-// ROUTE-NOT: shfl.sync.bfly
+// ROUTE-NOT: shfl.sync
+// ROUTE-COUNT-4: redux.sync.max.u32
+// ROUTE-NOT: shfl.sync
 // ROUTE: atom.shared.add.u32
 // ROUTE: bar.sync
 // MMA: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32

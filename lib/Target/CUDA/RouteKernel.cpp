@@ -576,30 +576,6 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
         acc = combine(acc, shuffle(acc, off));
       return acc;
     };
-    // Floats as unsigned integers that order as the floats do (sign bit
-    // flipped for positives, every bit for negatives; -0 made +0 first, as
-    // the float compare has them equal), so that a warp's maximum is one
-    // redux.sync instead of five dependent shuffle steps.
-    auto toOrdered = [&](Value v) -> Value {
-      Value bits = arith::BitcastOp::create(
-          b, loc, i32, arith::AddFOp::create(b, loc, v, cf(0.0f)));
-      return sel(icmp(P::slt, bits, c32(0)),
-                 arith::XOrIOp::create(b, loc, bits, c32(-1)),
-                 arith::XOrIOp::create(b, loc, bits,
-                                       c32(std::numeric_limits<int32_t>::min())));
-    };
-    auto fromOrdered = [&](Value u) -> Value {
-      Value bits = sel(icmp(P::slt, u, c32(0)),
-                       arith::XOrIOp::create(
-                           b, loc, u, c32(std::numeric_limits<int32_t>::min())),
-                       arith::XOrIOp::create(b, loc, u, c32(-1)));
-      return arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
-    };
-    auto redux = [&](Value v, NVVM::ReduxKind kind) -> Value {
-      return NVVM::ReduxOp::create(b, loc, i32, v,
-                                   NVVM::ReduxKindAttr::get(ctx, kind),
-                                   c32(-1));
-    };
     Value rowMax, rowSum;
     if (softmaxFirst) {
       auto maxOf = [&](Value l, Value r) -> Value {
@@ -611,7 +587,7 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       Value m = cf(negInf);
       for (Value l : mine)
         m = maxOf(m, l);
-      rowMax = fromOrdered(redux(toOrdered(m), NVVM::ReduxKind::UMAX));
+      rowMax = warpReduce(m, maxOf);
       Value sum = cf(0.0f);
       for (int64_t i = 0; i < per; ++i) {
         Value next = addOf(
@@ -633,18 +609,7 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
         return sigmoidF32(b, loc, l);
       return l; // softmax over the selected logits comes after the top k
     };
-    // An expert's score from the lane that holds its logit in a register
-    // (lane e % 32, register e / 32): a shuffle, not a reload.
-    auto score = [&](Value e) -> Value {
-      Value reg = arith::DivUIOp::create(b, loc, e, c32(32));
-      Value held = mine.front();
-      for (int64_t i = 1; i < per; ++i)
-        held = sel(icmp(P::eq, reg, c32(int32_t(i))), mine[i], held);
-      Value fromLane = arith::RemUIOp::create(b, loc, e, c32(32));
-      return scoreOf(gpu::ShuffleOp::create(b, loc, held, fromLane, c32(32),
-                                            gpu::ShuffleMode::IDX)
-                         .getShuffleResult());
-    };
+    auto score = [&](Value e) -> Value { return scoreOf(logit(e)); };
     SmallVector<Value> keys;
     for (int64_t i = 0; i < per; ++i) {
       Value v = scoreOf(mine[i]);
@@ -712,14 +677,28 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       }
     }
 
-    // The k rounds rank the keys as ordered integers (toOrdered), so that a
+    // The k rounds rank the keys as unsigned integers that order as the
+    // floats do (sign bit flipped for positives, every bit for negatives;
+    // -0 made +0 first, as the float compare has them equal), so that a
     // round's warp-wide arg-max is two redux.sync instructions (the best
     // key, then the lowest expert id holding it) instead of five shuffle
     // steps of a key and an id each: the shuffles were the select kernel's
     // bottleneck (about 200 a token).
     SmallVector<Value> ordered;
-    for (Value v : keys)
-      ordered.push_back(toOrdered(v));
+    for (Value v : keys) {
+      Value bits = arith::BitcastOp::create(
+          b, loc, i32, arith::AddFOp::create(b, loc, v, cf(0.0f)));
+      Value negative = icmp(P::slt, bits, c32(0));
+      ordered.push_back(sel(
+          negative, arith::XOrIOp::create(b, loc, bits, c32(-1)),
+          arith::XOrIOp::create(b, loc, bits,
+                                c32(std::numeric_limits<int32_t>::min()))));
+    }
+    auto redux = [&](Value v, NVVM::ReduxKind kind) -> Value {
+      return NVVM::ReduxOp::create(b, loc, i32, v,
+                                   NVVM::ReduxKindAttr::get(ctx, kind),
+                                   c32(-1));
+    };
     using UP = arith::CmpIPredicate;
     Value prevK, prevI;
     SmallVector<Value> ids, wts;
@@ -749,7 +728,7 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                                c32(std::numeric_limits<int32_t>::max())),
                            NVVM::ReduxKind::MIN);
       ids.push_back(winner);
-      wts.push_back(score(winner));
+      wts.push_back(score(toIndex(winner)));
       prevK = best;
       prevI = winner;
     }

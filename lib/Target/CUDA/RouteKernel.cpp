@@ -7,12 +7,16 @@
 // grid-wide synchronisation: a warp per token (tokens strided over the 32
 // warps) computes the scores and selects the top k experts by k rounds of a
 // warp-wide arg-max (each lane scans the keys of its E / 32 experts, read
-// and scored once into registers, then five xor shuffles): round j takes
-// the best expert strictly after the previous winner in the order (score
-// descending, id ascending), which is the router's selection order.
+// and scored once into registers, as integers that order as the floats
+// do; then two redux.sync: the best key, the lowest id holding it): round
+// j takes the best expert strictly after the previous winner in the order
+// (score descending, id ascending), which is the router's selection order.
 // Counts are shared-memory atomics; the scan is Hillis-Steele over the
 // block; the mapping table then puts assignment
-// (t, j) at row offsets[e] + its position within expert e.
+// (t, j) at row offsets[e] + its position within expert e. For many tokens
+// the same code runs split (RoutePart): select blocks of 16 tokens count in
+// shared memory and take an expert's base with one global atomic; finish
+// blocks scan the global counts and map their share of the assignments.
 //
 // The router matmul (logits) is the dense grouped GEMV that runs before it,
 // across the whole GPU; or, at decode sizes, the gating kernel does both:

@@ -13,6 +13,7 @@
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=producer" | FileCheck %s --check-prefix=SPLITPTX
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=ONEMEMSET
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=SELPTX
+// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=SELGRID
 // RUN: moe-compile %s --target=cuda --emit=llvm | FileCheck %s --check-prefix=LLVM
 // RUN: moe-compile %s --target=cuda --gpu-path=gemv --emit=mlir | FileCheck %s --check-prefix=GEMV
 // RUN: moe-compile %s --target=cuda --gpu-path=mma --gpu-mma-tile-m=128 --emit=mlir | FileCheck %s --check-prefix=TILE128
@@ -79,6 +80,10 @@
 // ONEMEMSET: llvm.func @mgpuMemset32
 // The select kernel's blocks count in shared memory, then take each
 // expert's base with one global atomic.
+// The select grid: 256 tokens in blocks of 16 (a warp a token, 512 threads).
+// SELGRID-DAG: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select blocks in (%[[SB:[0-9]+]], %{{[0-9]+}}, %{{[0-9]+}}) threads in (%[[ST:[0-9]+]],
+// SELGRID-DAG: %[[SB]] = llvm.mlir.constant(16 : index)
+// SELGRID-DAG: %[[ST]] = llvm.mlir.constant(512 : index)
 // SELPTX: .entry moe_route_e8_k2_softmax_renorm_tiles128_select(
 // SELPTX-SAME: .maxntid 512, 1, 1
 // SELPTX-SAME: atom.shared.add.u32

@@ -60,37 +60,33 @@ private:
     return d;
   }
 
+  /// Whether `lhs` is the thread id in x and `rhs` a constant non-zero
+  /// multiple of 32.
+  static bool isThreadIdOverWarps(Value lhs, Value rhs) {
+    auto tid = lhs.getDefiningOp<gpu::ThreadIdOp>();
+    APInt c;
+    return tid && tid.getDimension() == gpu::Dimension::x &&
+           matchPattern(rhs, m_ConstantInt(&c)) && c.getZExtValue() &&
+           c.getZExtValue() % 32 == 0;
+  }
+
   void visit(Operation *op) {
     if (auto tid = dyn_cast<gpu::ThreadIdOp>(op)) {
       raise(tid.getResult(), Divergent);
       return;
     }
-    // The thread id over a multiple of the warp size: the warp's index.
-    if (auto div = dyn_cast<arith::DivUIOp>(op)) {
-      auto tid = div.getLhs().getDefiningOp<gpu::ThreadIdOp>();
-      APInt c;
-      if (tid && tid.getDimension() == gpu::Dimension::x &&
-          matchPattern(div.getRhs(), m_ConstantInt(&c)) && c.getZExtValue() &&
-          c.getZExtValue() % 32 == 0) {
-        raise(div.getResult(), WarpUniform);
-        return;
-      }
-    }
-    // The thread id against a multiple of the warp size (tid >= 256: the
-    // MMA warpgroups against the producer): the same in every lane.
-    if (auto cmp = dyn_cast<arith::CmpIOp>(op)) {
-      auto tid = cmp.getLhs().getDefiningOp<gpu::ThreadIdOp>();
-      APInt c;
-      using P = arith::CmpIPredicate;
-      P pred = cmp.getPredicate();
-      if (tid && tid.getDimension() == gpu::Dimension::x &&
-          (pred == P::ult || pred == P::uge || pred == P::slt ||
-           pred == P::sge) &&
-          matchPattern(cmp.getRhs(), m_ConstantInt(&c)) &&
-          c.getZExtValue() % 32 == 0) {
-        raise(cmp.getResult(), WarpUniform);
-        return;
-      }
+    // The thread id (x) over a multiple of the warp size is the warp's
+    // index; compared with one (tid >= 256: the MMA warpgroups against the
+    // producer), the same in every lane.
+    using P = arith::CmpIPredicate;
+    auto cmp = dyn_cast<arith::CmpIOp>(op);
+    bool splitsAtWarps =
+        cmp && llvm::is_contained({P::ult, P::uge, P::slt, P::sge},
+                                  cmp.getPredicate());
+    if ((isa<arith::DivUIOp>(op) || splitsAtWarps) &&
+        isThreadIdOverWarps(op->getOperand(0), op->getOperand(1))) {
+      raise(op->getResult(0), WarpUniform);
+      return;
     }
     // Each thread gets its own old value.
     if (isa<memref::AtomicRMWOp, memref::GenericAtomicRMWOp>(op)) {

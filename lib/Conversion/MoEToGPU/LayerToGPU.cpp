@@ -972,10 +972,10 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     zeroShapes.append(2, {1});
   // The split routing's per-expert counts (no memset of their own between
   // the router and the select kernel: a graph's memset node held the select
-  // kernel back about 4.5 us).
-  bool splitRoute = p.splitRoute && !p.dense && !p.decodeKernel && !p.fusedGate;
+  // kernel back about 4.5 us). The plan splits the routing only where no
+  // gating or decode kernel routes (more than 64 tokens, not dense).
   size_t routeCountsAt = zeroShapes.size();
-  if (splitRoute)
+  if (p.splitRoute)
     zeroShapes.push_back({E * kRouteCountStride});
   bool zeroRouter = !p.dense && !p.fusedGate;
   if (zeroRouter)
@@ -986,7 +986,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     SmallVector<Type> zeroTypes(zeroShapes.size(), f32);
     if (p.queue)
       std::fill_n(zeroTypes.begin() + queueAt, 2, i32);
-    if (splitRoute)
+    if (p.splitRoute)
       zeroTypes[routeCountsAt] = i32;
     zeroedBuffers = h.zeroedGroup(
         zeroShapes, p.fusedGate ? &clearInGate : nullptr, zeroTypes);
@@ -1087,7 +1087,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
                                 h.index(p.gatePlan.kchunk)};
     llvm::append_range(gateArgs, routeArgs);
     h.launch(gate, {p.gatePlan.blocks, 1, 1}, {kGateThreads, 1, 1}, gateArgs);
-  } else if (splitRoute) {
+  } else if (p.splitRoute) {
     routeArgs.push_back(zeroedBuffers[routeCountsAt]);
     int64_t warpsPerBlock = kRouteSelectThreads / 32;
     h.launch(routeKernel(RoutePart::Select),

@@ -686,8 +686,8 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
     // -0 made +0 first, as the float compare has them equal), so that a
     // round's warp-wide arg-max is two redux.sync instructions (the best
     // key, then the lowest expert id holding it) instead of five shuffle
-    // steps of a key and an id each: the shuffles were the select kernel's
-    // bottleneck (about 200 a token).
+    // steps of a key and an id each (the select kernel at qwen3's 8192
+    // tokens: 14.4 us with the shuffles, 10.6 with redux.sync).
     SmallVector<Value> ordered;
     for (Value v : keys) {
       Value bits = arith::BitcastOp::create(
@@ -703,7 +703,6 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                                    NVVM::ReduxKindAttr::get(ctx, kind),
                                    c32(-1));
     };
-    using UP = arith::CmpIPredicate;
     Value prevK, prevI;
     SmallVector<Value> ids, wts;
     ids.reserve(k);
@@ -718,17 +717,17 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
         Value v = ordered[i], ei = expertIds[i];
         Value eligible =
             j == 0 ? Value()
-                   : orI(icmp(UP::ult, v, prevK),
-                         andI(icmp(UP::eq, v, prevK), icmp(P::sgt, ei, prevI)));
+                   : orI(icmp(P::ult, v, prevK),
+                         andI(icmp(P::eq, v, prevK), icmp(P::sgt, ei, prevI)));
         // A lane's experts ascend with i: the first of equal keys wins.
-        Value take = icmp(UP::ugt, v, bk);
+        Value take = icmp(P::ugt, v, bk);
         if (eligible)
           take = andI(eligible, take);
         bk = sel(take, v, bk);
         bi = sel(take, ei, bi);
       }
       Value best = redux(bk, NVVM::ReduxKind::UMAX);
-      Value winner = redux(sel(icmp(UP::eq, bk, best), bi,
+      Value winner = redux(sel(icmp(P::eq, bk, best), bi,
                                c32(std::numeric_limits<int32_t>::max())),
                            NVVM::ReduxKind::MIN);
       ids.push_back(winner);

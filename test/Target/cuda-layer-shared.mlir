@@ -25,11 +25,13 @@
 // The shared stage's down kernel has 4 (tile, column block) pairs: split
 // over K in 4 runs (grid z) on the grid form (cp.async, no producer), its
 // runs' sums added by the scatter epilogue's f32 atomics; the routed
-// stage's keeps the persistent producer form.
+// stage's keeps the persistent producer form (192-row tiles: 512 x 4 / 16
+// = 128 rows an expert, where they multiply 0.84x the rows of 128-row
+// tiles).
 // CHECK: moe.gpu_plan = {combine = "atomic", {{.*}}path = "wgmma"{{.*}}shared = {combine = "atomic", down_split_k = 4 : i64, {{.*}}path = "wgmma", {{.*}}router = "dense_coef", slots = 1 : i64, {{.*}}tiles = 5 : i64
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_route_
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_ws_tma_ef_q blocks
+// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_bf16_m192_n256_s4_ws_tma_ef_q blocks
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_route_dense_coef_tiles128
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_splitk blocks

@@ -1,11 +1,12 @@
 // The wgmma producer's weights come by TMA by default for gated layers at
 // any rows an expert; for ungated ones where experts get 512 rows or more on
 // average (tokens x top-k / experts: 2048 x 2 / 8 here), and by the
-// producer's cp.async below that (2040 tokens: 510 rows).
-// RUN: sed 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=GATED510
-// RUN: sed -e '/\/\/ GATE$/d' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=PLAIN512
-// RUN: sed -e '/\/\/ GATE$/d' -e 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=PLAIN510
-// RUN: sed 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --gpu-wgmma-persistent=producer --emit=mlir | FileCheck %s --check-prefix=ASKED
+// producer's cp.async below that (2040 tokens: 510 rows). (For 128-row
+// tiles: 192-row ones, which the planner takes here, always take TMA.)
+// RUN: sed 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --gpu-wgmma-rows=128 --emit=mlir | FileCheck %s --check-prefix=GATED510
+// RUN: sed -e '/\/\/ GATE$/d' %s | moe-compile - --target=cuda --gpu-wgmma-rows=128 --emit=mlir | FileCheck %s --check-prefix=PLAIN512
+// RUN: sed -e '/\/\/ GATE$/d' -e 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --gpu-wgmma-rows=128 --emit=mlir | FileCheck %s --check-prefix=PLAIN510
+// RUN: sed 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --gpu-wgmma-rows=128 --gpu-wgmma-persistent=producer --emit=mlir | FileCheck %s --check-prefix=ASKED
 // GATED510: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}weights_tma}
 // GATED510: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_q blocks
 // PLAIN512: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}weights_tma}

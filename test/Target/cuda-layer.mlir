@@ -30,6 +30,12 @@
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=96 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWS
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-persistent=multicast --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWSMC
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-columns=128 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWS128
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=192 --gpu-wgmma-persistent=multicast --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTALLMC
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=192 --gpu-wgmma-persistent=never --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTALLNEVER
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=192 --gpu-wgmma-columns=128 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTALL128
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=192 --gpu-wgmma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTALL5
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-rows=192 --emit=mlir | FileCheck %s --check-prefix=TALL
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-rows=192" | FileCheck %s --check-prefix=TALLPTX
 // RUN: moe-compile %s --target=cuda --gpu-combine=atomic --gpu-wgmma-group-tiles=3 --gpu-wgmma-persistent=never --emit=mlir | FileCheck %s --check-prefix=ATOMIC
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa combine=atomic wgmma-group-tiles=3 wgmma-persistent=never" | FileCheck %s --check-prefix=ATOMICPTX
 // RUN: not moe-compile %s --target=cuda --gpu-combine=sum --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADCOMBINE
@@ -257,8 +263,37 @@
 // BADWGCOLS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: wgmma tiles are 128 or 256 columns wide, got 192
 // BADWGSTAGES: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 5 stages of a 256-column tile do not fit: 246784 bytes of shared memory (232448 at most, 3 stages at least)
 
-// BADWGROWS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: wgmma tiles are 64 or 128 rows high, got 96
+// 192-row tiles (--gpu-wgmma-rows=192; the planner's where they multiply
+// at most 0.95x the rows of 128-row tiles): the routing's tiles of 192
+// rows, the producer form with TMA weights (230400 bytes of dynamic shared
+// memory, 4 stages of 192 + 256 rows of 128 bytes + 1 KB: whole-model-
+// cuda-wgmma.test checks the launch); one block an SM
+// so that setmaxnreg knows the entry count (168 at 384 threads), the
+// producer warpgroup down to 56 registers, the MMA warpgroups up to 224
+// (192 accumulators). Each K step: the main m64n256 wgmmas, then, where
+// the tile has more than 128 rows, the band's m64n128 ones (fenced in
+// their branch), one group committed, one left in flight.
+// TALL: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}tile = array<i64: 192, 256, 64>, {{.*}}weights_tma}
+// TALL: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles192_select
+// TALL: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_m192_n256_s4_ws_tma_ef_q blocks in
+// TALLPTX: .entry moe_wgmma_pair_silu_bf16_m192_n256_s4_ws_tma_ef_q(
+// TALLPTX-SAME: .maxntid 384, 1, 1
+// TALLPTX-SAME: .minnctapersm 1
+// TALLPTX-SAME: setmaxnreg.dec.sync.aligned.u32 {{\\09}}56;
+// TALLPTX-SAME: setmaxnreg.inc.sync.aligned.u32 {{\\09}}224;
+// TALLPTX-SAME: wgmma.fence.sync.aligned;
+// TALLPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
+// TALLPTX-SAME: @%p{{[0-9]+}} bra
+// TALLPTX-SAME: wgmma.fence.sync.aligned;
+// TALLPTX-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// TALLPTX-SAME: wgmma.commit_group.sync.aligned;
+// TALLPTX-SAME: wgmma.wait_group.sync.aligned {{\\09}}1;
+// BADWGROWS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: wgmma tiles are 64, 128 or 192 rows high, got 96
 // BADWGROWSMC: error: multicast wgmma clusters take 128-row tiles, got 64 rows
+// BADTALLMC: error: multicast wgmma clusters take 128-row tiles, got 192 rows
+// BADTALLNEVER: error: 192-row wgmma tiles need the producer warpgroup (wgmma-persistent auto, producer or tma), got wgmma-persistent=never
+// BADTALL128: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 192-row wgmma tiles are 256 columns wide, got 128
+// BADTALL5: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 5 stages of a 256-column tile do not fit: 287744 bytes of shared memory (232448 at most, 3 stages at least)
 // BADWGROWS128: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 64-row wgmma tiles are 256 columns wide, got 128
 
 // OPTPATH: error: unknown GPU expert path 'simd' (expected auto, gemv, mma or wgmma)

@@ -182,6 +182,17 @@ make_case wgmma-m64-tma-ragged --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-combin
 make_case wgmma-m64-plain-rows --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=producer --gpu-combine=rows --plain --activation gelu --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 384
 make_case wgmma-m64-persistent --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=always --top-k 2 --experts 8 --renormalize --tokens 1000 --hidden 256 --ffn 384
 make_case wgmma-m64-grid --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-persistent=never --gpu-combine=atomic --top-k 4 --experts 16 --tokens 900 --hidden 256 --ffn 256
+# 192-row wgmma tiles (each MMA warpgroup 64 rows of all columns and half
+# the columns of the last 64; setmaxnreg; the band's MMAs only in tiles of
+# more than 128 rows; 2026-12-04): gated with atomics over a half-filled
+# last column block (750 rows an expert: full tiles and a last one of
+# either kind); ungated (TMA weights) with combine by rows at 87 rows an
+# expert (the band skipped); 175 rows (one tile with the band, some
+# experts a second); the planner's own choice at 128 rows an expert.
+make_case wgmma-m192-atomic-ragged --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 256
+make_case wgmma-m192-plain-rows --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-combine=rows --plain --activation gelu --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 384
+make_case wgmma-m192-band --gpu-path=wgmma --gpu-wgmma-rows=192 --top-k 2 --experts 8 --renormalize --tokens 700 --hidden 256 --ffn 256
+make_case auto-m192 --top-k 2 --experts 8 --renormalize --tokens 512 --hidden 256 --ffn 256
 # The planner's 64-row tiles where experts get a row or two (TMA weights,
 # combine by rows): a gated layer left to auto (6 tokens hit about 35 of 64
 # experts: 141 (tile, column block) pairs a kernel), and an ungated one with

@@ -122,14 +122,66 @@ struct ConvertMoELayerToGpuCallPass
   /// tiles at 1.2 to 16 rows an expert, 0.99-1.02x at 32, 1.03-1.16x from
   /// 64 (results/wgmma-small-rows-2026-12-03.md).
   static constexpr double kWgmmaHalfRowsBelow = 32;
+  /// 192-row tiles where the rows they multiply (an expert's last tile
+  /// 128 or 192 of them, expected under uniform routing) are at most this
+  /// share of those of 128-row tiles. Their 0.78x the shared-memory bytes
+  /// per MMA did not make them faster (kernels 1.007-1.13x at 1024 and 8192
+  /// tokens without the band's skip, Nsight Compute at base clocks); the
+  /// padded MMAs they skip did, at about 1.04x the time per MMA: qwen3 8192
+  /// (0.946 of the rows) 0.984x, OLMoE 1024 (0.839) 0.961x; OLMoE 8192
+  /// (1.000) 1.042x, Mixtral 8192 (0.988) 1.011x, Mixtral 1024 (1.007)
+  /// 1.062x (results/wgmma-tall-2026-12-04.md).
+  static constexpr double kWgmmaTallMaxRows = 0.95;
   int64_t chooseWgmmaRows(const StageShape &s) {
+    // (A dense stage's kernels are not of the producer form.)
+    if (wgmmaRows == kWgmmaTallRows && s.experts == 1)
+      return kWgmmaTileM;
     if (wgmmaRows != 0)
       return wgmmaRows;
-    return wgmmaPersistent != "multicast" &&
-                   rowsPerExpert(s) < kWgmmaHalfRowsBelow &&
-                   whyNotWgmma({wgmmaColumns, wgmmaStages, 64}).empty()
-               ? 64
-               : kWgmmaTileM;
+    if (wgmmaPersistent != "multicast" &&
+        rowsPerExpert(s) < kWgmmaHalfRowsBelow &&
+        whyNotWgmma({wgmmaColumns, wgmmaStages, 64}).empty())
+      return 64;
+    if (s.experts > 1 && producerForm() &&
+        whyNotWgmma({wgmmaColumns, wgmmaStages, kWgmmaTallRows}).empty() &&
+        expectedTileRows(s, kWgmmaTallRows) <=
+            kWgmmaTallMaxRows * expectedTileRows(s, kWgmmaTileM))
+      return kWgmmaTallRows;
+    return kWgmmaTileM;
+  }
+  /// Whether the options leave the wgmma expert kernels their producer
+  /// warpgroup (the form 192-row tiles need).
+  bool producerForm() const {
+    return wgmmaPersistent == "auto" || wgmmaPersistent == "producer" ||
+           wgmmaPersistent == "tma";
+  }
+  /// The rows the experts' tiles of `tileM` rows multiply, padding
+  /// included, expected under uniform random routing (an expert's rows
+  /// binomial over the tokens with probability k / E). A 192-row tile of at
+  /// most 128 rows multiplies 128.
+  static double expectedTileRows(const StageShape &s, int64_t tileM) {
+    double p = double(s.topK) / double(s.experts), n = double(s.tokens);
+    auto rowsOf = [&](int64_t r) -> double {
+      int64_t full = r / tileM, rest = r % tileM;
+      int64_t last = rest == 0 ? 0
+                     : tileM == kWgmmaTallRows && rest <= kWgmmaTileM
+                         ? kWgmmaTileM
+                         : tileM;
+      return double(full * tileM + last);
+    };
+    if (p >= 1)
+      return double(s.experts) * rowsOf(s.tokens);
+    double mean = n * p, sd = std::sqrt(n * p * (1 - p));
+    int64_t lo = std::max<int64_t>(0, int64_t(mean - 12 * sd));
+    int64_t hi = std::min<int64_t>(s.tokens, int64_t(mean + 12 * sd) + 1);
+    double rows = 0;
+    for (int64_t r = lo; r <= hi; ++r) {
+      double logP = std::lgamma(n + 1) - std::lgamma(r + 1.0) -
+                    std::lgamma(n - r + 1) + r * std::log(p) +
+                    (n - r) * std::log1p(-p);
+      rows += std::exp(logP) * rowsOf(r);
+    }
+    return double(s.experts) * rows;
   }
 
   /// Whether the 64-row wgmma tiles keep the GPU busy below wgmmaMinRows
@@ -354,10 +406,19 @@ struct ConvertMoELayerToGpuCallPass
       mlir::emitError(module.getLoc()) << why;
       return signalPassFailure();
     }
-    if (wgmmaRows == 64 && wgmmaPersistent == "multicast") {
+    if (wgmmaRows != 0 && wgmmaRows != kWgmmaTileM &&
+        wgmmaPersistent == "multicast") {
       mlir::emitError(module.getLoc())
           << "multicast wgmma clusters take " << kWgmmaTileM
-          << "-row tiles, got 64 rows";
+          << "-row tiles, got " << int64_t(wgmmaRows) << " rows";
+      return signalPassFailure();
+    }
+    if (wgmmaRows == kWgmmaTallRows && !producerForm()) {
+      mlir::emitError(module.getLoc())
+          << kWgmmaTallRows
+          << "-row wgmma tiles need the producer warpgroup (wgmma-persistent "
+             "auto, producer or tma), got wgmma-persistent="
+          << wgmmaPersistent;
       return signalPassFailure();
     }
     SmallVector<LayerOp> ops;
@@ -704,7 +765,8 @@ void ExpertStage::decide(bool addsDenseStages) {
       producer &&
       (persistentChoice == "tma" || persistentChoice == "multicast" ||
        (persistentChoice == "auto" &&
-        (gated || wgmmaTile.rows == 64 || N >= kTmaMinRowsPerExpert * E)));
+        (gated || wgmmaTile.rows != kWgmmaTileM ||
+         N >= kTmaMinRowsPerExpert * E)));
   // The weights multicast by TMA to the two blocks of a cluster, which take
   // the two 128-row halves of a 256-row tile (MmaOptions::multicast): L2
   // serves each weight block once per 256 rows. Only where asked: each SM

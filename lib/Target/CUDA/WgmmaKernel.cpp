@@ -85,12 +85,14 @@ std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
   if (t.columns != 128 && t.columns != 256)
     return "wgmma tiles are 128 or 256 columns wide, got " +
            std::to_string(t.columns);
-  if (t.rows != 64 && t.rows != kWgmmaTileM)
-    return "wgmma tiles are 64 or " + std::to_string(kWgmmaTileM) +
-           " rows high, got " + std::to_string(t.rows);
+  if (t.rows != 64 && t.rows != kWgmmaTileM && t.rows != kWgmmaTallRows)
+    return "wgmma tiles are 64, " + std::to_string(kWgmmaTileM) + " or " +
+           std::to_string(kWgmmaTallRows) + " rows high, got " +
+           std::to_string(t.rows);
   // (Each warpgroup of a 64-row tile takes half of each matrix's atoms.)
-  if (t.rows == 64 && t.columns != 256)
-    return "64-row wgmma tiles are 256 columns wide, got " +
+  if ((t.rows == 64 || t.rows == kWgmmaTallRows) && t.columns != 256)
+    return std::to_string(t.rows) +
+           "-row wgmma tiles are 256 columns wide, got " +
            std::to_string(t.columns);
   if (t.stages < 3 || wgmmaSharedBytes(t) > kWgmmaMaxSharedBytes)
     return std::to_string(t.stages) + " stages of a " +
@@ -178,6 +180,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
          "a dense wgmma kernel has one matrix and plain rows");
   assert((t.rows == kWgmmaTileM || !o.multicast) &&
          "multicast clusters take 128-row halves");
+  assert((t.rows != kWgmmaTallRows || (o.producer && !o.dense)) &&
+         "192-row tiles are for the producer form's expert kernels");
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
@@ -185,6 +189,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   SmallVector<Type> argTypes = groupedGemmArgTypes(b, o);
   auto fn =
       createKernelFunc(b, loc, module, name, argTypes, wgmmaBlockThreads(o));
+  // setmaxnreg needs the registers a thread has at entry: one block an SM.
+  if (t.rows == kWgmmaTallRows)
+    fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                b.getI32IntegerAttr(1));
 
   const int64_t TM = t.rows, TK = kWgmmaTileK, S = t.stages;
   const int64_t numMats = o.pair ? 2 : 1;
@@ -195,6 +203,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // m64n(columns / 2). The B atoms sit in shared memory by warpgroup, then
   // matrix: warpgroup w's are one run (its descriptor's start).
   const bool splitColumns = TM == 64;
+  // A 192-row tile: warpgroup w multiplies rows [64 w, 64 w + 64) by all
+  // columns (the main accumulators) and the last 64 rows by the w-th half
+  // of each matrix's columns (the band: m64n128 wgmmas), 192 accumulators a
+  // thread (the MMA warpgroups take the producer's registers).
+  const bool tall = TM == kWgmmaTallRows;
+  assert((!tall || atoms == 4) && "a 192-row tile is 256 columns wide");
   const int64_t TNw = splitColumns ? TN / 2 : TN;
   const int64_t wgColumns = splitColumns ? t.columns / 2 : t.columns;
   assert((!splitColumns || atomsPerMat % 2 == 0) &&
@@ -381,11 +395,34 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                    : bAddr,
       TK * kRowBytes, kAtomBytes);
 
-  // The accumulators: one struct of wgColumns / 2 f32 per thread.
+  // The band of a tall tile: rows 128-191 (one A run for both
+  // warpgroups), and warpgroup w's half of each matrix's B atoms: atom w of
+  // each of a pair's matrices (slots w and 2 + w, two atoms apart), else
+  // atoms 2 w and 2 w + 1.
+  Value aBandDesc0, bBandDesc0;
+  if (tall) {
+    aBandDesc0 = descriptor(addI64(aAddr, kWgmmaTileM * kRowBytes), 16,
+                            kAtomBytes);
+    Value slot = o.pair ? warpgroup : mul(warpgroup, ci(2));
+    bBandDesc0 = descriptor(
+        arith::AddIOp::create(b, loc, bAddr,
+                              toI64(mul(slot, ci(TK * kRowBytes)))),
+        (o.pair ? 2 : 1) * TK * kRowBytes, kAtomBytes);
+  }
+
+  // The accumulators: one struct of wgColumns / 2 f32 per thread (and the
+  // band's of a tall tile: t.columns / 4).
   const int64_t numAcc = wgColumns / 2;
   auto accType = LLVM::LLVMStructType::getLiteral(
       ctx, SmallVector<Type>(numAcc, f32));
   Value zeroAcc = LLVM::ZeroOp::create(b, loc, accType);
+  Type bandType;
+  SmallVector<Value, 2> zeroAccs{zeroAcc};
+  if (tall) {
+    bandType = LLVM::LLVMStructType::getLiteral(
+        ctx, SmallVector<Type>(t.columns / 4, f32));
+    zeroAccs.push_back(LLVM::ZeroOp::create(b, loc, bandType));
+  }
 
   // The MMAs of the K step in `stage` (its copies waited for, fenced and
   // behind a barrier), committed; one group left in flight. `rowsHere`
@@ -394,43 +431,76 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // warpgroup and the loop. (In the expert kernels, for their experts'
   // last tiles, it measured 2-7% slower at 1024 and 8192 tokens:
   // results/wgmma-skip-rows-2026-12-02.md.)
-  auto mmaStep = [&](Value acc, Value stage, Value rowsHere) -> Value {
+  // A tall tile's accumulators are the main ones, then the band's, whose
+  // MMAs run where `bandHere` (uniform over the block).
+  auto mmaStep = [&](ValueRange accsIn, Value stage, Value rowsHere,
+                     Value bandHere = Value()) -> SmallVector<Value, 2> {
     Value stage64 = toI64(stage);
-    Value aDesc = arith::AddIOp::create(
-        b, loc, aDesc0,
-        arith::MulIOp::create(b, loc, stage64,
-                              arith::ConstantOp::create(
-                                  b, loc, b.getI64IntegerAttr(aStageBytes >> 4))));
-    Value bDesc = arith::AddIOp::create(
-        b, loc, bDesc0,
-        arith::MulIOp::create(b, loc, stage64,
-                              arith::ConstantOp::create(
-                                  b, loc, b.getI64IntegerAttr(bStageBytes >> 4))));
-    auto mmaIf = scf::IfOp::create(b, loc, TypeRange{accType}, rowsHere,
-                                   /*withElseRegion=*/true);
-    OpBuilder::InsertionGuard mg(b);
-    b.setInsertionPointToStart(&mmaIf.getElseRegion().front());
-    scf::YieldOp::create(b, loc, acc);
-    b.setInsertionPointToStart(&mmaIf.getThenRegion().front());
-    NVVM::WgmmaFenceAlignedOp::create(b, loc);
-    auto shape = NVVM::MMAShapeAttr::get(ctx, 64, wgColumns, 16);
+    auto atStage = [&](Value desc0, int64_t stageBytes) -> Value {
+      return arith::AddIOp::create(
+          b, loc, desc0,
+          arith::MulIOp::create(b, loc, stage64,
+                                arith::ConstantOp::create(
+                                    b, loc, b.getI64IntegerAttr(stageBytes >> 4))));
+    };
+    Value aDesc = atStage(aDesc0, aStageBytes);
+    Value bDesc = atStage(bDesc0, bStageBytes);
+    Value aBandDesc, bBandDesc;
+    if (tall) {
+      aBandDesc = atStage(aBandDesc0, aStageBytes);
+      bBandDesc = atStage(bBandDesc0, bStageBytes);
+    }
     auto bf16T = NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::bf16);
     auto f32T = NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::f32);
     auto one = NVVM::WGMMAScaleInAttr::get(ctx, NVVM::WGMMAScaleIn::one);
-    for (int64_t j = 0; j < TK / 16; ++j)
-      // k16 slice j: 32 bytes further along A's rows, 16 K rows (two
-      // atoms) further down B.
+    auto wgmma = [&](Value &acc, int64_t n, Value a, Value bDescJ) {
       acc = NVVM::WgmmaMmaAsyncOp::create(
-          b, loc, accType, acc, addI64(aDesc, (32 * j) >> 4),
-          addI64(bDesc, (2 * kAtomBytes * j) >> 4), shape, bf16T, bf16T, f32T,
+          b, loc, acc.getType(), acc, a, bDescJ,
+          NVVM::MMAShapeAttr::get(ctx, 64, n, 16), bf16T, bf16T, f32T,
           NVVM::WGMMAScaleOutAttr::get(ctx, NVVM::WGMMAScaleOut::one), one,
           one, NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::row),
           NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::row),
           /*satfinite=*/nullptr);
+    };
+    // The four k16 slices of one accumulator's MMAs, under `here` (null:
+    // always): slice j is 32 bytes further along A's rows, 16 K rows (two
+    // atoms) further down B.
+    auto slices = [&](Value acc, Value here, int64_t n, Value a,
+                      Value bd) -> Value {
+      if (!here) {
+        for (int64_t j = 0; j < TK / 16; ++j)
+          wgmma(acc, n, addI64(a, (32 * j) >> 4),
+                addI64(bd, (2 * kAtomBytes * j) >> 4));
+        return acc;
+      }
+      auto mmaIf = scf::IfOp::create(b, loc, TypeRange{acc.getType()}, here,
+                                     /*withElseRegion=*/true);
+      OpBuilder::InsertionGuard mg(b);
+      b.setInsertionPointToStart(&mmaIf.getElseRegion().front());
+      scf::YieldOp::create(b, loc, acc);
+      b.setInsertionPointToStart(&mmaIf.getThenRegion().front());
+      NVVM::WgmmaFenceAlignedOp::create(b, loc);
+      for (int64_t j = 0; j < TK / 16; ++j)
+        wgmma(acc, n, addI64(a, (32 * j) >> 4),
+              addI64(bd, (2 * kAtomBytes * j) >> 4));
+      if (!tall) {
+        NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+        NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 1);
+      }
+      scf::YieldOp::create(b, loc, acc);
+      return mmaIf.getResult(0);
+    };
+    if (!tall)
+      return {slices(accsIn[0], rowsHere, wgColumns, aDesc, bDesc)};
+    // (The band's fence inside its branch: with the one before the main
+    // MMAs only, ptxas serialized the kernel's wgmmas, C7520.)
+    NVVM::WgmmaFenceAlignedOp::create(b, loc);
+    SmallVector<Value, 2> accs{
+        slices(accsIn[0], Value(), wgColumns, aDesc, bDesc),
+        slices(accsIn[1], bandHere, t.columns / 2, aBandDesc, bBandDesc)};
     NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 1);
-    scf::YieldOp::create(b, loc, acc);
-    return mmaIf.getResult(0);
+    return accs;
   };
   // Waits for the copies of the step S - 2 steps back (S - 3 groups may
   // stay in flight), fences them into the async proxy; the barrier also
@@ -453,51 +523,71 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   if (!splitColumns)
     rowBase = add(mul(warpgroup, ci(64)), rowBase);
   Value tg2 = mul(remu(lane, 4), ci(2));
-  // The thread's two rows (rowBase + 8 i of the tile) and what their stores
-  // need (the token and weight of a scatter, the weight of weighted rows),
-  // loaded before the last MMAs' wait so that the latency hides under it
-  // (the down kernels' epilogue stalled on them). A slot past `end` reads
-  // slot 0 (it is not stored).
+  // What each accumulator struct covers: the thread's first row in the
+  // tile, and the columns of each matrix its warpgroup takes (all TNw, or
+  // with `halfColumns` the warpgroup's half of them).
+  struct AccPart {
+    Value rowBase;
+    int64_t columns;
+    bool halfColumns;
+  };
+  SmallVector<AccPart, 2> parts{{rowBase, TNw, splitColumns}};
+  if (tall)
+    parts.push_back({add(ci(kWgmmaTileM), add(mul(warp, ci(16)), divu(lane, 4))),
+                     TN / 2, true});
+  // The thread's two rows of each part (rowBase + 8 i of the tile) and
+  // what their stores need (the token and weight of a scatter, the weight
+  // of weighted rows), loaded before the last MMAs' wait so that the
+  // latency hides under it (the down kernels' epilogue stalled on them). A
+  // slot past `end` reads slot 0 (it is not stored).
   auto rowsAhead = [&](Value begin, Value end) {
-    SmallVector<AccumulatorRow, 2> pre;
-    for (int64_t i = 0; i < 2; ++i) {
-      Value slot = add(begin, add(rowBase, ci(8 * i)));
-      AccumulatorRow row = loadAccumulatorRow(
-          b, loc, o, args, ops.select(icmp(P::ult, slot, end), slot, ci(0)));
-      row.slot = slot;
-      pre.push_back(row);
-    }
+    SmallVector<AccumulatorRow, 4> pre;
+    for (const AccPart &part : parts)
+      for (int64_t i = 0; i < 2; ++i) {
+        Value slot = add(begin, add(part.rowBase, ci(8 * i)));
+        AccumulatorRow row = loadAccumulatorRow(
+            b, loc, o, args, ops.select(icmp(P::ult, slot, end), slot, ci(0)));
+        row.slot = slot;
+        pre.push_back(row);
+      }
     return pre;
   };
   // Column checks only in a column block that N ends in.
-  auto epilogue = [&](Value acc, ArrayRef<AccumulatorRow> pre, Value end,
-                      Value col0) {
-    auto accAt = [&](int64_t i) -> Value {
-      return LLVM::ExtractValueOp::create(b, loc, acc, i);
-    };
-    if (splitColumns)
-      col0 = add(col0, mul(warpgroup, ci(TNw)));
-    buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(TNw)), N), N,
-                       [&](Value cols) {
-    for (int64_t i = 0; i < 2; ++i) {
-      const AccumulatorRow &row = pre[i];
-      auto inRows =
-          scf::IfOp::create(b, loc, icmp(P::ult, row.slot, end), false);
-      OpBuilder::InsertionGuard eg(b);
-      b.setInsertionPointToStart(&inRows.getThenRegion().front());
-      Value col = add(col0, tg2);
-      for (int64_t q = 0; q < TNw / 8; ++q) {
-        SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
-        SmallVector<Value, 2> gate;
-        if (o.pair) {
-          int64_t g = q + TNw / 8;
-          gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
+  auto epilogue = [&](ValueRange accs, ArrayRef<AccumulatorRow> pre,
+                      Value end, Value blockCol0) {
+    // (Parts past `accs` have no rows to store.)
+    for (auto [p, part] : llvm::enumerate(
+             ArrayRef<AccPart>(parts).take_front(accs.size()))) {
+      Value acc = accs[p];
+      auto accAt = [&](int64_t i) -> Value {
+        return LLVM::ExtractValueOp::create(b, loc, acc, i);
+      };
+      int64_t n = part.columns;
+      Value col0 = part.halfColumns ? add(blockCol0, mul(warpgroup, ci(n)))
+                                    : blockCol0;
+      buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(n)), N), N,
+                         [&](Value cols) {
+        for (int64_t i = 0; i < 2; ++i) {
+          const AccumulatorRow &row = pre[2 * p + i];
+          auto inRows =
+              scf::IfOp::create(b, loc, icmp(P::ult, row.slot, end), false);
+          OpBuilder::InsertionGuard eg(b);
+          b.setInsertionPointToStart(&inRows.getThenRegion().front());
+          Value col = add(col0, tg2);
+          for (int64_t q = 0; q < n / 8; ++q) {
+            SmallVector<Value, 2> h{accAt(4 * q + 2 * i),
+                                    accAt(4 * q + 2 * i + 1)};
+            SmallVector<Value, 2> gate;
+            if (o.pair) {
+              int64_t g = q + n / 8;
+              gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
+            }
+            storeAccumulatorPair(b, loc, o, args.out, row, col, cols, h, gate,
+                                 q * 8);
+          }
         }
-        storeAccumulatorPair(b, loc, o, args.out, row, col, cols, h, gate,
-                             q * 8);
-      }
+      });
     }
-    });
   };
   // Block b (launch order: x fastest) of group g = b / (G cols) takes,
   // within its group, tile b % n and column block (b / n) % cols, n the
@@ -723,6 +813,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       {
         OpBuilder::InsertionGuard rg(b);
         b.setInsertionPointToStart(&roles.getThenRegion().front());
+        if (tall)
+          NVVM::SetMaxRegisterOp::create(
+              b, loc, int32_t(kWgmmaTallProducerRegs),
+              NVVM::SetMaxRegisterAction::decrease);
         makeChunks(arith::SubIOp::create(b, loc, tid, ci(kWgmmaThreads)),
                    kWgmmaProducerThreads);
         // TMA weights: the producer's first thread (the leader) issues them.
@@ -878,6 +972,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       {
         OpBuilder::InsertionGuard rg(b);
         b.setInsertionPointToStart(&roles.getElseRegion().front());
+        if (tall)
+          NVVM::SetMaxRegisterOp::create(b, loc, int32_t(kWgmmaTallMmaRegs),
+                                         NVVM::SetMaxRegisterAction::increase);
         Value yes = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1);
         // Stage `st` back to the producer(s): an arrival of every MMA
         // thread on this block's `empty`; with multicast also one of each
@@ -919,9 +1016,23 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         }
         auto [rows, col0] = o.queue ? itemPairOf(item) : pairOf(j);
         Value first = mul(j, steps);
-        auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
-                                        ValueRange{zeroAcc});
-        {
+        // A tall tile's band (rows 128-191) is multiplied where the tile
+        // has more than 128 rows (an expert's last may not). Not skipped:
+        // a warpgroup's main MMAs where the tile has none of its rows (at
+        // the branch's join ptxas serialized the kernel's wgmmas, C7515),
+        // and the band by a loop of its own (its pair kernels spilled 1.7
+        // KB).
+        Value bandHere;
+        if (tall)
+          bandHere = icmp(P::ugt,
+                          arith::SubIOp::create(b, loc, rows.end, rows.begin),
+                          ci(kWgmmaTileM));
+        // The pair's K steps: the MMAs of each, then the stage before goes
+        // back to the producer (one wgmma group is left in flight: step
+        // g - 1's are done).
+        auto kSteps = [&] {
+          auto kLoop =
+              scf::ForOp::create(b, loc, ci(0), steps, ci(1), zeroAccs);
           OpBuilder::InsertionGuard lg(b);
           b.setInsertionPointToStart(kLoop.getBody());
           Value kt = kLoop.getInductionVar();
@@ -932,19 +1043,24 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           NVVM::FenceProxyOp::create(
               b, loc, NVVM::ProxyKind::async_shared,
               NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
-          Value acc = mmaStep(kLoop.getRegionIterArgs()[0], stageOf(g), yes);
-          // One wgmma group is left in flight: step g - 1's are done, so
-          // its stage goes back to the producer.
+          SmallVector<Value, 2> accs =
+              mmaStep(kLoop.getRegionIterArgs(), stageOf(g), yes, bandHere);
           buildIfThen(b, loc, icmp(P::ugt, kt, ci(0)), [&] {
             release(stageOf(arith::SubIOp::create(b, loc, g, ci(1))));
           });
-          scf::YieldOp::create(b, loc, acc);
-        }
-        auto pre = rowsAhead(rows.begin, rows.end);
-        NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-        release(stageOf(add(first, arith::SubIOp::create(b, loc, steps,
-                                                        ci(1)))));
-        epilogue(kLoop.getResult(0), pre, rows.end, col0);
+          scf::YieldOp::create(b, loc, accs);
+          return SmallVector<Value, 2>(kLoop.getResults());
+        };
+        // The last MMAs waited for (the rows' loads issued first), the
+        // last stage released, the stores.
+        auto finish = [&](ValueRange accs) {
+          auto pre = rowsAhead(rows.begin, rows.end);
+          NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+          release(stageOf(add(first, arith::SubIOp::create(b, loc, steps,
+                                                          ci(1)))));
+          epilogue(accs, pre, rows.end, col0);
+        };
+        finish(kSteps());
       }
       b.setInsertionPointToEnd(&entry);
       // Neither block of a cluster leaves while the other may still arrive
@@ -1009,9 +1125,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         Value kt = kLoop.getInductionVar();
         Value g = add(firstStep, kt);
         waitStep();
-        Value acc = mmaStep(kLoop.getRegionIterArgs()[0], remu(g, S),
+        Value acc = mmaStep(kLoop.getRegionIterArgs(), remu(g, S),
                             arith::ConstantIntOp::create(b, loc,
-                                                         b.getI1Type(), 1));
+                                                         b.getI1Type(), 1))[0];
         // The copies S - 2 steps ahead: this pair's, or the next pair's
         // first ones.
         // (Branches, so that only the last S - 2 steps wait for the next
@@ -1035,7 +1151,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       Work cur = unpack(curVals);
       auto pre = rowsAhead(cur.begin, cur.end);
       NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-      epilogue(kLoop.getResult(0), pre, cur.end, cur.col0);
+      epilogue(kLoop.getResults(), pre, cur.end, cur.col0);
       scf::YieldOp::create(b, loc, nextVals);
     }
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
@@ -1091,7 +1207,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   // Nothing may be in flight into shared memory when the block exits.
   NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-  epilogue(kLoop.getResult(0), pre, rows.end, work.col0);
+  epilogue(kLoop.getResults(), pre, rows.end, work.col0);
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
   return fn;

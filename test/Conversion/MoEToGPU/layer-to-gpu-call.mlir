@@ -24,10 +24,14 @@ func.func @decode(%x: tensor<1x128xbf16>, %r: tensor<128x128xbf16>, %u: tensor<1
 // -----
 
 // 512 tokens, top-2 of 8: 128 rows per expert, the tensor-core path on
-// warpgroup MMAs (from 24 rows; mma.sync below); a sigmoid router with an
-// f32 bias, scaling, plain GeLU experts.
+// warpgroup MMAs (from 24 rows; mma.sync below) in 192-row tiles (an
+// expert's 128 +- 10 rows in one tile, which multiplies 128 rows where it
+// has no more: 0.84x the rows 128-row tiles multiply, expected under
+// uniform routing); a sigmoid router with an f32 bias, scaling, plain GeLU
+// experts. Asked for 128-row tiles (ROWS128), it takes them.
 // CHECK-LABEL: func.func private @__moe_gpu_layer_0(
-// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, mma_warps = 4 : i64, path = "wgmma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64, wgmma_tile = array<i64: 256, 4, 128>}
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<gelu>, bias, experts = 8 : i64, mma_warps = 4 : i64, path = "wgmma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 192 : i64, top_k = 2 : i64, wgmma_tile = array<i64: 256, 4, 192>}
+// ROWS128-LABEL: rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64, wgmma_tile = array<i64: 256, 4, 128>}
 // MMA: path = "mma", rows_per_expert = 1.280000e+02 : f64, scaling = 2.500000e+00 : f64, sigmoid, tile_m = 128 : i64, top_k = 2 : i64}
 // WG128: path = "wgmma", rows_per_expert = 1.280000e+02
 // WG128-SAME: wgmma_tile = array<i64: 128, 6, 128>

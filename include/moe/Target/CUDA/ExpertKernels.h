@@ -708,6 +708,12 @@ constexpr int64_t kTmaMinRowsPerExpert = 4 * kWgmmaTileM;
 int64_t wgmmaBlockThreads(const MmaOptions &o);
 /// Dynamic shared memory one block may have on sm_90 (227 KB).
 constexpr int64_t kWgmmaMaxSharedBytes = 227 * 1024;
+/// Rows of the tall wgmma tile (WgmmaTile::rows), and the registers its
+/// producer warpgroup gives up for its MMA warpgroups (setmaxnreg; 168 a
+/// thread at entry with 384 threads and one block an SM): the MMA threads
+/// hold 192 f32 accumulators.
+constexpr int64_t kWgmmaTallRows = 192;
+constexpr int64_t kWgmmaTallProducerRegs = 56, kWgmmaTallMmaRegs = 224;
 struct WgmmaTile {
   int64_t columns = 256; // 128 or 256
   int64_t stages = 4;    // 3 or more, as shared memory allows
@@ -718,6 +724,9 @@ struct WgmmaTile {
   /// paths at 1.2-16 rows an expert where the SMs have work, 1.02-1.30x
   /// that of 128 rows from 64).
   /// 64 needs an even count of 64-column atoms a matrix, and no multicast.
+  /// kWgmmaTallRows (192; the producer form only): each MMA warpgroup
+  /// its 64 rows of all columns plus half the columns of the last 64 rows
+  /// (0.78x the shared-memory bytes per MMA of 128 rows).
   int64_t rows = kWgmmaTileM;
 };
 /// Why `t` cannot be built (empty when it can).

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""A/B of compiled layers' kernel times under Nsight Compute (GPU machine).
+
+    python3 test/bench/ab_kernels.py DIR_A,DIR_B[,...] SHAPE:TOKENS[,...]
+        [--rounds 2] [--out FILE.md]
+
+For each layer and variant (DIR/SHAPE-tTOKENS.so from
+make-compiled-layers.py), runs profile_layer.py under `ncu` with the
+clocks locked to base (Nsight Compute's default), which also checks the
+output against the fp32 reference, and takes the duration of each kernel
+of the second of its two runs. Rounds take the variants in turn. Prints per
+layer each variant's kernel sum (the median over rounds), the expert
+kernels' (moe_wgmma / moe_mma / moe_grouped) and the ratios to the first
+variant; then each kernel's time. Locked clocks take away the drift of the
+boost clock under power that spreads graph replays by 10-15% at 8192
+tokens (results/routing-select-2026-12-04.md); launch gaps are not in it.
+"""
+import argparse
+import collections
+import csv
+import datetime
+import io
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def kernel_times(d, name, tokens):
+    """Kernel name -> microseconds of the layer's second run."""
+    cmd = ["ncu", "--kernel-name", "regex:^(moe_|round_)", "--metrics",
+           "gpu__time_duration.sum", "--csv", "--page", "raw", sys.executable, os.path.join(HERE, "profile_layer.py"),
+           name, str(tokens), d]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout[-2000:] + r.stderr[-2000:])
+        raise SystemExit(f"ncu on {d} {name} {tokens} failed ({r.returncode})")
+    text = r.stdout[r.stdout.index('"ID"'):]
+    rows = [row for row in csv.DictReader(io.StringIO(text))
+            if row.get("ID", "").isdigit()]
+    unit = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}
+    header = next(csv.DictReader(io.StringIO(text)))
+    scale = unit.get(header.get("gpu__time_duration.sum", "nsecond"), 1e-3)
+    # Two runs of the layer: the second half of its launches.
+    rows = rows[len(rows) // 2:]
+    out = collections.OrderedDict()
+    for row in rows:
+        t = scale * float(row["gpu__time_duration.sum"].replace(",", ""))
+        k = row["Kernel Name"]
+        out[k] = out.get(k, 0.0) + t
+    return out
+
+
+def is_expert(k):
+    return k.startswith(("moe_wgmma_pair", "moe_wgmma_plain",
+                         "moe_wgmma_scatter", "moe_wgmma_weighted",
+                         "moe_mma_pair", "moe_mma_plain", "moe_mma_scatter",
+                         "moe_mma_weighted", "moe_grouped"))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dirs")
+    p.add_argument("layers")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    dirs = args.dirs.split(",")
+    layers = [(s.split(":")[0], int(s.split(":")[1]))
+              for s in args.layers.split(",")]
+    res = {}
+    for name, tokens in layers:
+        for r in range(args.rounds):
+            for d in dirs:
+                res.setdefault((name, tokens, d), []).append(
+                    kernel_times(d, name, tokens))
+    labels = [os.path.basename(d.rstrip("/")) for d in dirs]
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name",
+                          "--format=csv,noheader"], capture_output=True,
+                         text=True).stdout.strip().splitlines()[0]
+    lines = [f"Kernel times under Nsight Compute (base clocks), "
+             f"{datetime.date.today()}, {gpu}: us, median over "
+             f"{args.rounds} rounds; the second of two runs of each layer.",
+             "",
+             "| shape | tokens | " + " | ".join(
+                 f"{l} all | {l} experts" for l in labels) + " | " +
+             " | ".join(f"{l} / {labels[0]} (all, experts)"
+                        for l in labels[1:]) + " |",
+             "|---|---|" + "---|---|" * len(labels) +
+             "---|" * (len(labels) - 1)]
+    detail = []
+    for name, tokens in layers:
+        sums, experts = [], []
+        for d in dirs:
+            runs = res[(name, tokens, d)]
+            sums.append(statistics.median(sum(r.values()) for r in runs))
+            experts.append(statistics.median(
+                sum(t for k, t in r.items() if is_expert(k)) for r in runs))
+            detail.append(f"{name} {tokens} {os.path.basename(d)}: " + ", ".join(
+                f"{k} {statistics.median(r.get(k, 0.0) for r in runs):.1f}"
+                for k in runs[0]))
+        lines.append(f"| {name} | {tokens} | " + " | ".join(
+            f"{s:.1f} | {e:.1f}" for s, e in zip(sums, experts)) + " | " +
+            " | ".join(f"{s / sums[0]:.3f}, {e / experts[0]:.3f}"
+                       for s, e in zip(sums[1:], experts[1:])) + " |")
+    text = "\n".join(lines + [""] + detail) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -80,7 +80,7 @@ def main():
     p.add_argument("--gpu-path", default="auto", help="auto, gemv, mma or wgmma")
     p.add_argument("--wgmma-columns", default="256", help="128 or 256")
     p.add_argument("--wgmma-stages", default="4")
-    p.add_argument("--wgmma-rows", default="0", help="0 (chosen per layer), 128 or 64")
+    p.add_argument("--wgmma-rows", default="0", help="0 (chosen per layer), 128, 64 or 192")
     p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
     p.add_argument("--mma-warps", default="0", help="0 (auto), 4 or 8")
     p.add_argument("--mma-stages", default="0", help="0 (auto), 2, 3 or 4")

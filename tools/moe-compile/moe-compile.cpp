@@ -92,9 +92,12 @@ cl::opt<int64_t> gpuWgmmaStages(
 cl::opt<int64_t> gpuWgmmaRows(
     "gpu-wgmma-rows",
     cl::desc("rows per tile of the wgmma path: 0 (default: chosen per "
-             "layer, 64 below 32 rows an expert, else 128), 128, or 64 "
-             "(both MMA warpgroups on the same rows, each half the "
-             "columns; 256-column tiles)"),
+             "layer, 64 below 32 rows an expert, 192 where its tiles "
+             "multiply at most 0.95x the rows of 128-row ones, else 128), "
+             "128, 64 (both MMA warpgroups on the same rows, each half the "
+             "columns) or 192 (each MMA warpgroup 64 rows of all columns and "
+             "half the columns of the last 64; the producer form); 64 and "
+             "192 take 256-column tiles"),
     cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuGemvLanes(
     "gpu-gemv-lanes",

@@ -83,8 +83,11 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "shared-memory stages of the wgmma path">,
     Option<"wgmmaRows", "wgmma-rows", "int64_t", "0",
            "rows per wgmma tile: 0 (chosen per layer: 64 below 32 rows an "
-           "expert with 256 columns, else 128), 128, or 64 (both "
-           "warpgroups on the same rows, each half the columns)">,
+           "expert with 256 columns, 192 where its tiles multiply at most "
+           "0.95x the rows of 128-row ones, else 128), 128, 64 (both "
+           "warpgroups on the same rows, each half the columns) or 192 "
+           "(each warpgroup 64 rows of all columns and half the columns of "
+           "the last 64; the producer form)">,
     Option<"wgmmaQueue", "wgmma-queue", "std::string", "\"auto\"",
            "the producer-form wgmma kernels take their (tile, column block) "
            "pairs from a global counter in order instead of round-robin by "

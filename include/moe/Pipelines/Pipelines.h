@@ -42,8 +42,8 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::init(4)};
   PassOptions::Option<int64_t> wgmmaRows{
       *this, "wgmma-rows",
-      llvm::cl::desc("rows per wgmma tile: 0 (chosen per layer), 128, or "
-                     "64"),
+      llvm::cl::desc("rows per wgmma tile: 0 (chosen per layer), 128, 64 "
+                     "or 192"),
       llvm::cl::init(0)};
   PassOptions::Option<int64_t> mmaTileM{
       *this, "mma-tile-m",

@@ -555,9 +555,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // Column checks only in a column block that N ends in.
   auto epilogue = [&](ValueRange accs, ArrayRef<AccumulatorRow> pre,
                       Value end, Value blockCol0) {
-    // (Parts past `accs` have no rows to store.)
-    for (auto [p, part] : llvm::enumerate(
-             ArrayRef<AccPart>(parts).take_front(accs.size()))) {
+    assert(accs.size() == parts.size() && "an accumulator struct a part");
+    for (auto [p, part] : llvm::enumerate(parts)) {
       Value acc = accs[p];
       auto accAt = [&](int64_t i) -> Value {
         return LLVM::ExtractValueOp::create(b, loc, acc, i);
@@ -1017,22 +1016,19 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         auto [rows, col0] = o.queue ? itemPairOf(item) : pairOf(j);
         Value first = mul(j, steps);
         // A tall tile's band (rows 128-191) is multiplied where the tile
-        // has more than 128 rows (an expert's last may not). Not skipped:
-        // a warpgroup's main MMAs where the tile has none of its rows (at
-        // the branch's join ptxas serialized the kernel's wgmmas, C7515),
-        // and the band by a loop of its own (its pair kernels spilled 1.7
-        // KB).
+        // has more than 128 rows (an expert's last may not). Not so: a
+        // warpgroup's main MMAs under a branch of their own (at its join
+        // ptxas serialized the kernel's wgmmas, C7515), the band by a K
+        // loop of its own (the pair kernels spilled 1.7 KB); a warpgroup
+        // with none of the tile's rows skipping the pair measured 1.11-
+        // 1.13x slower (results/wgmma-tall-2026-12-04.md).
         Value bandHere;
         if (tall)
           bandHere = icmp(P::ugt,
                           arith::SubIOp::create(b, loc, rows.end, rows.begin),
                           ci(kWgmmaTileM));
-        // The pair's K steps: the MMAs of each, then the stage before goes
-        // back to the producer (one wgmma group is left in flight: step
-        // g - 1's are done).
-        auto kSteps = [&] {
-          auto kLoop =
-              scf::ForOp::create(b, loc, ci(0), steps, ci(1), zeroAccs);
+        auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1), zeroAccs);
+        {
           OpBuilder::InsertionGuard lg(b);
           b.setInsertionPointToStart(kLoop.getBody());
           Value kt = kLoop.getInductionVar();
@@ -1045,22 +1041,18 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
               NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
           SmallVector<Value, 2> accs =
               mmaStep(kLoop.getRegionIterArgs(), stageOf(g), yes, bandHere);
+          // One wgmma group is left in flight: step g - 1's are done, so
+          // its stage goes back to the producer.
           buildIfThen(b, loc, icmp(P::ugt, kt, ci(0)), [&] {
             release(stageOf(arith::SubIOp::create(b, loc, g, ci(1))));
           });
           scf::YieldOp::create(b, loc, accs);
-          return SmallVector<Value, 2>(kLoop.getResults());
-        };
-        // The last MMAs waited for (the rows' loads issued first), the
-        // last stage released, the stores.
-        auto finish = [&](ValueRange accs) {
-          auto pre = rowsAhead(rows.begin, rows.end);
-          NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-          release(stageOf(add(first, arith::SubIOp::create(b, loc, steps,
-                                                          ci(1)))));
-          epilogue(accs, pre, rows.end, col0);
-        };
-        finish(kSteps());
+        }
+        auto pre = rowsAhead(rows.begin, rows.end);
+        NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+        release(stageOf(add(first, arith::SubIOp::create(b, loc, steps,
+                                                        ci(1)))));
+        epilogue(kLoop.getResults(), pre, rows.end, col0);
       }
       b.setInsertionPointToEnd(&entry);
       // Neither block of a cluster leaves while the other may still arrive

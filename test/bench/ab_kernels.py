@@ -10,7 +10,7 @@ clocks locked to base (Nsight Compute's default), which also checks the
 output against the fp32 reference, and takes the duration of each kernel
 of the second of its two runs. Rounds take the variants in turn. Prints per
 layer each variant's kernel sum (the median over rounds), the expert
-kernels' (moe_wgmma / moe_mma / moe_grouped) and the ratios to the first
+kernels' (is_expert) and the ratios to the first
 variant; then each kernel's time. Locked clocks take away the drift of the
 boost clock under power that spreads graph replays by 10-15% at 8192
 tokens (results/routing-select-2026-12-04.md); launch gaps are not in it.
@@ -54,10 +54,13 @@ def kernel_times(d, name, tokens):
 
 
 def is_expert(k):
+    """The expert kernels: the tensor-core paths' up and down kernels (not
+    the routers' dense ones), the GEMVs, the fused FFN and decode kernels."""
     return k.startswith(("moe_wgmma_pair", "moe_wgmma_plain",
                          "moe_wgmma_scatter", "moe_wgmma_weighted",
                          "moe_mma_pair", "moe_mma_plain", "moe_mma_scatter",
-                         "moe_mma_weighted", "moe_grouped"))
+                         "moe_mma_weighted", "moe_gemv_gather",
+                         "moe_gemv_scatter", "moe_ffn", "moe_decode"))
 
 
 def main():

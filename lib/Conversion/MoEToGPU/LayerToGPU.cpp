@@ -125,12 +125,12 @@ struct ConvertMoELayerToGpuCallPass
   /// 192-row tiles where the rows they multiply (an expert's last tile
   /// 128 or 192 of them, expected under uniform routing) are at most this
   /// share of those of 128-row tiles. Their 0.78x the shared-memory bytes
-  /// per MMA did not make them faster (kernels 1.007-1.13x at 1024 and 8192
-  /// tokens without the band's skip, Nsight Compute at base clocks); the
-  /// padded MMAs they skip did, at about 1.04x the time per MMA: qwen3 8192
-  /// (0.946 of the rows) 0.984x, OLMoE 1024 (0.839) 0.961x; OLMoE 8192
-  /// (1.000) 1.042x, Mixtral 8192 (0.988) 1.011x, Mixtral 1024 (1.007)
-  /// 1.062x (results/wgmma-tall-2026-12-04.md).
+  /// per MMA did not make them faster (layers' kernels 0.998-1.13x at 1024
+  /// and 8192 tokens without the band's skip, Nsight Compute at base
+  /// clocks); the padded MMAs they skip did, at about 1.04x the time per
+  /// MMA: qwen3 8192 (0.946 of the rows) 0.984x, OLMoE 1024 (0.839) 0.966x;
+  /// OLMoE 8192 (1.000) 1.040x, Mixtral 8192 (0.988) 1.011x, Mixtral 1024
+  /// (1.007) 1.061x (results/wgmma-tall-2026-12-04.md).
   static constexpr double kWgmmaTallMaxRows = 0.95;
   int64_t chooseWgmmaRows(const StageShape &s) {
     // (A dense stage's kernels are not of the producer form.)
@@ -760,7 +760,10 @@ void ExpertStage::decide(bool addsDenseStages) {
   // at 8192 (one half-full tile an expert) measured 1.017x, as it did
   // before the queue (results/wgmma-tma-queue-2026-12-02.md).
   // 64-row tiles take TMA weights too (how they were measured against the
-  // GEMVs and mma.sync tiles, results/wgmma-small-rows-2026-12-03.md).
+  // GEMVs and mma.sync tiles, results/wgmma-small-rows-2026-12-03.md), and
+  // so do 192-row tiles (the only form of them measured; a producer
+  // copying both their 12 row chunks and the weights by cp.async was not
+  // tried within its 56 registers).
   tmaWeights =
       producer &&
       (persistentChoice == "tma" || persistentChoice == "multicast" ||

@@ -431,8 +431,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // warpgroup and the loop. (In the expert kernels, for their experts'
   // last tiles, it measured 2-7% slower at 1024 and 8192 tokens:
   // results/wgmma-skip-rows-2026-12-02.md.)
-  // A tall tile's accumulators are the main ones, then the band's, whose
-  // MMAs run where `bandHere` (uniform over the block).
+  // A tall tile's accumulators are the main ones, always multiplied
+  // (`rowsHere` is for the other tiles), then the band's, whose MMAs run
+  // where `bandHere` (uniform over the block).
   auto mmaStep = [&](ValueRange accsIn, Value stage, Value rowsHere,
                      Value bandHere = Value()) -> SmallVector<Value, 2> {
     Value stage64 = toI64(stage);

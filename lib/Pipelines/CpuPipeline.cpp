@@ -54,6 +54,7 @@ void buildToLoops(OpPassManager &pm,
     layer.wgmmaColumns = gpu->wgmmaColumns;
     layer.wgmmaStages = gpu->wgmmaStages;
     layer.wgmmaRows = gpu->wgmmaRows;
+    layer.wgmmaTileStep = gpu->wgmmaTileStep;
     layer.gemvLanes = gpu->gemvLanes;
     layer.gemvUnroll = gpu->gemvUnroll;
     layer.fusedGate = gpu->fusedGate;

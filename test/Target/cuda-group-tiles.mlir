@@ -4,14 +4,16 @@
 // least twice the tiles an expert gets (results/wgmma-groups-2026-12-03.md);
 // and the weights' TMA loads evict-first where an expert gets fewer than
 // two row tiles (results/weights-evict-first-2026-12-03.md).
-// Mixtral-sized, 1024 tokens (256 rows an expert): up 112 column blocks, a
-// wave's 1 tile raised to twice an expert's 2; down 16 column blocks, a
-// wave's 8 capped at the 6 of 24 MiB of rows; two tiles an expert: no
-// evict-first.
+// Mixtral-sized, 1024 tokens (256 rows an expert; the planner's 192-row
+// tiles 128 apart, so groups counted in tiles of 128): up 112 column
+// blocks, a wave's 1 tile raised to twice an expert's 2; down 16 column
+// blocks, a wave's 8 capped at the 6 of 24 MiB of rows; two tiles an
+// expert: no evict-first.
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=M1024
 // M1024: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, path = "wgmma"
+// M1024-SAME: tile = array<i64: 192, 256, 64>, tile_step = 128 : i64, tiles = 24 : i64
 // M1024-NOT: evict_first
-// M1024: @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_g4_ws_tma_q
+// M1024: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_q
 // Mixtral-sized, 8192 tokens (2048 rows an expert): twice an expert's 16
 // tiles is more than the 24 MiB caps (24, 6), which stay.
 // RUN: sed 's/1024x4096/8192x4096/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=M8192

@@ -36,6 +36,12 @@
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=192 --gpu-wgmma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADTALL5
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-rows=192 --emit=mlir | FileCheck %s --check-prefix=TALL
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-rows=192" | FileCheck %s --check-prefix=TALLPTX
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --emit=mlir | FileCheck %s --check-prefix=STEP
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-rows=192 wgmma-tile-step=128" | FileCheck %s --check-prefix=STEPPTX
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=192 --emit=mlir | FileCheck %s --check-prefix=TALL
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-tile-step=128 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTEPROWS
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=64 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTEP64
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=128 --gpu-wgmma-tile-step=64 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTEP128
 // RUN: moe-compile %s --target=cuda --gpu-combine=atomic --gpu-wgmma-group-tiles=3 --gpu-wgmma-persistent=never --emit=mlir | FileCheck %s --check-prefix=ATOMIC
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa combine=atomic wgmma-group-tiles=3 wgmma-persistent=never" | FileCheck %s --check-prefix=ATOMICPTX
 // RUN: not moe-compile %s --target=cuda --gpu-combine=sum --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADCOMBINE
@@ -260,8 +266,8 @@
 
 // BADPATH: moe-compile: error: unknown --gpu-path 'wmma' (expected auto, gemv, mma or wgmma)
 // BADPATH-NOT: moe.layer
-// BADWGCOLS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: wgmma tiles are 128 or 256 columns wide, got 192
-// BADWGSTAGES: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 5 stages of a 256-column tile do not fit: 246784 bytes of shared memory (232448 at most, 3 stages at least)
+// BADWGCOLS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: wgmma tiles are 128 or 256 columns wide, got 192
+// BADWGSTAGES: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: 5 stages of a 256-column tile do not fit: 246784 bytes of shared memory (232448 at most, 3 stages at least)
 
 // 192-row tiles (--gpu-wgmma-rows=192; the planner's where they multiply
 // at most 0.95x the rows of 128-row tiles): the routing's tiles of 192
@@ -288,13 +294,32 @@
 // TALLPTX-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 // TALLPTX-SAME: wgmma.commit_group.sync.aligned;
 // TALLPTX-SAME: wgmma.wait_group.sync.aligned {{\\09}}1;
-// BADWGROWS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: wgmma tiles are 64, 128 or 192 rows high, got 96
+// BADWGROWS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: wgmma tiles are 64, 128 or 192 rows high, got 96
 // BADWGROWSMC: error: multicast wgmma clusters take 128-row tiles, got 64 rows
+// 192-row tiles 128 rows apart (--gpu-wgmma-tile-step=128): an expert's
+// tiles of 128 rows until at most 192 are left, its last tile; the plan
+// says so (tile_step), the routing's tile table and the kernels are named
+// for it. The producer copies a tile's band rows (128-191) only where the
+// band's MMAs run (a tile of more than 128 rows): a branch in each K step
+// around those rows' cp.async copies.
+// STEP: moe.gpu_plan = {{{.*}}tile = array<i64: 192, 256, 64>, tile_step = 128 : i64,
+// STEP: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles192s128_select
+// STEP: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_ws_tma_ef_q blocks in
+// STEPPTX: .entry moe_route_e8_k2_softmax_renorm_tiles192s128_finish(
+// STEPPTX: .entry moe_wgmma_pair_silu_bf16_m192s128_n256_s4_ws_tma_ef_q(
+// STEPPTX-SAME: setmaxnreg.dec.sync.aligned.u32 {{\\09}}56;
+// STEPPTX-SAME: cp.async.cg.shared.global
+// STEPPTX-SAME: @%p{{[0-9]+}} bra
+// STEPPTX-SAME: cp.async.cg.shared.global
+// STEPPTX-SAME: cp.async.mbarrier.arrive.noinc.shared.b64
+// BADSTEPROWS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: a wgmma tile step needs the tiles' rows (192), got step 128 with rows chosen per layer
+// BADSTEP64: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: wgmma tiles start 192 rows apart (or 128 with 192-row tiles), got 64
+// BADSTEP128: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: wgmma tiles start 128 rows apart (or 128 with 192-row tiles), got 64
 // BADTALLMC: error: multicast wgmma clusters take 128-row tiles, got 192 rows
 // BADTALLNEVER: error: 192-row wgmma tiles need the producer warpgroup (wgmma-persistent auto, producer or tma), got wgmma-persistent=never
-// BADTALL128: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 192-row wgmma tiles are 256 columns wide, got 128
-// BADTALL5: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 5 stages of a 256-column tile do not fit: 287744 bytes of shared memory (232448 at most, 3 stages at least)
-// BADWGROWS128: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows: 64-row wgmma tiles are 256 columns wide, got 128
+// BADTALL128: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: 192-row wgmma tiles are 256 columns wide, got 128
+// BADTALL5: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: 5 stages of a 256-column tile do not fit: 287744 bytes of shared memory (232448 at most, 3 stages at least)
+// BADWGROWS128: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: 64-row wgmma tiles are 256 columns wide, got 128
 
 // OPTPATH: error: unknown GPU expert path 'simd' (expected auto, gemv, mma or wgmma)
 // OPTPATH-NOT: see current operation

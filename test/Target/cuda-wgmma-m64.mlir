@@ -3,7 +3,7 @@
 // matrix's columns, so every wgmma is m64n128 (a 128-row tile's are
 // m64n256), and the shared memory holds 64 A rows a stage.
 // RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=64 combine=atomic format=isa" | FileCheck %s
-// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma combine=atomic format=isa" | FileCheck %s --check-prefix=M128
+// RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=128 combine=atomic format=isa" | FileCheck %s --check-prefix=M128
 // CHECK-DAG: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64_finish
 // CHECK-DAG: .entry moe_wgmma_pair_silu_bf16_m64_n256_s4_g66_ws_tma_q
 // CHECK-DAG: .entry moe_wgmma_scatter_bf16_m64_n256_s4_ws_tma_q

@@ -81,6 +81,9 @@ def main():
     p.add_argument("--wgmma-columns", default="256", help="128 or 256")
     p.add_argument("--wgmma-stages", default="4")
     p.add_argument("--wgmma-rows", default="0", help="0 (chosen per layer), 128, 64 or 192")
+    p.add_argument("--wgmma-tile-step", default="0",
+                   help="0 (chosen), 192 or 128: rows between an expert's "
+                        "192-row tiles (128 needs --wgmma-rows 192)")
     p.add_argument("--mma-tile-m", default="0", help="0 (auto), 64 or 128")
     p.add_argument("--mma-warps", default="0", help="0 (auto), 4 or 8")
     p.add_argument("--mma-stages", default="0", help="0 (auto), 2, 3 or 4")
@@ -148,6 +151,8 @@ def main():
                 extra.append("--gpu-decode-kernel=" + args.decode_kernel)
             if args.decode_dense != "auto":
                 extra.append("--gpu-decode-dense=" + args.decode_dense)
+            if args.wgmma_tile_step != "0":
+                extra.append("--gpu-wgmma-tile-step=" + args.wgmma_tile_step)
             if args.dense_split_k != "auto":
                 extra.append("--gpu-dense-split-k=" + args.dense_split_k)
             subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",

@@ -193,6 +193,15 @@ make_case wgmma-m192-atomic-ragged --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-c
 make_case wgmma-m192-plain-rows --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-combine=rows --plain --activation gelu --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 384
 make_case wgmma-m192-band --gpu-path=wgmma --gpu-wgmma-rows=192 --top-k 2 --experts 8 --renormalize --tokens 700 --hidden 256 --ffn 256
 make_case auto-m192 --top-k 2 --experts 8 --renormalize --tokens 512 --hidden 256 --ffn 256
+# 192-row tiles 128 rows apart (--gpu-wgmma-tile-step=128: an expert's
+# tiles of 128 rows until at most 192 are left, its last tile): atomics at
+# about 750 rows an expert (last tiles of 65-128 rows and of 129-192, with
+# the band); ungated with combine by rows at about 256 (two 128-row tiles,
+# or one and a last of 129-192); the planner's own choice at 256 rows an
+# expert (it takes step 128 there).
+make_case wgmma-m192s128-atomic-ragged --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 256
+make_case wgmma-m192s128-plain-rows --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-combine=rows --plain --activation gelu --top-k 2 --experts 8 --tokens 1024 --hidden 256 --ffn 384
+make_case auto-m192s128 --top-k 2 --experts 8 --renormalize --tokens 1024 --hidden 256 --ffn 256
 # The planner's 64-row tiles where experts get a row or two (TMA weights,
 # combine by rows): a gated layer left to auto (6 tokens hit about 35 of 64
 # experts: 141 (tile, column block) pairs a kernel), and an ungated one with

@@ -99,6 +99,14 @@ cl::opt<int64_t> gpuWgmmaRows(
              "half the columns of the last 64; the producer form); 64 and "
              "192 take 256-column tiles"),
     cl::init(0), cl::cat(category));
+cl::opt<int64_t> gpuWgmmaTileStep(
+    "gpu-wgmma-tile-step",
+    cl::desc("rows from one of an expert's 192-row wgmma tiles to the next: "
+             "0 (default: 192 with --gpu-wgmma-rows=192, chosen per layer "
+             "where the planner takes 192-row tiles), 192, or 128 (tiles of "
+             "128 rows until at most 192 are left, the expert's last tile; "
+             "needs --gpu-wgmma-rows=192)"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuGemvLanes(
     "gpu-gemv-lanes",
     cl::desc("most lanes of a warp splitting K in the expert GEMVs: 0 "
@@ -397,10 +405,10 @@ int main(int argc, char **argv) {
     return fail("unknown --gpu-path '" + gpuPath +
                 "' (expected auto, gemv, mma or wgmma)");
   if (std::string why = moe::whyNotWgmmaOptions(
-          {gpuWgmmaColumns, gpuWgmmaStages, gpuWgmmaRows});
+          {gpuWgmmaColumns, gpuWgmmaStages, gpuWgmmaRows, gpuWgmmaTileStep});
       !why.empty())
     return fail("--gpu-wgmma-columns / --gpu-wgmma-stages / "
-                "--gpu-wgmma-rows: " + why);
+                "--gpu-wgmma-rows / --gpu-wgmma-tile-step: " + why);
   if (std::string why = moe::whyNotGemvTuning({gpuGemvLanes, gpuGemvUnroll});
       !why.empty())
     return fail("--gpu-gemv-lanes / --gpu-gemv-unroll: " + why);
@@ -547,6 +555,7 @@ int main(int argc, char **argv) {
     cudaOptions.wgmmaColumns = gpuWgmmaColumns;
     cudaOptions.wgmmaStages = gpuWgmmaStages;
     cudaOptions.wgmmaRows = gpuWgmmaRows;
+    cudaOptions.wgmmaTileStep = gpuWgmmaTileStep;
     cudaOptions.gemvLanes = gpuGemvLanes;
     cudaOptions.gemvUnroll = gpuGemvUnroll;
     cudaOptions.fusedGate = gpuFusedGate;

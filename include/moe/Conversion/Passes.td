@@ -88,6 +88,11 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "warpgroups on the same rows, each half the columns) or 192 "
            "(each warpgroup 64 rows of all columns and half the columns of "
            "the last 64; the producer form)">,
+    Option<"wgmmaTileStep", "wgmma-tile-step", "int64_t", "0",
+           "rows from one of an expert's 192-row tiles to the next: 0 (192 "
+           "where wgmma-rows=192; chosen per layer where the planner takes "
+           "192-row tiles), 192, or 128 (tiles of 128 rows until at most "
+           "192 are left, the expert's last tile)">,
     Option<"wgmmaQueue", "wgmma-queue", "std::string", "\"auto\"",
            "the producer-form wgmma kernels take their (tile, column block) "
            "pairs from a global counter in order instead of round-robin by "

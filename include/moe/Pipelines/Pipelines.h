@@ -45,6 +45,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("rows per wgmma tile: 0 (chosen per layer), 128, 64 "
                      "or 192"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> wgmmaTileStep{
+      *this, "wgmma-tile-step",
+      llvm::cl::desc("rows from one of an expert's 192-row tiles to the "
+                     "next: 0 (chosen), 192 or 128"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> mmaTileM{
       *this, "mma-tile-m",
       llvm::cl::desc("rows per tensor-core tile: 0 (chosen per layer), 64 "

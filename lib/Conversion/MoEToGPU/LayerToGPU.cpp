@@ -144,10 +144,32 @@ struct ConvertMoELayerToGpuCallPass
       return 64;
     if (s.experts > 1 && producerForm() &&
         whyNotWgmma({wgmmaColumns, wgmmaStages, kWgmmaTallRows}).empty() &&
-        expectedTileRows(s, kWgmmaTallRows) <=
-            kWgmmaTallMaxRows * expectedTileRows(s, kWgmmaTileM))
+        std::min(expectedTileRows(s, kWgmmaTallRows, kWgmmaTallRows),
+                 expectedTileRows(s, kWgmmaTallRows, kWgmmaTileM)) <=
+            kWgmmaTallMaxRows *
+                expectedTileRows(s, kWgmmaTileM, kWgmmaTileM))
       return kWgmmaTallRows;
     return kWgmmaTileM;
+  }
+  /// WgmmaTile::step of tiles of `rows` (0: `rows` apart): as asked, else
+  /// for 192-row tiles the planner chose, kWgmmaTileM where the tiles then
+  /// multiply at most kWgmmaTallMaxRows the rows of tiles 192 apart: an
+  /// expert's 256 +- 16 rows (DeepSeek-V3 at 8192 tokens, Mixtral at 1024)
+  /// 0.90x (288 against 320, as many as 128-row tiles); elsewhere in the
+  /// standard table 0.97-1.00x, where the longer tiles stay. Measured
+  /// against 128-row tiles (kernels under Nsight Compute): DeepSeek-V3
+  /// 8192 0.982x, Mixtral 1024 0.997x; a 128-row tile of the 192-row
+  /// kernel costs about 1.09x one of the 128-row kernel
+  /// (results/wgmma-tile-step-2026-12-04.md).
+  int64_t chooseWgmmaStep(const StageShape &s, int64_t rows) {
+    if (rows != kWgmmaTallRows || wgmmaTileStep == kWgmmaTallRows)
+      return 0;
+    if (wgmmaTileStep != 0 || wgmmaRows == kWgmmaTallRows)
+      return wgmmaTileStep;
+    return expectedTileRows(s, rows, kWgmmaTileM) <=
+                   kWgmmaTallMaxRows * expectedTileRows(s, rows, rows)
+               ? kWgmmaTileM
+               : 0;
   }
   /// Whether the options leave the wgmma expert kernels their producer
   /// warpgroup (the form 192-row tiles need).
@@ -155,19 +177,24 @@ struct ConvertMoELayerToGpuCallPass
     return wgmmaPersistent == "auto" || wgmmaPersistent == "producer" ||
            wgmmaPersistent == "tma";
   }
-  /// The rows the experts' tiles of `tileM` rows multiply, padding
-  /// included, expected under uniform random routing (an expert's rows
-  /// binomial over the tokens with probability k / E). A 192-row tile of at
-  /// most 128 rows multiplies 128.
-  static double expectedTileRows(const StageShape &s, int64_t tileM) {
+  /// The rows the experts' tiles of `tileM` rows, `step` apart (tiles
+  /// `step` apart until at most tileM rows are left: WgmmaTile::step),
+  /// multiply, padding included, expected under uniform random routing (an
+  /// expert's rows binomial over the tokens with probability k / E). A
+  /// 192-row tile of at most 128 rows multiplies 128.
+  static double expectedTileRows(const StageShape &s, int64_t tileM,
+                                 int64_t step) {
     double p = double(s.topK) / double(s.experts), n = double(s.tokens);
+    auto tileOf = [&](int64_t rest) -> int64_t {
+      return rest == 0                                          ? 0
+             : tileM == kWgmmaTallRows && rest <= kWgmmaTileM ? kWgmmaTileM
+                                                              : tileM;
+    };
     auto rowsOf = [&](int64_t r) -> double {
-      int64_t full = r / tileM, rest = r % tileM;
-      int64_t last = rest == 0 ? 0
-                     : tileM == kWgmmaTallRows && rest <= kWgmmaTileM
-                         ? kWgmmaTileM
-                         : tileM;
-      return double(full * tileM + last);
+      if (step == tileM)
+        return double(r / tileM * tileM + tileOf(r % tileM));
+      int64_t before = r <= tileM ? 0 : (r - tileM + step - 1) / step;
+      return double(before * step + tileOf(r - before * step));
     };
     if (p >= 1)
       return double(s.experts) * rowsOf(s.tokens);
@@ -246,6 +273,7 @@ struct ConvertMoELayerToGpuCallPass
     // with a third pipeline stage (more bytes in flight per SM).
     StringRef chosen = choosePath(s);
     WgmmaTile wgmmaTile{wgmmaColumns, wgmmaStages, chooseWgmmaRows(s)};
+    wgmmaTile.step = chooseWgmmaStep(s, wgmmaTile.rows);
     int64_t tileM = chosen == "wgmma" ? wgmmaTile.rows
                     : mmaTileM        ? mmaTileM
                     : rowsPerExpert(s) >= 96 ? 128
@@ -255,8 +283,11 @@ struct ConvertMoELayerToGpuCallPass
     if (chosen == "wgmma")
       plan.push_back(b.getNamedAttr(
           "wgmma_tile",
-          b.getDenseI64ArrayAttr(
-              {wgmmaTile.columns, wgmmaTile.stages, wgmmaTile.rows})));
+          wgmmaTile.step
+              ? b.getDenseI64ArrayAttr({wgmmaTile.columns, wgmmaTile.stages,
+                                        wgmmaTile.rows, wgmmaTile.step})
+              : b.getDenseI64ArrayAttr(
+                    {wgmmaTile.columns, wgmmaTile.stages, wgmmaTile.rows})));
     // 4 warps of 64 x 64 (per matrix 64 x 32 for pairs) measured 3-10%
     // faster than 8 warps of half the width at 128 to 8192 tokens.
     plan.push_back(b.getNamedAttr(
@@ -401,7 +432,8 @@ struct ConvertMoELayerToGpuCallPass
       return signalPassFailure();
     }
     if (std::string why =
-            whyNotWgmmaOptions({wgmmaColumns, wgmmaStages, wgmmaRows});
+            whyNotWgmmaOptions(
+                {wgmmaColumns, wgmmaStages, wgmmaRows, wgmmaTileStep});
         !why.empty()) {
       mlir::emitError(module.getLoc()) << why;
       return signalPassFailure();
@@ -639,7 +671,7 @@ void ExpertStage::decide(bool addsDenseStages) {
   wgmma = path == "wgmma";
   mma = path == "mma" || wgmma;
   if (auto t = plan.getAs<DenseI64ArrayAttr>("wgmma_tile"))
-    wgmmaTile = {t[0], t[1], t[2]};
+    wgmmaTile = {t[0], t[1], t[2], t.size() > 3 ? t[3] : 0};
   // (256 rows with the weights multicast over clusters of two blocks.)
   tileM = cast<IntegerAttr>(plan.get("tile_m")).getInt();
   // cp.async stages of the mma.sync tiles: a third at 64 rows (more bytes in
@@ -649,7 +681,8 @@ void ExpertStage::decide(bool addsDenseStages) {
   stages = mmaStagesAttr ? mmaStagesAttr.getInt() : tileM == 64 ? 3 : 2;
   warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
   auto tilesFor = [&](int64_t rows) { return (N + rows - 1) / rows + S; };
-  tiles = tilesFor(tileM); // upper bound
+  // (Tiles `step` apart number at most those of that many rows.)
+  tiles = tilesFor(wgmma && wgmmaTile.step ? wgmmaTile.step : tileM);
   mmaRouter = !dense && denseMatmulOnTensorCores(T, d, kTensorRouterRows);
   // Many tokens: routing selects in parallel over the GPU, then a block
   // per kRouteThreads assignments finishes (a single block would route
@@ -793,7 +826,7 @@ void ExpertStage::decide(bool addsDenseStages) {
   // tokens. At two tiles an expert (Mixtral 1024, DeepSeek-V3 8192)
   // 0.990-1.015x (results/weights-evict-first-2026-12-03.md).
   evictFirst = tmaWeights && choice("weights_evict_first") != "never" &&
-               rowsPerExpert < 2 * tileM;
+               rowsPerExpert < 2 * (wgmmaTile.step ? wgmmaTile.step : tileM);
   // The producer form's pairs from a global counter (MmaOptions::queue),
   // by default: pairs then start in their order, so the tiles of an expert
   // meet on a weight block in L2. DeepSeek-V3 at 8192 tokens: the down
@@ -818,7 +851,9 @@ void ExpertStage::decide(bool addsDenseStages) {
   auto groupTiles = [&](int64_t kDim, int64_t colBlocks) -> int64_t {
     auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
     int64_t g = asked ? asked.getInt()
-                      : planWgmmaGroup(kDim, tileM, colBlocks, rowsPerExpert);
+                      : planWgmmaGroup(kDim,
+                                       wgmmaTile.step ? wgmmaTile.step : tileM,
+                                       colBlocks, rowsPerExpert);
     return g >= tiles ? 0 : g;
   };
   // Column blocks: the up kernel's pairs take columns / 2 of each of the
@@ -857,6 +892,8 @@ void ExpertStage::decide(bool addsDenseStages) {
     ro.scaling = scaling.getValueAsDouble();
   if (mma)
     ro.tileRows = tileM;
+  if (wgmma && wgmmaTile.step)
+    ro.tileStep = wgmmaTile.step;
   // A decode step routes in one warp, without counts and scans.
   ro.oneToken = T == 1 && !mma;
 
@@ -928,6 +965,9 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
         b.getDenseI64ArrayAttr({tileM, wgmmaTile.columns, kWgmmaTileK})));
     planAttrs.push_back(
         b.getNamedAttr("stages", b.getI64IntegerAttr(wgmmaTile.stages)));
+    if (wgmmaTile.step)
+      planAttrs.push_back(
+          b.getNamedAttr("tile_step", b.getI64IntegerAttr(wgmmaTile.step)));
     planAttrs.push_back(b.getNamedAttr("tiles", b.getI64IntegerAttr(tiles)));
     // Tiles a group of the up and down kernels (0: all tiles per column
     // block).

@@ -57,6 +57,8 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
             std::to_string(o.topkGroup) + (o.groupTop2Sum ? "top2" : "max");
   if (o.tileRows)
     name += "_tiles" + std::to_string(o.tileRows);
+  if (o.tileStep && o.tileStep != o.tileRows)
+    name += "s" + std::to_string(o.tileStep);
   if (o.oneToken)
     name += "_t1";
   if (o.triggerDependents)
@@ -850,12 +852,24 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       sel(inRange, memref::LoadOp::create(b, loc, counts, safeTid), c32(0));
   Value flag = arith::ExtUIOp::create(b, loc, i32,
                                       icmp(P::sgt, count, c32(0)));
-  // Row tiles of the tensor-core path: ceil(count / tileRows) per expert.
+  // Row tiles of the tensor-core path: ceil(count / tileRows) per expert;
+  // with a shorter step, tiles `step` apart until at most tileRows rows are
+  // left: 1 up to tileRows rows, else ceil((count - (tileRows - step)) /
+  // step).
   Value tilesOf;
+  int64_t step = o.tileStep ? o.tileStep : o.tileRows;
   if (o.tileRows)
     tilesOf = arith::DivUIOp::create(
         b, loc, arith::AddIOp::create(b, loc, count, c32(o.tileRows - 1)),
         c32(o.tileRows));
+  if (o.tileRows && step != o.tileRows) {
+    Value past = arith::DivUIOp::create(
+        b, loc,
+        arith::AddIOp::create(b, loc, count,
+                              c32(step - 1 - (o.tileRows - step))),
+        c32(step));
+    tilesOf = sel(icmp(P::ugt, count, c32(o.tileRows)), past, tilesOf);
+  }
   memref::StoreOp::create(b, loc, count, scanA, tid);
   memref::StoreOp::create(b, loc, flag, scanB, tid);
   if (o.tileRows)
@@ -933,7 +947,7 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
           b, loc,
           arith::AddIOp::create(
               b, loc, rowStart,
-              toI32(arith::MulIOp::create(b, loc, within, ci(o.tileRows)))),
+              toI32(arith::MulIOp::create(b, loc, within, ci(step)))),
           tileRow, i);
     });
     Value totalTiles = toIndex(memref::LoadOp::create(b, loc, scanC, ci(E - 1)));

@@ -94,6 +94,12 @@ std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
     return std::to_string(t.rows) +
            "-row wgmma tiles are 256 columns wide, got " +
            std::to_string(t.columns);
+  if (t.step != 0 && t.step != t.rows &&
+      !(t.rows == kWgmmaTallRows && t.step == kWgmmaTileM))
+    return "wgmma tiles start " + std::to_string(t.rows) +
+           " rows apart (or " + std::to_string(kWgmmaTileM) + " with " +
+           std::to_string(kWgmmaTallRows) + "-row tiles), got " +
+           std::to_string(t.step);
   if (t.stages < 3 || wgmmaSharedBytes(t) > kWgmmaMaxSharedBytes)
     return std::to_string(t.stages) + " stages of a " +
            std::to_string(t.columns) + "-column tile do not fit: " +
@@ -103,6 +109,10 @@ std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
 }
 
 std::string mlir::moe::whyNotWgmmaOptions(const WgmmaTile &t) {
+  if (t.rows == 0 && t.step != 0)
+    return "a wgmma tile step needs the tiles' rows (" +
+           std::to_string(kWgmmaTallRows) + "), got step " +
+           std::to_string(t.step) + " with rows chosen per layer";
   if (t.rows != 0)
     return whyNotWgmma(t);
   // Rows chosen per layer: 128 must fit; the planner takes 64 only where
@@ -149,6 +159,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
                    stringifyActivation(o.activation) + "_bf16")
                       .str();
   return name + (t.rows != kWgmmaTileM ? "_m" + std::to_string(t.rows) : "") +
+         (t.tileStep() != t.rows ? "s" + std::to_string(t.tileStep()) : "") +
          "_n" + std::to_string(t.columns) + "_s" +
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
@@ -287,9 +298,13 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     return mul(xorI(chunk, remu(row, 8)), ci(8));
   };
   SmallVector<Chunk> aChunks, bChunks;
+  // A chunks of rows below kWgmmaTileM come first (a thread's chunk c is
+  // rows of c * threads / 8 on): the rest are a tall tile's band.
+  int64_t aMainChunks = 0;
   auto makeChunks = [&](Value thread, int64_t threads) {
   aChunks.clear();
   bChunks.clear();
+  aMainChunks = std::min<int64_t>(TM, kWgmmaTileM) * (TK / 8) / threads;
   for (int64_t c = 0; c < TM * (TK / 8) / threads; ++c) {
     Value v = add(thread, ci(c * threads));
     Chunk ch;
@@ -339,10 +354,26 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     auto count = [&](Value c) {
       return valid ? ops.select(valid, c, ci(0)) : c;
     };
-    for (auto [i, ch] : llvm::enumerate(aChunks))
-      tokens.push_back(asyncCopy16(b, loc, sA, {stage, ch.row, ch.col}, x,
-                                   {wk.aSources[2 * i], add(k0, ch.srcCol)},
-                                   count(wk.aSources[2 * i + 1])));
+    auto copyA = [&](size_t first, size_t last) {
+      for (size_t i = first; i < last; ++i) {
+        const Chunk &ch = aChunks[i];
+        tokens.push_back(asyncCopy16(b, loc, sA, {stage, ch.row, ch.col}, x,
+                                     {wk.aSources[2 * i], add(k0, ch.srcCol)},
+                                     count(wk.aSources[2 * i + 1])));
+      }
+    };
+    copyA(0, aMainChunks);
+    if (aMainChunks < int64_t(aChunks.size())) {
+      // A tall tile's band rows are copied only where its MMAs run: past
+      // 128 rows (no zero-filling of rows nothing reads; a 128-row tile of
+      // 192-row tiles 128 apart then fills its stage as a 128-row tile
+      // does).
+      assert(full && "tall tiles come with the producer form");
+      buildIfThen(b, loc,
+                  icmp(P::ugt, arith::SubIOp::create(b, loc, wk.end, wk.begin),
+                       ci(kWgmmaTileM)),
+                  [&] { copyA(aMainChunks, aChunks.size()); });
+    }
     for (const Chunk &ch : bChunks) {
       CopySource src = columnSource(b, loc, add(wk.col0, ch.srcCol), N);
       tokens.push_back(asyncCopy16(b, loc, sB,
@@ -742,6 +773,14 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         Value end = arith::MinUIOp::create(b, loc, add(half, ci(TM)), expertEnd);
         rows.end = ops.select(none, rows.begin, end);
         rows.begin = ops.select(none, rows.begin, half);
+      } else if (t.tileStep() != TM) {
+        // Tiles tileStep apart but the expert's last, which holds the rest
+        // (at most TM rows).
+        Value last = icmp(P::ule, arith::SubIOp::create(b, loc, expertEnd,
+                                                         rows.begin),
+                          ci(TM));
+        rows.end =
+            ops.select(last, expertEnd, add(rows.begin, ci(t.tileStep())));
       } else {
         rows.end = arith::MinUIOp::create(b, loc, add(rows.begin, ci(TM)),
                                           expertEnd);

@@ -439,6 +439,10 @@ struct RouteKernelOptions {
   /// arguments tileExpert, tileRow [TT] before the bias; tile t covers rows
   /// tileRow[t] .. + tileRows of expert tileExpert[t] (-1 past the last).
   int64_t tileRows = 0;
+  /// With tileStep (less than tileRows), an expert's tiles start tileStep
+  /// rows apart until at most tileRows of its rows are left: those are its
+  /// last tile (WgmmaTile::step).
+  int64_t tileStep = 0;
   RoutePart part = RoutePart::Whole;
   /// The gating kernel lets the next kernel launch right after its grid
   /// dependency wait, so that the next grid's blocks are resident, waiting,
@@ -728,6 +732,14 @@ struct WgmmaTile {
   /// its 64 rows of all columns plus half the columns of the last 64 rows
   /// (0.78x the shared-memory bytes per MMA of 128 rows).
   int64_t rows = kWgmmaTileM;
+  /// Rows from one of an expert's tiles to the next (0: `rows`). With
+  /// 192-row tiles, kWgmmaTileM: an expert's rows in tiles of 128 until at
+  /// most 192 are left, which are its last tile (the band multiplied only
+  /// there, and only past 128 rows): an expert's rows padded to a multiple
+  /// of 64 where its last 128 are at most 64 past a multiple of 128.
+  int64_t step = 0;
+  /// The rows between an expert's tiles.
+  int64_t tileStep() const { return step ? step : rows; }
 };
 /// Why `t` cannot be built (empty when it can).
 std::string whyNotWgmma(const WgmmaTile &t);

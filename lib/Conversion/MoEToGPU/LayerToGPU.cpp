@@ -159,7 +159,7 @@ struct ConvertMoELayerToGpuCallPass
   /// standard table 0.97-1.00x, where the longer tiles stay. Measured
   /// against 128-row tiles (kernels under Nsight Compute): DeepSeek-V3
   /// 8192 0.982x, Mixtral 1024 0.997x; a 128-row tile of the 192-row
-  /// kernel costs about 1.09x one of the 128-row kernel
+  /// kernel costs about 1.09-1.10x one of the 128-row kernel
   /// (results/wgmma-tile-step-2026-12-04.md).
   int64_t chooseWgmmaStep(const StageShape &s, int64_t rows) {
     if (rows != kWgmmaTallRows || wgmmaTileStep == kWgmmaTallRows)
@@ -601,6 +601,9 @@ struct ExpertStage {
   bool wgmma = false, mma = false;
   WgmmaTile wgmmaTile;
   int64_t tileM = 0, stages = 0, warps = 0, tiles = 0;
+  /// Rows from one of an expert's row tiles to the next: tileM, or
+  /// WgmmaTile::step where set.
+  int64_t tileStep = 0;
   bool mmaRouter = false, splitRoute = false, fusedGate = false;
   double rowsPerExpert = 0;
   int64_t expertRows = 0, ffnColumns = 0;
@@ -681,8 +684,9 @@ void ExpertStage::decide(bool addsDenseStages) {
   stages = mmaStagesAttr ? mmaStagesAttr.getInt() : tileM == 64 ? 3 : 2;
   warps = cast<IntegerAttr>(plan.get("mma_warps")).getInt();
   auto tilesFor = [&](int64_t rows) { return (N + rows - 1) / rows + S; };
+  tileStep = wgmma && wgmmaTile.step ? wgmmaTile.step : tileM;
   // (Tiles `step` apart number at most those of that many rows.)
-  tiles = tilesFor(wgmma && wgmmaTile.step ? wgmmaTile.step : tileM);
+  tiles = tilesFor(tileStep);
   mmaRouter = !dense && denseMatmulOnTensorCores(T, d, kTensorRouterRows);
   // Many tokens: routing selects in parallel over the GPU, then a block
   // per kRouteThreads assignments finishes (a single block would route
@@ -814,7 +818,7 @@ void ExpertStage::decide(bool addsDenseStages) {
       wgmmaTile.rows == kWgmmaTileM &&
       (wgmmaTile.columns / (gated ? 2 : 1) / 64) % 2 == 0;
   if (multicast) {
-    tileM = 2 * kWgmmaTileM;
+    tileM = tileStep = 2 * kWgmmaTileM;
     tiles = tilesFor(tileM);
   }
   // The weights' TMA loads with the L2 evict-first policy
@@ -826,7 +830,7 @@ void ExpertStage::decide(bool addsDenseStages) {
   // tokens. At two tiles an expert (Mixtral 1024, DeepSeek-V3 8192)
   // 0.990-1.015x (results/weights-evict-first-2026-12-03.md).
   evictFirst = tmaWeights && choice("weights_evict_first") != "never" &&
-               rowsPerExpert < 2 * (wgmmaTile.step ? wgmmaTile.step : tileM);
+               rowsPerExpert < 2 * tileStep;
   // The producer form's pairs from a global counter (MmaOptions::queue),
   // by default: pairs then start in their order, so the tiles of an expert
   // meet on a weight block in L2. DeepSeek-V3 at 8192 tokens: the down
@@ -851,9 +855,8 @@ void ExpertStage::decide(bool addsDenseStages) {
   auto groupTiles = [&](int64_t kDim, int64_t colBlocks) -> int64_t {
     auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
     int64_t g = asked ? asked.getInt()
-                      : planWgmmaGroup(kDim,
-                                       wgmmaTile.step ? wgmmaTile.step : tileM,
-                                       colBlocks, rowsPerExpert);
+                      : planWgmmaGroup(kDim, tileStep, colBlocks,
+                                       rowsPerExpert);
     return g >= tiles ? 0 : g;
   };
   // Column blocks: the up kernel's pairs take columns / 2 of each of the
@@ -890,10 +893,10 @@ void ExpertStage::decide(bool addsDenseStages) {
   }
   if (auto scaling = plan.getAs<FloatAttr>("scaling"))
     ro.scaling = scaling.getValueAsDouble();
-  if (mma)
+  if (mma) {
     ro.tileRows = tileM;
-  if (wgmma && wgmmaTile.step)
-    ro.tileStep = wgmmaTile.step;
+    ro.tileStep = tileStep;
+  }
   // A decode step routes in one warp, without counts and scans.
   ro.oneToken = T == 1 && !mma;
 

@@ -11,6 +11,13 @@
 // RUN: moe-compile %s --target=cuda --gpu-weights-evict-first=never --emit=mlir | FileCheck %s --check-prefix=NEVER
 // NEVER: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 22, 16>, path = "wgmma"
 // NEVER-NOT: _ef_q
+// At 8192 tokens (512 rows an expert) the planner's 192-row tiles 192 apart,
+// where starting each expert's K steps elsewhere measured slower: no
+// k_rotate (results/wgmma-k-order-2026-12-04.md).
+// RUN: sed 's/1024x2048/8192x2048/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=K8192
+// K8192-NOT: k_rotate
+// K8192: tile = array<i64: 192, 256, 64>
+// K8192-NOT: k_rotate
 func.func @layer(%x: tensor<1024x2048xbf16> {moe.input = "x"}, %router: tensor<2048x128xbf16> {moe.weight = "router"},
                  %w_up: tensor<128x2048x768xbf16> {moe.weight = "w_up"},
                  %w_gate: tensor<128x2048x768xbf16> {moe.weight = "w_gate"},

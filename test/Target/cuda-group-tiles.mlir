@@ -8,16 +8,17 @@
 // tiles 128 apart, so groups counted in tiles of 128): up 112 column
 // blocks, a wave's 1 tile raised to twice an expert's 2; down 16 column
 // blocks, a wave's 8 capped at the 6 of 24 MiB of rows; two tiles an
-// expert: no evict-first.
+// expert: no evict-first, and each expert's K steps from its own start
+// (k_rotate).
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=M1024
-// M1024: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, path = "wgmma"
+// M1024: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, k_rotate, path = "wgmma"
 // M1024-SAME: tile = array<i64: 192, 256, 64>, tile_step = 128 : i64, tiles = 24 : i64
 // M1024-NOT: evict_first
-// M1024: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_q
+// M1024: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_kr_q
 // Mixtral-sized, 8192 tokens (2048 rows an expert): twice an expert's 16
 // tiles is more than the 24 MiB caps (24, 6), which stay.
 // RUN: sed 's/1024x4096/8192x4096/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=M8192
-// M8192: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 24, 6>, path = "wgmma"
+// M8192: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 24, 6>, k_rotate, path = "wgmma"
 // M8192-NOT: evict_first
 // Asked for: both kernels take it.
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-group-tiles=3 --emit=mlir | FileCheck %s --check-prefix=ASKED

@@ -39,7 +39,7 @@
 // NOSPLIT-NOT: down_split_k
 // NOSPLIT: gpu.launch_func {{.*}}@moe_kernels::@moe_route_dense_coef_tiles128
 // NOSPLIT: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_
-// NOSPLIT: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_ws_tma_q blocks
+// NOSPLIT: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_ws_tma_kr_q blocks
 // CHECK-NOT: moe_combine
 // CHECK: moe_model_signature("capturable-step\0Adevice-input x BF16 512x256\0Adevice-weight router BF16 256x16\0Adevice-weight w_up BF16 16x256x128\0Adevice-weight w_gate BF16 16x256x128\0Adevice-weight w_down BF16 16x128x256\0Adevice-weight shared_up BF16 256x512\0Adevice-weight shared_gate BF16 256x512\0Adevice-weight shared_down BF16 512x256\0Adevice-weight shared_coef BF16 256x1\0Adevice-output y BF16 512x256\0A\00")
 

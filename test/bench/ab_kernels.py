@@ -2,7 +2,7 @@
 """A/B of compiled layers' kernel times under Nsight Compute (GPU machine).
 
     python3 test/bench/ab_kernels.py DIR_A,DIR_B[,...] SHAPE:TOKENS[,...]
-        [--rounds 2] [--out FILE.md]
+        [--rounds 2] [--out FILE.md] [--dram]
 
 For each layer and variant (DIR/SHAPE-tTOKENS.so from
 make-compiled-layers.py), runs profile_layer.py under `ncu` with the
@@ -14,6 +14,8 @@ kernels' (is_expert) and the ratios to the first
 variant; then each kernel's time. Locked clocks take away the drift of the
 boost clock under power that spreads graph replays by 10-15% at 8192
 tokens (results/routing-select-2026-12-04.md); launch gaps are not in it.
+--dram also takes each kernel's DRAM bytes read and L2 hit rate (more
+passes of each kernel under the profiler; the times stay one pass's).
 """
 import argparse
 import collections
@@ -28,10 +30,15 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def kernel_times(d, name, tokens):
-    """Kernel name -> microseconds of the layer's second run."""
+DRAM_METRICS = ["dram__bytes_read.sum", "lts__t_sector_hit_rate.pct"]
+
+
+def kernel_times(d, name, tokens, dram=False):
+    """Kernel name -> microseconds of the layer's second run; with dram,
+    also kernel name -> (DRAM GB read, L2 hit %)."""
+    metrics = ["gpu__time_duration.sum"] + (DRAM_METRICS if dram else [])
     cmd = ["ncu", "--kernel-name", "regex:^(moe_|round_)", "--metrics",
-           "gpu__time_duration.sum", "--csv", "--page", "raw", sys.executable, os.path.join(HERE, "profile_layer.py"),
+           ",".join(metrics), "--csv", "--page", "raw", sys.executable, os.path.join(HERE, "profile_layer.py"),
            name, str(tokens), d]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
@@ -45,12 +52,19 @@ def kernel_times(d, name, tokens):
     scale = unit.get(header.get("gpu__time_duration.sum", "nsecond"), 1e-3)
     # Two runs of the layer: the second half of its launches.
     rows = rows[len(rows) // 2:]
+    bytes_unit = {"byte": 1e-9, "Kbyte": 1e-6, "Mbyte": 1e-3, "Gbyte": 1.0}
+    bscale = bytes_unit.get(header.get("dram__bytes_read.sum", "byte"), 1e-9)
     out = collections.OrderedDict()
+    mem = collections.OrderedDict()
     for row in rows:
         t = scale * float(row["gpu__time_duration.sum"].replace(",", ""))
         k = row["Kernel Name"]
         out[k] = out.get(k, 0.0) + t
-    return out
+        if dram:
+            gb = bscale * float(row["dram__bytes_read.sum"].replace(",", ""))
+            hit = float(row["lts__t_sector_hit_rate.pct"].replace(",", ""))
+            mem[k] = (mem.get(k, (0.0, hit))[0] + gb, hit)
+    return (out, mem) if dram else out
 
 
 def is_expert(k):
@@ -69,16 +83,19 @@ def main():
     p.add_argument("layers")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default=None)
+    p.add_argument("--dram", action="store_true")
     args = p.parse_args()
     dirs = args.dirs.split(",")
     layers = [(s.split(":")[0], int(s.split(":")[1]))
               for s in args.layers.split(",")]
-    res = {}
+    res, mems = {}, {}
     for name, tokens in layers:
         for r in range(args.rounds):
             for d in dirs:
-                res.setdefault((name, tokens, d), []).append(
-                    kernel_times(d, name, tokens))
+                got = kernel_times(d, name, tokens, args.dram)
+                if args.dram:
+                    got, mems[(name, tokens, d)] = got
+                res.setdefault((name, tokens, d), []).append(got)
     labels = [os.path.basename(d.rstrip("/")) for d in dirs]
     gpu = subprocess.run(["nvidia-smi", "--query-gpu=name",
                           "--format=csv,noheader"], capture_output=True,
@@ -104,6 +121,11 @@ def main():
             detail.append(f"{name} {tokens} {os.path.basename(d)}: " + ", ".join(
                 f"{k} {statistics.median(r.get(k, 0.0) for r in runs):.1f}"
                 for k in runs[0]))
+            if args.dram:
+                detail.append(f"{name} {tokens} {os.path.basename(d)} DRAM "
+                              "GB read, L2 hit % (last round): " + ", ".join(
+                                  f"{k} {gb:.2f} GB {hit:.1f}%" for k, (gb, hit)
+                                  in mems[(name, tokens, d)].items()))
         lines.append(f"| {name} | {tokens} | " + " | ".join(
             f"{s:.1f} | {e:.1f}" for s, e in zip(sums, experts)) + " | " +
             " | ".join(f"{s / sums[0]:.3f}, {e / experts[0]:.3f}"

@@ -615,7 +615,8 @@ struct ExpertStage {
   /// A dense stage's wgmma down kernel: K splits over grid z (1: none).
   int64_t downSplitK = 1;
   bool producer = false, tmaWeights = false, multicast = false,
-       evictFirst = false, queue = false, persistent = false;
+       evictFirst = false, rotateK = false, queue = false,
+       persistent = false;
   bool decodeOverlap = false, overlapEnds = false;
   /// The routed stage's decode kernel: its GEMV items planned as for this
   /// percentage of the matrices.
@@ -831,6 +832,15 @@ void ExpertStage::decide(bool addsDenseStages) {
   // 0.990-1.015x (results/weights-evict-first-2026-12-03.md).
   evictFirst = tmaWeights && choice("weights_evict_first") != "never" &&
                rowsPerExpert < 2 * tileStep;
+  // Each expert's K steps from step 5 e on (MmaOptions::rotateK) where an
+  // expert gets two or more row tiles, but in tall tiles 192 apart: 0.95x
+  // the expert kernels' time at Mixtral and OLMoE 8192, 0.97x at
+  // DeepSeek-V3 8192; 1.01-1.03x in tall tiles 192 apart (qwen3 8192,
+  // OLMoE 1024), 1.17x at ds-moe-128 8192 (64 rows an expert), 1.01-1.03x
+  // at 128 tokens (results/wgmma-k-order-2026-12-04.md).
+  rotateK = producer &&
+            !(wgmmaTile.rows == kWgmmaTallRows && tileStep == tileM) &&
+            rowsPerExpert >= 2 * tileStep;
   // The producer form's pairs from a global counter (MmaOptions::queue),
   // by default: pairs then start in their order, so the tiles of an expert
   // meet on a weight block in L2. DeepSeek-V3 at 8192 tokens: the down
@@ -985,6 +995,8 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
       planAttrs.push_back(b.getNamedAttr("weights_tma", b.getUnitAttr()));
     if (evictFirst)
       planAttrs.push_back(b.getNamedAttr("evict_first", b.getUnitAttr()));
+    if (rotateK)
+      planAttrs.push_back(b.getNamedAttr("k_rotate", b.getUnitAttr()));
     if (multicast)
       planAttrs.push_back(
           b.getNamedAttr("weights_multicast", b.getI64IntegerAttr(2)));
@@ -1236,6 +1248,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     common.tmaWeights = p.tmaWeights;
     common.multicast = p.multicast;
     common.evictFirst = p.evictFirst;
+    common.rotateK = p.rotateK;
     common.queue = p.queue;
     MmaOptions upOpts = common;
     upOpts.gatherRows = true;
@@ -1254,6 +1267,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
       // The grid form over (tile, column block, K run).
       downOpts.persistent = downOpts.producer = downOpts.tmaWeights = false;
       downOpts.multicast = downOpts.queue = downOpts.evictFirst = false;
+      downOpts.rotateK = false;
       downOpts.groupTiles = 0;
       downOpts.splitK = true;
     }

@@ -164,7 +164,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
-         (o.tmaWeights ? "_tma" : "") + (o.evictFirst ? "_ef" : "") +
+         (o.tmaWeights ? "_tma" : "") + (o.evictFirst ? "_ef" : "") + (o.rotateK ? "_kr" : "") +
          (o.multicast ? "_mc2" : "") +
          (o.queue ? "_q" : "") +
          (o.splitK ? "_splitk" : "");
@@ -938,18 +938,56 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
               b, loc, barrierAt(add(ci(S), stageOf(g))), parityOf(g, 1),
               ticks);
         };
+        // The order of a pair's K steps (results/wgmma-k-order-2026-12-04.md,
+        // Nsight Compute at base clocks). A tile of more than 128 rows (a
+        // tall tile's band multiplied) takes about 1.5x as long a K step
+        // as one of at most 128, and takes two of every three steps first
+        // (step 3 i + c as its 2 i + c-th, c < 2), the third ones after:
+        // with tiles 128 apart, where such a tile is an expert's last and
+        // its other tiles, reading the same weight blocks, run at the 128
+        // rows' pace, it fell behind them (DeepSeek-V3 at 8192 tokens: the
+        // up kernel read 25.7 GB from DRAM against 20.6 with 128-row
+        // tiles). The up and down kernels took 0.93-0.97x the time there
+        // and at qwen3 8192 and OLMoE 1024 (tiles 192 apart). Then, but
+        // in tiles 192 apart, each expert's steps start at step 5 e mod
+        // the steps, so that the experts' tiles of a wave read different
+        // parts of K at a time: 0.95x at Mixtral and OLMoE 8192 (128-row
+        // tiles), 0.97x on top of the band order at DeepSeek-V3 8192
+        // (where the planner takes it: LayerToGPU).
+        auto kPosition = [&](Value kt, const Work &wk) -> Value {
+          Value pos = kt;
+          if (tall) {
+            Value band = icmp(P::ugt, arith::SubIOp::create(b, loc, wk.end,
+                                                            wk.begin),
+                              ci(kWgmmaTileM));
+            // n = 3 q + r steps: the first 2 q + r in pairs (3 i, 3 i + 1),
+            // then 3 i + 2.
+            Value q = divu(steps, 3), r = remu(steps, 3);
+            Value first = add(mul(q, ci(2)), r);
+            Value early = add(mul(divu(kt, 2), ci(3)), remu(kt, 2));
+            Value late = add(
+                mul(arith::SubIOp::create(b, loc, kt, first), ci(3)), ci(2));
+            pos = ops.select(
+                band, ops.select(icmp(P::ult, kt, first), early, late), kt);
+          }
+          if (!o.rotateK)
+            return pos;
+          Value start = arith::RemUIOp::create(b, loc, mul(wk.expert, ci(5)),
+                                               steps);
+          return arith::RemUIOp::create(b, loc, add(pos, start), steps);
+        };
         // Pair j's K steps (work wk) into the stages.
         auto producePair = [&](Value j, const Work &wk) {
           auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1));
           OpBuilder::InsertionGuard lg(b);
           b.setInsertionPointToStart(kLoop.getBody());
           Value kt = kLoop.getInductionVar();
+          Value k0 = mul(kPosition(kt, wk), ci(TK));
           Value g = add(mul(j, steps), kt);
           waitEmpty(g);
           if (o.tmaWeights)
             buildIfThen(b, loc, leader, [&] {
-              issueWeights(stageOf(g), mul(kt, ci(TK)), wk,
-                           barrierAt(stageOf(g)));
+              issueWeights(stageOf(g), k0, wk, barrierAt(stageOf(g)));
             });
           else if (o.queue)
             // (The leader's arrival orders its ring write before the MMA
@@ -958,8 +996,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
               NVVM::MBarrierArriveOp::create(b, loc, i64,
                                              barrierAt(stageOf(g)), Value());
             });
-          issue(stageOf(g), mul(kt, ci(TK)), wk, Value(),
-                barrierAt(stageOf(g)));
+          issue(stageOf(g), k0, wk, Value(), barrierAt(stageOf(g)));
         };
         if (o.queue) {
           // Pairs from the counter until it passes the last: the leader

@@ -641,6 +641,11 @@ struct MmaOptions {
   /// read again by every column block, and the buffers the next kernel
   /// reads stay in L2.
   bool evictFirst = false;
+  /// With producer: expert e's pairs take their K steps from step 5 e on
+  /// (mod the steps), so that the tiles of a wave's experts read different
+  /// parts of K at a time (the planner's choice where experts get two or
+  /// more row tiles).
+  bool rotateK = false;
   /// With producer, not multicast: the blocks take the pairs from a global
   /// counter (one more argument after the others: a zeroed i32 [1], used
   /// up by the launch) instead of round-robin by block index, so pairs start

@@ -202,6 +202,12 @@ make_case auto-m192 --top-k 2 --experts 8 --renormalize --tokens 512 --hidden 25
 make_case wgmma-m192s128-atomic-ragged --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 256
 make_case wgmma-m192s128-plain-rows --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-combine=rows --plain --activation gelu --top-k 2 --experts 8 --tokens 1024 --hidden 256 --ffn 384
 make_case auto-m192s128 --top-k 2 --experts 8 --renormalize --tokens 1024 --hidden 256 --ffn 256
+# The K steps' order (2026-12-04): a tall tile with its band takes steps
+# 3 i and 3 i + 1 first, then 3 i + 2; each expert's steps start at 5 e
+# (k_rotate, two or more tiles an expert). The cases above have 4 and 6 K
+# steps (n mod 3 = 1, 0); 5 steps here (320 = 5 x 64, n mod 3 = 2), 275
+# rows an expert (a 128-row tile and a tall one with its band).
+make_case wgmma-m192s128-k5 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 320 --ffn 320
 # The planner's 64-row tiles where experts get a row or two (TMA weights,
 # combine by rows): a gated layer left to auto (6 tokens hit about 35 of 64
 # experts: 141 (tile, column block) pairs a kernel), and an ungated one with

@@ -834,10 +834,11 @@ void ExpertStage::decide(bool addsDenseStages) {
                rowsPerExpert < 2 * tileStep;
   // Each expert's K steps from step 5 e on (MmaOptions::rotateK) where an
   // expert gets two or more row tiles, but in tall tiles 192 apart: 0.95x
-  // the expert kernels' time at Mixtral and OLMoE 8192, 0.97x at
-  // DeepSeek-V3 8192; 1.01-1.03x in tall tiles 192 apart (qwen3 8192,
-  // OLMoE 1024), 1.17x at ds-moe-128 8192 (64 rows an expert), 1.01-1.03x
-  // at 128 tokens (results/wgmma-k-order-2026-12-04.md).
+  // the expert kernels' time at Mixtral and OLMoE 8192, 0.97-0.98x on top
+  // of the band order at DeepSeek-V3 8192; no gain shown in tall tiles 192
+  // apart (qwen3 8192 0.942-0.967x with it, 0.934-0.946x without), 1.17x
+  // at ds-moe-128 8192 (64 rows an expert), 1.01-1.03x at 128 tokens
+  // (results/wgmma-k-order-2026-12-04.md).
   rotateK = producer &&
             !(wgmmaTile.rows == kWgmmaTallRows && tileStep == tileM) &&
             rowsPerExpert >= 2 * tileStep;

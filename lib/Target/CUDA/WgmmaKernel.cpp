@@ -948,12 +948,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         // rows' pace, it fell behind them (DeepSeek-V3 at 8192 tokens: the
         // up kernel read 25.7 GB from DRAM against 20.6 with 128-row
         // tiles). The up and down kernels took 0.93-0.97x the time there
-        // and at qwen3 8192 and OLMoE 1024 (tiles 192 apart). Then, but
-        // in tiles 192 apart, each expert's steps start at step 5 e mod
-        // the steps, so that the experts' tiles of a wave read different
-        // parts of K at a time: 0.95x at Mixtral and OLMoE 8192 (128-row
-        // tiles), 0.97x on top of the band order at DeepSeek-V3 8192
-        // (where the planner takes it: LayerToGPU).
+        // and at qwen3 8192 and OLMoE 1024 (tiles 192 apart), where the
+        // DRAM bytes moved less than the times: what else the order changes
+        // was not measured apart. Then, with rotateK, each expert's steps
+        // start at step 5 e mod the steps, so that the experts' tiles of a
+        // wave read different parts of K at a time: 0.95x at Mixtral and
+        // OLMoE 8192 (128-row tiles).
         auto kPosition = [&](Value kt, const Work &wk) -> Value {
           Value pos = kt;
           if (tall) {

@@ -164,7 +164,8 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
-         (o.tmaWeights ? "_tma" : "") + (o.evictFirst ? "_ef" : "") + (o.rotateK ? "_kr" : "") +
+         (o.tmaWeights ? "_tma" : "") + (o.evictFirst ? "_ef" : "") +
+         (o.rotateK ? "_kr" : "") +
          (o.multicast ? "_mc2" : "") +
          (o.queue ? "_q" : "") +
          (o.splitK ? "_splitk" : "");

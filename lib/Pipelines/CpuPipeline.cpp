@@ -68,6 +68,7 @@ void buildToLoops(OpPassManager &pm,
     layer.decodeDense = gpu->decodeDense;
     layer.denseSplitK = gpu->denseSplitK;
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
+    layer.wgmmaKOrder = gpu->wgmmaKOrder;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeGridShare = gpu->decodeGridShare;
     layer.densePath = gpu->densePath;

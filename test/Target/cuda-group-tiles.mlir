@@ -20,6 +20,14 @@
 // RUN: sed 's/1024x4096/8192x4096/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=M8192
 // M8192: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 24, 6>, k_rotate, path = "wgmma"
 // M8192-NOT: evict_first
+// --gpu-wgmma-k-order=never: no rotation (nor the tall tiles' band
+// order), said in the layer's attributes; an unknown value is an error.
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-k-order=never --emit=mlir | FileCheck %s --check-prefix=KNEVER
+// KNEVER: wgmma_k_order = "never"
+// KNEVER: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, path = "wgmma"
+// KNEVER: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_q
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-k-order=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=KBAD
+// KBAD: error: wgmma-k-order must be auto or never, got 'sometimes'
 // Asked for: both kernels take it.
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-group-tiles=3 --emit=mlir | FileCheck %s --check-prefix=ASKED
 // ASKED: group_tiles = array<i64: 3, 3>

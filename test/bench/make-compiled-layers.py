@@ -127,6 +127,9 @@ def main():
     p.add_argument("--wgmma-queue", default="auto",
                    help="auto, always or never: the producer-form wgmma "
                         "kernels take their pairs from a global counter")
+    p.add_argument("--wgmma-k-order", default="auto",
+                   help="auto or never: the wgmma producer's K-step order "
+                        "(a tall tile with its band, each expert's start)")
     p.add_argument("--weights-evict-first", default="auto",
                    help="auto or never: the wgmma kernels' TMA weight loads "
                         "with the L2 evict-first policy")
@@ -153,6 +156,8 @@ def main():
                 extra.append("--gpu-decode-dense=" + args.decode_dense)
             if args.wgmma_tile_step != "0":
                 extra.append("--gpu-wgmma-tile-step=" + args.wgmma_tile_step)
+            if args.wgmma_k_order != "auto":
+                extra.append("--gpu-wgmma-k-order=" + args.wgmma_k_order)
             if args.dense_split_k != "auto":
                 extra.append("--gpu-dense-split-k=" + args.dense_split_k)
             subprocess.run([args.moe_compile, base + ".mlir", "--target=cuda",

@@ -204,6 +204,13 @@ cl::opt<std::string> gpuDenseSplitK(
              "its column blocks leave most SMs idle: auto (default) or "
              "never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuWgmmaKOrder(
+    "gpu-wgmma-k-order",
+    cl::desc("the wgmma producer's K-step order: a 192-row tile that "
+             "multiplies its last 64 rows takes two of every three steps "
+             "first, and where experts get two or more row tiles each "
+             "expert's steps start at its own: auto (default) or never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuWeightsEvictFirst(
     "gpu-weights-evict-first",
     cl::desc("the wgmma kernels' TMA weight loads with the L2 evict-first "
@@ -569,6 +576,7 @@ int main(int argc, char **argv) {
     cudaOptions.decodeDense = gpuDecodeDense;
     cudaOptions.denseSplitK = gpuDenseSplitK;
     cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
+    cudaOptions.wgmmaKOrder = gpuWgmmaKOrder;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeGridShare = gpuDecodeGridShare;
     cudaOptions.densePath = gpuDensePath;

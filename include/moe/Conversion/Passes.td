@@ -137,6 +137,12 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "before its grid dependency wait, and the up GEMV lets it launch "
            "right after its own (and, at one token, the gating kernel and the "
            "down GEMV trigger early too): auto (the default) or never">,
+    Option<"wgmmaKOrder", "wgmma-k-order", "std::string", "\"auto\"",
+           "the wgmma producer's K-step order: a 192-row tile that "
+           "multiplies its last 64 rows takes two of every three steps "
+           "first, and where experts get two or more row tiles (but in "
+           "192-row tiles 192 apart) each expert's steps start at its own: "
+           "auto (the default) or never (every tile in order)">,
     Option<"weightsEvictFirst", "weights-evict-first", "std::string",
            "\"auto\"",
            "the wgmma kernels' TMA weight loads with the L2 evict-first "

@@ -77,6 +77,13 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "dependency wait, the up GEMV lets it launch early: "
                      "auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> wgmmaKOrder{
+      *this, "wgmma-k-order",
+      llvm::cl::desc("the wgmma producer's K-step order (a tall tile with "
+                     "its band two of every three steps first, each "
+                     "expert's steps from its own start): auto (default) "
+                     "or never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> weightsEvictFirst{
       *this, "weights-evict-first",
       llvm::cl::desc("the wgmma kernels' TMA weight loads with the L2 "

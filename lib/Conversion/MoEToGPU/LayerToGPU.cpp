@@ -326,13 +326,14 @@ struct ConvertMoELayerToGpuCallPass
   }
 
   /// The auto|never options, and the plan attribute each becomes.
-  SmallVector<std::tuple<StringRef, StringRef, std::string>, 6> switches() {
+  SmallVector<std::tuple<StringRef, StringRef, std::string>, 7> switches() {
     return {{"decode-overlap", "decode_overlap", decodeOverlap},
             {"stage-down", "stage_down", stageDown},
             {"decode-kernel", "decode_kernel", decodeKernel},
             {"decode-dense", "decode_dense", decodeDense},
             {"dense-split-k", "dense_split_k", denseSplitK},
-            {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
+            {"weights-evict-first", "weights_evict_first", weightsEvictFirst},
+            {"wgmma-k-order", "wgmma_k_order", wgmmaKOrder}};
   }
 
   void runOnOperation() override {
@@ -615,8 +616,8 @@ struct ExpertStage {
   /// A dense stage's wgmma down kernel: K splits over grid z (1: none).
   int64_t downSplitK = 1;
   bool producer = false, tmaWeights = false, multicast = false,
-       evictFirst = false, rotateK = false, queue = false,
-       persistent = false;
+       evictFirst = false, bandKOrder = false, rotateK = false,
+       queue = false, persistent = false;
   bool decodeOverlap = false, overlapEnds = false;
   /// The routed stage's decode kernel: its GEMV items planned as for this
   /// percentage of the matrices.
@@ -839,7 +840,9 @@ void ExpertStage::decide(bool addsDenseStages) {
   // apart (qwen3 8192 0.942-0.967x with it, 0.934-0.946x without), 1.17x
   // at ds-moe-128 8192 (64 rows an expert), 1.01-1.03x at 128 tokens
   // (results/wgmma-k-order-2026-12-04.md).
-  rotateK = producer &&
+  // (`wgmma_k_order = "never"`: neither this nor the band order.)
+  bandKOrder = choice("wgmma_k_order") != "never";
+  rotateK = producer && bandKOrder &&
             !(wgmmaTile.rows == kWgmmaTallRows && tileStep == tileM) &&
             rowsPerExpert >= 2 * tileStep;
   // The producer form's pairs from a global counter (MmaOptions::queue),
@@ -1249,6 +1252,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     common.tmaWeights = p.tmaWeights;
     common.multicast = p.multicast;
     common.evictFirst = p.evictFirst;
+    common.bandKOrder = p.bandKOrder;
     common.rotateK = p.rotateK;
     common.queue = p.queue;
     MmaOptions upOpts = common;

@@ -957,7 +957,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         // OLMoE 8192 (128-row tiles).
         auto kPosition = [&](Value kt, const Work &wk) -> Value {
           Value pos = kt;
-          if (tall) {
+          if (tall && o.bandKOrder) {
             Value band = icmp(P::ugt, arith::SubIOp::create(b, loc, wk.end,
                                                             wk.begin),
                               ci(kWgmmaTileM));

@@ -646,6 +646,10 @@ struct MmaOptions {
   /// parts of K at a time (the planner's choice where experts get two or
   /// more row tiles).
   bool rotateK = false;
+  /// With producer and 192-row tiles: a tile that multiplies its last 64
+  /// rows takes two of every three K steps first (at the pace of its
+  /// expert's 128-row tiles), the third ones after.
+  bool bandKOrder = false;
   /// With producer, not multicast: the blocks take the pairs from a global
   /// counter (one more argument after the others: a zeroed i32 [1], used
   /// up by the launch) instead of round-robin by block index, so pairs start

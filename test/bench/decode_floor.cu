@@ -1,0 +1,413 @@
+// What one token's MoE layer could take at best on one GPU: a bare read of
+// the experts' bytes in one kernel, in several forms, and the same read
+// behind an emulated routing step (a benchmark, run on the GPU machine):
+//   nvcc -O3 -arch=sm_90a -o /tmp/decode_floor test/bench/decode_floor.cu
+//   /tmp/decode_floor
+// Every form is one persistent kernel that resets its own counters (the
+// last block out), so it is timed both as a plain launch between two events
+// and as a one-node CUDA graph replayed between two events, as
+// gpu_moe_baselines.py times the compiled layers. L2 scrubbed (a 2x L2
+// memset) before each timed run; median of 20.
+// Forms:
+//   queue   chunks of C KB taken from a global counter (the decode kernel's
+//           items), 256 threads, 8 16-byte loads in flight a thread;
+//   static  block b reads chunks b, b + G, ... (no counter);
+//   bulk    one block an SM, a ring of S stages of C KB filled by
+//           cp.async.bulk (TMA) from thread 0, read back from shared memory;
+//   routed  the queue form behind a routing step: every block reads its
+//           share of an E x d bf16 router, sums it, counts itself done; the
+//           last one runs a k-round warp arg-max over E values and releases
+//           a flag that every block acquires before its first chunk.
+// The chunks are the k experts' matrices (random k of E) at their places in
+// a pool of all E experts, in the decode kernel's item order (matrix by
+// matrix, expert by expert).
+#include <cuda_runtime.h>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#define CHECK(x)                                                              \
+  do {                                                                        \
+    cudaError_t e = (x);                                                      \
+    if (e != cudaSuccess) {                                                   \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,         \
+                   cudaGetErrorString(e));                                    \
+      std::exit(1);                                                           \
+    }                                                                         \
+  } while (0)
+
+// [0] queue, [32] blocks gone, [64] router blocks done, [96] routed flag.
+__device__ unsigned counters[128];
+// Timestamps (ns, %globaltimer) of the last launch: [0] first block in,
+// [1] the routing block starts its top-k, [2] routed, [3] last block to see
+// the flag, [4] last block out.
+__device__ unsigned long long stamps[8];
+__device__ __forceinline__ unsigned long long now() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ void stamp(int i) { stamps[i] = now(); }
+__device__ __forceinline__ void stampMin(int i) { atomicMin(&stamps[i], now()); }
+__device__ __forceinline__ void stampMax(int i) { atomicMax(&stamps[i], now()); }
+
+enum Form { kQueue = 0, kStatic = 1, kBulk = 2, kRouted = 3 };
+
+struct Args {
+  const int4 *pool;
+  const long long *chunks; // byte offsets
+  int n, chunkVecs, form;
+  const int4 *router;  // routed: E x d bf16
+  int routerVecs;      // routed: 16-byte vectors of the router
+  int experts, k;      // routed: the arg-max rounds
+  int stages;          // bulk
+  unsigned *sink;
+};
+
+__device__ __forceinline__ unsigned ldAcquire(const unsigned *p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void stRelease(unsigned *p, unsigned v) {
+  asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ unsigned readChunk(const int4 *p, int vecs) {
+  unsigned acc = 0;
+  for (int i = threadIdx.x; i < vecs; i += 8 * blockDim.x) {
+    int4 v[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+      int j = i + u * blockDim.x;
+      v[u] = j < vecs ? __ldcs(p + j) : make_int4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < 8; ++u)
+      acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  return acc;
+}
+
+// The routing step of the routed form: the router's rows by block, sums
+// into `logits` (one per expert, atomics), the last block selects k experts.
+__device__ void route(const Args &a, float *logits) {
+  __shared__ unsigned last;
+  float sum = 0.f;
+  int per = (a.routerVecs + gridDim.x - 1) / gridDim.x;
+  int begin = blockIdx.x * per, end = min(a.routerVecs, begin + per);
+  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    int4 v = __ldcs(a.router + i);
+    sum += __int_as_float(v.x & 0x7fff0000) + __int_as_float(v.y << 16);
+  }
+  for (int o = 16; o; o >>= 1)
+    sum += __shfl_xor_sync(~0u, sum, o);
+  if (threadIdx.x % 32 == 0)
+    atomicAdd(&logits[(begin / 128 + threadIdx.x / 32) % a.experts], sum);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    last = atomicAdd(&counters[64], 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (last && threadIdx.x < 32) {
+    __threadfence();
+    stamp(1);
+    // The experts' logits in registers (up to 8 a lane), then k rounds of a
+    // warp arg-max by shuffles, the winner dropped each round.
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      int e = threadIdx.x + 32 * j;
+      v[j] = e < a.experts ? __ldcg(&logits[e]) : -1e30f;
+    }
+    unsigned picked = 0;
+    for (int r = 0; r < a.k; ++r) {
+      float m = -1e30f;
+      int id = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (v[j] > m) {
+          m = v[j];
+          id = threadIdx.x + 32 * j;
+        }
+      for (int o = 16; o; o >>= 1) {
+        float m2 = __shfl_xor_sync(~0u, m, o);
+        int id2 = __shfl_xor_sync(~0u, id, o);
+        if (m2 > m || (m2 == m && id2 < id)) {
+          m = m2;
+          id = id2;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (threadIdx.x + 32 * j == id)
+          v[j] = -1e30f;
+      picked += id;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      int e = threadIdx.x + 32 * j;
+      if (e < a.experts)
+        logits[e] = 0.f;
+    }
+    __syncwarp();
+    if (threadIdx.x == 0) {
+      stamp(2);
+      stRelease(&counters[96], 1u + (picked & 0));
+    }
+  }
+  if (threadIdx.x == 0) {
+    while (ldAcquire(&counters[96]) == 0)
+      ;
+    stampMax(3);
+  }
+  __syncthreads();
+}
+
+__device__ float routerLogits[1024];
+
+__global__ void __launch_bounds__(256) stream(Args a) {
+  __shared__ int item;
+  unsigned acc = 0;
+  if (threadIdx.x == 0)
+    stampMin(0);
+  if (a.form == kRouted)
+    route(a, routerLogits);
+  if (a.form == kStatic) {
+    for (int c = blockIdx.x; c < a.n; c += gridDim.x)
+      acc ^= readChunk(a.pool + a.chunks[c] / 16, a.chunkVecs);
+  } else if (a.form == kBulk) {
+    extern __shared__ __align__(128) int4 ring[];
+    __shared__ __align__(8) unsigned long long full[16];
+    int bytes = a.chunkVecs * 16;
+    unsigned ringBase = unsigned(__cvta_generic_to_shared(ring));
+    if (threadIdx.x == 0) {
+      for (int s = 0; s < a.stages; ++s) {
+        unsigned bar = unsigned(__cvta_generic_to_shared(&full[s]));
+        asm volatile("mbarrier.init.shared.b64 [%0], 1;" ::"r"(bar));
+      }
+      asm volatile("fence.mbarrier_init.release.cluster;");
+    }
+    __syncthreads();
+    // This block's chunks: b, b + G, ...
+    auto issue = [&](int c, int s) {
+      unsigned bar = unsigned(__cvta_generic_to_shared(&full[s]));
+      asm volatile("mbarrier.arrive.expect_tx.shared.b64 _, [%0], %1;" ::"r"(bar),
+                   "r"(bytes));
+      asm volatile(
+          "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
+          "[%0], [%1], %2, [%3];" ::"r"(ringBase + s * bytes),
+          "l"(reinterpret_cast<const char *>(a.pool) + a.chunks[c]), "r"(bytes),
+          "r"(bar)
+          : "memory");
+    };
+    int mine = (a.n - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
+    if (threadIdx.x == 0)
+      for (int i = 0; i < min(mine, a.stages); ++i)
+        issue(blockIdx.x + i * gridDim.x, i);
+    for (int i = 0; i < mine; ++i) {
+      int s = i % a.stages;
+      unsigned phase = (i / a.stages) & 1;
+      unsigned bar = unsigned(__cvta_generic_to_shared(&full[s]));
+      asm volatile(
+          "{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared.b64 p, [%0], %1;\n"
+          " @!p bra W;\n}" ::"r"(bar),
+          "r"(phase)
+          : "memory");
+      const int4 *p = ring + s * a.chunkVecs;
+      for (int j = threadIdx.x; j < a.chunkVecs; j += blockDim.x) {
+        int4 v = p[j];
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+      }
+      __syncthreads();
+      if (threadIdx.x == 0 && i + a.stages < mine)
+        issue(blockIdx.x + (i + a.stages) * gridDim.x, s);
+    }
+  } else {
+    for (;;) {
+      if (threadIdx.x == 0)
+        item = atomicAdd(&counters[0], 1u);
+      __syncthreads();
+      int c = item;
+      __syncthreads();
+      if (c >= a.n)
+        break;
+      acc ^= readChunk(a.pool + a.chunks[c] / 16, a.chunkVecs);
+    }
+  }
+  if (acc == 0x12345678u)
+    *a.sink = acc;
+  // The last block out resets the counters for the next launch.
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    stampMax(4);
+    __threadfence();
+    if (atomicAdd(&counters[32], 1u) == gridDim.x - 1) {
+      counters[0] = 0;
+      counters[64] = 0;
+      counters[96] = 0;
+      __threadfence();
+      counters[32] = 0;
+    }
+  }
+}
+
+int main() {
+  int sms = 0, l2 = 0;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+  CHECK(cudaFuncSetAttribute(stream, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             200 << 10));
+  size_t poolBytes = size_t(12) << 30;
+  int4 *pool;
+  CHECK(cudaMalloc(&pool, poolBytes));
+  CHECK(cudaMemset(pool, 1, poolBytes));
+  char *scrub;
+  CHECK(cudaMalloc(&scrub, 2 * size_t(l2)));
+  unsigned *sink;
+  CHECK(cudaMalloc(&sink, 4));
+  long long *dChunks;
+  CHECK(cudaMalloc(&dChunks, sizeof(long long) << 20));
+  int4 *router;
+  CHECK(cudaMalloc(&router, 1 << 21));
+  CHECK(cudaMemset(router, 0x3c, 1 << 21));
+  cudaEvent_t ea, eb;
+  CHECK(cudaEventCreate(&ea));
+  CHECK(cudaEventCreate(&eb));
+  cudaStream_t st;
+  CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  std::mt19937_64 rng(7);
+
+  std::vector<double> lastParts;
+  // Median us of 20 runs of `a` on `grid` blocks: plain launches (graph =
+  // false) or replays of a one-node graph.
+  auto time = [&](Args a, int grid, int threads, int smem, bool graph) {
+    cudaGraphExec_t exec = nullptr;
+    if (graph) {
+      cudaGraph_t g;
+      CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+      stream<<<grid, threads, smem, st>>>(a);
+      CHECK(cudaStreamEndCapture(st, &g));
+      CHECK(cudaGraphInstantiate(&exec, g, 0));
+      CHECK(cudaGraphDestroy(g));
+    }
+    std::vector<float> us;
+    std::vector<std::vector<double>> parts(4);
+    for (int r = 0; r < 23; ++r) {
+      unsigned long long init[8] = {~0ull, 0, 0, 0, 0, 0, 0, 0};
+      CHECK(cudaMemcpyToSymbolAsync(stamps, init, sizeof(init), 0,
+                                    cudaMemcpyHostToDevice, st));
+      CHECK(cudaMemsetAsync(scrub, r, 2 * size_t(l2), st));
+      CHECK(cudaEventRecord(ea, st));
+      if (graph)
+        CHECK(cudaGraphLaunch(exec, st));
+      else
+        stream<<<grid, threads, smem, st>>>(a);
+      CHECK(cudaEventRecord(eb, st));
+      CHECK(cudaEventSynchronize(eb));
+      float t;
+      CHECK(cudaEventElapsedTime(&t, ea, eb));
+      unsigned long long got[8];
+      CHECK(cudaMemcpyFromSymbol(got, stamps, sizeof(got)));
+      if (r >= 3) {
+        us.push_back(t * 1e3f);
+        if (a.form == kRouted)
+          for (int i = 0; i < 3; ++i)
+            parts[i].push_back((double(got[i + 1]) - double(got[i])) * 1e-3);
+        parts[3].push_back((double(got[4]) - double(got[0])) * 1e-3);
+      }
+    }
+    lastParts.clear();
+    for (auto &v : parts) {
+      std::sort(v.begin(), v.end());
+      lastParts.push_back(v.empty() ? 0.0 : v[v.size() / 2]);
+    }
+    CHECK(cudaGetLastError());
+    if (exec)
+      CHECK(cudaGraphExecDestroy(exec));
+    std::sort(us.begin(), us.end());
+    return double(us[us.size() / 2]);
+  };
+
+  struct Shape {
+    const char *name;
+    int experts, k, mats;
+    long long d, f;
+  };
+  Shape shapes[] = {{"qwen3-30b-a3b", 128, 8, 3, 2048, 768},
+                    {"olmoe-1b-7b", 64, 8, 3, 2048, 1024},
+                    {"ds-moe-128", 128, 1, 2, 2048, 8192}};
+  std::printf("| shape | MB | form | chunk KB | blocks/SM | stages | launch us | "
+              "graph us | graph GB/s | kernel span us | router us | top-k us | "
+              "flag seen us |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  Args none{};
+  none.pool = pool;
+  none.chunks = dChunks;
+  none.n = 0;
+  none.chunkVecs = 1;
+  none.form = kQueue;
+  none.sink = sink;
+  double t0 = time(none, sms * 2, 256, 0, false),
+         g0 = time(none, sms * 2, 256, 0, true);
+  std::printf("| empty | 0 | queue | - | 2 | - | %.1f | %.1f | - | %.1f | | | |\n",
+              t0, g0, lastParts[3]);
+  for (const Shape &s : shapes) {
+    long long matBytes = s.d * s.f * 2, expertBytes = s.mats * matBytes;
+    std::vector<int> ids(s.experts);
+    for (int i = 0; i < s.experts; ++i)
+      ids[i] = i;
+    std::shuffle(ids.begin(), ids.end(), rng);
+    long long total = expertBytes * s.k;
+    auto run = [&](int form, long long chunkKB, int bps, int stages) {
+      long long cb = chunkKB * 1024;
+      std::vector<long long> chunks;
+      for (int m = 0; m < s.mats; ++m)
+        for (int i = 0; i < s.k; ++i)
+          for (long long o = 0; o < matBytes; o += cb)
+            chunks.push_back((long long)ids[i] * expertBytes + m * matBytes + o);
+      CHECK(cudaMemcpy(dChunks, chunks.data(), chunks.size() * 8,
+                       cudaMemcpyHostToDevice));
+      Args a{};
+      a.pool = pool;
+      a.chunks = dChunks;
+      a.n = int(chunks.size());
+      a.chunkVecs = int(cb / 16);
+      a.form = form;
+      a.router = router;
+      a.routerVecs = int(s.d * s.experts * 2 / 16);
+      a.experts = s.experts;
+      a.k = s.k;
+      a.stages = stages;
+      a.sink = sink;
+      int grid = form == kBulk ? sms : sms * bps;
+      int smem = form == kBulk ? int(stages * cb) : 0;
+      double tl = time(a, grid, 256, smem, false), tg = time(a, grid, 256, smem, true);
+      static const char *names[] = {"queue", "static", "bulk", "routed"};
+      std::printf("| %s | %.1f | %s | %lld | %d | %s | %.1f | %.1f | %.0f | %.1f |",
+                  s.name, total / 1e6, names[form], chunkKB,
+                  form == kBulk ? 1 : bps,
+                  form == kBulk ? std::to_string(stages).c_str() : "-", tl, tg,
+                  total / tg / 1e3, lastParts[3]);
+      if (form == kRouted)
+        std::printf(" %.2f | %.2f | %.2f |\n", lastParts[0], lastParts[1],
+                    lastParts[2]);
+      else
+        std::printf(" | | |\n");
+      std::fflush(stdout);
+    };
+    for (long long c : {16LL, 32LL, 96LL})
+      for (int bps : {2, 4})
+        run(kQueue, c, bps, 0);
+    for (long long c : {16LL, 32LL})
+      run(kStatic, c, 2, 0);
+    run(kBulk, 48, 1, 4);
+    for (long long c : {16LL, 32LL})
+      for (int bps : {2, 4})
+        run(kRouted, c, bps, 0);
+  }
+  return 0;
+}

@@ -17,10 +17,18 @@
 //   routed  the queue form behind a routing step: every block reads its
 //           share of an E x d bf16 router, sums it, counts itself done; the
 //           last one runs a k-round warp arg-max over E values and releases
-//           a flag that every block acquires before its first chunk.
+//           a flag that every block acquires before its first chunk
+//           (steps: router and counter, arg-max rounds, flag seen by all);
+//   routed by clusters of 8: no grid-wide counter: every cluster of 8
+//           blocks reads the whole router (a block an eighth of its rows),
+//           sums the blocks' partials through distributed shared memory and
+//           selects the k experts by rank counting (steps: router rows,
+//           the cluster's exchange, the selection; each the last block's).
 // The chunks are the k experts' matrices (random k of E) at their places in
 // a pool of all E experts, in the decode kernel's item order (matrix by
 // matrix, expert by expert).
+#include <cooperative_groups.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <algorithm>
 #include <cstdio>
@@ -54,7 +62,7 @@ __device__ __forceinline__ void stamp(int i) { stamps[i] = now(); }
 __device__ __forceinline__ void stampMin(int i) { atomicMin(&stamps[i], now()); }
 __device__ __forceinline__ void stampMax(int i) { atomicMax(&stamps[i], now()); }
 
-enum Form { kQueue = 0, kStatic = 1, kBulk = 2, kRouted = 3 };
+enum Form { kQueue = 0, kStatic = 1, kBulk = 2, kRouted = 3, kCluster8 = 4 };
 
 struct Args {
   const int4 *pool;
@@ -256,6 +264,107 @@ __global__ void __launch_bounds__(256) stream(Args a) {
   }
 }
 
+namespace cg = cooperative_groups;
+
+// The routed form without a grid-wide counter: every cluster of 8 blocks
+// reduces the whole router itself (block r its rows [r d / 8, (r + 1) d /
+// 8), partial sums exchanged through distributed shared memory), selects
+// the k experts by rank counting (thread e counts the experts ahead of
+// it), and streams. Needs d = 2048 and E in {64, 128}.
+constexpr int kCluster = 8;
+__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(256)
+    streamCluster(Args a, const __nv_bfloat16 *x) {
+  __shared__ float part[256 / 8][128 + 1];
+  __shared__ float partial[128];
+  __shared__ float logit[128];
+  __shared__ int chosen[8];
+  __shared__ int item;
+  cg::cluster_group cluster = cg::this_cluster();
+  if (threadIdx.x == 0)
+    stampMin(0);
+  const int d = 2048, E = a.experts, groups = E / 8,
+            lanes = 256 / groups, rows = d / kCluster;
+  int r = int(cluster.block_rank());
+  int g = threadIdx.x % groups, lane = threadIdx.x / groups;
+  const int4 *w = a.router; // [d, E] bf16, 16 bytes = 8 experts
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int4 v[16];
+  int per = rows / lanes; // 16 (E = 128) or 8 (E = 64)
+#pragma unroll
+  for (int i = 0; i < 16; ++i)
+    if (i < per)
+      v[i] = __ldcg(w + (r * rows + lane + i * lanes) * groups + g);
+#pragma unroll
+  for (int i = 0; i < 16; ++i)
+    if (i < per) {
+      float xv = __bfloat162float(x[r * rows + lane + i * lanes]);
+      const __nv_bfloat16 *h = reinterpret_cast<const __nv_bfloat16 *>(&v[i]);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        acc[j] += xv * __bfloat162float(h[j]);
+    }
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+    part[lane][g * 8 + j] = acc[j];
+  __syncthreads();
+  if (threadIdx.x < E) {
+    float sum = 0.f;
+    for (int l = 0; l < lanes; ++l)
+      sum += part[l][threadIdx.x];
+    partial[threadIdx.x] = sum;
+  }
+  if (threadIdx.x == 0)
+    stampMax(1);
+  cluster.sync();
+  if (threadIdx.x < E) {
+    float sum = 0.f;
+#pragma unroll
+    for (int q = 0; q < kCluster; ++q)
+      sum += cluster.map_shared_rank(partial, q)[threadIdx.x];
+    logit[threadIdx.x] = sum;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0)
+    stampMax(2);
+  if (threadIdx.x < E) {
+    float me = logit[threadIdx.x];
+    int rank = 0;
+    for (int e = 0; e < E; ++e) {
+      float o = logit[e];
+      rank += (o > me) | ((o == me) & (e < int(threadIdx.x)));
+    }
+    if (rank < a.k)
+      chosen[rank] = threadIdx.x;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0)
+    stampMax(3);
+  unsigned accx = unsigned(chosen[0]) & 0x80000000u;
+  for (;;) {
+    if (threadIdx.x == 0)
+      item = atomicAdd(&counters[0], 1u);
+    __syncthreads();
+    int c = item;
+    __syncthreads();
+    if (c >= a.n)
+      break;
+    accx ^= readChunk(a.pool + a.chunks[c] / 16, a.chunkVecs);
+  }
+  if (accx == 0x12345678u)
+    *a.sink = accx;
+  // No block leaves while another of its cluster may read its partials.
+  cluster.sync();
+  if (threadIdx.x == 0) {
+    stampMax(4);
+    __threadfence();
+    if (atomicAdd(&counters[32], 1u) == gridDim.x - 1) {
+      counters[0] = 0;
+      __threadfence();
+      counters[32] = 0;
+    }
+  }
+}
+
 int main() {
   int sms = 0, l2 = 0;
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -275,6 +384,9 @@ int main() {
   int4 *router;
   CHECK(cudaMalloc(&router, 1 << 21));
   CHECK(cudaMemset(router, 0x3c, 1 << 21));
+  __nv_bfloat16 *xDev;
+  CHECK(cudaMalloc(&xDev, 2048 * 2));
+  CHECK(cudaMemset(xDev, 0x3c, 2048 * 2));
   cudaEvent_t ea, eb;
   CHECK(cudaEventCreate(&ea));
   CHECK(cudaEventCreate(&eb));
@@ -285,12 +397,18 @@ int main() {
   std::vector<double> lastParts;
   // Median us of 20 runs of `a` on `grid` blocks: plain launches (graph =
   // false) or replays of a one-node graph.
+  auto launch = [&](const Args &a, int grid, int threads, int smem) {
+    if (a.form == kCluster8)
+      streamCluster<<<grid, threads, 0, st>>>(a, xDev);
+    else
+      stream<<<grid, threads, smem, st>>>(a);
+  };
   auto time = [&](Args a, int grid, int threads, int smem, bool graph) {
     cudaGraphExec_t exec = nullptr;
     if (graph) {
       cudaGraph_t g;
       CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-      stream<<<grid, threads, smem, st>>>(a);
+      launch(a, grid, threads, smem);
       CHECK(cudaStreamEndCapture(st, &g));
       CHECK(cudaGraphInstantiate(&exec, g, 0));
       CHECK(cudaGraphDestroy(g));
@@ -306,7 +424,7 @@ int main() {
       if (graph)
         CHECK(cudaGraphLaunch(exec, st));
       else
-        stream<<<grid, threads, smem, st>>>(a);
+        launch(a, grid, threads, smem);
       CHECK(cudaEventRecord(eb, st));
       CHECK(cudaEventSynchronize(eb));
       float t;
@@ -315,7 +433,7 @@ int main() {
       CHECK(cudaMemcpyFromSymbol(got, stamps, sizeof(got)));
       if (r >= 3) {
         us.push_back(t * 1e3f);
-        if (a.form == kRouted)
+        if (a.form == kRouted || a.form == kCluster8)
           for (int i = 0; i < 3; ++i)
             parts[i].push_back((double(got[i + 1]) - double(got[i])) * 1e-3);
         parts[3].push_back((double(got[4]) - double(got[0])) * 1e-3);
@@ -342,8 +460,8 @@ int main() {
                     {"olmoe-1b-7b", 64, 8, 3, 2048, 1024},
                     {"ds-moe-128", 128, 1, 2, 2048, 8192}};
   std::printf("| shape | MB | form | chunk KB | blocks/SM | stages | launch us | "
-              "graph us | graph GB/s | kernel span us | router us | top-k us | "
-              "flag seen us |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "graph us | graph GB/s | kernel span us | step 1 us | step 2 us | "
+              "step 3 us |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   Args none{};
   none.pool = pool;
   none.chunks = dChunks;
@@ -384,15 +502,34 @@ int main() {
       a.stages = stages;
       a.sink = sink;
       int grid = form == kBulk ? sms : sms * bps;
+      if (form == kCluster8) {
+        // Only as many clusters as fit at once (a cluster's blocks share a
+        // GPC): a later cluster would start when an earlier one ends.
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(grid);
+        cfg.blockDim = dim3(256);
+        cudaLaunchAttribute attr;
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = kCluster;
+        attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        int clusters = 0;
+        CHECK(cudaOccupancyMaxActiveClusters(&clusters, streamCluster, &cfg));
+        grid = std::min(grid, clusters * kCluster);
+      }
       int smem = form == kBulk ? int(stages * cb) : 0;
       double tl = time(a, grid, 256, smem, false), tg = time(a, grid, 256, smem, true);
-      static const char *names[] = {"queue", "static", "bulk", "routed"};
-      std::printf("| %s | %.1f | %s | %lld | %d | %s | %.1f | %.1f | %.0f | %.1f |",
+      static const char *names[] = {"queue", "static", "bulk", "routed",
+                                    "routed by clusters of 8"};
+      std::printf("| %s | %.1f | %s | %lld | %s | %s | %.1f | %.1f | %.0f | %.1f |",
                   s.name, total / 1e6, names[form], chunkKB,
-                  form == kBulk ? 1 : bps,
+                  form == kCluster8 ? (std::to_string(bps) + " (" +
+                                       std::to_string(grid) + " blocks)").c_str()
+                  : std::to_string(form == kBulk ? 1 : bps).c_str(),
                   form == kBulk ? std::to_string(stages).c_str() : "-", tl, tg,
                   total / tg / 1e3, lastParts[3]);
-      if (form == kRouted)
+      if (form == kRouted || form == kCluster8)
         std::printf(" %.2f | %.2f | %.2f |\n", lastParts[0], lastParts[1],
                     lastParts[2]);
       else
@@ -408,6 +545,9 @@ int main() {
     for (long long c : {16LL, 32LL})
       for (int bps : {2, 4})
         run(kRouted, c, bps, 0);
+    for (long long c : {16LL, 32LL})
+      for (int bps : {2, 4})
+        run(kCluster8, c, bps, 0);
   }
   return 0;
 }

@@ -10,16 +10,18 @@
 // coefficient): the shared expert's GEMVs run as items of the routed
 // experts' decode kernel, which then takes their arguments after the routed
 // GEMVs'. Its items are planned as a share of the decode kernel's GEMVs
-// (8 up items: 4 K splits of each matrix, 4 lanes; 16 down items), not as
-// launches of their own (32 up items, 2 lanes); no routing kernel of its
-// own, no GEMV kernels after it.
+// (8 up items: 4 K splits of each matrix; 16 down items), not as launches
+// of their own (32 up items, 2 lanes), and its up items take all 256
+// threads of the decode kernel's blocks (8 lanes a column group where
+// their launch would take 128 threads of 4 lanes, the same 64 rows an
+// item); no routing kernel of its own, no GEMV kernels after it.
 // CALL-LABEL: func.func private @__moe_gpu_layer_0(
 // CALL-SAME: shared = {gated, mma_warps = 4 : i64, path = "gemv", rows_per_expert = 1.000000e+00 : f64
 // CHECK-LABEL: llvm.func @__moe_gpu_layer_0(
 // CHECK-SAME: decode_dense = array<i64: 8, 16>, decode_kernel =
 // CHECK-SAME: shared = {down = {{.*}}, in_decode_kernel, path = "gemv", router = "dense", slots = 1 : i64
 // CHECK-NOT: gpu.launch_func
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_decode_{{.*}}_dense_up_pair_r1_l4_u8_early_t1_t128_down_{{[a-z0-9_]*}}_silu_gated_s16_early_t1_t64 blocks in
+// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_decode_{{.*}}_dense_up_pair_r1_l8_u8_early_t1_t256_down_{{[a-z0-9_]*}}_silu_gated_s16_early_t1_t64 blocks in
 // CHECK-NEXT: gpu.launch_func {{.*}}@moe_kernels::@round_bf16
 // CHECK-NOT: gpu.launch_func
 // With the dense stage apart: the decode kernel, then the shared expert's

@@ -480,7 +480,8 @@ int main() {
       ids[i] = i;
     std::shuffle(ids.begin(), ids.end(), rng);
     long long total = expertBytes * s.k;
-    auto run = [&](int form, long long chunkKB, int bps, int stages) {
+    auto run = [&](int form, long long chunkKB, int bps, int stages,
+                   int threads = 256) {
       long long cb = chunkKB * 1024;
       std::vector<long long> chunks;
       for (int m = 0; m < s.mats; ++m)
@@ -519,11 +520,15 @@ int main() {
         grid = std::min(grid, clusters * kCluster);
       }
       int smem = form == kBulk ? int(stages * cb) : 0;
-      double tl = time(a, grid, 256, smem, false), tg = time(a, grid, 256, smem, true);
+      double tl = time(a, grid, threads, smem, false),
+             tg = time(a, grid, threads, smem, true);
       static const char *names[] = {"queue", "static", "bulk", "routed",
                                     "routed by clusters of 8"};
+      std::string label = names[form];
+      if (threads != 256)
+        label += " (" + std::to_string(threads) + " threads)";
       std::printf("| %s | %.1f | %s | %lld | %s | %s | %.1f | %.1f | %.0f | %.1f |",
-                  s.name, total / 1e6, names[form], chunkKB,
+                  s.name, total / 1e6, label.c_str(), chunkKB,
                   form == kCluster8 ? (std::to_string(bps) + " (" +
                                        std::to_string(grid) + " blocks)").c_str()
                   : std::to_string(form == kBulk ? 1 : bps).c_str(),
@@ -539,6 +544,9 @@ int main() {
     for (long long c : {16LL, 32LL, 96LL})
       for (int bps : {2, 4})
         run(kQueue, c, bps, 0);
+    for (long long c : {64LL, 128LL})
+      for (int threads : {192, 256})
+        run(kQueue, c, 2, 0, threads);
     for (long long c : {16LL, 32LL})
       run(kStatic, c, 2, 0);
     run(kBulk, 48, 1, 4);

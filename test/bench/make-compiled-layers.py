@@ -136,6 +136,9 @@ def main():
     p.add_argument("--combine", default="auto",
                    help="auto, atomic or rows: how the tensor-core paths' "
                         "down projection meets each token's k rows")
+    p.add_argument("--extra", default="",
+                   help="more moe-compile options, space-separated (e.g. "
+                        "'--gpu-gemv-unroll=4')")
     p.add_argument("--decode-stages", default="0",
                    help="0, 2 or 3: K steps each thread of the decode "
                         "kernel's GEMV items keeps in flight by cp.async")
@@ -149,7 +152,7 @@ def main():
             with open(base + ".mlir", "w") as fh:
                 fh.write(layer_mlir(E, k, d, f, a, gated, t, shared, coef,
                                     ROUTING.get(name)))
-            extra = []
+            extra = args.extra.split()
             if args.decode_kernel != "auto":
                 extra.append("--gpu-decode-kernel=" + args.decode_kernel)
             if args.decode_dense != "auto":

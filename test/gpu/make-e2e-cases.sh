@@ -100,6 +100,11 @@ make_case decode-sigmoid-bias --gpu-ffn-columns=-1 --sigmoid --bias --top-k 4 --
 make_case decode-ragged --gpu-ffn-columns=-1 --top-k 2 --experts 8 --tokens 1 --hidden 1000 --ffn 256
 make_case decode-gelu-plain --gpu-ffn-columns=-1 --top-k 2 --plain --activation gelu --experts 8 --tokens 1 --hidden 192 --ffn 320
 make_case decode-top1-chain --gpu-ffn-columns=-1 --top-k 1 --experts 32 --tokens 1 --hidden 128 --ffn 256
+# GEMV items split to take all 256 threads of the decode block (2026-12-04):
+# qwen3's up GEMV shape (hidden 2048, ffn 768: 3 column blocks of 8 lanes,
+# 192-row K chunks, the last one 128 rows), with a cp.async ring too.
+make_case decode-fill --gpu-ffn-columns=-1 --top-k 8 --experts 16 --tokens 1 --hidden 2048 --ffn 768
+make_case decode-fill-ring --gpu-decode-stages=2 --gpu-ffn-columns=-1 --top-k 8 --experts 16 --tokens 1 --hidden 2048 --ffn 768
 # Its GEMV items through a cp.async ring in dynamic shared memory (beside
 # the static buffers; GEMV blocks of 32 threads in the ragged one).
 make_case decode-stages --gpu-decode-stages=3 --gpu-ffn-columns=-1 --top-k 8 --experts 64 --tokens 1 --hidden 256 --ffn 512

@@ -237,6 +237,36 @@ GemvGrid mlir::moe::planGemv(int64_t k, int64_t m, int64_t active,
   return g;
 }
 
+GemvGrid mlir::moe::fillGemvBlock(const GemvGrid &g, int64_t k, int64_t m,
+                                  int64_t threads) {
+  if (g.threads >= threads)
+    return g;
+  int64_t cols = m / kGemvColumnsPerThread;
+  // The weight bytes of one of g's blocks.
+  int64_t itemCols = std::min(cols, g.threads / g.lanes) * kGemvColumnsPerThread;
+  int64_t itemBytes = g.kchunk * itemCols * 2;
+  // A warp covers 32 / lanes column groups, a block threads / lanes: the
+  // fewest lanes whose blocks split the columns evenly.
+  for (int64_t lanes = 1; lanes <= 8; lanes *= 2) {
+    int64_t groups = threads / lanes, step = g.unroll * lanes;
+    if (groups > cols || cols % groups || k % step)
+      continue;
+    // Not coarser than g's items (fewer of them): rows / step does not
+    // depend on the lanes, so no other split fits either.
+    int64_t rows = itemBytes / (groups * kGemvColumnsPerThread * 2);
+    if (rows < step)
+      return g;
+    GemvGrid f = g;
+    f.lanes = lanes;
+    f.threads = threads;
+    f.blocksX = cols / groups;
+    f.kchunk = std::min(rows / step * step, k / step * step);
+    f.splits = (k + f.kchunk - 1) / f.kchunk;
+    return f;
+  }
+  return g;
+}
+
 gpu::GPUFuncOp mlir::moe::getOrBuildKernel(
     gpu::GPUModuleOp kernels, StringRef name,
     function_ref<gpu::GPUFuncOp()> build) {

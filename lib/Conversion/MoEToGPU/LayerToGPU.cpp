@@ -639,6 +639,9 @@ struct ExpertStage {
   /// The GEMV grids (and the down GEMV's staging) for `upMatrices` and
   /// `downMatrices` matrices of this stage's sizes in one launch.
   void planGemvs(int64_t upMatrices, int64_t downMatrices);
+  /// The GEMV grids as items of the decode kernel's blocks
+  /// (fillGemvBlock): every thread of a block loads.
+  void fillDecodeItems();
   /// Whether the decode kernel of this (routed) stage can run dense stage
   /// `s` as items of its own.
   bool canRunInDecode(const ExpertStage &s) const {
@@ -756,6 +759,8 @@ void ExpertStage::decide(bool addsDenseStages) {
       planGemvs(S * (gated ? 2 : 1), S);
     }
   }
+  if (decodeKernel)
+    fillDecodeItems();
 
   // The tensor-core paths' combine. "atomic": the down kernel adds each
   // weighted row into the f32 output [T, d] by atomics, then the rounding
@@ -945,6 +950,24 @@ void ExpertStage::planGemvs(int64_t upMatrices, int64_t downMatrices) {
                       expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
                   ? downGrid.kchunk
                   : 0;
+}
+
+// The decode kernel's blocks have kDecodeThreads threads; a GEMV planned
+// for its own launch may take fewer (qwen3's up projection: 96 column
+// groups of 768 columns, two lanes each, 192 threads), leaving a quarter
+// of the block's loads unissued for the whole up phase. A bare read of
+// one token's experts with 192 of 256 threads loading took 1.8-2.6 us
+// longer (results/decode-floor-2026-12-04.md).
+void ExpertStage::fillDecodeItems() {
+  upGrid = fillGemvBlock(upGrid, d, f, kDecodeThreads);
+  GemvGrid down = fillGemvBlock(downGrid, f, d, kDecodeThreads);
+  // The down items stage their input rows (stageRows = its K chunk).
+  if (down.kchunk == downGrid.kchunk ||
+      expertRows * down.kchunk * 4 <= kGemvStageBytes) {
+    downGrid = down;
+    if (stageRows)
+      stageRows = downGrid.kchunk;
+  }
 }
 
 SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
@@ -1574,6 +1597,7 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
         llvm::divideCeil((routed.S * mats * routed.f + denseMats * fs) * share,
                          fs * 100),
         llvm::divideCeil((routed.S * routed.f + fs) * share, fs * 100));
+    inDecode->fillDecodeItems();
     if (routed.canRunInDecode(*inDecode)) {
       inDecode->inDecodeKernel = true;
       routed.decodeDense = inDecode;

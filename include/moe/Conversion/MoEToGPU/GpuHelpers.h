@@ -149,6 +149,13 @@ constexpr int64_t kGemvThreadsPerSm = 1024;
 constexpr int64_t kGemvStageBytes = 16 << 10;
 GemvGrid planGemv(int64_t k, int64_t m, int64_t active,
                   GemvTuning tuning = {});
+/// `g` (a grid of planGemv(k, m, ...)) as items of a block of `threads`
+/// threads (the decode kernel's): where g's blocks have fewer threads, the
+/// columns split over more blocks (blocksX) and more lanes (up to 8) so
+/// that every thread of the block loads, with about the weight bytes of
+/// one of g's blocks an item; `g` itself where no such split exists.
+GemvGrid fillGemvBlock(const GemvGrid &g, int64_t k, int64_t m,
+                       int64_t threads);
 
 /// The body of a GPU dense-part helper (DenseToGPU.cpp); `deviceArgs` as
 /// for buildGpuLayerBody, out-parameters included.

@@ -30,22 +30,13 @@
 #include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include "read_chunk.cuh"
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
-
-#define CHECK(x)                                                              \
-  do {                                                                        \
-    cudaError_t e = (x);                                                      \
-    if (e != cudaSuccess) {                                                   \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,         \
-                   cudaGetErrorString(e));                                    \
-      std::exit(1);                                                           \
-    }                                                                         \
-  } while (0)
 
 // [0] queue, [32] blocks gone, [64] router blocks done, [96] routed flag.
 __device__ unsigned counters[128];
@@ -84,20 +75,20 @@ __device__ __forceinline__ void stRelease(unsigned *p, unsigned v) {
   asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
-__device__ __forceinline__ unsigned readChunk(const int4 *p, int vecs) {
+// Chunks taken from the queue counter until none is left.
+__device__ unsigned readQueue(const Args &a) {
+  __shared__ int item;
   unsigned acc = 0;
-  for (int i = threadIdx.x; i < vecs; i += 8 * blockDim.x) {
-    int4 v[8];
-#pragma unroll
-    for (int u = 0; u < 8; ++u) {
-      int j = i + u * blockDim.x;
-      v[u] = j < vecs ? __ldcs(p + j) : make_int4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < 8; ++u)
-      acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  for (;;) {
+    if (threadIdx.x == 0)
+      item = atomicAdd(&counters[0], 1u);
+    __syncthreads();
+    int c = item;
+    __syncthreads();
+    if (c >= a.n)
+      return acc;
+    acc ^= readChunk(a.pool + a.chunks[c] / 16, a.chunkVecs);
   }
-  return acc;
 }
 
 // The routing step of the routed form: the router's rows by block, sums
@@ -179,7 +170,6 @@ __device__ void route(const Args &a, float *logits) {
 __device__ float routerLogits[1024];
 
 __global__ void __launch_bounds__(256) stream(Args a) {
-  __shared__ int item;
   unsigned acc = 0;
   if (threadIdx.x == 0)
     stampMin(0);
@@ -236,16 +226,7 @@ __global__ void __launch_bounds__(256) stream(Args a) {
         issue(blockIdx.x + (i + a.stages) * gridDim.x, s);
     }
   } else {
-    for (;;) {
-      if (threadIdx.x == 0)
-        item = atomicAdd(&counters[0], 1u);
-      __syncthreads();
-      int c = item;
-      __syncthreads();
-      if (c >= a.n)
-        break;
-      acc ^= readChunk(a.pool + a.chunks[c] / 16, a.chunkVecs);
-    }
+    acc ^= readQueue(a);
   }
   if (acc == 0x12345678u)
     *a.sink = acc;
@@ -278,7 +259,6 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(256)
   __shared__ float partial[128];
   __shared__ float logit[128];
   __shared__ int chosen[8];
-  __shared__ int item;
   cg::cluster_group cluster = cg::this_cluster();
   if (threadIdx.x == 0)
     stampMin(0);
@@ -339,17 +319,7 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(256)
   __syncthreads();
   if (threadIdx.x == 0)
     stampMax(3);
-  unsigned accx = unsigned(chosen[0]) & 0x80000000u;
-  for (;;) {
-    if (threadIdx.x == 0)
-      item = atomicAdd(&counters[0], 1u);
-    __syncthreads();
-    int c = item;
-    __syncthreads();
-    if (c >= a.n)
-      break;
-    accx ^= readChunk(a.pool + a.chunks[c] / 16, a.chunkVecs);
-  }
+  unsigned accx = (unsigned(chosen[0]) & 0x80000000u) ^ readQueue(a);
   if (accx == 0x12345678u)
     *a.sink = accx;
   // No block leaves while another of its cluster may read its partials.
@@ -366,21 +336,14 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(256)
 }
 
 int main() {
-  int sms = 0, l2 = 0;
-  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
   CHECK(cudaFuncSetAttribute(stream, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              200 << 10));
-  size_t poolBytes = size_t(12) << 30;
-  int4 *pool;
-  CHECK(cudaMalloc(&pool, poolBytes));
-  CHECK(cudaMemset(pool, 1, poolBytes));
-  char *scrub;
-  CHECK(cudaMalloc(&scrub, 2 * size_t(l2)));
-  unsigned *sink;
-  CHECK(cudaMalloc(&sink, 4));
-  long long *dChunks;
-  CHECK(cudaMalloc(&dChunks, sizeof(long long) << 20));
+  ReadBuffers buf;
+  int sms = buf.sms, l2 = buf.l2;
+  int4 *pool = buf.pool;
+  char *scrub = buf.scrub;
+  unsigned *sink = buf.sink;
+  long long *dChunks = buf.chunks;
   int4 *router;
   CHECK(cudaMalloc(&router, 1 << 21));
   CHECK(cudaMemset(router, 0x3c, 1 << 21));

@@ -10,21 +10,13 @@
 // write) before each timed run. Prints GB/s per case (median of 20) and
 // the ratio to the contiguous read of the same bytes.
 #include <cuda_runtime.h>
+#include "read_chunk.cuh"
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
-
-#define CHECK(x)                                                              \
-  do {                                                                        \
-    cudaError_t e = (x);                                                      \
-    if (e != cudaSuccess) {                                                   \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e));            \
-      std::exit(1);                                                           \
-    }                                                                         \
-  } while (0)
 
 __device__ unsigned queue;
 
@@ -42,18 +34,7 @@ __global__ void __launch_bounds__(256) readChunks(const int4 *pool,
     __syncthreads();
     if (c >= n)
       break;
-    const int4 *p = pool + chunks[c] / 16;
-    for (int i = threadIdx.x; i < chunkVecs; i += 8 * blockDim.x) {
-      int4 v[8];
-#pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        int j = i + u * blockDim.x;
-        v[u] = j < chunkVecs ? __ldcs(p + j) : make_int4(0, 0, 0, 0);
-      }
-#pragma unroll
-      for (int u = 0; u < 8; ++u)
-        acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-    }
+    acc ^= readChunk(pool + chunks[c] / 16, chunkVecs);
   }
   if (acc == 0x12345678u)
     *sink = acc;
@@ -62,20 +43,13 @@ __global__ void __launch_bounds__(256) readChunks(const int4 *pool,
 __global__ void resetQueue() { queue = 0; }
 
 int main() {
-  int sms = 0;
-  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  int l2 = 0;
-  CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
-  size_t poolBytes = size_t(12) << 30;
-  int4 *pool;
-  CHECK(cudaMalloc(&pool, poolBytes));
-  CHECK(cudaMemset(pool, 1, poolBytes));
-  char *scrub;
-  CHECK(cudaMalloc(&scrub, 2 * size_t(l2)));
-  unsigned *sink;
-  CHECK(cudaMalloc(&sink, 4));
-  long long *dChunks;
-  CHECK(cudaMalloc(&dChunks, sizeof(long long) << 20));
+  ReadBuffers buf;
+  int sms = buf.sms, l2 = buf.l2;
+  size_t poolBytes = buf.poolBytes;
+  int4 *pool = buf.pool;
+  char *scrub = buf.scrub;
+  unsigned *sink = buf.sink;
+  long long *dChunks = buf.chunks;
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
   CHECK(cudaEventCreate(&b));

@@ -954,10 +954,11 @@ void ExpertStage::planGemvs(int64_t upMatrices, int64_t downMatrices) {
 
 // The decode kernel's blocks have kDecodeThreads threads; a GEMV planned
 // for its own launch may take fewer (qwen3's up projection: 96 column
-// groups of 768 columns, two lanes each, 192 threads), leaving a quarter
-// of the block's loads unissued for the whole up phase. A bare read of
-// one token's experts with 192 of 256 threads loading took 1.8-2.6 us
-// longer (results/decode-floor-2026-12-04.md).
+// groups, 768 columns, two lanes each: 192 threads), leaving a quarter of
+// the block's loads unissued for the whole up phase. A bare read of one
+// token's experts with 192 of 256 threads loading took 1.8-2.6 us longer
+// in 64 KB chunks, 0.6-2.0 in 128 KB (results/decode-floor-2026-12-04.md);
+// qwen3's layer at one token 0.983x (results/decode-fill-2026-12-04.md).
 void ExpertStage::fillDecodeItems() {
   upGrid = fillGemvBlock(upGrid, d, f, kDecodeThreads);
   GemvGrid down = fillGemvBlock(downGrid, f, d, kDecodeThreads);

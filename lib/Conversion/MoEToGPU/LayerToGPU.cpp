@@ -639,6 +639,8 @@ struct ExpertStage {
   /// The GEMV grids (and the down GEMV's staging) for `upMatrices` and
   /// `downMatrices` matrices of this stage's sizes in one launch.
   void planGemvs(int64_t upMatrices, int64_t downMatrices);
+  /// The rows a down GEMV block of `down` stages (its K chunk), or 0.
+  int64_t stageRowsOf(const GemvGrid &down) const;
   /// The GEMV grids as items of the decode kernel's blocks
   /// (fillGemvBlock): every thread of a block loads.
   void fillDecodeItems();
@@ -944,12 +946,16 @@ void ExpertStage::planGemvs(int64_t upMatrices, int64_t downMatrices) {
     tuning = {t[0], t[1]};
   upGrid = planGemv(d, f, upMatrices, tuning);
   downGrid = planGemv(f, d, downMatrices, tuning);
+  stageRows = stageRowsOf(downGrid);
+}
+
+int64_t ExpertStage::stageRowsOf(const GemvGrid &down) const {
   // The down GEMV's input (the activation of the up projection) computed
   // once a block into shared memory, where a block's rows fit 16 KiB.
-  stageRows = gemvExperts && choice("stage_down") != "never" &&
-                      expertRows * downGrid.kchunk * 4 <= kGemvStageBytes
-                  ? downGrid.kchunk
-                  : 0;
+  return gemvExperts && choice("stage_down") != "never" &&
+                 expertRows * down.kchunk * 4 <= kGemvStageBytes
+             ? down.kchunk
+             : 0;
 }
 
 // The decode kernel's blocks have kDecodeThreads threads; a GEMV planned
@@ -961,13 +967,11 @@ void ExpertStage::planGemvs(int64_t upMatrices, int64_t downMatrices) {
 // qwen3's layer at one token 0.983x (results/decode-fill-2026-12-04.md).
 void ExpertStage::fillDecodeItems() {
   upGrid = fillGemvBlock(upGrid, d, f, kDecodeThreads);
+  // The down items keep staging their input (or not) as planned.
   GemvGrid down = fillGemvBlock(downGrid, f, d, kDecodeThreads);
-  // The down items stage their input rows (stageRows = its K chunk).
-  if (down.kchunk == downGrid.kchunk ||
-      expertRows * down.kchunk * 4 <= kGemvStageBytes) {
+  if ((stageRowsOf(down) != 0) == (stageRows != 0)) {
     downGrid = down;
-    if (stageRows)
-      stageRows = downGrid.kchunk;
+    stageRows = stageRowsOf(down);
   }
 }
 

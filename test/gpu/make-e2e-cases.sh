@@ -10,6 +10,7 @@
 set -e
 dir=${1:-build/gpu-e2e}
 rm -rf "$dir"
+mkdir -p "$dir"
 # Only the executables and the generator's arguments travel: the device
 # regenerates the same weights, inputs and reference outputs from them
 # (moe-testgen is deterministic for a given seed), which keeps the carried
@@ -26,10 +27,12 @@ make_case() {
   while case "$1" in --gpu-*=*) true;; *) false;; esac; do path="$path $1"; shift; done
   mkdir -p "$dir/$name"
   echo "--dtype bf16 --seed $seed $*" > "$dir/$name/gen-args"
-  build/bin/moe-testgen gen --out "$dir/$name" --dtype bf16 --seed $seed "$@" > /dev/null
+  # (The model alone: the weights, inputs and reference are made there.)
+  build/bin/moe-testgen gen --out "$dir/$name" --model-only --dtype bf16 \
+    --seed $seed "$@" > /dev/null || return 1
+  # shellcheck disable=SC2086
   build/bin/moe-compile "$dir/$name/model.mlir" --target=cuda --cpu=x86-64-v3 \
-    $path -o "$dir/$name/model"
-  rm -f "$dir/$name"/*.safetensors
+    $path -o "$dir/$name/model" || return 1
 }
 make_case fused-mixtral --top-k 2 --renormalize --tokens 16 --hidden 128 --ffn 256 --experts 8
 make_case qwen --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 128 --shared-gated --shared-coef
@@ -222,6 +225,10 @@ make_case wgmma-m64-tma-top1 --gpu-path=wgmma --gpu-wgmma-rows=64 --plain --acti
 # The combine by rows beside the gating kernel: nothing to clear (a
 # 0-byte accumulator allocation).
 make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-combine=rows --top-k 2 --experts 8 --tokens 16 --hidden 128 --ffn 128
+# The gating kernel with nothing to clear (mma.sync experts combining by
+# rows at 3 tokens: an empty buffer to clear; the compiler crashed on it
+# until 2026-12-04, found by test/fuzz/cuda-compile-sweep.py).
+make_case gate-nothing-to-clear --top-k 8 --plain --activation gelu --experts 16 --tokens 3 --hidden 384 --ffn 128
 # Decomposed layers (routing on the CPU, experts on the GPU): capacity drops.
 make_case capacity-drops --top-k 2 --tokens 32 --capacity 0.5 --hidden 64 --ffn 64
 # The PR-MoE residual MLP as an expert stage of its own (fused since
@@ -245,4 +252,25 @@ make_case groups-decode-shared --sigmoid --bias --groups 8 4 --group-top2-sum --
 make_case groups-many-tokens --sigmoid --bias --groups 8 4 --group-top2-sum --top-k 8 --experts 64 --renormalize --scaling 2.5 --tokens 2000 --hidden 256 --ffn 128 --shared 256 --shared-gated
 make_case groups-max --groups 8 3 --top-k 6 --experts 64 --tokens 300 --hidden 128 --ffn 128
 make_case groups-of-20 --groups 8 3 --top-k 6 --experts 160 --tokens 64 --hidden 128 --ffn 128 --shared 256 --shared-gated
+# RANDOM_CASES=N: N more layers drawn as test/fuzz/cuda-compile-sweep.py
+# draws them (sizes off the kernels' tiles, every score function, groups,
+# capacities, shared experts, the PR-MoE MLP, a few forced --gpu-*
+# choices), named random-<i>; a draw the compiler refuses with a message is
+# left out (the sweep itself checks the refusals are clean).
+if [ "${RANDOM_CASES:-0}" -gt 0 ]; then
+  i=0
+  python3 "$(dirname "$0")/../fuzz/cuda-compile-sweep.py" \
+      --print-cases "$RANDOM_CASES" --seed "$seed" > "$dir/.random-cases"
+  while IFS='	' read -r comp gen; do
+    i=$((i + 1))
+    name=random-$i
+    # shellcheck disable=SC2086
+    if ! make_case "$name" $comp $gen 2> "$dir/.refusal"; then
+      grep -q "error: " "$dir/.refusal" || { cat "$dir/.refusal"; exit 1; }
+      echo "$name refused: $(grep -m1 "error: " "$dir/.refusal")"
+      rm -rf "${dir:?}/$name"
+    fi
+  done < "$dir/.random-cases"
+  rm -f "$dir/.random-cases" "$dir/.refusal"
+fi
 echo "made $(ls "$dir" | wc -l) cases in $dir"

@@ -129,6 +129,9 @@ void HostBuilder::copy(Value dst, Value src) {
 void HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<int64_t> grid,
                          ArrayRef<int64_t> block, ValueRange args,
                          int64_t sharedBytes, ArrayRef<int64_t> cluster) {
+  assert(kernel && llvm::all_of(args, [](Value v) { return bool(v); }) &&
+         "a launch of a kernel that was not built, or with an argument the "
+         "plan did not make");
   SmallVector<Value> operands;
   for (Value v : args) {
     auto t = dyn_cast<MemRefType>(v.getType());

@@ -1134,7 +1134,10 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     zeroShapes.push_back({T, E});
   Value clearInGate;
   SmallVector<Value> zeroedBuffers;
-  if (!zeroShapes.empty()) {
+  // (The gating kernel takes its buffer to clear even where nothing is
+  // accumulated: the combine by rows on tensor cores, no queue; then an
+  // empty one.)
+  if (!zeroShapes.empty() || p.fusedGate) {
     SmallVector<Type> zeroTypes(zeroShapes.size(), f32);
     if (p.queue)
       std::fill_n(zeroTypes.begin() + queueAt, 2, i32);

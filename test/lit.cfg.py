@@ -32,6 +32,8 @@ if config.moe_has_ptxas:
 # GPU tests run only where a CUDA driver and a GPU are present.
 if config.moe_has_cuda_gpu:
     config.available_features.add("cuda")
+    # Models compiled for the GPU must not fall back to their CPU code here.
+    config.environment["MOERT_DEVICE"] = "gpu"
 
 # Partitioned models run under Open MPI's mpirun (one process per rank).
 import shutil

@@ -346,10 +346,11 @@ static bool queuesOnlyDeviceWork(ModuleOp module, LLVM::LLVMFuncOp entry,
   return true;
 }
 
-LogicalResult mlir::moe::addExecutableEntry(ModuleOp module,
-                                            const ModelSignature &given,
-                                            bool report) {
-  ModelSignature signature = given;
+namespace {
+/// Adds `<prefix>_signature` (the signature's text) and `<prefix>_run` (the
+/// entry called with the buffers' addresses).
+LogicalResult addModelRun(ModuleOp module, ModelSignature &signature,
+                          StringRef prefix, bool report) {
   MLIRContext *ctx = module.getContext();
   auto entry = module.lookupSymbol<LLVM::LLVMFuncOp>(signature.entry);
   if (!entry)
@@ -368,7 +369,6 @@ LogicalResult mlir::moe::addExecutableEntry(ModuleOp module,
   OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
   Location loc = entry.getLoc();
   auto ptr = LLVM::LLVMPointerType::get(ctx);
-  auto i32 = IntegerType::get(ctx, 32);
   auto voidTy = LLVM::LLVMVoidType::get(ctx);
 
   std::string why;
@@ -383,49 +383,136 @@ LogicalResult mlir::moe::addExecutableEntry(ModuleOp module,
     emitRemark(entry.getLoc())
         << "a call of the model does host work (" << why
         << "): its steps run without a CUDA graph";
-  // const char moe_model_signature[] = "...";
+  // const char <prefix>_signature[] = "...";
   std::string text = signature.serialize();
   text.push_back('\0');
   auto arrayTy = LLVM::LLVMArrayType::get(IntegerType::get(ctx, 8), text.size());
   LLVM::GlobalOp::create(b, loc, arrayTy, /*isConstant=*/true,
-                         LLVM::Linkage::External, "moe_model_signature",
+                         LLVM::Linkage::External, (prefix + "_signature").str(),
                          b.getStringAttr(text));
 
-  // void moe_model_run(void **buffers) { entry(buffers[0], ...); }
+  // void <prefix>_run(void **buffers) { entry(buffers[0], ...); }
   auto runTy = LLVM::LLVMFunctionType::get(voidTy, {ptr});
-  auto run = LLVM::LLVMFuncOp::create(b, loc, "moe_model_run", runTy);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    Block *body = run.addEntryBlock(b);
-    b.setInsertionPointToStart(body);
-    SmallVector<Value> args;
-    for (size_t i = 0; i < numBuffers; ++i) {
-      Value slot = LLVM::GEPOp::create(b, loc, ptr, ptr, body->getArgument(0),
-                                       ArrayRef<LLVM::GEPArg>{int32_t(i)});
-      args.push_back(LLVM::LoadOp::create(b, loc, ptr, slot));
+  auto run =
+      LLVM::LLVMFuncOp::create(b, loc, (prefix + "_run").str(), runTy);
+  OpBuilder::InsertionGuard guard(b);
+  Block *body = run.addEntryBlock(b);
+  b.setInsertionPointToStart(body);
+  SmallVector<Value> args;
+  for (size_t i = 0; i < numBuffers; ++i) {
+    Value slot = LLVM::GEPOp::create(b, loc, ptr, ptr, body->getArgument(0),
+                                     ArrayRef<LLVM::GEPArg>{int32_t(i)});
+    args.push_back(LLVM::LoadOp::create(b, loc, ptr, slot));
+  }
+  LLVM::CallOp::create(b, loc, entry, args);
+  LLVM::ReturnOp::create(b, loc, ValueRange{});
+  return success();
+}
+
+/// Whether `op` only declares its symbol (an external function, or an
+/// external global without a value).
+bool isDeclaration(Operation &op) {
+  if (auto fn = dyn_cast<LLVM::LLVMFuncOp>(op))
+    return fn.isExternal();
+  if (auto global = dyn_cast<LLVM::GlobalOp>(op))
+    return !global.getValue() && global.getInitializerRegion().empty() &&
+           global.getLinkage() == LLVM::Linkage::External;
+  return false;
+}
+} // namespace
+
+LogicalResult mlir::moe::mergeCpuFallback(ModuleOp module, ModuleOp cpu,
+                                          ModelSignature &cpuSignature) {
+  MLIRContext *ctx = module.getContext();
+  // Every definition gets a name of its own first ("moe_cpu." cannot clash:
+  // the GPU code defines no such names).
+  for (Operation &op : cpu.getBody()->getOperations()) {
+    auto sym = dyn_cast<SymbolOpInterface>(op);
+    if (!sym || isDeclaration(op))
+      continue;
+    std::string name = sym.getName().str();
+    auto renamed = StringAttr::get(ctx, "moe_cpu." + name);
+    if (failed(SymbolTable::replaceAllSymbolUses(&op, renamed, cpu)))
+      return op.emitError() << "cannot rename '" << name
+                            << "' for the CPU fallback";
+    SymbolTable::setSymbolName(&op, renamed);
+    if (name == cpuSignature.entry)
+      cpuSignature.entry = renamed.str();
+  }
+  SymbolTable symbols(module);
+  for (Operation &op : llvm::make_early_inc_range(*cpu.getBody())) {
+    auto sym = dyn_cast<SymbolOpInterface>(op);
+    Operation *existing = sym ? symbols.lookup(sym.getNameAttr()) : nullptr;
+    if (!existing) {
+      op.moveBefore(module.getBody(), module.getBody()->end());
+      if (sym)
+        symbols.insert(&op);
+      continue;
     }
-    LLVM::CallOp::create(b, loc, entry, args);
-    LLVM::ReturnOp::create(b, loc, ValueRange{});
+    // A declaration the GPU code has too: the same symbol, kept once.
+    auto fn = dyn_cast<LLVM::LLVMFuncOp>(op);
+    auto other = dyn_cast<LLVM::LLVMFuncOp>(existing);
+    auto global = dyn_cast<LLVM::GlobalOp>(op);
+    auto otherGlobal = dyn_cast<LLVM::GlobalOp>(existing);
+    bool same = (fn && other && fn.getFunctionType() == other.getFunctionType()) ||
+                (global && otherGlobal &&
+                 global.getGlobalType() == otherGlobal.getGlobalType());
+    if (!same)
+      return op.emitError() << "the CPU fallback declares '" << sym.getName()
+                            << "' unlike the GPU code";
+    op.erase();
+  }
+  return success();
+}
+
+LogicalResult mlir::moe::addExecutableEntry(ModuleOp module,
+                                            const ModelSignature &given,
+                                            bool report,
+                                            const ModelSignature *cpuFallback) {
+  ModelSignature signature = given;
+  if (failed(addModelRun(module, signature, "moe_model", report)))
+    return failure();
+  ModelSignature cpuSignature;
+  if (cpuFallback) {
+    cpuSignature = *cpuFallback;
+    if (failed(addModelRun(module, cpuSignature, "moe_model_cpu",
+                           /*report=*/false)))
+      return failure();
   }
 
+  MLIRContext *ctx = module.getContext();
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Location loc = module.getLoc();
+  auto ptr = LLVM::LLVMPointerType::get(ctx);
+  auto i32 = IntegerType::get(ctx, 32);
   // int main(int argc, char **argv) {
   //   return moert_model_main(argc, argv, moe_model_signature, moe_model_run);
   // }
-  auto mainImplTy = LLVM::LLVMFunctionType::get(i32, {i32, ptr, ptr, ptr});
-  auto mainImpl =
-      LLVM::LLVMFuncOp::create(b, loc, "moert_model_main", mainImplTy);
+  // or, with the CPU fallback,
+  //   return moert_model_main_fallback(argc, argv, moe_model_signature,
+  //       moe_model_run, moe_model_cpu_signature, moe_model_cpu_run);
+  SmallVector<Type> implArgs{i32, ptr, ptr, ptr};
+  if (cpuFallback)
+    implArgs.append({ptr, ptr});
+  auto mainImplTy = LLVM::LLVMFunctionType::get(i32, implArgs);
+  auto mainImpl = LLVM::LLVMFuncOp::create(
+      b, loc,
+      cpuFallback ? "moert_model_main_fallback" : "moert_model_main",
+      mainImplTy);
   auto mainTy = LLVM::LLVMFunctionType::get(i32, {i32, ptr});
   auto main = LLVM::LLVMFuncOp::create(b, loc, "main", mainTy);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    Block *body = main.addEntryBlock(b);
-    b.setInsertionPointToStart(body);
-    Value sig = LLVM::AddressOfOp::create(b, loc, ptr, "moe_model_signature");
-    Value fn = LLVM::AddressOfOp::create(b, loc, ptr, "moe_model_run");
-    auto call = LLVM::CallOp::create(
-        b, loc, mainImpl,
-        ValueRange{body->getArgument(0), body->getArgument(1), sig, fn});
-    LLVM::ReturnOp::create(b, loc, call.getResult());
+  Block *body = main.addEntryBlock(b);
+  b.setInsertionPointToStart(body);
+  SmallVector<Value> callArgs{body->getArgument(0), body->getArgument(1)};
+  for (StringRef prefix : {"moe_model", "moe_model_cpu"}) {
+    if (prefix == "moe_model_cpu" && !cpuFallback)
+      break;
+    callArgs.push_back(LLVM::AddressOfOp::create(
+        b, loc, ptr, (prefix + "_signature").str()));
+    callArgs.push_back(
+        LLVM::AddressOfOp::create(b, loc, ptr, (prefix + "_run").str()));
   }
+  auto call = LLVM::CallOp::create(b, loc, mainImpl, callArgs);
+  LLVM::ReturnOp::create(b, loc, call.getResult());
   return success();
 }

@@ -1502,3 +1502,31 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
   return rc;
 }
 } // namespace
+
+extern "C" int moert_model_main_fallback(int argc, char **argv,
+                                         const char *signature,
+                                         void (*run)(void **buffers),
+                                         const char *cpuSignature,
+                                         void (*cpuRun)(void **buffers)) {
+  const char *choice = std::getenv("MOERT_DEVICE");
+  std::string device = choice ? choice : "";
+  if (!device.empty() && device != "cpu" && device != "gpu") {
+    std::fprintf(stderr, "error: MOERT_DEVICE must be cpu or gpu, got '%s'\n",
+                 choice);
+    return 2;
+  }
+  if (device == "cpu")
+    return moert_model_main(argc, argv, cpuSignature, cpuRun);
+  if (device.empty() && moert_cuda_init() != MOERT_OK) {
+    bool help = false;
+    for (int i = 1; i < argc; ++i)
+      help |= !std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h");
+    if (!help)
+      std::fprintf(stderr,
+                   "note: no usable GPU (%s): running the model's CPU code "
+                   "(MOERT_DEVICE=gpu fails instead)\n",
+                   moert_last_error());
+    return moert_model_main(argc, argv, cpuSignature, cpuRun);
+  }
+  return moert_model_main(argc, argv, signature, run);
+}

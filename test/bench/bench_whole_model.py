@@ -19,6 +19,10 @@ import subprocess
 import sys
 import time
 
+# A model compiled for the GPU runs its CPU code where the GPU cannot be
+# used; here that must fail instead of passing on the CPU.
+os.environ.setdefault("MOERT_DEVICE", "gpu")
+
 import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM

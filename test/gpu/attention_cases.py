@@ -20,6 +20,10 @@ import os
 import subprocess
 import sys
 
+# A model compiled for the GPU runs its CPU code where the GPU cannot be
+# used; here that must fail instead of passing on the CPU.
+os.environ.setdefault("MOERT_DEVICE", "gpu")
+
 THETA = 10000.0
 # name: batch, rows per sequence, positions, hidden, heads, kv heads, head
 # size, cache rows per sequence.

@@ -10,6 +10,10 @@ import os
 import subprocess
 import sys
 
+# A model compiled for the GPU runs its CPU code where the GPU cannot be
+# used; here that must fail instead of passing on the CPU.
+os.environ.setdefault("MOERT_DEVICE", "gpu")
+
 import torch
 from safetensors.torch import load_file
 

@@ -6,6 +6,9 @@
 # (where the tool exists; SANITIZE_CASES="a b ..." picks the cases):
 #   sh test/gpu/run-e2e-on-device.sh DIR
 # Prints a table last; exit status non-zero if anything failed.
+# A model compiled for the GPU runs its CPU code where the GPU cannot be
+# used; here that must fail instead of passing on the CPU.
+export MOERT_DEVICE=gpu
 dir=${1:-build/gpu-e2e}
 fails=0
 results=""

@@ -3,6 +3,9 @@
 # (the device machine), from binaries built on the build machine:
 #   sh test/gpu/run-on-device.sh [build-dir]
 # Prints a short table last. Exit status: non-zero if any test failed.
+# A model compiled for the GPU runs its CPU code where the GPU cannot be
+# used; here that must fail instead of passing on the CPU.
+export MOERT_DEVICE=gpu
 build=${1:-build}
 bin=$build/bin
 fails=0

@@ -10,6 +10,9 @@
 # as the benchmark's dispatch, through torch.distributed, in the same run.
 # Prints a table last.
 # Usage: run-ranked-on-device.sh [DIR] [TESTGEN]  (the whole log also goes to $OUT/ranked.log when $OUT is set)
+# A model compiled for the GPU runs its CPU code where the GPU cannot be
+# used; here that must fail instead of passing on the CPU.
+export MOERT_DEVICE=gpu
 if [ -n "$OUT" ] && [ -z "$RANKED_LOGGING" ]; then
   RANKED_LOGGING=1 sh "$0" "$@" 2>&1 | tee "$OUT/ranked.log"
   exit $?

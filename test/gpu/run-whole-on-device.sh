@@ -16,6 +16,9 @@
 #     (build/gpu-attention, made by `attention_cases.py make`).
 # Usage: sh test/gpu/run-whole-on-device.sh   (from the repository root)
 # HF_MODELS: the directory of step 1 (default build/hf-models).
+# A model compiled for the GPU runs its CPU code where the GPU cannot be
+# used; here that must fail instead of passing on the CPU.
+export MOERT_DEVICE=gpu
 out=${OUT:-/tmp}
 rc=0
 if [ -d build/gpu-attention ]; then

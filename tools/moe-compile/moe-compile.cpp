@@ -251,6 +251,13 @@ cl::opt<bool> gpuReport(
              "part of the model (embedding, norms, attention, MLP): on the "
              "GPU, or on the host and why"),
     cl::init(false), cl::cat(category));
+cl::opt<bool> cpuFallback(
+    "cpu-fallback",
+    cl::desc("with --target=cuda: the executable also holds the model's CPU "
+             "code and runs it where no usable GPU is found (default true; "
+             "MOERT_DEVICE=cpu picks it, MOERT_DEVICE=gpu fails instead); "
+             "models of one rank"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> importWhole(
     "import-hf-whole",
     cl::desc("for a Hugging Face checkpoint input: the whole model (token "
@@ -525,6 +532,16 @@ int main(int argc, char **argv) {
                                 " ranks failed (see the diagnostics above)");
   }
 
+  // The CPU fallback of a GPU model: the same module through the CPU
+  // pipeline, merged into the GPU code's under names of its own.
+  OwningOpRef<ModuleOp> cpuModule;
+  FailureOr<moe::ModelSignature> cpuSignature = failure();
+  if (cuda && cpuFallback && ranks == 1 && !planned) {
+    cpuModule = module->clone();
+    cpuSignature = moe::prepareModelEntry(*cpuModule, entryName, false);
+    if (failed(cpuSignature))
+      return 1;
+  }
   FailureOr<moe::ModelSignature> signature =
       moe::prepareModelEntry(*module, entryName, cuda);
   if (failed(signature))
@@ -606,7 +623,34 @@ int main(int argc, char **argv) {
         << " backend (it is left after the pipeline)";
     return 1;
   }
-  if (failed(moe::addExecutableEntry(*module, *signature, cuda && gpuReport)))
+  if (cpuModule) {
+    PassManager cpuPm(&context);
+    if (failed(applyPassManagerCLOptions(cpuPm)))
+      return fail("invalid pass manager options");
+    moe::buildCpuPipeline(cpuPm);
+    if (failed(cpuPm.run(*cpuModule)))
+      return fail("the CPU pipeline failed on the model's CPU fallback (see "
+                  "the diagnostics above; --cpu-fallback=false builds the "
+                  "GPU code alone)");
+    Operation *left = nullptr;
+    cpuModule->walk([&](Operation *op) {
+      if (op != cpuModule->getOperation() &&
+          !isa<LLVM::LLVMDialect>(op->getDialect()) && !left)
+        left = op;
+    });
+    if (left) {
+      left->emitError() << "'" << left->getName()
+                        << "' is not supported by the CPU backend, which "
+                           "the model's CPU fallback needs (--cpu-fallback="
+                           "false builds the GPU code alone)";
+      return 1;
+    }
+    if (failed(moe::mergeCpuFallback(*module, *cpuModule, *cpuSignature)))
+      return 1;
+  }
+  if (failed(moe::addExecutableEntry(
+          *module, *signature, cuda && gpuReport,
+          cpuModule ? &*cpuSignature : nullptr)))
     return 1;
 
   if (emit == Emit::MLIR) {

@@ -79,9 +79,22 @@ FailureOr<ModelSignature> prepareModelEntry(ModuleOp module,
 /// `moe_model_run` and `main` (calling `moert_model_main`); marks the
 /// signature capturable where a call of the entry only queues GPU work
 /// (with `report`, a remark says whether, or what host work stops it).
+/// With `cpuFallback` (the signature of CPU code merged in by
+/// mergeCpuFallback) also `moe_model_cpu_signature` and
+/// `moe_model_cpu_run`, and main calls `moert_model_main_fallback`, which
+/// runs the CPU code where no usable GPU is found.
 LogicalResult addExecutableEntry(ModuleOp module,
                                  const ModelSignature &signature,
-                                 bool report = false);
+                                 bool report = false,
+                                 const ModelSignature *cpuFallback = nullptr);
+
+/// Moves the definitions of `cpu` (the same model lowered to the LLVM
+/// dialect by the CPU pipeline) into `module` (its GPU form) under names
+/// prefixed "moe_cpu.", so that one executable holds both; declarations
+/// both share (runtime functions, malloc) are kept once and must agree.
+/// Renames `cpuSignature.entry` with the rest. Leaves `cpu` empty.
+LogicalResult mergeCpuFallback(ModuleOp module, ModuleOp cpu,
+                               ModelSignature &cpuSignature);
 
 } // namespace mlir::moe
 

@@ -13,7 +13,10 @@ the layer with `moe-testgen gen --model-only`, and compiles it to an object
 (ptxas included). A case passes when moe-compile exits 0 with an object
 written, or exits 1 with a line `error: ...` and no object; a signal, an
 assertion, a sanitizer report, another exit code or an error with no
-message fails it. Prints one line a failing case (its command, to rerun)
+message fails it. With --run each compiled layer is also linked and run
+(on a machine without a GPU: its CPU fallback) on fresh random inputs, and
+its output compared with the C++ reference (moe-testgen compare's bf16
+tolerance). Prints one line a failing case (its command, to rerun)
 and ends with `N passed, N failed`; exits 1 if any failed. Without a
 GPU: this checks the compiler, not the kernels' results. --print-cases
 prints N drawn cases instead, a line each: moe-compile's options, a tab,
@@ -97,21 +100,46 @@ def draw_case(rng):
     return [str(a) for a in gen], comp
 
 
-def run_case(bin_dir, work, index, gen, comp, seed):
+def run_model(bin_dir, out):
+    """Runs the executable in `out` (its CPU code where there is no GPU)
+    and compares its output with the C++ reference: (ok, why, cmd, err)."""
+    model = os.path.join(out, "model")
+    y = os.path.join(out, "y.safetensors")
+    cmd = [model, "--weights", os.path.join(out, "weights.safetensors"),
+           "--input", os.path.join(out, "input.safetensors"), "--output", y,
+           "--repeat", "1", "--warmup", "0"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return False, "run timeout", cmd, "no answer in 600 s"
+    if r.returncode != 0:
+        return False, f"run exit {r.returncode}", cmd, r.stderr.strip()[-600:]
+    cmp_cmd = [os.path.join(bin_dir, "moe-testgen"), "compare", "--expected",
+               os.path.join(out, "expected.safetensors"), "--actual", y,
+               "--dtype", "bf16"]
+    c = subprocess.run(cmp_cmd, capture_output=True, text=True)
+    if c.returncode != 0:
+        return False, "wrong output", cmd, (c.stdout + c.stderr).strip()[-600:]
+    return True, "", cmd, ""
+
+
+def run_case(bin_dir, work, index, gen, comp, seed, run=False):
     out = os.path.join(work, f"case{index}")
     os.makedirs(out, exist_ok=True)
     gen_cmd = [os.path.join(bin_dir, "moe-testgen"), "gen", "--out", out,
-               "--model-only", "--dtype", "bf16", "--seed", str(seed)] + gen
+               "--dtype", "bf16", "--seed", str(seed)] + \
+        ([] if run else ["--model-only"]) + gen
     g = subprocess.run(gen_cmd, capture_output=True, text=True)
     if g.returncode != 0:
         # The generator refuses what no layer can be (e.g. more groups
         # than experts); a refusal with a message is not the compiler's.
         ok = g.returncode == 1 and "error" in g.stderr
         return ok, "gen", gen_cmd, g.stderr.strip()[-400:]
-    obj = os.path.join(out, "model.o")
+    obj = os.path.join(out, "model" if run else "model.o")
     cmd = [os.path.join(bin_dir, "moe-compile"),
            os.path.join(out, "model.mlir"), "--target=cuda",
-           "--cpu=x86-64-v3", "--emit=obj", "-o", obj] + comp
+           "--cpu=x86-64-v3", "-o", obj] + ([] if run else ["--emit=obj"]) + \
+        comp
     try:
         c = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
@@ -130,6 +158,10 @@ def run_case(bin_dir, work, index, gen, comp, seed):
         why = "" if ok else "exit 1 without a clean error"
     else:
         ok, why = False, f"exit {c.returncode}"
+    if ok and run and c.returncode == 0:
+        ok, why, rcmd, rerr = run_model(bin_dir, out)
+        if not ok:
+            cmd, err = rcmd, rerr
     shutil.rmtree(out, ignore_errors=True)
     return ok, why, cmd, err.strip()[-600:]
 
@@ -141,6 +173,9 @@ def main():
     p.add_argument("--cases", type=int, default=40)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--run", action="store_true",
+                   help="also link each layer, run it (its CPU code where "
+                   "there is no GPU) and compare with the C++ reference")
     p.add_argument("--keep", default=None,
                    help="write the refusals' messages here (one a line)")
     a = p.parse_args()
@@ -162,7 +197,7 @@ def main():
     try:
         with ThreadPoolExecutor(a.jobs) as pool:
             futures = [pool.submit(run_case, a.bin_dir, work, i, gen, comp,
-                                   seed + i)
+                                   seed + i, a.run)
                        for i, (gen, comp) in enumerate(cases)]
             for i, f in enumerate(futures):
                 ok, why, cmd, err = f.result()

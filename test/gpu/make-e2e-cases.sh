@@ -222,9 +222,11 @@ make_case wgmma-m192s128-k5 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-ti
 # top-1 (the combine of one row a token) asked for.
 make_case auto-m64-few-rows --top-k 8 --experts 64 --renormalize --tokens 6 --hidden 1024 --ffn 512
 make_case wgmma-m64-tma-top1 --gpu-path=wgmma --gpu-wgmma-rows=64 --plain --activation gelu --top-k 1 --experts 32 --tokens 40 --hidden 256 --ffn 512
-# The combine by rows beside the gating kernel: nothing to clear (a
-# 0-byte accumulator allocation).
-make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-combine=rows --top-k 2 --experts 8 --tokens 16 --hidden 128 --ffn 128
+# The combine by rows beside the gating kernel: nothing to clear (an
+# empty buffer). 8 tokens: from 16 the router runs on tensor cores and the
+# gating kernel is not taken (this case had 16 until 2026-12-04, and so
+# missed that the compiler crashed here).
+make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-combine=rows --top-k 2 --experts 8 --tokens 8 --hidden 128 --ffn 128
 # The gating kernel with nothing to clear (mma.sync experts combining by
 # rows at 3 tokens: an empty buffer to clear; the compiler crashed on it
 # until 2026-12-04, found by test/fuzz/cuda-compile-sweep.py).

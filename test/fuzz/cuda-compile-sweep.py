@@ -183,9 +183,17 @@ def main():
         1 << 30)
     rng = random.Random(seed)
     if a.print_cases:
-        for _ in range(a.print_cases):
+        # For the GPU machine, whose weights, inputs and reference are made
+        # there on its CPU: layers of at most 32 M weights (64 MB in bf16).
+        printed = 0
+        while printed < a.print_cases:
             gen, comp = draw_case(rng)
+            v = dict(zip(gen[0::2], gen[1::2]))
+            if 3 * int(v["--experts"]) * int(v["--hidden"]) * \
+                    int(v["--ffn"]) > 32 << 20:
+                continue
             print(" ".join(comp) + "\t" + " ".join(gen))
+            printed += 1
         return 0
     if not a.bin_dir:
         p.error("BIN_DIR (with moe-compile and moe-testgen) is needed")

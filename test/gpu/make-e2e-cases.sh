@@ -255,15 +255,16 @@ make_case groups-decode-shared --sigmoid --bias --groups 8 4 --group-top2-sum --
 make_case groups-many-tokens --sigmoid --bias --groups 8 4 --group-top2-sum --top-k 8 --experts 64 --renormalize --scaling 2.5 --tokens 2000 --hidden 256 --ffn 128 --shared 256 --shared-gated
 make_case groups-max --groups 8 3 --top-k 6 --experts 64 --tokens 300 --hidden 128 --ffn 128
 make_case groups-of-20 --groups 8 3 --top-k 6 --experts 160 --tokens 64 --hidden 128 --ffn 128 --shared 256 --shared-gated
-# RANDOM_CASES=N: N more layers drawn as test/fuzz/cuda-compile-sweep.py
+# RANDOM_CASES=N (default 20, fresh draws from the build's seed): N more
+# layers drawn as test/fuzz/cuda-compile-sweep.py
 # draws them (sizes off the kernels' tiles, every score function, groups,
 # capacities, shared experts, the PR-MoE MLP, a few forced --gpu-*
 # choices), named random-<i>; a draw the compiler refuses with a message is
 # left out (the sweep itself checks the refusals are clean).
-if [ "${RANDOM_CASES:-0}" -gt 0 ]; then
+if [ "${RANDOM_CASES:-20}" -gt 0 ]; then
   i=0
   python3 "$(dirname "$0")/../fuzz/cuda-compile-sweep.py" \
-      --print-cases "$RANDOM_CASES" --seed "$seed" > "$dir/.random-cases"
+      --print-cases "${RANDOM_CASES:-20}" --seed "$seed" > "$dir/.random-cases"
   while IFS='	' read -r comp gen; do
     i=$((i + 1))
     name=random-$i

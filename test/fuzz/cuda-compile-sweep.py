@@ -19,9 +19,10 @@ its output compared with the C++ reference (moe-testgen compare's bf16
 tolerance). Prints one line a failing case (its command, to rerun)
 and ends with `N passed, N failed`; exits 1 if any failed. Without a
 GPU: this checks the compiler, not the kernels' results. --print-cases
-prints N drawn cases instead, a line each: moe-compile's options, a tab,
-moe-testgen's (test/gpu/make-e2e-cases.sh builds them as random-* cases
-with RANDOM_CASES=N, run on the GPU machine against the C++ reference).
+prints N drawn cases instead (at most 32 M weights each), a line each:
+moe-compile's options, a tab, moe-testgen's (test/gpu/make-e2e-cases.sh
+builds 20 of them, RANDOM_CASES=N for N, as random-* cases, run on the GPU
+machine against the C++ reference).
 """
 import argparse
 import os

@@ -424,8 +424,8 @@ bool isDeclaration(Operation &op) {
 LogicalResult mlir::moe::mergeCpuFallback(ModuleOp module, ModuleOp cpu,
                                           ModelSignature &cpuSignature) {
   MLIRContext *ctx = module.getContext();
-  // Every definition gets a name of its own first ("moe_cpu." cannot clash:
-  // the GPU code defines no such names).
+  // Every definition gets a name of its own first.
+  SymbolTable symbols(module);
   for (Operation &op : cpu.getBody()->getOperations()) {
     auto sym = dyn_cast<SymbolOpInterface>(op);
     if (!sym || isDeclaration(op))
@@ -435,11 +435,15 @@ LogicalResult mlir::moe::mergeCpuFallback(ModuleOp module, ModuleOp cpu,
     if (failed(SymbolTable::replaceAllSymbolUses(&op, renamed, cpu)))
       return op.emitError() << "cannot rename '" << name
                             << "' for the CPU fallback";
+    if (symbols.lookup(renamed))
+      return op.emitError() << "the GPU code already defines '"
+                            << renamed.getValue()
+                            << "', the CPU fallback's name for '" << name
+                            << "'";
     SymbolTable::setSymbolName(&op, renamed);
     if (name == cpuSignature.entry)
       cpuSignature.entry = renamed.str();
   }
-  SymbolTable symbols(module);
   for (Operation &op : llvm::make_early_inc_range(*cpu.getBody())) {
     auto sym = dyn_cast<SymbolOpInterface>(op);
     Operation *existing = sym ? symbols.lookup(sym.getNameAttr()) : nullptr;
@@ -504,14 +508,15 @@ LogicalResult mlir::moe::addExecutableEntry(ModuleOp module,
   Block *body = main.addEntryBlock(b);
   b.setInsertionPointToStart(body);
   SmallVector<Value> callArgs{body->getArgument(0), body->getArgument(1)};
-  for (StringRef prefix : {"moe_model", "moe_model_cpu"}) {
-    if (prefix == "moe_model_cpu" && !cpuFallback)
-      break;
+  auto passModel = [&](StringRef prefix) {
     callArgs.push_back(LLVM::AddressOfOp::create(
         b, loc, ptr, (prefix + "_signature").str()));
     callArgs.push_back(
         LLVM::AddressOfOp::create(b, loc, ptr, (prefix + "_run").str()));
-  }
+  };
+  passModel("moe_model");
+  if (cpuFallback)
+    passModel("moe_model_cpu");
   auto call = LLVM::CallOp::create(b, loc, mainImpl, callArgs);
   LLVM::ReturnOp::create(b, loc, call.getResult());
   return success();

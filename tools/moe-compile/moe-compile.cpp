@@ -316,6 +316,23 @@ int fail(const Twine &message) {
   return 1;
 }
 
+/// Names the first op of `module` that its pipeline left unlowered (not
+/// LLVM, nor GPU where `gpu`), an op the backend does not support, rather
+/// than failing later in the LLVM translation. `why` ends the message.
+LogicalResult checkLowered(ModuleOp module, bool gpu, StringRef why) {
+  Operation *left = nullptr;
+  module->walk([&](Operation *op) {
+    bool lowered = isa<LLVM::LLVMDialect>(op->getDialect()) ||
+                   (gpu && isa<gpu::GPUDialect>(op->getDialect()));
+    if (op != module.getOperation() && !lowered && !left)
+      left = op;
+  });
+  if (!left)
+    return success();
+  return left->emitError() << "'" << left->getName() << "' is not supported "
+                           << why;
+}
+
 /// The directory of libmoert.a: --runtime-dir, else ../lib beside this tool.
 std::string findRuntimeDir(const char *argv0) {
   if (!runtimeDir.empty())
@@ -607,22 +624,12 @@ int main(int argc, char **argv) {
   if (failed(pm.run(*module)))
     return fail(Twine("the ") + (cuda ? "CUDA" : "CPU") +
                 " pipeline failed (see the diagnostics above)");
-  // Anything the pipeline could not lower is an op this backend does not
-  // support; name it rather than failing later in the LLVM translation.
-  Operation *unsupported = nullptr;
-  module->walk([&](Operation *op) {
-    bool lowered = isa<LLVM::LLVMDialect>(op->getDialect()) ||
-                   (cuda && isa<gpu::GPUDialect>(op->getDialect()));
-    if (op != module->getOperation() && !lowered && !unsupported)
-      unsupported = op;
-  });
-  if (unsupported) {
-    unsupported->emitError()
-        << "'" << unsupported->getName()
-        << "' is not supported by the " << (cuda ? "CUDA" : "CPU")
-        << " backend (it is left after the pipeline)";
+  if (failed(checkLowered(*module, cuda,
+                          cuda ? "by the CUDA backend (it is left after the "
+                                 "pipeline)"
+                               : "by the CPU backend (it is left after the "
+                                 "pipeline)")))
     return 1;
-  }
   if (cpuModule) {
     PassManager cpuPm(&context);
     if (failed(applyPassManagerCLOptions(cpuPm)))
@@ -632,19 +639,11 @@ int main(int argc, char **argv) {
       return fail("the CPU pipeline failed on the model's CPU fallback (see "
                   "the diagnostics above; --cpu-fallback=false builds the "
                   "GPU code alone)");
-    Operation *left = nullptr;
-    cpuModule->walk([&](Operation *op) {
-      if (op != cpuModule->getOperation() &&
-          !isa<LLVM::LLVMDialect>(op->getDialect()) && !left)
-        left = op;
-    });
-    if (left) {
-      left->emitError() << "'" << left->getName()
-                        << "' is not supported by the CPU backend, which "
-                           "the model's CPU fallback needs (--cpu-fallback="
-                           "false builds the GPU code alone)";
+    if (failed(checkLowered(*cpuModule, /*gpu=*/false,
+                            "by the CPU backend, which the model's CPU "
+                            "fallback needs (--cpu-fallback=false builds the "
+                            "GPU code alone)")))
       return 1;
-    }
     if (failed(moe::mergeCpuFallback(*module, *cpuModule, *cpuSignature)))
       return 1;
   }

@@ -253,9 +253,10 @@ int moert_model_main(int argc, char **argv, const char *signature,
                      void (*run)(void **buffers));
 
 /* The main() of a model compiled for the GPU that also holds its CPU code
- * (moe-compile --target=cuda, --cpu-fallback by default): runs `run` where a
- * usable GPU is found (the CUDA driver loads, a GPU is there and takes the
- * model's kernels), else says why on stderr and runs `cpuRun` with
+ * (moe-compile --target=cuda, --cpu-fallback by default): runs `run` where
+ * moert_cuda_init succeeds (the CUDA driver loads, a GPU is there, the
+ * modules registered so far load on it), else says why on stderr and runs
+ * `cpuRun` with
  * `cpuSignature`. MOERT_DEVICE=cpu runs the CPU code without looking for a
  * GPU; MOERT_DEVICE=gpu fails where there is no usable GPU. */
 int moert_model_main_fallback(int argc, char **argv, const char *signature,

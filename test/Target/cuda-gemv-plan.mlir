@@ -117,16 +117,19 @@
 // DECODEPTX-SAME: atom.global.add.u32
 // DECODEPTX-SAME: griddepcontrol.wait
 // DECODEPTX-SAME: griddepcontrol.launch_dependents
-// The routing published: acquired, the experts hit read from L2 into
-// shared memory.
-// DECODEPTX-SAME: ld.acquire.gpu.global.b32
-// DECODEPTX-SAME: ld.global.cg.b32
+// The routing published: one 64-bit word, the flag and the 8 experts hit
+// (a byte each), acquired; no read of them back from L2.
+// DECODEPTX-SAME: ld.acquire.gpu.global.b64
+// DECODEPTX-NOT: ld.global.cg.b32
 // DECODEPTX-SAME: bar.sync
-// The gating items: the ticket, the last one's logits from L2, its routing
-// released.
+// The gating items: the ticket, the last one's logits from L2 into shared
+// memory, the routing reading them there, the word released.
 // DECODEPTX-SAME: membar.gl
 // DECODEPTX-SAME: ld.global.cg.f32
-// DECODEPTX-SAME: red.release.gpu.global.add.u32
+// DECODEPTX-SAME: st.shared.b32
+// DECODEPTX-SAME: bar.sync
+// DECODEPTX-SAME: ld.shared.b32
+// DECODEPTX-SAME: st.release.gpu.global.b64
 // An up item: its atomics, the barrier, its slot's count released.
 // DECODEPTX-SAME: red.global.add.v4.f32
 // DECODEPTX-SAME: bar.sync

@@ -17,13 +17,19 @@ mkdir -p "$dir"
 # (moe-testgen is deterministic for a given seed), which keeps the carried
 # tree small. The seed is fresh for every build of the cases.
 seed=${SEED:-$(date +%s)}
-# ONLY=PATTERN (a shell pattern) builds only the cases it matches.
+# ONLY="PATTERN ..." (shell patterns) builds only the cases one matches.
 # make_case NAME [--gpu-*=V moe-compile options...] moe-testgen options...
 make_case() {
   name=$1; shift
   seed=$((seed + 1))
-  # shellcheck disable=SC2254
-  case "$name" in ${ONLY:-*}) ;; *) return 0;; esac
+  wanted=
+  set -f # (the patterns are not file names)
+  for pattern in ${ONLY:-*}; do
+    # shellcheck disable=SC2254
+    case "$name" in $pattern) wanted=1;; esac
+  done
+  set +f
+  [ -n "$wanted" ] || return 0
   path=--gpu-path=auto
   while case "$1" in --gpu-*=*) true;; *) false;; esac; do path="$path $1"; shift; done
   mkdir -p "$dir/$name"

@@ -44,6 +44,12 @@ constexpr int64_t kDenseSlot = kDecodeMaxSlots, kNoSlot = kDecodeMaxSlots + 1;
 static_assert(kDecodeThreads == kGateThreads,
               "the gating items run on the decode kernel's blocks");
 
+/// Whether the decode kernel publishes its experts packed in one 64-bit
+/// word: up to 8 of them, each under 256 (the gating kernel's bound).
+static bool packedRouting(const DecodeKernelOptions &o) {
+  return o.route.topK <= 8 && o.route.numExperts <= 256;
+}
+
 std::string mlir::moe::decodeKernelName(const DecodeKernelOptions &o) {
   // The gating kernel's routing suffix, then the two GEMVs' suffixes.
   std::string gate = gateKernelName(o.route);
@@ -127,6 +133,18 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   auto doneType = MemRefType::get({kDecodeMaxSlots + 1}, i32);
   std::string doneName =
       addDeviceGlobal(b, loc, module, name + "_done", doneType);
+  // Up to 8 experts (each under 256: a byte) are published as one 64-bit
+  // word, the flag and the experts at once: a GEMV block's first item
+  // polls it and has its experts, without reading `hit` back from L2
+  // after the flag (one round trip less on the path every item waits on).
+  // Zero until published: byte k is 1 under 8 experts, and 8 distinct
+  // experts are never all zero.
+  const bool packed = packedRouting(o);
+  auto routingType = MemRefType::get({16}, b.getI64Type());
+  std::string routingName;
+  if (packed)
+    routingName = addDeviceGlobal(b, loc, module, name + "_routing",
+                                  routingType);
 
   SmallVector<Type> argTypes = gateArgTypes(b, o.route);
   size_t upFirst = argTypes.size();
@@ -169,6 +187,12 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
       MemRefType::get({kDecodeMaxSlots}, i32, MemRefLayoutAttrInterface(),
                       workgroup),
       loc);
+  // 16-byte aligned: LLVM packs and unpacks the routing word's experts with
+  // vector accesses (CUDA_ERROR_MISALIGNED_ADDRESS from 4 experts on
+  // without it).
+  fn.setWorkgroupAttributionAttr(fn.getNumWorkgroupAttributions() - 1,
+                                 LLVM::LLVMDialect::getAlignAttrName(),
+                                 b.getI64IntegerAttr(16));
   // The warps' sums of the dense slot's coefficient.
   Value coefRed;
   if (o.denseCoef) {
@@ -229,6 +253,12 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
                                           gateSumsType(ctx, o.route), sumsName);
   Value queue = memref::GetGlobalOp::create(b, loc, queueType, queueName);
   Value done = memref::GetGlobalOp::create(b, loc, doneType, doneName);
+  Value routing =
+      packed ? memref::GetGlobalOp::create(b, loc, routingType, routingName)
+                   .getResult()
+             : Value();
+  if (packed)
+    gate.hitShared = hitShared; // the routing block packs from there
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value isFirst = ix.icmp(P::eq, tid, ix.c(0));
   // (By warps: the GEMV blocks' extra threads are whole warps.)
@@ -338,7 +368,24 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
         // The routing is written (by this block's first warp): publish it.
         barrier();
         buildIfThen(b, loc, isFirst, [&] {
-          releaseAddI32(b, loc, queue, ix.c(kRouted), c32(1));
+          if (!packed) {
+            releaseAddI32(b, loc, queue, ix.c(kRouted), c32(1));
+            return;
+          }
+          Type i64 = b.getI64Type();
+          int64_t k = o.route.topK;
+          Value word = arith::ConstantIntOp::create(
+              b, loc, i64, k < 8 ? int64_t(1) << (8 * k) : 0);
+          for (int64_t j = 0; j < k; ++j) {
+            Value e = arith::ExtUIOp::create(
+                b, loc, i64,
+                memref::LoadOp::create(b, loc, hitShared, ix.c(j)));
+            word = arith::OrIOp::create(
+                b, loc, word,
+                arith::ShLIOp::create(
+                    b, loc, e, arith::ConstantIntOp::create(b, loc, i64, 8 * j)));
+          }
+          storeReleaseI64(b, loc, routing, ix.c(0), word);
         });
       },
       [&] {
@@ -366,6 +413,45 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
       b, loc, arith::XOrIOp::create(b, loc, routed, trueV),
       arith::XOrIOp::create(b, loc, isDense, trueV));
   buildIfThen(b, loc, mustRoute, [&] {
+    if (packed) {
+      // Thread 0 polls the word and unpacks the experts (slots past the
+      // k experts: none).
+      buildIfThen(b, loc, isFirst, [&] {
+        Type i64 = b.getI64Type();
+        Value zero64 = arith::ConstantIntOp::create(b, loc, i64, 0);
+        auto spin = scf::WhileOp::create(b, loc, TypeRange{i64},
+                                         ValueRange{zero64});
+        b.createBlock(&spin.getBefore(), {}, TypeRange{i64}, {loc});
+        Value w = loadAcquire(b, loc, routing, ix.c(0));
+        scf::ConditionOp::create(
+            b, loc, arith::CmpIOp::create(b, loc, P::eq, w, zero64),
+            ValueRange{w});
+        Block *after =
+            b.createBlock(&spin.getAfter(), {}, TypeRange{i64}, {loc});
+        scf::YieldOp::create(b, loc, after->getArgument(0));
+        b.setInsertionPointAfter(spin);
+        Value word = spin.getResult(0);
+        for (int64_t j = 0; j < o.route.topK; ++j) {
+          Value byte = arith::AndIOp::create(
+              b, loc,
+              arith::ShRUIOp::create(
+                  b, loc, word,
+                  arith::ConstantIntOp::create(b, loc, i64, 8 * j)),
+              arith::ConstantIntOp::create(b, loc, i64, 255));
+          memref::StoreOp::create(b, loc,
+                                  arith::TruncIOp::create(b, loc, i32, byte),
+                                  hitShared, ix.c(j));
+        }
+        auto rest = scf::ForOp::create(b, loc, ix.c(o.route.topK), slots,
+                                       ix.c(1));
+        OpBuilder::InsertionGuard g(b);
+        b.setInsertionPointToStart(rest.getBody());
+        memref::StoreOp::create(b, loc, c32(-1), hitShared,
+                                rest.getInductionVar());
+      });
+      barrier();
+      return;
+    }
     waitForCount(queue, ix.c(kRouted), c32(1));
     buildIfThen(b, loc, ix.icmp(P::ult, tid, slots), [&] {
       memref::StoreOp::create(b, loc, loadI32FromL2(b, loc, upArgs.hit, tid),
@@ -543,6 +629,10 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
           for (int64_t i : {int64_t(0), kGone, kRouted, kCleared})
             memref::StoreOp::create(b, loc, c32(0), queue, ix.c(i));
           memref::StoreOp::create(b, loc, c32(0), done, ix.c(kDenseSlot));
+          if (packed)
+            memref::StoreOp::create(
+                b, loc, arith::ConstantIntOp::create(b, loc, b.getI64Type(), 0),
+                routing, ix.c(0));
           auto clear = scf::ForOp::create(b, loc, ix.c(0), slots, ix.c(1));
           OpBuilder::InsertionGuard g(b);
           b.setInsertionPointToStart(clear.getBody());

@@ -230,16 +230,31 @@ Value mlir::moe::loadFromL2(OpBuilder &b, Location loc, Value m,
   return inlinePtx(b, loc, elt, p, "ld.global.cg.b32 $0, [$1];", "=r,l");
 }
 
+Value mlir::moe::loadAcquire(OpBuilder &b, Location loc, Value m, Value i) {
+  Type elt = cast<MemRefType>(m.getType()).getElementType();
+  bool wide = elt.isInteger(64);
+  assert((wide || elt.isInteger(32)) && "a 32- or 64-bit integer");
+  return inlinePtx(b, loc, elt, elementPointer(b, loc, m, i),
+                   wide ? "ld.acquire.gpu.global.b64 $0, [$1];"
+                        : "ld.acquire.gpu.global.b32 $0, [$1];",
+                   wide ? "=l,l" : "=r,l");
+}
+
 Value mlir::moe::loadAcquireI32(OpBuilder &b, Location loc, Value m,
                                 Value i) {
-  return inlinePtx(b, loc, b.getI32Type(), elementPointer(b, loc, m, i),
-                   "ld.acquire.gpu.global.b32 $0, [$1];", "=r,l");
+  return loadAcquire(b, loc, m, i);
 }
 
 void mlir::moe::releaseAddI32(OpBuilder &b, Location loc, Value m, Value i,
                               Value v) {
   inlinePtx(b, loc, Type(), ValueRange{elementPointer(b, loc, m, i), v},
             "red.release.gpu.global.add.u32 [$0], $1;", "l,r");
+}
+
+void mlir::moe::storeReleaseI64(OpBuilder &b, Location loc, Value m, Value i,
+                                Value v) {
+  inlinePtx(b, loc, Type(), ValueRange{elementPointer(b, loc, m, i), v},
+            "st.release.gpu.global.b64 [$0], $1;", "l,l");
 }
 
 Value mlir::moe::fetchAddI32(OpBuilder &b, Location loc, Value m, Value i,

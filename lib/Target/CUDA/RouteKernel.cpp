@@ -288,6 +288,7 @@ void mlir::moe::emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
         sums = shared.sums;
   Value x = args[0], w = args[1], clear = args[2], kchunk = args[3];
   RouteBuffers route = routeBuffers(args.drop_front(4), o);
+  route.hitShared = shared.hitShared;
 
   IndexOps ix{b, loc};
   using P = arith::CmpIPredicate;
@@ -419,15 +420,33 @@ void mlir::moe::emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
         memref::ExpandShapeOp::create(
             b, loc, MemRefType::get({kGateMaxTokens, E}, f32), sums,
             ArrayRef<ReassociationIndices>{{0, 1}}));
+    // One token: the routing reads them from shared memory (the warps'
+    // sums are done with it), not back from the buffer it just wrote (an
+    // L2 round trip on the path every expert item waits on).
+    RouteBuffers fromShared = route;
+    Value sharedLogits;
+    if (o.oneToken) {
+      auto redType = cast<MemRefType>(red.getType());
+      auto rowType = cast<MemRefType>(memref::SubViewOp::inferRankReducedResultType(
+          {1, E}, redType, ArrayRef<int64_t>{0, 0, 0},
+          ArrayRef<int64_t>{1, 1, E}, ArrayRef<int64_t>{1, 1, 1}));
+      sharedLogits = memref::SubViewOp::create(
+          b, loc, rowType, red, ArrayRef<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(0), b.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), b.getIndexAttr(E)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), b.getIndexAttr(1)});
+      fromShared.logits = sharedLogits;
+    }
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
     loopFrom(tid, ix.mul(tokens, ix.c(E)), ix.c(kGateThreads), [&](Value i) {
       Value t = ix.divu(i, E), e = ix.remu(i, E);
       Value v = loadF32FromL2(b, loc, sumsRows, t, e);
       memref::StoreOp::create(b, loc, v, route.logits, ValueRange{t, e});
+      if (sharedLogits)
+        memref::StoreOp::create(b, loc, v, sharedLogits, ValueRange{t, e});
       memref::StoreOp::create(b, loc, zero, sums, ValueRange{i});
     });
     gpu::BarrierOp::create(b, loc);
-    emitRouting(b, loc, fn, o, kGateThreads, route);
+    emitRouting(b, loc, fn, o, kGateThreads, fromShared);
     afterRouting();
   });
 }
@@ -783,6 +802,8 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
         memref::StoreOp::create(b, loc, toI32(t), rowToken, row);
         memref::StoreOp::create(b, loc, myW, rowWeight, row);
         memref::StoreOp::create(b, loc, myE, hit, row);
+        if (r.hitShared)
+          memref::StoreOp::create(b, loc, myE, r.hitShared, row);
         memref::StoreOp::create(b, loc, myE, assignExpert, lane);
         memref::StoreOp::create(b, loc, c32(0), assignPos, lane);
         memref::StoreOp::create(b, loc, myW, assignWeight, lane);

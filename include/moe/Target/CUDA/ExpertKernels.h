@@ -100,6 +100,10 @@ Value loadAcquireI32(OpBuilder &b, Location loc, Value m, Value i);
 /// m[i] += v by red.release.gpu (this thread's earlier writes, and those
 /// ordered before it by a barrier, are visible before the addition).
 void releaseAddI32(OpBuilder &b, Location loc, Value m, Value i, Value v);
+/// m[i] of a memref of i32 or i64 by ld.acquire.gpu; m[i] = v of a
+/// memref<?xi64> by st.release.gpu (as releaseAddI32 orders).
+Value loadAcquire(OpBuilder &b, Location loc, Value m, Value i);
+void storeReleaseI64(OpBuilder &b, Location loc, Value m, Value i, Value v);
 /// m[i] += v by a relaxed atom.global.add; the old value.
 Value fetchAddI32(OpBuilder &b, Location loc, Value m, Value i, Value v);
 /// in[row, col] of a memref<?x?xf32> of identity layout, read from L2
@@ -474,6 +478,10 @@ std::string routeKernelName(const RouteKernelOptions &options);
 struct RouteBuffers {
   Value logits, offsets, rowToken, rowWeight, hit, assignExpert, assignPos,
       assignWeight, tileExpert, tileRow, bias, globalCounts;
+  /// One-token routing: a workgroup copy of `hit`'s first k slots (null:
+  /// none), for a block that hands the experts on without reading them
+  /// back from L2.
+  Value hitShared;
 };
 /// Emits routing (options.part) into the kernel `fn` being built, run by
 /// all `threads` threads of the block (at least one per expert for Whole
@@ -564,6 +572,9 @@ std::string addDeviceGlobal(OpBuilder &b, Location loc,
 /// The gating block's shared buffers, and the globals it uses.
 struct GateShared {
   Value red, isLast, ticket, sums;
+  /// Optional (one token): where the routing also writes the experts hit
+  /// (RouteBuffers::hitShared).
+  Value hitShared;
 };
 /// Adds `red` and `isLast` to `fn`.
 GateShared addGateShared(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,

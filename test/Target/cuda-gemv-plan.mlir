@@ -114,6 +114,10 @@
 // DECODEPTX-SAME: .entry moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256(
 // DECODEPTX-SAME: .maxntid 256, 1, 1
 // DECODEPTX-SAME: .minnctapersm 2
+// The experts' shared buffer (64 slots) 16-byte aligned: the routing word
+// is packed and unpacked with vector accesses to it (4-byte aligned, they
+// faulted on the GPU).
+// DECODEPTX-SAME: .shared .align 16 .b8 __wg_moe_decode_{{[a-z0-9_]+}}_4[256]
 // DECODEPTX-SAME: atom.global.add.u32
 // DECODEPTX-SAME: griddepcontrol.wait
 // DECODEPTX-SAME: griddepcontrol.launch_dependents

@@ -319,7 +319,7 @@ int fail(const Twine &message) {
 /// Names the first op of `module` that its pipeline left unlowered (not
 /// LLVM, nor GPU where `gpu`), an op the backend does not support, rather
 /// than failing later in the LLVM translation. `why` ends the message.
-LogicalResult checkLowered(ModuleOp module, bool gpu, StringRef why) {
+LogicalResult checkLowered(ModuleOp module, bool gpu, const Twine &why) {
   Operation *left = nullptr;
   module->walk([&](Operation *op) {
     bool lowered = isa<LLVM::LLVMDialect>(op->getDialect()) ||
@@ -625,10 +625,8 @@ int main(int argc, char **argv) {
     return fail(Twine("the ") + (cuda ? "CUDA" : "CPU") +
                 " pipeline failed (see the diagnostics above)");
   if (failed(checkLowered(*module, cuda,
-                          cuda ? "by the CUDA backend (it is left after the "
-                                 "pipeline)"
-                               : "by the CPU backend (it is left after the "
-                                 "pipeline)")))
+                          Twine("by the ") + (cuda ? "CUDA" : "CPU") +
+                              " backend (it is left after the pipeline)")))
     return 1;
   if (cpuModule) {
     PassManager cpuPm(&context);

@@ -302,7 +302,7 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   auto waitForCount = [&](Value m, Value i, Value need) {
     waitUntil([&](OpBuilder &wb, Location wl) -> Value {
       return arith::CmpIOp::create(wb, wl, P::slt,
-                                   loadAcquireI32(wb, wl, m, i), need);
+                                   loadAcquire(wb, wl, m, i), need);
     });
   };
   // Thread 0 takes an item (the old value of the queue's counter).

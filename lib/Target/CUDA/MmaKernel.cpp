@@ -240,11 +240,6 @@ Value mlir::moe::loadAcquire(OpBuilder &b, Location loc, Value m, Value i) {
                    wide ? "=l,l" : "=r,l");
 }
 
-Value mlir::moe::loadAcquireI32(OpBuilder &b, Location loc, Value m,
-                                Value i) {
-  return loadAcquire(b, loc, m, i);
-}
-
 void mlir::moe::releaseAddI32(OpBuilder &b, Location loc, Value m, Value i,
                               Value v) {
   inlinePtx(b, loc, Type(), ValueRange{elementPointer(b, loc, m, i), v},

@@ -423,18 +423,14 @@ void mlir::moe::emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
     // One token: the routing reads them from shared memory (the warps'
     // sums are done with it), not back from the buffer it just wrote (an
     // L2 round trip on the path every expert item waits on).
-    RouteBuffers fromShared = route;
+    // (red[0, 0:1, :] as a [1, E] memref.)
     Value sharedLogits;
     if (o.oneToken) {
-      auto redType = cast<MemRefType>(red.getType());
-      auto rowType = cast<MemRefType>(memref::SubViewOp::inferRankReducedResultType(
-          {1, E}, redType, ArrayRef<int64_t>{0, 0, 0},
-          ArrayRef<int64_t>{1, 1, E}, ArrayRef<int64_t>{1, 1, 1}));
-      sharedLogits = memref::SubViewOp::create(
-          b, loc, rowType, red, ArrayRef<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(0), b.getIndexAttr(0)},
-          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), b.getIndexAttr(E)},
-          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), b.getIndexAttr(1)});
-      fromShared.logits = sharedLogits;
+      SmallVector<int64_t> offsets{0, 0, 0}, sizes{1, 1, E}, strides{1, 1, 1};
+      auto rowType = memref::SubViewOp::inferRankReducedResultType(
+          {1, E}, cast<MemRefType>(red.getType()), offsets, sizes, strides);
+      sharedLogits = memref::SubViewOp::create(b, loc, rowType, red, offsets,
+                                               sizes, strides);
     }
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
     loopFrom(tid, ix.mul(tokens, ix.c(E)), ix.c(kGateThreads), [&](Value i) {
@@ -446,7 +442,10 @@ void mlir::moe::emitGateBlock(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       memref::StoreOp::create(b, loc, zero, sums, ValueRange{i});
     });
     gpu::BarrierOp::create(b, loc);
-    emitRouting(b, loc, fn, o, kGateThreads, fromShared);
+    RouteBuffers routing = route;
+    if (sharedLogits)
+      routing.logits = sharedLogits;
+    emitRouting(b, loc, fn, o, kGateThreads, routing);
     afterRouting();
   });
 }

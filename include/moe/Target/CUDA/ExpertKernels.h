@@ -94,15 +94,14 @@ Value loadVector16Here(OpBuilder &b, Location loc, VectorType type, Value m,
 Value loadI32FromL2(OpBuilder &b, Location loc, Value in, Value i);
 /// m[indices] (i32 or f32, identity layout) from L2: ld.global.cg.
 Value loadFromL2(OpBuilder &b, Location loc, Value m, ValueRange indices);
-/// m[i] of a memref<?xi32> by ld.acquire.gpu (what other blocks released
-/// before it is visible after it).
-Value loadAcquireI32(OpBuilder &b, Location loc, Value m, Value i);
+/// m[i] of a memref of i32 or i64 by ld.acquire.gpu (what other blocks
+/// released before it is visible after it).
+Value loadAcquire(OpBuilder &b, Location loc, Value m, Value i);
 /// m[i] += v by red.release.gpu (this thread's earlier writes, and those
 /// ordered before it by a barrier, are visible before the addition).
 void releaseAddI32(OpBuilder &b, Location loc, Value m, Value i, Value v);
-/// m[i] of a memref of i32 or i64 by ld.acquire.gpu; m[i] = v of a
-/// memref<?xi64> by st.release.gpu (as releaseAddI32 orders).
-Value loadAcquire(OpBuilder &b, Location loc, Value m, Value i);
+/// m[i] = v of a memref<?xi64> by st.release.gpu (ordered as
+/// releaseAddI32).
 void storeReleaseI64(OpBuilder &b, Location loc, Value m, Value i, Value v);
 /// m[i] += v by a relaxed atom.global.add; the old value.
 Value fetchAddI32(OpBuilder &b, Location loc, Value m, Value i, Value v);

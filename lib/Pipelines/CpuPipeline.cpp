@@ -62,6 +62,7 @@ void buildToLoops(OpPassManager &pm,
     layer.stageDown = gpu->stageDown;
     layer.combine = gpu->combine;
     layer.wgmmaGroupTiles = gpu->wgmmaGroupTiles;
+    layer.downKRuns = gpu->downKRuns;
     layer.wgmmaPersistent = gpu->wgmmaPersistent;
     layer.wgmmaQueue = gpu->wgmmaQueue;
     layer.decodeKernel = gpu->decodeKernel;

@@ -9,9 +9,10 @@
 // blocks, a wave's 1 tile raised to twice an expert's 2; down 16 column
 // blocks, a wave's 8 capped at the 6 of 24 MiB of rows; two tiles an
 // expert: no evict-first, and each expert's K steps from its own start
-// (k_rotate).
+// (k_rotate); the down kernel's 16 x 16 pairs in two K runs each, so the
+// combine by atomics (cuda-down-k-runs.mlir).
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=M1024
-// M1024: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, k_rotate, path = "wgmma"
+// M1024: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64, group_tiles = array<i64: 4, 6>, k_rotate, path = "wgmma"
 // M1024-SAME: tile = array<i64: 192, 256, 64>, tile_step = 128 : i64, tiles = 24 : i64
 // M1024-NOT: evict_first
 // M1024: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_kr_q
@@ -24,7 +25,7 @@
 // order), said in the layer's attributes; an unknown value is an error.
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-k-order=never --emit=mlir | FileCheck %s --check-prefix=KNEVER
 // KNEVER: wgmma_k_order = "never"
-// KNEVER: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, path = "wgmma"
+// KNEVER: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64, group_tiles = array<i64: 4, 6>, path = "wgmma"
 // KNEVER: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_q
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-k-order=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=KBAD
 // KBAD: error: wgmma-k-order must be auto or never, got 'sometimes'

@@ -223,6 +223,18 @@ make_case auto-m192s128 --top-k 2 --experts 8 --renormalize --tokens 1024 --hidd
 # steps (n mod 3 = 1, 0); 5 steps here (320 = 5 x 64, n mod 3 = 2), 275
 # rows an expert (a 128-row tile and a tall one with its band).
 make_case wgmma-m192s128-k5 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 320 --ffn 320
+# The down kernel's pairs in K runs (2026-12-05): each pair's K steps in N
+# runs, each an item of the queue, added by the scatter's atomics. Two
+# runs of 4 steps with the planner's 192-row tiles 128 apart (the band and
+# the rotation within a run); 3 runs of 3 steps in tall tiles at 750 rows
+# an expert; 4 runs of 4 steps, ungated 128-row tiles (cp.async weights);
+# 5 runs of 2 steps beside a shared expert; and the planner's own choice
+# at 256 rows an expert and 256 K steps (2 runs).
+make_case wgmma-k-runs-2 --gpu-path=wgmma --gpu-down-k-runs=2 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 320 --ffn 512
+make_case wgmma-k-runs-3-tall --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-down-k-runs=3 --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 576
+make_case wgmma-k-runs-4-m128 --gpu-path=wgmma --gpu-wgmma-rows=128 --gpu-down-k-runs=4 --plain --activation gelu --top-k 2 --experts 8 --tokens 1000 --hidden 256 --ffn 1024
+make_case wgmma-k-runs-5-shared --gpu-path=wgmma --gpu-down-k-runs=5 --top-k 2 --experts 8 --tokens 900 --hidden 256 --ffn 640 --shared 256 --shared-gated
+make_case auto-k-runs --top-k 2 --experts 8 --renormalize --tokens 1024 --hidden 256 --ffn 8192
 # The planner's 64-row tiles where experts get a row or two (TMA weights,
 # combine by rows): a gated layer left to auto (6 tokens hit about 35 of 64
 # experts: 141 (tile, column block) pairs a kernel), and an ungated one with

@@ -136,6 +136,14 @@ cl::opt<std::string> gpuWgmmaQueue(
              "block) pairs from a global counter in order instead of "
              "round-robin by block: auto, always or never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<int64_t> gpuDownKRuns(
+    "gpu-down-k-runs",
+    cl::desc("the routed down kernel's (tile, column block) pairs in this "
+             "many runs of their K steps, added by its atomics (so the "
+             "combine by atomics): 0 (default: 2 where the pairs are few "
+             "and long), 1 (none) or a count up to 64 (the most up to it "
+             "that divide the K steps)"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuWgmmaGroupTiles(
     "gpu-wgmma-group-tiles",
     cl::desc("row tiles the wgmma blocks take together, all column blocks "
@@ -604,6 +612,7 @@ int main(int argc, char **argv) {
     cudaOptions.stageDown = gpuStageDown;
     cudaOptions.combine = gpuCombine;
     cudaOptions.wgmmaGroupTiles = gpuWgmmaGroupTiles;
+    cudaOptions.downKRuns = gpuDownKRuns;
     cudaOptions.wgmmaPersistent = gpuWgmmaPersistent;
     cudaOptions.wgmmaQueue = gpuWgmmaQueue;
     cudaOptions.decodeKernel = gpuDecodeKernel;

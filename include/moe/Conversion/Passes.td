@@ -103,6 +103,12 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "of rows, at most a wave of the grid's pairs, at least twice an "
            "expert's tiles), 0 (all tiles of a column block, then the next) "
            "or a count">,
+    Option<"downKRuns", "down-k-runs", "int64_t", "0",
+           "the routed down kernel's (tile, column block) pairs in this "
+           "many runs of their K steps, added by its atomics (the combine "
+           "by atomics): 0 (auto: 2 where the pairs are few and long), 1 "
+           "(none) or a count up to 64 (the most up to it that divide the "
+           "K steps)">,
     Option<"wgmmaPersistent", "wgmma-persistent", "std::string", "\"auto\"",
            "the wgmma expert kernels as persistent grids of one block an SM "
            "that stream the (tile, column block) pairs' K steps, the next "

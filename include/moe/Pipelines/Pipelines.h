@@ -132,6 +132,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "default), 0 (all tiles of a column block, then the "
                      "next) or a count"),
       llvm::cl::init(-1)};
+  PassOptions::Option<int64_t> downKRuns{
+      *this, "down-k-runs",
+      llvm::cl::desc("the routed down kernel's pairs in this many runs of "
+                     "their K steps: 0 (auto, default), 1 (none) or a count "
+                     "up to 64"),
+      llvm::cl::init(0)};
   PassOptions::Option<std::string> wgmmaPersistent{
       *this, "wgmma-persistent",
       llvm::cl::desc("the wgmma expert kernels as persistent grids: auto "

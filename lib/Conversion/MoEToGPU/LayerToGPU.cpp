@@ -62,6 +62,14 @@ namespace {
 /// paths combine by rows (results/combine-rows-2026-12-02.md).
 constexpr int64_t kCombineRowsMaxBytes = int64_t(128) << 20;
 
+/// The routed down kernel's K runs (ExpertStage::downKRuns): how many,
+/// below how many waves of the expected pairs, and the fewest K steps a run
+/// keeps. The asked count's ceiling (down-k-runs).
+constexpr int64_t kDownKRuns = 2;
+constexpr double kDownKRunsMaxWaves = 3;
+constexpr int64_t kDownKRunsMinSteps = 64;
+constexpr int64_t kMaxDownKRuns = 64;
+
 /// Experts a step of `tokens` tokens hits on average under uniform random
 /// routing: E (1 - (1 - k/E)^T).
 double expectedExpertsHit(int64_t experts, int64_t k, int64_t tokens) {
@@ -320,6 +328,9 @@ struct ConvertMoELayerToGpuCallPass
     if (wgmmaGroupTiles != -1)
       plan.push_back(b.getNamedAttr("wgmma_group_tiles",
                                     b.getI64IntegerAttr(wgmmaGroupTiles)));
+    if (downKRuns != 0)
+      plan.push_back(
+          b.getNamedAttr("down_k_runs", b.getI64IntegerAttr(downKRuns)));
     for (auto [option, attr, value] : switches())
       if (value != "auto")
         plan.push_back(b.getNamedAttr(attr, b.getStringAttr(value)));
@@ -392,6 +403,12 @@ struct ConvertMoELayerToGpuCallPass
           << "'";
       return signalPassFailure();
     }
+    if (downKRuns < 0 || downKRuns > kMaxDownKRuns) {
+      mlir::emitError(module.getLoc())
+          << "down-k-runs must be 0 (auto) or a run count from 1 to "
+          << kMaxDownKRuns << ", got " << int64_t(downKRuns);
+      return signalPassFailure();
+    }
     if (wgmmaGroupTiles < -1) {
       mlir::emitError(module.getLoc())
           << "wgmma-group-tiles must be -1 (auto), 0 or a tile count, got "
@@ -401,6 +418,13 @@ struct ConvertMoELayerToGpuCallPass
     if (combine != "auto" && combine != "atomic" && combine != "rows") {
       mlir::emitError(module.getLoc())
           << "combine must be auto, atomic or rows, got '" << combine << "'";
+      return signalPassFailure();
+    }
+    if (downKRuns > 1 && combine == "rows") {
+      mlir::emitError(module.getLoc())
+          << "down-k-runs=" << int64_t(downKRuns)
+          << " adds the runs' sums by atomics: it needs combine=auto or "
+             "atomic, got combine=rows";
       return signalPassFailure();
     }
     if (densePath != "auto" && densePath != "gemv" && densePath != "mma" &&
@@ -615,6 +639,9 @@ struct ExpertStage {
   int64_t upGroupTiles = 0, downGroupTiles = 0;
   /// A dense stage's wgmma down kernel: K splits over grid z (1: none).
   int64_t downSplitK = 1;
+  /// The routed stage's persistent down kernel: each pair's K steps in
+  /// this many runs (MmaOptions::kRuns; 1: none).
+  int64_t downKRuns = 1;
   bool producer = false, tmaWeights = false, multicast = false,
        evictFirst = false, bandKOrder = false, rotateK = false,
        queue = false, persistent = false;
@@ -895,6 +922,41 @@ void ExpertStage::decide(bool addsDenseStages) {
   // replace the producer's TMA. Layers at 8-512 tokens: Qwen2-57B
   // 0.877-0.937x the time, DeepSeek-V2-Lite 0.933-0.997x, DeepSeek-V3's
   // layer (28 pairs) 0.996-1.000x (results/dense-split-k-2026-12-04.md).
+  // The routed down kernel's pairs in K runs (MmaOptions::kRuns), their
+  // sums added by the scatter's atomics, where the pairs are few and long:
+  // Mixtral at 1024 tokens has about 256 pairs of 224 K steps for 132 SMs,
+  // and an expert's last tile, with its band, takes 1.5x the others' time.
+  // There: kDownKRuns runs where experts get two or more row tiles, the
+  // pairs are under kDownKRunsMaxWaves waves of kPlanSms and a run keeps
+  // kDownKRunsMinSteps K steps. Asked (down_k_runs = N): the most runs up
+  // to N that divide the K steps. Runs take the combine by atomics.
+  // Mixtral 1024 on an H200 (results/down-k-runs-2026-12-05.md), against
+  // no runs and the combine by rows: 2 runs 0.972x the kernels' time at
+  // base clocks (down kernel 538 us against 577), 4 runs 1.012x (599 us:
+  // each run adds its tile by atomics); graph replays 0.985x, 1.052x and
+  // 7 runs 1.086x.
+  if (!dense && queue && choice("combine") != "rows") {
+    int64_t steps = f / kWgmmaTileK;
+    int64_t want = 1;
+    if (auto asked = plan.getAs<IntegerAttr>("down_k_runs")) {
+      want = asked.getInt();
+    } else if (rowsPerExpert >= 2 * tileStep) {
+      double pairs = expectedExpertsHit(E, k, T) *
+                     std::ceil(rowsPerExpert / double(tileStep)) *
+                     double(llvm::divideCeil(d, wgmmaTile.columns));
+      if (pairs < kDownKRunsMaxWaves * kPlanSms &&
+          steps / kDownKRuns >= kDownKRunsMinSteps)
+        want = kDownKRuns;
+    }
+    downKRuns = 1;
+    for (int64_t r = want; r > 1; --r)
+      if (steps % r == 0) {
+        downKRuns = r;
+        break;
+      }
+    if (downKRuns > 1)
+      combineRows = false;
+  }
   if (dense && wgmma && !multicast && choice("dense_split_k") != "never") {
     int64_t pairs = llvm::divideCeil(T, tileM) *
                     llvm::divideCeil(d, wgmmaTile.columns);
@@ -1037,6 +1099,9 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
     if (downSplitK > 1)
       planAttrs.push_back(
           b.getNamedAttr("down_split_k", b.getI64IntegerAttr(downSplitK)));
+    if (downKRuns > 1)
+      planAttrs.push_back(
+          b.getNamedAttr("down_k_runs", b.getI64IntegerAttr(downKRuns)));
   } else if (mma) {
     planAttrs.push_back(b.getNamedAttr(
         "tile", b.getDenseI64ArrayAttr({tileM, kMmaTileN, kMmaTileK})));
@@ -1299,6 +1364,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     downOpts.scatter = !p.combineRows;
     downOpts.weighted = p.combineRows;
     downOpts.groupTiles = p.downGroupTiles;
+    downOpts.kRuns = p.downKRuns;
     if (p.downSplitK > 1) {
       // The grid form over (tile, column block, K run).
       downOpts.persistent = downOpts.producer = downOpts.tmaWeights = false;

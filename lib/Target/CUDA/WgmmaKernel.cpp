@@ -168,6 +168,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          (o.rotateK ? "_kr" : "") +
          (o.multicast ? "_mc2" : "") +
          (o.queue ? "_q" : "") +
+         (o.kRuns > 1 ? "_k" + std::to_string(o.kRuns) : "") +
          (o.splitK ? "_splitk" : "");
 }
 
@@ -194,6 +195,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
          "multicast clusters take 128-row halves");
   assert((t.rows != kWgmmaTallRows || (o.producer && !o.dense)) &&
          "192-row tiles are for the producer form's expert kernels");
+  assert((o.kRuns == 1 || (o.producer && o.scatter && !o.multicast)) &&
+         "K runs are for the producer form's scatter kernels (their atomics "
+         "add the runs' sums)");
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   int64_t dyn = ShapedType::kDynamic;
@@ -335,9 +339,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   struct Work {
     Value expert, begin, end, col0;
     SmallVector<Value> aSources; // index, count, index, count, ...
+    /// With kRuns: the first K step of the pair's run (null: 0).
+    Value kFirst;
   };
-  auto sources = [&](const TileRows &rows, Value col0) {
-    Work wk{rows.expert, rows.begin, rows.end, col0, {}};
+  auto sources = [&](const TileRows &rows, Value col0,
+                     Value kFirst = Value()) {
+    Work wk{rows.expert, rows.begin, rows.end, col0, {}, kFirst};
     for (const Chunk &ch : aChunks) {
       CopySource src = rowSource(b, loc, o, args, rows, ch.row);
       wk.aSources.append({src.index, src.count});
@@ -721,7 +728,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     Value liveTiles = arith::IndexCastOp::create(
         b, loc, b.getIndexType(),
         memref::LoadOp::create(b, loc, liveShared, ci(0)));
-    Value total = mul(liveTiles, cols);
+    // (With kRuns, each pair's K steps in that many runs: items.)
+    Value total = mul(mul(liveTiles, cols), ci(o.kRuns));
     // Who takes the pairs in turn: the blocks, or with multicast the
     // clusters (both blocks of one take the same pairs, block `rank` the
     // rank-th 128 rows of each 256-row tile).
@@ -740,10 +748,20 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                     arith::SubIOp::create(b, loc, blocks, ci(1))),
             blocks),
         ci(0));
-    Value steps = ops.divu(K, TK);
-    // The rows and first column of this block's j-th pair (any pair where
-    // it has none).
-    auto itemPairOf = [&](Value item) -> std::pair<TileRows, Value> {
+    // K steps an item (a pair, or one of its kRuns runs).
+    Value steps = ops.divu(ops.divu(K, TK), o.kRuns);
+    // The rows, first column and first K step of item `item` (a pair, or
+    // with kRuns run item % kRuns of pair item / kRuns).
+    struct Item {
+      TileRows rows;
+      Value col0, kFirst;
+    };
+    auto itemPairOf = [&](Value item) -> Item {
+      Value kFirst;
+      if (o.kRuns > 1) {
+        kFirst = mul(remu(item, o.kRuns), steps);
+        item = divu(item, o.kRuns);
+      }
       Value tile, colBlock;
       if (o.groupTiles) {
         std::tie(tile, colBlock) = groupOrder(
@@ -786,7 +804,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         rows.end = arith::MinUIOp::create(b, loc, add(rows.begin, ci(TM)),
                                           expertEnd);
       }
-      return {rows, mul(colBlock, ci(TN))};
+      return {rows, mul(colBlock, ci(TN)), kFirst};
     };
     auto pairOf = [&](Value j) {
       return itemPairOf(arith::MinUIOp::create(
@@ -795,8 +813,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
               b, loc, arith::MaxUIOp::create(b, loc, total, ci(1)), ci(1))));
     };
     auto workOf = [&](Value j) {
-      auto [rows, col0] = pairOf(j);
-      return sources(rows, col0);
+      Item it = pairOf(j);
+      return sources(it.rows, it.col0, it.kFirst);
     };
     // With the queue: the pair counter's values as the producer's leader
     // took them, pair j in slot j % kRing (at most S + 2 pairs are between
@@ -983,7 +1001,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           OpBuilder::InsertionGuard lg(b);
           b.setInsertionPointToStart(kLoop.getBody());
           Value kt = kLoop.getInductionVar();
-          Value k0 = mul(kPosition(kt, wk), ci(TK));
+          Value pos = kPosition(kt, wk);
+          Value k0 = mul(wk.kFirst ? add(wk.kFirst, pos) : pos, ci(TK));
           Value g = add(mul(j, steps), kt);
           waitEmpty(g);
           if (o.tmaWeights)
@@ -1015,8 +1034,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                                     nullptr, Value());
           });
           Block *body = b.getInsertionBlock();
-          auto [rows, col0] = itemPairOf(body->getArgument(1));
-          producePair(body->getArgument(0), sources(rows, col0));
+          Item it = itemPairOf(body->getArgument(1));
+          producePair(body->getArgument(0),
+                      sources(it.rows, it.col0, it.kFirst));
           b.setInsertionPointAfter(loop);
           // The end: the stage of the next pair's first step completes,
           // once free, with arrivals and no copies; the MMA warpgroups read
@@ -1091,7 +1111,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           b.setInsertionPointToStart(pairs.getBody());
           j = pairs.getInductionVar();
         }
-        auto [rows, col0] = o.queue ? itemPairOf(item) : pairOf(j);
+        // (The K steps are the producer's: the stages come in their order.)
+        Item it = o.queue ? itemPairOf(item) : pairOf(j);
+        TileRows rows = it.rows;
+        Value col0 = it.col0;
         Value first = mul(j, steps);
         // A tall tile's band (rows 128-191) is multiplied where the tile
         // has more than 128 rows (an expert's last may not). Not so: a

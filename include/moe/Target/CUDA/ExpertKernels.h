@@ -668,6 +668,13 @@ struct MmaOptions {
   /// L2 after the first), and no block is left with more pairs at the end.
   /// At most kWgmmaQueueRing - 3 stages.
   bool queue = false;
+  /// With producer and scatter: each (row tile, column block) pair's K
+  /// steps in kRuns equal runs, each an item of its own (run i % kRuns of
+  /// pair i / kRuns), their sums added by the scatter's f32 atomics: where
+  /// the pairs are few and long (an expert's last, taller tile taking 1.5x
+  /// the others' time), the SMs' shares even out. K / kWgmmaTileK must be a
+  /// multiple of kRuns.
+  int64_t kRuns = 1;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).

@@ -63,6 +63,7 @@ void buildToLoops(OpPassManager &pm,
     layer.combine = gpu->combine;
     layer.wgmmaGroupTiles = gpu->wgmmaGroupTiles;
     layer.downKRuns = gpu->downKRuns;
+    layer.routerSplitK = gpu->routerSplitK;
     layer.wgmmaPersistent = gpu->wgmmaPersistent;
     layer.wgmmaQueue = gpu->wgmmaQueue;
     layer.decodeKernel = gpu->decodeKernel;

@@ -235,6 +235,12 @@ make_case wgmma-k-runs-3-tall --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-
 make_case wgmma-k-runs-4-m128 --gpu-path=wgmma --gpu-wgmma-rows=128 --gpu-down-k-runs=4 --plain --activation gelu --top-k 2 --experts 8 --tokens 1000 --hidden 256 --ffn 1024
 make_case wgmma-k-runs-5-shared --gpu-path=wgmma --gpu-down-k-runs=5 --top-k 2 --experts 8 --tokens 900 --hidden 256 --ffn 640 --shared 256 --shared-gated
 make_case auto-k-runs --top-k 2 --experts 8 --renormalize --tokens 1024 --hidden 256 --ffn 8192
+# The router's K splits as asked (--gpu-router-split-k, 2026-12-05, not
+# run on a GPU yet when added): the unsplit mma.sync router (no atomics)
+# and a wgmma router asked for 3 splits of its 5 K steps (runs of 2, 2
+# and 1).
+make_case router-split-1-mma --gpu-router-split-k=1 --top-k 2 --experts 16 --renormalize --tokens 1024 --hidden 256 --ffn 128
+make_case router-split-3-wgmma --gpu-router-split-k=3 --top-k 4 --experts 128 --tokens 300 --hidden 320 --ffn 64
 # The planner's 64-row tiles where experts get a row or two (TMA weights,
 # combine by rows): a gated layer left to auto (6 tokens hit about 35 of 64
 # experts: 141 (tile, column block) pairs a kernel), and an ungated one with

@@ -136,6 +136,12 @@ cl::opt<std::string> gpuWgmmaQueue(
              "block) pairs from a global counter in order instead of "
              "round-robin by block: auto, always or never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<int64_t> gpuRouterSplitK(
+    "gpu-router-split-k",
+    cl::desc("the router's tensor-core GEMM split over K into this many "
+             "runs added by f32 atomics: 0 (default: about two blocks an "
+             "SM) or a count up to 256 (at most its K steps; 1: none)"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuDownKRuns(
     "gpu-down-k-runs",
     cl::desc("the routed down kernel's (tile, column block) pairs in this "
@@ -613,6 +619,7 @@ int main(int argc, char **argv) {
     cudaOptions.combine = gpuCombine;
     cudaOptions.wgmmaGroupTiles = gpuWgmmaGroupTiles;
     cudaOptions.downKRuns = gpuDownKRuns;
+    cudaOptions.routerSplitK = gpuRouterSplitK;
     cudaOptions.wgmmaPersistent = gpuWgmmaPersistent;
     cudaOptions.wgmmaQueue = gpuWgmmaQueue;
     cudaOptions.decodeKernel = gpuDecodeKernel;

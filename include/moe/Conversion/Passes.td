@@ -103,6 +103,10 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "of rows, at most a wave of the grid's pairs, at least twice an "
            "expert's tiles), 0 (all tiles of a column block, then the next) "
            "or a count">,
+    Option<"routerSplitK", "router-split-k", "int64_t", "0",
+           "the router's tensor-core GEMM split over K into this many runs "
+           "added by f32 atomics: 0 (auto: about two blocks an SM), or a "
+           "count up to 256 (at most its K steps; 1: none)">,
     Option<"downKRuns", "down-k-runs", "int64_t", "0",
            "the routed down kernel's (tile, column block) pairs in this "
            "many runs of their K steps, added by its atomics (the combine "

@@ -132,6 +132,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "default), 0 (all tiles of a column block, then the "
                      "next) or a count"),
       llvm::cl::init(-1)};
+  PassOptions::Option<int64_t> routerSplitK{
+      *this, "router-split-k",
+      llvm::cl::desc("the router's tensor-core GEMM split over K: 0 (auto, "
+                     "default) or a count up to 256 (1: none)"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> downKRuns{
       *this, "down-k-runs",
       llvm::cl::desc("the routed down kernel's pairs in this many runs of "

@@ -283,7 +283,8 @@ bool mlir::moe::denseMatmulOnTensorCores(int64_t rows, int64_t k,
   return rows >= minRows && k % kMmaTileK == 0;
 }
 
-DenseMatmulPlan mlir::moe::planDenseMatmul(int64_t T, int64_t K, int64_t M) {
+DenseMatmulPlan mlir::moe::planDenseMatmul(int64_t T, int64_t K, int64_t M,
+                                           int64_t splits) {
   DenseMatmulPlan p;
   p.wgmma = K % kWgmmaTileK == 0 && M >= 128;
   if (p.wgmma) {
@@ -295,14 +296,20 @@ DenseMatmulPlan mlir::moe::planDenseMatmul(int64_t T, int64_t K, int64_t M) {
     p.columns = kMmaTileN;
   }
   int64_t blocks = p.rowTiles * ((M + p.columns - 1) / p.columns);
-  p.splits = planSplitK(blocks, K / (p.wgmma ? kWgmmaTileK : kMmaTileK));
+  int64_t steps = K / (p.wgmma ? kWgmmaTileK : kMmaTileK);
+  // (As asked: runs of ceil(steps / splits) steps, as many as are not
+  // empty.)
+  p.splits = splits > 0
+                 ? llvm::divideCeil(steps, llvm::divideCeil(
+                                               steps, std::min(splits, steps)))
+                 : planSplitK(blocks, steps);
   return p;
 }
 
 Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
                                 gpu::GPUModuleOp kernels, Value x, Value w,
                                 Value anyI32, Value zeroedOut,
-                                int64_t minTensorRows) {
+                                int64_t minTensorRows, int64_t askedSplits) {
   auto xType = cast<MemRefType>(x.getType());
   auto wType = cast<MemRefType>(w.getType());
   int64_t T = xType.getDimSize(0), K = xType.getDimSize(1),
@@ -320,7 +327,7 @@ Value mlir::moe::denseMatmulF32(OpBuilder &b, HostBuilder &h,
     return zeroedOut ? zeroedOut
                      : splits > 1 ? h.zeroed({T, M}) : h.alloc({T, M}, f32);
   };
-  DenseMatmulPlan plan = planDenseMatmul(T, K, M);
+  DenseMatmulPlan plan = planDenseMatmul(T, K, M, askedSplits);
   int64_t rowTiles = plan.rowTiles, splits = plan.splits;
   int64_t colBlocks = (M + plan.columns - 1) / plan.columns;
   if (denseMatmulOnTensorCores(T, K, minTensorRows) && plan.wgmma) {

@@ -69,6 +69,8 @@ constexpr int64_t kDownKRuns = 2;
 constexpr double kDownKRunsMaxWaves = 3;
 constexpr int64_t kDownKRunsMinSteps = 64;
 constexpr int64_t kMaxDownKRuns = 64;
+/// The asked router splits' ceiling (router-split-k).
+constexpr int64_t kMaxRouterSplitK = 256;
 
 /// Experts a step of `tokens` tokens hits on average under uniform random
 /// routing: E (1 - (1 - k/E)^T).
@@ -331,6 +333,9 @@ struct ConvertMoELayerToGpuCallPass
     if (downKRuns != 0)
       plan.push_back(
           b.getNamedAttr("down_k_runs", b.getI64IntegerAttr(downKRuns)));
+    if (routerSplitK != 0)
+      plan.push_back(b.getNamedAttr("router_split_k",
+                                    b.getI64IntegerAttr(routerSplitK)));
     for (auto [option, attr, value] : switches())
       if (value != "auto")
         plan.push_back(b.getNamedAttr(attr, b.getStringAttr(value)));
@@ -401,6 +406,12 @@ struct ConvertMoELayerToGpuCallPass
       mlir::emitError(module.getLoc())
           << "wgmma-queue must be auto, always or never, got '" << wgmmaQueue
           << "'";
+      return signalPassFailure();
+    }
+    if (routerSplitK < 0 || routerSplitK > kMaxRouterSplitK) {
+      mlir::emitError(module.getLoc())
+          << "router-split-k must be 0 (auto) or a split count from 1 to "
+          << kMaxRouterSplitK << ", got " << int64_t(routerSplitK);
       return signalPassFailure();
     }
     if (downKRuns < 0 || downKRuns > kMaxDownKRuns) {
@@ -642,6 +653,12 @@ struct ExpertStage {
   /// The routed stage's persistent down kernel: each pair's K steps in
   /// this many runs (MmaOptions::kRuns; 1: none).
   int64_t downKRuns = 1;
+  /// The router's K splits on tensor cores as asked (router_split_k), or 0:
+  /// planDenseMatmul's.
+  int64_t routerSplits() const {
+    auto asked = plan.getAs<IntegerAttr>("router_split_k");
+    return asked ? asked.getInt() : 0;
+  }
   bool producer = false, tmaWeights = false, multicast = false,
        evictFirst = false, bandKOrder = false, rotateK = false,
        queue = false, persistent = false;
@@ -1051,7 +1068,7 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
                                   : mix ? "dense_mix"
                                         : "dense")));
   } else if (mmaRouter) {
-    DenseMatmulPlan rp = planDenseMatmul(T, d, E);
+    DenseMatmulPlan rp = planDenseMatmul(T, d, E, routerSplits());
     planAttrs.push_back(b.getNamedAttr(
         "router", b.getStringAttr(rp.wgmma ? "wgmma" : "mma")));
     if (rp.splits > 1)
@@ -1286,7 +1303,8 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     routeArgs[0] = p.fusedGate
                        ? h.alloc({T, E}, f32)
                        : denseMatmulF32(b, h, kernels, xDev, in.wr, offsets,
-                                        routerOut, kTensorRouterRows);
+                                        routerOut, kTensorRouterRows,
+                                        p.routerSplits());
     if (mma) {
       routeArgs.push_back(tileExpert);
       routeArgs.push_back(tileRow);

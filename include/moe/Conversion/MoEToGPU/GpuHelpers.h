@@ -100,12 +100,15 @@ gpu::GPUFuncOp getOrBuildKernel(gpu::GPUModuleOp kernels, StringRef name,
 bool denseMatmulOnTensorCores(int64_t rows, int64_t k, int64_t minRows = 128);
 
 /// How denseMatmulF32 multiplies T rows of K by [K, M] on tensor cores:
-/// warpgroup MMAs or mma.sync, and the K splits of its grid (1: none).
+/// warpgroup MMAs or mma.sync, and the K splits of its grid (1: none):
+/// `splits` where asked (runs of ceil(steps / splits) K steps, as many as
+/// are not empty), else planSplitK's.
 struct DenseMatmulPlan {
   bool wgmma = false;
   int64_t columns = 0, rowTiles = 0, splits = 1;
 };
-DenseMatmulPlan planDenseMatmul(int64_t rows, int64_t k, int64_t m);
+DenseMatmulPlan planDenseMatmul(int64_t rows, int64_t k, int64_t m,
+                                int64_t splits = 0);
 
 /// f32 [T, M] = x [T, K] w [K, M] (bf16) on the device, through `h`: the
 /// dense tensor-core kernel (denseMatmulOnTensorCores; on warpgroup MMAs
@@ -118,7 +121,8 @@ DenseMatmulPlan planDenseMatmul(int64_t rows, int64_t k, int64_t m);
 /// output (else one is allocated, and zeroed where the kernel needs it).
 Value denseMatmulF32(OpBuilder &b, HostBuilder &h, gpu::GPUModuleOp kernels,
                      Value x, Value w, Value anyI32,
-                     Value zeroedOut = Value(), int64_t minTensorRows = 128);
+                     Value zeroedOut = Value(), int64_t minTensorRows = 128,
+                     int64_t splits = 0);
 
 /// Grid of a grouped GEMV over K x M with `active` (weight matrix, expert)
 /// pairs expected at once: 8 columns a thread; about kGemvThreadsPerSm

@@ -95,7 +95,9 @@ def draw_case(rng):
             ("--gpu-wgmma-columns", ["128"]),
             ("--gpu-wgmma-persistent", ["never", "always"]),
             ("--gpu-combine", ["atomic", "rows"]),
-            ("--gpu-dense-split-k", ["never"])):
+            ("--gpu-dense-split-k", ["never"]),
+            ("--gpu-down-k-runs", ["1", "2", "3", "5"]),
+            ("--gpu-router-split-k", ["1", "2", "7"])):
         if rng.random() < 0.08:
             comp.append(f"{opt}={rng.choice(values)}")
     return [str(a) for a in gen], comp

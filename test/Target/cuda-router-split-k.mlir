@@ -13,6 +13,11 @@
 // RUN: moe-compile %s --target=cuda --gpu-router-split-k=1 --emit=mlir | FileCheck %s --check-prefix=ONE
 // ONE: moe.gpu_plan = {{{.*}}router = "mma", slots
 // ONE: @moe_kernels::@moe_mma_dense_f32_m128_s2 blocks
+// Under one K step (hidden 8: the router is a GEMV) an asked split is
+// moot; it crashed here (a division by zero) until 2026-12-05, found by
+// test/fuzz/cuda-compile-sweep.py --run.
+// RUN: sed 's/256/8/g' %s | moe-compile - --target=cuda --gpu-router-split-k=2 --emit=mlir | FileCheck %s --check-prefix=TINY
+// TINY: moe.gpu_plan = {{{.*}}path = "gemv", router = array<i64:
 // RUN: not moe-compile %s --target=cuda --gpu-router-split-k=300 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: error: router-split-k must be 0 (auto) or a split count from 1 to 256, got 300
 func.func @layer(%x: tensor<1024x256xbf16> {moe.input = "x"}, %router: tensor<256x16xbf16> {moe.weight = "router"},

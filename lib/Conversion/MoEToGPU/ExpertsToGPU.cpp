@@ -298,11 +298,14 @@ DenseMatmulPlan mlir::moe::planDenseMatmul(int64_t T, int64_t K, int64_t M,
   int64_t blocks = p.rowTiles * ((M + p.columns - 1) / p.columns);
   int64_t steps = K / (p.wgmma ? kWgmmaTileK : kMmaTileK);
   // (As asked: runs of ceil(steps / splits) steps, as many as are not
-  // empty.)
-  p.splits = splits > 0
-                 ? llvm::divideCeil(steps, llvm::divideCeil(
-                                               steps, std::min(splits, steps)))
-                 : planSplitK(blocks, steps);
+  // empty. Under one K step the tensor cores do not take it: 1.)
+  if (splits <= 0)
+    p.splits = planSplitK(blocks, steps);
+  else if (steps == 0)
+    p.splits = 1;
+  else
+    p.splits = llvm::divideCeil(
+        steps, llvm::divideCeil(steps, std::min(splits, steps)));
   return p;
 }
 

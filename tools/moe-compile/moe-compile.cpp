@@ -140,7 +140,8 @@ cl::opt<int64_t> gpuRouterSplitK(
     "gpu-router-split-k",
     cl::desc("the router's tensor-core GEMM split over K into this many "
              "runs added by f32 atomics: 0 (default: about two blocks an "
-             "SM) or a count up to 256 (at most its K steps; 1: none)"),
+             "SM) or a count up to 256 (runs of ceil(steps / N) K steps, as "
+             "many as are not empty; 1: none)"),
     cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuDownKRuns(
     "gpu-down-k-runs",

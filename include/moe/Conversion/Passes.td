@@ -106,7 +106,8 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"routerSplitK", "router-split-k", "int64_t", "0",
            "the router's tensor-core GEMM split over K into this many runs "
            "added by f32 atomics: 0 (auto: about two blocks an SM), or a "
-           "count up to 256 (at most its K steps; 1: none)">,
+           "count up to 256 (runs of ceil(steps / N) K steps, as many as are "
+           "not empty; 1: none)">,
     Option<"downKRuns", "down-k-runs", "int64_t", "0",
            "the routed down kernel's (tile, column block) pairs in this "
            "many runs of their K steps, added by its atomics (the combine "

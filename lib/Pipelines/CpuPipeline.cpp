@@ -64,6 +64,7 @@ void buildToLoops(OpPassManager &pm,
     layer.wgmmaGroupTiles = gpu->wgmmaGroupTiles;
     layer.downKRuns = gpu->downKRuns;
     layer.routerSplitK = gpu->routerSplitK;
+    layer.fusedRoute = gpu->fusedRoute;
     layer.wgmmaPersistent = gpu->wgmmaPersistent;
     layer.wgmmaQueue = gpu->wgmmaQueue;
     layer.decodeKernel = gpu->decodeKernel;

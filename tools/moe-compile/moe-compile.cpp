@@ -143,6 +143,13 @@ cl::opt<int64_t> gpuRouterSplitK(
              "SM) or a count up to 256 (runs of ceil(steps / N) K steps, as "
              "many as are not empty; 1: none)"),
     cl::init(0), cl::cat(category));
+cl::opt<bool> gpuFusedRoute(
+    "gpu-fused-route",
+    cl::desc("where the routing is split (over 64 tokens), the select "
+             "kernel computes its tokens' router logits itself (mma.sync on "
+             "the router staged through shared memory) instead of a router "
+             "GEMM kernel before it; not the default: not yet measured"),
+    cl::init(false), cl::cat(category));
 cl::opt<int64_t> gpuDownKRuns(
     "gpu-down-k-runs",
     cl::desc("the routed down kernel's (tile, column block) pairs in this "
@@ -621,6 +628,7 @@ int main(int argc, char **argv) {
     cudaOptions.wgmmaGroupTiles = gpuWgmmaGroupTiles;
     cudaOptions.downKRuns = gpuDownKRuns;
     cudaOptions.routerSplitK = gpuRouterSplitK;
+    cudaOptions.fusedRoute = gpuFusedRoute;
     cudaOptions.wgmmaPersistent = gpuWgmmaPersistent;
     cudaOptions.wgmmaQueue = gpuWgmmaQueue;
     cudaOptions.decodeKernel = gpuDecodeKernel;

@@ -108,6 +108,12 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "added by f32 atomics: 0 (auto: about two blocks an SM), or a "
            "count up to 256 (runs of ceil(steps / N) K steps, as many as are "
            "not empty; 1: none)">,
+    Option<"fusedRoute", "fused-route", "bool", "false",
+           "where the routing is split (over 64 tokens), the select "
+           "kernel's blocks compute their 16 tokens' router logits "
+           "themselves (mma.sync on the router staged through shared "
+           "memory) instead of a router GEMM kernel before them; not the "
+           "default: not yet measured">,
     Option<"downKRuns", "down-k-runs", "int64_t", "0",
            "the routed down kernel's (tile, column block) pairs in this "
            "many runs of their K steps, added by its atomics (the combine "

@@ -132,6 +132,13 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "default), 0 (all tiles of a column block, then the "
                      "next) or a count"),
       llvm::cl::init(-1)};
+  PassOptions::Option<bool> fusedRoute{
+      *this, "fused-route",
+      llvm::cl::desc("where the routing is split (over 64 tokens), the "
+                     "select kernel computes its tokens' router logits "
+                     "itself instead of a router GEMM kernel before it "
+                     "(not the default: not yet measured)"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> routerSplitK{
       *this, "router-split-k",
       llvm::cl::desc("the router's tensor-core GEMM split over K: 0 (auto, "

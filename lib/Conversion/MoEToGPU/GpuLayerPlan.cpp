@@ -50,6 +50,14 @@ void ExpertStage::decide(bool addsDenseStages) {
   // per kRouteThreads assignments finishes (a single block would route
   // thousands of tokens alone).
   splitRoute = !dense && T > 2 * (kRouteThreads / 32);
+  // As asked (fused_route; not measured yet, so never by default): the
+  // select kernel's blocks compute their 16 tokens' logits themselves,
+  // each reading the whole router through shared memory, instead of the
+  // router GEMM kernel (split over K, f32 atomics) before them.
+  routerInSelect = splitRoute && plan.get("fused_route") &&
+                   whyNotRouterInSelect(d, E).empty();
+  if (routerInSelect)
+    mmaRouter = false;
   // Decode sizes: the router GEMV, the clearing of the accumulators and the
   // routing in one gating kernel, where it measured no slower than the
   // three (results/gate-kernel-2026-12-01.md): up to kGateRows tokens (one
@@ -374,6 +382,10 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
         "router", b.getStringAttr(coef  ? "dense_coef"
                                   : mix ? "dense_mix"
                                         : "dense")));
+  } else if (routerInSelect) {
+    planAttrs.push_back(b.getNamedAttr("router", b.getStringAttr("select")));
+    planAttrs.push_back(b.getNamedAttr(
+        "router_stages", b.getI64IntegerAttr(routerInSelectStages(E))));
   } else if (mmaRouter) {
     DenseMatmulPlan rp = planDenseMatmul(T, d, E, routerSplits());
     planAttrs.push_back(b.getNamedAttr(

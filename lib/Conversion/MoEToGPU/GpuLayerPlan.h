@@ -63,6 +63,9 @@ struct ExpertStage {
   /// WgmmaTile::step where set.
   int64_t tileStep = 0;
   bool mmaRouter = false, splitRoute = false, fusedGate = false;
+  /// The split routing's select kernel computes its tokens' logits itself
+  /// (RouteKernelOptions::withRouter): no router GEMM kernel.
+  bool routerInSelect = false;
   double rowsPerExpert = 0;
   int64_t expertRows = 0, ffnColumns = 0;
   GemvGrid upGrid{}, downGrid{}, routerGrid{};

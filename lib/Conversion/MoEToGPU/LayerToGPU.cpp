@@ -318,6 +318,8 @@ struct ConvertMoELayerToGpuCallPass
     if (routerSplitK != 0)
       plan.push_back(b.getNamedAttr("router_split_k",
                                     b.getI64IntegerAttr(routerSplitK)));
+    if (fusedRoute)
+      plan.push_back(b.getNamedAttr("fused_route", b.getUnitAttr()));
     for (auto [option, attr, value] : switches())
       if (value != "auto")
         plan.push_back(b.getNamedAttr(attr, b.getStringAttr(value)));
@@ -649,7 +651,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
   size_t routeCountsAt = zeroShapes.size();
   if (p.splitRoute)
     zeroShapes.push_back({E * kRouteCountStride});
-  bool zeroRouter = !p.dense && !p.fusedGate;
+  bool zeroRouter = !p.dense && !p.fusedGate && !p.routerInSelect;
   if (zeroRouter)
     zeroShapes.push_back({T, E});
   Value clearInGate;
@@ -694,9 +696,10 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     });
   };
   const RouteKernelOptions &ro = p.ro;
-  auto routeKernel = [&](RoutePart part) {
+  auto routeKernel = [&](RoutePart part, bool withRouter = false) {
     RouteKernelOptions po = ro;
     po.part = part;
+    po.withRouter = withRouter;
     std::string name = routeKernelName(po);
     return kernel(name,
                   [&] { return buildRouteKernel(b, kloc, kernels, name, po); });
@@ -737,12 +740,14 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
              {kDenseRouteThreads, 1, 1}, args);
   } else {
     // logits = x W_router (the GEMV's grid is routerGrid, recorded in the
-    // plan), or the gating kernel's.
-    routeArgs[0] = p.fusedGate
-                       ? h.alloc({T, E}, f32)
-                       : denseMatmulF32(b, h, kernels, xDev, in.wr, offsets,
-                                        routerOut, kTensorRouterRows,
-                                        p.routerSplits());
+    // plan), or the gating kernel's; none where the select kernel computes
+    // them.
+    if (p.fusedGate)
+      routeArgs[0] = h.alloc({T, E}, f32);
+    else if (!p.routerInSelect)
+      routeArgs[0] =
+          denseMatmulF32(b, h, kernels, xDev, in.wr, offsets, routerOut,
+                         kTensorRouterRows, p.routerSplits());
     if (mma) {
       routeArgs.push_back(tileExpert);
       routeArgs.push_back(tileRow);
@@ -765,15 +770,22 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     h.launch(gate, {p.gatePlan.blocks, 1, 1}, {kGateThreads, 1, 1}, gateArgs);
   } else if (p.splitRoute) {
     routeArgs.push_back(zeroedBuffers[routeCountsAt]);
-    int64_t warpsPerBlock = kRouteSelectThreads / 32;
-    h.launch(routeKernel(RoutePart::Select),
-             {(T + warpsPerBlock - 1) / warpsPerBlock, 1, 1},
-             {kRouteSelectThreads, 1, 1}, routeArgs);
+    // The tables after the logits (the finish kernel reads no logits).
+    ArrayRef<Value> tables = ArrayRef<Value>(routeArgs).drop_front();
+    SmallVector<Value> selectArgs;
+    if (p.routerInSelect)
+      selectArgs = {xDev, in.wr};
+    else
+      selectArgs = {routeArgs[0]};
+    llvm::append_range(selectArgs, tables);
+    h.launch(routeKernel(RoutePart::Select, p.routerInSelect),
+             {(T + kRouteSelectTokens - 1) / kRouteSelectTokens, 1, 1},
+             {kRouteSelectThreads, 1, 1}, selectArgs);
     // A block per kRouteThreads assignments (one block mapped 8192 of them,
     // at 1024 tokens, in about 20 us).
     h.launch(routeKernel(RoutePart::Finish),
              {(N + kRouteThreads - 1) / kRouteThreads, 1, 1},
-             {kRouteThreads, 1, 1}, routeArgs);
+             {kRouteThreads, 1, 1}, tables);
   } else {
     h.launch(routeKernel(RoutePart::Whole), {1, 1, 1}, {kRouteThreads, 1, 1},
              routeArgs);

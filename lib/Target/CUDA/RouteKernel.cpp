@@ -35,8 +35,11 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 
+#include <algorithm>
 #include <limits>
 
 using namespace mlir;
@@ -64,7 +67,7 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
   if (o.triggerDependents)
     name += "_trigger";
   if (o.part == RoutePart::Select)
-    name += "_select";
+    name += o.withRouter ? "_select_router" : "_select";
   else if (o.part == RoutePart::Finish)
     name += "_finish";
   if (o.scaling != 1.0) {
@@ -77,19 +80,31 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
   return name;
 }
 
-/// buildRouteKernel's argument types, from `logits` on.
+/// Whether the routing part of `o` reads logits from an argument (the
+/// Finish part reads none; the Select part with the router computes its
+/// own).
+static bool takesLogits(const RouteKernelOptions &o) {
+  return o.part != RoutePart::Finish && !o.withRouter;
+}
+
+/// buildRouteKernel's argument types, from `logits` (or what replaces it)
+/// on.
 static SmallVector<Type> routeArgTypes(OpBuilder &b,
                                        const RouteKernelOptions &o) {
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), i32 = b.getI32Type();
   auto vecI32 = MemRefType::get({dyn}, i32);
   auto vecF32 = MemRefType::get({dyn}, f32);
-  SmallVector<Type> argTypes{MemRefType::get({dyn, dyn}, f32), // logits
-                             vecI32,                           // offsets
-                             vecI32,                           // rowToken
-                             vecF32,                           // rowWeight
-                             vecI32,                           // hit
-                             vecI32, vecI32, vecF32};          // assignments
+  SmallVector<Type> argTypes;
+  if (o.withRouter)
+    argTypes.append(2, MemRefType::get({dyn, dyn}, b.getBF16Type())); // x, w
+  else if (takesLogits(o))
+    argTypes.push_back(MemRefType::get({dyn, dyn}, f32)); // logits
+  argTypes.append({vecI32,                                // offsets
+                   vecI32,                                // rowToken
+                   vecF32,                                // rowWeight
+                   vecI32,                                // hit
+                   vecI32, vecI32, vecF32});              // assignments
   if (o.tileRows) {
     argTypes.push_back(vecI32); // tileExpert
     argTypes.push_back(vecI32); // tileRow
@@ -104,15 +119,18 @@ static SmallVector<Type> routeArgTypes(OpBuilder &b,
 /// The routing buffers among `args`, laid out as routeArgTypes says.
 static RouteBuffers routeBuffers(ValueRange args, const RouteKernelOptions &o) {
   RouteBuffers r;
-  r.logits = args[0];
-  r.offsets = args[1];
-  r.rowToken = args[2];
-  r.rowWeight = args[3];
-  r.hit = args[4];
-  r.assignExpert = args[5];
-  r.assignPos = args[6];
-  r.assignWeight = args[7];
-  unsigned next = 8;
+  unsigned next = 0;
+  if (o.withRouter)
+    next = 2; // x and the router: buildRouteKernel's
+  else if (takesLogits(o))
+    r.logits = args[next++];
+  r.offsets = args[next++];
+  r.rowToken = args[next++];
+  r.rowWeight = args[next++];
+  r.hit = args[next++];
+  r.assignExpert = args[next++];
+  r.assignPos = args[next++];
+  r.assignWeight = args[next++];
   if (o.tileRows) {
     r.tileExpert = args[next++];
     r.tileRow = args[next++];
@@ -124,6 +142,237 @@ static RouteBuffers routeBuffers(ValueRange args, const RouteKernelOptions &o) {
   return r;
 }
 
+//===----------------------------------------------------------------------===//
+// The router inside the select kernel
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// The static shared memory the select kernel with the router keeps to: the
+/// router's stages, the block's logits (f32 [kRouteSelectTokens, E]) and
+/// the routing's counts (i32 [E]).
+constexpr int64_t kRouterSharedBytes = 48 * 1024;
+constexpr int64_t kRouterMaxStages = 8;
+/// A stage's bytes: the tokens' K rows (padded by 8: ldmatrix's rows in
+/// distinct banks) and the router's kRouterStageK rows of E (padded too).
+int64_t routerStageBytes(int64_t experts) {
+  return (kRouteSelectTokens * (kRouterStageK + 8) +
+          kRouterStageK * (experts + 8)) *
+         2;
+}
+} // namespace
+
+int64_t mlir::moe::routerInSelectStages(int64_t experts) {
+  int64_t budget =
+      kRouterSharedBytes - kRouteSelectTokens * experts * 4 - experts * 4;
+  return std::clamp<int64_t>(budget / routerStageBytes(experts), 0,
+                             kRouterMaxStages);
+}
+
+std::string mlir::moe::whyNotRouterInSelect(int64_t d, int64_t experts) {
+  if (experts % 8 != 0 || routerInSelectStages(experts) < 2)
+    return "the select kernel computes the logits of multiples of 8 experts "
+           "with two stages of the router beside them in " +
+           std::to_string(kRouterSharedBytes / 1024) +
+           " KiB of shared memory (up to about 224), got " +
+           std::to_string(experts);
+  if (d % kRouterStageK != 0)
+    return "the select kernel computes the logits of a hidden size that is "
+           "a multiple of " +
+           std::to_string(kRouterStageK) + ", got " + std::to_string(d);
+  return "";
+}
+
+/// The logits of the block's kRouteSelectTokens tokens from `row0` on,
+/// x[row0 + i] . w[:, e] for i < 16 (rows past x's end read as zeros), into
+/// a workgroup buffer f32 [16, E] that it returns, complete for every thread
+/// (a barrier at the end). The block's warps take n8 tiles of experts in
+/// pairs (one ldmatrix.x4.trans of the router's stage: two tiles' B
+/// fragments; an odd last tile's pair reads the padding as its second
+/// tile, never stored) and, where there are fewer pairs than warps, every
+/// KP-th k16 step of the pair (KP = 16 / pairs), adding their sums into the
+/// buffer by shared-memory atomics. Stages of kRouterStageK K rows by
+/// cp.async, routerInSelectStages of them in flight, as the grouped mma.sync
+/// kernel's pipeline.
+static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                              int64_t E, Value x, Value w, Value row0) {
+  MLIRContext *ctx = b.getContext();
+  Type bf16 = b.getBF16Type(), f32 = b.getF32Type();
+  const int64_t TM = kRouteSelectTokens, TK = kRouterStageK;
+  const int64_t S = routerInSelectStages(E);
+  const int64_t threads = kRouteSelectThreads, warps = threads / 32;
+  assert(TM == 16 && "one m16 tile of tokens");
+  assert(E % 8 == 0 && S >= 2 && "whyNotRouterInSelect");
+  const int64_t aStride = TK + 8, bStride = E + 8;
+  const int64_t nTiles = E / 8, pairs = (nTiles + 1) / 2;
+  assert(pairs <= warps && "a warp per pair of n8 tiles at least");
+  const int64_t kParts = warps / pairs;
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  Value sA = fn.addWorkgroupAttribution(
+      MemRefType::get({S, TM, aStride}, bf16, MemRefLayoutAttrInterface(), wg),
+      loc);
+  Value sB = fn.addWorkgroupAttribution(
+      MemRefType::get({S, TK, bStride}, bf16, MemRefLayoutAttrInterface(), wg),
+      loc);
+  Value logits = fn.addWorkgroupAttribution(
+      MemRefType::get({TM, E}, f32, MemRefLayoutAttrInterface(), wg), loc);
+  // The stages 16-byte aligned: cp.async's 16-byte copies and ldmatrix's
+  // rows (their strides are multiples of 16 bytes).
+  for (unsigned i = fn.getNumWorkgroupAttributions() - 3;
+       i < fn.getNumWorkgroupAttributions() - 1; ++i)
+    fn.setWorkgroupAttributionAttr(i, LLVM::LLVMDialect::getAlignAttrName(),
+                                   b.getI64IntegerAttr(16));
+
+  IndexOps ix{b, loc};
+  using P = arith::CmpIPredicate;
+  auto ci = [&](int64_t v) { return ix.c(v); };
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value warp = ix.divu(tid, 32), lane = ix.remu(tid, 32);
+  Value T = memref::DimOp::create(b, loc, x, 0);
+  Value K = memref::DimOp::create(b, loc, x, 1);
+
+  // The sums start at zero (the first stage's barrier orders this before
+  // any warp adds into them).
+  {
+    auto zero = scf::ForOp::create(b, loc, tid, ci(TM * E), ci(threads));
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(zero.getBody());
+    Value i = zero.getInductionVar();
+    memref::StoreOp::create(b, loc, constF32(b, loc, 0.0f), logits,
+                            ValueRange{ix.divu(i, E), ix.remu(i, E)});
+  }
+
+  // The 16-byte chunks of a stage: the tokens' TM x TK / 8 (threads below
+  // that many; rows past T zero-filled from row0, which exists), then the
+  // router's TK x E / 8 over all threads.
+  const int64_t aChunks = TM * (TK / 8), bChunks = TK * (E / 8);
+  assert(aChunks <= threads);
+  Value aRow = ix.divu(tid, TK / 8), aCol = ix.mul(ix.remu(tid, TK / 8), ci(8));
+  Value aToken = ix.add(row0, aRow);
+  Value aInside = ix.icmp(P::ult, aToken, T);
+  Value aSource = ix.select(aInside, aToken, row0);
+  Value aCount = ix.select(aInside, ci(8), ci(0));
+  auto issue = [&](Value stage, Value k0) {
+    buildIfThen(b, loc, ix.icmp(P::ult, tid, ci(aChunks)), [&] {
+      asyncCopy16(b, loc, sA, {stage, aRow, aCol}, x,
+                  {aSource, ix.add(k0, aCol)}, aCount);
+    });
+    for (int64_t c0 = 0; c0 < bChunks; c0 += threads) {
+      auto copy = [&] {
+        Value c = ix.add(tid, ci(c0));
+        Value row = ix.divu(c, E / 8), col = ix.mul(ix.remu(c, E / 8), ci(8));
+        asyncCopy16(b, loc, sB, {stage, row, col}, w, {ix.add(k0, row), col},
+                    ci(8));
+      };
+      if (c0 + threads <= bChunks)
+        copy();
+      else
+        buildIfThen(b, loc, ix.icmp(P::ult, tid, ci(bChunks - c0)), copy);
+    }
+    NVVM::CpAsyncCommitGroupOp::create(b, loc);
+  };
+
+  // The first S - 1 steps in flight; past the end, the last step again
+  // (unused).
+  Value steps = ix.divu(K, TK);
+  Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
+  auto kOf = [&](Value i) {
+    return arith::MinUIOp::create(b, loc, ix.mul(i, ci(TK)), lastK).getResult();
+  };
+  for (int64_t st = 0; st < S - 1; ++st)
+    issue(ci(st), kOf(ci(st)));
+
+  // This warp's pair of n8 tiles and its share of the k16 steps; warps past
+  // pairs x kParts only copy.
+  Value pair = ix.remu(warp, pairs), kPart = ix.divu(warp, pairs);
+  Value computes = ix.icmp(P::ult, warp, ci(pairs * kParts));
+  Value n0 = ix.mul(pair, ci(16));
+  Value ldRow = ix.remu(lane, 16), ldCol = ix.mul(ix.divu(lane, 16), ci(8));
+  Value zeroF = constF32(b, loc, 0.0f);
+  auto fragType = VectorType::get({4, 2}, bf16);
+  auto reg = [&](Value frag, int64_t i) {
+    return fragmentRegister(b, loc, frag, i);
+  };
+  auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1),
+                                  SmallVector<Value>(8, zeroF));
+  {
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(kLoop.getBody());
+    Value kt = kLoop.getInductionVar();
+    SmallVector<Value> acc(kLoop.getRegionIterArgs());
+    Value stage = ix.remu(kt, S);
+    Value ahead = ix.add(kt, ci(S - 1));
+    issue(ix.remu(ahead, S), kOf(ahead));
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, int32_t(S - 1));
+    gpu::BarrierOp::create(b, loc);
+    for (int64_t ks = 0; ks < TK / 16; ++ks) {
+      // k16 step q = kt TK / 16 + ks is this warp's where q % kParts is its
+      // part.
+      Value mine = computes;
+      if (kParts > 1)
+        mine = arith::AndIOp::create(
+            b, loc, mine,
+            ix.icmp(P::eq,
+                    ix.remu(ix.add(ix.mul(kt, ci(TK / 16)), ci(ks)), kParts),
+                    kPart));
+      auto step = scf::IfOp::create(b, loc, TypeRange(ValueRange(acc)), mine,
+                                    /*withElseRegion=*/true);
+      {
+        OpBuilder::InsertionGuard tg(b);
+        b.setInsertionPointToStart(&step.getThenRegion().front());
+        Value a = nvgpu::LdMatrixOp::create(
+            b, loc, fragType, sA,
+            ValueRange{stage, ldRow, ix.add(ci(ks * 16), ldCol)},
+            /*transpose=*/false, /*numTiles=*/4);
+        Value bf = nvgpu::LdMatrixOp::create(
+            b, loc, fragType, sB,
+            ValueRange{stage, ix.add(ci(ks * 16), ldRow), ix.add(n0, ldCol)},
+            /*transpose=*/true, /*numTiles=*/4);
+        SmallVector<Value> aRegs{reg(a, 0), reg(a, 1), reg(a, 2), reg(a, 3)};
+        SmallVector<Value> next = acc;
+        for (int64_t half = 0; half < 2; ++half)
+          mmaSyncBf16(b, loc, aRegs, {reg(bf, 2 * half), reg(bf, 2 * half + 1)},
+                      MutableArrayRef<Value>(next).slice(4 * half, 4));
+        scf::YieldOp::create(b, loc, next);
+        b.setInsertionPointToStart(&step.getElseRegion().front());
+        scf::YieldOp::create(b, loc, acc);
+      }
+      acc.assign(step.getResults().begin(), step.getResults().end());
+    }
+    // The next iteration's copies overwrite the stage read here.
+    gpu::BarrierOp::create(b, loc);
+    scf::YieldOp::create(b, loc, acc);
+  }
+  // Nothing may be in flight into shared memory past here.
+  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+
+  // Accumulator 4 h + c (tile h of the pair): row g + 8 (c / 2), column
+  // n0 + 8 h + tg2 + c % 2; a tile past E (the odd last pair's second) is
+  // not stored.
+  buildIfThen(b, loc, computes, [&] {
+    Value g = ix.divu(lane, 4), tg2 = ix.mul(ix.remu(lane, 4), ci(2));
+    for (int64_t half = 0; half < 2; ++half) {
+      auto store = [&] {
+        for (int64_t c = 0; c < 4; ++c) {
+          Value row = ix.add(g, ci(8 * (c / 2)));
+          Value col = ix.add(n0, ix.add(ci(8 * half + c % 2), tg2));
+          Value v = kLoop.getResult(4 * half + c);
+          if (kParts > 1)
+            memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, v,
+                                        logits, ValueRange{row, col});
+          else
+            memref::StoreOp::create(b, loc, v, logits, ValueRange{row, col});
+        }
+      };
+      if (half == 1 && nTiles % 2)
+        buildIfThen(b, loc, ix.icmp(P::ult, ix.add(n0, ci(8)), ci(E)), store);
+      else
+        store();
+    }
+  });
+  gpu::BarrierOp::create(b, loc);
+  return logits;
+}
+
 gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
                                            gpu::GPUModuleOp module,
                                            StringRef name,
@@ -132,8 +381,19 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
   const int64_t threads =
       o.part == RoutePart::Select ? kRouteSelectThreads : kRouteThreads;
   auto fn = createKernelFunc(b, loc, module, name, routeArgTypes(b, o), threads);
-  emitRouting(b, loc, fn, o, threads,
-              routeBuffers(fn.getBody().front().getArguments(), o));
+  ValueRange args = fn.getBody().front().getArguments();
+  RouteBuffers buffers = routeBuffers(args, o);
+  if (o.withRouter) {
+    assert(o.part == RoutePart::Select && "the router runs in Select blocks");
+    Value x = args[0], w = args[1];
+    Value row0 = arith::MulIOp::create(
+        b, loc, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x),
+        constIndex(b, loc, kRouteSelectTokens));
+    buffers.logits = emitRouterLogits(b, loc, fn, o.numExperts, x, w, row0);
+    buffers.tokens = memref::DimOp::create(b, loc, x, 0);
+    buffers.logitsRow0 = row0;
+  }
+  emitRouting(b, loc, fn, o, threads, buffers);
   gpu::ReturnOp::create(b, loc);
   return fn;
 }
@@ -530,7 +790,10 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value lane = arith::RemUIOp::create(b, loc, tid, ci(32));
   Value warp = arith::DivUIOp::create(b, loc, tid, ci(32));
-  Value tokens = memref::DimOp::create(b, loc, logits, 0);
+  // (The finish part routes no token: it takes the select part's.)
+  Value tokens = r.tokens   ? r.tokens
+                 : finish ? Value()
+                          : memref::DimOp::create(b, loc, logits, 0).getResult();
   Value numExperts = ci(E);
 
   // Experts strided over the block's threads (the select kernel's block
@@ -567,14 +830,16 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
     warpStride = arith::MulIOp::create(b, loc, gx, ci(threads / 32));
   }
   // The finish kernel takes the routing from the select kernel.
-  Value loopEnd = finish ? ci(0) : tokens;
-  auto tokenLoop = scf::ForOp::create(b, loc, firstWarp, loopEnd, warpStride);
-  {
+  if (!finish) {
+    auto tokenLoop = scf::ForOp::create(b, loc, firstWarp, tokens, warpStride);
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(tokenLoop.getBody());
     Value t = tokenLoop.getInductionVar();
+    Value logitsRow =
+        r.logitsRow0 ? arith::SubIOp::create(b, loc, t, r.logitsRow0).getResult()
+                     : t;
     auto logit = [&](Value e) -> Value {
-      return memref::LoadOp::create(b, loc, logits, ValueRange{t, e});
+      return memref::LoadOp::create(b, loc, logits, ValueRange{logitsRow, e});
     };
     bool softmaxFirst = !o.sigmoid && !o.afterTopk;
     // This lane's experts e = lane + 32 i, their logits read once into

@@ -419,8 +419,20 @@ constexpr int64_t kRouteCountStride = 32;
 /// (blocks of kRouteThreads, one per kRouteThreads assignments: each scans
 /// the counts and maps its share; the first writes offsets, hit and tiles).
 /// Both parts take a trailing argument `counts` (i32 [E *
-/// kRouteCountStride], zeroed before Select).
+/// kRouteCountStride], zeroed before Select). Finish takes no logits.
 enum class RoutePart { Whole, Select, Finish };
+
+/// Tokens a block of the Select part routes (a warp each).
+constexpr int64_t kRouteSelectTokens = kRouteSelectThreads / 32;
+
+/// Why the Select part cannot compute its tokens' router logits itself
+/// (RouteKernelOptions::withRouter) for a router [d, E] ("" when it can):
+/// E a multiple of 8 and small enough for two shared-memory stages beside
+/// the block's logits, d a multiple of the stages' K rows.
+std::string whyNotRouterInSelect(int64_t d, int64_t experts);
+/// The cp.async stages of that router (K rows each: kRouterStageK).
+constexpr int64_t kRouterStageK = 32;
+int64_t routerInSelectStages(int64_t experts);
 
 /// The routing options the GPU gating kernel specializes on (see
 /// moe.router); group-limited routing and capacity are not supported yet.
@@ -451,6 +463,13 @@ struct RouteKernelOptions {
   /// dependency wait, so that the next grid's blocks are resident, waiting,
   /// while its last block routes.
   bool triggerDependents = false;
+  /// Select only: each block first computes its kRouteSelectTokens tokens'
+  /// logits itself, x[t] . router[:, e] on mma.sync m16n8k16 (bf16 in, f32
+  /// sums) from cp.async stages of the router in shared memory, and routes
+  /// from there: no router GEMM kernel before it, no logits in global
+  /// memory. Arguments (x [T, d] bf16, router [d, E] bf16) replace
+  /// `logits`. Launch ceil(T / kRouteSelectTokens) blocks.
+  bool withRouter = false;
   /// Exactly one token (a decode step): the warp that selects the k experts
   /// also writes the offsets, the list of experts hit and the mapping
   /// directly, from the k ids it holds in registers (the row of a selected
@@ -477,6 +496,9 @@ std::string routeKernelName(const RouteKernelOptions &options);
 struct RouteBuffers {
   Value logits, offsets, rowToken, rowWeight, hit, assignExpert, assignPos,
       assignWeight, tileExpert, tileRow, bias, globalCounts;
+  /// The token count where `logits` holds only some tokens' rows (null:
+  /// logits' rows), and the token of logits' row 0 (null: token 0).
+  Value tokens, logitsRow0;
   /// One-token routing: a workgroup copy of `hit`'s first k slots (null:
   /// none), for a block that hands the experts on without reading them
   /// back from L2.

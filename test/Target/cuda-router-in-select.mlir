@@ -1,0 +1,78 @@
+// The router inside the split routing's select kernel (--gpu-fused-route,
+// the pass option fused-route; not the default until measured): each
+// block computes its 16 tokens' logits on mma.sync from the router staged
+// through shared memory by cp.async, then routes them; no router GEMM
+// kernel, no logits buffer (the finish kernel takes none).
+// RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=DEFAULT
+// DEFAULT: router = "mma", router_split_k = 4 : i64
+// DEFAULT: @moe_kernels::@moe_mma_dense_f32_m128_s2_splitk blocks
+// DEFAULT: @moe_kernels::@moe_route_e16_k2_softmax_renorm_tiles192_select blocks in
+// RUN: moe-compile %s --target=cuda --gpu-fused-route --emit=mlir | FileCheck %s --check-prefix=FUSED
+// FUSED: fused_route
+// FUSED-SAME: router = "select", router_stages = 8 : i64
+// FUSED-NOT: moe_mma_dense
+// FUSED: @moe_kernels::@moe_route_e16_k2_softmax_renorm_tiles192_select_router blocks
+// FUSED-NOT: moe_mma_dense
+// FUSED: @moe_kernels::@moe_route_e16_k2_softmax_renorm_tiles192_finish blocks
+//
+// The kernel (its PTX is one line of the output, tabs as \09): 16 B
+// copies into 16-byte aligned stages, B fragments by
+// ldmatrix.trans, mma.sync; with one pair of n8 tiles (16 experts) the 16
+// warps split K and add their sums by shared-memory atomics.
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa fused-route=true" | FileCheck %s --check-prefix=PTX
+// PTX: .entry moe_route_e16_k2_softmax_renorm_tiles192_select_router(
+// PTX: .shared .align 16 .b8 __wg_moe_route_e16_k2_softmax_renorm_tiles192_select_router_0[10240];
+// PTX: .shared .align 16 .b8 __wg_moe_route_e16_k2_softmax_renorm_tiles192_select_router_1[12288];
+// PTX: cp.async.cg.shared.global [%rd{{[0-9]+}}], [%rd{{[0-9]+}}], 16, %r{{[0-9]+}};
+// PTX: cp.async.wait_group \097;
+// PTX: ldmatrix.sync.aligned.m8n8.x4.shared.b16
+// PTX: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// PTX: atom.shared.add.f32
+// PTX: redux.sync.max.u32
+// PTX: atom.global.add.u32
+// PTX: .entry moe_route_e16_k2_softmax_renorm_tiles192_finish(
+//
+// 128 experts: two warps a pair of tiles (every other k16 step each), 4
+// stages in 48 KiB; 224: a warp a pair, all of K (plain stores), 2 stages.
+// RUN: sed 's/x16xbf16>/x128xbf16>/g;s/tensor<16x/tensor<128x/g' %s | moe-opt --moe-cuda-pipeline="format=isa fused-route=true" | FileCheck %s --check-prefix=E128
+// E128: .entry moe_route_e128_k2_softmax_renorm_tiles64_select_router(
+// E128: .shared .align 16 .b8 __wg_moe_route_e128_k2_softmax_renorm_tiles64_select_router_0[5120];
+// E128: .shared .align 16 .b8 __wg_moe_route_e128_k2_softmax_renorm_tiles64_select_router_1[34816];
+// E128: .shared .align 4 .b8 __wg_moe_route_e128_k2_softmax_renorm_tiles64_select_router_2[8192];
+// E128: cp.async.wait_group \093;
+// E128: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// E128: atom.shared.add.f32
+// E128: .entry moe_route_e128_k2_softmax_renorm_tiles64_finish(
+// RUN: sed 's/x16xbf16>/x224xbf16>/g;s/tensor<16x/tensor<224x/g' %s | moe-opt --moe-cuda-pipeline="format=isa fused-route=true" | FileCheck %s --check-prefix=E224
+// E224: .entry moe_route_e224_k2_softmax_renorm_tiles64_select_router(
+// E224: cp.async.wait_group \091;
+// E224-NOT: atom.shared.add.f32
+// E224: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// E224-NOT: atom.shared.add.f32
+// E224: st.shared.b32
+// E224-NOT: atom.shared.add.f32
+// E224: .entry moe_route_e224_k2_softmax_renorm_tiles64_finish(
+//
+// Where it does not apply, asked or not, the router GEMM stays: 256
+// experts (no two stages beside the logits in 48 KiB), a hidden size off
+// the 32-row stages, and 64 tokens (the routing is not split: one block).
+// RUN: sed 's/x16xbf16>/x256xbf16>/g;s/tensor<16x/tensor<256x/g' %s | moe-compile - --target=cuda --gpu-fused-route --emit=mlir | FileCheck %s --check-prefix=NOT
+// RUN: sed 's/x256xbf16/x264xbf16/g;s/<1024x256x/<1024x264x/g;s/16x256x128/16x264x128/g;s/16x128x256/16x128x264/g;s/<256x16x/<264x16x/g' %s | moe-compile - --target=cuda --gpu-fused-route --emit=mlir | FileCheck %s --check-prefix=ODD
+// RUN: sed 's/1024x/64x/g' %s | moe-compile - --target=cuda --gpu-fused-route --emit=mlir | FileCheck %s --check-prefix=NOT
+// NOT: moe.gpu_plan = {{{.*}}router = "{{(wg)?}}mma"
+// NOT-NOT: select_router
+// (At hidden 264 the router is a GEMV anyway; the select kernel reads its
+// logits.)
+// ODD-NOT: select_router
+// ODD: _select blocks
+// ODD-NOT: select_router
+func.func @layer(%x: tensor<1024x256xbf16> {moe.input = "x"}, %router: tensor<256x16xbf16> {moe.weight = "router"},
+                 %w_up: tensor<16x256x128xbf16> {moe.weight = "w_up"},
+                 %w_gate: tensor<16x256x128xbf16> {moe.weight = "w_gate"},
+                 %w_down: tensor<16x128x256xbf16> {moe.weight = "w_down"}) -> (tensor<1024x256xbf16> {moe.output = "y"}) {
+  %y = moe.layer %x : tensor<1024x256xbf16> router(%router : tensor<256x16xbf16>) up(%w_up : tensor<16x256x128xbf16>)
+      gate(%w_gate : tensor<16x256x128xbf16>)
+      down(%w_down : tensor<16x128x256xbf16>) {activation = #moe.activation<silu>, renormalize, top_k = 2 : i64} -> tensor<1024x256xbf16>
+  return %y : tensor<1024x256xbf16>
+}

@@ -16,13 +16,17 @@
 // FUSED: @moe_kernels::@moe_route_e16_k2_softmax_renorm_tiles192_finish blocks
 //
 // The kernel (its PTX is one line of the output, tabs as \09): 16 B
-// copies into 16-byte aligned stages, B fragments by
+// copies into 16-byte aligned stages (the router's first stages before the
+// grid dependency wait, the tokens' after it), B fragments by
 // ldmatrix.trans, mma.sync; with one pair of n8 tiles (16 experts) the 16
 // warps split K and add their sums by shared-memory atomics.
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa fused-route=true" | FileCheck %s --check-prefix=PTX
 // PTX: .entry moe_route_e16_k2_softmax_renorm_tiles192_select_router(
 // PTX: .shared .align 16 .b8 __wg_moe_route_e16_k2_softmax_renorm_tiles192_select_router_0[10240];
 // PTX: .shared .align 16 .b8 __wg_moe_route_e16_k2_softmax_renorm_tiles192_select_router_1[12288];
+// PTX-NOT: griddepcontrol.wait
+// PTX: cp.async.cg.shared.global [%rd{{[0-9]+}}], [%rd{{[0-9]+}}], 16, 16;
+// PTX: griddepcontrol.wait;
 // PTX: cp.async.cg.shared.global [%rd{{[0-9]+}}], [%rd{{[0-9]+}}], 16, %r{{[0-9]+}};
 // PTX: cp.async.wait_group \097;
 // PTX: ldmatrix.sync.aligned.m8n8.x4.shared.b16

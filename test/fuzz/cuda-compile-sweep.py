@@ -97,7 +97,8 @@ def draw_case(rng):
             ("--gpu-combine", ["atomic", "rows"]),
             ("--gpu-dense-split-k", ["never"]),
             ("--gpu-down-k-runs", ["1", "2", "3", "5"]),
-            ("--gpu-router-split-k", ["1", "2", "7"])):
+            ("--gpu-router-split-k", ["1", "2", "7"]),
+            ("--gpu-fused-route", ["true"])):
         if rng.random() < 0.08:
             comp.append(f"{opt}={rng.choice(values)}")
     return [str(a) for a in gen], comp
@@ -179,6 +180,10 @@ def main():
     p.add_argument("--run", action="store_true",
                    help="also link each layer, run it (its CPU code where "
                    "there is no GPU) and compare with the C++ reference")
+    p.add_argument("--with", dest="always", action="append", default=[],
+                   metavar="OPTION",
+                   help="a moe-compile option for every case, after the "
+                   "drawn ones (repeatable; e.g. --with=--gpu-fused-route=true)")
     p.add_argument("--keep", default=None,
                    help="write the refusals' messages here (one a line)")
     a = p.parse_args()
@@ -191,6 +196,7 @@ def main():
         printed = 0
         while printed < a.print_cases:
             gen, comp = draw_case(rng)
+            comp += a.always
             v = dict(zip(gen[0::2], gen[1::2]))
             if 3 * int(v["--experts"]) * int(v["--hidden"]) * \
                     int(v["--ffn"]) > 32 << 20:
@@ -202,6 +208,7 @@ def main():
         p.error("BIN_DIR (with moe-compile and moe-testgen) is needed")
     print(f"seed {seed}", flush=True)
     cases = [draw_case(rng) for _ in range(a.cases)]
+    cases = [(gen, comp + a.always) for gen, comp in cases]
     work = tempfile.mkdtemp(prefix="cuda-sweep-")
     refusals = []
     passed = failed = 0

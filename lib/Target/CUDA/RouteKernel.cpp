@@ -251,11 +251,13 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   Value aInside = ix.icmp(P::ult, aToken, T);
   Value aSource = ix.select(aInside, aToken, row0);
   Value aCount = ix.select(aInside, ci(8), ci(0));
-  auto issue = [&](Value stage, Value k0) {
+  auto issueTokens = [&](Value stage, Value k0) {
     buildIfThen(b, loc, ix.icmp(P::ult, tid, ci(aChunks)), [&] {
       asyncCopy16(b, loc, sA, {stage, aRow, aCol}, x,
                   {aSource, ix.add(k0, aCol)}, aCount);
     });
+  };
+  auto issueRouter = [&](Value stage, Value k0) {
     for (int64_t c0 = 0; c0 < bChunks; c0 += threads) {
       auto copy = [&] {
         Value c = ix.add(tid, ci(c0));
@@ -268,18 +270,28 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       else
         buildIfThen(b, loc, ix.icmp(P::ult, tid, ci(bChunks - c0)), copy);
     }
-    NVVM::CpAsyncCommitGroupOp::create(b, loc);
   };
 
   // The first S - 1 steps in flight; past the end, the last step again
-  // (unused).
+  // (unused). The router's copies of those steps go out before the grid
+  // dependency wait (no kernel before this one writes the router), as a
+  // group each, then the tokens' after it: step i's copies are complete
+  // with group S - 1 + i either way, so the loop waits as the grouped
+  // mma.sync kernel does (S - 1 groups left in flight).
   Value steps = ix.divu(K, TK);
   Value lastK = arith::SubIOp::create(b, loc, K, ci(TK));
   auto kOf = [&](Value i) {
     return arith::MinUIOp::create(b, loc, ix.mul(i, ci(TK)), lastK).getResult();
   };
-  for (int64_t st = 0; st < S - 1; ++st)
-    issue(ci(st), kOf(ci(st)));
+  for (int64_t st = 0; st < S - 1; ++st) {
+    issueRouter(ci(st), kOf(ci(st)));
+    NVVM::CpAsyncCommitGroupOp::create(b, loc);
+  }
+  NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+  for (int64_t st = 0; st < S - 1; ++st) {
+    issueTokens(ci(st), kOf(ci(st)));
+    NVVM::CpAsyncCommitGroupOp::create(b, loc);
+  }
 
   // This warp's pair of n8 tiles and its share of the k16 steps; warps past
   // pairs x kParts only copy.
@@ -301,7 +313,9 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
     SmallVector<Value> acc(kLoop.getRegionIterArgs());
     Value stage = ix.remu(kt, S);
     Value ahead = ix.add(kt, ci(S - 1));
-    issue(ix.remu(ahead, S), kOf(ahead));
+    issueTokens(ix.remu(ahead, S), kOf(ahead));
+    issueRouter(ix.remu(ahead, S), kOf(ahead));
+    NVVM::CpAsyncCommitGroupOp::create(b, loc);
     NVVM::CpAsyncWaitGroupOp::create(b, loc, int32_t(S - 1));
     gpu::BarrierOp::create(b, loc);
     for (int64_t ks = 0; ks < TK / 16; ++ks) {

@@ -58,6 +58,11 @@
 // E224-NOT: atom.shared.add.f32
 // E224: .entry moe_route_e224_k2_softmax_renorm_tiles64_finish(
 //
+// 120 experts (15 n8 tiles, odd): router rows of 136 (17 16-byte units:
+// ldmatrix rows in distinct banks; 128 would put them all in one).
+// RUN: sed 's/x16xbf16>/x120xbf16>/g;s/tensor<16x/tensor<120x/g' %s | moe-opt --moe-cuda-pipeline="format=isa fused-route=true" | FileCheck %s --check-prefix=E120
+// E120: .shared .align 16 .b8 __wg_moe_route_e120_k2_softmax_renorm_tiles64_select_router_1[34816];
+//
 // Where it does not apply, asked or not, the router GEMM stays: 256
 // experts (no two stages beside the logits in 48 KiB), a hidden size off
 // the 32-row stages, and 64 tokens (the routing is not split: one block).

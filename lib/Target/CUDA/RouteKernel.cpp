@@ -152,11 +152,18 @@ namespace {
 /// the routing's counts (i32 [E]).
 constexpr int64_t kRouterSharedBytes = 48 * 1024;
 constexpr int64_t kRouterMaxStages = 8;
-/// A stage's bytes: the tokens' K rows (padded by 8: ldmatrix's rows in
-/// distinct banks) and the router's kRouterStageK rows of E (padded too).
+/// The router stage's row: E bf16 padded to an odd number of 16-byte
+/// units, so that the 8 rows an ldmatrix phase reads fall in distinct
+/// banks (8 or 16 more; at least 8: the odd last n8 tile's pair reads the
+/// padding as its second tile).
+int64_t routerStageRow(int64_t experts) {
+  return experts + ((experts / 8) % 2 ? 16 : 8);
+}
+/// A stage's bytes: the tokens' K rows (40 bf16: 5 units, odd too) and the
+/// router's kRouterStageK rows.
 int64_t routerStageBytes(int64_t experts) {
   return (kRouteSelectTokens * (kRouterStageK + 8) +
-          kRouterStageK * (experts + 8)) *
+          kRouterStageK * routerStageRow(experts)) *
          2;
 }
 } // namespace
@@ -173,7 +180,7 @@ std::string mlir::moe::whyNotRouterInSelect(int64_t d, int64_t experts) {
     return "the select kernel computes the logits of multiples of 8 experts "
            "with two stages of the router beside them in " +
            std::to_string(kRouterSharedBytes / 1024) +
-           " KiB of shared memory (up to about 224), got " +
+           " KiB of shared memory (up to 224), got " +
            std::to_string(experts);
   if (d % kRouterStageK != 0)
     return "the select kernel computes the logits of a hidden size that is "
@@ -202,7 +209,7 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   const int64_t threads = kRouteSelectThreads, warps = threads / 32;
   assert(TM == 16 && "one m16 tile of tokens");
   assert(E % 8 == 0 && S >= 2 && "whyNotRouterInSelect");
-  const int64_t aStride = TK + 8, bStride = E + 8;
+  const int64_t aStride = TK + 8, bStride = routerStageRow(E);
   const int64_t nTiles = E / 8, pairs = (nTiles + 1) / 2;
   assert(pairs <= warps && "a warp per pair of n8 tiles at least");
   const int64_t kParts = warps / pairs;

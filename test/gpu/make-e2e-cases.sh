@@ -243,15 +243,16 @@ make_case router-split-1-mma --gpu-router-split-k=1 --top-k 2 --experts 16 --ren
 make_case router-split-3-wgmma --gpu-router-split-k=3 --top-k 4 --experts 128 --tokens 300 --hidden 320 --ffn 64
 # The router inside the select kernel (--gpu-fused-route, 2026-12-05, not
 # run on a GPU yet when added): each block's 16 tokens' logits on mma.sync
-# from the router staged through shared memory, then routed there. OLMoE's
-# router form (64 experts: four warps a pair of n8 tiles, 7 stages); one n8
-# tile (Mixtral's 8 experts: 16 warps on K, shared atomics) with a last
-# block of 4 tokens; an odd last tile (24 experts) with sigmoid scores and
-# a bias; 128 experts (two warps a pair, 4 stages) with group-limited
+# from the router staged through dynamic shared memory, then routed
+# there. OLMoE's router form (64 experts: four warps a pair of n8 tiles,
+# stages of 128 K rows); one n8 tile (Mixtral's 8 experts: 16 warps on K,
+# shared atomics, stages of 256 rows) with a last block of 4 tokens; an
+# odd last tile (24 experts, stages of 32 rows) with sigmoid scores and a
+# bias; 128 experts (two warps a pair, 64 rows) with group-limited
 # routing; beside a shared expert; 224 experts (a warp a pair, plain
-# stores, 2 stages) with a last block of 12 tokens.
+# stores) with a last block of 12 tokens.
 make_case router-in-select-e64 --gpu-fused-route=true --top-k 8 --experts 64 --renormalize --tokens 1024 --hidden 512 --ffn 128
-make_case router-in-select-e8-tail --gpu-fused-route=true --top-k 2 --experts 8 --renormalize --tokens 100 --hidden 256 --ffn 256
+make_case router-in-select-e8-tail --gpu-fused-route=true --top-k 2 --experts 8 --renormalize --tokens 100 --hidden 1024 --ffn 256
 make_case router-in-select-e24-sigmoid --gpu-fused-route=true --sigmoid --bias --top-k 4 --experts 24 --renormalize --scaling 2.5 --tokens 200 --hidden 192 --ffn 128
 make_case router-in-select-e128-groups --gpu-fused-route=true --top-k 8 --experts 128 --groups 8 4 --renormalize --tokens 300 --hidden 384 --ffn 64
 make_case router-in-select-e224-tail --gpu-fused-route=true --top-k 6 --experts 224 --renormalize --tokens 140 --hidden 256 --ffn 64

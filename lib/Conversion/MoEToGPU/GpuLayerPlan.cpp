@@ -383,9 +383,11 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
                                   : mix ? "dense_mix"
                                         : "dense")));
   } else if (routerInSelect) {
+    RouterInSelectPlan rp = planRouterInSelect(d, E);
     planAttrs.push_back(b.getNamedAttr("router", b.getStringAttr("select")));
+    // Its cp.async stages: how many, of how many K rows.
     planAttrs.push_back(b.getNamedAttr(
-        "router_stages", b.getI64IntegerAttr(routerInSelectStages(E))));
+        "router_stages", b.getDenseI64ArrayAttr({rp.stages, rp.stageK})));
   } else if (mmaRouter) {
     DenseMatmulPlan rp = planDenseMatmul(T, d, E, routerSplits());
     planAttrs.push_back(b.getNamedAttr(

@@ -696,10 +696,13 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     });
   };
   const RouteKernelOptions &ro = p.ro;
+  RouterInSelectPlan routerPlan =
+      p.routerInSelect ? planRouterInSelect(d, E) : RouterInSelectPlan();
   auto routeKernel = [&](RoutePart part, bool withRouter = false) {
     RouteKernelOptions po = ro;
     po.part = part;
     po.withRouter = withRouter;
+    po.routerStageK = withRouter ? routerPlan.stageK : 0;
     std::string name = routeKernelName(po);
     return kernel(name,
                   [&] { return buildRouteKernel(b, kloc, kernels, name, po); });
@@ -780,7 +783,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     llvm::append_range(selectArgs, tables);
     h.launch(routeKernel(RoutePart::Select, p.routerInSelect),
              {(T + kRouteSelectTokens - 1) / kRouteSelectTokens, 1, 1},
-             {kRouteSelectThreads, 1, 1}, selectArgs);
+             {kRouteSelectThreads, 1, 1}, selectArgs, routerPlan.sharedBytes);
     // A block per kRouteThreads assignments (one block mapped 8192 of them,
     // at 1024 tokens, in about 20 us).
     h.launch(routeKernel(RoutePart::Finish),

@@ -67,7 +67,8 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
   if (o.triggerDependents)
     name += "_trigger";
   if (o.part == RoutePart::Select)
-    name += o.withRouter ? "_select_router" : "_select";
+    name += o.withRouter ? "_select_router_k" + std::to_string(o.routerStageK)
+                         : "_select";
   else if (o.part == RoutePart::Finish)
     name += "_finish";
   if (o.scaling != 1.0) {
@@ -147,11 +148,6 @@ static RouteBuffers routeBuffers(ValueRange args, const RouteKernelOptions &o) {
 //===----------------------------------------------------------------------===//
 
 namespace {
-/// The static shared memory the select kernel with the router keeps to: the
-/// router's stages, the block's logits (f32 [kRouteSelectTokens, E]) and
-/// the routing's counts (i32 [E]).
-constexpr int64_t kRouterSharedBytes = 48 * 1024;
-constexpr int64_t kRouterMaxStages = 8;
 /// The router stage's row: E bf16 padded to an odd number of 16-byte
 /// units, so that the 8 rows an ldmatrix phase reads fall in distinct
 /// banks (8 or 16 more; at least 8: the odd last n8 tile's pair reads the
@@ -159,33 +155,59 @@ constexpr int64_t kRouterMaxStages = 8;
 int64_t routerStageRow(int64_t experts) {
   return experts + ((experts / 8) % 2 ? 16 : 8);
 }
-/// A stage's bytes: the tokens' K rows (40 bf16: 5 units, odd too) and the
-/// router's kRouterStageK rows.
-int64_t routerStageBytes(int64_t experts) {
-  return (kRouteSelectTokens * (kRouterStageK + 8) +
-          kRouterStageK * routerStageRow(experts)) *
+/// The tokens' stage row: stageK + 8 bf16 (stageK a multiple of 32: an odd
+/// number of 16-byte units too).
+int64_t tokenStageRow(int64_t stageK) { return stageK + 8; }
+/// A stage's bytes: the tokens' stageK columns and the router's stageK rows.
+int64_t routerStageBytes(int64_t experts, int64_t stageK) {
+  return (kRouteSelectTokens * tokenStageRow(stageK) +
+          stageK * routerStageRow(experts)) *
          2;
+}
+/// The stages of stageK rows that the budget holds (at most
+/// kRouterInSelectStages).
+int64_t routerStages(int64_t experts, int64_t stageK) {
+  return std::min<int64_t>(kRouterInSelectStages,
+                           kRouterInSelectSharedBytes /
+                               routerStageBytes(experts, stageK));
 }
 } // namespace
 
-int64_t mlir::moe::routerInSelectStages(int64_t experts) {
-  int64_t budget =
-      kRouterSharedBytes - kRouteSelectTokens * experts * 4 - experts * 4;
-  return std::clamp<int64_t>(budget / routerStageBytes(experts), 0,
-                             kRouterMaxStages);
+RouterInSelectPlan mlir::moe::planRouterInSelect(int64_t d, int64_t experts) {
+  // The most bytes in flight (all stages but the one being read, at most
+  // the K steps there are), at least two stages in flight where a larger
+  // stage allows it; a larger stage where that ties (fewer barriers).
+  RouterInSelectPlan p;
+  int64_t best = -1;
+  for (int64_t k : {32, 64, 128, 256}) {
+    int64_t stages = routerStages(experts, k);
+    if (d % k != 0 || (k > 32 && stages < 3))
+      continue;
+    int64_t inFlight =
+        std::min(stages - 1, d / k) * routerStageBytes(experts, k);
+    if (inFlight >= best) {
+      best = inFlight;
+      p.stageK = k;
+      p.stages = stages;
+    }
+  }
+  p.sharedBytes = p.stages * routerStageBytes(experts, p.stageK);
+  return p;
 }
 
 std::string mlir::moe::whyNotRouterInSelect(int64_t d, int64_t experts) {
-  if (experts % 8 != 0 || routerInSelectStages(experts) < 2)
-    return "the select kernel computes the logits of multiples of 8 experts "
-           "with two stages of the router beside them in " +
-           std::to_string(kRouterSharedBytes / 1024) +
-           " KiB of shared memory (up to 224), got " +
+  if (experts % 8 != 0 || experts > 256)
+    return "the select kernel computes the logits of 8 to 256 experts, a "
+           "multiple of 8, got " +
            std::to_string(experts);
-  if (d % kRouterStageK != 0)
+  if (d % 32 != 0)
     return "the select kernel computes the logits of a hidden size that is "
-           "a multiple of " +
-           std::to_string(kRouterStageK) + ", got " + std::to_string(d);
+           "a multiple of 32, got " +
+           std::to_string(d);
+  if (planRouterInSelect(d, experts).stages < 2)
+    return "two stages of the router's 32 rows do not fit " +
+           std::to_string(kRouterInSelectSharedBytes / 1024) +
+           " KiB of shared memory";
   return "";
 }
 
@@ -197,37 +219,40 @@ std::string mlir::moe::whyNotRouterInSelect(int64_t d, int64_t experts) {
 /// fragments; an odd last tile's pair reads the padding as its second
 /// tile, never stored) and, where there are fewer pairs than warps, every
 /// KP-th k16 step of the pair (KP = 16 / pairs), adding their sums into the
-/// buffer by shared-memory atomics. Stages of kRouterStageK K rows by
-/// cp.async, routerInSelectStages of them in flight, as the grouped mma.sync
-/// kernel's pipeline.
+/// buffer by shared-memory atomics. Stages of TK K rows by cp.async in
+/// dynamic shared memory (routerStages(E, TK) of them, all but one in
+/// flight), as the grouped mma.sync kernel's pipeline.
 static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
-                              int64_t E, Value x, Value w, Value row0) {
+                              int64_t E, int64_t TK, Value x, Value w,
+                              Value row0) {
   MLIRContext *ctx = b.getContext();
   Type bf16 = b.getBF16Type(), f32 = b.getF32Type();
-  const int64_t TM = kRouteSelectTokens, TK = kRouterStageK;
-  const int64_t S = routerInSelectStages(E);
+  const int64_t TM = kRouteSelectTokens, S = routerStages(E, TK);
   const int64_t threads = kRouteSelectThreads, warps = threads / 32;
   assert(TM == 16 && "one m16 tile of tokens");
-  assert(E % 8 == 0 && S >= 2 && "whyNotRouterInSelect");
-  const int64_t aStride = TK + 8, bStride = routerStageRow(E);
+  assert(E % 8 == 0 && S >= 2 && TK % 32 == 0 && "whyNotRouterInSelect");
+  const int64_t aStride = tokenStageRow(TK), bStride = routerStageRow(E);
   const int64_t nTiles = E / 8, pairs = (nTiles + 1) / 2;
   assert(pairs <= warps && "a warp per pair of n8 tiles at least");
   const int64_t kParts = warps / pairs;
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  Value sA = fn.addWorkgroupAttribution(
+  // The stages in dynamic shared memory (its base is 16-byte aligned, as
+  // cp.async's 16-byte copies and ldmatrix's rows need; every offset and
+  // row stride is a multiple of 16 bytes): the tokens', then the router's.
+  Value raw = gpu::DynamicSharedMemoryOp::create(
+      b, loc,
+      MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                      MemRefLayoutAttrInterface(), wg));
+  Value sA = memref::ViewOp::create(
+      b, loc,
       MemRefType::get({S, TM, aStride}, bf16, MemRefLayoutAttrInterface(), wg),
-      loc);
-  Value sB = fn.addWorkgroupAttribution(
+      raw, constIndex(b, loc, 0), ValueRange{});
+  Value sB = memref::ViewOp::create(
+      b, loc,
       MemRefType::get({S, TK, bStride}, bf16, MemRefLayoutAttrInterface(), wg),
-      loc);
+      raw, constIndex(b, loc, S * TM * aStride * 2), ValueRange{});
   Value logits = fn.addWorkgroupAttribution(
       MemRefType::get({TM, E}, f32, MemRefLayoutAttrInterface(), wg), loc);
-  // The stages 16-byte aligned: cp.async's 16-byte copies and ldmatrix's
-  // rows (their strides are multiples of 16 bytes).
-  for (unsigned i = fn.getNumWorkgroupAttributions() - 3;
-       i < fn.getNumWorkgroupAttributions() - 1; ++i)
-    fn.setWorkgroupAttributionAttr(i, LLVM::LLVMDialect::getAlignAttrName(),
-                                   b.getI64IntegerAttr(16));
 
   IndexOps ix{b, loc};
   using P = arith::CmpIPredicate;
@@ -410,7 +435,8 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     Value row0 = arith::MulIOp::create(
         b, loc, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x),
         constIndex(b, loc, kRouteSelectTokens));
-    buffers.logits = emitRouterLogits(b, loc, fn, o.numExperts, x, w, row0);
+    buffers.logits = emitRouterLogits(b, loc, fn, o.numExperts,
+                                      o.routerStageK, x, w, row0);
     buffers.tokens = memref::DimOp::create(b, loc, x, 0);
     buffers.logitsRow0 = row0;
   }

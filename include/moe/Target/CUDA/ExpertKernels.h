@@ -425,14 +425,25 @@ enum class RoutePart { Whole, Select, Finish };
 /// Tokens a block of the Select part routes (a warp each).
 constexpr int64_t kRouteSelectTokens = kRouteSelectThreads / 32;
 
-/// Why the Select part cannot compute its tokens' router logits itself
-/// (RouteKernelOptions::withRouter) for a router [d, E] ("" when it can):
-/// E a multiple of 8 and small enough for two shared-memory stages beside
-/// the block's logits, d a multiple of the stages' K rows.
+/// The Select part's router (RouteKernelOptions::withRouter): cp.async
+/// stages of stageK K rows (of the block's tokens and of the router) in
+/// dynamic shared memory, `stages` of them (stages - 1 in flight), at most
+/// kRouterInSelectStages within kRouterInSelectSharedBytes: the stageK of
+/// 32, 64, 128, 256 dividing d that keeps the most bytes in flight (32 rows
+/// where d is not a multiple of 32: no stages; whyNotRouterInSelect).
+constexpr int64_t kRouterInSelectSharedBytes = 160 * 1024;
+constexpr int64_t kRouterInSelectStages = 8;
+struct RouterInSelectPlan {
+  int64_t stages = 0, stageK = 0;
+  /// The stages' dynamic shared memory (launch with it).
+  int64_t sharedBytes = 0;
+};
+RouterInSelectPlan planRouterInSelect(int64_t d, int64_t experts);
+/// Why the Select part cannot compute its tokens' router logits itself for
+/// a router [d, E] ("" when it can): E a multiple of 8 and at most 256 (a
+/// warp per pair of n8 tiles at least), d a multiple of 32, and two stages
+/// in the budget.
 std::string whyNotRouterInSelect(int64_t d, int64_t experts);
-/// The cp.async stages of that router (K rows each: kRouterStageK).
-constexpr int64_t kRouterStageK = 32;
-int64_t routerInSelectStages(int64_t experts);
 
 /// The routing options the GPU gating kernel specializes on (see
 /// moe.router); group-limited routing and capacity are not supported yet.
@@ -468,8 +479,11 @@ struct RouteKernelOptions {
   /// sums) from cp.async stages of the router in shared memory, and routes
   /// from there: no router GEMM kernel before it, no logits in global
   /// memory. Arguments (x [T, d] bf16, router [d, E] bf16) replace
-  /// `logits`. Launch ceil(T / kRouteSelectTokens) blocks.
+  /// `logits`. Launch ceil(T / kRouteSelectTokens) blocks with the plan's
+  /// dynamic shared memory (planRouterInSelect(d, E), whose stageK this
+  /// is).
   bool withRouter = false;
+  int64_t routerStageK = 0;
   /// Exactly one token (a decode step): the warp that selects the k experts
   /// also writes the offsets, the list of experts hit and the mapping
   /// directly, from the k ids it holds in registers (the row of a selected

@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 
 using namespace mlir::moe;
@@ -113,6 +114,58 @@ TEST(GatePlan, CoversTheRouterInRoundsOfLoads) {
             "256), got 512");
   EXPECT_EQ(whyNotGateKernel(65, 64),
             "the gating kernel routes at most 64 tokens, got 65");
+}
+
+TEST(RouterInSelectPlan, StagesFitTheBudgetAndKeepTheMostBytesInFlight) {
+  // The select kernel's router (--gpu-fused-route): stages of 32 to 256 K
+  // rows dividing d, 2 to 8 of them within the dynamic shared memory
+  // budget, the stage size with the most bytes in flight (stages - 1, at
+  // most the K steps there are).
+  auto stageBytes = [](int64_t e, int64_t k) {
+    int64_t row = e + ((e / 8) % 2 ? 16 : 8);
+    return (kRouteSelectTokens * (k + 8) + k * row) * 2;
+  };
+  for (int64_t e = 8; e <= 256; e += 8)
+    for (int64_t d : {32, 64, 96, 192, 256, 1024, 2048, 4096, 7168}) {
+      SCOPED_TRACE(std::to_string(d) + " x " + std::to_string(e));
+      ASSERT_EQ(whyNotRouterInSelect(d, e), "");
+      RouterInSelectPlan p = planRouterInSelect(d, e);
+      EXPECT_EQ(d % p.stageK, 0);
+      EXPECT_GE(p.stages, 2);
+      EXPECT_LE(p.stages, kRouterInSelectStages);
+      EXPECT_EQ(p.sharedBytes, p.stages * stageBytes(e, p.stageK));
+      EXPECT_LE(p.sharedBytes, kRouterInSelectSharedBytes);
+      int64_t inFlight =
+          std::min(p.stages - 1, d / p.stageK) * stageBytes(e, p.stageK);
+      for (int64_t k : {32, 64, 128, 256}) {
+        if (d % k)
+          continue;
+        int64_t stages = std::min<int64_t>(
+            kRouterInSelectStages, kRouterInSelectSharedBytes / stageBytes(e, k));
+        if (k > 32 && stages < 3)
+          continue;
+        EXPECT_LE(std::min(stages - 1, d / k) * stageBytes(e, k), inFlight)
+            << "stages of " << k << " rows keep more in flight";
+      }
+    }
+  // The benchmark's routers (results/targets-2026-12-05.md's shapes).
+  auto plan = [](int64_t d, int64_t e) {
+    RouterInSelectPlan p = planRouterInSelect(d, e);
+    return std::make_pair(p.stages, p.stageK);
+  };
+  EXPECT_EQ(plan(2048, 64), std::make_pair(int64_t(7), int64_t(128)));
+  EXPECT_EQ(plan(2048, 128), std::make_pair(int64_t(8), int64_t(64)));
+  EXPECT_EQ(plan(4096, 8), std::make_pair(int64_t(7), int64_t(256)));
+  EXPECT_EQ(plan(7168, 256), std::make_pair(int64_t(8), int64_t(32)));
+  EXPECT_EQ(whyNotRouterInSelect(2048, 12),
+            "the select kernel computes the logits of 8 to 256 experts, a "
+            "multiple of 8, got 12");
+  EXPECT_EQ(whyNotRouterInSelect(2048, 264),
+            "the select kernel computes the logits of 8 to 256 experts, a "
+            "multiple of 8, got 264");
+  EXPECT_EQ(whyNotRouterInSelect(264, 64),
+            "the select kernel computes the logits of a hidden size that is "
+            "a multiple of 32, got 264");
 }
 
 TEST(DenseMatmulPlan, SplitsKWhereTheTilesLeaveSmsIdle) {

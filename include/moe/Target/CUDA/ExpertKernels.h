@@ -429,8 +429,8 @@ constexpr int64_t kRouteSelectTokens = kRouteSelectThreads / 32;
 /// stages of stageK K rows (of the block's tokens and of the router) in
 /// dynamic shared memory, `stages` of them (stages - 1 in flight), at most
 /// kRouterInSelectStages within kRouterInSelectSharedBytes: the stageK of
-/// 32, 64, 128, 256 dividing d that keeps the most bytes in flight (32 rows
-/// where d is not a multiple of 32: no stages; whyNotRouterInSelect).
+/// 32, 64, 128, 256 dividing d that keeps the most bytes in flight (at
+/// most the K steps there are); none where d is not a multiple of 32.
 constexpr int64_t kRouterInSelectSharedBytes = 160 * 1024;
 constexpr int64_t kRouterInSelectStages = 8;
 struct RouterInSelectPlan {

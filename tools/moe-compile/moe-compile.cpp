@@ -148,7 +148,8 @@ cl::opt<bool> gpuFusedRoute(
     cl::desc("where the routing is split (over 64 tokens), the select "
              "kernel computes its tokens' router logits itself (mma.sync on "
              "the router staged through shared memory) instead of a router "
-             "GEMM kernel before it; not the default: not yet measured"),
+             "GEMM kernel before it; not the default: measured slower at "
+             "OLMoE and qwen3 (1.035-1.058x)"),
     cl::init(false), cl::cat(category));
 cl::opt<int64_t> gpuDownKRuns(
     "gpu-down-k-runs",

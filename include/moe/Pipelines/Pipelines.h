@@ -137,7 +137,7 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("where the routing is split (over 64 tokens), the "
                      "select kernel computes its tokens' router logits "
                      "itself instead of a router GEMM kernel before it "
-                     "(not the default: not yet measured)"),
+                     "(not the default: measured slower)"),
       llvm::cl::init(false)};
   PassOptions::Option<int64_t> routerSplitK{
       *this, "router-split-k",

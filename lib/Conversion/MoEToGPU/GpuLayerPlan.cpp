@@ -50,10 +50,11 @@ void ExpertStage::decide(bool addsDenseStages) {
   // per kRouteThreads assignments finishes (a single block would route
   // thousands of tokens alone).
   splitRoute = !dense && T > 2 * (kRouteThreads / 32);
-  // As asked (fused_route; not measured yet, so never by default): the
-  // select kernel's blocks compute their 16 tokens' logits themselves,
-  // each reading the whole router through shared memory, instead of the
-  // router GEMM kernel (split over K, f32 atomics) before them.
+  // As asked (fused_route; measured slower, so never by default:
+  // results/router-in-select-2026-12-05.md): the select kernel's blocks
+  // compute their 16 tokens' logits themselves, each reading the whole
+  // router through shared memory, instead of the router GEMM kernel (split
+  // over K, f32 atomics) before them.
   routerInSelect = splitRoute && plan.get("fused_route") &&
                    whyNotRouterInSelect(d, E).empty();
   if (routerInSelect)

@@ -119,8 +119,8 @@ def measure_floors():
 
 class Layer:
     def __init__(self, experts, k, hidden, ffn, activation, gated, tokens,
-                 shared=0, coef=False, routing=None):
-        g = torch.Generator(device="cuda").manual_seed(tokens * 7 + experts)
+                 shared=0, coef=False, routing=None, seed=0):
+        g = torch.Generator(device="cuda").manual_seed(tokens * 7 + experts + 1000003 * seed)
         self.k, self.act, self.gated = k, activation, gated
         self.E, self.d, self.f = experts, hidden, ffn
         self.shared, self.coef = shared, coef
@@ -257,6 +257,10 @@ class Layer:
             out += self.shared_out(self.x, f32=True)
         return out, ids
 
+    def weight_bytes(self):
+        mats = 3 if self.gated else 2
+        return 2 * (self.d * self.E + self.E * mats * self.d * self.f)
+
     def bytes_and_flops(self, ids):
         hit = torch.unique(ids).numel()
         mats = 3 if self.gated else 2
@@ -308,6 +312,42 @@ def rel_error(out, ref):
     return (torch.linalg.norm(out.float() - ref) / torch.linalg.norm(ref)).item()
 
 
+def step_layers(layer, make, most, budget):
+    """`layer` and further layers of its shape with their own weights, as a
+    model's decoding step runs them one after the other: at most `most`
+    layers, at least two, the extra ones' weights within `budget` bytes and
+    half the GPU's free memory."""
+    free, _ = torch.cuda.mem_get_info()
+    extra = int(min(budget, free // 2) // layer.weight_bytes())
+    return [layer] + [make(j) for j in range(1, max(2, min(most, 1 + extra)))]
+
+
+def measure_step(layers, so, result):
+    """Time per layer of `layers` run back to back in one CUDA graph (the
+    L2 scrubbed before the graph, not between its layers, whose weights
+    differ): the grouped_mm baseline and, with `so`, the compiled layer,
+    each layer's output checked against its fp32 reference first."""
+    n = len(layers)
+    result["step_layers"] = n
+    result["grouped_step"] = time_ms(graphed(lambda: [l.grouped() for l in layers])) / n
+    if not so:
+        return
+    comps = [Compiled(so, l) for l in layers]
+    err = 0.0
+    for c, l in zip(comps, layers):
+        out = c().clone()
+        torch.cuda.synchronize()
+        ref32, _ = l.reference(l.route_f32)
+        err = max(err, rel_error(out, ref32))
+    result["compiled_step_err"] = err
+    if not err < 2e-2:
+        print("  compiled step of %d layers: relative error %.3g vs the fp32 reference: FAIL"
+              % (n, err), flush=True)
+        result["compiled_step"] = float("nan")
+        return
+    result["compiled_step"] = time_ms(graphed(lambda: [c() for c in comps])) / n
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", default="1,16,128,1024,8192")
@@ -317,6 +357,14 @@ def main():
                    help="directory of layers from make-compiled-layers.py; "
                         "more directories after commas are variants "
                         "(e.g. a forced expert path), timed as graphs")
+    p.add_argument("--step-tokens", default="1,16",
+                   help="token counts also timed as a decoding step: "
+                        "--step-layers layers of the shape, each with its own "
+                        "weights, in one CUDA graph (time per layer); empty: none")
+    p.add_argument("--step-layers", type=int, default=8)
+    p.add_argument("--step-budget-gib", type=float, default=48,
+                   help="most GiB of extra weights for a step's layers (at "
+                        "least two layers run)")
     p.add_argument("--l2", default="cold", choices=["cold", "warm"],
                    help="cold (default): L2 scrubbed by a read of twice its "
                         "size before each timed run; warm: runs back to back")
@@ -327,6 +375,7 @@ def main():
         L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
     tokens = [int(t) for t in args.tokens.split(",")]
+    step_tokens = {int(t) for t in args.step_tokens.split(",") if t}
     torch.manual_seed(0)
     bandwidth, peak = measure_floors()
     dev = torch.cuda.get_device_name()
@@ -391,6 +440,17 @@ def main():
                 if i > 0:
                     print("  %s: graph %.4f ms (err %.1e)" % (key, result[key + "_graph"], err), flush=True)
                 del compiled
+            if t in step_tokens and args.step_layers > 1:
+                layers = step_layers(
+                    layer, lambda j: Layer(E, k, d, f, a, gated, t, shared, coef,
+                                           ROUTING.get(name), seed=j),
+                    args.step_layers, args.step_budget_gib * 2**30)
+                so = os.path.join(dirs[0], "%s-t%d.so" % (name, t)) if dirs else None
+                measure_step(layers, so if so and os.path.exists(so) else None, result)
+                print("  step of %d layers: grouped graph %.4f, compiled %.4f ms a layer"
+                      % (len(layers), result["grouped_step"], result.get("compiled_step", float("nan"))),
+                      flush=True)
+                del layers
             rows.append(result)
             print("%-14s T=%-5d floor %.4f ms (%s)  loop %.3f/%.3f  grouped %.3f/%.3f ms%s"
                   % (name, t, floor, bound, result["loop_eager"], result["loop_graph"],
@@ -428,6 +488,21 @@ def main():
                          % (r["shape"], r["tokens"], r["bound"], r["compiled_eager"], r["compiled_graph"],
                             c / r["floor_ms"], r["loop_eager"] / c, r["grouped_eager"] / c,
                             r["grouped_graph"] / c, r["compiled_err"]))
+    steps = [r for r in rows if "step_layers" in r]
+    if steps:
+        lines += ["", "Decoding steps: the shape's layer and more of its shape with their own "
+                  "weights, back to back in one CUDA graph (L2 scrubbed before the graph); "
+                  "time per layer (ms), against the single-layer graphs above", "",
+                  "| shape | tokens | layers | floor | grouped graph | grouped step | "
+                  "compiled graph | compiled step | step / floor | step vs grouped step |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in steps:
+            c = r.get("compiled_step", float("nan"))
+            lines.append("| %s | %d | %d | %.4f | %.4f | %.4f | %.4f | %.4f | %.2fx | %.2f |"
+                         % (r["shape"], r["tokens"], r["step_layers"], r["floor_ms"],
+                            r["grouped_graph"], r["grouped_step"],
+                            r.get("compiled_graph", float("nan")), c, c / r["floor_ms"],
+                            r["grouped_step"] / c))
     meta = ("GPU MoE baselines, %s, %s; copy bandwidth %.2f TB/s, dense bf16 matmul %.0f TFLOP/s "
             "(measured in this run); bf16, softmax top-k routing (or the ROUTING of shapes.py: deepseek-v3-layer), times are medians in ms; "
             "L2 %s (%s)."
@@ -440,6 +515,9 @@ def main():
         lines += ["", "Targets (1 token 60%, 16 to 1024 tokens 80%, 8192 tokens 60% of the floor "
                   "that binds; faster than every baseline):", ""]
         lines += targets_table([{"rows": rows}])
+        if steps:
+            lines += ["", "The same targets for the layers inside a decoding step's graph:", ""]
+            lines += targets_table([{"rows": rows}], step=True)
     text = meta + "\n\n" + "\n".join(lines) + "\n"
     print()
     print(text)

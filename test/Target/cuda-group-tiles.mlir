@@ -16,6 +16,7 @@
 // M1024-SAME: tile = array<i64: 192, 256, 64>, tile_step = 128 : i64, tiles = 24 : i64
 // M1024-NOT: evict_first
 // M1024: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_kr_q
+// M1024: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_kr_q_k2
 // Mixtral-sized, 8192 tokens (2048 rows an expert): twice an expert's 16
 // tiles is more than the 24 MiB caps (24, 6), which stay.
 // RUN: sed 's/1024x4096/8192x4096/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=M8192
@@ -27,8 +28,18 @@
 // KNEVER: wgmma_k_order = "never"
 // KNEVER: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64, group_tiles = array<i64: 4, 6>, path = "wgmma"
 // KNEVER: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_q
+// band: the band order without the rotation; up: the rotation in the up
+// kernel only (the down kernel's name without _kr).
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-k-order=band --emit=mlir | FileCheck %s --check-prefix=KBAND
+// KBAND: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64, group_tiles = array<i64: 4, 6>, path = "wgmma"
+// KBAND: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_q
+// KBAND: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_q_k2
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-k-order=up --emit=mlir | FileCheck %s --check-prefix=KUP
+// KUP: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64, group_tiles = array<i64: 4, 6>, k_rotate = "up", path = "wgmma"
+// KUP: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_kr_q
+// KUP: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_q_k2
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-k-order=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=KBAD
-// KBAD: error: wgmma-k-order must be auto or never, got 'sometimes'
+// KBAD: error: wgmma-k-order must be auto, never, band or up, got 'sometimes'
 // Asked for: both kernels take it.
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-group-tiles=3 --emit=mlir | FileCheck %s --check-prefix=ASKED
 // ASKED: group_tiles = array<i64: 3, 3>

@@ -128,7 +128,7 @@ def main():
                    help="auto, always or never: the producer-form wgmma "
                         "kernels take their pairs from a global counter")
     p.add_argument("--wgmma-k-order", default="auto",
-                   help="auto or never: the wgmma producer's K-step order "
+                   help="auto, never, band or up: the wgmma producer's K-step order "
                         "(a tall tile with its band, each expert's start)")
     p.add_argument("--weights-evict-first", default="auto",
                    help="auto or never: the wgmma kernels' TMA weight loads "

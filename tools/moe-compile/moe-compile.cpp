@@ -232,7 +232,9 @@ cl::opt<std::string> gpuWgmmaKOrder(
     cl::desc("the wgmma producer's K-step order: a 192-row tile that "
              "multiplies its last 64 rows takes two of every three steps "
              "first, and where experts get two or more row tiles each "
-             "expert's steps start at its own: auto (default) or never"),
+             "expert's steps start at its own: auto (default), never, band "
+             "(the band order only) or up (the rotation in the up kernel "
+             "only)"),
     cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuWeightsEvictFirst(
     "gpu-weights-evict-first",

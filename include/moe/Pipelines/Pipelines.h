@@ -81,8 +81,9 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       *this, "wgmma-k-order",
       llvm::cl::desc("the wgmma producer's K-step order (a tall tile with "
                      "its band two of every three steps first, each "
-                     "expert's steps from its own start): auto (default) "
-                     "or never"),
+                     "expert's steps from its own start): auto (default), "
+                     "never, band (no rotation) or up (rotation in the up "
+                     "kernel only)"),
       llvm::cl::init("auto")};
   PassOptions::Option<std::string> weightsEvictFirst{
       *this, "weights-evict-first",

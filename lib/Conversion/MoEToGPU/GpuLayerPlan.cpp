@@ -207,11 +207,17 @@ void ExpertStage::decide(bool addsDenseStages) {
   // apart (qwen3 8192 0.942-0.967x with it, 0.934-0.946x without), 1.17x
   // at ds-moe-128 8192 (64 rows an expert), 1.01-1.03x at 128 tokens
   // (results/wgmma-k-order-2026-12-04.md).
-  // (`wgmma_k_order = "never"`: neither this nor the band order.)
-  bandKOrder = choice("wgmma_k_order") != "never";
-  rotateK = producer && bandKOrder &&
+  // `wgmma_k_order`: "never" neither this nor the band order, "band" the
+  // band order only, "up" the rotation in the up kernel only (the down
+  // kernel in order but for the band: DeepSeek-V3 8192's down kernel took
+  // 4114 us with the band order alone, 4172 with the rotation too, one
+  // round each, where its up kernel took 7744 and 7279).
+  StringRef kOrder = choice("wgmma_k_order");
+  bandKOrder = kOrder != "never";
+  rotateK = producer && bandKOrder && kOrder != "band" &&
             !(wgmmaTile.rows == kWgmmaTallRows && tileStep == tileM) &&
             rowsPerExpert >= 2 * tileStep;
+  rotateDownK = rotateK && kOrder != "up";
   // The producer form's pairs from a global counter (MmaOptions::queue),
   // by default: pairs then start in their order, so the tiles of an expert
   // meet on a weight block in L2. DeepSeek-V3 at 8192 tokens: the down
@@ -428,8 +434,10 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
       planAttrs.push_back(b.getNamedAttr("weights_tma", b.getUnitAttr()));
     if (evictFirst)
       planAttrs.push_back(b.getNamedAttr("evict_first", b.getUnitAttr()));
-    if (rotateK)
+    if (rotateDownK)
       planAttrs.push_back(b.getNamedAttr("k_rotate", b.getUnitAttr()));
+    else if (rotateK)
+      planAttrs.push_back(b.getNamedAttr("k_rotate", b.getStringAttr("up")));
     if (multicast)
       planAttrs.push_back(
           b.getNamedAttr("weights_multicast", b.getI64IntegerAttr(2)));

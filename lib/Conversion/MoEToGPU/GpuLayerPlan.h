@@ -86,6 +86,7 @@ struct ExpertStage {
   }
   bool producer = false, tmaWeights = false, multicast = false,
        evictFirst = false, bandKOrder = false, rotateK = false,
+       rotateDownK = false,
        queue = false, persistent = false;
   bool decodeOverlap = false, overlapEnds = false;
   /// The routed stage's decode kernel: its GEMV items planned as for this

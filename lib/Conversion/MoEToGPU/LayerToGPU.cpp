@@ -323,17 +323,19 @@ struct ConvertMoELayerToGpuCallPass
     for (auto [option, attr, value] : switches())
       if (value != "auto")
         plan.push_back(b.getNamedAttr(attr, b.getStringAttr(value)));
+    if (wgmmaKOrder != "auto")
+      plan.push_back(
+          b.getNamedAttr("wgmma_k_order", b.getStringAttr(wgmmaKOrder)));
   }
 
   /// The auto|never options, and the plan attribute each becomes.
-  SmallVector<std::tuple<StringRef, StringRef, std::string>, 7> switches() {
+  SmallVector<std::tuple<StringRef, StringRef, std::string>, 6> switches() {
     return {{"decode-overlap", "decode_overlap", decodeOverlap},
             {"stage-down", "stage_down", stageDown},
             {"decode-kernel", "decode_kernel", decodeKernel},
             {"decode-dense", "decode_dense", decodeDense},
             {"dense-split-k", "dense_split_k", denseSplitK},
-            {"weights-evict-first", "weights_evict_first", weightsEvictFirst},
-            {"wgmma-k-order", "wgmma_k_order", wgmmaKOrder}};
+            {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
   }
 
   void runOnOperation() override {
@@ -379,6 +381,13 @@ struct ConvertMoELayerToGpuCallPass
                                          << value << "'";
         return signalPassFailure();
       }
+    if (wgmmaKOrder != "auto" && wgmmaKOrder != "never" &&
+        wgmmaKOrder != "band" && wgmmaKOrder != "up") {
+      mlir::emitError(module.getLoc())
+          << "wgmma-k-order must be auto, never, band or up, got '"
+          << wgmmaKOrder << "'";
+      return signalPassFailure();
+    }
     if (fusedGate != "auto" && fusedGate != "always" && fusedGate != "never") {
       mlir::emitError(module.getLoc())
           << "fused-gate must be auto, always or never, got '" << fusedGate
@@ -836,6 +845,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     downOpts.weighted = p.combineRows;
     downOpts.groupTiles = p.downGroupTiles;
     downOpts.kRuns = p.downKRuns;
+    downOpts.rotateK = p.rotateDownK;
     if (p.downSplitK > 1) {
       // The grid form over (tile, column block, K run).
       downOpts.persistent = downOpts.producer = downOpts.tmaWeights = false;

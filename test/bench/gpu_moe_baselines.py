@@ -23,6 +23,16 @@ each point also runs the layer compiled by moe-compile --target=cuda
 tensors), eager and captured as a CUDA graph, checked against the fp32
 reference with the compiler's routing (f32 logits), output poisoned first.
 
+At the --step-tokens counts (1 and 16 by default) it also times decoding
+steps: the point's layer and up to --step-layers - 1 more of its shape,
+each with its own weights (within --step-budget-gib), back to back in one
+CUDA graph, as a model's decoding step runs its layers; the time per layer
+of the grouped_mm baseline and of the compiled layer (every layer's output
+checked, also after a replay of the step's graph). One layer per graph,
+as the main table times it, pays the graph's launch and the events around
+it (an empty kernel: 5.1-5.8 us, results/decode-floor-2026-12-04.md) on
+every layer; a step pays them once.
+
 --shapes may also name the layers with shared experts of shapes.py
 (SHARED_SHAPES, not in "all"): their shared FFN (scaled by its sigmoid gate
 where it has one) is added in both baselines (in bf16, as transformers'

@@ -69,6 +69,7 @@ void buildToLoops(OpPassManager &pm,
     layer.wgmmaQueue = gpu->wgmmaQueue;
     layer.decodeKernel = gpu->decodeKernel;
     layer.decodeDense = gpu->decodeDense;
+    layer.prefetchRouter = gpu->prefetchRouter;
     layer.denseSplitK = gpu->denseSplitK;
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
     layer.wgmmaKOrder = gpu->wgmmaKOrder;

@@ -332,40 +332,40 @@ def step_layers(layer, make, most, budget):
     return [layer] + [make(j) for j in range(1, max(2, min(most, 1 + extra)))]
 
 
-def measure_step(layers, so, result):
+def measure_step(layers, sos, result):
     """Time per layer of `layers` run back to back in one CUDA graph (the
     L2 scrubbed before the graph, not between its layers, whose weights
-    differ): the grouped_mm baseline and, with `so`, the compiled layer,
-    each layer's output checked against its fp32 reference first."""
+    differ): the grouped_mm baseline (grouped_step) and each compiled
+    layer of `sos` ({key: path}; key_step), each layer's output checked
+    against its fp32 reference, eagerly and after a replay of the step's
+    graph with the outputs poisoned first."""
     n = len(layers)
     result["step_layers"] = n
     result["grouped_step"] = time_ms(graphed(lambda: [l.grouped() for l in layers])) / n
-    if not so:
-        return
-    comps = [Compiled(so, l) for l in layers]
-    refs = [l.reference(l.route_f32)[0] for l in layers]
-    errs = []
-    for c, ref32 in zip(comps, refs):
-        out = c().clone()
+    refs = [l.reference(l.route_f32)[0] for l in layers] if sos else []
+    for key, so in sos.items():
+        comps = [Compiled(so, l) for l in layers]
+        errs = []
+        for c, ref32 in zip(comps, refs):
+            out = c().clone()
+            torch.cuda.synchronize()
+            errs.append(rel_error(out, ref32))
+        step = graphed(lambda: [c() for c in comps])
+        for c in comps:
+            c.out.fill_(float("nan"))
+        step()
         torch.cuda.synchronize()
-        errs.append(rel_error(out, ref32))
-    step = graphed(lambda: [c() for c in comps])
-    # Each layer's output again from one replay of the step's graph, the
-    # outputs poisoned first.
-    for c in comps:
-        c.out.fill_(float("nan"))
-    step()
-    torch.cuda.synchronize()
-    errs += [rel_error(c.out, ref32) for c, ref32 in zip(comps, refs)]
-    # The worst (a nan, from a poisoned output left unwritten, first).
-    err = next((e for e in errs if e != e), max(errs))
-    result["compiled_step_err"] = err
-    if not err < 2e-2:
-        print("  compiled step of %d layers: relative error %.3g vs the fp32 reference: FAIL"
-              % (n, err), flush=True)
-        result["compiled_step"] = float("nan")
-        return
-    result["compiled_step"] = time_ms(step) / n
+        errs += [rel_error(c.out, ref32) for c, ref32 in zip(comps, refs)]
+        # The worst (a nan, from a poisoned output left unwritten, first).
+        err = next((e for e in errs if e != e), max(errs))
+        result[key + "_step_err"] = err
+        if not err < 2e-2:
+            print("  %s step of %d layers: relative error %.3g vs the fp32 reference: FAIL"
+                  % (key, n, err), flush=True)
+            result[key + "_step"] = float("nan")
+            continue
+        result[key + "_step"] = time_ms(step) / n
+        del step, comps
 
 
 def main():
@@ -465,10 +465,16 @@ def main():
                     layer, lambda j: Layer(E, k, d, f, a, gated, t, shared, coef,
                                            ROUTING.get(name), seed=j),
                     args.step_layers, args.step_budget_gib * 2**30)
-                so = os.path.join(dirs[0], "%s-t%d.so" % (name, t)) if dirs else None
-                measure_step(layers, so if so and os.path.exists(so) else None, result)
-                print("  step of %d layers: grouped graph %.4f, compiled %.4f ms a layer"
-                      % (len(layers), result["grouped_step"], result.get("compiled_step", float("nan"))),
+                sos = {}
+                for i, cdir in enumerate(dirs):
+                    so = os.path.join(cdir, "%s-t%d.so" % (name, t))
+                    if os.path.exists(so):
+                        sos["compiled" if i == 0 else
+                            "variant:" + os.path.basename(cdir.rstrip("/"))] = so
+                measure_step(layers, sos, result)
+                print("  step of %d layers, ms a layer: grouped graph %.4f%s"
+                      % (len(layers), result["grouped_step"],
+                         "".join(", %s %.4f" % (key, result[key + "_step"]) for key in sos)),
                       flush=True)
                 del layers
             rows.append(result)
@@ -496,6 +502,15 @@ def main():
         for r in rows:
             lines.append("| %s | %d | %.4f | " % (r["shape"], r["tokens"], r.get("compiled_graph", float("nan")))
                          + " | ".join("%.4f" % r.get(v + "_graph", float("nan")) for v in variants) + " |")
+        if any(v + "_step" in r for r in rows for v in variants):
+            lines += ["", "Variants in decoding steps (ms a layer):", "",
+                      "| shape | tokens | compiled step | " + " | ".join(v[8:] for v in variants) + " |",
+                      "|---|---|---|" + "---|" * len(variants)]
+            for r in rows:
+                if "compiled_step" in r:
+                    lines.append("| %s | %d | %.4f | " % (r["shape"], r["tokens"], r["compiled_step"])
+                                 + " | ".join("%.4f" % r.get(v + "_step", float("nan")) for v in variants)
+                                 + " |")
     if args.compiled:
         lines += ["", "Compiled (moe-compile --target=cuda): time (ms), time over the floor, "
                   "speed-up over the best of each baseline (eager or graph)", "",

@@ -220,6 +220,12 @@ cl::opt<std::string> gpuDecodeDense(
              "mixing) as items of the decode kernel: auto (default) or "
              "never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuPrefetchRouter(
+    "gpu-prefetch-router",
+    cl::desc("the gating (or decode) kernel's blocks bring the router into "
+             "L2 before their grid dependency wait, while the kernel before "
+             "it ends: auto (default) or never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuDenseSplitK(
     "gpu-dense-split-k",
     cl::desc("a dense stage's (shared experts, PR-MoE MLP) down projection "
@@ -636,6 +642,7 @@ int main(int argc, char **argv) {
     cudaOptions.wgmmaQueue = gpuWgmmaQueue;
     cudaOptions.decodeKernel = gpuDecodeKernel;
     cudaOptions.decodeDense = gpuDecodeDense;
+    cudaOptions.prefetchRouter = gpuPrefetchRouter;
     cudaOptions.denseSplitK = gpuDenseSplitK;
     cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
     cudaOptions.wgmmaKOrder = gpuWgmmaKOrder;

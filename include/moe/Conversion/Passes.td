@@ -175,6 +175,10 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "mixing) as items of the decode kernel, streaming while the "
            "routing is decided: auto (the default) or never (their own "
            "routing and GEMV kernels after it)">,
+    Option<"prefetchRouter", "prefetch-router", "std::string", "\"auto\"",
+           "the gating (or decode) kernel's blocks bring the router into L2 "
+           "before their grid dependency wait, while the kernel before it "
+           "ends: auto (the default) or never">,
     Option<"denseSplitK", "dense-split-k", "std::string", "\"auto\"",
            "a dense stage's down projection on wgmma tiles split over K "
            "(grid z, f32 atomics) where its column blocks leave most SMs "

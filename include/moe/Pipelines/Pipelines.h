@@ -100,6 +100,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("at one token, the shared experts (or PR-MoE MLP) as "
                      "items of the decode kernel: auto (default) or never"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> prefetchRouter{
+      *this, "prefetch-router",
+      llvm::cl::desc("the gating (or decode) kernel brings the router into "
+                     "L2 before its grid dependency wait: auto (default) or "
+                     "never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> denseSplitK{
       *this, "dense-split-k",
       llvm::cl::desc("a dense stage's wgmma down projection split over K "

@@ -123,6 +123,12 @@ void ExpertStage::decide(bool addsDenseStages) {
   }
   if (decodeKernel)
     fillDecodeItems();
+  // The gating or decode kernel's blocks bring the router into L2 before
+  // their grid dependency wait: they launch early (programmatic dependent
+  // launch) and wait there while the kernel before ends (in a model's
+  // decoding step, the previous layer's), and their router shares, the
+  // first link of the chain every expert waits on, then come from L2.
+  prefetchRouter = fusedGate && choice("prefetch_router") != "never";
 
   // The tensor-core paths' combine. "atomic": the down kernel adds each
   // weighted row into the f32 output [T, d] by atomics, then the rounding

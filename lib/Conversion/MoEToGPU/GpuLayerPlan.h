@@ -72,6 +72,9 @@ struct ExpertStage {
   bool gemvExperts = false;
   int64_t stageRows = 0, decodeStages = 0;
   bool decodeKernel = false, combineRows = false;
+  /// The gating or decode kernel brings the router into L2 before its grid
+  /// dependency wait (RouteKernelOptions::prefetchRouter).
+  bool prefetchRouter = false;
   int64_t upGroupTiles = 0, downGroupTiles = 0;
   /// A dense stage's wgmma down kernel: K splits over grid z (1: none).
   int64_t downSplitK = 1;

@@ -329,11 +329,12 @@ struct ConvertMoELayerToGpuCallPass
   }
 
   /// The auto|never options, and the plan attribute each becomes.
-  SmallVector<std::tuple<StringRef, StringRef, std::string>, 6> switches() {
+  SmallVector<std::tuple<StringRef, StringRef, std::string>, 7> switches() {
     return {{"decode-overlap", "decode_overlap", decodeOverlap},
             {"stage-down", "stage_down", stageDown},
             {"decode-kernel", "decode_kernel", decodeKernel},
             {"decode-dense", "decode_dense", decodeDense},
+            {"prefetch-router", "prefetch_router", prefetchRouter},
             {"dense-split-k", "dense_split_k", denseSplitK},
             {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
   }
@@ -772,6 +773,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
   } else if (p.fusedGate) {
     RouteKernelOptions gateOpts = ro;
     gateOpts.triggerDependents = p.overlapEnds;
+    gateOpts.prefetchRouter = p.prefetchRouter;
     std::string name = gateKernelName(gateOpts);
     gpu::GPUFuncOp gate = kernel(name, [&] {
       return buildGateKernel(b, kloc, kernels, name, gateOpts);
@@ -938,6 +940,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     if (p.decodeKernel) {
       DecodeKernelOptions dk;
       dk.route = ro;
+      dk.route.prefetchRouter = p.prefetchRouter;
       dk.up = upGrid.kernelOptions(upOpts);
       dk.down = downGrid.kernelOptions(downOpts);
       dk.up.coherentLoads = dk.down.coherentLoads = true;
@@ -948,6 +951,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
       dk.up.asyncStages = dk.down.asyncStages = p.decodeStages;
       dk.upThreads = upGrid.threads;
       dk.downThreads = downGrid.threads;
+
       SmallVector<int64_t> plan{p.gatePlan.blocks, upGrid.blocksX,
                                 upGrid.splits, downGrid.blocksX,
                                 downGrid.splits};

@@ -329,6 +329,10 @@ gpu::GPUFuncOp mlir::moe::buildDecodeKernel(OpBuilder &b, Location loc,
   // kernel passed its own wait). The wait is the kernel's own; the next
   // kernel (the rounding) may launch at once: it waits for this grid.
   publish(takeItem(), ix.c(0));
+  // The router's lines into L2 before the wait (RouteKernelOptions::
+  // prefetchRouter): the gating items read it first thing after.
+  if (o.route.prefetchRouter)
+    emitPrefetchL2(b, loc, gateArgs[1], 2, kDecodeThreads);
   NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
   NVVM::GriddepcontrolOp::create(b, loc,
                                  NVVM::GridDepActionKind::launch_dependents);

@@ -840,6 +840,41 @@ gpu::GPUFuncOp mlir::moe::buildElementwiseKernel(
   return fn;
 }
 
+void mlir::moe::emitPrefetchL2(OpBuilder &b, Location loc, Value m,
+                               int64_t eltBytes, int64_t threadsPerBlock) {
+  MLIRContext *ctx = b.getContext();
+  IndexOps ix{b, loc};
+  auto type = cast<MemRefType>(m.getType());
+  assert(type.getLayout().isIdentity() && "an identity-layout memref");
+  Value elements = ix.c(1);
+  for (int64_t i = 0; i < type.getRank(); ++i)
+    elements = ix.mul(elements, memref::DimOp::create(b, loc, m, i));
+  Value lines = arith::DivUIOp::create(
+      b, loc, ix.add(ix.mul(elements, ix.c(eltBytes)), ix.c(127)),
+      ix.c(128));
+  Value threads = ix.mul(gpu::GridDimOp::create(b, loc, gpu::Dimension::x),
+                         ix.c(threadsPerBlock));
+  Value first =
+      ix.add(ix.mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x),
+                    ix.c(threadsPerBlock)),
+             gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x));
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m);
+  auto loop = scf::ForOp::create(b, loc, first, lines, threads);
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value addr = arith::IndexCastUIOp::create(
+      b, loc, b.getI64Type(),
+      ix.add(base, ix.mul(loop.getInductionVar(), ix.c(128))));
+  Value generic =
+      LLVM::IntToPtrOp::create(b, loc, LLVM::LLVMPointerType::get(ctx), addr);
+  Value global = LLVM::AddrSpaceCastOp::create(
+      b, loc, LLVM::LLVMPointerType::get(ctx, 1), generic);
+  NVVM::PrefetchOp::create(
+      b, loc,
+      NVVM::PrefetchCacheLevelAttr::get(ctx, NVVM::PrefetchCacheLevel::L2),
+      nullptr, global, Value(), /*tensormap=*/false);
+}
+
 Value mlir::moe::gpuActivation(OpBuilder &b, Location loc, Activation act,
                                Value x) {
   if (act != Activation::silu)

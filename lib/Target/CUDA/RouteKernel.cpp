@@ -66,6 +66,8 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
     name += "_t1";
   if (o.triggerDependents)
     name += "_trigger";
+  if (o.prefetchRouter)
+    name += "_pf";
   if (o.part == RoutePart::Select)
     name += o.withRouter ? "_select_router_k" + std::to_string(o.routerStageK)
                          : "_select";
@@ -508,12 +510,14 @@ gpu::GPUFuncOp mlir::moe::buildGateKernel(OpBuilder &b, Location loc,
   auto fn = createKernelFunc(b, loc, module, name, gateArgTypes(b, o),
                              kGateThreads);
   GateShared shared = addGateShared(b, loc, fn, o);
-  if (o.triggerDependents) {
-    // (The programmatic-launch pass leaves a kernel that has its wait.)
+  if (o.prefetchRouter)
+    emitPrefetchL2(b, loc, fn.getArgument(1), 2, kGateThreads);
+  // (The programmatic-launch pass leaves a kernel that has its wait.)
+  if (o.triggerDependents || o.prefetchRouter)
     NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+  if (o.triggerDependents)
     NVVM::GriddepcontrolOp::create(b, loc,
                                    NVVM::GridDepActionKind::launch_dependents);
-  }
   shared.ticket =
       memref::GetGlobalOp::create(b, loc, gateTicketType(ctx), ticketName);
   shared.sums =

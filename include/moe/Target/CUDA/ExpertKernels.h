@@ -276,6 +276,13 @@ gpu::GPUFuncOp buildExpertActivationKernel(OpBuilder &builder, Location loc,
 /// reciprocal, the others as applyActivation builds them.
 Value gpuActivation(OpBuilder &b, Location loc, Activation act, Value x);
 
+/// Each of the grid's threads (`threadsPerBlock` a block, x dimension)
+/// prefetches into L2 its share of the 128-byte lines of `m`'s elements
+/// (an identity-layout memref of `eltBytes`-byte elements, from its
+/// aligned pointer).
+void emitPrefetchL2(OpBuilder &b, Location loc, Value m, int64_t eltBytes,
+                    int64_t threadsPerBlock);
+
 /// The expert activation of the f32 up projection `h` (gated: `act(g) * h`),
 /// rounded to `elementType`, as moe.experts computes it.
 Value expertActivation(OpBuilder &b, Location loc, Activation act, Value h,
@@ -474,6 +481,11 @@ struct RouteKernelOptions {
   /// dependency wait, so that the next grid's blocks are resident, waiting,
   /// while its last block routes.
   bool triggerDependents = false;
+  /// The gating kernel (or the decode kernel with these routing options):
+  /// before its grid dependency wait, the grid's threads bring the router's
+  /// 128-byte lines into L2 (no kernel before it writes the router), so
+  /// that its blocks, launched early, do so while the kernel before ends.
+  bool prefetchRouter = false;
   /// Select only: each block first computes its kRouteSelectTokens tokens'
   /// logits itself, x[t] . router[:, e] on mma.sync m16n8k16 (bf16 in, f32
   /// sums) from cp.async stages of the router in shared memory, and routes

@@ -213,17 +213,23 @@ void ExpertStage::decide(bool addsDenseStages) {
   // apart (qwen3 8192 0.942-0.967x with it, 0.934-0.946x without), 1.17x
   // at ds-moe-128 8192 (64 rows an expert), 1.01-1.03x at 128 tokens
   // (results/wgmma-k-order-2026-12-04.md).
+  // In the down kernel only where its tiles are not 192-row tiles 128
+  // apart: DeepSeek-V3 8192's down kernel (an expert's 128-row tile and
+  // its tall last one) took 4147.8 us without the rotation against 4206.4
+  // with it (1.014x; the up kernel's rotation kept; results/
+  // wgmma-k-order-2026-12-05.md) and 4114 against 4172 on 2026-12-04;
+  // where the tiles are 128 rows (Mixtral and OLMoE 8192) the down kernels
+  // gained with it (3390 -> 3174 and 713 -> 667 us).
   // `wgmma_k_order`: "never" neither this nor the band order, "band" the
-  // band order only, "up" the rotation in the up kernel only (the down
-  // kernel in order but for the band: DeepSeek-V3 8192's down kernel took
-  // 4114 us with the band order alone, 4172 with the rotation too, one
-  // round each, where its up kernel took 7744 and 7279).
+  // band order only, "up" the rotation in the up kernel only, "both" the
+  // rotation in both kernels wherever it applies.
   StringRef kOrder = choice("wgmma_k_order");
   bandKOrder = kOrder != "never";
   rotateK = producer && bandKOrder && kOrder != "band" &&
             !(wgmmaTile.rows == kWgmmaTallRows && tileStep == tileM) &&
             rowsPerExpert >= 2 * tileStep;
-  rotateDownK = rotateK && kOrder != "up";
+  bool tallApart128 = wgmmaTile.rows == kWgmmaTallRows && tileStep < tileM;
+  rotateDownK = rotateK && kOrder != "up" && (kOrder == "both" || !tallApart128);
   // The producer form's pairs from a global counter (MmaOptions::queue),
   // by default: pairs then start in their order, so the tiles of an expert
   // meet on a weight block in L2. DeepSeek-V3 at 8192 tokens: the down

@@ -383,9 +383,10 @@ struct ConvertMoELayerToGpuCallPass
         return signalPassFailure();
       }
     if (wgmmaKOrder != "auto" && wgmmaKOrder != "never" &&
-        wgmmaKOrder != "band" && wgmmaKOrder != "up") {
+        wgmmaKOrder != "band" && wgmmaKOrder != "up" &&
+        wgmmaKOrder != "both") {
       mlir::emitError(module.getLoc())
-          << "wgmma-k-order must be auto, never, band or up, got '"
+          << "wgmma-k-order must be auto, never, band, up or both, got '"
           << wgmmaKOrder << "'";
       return signalPassFailure();
     }

@@ -98,7 +98,9 @@ def draw_case(rng):
             ("--gpu-dense-split-k", ["never"]),
             ("--gpu-down-k-runs", ["1", "2", "3", "5"]),
             ("--gpu-router-split-k", ["1", "2", "7"]),
-            ("--gpu-fused-route", ["true"])):
+            ("--gpu-fused-route", ["true"]),
+            ("--gpu-wgmma-k-order", ["never", "band", "up", "both"]),
+            ("--gpu-prefetch-router", ["never"])):
         if rng.random() < 0.08:
             comp.append(f"{opt}={rng.choice(values)}")
     return [str(a) for a in gen], comp

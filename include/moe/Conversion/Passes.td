@@ -160,7 +160,8 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "first, and where experts get two or more row tiles (but in "
            "192-row tiles 192 apart) each expert's steps start at its own: "
            "auto (the default), never (every tile in order), band (the "
-           "band order only) or up (the rotation in the up kernel only)">,
+           "band order only), up (the rotation in the up kernel only) or "
+           "both (the rotation in both kernels wherever it applies)">,
     Option<"weightsEvictFirst", "weights-evict-first", "std::string",
            "\"auto\"",
            "the wgmma kernels' TMA weight loads with the L2 evict-first "

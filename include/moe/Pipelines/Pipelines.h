@@ -82,8 +82,8 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("the wgmma producer's K-step order (a tall tile with "
                      "its band two of every three steps first, each "
                      "expert's steps from its own start): auto (default), "
-                     "never, band (no rotation) or up (rotation in the up "
-                     "kernel only)"),
+                     "never, band (no rotation), up (rotation in the up "
+                     "kernel only) or both"),
       llvm::cl::init("auto")};
   PassOptions::Option<std::string> weightsEvictFirst{
       *this, "weights-evict-first",

@@ -103,8 +103,8 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
   PassOptions::Option<std::string> prefetchRouter{
       *this, "prefetch-router",
       llvm::cl::desc("the gating (or decode) kernel brings the router into "
-                     "L2 before its grid dependency wait: auto (default) or "
-                     "never"),
+                     "L2 before its grid dependency wait: always, or auto "
+                     "(default: off until measured) or never"),
       llvm::cl::init("auto")};
   PassOptions::Option<std::string> denseSplitK{
       *this, "dense-split-k",

@@ -128,7 +128,9 @@ void ExpertStage::decide(bool addsDenseStages) {
   // launch) and wait there while the kernel before ends (in a model's
   // decoding step, the previous layer's), and their router shares, the
   // first link of the chain every expert waits on, then come from L2.
-  prefetchRouter = fusedGate && choice("prefetch_router") != "never";
+  // Asked for only ("always") until its speed is measured: correct on the
+  // H200 (results/gpu-e2e-prefetch-2026-12-05.log), not yet timed.
+  prefetchRouter = fusedGate && choice("prefetch_router") == "always";
 
   // The tensor-core paths' combine. "atomic": the down kernel adds each
   // weighted row into the f32 output [T, d] by atomics, then the rounding

@@ -322,6 +322,11 @@ def rel_error(out, ref):
     return (torch.linalg.norm(out.float() - ref) / torch.linalg.norm(ref)).item()
 
 
+def variant_key(i, cdir):
+    """The result key of the i-th --compiled directory."""
+    return "compiled" if i == 0 else "variant:" + os.path.basename(cdir.rstrip("/"))
+
+
 def step_layers(layer, make, most, budget):
     """`layer` and further layers of its shape with their own weights, as a
     model's decoding step runs them one after the other: at most `most`
@@ -431,7 +436,7 @@ def main():
                         print("  %s %s T=%d: not capturable (%s)" % (label, name, t, str(e)[:80]))
             dirs = args.compiled.split(",") if args.compiled else []
             for i, cdir in enumerate(dirs):
-                key = "compiled" if i == 0 else "variant:" + os.path.basename(cdir.rstrip("/"))
+                key = variant_key(i, cdir)
                 so = os.path.join(cdir, "%s-t%d.so" % (name, t))
                 if not os.path.exists(so):
                     continue
@@ -469,8 +474,7 @@ def main():
                 for i, cdir in enumerate(dirs):
                     so = os.path.join(cdir, "%s-t%d.so" % (name, t))
                     if os.path.exists(so):
-                        sos["compiled" if i == 0 else
-                            "variant:" + os.path.basename(cdir.rstrip("/"))] = so
+                        sos[variant_key(i, cdir)] = so
                 measure_step(layers, sos, result)
                 print("  step of %d layers, ms a layer: grouped graph %.4f%s"
                       % (len(layers), result["grouped_step"],

@@ -862,13 +862,8 @@ void mlir::moe::emitPrefetchL2(OpBuilder &b, Location loc, Value m,
   auto loop = scf::ForOp::create(b, loc, first, lines, threads);
   OpBuilder::InsertionGuard g(b);
   b.setInsertionPointToStart(loop.getBody());
-  Value addr = arith::IndexCastUIOp::create(
-      b, loc, b.getI64Type(),
-      ix.add(base, ix.mul(loop.getInductionVar(), ix.c(128))));
-  Value generic =
-      LLVM::IntToPtrOp::create(b, loc, LLVM::LLVMPointerType::get(ctx), addr);
-  Value global = LLVM::AddrSpaceCastOp::create(
-      b, loc, LLVM::LLVMPointerType::get(ctx, 1), generic);
+  Value global = globalPointer(
+      b, loc, ix.add(base, ix.mul(loop.getInductionVar(), ix.c(128))));
   NVVM::PrefetchOp::create(
       b, loc,
       NVVM::PrefetchCacheLevelAttr::get(ctx, NVVM::PrefetchCacheLevel::L2),

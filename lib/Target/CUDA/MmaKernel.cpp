@@ -150,8 +150,7 @@ Value mlir::moe::commitAsyncCopies(OpBuilder &b, Location loc,
       b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
 }
 
-/// The global-memory pointer (!llvm.ptr<1>) to the byte address `addr`.
-static Value globalPointer(OpBuilder &b, Location loc, Value addr) {
+Value mlir::moe::globalPointer(OpBuilder &b, Location loc, Value addr) {
   MLIRContext *ctx = b.getContext();
   Value generic = LLVM::IntToPtrOp::create(
       b, loc, LLVM::LLVMPointerType::get(ctx),

@@ -276,6 +276,10 @@ gpu::GPUFuncOp buildExpertActivationKernel(OpBuilder &builder, Location loc,
 /// reciprocal, the others as applyActivation builds them.
 Value gpuActivation(OpBuilder &b, Location loc, Activation act, Value x);
 
+/// The global-memory pointer (!llvm.ptr<1>) to the byte address `addr`
+/// (an index).
+Value globalPointer(OpBuilder &b, Location loc, Value addr);
+
 /// Each of the grid's threads (`threadsPerBlock` a block, x dimension)
 /// prefetches into L2 its share of the 128-byte lines of `m`'s elements
 /// (an identity-layout memref of `eltBytes`-byte elements, from its

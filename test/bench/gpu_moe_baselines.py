@@ -33,6 +33,11 @@ as the main table times it, pays the graph's launch and the events around
 it (an empty kernel: 5.1-5.8 us, results/decode-floor-2026-12-04.md) on
 every layer; a step pays them once.
 
+With --out FILE.md it writes FILE.md, FILE.json and FILE.svg (a plot) at the
+end, and FILE.json also after every point: report.py renders the points of a
+run stopped part way, or merges the parts of a table measured in several
+runs (other shapes or token counts).
+
 --shapes may also name the layers with shared experts of shapes.py
 (SHARED_SHAPES, not in "all"): their shared FFN (scaled by its sigmoid gate
 where it has one) is added in both baselines (in bf16, as transformers'
@@ -43,7 +48,6 @@ sigmoid routing with a bias), both baselines and the reference route so.
 import argparse
 import ctypes
 import datetime
-import json
 import math
 import os
 import sys
@@ -51,6 +55,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
 from shapes import ROUTING, SHAPES, shape  # noqa: E402
 
 
@@ -408,6 +413,9 @@ def main():
           % (dev, bandwidth * 1e-12, peak * 1e-12, l2_bytes / 2**20, args.l2), flush=True)
 
     rows = []
+    data = {"device": dev, "bandwidth": bandwidth, "bf16_flops": peak, "l2": args.l2,
+            "l2_bytes": l2_bytes, "date": datetime.date.today().isoformat(),
+            "compiled": bool(args.compiled), "partial": True, "rows": rows}
     for name in names:
         E, k, d, f, a, gated, shared, coef = shape(name)
         for t in tokens:
@@ -482,6 +490,8 @@ def main():
                       flush=True)
                 del layers
             rows.append(result)
+            if args.out:  # what is measured so far (report.py renders it)
+                report.write_json(args.out, data)
             print("%-14s T=%-5d floor %.4f ms (%s)  loop %.3f/%.3f  grouped %.3f/%.3f ms%s"
                   % (name, t, floor, bound, result["loop_eager"], result["loop_graph"],
                      result["grouped_eager"], result["grouped_graph"],
@@ -491,84 +501,13 @@ def main():
             del layer
             torch.cuda.empty_cache()
 
-    lines = ["| shape | tokens | floor (ms) | bound | loop eager | loop graph | grouped eager | grouped graph | best / floor |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        best = min(v for v in (r["loop_eager"], r["loop_graph"], r["grouped_eager"], r["grouped_graph"]) if v == v)
-        lines.append("| %s | %d | %.4f | %s | %.3f | %.3f | %.3f | %.3f | %.1fx |"
-                     % (r["shape"], r["tokens"], r["floor_ms"], r["bound"], r["loop_eager"],
-                        r["loop_graph"], r["grouped_eager"], r["grouped_graph"], best / r["floor_ms"]))
-    variants = sorted({k[:-6] for r in rows for k in r if k.startswith("variant:") and k.endswith("_graph")})
-    if variants:
-        lines += ["", "Variants (CUDA graph, ms): " + ", ".join(v[8:] for v in variants), "",
-                  "| shape | tokens | compiled graph | " + " | ".join(v[8:] for v in variants) + " |",
-                  "|---|---|---|" + "---|" * len(variants)]
-        for r in rows:
-            lines.append("| %s | %d | %.4f | " % (r["shape"], r["tokens"], r.get("compiled_graph", float("nan")))
-                         + " | ".join("%.4f" % r.get(v + "_graph", float("nan")) for v in variants) + " |")
-        if any(v + "_step" in r for r in rows for v in variants):
-            lines += ["", "Variants in decoding steps (ms a layer):", "",
-                      "| shape | tokens | compiled step | " + " | ".join(v[8:] for v in variants) + " |",
-                      "|---|---|---|" + "---|" * len(variants)]
-            for r in rows:
-                if "compiled_step" in r:
-                    lines.append("| %s | %d | %.4f | " % (r["shape"], r["tokens"], r["compiled_step"])
-                                 + " | ".join("%.4f" % r.get(v + "_step", float("nan")) for v in variants)
-                                 + " |")
-    if args.compiled:
-        lines += ["", "Compiled (moe-compile --target=cuda): time (ms), time over the floor, "
-                  "speed-up over the best of each baseline (eager or graph)", "",
-                  "| shape | tokens | bound | compiled eager | compiled graph | / floor | vs loop | vs grouped eager | vs grouped graph | rel. error |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            c = min(v for v in (r["compiled_eager"], r["compiled_graph"]) if v == v) \
-                if r["compiled_eager"] == r["compiled_eager"] else float("nan")
-            lines.append("| %s | %d | %s | %.4f | %.4f | %.2fx | %.2f | %.2f | %.2f | %.1e |"
-                         % (r["shape"], r["tokens"], r["bound"], r["compiled_eager"], r["compiled_graph"],
-                            c / r["floor_ms"], r["loop_eager"] / c, r["grouped_eager"] / c,
-                            r["grouped_graph"] / c, r["compiled_err"]))
-    steps = [r for r in rows if "step_layers" in r]
-    if steps:
-        lines += ["", "Decoding steps: the shape's layer and more of its shape with their own "
-                  "weights, back to back in one CUDA graph (L2 scrubbed before the graph); "
-                  "time per layer (ms), against the single-layer graphs above", "",
-                  "| shape | tokens | layers | floor | grouped graph | grouped step | "
-                  "compiled graph | compiled step | step / floor | step vs grouped step |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in steps:
-            c = r.get("compiled_step", float("nan"))
-            lines.append("| %s | %d | %d | %.4f | %.4f | %.4f | %.4f | %.4f | %.2fx | %.2f |"
-                         % (r["shape"], r["tokens"], r["step_layers"], r["floor_ms"],
-                            r["grouped_graph"], r["grouped_step"],
-                            r.get("compiled_graph", float("nan")), c, c / r["floor_ms"],
-                            r["grouped_step"] / c))
-    meta = ("GPU MoE baselines, %s, %s; copy bandwidth %.2f TB/s, dense bf16 matmul %.0f TFLOP/s "
-            "(measured in this run); bf16, softmax top-k routing (or the ROUTING of shapes.py: deepseek-v3-layer), times are medians in ms; "
-            "L2 %s (%s)."
-            % (datetime.date.today().isoformat(), dev, bandwidth * 1e-12, peak * 1e-12, args.l2,
-               "scrubbed by a read of twice its %.0f MiB before each timed run" % (l2_bytes / 2**20)
-               if args.l2 == "cold" else "runs back to back"))
-    if args.compiled:
-        # The issue's targets, point by point (targets.py).
-        from targets import table as targets_table
-        lines += ["", "Targets (1 token 60%, 16 to 1024 tokens 80%, 8192 tokens 60% of the floor "
-                  "that binds; faster than every baseline):", ""]
-        lines += targets_table([{"rows": rows}])
-        if steps:
-            lines += ["", "The same targets for the layers inside a decoding step's graph:", ""]
-            lines += targets_table([{"rows": rows}], step=True)
-    text = meta + "\n\n" + "\n".join(lines) + "\n"
+    data.pop("partial")
     print()
-    print(text)
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write("# " + text)
-        data = {"device": dev, "bandwidth": bandwidth, "bf16_flops": peak, "l2": args.l2, "rows": rows}
-        with open(os.path.splitext(args.out)[0] + ".json", "w") as fh:
-            json.dump(data, fh, indent=1)
-        from plot_svg import plot
-        with open(os.path.splitext(args.out)[0] + ".svg", "w") as fh:
-            fh.write(plot(data))
+        text = report.write(args.out, data)
+    else:
+        text = report.render(data)
+    print(text, end="")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s
 // RUN: moe-compile %s --target=cuda --emit=mlir --gpu-decode-kernel=never | FileCheck %s --check-prefix=CHAIN
 // CHECK: moe.gpu_plan = {decode_kernel = array<i64: 264, 32, 528, 384, 0>, down = array<i64: 4, 12, 256, 64, 4, 8>, gate = array<i64: 32, 256, 64>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 3, 11, 256, 192, 8, 8>}
-// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_decode_e128_k8_softmax_renorm_t1_up_pair_r1_l8_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256 blocks in
+// CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_decode_e128_k8_softmax_renorm_t1_pf_up_pair_r1_l8_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256 blocks in
 // CHAIN: moe.gpu_plan = {decode_overlap = "chain", down = array<i64: 4, 12, 256, 64, 4, 8>, gate = array<i64: 32, 256, 64>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 192, 64, 2, 8>}
 // CHAIN: gpu.launch_func {{.*}}@moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8{{[a-z0-9_]*}} blocks in
 func.func @layer(%x: tensor<1x2048xbf16> {moe.input = "x"},

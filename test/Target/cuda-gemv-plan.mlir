@@ -34,9 +34,9 @@
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --gpu-decode-kernel=never --emit=mlir -o %t.mlir
 // RUN: FileCheck %s < %t.mlir
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa decode-kernel=never" | FileCheck %s --check-prefix=PTX
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa decode-kernel=never prefetch-router=never" | FileCheck %s --check-prefix=PTX
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=DECODE
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=DECODEPTX
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa prefetch-router=never" | FileCheck %s --check-prefix=DECODEPTX
 // RUN: not moe-compile %s --target=cuda --gpu-decode-kernel=always --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADDECODE
 // RUN: moe-compile %s --target=cuda --gpu-decode-stages=3 --emit=mlir | FileCheck %s --check-prefix=STAGES
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa decode-stages=3" | FileCheck %s --check-prefix=STAGESPTX
@@ -54,14 +54,15 @@
 // RUN: moe-compile %s --target=cuda --gpu-decode-kernel=never --gpu-decode-overlap=never --gpu-stage-down=never --emit=mlir | FileCheck %s --check-prefix=PLAIN
 // RUN: not moe-compile %s --target=cuda --gpu-decode-overlap=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADOVERLAP
 // RUN: not moe-compile %s --target=cuda --gpu-stage-down=always --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTAGE
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=NOPF
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa prefetch-router=never" | FileCheck %s --check-prefix=NOPF
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PF
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa prefetch-router=always" | FileCheck %s --check-prefix=PF
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa prefetch-router=always decode-kernel=never" | FileCheck %s --check-prefix=PFGATE
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa decode-kernel=never" | FileCheck %s --check-prefix=PFGATE
 // RUN: not moe-compile %s --target=cuda --gpu-prefetch-router=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPF
 
 // CHECK: moe.gpu_plan = {decode_overlap = "chain", down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // CHECK-NOT: llvm.call @mgpuMemset32(
-// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1_trigger blocks in
+// CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1_trigger_pf blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8_trigger blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated_s64_early_trigger blocks in
 // CHECK: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
@@ -111,7 +112,7 @@
 
 // DECODE: moe.gpu_plan = {decode_kernel = array<i64: 264, 16, 512, 512, 0>, down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
 // DECODE-NOT: llvm.call @mgpuMemset32(
-// DECODE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in
+// DECODE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_decode_e64_k8_softmax_renorm_t1_pf_up_pair_r1_l2_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in
 // DECODE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // DECODE-NOT: gpu.launch_func
 // DECODEPTX: gpu.binary @moe_kernels
@@ -164,9 +165,9 @@
 // with a wait for all.
 // STAGES: moe.gpu_plan = {decode_kernel = array<i64: 264, 16, 512, 512, 3>,
 // STAGES: %[[RING:[0-9]+]] = llvm.mlir.constant(98304 : i32) : i32
-// STAGES: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_a3_t256_down_r1_l4_u8_silu_gated_s64_early_t1_a3_t256 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) : i64 dynamic_shared_memory_size %[[RING]]
+// STAGES: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_decode_e64_k8_softmax_renorm_t1_pf_up_pair_r1_l2_u8_t1_a3_t256_down_r1_l4_u8_silu_gated_s64_early_t1_a3_t256 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) : i64 dynamic_shared_memory_size %[[RING]]
 // STAGESPTX: .extern .shared .align 16 .b8 __dynamic_shmem__0[];
-// STAGESPTX-SAME: .entry moe_decode_e64_k8_softmax_renorm_t1_up_pair_r1_l2_u8_t1_a3_t256_down_r1_l4_u8_silu_gated_s64_early_t1_a3_t256(
+// STAGESPTX-SAME: .entry moe_decode_e64_k8_softmax_renorm_t1_pf_up_pair_r1_l2_u8_t1_a3_t256_down_r1_l4_u8_silu_gated_s64_early_t1_a3_t256(
 // STAGESPTX-SAME: cp.async.cg.shared.global
 // STAGESPTX-SAME: cp.async.commit_group;
 // STAGESPTX-SAME: cp.async.wait_group {{\\09}}2;
@@ -191,7 +192,7 @@
 
 // FFN: moe.gpu_plan = {ffn = array<i64: 32, 8, 256, 32>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64}
 // FFN-NOT: llvm.call @mgpuMemset32(
-// FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1 blocks in
+// FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1_pf blocks in
 // FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_ffn_bf16_silu_gated_c32 blocks in
 // FFN: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@round_bf16 blocks in
 // FFN-NOT: gpu.launch_func
@@ -204,7 +205,7 @@
 // FORCED: @moe_kernels::@moe_gemv_scatter_bf16_r1_silu_gated_s64_early_trigger blocks in
 
 // PLAIN: moe.gpu_plan = {down = array<i64: 4, 16, 256, 64, 4, 8>, gate = array<i64: 16, 256, 128>, path = "gemv", slots = 8 : i64, up = array<i64: 1, 32, 256, 64, 2, 8>}
-// PLAIN: @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1 blocks in
+// PLAIN: @moe_kernels::@moe_gate_e64_k8_softmax_renorm_t1_pf blocks in
 // PLAIN: @moe_kernels::@moe_gemv_gather_pair_bf16_r1_l2_u8 blocks in
 // PLAIN: @moe_kernels::@moe_gemv_scatter_bf16_r1_l4_u8_silu_gated blocks in
 
@@ -214,16 +215,16 @@
 // BADGATE: error: fused-gate must be auto, always or never, got 'sometimes'
 // BADFFN: error: ffn-columns must be 0 (auto), 32, 64, 128 or -1 (none), got 48
 // BADOVERLAP: error: decode-overlap must be auto or never, got 'sometimes'
-// By default (off until its speed is measured) the decode kernel has no
-// prefetch: it waits first thing after it takes its item.
+// --gpu-prefetch-router=never: the decode kernel has no prefetch: it waits
+// first thing after it takes its item.
 // NOPF: .entry moe_decode_e64_k8_softmax_renorm_t1_up_pair
 // NOPF-NOT: prefetch
 // NOPF: griddepcontrol.wait
 // NOPF-NOT: prefetch
 // NOPF: .entry
-// --gpu-prefetch-router=always: the decode kernel (_pf) takes its first
-// item, brings the router's lines into L2, then waits; so does the gating
-// kernel of the chain.
+// By default (auto, the same as always here): the decode kernel (_pf) takes
+// its first item, brings the router's lines into L2, then waits; so does
+// the gating kernel of the chain.
 // PF: .entry moe_decode_e64_k8_softmax_renorm_t1_pf_up_pair
 // PF-SAME: atom.global.add.u32
 // PF-SAME: prefetch.global.L2

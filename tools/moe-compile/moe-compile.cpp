@@ -224,8 +224,8 @@ cl::opt<std::string> gpuPrefetchRouter(
     "gpu-prefetch-router",
     cl::desc("the gating (or decode) kernel's blocks bring the router into "
              "L2 before their grid dependency wait, while the kernel before "
-             "it ends: always, or auto (default: off until its speed is "
-             "measured) or never"),
+             "it ends: auto (default) or always (both: where the layer has a "
+             "gating or decode kernel) or never"),
     cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuDenseSplitK(
     "gpu-dense-split-k",

@@ -103,8 +103,9 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
   PassOptions::Option<std::string> prefetchRouter{
       *this, "prefetch-router",
       llvm::cl::desc("the gating (or decode) kernel brings the router into "
-                     "L2 before its grid dependency wait: always, or auto "
-                     "(default: off until measured) or never"),
+                     "L2 before its grid dependency wait: auto (default) or "
+                     "always (both: where the layer has a gating or decode "
+                     "kernel) or never"),
       llvm::cl::init("auto")};
   PassOptions::Option<std::string> denseSplitK{
       *this, "dense-split-k",

@@ -5,10 +5,10 @@
 // the combine by atomics). The planner takes 2 where experts get two or
 // more row tiles, the pairs are under 3 waves of 132 and a run keeps 64 K
 // steps: Mixtral-sized at 1024 tokens (256 rows an expert: 16 tiles x 16
-// column blocks, 224 K steps).
+// column blocks, 224 K steps), with the K rotation (_kr) that runs keep.
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=AUTO
 // AUTO: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64,
-// AUTO: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_q_k2
+// AUTO: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_kr_q_k2
 // AUTO-NOT: moe_combine
 // Asked for 1: no runs, and the combine by rows as before.
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=1 --emit=mlir | FileCheck %s --check-prefix=ONE
@@ -22,7 +22,7 @@
 // to a cubin.
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=7 --emit=mlir | FileCheck %s --check-prefix=SEVEN
 // SEVEN: moe.gpu_plan = {combine = "atomic", down_k_runs = 7 : i64,
-// SEVEN: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_q_k7
+// SEVEN: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_kr_q_k7
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=7 -o %t.o
 // RUN: test -s %t.o
 // 8192 tokens (2048 pairs): none.

@@ -9,19 +9,25 @@
 // blocks, a wave's 1 tile raised to twice an expert's 2; down 16 column
 // blocks, a wave's 8 capped at the 6 of 24 MiB of rows; two tiles an
 // expert: no evict-first, and each expert's K steps from its own start
-// in the up kernel (k_rotate = "up": not in the down kernel of 192-row
-// tiles 128 apart); the down kernel's 16 x 16 pairs in two K runs each, so
-// the combine by atomics (cuda-down-k-runs.mlir).
+// in both kernels (k_rotate); the down kernel's 16 x 16 pairs in two K
+// runs each, so the combine by atomics (cuda-down-k-runs.mlir).
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=M1024
-// M1024: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64, group_tiles = array<i64: 4, 6>, k_rotate = "up", path = "wgmma"
+// M1024: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64, group_tiles = array<i64: 4, 6>, k_rotate, path = "wgmma"
 // M1024-SAME: tile = array<i64: 192, 256, 64>, tile_step = 128 : i64, tiles = 24 : i64
 // M1024-NOT: evict_first
 // M1024: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_kr_q
-// M1024: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_q_k2
-// --gpu-wgmma-k-order=both: the rotation in the down kernel too.
-// RUN: moe-compile %s --target=cuda --gpu-wgmma-k-order=both --emit=mlir | FileCheck %s --check-prefix=KBOTH
-// KBOTH: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64, group_tiles = array<i64: 4, 6>, k_rotate, path = "wgmma"
-// KBOTH: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_kr_q_k2
+// M1024: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_kr_q_k2
+// The same tiles with the down kernel's pairs whole (no K runs, so the
+// combine by rows): the rotation in the up kernel only (k_rotate = "up",
+// as DeepSeek-V3 at 8192 tokens); --gpu-wgmma-k-order=both: in the down
+// kernel too.
+// RUN: moe-compile %s --target=cuda --gpu-down-k-runs=1 --emit=mlir | FileCheck %s --check-prefix=NORUNS
+// NORUNS: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, k_rotate = "up", path = "wgmma"
+// NORUNS: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g4_ws_tma_kr_q
+// NORUNS: @moe_kernels::@moe_wgmma_weighted_bf16_m192s128_n256_s4_g6_ws_tma_q
+// RUN: moe-compile %s --target=cuda --gpu-down-k-runs=1 --gpu-wgmma-k-order=both --emit=mlir | FileCheck %s --check-prefix=KBOTH
+// KBOTH: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 4, 6>, k_rotate, path = "wgmma"
+// KBOTH: @moe_kernels::@moe_wgmma_weighted_bf16_m192s128_n256_s4_g6_ws_tma_kr_q
 // Mixtral-sized, 8192 tokens (2048 rows an expert): twice an expert's 16
 // tiles is more than the 24 MiB caps (24, 6), which stay.
 // RUN: sed 's/1024x4096/8192x4096/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=M8192

@@ -128,9 +128,11 @@ void ExpertStage::decide(bool addsDenseStages) {
   // launch) and wait there while the kernel before ends (in a model's
   // decoding step, the previous layer's), and their router shares, the
   // first link of the chain every expert waits on, then come from L2.
-  // On by default (auto): at one token on an H100 it was as fast or faster
-  // at all five benchmark shapes, alone (0.997-0.999x) and in decoding
-  // steps (0.978-0.998x; results/prefetch-router-2026-12-05.md).
+  // On by default (auto): at one token on an H100, three runs of the five
+  // benchmark shapes, 13 of 15 single-layer graphs and 14 of 15 layers of
+  // decoding steps as fast or faster (0.973-0.999x; the others 1.001-1.015x,
+  // qwen3 alone; results/prefetch-router-2026-12-05.md). Not measured on
+  // an H200.
   prefetchRouter = fusedGate && choice("prefetch_router") != "never";
 
   // The tensor-core paths' combine. "atomic": the down kernel adds each
@@ -216,23 +218,15 @@ void ExpertStage::decide(bool addsDenseStages) {
   // apart (qwen3 8192 0.942-0.967x with it, 0.934-0.946x without), 1.17x
   // at ds-moe-128 8192 (64 rows an expert), 1.01-1.03x at 128 tokens
   // (results/wgmma-k-order-2026-12-04.md).
-  // In the down kernel only where its tiles are not 192-row tiles 128
-  // apart: DeepSeek-V3 8192's down kernel (an expert's 128-row tile and
-  // its tall last one) took 4147.8 us without the rotation against 4206.4
-  // with it (1.014x; the up kernel's rotation kept; results/
-  // wgmma-k-order-2026-12-05.md) and 4114 against 4172 on 2026-12-04;
-  // where the tiles are 128 rows (Mixtral and OLMoE 8192) the down kernels
-  // gained with it (3390 -> 3174 and 713 -> 667 us).
   // `wgmma_k_order`: "never" neither this nor the band order, "band" the
   // band order only, "up" the rotation in the up kernel only, "both" the
-  // rotation in both kernels wherever it applies.
+  // rotation in both kernels wherever it applies. The down kernel's
+  // rotation is decided with its K runs (below).
   StringRef kOrder = choice("wgmma_k_order");
   bandKOrder = kOrder != "never";
   rotateK = producer && bandKOrder && kOrder != "band" &&
             !(wgmmaTile.rows == kWgmmaTallRows && tileStep == tileM) &&
             rowsPerExpert >= 2 * tileStep;
-  bool tallApart128 = wgmmaTile.rows == kWgmmaTallRows && tileStep < tileM;
-  rotateDownK = rotateK && kOrder != "up" && (kOrder == "both" || !tallApart128);
   // The producer form's pairs from a global counter (MmaOptions::queue),
   // by default: pairs then start in their order, so the tiles of an expert
   // meet on a weight block in L2. DeepSeek-V3 at 8192 tokens: the down
@@ -311,6 +305,20 @@ void ExpertStage::decide(bool addsDenseStages) {
     if (downKRuns > 1)
       combineRows = false;
   }
+  // The rotation in the down kernel, but where its tiles are 192-row tiles
+  // 128 apart and its pairs run whole K: DeepSeek-V3 8192's down kernel
+  // (an expert's 128-row tile and its tall last one) took 4147.8 us
+  // without the rotation against 4206.4 with it on an H200 (1.014x; the up
+  // kernel's rotation kept; results/wgmma-k-order-2026-12-05.md) and 4114
+  // against 4172 on 2026-12-04. Mixtral 1024 (the same tiles, its down
+  // kernel in K runs) was 0.979-0.992x the layer's graph time with it in
+  // three runs on an H100, its kernels equal under Nsight Compute
+  // (results/ab-kboth-mixtral1024-h100-2026-12-05.md). Where the tiles are
+  // 128 rows (Mixtral and OLMoE 8192) the down kernels gained with it
+  // (3390 -> 3174 and 713 -> 667 us).
+  bool tallApart128 = wgmmaTile.rows == kWgmmaTallRows && tileStep < tileM;
+  rotateDownK = rotateK && kOrder != "up" &&
+                (kOrder == "both" || !tallApart128 || downKRuns > 1);
   if (dense && wgmma && !multicast && choice("dense_split_k") != "never") {
     int64_t pairs = llvm::divideCeil(T, tileM) *
                     llvm::divideCeil(d, wgmmaTile.columns);

@@ -56,7 +56,6 @@
 // RUN: not moe-compile %s --target=cuda --gpu-stage-down=always --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADSTAGE
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa prefetch-router=never" | FileCheck %s --check-prefix=NOPF
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PF
-// RUN: moe-opt %s --moe-cuda-pipeline="format=isa prefetch-router=always" | FileCheck %s --check-prefix=PF
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa decode-kernel=never" | FileCheck %s --check-prefix=PFGATE
 // RUN: not moe-compile %s --target=cuda --gpu-prefetch-router=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPF
 
@@ -222,7 +221,7 @@
 // NOPF: griddepcontrol.wait
 // NOPF-NOT: prefetch
 // NOPF: .entry
-// By default (auto, the same as always here): the decode kernel (_pf) takes
+// By default (auto): the decode kernel (_pf) takes
 // its first item, brings the router's lines into L2, then waits; so does
 // the gating kernel of the chain.
 // PF: .entry moe_decode_e64_k8_softmax_renorm_t1_pf_up_pair
@@ -233,7 +232,7 @@
 // PFGATE-SAME: prefetch.global.L2
 // PFGATE-SAME: griddepcontrol.wait
 // PFGATE-SAME: griddepcontrol.launch_dependents
-// BADPF: error: prefetch-router must be auto, always or never, got 'sometimes'
+// BADPF: error: prefetch-router must be auto or never, got 'sometimes'
 // BADSTAGE: error: stage-down must be auto or never, got 'always'
 
 func.func @layer(%x: tensor<1x2048xbf16> {moe.input = "x"}, %router: tensor<2048x64xbf16> {moe.weight = "router"}, %w_up: tensor<64x2048x1024xbf16> {moe.weight = "w_up"}, %w_gate: tensor<64x2048x1024xbf16> {moe.weight = "w_gate"}, %w_down: tensor<64x1024x2048xbf16> {moe.weight = "w_down"}) -> (tensor<1x2048xbf16> {moe.output = "y"}) {

@@ -224,8 +224,8 @@ cl::opt<std::string> gpuPrefetchRouter(
     "gpu-prefetch-router",
     cl::desc("the gating (or decode) kernel's blocks bring the router into "
              "L2 before their grid dependency wait, while the kernel before "
-             "it ends: auto (default) or always (both: where the layer has a "
-             "gating or decode kernel) or never"),
+             "it ends: auto (default, where the layer has a gating or decode "
+             "kernel) or never"),
     cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuDenseSplitK(
     "gpu-dense-split-k",
@@ -240,7 +240,7 @@ cl::opt<std::string> gpuWgmmaKOrder(
              "multiplies its last 64 rows takes two of every three steps "
              "first, and where experts get two or more row tiles each "
              "expert's steps start at its own (in the down kernel too but "
-             "for 192-row tiles 128 apart): auto (default), never, band (the "
+             "for 192-row tiles 128 apart whose pairs run whole K): auto (default), never, band (the "
              "band order only), up (the rotation in the up kernel only) or "
              "both (in both kernels)"),
     cl::init("auto"), cl::cat(category));

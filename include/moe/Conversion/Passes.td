@@ -179,8 +179,8 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
     Option<"prefetchRouter", "prefetch-router", "std::string", "\"auto\"",
            "the gating (or decode) kernel's blocks bring the router into L2 "
            "before their grid dependency wait, while the kernel before it "
-           "ends: auto (the default) or always (both: where the layer has "
-           "a gating or decode kernel) or never">,
+           "ends: auto (the default, where the layer has a gating or decode "
+           "kernel) or never">,
     Option<"denseSplitK", "dense-split-k", "std::string", "\"auto\"",
            "a dense stage's down projection on wgmma tiles split over K "
            "(grid z, f32 atomics) where its column blocks leave most SMs "

@@ -104,8 +104,7 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       *this, "prefetch-router",
       llvm::cl::desc("the gating (or decode) kernel brings the router into "
                      "L2 before its grid dependency wait: auto (default) or "
-                     "always (both: where the layer has a gating or decode "
-                     "kernel) or never"),
+                     "never"),
       llvm::cl::init("auto")};
   PassOptions::Option<std::string> denseSplitK{
       *this, "dense-split-k",

@@ -326,17 +326,15 @@ struct ConvertMoELayerToGpuCallPass
     if (wgmmaKOrder != "auto")
       plan.push_back(
           b.getNamedAttr("wgmma_k_order", b.getStringAttr(wgmmaKOrder)));
-    if (prefetchRouter != "auto")
-      plan.push_back(
-          b.getNamedAttr("prefetch_router", b.getStringAttr(prefetchRouter)));
   }
 
   /// The auto|never options, and the plan attribute each becomes.
-  SmallVector<std::tuple<StringRef, StringRef, std::string>, 6> switches() {
+  SmallVector<std::tuple<StringRef, StringRef, std::string>, 7> switches() {
     return {{"decode-overlap", "decode_overlap", decodeOverlap},
             {"stage-down", "stage_down", stageDown},
             {"decode-kernel", "decode_kernel", decodeKernel},
             {"decode-dense", "decode_dense", decodeDense},
+            {"prefetch-router", "prefetch_router", prefetchRouter},
             {"dense-split-k", "dense_split_k", denseSplitK},
             {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
   }
@@ -390,13 +388,6 @@ struct ConvertMoELayerToGpuCallPass
       mlir::emitError(module.getLoc())
           << "wgmma-k-order must be auto, never, band, up or both, got '"
           << wgmmaKOrder << "'";
-      return signalPassFailure();
-    }
-    if (prefetchRouter != "auto" && prefetchRouter != "always" &&
-        prefetchRouter != "never") {
-      mlir::emitError(module.getLoc())
-          << "prefetch-router must be auto, always or never, got '"
-          << prefetchRouter << "'";
       return signalPassFailure();
     }
     if (fusedGate != "auto" && fusedGate != "always" && fusedGate != "never") {

@@ -3,7 +3,7 @@
 
     python3 test/bench/gpu_moe_baselines.py [--tokens 1,16,128,1024,8192]
                                             [--shapes all] [--out FILE]
-                                            [--compiled DIR]
+                                            [--compiled DIR] [--no-fused]
 
 Runs on the GPU machine (PyTorch there). For the standard shapes of
 ../shared/DESIGN.md, bf16, random weights and inputs and random routing
@@ -11,7 +11,11 @@ Runs on the GPU machine (PyTorch there). For the standard shapes of
   (a) loop: a loop over experts as Hugging Face's Mixtral block does (its
       shapes depend on the routing, so it cannot be captured as a graph: nan);
   (b) grouped: sort by expert + torch._grouped_mm;
-each eager and captured as a CUDA graph, and checks both against an fp32
+  (c) fused: vLLM's and SGLang's fused-MoE form in Triton (triton_moe.py:
+      tokens aligned to blocks by expert, one grouped GEMM kernel for gate
+      and up, one for down with the routing weights, a sum of each token's
+      k rows), its block sizes tuned at every point among candidates;
+each eager and captured as a CUDA graph, and checks them against an fp32
 reference on the GPU. It measures the floors in the same run: device copy
 bandwidth (bytes read + written) and the dense bf16 matmul rate, and reports
 for every point the memory floor (router + experts hit, read once) and the
@@ -57,6 +61,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402
 from shapes import ROUTING, SHAPES, shape  # noqa: E402
+try:
+    import triton_moe  # noqa: E402  (baseline (c); needs Triton)
+except ImportError as e:
+    triton_moe = None
+    TRITON_MISSING = str(e)
 
 
 def act(name, x):
@@ -398,7 +407,11 @@ def main():
     p.add_argument("--l2", default="cold", choices=["cold", "warm"],
                    help="cold (default): L2 scrubbed by a read of twice its "
                         "size before each timed run; warm: runs back to back")
+    p.add_argument("--no-fused", dest="fused", action="store_false",
+                   help="leave out baseline (c), the tuned Triton fused MoE")
     args = p.parse_args()
+    if args.fused and triton_moe is None:
+        sys.exit("baseline (c) needs Triton (%s); --no-fused leaves it out" % TRITON_MISSING)
     global L2_SCRUB
     l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
     if args.l2 == "cold":
@@ -442,6 +455,20 @@ def main():
                     result[label + "_graph"] = float("nan")
                     if label != "loop":
                         print("  %s %s T=%d: not capturable (%s)" % (label, name, t, str(e)[:80]))
+            if triton_moe is not None and args.fused:
+                fused = triton_moe.FusedMoE(layer)
+                tried = fused.tune(time_ms)
+                err = rel_error(fused(), ref)
+                if not err < 2e-2:
+                    sys.exit("fused %s T=%d: relative error %.3g vs the fp32 reference (config %s)"
+                             % (name, t, err, fused.config))
+                result["fused_err"] = err
+                result["fused_config"] = list(fused.config)
+                result["fused_tried"] = len(tried)
+                result["fused_eager"] = time_ms(fused)
+                result["fused_graph"] = time_ms(graphed(fused))
+                del fused
+                torch.cuda.empty_cache()
             dirs = args.compiled.split(",") if args.compiled else []
             for i, cdir in enumerate(dirs):
                 key = variant_key(i, cdir)
@@ -492,9 +519,12 @@ def main():
             rows.append(result)
             if args.out:  # what is measured so far (report.py renders it)
                 report.write_json(args.out, data)
-            print("%-14s T=%-5d floor %.4f ms (%s)  loop %.3f/%.3f  grouped %.3f/%.3f ms%s"
+            print("%-14s T=%-5d floor %.4f ms (%s)  loop %.3f/%.3f  grouped %.3f/%.3f%s ms%s"
                   % (name, t, floor, bound, result["loop_eager"], result["loop_graph"],
                      result["grouped_eager"], result["grouped_graph"],
+                     "  fused %.3f/%.3f %s" % (result["fused_eager"], result["fused_graph"],
+                                               tuple(result["fused_config"]))
+                     if "fused_graph" in result else "",
                      "  compiled %.3f/%.3f ms (err %.1e)" % (result["compiled_eager"], result["compiled_graph"],
                                                            result["compiled_err"])
                      if args.compiled else ""), flush=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Draws the GPU benchmark (gpu_moe_baselines.py's JSON) as an SVG, with no
 plotting library: one panel per shape, time over the floor (log scale)
-against tokens, for the compiled layer and the two PyTorch baselines.
+against tokens, for the compiled layer and the baselines.
 
     python3 test/bench/plot_svg.py RESULTS.json [OUT.svg]
 """
@@ -11,6 +11,7 @@ import sys
 
 SERIES = (  # key, label, colour
     ("compiled_graph", "compiled (graph)", "#d62728"),
+    ("fused_graph", "Triton fused MoE, tuned (graph)", "#2ca02c"),
     ("grouped_graph", "sort + grouped_mm (graph)", "#1f77b4"),
     ("grouped_eager", "sort + grouped_mm (eager)", "#9ecae1"),
     ("loop_eager", "loop over experts (eager)", "#7f7f7f"),
@@ -58,7 +59,7 @@ def plot(data, width=1100, panel_h=260):
     for _, label, colour in SERIES:
         out.append('<rect x="%d" y="%d" width="12" height="3" fill="%s"/>' % (lx0, height - 14, colour))
         out.append('<text x="%d" y="%d">%s</text>' % (lx0 + 16, height - 10, label))
-        lx0 += 230
+        lx0 += 215
     out.append("</svg>")
     return "\n".join(out) + "\n"
 

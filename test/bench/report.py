@@ -29,13 +29,27 @@ def render(data):
     (each part's device, bandwidth, bf16_flops) where merged."""
     rows = data["rows"]
     compiled = data.get("compiled", any("compiled_graph" in r for r in rows))
-    lines = ["| shape | tokens | floor (ms) | bound | loop eager | loop graph | grouped eager | grouped graph | best / floor |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    # Baseline (c), the tuned Triton fused MoE, where the run timed it.
+    fused = any("fused_graph" in r for r in rows)
+    nan = float("nan")
+    lines = ["| shape | tokens | floor (ms) | bound | loop eager | loop graph | grouped eager | grouped graph | "
+             + ("fused eager | fused graph | fused config |" if fused else "") + " best / floor |",
+             "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if fused else "") + "---|"]
     for r in rows:
-        best = min(v for v in (r["loop_eager"], r["loop_graph"], r["grouped_eager"], r["grouped_graph"]) if v == v)
-        lines.append("| %s | %d | %.4f | %s | %.3f | %.3f | %.3f | %.3f | %.1fx |"
+        base = [r["loop_eager"], r["loop_graph"], r["grouped_eager"], r["grouped_graph"]]
+        cells = ""
+        if fused:
+            base += [r.get("fused_eager", nan), r.get("fused_graph", nan)]
+            cells = " %.3f | %.3f | %s |" % (r.get("fused_eager", nan), r.get("fused_graph", nan),
+                                             "/".join(str(v) for v in r.get("fused_config", [])) or "-")
+        best = min(v for v in base if v == v)
+        lines.append("| %s | %d | %.4f | %s | %.3f | %.3f | %.3f | %.3f |%s %.1fx |"
                      % (r["shape"], r["tokens"], r["floor_ms"], r["bound"], r["loop_eager"],
-                        r["loop_graph"], r["grouped_eager"], r["grouped_graph"], best / r["floor_ms"]))
+                        r["loop_graph"], r["grouped_eager"], r["grouped_graph"], cells,
+                        best / r["floor_ms"]))
+    if fused:
+        lines += ["", "fused config: block rows/columns/K, row blocks grouped, warps, stages "
+                  "(the fastest of the candidates tried at the point)"]
     variants = sorted({k[:-6] for r in rows for k in r if k.startswith("variant:") and k.endswith("_graph")})
     if variants:
         lines += ["", "Variants (CUDA graph, ms): " + ", ".join(v[8:] for v in variants), "",
@@ -56,15 +70,18 @@ def render(data):
     if compiled:
         lines += ["", "Compiled (moe-compile --target=cuda): time (ms), time over the floor, "
                   "speed-up over the best of each baseline (eager or graph)", "",
-                  "| shape | tokens | bound | compiled eager | compiled graph | / floor | vs loop | vs grouped eager | vs grouped graph | rel. error |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| shape | tokens | bound | compiled eager | compiled graph | / floor | vs loop | vs grouped eager | vs grouped graph | "
+                  + ("vs fused eager | vs fused graph | " if fused else "") + "rel. error |",
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if fused else "") + "---|"]
         for r in rows:
             c = min(v for v in (r["compiled_eager"], r["compiled_graph"]) if v == v) \
                 if r["compiled_eager"] == r["compiled_eager"] else float("nan")
-            lines.append("| %s | %d | %s | %.4f | %.4f | %.2fx | %.2f | %.2f | %.2f | %.1e |"
+            cells = (" %.2f | %.2f |" % (r.get("fused_eager", nan) / c, r.get("fused_graph", nan) / c)
+                     if fused else "")
+            lines.append("| %s | %d | %s | %.4f | %.4f | %.2fx | %.2f | %.2f | %.2f |%s %.1e |"
                          % (r["shape"], r["tokens"], r["bound"], r["compiled_eager"], r["compiled_graph"],
                             c / r["floor_ms"], r["loop_eager"] / c, r["grouped_eager"] / c,
-                            r["grouped_graph"] / c, r["compiled_err"]))
+                            r["grouped_graph"] / c, cells, r["compiled_err"]))
     steps = [r for r in rows if "step_layers" in r]
     if steps:
         lines += ["", "Decoding steps: the shape's layer and more of its shape with their own "

@@ -7,7 +7,8 @@ Reads the .json that gpu_moe_baselines.py writes beside its table (one or
 more runs of the same build) and prints, for every point of the compiled
 layers, the share of its floor reached in each run, the target, whether
 every run met it, and the smallest speed-up over the PyTorch baselines
-(eager and as CUDA graphs: each must exceed 1). The targets (issue 4, for
+(eager and as CUDA graphs, and the tuned Triton fused MoE where the run
+timed it: each must exceed 1). The targets (issue 4, for
 one H200):
   1 token:          60% of the floor (memory-bound: the experts' bytes);
   16 to 1024:       80% of the floor that binds (memory or tensor cores);
@@ -32,7 +33,8 @@ def target(tokens):
 # The compiled layer's times and the baselines' of one point: the layer
 # alone (eager or one graph), or a layer of a decoding step's graph.
 COMPILED = {False: ("compiled_eager", "compiled_graph"), True: ("compiled_step",)}
-BASELINES = {False: ("loop_eager", "loop_graph", "grouped_eager", "grouped_graph"),
+BASELINES = {False: ("loop_eager", "loop_graph", "grouped_eager", "grouped_graph",
+                     "fused_eager", "fused_graph"),
              True: ("grouped_step",)}
 
 

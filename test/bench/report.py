@@ -49,7 +49,7 @@ def render(data):
                         best / r["floor_ms"]))
     if fused:
         lines += ["", "fused config: block rows/columns/K, row blocks grouped, warps, stages "
-                  "(the fastest of the candidates tried at the point)"]
+                  "(the fastest of the configurations tried at the point)"]
     variants = sorted({k[:-6] for r in rows for k in r if k.startswith("variant:") and k.endswith("_graph")})
     if variants:
         lines += ["", "Variants (CUDA graph, ms): " + ", ".join(v[8:] for v in variants), "",

@@ -19,10 +19,10 @@ The routing (router GEMM, softmax, top-k, renormalisation) is the same torch
 code as the other two baselines'.
 
 Tuning: vLLM ships block sizes tuned per GPU, shape and token count; here
-every point times a list of candidate configurations (block rows, columns,
-K, grouping, warps, stages; vLLM's default among them) eagerly, L2 cold, and
-keeps the fastest, which is then timed eager and as a CUDA graph like the
-other baselines. The weights in vLLM's layout are a copy made for the point
+every point times the same 18 configurations (block rows, columns, K,
+grouping, warps, stages: CONFIGS, vLLM's two defaults among them) as CUDA
+graphs, L2 cold, and keeps the fastest, which is then timed eager and as a CUDA
+graph like the other baselines. The weights in vLLM's layout are a copy made for the point
 and freed after it (not timed).
 """
 import torch
@@ -86,19 +86,16 @@ def _silu_and_mul(h_ptr, out_ptr, f, BLOCK: tl.constexpr):
              mask=live)
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages). vLLM's
-# defaults when no tuned file exists: the first of each list.
-FEW_ROWS = [(16, 32, 64, 1, 4, 3), (16, 64, 128, 1, 4, 4), (16, 128, 128, 1, 4, 3),
-            (16, 64, 256, 1, 4, 3), (32, 64, 128, 1, 4, 4), (64, 128, 64, 1, 4, 4)]
-MANY_ROWS = [(64, 64, 32, 8, 4, 3), (64, 128, 64, 1, 4, 4), (64, 256, 64, 1, 8, 3),
-             (128, 128, 64, 1, 8, 4), (128, 256, 64, 1, 8, 3), (128, 128, 64, 16, 8, 4),
-             (64, 128, 64, 16, 4, 4), (32, 64, 128, 1, 4, 4)]
-
-
-def candidates(tokens, k, experts):
-    """The configurations tried at a point: few rows an expert (decode:
-    vLLM's default is 16-row blocks where tokens <= experts) or many."""
-    return FEW_ROWS if tokens * k / experts < 24 else MANY_ROWS
+# (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages): vLLM's two
+# defaults (no tuned file: 16-row blocks where tokens <= experts, else 64)
+# first, then forms of the ones its tuning files hold for Hopper.
+CONFIGS = [(16, 32, 64, 1, 4, 3), (64, 64, 32, 8, 4, 3),
+           (16, 64, 128, 1, 4, 4), (16, 128, 128, 1, 4, 3), (16, 64, 256, 1, 4, 3),
+           (16, 256, 64, 1, 4, 4), (32, 64, 128, 1, 4, 4), (32, 128, 64, 1, 4, 4),
+           (64, 128, 64, 1, 4, 4), (64, 128, 64, 16, 4, 4), (64, 256, 64, 1, 8, 3),
+           (64, 256, 64, 16, 8, 4), (128, 128, 64, 1, 8, 4), (128, 128, 64, 16, 8, 4),
+           (128, 128, 128, 1, 8, 3), (128, 256, 64, 1, 8, 3), (128, 256, 64, 16, 8, 3),
+           (256, 128, 64, 1, 8, 3)]
 
 
 class FusedMoE:
@@ -176,15 +173,16 @@ class FusedMoE:
             out = (out.float() + layer.shared_out(x)).to(x.dtype)
         return out
 
-    def tune(self, time_ms):
-        """Times every candidate (eager; `time_ms(fn, warmup, repeat)`),
+    def tune(self, time_ms, graphed):
+        """Times every configuration as a CUDA graph (`graphed(fn)`, timed
+        by `time_ms(fn, warmup, repeat)`: eagerly, the launches of the
+        routing's torch operations would hide the kernels at few tokens),
         keeps the fastest; returns {config: ms} (a configuration that does
         not compile, e.g. out of shared memory, is left out)."""
-        layer = self.layer
         times = {}
-        for config in candidates(layer.x.shape[0], layer.k, layer.E):
+        for config in CONFIGS:
             try:
-                times[config] = time_ms(lambda: self(config), warmup=2, repeat=5)
+                times[config] = time_ms(graphed(lambda c=config: self(c)), warmup=2, repeat=7)
             except Exception as e:  # noqa: BLE001 (Triton's compile errors)
                 torch.cuda.synchronize()
                 print("    fused config %s left out: %s" % (config, str(e).splitlines()[0][:80]),

@@ -21,9 +21,11 @@ code as the other two baselines'.
 Tuning: vLLM ships block sizes tuned per GPU, shape and token count; here
 every point times the same 18 configurations (block rows, columns, K,
 grouping, warps, stages: CONFIGS, vLLM's two defaults among them) as CUDA
-graphs, L2 cold, and keeps the fastest, which is then timed eager and as a CUDA
-graph like the other baselines. The weights in vLLM's layout are a copy made for the point
-and freed after it (not timed).
+graphs, L2 cold, and keeps the fastest, which is then timed eager and as
+a CUDA graph like the other baselines. The weights in vLLM's layout are a
+copy made for the point and freed after it (not timed). Decoding steps
+(several layers in one graph) are not timed with this baseline: their
+copies of DeepSeek-V3's weights would not fit beside the originals.
 """
 import torch
 import triton

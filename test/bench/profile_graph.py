@@ -4,14 +4,18 @@ replay, the GPU's own clocks), from the kernels' device timestamps
 (torch.profiler, CUPTI):
 
     python3 test/bench/profile_graph.py DIR SHAPE:TOKENS[,SHAPE:TOKENS...]
-        [--replays 10] [--out FILE.md]
+        [--replays 10] [--out FILE.md] [--fused BM/BN/BK/GM/WARPS/STAGES]
 
 For each layer (DIR/SHAPE-tTOKENS.so from make-compiled-layers.py), checked
 against the fp32 reference first, it prints the median over the replays of
 each kernel's time, of the gaps between consecutive kernels, and of the
 span from the first kernel's start to the last one's end, beside the
 replay's CUDA-event time (what gpu_moe_baselines.py reports): the part of
-that time no kernel of the layer covers is the launch of the graph."""
+that time no kernel of the layer covers is the launch of the graph.
+
+With --fused the same for the benchmark's baseline (c) instead (the Triton
+fused MoE of triton_moe.py, in the block configuration given, e.g. the one
+the benchmark chose at the point; DIR is then not read)."""
 import argparse
 import os
 import statistics
@@ -55,11 +59,20 @@ def main():
     p.add_argument("layers")
     p.add_argument("--replays", type=int, default=10)
     p.add_argument("--out", default=None)
+    p.add_argument("--fused", default=None,
+                   help="time the Triton fused-MoE baseline in this block "
+                        "configuration (BM/BN/BK/GM/WARPS/STAGES) instead")
     args = p.parse_args()
+    if args.fused and (len(args.fused.split("/")) != 6
+                       or not all(v.isdigit() for v in args.fused.split("/"))):
+        p.error("--fused takes six numbers BM/BN/BK/GM/WARPS/STAGES, got %r" % args.fused)
     l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
     bench.L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
-    lines = ["Kernel timeline of compiled layers in CUDA graphs (%s, L2 scrubbed "
-             "before each replay, medians of %d replays; us)" % (torch.cuda.get_device_name(), args.replays)]
+    what = ("the Triton fused-MoE baseline (blocks %s)" % args.fused if args.fused
+            else "compiled layers")
+    lines = ["Kernel timeline of %s in CUDA graphs (%s, L2 scrubbed "
+             "before each replay, medians of %d replays; us)"
+             % (what, torch.cuda.get_device_name(), args.replays)]
     failed = 0
     for item in args.layers.split(","):
         name, tokens = item.split(":")
@@ -67,8 +80,15 @@ def main():
         torch.manual_seed(0)
         E, k, d, f, a, gated, shared, coef = shape(name)
         layer = bench.Layer(E, k, d, f, a, gated, tokens, shared, coef, ROUTING.get(name))
-        ref, _ = layer.reference(layer.route_f32)
-        compiled = bench.Compiled(os.path.join(args.dir, "%s-t%d.so" % (name, tokens)), layer)
+        if args.fused:
+            # The baselines' routing (bf16 logits), as the benchmark checks it.
+            import triton_moe
+            ref, _ = layer.reference()
+            compiled = triton_moe.FusedMoE(layer)
+            compiled.config = tuple(int(v) for v in args.fused.split("/"))
+        else:
+            ref, _ = layer.reference(layer.route_f32)
+            compiled = bench.Compiled(os.path.join(args.dir, "%s-t%d.so" % (name, tokens)), layer)
         err = bench.rel_error(compiled().clone(), ref)
         if not err < 2e-2:
             print("%s %d: relative error %.2e: FAIL" % (name, tokens, err))

@@ -66,6 +66,8 @@ def main():
     if args.fused and (len(args.fused.split("/")) != 6
                        or not all(v.isdigit() for v in args.fused.split("/"))):
         p.error("--fused takes six numbers BM/BN/BK/GM/WARPS/STAGES, got %r" % args.fused)
+    if args.fused:
+        import triton_moe
     l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
     bench.L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
     what = ("the Triton fused-MoE baseline (blocks %s)" % args.fused if args.fused
@@ -82,7 +84,6 @@ def main():
         layer = bench.Layer(E, k, d, f, a, gated, tokens, shared, coef, ROUTING.get(name))
         if args.fused:
             # The baselines' routing (bf16 logits), as the benchmark checks it.
-            import triton_moe
             ref, _ = layer.reference()
             compiled = triton_moe.FusedMoE(layer)
             compiled.config = tuple(int(v) for v in args.fused.split("/"))

@@ -240,9 +240,9 @@ cl::opt<std::string> gpuWgmmaKOrder(
              "multiplies its last 64 rows takes two of every three steps "
              "first, and where experts get two or more row tiles each "
              "expert's steps start at its own (in the down kernel too but "
-             "for 192-row tiles 128 apart whose pairs run whole K): auto (default), never, band (the "
-             "band order only), up (the rotation in the up kernel only) or "
-             "both (in both kernels)"),
+             "for 192-row tiles 128 apart whose pairs run whole K): auto "
+             "(default), never, band (the band order only), up (the "
+             "rotation in the up kernel only) or both (in both kernels)"),
     cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuWeightsEvictFirst(
     "gpu-weights-evict-first",

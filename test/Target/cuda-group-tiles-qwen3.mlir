@@ -14,9 +14,13 @@
 // At 8192 tokens (512 rows an expert) the planner's 192-row tiles 192 apart,
 // where starting each expert's K steps elsewhere measured slower: no
 // k_rotate (results/wgmma-k-order-2026-12-04.md).
+// The up kernel's groups there: three tiles an expert's share of its 1
+// MiB weight blocks is 4 MiB at 12 tiles, under the wave's 22; the down
+// kernel keeps the wave's 16 (results/wgmma-group-lag-2026-12-05.md).
 // RUN: sed 's/1024x2048/8192x2048/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=K8192
 // K8192-NOT: k_rotate
-// K8192: tile = array<i64: 192, 256, 64>
+// K8192: group_tiles = array<i64: 12, 16>
+// K8192-SAME: tile = array<i64: 192, 256, 64>
 // K8192-NOT: k_rotate
 func.func @layer(%x: tensor<1024x2048xbf16> {moe.input = "x"}, %router: tensor<2048x128xbf16> {moe.weight = "router"},
                  %w_up: tensor<128x2048x768xbf16> {moe.weight = "w_up"},

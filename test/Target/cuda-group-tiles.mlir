@@ -54,6 +54,12 @@
 // Asked for: both kernels take it.
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-group-tiles=3 --emit=mlir | FileCheck %s --check-prefix=ASKED
 // ASKED: group_tiles = array<i64: 3, 3>
+// -2: each expert's tiles a group (the pairs' order from the tile table
+// and the expert offsets; kernel names _ge).
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-2 --emit=mlir | FileCheck %s --check-prefix=EXPERT
+// EXPERT: group_tiles = array<i64: -2, -2>
+// EXPERT: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_ge_ws_tma_kr_q
+// EXPERT: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_ge_ws_tma_kr_q_k2
 // A qwen3-sized layer: cuda-group-tiles-qwen3.mlir.
 func.func @layer(%x: tensor<1024x4096xbf16> {moe.input = "x"}, %router: tensor<4096x8xbf16> {moe.weight = "router"},
                  %w_up: tensor<8x4096x14336xbf16> {moe.weight = "w_up"},

@@ -48,7 +48,7 @@
 // RUN: moe-opt %s --moe-cuda-pipeline="wgmma-persistent=always" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=PERSIST
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-persistent=always" | FileCheck %s --check-prefix=PERSISTPTX
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-persistent=maybe --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPERSIST
-// RUN: not moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-2 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGROUP
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-3 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADGROUP
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-queue=never --emit=mlir | FileCheck %s --check-prefix=NOQUEUE
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-queue=sometimes --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADQUEUE
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa weights-evict-first=never" | FileCheck %s --check-prefix=NOEF
@@ -227,7 +227,7 @@
 // MCPTX-SAME: barrier.cluster.arrive
 // MCPTX-SAME: barrier.cluster.wait
 // BADPERSIST: error: wgmma-persistent must be auto, always, producer, tma, multicast or never, got 'maybe'
-// BADGROUP: error: wgmma-group-tiles must be -1 (auto), 0 or a tile count, got -2
+// BADGROUP: error: wgmma-group-tiles must be -1 (auto), -2 (each expert's tiles), 0 or a tile count, got -3
 // Round-robin pairs instead of the pair counter: no counter argument, no
 // `queue` in the plan, the kernels without the `_q` suffix.
 // NOQUEUE: moe.gpu_plan = {combine = "rows", evict_first, group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, router = "mma"

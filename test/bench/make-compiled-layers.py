@@ -119,8 +119,8 @@ def main():
                    help="percent: the decode kernel's GEMV items planned as "
                         "for this share of the matrices")
     p.add_argument("--wgmma-group-tiles", default="-1",
-                   help="-1 (auto), 0 (all tiles of a column block, then "
-                        "the next) or a count")
+                   help="-1 (auto), -2 (each expert's tiles), 0 (all "
+                        "tiles of a column block, then the next) or a count")
     p.add_argument("--wgmma-persistent", default="auto",
                    help="auto (the producer form; tma from 512 rows an "
                         "expert), always, producer, tma, multicast or never")

@@ -223,6 +223,14 @@ make_case auto-m192s128 --top-k 2 --experts 8 --renormalize --tokens 1024 --hidd
 # steps (n mod 3 = 1, 0); 5 steps here (320 = 5 x 64, n mod 3 = 2), 275
 # rows an expert (a 128-row tile and a tall one with its band).
 make_case wgmma-m192s128-k5 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 320 --ffn 320
+# Each expert's tiles a group (--gpu-wgmma-group-tiles=-2, 2026-12-05):
+# the pairs' order from the tile table and the offsets, with 192-row tiles
+# 128 apart (one to several tiles an expert, a last one with the band),
+# with 128-row tiles at about 750 rows an expert and the down kernel in K
+# runs, and ungated with combine by rows.
+make_case wgmma-expert-groups-m192s128 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-wgmma-group-tiles=-2 --top-k 4 --experts 16 --renormalize --tokens 1100 --hidden 384 --ffn 256
+make_case wgmma-expert-groups-kruns --gpu-path=wgmma --gpu-wgmma-rows=128 --gpu-wgmma-group-tiles=-2 --gpu-down-k-runs=2 --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 256
+make_case wgmma-expert-groups-rows --gpu-path=wgmma --gpu-wgmma-group-tiles=-2 --gpu-combine=rows --plain --activation gelu --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 384
 # The down kernel's pairs in K runs (2026-12-05): each pair's K steps in N
 # runs, each an item of the queue, added by the scatter's atomics. Two
 # runs of 4 steps with the planner's 192-row tiles 128 apart (the band and

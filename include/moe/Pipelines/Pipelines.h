@@ -136,8 +136,8 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
   PassOptions::Option<int64_t> wgmmaGroupTiles{
       *this, "wgmma-group-tiles",
       llvm::cl::desc("row tiles the wgmma blocks take together: -1 (auto, "
-                     "default), 0 (all tiles of a column block, then the "
-                     "next) or a count"),
+                     "default), -2 (each expert's tiles), 0 (all tiles of "
+                     "a column block, then the next) or a count"),
       llvm::cl::init(-1)};
   PassOptions::Option<bool> fusedRoute{
       *this, "fused-route",

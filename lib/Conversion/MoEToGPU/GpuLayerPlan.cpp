@@ -248,19 +248,40 @@ void ExpertStage::decide(bool addsDenseStages) {
   // 403 MB of weights; with groups of a wave, 416 MB
   // (results/kernel-profile-1024-2026-12-03.md,
   // results/weights-evict-first-2026-12-03.md).
-  auto groupTiles = [&](int64_t kDim, int64_t colBlocks) -> int64_t {
-    auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
-    int64_t g = asked ? asked.getInt()
-                      : planWgmmaGroup(kDim, tileStep, colBlocks,
-                                       rowsPerExpert);
+  // Asked -2 (kExpertGroupsAsked): each expert's tiles a group
+  // (MmaOptions::expertGroups), in the persistent form without multicast.
+  auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
+  bool expertGroupsAsked = asked && asked.getInt() == kExpertGroupsAsked &&
+                           persistent && !multicast;
+  upExpertGroups = downExpertGroups = expertGroupsAsked;
+  // The up kernel's groups also within kWgmmaGroupLagBytes of weights
+  // between a tile's column blocks: DeepSeek-V3 at 8192 tokens (two tiles
+  // an expert, K 7168) took groups of 8 tiles, and its up kernel read
+  // 23.36 GB from DRAM in 7449 us under Nsight Compute; groups of 4: 19.73
+  // GB, 6957 us; of 2: 18.85 GB, 6872 us (layers 0.936x and 0.944x as
+  // graphs); of 1 (an expert's tiles apart): 25.05 GB. Its down kernel
+  // gained nothing from smaller groups (4179 us in groups of 4, 4199 of 2,
+  // 4362 of 1), nor did qwen3 at 8192 tokens (up 788 us in groups of 22,
+  // 780-790 of 4 or 2; results/wgmma-group-lag-2026-12-05.md), so the
+  // down kernel keeps the rule before.
+  auto groupTiles = [&](int64_t kDim, int64_t colBlocks,
+                        int64_t lagColumns) -> int64_t {
+    if (expertGroupsAsked)
+      return 0;
+    int64_t g = asked && asked.getInt() >= 0
+                    ? asked.getInt()
+                    : planWgmmaGroup(kDim, tileStep, colBlocks, rowsPerExpert,
+                                     lagColumns);
     return g >= tiles ? 0 : g;
   };
   // Column blocks: the up kernel's pairs take columns / 2 of each of the
   // up and gate matrices.
   int64_t upBlockCols = wgmmaTile.columns / (gated ? 2 : 1);
-  upGroupTiles = wgmma ? groupTiles(d, llvm::divideCeil(f, upBlockCols)) : 0;
+  upGroupTiles = wgmma ? groupTiles(d, llvm::divideCeil(f, upBlockCols),
+                                    wgmmaTile.columns)
+                       : 0;
   downGroupTiles =
-      wgmma ? groupTiles(f, llvm::divideCeil(d, wgmmaTile.columns)) : 0;
+      wgmma ? groupTiles(f, llvm::divideCeil(d, wgmmaTile.columns), 0) : 0;
   // A dense stage's down kernel has a (tile, column block) pair per
   // wgmmaTile.columns of d and a row tile of its T rows: Qwen2-57B's shared
   // expert at 16 tokens, 14 pairs streaming 147 MB on 14 SMs. There the
@@ -445,10 +466,12 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
           b.getNamedAttr("tile_step", b.getI64IntegerAttr(wgmmaTile.step)));
     planAttrs.push_back(b.getNamedAttr("tiles", b.getI64IntegerAttr(tiles)));
     // Tiles a group of the up and down kernels (0: all tiles per column
-    // block).
+    // block; -2: each expert's tiles).
     planAttrs.push_back(b.getNamedAttr(
         "group_tiles",
-        b.getDenseI64ArrayAttr({upGroupTiles, downGroupTiles})));
+        b.getDenseI64ArrayAttr(
+            {upExpertGroups ? kExpertGroupsAsked : upGroupTiles,
+             downExpertGroups ? kExpertGroupsAsked : downGroupTiles})));
     if (persistent)
       planAttrs.push_back(b.getNamedAttr("persistent", b.getUnitAttr()));
     if (producer)

@@ -415,9 +415,10 @@ struct ConvertMoELayerToGpuCallPass
           << kMaxDownKRuns << ", got " << int64_t(downKRuns);
       return signalPassFailure();
     }
-    if (wgmmaGroupTiles < -1) {
+    if (wgmmaGroupTiles < -2) {
       mlir::emitError(module.getLoc())
-          << "wgmma-group-tiles must be -1 (auto), 0 or a tile count, got "
+          << "wgmma-group-tiles must be -1 (auto), -2 (each expert's tiles), "
+             "0 or a tile count, got "
           << int64_t(wgmmaGroupTiles);
       return signalPassFailure();
     }
@@ -839,6 +840,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     upOpts.pair = gated;
     upOpts.activation = p.activation;
     upOpts.groupTiles = p.upGroupTiles;
+    upOpts.expertGroups = p.upExpertGroups;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
@@ -847,6 +849,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     downOpts.scatter = !p.combineRows;
     downOpts.weighted = p.combineRows;
     downOpts.groupTiles = p.downGroupTiles;
+    downOpts.expertGroups = p.downExpertGroups;
     downOpts.kRuns = p.downKRuns;
     downOpts.rotateK = p.rotateDownK;
     if (p.downSplitK > 1) {
@@ -855,6 +858,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
       downOpts.multicast = downOpts.queue = downOpts.evictFirst = false;
       downOpts.rotateK = false;
       downOpts.groupTiles = 0;
+      downOpts.expertGroups = false;
       downOpts.splitK = true;
     }
     const WgmmaTile &wgmmaTile = p.wgmmaTile;

@@ -125,15 +125,23 @@ int64_t mlir::moe::planWgmmaGroupTiles(int64_t k) {
 }
 
 int64_t mlir::moe::planWgmmaGroup(int64_t k, int64_t tileM,
-                                  int64_t colBlocks, double rowsPerExpert) {
+                                  int64_t colBlocks, double rowsPerExpert,
+                                  int64_t blockColumns) {
   int64_t rowsCap =
       std::max<int64_t>(1, planWgmmaGroupTiles(k) * kWgmmaTileM / tileM);
   int64_t wave =
       std::max<int64_t>(1, kPlanSms / std::max<int64_t>(1, colBlocks));
-  int64_t expertTiles =
-      2 * std::max<int64_t>(1, static_cast<int64_t>(std::ceil(
-                                   rowsPerExpert / double(tileM))));
-  return std::min(rowsCap, std::max(wave, expertTiles));
+  int64_t perExpert = std::max<int64_t>(
+      1, static_cast<int64_t>(std::ceil(rowsPerExpert / double(tileM))));
+  int64_t g = std::min(rowsCap, std::max(wave, 2 * perExpert));
+  if (perExpert < 2 || blockColumns <= 0)
+    return g;
+  // Pairs come in order (tiles fastest), so a tile's next column block
+  // starts g pairs after its last; meanwhile each pair brings about its
+  // share of a weight block into L2.
+  int64_t blockBytes = blockColumns * k * 2;
+  int64_t lagCap = kWgmmaGroupLagBytes * perExpert / blockBytes;
+  return std::min(g, std::max(perExpert, lagCap));
 }
 
 int64_t mlir::moe::wgmmaSharedBytes(const WgmmaTile &t) {
@@ -163,6 +171,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          "_n" + std::to_string(t.columns) + "_s" +
          std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
+         (o.expertGroups ? "_ge" : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
          (o.tmaWeights ? "_tma" : "") + (o.evictFirst ? "_ef" : "") +
          (o.rotateK ? "_kr" : "") +
@@ -185,6 +194,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   assert((!o.tmaWeights || o.producer) &&
          "the weights come by TMA in the producer form");
   assert((!o.multicast || o.tmaWeights) && "multicast weights come by TMA");
+  assert((!o.expertGroups || (o.persistent && !o.multicast)) &&
+         "expert groups are for the persistent form's tiles of TM rows");
   assert((!o.queue || (o.producer && !o.multicast)) &&
          "the pair counter is for the producer form without clusters");
   assert((!o.multicast || (t.columns / (o.pair ? 2 : 1) / 64) % 2 == 0) &&
@@ -642,6 +653,60 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
             arith::DivUIOp::create(b, loc, within, n)};
   };
 
+  // With expertGroups, pair `linear` of `tilesAll` tiles: each expert's
+  // tiles a group (its pairs are the C column blocks of its n tiles, from
+  // its first tile's C-th pair on, so that tile linear / C is one of them),
+  // its column blocks in turn, its tiles fastest. The routing's tiles of an
+  // expert are consecutive, tileStep apart, the last holding at most TM
+  // rows: n = 1 up to TM rows, else ceil((rows - TM) / step) + 1.
+  auto expertOrder = [&](Value linear,
+                         Value tilesAll) -> std::pair<Value, Value> {
+    Value lastTile = arith::SubIOp::create(b, loc, tilesAll, ci(1));
+    Value at = arith::MinUIOp::create(
+        b, loc, arith::DivUIOp::create(b, loc, linear, cols), lastTile);
+    Value e = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(),
+        arith::MaxSIOp::create(
+            b, loc, memref::LoadOp::create(b, loc, args.tileExpert, at),
+            constI32(b, loc, 0)));
+    auto indexAt = [&](Value table, Value i) -> Value {
+      return arith::IndexCastOp::create(b, loc, b.getIndexType(),
+                                        memref::LoadOp::create(b, loc, table, i));
+    };
+    Value expertBegin = indexAt(args.offsets, e);
+    Value rowsE =
+        arith::SubIOp::create(b, loc, indexAt(args.offsets, add(e, ci(1))),
+                              expertBegin);
+    // The tile's place among its expert's (at most `at`, so that a table
+    // out of step with the offsets cannot take it below tile 0, nor the
+    // tile or column block past the last).
+    Value place = arith::MinUIOp::create(
+        b, loc,
+        divu(arith::SubIOp::create(
+                 b, loc,
+                 arith::MaxSIOp::create(b, loc, indexAt(args.tileRow, at),
+                                        expertBegin),
+                 expertBegin),
+             t.tileStep()),
+        at);
+    Value first = arith::SubIOp::create(b, loc, at, place);
+    Value n = ops.select(
+        icmp(P::ugt, rowsE, ci(TM)),
+        add(divu(add(arith::SubIOp::create(b, loc, rowsE, ci(TM)),
+                     ci(t.tileStep() - 1)),
+                 t.tileStep()),
+            ci(1)),
+        ci(1));
+    Value within = arith::SubIOp::create(
+        b, loc, linear, mul(first, cols));
+    return {arith::MinUIOp::create(
+                b, loc, add(first, arith::RemUIOp::create(b, loc, within, n)),
+                lastTile),
+            arith::MinUIOp::create(b, loc,
+                                   arith::DivUIOp::create(b, loc, within, n),
+                                   arith::SubIOp::create(b, loc, cols, ci(1)))};
+  };
+
   // With multicast: this block's rank in its cluster of two, and a barrier
   // over the cluster's threads (release / acquire).
   Value rank;
@@ -763,7 +828,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         item = divu(item, o.kRuns);
       }
       Value tile, colBlock;
-      if (o.groupTiles) {
+      if (o.expertGroups) {
+        std::tie(tile, colBlock) = expertOrder(
+            item, arith::MaxUIOp::create(b, loc, liveTiles, ci(1)));
+      } else if (o.groupTiles) {
         std::tie(tile, colBlock) = groupOrder(
             item, arith::MaxUIOp::create(b, loc, liveTiles, ci(1)));
       } else {

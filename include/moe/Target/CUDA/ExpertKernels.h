@@ -667,6 +667,11 @@ struct MmaOptions {
   /// planWgmmaGroupTiles and a wave of the grid's pairs, at least twice
   /// an expert's tiles.
   int64_t groupTiles = 0;
+  /// wgmma only, persistent without multicast, instead of groupTiles: each
+  /// expert's tiles a group, whatever their count, so that the blocks
+  /// taking an expert's tiles on a weight block run together (adjacent
+  /// pairs) and a tile's column blocks are its expert's tile count apart.
+  bool expertGroups = false;
   /// wgmma only, not dense: launch gridDim.x blocks (one an SM) that take
   /// the (live tile, column block) pairs round-robin as one stream of K
   /// steps: a pair's first copies are issued while the previous pair's
@@ -829,6 +834,12 @@ std::string whyNotWgmmaOptions(const WgmmaTile &t);
 /// L2 by themselves while the weights stream past: planWgmmaGroup also
 /// caps a group at a wave of the grid.)
 constexpr int64_t kWgmmaGroupRowBytes = int64_t(24) << 20;
+/// The weight bytes a group of tiles brings into L2 between a tile's column
+/// blocks, at most (planWgmmaGroup).
+constexpr int64_t kWgmmaGroupLagBytes = int64_t(4) << 20;
+/// The wgmma_group_tiles value that asks for each expert's tiles as a
+/// group (MmaOptions::expertGroups).
+constexpr int64_t kExpertGroupsAsked = -2;
 /// Shared slots of the pair counter's values (MmaOptions::queue): the
 /// producer runs at most stages + 2 pairs ahead of the MMA warpgroups, so
 /// the queue takes tiles of up to kWgmmaQueueRing - 3 stages.
@@ -843,9 +854,14 @@ int64_t planWgmmaGroupTiles(int64_t k);
 /// so that the blocks reading a tile's rows run together (larger groups
 /// re-read the rows from DRAM per column block); and at least twice the
 /// tiles an expert gets, so that an expert's tiles meet on its weight
-/// blocks (results/wgmma-groups-2026-12-03.md). At least 1.
+/// blocks (results/wgmma-groups-2026-12-03.md). At least 1. With
+/// `blockColumns` (> 0) where experts get two or more tiles, also at most
+/// the tiles whose share of their experts' weight blocks (blockColumns
+/// columns over K) comes to kWgmmaGroupLagBytes, but at least an expert's
+/// tiles: the pairs a tile's column blocks are apart then bring about that
+/// much into L2 in between (results/wgmma-group-lag-2026-12-05.md).
 int64_t planWgmmaGroup(int64_t k, int64_t tileM, int64_t colBlocks,
-                       double rowsPerExpert);
+                       double rowsPerExpert, int64_t blockColumns);
 /// The dynamic shared memory a block of `t` needs (launch with it).
 int64_t wgmmaSharedBytes(const WgmmaTile &t);
 int64_t wgmmaColumnsPerMatrix(const MmaOptions &o, const WgmmaTile &t);

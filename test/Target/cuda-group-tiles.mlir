@@ -60,6 +60,11 @@
 // EXPERT: group_tiles = array<i64: -2, -2>
 // EXPERT: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_ge_ws_tma_kr_q
 // EXPERT: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_ge_ws_tma_kr_q_k2
+// Only the persistent form without clusters takes them; the grid form
+// keeps the planner's groups (said in the plan).
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-group-tiles=-2 --gpu-wgmma-persistent=never --emit=mlir | FileCheck %s --check-prefix=EXPERTGRID
+// EXPERTGRID: group_tiles = array<i64: 4, 6>
+// EXPERTGRID-NOT: _ge_
 // A qwen3-sized layer: cuda-group-tiles-qwen3.mlir.
 func.func @layer(%x: tensor<1024x4096xbf16> {moe.input = "x"}, %router: tensor<4096x8xbf16> {moe.weight = "router"},
                  %w_up: tensor<8x4096x14336xbf16> {moe.weight = "w_up"},

@@ -165,8 +165,8 @@ cl::opt<int64_t> gpuWgmmaGroupTiles(
              "of a group before the next group: -1 (default: as many as fit "
              "24 MiB of rows, at most a wave of the grid's pairs, at least "
              "twice an expert's tiles), -2 (each expert's tiles, in the "
-             "persistent form), 0 (all tiles of a column block, then the "
-             "next) or a count"),
+             "persistent form without multicast; elsewhere the default), 0 "
+             "(all tiles of a column block, then the next) or a count"),
     cl::init(-1), cl::cat(category));
 cl::opt<std::string> gpuWgmmaPersistent(
     "gpu-wgmma-persistent",

@@ -165,9 +165,10 @@ cl::opt<int64_t> gpuWgmmaGroupTiles(
              "of a group before the next group: -1 (default: as many as fit "
              "24 MiB of rows, at most a wave of the grid's pairs, at least "
              "twice an expert's tiles; in the up kernel also at most 4 MiB "
-             "of weights between a tile's column blocks), -2 (each expert's tiles, in the "
-             "persistent form without multicast; elsewhere the default), 0 "
-             "(all tiles of a column block, then the next) or a count"),
+             "of weights between a tile's column blocks), -2 (each "
+             "expert's tiles, in the persistent form without multicast; "
+             "elsewhere the default), 0 (all tiles of a column block, then "
+             "the next) or a count"),
     cl::init(-1), cl::cat(category));
 cl::opt<std::string> gpuWgmmaPersistent(
     "gpu-wgmma-persistent",

@@ -670,8 +670,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
             b, loc, memref::LoadOp::create(b, loc, args.tileExpert, at),
             constI32(b, loc, 0)));
     auto indexAt = [&](Value table, Value i) -> Value {
-      return arith::IndexCastOp::create(b, loc, b.getIndexType(),
-                                        memref::LoadOp::create(b, loc, table, i));
+      return arith::IndexCastOp::create(
+          b, loc, b.getIndexType(), memref::LoadOp::create(b, loc, table, i));
     };
     Value expertBegin = indexAt(args.offsets, e);
     Value rowsE =

@@ -251,9 +251,8 @@ void ExpertStage::decide(bool addsDenseStages) {
   // Asked -2 (kExpertGroupsAsked): each expert's tiles a group
   // (MmaOptions::expertGroups), in the persistent form without multicast.
   auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
-  bool expertGroupsAsked = asked && asked.getInt() == kExpertGroupsAsked &&
-                           persistent && !multicast;
-  upExpertGroups = downExpertGroups = expertGroupsAsked;
+  expertGroups = asked && asked.getInt() == kExpertGroupsAsked &&
+                 persistent && !multicast;
   // The up kernel's groups also within kWgmmaGroupLagBytes of weights
   // between a tile's column blocks: DeepSeek-V3 at 8192 tokens (two tiles
   // an expert, K 7168) took groups of 8 tiles, and its up kernel read
@@ -261,12 +260,13 @@ void ExpertStage::decide(bool addsDenseStages) {
   // GB, 6957 us; of 2: 18.85 GB, 6872 us (layers 0.936x and 0.944x as
   // graphs); of 1 (an expert's tiles apart): 25.05 GB. Its down kernel
   // gained nothing from smaller groups (4179 us in groups of 4, 4199 of 2,
-  // 4362 of 1), nor did qwen3 at 8192 tokens (up 788 us in groups of 22,
-  // 780-790 of 4 or 2; results/wgmma-group-lag-2026-12-05.md), so the
-  // down kernel keeps the rule before.
+  // 4362 of 1), so the down kernel keeps the rule before. (qwen3 at 8192
+  // tokens, whose up groups the cap takes from 22 to 12 tiles: its up
+  // kernel within 1.3% from groups of 2 to 22;
+  // results/wgmma-group-lag-2026-12-05.md.)
   auto groupTiles = [&](int64_t kDim, int64_t colBlocks,
                         int64_t lagColumns) -> int64_t {
-    if (expertGroupsAsked)
+    if (expertGroups)
       return 0;
     int64_t g = asked && asked.getInt() >= 0
                     ? asked.getInt()
@@ -470,8 +470,8 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
     planAttrs.push_back(b.getNamedAttr(
         "group_tiles",
         b.getDenseI64ArrayAttr(
-            {upExpertGroups ? kExpertGroupsAsked : upGroupTiles,
-             downExpertGroups ? kExpertGroupsAsked : downGroupTiles})));
+            {expertGroups ? kExpertGroupsAsked : upGroupTiles,
+             expertGroups ? kExpertGroupsAsked : downGroupTiles})));
     if (persistent)
       planAttrs.push_back(b.getNamedAttr("persistent", b.getUnitAttr()));
     if (producer)

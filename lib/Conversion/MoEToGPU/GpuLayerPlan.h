@@ -76,8 +76,9 @@ struct ExpertStage {
   /// dependency wait (RouteKernelOptions::prefetchRouter).
   bool prefetchRouter = false;
   int64_t upGroupTiles = 0, downGroupTiles = 0;
-  /// Each expert's tiles a group (MmaOptions::expertGroups) instead.
-  bool upExpertGroups = false, downExpertGroups = false;
+  /// Each expert's tiles a group in both kernels (MmaOptions::expertGroups)
+  /// instead.
+  bool expertGroups = false;
   /// A dense stage's wgmma down kernel: K splits over grid z (1: none).
   int64_t downSplitK = 1;
   /// The routed stage's persistent down kernel: each pair's K steps in

@@ -840,7 +840,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     upOpts.pair = gated;
     upOpts.activation = p.activation;
     upOpts.groupTiles = p.upGroupTiles;
-    upOpts.expertGroups = p.upExpertGroups;
+    upOpts.expertGroups = p.expertGroups;
     SmallVector<Value> upArgs{xDev,    wUp,           act,     tileExpert,
                               tileRow, expertOffsets, rowToken};
     if (gated)
@@ -849,7 +849,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     downOpts.scatter = !p.combineRows;
     downOpts.weighted = p.combineRows;
     downOpts.groupTiles = p.downGroupTiles;
-    downOpts.expertGroups = p.downExpertGroups;
+    downOpts.expertGroups = p.expertGroups;
     downOpts.kRuns = p.downKRuns;
     downOpts.rotateK = p.rotateDownK;
     if (p.downSplitK > 1) {

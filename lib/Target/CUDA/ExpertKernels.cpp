@@ -870,6 +870,28 @@ void mlir::moe::emitPrefetchL2(OpBuilder &b, Location loc, Value m,
       nullptr, global, Value(), /*tensormap=*/false);
 }
 
+Value mlir::moe::expertTileCount(OpBuilder &b, Location loc, Value rows,
+                                 int64_t tileRows, int64_t step) {
+  auto c = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(b, loc, rows.getType(),
+                                     b.getIntegerAttr(rows.getType(), v));
+  };
+  Value tiles = arith::DivUIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, rows, c(tileRows - 1)),
+      c(tileRows));
+  if (step == tileRows)
+    return tiles;
+  Value past = arith::DivUIOp::create(
+      b, loc,
+      arith::AddIOp::create(b, loc, rows, c(step - 1 - (tileRows - step))),
+      c(step));
+  return arith::SelectOp::create(
+      b, loc,
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, rows,
+                            c(tileRows)),
+      past, tiles);
+}
+
 Value mlir::moe::gpuActivation(OpBuilder &b, Location loc, Activation act,
                                Value x) {
   if (act != Activation::silu)

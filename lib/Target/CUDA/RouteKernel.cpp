@@ -1188,24 +1188,11 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       sel(inRange, memref::LoadOp::create(b, loc, counts, safeTid), c32(0));
   Value flag = arith::ExtUIOp::create(b, loc, i32,
                                       icmp(P::sgt, count, c32(0)));
-  // Row tiles of the tensor-core path: ceil(count / tileRows) per expert;
-  // with a shorter step, tiles `step` apart until at most tileRows rows are
-  // left: 1 up to tileRows rows, else ceil((count - (tileRows - step)) /
-  // step).
+  // Row tiles of the tensor-core path per expert (expertTileCount).
   Value tilesOf;
   int64_t step = o.tileStep ? o.tileStep : o.tileRows;
   if (o.tileRows)
-    tilesOf = arith::DivUIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, count, c32(o.tileRows - 1)),
-        c32(o.tileRows));
-  if (o.tileRows && step != o.tileRows) {
-    Value past = arith::DivUIOp::create(
-        b, loc,
-        arith::AddIOp::create(b, loc, count,
-                              c32(step - 1 - (o.tileRows - step))),
-        c32(step));
-    tilesOf = sel(icmp(P::ugt, count, c32(o.tileRows)), past, tilesOf);
-  }
+    tilesOf = expertTileCount(b, loc, count, o.tileRows, step);
   memref::StoreOp::create(b, loc, count, scanA, tid);
   memref::StoreOp::create(b, loc, flag, scanB, tid);
   if (o.tileRows)

@@ -657,8 +657,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // tiles a group (its pairs are the C column blocks of its n tiles, from
   // its first tile's C-th pair on, so that tile linear / C is one of them),
   // its column blocks in turn, its tiles fastest. The routing's tiles of an
-  // expert are consecutive, tileStep apart, the last holding at most TM
-  // rows: n = 1 up to TM rows, else ceil((rows - TM) / step) + 1.
+  // expert are consecutive, tileStep apart, expertTileCount of them.
   auto expertOrder = [&](Value linear,
                          Value tilesAll) -> std::pair<Value, Value> {
     Value lastTile = arith::SubIOp::create(b, loc, tilesAll, ci(1));
@@ -690,13 +689,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
              t.tileStep()),
         at);
     Value first = arith::SubIOp::create(b, loc, at, place);
-    Value n = ops.select(
-        icmp(P::ugt, rowsE, ci(TM)),
-        add(divu(add(arith::SubIOp::create(b, loc, rowsE, ci(TM)),
-                     ci(t.tileStep() - 1)),
-                 t.tileStep()),
-            ci(1)),
-        ci(1));
+    // (At least 1: a stale table cannot divide by 0.)
+    Value n = arith::MaxUIOp::create(
+        b, loc, expertTileCount(b, loc, rowsE, TM, t.tileStep()), ci(1));
     Value within = arith::SubIOp::create(
         b, loc, linear, mul(first, cols));
     return {arith::MinUIOp::create(

@@ -275,6 +275,13 @@ gpu::GPUFuncOp buildExpertActivationKernel(OpBuilder &builder, Location loc,
 /// `act(x)` of an f32 in a kernel: silu with the GPU's approximate exp2 and
 /// reciprocal, the others as applyActivation builds them.
 Value gpuActivation(OpBuilder &b, Location loc, Activation act, Value x);
+/// The row tiles of an expert of `rows` rows (a value of integer or index
+/// type): ceil(rows / tileRows); with a shorter `step`, tiles step apart
+/// until at most tileRows rows are left: 1 up to tileRows rows, else
+/// ceil((rows - (tileRows - step)) / step). The routing's tile table and
+/// the wgmma kernels' expert groups (MmaOptions::expertGroups) both count so.
+Value expertTileCount(OpBuilder &b, Location loc, Value rows,
+                      int64_t tileRows, int64_t step);
 
 /// The global-memory pointer (!llvm.ptr<1>) to the byte address `addr`
 /// (an index).

@@ -73,6 +73,17 @@ LogicalResult checkDimIs(Operation *op, StringRef what, Named v, unsigned i,
                            << d << ", expected " << dimStr(expected);
 }
 
+/// Emits an error unless `result` has the type of `input` (the ops that
+/// keep their token rows' shape).
+LogicalResult checkResultTypeIsInputs(Operation *op, Value input,
+                                      Value result) {
+  if (input.getType() == result.getType())
+    return success();
+  return op->emitOpError() << "result type " << result.getType()
+                           << " must equal the input type "
+                           << input.getType();
+}
+
 LogicalResult checkSameElementType(Operation *op, Named a, Named b) {
   Type ea = a.type().getElementType(), eb = b.type().getElementType();
   if (ea == eb)
@@ -299,11 +310,7 @@ LogicalResult ExpertsOp::verify() {
   if (!ShapedType::isDynamic(numExperts) &&
       failed(checkDimIs(op, "offsets size E+1", offsets, 0, numExperts + 1)))
     return failure();
-  if (getResult().getType() != getInput().getType())
-    return emitOpError() << "result type " << getResult().getType()
-                         << " must equal the input type "
-                         << getInput().getType();
-  return success();
+  return checkResultTypeIsInputs(op, getInput(), getResult());
 }
 
 //===----------------------------------------------------------------------===//
@@ -322,11 +329,7 @@ LogicalResult MlpOp::verify() {
   if (failed(checkRank(op, input, 2, "[T, d]")) ||
       failed(verifyFfnWeights(op, input, up, gate, down, /*lead=*/0)))
     return failure();
-  if (getResult().getType() != getInput().getType())
-    return emitOpError() << "result type " << getResult().getType()
-                         << " must equal the input type "
-                         << getInput().getType();
-  return success();
+  return checkResultTypeIsInputs(op, getInput(), getResult());
 }
 
 //===----------------------------------------------------------------------===//
@@ -451,11 +454,7 @@ LogicalResult LayerOp::verify() {
       return failure();
   }
 
-  if (getResult().getType() != getInput().getType())
-    return emitOpError() << "result type " << getResult().getType()
-                         << " must equal the input type "
-                         << getInput().getType();
-  return success();
+  return checkResultTypeIsInputs(op, getInput(), getResult());
 }
 
 //===----------------------------------------------------------------------===//
@@ -742,10 +741,8 @@ static LogicalResult verifyNorm(Operation *op, Value input, Value weight,
         failed(checkSameElementType(op, x, b)))
       return failure();
   }
-  if (input.getType() != result.getType())
-    return op->emitOpError() << "result type " << result.getType()
-                             << " must equal the input type "
-                             << input.getType();
+  if (failed(checkResultTypeIsInputs(op, input, result)))
+    return failure();
   if (!(epsilon > 0.0))
     return op->emitOpError() << "epsilon must be positive, got " << epsilon;
   return success();

@@ -100,7 +100,9 @@ def draw_case(rng):
             ("--gpu-router-split-k", ["1", "2", "7"]),
             ("--gpu-fused-route", ["true"]),
             ("--gpu-wgmma-k-order", ["never", "band", "up", "both"]),
-            ("--gpu-prefetch-router", ["never"])):
+            ("--gpu-prefetch-router", ["never"]),
+            ("--gpu-wgmma-group-tiles", ["-2", "1", "2", "5"]),
+            ("--gpu-wgmma-tile-step", ["128", "192"])):
         if rng.random() < 0.08:
             comp.append(f"{opt}={rng.choice(values)}")
     return [str(a) for a in gen], comp

@@ -108,8 +108,11 @@ void buildToLoops(OpPassManager &pm,
   }
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
-  if (gpu)
-    pm.addPass(moe::createMoEMaterializeGpuExperts());
+  if (gpu) {
+    moe::MoEMaterializeGpuExpertsOptions materialize;
+    materialize.report = gpu->report;
+    pm.addPass(moe::createMoEMaterializeGpuExperts(materialize));
+  }
 
   pm.addPass(moe::createCpuMatmulLoopOrder());
   pm.addPass(createConvertLinalgToLoopsPass());

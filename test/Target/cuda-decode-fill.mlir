@@ -11,6 +11,11 @@
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s
 // RUN: moe-compile %s --target=cuda --emit=mlir --gpu-decode-kernel=never | FileCheck %s --check-prefix=CHAIN
+// --gpu-report says the plan in words.
+// RUN: moe-compile %s --target=cuda --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+// RUN: moe-compile %s --target=cuda --gpu-report --gpu-decode-kernel=never --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT-CHAIN
+// REPORT: remark: the GPU layer's routed experts: grouped GEMVs in one persistent decode kernel with the gating{{$}}
+// REPORT-CHAIN: remark: the GPU layer's routed experts: grouped GEMVs{{$}}
 // CHECK: moe.gpu_plan = {decode_kernel = array<i64: 264, 32, 528, 384, 0>, down = array<i64: 4, 12, 256, 64, 4, 8>, gate = array<i64: 32, 256, 64>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 3, 11, 256, 192, 8, 8>}
 // CHECK: gpu.launch_func {{.*}}@moe_kernels::@moe_decode_e128_k8_softmax_renorm_t1_pf_up_pair_r1_l8_u8_t1_t256_down_r1_l4_u8_silu_gated_s64_early_t1_t256 blocks in
 // CHAIN: moe.gpu_plan = {decode_overlap = "chain", down = array<i64: 4, 12, 256, 64, 4, 8>, gate = array<i64: 32, 256, 64>, path = "gemv", slots = 8 : i64, stage_down = 64 : i64, up = array<i64: 1, 32, 192, 64, 2, 8>}

@@ -257,7 +257,10 @@ def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
   }];
   let options = [
     Option<"outParamsOnly", "out-params-only", "bool", "false",
-           "only rewrite the helpers' results into out-parameters">
+           "only rewrite the helpers' results into out-parameters">,
+    Option<"report", "report", "bool", "false",
+           "a remark per fused GPU layer with its expert stages' kernel "
+           "plan (path, tile, stages, groups of row tiles, combine)">
   ];
   let dependentDialects = [
     "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",

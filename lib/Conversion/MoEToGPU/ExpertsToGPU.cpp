@@ -477,8 +477,8 @@ struct MoEMaterializeGpuExpertsPass
         continue;
       }
       if (fn->hasAttr(kGpuLayerAttr)) {
-        if (failed(buildGpuLayerBody(b, fn, kernels, deviceArguments(fn,
-                                                                     module))))
+        if (failed(buildGpuLayerBody(b, fn, kernels,
+                                     deviceArguments(fn, module), report)))
           return signalPassFailure();
         continue;
       }

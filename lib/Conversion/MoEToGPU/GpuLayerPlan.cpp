@@ -420,6 +420,52 @@ void ExpertStage::fillDecodeItems() {
   }
 }
 
+std::string ExpertStage::describe() const {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  auto combine = [&] {
+    os << ", combined by " << (combineRows ? "weighted bf16 rows" : "f32 atomics");
+  };
+  if (wgmma) {
+    os << "wgmma, tiles of " << tileM << " rows";
+    if (wgmmaTile.step)
+      os << " " << wgmmaTile.step << " apart";
+    os << " x " << wgmmaTile.columns << " columns, " << wgmmaTile.stages
+       << " stages, at most " << tiles << " tiles";
+    if (expertGroups)
+      os << ", each expert's tiles a group";
+    else if (upGroupTiles || downGroupTiles) {
+      // (0: a column block's tiles all in turn.)
+      auto group = [&](int64_t g) -> raw_ostream & {
+        return g ? os << g : os << "all";
+      };
+      os << ", groups of ";
+      group(upGroupTiles) << " (up) and ";
+      group(downGroupTiles) << " (down) row tiles";
+    }
+    if (persistent)
+      os << ", persistent";
+    if (downKRuns > 1)
+      os << ", the down kernel's K in " << downKRuns << " runs";
+    if (downSplitK > 1)
+      os << ", the down kernel split " << downSplitK << " ways over K";
+    combine();
+  } else if (mma) {
+    os << "mma.sync, tiles of " << tileM << " rows x " << kMmaTileN
+       << " columns, " << stages << " stages, at most " << tiles << " tiles";
+    combine();
+  } else if (ffnColumns) {
+    os << "one fused FFN kernel, blocks of " << ffnColumns << " columns";
+  } else if (inDecodeKernel) {
+    os << "items of the routed experts' decode kernel";
+  } else {
+    os << "grouped GEMVs";
+    if (decodeKernel)
+      os << " in one persistent decode kernel with the gating";
+  }
+  return text;
+}
+
 SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
   auto gridAttr = [&](const GemvGrid &g) {
     return b.getDenseI64ArrayAttr(g.summary());

@@ -134,6 +134,9 @@ struct ExpertStage {
   }
   int64_t denseDownItems() const { return downGrid.blocksX * downGrid.splits; }
   SmallVector<NamedAttribute> planAttrs(OpBuilder &b) const;
+  /// The plan in words, for --gpu-report: the expert path, its tiles,
+  /// stages, groups of row tiles and combine, or its GEMV form.
+  std::string describe() const;
 };
 
 /// The device buffers a stage reads (x and the weights) and its tensor maps.

@@ -1042,7 +1042,8 @@ static Value asOneExpert(OpBuilder &b, Location loc, Value w) {
 
 LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                            gpu::GPUModuleOp kernels,
-                                           ArrayRef<bool> deviceArgs) {
+                                           ArrayRef<bool> deviceArgs,
+                                           bool report) {
   auto plan = fn->getAttrOfType<DictionaryAttr>(kGpuLayerAttr);
   auto sharedPlan = plan.getAs<DictionaryAttr>("shared");
   auto mlpPlan = plan.getAs<DictionaryAttr>("mlp");
@@ -1178,6 +1179,15 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
     planAttrs.push_back(
         b.getNamedAttr("mlp", b.getDictionaryAttr(mlp->planAttrs(b))));
   fn->setAttr("moe.gpu_plan", b.getDictionaryAttr(planAttrs));
+  if (report) {
+    InFlightDiagnostic remark = fn.emitRemark()
+                                << "the GPU layer's routed experts: "
+                                << routed.describe();
+    if (mlp)
+      remark << "; the PR-MoE MLP: " << mlp->describe();
+    if (shared)
+      remark << "; the shared experts: " << shared->describe();
+  }
 
   HostBuilder h(b, loc);
   StageInputs routedIn{x, wr, bias, wUp, wGate, wDown, firstExpert, Value(),

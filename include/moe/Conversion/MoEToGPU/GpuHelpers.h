@@ -169,10 +169,11 @@ LogicalResult buildGpuDenseBody(OpBuilder &b, func::FuncOp fn,
 
 /// The body of a GPU layer helper (LayerToGPU.cpp). `deviceArgs[i]` says
 /// whether argument i is known to be a device pointer (weights always are);
-/// other activations are copied.
+/// other activations are copied. With `report`, a remark at the helper
+/// (the layer's location) gives its stages' kernel plan.
 LogicalResult buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                 gpu::GPUModuleOp kernels,
-                                ArrayRef<bool> deviceArgs);
+                                ArrayRef<bool> deviceArgs, bool report = false);
 
 } // namespace mlir::moe
 

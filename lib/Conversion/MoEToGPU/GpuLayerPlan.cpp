@@ -424,7 +424,8 @@ std::string ExpertStage::describe() const {
   std::string text;
   llvm::raw_string_ostream os(text);
   auto combine = [&] {
-    os << ", combined by " << (combineRows ? "weighted bf16 rows" : "f32 atomics");
+    os << ", combined by "
+       << (combineRows ? "weighted bf16 rows" : "f32 atomics");
   };
   if (wgmma) {
     os << "wgmma, tiles of " << tileM << " rows";

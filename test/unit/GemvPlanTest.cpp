@@ -6,13 +6,19 @@
 // multiple of 4, M of 8): the kernel's K loop needs kchunk and K to be
 // multiples of unroll * lanes, no block of the grid is empty, blocks are
 // whole warps within the kernel's maxntid, and the default kernel's tuning
-// is kept.
+// is kept. Also the wgmma planner's groups of row tiles and the tile count
+// of an expert (expertTileCount) that the routing and kernels share.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Conversion/MoEToGPU/GpuHelpers.h"
 #include "moe/Target/CUDA/ExpertKernels.h"
 
+#include "MoETestUtils.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
 #include "llvm/Support/MathExtras.h"
 
 #include <gtest/gtest.h>
@@ -269,6 +275,57 @@ TEST(WgmmaGroupTiles, UpKernelKeepsTheWeightsBetweenATilesColumnBlocks) {
   EXPECT_EQ(planWgmmaGroup(16384, 128, 4, 640.0, 256), 5);
   // One tile an expert: no weight block is shared, the rule stays.
   EXPECT_EQ(planWgmmaGroup(7168, 128, 16, 32.0, 256), 8);
+}
+
+/// The tiles the kernel walks for an expert of `rows` rows: a tile at each
+/// `step` rows until at most `tileRows` are left, the expert's last.
+int64_t walkTiles(int64_t rows, int64_t tileRows, int64_t step) {
+  int64_t n = 0;
+  for (int64_t begin = 0; begin < rows; begin += step) {
+    ++n;
+    if (rows - begin <= tileRows)
+      break;
+  }
+  return n;
+}
+
+class ExpertTileCount : public moe_test::MoEFixture {};
+
+TEST_F(ExpertTileCount, FoldsToTheTilesTheKernelWalks) {
+  // expertTileCount's IR (the routing's tile table and the wgmma expert
+  // groups count with it) on constant rows 0..600, folded by the
+  // canonicalizer, against a walk of the tiles.
+  using namespace mlir;
+  const int64_t maxRows = 600;
+  const std::pair<int64_t, int64_t> forms[] = {
+      {192, 128}, {192, 192}, {128, 128}, {64, 64}, {192, 64}};
+  Type i32 = builder.getI32Type();
+  for (auto [tileRows, step] : forms) {
+    SCOPED_TRACE("tile " + std::to_string(tileRows) + " step " +
+                 std::to_string(step));
+    builder.setInsertionPointToEnd(module->getBody());
+    SmallVector<Type> results(maxRows + 1, i32);
+    auto fn = func::FuncOp::create(
+        builder, loc, "count_" + std::to_string(tileRows) + "_" +
+                          std::to_string(step),
+        builder.getFunctionType({}, results));
+    builder.setInsertionPointToEnd(fn.addEntryBlock());
+    SmallVector<Value> counts;
+    for (int64_t rows = 0; rows <= maxRows; ++rows)
+      counts.push_back(expertTileCount(
+          builder, loc, arith::ConstantIntOp::create(builder, loc, i32, rows),
+          tileRows, step));
+    auto ret = func::ReturnOp::create(builder, loc, counts);
+    PassManager pm(&context, func::FuncOp::getOperationName());
+    pm.addPass(createCanonicalizerPass());
+    ASSERT_TRUE(succeeded(pm.run(fn)));
+    for (int64_t rows = 0; rows <= maxRows; ++rows) {
+      auto folded = ret.getOperand(rows).getDefiningOp<arith::ConstantIntOp>();
+      ASSERT_TRUE(folded) << "rows " << rows << " did not fold";
+      EXPECT_EQ(folded.value(), walkTiles(rows, tileRows, step))
+          << "rows " << rows;
+    }
+  }
 }
 
 } // namespace

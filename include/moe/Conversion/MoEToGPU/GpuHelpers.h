@@ -173,7 +173,7 @@ LogicalResult buildGpuDenseBody(OpBuilder &b, func::FuncOp fn,
 /// (the layer's location) gives its stages' kernel plan.
 LogicalResult buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
                                 gpu::GPUModuleOp kernels,
-                                ArrayRef<bool> deviceArgs, bool report = false);
+                                ArrayRef<bool> deviceArgs, bool report);
 
 } // namespace mlir::moe
 

@@ -27,6 +27,7 @@
 // RUN: not moe-compile %s --target=cuda --gpu-path=wmma --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPATH
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGSTAGES
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-stages=5 --emit=mlir | FileCheck %s --check-prefix=WG64S5
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=96 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWS
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-persistent=multicast --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWSMC
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-columns=128 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWS128
@@ -267,7 +268,11 @@
 // BADPATH: moe-compile: error: unknown --gpu-path 'wmma' (expected auto, gemv, mma or wgmma)
 // BADPATH-NOT: moe.layer
 // BADWGCOLS: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: wgmma tiles are 128 or 256 columns wide, got 192
-// BADWGSTAGES: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: 5 stages of a 256-column tile do not fit: 246784 bytes of shared memory (232448 at most, 3 stages at least)
+// BADWGSTAGES: moe-compile: error: --gpu-wgmma-columns / --gpu-wgmma-stages / --gpu-wgmma-rows / --gpu-wgmma-tile-step: 5 stages of a 256-column tile do not fit: 246784 bytes of shared memory (232448 at most, 3 stages at least), sized for 128-row tiles with rows chosen per layer (64-row tiles, --gpu-wgmma-rows=64, fit them)
+// Five stages fit 64-row tiles: 5 x (64 + 256) rows of 128 bytes + 1 KB.
+// WG64S5: llvm.mlir.constant(205824 : i32)
+// WG64S5-DAG: @moe_kernels::@moe_wgmma_pair_silu_bf16_m64_n256_s5_
+// WG64S5-DAG: @moe_kernels::@moe_wgmma_weighted_bf16_m64_n256_s5_
 
 // 192-row tiles (--gpu-wgmma-rows=192; the planner's where they multiply
 // at most 0.95x the rows of 128-row tiles): the routing's tiles of 192

@@ -117,7 +117,15 @@ std::string mlir::moe::whyNotWgmmaOptions(const WgmmaTile &t) {
     return whyNotWgmma(t);
   // Rows chosen per layer: 128 must fit; the planner takes 64 only where
   // whyNotWgmma allows it.
-  return whyNotWgmma({t.columns, t.stages, kWgmmaTileM});
+  std::string why = whyNotWgmma({t.columns, t.stages, kWgmmaTileM});
+  // Stages that fit only 64-row tiles: say which rows they were sized for
+  // and how to ask for the tiles they fit.
+  if (!why.empty() && t.stages >= 3 &&
+      whyNotWgmma({t.columns, t.stages, 64}).empty())
+    why += ", sized for " + std::to_string(kWgmmaTileM) +
+           "-row tiles with rows chosen per layer (64-row tiles, "
+           "--gpu-wgmma-rows=64, fit them)";
+  return why;
 }
 
 int64_t mlir::moe::planWgmmaGroupTiles(int64_t k) {

@@ -20,7 +20,11 @@ each eager and captured as a CUDA graph, and checks them against an fp32
 reference on the GPU. It measures the floors in the same run: device copy
 bandwidth (bytes read + written) and the dense bf16 matmul rate, and reports
 for every point the memory floor (router + experts hit, read once) and the
-tensor-core floor (2 * tokens * k * matrices * hidden * ffn FLOPs).
+tensor-core floor (2 * tokens * k * matrices * hidden * ffn FLOPs). It also
+measures the read rate (a 4 GiB sum, which only reads) and reports each
+point's floor with it (read_floor_ms): on an H200 a kernel that only reads
+its weights streams faster than a copy, so there the copy floor is not the
+reads' floor; the issue's targets keep the copy floor.
 
 With --compiled DIR (made on the build machine by make-compiled-layers.py),
 each point also runs the layer compiled by moe-compile --target=cuda
@@ -128,18 +132,28 @@ def graphed(fn):
 
 
 def measure_floors():
+    """The copy bandwidth (bytes read + written by a 4 GiB copy), the read
+    rate (bytes of a 4 GiB f32 sum: a kernel that only reads, as the expert
+    weights are read, streams faster than a copy on an H200) and the dense
+    bf16 matmul rate."""
     n = 4 << 30  # 4 GiB, far beyond the 60 MB L2
     a = torch.empty(n, dtype=torch.uint8, device="cuda")
     b = torch.empty_like(a)
     ms = time_ms(lambda: b.copy_(a), warmup=2, repeat=10)
     bandwidth = 2 * n / (ms * 1e-3)
-    del a, b
+    del b
+    # Bytes 0-63: every f32 of the view finite (its exponent byte < 64).
+    a.random_(0, 64)
+    f32 = a.view(torch.float32)
+    ms = time_ms(lambda: f32.sum(), warmup=2, repeat=10)
+    read_bandwidth = n / (ms * 1e-3)
+    del a, f32
     m = 8192
     x = torch.randn(m, m, dtype=torch.bfloat16, device="cuda")
     y = torch.randn(m, m, dtype=torch.bfloat16, device="cuda")
     ms = time_ms(lambda: x @ y, warmup=3, repeat=10)
     flops = 2 * m ** 3 / (ms * 1e-3)
-    return bandwidth, flops
+    return bandwidth, read_bandwidth, flops
 
 
 class Layer:
@@ -421,13 +435,15 @@ def main():
     tokens = [int(t) for t in args.tokens.split(",")]
     step_tokens = {int(t) for t in args.step_tokens.split(",") if t}
     torch.manual_seed(0)
-    bandwidth, peak = measure_floors()
+    bandwidth, read_bandwidth, peak = measure_floors()
     dev = torch.cuda.get_device_name()
-    print("%s: copy bandwidth %.2f TB/s, bf16 matmul %.0f TFLOP/s, L2 %.0f MiB (%s)"
-          % (dev, bandwidth * 1e-12, peak * 1e-12, l2_bytes / 2**20, args.l2), flush=True)
+    print("%s: copy bandwidth %.2f TB/s, read rate %.2f TB/s, bf16 matmul %.0f TFLOP/s, L2 %.0f MiB (%s)"
+          % (dev, bandwidth * 1e-12, read_bandwidth * 1e-12, peak * 1e-12, l2_bytes / 2**20, args.l2),
+          flush=True)
 
     rows = []
-    data = {"device": dev, "bandwidth": bandwidth, "bf16_flops": peak, "l2": args.l2,
+    data = {"device": dev, "bandwidth": bandwidth, "read_bandwidth": read_bandwidth,
+            "bf16_flops": peak, "l2": args.l2,
             "l2_bytes": l2_bytes, "date": datetime.date.today().isoformat(),
             "compiled": bool(args.compiled), "partial": True, "rows": rows}
     for name in names:
@@ -438,7 +454,12 @@ def main():
             nbytes, flops = layer.bytes_and_flops(ids)
             floor = max(nbytes / bandwidth, flops / peak) * 1e3  # ms
             bound = "memory" if nbytes / bandwidth > flops / peak else "compute"
-            result = {"shape": name, "tokens": t, "floor_ms": floor, "bound": bound}
+            # The floor with the read rate for the bytes: what a kernel that
+            # only reads the weights could reach (the issue's targets keep
+            # the copy floor).
+            read_floor = max(nbytes / read_bandwidth, flops / peak) * 1e3
+            result = {"shape": name, "tokens": t, "floor_ms": floor, "bound": bound,
+                      "read_floor_ms": read_floor}
             for label, fn in (("loop", layer.loop), ("grouped", layer.grouped)):
                 err = rel_error(fn(), ref)
                 if not err < 2e-2:

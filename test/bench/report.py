@@ -67,20 +67,28 @@ def render(data):
                     lines.append("| %s | %d | %.4f | " % (r["shape"], r["tokens"], r["compiled_step"])
                                  + " | ".join("%.4f" % r.get(v + "_step", float("nan")) for v in variants)
                                  + " |")
+    # The floor with the measured read rate, where the run measured it.
+    read = any("read_floor_ms" in r for r in rows)
     if compiled:
-        lines += ["", "Compiled (moe-compile --target=cuda): time (ms), time over the floor, "
-                  "speed-up over the best of each baseline (eager or graph)", "",
-                  "| shape | tokens | bound | compiled eager | compiled graph | / floor | vs loop | vs grouped eager | vs grouped graph | "
+        lines += ["", "Compiled (moe-compile --target=cuda): time (ms), time over the floor"
+                  + (" (and over the floor at the read rate)" if read else "")
+                  + ", speed-up over the best of each baseline (eager or graph)", "",
+                  "| shape | tokens | bound | compiled eager | compiled graph | / floor | "
+                  + ("/ read floor | " if read else "")
+                  + "vs loop | vs grouped eager | vs grouped graph | "
                   + ("vs fused eager | vs fused graph | " if fused else "") + "rel. error |",
-                  "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if fused else "") + "---|"]
+                  "|---|---|---|---|---|---|" + ("---|" if read else "") + "---|---|---|"
+                  + ("---|---|" if fused else "") + "---|"]
         for r in rows:
             c = min(v for v in (r["compiled_eager"], r["compiled_graph"]) if v == v) \
                 if r["compiled_eager"] == r["compiled_eager"] else float("nan")
             cells = (" %.2f | %.2f |" % (r.get("fused_eager", nan) / c, r.get("fused_graph", nan) / c)
                      if fused else "")
-            lines.append("| %s | %d | %s | %.4f | %.4f | %.2fx | %.2f | %.2f | %.2f |%s %.1e |"
+            lines.append("| %s | %d | %s | %.4f | %.4f | %.2fx |%s %.2f | %.2f | %.2f |%s %.1e |"
                          % (r["shape"], r["tokens"], r["bound"], r["compiled_eager"], r["compiled_graph"],
-                            c / r["floor_ms"], r["loop_eager"] / c, r["grouped_eager"] / c,
+                            c / r["floor_ms"],
+                            " %.2fx |" % (c / r.get("read_floor_ms", nan)) if read else "",
+                            r["loop_eager"] / c, r["grouped_eager"] / c,
                             r["grouped_graph"] / c, cells, r["compiled_err"]))
     steps = [r for r in rows if "step_layers" in r]
     if steps:
@@ -98,8 +106,10 @@ def render(data):
                             r.get("compiled_graph", float("nan")), c, c / r["floor_ms"],
                             r["grouped_step"] / c))
     parts = data.get("parts") or [data]
-    floors = ["copy bandwidth %.2f TB/s, dense bf16 matmul %.0f TFLOP/s%s" %
-              (p["bandwidth"] * 1e-12, p["bf16_flops"] * 1e-12,
+    floors = ["copy bandwidth %.2f TB/s, %sdense bf16 matmul %.0f TFLOP/s%s" %
+              (p["bandwidth"] * 1e-12,
+               "read rate %.2f TB/s, " % (p["read_bandwidth"] * 1e-12) if p.get("read_bandwidth") else "",
+               p["bf16_flops"] * 1e-12,
                " (stopped part way)" if p.get("partial") else "") for p in parts]
     if len(parts) > 1:
         measured = ("measured in %d runs one after the other, each point against its "
@@ -170,6 +180,7 @@ def merge(parts):
     data["compiled"] = any(p.get("compiled", any("compiled_graph" in r for r in p["rows"])) for p in parts)
     if len(parts) > 1:
         data["parts"] = [{"device": p["device"], "bandwidth": p["bandwidth"],
+                          "read_bandwidth": p.get("read_bandwidth"),
                           "bf16_flops": p["bf16_flops"], "date": p.get("date"),
                           "partial": p.get("partial", False)} for p in parts]
     else:

@@ -63,6 +63,7 @@ void buildToLoops(OpPassManager &pm,
     layer.combine = gpu->combine;
     layer.wgmmaGroupTiles = gpu->wgmmaGroupTiles;
     layer.downKRuns = gpu->downKRuns;
+    layer.wgmmaL2Prefetch = gpu->wgmmaL2Prefetch;
     layer.routerSplitK = gpu->routerSplitK;
     layer.fusedRoute = gpu->fusedRoute;
     layer.wgmmaPersistent = gpu->wgmmaPersistent;

@@ -28,6 +28,10 @@
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-columns=192 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGCOLS
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-stages=5 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGSTAGES
 // RUN: moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-stages=5 --emit=mlir | FileCheck %s --check-prefix=WG64S5
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa wgmma-l2-prefetch=4" | FileCheck %s --check-prefix=PFPTX
+// RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=NOPF
+// RUN: moe-compile %s --target=cuda --gpu-wgmma-l2-prefetch=4 --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=PFREPORT
+// RUN: not moe-compile %s --target=cuda --gpu-wgmma-l2-prefetch=65 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADPF
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=96 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWS
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-persistent=multicast --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWSMC
 // RUN: not moe-compile %s --target=cuda --gpu-wgmma-rows=64 --gpu-wgmma-columns=128 --emit=mlir 2>&1 | FileCheck %s --check-prefix=BADWGROWS128
@@ -273,6 +277,20 @@
 // WG64S5: llvm.mlir.constant(205824 : i32)
 // WG64S5-DAG: @moe_kernels::@moe_wgmma_pair_silu_bf16_m64_n256_s5_
 // WG64S5-DAG: @moe_kernels::@moe_wgmma_weighted_bf16_m64_n256_s5_
+
+// The weights of K step kt + 4 into L2 as the producer issues step kt
+// (--gpu-wgmma-l2-prefetch): a prefetch per weight atom (four in each
+// kernel here: the up kernel's two matrices of two atoms, the down
+// kernel's four), by the tensor maps the loads take; none by default.
+// PFPTX: .entry moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_q_pf4(
+// PFPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint
+// PFPTX-SAME: cp.async.bulk.prefetch.tensor.3d.L2.global.tile
+// PFPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q_pf4(
+// PFPTX-SAME: cp.async.bulk.prefetch.tensor.3d.L2.global.tile
+// NOPF: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q(
+// NOPF-NOT: cp.async.bulk.prefetch
+// PFREPORT: remark: the GPU layer's routed experts: wgmma, {{.*}}, persistent, weights into L2 4 K steps ahead,
+// BADPF: error: wgmma-l2-prefetch must be 0 (none) or a count of K steps from 1 to 64, got 65
 
 // 192-row tiles (--gpu-wgmma-rows=192; the planner's where they multiply
 // at most 0.95x the rows of 128-row tiles): the routing's tiles of 192

@@ -220,9 +220,12 @@ make_case auto-m192s128 --top-k 2 --experts 8 --renormalize --tokens 1024 --hidd
 # The K steps' order (2026-12-04): a tall tile with its band takes steps
 # 3 i and 3 i + 1 first, then 3 i + 2; each expert's steps start at 5 e
 # (k_rotate, two or more tiles an expert). The cases above have 4 and 6 K
-# steps (n mod 3 = 1, 0); 5 steps here (320 = 5 x 64, n mod 3 = 2), 275
-# rows an expert (a 128-row tile and a tall one with its band).
-make_case wgmma-m192s128-k5 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 320 --ffn 320
+# steps (n mod 3 = 1, 0); 8 steps here (512 = 8 x 64, n mod 3 = 2), 275
+# rows an expert (a 128-row tile and a tall one with its band). (Until
+# 2026-12-06 this case had 5 steps, 320 = 5 x 64, which the tensor-core
+# paths cannot take: it ran on the GEMVs, as did the first forms of
+# wgmma-k-runs-2 and -3-tall below; moe-compile now warns.)
+make_case wgmma-m192s128-k8 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 512 --ffn 512
 # Each expert's tiles a group (--gpu-wgmma-group-tiles=-2, 2026-12-05):
 # the pairs' order from the tile table and the offsets, with 192-row tiles
 # 128 apart (one to several tiles an expert, a last one with the band),
@@ -231,15 +234,23 @@ make_case wgmma-m192s128-k5 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-ti
 make_case wgmma-expert-groups-m192s128 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-wgmma-group-tiles=-2 --top-k 4 --experts 16 --renormalize --tokens 1100 --hidden 384 --ffn 256
 make_case wgmma-expert-groups-kruns --gpu-path=wgmma --gpu-wgmma-rows=128 --gpu-wgmma-group-tiles=-2 --gpu-down-k-runs=2 --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 256
 make_case wgmma-expert-groups-rows --gpu-path=wgmma --gpu-wgmma-group-tiles=-2 --gpu-combine=rows --plain --activation gelu --top-k 8 --experts 64 --tokens 700 --hidden 256 --ffn 384
+# The weights of K step kt + N brought into L2 as the producer issues step
+# kt (--gpu-wgmma-l2-prefetch, 2026-12-06): 64-row tiles with 5 stages at
+# about 2 rows an expert (DeepSeek-V3 at 16 tokens in small), prefetching
+# past the up pairs' 6 K steps and the down pairs' 4; 192-row tiles 128
+# apart with the band order and the down kernel in 2 runs of 4 K steps
+# (the prefetch's step positions follow both).
+make_case wgmma-l2-prefetch-m64 --gpu-path=wgmma --gpu-wgmma-rows=64 --gpu-wgmma-stages=5 --gpu-wgmma-l2-prefetch=4 --top-k 8 --experts 64 --renormalize --tokens 16 --hidden 384 --ffn 256
+make_case wgmma-l2-prefetch-m192s128 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-wgmma-l2-prefetch=2 --gpu-down-k-runs=2 --gpu-combine=atomic --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 384 --ffn 512
 # The down kernel's pairs in K runs (2026-12-05): each pair's K steps in N
 # runs, each an item of the queue, added by the scatter's atomics. Two
-# runs of 4 steps with the planner's 192-row tiles 128 apart (the band and
-# the rotation within a run); 3 runs of 3 steps in tall tiles at 750 rows
+# runs of 4 steps with the planner's 192-row tiles; 3 runs of 4 steps in
+# tall tiles 128 apart (the band and the rotation within a run) at 750 rows
 # an expert; 4 runs of 4 steps, ungated 128-row tiles (cp.async weights);
 # 5 runs of 2 steps beside a shared expert; and the planner's own choice
 # at 256 rows an expert and 256 K steps (2 runs).
-make_case wgmma-k-runs-2 --gpu-path=wgmma --gpu-down-k-runs=2 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 320 --ffn 512
-make_case wgmma-k-runs-3-tall --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-down-k-runs=3 --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 576
+make_case wgmma-k-runs-2 --gpu-path=wgmma --gpu-down-k-runs=2 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 384 --ffn 512
+make_case wgmma-k-runs-3-tall --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-down-k-runs=3 --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 768
 make_case wgmma-k-runs-4-m128 --gpu-path=wgmma --gpu-wgmma-rows=128 --gpu-down-k-runs=4 --plain --activation gelu --top-k 2 --experts 8 --tokens 1000 --hidden 256 --ffn 1024
 make_case wgmma-k-runs-5-shared --gpu-path=wgmma --gpu-down-k-runs=5 --top-k 2 --experts 8 --tokens 900 --hidden 256 --ffn 640 --shared 256 --shared-gated
 make_case auto-k-runs --top-k 2 --experts 8 --renormalize --tokens 1024 --hidden 256 --ffn 8192

@@ -159,6 +159,13 @@ cl::opt<int64_t> gpuDownKRuns(
              "and long), 1 (none) or a count up to 64 (the most up to it "
              "that divide the K steps)"),
     cl::init(0), cl::cat(category));
+cl::opt<int64_t> gpuWgmmaL2Prefetch(
+    "gpu-wgmma-l2-prefetch",
+    cl::desc("the wgmma producers bring the weights of a pair's K step kt + "
+             "N into L2 as they issue step kt (TMA weights, not multicast), "
+             "so that more weight bytes are in flight than the shared-memory "
+             "stages hold: 0 (default: none) or N from 1 to 64"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuWgmmaGroupTiles(
     "gpu-wgmma-group-tiles",
     cl::desc("row tiles the wgmma blocks take together, all column blocks "
@@ -641,6 +648,7 @@ int main(int argc, char **argv) {
     cudaOptions.combine = gpuCombine;
     cudaOptions.wgmmaGroupTiles = gpuWgmmaGroupTiles;
     cudaOptions.downKRuns = gpuDownKRuns;
+    cudaOptions.wgmmaL2Prefetch = gpuWgmmaL2Prefetch;
     cudaOptions.routerSplitK = gpuRouterSplitK;
     cudaOptions.fusedRoute = gpuFusedRoute;
     cudaOptions.wgmmaPersistent = gpuWgmmaPersistent;

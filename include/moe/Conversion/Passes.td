@@ -120,6 +120,10 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "by atomics): 0 (auto: 2 where the pairs are few and long), 1 "
            "(none) or a count up to 64 (the most up to it that divide the "
            "K steps)">,
+    Option<"wgmmaL2Prefetch", "wgmma-l2-prefetch", "int64_t", "0",
+           "the wgmma producers bring the weights of a pair's K step kt + N "
+           "into L2 as they issue step kt (TMA weights, not multicast): 0 "
+           "(default: none) or N from 1 to 64">,
     Option<"wgmmaPersistent", "wgmma-persistent", "std::string", "\"auto\"",
            "the wgmma expert kernels as persistent grids of one block an SM "
            "that stream the (tile, column block) pairs' K steps, the next "

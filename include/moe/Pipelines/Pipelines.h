@@ -157,6 +157,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "their K steps: 0 (auto, default), 1 (none) or a count "
                      "up to 64"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> wgmmaL2Prefetch{
+      *this, "wgmma-l2-prefetch",
+      llvm::cl::desc("the wgmma producers bring the weights of a pair's K "
+                     "step kt + N into L2 as they issue step kt: 0 (default: "
+                     "none) or N from 1 to 64"),
+      llvm::cl::init(0)};
   PassOptions::Option<std::string> wgmmaPersistent{
       *this, "wgmma-persistent",
       llvm::cl::desc("the wgmma expert kernels as persistent grids: auto "

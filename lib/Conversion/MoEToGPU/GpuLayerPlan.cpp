@@ -211,6 +211,18 @@ void ExpertStage::decide(bool addsDenseStages) {
   // 0.990-1.015x (results/weights-evict-first-2026-12-03.md).
   evictFirst = tmaWeights && choice("weights_evict_first") != "never" &&
                rowsPerExpert < 2 * tileStep;
+  // The weights of a pair's K step kt + N brought into L2 as the producer
+  // issues step kt (MmaOptions::l2PrefetchSteps), so that more bytes are in
+  // flight from DRAM than the stages hold: only where asked
+  // (wgmma_l2_prefetch = N). The question it asks: on an H200 the fused
+  // Triton layer (two blocks an SM, more stages of weights in flight) read
+  // 4.22-4.47 TB/s at DeepSeek-V3 16 and 128 tokens and ds-moe-128 128 and
+  // 1024 tokens where the compiled layers read 4.05-4.25, while on an H100
+  // their expert kernels were within 1.3% (results/targets-2026-12-06.md).
+  // Not measured yet.
+  if (auto asked = plan.getAs<IntegerAttr>("wgmma_l2_prefetch");
+      asked && tmaWeights && !multicast)
+    l2PrefetchSteps = asked.getInt();
   // Each expert's K steps from step 5 e on (MmaOptions::rotateK) where an
   // expert gets two or more row tiles, but in tall tiles 192 apart: 0.95x
   // the expert kernels' time at Mixtral and OLMoE 8192, 0.97-0.98x on top
@@ -446,6 +458,8 @@ std::string ExpertStage::describe() const {
     }
     if (persistent)
       os << ", persistent";
+    if (l2PrefetchSteps)
+      os << ", weights into L2 " << l2PrefetchSteps << " K steps ahead";
     if (downKRuns > 1)
       os << ", the down kernel's K in " << downKRuns << " runs";
     if (downSplitK > 1)
@@ -527,6 +541,9 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
       planAttrs.push_back(b.getNamedAttr("weights_tma", b.getUnitAttr()));
     if (evictFirst)
       planAttrs.push_back(b.getNamedAttr("evict_first", b.getUnitAttr()));
+    if (l2PrefetchSteps)
+      planAttrs.push_back(b.getNamedAttr(
+          "l2_prefetch", b.getI64IntegerAttr(l2PrefetchSteps)));
     if (rotateDownK)
       planAttrs.push_back(b.getNamedAttr("k_rotate", b.getUnitAttr()));
     else if (rotateK)

@@ -31,6 +31,9 @@ constexpr int64_t kDownKRuns = 2;
 constexpr double kDownKRunsMaxWaves = 3;
 constexpr int64_t kDownKRunsMinSteps = 64;
 constexpr int64_t kMaxDownKRuns = 64;
+/// The most K steps ahead the wgmma producers may bring weights into L2
+/// (wgmma-l2-prefetch).
+constexpr int64_t kMaxL2PrefetchSteps = 64;
 /// The asked router splits' ceiling (router-split-k).
 constexpr int64_t kMaxRouterSplitK = 256;
 
@@ -84,6 +87,9 @@ struct ExpertStage {
   /// The routed stage's persistent down kernel: each pair's K steps in
   /// this many runs (MmaOptions::kRuns; 1: none).
   int64_t downKRuns = 1;
+  /// The wgmma producers' weight boxes brought into L2 this many K steps
+  /// ahead (MmaOptions::l2PrefetchSteps; 0: none).
+  int64_t l2PrefetchSteps = 0;
   /// The router's K splits on tensor cores as asked (router_split_k), or 0:
   /// planDenseMatmul's.
   int64_t routerSplits() const {

@@ -254,6 +254,20 @@ struct ConvertMoELayerToGpuCallPass
     return rows < mmaMinRows ? "gemv" : "mma";
   }
 
+  /// A tensor-core path asked for (--gpu-path) that a stage's sizes cannot
+  /// take: said, since the stage then runs on the GEMVs (a test asking for
+  /// wgmma tiles must not pass on the GEMVs unnoticed).
+  void warnPathNotTaken(Operation *op, const StageShape &s, StringRef stage) {
+    if ((path != "mma" && path != "wgmma") ||
+        (s.d % kMmaTileN == 0 && s.f % kMmaTileN == 0))
+      return;
+    op->emitWarning() << "the " << path << " path was asked for (--gpu-path), "
+                      << "but the hidden size (" << s.d << ") and ffn size ("
+                      << s.f << ") of the " << stage
+                      << " must be multiples of " << kMmaTileN
+                      << ": they run on the GEMV path";
+  }
+
   /// The planner's entries of a stage's plan (`moe.gpu_layer`, or its
   /// `shared` entry): its rows per expert, path and tiles, and the options
   /// the user gave.
@@ -315,6 +329,9 @@ struct ConvertMoELayerToGpuCallPass
     if (downKRuns != 0)
       plan.push_back(
           b.getNamedAttr("down_k_runs", b.getI64IntegerAttr(downKRuns)));
+    if (wgmmaL2Prefetch != 0)
+      plan.push_back(b.getNamedAttr("wgmma_l2_prefetch",
+                                    b.getI64IntegerAttr(wgmmaL2Prefetch)));
     if (routerSplitK != 0)
       plan.push_back(b.getNamedAttr("router_split_k",
                                     b.getI64IntegerAttr(routerSplitK)));
@@ -413,6 +430,13 @@ struct ConvertMoELayerToGpuCallPass
       mlir::emitError(module.getLoc())
           << "down-k-runs must be 0 (auto) or a run count from 1 to "
           << kMaxDownKRuns << ", got " << int64_t(downKRuns);
+      return signalPassFailure();
+    }
+    if (wgmmaL2Prefetch < 0 || wgmmaL2Prefetch > kMaxL2PrefetchSteps) {
+      mlir::emitError(module.getLoc())
+          << "wgmma-l2-prefetch must be 0 (none) or a count of K steps "
+             "from 1 to "
+          << kMaxL2PrefetchSteps << ", got " << int64_t(wgmmaL2Prefetch);
       return signalPassFailure();
     }
     if (wgmmaGroupTiles < -2) {
@@ -543,6 +567,7 @@ struct ConvertMoELayerToGpuCallPass
         plan.push_back(b.getNamedAttr(
             "local_experts", b.getI64IntegerAttr(op.getNumLocalExperts())));
       addStagePlan(b, routedShape(op), plan);
+      warnPathNotTaken(op, routedShape(op), "routed experts");
       // The shared experts: a second expert stage, planned for one expert
       // that every token goes to (with the weight sigmoid(x shared_coef)
       // where given, else 1), adding into the routed stage's f32 output.
@@ -553,6 +578,7 @@ struct ConvertMoELayerToGpuCallPass
         if (op.getSharedCoef())
           shared.push_back(b.getNamedAttr("coef", b.getUnitAttr()));
         addStagePlan(b, sharedShape(op), shared);
+        warnPathNotTaken(op, sharedShape(op), "shared experts");
         plan.push_back(
             b.getNamedAttr("shared", b.getDictionaryAttr(shared)));
       }
@@ -566,6 +592,7 @@ struct ConvertMoELayerToGpuCallPass
         if (op.getMlpCoefBias())
           mlp.push_back(b.getNamedAttr("mix_bias", b.getUnitAttr()));
         addStagePlan(b, mlpShape(op), mlp);
+        warnPathNotTaken(op, mlpShape(op), "PR-MoE MLP");
         plan.push_back(b.getNamedAttr("mlp", b.getDictionaryAttr(mlp)));
       }
       DictionaryAttr planDict = b.getDictionaryAttr(plan);
@@ -832,6 +859,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     common.tmaWeights = p.tmaWeights;
     common.multicast = p.multicast;
     common.evictFirst = p.evictFirst;
+    common.l2PrefetchSteps = p.l2PrefetchSteps;
     common.bandKOrder = p.bandKOrder;
     common.rotateK = p.rotateK;
     common.queue = p.queue;
@@ -856,6 +884,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
       // The grid form over (tile, column block, K run).
       downOpts.persistent = downOpts.producer = downOpts.tmaWeights = false;
       downOpts.multicast = downOpts.queue = downOpts.evictFirst = false;
+      downOpts.l2PrefetchSteps = 0;
       downOpts.rotateK = false;
       downOpts.groupTiles = 0;
       downOpts.expertGroups = false;

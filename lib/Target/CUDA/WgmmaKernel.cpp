@@ -186,6 +186,8 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          (o.multicast ? "_mc2" : "") +
          (o.queue ? "_q" : "") +
          (o.kRuns > 1 ? "_k" + std::to_string(o.kRuns) : "") +
+         (o.l2PrefetchSteps ? "_pf" + std::to_string(o.l2PrefetchSteps)
+                            : "") +
          (o.splitK ? "_splitk" : "");
 }
 
@@ -204,6 +206,8 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   assert((!o.multicast || o.tmaWeights) && "multicast weights come by TMA");
   assert((!o.expertGroups || (o.persistent && !o.multicast)) &&
          "expert groups are for the persistent form's tiles of TM rows");
+  assert((!o.l2PrefetchSteps || (o.tmaWeights && !o.multicast)) &&
+         "the L2 prefetch takes the weights' tensor maps, without multicast");
   assert((!o.queue || (o.producer && !o.multicast)) &&
          "the pair counter is for the producer form without clusters");
   assert((!o.multicast || (t.columns / (o.pair ? 2 : 1) / 64) % 2 == 0) &&
@@ -968,15 +972,22 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
             }
           });
         }
+        // The TMA coordinates of weight atom `atom` (of its matrix) at K
+        // row k0 of `wk`: (column, K row, expert).
+        auto weightCoords = [&](Value atom, Value k0,
+                                const Work &wk) -> SmallVector<Value, 3> {
+          Type i32 = b.getI32Type();
+          auto toI32 = [&](Value v) -> Value {
+            return arith::IndexCastOp::create(b, loc, i32, v);
+          };
+          return {toI32(add(wk.col0, mul(remu(atom, atomsPerMat), ci(64)))),
+                  toI32(k0), toI32(wk.expert)};
+        };
         // The weight boxes of step kt of `wk` into `stage` (leader only):
         // the stage's B bytes expected on `full`, then a 64-column x 64-row
         // box per atom (its columns past N read as zeros).
         auto issueWeights = [&](Value stage, Value k0, const Work &wk,
                                 Value full) {
-          Type i32 = b.getI32Type();
-          auto toI32 = [&](Value v) -> Value {
-            return arith::IndexCastOp::create(b, loc, i32, v);
-          };
           NVVM::MBarrierArriveExpectTxOp::create(
               b, loc, TypeRange{}, full, constI32(b, loc, int32_t(bStageBytes)),
               NVVM::MemScopeKind::CTA, /*relaxed=*/false, Value());
@@ -1014,11 +1025,9 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                     Value(arith::AddIOp::create(
                         b, loc, stageAddr,
                         toI64(mul(slot, ci(TK * kRowBytes)))))));
-            SmallVector<Value, 3> coords{
-                toI32(add(wk.col0, mul(remu(atom, atomsPerMat), ci(64)))),
-                toI32(k0), toI32(wk.expert)};
             NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
-                b, loc, dst, maps[a / atomsPerMat], coords, full, ValueRange{},
+                b, loc, dst, maps[a / atomsPerMat], weightCoords(atom, k0, wk),
+                full, ValueRange{},
                 mask, policy, NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false,
                 nullptr, Value());
           }
@@ -1066,19 +1075,39 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                                                steps);
           return arith::RemUIOp::create(b, loc, add(pos, start), steps);
         };
+        // Step `ahead` of `wk` into L2 (leader only), where it is one of
+        // the pair's steps: a box per weight atom, as issueWeights loads
+        // them, with no shared memory or barrier, so it only adds to the
+        // DRAM reads in flight.
+        // The first K row of step kt of `wk` (in the order kPosition gives,
+        // from its K run's first step).
+        auto stepK0 = [&](Value kt, const Work &wk) -> Value {
+          Value pos = kPosition(kt, wk);
+          return mul(wk.kFirst ? add(wk.kFirst, pos) : pos, ci(TK));
+        };
+        auto prefetchWeights = [&](Value ahead, const Work &wk) {
+          buildIfThen(b, loc, icmp(P::ult, ahead, steps), [&] {
+            Value k0 = stepK0(ahead, wk);
+            for (int64_t a = 0; a < atoms; ++a)
+              NVVM::CpAsyncBulkTensorPrefetchOp::create(
+                  b, loc, maps[a / atomsPerMat], weightCoords(ci(a), k0, wk),
+                  ValueRange{}, NVVM::TMALoadMode::TILE, Value());
+          });
+        };
         // Pair j's K steps (work wk) into the stages.
         auto producePair = [&](Value j, const Work &wk) {
           auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1));
           OpBuilder::InsertionGuard lg(b);
           b.setInsertionPointToStart(kLoop.getBody());
           Value kt = kLoop.getInductionVar();
-          Value pos = kPosition(kt, wk);
-          Value k0 = mul(wk.kFirst ? add(wk.kFirst, pos) : pos, ci(TK));
+          Value k0 = stepK0(kt, wk);
           Value g = add(mul(j, steps), kt);
           waitEmpty(g);
           if (o.tmaWeights)
             buildIfThen(b, loc, leader, [&] {
               issueWeights(stageOf(g), k0, wk, barrierAt(stageOf(g)));
+              if (o.l2PrefetchSteps)
+                prefetchWeights(add(kt, ci(o.l2PrefetchSteps)), wk);
             });
           else if (o.queue)
             // (The leader's arrival orders its ring write before the MMA

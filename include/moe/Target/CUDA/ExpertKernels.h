@@ -739,6 +739,12 @@ struct MmaOptions {
   /// the others' time), the SMs' shares even out. K / kWgmmaTileK must be a
   /// multiple of kRuns.
   int64_t kRuns = 1;
+  /// With tmaWeights (not multicast): as the producer issues a pair's K step
+  /// kt, it also brings the weight boxes of step kt + l2PrefetchSteps of
+  /// the same pair into L2 (cp.async.bulk.prefetch.tensor), so that more
+  /// weight bytes are in flight from DRAM than the shared-memory stages
+  /// hold (0: none).
+  int64_t l2PrefetchSteps = 0;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).

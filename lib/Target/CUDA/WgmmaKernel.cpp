@@ -1075,16 +1075,16 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                                                steps);
           return arith::RemUIOp::create(b, loc, add(pos, start), steps);
         };
-        // Step `ahead` of `wk` into L2 (leader only), where it is one of
-        // the pair's steps: a box per weight atom, as issueWeights loads
-        // them, with no shared memory or barrier, so it only adds to the
-        // DRAM reads in flight.
         // The first K row of step kt of `wk` (in the order kPosition gives,
         // from its K run's first step).
         auto stepK0 = [&](Value kt, const Work &wk) -> Value {
           Value pos = kPosition(kt, wk);
           return mul(wk.kFirst ? add(wk.kFirst, pos) : pos, ci(TK));
         };
+        // Step `ahead` of `wk` into L2 (leader only), where it is one of
+        // the pair's steps: a box per weight atom, as issueWeights loads
+        // them, with no shared memory or barrier, so it only adds to the
+        // DRAM reads in flight.
         auto prefetchWeights = [&](Value ahead, const Work &wk) {
           buildIfThen(b, loc, icmp(P::ult, ahead, steps), [&] {
             Value k0 = stepK0(ahead, wk);

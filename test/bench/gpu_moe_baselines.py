@@ -452,14 +452,14 @@ def main():
             layer = Layer(E, k, d, f, a, gated, t, shared, coef, ROUTING.get(name))
             ref, ids = layer.reference()
             nbytes, flops = layer.bytes_and_flops(ids)
-            floor = max(nbytes / bandwidth, flops / peak) * 1e3  # ms
+            def floor_ms(rate):  # the bytes at `rate` or the FLOPs, ms
+                return max(nbytes / rate, flops / peak) * 1e3
+            floor = floor_ms(bandwidth)
             bound = "memory" if nbytes / bandwidth > flops / peak else "compute"
-            # The floor with the read rate for the bytes: what a kernel that
-            # only reads the weights could reach (the targets keep
-            # the copy floor).
-            read_floor = max(nbytes / read_bandwidth, flops / peak) * 1e3
+            # With the read rate for the bytes: what a kernel that only reads
+            # the weights could reach (the targets keep the copy floor).
             result = {"shape": name, "tokens": t, "floor_ms": floor, "bound": bound,
-                      "read_floor_ms": read_floor}
+                      "read_floor_ms": floor_ms(read_bandwidth)}
             for label, fn in (("loop", layer.loop), ("grouped", layer.grouped)):
                 err = rel_error(fn(), ref)
                 if not err < 2e-2:

@@ -225,14 +225,18 @@ struct ConvertMoELayerToGpuCallPass
     return std::min(upPairs, downPairs) >= double(kWgmmaSmallMinPairs);
   }
 
+  /// Whether the tensor-core paths take a stage's sizes: d and f multiples
+  /// of kMmaTileN (kMmaTileK divides it, so both K steps fit too).
+  static bool tensorCoresFit(const StageShape &s) {
+    return s.d % kMmaTileN == 0 && s.f % kMmaTileN == 0;
+  }
+
   /// The expert path: the memory-bound grouped GEMV (split over K, weights
   /// read once per 4 rows) where experts get few rows and the 64-row wgmma
   /// tiles would leave SMs idle, the tensor-core grouped GEMM elsewhere
   /// (mma.sync where the wgmma path is not taken).
   StringRef choosePath(const StageShape &s) {
-    // kMmaTileK divides kMmaTileN: both K (d or f) steps fit too.
-    bool mmaFits = s.d % kMmaTileN == 0 && s.f % kMmaTileN == 0;
-    if (path == "gemv" || !mmaFits)
+    if (path == "gemv" || !tensorCoresFit(s))
       return "gemv";
     // A dense stage (one expert) where asked.
     if (s.experts == 1 && densePath != "auto")
@@ -255,11 +259,10 @@ struct ConvertMoELayerToGpuCallPass
   }
 
   /// A tensor-core path asked for (--gpu-path) that a stage's sizes cannot
-  /// take: said, since the stage then runs on the GEMVs (a test asking for
-  /// wgmma tiles must not pass on the GEMVs unnoticed).
+  /// take (choosePath sends it to the GEMVs): said, so that a test asking
+  /// for wgmma tiles does not pass on the GEMVs unnoticed.
   void warnPathNotTaken(Operation *op, const StageShape &s, StringRef stage) {
-    if ((path != "mma" && path != "wgmma") ||
-        (s.d % kMmaTileN == 0 && s.f % kMmaTileN == 0))
+    if ((path != "mma" && path != "wgmma") || tensorCoresFit(s))
       return;
     op->emitWarning() << "the " << path << " path was asked for (--gpu-path), "
                       << "but the hidden size (" << s.d << ") and ffn size ("

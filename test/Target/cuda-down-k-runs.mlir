@@ -8,13 +8,13 @@
 // column blocks, 224 K steps), with the K rotation (_kr) that runs keep.
 // RUN: moe-compile %s --target=cuda --emit=mlir | FileCheck %s --check-prefix=AUTO
 // AUTO: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64,
-// AUTO: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_kr_q_k2
+// AUTO: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g2_ws_tma_kr_q_k2
 // AUTO-NOT: moe_combine
 // Asked for 1: no runs, and the combine by rows as before.
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=1 --emit=mlir | FileCheck %s --check-prefix=ONE
 // ONE: moe.gpu_plan = {combine = "rows",
 // ONE-NOT: down_k_runs
-// ONE: @moe_kernels::@moe_wgmma_weighted_bf16_m192s128_n256_s4_g6_ws_tma_q{{ }}
+// ONE: @moe_kernels::@moe_wgmma_weighted_bf16_m192s128_n256_s4_g2_ws_tma_q{{ }}
 // Asked for 3: the most up to 3 that divide the 224 K steps, 2.
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=3 --emit=mlir | FileCheck %s --check-prefix=THREE
 // THREE: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64,
@@ -22,7 +22,7 @@
 // to a cubin.
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=7 --emit=mlir | FileCheck %s --check-prefix=SEVEN
 // SEVEN: moe.gpu_plan = {combine = "atomic", down_k_runs = 7 : i64,
-// SEVEN: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g6_ws_tma_kr_q_k7
+// SEVEN: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g2_ws_tma_kr_q_k7
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=7 -o %t.o
 // RUN: test -s %t.o
 // 8192 tokens (2048 pairs): none.

@@ -15,11 +15,13 @@
 // where starting each expert's K steps elsewhere measured slower: no
 // k_rotate (results/wgmma-k-order-2026-12-04.md).
 // The up kernel's groups there: three tiles an expert's share of its 1
-// MiB weight blocks is 4 MiB at 12 tiles, under the wave's 22; the down
-// kernel keeps the wave's 16 (results/wgmma-group-lag-2026-12-05.md).
+// MiB weight blocks is 2 MiB at 6 tiles, under the wave's 22 (4 MiB at 12
+// measured 1.005x the time, results/kernel-sol-groups-1024-h100-2026-12-06.md);
+// the down kernel's 393 KB blocks leave the wave's 16
+// (results/wgmma-group-lag-2026-12-05.md).
 // RUN: sed 's/1024x2048/8192x2048/g' %s | moe-compile - --target=cuda --emit=mlir | FileCheck %s --check-prefix=K8192
 // K8192-NOT: k_rotate
-// K8192: group_tiles = array<i64: 12, 16>
+// K8192: group_tiles = array<i64: 6, 16>
 // K8192-SAME: tile = array<i64: 192, 256, 64>
 // K8192-NOT: k_rotate
 func.func @layer(%x: tensor<1024x2048xbf16> {moe.input = "x"}, %router: tensor<2048x128xbf16> {moe.weight = "router"},

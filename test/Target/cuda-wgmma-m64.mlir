@@ -5,13 +5,13 @@
 // RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=64 combine=atomic format=isa" | FileCheck %s
 // RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=128 combine=atomic format=isa" | FileCheck %s --check-prefix=M128
 // CHECK-DAG: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles64_finish
-// CHECK-DAG: .entry moe_wgmma_pair_silu_bf16_m64_n256_s4_g66_ws_tma_kr_q
-// CHECK-DAG: .entry moe_wgmma_scatter_bf16_m64_n256_s4_ws_tma_kr_q
+// CHECK-DAG: .entry moe_wgmma_pair_silu_bf16_m64_n256_s4_g64_ws_tma_kr_q
+// CHECK-DAG: .entry moe_wgmma_scatter_bf16_m64_n256_s4_g64_ws_tma_kr_q
 // CHECK-NOT: wgmma.mma_async.sync.aligned.m64n256k16
 // CHECK: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 // CHECK-NOT: wgmma.mma_async.sync.aligned.m64n256k16
 // M128-DAG: .entry moe_route_e16_k4_sigmoid_renorm_biasf32_tiles128_finish
-// M128-DAG: .entry moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_kr_q
+// M128-DAG: .entry moe_wgmma_pair_silu_bf16_n256_s4_g32_ws_tma_kr_q
 // M128: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 func.func @layer(%x: tensor<1024x256xbf16>, %router: tensor<256x16xbf16>, %bias: tensor<16xf32>,
                  %w_up: tensor<16x256x256xbf16>, %w_gate: tensor<16x256x256xbf16>,

@@ -172,8 +172,9 @@ cl::opt<int64_t> gpuWgmmaGroupTiles(
     cl::desc("row tiles the wgmma blocks take together, all column blocks "
              "of a group before the next group: -1 (default: as many as fit "
              "24 MiB of rows, at most a wave of the grid's pairs, at least "
-             "twice an expert's tiles; in the up kernel also at most 4 MiB "
-             "of weights between a tile's column blocks), -2 (each "
+             "twice an expert's tiles; where experts get two or more tiles "
+             "also at most 2 MiB of weights between a tile's column "
+             "blocks), -2 (each "
              "expert's tiles, in the persistent form without multicast; "
              "elsewhere the default), 0 (all tiles of a column block, then "
              "the next) or a count"),

@@ -265,17 +265,27 @@ void ExpertStage::decide(bool addsDenseStages) {
   auto asked = plan.getAs<IntegerAttr>("wgmma_group_tiles");
   expertGroups = asked && asked.getInt() == kExpertGroupsAsked &&
                  persistent && !multicast;
-  // The up kernel's groups also within kWgmmaGroupLagBytes of weights
-  // between a tile's column blocks: DeepSeek-V3 at 8192 tokens (two tiles
+  // The groups also within kWgmmaGroupLagBytes of weights between a tile's
+  // column blocks (up kernel): DeepSeek-V3 at 8192 tokens (two tiles
   // an expert, K 7168) took groups of 8 tiles, and its up kernel read
   // 23.36 GB from DRAM in 7449 us under Nsight Compute; groups of 4: 19.73
   // GB, 6957 us; of 2: 18.85 GB, 6872 us (layers 0.936x and 0.944x as
   // graphs); of 1 (an expert's tiles apart): 25.05 GB. Its down kernel
   // gained nothing from smaller groups (4179 us in groups of 4, 4199 of 2,
-  // 4362 of 1), so the down kernel keeps the rule before. (qwen3 at 8192
-  // tokens, whose up groups the cap takes from 22 to 12 tiles: its up
-  // kernel within 1.3% from groups of 2 to 22;
-  // results/wgmma-group-lag-2026-12-05.md.)
+  // 4362 of 1; the cap leaves it 4). (qwen3 at 8192 tokens, whose up
+  // groups the cap takes from 22 to 6 tiles: its up kernel within 1.3%
+  // from groups of 2 to 22; results/wgmma-group-lag-2026-12-05.md.) The
+  // down kernel takes the same cap: there the rows a tile keeps in L2
+  // between its column blocks are its K = ffn columns of the up kernel's
+  // output, and Mixtral at 1024 tokens (two tiles an expert, 7.3 MB weight
+  // blocks) took groups of 6, its down kernel reading 1504-1536 MB from
+  // DRAM for 940 MB of weights and 59 MB of rows in 595-604 us under
+  // Nsight Compute (H100, base clocks); in groups of 2 (the cap's):
+  // 1377-1388 MB, 541 us. Of the benchmark's layers the cap (with
+  // kWgmmaGroupLagBytes at 2 MiB) changes Mixtral 1024 (4, 6 -> 2, 2),
+  // Mixtral 8192 (up 24 -> 16) and qwen3 8192 (up 12 -> 6): the kernels
+  // 0.90-0.995x their time, the layers 0.937-0.981x as graphs
+  // (results/kernel-sol-groups-1024-h100-2026-12-06.md).
   auto groupTiles = [&](int64_t kDim, int64_t colBlocks,
                         int64_t lagColumns) -> int64_t {
     if (expertGroups)
@@ -292,8 +302,9 @@ void ExpertStage::decide(bool addsDenseStages) {
   upGroupTiles = wgmma ? groupTiles(d, llvm::divideCeil(f, upBlockCols),
                                     wgmmaTile.columns)
                        : 0;
-  downGroupTiles =
-      wgmma ? groupTiles(f, llvm::divideCeil(d, wgmmaTile.columns), 0) : 0;
+  downGroupTiles = wgmma ? groupTiles(f, llvm::divideCeil(d, wgmmaTile.columns),
+                                      wgmmaTile.columns)
+                         : 0;
   // A dense stage's down kernel has a (tile, column block) pair per
   // wgmmaTile.columns of d and a row tile of its T rows: Qwen2-57B's shared
   // expert at 16 tokens, 14 pairs streaming 147 MB on 14 SMs. There the

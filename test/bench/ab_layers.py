@@ -47,12 +47,19 @@ def main():
     for name in names:
         E, k, d, f, a, gated, shared, coef = shape(name)
         for t in (int(v) for v in args.tokens.split(",")):
+            paths = [os.path.join(cdir, "%s-t%d.so" % (name, t)) for cdir in dirs]
+            missing = [q for q in paths if not os.path.exists(q)]
+            if missing:
+                # (A point some variant lacks is left out, not the run.)
+                print("skipped %s T=%d: no %s" % (name, t, ", ".join(missing)),
+                      flush=True)
+                continue
             layer = bench.Layer(E, k, d, f, a, gated, t, shared, coef,
                                 ROUTING.get(name))
             ref32, _ = layer.reference(layer.route_f32)
             replays = []
-            for cdir in dirs:
-                compiled = bench.Compiled(os.path.join(cdir, "%s-t%d.so" % (name, t)), layer)
+            for cdir, path in zip(dirs, paths):
+                compiled = bench.Compiled(path, layer)
                 err = bench.rel_error(compiled().clone(), ref32)
                 if not err < 2e-2:
                     sys.exit("%s %s T=%d: relative error %.3g vs the fp32 reference"
@@ -67,16 +74,23 @@ def main():
             ratios = ["%.3f" % (m / med[0]) for m in med[1:]]
             lines.append("| %s | %d | %s | %s |" % (name, t, " | ".join(cells), " | ".join(ratios)))
             print(lines[-1], flush=True)
+            write(args, lines)
+    print()
+    print(write(args, lines))
+
+
+def write(args, lines):
+    """The table so far, into --out as well (a run stopped part way keeps
+    the points it measured)."""
     text = ("A/B of compiled layers, %s, %s: %s, ms, median over %d "
             "interleaved rounds (min-max); L2 scrubbed before each replay.\n\n"
             % (datetime.date.today().isoformat(), torch.cuda.get_device_name(),
                "eager calls" if args.eager else "CUDA-graph replays", args.rounds)
             + "\n".join(lines) + "\n")
-    print()
-    print(text)
     if args.out:
         with open(args.out, "w") as fh:
             fh.write("# " + text)
+    return text
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ kernel; clocks left alone, or with --clocks base at the GPU's base clocks,
 steadier between variants) and prints a row per kernel: its time, the DRAM
 bytes it read and wrote and their rate, the DRAM, L2 and SM throughput and
 the tensor pipe's active cycles (wgmma and mma.sync both count there), each
-as a share of the GPU's peak over the kernel's time. A memory-bound kernel
+as a share of the GPU's peak over the kernel's time; then the kernels'
+time summed (launch gaps not counted). A memory-bound kernel
 near its floor shows DRAM near 90%; a compute-bound one its tensor pipe.
 """
 import argparse
@@ -118,8 +119,9 @@ def main():
              "GB/s | " + " | ".join(list(METRICS.values())[3:]) + " |",
              "|---" * (6 + len(METRICS) - 3) + "|"]
     for name, tokens in points:
-        for kname, v in profile(args.dir, name, tokens, args.kernel,
-                                      args.clocks):
+        rows = profile(args.dir, name, tokens, args.kernel, args.clocks)
+        total = sum(v["gpu__time_duration.sum"] or 0 for _, v in rows)
+        for kname, v in rows:
             t = v["gpu__time_duration.sum"]
             rw = (v["dram__bytes_read.sum"] or 0) + (v["dram__bytes_write.sum"] or 0)
             cells = ["%.1f" % t if t else "?",
@@ -130,6 +132,8 @@ def main():
                       for m in list(METRICS)[3:]]
             lines.append("| %s-t%d | `%s` | %s |" % (name, tokens, kname[:60],
                                                      " | ".join(cells)))
+        lines.append("| %s-t%d | all %d kernels | %.1f |%s" % (
+            name, tokens, len(rows), total, " |" * (3 + len(METRICS) - 3)))
     out = "\n".join(lines) + "\n"
     print(out)
     if args.out:

@@ -347,6 +347,15 @@ class Compiled:
         return self.out
 
 
+def compiled_layer(cdir, name, tokens):
+    """The layer cdir/NAME-tTOKENS.so (make-compiled-layers.py) bound to a
+    fresh Layer of its shape (random weights, inputs and routing)."""
+    E, k, d, f, a, gated, shared, coef = shape(name)
+    layer = Layer(E, k, d, f, a, gated, tokens, shared, coef,
+                  ROUTING.get(name))
+    return Compiled(os.path.join(cdir, "%s-t%d.so" % (name, tokens)), layer)
+
+
 def rel_error(out, ref):
     return (torch.linalg.norm(out.float() - ref) / torch.linalg.norm(ref)).item()
 

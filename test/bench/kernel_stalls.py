@@ -24,13 +24,8 @@ import sys
 def child(cdir, name, tokens):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import gpu_moe_baselines as bench
-    from shapes import ROUTING, shape
     import torch
-    E, k, d, f, a, gated, shared, coef = shape(name)
-    layer = bench.Layer(E, k, d, f, a, gated, tokens, shared, coef,
-                        ROUTING.get(name))
-    compiled = bench.Compiled(os.path.join(cdir, "%s-t%d.so" % (name, tokens)),
-                              layer)
+    compiled = bench.compiled_layer(cdir, name, tokens)
     for _ in range(4):
         compiled()
     torch.cuda.synchronize()

@@ -236,42 +236,56 @@ TEST(WgmmaGroupTiles, KeepsAGroupsRowsWithinItsShareOfL2) {
 }
 
 TEST(WgmmaGroupTiles, PlannerTakesAWaveButAtLeastTwiceAnExpertsTiles) {
-  // qwen3 at 1024 tokens (64 rows an expert): up K 2048 over 6 column
-  // blocks, down K 768 over 8: a wave's 22 and 16 tiles, under the 24 MiB
-  // caps of 48 and 128.
+  // The rule before the weight-lag cap (blockColumns 0). qwen3 at 1024
+  // tokens (64 rows an expert): up K 2048 over 6 column blocks, down K 768
+  // over 8: a wave's 22 and 16 tiles, under the 24 MiB caps of 48 and 128
+  // (one tile an expert: the cap does not apply, 256 columns or none).
   EXPECT_EQ(planWgmmaGroup(2048, 128, 6, 64.0, 256), 22);
-  EXPECT_EQ(planWgmmaGroup(768, 128, 8, 64.0, 0), 16);
+  EXPECT_EQ(planWgmmaGroup(768, 128, 8, 64.0, 256), 16);
   // Mixtral at 1024 tokens (256 rows): the up kernel's 112 column blocks
   // leave a wave 1 tile, raised to twice an expert's 2; the down kernel's
   // wave of 8 is capped at the 6 of 24 MiB.
-  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 256.0, 256), 4);
+  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 256.0, 0), 4);
   EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 256.0, 0), 6);
   // Mixtral at 8192 tokens (2048 rows): twice an expert's 16 tiles exceeds
   // both caps, which stay.
-  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 2048.0, 256), 24);
+  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 2048.0, 0), 24);
   EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 2048.0, 0), 6);
   // 64-row tiles double the cap and count an expert's tiles in 64 rows.
-  EXPECT_EQ(planWgmmaGroup(2048, 64, 200, 100.0, 256), 4);
+  EXPECT_EQ(planWgmmaGroup(2048, 64, 200, 100.0, 0), 4);
   // Never below one tile, whatever the inputs.
   EXPECT_EQ(planWgmmaGroup(1 << 20, 128, 1000, 0.0, 256), 1);
 }
 
-TEST(WgmmaGroupTiles, UpKernelKeepsTheWeightsBetweenATilesColumnBlocks) {
+TEST(WgmmaGroupTiles, KernelsKeepTheWeightsBetweenATilesColumnBlocks) {
+  // Where experts get two or more tiles, at most the tiles whose share of
+  // their experts' 256-column weight blocks comes to kWgmmaGroupLagBytes
+  // (2 MiB), at least an expert's tiles; in both kernels (the planner
+  // passes the block's columns for each).
+  ASSERT_EQ(kWgmmaGroupLagBytes, int64_t(2) << 20);
   // DeepSeek-V3's up kernel at 8192 tokens (256 rows an expert, tiles 128
-  // apart; 256-column blocks over K 7168: 3.5 MiB): a wave's 8 tiles
-  // bring about 14 MiB of weights into L2 between a tile's column blocks;
-  // 4 MiB is two tiles' share, an expert's.
+  // apart; blocks over K 7168: 3.5 MiB): a wave's 8 tiles would bring
+  // about 14 MiB of weights into L2 between a tile's column blocks; 2 MiB
+  // is under two tiles' share, so an expert's 2.
   EXPECT_EQ(planWgmmaGroup(7168, 128, 16, 256.0, 0), 8);
   EXPECT_EQ(planWgmmaGroup(7168, 128, 16, 256.0, 256), 2);
+  // Its down kernel (K 2048, 1 MiB blocks, 28 column blocks): the rule's 4
+  // is 2 MiB already.
+  EXPECT_EQ(planWgmmaGroup(2048, 128, 28, 256.0, 256), 4);
   // qwen3's up kernel at 8192 (512 rows an expert in 192-row tiles: 3; 1
-  // MiB blocks over K 2048): 12 tiles, under the wave's 22.
-  EXPECT_EQ(planWgmmaGroup(2048, 192, 6, 512.0, 256), 12);
-  // Mixtral's at 1024 (2 tiles an expert, 2 MiB blocks over K 4096): the
-  // cap of 4 is the rule's own 4; at 8192 (16 tiles) 32, over the 24.
-  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 256.0, 256), 4);
-  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 2048.0, 256), 24);
+  // MiB blocks over K 2048): 6 tiles, under the wave's 22.
+  EXPECT_EQ(planWgmmaGroup(2048, 192, 6, 512.0, 256), 6);
+  // Mixtral's at 1024 (2 tiles an expert): up 2 MiB blocks over K 4096,
+  // down 7 MiB over K 14336: an expert's 2 in both, from 4 and 6
+  // (results/kernel-sol-groups-1024-h100-2026-12-06.md).
+  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 256.0, 256), 2);
+  EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 256.0, 256), 2);
+  // At 8192 (16 tiles an expert): up 16, under the 24 MiB cap of 24; down
+  // at least an expert's 16, so the 24 MiB cap's 6 stays.
+  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 2048.0, 256), 16);
+  EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 2048.0, 256), 6);
   // The cap is never below an expert's tiles (5 here, 8 MiB blocks over
-  // K 16384: 2 tiles' share is 4 MiB), under the 24 MiB cap of 6.
+  // K 16384: one tile's share is 1.6 MiB), under the 24 MiB cap of 6.
   EXPECT_EQ(planWgmmaGroup(16384, 128, 4, 640.0, 256), 5);
   // One tile an expert: no weight block is shared, the rule stays.
   EXPECT_EQ(planWgmmaGroup(7168, 128, 16, 32.0, 256), 8);

@@ -165,7 +165,7 @@ cl::opt<int64_t> gpuWgmmaL2Prefetch(
              "N into L2 as they issue step kt (TMA weights, not multicast), "
              "so that more weight bytes are in flight than the shared-memory "
              "stages hold: 0 (default: none) or N from 1 to 64 (measured "
-             "slower on an H100: 1.09-1.25x at N = 4 and 8)"),
+             "slower on an H100: 1.09-1.25x at N = 1, 4 and 8)"),
     cl::init(0), cl::cat(category));
 cl::opt<int64_t> gpuWgmmaGroupTiles(
     "gpu-wgmma-group-tiles",

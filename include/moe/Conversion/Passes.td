@@ -102,8 +102,8 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "a group before the next group: -1 (auto: as many as fit 24 MiB "
            "of rows, at most a wave of the grid's pairs, at least twice an "
            "expert's tiles; where experts get two or more tiles also at most "
-           "2 MiB of weights between a tile's column blocks), 0 (all tiles of a column block, then the next) "
-           "or a count">,
+           "2 MiB of weights between a tile's column blocks), 0 (all tiles "
+           "of a column block, then the next) or a count">,
     Option<"routerSplitK", "router-split-k", "int64_t", "0",
            "the router's tensor-core GEMM split over K into this many runs "
            "added by f32 atomics: 0 (auto: about two blocks an SM), or a "

@@ -284,7 +284,7 @@ void ExpertStage::decide(bool addsDenseStages) {
   // 1377-1388 MB, 541 us. Of the benchmark's layers the cap (with
   // kWgmmaGroupLagBytes at 2 MiB) changes Mixtral 1024 (4, 6 -> 2, 2),
   // Mixtral 8192 (up 24 -> 16) and qwen3 8192 (up 12 -> 6): the kernels
-  // 0.90-0.995x their time, the layers 0.937-0.998x as graphs
+  // 0.90-1.001x their time, the layers 0.937-0.998x as graphs
   // (results/kernel-sol-groups-1024-h100-2026-12-06.md).
   auto groupTiles = [&](int64_t kDim, int64_t colBlocks,
                         int64_t lagColumns) -> int64_t {

@@ -850,9 +850,10 @@ constexpr int64_t kWgmmaGroupRowBytes = int64_t(24) << 20;
 /// The weight bytes a group of tiles brings into L2 between a tile's column
 /// blocks, at most (planWgmmaGroup). 4 MiB (the up kernel's groups of 2 at
 /// DeepSeek-V3 8192 tokens) left Mixtral's 1024-token up kernel groups of 4
-/// and 1.03x the time of 2; at 2 MiB the up kernels of Mixtral 8192 (groups
-/// of 16 instead of 24) and qwen3 8192 (6 instead of 12) took 0.994x and
-/// 0.995x their time (Nsight Compute, H100, base clocks;
+/// and 1.02-1.04x the time of 2; at 2 MiB the up kernels of Mixtral 8192
+/// (groups of 16 instead of 24) and qwen3 8192 (6 instead of 12) took
+/// 0.993-0.995x and 0.987-1.001x their time (two rounds each; Nsight
+/// Compute, H100, base clocks;
 /// results/kernel-sol-groups-1024-h100-2026-12-06.md).
 constexpr int64_t kWgmmaGroupLagBytes = int64_t(2) << 20;
 /// The wgmma_group_tiles value that asks for each expert's tiles as a

@@ -2,7 +2,7 @@
 """A/B of compiled layers' kernel times under Nsight Compute (GPU machine).
 
     python3 test/bench/ab_kernels.py DIR_A,DIR_B[,...] SHAPE:TOKENS[,...]
-        [--rounds 2] [--out FILE.md] [--dram]
+        [--rounds 2] [--out FILE.md] [--dram] [--limits] [--clocks base|none]
 
 For each layer and variant (DIR/SHAPE-tTOKENS.so from
 make-compiled-layers.py), runs profile_layer.py under `ncu` with the
@@ -16,6 +16,12 @@ boost clock under power that spreads graph replays by 10-15% at 8192
 tokens (results/routing-select-2026-12-04.md); launch gaps are not in it.
 --dram also takes each kernel's DRAM bytes read and L2 hit rate (more
 passes of each kernel under the profiler; the times stay one pass's).
+--limits takes how close each kernel comes to the GPU's limits (DRAM
+bytes read and written, DRAM, L2 and SM throughput and the tensor pipe's
+active cycles, wgmma and mma.sync both, as shares of the peak over the
+kernel's time) and prints a table of them per layer and variant (with one
+DIR, a layer's kernels against the limits). --clocks none leaves the
+clocks alone (as the benchmark runs; the default locks them to base).
 """
 import argparse
 import collections
@@ -31,13 +37,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 DRAM_METRICS = ["dram__bytes_read.sum", "lts__t_sector_hit_rate.pct"]
+# --limits: (metric, column), the shares of the peak over the kernel's time.
+LIMIT_METRICS = [
+    ("dram__throughput.avg.pct_of_peak_sustained_elapsed", "DRAM %"),
+    ("lts__throughput.avg.pct_of_peak_sustained_elapsed", "L2 %"),
+    ("sm__throughput.avg.pct_of_peak_sustained_elapsed", "SM %"),
+    ("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_elapsed",
+     "tensor %"),
+]
 
 
-def kernel_times(d, name, tokens, dram=False):
+def kernel_times(d, name, tokens, dram=False, limits=False, clocks="base"):
     """Kernel name -> microseconds of the layer's second run; with dram,
-    also kernel name -> (DRAM GB read, L2 hit %)."""
-    metrics = ["gpu__time_duration.sum"] + (DRAM_METRICS if dram else [])
-    cmd = ["ncu", "--kernel-name", "regex:^(moe_|round_)", "--metrics",
+    also kernel name -> (DRAM GB read, L2 hit %); with limits, also kernel
+    name -> (MB read, MB written over its launches, then LIMIT_METRICS'
+    shares of its last launch)."""
+    metrics = ["gpu__time_duration.sum"]
+    if dram or limits:
+        metrics += DRAM_METRICS
+    if limits:
+        metrics += ["dram__bytes_write.sum"] + [m for m, _ in LIMIT_METRICS]
+    cmd = ["ncu", "--clock-control", clocks, "--kernel-name",
+           "regex:^(moe_|round_)", "--metrics",
            ",".join(metrics), "--csv", "--page", "raw", sys.executable, os.path.join(HERE, "profile_layer.py"),
            name, str(tokens), d]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -53,17 +74,30 @@ def kernel_times(d, name, tokens, dram=False):
     # Two runs of the layer: the second half of its launches.
     rows = rows[len(rows) // 2:]
     bytes_unit = {"byte": 1e-9, "Kbyte": 1e-6, "Mbyte": 1e-3, "Gbyte": 1.0}
-    bscale = bytes_unit.get(header.get("dram__bytes_read.sum", "byte"), 1e-9)
+
+    def value(row, metric):
+        return float(row[metric].replace(",", ""))
+
+    def gbytes(row, metric):
+        return bytes_unit.get(header.get(metric, "byte"), 1e-9) * value(row, metric)
     out = collections.OrderedDict()
     mem = collections.OrderedDict()
+    lim = collections.OrderedDict()
     for row in rows:
-        t = scale * float(row["gpu__time_duration.sum"].replace(",", ""))
+        t = scale * value(row, "gpu__time_duration.sum")
         k = row["Kernel Name"]
         out[k] = out.get(k, 0.0) + t
-        if dram:
-            gb = bscale * float(row["dram__bytes_read.sum"].replace(",", ""))
-            hit = float(row["lts__t_sector_hit_rate.pct"].replace(",", ""))
+        if dram or limits:
+            gb = gbytes(row, "dram__bytes_read.sum")
+            hit = value(row, "lts__t_sector_hit_rate.pct")
             mem[k] = (mem.get(k, (0.0, hit))[0] + gb, hit)
+        if limits:
+            before = lim.get(k, (0.0, 0.0))
+            lim[k] = (before[0] + 1e3 * gb,
+                      before[1] + 1e3 * gbytes(row, "dram__bytes_write.sum")) + \
+                tuple(value(row, m) for m, _ in LIMIT_METRICS)
+    if limits:
+        return out, mem, lim
     return (out, mem) if dram else out
 
 
@@ -84,23 +118,29 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default=None)
     p.add_argument("--dram", action="store_true")
+    p.add_argument("--limits", action="store_true")
+    p.add_argument("--clocks", default="base", choices=["base", "none"])
     args = p.parse_args()
     dirs = args.dirs.split(",")
     layers = [(s.split(":")[0], int(s.split(":")[1]))
               for s in args.layers.split(",")]
-    res, mems = {}, {}
+    res, mems, lims = {}, {}, {}
     for name, tokens in layers:
         for r in range(args.rounds):
             for d in dirs:
-                got = kernel_times(d, name, tokens, args.dram)
-                if args.dram:
+                got = kernel_times(d, name, tokens, args.dram, args.limits,
+                                   args.clocks)
+                if args.limits:
+                    got, mems[(name, tokens, d)], lims[(name, tokens, d)] = got
+                elif args.dram:
                     got, mems[(name, tokens, d)] = got
                 res.setdefault((name, tokens, d), []).append(got)
     labels = [os.path.basename(d.rstrip("/")) for d in dirs]
     gpu = subprocess.run(["nvidia-smi", "--query-gpu=name",
                           "--format=csv,noheader"], capture_output=True,
                          text=True).stdout.strip().splitlines()[0]
-    lines = [f"Kernel times under Nsight Compute (base clocks), "
+    clocks = "base clocks" if args.clocks == "base" else "clocks left alone"
+    lines = [f"Kernel times under Nsight Compute ({clocks}), "
              f"{datetime.date.today()}, {gpu}: us, median over "
              f"{args.rounds} rounds; the second of two runs of each layer.",
              "",
@@ -130,6 +170,23 @@ def main():
             f"{s:.1f} | {e:.1f}" for s, e in zip(sums, experts)) + " | " +
             " | ".join(f"{s / sums[0]:.3f}, {e / experts[0]:.3f}"
                        for s, e in zip(sums[1:], experts[1:])) + " |")
+    if args.limits:
+        detail += ["", "Each kernel against the GPU's limits (last round): "
+                   "time (us, median over the rounds), DRAM MB read and "
+                   "written, their rate, shares of the peak.", "",
+                   "| layer | variant | kernel | us | MB read | MB written | "
+                   "GB/s | " + " | ".join(c for _, c in LIMIT_METRICS) + " |",
+                   "|---" * (7 + len(LIMIT_METRICS)) + "|"]
+        for name, tokens in layers:
+            for d, label in zip(dirs, labels):
+                runs = res[(name, tokens, d)]
+                for k, v in lims[(name, tokens, d)].items():
+                    t = statistics.median(r.get(k, 0.0) for r in runs)
+                    rate = 1e3 * (v[0] + v[1]) / t if t else 0.0
+                    detail.append(
+                        f"| {name}-t{tokens} | {label} | `{k[:60]}` | {t:.1f} | "
+                        f"{v[0]:.1f} | {v[1]:.1f} | {rate:.0f} | " +
+                        " | ".join(f"{x:.1f}" for x in v[2:]) + " |")
     text = "\n".join(lines + [""] + detail) + "\n"
     print(text)
     if args.out:

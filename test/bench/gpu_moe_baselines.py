@@ -316,6 +316,7 @@ class Compiled:
     """A layer compiled by moe-compile --emit=shared, bound to device tensors."""
 
     def __init__(self, path, layer):
+        self.layer = layer
         self.lib = ctypes.CDLL(os.path.abspath(path))
         sig = ctypes.cast(ctypes.addressof(ctypes.c_char.in_dll(self.lib, "moe_model_signature")),
                           ctypes.c_char_p).value.decode()

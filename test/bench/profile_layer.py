@@ -9,13 +9,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
-from gpu_moe_baselines import Compiled, Layer, rel_error  # noqa: E402
-from shapes import SHAPES  # noqa: E402
+from gpu_moe_baselines import compiled_layer, rel_error  # noqa: E402
 
 name, tokens, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
-layer = Layer(*SHAPES[name], tokens)
-compiled = Compiled(os.path.join(d, f"{name}-t{tokens}.so"), layer)
+compiled = compiled_layer(d, name, tokens)
+layer = compiled.layer
 compiled()
 out = compiled().clone()
 torch.cuda.synchronize()

@@ -235,60 +235,68 @@ TEST(WgmmaGroupTiles, KeepsAGroupsRowsWithinItsShareOfL2) {
   EXPECT_EQ(planWgmmaGroupTiles(14336), 6);
 }
 
-TEST(WgmmaGroupTiles, PlannerTakesAWaveButAtLeastTwiceAnExpertsTiles) {
-  // The rule before the weight-lag cap (blockColumns 0). qwen3 at 1024
-  // tokens (64 rows an expert): up K 2048 over 6 column blocks, down K 768
-  // over 8: a wave's 22 and 16 tiles, under the 24 MiB caps of 48 and 128
-  // (one tile an expert: the cap does not apply, 256 columns or none).
-  EXPECT_EQ(planWgmmaGroup(2048, 128, 6, 64.0, 256), 22);
-  EXPECT_EQ(planWgmmaGroup(768, 128, 8, 64.0, 256), 16);
-  // Mixtral at 1024 tokens (256 rows): the up kernel's 112 column blocks
-  // leave a wave 1 tile, raised to twice an expert's 2; the down kernel's
-  // wave of 8 is capped at the 6 of 24 MiB.
-  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 256.0, 0), 4);
-  EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 256.0, 0), 6);
-  // Mixtral at 8192 tokens (2048 rows): twice an expert's 16 tiles exceeds
-  // both caps, which stay.
-  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 2048.0, 0), 24);
-  EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 2048.0, 0), 6);
-  // 64-row tiles double the cap and count an expert's tiles in 64 rows.
-  EXPECT_EQ(planWgmmaGroup(2048, 64, 200, 100.0, 0), 4);
+/// A kernel of the benchmark's layers: planWgmmaGroup's inputs, its groups
+/// by the rule alone (blockColumns 0) and under the weight-lag cap (256-
+/// column blocks, as the planner passes for both kernels).
+struct GroupCase {
+  const char *kernel;
+  int64_t k, tileM, colBlocks;
+  double rowsPerExpert;
+  int64_t rule, capped;
+};
+
+TEST(WgmmaGroupTiles, PlannerTakesAWaveButAtLeastTwiceAnExpertsTilesUnderTheLagCap) {
+  // The rule: at most the 24 MiB of rows (planWgmmaGroupTiles, scaled to
+  // the tile's rows) and at most a wave of the grid's pairs, but at least
+  // twice an expert's tiles. The cap, where experts get two or more tiles:
+  // at most the tiles whose share of their experts' weight blocks comes to
+  // kWgmmaGroupLagBytes, at least an expert's tiles
+  // (results/kernel-sol-groups-1024-h100-2026-12-06.md).
+  ASSERT_EQ(kWgmmaGroupLagBytes, int64_t(2) << 20);
+  const GroupCase cases[] = {
+      // One tile an expert (qwen3 at 1024 tokens, 64 rows an expert): a
+      // wave's 22 and 16 tiles under the 24 MiB caps of 48 and 128; no
+      // weight block is shared, so the cap does not apply.
+      {"qwen3 1024 up", 2048, 128, 6, 64.0, 22, 22},
+      {"qwen3 1024 down", 768, 128, 8, 64.0, 16, 16},
+      {"one tile an expert", 7168, 128, 16, 32.0, 8, 8},
+      // Mixtral at 1024 tokens (2 tiles an expert): the up kernel's 112
+      // column blocks leave a wave 1 tile, raised to twice an expert's 2;
+      // the down kernel's wave of 8 is capped at the 6 of 24 MiB. Under
+      // the cap (2 MiB blocks over K 4096, 7 MiB over K 14336) an expert's
+      // 2 in both.
+      {"Mixtral 1024 up", 4096, 128, 112, 256.0, 4, 2},
+      {"Mixtral 1024 down", 14336, 128, 16, 256.0, 6, 2},
+      // Mixtral at 8192 (16 tiles an expert): twice an expert's tiles
+      // exceeds the 24 MiB caps (24, 6); the up kernel's cap takes 16, the
+      // down kernel's stays at least an expert's 16, so 6.
+      {"Mixtral 8192 up", 4096, 128, 112, 2048.0, 24, 16},
+      {"Mixtral 8192 down", 14336, 128, 16, 2048.0, 6, 6},
+      // DeepSeek-V3 at 8192 (2 tiles an expert): up blocks of 3.5 MiB over
+      // K 7168, 2 MiB under two tiles' share, so an expert's 2; down (1 MiB
+      // blocks) the rule's 4 is 2 MiB already.
+      {"DeepSeek-V3 8192 up", 7168, 128, 16, 256.0, 8, 2},
+      {"DeepSeek-V3 8192 down", 2048, 128, 28, 256.0, 4, 4},
+      // qwen3 at 8192 (512 rows in 192-row tiles: 3 an expert; 1 MiB
+      // blocks over K 2048): 6 under the wave's 22.
+      {"qwen3 8192 up", 2048, 192, 6, 512.0, 22, 6},
+      // Never below an expert's tiles (5, 8 MiB blocks over K 16384: one
+      // tile's share is 1.6 MiB), under the 24 MiB cap of 6.
+      {"5 tiles an expert", 16384, 128, 4, 640.0, 6, 5},
+      // 64-row tiles double the rows cap and count an expert's tiles in 64
+      // rows.
+      {"64-row tiles", 2048, 64, 200, 100.0, 4, 4},
+  };
+  for (const GroupCase &c : cases) {
+    EXPECT_EQ(planWgmmaGroup(c.k, c.tileM, c.colBlocks, c.rowsPerExpert, 0),
+              c.rule)
+        << c.kernel;
+    EXPECT_EQ(planWgmmaGroup(c.k, c.tileM, c.colBlocks, c.rowsPerExpert, 256),
+              c.capped)
+        << c.kernel;
+  }
   // Never below one tile, whatever the inputs.
   EXPECT_EQ(planWgmmaGroup(1 << 20, 128, 1000, 0.0, 256), 1);
-}
-
-TEST(WgmmaGroupTiles, KernelsKeepTheWeightsBetweenATilesColumnBlocks) {
-  // Where experts get two or more tiles, at most the tiles whose share of
-  // their experts' 256-column weight blocks comes to kWgmmaGroupLagBytes
-  // (2 MiB), at least an expert's tiles; in both kernels (the planner
-  // passes the block's columns for each).
-  ASSERT_EQ(kWgmmaGroupLagBytes, int64_t(2) << 20);
-  // DeepSeek-V3's up kernel at 8192 tokens (256 rows an expert, tiles 128
-  // apart; blocks over K 7168: 3.5 MiB): a wave's 8 tiles would bring
-  // about 14 MiB of weights into L2 between a tile's column blocks; 2 MiB
-  // is under two tiles' share, so an expert's 2.
-  EXPECT_EQ(planWgmmaGroup(7168, 128, 16, 256.0, 0), 8);
-  EXPECT_EQ(planWgmmaGroup(7168, 128, 16, 256.0, 256), 2);
-  // Its down kernel (K 2048, 1 MiB blocks, 28 column blocks): the rule's 4
-  // is 2 MiB already.
-  EXPECT_EQ(planWgmmaGroup(2048, 128, 28, 256.0, 256), 4);
-  // qwen3's up kernel at 8192 (512 rows an expert in 192-row tiles: 3; 1
-  // MiB blocks over K 2048): 6 tiles, under the wave's 22.
-  EXPECT_EQ(planWgmmaGroup(2048, 192, 6, 512.0, 256), 6);
-  // Mixtral's at 1024 (2 tiles an expert): up 2 MiB blocks over K 4096,
-  // down 7 MiB over K 14336: an expert's 2 in both, from 4 and 6
-  // (results/kernel-sol-groups-1024-h100-2026-12-06.md).
-  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 256.0, 256), 2);
-  EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 256.0, 256), 2);
-  // At 8192 (16 tiles an expert): up 16, under the 24 MiB cap of 24; down
-  // at least an expert's 16, so the 24 MiB cap's 6 stays.
-  EXPECT_EQ(planWgmmaGroup(4096, 128, 112, 2048.0, 256), 16);
-  EXPECT_EQ(planWgmmaGroup(14336, 128, 16, 2048.0, 256), 6);
-  // The cap is never below an expert's tiles (5 here, 8 MiB blocks over
-  // K 16384: one tile's share is 1.6 MiB), under the 24 MiB cap of 6.
-  EXPECT_EQ(planWgmmaGroup(16384, 128, 4, 640.0, 256), 5);
-  // One tile an expert: no weight block is shared, the rule stays.
-  EXPECT_EQ(planWgmmaGroup(7168, 128, 16, 32.0, 256), 8);
 }
 
 /// The tiles the kernel walks for an expert of `rows` rows: a tile at each

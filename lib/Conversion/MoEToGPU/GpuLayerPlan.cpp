@@ -219,7 +219,10 @@ void ExpertStage::decide(bool addsDenseStages) {
   // 4.22-4.47 TB/s at DeepSeek-V3 16 and 128 tokens and ds-moe-128 128 and
   // 1024 tokens where the compiled layers read 4.05-4.25, while on an H100
   // their expert kernels were within 1.3% (results/targets-2026-12-06.md).
-  // Not measured yet.
+  // On an H100 it was slower at DeepSeek-V3 and ds-moe-128, 16 and 128
+  // tokens: 1.09-1.14x at N = 4, 1.21-1.25x at 8 (1.10-1.11x at 1,
+  // DeepSeek-V3 only)
+  // (results/ab-r64s5-l2-prefetch-h100-2026-12-06.md); not run on an H200.
   if (auto asked = plan.getAs<IntegerAttr>("wgmma_l2_prefetch");
       asked && tmaWeights && !multicast)
     l2PrefetchSteps = asked.getInt();

@@ -28,6 +28,7 @@ config.substitutions.append(
 # Compiling for --target=cuda needs the CUDA toolkit's ptxas.
 if config.moe_has_ptxas:
     config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", config.moe_ptxas))
 
 # GPU tests run only where a CUDA driver and a GPU are present.
 if config.moe_has_cuda_gpu:

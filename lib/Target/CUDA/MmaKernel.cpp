@@ -401,7 +401,7 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
                                      const AccumulatorRow &row, Value col,
                                      Value N, ArrayRef<Value> h,
                                      ArrayRef<Value> gate, int64_t colOffset) {
-  Type f32 = b.getF32Type(), bf16 = b.getBF16Type();
+  Type f32 = b.getF32Type();
   OpBuilder::InsertionGuard cg(b);
   Value base = col;
   if (colOffset)
@@ -432,6 +432,16 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
                        colOffset);
     return;
   }
+  vector::StoreOp::create(b, loc, accumulatorPairBf16(b, loc, o, row, h, gate),
+                          out, ValueRange{row.slot, col}, false,
+                          llvm::MaybeAlign(4));
+}
+
+Value mlir::moe::accumulatorPairBf16(OpBuilder &b, Location loc,
+                                     const MmaOptions &o,
+                                     const AccumulatorRow &row,
+                                     ArrayRef<Value> h, ArrayRef<Value> gate) {
+  assert(!o.dense && !o.scatter && "bf16 rows of an expert kernel");
   SmallVector<Value, 2> vals;
   for (int64_t j = 0; j < 2; ++j) {
     Value v = o.weighted ? arith::MulFOp::create(b, loc, h[j], row.scale)
@@ -439,12 +449,10 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
                            b, loc, gpuActivation(b, loc, o.activation, gate[j]),
                            h[j])
                      : gpuActivation(b, loc, o.activation, h[j]);
-    vals.push_back(fromF32(b, loc, v, bf16));
+    vals.push_back(fromF32(b, loc, v, b.getBF16Type()));
   }
-  vector::StoreOp::create(
-      b, loc,
-      vector::FromElementsOp::create(b, loc, VectorType::get({2}, bf16), vals),
-      out, ValueRange{row.slot, col}, false, llvm::MaybeAlign(4));
+  return vector::FromElementsOp::create(
+      b, loc, VectorType::get({2}, b.getBF16Type()), vals);
 }
 
 void mlir::moe::buildColumnChecked(OpBuilder &b, Location loc, Value whole,

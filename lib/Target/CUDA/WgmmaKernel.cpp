@@ -62,11 +62,13 @@
 #include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <cmath>
 
@@ -79,6 +81,8 @@ namespace {
 constexpr int64_t kAtomBytes = 1024;
 /// Row bytes of an operand tile: kWgmmaTileK bf16, one 128-byte swizzle row.
 constexpr int64_t kRowBytes = kWgmmaTileK * 2;
+/// Lanes that swap their epilogue's bf16 pairs (2 or 4): stores of 4 G bytes.
+constexpr int64_t kWgmmaStoreLanes = 4;
 } // namespace
 
 std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
@@ -615,6 +619,63 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       }
     return pre;
   };
+  // bf16 rows (not dense, not scatter) go out 4 G bytes a thread where the
+  // block's columns are all below N: the 4 threads of a row (a quad) hold
+  // 2 columns of each 8-column group q; each set of G of them (G = 2 or 4)
+  // transposes its bf16 pairs of G groups (G - 1 xor shuffles), so that
+  // thread t stores 2 G columns of group G Q + t % G, and a warp's store
+  // writes 8 G bytes of each of its 8 rows (G = 4: two whole 32-byte
+  // sectors) instead of 16 (half a sector) per group. Needs N a multiple of
+  // 8 and the output's rows and base 16-byte aligned (wideOk, checked once;
+  // the per-pair stores run where it does not hold).
+  // Only where a pair's arithmetic is cheap (a product, silu, relu): with
+  // gelu's erf or tanh on G pairs at once ds-moe-128's up kernel spilled
+  // 228-1988 bytes (0-16 with the per-pair stores) and its layer took
+  // 1.02-1.15x the time on an H100.
+  const int64_t G = kWgmmaStoreLanes;
+  const bool cheapPairs = o.weighted || o.activation == Activation::silu ||
+                          o.activation == Activation::relu;
+  const bool wideStores =
+      !o.dense && !o.scatter && cheapPairs &&
+      llvm::all_of(parts, [&](const auto &p) {
+        return p.columns % (8 * G) == 0;
+      });
+  Value wideOk;
+  if (wideStores) {
+    Value outCols = memref::DimOp::create(b, loc, args.out, 1);
+    Value outAddr =
+        memref::ExtractAlignedPointerAsIndexOp::create(b, loc, args.out);
+    wideOk = arith::AndIOp::create(
+        b, loc,
+        arith::AndIOp::create(b, loc, icmp(P::eq, remu(N, 8), ci(0)),
+                              icmp(P::eq, remu(outCols, 8), ci(0))),
+        icmp(P::eq, remu(outAddr, 16), ci(0)));
+  }
+  Value setLane = remu(lane, G), laneSet = divu(remu(lane, 4), G);
+  Type i32 = b.getI32Type();
+  // Lane t of a set holding v[j] (its 2 columns of group j) gets the
+  // pairs of group t: lane s's v[t] for s = 0..G-1.
+  auto setTranspose = [&](ArrayRef<Value> v) {
+    auto pick = [&](Value at, ArrayRef<Value> from) {
+      Value r = from[G - 1];
+      for (int64_t j = G - 2; j >= 0; --j)
+        r = ops.select(icmp(P::eq, at, ci(j)), from[j], r);
+      return r;
+    };
+    SmallVector<Value, 4> got(G);
+    for (int64_t r = 1; r < G; ++r) {
+      Value send = pick(xorI(setLane, ci(r)), v);
+      got[r] = gpu::ShuffleOp::create(b, loc, send, int32_t(r), 32,
+                                      gpu::ShuffleMode::XOR)
+                   .getShuffleResult();
+    }
+    SmallVector<Value, 4> mine;
+    for (int64_t s = 0; s < G; ++s) {
+      got[0] = v[s];
+      mine.push_back(pick(xorI(setLane, ci(s)), got));
+    }
+    return mine;
+  };
   // Column checks only in a column block that N ends in.
   auto epilogue = [&](ValueRange accs, ArrayRef<AccumulatorRow> pre,
                       Value end, Value blockCol0) {
@@ -627,8 +688,20 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       int64_t n = part.columns;
       Value col0 = part.halfColumns ? add(blockCol0, mul(warpgroup, ci(n)))
                                     : blockCol0;
-      buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(n)), N), N,
-                         [&](Value cols) {
+      auto pairAt = [&](int64_t q, int64_t i) {
+        SmallVector<Value, 2> h{accAt(4 * q + 2 * i), accAt(4 * q + 2 * i + 1)};
+        SmallVector<Value, 2> gate;
+        if (o.pair) {
+          int64_t g = q + n / 8;
+          gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
+        }
+        return std::make_pair(h, gate);
+      };
+      // The per-pair stores (column checks only in a column block that N
+      // ends in); with wide stores only where those cannot run.
+      auto pairStores = [&] {
+        buildColumnChecked(b, loc, icmp(P::ule, add(col0, ci(n)), N), N,
+                           [&](Value cols) {
         for (int64_t i = 0; i < 2; ++i) {
           const AccumulatorRow &row = pre[2 * p + i];
           auto inRows =
@@ -637,18 +710,60 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           b.setInsertionPointToStart(&inRows.getThenRegion().front());
           Value col = add(col0, tg2);
           for (int64_t q = 0; q < n / 8; ++q) {
-            SmallVector<Value, 2> h{accAt(4 * q + 2 * i),
-                                    accAt(4 * q + 2 * i + 1)};
-            SmallVector<Value, 2> gate;
-            if (o.pair) {
-              int64_t g = q + n / 8;
-              gate = {accAt(4 * g + 2 * i), accAt(4 * g + 2 * i + 1)};
-            }
-            storeAccumulatorPair(b, loc, o, args.out, row, col, cols, h, gate,
-                                 q * 8);
+            auto [h, gate] = pairAt(q, i);
+            storeAccumulatorPair(b, loc, o, args.out, row, col, cols, h,
+                                 gate, q * 8);
           }
         }
-      });
+        });
+      };
+      if (!wideStores) {
+        pairStores();
+        continue;
+      }
+      // The wide stores: the shuffles outside any branch (a shuffle under
+      // one made ptxas serialize the kernel's wgmmas, C7520), each store
+      // under its row, column and wideOk check (a thread's 2 G columns lie
+      // in one group of 8, so its first column's check covers them).
+      for (int64_t i = 0; i < 2; ++i) {
+        const AccumulatorRow &row = pre[2 * p + i];
+        Value rowOk =
+            arith::AndIOp::create(b, loc, wideOk, icmp(P::ult, row.slot, end));
+        for (int64_t gs = 0; gs < n / (8 * G); ++gs) {
+          SmallVector<Value, 4> packed;
+          for (int64_t j = 0; j < G; ++j) {
+            auto [h, gate] = pairAt(G * gs + j, i);
+            Value pairV = vector::BitCastOp::create(
+                b, loc, VectorType::get({1}, i32),
+                accumulatorPairBf16(b, loc, o, row, h, gate));
+            packed.push_back(
+                vector::ExtractOp::create(b, loc, pairV, ArrayRef<int64_t>{0}));
+          }
+          SmallVector<Value, 4> mine = setTranspose(packed);
+          Value wide = vector::BitCastOp::create(
+              b, loc, VectorType::get({2 * G}, bf16),
+              vector::FromElementsOp::create(b, loc, VectorType::get({G}, i32),
+                                             mine));
+          Value col = add(add(col0, ci(8 * G * gs)),
+                          add(mul(setLane, ci(8)), mul(laneSet, ci(2 * G))));
+          auto ifOk = scf::IfOp::create(
+              b, loc, arith::AndIOp::create(b, loc, rowOk, icmp(P::ult, col, N)),
+              false);
+          OpBuilder::InsertionGuard eg(b);
+          b.setInsertionPointToStart(&ifOk.getThenRegion().front());
+          vector::StoreOp::create(b, loc, wide, args.out,
+                                  ValueRange{row.slot, col}, false,
+                                  llvm::MaybeAlign(4 * G));
+        }
+      }
+      auto ifNot = scf::IfOp::create(
+          b, loc,
+          arith::XOrIOp::create(b, loc, wideOk,
+                                arith::ConstantIntOp::create(b, loc, 1, 1)),
+          false);
+      OpBuilder::InsertionGuard ng(b);
+      b.setInsertionPointToStart(&ifNot.getThenRegion().front());
+      pairStores();
     }
   };
   // Block b (launch order: x fastest) of group g = b / (G cols) takes,

@@ -947,6 +947,12 @@ void storeAccumulatorPair(OpBuilder &b, Location loc, const MmaOptions &o,
                           Value out, const AccumulatorRow &row, Value col,
                           Value N, ArrayRef<Value> h, ArrayRef<Value> gate,
                           int64_t colOffset = 0);
+/// bf16(act(gate) * h), bf16(act(h)) or bf16(scale * h) of a pair of
+/// columns, as storeAccumulatorPair stores them where `o` is neither dense
+/// nor scatter: a vector<2xbf16>.
+Value accumulatorPairBf16(OpBuilder &b, Location loc, const MmaOptions &o,
+                          const AccumulatorRow &row, ArrayRef<Value> h,
+                          ArrayRef<Value> gate);
 
 /// Builds an epilogue's stores twice: `stores(Value())` (no column checks)
 /// where `whole` (the block's columns all below N), else `stores(n)`.

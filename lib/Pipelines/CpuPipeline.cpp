@@ -73,6 +73,7 @@ void buildToLoops(OpPassManager &pm,
     layer.prefetchRouter = gpu->prefetchRouter;
     layer.denseSplitK = gpu->denseSplitK;
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
+    layer.wgmmaWideStores = gpu->wgmmaWideStores;
     layer.wgmmaKOrder = gpu->wgmmaKOrder;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeGridShare = gpu->decodeGridShare;

@@ -14,7 +14,7 @@
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=1 --emit=mlir | FileCheck %s --check-prefix=ONE
 // ONE: moe.gpu_plan = {combine = "rows",
 // ONE-NOT: down_k_runs
-// ONE: @moe_kernels::@moe_wgmma_weighted_bf16_m192s128_n256_s4_g2_ws_tma_q{{ }}
+// ONE: @moe_kernels::@moe_wgmma_weighted_bf16_m192s128_n256_s4_g2_ws_tma_q_v16{{ }}
 // Asked for 3: the most up to 3 that divide the 224 K steps, 2.
 // RUN: moe-compile %s --target=cuda --gpu-down-k-runs=3 --emit=mlir | FileCheck %s --check-prefix=THREE
 // THREE: moe.gpu_plan = {combine = "atomic", down_k_runs = 2 : i64,

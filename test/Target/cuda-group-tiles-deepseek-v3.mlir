@@ -10,7 +10,7 @@
 // CHECK: @moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_g2_ws_tma_kr_q
 // CHECK: @moe_kernels::@moe_wgmma_scatter_bf16_m192s128_n256_s4_g4_ws_tma_q
 // RUN: moe-compile %s --target=cuda --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
-// REPORT: remark: the GPU layer's routed experts: wgmma, tiles of 192 rows 128 apart x 256 columns, 4 stages, at most 768 tiles, groups of 2 (up) and 4 (down) row tiles, persistent, combined by f32 atomics{{$}}
+// REPORT: remark: the GPU layer's routed experts: wgmma, tiles of 192 rows 128 apart x 256 columns, 4 stages, at most 768 tiles, groups of 2 (up) and 4 (down) row tiles, persistent, 16-byte row stores, combined by f32 atomics{{$}}
 // RUN: moe-compile %s --target=cuda --gpu-report --gpu-wgmma-group-tiles=-2 --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT-EXPERT
 // REPORT-EXPERT: remark: the GPU layer's routed experts: {{.*}}, each expert's tiles a group, persistent,
 // At 1024 tokens (32 rows an expert, one tile) no weight block is shared

@@ -31,19 +31,10 @@
 // WGMMA: ex2.approx.ftz.f32
 // WGMMA: rcp.approx.ftz.f32
 // WGMMA-NOT: div.rn.f32
-// Its bf16 rows go out 16 bytes a thread: the 4 threads of a row swap
-// their bf16 pairs (xor 1, 2, 3) so that each holds 8 columns.
-// WGMMA: shfl.sync.bfly.b32 {{\\09}}%r{{[0-9]+}}, %r{{[0-9]+}}, 1, 31, -1;
-// WGMMA: shfl.sync.bfly.b32 {{\\09}}%r{{[0-9]+}}, %r{{[0-9]+}}, 2, 31, -1;
-// WGMMA: shfl.sync.bfly.b32 {{\\09}}%r{{[0-9]+}}, %r{{[0-9]+}}, 3, 31, -1;
-// WGMMA: st.global.v4.b32
-// The down kernel stores weighted bf16 rows (the combine by rows), the
-// same way.
+// The down kernel stores weighted bf16 rows (the combine by rows).
 // WGMMA: .entry moe_wgmma_weighted_bf16_n256_s4
 // WGMMA: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 // WGMMA: cvt.rn.bf16x2.f32
-// WGMMA: shfl.sync.bfly.b32 {{\\09}}%r{{[0-9]+}}, %r{{[0-9]+}}, 3, 31, -1;
-// WGMMA: st.global.v4.b32
 // WGMMA: .entry
 
 // A block per (row tile, column block) pair, up to one an SM: 18 pairs

@@ -11,7 +11,7 @@
 // RUN: moe-compile %s --target=cuda --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
 // RUN: moe-compile %s --target=cuda --gpu-dense-split-k=never --emit=mlir | FileCheck %s --check-prefix=NOSPLIT
 // REPORT: remark: 'moe.layer' runs fused on the GPU: routed experts on wgmma, the shared experts on wgmma
-// REPORT: remark: the GPU layer's routed experts: wgmma, tiles of 192 rows x 256 columns, 4 stages, at most 27 tiles, persistent, combined by f32 atomics; the shared experts: wgmma, tiles of 128 rows x 256 columns, 4 stages, at most 5 tiles, persistent, the down kernel split 4 ways over K, combined by f32 atomics{{$}}
+// REPORT: remark: the GPU layer's routed experts: wgmma, tiles of 192 rows x 256 columns, 4 stages, at most 27 tiles, persistent, 16-byte row stores, combined by f32 atomics; the shared experts: wgmma, tiles of 128 rows x 256 columns, 4 stages, at most 5 tiles, persistent, 16-byte row stores, the down kernel split 4 ways over K, combined by f32 atomics{{$}}
 
 // A Qwen2-MoE-shaped layer at 512 tokens: the routed experts (64 rows an
 // expert) and the shared expert (512 rows) both on wgmma tiles; the routed

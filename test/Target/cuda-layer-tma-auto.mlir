@@ -7,16 +7,16 @@
 // RUN: sed -e '/\/\/ GATE$/d' %s | moe-compile - --target=cuda --gpu-wgmma-rows=128 --emit=mlir | FileCheck %s --check-prefix=PLAIN512
 // RUN: sed -e '/\/\/ GATE$/d' -e 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --gpu-wgmma-rows=128 --emit=mlir | FileCheck %s --check-prefix=PLAIN510
 // RUN: sed 's/2048x128/2040x128/g' %s | moe-compile - --target=cuda --gpu-wgmma-rows=128 --gpu-wgmma-persistent=producer --emit=mlir | FileCheck %s --check-prefix=ASKED
-// GATED510: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}weights_tma}
-// GATED510: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_kr_q blocks
-// PLAIN512: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}weights_tma}
-// PLAIN512: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_plain_silu_bf16_n256_s4_ws_tma_kr_q blocks
+// GATED510: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}weights_tma, wide_stores}
+// GATED510: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_kr_q_v16 blocks
+// PLAIN512: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}weights_tma, wide_stores}
+// PLAIN512: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_plain_silu_bf16_n256_s4_ws_tma_kr_q_v16 blocks
 // PLAIN510: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer,
 // PLAIN510-NOT: weights_tma
-// PLAIN510: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_plain_silu_bf16_n256_s4_ws_kr_q blocks
+// PLAIN510: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_plain_silu_bf16_n256_s4_ws_kr_q_v16 blocks
 // ASKED: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer,
 // ASKED-NOT: weights_tma
-// ASKED: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_kr_q blocks
+// ASKED: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_kr_q_v16 blocks
 func.func @layer(%x: tensor<2048x128xbf16> {moe.input = "x"}, %router: tensor<128x8xbf16> {moe.weight = "router"},
                  %w_up: tensor<8x128x256xbf16> {moe.weight = "w_up"},
                  %w_gate: tensor<8x128x256xbf16> {moe.weight = "w_gate"}, // GATE

@@ -82,8 +82,8 @@
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_dense_f32_m128_s2_splitk blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_select blocks in
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles128_finish blocks in
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_q blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS:[a-z0-9_]+]],
-// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws_q blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS]],
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_q_v16 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS:[a-z0-9_]+]],
+// MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_ws_q_v16 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[WS]],
 // MLIR-DAG: %[[WS]] = llvm.mlir.constant(384 : index)
 // MLIR-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_combine_k2_bf16 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) : i64 args(
 // MLIR-NOT: round_bf16
@@ -127,7 +127,7 @@
 // release the stage of the step before once one wgmma group is left in
 // flight. The producer's first thread takes each pair from the kernel's
 // counter and the producer warpgroup meets at a named barrier to read it.
-// SPLITPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4_ws_q(
+// SPLITPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4_ws_q_v16(
 // SPLITPTX-SAME: .maxntid 384, 1, 1
 // SPLITPTX-SAME: mbarrier.init.shared.b64
 // SPLITPTX-SAME: atom.global.add.u32
@@ -153,7 +153,7 @@
 // rounding kernel (8 elements a thread, two 16-byte loads, one store); the
 // blocks find their tile and column block from their place in launch order.
 // ATOMIC: moe.gpu_plan = {combine = "atomic", group_tiles = array<i64: 3, 3>,
-// ATOMIC-DAG: @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_g3 blocks in
+// ATOMIC-DAG: @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_g3_v16 blocks in
 // ATOMIC-DAG: @moe_kernels::@moe_wgmma_scatter_bf16_n256_s4_g3 blocks in
 // ATOMIC-DAG: @moe_kernels::@round_bf16 blocks in
 // ATOMIC-NOT: moe_combine_k
@@ -173,9 +173,9 @@
 // pair up to one an SM (24 pairs up, 12 down); each block counts the live
 // tiles (a shared atomic) and streams its pairs' K steps.
 // PERSIST: moe.gpu_plan = {combine = "rows", group_tiles = array<i64: 0, 0>, path = "wgmma", persistent,
-// PERSIST: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_p blocks in (%c24, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
-// PERSIST: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_p blocks in (%c12, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
-// PERSISTPTX: .entry moe_wgmma_weighted_bf16_n256_s4_p(
+// PERSIST: gpu.launch_func  @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_p_v16 blocks in (%c24, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// PERSIST: gpu.launch_func  @moe_kernels::@moe_wgmma_weighted_bf16_n256_s4_p_v16 blocks in (%c12, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// PERSISTPTX: .entry moe_wgmma_weighted_bf16_n256_s4_p_v16(
 // PERSISTPTX-SAME: atom.shared.add.u32
 // PERSISTPTX-SAME: %nctaid.x
 // PERSISTPTX-SAME: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
@@ -188,13 +188,13 @@
 // bytes and issues their TMA boxes (64 columns x 64 K rows, one per B atom:
 // four); all producer threads copy the rows by cp.async, tracked by the
 // same mbarrier (in the PTX the loop is rotated: the copies come first).
-// TMAPS: moe.gpu_plan = {{{.*}}, persistent, producer, {{.*}}, weights_tma}
+// TMAPS: moe.gpu_plan = {{{.*}}, persistent, producer, {{.*}}, weights_tma, wide_stores}
 // TMAPS-COUNT-3: llvm.call @moert_cuda_tensor_map_bf16(
 // TMAPS-NOT: mgpuStreamSynchronize
 // TMAPS: llvm.call @mgpuStreamCreate()
 // TMAPS-NOT: llvm.call @moert_cuda_tensor_map_bf16(
-// TMAPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_q blocks in
-// TMAPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q(
+// TMAPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_q_v16 blocks in
+// TMAPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q_v16(
 // TMAPTX-SAME: .maxntid 384, 1, 1
 // TMAPTX-SAME: mbarrier.init.shared.b64
 // TMAPTX-SAME: fence.proxy.tensormap::generic.acquire.gpu
@@ -213,11 +213,11 @@
 // (an even grid), each block's leader bringing two of the four atoms to
 // both blocks; a stage goes back to the producer on the arrivals of this
 // block's MMA threads and of one thread a warpgroup of the other block.
-// MCPS: moe.gpu_plan = {{{.*}}, persistent, producer, {{.*}}, tile = array<i64: 256, 256, 64>, {{.*}}, weights_multicast = 2 : i64, weights_tma}
+// MCPS: moe.gpu_plan = {{{.*}}, persistent, producer, {{.*}}, tile = array<i64: 256, 256, 64>, {{.*}}, weights_multicast = 2 : i64, weights_tma, wide_stores}
 // MCPS: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles256_select
-// MCPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_mc2 clusters in
+// MCPS: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_mc2_v16 clusters in
 // MCLL: call void @mgpuLaunchClusterKernel(ptr %{{.*}}, i64 2, i64 1, i64 1, i64 {{[0-9]*[02468]}}, i64 1, i64 1, i64 384,
-// MCPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_mc2(
+// MCPTX: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_mc2_v16(
 // MCPTX-SAME: mbarrier.init.shared.b64
 // MCPTX-SAME: fence.mbarrier_init.release.cluster
 // MCPTX-SAME: barrier.cluster.arrive
@@ -237,21 +237,21 @@
 // `queue` in the plan, the kernels without the `_q` suffix.
 // NOQUEUE: moe.gpu_plan = {combine = "rows", evict_first, group_tiles = array<i64: 0, 0>, path = "wgmma", persistent, producer, router = "mma"
 // NOQUEUE-NOT: _ws_q
-// NOQUEUE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef blocks in
+// NOQUEUE: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_v16 blocks in
 // NOQUEUE-NOT: _ws_q
 // BADQUEUE: error: wgmma-queue must be auto, always or never, got 'sometimes'
 // The weights' TMA loads without the L2 evict-first policy where asked.
 // NOEF-NOT: L2::cache_hint
-// NOEF: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_q(
+// NOEF: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_q_v16(
 // NOEF-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [
 // NOEF-NOT: L2::cache_hint
 // BADEF: error: weights-evict-first must be auto or never, got 'always'
 // The counter's ring of taken values covers up to 5 stages (the producer
 // runs at most stages + 2 pairs ahead): beyond, the round-robin order.
 // QUEUE5: moe.gpu_plan = {{{.*}}, persistent, producer, queue, {{.*}}stages = 5 : i64, tile = array<i64: 128, 128, 64>
-// QUEUE5: @moe_wgmma_pair_silu_bf16_n128_s5_ws_tma_ef_q blocks in
+// QUEUE5: @moe_wgmma_pair_silu_bf16_n128_s5_ws_tma_ef_q_v16 blocks in
 // NOQUEUE6: moe.gpu_plan = {{{.*}}, persistent, producer, router = {{.*}}stages = 6 : i64, tile = array<i64: 128, 128, 64>
-// NOQUEUE6: @moe_wgmma_pair_silu_bf16_n128_s6_ws_tma_ef blocks in
+// NOQUEUE6: @moe_wgmma_pair_silu_bf16_n128_s6_ws_tma_ef_v16 blocks in
 // MMA: llvm.func @__moe_gpu_layer_0(
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles64_select blocks in
 // MMA-DAG: gpu.launch_func <%{{.*}} : !llvm.ptr> @moe_kernels::@moe_mma_pair_silu_bf16_m64_s3_w4 blocks in
@@ -282,12 +282,12 @@
 // (--gpu-wgmma-l2-prefetch): a prefetch per weight atom (four in each
 // kernel here: the up kernel's two matrices of two atoms, the down
 // kernel's four), by the tensor maps the loads take; none by default.
-// PFPTX: .entry moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_q_pf4(
+// PFPTX: .entry moe_wgmma_pair_silu_bf16_n256_s4_ws_tma_ef_q_v16_pf4(
 // PFPTX-SAME: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint
 // PFPTX-SAME: cp.async.bulk.prefetch.tensor.3d.L2.global.tile
-// PFPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q_pf4(
+// PFPTX-SAME: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q_v16_pf4(
 // PFPTX-SAME: cp.async.bulk.prefetch.tensor.3d.L2.global.tile
-// NOPF: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q(
+// NOPF: .entry moe_wgmma_weighted_bf16_n256_s4_ws_tma_ef_q_v16(
 // NOPF-NOT: cp.async.bulk.prefetch
 // PFREPORT: remark: the GPU layer's routed experts: wgmma, {{.*}}, persistent, weights into L2 4 K steps ahead,
 // BADPF: error: wgmma-l2-prefetch must be 0 (none) or a count of K steps from 1 to 64, got 65
@@ -302,10 +302,10 @@
 // (192 accumulators). Each K step: the main m64n256 wgmmas, then, where
 // the tile has more than 128 rows, the band's m64n128 ones (fenced in
 // their branch), one group committed, one left in flight.
-// TALL: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}tile = array<i64: 192, 256, 64>, {{.*}}weights_tma}
+// TALL: moe.gpu_plan = {{{.*}}path = "wgmma", persistent, producer, {{.*}}tile = array<i64: 192, 256, 64>, {{.*}}weights_tma, wide_stores}
 // TALL: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles192_select
-// TALL: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_m192_n256_s4_ws_tma_ef_q blocks in
-// TALLPTX: .entry moe_wgmma_pair_silu_bf16_m192_n256_s4_ws_tma_ef_q(
+// TALL: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_m192_n256_s4_ws_tma_ef_q_v16 blocks in
+// TALLPTX: .entry moe_wgmma_pair_silu_bf16_m192_n256_s4_ws_tma_ef_q_v16(
 // TALLPTX-SAME: .maxntid 384, 1, 1
 // TALLPTX-SAME: .minnctapersm 1
 // TALLPTX-SAME: setmaxnreg.dec.sync.aligned.u32 {{\\09}}56;
@@ -327,9 +327,9 @@
 // around those rows' cp.async copies.
 // STEP: moe.gpu_plan = {{{.*}}tile = array<i64: 192, 256, 64>, tile_step = 128 : i64,
 // STEP: @moe_kernels::@moe_route_e8_k2_softmax_renorm_tiles192s128_select
-// STEP: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_ws_tma_ef_q blocks in
+// STEP: gpu.launch_func {{.*}}@moe_kernels::@moe_wgmma_pair_silu_bf16_m192s128_n256_s4_ws_tma_ef_q_v16 blocks in
 // STEPPTX: .entry moe_route_e8_k2_softmax_renorm_tiles192s128_finish(
-// STEPPTX: .entry moe_wgmma_pair_silu_bf16_m192s128_n256_s4_ws_tma_ef_q(
+// STEPPTX: .entry moe_wgmma_pair_silu_bf16_m192s128_n256_s4_ws_tma_ef_q_v16(
 // STEPPTX-SAME: setmaxnreg.dec.sync.aligned.u32 {{\\09}}56;
 // STEPPTX-SAME: cp.async.cg.shared.global
 // STEPPTX-SAME: @%p{{[0-9]+}} bra

@@ -256,6 +256,13 @@ cl::opt<std::string> gpuWgmmaKOrder(
              "(default), never, band (the band order only), up (the "
              "rotation in the up kernel only) or both (in both kernels)"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuWgmmaWideStores(
+    "gpu-wgmma-wide-stores",
+    cl::desc("the wgmma kernels' bf16 rows stored 16 bytes a thread (the "
+             "threads of a row swap their columns by shuffles) where "
+             "experts get 64 rows or more and the epilogue's arithmetic is "
+             "cheap (silu, relu, weighted rows): auto (default) or never"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuWeightsEvictFirst(
     "gpu-weights-evict-first",
     cl::desc("the wgmma kernels' TMA weight loads with the L2 evict-first "
@@ -660,6 +667,7 @@ int main(int argc, char **argv) {
     cudaOptions.prefetchRouter = gpuPrefetchRouter;
     cudaOptions.denseSplitK = gpuDenseSplitK;
     cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
+    cudaOptions.wgmmaWideStores = gpuWgmmaWideStores;
     cudaOptions.wgmmaKOrder = gpuWgmmaKOrder;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeGridShare = gpuDecodeGridShare;

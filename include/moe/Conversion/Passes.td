@@ -167,6 +167,12 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "auto (the default), never (every tile in order), band (the "
            "band order only), up (the rotation in the up kernel only) or "
            "both (the rotation in both kernels wherever it applies)">,
+    Option<"wgmmaWideStores", "wgmma-wide-stores", "std::string",
+           "\"auto\"",
+           "the wgmma kernels' bf16 rows stored 16 bytes a thread (the "
+           "threads of a row swap their columns by shuffles) where experts "
+           "get 64 rows or more and the epilogue's arithmetic is cheap: auto "
+           "(the default) or never">,
     Option<"weightsEvictFirst", "weights-evict-first", "std::string",
            "\"auto\"",
            "the wgmma kernels' TMA weight loads with the L2 evict-first "

@@ -85,6 +85,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "never, band (no rotation), up (rotation in the up "
                      "kernel only) or both"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> wgmmaWideStores{
+      *this, "wgmma-wide-stores",
+      llvm::cl::desc("the wgmma kernels' bf16 rows stored 16 bytes a thread "
+                     "where experts get 64 rows or more: auto (default) or "
+                     "never"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> weightsEvictFirst{
       *this, "weights-evict-first",
       llvm::cl::desc("the wgmma kernels' TMA weight loads with the L2 "

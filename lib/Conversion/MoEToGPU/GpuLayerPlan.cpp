@@ -226,6 +226,18 @@ void ExpertStage::decide(bool addsDenseStages) {
   if (auto asked = plan.getAs<IntegerAttr>("wgmma_l2_prefetch");
       asked && tmaWeights && !multicast)
     l2PrefetchSteps = asked.getInt();
+  // The wgmma epilogues' bf16 rows 16 bytes a thread (MmaOptions::
+  // wideStores: the 4 threads of a row swap their columns by shuffles, so
+  // that a warp's store writes whole 32-byte sectors instead of halves)
+  // where experts get kWgmmaWideStoreRows rows or more. Against the
+  // per-pair stores on an H100 (results/wgmma-wide-stores-h100-2026-12-06.md,
+  // 5 rounds): OLMoE 1024 0.961x, 8192 0.982x, qwen3 8192 0.983x,
+  // DeepSeek-V3 8192 0.965x, Mixtral 8192 0.987x, qwen3 1024 0.997x; at 16
+  // tokens 1.003-1.028x slower (the shuffles and activations run for every
+  // row of tiles that hold a few, where the per-pair stores skipped the
+  // empty rows; a branch around them made ptxas serialize the wgmmas).
+  wideStores = wgmma && choice("wgmma_wide_stores") != "never" &&
+               rowsPerExpert >= kWgmmaWideStoreRows;
   // Each expert's K steps from step 5 e on (MmaOptions::rotateK) where an
   // expert gets two or more row tiles, but in tall tiles 192 apart: 0.95x
   // the expert kernels' time at Mixtral and OLMoE 8192, 0.97-0.98x on top
@@ -474,6 +486,8 @@ std::string ExpertStage::describe() const {
       os << ", persistent";
     if (l2PrefetchSteps)
       os << ", weights into L2 " << l2PrefetchSteps << " K steps ahead";
+    if (wideStores)
+      os << ", 16-byte row stores";
     if (downKRuns > 1)
       os << ", the down kernel's K in " << downKRuns << " runs";
     if (downSplitK > 1)
@@ -558,6 +572,8 @@ SmallVector<NamedAttribute> ExpertStage::planAttrs(OpBuilder &b) const {
     if (l2PrefetchSteps)
       planAttrs.push_back(b.getNamedAttr(
           "l2_prefetch", b.getI64IntegerAttr(l2PrefetchSteps)));
+    if (wideStores)
+      planAttrs.push_back(b.getNamedAttr("wide_stores", b.getUnitAttr()));
     if (rotateDownK)
       planAttrs.push_back(b.getNamedAttr("k_rotate", b.getUnitAttr()));
     else if (rotateK)

@@ -90,6 +90,9 @@ struct ExpertStage {
   /// The wgmma producers' weight boxes brought into L2 this many K steps
   /// ahead (MmaOptions::l2PrefetchSteps; 0: none).
   int64_t l2PrefetchSteps = 0;
+  /// The wgmma kernels' bf16 rows stored 16 bytes a thread
+  /// (MmaOptions::wideStores).
+  bool wideStores = false;
   /// The router's K splits on tensor cores as asked (router_split_k), or 0:
   /// planDenseMatmul's.
   int64_t routerSplits() const {

@@ -349,14 +349,15 @@ struct ConvertMoELayerToGpuCallPass
   }
 
   /// The auto|never options, and the plan attribute each becomes.
-  SmallVector<std::tuple<StringRef, StringRef, std::string>, 7> switches() {
+  SmallVector<std::tuple<StringRef, StringRef, std::string>, 8> switches() {
     return {{"decode-overlap", "decode_overlap", decodeOverlap},
             {"stage-down", "stage_down", stageDown},
             {"decode-kernel", "decode_kernel", decodeKernel},
             {"decode-dense", "decode_dense", decodeDense},
             {"prefetch-router", "prefetch_router", prefetchRouter},
             {"dense-split-k", "dense_split_k", denseSplitK},
-            {"weights-evict-first", "weights_evict_first", weightsEvictFirst}};
+            {"weights-evict-first", "weights_evict_first", weightsEvictFirst},
+            {"wgmma-wide-stores", "wgmma_wide_stores", wgmmaWideStores}};
   }
 
   void runOnOperation() override {
@@ -863,6 +864,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     common.multicast = p.multicast;
     common.evictFirst = p.evictFirst;
     common.l2PrefetchSteps = p.l2PrefetchSteps;
+    common.wideStores = p.wideStores;
     common.bandKOrder = p.bandKOrder;
     common.rotateK = p.rotateK;
     common.queue = p.queue;

@@ -169,6 +169,12 @@ int64_t mlir::moe::wgmmaColumnsPerMatrix(const MmaOptions &o,
   return o.pair ? t.columns / 2 : t.columns;
 }
 
+bool mlir::moe::wgmmaWideStores(const MmaOptions &o) {
+  return o.wideStores && !o.dense && !o.scatter &&
+         (o.weighted || o.activation == Activation::silu ||
+          o.activation == Activation::relu);
+}
+
 std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
                                        const WgmmaTile &t) {
   std::string name =
@@ -188,7 +194,7 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
          (o.tmaWeights ? "_tma" : "") + (o.evictFirst ? "_ef" : "") +
          (o.rotateK ? "_kr" : "") +
          (o.multicast ? "_mc2" : "") +
-         (o.queue ? "_q" : "") +
+         (o.queue ? "_q" : "") + (wgmmaWideStores(o) ? "_v16" : "") +
          (o.kRuns > 1 ? "_k" + std::to_string(o.kRuns) : "") +
          (o.l2PrefetchSteps ? "_pf" + std::to_string(o.l2PrefetchSteps)
                             : "") +
@@ -628,18 +634,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // sectors) instead of 16 (half a sector) per group. Needs N a multiple of
   // 8 and the output's rows and base 16-byte aligned (wideOk, checked once;
   // the per-pair stores run where it does not hold).
-  // Only where a pair's arithmetic is cheap (a product, silu, relu): with
-  // gelu's erf or tanh on G pairs at once ds-moe-128's up kernel spilled
-  // 228-1988 bytes (0-16 with the per-pair stores) and its layer took
-  // 1.02-1.15x the time on an H100.
+  // (As wgmmaWideStores says.)
   const int64_t G = kWgmmaStoreLanes;
-  const bool cheapPairs = o.weighted || o.activation == Activation::silu ||
-                          o.activation == Activation::relu;
-  const bool wideStores =
-      !o.dense && !o.scatter && cheapPairs &&
-      llvm::all_of(parts, [&](const auto &p) {
-        return p.columns % (8 * G) == 0;
-      });
+  const bool wideStores = wgmmaWideStores(o);
+  assert(llvm::all_of(parts,
+                      [&](const auto &p) { return p.columns % (8 * G) == 0; }) &&
+         "a part's columns are whole sets of G groups");
   Value wideOk;
   if (wideStores) {
     Value outCols = memref::DimOp::create(b, loc, args.out, 1);

@@ -745,6 +745,10 @@ struct MmaOptions {
   /// weight bytes are in flight from DRAM than the shared-memory stages
   /// hold (0: none).
   int64_t l2PrefetchSteps = 0;
+  /// The wgmma kernels' bf16 rows (not dense, not scatter) stored 16 bytes
+  /// a thread, the threads of a row swapping their columns by shuffles,
+  /// where a pair's arithmetic is cheap (wgmmaWideStores).
+  bool wideStores = false;
   /// One matrix (w [1, K, N]) over all rows of x, f32 out [R, N] stored
   /// (the router's logits); arguments (x, w, out), grid (ceil(N / 128),
   /// ceil(R / tileM), 1).
@@ -813,6 +817,9 @@ constexpr int64_t kWgmmaMaxSharedBytes = 227 * 1024;
 /// thread at entry with 384 threads and one block an SM): the MMA threads
 /// hold 192 f32 accumulators.
 constexpr int64_t kWgmmaTallRows = 192;
+/// Rows an expert from which the planner stores the wgmma kernels' bf16
+/// rows 16 bytes a thread (MmaOptions::wideStores).
+constexpr int64_t kWgmmaWideStoreRows = 64;
 constexpr int64_t kWgmmaTallProducerRegs = 56, kWgmmaTallMmaRegs = 224;
 struct WgmmaTile {
   int64_t columns = 256; // 128 or 256
@@ -839,6 +846,13 @@ struct WgmmaTile {
 };
 /// Why `t` cannot be built (empty when it can).
 std::string whyNotWgmma(const WgmmaTile &t);
+/// Whether a wgmma kernel of `o` stores its bf16 rows 16 bytes a thread:
+/// MmaOptions::wideStores, bf16 rows (neither dense nor scatter), and a
+/// pair's arithmetic cheap (weighted rows, silu, relu; with gelu's erf or
+/// tanh on 4 pairs at once ds-moe-128's up kernel spilled 228-1988 bytes,
+/// 0-16 with a pair at a time, and its layer took 1.02-1.15x the time on
+/// an H100).
+bool wgmmaWideStores(const MmaOptions &o);
 /// Why the options `t` cannot be built, where rows 0 leaves the rows to the
 /// planner (kWgmmaTileM, or 64 per layer where whyNotWgmma allows it).
 std::string whyNotWgmmaOptions(const WgmmaTile &t);

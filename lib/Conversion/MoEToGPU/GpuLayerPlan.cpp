@@ -231,11 +231,13 @@ void ExpertStage::decide(bool addsDenseStages) {
   // that a warp's store writes whole 32-byte sectors instead of halves)
   // where experts get kWgmmaWideStoreRows rows or more. Against the
   // per-pair stores on an H100 (results/wgmma-wide-stores-h100-2026-12-06.md,
-  // 5 rounds): OLMoE 1024 0.961x, 8192 0.982x, qwen3 8192 0.983x,
-  // DeepSeek-V3 8192 0.965x, Mixtral 8192 0.987x, qwen3 1024 0.997x; at 16
-  // tokens 1.003-1.028x slower (the shuffles and activations run for every
-  // row of tiles that hold a few, where the per-pair stores skipped the
-  // empty rows; a branch around them made ptxas serialize the wgmmas).
+  // 9 rounds): OLMoE 1024 0.979x (its down kernel 0.932x at base clocks)
+  // and 8192 0.984x, DeepSeek-V3 8192 0.979x, Mixtral 8192 0.984x and 1024
+  // 0.991x, qwen3 8192 0.987x and 1024 0.995x, ds-moe-128 8192 0.996x; at
+  // 16 tokens 1.003-1.028x slower (5 rounds: the shuffles and activations
+  // run for every row of tiles that hold a few, where the per-pair stores
+  // skipped the empty rows; a branch around them made ptxas serialize the
+  // wgmmas), 128 tokens 0.999-1.003x.
   wideStores = wgmma && choice("wgmma_wide_stores") != "never" &&
                rowsPerExpert >= kWgmmaWideStoreRows;
   // Each expert's K steps from step 5 e on (MmaOptions::rotateK) where an

@@ -103,7 +103,8 @@ def draw_case(rng):
             ("--gpu-prefetch-router", ["never"]),
             ("--gpu-wgmma-group-tiles", ["-2", "1", "2", "5"]),
             ("--gpu-wgmma-tile-step", ["128", "192"]),
-            ("--gpu-wgmma-l2-prefetch", ["2", "4", "8", "64"])):
+            ("--gpu-wgmma-l2-prefetch", ["2", "4", "8", "64"]),
+            ("--gpu-wgmma-wide-stores", ["never"])):
         if rng.random() < 0.08:
             comp.append(f"{opt}={rng.choice(values)}")
     return [str(a) for a in gen], comp

@@ -444,6 +444,17 @@ def main():
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
     tokens = [int(t) for t in args.tokens.split(",")]
     step_tokens = {int(t) for t in args.step_tokens.split(",") if t}
+    # The first compiled directory must hold every point asked for (the
+    # others, variants, may leave some out): said before anything runs.
+    if args.compiled:
+        first = args.compiled.split(",")[0]
+        missing = ["%s-t%d.so" % (n, t) for n in names for t in tokens
+                   if not os.path.exists(os.path.join(first, "%s-t%d.so" % (n, t)))]
+        if missing:
+            sys.exit("gpu_moe_baselines.py: %s has no compiled layer for %d of the "
+                     "points asked (%s); make them with make-compiled-layers.py "
+                     "--out %s, or ask --tokens/--shapes for fewer"
+                     % (first, len(missing), ", ".join(missing), first))
     torch.manual_seed(0)
     bandwidth, read_bandwidth, peak = measure_floors()
     dev = torch.cuda.get_device_name()

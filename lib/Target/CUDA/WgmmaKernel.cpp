@@ -625,16 +625,15 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       }
     return pre;
   };
-  // bf16 rows (not dense, not scatter) go out 4 G bytes a thread where the
-  // block's columns are all below N: the 4 threads of a row (a quad) hold
-  // 2 columns of each 8-column group q; each set of G of them (G = 2 or 4)
-  // transposes its bf16 pairs of G groups (G - 1 xor shuffles), so that
-  // thread t stores 2 G columns of group G Q + t % G, and a warp's store
-  // writes 8 G bytes of each of its 8 rows (G = 4: two whole 32-byte
-  // sectors) instead of 16 (half a sector) per group. Needs N a multiple of
-  // 8 and the output's rows and base 16-byte aligned (wideOk, checked once;
-  // the per-pair stores run where it does not hold).
-  // (As wgmmaWideStores says.)
+  // With wgmmaWideStores, bf16 rows go out 4 G bytes a thread: the 4
+  // threads of a row (a quad) hold 2 columns of each 8-column group q;
+  // each set of G of them (G = 2 or 4) transposes its bf16 pairs of G
+  // groups (G - 1 xor shuffles), so that thread t stores 2 G columns of
+  // group G Q + t % G, and a warp's store writes 8 G bytes of each of its 8
+  // rows (G = 4: two whole 32-byte sectors) instead of 16 (half a sector)
+  // per group. Needs N a multiple of 8 and the output's rows and base
+  // 16-byte aligned (wideOk, checked once; the per-pair stores run where it
+  // does not hold).
   const int64_t G = kWgmmaStoreLanes;
   const bool wideStores = wgmmaWideStores(o);
   assert(llvm::all_of(parts,

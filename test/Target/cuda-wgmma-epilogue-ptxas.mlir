@@ -19,6 +19,15 @@
 // FEW-NOT: 16-byte row stores
 // NEVER: remark: the GPU layer's routed experts: wgmma,
 // NEVER-NOT: 16-byte row stores
+// With gelu (its erf on 4 pairs at once spilled) the up kernel keeps the
+// per-pair stores: combined by atomics no kernel takes them; by weighted
+// rows the down kernel does.
+// RUN: sed 's/activation<silu>/activation<gelu>/' %s | moe-compile - --target=cuda --gpu-combine=atomic --gpu-report --emit=mlir -o /dev/null 2>&1 | FileCheck %s --check-prefix=GELU-ATOMIC
+// RUN: sed 's/activation<silu>/activation<gelu>/' %s | moe-compile - --target=cuda --gpu-combine=rows --emit=mlir | FileCheck %s --check-prefix=GELU-ROWS
+// GELU-ATOMIC: remark: the GPU layer's routed experts: wgmma,
+// GELU-ATOMIC-NOT: 16-byte row stores
+// GELU-ROWS-DAG: @moe_wgmma_pair_gelu_bf16_{{[a-z0-9_]*}}_q blocks
+// GELU-ROWS-DAG: @moe_wgmma_weighted_bf16_{{[a-z0-9_]*}}_q_v16 blocks
 // RUN: moe-opt %s --moe-cuda-pipeline="path=wgmma wgmma-rows=192 wgmma-tile-step=128 combine=rows format=isa" -o %t.192.mlir
 // RUN: %python %moe_src_root/test/Target/Inputs/ptx-of.py %t.192.mlir %t.192.ptx
 // RUN: %ptxas -arch=sm_90a -v %t.192.ptx -o /dev/null 2>&1 | FileCheck %s --check-prefix=M192 --implicit-check-not=C7520

@@ -226,20 +226,6 @@ void ExpertStage::decide(bool addsDenseStages) {
   if (auto asked = plan.getAs<IntegerAttr>("wgmma_l2_prefetch");
       asked && tmaWeights && !multicast)
     l2PrefetchSteps = asked.getInt();
-  // The wgmma epilogues' bf16 rows 16 bytes a thread (MmaOptions::
-  // wideStores: the 4 threads of a row swap their columns by shuffles, so
-  // that a warp's store writes whole 32-byte sectors instead of halves)
-  // where experts get kWgmmaWideStoreRows rows or more. Against the
-  // per-pair stores on an H100 (results/wgmma-wide-stores-h100-2026-12-06.md,
-  // 9 rounds): OLMoE 1024 0.979x (its down kernel 0.932x at base clocks)
-  // and 8192 0.984x, DeepSeek-V3 8192 0.979x, Mixtral 8192 0.984x and 1024
-  // 0.991x, qwen3 8192 0.987x and 1024 0.995x, ds-moe-128 8192 0.996x; at
-  // 16 tokens 1.003-1.028x slower (5 rounds: the shuffles and activations
-  // run for every row of tiles that hold a few, where the per-pair stores
-  // skipped the empty rows; a branch around them made ptxas serialize the
-  // wgmmas), 128 tokens 0.999-1.003x.
-  wideStores = wgmma && choice("wgmma_wide_stores") != "never" &&
-               rowsPerExpert >= kWgmmaWideStoreRows;
   // Each expert's K steps from step 5 e on (MmaOptions::rotateK) where an
   // expert gets two or more row tiles, but in tall tiles 192 apart: 0.95x
   // the expert kernels' time at Mixtral and OLMoE 8192, 0.97-0.98x on top
@@ -387,6 +373,23 @@ void ExpertStage::decide(bool addsDenseStages) {
   }
 
   activation = cast<ActivationAttr>(plan.get("activation")).getValue();
+  // The wgmma epilogues' bf16 rows 16 bytes a thread (MmaOptions::
+  // wideStores: the 4 threads of a row swap their columns by shuffles, so
+  // that a warp's store writes whole 32-byte sectors instead of halves)
+  // where experts get kWgmmaWideStoreRows rows or more. Against the
+  // per-pair stores on an H100 (results/wgmma-wide-stores-h100-2026-12-06.md,
+  // 9 rounds): OLMoE 1024 0.979x (its down kernel 0.932x at base clocks)
+  // and 8192 0.984x, DeepSeek-V3 8192 0.979x, Mixtral 8192 0.984x and 1024
+  // 0.991x, qwen3 8192 0.987x and 1024 0.995x, ds-moe-128 8192 0.996x; at
+  // 16 tokens 1.003-1.028x slower (5 rounds: the shuffles and activations
+  // run for every row of tiles that hold a few, where the per-pair stores
+  // skipped the empty rows; a branch around them made ptxas serialize the
+  // wgmmas), 128 tokens 0.999-1.003x.
+  // Only where a kernel takes them (wgmmaWideStores): the down kernel's
+  // weighted rows, or an up kernel whose activation is cheap.
+  wideStores = wgmma && choice("wgmma_wide_stores") != "never" &&
+               rowsPerExpert >= kWgmmaWideStoreRows &&
+               (combineRows || wgmmaCheapActivation(activation));
   ro.numExperts = E;
   ro.topK = k;
   ro.sigmoid = plan.get("sigmoid") != nullptr;

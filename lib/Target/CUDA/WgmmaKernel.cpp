@@ -81,8 +81,6 @@ namespace {
 constexpr int64_t kAtomBytes = 1024;
 /// Row bytes of an operand tile: kWgmmaTileK bf16, one 128-byte swizzle row.
 constexpr int64_t kRowBytes = kWgmmaTileK * 2;
-/// Lanes that swap their epilogue's bf16 pairs (2 or 4): stores of 4 G bytes.
-constexpr int64_t kWgmmaStoreLanes = 4;
 } // namespace
 
 std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
@@ -169,10 +167,13 @@ int64_t mlir::moe::wgmmaColumnsPerMatrix(const MmaOptions &o,
   return o.pair ? t.columns / 2 : t.columns;
 }
 
+bool mlir::moe::wgmmaCheapActivation(Activation act) {
+  return act == Activation::silu || act == Activation::relu;
+}
+
 bool mlir::moe::wgmmaWideStores(const MmaOptions &o) {
   return o.wideStores && !o.dense && !o.scatter &&
-         (o.weighted || o.activation == Activation::silu ||
-          o.activation == Activation::relu);
+         (o.weighted || wgmmaCheapActivation(o.activation));
 }
 
 std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
@@ -625,20 +626,18 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       }
     return pre;
   };
-  // With wgmmaWideStores, bf16 rows go out 4 G bytes a thread: the 4
-  // threads of a row (a quad) hold 2 columns of each 8-column group q;
-  // each set of G of them (G = 2 or 4) transposes its bf16 pairs of G
-  // groups (G - 1 xor shuffles), so that thread t stores 2 G columns of
-  // group G Q + t % G, and a warp's store writes 8 G bytes of each of its 8
-  // rows (G = 4: two whole 32-byte sectors) instead of 16 (half a sector)
-  // per group. Needs N a multiple of 8 and the output's rows and base
-  // 16-byte aligned (wideOk, checked once; the per-pair stores run where it
-  // does not hold).
-  const int64_t G = kWgmmaStoreLanes;
+  // With wgmmaWideStores, bf16 rows go out 16 bytes a thread: the 4
+  // threads of a row (a quad) hold 2 columns of each 8-column group q; for
+  // each 4 groups they transpose their bf16 pairs (3 xor shuffles), so that
+  // thread t stores the 8 columns of group 4 Q + t, and a warp's store
+  // writes 64 bytes (two whole 32-byte sectors) of each of its 8 rows
+  // instead of 16 (half a sector) per group. Needs N a multiple of 8 and the
+  // output's rows and base 16-byte aligned (wideOk, checked once; the
+  // per-pair stores run where it does not hold).
   const bool wideStores = wgmmaWideStores(o);
   assert(llvm::all_of(parts,
-                      [&](const auto &p) { return p.columns % (8 * G) == 0; }) &&
-         "a part's columns are whole sets of G groups");
+                      [&](const auto &p) { return p.columns % 32 == 0; }) &&
+         "a part's columns are whole runs of 4 groups");
   Value wideOk;
   if (wideStores) {
     Value outCols = memref::DimOp::create(b, loc, args.out, 1);
@@ -650,28 +649,28 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                               icmp(P::eq, remu(outCols, 8), ci(0))),
         icmp(P::eq, remu(outAddr, 16), ci(0)));
   }
-  Value setLane = remu(lane, G), laneSet = divu(remu(lane, 4), G);
+  Value quadLane = remu(lane, 4);
   Type i32 = b.getI32Type();
-  // Lane t of a set holding v[j] (its 2 columns of group j) gets the
-  // pairs of group t: lane s's v[t] for s = 0..G-1.
-  auto setTranspose = [&](ArrayRef<Value> v) {
+  // Lane t of a quad holding v[j] (its 2 columns of group j) gets the
+  // pairs of group t: lane s's v[t] for s = 0..3.
+  auto quadTranspose = [&](ArrayRef<Value> v) {
     auto pick = [&](Value at, ArrayRef<Value> from) {
-      Value r = from[G - 1];
-      for (int64_t j = G - 2; j >= 0; --j)
+      Value r = from[3];
+      for (int64_t j = 2; j >= 0; --j)
         r = ops.select(icmp(P::eq, at, ci(j)), from[j], r);
       return r;
     };
-    SmallVector<Value, 4> got(G);
-    for (int64_t r = 1; r < G; ++r) {
-      Value send = pick(xorI(setLane, ci(r)), v);
+    SmallVector<Value, 4> got(4);
+    for (int64_t r = 1; r < 4; ++r) {
+      Value send = pick(xorI(quadLane, ci(r)), v);
       got[r] = gpu::ShuffleOp::create(b, loc, send, int32_t(r), 32,
                                       gpu::ShuffleMode::XOR)
                    .getShuffleResult();
     }
     SmallVector<Value, 4> mine;
-    for (int64_t s = 0; s < G; ++s) {
+    for (int64_t s = 0; s < 4; ++s) {
       got[0] = v[s];
-      mine.push_back(pick(xorI(setLane, ci(s)), got));
+      mine.push_back(pick(xorI(quadLane, ci(s)), got));
     }
     return mine;
   };
@@ -722,29 +721,28 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       }
       // The wide stores: the shuffles outside any branch (a shuffle under
       // one made ptxas serialize the kernel's wgmmas, C7520), each store
-      // under its row, column and wideOk check (a thread's 2 G columns lie
-      // in one group of 8, so its first column's check covers them).
+      // under its row, column and wideOk check (a thread's 8 columns are
+      // one group, so its first column's check covers them).
       for (int64_t i = 0; i < 2; ++i) {
         const AccumulatorRow &row = pre[2 * p + i];
         Value rowOk =
             arith::AndIOp::create(b, loc, wideOk, icmp(P::ult, row.slot, end));
-        for (int64_t gs = 0; gs < n / (8 * G); ++gs) {
+        for (int64_t q4 = 0; q4 < n / 32; ++q4) {
           SmallVector<Value, 4> packed;
-          for (int64_t j = 0; j < G; ++j) {
-            auto [h, gate] = pairAt(G * gs + j, i);
+          for (int64_t j = 0; j < 4; ++j) {
+            auto [h, gate] = pairAt(4 * q4 + j, i);
             Value pairV = vector::BitCastOp::create(
                 b, loc, VectorType::get({1}, i32),
                 accumulatorPairBf16(b, loc, o, row, h, gate));
             packed.push_back(
                 vector::ExtractOp::create(b, loc, pairV, ArrayRef<int64_t>{0}));
           }
-          SmallVector<Value, 4> mine = setTranspose(packed);
+          SmallVector<Value, 4> mine = quadTranspose(packed);
           Value wide = vector::BitCastOp::create(
-              b, loc, VectorType::get({2 * G}, bf16),
-              vector::FromElementsOp::create(b, loc, VectorType::get({G}, i32),
+              b, loc, VectorType::get({8}, bf16),
+              vector::FromElementsOp::create(b, loc, VectorType::get({4}, i32),
                                              mine));
-          Value col = add(add(col0, ci(8 * G * gs)),
-                          add(mul(setLane, ci(8)), mul(laneSet, ci(2 * G))));
+          Value col = add(add(col0, ci(32 * q4)), mul(quadLane, ci(8)));
           auto ifOk = scf::IfOp::create(
               b, loc, arith::AndIOp::create(b, loc, rowOk, icmp(P::ult, col, N)),
               false);
@@ -752,7 +750,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           b.setInsertionPointToStart(&ifOk.getThenRegion().front());
           vector::StoreOp::create(b, loc, wide, args.out,
                                   ValueRange{row.slot, col}, false,
-                                  llvm::MaybeAlign(4 * G));
+                                  llvm::MaybeAlign(16));
         }
       }
       auto ifNot = scf::IfOp::create(

@@ -846,12 +846,14 @@ struct WgmmaTile {
 };
 /// Why `t` cannot be built (empty when it can).
 std::string whyNotWgmma(const WgmmaTile &t);
+/// Whether `act` is cheap enough for the wgmma epilogue to apply it to 4
+/// pairs at once (silu, relu; with gelu's erf or tanh ds-moe-128's up kernel
+/// spilled 228-1988 bytes, 0-16 with a pair at a time, and its layer took
+/// 1.02-1.15x the time on an H100).
+bool wgmmaCheapActivation(Activation act);
 /// Whether a wgmma kernel of `o` stores its bf16 rows 16 bytes a thread:
 /// MmaOptions::wideStores, bf16 rows (neither dense nor scatter), and a
-/// pair's arithmetic cheap (weighted rows, silu, relu; with gelu's erf or
-/// tanh on 4 pairs at once ds-moe-128's up kernel spilled 228-1988 bytes,
-/// 0-16 with a pair at a time, and its layer took 1.02-1.15x the time on
-/// an H100).
+/// pair's arithmetic cheap (weighted rows, or wgmmaCheapActivation).
 bool wgmmaWideStores(const MmaOptions &o);
 /// Why the options `t` cannot be built, where rows 0 leaves the rows to the
 /// planner (kWgmmaTileM, or 64 per layer where whyNotWgmma allows it).

@@ -90,13 +90,17 @@ def scrub_l2():
         L2_SCRUB.max()
 
 
-def time_ms(fn, warmup=3, repeat=20):
+def time_ms(fn, warmup=3, repeat=20, before=None):
+    """The median of `repeat` timed calls of fn, the L2 scrubbed before
+    each (and then `before` called, outside the events, if given)."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(repeat):
         scrub_l2()
+        if before is not None:
+            before()
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()

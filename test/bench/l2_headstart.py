@@ -26,22 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpu_moe_baselines as bench  # noqa: E402
 
 
-def timed(fn, pre, repeat=20):
-    times = []
-    for _ in range(repeat):
-        bench.scrub_l2()
-        pre()
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    return times[len(times) // 2]
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dir")
@@ -79,9 +63,9 @@ def main():
 
         res = {"cold": [], "head": [], "other": []}
         for _ in range(args.rounds):
-            res["cold"].append(timed(graph, lambda: None))
-            res["head"].append(timed(graph, head))
-            res["other"].append(timed(graph, unrelated))
+            res["cold"].append(bench.time_ms(graph))
+            res["head"].append(bench.time_ms(graph, before=head))
+            res["other"].append(bench.time_ms(graph, before=unrelated))
         m = {k: statistics.median(v) for k, v in res.items()}
         print("| %s | %d | %d | %.1f | %.4f | %.4f | %.4f | %.3f |" % (
             point, experts, rows, nbytes / 2**20, m["cold"], m["head"],

@@ -20,22 +20,12 @@
 // The L2 is scrubbed before each timed launch; median of 15 launches,
 // bytes read / time between two events.
 #include <cuda.h>
-#include <cuda_runtime.h>
+#include "read_chunk.cuh"
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
-
-#define CHECK(x)                                                              \
-  do {                                                                        \
-    cudaError_t e = (x);                                                      \
-    if (e != cudaSuccess) {                                                   \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,         \
-                   cudaGetErrorString(e));                                    \
-      std::exit(1);                                                           \
-    }                                                                         \
-  } while (0)
 
 enum Pattern { kKN = 0, kNK = 1, kBulk = 2 };
 constexpr int kBoxBytes = 64 * 128;

@@ -38,8 +38,7 @@ def main():
     args = p.parse_args()
     dirs = args.dirs.split(",")
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
-    l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
-    bench.L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
+    bench.cold_l2()
     labels = [os.path.basename(d.rstrip("/")) for d in dirs]
     lines = ["| shape | tokens | " + " | ".join(labels) + " | " +
              " | ".join("%s / %s" % (l, labels[0]) for l in labels[1:]) + " |",

@@ -32,8 +32,7 @@ def main():
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--graph", action="store_true")
     args = p.parse_args()
-    l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
-    bench.L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
+    bench.cold_l2()
     failed = 0
     for item in args.layers.split(","):
         name, tokens = item.split(":")

@@ -85,6 +85,13 @@ def act(name, x):
 L2_SCRUB = None
 
 
+def cold_l2():
+    """Makes every timed repeat from here on start with a cold L2."""
+    global L2_SCRUB
+    l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
+    L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
+
+
 def scrub_l2():
     if L2_SCRUB is not None:
         L2_SCRUB.max()
@@ -441,10 +448,9 @@ def main():
     args = p.parse_args()
     if args.fused and triton_moe is None:
         sys.exit("baseline (c) needs Triton (%s); --no-fused leaves it out" % TRITON_MISSING)
-    global L2_SCRUB
     l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
     if args.l2 == "cold":
-        L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
+        cold_l2()
     names = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
     tokens = [int(t) for t in args.tokens.split(",")]
     step_tokens = {int(t) for t in args.step_tokens.split(",") if t}

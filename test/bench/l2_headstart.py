@@ -34,8 +34,7 @@ def main():
     p.add_argument("--mib", type=float, default=30)
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    bench.L2_SCRUB = torch.ones(2 * l2 // 4, dtype=torch.float32, device="cuda")
+    bench.cold_l2()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     print("| point | experts | K rows | MiB | cold (ms) | head (ms) | other (ms) | head / other |")
     print("|---|---|---|---|---|---|---|---|")

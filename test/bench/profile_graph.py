@@ -68,8 +68,7 @@ def main():
         p.error("--fused takes six numbers BM/BN/BK/GM/WARPS/STAGES, got %r" % args.fused)
     if args.fused:
         import triton_moe
-    l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
-    bench.L2_SCRUB = torch.ones(2 * l2_bytes // 4, dtype=torch.float32, device="cuda")
+    bench.cold_l2()
     what = ("the Triton fused-MoE baseline (blocks %s)" % args.fused if args.fused
             else "compiled layers")
     lines = ["Kernel timeline of %s in CUDA graphs (%s, L2 scrubbed "

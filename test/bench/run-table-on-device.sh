@@ -49,11 +49,11 @@ done
 # targets.py's table and the stream test share one file: $OUT returns 8.
 extra="$out/targets-tma-stream-$tag-$day.txt"
 step "targets" sh -c "python3 targets.py '$out/gpu-layers-$tag-run1-$day.json' \
-  '$out/gpu-layers-$tag-run2-$day.json' > '$extra'; cat '$extra'"
+  '$out/gpu-layers-$tag-run2-$day.json' > '$extra' && cat '$extra'"
 if nvcc -O3 -arch=sm_90a -o /tmp/tma_stream tma_stream.cu -lcuda; then
   step "tma_stream" sh -c "{ /tmp/tma_stream 7168 4096 100 && \
-    /tmp/tma_stream 2048 7168 100; } > /tmp/tma.txt; cat /tmp/tma.txt; \
-    { echo; echo '## tma_stream.cu'; cat /tmp/tma.txt; } >> '$extra'"
+    /tmp/tma_stream 2048 7168 100; } > /tmp/tma.txt; rc=\$?; cat /tmp/tma.txt; \
+    { echo; echo '## tma_stream.cu'; cat /tmp/tma.txt; } >> '$extra'; exit \$rc"
 else
   summary="$summary
 tma_stream | FAILED (nvcc)"; fails=$((fails+1))

@@ -1,5 +1,5 @@
 // moe-compile --target=cuda on a layer the fused GPU path does not take
-// (capacity limits): the layer is decomposed, its bf16 expert FFN runs on
+// (capacity drops by score): the layer is decomposed, its bf16 expert FFN runs on
 // the GPU (weights marked device-weight in the signature, kernels embedded
 // as a cubin, launches through the runtime's mgpu* ABI), routing with its
 // drops, dispatch and combine on the CPU.
@@ -31,6 +31,6 @@
 func.func @layer(%x: tensor<16x64xbf16> {moe.input = "x"}, %router: tensor<64x8xbf16> {moe.weight = "router"},
                  %w_up: tensor<8x64x128xbf16> {moe.weight = "w_up"}, %w_gate: tensor<8x64x128xbf16> {moe.weight = "w_gate"},
                  %w_down: tensor<8x128x64xbf16> {moe.weight = "w_down"}) -> (tensor<16x64xbf16> {moe.output = "y"}) {
-  %y = moe.layer %x : tensor<16x64xbf16> router(%router : tensor<64x8xbf16>) up(%w_up : tensor<8x64x128xbf16>) gate(%w_gate : tensor<8x64x128xbf16>) down(%w_down : tensor<8x128x64xbf16>) {activation = #moe.activation<silu>, capacity_factor = 1.0 : f64, renormalize, top_k = 2 : i64} -> tensor<16x64xbf16>
+  %y = moe.layer %x : tensor<16x64xbf16> router(%router : tensor<64x8xbf16>) up(%w_up : tensor<8x64x128xbf16>) gate(%w_gate : tensor<8x64x128xbf16>) down(%w_down : tensor<8x128x64xbf16>) {activation = #moe.activation<silu>, capacity_factor = 1.0 : f64, drop_policy = #moe.drop_policy<score>, renormalize, top_k = 2 : i64} -> tensor<16x64xbf16>
   return %y : tensor<16x64xbf16>
 }

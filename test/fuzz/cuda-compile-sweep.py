@@ -63,8 +63,14 @@ def draw_case(rng):
         gen += ["--groups", g, pick]
         if rng.random() < 0.5:
             gen.append("--group-top2-sum")
-    if rng.random() < 0.1:
-        gen += ["--capacity", rng.choice(["1.0", "1.25", "2.0"])]
+    if rng.random() < 0.15:
+        # Mostly drops by position (fused on the GPU since 2026-12-06); by
+        # score the routing stays on the host.
+        gen += ["--capacity", rng.choice(["0.5", "1.0", "1.25", "2.0"])]
+        if rng.random() < 0.3:
+            gen += ["--min-capacity", rng.choice([1, 4, 16])]
+        if rng.random() < 0.2:
+            gen.append("--drop-by-score")
     if rng.random() < 0.3:
         gen.append("--plain")
         gen += ["--activation", rng.choice(["gelu", "relu", "gelu_tanh",

@@ -6,8 +6,8 @@
 # device).
 # Cases named fused-* (and qwen, shared-*) run whole on the GPU
 # (-convert-moe-layer-to-gpu-call; shared experts as a second expert
-# stage, the PR-MoE MLP a third); capacity limits keep routing on the CPU
-# and the experts on the GPU.
+# stage, the PR-MoE MLP a third); so do capacity drops by position (by
+# score they keep routing on the CPU and the experts on the GPU).
 set -e
 dir=${1:-build/gpu-e2e}
 rm -rf "$dir"
@@ -291,8 +291,21 @@ make_case combine-rows-fused-gate --gpu-path=mma --gpu-fused-gate=always --gpu-c
 # rows at 3 tokens: an empty buffer to clear; the compiler crashed on it
 # until 2026-12-04, found by test/fuzz/cuda-compile-sweep.py).
 make_case gate-nothing-to-clear --top-k 8 --plain --activation gelu --experts 16 --tokens 3 --hidden 384 --ffn 128
-# Decomposed layers (routing on the CPU, experts on the GPU): capacity drops.
+# Capacity drops (drop policy position) in the fused layer (2026-12-06,
+# forty-first session): ranked in priority order by the routing block (a
+# gating kernel at 4 tokens, the whole routing kernel at 32 and 48), or by
+# the Capacity part between the split routing's select and finish (from 65
+# tokens), on every expert path and both combines; Switch's fixed capacity
+# (a tiny factor, min_capacity); sigmoid scores with a bias.
 make_case capacity-drops --top-k 2 --tokens 32 --capacity 0.5 --hidden 64 --ffn 64
+make_case capacity-gate --top-k 2 --experts 8 --tokens 4 --capacity 0.5 --hidden 64 --ffn 64
+make_case capacity-switch --top-k 1 --plain --activation relu --experts 8 --tokens 48 --capacity 0.01 --min-capacity 5 --hidden 64 --ffn 128
+make_case capacity-split-gemv --top-k 1 --experts 32 --tokens 2000 --capacity 1.0 --hidden 64 --ffn 64
+make_case capacity-split-wgmma --top-k 2 --experts 16 --renormalize --tokens 512 --capacity 1.0 --hidden 256 --ffn 256
+make_case capacity-split-rows --gpu-combine=rows --top-k 2 --experts 16 --tokens 512 --capacity 0.75 --hidden 256 --ffn 256
+make_case capacity-split-atomic --gpu-combine=atomic --top-k 4 --experts 16 --tokens 300 --capacity 0.8 --hidden 256 --ffn 128
+make_case capacity-split-mma --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 130 --capacity 0.6 --hidden 128 --ffn 128
+make_case capacity-shared --top-k 4 --experts 16 --tokens 200 --capacity 0.5 --hidden 256 --ffn 128 --shared 256 --shared-gated
 # The PR-MoE residual MLP as an expert stage of its own (fused since
 # 2026-12-03): mixed by the softmax over x mlp_coef (its routing kernel
 # scales the routed output by c0) at 8 tokens, one token and 600 (wgmma);

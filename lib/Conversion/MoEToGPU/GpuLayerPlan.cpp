@@ -406,8 +406,11 @@ void ExpertStage::decide(bool addsDenseStages) {
     ro.tileRows = tileM;
     ro.tileStep = tileStep;
   }
-  // A decode step routes in one warp, without counts and scans.
-  ro.oneToken = T == 1 && !mma;
+  if (auto capacity = plan.getAs<IntegerAttr>("capacity"))
+    ro.capacity = capacity.getInt();
+  // A decode step routes in one warp, without counts and scans (a capacity
+  // under one token is never planned).
+  ro.oneToken = T == 1 && !mma && !ro.capacity;
 
   // The plan, fixed from the static shapes.
   if (!dense)
@@ -511,6 +514,9 @@ std::string ExpertStage::describe() const {
     if (decodeKernel)
       os << " in one persistent decode kernel with the gating";
   }
+  if (ro.capacity)
+    os << "; each expert keeps its first " << ro.capacity
+       << " assignments in priority order";
   return text;
 }
 

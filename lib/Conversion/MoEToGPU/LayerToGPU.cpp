@@ -567,6 +567,9 @@ struct ConvertMoELayerToGpuCallPass
       }
       if (op.getWGate())
         plan.push_back(b.getNamedAttr("gated", b.getUnitAttr()));
+      if (std::optional<int64_t> capacity = gpuLayerCapacity(op))
+        plan.push_back(
+            b.getNamedAttr("capacity", b.getI64IntegerAttr(*capacity)));
       if (op.getExpertOffset())
         plan.push_back(b.getNamedAttr(
             "local_experts", b.getI64IntegerAttr(op.getNumLocalExperts())));
@@ -744,6 +747,9 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
   auto routeKernel = [&](RoutePart part, bool withRouter = false) {
     RouteKernelOptions po = ro;
     po.part = part;
+    // (The select part counts every assignment; the Capacity part drops.)
+    if (part == RoutePart::Select)
+      po.capacity = 0;
     po.withRouter = withRouter;
     po.routerStageK = withRouter ? routerPlan.stageK : 0;
     std::string name = routeKernelName(po);
@@ -828,6 +834,11 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     h.launch(routeKernel(RoutePart::Select, p.routerInSelect),
              {(T + kRouteSelectTokens - 1) / kRouteSelectTokens, 1, 1},
              {kRouteSelectThreads, 1, 1}, selectArgs, routerPlan.sharedBytes);
+    // With a capacity, one block ranks the assignments in priority order
+    // and drops those past it before the tables are made.
+    if (ro.capacity)
+      h.launch(routeKernel(RoutePart::Capacity), {1, 1, 1},
+               {kRouteThreads, 1, 1}, tables);
     // A block per kRouteThreads assignments (one block mapped 8192 of them,
     // at 1024 tokens, in about 20 us).
     h.launch(routeKernel(RoutePart::Finish),
@@ -1292,9 +1303,10 @@ LogicalResult mlir::moe::buildGpuLayerBody(OpBuilder &b, func::FuncOp fn,
         /*returnsI64=*/false);
   }
   if (routed.combineRows) {
-    std::string name = combineKernelName(routed.k);
+    bool drops = routed.ro.capacity > 0;
+    std::string name = combineKernelName(routed.k, drops);
     gpu::GPUFuncOp combine = kernel(name, [&] {
-      return buildCombineKernel(b, kloc, kernels, name, routed.k);
+      return buildCombineKernel(b, kloc, kernels, name, routed.k, drops);
     });
     h.launch(combine, {T, 1, 1}, {kCombineThreads, 1, 1},
              {o.hDown, o.offsets, o.assignExpert, o.assignPos, out});

@@ -1016,13 +1016,15 @@ gpu::GPUFuncOp mlir::moe::buildRoundKernel(OpBuilder &b, Location loc,
   return fn;
 }
 
-std::string mlir::moe::combineKernelName(int64_t topK) {
-  return "moe_combine_k" + std::to_string(topK) + "_bf16";
+std::string mlir::moe::combineKernelName(int64_t topK, bool drops) {
+  return "moe_combine_k" + std::to_string(topK) + "_bf16" +
+         (drops ? "_drops" : "");
 }
 
 gpu::GPUFuncOp mlir::moe::buildCombineKernel(OpBuilder &b, Location loc,
                                              gpu::GPUModuleOp module,
-                                             StringRef name, int64_t topK) {
+                                             StringRef name, int64_t topK,
+                                             bool drops) {
   OpBuilder::InsertionGuard guard(b);
   int64_t dyn = ShapedType::kDynamic;
   Type f32 = b.getF32Type(), bf16 = b.getBF16Type();
@@ -1044,13 +1046,24 @@ gpu::GPUFuncOp mlir::moe::buildCombineKernel(OpBuilder &b, Location loc,
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value d = memref::DimOp::create(b, loc, out, 1);
   // The token's k rows of h (the same for every thread: broadcast loads).
-  SmallVector<Value> rows;
+  // A dropped assignment (expert -1) reads row 0 and adds zeros.
+  SmallVector<Value> rows, kept;
   for (int64_t j = 0; j < topK; ++j) {
     Value a = ix.add(ix.mul(token, ix.c(topK)), ix.c(j));
-    Value e = toIndex(memref::LoadOp::create(b, loc, assignExpert, a));
-    rows.push_back(toIndex(arith::AddIOp::create(
-        b, loc, memref::LoadOp::create(b, loc, offsets, e),
-        memref::LoadOp::create(b, loc, assignPos, a))));
+    Value e = memref::LoadOp::create(b, loc, assignExpert, a);
+    Value keep;
+    if (drops) {
+      Value zero = constI32(b, loc, 0);
+      keep = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, e, zero);
+      e = arith::SelectOp::create(b, loc, keep, e, zero);
+    }
+    Value row = arith::AddIOp::create(
+        b, loc, memref::LoadOp::create(b, loc, offsets, toIndex(e)),
+        memref::LoadOp::create(b, loc, assignPos, a));
+    if (drops)
+      row = arith::SelectOp::create(b, loc, keep, row, constI32(b, loc, 0));
+    rows.push_back(toIndex(row));
+    kept.push_back(keep);
   }
   // 16-byte accesses need both bases 16-byte aligned and rows of a
   // multiple of `per` elements (uniform over the grid).
@@ -1076,8 +1089,13 @@ gpu::GPUFuncOp mlir::moe::buildCombineKernel(OpBuilder &b, Location loc,
                                               /*nontemporal=*/false,
                                               llvm::MaybeAlign(16)));
     Value acc;
-    for (Value v : loaded) {
+    for (auto [v, keep] : llvm::zip(loaded, kept)) {
       Value x = arith::ExtFOp::create(b, loc, f32Vec, v);
+      if (keep)
+        x = arith::SelectOp::create(
+            b, loc, keep, x,
+            arith::ConstantOp::create(
+                b, loc, DenseElementsAttr::get(f32Vec, b.getF32FloatAttr(0))));
       acc = acc ? arith::AddFOp::create(b, loc, acc, x).getResult() : x;
     }
     vector::StoreOp::create(b, loc,
@@ -1089,9 +1107,11 @@ gpu::GPUFuncOp mlir::moe::buildCombineKernel(OpBuilder &b, Location loc,
     b.setInsertionPointToStart(scalar.getBody());
     Value col = scalar.getInductionVar();
     Value sum;
-    for (Value row : rows) {
+    for (auto [row, keep] : llvm::zip(rows, kept)) {
       Value x = arith::ExtFOp::create(
           b, loc, f32, memref::LoadOp::create(b, loc, h, ValueRange{row, col}).getResult());
+      if (keep)
+        x = arith::SelectOp::create(b, loc, keep, x, constF32(b, loc, 0.0f));
       sum = sum ? arith::AddFOp::create(b, loc, sum, x).getResult() : x;
     }
     memref::StoreOp::create(b, loc, arith::TruncFOp::create(b, loc, bf16, sum),
@@ -1387,6 +1407,24 @@ shard::AllReduceOp mlir::moe::gpuLayerSum(LayerOp layer) {
   return reduce;
 }
 
+std::optional<int64_t> mlir::moe::gpuLayerCapacity(LayerOp op) {
+  std::optional<llvm::APFloat> cf = op.getCapacityFactor();
+  auto type = cast<RankedTensorType>(op.getType());
+  if (!cf || !type.hasStaticShape())
+    return std::nullopt;
+  int64_t tokens = type.getDimSize(0);
+  // As RoutingToLinalg's applyCapacity: ceil(T * (cf k / E)) in double.
+  double factor = cf->convertToDouble() *
+                  double(op.getTopKAttr().getInt()) /
+                  double(op.getNumExperts());
+  double capacity =
+      std::max(std::ceil(double(tokens) * factor),
+               double(op.getMinCapacityAttr().getInt()));
+  if (capacity >= double(tokens))
+    return std::nullopt;
+  return int64_t(capacity);
+}
+
 std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
   auto type = cast<RankedTensorType>(op.getType());
   if (!type.getElementType().isBF16())
@@ -1400,8 +1438,9 @@ std::string mlir::moe::whyNotGpuLayer(LayerOp op) {
                   op.getMlpUp(), op.getMlpDown(), op.getMlpCoef()})
     if (v && !cast<RankedTensorType>(v.getType()).getElementType().isBF16())
       return "the fused GPU layer takes bf16 weights";
-  if (op.getCapacityFactor())
-    return "capacity limits are not supported on the fused GPU layer yet";
+  if (op.getCapacityFactor() && op.getDropPolicy() != DropPolicy::position)
+    return "the fused GPU layer drops assignments past a capacity by "
+           "position only (drop_policy score is not supported)";
   int64_t experts = op.getNumExperts();
   int64_t k = op.getTopKAttr().getInt();
   auto up = cast<RankedTensorType>(op.getWUp().getType());

@@ -71,8 +71,12 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
   if (o.part == RoutePart::Select)
     name += o.withRouter ? "_select_router_k" + std::to_string(o.routerStageK)
                          : "_select";
+  else if (o.part == RoutePart::Capacity)
+    name += "_capacity";
   else if (o.part == RoutePart::Finish)
     name += "_finish";
+  if (o.capacity)
+    name += "_cap" + std::to_string(o.capacity);
   if (o.scaling != 1.0) {
     // The bit pattern keeps distinct scalings apart in the symbol name.
     uint64_t bits;
@@ -84,10 +88,11 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
 }
 
 /// Whether the routing part of `o` reads logits from an argument (the
-/// Finish part reads none; the Select part with the router computes its
-/// own).
+/// Capacity and Finish parts read none; the Select part with the router
+/// computes its own).
 static bool takesLogits(const RouteKernelOptions &o) {
-  return o.part != RoutePart::Finish && !o.withRouter;
+  return (o.part == RoutePart::Whole || o.part == RoutePart::Select) &&
+         !o.withRouter;
 }
 
 /// buildRouteKernel's argument types, from `logits` (or what replaces it)
@@ -421,6 +426,137 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   return logits;
 }
 
+/// Capacity drops (RouteKernelOptions::capacity), run by all `threads`
+/// threads of a block: ranks the assignments (assignExpert [T k], token-
+/// major) in priority order q = j T + t, every token's first choice (in
+/// token order) before any second choice, and counts each expert's in
+/// `running` (workgroup i32, at least E, zero on entry; on exit each
+/// expert's assignments, dropped ones included). An assignment ranked at or
+/// past the capacity is dropped (assignExpert -1, assignWeight 0); the
+/// others' assignPos becomes their rank. Chunks of `threads` assignments:
+/// the lanes of a warp with the same expert find each other with
+/// match.any.sync (an assignment's rank among them: the lanes below it),
+/// and the warps take their bases from `running` one after the other, so
+/// the ranks follow q whatever the order the experts were selected in.
+static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
+                              int64_t k, int64_t capacity, Value running,
+                              Value assignExpert, Value assignPos,
+                              Value assignWeight) {
+  Type i32 = b.getI32Type(), index = b.getIndexType();
+  auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
+  auto c32 = [&](int32_t v) { return constI32(b, loc, v); };
+  using P = arith::CmpIPredicate;
+  auto icmp = [&](P p, Value l, Value r) -> Value {
+    return arith::CmpIOp::create(b, loc, p, l, r);
+  };
+  auto sel = [&](Value c, Value t, Value f) -> Value {
+    return arith::SelectOp::create(b, loc, c, t, f);
+  };
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value warp = arith::DivUIOp::create(b, loc, tid, ci(32));
+  Value n = memref::DimOp::create(b, loc, assignExpert, 0);
+  Value tokens = arith::DivUIOp::create(b, loc, n, ci(k));
+  auto chunks = scf::ForOp::create(b, loc, ci(0), n, ci(threads));
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(chunks.getBody());
+  Value q = arith::AddIOp::create(b, loc, chunks.getInductionVar(), tid);
+  Value valid = icmp(P::ult, q, n);
+  Value qs = sel(valid, q, ci(0));
+  // q = j T + t is assignment t k + j.
+  Value a = arith::AddIOp::create(
+      b, loc,
+      arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, qs, tokens),
+                            ci(k)),
+      arith::DivUIOp::create(b, loc, qs, tokens));
+  Value e = sel(valid, memref::LoadOp::create(b, loc, assignExpert, a),
+                c32(-1));
+  // Every lane of the warp takes part (the chunks are uniform over the
+  // block); lanes past the end match each other on -1 and count nowhere.
+  Value same = NVVM::MatchSyncOp::create(b, loc, i32, c32(-1), e,
+                                         NVVM::MatchSyncKind::any);
+  Value lanesBelow = NVVM::LaneMaskLtOp::create(b, loc, i32);
+  Value below = math::CtPopOp::create(
+      b, loc, arith::AndIOp::create(b, loc, same, lanesBelow));
+  Value group = math::CtPopOp::create(b, loc, same);
+  Value leader = icmp(P::eq, below, c32(0));
+  Value eSafe = arith::IndexCastOp::create(b, loc, index, sel(valid, e, c32(0)));
+  auto turns = scf::ForOp::create(b, loc, ci(0), ci(threads / 32), ci(1),
+                                  ValueRange{c32(0)});
+  {
+    OpBuilder::InsertionGuard tg(b);
+    b.setInsertionPointToStart(turns.getBody());
+    Value mine = icmp(P::eq, warp, turns.getInductionVar());
+    auto turn = scf::IfOp::create(b, loc, TypeRange{i32}, mine,
+                                  /*withElseRegion=*/true);
+    b.setInsertionPointToStart(&turn.getThenRegion().front());
+    auto read = scf::IfOp::create(b, loc, TypeRange{i32}, valid,
+                                  /*withElseRegion=*/true);
+    b.setInsertionPointToStart(&read.getThenRegion().front());
+    scf::YieldOp::create(
+        b, loc, ValueRange{memref::LoadOp::create(b, loc, running, eSafe)});
+    b.setInsertionPointToStart(&read.getElseRegion().front());
+    scf::YieldOp::create(b, loc, ValueRange{c32(0)});
+    b.setInsertionPointAfter(read);
+    Value base = read.getResult(0);
+    // Every lane of the group has read the count before its leader adds.
+    NVVM::SyncWarpOp::create(b, loc, c32(-1));
+    buildIfThen(b, loc, arith::AndIOp::create(b, loc, valid, leader), [&] {
+      memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, base, group),
+                              running, eSafe);
+    });
+    scf::YieldOp::create(b, loc, ValueRange{base});
+    b.setInsertionPointToStart(&turn.getElseRegion().front());
+    scf::YieldOp::create(b, loc, turns.getRegionIterArgs().front());
+    b.setInsertionPointAfter(turn);
+    gpu::BarrierOp::create(b, loc);
+    scf::YieldOp::create(b, loc, turn.getResults());
+  }
+  Value rank = arith::AddIOp::create(b, loc, turns.getResult(0), below);
+  buildIfThen(b, loc, valid, [&] {
+    auto keep = scf::IfOp::create(b, loc, icmp(P::slt, rank, c32(capacity)),
+                                  /*withElseRegion=*/true);
+    b.setInsertionPointToStart(&keep.getThenRegion().front());
+    memref::StoreOp::create(b, loc, rank, assignPos, a);
+    b.setInsertionPointToStart(&keep.getElseRegion().front());
+    memref::StoreOp::create(b, loc, c32(-1), assignExpert, a);
+    memref::StoreOp::create(b, loc, constF32(b, loc, 0.0f), assignWeight, a);
+  });
+}
+
+/// The Capacity part: one block ranks and drops every assignment (Select
+/// wrote them), then caps the global counts that Finish scans.
+static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                             const RouteKernelOptions &o, int64_t threads,
+                             const RouteBuffers &r) {
+  assert(o.capacity > 0 && o.numExperts <= threads &&
+         "a capacity, a thread per expert");
+  Type i32 = b.getI32Type();
+  Value running = fn.addWorkgroupAttribution(
+      MemRefType::get({o.numExperts}, i32, MemRefLayoutAttrInterface(),
+                      gpu::AddressSpaceAttr::get(b.getContext(),
+                                                 gpu::AddressSpace::Workgroup)),
+      loc);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value expert = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tid,
+                                       constIndex(b, loc, o.numExperts));
+  buildIfThen(b, loc, expert, [&] {
+    memref::StoreOp::create(b, loc, constI32(b, loc, 0), running, tid);
+  });
+  gpu::BarrierOp::create(b, loc);
+  emitCapacityDrops(b, loc, threads, o.topK, o.capacity, running,
+                    r.assignExpert, r.assignPos, r.assignWeight);
+  // (The last turn ended with a barrier.)
+  buildIfThen(b, loc, expert, [&] {
+    Value count = arith::MinSIOp::create(
+        b, loc, memref::LoadOp::create(b, loc, running, tid),
+        constI32(b, loc, int32_t(o.capacity)));
+    memref::StoreOp::create(
+        b, loc, count, r.globalCounts,
+        arith::MulIOp::create(b, loc, tid, constIndex(b, loc, kRouteCountStride))
+            .getResult());
+  });
+}
+
 gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
                                            gpu::GPUModuleOp module,
                                            StringRef name,
@@ -442,7 +578,10 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     buffers.tokens = memref::DimOp::create(b, loc, x, 0);
     buffers.logitsRow0 = row0;
   }
-  emitRouting(b, loc, fn, o, threads, buffers);
+  if (o.part == RoutePart::Capacity)
+    emitCapacityPart(b, loc, fn, o, threads, buffers);
+  else
+    emitRouting(b, loc, fn, o, threads, buffers);
   gpu::ReturnOp::create(b, loc);
   return fn;
 }
@@ -767,11 +906,15 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   MLIRContext *ctx = b.getContext();
   Type i32 = b.getI32Type(), index = b.getIndexType();
   bool select = o.part == RoutePart::Select, finish = o.part == RoutePart::Finish;
+  assert(o.part != RoutePart::Capacity && "the Capacity part routes nothing");
+  assert((!select || !o.capacity) &&
+         "the select part counts every assignment; Capacity drops");
   assert((select || o.numExperts <= threads) &&
          "a routing block has a thread per expert");
   Value counts, scanA, scanB, scanC;
-  assert((!o.oneToken || (o.part == RoutePart::Whole && !o.tileRows)) &&
-         "one-token routing writes no tile table");
+  assert((!o.oneToken || (o.part == RoutePart::Whole && !o.tileRows &&
+                          !o.capacity)) &&
+         "one-token routing writes no tile table and drops nothing");
   if (!select && !o.oneToken) {
     OpBuilder::InsertionGuard g(b);
     auto shared = MemRefType::get(
@@ -1137,18 +1280,37 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       b.setInsertionPointToStart(rest.getBody());
       memref::StoreOp::create(b, loc, c32(-1), hit, rest.getInductionVar());
     } else ifThen(icmp(P::ult, lane, ci(k)), [&] {
-      Value pos = memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
-                                              c32(1), counts, toIndex(myE));
+      // (With a capacity, the whole routing ranks them below instead.)
+      Value pos = o.capacity ? Value()
+                             : memref::AtomicRMWOp::create(
+                                   b, loc, arith::AtomicRMWKind::addi, c32(1),
+                                   counts, toIndex(myE))
+                                   .getResult();
       Value a = arith::AddIOp::create(
           b, loc, arith::MulIOp::create(b, loc, t, ci(k)), lane);
       memref::StoreOp::create(b, loc, myE, assignExpert, a);
-      memref::StoreOp::create(b, loc, pos, assignPos, a);
+      if (pos)
+        memref::StoreOp::create(b, loc, pos, assignPos, a);
       memref::StoreOp::create(b, loc, myW, assignWeight, a);
     });
   }
   if (o.oneToken)
     return;
   barrier();
+  if (o.capacity && !select && !finish) {
+    // Rank and drop in priority order, then cap the counts.
+    emitCapacityDrops(b, loc, threads, k, o.capacity, counts, assignExpert,
+                      assignPos, assignWeight);
+    forExperts([&](Value e) {
+      memref::StoreOp::create(
+          b, loc,
+          arith::MinSIOp::create(b, loc,
+                                 memref::LoadOp::create(b, loc, counts, e),
+                                 c32(int32_t(o.capacity))),
+          counts, e);
+    });
+    barrier();
+  }
   if (select) {
     // This block's base within each expert it hit, then its assignments'
     // positions moved there (each lane rereads what it stored above).
@@ -1302,14 +1464,22 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(mapLoop.getBody());
     Value a = mapLoop.getInductionVar();
-    Value e = toIndex(memref::LoadOp::create(b, loc, assignExpert, a));
-    Value row = toIndex(arith::AddIOp::create(
-        b, loc, memref::LoadOp::create(b, loc, counts, e),
-        memref::LoadOp::create(b, loc, assignPos, a)));
-    Value token = arith::DivUIOp::create(b, loc, a, ci(k));
-    memref::StoreOp::create(b, loc, toI32(token), rowToken, row);
-    memref::StoreOp::create(
-        b, loc, memref::LoadOp::create(b, loc, assignWeight, a), rowWeight,
-        row);
+    Value expert = memref::LoadOp::create(b, loc, assignExpert, a);
+    auto map = [&] {
+      Value e = toIndex(expert);
+      Value row = toIndex(arith::AddIOp::create(
+          b, loc, memref::LoadOp::create(b, loc, counts, e),
+          memref::LoadOp::create(b, loc, assignPos, a)));
+      Value token = arith::DivUIOp::create(b, loc, a, ci(k));
+      memref::StoreOp::create(b, loc, toI32(token), rowToken, row);
+      memref::StoreOp::create(
+          b, loc, memref::LoadOp::create(b, loc, assignWeight, a), rowWeight,
+          row);
+    };
+    // A dropped assignment has no row.
+    if (o.capacity)
+      ifThen(icmp(P::sge, expert, c32(0)), map);
+    else
+      map();
   }
 }

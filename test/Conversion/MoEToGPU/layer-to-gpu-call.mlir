@@ -57,13 +57,13 @@ func.func @small(%x: tensor<512x64xbf16>, %r: tensor<64x8xbf16>,
 
 // -----
 
-// Layers the fused path does not take stay moe.layer: f32, capacity limits,
+// Layers the fused path does not take stay moe.layer: f32, capacity drops by score,
 // more than 1024 experts, an expert count that is not a multiple of 8.
 // (Group-limited routing, shared experts and the PR-MoE MLP are fused:
 // @grouped below, cuda-layer-shared.mlir, cuda-layer-prmoe.mlir.)
 // CHECK-LABEL: func.func @unsupported(
 // REPORT: remark: 'moe.layer' is decomposed: the fused GPU layer takes bf16 activations{{$}}
-// REPORT: remark: 'moe.layer' is decomposed: capacity limits are not supported on the fused GPU layer yet (its expert FFN still runs on the GPU)
+// REPORT: remark: 'moe.layer' is decomposed: the fused GPU layer drops assignments past a capacity by position only (drop_policy score is not supported) (its expert FFN still runs on the GPU)
 // REPORT: remark: 'moe.layer' is decomposed: the GPU routing kernel takes at most 1024 experts
 // REPORT: remark: 'moe.layer' is decomposed: the fused GPU layer needs experts, hidden and ffn sizes divisible by 8
 // REPORT: remark: 'moe.layer' runs fused on the GPU: routed experts on gemv
@@ -75,10 +75,37 @@ func.func @unsupported(%xf: tensor<4x64xf32>, %rf: tensor<64x8xf32>, %uf: tensor
                        %r4: tensor<64x4xbf16>, %u4: tensor<4x64x64xbf16>, %d4: tensor<4x64x64xbf16>)
     -> (tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>) {
   %0 = moe.layer %xf : tensor<4x64xf32> router(%rf : tensor<64x8xf32>) up(%uf : tensor<8x64x64xf32>) down(%df : tensor<8x64x64xf32>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xf32>
-  %1 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, capacity_factor = 1.0 : f64, top_k = 2 : i64} -> tensor<4x64xbf16>
+  %1 = moe.layer %x : tensor<4x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, capacity_factor = 1.0 : f64, drop_policy = #moe.drop_policy<score>, top_k = 2 : i64} -> tensor<4x64xbf16>
   %4 = moe.layer %x : tensor<4x64xbf16> router(%r2k : tensor<64x2048xbf16>) up(%u2k : tensor<2048x64x64xbf16>) down(%d2k : tensor<2048x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
   %5 = moe.layer %x : tensor<4x64xbf16> router(%r4 : tensor<64x4xbf16>) up(%u4 : tensor<4x64x64xbf16>) down(%d4 : tensor<4x64x64xbf16>) {activation = #moe.activation<relu>, top_k = 2 : i64} -> tensor<4x64xbf16>
   return %0, %1, %4, %5 : tensor<4x64xf32>, tensor<4x64xbf16>, tensor<4x64xbf16>, tensor<4x64xbf16>
+}
+
+// -----
+
+// A capacity (drop policy position, the default): the plan carries the
+// capacity the routing drops at, max(min_capacity, ceil(cf T k / E)) =
+// ceil(0.5 * 64 * 2 / 8) = 8; with min_capacity 12, 12. One at least T
+// (here 64 with min_capacity 64) drops nothing and is left out.
+// (The helpers come out last first.)
+// CHECK-LABEL: func.func private @__moe_gpu_layer_2(
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<relu>, experts = 8 : i64
+// CHECK-LABEL: func.func private @__moe_gpu_layer_1(
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<relu>, capacity = 12 : i64, experts = 8 : i64
+// CHECK-LABEL: func.func private @__moe_gpu_layer_0(
+// CHECK-SAME: moe.gpu_layer = {activation = #moe.activation<relu>, capacity = 8 : i64, experts = 8 : i64
+// CHECK-LABEL: func.func @capacity(
+// CHECK-COUNT-3: call @__moe_gpu_layer_
+// CHECK-NOT: moe.layer
+// REPORT: remark: 'moe.layer' runs fused on the GPU
+// REPORT: remark: 'moe.layer' runs fused on the GPU
+// REPORT: remark: 'moe.layer' runs fused on the GPU
+func.func @capacity(%x: tensor<64x64xbf16>, %r: tensor<64x8xbf16>, %u: tensor<8x64x64xbf16>, %d: tensor<8x64x64xbf16>)
+    -> (tensor<64x64xbf16>, tensor<64x64xbf16>, tensor<64x64xbf16>) {
+  %0 = moe.layer %x : tensor<64x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, capacity_factor = 0.5 : f64, top_k = 2 : i64} -> tensor<64x64xbf16>
+  %1 = moe.layer %x : tensor<64x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, capacity_factor = 0.5 : f64, min_capacity = 12 : i64, top_k = 2 : i64} -> tensor<64x64xbf16>
+  %2 = moe.layer %x : tensor<64x64xbf16> router(%r : tensor<64x8xbf16>) up(%u : tensor<8x64x64xbf16>) down(%d : tensor<8x64x64xbf16>) {activation = #moe.activation<relu>, capacity_factor = 0.5 : f64, min_capacity = 64 : i64, top_k = 2 : i64} -> tensor<64x64xbf16>
+  return %0, %1, %2 : tensor<64x64xbf16>, tensor<64x64xbf16>, tensor<64x64xbf16>
 }
 
 // -----

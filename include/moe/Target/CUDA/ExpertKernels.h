@@ -357,10 +357,12 @@ gpu::GPUFuncOp buildRoundKernel(OpBuilder &builder, Location loc,
 /// else element by element): launch with grid (T, 1, 1).
 constexpr int64_t kCombineThreads = 256;
 constexpr int64_t kCombineElementsPerThread = 8;
+/// With `drops`, an assignment whose expert is -1 (dropped by a capacity)
+/// adds nothing.
 gpu::GPUFuncOp buildCombineKernel(OpBuilder &builder, Location loc,
                                   gpu::GPUModuleOp module, StringRef name,
-                                  int64_t topK);
-std::string combineKernelName(int64_t topK);
+                                  int64_t topK, bool drops = false);
+std::string combineKernelName(int64_t topK, bool drops = false);
 
 /// Adds the kernel `name` that narrows a routed step to the experts
 /// [first, first + L) held by this rank (a layer with `expert_offset`):
@@ -438,7 +440,11 @@ constexpr int64_t kRouteCountStride = 32;
 /// the counts and maps its share; the first writes offsets, hit and tiles).
 /// Both parts take a trailing argument `counts` (i32 [E *
 /// kRouteCountStride], zeroed before Select). Finish takes no logits.
-enum class RoutePart { Whole, Select, Finish };
+/// With a capacity (RouteKernelOptions::capacity), one block of the
+/// Capacity part runs between them: it ranks the assignments in priority
+/// order, drops those past the capacity and caps the counts (the tables'
+/// arguments, as Finish).
+enum class RoutePart { Whole, Select, Capacity, Finish };
 
 /// Tokens a block of the Select part routes (a warp each).
 constexpr int64_t kRouteSelectTokens = kRouteSelectThreads / 32;
@@ -513,6 +519,14 @@ struct RouteKernelOptions {
   /// expert is the number of selected ids below it), with no counts, scans
   /// or barriers. Not with tileRows.
   bool oneToken = false;
+  /// moe.layer's capacity (drop policy `position`), or 0: dropless. Each
+  /// expert keeps its first `capacity` assignments in priority order (every
+  /// token's first choice, in token order, before any second choice); the
+  /// others are dropped: assignExpert -1, assignWeight 0, no row. Whole
+  /// ranks them in its block; the split routing in the Capacity part.
+  /// Not with oneToken (a capacity under one token is never planned: one
+  /// token gives an expert at most one assignment).
+  int64_t capacity = 0;
 };
 
 /// Adds the gating kernel `name`, run as one block of kRouteThreads threads:
@@ -976,10 +990,17 @@ void buildColumnChecked(OpBuilder &b, Location loc, Value whole, Value n,
                         function_ref<void(Value)> stores);
 
 /// Why `layer` cannot run as one fused GPU layer (empty when it can): the
-/// fused path takes bf16 layers with static shapes, dropless routing without
-/// group limits, shared experts (added by a second expert stage) but no
-/// PR-MoE MLP, E <= kRouteThreads, and sizes divisible by 8.
+/// fused path takes bf16 layers with static shapes, dropless routing or a
+/// capacity with drop policy `position`, group limits, shared experts and
+/// the PR-MoE MLP (further expert stages), E <= kRouteThreads, top_k <= 32
+/// and sizes divisible by 8.
 std::string whyNotGpuLayer(LayerOp layer);
+
+/// The capacity that `layer`'s routing can drop at (moe.layer's
+/// `max(min_capacity, ceil(capacity_factor * T * top_k / E))`, computed as
+/// the CPU lowering does), or none where it is dropless or the capacity
+/// keeps every assignment (at least T).
+std::optional<int64_t> gpuLayerCapacity(LayerOp layer);
 
 /// The sum over ranks that a fused GPU layer takes into its kernel chain
 /// (moe-partition's all-reduce of its partial output): the layer's only

@@ -22,7 +22,7 @@ from shapes import ROUTING, SHAPES, shape  # noqa: E402
 
 
 def layer_mlir(experts, k, d, f, activation, gated, tokens, shared=0,
-               coef=False, routing=None):
+               coef=False, routing=None, capacity=0):
     bf = "xbf16>"
     x = "tensor<%dx%d%s" % (tokens, d, bf)
     router = "tensor<%dx%d%s" % (d, experts, bf)
@@ -50,6 +50,10 @@ def layer_mlir(experts, k, d, f, activation, gated, tokens, shared=0,
             attrs += "group_score = #moe.group_score<top2_sum>, "
     if routing.get("scaling", 1.0) != 1.0:
         attrs += "scaling = %r : f64, " % routing["scaling"]
+    if capacity:
+        # A fixed capacity (Switch's form: a vanishing factor, min_capacity).
+        attrs += "capacity_factor = 1.0e-09 : f64, min_capacity = %d : i64, " \
+            % capacity
     parts = ""
     if shared:
         s_up = "tensor<%dx%d%s" % (d, shared, bf)
@@ -139,6 +143,11 @@ def main():
     p.add_argument("--extra", default="",
                    help="more moe-compile options, space-separated (e.g. "
                         "'--gpu-gemv-unroll=4')")
+    p.add_argument("--capacity-without-drops", action="store_true",
+                   help="a capacity of T - 1 assignments an expert (drop "
+                        "policy position): the capacity path runs, and "
+                        "drops nothing unless every token picks one expert "
+                        "(times the path against the dropless layer)")
     p.add_argument("--decode-stages", default="0",
                    help="0, 2 or 3: K steps each thread of the decode "
                         "kernel's GEMV items keeps in flight by cp.async")
@@ -151,7 +160,9 @@ def main():
             base = os.path.join(args.out, "%s-t%d" % (name, t))
             with open(base + ".mlir", "w") as fh:
                 fh.write(layer_mlir(E, k, d, f, a, gated, t, shared, coef,
-                                    ROUTING.get(name)))
+                                    ROUTING.get(name),
+                                    t - 1 if args.capacity_without_drops
+                                    else 0))
             extra = args.extra.split()
             if args.decode_kernel != "auto":
                 extra.append("--gpu-decode-kernel=" + args.decode_kernel)

@@ -480,7 +480,14 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
   Value group = math::CtPopOp::create(b, loc, same);
   Value leader = icmp(P::eq, below, c32(0));
   Value eSafe = arith::IndexCastOp::create(b, loc, index, sel(valid, e, c32(0)));
-  auto turns = scf::ForOp::create(b, loc, ci(0), ci(threads / 32), ci(1),
+  // Turns only for the warps that hold assignments (one at 4 tokens of
+  // top-2, not the block's 32).
+  Value left = arith::SubIOp::create(b, loc, n, chunks.getInductionVar());
+  Value holding = arith::MinUIOp::create(
+      b, loc, ci(threads / 32),
+      arith::DivUIOp::create(b, loc, arith::AddIOp::create(b, loc, left, ci(31)),
+                             ci(32)));
+  auto turns = scf::ForOp::create(b, loc, ci(0), holding, ci(1),
                                   ValueRange{c32(0)});
   {
     OpBuilder::InsertionGuard tg(b);

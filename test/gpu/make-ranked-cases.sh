@@ -39,6 +39,11 @@ make_case es2-fused "es=2 min-slice=8" --top-k 2 --renormalize --tokens 40 --hid
 make_case es2-qwen "es=2 tp=2 min-slice=8" --top-k 4 --experts 16 --tokens 8 --hidden 128 --ffn 64 --shared 128 --shared-gated --shared-coef
 make_case ep2-top1 "ep=2 dispatch=all-to-all min-slice=8" --top-k 1 --plain --activation gelu --experts 32 --tokens 7 --hidden 64 --ffn 128
 make_case ep2ar-top1 "ep=2 dispatch=all-reduce min-slice=8" --top-k 1 --plain --activation gelu --experts 32 --tokens 7 --hidden 64 --ffn 128
+# Capacity drops (position) in the fused layer on each rank's experts: every
+# rank ranks all the step's assignments, then keeps its own experts' (32
+# tokens: the whole routing kernel; 300: the Capacity part).
+make_case ep2ar-capacity "ep=2 dispatch=all-reduce min-slice=8" --top-k 2 --renormalize --tokens 32 --capacity 0.5 --hidden 128 --ffn 256 --experts 8
+make_case ep2ar-capacity-t300 "ep=2 dispatch=all-reduce min-slice=8" --top-k 2 --tokens 300 --capacity 0.75 --hidden 128 --ffn 256 --experts 8
 # Timing: a 16-expert layer of hidden 2048, expert ffn 1024 (200 MB of
 # bf16 weights), top-2, at 1 and 256 tokens: expert parallel by all-to-all
 # and by all-reduce, expert slicing.

@@ -2,10 +2,10 @@
 // split routing (512 tokens), one block of the Capacity part runs between
 // select and finish; the select kernel is the dropless one (it counts
 // every assignment). It ranks the assignments by match.any.sync and the
-// lanes below (popc), the warps in turn (bar.warp.sync between a group's
-// reads and its leader's add), drops those ranked past the capacity
-// (ceil(1.0 * 512 * 2 / 16) = 64) and caps the counts the finish kernel
-// scans; the combine skips dropped assignments.
+// lanes below (popc), each warp's base from a shared table of the groups
+// of the warps before it (no turns: no bar.warp.sync), drops those ranked
+// past the capacity (ceil(1.0 * 512 * 2 / 16) = 64) and caps the counts
+// the finish kernel scans; the combine skips dropped assignments.
 // REQUIRES: ptxas
 // RUN: moe-compile %s --target=cuda --gpu-report --emit=mlir -o %t.mlir 2>&1 | FileCheck %s --check-prefix=REPORT
 // RUN: FileCheck %s < %t.mlir
@@ -22,7 +22,7 @@
 // PTX: .entry moe_route_e16_k2_softmax_renorm_tiles128_capacity_cap64(
 // PTX-SAME: match.any.sync.b32
 // PTX-SAME: popc.b32
-// PTX-SAME: bar.warp.sync
+// PTX-NOT: bar.warp.sync
 // PTX-SAME: min.s32 {{[^,]*}}, {{[^,]*}}, 64;
 // PTX-SAME: .entry moe_route_e16_k2_softmax_renorm_tiles128_finish_cap64(
 // PTX-SAME: .entry moe_combine_k2_bf16_drops(

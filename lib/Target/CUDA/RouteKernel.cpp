@@ -435,12 +435,18 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
 /// past the capacity is dropped (assignExpert -1, assignWeight 0); the
 /// others' assignPos becomes their rank. Chunks of `threads` assignments:
 /// the lanes of a warp with the same expert find each other with
-/// match.any.sync (an assignment's rank among them: the lanes below it),
-/// and the warps take their bases from `running` one after the other, so
-/// the ranks follow q whatever the order the experts were selected in.
+/// match.any.sync (an assignment's rank among them: the lanes below it).
+/// A warp's base for an expert is `running` plus the groups of the warps
+/// before it: with `table` (workgroup i32 [threads / 32, E], zero on
+/// entry and exit) each group's leader writes its size there and every
+/// lane adds up the rows above its warp's, three barriers a chunk (the
+/// Capacity part: thousands of assignments); without it the warps that
+/// hold assignments take their bases from `running` in turn, a barrier
+/// each (one block's routing: at most 64 tokens). Either way the ranks
+/// follow q whatever the order the experts were selected in.
 static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
                               int64_t k, int64_t capacity, Value running,
-                              Value assignExpert, Value assignPos,
+                              Value table, Value assignExpert, Value assignPos,
                               Value assignWeight) {
   Type i32 = b.getI32Type(), index = b.getIndexType();
   auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
@@ -452,6 +458,12 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
   auto sel = [&](Value c, Value t, Value f) -> Value {
     return arith::SelectOp::create(b, loc, c, t, f);
   };
+  auto add = [&](Value l, Value r) -> Value {
+    return arith::AddIOp::create(b, loc, l, r);
+  };
+  auto load = [&](Value m, ValueRange at) -> Value {
+    return memref::LoadOp::create(b, loc, m, at);
+  };
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value warp = arith::DivUIOp::create(b, loc, tid, ci(32));
   Value n = memref::DimOp::create(b, loc, assignExpert, 0);
@@ -459,17 +471,14 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
   auto chunks = scf::ForOp::create(b, loc, ci(0), n, ci(threads));
   OpBuilder::InsertionGuard g(b);
   b.setInsertionPointToStart(chunks.getBody());
-  Value q = arith::AddIOp::create(b, loc, chunks.getInductionVar(), tid);
+  Value q = add(chunks.getInductionVar(), tid);
   Value valid = icmp(P::ult, q, n);
   Value qs = sel(valid, q, ci(0));
   // q = j T + t is assignment t k + j.
-  Value a = arith::AddIOp::create(
-      b, loc,
-      arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, qs, tokens),
-                            ci(k)),
-      arith::DivUIOp::create(b, loc, qs, tokens));
-  Value e = sel(valid, memref::LoadOp::create(b, loc, assignExpert, a),
-                c32(-1));
+  Value a = add(arith::MulIOp::create(
+                    b, loc, arith::RemUIOp::create(b, loc, qs, tokens), ci(k)),
+                arith::DivUIOp::create(b, loc, qs, tokens));
+  Value e = sel(valid, load(assignExpert, a), c32(-1));
   // Every lane of the warp takes part (the chunks are uniform over the
   // block); lanes past the end match each other on -1 and count nowhere.
   Value same = NVVM::MatchSyncOp::create(b, loc, i32, c32(-1), e,
@@ -480,16 +489,62 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
   Value group = math::CtPopOp::create(b, loc, same);
   Value leader = icmp(P::eq, below, c32(0));
   Value eSafe = arith::IndexCastOp::create(b, loc, index, sel(valid, e, c32(0)));
-  // Turns only for the warps that hold assignments (one at 4 tokens of
-  // top-2, not the block's 32).
+  // The warps that hold assignments (one at 4 tokens of top-2, not the
+  // block's 32).
   Value left = arith::SubIOp::create(b, loc, n, chunks.getInductionVar());
   Value holding = arith::MinUIOp::create(
       b, loc, ci(threads / 32),
-      arith::DivUIOp::create(b, loc, arith::AddIOp::create(b, loc, left, ci(31)),
-                             ci(32)));
-  auto turns = scf::ForOp::create(b, loc, ci(0), holding, ci(1),
-                                  ValueRange{c32(0)});
-  {
+      arith::DivUIOp::create(b, loc, add(left, ci(31)), ci(32)));
+  Value base;
+  if (table) {
+    buildIfThen(b, loc, arith::AndIOp::create(b, loc, valid, leader), [&] {
+      memref::StoreOp::create(b, loc, group, table, ValueRange{warp, eSafe});
+    });
+    gpu::BarrierOp::create(b, loc);
+    auto sum = scf::IfOp::create(b, loc, TypeRange{i32}, valid,
+                                 /*withElseRegion=*/true);
+    b.setInsertionPointToStart(&sum.getThenRegion().front());
+    auto above = scf::ForOp::create(b, loc, ci(0), warp, ci(1),
+                                    ValueRange{load(running, eSafe)});
+    {
+      OpBuilder::InsertionGuard lg(b);
+      b.setInsertionPointToStart(above.getBody());
+      scf::YieldOp::create(
+          b, loc,
+          ValueRange{add(above.getRegionIterArgs().front(),
+                         load(table, {above.getInductionVar(), eSafe}))});
+    }
+    scf::YieldOp::create(b, loc, above.getResults());
+    b.setInsertionPointToStart(&sum.getElseRegion().front());
+    scf::YieldOp::create(b, loc, ValueRange{c32(0)});
+    b.setInsertionPointAfter(sum);
+    base = sum.getResult(0);
+    gpu::BarrierOp::create(b, loc);
+    // Each expert's column into its count, and back to zero.
+    Value experts = memref::DimOp::create(b, loc, table, 1);
+    auto columns = scf::ForOp::create(b, loc, tid, experts, ci(threads));
+    {
+      OpBuilder::InsertionGuard cg(b);
+      b.setInsertionPointToStart(columns.getBody());
+      Value col = columns.getInductionVar();
+      auto rows = scf::ForOp::create(b, loc, ci(0), holding, ci(1),
+                                     ValueRange{c32(0)});
+      {
+        OpBuilder::InsertionGuard rg(b);
+        b.setInsertionPointToStart(rows.getBody());
+        Value w = rows.getInductionVar();
+        Value got = load(table, {w, col});
+        memref::StoreOp::create(b, loc, c32(0), table, ValueRange{w, col});
+        scf::YieldOp::create(
+            b, loc, ValueRange{add(rows.getRegionIterArgs().front(), got)});
+      }
+      memref::StoreOp::create(b, loc, add(load(running, col), rows.getResult(0)),
+                              running, col);
+    }
+    gpu::BarrierOp::create(b, loc);
+  } else {
+    auto turns = scf::ForOp::create(b, loc, ci(0), holding, ci(1),
+                                    ValueRange{c32(0)});
     OpBuilder::InsertionGuard tg(b);
     b.setInsertionPointToStart(turns.getBody());
     Value mine = icmp(P::eq, warp, turns.getInductionVar());
@@ -499,26 +554,26 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
     auto read = scf::IfOp::create(b, loc, TypeRange{i32}, valid,
                                   /*withElseRegion=*/true);
     b.setInsertionPointToStart(&read.getThenRegion().front());
-    scf::YieldOp::create(
-        b, loc, ValueRange{memref::LoadOp::create(b, loc, running, eSafe)});
+    scf::YieldOp::create(b, loc, ValueRange{load(running, eSafe)});
     b.setInsertionPointToStart(&read.getElseRegion().front());
     scf::YieldOp::create(b, loc, ValueRange{c32(0)});
     b.setInsertionPointAfter(read);
-    Value base = read.getResult(0);
+    Value got = read.getResult(0);
     // Every lane of the group has read the count before its leader adds.
     NVVM::SyncWarpOp::create(b, loc, c32(-1));
     buildIfThen(b, loc, arith::AndIOp::create(b, loc, valid, leader), [&] {
-      memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, base, group),
-                              running, eSafe);
+      memref::StoreOp::create(b, loc, add(got, group), running, eSafe);
     });
-    scf::YieldOp::create(b, loc, ValueRange{base});
+    scf::YieldOp::create(b, loc, ValueRange{got});
     b.setInsertionPointToStart(&turn.getElseRegion().front());
     scf::YieldOp::create(b, loc, turns.getRegionIterArgs().front());
     b.setInsertionPointAfter(turn);
     gpu::BarrierOp::create(b, loc);
     scf::YieldOp::create(b, loc, turn.getResults());
+    b.setInsertionPointAfter(turns);
+    base = turns.getResult(0);
   }
-  Value rank = arith::AddIOp::create(b, loc, turns.getResult(0), below);
+  Value rank = add(base, below);
   buildIfThen(b, loc, valid, [&] {
     auto keep = scf::IfOp::create(b, loc, icmp(P::slt, rank, c32(capacity)),
                                   /*withElseRegion=*/true);
@@ -538,21 +593,33 @@ static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   assert(o.capacity > 0 && o.numExperts <= threads &&
          "a capacity, a thread per expert");
   Type i32 = b.getI32Type();
+  auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
+                                              gpu::AddressSpace::Workgroup);
+  const int64_t E = o.numExperts, warps = threads / 32;
   Value running = fn.addWorkgroupAttribution(
-      MemRefType::get({o.numExperts}, i32, MemRefLayoutAttrInterface(),
-                      gpu::AddressSpaceAttr::get(b.getContext(),
-                                                 gpu::AddressSpace::Workgroup)),
-      loc);
+      MemRefType::get({E}, i32, MemRefLayoutAttrInterface(), workgroup), loc);
+  // The warps' groups a table in shared memory, up to 32 KiB of it (256
+  // experts); more experts take turns instead.
+  Value table =
+      warps * E * 4 <= 32 * 1024
+          ? fn.addWorkgroupAttribution(MemRefType::get({warps, E}, i32,
+                                                       MemRefLayoutAttrInterface(),
+                                                       workgroup),
+                                       loc)
+          : Value();
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value expert = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tid,
-                                       constIndex(b, loc, o.numExperts));
+                                       constIndex(b, loc, E));
   buildIfThen(b, loc, expert, [&] {
     memref::StoreOp::create(b, loc, constI32(b, loc, 0), running, tid);
+    for (int64_t w = 0; table && w < warps; ++w)
+      memref::StoreOp::create(b, loc, constI32(b, loc, 0), table,
+                              ValueRange{constIndex(b, loc, w), tid});
   });
   gpu::BarrierOp::create(b, loc);
-  emitCapacityDrops(b, loc, threads, o.topK, o.capacity, running,
+  emitCapacityDrops(b, loc, threads, o.topK, o.capacity, running, table,
                     r.assignExpert, r.assignPos, r.assignWeight);
-  // (The last turn ended with a barrier.)
+  // (The last chunk ended with a barrier.)
   buildIfThen(b, loc, expert, [&] {
     Value count = arith::MinSIOp::create(
         b, loc, memref::LoadOp::create(b, loc, running, tid),
@@ -1306,8 +1373,8 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   barrier();
   if (o.capacity && !select && !finish) {
     // Rank and drop in priority order, then cap the counts.
-    emitCapacityDrops(b, loc, threads, k, o.capacity, counts, assignExpert,
-                      assignPos, assignWeight);
+    emitCapacityDrops(b, loc, threads, k, o.capacity, counts, Value(),
+                      assignExpert, assignPos, assignWeight);
     forExperts([&](Value e) {
       memref::StoreOp::create(
           b, loc,

@@ -306,6 +306,9 @@ make_case capacity-split-rows --gpu-combine=rows --top-k 2 --experts 16 --tokens
 make_case capacity-split-atomic --gpu-combine=atomic --top-k 4 --experts 16 --tokens 300 --capacity 0.8 --hidden 256 --ffn 128
 make_case capacity-split-mma --gpu-path=mma --sigmoid --bias --top-k 4 --experts 16 --renormalize --scaling 2.5 --tokens 130 --capacity 0.6 --hidden 128 --ffn 128
 make_case capacity-shared --top-k 4 --experts 16 --tokens 200 --capacity 0.5 --hidden 256 --ffn 128 --shared 256 --shared-gated
+# 12 capacity blocks of 1024 assignments (each ranks from the counts of the
+# blocks before it).
+make_case capacity-many-blocks --top-k 4 --experts 32 --tokens 3000 --capacity 0.9 --hidden 128 --ffn 128
 # The PR-MoE residual MLP as an expert stage of its own (fused since
 # 2026-12-03): mixed by the softmax over x mlp_coef (its routing kernel
 # scales the routed output by c0) at 8 tokens, one token and 600 (wgmma);

@@ -834,11 +834,17 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     h.launch(routeKernel(RoutePart::Select, p.routerInSelect),
              {(T + kRouteSelectTokens - 1) / kRouteSelectTokens, 1, 1},
              {kRouteSelectThreads, 1, 1}, selectArgs, routerPlan.sharedBytes);
-    // With a capacity, one block ranks the assignments in priority order
-    // and drops those past it before the tables are made.
-    if (ro.capacity)
-      h.launch(routeKernel(RoutePart::Capacity), {1, 1, 1},
-               {kRouteThreads, 1, 1}, tables);
+    // With a capacity, a block per kRouteThreads assignments in priority
+    // order counts its experts', then ranks and drops them from the counts
+    // of the blocks before it, before the tables are made.
+    if (ro.capacity) {
+      int64_t blocks = (N + kRouteThreads - 1) / kRouteThreads;
+      SmallVector<Value> capacityArgs(tables);
+      capacityArgs.push_back(h.alloc({blocks * E}, i32));
+      for (RoutePart part : {RoutePart::CapacityCount, RoutePart::Capacity})
+        h.launch(routeKernel(part), {blocks, 1, 1}, {kRouteThreads, 1, 1},
+                 capacityArgs);
+    }
     // A block per kRouteThreads assignments (one block mapped 8192 of them,
     // at 1024 tokens, in about 20 us).
     h.launch(routeKernel(RoutePart::Finish),

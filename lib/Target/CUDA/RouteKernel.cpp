@@ -71,6 +71,8 @@ std::string mlir::moe::routeKernelName(const RouteKernelOptions &o) {
   if (o.part == RoutePart::Select)
     name += o.withRouter ? "_select_router_k" + std::to_string(o.routerStageK)
                          : "_select";
+  else if (o.part == RoutePart::CapacityCount)
+    name += "_capacity_count";
   else if (o.part == RoutePart::Capacity)
     name += "_capacity";
   else if (o.part == RoutePart::Finish)
@@ -121,6 +123,8 @@ static SmallVector<Type> routeArgTypes(OpBuilder &b,
     argTypes.push_back(MemRefType::get({dyn}, o.biasType));
   if (o.part != RoutePart::Whole)
     argTypes.push_back(vecI32); // per-expert counts in global memory (zeroed)
+  if (o.part == RoutePart::CapacityCount || o.part == RoutePart::Capacity)
+    argTypes.push_back(vecI32); // each capacity block's counts per expert
   return argTypes;
 }
 
@@ -147,6 +151,8 @@ static RouteBuffers routeBuffers(ValueRange args, const RouteKernelOptions &o) {
     r.bias = args[next++];
   if (o.part != RoutePart::Whole)
     r.globalCounts = args[next++];
+  if (o.part == RoutePart::CapacityCount || o.part == RoutePart::Capacity)
+    r.blockCounts = args[next++];
   return r;
 }
 
@@ -447,7 +453,7 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
 static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
                               int64_t k, int64_t capacity, Value running,
                               Value table, Value assignExpert, Value assignPos,
-                              Value assignWeight) {
+                              Value assignWeight, Value qBegin, Value qEnd) {
   Type i32 = b.getI32Type(), index = b.getIndexType();
   auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
   auto c32 = [&](int32_t v) { return constI32(b, loc, v); };
@@ -468,11 +474,11 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
   Value warp = arith::DivUIOp::create(b, loc, tid, ci(32));
   Value n = memref::DimOp::create(b, loc, assignExpert, 0);
   Value tokens = arith::DivUIOp::create(b, loc, n, ci(k));
-  auto chunks = scf::ForOp::create(b, loc, ci(0), n, ci(threads));
+  auto chunks = scf::ForOp::create(b, loc, qBegin, qEnd, ci(threads));
   OpBuilder::InsertionGuard g(b);
   b.setInsertionPointToStart(chunks.getBody());
   Value q = add(chunks.getInductionVar(), tid);
-  Value valid = icmp(P::ult, q, n);
+  Value valid = icmp(P::ult, q, qEnd);
   Value qs = sel(valid, q, ci(0));
   // q = j T + t is assignment t k + j.
   Value a = add(arith::MulIOp::create(
@@ -491,7 +497,7 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
   Value eSafe = arith::IndexCastOp::create(b, loc, index, sel(valid, e, c32(0)));
   // The warps that hold assignments (one at 4 tokens of top-2, not the
   // block's 32).
-  Value left = arith::SubIOp::create(b, loc, n, chunks.getInductionVar());
+  Value left = arith::SubIOp::create(b, loc, qEnd, chunks.getInductionVar());
   Value holding = arith::MinUIOp::create(
       b, loc, ci(threads / 32),
       arith::DivUIOp::create(b, loc, add(left, ci(31)), ci(32)));
@@ -585,19 +591,78 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
   });
 }
 
-/// The Capacity part: one block ranks and drops every assignment (Select
-/// wrote them), then caps the global counts that Finish scans.
+/// The split routing's capacity parts, a block per kRouteThreads
+/// assignments in priority order (q = j T + t): CapacityCount writes each
+/// block's assignments per expert into blockCounts [block, E]; Capacity
+/// starts each block's counts at the sum of the blocks' before it, ranks and
+/// drops its assignments (emitCapacityDrops, with the table), and block 0
+/// writes min(total, capacity) into the global counts Finish scans.
 static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                              const RouteKernelOptions &o, int64_t threads,
                              const RouteBuffers &r) {
   assert(o.capacity > 0 && o.numExperts <= threads &&
          "a capacity, a thread per expert");
-  Type i32 = b.getI32Type();
+  Type i32 = b.getI32Type(), index = b.getIndexType();
+  auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
+  auto c32 = [&](int32_t v) { return constI32(b, loc, v); };
   auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
                                               gpu::AddressSpace::Workgroup);
   const int64_t E = o.numExperts, warps = threads / 32;
   Value running = fn.addWorkgroupAttribution(
       MemRefType::get({E}, i32, MemRefLayoutAttrInterface(), workgroup), loc);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value expert = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tid,
+                                       ci(E));
+  Value n = memref::DimOp::create(b, loc, r.assignExpert, 0);
+  Value qBegin = arith::MulIOp::create(b, loc, block, ci(threads));
+  Value qEnd = arith::MinUIOp::create(
+      b, loc, n, arith::AddIOp::create(b, loc, qBegin, ci(threads)));
+  // blockCounts[block' E + e] summed over block' in [from, to).
+  auto sumBlocks = [&](Value e, Value from, Value to) -> Value {
+    auto loop = scf::ForOp::create(b, loc, from, to, ci(1), ValueRange{c32(0)});
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value at = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, loop.getInductionVar(), ci(E)), e);
+    scf::YieldOp::create(
+        b, loc,
+        ValueRange{arith::AddIOp::create(
+            b, loc, loop.getRegionIterArgs().front(),
+            memref::LoadOp::create(b, loc, r.blockCounts, at))});
+    return loop.getResult(0);
+  };
+  if (o.part == RoutePart::CapacityCount) {
+    buildIfThen(b, loc, expert, [&] {
+      memref::StoreOp::create(b, loc, c32(0), running, tid);
+    });
+    gpu::BarrierOp::create(b, loc);
+    Value q = arith::AddIOp::create(b, loc, qBegin, tid);
+    buildIfThen(b, loc,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, q, qEnd),
+                [&] {
+      Value tokens = arith::DivUIOp::create(b, loc, n, ci(o.topK));
+      Value a = arith::AddIOp::create(
+          b, loc,
+          arith::MulIOp::create(b, loc,
+                                arith::RemUIOp::create(b, loc, q, tokens),
+                                ci(o.topK)),
+          arith::DivUIOp::create(b, loc, q, tokens));
+      Value e = arith::IndexCastOp::create(
+          b, loc, index, memref::LoadOp::create(b, loc, r.assignExpert, a));
+      memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, c32(1),
+                                  running, e);
+    });
+    gpu::BarrierOp::create(b, loc);
+    buildIfThen(b, loc, expert, [&] {
+      memref::StoreOp::create(
+          b, loc, memref::LoadOp::create(b, loc, running, tid), r.blockCounts,
+          arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, block, ci(E)),
+                                tid)
+              .getResult());
+    });
+    return;
+  }
   // The warps' groups a table in shared memory, up to 32 KiB of it (256
   // experts); more experts take turns instead.
   Value table =
@@ -607,28 +672,30 @@ static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                                                        workgroup),
                                        loc)
           : Value();
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value expert = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tid,
-                                       constIndex(b, loc, E));
   buildIfThen(b, loc, expert, [&] {
-    memref::StoreOp::create(b, loc, constI32(b, loc, 0), running, tid);
+    memref::StoreOp::create(b, loc, sumBlocks(tid, ci(0), block), running, tid);
     for (int64_t w = 0; table && w < warps; ++w)
-      memref::StoreOp::create(b, loc, constI32(b, loc, 0), table,
-                              ValueRange{constIndex(b, loc, w), tid});
+      memref::StoreOp::create(b, loc, c32(0), table, ValueRange{ci(w), tid});
+    // Block 0: every block's, capped, for Finish.
+    buildIfThen(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, block, ci(0)),
+        [&] {
+          Value blocks = arith::DivUIOp::create(
+              b, loc, arith::AddIOp::create(b, loc, n, ci(threads - 1)),
+              ci(threads));
+          memref::StoreOp::create(
+              b, loc,
+              arith::MinSIOp::create(b, loc, sumBlocks(tid, ci(0), blocks),
+                                     c32(int32_t(o.capacity))),
+              r.globalCounts,
+              arith::MulIOp::create(b, loc, tid, ci(kRouteCountStride))
+                  .getResult());
+        });
   });
   gpu::BarrierOp::create(b, loc);
   emitCapacityDrops(b, loc, threads, o.topK, o.capacity, running, table,
-                    r.assignExpert, r.assignPos, r.assignWeight);
-  // (The last chunk ended with a barrier.)
-  buildIfThen(b, loc, expert, [&] {
-    Value count = arith::MinSIOp::create(
-        b, loc, memref::LoadOp::create(b, loc, running, tid),
-        constI32(b, loc, int32_t(o.capacity)));
-    memref::StoreOp::create(
-        b, loc, count, r.globalCounts,
-        arith::MulIOp::create(b, loc, tid, constIndex(b, loc, kRouteCountStride))
-            .getResult());
-  });
+                    r.assignExpert, r.assignPos, r.assignWeight, qBegin, qEnd);
 }
 
 gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
@@ -652,7 +719,7 @@ gpu::GPUFuncOp mlir::moe::buildRouteKernel(OpBuilder &b, Location loc,
     buffers.tokens = memref::DimOp::create(b, loc, x, 0);
     buffers.logitsRow0 = row0;
   }
-  if (o.part == RoutePart::Capacity)
+  if (o.part == RoutePart::CapacityCount || o.part == RoutePart::Capacity)
     emitCapacityPart(b, loc, fn, o, threads, buffers);
   else
     emitRouting(b, loc, fn, o, threads, buffers);
@@ -980,7 +1047,8 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   MLIRContext *ctx = b.getContext();
   Type i32 = b.getI32Type(), index = b.getIndexType();
   bool select = o.part == RoutePart::Select, finish = o.part == RoutePart::Finish;
-  assert(o.part != RoutePart::Capacity && "the Capacity part routes nothing");
+  assert(o.part != RoutePart::Capacity && o.part != RoutePart::CapacityCount &&
+         "the capacity parts route nothing");
   assert((!select || !o.capacity) &&
          "the select part counts every assignment; Capacity drops");
   assert((select || o.numExperts <= threads) &&
@@ -1374,7 +1442,8 @@ void mlir::moe::emitRouting(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   if (o.capacity && !select && !finish) {
     // Rank and drop in priority order, then cap the counts.
     emitCapacityDrops(b, loc, threads, k, o.capacity, counts, Value(),
-                      assignExpert, assignPos, assignWeight);
+                      assignExpert, assignPos, assignWeight, ci(0),
+                      memref::DimOp::create(b, loc, assignExpert, 0));
     forExperts([&](Value e) {
       memref::StoreOp::create(
           b, loc,

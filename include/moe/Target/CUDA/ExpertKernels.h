@@ -440,11 +440,13 @@ constexpr int64_t kRouteCountStride = 32;
 /// the counts and maps its share; the first writes offsets, hit and tiles).
 /// Both parts take a trailing argument `counts` (i32 [E *
 /// kRouteCountStride], zeroed before Select). Finish takes no logits.
-/// With a capacity (RouteKernelOptions::capacity), one block of the
-/// Capacity part runs between them: it ranks the assignments in priority
-/// order, drops those past the capacity and caps the counts (the tables'
-/// arguments, as Finish).
-enum class RoutePart { Whole, Select, Capacity, Finish };
+/// With a capacity (RouteKernelOptions::capacity), two parts run between
+/// them, a block per kRouteThreads assignments in priority order (the
+/// tables' arguments, as Finish, then `blockCounts`, i32 [blocks * E]):
+/// CapacityCount counts each block's assignments per expert; Capacity
+/// ranks each block's from the counts of the blocks before it, drops those
+/// past the capacity, and its first block caps the global counts.
+enum class RoutePart { Whole, Select, CapacityCount, Capacity, Finish };
 
 /// Tokens a block of the Select part routes (a warp each).
 constexpr int64_t kRouteSelectTokens = kRouteSelectThreads / 32;
@@ -523,7 +525,8 @@ struct RouteKernelOptions {
   /// expert keeps its first `capacity` assignments in priority order (every
   /// token's first choice, in token order, before any second choice); the
   /// others are dropped: assignExpert -1, assignWeight 0, no row. Whole
-  /// ranks them in its block; the split routing in the Capacity part.
+  /// ranks them in its block; the split routing in the CapacityCount and
+  /// Capacity parts.
   /// Not with oneToken (a capacity under one token is never planned: one
   /// token gives an expert at most one assignment).
   int64_t capacity = 0;
@@ -546,7 +549,7 @@ std::string routeKernelName(const RouteKernelOptions &options);
 /// for the Select and Finish parts; null otherwise).
 struct RouteBuffers {
   Value logits, offsets, rowToken, rowWeight, hit, assignExpert, assignPos,
-      assignWeight, tileExpert, tileRow, bias, globalCounts;
+      assignWeight, tileExpert, tileRow, bias, globalCounts, blockCounts;
   /// The token count where `logits` holds only some tokens' rows (null:
   /// logits' rows), and the token of logits' row 0 (null: token 0).
   Value tokens, logitsRow0;

@@ -446,10 +446,11 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
 /// before it: with `table` (workgroup i32 [threads / 32, E], zero on
 /// entry and exit) each group's leader writes its size there and every
 /// lane adds up the rows above its warp's, three barriers a chunk (the
-/// Capacity part: thousands of assignments); without it the warps that
-/// hold assignments take their bases from `running` in turn, a barrier
-/// each (one block's routing: at most 64 tokens). Either way the ranks
-/// follow q whatever the order the experts were selected in.
+/// Capacity part's blocks); without it the warps that hold assignments
+/// take their bases from `running` in turn, a barrier each (one block's
+/// routing: at most 64 tokens; more than 256 experts). Either way the
+/// ranks follow q whatever the order the experts were selected in. The
+/// assignments q in [qBegin, qEnd).
 static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
                               int64_t k, int64_t capacity, Value running,
                               Value table, Value assignExpert, Value assignPos,

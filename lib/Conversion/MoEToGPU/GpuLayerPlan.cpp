@@ -408,9 +408,10 @@ void ExpertStage::decide(bool addsDenseStages) {
   }
   if (auto capacity = plan.getAs<IntegerAttr>("capacity"))
     ro.capacity = capacity.getInt();
-  // A decode step routes in one warp, without counts and scans (a capacity
-  // under one token is never planned).
-  ro.oneToken = T == 1 && !mma && !ro.capacity;
+  // A decode step routes in one warp, without counts and scans (no
+  // capacity is planned there: one token gives an expert one assignment at
+  // most, and a capacity is at least one).
+  ro.oneToken = T == 1 && !mma;
 
   // The plan, fixed from the static shapes.
   if (!dense)

@@ -354,7 +354,9 @@ struct RouterToLinalg : OpRewritePattern<RouterOp> {
   }
 
   /// Drops the assignments past each expert's capacity
-  /// `max(min_capacity, ceil(capacity_factor * T * k / E))`.
+  /// `max(min_capacity, ceil(capacity_factor * T * k / E))`, computed as
+  /// routingCapacity does for a static T (the GPU layer's plan and the
+  /// canonicalization call it).
   static std::pair<Value, Value> applyCapacity(OpBuilder &b, Location loc,
                                                RouterOp op, Value tokens,
                                                Value ids, Value wts) {

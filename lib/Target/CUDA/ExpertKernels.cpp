@@ -1413,13 +1413,9 @@ std::optional<int64_t> mlir::moe::gpuLayerCapacity(LayerOp op) {
   if (!cf || !type.hasStaticShape())
     return std::nullopt;
   int64_t tokens = type.getDimSize(0);
-  // As RoutingToLinalg's applyCapacity: ceil(T * (cf k / E)) in double.
-  double factor = cf->convertToDouble() *
-                  double(op.getTopKAttr().getInt()) /
-                  double(op.getNumExperts());
-  double capacity =
-      std::max(std::ceil(double(tokens) * factor),
-               double(op.getMinCapacityAttr().getInt()));
+  double capacity = routingCapacity(
+      cf->convertToDouble(), tokens, op.getTopKAttr().getInt(),
+      op.getNumExperts(), op.getMinCapacityAttr().getInt());
   if (capacity >= double(tokens))
     return std::nullopt;
   return int64_t(capacity);

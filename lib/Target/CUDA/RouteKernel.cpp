@@ -432,6 +432,14 @@ static Value emitRouterLogits(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   return logits;
 }
 
+/// The assignment t k + j (assignExpert's token-major order) of priority
+/// q = j T + t among `tokens` tokens of k assignments each.
+static Value assignmentOfPriority(const IndexOps &ix, Value q, Value tokens,
+                                  int64_t k) {
+  return ix.add(ix.mul(arith::RemUIOp::create(ix.b, ix.loc, q, tokens), ix.c(k)),
+                arith::DivUIOp::create(ix.b, ix.loc, q, tokens));
+}
+
 /// Capacity drops (RouteKernelOptions::capacity), run by all `threads`
 /// threads of a block: ranks the assignments (assignExpert [T k], token-
 /// major) in priority order q = j T + t, every token's first choice (in
@@ -456,36 +464,23 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
                               Value table, Value assignExpert, Value assignPos,
                               Value assignWeight, Value qBegin, Value qEnd) {
   Type i32 = b.getI32Type(), index = b.getIndexType();
-  auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
-  auto c32 = [&](int32_t v) { return constI32(b, loc, v); };
+  IndexOps ix{b, loc};
   using P = arith::CmpIPredicate;
-  auto icmp = [&](P p, Value l, Value r) -> Value {
-    return arith::CmpIOp::create(b, loc, p, l, r);
-  };
-  auto sel = [&](Value c, Value t, Value f) -> Value {
-    return arith::SelectOp::create(b, loc, c, t, f);
-  };
-  auto add = [&](Value l, Value r) -> Value {
-    return arith::AddIOp::create(b, loc, l, r);
-  };
+  auto c32 = [&](int32_t v) { return constI32(b, loc, v); };
   auto load = [&](Value m, ValueRange at) -> Value {
     return memref::LoadOp::create(b, loc, m, at);
   };
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value warp = arith::DivUIOp::create(b, loc, tid, ci(32));
+  Value warp = ix.divu(tid, 32);
   Value n = memref::DimOp::create(b, loc, assignExpert, 0);
-  Value tokens = arith::DivUIOp::create(b, loc, n, ci(k));
-  auto chunks = scf::ForOp::create(b, loc, qBegin, qEnd, ci(threads));
+  Value tokens = ix.divu(n, k);
+  auto chunks = scf::ForOp::create(b, loc, qBegin, qEnd, ix.c(threads));
   OpBuilder::InsertionGuard g(b);
   b.setInsertionPointToStart(chunks.getBody());
-  Value q = add(chunks.getInductionVar(), tid);
-  Value valid = icmp(P::ult, q, qEnd);
-  Value qs = sel(valid, q, ci(0));
-  // q = j T + t is assignment t k + j.
-  Value a = add(arith::MulIOp::create(
-                    b, loc, arith::RemUIOp::create(b, loc, qs, tokens), ci(k)),
-                arith::DivUIOp::create(b, loc, qs, tokens));
-  Value e = sel(valid, load(assignExpert, a), c32(-1));
+  Value q = ix.add(chunks.getInductionVar(), tid);
+  Value valid = ix.icmp(P::ult, q, qEnd);
+  Value a = assignmentOfPriority(ix, ix.select(valid, q, ix.c(0)), tokens, k);
+  Value e = ix.select(valid, load(assignExpert, a), c32(-1));
   // Every lane of the warp takes part (the chunks are uniform over the
   // block); lanes past the end match each other on -1 and count nowhere.
   Value same = NVVM::MatchSyncOp::create(b, loc, i32, c32(-1), e,
@@ -494,14 +489,14 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
   Value below = math::CtPopOp::create(
       b, loc, arith::AndIOp::create(b, loc, same, lanesBelow));
   Value group = math::CtPopOp::create(b, loc, same);
-  Value leader = icmp(P::eq, below, c32(0));
-  Value eSafe = arith::IndexCastOp::create(b, loc, index, sel(valid, e, c32(0)));
+  Value leader = ix.icmp(P::eq, below, c32(0));
+  Value eSafe =
+      arith::IndexCastOp::create(b, loc, index, ix.select(valid, e, c32(0)));
   // The warps that hold assignments (one at 4 tokens of top-2, not the
   // block's 32).
   Value left = arith::SubIOp::create(b, loc, qEnd, chunks.getInductionVar());
-  Value holding = arith::MinUIOp::create(
-      b, loc, ci(threads / 32),
-      arith::DivUIOp::create(b, loc, add(left, ci(31)), ci(32)));
+  Value holding = arith::MinUIOp::create(b, loc, ix.c(threads / 32),
+                                         ix.divu(ix.add(left, ix.c(31)), 32));
   Value base;
   if (table) {
     buildIfThen(b, loc, arith::AndIOp::create(b, loc, valid, leader), [&] {
@@ -511,15 +506,15 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
     auto sum = scf::IfOp::create(b, loc, TypeRange{i32}, valid,
                                  /*withElseRegion=*/true);
     b.setInsertionPointToStart(&sum.getThenRegion().front());
-    auto above = scf::ForOp::create(b, loc, ci(0), warp, ci(1),
+    auto above = scf::ForOp::create(b, loc, ix.c(0), warp, ix.c(1),
                                     ValueRange{load(running, eSafe)});
     {
       OpBuilder::InsertionGuard lg(b);
       b.setInsertionPointToStart(above.getBody());
       scf::YieldOp::create(
           b, loc,
-          ValueRange{add(above.getRegionIterArgs().front(),
-                         load(table, {above.getInductionVar(), eSafe}))});
+          ValueRange{ix.add(above.getRegionIterArgs().front(),
+                            load(table, {above.getInductionVar(), eSafe}))});
     }
     scf::YieldOp::create(b, loc, above.getResults());
     b.setInsertionPointToStart(&sum.getElseRegion().front());
@@ -529,12 +524,12 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
     gpu::BarrierOp::create(b, loc);
     // Each expert's column into its count, and back to zero.
     Value experts = memref::DimOp::create(b, loc, table, 1);
-    auto columns = scf::ForOp::create(b, loc, tid, experts, ci(threads));
+    auto columns = scf::ForOp::create(b, loc, tid, experts, ix.c(threads));
     {
       OpBuilder::InsertionGuard cg(b);
       b.setInsertionPointToStart(columns.getBody());
       Value col = columns.getInductionVar();
-      auto rows = scf::ForOp::create(b, loc, ci(0), holding, ci(1),
+      auto rows = scf::ForOp::create(b, loc, ix.c(0), holding, ix.c(1),
                                      ValueRange{c32(0)});
       {
         OpBuilder::InsertionGuard rg(b);
@@ -543,18 +538,19 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
         Value got = load(table, {w, col});
         memref::StoreOp::create(b, loc, c32(0), table, ValueRange{w, col});
         scf::YieldOp::create(
-            b, loc, ValueRange{add(rows.getRegionIterArgs().front(), got)});
+            b, loc, ValueRange{ix.add(rows.getRegionIterArgs().front(), got)});
       }
-      memref::StoreOp::create(b, loc, add(load(running, col), rows.getResult(0)),
+      memref::StoreOp::create(b, loc,
+                              ix.add(load(running, col), rows.getResult(0)),
                               running, col);
     }
     gpu::BarrierOp::create(b, loc);
   } else {
-    auto turns = scf::ForOp::create(b, loc, ci(0), holding, ci(1),
+    auto turns = scf::ForOp::create(b, loc, ix.c(0), holding, ix.c(1),
                                     ValueRange{c32(0)});
     OpBuilder::InsertionGuard tg(b);
     b.setInsertionPointToStart(turns.getBody());
-    Value mine = icmp(P::eq, warp, turns.getInductionVar());
+    Value mine = ix.icmp(P::eq, warp, turns.getInductionVar());
     auto turn = scf::IfOp::create(b, loc, TypeRange{i32}, mine,
                                   /*withElseRegion=*/true);
     b.setInsertionPointToStart(&turn.getThenRegion().front());
@@ -569,7 +565,7 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
     // Every lane of the group has read the count before its leader adds.
     NVVM::SyncWarpOp::create(b, loc, c32(-1));
     buildIfThen(b, loc, arith::AndIOp::create(b, loc, valid, leader), [&] {
-      memref::StoreOp::create(b, loc, add(got, group), running, eSafe);
+      memref::StoreOp::create(b, loc, ix.add(got, group), running, eSafe);
     });
     scf::YieldOp::create(b, loc, ValueRange{got});
     b.setInsertionPointToStart(&turn.getElseRegion().front());
@@ -580,9 +576,10 @@ static void emitCapacityDrops(OpBuilder &b, Location loc, int64_t threads,
     b.setInsertionPointAfter(turns);
     base = turns.getResult(0);
   }
-  Value rank = add(base, below);
+  Value rank = ix.add(base, below);
   buildIfThen(b, loc, valid, [&] {
-    auto keep = scf::IfOp::create(b, loc, icmp(P::slt, rank, c32(capacity)),
+    auto keep = scf::IfOp::create(b, loc,
+                                  ix.icmp(P::slt, rank, c32(capacity)),
                                   /*withElseRegion=*/true);
     b.setInsertionPointToStart(&keep.getThenRegion().front());
     memref::StoreOp::create(b, loc, rank, assignPos, a);
@@ -604,7 +601,8 @@ static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
   assert(o.capacity > 0 && o.numExperts <= threads &&
          "a capacity, a thread per expert");
   Type i32 = b.getI32Type(), index = b.getIndexType();
-  auto ci = [&](int64_t v) { return constIndex(b, loc, v); };
+  IndexOps ix{b, loc};
+  using P = arith::CmpIPredicate;
   auto c32 = [&](int32_t v) { return constI32(b, loc, v); };
   auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
                                               gpu::AddressSpace::Workgroup);
@@ -613,24 +611,21 @@ static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       MemRefType::get({E}, i32, MemRefLayoutAttrInterface(), workgroup), loc);
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value expert = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tid,
-                                       ci(E));
+  Value expert = ix.icmp(P::ult, tid, ix.c(E));
   Value n = memref::DimOp::create(b, loc, r.assignExpert, 0);
-  Value qBegin = arith::MulIOp::create(b, loc, block, ci(threads));
-  Value qEnd = arith::MinUIOp::create(
-      b, loc, n, arith::AddIOp::create(b, loc, qBegin, ci(threads)));
+  Value qBegin = ix.mul(block, ix.c(threads));
+  Value qEnd = arith::MinUIOp::create(b, loc, n, ix.add(qBegin, ix.c(threads)));
   // blockCounts[block' E + e] summed over block' in [from, to).
   auto sumBlocks = [&](Value e, Value from, Value to) -> Value {
-    auto loop = scf::ForOp::create(b, loc, from, to, ci(1), ValueRange{c32(0)});
+    auto loop =
+        scf::ForOp::create(b, loc, from, to, ix.c(1), ValueRange{c32(0)});
     OpBuilder::InsertionGuard lg(b);
     b.setInsertionPointToStart(loop.getBody());
-    Value at = arith::AddIOp::create(
-        b, loc, arith::MulIOp::create(b, loc, loop.getInductionVar(), ci(E)), e);
+    Value at = ix.add(ix.mul(loop.getInductionVar(), ix.c(E)), e);
     scf::YieldOp::create(
         b, loc,
-        ValueRange{arith::AddIOp::create(
-            b, loc, loop.getRegionIterArgs().front(),
-            memref::LoadOp::create(b, loc, r.blockCounts, at))});
+        ValueRange{ix.add(loop.getRegionIterArgs().front(),
+                          memref::LoadOp::create(b, loc, r.blockCounts, at))});
     return loop.getResult(0);
   };
   if (o.part == RoutePart::CapacityCount) {
@@ -638,17 +633,9 @@ static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
       memref::StoreOp::create(b, loc, c32(0), running, tid);
     });
     gpu::BarrierOp::create(b, loc);
-    Value q = arith::AddIOp::create(b, loc, qBegin, tid);
-    buildIfThen(b, loc,
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, q, qEnd),
-                [&] {
-      Value tokens = arith::DivUIOp::create(b, loc, n, ci(o.topK));
-      Value a = arith::AddIOp::create(
-          b, loc,
-          arith::MulIOp::create(b, loc,
-                                arith::RemUIOp::create(b, loc, q, tokens),
-                                ci(o.topK)),
-          arith::DivUIOp::create(b, loc, q, tokens));
+    Value q = ix.add(qBegin, tid);
+    buildIfThen(b, loc, ix.icmp(P::ult, q, qEnd), [&] {
+      Value a = assignmentOfPriority(ix, q, ix.divu(n, o.topK), o.topK);
       Value e = arith::IndexCastOp::create(
           b, loc, index, memref::LoadOp::create(b, loc, r.assignExpert, a));
       memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, c32(1),
@@ -656,11 +643,10 @@ static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
     });
     gpu::BarrierOp::create(b, loc);
     buildIfThen(b, loc, expert, [&] {
-      memref::StoreOp::create(
-          b, loc, memref::LoadOp::create(b, loc, running, tid), r.blockCounts,
-          arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, block, ci(E)),
-                                tid)
-              .getResult());
+      memref::StoreOp::create(b, loc,
+                              memref::LoadOp::create(b, loc, running, tid),
+                              r.blockCounts,
+                              ix.add(ix.mul(block, ix.c(E)), tid));
     });
     return;
   }
@@ -674,25 +660,19 @@ static void emitCapacityPart(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
                                        loc)
           : Value();
   buildIfThen(b, loc, expert, [&] {
-    memref::StoreOp::create(b, loc, sumBlocks(tid, ci(0), block), running, tid);
+    memref::StoreOp::create(b, loc, sumBlocks(tid, ix.c(0), block), running,
+                            tid);
     for (int64_t w = 0; table && w < warps; ++w)
-      memref::StoreOp::create(b, loc, c32(0), table, ValueRange{ci(w), tid});
+      memref::StoreOp::create(b, loc, c32(0), table, ValueRange{ix.c(w), tid});
     // Block 0: every block's, capped, for Finish.
-    buildIfThen(
-        b, loc,
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, block, ci(0)),
-        [&] {
-          Value blocks = arith::DivUIOp::create(
-              b, loc, arith::AddIOp::create(b, loc, n, ci(threads - 1)),
-              ci(threads));
-          memref::StoreOp::create(
-              b, loc,
-              arith::MinSIOp::create(b, loc, sumBlocks(tid, ci(0), blocks),
-                                     c32(int32_t(o.capacity))),
-              r.globalCounts,
-              arith::MulIOp::create(b, loc, tid, ci(kRouteCountStride))
-                  .getResult());
-        });
+    buildIfThen(b, loc, ix.icmp(P::eq, block, ix.c(0)), [&] {
+      Value blocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+      memref::StoreOp::create(
+          b, loc,
+          arith::MinSIOp::create(b, loc, sumBlocks(tid, ix.c(0), blocks),
+                                 c32(int32_t(o.capacity))),
+          r.globalCounts, ix.mul(tid, ix.c(kRouteCountStride)));
+    });
   });
   gpu::BarrierOp::create(b, loc);
   emitCapacityDrops(b, loc, threads, o.topK, o.capacity, running, table,

@@ -461,6 +461,13 @@ LogicalResult LayerOp::verify() {
 // Canonicalization: routing options that cannot change the result
 //===----------------------------------------------------------------------===//
 
+double mlir::moe::routingCapacity(double capacityFactor, int64_t tokens,
+                                  int64_t topK, int64_t experts,
+                                  int64_t minCapacity) {
+  double factor = capacityFactor * double(topK) / double(experts);
+  return std::max(std::ceil(double(tokens) * factor), double(minCapacity));
+}
+
 namespace {
 /// Drops routing options that are provably no-ops, so that later passes see
 /// one canonical form:
@@ -486,12 +493,9 @@ struct SimplifyRouting : OpRewritePattern<OpTy> {
 
     bool dropCapacity = false;
     if (auto cf = op.getCapacityFactor(); cf && !ShapedType::isDynamic(tokens)) {
-      // In double: a huge factor must not overflow an integer.
-      double capacity = std::max(
-          std::ceil(cf->convertToDouble() * double(tokens) * double(k) /
-                    double(numExperts)),
-          double(op.getMinCapacityAttr().getInt()));
-      dropCapacity = capacity >= double(tokens);
+      dropCapacity =
+          routingCapacity(cf->convertToDouble(), tokens, k, numExperts,
+                          op.getMinCapacityAttr().getInt()) >= double(tokens);
     }
     bool dropGroups = op.getNGroupAttr() && op.getTopkGroupAttr() &&
                       op.getNGroupAttr().getInt() ==

@@ -13,7 +13,10 @@
 #  1b. dsgpt_compare.py: the DeepSpeed-MoE GPT models of the same directory
 #     against their plain-Python reference;
 #  0. first, attention_cases.py: the GPU attention kernels against PyTorch
-#     (build/gpu-attention, made by `attention_cases.py make`).
+#     (build/gpu-attention, made by `attention_cases.py make`), and
+#     dense_cases.py: the dense MLP, LayerNorm and learned-position kernels
+#     (build/gpu-dense, `dense_cases.py make`), with compute-sanitizer
+#     memcheck and racecheck on three of them.
 # Usage: sh test/gpu/run-whole-on-device.sh   (from the repository root)
 # HF_MODELS: the directory of step 1 (default build/hf-models).
 # A model compiled for the GPU runs its CPU code where the GPU cannot be
@@ -25,6 +28,24 @@ if [ -d build/gpu-attention ]; then
   python3 test/gpu/attention_cases.py check build/gpu-attention > "$out/attention.log" 2>&1 || rc=1
   tail -n 12 "$out/attention.log"
 fi
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -d build/gpu-dense ]; then
+  python3 test/gpu/dense_cases.py check build/gpu-dense > "$out/dense.log" 2>&1 || rc=1
+  tail -n 16 "$out/dense.log"
+  # (check left each case's weights and inputs beside its executable.)
+  for c in mlp-swiglu-prefill layernorm-bias-300 position-embedding-batched; do
+    d=build/gpu-dense/$c
+    [ -x "$d/model" ] && [ -z "$SKIP_SANITIZER" ] || continue
+    for tool in memcheck racecheck; do
+      if "$san" --tool $tool --error-exitcode 9 "$d/model" --weights "$d/weights.safetensors" \
+          --input "$d/input.safetensors" --output "$d/san.safetensors" > "$out/sanitizer-$tool-$c.log" 2>&1; then
+        echo "compute-sanitizer $tool $c: clean"
+      else
+        echo "compute-sanitizer $tool $c: FAILED"; tail -n 20 "$out/sanitizer-$tool-$c.log"; rc=1
+      fi
+    done
+  done
+fi
 models=${HF_MODELS:-build/hf-models}
 python3 test/gpu/hf_compare.py "$models" $HF_COMPARE_ARCHS > "$out/hf-compare.log" 2>&1 || rc=1
 tail -n 12 "$out/hf-compare.log"
@@ -32,7 +53,6 @@ if ls -d "$models"/dsgpt-* > /dev/null 2>&1; then
   python3 test/gpu/dsgpt_compare.py "$models" > "$out/dsgpt-compare.log" 2>&1 || rc=1
   tail -n 6 "$out/dsgpt-compare.log"
 fi
-san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # The decode-sized model (GEMV experts, every part on the GPU) and the one
 # whose experts run on warpgroup MMAs (wgmma, 128-row steps).
 for exe in mixtral_e8-cuda-bf16:mixtral_e8 mixtral_wg-cuda-t128wg-bf16:mixtral_wg \

@@ -10,7 +10,12 @@
 // touch to the device and gives each helper its kernels:
 //
 //   embedding     gather kernel (ids uploaded: the generator writes them)
+//   position_embedding  the same for learned positions (GPT): the kernel
+//                 computes row s T + t's id, positions[s] + t
 //   rms_norm      one block per row
+//   layer_norm    one block per row (mean, then squared deviations)
+//   mlp           up (and gate) projections, the activation, the down
+//                 projection: dense GEMVs or tensor-core GEMMs
 //   add           elementwise, rounded once
 //   matmul        dense GEMV (few rows) or tensor-core GEMM, then rounding
 //   attention     q, k, v projections (+ bias, + q/k RMSNorm), RoPE of q and
@@ -71,7 +76,8 @@ struct ConvertMoEDenseToGpuCallPass
       });
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
-      if (isa<EmbeddingOp, RmsNormOp, AttentionOp, linalg::GenericOp>(op) &&
+      if (isa<EmbeddingOp, RmsNormOp, LayerNormOp, MlpOp, AttentionOp,
+              linalg::GenericOp>(op) &&
           op->getParentOfType<func::FuncOp>() && whyNotGpuDense(op).empty())
         ops.push_back(op);
     });
@@ -82,10 +88,22 @@ struct ConvertMoEDenseToGpuCallPass
       SmallVector<Value> operands(op->getOperands());
       Operation *replaced = op;
       DictionaryAttr attrs = op->getAttrDictionary();
-      if (isa<EmbeddingOp>(op)) {
+      Operation *positionIds = nullptr;
+      if (auto emb = dyn_cast<EmbeddingOp>(op)) {
         kind = "embedding";
+        // Learned positions: the kernel computes the ids from the
+        // positions, so no host loop runs before it (GPT).
+        if (Value position = learnedPositionsOf(emb)) {
+          kind = "position_embedding";
+          positionIds = emb.getIds().getDefiningOp();
+          operands = {position, emb.getTable()};
+        }
       } else if (isa<RmsNormOp>(op)) {
         kind = "rms_norm";
+      } else if (isa<LayerNormOp>(op)) {
+        kind = "layer_norm";
+      } else if (isa<MlpOp>(op)) {
+        kind = "mlp";
       } else if (isa<AttentionOp>(op)) {
         kind = "attention";
       } else if (auto generic = dyn_cast<linalg::GenericOp>(op)) {
@@ -115,6 +133,14 @@ struct ConvertMoEDenseToGpuCallPass
                                     .getDefiningOp()
                               : nullptr;
       replaced->erase();
+      // The ids' collapse, generic and its empty init, now unused.
+      for (Operation *dead = positionIds; dead && dead->use_empty();) {
+        Operation *next = dead->getNumOperands()
+                              ? dead->getOperands().back().getDefiningOp()
+                              : nullptr;
+        dead->erase();
+        dead = next;
+      }
       // The projection's matmul and its fill have no other users.
       if (matmul) {
         Operation *fill = matmul->getOperand(2).getDefiningOp();
@@ -154,8 +180,14 @@ public:
     LogicalResult result = failure();
     if (kind == "embedding")
       result = embedding();
+    else if (kind == "position_embedding")
+      result = positionEmbedding();
     else if (kind == "rms_norm")
       result = rmsNorm();
+    else if (kind == "layer_norm")
+      result = layerNorm();
+    else if (kind == "mlp")
+      result = mlp();
     else if (kind == "add")
       result = add();
     else if (kind == "matmul")
@@ -277,9 +309,79 @@ private:
     return success();
   }
 
+  LogicalResult positionEmbedding() {
+    // (positions [B], table, out [B*T, d]): the positions are read on the
+    // host, uploaded.
+    Value positions = input(0), table = input(1), out = output(2);
+    int64_t T = dim(out, 0) / dim(arg(0), 0);
+    gpu::GPUFuncOp k = kernel("moe_position_embedding_bf16", [&] {
+      return buildEmbeddingKernel(b, kernels.getLoc(), kernels,
+                                  "moe_position_embedding_bf16", bf16,
+                                  /*learnedPositions=*/true);
+    });
+    h.launchElementwise(k, dim(out, 0) * dim(out, 1),
+                        {out, positions, table, h.index(T)});
+    finish();
+    return success();
+  }
+
   LogicalResult rmsNorm() {
     Value x = input(0), w = input(1), out = output(2);
     rmsNormRows(x, w, out, epsilonAttr("epsilon", 1e-6));
+    finish();
+    return success();
+  }
+
+  LogicalResult layerNorm() {
+    // (x, weight, [bias,] out)
+    bool bias = numArgs() == 4;
+    Value x = input(0), w = input(1), bv = bias ? input(2) : Value(),
+          out = output(bias ? 3 : 2);
+    int64_t threads = normThreads(dim(x, 1));
+    std::string name = std::string("moe_layer_norm_bf16_t") +
+                       std::to_string(threads) + (bias ? "_bias" : "");
+    gpu::GPUFuncOp k = kernel(name, [&] {
+      return buildLayerNormKernel(b, kernels.getLoc(), kernels, name, bf16,
+                                  threads, bias);
+    });
+    Value eps = arith::ConstantOp::create(
+        b, loc, b.getF32FloatAttr(float(epsilonAttr("epsilon", 1e-5))));
+    SmallVector<Value> args{x, w};
+    if (bias)
+      args.push_back(bv);
+    args.append({out, eps});
+    h.launch(k, {dim(x, 0), 1, 1}, {threads, 1, 1}, args);
+    finish();
+    return success();
+  }
+
+  /// A dense FFN (moe.mlp) with moe.experts' numerics: the up (and gate)
+  /// projections in f32, the activation rounded, the down projection
+  /// rounded; each projection the dense GEMV or tensor-core GEMM.
+  LogicalResult mlp() {
+    // (x, w_up, [w_gate,] w_down, out)
+    bool gated = numArgs() == 5;
+    Value x = input(0), up = input(1), gate = gated ? input(2) : Value(),
+          down = input(gated ? 3 : 2), out = output(gated ? 4 : 3);
+    auto act = dyn_cast_or_null<ActivationAttr>(attrs.get("activation"));
+    if (!act)
+      return fn.emitError() << "GPU dense MLP helper without its activation";
+    int64_t rows = dim(x, 0), f = dim(up, 1);
+    Value anyI32 = h.alloc({1}, b.getI32Type());
+    Value hUp = denseMatmulF32(b, h, kernels, x, up, anyI32);
+    Value hGate = gated ? denseMatmulF32(b, h, kernels, x, gate, anyI32)
+                        : Value();
+    std::string actName = expertActivationKernelName(act.getValue(), gated);
+    gpu::GPUFuncOp activation = kernel(actName, [&] {
+      return buildExpertActivationKernel(b, kernels.getLoc(), kernels, actName,
+                                         act.getValue(), gated, bf16);
+    });
+    Value a = h.alloc({rows, f}, bf16);
+    if (gated)
+      h.launchElementwise(activation, rows * f, {hUp, hGate, a});
+    else
+      h.launchElementwise(activation, rows * f, {hUp, a});
+    project(a, down, Value(), out);
     finish();
     return success();
   }

@@ -18,6 +18,8 @@
 #include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -118,14 +120,28 @@ BlockContext blockContext(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
 
 gpu::GPUFuncOp mlir::moe::buildEmbeddingKernel(OpBuilder &b, Location loc,
                                                gpu::GPUModuleOp module,
-                                               StringRef name, Type elt) {
+                                               StringRef name, Type elt,
+                                               bool learnedPositions) {
   // The elementwise helper iterates over its first argument: the output.
   SmallVector<Type> args{matrix(elt), vector1(b.getI32Type()), matrix(elt)};
+  if (learnedPositions)
+    args.push_back(b.getIndexType());
   return buildElementwiseKernel(
       b, loc, module, name, args,
       [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
         Value out = a[0], ids = a[1], table = a[2];
-        Value id = memref::LoadOp::create(nb, l, ids, ValueRange{r});
+        Value id;
+        if (learnedPositions) {
+          // Row r = s T + t of sequence s is at position positions[s] + t.
+          Value t = arith::RemUIOp::create(nb, l, r, a[3]);
+          Value s = arith::DivUIOp::create(nb, l, r, a[3]);
+          Value p = memref::LoadOp::create(nb, l, ids, ValueRange{s});
+          id = arith::AddIOp::create(
+              nb, l, p,
+              arith::IndexCastOp::create(nb, l, nb.getI32Type(), t));
+        } else {
+          id = memref::LoadOp::create(nb, l, ids, ValueRange{r});
+        }
         Value vocab = arith::IndexCastOp::create(
             nb, l, nb.getI32Type(), memref::DimOp::create(nb, l, table, 0));
         Value zero = constI32(nb, l, 0);
@@ -220,6 +236,72 @@ gpu::GPUFuncOp mlir::moe::buildRmsNormKernel(OpBuilder &b, Location loc,
          memref::StoreOp::create(
              nb, l, fromF32(nb, l, arith::MulFOp::create(nb, l, wc, n), elt),
              out, ValueRange{row, c});
+         return SmallVector<Value>{};
+       });
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
+gpu::GPUFuncOp mlir::moe::buildLayerNormKernel(OpBuilder &b, Location loc,
+                                               gpu::GPUModuleOp module,
+                                               StringRef name, Type elt,
+                                               int64_t threads, bool bias) {
+  OpBuilder::InsertionGuard guard(b);
+  Type f32 = b.getF32Type();
+  SmallVector<Type> args{matrix(elt), vector1(elt)};
+  if (bias)
+    args.push_back(vector1(elt));
+  args.append({matrix(elt), f32});
+  auto fn = createKernelFunc(b, loc, module, name, args, threads);
+  Block &entry = fn.getBody().front();
+  Value x = entry.getArgument(0), w = entry.getArgument(1),
+        bv = bias ? entry.getArgument(2) : Value(),
+        out = entry.getArgument(bias ? 3 : 2),
+        eps = entry.getArgument(bias ? 4 : 3);
+  BlockContext ctx = blockContext(b, loc, fn, threads);
+  Value row = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value cols = memref::DimOp::create(b, loc, x, 1);
+  Value step = ctx.cst(threads);
+  auto at = [&](OpBuilder &nb, Location l, Value c) {
+    return toF32(nb, l, memref::LoadOp::create(nb, l, x, ValueRange{row, c}));
+  };
+  // As the CPU lowering computes it: the mean (the sum times 1/d, 1/d
+  // rounded to f32), then the mean squared deviation (two passes: no
+  // cancellation), then (x - mean) * rsqrt(var + eps) * w (+ b), rounded
+  // once.
+  Value colsF = arith::UIToFPOp::create(
+      b, loc, f32, arith::IndexCastUIOp::create(b, loc, b.getI32Type(), cols));
+  Value invCols = arith::DivFOp::create(b, loc, constF32(b, loc, 1.0f), colsF);
+  auto sum = loop(b, loc, ctx.tid, cols, step, {constF32(b, loc, 0.0f)},
+                  [&](OpBuilder &nb, Location l, Value c, ValueRange acc) {
+                    return SmallVector<Value>{
+                        arith::AddFOp::create(nb, l, acc[0], at(nb, l, c))};
+                  });
+  Value mean = arith::MulFOp::create(
+      b, loc, ctx.blockReduce(sum.getResult(0), /*max=*/false), invCols);
+  auto sumSq = loop(b, loc, ctx.tid, cols, step, {constF32(b, loc, 0.0f)},
+                    [&](OpBuilder &nb, Location l, Value c, ValueRange acc) {
+                      Value dev = arith::SubFOp::create(nb, l, at(nb, l, c), mean);
+                      Value sq = arith::MulFOp::create(nb, l, dev, dev);
+                      return SmallVector<Value>{
+                          arith::AddFOp::create(nb, l, acc[0], sq)};
+                    });
+  Value var = arith::MulFOp::create(
+      b, loc, ctx.blockReduce(sumSq.getResult(0), /*max=*/false), invCols);
+  Value inv = math::RsqrtOp::create(b, loc, arith::AddFOp::create(b, loc, var, eps));
+  loop(b, loc, ctx.tid, cols, step, {},
+       [&](OpBuilder &nb, Location l, Value c, ValueRange) {
+         Value n = arith::MulFOp::create(
+             nb, l, arith::SubFOp::create(nb, l, at(nb, l, c), mean), inv);
+         Value v = arith::MulFOp::create(
+             nb, l, n,
+             toF32(nb, l, memref::LoadOp::create(nb, l, w, ValueRange{c})));
+         if (bv)
+           v = arith::AddFOp::create(
+               nb, l, v,
+               toF32(nb, l, memref::LoadOp::create(nb, l, bv, ValueRange{c})));
+         memref::StoreOp::create(nb, l, fromF32(nb, l, v, elt), out,
+                                 ValueRange{row, c});
          return SmallVector<Value>{};
        });
   gpu::ReturnOp::create(b, loc);
@@ -580,6 +662,46 @@ linalg::MatmulOp mlir::moe::gpuMatmulOf(linalg::GenericOp round) {
   return matmul;
 }
 
+Value mlir::moe::learnedPositionsOf(EmbeddingOp emb) {
+  // ids = collapse_shape(generic(position) { position[s] + index(1) }).
+  auto collapse = emb.getIds().getDefiningOp<tensor::CollapseShapeOp>();
+  auto generic = collapse
+                     ? collapse.getSrc().getDefiningOp<linalg::GenericOp>()
+                     : linalg::GenericOp();
+  if (!generic || generic.getNumDpsInputs() != 1 ||
+      generic.getNumDpsInits() != 1 || generic.getNumLoops() != 2 ||
+      generic.getNumReductionLoops() != 0)
+    return {};
+  Value position = generic.getDpsInputs()[0];
+  auto posType = dyn_cast<RankedTensorType>(position.getType());
+  auto idsType = dyn_cast<RankedTensorType>(generic->getResult(0).getType());
+  if (!posType || !idsType || posType.getRank() != 1 ||
+      !posType.getElementType().isInteger(32) || !idsType.hasStaticShape() ||
+      idsType.getDimSize(0) != posType.getDimSize(0))
+    return {};
+  MLIRContext *ctx = emb.getContext();
+  SmallVector<AffineMap> maps = generic.getIndexingMapsArray();
+  if (maps[0] != AffineMap::get(2, 0, getAffineDimExpr(0, ctx), ctx) ||
+      !maps[1].isIdentity())
+    return {};
+  Block &body = generic.getRegion().front();
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  auto add = yield.getOperand(0).getDefiningOp<arith::AddIOp>();
+  if (!add)
+    return {};
+  auto isT = [](Value v) {
+    auto cast = v.getDefiningOp<arith::IndexCastOp>();
+    auto index = cast ? cast.getIn().getDefiningOp<linalg::IndexOp>()
+                      : linalg::IndexOp();
+    return index && index.getDim() == 1;
+  };
+  Value pos = body.getArgument(0);
+  if (!((add.getLhs() == pos && isT(add.getRhs())) ||
+        (add.getRhs() == pos && isT(add.getLhs()))))
+    return {};
+  return position;
+}
+
 std::string mlir::moe::whyNotGpuDense(Operation *op) {
   for (Type t : op->getOperandTypes())
     if (auto shaped = dyn_cast<RankedTensorType>(t);
@@ -594,6 +716,24 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     if (!isStaticBF16(norm.getInput().getType()) ||
         !isStaticBF16(norm.getWeight().getType()))
       return "the GPU RMSNorm takes bf16 activations and weights";
+    return "";
+  }
+  if (isa<LayerNormOp>(op)) {
+    for (Value v : op->getOperands())
+      if (!isStaticBF16(v.getType()))
+        return "the GPU LayerNorm takes bf16 activations, weights and biases";
+    return "";
+  }
+  if (auto mlp = dyn_cast<MlpOp>(op)) {
+    for (Value v : op->getOperands())
+      if (!isStaticBF16(v.getType()))
+        return "the GPU dense MLP takes bf16 activations and weights";
+    auto up = cast<RankedTensorType>(mlp.getWUp().getType());
+    int64_t d = up.getDimSize(0), f = up.getDimSize(1);
+    // Both projections are dense GEMVs or GEMMs (denseMatmulF32): columns
+    // in groups of 8, K in runs of 4.
+    if (d % kGemvColumnsPerThread || f % kGemvColumnsPerThread)
+      return "the GPU dense MLP needs hidden and FFN sizes divisible by 8";
     return "";
   }
   if (auto attn = dyn_cast<AttentionOp>(op)) {
@@ -646,7 +786,7 @@ bool mlir::moe::isGpuDenseOperand(OpOperand &use) {
     return use.get() != attn.getPosition() && whyNotGpuDense(attn).empty();
   if (auto emb = dyn_cast<EmbeddingOp>(user))
     return use.get() == emb.getTable() && whyNotGpuDense(emb).empty();
-  if (isa<RmsNormOp>(user))
+  if (isa<RmsNormOp, LayerNormOp, MlpOp>(user))
     return whyNotGpuDense(user).empty();
   if (auto generic = dyn_cast<linalg::GenericOp>(user))
     return isResidualAdd(generic);

@@ -112,3 +112,52 @@ func.func @long_cache(%x: tensor<1x64xbf16>, %wq: tensor<64x64xbf16>, %wk: tenso
   %y, %k, %v = moe.attention %x : tensor<1x64xbf16> q(%wq : tensor<64x64xbf16>) k(%wk : tensor<64x32xbf16>) v(%wv : tensor<64x32xbf16>) o(%wo : tensor<64x64xbf16>) cache(%kc : tensor<20000x2x16xbf16>, %vc : tensor<20000x2x16xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<1x64xbf16>, tensor<20000x2x16xbf16>, tensor<20000x2x16xbf16>
   return %y, %k, %v : tensor<1x64xbf16>, tensor<20000x2x16xbf16>, tensor<20000x2x16xbf16>
 }
+
+// -----
+
+// A GPT block (DeepSpeed-MoE): learned positions, LayerNorm with its bias,
+// a dense GELU MLP; and a gated MLP. The position ids (position[s] + t, as
+// the importer computes them) are left for the kernel to compute: no host
+// loop remains before the position embedding. An MLP whose FFN size is not
+// a multiple of 8 and an f32 LayerNorm stay on the host, named.
+// REPORT: remark: 'moe.embedding' runs on the GPU
+// REPORT: remark: 'moe.layer_norm' runs on the GPU
+// REPORT: remark: 'moe.mlp' runs on the GPU
+// REPORT: remark: 'moe.mlp' runs on the GPU
+// REPORT: remark: 'moe.mlp' runs on the host: the GPU dense MLP needs hidden and FFN sizes divisible by 8
+// REPORT: remark: 'moe.layer_norm' runs on the host: the GPU LayerNorm takes bf16 activations, weights and biases
+
+// CHECK-DAG: func.func private @[[POS:__moe_gpu_dense_[0-9]+]](tensor<2xi32> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<6x64xbf16> attributes {moe.gpu_dense = "position_embedding"
+// CHECK-DAG: func.func private @[[LN:__moe_gpu_dense_[0-9]+]]({{.*}}tensor<6x64xbf16>{{.*}}tensor<64xbf16>{{.*}}tensor<64xbf16>{{.*}}) -> tensor<6x64xbf16> attributes {moe.gpu_dense = "layer_norm", moe.gpu_dense_attrs = {epsilon = 1.000000e-05 : f64}}
+// CHECK-DAG: func.func private @[[MLP:__moe_gpu_dense_[0-9]+]]({{.*}}tensor<64x256xbf16>{{.*}}tensor<256x64xbf16>{{.*}}) -> tensor<6x64xbf16> attributes {moe.gpu_dense = "mlp", moe.gpu_dense_attrs = {activation = #moe.activation<gelu>}}
+// CHECK-DAG: func.func private @[[GMLP:__moe_gpu_dense_[0-9]+]]({{.*}}tensor<64x128xbf16>{{.*}}tensor<64x128xbf16>{{.*}}tensor<128x64xbf16>{{.*}}) -> tensor<6x64xbf16> attributes {moe.gpu_dense = "mlp", moe.gpu_dense_attrs = {activation = #moe.activation<silu>}}
+// CHECK-LABEL: func.func @gpt_block(
+// CHECK-NOT: linalg.generic
+// CHECK-NOT: tensor.empty
+// CHECK: %[[P:.*]] = call @[[POS]](%arg1, %arg3)
+// CHECK: %[[N:.*]] = call @[[LN]]({{.*}}, %arg4, %arg5)
+// CHECK: %[[M:.*]] = call @[[MLP]](%[[N]], %arg6, %arg7)
+// CHECK: call @[[GMLP]](%[[M]], %arg8, %arg9, %arg10)
+// CHECK: moe.mlp
+// CHECK: moe.layer_norm
+#id = affine_map<(d0, d1) -> (d0, d1)>
+#row = affine_map<(d0, d1) -> (d0)>
+func.func @gpt_block(%ids: tensor<6xi32>, %pos: tensor<2xi32>, %wte: tensor<64x64xbf16>, %wpe: tensor<64x64xbf16>, %lnw: tensor<64xbf16>, %lnb: tensor<64xbf16>, %up: tensor<64x256xbf16>, %down: tensor<256x64xbf16>, %gup: tensor<64x128xbf16>, %ggate: tensor<64x128xbf16>, %gdown: tensor<128x64xbf16>, %oddup: tensor<64x36xbf16>, %odddown: tensor<36x64xbf16>, %f: tensor<6x64xf32>, %fw: tensor<64xf32>) -> (tensor<6x64xbf16>, tensor<6x64xf32>) {
+  %x = moe.embedding %ids : tensor<6xi32> table(%wte : tensor<64x64xbf16>) -> tensor<6x64xbf16>
+  %e = tensor.empty() : tensor<2x3xi32>
+  %pid = linalg.generic {indexing_maps = [#row, #id], iterator_types = ["parallel", "parallel"]} ins(%pos : tensor<2xi32>) outs(%e : tensor<2x3xi32>) {
+  ^bb0(%p: i32, %o: i32):
+    %i = linalg.index 1 : index
+    %t = arith.index_cast %i : index to i32
+    %s = arith.addi %p, %t : i32
+    linalg.yield %s : i32
+  } -> tensor<2x3xi32>
+  %flat = tensor.collapse_shape %pid [[0, 1]] : tensor<2x3xi32> into tensor<6xi32>
+  %pe = moe.embedding %flat : tensor<6xi32> table(%wpe : tensor<64x64xbf16>) -> tensor<6x64xbf16>
+  %n = moe.layer_norm %pe : tensor<6x64xbf16> weight(%lnw : tensor<64xbf16>) bias(%lnb : tensor<64xbf16>) {epsilon = 1.0e-05 : f64} -> tensor<6x64xbf16>
+  %m = moe.mlp %n : tensor<6x64xbf16> up(%up : tensor<64x256xbf16>) down(%down : tensor<256x64xbf16>) {activation = #moe.activation<gelu>} -> tensor<6x64xbf16>
+  %g = moe.mlp %m : tensor<6x64xbf16> up(%gup : tensor<64x128xbf16>) gate(%ggate : tensor<64x128xbf16>) down(%gdown : tensor<128x64xbf16>) {activation = #moe.activation<silu>} -> tensor<6x64xbf16>
+  %odd = moe.mlp %g : tensor<6x64xbf16> up(%oddup : tensor<64x36xbf16>) down(%odddown : tensor<36x64xbf16>) {activation = #moe.activation<gelu>} -> tensor<6x64xbf16>
+  %fn = moe.layer_norm %f : tensor<6x64xf32> weight(%fw : tensor<64xf32>) {epsilon = 1.0e-05 : f64} -> tensor<6x64xf32>
+  return %odd, %fn : tensor<6x64xbf16>, tensor<6x64xf32>
+}

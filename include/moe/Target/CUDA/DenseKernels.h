@@ -20,6 +20,8 @@
 
 namespace mlir::moe {
 
+class EmbeddingOp;
+
 /// Threads of the attention kernel (one block per token and head).
 constexpr int64_t kAttentionThreads = 128;
 
@@ -34,11 +36,14 @@ inline int64_t normThreads(int64_t cols) {
 }
 
 /// `out[t, :] = table[ids[t], :]` (zero rows for ids outside the table).
-/// Arguments (ids i32 [T], table [V, d], out [T, d]); one thread per
-/// output element.
+/// Arguments (out [T, d], ids i32 [T], table [V, d]); one thread per
+/// output element. With `learnedPositions`, the ids are those of learned
+/// position embeddings: arguments (out, positions i32 [B], table, T:
+/// index), row s T + t taking row positions[s] + t of the table.
 gpu::GPUFuncOp buildEmbeddingKernel(OpBuilder &b, Location loc,
                                     gpu::GPUModuleOp module, StringRef name,
-                                    Type elementType);
+                                    Type elementType,
+                                    bool learnedPositions = false);
 
 /// `out = round(a + b)` in f32. Arguments (a, b, out), all [R, C]; one
 /// thread per element.
@@ -57,6 +62,14 @@ gpu::GPUFuncOp buildRoundBiasKernel(OpBuilder &b, Location loc,
 gpu::GPUFuncOp buildRmsNormKernel(OpBuilder &b, Location loc,
                                   gpu::GPUModuleOp module, StringRef name,
                                   Type elementType, int64_t threads);
+
+/// LayerNorm of each row with moe.layer_norm's numerics (f32, two passes,
+/// rounded once). Arguments (x [R, C], weight [C], [bias [C],] out [R, C],
+/// epsilon: f32); grid R blocks of `threads`.
+gpu::GPUFuncOp buildLayerNormKernel(OpBuilder &b, Location loc,
+                                    gpu::GPUModuleOp module, StringRef name,
+                                    Type elementType, int64_t threads,
+                                    bool bias);
 
 /// Rotary embedding (the rotate_half form, as moe.attention computes it) of
 /// heads of width `invFreq.size() * 2`; the inverse frequencies are
@@ -147,6 +160,11 @@ bool isResidualAdd(linalg::GenericOp op);
 /// truncf(linalg.matmul(a, w) over a zero f32 fill), a, w bf16, the matmul
 /// (null when `round` is no such rounding).
 linalg::MatmulOp gpuMatmulOf(linalg::GenericOp round);
+
+/// The positions [B] (i32) where the ids of `emb` are those of learned
+/// position embeddings (row s T + t at position[s] + t, as the importer
+/// computes them for GPT), else null: the GPU computes such ids itself.
+Value learnedPositionsOf(EmbeddingOp emb);
 
 /// Whether `use` is an operand that a dense part run on the GPU reads (its
 /// weights, caches and activations), where the entry may hand over a device

@@ -273,6 +273,10 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     if (auto attn = v ? v.getDefiningOp<moe::AttentionOp>() : moe::AttentionOp())
       b.device = cudaTarget && v != attn.getResult() && v.hasOneUse() &&
                  moe::whyNotGpuDense(attn).empty();
+    if (auto mla = v ? v.getDefiningOp<moe::MlaAttentionOp>()
+                     : moe::MlaAttentionOp())
+      b.device = cudaTarget && v != mla.getResult() && v.hasOneUse() &&
+                 moe::whyNotGpuDense(mla).empty();
     if (failed(add(std::move(b))))
       return failure();
     entry.removeResultAttr(i, StringAttr::get(module.getContext(), "moe.output"));

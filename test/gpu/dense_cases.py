@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The GPU kernels of a model's dense parts other than attention (moe.mlp,
-moe.layer_norm, learned position embeddings; bf16) against a PyTorch
+"""The GPU kernels of a model's dense parts other than moe.attention
+(moe.mlp, moe.layer_norm, learned position embeddings, DeepSeek's latent
+attention moe.mla_attention; bf16) against a PyTorch
 reference, at the sizes of real models and at every path the compiler
 picks: dense GEMVs for few rows, tensor-core GEMMs (mma.sync where K is
 not a multiple of 64, warpgroup MMAs where it is) from 128 rows.
@@ -45,6 +46,16 @@ CASES = {
     "layernorm-bias-300": ("layer_norm", dict(T=300, D=4096, bias=True)),
     "layernorm-odd-width": ("layer_norm", dict(T=7, D=1000, bias=False)),
     "position-embedding-batched": ("position", dict(B=3, T=5, D=256, P=2048, pos=[0, 17, 2040])),
+    # DeepSeek-V3's latent attention (its head sizes, query and key/value
+    # ranks and hidden size; 16 of its 128 heads): a decoding step, and 5
+    # rows at once (causal within the step); DeepSeek-V2-Lite's form (no
+    # query compression, pairs not interleaved, a given softmax scale).
+    "mla-v3-decode": ("mla", dict(T=1, pos=300, S=512, D=2048, H=16, N=128, R=64, V=128,
+                                  LQ=1536, LKV=512, inter=True)),
+    "mla-v3-rows-5": ("mla", dict(T=5, pos=100, S=512, D=2048, H=16, N=128, R=64, V=128,
+                                  LQ=1536, LKV=512, inter=True)),
+    "mla-v2-lite": ("mla", dict(T=3, pos=0, S=256, D=2048, H=16, N=128, R=64, V=128,
+                                LQ=0, LKV=512, inter=False, scale=0.07)),
 }
 
 
@@ -70,6 +81,32 @@ def model_text(kind, c):
     -> ({x} {{moe.output = "y"}}) {{
   %y = moe.layer_norm %x : {x} weight(%w : {w}){bias} {{epsilon = 1.0e-05 : f64}} -> {x}
   return %y : {x}
+}}
+"""
+    if kind == "mla":
+        T, S, D, H, N, R, V = (c[k] for k in ("T", "S", "D", "H", "N", "R", "V"))
+        LQ, LKV = c["LQ"], c["LKV"]
+        x = f"tensor<{T}x{D}x{b}>"
+        kc, vc = f"tensor<{S}x{H}x{N + R}x{b}>", f"tensor<{S}x{H}x{V}x{b}>"
+        qb = f"tensor<{LQ or D}x{H * (N + R)}x{b}>"
+        kva, kvb = f"tensor<{D}x{LKV + R}x{b}>", f"tensor<{LKV}x{H * (N + V)}x{b}>"
+        wo = f"tensor<{H * V}x{D}x{b}>"
+        qa_args = (f', %qa: tensor<{D}x{LQ}x{b}> {{moe.weight = "qa"}}, '
+                   f'%qan: tensor<{LQ}x{b}> {{moe.weight = "qan"}}') if LQ else ""
+        qa = f" q_a(%qa : tensor<{D}x{LQ}x{b}>) q_a_norm(%qan : tensor<{LQ}x{b}>)" if LQ else ""
+        attrs = f"num_heads = {H} : i64, nope_dim = {N} : i64, rope_dim = {R} : i64, v_dim = {V} : i64"
+        if c["inter"]:
+            attrs += ", interleaved"
+        if "scale" in c:
+            attrs += f", softmax_scale = {c['scale']} : f64"
+        return f"""func.func @mla(%x: {x} {{moe.input = "x"}}, %pos: tensor<1xi32> {{moe.input = "pos"}},
+    %kc: {kc} {{moe.input = "key_cache"}}, %vc: {vc} {{moe.input = "value_cache"}}{qa_args},
+    %qb: {qb} {{moe.weight = "qb"}}, %kva: {kva} {{moe.weight = "kva"}},
+    %kvan: tensor<{LKV}x{b}> {{moe.weight = "kvan"}}, %kvb: {kvb} {{moe.weight = "kvb"}},
+    %wo: {wo} {{moe.weight = "wo"}})
+    -> ({x} {{moe.output = "y"}}, {kc} {{moe.output = "new_key_cache"}}, {vc} {{moe.output = "new_value_cache"}}) {{
+  %y, %k, %v = moe.mla_attention %x : {x}{qa} q_b(%qb : {qb}) kv_a(%kva : {kva}) kv_a_norm(%kvan : tensor<{LKV}x{b}>) kv_b(%kvb : {kvb}) o(%wo : {wo}) cache(%kc : {kc}, %vc : {vc}) position(%pos : tensor<1xi32>) {{{attrs}}} -> {x}, {kc}, {vc}
+  return %y, %k, %v : {x}, {kc}, {vc}
 }}
 """
     # Learned positions, as the GPT importer builds them.
@@ -109,6 +146,60 @@ def make(root):
         if r.returncode != 0 or "runs on the host" in r.stderr:
             raise SystemExit(f"{name}: {r.stderr[-2000:]}")
     print(f"made {len(CASES)} dense cases in {root}")
+
+
+def mla_reference(c, g, f, weights, inputs):
+    """moe.mla_attention's float32 reference with its rounding points (the
+    op's description in MoEOps.td), on the GPU; fills `weights` and
+    `inputs`. Returns (y, {cache name: new cache})."""
+    import torch
+    bf = torch.bfloat16
+    T, S, D, H, N, R, V = (c[k] for k in ("T", "S", "D", "H", "N", "R", "V"))
+    LQ, LKV, pos = c["LQ"], c["LKV"], c["pos"]
+    rb = lambda t: t.to(bf).float()  # noqa: E731
+    inputs["x"] = g(T, D)
+    inputs["pos"] = torch.tensor([pos], dtype=torch.int32)
+    inputs["key_cache"], inputs["value_cache"] = g(S, H, N + R), g(S, H, V)
+    if LQ:
+        weights["qa"], weights["qan"] = g(D, LQ, scale=D ** -0.5), g(LQ, scale=0.2) + 1
+    weights["qb"] = g(LQ or D, H * (N + R), scale=(LQ or D) ** -0.5)
+    weights["kva"] = g(D, LKV + R, scale=D ** -0.5)
+    weights["kvan"] = g(LKV, scale=0.2) + 1
+    weights["kvb"] = g(LKV, H * (N + V), scale=LKV ** -0.5)
+    weights["wo"] = g(H * V, D, scale=(H * V) ** -0.5)
+    W = {k: f(v) for k, v in weights.items()}
+    x = f(inputs["x"])
+
+    def rms(t, w):  # moe.rms_norm: the normed row rounded, then times w
+        inv = torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return rb(w * rb(t * inv))
+
+    q = rb((rms(rb(x @ W["qa"]), W["qan"]) if LQ else x) @ W["qb"]).view(T, H, N + R)
+    kva = rb(x @ W["kva"])
+    kv = rb(rms(kva[:, :LKV], W["kvan"]) @ W["kvb"]).view(T, H, N + V)
+    inv = 1.0 / (10000.0 ** (torch.arange(0, R, 2, dtype=torch.int64).float() / R))
+    ang = (torch.arange(T).float() + pos)[:, None] * inv[None, :]
+    cos = rb(torch.cat([ang.cos(), ang.cos()], -1)).to("cuda")[:, None, :]
+    sin = rb(torch.cat([ang.sin(), ang.sin()], -1)).to("cuda")[:, None, :]
+
+    def rope(a):  # [T, n, R]
+        if c["inter"]:
+            a = a.view(T, a.shape[1], R // 2, 2).transpose(-1, -2).reshape(T, a.shape[1], R)
+        rot = torch.cat([-a[..., R // 2:], a[..., :R // 2]], -1)
+        return rb(rb(a * cos) + rb(rot * sin))
+
+    qf = torch.cat([q[..., :N], rope(q[..., N:])], -1)
+    kf = torch.cat([kv[..., :N], rope(kva[:, None, LKV:]).expand(T, H, R)], -1)
+    keys, vals = f(inputs["key_cache"]).clone(), f(inputs["value_cache"]).clone()
+    keys[pos:pos + T], vals[pos:pos + T] = kf, kv[..., N:]
+    n = pos + T
+    scale = c.get("scale", (N + R) ** -0.5)
+    s = rb(torch.einsum("thd,jhd->htj", qf, keys[:n]))
+    s = rb(s * scale)
+    mask = torch.arange(n, device="cuda")[None, :] > (torch.arange(T, device="cuda") + pos)[:, None]
+    p = rb(s.masked_fill(mask[None], float("-inf")).softmax(-1))
+    o = rb(torch.einsum("htj,jhd->thd", p, vals[:n])).reshape(T, H * V)
+    return rb(o @ W["wo"]), {"new_key_cache": keys, "new_value_cache": vals}
 
 
 def check(root):
@@ -157,6 +248,8 @@ def check(root):
                 y = y + f(weights["b"])
             ref = f(y.to(bf))
             tol = 1e-2
+        elif kind == "mla":
+            ref, tol = mla_reference(c, g, f, weights, inputs), 2e-2
         else:
             B, T, D, P = c["B"], c["T"], c["D"], c["P"]
             weights["table"] = g(P, D)
@@ -179,7 +272,17 @@ def check(root):
             rows.append((name, "FAIL (exit %d)" % r.returncode, "-", "-"))
             failed += 1
             continue
-        got = f(load_file(out)["y"]).reshape(ref.shape)
+        outs = load_file(out)
+        if kind == "mla":
+            # The caches, within 1e-2 of their scale, beside the output.
+            ref, caches = ref
+            for key, want in caches.items():
+                e = ((f(outs[key]).reshape(want.shape) - want).abs().max()
+                     / want.abs().max()).item()
+                if not e <= 1e-2:
+                    print(f"{name}: {key} off by {e:.2e} of its scale")
+                    tol = -1.0
+        got = f(outs["y"]).reshape(ref.shape)
         err = ((got - ref).abs().max() / ref.abs().max()).item()
         ok = err <= tol  # NaN fails too
         failed += not ok

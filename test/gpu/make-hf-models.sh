@@ -11,7 +11,7 @@ set -e
 dir=${1:-build/hf-models}
 rm -rf "$dir"
 mkdir -p "$dir"
-for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied mixtral_wg switch_transformers deepseek_v2}; do
+for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_dense qwen3_moe_dense deepseek_v3 deepseek_v3_yarn qwen3_moe_yarn qwen3_moe_tied mixtral_wg switch_transformers deepseek_v2 deepseek_v3_e8 deepseek_v2_e8 deepseek_v3_yarn_e8}; do
   for t in f32 bf16; do
     if [ $arch = switch_transformers ]; then
       # (An encoder-decoder: its checkpoint writer is the CPU test's.)
@@ -36,6 +36,11 @@ for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_d
           -o "$dir/$arch-cuda-b2-$t"
         build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
           --import-hf-batch 2 --cpu=x86-64-v3 -o "$dir/$arch-cpu-b2-$t"
+      fi
+      # Latent attention on the GPU with 4-token steps (the prompt in two).
+      if [ $arch = deepseek_v3_e8 ]; then
+        build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
+          --import-hf-tokens 4 --target=cuda --cpu=x86-64-v3 -o "$dir/$arch-cuda-t4-$t"
       fi
       # The experts on warpgroup MMAs (wgmma): forced at 128 rows a step,
       # the compiler's own choice at 512.

@@ -46,6 +46,16 @@ CONFIGS["deepseek_v2"] = {k: v for k, v in CONFIGS["deepseek_v3"].items()
                           if k != "rope_interleave"}
 CONFIGS["deepseek_v2"].update(q_lora_rank=None, topk_method="group_limited_greedy",
                               scoring_func="softmax", norm_topk_prob=False)
+# Sizes divisible by 8 (kv_lora_rank + rope, every projection): the latent
+# attention runs on the GPU too, so a step is GPU work only (a CUDA graph).
+CONFIGS["deepseek_v3_e8"] = dict(
+    CONFIGS["deepseek_v3"], hidden_size=64, intermediate_size=64,
+    moe_intermediate_size=32, q_lora_rank=32, kv_lora_rank=24,
+    qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16)
+CONFIGS["deepseek_v2_e8"] = dict(
+    CONFIGS["deepseek_v2"], hidden_size=64, intermediate_size=64,
+    moe_intermediate_size=32, kv_lora_rank=24, qk_nope_head_dim=16,
+    qk_rope_head_dim=8, v_head_dim=16)
 # YaRN-scaled RoPE (factor 4 over 16 original positions; the 8 + 12 tokens
 # of hf_compare.py pass them), as real DeepSeek-V3 and long-context Qwen3
 # checkpoints have it: DeepSeek's with an attention factor from mscale /
@@ -53,6 +63,8 @@ CONFIGS["deepseek_v2"].update(q_lora_rank=None, topk_method="group_limited_greed
 CONFIGS["deepseek_v3_yarn"] = dict(CONFIGS["deepseek_v3"], rope_scaling=dict(
     type="yarn", factor=4.0, original_max_position_embeddings=16, beta_fast=32,
     beta_slow=1, mscale=1.0, mscale_all_dim=0.8))
+CONFIGS["deepseek_v3_yarn_e8"] = dict(CONFIGS["deepseek_v3_e8"],
+                                     rope_scaling=CONFIGS["deepseek_v3_yarn"]["rope_scaling"])
 CONFIGS["qwen3_moe_yarn"] = dict(CONFIGS["qwen3_moe"], rope_scaling=dict(
     rope_type="yarn", factor=4.0, original_max_position_embeddings=16))
 # Eight experts and sizes divisible by 8: the MoE layers take the fused GPU

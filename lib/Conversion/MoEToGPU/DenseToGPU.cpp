@@ -22,6 +22,10 @@
 //                 of k straight into the key cache at the position, v into
 //                 the value cache, attention (a block per token and head),
 //                 the output projection
+//   mla_attention DeepSeek's latent attention: the projections and norms,
+//                 a kernel each assembling the heads' queries and keys
+//                 with their rotary parts, attention (a block per token and
+//                 head), the output projection
 //
 // The positions are uploaded and the kernels read them. The caches
 // are copied from the step's input to its output on the device; the
@@ -77,7 +81,7 @@ struct ConvertMoEDenseToGpuCallPass
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
       if (isa<EmbeddingOp, RmsNormOp, LayerNormOp, MlpOp, AttentionOp,
-              linalg::GenericOp>(op) &&
+              MlaAttentionOp, linalg::GenericOp>(op) &&
           op->getParentOfType<func::FuncOp>() && whyNotGpuDense(op).empty())
         ops.push_back(op);
     });
@@ -106,6 +110,8 @@ struct ConvertMoEDenseToGpuCallPass
         kind = "mlp";
       } else if (isa<AttentionOp>(op)) {
         kind = "attention";
+      } else if (isa<MlaAttentionOp>(op)) {
+        kind = "mla_attention";
       } else if (auto generic = dyn_cast<linalg::GenericOp>(op)) {
         if (isResidualAdd(generic)) {
           kind = "add";
@@ -194,6 +200,8 @@ public:
       result = matmul();
     else if (kind == "attention")
       result = attention();
+    else if (kind == "mla_attention")
+      result = mlaAttention();
     else
       return fn.emitError() << "unknown GPU dense helper kind '" << kind << "'";
     if (failed(result))
@@ -403,6 +411,192 @@ private:
     return success();
   }
 
+  /// The inverse frequencies of a rotary embedding of `width` dimensions
+  /// and its cos/sin factor: computed as transformers does (in f32), unless
+  /// the op gives its own (scaled RoPE).
+  LogicalResult ropeFrequencies(int64_t width, SmallVector<float> &invFreq,
+                                double &factor) {
+    if (auto given =
+            dyn_cast_or_null<DenseF32ArrayAttr>(attrs.get("rope_inv_freq"))) {
+      invFreq.assign(given.asArrayRef().begin(), given.asArrayRef().end());
+    } else {
+      auto thetaAttr = dyn_cast_or_null<FloatAttr>(attrs.get("rope_theta"));
+      float theta = float(thetaAttr ? thetaAttr.getValueAsDouble() : 10000.0);
+      for (int64_t j = 0; j < width / 2; ++j)
+        invFreq.push_back(1.0f /
+                          std::pow(theta, float(2 * j) / float(width)));
+    }
+    auto factorAttr =
+        dyn_cast_or_null<FloatAttr>(attrs.get("rope_attention_factor"));
+    factor = factorAttr ? factorAttr.getValueAsDouble() : 1.0;
+    if (int64_t(invFreq.size()) != width / 2)
+      return fn.emitError() << "rope_inv_freq has " << invFreq.size()
+                            << " entries, expected " << width / 2;
+    return success();
+  }
+  /// A name suffix that tells rotary embeddings apart.
+  static std::string ropeHash(ArrayRef<float> invFreq, double factor) {
+    return llvm::utohexstr(uint64_t(llvm::hash_combine(
+        llvm::hash_value(StringRef(
+            reinterpret_cast<const char *>(invFreq.data()),
+            invFreq.size() * sizeof(float))),
+        llvm::bit_cast<uint64_t>(factor))));
+  }
+
+  /// The operands of a helper made from an op with optional operand
+  /// segments, in the op's order: operand(s) is the value of segment s, or
+  /// null where it is absent; firstOut the first out-parameter.
+  struct Segments {
+    SmallVector<int> index;
+    unsigned firstOut = 0;
+  };
+  FailureOr<Segments> segmentsOf(int count) {
+    auto sizes = attrs ? dyn_cast_or_null<DenseI32ArrayAttr>(
+                             attrs.get("operandSegmentSizes"))
+                       : DenseI32ArrayAttr();
+    if (!sizes || int(sizes.size()) != count)
+      return fn.emitError() << "GPU helper without its operand segments";
+    Segments seg;
+    seg.index.assign(count, -1);
+    int next = 0;
+    for (int s = 0; s < count; ++s)
+      if (sizes[s])
+        seg.index[s] = next++;
+    seg.firstOut = unsigned(next);
+    return seg;
+  }
+
+  /// Multi-head latent attention (moe.mla_attention, one sequence): the
+  /// projections and RMSNorms as the dense kernels run them, the heads'
+  /// queries and keys [nope | rope] assembled with their rotary parts by
+  /// one kernel each, the new rows into the caches, the block-per-row
+  /// attention (query and value head sizes differ), the output projection.
+  LogicalResult mlaAttention() {
+    constexpr int kSegments = 11;
+    FailureOr<Segments> seg = segmentsOf(kSegments);
+    if (failed(seg))
+      return failure();
+    auto operand = [&](int s) -> Value {
+      return seg->index[s] < 0 ? Value() : input(unsigned(seg->index[s]));
+    };
+    unsigned firstOut = seg->firstOut;
+    if (numArgs() != firstOut + 3)
+      return fn.emitError() << "GPU latent attention helper with "
+                            << numArgs() << " arguments, expected "
+                            << firstOut + 3;
+    auto intAttr = [&](StringRef name) {
+      return cast<IntegerAttr>(attrs.get(name)).getInt();
+    };
+    int64_t H = intAttr("num_heads"), nope = intAttr("nope_dim"),
+            rope = intAttr("rope_dim"), vd = intAttr("v_dim");
+    Value x = operand(0), qA = operand(1), qANorm = operand(2),
+          qB = operand(3), kvA = operand(4), kvANorm = operand(5),
+          kvB = operand(6), wO = operand(7);
+    Value keyIn = arg(unsigned(seg->index[8])),
+          valueIn = arg(unsigned(seg->index[9])),
+          position = arg(unsigned(seg->index[10]));
+    if (deviceArgs[unsigned(seg->index[10])])
+      return fn.emitError() << "the GPU latent attention reads its position "
+                               "on the host";
+    int64_t T = dim(x, 0), S = dim(keyIn, 0), lkv = dim(kvANorm, 0);
+    int64_t qk = nope + rope;
+    double eps = epsilonAttr("epsilon", 1e-6);
+
+    // 1. Queries [T, H * (nope + rope)], before their rotary part.
+    Value qIn = x;
+    if (qA) {
+      Value a = h.alloc({T, dim(qA, 1)}, bf16);
+      project(x, qA, Value(), a);
+      qIn = h.alloc({T, dim(qA, 1)}, bf16);
+      rmsNormRows(a, qANorm, qIn, eps);
+    }
+    Value q = h.alloc({T, H * qk}, bf16);
+    project(qIn, qB, Value(), q);
+
+    // 2. The latent [T, lkv] (normed) and the shared rotary key part, then
+    // each head's key part without position and its value.
+    Value kva = h.alloc({T, lkv + rope}, bf16);
+    project(x, kvA, Value(), kva);
+    gpu::GPUFuncOp gather = kernel("moe_gather_columns_bf16", [&] {
+      return buildGatherColumnsKernel(b, kernels.getLoc(), kernels,
+                                      "moe_gather_columns_bf16", bf16);
+    });
+    Value latent = h.alloc({T, lkv}, bf16), latentN = h.alloc({T, lkv}, bf16);
+    h.launchElementwise(gather, T * lkv,
+                        {latent, kva, h.index(lkv), h.index(lkv + rope),
+                         h.index(0)});
+    rmsNormRows(latent, kvANorm, latentN, eps);
+    Value kv = h.alloc({T, H * (nope + vd)}, bf16);
+    project(latentN, kvB, Value(), kv);
+
+    // 3. and 4. Queries and keys [nope | rope], the rotary parts embedded
+    // at the step's position; the values; into the caches.
+    SmallVector<float> invFreq;
+    double factor;
+    if (failed(ropeFrequencies(rope, invFreq, factor)))
+      return failure();
+    bool interleaved = attrs.get("interleaved") != nullptr;
+    std::string headsName = "moe_mla_heads_bf16_n" + std::to_string(nope) +
+                            (interleaved ? "_i_" : "_") +
+                            ropeHash(invFreq, factor);
+    gpu::GPUFuncOp heads = kernel(headsName, [&] {
+      return buildMlaHeadsKernel(b, kernels.getLoc(), kernels, headsName,
+                                 bf16, nope, invFreq, factor, interleaved);
+    });
+    Value positions = h.upload(position);
+    Value tIdx = h.index(T), sIdx = h.index(S);
+    Value qFull = h.alloc({T, H * qk}, bf16), kFull = h.alloc({T, H * qk}, bf16);
+    h.launchElementwise(heads, T * H * qk,
+                        {qFull, q, q, positions, h.index(qk), h.index(qk),
+                         h.index(nope), tIdx});
+    h.launchElementwise(heads, T * H * qk,
+                        {kFull, kv, kva, positions, h.index(nope + vd),
+                         h.index(0), h.index(lkv), tIdx});
+    Value v = h.alloc({T, H * vd}, bf16);
+    h.launchElementwise(gather, T * H * vd,
+                        {v, kv, h.index(vd), h.index(nope + vd),
+                         h.index(nope)});
+    Value keys = output(firstOut + 1), values = output(firstOut + 2);
+    h.copy(keys, keyIn);
+    h.copy(values, valueIn);
+    Value keys2 = flatten(keys), values2 = flatten(values);
+    gpu::GPUFuncOp store = kernel("moe_store_rows_batched_bf16", [&] {
+      return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
+                                         "moe_store_rows_batched_bf16", bf16);
+    });
+    h.launchElementwise(store, T * H * qk, {kFull, keys2, positions, tIdx, sIdx});
+    h.launchElementwise(store, T * H * vd, {v, values2, positions, tIdx, sIdx});
+
+    // 5. Attention; 6. the output projection.
+    AttentionKernelOptions ao;
+    ao.headDim = qk;
+    ao.valueDim = vd;
+    ao.maxRows = S;
+    ao.group = 1;
+    auto scaleAttr = dyn_cast_or_null<FloatAttr>(attrs.get("softmax_scale"));
+    ao.scale = float(scaleAttr ? scaleAttr.getValueAsDouble()
+                               : 1.0 / std::sqrt(double(qk)));
+    bool flash = usesFlashAttention(ao, T);
+    std::string attnName =
+        std::string(flash ? "moe_flash_attention" : "moe_attention") +
+        "_batched_bf16_hd" + std::to_string(qk) + "_dv" + std::to_string(vd) +
+        (flash ? "" : "_s" + std::to_string(S)) + "_g1_scale" +
+        llvm::utohexstr(llvm::bit_cast<uint32_t>(ao.scale));
+    gpu::GPUFuncOp attn = kernel(attnName, [&] {
+      return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
+                                               attnName, ao)
+                   : buildAttentionKernel(b, kernels.getLoc(), kernels,
+                                          attnName, bf16, ao);
+    });
+    Value o = h.alloc({T, H * vd}, bf16);
+    h.launch(attn, {flash ? (T + kFlashRows - 1) / kFlashRows : T, H, 1},
+             {flash ? 32 * kFlashWarps : kAttentionThreads, 1, 1},
+             {qFull, keys2, values2, o, positions, tIdx, sIdx});
+    project(o, wO, Value(), output(firstOut));
+    finish();
+    return success();
+  }
+
   LogicalResult attention() {
     auto segments = attrs ? dyn_cast_or_null<DenseI32ArrayAttr>(
                                 attrs.get("operandSegmentSizes"))
@@ -469,31 +663,11 @@ private:
     h.copy(keys, keyIn);
     h.copy(values, valueIn);
 
-    // Rotary embedding: inverse frequencies computed as transformers does
-    // (in f32), unless the op gives its own (scaled RoPE).
     SmallVector<float> invFreq;
-    if (auto given = dyn_cast_or_null<DenseF32ArrayAttr>(attrs.get("rope_inv_freq"))) {
-      invFreq.assign(given.asArrayRef().begin(), given.asArrayRef().end());
-    } else {
-      auto thetaAttr = dyn_cast_or_null<FloatAttr>(attrs.get("rope_theta"));
-      float theta = float(thetaAttr ? thetaAttr.getValueAsDouble() : 10000.0);
-      for (int64_t j = 0; j < hd / 2; ++j)
-        invFreq.push_back(1.0f /
-                          std::pow(theta, float(2 * j) / float(hd)));
-    }
-    auto factorAttr =
-        dyn_cast_or_null<FloatAttr>(attrs.get("rope_attention_factor"));
-    double factor = factorAttr ? factorAttr.getValueAsDouble() : 1.0;
-    if (int64_t(invFreq.size()) != hd / 2)
-      return fn.emitError() << "rope_inv_freq has " << invFreq.size()
-                            << " entries, expected " << hd / 2;
-    std::string ropeName =
-        "moe_rope_bf16_" +
-        llvm::utohexstr(uint64_t(llvm::hash_combine(
-            llvm::hash_value(StringRef(
-                reinterpret_cast<const char *>(invFreq.data()),
-                invFreq.size() * sizeof(float))),
-            llvm::bit_cast<uint64_t>(factor))));
+    double factor;
+    if (failed(ropeFrequencies(hd, invFreq, factor)))
+      return failure();
+    std::string ropeName = "moe_rope_bf16_" + ropeHash(invFreq, factor);
     Value qr = h.alloc({rows, H * hd}, bf16);
     Value keys2 = flatten(keys), values2 = flatten(values);
     AttentionKernelOptions ao;

@@ -311,27 +311,35 @@ gpu::GPUFuncOp mlir::moe::buildLayerNormKernel(OpBuilder &b, Location loc,
 namespace {
 /// One element of the rotary embedding: column `c` of source row `srcRow`
 /// at position `p` (i32) into `dst[dstRow, c]`.
-void ropeElement(OpBuilder &nb, Location l, Type elt, ArrayRef<float> freqs,
-                 double factor, Value src, Value dst, Value srcRow, Value c,
-                 Value p, Value dstRow) {
-  int64_t half = int64_t(freqs.size()), width = 2 * half;
-  Value widthC = constIndex(nb, l, width), halfC = constIndex(nb, l, half);
-  Value head = arith::DivUIOp::create(nb, l, c, widthC);
-  Value i = arith::RemUIOp::create(nb, l, c, widthC);
-  Value base = arith::MulIOp::create(nb, l, head, widthC);
+/// Element i (index) of the rotary embedding of a vector of
+/// 2 * freqs.size() elements read by `at` (its f32 element at an index) at
+/// position `p` (i32), as moe.attention rounds it. With `interleaved`, the
+/// pairs are (2j, 2j + 1), de-interleaved first (DeepSeek's layout, as
+/// transformers computes it): the result is element i of the de-interleaved,
+/// rotated vector.
+Value ropeValue(OpBuilder &nb, Location l, Type elt, ArrayRef<float> freqs,
+                double factor, function_ref<Value(Value)> at, Value i, Value p,
+                bool interleaved = false) {
+  int64_t half = int64_t(freqs.size());
+  Value halfC = constIndex(nb, l, half);
+  auto source = [&](Value k) -> Value {
+    if (!interleaved)
+      return k;
+    Value lowHalf =
+        arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, k, halfC);
+    Value twoJ = arith::MulIOp::create(
+        nb, l, arith::RemUIOp::create(nb, l, k, halfC), constIndex(nb, l, 2));
+    return arith::SelectOp::create(
+        nb, l, lowHalf, twoJ,
+        arith::AddIOp::create(nb, l, twoJ, constIndex(nb, l, 1)));
+  };
   Value low =
       arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, i, halfC);
   Value j = arith::RemUIOp::create(nb, l, i, halfC);
   Value partner = arith::SelectOp::create(
       nb, l, low, arith::AddIOp::create(nb, l, i, halfC),
       arith::SubIOp::create(nb, l, i, halfC));
-  auto at = [&](Value col) {
-    return toF32(nb, l,
-                 memref::LoadOp::create(
-                     nb, l, src,
-                     ValueRange{srcRow, arith::AddIOp::create(nb, l, base, col)}));
-  };
-  Value other = at(partner);
+  Value other = at(source(partner));
   Value rot = arith::SelectOp::create(
       nb, l, low, arith::NegFOp::create(nb, l, other), other);
   // The inverse frequency of pair j: constants selected by index.
@@ -351,11 +359,27 @@ void ropeElement(OpBuilder &nb, Location l, Type elt, ArrayRef<float> freqs,
     sf = arith::MulFOp::create(nb, l, sf, f);
   }
   Value cr = roundF32(nb, l, cf, elt), sr = roundF32(nb, l, sf, elt);
-  Value m1 = roundF32(nb, l, arith::MulFOp::create(nb, l, at(i), cr), elt);
+  Value m1 = roundF32(nb, l, arith::MulFOp::create(nb, l, at(source(i)), cr), elt);
   Value m2 = roundF32(nb, l, arith::MulFOp::create(nb, l, rot, sr), elt);
-  memref::StoreOp::create(
-      nb, l, fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt), dst,
-      ValueRange{dstRow, c});
+  return fromF32(nb, l, arith::AddFOp::create(nb, l, m1, m2), elt);
+}
+
+/// The rotary embedding of element `c` of source row `srcRow` (heads of
+/// width 2 * freqs.size()) at position `p` (i32) into `dst[dstRow, c]`.
+void ropeElement(OpBuilder &nb, Location l, Type elt, ArrayRef<float> freqs,
+                 double factor, Value src, Value dst, Value srcRow, Value c,
+                 Value p, Value dstRow) {
+  Value widthC = constIndex(nb, l, 2 * int64_t(freqs.size()));
+  Value i = arith::RemUIOp::create(nb, l, c, widthC);
+  Value base = arith::SubIOp::create(nb, l, c, i);
+  auto at = [&](Value col) -> Value {
+    return toF32(nb, l,
+                 memref::LoadOp::create(
+                     nb, l, src,
+                     ValueRange{srcRow, arith::AddIOp::create(nb, l, base, col)}));
+  };
+  memref::StoreOp::create(nb, l, ropeValue(nb, l, elt, freqs, factor, at, i, p),
+                          dst, ValueRange{dstRow, c});
 }
 
 /// Sequence b and row t within it of row r of a batched step of T rows per
@@ -420,6 +444,75 @@ gpu::GPUFuncOp mlir::moe::buildBatchedStoreRowsKernel(OpBuilder &b,
             arith::IndexCastOp::create(nb, l, nb.getIndexType(), br.pos));
         Value v = memref::LoadOp::create(nb, l, a[0], ValueRange{r, c});
         memref::StoreOp::create(nb, l, v, a[1], ValueRange{row, c});
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildGatherColumnsKernel(OpBuilder &b, Location loc,
+                                                   gpu::GPUModuleOp module,
+                                                   StringRef name, Type elt) {
+  Type index = b.getIndexType();
+  SmallVector<Type> args{matrix(elt), matrix(elt), index, index, index};
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        // src[r, (c / width) * stride + offset + c % width]
+        Value col = arith::AddIOp::create(
+            nb, l,
+            arith::AddIOp::create(
+                nb, l,
+                arith::MulIOp::create(nb, l,
+                                      arith::DivUIOp::create(nb, l, c, a[2]),
+                                      a[3]),
+                a[4]),
+            arith::RemUIOp::create(nb, l, c, a[2]));
+        Value v = memref::LoadOp::create(nb, l, a[1], ValueRange{r, col});
+        memref::StoreOp::create(nb, l, v, a[0], ValueRange{r, c});
+      });
+}
+
+gpu::GPUFuncOp mlir::moe::buildMlaHeadsKernel(OpBuilder &b, Location loc,
+                                              gpu::GPUModuleOp module,
+                                              StringRef name, Type elt,
+                                              int64_t nope,
+                                              ArrayRef<float> invFreq,
+                                              double factor, bool interleaved) {
+  Type index = b.getIndexType();
+  SmallVector<Type> args{matrix(elt), matrix(elt),  matrix(elt),
+                         vector1(b.getI32Type()), index, index, index, index};
+  SmallVector<float> freqs(invFreq);
+  int64_t width = nope + 2 * int64_t(freqs.size());
+  return buildElementwiseKernel(
+      b, loc, module, name, args,
+      [&, freqs](OpBuilder &nb, Location l, ValueRange a, Value r, Value c) {
+        IndexOps ix{nb, l};
+        Value head = ix.divu(c, width), i = ix.remu(c, width);
+        Value inNope = ix.icmp(arith::CmpIPredicate::ult, i, ix.c(nope));
+        auto ifOp = scf::IfOp::create(nb, l, TypeRange{elt}, inNope, true);
+        {
+          OpBuilder::InsertionGuard g(nb);
+          nb.setInsertionPointToStart(&ifOp.getThenRegion().front());
+          Value col = ix.add(ix.mul(head, a[4]), i);
+          scf::YieldOp::create(
+              nb, l,
+              ValueRange{memref::LoadOp::create(nb, l, a[1], ValueRange{r, col})});
+          nb.setInsertionPointToStart(&ifOp.getElseRegion().front());
+          BatchRow br = batchRow(nb, l, r, a[7], a[3]);
+          Value p = arith::AddIOp::create(
+              nb, l, br.pos,
+              arith::IndexCastOp::create(nb, l, nb.getI32Type(), br.t));
+          Value base = ix.add(ix.mul(head, a[5]), a[6]);
+          auto at = [&](Value k) -> Value {
+            return toF32(nb, l, memref::LoadOp::create(
+                                    nb, l, a[2], ValueRange{r, ix.add(base, k)}));
+          };
+          scf::YieldOp::create(
+              nb, l,
+              ValueRange{ropeValue(nb, l, elt, freqs, factor, at,
+                                   arith::SubIOp::create(nb, l, i, ix.c(nope)),
+                                   p, interleaved)});
+        }
+        memref::StoreOp::create(nb, l, ifOp.getResult(0), a[0],
+                                ValueRange{r, c});
       });
 }
 
@@ -772,6 +865,36 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
              "of 16 up to " + std::to_string(kFlashMaxHeadDim) + ")";
     return "";
   }
+  if (auto mla = dyn_cast<MlaAttentionOp>(op)) {
+    for (Value v : mla->getOperands())
+      if (v != mla.getPosition() && !isStaticBF16(v.getType()))
+        return "the GPU latent attention takes bf16 activations, weights and "
+               "caches";
+    if (cast<RankedTensorType>(mla.getPosition().getType()).getDimSize(0) != 1)
+      return "the GPU latent attention runs one sequence per step";
+    // Every projection is a dense GEMV or GEMM: outputs in groups of 8
+    // columns, inputs in runs of 4.
+    for (Value w : {mla.getQA(), mla.getQB(), mla.getKvA(), mla.getKvB(),
+                    mla.getWO()}) {
+      if (!w)
+        continue;
+      auto t = cast<RankedTensorType>(w.getType());
+      if (t.getDimSize(0) % kGemvUnroll || t.getDimSize(1) % kGemvColumnsPerThread)
+        return "the GPU latent attention needs projection sizes divisible "
+               "by 8";
+    }
+    AttentionKernelOptions o;
+    o.headDim = mla.getNopeDim() + mla.getRopeDim();
+    o.valueDim = mla.getVDim();
+    o.maxRows =
+        cast<RankedTensorType>(mla.getKeyCacheIn().getType()).getDimSize(0);
+    if (attentionSharedBytes(o) > kMaxStaticSharedBytes)
+      return "the GPU latent attention keeps a row's scores in shared "
+             "memory: at most " +
+             std::to_string(kMaxStaticSharedBytes / 4 - o.headDim - 32) +
+             " cache rows";
+    return "";
+  }
   if (auto generic = dyn_cast<linalg::GenericOp>(op)) {
     if (isResidualAdd(generic) || gpuMatmulOf(generic))
       return "";
@@ -784,6 +907,8 @@ bool mlir::moe::isGpuDenseOperand(OpOperand &use) {
   Operation *user = use.getOwner();
   if (auto attn = dyn_cast<AttentionOp>(user))
     return use.get() != attn.getPosition() && whyNotGpuDense(attn).empty();
+  if (auto mla = dyn_cast<MlaAttentionOp>(user))
+    return use.get() != mla.getPosition() && whyNotGpuDense(mla).empty();
   if (auto emb = dyn_cast<EmbeddingOp>(user))
     return use.get() == emb.getTable() && whyNotGpuDense(emb).empty();
   if (isa<RmsNormOp, LayerNormOp, MlpOp>(user))

@@ -161,3 +161,21 @@ func.func @gpt_block(%ids: tensor<6xi32>, %pos: tensor<2xi32>, %wte: tensor<64x6
   %fn = moe.layer_norm %f : tensor<6x64xf32> weight(%fw : tensor<64xf32>) {epsilon = 1.0e-05 : f64} -> tensor<6x64xf32>
   return %odd, %fn : tensor<6x64xbf16>, tensor<6x64xf32>
 }
+
+// -----
+
+// DeepSeek's latent attention: a helper of kind "mla_attention" with the
+// op's attributes (its operand segments among them); where a projection's
+// width is not a multiple of 8 (here kv_a's 16 + 4) it stays on the host.
+// REPORT: remark: 'moe.mla_attention' runs on the GPU
+// REPORT: remark: 'moe.mla_attention' runs on the host: the GPU latent attention needs projection sizes divisible by 8
+// CHECK-LABEL: func.func private @__moe_gpu_dense_0(
+// CHECK-SAME: -> (tensor<2x64xbf16>, tensor<32x4x24xbf16>, tensor<32x4x16xbf16>) attributes {moe.gpu_dense = "mla_attention", moe.gpu_dense_attrs = {epsilon = {{.*}}, interleaved, nope_dim = 16 : i64, num_heads = 4 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1>, rope_attention_factor = 1.000000e+00 : f64, rope_dim = 8 : i64, rope_theta = 1.000000e+04 : f64, v_dim = 16 : i64}}
+// CHECK-LABEL: func.func @mla(
+// CHECK: call @__moe_gpu_dense_0(%arg0, %arg3, %arg4, %arg5, %arg6, %arg7, %arg8, %arg9, %arg1, %arg2, %arg10)
+// CHECK: moe.mla_attention
+func.func @mla(%x: tensor<2x64xbf16>, %kc: tensor<32x4x24xbf16>, %vc: tensor<32x4x16xbf16>, %qa: tensor<64x32xbf16>, %qan: tensor<32xbf16>, %qb: tensor<32x96xbf16>, %kva: tensor<64x32xbf16>, %kvan: tensor<24xbf16>, %kvb: tensor<24x128xbf16>, %wo: tensor<64x64xbf16>, %pos: tensor<1xi32>, %kc2: tensor<32x4x12xbf16>, %vc2: tensor<32x4x8xbf16>, %kva2: tensor<64x20xbf16>, %kvan2: tensor<16xbf16>, %kvb2: tensor<16x64xbf16>, %qb2: tensor<64x48xbf16>, %wo2: tensor<32x64xbf16>) -> (tensor<2x64xbf16>, tensor<32x4x24xbf16>, tensor<32x4x16xbf16>, tensor<2x64xbf16>) {
+  %y, %k, %v = moe.mla_attention %x : tensor<2x64xbf16> q_a(%qa : tensor<64x32xbf16>) q_a_norm(%qan : tensor<32xbf16>) q_b(%qb : tensor<32x96xbf16>) kv_a(%kva : tensor<64x32xbf16>) kv_a_norm(%kvan : tensor<24xbf16>) kv_b(%kvb : tensor<24x128xbf16>) o(%wo : tensor<64x64xbf16>) cache(%kc : tensor<32x4x24xbf16>, %vc : tensor<32x4x16xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, nope_dim = 16 : i64, rope_dim = 8 : i64, v_dim = 16 : i64, interleaved} -> tensor<2x64xbf16>, tensor<32x4x24xbf16>, tensor<32x4x16xbf16>
+  %y2, %k2, %v2 = moe.mla_attention %x : tensor<2x64xbf16> q_b(%qb2 : tensor<64x48xbf16>) kv_a(%kva2 : tensor<64x20xbf16>) kv_a_norm(%kvan2 : tensor<16xbf16>) kv_b(%kvb2 : tensor<16x64xbf16>) o(%wo2 : tensor<32x64xbf16>) cache(%kc2 : tensor<32x4x12xbf16>, %vc2 : tensor<32x4x8xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, nope_dim = 8 : i64, rope_dim = 4 : i64, v_dim = 8 : i64} -> tensor<2x64xbf16>, tensor<32x4x12xbf16>, tensor<32x4x8xbf16>
+  return %y, %k, %v, %y2 : tensor<2x64xbf16>, tensor<32x4x24xbf16>, tensor<32x4x16xbf16>, tensor<2x64xbf16>
+}

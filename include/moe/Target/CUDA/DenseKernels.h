@@ -137,6 +137,28 @@ inline bool usesFlashAttention(const AttentionKernelOptions &options,
          whyNotFlashAttention(options).empty();
 }
 
+/// `out[r, c] = src[r, (c / width) * stride + offset + c % width]`: heads'
+/// column ranges gathered into a contiguous buffer. Arguments (out [R, C],
+/// src [R, *], width, stride, offset: index).
+gpu::GPUFuncOp buildGatherColumnsKernel(OpBuilder &b, Location loc,
+                                        gpu::GPUModuleOp module, StringRef name,
+                                        Type elementType);
+
+/// The queries or keys of multi-head latent attention, heads of
+/// [nope | rope] (rope = 2 * invFreq.size()): `out[r, h * w + i]` (w = nope +
+/// rope) is `nopeSrc[r, h * nopeStride + i]` for i < nope, else element
+/// i - nope of the rotary embedding (moe.mla_attention's, `interleaved` or
+/// not) of the rope-wide vector at `ropeSrc[r, h * ropeStride +
+/// ropeOffset ..]` (ropeStride 0: one vector shared by all heads) at row
+/// r's position (sequence r / T at positions[r / T] + r % T). Arguments
+/// (out [R, H * w], nopeSrc, ropeSrc, positions i32 [B], nopeStride,
+/// ropeStride, ropeOffset, T: index).
+gpu::GPUFuncOp buildMlaHeadsKernel(OpBuilder &b, Location loc,
+                                   gpu::GPUModuleOp module, StringRef name,
+                                   Type elementType, int64_t nope,
+                                   ArrayRef<float> invFreq, double factor,
+                                   bool interleaved);
+
 /// Shared memory the attention kernel needs (bytes), and the most it may use.
 int64_t attentionSharedBytes(const AttentionKernelOptions &options);
 constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;

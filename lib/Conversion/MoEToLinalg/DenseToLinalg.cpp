@@ -358,16 +358,8 @@ Value applyRope(OpBuilder &b, Location loc, Value t, Value pos,
         Value ii = linalg::IndexOp::create(nb, l, 2);
         Value halfC = constIndex(nb, l, half);
         // Element i of the (de-interleaved) vector, read from t.
-        auto source = [&](Value i) -> Value {
-          if (!interleaved)
-            return i;
-          Value lowHalf =
-              arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, i, halfC);
-          Value j = arith::RemUIOp::create(nb, l, i, halfC);
-          Value twoJ = arith::MulIOp::create(nb, l, j, constIndex(nb, l, 2));
-          return arith::SelectOp::create(
-              nb, l, lowHalf, twoJ,
-              arith::AddIOp::create(nb, l, twoJ, constIndex(nb, l, 1)));
+        auto source = [&](Value i) {
+          return ropeSourceIndex(nb, l, i, half, interleaved);
         };
         auto at = [&](Value i) -> Value {
           return toF32(nb, l, tensor::ExtractOp::create(

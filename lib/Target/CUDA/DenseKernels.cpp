@@ -322,16 +322,8 @@ Value ropeValue(OpBuilder &nb, Location l, Type elt, ArrayRef<float> freqs,
                 bool interleaved = false) {
   int64_t half = int64_t(freqs.size());
   Value halfC = constIndex(nb, l, half);
-  auto source = [&](Value k) -> Value {
-    if (!interleaved)
-      return k;
-    Value lowHalf =
-        arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, k, halfC);
-    Value twoJ = arith::MulIOp::create(
-        nb, l, arith::RemUIOp::create(nb, l, k, halfC), constIndex(nb, l, 2));
-    return arith::SelectOp::create(
-        nb, l, lowHalf, twoJ,
-        arith::AddIOp::create(nb, l, twoJ, constIndex(nb, l, 1)));
+  auto source = [&](Value k) {
+    return ropeSourceIndex(nb, l, k, half, interleaved);
   };
   Value low =
       arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, i, halfC);

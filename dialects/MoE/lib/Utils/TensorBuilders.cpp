@@ -77,6 +77,20 @@ Value mlir::moe::constIndex(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantIndexOp::create(b, loc, v);
 }
 
+Value mlir::moe::ropeSourceIndex(OpBuilder &b, Location loc, Value i,
+                                 int64_t half, bool interleaved) {
+  if (!interleaved)
+    return i;
+  Value halfC = constIndex(b, loc, half);
+  Value lowHalf =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, i, halfC);
+  Value twoJ = arith::MulIOp::create(
+      b, loc, arith::RemUIOp::create(b, loc, i, halfC), constIndex(b, loc, 2));
+  return arith::SelectOp::create(
+      b, loc, lowHalf, twoJ,
+      arith::AddIOp::create(b, loc, twoJ, constIndex(b, loc, 1)));
+}
+
 Value mlir::moe::constI32(OpBuilder &b, Location loc, int32_t v) {
   return arith::ConstantIntOp::create(b, loc, v, 32);
 }

@@ -44,6 +44,14 @@ Value sigmoidF32(OpBuilder &b, Location loc, Value x);
 /// The activation `act` of a scalar f32.
 Value applyActivation(OpBuilder &b, Location loc, Activation act, Value x);
 
+/// Rotary embedding of a vector of 2 * half elements: the index (index
+/// type) of the stored element that is element `i` of the vector the
+/// rotation applies to. With `interleaved` (DeepSeek's pairs (2j, 2j + 1),
+/// de-interleaved first as transformers does) 2 (i % half) + (i >= half),
+/// else `i` itself.
+Value ropeSourceIndex(OpBuilder &b, Location loc, Value i, int64_t half,
+                      bool interleaved);
+
 /// Scalar constants.
 Value constF32(OpBuilder &b, Location loc, float v);
 Value constIndex(OpBuilder &b, Location loc, int64_t v);

@@ -1427,12 +1427,6 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
                  Twine(m.dense->posEmbed->shape[0]) + ")");
       return nullptr;
     }
-    if (opts.batch > 1 && m.dense && m.dense->mla) {
-      (void)fail("--import-hf-batch " + Twine(opts.batch) +
-                 ": batched steps of multi-head latent attention (" +
-                 modelType + ") are not supported yet");
-      return nullptr;
-    }
   }
   if (failed(checkSizes(m)) || (index && failed(checkIndex(m))))
     return nullptr;

@@ -37,10 +37,14 @@ for arch in ${HF_ARCHS:-mixtral mixtral_e8 qwen2_moe qwen3_moe olmoe qwen2_moe_d
         build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
           --import-hf-batch 2 --cpu=x86-64-v3 -o "$dir/$arch-cpu-b2-$t"
       fi
-      # Latent attention on the GPU with 4-token steps (the prompt in two).
+      # Latent attention on the GPU with 4-token steps (the prompt in two),
+      # and with two sequences a step.
       if [ $arch = deepseek_v3_e8 ]; then
         build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
           --import-hf-tokens 4 --target=cuda --cpu=x86-64-v3 -o "$dir/$arch-cuda-t4-$t"
+        # Two sequences a step (hf_compare.py checks both).
+        build/bin/moe-compile "$dir/shape" --import-hf-whole --import-hf-max-seq 64 \
+          --import-hf-batch 2 --target=cuda --cpu=x86-64-v3 -o "$dir/$arch-cuda-b2-$t"
       fi
       # The experts on warpgroup MMAs (wgmma): forced at 128 rows a step,
       # the compiler's own choice at 512.

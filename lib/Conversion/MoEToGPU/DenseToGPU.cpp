@@ -466,7 +466,7 @@ private:
     return seg;
   }
 
-  /// Multi-head latent attention (moe.mla_attention, one sequence): the
+  /// Multi-head latent attention (moe.mla_attention): the
   /// projections and RMSNorms as the dense kernels run them, the heads'
   /// queries and keys [nope | rope] assembled with their rotary parts by
   /// one kernel each, the new rows into the caches, the block-per-row
@@ -498,35 +498,37 @@ private:
     if (deviceArgs[unsigned(seg->index[10])])
       return fn.emitError() << "the GPU latent attention reads its position "
                                "on the host";
-    int64_t T = dim(x, 0), S = dim(keyIn, 0), lkv = dim(kvANorm, 0);
+    // B sequences of T rows each, caches of S rows each.
+    int64_t B = dim(position, 0), rows = dim(x, 0), T = rows / B,
+            S = dim(keyIn, 0) / B, lkv = dim(kvANorm, 0);
     int64_t qk = nope + rope;
     double eps = epsilonAttr("epsilon", 1e-6);
 
-    // 1. Queries [T, H * (nope + rope)], before their rotary part.
+    // 1. Queries [B*T, H * (nope + rope)], before their rotary part.
     Value qIn = x;
     if (qA) {
-      Value a = h.alloc({T, dim(qA, 1)}, bf16);
+      Value a = h.alloc({rows, dim(qA, 1)}, bf16);
       project(x, qA, Value(), a);
-      qIn = h.alloc({T, dim(qA, 1)}, bf16);
+      qIn = h.alloc({rows, dim(qA, 1)}, bf16);
       rmsNormRows(a, qANorm, qIn, eps);
     }
-    Value q = h.alloc({T, H * qk}, bf16);
+    Value q = h.alloc({rows, H * qk}, bf16);
     project(qIn, qB, Value(), q);
 
-    // 2. The latent [T, lkv] (normed) and the shared rotary key part, then
+    // 2. The latent [B*T, lkv] (normed) and the shared rotary key part, then
     // each head's key part without position and its value.
-    Value kva = h.alloc({T, lkv + rope}, bf16);
+    Value kva = h.alloc({rows, lkv + rope}, bf16);
     project(x, kvA, Value(), kva);
     gpu::GPUFuncOp gather = kernel("moe_gather_columns_bf16", [&] {
       return buildGatherColumnsKernel(b, kernels.getLoc(), kernels,
                                       "moe_gather_columns_bf16", bf16);
     });
-    Value latent = h.alloc({T, lkv}, bf16), latentN = h.alloc({T, lkv}, bf16);
-    h.launchElementwise(gather, T * lkv,
+    Value latent = h.alloc({rows, lkv}, bf16), latentN = h.alloc({rows, lkv}, bf16);
+    h.launchElementwise(gather, rows * lkv,
                         {latent, kva, h.index(lkv), h.index(lkv + rope),
                          h.index(0)});
     rmsNormRows(latent, kvANorm, latentN, eps);
-    Value kv = h.alloc({T, H * (nope + vd)}, bf16);
+    Value kv = h.alloc({rows, H * (nope + vd)}, bf16);
     project(latentN, kvB, Value(), kv);
 
     // 3. and 4. Queries and keys [nope | rope], the rotary parts embedded
@@ -545,15 +547,15 @@ private:
     });
     Value positions = h.upload(position);
     Value tIdx = h.index(T), sIdx = h.index(S);
-    Value qFull = h.alloc({T, H * qk}, bf16), kFull = h.alloc({T, H * qk}, bf16);
-    h.launchElementwise(heads, T * H * qk,
+    Value qFull = h.alloc({rows, H * qk}, bf16), kFull = h.alloc({rows, H * qk}, bf16);
+    h.launchElementwise(heads, rows * H * qk,
                         {qFull, q, q, positions, h.index(qk), h.index(qk),
                          h.index(nope), tIdx});
-    h.launchElementwise(heads, T * H * qk,
+    h.launchElementwise(heads, rows * H * qk,
                         {kFull, kv, kva, positions, h.index(nope + vd),
                          h.index(0), h.index(lkv), tIdx});
-    Value v = h.alloc({T, H * vd}, bf16);
-    h.launchElementwise(gather, T * H * vd,
+    Value v = h.alloc({rows, H * vd}, bf16);
+    h.launchElementwise(gather, rows * H * vd,
                         {v, kv, h.index(vd), h.index(nope + vd),
                          h.index(nope)});
     Value keys = output(firstOut + 1), values = output(firstOut + 2);
@@ -564,8 +566,8 @@ private:
       return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
                                          "moe_store_rows_batched_bf16", bf16);
     });
-    h.launchElementwise(store, T * H * qk, {kFull, keys2, positions, tIdx, sIdx});
-    h.launchElementwise(store, T * H * vd, {v, values2, positions, tIdx, sIdx});
+    h.launchElementwise(store, rows * H * qk, {kFull, keys2, positions, tIdx, sIdx});
+    h.launchElementwise(store, rows * H * vd, {v, values2, positions, tIdx, sIdx});
 
     // 5. Attention; 6. the output projection.
     AttentionKernelOptions ao;
@@ -588,8 +590,8 @@ private:
                    : buildAttentionKernel(b, kernels.getLoc(), kernels,
                                           attnName, bf16, ao);
     });
-    Value o = h.alloc({T, H * vd}, bf16);
-    h.launch(attn, {flash ? (T + kFlashRows - 1) / kFlashRows : T, H, 1},
+    Value o = h.alloc({rows, H * vd}, bf16);
+    h.launch(attn, {flash ? (T + kFlashRows - 1) / kFlashRows : T, H, B},
              {flash ? 32 * kFlashWarps : kAttentionThreads, 1, 1},
              {qFull, keys2, values2, o, positions, tIdx, sIdx});
     project(o, wO, Value(), output(firstOut));

@@ -799,7 +799,7 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
     if (!xType.hasStaticShape())
       return op.emitOpError("needs a static token count to be lowered");
     Type elt = xType.getElementType();
-    int64_t T = xType.getDimSize(0), H = op.getNumHeads(),
+    int64_t rowsAll = xType.getDimSize(0), H = op.getNumHeads(),
             nope = op.getNopeDim(), rope = op.getRopeDim(), vd = op.getVDim();
     int64_t lkv =
         cast<RankedTensorType>(op.getKvANorm().getType()).getDimSize(0);
@@ -819,23 +819,24 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
                            lkv + rope);
     Value latent = headNorm(b, loc, lastDimSlice(b, loc, kvA, 0, lkv),
                             op.getKvANorm(), eps, elt);
-    Value kRot = lastDimSlice(b, loc, kvA, lkv, rope); // [T, 1, rope]
+    Value kRotAll = lastDimSlice(b, loc, kvA, lkv, rope); // [B*T, 1, rope]
     Value kv = splitHeads(
         b, loc, projection(b, loc, mergeHeads(b, loc, latent), op.getKvB(), elt),
         H, nope + vd);
     Value kNope = lastDimSlice(b, loc, kv, 0, nope);
     Value v = lastDimSlice(b, loc, kv, nope, vd);
 
-    // 3. Rotary parts.
-    auto [pos, posIndex] = positionOf(b, loc, op.getPosition());
+    // Per sequence (rows s*T .. of the tokens, s*S .. of the caches):
+    // 3. rotary parts; 4. keys [nope | rope] (the rotary part broadcast to
+    // every head) and queries [nope | rope] into the caches; 5. attention.
+    int64_t batch =
+        cast<RankedTensorType>(op.getPosition().getType()).getDimSize(0);
+    int64_t T = rowsAll / batch,
+            S = cast<RankedTensorType>(op.getKeyCacheIn().getType())
+                    .getDimSize(0) /
+                batch;
     RopeSpec rotation = ropeOf(op);
     bool inter = op.getInterleaved();
-    Value qRot = applyRope(b, loc, lastDimSlice(b, loc, q, nope, rope), pos,
-                           rotation, inter, elt);
-    kRot = applyRope(b, loc, kRot, pos, rotation, inter, elt);
-
-    // 4. Keys [nope | rope] (the rotary part broadcast to every head) and
-    // queries [nope | rope]; into the caches.
     auto concatHeads = [&](Value a, Value r, bool broadcast) -> Value {
       Value init = emptyTensor(b, loc,
                                {b.getIndexAttr(T), b.getIndexAttr(H),
@@ -866,19 +867,40 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
             return ifOp.getResult(0);
           });
     };
-    Value qFull = concatHeads(lastDimSlice(b, loc, q, 0, nope), qRot, false);
-    Value kFull = concatHeads(kNope, kRot, true);
-    Value keys = placeInCache(b, loc, kFull, op.getKeyCacheIn(), posIndex);
-    Value values = placeInCache(b, loc, v, op.getValueCacheIn(), posIndex);
-
-    // 5. Attention; 6. the output projection.
     double scale = op.getSoftmaxScale()
                        ? op.getSoftmaxScale()->convertToDouble()
                        : 1.0 / std::sqrt(double(nope + rope));
     ScoreSpec spec;
     spec.scaling = float(scale);
-    spec.posIndex = posIndex;
-    Value o = attention(b, loc, qFull, keys, values, spec, elt);
+    Value keys = op.getKeyCacheIn(), values = op.getValueCacheIn();
+    Value o = batch == 1 ? Value()
+                         : emptyTensor(b, loc,
+                                       {b.getIndexAttr(rowsAll),
+                                        b.getIndexAttr(H * vd)},
+                                       elt);
+    for (int64_t s = 0; s < batch; ++s) {
+      auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
+      Value qs = rowsOf(b, loc, q, s * T, T);
+      Value qRot = applyRope(b, loc, lastDimSlice(b, loc, qs, nope, rope), pos,
+                             rotation, inter, elt);
+      Value kRot = applyRope(b, loc, rowsOf(b, loc, kRotAll, s * T, T), pos,
+                             rotation, inter, elt);
+      Value qFull = concatHeads(lastDimSlice(b, loc, qs, 0, nope), qRot,
+                                false);
+      Value kFull =
+          concatHeads(rowsOf(b, loc, kNope, s * T, T), kRot, true);
+      Value keyRows = placeInCache(b, loc, kFull,
+                                   rowsOf(b, loc, keys, s * S, S), posIndex);
+      Value valueRows = placeInCache(b, loc, rowsOf(b, loc, v, s * T, T),
+                                     rowsOf(b, loc, values, s * S, S),
+                                     posIndex);
+      keys = putRowsOf(b, loc, keyRows, keys, s * S);
+      values = putRowsOf(b, loc, valueRows, values, s * S);
+      spec.posIndex = posIndex;
+      Value os = attention(b, loc, qFull, keyRows, valueRows, spec, elt);
+      o = batch == 1 ? os : putRowsOf(b, loc, os, o, s * T);
+    }
+    // 6. The output projection.
     Value y = projection(b, loc, o, op.getWO(), elt);
     b.replaceOp(op, {y, keys, values});
     return success();

@@ -862,8 +862,6 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
       if (v != mla.getPosition() && !isStaticBF16(v.getType()))
         return "the GPU latent attention takes bf16 activations, weights and "
                "caches";
-    if (cast<RankedTensorType>(mla.getPosition().getType()).getDimSize(0) != 1)
-      return "the GPU latent attention runs one sequence per step";
     // Every projection is a dense GEMV or GEMM: outputs in groups of 8
     // columns, inputs in runs of 4.
     for (Value w : {mla.getQA(), mla.getQB(), mla.getKvA(), mla.getKvB(),
@@ -879,7 +877,8 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     o.headDim = mla.getNopeDim() + mla.getRopeDim();
     o.valueDim = mla.getVDim();
     o.maxRows =
-        cast<RankedTensorType>(mla.getKeyCacheIn().getType()).getDimSize(0);
+        cast<RankedTensorType>(mla.getKeyCacheIn().getType()).getDimSize(0) /
+        cast<RankedTensorType>(mla.getPosition().getType()).getDimSize(0);
     if (attentionSharedBytes(o) > kMaxStaticSharedBytes)
       return "the GPU latent attention keeps a row's scores in shared "
              "memory: at most " +

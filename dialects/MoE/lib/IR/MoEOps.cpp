@@ -577,7 +577,7 @@ LogicalResult MlaAttentionOp::verify() {
       failed(checkRank(op, wo, 2, "[H*v, d]")) ||
       failed(checkRank(op, kc, 3, "[S, H, nope+rope]")) ||
       failed(checkRank(op, vc, 3, "[S, H, v]")) ||
-      failed(checkRank(op, pos, 1, "[1]")))
+      failed(checkRank(op, pos, 1, "[B]")))
     return failure();
   for (Named n : {qb, kva, kvn, kvb, wo, kc, vc})
     if (!n.type().hasStaticShape())
@@ -619,9 +619,21 @@ LogicalResult MlaAttentionOp::verify() {
       failed(checkDimIs(op, "key cache width nope+rope", kc, 2, nope + rope)) ||
       failed(checkDimIs(op, "value cache heads", vc, 1, heads)) ||
       failed(checkDimIs(op, "value cache width v", vc, 2, vdim)) ||
-      failed(checkSameDim(op, "cache rows S", kc, 0, vc, 0)) ||
-      failed(checkDimIs(op, "position size", pos, 0, 1)))
+      failed(checkSameDim(op, "cache rows S", kc, 0, vc, 0)))
     return failure();
+  // B sequences: input rows and cache rows are B equal blocks.
+  int64_t batch = pos.dim(0);
+  if (batch < 1)
+    return emitOpError() << "position needs one entry per sequence, got "
+                         << pos.type();
+  if (!ShapedType::isDynamic(x.dim(0)) && x.dim(0) % batch != 0)
+    return emitOpError() << "input rows (" << x.dim(0)
+                         << ") must split evenly into the " << batch
+                         << " sequences of the position";
+  if (kc.dim(0) % batch != 0)
+    return emitOpError() << "cache rows (" << kc.dim(0)
+                         << ") must split evenly into the " << batch
+                         << " sequences of the position";
   for (Named n : {qb, kva, kvn, kvb, wo, kc, vc})
     if (failed(checkSameElementType(op, x, n)))
       return failure();

@@ -607,10 +607,12 @@ def MoE_MlaAttentionOp
     : MoE_Op<"mla_attention", [Pure, AttrSizedOperandSegments]> {
   let summary = "multi-head latent attention (DeepSeek-V2/V3) with a KV cache";
   let description = [{
-    DeepSeek's multi-head latent attention for `input` [T, d] holding the
-    tokens at positions `position[0]` .. `position[0] + T - 1`, with H heads,
+    DeepSeek's multi-head latent attention for `input` [B*T, d]: B
+    sequences (`position` [B]) of T rows each, rows b*T .. of sequence b
+    holding its tokens at positions `position[b]` .. `position[b] + T - 1`,
+    and caches of B*S rows (rows b*S .. for sequence b), with H heads,
     `nope_dim` + `rope_dim` query/key dimensions and `v_dim` value
-    dimensions per head:
+    dimensions per head (each sequence as follows):
 
     1. queries: `x q_a` [T, Lq] through RMSNorm (`q_a_norm`), then `q_b`
        [Lq, H*(nope+rope)]; without `q_a` (no query compression),

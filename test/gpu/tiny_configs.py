@@ -51,11 +51,11 @@ CONFIGS["deepseek_v2"].update(q_lora_rank=None, topk_method="group_limited_greed
 CONFIGS["deepseek_v3_e8"] = dict(
     CONFIGS["deepseek_v3"], hidden_size=64, intermediate_size=64,
     moe_intermediate_size=32, q_lora_rank=32, kv_lora_rank=24,
-    qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16)
+    qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, head_dim=8)
 CONFIGS["deepseek_v2_e8"] = dict(
     CONFIGS["deepseek_v2"], hidden_size=64, intermediate_size=64,
     moe_intermediate_size=32, kv_lora_rank=24, qk_nope_head_dim=16,
-    qk_rope_head_dim=8, v_head_dim=16)
+    qk_rope_head_dim=8, v_head_dim=16, head_dim=8)
 # YaRN-scaled RoPE (factor 4 over 16 original positions; the 8 + 12 tokens
 # of hf_compare.py pass them), as real DeepSeek-V3 and long-context Qwen3
 # checkpoints have it: DeepSeek's with an attention factor from mscale /

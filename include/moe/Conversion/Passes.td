@@ -232,7 +232,9 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
 def ConvertMoEDenseToGpuCall : Pass<"convert-moe-dense-to-gpu-call", "ModuleOp"> {
   let summary = "Route the bf16 dense parts of a model to GPU helpers";
   let description = [{
-    Replaces every bf16 `moe.embedding`, `moe.rms_norm` and `moe.attention`
+    Replaces every bf16 `moe.embedding` (GPT's learned position embedding
+    with its ids, `position[s] + t`, computed by the kernel), `moe.rms_norm`,
+    `moe.layer_norm`, `moe.mlp`, `moe.attention` and `moe.mla_attention`
     with static shapes, every residual add (a linalg.generic computing
     `truncf(extf(a) + extf(b))` on bf16 [T, d]) and every bf16 projection
     rounded to bf16 (`linalg.matmul` over a zero f32 fill, then `truncf`:

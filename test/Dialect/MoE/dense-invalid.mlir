@@ -97,6 +97,14 @@ func.func @mla_value_cache(%x: tensor<3x16xf32>, %qb: tensor<16x12xf32>, %kva: t
 
 // -----
 
+func.func @mla_batch_rows(%x: tensor<3x16xf32>, %qb: tensor<16x12xf32>, %kva: tensor<16x10xf32>, %kvan: tensor<8xf32>, %kvb: tensor<8x16xf32>, %wo: tensor<8x16xf32>, %kc: tensor<8x2x6xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<2xi32>) {
+  // expected-error @+1 {{'moe.mla_attention' op input rows (3) must split evenly into the 2 sequences of the position}}
+  %y, %k, %v = moe.mla_attention %x : tensor<3x16xf32> q_b(%qb : tensor<16x12xf32>) kv_a(%kva : tensor<16x10xf32>) kv_a_norm(%kvan : tensor<8xf32>) kv_b(%kvb : tensor<8x16xf32>) o(%wo : tensor<8x16xf32>) cache(%kc : tensor<8x2x6xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<2xi32>) {num_heads = 2 : i64, nope_dim = 4 : i64, rope_dim = 2 : i64, v_dim = 4 : i64} -> tensor<3x16xf32>, tensor<8x2x6xf32>, tensor<8x2x4xf32>
+  return
+}
+
+// -----
+
 func.func @mla_q_norm(%x: tensor<3x16xf32>, %qa: tensor<16x12xf32>, %qb: tensor<12x12xf32>, %kva: tensor<16x10xf32>, %kvan: tensor<8xf32>, %kvb: tensor<8x16xf32>, %wo: tensor<8x16xf32>, %kc: tensor<8x2x6xf32>, %vc: tensor<8x2x4xf32>, %pos: tensor<1xi32>) {
   // expected-error @+1 {{'moe.mla_attention' op q_a and q_a_norm come together}}
   %y, %k, %v = moe.mla_attention %x : tensor<3x16xf32> q_a(%qa : tensor<16x12xf32>) q_b(%qb : tensor<12x12xf32>) kv_a(%kva : tensor<16x10xf32>) kv_a_norm(%kvan : tensor<8xf32>) kv_b(%kvb : tensor<8x16xf32>) o(%wo : tensor<8x16xf32>) cache(%kc : tensor<8x2x6xf32>, %vc : tensor<8x2x4xf32>) position(%pos : tensor<1xi32>) {num_heads = 2 : i64, nope_dim = 4 : i64, rope_dim = 2 : i64, v_dim = 4 : i64} -> tensor<3x16xf32>, tensor<8x2x6xf32>, tensor<8x2x4xf32>

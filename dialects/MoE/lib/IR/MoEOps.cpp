@@ -84,6 +84,27 @@ LogicalResult checkResultTypeIsInputs(Operation *op, Value input,
                            << input.getType();
 }
 
+/// B sequences of an attention step (`pos` [B]): the input rows `x` and
+/// the cache rows `cache` are B equal blocks.
+LogicalResult checkSequences(Operation *op, Named pos, Named x,
+                             Named cache) {
+  int64_t batch = pos.dim(0);
+  if (ShapedType::isDynamic(batch))
+    return success();
+  if (batch < 1)
+    return op->emitOpError() << "position needs one entry per sequence, got "
+                             << pos.type();
+  if (!ShapedType::isDynamic(x.dim(0)) && x.dim(0) % batch != 0)
+    return op->emitOpError() << "input rows (" << x.dim(0)
+                             << ") must split evenly into the " << batch
+                             << " sequences of the position";
+  if (!ShapedType::isDynamic(cache.dim(0)) && cache.dim(0) % batch != 0)
+    return op->emitOpError() << "cache rows (" << cache.dim(0)
+                             << ") must split evenly into the " << batch
+                             << " sequences of the position";
+  return success();
+}
+
 LogicalResult checkSameElementType(Operation *op, Named a, Named b) {
   Type ea = a.type().getElementType(), eb = b.type().getElementType();
   if (ea == eb)
@@ -621,19 +642,8 @@ LogicalResult MlaAttentionOp::verify() {
       failed(checkDimIs(op, "value cache width v", vc, 2, vdim)) ||
       failed(checkSameDim(op, "cache rows S", kc, 0, vc, 0)))
     return failure();
-  // B sequences: input rows and cache rows are B equal blocks.
-  int64_t batch = pos.dim(0);
-  if (batch < 1)
-    return emitOpError() << "position needs one entry per sequence, got "
-                         << pos.type();
-  if (!ShapedType::isDynamic(x.dim(0)) && x.dim(0) % batch != 0)
-    return emitOpError() << "input rows (" << x.dim(0)
-                         << ") must split evenly into the " << batch
-                         << " sequences of the position";
-  if (kc.dim(0) % batch != 0)
-    return emitOpError() << "cache rows (" << kc.dim(0)
-                         << ") must split evenly into the " << batch
-                         << " sequences of the position";
+  if (failed(checkSequences(op, pos, x, kc)))
+    return failure();
   for (Named n : {qb, kva, kvn, kvb, wo, kc, vc})
     if (failed(checkSameElementType(op, x, n)))
       return failure();
@@ -797,19 +807,8 @@ LogicalResult AttentionOp::verify() {
     if (!n.type().hasStaticShape())
       return emitOpError() << n.name << " needs a static shape, got "
                            << n.type();
-  // B sequences: input rows and cache rows are B equal blocks.
-  int64_t batch = pos.dim(0);
-  if (batch < 1)
-    return emitOpError() << "position needs one entry per sequence, got "
-                         << pos.type();
-  if (!ShapedType::isDynamic(x.dim(0)) && x.dim(0) % batch != 0)
-    return emitOpError() << "input rows (" << x.dim(0)
-                         << ") must split evenly into the " << batch
-                         << " sequences of the position";
-  if (kc.dim(0) % batch != 0)
-    return emitOpError() << "cache rows (" << kc.dim(0)
-                         << ") must split evenly into the " << batch
-                         << " sequences of the position";
+  if (failed(checkSequences(op, pos, x, kc)))
+    return failure();
   int64_t heads = getNumHeads(), kvHeads = getNumKvHeads();
   if (heads < 1 || kvHeads < 1 || heads % kvHeads != 0)
     return emitOpError() << "num_heads (" << heads
@@ -904,7 +903,7 @@ LogicalResult AttentionOp::verify() {
   if (Value len = getKeyLength()) {
     Named l{"key_length", len};
     if (failed(checkRank(op, l, 1, "[B]")) ||
-        failed(checkDimIs(op, "key_length size", l, 0, batch)))
+        failed(checkDimIs(op, "key_length size", l, 0, pos.dim(0))))
       return failure();
   }
   return success();

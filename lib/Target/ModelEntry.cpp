@@ -270,13 +270,11 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
                        : linalg::GenericOp())
       b.device = cudaTarget && v.hasOneUse() && moe::gpuMatmulOf(round);
     // The KV caches a GPU attention writes stay on the device.
-    if (auto attn = v ? v.getDefiningOp<moe::AttentionOp>() : moe::AttentionOp())
-      b.device = cudaTarget && v != attn.getResult() && v.hasOneUse() &&
-                 moe::whyNotGpuDense(attn).empty();
-    if (auto mla = v ? v.getDefiningOp<moe::MlaAttentionOp>()
-                     : moe::MlaAttentionOp())
-      b.device = cudaTarget && v != mla.getResult() && v.hasOneUse() &&
-                 moe::whyNotGpuDense(mla).empty();
+    // (Both attention ops' first result is the output, the others caches.)
+    Operation *def = v ? v.getDefiningOp() : nullptr;
+    if (isa_and_nonnull<moe::AttentionOp, moe::MlaAttentionOp>(def))
+      b.device = cudaTarget && v != def->getResult(0) && v.hasOneUse() &&
+                 moe::whyNotGpuDense(def).empty();
     if (failed(add(std::move(b))))
       return failure();
     entry.removeResultAttr(i, StringAttr::get(module.getContext(), "moe.output"));

@@ -466,6 +466,43 @@ private:
     return seg;
   }
 
+  /// The attention kernel for `ao` at T rows per sequence and how to
+  /// launch it (grid x, threads; grid y and z: heads and sequences). Many
+  /// rows per sequence (prefill) take tensor cores, a block per 64 rows and
+  /// head; otherwise a block per row and head. `suffix` ends the kernel's
+  /// name.
+  struct AttentionLaunch {
+    gpu::GPUFuncOp kernel;
+    int64_t gridX, threads;
+  };
+  AttentionLaunch attentionKernel(const AttentionKernelOptions &ao, int64_t T,
+                                  StringRef suffix) {
+    bool flash = usesFlashAttention(ao, T);
+    std::string name =
+        std::string(flash ? "moe_flash_attention" : "moe_attention") +
+        "_batched_bf16_hd" + std::to_string(ao.headDim) +
+        (ao.valueDim != ao.headDim ? "_dv" + std::to_string(ao.valueDim)
+                                   : "") +
+        (flash ? "" : "_s" + std::to_string(ao.maxRows)) + "_g" +
+        std::to_string(ao.group) + suffix.str();
+    gpu::GPUFuncOp k = kernel(name, [&] {
+      return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
+                                               name, ao)
+                   : buildAttentionKernel(b, kernels.getLoc(), kernels, name,
+                                          bf16, ao);
+    });
+    return {k, flash ? (T + kFlashRows - 1) / kFlashRows : T,
+            flash ? 32 * kFlashWarps : kAttentionThreads};
+  }
+
+  /// The kernel that writes a step's rows into a cache at their positions.
+  gpu::GPUFuncOp storeRowsKernel() {
+    return kernel("moe_store_rows_batched_bf16", [&] {
+      return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
+                                         "moe_store_rows_batched_bf16", bf16);
+    });
+  }
+
   /// Multi-head latent attention (moe.mla_attention): the
   /// projections and RMSNorms as the dense kernels run them, the heads'
   /// queries and keys [nope | rope] assembled with their rotary parts by
@@ -562,10 +599,7 @@ private:
     h.copy(keys, keyIn);
     h.copy(values, valueIn);
     Value keys2 = flatten(keys), values2 = flatten(values);
-    gpu::GPUFuncOp store = kernel("moe_store_rows_batched_bf16", [&] {
-      return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
-                                         "moe_store_rows_batched_bf16", bf16);
-    });
+    gpu::GPUFuncOp store = storeRowsKernel();
     h.launchElementwise(store, rows * H * qk, {kFull, keys2, positions, tIdx, sIdx});
     h.launchElementwise(store, rows * H * vd, {v, values2, positions, tIdx, sIdx});
 
@@ -578,21 +612,11 @@ private:
     auto scaleAttr = dyn_cast_or_null<FloatAttr>(attrs.get("softmax_scale"));
     ao.scale = float(scaleAttr ? scaleAttr.getValueAsDouble()
                                : 1.0 / std::sqrt(double(qk)));
-    bool flash = usesFlashAttention(ao, T);
-    std::string attnName =
-        std::string(flash ? "moe_flash_attention" : "moe_attention") +
-        "_batched_bf16_hd" + std::to_string(qk) + "_dv" + std::to_string(vd) +
-        (flash ? "" : "_s" + std::to_string(S)) + "_g1_scale" +
-        llvm::utohexstr(llvm::bit_cast<uint32_t>(ao.scale));
-    gpu::GPUFuncOp attn = kernel(attnName, [&] {
-      return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
-                                               attnName, ao)
-                   : buildAttentionKernel(b, kernels.getLoc(), kernels,
-                                          attnName, bf16, ao);
-    });
+    // (The scale is the op's own: in the kernel's name.)
+    AttentionLaunch attn = attentionKernel(
+        ao, T, "_scale" + llvm::utohexstr(llvm::bit_cast<uint32_t>(ao.scale)));
     Value o = h.alloc({rows, H * vd}, bf16);
-    h.launch(attn, {flash ? (T + kFlashRows - 1) / kFlashRows : T, H, B},
-             {flash ? 32 * kFlashWarps : kAttentionThreads, 1, 1},
+    h.launch(attn.kernel, {attn.gridX, H, B}, {attn.threads, 1, 1},
              {qFull, keys2, values2, o, positions, tIdx, sIdx});
     project(o, wO, Value(), output(firstOut));
     finish();
@@ -600,26 +624,20 @@ private:
   }
 
   LogicalResult attention() {
-    auto segments = attrs ? dyn_cast_or_null<DenseI32ArrayAttr>(
-                                attrs.get("operandSegmentSizes"))
-                          : DenseI32ArrayAttr();
+    constexpr int kSegments = 15;
+    FailureOr<Segments> seg = segmentsOf(kSegments);
+    if (failed(seg))
+      return failure();
     // (The last two, position_bias and key_length, are absent: such
     // attention stays on the host.)
-    constexpr int kSegments = 15;
-    if (!segments || segments.size() != kSegments || segments[13] ||
-        segments[14])
-      return fn.emitError() << "GPU attention helper without its operand "
-                               "segments";
-    // Operands in moe.attention's order, then the out-parameters.
-    SmallVector<int> index(kSegments, -1);
-    int next = 0;
-    for (int s = 0; s < kSegments; ++s)
-      if (segments[s])
-        index[s] = next++;
+    const SmallVector<int> &index = seg->index;
+    if (index[13] >= 0 || index[14] >= 0)
+      return fn.emitError() << "GPU attention helper with a position bias "
+                               "or key lengths";
     auto operand = [&](int s) -> Value {
       return index[s] < 0 ? Value() : input(unsigned(index[s]));
     };
-    unsigned firstOut = unsigned(next);
+    unsigned firstOut = seg->firstOut;
     if (numArgs() != firstOut + 3)
       return fn.emitError() << "GPU attention helper with " << numArgs()
                             << " arguments, expected " << firstOut + 3;
@@ -678,22 +696,7 @@ private:
     ao.maxRows = S;
     ao.group = H / KV;
     ao.scale = float(1.0 / std::sqrt(double(hd)));
-    // Many rows per sequence (prefill): tensor cores, a block per 64 rows
-    // and head; otherwise a block per row and head.
-    bool flash = usesFlashAttention(ao, T);
-    std::string attnName =
-        std::string(flash ? "moe_flash_attention" : "moe_attention") +
-        "_batched_bf16_hd" + std::to_string(hd) +
-        (flash ? "" : "_s" + std::to_string(S)) + "_g" +
-        std::to_string(ao.group);
-    gpu::GPUFuncOp attn = kernel(attnName, [&] {
-      return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
-                                               attnName, ao)
-                   : buildAttentionKernel(b, kernels.getLoc(), kernels,
-                                          attnName, bf16, ao);
-    });
-    int64_t gridX = flash ? (T + kFlashRows - 1) / kFlashRows : T;
-    int64_t blockThreads = flash ? 32 * kFlashWarps : kAttentionThreads;
+    AttentionLaunch attn = attentionKernel(ao, T, "");
     Value o = h.alloc({rows, H * hd}, bf16);
     Value positions = h.upload(position);
     std::string batchedRope = "moe_rope_batched" + ropeName.substr(8);
@@ -706,13 +709,9 @@ private:
                         {q, qr, positions, tIdx, tIdx, c0});
     h.launchElementwise(brope, rows * KV * hd,
                         {k, keys2, positions, tIdx, sIdx, one});
-    gpu::GPUFuncOp store = kernel("moe_store_rows_batched_bf16", [&] {
-      return buildBatchedStoreRowsKernel(b, kernels.getLoc(), kernels,
-                                         "moe_store_rows_batched_bf16", bf16);
-    });
-    h.launchElementwise(store, rows * KV * hd,
+    h.launchElementwise(storeRowsKernel(), rows * KV * hd,
                         {v, values2, positions, tIdx, sIdx});
-    h.launch(attn, {gridX, H, B}, {blockThreads, 1, 1},
+    h.launch(attn.kernel, {attn.gridX, H, B}, {attn.threads, 1, 1},
              {qr, keys2, values2, o, positions, tIdx, sIdx});
     project(o, operand(4), Value(), output(firstOut));
     finish();

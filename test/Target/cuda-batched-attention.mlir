@@ -1,7 +1,7 @@
 // Batched attention (two sequences per step, each at its own position) on
 // the GPU: the rotary embedding, the cache rows and the attention read each
-// sequence's position on the device, and the attention grid has one z
-// slice per sequence. (Run against transformers on an H200 by
+// sequence's position on the device, and the attention's blocks take the
+// (row, head, sequence) items by the grid's size. (Run against transformers on an H200 by
 // test/gpu/hf_compare.py: mixtral_e8-cuda-b2-bf16.)
 // REQUIRES: ptxas
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
@@ -10,7 +10,7 @@
 // PTX-DAG: .entry moe_attention_batched_bf16_hd16_s32_g2
 // PTX-DAG: .entry moe_rope_batched_bf16_
 // PTX-DAG: .entry moe_store_rows_batched_bf16
-// PTX-DAG: mov.u32 {{.*}}%ctaid.z
+// PTX-DAG: mov.u32 {{.*}}%nctaid.x
 // PTX-DAG: shfl.sync.bfly.b32
 
 // CALL-NOT: moe.attention

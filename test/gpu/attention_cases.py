@@ -3,7 +3,9 @@
 kernels of both step shapes: the tensor-core kernel of steps with many rows
 per sequence (prefill: partial query tiles, grouped-query heads, head sizes
 16 to 128, batches of sequences at different positions, a cache filled to
-its last row) and the block-per-row kernel of decoding steps.
+its last row) and the decoding kernel (clusters of blocks splitting the
+keys: long caches, fewer rows than blocks, several rows a step, odd head
+sizes, batches with and without a split).
 
   attention_cases.py make DIR   (build machine) writes DIR/<case>/model.mlir
       and case.json, and compiles each with moe-compile --target=cuda;
@@ -35,6 +37,18 @@ CASES = {
     "flash-long-2048": (1, 2048, [0], 512, 4, 1, 128, 2112),
     "decode-batched-2": (2, 1, [5, 300], 256, 8, 2, 128, 512),
     "decode-one": (1, 1, [700], 256, 8, 2, 128, 1024),
+    # The decoding kernel's key splits (clusters of 2-8 blocks): a cache
+    # past one block's shared memory (20000 rows), fewer rows than blocks
+    # (position 0), several rows a sequence below the tensor-core kernel's
+    # 16, a head size of 80 (16 lanes a key, half of them idle), 4-byte
+    # vectors (head size 6), and enough items (40 sequences) for no split.
+    "decode-long-20000": (1, 1, [19990], 256, 8, 2, 128, 20000),
+    "decode-pos-0": (1, 1, [0], 256, 8, 2, 128, 1024),
+    "decode-rows-8-batched": (2, 8, [0, 40], 128, 4, 2, 64, 64),
+    "decode-hd80-gqa4": (1, 1, [3999], 640, 16, 4, 80, 4096),
+    "decode-hd6": (1, 2, [100], 64, 4, 4, 6, 128),
+    "decode-batched-40": (40, 1, [(i * 23) % 500 for i in range(40)], 256,
+                          8, 2, 64, 512),
 }
 
 

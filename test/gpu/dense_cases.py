@@ -52,6 +52,8 @@ CASES = {
     # query compression, pairs not interleaved, a given softmax scale).
     "mla-v3-decode": ("mla", dict(T=1, pos=300, S=512, D=2048, H=16, N=128, R=64, V=128,
                                   LQ=1536, LKV=512, inter=True)),
+    "mla-v3-decode-4096": ("mla", dict(T=1, pos=4000, S=4096, D=2048, H=16, N=128, R=64, V=128,
+                                       LQ=1536, LKV=512, inter=True)),
     "mla-v3-rows-5": ("mla", dict(T=5, pos=100, S=512, D=2048, H=16, N=128, R=64, V=128,
                                   LQ=1536, LKV=512, inter=True)),
     "mla-v2-lite": ("mla", dict(T=3, pos=0, S=256, D=2048, H=16, N=128, R=64, V=128,

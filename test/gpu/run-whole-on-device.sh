@@ -13,7 +13,10 @@
 #  1b. dsgpt_compare.py: the DeepSpeed-MoE GPT models of the same directory
 #     against their plain-Python reference;
 #  0. first, attention_cases.py: the GPU attention kernels against PyTorch
-#     (build/gpu-attention, made by `attention_cases.py make`), and
+#     (build/gpu-attention, made by `attention_cases.py make`), with
+#     compute-sanitizer on three decoding cases; attention_decode_bench.py
+#     (build/attention-bench, its `make`; not with SKIP_BENCH) into
+#     $OUT/attention-decode.md; and
 #     dense_cases.py: the dense MLP, LayerNorm and learned-position kernels
 #     (build/gpu-dense, `dense_cases.py make`), with compute-sanitizer
 #     memcheck and racecheck on three of them.
@@ -24,11 +27,30 @@
 export MOERT_DEVICE=gpu
 out=${OUT:-/tmp}
 rc=0
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -d build/gpu-attention ]; then
   python3 test/gpu/attention_cases.py check build/gpu-attention > "$out/attention.log" 2>&1 || rc=1
-  tail -n 12 "$out/attention.log"
+  tail -n 18 "$out/attention.log"
+  # The decoding kernel in clusters of 8 and 2 blocks (distributed shared
+  # memory) and unsplit.
+  for c in decode-one decode-rows-8-batched decode-batched-40; do
+    d=build/gpu-attention/$c
+    [ -x "$d/model" ] && [ -z "$SKIP_SANITIZER" ] || continue
+    for tool in memcheck racecheck; do
+      if "$san" --tool $tool --error-exitcode 9 "$d/model" --weights "$d/weights.safetensors" \
+          --input "$d/input.safetensors" --output "$d/san.safetensors" > "$out/sanitizer-$tool-$c.log" 2>&1; then
+        echo "compute-sanitizer $tool $c: clean"
+      else
+        echo "compute-sanitizer $tool $c: FAILED"; tail -n 20 "$out/sanitizer-$tool-$c.log"; rc=1
+      fi
+    done
+  done
 fi
-san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -d build/attention-bench ] && [ -z "$SKIP_BENCH" ]; then
+  python3 test/bench/attention_decode_bench.py run build/attention-bench \
+    --out "$out/attention-decode.md" > "$out/attention-bench.log" 2>&1 || rc=1
+  tail -n 12 "$out/attention-bench.log"
+fi
 if [ -d build/gpu-dense ]; then
   python3 test/gpu/dense_cases.py check build/gpu-dense > "$out/dense.log" 2>&1 || rc=1
   tail -n 16 "$out/dense.log"

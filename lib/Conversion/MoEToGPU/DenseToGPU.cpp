@@ -466,33 +466,42 @@ private:
     return seg;
   }
 
-  /// The attention kernel for `ao` at T rows per sequence and how to
-  /// launch it (grid x, threads; grid y and z: heads and sequences). Many
-  /// rows per sequence (prefill) take tensor cores, a block per 64 rows and
-  /// head; otherwise a block per row and head. `suffix` ends the kernel's
-  /// name.
+  /// The attention kernel for `ao` at T rows per sequence (H heads, B
+  /// sequences) and how to launch it. Many rows per sequence (prefill) take
+  /// tensor cores, a block per 64 rows and head; otherwise clusters of
+  /// blocks splitting the keys (attentionSplit), a cluster per row, head and
+  /// sequence. `suffix` ends the kernel's name.
   struct AttentionLaunch {
     gpu::GPUFuncOp kernel;
-    int64_t gridX, threads;
+    SmallVector<int64_t, 3> grid, cluster;
+    int64_t threads;
   };
-  AttentionLaunch attentionKernel(const AttentionKernelOptions &ao, int64_t T,
-                                  StringRef suffix) {
+  AttentionLaunch attentionKernel(AttentionKernelOptions ao, int64_t T,
+                                  int64_t H, int64_t B, StringRef suffix) {
     bool flash = usesFlashAttention(ao, T);
+    if (!flash)
+      ao.split = attentionSplit(ao, T * H * B);
+    assert(flash || ao.split > 0);
     std::string name =
         std::string(flash ? "moe_flash_attention" : "moe_attention") +
         "_batched_bf16_hd" + std::to_string(ao.headDim) +
         (ao.valueDim != ao.headDim ? "_dv" + std::to_string(ao.valueDim)
                                    : "") +
         (flash ? "" : "_s" + std::to_string(ao.maxRows)) + "_g" +
-        std::to_string(ao.group) + suffix.str();
+        std::to_string(ao.group) +
+        (ao.split > 1 ? "_c" + std::to_string(ao.split) : "") + suffix.str();
     gpu::GPUFuncOp k = kernel(name, [&] {
       return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
                                                name, ao)
                    : buildAttentionKernel(b, kernels.getLoc(), kernels, name,
                                           bf16, ao);
     });
-    return {k, flash ? (T + kFlashRows - 1) / kFlashRows : T,
-            flash ? 32 * kFlashWarps : kAttentionThreads};
+    if (flash)
+      return {k, {(T + kFlashRows - 1) / kFlashRows, H, B}, {}, 32 * kFlashWarps};
+    AttentionLaunch launch{k, {T * H * B * ao.split, 1, 1}, {}, kAttentionThreads};
+    if (ao.split > 1)
+      launch.cluster = {ao.split, 1, 1};
+    return launch;
   }
 
   /// The kernel that writes a step's rows into a cache at their positions.
@@ -614,10 +623,12 @@ private:
                                : 1.0 / std::sqrt(double(qk)));
     // (The scale is the op's own: in the kernel's name.)
     AttentionLaunch attn = attentionKernel(
-        ao, T, "_scale" + llvm::utohexstr(llvm::bit_cast<uint32_t>(ao.scale)));
+        ao, T, H, B,
+        "_scale" + llvm::utohexstr(llvm::bit_cast<uint32_t>(ao.scale)));
     Value o = h.alloc({rows, H * vd}, bf16);
-    h.launch(attn.kernel, {attn.gridX, H, B}, {attn.threads, 1, 1},
-             {qFull, keys2, values2, o, positions, tIdx, sIdx});
+    h.launch(attn.kernel, attn.grid, {attn.threads, 1, 1},
+             {qFull, keys2, values2, o, positions, tIdx, sIdx},
+             /*sharedBytes=*/0, attn.cluster);
     project(o, wO, Value(), output(firstOut));
     finish();
     return success();
@@ -696,7 +707,7 @@ private:
     ao.maxRows = S;
     ao.group = H / KV;
     ao.scale = float(1.0 / std::sqrt(double(hd)));
-    AttentionLaunch attn = attentionKernel(ao, T, "");
+    AttentionLaunch attn = attentionKernel(ao, T, H, B, "");
     Value o = h.alloc({rows, H * hd}, bf16);
     Value positions = h.upload(position);
     std::string batchedRope = "moe_rope_batched" + ropeName.substr(8);
@@ -711,8 +722,9 @@ private:
                         {k, keys2, positions, tIdx, sIdx, one});
     h.launchElementwise(storeRowsKernel(), rows * KV * hd,
                         {v, values2, positions, tIdx, sIdx});
-    h.launch(attn.kernel, {attn.gridX, H, B}, {attn.threads, 1, 1},
-             {qr, keys2, values2, o, positions, tIdx, sIdx});
+    h.launch(attn.kernel, attn.grid, {attn.threads, 1, 1},
+             {qr, keys2, values2, o, positions, tIdx, sIdx},
+             /*sharedBytes=*/0, attn.cluster);
     project(o, operand(4), Value(), output(firstOut));
     finish();
     return success();

@@ -4,11 +4,15 @@
 //
 // Elementwise kernels (embedding, residual add, bias and rounding, cache
 // rows, rotary embedding) run one thread per element. RMSNorm runs a block
-// per row; attention a block per (token, head): the query in shared memory,
-// one warp per key for the scores (lanes split the head dimension), the
-// scores of every cache row in shared memory, block reductions for the
-// softmax, then one thread per value column sums over the keys in key order
-// (the order the CPU lowering sums in).
+// per row. Attention of decoding steps runs a thread block cluster per
+// (token, head, sequence), its blocks splitting the keys (flash-decoding's
+// split, with the exact softmax): the query in shared memory, a few lanes
+// per key row for the scores (16-byte loads of the head, several rows in
+// flight), each block's scores in its shared memory, the softmax's maximum
+// and sum reduced over the cluster through distributed shared memory, then
+// threads over (value columns, keys) summing p v, the blocks' sums added
+// by the cluster. It rounds where the CPU lowering rounds; only the order
+// of f32 sums differs.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,11 +22,14 @@
 #include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <limits>
 
@@ -508,126 +515,280 @@ gpu::GPUFuncOp mlir::moe::buildMlaHeadsKernel(OpBuilder &b, Location loc,
       });
 }
 
+namespace {
+/// The p v step's threads: column groups of the vector width, `groupThreads`
+/// of them side by side, `rowGroups` such sets over the keys.
+struct PvLayout {
+  int64_t groups, groupThreads, rowGroups;
+};
+PvLayout pvLayout(const AttentionKernelOptions &o) {
+  int64_t groups = o.valueDim / attentionVectorWidth(o);
+  int64_t groupThreads = std::min(groups, kAttentionThreads);
+  return {groups, groupThreads, kAttentionThreads / groupThreads};
+}
+
+/// Lanes of a warp that share one key row's dot product (a power of two up
+/// to 32, about one vector of the head each).
+int64_t scoreLanes(const AttentionKernelOptions &o) {
+  int64_t per = (o.headDim + attentionVectorWidth(o) - 1) /
+                attentionVectorWidth(o);
+  int64_t lanes = 1;
+  while (lanes < per && lanes < 32)
+    lanes *= 2;
+  return lanes;
+}
+
+/// Key rows a thread's loads cover in one step of the score and p v loops
+/// (loads issued together before their arithmetic).
+constexpr int64_t kAttentionUnroll = 4;
+} // namespace
+
+int64_t mlir::moe::attentionVectorWidth(const AttentionKernelOptions &o) {
+  for (int64_t v : {8, 4, 2})
+    if (o.headDim % v == 0 && o.valueDim % v == 0)
+      return v;
+  return 1;
+}
+
 int64_t mlir::moe::attentionSharedBytes(const AttentionKernelOptions &o) {
-  return 4 * (o.headDim + o.maxRows + 32);
+  int64_t split = std::max<int64_t>(o.split, 1);
+  int64_t chunk = (o.maxRows + split - 1) / split;
+  // The query, the block's scores, two cluster statistics, the p v
+  // partial sums (a row of value columns per row group), the reduction's
+  // scratch.
+  return 4 * (o.headDim + chunk + 2 + pvLayout(o).rowGroups * o.valueDim + 32);
+}
+
+int64_t mlir::moe::attentionSplit(AttentionKernelOptions o, int64_t items) {
+  for (int64_t c = 1; c <= kAttentionMaxSplit; c *= 2) {
+    o.split = c;
+    if (attentionSharedBytes(o) > kMaxStaticSharedBytes)
+      continue;
+    // Enough blocks for two on each SM, unless the keys would be split
+    // into fewer than kAttentionMinKeys rows a block.
+    if (c == kAttentionMaxSplit || items * c >= 2 * kPlanSms ||
+        (o.maxRows + 2 * c - 1) / (2 * c) < kAttentionMinKeys)
+      return c;
+  }
+  return 0;
+}
+
+int64_t mlir::moe::attentionMaxRows(const AttentionKernelOptions &o) {
+  AttentionKernelOptions none = o;
+  none.maxRows = 0;
+  none.split = 1;
+  return kAttentionMaxSplit *
+         ((kMaxStaticSharedBytes - attentionSharedBytes(none)) / 4);
 }
 
 gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
     OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
     Type elt, const AttentionKernelOptions &o) {
   OpBuilder::InsertionGuard guard(b);
-  Type f32 = b.getF32Type();
+  MLIRContext *ctx = b.getContext();
+  using P = arith::CmpIPredicate;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), i64 = b.getI64Type();
+  const int64_t C = std::max<int64_t>(o.split, 1);
+  const int64_t V = attentionVectorWidth(o), U = kAttentionUnroll;
+  const int64_t NT = kAttentionThreads, NW = NT / 32;
+  const int64_t hd = o.headDim, vd = o.valueDim;
+  const PvLayout pv = pvLayout(o);
+  const int64_t lanesPerRow = scoreLanes(o), slots = 32 / lanesPerRow;
+  const int64_t chunkMax = (o.maxRows + C - 1) / C;
   SmallVector<Type> args{matrix(elt),
                          matrix(elt),
                          matrix(elt),
                          matrix(elt),
-                         vector1(b.getI32Type()),
+                         vector1(i32),
                          b.getIndexType(),
                          b.getIndexType()};
-  auto fn = createKernelFunc(b, loc, module, name, args, kAttentionThreads);
+  auto fn = createKernelFunc(b, loc, module, name, args, NT);
   Block &entry = fn.getBody().front();
   Value q = entry.getArgument(0), keys = entry.getArgument(1),
-        values = entry.getArgument(2), out = entry.getArgument(3);
-  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                          gpu::AddressSpace::Workgroup);
-  Value qs = fn.addWorkgroupAttribution(
-      MemRefType::get({o.headDim}, f32, MemRefLayoutAttrInterface(), space),
-      loc);
-  Value scores = fn.addWorkgroupAttribution(
-      MemRefType::get({o.maxRows}, f32, MemRefLayoutAttrInterface(), space),
-      loc);
-  BlockContext ctx = blockContext(b, loc, fn, kAttentionThreads);
-  auto cst = [&](int64_t v) { return ctx.cst(v); };
-  Value t = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  // Sequence z's rows of the queries (z*T + t) and of the caches (from
-  // z*S), at its own position.
-  Value seq = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
-  Value tokens = entry.getArgument(5), cacheRows = entry.getArgument(6);
-  Value qRow = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, seq, tokens), t);
-  Value cacheBase = arith::MulIOp::create(b, loc, seq, cacheRows);
+        values = entry.getArgument(2), out = entry.getArgument(3),
+        positions = entry.getArgument(4), tokens = entry.getArgument(5),
+        cacheRows = entry.getArgument(6);
+  auto space = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto shared = [&](int64_t n) {
+    return fn.addWorkgroupAttribution(
+        MemRefType::get({n}, f32, MemRefLayoutAttrInterface(), space), loc);
+  };
+  Value qs = shared(hd), scores = shared(chunkMax), stats = shared(2),
+        partial = shared(pv.rowGroups * vd);
+  BlockContext bc = blockContext(b, loc, fn, NT);
+  IndexOps ix{b, loc};
+  Value zero = constF32(b, loc, 0.0f);
+  auto vecF32 = VectorType::get({V}, f32);
+  auto vecElt = VectorType::get({V}, elt);
+  Value zeroVec = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(vecF32, b.getF32FloatAttr(0.0f)));
+  auto loadVec = [&](OpBuilder &nb, Location l, Value m, ValueRange idx) {
+    Value v = vector::LoadOp::create(nb, l, vecElt, m, idx,
+                                     /*nontemporal=*/false,
+                                     llvm::MaybeAlign(V * 2));
+    return elt.isF32() ? v : arith::ExtFOp::create(nb, l, vecF32, v).getResult();
+  };
+
+  // A cluster of C blocks per (query row, head, sequence) item; clusters
+  // take items in turn by the grid's size (the runtime may cap a cluster
+  // grid at the clusters the GPU holds at once). Block `rank` of a cluster
+  // takes the rank-th run of the item's keys.
+  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+  Value rank = C > 1 ? ix.remu(bx, C) : ix.c(0);
+  Value heads = ix.divu(memref::DimOp::create(b, loc, out, 1), vd);
+  Value seqs = memref::DimOp::create(b, loc, positions, 0);
+  Value items = ix.mul(ix.mul(tokens, heads), seqs);
+  auto clusterSync = [&] {
+    if (C > 1) {
+      NVVM::ClusterArriveOp::create(b, loc, nullptr);
+      NVVM::ClusterWaitOp::create(b, loc, nullptr);
+    }
+  };
+  // Element `i` of the shared buffer `m` of cluster block `r`.
+  auto remote = [&](OpBuilder &nb, Location l, Value m, Value r, Value i) {
+    Value base = arith::IndexCastOp::create(
+        nb, l, i64, memref::ExtractAlignedPointerAsIndexOp::create(nb, l, m));
+    Value addr = arith::AddIOp::create(
+        nb, l, base,
+        arith::IndexCastOp::create(
+            nb, l, i64, arith::MulIOp::create(nb, l, i, constIndex(nb, l, 4))));
+    Value local = LLVM::IntToPtrOp::create(
+        nb, l, LLVM::LLVMPointerType::get(ctx, 3), addr);
+    Value there = NVVM::MapaOp::create(
+        nb, l, LLVM::LLVMPointerType::get(ctx, 7), local,
+        arith::IndexCastOp::create(nb, l, i32, r));
+    return LLVM::LoadOp::create(nb, l, f32, there).getResult();
+  };
+  // `v` of every block of the cluster combined in rank order (the same
+  // value in each), through stats[slot].
+  auto overCluster = [&](Value v, int64_t slot, bool max) -> Value {
+    if (C == 1)
+      return v;
+    buildIfThen(b, loc, ix.icmp(P::eq, bc.tid, ix.c(0)), [&] {
+      memref::StoreOp::create(b, loc, v, stats, ValueRange{ix.c(slot)});
+    });
+    clusterSync();
+    Value r = remote(b, loc, stats, ix.c(0), ix.c(slot));
+    for (int64_t k = 1; k < C; ++k)
+      r = BlockContext::combine(b, loc, r,
+                                remote(b, loc, stats, ix.c(k), ix.c(slot)),
+                                max);
+    return r;
+  };
+
+  auto itemLoop = scf::ForOp::create(b, loc, ix.divu(bx, C), items,
+                                     ix.divu(gx, C));
+  b.setInsertionPointToStart(itemLoop.getBody());
+  Value item = itemLoop.getInductionVar();
+  // item = (seq * H + h) * T + t.
+  Value t = arith::RemUIOp::create(b, loc, item, tokens);
+  Value sh = arith::DivUIOp::create(b, loc, item, tokens);
+  Value h = arith::RemUIOp::create(b, loc, sh, heads);
+  Value seq = arith::DivUIOp::create(b, loc, sh, heads);
+  // Sequence seq's rows of the queries (seq*T + t) and of the caches (from
+  // seq*S), at its own position.
+  Value qRow = ix.add(ix.mul(seq, tokens), t);
   Value pos = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
-  // Cache row j of this block's sequence.
-  auto cacheRow = [&](OpBuilder &nb, Location l, Value j) -> Value {
-    return arith::AddIOp::create(nb, l, cacheBase, j);
-  };
-  Value kvHead = arith::DivUIOp::create(b, loc, h, cst(o.group));
-  Value rows = arith::AddIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, pos, t), cst(1));
-  Value threads = cst(kAttentionThreads);
-  Value qBase = arith::MulIOp::create(b, loc, h, cst(o.headDim));
-  Value kBase = arith::MulIOp::create(b, loc, kvHead, cst(o.headDim));
-  Value vBase = arith::MulIOp::create(b, loc, kvHead, cst(o.valueDim));
-  Value oBase = arith::MulIOp::create(b, loc, h, cst(o.valueDim));
-  Value zero = constF32(b, loc, 0.0f);
+      memref::LoadOp::create(b, loc, positions, ValueRange{seq}));
+  Value rows = ix.add(ix.add(pos, t), ix.c(1));
+  // This block's keys: rows lo .. lo + n of the item's 0 .. rows.
+  Value chunk = C > 1 ? ix.divu(ix.add(rows, ix.c(C - 1)), C) : rows;
+  Value lo = ix.mul(rank, chunk);
+  Value n = ix.select(
+      ix.icmp(P::ult, lo, rows),
+      arith::MinUIOp::create(b, loc, arith::SubIOp::create(b, loc, rows, lo),
+                             chunk),
+      ix.c(0));
+  n = arith::MinUIOp::create(b, loc, n, ix.c(chunkMax));
+  Value keyBase = ix.add(ix.mul(seq, cacheRows), lo);
+  Value kvHead = ix.divu(h, o.group);
+  Value qBase = ix.mul(h, ix.c(hd)), kBase = ix.mul(kvHead, ix.c(hd));
+  Value vBase = ix.mul(kvHead, ix.c(vd)), oBase = ix.mul(h, ix.c(vd));
+  Value last = arith::SubIOp::create(b, loc, n, ix.c(1));
 
   // The query, in f32.
-  loop(b, loc, ctx.tid, cst(o.headDim), threads, {},
+  loop(b, loc, bc.tid, ix.c(hd), ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value d, ValueRange) {
-         Value v = memref::LoadOp::create(
-             nb, l, q, ValueRange{qRow, arith::AddIOp::create(nb, l, qBase, d)});
+         Value v = memref::LoadOp::create(nb, l, q,
+                                          ValueRange{qRow, IndexOps{nb, l}.add(qBase, d)});
          memref::StoreOp::create(nb, l, toF32(nb, l, v), qs, ValueRange{d});
          return SmallVector<Value>{};
        });
   gpu::BarrierOp::create(b, loc);
 
-  // Scores: a warp per key row, lanes over the head dimension.
-  loop(b, loc, ctx.warp, rows, cst(kAttentionThreads / 32), {},
-       [&](OpBuilder &nb, Location l, Value j, ValueRange) {
-         auto dot = loop(
-             nb, l, ctx.lane, cst(o.headDim), cst(32), {zero},
+  // Scores: lanesPerRow lanes a key row (lane / slots: its vectors of the
+  // head), `slots` rows side by side in a warp, U such rows a lane at once.
+  Value slot = ix.remu(bc.lane, slots), sub = ix.divu(bc.lane, slots);
+  int64_t warpRows = slots * U;
+  loop(b, loc, ix.mul(bc.warp, ix.c(warpRows)), n, ix.c(NW * warpRows), {},
+       [&](OpBuilder &nb, Location l, Value j0, ValueRange) {
+         IndexOps lx{nb, l};
+         SmallVector<Value> js, valid, rowsAt;
+         for (int64_t u = 0; u < U; ++u) {
+           Value j = lx.add(j0, lx.add(slot, lx.c(slots * u)));
+           valid.push_back(lx.icmp(P::ult, j, n));
+           js.push_back(j);
+           rowsAt.push_back(lx.add(keyBase, lx.select(valid.back(), j, last)));
+         }
+         SmallVector<Value> inits(U, zeroVec);
+         auto dots = loop(
+             nb, l, lx.mul(sub, lx.c(V)), lx.c(hd), lx.c(lanesPerRow * V), inits,
              [&](OpBuilder &ib, Location il, Value d, ValueRange acc) {
-               Value qv = memref::LoadOp::create(ib, il, qs, ValueRange{d});
-               Value kv = toF32(
-                   ib, il,
-                   memref::LoadOp::create(
-                       ib, il, keys,
-                       ValueRange{cacheRow(ib, il, j),
-                                  arith::AddIOp::create(ib, il, kBase, d)}));
-               return SmallVector<Value>{arith::AddFOp::create(
-                   ib, il, acc[0], arith::MulFOp::create(ib, il, qv, kv))};
+               Value kd = IndexOps{ib, il}.add(kBase, d);
+               SmallVector<Value> kv;
+               for (int64_t u = 0; u < U; ++u)
+                 kv.push_back(loadVec(ib, il, keys, ValueRange{rowsAt[u], kd}));
+               Value qv = vector::LoadOp::create(ib, il, vecF32, qs, ValueRange{d});
+               SmallVector<Value> next;
+               for (int64_t u = 0; u < U; ++u)
+                 next.push_back(vector::FMAOp::create(ib, il, kv[u], qv, acc[u]));
+               return next;
              });
-         Value s = BlockContext::warpReduce(nb, l, dot.getResult(0), false);
-         Value first = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
-                                             ctx.lane, cst(0));
-         auto write = scf::IfOp::create(nb, l, first, false);
-         OpBuilder::InsertionGuard g(nb);
-         nb.setInsertionPointToStart(&write.getThenRegion().front());
-         s = roundF32(nb, l, s, elt);
-         s = roundF32(nb, l,
-                      arith::MulFOp::create(nb, l, s, constF32(nb, l, o.scale)),
-                      elt);
-         memref::StoreOp::create(nb, l, s, scores, ValueRange{j});
+         for (int64_t u = 0; u < U; ++u) {
+           Value s = vector::ReductionOp::create(nb, l, vector::CombiningKind::ADD,
+                                                 dots.getResult(u));
+           s = sumOverLanes(nb, l, s, slots);
+           Value write = arith::AndIOp::create(
+               nb, l, valid[u], lx.icmp(P::eq, sub, lx.c(0)));
+           buildIfThen(nb, l, write, [&] {
+             Value r = roundF32(nb, l, s, elt);
+             r = roundF32(nb, l,
+                          arith::MulFOp::create(nb, l, r, constF32(nb, l, o.scale)),
+                          elt);
+             memref::StoreOp::create(nb, l, r, scores, ValueRange{js[u]});
+           });
+         }
          return SmallVector<Value>{};
        });
   gpu::BarrierOp::create(b, loc);
 
-  // Softmax over rows 0 .. pos + t.
+  // Softmax over the item's rows: the maximum and the sum over the cluster.
   Value ninf = constF32(b, loc, -std::numeric_limits<float>::infinity());
-  auto localMax = loop(b, loc, ctx.tid, rows, threads, {ninf},
+  auto localMax = loop(b, loc, bc.tid, n, ix.c(NT), {ninf},
                        [&](OpBuilder &nb, Location l, Value j, ValueRange m) {
                          Value s = memref::LoadOp::create(nb, l, scores,
                                                           ValueRange{j});
                          return SmallVector<Value>{
                              arith::MaximumFOp::create(nb, l, m[0], s)};
                        });
-  Value rowMax = ctx.blockReduce(localMax.getResult(0), /*max=*/true);
+  Value rowMax = overCluster(bc.blockReduce(localMax.getResult(0), true), 0,
+                             /*max=*/true);
   auto expOf = [&](OpBuilder &nb, Location l, Value j) -> Value {
     Value s = memref::LoadOp::create(nb, l, scores, ValueRange{j});
     return math::ExpOp::create(nb, l, arith::SubFOp::create(nb, l, s, rowMax));
   };
-  auto localSum = loop(b, loc, ctx.tid, rows, threads, {zero},
+  auto localSum = loop(b, loc, bc.tid, n, ix.c(NT), {zero},
                        [&](OpBuilder &nb, Location l, Value j, ValueRange acc) {
                          return SmallVector<Value>{
                              arith::AddFOp::create(nb, l, acc[0], expOf(nb, l, j))};
                        });
-  Value rowSum = ctx.blockReduce(localSum.getResult(0), /*max=*/false);
+  Value rowSum = overCluster(bc.blockReduce(localSum.getResult(0), false), 1,
+                             /*max=*/false);
   // Every thread has read the scores it needs (the reduction's barriers);
   // each now overwrites its own with the probability.
-  loop(b, loc, ctx.tid, rows, threads, {},
+  loop(b, loc, bc.tid, n, ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value j, ValueRange) {
          Value p = roundF32(
              nb, l, arith::DivFOp::create(nb, l, expOf(nb, l, j), rowSum), elt);
@@ -636,26 +797,83 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
        });
   gpu::BarrierOp::create(b, loc);
 
-  // p v: a thread per value column, keys in order.
-  loop(b, loc, ctx.tid, cst(o.valueDim), threads, {},
+  // p v: thread (g, r) sums column group g over the keys r, r + R, ...
+  // (U of them at once) into partial[r, g V ..].
+  Value g0 = ix.remu(bc.tid, pv.groupThreads), rg = ix.divu(bc.tid, pv.groupThreads);
+  const int64_t R = pv.rowGroups;
+  buildIfThen(b, loc, ix.icmp(P::ult, rg, ix.c(R)), [&] {
+    loop(b, loc, g0, ix.c(pv.groups), ix.c(pv.groupThreads), {},
+         [&](OpBuilder &nb, Location l, Value g, ValueRange) {
+           IndexOps lx{nb, l};
+           Value col = lx.add(vBase, lx.mul(g, lx.c(V)));
+           auto acc = loop(
+               nb, l, rg, n, lx.c(R * U), {zeroVec},
+               [&](OpBuilder &ib, Location il, Value j0, ValueRange a) {
+                 IndexOps jx{ib, il};
+                 SmallVector<Value> ps, vs;
+                 for (int64_t u = 0; u < U; ++u) {
+                   Value j = jx.add(j0, jx.c(R * u));
+                   Value ok = jx.icmp(P::ult, j, n);
+                   Value jc = jx.select(ok, j, last);
+                   vs.push_back(loadVec(ib, il, values,
+                                        ValueRange{jx.add(keyBase, jc), col}));
+                   Value p = memref::LoadOp::create(ib, il, scores, ValueRange{jc});
+                   ps.push_back(arith::SelectOp::create(
+                       ib, il, ok, p, constF32(ib, il, 0.0f)));
+                 }
+                 Value sum = a[0];
+                 for (int64_t u = 0; u < U; ++u)
+                   sum = vector::FMAOp::create(
+                       ib, il,
+                       vector::BroadcastOp::create(ib, il, vecF32, ps[u]), vs[u],
+                       sum);
+                 return SmallVector<Value>{sum};
+               });
+           vector::StoreOp::create(
+               nb, l, acc.getResult(0), partial,
+               ValueRange{lx.add(lx.mul(rg, lx.c(vd)), lx.mul(g, lx.c(V)))});
+           return SmallVector<Value>{};
+         });
+  });
+  gpu::BarrierOp::create(b, loc);
+
+  // The block's sums, a thread per column: in partial[0, d], or the
+  // output where the block has every key.
+  loop(b, loc, bc.tid, ix.c(vd), ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value d, ValueRange) {
-         Value col = arith::AddIOp::create(nb, l, vBase, d);
-         auto acc = loop(
-             nb, l, cst(0), rows, cst(1), {zero},
-             [&](OpBuilder &ib, Location il, Value j, ValueRange a) {
-               Value p = memref::LoadOp::create(ib, il, scores, ValueRange{j});
-               Value v = toF32(ib, il,
-                               memref::LoadOp::create(
-                                   ib, il, values,
-                                   ValueRange{cacheRow(ib, il, j), col}));
-               return SmallVector<Value>{arith::AddFOp::create(
-                   ib, il, a[0], arith::MulFOp::create(ib, il, p, v))};
-             });
-         memref::StoreOp::create(
-             nb, l, fromF32(nb, l, acc.getResult(0), elt), out,
-             ValueRange{qRow, arith::AddIOp::create(nb, l, oBase, d)});
+         IndexOps lx{nb, l};
+         Value s = memref::LoadOp::create(nb, l, partial, ValueRange{d});
+         for (int64_t r = 1; r < R; ++r)
+           s = arith::AddFOp::create(
+               nb, l, s,
+               memref::LoadOp::create(nb, l, partial,
+                                      ValueRange{lx.add(d, lx.c(r * vd))}));
+         if (C == 1)
+           memref::StoreOp::create(nb, l, fromF32(nb, l, s, elt), out,
+                                   ValueRange{qRow, lx.add(oBase, d)});
+         else
+           memref::StoreOp::create(nb, l, s, partial, ValueRange{d});
          return SmallVector<Value>{};
        });
+  if (C > 1) {
+    // The cluster's sums: block `rank` writes columns rank, rank + C, ...
+    clusterSync();
+    loop(b, loc, ix.add(rank, ix.mul(bc.tid, ix.c(C))), ix.c(vd), ix.c(NT * C),
+         {}, [&](OpBuilder &nb, Location l, Value d, ValueRange) {
+           Value s = remote(nb, l, partial, constIndex(nb, l, 0), d);
+           for (int64_t k = 1; k < C; ++k)
+             s = arith::AddFOp::create(
+                 nb, l, s, remote(nb, l, partial, constIndex(nb, l, k), d));
+           memref::StoreOp::create(nb, l, fromF32(nb, l, s, elt), out,
+                                   ValueRange{qRow, IndexOps{nb, l}.add(oBase, d)});
+           return SmallVector<Value>{};
+         });
+    // No block takes its next item (or leaves) while another reads it.
+    clusterSync();
+  } else {
+    gpu::BarrierOp::create(b, loc);
+  }
+  b.setInsertionPointAfter(itemLoop);
   gpu::ReturnOp::create(b, loc);
   return fn;
 }
@@ -847,10 +1065,10 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
                     .getDimSize(0);
     if (usesFlashAttention(o, x.getDimSize(0) / B))
       return "";
-    if (attentionSharedBytes(o) > kMaxStaticSharedBytes)
+    if (attentionSplit(o, x.getDimSize(0) * H) == 0)
       return "the GPU attention keeps a row's scores in shared memory: at "
              "most " +
-             std::to_string(kMaxStaticSharedBytes / 4 - hd - 32) +
+             std::to_string(attentionMaxRows(o)) +
              " cache rows (or, on tensor cores, steps of " +
              std::to_string(kFlashMinRows) +
              " or more rows per sequence and head sizes that are multiples "
@@ -879,11 +1097,12 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     o.maxRows =
         cast<RankedTensorType>(mla.getKeyCacheIn().getType()).getDimSize(0) /
         cast<RankedTensorType>(mla.getPosition().getType()).getDimSize(0);
-    if (attentionSharedBytes(o) > kMaxStaticSharedBytes)
+    if (attentionSplit(o, cast<RankedTensorType>(mla.getInput().getType())
+                                  .getDimSize(0) *
+                              mla.getNumHeads()) == 0)
       return "the GPU latent attention keeps a row's scores in shared "
              "memory: at most " +
-             std::to_string(kMaxStaticSharedBytes / 4 - o.headDim - 32) +
-             " cache rows";
+             std::to_string(attentionMaxRows(o)) + " cache rows";
     return "";
   }
   if (auto generic = dyn_cast<linalg::GenericOp>(op)) {

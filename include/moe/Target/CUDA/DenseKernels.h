@@ -22,7 +22,7 @@ namespace mlir::moe {
 
 class EmbeddingOp;
 
-/// Threads of the attention kernel (one block per token and head).
+/// Threads of a block of the decoding attention kernel.
 constexpr int64_t kAttentionThreads = 128;
 
 /// Threads of the RMSNorm kernel (one block per row) for rows of `cols`
@@ -98,16 +98,22 @@ struct AttentionKernelOptions {
   int64_t maxRows = 0;  // cache rows S (the scores of a row live in shared memory)
   int64_t group = 1;    // query heads per key/value head
   float scale = 1.0f;   // softmax scale
+  int64_t split = 1;    // blocks (a thread block cluster) splitting the keys
 };
 
-/// Causal attention of one query token and head per block (grid (T, H, B)
-/// for B sequences of T rows, kAttentionThreads threads), as moe.attention
-/// rounds it: scores rounded, times the scale rounded, softmax in f32
-/// rounded, p v in f32 rounded. Arguments (q [B*T, H*hd], keys [B*S,
-/// KV*hd], values [B*S, KV*dv], out [B*T, H*dv], positions i32 [B], T:
-/// index, S: index): row t of sequence b attends to its cache rows
-/// b*S + 0 .. positions[b] + t. The positions are read on the device, so a
-/// step's launches do not depend on where it is (a CUDA graph replays it).
+/// Causal attention of decoding steps, as moe.attention rounds it: scores
+/// rounded, times the scale rounded, softmax in f32 rounded, p v in f32
+/// rounded. Each (query row t, head h, sequence b) item is taken by a
+/// cluster of `options.split` blocks of kAttentionThreads threads, block
+/// `rank` of it taking the rank-th of `split` runs of the item's keys; the
+/// softmax's maximum and sum and the p v sums meet through distributed
+/// shared memory. Launch: grid (items * split) in clusters of (split, 1, 1)
+/// (no cluster for 1); clusters take items by the grid's size, so any grid
+/// is correct. Arguments (q [B*T, H*hd], keys [B*S, KV*hd], values [B*S,
+/// KV*dv], out [B*T, H*dv], positions i32 [B], T: index, S: index): row t
+/// of sequence b attends to its cache rows b*S + 0 .. positions[b] + t.
+/// The positions are read on the device, so a step's launches do not
+/// depend on where it is (a CUDA graph replays it).
 gpu::GPUFuncOp buildAttentionKernel(OpBuilder &b, Location loc,
                                     gpu::GPUModuleOp module, StringRef name,
                                     Type elementType,
@@ -162,6 +168,20 @@ gpu::GPUFuncOp buildMlaHeadsKernel(OpBuilder &b, Location loc,
 /// Shared memory the attention kernel needs (bytes), and the most it may use.
 int64_t attentionSharedBytes(const AttentionKernelOptions &options);
 constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+/// Elements of the attention kernel's vector loads (8, 4, 2 or 1: the
+/// largest dividing both head sizes).
+int64_t attentionVectorWidth(const AttentionKernelOptions &options);
+/// The most blocks the attention kernel splits an item's keys over (a
+/// portable cluster size), and the fewest keys it gives a block when it
+/// splits to fill the GPU.
+constexpr int64_t kAttentionMaxSplit = 8, kAttentionMinKeys = 32;
+/// The split (options.split) for `items` (query rows x heads x sequences):
+/// the smallest that fits shared memory and gives two blocks an SM, unless
+/// blocks would get fewer than kAttentionMinKeys of the cache's rows; 0
+/// where even kAttentionMaxSplit blocks cannot hold the scores.
+int64_t attentionSplit(AttentionKernelOptions options, int64_t items);
+/// The most cache rows per sequence the attention kernel takes.
+int64_t attentionMaxRows(const AttentionKernelOptions &options);
 
 //===----------------------------------------------------------------------===//
 // Which dense parts run on the GPU (shared by -convert-moe-dense-to-gpu-call

@@ -28,13 +28,12 @@ export MOERT_DEVICE=gpu
 out=${OUT:-/tmp}
 rc=0
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -d build/gpu-attention ]; then
-  python3 test/gpu/attention_cases.py check build/gpu-attention > "$out/attention.log" 2>&1 || rc=1
-  tail -n 18 "$out/attention.log"
-  # The decoding kernel in clusters of 8 and 2 blocks (distributed shared
-  # memory) and unsplit.
-  for c in decode-one decode-rows-8-batched decode-batched-40; do
-    d=build/gpu-attention/$c
+# sanitize_cases DIR CASE...: memcheck and racecheck on each case's
+# executable, with the weights and inputs its check left beside it.
+sanitize_cases() {
+  dir=$1; shift
+  for c in "$@"; do
+    d=$dir/$c
     [ -x "$d/model" ] && [ -z "$SKIP_SANITIZER" ] || continue
     for tool in memcheck racecheck; do
       if "$san" --tool $tool --error-exitcode 9 "$d/model" --weights "$d/weights.safetensors" \
@@ -45,6 +44,13 @@ if [ -d build/gpu-attention ]; then
       fi
     done
   done
+}
+if [ -d build/gpu-attention ]; then
+  python3 test/gpu/attention_cases.py check build/gpu-attention > "$out/attention.log" 2>&1 || rc=1
+  tail -n 18 "$out/attention.log"
+  # The decoding kernel in clusters of 8 and 2 blocks (distributed shared
+  # memory) and unsplit.
+  sanitize_cases build/gpu-attention decode-one decode-rows-8-batched decode-batched-40
 fi
 if [ -d build/attention-bench ] && [ -z "$SKIP_BENCH" ]; then
   python3 test/bench/attention_decode_bench.py run build/attention-bench \
@@ -54,19 +60,7 @@ fi
 if [ -d build/gpu-dense ]; then
   python3 test/gpu/dense_cases.py check build/gpu-dense > "$out/dense.log" 2>&1 || rc=1
   tail -n 16 "$out/dense.log"
-  # (check left each case's weights and inputs beside its executable.)
-  for c in mlp-swiglu-prefill layernorm-bias-300 position-embedding-batched; do
-    d=build/gpu-dense/$c
-    [ -x "$d/model" ] && [ -z "$SKIP_SANITIZER" ] || continue
-    for tool in memcheck racecheck; do
-      if "$san" --tool $tool --error-exitcode 9 "$d/model" --weights "$d/weights.safetensors" \
-          --input "$d/input.safetensors" --output "$d/san.safetensors" > "$out/sanitizer-$tool-$c.log" 2>&1; then
-        echo "compute-sanitizer $tool $c: clean"
-      else
-        echo "compute-sanitizer $tool $c: FAILED"; tail -n 20 "$out/sanitizer-$tool-$c.log"; rc=1
-      fi
-    done
-  done
+  sanitize_cases build/gpu-dense mlp-swiglu-prefill layernorm-bias-300 position-embedding-batched
 fi
 models=${HF_MODELS:-build/hf-models}
 python3 test/gpu/hf_compare.py "$models" $HF_COMPARE_ARCHS > "$out/hf-compare.log" 2>&1 || rc=1

@@ -5,8 +5,9 @@
 // shared memory with ldmatrix (V transposed), key and value blocks copied
 // with cp.async. The shared memory (two 64 x 136 bf16 tiles) does not grow
 // with the cache, so a 4096-row cache is fine. A one-row step (decode)
-// keeps the block-per-row kernel; a batched prefill has a z slice per
-// sequence. (Run against transformers on an H200 by test/gpu/hf_compare.py
+// takes the decoding kernel (clusters splitting the keys); a batched
+// prefill has a z slice per sequence; DeepSeek's latent attention (query
+// heads of 192, value heads of 128) takes it too. (Run against transformers on an H200 by test/gpu/hf_compare.py
 // and test/bench/bench_whole_model.py.)
 // REQUIRES: ptxas
 // RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
@@ -55,4 +56,20 @@ func.func @batched_prefill(%x: tensor<64x128xbf16>, %wq: tensor<128x128xbf16>, %
 func.func @decode(%x: tensor<1x256xbf16>, %wq: tensor<256x512xbf16>, %wk: tensor<256x256xbf16>, %wv: tensor<256x256xbf16>, %wo: tensor<512x256xbf16>, %kc: tensor<4096x2x128xbf16>, %vc: tensor<4096x2x128xbf16>, %pos: tensor<1xi32>) -> (tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>) {
   %y, %k, %v = moe.attention %x : tensor<1x256xbf16> q(%wq : tensor<256x512xbf16>) k(%wk : tensor<256x256xbf16>) v(%wv : tensor<256x256xbf16>) o(%wo : tensor<512x256xbf16>) cache(%kc : tensor<4096x2x128xbf16>, %vc : tensor<4096x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
   return %y, %k, %v : tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
+}
+
+// -----
+
+// Latent attention, 64 rows a step: query/key heads of 192 (12 k-steps of
+// Q K^T), value heads of 128 (16 output tiles); the query tile goes through
+// the key tile's shared memory (64 x 200 and 64 x 136 bf16: 43008 bytes).
+// PTX-LABEL: .entry moe_flash_attention_batched_bf16_hd192_dv128_g1_scale{{[0-9A-F]+}}(
+// PTX: ldmatrix.sync.aligned.m8n8.x4.shared.b16
+// PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// PTX: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// PTX-NOT: .entry moe_attention_batched
+// HOST: gpu.launch_func  @moe_kernels::@moe_flash_attention_batched_bf16_hd192_dv128_g1_scale{{[0-9A-F]+}} blocks in (%c1{{[_0-9]*}}, %c2{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+func.func @mla(%x: tensor<64x256xbf16>, %pos: tensor<1xi32>, %kc: tensor<128x2x192xbf16>, %vc: tensor<128x2x128xbf16>, %qb: tensor<256x384xbf16>, %kva: tensor<256x128xbf16>, %kvan: tensor<64xbf16>, %kvb: tensor<64x512xbf16>, %wo: tensor<256x256xbf16>) -> (tensor<64x256xbf16>, tensor<128x2x192xbf16>, tensor<128x2x128xbf16>) {
+  %y, %k, %v = moe.mla_attention %x : tensor<64x256xbf16> q_b(%qb : tensor<256x384xbf16>) kv_a(%kva : tensor<256x128xbf16>) kv_a_norm(%kvan : tensor<64xbf16>) kv_b(%kvb : tensor<64x512xbf16>) o(%wo : tensor<256x256xbf16>) cache(%kc : tensor<128x2x192xbf16>, %vc : tensor<128x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 2 : i64, nope_dim = 128 : i64, rope_dim = 64 : i64, v_dim = 128 : i64, interleaved} -> tensor<64x256xbf16>, tensor<128x2x192xbf16>, tensor<128x2x128xbf16>
+  return %y, %k, %v : tensor<64x256xbf16>, tensor<128x2x192xbf16>, tensor<128x2x128xbf16>
 }

@@ -56,6 +56,10 @@ CASES = {
                                        LQ=1536, LKV=512, inter=True)),
     "mla-v3-rows-5": ("mla", dict(T=5, pos=100, S=512, D=2048, H=16, N=128, R=64, V=128,
                                   LQ=1536, LKV=512, inter=True)),
+    # Many rows a step: the tensor-core kernel with query heads of 192 and
+    # value heads of 128 (a partial query tile; keys from a cache at 100).
+    "mla-v3-prefill-200": ("mla", dict(T=200, pos=100, S=512, D=2048, H=16, N=128, R=64, V=128,
+                                       LQ=1536, LKV=512, inter=True)),
     "mla-v2-lite": ("mla", dict(T=3, pos=0, S=256, D=2048, H=16, N=128, R=64, V=128,
                                 LQ=0, LKV=512, inter=False, scale=0.07)),
 }

@@ -1094,12 +1094,16 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     AttentionKernelOptions o;
     o.headDim = mla.getNopeDim() + mla.getRopeDim();
     o.valueDim = mla.getVDim();
+    int64_t B =
+        cast<RankedTensorType>(mla.getPosition().getType()).getDimSize(0);
+    int64_t rows =
+        cast<RankedTensorType>(mla.getInput().getType()).getDimSize(0);
     o.maxRows =
         cast<RankedTensorType>(mla.getKeyCacheIn().getType()).getDimSize(0) /
-        cast<RankedTensorType>(mla.getPosition().getType()).getDimSize(0);
-    if (attentionSplit(o, cast<RankedTensorType>(mla.getInput().getType())
-                                  .getDimSize(0) *
-                              mla.getNumHeads()) == 0)
+        B;
+    if (usesFlashAttention(o, rows / B))
+      return "";
+    if (attentionSplit(o, rows * mla.getNumHeads()) == 0)
       return "the GPU latent attention keeps a row's scores in shared "
              "memory: at most " +
              std::to_string(attentionMaxRows(o)) + " cache rows";

@@ -46,11 +46,12 @@ using namespace mlir;
 using namespace mlir::moe;
 
 std::string mlir::moe::whyNotFlashAttention(const AttentionKernelOptions &o) {
-  if (o.headDim != o.valueDim)
-    return "query and value head sizes differ";
-  if (o.headDim % 16 != 0 || o.headDim > kFlashMaxHeadDim)
-    return "the head size is not a multiple of 16 up to " +
+  if (o.valueDim % 16 != 0 || o.valueDim > kFlashMaxHeadDim)
+    return "the value head size is not a multiple of 16 up to " +
            std::to_string(kFlashMaxHeadDim);
+  if (o.headDim % 16 != 0 || o.headDim > kFlashMaxKeyDim)
+    return "the query head size is not a multiple of 16 up to " +
+           std::to_string(kFlashMaxKeyDim);
   return "";
 }
 
@@ -69,15 +70,20 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   const int64_t threads = 32 * kFlashWarps;
   auto fn = createKernelFunc(b, loc, module, name, args, threads);
 
-  const int64_t HD = o.headDim, BM = kFlashRows, BN = kFlashKeys;
+  // Query/key heads of HD, value heads of VD (DeepSeek's latent attention:
+  // 192 and 128).
+  const int64_t HD = o.headDim, VD = o.valueDim, BM = kFlashRows,
+                BN = kFlashKeys;
   static_assert(kFlashRows == kFlashKeys && kFlashRows == 16 * kFlashWarps,
                 "a warp per 16 query rows; query and key tiles share a copy");
-  const int64_t stride = HD + 8; // padded rows: ldmatrix rows in distinct banks
+  // Padded rows: ldmatrix rows in distinct banks.
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  auto tileType =
-      MemRefType::get({BN, stride}, bf16, MemRefLayoutAttrInterface(), wg);
-  Value sK = fn.addWorkgroupAttribution(tileType, loc);
-  Value sV = fn.addWorkgroupAttribution(tileType, loc);
+  auto tileType = [&](int64_t width) {
+    return MemRefType::get({BN, width + 8}, bf16, MemRefLayoutAttrInterface(),
+                           wg);
+  };
+  Value sK = fn.addWorkgroupAttribution(tileType(HD), loc);
+  Value sV = fn.addWorkgroupAttribution(tileType(VD), loc);
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value q = entry.getArgument(0), keys = entry.getArgument(1),
@@ -125,8 +131,9 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       b, loc, index,
       memref::LoadOp::create(b, loc, entry.getArgument(4), ValueRange{seq}));
   Value qBase = ops.mul(seq, T), cacheBase = ops.mul(seq, S);
-  Value qCol0 = ops.mul(h, ops.c(HD));
+  Value qCol0 = ops.mul(h, ops.c(HD)), oCol0 = ops.mul(h, ops.c(VD));
   Value kCol0 = ops.mul(ops.divu(h, o.group), ops.c(HD));
+  Value vCol0 = ops.mul(ops.divu(h, o.group), ops.c(VD));
   // Keys 0 .. pos + the tile's last row: ceil(that / BN) key blocks.
   Value rowsHere = arith::MinUIOp::create(
       b, loc, arith::SubIOp::create(b, loc, T, t0), ops.c(BM));
@@ -137,10 +144,11 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   Value warp = ops.divu(tid, 32), lane = ops.remu(tid, 32);
   Value g = ops.divu(lane, 4), tg2 = ops.mul(ops.remu(lane, 4), ops.c(2));
 
-  // A tile of 64 rows x HD columns: HD / 16 chunks of 16 bytes per thread.
-  const int64_t chunksPerRow = HD / 8;
+  // A tile of 64 rows x `width` columns: width / 16 chunks of 16 bytes per
+  // thread.
   auto copyTile = [&](Value dst, Value src, Value firstRow, Value limit,
-                      Value srcRowBase, Value col0) {
+                      Value srcRowBase, Value col0, int64_t width) {
+    const int64_t chunksPerRow = width / 8;
     SmallVector<Value> tokens;
     for (int64_t c = 0; c < BN * chunksPerRow / threads; ++c) {
       Value v = ops.add(tid, ops.c(c * threads));
@@ -159,8 +167,13 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
     nvgpu::DeviceAsyncWaitOp::create(b, loc, token,
                                      b.getI32IntegerAttr(pending));
   };
-  auto copyKeys = [&](Value dst, Value src, Value block) {
-    return copyTile(dst, src, ops.mul(block, ops.c(BN)), S, cacheBase, kCol0);
+  auto copyKeys = [&](Value block) {
+    return copyTile(sK, keys, ops.mul(block, ops.c(BN)), S, cacheBase, kCol0,
+                    HD);
+  };
+  auto copyValues = [&](Value block) {
+    return copyTile(sV, values, ops.mul(block, ops.c(BN)), S, cacheBase,
+                    vCol0, VD);
   };
 
   auto mma = [&](ArrayRef<Value> a, ArrayRef<Value> bReg,
@@ -180,24 +193,24 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
         b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
   };
 
-  // The query tile, through sV: each warp keeps its 16 rows as A fragments
+  // The query tile, through sK: each warp keeps its 16 rows as A fragments
   // (HD / 16 of 4 registers).
-  Value qGroup = copyTile(sV, q, t0, T, qBase, qCol0);
+  Value qGroup = copyTile(sK, q, t0, T, qBase, qCol0, HD);
   waitGroups(qGroup, 0);
   gpu::BarrierOp::create(b, loc);
   Value warpRow0 = ops.mul(warp, ops.c(16));
   SmallVector<SmallVector<Value, 4>> qFrag;
   for (int64_t ks = 0; ks < HD / 16; ++ks) {
     Value f = nvgpu::LdMatrixOp::create(
-        b, loc, fragType, sV,
+        b, loc, fragType, sK,
         ValueRange{ops.add(warpRow0, ops.remu(lane, 16)),
                    ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
         /*transpose=*/false, /*numTiles=*/4);
     qFrag.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
   }
   gpu::BarrierOp::create(b, loc);
-  copyKeys(sK, keys, ops.c(0));
-  copyKeys(sV, values, ops.c(0));
+  copyKeys(ops.c(0));
+  copyValues(ops.c(0));
 
   // This thread's rows (g and g + 8 of the warp's 16), as positions.
   Value rowA = ops.add(t0, ops.add(warpRow0, g));
@@ -205,7 +218,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   Value lastKeyA = ops.add(pos, rowA), lastKeyB = ops.add(pos, rowB);
 
   const int64_t NT = BN / 8;  // n8 tiles of scores per key block
-  const int64_t OT = HD / 8;  // n8 tiles of the output
+  const int64_t OT = VD / 8;  // n8 tiles of the output
   Value ninf = constF32(b, loc, -std::numeric_limits<float>::infinity());
   Value zero = constF32(b, loc, 0.0f);
   Value scale = constF32(b, loc, o.scale);
@@ -247,7 +260,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       }
     // Every warp is done with sK: the next block's keys may come in.
     gpu::BarrierOp::create(b, loc);
-    copyKeys(sK, keys, next);
+    copyKeys(next);
 
     // Scale, mask, online softmax. s[ni*4 + c]: row g + 8 (c / 2), key
     // kb*BN + ni*8 + tg2 + c % 2.
@@ -298,7 +311,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       }
     }
     gpu::BarrierOp::create(b, loc);
-    copyKeys(sV, values, next);
+    copyValues(next);
     SmallVector<Value> yield(acc);
     yield.append({mNew[0], mNew[1], lNew[0], lNew[1]});
     scf::YieldOp::create(b, loc, yield);
@@ -325,7 +338,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
               fromF32(b, loc, fmul(loop.getResult(ot * 4 + 2 * r + 1), inv),
                       bf16)});
       vector::StoreOp::create(b, loc, pair, out,
-                              ValueRange{outRow, ops.add(qCol0, ops.add(ops.c(ot * 8), tg2))},
+                              ValueRange{outRow, ops.add(oCol0, ops.add(ops.c(ot * 8), tg2))},
                               false, llvm::MaybeAlign(4));
     }
   }

@@ -125,9 +125,12 @@ gpu::GPUFuncOp buildAttentionKernel(OpBuilder &b, Location loc,
 /// of kFlashKeys. Grid (ceil(T / kFlashRows), H, B); the arguments of
 /// buildAttentionKernel (same `options`, maxRows unused). bf16 only.
 constexpr int64_t kFlashWarps = 4, kFlashRows = 64, kFlashKeys = 64;
-constexpr int64_t kFlashMaxHeadDim = 128;
+/// Value heads (and so heads where query and value sizes agree) up to
+/// kFlashMaxHeadDim, query/key heads up to kFlashMaxKeyDim (DeepSeek's
+/// latent attention: 192 and 128), both multiples of 16.
+constexpr int64_t kFlashMaxHeadDim = 128, kFlashMaxKeyDim = 192;
 /// From this many query rows per sequence, attention takes the tensor-core
-/// kernel (below, a block per row and head).
+/// kernel (below, the decoding kernel).
 constexpr int64_t kFlashMinRows = 16;
 gpu::GPUFuncOp buildFlashAttentionKernel(OpBuilder &b, Location loc,
                                          gpu::GPUModuleOp module,

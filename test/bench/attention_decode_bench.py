@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Decoding attention: the compiler's kernel against PyTorch's
-scaled_dot_product_attention and the memory floor, in one run.
+"""Attention: the compiler's decoding kernel (and the tensor-core kernel of
+a latent-attention prefill) against PyTorch's scaled_dot_product_attention
+and the hardware floor, in one run.
 
   attention_decode_bench.py make DIR   (build machine) compiles one model a
       shape (moe.attention, or moe.mla_attention at DeepSeek-V3's head
@@ -30,29 +31,33 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "gpu"))
 
-# name: kind, batch, rows a sequence (the position + 1), heads, kv heads,
-# query/key head size, value head size, cache rows a sequence.
+# name: kind, batch, query rows a sequence (1: decoding; more: a prefill
+# from position 0, causal), keys a sequence (the last row's position + 1),
+# heads, kv heads, query/key head size, value head size, cache rows a
+# sequence.
 SHAPES = {
     # Llama-3 8B / Mixtral 8x7B attention (32 heads, 8 kv heads, 128).
-    "gqa-32x8-4k": ("attention", 1, 4096, 32, 8, 128, 128, 4096),
-    "gqa-32x8-32k": ("attention", 1, 32768, 32, 8, 128, 128, 32768),
-    "gqa-32x8-b16-2k": ("attention", 16, 2048, 32, 8, 128, 128, 2048),
+    "gqa-32x8-4k": ("attention", 1, 1, 4096, 32, 8, 128, 128, 4096),
+    "gqa-32x8-32k": ("attention", 1, 1, 32768, 32, 8, 128, 128, 32768),
+    "gqa-32x8-b16-2k": ("attention", 16, 1, 2048, 32, 8, 128, 128, 2048),
     # Qwen3-30B-A3B (32 heads, 4 kv heads, 128), a batch of 64.
-    "gqa-32x4-b64-1k": ("attention", 64, 1024, 32, 4, 128, 128, 1024),
+    "gqa-32x4-b64-1k": ("attention", 64, 1, 1024, 32, 4, 128, 128, 1024),
     # DeepSeek-V3's latent attention, 16 of its 128 heads (a rank of 8):
-    # query/key heads of 192, value heads of 128.
-    "mla-16-4k": ("mla", 1, 4096, 16, 16, 192, 128, 4096),
+    # query/key heads of 192, value heads of 128; decoding, and a prefill of
+    # 2048 rows (tensor cores).
+    "mla-16-4k": ("mla", 1, 1, 4096, 16, 16, 192, 128, 4096),
+    "mla-16-prefill-2k": ("mla", 1, 2048, 2048, 16, 16, 192, 128, 2048),
 }
 
 
-def model_text(kind, B, H, KV, hd, dv, S):
+def model_text(kind, B, T, H, KV, hd, dv, S):
     b = "bf16"
     if kind == "mla":
         import dense_cases
-        return dense_cases.model_text("mla", dict(T=1, S=S, D=2048, H=H, N=hd - 64, R=64,
+        return dense_cases.model_text("mla", dict(T=T, S=S, D=2048, H=H, N=hd - 64, R=64,
                                                   V=dv, LQ=1536, LKV=512, inter=True))
     D = 1024
-    x = f"tensor<{B}x{D}x{b}>"
+    x = f"tensor<{B * T}x{D}x{b}>"
     c = f"tensor<{B * S}x{KV}x{hd}x{b}>"
     wq, wk, wo = (f"tensor<{D}x{H * hd}x{b}>", f"tensor<{D}x{KV * hd}x{b}>",
                   f"tensor<{H * hd}x{D}x{b}>")
@@ -69,11 +74,11 @@ def model_text(kind, B, H, KV, hd, dv, S):
 
 
 def make(root):
-    for name, (kind, B, rows, H, KV, hd, dv, S) in SHAPES.items():
+    for name, (kind, B, T, rows, H, KV, hd, dv, S) in SHAPES.items():
         d = os.path.join(root, name)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "model.mlir"), "w") as f:
-            f.write(model_text(kind, B, H, KV, hd, dv, S))
+            f.write(model_text(kind, B, T, H, KV, hd, dv, S))
         r = subprocess.run(["build/bin/moe-compile", os.path.join(d, "model.mlir"),
                             "--target=cuda", "--cpu=x86-64-v3", "--gpu-report",
                             "-o", os.path.join(d, "model")],
@@ -110,14 +115,14 @@ def ncu_times(cmd, kernel=None, from_start=True):
 TORCH_CASE = r"""
 import sys, torch
 import torch.nn.functional as F
-B, rows, H, KV, hd, dv = map(int, sys.argv[1:7])
+B, T, rows, H, KV, hd, dv = map(int, sys.argv[1:8])
 g = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)
-q, k, v = g(B, H, 1, hd), g(B, KV, rows, hd), g(B, KV, rows, dv)
-kw = {}
+q, k, v = g(B, H, T, hd), g(B, KV, rows, hd), g(B, KV, rows, dv)
+kw = {"is_causal": T > 1}  # (a prefill from position 0: T == rows)
 if KV != H:
     try:
         F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-        kw = {"enable_gqa": True}
+        kw["enable_gqa"] = True
     except TypeError:  # older PyTorch: the keys repeated, outside the range
         k, v = (t.repeat_interleave(H // KV, dim=1) for t in (k, v))
 torch.cuda.synchronize()
@@ -126,7 +131,7 @@ for i in range(6):
     o = F.scaled_dot_product_attention(q, k, v, **kw)
 torch.cuda.synchronize()
 torch.cuda.cudart().cudaProfilerStop()
-print("gqa" if kw else "repeat")
+print(kw)
 """
 
 
@@ -148,19 +153,22 @@ def run(root, out_md):
 
     seed = int(time.time() * 1000) % (1 << 31)
     torch.manual_seed(seed)
-    copy_bw, read_bw, _ = measure_floors()
+    copy_bw, read_bw, flops_rate = measure_floors()
     gpu = torch.cuda.get_device_name(0)
     lines = [f"# Decoding attention, {time.strftime('%Y-%m-%d')}, {gpu}", "",
-             f"Copy bandwidth {copy_bw / 1e12:.2f} TB/s, read rate {read_bw / 1e12:.2f} TB/s "
-             f"(measured in this run); seed {seed}. Kernel times from Nsight Compute "
-             "(caches flushed before each kernel, clocks not locked), median of 5 calls.", "",
-             "| shape | batch | rows | heads/kv | head q,v | cache MB read | floor µs | compiled µs | floor share | PyTorch µs | speed-up | compiled kernel | PyTorch kernels |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"Copy bandwidth {copy_bw / 1e12:.2f} TB/s, read rate {read_bw / 1e12:.2f} TB/s, "
+             f"dense bf16 matmul {flops_rate / 1e12:.0f} TFLOP/s (measured in this run); "
+             f"seed {seed}. Kernel times from Nsight Compute "
+             "(caches flushed before each kernel, clocks not locked), median of 5 calls. "
+             "Floor: the keys and values read at the read rate, or the causal "
+             "attention's FLOPs at the matmul rate, whichever is longer.", "",
+             "| shape | batch | query rows | keys | heads/kv | head q,v | cache MB read | GFLOP | floor µs | compiled µs | floor share | PyTorch µs | speed-up | compiled kernel | PyTorch kernels |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     torch_py = os.path.join(root, "torch_case.py")
     open(torch_py, "w").write(TORCH_CASE)
     bf = torch.bfloat16
     failures = 0
-    for name, (kind, B, rows, H, KV, hd, dv, S) in SHAPES.items():
+    for name, (kind, B, T, rows, H, KV, hd, dv, S) in SHAPES.items():
         d = os.path.join(root, name)
         g = lambda *s, scale=1.0: (torch.randn(*s) * scale).to(bf)  # noqa: E731
         if kind == "mla":
@@ -168,30 +176,33 @@ def run(root, out_md):
             w = {"qa": g(D, LQ, scale=D ** -0.5), "qan": g(LQ), "qb": g(LQ, H * hd, scale=LQ ** -0.5),
                  "kva": g(D, LKV + 64, scale=D ** -0.5), "kvan": g(LKV),
                  "kvb": g(LKV, H * (hd - 64 + dv), scale=LKV ** -0.5), "wo": g(H * dv, D, scale=(H * dv) ** -0.5)}
-            inp = {"x": g(1, D), "pos": torch.tensor([rows - 1], dtype=torch.int32),
+            inp = {"x": g(T, D), "pos": torch.tensor([rows - T], dtype=torch.int32),
                    "key_cache": g(S, H, hd), "value_cache": g(S, H, dv)}
         else:
             D = 1024
             w = {"wq": g(D, H * hd, scale=D ** -0.5), "wk": g(D, KV * hd, scale=D ** -0.5),
                  "wv": g(D, KV * hd, scale=D ** -0.5), "wo": g(H * hd, D, scale=(H * hd) ** -0.5)}
-            inp = {"x": g(B, D), "pos": torch.full((B,), rows - 1, dtype=torch.int32),
+            inp = {"x": g(B * T, D), "pos": torch.full((B,), rows - T, dtype=torch.int32),
                    "key_cache": g(B * S, KV, hd), "value_cache": g(B * S, KV, dv)}
         save_file(w, os.path.join(d, "weights.safetensors"))
         save_file(inp, os.path.join(d, "input.safetensors"))
         bytes_read = B * rows * KV * (hd + dv) * 2
-        floor_us = bytes_read / read_bw * 1e6
-        row = [name, str(B), str(rows), f"{H}/{KV}", f"{hd},{dv}", f"{bytes_read / 1e6:.1f}",
-               f"{floor_us:.1f}"]
+        # Query row t (at position rows - T + t) attends to rows - T + t + 1 keys.
+        pairs = T * (rows - T) + T * (T + 1) // 2
+        flops = 2 * B * H * (hd + dv) * pairs
+        floor_us = max(bytes_read / read_bw, flops / flops_rate) * 1e6
+        row = [name, str(B), str(T), str(rows), f"{H}/{KV}", f"{hd},{dv}",
+               f"{bytes_read / 1e6:.1f}", f"{flops / 1e9:.1f}", f"{floor_us:.1f}"]
         try:
             exe = [os.path.join(d, "model"), "--weights", os.path.join(d, "weights.safetensors"),
                    "--input", os.path.join(d, "input.safetensors"),
                    "--output", os.path.join(d, "out.safetensors"), "--repeat", "5"]
-            times = ncu_times(exe, kernel="moe_attention")
+            times = ncu_times(exe, kernel="moe_(flash_)?attention")
             ours = [t for _, t in times][-5:]
             ours_us = statistics.median(ours)
             ours_name = times[-1][0]
-            theirs_times = ncu_times([sys.executable, torch_py, str(B), str(rows), str(H),
-                                      str(KV), str(hd), str(dv)], from_start=False)
+            theirs_times = ncu_times([sys.executable, torch_py, str(B), str(T), str(rows),
+                                      str(H), str(KV), str(hd), str(dv)], from_start=False)
             calls, names = per_call(theirs_times, 6)
             theirs_us = statistics.median(calls[1:])
             row += [f"{ours_us:.1f}", f"{floor_us / ours_us:.1%}", f"{theirs_us:.1f}",

@@ -74,17 +74,10 @@ def model_text(kind, B, T, H, KV, hd, dv, S):
 
 
 def make(root):
+    import dense_cases
     for name, (kind, B, T, rows, H, KV, hd, dv, S) in SHAPES.items():
-        d = os.path.join(root, name)
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "model.mlir"), "w") as f:
-            f.write(model_text(kind, B, T, H, KV, hd, dv, S))
-        r = subprocess.run(["build/bin/moe-compile", os.path.join(d, "model.mlir"),
-                            "--target=cuda", "--cpu=x86-64-v3", "--gpu-report",
-                            "-o", os.path.join(d, "model")],
-                           capture_output=True, text=True)
-        if r.returncode != 0 or "runs on the host" in r.stderr:
-            raise SystemExit(f"{name}: {r.stderr[-2000:]}")
+        dense_cases.compile_all_gpu(os.path.join(root, name),
+                                    model_text(kind, B, T, H, KV, hd, dv, S))
     print(f"made {len(SHAPES)} attention shapes in {root}")
 
 

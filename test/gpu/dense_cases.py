@@ -137,20 +137,25 @@ func.func @positions(%pos: tensor<{B}xi32> {{moe.input = "pos"}}, %table: {t} {{
 """
 
 
+def compile_all_gpu(d, text):
+    """Writes `text` to d/model.mlir and compiles it for the GPU into
+    d/model; the report says where each part runs: all must be on the GPU."""
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "model.mlir"), "w") as f:
+        f.write(text)
+    r = subprocess.run(["build/bin/moe-compile", os.path.join(d, "model.mlir"),
+                        "--target=cuda", "--cpu=x86-64-v3", "--gpu-report",
+                        "-o", os.path.join(d, "model")],
+                       capture_output=True, text=True)
+    if r.returncode != 0 or "runs on the host" in r.stderr:
+        raise SystemExit(f"{d}: {r.stderr[-2000:]}")
+
+
 def make(root):
     for name, (kind, c) in CASES.items():
         d = os.path.join(root, name)
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "model.mlir"), "w") as f:
-            f.write(model_text(kind, c))
+        compile_all_gpu(d, model_text(kind, c))
         json.dump(dict(kind=kind, **c), open(os.path.join(d, "case.json"), "w"))
-        # The report says where each part runs: all must be on the GPU.
-        r = subprocess.run(["build/bin/moe-compile", os.path.join(d, "model.mlir"),
-                            "--target=cuda", "--cpu=x86-64-v3", "--gpu-report",
-                            "-o", os.path.join(d, "model")],
-                           capture_output=True, text=True)
-        if r.returncode != 0 or "runs on the host" in r.stderr:
-            raise SystemExit(f"{name}: {r.stderr[-2000:]}")
     print(f"made {len(CASES)} dense cases in {root}")
 
 

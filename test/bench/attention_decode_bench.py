@@ -97,7 +97,8 @@ def ncu_times(cmd, kernel=None, from_start=True):
     if r.returncode != 0 or '"ID"' not in r.stdout:
         raise RuntimeError(f"ncu failed ({r.returncode}): {r.stdout[-1500:]} {r.stderr[-1500:]}")
     rows = list(csv.DictReader(io.StringIO(r.stdout[r.stdout.index('"ID"'):])))
-    scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}
+    scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0,
+             "ms": 1e3, "msecond": 1e3}
     unit = scale[rows[0]["gpu__time_duration.sum"]]
     out = []
     for row in rows[1:]:

@@ -110,13 +110,25 @@ struct BlockContext {
   }
 };
 
-BlockContext blockContext(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
-                          int64_t threads) {
+/// An f32 buffer of `n` in the block's shared memory, 16-byte aligned: LLVM
+/// reads and writes neighbouring elements as 16-byte vectors, which a
+/// 4-byte aligned buffer faults on (CUDA_ERROR_MISALIGNED_ADDRESS) wherever
+/// the buffers before it leave it off a 16-byte boundary.
+Value sharedF32(OpBuilder &b, Location loc, gpu::GPUFuncOp fn, int64_t n) {
   auto space = gpu::AddressSpaceAttr::get(b.getContext(),
                                           gpu::AddressSpace::Workgroup);
-  Value scratch = fn.addWorkgroupAttribution(
-      MemRefType::get({32}, b.getF32Type(), MemRefLayoutAttrInterface(), space),
+  Value v = fn.addWorkgroupAttribution(
+      MemRefType::get({n}, b.getF32Type(), MemRefLayoutAttrInterface(), space),
       loc);
+  fn.setWorkgroupAttributionAttr(fn.getNumWorkgroupAttributions() - 1,
+                                 LLVM::LLVMDialect::getAlignAttrName(),
+                                 b.getI64IntegerAttr(16));
+  return v;
+}
+
+BlockContext blockContext(OpBuilder &b, Location loc, gpu::GPUFuncOp fn,
+                          int64_t threads) {
+  Value scratch = sharedF32(b, loc, fn, 32);
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value c32 = constIndex(b, loc, 32);
   Value lane = arith::RemUIOp::create(b, loc, tid, c32);
@@ -555,8 +567,10 @@ int64_t mlir::moe::attentionSharedBytes(const AttentionKernelOptions &o) {
   int64_t chunk = (o.maxRows + split - 1) / split;
   // The query, the block's scores, two cluster statistics, the p v
   // partial sums (a row of value columns per row group), the reduction's
-  // scratch.
-  return 4 * (o.headDim + chunk + 2 + pvLayout(o).rowGroups * o.valueDim + 32);
+  // scratch; each 16-byte aligned (sharedF32).
+  auto padded = [](int64_t floats) { return (floats + 3) / 4 * 4; };
+  return 4 * (padded(o.headDim) + padded(chunk) + padded(2) +
+              padded(pvLayout(o).rowGroups * o.valueDim) + padded(32));
 }
 
 int64_t mlir::moe::attentionSplit(AttentionKernelOptions o, int64_t items) {
@@ -577,8 +591,9 @@ int64_t mlir::moe::attentionMaxRows(const AttentionKernelOptions &o) {
   AttentionKernelOptions none = o;
   none.maxRows = 0;
   none.split = 1;
+  // (Whole 16-byte runs of scores a block.)
   return kAttentionMaxSplit *
-         ((kMaxStaticSharedBytes - attentionSharedBytes(none)) / 4);
+         ((kMaxStaticSharedBytes - attentionSharedBytes(none)) / 16 * 4);
 }
 
 gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
@@ -608,13 +623,10 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
         values = entry.getArgument(2), out = entry.getArgument(3),
         positions = entry.getArgument(4), tokens = entry.getArgument(5),
         cacheRows = entry.getArgument(6);
-  auto space = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  auto shared = [&](int64_t n) {
-    return fn.addWorkgroupAttribution(
-        MemRefType::get({n}, f32, MemRefLayoutAttrInterface(), space), loc);
-  };
-  Value qs = shared(hd), scores = shared(chunkMax), stats = shared(2),
-        partial = shared(pv.rowGroups * vd);
+  Value qs = sharedF32(b, loc, fn, hd),
+        scores = sharedF32(b, loc, fn, chunkMax),
+        stats = sharedF32(b, loc, fn, 2),
+        partial = sharedF32(b, loc, fn, pv.rowGroups * vd);
   BlockContext bc = blockContext(b, loc, fn, NT);
   IndexOps ix{b, loc};
   Value zero = constF32(b, loc, 0.0f);

@@ -12,7 +12,7 @@
 // REPORT: remark: 'moe.rms_norm' runs on the GPU
 // REPORT: remark: 'moe.attention' runs on the GPU
 // REPORT: remark: 'moe.rms_norm' runs on the host: the GPU RMSNorm takes bf16 activations and weights
-// REPORT: remark: 'moe.attention' runs on the host: the GPU attention keeps a row's scores in shared memory: at most 89712 cache rows (or, on tensor cores, steps of 16 or more rows per sequence and head sizes that are multiples of 16 up to 128)
+// REPORT: remark: 'moe.attention' runs on the host: the GPU attention keeps a row's scores in shared memory: at most 89696 cache rows (or, on tensor cores, steps of 16 or more rows per sequence and head sizes that are multiples of 16 up to 128)
 
 // CHECK-DAG: func.func private @__moe_gpu_dense_0(tensor<2xi32> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "embedding"
 // CHECK-DAG: func.func private @[[NORM:__moe_gpu_dense_1]]({{.*}}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "rms_norm", moe.gpu_dense_attrs = {epsilon = 1.000000e-05 : f64}}
@@ -104,7 +104,7 @@ func.func @cpu_parts(%x: tensor<2x64xf32>, %w: tensor<64xf32>, %a: tensor<2x64xb
 // -----
 
 // A decoding step (one row) over a cache too long for the scores of a row
-// in the shared memory of 8 blocks (about 89000 rows here) stays on the
+// in the shared memory of 8 blocks (about 89700 rows here) stays on the
 // host.
 // CHECK-LABEL: func.func @long_cache(
 // CHECK-NOT: call @__moe_gpu_dense

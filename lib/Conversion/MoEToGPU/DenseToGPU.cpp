@@ -485,8 +485,7 @@ private:
     std::string name =
         std::string(flash ? "moe_flash_attention" : "moe_attention") +
         "_batched_bf16_hd" + std::to_string(ao.headDim) +
-        (ao.valueDim != ao.headDim ? "_dv" + std::to_string(ao.valueDim)
-                                   : "") +
+        (ao.valueDim != ao.headDim ? "_dv" + std::to_string(ao.valueDim) : "") +
         (flash ? "" : "_s" + std::to_string(ao.maxRows)) + "_g" +
         std::to_string(ao.group) +
         (ao.split > 1 ? "_c" + std::to_string(ao.split) : "") + suffix.str();
@@ -497,8 +496,10 @@ private:
                                           bf16, ao);
     });
     if (flash)
-      return {k, {(T + kFlashRows - 1) / kFlashRows, H, B}, {}, 32 * kFlashWarps};
-    AttentionLaunch launch{k, {T * H * B * ao.split, 1, 1}, {}, kAttentionThreads};
+      return {
+          k, {(T + kFlashRows - 1) / kFlashRows, H, B}, {}, 32 * kFlashWarps};
+    AttentionLaunch launch{
+        k, {T * H * B * ao.split, 1, 1}, {}, kAttentionThreads};
     if (ao.split > 1)
       launch.cluster = {ao.split, 1, 1};
     return launch;

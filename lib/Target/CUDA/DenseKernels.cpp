@@ -25,10 +25,10 @@
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <limits>
@@ -542,8 +542,8 @@ PvLayout pvLayout(const AttentionKernelOptions &o) {
 /// Lanes of a warp that share one key row's dot product (a power of two up
 /// to 32, about one vector of the head each).
 int64_t scoreLanes(const AttentionKernelOptions &o) {
-  int64_t per = (o.headDim + attentionVectorWidth(o) - 1) /
-                attentionVectorWidth(o);
+  int64_t per =
+      (o.headDim + attentionVectorWidth(o) - 1) / attentionVectorWidth(o);
   int64_t lanes = 1;
   while (lanes < per && lanes < 32)
     lanes *= 2;
@@ -610,12 +610,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
   const PvLayout pv = pvLayout(o);
   const int64_t lanesPerRow = scoreLanes(o), slots = 32 / lanesPerRow;
   const int64_t chunkMax = (o.maxRows + C - 1) / C;
-  SmallVector<Type> args{matrix(elt),
-                         matrix(elt),
-                         matrix(elt),
-                         matrix(elt),
-                         vector1(i32),
-                         b.getIndexType(),
+  SmallVector<Type> args{matrix(elt),     matrix(elt),  matrix(elt),
+                         matrix(elt),     vector1(i32), b.getIndexType(),
                          b.getIndexType()};
   auto fn = createKernelFunc(b, loc, module, name, args, NT);
   Block &entry = fn.getBody().front();
@@ -635,10 +631,11 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
   Value zeroVec = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(vecF32, b.getF32FloatAttr(0.0f)));
   auto loadVec = [&](OpBuilder &nb, Location l, Value m, ValueRange idx) {
-    Value v = vector::LoadOp::create(nb, l, vecElt, m, idx,
-                                     /*nontemporal=*/false,
-                                     llvm::MaybeAlign(V * 2));
-    return elt.isF32() ? v : arith::ExtFOp::create(nb, l, vecF32, v).getResult();
+    Value v =
+        vector::LoadOp::create(nb, l, vecElt, m, idx,
+                               /*nontemporal=*/false, llvm::MaybeAlign(V * 2));
+    return elt.isF32() ? v
+                       : arith::ExtFOp::create(nb, l, vecF32, v).getResult();
   };
 
   // A cluster of C blocks per (query row, head, sequence) item; clusters
@@ -667,9 +664,9 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
             nb, l, i64, arith::MulIOp::create(nb, l, i, constIndex(nb, l, 4))));
     Value local = LLVM::IntToPtrOp::create(
         nb, l, LLVM::LLVMPointerType::get(ctx, 3), addr);
-    Value there = NVVM::MapaOp::create(
-        nb, l, LLVM::LLVMPointerType::get(ctx, 7), local,
-        arith::IndexCastOp::create(nb, l, i32, r));
+    Value there =
+        NVVM::MapaOp::create(nb, l, LLVM::LLVMPointerType::get(ctx, 7), local,
+                             arith::IndexCastOp::create(nb, l, i32, r));
     return LLVM::LoadOp::create(nb, l, f32, there).getResult();
   };
   // `v` of every block of the cluster combined in rank order (the same
@@ -683,14 +680,13 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
     clusterSync();
     Value r = remote(b, loc, stats, ix.c(0), ix.c(slot));
     for (int64_t k = 1; k < C; ++k)
-      r = BlockContext::combine(b, loc, r,
-                                remote(b, loc, stats, ix.c(k), ix.c(slot)),
-                                max);
+      r = BlockContext::combine(
+          b, loc, r, remote(b, loc, stats, ix.c(k), ix.c(slot)), max);
     return r;
   };
 
-  auto itemLoop = scf::ForOp::create(b, loc, ix.divu(bx, C), items,
-                                     ix.divu(gx, C));
+  auto itemLoop =
+      scf::ForOp::create(b, loc, ix.divu(bx, C), items, ix.divu(gx, C));
   b.setInsertionPointToStart(itemLoop.getBody());
   Value item = itemLoop.getInductionVar();
   // item = (seq * H + h) * T + t.
@@ -708,11 +704,11 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
   // This block's keys: rows lo .. lo + n of the item's 0 .. rows.
   Value chunk = C > 1 ? ix.divu(ix.add(rows, ix.c(C - 1)), C) : rows;
   Value lo = ix.mul(rank, chunk);
-  Value n = ix.select(
-      ix.icmp(P::ult, lo, rows),
-      arith::MinUIOp::create(b, loc, arith::SubIOp::create(b, loc, rows, lo),
-                             chunk),
-      ix.c(0));
+  Value n =
+      ix.select(ix.icmp(P::ult, lo, rows),
+                arith::MinUIOp::create(
+                    b, loc, arith::SubIOp::create(b, loc, rows, lo), chunk),
+                ix.c(0));
   n = arith::MinUIOp::create(b, loc, n, ix.c(chunkMax));
   Value keyBase = ix.add(ix.mul(seq, cacheRows), lo);
   Value kvHead = ix.divu(h, o.group);
@@ -723,8 +719,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
   // The query, in f32.
   loop(b, loc, bc.tid, ix.c(hd), ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value d, ValueRange) {
-         Value v = memref::LoadOp::create(nb, l, q,
-                                          ValueRange{qRow, IndexOps{nb, l}.add(qBase, d)});
+         Value v = memref::LoadOp::create(
+             nb, l, q, ValueRange{qRow, IndexOps{nb, l}.add(qBase, d)});
          memref::StoreOp::create(nb, l, toF32(nb, l, v), qs, ValueRange{d});
          return SmallVector<Value>{};
        });
@@ -746,29 +742,32 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
          }
          SmallVector<Value> inits(U, zeroVec);
          auto dots = loop(
-             nb, l, lx.mul(sub, lx.c(V)), lx.c(hd), lx.c(lanesPerRow * V), inits,
-             [&](OpBuilder &ib, Location il, Value d, ValueRange acc) {
+             nb, l, lx.mul(sub, lx.c(V)), lx.c(hd), lx.c(lanesPerRow * V),
+             inits, [&](OpBuilder &ib, Location il, Value d, ValueRange acc) {
                Value kd = IndexOps{ib, il}.add(kBase, d);
                SmallVector<Value> kv;
                for (int64_t u = 0; u < U; ++u)
                  kv.push_back(loadVec(ib, il, keys, ValueRange{rowsAt[u], kd}));
-               Value qv = vector::LoadOp::create(ib, il, vecF32, qs, ValueRange{d});
+               Value qv =
+                   vector::LoadOp::create(ib, il, vecF32, qs, ValueRange{d});
                SmallVector<Value> next;
                for (int64_t u = 0; u < U; ++u)
-                 next.push_back(vector::FMAOp::create(ib, il, kv[u], qv, acc[u]));
+                 next.push_back(
+                     vector::FMAOp::create(ib, il, kv[u], qv, acc[u]));
                return next;
              });
          for (int64_t u = 0; u < U; ++u) {
-           Value s = vector::ReductionOp::create(nb, l, vector::CombiningKind::ADD,
-                                                 dots.getResult(u));
+           Value s = vector::ReductionOp::create(
+               nb, l, vector::CombiningKind::ADD, dots.getResult(u));
            s = sumOverLanes(nb, l, s, slots);
-           Value write = arith::AndIOp::create(
-               nb, l, valid[u], lx.icmp(P::eq, sub, lx.c(0)));
+           Value write = arith::AndIOp::create(nb, l, valid[u],
+                                               lx.icmp(P::eq, sub, lx.c(0)));
            buildIfThen(nb, l, write, [&] {
              Value r = roundF32(nb, l, s, elt);
-             r = roundF32(nb, l,
-                          arith::MulFOp::create(nb, l, r, constF32(nb, l, o.scale)),
-                          elt);
+             r = roundF32(
+                 nb, l,
+                 arith::MulFOp::create(nb, l, r, constF32(nb, l, o.scale)),
+                 elt);
              memref::StoreOp::create(nb, l, r, scores, ValueRange{js[u]});
            });
          }
@@ -811,7 +810,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
 
   // p v: thread (g, r) sums column group g over the keys r, r + R, ...
   // (U of them at once) into partial[r, g V ..].
-  Value g0 = ix.remu(bc.tid, pv.groupThreads), rg = ix.divu(bc.tid, pv.groupThreads);
+  Value g0 = ix.remu(bc.tid, pv.groupThreads),
+        rg = ix.divu(bc.tid, pv.groupThreads);
   const int64_t R = pv.rowGroups;
   buildIfThen(b, loc, ix.icmp(P::ult, rg, ix.c(R)), [&] {
     loop(b, loc, g0, ix.c(pv.groups), ix.c(pv.groupThreads), {},
@@ -829,7 +829,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
                    Value jc = jx.select(ok, j, last);
                    vs.push_back(loadVec(ib, il, values,
                                         ValueRange{jx.add(keyBase, jc), col}));
-                   Value p = memref::LoadOp::create(ib, il, scores, ValueRange{jc});
+                   Value p =
+                       memref::LoadOp::create(ib, il, scores, ValueRange{jc});
                    ps.push_back(arith::SelectOp::create(
                        ib, il, ok, p, constF32(ib, il, 0.0f)));
                  }
@@ -837,8 +838,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
                  for (int64_t u = 0; u < U; ++u)
                    sum = vector::FMAOp::create(
                        ib, il,
-                       vector::BroadcastOp::create(ib, il, vecF32, ps[u]), vs[u],
-                       sum);
+                       vector::BroadcastOp::create(ib, il, vecF32, ps[u]),
+                       vs[u], sum);
                  return SmallVector<Value>{sum};
                });
            vector::StoreOp::create(
@@ -876,8 +877,9 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
            for (int64_t k = 1; k < C; ++k)
              s = arith::AddFOp::create(
                  nb, l, s, remote(nb, l, partial, constIndex(nb, l, k), d));
-           memref::StoreOp::create(nb, l, fromF32(nb, l, s, elt), out,
-                                   ValueRange{qRow, IndexOps{nb, l}.add(oBase, d)});
+           memref::StoreOp::create(
+               nb, l, fromF32(nb, l, s, elt), out,
+               ValueRange{qRow, IndexOps{nb, l}.add(oBase, d)});
            return SmallVector<Value>{};
          });
     // No block takes its next item (or leaves) while another reads it.
@@ -1084,7 +1086,8 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
              " cache rows (or, on tensor cores, steps of " +
              std::to_string(kFlashMinRows) +
              " or more rows per sequence and head sizes that are multiples "
-             "of 16 up to " + std::to_string(kFlashMaxHeadDim) + ")";
+             "of 16 up to " +
+             std::to_string(kFlashMaxHeadDim) + ")";
     return "";
   }
   if (auto mla = dyn_cast<MlaAttentionOp>(op)) {
@@ -1111,8 +1114,7 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     int64_t rows =
         cast<RankedTensorType>(mla.getInput().getType()).getDimSize(0);
     o.maxRows =
-        cast<RankedTensorType>(mla.getKeyCacheIn().getType()).getDimSize(0) /
-        B;
+        cast<RankedTensorType>(mla.getKeyCacheIn().getType()).getDimSize(0) / B;
     if (usesFlashAttention(o, rows / B))
       return "";
     if (attentionSplit(o, rows * mla.getNumHeads()) == 0)

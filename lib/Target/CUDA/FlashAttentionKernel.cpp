@@ -172,8 +172,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                     HD);
   };
   auto copyValues = [&](Value block) {
-    return copyTile(sV, values, ops.mul(block, ops.c(BN)), S, cacheBase,
-                    vCol0, VD);
+    return copyTile(sV, values, ops.mul(block, ops.c(BN)), S, cacheBase, vCol0,
+                    VD);
   };
 
   auto mma = [&](ArrayRef<Value> a, ArrayRef<Value> bReg,
@@ -203,8 +203,9 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   for (int64_t ks = 0; ks < HD / 16; ++ks) {
     Value f = nvgpu::LdMatrixOp::create(
         b, loc, fragType, sK,
-        ValueRange{ops.add(warpRow0, ops.remu(lane, 16)),
-                   ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
+        ValueRange{
+            ops.add(warpRow0, ops.remu(lane, 16)),
+            ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
         /*transpose=*/false, /*numTiles=*/4);
     qFrag.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
   }
@@ -337,9 +338,10 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
               fromF32(b, loc, fmul(loop.getResult(ot * 4 + 2 * r), inv), bf16),
               fromF32(b, loc, fmul(loop.getResult(ot * 4 + 2 * r + 1), inv),
                       bf16)});
-      vector::StoreOp::create(b, loc, pair, out,
-                              ValueRange{outRow, ops.add(oCol0, ops.add(ops.c(ot * 8), tg2))},
-                              false, llvm::MaybeAlign(4));
+      vector::StoreOp::create(
+          b, loc, pair, out,
+          ValueRange{outRow, ops.add(oCol0, ops.add(ops.c(ot * 8), tg2))},
+          false, llvm::MaybeAlign(4));
     }
   }
   b.setInsertionPointToEnd(&entry);

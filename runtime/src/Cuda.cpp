@@ -749,8 +749,9 @@ void launch(void *fn, const unsigned cluster[3], intptr_t gx, intptr_t gy,
     // The compiler's cluster kernels (the persistent wgmma kernels, the
     // decoding attention) take their work by gridDim: such a grid is capped
     // at the clusters the GPU holds at once, since a cluster past them would
-    // start only as a whole first wave ends (the GPCs' SMs need not all pair up; an H200 holds 66
-    // clusters of two, all its SMs, but only 30 of four).
+    // start only as a whole first wave ends (the GPCs' SMs need not all pair
+    // up; an H200 holds 66 clusters of two, all its SMs, but only 30 of
+    // four).
     if (cluster[0] && drv().cuOccupancyMaxActiveClusters && gy == 1 &&
         gz == 1) {
       auto [it, fresh] = gpu().maxClusters.try_emplace(fn, 0);

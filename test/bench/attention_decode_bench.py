@@ -21,7 +21,6 @@ and the hardware floor, in one run.
 The projections, rotary embedding and cache writes of the compiled model are
 left out of its time (Nsight Compute's kernel filter takes only the
 attention kernel); PyTorch's time covers only its attention call."""
-import json
 import os
 import statistics
 import subprocess

@@ -1079,7 +1079,7 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
                     .getDimSize(0);
     if (usesFlashAttention(o, x.getDimSize(0) / B))
       return "";
-    if (attentionSplit(o, x.getDimSize(0) * H) == 0)
+    if (o.maxRows > attentionMaxRows(o))
       return "the GPU attention keeps a row's scores in shared memory: at "
              "most " +
              std::to_string(attentionMaxRows(o)) +
@@ -1117,7 +1117,7 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
         cast<RankedTensorType>(mla.getKeyCacheIn().getType()).getDimSize(0) / B;
     if (usesFlashAttention(o, rows / B))
       return "";
-    if (attentionSplit(o, rows * mla.getNumHeads()) == 0)
+    if (o.maxRows > attentionMaxRows(o))
       return "the GPU latent attention keeps a row's scores in shared "
              "memory: at most " +
              std::to_string(attentionMaxRows(o)) + " cache rows";

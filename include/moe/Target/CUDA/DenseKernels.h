@@ -181,7 +181,8 @@ constexpr int64_t kAttentionMaxSplit = 8, kAttentionMinKeys = 32;
 /// The split (options.split) for `items` (query rows x heads x sequences):
 /// the smallest that fits shared memory and gives two blocks an SM, unless
 /// blocks would get fewer than kAttentionMinKeys of the cache's rows; 0
-/// where even kAttentionMaxSplit blocks cannot hold the scores.
+/// where even kAttentionMaxSplit blocks cannot hold the scores (more cache
+/// rows than attentionMaxRows: such attention stays on the host).
 int64_t attentionSplit(AttentionKernelOptions options, int64_t items);
 /// The most cache rows per sequence the attention kernel takes.
 int64_t attentionMaxRows(const AttentionKernelOptions &options);

@@ -113,6 +113,8 @@ void buildToLoops(OpPassManager &pm,
   if (gpu) {
     moe::MoEMaterializeGpuExpertsOptions materialize;
     materialize.report = gpu->report;
+    materialize.attentionHeads = gpu->attentionHeads;
+    materialize.attentionUnroll = gpu->attentionUnroll;
     pm.addPass(moe::createMoEMaterializeGpuExperts(materialize));
   }
 

@@ -43,16 +43,17 @@ func.func @batched_prefill(%x: tensor<64x128xbf16>, %wq: tensor<128x128xbf16>, %
 // -----
 
 // A decoding step of 4 heads: clusters of 8 blocks split each head's keys
-// (32 blocks), meeting through distributed shared memory; the keys and
-// values in 16-byte loads.
-// PTX-LABEL: .entry moe_attention_batched_bf16_hd128_s4096_g2_c8(
+// (32 blocks; two heads a block would leave more SMs idle), meeting through
+// distributed shared memory; the keys and values in 16-byte loads, 16 rows
+// a lane at once.
+// PTX-LABEL: .entry moe_attention_batched_bf16_hd128_s4096_g2_h1_u16_c8(
 // PTX-NOT: mma.sync
 // PTX-DAG: ld.global.v4.b32
 // PTX-DAG: barrier.cluster.arrive
 // PTX-DAG: mapa.shared::cluster
 // PTX-DAG: ld.shared::cluster.b32
 // PTX-DAG: barrier.cluster.wait
-// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s4096_g2_c8 clusters in (%c8{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) blocks in (%c32{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s4096_g2_h1_u16_c8 clusters in (%c8{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) blocks in (%c32{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
 func.func @decode(%x: tensor<1x256xbf16>, %wq: tensor<256x512xbf16>, %wk: tensor<256x256xbf16>, %wv: tensor<256x256xbf16>, %wo: tensor<512x256xbf16>, %kc: tensor<4096x2x128xbf16>, %vc: tensor<4096x2x128xbf16>, %pos: tensor<1xi32>) -> (tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>) {
   %y, %k, %v = moe.attention %x : tensor<1x256xbf16> q(%wq : tensor<256x512xbf16>) k(%wk : tensor<256x256xbf16>) v(%wv : tensor<256x256xbf16>) o(%wo : tensor<512x256xbf16>) cache(%kc : tensor<4096x2x128xbf16>, %vc : tensor<4096x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
   return %y, %k, %v : tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>

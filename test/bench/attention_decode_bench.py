@@ -3,9 +3,12 @@
 a latent-attention prefill) against PyTorch's scaled_dot_product_attention
 and the hardware floor, in one run.
 
-  attention_decode_bench.py make DIR   (build machine) compiles one model a
-      shape (moe.attention, or moe.mla_attention at DeepSeek-V3's head
-      sizes) with moe-compile --target=cuda;
+  attention_decode_bench.py make DIR [--variant NAME:FLAGS]...   (build
+      machine) compiles one model a shape (moe.attention, or
+      moe.mla_attention at DeepSeek-V3's head sizes) with moe-compile
+      --target=cuda, and each variant (moe-compile flags, comma-separated,
+      e.g. `h1u4:--gpu-attention-heads=1,--gpu-attention-unroll=4`) into
+      DIR/variants/NAME where its flags apply to the shape;
   attention_decode_bench.py run DIR [--out FILE.md]   (GPU machine) writes
       random weights, caches and positions, and times, under Nsight Compute
       (gpu__time_duration, clocks left alone, caches flushed before each
@@ -15,8 +18,9 @@ and the hardware floor, in one run.
       heads without copying the keys where PyTorch has enable_gqa), median
       of 5 calls each (PyTorch's first of 6 left out). The floor is the cache rows the step reads (keys
       and values of every kv head, bf16) at the read rate measured in the
-      same run (a 4 GiB f32 sum, gpu_moe_baselines.measure_floors). Prints
-      a table last: µs, floor share, speed-up over PyTorch.
+      same run (a 4 GiB f32 sum, gpu_moe_baselines.measure_floors). The
+      variants are timed the same way, beside the planner's kernel. Prints
+      a table last: µs, floor share, speed-up over PyTorch, the variants.
 
 The projections, rotary embedding and cache writes of the compiled model are
 left out of its time (Nsight Compute's kernel filter takes only the
@@ -72,12 +76,16 @@ def model_text(kind, B, T, H, KV, hd, dv, S):
 """
 
 
-def make(root):
+def make(root, variants):
     import dense_cases
     for name, (kind, B, T, rows, H, KV, hd, dv, S) in SHAPES.items():
-        dense_cases.compile_all_gpu(os.path.join(root, name),
-                                    model_text(kind, B, T, H, KV, hd, dv, S))
-    print(f"made {len(SHAPES)} attention shapes in {root}")
+        text = model_text(kind, B, T, H, KV, hd, dv, S)
+        dense_cases.compile_all_gpu(os.path.join(root, name), text)
+        for v, flags in variants if T < 16 else []:  # (the decoding kernel's)
+            dense_cases.compile_all_gpu(os.path.join(root, "variants", v, name),
+                                        text, flags, required=False)
+    print(f"made {len(SHAPES)} attention shapes in {root}"
+          f" ({len(variants)} variants)")
 
 
 def ncu_times(cmd, kernel=None, from_start=True):
@@ -155,8 +163,10 @@ def run(root, out_md):
              "(caches flushed before each kernel, clocks not locked), median of 5 calls. "
              "Floor: the keys and values read at the read rate, or the causal "
              "attention's FLOPs at the matmul rate, whichever is longer.", "",
-             "| shape | batch | query rows | keys | heads/kv | head q,v | cache MB read | GFLOP | floor µs | compiled µs | floor share | PyTorch µs | speed-up | compiled kernel | PyTorch kernels |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| shape | batch | query rows | keys | heads/kv | head q,v | cache MB read | GFLOP | floor µs | compiled µs | floor share | PyTorch µs | speed-up | compiled kernel | PyTorch kernels | variants µs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    vroot = os.path.join(root, "variants")
+    variants = sorted(os.listdir(vroot)) if os.path.isdir(vroot) else []
     torch_py = os.path.join(root, "torch_case.py")
     open(torch_py, "w").write(TORCH_CASE)
     bf = torch.bfloat16
@@ -186,24 +196,33 @@ def run(root, out_md):
         floor_us = max(bytes_read / read_bw, flops / flops_rate) * 1e6
         row = [name, str(B), str(T), str(rows), f"{H}/{KV}", f"{hd},{dv}",
                f"{bytes_read / 1e6:.1f}", f"{flops / 1e9:.1f}", f"{floor_us:.1f}"]
-        try:
-            exe = [os.path.join(d, "model"), "--weights", os.path.join(d, "weights.safetensors"),
+        def timed(md):
+            """(median µs, kernel name) of the attention kernel of the
+            model in `md` on this shape's weights and inputs."""
+            exe = [os.path.join(md, "model"), "--weights", os.path.join(d, "weights.safetensors"),
                    "--input", os.path.join(d, "input.safetensors"),
-                   "--output", os.path.join(d, "out.safetensors"), "--repeat", "5"]
+                   "--output", os.path.join(md, "out.safetensors"), "--repeat", "5"]
             times = ncu_times(exe, kernel="moe_(flash_)?attention")
-            ours = [t for _, t in times][-5:]
-            ours_us = statistics.median(ours)
-            ours_name = times[-1][0]
+            return statistics.median([t for _, t in times][-5:]), times[-1][0]
+
+        try:
+            ours_us, ours_name = timed(d)
             theirs_times = ncu_times([sys.executable, torch_py, str(B), str(T), str(rows),
                                       str(H), str(KV), str(hd), str(dv)], from_start=False)
             calls, names = per_call(theirs_times, 6)
             theirs_us = statistics.median(calls[1:])
+            vs = []
+            for v in variants:
+                vd = os.path.join(vroot, v, name)
+                if os.path.exists(os.path.join(vd, "model")):
+                    t, kname = timed(vd)
+                    vs.append(f"{v} {t:.1f} ({kname.split('(')[0].split('_bf16_')[-1][:40]})")
             row += [f"{ours_us:.1f}", f"{floor_us / ours_us:.1%}", f"{theirs_us:.1f}",
                     f"{theirs_us / ours_us:.2f}x", ours_name.split("(")[0][:60],
-                    ", ".join(n.split("(")[0][:50] for n in names)]
+                    ", ".join(n.split("(")[0][:50] for n in names), "; ".join(vs) or "-"]
         except Exception as e:  # noqa: BLE001  (the row says why)
             failures += 1
-            row += ["FAILED", "-", "-", "-", str(e)[:200].replace("|", "/").replace("\n", " "), "-"]
+            row += ["FAILED", "-", "-", "-", str(e)[:200].replace("|", "/").replace("\n", " "), "-", "-"]
         lines.append("| " + " | ".join(row) + " |")
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
@@ -218,7 +237,15 @@ if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[1] not in ("make", "run"):
         raise SystemExit(__doc__)
     if sys.argv[1] == "make":
-        make(sys.argv[2])
+        args = sys.argv[3:]
+        variants = []
+        while args:
+            if args[0] != "--variant" or len(args) < 2 or ":" not in args[1]:
+                raise SystemExit(__doc__)
+            v, flags = args[1].split(":", 1)
+            variants.append((v, flags.split(",")))
+            args = args[2:]
+        make(sys.argv[2], variants)
     else:
         out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
         sys.exit(run(sys.argv[2], out))

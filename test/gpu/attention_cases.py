@@ -5,7 +5,7 @@ per sequence (prefill: partial query tiles, grouped-query heads, head sizes
 16 to 128, batches of sequences at different positions, a cache filled to
 its last row) and the decoding kernel (clusters of blocks splitting the
 keys: long caches, fewer rows than blocks, several rows a step, odd head
-sizes, batches with and without a split).
+sizes, batches with and without a split, several query heads a block).
 
   attention_cases.py make DIR   (build machine) writes DIR/<case>/model.mlir
       and case.json, and compiles each with moe-compile --target=cuda;
@@ -49,11 +49,28 @@ CASES = {
     "decode-hd6": (1, 2, [100], 64, 4, 4, 6, 128),
     "decode-batched-40": (40, 1, [(i * 23) % 500 for i in range(40)], 256,
                           8, 2, 64, 512),
+    # Several query heads of a kv head a block (each key and value row read
+    # once for them), as the planner picks them and forced: 4 heads in
+    # clusters of 8; 2 heads at 3 rows a step of 3 sequences with 3 rows in
+    # flight a lane; 8 heads of size 6 (row groups that straddle warps, 5
+    # rows in flight); value heads of 256 (32 column groups, no shuffles).
+    "decode-heads-4-c8": (1, 1, [3000], 256, 8, 2, 128, 4096,
+                          ["--gpu-attention-heads=4"]),
+    "decode-heads-2-rows-3": (3, 3, [0, 7, 60], 256, 8, 2, 64, 128,
+                              ["--gpu-attention-heads=2",
+                               "--gpu-attention-unroll=3"]),
+    "decode-heads-8-hd6": (2, 1, [9, 120], 64, 8, 1, 6, 128,
+                           ["--gpu-attention-heads=8",
+                            "--gpu-attention-unroll=5"]),
+    "decode-heads-2-hd256": (1, 1, [500], 512, 4, 2, 256, 1024,
+                             ["--gpu-attention-heads=2"]),
 }
 
 
 def make(root):
-    for name, (B, T, pos, D, H, KV, HD, S) in CASES.items():
+    for name, case in CASES.items():
+        (B, T, pos, D, H, KV, HD, S), flags = case[:8], list(case[8:9])
+        flags = flags[0] if flags else []
         d = os.path.join(root, name)
         os.makedirs(d, exist_ok=True)
         xt = f"tensor<{B * T}x{D}xbf16>"
@@ -75,7 +92,7 @@ def make(root):
                   open(os.path.join(d, "case.json"), "w"))
         subprocess.run(["build/bin/moe-compile", os.path.join(d, "model.mlir"),
                         "--target=cuda", "--cpu=x86-64-v3", "-o",
-                        os.path.join(d, "model")], check=True)
+                        os.path.join(d, "model")] + flags, check=True)
     print(f"made {len(CASES)} attention cases in {root}")
 
 

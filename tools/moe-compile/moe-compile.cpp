@@ -214,6 +214,17 @@ cl::opt<std::string> gpuDensePath(
              "MLP): auto (default: as the routed experts', by rows), gemv, "
              "mma or wgmma"),
     cl::init("auto"), cl::cat(category));
+cl::opt<int64_t> gpuAttentionHeads(
+    "gpu-attention-heads",
+    cl::desc("query heads of one kv head a block of the decoding attention "
+             "takes: 0 (default, planned by shape) or a divisor of the "
+             "model's query group"),
+    cl::init(0), cl::cat(category));
+cl::opt<int64_t> gpuAttentionUnroll(
+    "gpu-attention-unroll",
+    cl::desc("key rows a lane of the decoding attention loads at once: 0 "
+             "(default, planned) or 1 to 16"),
+    cl::init(0), cl::cat(category));
 cl::opt<std::string> gpuDecodeOverlap(
     "gpu-decode-overlap",
     cl::desc("the few-rows path's down GEMV issues its first weight loads "
@@ -504,6 +515,12 @@ int main(int argc, char **argv) {
   if (gpuMmaWarps != 0 && gpuMmaWarps != 4 && gpuMmaWarps != 8)
     return fail("--gpu-mma-warps must be 0 (auto), 4 or 8, got " +
                 Twine(gpuMmaWarps));
+  if (gpuAttentionHeads < 0)
+    return fail("--gpu-attention-heads must be 0 (auto) or positive, got " +
+                Twine(gpuAttentionHeads));
+  if (gpuAttentionUnroll < 0 || gpuAttentionUnroll > moe::kAttentionMaxUnroll)
+    return fail("--gpu-attention-unroll must be 0 (auto) or 1 to 16, got " +
+                Twine(gpuAttentionUnroll));
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");
@@ -672,6 +689,8 @@ int main(int argc, char **argv) {
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeGridShare = gpuDecodeGridShare;
     cudaOptions.densePath = gpuDensePath;
+    cudaOptions.attentionHeads = gpuAttentionHeads;
+    cudaOptions.attentionUnroll = gpuAttentionUnroll;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;

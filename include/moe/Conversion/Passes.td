@@ -273,7 +273,13 @@ def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
            "only rewrite the helpers' results into out-parameters">,
     Option<"report", "report", "bool", "false",
            "a remark per fused GPU layer with its expert stages' kernel "
-           "plan (path, tile, stages, groups of row tiles, combine)">
+           "plan (path, tile, stages, groups of row tiles, combine)">,
+    Option<"attentionHeads", "attention-heads", "int64_t", "0",
+           "query heads of one kv head a block of the decoding attention "
+           "takes: 0 (default, planned by shape) or a divisor of the group">,
+    Option<"attentionUnroll", "attention-unroll", "int64_t", "0",
+           "key rows a lane of the decoding attention loads at once: 0 "
+           "(default, planned by the heads a block) or 1 to 16">
   ];
   let dependentDialects = [
     "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",

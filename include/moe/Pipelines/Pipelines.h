@@ -123,6 +123,16 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("the expert path of the dense stages (shared experts, "
                      "PR-MoE MLP): auto (default), gemv, mma or wgmma"),
       llvm::cl::init("auto")};
+  PassOptions::Option<int64_t> attentionHeads{
+      *this, "attention-heads",
+      llvm::cl::desc("query heads a block of the decoding attention: 0 "
+                     "(auto) or a divisor of the group"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> attentionUnroll{
+      *this, "attention-unroll",
+      llvm::cl::desc("key rows a lane of the decoding attention loads at "
+                     "once: 0 (auto) or 1 to 16"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> decodeGridShare{
       *this, "decode-grid-share",
       llvm::cl::desc("the decode kernel's GEMV items planned as for this "

@@ -162,8 +162,8 @@ struct ConvertMoEDenseToGpuCallPass
 class DenseBodyBuilder {
 public:
   DenseBodyBuilder(OpBuilder &b, func::FuncOp fn, gpu::GPUModuleOp kernels,
-                   ArrayRef<bool> deviceArgs)
-      : b(b), fn(fn), kernels(kernels), deviceArgs(deviceArgs),
+                   ArrayRef<bool> deviceArgs, const DenseTuning &tuning)
+      : b(b), fn(fn), kernels(kernels), deviceArgs(deviceArgs), tuning(tuning),
         loc(fn.getLoc()), h(b, loc), bf16(b.getBF16Type()),
         f32(b.getF32Type()) {}
 
@@ -218,6 +218,7 @@ private:
   func::FuncOp fn;
   gpu::GPUModuleOp kernels;
   ArrayRef<bool> deviceArgs;
+  DenseTuning tuning;
   Location loc;
   HostBuilder h;
   Type bf16, f32;
@@ -469,37 +470,60 @@ private:
   /// The attention kernel for `ao` at T rows per sequence (H heads, B
   /// sequences) and how to launch it. Many rows per sequence (prefill) take
   /// tensor cores, a block per 64 rows and head; otherwise clusters of
-  /// blocks splitting the keys (attentionSplit), a cluster per row, head and
-  /// sequence. `suffix` ends the kernel's name.
+  /// blocks splitting the keys, a cluster per row, sequence and block of
+  /// query heads (planAttention, or the tuning's choices). `suffix` ends the
+  /// kernel's name.
   struct AttentionLaunch {
     gpu::GPUFuncOp kernel;
     SmallVector<int64_t, 3> grid, cluster;
-    int64_t threads;
+    int64_t threads, sharedBytes;
   };
-  AttentionLaunch attentionKernel(AttentionKernelOptions ao, int64_t T,
-                                  int64_t H, int64_t B, StringRef suffix) {
+  FailureOr<AttentionLaunch> attentionKernel(AttentionKernelOptions ao,
+                                             int64_t T, int64_t H, int64_t B,
+                                             StringRef suffix) {
     bool flash = usesFlashAttention(ao, T);
-    if (!flash)
-      ao.split = attentionSplit(ao, T * H * B);
-    assert(flash || ao.split > 0);
+    if (!flash) {
+      if (tuning.attentionHeads && ao.group % tuning.attentionHeads)
+        return fn.emitError()
+               << "attention heads a block (" << tuning.attentionHeads
+               << ") must divide the query heads of a kv head ("
+               << ao.group << ")";
+      ao = planAttention(ao, T, H, B, tuning.attentionHeads,
+                         tuning.attentionUnroll);
+      if (!ao.split)
+        return fn.emitError()
+               << "the decoding attention's scores of " << ao.maxRows
+               << " cache rows and " << ao.heads
+               << " heads a block do not fit shared memory";
+    }
     std::string name =
         std::string(flash ? "moe_flash_attention" : "moe_attention") +
         "_batched_bf16_hd" + std::to_string(ao.headDim) +
         (ao.valueDim != ao.headDim ? "_dv" + std::to_string(ao.valueDim) : "") +
         (flash ? "" : "_s" + std::to_string(ao.maxRows)) + "_g" +
         std::to_string(ao.group) +
-        (ao.split > 1 ? "_c" + std::to_string(ao.split) : "") + suffix.str();
+        (flash ? ""
+               : "_h" + std::to_string(ao.heads) + "_u" +
+                     std::to_string(ao.unroll)) +
+        (!flash && ao.split > 1 ? "_c" + std::to_string(ao.split) : "") +
+        suffix.str();
     gpu::GPUFuncOp k = kernel(name, [&] {
       return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
                                                name, ao)
                    : buildAttentionKernel(b, kernels.getLoc(), kernels, name,
-                                          bf16, ao);
+                                          ao);
     });
     if (flash)
-      return {
-          k, {(T + kFlashRows - 1) / kFlashRows, H, B}, {}, 32 * kFlashWarps};
-    AttentionLaunch launch{
-        k, {T * H * B * ao.split, 1, 1}, {}, kAttentionThreads};
+      return AttentionLaunch{k,
+                             {(T + kFlashRows - 1) / kFlashRows, H, B},
+                             {},
+                             32 * kFlashWarps,
+                             0};
+    AttentionLaunch launch{k,
+                           {T * (H / ao.heads) * B * ao.split, 1, 1},
+                           {},
+                           kAttentionThreads,
+                           attentionDynamicSharedBytes(ao)};
     if (ao.split > 1)
       launch.cluster = {ao.split, 1, 1};
     return launch;
@@ -623,13 +647,15 @@ private:
     ao.scale = float(scaleAttr ? scaleAttr.getValueAsDouble()
                                : 1.0 / std::sqrt(double(qk)));
     // (The scale is the op's own: in the kernel's name.)
-    AttentionLaunch attn = attentionKernel(
+    FailureOr<AttentionLaunch> attn = attentionKernel(
         ao, T, H, B,
         "_scale" + llvm::utohexstr(llvm::bit_cast<uint32_t>(ao.scale)));
+    if (failed(attn))
+      return failure();
     Value o = h.alloc({rows, H * vd}, bf16);
-    h.launch(attn.kernel, attn.grid, {attn.threads, 1, 1},
+    h.launch(attn->kernel, attn->grid, {attn->threads, 1, 1},
              {qFull, keys2, values2, o, positions, tIdx, sIdx},
-             /*sharedBytes=*/0, attn.cluster);
+             attn->sharedBytes, attn->cluster);
     project(o, wO, Value(), output(firstOut));
     finish();
     return success();
@@ -708,7 +734,9 @@ private:
     ao.maxRows = S;
     ao.group = H / KV;
     ao.scale = float(1.0 / std::sqrt(double(hd)));
-    AttentionLaunch attn = attentionKernel(ao, T, H, B, "");
+    FailureOr<AttentionLaunch> attn = attentionKernel(ao, T, H, B, "");
+    if (failed(attn))
+      return failure();
     Value o = h.alloc({rows, H * hd}, bf16);
     Value positions = h.upload(position);
     std::string batchedRope = "moe_rope_batched" + ropeName.substr(8);
@@ -723,9 +751,9 @@ private:
                         {k, keys2, positions, tIdx, sIdx, one});
     h.launchElementwise(storeRowsKernel(), rows * KV * hd,
                         {v, values2, positions, tIdx, sIdx});
-    h.launch(attn.kernel, attn.grid, {attn.threads, 1, 1},
+    h.launch(attn->kernel, attn->grid, {attn->threads, 1, 1},
              {qr, keys2, values2, o, positions, tIdx, sIdx},
-             /*sharedBytes=*/0, attn.cluster);
+             attn->sharedBytes, attn->cluster);
     project(o, operand(4), Value(), output(firstOut));
     finish();
     return success();
@@ -735,6 +763,7 @@ private:
 
 LogicalResult mlir::moe::buildGpuDenseBody(OpBuilder &b, func::FuncOp fn,
                                            gpu::GPUModuleOp kernels,
-                                           ArrayRef<bool> deviceArgs) {
-  return DenseBodyBuilder(b, fn, kernels, deviceArgs).build();
+                                           ArrayRef<bool> deviceArgs,
+                                           const DenseTuning &tuning) {
+  return DenseBodyBuilder(b, fn, kernels, deviceArgs, tuning).build();
 }

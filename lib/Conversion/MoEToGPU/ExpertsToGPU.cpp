@@ -471,8 +471,9 @@ struct MoEMaterializeGpuExpertsPass
     keepOnDevice(module, helpers);
     for (func::FuncOp fn : helpers) {
       if (fn->hasAttr(kGpuDenseAttr)) {
-        if (failed(buildGpuDenseBody(b, fn, kernels, deviceArguments(fn,
-                                                                     module))))
+        if (failed(buildGpuDenseBody(
+                b, fn, kernels, deviceArguments(fn, module),
+                DenseTuning{attentionHeads, attentionUnroll})))
           return signalPassFailure();
         continue;
       }

@@ -528,31 +528,46 @@ gpu::GPUFuncOp mlir::moe::buildMlaHeadsKernel(OpBuilder &b, Location loc,
 }
 
 namespace {
-/// The p v step's threads: column groups of the vector width, `groupThreads`
-/// of them side by side, `rowGroups` such sets over the keys.
-struct PvLayout {
-  int64_t groups, groupThreads, rowGroups;
+/// The attention kernel's thread layouts and shared buffers.
+struct AttentionLayout {
+  int64_t V;             // elements a vector load
+  int64_t lanesPerRow;   // lanes sharing a key row's dot products
+  int64_t slots;         // key rows side by side in a warp
+  int64_t groups;        // value columns in groups of V
+  int64_t groupThreads;  // threads side by side over the groups
+  int64_t rowGroups;     // such sets of threads over the keys
+  int64_t warpRowGroups; // row groups a warp sums by shuffles (1: none)
+  int64_t partialRows;   // rows of p v partial sums in shared memory
+  int64_t chunkMax;      // most key rows a block takes
 };
-PvLayout pvLayout(const AttentionKernelOptions &o) {
-  int64_t groups = o.valueDim / attentionVectorWidth(o);
-  int64_t groupThreads = std::min(groups, kAttentionThreads);
-  return {groups, groupThreads, kAttentionThreads / groupThreads};
+
+AttentionLayout attentionLayout(const AttentionKernelOptions &o) {
+  AttentionLayout a;
+  a.V = attentionVectorWidth(o);
+  // About one vector of the head a lane: a power of two up to 32.
+  int64_t per = (o.headDim + a.V - 1) / a.V;
+  a.lanesPerRow = 1;
+  while (a.lanesPerRow < per && a.lanesPerRow < 32)
+    a.lanesPerRow *= 2;
+  a.slots = 32 / a.lanesPerRow;
+  a.groups = o.valueDim / a.V;
+  a.groupThreads = std::min(a.groups, kAttentionThreads);
+  a.rowGroups = kAttentionThreads / a.groupThreads;
+  a.warpRowGroups = a.groupThreads < 32 && 32 % a.groupThreads == 0
+                        ? 32 / a.groupThreads
+                        : 1;
+  a.partialRows = a.rowGroups / a.warpRowGroups;
+  int64_t split = std::max<int64_t>(o.split, 1);
+  a.chunkMax = (o.maxRows + split - 1) / split;
+  return a;
 }
 
-/// Lanes of a warp that share one key row's dot product (a power of two up
-/// to 32, about one vector of the head each).
-int64_t scoreLanes(const AttentionKernelOptions &o) {
-  int64_t per =
-      (o.headDim + attentionVectorWidth(o) - 1) / attentionVectorWidth(o);
-  int64_t lanes = 1;
-  while (lanes < per && lanes < 32)
-    lanes *= 2;
-  return lanes;
+/// Bytes of the scores (bf16, G heads' rows) at the start of the dynamic
+/// shared memory, 16-byte aligned; the p v partial sums follow.
+int64_t attentionScoreBytes(const AttentionKernelOptions &o,
+                            const AttentionLayout &a) {
+  return (std::max<int64_t>(o.heads, 1) * a.chunkMax * 2 + 15) / 16 * 16;
 }
-
-/// Key rows a thread's loads cover in one step of the score and p v loops
-/// (loads issued together before their arithmetic).
-constexpr int64_t kAttentionUnroll = 4;
 } // namespace
 
 int64_t mlir::moe::attentionVectorWidth(const AttentionKernelOptions &o) {
@@ -562,21 +577,28 @@ int64_t mlir::moe::attentionVectorWidth(const AttentionKernelOptions &o) {
   return 1;
 }
 
+int64_t
+mlir::moe::attentionDynamicSharedBytes(const AttentionKernelOptions &o) {
+  AttentionLayout a = attentionLayout(o);
+  return attentionScoreBytes(o, a) +
+         4 * a.partialRows * std::max<int64_t>(o.heads, 1) * o.valueDim;
+}
+
 int64_t mlir::moe::attentionSharedBytes(const AttentionKernelOptions &o) {
-  int64_t split = std::max<int64_t>(o.split, 1);
-  int64_t chunk = (o.maxRows + split - 1) / split;
-  // The query, the block's scores, two cluster statistics, the p v
-  // partial sums (a row of value columns per row group), the reduction's
-  // scratch; each 16-byte aligned (sharedF32).
+  // Static: the queries, two cluster statistics a head, the block
+  // reductions' scratch (two a head and warp); each 16-byte aligned
+  // (sharedF32).
+  int64_t G = std::max<int64_t>(o.heads, 1);
   auto padded = [](int64_t floats) { return (floats + 3) / 4 * 4; };
-  return 4 * (padded(o.headDim) + padded(chunk) + padded(2) +
-              padded(pvLayout(o).rowGroups * o.valueDim) + padded(32));
+  return 4 * (padded(G * o.headDim) + padded(2 * G) +
+              padded(2 * G * (kAttentionThreads / 32))) +
+         attentionDynamicSharedBytes(o);
 }
 
 int64_t mlir::moe::attentionSplit(AttentionKernelOptions o, int64_t items) {
   for (int64_t c = 1; c <= kAttentionMaxSplit; c *= 2) {
     o.split = c;
-    if (attentionSharedBytes(o) > kMaxStaticSharedBytes)
+    if (attentionSharedBytes(o) > kAttentionSharedLimit)
       continue;
     // Enough blocks for two on each SM, unless the keys would be split
     // into fewer than kAttentionMinKeys rows a block.
@@ -587,29 +609,55 @@ int64_t mlir::moe::attentionSplit(AttentionKernelOptions o, int64_t items) {
   return 0;
 }
 
+AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
+                                                int64_t T, int64_t H,
+                                                int64_t B, int64_t heads,
+                                                int64_t unroll) {
+  auto withHeads = [&](int64_t g) {
+    AttentionKernelOptions c = o;
+    c.heads = g;
+    c.unroll = unroll ? unroll : g <= 2 ? 16 : g <= 4 ? 8 : 4;
+    c.split = attentionSplit(c, T * (H / g) * B);
+    return c;
+  };
+  if (heads)
+    return withHeads(heads);
+  // The most heads a block that still fill the GPU.
+  for (int64_t g = std::min(o.group, kAttentionMaxHeads); g > 1; --g) {
+    if (o.group % g)
+      continue;
+    AttentionKernelOptions c = withHeads(g);
+    if (c.split && T * (H / g) * B * c.split >= 2 * kPlanSms)
+      return c;
+  }
+  return withHeads(1);
+}
+
 int64_t mlir::moe::attentionMaxRows(const AttentionKernelOptions &o) {
   AttentionKernelOptions none = o;
   none.maxRows = 0;
   none.split = 1;
-  // (Whole 16-byte runs of scores a block.)
+  none.heads = 1;
+  // (Whole 16-byte runs of bf16 scores a block.)
   return kAttentionMaxSplit *
-         ((kMaxStaticSharedBytes - attentionSharedBytes(none)) / 16 * 4);
+         ((kAttentionSharedLimit - attentionSharedBytes(none)) / 16 * 8);
 }
 
-gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
-    OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
-    Type elt, const AttentionKernelOptions &o) {
+gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
+                                               gpu::GPUModuleOp module,
+                                               StringRef name,
+                                               const AttentionKernelOptions &o) {
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   using P = arith::CmpIPredicate;
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), i64 = b.getI64Type();
-  const int64_t C = std::max<int64_t>(o.split, 1);
-  const int64_t V = attentionVectorWidth(o), U = kAttentionUnroll;
-  const int64_t NT = kAttentionThreads, NW = NT / 32;
+  Type elt = b.getBF16Type(), f32 = b.getF32Type(), i32 = b.getI32Type(),
+       i64 = b.getI64Type();
+  const AttentionLayout a = attentionLayout(o);
+  const int64_t C = std::max<int64_t>(o.split, 1),
+                G = std::max<int64_t>(o.heads, 1),
+                U = std::max<int64_t>(o.unroll, 1);
+  const int64_t V = a.V, NT = kAttentionThreads, NW = NT / 32;
   const int64_t hd = o.headDim, vd = o.valueDim;
-  const PvLayout pv = pvLayout(o);
-  const int64_t lanesPerRow = scoreLanes(o), slots = 32 / lanesPerRow;
-  const int64_t chunkMax = (o.maxRows + C - 1) / C;
   SmallVector<Type> args{matrix(elt),     matrix(elt),  matrix(elt),
                          matrix(elt),     vector1(i32), b.getIndexType(),
                          b.getIndexType()};
@@ -619,12 +667,29 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
         values = entry.getArgument(2), out = entry.getArgument(3),
         positions = entry.getArgument(4), tokens = entry.getArgument(5),
         cacheRows = entry.getArgument(6);
-  Value qs = sharedF32(b, loc, fn, hd),
-        scores = sharedF32(b, loc, fn, chunkMax),
-        stats = sharedF32(b, loc, fn, 2),
-        partial = sharedF32(b, loc, fn, pv.rowGroups * vd);
-  BlockContext bc = blockContext(b, loc, fn, NT);
   IndexOps ix{b, loc};
+  // Static: the G queries, the cluster statistics, the reductions'
+  // scratch. Dynamic: the scores (bf16: they are rounded to it), then the
+  // p v partial sums.
+  Value qs = sharedF32(b, loc, fn, G * hd), stats = sharedF32(b, loc, fn, 2 * G),
+        red = sharedF32(b, loc, fn, 2 * G * NW);
+  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  Value raw = gpu::DynamicSharedMemoryOp::create(
+      b, loc,
+      MemRefType::get({kDyn}, b.getI8Type(), MemRefLayoutAttrInterface(),
+                      workgroup));
+  Value scores = memref::ViewOp::create(
+      b, loc,
+      MemRefType::get({G * a.chunkMax}, elt, MemRefLayoutAttrInterface(),
+                      workgroup),
+      raw, ix.c(0), ValueRange{});
+  Value partial = memref::ViewOp::create(
+      b, loc,
+      MemRefType::get({a.partialRows * G * vd}, f32,
+                      MemRefLayoutAttrInterface(), workgroup),
+      raw, ix.c(attentionScoreBytes(o, a)), ValueRange{});
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value lane = ix.remu(tid, 32), warp = ix.divu(tid, 32);
   Value zero = constF32(b, loc, 0.0f);
   auto vecF32 = VectorType::get({V}, f32);
   auto vecElt = VectorType::get({V}, elt);
@@ -634,20 +699,21 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
     Value v =
         vector::LoadOp::create(nb, l, vecElt, m, idx,
                                /*nontemporal=*/false, llvm::MaybeAlign(V * 2));
-    return elt.isF32() ? v
-                       : arith::ExtFOp::create(nb, l, vecF32, v).getResult();
+    return arith::ExtFOp::create(nb, l, vecF32, v).getResult();
   };
 
-  // A cluster of C blocks per (query row, head, sequence) item; clusters
-  // take items in turn by the grid's size (the runtime may cap a cluster
-  // grid at the clusters the GPU holds at once). Block `rank` of a cluster
-  // takes the rank-th run of the item's keys.
+  // A cluster of C blocks per item (G query heads of one kv head at one
+  // query row of one sequence); clusters take items in turn by the grid's
+  // size (the runtime may cap a cluster grid at the clusters the GPU holds
+  // at once). Block `rank` of a cluster takes the rank-th run of the
+  // item's keys.
   Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
   Value rank = C > 1 ? ix.remu(bx, C) : ix.c(0);
-  Value heads = ix.divu(memref::DimOp::create(b, loc, out, 1), vd);
+  Value headBlocks =
+      ix.divu(ix.divu(memref::DimOp::create(b, loc, out, 1), vd), G);
   Value seqs = memref::DimOp::create(b, loc, positions, 0);
-  Value items = ix.mul(ix.mul(tokens, heads), seqs);
+  Value items = ix.mul(ix.mul(tokens, headBlocks), seqs);
   auto clusterSync = [&] {
     if (C > 1) {
       NVVM::ClusterArriveOp::create(b, loc, nullptr);
@@ -669,19 +735,53 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
                              arith::IndexCastOp::create(nb, l, i32, r));
     return LLVM::LoadOp::create(nb, l, f32, there).getResult();
   };
-  // `v` of every block of the cluster combined in rank order (the same
-  // value in each), through stats[slot].
-  auto overCluster = [&](Value v, int64_t slot, bool max) -> Value {
+  auto combine = [&](Value x, Value y, bool max) {
+    return BlockContext::combine(b, loc, x, y, max);
+  };
+  // The G values `vs` (one a head) reduced over the block, in every
+  // thread, through red[slot * G * NW ..].
+  auto overBlock = [&](ValueRange vs, int64_t slot, bool max) {
+    SmallVector<Value> w;
+    for (Value v : vs)
+      w.push_back(BlockContext::warpReduce(b, loc, v, max));
+    buildIfThen(b, loc, ix.icmp(P::eq, lane, ix.c(0)), [&] {
+      for (int64_t g = 0; g < G; ++g)
+        memref::StoreOp::create(
+            b, loc, w[g], red,
+            ValueRange{ix.add(warp, ix.c((slot * G + g) * NW))});
+    });
+    gpu::BarrierOp::create(b, loc);
+    SmallVector<Value> r;
+    for (int64_t g = 0; g < G; ++g) {
+      Value x = memref::LoadOp::create(b, loc, red,
+                                       ValueRange{ix.c((slot * G + g) * NW)});
+      for (int64_t k = 1; k < NW; ++k)
+        x = combine(x,
+                    memref::LoadOp::create(
+                        b, loc, red, ValueRange{ix.c((slot * G + g) * NW + k)}),
+                    max);
+      r.push_back(x);
+    }
+    return r;
+  };
+  // The G values `vs` of every block of the cluster combined in rank order
+  // (the same values in each), through stats[slot * G ..].
+  auto overCluster = [&](SmallVector<Value> vs, int64_t slot, bool max) {
     if (C == 1)
-      return v;
-    buildIfThen(b, loc, ix.icmp(P::eq, bc.tid, ix.c(0)), [&] {
-      memref::StoreOp::create(b, loc, v, stats, ValueRange{ix.c(slot)});
+      return vs;
+    buildIfThen(b, loc, ix.icmp(P::eq, tid, ix.c(0)), [&] {
+      for (int64_t g = 0; g < G; ++g)
+        memref::StoreOp::create(b, loc, vs[g], stats,
+                                ValueRange{ix.c(slot * G + g)});
     });
     clusterSync();
-    Value r = remote(b, loc, stats, ix.c(0), ix.c(slot));
-    for (int64_t k = 1; k < C; ++k)
-      r = BlockContext::combine(
-          b, loc, r, remote(b, loc, stats, ix.c(k), ix.c(slot)), max);
+    SmallVector<Value> r;
+    for (int64_t g = 0; g < G; ++g) {
+      Value x = remote(b, loc, stats, ix.c(0), ix.c(slot * G + g));
+      for (int64_t k = 1; k < C; ++k)
+        x = combine(x, remote(b, loc, stats, ix.c(k), ix.c(slot * G + g)), max);
+      r.push_back(x);
+    }
     return r;
   };
 
@@ -689,11 +789,11 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
       scf::ForOp::create(b, loc, ix.divu(bx, C), items, ix.divu(gx, C));
   b.setInsertionPointToStart(itemLoop.getBody());
   Value item = itemLoop.getInductionVar();
-  // item = (seq * H + h) * T + t.
+  // item = (seq * H / G + hb) * T + t: heads hb G .. hb G + G - 1.
   Value t = arith::RemUIOp::create(b, loc, item, tokens);
   Value sh = arith::DivUIOp::create(b, loc, item, tokens);
-  Value h = arith::RemUIOp::create(b, loc, sh, heads);
-  Value seq = arith::DivUIOp::create(b, loc, sh, heads);
+  Value h0 = ix.mul(arith::RemUIOp::create(b, loc, sh, headBlocks), ix.c(G));
+  Value seq = arith::DivUIOp::create(b, loc, sh, headBlocks);
   // Sequence seq's rows of the queries (seq*T + t) and of the caches (from
   // seq*S), at its own position.
   Value qRow = ix.add(ix.mul(seq, tokens), t);
@@ -709,15 +809,20 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
                 arith::MinUIOp::create(
                     b, loc, arith::SubIOp::create(b, loc, rows, lo), chunk),
                 ix.c(0));
-  n = arith::MinUIOp::create(b, loc, n, ix.c(chunkMax));
+  n = arith::MinUIOp::create(b, loc, n, ix.c(a.chunkMax));
   Value keyBase = ix.add(ix.mul(seq, cacheRows), lo);
-  Value kvHead = ix.divu(h, o.group);
-  Value qBase = ix.mul(h, ix.c(hd)), kBase = ix.mul(kvHead, ix.c(hd));
-  Value vBase = ix.mul(kvHead, ix.c(vd)), oBase = ix.mul(h, ix.c(vd));
+  Value kvHead = ix.divu(h0, o.group);
+  // The G heads' queries and outputs are adjacent columns.
+  Value qBase = ix.mul(h0, ix.c(hd)), kBase = ix.mul(kvHead, ix.c(hd));
+  Value vBase = ix.mul(kvHead, ix.c(vd)), oBase = ix.mul(h0, ix.c(vd));
   Value last = arith::SubIOp::create(b, loc, n, ix.c(1));
+  auto scoreAt = [&](OpBuilder &nb, Location l, int64_t g, Value j) {
+    IndexOps lx{nb, l};
+    return lx.add(j, lx.c(g * a.chunkMax));
+  };
 
-  // The query, in f32.
-  loop(b, loc, bc.tid, ix.c(hd), ix.c(NT), {},
+  // The queries, in f32.
+  loop(b, loc, tid, ix.c(G * hd), ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value d, ValueRange) {
          Value v = memref::LoadOp::create(
              nb, l, q, ValueRange{qRow, IndexOps{nb, l}.add(qBase, d)});
@@ -727,159 +832,204 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(
   gpu::BarrierOp::create(b, loc);
 
   // Scores: lanesPerRow lanes a key row (lane / slots: its vectors of the
-  // head), `slots` rows side by side in a warp, U such rows a lane at once.
-  Value slot = ix.remu(bc.lane, slots), sub = ix.divu(bc.lane, slots);
-  int64_t warpRows = slots * U;
-  loop(b, loc, ix.mul(bc.warp, ix.c(warpRows)), n, ix.c(NW * warpRows), {},
+  // head), `slots` rows side by side in a warp, U such rows a lane at once;
+  // each key vector meets the G queries.
+  Value slot = ix.remu(lane, a.slots), sub = ix.divu(lane, a.slots);
+  int64_t warpRows = a.slots * U;
+  loop(b, loc, ix.mul(warp, ix.c(warpRows)), n, ix.c(NW * warpRows), {},
        [&](OpBuilder &nb, Location l, Value j0, ValueRange) {
          IndexOps lx{nb, l};
          SmallVector<Value> js, valid, rowsAt;
          for (int64_t u = 0; u < U; ++u) {
-           Value j = lx.add(j0, lx.add(slot, lx.c(slots * u)));
+           Value j = lx.add(j0, lx.add(slot, lx.c(a.slots * u)));
            valid.push_back(lx.icmp(P::ult, j, n));
            js.push_back(j);
            rowsAt.push_back(lx.add(keyBase, lx.select(valid.back(), j, last)));
          }
-         SmallVector<Value> inits(U, zeroVec);
+         SmallVector<Value> inits(U * G, constF32(nb, l, 0.0f));
          auto dots = loop(
-             nb, l, lx.mul(sub, lx.c(V)), lx.c(hd), lx.c(lanesPerRow * V),
+             nb, l, lx.mul(sub, lx.c(V)), lx.c(hd), lx.c(a.lanesPerRow * V),
              inits, [&](OpBuilder &ib, Location il, Value d, ValueRange acc) {
-               Value kd = IndexOps{ib, il}.add(kBase, d);
+               IndexOps dx{ib, il};
+               Value kd = dx.add(kBase, d);
                SmallVector<Value> kv;
                for (int64_t u = 0; u < U; ++u)
                  kv.push_back(loadVec(ib, il, keys, ValueRange{rowsAt[u], kd}));
-               Value qv =
-                   vector::LoadOp::create(ib, il, vecF32, qs, ValueRange{d});
-               SmallVector<Value> next;
-               for (int64_t u = 0; u < U; ++u)
-                 next.push_back(
-                     vector::FMAOp::create(ib, il, kv[u], qv, acc[u]));
+               SmallVector<Value> next(acc.begin(), acc.end());
+               for (int64_t g = 0; g < G; ++g) {
+                 Value qv = vector::LoadOp::create(
+                     ib, il, vecF32, qs, ValueRange{dx.add(d, dx.c(g * hd))});
+                 for (int64_t u = 0; u < U; ++u)
+                   next[u * G + g] = vector::ReductionOp::create(
+                       ib, il, vector::CombiningKind::ADD,
+                       arith::MulFOp::create(ib, il, kv[u], qv),
+                       acc[u * G + g]);
+               }
                return next;
              });
          for (int64_t u = 0; u < U; ++u) {
-           Value s = vector::ReductionOp::create(
-               nb, l, vector::CombiningKind::ADD, dots.getResult(u));
-           s = sumOverLanes(nb, l, s, slots);
+           SmallVector<Value> s;
+           for (int64_t g = 0; g < G; ++g)
+             s.push_back(
+                 sumOverLanes(nb, l, dots.getResult(u * G + g), a.slots));
            Value write = arith::AndIOp::create(nb, l, valid[u],
                                                lx.icmp(P::eq, sub, lx.c(0)));
            buildIfThen(nb, l, write, [&] {
-             Value r = roundF32(nb, l, s, elt);
-             r = roundF32(
-                 nb, l,
-                 arith::MulFOp::create(nb, l, r, constF32(nb, l, o.scale)),
-                 elt);
-             memref::StoreOp::create(nb, l, r, scores, ValueRange{js[u]});
+             for (int64_t g = 0; g < G; ++g) {
+               Value r = roundF32(nb, l, s[g], elt);
+               r = arith::MulFOp::create(nb, l, r, constF32(nb, l, o.scale));
+               memref::StoreOp::create(nb, l, fromF32(nb, l, r, elt), scores,
+                                       ValueRange{scoreAt(nb, l, g, js[u])});
+             }
            });
          }
          return SmallVector<Value>{};
        });
   gpu::BarrierOp::create(b, loc);
 
-  // Softmax over the item's rows: the maximum and the sum over the cluster.
+  // Softmax over the item's rows, a head at a time: the maximum and the
+  // sum over the cluster.
   Value ninf = constF32(b, loc, -std::numeric_limits<float>::infinity());
-  auto localMax = loop(b, loc, bc.tid, n, ix.c(NT), {ninf},
-                       [&](OpBuilder &nb, Location l, Value j, ValueRange m) {
-                         Value s = memref::LoadOp::create(nb, l, scores,
-                                                          ValueRange{j});
-                         return SmallVector<Value>{
-                             arith::MaximumFOp::create(nb, l, m[0], s)};
-                       });
-  Value rowMax = overCluster(bc.blockReduce(localMax.getResult(0), true), 0,
-                             /*max=*/true);
-  auto expOf = [&](OpBuilder &nb, Location l, Value j) -> Value {
-    Value s = memref::LoadOp::create(nb, l, scores, ValueRange{j});
-    return math::ExpOp::create(nb, l, arith::SubFOp::create(nb, l, s, rowMax));
+  auto scoreOf = [&](OpBuilder &nb, Location l, int64_t g, Value j) -> Value {
+    return toF32(nb, l,
+                 memref::LoadOp::create(nb, l, scores,
+                                        ValueRange{scoreAt(nb, l, g, j)}));
   };
-  auto localSum = loop(b, loc, bc.tid, n, ix.c(NT), {zero},
-                       [&](OpBuilder &nb, Location l, Value j, ValueRange acc) {
-                         return SmallVector<Value>{
-                             arith::AddFOp::create(nb, l, acc[0], expOf(nb, l, j))};
-                       });
-  Value rowSum = overCluster(bc.blockReduce(localSum.getResult(0), false), 1,
-                             /*max=*/false);
-  // Every thread has read the scores it needs (the reduction's barriers);
-  // each now overwrites its own with the probability.
-  loop(b, loc, bc.tid, n, ix.c(NT), {},
+  auto localMax =
+      loop(b, loc, tid, n, ix.c(NT), SmallVector<Value>(G, ninf),
+           [&](OpBuilder &nb, Location l, Value j, ValueRange m) {
+             SmallVector<Value> next;
+             for (int64_t g = 0; g < G; ++g)
+               next.push_back(
+                   arith::MaximumFOp::create(nb, l, m[g], scoreOf(nb, l, g, j)));
+             return next;
+           });
+  SmallVector<Value> rowMax =
+      overCluster(overBlock(localMax.getResults(), 0, /*max=*/true), 0,
+                  /*max=*/true);
+  auto expOf = [&](OpBuilder &nb, Location l, int64_t g, Value j) -> Value {
+    return math::ExpOp::create(
+        nb, l, arith::SubFOp::create(nb, l, scoreOf(nb, l, g, j), rowMax[g]));
+  };
+  auto localSum =
+      loop(b, loc, tid, n, ix.c(NT), SmallVector<Value>(G, zero),
+           [&](OpBuilder &nb, Location l, Value j, ValueRange acc) {
+             SmallVector<Value> next;
+             for (int64_t g = 0; g < G; ++g)
+               next.push_back(
+                   arith::AddFOp::create(nb, l, acc[g], expOf(nb, l, g, j)));
+             return next;
+           });
+  SmallVector<Value> rowSum =
+      overCluster(overBlock(localSum.getResults(), 1, /*max=*/false), 1,
+                  /*max=*/false);
+  // Every thread has read the scores it needs (the reductions' barriers);
+  // each now overwrites its own with the probabilities.
+  loop(b, loc, tid, n, ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value j, ValueRange) {
-         Value p = roundF32(
-             nb, l, arith::DivFOp::create(nb, l, expOf(nb, l, j), rowSum), elt);
-         memref::StoreOp::create(nb, l, p, scores, ValueRange{j});
+         for (int64_t g = 0; g < G; ++g) {
+           Value p = arith::DivFOp::create(nb, l, expOf(nb, l, g, j), rowSum[g]);
+           memref::StoreOp::create(nb, l, fromF32(nb, l, p, elt), scores,
+                                   ValueRange{scoreAt(nb, l, g, j)});
+         }
          return SmallVector<Value>{};
        });
   gpu::BarrierOp::create(b, loc);
 
-  // p v: thread (g, r) sums column group g over the keys r, r + R, ...
-  // (U of them at once) into partial[r, g V ..].
-  Value g0 = ix.remu(bc.tid, pv.groupThreads),
-        rg = ix.divu(bc.tid, pv.groupThreads);
-  const int64_t R = pv.rowGroups;
-  buildIfThen(b, loc, ix.icmp(P::ult, rg, ix.c(R)), [&] {
-    loop(b, loc, g0, ix.c(pv.groups), ix.c(pv.groupThreads), {},
-         [&](OpBuilder &nb, Location l, Value g, ValueRange) {
-           IndexOps lx{nb, l};
-           Value col = lx.add(vBase, lx.mul(g, lx.c(V)));
-           auto acc = loop(
-               nb, l, rg, n, lx.c(R * U), {zeroVec},
-               [&](OpBuilder &ib, Location il, Value j0, ValueRange a) {
-                 IndexOps jx{ib, il};
-                 SmallVector<Value> ps, vs;
-                 for (int64_t u = 0; u < U; ++u) {
-                   Value j = jx.add(j0, jx.c(R * u));
-                   Value ok = jx.icmp(P::ult, j, n);
-                   Value jc = jx.select(ok, j, last);
-                   vs.push_back(loadVec(ib, il, values,
-                                        ValueRange{jx.add(keyBase, jc), col}));
-                   Value p =
-                       memref::LoadOp::create(ib, il, scores, ValueRange{jc});
-                   ps.push_back(arith::SelectOp::create(
-                       ib, il, ok, p, constF32(ib, il, 0.0f)));
-                 }
-                 Value sum = a[0];
-                 for (int64_t u = 0; u < U; ++u)
-                   sum = vector::FMAOp::create(
-                       ib, il,
-                       vector::BroadcastOp::create(ib, il, vecF32, ps[u]),
-                       vs[u], sum);
-                 return SmallVector<Value>{sum};
-               });
-           vector::StoreOp::create(
-               nb, l, acc.getResult(0), partial,
-               ValueRange{lx.add(lx.mul(rg, lx.c(vd)), lx.mul(g, lx.c(V)))});
-           return SmallVector<Value>{};
-         });
-  });
+  // p v: thread (c, r) sums column group c over the keys r, r + R, ... (U
+  // of them at once) for the G heads; the row groups of a warp add up by
+  // shuffles, the first of them stores into partial[row, g, c V ..].
+  Value c0 = ix.remu(tid, a.groupThreads), rg = ix.divu(tid, a.groupThreads);
+  const int64_t R = a.rowGroups;
+  auto columnGroup = [&](OpBuilder &nb, Location l, Value c) {
+    IndexOps lx{nb, l};
+    Value col = lx.add(vBase, lx.mul(c, lx.c(V)));
+    auto acc = loop(
+        nb, l, rg, n, lx.c(R * U), SmallVector<Value>(G, zeroVec),
+        [&](OpBuilder &ib, Location il, Value j0, ValueRange sums) {
+          IndexOps jx{ib, il};
+          SmallVector<Value> ok, jc, vs;
+          for (int64_t u = 0; u < U; ++u) {
+            Value j = jx.add(j0, jx.c(R * u));
+            ok.push_back(jx.icmp(P::ult, j, n));
+            jc.push_back(jx.select(ok.back(), j, last));
+            vs.push_back(loadVec(ib, il, values,
+                                 ValueRange{jx.add(keyBase, jc.back()), col}));
+          }
+          SmallVector<Value> next(sums.begin(), sums.end());
+          for (int64_t u = 0; u < U; ++u)
+            for (int64_t g = 0; g < G; ++g) {
+              Value p = arith::SelectOp::create(ib, il, ok[u],
+                                                scoreOf(ib, il, g, jc[u]),
+                                                constF32(ib, il, 0.0f));
+              next[g] = vector::FMAOp::create(
+                  ib, il, vector::BroadcastOp::create(ib, il, vecF32, p),
+                  vs[u], next[g]);
+            }
+          return next;
+        });
+    SmallVector<Value> sums(acc.getResults());
+    if (a.warpRowGroups > 1)
+      for (Value &v : sums)
+        for (int64_t e = 0; e < V; ++e) {
+          Value x = vector::ExtractOp::create(nb, l, v, e);
+          v = vector::InsertOp::create(
+              nb, l, sumOverLanes(nb, l, x, a.groupThreads), v, e);
+        }
+    Value first = lx.icmp(P::eq, lx.remu(rg, a.warpRowGroups), lx.c(0));
+    buildIfThen(nb, l, first, [&] {
+      Value row = lx.mul(lx.divu(rg, a.warpRowGroups), lx.c(G * vd));
+      for (int64_t g = 0; g < G; ++g)
+        vector::StoreOp::create(
+            nb, l, sums[g], partial,
+            ValueRange{lx.add(row, lx.add(lx.c(g * vd), lx.mul(c, lx.c(V))))});
+    });
+  };
+  if (a.warpRowGroups > 1) {
+    // Every thread has a row group and one column group (the shuffles need
+    // the whole warp).
+    columnGroup(b, loc, c0);
+  } else {
+    buildIfThen(b, loc, ix.icmp(P::ult, rg, ix.c(R)), [&] {
+      loop(b, loc, c0, ix.c(a.groups), ix.c(a.groupThreads), {},
+           [&](OpBuilder &nb, Location l, Value c, ValueRange) {
+             columnGroup(nb, l, c);
+             return SmallVector<Value>{};
+           });
+    });
+  }
   gpu::BarrierOp::create(b, loc);
 
-  // The block's sums, a thread per column: in partial[0, d], or the
-  // output where the block has every key.
-  loop(b, loc, bc.tid, ix.c(vd), ix.c(NT), {},
-       [&](OpBuilder &nb, Location l, Value d, ValueRange) {
+  // The block's sums, a thread per (head, column): in partial[0, ..], or
+  // the output where the block has every key.
+  loop(b, loc, tid, ix.c(G * vd), ix.c(NT), {},
+       [&](OpBuilder &nb, Location l, Value e, ValueRange) {
          IndexOps lx{nb, l};
-         Value s = memref::LoadOp::create(nb, l, partial, ValueRange{d});
-         for (int64_t r = 1; r < R; ++r)
+         Value s = memref::LoadOp::create(nb, l, partial, ValueRange{e});
+         for (int64_t r = 1; r < a.partialRows; ++r)
            s = arith::AddFOp::create(
                nb, l, s,
                memref::LoadOp::create(nb, l, partial,
-                                      ValueRange{lx.add(d, lx.c(r * vd))}));
+                                      ValueRange{lx.add(e, lx.c(r * G * vd))}));
          if (C == 1)
            memref::StoreOp::create(nb, l, fromF32(nb, l, s, elt), out,
-                                   ValueRange{qRow, lx.add(oBase, d)});
+                                   ValueRange{qRow, lx.add(oBase, e)});
          else
-           memref::StoreOp::create(nb, l, s, partial, ValueRange{d});
+           memref::StoreOp::create(nb, l, s, partial, ValueRange{e});
          return SmallVector<Value>{};
        });
   if (C > 1) {
-    // The cluster's sums: block `rank` writes columns rank, rank + C, ...
+    // The cluster's sums: block `rank` writes entries rank, rank + C, ...
     clusterSync();
-    loop(b, loc, ix.add(rank, ix.mul(bc.tid, ix.c(C))), ix.c(vd), ix.c(NT * C),
-         {}, [&](OpBuilder &nb, Location l, Value d, ValueRange) {
-           Value s = remote(nb, l, partial, constIndex(nb, l, 0), d);
+    loop(b, loc, ix.add(rank, ix.mul(tid, ix.c(C))), ix.c(G * vd),
+         ix.c(NT * C), {}, [&](OpBuilder &nb, Location l, Value e, ValueRange) {
+           Value s = remote(nb, l, partial, constIndex(nb, l, 0), e);
            for (int64_t k = 1; k < C; ++k)
              s = arith::AddFOp::create(
-                 nb, l, s, remote(nb, l, partial, constIndex(nb, l, k), d));
+                 nb, l, s, remote(nb, l, partial, constIndex(nb, l, k), e));
            memref::StoreOp::create(
                nb, l, fromF32(nb, l, s, elt), out,
-               ValueRange{qRow, IndexOps{nb, l}.add(oBase, d)});
+               ValueRange{qRow, IndexOps{nb, l}.add(oBase, e)});
            return SmallVector<Value>{};
          });
     // No block takes its next item (or leaves) while another reads it.

@@ -161,11 +161,18 @@ GemvGrid planGemv(int64_t k, int64_t m, int64_t active,
 GemvGrid fillGemvBlock(const GemvGrid &g, int64_t k, int64_t m,
                        int64_t threads);
 
+/// Choices of the dense kernels the planner otherwise makes (0: planned);
+/// see -moe-materialize-gpu-experts' options.
+struct DenseTuning {
+  int64_t attentionHeads = 0, attentionUnroll = 0;
+};
+
 /// The body of a GPU dense-part helper (DenseToGPU.cpp); `deviceArgs` as
 /// for buildGpuLayerBody, out-parameters included.
 LogicalResult buildGpuDenseBody(OpBuilder &b, func::FuncOp fn,
                                 gpu::GPUModuleOp kernels,
-                                ArrayRef<bool> deviceArgs);
+                                ArrayRef<bool> deviceArgs,
+                                const DenseTuning &tuning = {});
 
 /// The body of a GPU layer helper (LayerToGPU.cpp). `deviceArgs[i]` says
 /// whether argument i is known to be a device pointer (weights always are);

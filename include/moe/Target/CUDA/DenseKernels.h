@@ -99,24 +99,28 @@ struct AttentionKernelOptions {
   int64_t group = 1;    // query heads per key/value head
   float scale = 1.0f;   // softmax scale
   int64_t split = 1;    // blocks (a thread block cluster) splitting the keys
+  int64_t heads = 1;    // query heads of one kv head a block takes together
+  int64_t unroll = 4;   // key rows a lane loads at once
 };
 
 /// Causal attention of decoding steps, as moe.attention rounds it: scores
 /// rounded, times the scale rounded, softmax in f32 rounded, p v in f32
-/// rounded. Each (query row t, head h, sequence b) item is taken by a
-/// cluster of `options.split` blocks of kAttentionThreads threads, block
-/// `rank` of it taking the rank-th of `split` runs of the item's keys; the
-/// softmax's maximum and sum and the p v sums meet through distributed
+/// rounded. Each item, `options.heads` query heads of one kv head at one
+/// query row t of sequence b, is taken by a cluster of `options.split`
+/// blocks of kAttentionThreads threads, block `rank` of it taking the
+/// rank-th of `split` runs of the item's keys: each key and value row is
+/// read once for the item's heads, `options.unroll` rows a lane at once.
+/// The softmax's maximum and sum and the p v sums meet through distributed
 /// shared memory. Launch: grid (items * split) in clusters of (split, 1, 1)
-/// (no cluster for 1); clusters take items by the grid's size, so any grid
-/// is correct. Arguments (q [B*T, H*hd], keys [B*S, KV*hd], values [B*S,
-/// KV*dv], out [B*T, H*dv], positions i32 [B], T: index, S: index): row t
-/// of sequence b attends to its cache rows b*S + 0 .. positions[b] + t.
-/// The positions are read on the device, so a step's launches do not
-/// depend on where it is (a CUDA graph replays it).
+/// (no cluster for 1), attentionDynamicSharedBytes of dynamic shared
+/// memory; clusters take items by the grid's size, so any grid is correct.
+/// Arguments (q [B*T, H*hd], keys [B*S, KV*hd], values [B*S, KV*dv], out
+/// [B*T, H*dv], positions i32 [B], T: index, S: index): row t of sequence
+/// b attends to its cache rows b*S + 0 .. positions[b] + t. The positions
+/// are read on the device, so a step's launches do not depend on where it
+/// is (a CUDA graph replays it). bf16 only.
 gpu::GPUFuncOp buildAttentionKernel(OpBuilder &b, Location loc,
                                     gpu::GPUModuleOp module, StringRef name,
-                                    Type elementType,
                                     const AttentionKernelOptions &options);
 
 /// Causal attention on tensor cores for steps of many rows per sequence
@@ -168,9 +172,12 @@ gpu::GPUFuncOp buildMlaHeadsKernel(OpBuilder &b, Location loc,
                                    ArrayRef<float> invFreq, double factor,
                                    bool interleaved);
 
-/// Shared memory the attention kernel needs (bytes), and the most it may use.
+/// Shared memory the attention kernel needs (bytes: static and dynamic),
+/// its dynamic part (the scores, then the p v partial sums), and the most
+/// the attention kernel takes (two blocks an SM).
 int64_t attentionSharedBytes(const AttentionKernelOptions &options);
-constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+int64_t attentionDynamicSharedBytes(const AttentionKernelOptions &options);
+constexpr int64_t kAttentionSharedLimit = 100 * 1024;
 /// Elements of the attention kernel's vector loads (8, 4, 2 or 1: the
 /// largest dividing both head sizes).
 int64_t attentionVectorWidth(const AttentionKernelOptions &options);
@@ -178,13 +185,29 @@ int64_t attentionVectorWidth(const AttentionKernelOptions &options);
 /// portable cluster size), and the fewest keys it gives a block when it
 /// splits to fill the GPU.
 constexpr int64_t kAttentionMaxSplit = 8, kAttentionMinKeys = 32;
-/// The split (options.split) for `items` (query rows x heads x sequences):
-/// the smallest that fits shared memory and gives two blocks an SM, unless
-/// blocks would get fewer than kAttentionMinKeys of the cache's rows; 0
-/// where even kAttentionMaxSplit blocks cannot hold the scores (more cache
-/// rows than attentionMaxRows: such attention stays on the host).
+/// The split (options.split) for `items` (items of options.heads query
+/// heads): the smallest that fits kAttentionSharedLimit and gives two
+/// blocks an SM, unless blocks would get fewer than kAttentionMinKeys of
+/// the cache's rows; 0 where even kAttentionMaxSplit blocks cannot hold
+/// the scores.
 int64_t attentionSplit(AttentionKernelOptions options, int64_t items);
-/// The most cache rows per sequence the attention kernel takes.
+/// The most query heads a block of the attention kernel takes by default
+/// (its scores and p v run on the CUDA cores: each head adds two f32
+/// operations a key element) and the most key rows a lane loads at once.
+constexpr int64_t kAttentionMaxHeads = 4, kAttentionMaxUnroll = 16;
+/// The attention kernel's plan for T query rows a sequence, H heads, B
+/// sequences: `options` with heads, split and unroll chosen. Query heads a
+/// block: the most (a divisor of the group, up to kAttentionMaxHeads) that
+/// still give two blocks an SM with some split (else one); `heads` (when
+/// non-zero) instead, which must divide the group. Rows in flight: 16 for
+/// one or two heads, 8 for up to 4, then 4 (its registers); `unroll`
+/// (1-16, when non-zero) instead. Split: attentionSplit. Fails (split 0)
+/// where no split fits the cache.
+AttentionKernelOptions planAttention(AttentionKernelOptions options,
+                                     int64_t T, int64_t H, int64_t B,
+                                     int64_t heads = 0, int64_t unroll = 0);
+/// The most cache rows per sequence the attention kernel takes (one head a
+/// block).
 int64_t attentionMaxRows(const AttentionKernelOptions &options);
 
 //===----------------------------------------------------------------------===//

@@ -5,14 +5,16 @@
 // Elementwise kernels (embedding, residual add, bias and rounding, cache
 // rows, rotary embedding) run one thread per element. RMSNorm runs a block
 // per row. Attention of decoding steps runs a thread block cluster per
-// (token, head, sequence), its blocks splitting the keys (flash-decoding's
-// split, with the exact softmax): the query in shared memory, a few lanes
-// per key row for the scores (16-byte loads of the head, several rows in
-// flight), each block's scores in its shared memory, the softmax's maximum
-// and sum reduced over the cluster through distributed shared memory, then
-// threads over (value columns, keys) summing p v, the blocks' sums added
-// by the cluster. It rounds where the CPU lowering rounds; only the order
-// of f32 sums differs.
+// (token, sequence, block of query heads sharing a kv head), its blocks
+// splitting the keys (flash-decoding's split, with the exact softmax): the
+// queries in shared memory, a few lanes per key row for the scores (16-byte
+// loads of the head, up to 16 rows a lane in flight, each key vector used
+// for every query head of the block), the block's scores in its dynamic
+// shared memory (bf16: they are rounded to it), the softmax's maximum and
+// sum reduced over the cluster through distributed shared memory, then
+// threads over (value columns, keys) summing p v for the heads, the blocks'
+// sums added by the cluster. It rounds where the CPU lowering rounds; only
+// the order of f32 sums differs.
 //
 //===----------------------------------------------------------------------===//
 

@@ -1,0 +1,37 @@
+// The decoding attention's plan (planAttention): a block takes several
+// query heads of one kv head where that still fills the GPU, so each key
+// and value row is read once for them. 16 sequences of 32 heads over 8 kv
+// heads: 4 heads a block, 128 items, clusters of 4 blocks splitting each
+// sequence's 2048 keys (512 blocks), 8 key rows a lane in flight; the
+// scores (4 x 512 bf16) and the p v partial sums (4 rows x 4 heads x 128
+// f32) in 12288 bytes of dynamic shared memory. 64 sequences with 8 query
+// heads a kv head: 4 heads a block (the default's most), no split. A head
+// count that does not divide the group is refused by name.
+// REQUIRES: ptxas
+// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
+// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=HOST
+// RUN: not moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-heads=3" -o /dev/null 2>&1 | FileCheck %s --check-prefix=ERR
+// RUN: not moe-compile %s --target=cuda --gpu-attention-unroll=17 --emit=mlir 2>&1 | FileCheck %s --check-prefix=UNROLL
+// UNROLL: moe-compile: error: --gpu-attention-unroll must be 0 (auto) or 1 to 16, got 17
+
+// PTX-LABEL: .entry moe_attention_batched_bf16_hd128_s2048_g4_h4_u8_c4(
+// PTX-DAG: .extern .shared .align 16 .b8
+// PTX-DAG: ld.global.v4.b32
+// PTX-DAG: mapa.shared::cluster
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s2048_g4_h4_u8_c4 clusters in (%c4{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) blocks in (%c512{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) dynamic_shared_memory_size %c12288_i32
+// ERR: error: attention heads a block (3) must divide the query heads of a kv head (4)
+func.func @batched(%x: tensor<16x256xbf16>, %wq: tensor<256x4096xbf16>, %wk: tensor<256x1024xbf16>, %wv: tensor<256x1024xbf16>, %wo: tensor<4096x256xbf16>, %kc: tensor<32768x8x128xbf16>, %vc: tensor<32768x8x128xbf16>, %pos: tensor<16xi32>) -> (tensor<16x256xbf16>, tensor<32768x8x128xbf16>, tensor<32768x8x128xbf16>) {
+  %y, %k, %v = moe.attention %x : tensor<16x256xbf16> q(%wq : tensor<256x4096xbf16>) k(%wk : tensor<256x1024xbf16>) v(%wv : tensor<256x1024xbf16>) o(%wo : tensor<4096x256xbf16>) cache(%kc : tensor<32768x8x128xbf16>, %vc : tensor<32768x8x128xbf16>) position(%pos : tensor<16xi32>) {num_heads = 32 : i64, num_kv_heads = 8 : i64} -> tensor<16x256xbf16>, tensor<32768x8x128xbf16>, tensor<32768x8x128xbf16>
+  return %y, %k, %v : tensor<16x256xbf16>, tensor<32768x8x128xbf16>, tensor<32768x8x128xbf16>
+}
+
+// -----
+
+// PTX-LABEL: .entry moe_attention_batched_bf16_hd128_s1024_g8_h4_u8(
+// PTX-NOT: barrier.cluster
+// PTX: .entry
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s1024_g8_h4_u8 blocks in (%c512{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) dynamic_shared_memory_size %c16384_i32
+func.func @group8(%x: tensor<64x256xbf16>, %wq: tensor<256x4096xbf16>, %wk: tensor<256x512xbf16>, %wv: tensor<256x512xbf16>, %wo: tensor<4096x256xbf16>, %kc: tensor<65536x4x128xbf16>, %vc: tensor<65536x4x128xbf16>, %pos: tensor<64xi32>) -> (tensor<64x256xbf16>, tensor<65536x4x128xbf16>, tensor<65536x4x128xbf16>) {
+  %y, %k, %v = moe.attention %x : tensor<64x256xbf16> q(%wq : tensor<256x4096xbf16>) k(%wk : tensor<256x512xbf16>) v(%wv : tensor<256x512xbf16>) o(%wo : tensor<4096x256xbf16>) cache(%kc : tensor<65536x4x128xbf16>, %vc : tensor<65536x4x128xbf16>) position(%pos : tensor<64xi32>) {num_heads = 32 : i64, num_kv_heads = 4 : i64} -> tensor<64x256xbf16>, tensor<65536x4x128xbf16>, tensor<65536x4x128xbf16>
+  return %y, %k, %v : tensor<64x256xbf16>, tensor<65536x4x128xbf16>, tensor<65536x4x128xbf16>
+}

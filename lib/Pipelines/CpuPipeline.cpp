@@ -115,6 +115,7 @@ void buildToLoops(OpPassManager &pm,
     materialize.report = gpu->report;
     materialize.attentionHeads = gpu->attentionHeads;
     materialize.attentionUnroll = gpu->attentionUnroll;
+    materialize.attentionThreads = gpu->attentionThreads;
     pm.addPass(moe::createMoEMaterializeGpuExperts(materialize));
   }
 

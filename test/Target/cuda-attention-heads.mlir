@@ -12,7 +12,13 @@
 // RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=HOST
 // RUN: not moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-heads=3" -o /dev/null 2>&1 | FileCheck %s --check-prefix=ERR
 // RUN: not moe-compile %s --target=cuda --gpu-attention-unroll=17 --emit=mlir 2>&1 | FileCheck %s --check-prefix=UNROLL
+// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-threads=256" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=T256
+// RUN: not moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-threads=100" -o /dev/null 2>&1 | FileCheck %s --check-prefix=T100
+// T256: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s2048_g4_h4_u8_t256_c4 clusters in {{.*}} threads in (%c256{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) dynamic_shared_memory_size %c20480_i32
+// T100: error: attention threads a block must be 128, 256 or 512, got 100
 // UNROLL: moe-compile: error: --gpu-attention-unroll must be 0 (auto) or 1 to 16, got 17
+// (With 256 threads a block, the p v partial sums are 8 rows: 16384 bytes,
+// 20480 with the scores.)
 
 // PTX-LABEL: .entry moe_attention_batched_bf16_hd128_s2048_g4_h4_u8_c4(
 // PTX-DAG: .extern .shared .align 16 .b8

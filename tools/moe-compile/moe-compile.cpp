@@ -225,6 +225,11 @@ cl::opt<int64_t> gpuAttentionUnroll(
     cl::desc("key rows a lane of the decoding attention loads at once: 0 "
              "(default, planned) or 1 to 16"),
     cl::init(0), cl::cat(category));
+cl::opt<int64_t> gpuAttentionThreads(
+    "gpu-attention-threads",
+    cl::desc("threads of a block of the decoding attention: 0 (default, "
+             "128), 128, 256 or 512"),
+    cl::init(0), cl::cat(category));
 cl::opt<std::string> gpuDecodeOverlap(
     "gpu-decode-overlap",
     cl::desc("the few-rows path's down GEMV issues its first weight loads "
@@ -521,6 +526,10 @@ int main(int argc, char **argv) {
   if (gpuAttentionUnroll < 0 || gpuAttentionUnroll > moe::kAttentionMaxUnroll)
     return fail("--gpu-attention-unroll must be 0 (auto) or 1 to 16, got " +
                 Twine(gpuAttentionUnroll));
+  if (gpuAttentionThreads != 0 && gpuAttentionThreads != 128 &&
+      gpuAttentionThreads != 256 && gpuAttentionThreads != 512)
+    return fail("--gpu-attention-threads must be 0 (auto), 128, 256 or 512, "
+                "got " + Twine(gpuAttentionThreads));
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");
@@ -691,6 +700,7 @@ int main(int argc, char **argv) {
     cudaOptions.densePath = gpuDensePath;
     cudaOptions.attentionHeads = gpuAttentionHeads;
     cudaOptions.attentionUnroll = gpuAttentionUnroll;
+    cudaOptions.attentionThreads = gpuAttentionThreads;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;

@@ -279,7 +279,10 @@ def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
            "takes: 0 (default, planned by shape) or a divisor of the group">,
     Option<"attentionUnroll", "attention-unroll", "int64_t", "0",
            "key rows a lane of the decoding attention loads at once: 0 "
-           "(default, planned by the heads a block) or 1 to 16">
+           "(default, planned by the heads a block) or 1 to 16">,
+    Option<"attentionThreads", "attention-threads", "int64_t", "0",
+           "threads of a block of the decoding attention: 0 (default, 128), "
+           "128, 256 or 512">
   ];
   let dependentDialects = [
     "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",

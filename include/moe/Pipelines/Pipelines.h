@@ -133,6 +133,11 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("key rows a lane of the decoding attention loads at "
                      "once: 0 (auto) or 1 to 16"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> attentionThreads{
+      *this, "attention-threads",
+      llvm::cl::desc("threads of a block of the decoding attention: 0 "
+                     "(auto), 128, 256 or 512"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> decodeGridShare{
       *this, "decode-grid-share",
       llvm::cl::desc("the decode kernel's GEMV items planned as for this "

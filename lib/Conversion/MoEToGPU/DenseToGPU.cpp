@@ -483,13 +483,17 @@ private:
                                              StringRef suffix) {
     bool flash = usesFlashAttention(ao, T);
     if (!flash) {
+      if (!llvm::is_contained({0, 128, 256, 512}, tuning.attentionThreads))
+        return fn.emitError() << "attention threads a block must be 128, 256 "
+                                 "or 512, got "
+                              << tuning.attentionThreads;
       if (tuning.attentionHeads && ao.group % tuning.attentionHeads)
         return fn.emitError()
                << "attention heads a block (" << tuning.attentionHeads
                << ") must divide the query heads of a kv head ("
                << ao.group << ")";
       ao = planAttention(ao, T, H, B, tuning.attentionHeads,
-                         tuning.attentionUnroll);
+                         tuning.attentionUnroll, tuning.attentionThreads);
       if (!ao.split)
         return fn.emitError()
                << "the decoding attention's scores of " << ao.maxRows
@@ -504,7 +508,10 @@ private:
         std::to_string(ao.group) +
         (flash ? ""
                : "_h" + std::to_string(ao.heads) + "_u" +
-                     std::to_string(ao.unroll)) +
+                     std::to_string(ao.unroll) +
+                     (ao.threads != kAttentionThreads
+                          ? "_t" + std::to_string(ao.threads)
+                          : "")) +
         (!flash && ao.split > 1 ? "_c" + std::to_string(ao.split) : "") +
         suffix.str();
     gpu::GPUFuncOp k = kernel(name, [&] {
@@ -522,7 +529,7 @@ private:
     AttentionLaunch launch{k,
                            {T * (H / ao.heads) * B * ao.split, 1, 1},
                            {},
-                           kAttentionThreads,
+                           ao.threads,
                            attentionDynamicSharedBytes(ao)};
     if (ao.split > 1)
       launch.cluster = {ao.split, 1, 1};

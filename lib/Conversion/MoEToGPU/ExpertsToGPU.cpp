@@ -473,7 +473,7 @@ struct MoEMaterializeGpuExpertsPass
       if (fn->hasAttr(kGpuDenseAttr)) {
         if (failed(buildGpuDenseBody(
                 b, fn, kernels, deviceArguments(fn, module),
-                DenseTuning{attentionHeads, attentionUnroll})))
+                DenseTuning{attentionHeads, attentionUnroll, attentionThreads})))
           return signalPassFailure();
         continue;
       }

@@ -553,8 +553,8 @@ AttentionLayout attentionLayout(const AttentionKernelOptions &o) {
     a.lanesPerRow *= 2;
   a.slots = 32 / a.lanesPerRow;
   a.groups = o.valueDim / a.V;
-  a.groupThreads = std::min(a.groups, kAttentionThreads);
-  a.rowGroups = kAttentionThreads / a.groupThreads;
+  a.groupThreads = std::min(a.groups, o.threads);
+  a.rowGroups = o.threads / a.groupThreads;
   a.warpRowGroups = a.groupThreads < 32 && 32 % a.groupThreads == 0
                         ? 32 / a.groupThreads
                         : 1;
@@ -593,7 +593,7 @@ int64_t mlir::moe::attentionSharedBytes(const AttentionKernelOptions &o) {
   int64_t G = std::max<int64_t>(o.heads, 1);
   auto padded = [](int64_t floats) { return (floats + 3) / 4 * 4; };
   return 4 * (padded(G * o.headDim) + padded(2 * G) +
-              padded(2 * G * (kAttentionThreads / 32))) +
+              padded(2 * G * (o.threads / 32))) +
          attentionDynamicSharedBytes(o);
 }
 
@@ -614,10 +614,12 @@ int64_t mlir::moe::attentionSplit(AttentionKernelOptions o, int64_t items) {
 AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
                                                 int64_t T, int64_t H,
                                                 int64_t B, int64_t heads,
-                                                int64_t unroll) {
+                                                int64_t unroll,
+                                                int64_t threads) {
   auto withHeads = [&](int64_t g) {
     AttentionKernelOptions c = o;
     c.heads = g;
+    c.threads = threads ? threads : kAttentionThreads;
     c.unroll = unroll ? unroll : g <= 2 ? 16 : g <= 4 ? 8 : 4;
     c.split = attentionSplit(c, T * (H / g) * B);
     return c;
@@ -658,7 +660,7 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   const int64_t C = std::max<int64_t>(o.split, 1),
                 G = std::max<int64_t>(o.heads, 1),
                 U = std::max<int64_t>(o.unroll, 1);
-  const int64_t V = a.V, NT = kAttentionThreads, NW = NT / 32;
+  const int64_t V = a.V, NT = o.threads, NW = NT / 32;
   const int64_t hd = o.headDim, vd = o.valueDim;
   SmallVector<Type> args{matrix(elt),     matrix(elt),  matrix(elt),
                          matrix(elt),     vector1(i32), b.getIndexType(),

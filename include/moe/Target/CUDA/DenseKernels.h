@@ -22,7 +22,7 @@ namespace mlir::moe {
 
 class EmbeddingOp;
 
-/// Threads of a block of the decoding attention kernel.
+/// Threads of a block of the decoding attention kernel (by default).
 constexpr int64_t kAttentionThreads = 128;
 
 /// Threads of the RMSNorm kernel (one block per row) for rows of `cols`
@@ -101,13 +101,14 @@ struct AttentionKernelOptions {
   int64_t split = 1;    // blocks (a thread block cluster) splitting the keys
   int64_t heads = 1;    // query heads of one kv head a block takes together
   int64_t unroll = 4;   // key rows a lane loads at once
+  int64_t threads = kAttentionThreads; // a block's threads (128, 256, 512)
 };
 
 /// Causal attention of decoding steps, as moe.attention rounds it: scores
 /// rounded, times the scale rounded, softmax in f32 rounded, p v in f32
 /// rounded. Each item, `options.heads` query heads of one kv head at one
 /// query row t of sequence b, is taken by a cluster of `options.split`
-/// blocks of kAttentionThreads threads, block `rank` of it taking the
+/// blocks of `options.threads` threads, block `rank` of it taking the
 /// rank-th of `split` runs of the item's keys: each key and value row is
 /// read once for the item's heads, `options.unroll` rows a lane at once.
 /// The softmax's maximum and sum and the p v sums meet through distributed
@@ -201,11 +202,13 @@ constexpr int64_t kAttentionMaxHeads = 4, kAttentionMaxUnroll = 16;
 /// still give two blocks an SM with some split (else one); `heads` (when
 /// non-zero) instead, which must divide the group. Rows in flight: 16 for
 /// one or two heads, 8 for up to 4, then 4 (its registers); `unroll`
-/// (1-16, when non-zero) instead. Split: attentionSplit. Fails (split 0)
-/// where no split fits the cache.
+/// (1-16, when non-zero) instead. Split: attentionSplit. Threads a block:
+/// kAttentionThreads, or `threads` (128, 256 or 512) when non-zero. Fails
+/// (split 0) where no split fits the cache.
 AttentionKernelOptions planAttention(AttentionKernelOptions options,
                                      int64_t T, int64_t H, int64_t B,
-                                     int64_t heads = 0, int64_t unroll = 0);
+                                     int64_t heads = 0, int64_t unroll = 0,
+                                     int64_t threads = 0);
 /// The most cache rows per sequence the attention kernel takes (one head a
 /// block).
 int64_t attentionMaxRows(const AttentionKernelOptions &options);

@@ -529,7 +529,8 @@ int main(int argc, char **argv) {
   if (gpuAttentionThreads != 0 && gpuAttentionThreads != 128 &&
       gpuAttentionThreads != 256 && gpuAttentionThreads != 512)
     return fail("--gpu-attention-threads must be 0 (auto), 128, 256 or 512, "
-                "got " + Twine(gpuAttentionThreads));
+                "got " +
+                Twine(gpuAttentionThreads));
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");

@@ -490,15 +490,14 @@ private:
       if (tuning.attentionHeads && ao.group % tuning.attentionHeads)
         return fn.emitError()
                << "attention heads a block (" << tuning.attentionHeads
-               << ") must divide the query heads of a kv head ("
-               << ao.group << ")";
+               << ") must divide the query heads of a kv head (" << ao.group
+               << ")";
       ao = planAttention(ao, T, H, B, tuning.attentionHeads,
                          tuning.attentionUnroll, tuning.attentionThreads);
       if (!ao.split)
-        return fn.emitError()
-               << "the decoding attention's scores of " << ao.maxRows
-               << " cache rows and " << ao.heads
-               << " heads a block do not fit shared memory";
+        return fn.emitError() << "the decoding attention's scores of "
+                              << ao.maxRows << " cache rows and " << ao.heads
+                              << " heads a block do not fit shared memory";
     }
     std::string name =
         std::string(flash ? "moe_flash_attention" : "moe_attention") +
@@ -515,10 +514,10 @@ private:
         (!flash && ao.split > 1 ? "_c" + std::to_string(ao.split) : "") +
         suffix.str();
     gpu::GPUFuncOp k = kernel(name, [&] {
-      return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
-                                               name, ao)
-                   : buildAttentionKernel(b, kernels.getLoc(), kernels, name,
-                                          ao);
+      return flash
+                 ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels, name,
+                                             ao)
+                 : buildAttentionKernel(b, kernels.getLoc(), kernels, name, ao);
     });
     if (flash)
       return AttentionLaunch{k,
@@ -759,8 +758,8 @@ private:
     h.launchElementwise(storeRowsKernel(), rows * KV * hd,
                         {v, values2, positions, tIdx, sIdx});
     h.launch(attn->kernel, attn->grid, {attn->threads, 1, 1},
-             {qr, keys2, values2, o, positions, tIdx, sIdx},
-             attn->sharedBytes, attn->cluster);
+             {qr, keys2, values2, o, positions, tIdx, sIdx}, attn->sharedBytes,
+             attn->cluster);
     project(o, operand(4), Value(), output(firstOut));
     finish();
     return success();

@@ -555,9 +555,8 @@ AttentionLayout attentionLayout(const AttentionKernelOptions &o) {
   a.groups = o.valueDim / a.V;
   a.groupThreads = std::min(a.groups, o.threads);
   a.rowGroups = o.threads / a.groupThreads;
-  a.warpRowGroups = a.groupThreads < 32 && 32 % a.groupThreads == 0
-                        ? 32 / a.groupThreads
-                        : 1;
+  a.warpRowGroups =
+      a.groupThreads < 32 && 32 % a.groupThreads == 0 ? 32 / a.groupThreads : 1;
   a.partialRows = a.rowGroups / a.warpRowGroups;
   int64_t split = std::max<int64_t>(o.split, 1);
   a.chunkMax = (o.maxRows + split - 1) / split;
@@ -612,9 +611,8 @@ int64_t mlir::moe::attentionSplit(AttentionKernelOptions o, int64_t items) {
 }
 
 AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
-                                                int64_t T, int64_t H,
-                                                int64_t B, int64_t heads,
-                                                int64_t unroll,
+                                                int64_t T, int64_t H, int64_t B,
+                                                int64_t heads, int64_t unroll,
                                                 int64_t threads) {
   auto withHeads = [&](int64_t g) {
     AttentionKernelOptions c = o;
@@ -647,10 +645,10 @@ int64_t mlir::moe::attentionMaxRows(const AttentionKernelOptions &o) {
          ((kAttentionSharedLimit - attentionSharedBytes(none)) / 16 * 8);
 }
 
-gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
-                                               gpu::GPUModuleOp module,
-                                               StringRef name,
-                                               const AttentionKernelOptions &o) {
+gpu::GPUFuncOp
+mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
+                                gpu::GPUModuleOp module, StringRef name,
+                                const AttentionKernelOptions &o) {
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   using P = arith::CmpIPredicate;
@@ -675,9 +673,11 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   // Static: the G queries, the cluster statistics, the reductions'
   // scratch. Dynamic: the scores (bf16: they are rounded to it), then the
   // p v partial sums.
-  Value qs = sharedF32(b, loc, fn, G * hd), stats = sharedF32(b, loc, fn, 2 * G),
+  Value qs = sharedF32(b, loc, fn, G * hd),
+        stats = sharedF32(b, loc, fn, 2 * G),
         red = sharedF32(b, loc, fn, 2 * G * NW);
-  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   Value raw = gpu::DynamicSharedMemoryOp::create(
       b, loc,
       MemRefType::get({kDyn}, b.getI8Type(), MemRefLayoutAttrInterface(),
@@ -899,15 +899,24 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
                  memref::LoadOp::create(nb, l, scores,
                                         ValueRange{scoreAt(nb, l, g, j)}));
   };
-  auto localMax =
-      loop(b, loc, tid, n, ix.c(NT), SmallVector<Value>(G, ninf),
-           [&](OpBuilder &nb, Location l, Value j, ValueRange m) {
-             SmallVector<Value> next;
-             for (int64_t g = 0; g < G; ++g)
-               next.push_back(
-                   arith::MaximumFOp::create(nb, l, m[g], scoreOf(nb, l, g, j)));
-             return next;
-           });
+  // Per head g, `step` folded over this thread's keys j from `init`.
+  auto overKeys =
+      [&](Value init,
+          function_ref<Value(OpBuilder &, Location, int64_t, Value, Value)>
+              step) {
+        return loop(b, loc, tid, n, ix.c(NT), SmallVector<Value>(G, init),
+                    [&](OpBuilder &nb, Location l, Value j, ValueRange acc) {
+                      SmallVector<Value> next;
+                      for (int64_t g = 0; g < G; ++g)
+                        next.push_back(step(nb, l, g, j, acc[g]));
+                      return next;
+                    });
+      };
+  auto localMax = overKeys(
+      ninf, [&](OpBuilder &nb, Location l, int64_t g, Value j, Value m) {
+        return arith::MaximumFOp::create(nb, l, m, scoreOf(nb, l, g, j))
+            .getResult();
+      });
   SmallVector<Value> rowMax =
       overCluster(overBlock(localMax.getResults(), 0, /*max=*/true), 0,
                   /*max=*/true);
@@ -915,15 +924,10 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
     return math::ExpOp::create(
         nb, l, arith::SubFOp::create(nb, l, scoreOf(nb, l, g, j), rowMax[g]));
   };
-  auto localSum =
-      loop(b, loc, tid, n, ix.c(NT), SmallVector<Value>(G, zero),
-           [&](OpBuilder &nb, Location l, Value j, ValueRange acc) {
-             SmallVector<Value> next;
-             for (int64_t g = 0; g < G; ++g)
-               next.push_back(
-                   arith::AddFOp::create(nb, l, acc[g], expOf(nb, l, g, j)));
-             return next;
-           });
+  auto localSum = overKeys(zero, [&](OpBuilder &nb, Location l, int64_t g,
+                                     Value j, Value acc) {
+    return arith::AddFOp::create(nb, l, acc, expOf(nb, l, g, j)).getResult();
+  });
   SmallVector<Value> rowSum =
       overCluster(overBlock(localSum.getResults(), 1, /*max=*/false), 1,
                   /*max=*/false);
@@ -932,7 +936,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   loop(b, loc, tid, n, ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value j, ValueRange) {
          for (int64_t g = 0; g < G; ++g) {
-           Value p = arith::DivFOp::create(nb, l, expOf(nb, l, g, j), rowSum[g]);
+           Value p =
+               arith::DivFOp::create(nb, l, expOf(nb, l, g, j), rowSum[g]);
            memref::StoreOp::create(nb, l, fromF32(nb, l, p, elt), scores,
                                    ValueRange{scoreAt(nb, l, g, j)});
          }
@@ -967,8 +972,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
                                                 scoreOf(ib, il, g, jc[u]),
                                                 constF32(ib, il, 0.0f));
               next[g] = vector::FMAOp::create(
-                  ib, il, vector::BroadcastOp::create(ib, il, vecF32, p),
-                  vs[u], next[g]);
+                  ib, il, vector::BroadcastOp::create(ib, il, vecF32, p), vs[u],
+                  next[g]);
             }
           return next;
         });
@@ -1025,8 +1030,8 @@ gpu::GPUFuncOp mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   if (C > 1) {
     // The cluster's sums: block `rank` writes entries rank, rank + C, ...
     clusterSync();
-    loop(b, loc, ix.add(rank, ix.mul(tid, ix.c(C))), ix.c(G * vd),
-         ix.c(NT * C), {}, [&](OpBuilder &nb, Location l, Value e, ValueRange) {
+    loop(b, loc, ix.add(rank, ix.mul(tid, ix.c(C))), ix.c(G * vd), ix.c(NT * C),
+         {}, [&](OpBuilder &nb, Location l, Value e, ValueRange) {
            Value s = remote(nb, l, partial, constIndex(nb, l, 0), e);
            for (int64_t k = 1; k < C; ++k)
              s = arith::AddFOp::create(

@@ -205,10 +205,9 @@ constexpr int64_t kAttentionMaxHeads = 4, kAttentionMaxUnroll = 16;
 /// (1-16, when non-zero) instead. Split: attentionSplit. Threads a block:
 /// kAttentionThreads, or `threads` (128, 256 or 512) when non-zero. Fails
 /// (split 0) where no split fits the cache.
-AttentionKernelOptions planAttention(AttentionKernelOptions options,
-                                     int64_t T, int64_t H, int64_t B,
-                                     int64_t heads = 0, int64_t unroll = 0,
-                                     int64_t threads = 0);
+AttentionKernelOptions planAttention(AttentionKernelOptions options, int64_t T,
+                                     int64_t H, int64_t B, int64_t heads = 0,
+                                     int64_t unroll = 0, int64_t threads = 0);
 /// The most cache rows per sequence the attention kernel takes (one head a
 /// block).
 int64_t attentionMaxRows(const AttentionKernelOptions &options);

@@ -16,6 +16,8 @@
 // RUN: not moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-threads=100" -o /dev/null 2>&1 | FileCheck %s --check-prefix=T100
 // T256: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s2048_g4_h4_u8_t256_c4 clusters in {{.*}} threads in (%c256{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) dynamic_shared_memory_size %c20480_i32
 // T100: error: attention threads a block must be 128, 256 or 512, got 100
+// RUN: not moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-unroll=20" -o /dev/null 2>&1 | FileCheck %s --check-prefix=U20
+// U20: error: attention rows in flight a lane must be 1 to 16, got 20
 // UNROLL: moe-compile: error: --gpu-attention-unroll must be 0 (auto) or 1 to 16, got 17
 // (With 256 threads a block, the p v partial sums are 8 rows: 16384 bytes,
 // 20480 with the scores.)

@@ -487,7 +487,14 @@ private:
         return fn.emitError() << "attention threads a block must be 128, 256 "
                                  "or 512, got "
                               << tuning.attentionThreads;
-      if (tuning.attentionHeads && ao.group % tuning.attentionHeads)
+      if (tuning.attentionUnroll < 0 ||
+          tuning.attentionUnroll > kAttentionMaxUnroll)
+        return fn.emitError()
+               << "attention rows in flight a lane must be 1 "
+                  "to "
+               << kAttentionMaxUnroll << ", got " << tuning.attentionUnroll;
+      if (tuning.attentionHeads < 0 ||
+          (tuning.attentionHeads && ao.group % tuning.attentionHeads))
         return fn.emitError()
                << "attention heads a block (" << tuning.attentionHeads
                << ") must divide the query heads of a kv head (" << ao.group

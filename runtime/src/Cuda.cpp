@@ -716,9 +716,13 @@ void launch(void *fn, const unsigned cluster[3], intptr_t gx, intptr_t gy,
             void *stream, void **params, void **extra) {
   ensure();
   CUstream s = static_cast<CUstream>(stream);
-  // Beyond 48 KB, dynamic shared memory must be allowed per kernel first
-  // (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
-  if (smem > 48 * 1024 && gpu().sharedAllowed[fn] < smem) {
+  // Where static and dynamic shared memory together pass 48 KB, the dynamic
+  // part must be allowed per kernel first
+  // (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES; by default it is 48 KB
+  // less the kernel's static part): allowed for every dynamic size, since
+  // 48 KB of dynamic memory beside 2 KB of static fails the launch
+  // (CUDA_ERROR_INVALID_VALUE) without it.
+  if (smem > 0 && gpu().sharedAllowed[fn] < smem) {
     check("cuFuncSetAttribute",
           drv().cuFuncSetAttribute(static_cast<CUfunction>(fn), 8, smem));
     gpu().sharedAllowed[fn] = smem;

@@ -222,6 +222,8 @@ def run(root, out_md):
                     ", ".join(n.split("(")[0][:50] for n in names), "; ".join(vs) or "-"]
         except Exception as e:  # noqa: BLE001  (the row says why)
             failures += 1
+            # (The row keeps 200 characters; the log gets the whole error.)
+            print(f"{name}: {e}", flush=True)
             row += ["FAILED", "-", "-", "-", str(e)[:200].replace("|", "/").replace("\n", " "), "-", "-"]
         lines.append("| " + " | ".join(row) + " |")
         print(lines[-1], flush=True)

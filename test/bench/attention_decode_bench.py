@@ -54,26 +54,12 @@ SHAPES = {
 
 
 def model_text(kind, B, T, H, KV, hd, dv, S):
-    b = "bf16"
     if kind == "mla":
         import dense_cases
         return dense_cases.model_text("mla", dict(T=T, S=S, D=2048, H=H, N=hd - 64, R=64,
                                                   V=dv, LQ=1536, LKV=512, inter=True))
-    D = 1024
-    x = f"tensor<{B * T}x{D}x{b}>"
-    c = f"tensor<{B * S}x{KV}x{hd}x{b}>"
-    wq, wk, wo = (f"tensor<{D}x{H * hd}x{b}>", f"tensor<{D}x{KV * hd}x{b}>",
-                  f"tensor<{H * hd}x{D}x{b}>")
-    return f"""func.func @attention(%x: {x} {{moe.input = "x"}},
-    %pos: tensor<{B}xi32> {{moe.input = "pos"}},
-    %kc: {c} {{moe.input = "key_cache"}}, %vc: {c} {{moe.input = "value_cache"}},
-    %wq: {wq} {{moe.weight = "wq"}}, %wk: {wk} {{moe.weight = "wk"}},
-    %wv: {wk} {{moe.weight = "wv"}}, %wo: {wo} {{moe.weight = "wo"}})
-    -> ({x} {{moe.output = "y"}}, {c} {{moe.output = "new_key_cache"}}, {c} {{moe.output = "new_value_cache"}}) {{
-  %y, %k, %v = moe.attention %x : {x} q(%wq : {wq}) k(%wk : {wk}) v(%wv : {wk}) o(%wo : {wo}) cache(%kc : {c}, %vc : {c}) position(%pos : tensor<{B}xi32>) {{num_heads = {H} : i64, num_kv_heads = {KV} : i64, rope_theta = 10000.0 : f64}} -> {x}, {c}, {c}
-  return %y, %k, %v : {x}, {c}, {c}
-}}
-"""
+    import attention_cases
+    return attention_cases.model_text(B, T, 1024, H, KV, hd, S)
 
 
 def make(root, variants):

@@ -67,18 +67,14 @@ CASES = {
 }
 
 
-def make(root):
-    for name, case in CASES.items():
-        (B, T, pos, D, H, KV, HD, S), flags = case[:8], list(case[8:9])
-        flags = flags[0] if flags else []
-        d = os.path.join(root, name)
-        os.makedirs(d, exist_ok=True)
-        xt = f"tensor<{B * T}x{D}xbf16>"
-        c = f"tensor<{B * S}x{KV}x{HD}xbf16>"
-        wq, wk = f"tensor<{D}x{H * HD}xbf16>", f"tensor<{D}x{KV * HD}xbf16>"
-        wo = f"tensor<{H * HD}x{D}xbf16>"
-        with open(os.path.join(d, "model.mlir"), "w") as f:
-            f.write(f"""func.func @attention(%x: {xt} {{moe.input = "x"}},
+def model_text(B, T, D, H, KV, HD, S):
+    """A moe.attention step of B sequences of T rows (hidden D, H heads over
+    KV kv heads of size HD, S cache rows a sequence) as a model."""
+    xt = f"tensor<{B * T}x{D}xbf16>"
+    c = f"tensor<{B * S}x{KV}x{HD}xbf16>"
+    wq, wk = f"tensor<{D}x{H * HD}xbf16>", f"tensor<{D}x{KV * HD}xbf16>"
+    wo = f"tensor<{H * HD}x{D}xbf16>"
+    return f"""func.func @attention(%x: {xt} {{moe.input = "x"}},
     %pos: tensor<{B}xi32> {{moe.input = "pos"}},
     %kc: {c} {{moe.input = "key_cache"}}, %vc: {c} {{moe.input = "value_cache"}},
     %wq: {wq} {{moe.weight = "wq"}}, %wk: {wk} {{moe.weight = "wk"}},
@@ -87,18 +83,20 @@ def make(root):
   %y, %k, %v = moe.attention %x : {xt} q(%wq : {wq}) k(%wk : {wk}) v(%wv : {wk}) o(%wo : {wo}) cache(%kc : {c}, %vc : {c}) position(%pos : tensor<{B}xi32>) {{num_heads = {H} : i64, num_kv_heads = {KV} : i64, rope_theta = {THETA} : f64}} -> {xt}, {c}, {c}
   return %y, %k, %v : {xt}, {c}, {c}
 }}
-""")
+"""
+
+
+def make(root):
+    import dense_cases
+    for name, case in CASES.items():
+        (B, T, pos, D, H, KV, HD, S), flags = case[:8], list(case[8:9])
+        flags = flags[0] if flags else []
+        d = os.path.join(root, name)
+        # (Every part on the GPU, checked by the compiler's report: a case
+        # whose sizes the GPU kernels refuse would test the CPU code.)
+        dense_cases.compile_all_gpu(d, model_text(B, T, D, H, KV, HD, S), flags)
         json.dump(dict(B=B, T=T, pos=pos, D=D, H=H, KV=KV, HD=HD, S=S),
                   open(os.path.join(d, "case.json"), "w"))
-        # (The report must show the attention on the GPU: a case whose
-        # sizes the GPU kernels refuse would test the CPU code instead.)
-        r = subprocess.run(["build/bin/moe-compile", os.path.join(d, "model.mlir"),
-                            "--target=cuda", "--cpu=x86-64-v3", "--gpu-report",
-                            "-o", os.path.join(d, "model")] + flags,
-                           capture_output=True, text=True)
-        if r.returncode != 0 or "'moe.attention' runs on the GPU" not in r.stderr:
-            raise SystemExit(f"{name}: the attention is not compiled for the "
-                             f"GPU: {r.stderr[-2000:]}")
     print(f"made {len(CASES)} attention cases in {root}")
 
 

@@ -89,9 +89,13 @@ struct BlockContext {
     return v;
   }
 
-  /// The sum (or max) over the block, in every thread.
-  Value blockReduce(Value v, bool max) {
-    v = warpReduce(b, loc, v, max);
+  /// The sums (or maxima) of each of `vs` over the block, in every thread,
+  /// through the scratch (vs.size() * threads / 32 floats).
+  SmallVector<Value> blockReduce(ValueRange vs, bool max) {
+    const int64_t warps = threads / 32;
+    SmallVector<Value> w;
+    for (Value v : vs)
+      w.push_back(warpReduce(b, loc, v, max));
     // Earlier readers of the scratch are done before it is overwritten.
     gpu::BarrierOp::create(b, loc);
     Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
@@ -100,15 +104,27 @@ struct BlockContext {
     {
       OpBuilder::InsertionGuard g(b);
       b.setInsertionPointToStart(&write.getThenRegion().front());
-      memref::StoreOp::create(b, loc, v, scratch, ValueRange{warp});
+      for (auto [i, v] : llvm::enumerate(w))
+        memref::StoreOp::create(b, loc, v, scratch,
+                                ValueRange{arith::AddIOp::create(
+                                    b, loc, warp, cst(int64_t(i) * warps))});
     }
     gpu::BarrierOp::create(b, loc);
-    Value r = memref::LoadOp::create(b, loc, scratch, ValueRange{cst(0)});
-    for (int64_t w = 1; w < threads / 32; ++w)
-      r = combine(b, loc, r,
-                  memref::LoadOp::create(b, loc, scratch, ValueRange{cst(w)}),
-                  max);
+    SmallVector<Value> r;
+    for (int64_t i = 0, e = w.size(); i < e; ++i) {
+      Value x =
+          memref::LoadOp::create(b, loc, scratch, ValueRange{cst(i * warps)});
+      for (int64_t k = 1; k < warps; ++k)
+        x = combine(b, loc, x,
+                    memref::LoadOp::create(b, loc, scratch,
+                                           ValueRange{cst(i * warps + k)}),
+                    max);
+      r.push_back(x);
+    }
     return r;
+  }
+  Value blockReduce(Value v, bool max) {
+    return blockReduce(ValueRange{v}, max).front();
   }
 };
 
@@ -587,12 +603,12 @@ mlir::moe::attentionDynamicSharedBytes(const AttentionKernelOptions &o) {
 
 int64_t mlir::moe::attentionSharedBytes(const AttentionKernelOptions &o) {
   // Static: the queries, two cluster statistics a head, the block
-  // reductions' scratch (two a head and warp); each 16-byte aligned
+  // reductions' scratch (one a head and warp); each 16-byte aligned
   // (sharedF32).
   int64_t G = std::max<int64_t>(o.heads, 1);
   auto padded = [](int64_t floats) { return (floats + 3) / 4 * 4; };
   return 4 * (padded(G * o.headDim) + padded(2 * G) +
-              padded(2 * G * (o.threads / 32))) +
+              padded(G * (o.threads / 32))) +
          attentionDynamicSharedBytes(o);
 }
 
@@ -675,7 +691,7 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   // p v partial sums.
   Value qs = sharedF32(b, loc, fn, G * hd),
         stats = sharedF32(b, loc, fn, 2 * G),
-        red = sharedF32(b, loc, fn, 2 * G * NW);
+        red = sharedF32(b, loc, fn, G * NW);
   auto workgroup =
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   Value raw = gpu::DynamicSharedMemoryOp::create(
@@ -739,35 +755,8 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
                              arith::IndexCastOp::create(nb, l, i32, r));
     return LLVM::LoadOp::create(nb, l, f32, there).getResult();
   };
-  auto combine = [&](Value x, Value y, bool max) {
-    return BlockContext::combine(b, loc, x, y, max);
-  };
-  // The G values `vs` (one a head) reduced over the block, in every
-  // thread, through red[slot * G * NW ..].
-  auto overBlock = [&](ValueRange vs, int64_t slot, bool max) {
-    SmallVector<Value> w;
-    for (Value v : vs)
-      w.push_back(BlockContext::warpReduce(b, loc, v, max));
-    buildIfThen(b, loc, ix.icmp(P::eq, lane, ix.c(0)), [&] {
-      for (int64_t g = 0; g < G; ++g)
-        memref::StoreOp::create(
-            b, loc, w[g], red,
-            ValueRange{ix.add(warp, ix.c((slot * G + g) * NW))});
-    });
-    gpu::BarrierOp::create(b, loc);
-    SmallVector<Value> r;
-    for (int64_t g = 0; g < G; ++g) {
-      Value x = memref::LoadOp::create(b, loc, red,
-                                       ValueRange{ix.c((slot * G + g) * NW)});
-      for (int64_t k = 1; k < NW; ++k)
-        x = combine(x,
-                    memref::LoadOp::create(
-                        b, loc, red, ValueRange{ix.c((slot * G + g) * NW + k)}),
-                    max);
-      r.push_back(x);
-    }
-    return r;
-  };
+  // (The block reductions of the G heads' values go through `red`.)
+  BlockContext bc{b, loc, tid, lane, warp, red, NT};
   // The G values `vs` of every block of the cluster combined in rank order
   // (the same values in each), through stats[slot * G ..].
   auto overCluster = [&](SmallVector<Value> vs, int64_t slot, bool max) {
@@ -783,7 +772,8 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
     for (int64_t g = 0; g < G; ++g) {
       Value x = remote(b, loc, stats, ix.c(0), ix.c(slot * G + g));
       for (int64_t k = 1; k < C; ++k)
-        x = combine(x, remote(b, loc, stats, ix.c(k), ix.c(slot * G + g)), max);
+        x = BlockContext::combine(
+            b, loc, x, remote(b, loc, stats, ix.c(k), ix.c(slot * G + g)), max);
       r.push_back(x);
     }
     return r;
@@ -918,7 +908,7 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
             .getResult();
       });
   SmallVector<Value> rowMax =
-      overCluster(overBlock(localMax.getResults(), 0, /*max=*/true), 0,
+      overCluster(bc.blockReduce(localMax.getResults(), /*max=*/true), 0,
                   /*max=*/true);
   auto expOf = [&](OpBuilder &nb, Location l, int64_t g, Value j) -> Value {
     return math::ExpOp::create(
@@ -929,7 +919,7 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
     return arith::AddFOp::create(nb, l, acc, expOf(nb, l, g, j)).getResult();
   });
   SmallVector<Value> rowSum =
-      overCluster(overBlock(localSum.getResults(), 1, /*max=*/false), 1,
+      overCluster(bc.blockReduce(localSum.getResults(), /*max=*/false), 1,
                   /*max=*/false);
   // Every thread has read the scores it needs (the reductions' barriers);
   // each now overwrites its own with the probabilities.

@@ -12,7 +12,7 @@
 // REPORT: remark: 'moe.rms_norm' runs on the GPU
 // REPORT: remark: 'moe.attention' runs on the GPU
 // REPORT: remark: 'moe.rms_norm' runs on the host: the GPU RMSNorm takes bf16 activations and weights
-// REPORT: remark: 'moe.attention' runs on the host: the GPU attention keeps a row's scores in shared memory: at most 408128 cache rows (or, on tensor cores, steps of 16 or more rows per sequence and head sizes that are multiples of 16 up to 128)
+// REPORT: remark: 'moe.attention' runs on the host: the GPU attention keeps a row's scores in shared memory: at most 408192 cache rows (or, on tensor cores, steps of 16 or more rows per sequence and head sizes that are multiples of 16 up to 128)
 
 // CHECK-DAG: func.func private @__moe_gpu_dense_0(tensor<2xi32> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "embedding"
 // CHECK-DAG: func.func private @[[NORM:__moe_gpu_dense_1]]({{.*}}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "rms_norm", moe.gpu_dense_attrs = {epsilon = 1.000000e-05 : f64}}

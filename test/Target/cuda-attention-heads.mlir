@@ -43,3 +43,15 @@ func.func @group8(%x: tensor<64x256xbf16>, %wq: tensor<256x4096xbf16>, %wk: tens
   %y, %k, %v = moe.attention %x : tensor<64x256xbf16> q(%wq : tensor<256x4096xbf16>) k(%wk : tensor<256x512xbf16>) v(%wv : tensor<256x512xbf16>) o(%wo : tensor<4096x256xbf16>) cache(%kc : tensor<65536x4x128xbf16>, %vc : tensor<65536x4x128xbf16>) position(%pos : tensor<64xi32>) {num_heads = 32 : i64, num_kv_heads = 4 : i64} -> tensor<64x256xbf16>, tensor<65536x4x128xbf16>, tensor<65536x4x128xbf16>
   return %y, %k, %v : tensor<64x256xbf16>, tensor<65536x4x128xbf16>, tensor<65536x4x128xbf16>
 }
+
+// -----
+
+// Latent attention's heads of 192: a key row takes a whole warp's lanes, so
+// the plan doubles the threads a block (one head a block: the group is 1;
+// 4096 keys over clusters of 8).
+// PTX-LABEL: .entry moe_attention_batched_bf16_hd192_dv128_s4096_g1_h1_u16_t256_c8_scale{{[0-9A-F]+}}(
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd192_dv128_s4096_g1_h1_u16_t256_c8_scale{{[0-9A-F]+}} clusters in (%c8{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) blocks in (%c128{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+func.func @mla(%x: tensor<1x256xbf16>, %pos: tensor<1xi32>, %kc: tensor<4096x16x192xbf16>, %vc: tensor<4096x16x128xbf16>, %qb: tensor<256x3072xbf16>, %kva: tensor<256x128xbf16>, %kvan: tensor<64xbf16>, %kvb: tensor<64x4096xbf16>, %wo: tensor<2048x256xbf16>) -> (tensor<1x256xbf16>, tensor<4096x16x192xbf16>, tensor<4096x16x128xbf16>) {
+  %y, %k, %v = moe.mla_attention %x : tensor<1x256xbf16> q_b(%qb : tensor<256x3072xbf16>) kv_a(%kva : tensor<256x128xbf16>) kv_a_norm(%kvan : tensor<64xbf16>) kv_b(%kvb : tensor<64x4096xbf16>) o(%wo : tensor<2048x256xbf16>) cache(%kc : tensor<4096x16x192xbf16>, %vc : tensor<4096x16x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 16 : i64, nope_dim = 128 : i64, rope_dim = 64 : i64, v_dim = 128 : i64, interleaved} -> tensor<1x256xbf16>, tensor<4096x16x192xbf16>, tensor<4096x16x128xbf16>
+  return %y, %k, %v : tensor<1x256xbf16>, tensor<4096x16x192xbf16>, tensor<4096x16x128xbf16>
+}

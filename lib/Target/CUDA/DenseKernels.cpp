@@ -633,7 +633,13 @@ AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
   auto withHeads = [&](int64_t g) {
     AttentionKernelOptions c = o;
     c.heads = g;
-    c.threads = threads ? threads : kAttentionThreads;
+    // Where a key row takes a whole warp (latent attention's 576-wide
+    // heads), a warp has one row in flight at a time: twice the warps
+    // (1.32x at 16 MLA heads, 4k keys, on an H100, against slower
+    // grouped-query shapes, `attention-decode-threads-h100-2026-12-07.md`).
+    c.threads = threads                               ? threads
+                : attentionLayout(c).lanesPerRow == 32 ? 2 * kAttentionThreads
+                                                       : kAttentionThreads;
     c.unroll = unroll ? unroll : g <= 2 ? 16 : g <= 4 ? 8 : 4;
     c.split = attentionSplit(c, T * (H / g) * B);
     return c;

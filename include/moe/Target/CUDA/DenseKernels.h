@@ -203,7 +203,8 @@ constexpr int64_t kAttentionMaxHeads = 4, kAttentionMaxUnroll = 16;
 /// non-zero) instead, which must divide the group. Rows in flight: 16 for
 /// one or two heads, 8 for up to 4, then 4 (its registers); `unroll`
 /// (1-16, when non-zero) instead. Split: attentionSplit. Threads a block:
-/// kAttentionThreads, or `threads` (128, 256 or 512) when non-zero. Fails
+/// kAttentionThreads (twice that where a key row takes a whole warp's
+/// lanes), or `threads` (128, 256 or 512) when non-zero. Fails
 /// (split 0) where no split fits the cache.
 AttentionKernelOptions planAttention(AttentionKernelOptions options, int64_t T,
                                      int64_t H, int64_t B, int64_t heads = 0,

@@ -116,6 +116,7 @@ void buildToLoops(OpPassManager &pm,
     materialize.attentionHeads = gpu->attentionHeads;
     materialize.attentionUnroll = gpu->attentionUnroll;
     materialize.attentionThreads = gpu->attentionThreads;
+    materialize.attentionSplit = gpu->attentionSplit;
     pm.addPass(moe::createMoEMaterializeGpuExperts(materialize));
   }
 

@@ -17,6 +17,11 @@
 // T256: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s2048_g4_h4_u8_t256_c4 clusters in {{.*}} threads in (%c256{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) dynamic_shared_memory_size %c20480_i32
 // T100: error: attention threads a block must be 128, 256 or 512, got 100
 // RUN: not moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-unroll=20" -o /dev/null 2>&1 | FileCheck %s --check-prefix=U20
+// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-split=8" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=SPLIT8
+// RUN: not moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-split=12" -o /dev/null 2>&1 | FileCheck %s --check-prefix=SPLIT12
+// RUN: not moe-compile %s --target=cuda --gpu-attention-split=2048 --emit=mlir 2>&1 | FileCheck %s --check-prefix=SPLIT2048
+// SPLIT12: error: attention split must be a power of two up to 1024, got 12
+// SPLIT2048: moe-compile: error: --gpu-attention-split must be 0 (auto) or a power of two up to 1024, got 2048
 // U20: error: attention rows in flight a lane must be 1 to 16, got 20
 // UNROLL: moe-compile: error: --gpu-attention-unroll must be 0 (auto) or 1 to 16, got 17
 // (With 256 threads a block, the p v partial sums are 8 rows: 16384 bytes,
@@ -47,10 +52,15 @@ func.func @group8(%x: tensor<64x256xbf16>, %wq: tensor<256x4096xbf16>, %wk: tens
 // -----
 
 // Latent attention's heads of 192: a key row takes a whole warp's lanes, so
-// the plan doubles the threads a block (one head a block: the group is 1;
-// 4096 keys over clusters of 8).
-// PTX-LABEL: .entry moe_attention_batched_bf16_hd192_dv128_s4096_g1_h1_u16_t256_c8_scale{{[0-9A-F]+}}(
-// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd192_dv128_s4096_g1_h1_u16_t256_c8_scale{{[0-9A-F]+}} clusters in (%c8{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) blocks in (%c128{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// the plan doubles the threads a block (one head a block: the group is 1).
+// Clusters of 8 would give 128 blocks: instead 32 blocks an item with
+// partial sums (512 blocks of 128 keys), then the merge, a block a head.
+// With attention-split=8 the cluster again.
+// PTX-LABEL: .entry moe_attention_batched_bf16_hd192_dv128_s4096_g1_h1_u16_t256_p32_scale{{[0-9A-F]+}}(
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd192_dv128_s4096_g1_h1_u16_t256_p32_scale{{[0-9A-F]+}} blocks in (%c512{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_merge_bf16_dv128_h1_p32 blocks in (%c16{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+// SPLIT8: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd192_dv128_s4096_g1_h1_u16_t256_c8_scale{{[0-9A-F]+}} clusters in (%c8{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) blocks in (%c128{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// SPLIT8-NOT: moe_attention_merge
 func.func @mla(%x: tensor<1x256xbf16>, %pos: tensor<1xi32>, %kc: tensor<4096x16x192xbf16>, %vc: tensor<4096x16x128xbf16>, %qb: tensor<256x3072xbf16>, %kva: tensor<256x128xbf16>, %kvan: tensor<64xbf16>, %kvb: tensor<64x4096xbf16>, %wo: tensor<2048x256xbf16>) -> (tensor<1x256xbf16>, tensor<4096x16x192xbf16>, tensor<4096x16x128xbf16>) {
   %y, %k, %v = moe.mla_attention %x : tensor<1x256xbf16> q_b(%qb : tensor<256x3072xbf16>) kv_a(%kva : tensor<256x128xbf16>) kv_a_norm(%kvan : tensor<64xbf16>) kv_b(%kvb : tensor<64x4096xbf16>) o(%wo : tensor<2048x256xbf16>) cache(%kc : tensor<4096x16x192xbf16>, %vc : tensor<4096x16x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 16 : i64, nope_dim = 128 : i64, rope_dim = 64 : i64, v_dim = 128 : i64, interleaved} -> tensor<1x256xbf16>, tensor<4096x16x192xbf16>, tensor<4096x16x128xbf16>
   return %y, %k, %v : tensor<1x256xbf16>, tensor<4096x16x192xbf16>, tensor<4096x16x128xbf16>

@@ -18,8 +18,9 @@ and the hardware floor, in one run.
       heads without copying the keys where PyTorch has enable_gqa), median
       of 5 calls each (PyTorch's first of 6 left out). The floor is the cache rows the step reads (keys
       and values of every kv head, bf16) at the read rate measured in the
-      same run (a 4 GiB f32 sum, gpu_moe_baselines.measure_floors). The
-      variants are timed the same way, beside the planner's kernel. Prints
+      same run (a 4 GiB f32 sum, gpu_moe_baselines.measure_floors). Where
+      the split hands partial sums to a merge kernel, its time is added.
+      The variants are timed the same way, beside the planner's kernel. Prints
       a table last: µs, floor share, speed-up over PyTorch, the variants.
 
 The projections, rotary embedding and cache writes of the compiled model are
@@ -42,6 +43,7 @@ SHAPES = {
     # Llama-3 8B / Mixtral 8x7B attention (32 heads, 8 kv heads, 128).
     "gqa-32x8-4k": ("attention", 1, 1, 4096, 32, 8, 128, 128, 4096),
     "gqa-32x8-32k": ("attention", 1, 1, 32768, 32, 8, 128, 128, 32768),
+    "gqa-32x8-128k": ("attention", 1, 1, 131072, 32, 8, 128, 128, 131072),
     "gqa-32x8-b16-2k": ("attention", 16, 1, 2048, 32, 8, 128, 128, 2048),
     # Qwen3-30B-A3B (32 heads, 4 kv heads, 128), a batch of 64.
     "gqa-32x4-b64-1k": ("attention", 64, 1, 1024, 32, 4, 128, 128, 1024),
@@ -183,13 +185,20 @@ def run(root, out_md):
         row = [name, str(B), str(T), str(rows), f"{H}/{KV}", f"{hd},{dv}",
                f"{bytes_read / 1e6:.1f}", f"{flops / 1e9:.1f}", f"{floor_us:.1f}"]
         def timed(md):
-            """(median µs, kernel name) of the attention kernel of the
-            model in `md` on this shape's weights and inputs."""
+            """(µs, kernel name) of the attention of the model in `md` on
+            this shape's weights and inputs: the median of the last 5 calls
+            of each of its kernels (the attention kernel, and the merge
+            after it where the keys' split hands over partial sums),
+            added."""
             exe = [os.path.join(md, "model"), "--weights", os.path.join(d, "weights.safetensors"),
                    "--input", os.path.join(d, "input.safetensors"),
                    "--output", os.path.join(md, "out.safetensors"), "--repeat", "5"]
             times = ncu_times(exe, kernel="moe_(flash_)?attention")
-            return statistics.median([t for _, t in times][-5:]), times[-1][0]
+            names = list(dict.fromkeys(k.split("(")[0] for k, _ in times))
+            total = sum(statistics.median([t for k, t in times if k.split("(")[0] == n][-5:])
+                        for n in names)
+            main = [n for n in names if "merge" not in n][-1]
+            return total, main + (" + merge" if len(names) > 1 else "")
 
         try:
             ours_us, ours_name = timed(d)
@@ -202,9 +211,9 @@ def run(root, out_md):
                 vd = os.path.join(vroot, v, name)
                 if os.path.exists(os.path.join(vd, "model")):
                     t, kname = timed(vd)
-                    vs.append(f"{v} {t:.1f} ({kname.split('(')[0].split('_bf16_')[-1][:40]})")
+                    vs.append(f"{v} {t:.1f} ({kname.split('_bf16_')[-1][:48]})")
             row += [f"{ours_us:.1f}", f"{floor_us / ours_us:.1%}", f"{theirs_us:.1f}",
-                    f"{theirs_us / ours_us:.2f}x", ours_name.split("(")[0][:60],
+                    f"{theirs_us / ours_us:.2f}x", ours_name[:72],
                     ", ".join(n.split("(")[0][:50] for n in names), "; ".join(vs) or "-"]
         except Exception as e:  # noqa: BLE001  (the row says why)
             failures += 1

@@ -4,8 +4,9 @@ kernels of both step shapes: the tensor-core kernel of steps with many rows
 per sequence (prefill: partial query tiles, grouped-query heads, head sizes
 16 to 128, batches of sequences at different positions, a cache filled to
 its last row) and the decoding kernel (clusters of blocks splitting the
-keys: long caches, fewer rows than blocks, several rows a step, odd head
-sizes, batches with and without a split, several query heads a block).
+keys, or blocks handing partial sums to a merge kernel: long caches, fewer
+rows than blocks, several rows a step, odd head sizes, batches with and
+without a split, several query heads a block).
 
   attention_cases.py make DIR   (build machine) writes DIR/<case>/model.mlir
       and case.json, and compiles each with moe-compile --target=cuda;
@@ -55,7 +56,8 @@ CASES = {
     # flight a lane; 8 heads of size 6 (row groups that straddle warps, 5
     # rows in flight); value heads of 256 (32 column groups, no shuffles).
     "decode-heads-4-c8": (1, 1, [3000], 256, 8, 2, 128, 4096,
-                          ["--gpu-attention-heads=4"]),
+                          ["--gpu-attention-heads=4",
+                           "--gpu-attention-split=8"]),
     "decode-heads-2-rows-3": (3, 3, [0, 7, 60], 256, 8, 2, 64, 128,
                               ["--gpu-attention-heads=2",
                                "--gpu-attention-unroll=3"]),
@@ -64,6 +66,18 @@ CASES = {
                             "--gpu-attention-unroll=5"]),
     "decode-heads-2-hd256": (1, 1, [500], 512, 4, 2, 256, 1024,
                              ["--gpu-attention-heads=2"]),
+    # Splits past a cluster (partial sums, then the merge kernel), as the
+    # planner picks them for one sequence (most of the cases above too) and
+    # forced: 64 blocks an item over 11 keys (53 blocks without keys), 1024
+    # blocks over sequences at positions 0, 1500 and the cache's last row,
+    # 4 heads a block; a cache of 500000 rows, past what clusters of 8
+    # hold in shared memory.
+    "decode-partials-sparse": (1, 1, [10], 256, 8, 2, 128, 4096,
+                               ["--gpu-attention-split=64"]),
+    "decode-partials-1024": (3, 1, [0, 1500, 4095], 256, 8, 2, 64, 4096,
+                             ["--gpu-attention-split=1024",
+                              "--gpu-attention-heads=4"]),
+    "decode-partials-500k": (1, 1, [450000], 256, 4, 1, 64, 500000),
 }
 
 

@@ -228,7 +228,13 @@ cl::opt<int64_t> gpuAttentionUnroll(
 cl::opt<int64_t> gpuAttentionThreads(
     "gpu-attention-threads",
     cl::desc("threads of a block of the decoding attention: 0 (default, "
-             "128), 128, 256 or 512"),
+             "planned by the head size), 128, 256 or 512"),
+    cl::init(0), cl::cat(category));
+cl::opt<int64_t> gpuAttentionSplit(
+    "gpu-attention-split",
+    cl::desc("blocks splitting an item's keys in the decoding attention: 0 "
+             "(default, planned by shape), a power of two up to 8 (a "
+             "cluster) or up to 1024 (partial sums, then a merge kernel)"),
     cl::init(0), cl::cat(category));
 cl::opt<std::string> gpuDecodeOverlap(
     "gpu-decode-overlap",
@@ -531,6 +537,12 @@ int main(int argc, char **argv) {
     return fail("--gpu-attention-threads must be 0 (auto), 128, 256 or 512, "
                 "got " +
                 Twine(gpuAttentionThreads));
+  if (gpuAttentionSplit < 0 ||
+      gpuAttentionSplit > moe::kAttentionMaxPartialSplit ||
+      (gpuAttentionSplit & (gpuAttentionSplit - 1)))
+    return fail("--gpu-attention-split must be 0 (auto) or a power of two up "
+                "to 1024, got " +
+                Twine(gpuAttentionSplit));
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");
@@ -702,6 +714,7 @@ int main(int argc, char **argv) {
     cudaOptions.attentionHeads = gpuAttentionHeads;
     cudaOptions.attentionUnroll = gpuAttentionUnroll;
     cudaOptions.attentionThreads = gpuAttentionThreads;
+    cudaOptions.attentionSplit = gpuAttentionSplit;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;

@@ -281,8 +281,12 @@ def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
            "key rows a lane of the decoding attention loads at once: 0 "
            "(default, planned by the heads a block) or 1 to 16">,
     Option<"attentionThreads", "attention-threads", "int64_t", "0",
-           "threads of a block of the decoding attention: 0 (default, 128), "
-           "128, 256 or 512">
+           "threads of a block of the decoding attention: 0 (default, "
+           "planned by the head size), 128, 256 or 512">,
+    Option<"attentionSplit", "attention-split", "int64_t", "0",
+           "blocks splitting an item's keys in the decoding attention: 0 "
+           "(default, planned by shape), a power of two up to 8 (a cluster) "
+           "or up to 1024 (partial sums, then a merge kernel)">
   ];
   let dependentDialects = [
     "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",

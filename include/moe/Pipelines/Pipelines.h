@@ -138,6 +138,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
       llvm::cl::desc("threads of a block of the decoding attention: 0 "
                      "(auto), 128, 256 or 512"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> attentionSplit{
+      *this, "attention-split",
+      llvm::cl::desc("blocks splitting an item's keys in the decoding "
+                     "attention: 0 (auto), a power of two up to 8 (a "
+                     "cluster) or up to 1024 (partial sums and a merge)"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> decodeGridShare{
       *this, "decode-grid-share",
       llvm::cl::desc("the decode kernel's GEMV items planned as for this "

@@ -477,6 +477,10 @@ private:
     gpu::GPUFuncOp kernel;
     SmallVector<int64_t, 3> grid, cluster;
     int64_t threads, sharedBytes;
+    // With partial sums: the merge kernel, its grid and the floats of the
+    // work buffer between them.
+    gpu::GPUFuncOp merge;
+    int64_t mergeBlocks = 0, workFloats = 0;
   };
   FailureOr<AttentionLaunch> attentionKernel(AttentionKernelOptions ao,
                                              int64_t T, int64_t H, int64_t B,
@@ -499,8 +503,16 @@ private:
                << "attention heads a block (" << tuning.attentionHeads
                << ") must divide the query heads of a kv head (" << ao.group
                << ")";
+      if (tuning.attentionSplit < 0 ||
+          tuning.attentionSplit > kAttentionMaxPartialSplit ||
+          !llvm::isPowerOf2_64(std::max<int64_t>(tuning.attentionSplit, 1)))
+        return fn.emitError() << "attention split must be a power of two up "
+                                 "to "
+                              << kAttentionMaxPartialSplit << ", got "
+                              << tuning.attentionSplit;
       ao = planAttention(ao, T, H, B, tuning.attentionHeads,
-                         tuning.attentionUnroll, tuning.attentionThreads);
+                         tuning.attentionUnroll, tuning.attentionThreads,
+                         tuning.attentionSplit);
       if (!ao.split)
         return fn.emitError() << "the decoding attention's scores of "
                               << ao.maxRows << " cache rows and " << ao.heads
@@ -518,7 +530,9 @@ private:
                      (ao.threads != kAttentionThreads
                           ? "_t" + std::to_string(ao.threads)
                           : "")) +
-        (!flash && ao.split > 1 ? "_c" + std::to_string(ao.split) : "") +
+        (!flash && ao.split > 1
+             ? (ao.partials ? "_p" : "_c") + std::to_string(ao.split)
+             : "") +
         suffix.str();
     gpu::GPUFuncOp k = kernel(name, [&] {
       return flash
@@ -537,9 +551,37 @@ private:
                            {},
                            ao.threads,
                            attentionDynamicSharedBytes(ao)};
-    if (ao.split > 1)
+    if (ao.partials) {
+      std::string mergeName = "moe_attention_merge_bf16_dv" +
+                              std::to_string(ao.valueDim) + "_h" +
+                              std::to_string(ao.heads) + "_p" +
+                              std::to_string(ao.split);
+      launch.merge = kernel(mergeName, [&] {
+        return buildAttentionMergeKernel(b, kernels.getLoc(), kernels,
+                                         mergeName, ao);
+      });
+      int64_t items = T * (H / ao.heads) * B;
+      launch.mergeBlocks = items * ao.heads;
+      launch.workFloats = items * ao.split * attentionPartialFloats(ao);
+    } else if (ao.split > 1) {
       launch.cluster = {ao.split, 1, 1};
+    }
     return launch;
+  }
+
+  /// Launches `attn` on (q, keys, values, out, positions, T, S): the
+  /// attention kernel, and with partial sums the merge after it.
+  void launchAttention(const AttentionLaunch &attn, SmallVector<Value> args) {
+    Value work;
+    if (attn.merge) {
+      work = h.alloc({attn.workFloats}, b.getF32Type());
+      args.push_back(work);
+    }
+    h.launch(attn.kernel, attn.grid, {attn.threads, 1, 1}, args,
+             attn.sharedBytes, attn.cluster);
+    if (attn.merge)
+      h.launch(attn.merge, {attn.mergeBlocks, 1, 1},
+               {kAttentionMergeThreads, 1, 1}, {work, args[3], args[5]});
   }
 
   /// The kernel that writes a step's rows into a cache at their positions.
@@ -666,9 +708,7 @@ private:
     if (failed(attn))
       return failure();
     Value o = h.alloc({rows, H * vd}, bf16);
-    h.launch(attn->kernel, attn->grid, {attn->threads, 1, 1},
-             {qFull, keys2, values2, o, positions, tIdx, sIdx},
-             attn->sharedBytes, attn->cluster);
+    launchAttention(*attn, {qFull, keys2, values2, o, positions, tIdx, sIdx});
     project(o, wO, Value(), output(firstOut));
     finish();
     return success();
@@ -764,9 +804,7 @@ private:
                         {k, keys2, positions, tIdx, sIdx, one});
     h.launchElementwise(storeRowsKernel(), rows * KV * hd,
                         {v, values2, positions, tIdx, sIdx});
-    h.launch(attn->kernel, attn->grid, {attn->threads, 1, 1},
-             {qr, keys2, values2, o, positions, tIdx, sIdx}, attn->sharedBytes,
-             attn->cluster);
+    launchAttention(*attn, {qr, keys2, values2, o, positions, tIdx, sIdx});
     project(o, operand(4), Value(), output(firstOut));
     finish();
     return success();

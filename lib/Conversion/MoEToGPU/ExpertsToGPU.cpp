@@ -474,7 +474,8 @@ struct MoEMaterializeGpuExpertsPass
         if (failed(
                 buildGpuDenseBody(b, fn, kernels, deviceArguments(fn, module),
                                   DenseTuning{attentionHeads, attentionUnroll,
-                                              attentionThreads})))
+                                              attentionThreads,
+                                              attentionSplit})))
           return signalPassFailure();
         continue;
       }

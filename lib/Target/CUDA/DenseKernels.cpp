@@ -34,6 +34,7 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <limits>
+#include <optional>
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -626,14 +627,33 @@ int64_t mlir::moe::attentionSplit(AttentionKernelOptions o, int64_t items) {
   return 0;
 }
 
-AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
-                                                int64_t T, int64_t H, int64_t B,
-                                                int64_t heads, int64_t unroll,
-                                                int64_t threads) {
-  auto withHeads = [&](int64_t g) {
+int64_t mlir::moe::attentionPartialSplit(AttentionKernelOptions o,
+                                         int64_t items) {
+  o.partials = true;
+  int64_t best = 0;
+  for (int64_t c = 2 * kAttentionMaxSplit; c <= kAttentionMaxPartialSplit;
+       c *= 2) {
+    o.split = c;
+    if (attentionSharedBytes(o) > kAttentionSharedLimit)
+      continue;
+    if ((o.maxRows + c - 1) / c < kAttentionMinPartialKeys)
+      break;
+    best = c;
+    if (items * c >= 2 * kPlanSms)
+      break;
+  }
+  return best;
+}
+
+AttentionKernelOptions
+mlir::moe::planAttention(AttentionKernelOptions o, int64_t T, int64_t H,
+                         int64_t B, int64_t heads, int64_t unroll,
+                         int64_t threads, int64_t split) {
+  auto items = [&](int64_t g) { return T * (H / g) * B; };
+  auto withHeads = [&](int64_t g, bool partials) {
     AttentionKernelOptions c = o;
     c.heads = g;
-    // Where a key row takes a whole warp (latent attention's 576-wide
+    // Where a key row takes a whole warp (latent attention's 192-wide
     // heads), a warp has one row in flight at a time: twice the warps
     // (1.32x at 16 MLA heads, 4k keys, on an H100, against slower
     // grouped-query shapes, `attention-decode-threads-h100-2026-12-07.md`).
@@ -641,29 +661,55 @@ AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
                 : attentionLayout(c).lanesPerRow == 32 ? 2 * kAttentionThreads
                                                        : kAttentionThreads;
     c.unroll = unroll ? unroll : g <= 2 ? 16 : g <= 4 ? 8 : 4;
-    c.split = attentionSplit(c, T * (H / g) * B);
+    c.partials = partials;
+    if (split) {
+      c.split = split;
+      if (attentionSharedBytes(c) > kAttentionSharedLimit)
+        c.split = 0;
+    } else {
+      c.split = partials ? attentionPartialSplit(c, items(g))
+                         : attentionSplit(c, items(g));
+    }
     return c;
   };
-  if (heads)
-    return withHeads(heads);
-  // The most heads a block that still fill the GPU.
-  for (int64_t g = std::min(o.group, kAttentionMaxHeads); g > 1; --g) {
-    if (o.group % g)
-      continue;
-    AttentionKernelOptions c = withHeads(g);
-    if (c.split && T * (H / g) * B * c.split >= 2 * kPlanSms)
+  auto blocks = [&](const AttentionKernelOptions &c) {
+    return items(c.heads) * c.split;
+  };
+  // A cluster where it gives two blocks an SM, else partial sums through
+  // global memory where they give at least a block an SM; with one head a
+  // block (or the heads asked for), whichever gives more blocks.
+  auto choose = [&](int64_t g,
+                    bool last) -> std::optional<AttentionKernelOptions> {
+    if (split)
+      return withHeads(g, split > kAttentionMaxSplit);
+    AttentionKernelOptions c = withHeads(g, false);
+    if (c.split && blocks(c) >= 2 * kPlanSms)
       return c;
-  }
-  return withHeads(1);
+    AttentionKernelOptions p = withHeads(g, true);
+    if (p.split && (blocks(p) >= kPlanSms || (last && blocks(p) > blocks(c))))
+      return p;
+    if (last)
+      return c.split ? c : p;
+    return std::nullopt;
+  };
+  if (heads)
+    return *choose(heads, true);
+  // The most heads a block that still fill the GPU.
+  for (int64_t g = std::min(o.group, kAttentionMaxHeads); g > 1; --g)
+    if (o.group % g == 0)
+      if (std::optional<AttentionKernelOptions> c = choose(g, false))
+        return *c;
+  return *choose(1, true);
 }
 
 int64_t mlir::moe::attentionMaxRows(const AttentionKernelOptions &o) {
   AttentionKernelOptions none = o;
   none.maxRows = 0;
-  none.split = 1;
+  none.split = kAttentionMaxPartialSplit;
+  none.partials = true;
   none.heads = 1;
   // (Whole 16-byte runs of bf16 scores a block.)
-  return kAttentionMaxSplit *
+  return kAttentionMaxPartialSplit *
          ((kAttentionSharedLimit - attentionSharedBytes(none)) / 16 * 8);
 }
 
@@ -677,7 +723,9 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   Type elt = b.getBF16Type(), f32 = b.getF32Type(), i32 = b.getI32Type(),
        i64 = b.getI64Type();
   const AttentionLayout a = attentionLayout(o);
-  const int64_t C = std::max<int64_t>(o.split, 1),
+  // S blocks an item; a cluster of them (C) unless they hand partial sums
+  // to the merge kernel.
+  const int64_t S = std::max<int64_t>(o.split, 1), C = o.partials ? 1 : S,
                 G = std::max<int64_t>(o.heads, 1),
                 U = std::max<int64_t>(o.unroll, 1);
   const int64_t V = a.V, NT = o.threads, NW = NT / 32;
@@ -685,12 +733,15 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   SmallVector<Type> args{matrix(elt),     matrix(elt),  matrix(elt),
                          matrix(elt),     vector1(i32), b.getIndexType(),
                          b.getIndexType()};
+  if (o.partials)
+    args.push_back(vector1(f32));
   auto fn = createKernelFunc(b, loc, module, name, args, NT);
   Block &entry = fn.getBody().front();
   Value q = entry.getArgument(0), keys = entry.getArgument(1),
         values = entry.getArgument(2), out = entry.getArgument(3),
         positions = entry.getArgument(4), tokens = entry.getArgument(5),
-        cacheRows = entry.getArgument(6);
+        cacheRows = entry.getArgument(6),
+        work = o.partials ? entry.getArgument(7) : Value();
   IndexOps ix{b, loc};
   // Static: the G queries, the cluster statistics, the reductions'
   // scratch. Dynamic: the scores (bf16: they are rounded to it), then the
@@ -728,14 +779,14 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
     return arith::ExtFOp::create(nb, l, vecF32, v).getResult();
   };
 
-  // A cluster of C blocks per item (G query heads of one kv head at one
-  // query row of one sequence); clusters take items in turn by the grid's
-  // size (the runtime may cap a cluster grid at the clusters the GPU holds
-  // at once). Block `rank` of a cluster takes the rank-th run of the
-  // item's keys.
+  // S blocks per item (G query heads of one kv head at one query row of
+  // one sequence), a cluster where they meet in shared memory; they take
+  // items in turn by the grid's size (the runtime may cap a cluster grid at
+  // the clusters the GPU holds at once). Block `rank` of an item's S takes
+  // the rank-th run of its keys.
   Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-  Value rank = C > 1 ? ix.remu(bx, C) : ix.c(0);
+  Value rank = S > 1 ? ix.remu(bx, S) : ix.c(0);
   Value headBlocks =
       ix.divu(ix.divu(memref::DimOp::create(b, loc, out, 1), vd), G);
   Value seqs = memref::DimOp::create(b, loc, positions, 0);
@@ -786,7 +837,7 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   };
 
   auto itemLoop =
-      scf::ForOp::create(b, loc, ix.divu(bx, C), items, ix.divu(gx, C));
+      scf::ForOp::create(b, loc, ix.divu(bx, S), items, ix.divu(gx, S));
   b.setInsertionPointToStart(itemLoop.getBody());
   Value item = itemLoop.getInductionVar();
   // item = (seq * H / G + hb) * T + t: heads hb G .. hb G + G - 1.
@@ -802,7 +853,7 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
       memref::LoadOp::create(b, loc, positions, ValueRange{seq}));
   Value rows = ix.add(ix.add(pos, t), ix.c(1));
   // This block's keys: rows lo .. lo + n of the item's 0 .. rows.
-  Value chunk = C > 1 ? ix.divu(ix.add(rows, ix.c(C - 1)), C) : rows;
+  Value chunk = S > 1 ? ix.divu(ix.add(rows, ix.c(S - 1)), S) : rows;
   Value lo = ix.mul(rank, chunk);
   Value n =
       ix.select(ix.icmp(P::ult, lo, rows),
@@ -928,12 +979,15 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
       overCluster(bc.blockReduce(localSum.getResults(), /*max=*/false), 1,
                   /*max=*/false);
   // Every thread has read the scores it needs (the reductions' barriers);
-  // each now overwrites its own with the probabilities.
+  // each now overwrites its own with the probabilities (with partial sums:
+  // relative to this block's maximum, and not yet divided by the sum,
+  // which the merge kernel does).
   loop(b, loc, tid, n, ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value j, ValueRange) {
          for (int64_t g = 0; g < G; ++g) {
-           Value p =
-               arith::DivFOp::create(nb, l, expOf(nb, l, g, j), rowSum[g]);
+           Value p = expOf(nb, l, g, j);
+           if (!o.partials)
+             p = arith::DivFOp::create(nb, l, p, rowSum[g]);
            memref::StoreOp::create(nb, l, fromF32(nb, l, p, elt), scores,
                                    ValueRange{scoreAt(nb, l, g, j)});
          }
@@ -1005,8 +1059,22 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   }
   gpu::BarrierOp::create(b, loc);
 
-  // The block's sums, a thread per (head, column): in partial[0, ..], or
-  // the output where the block has every key.
+  // The block's sums, a thread per (head, column): in partial[0, ..], the
+  // output where the block has every key, or with partial sums its entry
+  // of `work`: [item, rank] of G * vd sums, then the G maxima and the G
+  // sums of the exponentials.
+  const int64_t W = attentionPartialFloats(o);
+  Value entryBase = ix.mul(ix.add(ix.mul(item, ix.c(S)), rank), ix.c(W));
+  if (o.partials)
+    buildIfThen(b, loc, ix.icmp(P::eq, tid, ix.c(0)), [&] {
+      for (int64_t g = 0; g < G; ++g) {
+        memref::StoreOp::create(b, loc, rowMax[g], work,
+                                ValueRange{ix.add(entryBase, ix.c(G * vd + g))});
+        memref::StoreOp::create(
+            b, loc, rowSum[g], work,
+            ValueRange{ix.add(entryBase, ix.c(G * vd + G + g))});
+      }
+    });
   loop(b, loc, tid, ix.c(G * vd), ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value e, ValueRange) {
          IndexOps lx{nb, l};
@@ -1016,7 +1084,10 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
                nb, l, s,
                memref::LoadOp::create(nb, l, partial,
                                       ValueRange{lx.add(e, lx.c(r * G * vd))}));
-         if (C == 1)
+         if (o.partials)
+           memref::StoreOp::create(nb, l, s, work,
+                                   ValueRange{lx.add(entryBase, e)});
+         else if (C == 1)
            memref::StoreOp::create(nb, l, fromF32(nb, l, s, elt), out,
                                    ValueRange{qRow, lx.add(oBase, e)});
          else
@@ -1043,6 +1114,92 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
     gpu::BarrierOp::create(b, loc);
   }
   b.setInsertionPointAfter(itemLoop);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}
+
+int64_t mlir::moe::attentionPartialFloats(const AttentionKernelOptions &o) {
+  int64_t G = std::max<int64_t>(o.heads, 1);
+  return G * o.valueDim + 2 * G;
+}
+
+gpu::GPUFuncOp
+mlir::moe::buildAttentionMergeKernel(OpBuilder &b, Location loc,
+                                     gpu::GPUModuleOp module, StringRef name,
+                                     const AttentionKernelOptions &o) {
+  OpBuilder::InsertionGuard guard(b);
+  Type elt = b.getBF16Type(), f32 = b.getF32Type();
+  const int64_t S = o.split, G = std::max<int64_t>(o.heads, 1),
+                vd = o.valueDim, W = attentionPartialFloats(o);
+  const int64_t NT = kAttentionMergeThreads;
+  auto fn = createKernelFunc(b, loc, module, name,
+                             {vector1(f32), matrix(elt), b.getIndexType()}, NT);
+  Block &entry = fn.getBody().front();
+  Value work = entry.getArgument(0), out = entry.getArgument(1),
+        tokens = entry.getArgument(2);
+  IndexOps ix{b, loc};
+  Value red = sharedF32(b, loc, fn, NT / 32);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  BlockContext bc{b,   loc, tid, ix.remu(tid, 32), ix.divu(tid, 32),
+                  red, NT};
+  // Block (item, g): head h0 + g of the attention kernel's item, whose S
+  // entries start at item * S * W.
+  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value item = ix.divu(bx, G), g = ix.remu(bx, G);
+  Value headBlocks =
+      ix.divu(ix.divu(memref::DimOp::create(b, loc, out, 1), vd), G);
+  Value t = arith::RemUIOp::create(b, loc, item, tokens),
+        sh = arith::DivUIOp::create(b, loc, item, tokens);
+  Value qRow = ix.add(
+      ix.mul(arith::DivUIOp::create(b, loc, sh, headBlocks), tokens), t);
+  Value oBase = ix.mul(
+      ix.add(ix.mul(arith::RemUIOp::create(b, loc, sh, headBlocks), ix.c(G)),
+             g),
+      ix.c(vd));
+  Value base = ix.mul(item, ix.c(S * W));
+  auto at = [&](OpBuilder &nb, Location l, Value s, Value off) -> Value {
+    IndexOps lx{nb, l};
+    return memref::LoadOp::create(
+        nb, l, work, ValueRange{lx.add(base, lx.add(lx.mul(s, lx.c(W)), off))});
+  };
+  Value maxOff = ix.add(ix.c(G * vd), g), sumOff = ix.add(maxOff, ix.c(G));
+  // The item's maximum over its blocks, then the sum of their exponentials
+  // rescaled to it (a block without keys has maximum -inf and sum 0).
+  auto localMax =
+      loop(b, loc, tid, ix.c(S), ix.c(NT),
+           {constF32(b, loc, -std::numeric_limits<float>::infinity())},
+           [&](OpBuilder &nb, Location l, Value s, ValueRange acc) {
+             return SmallVector<Value>{arith::MaximumFOp::create(
+                 nb, l, acc[0], at(nb, l, s, maxOff))};
+           });
+  Value m = bc.blockReduce(localMax.getResult(0), /*max=*/true);
+  auto weight = [&](OpBuilder &nb, Location l, Value s) -> Value {
+    return math::ExpOp::create(
+        nb, l, arith::SubFOp::create(nb, l, at(nb, l, s, maxOff), m));
+  };
+  auto localSum = loop(
+      b, loc, tid, ix.c(S), ix.c(NT), {constF32(b, loc, 0.0f)},
+      [&](OpBuilder &nb, Location l, Value s, ValueRange acc) {
+        return SmallVector<Value>{math::FmaOp::create(
+            nb, l, weight(nb, l, s), at(nb, l, s, sumOff), acc[0])};
+      });
+  Value sum = bc.blockReduce(localSum.getResult(0), /*max=*/false);
+  // A thread per column: the blocks' p v sums rescaled, over the sum.
+  loop(b, loc, tid, ix.c(vd), ix.c(NT), {},
+       [&](OpBuilder &nb, Location l, Value c, ValueRange) {
+         IndexOps lx{nb, l};
+         Value col = lx.add(lx.mul(g, lx.c(vd)), c);
+         auto acc =
+             loop(nb, l, lx.c(0), lx.c(S), lx.c(1), {constF32(nb, l, 0.0f)},
+                  [&](OpBuilder &ib, Location il, Value s, ValueRange a) {
+                    return SmallVector<Value>{math::FmaOp::create(
+                        ib, il, weight(ib, il, s), at(ib, il, s, col), a[0])};
+                  });
+         Value r = arith::DivFOp::create(nb, l, acc.getResult(0), sum);
+         memref::StoreOp::create(nb, l, fromF32(nb, l, r, elt), out,
+                                 ValueRange{qRow, lx.add(oBase, c)});
+         return SmallVector<Value>{};
+       });
   gpu::ReturnOp::create(b, loc);
   return fn;
 }
@@ -1235,8 +1392,9 @@ std::string mlir::moe::whyNotGpuDense(Operation *op) {
     if (usesFlashAttention(o, x.getDimSize(0) / B))
       return "";
     if (o.maxRows > attentionMaxRows(o))
-      return "the GPU attention keeps a row's scores in shared memory: at "
-             "most " +
+      return "the GPU attention splits a row's keys over at most " +
+             std::to_string(kAttentionMaxPartialSplit) +
+             " blocks, each keeping its scores in shared memory: at most " +
              std::to_string(attentionMaxRows(o)) +
              " cache rows (or, on tensor cores, steps of " +
              std::to_string(kFlashMinRows) +

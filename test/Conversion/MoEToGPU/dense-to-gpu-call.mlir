@@ -12,7 +12,7 @@
 // REPORT: remark: 'moe.rms_norm' runs on the GPU
 // REPORT: remark: 'moe.attention' runs on the GPU
 // REPORT: remark: 'moe.rms_norm' runs on the host: the GPU RMSNorm takes bf16 activations and weights
-// REPORT: remark: 'moe.attention' runs on the host: the GPU attention keeps a row's scores in shared memory: at most 408192 cache rows (or, on tensor cores, steps of 16 or more rows per sequence and head sizes that are multiples of 16 up to 128)
+// REPORT: remark: 'moe.attention' runs on the host: the GPU attention splits a row's keys over at most 1024 blocks, each keeping its scores in shared memory: at most 52248576 cache rows (or, on tensor cores, steps of 16 or more rows per sequence and head sizes that are multiples of 16 up to 128)
 
 // CHECK-DAG: func.func private @__moe_gpu_dense_0(tensor<2xi32> {bufferization.access = "read"}, tensor<64x64xbf16> {bufferization.access = "read"}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "embedding"
 // CHECK-DAG: func.func private @[[NORM:__moe_gpu_dense_1]]({{.*}}) -> tensor<2x64xbf16> attributes {moe.gpu_dense = "rms_norm", moe.gpu_dense_attrs = {epsilon = 1.000000e-05 : f64}}
@@ -104,14 +104,14 @@ func.func @cpu_parts(%x: tensor<2x64xf32>, %w: tensor<64xf32>, %a: tensor<2x64xb
 // -----
 
 // A decoding step (one row) over a cache too long for the scores of a row
-// in the shared memory of 8 blocks (about 408000 rows here) stays on the
-// host.
+// in the shared memory of 1024 blocks (about 52 million rows here) stays on
+// the host.
 // CHECK-LABEL: func.func @long_cache(
 // CHECK-NOT: call @__moe_gpu_dense
 // CHECK: moe.attention
-func.func @long_cache(%x: tensor<1x64xbf16>, %wq: tensor<64x64xbf16>, %wk: tensor<64x32xbf16>, %wv: tensor<64x32xbf16>, %wo: tensor<64x64xbf16>, %kc: tensor<500000x2x16xbf16>, %vc: tensor<500000x2x16xbf16>, %pos: tensor<1xi32>) -> (tensor<1x64xbf16>, tensor<500000x2x16xbf16>, tensor<500000x2x16xbf16>) {
-  %y, %k, %v = moe.attention %x : tensor<1x64xbf16> q(%wq : tensor<64x64xbf16>) k(%wk : tensor<64x32xbf16>) v(%wv : tensor<64x32xbf16>) o(%wo : tensor<64x64xbf16>) cache(%kc : tensor<500000x2x16xbf16>, %vc : tensor<500000x2x16xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<1x64xbf16>, tensor<500000x2x16xbf16>, tensor<500000x2x16xbf16>
-  return %y, %k, %v : tensor<1x64xbf16>, tensor<500000x2x16xbf16>, tensor<500000x2x16xbf16>
+func.func @long_cache(%x: tensor<1x64xbf16>, %wq: tensor<64x64xbf16>, %wk: tensor<64x32xbf16>, %wv: tensor<64x32xbf16>, %wo: tensor<64x64xbf16>, %kc: tensor<60000000x2x16xbf16>, %vc: tensor<60000000x2x16xbf16>, %pos: tensor<1xi32>) -> (tensor<1x64xbf16>, tensor<60000000x2x16xbf16>, tensor<60000000x2x16xbf16>) {
+  %y, %k, %v = moe.attention %x : tensor<1x64xbf16> q(%wq : tensor<64x64xbf16>) k(%wk : tensor<64x32xbf16>) v(%wv : tensor<64x32xbf16>) o(%wo : tensor<64x64xbf16>) cache(%kc : tensor<60000000x2x16xbf16>, %vc : tensor<60000000x2x16xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<1x64xbf16>, tensor<60000000x2x16xbf16>, tensor<60000000x2x16xbf16>
+  return %y, %k, %v : tensor<1x64xbf16>, tensor<60000000x2x16xbf16>, tensor<60000000x2x16xbf16>
 }
 
 // -----

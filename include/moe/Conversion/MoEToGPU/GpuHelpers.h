@@ -164,7 +164,8 @@ GemvGrid fillGemvBlock(const GemvGrid &g, int64_t k, int64_t m,
 /// Choices of the dense kernels the planner otherwise makes (0: planned);
 /// see -moe-materialize-gpu-experts' options.
 struct DenseTuning {
-  int64_t attentionHeads = 0, attentionUnroll = 0, attentionThreads = 0;
+  int64_t attentionHeads = 0, attentionUnroll = 0, attentionThreads = 0,
+          attentionSplit = 0;
 };
 
 /// The body of a GPU dense-part helper (DenseToGPU.cpp); `deviceArgs` as

@@ -98,7 +98,8 @@ struct AttentionKernelOptions {
   int64_t maxRows = 0;  // cache rows S (the scores of a row live in shared memory)
   int64_t group = 1;    // query heads per key/value head
   float scale = 1.0f;   // softmax scale
-  int64_t split = 1;    // blocks (a thread block cluster) splitting the keys
+  int64_t split = 1;    // blocks splitting the keys (a cluster, or partials)
+  bool partials = false; // the split's blocks hand partial sums to the merge
   int64_t heads = 1;    // query heads of one kv head a block takes together
   int64_t unroll = 4;   // key rows a lane loads at once
   int64_t threads = kAttentionThreads; // a block's threads (128, 256, 512)
@@ -115,6 +116,14 @@ struct AttentionKernelOptions {
 /// shared memory. Launch: grid (items * split) in clusters of (split, 1, 1)
 /// (no cluster for 1), attentionDynamicSharedBytes of dynamic shared
 /// memory; clusters take items by the grid's size, so any grid is correct.
+/// With `options.partials` (splits past a cluster: the split's blocks need
+/// not run at once) there is no cluster: each block writes its keys' p v
+/// sums, softmax maximum and sum of exponentials (relative to its own
+/// maximum) into the extra argument `work` (f32, items * split *
+/// attentionPartialFloats), and buildAttentionMergeKernel finishes the
+/// item (FlashDecoding's split; the probabilities are rounded to bf16
+/// relative to the block's maximum, not the item's, and divided by the sum
+/// after p v).
 /// Arguments (q [B*T, H*hd], keys [B*S, KV*hd], values [B*S, KV*dv], out
 /// [B*T, H*dv], positions i32 [B], T: index, S: index): row t of sequence
 /// b attends to its cache rows b*S + 0 .. positions[b] + t. The positions
@@ -123,6 +132,19 @@ struct AttentionKernelOptions {
 gpu::GPUFuncOp buildAttentionKernel(OpBuilder &b, Location loc,
                                     gpu::GPUModuleOp module, StringRef name,
                                     const AttentionKernelOptions &options);
+
+/// Floats of one block's entry in the attention kernel's `work` (with
+/// partials): heads * valueDim sums, heads maxima, heads sums.
+int64_t attentionPartialFloats(const AttentionKernelOptions &options);
+/// The end of a split attention with partials: block (item, g) of a grid of
+/// items * heads rescales the split's p v sums of head g to the item's
+/// maximum, divides by the rescaled sum of exponentials and writes the
+/// bf16 output row. Arguments (work f32, out [B*T, H*dv], T: index).
+constexpr int64_t kAttentionMergeThreads = 128;
+gpu::GPUFuncOp buildAttentionMergeKernel(OpBuilder &b, Location loc,
+                                         gpu::GPUModuleOp module,
+                                         StringRef name,
+                                         const AttentionKernelOptions &options);
 
 /// Causal attention on tensor cores for steps of many rows per sequence
 /// (FlashAttention-2's online softmax; FlashAttentionKernel.cpp): a block of
@@ -192,25 +214,39 @@ constexpr int64_t kAttentionMaxSplit = 8, kAttentionMinKeys = 32;
 /// the cache's rows; 0 where even kAttentionMaxSplit blocks cannot hold
 /// the scores.
 int64_t attentionSplit(AttentionKernelOptions options, int64_t items);
+/// Splits past a cluster (partials): up to kAttentionMaxPartialSplit
+/// blocks an item, at least kAttentionMinPartialKeys keys a block where it
+/// splits to fill the GPU (each adds an entry the merge kernel reads).
+constexpr int64_t kAttentionMaxPartialSplit = 1024,
+                  kAttentionMinPartialKeys = 128;
+/// The split with partials for `items`: the smallest past
+/// kAttentionMaxSplit that fits kAttentionSharedLimit and gives two blocks
+/// an SM, else the largest that leaves blocks kAttentionMinPartialKeys
+/// rows; 0 where none does (short caches: a cluster's split, no merge).
+int64_t attentionPartialSplit(AttentionKernelOptions options, int64_t items);
 /// The most query heads a block of the attention kernel takes by default
 /// (its scores and p v run on the CUDA cores: each head adds two f32
 /// operations a key element) and the most key rows a lane loads at once.
 constexpr int64_t kAttentionMaxHeads = 4, kAttentionMaxUnroll = 16;
 /// The attention kernel's plan for T query rows a sequence, H heads, B
-/// sequences: `options` with heads, split and unroll chosen. Query heads a
-/// block: the most (a divisor of the group, up to kAttentionMaxHeads) that
-/// still give two blocks an SM with some split (else one); `heads` (when
-/// non-zero) instead, which must divide the group. Rows in flight: 16 for
-/// one or two heads, 8 for up to 4, then 4 (its registers); `unroll`
-/// (1-16, when non-zero) instead. Split: attentionSplit. Threads a block:
-/// kAttentionThreads (twice that where a key row takes a whole warp's
-/// lanes), or `threads` (128, 256 or 512) when non-zero. Fails
-/// (split 0) where no split fits the cache.
+/// sequences: `options` with heads, split and unroll chosen. For G heads a
+/// block: a cluster split (attentionSplit) where it gives two blocks an SM,
+/// else partials (attentionPartialSplit) where they give at least one.
+/// Query heads a block: the most (a divisor of the group, up to
+/// kAttentionMaxHeads) that fill the GPU so, else one (then the split of
+/// more blocks); `heads` (when non-zero) instead, which must divide the
+/// group. Rows in flight: 16 for one or two heads, 8 for up to 4, then 4
+/// (its registers); `unroll` (1-16, when non-zero) instead. Threads a
+/// block: kAttentionThreads (twice that where a key row takes a whole
+/// warp's lanes), or `threads` (128, 256 or 512) when non-zero. `split`
+/// (when non-zero): that split, in a cluster up to kAttentionMaxSplit,
+/// else with partials. Fails (split 0) where no split fits the cache.
 AttentionKernelOptions planAttention(AttentionKernelOptions options, int64_t T,
                                      int64_t H, int64_t B, int64_t heads = 0,
-                                     int64_t unroll = 0, int64_t threads = 0);
+                                     int64_t unroll = 0, int64_t threads = 0,
+                                     int64_t split = 0);
 /// The most cache rows per sequence the attention kernel takes (one head a
-/// block).
+/// block, kAttentionMaxPartialSplit blocks).
 int64_t attentionMaxRows(const AttentionKernelOptions &options);
 
 //===----------------------------------------------------------------------===//

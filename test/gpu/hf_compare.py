@@ -10,7 +10,8 @@ generated token (prefill and decode steps) relative to their scale.
 Usage: python3 hf_compare.py DIR [ARCH,...]  (DIR holds ARCH-cpu-f32,
 ARCH-cpu-bf16, ARCH-cuda-bf16, partitioned ARCH-*-ep2-* / -es2-* and
 tiny_configs.py; the optional list limits the architectures). Prints a
-table last."""
+table last. HF_COMPARE_SEED=N builds every checkpoint from seed N (a seed a
+table printed) instead of a fresh one."""
 import copy
 import os
 import subprocess
@@ -35,7 +36,9 @@ failures = 0
 archs = sys.argv[2].split(",") if len(sys.argv) > 2 else list(CONFIGS)
 for arch, (dtype, tag) in [(a, d) for a in archs
                            for d in [(torch.float32, "f32"), (torch.bfloat16, "bf16")]]:
-    seed = int(time.time() * 1000) % (1 << 31)
+    # HF_COMPARE_SEED: a seed a table printed, to rebuild that checkpoint.
+    seed = int(os.environ.get("HF_COMPARE_SEED") or
+               int(time.time() * 1000) % (1 << 31))
     torch.manual_seed(seed)
     cfg = AutoConfig.for_model(MODEL_TYPE[arch], **CONFIGS[arch], torch_dtype=dtype)
     # An encoder-decoder (Switch Transformers) reads the prompt in its

@@ -639,7 +639,9 @@ int64_t mlir::moe::attentionPartialSplit(AttentionKernelOptions o,
     if ((o.maxRows + c - 1) / c < kAttentionMinPartialKeys)
       break;
     best = c;
-    if (items * c >= 2 * kPlanSms)
+    // (Two blocks an SM on all but a sixteenth of them: 8 items of 32
+    // blocks, 256, took 80 µs at 32k keys where 512 took 99, on an H100.)
+    if (items * c * 16 >= 2 * kPlanSms * 15)
       break;
   }
   return best;
@@ -675,21 +677,26 @@ mlir::moe::planAttention(AttentionKernelOptions o, int64_t T, int64_t H,
   auto blocks = [&](const AttentionKernelOptions &c) {
     return items(c.heads) * c.split;
   };
-  // A cluster where it gives two blocks an SM, else partial sums through
-  // global memory where they give at least a block an SM; with one head a
+  // No split where the items give two blocks an SM; else partial sums
+  // through global memory where they give at least a block an SM (on an
+  // H100 faster than clusters wherever both were measured:
+  // `attention-decode-splits-h100-2026-12-07.md`), else a cluster where it
+  // gives two blocks an SM (caches too short for partials); with one head a
   // block (or the heads asked for), whichever gives more blocks.
   auto choose = [&](int64_t g,
                     bool last) -> std::optional<AttentionKernelOptions> {
     if (split)
       return withHeads(g, split > kAttentionMaxSplit);
     AttentionKernelOptions c = withHeads(g, false);
-    if (c.split && blocks(c) >= 2 * kPlanSms)
+    if (c.split == 1 && blocks(c) >= 2 * kPlanSms)
       return c;
     AttentionKernelOptions p = withHeads(g, true);
-    if (p.split && (blocks(p) >= kPlanSms || (last && blocks(p) > blocks(c))))
+    if (p.split && blocks(p) >= kPlanSms)
       return p;
+    if (c.split && blocks(c) >= 2 * kPlanSms)
+      return c;
     if (last)
-      return c.split ? c : p;
+      return p.split && blocks(p) > blocks(c) ? p : c.split ? c : p;
     return std::nullopt;
   };
   if (heads)

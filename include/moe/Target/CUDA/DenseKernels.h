@@ -221,8 +221,8 @@ constexpr int64_t kAttentionMaxPartialSplit = 1024,
                   kAttentionMinPartialKeys = 128;
 /// The split with partials for `items`: the smallest past
 /// kAttentionMaxSplit that fits kAttentionSharedLimit and gives two blocks
-/// an SM, else the largest that leaves blocks kAttentionMinPartialKeys
-/// rows; 0 where none does (short caches: a cluster's split, no merge).
+/// an SM (on 15/16 of the SMs), else the largest that leaves blocks
+/// kAttentionMinPartialKeys rows; 0 where none does (short caches).
 int64_t attentionPartialSplit(AttentionKernelOptions options, int64_t items);
 /// The most query heads a block of the attention kernel takes by default
 /// (its scores and p v run on the CUDA cores: each head adds two f32
@@ -230,8 +230,9 @@ int64_t attentionPartialSplit(AttentionKernelOptions options, int64_t items);
 constexpr int64_t kAttentionMaxHeads = 4, kAttentionMaxUnroll = 16;
 /// The attention kernel's plan for T query rows a sequence, H heads, B
 /// sequences: `options` with heads, split and unroll chosen. For G heads a
-/// block: a cluster split (attentionSplit) where it gives two blocks an SM,
-/// else partials (attentionPartialSplit) where they give at least one.
+/// block: no split where the items give two blocks an SM, else partials
+/// (attentionPartialSplit) where they give at least one, else a cluster
+/// split (attentionSplit) where it gives two.
 /// Query heads a block: the most (a divisor of the group, up to
 /// kAttentionMaxHeads) that fill the GPU so, else one (then the split of
 /// more blocks); `heads` (when non-zero) instead, which must divide the

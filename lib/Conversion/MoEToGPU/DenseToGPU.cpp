@@ -552,10 +552,9 @@ private:
                            ao.threads,
                            attentionDynamicSharedBytes(ao)};
     if (ao.partials) {
-      std::string mergeName = "moe_attention_merge_bf16_dv" +
-                              std::to_string(ao.valueDim) + "_h" +
-                              std::to_string(ao.heads) + "_p" +
-                              std::to_string(ao.split);
+      std::string mergeName =
+          "moe_attention_merge_bf16_dv" + std::to_string(ao.valueDim) + "_h" +
+          std::to_string(ao.heads) + "_p" + std::to_string(ao.split);
       launch.merge = kernel(mergeName, [&] {
         return buildAttentionMergeKernel(b, kernels.getLoc(), kernels,
                                          mergeName, ao);

@@ -471,11 +471,10 @@ struct MoEMaterializeGpuExpertsPass
     keepOnDevice(module, helpers);
     for (func::FuncOp fn : helpers) {
       if (fn->hasAttr(kGpuDenseAttr)) {
-        if (failed(
-                buildGpuDenseBody(b, fn, kernels, deviceArguments(fn, module),
-                                  DenseTuning{attentionHeads, attentionUnroll,
-                                              attentionThreads,
-                                              attentionSplit})))
+        if (failed(buildGpuDenseBody(
+                b, fn, kernels, deviceArguments(fn, module),
+                DenseTuning{attentionHeads, attentionUnroll, attentionThreads,
+                            attentionSplit})))
           return signalPassFailure();
         continue;
       }

@@ -647,10 +647,11 @@ int64_t mlir::moe::attentionPartialSplit(AttentionKernelOptions o,
   return best;
 }
 
-AttentionKernelOptions
-mlir::moe::planAttention(AttentionKernelOptions o, int64_t T, int64_t H,
-                         int64_t B, int64_t heads, int64_t unroll,
-                         int64_t threads, int64_t split) {
+AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
+                                                int64_t T, int64_t H, int64_t B,
+                                                int64_t heads, int64_t unroll,
+                                                int64_t threads,
+                                                int64_t split) {
   auto items = [&](int64_t g) { return T * (H / g) * B; };
   auto withHeads = [&](int64_t g, bool partials) {
     AttentionKernelOptions c = o;
@@ -659,7 +660,7 @@ mlir::moe::planAttention(AttentionKernelOptions o, int64_t T, int64_t H,
     // heads), a warp has one row in flight at a time: twice the warps
     // (1.32x at 16 MLA heads, 4k keys, on an H100, against slower
     // grouped-query shapes, `attention-decode-threads-h100-2026-12-07.md`).
-    c.threads = threads                               ? threads
+    c.threads = threads                                ? threads
                 : attentionLayout(c).lanesPerRow == 32 ? 2 * kAttentionThreads
                                                        : kAttentionThreads;
     c.unroll = unroll ? unroll : g <= 2 ? 16 : g <= 4 ? 8 : 4;
@@ -1075,8 +1076,9 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   if (o.partials)
     buildIfThen(b, loc, ix.icmp(P::eq, tid, ix.c(0)), [&] {
       for (int64_t g = 0; g < G; ++g) {
-        memref::StoreOp::create(b, loc, rowMax[g], work,
-                                ValueRange{ix.add(entryBase, ix.c(G * vd + g))});
+        memref::StoreOp::create(
+            b, loc, rowMax[g], work,
+            ValueRange{ix.add(entryBase, ix.c(G * vd + g))});
         memref::StoreOp::create(
             b, loc, rowSum[g], work,
             ValueRange{ix.add(entryBase, ix.c(G * vd + G + g))});
@@ -1136,8 +1138,8 @@ mlir::moe::buildAttentionMergeKernel(OpBuilder &b, Location loc,
                                      const AttentionKernelOptions &o) {
   OpBuilder::InsertionGuard guard(b);
   Type elt = b.getBF16Type(), f32 = b.getF32Type();
-  const int64_t S = o.split, G = std::max<int64_t>(o.heads, 1),
-                vd = o.valueDim, W = attentionPartialFloats(o);
+  const int64_t S = o.split, G = std::max<int64_t>(o.heads, 1), vd = o.valueDim,
+                W = attentionPartialFloats(o);
   const int64_t NT = kAttentionMergeThreads;
   auto fn = createKernelFunc(b, loc, module, name,
                              {vector1(f32), matrix(elt), b.getIndexType()}, NT);
@@ -1147,8 +1149,7 @@ mlir::moe::buildAttentionMergeKernel(OpBuilder &b, Location loc,
   IndexOps ix{b, loc};
   Value red = sharedF32(b, loc, fn, NT / 32);
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  BlockContext bc{b,   loc, tid, ix.remu(tid, 32), ix.divu(tid, 32),
-                  red, NT};
+  BlockContext bc{b, loc, tid, ix.remu(tid, 32), ix.divu(tid, 32), red, NT};
   // Block (item, g): head h0 + g of the attention kernel's item, whose S
   // entries start at item * S * W.
   Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
@@ -1157,8 +1158,8 @@ mlir::moe::buildAttentionMergeKernel(OpBuilder &b, Location loc,
       ix.divu(ix.divu(memref::DimOp::create(b, loc, out, 1), vd), G);
   Value t = arith::RemUIOp::create(b, loc, item, tokens),
         sh = arith::DivUIOp::create(b, loc, item, tokens);
-  Value qRow = ix.add(
-      ix.mul(arith::DivUIOp::create(b, loc, sh, headBlocks), tokens), t);
+  Value qRow =
+      ix.add(ix.mul(arith::DivUIOp::create(b, loc, sh, headBlocks), tokens), t);
   Value oBase = ix.mul(
       ix.add(ix.mul(arith::RemUIOp::create(b, loc, sh, headBlocks), ix.c(G)),
              g),
@@ -1184,12 +1185,12 @@ mlir::moe::buildAttentionMergeKernel(OpBuilder &b, Location loc,
     return math::ExpOp::create(
         nb, l, arith::SubFOp::create(nb, l, at(nb, l, s, maxOff), m));
   };
-  auto localSum = loop(
-      b, loc, tid, ix.c(S), ix.c(NT), {constF32(b, loc, 0.0f)},
-      [&](OpBuilder &nb, Location l, Value s, ValueRange acc) {
-        return SmallVector<Value>{math::FmaOp::create(
-            nb, l, weight(nb, l, s), at(nb, l, s, sumOff), acc[0])};
-      });
+  auto localSum =
+      loop(b, loc, tid, ix.c(S), ix.c(NT), {constF32(b, loc, 0.0f)},
+           [&](OpBuilder &nb, Location l, Value s, ValueRange acc) {
+             return SmallVector<Value>{math::FmaOp::create(
+                 nb, l, weight(nb, l, s), at(nb, l, s, sumOff), acc[0])};
+           });
   Value sum = bc.blockReduce(localSum.getResult(0), /*max=*/false);
   // A thread per column: the blocks' p v sums rescaled, over the sum.
   loop(b, loc, tid, ix.c(vd), ix.c(NT), {},

@@ -1,0 +1,126 @@
+//===- AttentionPlanTest.cpp - The decoding attention's plan --------------===//
+//
+// Part of moe-compiler.
+//
+// planAttention's invariants over the shapes of real models (every plan
+// fits the shared-memory limit, its heads divide the group, a split with
+// partial sums leaves its blocks kAttentionMinPartialKeys keys and a
+// cluster at most kAttentionMaxSplit blocks), and the choices the H100
+// sweeps measured (`test/bench/results/attention-decode-splits-h100-
+// 2026-12-07.md`, `attention-decode-planner-h100-2026-12-07.md`).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Target/CUDA/DenseKernels.h"
+#include "moe/Target/CUDA/ExpertKernels.h"
+
+#include <gtest/gtest.h>
+
+using namespace mlir::moe;
+
+namespace {
+
+AttentionKernelOptions options(int64_t hd, int64_t dv, int64_t rows,
+                               int64_t group) {
+  AttentionKernelOptions o;
+  o.headDim = hd;
+  o.valueDim = dv;
+  o.maxRows = rows;
+  o.group = group;
+  return o;
+}
+
+TEST(AttentionPlan, InvariantsOverModelShapes) {
+  struct Heads {
+    int64_t H, KV, hd, dv;
+  };
+  for (Heads h :
+       {Heads{32, 8, 128, 128}, Heads{32, 4, 128, 128}, Heads{16, 16, 192, 128},
+        Heads{8, 2, 64, 64}, Heads{4, 4, 6, 6}, Heads{40, 8, 80, 80}})
+    for (int64_t rows : {64, 1000, 2048, 4096, 20000, 32768, 131072, 500000})
+      for (int64_t B : {1, 2, 16, 64})
+        for (int64_t T : {1, 3}) {
+          SCOPED_TRACE("heads " + std::to_string(h.H) + "/" +
+                       std::to_string(h.KV) + " hd " + std::to_string(h.hd) +
+                       " rows " + std::to_string(rows) + " B " +
+                       std::to_string(B) + " T " + std::to_string(T));
+          AttentionKernelOptions p =
+              planAttention(options(h.hd, h.dv, rows, h.H / h.KV), T, h.H, B);
+          ASSERT_GT(p.split, 0);
+          EXPECT_EQ((h.H / h.KV) % p.heads, 0);
+          EXPECT_LE(p.heads, kAttentionMaxHeads);
+          EXPECT_LE(attentionSharedBytes(p), kAttentionSharedLimit);
+          EXPECT_TRUE(p.threads == 128 || p.threads == 256);
+          if (p.partials) {
+            EXPECT_GT(p.split, kAttentionMaxSplit);
+            EXPECT_LE(p.split, kAttentionMaxPartialSplit);
+            EXPECT_GE((rows + p.split - 1) / p.split, kAttentionMinPartialKeys);
+          } else {
+            EXPECT_LE(p.split, kAttentionMaxSplit);
+          }
+        }
+}
+
+TEST(AttentionPlan, MeasuredChoices) {
+  // One sequence of 32 heads over 8 kv heads: 4 heads a block, 32 blocks
+  // an item with partial sums (256 blocks), at 4k, 32k and 128k keys.
+  for (int64_t rows : {4096, 32768, 131072}) {
+    AttentionKernelOptions p =
+        planAttention(options(128, 128, rows, 4), 1, 32, 1);
+    EXPECT_EQ(p.heads, 4) << rows;
+    EXPECT_TRUE(p.partials) << rows;
+    EXPECT_EQ(p.split, 32) << rows;
+    EXPECT_EQ(p.threads, 128) << rows;
+  }
+  // 16 sequences of 2k: partials over 16 blocks (128 keys each).
+  AttentionKernelOptions b16 =
+      planAttention(options(128, 128, 2048, 4), 1, 32, 16);
+  EXPECT_EQ(b16.heads, 4);
+  EXPECT_TRUE(b16.partials);
+  EXPECT_EQ(b16.split, 16);
+  // 64 sequences of 1k, 8 heads a kv head: 4 heads a block, no split.
+  AttentionKernelOptions b64 =
+      planAttention(options(128, 128, 1024, 8), 1, 32, 64);
+  EXPECT_EQ(b64.heads, 4);
+  EXPECT_EQ(b64.split, 1);
+  EXPECT_FALSE(b64.partials);
+  // 16 latent-attention heads over 4k keys: a key row takes a warp, so 256
+  // threads; 16 blocks with partial sums.
+  AttentionKernelOptions mla =
+      planAttention(options(192, 128, 4096, 1), 1, 16, 1);
+  EXPECT_EQ(mla.threads, 256);
+  EXPECT_TRUE(mla.partials);
+  EXPECT_EQ(mla.split, 16);
+  // A cache too short for partial sums (1024 rows): a cluster of 8.
+  AttentionKernelOptions shortCache =
+      planAttention(options(128, 128, 1024, 4), 1, 8, 1);
+  EXPECT_FALSE(shortCache.partials);
+  EXPECT_EQ(shortCache.split, 8);
+}
+
+TEST(AttentionPlan, ForcedSplits) {
+  AttentionKernelOptions o = options(128, 128, 4096, 4);
+  AttentionKernelOptions c8 = planAttention(o, 1, 32, 1, 4, 0, 0, 8);
+  EXPECT_EQ(c8.split, 8);
+  EXPECT_FALSE(c8.partials);
+  AttentionKernelOptions p1024 = planAttention(o, 1, 32, 1, 4, 0, 0, 1024);
+  EXPECT_EQ(p1024.split, 1024);
+  EXPECT_TRUE(p1024.partials);
+  // A split whose blocks cannot hold their scores: 0 (the caller's error).
+  AttentionKernelOptions tooLong = options(128, 128, 4000000, 4);
+  EXPECT_EQ(planAttention(tooLong, 1, 32, 1, 4, 0, 0, 2).split, 0);
+}
+
+TEST(AttentionPlan, LongestCache) {
+  AttentionKernelOptions o = options(128, 128, 0, 4);
+  int64_t most = attentionMaxRows(o);
+  EXPECT_GE(most, 50'000'000);
+  o.maxRows = most;
+  AttentionKernelOptions p = planAttention(o, 1, 32, 1);
+  EXPECT_GT(p.split, 0);
+  EXPECT_LE(attentionSharedBytes(p), kAttentionSharedLimit);
+  o.maxRows = most + 16 * kAttentionMaxPartialSplit;
+  EXPECT_EQ(planAttention(o, 1, 32, 1, 1).split, 0);
+}
+
+} // namespace

@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include <utility>
+
 using namespace mlir::moe;
 
 namespace {
@@ -106,21 +108,31 @@ TEST(AttentionPlan, ForcedSplits) {
   AttentionKernelOptions p1024 = planAttention(o, 1, 32, 1, 4, 0, 0, 1024);
   EXPECT_EQ(p1024.split, 1024);
   EXPECT_TRUE(p1024.partials);
+  // A forced split that 4 heads a block cannot hold takes fewer heads.
+  AttentionKernelOptions c2 =
+      planAttention(options(128, 128, 65536, 4), 1, 32, 1, 0, 0, 0, 2);
+  EXPECT_EQ(c2.split, 2);
+  EXPECT_EQ(c2.heads, 1);
   // A split whose blocks cannot hold their scores: 0 (the caller's error).
   AttentionKernelOptions tooLong = options(128, 128, 4000000, 4);
   EXPECT_EQ(planAttention(tooLong, 1, 32, 1, 4, 0, 0, 2).split, 0);
 }
 
 TEST(AttentionPlan, LongestCache) {
-  AttentionKernelOptions o = options(128, 128, 0, 4);
-  int64_t most = attentionMaxRows(o);
-  EXPECT_GE(most, 50'000'000);
-  o.maxRows = most;
-  AttentionKernelOptions p = planAttention(o, 1, 32, 1);
-  EXPECT_GT(p.split, 0);
-  EXPECT_LE(attentionSharedBytes(p), kAttentionSharedLimit);
-  o.maxRows = most + 16 * kAttentionMaxPartialSplit;
-  EXPECT_EQ(planAttention(o, 1, 32, 1, 1).split, 0);
+  // The most rows attentionMaxRows admits plan (with the threads the plan
+  // picks: 256 where a key row takes a whole warp); past them, none.
+  for (auto [hd, dv] : {std::pair<int64_t, int64_t>{128, 128}, {256, 256},
+                        {192, 128}}) {
+    AttentionKernelOptions o = options(hd, dv, 0, 4);
+    int64_t most = attentionMaxRows(o);
+    EXPECT_GE(most, 40'000'000) << hd;
+    o.maxRows = most;
+    AttentionKernelOptions p = planAttention(o, 1, 32, 1);
+    EXPECT_GT(p.split, 0) << hd;
+    EXPECT_LE(attentionSharedBytes(p), kAttentionSharedLimit) << hd;
+    o.maxRows = most + 16 * kAttentionMaxPartialSplit;
+    EXPECT_EQ(planAttention(o, 1, 32, 1, 1).split, 0) << hd;
+  }
 }
 
 } // namespace

@@ -580,6 +580,16 @@ AttentionLayout attentionLayout(const AttentionKernelOptions &o) {
   return a;
 }
 
+/// The threads a block of the attention kernel plans for `o`: where a key
+/// row takes a whole warp (latent attention's 192-wide heads), a warp has
+/// one row in flight at a time, so twice the warps (1.32x at 16 MLA heads,
+/// 4k keys, on an H100, against slower grouped-query shapes:
+/// `attention-decode-threads-h100-2026-12-07.md`).
+int64_t attentionDefaultThreads(const AttentionKernelOptions &o) {
+  return attentionLayout(o).lanesPerRow == 32 ? 2 * kAttentionThreads
+                                              : kAttentionThreads;
+}
+
 /// Bytes of the scores (bf16, G heads' rows) at the start of the dynamic
 /// shared memory, 16-byte aligned; the p v partial sums follow.
 int64_t attentionScoreBytes(const AttentionKernelOptions &o,
@@ -656,13 +666,7 @@ AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
   auto withHeads = [&](int64_t g, bool partials) {
     AttentionKernelOptions c = o;
     c.heads = g;
-    // Where a key row takes a whole warp (latent attention's 192-wide
-    // heads), a warp has one row in flight at a time: twice the warps
-    // (1.32x at 16 MLA heads, 4k keys, on an H100, against slower
-    // grouped-query shapes, `attention-decode-threads-h100-2026-12-07.md`).
-    c.threads = threads                                ? threads
-                : attentionLayout(c).lanesPerRow == 32 ? 2 * kAttentionThreads
-                                                       : kAttentionThreads;
+    c.threads = threads ? threads : attentionDefaultThreads(c);
     c.unroll = unroll ? unroll : g <= 2 ? 16 : g <= 4 ? 8 : 4;
     c.partials = partials;
     if (split) {
@@ -686,8 +690,11 @@ AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
   // block (or the heads asked for), whichever gives more blocks.
   auto choose = [&](int64_t g,
                     bool last) -> std::optional<AttentionKernelOptions> {
-    if (split)
-      return withHeads(g, split > kAttentionMaxSplit);
+    if (split) {
+      // (With fewer heads a block, a forced split may still fit.)
+      AttentionKernelOptions f = withHeads(g, split > kAttentionMaxSplit);
+      return f.split || last ? std::optional(f) : std::nullopt;
+    }
     AttentionKernelOptions c = withHeads(g, false);
     if (c.split == 1 && blocks(c) >= 2 * kPlanSms)
       return c;
@@ -716,6 +723,7 @@ int64_t mlir::moe::attentionMaxRows(const AttentionKernelOptions &o) {
   none.split = kAttentionMaxPartialSplit;
   none.partials = true;
   none.heads = 1;
+  none.threads = attentionDefaultThreads(none);
   // (Whole 16-byte runs of bf16 scores a block.)
   return kAttentionMaxPartialSplit *
          ((kAttentionSharedLimit - attentionSharedBytes(none)) / 16 * 8);

@@ -64,40 +64,37 @@ TEST(AttentionPlan, InvariantsOverModelShapes) {
 }
 
 TEST(AttentionPlan, MeasuredChoices) {
-  // One sequence of 32 heads over 8 kv heads: 4 heads a block, 32 blocks
-  // an item with partial sums (256 blocks), at 4k, 32k and 128k keys.
-  for (int64_t rows : {4096, 32768, 131072}) {
+  struct Choice {
+    const char *shape;
+    // The shape (head sizes, cache rows, heads, kv heads, sequences) and
+    // the plan measured best for it.
+    int64_t hd, dv, rows, H, KV, B;
+    int64_t heads, split, threads;
+    bool partials;
+  };
+  for (const Choice &c : {
+           // One sequence of 32 heads over 8 kv heads: 4 heads a block, 32
+           // blocks an item with partial sums (256 blocks).
+           Choice{"gqa-4k", 128, 128, 4096, 32, 8, 1, 4, 32, 128, true},
+           Choice{"gqa-32k", 128, 128, 32768, 32, 8, 1, 4, 32, 128, true},
+           Choice{"gqa-128k", 128, 128, 131072, 32, 8, 1, 4, 32, 128, true},
+           // 16 sequences of 2k: 16 blocks (128 keys each).
+           Choice{"gqa-b16-2k", 128, 128, 2048, 32, 8, 16, 4, 16, 128, true},
+           // 64 sequences of 1k, 8 heads a kv head: no split.
+           Choice{"gqa-b64-1k", 128, 128, 1024, 32, 4, 64, 4, 1, 128, false},
+           // Latent attention: a key row takes a warp, so 256 threads.
+           Choice{"mla-4k", 192, 128, 4096, 16, 16, 1, 1, 16, 256, true},
+           // A cache too short for partial sums: a cluster of 8.
+           Choice{"short-1k", 128, 128, 1024, 8, 2, 1, 1, 8, 128, false},
+       }) {
+    SCOPED_TRACE(c.shape);
     AttentionKernelOptions p =
-        planAttention(options(128, 128, rows, 4), 1, 32, 1);
-    EXPECT_EQ(p.heads, 4) << rows;
-    EXPECT_TRUE(p.partials) << rows;
-    EXPECT_EQ(p.split, 32) << rows;
-    EXPECT_EQ(p.threads, 128) << rows;
+        planAttention(options(c.hd, c.dv, c.rows, c.H / c.KV), 1, c.H, c.B);
+    EXPECT_EQ(p.heads, c.heads);
+    EXPECT_EQ(p.split, c.split);
+    EXPECT_EQ(p.threads, c.threads);
+    EXPECT_EQ(p.partials, c.partials);
   }
-  // 16 sequences of 2k: partials over 16 blocks (128 keys each).
-  AttentionKernelOptions b16 =
-      planAttention(options(128, 128, 2048, 4), 1, 32, 16);
-  EXPECT_EQ(b16.heads, 4);
-  EXPECT_TRUE(b16.partials);
-  EXPECT_EQ(b16.split, 16);
-  // 64 sequences of 1k, 8 heads a kv head: 4 heads a block, no split.
-  AttentionKernelOptions b64 =
-      planAttention(options(128, 128, 1024, 8), 1, 32, 64);
-  EXPECT_EQ(b64.heads, 4);
-  EXPECT_EQ(b64.split, 1);
-  EXPECT_FALSE(b64.partials);
-  // 16 latent-attention heads over 4k keys: a key row takes a warp, so 256
-  // threads; 16 blocks with partial sums.
-  AttentionKernelOptions mla =
-      planAttention(options(192, 128, 4096, 1), 1, 16, 1);
-  EXPECT_EQ(mla.threads, 256);
-  EXPECT_TRUE(mla.partials);
-  EXPECT_EQ(mla.split, 16);
-  // A cache too short for partial sums (1024 rows): a cluster of 8.
-  AttentionKernelOptions shortCache =
-      planAttention(options(128, 128, 1024, 4), 1, 8, 1);
-  EXPECT_FALSE(shortCache.partials);
-  EXPECT_EQ(shortCache.split, 8);
 }
 
 TEST(AttentionPlan, ForcedSplits) {
@@ -121,8 +118,8 @@ TEST(AttentionPlan, ForcedSplits) {
 TEST(AttentionPlan, LongestCache) {
   // The most rows attentionMaxRows admits plan (with the threads the plan
   // picks: 256 where a key row takes a whole warp); past them, none.
-  for (auto [hd, dv] : {std::pair<int64_t, int64_t>{128, 128}, {256, 256},
-                        {192, 128}}) {
+  for (auto [hd, dv] :
+       {std::pair<int64_t, int64_t>{128, 128}, {256, 256}, {192, 128}}) {
     AttentionKernelOptions o = options(hd, dv, 0, 4);
     int64_t most = attentionMaxRows(o);
     EXPECT_GE(most, 40'000'000) << hd;

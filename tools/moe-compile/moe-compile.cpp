@@ -35,9 +35,10 @@
 #include "mlir/Support/Timing.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
-#include "llvm/Support/InitLLVM.h"
-#include "llvm/Support/Path.h"
 #include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MathExtras.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/SourceMgr.h"
@@ -539,9 +540,10 @@ int main(int argc, char **argv) {
                 Twine(gpuAttentionThreads));
   if (gpuAttentionSplit < 0 ||
       gpuAttentionSplit > moe::kAttentionMaxPartialSplit ||
-      (gpuAttentionSplit & (gpuAttentionSplit - 1)))
+      !llvm::isPowerOf2_64(std::max<int64_t>(gpuAttentionSplit, 1)))
     return fail("--gpu-attention-split must be 0 (auto) or a power of two up "
-                "to 1024, got " +
+                "to " +
+                Twine(moe::kAttentionMaxPartialSplit) + ", got " +
                 Twine(gpuAttentionSplit));
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)

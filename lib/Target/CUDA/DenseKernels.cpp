@@ -1079,8 +1079,9 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   // output where the block has every key, or with partial sums its entry
   // of `work`: [item, rank] of G * vd sums, then the G maxima and the G
   // sums of the exponentials.
-  const int64_t W = attentionPartialFloats(o);
-  Value entryBase = ix.mul(ix.add(ix.mul(item, ix.c(S)), rank), ix.c(W));
+  Value entryBase = o.partials ? ix.mul(ix.add(ix.mul(item, ix.c(S)), rank),
+                                        ix.c(attentionPartialFloats(o)))
+                               : Value();
   if (o.partials)
     buildIfThen(b, loc, ix.icmp(P::eq, tid, ix.c(0)), [&] {
       for (int64_t g = 0; g < G; ++g) {

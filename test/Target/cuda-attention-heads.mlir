@@ -35,6 +35,12 @@
 // PTX-DAG: ld.global.v4.b32
 // PTX-NOT: mapa.shared::cluster
 // PTX-LABEL: .entry moe_attention_merge_bf16_dv128_h4_p16(
+// (The merge takes each block's weight exp(m_s - m) once, into shared
+// memory, and loads a column's sums of 8 blocks at once: entries of 2080
+// bytes.)
+// PTX: ex2.approx
+// PTX-NOT: ex2.approx
+// PTX: ld.global.b32 {{[^;]*}}+14560];\0A\09ld.shared.v4.b32
 // CLUSTERPTX-LABEL: .entry moe_attention_batched_bf16_hd128_s2048_g4_h4_u8_c8(
 // CLUSTERPTX-DAG: ld.global.v4.b32
 // CLUSTERPTX-DAG: mapa.shared::cluster

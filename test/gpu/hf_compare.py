@@ -6,7 +6,12 @@ of test/gpu/tiny_configs.py), saves it with save_pretrained, and compares
 transformers' greedy generation (eager attention, on the GPU) with the
 executables compiled from the same config on the build machine
 (test/gpu/make-hf-models.sh): the generated tokens, and the logits of every
-generated token (prefill and decode steps) relative to their scale.
+generated token (prefill and decode steps) relative to their scale. A
+bf16 run whose logits are farther from the float32 forward than
+transformers' bf16 ones also passes where they are within 1e-2 of the
+float32 forward with one (or two) of the routing's near-ties taken the
+other way (route_flips.py: DeepSeek-V3's sigmoid routing, margins under
+4e-3), and its row names the flip.
 Usage: python3 hf_compare.py DIR [ARCH,...]  (DIR holds ARCH-cpu-f32,
 ARCH-cpu-bf16, ARCH-cuda-bf16, partitioned ARCH-*-ep2-* / -es2-* and
 tiny_configs.py; the optional list limits the architectures). Prints a
@@ -28,6 +33,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 D = sys.argv[1]
 sys.path.insert(0, D)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import route_flips  # noqa: E402
 from tiny_configs import CONFIGS, MODEL_TYPE  # noqa: E402
 
 prompt, new = [3, 1, 4, 1, 5, 9, 2, 6], 12
@@ -74,7 +81,7 @@ for arch, (dtype, tag) in [(a, d) for a in archs
     # tokens, as the exact reference: where the bf16 results of transformers
     # and ours part (they round at different points; a near-tie in the
     # routing then picks another expert), the one closer to it is right.
-    exact = None
+    exact = m32 = None
     if tag == "bf16":
         full = torch.tensor([prompt + hf_tokens[:-1]], device="cuda")
         with torch.no_grad():
@@ -85,7 +92,6 @@ for arch, (dtype, tag) in [(a, d) for a in archs
                 exact = m32(input_ids=ids, decoder_input_ids=dec).logits[0].float().cpu()
             else:
                 exact = m32(full).logits[0, len(prompt) - 1:].float().cpu()
-            del m32
     for exe in sorted(os.listdir(D)):
         if not exe.startswith(arch + "-") or not exe.endswith(tag) or "." in exe:
             continue
@@ -147,6 +153,20 @@ for arch, (dtype, tag) in [(a, d) for a in archs
             hf_x = (hf_logits[:upto] - exact[:upto]).abs().max().item() / scale
             vs_exact = f"vs f32: ours {ours_x:.2e}, transformers {hf_x:.2e}"
             ok = ok or ours_x <= hf_x
+            # Still apart: the float32 forward with a routing near-tie
+            # (margin under 4e-3, about a bf16 step of a score near 0.5)
+            # taken the other way; ours must then be within 1e-2 of it
+            # (bf16 runs that route alike are at 3e-3 to 7e-3).
+            if not ok and not encdec and route_flips.routers(m32):
+                try:
+                    flip, lines = route_flips.explain(m32, full, len(prompt) - 1,
+                                                      logits[:upto].float(), scale, 1e-2)
+                    print(f"{exe}: " + "\n  ".join(lines))
+                    if flip:
+                        ok = True
+                        vs_exact += f"; near-tie flipped: {flip}"
+                except route_flips.Unsupported as e:
+                    print(f"{exe}: routing flips not tried: {e}")
         failures += not ok
         rows.append((exe, seed, "PASS" if ok else "FAIL", f"{same}/{new}",
                      f"{err_upto:.2e}", f"{tol:.0e}",

@@ -1190,27 +1190,42 @@ mlir::moe::buildAttentionMergeKernel(OpBuilder &b, Location loc,
                  nb, l, acc[0], at(nb, l, s, maxOff))};
            });
   Value m = bc.blockReduce(localMax.getResult(0), /*max=*/true);
-  auto weight = [&](OpBuilder &nb, Location l, Value s) -> Value {
-    return math::ExpOp::create(
-        nb, l, arith::SubFOp::create(nb, l, at(nb, l, s, maxOff), m));
-  };
+  // Each block's weight exp(m_s - m), once, into shared memory (the block
+  // reduction's barriers publish them).
+  Value weights = sharedF32(b, loc, fn, S);
   auto localSum =
       loop(b, loc, tid, ix.c(S), ix.c(NT), {constF32(b, loc, 0.0f)},
            [&](OpBuilder &nb, Location l, Value s, ValueRange acc) {
-             return SmallVector<Value>{math::FmaOp::create(
-                 nb, l, weight(nb, l, s), at(nb, l, s, sumOff), acc[0])};
+             Value w = math::ExpOp::create(
+                 nb, l, arith::SubFOp::create(nb, l, at(nb, l, s, maxOff), m));
+             memref::StoreOp::create(nb, l, w, weights, ValueRange{s});
+             return SmallVector<Value>{
+                 math::FmaOp::create(nb, l, w, at(nb, l, s, sumOff), acc[0])};
            });
   Value sum = bc.blockReduce(localSum.getResult(0), /*max=*/false);
-  // A thread per column: the blocks' p v sums rescaled, over the sum.
+  // A thread per column: the blocks' p v sums rescaled, over the sum, in
+  // block order; kAttentionMergeLoads blocks' sums loaded at once (S is a power
+  // of two of at least 16).
+  const int64_t L = std::min<int64_t>(S, kAttentionMergeLoads);
   loop(b, loc, tid, ix.c(vd), ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value c, ValueRange) {
          IndexOps lx{nb, l};
          Value col = lx.add(lx.mul(g, lx.c(vd)), c);
          auto acc =
-             loop(nb, l, lx.c(0), lx.c(S), lx.c(1), {constF32(nb, l, 0.0f)},
-                  [&](OpBuilder &ib, Location il, Value s, ValueRange a) {
-                    return SmallVector<Value>{math::FmaOp::create(
-                        ib, il, weight(ib, il, s), at(ib, il, s, col), a[0])};
+             loop(nb, l, lx.c(0), lx.c(S), lx.c(L), {constF32(nb, l, 0.0f)},
+                  [&](OpBuilder &ib, Location il, Value s0, ValueRange a) {
+                    IndexOps jx{ib, il};
+                    SmallVector<Value> pv;
+                    for (int64_t u = 0; u < L; ++u)
+                      pv.push_back(at(ib, il, jx.add(s0, jx.c(u)), col));
+                    Value r = a[0];
+                    for (int64_t u = 0; u < L; ++u)
+                      r = math::FmaOp::create(
+                          ib, il,
+                          memref::LoadOp::create(
+                              ib, il, weights, ValueRange{jx.add(s0, jx.c(u))}),
+                          pv[u], r);
+                    return SmallVector<Value>{r};
                   });
          Value r = arith::DivFOp::create(nb, l, acc.getResult(0), sum);
          memref::StoreOp::create(nb, l, fromF32(nb, l, r, elt), out,

@@ -139,8 +139,9 @@ int64_t attentionPartialFloats(const AttentionKernelOptions &options);
 /// The end of a split attention with partials: block (item, g) of a grid of
 /// items * heads rescales the split's p v sums of head g to the item's
 /// maximum, divides by the rescaled sum of exponentials and writes the
-/// bf16 output row. Arguments (work f32, out [B*T, H*dv], T: index).
-constexpr int64_t kAttentionMergeThreads = 128;
+/// bf16 output row. Arguments (work f32, out [B*T, H*dv], T: index). A
+/// thread takes a column, loading kAttentionMergeLoads blocks' sums at once.
+constexpr int64_t kAttentionMergeThreads = 128, kAttentionMergeLoads = 8;
 gpu::GPUFuncOp buildAttentionMergeKernel(OpBuilder &b, Location loc,
                                          gpu::GPUModuleOp module,
                                          StringRef name,

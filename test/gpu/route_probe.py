@@ -4,9 +4,11 @@ tiny checkpoint of hf_compare.py (the same construction and seed). Builds
 ARCH in bfloat16 from SEED, generates hf_compare's 12 tokens greedily, and
 teacher-forces prompt + tokens through the bf16 model and its float32 copy,
 recording each MoE router's chosen experts (hooks on modules whose class
-name ends in "TopkRouter" or is a gate Linear of E outputs). Prints, per
-MoE layer, the tokens whose expert sets differ between bf16 and f32 and the
-smallest gap between the k-th and (k+1)-th selection score (f32 forward).
+name ends in "TopkRouter"). Prints, per MoE layer, the tokens whose expert
+sets differ between bf16 and f32, and the routing decisions of the f32
+forward with margins under 4e-3 (route_flips.py: the last chosen group
+against the first left out, the k-th expert against the (k+1)-th within
+the chosen groups).
 Usage: route_probe.py DIR ARCH SEED"""
 import copy
 import os
@@ -17,6 +19,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 D, arch, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path.insert(0, D)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import route_flips  # noqa: E402
 from tiny_configs import CONFIGS, MODEL_TYPE  # noqa: E402
 
 prompt, new = [3, 1, 4, 1, 5, 9, 2, 6], 12
@@ -34,7 +38,6 @@ with torch.no_grad():
     out = model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False,
                          pad_token_id=0)
 full = out[:, :-1]
-k = getattr(cfg, "num_experts_per_tok", 2)
 
 
 def probe(m):
@@ -43,16 +46,9 @@ def probe(m):
     for name, mod in m.named_modules():
         if type(mod).__name__.endswith("TopkRouter"):
             def hook(mod, args, output, name=name):
-                h = args[0].reshape(-1, mod.weight.shape[1]).float()
-                s = torch.nn.functional.linear(h, mod.weight.float()).sigmoid()
-                bias = getattr(mod, "e_score_correction_bias", None)
-                sel = s + (bias.float() if bias is not None else 0)
-                top = sel.sort(dim=-1, descending=True).values
                 outs = output if isinstance(output, tuple) else (output,)
                 idx = next(o for o in outs if not o.is_floating_point())
-                rec[name] = (idx.reshape(h.shape[0], -1).sort(dim=-1).values.cpu(),
-                             (top[:, k - 1] - top[:, k]).cpu(),
-                             None if bias is None else bias.float().abs().max().item())
+                rec[name] = idx.reshape(-1, idx.shape[-1]).sort(dim=-1).values.cpu()
             hooks.append(mod.register_forward_hook(hook))
     with torch.no_grad():
         m(full)
@@ -62,12 +58,11 @@ def probe(m):
 
 
 r16 = probe(model)
-r32 = probe(copy.deepcopy(model).float())
+m32 = copy.deepcopy(model).float()
+r32 = probe(m32)
 print(f"{arch} seed {seed}: tokens {out[0, len(prompt):].tolist()}")
 for name in r16:
-    i16, gap16, b = r16[name]
-    i32, gap32, _ = r32[name]
-    diff = [t for t in range(i16.shape[0]) if not torch.equal(i16[t], i32[t])]
-    print(f"{name}: {len(diff)} of {i16.shape[0]} tokens route differently in bf16 "
-          f"{diff}; smallest k-th gap (f32) {gap32.min().item():.2e} at token "
-          f"{gap32.argmin().item()}; |bias| max {b}")
+    diff = [t for t in range(r16[name].shape[0]) if not torch.equal(r16[name][t], r32[name][t])]
+    print(f"{name}: {len(diff)} of {r16[name].shape[0]} tokens route differently in bf16 {diff}")
+for m, name, t, kind, alt in route_flips.flips(m32, full, 4e-3):
+    print(f"  near-tie (f32): {name} token {t} {kind} margin {m:.1e}, other side {alt}")

@@ -117,6 +117,7 @@ void buildToLoops(OpPassManager &pm,
     materialize.attentionUnroll = gpu->attentionUnroll;
     materialize.attentionThreads = gpu->attentionThreads;
     materialize.attentionSplit = gpu->attentionSplit;
+    materialize.attentionKernel = gpu->attentionKernel;
     pm.addPass(moe::createMoEMaterializeGpuExperts(materialize));
   }
 

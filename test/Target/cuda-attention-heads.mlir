@@ -1,4 +1,6 @@
-// The decoding attention's plan (planAttention): a block takes several
+// The CUDA-core decoding attention's plan (planAttention; asked for with
+// attention-kernel=cores or any of its choices below, else the first two
+// attentions take tensor cores: cuda-attention-mma.mlir): a block takes several
 // query heads of one kv head where that still fills the GPU, so each key
 // and value row is read once for them. 16 sequences of 32 heads over 8 kv
 // heads: 4 heads a block, 128 items, each sequence's 2048 keys split over
@@ -11,8 +13,8 @@
 // block (the default's most), no split. A head count that does not divide
 // the group is refused by name.
 // REQUIRES: ptxas
-// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
-// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=HOST
+// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-kernel=cores" | FileCheck %s --check-prefix=PTX
+// RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-kernel=cores" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=HOST
 // RUN: not moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-heads=3" -o /dev/null 2>&1 | FileCheck %s --check-prefix=ERR
 // RUN: not moe-compile %s --target=cuda --gpu-attention-unroll=17 --emit=mlir 2>&1 | FileCheck %s --check-prefix=UNROLL
 // RUN: moe-opt %s -split-input-file --moe-cuda-pipeline="format=isa attention-threads=256" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=T256

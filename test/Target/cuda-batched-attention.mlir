@@ -1,13 +1,15 @@
 // Batched attention (two sequences per step, each at its own position) on
 // the GPU: the rotary embedding, the cache rows and the attention read each
 // sequence's position on the device, and the attention's blocks take the
-// (row, head, sequence) items by the grid's size. (Run against transformers on an H200 by
-// test/gpu/hf_compare.py: mixtral_e8-cuda-b2-bf16.)
+// (row, head, sequence) items by the grid's size: the tensor-core decoding
+// kernel, both query heads of a kv head a block. (Run against transformers
+// by test/gpu/hf_compare.py: mixtral_e8-cuda-b2-bf16.)
 // REQUIRES: ptxas
 // RUN: moe-opt %s --moe-cuda-pipeline="format=isa" | FileCheck %s --check-prefix=PTX
 // RUN: moe-opt %s --convert-moe-dense-to-gpu-call | FileCheck %s --check-prefix=CALL
 
-// PTX-DAG: .entry moe_attention_batched_bf16_hd16_s32_g2
+// PTX-DAG: .entry moe_attention_mma_batched_bf16_hd16_s32_g2_h2(
+// PTX-DAG: mma.sync.aligned.m16n8k16
 // PTX-DAG: .entry moe_rope_batched_bf16_
 // PTX-DAG: .entry moe_store_rows_batched_bf16
 // PTX-DAG: mov.u32 {{.*}}%nctaid.x

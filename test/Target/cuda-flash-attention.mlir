@@ -42,25 +42,25 @@ func.func @batched_prefill(%x: tensor<64x128xbf16>, %wq: tensor<128x128xbf16>, %
 
 // -----
 
-// A decoding step of 4 heads over 4096 keys: a cluster of 8 blocks an item
-// would leave most SMs idle (32 blocks), so 32 blocks split each head's
-// keys (128 blocks, planAttention) and write their p v sums, maxima and
-// sums of exponentials to a work buffer (4 x 32 entries of 128 + 2
-// floats), no cluster; the merge kernel
-// rescales them to each head's maximum and writes the rows. The keys and
-// values in 16-byte loads, 16 rows a lane at once.
-// PTX-LABEL: .entry moe_attention_batched_bf16_hd128_s4096_g2_h1_u16_p32(
-// PTX-NOT: mma.sync
+// A decoding step of 4 heads over 2 kv heads, 4096 keys: the tensor-core
+// decoding kernel takes both query heads of a kv head a block (2 items);
+// 32 blocks split each item's keys (64 blocks of 128 keys,
+// planAttentionMma) and write their p v sums, maxima and sums of
+// exponentials to a work buffer (2 x 32 entries of 2 x 128 + 4 floats),
+// no cluster; the merge kernel rescales them to each head's maximum and
+// writes the rows. Keys and values go through shared memory by cp.async.
+// PTX-LABEL: .entry moe_attention_mma_batched_bf16_hd128_s4096_g2_h2_p32(
 // PTX-NOT: barrier.cluster
-// PTX-DAG: ld.global.v4.b32
+// PTX-DAG: cp.async.cg.shared.global
+// PTX-DAG: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // PTX-DAG: st.global.b32
-// PTX-LABEL: .entry moe_attention_merge_bf16_dv128_h1_p32(
+// PTX-LABEL: .entry moe_attention_merge_bf16_dv128_h2_p32(
 // PTX: ex2.approx
 // PTX: div.rn.f32
-// HOST: gpu.launch_func  @moe_kernels::@moe_attention_batched_bf16_hd128_s4096_g2_h1_u16_p32 blocks in (%c128{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) dynamic_shared_memory_size %{{.*}} args({{.*}}, %[[WORK:.*]] : memref<?xf32>)
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_mma_batched_bf16_hd128_s4096_g2_h2_p32 blocks in (%c64{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) {{.*}}args({{.*}}, %[[WORK:.*]] : memref<?xf32>)
 // HOST-NEXT: memref.cast
 // HOST-SAME: memref<16640xf32> to memref<?xf32>
-// HOST: gpu.launch_func  @moe_kernels::@moe_attention_merge_bf16_dv128_h1_p32 blocks in (%c4{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+// HOST: gpu.launch_func  @moe_kernels::@moe_attention_merge_bf16_dv128_h2_p32 blocks in (%c4{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
 func.func @decode(%x: tensor<1x256xbf16>, %wq: tensor<256x512xbf16>, %wk: tensor<256x256xbf16>, %wv: tensor<256x256xbf16>, %wo: tensor<512x256xbf16>, %kc: tensor<4096x2x128xbf16>, %vc: tensor<4096x2x128xbf16>, %pos: tensor<1xi32>) -> (tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>) {
   %y, %k, %v = moe.attention %x : tensor<1x256xbf16> q(%wq : tensor<256x512xbf16>) k(%wk : tensor<256x256xbf16>) v(%wv : tensor<256x256xbf16>) o(%wo : tensor<512x256xbf16>) cache(%kc : tensor<4096x2x128xbf16>, %vc : tensor<4096x2x128xbf16>) position(%pos : tensor<1xi32>) {num_heads = 4 : i64, num_kv_heads = 2 : i64} -> tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>
   return %y, %k, %v : tensor<1x256xbf16>, tensor<4096x2x128xbf16>, tensor<4096x2x128xbf16>

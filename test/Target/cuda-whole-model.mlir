@@ -41,7 +41,8 @@
 // PTX-DAG: .entry moe_rope_batched_bf16_
 // PTX-DAG: .entry moe_gemv_dense_bf16_r2
 // PTX-DAG: ld.global.v4.b32
-// PTX-DAG: .entry moe_attention_batched_bf16_hd16_s32_g2
+// PTX-DAG: .entry moe_attention_mma_batched_bf16_hd16_s32_g2_h2(
+// PTX-DAG: mma.sync.aligned.m16n8k16
 // PTX-DAG: shfl.sync.bfly.b32
 // PTX-DAG: bar.sync
 #map = affine_map<(d0, d1) -> (d0, d1)>

@@ -29,7 +29,8 @@ os.environ.setdefault("MOERT_DEVICE", "gpu")
 
 THETA = 10000.0
 # name: batch, rows per sequence, positions, hidden, heads, kv heads, head
-# size, cache rows per sequence.
+# size, cache rows per sequence[, moe-compile flags].
+MMA = ["--gpu-attention-kernel=mma"]
 CASES = {
     "flash-gqa-partial-tile": (1, 200, [37], 256, 8, 2, 128, 512),
     "flash-hd64-full-cache": (1, 64, [0], 128, 4, 4, 64, 64),
@@ -78,6 +79,21 @@ CASES = {
                              ["--gpu-attention-split=1024",
                               "--gpu-attention-heads=4"]),
     "decode-partials-500k": (1, 1, [450000], 256, 4, 1, 64, 500000),
+    # The tensor-core decoding kernel (--gpu-attention-kernel=mma): partial
+    # sums over 8 blocks (one with keys at position 0), several rows a
+    # sequence without a split, 4-way splits of 40 sequences, heads of 80,
+    # 8 query heads a kv head, 1024 blocks of a 500000-row cache, and 70
+    # sequences of 4 kv heads (no split: the block writes the output rows).
+    "mma-decode-one": (1, 1, [700], 256, 8, 2, 128, 1024, MMA),
+    "mma-pos-0": (1, 1, [0], 256, 8, 2, 128, 1024, MMA),
+    "mma-rows-8-batched": (2, 8, [0, 40], 128, 4, 2, 64, 64, MMA),
+    "mma-batched-40": (40, 1, [(i * 23) % 500 for i in range(40)], 256, 8, 2,
+                       64, 512, MMA),
+    "mma-hd80-gqa4": (1, 1, [3999], 640, 16, 4, 80, 4096, MMA),
+    "mma-gqa8-3": (3, 1, [5, 900, 2047], 256, 16, 2, 128, 2048, MMA),
+    "mma-500k": (1, 1, [450000], 256, 4, 1, 64, 500000, MMA),
+    "mma-nosplit-70": (70, 1, [(i * 7) % 250 for i in range(70)], 128, 8, 4,
+                       64, 256, MMA),
 }
 
 

@@ -133,3 +133,60 @@ TEST(AttentionPlan, LongestCache) {
 }
 
 } // namespace
+
+// The tensor-core kernel's plan (planAttentionMma): every query head of a
+// kv head in one block up to 16 rows, a split only where the items leave
+// SMs idle, powers of two of blocks keeping kAttentionMinPartialKeys keys
+// each, and the shapes it takes fit its static shared memory.
+TEST(AttentionPlan, MmaPlan) {
+  struct Heads {
+    int64_t H, KV, hd, dv;
+  };
+  for (Heads h :
+       {Heads{32, 8, 128, 128}, Heads{32, 4, 128, 128}, Heads{16, 16, 192, 128},
+        Heads{8, 2, 64, 64}, Heads{40, 8, 80, 80}, Heads{64, 2, 128, 128}})
+    for (int64_t rows : {64, 1000, 4096, 32768, 500000})
+      for (int64_t B : {1, 16, 300}) {
+        SCOPED_TRACE("heads " + std::to_string(h.H) + "/" +
+                     std::to_string(h.KV) + " rows " + std::to_string(rows) +
+                     " B " + std::to_string(B));
+        int64_t group = h.H / h.KV;
+        AttentionKernelOptions p =
+            planAttentionMma(options(h.hd, h.dv, rows, group), 1, h.H, B);
+        EXPECT_EQ(group % p.heads, 0);
+        EXPECT_LE(p.heads, kAttentionMmaRows);
+        if (group <= kAttentionMmaRows)
+          EXPECT_EQ(p.heads, group);
+        EXPECT_TRUE(whyNotAttentionMma(p).empty()) << whyNotAttentionMma(p);
+        EXPECT_LE(attentionMmaSharedBytes(p), kAttentionMmaSharedLimit);
+        int64_t items = h.KV * (group / p.heads) * B;
+        EXPECT_EQ(p.partials, p.split > 1);
+        if (items >= 2 * kPlanSms)
+          EXPECT_EQ(p.split, 1);
+        if (p.split > 1) {
+          EXPECT_TRUE((p.split & (p.split - 1)) == 0);
+          EXPECT_LE(p.split, kAttentionMaxPartialSplit);
+          EXPECT_GE((rows + p.split - 1) / p.split, kAttentionMinPartialKeys);
+        }
+      }
+  // Measured shapes: one sequence of 32/8 heads at 4k keys: 4 heads, 32
+  // blocks an item (128 keys each); 64 sequences of 32/4 heads at 1k: 8
+  // heads a block, 2 blocks an item; heads of 256 do not fit (the CUDA-core
+  // kernel takes them), nor heads of 6.
+  AttentionKernelOptions a =
+      planAttentionMma(options(128, 128, 4096, 4), 1, 32, 1);
+  EXPECT_EQ(a.heads, 4);
+  EXPECT_EQ(a.split, 32);
+  AttentionKernelOptions b =
+      planAttentionMma(options(128, 128, 1024, 8), 1, 32, 64);
+  EXPECT_EQ(b.heads, 8);
+  EXPECT_EQ(b.split, 2);
+  EXPECT_FALSE(
+      whyNotAttentionMma(planAttentionMma(options(256, 256, 1024, 2), 1, 4, 1))
+          .empty());
+  EXPECT_FALSE(
+      whyNotAttentionMma(planAttentionMma(options(6, 6, 128, 1), 1, 4, 1))
+          .empty());
+  // A group of 32 query heads a kv head: 16 a block (two blocks an item).
+  EXPECT_EQ(planAttentionMma(options(128, 128, 1024, 32), 1, 64, 1).heads, 16);
+}

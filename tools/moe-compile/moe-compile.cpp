@@ -237,6 +237,13 @@ cl::opt<int64_t> gpuAttentionSplit(
              "(default, planned by shape), a power of two up to 8 (a "
              "cluster) or up to 1024 (partial sums, then a merge kernel)"),
     cl::init(0), cl::cat(category));
+cl::opt<std::string> gpuAttentionKernel(
+    "gpu-attention-kernel",
+    cl::desc("the decoding attention's kernel: auto (default: tensor cores "
+             "where the head sizes allow, a block gets 2 or more query heads "
+             "and no choice above is given), mma (tensor cores; heads and "
+             "split may be given) or cores (the CUDA-core kernel)"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuDecodeOverlap(
     "gpu-decode-overlap",
     cl::desc("the few-rows path's down GEMV issues its first weight loads "
@@ -545,6 +552,10 @@ int main(int argc, char **argv) {
                 "to " +
                 Twine(moe::kAttentionMaxPartialSplit) + ", got " +
                 Twine(gpuAttentionSplit));
+  if (gpuAttentionKernel != "auto" && gpuAttentionKernel != "mma" &&
+      gpuAttentionKernel != "cores")
+    return fail("--gpu-attention-kernel must be auto, mma or cores, got '" +
+                Twine(gpuAttentionKernel) + "'");
   if (outputFile.empty()) {
     if (emit == Emit::Exe || emit == Emit::Shared || emit == Emit::Obj)
       return fail("no output path: pass -o <path>");
@@ -717,6 +728,7 @@ int main(int argc, char **argv) {
     cudaOptions.attentionUnroll = gpuAttentionUnroll;
     cudaOptions.attentionThreads = gpuAttentionThreads;
     cudaOptions.attentionSplit = gpuAttentionSplit;
+    cudaOptions.attentionKernel = gpuAttentionKernel;
     cudaOptions.decodeOverlap = gpuDecodeOverlap;
     cudaOptions.earlyLaunch = gpuEarlyLaunch;
     cudaOptions.report = gpuReport;

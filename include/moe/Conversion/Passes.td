@@ -286,7 +286,12 @@ def MoEMaterializeGpuExperts : Pass<"moe-materialize-gpu-experts", "ModuleOp"> {
     Option<"attentionSplit", "attention-split", "int64_t", "0",
            "blocks splitting an item's keys in the decoding attention: 0 "
            "(default, planned by shape), a power of two up to 8 (a cluster) "
-           "or up to 1024 (partial sums, then a merge kernel)">
+           "or up to 1024 (partial sums, then a merge kernel)">,
+    Option<"attentionKernel", "attention-kernel", "std::string", "\"auto\"",
+           "the decoding attention's kernel: auto (tensor cores where the "
+           "head sizes allow, with 2 or more query heads a block, and no "
+           "other choice is given), mma (tensor cores) or cores (the "
+           "CUDA-core kernel)">
   ];
   let dependentDialects = [
     "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",

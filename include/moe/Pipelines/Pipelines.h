@@ -144,6 +144,12 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "attention: 0 (auto), a power of two up to 8 (a "
                      "cluster) or up to 1024 (partial sums and a merge)"),
       llvm::cl::init(0)};
+  PassOptions::Option<std::string> attentionKernel{
+      *this, "attention-kernel",
+      llvm::cl::desc("the decoding attention's kernel: auto (tensor cores "
+                     "where they can, with 2 or more heads a block, and no "
+                     "other choice is given), mma or cores"),
+      llvm::cl::init("auto")};
   PassOptions::Option<int64_t> decodeGridShare{
       *this, "decode-grid-share",
       llvm::cl::desc("the decode kernel's GEMV items planned as for this "

@@ -486,7 +486,13 @@ private:
                                              int64_t T, int64_t H, int64_t B,
                                              StringRef suffix) {
     bool flash = usesFlashAttention(ao, T);
+    bool mma = false;
     if (!flash) {
+      const std::string &kind = tuning.attentionKernel;
+      if (kind != "auto" && kind != "mma" && kind != "cores")
+        return fn.emitError()
+               << "attention kernel must be auto, mma or cores, got '" << kind
+               << "'";
       if (!llvm::is_contained({0, 128, 256, 512}, tuning.attentionThreads))
         return fn.emitError() << "attention threads a block must be 128, 256 "
                                  "or 512, got "
@@ -510,21 +516,49 @@ private:
                                  "to "
                               << kAttentionMaxPartialSplit << ", got "
                               << tuning.attentionSplit;
-      ao = planAttention(ao, T, H, B, tuning.attentionHeads,
-                         tuning.attentionUnroll, tuning.attentionThreads,
-                         tuning.attentionSplit);
-      if (!ao.split)
-        return fn.emitError() << "the decoding attention's scores of "
-                              << ao.maxRows << " cache rows and " << ao.heads
-                              << " heads a block do not fit shared memory";
+      // Tensor cores where they can take the shape, unless a choice of the
+      // CUDA-core kernel is given (auto) or that kernel is asked for.
+      bool coresAsked = tuning.attentionUnroll || tuning.attentionThreads;
+      if (kind == "mma" && coresAsked)
+        return fn.emitError() << "attention unroll and threads are choices "
+                                 "of the CUDA-core kernel, not of the "
+                                 "tensor-core one";
+      if (kind == "mma" || (kind == "auto" && !coresAsked &&
+                            !tuning.attentionHeads && !tuning.attentionSplit)) {
+        AttentionKernelOptions m = planAttentionMma(
+            ao, T, H, B, tuning.attentionHeads, tuning.attentionSplit);
+        std::string why = whyNotAttentionMma(m);
+        if (why.empty() &&
+            (kind == "mma" || m.heads >= kAttentionMmaMinHeads)) {
+          ao = m;
+          mma = true;
+        } else if (kind == "mma") {
+          return fn.emitError()
+                 << "the tensor-core decoding attention cannot take "
+                 << ao.headDim << "/" << ao.valueDim << "-wide heads, "
+                 << m.heads << " a block: " << why;
+        }
+      }
+      if (!mma) {
+        ao = planAttention(ao, T, H, B, tuning.attentionHeads,
+                           tuning.attentionUnroll, tuning.attentionThreads,
+                           tuning.attentionSplit);
+        if (!ao.split)
+          return fn.emitError() << "the decoding attention's scores of "
+                                << ao.maxRows << " cache rows and " << ao.heads
+                                << " heads a block do not fit shared memory";
+      }
     }
     std::string name =
-        std::string(flash ? "moe_flash_attention" : "moe_attention") +
+        std::string(flash ? "moe_flash_attention"
+                    : mma ? "moe_attention_mma"
+                          : "moe_attention") +
         "_batched_bf16_hd" + std::to_string(ao.headDim) +
         (ao.valueDim != ao.headDim ? "_dv" + std::to_string(ao.valueDim) : "") +
         (flash ? "" : "_s" + std::to_string(ao.maxRows)) + "_g" +
         std::to_string(ao.group) +
         (flash ? ""
+         : mma ? "_h" + std::to_string(ao.heads)
                : "_h" + std::to_string(ao.heads) + "_u" +
                      std::to_string(ao.unroll) +
                      (ao.threads != kAttentionThreads
@@ -535,9 +569,11 @@ private:
              : "") +
         suffix.str();
     gpu::GPUFuncOp k = kernel(name, [&] {
-      return flash
-                 ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels, name,
-                                             ao)
+      return flash ? buildFlashAttentionKernel(b, kernels.getLoc(), kernels,
+                                               name, ao)
+             : mma
+                 ? buildAttentionMmaKernel(b, kernels.getLoc(), kernels, name,
+                                           ao)
                  : buildAttentionKernel(b, kernels.getLoc(), kernels, name, ao);
     });
     if (flash)
@@ -549,8 +585,8 @@ private:
     AttentionLaunch launch{k,
                            {T * (H / ao.heads) * B * ao.split, 1, 1},
                            {},
-                           ao.threads,
-                           attentionDynamicSharedBytes(ao)};
+                           mma ? 32 * kFlashWarps : ao.threads,
+                           mma ? 0 : attentionDynamicSharedBytes(ao)};
     if (ao.partials) {
       std::string mergeName =
           "moe_attention_merge_bf16_dv" + std::to_string(ao.valueDim) + "_h" +

@@ -474,7 +474,7 @@ struct MoEMaterializeGpuExpertsPass
         if (failed(buildGpuDenseBody(
                 b, fn, kernels, deviceArguments(fn, module),
                 DenseTuning{attentionHeads, attentionUnroll, attentionThreads,
-                            attentionSplit})))
+                            attentionSplit, attentionKernel})))
           return signalPassFailure();
         continue;
       }

@@ -717,6 +717,32 @@ AttentionKernelOptions mlir::moe::planAttention(AttentionKernelOptions o,
   return *choose(1, true);
 }
 
+AttentionKernelOptions mlir::moe::planAttentionMma(AttentionKernelOptions o,
+                                                   int64_t T, int64_t H,
+                                                   int64_t B, int64_t heads,
+                                                   int64_t split) {
+  o.heads = heads ? heads : 1;
+  for (int64_t g = std::min(o.group, kAttentionMmaRows); !heads && g > 1; --g)
+    if (o.group % g == 0) {
+      o.heads = g;
+      break;
+    }
+  int64_t items = T * (H / o.heads) * B;
+  o.split = split ? split : 1;
+  o.partials = o.split > 1;
+  if (split || items >= 2 * kPlanSms)
+    return o;
+  for (int64_t c = 2; c <= kAttentionMaxPartialSplit; c *= 2) {
+    if ((o.maxRows + c - 1) / c < kAttentionMinPartialKeys)
+      break;
+    o.split = c;
+    if (items * c * 16 >= 2 * kPlanSms * 15)
+      break;
+  }
+  o.partials = o.split > 1;
+  return o;
+}
+
 int64_t mlir::moe::attentionMaxRows(const AttentionKernelOptions &o) {
   AttentionKernelOptions none = o;
   none.maxRows = 0;
@@ -1205,7 +1231,7 @@ mlir::moe::buildAttentionMergeKernel(OpBuilder &b, Location loc,
   Value sum = bc.blockReduce(localSum.getResult(0), /*max=*/false);
   // A thread per column: the blocks' p v sums rescaled, over the sum, in
   // block order; kAttentionMergeLoads blocks' sums loaded at once (S is a power
-  // of two of at least 16).
+  // of two of at least 2).
   const int64_t L = std::min<int64_t>(S, kAttentionMergeLoads);
   loop(b, loc, tid, ix.c(vd), ix.c(NT), {},
        [&](OpBuilder &nb, Location l, Value c, ValueRange) {

@@ -348,3 +348,409 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   gpu::ReturnOp::create(b, loc);
   return fn;
 }
+
+std::string mlir::moe::whyNotAttentionMma(const AttentionKernelOptions &o) {
+  if (o.headDim % 16 != 0 || o.valueDim % 16 != 0)
+    return "head sizes not multiples of 16";
+  if (attentionMmaSharedBytes(o) > kAttentionMmaSharedLimit)
+    return "a key and a value tile of " + std::to_string(kFlashKeys) +
+           " rows do not fit " + std::to_string(kAttentionMmaSharedLimit) +
+           " bytes of shared memory";
+  if (o.heads < 1 || o.heads > kAttentionMmaRows || o.group % o.heads)
+    return "heads a block must divide the group, up to " +
+           std::to_string(kAttentionMmaRows);
+  // (The warps' output rows take over the key and value tiles.)
+  if (kFlashWarps * o.heads * o.valueDim * 4 >
+      kFlashKeys * (o.headDim + o.valueDim + 16) * 2)
+    return "the warps' output rows do not fit the key and value tiles";
+  return "";
+}
+
+int64_t mlir::moe::attentionMmaSharedBytes(const AttentionKernelOptions &o) {
+  // Key and value tiles of kFlashKeys padded rows (bf16), then the warps'
+  // row maxima and sums (f32).
+  return kFlashKeys * (o.headDim + 8) * 2 + kFlashKeys * (o.valueDim + 8) * 2 +
+         2 * kFlashWarps * kAttentionMmaRows * 4;
+}
+
+gpu::GPUFuncOp
+mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
+                                   gpu::GPUModuleOp module, StringRef name,
+                                   const AttentionKernelOptions &o) {
+  assert(whyNotAttentionMma(o).empty() && "unsupported decoding attention");
+  OpBuilder::InsertionGuard guard(b);
+  MLIRContext *ctx = b.getContext();
+  const int64_t dyn = ShapedType::kDynamic;
+  Type i32 = b.getI32Type(), bf16 = b.getBF16Type(), f32 = b.getF32Type(),
+       index = b.getIndexType();
+  auto mat = MemRefType::get({dyn, dyn}, bf16);
+  SmallVector<Type> args{mat,   mat,  mat, mat, MemRefType::get({dyn}, i32),
+                         index, index};
+  if (o.partials)
+    args.push_back(MemRefType::get({dyn}, f32));
+  const int64_t W = kFlashWarps, NT = 32 * W, BN = kFlashKeys;
+  auto fn = createKernelFunc(b, loc, module, name, args, NT);
+  const int64_t HD = o.headDim, VD = o.valueDim, G = o.heads,
+                S = std::max<int64_t>(o.split, 1), R = kAttentionMmaRows;
+  // One buffer for the key and value tiles, which the warps' output rows
+  // (f32) take over once the keys are done.
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  const int64_t kBytes = BN * (HD + 8) * 2, vBytes = BN * (VD + 8) * 2;
+  Value raw = fn.addWorkgroupAttribution(
+      MemRefType::get({kBytes + vBytes}, b.getI8Type(),
+                      MemRefLayoutAttrInterface(), wg),
+      loc);
+  fn.setWorkgroupAttributionAttr(fn.getNumWorkgroupAttributions() - 1,
+                                 LLVM::LLVMDialect::getAlignAttrName(),
+                                 b.getI64IntegerAttr(16));
+  Value stats = fn.addWorkgroupAttribution(
+      MemRefType::get({2 * W * R}, f32, MemRefLayoutAttrInterface(), wg), loc);
+  Block &entry = fn.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  IndexOps ops{b, loc};
+  auto view = [&](ArrayRef<int64_t> shape, Type t, int64_t offset) -> Value {
+    return memref::ViewOp::create(
+        b, loc, MemRefType::get(shape, t, MemRefLayoutAttrInterface(), wg), raw,
+        ops.c(offset), ValueRange{});
+  };
+  Value sK = view({BN, HD + 8}, bf16, 0), sV = view({BN, VD + 8}, bf16, kBytes),
+        sO = view({W * G * VD}, f32, 0);
+  Value q = entry.getArgument(0), keys = entry.getArgument(1),
+        values = entry.getArgument(2), out = entry.getArgument(3),
+        positions = entry.getArgument(4), tokens = entry.getArgument(5),
+        cacheRows = entry.getArgument(6),
+        work = o.partials ? entry.getArgument(7) : Value();
+
+  using P = arith::CmpIPredicate;
+  auto fadd = [&](Value l, Value r) -> Value {
+    return arith::AddFOp::create(b, loc, l, r);
+  };
+  auto fmul = [&](Value l, Value r) -> Value {
+    return arith::MulFOp::create(b, loc, l, r);
+  };
+  auto fmax = [&](Value l, Value r) -> Value {
+    return arith::MaximumFOp::create(b, loc, l, r);
+  };
+  auto exp = [&](Value v) -> Value { return math::ExpOp::create(b, loc, v); };
+  auto fsub = [&](Value l, Value r) -> Value {
+    return arith::SubFOp::create(b, loc, l, r);
+  };
+  auto quad = [&](Value v, bool max) {
+    for (int32_t off : {1, 2}) {
+      Value other =
+          gpu::ShuffleOp::create(b, loc, v, off, 32, gpu::ShuffleMode::XOR)
+              .getShuffleResult();
+      v = max ? fmax(v, other) : fadd(v, other);
+    }
+    return v;
+  };
+  auto mma = [&](ArrayRef<Value> a, ArrayRef<Value> bReg,
+                 MutableArrayRef<Value> c) { mmaSyncBf16(b, loc, a, bReg, c); };
+  auto fragType = VectorType::get({4, 2}, bf16);
+  auto v1i32 = VectorType::get({1}, i32);
+  auto v2bf16 = VectorType::get({2}, bf16);
+  auto v8bf16 = VectorType::get({8}, bf16);
+  auto reg = [&](Value frag, int64_t i) {
+    return fragmentRegister(b, loc, frag, i);
+  };
+  auto pack = [&](Value lo, Value hi) -> Value {
+    Value v = vector::FromElementsOp::create(
+        b, loc, v2bf16,
+        ValueRange{fromF32(b, loc, lo, bf16), fromF32(b, loc, hi, bf16)});
+    return vector::ExtractOp::create(
+        b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
+  };
+
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value warp = ops.divu(tid, 32), lane = ops.remu(tid, 32);
+  Value g4 = ops.divu(lane, 4), tg2 = ops.mul(ops.remu(lane, 4), ops.c(2));
+  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+  Value rank = S > 1 ? ops.remu(bx, S) : ops.c(0);
+  Value headBlocks =
+      ops.divu(ops.divu(memref::DimOp::create(b, loc, out, 1), VD), G);
+  Value seqs = memref::DimOp::create(b, loc, positions, 0);
+  Value items = ops.mul(ops.mul(tokens, headBlocks), seqs);
+
+  // Blocks take items (G query heads of one kv head at one query row of
+  // one sequence) in turn; block `rank` of an item's S the rank-th run of
+  // its keys.
+  auto itemLoop =
+      scf::ForOp::create(b, loc, ops.divu(bx, S), items, ops.divu(gx, S));
+  b.setInsertionPointToStart(itemLoop.getBody());
+  Value item = itemLoop.getInductionVar();
+  Value t = arith::RemUIOp::create(b, loc, item, tokens);
+  Value sh = arith::DivUIOp::create(b, loc, item, tokens);
+  Value h0 = ops.mul(arith::RemUIOp::create(b, loc, sh, headBlocks), ops.c(G));
+  Value seq = arith::DivUIOp::create(b, loc, sh, headBlocks);
+  Value qRow = ops.add(ops.mul(seq, tokens), t);
+  Value pos = arith::IndexCastOp::create(
+      b, loc, index,
+      memref::LoadOp::create(b, loc, positions, ValueRange{seq}));
+  Value rows = ops.add(ops.add(pos, t), ops.c(1));
+  Value chunk = S > 1 ? ops.divu(ops.add(rows, ops.c(S - 1)), S) : rows;
+  Value lo = ops.mul(rank, chunk);
+  Value n =
+      ops.select(ops.icmp(P::ult, lo, rows),
+                 arith::MinUIOp::create(
+                     b, loc, arith::SubIOp::create(b, loc, rows, lo), chunk),
+                 ops.c(0));
+  Value keyBase = ops.add(ops.mul(seq, cacheRows), lo);
+  Value kvHead = ops.divu(h0, o.group);
+  Value kCol0 = ops.mul(kvHead, ops.c(HD)), vCol0 = ops.mul(kvHead, ops.c(VD));
+  Value tiles = ops.divu(ops.add(n, ops.c(BN - 1)), BN);
+
+  // The G queries as rows 0 .. G - 1 of a 16-row A operand (rows past G
+  // zero), through the key tile; every warp keeps all of them.
+  scf::ForOp qLoop =
+      scf::ForOp::create(b, loc, tid, ops.c(R * HD / 8), ops.c(NT));
+  {
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(qLoop.getBody());
+    Value v = qLoop.getInductionVar();
+    Value r = ops.divu(v, HD / 8), c = ops.mul(ops.remu(v, HD / 8), ops.c(8));
+    auto ifOp = scf::IfOp::create(b, loc, TypeRange{v8bf16},
+                                  ops.icmp(P::ult, r, ops.c(G)), true);
+    {
+      OpBuilder::InsertionGuard ig(b);
+      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value col = ops.add(ops.mul(ops.add(h0, r), ops.c(HD)), c);
+      scf::YieldOp::create(b, loc,
+                           ValueRange{vector::LoadOp::create(
+                               b, loc, v8bf16, q, ValueRange{qRow, col}, false,
+                               llvm::MaybeAlign(16))});
+      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(
+          b, loc,
+          ValueRange{arith::ConstantOp::create(
+              b, loc, DenseElementsAttr::get(v8bf16, b.getZeroAttr(bf16)))});
+    }
+    vector::StoreOp::create(b, loc, ifOp.getResult(0), sK, ValueRange{r, c});
+  }
+  gpu::BarrierOp::create(b, loc);
+  SmallVector<SmallVector<Value, 4>> qFrag;
+  for (int64_t ks = 0; ks < HD / 16; ++ks) {
+    Value f = nvgpu::LdMatrixOp::create(
+        b, loc, fragType, sK,
+        ValueRange{
+            ops.remu(lane, 16),
+            ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
+        /*transpose=*/false, /*numTiles=*/4);
+    qFrag.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
+  }
+  gpu::BarrierOp::create(b, loc);
+
+  // Tiles of BN keys in shared memory (cp.async, zero-filled past the
+  // block's keys); warp w takes keys 16 w .. 16 w + 15 of each.
+  auto copyTile = [&](Value dst, Value src, Value tile, Value col0,
+                      int64_t width) {
+    const int64_t chunksPerRow = width / 8;
+    Value firstRow = ops.mul(tile, ops.c(BN));
+    SmallVector<Value> tokensOut;
+    for (int64_t c = 0; c < BN * chunksPerRow / NT; ++c) {
+      Value v = ops.add(tid, ops.c(c * NT));
+      Value row = ops.divu(v, chunksPerRow);
+      Value col = ops.mul(ops.remu(v, chunksPerRow), ops.c(8));
+      Value ok = ops.icmp(P::ult, ops.add(firstRow, row), n);
+      Value srcRow =
+          ops.add(keyBase, ops.select(ok, ops.add(firstRow, row), ops.c(0)));
+      tokensOut.push_back(asyncCopy16(b, loc, dst, {row, col}, src,
+                                      {srcRow, ops.add(col0, col)},
+                                      ops.select(ok, ops.c(8), ops.c(0))));
+    }
+    return commitAsyncCopies(b, loc, tokensOut);
+  };
+  auto waitGroups = [&](Value token, int32_t pending) {
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, token,
+                                     b.getI32IntegerAttr(pending));
+  };
+  Value group = copyTile(sK, keys, ops.c(0), kCol0, HD);
+  copyTile(sV, values, ops.c(0), vCol0, VD);
+
+  const int64_t OT = VD / 8;
+  // (A finite start: a warp whose keys are all masked keeps weight 0.)
+  Value none = constF32(b, loc, -1e30f);
+  Value ninf = constF32(b, loc, -std::numeric_limits<float>::infinity());
+  Value zero = constF32(b, loc, 0.0f);
+  Value scale = constF32(b, loc, o.scale);
+  SmallVector<Value> init(OT * 4, zero);
+  init.append({none, none, zero, zero});
+  Value warpKey0 = ops.mul(warp, ops.c(16));
+  auto loop = scf::ForOp::create(b, loc, ops.c(0), tiles, ops.c(1), init);
+  {
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value kb = loop.getInductionVar();
+    SmallVector<Value> acc(loop.getRegionIterArgs().begin(),
+                           loop.getRegionIterArgs().begin() + OT * 4);
+    Value mOld[2] = {loop.getRegionIterArgs()[OT * 4],
+                     loop.getRegionIterArgs()[OT * 4 + 1]};
+    Value lOld[2] = {loop.getRegionIterArgs()[OT * 4 + 2],
+                     loop.getRegionIterArgs()[OT * 4 + 3]};
+    Value next =
+        arith::MinUIOp::create(b, loc, ops.add(kb, ops.c(1)),
+                               arith::SubIOp::create(b, loc, tiles, ops.c(1)));
+    waitGroups(group, 1);
+    gpu::BarrierOp::create(b, loc);
+    // S = Q K^T over this warp's 16 keys: two n8 tiles.
+    SmallVector<Value> s(8, zero);
+    for (int64_t ks = 0; ks < HD / 16; ++ks) {
+      Value f = nvgpu::LdMatrixOp::create(
+          b, loc, fragType, sK,
+          ValueRange{
+              ops.add(warpKey0, ops.add(ops.remu(lane, 8),
+                                        ops.mul(ops.divu(lane, 16), ops.c(8)))),
+              ops.add(ops.c(ks * 16),
+                      ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
+          /*transpose=*/false, /*numTiles=*/4);
+      for (int64_t half = 0; half < 2; ++half) {
+        SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
+        mma(qFrag[ks], bReg, MutableArrayRef<Value>(s).slice(half * 4, 4));
+      }
+    }
+    gpu::BarrierOp::create(b, loc);
+    copyTile(sK, keys, next, kCol0, HD);
+
+    // Scale, mask (keys of the block from n on), online softmax: s[ni*4 +
+    // c] is row g4 + 8 (c / 2), key kb*BN + 16 warp + ni*8 + tg2 + c % 2.
+    Value key0 = ops.add(ops.mul(kb, ops.c(BN)), ops.add(warpKey0, tg2));
+    Value mNew[2], alpha[2];
+    for (int64_t r = 0; r < 2; ++r) {
+      Value mx = ninf;
+      for (int64_t ni = 0; ni < 2; ++ni)
+        for (int64_t c = 0; c < 2; ++c) {
+          Value &v = s[ni * 4 + r * 2 + c];
+          Value key = ops.add(key0, ops.c(ni * 8 + c));
+          v = ops.select(ops.icmp(P::ult, key, n), fmul(v, scale), ninf);
+          mx = fmax(mx, v);
+        }
+      mNew[r] = fmax(mOld[r], quad(mx, /*max=*/true));
+      alpha[r] = exp(fsub(mOld[r], mNew[r]));
+    }
+    Value lNew[2] = {fmul(lOld[0], alpha[0]), fmul(lOld[1], alpha[1])};
+    for (int64_t c = 0; c < 8; ++c) {
+      Value &v = s[c];
+      v = exp(fsub(v, mNew[(c % 4) / 2]));
+      lNew[(c % 4) / 2] = fadd(lNew[(c % 4) / 2], v);
+    }
+    for (int64_t ot = 0; ot < OT; ++ot)
+      for (int64_t c = 0; c < 4; ++c)
+        acc[ot * 4 + c] = fmul(acc[ot * 4 + c], alpha[c / 2]);
+
+    waitGroups(group, 1);
+    gpu::BarrierOp::create(b, loc);
+    // O += P V: P's 16 keys as one A fragment, V's with ldmatrix.trans.
+    SmallVector<Value, 4> a{pack(s[0], s[1]), pack(s[2], s[3]),
+                            pack(s[4], s[5]), pack(s[6], s[7])};
+    for (int64_t np = 0; np < OT; np += 2) {
+      Value f = nvgpu::LdMatrixOp::create(
+          b, loc, fragType, sV,
+          ValueRange{
+              ops.add(warpKey0, ops.remu(lane, 16)),
+              ops.add(ops.c(np * 8), ops.mul(ops.divu(lane, 16), ops.c(8)))},
+          /*transpose=*/true, /*numTiles=*/4);
+      for (int64_t half = 0; half < 2; ++half) {
+        SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
+        mma(a, bReg, MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
+      }
+    }
+    gpu::BarrierOp::create(b, loc);
+    copyTile(sV, values, next, vCol0, VD);
+    SmallVector<Value> yield(acc);
+    yield.append({mNew[0], mNew[1], lNew[0], lNew[1]});
+    scf::YieldOp::create(b, loc, yield);
+  }
+  waitGroups(group, 0);
+  gpu::BarrierOp::create(b, loc);
+
+  // The warps' rows meet: each warp's maximum and sum a row into `stats`,
+  // its output rows (rescaled to the block's maximum) into sO[warp, row].
+  Value lSum[2] = {quad(loop.getResult(OT * 4 + 2), /*max=*/false),
+                   quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
+  for (int64_t r = 0; r < 2; ++r) {
+    Value row = ops.add(g4, ops.c(8 * r));
+    buildIfThen(b, loc, ops.icmp(P::eq, ops.remu(lane, 4), ops.c(0)), [&] {
+      Value at = ops.add(ops.mul(warp, ops.c(R)), row);
+      memref::StoreOp::create(b, loc, loop.getResult(OT * 4 + r), stats,
+                              ValueRange{at});
+      memref::StoreOp::create(b, loc, lSum[r], stats,
+                              ValueRange{ops.add(at, ops.c(W * R))});
+    });
+  }
+  gpu::BarrierOp::create(b, loc);
+  auto statAt = [&](int64_t w, Value row, bool sum) -> Value {
+    return memref::LoadOp::create(
+        b, loc, stats,
+        ValueRange{ops.add(ops.c((sum ? W * R : 0) + w * R), row)});
+  };
+  auto rowMax = [&](Value row) {
+    Value m = statAt(0, row, false);
+    for (int64_t w = 1; w < W; ++w)
+      m = fmax(m, statAt(w, row, false));
+    return m;
+  };
+  for (int64_t r = 0; r < 2; ++r) {
+    if (8 * r >= G)
+      continue;
+    Value row = ops.add(g4, ops.c(8 * r));
+    buildIfThen(b, loc, ops.icmp(P::ult, row, ops.c(G)), [&] {
+      Value m = loop.getResult(OT * 4 + r);
+      Value wgt = exp(fsub(m, rowMax(row)));
+      for (int64_t ot = 0; ot < OT; ++ot)
+        for (int64_t c = 0; c < 2; ++c) {
+          Value e =
+              ops.add(ops.mul(ops.add(ops.mul(warp, ops.c(G)), row), ops.c(VD)),
+                      ops.add(ops.c(ot * 8 + c), tg2));
+          memref::StoreOp::create(b, loc,
+                                  fmul(loop.getResult(ot * 4 + 2 * r + c), wgt),
+                                  sO, ValueRange{e});
+        }
+    });
+  }
+  gpu::BarrierOp::create(b, loc);
+  // A thread per (row, column): the warps' sums; the block's entry of
+  // `work` (sums relative to its maximum, the maximum, the sum of
+  // exponentials), or the output row.
+  Value entryBase = o.partials ? ops.mul(ops.add(ops.mul(item, ops.c(S)), rank),
+                                         ops.c(attentionPartialFloats(o)))
+                               : Value();
+  scf::ForOp outLoop =
+      scf::ForOp::create(b, loc, tid, ops.c(G * VD), ops.c(NT));
+  {
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(outLoop.getBody());
+    Value e = outLoop.getInductionVar();
+    Value row = ops.divu(e, VD), col = ops.remu(e, VD);
+    Value M = rowMax(row);
+    Value sumO = zero, sumL = zero;
+    for (int64_t w = 0; w < W; ++w) {
+      sumO = fadd(sumO,
+                  memref::LoadOp::create(
+                      b, loc, sO, ValueRange{ops.add(ops.c(w * G * VD), e)}));
+      sumL = fadd(sumL, fmul(exp(fsub(statAt(w, row, false), M)),
+                             statAt(w, row, true)));
+    }
+    if (o.partials) {
+      memref::StoreOp::create(b, loc, sumO, work,
+                              ValueRange{ops.add(entryBase, e)});
+      buildIfThen(b, loc, ops.icmp(P::eq, col, ops.c(0)), [&] {
+        memref::StoreOp::create(
+            b, loc, M, work,
+            ValueRange{ops.add(entryBase, ops.add(ops.c(G * VD), row))});
+        memref::StoreOp::create(
+            b, loc, sumL, work,
+            ValueRange{ops.add(entryBase, ops.add(ops.c(G * VD + G), row))});
+      });
+    } else {
+      memref::StoreOp::create(
+          b, loc,
+          fromF32(b, loc, arith::DivFOp::create(b, loc, sumO, sumL), bf16), out,
+          ValueRange{qRow, ops.add(ops.mul(h0, ops.c(VD)), e)});
+    }
+  }
+  // sO is the next item's key tile.
+  gpu::BarrierOp::create(b, loc);
+  b.setInsertionPointAfter(itemLoop);
+  gpu::ReturnOp::create(b, loc);
+  return fn;
+}

@@ -166,6 +166,7 @@ GemvGrid fillGemvBlock(const GemvGrid &g, int64_t k, int64_t m,
 struct DenseTuning {
   int64_t attentionHeads = 0, attentionUnroll = 0, attentionThreads = 0,
           attentionSplit = 0;
+  std::string attentionKernel = "auto"; // auto, mma or cores
 };
 
 /// The body of a GPU dense-part helper (DenseToGPU.cpp); `deviceArgs` as

@@ -174,6 +174,45 @@ inline bool usesFlashAttention(const AttentionKernelOptions &options,
          whyNotFlashAttention(options).empty();
 }
 
+/// Decoding attention on tensor cores (FlashDecoding with the query heads
+/// of a kv head as the rows of one mma): a block of kFlashWarps warps takes
+/// `options.heads` (G, up to kAttentionMmaRows) query heads of one kv head
+/// at one query row and walks its keys in tiles of kFlashKeys rows (cp.async
+/// into shared memory, the next tile in flight during this one's softmax
+/// and P V), warp w taking keys 16 w .. 16 w + 15 of each tile: S = Q K^T
+/// and O += P V by mma.sync m16n8k16 (bf16 in, f32 accumulate) with an
+/// online softmax a warp; the warps' rows then meet in shared memory. Its
+/// rounding is FlashAttention's (scores in f32, the unnormalised
+/// probabilities rounded to bf16), not moe.attention's eager order. With
+/// `options.split` > 1 the item's keys are split over that many blocks,
+/// which hand partial sums to buildAttentionMergeKernel (`options.partials`
+/// must be set; entries as the CUDA-core kernel's). Arguments and grid as
+/// buildAttentionKernel's (no cluster, no dynamic shared memory).
+constexpr int64_t kAttentionMmaRows = 16, kAttentionMmaSharedLimit = 48 * 1024;
+/// --gpu-attention-kernel=auto takes this kernel where it can and a block
+/// gets at least kAttentionMmaMinHeads query heads (on an H100, 1.16-1.54x
+/// the CUDA-core kernel at 2-8 heads a block; 0.975x at latent attention's
+/// one head a block: `attention-decode-mma-h100-2026-12-07.md`).
+constexpr int64_t kAttentionMmaMinHeads = 2;
+gpu::GPUFuncOp buildAttentionMmaKernel(OpBuilder &b, Location loc,
+                                       gpu::GPUModuleOp module, StringRef name,
+                                       const AttentionKernelOptions &options);
+/// Why buildAttentionMmaKernel cannot take `options` ("" where it can).
+std::string whyNotAttentionMma(const AttentionKernelOptions &options);
+/// Its static shared memory: a key tile, a value tile, the warps' row
+/// statistics.
+int64_t attentionMmaSharedBytes(const AttentionKernelOptions &options);
+/// The tensor-core decoding attention's plan for T query rows a sequence,
+/// H heads, B sequences: the most heads a block (a divisor of the group up
+/// to kAttentionMmaRows), no split where the items give two blocks an SM,
+/// else partial sums over the smallest power of two of blocks giving that
+/// on 15/16 of the SMs while keeping kAttentionMinPartialKeys keys a block
+/// (none where the keys are too few). `heads` and `split` (non-zero)
+/// instead.
+AttentionKernelOptions planAttentionMma(AttentionKernelOptions options,
+                                        int64_t T, int64_t H, int64_t B,
+                                        int64_t heads = 0, int64_t split = 0);
+
 /// `out[r, c] = src[r, (c / width) * stride + offset + c % width]`: heads'
 /// column ranges gathered into a contiguous buffer. Arguments (out [R, C],
 /// src [R, *], width, stride, offset: index).

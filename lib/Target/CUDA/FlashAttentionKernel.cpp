@@ -45,6 +45,59 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+namespace {
+/// The arithmetic and fragment pieces the tensor-core attention kernels
+/// share.
+struct AttentionMath {
+  OpBuilder &b;
+  Location loc;
+  Value fadd(Value l, Value r) const {
+    return arith::AddFOp::create(b, loc, l, r);
+  }
+  Value fmul(Value l, Value r) const {
+    return arith::MulFOp::create(b, loc, l, r);
+  }
+  Value fmax(Value l, Value r) const {
+    return arith::MaximumFOp::create(b, loc, l, r);
+  }
+  Value fsub(Value l, Value r) const {
+    return arith::SubFOp::create(b, loc, l, r);
+  }
+  Value exp(Value v) const { return math::ExpOp::create(b, loc, v); }
+  /// The sum (or max) over the 4 lanes of a quad (the lanes holding one
+  /// row of an mma accumulator).
+  Value quad(Value v, bool max) const {
+    for (int32_t off : {1, 2}) {
+      Value other =
+          gpu::ShuffleOp::create(b, loc, v, off, 32, gpu::ShuffleMode::XOR)
+              .getShuffleResult();
+      v = max ? fmax(v, other) : fadd(v, other);
+    }
+    return v;
+  }
+  void mma(ArrayRef<Value> a, ArrayRef<Value> bReg,
+           MutableArrayRef<Value> c) const {
+    mmaSyncBf16(b, loc, a, bReg, c);
+  }
+  /// Register i (two bf16) of an ldmatrix fragment.
+  Value reg(Value frag, int64_t i) const {
+    return fragmentRegister(b, loc, frag, i);
+  }
+  /// Two f32 as one register of two bf16 (the lower column first).
+  Value pack(Value lo, Value hi) const {
+    Type bf16 = b.getBF16Type();
+    Value v = vector::FromElementsOp::create(
+        b, loc, VectorType::get({2}, bf16),
+        ValueRange{fromF32(b, loc, lo, bf16), fromF32(b, loc, hi, bf16)});
+    return vector::ExtractOp::create(
+        b, loc,
+        vector::BitCastOp::create(b, loc, VectorType::get({1}, b.getI32Type()),
+                                  v),
+        0);
+  }
+};
+} // namespace
+
 std::string mlir::moe::whyNotFlashAttention(const AttentionKernelOptions &o) {
   if (o.valueDim % 16 != 0 || o.valueDim > kFlashMaxHeadDim)
     return "the value head size is not a multiple of 16 up to " +
@@ -90,31 +143,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
         values = entry.getArgument(2), out = entry.getArgument(3);
 
   IndexOps ops{b, loc};
+  AttentionMath am{b, loc};
   using P = arith::CmpIPredicate;
-  auto fadd = [&](Value l, Value r) -> Value {
-    return arith::AddFOp::create(b, loc, l, r);
-  };
-  auto fmul = [&](Value l, Value r) -> Value {
-    return arith::MulFOp::create(b, loc, l, r);
-  };
-  auto fmax = [&](Value l, Value r) -> Value {
-    return arith::MaximumFOp::create(b, loc, l, r);
-  };
-  auto exp = [&](Value v) -> Value { return math::ExpOp::create(b, loc, v); };
-  auto fsub = [&](Value l, Value r) -> Value {
-    return arith::SubFOp::create(b, loc, l, r);
-  };
-  // The sum (or max) over the 4 lanes of a quad (the lanes holding one row
-  // of an mma accumulator).
-  auto quad = [&](Value v, bool max) {
-    for (int32_t off : {1, 2}) {
-      Value other =
-          gpu::ShuffleOp::create(b, loc, v, off, 32, gpu::ShuffleMode::XOR)
-              .getShuffleResult();
-      v = max ? fmax(v, other) : fadd(v, other);
-    }
-    return v;
-  };
 
   // Which rows and keys: query tile x of sequence z, head y.
   Value tileX = arith::SubIOp::create(
@@ -176,22 +206,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                     VD);
   };
 
-  auto mma = [&](ArrayRef<Value> a, ArrayRef<Value> bReg,
-                 MutableArrayRef<Value> c) { mmaSyncBf16(b, loc, a, bReg, c); };
   auto fragType = VectorType::get({4, 2}, bf16);
-  auto v1i32 = VectorType::get({1}, i32);
   auto v2bf16 = VectorType::get({2}, bf16);
-  auto reg = [&](Value frag, int64_t i) {
-    return fragmentRegister(b, loc, frag, i);
-  };
-  // Two f32 as one register of two bf16 (the lower column first).
-  auto pack = [&](Value lo, Value hi) -> Value {
-    Value v = vector::FromElementsOp::create(
-        b, loc, v2bf16,
-        ValueRange{fromF32(b, loc, lo, bf16), fromF32(b, loc, hi, bf16)});
-    return vector::ExtractOp::create(
-        b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
-  };
 
   // The query tile, through sK: each warp keeps its 16 rows as A fragments
   // (HD / 16 of 4 registers).
@@ -207,7 +223,7 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
             ops.add(warpRow0, ops.remu(lane, 16)),
             ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
         /*transpose=*/false, /*numTiles=*/4);
-    qFrag.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
+    qFrag.push_back({am.reg(f, 0), am.reg(f, 1), am.reg(f, 2), am.reg(f, 3)});
   }
   gpu::BarrierOp::create(b, loc);
   copyKeys(ops.c(0));
@@ -254,9 +270,10 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                        ops.add(ops.c(ks * 16), ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
             /*transpose=*/false, /*numTiles=*/4);
         for (int64_t half = 0; half < 2; ++half) {
-          SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
-          mma(qFrag[ks], bReg,
-              MutableArrayRef<Value>(s).slice((np + half) * 4, 4));
+          SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
+                                     am.reg(f, 2 * half + 1)};
+          am.mma(qFrag[ks], bReg,
+                 MutableArrayRef<Value>(s).slice((np + half) * 4, 4));
         }
       }
     // Every warp is done with sK: the next block's keys may come in.
@@ -274,22 +291,22 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
         for (int64_t c = 0; c < 2; ++c) {
           Value &v = s[ni * 4 + r * 2 + c];
           Value key = ops.add(key0, ops.c(ni * 8 + c));
-          v = ops.select(ops.icmp(P::ule, key, last), fmul(v, scale), ninf);
-          mx = fmax(mx, v);
+          v = ops.select(ops.icmp(P::ule, key, last), am.fmul(v, scale), ninf);
+          mx = am.fmax(mx, v);
         }
-      mNew[r] = fmax(mOld[r], quad(mx, /*max=*/true));
-      alpha[r] = exp(fsub(mOld[r], mNew[r]));
+      mNew[r] = am.fmax(mOld[r], am.quad(mx, /*max=*/true));
+      alpha[r] = am.exp(am.fsub(mOld[r], mNew[r]));
     }
-    Value lNew[2] = {fmul(lOld[0], alpha[0]), fmul(lOld[1], alpha[1])};
+    Value lNew[2] = {am.fmul(lOld[0], alpha[0]), am.fmul(lOld[1], alpha[1])};
     for (int64_t ni = 0; ni < NT; ++ni)
       for (int64_t c = 0; c < 4; ++c) {
         Value &v = s[ni * 4 + c];
-        v = exp(fsub(v, mNew[c / 2]));
-        lNew[c / 2] = fadd(lNew[c / 2], v);
+        v = am.exp(am.fsub(v, mNew[c / 2]));
+        lNew[c / 2] = am.fadd(lNew[c / 2], v);
       }
     for (int64_t ot = 0; ot < OT; ++ot)
       for (int64_t c = 0; c < 4; ++c)
-        acc[ot * 4 + c] = fmul(acc[ot * 4 + c], alpha[c / 2]);
+        acc[ot * 4 + c] = am.fmul(acc[ot * 4 + c], alpha[c / 2]);
 
     // This block's values are in (the next keys may still be in flight).
     waitGroups(qGroup, 1);
@@ -297,8 +314,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
     for (int64_t kc = 0; kc < BN / 16; ++kc) {
       // P's 16 keys kc*16 .. +15 as an A fragment: score tiles 2kc, 2kc+1.
       const Value *t = &s[2 * kc * 4];
-      SmallVector<Value, 4> a{pack(t[0], t[1]), pack(t[2], t[3]),
-                              pack(t[4], t[5]), pack(t[6], t[7])};
+      SmallVector<Value, 4> a{am.pack(t[0], t[1]), am.pack(t[2], t[3]),
+                              am.pack(t[4], t[5]), am.pack(t[6], t[7])};
       for (int64_t np = 0; np < OT; np += 2) {
         Value f = nvgpu::LdMatrixOp::create(
             b, loc, fragType, sV,
@@ -306,8 +323,10 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                        ops.add(ops.c(np * 8), ops.mul(ops.divu(lane, 16), ops.c(8)))},
             /*transpose=*/true, /*numTiles=*/4);
         for (int64_t half = 0; half < 2; ++half) {
-          SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
-          mma(a, bReg, MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
+          SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
+                                     am.reg(f, 2 * half + 1)};
+          am.mma(a, bReg,
+                 MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
         }
       }
     }
@@ -322,8 +341,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
 
   // O / l, rounded, rows below T only (the quad sums before the branch:
   // every lane of the warp takes part in a shuffle).
-  Value lSum[2] = {quad(loop.getResult(OT * 4 + 2), /*max=*/false),
-                   quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
+  Value lSum[2] = {am.quad(loop.getResult(OT * 4 + 2), /*max=*/false),
+                   am.quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
   for (int64_t r = 0; r < 2; ++r) {
     Value row = r ? rowB : rowA;
     auto inRows = scf::IfOp::create(b, loc, ops.icmp(P::ult, row, T), false);
@@ -335,8 +354,9 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       Value pair = vector::FromElementsOp::create(
           b, loc, v2bf16,
           ValueRange{
-              fromF32(b, loc, fmul(loop.getResult(ot * 4 + 2 * r), inv), bf16),
-              fromF32(b, loc, fmul(loop.getResult(ot * 4 + 2 * r + 1), inv),
+              fromF32(b, loc, am.fmul(loop.getResult(ot * 4 + 2 * r), inv),
+                      bf16),
+              fromF32(b, loc, am.fmul(loop.getResult(ot * 4 + 2 * r + 1), inv),
                       bf16)});
       vector::StoreOp::create(
           b, loc, pair, out,
@@ -408,6 +428,7 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
   IndexOps ops{b, loc};
+  AttentionMath am{b, loc};
   auto view = [&](ArrayRef<int64_t> shape, Type t, int64_t offset) -> Value {
     return memref::ViewOp::create(
         b, loc, MemRefType::get(shape, t, MemRefLayoutAttrInterface(), wg), raw,
@@ -422,44 +443,8 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
         work = o.partials ? entry.getArgument(7) : Value();
 
   using P = arith::CmpIPredicate;
-  auto fadd = [&](Value l, Value r) -> Value {
-    return arith::AddFOp::create(b, loc, l, r);
-  };
-  auto fmul = [&](Value l, Value r) -> Value {
-    return arith::MulFOp::create(b, loc, l, r);
-  };
-  auto fmax = [&](Value l, Value r) -> Value {
-    return arith::MaximumFOp::create(b, loc, l, r);
-  };
-  auto exp = [&](Value v) -> Value { return math::ExpOp::create(b, loc, v); };
-  auto fsub = [&](Value l, Value r) -> Value {
-    return arith::SubFOp::create(b, loc, l, r);
-  };
-  auto quad = [&](Value v, bool max) {
-    for (int32_t off : {1, 2}) {
-      Value other =
-          gpu::ShuffleOp::create(b, loc, v, off, 32, gpu::ShuffleMode::XOR)
-              .getShuffleResult();
-      v = max ? fmax(v, other) : fadd(v, other);
-    }
-    return v;
-  };
-  auto mma = [&](ArrayRef<Value> a, ArrayRef<Value> bReg,
-                 MutableArrayRef<Value> c) { mmaSyncBf16(b, loc, a, bReg, c); };
   auto fragType = VectorType::get({4, 2}, bf16);
-  auto v1i32 = VectorType::get({1}, i32);
-  auto v2bf16 = VectorType::get({2}, bf16);
   auto v8bf16 = VectorType::get({8}, bf16);
-  auto reg = [&](Value frag, int64_t i) {
-    return fragmentRegister(b, loc, frag, i);
-  };
-  auto pack = [&](Value lo, Value hi) -> Value {
-    Value v = vector::FromElementsOp::create(
-        b, loc, v2bf16,
-        ValueRange{fromF32(b, loc, lo, bf16), fromF32(b, loc, hi, bf16)});
-    return vector::ExtractOp::create(
-        b, loc, vector::BitCastOp::create(b, loc, v1i32, v), 0);
-  };
 
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value warp = ops.divu(tid, 32), lane = ops.remu(tid, 32);
@@ -536,7 +521,7 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
             ops.remu(lane, 16),
             ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
         /*transpose=*/false, /*numTiles=*/4);
-    qFrag.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
+    qFrag.push_back({am.reg(f, 0), am.reg(f, 1), am.reg(f, 2), am.reg(f, 3)});
   }
   gpu::BarrierOp::create(b, loc);
 
@@ -604,8 +589,9 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
                       ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
           /*transpose=*/false, /*numTiles=*/4);
       for (int64_t half = 0; half < 2; ++half) {
-        SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
-        mma(qFrag[ks], bReg, MutableArrayRef<Value>(s).slice(half * 4, 4));
+        SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
+                                   am.reg(f, 2 * half + 1)};
+        am.mma(qFrag[ks], bReg, MutableArrayRef<Value>(s).slice(half * 4, 4));
       }
     }
     gpu::BarrierOp::create(b, loc);
@@ -621,27 +607,27 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
         for (int64_t c = 0; c < 2; ++c) {
           Value &v = s[ni * 4 + r * 2 + c];
           Value key = ops.add(key0, ops.c(ni * 8 + c));
-          v = ops.select(ops.icmp(P::ult, key, n), fmul(v, scale), ninf);
-          mx = fmax(mx, v);
+          v = ops.select(ops.icmp(P::ult, key, n), am.fmul(v, scale), ninf);
+          mx = am.fmax(mx, v);
         }
-      mNew[r] = fmax(mOld[r], quad(mx, /*max=*/true));
-      alpha[r] = exp(fsub(mOld[r], mNew[r]));
+      mNew[r] = am.fmax(mOld[r], am.quad(mx, /*max=*/true));
+      alpha[r] = am.exp(am.fsub(mOld[r], mNew[r]));
     }
-    Value lNew[2] = {fmul(lOld[0], alpha[0]), fmul(lOld[1], alpha[1])};
+    Value lNew[2] = {am.fmul(lOld[0], alpha[0]), am.fmul(lOld[1], alpha[1])};
     for (int64_t c = 0; c < 8; ++c) {
       Value &v = s[c];
-      v = exp(fsub(v, mNew[(c % 4) / 2]));
-      lNew[(c % 4) / 2] = fadd(lNew[(c % 4) / 2], v);
+      v = am.exp(am.fsub(v, mNew[(c % 4) / 2]));
+      lNew[(c % 4) / 2] = am.fadd(lNew[(c % 4) / 2], v);
     }
     for (int64_t ot = 0; ot < OT; ++ot)
       for (int64_t c = 0; c < 4; ++c)
-        acc[ot * 4 + c] = fmul(acc[ot * 4 + c], alpha[c / 2]);
+        acc[ot * 4 + c] = am.fmul(acc[ot * 4 + c], alpha[c / 2]);
 
     waitGroups(group, 1);
     gpu::BarrierOp::create(b, loc);
     // O += P V: P's 16 keys as one A fragment, V's with ldmatrix.trans.
-    SmallVector<Value, 4> a{pack(s[0], s[1]), pack(s[2], s[3]),
-                            pack(s[4], s[5]), pack(s[6], s[7])};
+    SmallVector<Value, 4> a{am.pack(s[0], s[1]), am.pack(s[2], s[3]),
+                            am.pack(s[4], s[5]), am.pack(s[6], s[7])};
     for (int64_t np = 0; np < OT; np += 2) {
       Value f = nvgpu::LdMatrixOp::create(
           b, loc, fragType, sV,
@@ -650,8 +636,9 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
               ops.add(ops.c(np * 8), ops.mul(ops.divu(lane, 16), ops.c(8)))},
           /*transpose=*/true, /*numTiles=*/4);
       for (int64_t half = 0; half < 2; ++half) {
-        SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
-        mma(a, bReg, MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
+        SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
+                                   am.reg(f, 2 * half + 1)};
+        am.mma(a, bReg, MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
       }
     }
     gpu::BarrierOp::create(b, loc);
@@ -665,8 +652,8 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
 
   // The warps' rows meet: each warp's maximum and sum a row into `stats`,
   // its output rows (rescaled to the block's maximum) into sO[warp, row].
-  Value lSum[2] = {quad(loop.getResult(OT * 4 + 2), /*max=*/false),
-                   quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
+  Value lSum[2] = {am.quad(loop.getResult(OT * 4 + 2), /*max=*/false),
+                   am.quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
   for (int64_t r = 0; r < 2; ++r) {
     Value row = ops.add(g4, ops.c(8 * r));
     buildIfThen(b, loc, ops.icmp(P::eq, ops.remu(lane, 4), ops.c(0)), [&] {
@@ -686,7 +673,7 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
   auto rowMax = [&](Value row) {
     Value m = statAt(0, row, false);
     for (int64_t w = 1; w < W; ++w)
-      m = fmax(m, statAt(w, row, false));
+      m = am.fmax(m, statAt(w, row, false));
     return m;
   };
   for (int64_t r = 0; r < 2; ++r) {
@@ -695,15 +682,15 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
     Value row = ops.add(g4, ops.c(8 * r));
     buildIfThen(b, loc, ops.icmp(P::ult, row, ops.c(G)), [&] {
       Value m = loop.getResult(OT * 4 + r);
-      Value wgt = exp(fsub(m, rowMax(row)));
+      Value wgt = am.exp(am.fsub(m, rowMax(row)));
       for (int64_t ot = 0; ot < OT; ++ot)
         for (int64_t c = 0; c < 2; ++c) {
           Value e =
               ops.add(ops.mul(ops.add(ops.mul(warp, ops.c(G)), row), ops.c(VD)),
                       ops.add(ops.c(ot * 8 + c), tg2));
-          memref::StoreOp::create(b, loc,
-                                  fmul(loop.getResult(ot * 4 + 2 * r + c), wgt),
-                                  sO, ValueRange{e});
+          memref::StoreOp::create(
+              b, loc, am.fmul(loop.getResult(ot * 4 + 2 * r + c), wgt), sO,
+              ValueRange{e});
         }
     });
   }
@@ -724,11 +711,11 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
     Value M = rowMax(row);
     Value sumO = zero, sumL = zero;
     for (int64_t w = 0; w < W; ++w) {
-      sumO = fadd(sumO,
-                  memref::LoadOp::create(
-                      b, loc, sO, ValueRange{ops.add(ops.c(w * G * VD), e)}));
-      sumL = fadd(sumL, fmul(exp(fsub(statAt(w, row, false), M)),
-                             statAt(w, row, true)));
+      sumO = am.fadd(
+          sumO, memref::LoadOp::create(
+                    b, loc, sO, ValueRange{ops.add(ops.c(w * G * VD), e)}));
+      sumL = am.fadd(sumL, am.fmul(am.exp(am.fsub(statAt(w, row, false), M)),
+                                   statAt(w, row, true)));
     }
     if (o.partials) {
       memref::StoreOp::create(b, loc, sumO, work,

@@ -30,27 +30,29 @@ os.environ.setdefault("MOERT_DEVICE", "gpu")
 THETA = 10000.0
 # name: batch, rows per sequence, positions, hidden, heads, kv heads, head
 # size, cache rows per sequence[, moe-compile flags].
-MMA = ["--gpu-attention-kernel=mma"]
+# (decode-* cases: the CUDA-core kernel, which the default leaves to one
+# query head a kv head; mma-*: the tensor-core one.)
+MMA, CORES = ["--gpu-attention-kernel=mma"], ["--gpu-attention-kernel=cores"]
 CASES = {
     "flash-gqa-partial-tile": (1, 200, [37], 256, 8, 2, 128, 512),
     "flash-hd64-full-cache": (1, 64, [0], 128, 4, 4, 64, 64),
     "flash-batched-3": (3, 80, [0, 17, 100], 128, 4, 2, 32, 256),
     "flash-hd16-min-rows": (1, 16, [3], 64, 4, 2, 16, 32),
     "flash-long-2048": (1, 2048, [0], 512, 4, 1, 128, 2112),
-    "decode-batched-2": (2, 1, [5, 300], 256, 8, 2, 128, 512),
-    "decode-one": (1, 1, [700], 256, 8, 2, 128, 1024),
+    "decode-batched-2": (2, 1, [5, 300], 256, 8, 2, 128, 512, CORES),
+    "decode-one": (1, 1, [700], 256, 8, 2, 128, 1024, CORES),
     # The decoding kernel's key splits (clusters of 2-8 blocks): a cache
     # past one block's shared memory (20000 rows), fewer rows than blocks
     # (position 0), several rows a sequence below the tensor-core kernel's
     # 16, a head size of 80 (16 lanes a key, half of them idle), 4-byte
     # vectors (head size 6), and enough items (40 sequences) for no split.
-    "decode-long-20000": (1, 1, [19990], 256, 8, 2, 128, 20000),
-    "decode-pos-0": (1, 1, [0], 256, 8, 2, 128, 1024),
-    "decode-rows-8-batched": (2, 8, [0, 40], 128, 4, 2, 64, 64),
-    "decode-hd80-gqa4": (1, 1, [3999], 640, 16, 4, 80, 4096),
+    "decode-long-20000": (1, 1, [19990], 256, 8, 2, 128, 20000, CORES),
+    "decode-pos-0": (1, 1, [0], 256, 8, 2, 128, 1024, CORES),
+    "decode-rows-8-batched": (2, 8, [0, 40], 128, 4, 2, 64, 64, CORES),
+    "decode-hd80-gqa4": (1, 1, [3999], 640, 16, 4, 80, 4096, CORES),
     "decode-hd6": (1, 2, [100], 64, 4, 4, 6, 128),
     "decode-batched-40": (40, 1, [(i * 23) % 500 for i in range(40)], 256,
-                          8, 2, 64, 512),
+                          8, 2, 64, 512, CORES),
     # Several query heads of a kv head a block (each key and value row read
     # once for them), as the planner picks them and forced: 4 heads in
     # clusters of 8; 2 heads at 3 rows a step of 3 sequences with 3 rows in
@@ -78,7 +80,7 @@ CASES = {
     "decode-partials-1024": (3, 1, [0, 1500, 4095], 256, 8, 2, 64, 4096,
                              ["--gpu-attention-split=1024",
                               "--gpu-attention-heads=4"]),
-    "decode-partials-500k": (1, 1, [450000], 256, 4, 1, 64, 500000),
+    "decode-partials-500k": (1, 1, [450000], 256, 4, 1, 64, 500000, CORES),
     # The tensor-core decoding kernel (--gpu-attention-kernel=mma): partial
     # sums over 8 blocks (one with keys at position 0), several rows a
     # sequence without a split, 4-way splits of 40 sequences, heads of 80,
@@ -94,6 +96,10 @@ CASES = {
     "mma-500k": (1, 1, [450000], 256, 4, 1, 64, 500000, MMA),
     "mma-nosplit-70": (70, 1, [(i * 7) % 250 for i in range(70)], 128, 8, 4,
                        64, 256, MMA),
+    # 16 query heads a kv head (the mma rows g + 8 hold heads too) and 6
+    # (not a power of two).
+    "mma-gqa16": (1, 1, [1500], 256, 32, 2, 64, 2048, MMA),
+    "mma-gqa6": (2, 1, [100, 900], 192, 12, 2, 64, 1024, MMA),
 }
 
 

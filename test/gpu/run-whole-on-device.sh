@@ -48,13 +48,14 @@ sanitize_cases() {
 if [ -d build/gpu-attention ]; then
   python3 test/gpu/attention_cases.py check build/gpu-attention > "$out/attention.log" 2>&1 || rc=1
   tail -n 24 "$out/attention.log"
-  # The decoding kernel in clusters of 8 and 2 blocks (distributed shared
-  # memory) and unsplit; several heads a block in clusters, and with row
-  # groups straddling warps; splits with partial sums and the merge (64
-  # blocks an item, most without keys; 1024 blocks).
+  # The CUDA-core decoding kernel in clusters of 8 and 2 blocks
+  # (distributed shared memory) and unsplit; several heads a block in
+  # clusters, and with row groups straddling warps; splits with partial
+  # sums and the merge (64 blocks an item, most without keys; 1024
+  # blocks); the tensor-core one with blocks without keys, and unsplit.
   sanitize_cases build/gpu-attention decode-one decode-rows-8-batched \
     decode-batched-40 decode-heads-4-c8 decode-heads-8-hd6 decode-partials-sparse \
-    decode-partials-1024
+    decode-partials-1024 mma-pos-0 mma-nosplit-70
 fi
 if [ -d build/attention-bench ] && [ -z "$SKIP_BENCH" ]; then
   python3 test/bench/attention_decode_bench.py run build/attention-bench \

@@ -480,7 +480,7 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
                  arith::MinUIOp::create(
                      b, loc, arith::SubIOp::create(b, loc, rows, lo), chunk),
                  ops.c(0));
-  Value keyBase = ops.add(ops.mul(seq, cacheRows), lo);
+  Value cacheBase = ops.mul(seq, cacheRows), keyBase = ops.add(cacheBase, lo);
   Value kvHead = ops.divu(h0, o.group);
   Value kCol0 = ops.mul(kvHead, ops.c(HD)), vCol0 = ops.mul(kvHead, ops.c(VD));
   Value tiles = ops.divu(ops.add(n, ops.c(BN - 1)), BN);
@@ -537,8 +537,10 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
       Value row = ops.divu(v, chunksPerRow);
       Value col = ops.mul(ops.remu(v, chunksPerRow), ops.c(8));
       Value ok = ops.icmp(P::ult, ops.add(firstRow, row), n);
+      // (Rows past the block's keys read nothing, from the sequence's
+      // first cache row: lo may lie past its cache.)
       Value srcRow =
-          ops.add(keyBase, ops.select(ok, ops.add(firstRow, row), ops.c(0)));
+          ops.select(ok, ops.add(keyBase, ops.add(firstRow, row)), cacheBase);
       tokensOut.push_back(asyncCopy16(b, loc, dst, {row, col}, src,
                                       {srcRow, ops.add(col0, col)},
                                       ops.select(ok, ops.c(8), ops.c(0))));

@@ -155,14 +155,16 @@ TEST(AttentionPlan, MmaPlan) {
             planAttentionMma(options(h.hd, h.dv, rows, group), 1, h.H, B);
         EXPECT_EQ(group % p.heads, 0);
         EXPECT_LE(p.heads, kAttentionMmaRows);
-        if (group <= kAttentionMmaRows)
+        if (group <= kAttentionMmaRows) {
           EXPECT_EQ(p.heads, group);
+        }
         EXPECT_TRUE(whyNotAttentionMma(p).empty()) << whyNotAttentionMma(p);
         EXPECT_LE(attentionMmaSharedBytes(p), kAttentionMmaSharedLimit);
         int64_t items = h.KV * (group / p.heads) * B;
         EXPECT_EQ(p.partials, p.split > 1);
-        if (items >= 2 * kPlanSms)
+        if (items >= 2 * kPlanSms) {
           EXPECT_EQ(p.split, 1);
+        }
         if (p.split > 1) {
           EXPECT_TRUE((p.split & (p.split - 1)) == 0);
           EXPECT_LE(p.split, kAttentionMaxPartialSplit);

@@ -881,30 +881,11 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   auto itemLoop =
       scf::ForOp::create(b, loc, ix.divu(bx, S), items, ix.divu(gx, S));
   b.setInsertionPointToStart(itemLoop.getBody());
-  Value item = itemLoop.getInductionVar();
-  // item = (seq * H / G + hb) * T + t: heads hb G .. hb G + G - 1.
-  Value t = arith::RemUIOp::create(b, loc, item, tokens);
-  Value sh = arith::DivUIOp::create(b, loc, item, tokens);
-  Value h0 = ix.mul(arith::RemUIOp::create(b, loc, sh, headBlocks), ix.c(G));
-  Value seq = arith::DivUIOp::create(b, loc, sh, headBlocks);
-  // Sequence seq's rows of the queries (seq*T + t) and of the caches (from
-  // seq*S), at its own position.
-  Value qRow = ix.add(ix.mul(seq, tokens), t);
-  Value pos = arith::IndexCastOp::create(
-      b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, positions, ValueRange{seq}));
-  Value rows = ix.add(ix.add(pos, t), ix.c(1));
-  // This block's keys: rows lo .. lo + n of the item's 0 .. rows.
-  Value chunk = S > 1 ? ix.divu(ix.add(rows, ix.c(S - 1)), S) : rows;
-  Value lo = ix.mul(rank, chunk);
-  Value n =
-      ix.select(ix.icmp(P::ult, lo, rows),
-                arith::MinUIOp::create(
-                    b, loc, arith::SubIOp::create(b, loc, rows, lo), chunk),
-                ix.c(0));
-  n = arith::MinUIOp::create(b, loc, n, ix.c(a.chunkMax));
-  Value keyBase = ix.add(ix.mul(seq, cacheRows), lo);
-  Value kvHead = ix.divu(h0, o.group);
+  AttentionItem it = attentionItem(b, loc, itemLoop.getInductionVar(), rank,
+                                   tokens, headBlocks, positions, cacheRows, G,
+                                   S, o.group, a.chunkMax);
+  Value item = itemLoop.getInductionVar(), h0 = it.h0, qRow = it.qRow, n = it.n,
+        keyBase = it.keyBase, kvHead = it.kvHead;
   // The G heads' queries and outputs are adjacent columns.
   Value qBase = ix.mul(h0, ix.c(hd)), kBase = ix.mul(kvHead, ix.c(hd));
   Value vBase = ix.mul(kvHead, ix.c(vd)), oBase = ix.mul(h0, ix.c(vd));
@@ -1160,6 +1141,39 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   b.setInsertionPointAfter(itemLoop);
   gpu::ReturnOp::create(b, loc);
   return fn;
+}
+
+AttentionItem mlir::moe::attentionItem(OpBuilder &b, Location loc, Value item,
+                                       Value rank, Value tokens,
+                                       Value headBlocks, Value positions,
+                                       Value cacheRows, int64_t G, int64_t S,
+                                       int64_t group, int64_t chunkMax) {
+  IndexOps ix{b, loc};
+  AttentionItem r;
+  r.t = arith::RemUIOp::create(b, loc, item, tokens);
+  Value sh = arith::DivUIOp::create(b, loc, item, tokens);
+  r.h0 = ix.mul(arith::RemUIOp::create(b, loc, sh, headBlocks), ix.c(G));
+  r.seq = arith::DivUIOp::create(b, loc, sh, headBlocks);
+  // Sequence seq's rows of the queries (seq*T + t) and of the caches (from
+  // seq*S), at its own position.
+  r.qRow = ix.add(ix.mul(r.seq, tokens), r.t);
+  Value pos = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      memref::LoadOp::create(b, loc, positions, ValueRange{r.seq}));
+  r.rows = ix.add(ix.add(pos, r.t), ix.c(1));
+  Value chunk = S > 1 ? ix.divu(ix.add(r.rows, ix.c(S - 1)), S) : r.rows;
+  r.lo = ix.mul(rank, chunk);
+  r.n =
+      ix.select(ix.icmp(arith::CmpIPredicate::ult, r.lo, r.rows),
+                arith::MinUIOp::create(
+                    b, loc, arith::SubIOp::create(b, loc, r.rows, r.lo), chunk),
+                ix.c(0));
+  if (chunkMax)
+    r.n = arith::MinUIOp::create(b, loc, r.n, ix.c(chunkMax));
+  r.cacheBase = ix.mul(r.seq, cacheRows);
+  r.keyBase = ix.add(r.cacheBase, r.lo);
+  r.kvHead = ix.divu(r.h0, group);
+  return r;
 }
 
 int64_t mlir::moe::attentionPartialFloats(const AttentionKernelOptions &o) {

@@ -464,24 +464,10 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
       scf::ForOp::create(b, loc, ops.divu(bx, S), items, ops.divu(gx, S));
   b.setInsertionPointToStart(itemLoop.getBody());
   Value item = itemLoop.getInductionVar();
-  Value t = arith::RemUIOp::create(b, loc, item, tokens);
-  Value sh = arith::DivUIOp::create(b, loc, item, tokens);
-  Value h0 = ops.mul(arith::RemUIOp::create(b, loc, sh, headBlocks), ops.c(G));
-  Value seq = arith::DivUIOp::create(b, loc, sh, headBlocks);
-  Value qRow = ops.add(ops.mul(seq, tokens), t);
-  Value pos = arith::IndexCastOp::create(
-      b, loc, index,
-      memref::LoadOp::create(b, loc, positions, ValueRange{seq}));
-  Value rows = ops.add(ops.add(pos, t), ops.c(1));
-  Value chunk = S > 1 ? ops.divu(ops.add(rows, ops.c(S - 1)), S) : rows;
-  Value lo = ops.mul(rank, chunk);
-  Value n =
-      ops.select(ops.icmp(P::ult, lo, rows),
-                 arith::MinUIOp::create(
-                     b, loc, arith::SubIOp::create(b, loc, rows, lo), chunk),
-                 ops.c(0));
-  Value cacheBase = ops.mul(seq, cacheRows), keyBase = ops.add(cacheBase, lo);
-  Value kvHead = ops.divu(h0, o.group);
+  AttentionItem it = attentionItem(b, loc, item, rank, tokens, headBlocks,
+                                   positions, cacheRows, G, S, o.group);
+  Value h0 = it.h0, qRow = it.qRow, n = it.n, cacheBase = it.cacheBase,
+        keyBase = it.keyBase, kvHead = it.kvHead;
   Value kCol0 = ops.mul(kvHead, ops.c(HD)), vCol0 = ops.mul(kvHead, ops.c(VD));
   Value tiles = ops.divu(ops.add(n, ops.c(BN - 1)), BN);
 

@@ -96,6 +96,10 @@ CASES = {
     "mma-500k": (1, 1, [450000], 256, 4, 1, 64, 500000, MMA),
     "mma-nosplit-70": (70, 1, [(i * 7) % 250 for i in range(70)], 128, 8, 4,
                        64, 256, MMA),
+    # 256 sequences in one step (compiled in seconds since the CPU code
+    # loops over the sequences instead of unrolling them).
+    "mma-batched-256": (256, 1, [(i * 37) % 200 for i in range(256)], 128, 8,
+                        2, 64, 200, MMA),
     # 16 query heads a kv head (the mma rows g + 8 hold heads too) and 6
     # (not a power of two).
     "mma-gqa16": (1, 1, [1500], 256, 32, 2, 64, 2048, MMA),

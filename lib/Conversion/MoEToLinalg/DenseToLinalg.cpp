@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/PatternMatch.h"
 
 #include <cmath>
@@ -588,29 +589,43 @@ Value attention(OpBuilder &b, Location loc, Value q, Value keys, Value values,
   return mergeHeads(b, loc, roundTo(b, loc, attended, elt));
 }
 
+/// Row `s * n` (index) of sequence `s` of rows `n` long: an attribute where
+/// `s` is a constant.
+OpFoldResult rowOf(OpBuilder &b, Location loc, Value s, int64_t n) {
+  if (std::optional<int64_t> c = getConstantIntValue(s))
+    return b.getIndexAttr(*c * n);
+  if (n == 1)
+    return s;
+  return arith::MulIOp::create(b, loc, s, constIndex(b, loc, n)).getResult();
+}
+
 /// Rows [first, first + n) of a rank-3 tensor (itself when whole).
-Value rowsOf(OpBuilder &b, Location loc, Value t, int64_t first, int64_t n) {
+Value rowsOf(OpBuilder &b, Location loc, Value t, OpFoldResult first,
+             int64_t n) {
   auto type = cast<RankedTensorType>(t.getType());
   if (n == type.getDimSize(0))
     return t;
+  SmallVector<OpFoldResult> offsets{first, b.getIndexAttr(0),
+                                    b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes{b.getIndexAttr(n),
+                                  b.getIndexAttr(type.getDimSize(1)),
+                                  b.getIndexAttr(type.getDimSize(2))};
+  SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
   return tensor::ExtractSliceOp::create(
       b, loc,
       RankedTensorType::get({n, type.getDimSize(1), type.getDimSize(2)},
                             type.getElementType()),
-      t, ValueRange{}, ValueRange{}, ValueRange{},
-      b.getDenseI64ArrayAttr({first, 0, 0}),
-      b.getDenseI64ArrayAttr({n, type.getDimSize(1), type.getDimSize(2)}),
-      b.getDenseI64ArrayAttr({1, 1, 1}));
+      t, offsets, sizes, strides);
 }
 
 /// `whole` with `part` (rank 2 or 3) in its rows from `first` (`part` itself
 /// when it is the whole).
 Value putRowsOf(OpBuilder &b, Location loc, Value part, Value whole,
-                int64_t first) {
+                OpFoldResult first) {
   if (part.getType() == whole.getType())
     return part;
   auto type = cast<RankedTensorType>(part.getType());
-  SmallVector<OpFoldResult> offsets{b.getIndexAttr(first), b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> offsets{first, b.getIndexAttr(0)};
   SmallVector<OpFoldResult> sizes{b.getIndexAttr(type.getDimSize(0)),
                                   b.getIndexAttr(type.getDimSize(1))};
   SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
@@ -622,14 +637,33 @@ Value putRowsOf(OpBuilder &b, Location loc, Value part, Value whole,
                                        strides);
 }
 
-/// The position (i32) and its index of sequence `seq` of a [B] position
-/// tensor.
+/// The position (i32) and its index of sequence `seq` (index) of a [B]
+/// position tensor.
 std::pair<Value, Value> positionOf(OpBuilder &b, Location loc, Value position,
-                                   int64_t seq = 0) {
-  Value pos = tensor::ExtractOp::create(b, loc, position,
-                                        ValueRange{constIndex(b, loc, seq)});
+                                   Value seq) {
+  Value pos = tensor::ExtractOp::create(b, loc, position, ValueRange{seq});
   Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
   return {pos, posIndex};
+}
+
+/// `body` for each sequence s of `batch`, given s (index) and the values
+/// `carried` so far; it returns their next values, and this the last ones.
+/// One sequence is built inline; several in an scf.for, so that the code
+/// (and the time to compile it) does not grow with the batch.
+SmallVector<Value>
+forEachSequence(OpBuilder &b, Location loc, int64_t batch, ValueRange carried,
+                function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+  if (batch == 1)
+    return body(constIndex(b, loc, 0), carried);
+  auto loop = scf::ForOp::create(b, loc, constIndex(b, loc, 0),
+                                 constIndex(b, loc, batch),
+                                 constIndex(b, loc, 1), carried);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  SmallVector<Value> next =
+      body(loop.getInductionVar(), loop.getRegionIterArgs());
+  scf::YieldOp::create(b, loc, next);
+  return SmallVector<Value>(loop.getResults());
 }
 
 struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
@@ -674,12 +708,6 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
         cast<RankedTensorType>(op.getPosition().getType()).getDimSize(0);
     int64_t T = xType.getDimSize(0) / batch,
             S = cacheType.getDimSize(0) / batch;
-    auto rows = [&](Value t, int64_t first, int64_t n) {
-      return rowsOf(b, loc, t, first, n);
-    };
-    auto putRows = [&](Value part, Value whole, int64_t first) {
-      return putRowsOf(b, loc, part, whole, first);
-    };
     RopeSpec rope = ropeOf(op);
     ScoreSpec spec;
     spec.scaling = float(op.getScoreScale());
@@ -696,34 +724,37 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
           b, loc, type, DenseElementsAttr::get(type, ArrayRef(buckets)));
       spec.biasTable = table;
     }
-    Value keys = op.getKeyCacheIn(), values = op.getValueCacheIn();
-    Value o = batch == 1 ? Value()
-                         : emptyTensor(b, loc,
-                                       {b.getIndexAttr(batch * T),
-                                        b.getIndexAttr(H * hd)},
-                                       elt);
     // (All-zero inverse frequencies: no rotary embedding at all.)
     bool rotary = !rope.invFreq ||
                   llvm::any_of(*rope.invFreq, [](float f) { return f != 0; });
-    for (int64_t s = 0; s < batch; ++s) {
-      auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
-      Value qs = rows(q, s * T, T), ks = rows(k, s * T, T);
-      if (rotary) {
-        qs = applyRope(b, loc, qs, pos, rope, /*interleaved=*/false, elt);
-        ks = applyRope(b, loc, ks, pos, rope, /*interleaved=*/false, elt);
-      }
-      Value keyRows = placeInCache(b, loc, ks, rows(keys, s * S, S), posIndex);
-      Value valueRows =
-          placeInCache(b, loc, rows(v, s * T, T), rows(values, s * S, S),
-                       posIndex);
-      keys = putRows(keyRows, keys, s * S);
-      values = putRows(valueRows, values, s * S);
-      spec.posIndex = posIndex;
-      if (op.getKeyLength())
-        spec.keyLength = positionOf(b, loc, op.getKeyLength(), s).second;
-      Value os = attention(b, loc, qs, keyRows, valueRows, spec, elt);
-      o = batch == 1 ? os : putRows(os, o, s * T);
-    }
+    Value oInit = emptyTensor(
+        b, loc, {b.getIndexAttr(batch * T), b.getIndexAttr(H * hd)}, elt);
+    SmallVector<Value> done = forEachSequence(
+        b, loc, batch, {op.getKeyCacheIn(), op.getValueCacheIn(), oInit},
+        [&](Value s, ValueRange carried) -> SmallVector<Value> {
+          Value keys = carried[0], values = carried[1], o = carried[2];
+          OpFoldResult row = rowOf(b, loc, s, T),
+                       cacheRow = rowOf(b, loc, s, S);
+          auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
+          Value qs = rowsOf(b, loc, q, row, T), ks = rowsOf(b, loc, k, row, T);
+          if (rotary) {
+            qs = applyRope(b, loc, qs, pos, rope, /*interleaved=*/false, elt);
+            ks = applyRope(b, loc, ks, pos, rope, /*interleaved=*/false, elt);
+          }
+          Value keyRows = placeInCache(
+              b, loc, ks, rowsOf(b, loc, keys, cacheRow, S), posIndex);
+          Value valueRows =
+              placeInCache(b, loc, rowsOf(b, loc, v, row, T),
+                           rowsOf(b, loc, values, cacheRow, S), posIndex);
+          spec.posIndex = posIndex;
+          if (op.getKeyLength())
+            spec.keyLength = positionOf(b, loc, op.getKeyLength(), s).second;
+          Value os = attention(b, loc, qs, keyRows, valueRows, spec, elt);
+          return {putRowsOf(b, loc, keyRows, keys, cacheRow),
+                  putRowsOf(b, loc, valueRows, values, cacheRow),
+                  putRowsOf(b, loc, os, o, row)};
+        });
+    Value keys = done[0], values = done[1], o = done[2];
     // 5. The output projection.
     Value y = projection(b, loc, o, op.getWO(), elt);
     b.replaceOp(op, {y, keys, values});
@@ -772,19 +803,19 @@ struct CrossAttentionToLinalg : OpRewritePattern<CrossAttentionOp> {
     ScoreSpec spec;
     spec.scaling = float(op.getScale().convertToDouble());
     spec.causal = false;
-    Value o = batch == 1 ? Value()
-                         : emptyTensor(b, loc,
-                                       {b.getIndexAttr(batch * T),
-                                        b.getIndexAttr(H * hd)},
-                                       elt);
-    for (int64_t s = 0; s < batch; ++s) {
-      spec.keyLength = positionOf(b, loc, op.getLength(), s).second;
-      Value os = attention(b, loc, rowsOf(b, loc, q, s * T, T),
-                           rowsOf(b, loc, op.getMemoryKey(), s * S, S),
-                           rowsOf(b, loc, op.getMemoryValue(), s * S, S), spec,
-                           elt);
-      o = batch == 1 ? os : putRowsOf(b, loc, os, o, s * T);
-    }
+    Value oInit = emptyTensor(
+        b, loc, {b.getIndexAttr(batch * T), b.getIndexAttr(H * hd)}, elt);
+    Value o = forEachSequence(
+        b, loc, batch, {oInit},
+        [&](Value s, ValueRange carried) -> SmallVector<Value> {
+          OpFoldResult row = rowOf(b, loc, s, T), memRow = rowOf(b, loc, s, S);
+          spec.keyLength = positionOf(b, loc, op.getLength(), s).second;
+          Value os = attention(b, loc, rowsOf(b, loc, q, row, T),
+                               rowsOf(b, loc, op.getMemoryKey(), memRow, S),
+                               rowsOf(b, loc, op.getMemoryValue(), memRow, S),
+                               spec, elt);
+          return {putRowsOf(b, loc, os, carried[0], row)};
+        })[0];
     b.replaceOp(op, projection(b, loc, o, op.getWO(), elt));
     return success();
   }
@@ -872,34 +903,35 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
                        : 1.0 / std::sqrt(double(nope + rope));
     ScoreSpec spec;
     spec.scaling = float(scale);
-    Value keys = op.getKeyCacheIn(), values = op.getValueCacheIn();
-    Value o = batch == 1 ? Value()
-                         : emptyTensor(b, loc,
-                                       {b.getIndexAttr(rowsAll),
-                                        b.getIndexAttr(H * vd)},
-                                       elt);
-    for (int64_t s = 0; s < batch; ++s) {
-      auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
-      Value qs = rowsOf(b, loc, q, s * T, T);
-      Value qRot = applyRope(b, loc, lastDimSlice(b, loc, qs, nope, rope), pos,
-                             rotation, inter, elt);
-      Value kRot = applyRope(b, loc, rowsOf(b, loc, kRotAll, s * T, T), pos,
-                             rotation, inter, elt);
-      Value qFull = concatHeads(lastDimSlice(b, loc, qs, 0, nope), qRot,
-                                false);
-      Value kFull =
-          concatHeads(rowsOf(b, loc, kNope, s * T, T), kRot, true);
-      Value keyRows = placeInCache(b, loc, kFull,
-                                   rowsOf(b, loc, keys, s * S, S), posIndex);
-      Value valueRows = placeInCache(b, loc, rowsOf(b, loc, v, s * T, T),
-                                     rowsOf(b, loc, values, s * S, S),
-                                     posIndex);
-      keys = putRowsOf(b, loc, keyRows, keys, s * S);
-      values = putRowsOf(b, loc, valueRows, values, s * S);
-      spec.posIndex = posIndex;
-      Value os = attention(b, loc, qFull, keyRows, valueRows, spec, elt);
-      o = batch == 1 ? os : putRowsOf(b, loc, os, o, s * T);
-    }
+    Value oInit = emptyTensor(
+        b, loc, {b.getIndexAttr(rowsAll), b.getIndexAttr(H * vd)}, elt);
+    SmallVector<Value> done = forEachSequence(
+        b, loc, batch, {op.getKeyCacheIn(), op.getValueCacheIn(), oInit},
+        [&](Value s, ValueRange carried) -> SmallVector<Value> {
+          Value keys = carried[0], values = carried[1], o = carried[2];
+          OpFoldResult row = rowOf(b, loc, s, T),
+                       cacheRow = rowOf(b, loc, s, S);
+          auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
+          Value qs = rowsOf(b, loc, q, row, T);
+          Value qRot = applyRope(b, loc, lastDimSlice(b, loc, qs, nope, rope),
+                                 pos, rotation, inter, elt);
+          Value kRot = applyRope(b, loc, rowsOf(b, loc, kRotAll, row, T), pos,
+                                 rotation, inter, elt);
+          Value qFull =
+              concatHeads(lastDimSlice(b, loc, qs, 0, nope), qRot, false);
+          Value kFull = concatHeads(rowsOf(b, loc, kNope, row, T), kRot, true);
+          Value keyRows = placeInCache(
+              b, loc, kFull, rowsOf(b, loc, keys, cacheRow, S), posIndex);
+          Value valueRows =
+              placeInCache(b, loc, rowsOf(b, loc, v, row, T),
+                           rowsOf(b, loc, values, cacheRow, S), posIndex);
+          spec.posIndex = posIndex;
+          Value os = attention(b, loc, qFull, keyRows, valueRows, spec, elt);
+          return {putRowsOf(b, loc, keyRows, keys, cacheRow),
+                  putRowsOf(b, loc, valueRows, values, cacheRow),
+                  putRowsOf(b, loc, os, o, row)};
+        });
+    Value keys = done[0], values = done[1], o = done[2];
     // 6. The output projection.
     Value y = projection(b, loc, o, op.getWO(), elt);
     b.replaceOp(op, {y, keys, values});

@@ -197,13 +197,16 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
     nvgpu::DeviceAsyncWaitOp::create(b, loc, token,
                                      b.getI32IntegerAttr(pending));
   };
+  // Key rows from keysEnd on (masked for every query of the tile) are
+  // zero-filled, not read: the block after the last reads nothing.
+  Value keyLimit = arith::MinUIOp::create(b, loc, keysEnd, S);
   auto copyKeys = [&](Value block) {
-    return copyTile(sK, keys, ops.mul(block, ops.c(BN)), S, cacheBase, kCol0,
-                    HD);
+    return copyTile(sK, keys, ops.mul(block, ops.c(BN)), keyLimit, cacheBase,
+                    kCol0, HD);
   };
   auto copyValues = [&](Value block) {
-    return copyTile(sV, values, ops.mul(block, ops.c(BN)), S, cacheBase, vCol0,
-                    VD);
+    return copyTile(sV, values, ops.mul(block, ops.c(BN)), keyLimit, cacheBase,
+                    vCol0, VD);
   };
 
   auto fragType = VectorType::get({4, 2}, bf16);
@@ -252,9 +255,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
                      loop.getRegionIterArgs()[OT * 4 + 1]};
     Value lOld[2] = {loop.getRegionIterArgs()[OT * 4 + 2],
                      loop.getRegionIterArgs()[OT * 4 + 3]};
-    Value next = arith::MinUIOp::create(b, loc, ops.add(kb, ops.c(1)),
-                                        arith::SubIOp::create(b, loc, blocks,
-                                                              ops.c(1)));
+    // (After the last block: zero-byte copies, which read nothing.)
+    Value next = ops.add(kb, ops.c(1));
 
     // This block's keys are in (its values may still be in flight).
     waitGroups(qGroup, 1);
@@ -560,9 +562,8 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
                      loop.getRegionIterArgs()[OT * 4 + 1]};
     Value lOld[2] = {loop.getRegionIterArgs()[OT * 4 + 2],
                      loop.getRegionIterArgs()[OT * 4 + 3]};
-    Value next =
-        arith::MinUIOp::create(b, loc, ops.add(kb, ops.c(1)),
-                               arith::SubIOp::create(b, loc, tiles, ops.c(1)));
+    // (After the last tile: zero-byte copies, which read nothing.)
+    Value next = ops.add(kb, ops.c(1));
     waitGroups(group, 1);
     gpu::BarrierOp::create(b, loc);
     // S = Q K^T over this warp's 16 keys: two n8 tiles.

@@ -125,6 +125,10 @@ void buildToLoops(OpPassManager &pm,
   pm.addPass(createConvertLinalgToLoopsPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
+  if (!gpu) {
+    // A whole model's loop nests, each a function of its own for LLVM.
+    pm.addPass(moe::createCpuOutlineLoops());
+  }
   if (gpu) {
     // Each kernel may start while the one before it finishes (the runtime
     // launches with programmatic stream serialization).

@@ -16,6 +16,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Shard/IR/ShardOps.h"
+#include "mlir/IR/AttrTypeSubElements.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/raw_ostream.h"
@@ -426,25 +427,40 @@ bool isDeclaration(Operation &op) {
 LogicalResult mlir::moe::mergeCpuFallback(ModuleOp module, ModuleOp cpu,
                                           ModelSignature &cpuSignature) {
   MLIRContext *ctx = module.getContext();
-  // Every definition gets a name of its own first.
+  // Every definition gets a name of its own first: the new names, then
+  // every use renamed in one walk (renaming symbol by symbol walks the
+  // module once a symbol: quadratic in a whole model's functions).
   SymbolTable symbols(module);
+  DenseMap<StringAttr, StringAttr> renamed;
+  SmallVector<Operation *> definitions;
   for (Operation &op : cpu.getBody()->getOperations()) {
     auto sym = dyn_cast<SymbolOpInterface>(op);
     if (!sym || isDeclaration(op))
       continue;
-    std::string name = sym.getName().str();
-    auto renamed = StringAttr::get(ctx, "moe_cpu." + name);
-    if (failed(SymbolTable::replaceAllSymbolUses(&op, renamed, cpu)))
-      return op.emitError() << "cannot rename '" << name
-                            << "' for the CPU fallback";
-    if (symbols.lookup(renamed))
-      return op.emitError() << "the GPU code already defines '"
-                            << renamed.getValue()
-                            << "', the CPU fallback's name for '" << name
-                            << "'";
-    SymbolTable::setSymbolName(&op, renamed);
-    if (name == cpuSignature.entry)
-      cpuSignature.entry = renamed.str();
+    auto newName = StringAttr::get(ctx, "moe_cpu." + sym.getName());
+    if (symbols.lookup(newName))
+      return op.emitError()
+             << "the GPU code already defines '" << newName.getValue()
+             << "', the CPU fallback's name for '" << sym.getName() << "'";
+    renamed[sym.getNameAttr()] = newName;
+    definitions.push_back(&op);
+  }
+  AttrTypeReplacer replacer;
+  replacer.addReplacement([&](SymbolRefAttr ref) -> std::optional<Attribute> {
+    auto it = renamed.find(ref.getRootReference());
+    if (it == renamed.end())
+      return std::nullopt;
+    return SymbolRefAttr::get(it->second, ref.getNestedReferences());
+  });
+  replacer.recursivelyReplaceElementsIn(cpu, /*replaceAttrs=*/true,
+                                        /*replaceLocs=*/false,
+                                        /*replaceTypes=*/false);
+  for (Operation *op : definitions) {
+    StringAttr name = cast<SymbolOpInterface>(op).getNameAttr();
+    StringAttr newName = renamed.lookup(name);
+    SymbolTable::setSymbolName(op, newName);
+    if (name.getValue() == cpuSignature.entry)
+      cpuSignature.entry = newName.str();
   }
   for (Operation &op : llvm::make_early_inc_range(*cpu.getBody())) {
     auto sym = dyn_cast<SymbolOpInterface>(op);

@@ -16,6 +16,8 @@
 // RUN: not moe-opt %S/cuda-attention-heads.mlir -split-input-file --moe-cuda-pipeline="format=isa attention-kernel=mma attention-unroll=4" -o /dev/null 2>&1 | FileCheck %s --check-prefix=CORES
 // RUN: not moe-opt %S/cuda-attention-heads.mlir -split-input-file --moe-cuda-pipeline="format=isa attention-kernel=fast" -o /dev/null 2>&1 | FileCheck %s --check-prefix=KIND
 // RUN: not moe-compile %S/cuda-attention-heads.mlir --target=cuda --gpu-attention-kernel=x --emit=mlir 2>&1 | FileCheck %s --check-prefix=FLAG
+// (A model without a decoding attention rejects the typo as well.)
+// RUN: not moe-opt %S/cuda-chained-layers.mlir --moe-cuda-pipeline="format=isa attention-kernel=fast" -o /dev/null 2>&1 | FileCheck %s --check-prefix=KIND
 // RUN: moe-opt %S/cuda-attention-heads.mlir -split-input-file --moe-cuda-pipeline="format=isa" --mlir-print-ir-after=moe-materialize-gpu-experts --mlir-disable-threading -o /dev/null 2>&1 | FileCheck %s --check-prefix=AUTO
 
 // PTX-LABEL: .entry moe_attention_mma_batched_bf16_hd128_s2048_g4_h4_p2(

@@ -488,11 +488,8 @@ private:
     bool flash = usesFlashAttention(ao, T);
     bool mma = false;
     if (!flash) {
+      // (auto, mma or cores: checked by the pass.)
       const std::string &kind = tuning.attentionKernel;
-      if (kind != "auto" && kind != "mma" && kind != "cores")
-        return fn.emitError()
-               << "attention kernel must be auto, mma or cores, got '" << kind
-               << "'";
       if (!llvm::is_contained({0, 128, 256, 512}, tuning.attentionThreads))
         return fn.emitError() << "attention threads a block must be 128, 256 "
                                  "or 512, got "

@@ -441,6 +441,14 @@ struct MoEMaterializeGpuExpertsPass
   using Base::Base;
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    // (Checked whether or not a decoding attention is compiled: a typo
+    // must not pass silently.)
+    if (!llvm::is_contained({"auto", "mma", "cores"}, attentionKernel)) {
+      module.emitError() << "attention kernel must be auto, mma or cores, "
+                            "got '"
+                         << attentionKernel << "'";
+      return signalPassFailure();
+    }
     SmallVector<func::FuncOp> helpers;
     for (auto fn : module.getOps<func::FuncOp>())
       if ((fn->hasAttr(kGpuExpertsAttr) || fn->hasAttr(kGpuLayerAttr) ||

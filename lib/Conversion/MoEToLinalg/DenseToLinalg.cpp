@@ -21,6 +21,7 @@
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/PatternMatch.h"
 
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -666,6 +667,47 @@ forEachSequence(OpBuilder &b, Location loc, int64_t batch, ValueRange carried,
   return SmallVector<Value>(loop.getResults());
 }
 
+/// A sequence's new rows: its queries [T, H, dq] and its key and value rows
+/// [T, KV, dq], [T, KV, dv].
+struct SequenceRows {
+  Value queries, keys, values;
+};
+
+/// Attention of `batch` sequences of T rows over key and value caches of S
+/// rows a sequence: `rowsOf` gives sequence s's new rows (given its first
+/// row and its position, i32); they go into its caches at its position
+/// (`position`, [B] i32), and its queries attend to the caches' rows
+/// (`spec`, its key length from `keyLength` where given). Returns the
+/// output [B * T, outCols] and the two caches.
+std::array<Value, 3>
+attendOverCaches(OpBuilder &b, Location loc, int64_t batch, int64_t T,
+                 int64_t S, Value keyCache, Value valueCache, Value position,
+                 Value keyLength, int64_t outCols, ScoreSpec spec, Type elt,
+                 function_ref<SequenceRows(OpFoldResult, Value)> rowsOfSeq) {
+  Value oInit = emptyTensor(
+      b, loc, {b.getIndexAttr(batch * T), b.getIndexAttr(outCols)}, elt);
+  SmallVector<Value> done = forEachSequence(
+      b, loc, batch, {keyCache, valueCache, oInit},
+      [&](Value s, ValueRange carried) -> SmallVector<Value> {
+        Value keys = carried[0], values = carried[1], o = carried[2];
+        OpFoldResult row = rowOf(b, loc, s, T), cacheRow = rowOf(b, loc, s, S);
+        auto [pos, posIndex] = positionOf(b, loc, position, s);
+        SequenceRows in = rowsOfSeq(row, pos);
+        Value keyRows = placeInCache(
+            b, loc, in.keys, rowsOf(b, loc, keys, cacheRow, S), posIndex);
+        Value valueRows = placeInCache(
+            b, loc, in.values, rowsOf(b, loc, values, cacheRow, S), posIndex);
+        spec.posIndex = posIndex;
+        if (keyLength)
+          spec.keyLength = positionOf(b, loc, keyLength, s).second;
+        Value os = attention(b, loc, in.queries, keyRows, valueRows, spec, elt);
+        return {putRowsOf(b, loc, keyRows, keys, cacheRow),
+                putRowsOf(b, loc, valueRows, values, cacheRow),
+                putRowsOf(b, loc, os, o, row)};
+      });
+  return {done[2], done[0], done[1]};
+}
+
 struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(AttentionOp op,
@@ -727,34 +769,17 @@ struct AttentionToLinalg : OpRewritePattern<AttentionOp> {
     // (All-zero inverse frequencies: no rotary embedding at all.)
     bool rotary = !rope.invFreq ||
                   llvm::any_of(*rope.invFreq, [](float f) { return f != 0; });
-    Value oInit = emptyTensor(
-        b, loc, {b.getIndexAttr(batch * T), b.getIndexAttr(H * hd)}, elt);
-    SmallVector<Value> done = forEachSequence(
-        b, loc, batch, {op.getKeyCacheIn(), op.getValueCacheIn(), oInit},
-        [&](Value s, ValueRange carried) -> SmallVector<Value> {
-          Value keys = carried[0], values = carried[1], o = carried[2];
-          OpFoldResult row = rowOf(b, loc, s, T),
-                       cacheRow = rowOf(b, loc, s, S);
-          auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
+    auto [o, keys, values] = attendOverCaches(
+        b, loc, batch, T, S, op.getKeyCacheIn(), op.getValueCacheIn(),
+        op.getPosition(), op.getKeyLength(), H * hd, spec, elt,
+        [&](OpFoldResult row, Value pos) {
           Value qs = rowsOf(b, loc, q, row, T), ks = rowsOf(b, loc, k, row, T);
           if (rotary) {
             qs = applyRope(b, loc, qs, pos, rope, /*interleaved=*/false, elt);
             ks = applyRope(b, loc, ks, pos, rope, /*interleaved=*/false, elt);
           }
-          Value keyRows = placeInCache(
-              b, loc, ks, rowsOf(b, loc, keys, cacheRow, S), posIndex);
-          Value valueRows =
-              placeInCache(b, loc, rowsOf(b, loc, v, row, T),
-                           rowsOf(b, loc, values, cacheRow, S), posIndex);
-          spec.posIndex = posIndex;
-          if (op.getKeyLength())
-            spec.keyLength = positionOf(b, loc, op.getKeyLength(), s).second;
-          Value os = attention(b, loc, qs, keyRows, valueRows, spec, elt);
-          return {putRowsOf(b, loc, keyRows, keys, cacheRow),
-                  putRowsOf(b, loc, valueRows, values, cacheRow),
-                  putRowsOf(b, loc, os, o, row)};
+          return SequenceRows{qs, ks, rowsOf(b, loc, v, row, T)};
         });
-    Value keys = done[0], values = done[1], o = done[2];
     // 5. The output projection.
     Value y = projection(b, loc, o, op.getWO(), elt);
     b.replaceOp(op, {y, keys, values});
@@ -903,35 +928,20 @@ struct MlaAttentionToLinalg : OpRewritePattern<MlaAttentionOp> {
                        : 1.0 / std::sqrt(double(nope + rope));
     ScoreSpec spec;
     spec.scaling = float(scale);
-    Value oInit = emptyTensor(
-        b, loc, {b.getIndexAttr(rowsAll), b.getIndexAttr(H * vd)}, elt);
-    SmallVector<Value> done = forEachSequence(
-        b, loc, batch, {op.getKeyCacheIn(), op.getValueCacheIn(), oInit},
-        [&](Value s, ValueRange carried) -> SmallVector<Value> {
-          Value keys = carried[0], values = carried[1], o = carried[2];
-          OpFoldResult row = rowOf(b, loc, s, T),
-                       cacheRow = rowOf(b, loc, s, S);
-          auto [pos, posIndex] = positionOf(b, loc, op.getPosition(), s);
+    auto [o, keys, values] = attendOverCaches(
+        b, loc, batch, T, S, op.getKeyCacheIn(), op.getValueCacheIn(),
+        op.getPosition(), Value(), H * vd, spec, elt,
+        [&](OpFoldResult row, Value pos) {
           Value qs = rowsOf(b, loc, q, row, T);
           Value qRot = applyRope(b, loc, lastDimSlice(b, loc, qs, nope, rope),
                                  pos, rotation, inter, elt);
           Value kRot = applyRope(b, loc, rowsOf(b, loc, kRotAll, row, T), pos,
                                  rotation, inter, elt);
-          Value qFull =
-              concatHeads(lastDimSlice(b, loc, qs, 0, nope), qRot, false);
-          Value kFull = concatHeads(rowsOf(b, loc, kNope, row, T), kRot, true);
-          Value keyRows = placeInCache(
-              b, loc, kFull, rowsOf(b, loc, keys, cacheRow, S), posIndex);
-          Value valueRows =
-              placeInCache(b, loc, rowsOf(b, loc, v, row, T),
-                           rowsOf(b, loc, values, cacheRow, S), posIndex);
-          spec.posIndex = posIndex;
-          Value os = attention(b, loc, qFull, keyRows, valueRows, spec, elt);
-          return {putRowsOf(b, loc, keyRows, keys, cacheRow),
-                  putRowsOf(b, loc, valueRows, values, cacheRow),
-                  putRowsOf(b, loc, os, o, row)};
+          return SequenceRows{
+              concatHeads(lastDimSlice(b, loc, qs, 0, nope), qRot, false),
+              concatHeads(rowsOf(b, loc, kNope, row, T), kRot, true),
+              rowsOf(b, loc, v, row, T)};
         });
-    Value keys = done[0], values = done[1], o = done[2];
     // 6. The output projection.
     Value y = projection(b, loc, o, op.getWO(), elt);
     b.replaceOp(op, {y, keys, values});

@@ -128,8 +128,7 @@ void buildToLoops(OpPassManager &pm,
   if (!gpu) {
     // A whole model's loop nests, each a function of its own for LLVM.
     pm.addPass(moe::createCpuOutlineLoops());
-  }
-  if (gpu) {
+  } else {
     // Each kernel may start while the one before it finishes (the runtime
     // launches with programmatic stream serialization).
     moe::GpuProgrammaticLaunchOptions launch;

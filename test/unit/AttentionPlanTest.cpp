@@ -32,10 +32,12 @@ AttentionKernelOptions options(int64_t hd, int64_t dv, int64_t rows,
   return o;
 }
 
+/// Query heads, kv heads and head sizes of a model's attention.
+struct Heads {
+  int64_t H, KV, hd, dv;
+};
+
 TEST(AttentionPlan, InvariantsOverModelShapes) {
-  struct Heads {
-    int64_t H, KV, hd, dv;
-  };
   for (Heads h :
        {Heads{32, 8, 128, 128}, Heads{32, 4, 128, 128}, Heads{16, 16, 192, 128},
         Heads{8, 2, 64, 64}, Heads{4, 4, 6, 6}, Heads{40, 8, 80, 80}})
@@ -139,9 +141,6 @@ TEST(AttentionPlan, LongestCache) {
 // SMs idle, powers of two of blocks keeping kAttentionMinPartialKeys keys
 // each, and the shapes it takes fit its static shared memory.
 TEST(AttentionPlan, MmaPlan) {
-  struct Heads {
-    int64_t H, KV, hd, dv;
-  };
   for (Heads h :
        {Heads{32, 8, 128, 128}, Heads{32, 4, 128, 128}, Heads{16, 16, 192, 128},
         Heads{8, 2, 64, 64}, Heads{40, 8, 80, 80}, Heads{64, 2, 128, 128}})

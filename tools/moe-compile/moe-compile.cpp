@@ -552,8 +552,7 @@ int main(int argc, char **argv) {
                 "to " +
                 Twine(moe::kAttentionMaxPartialSplit) + ", got " +
                 Twine(gpuAttentionSplit));
-  if (gpuAttentionKernel != "auto" && gpuAttentionKernel != "mma" &&
-      gpuAttentionKernel != "cores")
+  if (!moe::isAttentionKernelKind(gpuAttentionKernel))
     return fail("--gpu-attention-kernel must be auto, mma or cores, got '" +
                 Twine(gpuAttentionKernel) + "'");
   if (outputFile.empty()) {

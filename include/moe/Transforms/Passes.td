@@ -29,13 +29,15 @@ def CpuOutlineLoops : Pass<"moe-cpu-outline-loops", "::mlir::ModuleOp"> {
     (`scf.for`, `scf.parallel`, `scf.while`, `scf.if`: after bufferization
     and the lowering of linalg to loops, the loop nests of a whole model's
     layers), each of them moves into a private function of its own
-    (`<function>.nest<N>`, internal, `noinline`) that takes the values it uses from
-    above as arguments; constants are cloned into it. LLVM's function
-    passes, several of which take time superlinear in a function's size
-    (dominator trees, scalar evolution's guards), then see many small
-    functions instead of one with every layer: a 32-layer Mixtral-shaped
-    model's CPU code compiles in a fraction of the time. Each nest is
-    called once per run, so the calls cost nothing measurable.
+    (`<function>.nest<N>`, internal, `noinline`) that takes the values it
+    uses from above as arguments; constants are cloned into it. A nest
+    that uses a memref the bare-pointer calling convention cannot pass (a
+    dynamic shape, stride or offset) stays. LLVM's function passes, several
+    of which take time superlinear in a function's size (dominator trees,
+    scalar evolution's guards), then see many small functions instead of
+    one with every layer, and a whole model compiles in time linear in its
+    layers (`test/bench/compile_time.py`). Each nest costs one call where
+    it runs.
   }];
   let options = [
     Option<"minNests", "min-nests", "int64_t", /*default=*/"16",

@@ -17,6 +17,7 @@
 #include "moe/Conversion/MoEToGPU/GpuHelpers.h"
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Target/CUDA/DenseKernels.h"
 #include "moe/Target/CUDA/ExpertKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -443,7 +444,7 @@ struct MoEMaterializeGpuExpertsPass
     ModuleOp module = getOperation();
     // (Checked whether or not a decoding attention is compiled: a typo
     // must not pass silently.)
-    if (!llvm::is_contained({"auto", "mma", "cores"}, attentionKernel)) {
+    if (!isAttentionKernelKind(attentionKernel)) {
       module.emitError() << "attention kernel must be auto, mma or cores, "
                             "got '"
                          << attentionKernel << "'";

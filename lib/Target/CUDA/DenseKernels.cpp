@@ -826,13 +826,6 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   // items in turn by the grid's size (the runtime may cap a cluster grid at
   // the clusters the GPU holds at once). Block `rank` of an item's S takes
   // the rank-th run of its keys.
-  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-  Value rank = S > 1 ? ix.remu(bx, S) : ix.c(0);
-  Value headBlocks =
-      ix.divu(ix.divu(memref::DimOp::create(b, loc, out, 1), vd), G);
-  Value seqs = memref::DimOp::create(b, loc, positions, 0);
-  Value items = ix.mul(ix.mul(tokens, headBlocks), seqs);
   auto clusterSync = [&] {
     if (C > 1) {
       NVVM::ClusterArriveOp::create(b, loc, nullptr);
@@ -878,13 +871,9 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
     return r;
   };
 
-  auto itemLoop =
-      scf::ForOp::create(b, loc, ix.divu(bx, S), items, ix.divu(gx, S));
-  b.setInsertionPointToStart(itemLoop.getBody());
-  AttentionItem it = attentionItem(b, loc, itemLoop.getInductionVar(), rank,
-                                   tokens, headBlocks, positions, cacheRows, G,
-                                   S, o.group, a.chunkMax);
-  Value item = itemLoop.getInductionVar(), h0 = it.h0, qRow = it.qRow, n = it.n,
+  AttentionItem it = attentionItemLoop(
+      b, loc, out, positions, tokens, cacheRows, vd, G, S, o.group, a.chunkMax);
+  Value item = it.item, rank = it.rank, h0 = it.h0, qRow = it.qRow, n = it.n,
         keyBase = it.keyBase, kvHead = it.kvHead;
   // The G heads' queries and outputs are adjacent columns.
   Value qBase = ix.mul(h0, ix.c(hd)), kBase = ix.mul(kvHead, ix.c(hd));
@@ -1138,18 +1127,29 @@ mlir::moe::buildAttentionKernel(OpBuilder &b, Location loc,
   } else {
     gpu::BarrierOp::create(b, loc);
   }
-  b.setInsertionPointAfter(itemLoop);
+  b.setInsertionPointAfter(it.item.getParentBlock()->getParentOp());
   gpu::ReturnOp::create(b, loc);
   return fn;
 }
 
-AttentionItem mlir::moe::attentionItem(OpBuilder &b, Location loc, Value item,
-                                       Value rank, Value tokens,
-                                       Value headBlocks, Value positions,
-                                       Value cacheRows, int64_t G, int64_t S,
-                                       int64_t group, int64_t chunkMax) {
+AttentionItem mlir::moe::attentionItemLoop(OpBuilder &b, Location loc,
+                                           Value out, Value positions,
+                                           Value tokens, Value cacheRows,
+                                           int64_t valueDim, int64_t G,
+                                           int64_t S, int64_t group,
+                                           int64_t chunkMax) {
   IndexOps ix{b, loc};
   AttentionItem r;
+  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+  r.rank = S > 1 ? ix.remu(bx, S) : ix.c(0);
+  Value headBlocks =
+      ix.divu(ix.divu(memref::DimOp::create(b, loc, out, 1), valueDim), G);
+  Value seqs = memref::DimOp::create(b, loc, positions, 0);
+  Value items = ix.mul(ix.mul(tokens, headBlocks), seqs);
+  auto loop = scf::ForOp::create(b, loc, ix.divu(bx, S), items, ix.divu(gx, S));
+  b.setInsertionPointToStart(loop.getBody());
+  Value item = r.item = loop.getInductionVar(), rank = r.rank;
   r.t = arith::RemUIOp::create(b, loc, item, tokens);
   Value sh = arith::DivUIOp::create(b, loc, item, tokens);
   r.h0 = ix.mul(arith::RemUIOp::create(b, loc, sh, headBlocks), ix.c(G));

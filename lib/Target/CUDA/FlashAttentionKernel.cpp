@@ -96,6 +96,47 @@ struct AttentionMath {
         0);
   }
 };
+
+/// The values an online-softmax loop over key blocks carries: `accs`
+/// output accumulators (mma C fragments), then the maxima and the sums of
+/// this thread's two rows (g and g + 8).
+struct SoftmaxCarry {
+  SmallVector<Value> acc;
+  Value m[2], l[2];
+  /// From a loop's iteration arguments or results.
+  SoftmaxCarry(ValueRange v, int64_t accs)
+      : acc(v.begin(), v.begin() + accs), m{v[accs], v[accs + 1]},
+        l{v[accs + 2], v[accs + 3]} {}
+  SoftmaxCarry(ArrayRef<Value> acc, ArrayRef<Value> m, ArrayRef<Value> l)
+      : acc(acc), m{m[0], m[1]}, l{l[0], l[1]} {}
+  SmallVector<Value> values() const {
+    SmallVector<Value> v(acc);
+    v.append({m[0], m[1], l[0], l[1]});
+    return v;
+  }
+};
+
+/// The loop over key blocks 0 .. n of an online softmax, carrying `accs`
+/// accumulators from `zero`, the row maxima from `mStart` and the sums from
+/// `zero`; `body(kb, carried)` builds an iteration and returns the next
+/// values. Returns the last ones (after the loop, where `b` is left).
+SoftmaxCarry
+buildSoftmaxLoop(OpBuilder &b, Location loc, Value n, int64_t accs,
+                 Value mStart, Value zero,
+                 function_ref<SoftmaxCarry(Value, const SoftmaxCarry &)> body) {
+  IndexOps ops{b, loc};
+  SmallVector<Value> init(accs, zero);
+  init.append({mStart, mStart, zero, zero});
+  auto loop = scf::ForOp::create(b, loc, ops.c(0), n, ops.c(1), init);
+  {
+    OpBuilder::InsertionGuard lg(b);
+    b.setInsertionPointToStart(loop.getBody());
+    SoftmaxCarry next = body(loop.getInductionVar(),
+                             SoftmaxCarry(loop.getRegionIterArgs(), accs));
+    scf::YieldOp::create(b, loc, next.values());
+  }
+  return SoftmaxCarry(loop.getResults(), accs);
+}
 } // namespace
 
 std::string mlir::moe::whyNotFlashAttention(const AttentionKernelOptions &o) {
@@ -108,17 +149,17 @@ std::string mlir::moe::whyNotFlashAttention(const AttentionKernelOptions &o) {
   return "";
 }
 
-gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
-    OpBuilder &b, Location loc, gpu::GPUModuleOp module, StringRef name,
-    const AttentionKernelOptions &o) {
+gpu::GPUFuncOp
+mlir::moe::buildFlashAttentionKernel(OpBuilder &b, Location loc,
+                                     gpu::GPUModuleOp module, StringRef name,
+                                     const AttentionKernelOptions &o) {
   assert(whyNotFlashAttention(o).empty() && "unsupported flash attention");
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *ctx = b.getContext();
   const int64_t dyn = ShapedType::kDynamic;
-  Type i32 = b.getI32Type(), bf16 = b.getBF16Type(),
-       index = b.getIndexType();
+  Type i32 = b.getI32Type(), bf16 = b.getBF16Type(), index = b.getIndexType();
   auto mat = MemRefType::get({dyn, dyn}, bf16);
-  SmallVector<Type> args{mat, mat, mat, mat, MemRefType::get({dyn}, i32),
+  SmallVector<Type> args{mat,   mat,  mat, mat, MemRefType::get({dyn}, i32),
                          index, index};
   const int64_t threads = 32 * kFlashWarps;
   auto fn = createKernelFunc(b, loc, module, name, args, threads);
@@ -185,7 +226,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       Value row = ops.divu(v, chunksPerRow);
       Value col = ops.mul(ops.remu(v, chunksPerRow), ops.c(8));
       Value ok = ops.icmp(P::ult, ops.add(firstRow, row), limit);
-      Value srcRow = ops.add(srcRowBase, ops.select(ok, ops.add(firstRow, row), ops.c(0)));
+      Value srcRow =
+          ops.add(srcRowBase, ops.select(ok, ops.add(firstRow, row), ops.c(0)));
       Value srcCol = ops.add(col0, col);
       Value count = ops.select(ok, ops.c(8), ops.c(0));
       tokens.push_back(
@@ -237,114 +279,111 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
   Value rowB = ops.add(rowA, ops.c(8));
   Value lastKeyA = ops.add(pos, rowA), lastKeyB = ops.add(pos, rowB);
 
-  const int64_t NT = BN / 8;  // n8 tiles of scores per key block
-  const int64_t OT = VD / 8;  // n8 tiles of the output
+  const int64_t NT = BN / 8; // n8 tiles of scores per key block
+  const int64_t OT = VD / 8; // n8 tiles of the output
   Value ninf = constF32(b, loc, -std::numeric_limits<float>::infinity());
   Value zero = constF32(b, loc, 0.0f);
   Value scale = constF32(b, loc, o.scale);
-  SmallVector<Value> init(OT * 4, zero);
-  init.append({ninf, ninf, zero, zero}); // m (rows g, g+8), l (partial)
-  auto loop = scf::ForOp::create(b, loc, ops.c(0), blocks, ops.c(1), init);
-  {
-    OpBuilder::InsertionGuard lg(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value kb = loop.getInductionVar();
-    SmallVector<Value> acc(loop.getRegionIterArgs().begin(),
-                           loop.getRegionIterArgs().begin() + OT * 4);
-    Value mOld[2] = {loop.getRegionIterArgs()[OT * 4],
-                     loop.getRegionIterArgs()[OT * 4 + 1]};
-    Value lOld[2] = {loop.getRegionIterArgs()[OT * 4 + 2],
-                     loop.getRegionIterArgs()[OT * 4 + 3]};
-    // (After the last block: zero-byte copies, which read nothing.)
-    Value next = ops.add(kb, ops.c(1));
+  // (The sums l are this thread's partial ones.)
+  SoftmaxCarry sums = buildSoftmaxLoop(
+      b, loc, blocks, OT * 4, ninf, zero,
+      [&](Value kb, const SoftmaxCarry &carried) {
+        SmallVector<Value> acc = carried.acc;
+        const Value *mOld = carried.m, *lOld = carried.l;
+        // (After the last block: zero-byte copies, which read nothing.)
+        Value next = ops.add(kb, ops.c(1));
 
-    // This block's keys are in (its values may still be in flight).
-    waitGroups(qGroup, 1);
-    gpu::BarrierOp::create(b, loc);
-    SmallVector<Value> s(NT * 4, zero);
-    for (int64_t ks = 0; ks < HD / 16; ++ks)
-      for (int64_t np = 0; np < NT; np += 2) {
-        // Keys np*8 .. +15: registers b0, b1 of tile np, then of np + 1.
-        Value f = nvgpu::LdMatrixOp::create(
-            b, loc, fragType, sK,
-            ValueRange{ops.add(ops.c(np * 8),
-                           ops.add(ops.remu(lane, 8), ops.mul(ops.divu(lane, 16), ops.c(8)))),
-                       ops.add(ops.c(ks * 16), ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
-            /*transpose=*/false, /*numTiles=*/4);
-        for (int64_t half = 0; half < 2; ++half) {
-          SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
-                                     am.reg(f, 2 * half + 1)};
-          am.mma(qFrag[ks], bReg,
-                 MutableArrayRef<Value>(s).slice((np + half) * 4, 4));
-        }
-      }
-    // Every warp is done with sK: the next block's keys may come in.
-    gpu::BarrierOp::create(b, loc);
-    copyKeys(next);
+        // This block's keys are in (its values may still be in flight).
+        waitGroups(qGroup, 1);
+        gpu::BarrierOp::create(b, loc);
+        SmallVector<Value> s(NT * 4, zero);
+        for (int64_t ks = 0; ks < HD / 16; ++ks)
+          for (int64_t np = 0; np < NT; np += 2) {
+            // Keys np*8 .. +15: registers b0, b1 of tile np, then of np + 1.
+            Value f = nvgpu::LdMatrixOp::create(
+                b, loc, fragType, sK,
+                ValueRange{
+                    ops.add(ops.c(np * 8),
+                            ops.add(ops.remu(lane, 8),
+                                    ops.mul(ops.divu(lane, 16), ops.c(8)))),
+                    ops.add(ops.c(ks * 16),
+                            ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
+                /*transpose=*/false, /*numTiles=*/4);
+            for (int64_t half = 0; half < 2; ++half) {
+              SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
+                                         am.reg(f, 2 * half + 1)};
+              am.mma(qFrag[ks], bReg,
+                     MutableArrayRef<Value>(s).slice((np + half) * 4, 4));
+            }
+          }
+        // Every warp is done with sK: the next block's keys may come in.
+        gpu::BarrierOp::create(b, loc);
+        copyKeys(next);
 
-    // Scale, mask, online softmax. s[ni*4 + c]: row g + 8 (c / 2), key
-    // kb*BN + ni*8 + tg2 + c % 2.
-    Value key0 = ops.add(ops.mul(kb, ops.c(BN)), tg2);
-    Value mNew[2], alpha[2];
-    for (int64_t r = 0; r < 2; ++r) {
-      Value last = r ? lastKeyB : lastKeyA;
-      Value mx = ninf;
-      for (int64_t ni = 0; ni < NT; ++ni)
-        for (int64_t c = 0; c < 2; ++c) {
-          Value &v = s[ni * 4 + r * 2 + c];
-          Value key = ops.add(key0, ops.c(ni * 8 + c));
-          v = ops.select(ops.icmp(P::ule, key, last), am.fmul(v, scale), ninf);
-          mx = am.fmax(mx, v);
+        // Scale, mask, online softmax. s[ni*4 + c]: row g + 8 (c / 2), key
+        // kb*BN + ni*8 + tg2 + c % 2.
+        Value key0 = ops.add(ops.mul(kb, ops.c(BN)), tg2);
+        Value mNew[2], alpha[2];
+        for (int64_t r = 0; r < 2; ++r) {
+          Value last = r ? lastKeyB : lastKeyA;
+          Value mx = ninf;
+          for (int64_t ni = 0; ni < NT; ++ni)
+            for (int64_t c = 0; c < 2; ++c) {
+              Value &v = s[ni * 4 + r * 2 + c];
+              Value key = ops.add(key0, ops.c(ni * 8 + c));
+              v = ops.select(ops.icmp(P::ule, key, last), am.fmul(v, scale),
+                             ninf);
+              mx = am.fmax(mx, v);
+            }
+          mNew[r] = am.fmax(mOld[r], am.quad(mx, /*max=*/true));
+          alpha[r] = am.exp(am.fsub(mOld[r], mNew[r]));
         }
-      mNew[r] = am.fmax(mOld[r], am.quad(mx, /*max=*/true));
-      alpha[r] = am.exp(am.fsub(mOld[r], mNew[r]));
-    }
-    Value lNew[2] = {am.fmul(lOld[0], alpha[0]), am.fmul(lOld[1], alpha[1])};
-    for (int64_t ni = 0; ni < NT; ++ni)
-      for (int64_t c = 0; c < 4; ++c) {
-        Value &v = s[ni * 4 + c];
-        v = am.exp(am.fsub(v, mNew[c / 2]));
-        lNew[c / 2] = am.fadd(lNew[c / 2], v);
-      }
-    for (int64_t ot = 0; ot < OT; ++ot)
-      for (int64_t c = 0; c < 4; ++c)
-        acc[ot * 4 + c] = am.fmul(acc[ot * 4 + c], alpha[c / 2]);
+        Value lNew[2] = {am.fmul(lOld[0], alpha[0]),
+                         am.fmul(lOld[1], alpha[1])};
+        for (int64_t ni = 0; ni < NT; ++ni)
+          for (int64_t c = 0; c < 4; ++c) {
+            Value &v = s[ni * 4 + c];
+            v = am.exp(am.fsub(v, mNew[c / 2]));
+            lNew[c / 2] = am.fadd(lNew[c / 2], v);
+          }
+        for (int64_t ot = 0; ot < OT; ++ot)
+          for (int64_t c = 0; c < 4; ++c)
+            acc[ot * 4 + c] = am.fmul(acc[ot * 4 + c], alpha[c / 2]);
 
-    // This block's values are in (the next keys may still be in flight).
-    waitGroups(qGroup, 1);
-    gpu::BarrierOp::create(b, loc);
-    for (int64_t kc = 0; kc < BN / 16; ++kc) {
-      // P's 16 keys kc*16 .. +15 as an A fragment: score tiles 2kc, 2kc+1.
-      const Value *t = &s[2 * kc * 4];
-      SmallVector<Value, 4> a{am.pack(t[0], t[1]), am.pack(t[2], t[3]),
-                              am.pack(t[4], t[5]), am.pack(t[6], t[7])};
-      for (int64_t np = 0; np < OT; np += 2) {
-        Value f = nvgpu::LdMatrixOp::create(
-            b, loc, fragType, sV,
-            ValueRange{ops.add(ops.c(kc * 16), ops.remu(lane, 16)),
-                       ops.add(ops.c(np * 8), ops.mul(ops.divu(lane, 16), ops.c(8)))},
-            /*transpose=*/true, /*numTiles=*/4);
-        for (int64_t half = 0; half < 2; ++half) {
-          SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
-                                     am.reg(f, 2 * half + 1)};
-          am.mma(a, bReg,
-                 MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
+        // This block's values are in (the next keys may still be in flight).
+        waitGroups(qGroup, 1);
+        gpu::BarrierOp::create(b, loc);
+        for (int64_t kc = 0; kc < BN / 16; ++kc) {
+          // P's 16 keys kc*16 .. +15 as an A fragment: score tiles 2kc, 2kc+1.
+          const Value *t = &s[2 * kc * 4];
+          SmallVector<Value, 4> a{am.pack(t[0], t[1]), am.pack(t[2], t[3]),
+                                  am.pack(t[4], t[5]), am.pack(t[6], t[7])};
+          for (int64_t np = 0; np < OT; np += 2) {
+            Value f = nvgpu::LdMatrixOp::create(
+                b, loc, fragType, sV,
+                ValueRange{ops.add(ops.c(kc * 16), ops.remu(lane, 16)),
+                           ops.add(ops.c(np * 8),
+                                   ops.mul(ops.divu(lane, 16), ops.c(8)))},
+                /*transpose=*/true, /*numTiles=*/4);
+            for (int64_t half = 0; half < 2; ++half) {
+              SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
+                                         am.reg(f, 2 * half + 1)};
+              am.mma(a, bReg,
+                     MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
+            }
+          }
         }
-      }
-    }
-    gpu::BarrierOp::create(b, loc);
-    copyValues(next);
-    SmallVector<Value> yield(acc);
-    yield.append({mNew[0], mNew[1], lNew[0], lNew[1]});
-    scf::YieldOp::create(b, loc, yield);
-  }
+        gpu::BarrierOp::create(b, loc);
+        copyValues(next);
+        return SoftmaxCarry(acc, mNew, lNew);
+      });
   // Nothing may be in flight into shared memory when the block exits.
   waitGroups(qGroup, 0);
 
   // O / l, rounded, rows below T only (the quad sums before the branch:
   // every lane of the warp takes part in a shuffle).
-  Value lSum[2] = {am.quad(loop.getResult(OT * 4 + 2), /*max=*/false),
-                   am.quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
+  Value lSum[2] = {am.quad(sums.l[0], /*max=*/false),
+                   am.quad(sums.l[1], /*max=*/false)};
   for (int64_t r = 0; r < 2; ++r) {
     Value row = r ? rowB : rowA;
     auto inRows = scf::IfOp::create(b, loc, ops.icmp(P::ult, row, T), false);
@@ -356,9 +395,8 @@ gpu::GPUFuncOp mlir::moe::buildFlashAttentionKernel(
       Value pair = vector::FromElementsOp::create(
           b, loc, v2bf16,
           ValueRange{
-              fromF32(b, loc, am.fmul(loop.getResult(ot * 4 + 2 * r), inv),
-                      bf16),
-              fromF32(b, loc, am.fmul(loop.getResult(ot * 4 + 2 * r + 1), inv),
+              fromF32(b, loc, am.fmul(sums.acc[ot * 4 + 2 * r], inv), bf16),
+              fromF32(b, loc, am.fmul(sums.acc[ot * 4 + 2 * r + 1], inv),
                       bf16)});
       vector::StoreOp::create(
           b, loc, pair, out,
@@ -451,23 +489,12 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value warp = ops.divu(tid, 32), lane = ops.remu(tid, 32);
   Value g4 = ops.divu(lane, 4), tg2 = ops.mul(ops.remu(lane, 4), ops.c(2));
-  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-  Value rank = S > 1 ? ops.remu(bx, S) : ops.c(0);
-  Value headBlocks =
-      ops.divu(ops.divu(memref::DimOp::create(b, loc, out, 1), VD), G);
-  Value seqs = memref::DimOp::create(b, loc, positions, 0);
-  Value items = ops.mul(ops.mul(tokens, headBlocks), seqs);
-
   // Blocks take items (G query heads of one kv head at one query row of
   // one sequence) in turn; block `rank` of an item's S the rank-th run of
   // its keys.
-  auto itemLoop =
-      scf::ForOp::create(b, loc, ops.divu(bx, S), items, ops.divu(gx, S));
-  b.setInsertionPointToStart(itemLoop.getBody());
-  Value item = itemLoop.getInductionVar();
-  AttentionItem it = attentionItem(b, loc, item, rank, tokens, headBlocks,
-                                   positions, cacheRows, G, S, o.group);
+  AttentionItem it = attentionItemLoop(b, loc, out, positions, tokens,
+                                       cacheRows, VD, G, S, o.group);
+  Value item = it.item, rank = it.rank;
   Value h0 = it.h0, qRow = it.qRow, n = it.n, cacheBase = it.cacheBase,
         keyBase = it.keyBase, kvHead = it.kvHead;
   Value kCol0 = ops.mul(kvHead, ops.c(HD)), vCol0 = ops.mul(kvHead, ops.c(VD));
@@ -548,107 +575,100 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
   Value ninf = constF32(b, loc, -std::numeric_limits<float>::infinity());
   Value zero = constF32(b, loc, 0.0f);
   Value scale = constF32(b, loc, o.scale);
-  SmallVector<Value> init(OT * 4, zero);
-  init.append({none, none, zero, zero});
   Value warpKey0 = ops.mul(warp, ops.c(16));
-  auto loop = scf::ForOp::create(b, loc, ops.c(0), tiles, ops.c(1), init);
-  {
-    OpBuilder::InsertionGuard lg(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value kb = loop.getInductionVar();
-    SmallVector<Value> acc(loop.getRegionIterArgs().begin(),
-                           loop.getRegionIterArgs().begin() + OT * 4);
-    Value mOld[2] = {loop.getRegionIterArgs()[OT * 4],
-                     loop.getRegionIterArgs()[OT * 4 + 1]};
-    Value lOld[2] = {loop.getRegionIterArgs()[OT * 4 + 2],
-                     loop.getRegionIterArgs()[OT * 4 + 3]};
-    // (After the last tile: zero-byte copies, which read nothing.)
-    Value next = ops.add(kb, ops.c(1));
-    waitGroups(group, 1);
-    gpu::BarrierOp::create(b, loc);
-    // S = Q K^T over this warp's 16 keys: two n8 tiles.
-    SmallVector<Value> s(8, zero);
-    for (int64_t ks = 0; ks < HD / 16; ++ks) {
-      Value f = nvgpu::LdMatrixOp::create(
-          b, loc, fragType, sK,
-          ValueRange{
-              ops.add(warpKey0, ops.add(ops.remu(lane, 8),
-                                        ops.mul(ops.divu(lane, 16), ops.c(8)))),
-              ops.add(ops.c(ks * 16),
-                      ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
-          /*transpose=*/false, /*numTiles=*/4);
-      for (int64_t half = 0; half < 2; ++half) {
-        SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
-                                   am.reg(f, 2 * half + 1)};
-        am.mma(qFrag[ks], bReg, MutableArrayRef<Value>(s).slice(half * 4, 4));
-      }
-    }
-    gpu::BarrierOp::create(b, loc);
-    copyTile(sK, keys, next, kCol0, HD);
-
-    // Scale, mask (keys of the block from n on), online softmax: s[ni*4 +
-    // c] is row g4 + 8 (c / 2), key kb*BN + 16 warp + ni*8 + tg2 + c % 2.
-    Value key0 = ops.add(ops.mul(kb, ops.c(BN)), ops.add(warpKey0, tg2));
-    Value mNew[2], alpha[2];
-    for (int64_t r = 0; r < 2; ++r) {
-      Value mx = ninf;
-      for (int64_t ni = 0; ni < 2; ++ni)
-        for (int64_t c = 0; c < 2; ++c) {
-          Value &v = s[ni * 4 + r * 2 + c];
-          Value key = ops.add(key0, ops.c(ni * 8 + c));
-          v = ops.select(ops.icmp(P::ult, key, n), am.fmul(v, scale), ninf);
-          mx = am.fmax(mx, v);
+  SoftmaxCarry sums = buildSoftmaxLoop(
+      b, loc, tiles, OT * 4, none, zero,
+      [&](Value kb, const SoftmaxCarry &carried) {
+        SmallVector<Value> acc = carried.acc;
+        const Value *mOld = carried.m, *lOld = carried.l;
+        // (After the last tile: zero-byte copies, which read nothing.)
+        Value next = ops.add(kb, ops.c(1));
+        waitGroups(group, 1);
+        gpu::BarrierOp::create(b, loc);
+        // S = Q K^T over this warp's 16 keys: two n8 tiles.
+        SmallVector<Value> s(8, zero);
+        for (int64_t ks = 0; ks < HD / 16; ++ks) {
+          Value f = nvgpu::LdMatrixOp::create(
+              b, loc, fragType, sK,
+              ValueRange{
+                  ops.add(warpKey0,
+                          ops.add(ops.remu(lane, 8),
+                                  ops.mul(ops.divu(lane, 16), ops.c(8)))),
+                  ops.add(ops.c(ks * 16),
+                          ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
+              /*transpose=*/false, /*numTiles=*/4);
+          for (int64_t half = 0; half < 2; ++half) {
+            SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
+                                       am.reg(f, 2 * half + 1)};
+            am.mma(qFrag[ks], bReg,
+                   MutableArrayRef<Value>(s).slice(half * 4, 4));
+          }
         }
-      mNew[r] = am.fmax(mOld[r], am.quad(mx, /*max=*/true));
-      alpha[r] = am.exp(am.fsub(mOld[r], mNew[r]));
-    }
-    Value lNew[2] = {am.fmul(lOld[0], alpha[0]), am.fmul(lOld[1], alpha[1])};
-    for (int64_t c = 0; c < 8; ++c) {
-      Value &v = s[c];
-      v = am.exp(am.fsub(v, mNew[(c % 4) / 2]));
-      lNew[(c % 4) / 2] = am.fadd(lNew[(c % 4) / 2], v);
-    }
-    for (int64_t ot = 0; ot < OT; ++ot)
-      for (int64_t c = 0; c < 4; ++c)
-        acc[ot * 4 + c] = am.fmul(acc[ot * 4 + c], alpha[c / 2]);
+        gpu::BarrierOp::create(b, loc);
+        copyTile(sK, keys, next, kCol0, HD);
 
-    waitGroups(group, 1);
-    gpu::BarrierOp::create(b, loc);
-    // O += P V: P's 16 keys as one A fragment, V's with ldmatrix.trans.
-    SmallVector<Value, 4> a{am.pack(s[0], s[1]), am.pack(s[2], s[3]),
-                            am.pack(s[4], s[5]), am.pack(s[6], s[7])};
-    for (int64_t np = 0; np < OT; np += 2) {
-      Value f = nvgpu::LdMatrixOp::create(
-          b, loc, fragType, sV,
-          ValueRange{
-              ops.add(warpKey0, ops.remu(lane, 16)),
-              ops.add(ops.c(np * 8), ops.mul(ops.divu(lane, 16), ops.c(8)))},
-          /*transpose=*/true, /*numTiles=*/4);
-      for (int64_t half = 0; half < 2; ++half) {
-        SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
-                                   am.reg(f, 2 * half + 1)};
-        am.mma(a, bReg, MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
-      }
-    }
-    gpu::BarrierOp::create(b, loc);
-    copyTile(sV, values, next, vCol0, VD);
-    SmallVector<Value> yield(acc);
-    yield.append({mNew[0], mNew[1], lNew[0], lNew[1]});
-    scf::YieldOp::create(b, loc, yield);
-  }
+        // Scale, mask (keys of the block from n on), online softmax: s[ni*4 +
+        // c] is row g4 + 8 (c / 2), key kb*BN + 16 warp + ni*8 + tg2 + c % 2.
+        Value key0 = ops.add(ops.mul(kb, ops.c(BN)), ops.add(warpKey0, tg2));
+        Value mNew[2], alpha[2];
+        for (int64_t r = 0; r < 2; ++r) {
+          Value mx = ninf;
+          for (int64_t ni = 0; ni < 2; ++ni)
+            for (int64_t c = 0; c < 2; ++c) {
+              Value &v = s[ni * 4 + r * 2 + c];
+              Value key = ops.add(key0, ops.c(ni * 8 + c));
+              v = ops.select(ops.icmp(P::ult, key, n), am.fmul(v, scale), ninf);
+              mx = am.fmax(mx, v);
+            }
+          mNew[r] = am.fmax(mOld[r], am.quad(mx, /*max=*/true));
+          alpha[r] = am.exp(am.fsub(mOld[r], mNew[r]));
+        }
+        Value lNew[2] = {am.fmul(lOld[0], alpha[0]),
+                         am.fmul(lOld[1], alpha[1])};
+        for (int64_t c = 0; c < 8; ++c) {
+          Value &v = s[c];
+          v = am.exp(am.fsub(v, mNew[(c % 4) / 2]));
+          lNew[(c % 4) / 2] = am.fadd(lNew[(c % 4) / 2], v);
+        }
+        for (int64_t ot = 0; ot < OT; ++ot)
+          for (int64_t c = 0; c < 4; ++c)
+            acc[ot * 4 + c] = am.fmul(acc[ot * 4 + c], alpha[c / 2]);
+
+        waitGroups(group, 1);
+        gpu::BarrierOp::create(b, loc);
+        // O += P V: P's 16 keys as one A fragment, V's with ldmatrix.trans.
+        SmallVector<Value, 4> a{am.pack(s[0], s[1]), am.pack(s[2], s[3]),
+                                am.pack(s[4], s[5]), am.pack(s[6], s[7])};
+        for (int64_t np = 0; np < OT; np += 2) {
+          Value f = nvgpu::LdMatrixOp::create(
+              b, loc, fragType, sV,
+              ValueRange{ops.add(warpKey0, ops.remu(lane, 16)),
+                         ops.add(ops.c(np * 8),
+                                 ops.mul(ops.divu(lane, 16), ops.c(8)))},
+              /*transpose=*/true, /*numTiles=*/4);
+          for (int64_t half = 0; half < 2; ++half) {
+            SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
+                                       am.reg(f, 2 * half + 1)};
+            am.mma(a, bReg,
+                   MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
+          }
+        }
+        gpu::BarrierOp::create(b, loc);
+        copyTile(sV, values, next, vCol0, VD);
+        return SoftmaxCarry(acc, mNew, lNew);
+      });
   waitGroups(group, 0);
   gpu::BarrierOp::create(b, loc);
 
   // The warps' rows meet: each warp's maximum and sum a row into `stats`,
   // its output rows (rescaled to the block's maximum) into sO[warp, row].
-  Value lSum[2] = {am.quad(loop.getResult(OT * 4 + 2), /*max=*/false),
-                   am.quad(loop.getResult(OT * 4 + 3), /*max=*/false)};
+  Value lSum[2] = {am.quad(sums.l[0], /*max=*/false),
+                   am.quad(sums.l[1], /*max=*/false)};
   for (int64_t r = 0; r < 2; ++r) {
     Value row = ops.add(g4, ops.c(8 * r));
     buildIfThen(b, loc, ops.icmp(P::eq, ops.remu(lane, 4), ops.c(0)), [&] {
       Value at = ops.add(ops.mul(warp, ops.c(R)), row);
-      memref::StoreOp::create(b, loc, loop.getResult(OT * 4 + r), stats,
-                              ValueRange{at});
+      memref::StoreOp::create(b, loc, sums.m[r], stats, ValueRange{at});
       memref::StoreOp::create(b, loc, lSum[r], stats,
                               ValueRange{ops.add(at, ops.c(W * R))});
     });
@@ -670,16 +690,16 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
       continue;
     Value row = ops.add(g4, ops.c(8 * r));
     buildIfThen(b, loc, ops.icmp(P::ult, row, ops.c(G)), [&] {
-      Value m = loop.getResult(OT * 4 + r);
+      Value m = sums.m[r];
       Value wgt = am.exp(am.fsub(m, rowMax(row)));
       for (int64_t ot = 0; ot < OT; ++ot)
         for (int64_t c = 0; c < 2; ++c) {
           Value e =
               ops.add(ops.mul(ops.add(ops.mul(warp, ops.c(G)), row), ops.c(VD)),
                       ops.add(ops.c(ot * 8 + c), tg2));
-          memref::StoreOp::create(
-              b, loc, am.fmul(loop.getResult(ot * 4 + 2 * r + c), wgt), sO,
-              ValueRange{e});
+          memref::StoreOp::create(b, loc,
+                                  am.fmul(sums.acc[ot * 4 + 2 * r + c], wgt),
+                                  sO, ValueRange{e});
         }
     });
   }
@@ -726,7 +746,7 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
   }
   // sO is the next item's key tile.
   gpu::BarrierOp::create(b, loc);
-  b.setInsertionPointAfter(itemLoop);
+  b.setInsertionPointAfter(it.item.getParentBlock()->getParentOp());
   gpu::ReturnOp::create(b, loc);
   return fn;
 }

@@ -174,18 +174,30 @@ inline bool usesFlashAttention(const AttentionKernelOptions &options,
          whyNotFlashAttention(options).empty();
 }
 
+/// Whether `kind` names a choice of the decoding attention's kernel
+/// (--gpu-attention-kernel, the pass option attention-kernel): auto, mma
+/// (buildAttentionMmaKernel) or cores (buildAttentionKernel).
+inline bool isAttentionKernelKind(StringRef kind) {
+  return kind == "auto" || kind == "mma" || kind == "cores";
+}
+
 /// One item of a decoding attention kernel (G query heads h0 .. h0 + G - 1
 /// of kv head kvHead at query row t of sequence seq; item = (seq * H / G +
 /// h0 / G) * T + t) and block `rank` of its S: keys lo .. lo + n of the
 /// item's 0 .. rows (n at most `chunkMax` where non-zero), at cache rows
 /// from keyBase (cacheBase = seq * cacheRows); qRow its query row.
 struct AttentionItem {
-  Value t, h0, seq, qRow, rows, lo, n, cacheBase, keyBase, kvHead;
+  Value item, rank, t, h0, seq, qRow, rows, lo, n, cacheBase, keyBase, kvHead;
 };
-AttentionItem attentionItem(OpBuilder &b, Location loc, Value item, Value rank,
-                            Value tokens, Value headBlocks, Value positions,
-                            Value cacheRows, int64_t G, int64_t S,
-                            int64_t group, int64_t chunkMax = 0);
+/// The blocks' walk over the items of a decoding attention kernel (S blocks
+/// an item, the items taken in turn by the grid's size; arguments `out`,
+/// `positions`, `tokens` and `cacheRows` as buildAttentionKernel's): builds
+/// the loop and leaves `b` at the start of its body, where the returned
+/// item is this iteration's.
+AttentionItem attentionItemLoop(OpBuilder &b, Location loc, Value out,
+                                Value positions, Value tokens, Value cacheRows,
+                                int64_t valueDim, int64_t G, int64_t S,
+                                int64_t group, int64_t chunkMax = 0);
 
 /// Decoding attention on tensor cores (FlashDecoding with the query heads
 /// of a kv head as the rows of one mma): a block of kFlashWarps warps takes

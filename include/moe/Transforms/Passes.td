@@ -38,11 +38,24 @@ def CpuOutlineLoops : Pass<"moe-cpu-outline-loops", "::mlir::ModuleOp"> {
     one with every layer, and a whole model compiles in time linear in its
     layers (`test/bench/compile_time.py`). Each nest costs one call where
     it runs.
+
+    With `merge` (the default), outlined functions that are structurally
+    equal (the same signature and the same operations, attributes and
+    use-def structure, locations aside) become one: the nests of a model's
+    identical layers, which differ only in the weights and buffers they
+    take as arguments, are compiled once.
   }];
   let options = [
     Option<"minNests", "min-nests", "int64_t", /*default=*/"16",
            "outline only in functions with at least this many top-level "
            "loop nests (0: in every function)">,
+    Option<"merge", "merge", "bool", /*default=*/"true",
+           "keep one of each set of structurally equal outlined functions">,
+  ];
+  let statistics = [
+    Statistic<"numOutlined", "outlined", "loop nests outlined">,
+    Statistic<"numMerged", "merged",
+              "outlined functions erased for an equal one">,
   ];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::LLVM::LLVMDialect",

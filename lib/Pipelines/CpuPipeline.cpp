@@ -96,7 +96,14 @@ void buildToLoops(OpPassManager &pm,
   bufferize.bufferizeFunctionBoundaries = true;
   bufferize.functionBoundaryTypeConversion =
       bufferization::LayoutMapOption::IdentityLayoutMap;
+  if (gpu)
+    pm.addPass(moe::createMoEGpuHelperStubs());
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  if (gpu) {
+    moe::MoEGpuHelperStubsOptions strip;
+    strip.strip = true;
+    pm.addPass(moe::createMoEGpuHelperStubs(strip));
+  }
   bufferization::BufferResultsToOutParamsPassOptions outParams;
   outParams.modifyPublicFunctions = true;
   outParams.hoistStaticAllocs = true;

@@ -145,6 +145,8 @@ void buildToLoops(OpPassManager &pm,
     // thread-dependent control flow.
     pm.addPass(moe::createGpuCheckConvergence());
   }
+  // Identical layers' outlined nests and GPU helpers' host code, once.
+  pm.addPass(moe::createMergeEqualFunctions());
   pm.addPass(createSCFToControlFlowPass());
 }
 

@@ -63,55 +63,6 @@ bool takesBareArguments(Operation *op) {
   return true;
 }
 
-/// A hash that structurally equal functions share: the signature and each
-/// operation's name, attributes, properties and types in walk order (no
-/// locations, no value identities).
-llvm::hash_code structuralHash(func::FuncOp fn) {
-  llvm::hash_code hash = hash_value(fn.getFunctionType());
-  fn.getBody().walk([&](Operation *op) {
-    hash = llvm::hash_combine(
-        hash, OperationEquivalence::computeHash(
-                  op, OperationEquivalence::ignoreHashValue,
-                  OperationEquivalence::ignoreHashValue,
-                  OperationEquivalence::IgnoreLocations));
-  });
-  return hash;
-}
-
-/// Keeps one of each set of structurally equal functions in `outlined` (the
-/// first), calls it where the others were called and erases them: the
-/// nests of a model's identical layers compile once. Returns how many
-/// functions were erased.
-int64_t mergeEqualFunctions(ModuleOp module, ArrayRef<func::FuncOp> outlined) {
-  DenseMap<llvm::hash_code, SmallVector<func::FuncOp>> buckets;
-  DenseMap<StringAttr, FlatSymbolRefAttr> replacement;
-  for (func::FuncOp fn : outlined) {
-    SmallVector<func::FuncOp> &kept = buckets[structuralHash(fn)];
-    auto same = llvm::find_if(kept, [&](func::FuncOp other) {
-      return other.getFunctionType() == fn.getFunctionType() &&
-             OperationEquivalence::isRegionEquivalentTo(
-                 &other.getBody(), &fn.getBody(),
-                 OperationEquivalence::IgnoreLocations);
-    });
-    if (same == kept.end())
-      kept.push_back(fn);
-    else
-      replacement[fn.getSymNameAttr()] =
-          FlatSymbolRefAttr::get(same->getSymNameAttr());
-  }
-  if (replacement.empty())
-    return 0;
-  module.walk([&](func::CallOp call) {
-    auto it = replacement.find(call.getCalleeAttr().getAttr());
-    if (it != replacement.end())
-      call.setCalleeAttr(it->second);
-  });
-  for (func::FuncOp fn : outlined)
-    if (replacement.contains(fn.getSymNameAttr()))
-      fn.erase();
-  return replacement.size();
-}
-
 struct CpuOutlineLoopsPass
     : mlir::moe::impl::CpuOutlineLoopsBase<CpuOutlineLoopsPass> {
   using Base::Base;
@@ -120,7 +71,7 @@ struct CpuOutlineLoopsPass
     SymbolTable symbols(module);
     IRRewriter rewriter(&getContext());
     auto funcs = llvm::to_vector(module.getOps<func::FuncOp>());
-    SmallVector<func::FuncOp> outlinedFuncs;
+    int64_t outlinedFuncs = 0;
     for (func::FuncOp fn : funcs) {
       if (fn.isExternal())
         continue;
@@ -166,7 +117,7 @@ struct CpuOutlineLoopsPass
             "passthrough",
             rewriter.getArrayAttr({rewriter.getStringAttr("noinline")}));
         symbols.insert(*outlined);
-        outlinedFuncs.push_back(*outlined);
+        ++outlinedFuncs;
         // The wrapper holds the call alone now: inline it.
         Block *inner = &wrapper.getRegion().front();
         Operation *yield = inner->getTerminator();
@@ -175,9 +126,7 @@ struct CpuOutlineLoopsPass
         rewriter.eraseOp(yield);
       }
     }
-    numOutlined += outlinedFuncs.size();
-    if (merge)
-      numMerged += mergeEqualFunctions(module, outlinedFuncs);
+    numOutlined += outlinedFuncs;
   }
 };
 } // namespace

@@ -458,9 +458,14 @@ struct MoEMaterializeGpuExpertsPass
         helpers.push_back(fn);
     if (helpers.empty())
       return;
+    // Who uses each helper and which function a call names, found once (a
+    // walk of the module a helper, or a linear symbol lookup a call, made
+    // a whole model's compile time quadratic in its layers).
+    SymbolUsers users = symbolUsers(module);
+    SymbolTable symbols(module);
     if (outParamsOnly) {
       for (func::FuncOp fn : helpers)
-        if (failed(toOutParam(fn, module)))
+        if (failed(toOutParam(fn, users[fn.getSymNameAttr()])))
           return signalPassFailure();
       return;
     }
@@ -477,19 +482,20 @@ struct MoEMaterializeGpuExpertsPass
     };
     Type bf16 = b.getBF16Type();
     Location kloc = kernels.getLoc();
-    keepOnDevice(module, helpers);
+    keepOnDevice(module, helpers, symbols);
     for (func::FuncOp fn : helpers) {
       if (fn->hasAttr(kGpuDenseAttr)) {
         if (failed(buildGpuDenseBody(
-                b, fn, kernels, deviceArguments(fn, module),
+                b, fn, kernels, deviceArguments(fn, users[fn.getSymNameAttr()]),
                 DenseTuning{attentionHeads, attentionUnroll, attentionThreads,
                             attentionSplit, attentionKernel})))
           return signalPassFailure();
         continue;
       }
       if (fn->hasAttr(kGpuLayerAttr)) {
-        if (failed(buildGpuLayerBody(b, fn, kernels,
-                                     deviceArguments(fn, module), report)))
+        if (failed(buildGpuLayerBody(
+                b, fn, kernels, deviceArguments(fn, users[fn.getSymNameAttr()]),
+                report)))
           return signalPassFailure();
         continue;
       }
@@ -515,14 +521,25 @@ struct MoEMaterializeGpuExpertsPass
       fn->removeAttr(kDeviceBuffersAttr);
   }
 
+  /// The operations using each symbol of the module.
+  using SymbolUsers = DenseMap<StringAttr, SmallVector<Operation *, 1>>;
+  static SymbolUsers symbolUsers(ModuleOp module) {
+    SymbolUsers users;
+    if (std::optional<SymbolTable::UseRange> uses =
+            SymbolTable::getSymbolUses(&module.getBodyRegion()))
+      for (const SymbolTable::SymbolUse &use : *uses)
+        users[use.getSymbolRef().getRootReference()].push_back(use.getUser());
+    return users;
+  }
+
   /// Which arguments of helper `fn` are device pointers at its one call site
-  /// (arguments of the model entry marked as device buffers).
-  static SmallVector<bool> deviceArguments(func::FuncOp fn, ModuleOp module) {
+  /// (`users`, the helper's users; arguments of the model entry marked as
+  /// device buffers).
+  static SmallVector<bool> deviceArguments(func::FuncOp fn,
+                                           ArrayRef<Operation *> users) {
     SmallVector<bool> device(fn.getNumArguments(), false);
-    std::optional<SymbolTable::UseRange> uses = fn.getSymbolUses(module);
-    if (!uses || !llvm::hasSingleElement(*uses))
-      return device;
-    auto call = dyn_cast<func::CallOp>(uses->begin()->getUser());
+    auto call =
+        users.size() == 1 ? dyn_cast<func::CallOp>(users.front()) : nullptr;
     if (!call)
       return device;
     for (auto [i, v] : llvm::enumerate(call.getOperands()))
@@ -556,19 +573,18 @@ struct MoEMaterializeGpuExpertsPass
   /// Whether every use of `v` (through views) is an operand of a call to a
   /// GPU layer or dense helper, or its deallocation. (The decomposed
   /// experts helper takes host activations: its operands stay on the host.)
-  static bool onlyHelperUses(Value v, ModuleOp module) {
+  static bool onlyHelperUses(Value v, SymbolTable &symbols) {
     for (Operation *user : v.getUsers()) {
       if (isa<memref::DeallocOp>(user))
         continue;
       if (isView(user)) {
-        if (!onlyHelperUses(user->getResult(0), module))
+        if (!onlyHelperUses(user->getResult(0), symbols))
           return false;
         continue;
       }
       auto call = dyn_cast<func::CallOp>(user);
-      auto callee =
-          call ? module.lookupSymbol<func::FuncOp>(call.getCallee())
-               : func::FuncOp();
+      auto callee = call ? symbols.lookup<func::FuncOp>(call.getCallee())
+                         : func::FuncOp();
       if (!callee ||
           !(callee->hasAttr(kGpuLayerAttr) || callee->hasAttr(kGpuDenseAttr)))
         return false;
@@ -580,17 +596,20 @@ struct MoEMaterializeGpuExpertsPass
   /// device: their allocation becomes gpu.alloc (the runtime caches device
   /// scratch across steps), their deallocation gpu.dealloc, and the helpers
   /// then skip the copies.
-  static void keepOnDevice(ModuleOp module, ArrayRef<func::FuncOp> helpers) {
+  static void keepOnDevice(ModuleOp module, ArrayRef<func::FuncOp> helpers,
+                           SymbolTable &symbols) {
     if (helpers.empty())
       return;
+    DenseSet<Operation *> isHelper;
+    for (func::FuncOp fn : helpers)
+      isHelper.insert(fn);
     SmallVector<memref::AllocOp> allocs;
     module.walk([&](memref::AllocOp alloc) {
       auto fn = alloc->getParentOfType<func::FuncOp>();
-      if (fn && !llvm::is_contained(helpers, fn) &&
-          alloc.getType().hasStaticShape() &&
+      if (fn && !isHelper.contains(fn) && alloc.getType().hasStaticShape() &&
           alloc.getType().getLayout().isIdentity() &&
           !alloc.getType().getMemorySpace() && !alloc.use_empty() &&
-          onlyHelperUses(alloc, module))
+          onlyHelperUses(alloc, symbols))
         allocs.push_back(alloc);
     });
     for (memref::AllocOp alloc : allocs) {
@@ -618,7 +637,8 @@ struct MoEMaterializeGpuExpertsPass
   /// calling convention cannot lower). Where the caller only copies the
   /// result into one of its own arguments (the model's output), the helper
   /// writes that argument directly.
-  static LogicalResult toOutParam(func::FuncOp fn, ModuleOp module) {
+  static LogicalResult toOutParam(func::FuncOp fn,
+                                  ArrayRef<Operation *> users) {
     FunctionType type = fn.getFunctionType();
     if (type.getNumResults() == 0)
       return success();
@@ -628,14 +648,11 @@ struct MoEMaterializeGpuExpertsPass
         return fn.emitError() << "expected a bufferized GPU helper";
       inputs.push_back(t);
     }
-    std::optional<SymbolTable::UseRange> uses = fn.getSymbolUses(module);
     fn.setType(FunctionType::get(fn.getContext(), inputs, {}));
-    if (!uses)
-      return success();
-    for (const SymbolTable::SymbolUse &use : *uses) {
-      auto call = dyn_cast<func::CallOp>(use.getUser());
+    for (Operation *user : users) {
+      auto call = dyn_cast<func::CallOp>(user);
       if (!call)
-        return use.getUser()->emitError() << "unexpected use of " << fn.getSymName();
+        return user->emitError() << "unexpected use of " << fn.getSymName();
       OpBuilder b(call);
       SmallVector<Value> args(call.getOperands());
       SmallVector<Value> outs;

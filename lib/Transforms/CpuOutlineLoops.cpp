@@ -31,13 +31,19 @@ void sinkConstants(RewriterBase &rewriter, Region &region) {
   getUsedValuesDefinedAbove(region, above);
   OpBuilder::InsertionGuard guard(rewriter);
   rewriter.setInsertionPointToStart(&region.front());
+  IRMapping clones;
   for (Value v : above) {
     Operation *def = v.getDefiningOp();
-    if (!def || !def->hasTrait<OpTrait::ConstantLike>())
-      continue;
-    Operation *clone = rewriter.clone(*def);
-    replaceAllUsesInRegionWith(v, clone->getResult(0), region);
+    if (def && def->hasTrait<OpTrait::ConstantLike>())
+      clones.map(v, rewriter.clone(*def)->getResult(0));
   }
+  // One walk of the region (replacing each constant's uses in the region
+  // would visit all of its uses in the function, every nest's: quadratic).
+  region.walk([&](Operation *op) {
+    for (OpOperand &operand : op->getOpOperands())
+      if (Value clone = clones.lookupOrNull(operand.get()))
+        operand.set(clone);
+  });
 }
 
 /// Whether every value `op` uses from above can be a function argument

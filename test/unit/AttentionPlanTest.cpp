@@ -190,4 +190,13 @@ TEST(AttentionPlan, MmaPlan) {
           .empty());
   // A group of 32 query heads a kv head: 16 a block (two blocks an item).
   EXPECT_EQ(planAttentionMma(options(128, 128, 1024, 32), 1, 64, 1).heads, 16);
+  // Keys of 64 and values of 256: the warps' output rows of 16 (or 10)
+  // heads would not fit the key and value tiles, those of 8 do.
+  AttentionKernelOptions wide = options(64, 256, 1024, 16);
+  wide.heads = 16;
+  EXPECT_FALSE(whyNotAttentionMma(wide).empty());
+  AttentionKernelOptions w =
+      planAttentionMma(options(64, 256, 1024, 16), 1, 32, 1);
+  EXPECT_EQ(w.heads, 8);
+  EXPECT_TRUE(whyNotAttentionMma(w).empty()) << whyNotAttentionMma(w);
 }

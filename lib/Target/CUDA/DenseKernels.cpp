@@ -722,8 +722,13 @@ AttentionKernelOptions mlir::moe::planAttentionMma(AttentionKernelOptions o,
                                                    int64_t B, int64_t heads,
                                                    int64_t split) {
   o.heads = heads ? heads : 1;
+  // The most heads a block whose output rows fit the tiles they take over.
   for (int64_t g = std::min(o.group, kAttentionMmaRows); !heads && g > 1; --g)
     if (o.group % g == 0) {
+      AttentionKernelOptions c = o;
+      c.heads = g;
+      if (!whyNotAttentionMma(c).empty())
+        continue;
       o.heads = g;
       break;
     }

@@ -67,7 +67,10 @@ struct MergeEqualFunctionsPass
     for (func::FuncOp fn : module.getOps<func::FuncOp>()) {
       if (!fn.isPrivate() || fn.isExternal())
         continue;
-      ArrayRef<Operation *> fnUsers = users.lookup(fn.getSymNameAttr());
+      auto found = users.find(fn.getSymNameAttr());
+      ArrayRef<Operation *> fnUsers;
+      if (found != users.end())
+        fnUsers = found->second;
       if (!llvm::all_of(fnUsers, llvm::IsaPred<func::CallOp>))
         continue;
       SmallVector<func::FuncOp> &bucket = kept[structuralHash(fn)];

@@ -33,18 +33,17 @@ llvm::hash_code structuralHash(func::FuncOp fn) {
   return hash;
 }
 
-/// Whether `a` and `b` are interchangeable: the same signature, argument and
-/// result attributes, other attributes but the name, and bodies.
+/// Whether `a` and `b` are interchangeable: every property but the name (the
+/// signature, argument and result attributes, visibility, no_inline), the
+/// other attributes, and the bodies.
 bool structurallyEqual(func::FuncOp a, func::FuncOp b) {
-  auto otherAttrs = [](func::FuncOp fn) {
-    NamedAttrList attrs(fn->getDiscardableAttrDictionary());
-    return attrs.getDictionary(fn.getContext());
-  };
   return a.getFunctionType() == b.getFunctionType() &&
          a.getArgAttrsAttr() == b.getArgAttrsAttr() &&
          a.getResAttrsAttr() == b.getResAttrsAttr() &&
          a.getSymVisibilityAttr() == b.getSymVisibilityAttr() &&
-         otherAttrs(a) == otherAttrs(b) &&
+         a.getNoInline() == b.getNoInline() &&
+         a->getDiscardableAttrDictionary() ==
+             b->getDiscardableAttrDictionary() &&
          OperationEquivalence::isRegionEquivalentTo(
              &a.getBody(), &b.getBody(), OperationEquivalence::IgnoreLocations);
 }

@@ -16,7 +16,12 @@
 //         one vLLM's fused MoE reads): 4 boxes of 64 N rows x 64 K (128
 //         bytes of each of 256 rows, K * 2 apart);
 //   bulk  each stage one contiguous 32 KiB piece (cp.async.bulk): the
-//         best case for the same number of bytes in flight.
+//         best case for the same number of bytes in flight;
+//   kn-t  kn with the items in the other order (item i: expert i % E,
+//         column block i / E), so that the blocks streaming at once read
+//         one column block of many experts instead of all column blocks of
+//         a few (the same rows): whether kn's rate is its boxes' shape or
+//         where the blocks read at once.
 // The L2 is scrubbed before each timed launch; median of 15 launches,
 // bytes read / time between two events.
 #include <cuda.h>
@@ -27,13 +32,13 @@
 #include <cstdlib>
 #include <vector>
 
-enum Pattern { kKN = 0, kNK = 1, kBulk = 2 };
+enum Pattern { kKN = 0, kNK = 1, kBulk = 2, kKNT = 3 };
 constexpr int kBoxBytes = 64 * 128;
 constexpr int kBoxes = 4;
 constexpr int kStageBytes = kBoxes * kBoxBytes;
 
 struct Params {
-  int pattern, stages, kSteps, colBlocks, items;
+  int pattern, stages, kSteps, colBlocks, items, experts;
   long long n, k;
   const char *base; // bulk
 };
@@ -68,6 +73,8 @@ __global__ void __launch_bounds__(64) stream(const __grid_constant__ CUtensorMap
   long long step = 0;
   for (int item = blockIdx.x; item < p.items; item += gridDim.x) {
     int e = item / p.colBlocks, cb = item % p.colBlocks;
+    if (p.pattern == kKNT)
+      e = item % p.experts, cb = item / p.experts;
     for (int kt = 0; kt < p.kSteps; ++kt, ++step) {
       int s = int(step % p.stages);
       unsigned phase = unsigned(step / p.stages) & 1;
@@ -89,7 +96,7 @@ __global__ void __launch_bounds__(64) stream(const __grid_constant__ CUtensorMap
         } else {
           for (int b = 0; b < kBoxes; ++b) {
             int c0, c1;
-            if (p.pattern == kKN) { // inner: columns; outer: e * K + k
+            if (p.pattern != kNK) { // inner: columns; outer: e * K + k
               c0 = cb * 256 + b * 64;
               c1 = int(e * p.k + kt * 64);
             } else { // inner: k; outer: e * N + n
@@ -167,9 +174,9 @@ int main(int argc, char **argv) {
               prop.name, sms, l2 >> 20, K, N, E, bytes / 1e9);
   std::printf("| pattern | stages | blocks an SM | KiB in flight an SM | TB/s |\n");
   std::printf("|---|---|---|---|---|\n");
-  const char *names[] = {"kn", "nk", "bulk"};
-  for (int pattern : {kKN, kNK, kBulk}) {
-    CUtensorMap map = encode(pattern == kBulk ? kKN : pattern);
+  const char *names[] = {"kn", "nk", "bulk", "kn-t"};
+  for (int pattern : {kKN, kNK, kBulk, kKNT}) {
+    CUtensorMap map = encode(pattern == kNK ? kNK : kKN);
     for (int blocks : {1, 2}) {
       for (int stages : {2, 3, 4, 5, 6}) {
         int smemBytes = stages * kStageBytes + 1024;
@@ -181,6 +188,7 @@ int main(int argc, char **argv) {
         p.kSteps = int(K / 64);
         p.colBlocks = int(N / 256);
         p.items = int(E * p.colBlocks);
+        p.experts = int(E);
         p.n = N;
         p.k = K;
         p.base = pool;

@@ -84,6 +84,11 @@ void buildToLoops(OpPassManager &pm,
     moe::ConvertMoEDenseToGpuCallOptions dense;
     dense.report = gpu->report;
     pm.addPass(moe::createConvertMoEDenseToGpuCall(dense));
+  } else {
+    // A whole model's alike layers lowered and compiled once, not once a
+    // layer.
+    pm.addPass(moe::createOutlineLayers());
+    pm.addPass(moe::createMergeEqualFunctions());
   }
   pm.addPass(moe::createMoEDecomposeLayer());
   pm.addPass(moe::createConvertMoECommToRuntime());
@@ -103,6 +108,9 @@ void buildToLoops(OpPassManager &pm,
     moe::MoEGpuHelperStubsOptions strip;
     strip.strip = true;
     pm.addPass(moe::createMoEGpuHelperStubs(strip));
+  } else {
+    // The KV caches the layers update in place are no results to copy.
+    pm.addPass(moe::createDropEquivalentPrivateResults());
   }
   bufferization::BufferResultsToOutParamsPassOptions outParams;
   outParams.modifyPublicFunctions = true;

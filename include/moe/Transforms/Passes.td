@@ -42,6 +42,52 @@ def MergeEqualFunctions : Pass<"moe-merge-equal-functions", "::mlir::ModuleOp"> 
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }
 
+def OutlineLayers : Pass<"moe-outline-layers", "::mlir::ModuleOp"> {
+  let summary = "Move each layer of a whole model into a function of its own";
+  let description = [{
+    In every function with at least `min-layers` of them, each run of
+    consecutive top-level operations whose locations name the same layer
+    (a `NameLoc` such as `"model.layers.3.self_attn"`: the name up to its
+    first numeric component, `model.layers.3`, as the Hugging Face import
+    names them) moves into a private function named after the layer, which
+    takes the values the run uses from above (the layer's input, weights,
+    KV caches, position) as arguments and returns those it defines and the
+    rest of the function uses. Constants are cloned in. Placed before
+    `-moe-merge-equal-functions`, a model whose layers are alike is then
+    lowered and compiled one layer at a time, not once a layer: run before
+    bufferization, the KV caches a layer updates are results equivalent to
+    its arguments, which `-moe-drop-equivalent-private-results` drops after
+    bufferization so that no copy remains.
+  }];
+  let options = [
+    Option<"minLayers", "min-layers", "int64_t", /*default=*/"2",
+           "outline only in functions with at least this many layers">,
+  ];
+  let statistics = [
+    Statistic<"numOutlined", "outlined", "layers outlined">,
+  ];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
+def DropEquivalentPrivateResults
+    : Pass<"moe-drop-equivalent-private-results", "::mlir::ModuleOp"> {
+  let summary = "Drop the memref results of private functions that are "
+                "their arguments";
+  let description = [{
+    Upstream's `-drop-equivalent-buffer-results` for private functions
+    only: a memref result that is one of the function's arguments (or a
+    `memref.cast` of one) is dropped, and its calls use their operand
+    instead. Public functions keep their signatures (a model's entry
+    returns its KV caches by name).
+  }];
+  let statistics = [
+    Statistic<"numDropped", "dropped", "results dropped">,
+  ];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::memref::MemRefDialect"];
+}
+
 def CpuOutlineLoops : Pass<"moe-cpu-outline-loops", "::mlir::ModuleOp"> {
   let summary = "Outline the top-level loop nests of large functions into "
                 "functions of their own";

@@ -29,11 +29,10 @@ def MergeEqualFunctions : Pass<"moe-merge-equal-functions", "::mlir::ModuleOp"> 
     attributes, properties, types and use-def structure, locations aside)
     become one: the first in the module is kept, calls of the others call
     it, and they are erased. A function used other than by `func.call` is
-    left alone. In a whole model the loop nests of identical layers
-    (`-moe-cpu-outline-loops`), which differ only in the weights and buffers
-    they take as arguments, and the host code of identical layers' GPU
-    helpers then compile once: a 32-layer Mixtral-shaped model compiles in
-    about a third of the time for the GPU and a sixth for the CPU
+    left alone. In a whole model alike layers (`-moe-outline-layers`), the
+    loop nests of identical layers (`-moe-cpu-outline-loops`), which differ
+    only in the weights and buffers they take as arguments, and the host
+    code of identical layers' GPU helpers then compile once
     (`test/bench/compile_time.py`).
   }];
   let statistics = [

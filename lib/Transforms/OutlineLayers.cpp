@@ -9,6 +9,7 @@
 #include "moe/Transforms/Outline.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/SymbolTable.h"
 
@@ -136,6 +137,10 @@ struct OutlineLayersPass
               << run.layer << "' into a function";
           return signalPassFailure();
         }
+        // Internal: no symbol of the object, which may hold other models.
+        (*outlined)->setAttr(
+            "llvm.linkage",
+            LLVM::LinkageAttr::get(&getContext(), LLVM::Linkage::Internal));
         symbols.insert(*outlined);
         ++numOutlined;
       }

@@ -51,12 +51,13 @@ def OutlineLayers : Pass<"moe-outline-layers", "::mlir::ModuleOp"> {
     names them) moves into a private function named after the layer, which
     takes the values the run uses from above (the layer's input, weights,
     KV caches, position) as arguments and returns those it defines and the
-    rest of the function uses. Constants are cloned in. Placed before
-    `-moe-merge-equal-functions`, a model whose layers are alike is then
-    lowered and compiled one layer at a time, not once a layer: run before
-    bufferization, the KV caches a layer updates are results equivalent to
-    its arguments, which `-moe-drop-equivalent-private-results` drops after
-    bufferization so that no copy remains.
+    rest of the function uses (internal linkage). Constants are cloned in.
+    Placed before `-moe-merge-equal-functions`, a model whose layers are
+    alike is then lowered and compiled one layer at a time, not once a
+    layer. Run before bufferization, the KV caches a layer updates are
+    results equivalent to its arguments, which
+    `-moe-drop-equivalent-private-results` drops after bufferization so
+    that no copy remains.
   }];
   let options = [
     Option<"minLayers", "min-layers", "int64_t", /*default=*/"2",
@@ -66,6 +67,7 @@ def OutlineLayers : Pass<"moe-outline-layers", "::mlir::ModuleOp"> {
     Statistic<"numOutlined", "outlined", "layers outlined">,
   ];
   let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::LLVM::LLVMDialect",
                            "::mlir::scf::SCFDialect"];
 }
 

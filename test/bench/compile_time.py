@@ -4,10 +4,12 @@ step (build machine; no GPU needed): compiles the Mixtral-shaped model of
 make-whole-model.py (hidden 4096, 8 experts of 14336; a sparse checkpoint,
 so only its shapes are read) whole with 1, 4, ... layers, for the GPU
 (--target=cuda, which carries the CPU code as its fallback) and for the
-CPU, and a decoding step of 1 to 80 sequences; prints a table of seconds
-(wall clock, one run each) and the time a layer, and writes it to --out.
+CPU, a decoding step of 1 to 80 sequences, and DeepSeek-V3's shape with
+all of its 61 layers; prints a table of seconds (wall clock, one run each)
+and the time a layer, and writes it to --out.
 
-  compile_time.py [--layers 4,8,16,32] [--batches 1,16,80] [--out FILE.md]
+  compile_time.py [--layers 4,8,16,32] [--batches 1,16,80]
+      [--deepseek-layers 61] [--out FILE.md]
       [--moe-compile build/bin/moe-compile]
 
 A compile time linear in the layers keeps the seconds a layer flat down a
@@ -18,6 +20,7 @@ a 32-layer model took 56-64 s for the GPU and 45 s for the CPU on the
 import argparse
 import datetime
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -37,6 +40,61 @@ def shape_checkpoint(ckpt, layers):
     module.write_shape_checkpoint(ckpt, layers)
 
 
+def deepseek_checkpoint(ckpt, layers):
+    """DeepSeek-V3's config (61 layers, 3 dense, 256 experts of 2048, top
+    8, latent attention, YaRN) with `layers` layers, as a sparse checkpoint:
+    headers over no data (1.3 TB of weights at 61 layers, none written)."""
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny_checkpoint",
+        os.path.join(HERE, "..", "gpu", "make-tiny-checkpoint.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = dict(architectures=["DeepseekV3ForCausalLM"], model_type="deepseek_v3",
+             hidden_size=7168, num_hidden_layers=layers,
+             num_attention_heads=128, num_key_value_heads=128,
+             hidden_act="silu", rms_norm_eps=1e-6, rope_theta=10000.0,
+             vocab_size=129280, max_position_embeddings=163840,
+             tie_word_embeddings=False, intermediate_size=18432,
+             moe_intermediate_size=2048, q_lora_rank=1536, kv_lora_rank=512,
+             qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+             head_dim=64, n_routed_experts=256, num_experts_per_tok=8,
+             n_shared_experts=1, n_group=8, topk_group=4,
+             routed_scaling_factor=2.5, norm_topk_prob=True,
+             first_k_dense_replace=3, topk_method="noaux_tc",
+             scoring_func="sigmoid", rope_interleave=True,
+             attention_bias=False, torch_dtype="bfloat16",
+             rope_scaling=dict(type="yarn", factor=40.0,
+                               original_max_position_embeddings=4096,
+                               beta_fast=32, beta_slow=1, mscale=1.0,
+                               mscale_all_dim=1.0))
+    d, h, v = c["hidden_size"], c["num_attention_heads"], c["vocab_size"]
+    shapes = {"model.embed_tokens.weight": [v, d], "model.norm.weight": [d],
+              "lm_head.weight": [v, d]}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes[p + "input_layernorm.weight"] = [d]
+        shapes[p + "post_attention_layernorm.weight"] = [d]
+        module.deepseek_layer(shapes, c, p, i, d, h)
+    os.makedirs(ckpt, exist_ok=True)
+    header, at = {}, 0
+    for name, shape in sorted(shapes.items()):
+        # The score-correction bias is stored in f32, the rest in bf16.
+        dtype = "F32" if name.endswith("e_score_correction_bias") else "BF16"
+        n = 4 if dtype == "F32" else 2
+        for s in shape:
+            n *= s
+        header[name] = {"dtype": dtype, "shape": shape,
+                        "data_offsets": [at, at + n]}
+        at += n
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    with open(os.path.join(ckpt, "model.safetensors"), "wb") as fh:
+        fh.write(len(blob).to_bytes(8, "little") + blob)
+        fh.truncate(8 + len(blob) + at)  # sparse: no data written
+    with open(os.path.join(ckpt, "config.json"), "w") as fh:
+        json.dump(c, fh, indent=1)
+
+
 def compile_seconds(moe_compile, ckpt, out, flags):
     cmd = [moe_compile, ckpt, "--import-hf-whole", "--import-hf-tokens", "1",
            "--cpu=x86-64-v3", "-o", out] + flags
@@ -52,6 +110,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", default="4,8,16,32")
     p.add_argument("--batches", default="1,16,80")
+    p.add_argument("--deepseek-layers", default="61",
+                   help="also DeepSeek-V3's shape with this many layers "
+                        "(0: not)")
     p.add_argument("--out")
     p.add_argument("--moe-compile", default="build/bin/moe-compile")
     a = p.parse_args()
@@ -87,6 +148,21 @@ def main():
                                 ["--import-hf-max-seq", "512",
                                  "--import-hf-batch", str(b), "--target=cuda"])
             lines.append(f"| {b} | {s:.1f} |")
+            print(lines[-1], flush=True)
+        n = int(a.deepseek_layers)
+        if n > 0:
+            lines += ["", f"DeepSeek-V3-shaped model ({n} layers, the first 3 "
+                      "dense; hidden 7168, latent attention of 128 heads, 256 "
+                      "experts of 2048, top 8, a shared expert, vocabulary "
+                      "129280), one token a step, cache of 4096 rows:", "",
+                      "| layers | GPU (s) | CPU (s) |", "|---|---|---|"]
+            ckpt = os.path.join(tmp, "deepseek")
+            deepseek_checkpoint(ckpt, n)
+            seq = ["--import-hf-max-seq", "4096"]
+            gpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"),
+                                  seq + ["--target=cuda"])
+            cpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"), seq)
+            lines.append(f"| {n} | {gpu:.1f} | {cpu:.1f} |")
             print(lines[-1], flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -128,4 +128,5 @@ def main():
         json.dump(c, f, indent=1)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,6 @@ a 32-layer model took 56-64 s for the GPU and 45 s for the CPU on the
 import argparse
 import datetime
 import importlib.util
-import json
 import os
 import platform
 import shutil
@@ -32,12 +31,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def shape_checkpoint(ckpt, layers):
+def whole_model():
+    """make-whole-model.py as a module."""
     spec = importlib.util.spec_from_file_location(
         "make_whole_model", os.path.join(HERE, "make-whole-model.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.write_shape_checkpoint(ckpt, layers)
+    return module
+
+
+def shape_checkpoint(ckpt, layers):
+    whole_model().write_shape_checkpoint(ckpt, layers)
 
 
 def deepseek_checkpoint(ckpt, layers):
@@ -75,24 +79,10 @@ def deepseek_checkpoint(ckpt, layers):
         shapes[p + "input_layernorm.weight"] = [d]
         shapes[p + "post_attention_layernorm.weight"] = [d]
         module.deepseek_layer(shapes, c, p, i, d, h)
-    os.makedirs(ckpt, exist_ok=True)
-    header, at = {}, 0
-    for name, shape in sorted(shapes.items()):
-        # The score-correction bias is stored in f32, the rest in bf16.
-        dtype = "F32" if name.endswith("e_score_correction_bias") else "BF16"
-        n = 4 if dtype == "F32" else 2
-        for s in shape:
-            n *= s
-        header[name] = {"dtype": dtype, "shape": shape,
-                        "data_offsets": [at, at + n]}
-        at += n
-    blob = json.dumps(header).encode()
-    blob += b" " * (-len(blob) % 8)
-    with open(os.path.join(ckpt, "model.safetensors"), "wb") as fh:
-        fh.write(len(blob).to_bytes(8, "little") + blob)
-        fh.truncate(8 + len(blob) + at)  # sparse: no data written
-    with open(os.path.join(ckpt, "config.json"), "w") as fh:
-        json.dump(c, fh, indent=1)
+    # The score-correction bias is stored in f32, the rest in bf16.
+    whole_model().write_sparse_checkpoint(
+        ckpt, shapes, c,
+        f32={n for n in shapes if n.endswith("e_score_correction_bias")})
 
 
 def compile_seconds(moe_compile, ckpt, out, flags):

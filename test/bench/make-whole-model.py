@@ -14,6 +14,29 @@ import subprocess
 import sys
 
 
+def write_sparse_checkpoint(ckpt, shapes, config, f32=()):
+    """Writes `config` and a sparse model.safetensors of `shapes` (name ->
+    shape; bf16, the names in `f32` f32) into `ckpt`: headers over no
+    data, so that terabytes of weights take no disk."""
+    os.makedirs(ckpt, exist_ok=True)
+    header, at = {}, 0
+    for name, shape in sorted(shapes.items()):
+        dtype = "F32" if name in f32 else "BF16"
+        n = 4 if dtype == "F32" else 2
+        for s in shape:
+            n *= s
+        header[name] = {"dtype": dtype, "shape": shape,
+                        "data_offsets": [at, at + n]}
+        at += n
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    with open(os.path.join(ckpt, "model.safetensors"), "wb") as fh:
+        fh.write(len(blob).to_bytes(8, "little") + blob)
+        fh.truncate(8 + len(blob) + at)  # sparse: no data written
+    with open(os.path.join(ckpt, "config.json"), "w") as fh:
+        json.dump(config, fh, indent=1)
+
+
 def write_shape_checkpoint(ckpt, layers):
     """Writes the model's config and a sparse safetensors file (headers
     over no data) of `layers` layers into `ckpt`; returns the config."""
@@ -42,22 +65,7 @@ def write_shape_checkpoint(ckpt, layers):
             q = p + f"block_sparse_moe.experts.{j}."
             shapes[q + "w1.weight"], shapes[q + "w3.weight"] = [f, d], [f, d]
             shapes[q + "w2.weight"] = [d, f]
-    os.makedirs(ckpt, exist_ok=True)
-    header, at = {}, 0
-    for name, shape in sorted(shapes.items()):
-        n = 2
-        for s in shape:
-            n *= s
-        header[name] = {"dtype": "BF16", "shape": shape,
-                        "data_offsets": [at, at + n]}
-        at += n
-    blob = json.dumps(header).encode()
-    blob += b" " * (-len(blob) % 8)
-    with open(os.path.join(ckpt, "model.safetensors"), "wb") as fh:
-        fh.write(len(blob).to_bytes(8, "little") + blob)
-        fh.truncate(8 + len(blob) + at)  # sparse: no data written
-    with open(os.path.join(ckpt, "config.json"), "w") as fh:
-        json.dump(config, fh, indent=1)
+    write_sparse_checkpoint(ckpt, shapes, config)
     return config
 
 

@@ -49,12 +49,14 @@ StringRef layerOf(Location loc) {
   return {};
 }
 
-/// Whether every value that would cross the function's boundary (a value
-/// `ops` use from before them, or one of their results used after them) is
-/// statically shaped, or no shaped value at all: the CPU code passes
-/// buffers as bare pointers, and a layout a function argument could not
-/// keep would be copied at every call.
-bool staticBoundary(ArrayRef<Operation *> ops) {
+/// Whether `ops` can become a function: every value that would cross its
+/// boundary (a value they use from before them, or one of their results
+/// used after them) is statically shaped, or no shaped value at all (the
+/// CPU code passes buffers as bare pointers, and a layout a function
+/// argument could not keep would be copied at every call), and no buffer
+/// is handed out (one on the function's stack would not outlive it; a
+/// whole model before bufferization hands out tensors only).
+bool canOutline(ArrayRef<Operation *> ops) {
   llvm::SmallPtrSet<Operation *, 16> inside(ops.begin(), ops.end());
   Block *block = ops.front()->getBlock();
   auto isInside = [&](Operation *op) {
@@ -80,7 +82,8 @@ bool staticBoundary(ArrayRef<Operation *> ops) {
       return false;
     for (Value result : op->getResults())
       if (!llvm::all_of(result.getUsers(), isInside) &&
-          !crossesStatically(result))
+          (!crossesStatically(result) ||
+           isa<BaseMemRefType>(result.getType())))
         return false;
   }
   return true;
@@ -122,7 +125,7 @@ struct OutlineLayersPass
       if (int64_t(runs.size()) < minLayers)
         continue;
       for (Run &run : runs) {
-        if (!staticBoundary(run.ops))
+        if (!canOutline(run.ops))
           continue;
         for (Operation *constant : run.constants)
           if (constant->isBeforeInBlock(run.ops.back()))

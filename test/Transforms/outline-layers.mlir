@@ -122,3 +122,24 @@ func.func @dynamic(%x: tensor<?xf32>) -> tensor<?xf32> {
   %c = arith.negf %d : tensor<?xf32> loc("model.layers.2.a")
   return %c : tensor<?xf32>
 }
+
+// -----
+
+// A layer that hands a buffer to the rest stays (a stack buffer would not
+// outlive its function); one that only uses buffers inside moves.
+
+// CHECK-LABEL: func.func private @model.layers.1(
+// CHECK-NOT: func.func private
+// CHECK-LABEL: func.func @buffers(
+// CHECK-NEXT: memref.alloca
+// CHECK-NEXT: memref.store
+// CHECK-NEXT: call @model.layers.1(
+func.func @buffers(%x: f32, %i: index) -> f32 {
+  %a = memref.alloca() : memref<4xf32> loc("model.layers.0.a")
+  memref.store %x, %a[%i] : memref<4xf32> loc("model.layers.0.b")
+  %b = memref.alloca() : memref<4xf32> loc("model.layers.1.a")
+  %v = memref.load %a[%i] : memref<4xf32> loc("model.layers.1.b")
+  memref.store %v, %b[%i] : memref<4xf32> loc("model.layers.1.c")
+  %w = memref.load %b[%i] : memref<4xf32> loc("model.layers.1.d")
+  return %w : f32
+}

@@ -1,15 +1,17 @@
 //===- mlir-fuzzer.cpp - libFuzzer target: parse, verify, lower moe IR -----===//
 //
 // Part of moe-compiler. Feeds arbitrary text to the parser with every dialect
-// moe-opt registers, verifies what parses, and runs the moe lowering
-// (decomposition and convert-moe-to-linalg) on what verifies. Any crash,
-// assertion or sanitizer report is a bug: bad IR must end in a diagnostic.
+// moe-opt registers, verifies what parses, and runs the start of the CPU
+// pipeline (the layers outlined and merged, decomposition and
+// convert-moe-to-linalg) on what verifies. Any crash, assertion or sanitizer
+// report is a bug: bad IR must end in a diagnostic.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/InitAll.h"
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Support/InputLimits.h"
+#include "moe/Transforms/Passes.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -50,6 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!module || failed(verify(*module)))
     return 0;
   PassManager pm(&ctx);
+  pm.addPass(moe::createOutlineLayers());
+  pm.addPass(moe::createMergeEqualFunctions());
   moe::buildMoEToLinalgPipeline(pm);
   (void)pm.run(*module);
   return 0;

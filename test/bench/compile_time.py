@@ -31,28 +31,23 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def whole_model():
-    """make-whole-model.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "make_whole_model", os.path.join(HERE, "make-whole-model.py"))
+def script(path):
+    """The Python script at `path` (relative to this one) as a module."""
+    name = os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def shape_checkpoint(ckpt, layers):
-    whole_model().write_shape_checkpoint(ckpt, layers)
+    script("make-whole-model.py").write_shape_checkpoint(ckpt, layers)
 
 
 def deepseek_checkpoint(ckpt, layers):
     """DeepSeek-V3's config (61 layers, 3 dense, 256 experts of 2048, top
     8, latent attention, YaRN) with `layers` layers, as a sparse checkpoint:
     headers over no data (1.3 TB of weights at 61 layers, none written)."""
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_checkpoint",
-        os.path.join(HERE, "..", "gpu", "make-tiny-checkpoint.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     c = dict(architectures=["DeepseekV3ForCausalLM"], model_type="deepseek_v3",
              hidden_size=7168, num_hidden_layers=layers,
              num_attention_heads=128, num_key_value_heads=128,
@@ -71,16 +66,10 @@ def deepseek_checkpoint(ckpt, layers):
                                original_max_position_embeddings=4096,
                                beta_fast=32, beta_slow=1, mscale=1.0,
                                mscale_all_dim=1.0))
-    d, h, v = c["hidden_size"], c["num_attention_heads"], c["vocab_size"]
-    shapes = {"model.embed_tokens.weight": [v, d], "model.norm.weight": [d],
-              "lm_head.weight": [v, d]}
-    for i in range(layers):
-        p = f"model.layers.{i}."
-        shapes[p + "input_layernorm.weight"] = [d]
-        shapes[p + "post_attention_layernorm.weight"] = [d]
-        module.deepseek_layer(shapes, c, p, i, d, h)
+    shapes = script(os.path.join("..", "gpu", "make-tiny-checkpoint.py")) \
+        .tensor_shapes(c, "deepseek_v3")
     # The score-correction bias is stored in f32, the rest in bf16.
-    whole_model().write_sparse_checkpoint(
+    script("make-whole-model.py").write_sparse_checkpoint(
         ckpt, shapes, c,
         f32={n for n in shapes if n.endswith("e_score_correction_bias")})
 

@@ -47,11 +47,9 @@ def deepseek_layer(t, c, p, i, d, h):
     t[q + "down_proj.weight"] = [d, s]
 
 
-def main():
-    name, dtype, out = sys.argv[1:4]
-    c = dict(CONFIGS[name])
-    arch = MODEL_TYPE[name]
-    c["torch_dtype"] = {"f32": "float32", "bf16": "bfloat16"}[dtype]
+def tensor_shapes(c, arch):
+    """Every tensor of a checkpoint of config `c` and model type `arch`, in
+    transformers' names and [out, in] layouts: name -> shape."""
     d, h, kv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
     hd = c.get("head_dim", d // h)
     v, layers = c["vocab_size"], c["num_hidden_layers"]
@@ -107,6 +105,15 @@ def main():
                 t[q + "gate_proj.weight"], t[q + "up_proj.weight"] = [s, d], [s, d]
                 t[q + "down_proj.weight"] = [d, s]
                 t[p + "mlp.shared_expert_gate.weight"] = [1, d]
+    return t
+
+
+def main():
+    name, dtype, out = sys.argv[1:4]
+    c = dict(CONFIGS[name])
+    c["torch_dtype"] = {"f32": "float32", "bf16": "bfloat16"}[dtype]
+    arch = MODEL_TYPE[name]
+    t = tensor_shapes(c, arch)
     st = "F32" if dtype == "f32" else "BF16"
     rnd = random.Random(1)
     tensors = {}

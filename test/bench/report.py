@@ -23,6 +23,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from shapes import SHAPES  # noqa: E402
 
 
+def least(*times):
+    """The least of `times` that is not nan (nan where all are)."""
+    times = [t for t in times if t == t]
+    return min(times) if times else float("nan")
+
+
 def render(data):
     """The benchmark's text (header line, tables) for `data`: device,
     bandwidth, bf16_flops, l2, l2_bytes, date, compiled, rows, and parts
@@ -88,7 +94,8 @@ def render(data):
                          % (r["shape"], r["tokens"], r["bound"], r["compiled_eager"], r["compiled_graph"],
                             c / r["floor_ms"],
                             " %.2fx |" % (c / r.get("read_floor_ms", nan)) if read else "",
-                            r["loop_eager"] / c, r["grouped_eager"] / c,
+                            least(r["loop_eager"], r.get("loop_graph", nan)) / c,
+                            r["grouped_eager"] / c,
                             r["grouped_graph"] / c, cells, r["compiled_err"]))
     steps = [r for r in rows if "step_layers" in r]
     if steps:

@@ -17,6 +17,10 @@
 //         bytes of each of 256 rows, K * 2 apart);
 //   bulk  each stage one contiguous 32 KiB piece (cp.async.bulk): the
 //         best case for the same number of bytes in flight;
+//   packed the same stage images stored one after the other (the weights
+//         packed at load into the order the kernel reads them): one TMA
+//         box of 64 columns x 256 rows a stage, 32 KiB contiguous, the
+//         same 128-byte swizzle in shared memory as kn's four boxes;
 //   kn-t  kn with the items in the other order (item i: expert i % E,
 //         column block i / E), so that the blocks streaming at once read
 //         one column block of many experts instead of all column blocks of
@@ -32,7 +36,7 @@
 #include <cstdlib>
 #include <vector>
 
-enum Pattern { kKN = 0, kNK = 1, kBulk = 2, kKNT = 3 };
+enum Pattern { kKN = 0, kNK = 1, kBulk = 2, kKNT = 3, kPacked = 4 };
 constexpr int kBoxBytes = 64 * 128;
 constexpr int kBoxes = 4;
 constexpr int kStageBytes = kBoxes * kBoxBytes;
@@ -93,6 +97,13 @@ __global__ void __launch_bounds__(64) stream(const __grid_constant__ CUtensorMap
                        "[%0], [%1], %2, [%3];" ::"r"(dst),
                        "l"(src), "r"(kStageBytes), "r"(full + 8 * s)
                        : "memory");
+        } else if (p.pattern == kPacked) {
+          int row = int((item * p.kSteps + kt) * 256);
+          asm volatile(
+              "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::"
+              "complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+              "l"(&map), "r"(0), "r"(row), "r"(full + 8 * s)
+              : "memory");
         } else {
           for (int b = 0; b < kBoxes; ++b) {
             int c0, c1;
@@ -149,12 +160,15 @@ int main(int argc, char **argv) {
   auto encode = [&](int pattern) {
     CUtensorMap map;
     cuuint64_t dims[2], strides[1];
+    cuuint32_t box[2] = {64, 64}, es[2] = {1, 1};
     if (pattern == kKN) {
       dims[0] = N, dims[1] = E * K, strides[0] = N * 2;
+    } else if (pattern == kPacked) { // [stage images * 256 rows, 64]
+      dims[0] = 64, dims[1] = E * K * N / 64, strides[0] = 128;
+      box[1] = 256;
     } else {
       dims[0] = K, dims[1] = E * N, strides[0] = K * 2;
     }
-    cuuint32_t box[2] = {64, 64}, es[2] = {1, 1};
     CUresult r = cuTensorMapEncodeTiled(
         &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, pool, dims, strides, box, es,
         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
@@ -174,9 +188,9 @@ int main(int argc, char **argv) {
               prop.name, sms, l2 >> 20, K, N, E, bytes / 1e9);
   std::printf("| pattern | stages | blocks an SM | KiB in flight an SM | TB/s |\n");
   std::printf("|---|---|---|---|---|\n");
-  const char *names[] = {"kn", "nk", "bulk", "kn-t"};
-  for (int pattern : {kKN, kNK, kBulk, kKNT}) {
-    CUtensorMap map = encode(pattern == kNK ? kNK : kKN);
+  const char *names[] = {"kn", "nk", "bulk", "kn-t", "packed"};
+  for (int pattern : {kKN, kNK, kBulk, kKNT, kPacked}) {
+    CUtensorMap map = encode(pattern == kKNT ? kKN : pattern);
     for (int blocks : {1, 2}) {
       for (int stages : {2, 3, 4, 5, 6}) {
         int smemBytes = stages * kStageBytes + 1024;

@@ -166,6 +166,15 @@ private:
   }
   LogicalResult readIndex(StringRef text);
   LogicalResult readHeader(const HFSafetensorsHeader &header);
+  /// config.json's `quantization_config`: absent, or block-scaled FP8.
+  LogicalResult readQuantization(Config &cfg);
+  /// "fp8:BO:BI" where `w` is stored block-scaled FP8 (the checkpoint lists
+  /// its `_scale_inv`, for a stack expert 0's), else empty.
+  std::string quantOf(const WeightRef &w) const;
+  /// The F32 scales of FP8 tensor `name` ([out, in] `shape`): listed, and
+  /// one a block where their header was read.
+  LogicalResult checkScales(StringRef name, ArrayRef<int64_t> shape,
+                            const Twine &what);
   LogicalResult checkStored(StringRef name, ArrayRef<int64_t> shape,
                             const WeightRef &w, const LayerSpec &l,
                             StringRef role);
@@ -202,6 +211,9 @@ private:
   };
   llvm::StringMap<Stored> stored;
   std::string dtypeTag; // BF16, F16 or F32: the model's tensors
+  /// The FP8 weights' scale blocks [over out, over in], where config.json
+  /// says the checkpoint is so quantized.
+  std::optional<std::pair<int64_t, int64_t>> fp8Block;
   std::string listName; // the file that lists the tensors, for messages
   std::string arch;
 };
@@ -245,20 +257,102 @@ LogicalResult Importer::readHeader(const HFSafetensorsHeader &header) {
   return success();
 }
 
+/// "[a, b, ...]".
+static std::string shapeText(ArrayRef<int64_t> v) {
+  std::string out = "[";
+  llvm::raw_string_ostream os(out);
+  llvm::interleaveComma(v, os);
+  return out + "]";
+}
+
+LogicalResult Importer::readQuantization(Config &cfg) {
+  const json::Value *v = cfg.get("quantization_config");
+  if (!v)
+    return success();
+  const json::Object *q = v->getAsObject();
+  if (!q)
+    return cfg.fail("'quantization_config' must be an object, got " +
+                    Config::describe(*v));
+  Config c(*q, cfg.file, cfg.error);
+  c.setArch((cfg.arch.empty() ? "" : cfg.arch + ": ") +
+            "'quantization_config'");
+  FailureOr<std::string> method = c.string("quant_method");
+  if (failed(method))
+    return failure();
+  if (*method != "fp8")
+    return c.fail("quant_method '" + *method +
+                  "' is not supported (supported: fp8, block-scaled E4M3 "
+                  "weights, which the executable dequantizes as it loads)");
+  FailureOr<std::string> fmt = c.string("fmt", StringRef("e4m3"));
+  if (failed(fmt))
+    return failure();
+  if (*fmt != "e4m3")
+    return c.fail("fp8 format '" + *fmt +
+                  "' is not supported (supported: e4m3)");
+  FailureOr<SmallVector<int64_t>> block = c.intList("weight_block_size");
+  if (failed(block))
+    return failure();
+  if (block->empty())
+    return c.fail("fp8 without 'weight_block_size' (one scale a tensor) is not "
+                  "supported; block-scaled checkpoints give [rows, columns]");
+  if (block->size() != 2 || (*block)[0] < 1 || (*block)[1] < 1 ||
+      (*block)[0] > kMaxDim || (*block)[1] > kMaxDim)
+    return c.fail("'weight_block_size' must be two positive sizes [rows, "
+                  "columns], got " +
+                  shapeText(*block));
+  fp8Block = {(*block)[0], (*block)[1]};
+  return success();
+}
+
+std::string Importer::quantOf(const WeightRef &w) const {
+  if (!fp8Block || !index || w.f32 || w.layout == Layout::QkvTranspose ||
+      (w.layout == Layout::AsStored && w.shape.size() != 2))
+    return "";
+  std::string name = w.name;
+  if (w.layout == Layout::StackTranspose)
+    name.replace(name.find('*'), 1, "0");
+  if (!index->count(name + "_scale_inv"))
+    return "";
+  return "fp8:" + std::to_string(fp8Block->first) + ":" +
+         std::to_string(fp8Block->second);
+}
+
+LogicalResult Importer::checkScales(StringRef name, ArrayRef<int64_t> shape,
+                                    const Twine &what) {
+  std::string scaleName = (name + "_scale_inv").str();
+  if (!index->count(scaleName))
+    return fail(listName + ": " + arch + ": no entry for tensor '" + scaleName +
+                "', the scales of FP8 tensor '" + name + "' (" + what + ")");
+  SmallVector<int64_t> scaleShape = {
+      (shape[0] + fp8Block->first - 1) / fp8Block->first,
+      (shape[1] + fp8Block->second - 1) / fp8Block->second};
+  auto it = stored.find(scaleName);
+  if (it != stored.end() &&
+      (it->second.dtype != "F32" ||
+       ArrayRef<int64_t>(it->second.shape) != ArrayRef<int64_t>(scaleShape)))
+    return fail(it->second.file + ": " + arch + ": tensor '" + scaleName +
+                "' (the scales of " + what + ") is " + it->second.dtype + " " +
+                shapeText(it->second.shape) + "; 'weight_block_size' " +
+                shapeText({fp8Block->first, fp8Block->second}) + " over " +
+                shapeText(shape) + " implies F32 " + shapeText(scaleShape));
+  return success();
+}
+
 LogicalResult Importer::checkStored(StringRef name, ArrayRef<int64_t> shape,
                                     const WeightRef &w, const LayerSpec &l,
                                     StringRef role) {
-  StringRef dtype = w.f32 ? StringRef("F32") : StringRef(dtypeTag);
+  bool fp8 = !quantOf(w).empty();
+  StringRef dtype = fp8     ? StringRef("F8_E4M3")
+                    : w.f32 ? StringRef("F32")
+                            : StringRef(dtypeTag);
+  auto str = [](ArrayRef<int64_t> v) { return shapeText(v); };
+  if (fp8 &&
+      failed(checkScales(name, shape, role + " of layer " + Twine(l.index))))
+    return failure();
   auto it = stored.find(name);
   if (it == stored.end())
     return success(); // its shard's header was not read
   const Stored &s = it->second;
-  auto str = [](ArrayRef<int64_t> v) {
-    std::string out = "[";
-    llvm::raw_string_ostream os(out);
-    llvm::interleaveComma(v, os);
-    return out + "]";
-  };
   if (ArrayRef<int64_t>(s.shape) != shape)
     return fail(s.file + ": " + arch + ": tensor '" + name + "' (" + role +
                 " of layer " + Twine(l.index) + ") has shape " + str(s.shape) +
@@ -269,7 +363,11 @@ LogicalResult Importer::checkStored(StringRef name, ArrayRef<int64_t> shape,
   if (s.dtype != dtype && !anyFloat)
     return fail(s.file + ": " + arch + ": tensor '" + name + "' (" + role +
                 " of layer " + Twine(l.index) + ") is " + s.dtype +
-                ", config.json implies " + dtype);
+                ", config.json implies " + dtype +
+                (StringRef(s.dtype).starts_with("F8_") && !fp8
+                     ? " (FP8 weights need an fp8 'quantization_config' with "
+                       "'weight_block_size' and a '_scale_inv' tensor each)"
+                     : ""));
   return success();
 }
 
@@ -362,15 +460,24 @@ LogicalResult Importer::checkDenseWeight(const WeightRef &w, StringRef role) {
   if (index && !index->count(w.name))
     return fail(listName + ": " + arch + ": no entry for tensor '" + w.name +
                 "' (" + role + ")");
+  SmallVector<int64_t> shape = w.storedShape();
+  bool fp8 = !quantOf(w).empty();
+  if (fp8 && failed(checkScales(w.name, shape, role)))
+    return failure();
   auto it = stored.find(w.name);
   if (it == stored.end())
     return success();
-  SmallVector<int64_t> shape = w.storedShape();
+  StringRef dtype = fp8 ? StringRef("F8_E4M3") : StringRef(dtypeTag);
   if (ArrayRef<int64_t>(it->second.shape) != ArrayRef<int64_t>(shape) ||
-      it->second.dtype != dtypeTag)
-    return fail(it->second.file + ": " + arch + ": tensor '" + w.name +
-                "' (" + role + ") is not the " + dtypeTag +
-                " tensor of the shape config.json implies");
+      it->second.dtype != dtype)
+    return fail(it->second.file + ": " + arch + ": tensor '" + w.name + "' (" +
+                role + ") is not the " + dtype +
+                " tensor of the shape config.json implies" +
+                (StringRef(it->second.dtype).starts_with("F8_") && !fp8
+                     ? " (FP8 weights need an fp8 'quantization_config' "
+                       "with 'weight_block_size' and a '_scale_inv' tensor "
+                       "each)"
+                     : ""));
   return success();
 }
 
@@ -537,6 +644,9 @@ Importer::weightArg(OpBuilder &b, const WeightRef &w, Type dtype) {
         "moe.layout",
         b.getStringAttr("qkv-transpose:" + std::to_string(w.heads) + ":" +
                         std::to_string(w.part))));
+  std::string quant = quantOf(w);
+  if (!quant.empty())
+    attrs.push_back(b.getNamedAttr("moe.quant", b.getStringAttr(quant)));
   return {RankedTensorType::get(w.shape, elt), b.getDictionaryAttr(attrs)};
 }
 
@@ -1306,6 +1416,8 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     return nullptr;
   }
   dtypeTag = dtype.isBF16() ? "BF16" : dtype.isF16() ? "F16" : "F32";
+  if (failed(readQuantization(cfg)))
+    return nullptr;
   if (indexText && failed(readIndex(*indexText)))
     return nullptr;
   for (const HFSafetensorsHeader &h : headers)
@@ -1318,6 +1430,13 @@ OwningOpRef<ModuleOp> Importer::run(StringRef configText,
     index.emplace();
     for (const auto &kv : stored)
       index->insert(kv.getKey());
+  }
+  if (fp8Block && !index) {
+    (void)fail(opts.configName +
+               ": an fp8 'quantization_config' needs the "
+               "checkpoint's tensor list (model.safetensors.index.json or a "
+               "safetensors header) to tell which weights are FP8");
+    return nullptr;
   }
 
   ModelSpec m;

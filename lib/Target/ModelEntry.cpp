@@ -47,6 +47,8 @@ std::string ModelSignature::serialize() const {
     llvm::interleave(b.shape, os, "x");
     if (!b.layout.empty())
       os << ' ' << b.layout;
+    if (!b.quant.empty())
+      os << " quant=" << b.quant;
     if (llvm::any_of(b.split, [](const auto &axes) { return !axes.empty(); })) {
       os << " split=";
       llvm::interleave(
@@ -117,6 +119,27 @@ static LogicalResult bufferFromAttrs(Operation *where, DictionaryAttr attrs,
     // Any other layout the loader knows, by its name (qkv-transpose:H:i).
     if (auto layout = dyn_cast_or_null<StringAttr>(attrs.get("moe.layout")))
       out.layout = layout.str();
+    if (Attribute quant = attrs.get("moe.quant")) {
+      // "fp8:BO:BI": block-scaled E4M3, dequantized by the loader into a
+      // float matrix.
+      auto text = dyn_cast<StringAttr>(quant);
+      SmallVector<StringRef> parts;
+      if (text)
+        text.getValue().split(parts, ':');
+      unsigned bo = 0, bi = 0;
+      if (!text || parts.size() != 3 || parts[0] != "fp8" ||
+          parts[1].getAsInteger(10, bo) || parts[2].getAsInteger(10, bi) ||
+          bo == 0 || bi == 0)
+        return where->emitError()
+               << what << ": moe.quant must be \"fp8:BO:BI\" (E4M3 in blocks "
+               << "of BO x BI, positive), got " << quant;
+      if (out.dtype == "I32" ||
+          out.shape.size() != 2 + (out.layout == "stack-transpose"))
+        return where->emitError()
+               << what << ": a quantized weight (moe.quant) must be a float "
+               << "matrix, or a stack of them with moe.stack; got " << type;
+      out.quant = text.str();
+    }
     if (auto split = dyn_cast_or_null<ArrayAttr>(attrs.get("moe.split")))
       for (Attribute a : split)
         if (auto axes = dyn_cast<DenseI16ArrayAttr>(a))
@@ -215,7 +238,7 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     bool weight = b.kind == ModelBuffer::Kind::Weight;
     llvm::StringSet<> &seen = names[b.name];
     if (seen.contains("\n") || (!seen.empty() && !weight) ||
-        !seen.insert(weight ? b.layout : "\n").second)
+        !seen.insert(weight ? b.layout + " " + b.quant : "\n").second)
       return entry.emitError() << "two model buffers are named '" << b.name
                                << "'";
     if (b.name.find_first_of(" \t\n") != std::string::npos || b.name.empty())
@@ -239,6 +262,7 @@ FailureOr<ModelSignature> mlir::moe::prepareModelEntry(ModuleOp module,
     entry.removeArgAttr(i, "moe.transpose");
     entry.removeArgAttr(i, "moe.stack");
     entry.removeArgAttr(i, "moe.layout");
+    entry.removeArgAttr(i, "moe.quant");
     entry.removeArgAttr(i, "moe.split");
     // Inputs and weights may live in read-only mapped files.
     entry.setArgAttr(i, bufferization::BufferizationDialect::kWritableAttrName,

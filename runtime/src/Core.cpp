@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -59,10 +60,12 @@ struct DTypeInfo {
   size_t size;
 };
 const DTypeInfo kDTypes[] = {
-    {MOERT_F32, "F32", 4}, {MOERT_F16, "F16", 2}, {MOERT_BF16, "BF16", 2},
-    {MOERT_F64, "F64", 8}, {MOERT_I64, "I64", 8}, {MOERT_I32, "I32", 4},
-    {MOERT_I16, "I16", 2}, {MOERT_I8, "I8", 1},   {MOERT_U8, "U8", 1},
-    {MOERT_BOOL, "BOOL", 1}};
+    {MOERT_F32, "F32", 4},         {MOERT_F16, "F16", 2},
+    {MOERT_BF16, "BF16", 2},       {MOERT_F64, "F64", 8},
+    {MOERT_I64, "I64", 8},         {MOERT_I32, "I32", 4},
+    {MOERT_I16, "I16", 2},         {MOERT_I8, "I8", 1},
+    {MOERT_U8, "U8", 1},           {MOERT_BOOL, "BOOL", 1},
+    {MOERT_F8_E4M3, "F8_E4M3", 1}, {MOERT_F8_E5M2, "F8_E5M2", 1}};
 } // namespace
 
 extern "C" size_t moert_dtype_size(moert_dtype dtype) {
@@ -149,13 +152,39 @@ extern "C" uint16_t moert_f32_to_f16(float v) {
   return uint16_t(sign | (exp << 10) | mant);
 }
 
+extern "C" float moert_f8e4m3_to_f32(uint8_t v) {
+  // 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities, and
+  // S.1111.111 is NaN. Subnormals (exponent 0) are m / 8 * 2^-6.
+  uint32_t sign = uint32_t(v & 0x80) << 24, exp = (v >> 3) & 0xF, mant = v & 7;
+  float f;
+  if (exp == 0xF && mant == 7) {
+    f = std::numeric_limits<float>::quiet_NaN();
+  } else if (exp == 0) {
+    f = std::ldexp(float(mant), -9);
+  } else {
+    uint32_t bits = ((exp + 120) << 23) | (mant << 20);
+    std::memcpy(&f, &bits, 4);
+  }
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits |= sign;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+extern "C" float moert_f8e5m2_to_f32(uint8_t v) {
+  // The high byte of an IEEE half.
+  return moert_f16_to_f32(uint16_t(v) << 8);
+}
+
 extern "C" moert_status moert_convert(const void *src, moert_dtype srcType,
                                       void *dst, moert_dtype dstType,
                                       size_t n) {
   auto isFloat = [](moert_dtype t) {
     return t == MOERT_F32 || t == MOERT_F16 || t == MOERT_BF16;
   };
-  if (!isFloat(srcType) || !isFloat(dstType))
+  bool fp8 = srcType == MOERT_F8_E4M3 || srcType == MOERT_F8_E5M2;
+  if (!(isFloat(srcType) || fp8) || !isFloat(dstType))
     return moert::fail(MOERT_ERR_UNSUPPORTED,
                        "conversion from %s to %s is not supported",
                        moert_dtype_name(srcType), moert_dtype_name(dstType));
@@ -167,6 +196,12 @@ extern "C" moert_status moert_convert(const void *src, moert_dtype srcType,
       break;
     case MOERT_F16:
       f = moert_f16_to_f32(static_cast<const uint16_t *>(src)[i]);
+      break;
+    case MOERT_F8_E4M3:
+      f = moert_f8e4m3_to_f32(static_cast<const uint8_t *>(src)[i]);
+      break;
+    case MOERT_F8_E5M2:
+      f = moert_f8e5m2_to_f32(static_cast<const uint8_t *>(src)[i]);
       break;
     default:
       f = moert_bf16_to_f32(static_cast<const uint16_t *>(src)[i]);

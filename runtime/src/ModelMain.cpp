@@ -107,6 +107,7 @@ struct Buffer {
   bool alias = false;   // shares the data of another buffer (not freed)
   bool pinned = false;  // page-locked host memory (moert_cuda_host_alloc)
   std::string layout;   // a Hugging Face layout: "transpose", "stack-transpose"
+  std::string quant;    // stored quantized: "fp8:BO:BI" (block-scaled E4M3)
   // Per dimension, the grid axes it is split over (partitioned models).
   std::vector<std::vector<int>> split;
 };
@@ -165,9 +166,12 @@ bool parseSignature(const char *text, std::vector<Buffer> &out,
       return false;
     // Optional: how the checkpoint stores the weight; a partitioned model's
     // split axes.
+    std::string quant;
     while (fields >> extra) {
       if (extra.rfind("split=", 0) == 0)
         split = extra.substr(6);
+      else if (extra.rfind("quant=", 0) == 0)
+        quant = extra.substr(6);
       else
         layout = extra;
     }
@@ -184,6 +188,7 @@ bool parseSignature(const char *text, std::vector<Buffer> &out,
       return false;
     b.name = name;
     b.layout = layout;
+    b.quant = quant;
     if (moert_dtype_from_name(dtype.c_str(), &b.dtype) != MOERT_OK)
       return false;
     if (shape != "scalar")
@@ -217,12 +222,14 @@ void usage(const char *argv0, const std::vector<Buffer> &buffers) {
                argv0, argv0);
   std::fprintf(stderr, "model buffers:\n");
   for (const Buffer &b : buffers)
-    std::fprintf(stderr, "  %-6s %-24s %-4s %s%s\n",
+    std::fprintf(stderr, "  %-6s %-24s %-4s %s%s%s%s\n",
                  b.kind == Buffer::Input    ? "input"
                  : b.kind == Buffer::Weight ? "weight"
                                             : "output",
                  b.name.c_str(), moert_dtype_name(b.dtype),
-                 shapeString(b.shape).c_str(), b.device ? " (on the GPU)" : "");
+                 shapeString(b.shape).c_str(), b.device ? " (on the GPU)" : "",
+                 b.quant.empty() ? "" : ", stored ",
+                 b.quant.empty() ? "" : b.quant.c_str());
 }
 
 double checksum(const Buffer &b) {
@@ -363,6 +370,96 @@ struct WeightFiles {
   }
 };
 
+/// Block-scaled FP8 ("fp8:BO:BI", the checkpoints of DeepSeek-V3 and the
+/// Qwen3 FP8 models): an F8_E4M3 [out, in] tensor and beside it
+/// `<name>_scale_inv` (F32 [ceil(out / BO), ceil(in / BI)]), element (o, i)
+/// being e4m3(w[o, i]) * scale[o / BO, i / BI], rounded once to `dtype`.
+struct Fp8Blocks {
+  int64_t out = 0, in = 0;
+  bool parse(const std::string &quant) {
+    char tail = 0;
+    long bo = 0, bi = 0;
+    if (std::sscanf(quant.c_str(), "fp8:%ld:%ld%c", &bo, &bi, &tail) != 2 ||
+        bo < 1 || bi < 1)
+      return false;
+    out = bo, in = bi;
+    return true;
+  }
+};
+
+/// The [rows, cols] tensor `name` of weight `b` in b.dtype: the stored
+/// tensor itself, or where b.quant says it is quantized, dequantized into
+/// `scratch` (a moert_alloc buffer the caller frees; grown as needed).
+bool readStored(const WeightFiles &files, const Buffer &b,
+                const std::string &name, int64_t rows, int64_t cols,
+                const void *&data, void *&scratch) {
+  moert_st_tensor t;
+  if (b.quant.empty()) {
+    if (!files.expect(name, b.dtype, {rows, cols}, t))
+      return false;
+    data = t.data;
+    return true;
+  }
+  Fp8Blocks blocks;
+  if (!blocks.parse(b.quant)) {
+    moert::fail(MOERT_ERR_UNSUPPORTED,
+                "weight '%s': the quantization '%s' is not supported "
+                "(supported: fp8:BO:BI)",
+                b.name.c_str(), b.quant.c_str());
+    return false;
+  }
+  std::string scaleName = name + "_scale_inv";
+  int64_t srows = (rows + blocks.out - 1) / blocks.out,
+          scols = (cols + blocks.in - 1) / blocks.in;
+  moert_st_tensor scale;
+  if (!files.expect(name, MOERT_F8_E4M3, {rows, cols}, t) ||
+      !files.expect(scaleName, MOERT_F32, {srows, scols}, scale))
+    return false;
+  if (!scratch && moert_alloc(size_t(rows * cols) * moert_dtype_size(b.dtype),
+                              &scratch) != MOERT_OK)
+    return false;
+  const uint8_t *w = static_cast<const uint8_t *>(t.data);
+  const float *s = static_cast<const float *>(scale.data);
+  // Rows over up to 16 threads (an expert matrix of Qwen3-30B-A3B-FP8 is
+  // 1.5 M elements; DeepSeek-V3's 14.7 M).
+  auto part = [&](int64_t r0, int64_t r1) {
+    float lut[256];
+    for (int v = 0; v < 256; ++v)
+      lut[v] = moert_f8e4m3_to_f32(uint8_t(v));
+    for (int64_t r = r0; r < r1; ++r) {
+      const float *srow = s + (r / blocks.out) * scols;
+      for (int64_t c = 0; c < cols; ++c) {
+        float f = lut[w[r * cols + c]] * srow[c / blocks.in];
+        size_t at = size_t(r * cols + c);
+        switch (b.dtype) {
+        case MOERT_F32:
+          static_cast<float *>(scratch)[at] = f;
+          break;
+        case MOERT_F16:
+          static_cast<uint16_t *>(scratch)[at] = moert_f32_to_f16(f);
+          break;
+        default:
+          static_cast<uint16_t *>(scratch)[at] = moert_f32_to_bf16(f);
+          break;
+        }
+      }
+    }
+  };
+  int64_t threads = std::min<int64_t>(
+      16, std::max<int64_t>(1, std::thread::hardware_concurrency()));
+  if (rows * cols < (int64_t(1) << 20))
+    threads = 1;
+  int64_t per = (rows + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  for (int64_t r0 = per; r0 < rows; r0 += per)
+    pool.emplace_back(part, r0, std::min(rows, r0 + per));
+  part(0, std::min(rows, per));
+  for (std::thread &th : pool)
+    th.join();
+  data = scratch;
+  return true;
+}
+
 /// A weight stored in a Hugging Face layout, materialized as the model uses
 /// it (`shape`) in a moert_alloc buffer: "transpose" (a Linear [out, in]
 /// used as [in, out]), "stack-transpose" (one [out, in] tensor per expert,
@@ -377,6 +474,12 @@ bool materialize(const WeightFiles &files, const Buffer &b,
   // query_key_value [H * 3 * R, in] (per head: q, k, v rows), used as
   // [in, H * R].
   if (b.layout.rfind("qkv-transpose:", 0) == 0) {
+    if (!b.quant.empty()) {
+      moert::fail(MOERT_ERR_UNSUPPORTED,
+                  "weight '%s': the layout '%s' is not supported quantized",
+                  b.name.c_str(), b.layout.c_str());
+      return false;
+    }
     long heads = 0, part = -1;
     char tail = 0;
     if (std::sscanf(b.layout.c_str() + 14, "%ld:%ld%c", &heads, &part,
@@ -413,6 +516,24 @@ bool materialize(const WeightFiles &files, const Buffer &b,
     out.nbytes = n * elt;
     return true;
   }
+  if (b.layout.empty()) { // quantized, stored as the model uses it
+    void *data = nullptr;
+    const void *stored = nullptr;
+    if (shape.size() != 2) {
+      moert::fail(MOERT_ERR_UNSUPPORTED,
+                  "weight '%s': a quantized weight must be a matrix, got "
+                  "rank %zu",
+                  b.name.c_str(), shape.size());
+      return false;
+    }
+    if (!readStored(files, b, b.name, shape[0], shape[1], stored, data)) {
+      moert_free(data);
+      return false;
+    }
+    out.data = data;
+    out.nbytes = n * elt;
+    return true;
+  }
   bool stack = b.layout == "stack-transpose";
   if (!(b.layout == "transpose" && shape.size() == 2) &&
       !(stack && shape.size() == 3)) {
@@ -436,20 +557,23 @@ bool materialize(const WeightFiles &files, const Buffer &b,
                 b.name.c_str());
     return false;
   }
+  void *scratch = nullptr; // a dequantized expert, where quantized
   for (int64_t e = 0; e < experts; ++e) {
     std::string name =
         stack ? b.name.substr(0, star) + std::to_string(e) +
                     b.name.substr(star + 1)
               : b.name;
-    moert_st_tensor t;
-    if (!files.expect(name, b.dtype, {cols, rows}, t)) {
+    const void *stored = nullptr;
+    if (!readStored(files, b, name, cols, rows, stored, scratch)) {
+      moert_free(scratch);
       moert_free(data);
       return false;
     }
-    moert::transpose(static_cast<const char *>(t.data),
+    moert::transpose(static_cast<const char *>(stored),
                      static_cast<char *>(data) + size_t(e * rows * cols) * elt,
                      cols, rows, elt);
   }
+  moert_free(scratch);
   out.data = data;
   out.nbytes = n * elt;
   return true;
@@ -1314,7 +1438,7 @@ int runModel(const Options &o, std::vector<Buffer> &buffers,
     // from a Hugging Face layout (then owned here until it is placed).
     void *materialized = nullptr;
     bool found;
-    if (b.kind == Buffer::Weight && !b.layout.empty()) {
+    if (b.kind == Buffer::Weight && (!b.layout.empty() || !b.quant.empty())) {
       found = materialize(weights, b, shape, t);
       materialized = found ? const_cast<void *>(t.data) : nullptr;
     } else if (b.kind == Buffer::Weight) {

@@ -3,7 +3,13 @@
 model.safetensors with transformers' names and layouts) of the configs
 test/gpu/hf_compare.py builds with transformers, so that moe-compile can
 compile them here (only the config and the tensor shapes matter).
-Usage: make-tiny-checkpoint.py ARCH(mixtral|qwen2_moe|qwen3_moe|olmoe) DTYPE OUT_DIR"""
+Usage: make-tiny-checkpoint.py ARCH(mixtral|qwen2_moe|qwen3_moe|olmoe) DTYPE OUT_DIR
+           [--fp8 BO,BI TWIN_DIR]
+With --fp8 the projections' weights are stored as DeepSeek-V3's and the
+Qwen3 FP8 checkpoints store them: F8_E4M3 with a `_scale_inv` F32 tensor of
+one scale per BO x BI block, config.json naming the blocks in its
+`quantization_config`; TWIN_DIR gets the same model in DTYPE, each such
+weight dequantized (e4m3 value times its block's scale, rounded once)."""
 import json
 import os
 import random
@@ -108,29 +114,93 @@ def tensor_shapes(c, arch):
     return t
 
 
+def e4m3(byte):
+    """The value of an FP8 E4M3 byte (none of the two NaNs)."""
+    sign = -1.0 if byte & 0x80 else 1.0
+    exp, mant = (byte >> 3) & 0xF, byte & 7
+    if exp == 0:
+        return sign * mant * 2.0 ** -9
+    return sign * (1 + mant / 8) * 2.0 ** (exp - 7)
+
+
+E4M3 = sorted((e4m3(b), b) for b in range(256) if b & 0x7F != 0x7F)
+
+
+def to_e4m3(x):
+    """The E4M3 byte nearest x (saturating at +-448)."""
+    lo, hi = 0, len(E4M3) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if E4M3[mid][0] <= x:
+            lo = mid
+        else:
+            hi = mid
+    return min((E4M3[lo], E4M3[hi]), key=lambda vb: abs(vb[0] - x))[1]
+
+
+def quantized(name, shape):
+    """Whether FP8 checkpoints store this weight quantized: the
+    projections (attention, MLP, experts), not the router, embeddings,
+    head or norms."""
+    return len(shape) == 2 and name.endswith(
+        ("proj.weight", "_mqa.weight", ".w1.weight", ".w2.weight", ".w3.weight"))
+
+
+def fp8_tensors(name, shape, rnd, block, round_to):
+    """(fp8 tensor, scale tensor, the dequantized values in the twin)."""
+    rows, cols = shape
+    bo, bi = block
+    srows, scols = -(-rows // bo), -(-cols // bi)
+    scales = [f32(0.2 / 64 * rnd.uniform(0.5, 2.0)) for _ in range(srows * scols)]
+    raw = bytes(to_e4m3(rnd.gauss(0, 64)) for _ in range(rows * cols))
+    twin = [round_to(f32(e4m3(raw[r * cols + c]) * scales[(r // bo) * scols + c // bi]))
+            for r in range(rows) for c in range(cols)]
+    return (("F8_E4M3", shape, raw), ("F32", [srows, scols], scales), twin)
+
+
 def main():
-    name, dtype, out = sys.argv[1:4]
+    args = sys.argv[1:]
+    fp8 = None
+    if "--fp8" in args:
+        i = args.index("--fp8")
+        fp8 = ([int(v) for v in args[i + 1].split(",")], args[i + 2])
+        del args[i:i + 3]
+    name, dtype, out = args[:3]
     c = dict(CONFIGS[name])
     c["torch_dtype"] = {"f32": "float32", "bf16": "bfloat16"}[dtype]
     arch = MODEL_TYPE[name]
     t = tensor_shapes(c, arch)
     st = "F32" if dtype == "f32" else "BF16"
     rnd = random.Random(1)
-    tensors = {}
+    tensors, twin = {}, {}
+    round_to = f32 if st == "F32" else bf16
     for name, shape in sorted(t.items()):
+        if fp8 and quantized(name, shape):
+            q, scale, values = fp8_tensors(name, shape, rnd, fp8[0], round_to)
+            tensors[name], tensors[name + "_scale_inv"] = q, scale
+            twin[name] = (st, shape, values)
+            continue
         n = 1
         for s in shape:
             n *= s
-        round_to = f32 if st == "F32" else bf16
         tensors[name] = (st, shape, [round_to(rnd.gauss(0, 0.2)) for _ in range(n)])
+        twin[name] = tensors[name]
     os.makedirs(out, exist_ok=True)
     write(os.path.join(out, "model.safetensors"), tensors)
+    if fp8:
+        os.makedirs(fp8[1], exist_ok=True)
+        write(os.path.join(fp8[1], "model.safetensors"), twin)
     c["architectures"] = [{"mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
                            "qwen3_moe": "Qwen3MoeForCausalLM",
                            "olmoe": "OlmoeForCausalLM",
                            "deepseek_v2": "DeepseekV2ForCausalLM",
                            "deepseek_v3": "DeepseekV3ForCausalLM"}[arch]]
     c["model_type"] = arch
+    if fp8:
+        with open(os.path.join(fp8[1], "config.json"), "w") as f:
+            json.dump(c, f, indent=1)
+        c["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3",
+                                    "quant_method": "fp8", "weight_block_size": fp8[0]}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(c, f, indent=1)
 

@@ -14,6 +14,10 @@
 //    stands for the expert index 0 .. E-1, each tensor [out, in] is
 //    transposed and the results are stacked along a new leading dim:
 //    [E, in, out].
+//  - `moe.quant = "fp8:BO:BI"` beside either: each stored tensor is F8_E4M3
+//    with `<tensor name>_scale_inv` (F32, one scale a BO x BI block of
+//    [out, in]), from a block-scaled FP8 checkpoint's quantization_config;
+//    the argument keeps the model's float type and the runtime dequantizes.
 //
 //===----------------------------------------------------------------------===//
 

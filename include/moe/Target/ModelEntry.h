@@ -40,6 +40,10 @@ struct ModelBuffer {
   /// "transpose"; `moe.stack = "transpose"`: "stack-transpose"); empty when
   /// stored as it is used. A trailing field of the signature line.
   std::string layout;
+  /// A weight stored quantized (`moe.quant`): "fp8:BO:BI", block-scaled
+  /// E4M3 with `<name>_scale_inv` beside it, which the runtime dequantizes
+  /// to `dtype` as it loads. A trailing field "quant=fp8:BO:BI".
+  std::string quant;
   /// A weight of a partitioned model: the grid axes each dimension is split
   /// over (empty: whole); the runtime loads this rank's slice. A trailing
   /// field "split=A|-|B.C" of the signature line.

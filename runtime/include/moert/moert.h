@@ -45,7 +45,9 @@ typedef enum moert_dtype {
   MOERT_I16,
   MOERT_I8,
   MOERT_U8,
-  MOERT_BOOL
+  MOERT_BOOL,
+  MOERT_F8_E4M3, /* OCP FP8 E4M3 (no infinities; S.1111.111 is NaN) */
+  MOERT_F8_E5M2  /* OCP FP8 E5M2 (IEEE-like) */
 } moert_dtype;
 
 size_t moert_dtype_size(moert_dtype dtype);
@@ -57,7 +59,10 @@ float moert_bf16_to_f32(uint16_t v);
 uint16_t moert_f32_to_bf16(float v); /* round to nearest even, NaN kept */
 float moert_f16_to_f32(uint16_t v);
 uint16_t moert_f32_to_f16(float v); /* round to nearest even */
-/* Converts n elements among F32, F16 and BF16. */
+float moert_f8e4m3_to_f32(uint8_t v); /* exact */
+float moert_f8e5m2_to_f32(uint8_t v); /* exact */
+/* Converts n elements among F32, F16 and BF16, or from F8_E4M3 and
+   F8_E5M2 to those three (rounded to nearest even). */
 moert_status moert_convert(const void *src, moert_dtype src_dtype, void *dst,
                            moert_dtype dst_dtype, size_t n);
 

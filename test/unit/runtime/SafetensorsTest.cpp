@@ -371,6 +371,45 @@ TEST(ConversionTest, BulkConvertRejectsIntegers) {
             std::string::npos);
 }
 
+TEST(ConversionTest, Fp8E4M3AndE5M2Values) {
+  // E4M3: bias 7, 3 mantissa bits, no infinities, S.1111.111 NaN.
+  EXPECT_EQ(moert_f8e4m3_to_f32(0x38), 1.0f);
+  EXPECT_EQ(moert_f8e4m3_to_f32(0xC4), -3.0f);
+  EXPECT_EQ(moert_f8e4m3_to_f32(0x7E), 448.0f);       // the largest
+  EXPECT_EQ(moert_f8e4m3_to_f32(0x08), 0.015625f);    // 2^-6, smallest normal
+  EXPECT_EQ(moert_f8e4m3_to_f32(0x01), 0.001953125f); // 2^-9, subnormal
+  EXPECT_EQ(moert_f8e4m3_to_f32(0x07), 7 * 0.001953125f);
+  EXPECT_EQ(moert_f8e4m3_to_f32(0x00), 0.0f);
+  EXPECT_TRUE(std::signbit(moert_f8e4m3_to_f32(0x80)));
+  EXPECT_TRUE(std::isnan(moert_f8e4m3_to_f32(0x7F)));
+  EXPECT_TRUE(std::isnan(moert_f8e4m3_to_f32(0xFF)));
+  // Every other byte is finite, and the 127 positive ones increase.
+  for (int v = 1; v < 0x7F; ++v)
+    ASSERT_LT(moert_f8e4m3_to_f32(uint8_t(v - 1)),
+              moert_f8e4m3_to_f32(uint8_t(v)))
+        << v;
+  // E5M2: the high byte of a half.
+  EXPECT_EQ(moert_f8e5m2_to_f32(0x3C), 1.0f);
+  EXPECT_EQ(moert_f8e5m2_to_f32(0x7B), 57344.0f);
+  EXPECT_EQ(moert_f8e5m2_to_f32(0x7C), INFINITY);
+  EXPECT_TRUE(std::isnan(moert_f8e5m2_to_f32(0x7F)));
+  // Bulk: from FP8 to the float types, not into FP8.
+  uint8_t in[3] = {0x38, 0xC4, 0x7E};
+  uint16_t out[3];
+  ASSERT_EQ(moert_convert(in, MOERT_F8_E4M3, out, MOERT_BF16, 3), MOERT_OK);
+  EXPECT_EQ(out[0], 0x3F80);
+  EXPECT_EQ(out[1], 0xC040);
+  EXPECT_EQ(out[2], 0x43E0);
+  EXPECT_EQ(moert_convert(out, MOERT_BF16, in, MOERT_F8_E4M3, 3),
+            MOERT_ERR_UNSUPPORTED);
+  EXPECT_NE(std::string(moert_last_error()).find("BF16 to F8_E4M3"),
+            std::string::npos);
+  moert_dtype t;
+  ASSERT_EQ(moert_dtype_from_name("F8_E4M3", &t), MOERT_OK);
+  EXPECT_EQ(t, MOERT_F8_E4M3);
+  EXPECT_EQ(moert_dtype_size(MOERT_F8_E5M2), 1u);
+}
+
 TEST(MemoryTest, AlignedAndFailsWithTheSize) {
   void *p = nullptr;
   ASSERT_EQ(moert_alloc(100, &p), MOERT_OK);

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace moert {
@@ -33,6 +34,13 @@ moert_status cudaStreamDone(bool &done);
 /// model's stream (a copy to pageable host memory returns once it landed).
 moert_status cudaCopyOnStream(void *dst, const void *src, size_t bytes);
 
+/// fn(r0, r1) over the rows [0, rows) of a matrix of `elements` elements,
+/// in ranges of whole `align`-row blocks on up to 16 threads; on the
+/// calling thread alone below `minElements` elements or `align` rows a
+/// thread.
+void forRowRanges(int64_t rows, int64_t elements, int64_t minElements,
+                  int64_t align,
+                  const std::function<void(int64_t, int64_t)> &fn);
 /// Copies the [rows, cols] matrix `src` (elements of `elt` bytes) transposed
 /// into `dst` ([cols, rows]).
 void transpose(const char *src, char *dst, int64_t rows, int64_t cols,

@@ -77,17 +77,23 @@ void moert::transpose(const char *src, char *dst, int64_t rows,
                       src + size_t(r * cols + c) * elt, elt);
     }
   };
+  // Row ranges in whole 64-row blocks.
+  moert::forRowRanges(rows, rows * cols, int64_t(1) << 22, 64, part);
+}
+
+void moert::forRowRanges(int64_t rows, int64_t elements, int64_t minElements,
+                         int64_t align,
+                         const std::function<void(int64_t, int64_t)> &fn) {
   int64_t threads = std::min<int64_t>(
       16, std::max<int64_t>(1, std::thread::hardware_concurrency()));
-  if (rows * cols < (int64_t(1) << 22) || rows < 64 * threads)
+  if (elements < minElements || rows < align * threads)
     threads = 1;
-  // Row ranges in whole 64-row blocks.
   int64_t per = (rows + threads - 1) / threads;
-  per = (per + 63) / 64 * 64;
+  per = (per + align - 1) / align * align;
   std::vector<std::thread> pool;
   for (int64_t r0 = per; r0 < rows; r0 += per)
-    pool.emplace_back(part, r0, std::min(rows, r0 + per));
-  part(0, std::min(rows, per));
+    pool.emplace_back(fn, r0, std::min(rows, r0 + per));
+  fn(0, std::min(rows, per));
   for (std::thread &t : pool)
     t.join();
 }
@@ -422,40 +428,23 @@ bool readStored(const WeightFiles &files, const Buffer &b,
   const float *s = static_cast<const float *>(scale.data);
   // Rows over up to 16 threads (an expert matrix of Qwen3-30B-A3B-FP8 is
   // 1.5 M elements; DeepSeek-V3's 14.7 M).
+  size_t elt = moert_dtype_size(b.dtype);
   auto part = [&](int64_t r0, int64_t r1) {
     float lut[256];
     for (int v = 0; v < 256; ++v)
       lut[v] = moert_f8e4m3_to_f32(uint8_t(v));
+    std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = r0; r < r1; ++r) {
       const float *srow = s + (r / blocks.out) * scols;
-      for (int64_t c = 0; c < cols; ++c) {
-        float f = lut[w[r * cols + c]] * srow[c / blocks.in];
-        size_t at = size_t(r * cols + c);
-        switch (b.dtype) {
-        case MOERT_F32:
-          static_cast<float *>(scratch)[at] = f;
-          break;
-        case MOERT_F16:
-          static_cast<uint16_t *>(scratch)[at] = moert_f32_to_f16(f);
-          break;
-        default:
-          static_cast<uint16_t *>(scratch)[at] = moert_f32_to_bf16(f);
-          break;
-        }
-      }
+      for (int64_t c = 0; c < cols; ++c)
+        row[size_t(c)] = lut[w[r * cols + c]] * srow[c / blocks.in];
+      // F32, F16 or BF16 (moe-compile checks that the weight is a float).
+      (void)moert_convert(row.data(), MOERT_F32,
+                          static_cast<char *>(scratch) + size_t(r * cols) * elt,
+                          b.dtype, size_t(cols));
     }
   };
-  int64_t threads = std::min<int64_t>(
-      16, std::max<int64_t>(1, std::thread::hardware_concurrency()));
-  if (rows * cols < (int64_t(1) << 20))
-    threads = 1;
-  int64_t per = (rows + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (int64_t r0 = per; r0 < rows; r0 += per)
-    pool.emplace_back(part, r0, std::min(rows, r0 + per));
-  part(0, std::min(rows, per));
-  for (std::thread &th : pool)
-    th.join();
+  moert::forRowRanges(rows, rows * cols, int64_t(1) << 20, 1, part);
   data = scratch;
   return true;
 }

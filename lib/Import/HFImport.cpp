@@ -265,6 +265,14 @@ static std::string shapeText(ArrayRef<int64_t> v) {
   return out + "]";
 }
 
+/// What a stored FP8 tensor that the import did not take as one lacks.
+static StringRef fp8Hint(StringRef storedDtype, bool fp8) {
+  if (fp8 || !storedDtype.starts_with("F8_"))
+    return "";
+  return " (FP8 weights need an fp8 'quantization_config' with "
+         "'weight_block_size' and a '_scale_inv' tensor each)";
+}
+
 LogicalResult Importer::readQuantization(Config &cfg) {
   const json::Value *v = cfg.get("quantization_config");
   if (!v)
@@ -345,7 +353,6 @@ LogicalResult Importer::checkStored(StringRef name, ArrayRef<int64_t> shape,
   StringRef dtype = fp8     ? StringRef("F8_E4M3")
                     : w.f32 ? StringRef("F32")
                             : StringRef(dtypeTag);
-  auto str = [](ArrayRef<int64_t> v) { return shapeText(v); };
   if (fp8 &&
       failed(checkScales(name, shape, role + " of layer " + Twine(l.index))))
     return failure();
@@ -355,19 +362,16 @@ LogicalResult Importer::checkStored(StringRef name, ArrayRef<int64_t> shape,
   const Stored &s = it->second;
   if (ArrayRef<int64_t>(s.shape) != shape)
     return fail(s.file + ": " + arch + ": tensor '" + name + "' (" + role +
-                " of layer " + Twine(l.index) + ") has shape " + str(s.shape) +
-                ", config.json implies " + str(shape));
+                " of layer " + Twine(l.index) + ") has shape " +
+                shapeText(s.shape) + ", config.json implies " +
+                shapeText(shape));
   // Kept in f32 by the official checkpoints, in the model dtype by a model
   // that transformers cast as a whole; the argument takes the stored type.
   bool anyFloat = w.f32 && (s.dtype == "BF16" || s.dtype == "F16");
   if (s.dtype != dtype && !anyFloat)
     return fail(s.file + ": " + arch + ": tensor '" + name + "' (" + role +
                 " of layer " + Twine(l.index) + ") is " + s.dtype +
-                ", config.json implies " + dtype +
-                (StringRef(s.dtype).starts_with("F8_") && !fp8
-                     ? " (FP8 weights need an fp8 'quantization_config' with "
-                       "'weight_block_size' and a '_scale_inv' tensor each)"
-                     : ""));
+                ", config.json implies " + dtype + fp8Hint(s.dtype, fp8));
   return success();
 }
 
@@ -473,11 +477,7 @@ LogicalResult Importer::checkDenseWeight(const WeightRef &w, StringRef role) {
     return fail(it->second.file + ": " + arch + ": tensor '" + w.name + "' (" +
                 role + ") is not the " + dtype +
                 " tensor of the shape config.json implies" +
-                (StringRef(it->second.dtype).starts_with("F8_") && !fp8
-                     ? " (FP8 weights need an fp8 'quantization_config' "
-                       "with 'weight_block_size' and a '_scale_inv' tensor "
-                       "each)"
-                     : ""));
+                fp8Hint(it->second.dtype, fp8));
   return success();
 }
 

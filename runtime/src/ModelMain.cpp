@@ -395,7 +395,8 @@ struct Fp8Blocks {
 
 /// The [rows, cols] tensor `name` of weight `b` in b.dtype: the stored
 /// tensor itself, or where b.quant says it is quantized, dequantized into
-/// `scratch` (a moert_alloc buffer the caller frees; grown as needed).
+/// `scratch` (a moert_alloc buffer the caller frees, allocated by the first
+/// call: every tensor read into it has this shape).
 bool readStored(const WeightFiles &files, const Buffer &b,
                 const std::string &name, int64_t rows, int64_t cols,
                 const void *&data, void *&scratch) {
@@ -425,7 +426,8 @@ bool readStored(const WeightFiles &files, const Buffer &b,
                               &scratch) != MOERT_OK)
     return false;
   const uint8_t *w = static_cast<const uint8_t *>(t.data);
-  const float *s = static_cast<const float *>(scale.data);
+  // Safetensors does not align tensors: the scales are copied out.
+  const char *s = static_cast<const char *>(scale.data);
   // Rows over up to 16 threads (an expert matrix of Qwen3-30B-A3B-FP8 is
   // 1.5 M elements; DeepSeek-V3's 14.7 M).
   size_t elt = moert_dtype_size(b.dtype);
@@ -433,11 +435,13 @@ bool readStored(const WeightFiles &files, const Buffer &b,
     float lut[256];
     for (int v = 0; v < 256; ++v)
       lut[v] = moert_f8e4m3_to_f32(uint8_t(v));
-    std::vector<float> row(static_cast<size_t>(cols));
+    std::vector<float> row(static_cast<size_t>(cols)),
+        srow(static_cast<size_t>(scols));
     for (int64_t r = r0; r < r1; ++r) {
-      const float *srow = s + (r / blocks.out) * scols;
+      std::memcpy(srow.data(), s + size_t((r / blocks.out) * scols) * 4,
+                  size_t(scols) * 4);
       for (int64_t c = 0; c < cols; ++c)
-        row[size_t(c)] = lut[w[r * cols + c]] * srow[c / blocks.in];
+        row[size_t(c)] = lut[w[r * cols + c]] * srow[size_t(c / blocks.in)];
       // F32, F16 or BF16 (moe-compile checks that the weight is a float).
       (void)moert_convert(row.data(), MOERT_F32,
                           static_cast<char *>(scratch) + size_t(r * cols) * elt,

@@ -9,7 +9,7 @@ all of its 61 layers; prints a table of seconds (wall clock, one run each)
 and the time a layer, and writes it to --out.
 
   compile_time.py [--layers 4,8,16,32] [--batches 1,16,80]
-      [--deepseek-layers 61] [--out FILE.md]
+      [--deepseek-layers 61] [--deepseek-fp8] [--out FILE.md]
       [--moe-compile build/bin/moe-compile]
 
 A compile time linear in the layers keeps the seconds a layer flat down a
@@ -44,10 +44,12 @@ def shape_checkpoint(ckpt, layers):
     script("make-whole-model.py").write_shape_checkpoint(ckpt, layers)
 
 
-def deepseek_checkpoint(ckpt, layers):
+def deepseek_checkpoint(ckpt, layers, fp8=False):
     """DeepSeek-V3's config (61 layers, 3 dense, 256 experts of 2048, top
     8, latent attention, YaRN) with `layers` layers, as a sparse checkpoint:
-    headers over no data (1.3 TB of weights at 61 layers, none written)."""
+    headers over no data (1.3 TB of weights at 61 layers, none written).
+    With `fp8`, as DeepSeek publishes it: the projections F8_E4M3 with a
+    `_scale_inv` of 128 x 128 blocks each."""
     c = dict(architectures=["DeepseekV3ForCausalLM"], model_type="deepseek_v3",
              hidden_size=7168, num_hidden_layers=layers,
              num_attention_heads=128, num_key_value_heads=128,
@@ -69,9 +71,17 @@ def deepseek_checkpoint(ckpt, layers):
     shapes = script(os.path.join("..", "gpu", "make-tiny-checkpoint.py")) \
         .tensor_shapes(c, "deepseek_v3")
     # The score-correction bias is stored in f32, the rest in bf16.
-    script("make-whole-model.py").write_sparse_checkpoint(
-        ckpt, shapes, c,
-        f32={n for n in shapes if n.endswith("e_score_correction_bias")})
+    dtypes = {n: "F32" for n in shapes if n.endswith("e_score_correction_bias")}
+    if fp8:
+        tiny = script(os.path.join("..", "gpu", "make-tiny-checkpoint.py"))
+        c["quantization_config"] = dict(activation_scheme="dynamic", fmt="e4m3",
+                                        quant_method="fp8", weight_block_size=[128, 128])
+        for n, shape in list(shapes.items()):
+            if tiny.quantized(n, shape):
+                dtypes[n] = "F8_E4M3"
+                shapes[n + "_scale_inv"] = [-(-shape[0] // 128), -(-shape[1] // 128)]
+                dtypes[n + "_scale_inv"] = "F32"
+    script("make-whole-model.py").write_sparse_checkpoint(ckpt, shapes, c, dtypes=dtypes)
 
 
 def compile_seconds(moe_compile, ckpt, out, flags):
@@ -89,6 +99,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", default="4,8,16,32")
     p.add_argument("--batches", default="1,16,80")
+    p.add_argument("--deepseek-fp8", action="store_true",
+                   help="also DeepSeek-V3's shape as its FP8 checkpoint "
+                        "(block-scaled E4M3 projections)")
     p.add_argument("--deepseek-layers", default="61",
                    help="also DeepSeek-V3's shape with this many layers "
                         "(0: not)")
@@ -135,14 +148,16 @@ def main():
                       "experts of 2048, top 8, a shared expert, vocabulary "
                       "129280), one token a step, cache of 4096 rows:", "",
                       "| layers | GPU (s) | CPU (s) |", "|---|---|---|"]
-            ckpt = os.path.join(tmp, "deepseek")
-            deepseek_checkpoint(ckpt, n)
-            seq = ["--import-hf-max-seq", "4096"]
-            gpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"),
-                                  seq + ["--target=cuda"])
-            cpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"), seq)
-            lines.append(f"| {n} | {gpu:.1f} | {cpu:.1f} |")
-            print(lines[-1], flush=True)
+            for fp8 in (False, True) if a.deepseek_fp8 else (False,):
+                ckpt = os.path.join(tmp, "deepseek-fp8" if fp8 else "deepseek")
+                deepseek_checkpoint(ckpt, n, fp8)
+                seq = ["--import-hf-max-seq", "4096"]
+                gpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"),
+                                      seq + ["--target=cuda"])
+                cpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"), seq)
+                lines.append(f"| {n}{' (FP8 checkpoint)' if fp8 else ''} | "
+                             f"{gpu:.1f} | {cpu:.1f} |")
+                print(lines[-1], flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = "\n".join(lines) + "\n"

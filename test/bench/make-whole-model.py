@@ -14,15 +14,16 @@ import subprocess
 import sys
 
 
-def write_sparse_checkpoint(ckpt, shapes, config, f32=()):
+def write_sparse_checkpoint(ckpt, shapes, config, dtypes=None):
     """Writes `config` and a sparse model.safetensors of `shapes` (name ->
-    shape; bf16, the names in `f32` f32) into `ckpt`: headers over no
-    data, so that terabytes of weights take no disk."""
+    shape; bf16 but where `dtypes` names another: F32, F8_E4M3) into
+    `ckpt`: headers over no data, so that terabytes of weights take no
+    disk."""
     os.makedirs(ckpt, exist_ok=True)
     header, at = {}, 0
     for name, shape in sorted(shapes.items()):
-        dtype = "F32" if name in f32 else "BF16"
-        n = 4 if dtype == "F32" else 2
+        dtype = (dtypes or {}).get(name, "BF16")
+        n = {"F32": 4, "BF16": 2, "F8_E4M3": 1}[dtype]
         for s in shape:
             n *= s
         header[name] = {"dtype": dtype, "shape": shape,

@@ -83,6 +83,62 @@ struct AttentionMath {
   Value reg(Value frag, int64_t i) const {
     return fragmentRegister(b, loc, frag, i);
   }
+  /// A's fragments for rows row0 .. row0 + 15 of the [rows, HD] tile `tile`
+  /// (ldmatrix x4 over each 16 columns): HD / 16 of 4 registers.
+  SmallVector<SmallVector<Value, 4>> rowFragments(IndexOps &ops, Type fragType,
+                                                  Value tile, Value lane,
+                                                  Value row0,
+                                                  int64_t HD) const {
+    SmallVector<SmallVector<Value, 4>> frags;
+    for (int64_t ks = 0; ks < HD / 16; ++ks) {
+      Value f = nvgpu::LdMatrixOp::create(
+          b, loc, fragType, tile,
+          ValueRange{
+              row0 ? ops.add(row0, ops.remu(lane, 16)) : ops.remu(lane, 16),
+              ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
+          /*transpose=*/false, /*numTiles=*/4);
+      frags.push_back({reg(f, 0), reg(f, 1), reg(f, 2), reg(f, 3)});
+    }
+    return frags;
+  }
+  /// S += Q K^T for the 16 keys key0 .. key0 + 15 of `sK` (rows) and the
+  /// head dimensions 16 ks .. 16 ks + 15: one ldmatrix x4 of K and two MMAs
+  /// into `s`'s 8 accumulators (the n8 tiles of keys key0 and key0 + 8).
+  void scoreStep(IndexOps &ops, Type fragType, Value sK, Value lane, Value key0,
+                 int64_t ks, ArrayRef<Value> q,
+                 MutableArrayRef<Value> s) const {
+    Value f = nvgpu::LdMatrixOp::create(
+        b, loc, fragType, sK,
+        ValueRange{
+            ops.add(key0, ops.add(ops.remu(lane, 8),
+                                  ops.mul(ops.divu(lane, 16), ops.c(8)))),
+            ops.add(ops.c(ks * 16),
+                    ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
+        /*transpose=*/false, /*numTiles=*/4);
+    for (int64_t half = 0; half < 2; ++half) {
+      SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
+      mma(q, bReg, s.slice(half * 4, 4));
+    }
+  }
+  /// O += P V for P's 16 keys (the A fragment `p`) and the rows key0 ..
+  /// key0 + 15 of `sV`: per pair of the `OT` n8 output tiles an
+  /// ldmatrix.trans x4 of V and two MMAs into `acc`.
+  void valueStep(IndexOps &ops, Type fragType, Value sV, Value lane, Value key0,
+                 int64_t OT, ArrayRef<Value> p,
+                 MutableArrayRef<Value> acc) const {
+    for (int64_t np = 0; np < OT; np += 2) {
+      Value f = nvgpu::LdMatrixOp::create(
+          b, loc, fragType, sV,
+          ValueRange{
+              ops.add(key0, ops.remu(lane, 16)),
+              ops.add(ops.c(np * 8), ops.mul(ops.divu(lane, 16), ops.c(8)))},
+          /*transpose=*/true, /*numTiles=*/4);
+      for (int64_t half = 0; half < 2; ++half) {
+        SmallVector<Value, 2> bReg{reg(f, 2 * half), reg(f, 2 * half + 1)};
+        mma(p, bReg, acc.slice((np + half) * 4, 4));
+      }
+    }
+  }
   /// Two f32 as one register of two bf16 (the lower column first).
   Value pack(Value lo, Value hi) const {
     Type bf16 = b.getBF16Type();
@@ -260,16 +316,8 @@ mlir::moe::buildFlashAttentionKernel(OpBuilder &b, Location loc,
   waitGroups(qGroup, 0);
   gpu::BarrierOp::create(b, loc);
   Value warpRow0 = ops.mul(warp, ops.c(16));
-  SmallVector<SmallVector<Value, 4>> qFrag;
-  for (int64_t ks = 0; ks < HD / 16; ++ks) {
-    Value f = nvgpu::LdMatrixOp::create(
-        b, loc, fragType, sK,
-        ValueRange{
-            ops.add(warpRow0, ops.remu(lane, 16)),
-            ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
-        /*transpose=*/false, /*numTiles=*/4);
-    qFrag.push_back({am.reg(f, 0), am.reg(f, 1), am.reg(f, 2), am.reg(f, 3)});
-  }
+  SmallVector<SmallVector<Value, 4>> qFrag =
+      am.rowFragments(ops, fragType, sK, lane, warpRow0, HD);
   gpu::BarrierOp::create(b, loc);
   copyKeys(ops.c(0));
   copyValues(ops.c(0));
@@ -298,24 +346,9 @@ mlir::moe::buildFlashAttentionKernel(OpBuilder &b, Location loc,
         gpu::BarrierOp::create(b, loc);
         SmallVector<Value> s(NT * 4, zero);
         for (int64_t ks = 0; ks < HD / 16; ++ks)
-          for (int64_t np = 0; np < NT; np += 2) {
-            // Keys np*8 .. +15: registers b0, b1 of tile np, then of np + 1.
-            Value f = nvgpu::LdMatrixOp::create(
-                b, loc, fragType, sK,
-                ValueRange{
-                    ops.add(ops.c(np * 8),
-                            ops.add(ops.remu(lane, 8),
-                                    ops.mul(ops.divu(lane, 16), ops.c(8)))),
-                    ops.add(ops.c(ks * 16),
-                            ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
-                /*transpose=*/false, /*numTiles=*/4);
-            for (int64_t half = 0; half < 2; ++half) {
-              SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
-                                         am.reg(f, 2 * half + 1)};
-              am.mma(qFrag[ks], bReg,
-                     MutableArrayRef<Value>(s).slice((np + half) * 4, 4));
-            }
-          }
+          for (int64_t np = 0; np < NT; np += 2)
+            am.scoreStep(ops, fragType, sK, lane, ops.c(np * 8), ks, qFrag[ks],
+                         MutableArrayRef<Value>(s).slice(np * 4, 8));
         // Every warp is done with sK: the next block's keys may come in.
         gpu::BarrierOp::create(b, loc);
         copyKeys(next);
@@ -358,20 +391,7 @@ mlir::moe::buildFlashAttentionKernel(OpBuilder &b, Location loc,
           const Value *t = &s[2 * kc * 4];
           SmallVector<Value, 4> a{am.pack(t[0], t[1]), am.pack(t[2], t[3]),
                                   am.pack(t[4], t[5]), am.pack(t[6], t[7])};
-          for (int64_t np = 0; np < OT; np += 2) {
-            Value f = nvgpu::LdMatrixOp::create(
-                b, loc, fragType, sV,
-                ValueRange{ops.add(ops.c(kc * 16), ops.remu(lane, 16)),
-                           ops.add(ops.c(np * 8),
-                                   ops.mul(ops.divu(lane, 16), ops.c(8)))},
-                /*transpose=*/true, /*numTiles=*/4);
-            for (int64_t half = 0; half < 2; ++half) {
-              SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
-                                         am.reg(f, 2 * half + 1)};
-              am.mma(a, bReg,
-                     MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
-            }
-          }
+          am.valueStep(ops, fragType, sV, lane, ops.c(kc * 16), OT, a, acc);
         }
         gpu::BarrierOp::create(b, loc);
         copyValues(next);
@@ -528,16 +548,8 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
     vector::StoreOp::create(b, loc, ifOp.getResult(0), sK, ValueRange{r, c});
   }
   gpu::BarrierOp::create(b, loc);
-  SmallVector<SmallVector<Value, 4>> qFrag;
-  for (int64_t ks = 0; ks < HD / 16; ++ks) {
-    Value f = nvgpu::LdMatrixOp::create(
-        b, loc, fragType, sK,
-        ValueRange{
-            ops.remu(lane, 16),
-            ops.add(ops.c(ks * 16), ops.mul(ops.divu(lane, 16), ops.c(8)))},
-        /*transpose=*/false, /*numTiles=*/4);
-    qFrag.push_back({am.reg(f, 0), am.reg(f, 1), am.reg(f, 2), am.reg(f, 3)});
-  }
+  SmallVector<SmallVector<Value, 4>> qFrag =
+      am.rowFragments(ops, fragType, sK, lane, /*row0=*/nullptr, HD);
   gpu::BarrierOp::create(b, loc);
 
   // Tiles of BN keys in shared memory (cp.async, zero-filled past the
@@ -587,23 +599,8 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
         gpu::BarrierOp::create(b, loc);
         // S = Q K^T over this warp's 16 keys: two n8 tiles.
         SmallVector<Value> s(8, zero);
-        for (int64_t ks = 0; ks < HD / 16; ++ks) {
-          Value f = nvgpu::LdMatrixOp::create(
-              b, loc, fragType, sK,
-              ValueRange{
-                  ops.add(warpKey0,
-                          ops.add(ops.remu(lane, 8),
-                                  ops.mul(ops.divu(lane, 16), ops.c(8)))),
-                  ops.add(ops.c(ks * 16),
-                          ops.mul(ops.remu(ops.divu(lane, 8), 2), ops.c(8)))},
-              /*transpose=*/false, /*numTiles=*/4);
-          for (int64_t half = 0; half < 2; ++half) {
-            SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
-                                       am.reg(f, 2 * half + 1)};
-            am.mma(qFrag[ks], bReg,
-                   MutableArrayRef<Value>(s).slice(half * 4, 4));
-          }
-        }
+        for (int64_t ks = 0; ks < HD / 16; ++ks)
+          am.scoreStep(ops, fragType, sK, lane, warpKey0, ks, qFrag[ks], s);
         gpu::BarrierOp::create(b, loc);
         copyTile(sK, keys, next, kCol0, HD);
 
@@ -639,20 +636,7 @@ mlir::moe::buildAttentionMmaKernel(OpBuilder &b, Location loc,
         // O += P V: P's 16 keys as one A fragment, V's with ldmatrix.trans.
         SmallVector<Value, 4> a{am.pack(s[0], s[1]), am.pack(s[2], s[3]),
                                 am.pack(s[4], s[5]), am.pack(s[6], s[7])};
-        for (int64_t np = 0; np < OT; np += 2) {
-          Value f = nvgpu::LdMatrixOp::create(
-              b, loc, fragType, sV,
-              ValueRange{ops.add(warpKey0, ops.remu(lane, 16)),
-                         ops.add(ops.c(np * 8),
-                                 ops.mul(ops.divu(lane, 16), ops.c(8)))},
-              /*transpose=*/true, /*numTiles=*/4);
-          for (int64_t half = 0; half < 2; ++half) {
-            SmallVector<Value, 2> bReg{am.reg(f, 2 * half),
-                                       am.reg(f, 2 * half + 1)};
-            am.mma(a, bReg,
-                   MutableArrayRef<Value>(acc).slice((np + half) * 4, 4));
-          }
-        }
+        am.valueStep(ops, fragType, sV, lane, warpKey0, OT, a, acc);
         gpu::BarrierOp::create(b, loc);
         copyTile(sV, values, next, vCol0, VD);
         return SoftmaxCarry(acc, mNew, lNew);

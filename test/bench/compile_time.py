@@ -118,14 +118,19 @@ def main():
              "step, cache of 4096 rows; wall-clock seconds, one run each.", "",
              "| layers | GPU (s) | GPU s/layer | CPU (s) | CPU s/layer |",
              "|---|---|---|---|---|"]
+    def both(ckpt):
+        """Seconds for the GPU and for the CPU, one token a step, a cache
+        of 4096 rows."""
+        seq = ["--import-hf-max-seq", "4096"]
+        gpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"),
+                              seq + ["--target=cuda"])
+        return gpu, compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"), seq)
+
     try:
         for n in layers:
             ckpt = os.path.join(tmp, f"l{n}")
             shape_checkpoint(ckpt, n)
-            seq = ["--import-hf-max-seq", "4096"]
-            gpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"),
-                                  seq + ["--target=cuda"])
-            cpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"), seq)
+            gpu, cpu = both(ckpt)
             lines.append(f"| {n} | {gpu:.1f} | {gpu / n:.2f} | {cpu:.1f} | "
                          f"{cpu / n:.2f} |")
             print(lines[-1], flush=True)
@@ -151,10 +156,7 @@ def main():
             for fp8 in (False, True) if a.deepseek_fp8 else (False,):
                 ckpt = os.path.join(tmp, "deepseek-fp8" if fp8 else "deepseek")
                 deepseek_checkpoint(ckpt, n, fp8)
-                seq = ["--import-hf-max-seq", "4096"]
-                gpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"),
-                                      seq + ["--target=cuda"])
-                cpu = compile_seconds(a.moe_compile, ckpt, os.path.join(tmp, "m"), seq)
+                gpu, cpu = both(ckpt)
                 lines.append(f"| {n}{' (FP8 checkpoint)' if fp8 else ''} | "
                              f"{gpu:.1f} | {cpu:.1f} |")
                 print(lines[-1], flush=True)

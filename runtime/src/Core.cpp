@@ -155,21 +155,12 @@ extern "C" uint16_t moert_f32_to_f16(float v) {
 extern "C" float moert_f8e4m3_to_f32(uint8_t v) {
   // 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities, and
   // S.1111.111 is NaN. Subnormals (exponent 0) are m / 8 * 2^-6.
-  uint32_t sign = uint32_t(v & 0x80) << 24, exp = (v >> 3) & 0xF, mant = v & 7;
-  float f;
-  if (exp == 0xF && mant == 7) {
-    f = std::numeric_limits<float>::quiet_NaN();
-  } else if (exp == 0) {
-    f = std::ldexp(float(mant), -9);
-  } else {
-    uint32_t bits = ((exp + 120) << 23) | (mant << 20);
-    std::memcpy(&f, &bits, 4);
-  }
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  bits |= sign;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  uint32_t exp = (v >> 3) & 0xF, mant = v & 7;
+  if (exp == 0xF && mant == 7)
+    return std::numeric_limits<float>::quiet_NaN();
+  float f = exp ? std::ldexp(float(8 + mant), int(exp) - 10)
+                : std::ldexp(float(mant), -9);
+  return v & 0x80 ? -f : f;
 }
 
 extern "C" float moert_f8e5m2_to_f32(uint8_t v) {

@@ -431,10 +431,10 @@ bool readStored(const WeightFiles &files, const Buffer &b,
   // Rows over up to 16 threads (an expert matrix of Qwen3-30B-A3B-FP8 is
   // 1.5 M elements; DeepSeek-V3's 14.7 M).
   size_t elt = moert_dtype_size(b.dtype);
+  float lut[256]; // every E4M3 byte's value
+  for (int v = 0; v < 256; ++v)
+    lut[v] = moert_f8e4m3_to_f32(uint8_t(v));
   auto part = [&](int64_t r0, int64_t r1) {
-    float lut[256];
-    for (int v = 0; v < 256; ++v)
-      lut[v] = moert_f8e4m3_to_f32(uint8_t(v));
     std::vector<float> row(static_cast<size_t>(cols)),
         srow(static_cast<size_t>(scols));
     for (int64_t r = r0; r < r1; ++r) {

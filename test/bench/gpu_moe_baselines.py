@@ -514,6 +514,8 @@ def main():
             for label, fn, static in (("loop", layer.loop, layer.loop_static),
                                       ("grouped", layer.grouped, layer.grouped)):
                 for form, f in (("eager", fn), ("graph", static)):
+                    if form == "graph" and f is fn:
+                        continue  # one form, checked once
                     err = rel_error(f(), ref)
                     if not err < 2e-2:
                         sys.exit("%s %s %s T=%d: relative error %.3g vs the fp32 reference"

@@ -513,10 +513,10 @@ def main():
             # shapes depend on the routing, so the eager loop has no graph).
             for label, fn, static in (("loop", layer.loop, layer.loop_static),
                                       ("grouped", layer.grouped, layer.grouped)):
-                for form, f in (("eager", fn), ("graph", static)):
-                    if form == "graph" and f is fn:
+                for form, run in (("eager", fn), ("graph", static)):
+                    if form == "graph" and run is fn:
                         continue  # one form, checked once
-                    err = rel_error(f(), ref)
+                    err = rel_error(run(), ref)
                     if not err < 2e-2:
                         sys.exit("%s %s %s T=%d: relative error %.3g vs the fp32 reference"
                                  % (label, form, name, t, err))

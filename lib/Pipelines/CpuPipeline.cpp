@@ -75,6 +75,7 @@ void buildToLoops(OpPassManager &pm,
     layer.weightsEvictFirst = gpu->weightsEvictFirst;
     layer.wgmmaWideStores = gpu->wgmmaWideStores;
     layer.wgmmaKOrder = gpu->wgmmaKOrder;
+    layer.wgmmaBand = gpu->wgmmaBand;
     layer.decodeStages = gpu->decodeStages;
     layer.decodeGridShare = gpu->decodeGridShare;
     layer.densePath = gpu->densePath;

@@ -254,6 +254,21 @@ make_case wgmma-k-runs-3-tall --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-
 make_case wgmma-k-runs-4-m128 --gpu-path=wgmma --gpu-wgmma-rows=128 --gpu-down-k-runs=4 --plain --activation gelu --top-k 2 --experts 8 --tokens 1000 --hidden 256 --ffn 1024
 make_case wgmma-k-runs-5-shared --gpu-path=wgmma --gpu-down-k-runs=5 --top-k 2 --experts 8 --tokens 900 --hidden 256 --ffn 640 --shared 256 --shared-gated
 make_case auto-k-runs --top-k 2 --experts 8 --renormalize --tokens 1024 --hidden 256 --ffn 8192
+# The band of 192-row tiles multiplied with the operands swapped
+# (--gpu-wgmma-band=swap16|swap32, 2026-12-08): the weights as the wgmmas'
+# A, the band's rows as B, sub-bands of 16 or 32 rows each where the tile
+# has rows in it, the transposed accumulators stored an element at a
+# time. Atomics over a half-filled last column block at about 750 rows an
+# expert (tiles 128 apart: last tiles of every sub-band count); combine by
+# rows, ungated gelu, about 256 rows an expert; tiles 192 apart at about
+# 128 rows an expert (OLMoE at 1024 tokens in small: one tile an expert,
+# its band partly filled); the down kernel in 3 K runs; 8 K steps with
+# the band order and the rotation.
+make_case wgmma-swap16-atomic-ragged --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-wgmma-band=swap16 --gpu-combine=atomic --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 256
+make_case wgmma-swap32-plain-rows --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-wgmma-band=swap32 --gpu-combine=rows --plain --activation gelu --top-k 2 --experts 8 --tokens 1024 --hidden 256 --ffn 384
+make_case wgmma-swap16-apart192 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-band=swap16 --top-k 8 --experts 64 --renormalize --tokens 1024 --hidden 256 --ffn 256
+make_case wgmma-swap16-k-runs-3 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-wgmma-band=swap16 --gpu-down-k-runs=3 --top-k 4 --experts 16 --tokens 3000 --hidden 384 --ffn 768
+make_case wgmma-swap32-k8 --gpu-path=wgmma --gpu-wgmma-rows=192 --gpu-wgmma-tile-step=128 --gpu-wgmma-band=swap32 --top-k 2 --experts 8 --renormalize --tokens 1100 --hidden 512 --ffn 512
 # The router's K splits as asked (--gpu-router-split-k, 2026-12-05, not
 # run on a GPU yet when added): the unsplit mma.sync router (no atomics)
 # and a wgmma router asked for 3 splits of its 5 K steps (runs of 2, 2

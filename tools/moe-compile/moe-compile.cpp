@@ -276,6 +276,14 @@ cl::opt<std::string> gpuDenseSplitK(
              "its column blocks leave most SMs idle: auto (default) or "
              "never"),
     cl::init("auto"), cl::cat(category));
+cl::opt<std::string> gpuWgmmaBand(
+    "gpu-wgmma-band",
+    cl::desc("how a 192-row wgmma tile multiplies its band (rows 128-191): "
+             "auto (default: m64), m64 (m64n128 wgmmas over all 64 rows "
+             "where the tile has any), swap16 or swap32 (the weights as the "
+             "wgmma's A, the rows as its B, in sub-bands of 16 or 32 rows, "
+             "each where the tile has rows in it)"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<std::string> gpuWgmmaKOrder(
     "gpu-wgmma-k-order",
     cl::desc("the wgmma producer's K-step order: a 192-row tile that "
@@ -720,6 +728,7 @@ int main(int argc, char **argv) {
     cudaOptions.weightsEvictFirst = gpuWeightsEvictFirst;
     cudaOptions.wgmmaWideStores = gpuWgmmaWideStores;
     cudaOptions.wgmmaKOrder = gpuWgmmaKOrder;
+    cudaOptions.wgmmaBand = gpuWgmmaBand;
     cudaOptions.decodeStages = gpuDecodeStages;
     cudaOptions.decodeGridShare = gpuDecodeGridShare;
     cudaOptions.densePath = gpuDensePath;

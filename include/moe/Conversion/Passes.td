@@ -167,6 +167,12 @@ def ConvertMoELayerToGpuCall : Pass<"convert-moe-layer-to-gpu-call", "ModuleOp">
            "auto (the default), never (every tile in order), band (the "
            "band order only), up (the rotation in the up kernel only) or "
            "both (the rotation in both kernels wherever it applies)">,
+    Option<"wgmmaBand", "wgmma-band", "std::string", "\"auto\"",
+           "how a 192-row tile multiplies its band (rows 128-191): m64 "
+           "(m64n128 wgmmas over all 64 rows where the tile has any), swap16 "
+           "or swap32 (the operands swapped: weights as A, the band's rows "
+           "as B, in sub-bands of 16 or 32 rows, each where the tile has "
+           "rows in it) or auto (the default: m64)">,
     Option<"wgmmaWideStores", "wgmma-wide-stores", "std::string",
            "\"auto\"",
            "the wgmma kernels' bf16 rows stored 16 bytes a thread (the "

@@ -85,6 +85,13 @@ struct CudaPipelineOptions : public PassPipelineOptions<CudaPipelineOptions> {
                      "never, band (no rotation), up (rotation in the up "
                      "kernel only) or both"),
       llvm::cl::init("auto")};
+  PassOptions::Option<std::string> wgmmaBand{
+      *this, "wgmma-band",
+      llvm::cl::desc("how a 192-row tile multiplies its band (rows "
+                     "128-191): auto (default: m64), m64 (m64n128 wgmmas "
+                     "over all 64 rows), swap16 or swap32 (weights as A, "
+                     "the rows as B, in sub-bands of 16 or 32 rows)"),
+      llvm::cl::init("auto")};
   PassOptions::Option<std::string> wgmmaWideStores{
       *this, "wgmma-wide-stores",
       llvm::cl::desc("the wgmma kernels' bf16 rows stored 16 bytes a thread "

@@ -239,6 +239,12 @@ void ExpertStage::decide(bool addsDenseStages) {
   // rotation is decided with its K runs (below).
   StringRef kOrder = choice("wgmma_k_order");
   bandKOrder = kOrder != "never";
+  // A 192-row tile's band with the operands swapped
+  // (MmaOptions::swapBandRows) only where asked (wgmma_band = swap16 or
+  // swap32): not measured yet.
+  StringRef band = choice("wgmma_band");
+  if (producer && wgmmaTile.rows == kWgmmaTallRows && band.starts_with("swap"))
+    swapBandRows = band == "swap16" ? 16 : 32;
   rotateK = producer && bandKOrder && kOrder != "band" &&
             !(wgmmaTile.rows == kWgmmaTallRows && tileStep == tileM) &&
             rowsPerExpert >= 2 * tileStep;

@@ -87,6 +87,9 @@ struct ExpertStage {
   /// The routed stage's persistent down kernel: each pair's K steps in
   /// this many runs (MmaOptions::kRuns; 1: none).
   int64_t downKRuns = 1;
+  /// A 192-row tile's band multiplied swapped, in sub-bands of this many
+  /// rows (MmaOptions::swapBandRows; 0: m64 wgmmas).
+  int64_t swapBandRows = 0;
   /// The wgmma producers' weight boxes brought into L2 this many K steps
   /// ahead (MmaOptions::l2PrefetchSteps; 0: none).
   int64_t l2PrefetchSteps = 0;

@@ -346,6 +346,8 @@ struct ConvertMoELayerToGpuCallPass
     if (wgmmaKOrder != "auto")
       plan.push_back(
           b.getNamedAttr("wgmma_k_order", b.getStringAttr(wgmmaKOrder)));
+    if (wgmmaBand != "auto")
+      plan.push_back(b.getNamedAttr("wgmma_band", b.getStringAttr(wgmmaBand)));
   }
 
   /// The auto|never options, and the plan attribute each becomes.
@@ -409,6 +411,13 @@ struct ConvertMoELayerToGpuCallPass
       mlir::emitError(module.getLoc())
           << "wgmma-k-order must be auto, never, band, up or both, got '"
           << wgmmaKOrder << "'";
+      return signalPassFailure();
+    }
+    if (wgmmaBand != "auto" && wgmmaBand != "m64" && wgmmaBand != "swap16" &&
+        wgmmaBand != "swap32") {
+      mlir::emitError(module.getLoc())
+          << "wgmma-band must be auto, m64, swap16 or swap32, got '"
+          << wgmmaBand << "'";
       return signalPassFailure();
     }
     if (fusedGate != "auto" && fusedGate != "always" && fusedGate != "never") {
@@ -883,6 +892,7 @@ static StageOutputs emitStage(OpBuilder &b, Location loc, HostBuilder &h,
     common.l2PrefetchSteps = p.l2PrefetchSteps;
     common.wideStores = p.wideStores;
     common.bandKOrder = p.bandKOrder;
+    common.swapBandRows = p.swapBandRows;
     common.rotateK = p.rotateK;
     common.queue = p.queue;
     MmaOptions upOpts = common;

@@ -437,22 +437,42 @@ void mlir::moe::storeAccumulatorPair(OpBuilder &b, Location loc,
                           llvm::MaybeAlign(4));
 }
 
+/// bf16(scale * h), bf16(act(gate) * h) or bf16(act(h)) of one column.
+static Value accumulatorBf16(OpBuilder &b, Location loc, const MmaOptions &o,
+                             const AccumulatorRow &row, Value h, Value gate) {
+  assert(!o.dense && !o.scatter && "bf16 rows of an expert kernel");
+  Value v = o.weighted ? arith::MulFOp::create(b, loc, h, row.scale)
+            : o.pair   ? arith::MulFOp::create(
+                             b, loc, gpuActivation(b, loc, o.activation, gate), h)
+                     : gpuActivation(b, loc, o.activation, h);
+  return fromF32(b, loc, v, b.getBF16Type());
+}
+
 Value mlir::moe::accumulatorPairBf16(OpBuilder &b, Location loc,
                                      const MmaOptions &o,
                                      const AccumulatorRow &row,
                                      ArrayRef<Value> h, ArrayRef<Value> gate) {
-  assert(!o.dense && !o.scatter && "bf16 rows of an expert kernel");
   SmallVector<Value, 2> vals;
-  for (int64_t j = 0; j < 2; ++j) {
-    Value v = o.weighted ? arith::MulFOp::create(b, loc, h[j], row.scale)
-              : o.pair ? arith::MulFOp::create(
-                           b, loc, gpuActivation(b, loc, o.activation, gate[j]),
-                           h[j])
-                     : gpuActivation(b, loc, o.activation, h[j]);
-    vals.push_back(fromF32(b, loc, v, b.getBF16Type()));
-  }
+  for (int64_t j = 0; j < 2; ++j)
+    vals.push_back(
+        accumulatorBf16(b, loc, o, row, h[j], o.pair ? gate[j] : Value()));
   return vector::FromElementsOp::create(
       b, loc, VectorType::get({2}, b.getBF16Type()), vals);
+}
+
+void mlir::moe::storeAccumulatorElement(OpBuilder &b, Location loc,
+                                        const MmaOptions &o, Value out,
+                                        const AccumulatorRow &row, Value col,
+                                        Value h, Value gate) {
+  assert(!o.dense && "an expert kernel's rows");
+  if (o.scatter) {
+    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf,
+                                arith::MulFOp::create(b, loc, h, row.scale),
+                                out, ValueRange{row.token, col});
+    return;
+  }
+  memref::StoreOp::create(b, loc, accumulatorBf16(b, loc, o, row, h, gate), out,
+                          ValueRange{row.slot, col});
 }
 
 void mlir::moe::buildColumnChecked(OpBuilder &b, Location loc, Value whole,

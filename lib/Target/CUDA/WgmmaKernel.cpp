@@ -81,6 +81,9 @@ namespace {
 constexpr int64_t kAtomBytes = 1024;
 /// Row bytes of an operand tile: kWgmmaTileK bf16, one 128-byte swizzle row.
 constexpr int64_t kRowBytes = kWgmmaTileK * 2;
+/// A swapped band (MmaOptions::swapBandRows): each sub-band multiplied by
+/// kSwapSlices weight atoms a warpgroup.
+constexpr int64_t kSwapSlices = 2;
 } // namespace
 
 std::string mlir::moe::whyNotWgmma(const WgmmaTile &t) {
@@ -187,18 +190,17 @@ std::string mlir::moe::wgmmaKernelName(const MmaOptions &o,
                       .str();
   return name + (t.rows != kWgmmaTileM ? "_m" + std::to_string(t.rows) : "") +
          (t.tileStep() != t.rows ? "s" + std::to_string(t.tileStep()) : "") +
-         "_n" + std::to_string(t.columns) + "_s" +
-         std::to_string(t.stages) +
+         "_n" + std::to_string(t.columns) + "_s" + std::to_string(t.stages) +
          (o.groupTiles ? "_g" + std::to_string(o.groupTiles) : "") +
          (o.expertGroups ? "_ge" : "") +
          (o.persistent ? (o.producer ? "_ws" : "_p") : "") +
          (o.tmaWeights ? "_tma" : "") + (o.evictFirst ? "_ef" : "") +
          (o.rotateK ? "_kr" : "") +
-         (o.multicast ? "_mc2" : "") +
-         (o.queue ? "_q" : "") + (wgmmaWideStores(o) ? "_v16" : "") +
+         (o.swapBandRows ? "_sw" + std::to_string(o.swapBandRows) : "") +
+         (o.multicast ? "_mc2" : "") + (o.queue ? "_q" : "") +
+         (wgmmaWideStores(o) ? "_v16" : "") +
          (o.kRuns > 1 ? "_k" + std::to_string(o.kRuns) : "") +
-         (o.l2PrefetchSteps ? "_pf" + std::to_string(o.l2PrefetchSteps)
-                            : "") +
+         (o.l2PrefetchSteps ? "_pf" + std::to_string(o.l2PrefetchSteps) : "") +
          (o.splitK ? "_splitk" : "");
 }
 
@@ -229,6 +231,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
          "multicast clusters take 128-row halves");
   assert((t.rows != kWgmmaTallRows || (o.producer && !o.dense)) &&
          "192-row tiles are for the producer form's expert kernels");
+  assert((!o.swapBandRows || t.rows == kWgmmaTallRows) &&
+         "the swapped band is a 192-row tile's");
+  assert((!o.swapBandRows || o.swapBandRows == 16 || o.swapBandRows == 32) &&
+         "a swapped band's sub-bands are 16 or 32 rows");
   assert((o.kRuns == 1 || (o.producer && o.scatter && !o.multicast)) &&
          "K runs are for the producer form's scatter kernels (their atomics "
          "add the runs' sums)");
@@ -258,6 +264,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // of each matrix's columns (the band: m64n128 wgmmas), 192 accumulators a
   // thread (the MMA warpgroups take the producer's registers).
   const bool tall = TM == kWgmmaTallRows;
+  // A swapped band: subBands sub-bands of swapRows rows (the wgmmas' N).
+  const bool swapped = o.swapBandRows != 0;
+  const int64_t swapRows = o.swapBandRows,
+                subBands =
+                    swapped ? (kWgmmaTallRows - kWgmmaTileM) / swapRows : 0;
   assert((!tall || atoms == 4) && "a 192-row tile is 256 columns wide");
   const int64_t TNw = splitColumns ? TN / 2 : TN;
   const int64_t wgColumns = splitColumns ? t.columns / 2 : t.columns;
@@ -473,7 +484,26 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // each of a pair's matrices (slots w and 2 + w, two atoms apart), else
   // atoms 2 w and 2 w + 1.
   Value aBandDesc0, bBandDesc0;
-  if (tall) {
+  // Swapped (swapped): A is one 64-column weight atom (MN-major; the
+  // leading offset unused, 8 K rows to the next: one atom), slice c of
+  // warpgroup w that of matrix c (a pair: atom w of each) or atom 2 w + c;
+  // B is sub-band s's 16 rows (K-major, as A above) from row 128 + 16 s.
+  SmallVector<Value, 2> swapWeightDesc0;
+  SmallVector<Value, 4> swapRowsDesc0;
+  if (tall && swapped) {
+    for (int64_t c = 0; c < kSwapSlices; ++c) {
+      Value slot = o.pair ? add(warpgroup, ci(2 * c))
+                          : add(mul(warpgroup, ci(2)), ci(c));
+      swapWeightDesc0.push_back(
+          descriptor(arith::AddIOp::create(
+                         b, loc, bAddr, toI64(mul(slot, ci(TK * kRowBytes)))),
+                     TK * kRowBytes, kAtomBytes));
+    }
+    for (int64_t s = 0; s < subBands; ++s)
+      swapRowsDesc0.push_back(
+          descriptor(addI64(aAddr, (kWgmmaTileM + swapRows * s) * kRowBytes),
+                     16, kAtomBytes));
+  } else if (tall) {
     aBandDesc0 = descriptor(addI64(aAddr, kWgmmaTileM * kRowBytes), 16,
                             kAtomBytes);
     Value slot = o.pair ? warpgroup : mul(warpgroup, ci(2));
@@ -489,12 +519,15 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   auto accType = LLVM::LLVMStructType::getLiteral(
       ctx, SmallVector<Type>(numAcc, f32));
   Value zeroAcc = LLVM::ZeroOp::create(b, loc, accType);
+  // Swapped, sub-band s's accumulators of slice c are accumulator
+  // 1 + kSwapSlices s + c: m64n16, 8 f32 a thread.
   Type bandType;
-  SmallVector<Value, 2> zeroAccs{zeroAcc};
+  SmallVector<Value> zeroAccs{zeroAcc};
   if (tall) {
     bandType = LLVM::LLVMStructType::getLiteral(
-        ctx, SmallVector<Type>(t.columns / 4, f32));
-    zeroAccs.push_back(LLVM::ZeroOp::create(b, loc, bandType));
+        ctx, SmallVector<Type>(swapped ? swapRows / 2 : t.columns / 4, f32));
+    for (int64_t i = 0; i < (swapped ? subBands * kSwapSlices : 1); ++i)
+      zeroAccs.push_back(LLVM::ZeroOp::create(b, loc, bandType));
   }
 
   // The MMAs of the K step in `stage` (its copies waited for, fenced and
@@ -508,7 +541,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // (`rowsHere` is for the other tiles), then the band's, whose MMAs run
   // where `bandHere` (uniform over the block).
   auto mmaStep = [&](ValueRange accsIn, Value stage, Value rowsHere,
-                     Value bandHere = Value()) -> SmallVector<Value, 2> {
+                     ValueRange bandHere = {}) -> SmallVector<Value> {
     Value stage64 = toI64(stage);
     auto atStage = [&](Value desc0, int64_t stageBytes) -> Value {
       return arith::AddIOp::create(
@@ -520,20 +553,25 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     Value aDesc = atStage(aDesc0, aStageBytes);
     Value bDesc = atStage(bDesc0, bStageBytes);
     Value aBandDesc, bBandDesc;
-    if (tall) {
+    if (tall && !swapped) {
       aBandDesc = atStage(aBandDesc0, aStageBytes);
       bBandDesc = atStage(bBandDesc0, bStageBytes);
     }
     auto bf16T = NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::bf16);
     auto f32T = NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::f32);
     auto one = NVVM::WGMMAScaleInAttr::get(ctx, NVVM::WGMMAScaleIn::one);
-    auto wgmma = [&](Value &acc, int64_t n, Value a, Value bDescJ) {
+    // A K-major and B MN-major (transposed), or swapped: A MN-major
+    // (transposed), B K-major.
+    auto wgmma = [&](Value &acc, int64_t n, Value a, Value bDescJ,
+                     bool swapped = false) {
+      auto layoutA = swapped ? NVVM::MMALayout::col : NVVM::MMALayout::row;
+      auto layoutB = swapped ? NVVM::MMALayout::col : NVVM::MMALayout::row;
       acc = NVVM::WgmmaMmaAsyncOp::create(
           b, loc, acc.getType(), acc, a, bDescJ,
           NVVM::MMAShapeAttr::get(ctx, 64, n, 16), bf16T, bf16T, f32T,
-          NVVM::WGMMAScaleOutAttr::get(ctx, NVVM::WGMMAScaleOut::one), one,
-          one, NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::row),
-          NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::row),
+          NVVM::WGMMAScaleOutAttr::get(ctx, NVVM::WGMMAScaleOut::one), one, one,
+          NVVM::MMALayoutAttr::get(ctx, layoutA),
+          NVVM::MMALayoutAttr::get(ctx, layoutB),
           /*satfinite=*/nullptr);
     };
     // The four k16 slices of one accumulator's MMAs, under `here` (null:
@@ -569,9 +607,39 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     // (The band's fence inside its branch: with the one before the main
     // MMAs only, ptxas serialized the kernel's wgmmas, C7520.)
     NVVM::WgmmaFenceAlignedOp::create(b, loc);
-    SmallVector<Value, 2> accs{
-        slices(accsIn[0], Value(), wgColumns, aDesc, bDesc),
-        slices(accsIn[1], bandHere, t.columns / 2, aBandDesc, bBandDesc)};
+    SmallVector<Value> accs{
+        slices(accsIn[0], Value(), wgColumns, aDesc, bDesc)};
+    if (!swapped) {
+      accs.push_back(
+          slices(accsIn[1], bandHere[0], t.columns / 2, aBandDesc, bBandDesc));
+    } else {
+      // Sub-band s where the tile has rows past 128 + 16 s: its slices'
+      // k16 MMAs (A: the weight atom, 16 K rows = two atoms further a
+      // slice; B: the rows, 32 bytes further).
+      SmallVector<Value, 2> weightDesc;
+      for (Value d : swapWeightDesc0)
+        weightDesc.push_back(atStage(d, bStageBytes));
+      for (int64_t sb = 0; sb < subBands; ++sb) {
+        Value rowsDesc = atStage(swapRowsDesc0[sb], aStageBytes);
+        ValueRange in = accsIn.slice(1 + kSwapSlices * sb, kSwapSlices);
+        auto mmaIf = scf::IfOp::create(b, loc, in.getTypes(), bandHere[sb],
+                                       /*withElseRegion=*/true);
+        OpBuilder::InsertionGuard mg(b);
+        b.setInsertionPointToStart(&mmaIf.getElseRegion().front());
+        scf::YieldOp::create(b, loc, in);
+        b.setInsertionPointToStart(&mmaIf.getThenRegion().front());
+        NVVM::WgmmaFenceAlignedOp::create(b, loc);
+        SmallVector<Value, 2> sub(in.begin(), in.end());
+        for (int64_t j = 0; j < TK / 16; ++j)
+          for (int64_t c = 0; c < kSwapSlices; ++c)
+            wgmma(sub[c], swapRows,
+                  addI64(weightDesc[c], (2 * kAtomBytes * j) >> 4),
+                  addI64(rowsDesc, (32 * j) >> 4), /*swapped=*/true);
+        scf::YieldOp::create(b, loc, sub);
+        b.setInsertionPointAfter(mmaIf);
+        accs.append(mmaIf.getResults().begin(), mmaIf.getResults().end());
+      }
+    }
     NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 1);
     return accs;
@@ -606,7 +674,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     bool halfColumns;
   };
   SmallVector<AccPart, 2> parts{{rowBase, TNw, splitColumns}};
-  if (tall)
+  if (tall && !swapped)
     parts.push_back({add(ci(kWgmmaTileM), add(mul(warp, ci(16)), divu(lane, 4))),
                      TN / 2, true});
   // The thread's two rows of each part (rowBase + 8 i of the tile) and
@@ -674,9 +742,55 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     }
     return mine;
   };
-  // Column checks only in a column block that N ends in.
-  auto epilogue = [&](ValueRange accs, ArrayRef<AccumulatorRow> pre,
-                      Value end, Value blockCol0) {
+  // A swapped band's stores (`accs` its sub-bands' slices, the tile's
+  // rows from `begin`): accumulator 4 q + 2 i + j of slice c of a thread
+  // (lane l of warp v of its warpgroup) is column 16 v + l / 4 + 8 i of the
+  // slice's 64 and row 8 q + 2 (l % 4) + j of the sub-band's 16. Each of
+  // the thread's rows in the tile is loaded once for its columns; a pair's
+  // gate columns are slice 1's (matrix 1's atom), so a pair stores slice
+  // 0's columns only.
+  auto swapEpilogue = [&](ValueRange accs, Value begin, Value end,
+                          Value blockCol0) {
+    int64_t outSlices = o.pair ? 1 : kSwapSlices;
+    Value colOfThread =
+        add(add(blockCol0, mul(warpgroup, ci(o.pair ? 64 : 2 * 64))),
+            add(mul(warp, ci(16)), divu(lane, 4)));
+    for (int64_t sb = 0; sb < subBands; ++sb)
+      for (int64_t q = 0; q < swapRows / 8; ++q)
+        for (int64_t j = 0; j < 2; ++j) {
+          Value slot =
+              add(begin, add(ci(kWgmmaTileM + swapRows * sb + 8 * q + j), tg2));
+          auto inRows =
+              scf::IfOp::create(b, loc, icmp(P::ult, slot, end), false);
+          OpBuilder::InsertionGuard eg(b);
+          b.setInsertionPointToStart(&inRows.getThenRegion().front());
+          AccumulatorRow row = loadAccumulatorRow(b, loc, o, args, slot);
+          for (int64_t c = 0; c < outSlices; ++c)
+            for (int64_t i = 0; i < 2; ++i) {
+              int64_t e = 4 * q + 2 * i + j;
+              Value h = LLVM::ExtractValueOp::create(
+                  b, loc, accs[kSwapSlices * sb + c], e);
+              Value gate = o.pair ? Value(LLVM::ExtractValueOp::create(
+                                        b, loc, accs[kSwapSlices * sb + 1], e))
+                                  : Value();
+              Value col = add(colOfThread, ci(64 * c + 8 * i));
+              auto inCols =
+                  scf::IfOp::create(b, loc, icmp(P::ult, col, N), false);
+              OpBuilder::InsertionGuard cg(b);
+              b.setInsertionPointToStart(&inCols.getThenRegion().front());
+              storeAccumulatorElement(b, loc, o, args.out, row, col, h, gate);
+            }
+        }
+  };
+  // Column checks only in a column block that N ends in. With a swapped
+  // band, `begin` is the tile's first row.
+  auto epilogue = [&](ValueRange accs, ArrayRef<AccumulatorRow> pre, Value end,
+                      Value blockCol0, Value begin = Value()) {
+    if (tall && swapped) {
+      assert(begin && "a swapped band's rows from the tile's first");
+      swapEpilogue(accs.drop_front(1), begin, end, blockCol0);
+      accs = accs.take_front(1);
+    }
     assert(accs.size() == parts.size() && "an accumulator struct a part");
     for (auto [p, part] : llvm::enumerate(parts)) {
       Value acc = accs[p];
@@ -1335,11 +1449,12 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         // loop of its own (the pair kernels spilled 1.7 KB); a warpgroup
         // with none of the tile's rows skipping the pair measured 1.11-
         // 1.13x slower (results/wgmma-tall-2026-12-04.md).
-        Value bandHere;
-        if (tall)
-          bandHere = icmp(P::ugt,
-                          arith::SubIOp::create(b, loc, rows.end, rows.begin),
-                          ci(kWgmmaTileM));
+        // Swapped, sub-band s where the tile has more than 128 + 16 s.
+        SmallVector<Value, 4> bandHere;
+        for (int64_t sb = 0; tall && sb < (swapped ? subBands : 1); ++sb)
+          bandHere.push_back(
+              icmp(P::ugt, arith::SubIOp::create(b, loc, rows.end, rows.begin),
+                   ci(kWgmmaTileM + swapRows * sb)));
         auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1), zeroAccs);
         {
           OpBuilder::InsertionGuard lg(b);
@@ -1352,7 +1467,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           NVVM::FenceProxyOp::create(
               b, loc, NVVM::ProxyKind::async_shared,
               NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
-          SmallVector<Value, 2> accs =
+          SmallVector<Value> accs =
               mmaStep(kLoop.getRegionIterArgs(), stageOf(g), yes, bandHere);
           // One wgmma group is left in flight: step g - 1's are done, so
           // its stage goes back to the producer.
@@ -1365,7 +1480,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
         release(stageOf(add(first, arith::SubIOp::create(b, loc, steps,
                                                         ci(1)))));
-        epilogue(kLoop.getResults(), pre, rows.end, col0);
+        epilogue(kLoop.getResults(), pre, rows.end, col0, rows.begin);
       }
       b.setInsertionPointToEnd(&entry);
       // Neither block of a cluster leaves while the other may still arrive

@@ -741,6 +741,16 @@ struct MmaOptions {
   /// rows takes two of every three K steps first (at the pace of its
   /// expert's 128-row tiles), the third ones after.
   bool bandKOrder = false;
+  /// With producer and 192-row tiles, 16 or 32: the band (rows 128-191)
+  /// multiplied with the operands swapped ("swap AB"): the weights are the
+  /// wgmma's A (MN-major, transposed), the band's rows its B (K-major), in
+  /// sub-bands of this many rows (m64n16k16 or m64n32k16), each multiplied
+  /// only where the tile has rows in it. The band then costs MMAs by 16 or
+  /// 32 rows instead of 64, but each sub-band reads the weights from shared
+  /// memory again; its epilogue stores each element on its own (a thread's
+  /// accumulators are two columns by swapBandRows / 4 rows of a sub-band).
+  /// 0: the band is m64n128 wgmmas over its 64 rows.
+  int64_t swapBandRows = 0;
   /// With producer, not multicast: the blocks take the pairs from a global
   /// counter (one more argument after the others: a zeroed i32 [1], used
   /// up by the launch) instead of round-robin by block index, so pairs start
@@ -986,6 +996,13 @@ void storeAccumulatorPair(OpBuilder &b, Location loc, const MmaOptions &o,
 Value accumulatorPairBf16(OpBuilder &b, Location loc, const MmaOptions &o,
                           const AccumulatorRow &row, ArrayRef<Value> h,
                           ArrayRef<Value> gate);
+/// One column `col` of `row` (not checked against N) from the f32
+/// accumulator `h` (and the gate's, `gate`, for pairs; else null), as
+/// storeAccumulatorPair stores pairs where `o` is not dense: a bf16 store,
+/// or with scatter an f32 atomic add of scale * h.
+void storeAccumulatorElement(OpBuilder &b, Location loc, const MmaOptions &o,
+                             Value out, const AccumulatorRow &row, Value col,
+                             Value h, Value gate);
 
 /// Builds an epilogue's stores twice: `stores(Value())` (no column checks)
 /// where `whole` (the block's columns all below N), else `stores(n)`.

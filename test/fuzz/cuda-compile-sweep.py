@@ -106,6 +106,7 @@ def draw_case(rng):
             ("--gpu-router-split-k", ["1", "2", "7"]),
             ("--gpu-fused-route", ["true"]),
             ("--gpu-wgmma-k-order", ["never", "band", "up", "both"]),
+            ("--gpu-wgmma-band", ["m64", "swap16", "swap32"]),
             ("--gpu-prefetch-router", ["never"]),
             ("--gpu-wgmma-group-tiles", ["-2", "1", "2", "5"]),
             ("--gpu-wgmma-tile-step", ["128", "192"]),

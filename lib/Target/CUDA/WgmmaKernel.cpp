@@ -484,10 +484,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // each of a pair's matrices (slots w and 2 + w, two atoms apart), else
   // atoms 2 w and 2 w + 1.
   Value aBandDesc0, bBandDesc0;
-  // Swapped (swapped): A is one 64-column weight atom (MN-major; the
-  // leading offset unused, 8 K rows to the next: one atom), slice c of
-  // warpgroup w that of matrix c (a pair: atom w of each) or atom 2 w + c;
-  // B is sub-band s's 16 rows (K-major, as A above) from row 128 + 16 s.
+  // Swapped: A is one 64-column weight atom (MN-major; the leading offset
+  // unused, 8 K rows to the next: one atom), slice c of warpgroup w that
+  // of matrix c (a pair: atom w of each) or atom 2 w + c; B is sub-band
+  // s's swapRows rows (K-major, as A above) from row 128 + swapRows s.
   SmallVector<Value, 2> swapWeightDesc0;
   SmallVector<Value, 4> swapRowsDesc0;
   if (tall && swapped) {
@@ -520,7 +520,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       ctx, SmallVector<Type>(numAcc, f32));
   Value zeroAcc = LLVM::ZeroOp::create(b, loc, accType);
   // Swapped, sub-band s's accumulators of slice c are accumulator
-  // 1 + kSwapSlices s + c: m64n16, 8 f32 a thread.
+  // 1 + kSwapSlices s + c: m64n(swapRows), swapRows / 2 f32 a thread.
   Type bandType;
   SmallVector<Value> zeroAccs{zeroAcc};
   if (tall) {
@@ -563,9 +563,11 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
     // A K-major and B MN-major (transposed), or swapped: A MN-major
     // (transposed), B K-major.
     auto wgmma = [&](Value &acc, int64_t n, Value a, Value bDescJ,
-                     bool swapped = false) {
-      auto layoutA = swapped ? NVVM::MMALayout::col : NVVM::MMALayout::row;
-      auto layoutB = swapped ? NVVM::MMALayout::col : NVVM::MMALayout::row;
+                     bool operandsSwapped = false) {
+      auto layoutA =
+          operandsSwapped ? NVVM::MMALayout::col : NVVM::MMALayout::row;
+      auto layoutB =
+          operandsSwapped ? NVVM::MMALayout::col : NVVM::MMALayout::row;
       acc = NVVM::WgmmaMmaAsyncOp::create(
           b, loc, acc.getType(), acc, a, bDescJ,
           NVVM::MMAShapeAttr::get(ctx, 64, n, 16), bf16T, bf16T, f32T,
@@ -613,7 +615,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
       accs.push_back(
           slices(accsIn[1], bandHere[0], t.columns / 2, aBandDesc, bBandDesc));
     } else {
-      // Sub-band s where the tile has rows past 128 + 16 s: its slices'
+      // Sub-band s where the tile has rows past 128 + swapRows s: its slices'
       // k16 MMAs (A: the weight atom, 16 K rows = two atoms further a
       // slice; B: the rows, 32 bytes further).
       SmallVector<Value, 2> weightDesc;
@@ -634,7 +636,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
           for (int64_t c = 0; c < kSwapSlices; ++c)
             wgmma(sub[c], swapRows,
                   addI64(weightDesc[c], (2 * kAtomBytes * j) >> 4),
-                  addI64(rowsDesc, (32 * j) >> 4), /*swapped=*/true);
+                  addI64(rowsDesc, (32 * j) >> 4), /*operandsSwapped=*/true);
         scf::YieldOp::create(b, loc, sub);
         b.setInsertionPointAfter(mmaIf);
         accs.append(mmaIf.getResults().begin(), mmaIf.getResults().end());
@@ -1449,7 +1451,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         // loop of its own (the pair kernels spilled 1.7 KB); a warpgroup
         // with none of the tile's rows skipping the pair measured 1.11-
         // 1.13x slower (results/wgmma-tall-2026-12-04.md).
-        // Swapped, sub-band s where the tile has more than 128 + 16 s.
+        // Swapped, sub-band s where the tile has more than 128 + swapRows s.
         SmallVector<Value, 4> bandHere;
         for (int64_t sb = 0; tall && sb < (swapped ? subBands : 1); ++sb)
           bandHere.push_back(

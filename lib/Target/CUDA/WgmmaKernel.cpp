@@ -490,7 +490,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // s's swapRows rows (K-major, as A above) from row 128 + swapRows s.
   SmallVector<Value, 2> swapWeightDesc0;
   SmallVector<Value, 4> swapRowsDesc0;
-  if (tall && swapped) {
+  if (swapped) {
     for (int64_t c = 0; c < kSwapSlices; ++c) {
       Value slot = o.pair ? add(warpgroup, ci(2 * c))
                           : add(mul(warpgroup, ci(2)), ci(c));
@@ -638,7 +638,6 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
                   addI64(weightDesc[c], (2 * kAtomBytes * j) >> 4),
                   addI64(rowsDesc, (32 * j) >> 4), /*operandsSwapped=*/true);
         scf::YieldOp::create(b, loc, sub);
-        b.setInsertionPointAfter(mmaIf);
         accs.append(mmaIf.getResults().begin(), mmaIf.getResults().end());
       }
     }
@@ -747,7 +746,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // A swapped band's stores (`accs` its sub-bands' slices, the tile's
   // rows from `begin`): accumulator 4 q + 2 i + j of slice c of a thread
   // (lane l of warp v of its warpgroup) is column 16 v + l / 4 + 8 i of the
-  // slice's 64 and row 8 q + 2 (l % 4) + j of the sub-band's 16. Each of
+  // slice's 64 and row 8 q + 2 (l % 4) + j of the sub-band's swapRows. Each of
   // the thread's rows in the tile is loaded once for its columns; a pair's
   // gate columns are slice 1's (matrix 1's atom), so a pair stores slice
   // 0's columns only.
@@ -788,7 +787,7 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
   // band, `begin` is the tile's first row.
   auto epilogue = [&](ValueRange accs, ArrayRef<AccumulatorRow> pre, Value end,
                       Value blockCol0, Value begin = Value()) {
-    if (tall && swapped) {
+    if (swapped) {
       assert(begin && "a swapped band's rows from the tile's first");
       swapEpilogue(accs.drop_front(1), begin, end, blockCol0);
       accs = accs.take_front(1);
@@ -1453,10 +1452,10 @@ gpu::GPUFuncOp mlir::moe::buildGroupedWgmmaKernel(OpBuilder &b, Location loc,
         // 1.13x slower (results/wgmma-tall-2026-12-04.md).
         // Swapped, sub-band s where the tile has more than 128 + swapRows s.
         SmallVector<Value, 4> bandHere;
+        Value tileRows = arith::SubIOp::create(b, loc, rows.end, rows.begin);
         for (int64_t sb = 0; tall && sb < (swapped ? subBands : 1); ++sb)
           bandHere.push_back(
-              icmp(P::ugt, arith::SubIOp::create(b, loc, rows.end, rows.begin),
-                   ci(kWgmmaTileM + swapRows * sb)));
+              icmp(P::ugt, tileRows, ci(kWgmmaTileM + swapRows * sb)));
         auto kLoop = scf::ForOp::create(b, loc, ci(0), steps, ci(1), zeroAccs);
         {
           OpBuilder::InsertionGuard lg(b);
